@@ -1,0 +1,12 @@
+//! proofrig agents: everything that touches a device.
+//!
+//! Layers, bottom up: [`events`] (the one stream all evidence flows into),
+//! [`channel`] (raw byte streams with continuous capture), transports that produce
+//! them, the expect engine above any byte stream, and the power backends.
+//! [`rig`] describes what exists on a bench; agents take the piece they need.
+
+pub mod channel;
+pub mod events;
+pub mod rig;
+pub mod secret;
+pub mod yaml;
