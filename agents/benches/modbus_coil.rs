@@ -1,0 +1,1 @@
+fn main() { unimplemented!("benchmark not written yet") }

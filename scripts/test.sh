@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (README): installs the third-party peers the tests talk to when
+# they are missing, then runs the whole test suite. Tests never skip a missing peer;
+# they fail and say what to install, so this script is the one place that installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v ser2net >/dev/null 2>&1 || need+=(ser2net)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v pdudaemon >/dev/null 2>&1 || need+=(pdudaemon)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test peers missing: ${need[*]}; installing them with apt-get" >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        SUDO=sudo
+    else
+        SUDO=
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+exec cargo test --workspace --locked "$@"
