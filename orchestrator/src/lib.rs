@@ -1,0 +1,3 @@
+//! proofrig: plans, runs, evidence and the command line, over the agents crate.
+
+pub mod evidence;
