@@ -1,3 +1,4 @@
 //! proofrig: plans, runs, evidence and the command line, over the agents crate.
 
 pub mod evidence;
+pub mod verdict;
