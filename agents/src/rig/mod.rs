@@ -273,6 +273,9 @@ devices:
     role: radio-unit
     tags: [lte]
     identity: { vendor: Acme, model: RU-9, serial: "0001", firmware: "1.2.3" }
+    declared:
+      open_tcp_ports: [22, 830]
+      lockout: { attempts: 3, seconds: 60 }
     console:
       serial: { port: /dev/ttyUSB0, baud: 115200 }
       death_strings: ["Kernel panic", "Oops"]
@@ -305,13 +308,15 @@ devices:
         assert_eq!(ru1.ssh.as_ref().unwrap().key_file.as_deref(), Some(Path::new("/lab/rigs/keys/ru1")));
         assert_eq!(ru1.power.as_ref().unwrap().outlet, OutletId::Number(3));
         assert_eq!(ru1.console.as_ref().unwrap().serial.as_ref().unwrap().parity, Parity::None);
+        assert_eq!(ru1.declared["open_tcp_ports"], serde_json::json!([22, 830]));
+        assert_eq!(ru1.declared["lockout"]["attempts"], 3);
     }
 
     #[test]
     fn dangling_pdu_reference_is_located_with_a_hint() {
         let err = invalid(&GOOD.replace("pdu: pdu1", "pdu: pdu2"));
         assert_eq!(err.field, "devices.ru1.power.pdu");
-        assert_eq!(err.line, 20);
+        assert_eq!(err.line, 23);
         assert!(err.message.contains("no PDU named `pdu2`"));
         assert!(err.hint.as_deref().unwrap().contains("pdu1"));
     }
@@ -319,7 +324,7 @@ devices:
     #[test]
     fn unknown_field_wrong_type_and_missing_pin_are_located() {
         let err = invalid(&GOOD.replace("baud: 115200", "baud: fast"));
-        assert_eq!((err.field.as_str(), err.line), ("devices.ru1.console.serial.baud", 11));
+        assert_eq!((err.field.as_str(), err.line), ("devices.ru1.console.serial.baud", 14));
         let err = invalid(&GOOD.replace("tags: [lte]", "tagz: [lte]"));
         assert_eq!(err.field, "devices.ru1.tagz");
         assert_eq!(err.hint.as_deref(), Some("did you mean `tags`?"));

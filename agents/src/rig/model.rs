@@ -36,6 +36,10 @@ pub struct Device {
     /// Identity as declared by the vendor; evidence compares it with what the device reports.
     #[serde(default)]
     pub identity: Identity,
+    /// What the vendor declares and tests compare against: documented open ports,
+    /// lockout threshold, default accounts, device-specific commands. Free-form values.
+    #[serde(default)]
+    pub declared: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub console: Option<Console>,
     #[serde(default)]
