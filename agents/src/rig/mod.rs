@@ -248,6 +248,9 @@ fn resolve_paths(spec: &mut RigFile, base: &Path) {
         }
     };
     for device in spec.devices.values_mut() {
+        for secret in device.secrets.values_mut() {
+            *secret = secret.relative_to(base);
+        }
         if let Some(ssh) = &mut device.ssh {
             ssh.key_file.as_mut().map(abs);
             ssh.known_hosts.as_mut().map(abs);
@@ -276,6 +279,8 @@ devices:
     declared:
       open_tcp_ports: [22, 830]
       lockout: { attempts: 3, seconds: 60 }
+    secrets:
+      root_password: { file: secrets/ru1-root }
     console:
       serial: { port: /dev/ttyUSB0, baud: 115200 }
       death_strings: ["Kernel panic", "Oops"]
@@ -310,13 +315,14 @@ devices:
         assert_eq!(ru1.console.as_ref().unwrap().serial.as_ref().unwrap().parity, Parity::None);
         assert_eq!(ru1.declared["open_tcp_ports"], serde_json::json!([22, 830]));
         assert_eq!(ru1.declared["lockout"]["attempts"], 3);
+        assert_eq!(ru1.secrets["root_password"], crate::secret::SecretRef::File("/lab/rigs/secrets/ru1-root".into()));
     }
 
     #[test]
     fn dangling_pdu_reference_is_located_with_a_hint() {
         let err = invalid(&GOOD.replace("pdu: pdu1", "pdu: pdu2"));
         assert_eq!(err.field, "devices.ru1.power.pdu");
-        assert_eq!(err.line, 23);
+        assert_eq!(err.line, 25);
         assert!(err.message.contains("no PDU named `pdu2`"));
         assert!(err.hint.as_deref().unwrap().contains("pdu1"));
     }
@@ -324,7 +330,7 @@ devices:
     #[test]
     fn unknown_field_wrong_type_and_missing_pin_are_located() {
         let err = invalid(&GOOD.replace("baud: 115200", "baud: fast"));
-        assert_eq!((err.field.as_str(), err.line), ("devices.ru1.console.serial.baud", 14));
+        assert_eq!((err.field.as_str(), err.line), ("devices.ru1.console.serial.baud", 16));
         let err = invalid(&GOOD.replace("tags: [lte]", "tagz: [lte]"));
         assert_eq!(err.field, "devices.ru1.tagz");
         assert_eq!(err.hint.as_deref(), Some("did you mean `tags`?"));

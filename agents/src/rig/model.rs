@@ -40,6 +40,9 @@ pub struct Device {
     /// lockout threshold, default accounts, device-specific commands. Free-form values.
     #[serde(default)]
     pub declared: BTreeMap<String, serde_json::Value>,
+    /// Named secrets of this device that plans may use (e.g. `root_password`), by reference.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
     #[serde(default)]
     pub console: Option<Console>,
     #[serde(default)]
