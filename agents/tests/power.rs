@@ -55,7 +55,8 @@ fn outline(sink: &MemorySink) -> Vec<(String, PowerState, PowerState, bool)> {
 }
 
 fn rig(text: &str) -> Rig {
-    Rig::parse("power-test.yaml", text, Path::new("/")).unwrap_or_else(|e| panic!("test rig does not parse: {e:?}\n{text}"))
+    Rig::parse("power-test.yaml", text, Path::new("/"))
+        .unwrap_or_else(|e| panic!("test rig does not parse: {e:?}\n{text}"))
 }
 
 fn controller(text: &str) -> (PowerController, Arc<MemorySink>) {
@@ -193,7 +194,7 @@ async fn modbus_exceptions_are_refusals_that_name_the_cause() {
     // The rig says unit 1; the board is unit 7 and answers like a gateway would.
     let err = power.on("ru1").await.unwrap_err();
     assert!(
-        matches!(&err, PowerError::Refused { device, pdu, action, .. } if device == "ru1" && pdu == "relays" && action == "on"),
+        matches!(&err, PowerError::Refused { device, pdu, action, .. } if device == "ru1" && pdu == "relays" && *action == "on"),
         "{err:?}"
     );
     assert!(err.to_string().contains("unit"), "{err}");
@@ -244,7 +245,8 @@ devices:
 
 #[tokio::test]
 async fn an_unreachable_modbus_pdu_fails_within_its_timeout() {
-    let closed = single_pdu_rig(&format!("{{ modbus: {{ host: 127.0.0.1, port: {}, timeout_ms: 400 }} }}", closed_port()), "1");
+    let closed =
+        single_pdu_rig(&format!("{{ modbus: {{ host: 127.0.0.1, port: {}, timeout_ms: 400 }} }}", closed_port()), "1");
     assert_unreachable_in_time(&closed, 400, false, "refused").await;
 
     let (_listener, port) = silent_listener();
@@ -519,7 +521,9 @@ async fn probing_a_web_server_that_is_not_pdudaemon_is_an_unexpected_reply() {
         if let Ok((mut stream, _)) = listener.accept() {
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
-            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot here\n");
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot here\n",
+            );
         }
     });
     let text = single_pdu_rig(
@@ -607,7 +611,10 @@ async fn command_pdu_without_status_reports_unknown_and_cannot_be_probed() {
     assert!(matches!(power.probe("usb").await.unwrap_err(), PowerError::NothingToProbe { .. }));
     assert_eq!(
         outline(&sink),
-        vec![("on".into(), PowerState::On, PowerState::Unknown, true), ("status".into(), PowerState::Unknown, PowerState::Unknown, true)]
+        vec![
+            ("on".into(), PowerState::On, PowerState::Unknown, true),
+            ("status".into(), PowerState::Unknown, PowerState::Unknown, true)
+        ]
     );
 }
 
@@ -618,15 +625,21 @@ async fn command_failures_mismatches_and_hangs_are_errors() {
     let text = command_rig(dir.path(), "true", "echo 'relay jammed' >&2; exit 3", Some("echo off"), 2000);
     let (power, sink) = controller(&text);
     let err = power.on("ru1").await.unwrap_err();
-    assert!(matches!(err, PowerError::ReadbackMismatch { requested: PowerState::On, read: PowerState::Off, .. }), "{err:?}");
+    assert!(
+        matches!(err, PowerError::ReadbackMismatch { requested: PowerState::On, read: PowerState::Off, .. }),
+        "{err:?}"
+    );
     let err = power.off("ru1").await.unwrap_err();
     assert!(
-        matches!(&err, PowerError::Refused { action, reason, .. } if action == "off" && reason.contains("exited 3") && reason.contains("relay jammed")),
+        matches!(&err, PowerError::Refused { action, reason, .. } if *action == "off" && reason.contains("exited 3") && reason.contains("relay jammed")),
         "{err:?}"
     );
     assert_eq!(
         outline(&sink),
-        vec![("on".into(), PowerState::On, PowerState::Off, false), ("off".into(), PowerState::Off, PowerState::Unknown, false)]
+        vec![
+            ("on".into(), PowerState::On, PowerState::Off, false),
+            ("off".into(), PowerState::Off, PowerState::Unknown, false)
+        ]
     );
 
     // A hanging command is killed at the timeout, together with what it started.
@@ -637,7 +650,7 @@ async fn command_failures_mismatches_and_hangs_are_errors() {
     let took = started.elapsed();
     assert!(
         matches!(&err, PowerError::CommandTimedOut { device, pdu, action, after_ms, .. }
-            if device == "ru1" && pdu == "usb" && action == "on" && *after_ms >= 290),
+            if device == "ru1" && pdu == "usb" && *action == "on" && *after_ms >= 290),
         "{err:?}"
     );
     assert!(took < Duration::from_millis(600), "took {took:?}");

@@ -72,14 +72,19 @@ impl CommandBackend {
         Ok(Switched { readback, detail: format!("`{command}` exited 0; status command reports {readback}") })
     }
 
-    async fn ask_status(&self, template: &str, outlet: &OutletRef<'_>, deadline: Instant) -> Result<PowerState, PowerError> {
+    async fn ask_status(
+        &self,
+        template: &str,
+        outlet: &OutletRef<'_>,
+        deadline: Instant,
+    ) -> Result<PowerState, PowerError> {
         let command = self.expand(template, outlet)?;
         let done = self.run(&command, outlet, "status", deadline).await?;
         parse_status(&done.stdout, done.code).ok_or_else(|| PowerError::Refused {
             device: outlet.device.into(),
             pdu: self.pdu.clone(),
             outlet: outlet.outlet.clone(),
-            action: "status".into(),
+            action: "status",
             reason: format!(
                 "`{command}` printed `{}` and exited {}; a status command prints `on` or `off`, or exits 0 for on \
                  and 1 for off",
@@ -108,7 +113,13 @@ impl CommandBackend {
         Ok(template.replace("{outlet}", &text))
     }
 
-    async fn run(&self, command: &str, outlet: &OutletRef<'_>, action: &str, deadline: Instant) -> Result<Finished, PowerError> {
+    async fn run(
+        &self,
+        command: &str,
+        outlet: &OutletRef<'_>,
+        action: &'static str,
+        deadline: Instant,
+    ) -> Result<Finished, PowerError> {
         let started = Instant::now();
         let mut child = Command::new("sh")
             .arg("-c")
@@ -152,7 +163,7 @@ impl CommandBackend {
                     device: outlet.device.into(),
                     pdu: self.pdu.clone(),
                     outlet: outlet.outlet.clone(),
-                    action: action.into(),
+                    action,
                     command: command.into(),
                     after_ms: elapsed_ms(started),
                 })
@@ -160,12 +171,12 @@ impl CommandBackend {
         }
     }
 
-    fn refused(&self, outlet: &OutletRef<'_>, action: &str, command: &str, done: &Finished) -> PowerError {
+    fn refused(&self, outlet: &OutletRef<'_>, action: &'static str, command: &str, done: &Finished) -> PowerError {
         PowerError::Refused {
             device: outlet.device.into(),
             pdu: self.pdu.clone(),
             outlet: outlet.outlet.clone(),
-            action: action.into(),
+            action,
             reason: format!("`{command}` exited {}; stderr: `{}`", exit_text(done.code), clip(done.stderr.trim())),
         }
     }

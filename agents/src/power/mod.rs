@@ -38,7 +38,7 @@ pub enum PowerError {
     UnknownPdu { rig: String, pdu: String, known: String },
 
     #[error(
-        "PDU `{pdu}` at {addr} did not answer within {after_ms} ms: {reason}. Check that the PDU is \
+        "PDU `{pdu}` at {addr} did not answer (gave up after {after_ms} ms): {reason}. Check that the PDU is \
          powered and cabled, that this host can reach {addr} (ping, firewall, VLAN), and that the \
          address in the rig file is right"
     )]
@@ -51,7 +51,7 @@ pub enum PowerError {
     ReadbackMismatch { device: String, pdu: String, outlet: OutletId, requested: PowerState, read: PowerState },
 
     #[error("PDU `{pdu}` refused `{action}` on outlet {outlet} (device `{device}`): {reason}")]
-    Refused { device: String, pdu: String, outlet: OutletId, action: String, reason: String },
+    Refused { device: String, pdu: String, outlet: OutletId, action: &'static str, reason: String },
 
     #[error("PDU `{pdu}` at {addr} answered, but not as expected: {reason}")]
     UnexpectedReply { pdu: String, addr: String, reason: String },
@@ -60,7 +60,14 @@ pub enum PowerError {
         "`{command}` ({action} of outlet {outlet}, device `{device}`, PDU `{pdu}`) did not finish \
          within {after_ms} ms; it was killed with its process group"
     )]
-    CommandTimedOut { device: String, pdu: String, outlet: OutletId, action: String, command: String, after_ms: u64 },
+    CommandTimedOut {
+        device: String,
+        pdu: String,
+        outlet: OutletId,
+        action: &'static str,
+        command: String,
+        after_ms: u64,
+    },
 
     #[error("cannot run `{command}` for PDU `{pdu}`: {source}")]
     CommandSpawn { pdu: String, command: String, source: std::io::Error },
@@ -239,15 +246,14 @@ impl PowerController {
         let mut pdus = BTreeMap::new();
         for (name, pdu) in &rig.spec.pdus {
             // Probes need an outlet that exists; the first device on the PDU has one.
-            let first_outlet = rig
-                .devices()
-                .filter_map(|(_, d)| d.power.as_ref())
-                .find(|p| &p.pdu == name)
-                .map(|p| p.outlet.clone());
+            let first_outlet =
+                rig.devices().filter_map(|(_, d)| d.power.as_ref()).find(|p| &p.pdu == name).map(|p| p.outlet.clone());
             let backend = match pdu {
                 Pdu::Modbus(config) => Backend::Modbus(modbus::ModbusBackend::new(name, config.clone(), first_outlet)),
                 Pdu::Pdudaemon(config) => Backend::Pdudaemon(pdudaemon::PdudaemonBackend::new(name, config.clone())?),
-                Pdu::Command(config) => Backend::Command(command::CommandBackend::new(name, config.clone(), first_outlet)),
+                Pdu::Command(config) => {
+                    Backend::Command(command::CommandBackend::new(name, config.clone(), first_outlet))
+                }
             };
             pdus.insert(name.clone(), PduSlot { backend, lock: tokio::sync::Mutex::new(()) });
         }
@@ -365,7 +371,9 @@ impl PowerController {
         let rig = &self.inner.rig;
         let found = rig.device(device).map_err(|err| match err {
             RigError::UnknownDevice { rig, name, hint } => PowerError::UnknownDevice { rig, device: name, hint },
-            other => PowerError::UnknownDevice { rig: rig.name().into(), device: device.into(), hint: other.to_string() },
+            other => {
+                PowerError::UnknownDevice { rig: rig.name().into(), device: device.into(), hint: other.to_string() }
+            }
         })?;
         let power = found
             .power

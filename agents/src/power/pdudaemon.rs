@@ -42,7 +42,12 @@ impl PdudaemonBackend {
     }
 
     /// Ask pdudaemon to carry out `request` (`on`, `off`, `reboot`) on the outlet.
-    async fn control(&self, outlet: &OutletRef<'_>, request: &str, delay_s: Option<u64>) -> Result<Switched, PowerError> {
+    async fn control(
+        &self,
+        outlet: &OutletRef<'_>,
+        request: &'static str,
+        delay_s: Option<u64>,
+    ) -> Result<Switched, PowerError> {
         let port = outlet.outlet.to_string();
         let mut query: Vec<(&str, String)> = vec![("hostname", self.config.hostname.clone()), ("port", port.clone())];
         if let Some(delay) = delay_s {
@@ -77,7 +82,7 @@ impl PdudaemonBackend {
                 device: outlet.device.into(),
                 pdu: self.pdu.clone(),
                 outlet: outlet.outlet.clone(),
-                action: request.into(),
+                action: request,
                 reason: format!("HTTP {status} `{body}`{hint}"),
             });
         }
@@ -105,7 +110,12 @@ impl PdudaemonBackend {
         } else {
             error_chain(err)
         };
-        PowerError::Unreachable { pdu: self.pdu.clone(), addr: self.base().to_string(), after_ms: elapsed_ms(started), reason }
+        PowerError::Unreachable {
+            pdu: self.pdu.clone(),
+            addr: self.base().to_string(),
+            after_ms: elapsed_ms(started),
+            reason,
+        }
     }
 }
 

@@ -48,10 +48,18 @@ impl Default for ModbusOptions {
 /// What a logged request asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoilOp {
-    Read { coil: u16, count: u16 },
-    Write { coil: u16, value: bool },
+    Read {
+        coil: u16,
+        count: u16,
+    },
+    Write {
+        coil: u16,
+        value: bool,
+    },
     /// Any other function code (answered with "illegal function").
-    Other { function: u8 },
+    Other {
+        function: u8,
+    },
 }
 
 /// One request as the server saw it.
@@ -290,10 +298,7 @@ impl Drop for ModbusServer {
 }
 
 fn serve(listener: std::net::TcpListener, bank: Arc<CoilBank>, stop: tokio::sync::oneshot::Receiver<()>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("Modbus server runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("Modbus server runtime");
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener).expect("tokio listener");
         let server = Server::new(listener);
