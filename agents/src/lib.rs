@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod events;
+pub mod power;
 pub mod rig;
 pub mod secret;
 pub mod yaml;
