@@ -141,7 +141,7 @@ impl PathIndex {
 
     /// Where a field's value stands (the key if the field has no value node).
     fn locate(&self, path: &str) -> Option<&Entry> {
-        self.entries.iter().filter(|e| e.path == path).last()
+        self.entries.iter().rfind(|e| e.path == path)
     }
 }
 
