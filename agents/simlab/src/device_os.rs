@@ -255,7 +255,9 @@ impl DeviceOs {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, DeviceState> {
         // A panic while holding the lock leaves plain data behind, still usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn hostname(&self) -> String {
@@ -303,7 +305,7 @@ impl DeviceOs {
         self.lock()
             .accounts
             .get(user)
-            .is_some_and(|account| account.authorized_keys.iter().any(|k| *k == wanted))
+            .is_some_and(|account| account.authorized_keys.contains(&wanted))
     }
 
     /// Lets `user` log in with the OpenSSH public key line `key`.
@@ -396,29 +398,49 @@ impl DeviceState {
         let now = SystemTime::now();
         let mut accounts = BTreeMap::new();
         let mut groups = vec![
-            Group { name: "root".into(), gid: 0, members: vec![] },
-            Group { name: "adm".into(), gid: 4, members: vec![] },
-            Group { name: "shadow".into(), gid: 42, members: vec![] },
+            Group {
+                name: "root".into(),
+                gid: 0,
+                members: vec![],
+            },
+            Group {
+                name: "adm".into(),
+                gid: 4,
+                members: vec![],
+            },
+            Group {
+                name: "shadow".into(),
+                gid: 42,
+                members: vec![],
+            },
         ];
-        let mut add_account = |name: &str, uid: u32, home: &str, gecos: &str, password: &str, enabled: bool| {
-            accounts.insert(
-                name.to_string(),
-                Account {
-                    name: name.to_string(),
-                    uid,
-                    gid: uid,
-                    home: home.to_string(),
-                    shell: "/bin/sh".to_string(),
-                    gecos: gecos.to_string(),
-                    password: password.to_string(),
-                    enabled,
-                    authorized_keys: Vec::new(),
-                    consecutive_failures: 0,
-                    locked_until: None,
-                },
-            );
-        };
-        add_account("root", ROOT_UID, "/root", "root", &config.root_password, true);
+        let mut add_account =
+            |name: &str, uid: u32, home: &str, gecos: &str, password: &str, enabled: bool| {
+                accounts.insert(
+                    name.to_string(),
+                    Account {
+                        name: name.to_string(),
+                        uid,
+                        gid: uid,
+                        home: home.to_string(),
+                        shell: "/bin/sh".to_string(),
+                        gecos: gecos.to_string(),
+                        password: password.to_string(),
+                        enabled,
+                        authorized_keys: Vec::new(),
+                        consecutive_failures: 0,
+                        locked_until: None,
+                    },
+                );
+            };
+        add_account(
+            "root",
+            ROOT_UID,
+            "/root",
+            "root",
+            &config.root_password,
+            true,
+        );
         add_account(
             "admin",
             1000,
@@ -427,11 +449,19 @@ impl DeviceState {
             "admin",
             config.policy.default_account_enabled,
         );
-        groups.push(Group { name: "admin".into(), gid: 1000, members: vec![] });
+        groups.push(Group {
+            name: "admin".into(),
+            gid: 1000,
+            members: vec![],
+        });
         for (index, (name, password)) in config.accounts.iter().enumerate() {
             let uid = 1001 + index as u32;
             add_account(name, uid, &format!("/home/{name}"), name, password, true);
-            groups.push(Group { name: name.clone(), gid: uid, members: vec![] });
+            groups.push(Group {
+                name: name.clone(),
+                gid: uid,
+                members: vec![],
+            });
             // Operators read the logs: on a hardened device root cannot log in over
             // SSH, so this is how a test plan reaches the auth log.
             if let Some(adm) = groups.iter_mut().find(|g| g.name == "adm") {
@@ -455,7 +485,15 @@ impl DeviceState {
         };
         let dir = || NodeKind::Directory;
         let text = |s: String| NodeKind::File(Content::Text(s));
-        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home"] {
+        for path in [
+            "/",
+            "/etc",
+            "/etc/ssh",
+            "/etc/proofrig",
+            "/var",
+            "/var/log",
+            "/home",
+        ] {
             put(path, dir(), 0o755, "root", "root");
         }
         put("/tmp", dir(), 0o1777, "root", "root");
@@ -463,10 +501,34 @@ impl DeviceState {
         for account in accounts.values().filter(|a| a.uid != ROOT_UID) {
             put(&account.home, dir(), 0o750, &account.name, &account.name);
         }
-        put("/etc/passwd", NodeKind::File(Content::Passwd), 0o644, "root", "root");
-        put("/etc/group", NodeKind::File(Content::Group), 0o644, "root", "root");
-        put("/etc/shadow", NodeKind::File(Content::Shadow), modes.shadow, "root", "shadow");
-        put("/etc/hostname", text(format!("{}\n", config.hostname)), 0o644, "root", "root");
+        put(
+            "/etc/passwd",
+            NodeKind::File(Content::Passwd),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/group",
+            NodeKind::File(Content::Group),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/shadow",
+            NodeKind::File(Content::Shadow),
+            modes.shadow,
+            "root",
+            "shadow",
+        );
+        put(
+            "/etc/hostname",
+            text(format!("{}\n", config.hostname)),
+            0o644,
+            "root",
+            "root",
+        );
         put(
             "/etc/proofrig-release",
             text(release_file(&config.identity)),
@@ -507,7 +569,13 @@ impl DeviceState {
             "root",
             "root",
         );
-        put("/var/log/auth.log", NodeKind::File(Content::AuthLog), 0o640, "root", "adm");
+        put(
+            "/var/log/auth.log",
+            NodeKind::File(Content::AuthLog),
+            0o640,
+            "root",
+            "adm",
+        );
 
         DeviceState {
             hostname: config.hostname,
@@ -560,7 +628,10 @@ impl DeviceState {
         locked_account: &mut bool,
     ) -> Result<(), LoginDenied> {
         let policy = self.policy;
-        let account = self.accounts.get_mut(user).ok_or(LoginDenied::UnknownUser)?;
+        let account = self
+            .accounts
+            .get_mut(user)
+            .ok_or(LoginDenied::UnknownUser)?;
         let over_ssh = matches!(origin, LoginOrigin::Ssh { .. });
         if over_ssh && account.uid == ROOT_UID && !policy.root_ssh_login {
             return Err(LoginDenied::RootLoginNotPermitted);
@@ -583,7 +654,7 @@ impl DeviceState {
             Credential::Password(password) => account.password == *password,
             Credential::PublicKey(key) => {
                 let wanted = key_identity(key);
-                account.authorized_keys.iter().any(|k| *k == wanted)
+                account.authorized_keys.contains(&wanted)
             }
         };
         if accepted {
@@ -637,7 +708,10 @@ impl DeviceState {
             Content::Passwd => self
                 .accounts_by_uid()
                 .map(|a| {
-                    format!("{}:x:{}:{}:{}:{}:{}\n", a.name, a.uid, a.gid, a.gecos, a.home, a.shell)
+                    format!(
+                        "{}:x:{}:{}:{}:{}:{}\n",
+                        a.name, a.uid, a.gid, a.gecos, a.home, a.shell
+                    )
                 })
                 .collect(),
             Content::Group => self
@@ -649,7 +723,11 @@ impl DeviceState {
                 .accounts_by_uid()
                 .map(|a| {
                     let lock = if a.enabled { "" } else { "!" };
-                    format!("{}:{lock}{}:19700:0:99999:7:::\n", a.name, simulated_hash(&a.name, &a.password))
+                    format!(
+                        "{}:{lock}{}:19700:0:99999:7:::\n",
+                        a.name,
+                        simulated_hash(&a.name, &a.password)
+                    )
                 })
                 .collect(),
             Content::AuthLog => self
@@ -702,8 +780,16 @@ impl AuthRecord {
         match &self.outcome {
             AuthOutcome::Accepted => format!("{head} Accepted {method} for {} {from}", self.user),
             AuthOutcome::Failed(reason) => {
-                let invalid = if *reason == LoginDenied::UnknownUser { "invalid user " } else { "" };
-                let locked = if self.locked_account { "; account locked" } else { "" };
+                let invalid = if *reason == LoginDenied::UnknownUser {
+                    "invalid user "
+                } else {
+                    ""
+                };
+                let locked = if self.locked_account {
+                    "; account locked"
+                } else {
+                    ""
+                };
                 format!(
                     "{head} Failed {method} for {invalid}{} {from} ({reason}{locked})",
                     self.user
@@ -751,7 +837,12 @@ fn sshd_config(profile: Profile, policy: &AccountPolicy) -> String {
 
 fn device_conf(config: &DeviceConfig) -> String {
     let enabled = |service: &str| {
-        if config.profile.extra_services().iter().any(|s| s.name() == service) {
+        if config
+            .profile
+            .extra_services()
+            .iter()
+            .any(|s| s.name() == service)
+        {
             "enabled"
         } else {
             "disabled"

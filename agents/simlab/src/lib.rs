@@ -10,10 +10,15 @@
 //!
 //! Everything runs on the caller's tokio runtime and never blocks it.
 
+pub mod device;
 pub mod device_os;
+mod gate;
 pub mod profile;
+pub mod services;
 mod shell;
+pub mod ssh_server;
 
+pub use device::{SimDevice, SimDeviceSpec};
 pub use device_os::{
     AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener,
     LoginDenied, LoginMethod, LoginOrigin,
@@ -21,6 +26,8 @@ pub use device_os::{
 pub use profile::{
     AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms,
 };
+pub use services::BannerService;
+pub use ssh_server::{HostKey, SimSshServer, SshServerOptions};
 
 use std::net::SocketAddr;
 

@@ -115,7 +115,10 @@ const HARDENED_ALGORITHMS: SshAlgorithms = SshAlgorithms {
         "aes192-ctr",
         "aes128-ctr",
     ],
-    macs: &["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"],
+    macs: &[
+        "hmac-sha2-512-etm@openssh.com",
+        "hmac-sha2-256-etm@openssh.com",
+    ],
 };
 
 // Modern algorithms first so that ordinary clients still negotiate them; the legacy
@@ -271,12 +274,16 @@ mod tests {
 
     #[test]
     fn weak_offers_legacy_algorithms_hardened_does_not() {
-        let legacy = |name: &str| {
-            name.ends_with("-cbc") || name.ends_with("sha1") || name.contains("sha1-")
-        };
+        let legacy =
+            |name: &str| name.ends_with("-cbc") || name.ends_with("sha1") || name.contains("sha1-");
         let hardened = Profile::Hardened.ssh_algorithms();
         let weak = Profile::Weak.ssh_algorithms();
-        for name in hardened.kex.iter().chain(hardened.ciphers).chain(hardened.macs) {
+        for name in hardened
+            .kex
+            .iter()
+            .chain(hardened.ciphers)
+            .chain(hardened.macs)
+        {
             assert!(!legacy(name), "hardened offers legacy {name}");
         }
         assert!(weak.ciphers.iter().any(|c| legacy(c)));
@@ -290,7 +297,10 @@ mod tests {
             min_length: 12,
             min_classes: 3,
         };
-        assert!(policy.violation("short1A!").unwrap().contains("shorter than 12"));
+        assert!(policy
+            .violation("short1A!")
+            .unwrap()
+            .contains("shorter than 12"));
         assert!(policy
             .violation("alllowercaseletters")
             .unwrap()

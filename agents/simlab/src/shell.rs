@@ -44,7 +44,8 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
                     Some(code) => match code.parse::<i64>() {
                         Ok(code) => out.status = (code & 0xff) as u8,
                         Err(_) => {
-                            out.stderr.push_str(&format!("sh: exit: Illegal number: {code}\n"));
+                            out.stderr
+                                .push_str(&format!("sh: exit: Illegal number: {code}\n"));
                             out.status = 2;
                         }
                     },
@@ -74,7 +75,9 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
 pub(crate) fn reads_stdin(line: &str) -> bool {
     parse(line).is_ok_and(|list| {
         list.iter().any(|(_, pipeline)| {
-            pipeline.first().is_some_and(|c| c.stdin_file.is_none() && reads_stdin_words(&c.words))
+            pipeline
+                .first()
+                .is_some_and(|c| c.stdin_file.is_none() && reads_stdin_words(&c.words))
         })
     })
 }
@@ -123,13 +126,14 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
     let mut word = String::new();
     let mut in_word = false;
     let mut quoted = false;
-    let flush = |tokens: &mut Vec<Token>, word: &mut String, in_word: &mut bool, quoted: &mut bool| {
-        if *in_word {
-            tokens.push(Token::Word(std::mem::take(word)));
-        }
-        *in_word = false;
-        *quoted = false;
-    };
+    let flush =
+        |tokens: &mut Vec<Token>, word: &mut String, in_word: &mut bool, quoted: &mut bool| {
+            if *in_word {
+                tokens.push(Token::Word(std::mem::take(word)));
+            }
+            *in_word = false;
+            *quoted = false;
+        };
     while let Some(c) = chars.next() {
         match c {
             '\'' => {
@@ -169,9 +173,7 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                     Some(c) => word.push(c),
                 }
             }
-            '#' if !in_word => {
-                for _ in chars.by_ref() {}
-            }
+            '#' if !in_word => for _ in chars.by_ref() {},
             ' ' | '\t' => flush(&mut tokens, &mut word, &mut in_word, &mut quoted),
             ';' | '\n' | '&' => {
                 flush(&mut tokens, &mut word, &mut in_word, &mut quoted);
@@ -303,11 +305,19 @@ struct Output {
 
 impl Output {
     fn ok(stdout: String) -> Self {
-        Output { stdout, stderr: String::new(), status: 0 }
+        Output {
+            stdout,
+            stderr: String::new(),
+            status: 0,
+        }
     }
 
     fn fail(stderr: String, status: u8) -> Self {
-        Output { stdout: String::new(), stderr, status }
+        Output {
+            stdout: String::new(),
+            stderr,
+            status,
+        }
     }
 }
 
@@ -322,9 +332,15 @@ async fn run_command(os: &DeviceOs, user: &str, command: &Command, mut input: St
             Err(error) => return Output::fail(format!("sh: can't open {source}: {error}\n"), 1),
         }
     }
-    for target in [&command.stdout_file, &command.stderr_file].into_iter().flatten() {
+    for target in [&command.stdout_file, &command.stderr_file]
+        .into_iter()
+        .flatten()
+    {
         if target != "/dev/null" {
-            return Output::fail(format!("sh: can't create {target}: Read-only file system\n"), 1);
+            return Output::fail(
+                format!("sh: can't create {target}: Read-only file system\n"),
+                1,
+            );
         }
     }
     let mut output = match command.words.first().map(String::as_str) {
@@ -410,7 +426,11 @@ fn id(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         },
         _ => return Output::fail("id: extra operand\n".into(), 1),
     };
-    let name_of = |gid: u32| state.group_of(gid).map_or(gid.to_string(), |g| g.name.clone());
+    let name_of = |gid: u32| {
+        state
+            .group_of(gid)
+            .map_or(gid.to_string(), |g| g.name.clone())
+    };
     let groups = state
         .gids_of(target)
         .iter()
@@ -586,10 +606,16 @@ fn size_of(state: &DeviceState, node: &Node) -> usize {
 fn symbolic_mode(node: &Node) -> String {
     let mode = node.mode;
     let mut text = String::with_capacity(10);
-    text.push(if matches!(node.kind, NodeKind::Directory) { 'd' } else { '-' });
-    for (shift, special, special_set, special_only) in
-        [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')]
-    {
+    text.push(if matches!(node.kind, NodeKind::Directory) {
+        'd'
+    } else {
+        '-'
+    });
+    for (shift, special, special_set, special_only) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
         let bits = (mode >> shift) & 0o7;
         text.push(if bits & 4 != 0 { 'r' } else { '-' });
         text.push(if bits & 2 != 0 { 'w' } else { '-' });
@@ -605,13 +631,18 @@ fn symbolic_mode(node: &Node) -> String {
 
 /// `Jan  2 03:04`, the `ls -l` date of recent files (UTC).
 fn ls_date(time: SystemTime) -> String {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     // "2025-01-02T03:04:05Z"
     let stamp = humantime::format_rfc3339_seconds(time).to_string();
     let month: usize = stamp[5..7].parse().unwrap_or(1);
     let day: u32 = stamp[8..10].parse().unwrap_or(1);
-    format!("{} {day:>2} {}", MONTHS[month.clamp(1, 12) - 1], &stamp[11..16])
+    format!(
+        "{} {day:>2} {}",
+        MONTHS[month.clamp(1, 12) - 1],
+        &stamp[11..16]
+    )
 }
 
 fn uid_of(state: &DeviceState, name: &str) -> u32 {
@@ -634,7 +665,11 @@ fn link_count(state: &DeviceState, path: &str, node: &Node) -> usize {
 }
 
 fn children<'a>(state: &'a DeviceState, dir: &str) -> impl Iterator<Item = (&'a str, &'a Node)> {
-    let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
+    let prefix = if dir == "/" {
+        "/".to_string()
+    } else {
+        format!("{dir}/")
+    };
     state.files.iter().filter_map(move |(path, node)| {
         let rest = path.strip_prefix(&prefix)?;
         (!rest.is_empty() && !rest.contains('/')).then_some((rest, node))
@@ -685,7 +720,9 @@ fn ls(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         let node = match lookup(state, account, &absolute) {
             Ok(node) => node,
             Err(error) => {
-                output.stderr.push_str(&format!("ls: cannot access '{path}': {error}\n"));
+                output
+                    .stderr
+                    .push_str(&format!("ls: cannot access '{path}': {error}\n"));
                 output.status = 2;
                 continue;
             }
@@ -695,9 +732,9 @@ fn ls(state: &DeviceState, account: &Account, args: &[String]) -> Output {
             continue;
         }
         if !permitted(state, account, node, READ) {
-            output
-                .stderr
-                .push_str(&format!("ls: cannot open directory '{path}': Permission denied\n"));
+            output.stderr.push_str(&format!(
+                "ls: cannot open directory '{path}': Permission denied\n"
+            ));
             output.status = 2;
             continue;
         }
@@ -709,7 +746,9 @@ fn ls(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         }
         let listing: Vec<(&str, &Node)> = children(state, &absolute).collect();
         if long {
-            output.stdout.push_str(&format!("total {}\n", listing.len() * 4));
+            output
+                .stdout
+                .push_str(&format!("total {}\n", listing.len() * 4));
         }
         for (name, child) in listing {
             let child_path = format!("{}/{name}", absolute.trim_end_matches('/'));
@@ -727,7 +766,9 @@ fn stat(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         if arg == "-c" || arg == "--format" {
             match args.next() {
                 Some(f) => format = Some(f.clone()),
-                None => return Output::fail("stat: option requires an argument -- 'c'\n".into(), 1),
+                None => {
+                    return Output::fail("stat: option requires an argument -- 'c'\n".into(), 1)
+                }
             }
         } else if let Some(f) = arg.strip_prefix("--format=") {
             format = Some(f.to_string());
@@ -748,7 +789,9 @@ fn stat(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         let node = match lookup(state, account, &absolute) {
             Ok(node) => node,
             Err(error) => {
-                output.stderr.push_str(&format!("stat: cannot statx '{path}': {error}\n"));
+                output
+                    .stderr
+                    .push_str(&format!("stat: cannot statx '{path}': {error}\n"));
                 output.status = 1;
                 continue;
             }
