@@ -531,6 +531,8 @@ impl Exec {
 
 /// An interactive shell: with a PTY it echoes, edits lines and prompts like a
 /// terminal login; without one it just runs each input line (`ssh host < script`).
+/// Input lines are commands, never data: a command reading stdin here gets none
+/// (use `echo pw | passwd --stdin USER`, or an exec request with stdin).
 struct Shell {
     os: DeviceOs,
     user: String,

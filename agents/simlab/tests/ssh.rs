@@ -545,19 +545,22 @@ async fn passwd_over_ssh_enforces_the_policy() {
         (Some(0), "oper\n"),
         "{run:?}"
     );
-
-    let weak = lab_weak_passwd().await;
-    assert_eq!(weak.status, Some(0), "{weak:?}");
 }
 
-/// On the weak device anything goes, even a one-character password.
-async fn lab_weak_passwd() -> Run {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_passwd_accepts_anything() {
     let lab = lab(Profile::Weak).await;
     let run = lab
         .exec("admin", "admin", &[], "echo x | passwd --stdin admin")
         .await;
+    assert_eq!(run.status, Some(0), "{run:?}");
     assert!(run.stdout.contains("updated successfully"), "{run:?}");
-    lab.exec("admin", "x", &[], "whoami").await
+    let run = lab.exec("admin", "x", &[], "whoami").await;
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (Some(0), "admin\n"),
+        "{run:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -683,6 +686,33 @@ async fn interactive_pty_shell_prompts_echoes_and_exits_with_status() {
         ),
         "{run:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_without_pty_runs_a_piped_script() {
+    let lab = lab(Profile::Hardened).await;
+    let mut command = lab.ssh("oper", Some(OPER_PASSWORD));
+    command.arg("-T").arg(lab.addr().ip().to_string());
+    let run = run_with_stdin(
+        command,
+        "whoami\nnosuchcommand\nhostname\nexit 5\necho never\n",
+    )
+    .await;
+    assert_eq!(run.status, Some(5), "{run:?}");
+    assert_eq!(
+        run.stdout, "oper\nru1\n",
+        "no prompt, no echo, stops at exit: {run:?}"
+    );
+    assert!(
+        run.stderr.contains("sh: nosuchcommand: not found"),
+        "{run:?}"
+    );
+
+    // Without an explicit exit the status is the last command's.
+    let mut command = lab.ssh("oper", Some(OPER_PASSWORD));
+    command.arg("-T").arg(lab.addr().ip().to_string());
+    let run = run_with_stdin(command, "true\nfalse").await;
+    assert_eq!(run.status, Some(1), "{run:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
