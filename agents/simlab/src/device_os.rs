@@ -358,7 +358,16 @@ impl DeviceOs {
     }
 
     /// Runs one command line as `user` with `stdin` as the shell's standard input.
-    /// See the `shell` module for the supported language and commands.
+    ///
+    /// The language: quotes, `\` escapes, `#` comments, `;` `&&` `||` lists, `|`
+    /// pipes, `>`/`2>`/`2>&1`/`<` redirections (output only to `/dev/null`: the
+    /// root file system is read-only). The commands: `id [USER]`, `whoami`,
+    /// `hostname`, `uname [-asnrvmo]`, `echo [-n]`, `true`, `false`, `exit [N]`,
+    /// `pwd`, `cat [FILE...]`, `ls [-l] [-d] [PATH...]`, `stat [-c FORMAT] PATH...`,
+    /// `ss -ltn[p]`, `passwd --stdin [USER]` (new password = first line of stdin;
+    /// refused with status 1 and `passwd: BAD PASSWORD: ...` when the profile's
+    /// policy rejects it) and `sleep N`. Anything else: `sh: CMD: not found`, 127.
+    /// Files are permission-checked against `user`.
     pub async fn run(&self, user: &str, command_line: &str, stdin: &str) -> CommandOutput {
         shell::run_line(self, user, command_line, stdin).await
     }

@@ -28,6 +28,9 @@ pub(crate) struct PowerGate {
     os: DeviceOs,
     handler: ConnectionHandler,
     state: Arc<Mutex<GateState>>,
+    /// Serializes power transitions, so two concurrent "on" calls cannot race to
+    /// bind the port twice.
+    switch: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -60,6 +63,7 @@ impl PowerGate {
             os,
             handler,
             state: Arc::default(),
+            switch: tokio::sync::Mutex::new(()),
         };
         gate.spawn_accept_loop(listener);
         Ok(gate)
@@ -74,6 +78,7 @@ impl PowerGate {
     }
 
     pub async fn set_powered(&self, powered: bool) -> Result<(), SimError> {
+        let _switch = self.switch.lock().await;
         if powered {
             if self.lock().stopped {
                 return Err(SimError::Stopped);
@@ -91,6 +96,7 @@ impl PowerGate {
     }
 
     pub async fn stop(&self) {
+        let _switch = self.switch.lock().await;
         self.lock().stopped = true;
         self.power_off().await;
     }

@@ -105,7 +105,9 @@ impl Default for SshServerOptions {
     }
 }
 
-/// A running SSH server of one simulated device. Dropping it shuts it down.
+/// A running SSH server of one simulated device. Dropping it cuts live sessions at
+/// once and closes the listener as soon as the runtime drops the accept task;
+/// `stop().await` returns only once the port refuses connections.
 pub struct SimSshServer {
     host_key: HostKey,
     gate: PowerGate,
