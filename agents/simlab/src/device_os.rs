@@ -1,0 +1,872 @@
+//! The simulated device's operating system, shared by every way into the device.
+//!
+//! The SSH server uses it now and the PTY serial console will later, so the state a
+//! security test observes (accounts and their lockout, files with modes and owners,
+//! the auth log, listening ports) lives here once, behind `Arc<Mutex<..>>`, and every
+//! front end authenticates and runs commands through the same methods.
+//!
+//! The lock is a `std::sync::Mutex` held only for short, non-blocking sections and
+//! never across an `.await`, which keeps it safe to use from the tokio runtime.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::profile::{AccountPolicy, Profile};
+use crate::shell;
+
+/// Who the device says it is, as reported by `/etc/proofrig-release` and `uname -a`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    pub vendor: String,
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+}
+
+impl Default for DeviceIdentity {
+    fn default() -> Self {
+        DeviceIdentity {
+            vendor: "Proofrig Simulated Networks".to_string(),
+            model: "SIM-RU-1".to_string(),
+            serial: "SIM0000001".to_string(),
+            firmware: "1.0.0".to_string(),
+        }
+    }
+}
+
+/// How to build a device: its name, posture, identity and local accounts.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub hostname: String,
+    pub profile: Profile,
+    pub identity: DeviceIdentity,
+    pub root_password: String,
+    /// Local operator accounts besides `root` and the vendor default `admin`:
+    /// (name, password). They are members of `adm`, so they can read the auth log.
+    pub accounts: Vec<(String, String)>,
+    /// Starts as the profile's policy; adjustable (e.g. a short lockout for tests).
+    pub policy: AccountPolicy,
+}
+
+impl DeviceConfig {
+    pub fn new(hostname: &str, profile: Profile, root_password: &str) -> Self {
+        DeviceConfig {
+            hostname: hostname.to_string(),
+            profile,
+            identity: DeviceIdentity::default(),
+            root_password: root_password.to_string(),
+            accounts: Vec::new(),
+            policy: profile.account_policy(),
+        }
+    }
+
+    pub fn with_identity(mut self, identity: DeviceIdentity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Adds a local (non-root) account that can log in with `password`.
+    pub fn with_account(mut self, name: &str, password: &str) -> Self {
+        self.accounts.push((name.to_string(), password.to_string()));
+        self
+    }
+
+    /// Changes how long a lockout lasts; no effect on a profile without lockout.
+    pub fn with_lockout_duration(mut self, duration: Duration) -> Self {
+        if let Some(lockout) = self.policy.lockout.as_mut() {
+            lockout.duration = duration;
+        }
+        self
+    }
+}
+
+/// Where a login attempt came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOrigin {
+    /// Over the network through the SSH server.
+    Ssh { peer: SocketAddr },
+    /// On the serial console line (e.g. `ttyS0`).
+    Console { line: String },
+}
+
+/// How the user tried to prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    Password,
+    PublicKey,
+}
+
+impl LoginMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginMethod::Password => "password",
+            LoginMethod::PublicKey => "publickey",
+        }
+    }
+}
+
+/// Why the device refused a login.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginDenied {
+    #[error("invalid user")]
+    UnknownUser,
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("public key not authorized")]
+    KeyNotAuthorized,
+    #[error("root login over SSH is not permitted")]
+    RootLoginNotPermitted,
+    #[error("account is disabled")]
+    AccountDisabled,
+    #[error("account is temporarily locked ({remaining_secs} s left)")]
+    LockedOut { remaining_secs: u64 },
+}
+
+/// Result of one login attempt, as recorded in the auth log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Accepted,
+    Failed(LoginDenied),
+}
+
+/// One auth log entry: every accepted login, and every failed one when the
+/// profile logs failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRecord {
+    pub time: SystemTime,
+    pub user: String,
+    pub origin: LoginOrigin,
+    pub method: LoginMethod,
+    pub outcome: AuthOutcome,
+    /// Set on the failure that triggered a lockout.
+    pub locked_account: bool,
+}
+
+/// A TCP port the device listens on, as shown by `ss -ltn`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// Program name (`sshd`, `telnetd`, `ftpd`), shown by `ss -ltnp`.
+    pub program: String,
+}
+
+/// What a command line produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// Exit status of the last command run (0..=255).
+    pub status: u8,
+    /// The line ran `exit`: the shell session must end with `status`.
+    pub exit_requested: bool,
+}
+
+// Simulated `sshd` and `login` process ids, only for log lines.
+const SSHD_PID: u32 = 412;
+const LOGIN_PID: u32 = 398;
+
+pub(crate) const ROOT_UID: u32 = 0;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+    pub gecos: String,
+    pub password: String,
+    pub enabled: bool,
+    /// `key-type base64` pairs accepted for public key login.
+    pub authorized_keys: Vec<String>,
+    consecutive_failures: u32,
+    locked_until: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+/// File contents; the dynamic ones are rendered from the device state when read so
+/// they can never disagree with it.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    Text(String),
+    Passwd,
+    Group,
+    Shadow,
+    AuthLog,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum NodeKind {
+    Directory,
+    File(Content),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub kind: NodeKind,
+    pub mode: u16,
+    pub owner: String,
+    pub group: String,
+    pub modified: SystemTime,
+}
+
+pub(crate) struct DeviceState {
+    pub hostname: String,
+    pub profile: Profile,
+    pub identity: DeviceIdentity,
+    pub policy: AccountPolicy,
+    pub accounts: BTreeMap<String, Account>,
+    pub groups: Vec<Group>,
+    pub files: BTreeMap<String, Node>,
+    pub auth_log: Vec<AuthRecord>,
+    pub listeners: Vec<Listener>,
+}
+
+/// The simulated device: cheap to clone, all clones share one state.
+#[derive(Clone)]
+pub struct DeviceOs {
+    state: Arc<Mutex<DeviceState>>,
+}
+
+impl std::fmt::Debug for DeviceOs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("DeviceOs")
+            .field("hostname", &state.hostname)
+            .field("profile", &state.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceOs {
+    pub fn new(config: DeviceConfig) -> Self {
+        DeviceOs {
+            state: Arc::new(Mutex::new(DeviceState::build(config))),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, DeviceState> {
+        // A panic while holding the lock leaves plain data behind, still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn hostname(&self) -> String {
+        self.lock().hostname.clone()
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.lock().profile
+    }
+
+    pub fn identity(&self) -> DeviceIdentity {
+        self.lock().identity.clone()
+    }
+
+    pub fn policy(&self) -> AccountPolicy {
+        self.lock().policy
+    }
+
+    /// Checks a password login and records it in the auth log.
+    pub fn login_with_password(
+        &self,
+        user: &str,
+        password: &str,
+        origin: LoginOrigin,
+    ) -> Result<(), LoginDenied> {
+        self.lock()
+            .login(user, Credential::Password(password), origin)
+    }
+
+    /// Checks a public key login (`key` is an OpenSSH `type base64 [comment]` line,
+    /// already proven to be held by the client) and records it in the auth log.
+    pub fn login_with_public_key(
+        &self,
+        user: &str,
+        key: &str,
+        origin: LoginOrigin,
+    ) -> Result<(), LoginDenied> {
+        self.lock().login(user, Credential::PublicKey(key), origin)
+    }
+
+    /// Whether `key` is among `user`'s authorized keys (no logging: this answers the
+    /// SSH client's "would you accept this key?" probe).
+    pub fn is_authorized_key(&self, user: &str, key: &str) -> bool {
+        let wanted = key_identity(key);
+        self.lock()
+            .accounts
+            .get(user)
+            .is_some_and(|account| account.authorized_keys.contains(&wanted))
+    }
+
+    /// Lets `user` log in with the OpenSSH public key line `key`.
+    /// Returns false when the user does not exist.
+    pub fn authorize_key(&self, user: &str, key: &str) -> bool {
+        let identity = key_identity(key);
+        match self.lock().accounts.get_mut(user) {
+            Some(account) => {
+                account.authorized_keys.push(identity);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every auth log record so far, oldest first.
+    pub fn auth_log(&self) -> Vec<AuthRecord> {
+        self.lock().auth_log.clone()
+    }
+
+    /// Publishes the SSH host public key (OpenSSH line) in
+    /// `/etc/ssh/ssh_host_ed25519_key.pub`.
+    pub fn install_host_public_key(&self, openssh_line: &str) {
+        let mut state = self.lock();
+        if let Some(node) = state.files.get_mut("/etc/ssh/ssh_host_ed25519_key.pub") {
+            node.kind = NodeKind::File(Content::Text(format!("{openssh_line}\n")));
+            node.modified = SystemTime::now();
+        }
+    }
+
+    /// Records that the device listens on `addr` (shown by `ss -ltn`).
+    pub fn add_listener(&self, addr: SocketAddr, program: &str) {
+        let mut state = self.lock();
+        let listener = Listener {
+            addr,
+            program: program.to_string(),
+        };
+        if !state.listeners.contains(&listener) {
+            state.listeners.push(listener);
+            state.listeners.sort();
+        }
+    }
+
+    pub fn remove_listener(&self, addr: SocketAddr) {
+        self.lock().listeners.retain(|l| l.addr != addr);
+    }
+
+    pub fn listeners(&self) -> Vec<Listener> {
+        self.lock().listeners.clone()
+    }
+
+    /// Runs one command line as `user` with `stdin` as the shell's standard input.
+    ///
+    /// The language: quotes, `\` escapes, `#` comments, `;` `&&` `||` lists, `|`
+    /// pipes, `>`/`2>`/`2>&1`/`<` redirections (output only to `/dev/null`: the
+    /// root file system is read-only). The commands: `id [USER]`, `whoami`,
+    /// `hostname`, `uname [-asnrvmo]`, `echo [-n]`, `true`, `false`, `exit [N]`,
+    /// `pwd`, `cat [FILE...]`, `ls [-l] [-d] [PATH...]`, `stat [-c FORMAT] PATH...`,
+    /// `ss -ltn[p]`, `passwd --stdin [USER]` (new password = first line of stdin;
+    /// refused with status 1 and `passwd: BAD PASSWORD: ...` when the profile's
+    /// policy rejects it) and `sleep N`. Anything else: `sh: CMD: not found`, 127.
+    /// Files are permission-checked against `user`.
+    pub async fn run(&self, user: &str, command_line: &str, stdin: &str) -> CommandOutput {
+        shell::run_line(self, user, command_line, stdin).await
+    }
+
+    /// Whether `command_line` reads its standard input, so a front end knows to
+    /// collect stdin (until EOF) before running it.
+    pub fn reads_stdin(&self, command_line: &str) -> bool {
+        shell::reads_stdin(command_line)
+    }
+
+    /// The shell prompt for `user`, e.g. `root@ru1:~# `.
+    pub fn prompt(&self, user: &str) -> String {
+        let state = self.lock();
+        let sigil = match state.accounts.get(user) {
+            Some(account) if account.uid == ROOT_UID => '#',
+            _ => '$',
+        };
+        format!("{user}@{}:~{sigil} ", state.hostname)
+    }
+}
+
+enum Credential<'a> {
+    Password(&'a str),
+    PublicKey(&'a str),
+}
+
+/// `type base64` of an OpenSSH public key line, dropping the comment.
+fn key_identity(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl DeviceState {
+    fn build(config: DeviceConfig) -> Self {
+        let now = SystemTime::now();
+        let mut accounts = BTreeMap::new();
+        let mut groups = vec![
+            Group {
+                name: "root".into(),
+                gid: 0,
+                members: vec![],
+            },
+            Group {
+                name: "adm".into(),
+                gid: 4,
+                members: vec![],
+            },
+            Group {
+                name: "shadow".into(),
+                gid: 42,
+                members: vec![],
+            },
+        ];
+        let mut add_account =
+            |name: &str, uid: u32, home: &str, gecos: &str, password: &str, enabled: bool| {
+                accounts.insert(
+                    name.to_string(),
+                    Account {
+                        name: name.to_string(),
+                        uid,
+                        gid: uid,
+                        home: home.to_string(),
+                        shell: "/bin/sh".to_string(),
+                        gecos: gecos.to_string(),
+                        password: password.to_string(),
+                        enabled,
+                        authorized_keys: Vec::new(),
+                        consecutive_failures: 0,
+                        locked_until: None,
+                    },
+                );
+            };
+        add_account(
+            "root",
+            ROOT_UID,
+            "/root",
+            "root",
+            &config.root_password,
+            true,
+        );
+        add_account(
+            "admin",
+            1000,
+            "/home/admin",
+            "Vendor default administrator",
+            "admin",
+            config.policy.default_account_enabled,
+        );
+        groups.push(Group {
+            name: "admin".into(),
+            gid: 1000,
+            members: vec![],
+        });
+        for (index, (name, password)) in config.accounts.iter().enumerate() {
+            let uid = 1001 + index as u32;
+            add_account(name, uid, &format!("/home/{name}"), name, password, true);
+            groups.push(Group {
+                name: name.clone(),
+                gid: uid,
+                members: vec![],
+            });
+            // Operators read the logs: on a hardened device root cannot log in over
+            // SSH, so this is how a test plan reaches the auth log.
+            if let Some(adm) = groups.iter_mut().find(|g| g.name == "adm") {
+                adm.members.push(name.clone());
+            }
+        }
+
+        let modes = config.profile.file_modes();
+        let mut files = BTreeMap::new();
+        let mut put = |path: &str, kind: NodeKind, mode: u16, owner: &str, group: &str| {
+            files.insert(
+                path.to_string(),
+                Node {
+                    kind,
+                    mode,
+                    owner: owner.to_string(),
+                    group: group.to_string(),
+                    modified: now,
+                },
+            );
+        };
+        let dir = || NodeKind::Directory;
+        let text = |s: String| NodeKind::File(Content::Text(s));
+        for path in [
+            "/",
+            "/etc",
+            "/etc/ssh",
+            "/etc/proofrig",
+            "/var",
+            "/var/log",
+            "/home",
+        ] {
+            put(path, dir(), 0o755, "root", "root");
+        }
+        put("/tmp", dir(), 0o1777, "root", "root");
+        put("/root", dir(), 0o700, "root", "root");
+        for account in accounts.values().filter(|a| a.uid != ROOT_UID) {
+            put(&account.home, dir(), 0o750, &account.name, &account.name);
+        }
+        put(
+            "/etc/passwd",
+            NodeKind::File(Content::Passwd),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/group",
+            NodeKind::File(Content::Group),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/shadow",
+            NodeKind::File(Content::Shadow),
+            modes.shadow,
+            "root",
+            "shadow",
+        );
+        put(
+            "/etc/hostname",
+            text(format!("{}\n", config.hostname)),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/proofrig-release",
+            text(release_file(&config.identity)),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/ssh/sshd_config",
+            text(sshd_config(config.profile, &config.policy)),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/ssh/ssh_host_ed25519_key",
+            text(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+                 (simulated device: the key material is held by the simulator)\n\
+                 -----END OPENSSH PRIVATE KEY-----\n"
+                    .to_string(),
+            ),
+            modes.host_private_key,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+            text(String::new()),
+            0o644,
+            "root",
+            "root",
+        );
+        put(
+            "/etc/proofrig/device.conf",
+            text(device_conf(&config)),
+            modes.device_config,
+            "root",
+            "root",
+        );
+        put(
+            "/var/log/auth.log",
+            NodeKind::File(Content::AuthLog),
+            0o640,
+            "root",
+            "adm",
+        );
+
+        DeviceState {
+            hostname: config.hostname,
+            profile: config.profile,
+            identity: config.identity,
+            policy: config.policy,
+            accounts,
+            groups,
+            files,
+            auth_log: Vec::new(),
+            listeners: Vec::new(),
+        }
+    }
+
+    fn login(
+        &mut self,
+        user: &str,
+        credential: Credential<'_>,
+        origin: LoginOrigin,
+    ) -> Result<(), LoginDenied> {
+        let method = match credential {
+            Credential::Password(_) => LoginMethod::Password,
+            Credential::PublicKey(_) => LoginMethod::PublicKey,
+        };
+        let mut locked_account = false;
+        let result = self.check_login(user, &credential, &origin, &mut locked_account);
+        let outcome = match &result {
+            Ok(()) => AuthOutcome::Accepted,
+            Err(denied) => AuthOutcome::Failed(denied.clone()),
+        };
+        if result.is_ok() || self.policy.log_failed_logins {
+            self.auth_log.push(AuthRecord {
+                time: SystemTime::now(),
+                user: user.to_string(),
+                origin,
+                method,
+                outcome,
+                locked_account,
+            });
+            self.touch("/var/log/auth.log");
+        }
+        result
+    }
+
+    fn check_login(
+        &mut self,
+        user: &str,
+        credential: &Credential<'_>,
+        origin: &LoginOrigin,
+        locked_account: &mut bool,
+    ) -> Result<(), LoginDenied> {
+        let policy = self.policy;
+        let account = self
+            .accounts
+            .get_mut(user)
+            .ok_or(LoginDenied::UnknownUser)?;
+        let over_ssh = matches!(origin, LoginOrigin::Ssh { .. });
+        if over_ssh && account.uid == ROOT_UID && !policy.root_ssh_login {
+            return Err(LoginDenied::RootLoginNotPermitted);
+        }
+        if !account.enabled {
+            return Err(LoginDenied::AccountDisabled);
+        }
+        let now = Instant::now();
+        // Like pam_faillock's default, root is never locked out: it would lock the
+        // operator out of the console, the recovery path.
+        let lockout = policy.lockout.filter(|_| account.uid != ROOT_UID);
+        if let Some(until) = account.locked_until {
+            if until > now {
+                let remaining_secs = until.duration_since(now).as_secs_f64().ceil() as u64;
+                return Err(LoginDenied::LockedOut { remaining_secs });
+            }
+            account.locked_until = None;
+        }
+        let accepted = match credential {
+            Credential::Password(password) => account.password == *password,
+            Credential::PublicKey(key) => {
+                let wanted = key_identity(key);
+                account.authorized_keys.contains(&wanted)
+            }
+        };
+        if accepted {
+            account.consecutive_failures = 0;
+            return Ok(());
+        }
+        if let (Some(lockout), Credential::Password(_)) = (lockout, credential) {
+            account.consecutive_failures += 1;
+            if account.consecutive_failures >= lockout.max_failures {
+                account.consecutive_failures = 0;
+                account.locked_until = Some(now + lockout.duration);
+                *locked_account = true;
+            }
+        }
+        Err(match credential {
+            Credential::Password(_) => LoginDenied::WrongPassword,
+            Credential::PublicKey(_) => LoginDenied::KeyNotAuthorized,
+        })
+    }
+
+    pub(crate) fn touch(&mut self, path: &str) {
+        if let Some(node) = self.files.get_mut(path) {
+            node.modified = SystemTime::now();
+        }
+    }
+
+    pub(crate) fn group_of(&self, gid: u32) -> Option<&Group> {
+        self.groups.iter().find(|g| g.gid == gid)
+    }
+
+    pub(crate) fn group_named(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// Group ids `account` belongs to: its primary group plus memberships.
+    pub(crate) fn gids_of(&self, account: &Account) -> Vec<u32> {
+        let mut gids = vec![account.gid];
+        gids.extend(
+            self.groups
+                .iter()
+                .filter(|g| g.members.contains(&account.name) && g.gid != account.gid)
+                .map(|g| g.gid),
+        );
+        gids
+    }
+
+    /// Text of a file node, rendering the dynamic ones.
+    pub(crate) fn render(&self, content: &Content) -> String {
+        match content {
+            Content::Text(text) => text.clone(),
+            Content::Passwd => self
+                .accounts_by_uid()
+                .map(|a| {
+                    format!(
+                        "{}:x:{}:{}:{}:{}:{}\n",
+                        a.name, a.uid, a.gid, a.gecos, a.home, a.shell
+                    )
+                })
+                .collect(),
+            Content::Group => self
+                .groups
+                .iter()
+                .map(|g| format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")))
+                .collect(),
+            Content::Shadow => self
+                .accounts_by_uid()
+                .map(|a| {
+                    let lock = if a.enabled { "" } else { "!" };
+                    format!(
+                        "{}:{lock}{}:19700:0:99999:7:::\n",
+                        a.name,
+                        simulated_hash(&a.name, &a.password)
+                    )
+                })
+                .collect(),
+            Content::AuthLog => self
+                .auth_log
+                .iter()
+                .map(|record| format!("{}\n", record.to_log_line(&self.hostname)))
+                .collect(),
+        }
+    }
+
+    fn accounts_by_uid(&self) -> impl Iterator<Item = &Account> {
+        let mut accounts: Vec<&Account> = self.accounts.values().collect();
+        accounts.sort_by_key(|a| a.uid);
+        accounts.into_iter()
+    }
+}
+
+/// A shadow-style `$6$salt$hash` string. Not crypt(3)-compatible: it only has to
+/// look like a hash and change when the password changes, never reveal it.
+fn simulated_hash(user: &str, password: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut encoded = String::new();
+    for round in 0..6u8 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (round, user, password).hash(&mut hasher);
+        let mut value = hasher.finish();
+        for _ in 0..10 {
+            encoded.push(ALPHABET[(value % 64) as usize] as char);
+            value /= 64;
+        }
+    }
+    format!("$6${}${}", &encoded[..8], &encoded[8..])
+}
+
+impl AuthRecord {
+    /// The record as an `auth.log` line, in the style of sshd / login.
+    pub fn to_log_line(&self, hostname: &str) -> String {
+        let time = humantime::format_rfc3339_seconds(self.time);
+        let method = self.method.as_str();
+        let (program, pid, from) = match &self.origin {
+            LoginOrigin::Ssh { peer } => (
+                "sshd",
+                SSHD_PID,
+                format!("from {} port {} ssh2", peer.ip(), peer.port()),
+            ),
+            LoginOrigin::Console { line } => ("login", LOGIN_PID, format!("on {line}")),
+        };
+        let head = format!("{time} {hostname} {program}[{pid}]:");
+        match &self.outcome {
+            AuthOutcome::Accepted => format!("{head} Accepted {method} for {} {from}", self.user),
+            AuthOutcome::Failed(reason) => {
+                let invalid = if *reason == LoginDenied::UnknownUser {
+                    "invalid user "
+                } else {
+                    ""
+                };
+                let locked = if self.locked_account {
+                    "; account locked"
+                } else {
+                    ""
+                };
+                format!(
+                    "{head} Failed {method} for {invalid}{} {from} ({reason}{locked})",
+                    self.user
+                )
+            }
+        }
+    }
+}
+
+fn release_file(identity: &DeviceIdentity) -> String {
+    format!(
+        "VENDOR=\"{}\"\nMODEL=\"{}\"\nSERIAL=\"{}\"\nFIRMWARE=\"{}\"\n",
+        identity.vendor, identity.model, identity.serial, identity.firmware
+    )
+}
+
+fn sshd_config(profile: Profile, policy: &AccountPolicy) -> String {
+    let algorithms = profile.ssh_algorithms();
+    let max_tries = policy.lockout.map_or(6, |l| l.max_failures);
+    format!(
+        "# sshd configuration ({profile} profile)\n\
+         Port 22\n\
+         HostKey /etc/ssh/ssh_host_ed25519_key\n\
+         PermitRootLogin {}\n\
+         PasswordAuthentication yes\n\
+         PubkeyAuthentication yes\n\
+         MaxAuthTries {max_tries}\n\
+         KexAlgorithms {}\n\
+         HostKeyAlgorithms {}\n\
+         Ciphers {}\n\
+         MACs {}\n",
+        if policy.root_ssh_login { "yes" } else { "no" },
+        algorithms
+            .kex
+            .iter()
+            .filter(|k| !k.starts_with("ext-info") && !k.starts_with("kex-strict"))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(","),
+        algorithms.host_key.join(","),
+        algorithms.ciphers.join(","),
+        algorithms.macs.join(","),
+    )
+}
+
+fn device_conf(config: &DeviceConfig) -> String {
+    let enabled = |service: &str| {
+        if config
+            .profile
+            .extra_services()
+            .iter()
+            .any(|s| s.name() == service)
+        {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    };
+    format!(
+        "# {} {} device configuration\n\
+         hostname={}\n\
+         management.ssh=enabled\n\
+         management.telnet={}\n\
+         management.ftp={}\n",
+        config.identity.vendor,
+        config.identity.model,
+        config.hostname,
+        enabled("telnet"),
+        enabled("ftp"),
+    )
+}

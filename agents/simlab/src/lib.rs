@@ -1,0 +1,56 @@
+//! The simulated lab's devices, so `proofrig demo` runs with zero set-up.
+//!
+//! A simulated device is a [`DeviceOs`] (accounts, files with modes and owners, an
+//! auth log, listening ports and a small POSIX-ish command interpreter) reached
+//! through a real SSH server ([`SimSshServer`], built on russh) and, for the weak
+//! profile, plain telnet/ftp-like banner listeners ([`BannerService`]). A
+//! [`Profile`] decides whether the device is hardened or weak, so the same TS 33.117
+//! test plan gives PASS on one and FAIL on the other. [`SimDevice`] starts all of a
+//! device's network services on its management address and gates them with power.
+//!
+//! Everything runs on the caller's tokio runtime and never blocks it.
+
+pub mod device;
+pub mod device_os;
+mod gate;
+pub mod profile;
+pub mod services;
+mod shell;
+pub mod ssh_server;
+
+pub use device::{SimDevice, SimDeviceSpec};
+pub use device_os::{
+    AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener,
+    LoginDenied, LoginMethod, LoginOrigin,
+};
+pub use profile::{
+    AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms,
+};
+pub use services::BannerService;
+pub use ssh_server::{HostKey, SimSshServer, SshServerOptions};
+
+use std::net::SocketAddr;
+
+/// Everything that can go wrong while setting up or power-cycling a simulated device.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A listener could not bind its address (in use, not a local address, ...).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A profile name that is neither `hardened` nor `weak`.
+    #[error("unknown device profile {0:?} (expected \"hardened\" or \"weak\")")]
+    UnknownProfile(String),
+    /// A profile lists an SSH algorithm russh does not implement.
+    #[error("russh does not implement the {kind} algorithm {name:?}")]
+    UnsupportedAlgorithm { kind: &'static str, name: String },
+    /// The host key could not be created or encoded.
+    #[error("host key: {0}")]
+    HostKey(String),
+    /// Called after `stop()`.
+    #[error("the simulated server was stopped")]
+    Stopped,
+}

@@ -1,0 +1,320 @@
+//! The two security postures a simulated device can have.
+//!
+//! The same TS 33.117 test plan must give PASS against a *hardened* device and FAIL
+//! against a *weak* one, so every security-relevant difference between them is data
+//! in this one file: SSH algorithms, account policy, file modes, extra services and
+//! auth logging. The device OS and the SSH server only read it.
+
+use std::time::Duration;
+
+/// Security posture of a simulated device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Configured the way TS 33.117 asks: modern crypto only, no root over SSH,
+    /// lockout, password policy, tight file modes, SSH as the only service.
+    Hardened,
+    /// A typical badly configured appliance: legacy crypto offered, root over SSH,
+    /// vendor default account, world-readable shadow, telnet/ftp-like listeners,
+    /// failed logins not logged.
+    Weak,
+}
+
+/// SSH algorithm names the device's server offers, most preferred first, exactly as
+/// they appear in its KEXINIT (the SSH server maps each to russh's implementation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAlgorithms {
+    /// Key exchange methods, including the `ext-info-s` / strict-kex markers.
+    pub kex: &'static [&'static str],
+    /// Server host key algorithms.
+    pub host_key: &'static [&'static str],
+    /// Ciphers (both directions).
+    pub ciphers: &'static [&'static str],
+    /// MACs (both directions; AEAD ciphers ignore them).
+    pub macs: &'static [&'static str],
+}
+
+/// Temporary account lockout after repeated failed passwords (pam_faillock-like).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Consecutive failed passwords that lock the account.
+    pub max_failures: u32,
+    /// How long the account stays locked; every login, even with the right
+    /// password, is refused meanwhile.
+    pub duration: Duration,
+}
+
+/// What `passwd` accepts as a new password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters.
+    pub min_length: usize,
+    /// Minimum number of character classes among lower case, upper case, digits
+    /// and everything else.
+    pub min_classes: usize,
+}
+
+/// Who may log in, how, and how hard the device pushes back on guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountPolicy {
+    /// Whether root may log in over SSH (the console always allows root).
+    pub root_ssh_login: bool,
+    /// Lockout after failed passwords; `None` means unlimited guessing.
+    pub lockout: Option<LockoutPolicy>,
+    /// Policy enforced by `passwd`; `None` means anything is accepted.
+    pub password_policy: Option<PasswordPolicy>,
+    /// Whether the vendor default account (`admin`/`admin`) can log in.
+    pub default_account_enabled: bool,
+    /// Whether failed logins produce auth log records (successful ones always do).
+    pub log_failed_logins: bool,
+}
+
+/// Permission bits of the security-relevant files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileModes {
+    /// `/etc/shadow`.
+    pub shadow: u16,
+    /// `/etc/ssh/ssh_host_ed25519_key`.
+    pub host_private_key: u16,
+    /// `/etc/proofrig/device.conf`, the device's own configuration.
+    pub device_config: u16,
+}
+
+/// A plain TCP service listening next to SSH, announcing itself with a banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraService {
+    /// A telnet-like login prompt.
+    Telnet,
+    /// An FTP-like `220` greeting.
+    Ftp,
+}
+
+impl ExtraService {
+    /// Service name as it appears in `/etc/services`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtraService::Telnet => "telnet",
+            ExtraService::Ftp => "ftp",
+        }
+    }
+}
+
+const HARDENED_ALGORITHMS: SshAlgorithms = SshAlgorithms {
+    kex: &[
+        "curve25519-sha256",
+        "curve25519-sha256@libssh.org",
+        "diffie-hellman-group16-sha512",
+        "ext-info-s",
+        "kex-strict-s-v00@openssh.com",
+    ],
+    host_key: &["ssh-ed25519"],
+    ciphers: &[
+        "chacha20-poly1305@openssh.com",
+        "aes256-gcm@openssh.com",
+        "aes128-gcm@openssh.com",
+        "aes256-ctr",
+        "aes192-ctr",
+        "aes128-ctr",
+    ],
+    macs: &[
+        "hmac-sha2-512-etm@openssh.com",
+        "hmac-sha2-256-etm@openssh.com",
+    ],
+};
+
+// Modern algorithms first so that ordinary clients still negotiate them; the legacy
+// ones follow so that a scanner sees them offered and an old client can pick them.
+// No strict-kex marker: like the old firmware it imitates, the weak device is also
+// exposed to the Terrapin prefix truncation (CVE-2023-48795).
+const WEAK_ALGORITHMS: SshAlgorithms = SshAlgorithms {
+    kex: &[
+        "curve25519-sha256",
+        "diffie-hellman-group14-sha256",
+        "diffie-hellman-group14-sha1",
+        "diffie-hellman-group1-sha1",
+        "ext-info-s",
+    ],
+    host_key: &["ssh-ed25519"],
+    ciphers: &[
+        "chacha20-poly1305@openssh.com",
+        "aes128-ctr",
+        "aes256-ctr",
+        "aes128-cbc",
+        "aes192-cbc",
+        "aes256-cbc",
+        "3des-cbc",
+    ],
+    macs: &[
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-256",
+        "hmac-sha2-512",
+        "hmac-sha1",
+        "hmac-sha1-etm@openssh.com",
+    ],
+};
+
+impl Profile {
+    /// Lower-case name, as used in rig files and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Hardened => "hardened",
+            Profile::Weak => "weak",
+        }
+    }
+
+    /// SSH algorithms the device's server offers.
+    pub fn ssh_algorithms(self) -> SshAlgorithms {
+        match self {
+            Profile::Hardened => HARDENED_ALGORITHMS,
+            Profile::Weak => WEAK_ALGORITHMS,
+        }
+    }
+
+    /// Account policy; the lockout duration can be shortened per device
+    /// (see `DeviceConfig::with_lockout`) so tests need not wait minutes.
+    pub fn account_policy(self) -> AccountPolicy {
+        match self {
+            Profile::Hardened => AccountPolicy {
+                root_ssh_login: false,
+                lockout: Some(LockoutPolicy {
+                    max_failures: 3,
+                    duration: Duration::from_secs(300),
+                }),
+                password_policy: Some(PasswordPolicy {
+                    min_length: 12,
+                    min_classes: 3,
+                }),
+                default_account_enabled: false,
+                log_failed_logins: true,
+            },
+            Profile::Weak => AccountPolicy {
+                root_ssh_login: true,
+                lockout: None,
+                password_policy: None,
+                default_account_enabled: true,
+                log_failed_logins: false,
+            },
+        }
+    }
+
+    /// Permission bits of the security-relevant files.
+    pub fn file_modes(self) -> FileModes {
+        match self {
+            Profile::Hardened => FileModes {
+                shadow: 0o640,
+                host_private_key: 0o600,
+                device_config: 0o644,
+            },
+            Profile::Weak => FileModes {
+                shadow: 0o644,
+                host_private_key: 0o600,
+                device_config: 0o666,
+            },
+        }
+    }
+
+    /// Services listening besides SSH.
+    pub fn extra_services(self) -> &'static [ExtraService] {
+        match self {
+            Profile::Hardened => &[],
+            Profile::Weak => &[ExtraService::Telnet, ExtraService::Ftp],
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = crate::SimError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hardened" => Ok(Profile::Hardened),
+            "weak" => Ok(Profile::Weak),
+            other => Err(crate::SimError::UnknownProfile(other.to_string())),
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Why `password` violates the policy, or `None` when it complies.
+    pub fn violation(&self, password: &str) -> Option<String> {
+        let length = password.chars().count();
+        if length < self.min_length {
+            return Some(format!(
+                "The password is shorter than {} characters",
+                self.min_length
+            ));
+        }
+        let classes = [
+            password.chars().any(|c| c.is_lowercase()),
+            password.chars().any(|c| c.is_uppercase()),
+            password.chars().any(|c| c.is_ascii_digit()),
+            password.chars().any(|c| !c.is_alphanumeric()),
+        ]
+        .into_iter()
+        .filter(|present| *present)
+        .count();
+        if classes < self.min_classes {
+            return Some(format!(
+                "The password contains less than {} character classes",
+                self.min_classes
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_offers_legacy_algorithms_hardened_does_not() {
+        let legacy =
+            |name: &str| name.ends_with("-cbc") || name.ends_with("sha1") || name.contains("sha1-");
+        let hardened = Profile::Hardened.ssh_algorithms();
+        let weak = Profile::Weak.ssh_algorithms();
+        for name in hardened
+            .kex
+            .iter()
+            .chain(hardened.ciphers)
+            .chain(hardened.macs)
+        {
+            assert!(!legacy(name), "hardened offers legacy {name}");
+        }
+        assert!(weak.ciphers.iter().any(|c| legacy(c)));
+        assert!(weak.kex.iter().any(|k| legacy(k)));
+        assert!(weak.macs.iter().any(|m| legacy(m)));
+    }
+
+    #[test]
+    fn password_policy_counts_length_and_classes() {
+        let policy = PasswordPolicy {
+            min_length: 12,
+            min_classes: 3,
+        };
+        assert!(policy
+            .violation("short1A!")
+            .unwrap()
+            .contains("shorter than 12"));
+        assert!(policy
+            .violation("alllowercaseletters")
+            .unwrap()
+            .contains("less than 3"));
+        assert!(policy.violation("lowerUPPERletters").is_some());
+        assert_eq!(policy.violation("lower-UPPER-letters"), None);
+        assert_eq!(policy.violation("Correct-Horse-9"), None);
+    }
+
+    #[test]
+    fn profile_names_round_trip() {
+        for profile in [Profile::Hardened, Profile::Weak] {
+            assert_eq!(profile.name().parse::<Profile>().unwrap(), profile);
+        }
+        assert!("medium".parse::<Profile>().is_err());
+    }
+}

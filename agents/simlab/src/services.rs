@@ -1,0 +1,105 @@
+//! Plain-text services a weak device leaves listening next to SSH.
+//!
+//! They exist so port-scan and unnecessary-services tests have something real to
+//! find: each accepts TCP connections and announces itself with a banner the way
+//! telnetd or an FTP daemon would, then answers every line with a refusal. Nobody
+//! can log in through them; being reachable is the finding.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::device_os::DeviceOs;
+use crate::gate::{ConnectionHandler, PowerGate};
+use crate::profile::ExtraService;
+use crate::SimError;
+
+/// Idle clients are dropped after this long, like a real daemon's login timeout.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running telnet- or ftp-like banner listener, gated by power like SSH.
+pub struct BannerService {
+    service: ExtraService,
+    gate: PowerGate,
+}
+
+impl BannerService {
+    /// Starts `service` on `addr` (port 0 picks a free port) for device `os`.
+    pub async fn start(
+        addr: SocketAddr,
+        os: DeviceOs,
+        service: ExtraService,
+    ) -> Result<Self, SimError> {
+        let hostname = os.hostname();
+        let identity = os.identity();
+        let (banner, reply) = match service {
+            ExtraService::Telnet => (
+                format!(
+                    "\r\n{} {} (firmware {})\r\n\r\n{hostname} login: ",
+                    identity.vendor, identity.model, identity.firmware
+                ),
+                format!("\r\nLogin incorrect\r\n{hostname} login: "),
+            ),
+            ExtraService::Ftp => (
+                format!(
+                    "220 {hostname} FTP server ({} {} firmware {}) ready.\r\n",
+                    identity.vendor, identity.model, identity.firmware
+                ),
+                "530 Please login with USER and PASS.\r\n".to_string(),
+            ),
+        };
+        let program = match service {
+            ExtraService::Telnet => "telnetd",
+            ExtraService::Ftp => "ftpd",
+        };
+        let banner: Arc<str> = banner.into();
+        let reply: Arc<str> = reply.into();
+        let handler: ConnectionHandler = Arc::new(move |stream, _peer| {
+            let banner = Arc::clone(&banner);
+            let reply = Arc::clone(&reply);
+            Box::pin(async move {
+                let _ = tokio::time::timeout(IDLE_TIMEOUT, converse(stream, &banner, &reply)).await;
+            })
+        });
+        let gate = PowerGate::start(addr, program, os, handler).await?;
+        Ok(BannerService { service, gate })
+    }
+
+    pub fn service(&self) -> ExtraService {
+        self.service
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.gate.local_addr()
+    }
+
+    pub fn is_powered(&self) -> bool {
+        self.gate.is_powered()
+    }
+
+    pub async fn set_powered(&self, powered: bool) -> Result<(), SimError> {
+        self.gate.set_powered(powered).await
+    }
+
+    pub async fn stop(&self) {
+        self.gate.stop().await
+    }
+}
+
+async fn converse(stream: TcpStream, banner: &str, reply: &str) -> std::io::Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    writer.write_all(banner.as_bytes()).await?;
+    // Bytes, not text: telnet clients open with binary option negotiation.
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        writer.write_all(reply.as_bytes()).await?;
+    }
+}

@@ -1,0 +1,933 @@
+//! The device's tiny POSIX-ish shell: just enough for security test plans.
+//!
+//! Language: words with single quotes, double quotes and backslash escapes; `#`
+//! comments; lists with `;`, `&&`, `||` and newlines; pipelines with `|`;
+//! redirections `>FILE`, `>>FILE`, `2>FILE`, `2>&1`, `<FILE`. No variables, globs
+//! or subshells. The root file system is read-only, so output redirection only
+//! works to `/dev/null`.
+//!
+//! Commands: `id [USER]`, `whoami`, `hostname`, `uname [-asnrvmo]`, `echo [-n]`,
+//! `true`, `false`, `exit [N]`, `pwd`, `cat [FILE...]`, `ls [-l] [-d] [PATH...]`,
+//! `stat [-c FORMAT] PATH...`, `ss -ltn[p]`, `passwd --stdin USER` (new password
+//! is the first line of standard input), `sleep N`. Anything else is
+//! `sh: CMD: not found` with status 127, like busybox.
+
+use std::time::{Duration, SystemTime};
+
+use crate::device_os::{Account, CommandOutput, DeviceOs, DeviceState, Node, NodeKind, ROOT_UID};
+
+/// Runs a command line as `user`; `stdin` goes to the first command that reads it.
+pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str) -> CommandOutput {
+    let mut out = CommandOutput::default();
+    let list = match parse(line) {
+        Ok(list) => list,
+        Err(message) => {
+            out.stderr = format!("sh: syntax error: {message}\n");
+            out.status = 2;
+            return out;
+        }
+    };
+    let mut stdin = Some(stdin.to_string());
+    for (connector, pipeline) in list {
+        let run = match connector {
+            Connector::Always => true,
+            Connector::IfSuccess => out.status == 0,
+            Connector::IfFailure => out.status != 0,
+        };
+        if !run {
+            continue;
+        }
+        if let [command] = pipeline.as_slice() {
+            if command.words.first().map(String::as_str) == Some("exit") {
+                match command.words.get(1) {
+                    None => {}
+                    Some(code) => match code.parse::<i64>() {
+                        Ok(code) => out.status = (code & 0xff) as u8,
+                        Err(_) => {
+                            out.stderr
+                                .push_str(&format!("sh: exit: Illegal number: {code}\n"));
+                            out.status = 2;
+                        }
+                    },
+                }
+                out.exit_requested = true;
+                return out;
+            }
+        }
+        let mut piped: Option<String> = None;
+        for command in &pipeline {
+            let input = match piped.take() {
+                Some(previous) => previous,
+                None if reads_stdin_words(&command.words) => stdin.take().unwrap_or_default(),
+                None => String::new(),
+            };
+            let result = run_command(os, user, command, input).await;
+            out.stderr.push_str(&result.stderr);
+            out.status = result.status;
+            piped = Some(result.stdout);
+        }
+        out.stdout.push_str(&piped.unwrap_or_default());
+    }
+    out
+}
+
+/// Whether any pipeline of `line` starts with a command that reads standard input.
+pub(crate) fn reads_stdin(line: &str) -> bool {
+    parse(line).is_ok_and(|list| {
+        list.iter().any(|(_, pipeline)| {
+            pipeline
+                .first()
+                .is_some_and(|c| c.stdin_file.is_none() && reads_stdin_words(&c.words))
+        })
+    })
+}
+
+fn reads_stdin_words(words: &[String]) -> bool {
+    match words.first().map(String::as_str) {
+        Some("cat") => words.len() == 1,
+        Some("passwd") => words.iter().any(|w| w == "--stdin"),
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connector {
+    Always,
+    IfSuccess,
+    IfFailure,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Command {
+    words: Vec<String>,
+    stdout_file: Option<String>,
+    stderr_file: Option<String>,
+    stderr_to_stdout: bool,
+    stdin_file: Option<String>,
+}
+
+type Pipeline = Vec<Command>;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    Word(String),
+    Pipe,
+    And,
+    Or,
+    Separator,
+    RedirectOut { fd: u8 },
+    RedirectIn,
+    StderrToStdout,
+}
+
+fn tokenize(line: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = line.chars().peekable();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    let flush =
+        |tokens: &mut Vec<Token>, word: &mut String, in_word: &mut bool, quoted: &mut bool| {
+            if *in_word {
+                tokens.push(Token::Word(std::mem::take(word)));
+            }
+            *in_word = false;
+            *quoted = false;
+        };
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                quoted = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated quoted string".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                quoted = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unterminated quoted string".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated quoted string".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some('\n') | None => {}
+                    Some(c) => word.push(c),
+                }
+            }
+            '#' if !in_word => for _ in chars.by_ref() {},
+            ' ' | '\t' => flush(&mut tokens, &mut word, &mut in_word, &mut quoted),
+            ';' | '\n' | '&' => {
+                flush(&mut tokens, &mut word, &mut in_word, &mut quoted);
+                if c == '&' && chars.peek() == Some(&'&') {
+                    chars.next();
+                    tokens.push(Token::And);
+                } else {
+                    // A lone `&` would start a background job; run it in the
+                    // foreground instead, which is all a test plan can observe.
+                    tokens.push(Token::Separator);
+                }
+            }
+            '|' => {
+                flush(&mut tokens, &mut word, &mut in_word, &mut quoted);
+                if chars.peek() == Some(&'|') {
+                    chars.next();
+                    tokens.push(Token::Or);
+                } else {
+                    tokens.push(Token::Pipe);
+                }
+            }
+            '>' => {
+                let fd = if in_word && !quoted && word == "2" {
+                    word.clear();
+                    in_word = false;
+                    2
+                } else {
+                    flush(&mut tokens, &mut word, &mut in_word, &mut quoted);
+                    1
+                };
+                if chars.peek() == Some(&'>') {
+                    // Appending and truncating are the same on a read-only fs.
+                    chars.next();
+                }
+                if chars.peek() == Some(&'&') {
+                    chars.next();
+                    match (fd, chars.next()) {
+                        (2, Some('1')) => tokens.push(Token::StderrToStdout),
+                        (1, Some('2')) => {
+                            return Err("redirecting stdout to stderr is not supported".into())
+                        }
+                        _ => return Err("unsupported file descriptor duplication".into()),
+                    }
+                } else {
+                    tokens.push(Token::RedirectOut { fd });
+                }
+            }
+            '<' => {
+                flush(&mut tokens, &mut word, &mut in_word, &mut quoted);
+                tokens.push(Token::RedirectIn);
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    flush(&mut tokens, &mut word, &mut in_word, &mut quoted);
+    Ok(tokens)
+}
+
+fn parse(line: &str) -> Result<Vec<(Connector, Pipeline)>, String> {
+    let mut list: Vec<(Connector, Pipeline)> = Vec::new();
+    let mut connector = Connector::Always;
+    let mut pipeline: Pipeline = Vec::new();
+    let mut command = Command::default();
+    let mut tokens = tokenize(line)?.into_iter();
+    let end_command = |pipeline: &mut Pipeline, command: &mut Command, token: &str| {
+        if command.words.is_empty() {
+            return Err(format!("unexpected {token}"));
+        }
+        pipeline.push(std::mem::take(command));
+        Ok(())
+    };
+    while let Some(token) = tokens.next() {
+        match token {
+            Token::Word(word) => command.words.push(word),
+            Token::Pipe => end_command(&mut pipeline, &mut command, "|")?,
+            Token::And | Token::Or | Token::Separator => {
+                let name = match token {
+                    Token::And => "&&",
+                    Token::Or => "||",
+                    _ => ";",
+                };
+                if command.words.is_empty() && pipeline.is_empty() {
+                    if token == Token::Separator {
+                        continue;
+                    }
+                    return Err(format!("unexpected {name}"));
+                }
+                end_command(&mut pipeline, &mut command, name)?;
+                list.push((connector, std::mem::take(&mut pipeline)));
+                connector = match token {
+                    Token::And => Connector::IfSuccess,
+                    Token::Or => Connector::IfFailure,
+                    _ => Connector::Always,
+                };
+            }
+            Token::RedirectOut { fd } => match tokens.next() {
+                Some(Token::Word(target)) if fd == 2 => command.stderr_file = Some(target),
+                Some(Token::Word(target)) => command.stdout_file = Some(target),
+                _ => return Err("missing redirection target".into()),
+            },
+            Token::RedirectIn => match tokens.next() {
+                Some(Token::Word(source)) => command.stdin_file = Some(source),
+                _ => return Err("missing redirection source".into()),
+            },
+            Token::StderrToStdout => command.stderr_to_stdout = true,
+        }
+    }
+    if !command.words.is_empty() {
+        pipeline.push(command);
+    } else if !pipeline.is_empty() {
+        return Err("unexpected end of line after |".into());
+    }
+    if !pipeline.is_empty() {
+        list.push((connector, pipeline));
+    } else if connector != Connector::Always {
+        return Err("unexpected end of line".into());
+    }
+    Ok(list)
+}
+
+struct Output {
+    stdout: String,
+    stderr: String,
+    status: u8,
+}
+
+impl Output {
+    fn ok(stdout: String) -> Self {
+        Output {
+            stdout,
+            stderr: String::new(),
+            status: 0,
+        }
+    }
+
+    fn fail(stderr: String, status: u8) -> Self {
+        Output {
+            stdout: String::new(),
+            stderr,
+            status,
+        }
+    }
+}
+
+async fn run_command(os: &DeviceOs, user: &str, command: &Command, mut input: String) -> Output {
+    if let Some(source) = &command.stdin_file {
+        let state = os.lock();
+        let Some(account) = state.accounts.get(user).cloned() else {
+            return Output::fail(format!("sh: unknown user {user}\n"), 1);
+        };
+        match read_file(&state, &account, source) {
+            Ok(text) => input = text,
+            Err(error) => return Output::fail(format!("sh: can't open {source}: {error}\n"), 1),
+        }
+    }
+    for target in [&command.stdout_file, &command.stderr_file]
+        .into_iter()
+        .flatten()
+    {
+        if target != "/dev/null" {
+            return Output::fail(
+                format!("sh: can't create {target}: Read-only file system\n"),
+                1,
+            );
+        }
+    }
+    let mut output = match command.words.first().map(String::as_str) {
+        Some("sleep") => sleep(&command.words[1..]).await,
+        _ => {
+            let mut state = os.lock();
+            match state.accounts.get(user).cloned() {
+                Some(account) => builtin(&mut state, &account, &command.words, &input),
+                None => Output::fail(format!("sh: unknown user {user}\n"), 1),
+            }
+        }
+    };
+    if command.stderr_to_stdout {
+        let stderr = std::mem::take(&mut output.stderr);
+        output.stdout.push_str(&stderr);
+    }
+    if command.stdout_file.is_some() {
+        output.stdout.clear();
+    }
+    if command.stderr_file.is_some() {
+        output.stderr.clear();
+    }
+    output
+}
+
+async fn sleep(args: &[String]) -> Output {
+    let [seconds] = args else {
+        return Output::fail("sleep: usage: sleep SECONDS\n".into(), 1);
+    };
+    match seconds.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => {
+            tokio::time::sleep(Duration::from_secs_f64(s)).await;
+            Output::ok(String::new())
+        }
+        _ => Output::fail(format!("sleep: invalid number '{seconds}'\n"), 1),
+    }
+}
+
+fn builtin(state: &mut DeviceState, account: &Account, words: &[String], input: &str) -> Output {
+    let args = &words[1..];
+    match words[0].as_str() {
+        "true" => Output::ok(String::new()),
+        // `exit` inside a pipeline ends only its own subshell.
+        "exit" => match args.first().map(|code| code.parse::<i64>()) {
+            None => Output::ok(String::new()),
+            Some(Ok(code)) => Output::fail(String::new(), (code & 0xff) as u8),
+            Some(Err(_)) => Output::fail("sh: exit: Illegal number\n".into(), 2),
+        },
+        "false" => Output::fail(String::new(), 1),
+        "echo" => echo(args),
+        "whoami" => Output::ok(format!("{}\n", account.name)),
+        "hostname" => Output::ok(format!("{}\n", state.hostname)),
+        "pwd" => Output::ok(format!("{}\n", account.home)),
+        "id" => id(state, account, args),
+        "uname" => uname(state, args),
+        "cat" => cat(state, account, args, input),
+        "ls" => ls(state, account, args),
+        "stat" => stat(state, account, args),
+        "ss" => ss(state, account, args),
+        "passwd" => passwd(state, account, args, input),
+        other => Output::fail(format!("sh: {other}: not found\n"), 127),
+    }
+}
+
+fn echo(args: &[String]) -> Output {
+    let (newline, args) = match args.first().map(String::as_str) {
+        Some("-n") => (false, &args[1..]),
+        _ => (true, args),
+    };
+    let mut text = args.join(" ");
+    if newline {
+        text.push('\n');
+    }
+    Output::ok(text)
+}
+
+fn id(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let target = match args {
+        [] => account,
+        [name] => match state.accounts.get(name) {
+            Some(other) => other,
+            None => return Output::fail(format!("id: '{name}': no such user\n"), 1),
+        },
+        _ => return Output::fail("id: extra operand\n".into(), 1),
+    };
+    let name_of = |gid: u32| {
+        state
+            .group_of(gid)
+            .map_or(gid.to_string(), |g| g.name.clone())
+    };
+    let groups = state
+        .gids_of(target)
+        .iter()
+        .map(|gid| format!("{gid}({})", name_of(*gid)))
+        .collect::<Vec<_>>()
+        .join(",");
+    Output::ok(format!(
+        "uid={}({}) gid={}({}) groups={groups}\n",
+        target.uid,
+        target.name,
+        target.gid,
+        name_of(target.gid)
+    ))
+}
+
+const KERNEL_RELEASE: &str = "5.10.184-proofrig-sim";
+const MACHINE: &str = "aarch64";
+
+fn uname(state: &DeviceState, args: &[String]) -> Output {
+    let version = format!(
+        "#1 SMP PREEMPT {} {} firmware {}",
+        state.identity.vendor, state.identity.model, state.identity.firmware
+    );
+    let all: [(char, String); 6] = [
+        ('s', "Linux".into()),
+        ('n', state.hostname.clone()),
+        ('r', KERNEL_RELEASE.into()),
+        ('v', version),
+        ('m', MACHINE.into()),
+        ('o', "GNU/Linux".into()),
+    ];
+    let mut wanted = Vec::new();
+    for arg in args {
+        let Some(flags) = arg.strip_prefix('-') else {
+            return Output::fail(format!("uname: extra operand '{arg}'\n"), 1);
+        };
+        for flag in flags.chars() {
+            match flag {
+                'a' => wanted.extend(all.iter().map(|(f, _)| *f)),
+                f if all.iter().any(|(known, _)| *known == f) => wanted.push(f),
+                f => return Output::fail(format!("uname: invalid option -- '{f}'\n"), 1),
+            }
+        }
+    }
+    if wanted.is_empty() {
+        wanted.push('s');
+    }
+    let fields: Vec<&str> = all
+        .iter()
+        .filter(|(flag, _)| wanted.contains(flag))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    Output::ok(format!("{}\n", fields.join(" ")))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FsError {
+    NotFound,
+    PermissionDenied,
+    NotADirectory,
+    IsADirectory,
+}
+
+impl std::fmt::Display for FsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FsError::NotFound => "No such file or directory",
+            FsError::PermissionDenied => "Permission denied",
+            FsError::NotADirectory => "Not a directory",
+            FsError::IsADirectory => "Is a directory",
+        })
+    }
+}
+
+/// `path` made absolute (relative to the home directory) with `.`/`..` resolved.
+fn normalize(account: &Account, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{path}", account.home)
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+const READ: u16 = 4;
+const EXECUTE: u16 = 1;
+
+/// Whether `account` has `permission` (READ/EXECUTE bit) on `node`.
+fn permitted(state: &DeviceState, account: &Account, node: &Node, permission: u16) -> bool {
+    if account.uid == ROOT_UID {
+        return true;
+    }
+    let shift = if node.owner == account.name {
+        6
+    } else if state
+        .group_named(&node.group)
+        .is_some_and(|g| state.gids_of(account).contains(&g.gid))
+    {
+        3
+    } else {
+        0
+    };
+    (node.mode >> shift) & permission != 0
+}
+
+/// The node at absolute `path`, if every ancestor directory may be searched.
+fn lookup<'a>(state: &'a DeviceState, account: &Account, path: &str) -> Result<&'a Node, FsError> {
+    let mut ancestor = String::new();
+    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    for component in components.iter().take(components.len().saturating_sub(1)) {
+        ancestor.push('/');
+        ancestor.push_str(component);
+        let dir = state.files.get(&ancestor).ok_or(FsError::NotFound)?;
+        if !matches!(dir.kind, NodeKind::Directory) {
+            return Err(FsError::NotADirectory);
+        }
+        if !permitted(state, account, dir, EXECUTE) {
+            return Err(FsError::PermissionDenied);
+        }
+    }
+    let root = state.files.get("/").ok_or(FsError::NotFound)?;
+    if !components.is_empty() && !permitted(state, account, root, EXECUTE) {
+        return Err(FsError::PermissionDenied);
+    }
+    state.files.get(path).ok_or(FsError::NotFound)
+}
+
+fn read_file(state: &DeviceState, account: &Account, path: &str) -> Result<String, FsError> {
+    let node = lookup(state, account, &normalize(account, path))?;
+    let NodeKind::File(content) = &node.kind else {
+        return Err(FsError::IsADirectory);
+    };
+    if !permitted(state, account, node, READ) {
+        return Err(FsError::PermissionDenied);
+    }
+    Ok(state.render(content))
+}
+
+fn cat(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
+    if args.is_empty() {
+        return Output::ok(input.to_string());
+    }
+    let mut output = Output::ok(String::new());
+    for path in args {
+        match read_file(state, account, path) {
+            Ok(text) => output.stdout.push_str(&text),
+            Err(error) => {
+                output.stderr.push_str(&format!("cat: {path}: {error}\n"));
+                output.status = 1;
+            }
+        }
+    }
+    output
+}
+
+fn size_of(state: &DeviceState, node: &Node) -> usize {
+    match &node.kind {
+        NodeKind::Directory => 4096,
+        NodeKind::File(content) => state.render(content).len(),
+    }
+}
+
+fn symbolic_mode(node: &Node) -> String {
+    let mode = node.mode;
+    let mut text = String::with_capacity(10);
+    text.push(if matches!(node.kind, NodeKind::Directory) {
+        'd'
+    } else {
+        '-'
+    });
+    for (shift, special, special_set, special_only) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
+        let bits = (mode >> shift) & 0o7;
+        text.push(if bits & 4 != 0 { 'r' } else { '-' });
+        text.push(if bits & 2 != 0 { 'w' } else { '-' });
+        text.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, true) => special_set,
+            (false, true) => special_only,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    text
+}
+
+/// `Jan  2 03:04`, the `ls -l` date of recent files (UTC).
+fn ls_date(time: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // "2025-01-02T03:04:05Z"
+    let stamp = humantime::format_rfc3339_seconds(time).to_string();
+    let month: usize = stamp[5..7].parse().unwrap_or(1);
+    let day: u32 = stamp[8..10].parse().unwrap_or(1);
+    format!(
+        "{} {day:>2} {}",
+        MONTHS[month.clamp(1, 12) - 1],
+        &stamp[11..16]
+    )
+}
+
+fn uid_of(state: &DeviceState, name: &str) -> u32 {
+    state.accounts.get(name).map_or(0, |a| a.uid)
+}
+
+fn gid_of(state: &DeviceState, name: &str) -> u32 {
+    state.group_named(name).map_or(0, |g| g.gid)
+}
+
+fn link_count(state: &DeviceState, path: &str, node: &Node) -> usize {
+    match node.kind {
+        NodeKind::File(_) => 1,
+        NodeKind::Directory => {
+            2 + children(state, path)
+                .filter(|(_, child)| matches!(child.kind, NodeKind::Directory))
+                .count()
+        }
+    }
+}
+
+fn children<'a>(state: &'a DeviceState, dir: &str) -> impl Iterator<Item = (&'a str, &'a Node)> {
+    let prefix = if dir == "/" {
+        "/".to_string()
+    } else {
+        format!("{dir}/")
+    };
+    state.files.iter().filter_map(move |(path, node)| {
+        let rest = path.strip_prefix(&prefix)?;
+        (!rest.is_empty() && !rest.contains('/')).then_some((rest, node))
+    })
+}
+
+fn ls(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let mut long = false;
+    let mut directory_itself = false;
+    let mut paths = Vec::new();
+    for arg in args {
+        match arg.strip_prefix('-') {
+            Some(flags) if !flags.is_empty() => {
+                for flag in flags.chars() {
+                    match flag {
+                        'l' => long = true,
+                        'd' => directory_itself = true,
+                        'a' | 'h' | 'n' => {}
+                        f => return Output::fail(format!("ls: invalid option -- '{f}'\n"), 2),
+                    }
+                }
+            }
+            _ => paths.push(arg.clone()),
+        }
+    }
+    if paths.is_empty() {
+        paths.push(".".to_string());
+    }
+    let entry = |name: &str, path: &str, node: &Node| {
+        if long {
+            format!(
+                "{} {} {} {} {:>5} {} {name}\n",
+                symbolic_mode(node),
+                link_count(state, path, node),
+                node.owner,
+                node.group,
+                size_of(state, node),
+                ls_date(node.modified)
+            )
+        } else {
+            format!("{name}\n")
+        }
+    };
+    let mut output = Output::ok(String::new());
+    let several = paths.len() > 1;
+    for (index, path) in paths.iter().enumerate() {
+        let absolute = normalize(account, path);
+        let node = match lookup(state, account, &absolute) {
+            Ok(node) => node,
+            Err(error) => {
+                output
+                    .stderr
+                    .push_str(&format!("ls: cannot access '{path}': {error}\n"));
+                output.status = 2;
+                continue;
+            }
+        };
+        if directory_itself || matches!(node.kind, NodeKind::File(_)) {
+            output.stdout.push_str(&entry(path, &absolute, node));
+            continue;
+        }
+        if !permitted(state, account, node, READ) {
+            output.stderr.push_str(&format!(
+                "ls: cannot open directory '{path}': Permission denied\n"
+            ));
+            output.status = 2;
+            continue;
+        }
+        if several {
+            if index > 0 {
+                output.stdout.push('\n');
+            }
+            output.stdout.push_str(&format!("{path}:\n"));
+        }
+        let listing: Vec<(&str, &Node)> = children(state, &absolute).collect();
+        if long {
+            output
+                .stdout
+                .push_str(&format!("total {}\n", listing.len() * 4));
+        }
+        for (name, child) in listing {
+            let child_path = format!("{}/{name}", absolute.trim_end_matches('/'));
+            output.stdout.push_str(&entry(name, &child_path, child));
+        }
+    }
+    output
+}
+
+fn stat(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let mut format: Option<String> = None;
+    let mut paths = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "-c" || arg == "--format" {
+            match args.next() {
+                Some(f) => format = Some(f.clone()),
+                None => {
+                    return Output::fail("stat: option requires an argument -- 'c'\n".into(), 1)
+                }
+            }
+        } else if let Some(f) = arg.strip_prefix("--format=") {
+            format = Some(f.to_string());
+        } else if let Some(f) = arg.strip_prefix("-c").filter(|f| !f.is_empty()) {
+            format = Some(f.to_string());
+        } else if arg.starts_with('-') && arg.len() > 1 {
+            return Output::fail(format!("stat: unrecognized option '{arg}'\n"), 1);
+        } else {
+            paths.push(arg.clone());
+        }
+    }
+    if paths.is_empty() {
+        return Output::fail("stat: missing operand\n".into(), 1);
+    }
+    let mut output = Output::ok(String::new());
+    for path in &paths {
+        let absolute = normalize(account, path);
+        let node = match lookup(state, account, &absolute) {
+            Ok(node) => node,
+            Err(error) => {
+                output
+                    .stderr
+                    .push_str(&format!("stat: cannot statx '{path}': {error}\n"));
+                output.status = 1;
+                continue;
+            }
+        };
+        let kind = match node.kind {
+            NodeKind::Directory => "directory",
+            NodeKind::File(_) => "regular file",
+        };
+        let line = match &format {
+            Some(format) => {
+                let mut line = String::new();
+                let mut chars = format.chars();
+                while let Some(c) = chars.next() {
+                    if c != '%' {
+                        line.push(c);
+                        continue;
+                    }
+                    match chars.next() {
+                        Some('a') => line.push_str(&format!("{:o}", node.mode & 0o7777)),
+                        Some('A') => line.push_str(&symbolic_mode(node)),
+                        Some('U') => line.push_str(&node.owner),
+                        Some('G') => line.push_str(&node.group),
+                        Some('u') => line.push_str(&uid_of(state, &node.owner).to_string()),
+                        Some('g') => line.push_str(&gid_of(state, &node.group).to_string()),
+                        Some('n') => line.push_str(path),
+                        Some('s') => line.push_str(&size_of(state, node).to_string()),
+                        Some('F') => line.push_str(kind),
+                        Some('%') => line.push('%'),
+                        Some(other) => {
+                            line.push('?');
+                            line.push(other);
+                        }
+                        None => line.push('%'),
+                    }
+                }
+                line
+            }
+            None => format!(
+                "  File: {path}\n  Size: {}\t{kind}\nAccess: ({:04o}/{})  Uid: ({:>5}/{:>8})   Gid: ({:>5}/{:>8})",
+                size_of(state, node),
+                node.mode & 0o7777,
+                symbolic_mode(node),
+                uid_of(state, &node.owner),
+                node.owner,
+                gid_of(state, &node.group),
+                node.group
+            ),
+        };
+        output.stdout.push_str(&line);
+        output.stdout.push('\n');
+    }
+    output
+}
+
+fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let mut listening = false;
+    let mut processes = false;
+    for arg in args {
+        let Some(flags) = arg.strip_prefix('-') else {
+            return Output::fail(format!("ss: filters are not supported: {arg}\n"), 1);
+        };
+        for flag in flags.chars() {
+            match flag {
+                'l' => listening = true,
+                'p' => processes = true,
+                't' | 'n' | '4' => {}
+                f => return Output::fail(format!("ss: unsupported option -- '{f}'\n"), 1),
+            }
+        }
+    }
+    let mut text = format!(
+        "{:<6} {:<6} {:<6} {:<24} {:<24} Process\n",
+        "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port"
+    );
+    if listening {
+        for listener in &state.listeners {
+            let process = if processes && account.uid == ROOT_UID {
+                format!("users:((\"{}\",pid=1,fd=3))", listener.program)
+            } else {
+                String::new()
+            };
+            text.push_str(&format!(
+                "{:<6} {:<6} {:<6} {:<24} {:<24} {process}\n",
+                "LISTEN",
+                0,
+                128,
+                listener.addr.to_string(),
+                "0.0.0.0:*"
+            ));
+        }
+    }
+    Output::ok(text)
+}
+
+fn passwd(state: &mut DeviceState, account: &Account, args: &[String], input: &str) -> Output {
+    let target = match args {
+        [flag, user] if flag == "--stdin" => user.clone(),
+        [flag] if flag == "--stdin" => account.name.clone(),
+        _ => {
+            return Output::fail(
+                "passwd: only the non-interactive form is supported: passwd --stdin USER \
+                 (new password on standard input)\n"
+                    .into(),
+                2,
+            )
+        }
+    };
+    if account.uid != ROOT_UID && target != account.name {
+        return Output::fail(
+            format!("passwd: You may not view or modify password information for {target}.\n"),
+            1,
+        );
+    }
+    if !state.accounts.contains_key(&target) {
+        return Output::fail(format!("passwd: user '{target}' does not exist\n"), 1);
+    }
+    let new_password = input.lines().next().unwrap_or("").to_string();
+    if new_password.is_empty() {
+        return Output::fail("passwd: no password supplied on standard input\n".into(), 1);
+    }
+    if let Some(policy) = state.policy.password_policy {
+        if let Some(reason) = policy.violation(&new_password) {
+            return Output::fail(
+                format!(
+                    "passwd: BAD PASSWORD: {reason}\n\
+                     passwd: Authentication token manipulation error\n"
+                ),
+                1,
+            );
+        }
+    }
+    if let Some(target_account) = state.accounts.get_mut(&target) {
+        target_account.password = new_password;
+    }
+    state.touch("/etc/shadow");
+    Output::ok(format!(
+        "Changing password for user {target}.\npasswd: all authentication tokens updated successfully.\n"
+    ))
+}
