@@ -252,6 +252,8 @@ enum HostField {
 struct KnownHostsEntry {
     marker: Marker,
     hosts: HostField,
+    /// `keytype base64` as written in the file.
+    key_text: String,
     key: Vec<u8>,
 }
 
@@ -259,7 +261,7 @@ impl KnownHostsEntry {
     fn applies_to(&self, host_entry: &str) -> bool {
         match &self.hosts {
             HostField::Plain(patterns) => match_host_patterns(host_entry, patterns),
-            HostField::Hashed(field) => hashed_host_matches(field, host_entry),
+            HostField::Hashed(field) => hashed_host_matches(field, &self.key_text, host_entry),
         }
     }
 }
@@ -303,7 +305,7 @@ fn parse_known_hosts(text: &str) -> Vec<KnownHostsEntry> {
         } else {
             HostField::Plain(first.split(',').map(|p| p.to_ascii_lowercase()).collect())
         };
-        entries.push(KnownHostsEntry { marker, hosts, key });
+        entries.push(KnownHostsEntry { marker, hosts, key_text: format!("{declared_type} {encoded}"), key });
     }
     entries
 }
@@ -349,12 +351,14 @@ fn wildcard_match(text: &[u8], pattern: &[u8]) -> bool {
 /// Whether a hashed host field (`|1|salt|HMAC-SHA1(salt, name)`) is for `host_entry`.
 ///
 /// libssh2 already implements this HMAC for its own known_hosts support, so we let it
-/// do the hashing: load a one-line store with a placeholder key and ask whether the
-/// name is present (a match or a key mismatch both mean the name hashed equal).
-fn hashed_host_matches(field: &str, host_entry: &str) -> bool {
+/// do the hashing: load the line into a one-line store and ask about the name with a
+/// dummy key; "mismatch" (or "match") means the name hashed equal, "not found" that it
+/// did not. Only the host matching is delegated; keys are compared by us. Lines with
+/// key types libssh2 cannot parse never match (their hosts are reported unknown).
+fn hashed_host_matches(field: &str, key_text: &str, host_entry: &str) -> bool {
     let store = ssh2::Session::new().and_then(|session| {
         let mut known = session.known_hosts()?;
-        known.read_str(&format!("{field} ssh-ed25519 AAAA"), ssh2::KnownHostFileKind::OpenSSH)?;
+        known.read_str(&format!("{field} {key_text}"), ssh2::KnownHostFileKind::OpenSSH)?;
         Ok(known.check(host_entry, &[0, 0, 0]))
     });
     matches!(store, Ok(ssh2::CheckResult::Match | ssh2::CheckResult::Mismatch))
@@ -397,6 +401,17 @@ mod tests {
         assert!(!match_host_patterns("ru1.lab", &p("*.lab,!ru1.lab")));
         assert!(!match_host_patterns("[ru1.lab]:2222", &p("ru1.lab")), "a port-22 pin must not cover another port");
         assert!(!match_host_patterns("ru10.lab", &p("ru1.lab")));
+    }
+
+    #[test]
+    fn hashed_host_names_match_only_their_host() {
+        // `ssh-keygen -H` of a `[127.0.0.1]:2222` line holding the key above.
+        let line = format!("|1|NlPlN1gLNaWo0YeUVjZ+ltlUQrM=|raxBym2HScA9i0pI29QM3lC09sw= ssh-ed25519 {ED25519_B64}\n");
+        let entries = parse_known_hosts(&line);
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].applies_to("[127.0.0.1]:2222"));
+        assert!(!entries[0].applies_to("[127.0.0.1]:2223"));
+        assert!(!entries[0].applies_to("127.0.0.1"));
     }
 
     #[test]

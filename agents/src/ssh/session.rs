@@ -23,8 +23,6 @@ use crate::channel::ByteStream;
 use crate::events::{ChannelId, Direction, EventKind, Recorder};
 use crate::rig::SshEndpoint;
 
-/// After a timeout, how long the command gets to die of SIGTERM and close its channel.
-const KILL_GRACE: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 32 * 1024;
 
 /// Run blocking work on its own named thread and await its result without blocking the
@@ -129,8 +127,10 @@ impl SshSession {
     }
 
     /// Run `command`, collecting stdout, stderr and exit status. When `timeout` passes
-    /// first, the command is sent SIGTERM, its channel closed, and `Timeout` returned;
-    /// the session stays usable.
+    /// first, its channel is closed and `Timeout` returned; the session stays usable.
+    /// The command itself may keep running on the device (SSH closes the channel, but
+    /// sshd does not kill a command without a PTY); wrap it in `timeout(1)` on the
+    /// device when that matters.
     pub async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, SshError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Exec { command: command.to_string(), timeout, reply })?;
@@ -210,7 +210,7 @@ fn session_thread(
         host_key_type: verified.host_key.algorithm.clone(),
         negotiated: verified.negotiated.clone(),
     };
-    let mut worker = Worker { target, recorder, channel, wire: verified.wire, lost: None };
+    let mut worker = Worker { target, recorder, channel, wire: verified.wire, lost: None, abandoned: Vec::new() };
     if ready.send(Ok(info)).is_err() {
         // The caller gave up while we were connecting.
         worker.shutdown();
@@ -227,6 +227,8 @@ struct Worker {
     wire: Wire,
     /// Set once the connection is gone; every later request fails with it.
     lost: Option<String>,
+    /// Channels of timed-out commands, closed by us but not yet by the server.
+    abandoned: Vec<ssh2::Channel>,
 }
 
 impl Worker {
@@ -261,6 +263,7 @@ impl Worker {
 
     /// Send a keepalive if due; returns how long until the next one (None: disabled).
     fn keepalive(&mut self) -> Option<Duration> {
+        self.reap_abandoned();
         if self.target.keepalive_s == 0 || self.lost.is_some() {
             return None;
         }
@@ -306,6 +309,9 @@ impl Worker {
             let _ = self.wire.retry(Some(deadline), |s| s.disconnect(None, "proofrig closing the session", None));
             self.recorder.emit(EventKind::ChannelClosed { channel: self.channel.clone() });
         }
+        // After the disconnect the server drops the connection, so freeing parked
+        // channels no longer waits for their commands.
+        self.abandoned.clear();
     }
 
     fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, SshError> {
@@ -356,15 +362,16 @@ impl Worker {
             }
         };
 
-        let timed_out = match finished {
-            Ok(()) => false,
+        match finished {
+            Ok(()) => {}
             Err(WireError::TimedOut) => {
-                // Ask sshd to signal the command's process group (RFC 4254 6.9), so it
-                // does not keep running on the device after we stopped waiting.
-                let grace = Some(Instant::now() + KILL_GRACE);
-                let _ = self.wire.retry(grace, |_| channel.process_startup("signal", Some("TERM")));
-                let _ = self.wire.retry(grace, |_| channel.close());
-                true
+                // Closing the channel is all we can do: the ssh2 binding offers no
+                // "signal" request, and sshd lets a command without a PTY run on after
+                // its channel closes. sshd confirms the close only once the command
+                // ends, so the channel is parked rather than waited for.
+                self.abandon(channel);
+                self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: None, signal: None, timed_out: true });
+                return Err(self.exec_failure(&operation, WireError::TimedOut, timeout));
             }
             Err(e) => {
                 self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: None, signal: None, timed_out: false });
@@ -372,11 +379,10 @@ impl Worker {
                 self.dispose(channel);
                 return Err(error);
             }
-        };
+        }
 
         // The exit status (or signal) arrives before the server closes the channel.
-        let close_deadline = if timed_out { Some(Instant::now() + KILL_GRACE) } else { deadline };
-        let closed = self.wire.retry(close_deadline, |_| channel.wait_close());
+        let closed = self.wire.retry(deadline, |_| channel.wait_close());
         let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
         output.exit_signal = signal.clone();
         // libssh2 reports 0 when no exit-status arrived; only trust it after a clean close.
@@ -384,19 +390,32 @@ impl Worker {
             (Ok(()), None) => channel.exit_status().ok(),
             _ => None,
         };
-        self.recorder.emit(EventKind::SshExit {
-            channel: exec_channel,
-            exit_status: output.exit_status,
-            signal,
-            timed_out: timed_out || matches!(closed, Err(WireError::TimedOut)),
-        });
+        let timed_out = matches!(closed, Err(WireError::TimedOut));
+        self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: output.exit_status, signal, timed_out });
         let result = match closed {
-            _ if timed_out => Err(self.exec_failure(&operation, WireError::TimedOut, timeout)),
             Ok(()) => Ok(output),
             Err(e) => Err(self.exec_failure(&operation, e, timeout)),
         };
-        self.dispose(channel);
+        if timed_out {
+            self.abandon(channel);
+        } else {
+            self.dispose(channel);
+        }
         result
+    }
+
+    /// Send CLOSE for a channel whose command is still running and keep it until the
+    /// server confirms, which happens only when the command ends.
+    fn abandon(&mut self, mut channel: ssh2::Channel) {
+        match channel.close() {
+            Err(e) if super::wire::is_eagain(&e) => self.abandoned.push(channel),
+            _ => self.dispose(channel),
+        }
+    }
+
+    /// Free parked channels the server has closed meanwhile (never waits).
+    fn reap_abandoned(&mut self) {
+        self.abandoned.retain_mut(|channel| matches!(channel.close(), Err(e) if super::wire::is_eagain(&e)));
     }
 
     fn exec_failure(&mut self, operation: &str, e: WireError, timeout: Duration) -> SshError {
