@@ -137,16 +137,22 @@ fn handshake(target: &Target, host_key_algorithms: &[String]) -> Result<(Wire, O
     Ok((wire, key))
 }
 
+/// One kind of algorithm the client can be constrained on.
+struct Preference<'a> {
+    kind: &'static str,
+    methods: &'static [MethodType],
+    wanted: Option<&'a [String]>,
+}
+
 fn apply_preferences(wire: &Wire, target: &Target, host_key_algorithms: &[String]) -> Result<(), SshError> {
     let options = &target.options;
-    let host_keys = Some(host_key_algorithms.to_vec());
-    let settings: [(&str, &[MethodType], &Option<Vec<String>>); 4] = [
-        ("key exchange", &[MethodType::Kex], &options.kex_algorithms),
-        ("host key", &[MethodType::HostKey], &host_keys),
-        ("cipher", &[MethodType::CryptCs, MethodType::CryptSc], &options.ciphers),
-        ("MAC", &[MethodType::MacCs, MethodType::MacSc], &options.macs),
+    let preferences = [
+        Preference { kind: "key exchange", methods: &[MethodType::Kex], wanted: options.kex_algorithms.as_deref() },
+        Preference { kind: "host key", methods: &[MethodType::HostKey], wanted: Some(host_key_algorithms) },
+        Preference { kind: "cipher", methods: &[MethodType::CryptCs, MethodType::CryptSc], wanted: options.ciphers.as_deref() },
+        Preference { kind: "MAC", methods: &[MethodType::MacCs, MethodType::MacSc], wanted: options.macs.as_deref() },
     ];
-    for (kind, methods, wanted) in settings {
+    for Preference { kind, methods, wanted } in preferences {
         let Some(wanted) = wanted else { continue };
         for &method in methods {
             let supported = wire.session.supported_algs(method).unwrap_or_default();

@@ -193,7 +193,7 @@ impl HostKeyPolicy {
     /// Accept or refuse a presented key.
     pub fn check(&self, offered: &OfferedKey) -> Result<(), Refusal> {
         if let Some(pins) = &self.known_hosts {
-            if pins.revoked.iter().any(|k| *k == offered.blob) {
+            if pins.revoked.contains(&offered.blob) {
                 return Err(Refusal::Mismatch { expected: format!("a key other than the REVOKED {}", offered.describe()) });
             }
             if pins.pinned.is_empty() {

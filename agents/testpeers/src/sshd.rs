@@ -141,8 +141,7 @@ impl Sshd {
             if wait_until_listening(&mut child, base, port) {
                 return Sshd { child: Some(child), dir, port, password, host_keys };
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_namespace(&mut child);
             last_log = read_log(base);
             if !last_log.contains("Address already in use") {
                 break;
@@ -218,10 +217,7 @@ impl Sshd {
     /// Kill sshd and every session it spawned, and reap it. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SIGKILL to unshare; --kill-child passes it to sshd, the namespace's init,
-            // whose death takes down every process in the namespace.
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_namespace(&mut child);
         }
     }
 }
@@ -230,6 +226,34 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Kill sshd, the PID namespace's init: the kernel then kills every session process
+/// in the namespace, and `unshare`, sshd's parent, reaps it and exits. Killing `unshare`
+/// first would also work (--kill-child) but leave sshd a zombie for an init that may
+/// never reap it.
+fn stop_namespace(unshare: &mut Child) {
+    let pid = unshare.id();
+    let init = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|children| children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()));
+    match init {
+        Some(init) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+        }
+        None => {
+            let _ = unshare.kill();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = unshare.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = unshare.kill();
+    let _ = unshare.wait();
 }
 
 fn read_log(base: &Path) -> String {
