@@ -113,6 +113,8 @@ async fn exec_returns_stdout_stderr_and_exit_status_and_records_them() {
     assert_eq!(out.exit_status, Some(3));
     assert_eq!(out.exit_signal, None);
     assert!(session.exec("true", Duration::from_secs(5)).await.unwrap().success());
+    let killed = session.exec("kill -TERM $$", Duration::from_secs(5)).await.unwrap();
+    assert_eq!((killed.exit_status, killed.exit_signal.as_deref()), (None, Some("TERM")));
 
     // Large output on both streams at once must neither deadlock nor lose bytes.
     let big = session
@@ -493,4 +495,56 @@ async fn an_endpoint_without_a_pin_is_refused_outright() {
     let err = SshSession::connect("ru1", &unpinned, Recorder::discard()).await.unwrap_err();
     assert!(matches!(err, SshError::NoHostKeyPin { .. }), "{err}");
     assert!(!sshd.log().contains("Connection from"), "connected although nothing was pinned");
+}
+
+#[tokio::test]
+async fn an_encrypted_key_is_unlocked_with_its_passphrase_secret() {
+    let sshd = Sshd::start();
+    let key = sshd.dir().join("encrypted_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse battery", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let authorized = sshd.dir().join("authorized_keys");
+    let mut keys = std::fs::read_to_string(&authorized).unwrap();
+    keys.push_str(&public);
+    std::fs::write(&authorized, keys).unwrap();
+    let passphrase_file = sshd.dir().join("passphrase");
+    std::fs::write(&passphrase_file, "correct horse battery\n").unwrap();
+
+    let (sink, recorder) = memory_recorder();
+    let with_passphrase = SshEndpoint {
+        key_file: Some(key.clone()),
+        key_passphrase: Some(SecretRef::File(passphrase_file.clone())),
+        ..endpoint(&sshd)
+    };
+    let session = SshSession::connect("ru1", &with_passphrase, recorder).await.unwrap();
+    assert!(session.exec("true", Duration::from_secs(5)).await.unwrap().success());
+    assert!(!serialized(&sink).contains("correct horse"));
+
+    std::fs::write(&passphrase_file, "wrong horse\n").unwrap();
+    let err = SshSession::connect("ru1", &with_passphrase, Recorder::discard()).await.unwrap_err();
+    assert!(matches!(&err, SshError::KeyFile { path, .. } if *path == key), "{err}");
+    assert!(!err.to_string().contains("wrong horse"));
+
+    let unset = SshEndpoint { key_passphrase: Some(SecretRef::Env("PROOFRIG_TEST_UNSET_PASSPHRASE".into())), ..with_passphrase };
+    let err = SshSession::connect("ru1", &unset, Recorder::discard()).await.unwrap_err();
+    assert!(matches!(err, SshError::Secret { .. }) && err.to_string().contains("PROOFRIG_TEST_UNSET_PASSPHRASE"), "{err}");
+}
+
+#[tokio::test]
+async fn idle_sessions_and_shells_send_keepalives() {
+    // DEBUG comes before the peer's default LogLevel, and sshd keeps the first value.
+    let sshd = Sshd::builder().config("LogLevel DEBUG").start();
+    let keepalive = SshEndpoint { keepalive_s: 1, ..endpoint(&sshd) };
+    let session = SshSession::connect("ru1", &keepalive, Recorder::discard()).await.unwrap();
+    let _shell = session.shell().await.unwrap();
+    // libssh2 rounds an interval of 1 s up to 2 s.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let seen = sshd.log().matches("keepalive@libssh2.org").count();
+    assert!(seen >= 2, "expected keepalives from the session and the shell, saw {seen}");
+    assert!(session.exec("true", Duration::from_secs(5)).await.unwrap().success());
 }

@@ -89,18 +89,18 @@ pub async fn audit_algorithms(
     timeout: Duration,
     recorder: &Recorder,
 ) -> Result<ServerAlgorithms, SshError> {
-    let (device, host) = (device.to_string(), host.to_string());
+    let (name, host) = (device.to_string(), host.to_string());
     let recorder = recorder.clone();
     super::session::run_on_thread(format!("ssh-audit-{device}"), move || {
-        let channel = ChannelId::new(&device, "ssh:audit");
-        let exchange = read_server_kexinit(&device, &host, port, timeout)?;
+        let channel = ChannelId::new(&name, "ssh:audit");
+        let exchange = read_server_kexinit(&name, &host, port, timeout)?;
         recorder.bytes(&channel, Direction::Out, CLIENT_IDENTIFICATION);
         recorder.bytes(&channel, Direction::In, &exchange.received);
         recorder.emit(EventKind::Note { channel, text: format!("SSH algorithm audit of {host}:{port}\n{}", exchange.algorithms.summary()) });
         Ok(exchange.algorithms)
     })
     .await
-    .unwrap_or_else(|| Err(SshError::Closed { device: "audit".into() }))
+    .unwrap_or_else(|| Err(SshError::Closed { device: device.into() }))
 }
 
 /// The parsed offer and the exact bytes it was parsed from.

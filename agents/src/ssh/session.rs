@@ -86,17 +86,18 @@ impl SshSession {
     ) -> Result<SshSession, SshError> {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (requests, inbox) = mpsc::channel();
-        let (device, endpoint) = (device.to_string(), endpoint.clone());
+        let (name, endpoint) = (device.to_string(), endpoint.clone());
         let thread_recorder = recorder.clone();
         std::thread::Builder::new()
             .name(format!("ssh-{device}"))
-            .spawn(move || session_thread(device, endpoint, options, thread_recorder, ready_tx, inbox))
+            .spawn(move || session_thread(name, endpoint, options, thread_recorder, ready_tx, inbox))
             .map_err(|e| SshError::Protocol {
-                device: "?".into(),
+                device: device.into(),
                 operation: "starting the session thread".into(),
                 reason: e.to_string(),
             })?;
-        let ready = ready_rx.await.map_err(|_| SshError::Closed { device: "?".into() })??;
+        // The thread always answers unless it panicked.
+        let ready = ready_rx.await.map_err(|_| SshError::Closed { device: device.into() })??;
         Ok(SshSession {
             device: ready.target.device.clone(),
             host_key_fingerprint: ready.host_key_fingerprint,
@@ -324,22 +325,27 @@ impl Worker {
         self.recorder.emit(EventKind::SshExec { channel: exec_channel.clone(), command: command.to_string() });
         let deadline = Some(Instant::now() + timeout);
 
-        let opened = self.wire.retry(deadline, |s| s.channel_session()).and_then(|mut channel| {
-            self.wire.retry(deadline, |_| channel.exec(command))?;
-            Ok(channel)
-        });
-        let mut channel = match opened {
+        let record_failed_start = |recorder: &Recorder, e: &WireError| {
+            recorder.emit(EventKind::SshExit {
+                channel: exec_channel.clone(),
+                exit_status: None,
+                signal: None,
+                timed_out: matches!(e, WireError::TimedOut),
+            });
+        };
+        let mut channel = match self.wire.retry(deadline, |s| s.channel_session()) {
             Ok(channel) => channel,
             Err(e) => {
-                self.recorder.emit(EventKind::SshExit {
-                    channel: exec_channel,
-                    exit_status: None,
-                    signal: None,
-                    timed_out: matches!(e, WireError::TimedOut),
-                });
+                record_failed_start(&self.recorder, &e);
                 return Err(self.exec_failure(&operation, e, timeout));
             }
         };
+        if let Err(e) = self.wire.retry(deadline, |_| channel.exec(command)) {
+            record_failed_start(&self.recorder, &e);
+            let error = self.exec_failure(&operation, e, timeout);
+            self.dispose(channel);
+            return Err(error);
+        }
 
         let mut output = ExecOutput::default();
         let mut stderr = channel.stderr();
@@ -361,6 +367,9 @@ impl Worker {
                 }
             }
         };
+        // The stream shares the channel; the channel must be the last handle so that
+        // dispose/abandon decide when libssh2 frees it.
+        drop(stderr);
 
         match finished {
             Ok(()) => {}

@@ -132,20 +132,22 @@ impl Pump {
                 return;
             }
         };
-        if ready.send(Ok(())).is_err() {
-            return;
-        }
-
-        let end = self.pump(&wire, &mut shell);
+        let end = if ready.send(Ok(())).is_err() {
+            // The caller gave up while we were connecting.
+            End::Closed
+        } else {
+            self.pump(&wire, &mut shell)
+        };
+        // Best effort; returns at once when the connection is already gone.
+        let deadline = Some(Instant::now() + Duration::from_millis(500));
+        let _ = wire.retry(deadline, |_| shell.close());
+        let _ = wire.retry(deadline, |s| s.disconnect(None, "proofrig closing the shell", None));
         match &end {
             End::Lost(reason) => {
                 self.recorder.emit(EventKind::ChannelLost { channel: self.channel.clone(), reason: reason.clone() });
                 self.feed.close(ChannelError::lost(&self.channel, reason.clone()));
             }
             End::Closed => {
-                let deadline = Some(Instant::now() + Duration::from_millis(500));
-                let _ = wire.retry(deadline, |_| shell.close());
-                let _ = wire.retry(deadline, |s| s.disconnect(None, "proofrig closing the shell", None));
                 self.recorder.emit(EventKind::ChannelClosed { channel: self.channel.clone() });
                 self.feed.close(ChannelError::Closed { channel: self.channel.clone() });
             }
@@ -167,10 +169,8 @@ impl Pump {
         let mut buf = vec![0u8; READ_CHUNK];
         // Once every writer is gone the wake socket reads as EOF forever; stop polling it.
         let mut wake_open = true;
+        // open_session configured the interval; the pump only has to send them.
         let keepalive = self.target.keepalive_s > 0;
-        if keepalive {
-            wire.session.set_keepalive(true, self.target.keepalive_s);
-        }
         let fail = |pending: &mut VecDeque<PendingWrite>, reason: String| {
             for write in pending.drain(..) {
                 let _ = write.request.done.send(Err(ChannelError::lost(&self.channel, reason.clone())));
