@@ -96,7 +96,10 @@ pub async fn audit_algorithms(
         let exchange = read_server_kexinit(&name, &host, port, timeout)?;
         recorder.bytes(&channel, Direction::Out, CLIENT_IDENTIFICATION);
         recorder.bytes(&channel, Direction::In, &exchange.received);
-        recorder.emit(EventKind::Note { channel, text: format!("SSH algorithm audit of {host}:{port}\n{}", exchange.algorithms.summary()) });
+        recorder.emit(EventKind::Note {
+            channel,
+            text: format!("SSH algorithm audit of {host}:{port}\n{}", exchange.algorithms.summary()),
+        });
         Ok(exchange.algorithms)
     })
     .await
@@ -197,15 +200,17 @@ pub(crate) fn connect_tcp(
 ) -> Result<TcpStream, SshError> {
     let addr_text = format!("{host}:{port}");
     let connect_error = |reason: String| SshError::Connect { device: device.into(), addr: addr_text.clone(), reason };
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| connect_error(format!("cannot resolve {host}: {e}")))?
-        .collect();
+    let addrs: Vec<_> =
+        (host, port).to_socket_addrs().map_err(|e| connect_error(format!("cannot resolve {host}: {e}")))?.collect();
     let mut last = format!("{host} resolves to no address");
     for addr in addrs {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(SshError::Timeout { device: device.into(), operation: format!("TCP connect to {addr_text}"), after: timeout });
+            return Err(SshError::Timeout {
+                device: device.into(),
+                operation: format!("TCP connect to {addr_text}"),
+                after: timeout,
+            });
         }
         match TcpStream::connect_timeout(&addr, remaining) {
             Ok(stream) => {
@@ -214,7 +219,11 @@ pub(crate) fn connect_tcp(
                 return Ok(stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(SshError::Timeout { device: device.into(), operation: format!("TCP connect to {addr_text}"), after: timeout })
+                return Err(SshError::Timeout {
+                    device: device.into(),
+                    operation: format!("TCP connect to {addr_text}"),
+                    after: timeout,
+                })
             }
             Err(e) => last = e.to_string(),
         }

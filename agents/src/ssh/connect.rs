@@ -12,7 +12,9 @@ use ssh2::MethodType;
 
 use super::audit::{connect_tcp, read_server_kexinit, ServerAlgorithms};
 use super::error::SshError;
-use super::hostkey::{algorithms_for_key_type, key_type_of_algorithm, HostKeyPolicy, OfferedKey, Refusal, DEFAULT_HOST_KEY_ALGORITHMS};
+use super::hostkey::{
+    algorithms_for_key_type, key_type_of_algorithm, HostKeyPolicy, OfferedKey, Refusal, DEFAULT_HOST_KEY_ALGORITHMS,
+};
 use super::wire::{
     Wire, WireError, LIBSSH2_ERROR_AUTHENTICATION_FAILED, LIBSSH2_ERROR_FILE, LIBSSH2_ERROR_KEYFILE_AUTH_FAILED,
     LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED,
@@ -79,9 +81,11 @@ impl Target {
             WireError::TimedOut => {
                 SshError::Timeout { device: self.device.clone(), operation: operation.into(), after: self.timeout }
             }
-            e if e.is_connection_loss() => {
-                SshError::ChannelLost { device: self.device.clone(), operation: operation.into(), reason: e.to_string() }
-            }
+            e if e.is_connection_loss() => SshError::ChannelLost {
+                device: self.device.clone(),
+                operation: operation.into(),
+                reason: e.to_string(),
+            },
             e => SshError::Protocol { device: self.device.clone(), operation: operation.into(), reason: e.to_string() },
         }
     }
@@ -109,7 +113,8 @@ fn handshake(target: &Target, host_key_algorithms: &[String]) -> Result<(Wire, O
     let deadline = target.deadline();
     let stream = connect_tcp(&target.device, &target.host, target.port, deadline, target.timeout)
         .map_err(HandshakeFailure::Other)?;
-    let connect_error = |reason: String| SshError::Connect { device: target.device.clone(), addr: target.addr(), reason };
+    let connect_error =
+        |reason: String| SshError::Connect { device: target.device.clone(), addr: target.addr(), reason };
     let wire = Wire::new(stream).map_err(|e| HandshakeFailure::Other(connect_error(e.to_string())))?;
     // Bounds the few calls ssh2 makes in blocking mode (destructors).
     wire.session.set_timeout(target.timeout.as_millis().min(u32::MAX as u128) as u32);
@@ -149,15 +154,18 @@ fn apply_preferences(wire: &Wire, target: &Target, host_key_algorithms: &[String
     let preferences = [
         Preference { kind: "key exchange", methods: &[MethodType::Kex], wanted: options.kex_algorithms.as_deref() },
         Preference { kind: "host key", methods: &[MethodType::HostKey], wanted: Some(host_key_algorithms) },
-        Preference { kind: "cipher", methods: &[MethodType::CryptCs, MethodType::CryptSc], wanted: options.ciphers.as_deref() },
+        Preference {
+            kind: "cipher",
+            methods: &[MethodType::CryptCs, MethodType::CryptSc],
+            wanted: options.ciphers.as_deref(),
+        },
         Preference { kind: "MAC", methods: &[MethodType::MacCs, MethodType::MacSc], wanted: options.macs.as_deref() },
     ];
     for Preference { kind, methods, wanted } in preferences {
         let Some(wanted) = wanted else { continue };
         for &method in methods {
             let supported = wire.session.supported_algs(method).unwrap_or_default();
-            let usable: Vec<&str> =
-                wanted.iter().map(String::as_str).filter(|name| supported.contains(name)).collect();
+            let usable: Vec<&str> = wanted.iter().map(String::as_str).filter(|name| supported.contains(name)).collect();
             if usable.is_empty() {
                 return Err(SshError::UnsupportedAlgorithms {
                     device: target.device.clone(),
@@ -217,8 +225,11 @@ pub(crate) fn open_verified(target: &Target) -> Result<Verified, SshError> {
                 // so the refusal names the key it actually presents.
                 let pinned_types_only = forced.is_none() && target.policy.key_type_known();
                 if pinned_types_only && reason.starts_with("no common host key") {
-                    let defaults: Vec<String> =
-                        DEFAULT_HOST_KEY_ALGORITHMS.iter().filter(|a| supported.contains(a)).map(|a| a.to_string()).collect();
+                    let defaults: Vec<String> = DEFAULT_HOST_KEY_ALGORITHMS
+                        .iter()
+                        .filter(|a| supported.contains(a))
+                        .map(|a| a.to_string())
+                        .collect();
                     let (wire, key) = match handshake(target, &defaults) {
                         Ok(done) => done,
                         Err(HandshakeFailure::Other(e)) => return Err(e),
@@ -270,7 +281,9 @@ fn retry_other_key_types(target: &Target, first_key: OfferedKey, supported: &[&s
             continue;
         }
         match handshake(target, &prefs) {
-            Ok((wire, key)) if target.policy.check(&key).is_ok() => return finish(target, wire, key, &prefs, Vec::new()),
+            Ok((wire, key)) if target.policy.check(&key).is_ok() => {
+                return finish(target, wire, key, &prefs, Vec::new())
+            }
             Ok((_, key)) => also_offered.push(key.describe()),
             Err(HandshakeFailure::Other(e)) => return Err(e),
             Err(HandshakeFailure::Negotiation(_)) => {}
@@ -343,8 +356,8 @@ fn diagnose_negotiation(target: &Target, host_key_algorithms: &[String], server:
     // With an AEAD cipher agreed, MACs are not negotiated at all.
     let common_ciphers: Vec<&String> =
         client_ciphers.iter().filter(|c| server.ciphers_client_to_server.contains(c)).collect();
-    let aead_only = !common_ciphers.is_empty()
-        && common_ciphers.iter().all(|c| c.contains("gcm") || c.contains("poly1305"));
+    let aead_only =
+        !common_ciphers.is_empty() && common_ciphers.iter().all(|c| c.contains("gcm") || c.contains("poly1305"));
     if !aead_only {
         let client_macs = client(MethodType::MacCs, &options.macs);
         checks.push(("MAC (client to server)", client_macs.clone(), server.macs_client_to_server.clone()));
@@ -416,11 +429,13 @@ fn refused_or_error(
             Some(LIBSSH2_ERROR_AUTHENTICATION_FAILED | LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) => Ok(false),
             // libssh2 reports an unreadable key, a wrong passphrase and an unsupported
             // format alike; its message tells them apart.
-            Some(LIBSSH2_ERROR_FILE | LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) if key_file.is_some() => Err(SshError::KeyFile {
-                device: target.device.clone(),
-                path: key_file.map(Path::to_path_buf).unwrap_or_default(),
-                reason: e.to_string(),
-            }),
+            Some(LIBSSH2_ERROR_FILE | LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) if key_file.is_some() => {
+                Err(SshError::KeyFile {
+                    device: target.device.clone(),
+                    path: key_file.map(Path::to_path_buf).unwrap_or_default(),
+                    reason: e.to_string(),
+                })
+            }
             _ => Err(target.failure(operation, e)),
         },
     }

@@ -57,7 +57,9 @@ pub enum SshError {
     #[error("{device}: cannot read known_hosts file {}: {reason}", path.display())]
     KnownHosts { device: String, path: PathBuf, reason: String },
 
-    #[error("{device}: the ssh endpoint for {user} has no credential; give `key_file` or `password` (a secret reference)")]
+    #[error(
+        "{device}: the ssh endpoint for {user} has no credential; give `key_file` or `password` (a secret reference)"
+    )]
     NoCredential { device: String, user: String },
 
     #[error("{device}: cannot use private key {}: {reason}. Check the path, its format (OpenSSH or PEM) and key_passphrase", path.display())]
@@ -73,7 +75,9 @@ pub enum SshError {
     #[error("{device}: none of the requested {kind} algorithms ({requested}) is supported by libssh2; it supports: {supported}")]
     UnsupportedAlgorithms { device: String, kind: String, requested: String, supported: String },
 
-    #[error("{device}: {operation} timed out after {after:?}. The device may be hung or overloaded; check its console")]
+    #[error(
+        "{device}: {operation} timed out after {after:?}. The device may be hung or overloaded; check its console"
+    )]
     Timeout { device: String, operation: String, after: Duration },
 
     #[error("{device}: {source}")]

@@ -194,7 +194,9 @@ impl HostKeyPolicy {
     pub fn check(&self, offered: &OfferedKey) -> Result<(), Refusal> {
         if let Some(pins) = &self.known_hosts {
             if pins.revoked.contains(&offered.blob) {
-                return Err(Refusal::Mismatch { expected: format!("a key other than the REVOKED {}", offered.describe()) });
+                return Err(Refusal::Mismatch {
+                    expected: format!("a key other than the REVOKED {}", offered.describe()),
+                });
             }
             if pins.pinned.is_empty() {
                 return Err(Refusal::Unknown { known_hosts: pins.path.clone(), host_entry: pins.host_entry.clone() });
@@ -229,8 +231,7 @@ impl HostKeyPolicy {
 pub(crate) fn normalize_fingerprint(value: &str) -> Option<String> {
     let encoded = value.trim().strip_prefix("SHA256:")?.trim_end_matches('=');
     let digest = base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded).ok()?;
-    (digest.len() == 32)
-        .then(|| format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)))
+    (digest.len() == 32).then(|| format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,7 +298,10 @@ fn parse_known_hosts(text: &str) -> Vec<KnownHostsEntry> {
             continue;
         };
         if key_algorithm(&key).as_deref() != Some(declared_type) {
-            tracing::warn!("known_hosts line {}: key type {declared_type} does not match the key; line ignored", index + 1);
+            tracing::warn!(
+                "known_hosts line {}: key type {declared_type} does not match the key; line ignored",
+                index + 1
+            );
             continue;
         }
         let hosts = if first.starts_with("|1|") {

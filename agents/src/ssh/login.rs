@@ -49,9 +49,16 @@ fn login_blocking(
         Err(SshError::NegotiationRefused { reason, .. }) => {
             recorder.emit(EventKind::Note {
                 channel,
-                text: format!("login attempt as {user} ({}): algorithm negotiation refused: {reason}", credential.method()),
+                text: format!(
+                    "login attempt as {user} ({}): algorithm negotiation refused: {reason}",
+                    credential.method()
+                ),
             });
-            return Ok(LoginOutcome { accepted: false, methods_offered: Vec::new(), negotiation_refused: Some(reason) });
+            return Ok(LoginOutcome {
+                accepted: false,
+                methods_offered: Vec::new(),
+                negotiation_refused: Some(reason),
+            });
         }
         Err(e) => {
             recorder.emit(EventKind::Note { channel, text: format!("login attempt as {user} not made: {e}") });
@@ -74,7 +81,12 @@ fn login_blocking(
         // A server that hangs up instead of answering gave no verdict: that is an error.
         (credential.method(), accepted?)
     };
-    recorder.emit(EventKind::SshAuth { channel: channel.clone(), user: user.to_string(), method: method.to_string(), accepted });
+    recorder.emit(EventKind::SshAuth {
+        channel: channel.clone(),
+        user: user.to_string(),
+        method: method.to_string(),
+        accepted,
+    });
     let deadline = Some(Instant::now() + std::time::Duration::from_millis(500));
     let _ = wire.retry(deadline, |s| s.disconnect(None, "proofrig login attempt done", None));
     recorder.emit(EventKind::ChannelClosed { channel });

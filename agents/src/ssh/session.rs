@@ -351,11 +351,12 @@ impl Worker {
         let mut stderr = channel.stderr();
         let mut buf = vec![0u8; READ_CHUNK];
         let finished = loop {
-            let progress = drain(&self.wire, &mut channel, &mut buf, &mut output.stdout, &self.recorder, &stdout_channel)
-                .and_then(|a| {
-                    drain(&self.wire, &mut stderr, &mut buf, &mut output.stderr, &self.recorder, &stderr_channel)
-                        .map(|b| a || b)
-                });
+            let progress =
+                drain(&self.wire, &mut channel, &mut buf, &mut output.stdout, &self.recorder, &stdout_channel)
+                    .and_then(|a| {
+                        drain(&self.wire, &mut stderr, &mut buf, &mut output.stderr, &self.recorder, &stderr_channel)
+                            .map(|b| a || b)
+                    });
             match progress {
                 Err(e) => break Err(e),
                 Ok(_) if channel.eof() => break Ok(()),
@@ -379,11 +380,21 @@ impl Worker {
                 // its channel closes. sshd confirms the close only once the command
                 // ends, so the channel is parked rather than waited for.
                 self.abandon(channel);
-                self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: None, signal: None, timed_out: true });
+                self.recorder.emit(EventKind::SshExit {
+                    channel: exec_channel,
+                    exit_status: None,
+                    signal: None,
+                    timed_out: true,
+                });
                 return Err(self.exec_failure(&operation, WireError::TimedOut, timeout));
             }
             Err(e) => {
-                self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: None, signal: None, timed_out: false });
+                self.recorder.emit(EventKind::SshExit {
+                    channel: exec_channel,
+                    exit_status: None,
+                    signal: None,
+                    timed_out: false,
+                });
                 let error = self.exec_failure(&operation, e, timeout);
                 self.dispose(channel);
                 return Err(error);
@@ -400,7 +411,12 @@ impl Worker {
             _ => None,
         };
         let timed_out = matches!(closed, Err(WireError::TimedOut));
-        self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: output.exit_status, signal, timed_out });
+        self.recorder.emit(EventKind::SshExit {
+            channel: exec_channel,
+            exit_status: output.exit_status,
+            signal,
+            timed_out,
+        });
         let result = match closed {
             Ok(()) => Ok(output),
             Err(e) => Err(self.exec_failure(&operation, e, timeout)),
@@ -508,7 +524,11 @@ impl Worker {
         let (mut channel, stat) = match started {
             Ok(started) => started,
             Err(e) if !e.is_connection_loss() && !matches!(e, WireError::TimedOut) => {
-                return Err(SshError::Fetch { device: self.target.device.clone(), path: path.into(), reason: e.to_string() })
+                return Err(SshError::Fetch {
+                    device: self.target.device.clone(),
+                    path: path.into(),
+                    reason: e.to_string(),
+                })
             }
             Err(e) => return Err(self.fail(&operation, e)),
         };

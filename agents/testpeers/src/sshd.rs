@@ -110,8 +110,7 @@ impl Sshd {
 
         let dir = tempfile::Builder::new().prefix("proofrig-sshd-").tempdir().expect("temp dir for sshd");
         let base = dir.path();
-        let host_keys: Vec<HostKey> =
-            options.host_key_types.iter().map(|kind| generate_host_key(base, kind)).collect();
+        let host_keys: Vec<HostKey> = options.host_key_types.iter().map(|kind| generate_host_key(base, kind)).collect();
         keygen(&base.join("client_ed25519"), "ed25519");
         fs::copy(base.join("client_ed25519.pub"), base.join("authorized_keys")).expect("authorized_keys");
 
@@ -127,8 +126,7 @@ impl Sshd {
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let port = free_port();
-            fs::write(base.join("sshd_config"), sshd_config(base, port, &options, &host_keys))
-                .expect("sshd_config");
+            fs::write(base.join("sshd_config"), sshd_config(base, port, &options, &host_keys)).expect("sshd_config");
             let log = fs::File::create(base.join("sshd.log")).expect("sshd log");
             let mut child = Command::new(UNSHARE)
                 .args(["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL", "/bin/sh"])
