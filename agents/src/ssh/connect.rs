@@ -207,9 +207,21 @@ fn supported_host_key_algorithms() -> Vec<&'static str> {
 /// server presents is not the pinned one, the server's other host key types (read from
 /// its KEXINIT) are tried one by one before the key is declared a mismatch.
 pub(crate) fn open_verified(target: &Target) -> Result<Verified, SshError> {
+    let learned = target.learned_host_key_algorithms.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match open_verified_from(target, learned.clone()) {
+        // What worked before may be gone (device re-keyed): decide afresh, so the
+        // refusal describes the server as it is now.
+        Err(SshError::NegotiationRefused { .. } | SshError::HostKeyMismatch { .. }) if learned.is_some() => {
+            *target.learned_host_key_algorithms.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            open_verified_from(target, None)
+        }
+        result => result,
+    }
+}
+
+fn open_verified_from(target: &Target, learned: Option<Vec<String>>) -> Result<Verified, SshError> {
     let supported = supported_host_key_algorithms();
     let forced = target.options.host_key_algorithms.clone();
-    let learned = target.learned_host_key_algorithms.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let first: Vec<String> = forced.clone().or(learned).unwrap_or_else(|| {
         target.policy.preferred_algorithms().into_iter().filter(|a| supported.contains(a)).map(str::to_string).collect()
     });

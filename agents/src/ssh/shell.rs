@@ -228,8 +228,8 @@ impl Pump {
             }
 
             if shell.eof() {
-                let status = shell.exit_status().map(|s| format!(" (exit status {s})")).unwrap_or_default();
-                return fail(&mut pending, format!("the remote shell ended{status}"));
+                // No exit status here: it may not have arrived yet, and libssh2 would say 0.
+                return fail(&mut pending, "the remote shell ended (EOF from the device)".into());
             }
             if writer_gone && pending.is_empty() {
                 return End::Closed;
