@@ -10,4 +10,5 @@ pub mod events;
 pub mod power;
 pub mod rig;
 pub mod secret;
+pub mod ssh;
 pub mod yaml;

@@ -1,0 +1,496 @@
+//! Which algorithms does an SSH server offer? (TS 33.117 clause 4.2.3.2.4)
+//!
+//! The answer is in the server's SSH_MSG_KEXINIT, the first binary packet it sends,
+//! still unencrypted. We read it by hand rather than through libssh2, which only ever
+//! reveals what it *negotiated*, never the full offer, and needs no host key to do it:
+//! connect, exchange identification strings, read one packet, parse its name-lists,
+//! hang up. Every length is checked against what was received, and the whole exchange
+//! is bounded by a timeout. The raw bytes are recorded so the evidence can be re-parsed
+//! independently.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::SshError;
+use crate::events::{ChannelId, Direction, EventKind, Recorder};
+
+/// What we announce; the server sends its KEXINIT once it has read this.
+const CLIENT_IDENTIFICATION: &[u8] = b"SSH-2.0-proofrig_audit\r\n";
+/// RFC 4253 4.2: identification lines are at most 255 bytes including CR LF.
+const MAX_LINE: usize = 255;
+/// Lines a server may send before its identification (RFC 4253 4.2 allows some).
+const MAX_PRE_BANNER_LINES: usize = 64;
+/// OpenSSH refuses packets above 256 KiB; a KEXINIT is a few KiB at most.
+const MAX_PACKET: usize = 256 * 1024;
+const SSH_MSG_KEXINIT: u8 = 20;
+
+/// Everything a server offers in its KEXINIT, in the server's order of preference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAlgorithms {
+    /// The identification string, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3` (no CR LF).
+    pub banner: String,
+    /// Lines the server sent before its identification string (usually none).
+    pub pre_banner_lines: Vec<String>,
+    /// Key exchange methods, including signalling pseudo-methods such as
+    /// `kex-strict-s-v00@openssh.com` or `ext-info-s` (see [`ServerAlgorithms::kex_methods`]).
+    pub kex: Vec<String>,
+    pub host_key: Vec<String>,
+    pub ciphers_client_to_server: Vec<String>,
+    pub ciphers_server_to_client: Vec<String>,
+    pub macs_client_to_server: Vec<String>,
+    pub macs_server_to_client: Vec<String>,
+    pub compression_client_to_server: Vec<String>,
+    pub compression_server_to_client: Vec<String>,
+    pub languages_client_to_server: Vec<String>,
+    pub languages_server_to_client: Vec<String>,
+    pub first_kex_packet_follows: bool,
+}
+
+impl ServerAlgorithms {
+    /// Key exchange methods proper, without the pseudo-methods a server appends to signal
+    /// protocol extensions (`ext-info-*`, `kex-strict-*`), which are not key exchanges.
+    pub fn kex_methods(&self) -> Vec<&str> {
+        self.kex
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !(name.starts_with("ext-info-") || name.starts_with("kex-strict-")))
+            .collect()
+    }
+
+    /// One line per list, for people reading the evidence.
+    pub fn summary(&self) -> String {
+        let list = |v: &[String]| if v.is_empty() { "(none)".to_string() } else { v.join(",") };
+        format!(
+            "server {}\nkex: {}\nhost_key: {}\nciphers c2s: {}\nciphers s2c: {}\nmacs c2s: {}\nmacs s2c: {}\n\
+             compression c2s: {}\ncompression s2c: {}",
+            self.banner,
+            list(&self.kex),
+            list(&self.host_key),
+            list(&self.ciphers_client_to_server),
+            list(&self.ciphers_server_to_client),
+            list(&self.macs_client_to_server),
+            list(&self.macs_server_to_client),
+            list(&self.compression_client_to_server),
+            list(&self.compression_server_to_client),
+        )
+    }
+}
+
+/// Connect to `host:port`, read the server's identification and KEXINIT, and return
+/// every algorithm it offers. Records the bytes exchanged and a summary note on
+/// channel `ssh:audit` of `device`. Runs on its own thread; never blocks the runtime.
+pub async fn audit_algorithms(
+    device: &str,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    recorder: &Recorder,
+) -> Result<ServerAlgorithms, SshError> {
+    let (name, host) = (device.to_string(), host.to_string());
+    let recorder = recorder.clone();
+    super::session::run_on_thread(format!("ssh-audit-{device}"), move || {
+        let channel = ChannelId::new(&name, "ssh:audit");
+        let exchange = read_server_kexinit(&name, &host, port, timeout)?;
+        recorder.bytes(&channel, Direction::Out, CLIENT_IDENTIFICATION);
+        recorder.bytes(&channel, Direction::In, &exchange.received);
+        recorder.emit(EventKind::Note {
+            channel,
+            text: format!("SSH algorithm audit of {host}:{port}\n{}", exchange.algorithms.summary()),
+        });
+        Ok(exchange.algorithms)
+    })
+    .await
+    .unwrap_or_else(|| Err(SshError::Closed { device: device.into() }))
+}
+
+/// The parsed offer and the exact bytes it was parsed from.
+pub(crate) struct KexinitExchange {
+    pub algorithms: ServerAlgorithms,
+    /// Identification lines and the KEXINIT packet, as received.
+    pub received: Vec<u8>,
+}
+
+/// Blocking: the audit itself, also used by the connector to learn a server's host key types.
+pub(crate) fn read_server_kexinit(
+    device: &str,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<KexinitExchange, SshError> {
+    let deadline = Instant::now() + timeout;
+    let addr_text = format!("{host}:{port}");
+    let operation = format!("algorithm audit of {addr_text}");
+    let timed_out = || SshError::Timeout { device: device.into(), operation: operation.clone(), after: timeout };
+    let protocol = |reason: String| SshError::Protocol { device: device.into(), operation: operation.clone(), reason };
+
+    let mut stream = connect_tcp(device, host, port, deadline, timeout)?;
+    stream.write_all(CLIENT_IDENTIFICATION).map_err(|e| protocol(format!("cannot send identification: {e}")))?;
+
+    let mut reader = BoundedReader { stream: &mut stream, buf: Vec::new(), deadline };
+    let mut pos = 0;
+    let mut pre_banner_lines = Vec::new();
+    let banner = loop {
+        let newline = loop {
+            if let Some(i) = reader.buf[pos..].iter().position(|&b| b == b'\n') {
+                break pos + i;
+            }
+            if reader.buf.len() - pos > MAX_LINE {
+                return Err(protocol(format!("identification line longer than {MAX_LINE} bytes")));
+            }
+            reader.read_more().map_err(|e| e.into_error(&timed_out, &protocol, "the identification string"))?;
+        };
+        let line = String::from_utf8_lossy(&reader.buf[pos..newline]).trim_end_matches('\r').to_string();
+        pos = newline + 1;
+        if line.starts_with("SSH-") {
+            break line;
+        }
+        pre_banner_lines.push(line);
+        if pre_banner_lines.len() > MAX_PRE_BANNER_LINES {
+            return Err(protocol(format!("more than {MAX_PRE_BANNER_LINES} lines before the SSH identification")));
+        }
+    };
+    if !(banner.starts_with("SSH-2.0-") || banner.starts_with("SSH-1.99-")) {
+        return Err(protocol(format!("server speaks an unsupported protocol version: {banner}")));
+    }
+
+    reader.fill(pos + 4).map_err(|e| e.into_error(&timed_out, &protocol, "the KEXINIT packet"))?;
+    let packet_length = u32::from_be_bytes(reader.buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+    if !(5..=MAX_PACKET).contains(&packet_length) {
+        return Err(protocol(format!("implausible packet length {packet_length}")));
+    }
+    reader.fill(pos + 4 + packet_length).map_err(|e| e.into_error(&timed_out, &protocol, "the KEXINIT packet"))?;
+    let packet = &reader.buf[pos + 4..pos + 4 + packet_length];
+    let padding = packet[0] as usize;
+    if padding + 1 > packet_length {
+        return Err(protocol(format!("padding length {padding} exceeds packet length {packet_length}")));
+    }
+    let payload = &packet[1..packet_length - padding];
+    let offer = parse_kexinit_payload(payload).map_err(protocol)?;
+    let received = reader.buf[..pos + 4 + packet_length].to_vec();
+
+    Ok(KexinitExchange {
+        algorithms: ServerAlgorithms {
+            banner,
+            pre_banner_lines,
+            kex: offer.lists[0].clone(),
+            host_key: offer.lists[1].clone(),
+            ciphers_client_to_server: offer.lists[2].clone(),
+            ciphers_server_to_client: offer.lists[3].clone(),
+            macs_client_to_server: offer.lists[4].clone(),
+            macs_server_to_client: offer.lists[5].clone(),
+            compression_client_to_server: offer.lists[6].clone(),
+            compression_server_to_client: offer.lists[7].clone(),
+            languages_client_to_server: offer.lists[8].clone(),
+            languages_server_to_client: offer.lists[9].clone(),
+            first_kex_packet_follows: offer.first_kex_packet_follows,
+        },
+        received,
+    })
+}
+
+pub(crate) fn connect_tcp(
+    device: &str,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<TcpStream, SshError> {
+    let addr_text = format!("{host}:{port}");
+    let connect_error = |reason: String| SshError::Connect { device: device.into(), addr: addr_text.clone(), reason };
+    let addrs: Vec<_> =
+        (host, port).to_socket_addrs().map_err(|e| connect_error(format!("cannot resolve {host}: {e}")))?.collect();
+    let mut last = format!("{host} resolves to no address");
+    for addr in addrs {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(SshError::Timeout {
+                device: device.into(),
+                operation: format!("TCP connect to {addr_text}"),
+                after: timeout,
+            });
+        }
+        match TcpStream::connect_timeout(&addr, remaining) {
+            Ok(stream) => {
+                // SSH exchanges many small packets; Nagle would add delayed-ACK stalls.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(SshError::Timeout {
+                    device: device.into(),
+                    operation: format!("TCP connect to {addr_text}"),
+                    after: timeout,
+                })
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(connect_error(last))
+}
+
+/// Why reading stopped short.
+enum ReadFailure {
+    TimedOut,
+    Closed,
+    Io(std::io::Error),
+}
+
+impl ReadFailure {
+    fn into_error(
+        self,
+        timed_out: &impl Fn() -> SshError,
+        protocol: &impl Fn(String) -> SshError,
+        waiting_for: &str,
+    ) -> SshError {
+        match self {
+            ReadFailure::TimedOut => timed_out(),
+            ReadFailure::Closed => protocol(format!(
+                "server closed the connection before sending {waiting_for} (it may limit unauthenticated connections, e.g. MaxStartups, or block this address)"
+            )),
+            ReadFailure::Io(e) => protocol(format!("read failed while waiting for {waiting_for}: {e}")),
+        }
+    }
+}
+
+struct BoundedReader<'a> {
+    stream: &'a mut TcpStream,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+impl BoundedReader<'_> {
+    fn read_more(&mut self) -> Result<(), ReadFailure> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ReadFailure::TimedOut);
+        }
+        self.stream.set_read_timeout(Some(remaining)).map_err(ReadFailure::Io)?;
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err(ReadFailure::Closed),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(ReadFailure::TimedOut)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(ReadFailure::Io(e)),
+        }
+    }
+
+    fn fill(&mut self, len: usize) -> Result<(), ReadFailure> {
+        while self.buf.len() < len {
+            self.read_more()?;
+        }
+        Ok(())
+    }
+}
+
+/// The ten name-lists and the flag of a KEXINIT payload (RFC 4253 7.1).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct KexinitOffer {
+    pub lists: [Vec<String>; 10],
+    pub first_kex_packet_follows: bool,
+}
+
+/// Parse a KEXINIT payload: message number, 16-byte cookie, ten name-lists, a boolean
+/// and a reserved uint32.
+pub(crate) fn parse_kexinit_payload(payload: &[u8]) -> Result<KexinitOffer, String> {
+    let mut rest = payload;
+    let message = take(&mut rest, 1, "message number")?[0];
+    if message != SSH_MSG_KEXINIT {
+        return Err(format!("expected SSH_MSG_KEXINIT (20) as the first packet, got message {message}"));
+    }
+    take(&mut rest, 16, "cookie")?;
+    const NAMES: [&str; 10] = [
+        "kex_algorithms",
+        "server_host_key_algorithms",
+        "encryption_algorithms_client_to_server",
+        "encryption_algorithms_server_to_client",
+        "mac_algorithms_client_to_server",
+        "mac_algorithms_server_to_client",
+        "compression_algorithms_client_to_server",
+        "compression_algorithms_server_to_client",
+        "languages_client_to_server",
+        "languages_server_to_client",
+    ];
+    let mut lists: [Vec<String>; 10] = Default::default();
+    for (list, name) in lists.iter_mut().zip(NAMES) {
+        *list = take_name_list(&mut rest, name)?;
+    }
+    let first_kex_packet_follows = take(&mut rest, 1, "first_kex_packet_follows")?[0] != 0;
+    take(&mut rest, 4, "reserved field")?;
+    Ok(KexinitOffer { lists, first_kex_packet_follows })
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
+    if rest.len() < n {
+        return Err(format!("KEXINIT truncated in {what}: need {n} bytes, {} left", rest.len()));
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_name_list(rest: &mut &[u8], what: &str) -> Result<Vec<String>, String> {
+    let len = u32::from_be_bytes(take(rest, 4, what)?.try_into().expect("4 bytes")) as usize;
+    let bytes = take(rest, len, what)?;
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !bytes.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("{what} holds bytes that are not printable US-ASCII"));
+    }
+    let text = std::str::from_utf8(bytes).expect("ASCII is UTF-8");
+    let names: Vec<String> = text.split(',').map(str::to_string).collect();
+    if names.iter().any(String::is_empty) {
+        return Err(format!("{what} holds an empty name: `{text}`"));
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_list(out: &mut Vec<u8>, names: &str) {
+        out.extend_from_slice(&(names.len() as u32).to_be_bytes());
+        out.extend_from_slice(names.as_bytes());
+    }
+
+    fn kexinit(lists: [&str; 10]) -> Vec<u8> {
+        let mut payload = vec![SSH_MSG_KEXINIT];
+        payload.extend_from_slice(&[7u8; 16]);
+        for list in lists {
+            name_list(&mut payload, list);
+        }
+        payload.push(0);
+        payload.extend_from_slice(&[0, 0, 0, 0]);
+        payload
+    }
+
+    const LISTS: [&str; 10] = [
+        "curve25519-sha256,kex-strict-s-v00@openssh.com",
+        "ssh-ed25519",
+        "aes128-ctr,aes256-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+        "hmac-sha2-256",
+        "hmac-sha2-512",
+        "none,zlib@openssh.com",
+        "none",
+        "",
+        "",
+    ];
+
+    #[test]
+    fn parses_every_name_list_in_order() {
+        let offer = parse_kexinit_payload(&kexinit(LISTS)).unwrap();
+        assert_eq!(offer.lists[0], vec!["curve25519-sha256", "kex-strict-s-v00@openssh.com"]);
+        assert_eq!(offer.lists[2], vec!["aes128-ctr", "aes256-gcm@openssh.com"]);
+        assert_eq!(offer.lists[3], vec!["aes256-gcm@openssh.com"]);
+        assert_eq!(offer.lists[5], vec!["hmac-sha2-512"]);
+        assert_eq!(offer.lists[6], vec!["none", "zlib@openssh.com"]);
+        assert!(offer.lists[8].is_empty());
+        assert!(!offer.first_kex_packet_follows);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let full = kexinit(LISTS);
+        for cut in 0..full.len() {
+            assert!(parse_kexinit_payload(&full[..cut]).is_err(), "cut at {cut} parsed");
+        }
+    }
+
+    #[test]
+    fn lengths_beyond_the_packet_and_malformed_names_are_refused() {
+        let mut lying = vec![SSH_MSG_KEXINIT];
+        lying.extend_from_slice(&[0u8; 16]);
+        lying.extend_from_slice(&u32::MAX.to_be_bytes());
+        lying.extend_from_slice(b"ssh-ed25519");
+        assert!(parse_kexinit_payload(&lying).unwrap_err().contains("truncated"));
+
+        let mut lists = LISTS;
+        lists[2] = "aes128-ctr,,aes256-ctr";
+        assert!(parse_kexinit_payload(&kexinit(lists)).unwrap_err().contains("empty name"));
+        lists[2] = "aes128-ctr\u{7f}";
+        assert!(parse_kexinit_payload(&kexinit(lists)).is_err());
+
+        let mut wrong = kexinit(LISTS);
+        wrong[0] = 21;
+        assert!(parse_kexinit_payload(&wrong).unwrap_err().contains("got message 21"));
+    }
+
+    #[test]
+    fn pseudo_kex_methods_are_separated() {
+        let algorithms = ServerAlgorithms {
+            banner: "SSH-2.0-x".into(),
+            pre_banner_lines: vec![],
+            kex: vec!["curve25519-sha256".into(), "ext-info-s".into(), "kex-strict-s-v00@openssh.com".into()],
+            host_key: vec![],
+            ciphers_client_to_server: vec![],
+            ciphers_server_to_client: vec![],
+            macs_client_to_server: vec![],
+            macs_server_to_client: vec![],
+            compression_client_to_server: vec![],
+            compression_server_to_client: vec![],
+            languages_client_to_server: vec![],
+            languages_server_to_client: vec![],
+            first_kex_packet_follows: false,
+        };
+        assert_eq!(algorithms.kex_methods(), vec!["curve25519-sha256"]);
+    }
+
+    /// A fake server on loopback: banner lines, then a packet, possibly malformed.
+    fn serve_once(response: Vec<u8>) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let _ = socket.write_all(&response);
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        port
+    }
+
+    fn packet(payload: &[u8]) -> Vec<u8> {
+        let padding = 8 - (payload.len() + 5) % 8 + 8;
+        let mut out = ((payload.len() + padding + 1) as u32).to_be_bytes().to_vec();
+        out.push(padding as u8);
+        out.extend_from_slice(payload);
+        out.extend(std::iter::repeat_n(0u8, padding));
+        out
+    }
+
+    #[test]
+    fn reads_pre_banner_lines_banner_and_packet_from_a_socket() {
+        let mut response = b"Welcome to the lab\r\nSSH-2.0-FakeSSH_1.0\r\n".to_vec();
+        response.extend(packet(&kexinit(LISTS)));
+        let port = serve_once(response.clone());
+        let exchange = read_server_kexinit("dut", "127.0.0.1", port, Duration::from_secs(2)).unwrap();
+        assert_eq!(exchange.algorithms.banner, "SSH-2.0-FakeSSH_1.0");
+        assert_eq!(exchange.algorithms.pre_banner_lines, vec!["Welcome to the lab"]);
+        assert_eq!(exchange.algorithms.host_key, vec!["ssh-ed25519"]);
+        assert_eq!(exchange.received, response);
+    }
+
+    #[test]
+    fn a_silent_server_times_out_and_a_huge_packet_is_refused() {
+        let port = serve_once(b"SSH-2.0-Silent\r\n".to_vec());
+        let started = Instant::now();
+        let err = read_server_kexinit("dut", "127.0.0.1", port, Duration::from_millis(200)).err().unwrap();
+        assert!(matches!(err, SshError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        let mut response = b"SSH-2.0-Liar\r\n".to_vec();
+        response.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        let port = serve_once(response);
+        let err = read_server_kexinit("dut", "127.0.0.1", port, Duration::from_secs(2)).err().unwrap();
+        assert!(err.to_string().contains("implausible packet length"), "{err}");
+    }
+}
