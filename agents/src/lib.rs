@@ -9,4 +9,5 @@ pub mod channel;
 pub mod events;
 pub mod rig;
 pub mod secret;
+pub mod serial;
 pub mod yaml;
