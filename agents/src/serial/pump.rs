@@ -162,7 +162,9 @@ where
 
         match wake {
             Wake::Request(None) => {
-                // The ByteStream was dropped: we are done with this console.
+                // The ByteStream was dropped: release the port first, so that whoever
+                // sees ChannelClosed can open it again at once.
+                drop(io);
                 recorder.emit(EventKind::ChannelClosed { channel: channel.clone() });
                 return;
             }
