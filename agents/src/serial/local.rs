@@ -4,18 +4,19 @@
 //! best-effort (errors ignored), applies termios through `TCSETS2`, which PTYs accept
 //! like any tty, and takes TIOCEXCL plus an exclusive `flock` so two programs cannot
 //! fight over one console. So we use it as is rather than hand-rolling termios; the
-//! open runs on the blocking pool because some USB serial drivers take a while in
-//! open(2). tokio-serial then wraps the fd (made non-blocking) in tokio's `AsyncFd`.
+//! open runs on the console's own thread because some USB serial drivers take a
+//! while in open(2). tokio-serial then wraps the fd (made non-blocking) in tokio's
+//! `AsyncFd`.
 //! We never call `flush` on it: for a tty that is `tcdrain`, which would block.
 
 use std::io;
 
 use serialport::{DataBits, StopBits};
 
-use super::pump::{spawn_pump, LossReason, PumpSetup, Transparent};
+use super::pump::{start_pump, LossReason, PumpSetup, Transparent};
 use super::{check_frame, console_channel, flow_summary, frame_summary, SerialError};
 use crate::channel::ByteStream;
-use crate::events::{EventKind, Recorder};
+use crate::events::Recorder;
 use crate::rig::{FlowControl, Parity, SerialConsole};
 
 /// Open a local tty or PTY as the console of `device`.
@@ -61,23 +62,20 @@ pub async fn open_serial(device: &str, serial: &SerialConsole, recorder: Recorde
             _ => SerialError::Open { device, port, settings: settings.clone(), reason: err.to_string() },
         }
     };
-    let tty = tokio::task::spawn_blocking(move || serialport::TTYPort::open(&builder))
-        .await
-        .map_err(|join| SerialError::Open {
-            device: device.to_string(),
-            port: port.clone(),
-            settings: settings.clone(),
-            reason: format!("the opening task failed: {join}"),
-        })?
-        .map_err(open_error)?;
-    let stream = tokio_serial::SerialStream::try_from(tty).map_err(open_error)?;
-
     let channel = console_channel(device);
-    recorder.emit(EventKind::ChannelOpened { channel: channel.clone(), detail: format!("serial {port_text} {settings}") });
-    Ok(spawn_pump(
-        stream,
-        PumpSetup { channel, recorder, codec: Transparent, loss: TtyLoss { port: port_text }, settled: None },
-    ))
+    let setup = PumpSetup {
+        channel,
+        opened_detail: format!("serial {port_text} {settings}"),
+        recorder,
+        codec: Transparent,
+        loss: TtyLoss { port: port_text },
+        settled: None,
+    };
+    // Opened on the console's own thread: open(2) may block, and the fd must register
+    // with that thread's reactor.
+    start_pump(move || tokio_serial::SerialStream::try_from(serialport::TTYPort::open(&builder)?), setup)
+        .await
+        .map_err(open_error)
 }
 
 struct TtyLoss {

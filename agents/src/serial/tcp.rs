@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use super::pump::{spawn_pump, LossReason, PumpSetup, Transparent};
+use super::pump::{start_pump, LossReason, PumpSetup, Transparent};
 use super::telnet::{ComPortSettings, Telnet};
 use super::{check_frame, console_channel, frame_summary, SerialError};
 use crate::channel::ByteStream;
@@ -50,9 +50,22 @@ pub async fn open_tcp(device: &str, tcp: &TcpConsole, recorder: Recorder) -> Res
 
     let channel = console_channel(device);
     let loss = TcpLoss { address: address.clone() };
+    // The socket moves to the console's own thread and registers with its reactor there.
+    let socket = socket
+        .into_std()
+        .map_err(|cause| SerialError::Connect { device: device.to_string(), address: address.clone(), cause })?;
+    let attach = move || TcpStream::from_std(socket);
+    let attach_error = |cause| SerialError::Connect { device: device.to_string(), address: address.clone(), cause };
     if !rfc2217 {
-        recorder.emit(EventKind::ChannelOpened { channel: channel.clone(), detail: format!("tcp {address} raw") });
-        return Ok(spawn_pump(socket, PumpSetup { channel, recorder, codec: Transparent, loss, settled: None }));
+        let setup = PumpSetup {
+            channel,
+            opened_detail: format!("tcp {address} raw"),
+            recorder,
+            codec: Transparent,
+            loss,
+            settled: None,
+        };
+        return start_pump(attach, setup).await.map_err(attach_error);
     }
 
     let settings = tcp.baud.map(|baud| ComPortSettings {
@@ -65,18 +78,16 @@ pub async fn open_tcp(device: &str, tcp: &TcpConsole, recorder: Recorder) -> Res
         Some(s) => format!(" {} {}", s.baud, frame_summary(s.data_bits, s.parity, s.stop_bits)),
         None => String::new(),
     };
-    recorder.emit(EventKind::ChannelOpened { channel: channel.clone(), detail: format!("tcp {address} rfc2217{line}") });
     let (settled_tx, settled_rx) = oneshot::channel();
-    let stream = spawn_pump(
-        socket,
-        PumpSetup {
-            channel: channel.clone(),
-            recorder: recorder.clone(),
-            codec: Telnet::new(true, settings),
-            loss,
-            settled: Some(settled_tx),
-        },
-    );
+    let setup = PumpSetup {
+        channel: channel.clone(),
+        opened_detail: format!("tcp {address} rfc2217{line}"),
+        recorder: recorder.clone(),
+        codec: Telnet::new(true, settings),
+        loss,
+        settled: Some(settled_tx),
+    };
+    let stream = start_pump(attach, setup).await.map_err(attach_error)?;
     // The codec records what the server confirmed; only silence needs a note here. A
     // connection lost meanwhile is reported by the stream itself on first use.
     if tokio::time::timeout(timeout, settled_rx).await.is_err() {
