@@ -216,10 +216,7 @@ impl Expect {
 
     /// Forget everything received so far that no wait has consumed.
     pub fn clear(&mut self) -> Result<(), ExpectError> {
-        let unread = match self.stream.read_now() {
-            Ok(bytes) => bytes,
-            Err(lost) => return Err(lost.into()),
-        };
+        let unread = self.stream.read_now()?;
         self.ingest(&unread);
         self.window.clear();
         self.pending.clear();

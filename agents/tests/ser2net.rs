@@ -112,3 +112,28 @@ async fn nobody_listening_is_a_connect_error_naming_device_and_address() {
     let text = err.to_string();
     assert!(text.contains("ru1") && text.contains(&format!("127.0.0.1:{port}")) && text.contains("ser2net"), "{text}");
 }
+
+#[tokio::test]
+async fn a_server_that_never_accepts_is_a_connect_timeout_naming_device_and_address() {
+    use std::os::fd::AsRawFd;
+    // A listener that never accepts, with its accept queue shrunk to one entry and
+    // filled: Linux then drops further SYNs, so a connect hangs like one to a dead host.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let port = listener.local_addr().unwrap().port();
+    let mut fillers = Vec::new();
+    while fillers.len() < 8 {
+        match std::net::TcpStream::connect_timeout(&listener.local_addr().unwrap(), Duration::from_millis(200)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => break,
+        }
+    }
+    let mut console = tcp_console(port, TcpProtocol::Raw, None, 8, Parity::None, 1);
+    console.tcp.as_mut().unwrap().connect_timeout_ms = 300;
+    let started = Instant::now();
+    let err = open_console(DEVICE, &console, Recorder::discard()).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(matches!(err, SerialError::ConnectTimeout { waited_ms: 300, .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("ru1") && text.contains(&format!("127.0.0.1:{port}")) && text.contains("300 ms"), "{text}");
+}
