@@ -1,4 +1,5 @@
-//! The pump behind every console [`ByteStream`]: one tokio task that owns the transport.
+//! The pump behind every console [`ByteStream`]: one task, on the console's own
+//! thread, that owns the transport.
 //!
 //! It reads the device continuously (whether or not anyone is reading the stream),
 //! records each chunk through the [`Recorder`] before offering it to the [`Feed`], and
@@ -8,7 +9,7 @@
 //! Every pump runs on its own thread with a single-threaded reactor (see
 //! [`start_pump`] for why).
 //!
-//! Reading and writing are polled from one task with a hand-written `poll_fn` instead
+//! Reading and writing are polled from that one task with a hand-written `poll_fn` instead
 //! of `select!` over two futures: the transport is borrowed mutably by both directions,
 //! and polling `poll_read`/`poll_write` directly is cancellation-safe by construction
 //! (a `Ready` always carries the bytes it moved). The order of the two is alternated on
