@@ -5,10 +5,13 @@
 //! them, the expect engine above any byte stream, and the power backends.
 //! [`rig`] describes what exists on a bench; agents take the piece they need.
 
+pub mod ansi;
 pub mod channel;
 pub mod events;
+pub mod expect;
 pub mod power;
 pub mod rig;
 pub mod secret;
+pub mod serial;
 pub mod ssh;
 pub mod yaml;

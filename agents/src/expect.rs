@@ -1,0 +1,649 @@
+//! Waiting for what a device says and answering it, over any [`ByteStream`]
+//! (serial consoles now, SSH shells too).
+//!
+//! Matching runs on a *text view* of the output: terminal control sequences are
+//! stripped by a streaming [`AnsiFilter`], so colour codes and busybox's `ESC[6n`
+//! never break a prompt pattern. The transcript is untouched: the pump has already
+//! recorded the raw bytes before they reach this engine.
+//!
+//! Memory is bounded. Unconsumed text lives in a window (64 KiB by default); on a
+//! chatty console the oldest text scrolls out and is counted in
+//! [`Match::discarded`]. **A pattern must fit in the window** to be found, and text
+//! that scrolled out cannot be matched any more (it is still in the transcript).
+//! Incoming text is moved into the window in steps, and every step is searched, so a
+//! pattern or death string is not skipped because a large read overflowed the window.
+//!
+//! Patterns are `regex::bytes::Regex` over the current window: `$` means "end of what
+//! has arrived so far", which is what prompt patterns like `[#$] ?$` rely on.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use regex::bytes::Regex;
+use tokio::time::Instant;
+
+use crate::ansi::AnsiFilter;
+use crate::channel::{ByteStream, ChannelError};
+use crate::events::ChannelId;
+use crate::rig::{Console, ConsoleLogin, SlowSend};
+use crate::secret::Secret;
+
+/// Default size of the matching window.
+pub const DEFAULT_WINDOW: usize = 64 * 1024;
+/// Shell prompt when the rig gives none.
+pub const DEFAULT_PROMPT: &str = r"[#$] ?$";
+/// Login prompt when the rig gives none.
+pub const DEFAULT_LOGIN_PROMPT: &str = r"login: ?$";
+/// Password prompt when the rig gives none.
+pub const DEFAULT_PASSWORD_PROMPT: &str = r"[Pp]assword: ?$";
+/// What a refused login looks like when the rig does not say.
+pub const DEFAULT_LOGIN_FAILURE: &str = r"Login incorrect|Permission denied|Authentication failure";
+
+/// How much of the recent output a timeout error shows.
+const TAIL_CHARS: usize = 200;
+/// Recent text kept for error messages, consumed or not.
+const RECENT_BYTES: usize = 1024;
+/// Text shown on each side of a death string.
+const DEATH_CONTEXT: usize = 120;
+/// Before the user name is sent, how long a silent console may stay silent before
+/// we press Enter to make it print its login prompt again.
+const LOGIN_POKE: Duration = Duration::from_millis(1000);
+
+/// What `expect` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Which of the given patterns matched (the one starting earliest in the stream;
+    /// on a tie, the first in the list).
+    pub index: usize,
+    /// Text between the previous match and this one (control sequences stripped).
+    pub before: Vec<u8>,
+    /// The matched text.
+    pub matched: Vec<u8>,
+    /// Capture groups; `groups[0]` is the whole match.
+    pub groups: Vec<Option<Vec<u8>>>,
+    /// Bytes of text that scrolled out of the window before this match and are
+    /// therefore missing from `before` (0 unless the console flooded).
+    pub discarded: u64,
+}
+
+impl Match {
+    pub fn before_text(&self) -> String {
+        String::from_utf8_lossy(&self.before).into_owned()
+    }
+
+    pub fn matched_text(&self) -> String {
+        String::from_utf8_lossy(&self.matched).into_owned()
+    }
+
+    pub fn group_text(&self, group: usize) -> Option<String> {
+        self.groups.get(group)?.as_ref().map(|g| String::from_utf8_lossy(g).into_owned())
+    }
+}
+
+/// Output and exit status of a command run at a shell prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// What the command printed, lines joined with `\n`, without the echoed command
+    /// line and without the trailing newline.
+    pub output: String,
+    pub exit_status: i32,
+}
+
+/// Why a wait or exchange failed. Every message names the channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectError {
+    #[error("{channel}: timed out after {waited:?} waiting for {patterns:?}; last output: {tail:?}")]
+    Timeout { channel: ChannelId, waited: Duration, patterns: Vec<String>, tail: String },
+    #[error("{channel}: death string `{pattern}` seen, the device is dying: {context:?}")]
+    DeathString { channel: ChannelId, pattern: String, context: String },
+    #[error(transparent)]
+    Lost(#[from] ChannelError),
+    #[error("{channel}: login as `{user}` refused: {response:?}; check the user and the password the rig points to")]
+    LoginRefused { channel: ChannelId, user: String, response: String },
+    #[error("{channel}: the console asks for a password for `{user}` but none was given; add `password: {{ env: ... }}` to the console login in the rig")]
+    PasswordRequired { channel: ChannelId, user: String },
+    #[error("{channel}: invalid {what} pattern `{pattern}`: {reason}")]
+    BadPattern { channel: ChannelId, what: &'static str, pattern: String, reason: String },
+    #[error("{channel}: `{command}` ended with exit status `{status}`, which is not a number a shell returns")]
+    BadExitStatus { channel: ChannelId, command: String, status: String },
+}
+
+enum Hit {
+    Pattern { index: usize, start: usize, end: usize },
+    Death { index: usize, start: usize, end: usize },
+}
+
+/// An expect session over one byte stream.
+pub struct Expect {
+    stream: ByteStream,
+    filter: AnsiFilter,
+    /// Unconsumed text being matched.
+    window: Vec<u8>,
+    window_limit: usize,
+    /// Filtered text not yet moved into the window.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    discarded: u64,
+    recent: VecDeque<u8>,
+    death: Vec<(String, Regex)>,
+    prompt: Regex,
+    slow_send: Option<SlowSend>,
+    line_ending: Vec<u8>,
+}
+
+impl std::fmt::Debug for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expect").field("channel", self.stream.channel()).finish_non_exhaustive()
+    }
+}
+
+impl Expect {
+    /// An engine with the default prompt, no death strings, fast sending and `\n` as Enter.
+    pub fn new(stream: ByteStream) -> Self {
+        Self {
+            stream,
+            filter: AnsiFilter::new(),
+            window: Vec::new(),
+            window_limit: DEFAULT_WINDOW,
+            pending: Vec::new(),
+            pending_pos: 0,
+            discarded: 0,
+            recent: VecDeque::with_capacity(RECENT_BYTES),
+            death: Vec::new(),
+            prompt: Regex::new(DEFAULT_PROMPT).expect("default prompt is a valid regex"),
+            slow_send: None,
+            line_ending: b"\n".to_vec(),
+        }
+    }
+
+    /// An engine set up the way the rig describes the console: prompt, death strings, slow send.
+    pub fn for_console(stream: ByteStream, console: &Console) -> Result<Self, ExpectError> {
+        let mut engine = Self::new(stream);
+        if let Some(prompt) = &console.prompt {
+            engine.prompt = engine.compile("prompt", prompt)?;
+        }
+        engine.set_death_strings(&console.death_strings)?;
+        engine.slow_send = console.slow_send;
+        Ok(engine)
+    }
+
+    pub fn channel(&self) -> &ChannelId {
+        self.stream.channel()
+    }
+
+    /// Patterns (regular expressions, as in the rig) that abort any wait when seen.
+    /// Each occurrence is reported once, by the wait during which it arrives.
+    pub fn set_death_strings(&mut self, patterns: &[String]) -> Result<(), ExpectError> {
+        self.death = patterns
+            .iter()
+            .map(|p| Ok((p.clone(), self.compile("death string", p)?)))
+            .collect::<Result<_, ExpectError>>()?;
+        Ok(())
+    }
+
+    pub fn set_prompt(&mut self, prompt: Regex) {
+        self.prompt = prompt;
+    }
+
+    pub fn prompt(&self) -> &Regex {
+        &self.prompt
+    }
+
+    pub fn set_slow_send(&mut self, slow_send: Option<SlowSend>) {
+        self.slow_send = slow_send;
+    }
+
+    /// What `send_line` appends (default `\n`; some consoles want `\r`).
+    pub fn set_line_ending(&mut self, ending: &[u8]) {
+        self.line_ending = ending.to_vec();
+    }
+
+    /// Change the window size (at least 1 KiB). Patterns must fit in it.
+    pub fn set_window_limit(&mut self, bytes: usize) {
+        self.window_limit = bytes.max(1024);
+        self.trim_window();
+    }
+
+    pub fn window_limit(&self) -> usize {
+        self.window_limit
+    }
+
+    /// Text currently held for matching (never more than the window limit).
+    pub fn buffered(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Forget everything received so far that no wait has consumed.
+    pub fn clear(&mut self) -> Result<(), ExpectError> {
+        let unread = self.stream.read_now()?;
+        self.ingest(&unread);
+        self.window.clear();
+        self.pending.clear();
+        self.pending_pos = 0;
+        Ok(())
+    }
+
+    pub fn stream(&self) -> &ByteStream {
+        &self.stream
+    }
+
+    /// Give the stream back; text buffered for matching is dropped (it is in the transcript).
+    pub fn into_stream(self) -> ByteStream {
+        self.stream
+    }
+
+    /// Wait until one of `patterns` appears, consuming the output through the match.
+    pub async fn expect(&mut self, patterns: &[Regex], timeout: Duration) -> Result<Match, ExpectError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.search(patterns) {
+                Some(Hit::Pattern { index, start, end }) => return Ok(self.take_match(patterns, index, start, end)),
+                Some(Hit::Death { index, start, end }) => return Err(self.death_error(index, start, end)),
+                None => {}
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read()).await {
+                Err(_) => return Err(self.timeout_error(patterns, timeout)),
+                Ok(Err(lost)) => return Err(ExpectError::Lost(lost)),
+                Ok(Ok(chunk)) => self.ingest(&chunk),
+            }
+        }
+    }
+
+    /// Wait for the shell prompt.
+    pub async fn expect_prompt(&mut self, timeout: Duration) -> Result<Match, ExpectError> {
+        let prompt = self.prompt.clone();
+        self.expect(std::slice::from_ref(&prompt), timeout).await
+    }
+
+    /// Send bytes, in chunks with pauses if the console needs slow sending.
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), ExpectError> {
+        let Some(slow) = self.slow_send.filter(|s| s.chunk > 0) else {
+            return Ok(self.stream.write(data).await?);
+        };
+        for (i, chunk) in data.chunks(slow.chunk).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(slow.delay_ms)).await;
+            }
+            self.stream.write(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Send a line of text followed by the line ending.
+    pub async fn send_line(&mut self, line: &str) -> Result<(), ExpectError> {
+        let mut data = Vec::with_capacity(line.len() + self.line_ending.len());
+        data.extend_from_slice(line.as_bytes());
+        data.extend_from_slice(&self.line_ending);
+        self.send(&data).await
+    }
+
+    /// Send a secret followed by the line ending; the transcript shows only its label.
+    pub async fn send_secret_line(&mut self, secret: &Secret) -> Result<(), ExpectError> {
+        let ending = self.line_ending.clone();
+        let Some(slow) = self.slow_send.filter(|s| s.chunk > 0) else {
+            return Ok(self.stream.write_secret(secret, &ending).await?);
+        };
+        // Chunk on character boundaries so each chunk is still a (partial) secret string.
+        let value = secret.expose();
+        let mut chunk_start = 0;
+        let mut first = true;
+        let mut pieces = Vec::new();
+        for (offset, c) in value.char_indices() {
+            if offset + c.len_utf8() - chunk_start > slow.chunk && offset > chunk_start {
+                pieces.push(&value[chunk_start..offset]);
+                chunk_start = offset;
+            }
+        }
+        if chunk_start < value.len() {
+            pieces.push(&value[chunk_start..]);
+        }
+        for piece in pieces {
+            if !first {
+                tokio::time::sleep(Duration::from_millis(slow.delay_ms)).await;
+            }
+            first = false;
+            self.stream.write_secret(&Secret::new(secret.label(), piece), b"").await?;
+        }
+        if !first {
+            tokio::time::sleep(Duration::from_millis(slow.delay_ms)).await;
+        }
+        self.send(&ending).await
+    }
+
+    /// Log in at a console: answer the login and password prompts until the shell
+    /// prompt appears. Pressing Enter wakes a console that printed its prompt before
+    /// we connected. Returns at once if a shell prompt is already waiting.
+    pub async fn login(
+        &mut self,
+        login: &ConsoleLogin,
+        password: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<(), ExpectError> {
+        let login_prompt = self.compile("login prompt", login.login_prompt.as_deref().unwrap_or(DEFAULT_LOGIN_PROMPT))?;
+        let password_prompt =
+            self.compile("password prompt", login.password_prompt.as_deref().unwrap_or(DEFAULT_PASSWORD_PROMPT))?;
+        let failure = self.compile("login failure", login.failure.as_deref().unwrap_or(DEFAULT_LOGIN_FAILURE))?;
+        let patterns = [login_prompt, password_prompt, failure, self.prompt.clone()];
+        const LOGIN: usize = 0;
+        const PASSWORD: usize = 1;
+        const FAILURE: usize = 2;
+
+        let deadline = Instant::now() + timeout;
+        let mut user_sent = false;
+        let mut password_sent = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = if user_sent { left } else { left.min(LOGIN_POKE) };
+            let found = match self.expect(&patterns, wait).await {
+                Err(ExpectError::Timeout { .. }) if !user_sent && !left.is_zero() && wait < left => {
+                    self.send(&self.line_ending.clone()).await?;
+                    continue;
+                }
+                Err(ExpectError::Timeout { channel, patterns, tail, .. }) => {
+                    return Err(ExpectError::Timeout { channel, waited: timeout, patterns, tail })
+                }
+                other => other?,
+            };
+            match found.index {
+                LOGIN if password_sent => return Err(self.refused(login, "asked for the login again")),
+                LOGIN => {
+                    self.send_line(&login.user).await?;
+                    user_sent = true;
+                }
+                PASSWORD => {
+                    let Some(password) = password else {
+                        return Err(ExpectError::PasswordRequired {
+                            channel: self.channel().clone(),
+                            user: login.user.clone(),
+                        });
+                    };
+                    if password_sent {
+                        return Err(self.refused(login, "asked for the password again"));
+                    }
+                    self.send_secret_line(password).await?;
+                    password_sent = true;
+                }
+                FAILURE => {
+                    let response = format!("{}{}", tail_of(&found.before, 80), found.matched_text());
+                    return Err(self.refused(login, response.trim()));
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Run a command at the shell prompt and return its output and exit status.
+    ///
+    /// Types `COMMAND; echo PRF_<tag>''_E:$?` and waits for `PRF_<tag>_E:<status>`:
+    /// the quotes make the echoed command line differ from the marker the shell prints,
+    /// and the tag is fresh for every call, so neither the echo nor an earlier command's
+    /// output can be mistaken for this one's end. Then waits for the prompt, so the
+    /// next command starts clean. The command must be a plain command line (no
+    /// trailing `&` or `#` comment, since the marker is appended with `;`).
+    pub async fn run(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput, ExpectError> {
+        let deadline = Instant::now() + timeout;
+        let tag = marker_tag();
+        let typed_marker = format!("PRF_{tag}''_E:$?");
+        let done = Regex::new(&format!(r"PRF_{tag}_E:(-?\d+)\r?\n")).expect("marker pattern is valid");
+        self.send_line(&format!("{command}; echo {typed_marker}")).await?;
+        let found = self.expect(std::slice::from_ref(&done), timeout).await?;
+        let status_text = found.group_text(1).unwrap_or_default();
+        let exit_status = status_text.parse::<i32>().map_err(|_| ExpectError::BadExitStatus {
+            channel: self.channel().clone(),
+            command: command.to_string(),
+            status: status_text.clone(),
+        })?;
+
+        let before = found.before_text();
+        // Drop the echoed command line (and anything before it) if the console echoes.
+        let output = match before.rfind(&typed_marker) {
+            Some(at) => match before[at..].find('\n') {
+                Some(eol) => &before[at + eol + 1..],
+                None => "",
+            },
+            None => before.as_str(),
+        };
+        let mut output = output.replace("\r\n", "\n").replace('\r', "");
+        if output.ends_with('\n') {
+            output.pop();
+        }
+
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.expect_prompt(left).await?;
+        Ok(CommandOutput { output, exit_status })
+    }
+
+    fn compile(&self, what: &'static str, pattern: &str) -> Result<Regex, ExpectError> {
+        Regex::new(pattern).map_err(|err| ExpectError::BadPattern {
+            channel: self.channel().clone(),
+            what,
+            pattern: pattern.to_string(),
+            reason: err.to_string().lines().last().unwrap_or_default().trim().to_string(),
+        })
+    }
+
+    fn refused(&self, login: &ConsoleLogin, response: &str) -> ExpectError {
+        ExpectError::LoginRefused { channel: self.channel().clone(), user: login.user.clone(), response: response.into() }
+    }
+
+    fn ingest(&mut self, raw: &[u8]) {
+        if self.pending_pos == self.pending.len() {
+            self.pending.clear();
+            self.pending_pos = 0;
+        }
+        let from = self.pending.len();
+        self.filter.filter(raw, &mut self.pending);
+        let fresh = &self.pending[from..];
+        let keep = fresh.len().min(RECENT_BYTES);
+        let overflow = (self.recent.len() + keep).saturating_sub(RECENT_BYTES);
+        self.recent.drain(..overflow);
+        self.recent.extend(&fresh[fresh.len() - keep..]);
+    }
+
+    /// Find the earliest pattern or death string, moving pending text into the
+    /// window step by step so that nothing is skipped when a read overflows it.
+    fn search(&mut self, patterns: &[Regex]) -> Option<Hit> {
+        loop {
+            if let Some(hit) = self.earliest(patterns) {
+                return Some(hit);
+            }
+            let remaining = self.pending.len() - self.pending_pos;
+            if remaining == 0 {
+                return None;
+            }
+            let step = if self.window.len() + remaining <= self.window_limit {
+                remaining
+            } else {
+                (self.window_limit / 4).max(1).min(remaining)
+            };
+            self.window.extend_from_slice(&self.pending[self.pending_pos..self.pending_pos + step]);
+            self.pending_pos += step;
+            self.trim_window();
+        }
+    }
+
+    fn trim_window(&mut self) {
+        let excess = self.window.len().saturating_sub(self.window_limit);
+        if excess > 0 {
+            self.window.drain(..excess);
+            self.discarded += excess as u64;
+        }
+    }
+
+    fn earliest(&self, patterns: &[Regex]) -> Option<Hit> {
+        let mut best: Option<Hit> = None;
+        let mut best_start = usize::MAX;
+        for (index, pattern) in patterns.iter().enumerate() {
+            if let Some(m) = pattern.find(&self.window) {
+                if m.start() < best_start {
+                    best_start = m.start();
+                    best = Some(Hit::Pattern { index, start: m.start(), end: m.end() });
+                }
+            }
+        }
+        // On a tie the caller's pattern wins: waiting for a panic on purpose is allowed.
+        for (index, (_, pattern)) in self.death.iter().enumerate() {
+            if let Some(m) = pattern.find(&self.window) {
+                if m.start() < best_start {
+                    best_start = m.start();
+                    best = Some(Hit::Death { index, start: m.start(), end: m.end() });
+                }
+            }
+        }
+        best
+    }
+
+    fn take_match(&mut self, patterns: &[Regex], index: usize, start: usize, end: usize) -> Match {
+        let groups = patterns[index]
+            .captures(&self.window)
+            .map(|caps| caps.iter().map(|g| g.map(|g| g.as_bytes().to_vec())).collect())
+            .unwrap_or_default();
+        let found = Match {
+            index,
+            before: self.window[..start].to_vec(),
+            matched: self.window[start..end].to_vec(),
+            groups,
+            discarded: std::mem::take(&mut self.discarded),
+        };
+        self.window.drain(..end);
+        found
+    }
+
+    fn death_error(&mut self, index: usize, start: usize, end: usize) -> ExpectError {
+        let from = start.saturating_sub(DEATH_CONTEXT);
+        let to = (end + DEATH_CONTEXT).min(self.window.len());
+        let context = String::from_utf8_lossy(&self.window[from..to]).into_owned();
+        self.window.drain(..end);
+        ExpectError::DeathString { channel: self.channel().clone(), pattern: self.death[index].0.clone(), context }
+    }
+
+    fn timeout_error(&self, patterns: &[Regex], waited: Duration) -> ExpectError {
+        let recent: Vec<u8> = self.recent.iter().copied().collect();
+        ExpectError::Timeout {
+            channel: self.channel().clone(),
+            waited,
+            patterns: patterns.iter().map(|p| p.as_str().to_string()).collect(),
+            tail: tail_of(&recent, TAIL_CHARS),
+        }
+    }
+}
+
+/// The last `chars` characters of `text`, as lossy UTF-8.
+fn tail_of(text: &[u8], chars: usize) -> String {
+    let text = String::from_utf8_lossy(text);
+    let skip = text.chars().count().saturating_sub(chars);
+    text.chars().skip(skip).collect()
+}
+
+/// A short tag that is fresh for every command of this process.
+fn marker_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded randomly per process; the counter makes tags differ per call.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{Feed, WriteRequest};
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+
+    /// An engine over a bare feed (no device), plus a sink for what it writes.
+    fn engine() -> (Expect, Arc<Feed>, mpsc::Receiver<WriteRequest>) {
+        let feed = Feed::new(1 << 20);
+        let (tx, rx) = mpsc::channel(4);
+        let stream = ByteStream::new(ChannelId::new("dut", "console"), feed.clone(), tx);
+        (Expect::new(stream), feed, rx)
+    }
+
+    fn re(p: &str) -> Regex {
+        Regex::new(p).unwrap()
+    }
+
+    #[tokio::test]
+    async fn earliest_match_wins_and_before_excludes_control_sequences() {
+        let (mut e, feed, _rx) = engine();
+        feed.push(b"noise \x1b[31mBBB\x1b[0m then AAA");
+        let m = e.expect(&[re("AAA"), re("BBB")], Duration::from_secs(1)).await.unwrap();
+        assert_eq!((m.index, m.before_text().as_str(), m.matched_text().as_str()), (1, "noise ", "BBB"));
+        let m = e.expect(&[re("AAA"), re("BBB")], Duration::from_secs(1)).await.unwrap();
+        assert_eq!((m.index, m.before_text().as_str()), (0, " then "));
+    }
+
+    #[tokio::test]
+    async fn pattern_split_across_reads_and_escape_split_across_reads() {
+        let (mut e, feed, _rx) = engine();
+        let f = feed.clone();
+        let writer = tokio::spawn(async move {
+            for piece in [&b"root@ru1:~\x1b["[..], b"0m", b"# "] {
+                f.push(piece);
+                tokio::task::yield_now().await;
+            }
+        });
+        let m = e.expect(&[re(r"ru1:~# $")], Duration::from_secs(2)).await.unwrap();
+        assert_eq!(m.matched_text(), "ru1:~# ");
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn timeout_shows_the_tail_of_what_was_said() {
+        let (mut e, feed, _rx) = engine();
+        let long = format!("{}THE END", "x".repeat(500));
+        feed.push(long.as_bytes());
+        let err = e.expect(&[re("never")], Duration::from_millis(50)).await.unwrap_err();
+        let ExpectError::Timeout { tail, patterns, channel, .. } = &err else { panic!("{err}") };
+        assert_eq!(tail.chars().count(), TAIL_CHARS);
+        assert!(tail.ends_with("THE END"));
+        assert_eq!(patterns, &["never".to_string()]);
+        assert_eq!(channel.device, "dut");
+        assert!(err.to_string().contains("dut/console"));
+    }
+
+    #[tokio::test]
+    async fn death_string_beats_a_later_match_and_is_reported_once() {
+        let (mut e, feed, _rx) = engine();
+        e.set_death_strings(&["Kernel panic".into(), r"Oops: \d+".into()]).unwrap();
+        feed.push(b"booting\r\nKernel panic - not syncing\r\nlogin: ");
+        let err = e.expect(&[re("login: $")], Duration::from_secs(1)).await.unwrap_err();
+        let ExpectError::DeathString { pattern, context, .. } = err else { panic!("{err}") };
+        assert_eq!(pattern, "Kernel panic");
+        assert!(context.contains("not syncing"));
+        // Reported once: the next wait continues after it.
+        assert_eq!(e.expect(&[re("login: $")], Duration::from_secs(1)).await.unwrap().matched_text(), "login: ");
+        assert!(e.set_death_strings(&["Oops(".into()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn window_stays_bounded_and_nothing_is_skipped_in_a_large_read() {
+        let (mut e, feed, _rx) = engine();
+        e.set_window_limit(4096);
+        let mut flood = "y".repeat(100_000);
+        flood.insert_str(50_000, "NEEDLE");
+        feed.push(flood.as_bytes());
+        let m = e.expect(&[re("NEEDLE")], Duration::from_secs(1)).await.unwrap();
+        assert!(m.discarded > 40_000, "{}", m.discarded);
+        assert!(m.before.len() <= 4096);
+        assert!(e.buffered() <= 4096);
+        let err = e.expect(&[re("never")], Duration::from_millis(20)).await.unwrap_err();
+        assert!(matches!(err, ExpectError::Timeout { .. }));
+        assert!(e.buffered() <= 4096);
+    }
+
+    #[tokio::test]
+    async fn lost_stream_ends_the_wait_with_the_loss() {
+        let (mut e, feed, _rx) = engine();
+        feed.close(ChannelError::lost(&ChannelId::new("dut", "console"), "EIO"));
+        let err = e.expect(&[re("x")], Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, ExpectError::Lost(ChannelError::ConsoleLost { .. })));
+    }
+
+    #[test]
+    fn marker_tags_are_fresh() {
+        assert_ne!(marker_tag(), marker_tag());
+    }
+}
