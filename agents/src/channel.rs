@@ -1,10 +1,11 @@
 //! The raw byte channel every interactive transport presents upward.
 //!
 //! A serial console, a ser2net socket and an SSH shell all look the same to the
-//! expect engine: a [`ByteStream`]. Behind each stream runs a *pump* (a tokio task
-//! for serial, a dedicated thread for SSH) that owns the transport, reads it
-//! continuously, records every byte through the [`Recorder`] the moment it crosses
-//! the wire, and only then offers it to whoever is reading. Output that arrives while
+//! expect engine: a [`ByteStream`]. Behind each stream runs a *pump* (a dedicated
+//! thread per channel: a small runtime of its own for serial, libssh2 for SSH) that
+//! owns the transport, reads it continuously, records every byte through the
+//! [`Recorder`] the moment it crosses the wire, and only then offers it to whoever
+//! is reading. Output that arrives while
 //! nobody expects anything is therefore still in the transcript.
 //!
 //! The hand-over buffer ([`Feed`]) is bounded: on a chatty console nobody reads,

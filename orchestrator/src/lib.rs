@@ -1,5 +1,9 @@
 //! proofrig: plans, runs, evidence and the command line, over the agents crate.
 
+pub mod cli;
 pub mod evidence;
 pub mod verdict;
 pub mod plan;
+mod session;
+mod table;
+mod terminal;

@@ -127,8 +127,11 @@ pub enum ChainBreak {
     TruncatedRecord { n: u64, line: u64 },
 }
 
-/// Read and check the chain. Returns the records and the head hash.
-pub fn read_chain(path: &Path) -> Result<Result<(Vec<Record>, [u8; 32]), ChainBreak>, JournalError> {
+/// A journal whose chain holds: its records and the hash of the last one.
+pub type VerifiedChain = (Vec<Record>, [u8; 32]);
+
+/// Read and check the chain. The outer error is I/O; the inner one says where the chain breaks.
+pub fn read_chain(path: &Path) -> Result<Result<VerifiedChain, ChainBreak>, JournalError> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|source| JournalError::Read { path: name.clone(), source })?;
     let mut reader = BufReader::with_capacity(1 << 20, file);

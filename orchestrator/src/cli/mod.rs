@@ -1,0 +1,136 @@
+//! Command-line grammar and dispatch. Each subcommand lives in its own module.
+
+mod console;
+mod power;
+mod probe;
+mod rig;
+mod ssh;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code: everything held.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the operation ran and something is down or refused.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage, or an invalid rig or plan file.
+pub const EXIT_USAGE: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "proofrig", version, about = "Hardware-in-the-loop security testing for telecom equipment")]
+pub struct Cli {
+    /// More log output on stderr (-v, -vv); PROOFRIG_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Where technician session transcripts are written.
+    #[arg(long, global = true, default_value = "results/sessions", value_name = "DIR")]
+    pub transcripts: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate and inspect rig files.
+    Rig {
+        #[command(subcommand)]
+        command: RigCommand,
+    },
+    /// Switch or query a device's power outlet.
+    Power {
+        /// The rig file.
+        rig: PathBuf,
+        /// The device whose outlet to switch.
+        device: String,
+        action: PowerAction,
+        /// For `cycle`: how long to stay off, in milliseconds (default: the rig's cycle_off_ms).
+        #[arg(long, value_name = "MS")]
+        off_for_ms: Option<u64>,
+    },
+    /// Open a device's console interactively (Ctrl-] quits). The session is recorded.
+    Console {
+        rig: PathBuf,
+        device: String,
+    },
+    /// Run one command on a device over SSH, print its output, exit with its status.
+    Ssh {
+        rig: PathBuf,
+        device: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RigCommand {
+    /// Check a rig file: exit 0 if valid, 3 with a located error otherwise.
+    Check {
+        #[arg(required = true)]
+        rigs: Vec<PathBuf>,
+    },
+    /// Reach every channel of every device and print a table; exit 1 if any is down.
+    Probe {
+        rig: PathBuf,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Per-channel time limit in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PowerAction {
+    On,
+    Off,
+    Cycle,
+    Status,
+}
+
+/// An error on its way out: the report to print and the exit code to give.
+pub struct Failure {
+    pub report: miette::Report,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn usage(report: impl Into<miette::Report>) -> Self {
+        Self { report: report.into(), code: EXIT_USAGE }
+    }
+    pub fn failed(report: impl Into<miette::Report>) -> Self {
+        Self { report: report.into(), code: EXIT_FAILED }
+    }
+}
+
+/// Wrap a library error for printing at the edge.
+pub fn report<E: std::error::Error + Send + Sync + 'static>(err: E) -> miette::Report {
+    miette::Report::msg(err.to_string())
+}
+
+impl From<proofrig_agents::rig::RigError> for Failure {
+    fn from(err: proofrig_agents::rig::RigError) -> Self {
+        Failure::usage(err)
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Rig { command: RigCommand::Check { rigs } } => rig::check(&rigs),
+        Command::Rig { command: RigCommand::Probe { rig, device, timeout_ms } } => {
+            probe::probe(&rig, device.as_deref(), timeout_ms, &cli.transcripts).await
+        }
+        Command::Power { rig, device, action, off_for_ms } => {
+            power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await
+        }
+        Command::Console { rig, device } => console::console(&rig, &device, &cli.transcripts).await,
+        Command::Ssh { rig, device, command, timeout_s } => {
+            ssh::ssh(&rig, &device, &command, timeout_s, &cli.transcripts).await
+        }
+    }
+}

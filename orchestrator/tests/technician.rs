@@ -1,0 +1,275 @@
+//! The technician commands as a person at the bench uses them: the real `proofrig`
+//! binary against real peers (OpenSSH's sshd, a Modbus TCP relay board, a PTY
+//! console), checking what it prints, how it exits, and what it records.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use proofrig_testpeers::modbus::ModbusServer;
+use proofrig_testpeers::pty::{ConsoleScript, ScriptedConsole};
+use proofrig_testpeers::sshd::Sshd;
+
+fn proofrig(transcripts: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .arg("--transcripts")
+        .arg(transcripts)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run proofrig")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_rig(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("rig.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Every transcript line of the sessions recorded in `dir`, parsed.
+fn transcript_events(dir: &Path) -> Vec<serde_json::Value> {
+    let mut events = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("transcripts directory exists") {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        events.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    }
+    events
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn rig_check_accepts_the_documented_example_and_locates_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = repo_root().join("rigs/example-bench.yaml");
+    let out = proofrig(dir.path(), &["rig", "check", example.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok (rig `example-bench`, 3 device(s), 3 PDU(s))"));
+
+    let broken = std::fs::read_to_string(&example).unwrap().replace("pdu: relays", "pdu: relay");
+    let rig = write_rig(dir.path(), &broken);
+    let out = proofrig(dir.path(), &["rig", "check", rig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    let line = broken.lines().position(|l| l.contains("pdu: relay,")).unwrap() + 1;
+    assert!(err.contains(&format!("rig.yaml:{line}:")), "{err}");
+    assert!(err.contains("devices.ru1.power.pdu: no PDU named `relay`"), "{err}");
+    assert!(err.contains("did you mean `relays`?"), "{err}");
+}
+
+fn modbus_rig(port: u16) -> String {
+    format!(
+        "rig: power-bench\npdus:\n  board: {{ modbus: {{ host: 127.0.0.1, port: {port}, unit: 1, timeout_ms: 1500 }} }}\n\
+         devices:\n  ru1:\n    role: radio-unit\n    power: {{ pdu: board, outlet: 3, cycle_off_ms: 50 }}\n"
+    )
+}
+
+#[test]
+fn power_switches_the_outlet_reports_read_back_and_records_it() {
+    let board = ModbusServer::start(8);
+    let dir = tempfile::tempdir().unwrap();
+    let transcripts = dir.path().join("sessions");
+    let rig = write_rig(dir.path(), &modbus_rig(board.port()));
+    let rig = rig.to_str().unwrap();
+
+    let out = proofrig(&transcripts, &["power", rig, "ru1", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ru1: power on");
+    assert!(board.coil(3));
+
+    let out = proofrig(&transcripts, &["power", rig, "ru1", "off"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!board.coil(3));
+    let out = proofrig(&transcripts, &["power", rig, "ru1", "status"]);
+    assert_eq!(text(&out.stdout).trim(), "ru1: power off");
+
+    let power_events: Vec<_> = transcript_events(&transcripts).into_iter().filter(|e| e["kind"] == "power").collect();
+    assert_eq!(power_events.len(), 3);
+    let on = power_events.iter().find(|e| e["action"] == "on").unwrap();
+    assert_eq!((on["readback"].as_str(), on["ok"].as_bool(), on["outlet"].as_str()), (Some("on"), Some(true), Some("3")));
+}
+
+#[test]
+fn power_names_the_pdu_when_it_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_port = proofrig_testpeers::free_port();
+    let rig = write_rig(dir.path(), &modbus_rig(closed_port));
+    let out = proofrig(dir.path(), &["power", rig.to_str().unwrap(), "ru1", "on"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("PDU `board`") && err.contains(&format!("127.0.0.1:{closed_port}")), "{err}");
+
+    let out = proofrig(dir.path(), &["power", rig.to_str().unwrap(), "ru9", "on"]);
+    assert_eq!(out.status.code(), Some(3), "an unknown device is a usage error");
+    assert!(text(&out.stderr).contains("did you mean `ru1`?"));
+}
+
+fn ssh_rig(sshd: &Sshd, dir: &Path, fingerprint: &str) -> PathBuf {
+    std::fs::write(dir.join("core1.pass"), format!("{}\n", sshd.password())).unwrap();
+    write_rig(
+        dir,
+        &format!(
+            "rig: ssh-bench\ndevices:\n  core1:\n    role: core\n    ssh:\n      host: {}\n      port: {}\n      user: {}\n      \
+             password: {{ file: core1.pass }}\n      host_key: \"{fingerprint}\"\n      timeout_ms: 5000\n",
+            sshd.host(),
+            sshd.port(),
+            sshd.user()
+        ),
+    )
+}
+
+#[test]
+fn ssh_runs_one_command_and_exits_with_its_status() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let transcripts = dir.path().join("sessions");
+    let rig = ssh_rig(&sshd, dir.path(), sshd.host_key_fingerprint());
+
+    let out = proofrig(&transcripts, &["ssh", rig.to_str().unwrap(), "core1", "--", "echo", "out;", "echo err >&2;", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert!(text(&out.stderr).contains("err"));
+
+    let events = transcript_events(&transcripts);
+    assert!(events.iter().any(|e| e["kind"] == "ssh_exec" && e["command"] == "echo out; echo err >&2; exit 7"));
+    assert!(events.iter().any(|e| e["kind"] == "ssh_exit" && e["exit_status"] == 7));
+    let all = events.iter().map(|e| e.to_string()).collect::<String>();
+    assert!(!all.contains(sshd.password()), "the password must never reach a transcript");
+}
+
+#[test]
+fn ssh_refuses_a_host_key_that_does_not_match_the_pin_and_shows_the_offered_one() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "SHA256:CJl+pMJlLF6Wwb66giS9EaDRX9H6vfNcMsOQQfEzXow";
+    let rig = ssh_rig(&sshd, dir.path(), wrong);
+    let out = proofrig(dir.path(), &["ssh", rig.to_str().unwrap(), "core1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(sshd.host_key_fingerprint()), "the error shows the offered key: {err}");
+    assert!(err.contains("core1"), "{err}");
+}
+
+#[test]
+fn probe_reports_every_channel_and_fails_when_one_is_down() {
+    let sshd = Sshd::start();
+    let board = ModbusServer::start(8);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("core1.pass"), sshd.password()).unwrap();
+    let dead_port = proofrig_testpeers::free_port();
+    let yaml = format!(
+        "rig: probe-bench\npdus:\n  board: {{ modbus: {{ host: 127.0.0.1, port: {mb}, timeout_ms: 1000 }} }}\n\
+         devices:\n  core1:\n    role: core\n    ssh: {{ host: 127.0.0.1, port: {p}, user: {u}, password: {{ file: core1.pass }}, host_key: \"{fp}\" }}\n    \
+         power: {{ pdu: board, outlet: 1 }}\n  core2:\n    role: core\n    \
+         ssh: {{ host: 127.0.0.1, port: {dead_port}, user: root, password: {{ file: core1.pass }}, host_key: \"{fp}\", timeout_ms: 1000 }}\n",
+        mb = board.port(),
+        p = sshd.port(),
+        u = sshd.user(),
+        fp = sshd.host_key_fingerprint()
+    );
+    let rig = write_rig(dir.path(), &yaml);
+
+    let out = proofrig(dir.path(), &["rig", "probe", rig.to_str().unwrap(), "--device", "core1"]);
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}{}", text(&out.stderr));
+    assert!(table.lines().any(|l| l.starts_with("core1") && l.contains("ssh") && l.contains("up")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("core1") && l.contains("power") && l.contains("up")), "{table}");
+
+    let out = proofrig(dir.path(), &["rig", "probe", rig.to_str().unwrap()]);
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let row = table.lines().find(|l| l.starts_with("core2")).expect("a row for core2");
+    assert!(row.contains("DOWN") && row.contains(&dead_port.to_string()), "{row}");
+}
+
+/// Collects a child's output on a thread so a test can wait for what it printed.
+struct Screen {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Screen {
+    fn watch(mut from: impl std::io::Read + Send + 'static) -> Self {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Self { seen }
+    }
+
+    fn text(&self) -> String {
+        text(&self.seen.lock().unwrap())
+    }
+
+    fn wait_for(&self, what: &str) {
+        self.wait_for_times(what, 1);
+    }
+
+    fn wait_for_times(&self, what: &str, times: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.text().matches(what).count() < times {
+            assert!(std::time::Instant::now() < deadline, "waited 10 s for {what:?}; the screen shows:\n{}", self.text());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_console_session_logs_in_runs_a_command_and_keeps_the_password_out_of_the_transcript() {
+    let device = ScriptedConsole::start(ConsoleScript::default());
+    let password = ConsoleScript::default().password;
+    let dir = tempfile::tempdir().unwrap();
+    let transcripts = dir.path().join("sessions");
+    let rig = write_rig(
+        dir.path(),
+        &format!("rig: console-bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      serial: {{ port: {} }}\n", device.path().display()),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .arg("--transcripts")
+        .arg(&transcripts)
+        .args(["console", rig.to_str().unwrap(), "ru1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let screen = Screen::watch(child.stdout.take().unwrap());
+    let mut keyboard = child.stdin.take().unwrap();
+    screen.wait_for("login:");
+    keyboard.write_all(b"root\n").unwrap();
+    screen.wait_for("Password:");
+    keyboard.write_all(format!("{password}\n").as_bytes()).unwrap();
+    screen.wait_for("# ");
+    keyboard.write_all(b"echo proofrig-console-check\n").unwrap();
+    // Once echoed as typed, once as the command's output.
+    screen.wait_for_times("proofrig-console-check", 2);
+    drop(keyboard);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let events = transcript_events(&transcripts);
+    let typed: Vec<u8> = events
+        .iter()
+        .filter(|e| e["kind"] == "bytes" && e["direction"] == "out")
+        .flat_map(|e| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(e["data"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    assert!(text(&typed).contains("echo proofrig-console-check"), "typed commands are recorded");
+    let all: String = events.iter().map(|e| e.to_string()).collect();
+    assert!(!all.contains(&password), "the password typed at the prompt must not be recorded");
+    assert!(events.iter().any(|e| e["kind"] == "redacted" && e["len"] == password.len()));
+}
