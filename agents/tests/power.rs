@@ -228,7 +228,7 @@ async fn assert_unreachable_in_time(text: &str, timeout_ms: u64, expect_wait: bo
     }
     let records = power_records(&sink);
     assert_eq!(records.len(), 1);
-    assert!(!records[0].ok && records[0].detail.contains("did not answer"));
+    assert!(!records[0].ok && records[0].detail.contains("is unreachable"));
 }
 
 fn single_pdu_rig(pdu: &str, outlet: &str) -> String {

@@ -23,7 +23,14 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(header.to_vec());
     out.push('\n');
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    // The last column is free text; its rule only underlines the header.
+    let last = widths.len().saturating_sub(1);
+    let rules: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, w)| "-".repeat(if i == last { header[i].chars().count() } else { *w }))
+        .collect();
+    out.push_str(&line(rules.iter().map(String::as_str).collect()));
     out.push('\n');
     for row in rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));

@@ -38,7 +38,7 @@ pub enum PowerError {
     UnknownPdu { rig: String, pdu: String, known: String },
 
     #[error(
-        "PDU `{pdu}` at {addr} did not answer (gave up after {after_ms} ms): {reason}. Check that the PDU is \
+        "PDU `{pdu}` at {addr} is unreachable (gave up after {after_ms} ms): {reason}. Check that the PDU is \
          powered and cabled, that this host can reach {addr} (ping, firewall, VLAN), and that the \
          address in the rig file is right"
     )]
