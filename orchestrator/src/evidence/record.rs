@@ -1,0 +1,174 @@
+//! What a run writes into its journal, and the results derived from it.
+//!
+//! The journal holds every agent event (raw bytes, SSH commands, power actions)
+//! interleaved with the executor's own records (case and step boundaries, each
+//! step's observed output and verdict). Everything a report or a verifier needs is
+//! derivable from these records plus the plan: that is what makes verdicts
+//! replayable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use proofrig_agents::events::Event;
+
+use crate::plan::ScasRef;
+use crate::verdict::{Rollup, Verdict};
+
+/// A file copied into the bundle, with its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Path inside the bundle, with `/` separators (e.g. `inputs/plans/ssh.yaml`).
+    pub path: String,
+    /// Hex SHA-256 of the file's bytes.
+    pub sha256: String,
+}
+
+/// Whether a step belongs to the case's main steps or its restore steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Steps,
+    Restore,
+}
+
+/// Who and what a case instance is about: one case of one plan on one device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CaseKey {
+    /// Plan identifier (`plan:` of the plan file).
+    pub plan: String,
+    /// Case id within the plan.
+    pub case: String,
+    /// Rig device name.
+    pub device: String,
+}
+
+/// One journal record's entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JournalEntry {
+    RunStarted {
+        run_id: String,
+        proofrig_version: String,
+        operator: String,
+        host: String,
+        /// RFC 3339, UTC.
+        started: String,
+        plans: Vec<FileRef>,
+        rig: FileRef,
+        rig_name: String,
+        /// Plan parameter overrides given on the command line.
+        #[serde(default)]
+        parameters: BTreeMap<String, serde_json::Value>,
+    },
+    /// An agent event, exactly as the recorder stamped it.
+    Event { event: Event },
+    CaseStarted {
+        #[serde(flatten)]
+        key: CaseKey,
+        title: String,
+        scas: ScasRef,
+    },
+    StepStarted {
+        #[serde(flatten)]
+        key: CaseKey,
+        phase: Phase,
+        index: usize,
+        action: String,
+        label: String,
+        /// The step's action with every `${...}` resolved (secrets stay references).
+        spec: serde_json::Value,
+        attempt: u32,
+    },
+    StepFinished {
+        #[serde(flatten)]
+        key: CaseKey,
+        phase: Phase,
+        index: usize,
+        attempt: u32,
+        verdict: Verdict,
+        /// One sentence a tester reads: what was checked and what was found.
+        message: String,
+        /// What the step observed (its output, or the error), as recorded evidence.
+        output: serde_json::Value,
+        /// Agent events of this step: sequence numbers `first_seq..=last_seq` (none if first > last).
+        first_seq: u64,
+        last_seq: u64,
+    },
+    CaseFinished {
+        #[serde(flatten)]
+        key: CaseKey,
+        verdict: Verdict,
+        rollup: Rollup,
+        /// Checks that reached the device and passed (a PASS needs at least one).
+        checks_passed: usize,
+        #[serde(default)]
+        skip_reason: Option<String>,
+    },
+    RunFinished {
+        verdict: Verdict,
+        rollup: Rollup,
+        /// RFC 3339, UTC.
+        ended: String,
+        aborted: bool,
+    },
+}
+
+/// A step as reports show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub phase: Phase,
+    pub index: usize,
+    pub label: String,
+    pub action: String,
+    pub verdict: Verdict,
+    pub message: String,
+    /// Journal record number of the StepFinished record (for "see record N").
+    pub record: u64,
+    pub duration_ms: u64,
+}
+
+/// One case on one device, as reports show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    #[serde(flatten)]
+    pub key: CaseKey,
+    pub title: String,
+    pub scas: ScasRef,
+    pub purpose: String,
+    pub expected: String,
+    pub verdict: Verdict,
+    pub skip_reason: Option<String>,
+    pub steps: Vec<StepResult>,
+    /// The evidence behind the verdict, short enough to read (decisive step output).
+    pub evidence_excerpt: String,
+    pub duration_ms: u64,
+}
+
+/// Declared and reported identity of a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceIdentity {
+    pub device: String,
+    pub role: String,
+    pub declared: proofrig_agents::rig::Identity,
+    /// What the device itself reported, where a step read it (free text).
+    #[serde(default)]
+    pub reported: Option<String>,
+}
+
+/// A whole run, as reports and the manifest show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub run_id: String,
+    pub proofrig_version: String,
+    pub operator: String,
+    pub host: String,
+    pub rig_name: String,
+    pub started: String,
+    pub ended: String,
+    pub aborted: bool,
+    pub verdict: Verdict,
+    pub rollup: Rollup,
+    pub cases: Vec<CaseResult>,
+    pub devices: Vec<DeviceIdentity>,
+}
