@@ -169,6 +169,11 @@ impl Recorder {
         seq
     }
 
+    /// The sequence number the next event will get (events before it are all recorded).
+    pub fn next_seq(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).next_seq
+    }
+
     /// Wall-clock time at which this recorder started, in ns since the epoch.
     pub fn started_wall_ns(&self) -> u64 {
         self.started_wall_ns

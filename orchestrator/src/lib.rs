@@ -7,3 +7,4 @@ pub mod plan;
 mod session;
 mod table;
 mod terminal;
+pub mod run;

@@ -1,0 +1,402 @@
+//! Performing a step's action on the devices, through the agents.
+//!
+//! Each action returns what it observed as JSON (the step's output), or a failure
+//! with its class (INFRA when the bench failed, ERROR when the test could not
+//! decide, FAIL when the device itself showed non-compliance, e.g. it died). The
+//! verdict is not decided here but in `judge`, from this output alone.
+//!
+//! Agents are opened lazily and kept for the run: a console stays open across power
+//! cycles (so boot logs are captured), an SSH session is dropped when it fails so the
+//! next step reconnects.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use proofrig_agents::events::{ChannelId, EventKind, Recorder};
+use proofrig_agents::expect::{Expect, ExpectError};
+use proofrig_agents::power::{PowerController, PowerError};
+use proofrig_agents::rig::{ConsoleLogin, Device, Rig};
+use proofrig_agents::secret::Secret;
+use proofrig_agents::serial::open_console;
+use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
+
+use super::judge::FailureClass;
+use crate::plan::{self, template, Credential, LoginExpectation, Step};
+
+/// A failed action: its class and a message a tester can act on.
+pub type Failure = (FailureClass, String);
+
+/// Default time limits per action, when the step gives none.
+pub fn default_timeout(action: &str) -> Duration {
+    Duration::from_millis(match action {
+        "power" => 60_000,
+        "tcp_scan" => 120_000,
+        "console_login" | "console_run" | "console_expect" => 30_000,
+        _ => 30_000,
+    })
+}
+
+/// The agents of one run, opened on first use.
+pub struct Agents {
+    rig: Rig,
+    recorder: Recorder,
+    power: PowerController,
+    consoles: HashMap<String, Expect>,
+    sessions: HashMap<String, SshSession>,
+}
+
+impl Agents {
+    pub fn new(rig: Rig, recorder: Recorder) -> Result<Self, PowerError> {
+        let power = PowerController::new(&rig, recorder.clone())?;
+        Ok(Self { rig, recorder, power, consoles: HashMap::new(), sessions: HashMap::new() })
+    }
+
+    pub fn rig(&self) -> &Rig {
+        &self.rig
+    }
+
+    /// Close every channel (recorded as closed).
+    pub async fn close(&mut self) {
+        self.consoles.clear();
+        for (_, session) in self.sessions.drain() {
+            session.close().await;
+        }
+    }
+
+    fn device(&self, name: &str) -> Result<Device, Failure> {
+        self.rig.device(name).cloned().map_err(|e| (FailureClass::Error, e.to_string()))
+    }
+
+    /// Perform `step` (already resolved into `spec`) on `device`.
+    pub async fn perform(&mut self, device: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
+        let action = step.action();
+        match tokio::time::timeout(timeout, self.dispatch(device, action, step, spec, timeout)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // A hung channel may be in any state: start afresh next time.
+                self.consoles.remove(device);
+                self.sessions.remove(device);
+                Err((FailureClass::Infra, format!("{action} on {device} did not finish within {} ms", timeout.as_millis())))
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, device: &str, action: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
+        let text = |key: &str| spec.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        match action {
+            "power" => self.power(device, step).await,
+            "wait" => {
+                let ms = spec["ms"].as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(json!({"waited_ms": ms}))
+            }
+            "set" => Ok(spec.clone()),
+            "console_send" => {
+                let expect = self.console(device).await?;
+                let text = text("text");
+                let sent = if spec["newline"].as_bool().unwrap_or(true) { expect.send_line(&text).await } else { expect.send(text.as_bytes()).await };
+                sent.map_err(|e| classify_expect(e))?;
+                Ok(json!({"sent": text}))
+            }
+            "console_expect" => {
+                let patterns: Vec<String> = spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
+                let compiled = patterns
+                    .iter()
+                    .map(|p| regex::bytes::Regex::new(p).map_err(|e| (FailureClass::Error, format!("invalid pattern `{p}`: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let expect = self.console(device).await?;
+                // Leave a little of the step's time for recording the outcome.
+                match expect.expect(&compiled, timeout.saturating_sub(Duration::from_millis(100))).await {
+                    Ok(found) => Ok(json!({
+                        "matched": true,
+                        "index": found.index,
+                        "pattern": patterns.get(found.index),
+                        "matched_text": found.matched_text(),
+                        "before": tail(&found.before_text(), 2000),
+                    })),
+                    Err(ExpectError::Timeout { tail: seen, .. }) => Ok(json!({"matched": false, "tail": seen})),
+                    Err(other) => Err(classify_expect(other)),
+                }
+            }
+            "console_login" => self.console_login(device, step, spec, timeout).await,
+            "console_run" => {
+                let expect = self.console(device).await?;
+                let out = expect.run(&text("command"), timeout.saturating_sub(Duration::from_millis(100))).await.map_err(classify_expect)?;
+                Ok(json!({"output": out.output, "exit_status": out.exit_status}))
+            }
+            "ssh_exec" => {
+                let session = self.session(device).await?;
+                match session.exec(&text("command"), timeout.saturating_sub(Duration::from_millis(100))).await {
+                    Ok(out) => Ok(json!({
+                        "stdout": String::from_utf8_lossy(&out.stdout),
+                        "stderr": String::from_utf8_lossy(&out.stderr),
+                        "exit_status": out.exit_status,
+                        "exit_signal": out.exit_signal,
+                    })),
+                    Err(err) => {
+                        self.sessions.remove(device);
+                        Err(classify_ssh(err))
+                    }
+                }
+            }
+            "ssh_fetch" => {
+                let session = self.session(device).await?;
+                match session.fetch(&text("path")).await {
+                    Ok(bytes) => {
+                        use sha2::Digest;
+                        let text = std::str::from_utf8(&bytes).ok().filter(|_| bytes.len() <= 64 * 1024);
+                        Ok(json!({
+                            "path": spec["path"],
+                            "len": bytes.len(),
+                            "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
+                            "text": text,
+                        }))
+                    }
+                    Err(err) => Err(classify_ssh(err)),
+                }
+            }
+            "ssh_login" => {
+                let user = text("user");
+                let credential = match &step.ssh_login.as_ref().and_then(|l| l.password.clone()) {
+                    Some(c) => self.credential(device, c, spec.get("password"))?,
+                    None => self.device_password(device)?,
+                };
+                let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
+                let outcome = ssh::try_login(device, &endpoint, &user, ssh::Credential::Password(credential), &ConnectOptions::default(), &self.recorder)
+                    .await
+                    .map_err(classify_ssh)?;
+                Ok(json!({"accepted": outcome.accepted, "methods_offered": outcome.methods_offered, "negotiation_refused": outcome.negotiation_refused}))
+            }
+            "ssh_negotiate" => {
+                let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
+                let list = |key: &str| -> Option<Vec<String>> {
+                    let items: Vec<String> = spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+                    (!items.is_empty()).then_some(items)
+                };
+                let options = ConnectOptions { kex_algorithms: list("kex"), host_key_algorithms: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
+                let password = self.device_password(device)?;
+                let outcome = ssh::try_login(device, &endpoint, &endpoint.user, ssh::Credential::Password(password), &options, &self.recorder).await;
+                match outcome {
+                    Ok(o) => Ok(json!({
+                        "negotiated": o.negotiation_refused.is_none(),
+                        "detail": o.negotiation_refused.unwrap_or_else(|| format!("negotiated; login {}", if o.accepted { "accepted" } else { "refused" })),
+                    })),
+                    Err(SshError::UnsupportedAlgorithms { .. }) | Err(SshError::NegotiationRefused { .. }) => {
+                        Err((FailureClass::Error, "proofrig's SSH client cannot offer these algorithms; the check could not run".into()))
+                    }
+                    Err(err) => Err(classify_ssh(err)),
+                }
+            }
+            "ssh_audit" => {
+                let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
+                let offered = ssh::audit_algorithms(device, &endpoint.host, endpoint.port, timeout, &self.recorder).await.map_err(classify_ssh)?;
+                let union = |a: &[String], b: &[String]| {
+                    let mut all: Vec<String> = a.to_vec();
+                    all.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+                    all
+                };
+                Ok(json!({
+                    "banner": offered.banner,
+                    "kex": offered.kex_methods(),
+                    "host_key": offered.host_key,
+                    "ciphers": union(&offered.ciphers_client_to_server, &offered.ciphers_server_to_client),
+                    "macs": union(&offered.macs_client_to_server, &offered.macs_server_to_client),
+                    "compression": union(&offered.compression_client_to_server, &offered.compression_server_to_client),
+                }))
+            }
+            "tcp_scan" => {
+                let address = match spec.get("address").and_then(Value::as_str) {
+                    Some(a) => a.to_string(),
+                    None => self.device(device)?.ssh.map(|s| s.host).ok_or_else(|| {
+                        (FailureClass::Error, format!("device {device} has no SSH host to scan; give `address:` in the step"))
+                    })?,
+                };
+                let ports = plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
+                let concurrency = spec["concurrency"].as_u64().unwrap_or(256).clamp(1, 4096) as usize;
+                let per_port = Duration::from_millis(spec["connect_timeout_ms"].as_u64().unwrap_or(500));
+                let open = scan(&address, &ports, concurrency, per_port).await.map_err(|e| (FailureClass::Infra, e))?;
+                self.recorder.emit(EventKind::Note {
+                    channel: ChannelId::new(device, "tcp-scan"),
+                    text: format!("TCP connect scan of {address}, {} ports: open {:?}", ports.len(), open),
+                });
+                Ok(json!({"address": address, "scanned": ports.len(), "open": open}))
+            }
+            "assert" => {
+                let assert = step.assert.as_ref().expect("validated: an assert step has an assert");
+                let (operator, _) = assert.operators().into_iter().next().ok_or((FailureClass::Error, "no comparison".to_string()))?;
+                Ok(json!({"value": spec["value"], "operator": operator, "operand": spec[operator]}))
+            }
+            other => Err((FailureClass::Error, format!("unknown action `{other}`"))),
+        }
+    }
+
+    async fn power(&mut self, device: &str, step: &Step) -> Result<Value, Failure> {
+        let spec = step.power.as_ref().expect("validated: a power step has power");
+        let result = match spec.action {
+            plan::PowerAction::On => self.power.on(device).await,
+            plan::PowerAction::Off => self.power.off(device).await,
+            plan::PowerAction::Cycle => self.power.cycle(device, spec.off_ms.map(Duration::from_millis)).await,
+        };
+        // The device restarts: its SSH session is gone; the console stays open and keeps recording.
+        self.sessions.remove(device);
+        match result {
+            Ok(state) => Ok(json!({"state": state.to_string()})),
+            Err(err) => Err((FailureClass::Infra, err.to_string())),
+        }
+    }
+
+    async fn console_login(&mut self, device: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
+        let dev = self.device(device)?;
+        let rig_login = dev.console.as_ref().and_then(|c| c.login.clone());
+        let step_login = step.console_login.clone().unwrap_or_default();
+        let mut login = rig_login.clone().unwrap_or(ConsoleLogin {
+            user: "root".into(),
+            password: None,
+            login_prompt: None,
+            password_prompt: None,
+            failure: None,
+        });
+        if let Some(user) = spec.get("user").and_then(Value::as_str) {
+            login.user = user.to_string();
+        }
+        let password = match &step_login.password {
+            Some(c) => Some(self.credential(device, c, spec.get("password"))?),
+            None => match &login.password {
+                Some(r) => Some(r.resolve().map_err(|e| (FailureClass::Infra, e.to_string()))?),
+                None => None,
+            },
+        };
+        let expect = self.console(device).await?;
+        match expect.login(&login, password.as_ref(), timeout.saturating_sub(Duration::from_millis(100))).await {
+            Ok(()) => Ok(json!({"accepted": true})),
+            Err(ExpectError::LoginRefused { response, .. }) => Ok(json!({"accepted": false, "response": response})),
+            Err(other) => {
+                if matches!(step_login.expect, Some(LoginExpectation::Refused)) {
+                    if let ExpectError::Timeout { tail, .. } = &other {
+                        return Err((FailureClass::Error, format!("the console neither accepted nor refused the login; last output: {tail}")));
+                    }
+                }
+                Err(classify_expect(other))
+            }
+        }
+    }
+
+    /// A password for a login attempt, from the plan's credential.
+    fn credential(&self, device: &str, credential: &Credential, resolved: Option<&Value>) -> Result<Secret, Failure> {
+        match credential {
+            Credential::Secret(name) => {
+                let dev = self.device(device)?;
+                let reference = dev.secrets.get(name).ok_or_else(|| {
+                    (FailureClass::Error, format!("device {device} has no secret `{name}`; add it under `secrets:` in the rig"))
+                })?;
+                reference.resolve().map_err(|e| (FailureClass::Infra, e.to_string()))
+            }
+            Credential::Value(_) => {
+                let value = resolved.and_then(|v| v.get("value")).and_then(Value::as_str).unwrap_or_default();
+                Ok(Secret::new("documented value", value))
+            }
+            other => other
+                .as_secret_ref()
+                .expect("env and file credentials are references")
+                .resolve()
+                .map_err(|e| (FailureClass::Infra, e.to_string())),
+        }
+    }
+
+    fn device_password(&self, device: &str) -> Result<Secret, Failure> {
+        let dev = self.device(device)?;
+        let ssh = dev.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
+        let reference = ssh.password.ok_or_else(|| {
+            (FailureClass::Error, format!("device {device}: this check logs in with a password, but the rig gives none for SSH"))
+        })?;
+        reference.resolve().map_err(|e| (FailureClass::Infra, e.to_string()))
+    }
+
+    async fn console(&mut self, device: &str) -> Result<&mut Expect, Failure> {
+        if !self.consoles.contains_key(device) {
+            let dev = self.device(device)?;
+            let console = dev.console.ok_or_else(|| no_channel(device, "console"))?;
+            let stream = open_console(device, &console, self.recorder.clone()).await.map_err(|e| (FailureClass::Infra, e.to_string()))?;
+            let expect = Expect::for_console(stream, &console).map_err(|e| (FailureClass::Error, e.to_string()))?;
+            self.consoles.insert(device.to_string(), expect);
+        }
+        Ok(self.consoles.get_mut(device).expect("inserted above"))
+    }
+
+    async fn session(&mut self, device: &str) -> Result<&SshSession, Failure> {
+        if !self.sessions.contains_key(device) {
+            let dev = self.device(device)?;
+            let endpoint = dev.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
+            let session = SshSession::connect(device, &endpoint, self.recorder.clone()).await.map_err(classify_ssh)?;
+            self.sessions.insert(device.to_string(), session);
+        }
+        Ok(self.sessions.get(device).expect("inserted above"))
+    }
+
+    /// Resolve `${...}` in a step's action body against `scope`.
+    pub fn resolve(step: &Step, scope: &Value) -> Result<Value, template::Unresolved> {
+        let body = serde_json::to_value(step).unwrap_or_default();
+        let action_body = body.get(step.action()).cloned().unwrap_or(Value::Null);
+        template::resolve_value(&action_body, scope)
+    }
+}
+
+fn no_channel(device: &str, channel: &str) -> Failure {
+    (FailureClass::Error, format!("device {device} has no {channel} in the rig, but this step needs one"))
+}
+
+fn classify_expect(err: ExpectError) -> Failure {
+    let class = match &err {
+        ExpectError::Lost(_) => FailureClass::Infra,
+        ExpectError::DeathString { .. } => FailureClass::Fail,
+        ExpectError::PasswordRequired { .. } => FailureClass::Infra,
+        _ => FailureClass::Error,
+    };
+    (class, err.to_string())
+}
+
+fn classify_ssh(err: SshError) -> Failure {
+    (FailureClass::Infra, err.to_string())
+}
+
+fn tail(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    chars[chars.len().saturating_sub(max)..].iter().collect()
+}
+
+/// TCP connect scan: which of `ports` accept a connection on `address`.
+async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Duration) -> Result<Vec<u16>, String> {
+    let ip: std::net::IpAddr = match address.parse() {
+        Ok(ip) => ip,
+        Err(_) => tokio::net::lookup_host((address, 0))
+            .await
+            .map_err(|e| format!("cannot resolve {address}: {e}"))?
+            .next()
+            .map(|a| a.ip())
+            .ok_or_else(|| format!("{address} resolves to nothing"))?,
+    };
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for &port in ports {
+        let permit = limit.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        tasks.spawn(async move {
+            let open = matches!(
+                tokio::time::timeout(per_port, tokio::net::TcpStream::connect((ip, port))).await,
+                Ok(Ok(_))
+            );
+            drop(permit);
+            (port, open)
+        });
+    }
+    let mut open = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        let (port, is_open) = result.map_err(|e| e.to_string())?;
+        if is_open {
+            open.push(port);
+        }
+    }
+    open.sort_unstable();
+    Ok(open)
+}

@@ -1,0 +1,415 @@
+//! Runs plans on a rig: cases, steps, retries, break conditions, restore steps,
+//! abort, and the journal records that make every verdict replayable.
+//!
+//! For each case and each device it applies to, steps run in order. Each step's
+//! `${...}` are resolved against the case scope, the action is performed through the
+//! agents, what it observed is journaled, and `judge` decides the verdict from that
+//! record alone. Retries are for infrastructure faults only; a FAIL is never retried.
+//! Restore steps run whatever happened, including after Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+
+use proofrig_agents::events::{Event, EventSink, Recorder};
+use proofrig_agents::rig::{Device, Rig};
+
+use super::actions::{default_timeout, Agents};
+use super::judge::{failure_output, judge, FailureClass};
+use super::progress::Progress;
+use crate::evidence::journal::JournalWriter;
+use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, Phase, RunResult, StepResult};
+use crate::plan::{Case, OnFailure, Plan, Step};
+use crate::verdict::{case_verdict, Rollup, Verdict};
+
+/// Appends agent events to the journal, in the order the recorder stamped them.
+pub struct JournalSink(pub Arc<JournalWriter>);
+
+impl EventSink for JournalSink {
+    fn append(&self, event: &Event) {
+        // A write error is remembered by the writer and reported when the run ends.
+        let _ = self.0.append(&JournalEntry::Event { event: event.clone() });
+    }
+}
+
+/// What to run.
+pub struct RunRequest {
+    pub run_id: String,
+    pub plans: Vec<Plan>,
+    pub rig: Rig,
+    /// Only this device (`--device`).
+    pub only_device: Option<String>,
+    /// `--param NAME=VALUE` overrides.
+    pub params: BTreeMap<String, Value>,
+    pub operator: String,
+    pub host: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot write the journal: {0}")]
+    Journal(String),
+    #[error("cannot set up the agents: {0}")]
+    Agents(String),
+    #[error("no device of rig `{rig}` matches: {what}")]
+    NothingSelected { rig: String, what: String },
+}
+
+/// A case instance: one case of one plan on one device.
+pub struct Selected<'a> {
+    pub plan: &'a Plan,
+    pub case: &'a Case,
+    pub device: String,
+}
+
+/// Which case runs on which device, in plan order. Shared with replay.
+pub fn select<'a>(plans: &'a [Plan], rig: &Rig, only: Option<&str>) -> Vec<Selected<'a>> {
+    let mut out = Vec::new();
+    for plan in plans {
+        for case in &plan.spec.cases {
+            for (name, device) in rig.devices() {
+                if only.is_some_and(|o| o != name) {
+                    continue;
+                }
+                let s = &case.devices;
+                let matches = (s.names.is_empty() || s.names.iter().any(|n| n == name))
+                    && (s.roles.is_empty() || s.roles.iter().any(|r| *r == device.role))
+                    && s.tags.iter().all(|t| device.tags.contains(t));
+                if matches {
+                    out.push(Selected { plan, case, device: name.to_string() });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `${...}` scope every step of a case starts from. Shared with replay.
+pub fn base_scope(plan: &Plan, params: &BTreeMap<String, Value>, name: &str, device: &Device) -> Map<String, Value> {
+    let mut param: Map<String, Value> = plan.spec.parameters.clone().into_iter().collect();
+    for (k, v) in params {
+        if param.contains_key(k) {
+            param.insert(k.clone(), v.clone());
+        }
+    }
+    let ssh = device.ssh.as_ref().map(|s| json!({"host": s.host, "port": s.port, "user": s.user}));
+    let mut scope = Map::new();
+    scope.insert("param".into(), Value::Object(param));
+    scope.insert(
+        "device".into(),
+        json!({
+            "name": name,
+            "role": device.role,
+            "tags": device.tags,
+            "identity": device.identity,
+            "declared": device.declared,
+            "ssh": ssh,
+        }),
+    );
+    scope
+}
+
+/// After a step: what it adds to the scope. Shared with replay.
+pub fn absorb(scope: &mut Map<String, Value>, step: &Step, spec: &Value, output: &Value) {
+    if output.get("error").is_some() {
+        return;
+    }
+    if step.set.is_some() {
+        if let Value::Object(values) = spec {
+            for (k, v) in values {
+                scope.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(name) = &step.capture {
+        scope.insert(name.clone(), output.clone());
+    }
+}
+
+/// Whether a step's verdict stops the rest of the case's steps.
+pub fn stops_case(on_failure: OnFailure, verdict: Verdict) -> bool {
+    match on_failure {
+        OnFailure::Continue => false,
+        OnFailure::Stop => verdict != Verdict::Pass,
+        OnFailure::Default => matches!(verdict, Verdict::Error | Verdict::Infra | Verdict::Aborted),
+    }
+}
+
+struct CaseRun {
+    steps: Vec<StepResult>,
+    verdicts: Vec<Verdict>,
+    checks_passed: usize,
+    touched_device: bool,
+    decisive: Option<(Verdict, String, Value)>,
+}
+
+/// Run everything, journaling as it goes. Returns the run's result for reports.
+pub async fn execute(
+    request: RunRequest,
+    journal: Arc<JournalWriter>,
+    recorder: Recorder,
+    progress: &mut dyn Progress,
+    mut abort: watch::Receiver<bool>,
+) -> Result<RunResult, RunError> {
+    let started = now();
+    let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
+    if selected.is_empty() {
+        return Err(RunError::NothingSelected {
+            rig: request.rig.name().to_string(),
+            what: match &request.only_device {
+                Some(d) => format!("no case applies to device `{d}`"),
+                None => "no case's `devices:` selection matches a device".into(),
+            },
+        });
+    }
+    let write = |entry: &JournalEntry| journal.append(entry).map_err(|e| RunError::Journal(e.to_string()));
+    let mut agents = Agents::new(request.rig.clone(), recorder.clone()).map_err(|e| RunError::Agents(e.to_string()))?;
+    progress.run_started(&request.run_id, selected.len());
+
+    let mut cases = Vec::new();
+    let mut aborted = false;
+    for (number, sel) in selected.iter().enumerate() {
+        let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
+        if aborted {
+            cases.push(not_run_case(&key, sel.case));
+            continue;
+        }
+        progress.case_started(number + 1, selected.len(), &key, &sel.case.title);
+        write(&JournalEntry::CaseStarted { key: key.clone(), title: sel.case.title.clone(), scas: sel.case.scas.clone() })?;
+        let case_start = Instant::now();
+        let device = request.rig.device(&sel.device).expect("selected from the rig").clone();
+        let mut scope = base_scope(sel.plan, &request.params, &sel.device, &device);
+
+        let mut run = CaseRun { steps: Vec::new(), verdicts: Vec::new(), checks_passed: 0, touched_device: false, decisive: None };
+        if sel.case.skip.is_some() {
+            run.verdicts.push(Verdict::Skip);
+        } else {
+            let mut stopped = false;
+            for (index, step) in sel.case.steps.iter().enumerate() {
+                if stopped || (*abort.borrow()) {
+                    run.verdicts.push(Verdict::NotRun);
+                    continue;
+                }
+                let verdict = run_step(&key, Phase::Steps, index, step, &mut scope, &mut agents, &recorder, &write, progress, &mut run, &mut abort).await?;
+                if verdict == Verdict::Aborted {
+                    aborted = true;
+                }
+                stopped = stops_case(step.on_failure, verdict);
+            }
+            // Restore steps always run: a changed device must be put back, even after an abort.
+            let restore_abort = watch::channel(false).1;
+            for (index, step) in sel.case.restore.iter().enumerate() {
+                let mut never = restore_abort.clone();
+                run_step(&key, Phase::Restore, index, step, &mut scope, &mut agents, &recorder, &write, progress, &mut run, &mut never).await?;
+            }
+            aborted |= *abort.borrow();
+        }
+        let checks = if run.touched_device { run.checks_passed } else { 0 };
+        let verdict = if sel.case.skip.is_some() { Verdict::Skip } else { case_verdict(&run.verdicts, checks) };
+        let rollup = Rollup::of(run.verdicts.iter().copied());
+        write(&JournalEntry::CaseFinished {
+            key: key.clone(),
+            verdict,
+            rollup,
+            checks_passed: checks,
+            skip_reason: sel.case.skip.clone(),
+        })?;
+        let evidence_excerpt = match (&run.decisive, verdict) {
+            (Some((_, message, output)), _) => format!("{message}\n\n{}", render_output(output)),
+            (None, Verdict::Skip) => format!("skipped: {}", sel.case.skip.clone().unwrap_or_default()),
+            (None, Verdict::Inconclusive) => "no check reached the device, so nothing was shown either way".into(),
+            (None, _) => String::new(),
+        };
+        progress.case_finished(&key, verdict);
+        cases.push(CaseResult {
+            key,
+            title: sel.case.title.clone(),
+            scas: sel.case.scas.clone(),
+            purpose: sel.case.purpose.clone(),
+            expected: sel.case.expected.clone(),
+            verdict,
+            skip_reason: sel.case.skip.clone(),
+            steps: run.steps,
+            evidence_excerpt,
+            duration_ms: case_start.elapsed().as_millis() as u64,
+        });
+    }
+    agents.close().await;
+
+    let rollup = Rollup::of(cases.iter().map(|c| c.verdict));
+    let ended = now();
+    write(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: ended.clone(), aborted })?;
+    if let Some(failure) = journal.failure() {
+        return Err(RunError::Journal(failure));
+    }
+    let devices = request
+        .rig
+        .devices()
+        .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
+        .map(|(name, d)| DeviceIdentity { device: name.to_string(), role: d.role.clone(), declared: d.identity.clone(), reported: None })
+        .collect();
+    Ok(RunResult {
+        run_id: request.run_id,
+        proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
+        operator: request.operator,
+        host: request.host,
+        rig_name: request.rig.name().to_string(),
+        started,
+        ended,
+        aborted,
+        verdict: rollup.verdict,
+        rollup,
+        cases,
+        devices,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    key: &CaseKey,
+    phase: Phase,
+    index: usize,
+    step: &Step,
+    scope: &mut Map<String, Value>,
+    agents: &mut Agents,
+    recorder: &Recorder,
+    write: &impl Fn(&JournalEntry) -> Result<u64, RunError>,
+    progress: &mut dyn Progress,
+    run: &mut CaseRun,
+    abort: &mut watch::Receiver<bool>,
+) -> Result<Verdict, RunError> {
+    let action = step.action();
+    let device = step.device.clone().unwrap_or_else(|| key.device.clone());
+    let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or_else(|| default_timeout(action));
+    let resolved = Agents::resolve(step, &Value::Object(scope.clone()));
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        let spec = resolved.as_ref().cloned().unwrap_or(Value::Null);
+        write(&JournalEntry::StepStarted {
+            key: key.clone(),
+            phase,
+            index,
+            action: action.to_string(),
+            label: step.label(),
+            spec: spec.clone(),
+            attempt,
+        })?;
+        let first_seq = recorder.next_seq();
+        let output = match &resolved {
+            Err(unresolved) => failure_output(FailureClass::Error, &unresolved.to_string()),
+            Ok(spec) => {
+                let work = agents.perform(&device, step, spec, timeout);
+                tokio::select! {
+                    result = work => match result {
+                        Ok(output) => output,
+                        Err((class, message)) => failure_output(class, &message),
+                    },
+                    _ = wait_for_abort(abort) => failure_output(FailureClass::Aborted, "stopped by the operator"),
+                }
+            }
+        };
+        let last_seq = recorder.next_seq().saturating_sub(1);
+        let judgement = judge(action, &spec, &output);
+        let record = write(&JournalEntry::StepFinished {
+                key: key.clone(),
+                phase,
+                index,
+                attempt,
+                verdict: judgement.verdict,
+                message: judgement.message.clone(),
+                output: output.clone(),
+                first_seq,
+                last_seq,
+            })?;
+        let retry = judgement.verdict == Verdict::Infra && attempt <= step.retries;
+        progress.step_finished(phase, index, &step.label(), judgement.verdict, &judgement.message, started.elapsed(), retry);
+        if retry {
+            attempt += 1;
+            continue;
+        }
+        run.steps.push(StepResult {
+            phase,
+            index,
+            label: step.label(),
+            action: action.to_string(),
+            verdict: judgement.verdict,
+            message: judgement.message.clone(),
+            record,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        run.verdicts.push(judgement.verdict);
+        if judgement.check_passed {
+            run.checks_passed += 1;
+        }
+        run.touched_device |= judgement.touched_device && judgement.verdict == Verdict::Pass;
+        // The evidence shown for a case: its worst step, or the last check that passed.
+        let decisive_rank = |v: Verdict| v;
+        let replace = match &run.decisive {
+            None => judgement.verdict != Verdict::Pass || judgement.check_passed,
+            Some((v, _, _)) => decisive_rank(judgement.verdict) < *v || (judgement.verdict == *v && judgement.check_passed && *v == Verdict::Pass),
+        };
+        if replace {
+            run.decisive = Some((judgement.verdict, judgement.message.clone(), output.clone()));
+        }
+        if let Ok(spec) = &resolved {
+            absorb(scope, step, spec, &output);
+        }
+        return Ok(judgement.verdict);
+    }
+}
+
+async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {
+    while !*abort.borrow() {
+        if abort.changed().await.is_err() {
+            // Nobody can abort any more: wait forever.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn not_run_case(key: &CaseKey, case: &Case) -> CaseResult {
+    CaseResult {
+        key: key.clone(),
+        title: case.title.clone(),
+        scas: case.scas.clone(),
+        purpose: case.purpose.clone(),
+        expected: case.expected.clone(),
+        verdict: Verdict::NotRun,
+        skip_reason: None,
+        steps: Vec::new(),
+        evidence_excerpt: "not run: the run was aborted before this case".into(),
+        duration_ms: 0,
+    }
+}
+
+/// A readable rendering of a step output for the evidence excerpt.
+pub fn render_output(output: &Value) -> String {
+    let mut text = match output {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                Value::String(s) if s.contains('\n') => format!("{k}:\n{}", s.trim_end()),
+                Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    };
+    if text.len() > 4000 {
+        let cut = (0..=4000).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("\n… (full output in the journal)");
+    }
+    text
+}
+
+/// Now, as RFC 3339 UTC with seconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,400 @@
+//! Verdicts as pure functions of recorded evidence.
+//!
+//! The executor performs a step, records what it observed (the step's *output*), and
+//! only then asks [`judge`] for the verdict, passing nothing but the step's resolved
+//! spec and that output. `proofrig verify` calls the same function on the recorded
+//! outputs, so a verdict in a bundle can always be recomputed by a third party; if
+//! anyone edits a verdict, the recomputation disagrees.
+
+use serde_json::{json, Value};
+
+use crate::verdict::Verdict;
+
+/// What a step's verdict is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub message: String,
+    /// The step checked something on the device and the check held.
+    pub check_passed: bool,
+    /// The step exchanged data with the device (a PASS needs some contact).
+    pub touched_device: bool,
+}
+
+impl Judgement {
+    fn new(verdict: Verdict, message: impl Into<String>, check_passed: bool, touched_device: bool) -> Self {
+        Self { verdict, message: message.into(), check_passed, touched_device }
+    }
+}
+
+/// How an agent failure is classified in a step's output (`{"error": {...}}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The rig, an agent or a PDU failed: the test could not run.
+    Infra,
+    /// The test logic failed; the device's state is unknown.
+    Error,
+    /// The device showed non-compliance (e.g. it died: a death string appeared).
+    Fail,
+    /// Stopped by a person or a signal.
+    Aborted,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Infra => "infra",
+            FailureClass::Error => "error",
+            FailureClass::Fail => "fail",
+            FailureClass::Aborted => "aborted",
+        }
+    }
+}
+
+/// The output recorded for a step whose action failed.
+pub fn failure_output(class: FailureClass, message: &str) -> Value {
+    json!({"error": {"class": class.as_str(), "message": message}})
+}
+
+/// Decide a step from its action name, its resolved spec and what it observed.
+pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
+    if let Some(error) = output.get("error") {
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("(no message)").to_string();
+        let verdict = match error.get("class").and_then(Value::as_str) {
+            Some("infra") => Verdict::Infra,
+            Some("fail") => Verdict::Fail,
+            Some("aborted") => Verdict::Aborted,
+            _ => Verdict::Error,
+        };
+        return Judgement::new(verdict, message, false, verdict == Verdict::Fail);
+    }
+    match action {
+        "power" => Judgement::new(
+            Verdict::Pass,
+            format!("power {}: outlet reads {}", text(&spec["action"]), text(&output["state"])),
+            false,
+            false,
+        ),
+        "wait" => Judgement::new(Verdict::Pass, format!("waited {} ms", spec["ms"]), false, false),
+        "set" => Judgement::new(Verdict::Pass, "values set", false, false),
+        "console_send" => Judgement::new(Verdict::Pass, "sent to the console", false, true),
+        "console_expect" => judge_expect(spec, output),
+        "console_login" => judge_login(spec, output, "console login"),
+        "ssh_login" => judge_login(spec, output, "SSH login"),
+        "console_run" => judge_status(spec, output, "output", "console command"),
+        "ssh_exec" => judge_status(spec, output, "stdout", "SSH command"),
+        "ssh_fetch" => Judgement::new(
+            Verdict::Pass,
+            format!("fetched {} ({} bytes, sha256 {})", text(&spec["path"]), output["len"], text(&output["sha256"])),
+            false,
+            true,
+        ),
+        "ssh_audit" => Judgement::new(
+            Verdict::Pass,
+            format!(
+                "server offers {} ciphers, {} MACs, {} key exchange methods",
+                count(&output["ciphers"]),
+                count(&output["macs"]),
+                count(&output["kex"])
+            ),
+            false,
+            true,
+        ),
+        "ssh_negotiate" => judge_negotiate(spec, output),
+        "tcp_scan" => Judgement::new(
+            Verdict::Pass,
+            format!("{} of {} ports open on {}: {}", count(&output["open"]), output["scanned"], text(&output["address"]), list(&output["open"])),
+            false,
+            true,
+        ),
+        "assert" => judge_assert(spec, output),
+        other => Judgement::new(Verdict::Error, format!("unknown action `{other}` in the journal"), false, false),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn count(v: &Value) -> usize {
+    v.as_array().map_or(0, Vec::len)
+}
+
+fn list(v: &Value) -> String {
+    match v.as_array() {
+        Some(items) if items.is_empty() => "none".into(),
+        Some(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+        None => text(v),
+    }
+}
+
+fn judge_expect(spec: &Value, output: &Value) -> Judgement {
+    let on_timeout = spec.get("on_timeout").and_then(Value::as_str).unwrap_or("error");
+    if output["matched"].as_bool() == Some(true) {
+        let verdict = if on_timeout == "pass" { Verdict::Fail } else { Verdict::Pass };
+        let message = if verdict == Verdict::Fail {
+            format!("the console showed `{}`, which a compliant device never prints", text(&output["matched_text"]))
+        } else {
+            format!("the console showed `{}`", text(&output["matched_text"]))
+        };
+        return Judgement::new(verdict, message, verdict == Verdict::Pass, true);
+    }
+    match on_timeout {
+        "pass" => Judgement::new(Verdict::Pass, "the pattern never appeared, as a compliant device behaves", true, true),
+        "fail" => Judgement::new(Verdict::Fail, "the expected output never appeared", false, true),
+        _ => Judgement::new(
+            Verdict::Error,
+            format!("timed out waiting for {}; last output: {}", list(&spec["patterns"]), text(&output["tail"])),
+            false,
+            true,
+        ),
+    }
+}
+
+fn judge_login(spec: &Value, output: &Value, what: &str) -> Judgement {
+    let expected = spec.get("expect").and_then(Value::as_str).unwrap_or("accepted");
+    let accepted = output["accepted"].as_bool() == Some(true);
+    let outcome = if accepted { "accepted" } else { "refused" };
+    let user = text(&spec["user"]);
+    if outcome == expected {
+        Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}, as required"), true, true)
+    } else {
+        Judgement::new(Verdict::Fail, format!("{what} as `{user}` was {outcome}; a compliant device has it {expected}"), false, true)
+    }
+}
+
+fn judge_status(spec: &Value, output: &Value, stream: &str, what: &str) -> Judgement {
+    let status = output.get("exit_status").and_then(Value::as_i64);
+    let shown = status.map_or("none".to_string(), |s| s.to_string());
+    match spec.get("expect_status").and_then(Value::as_i64) {
+        Some(expected) if Some(expected) == status => {
+            Judgement::new(Verdict::Pass, format!("{what} `{}` exited {shown}, as required", text(&spec["command"])), true, true)
+        }
+        Some(expected) => Judgement::new(
+            Verdict::Fail,
+            format!(
+                "{what} `{}` exited {shown}, a compliant device gives {expected}; output: {}",
+                text(&spec["command"]),
+                excerpt(&text(&output[stream]), 200)
+            ),
+            false,
+            true,
+        ),
+        None => Judgement::new(Verdict::Pass, format!("{what} `{}` exited {shown}", text(&spec["command"])), false, true),
+    }
+}
+
+fn judge_negotiate(spec: &Value, output: &Value) -> Judgement {
+    let negotiated = output["negotiated"].as_bool() == Some(true);
+    let outcome = if negotiated { "accepted" } else { "refused" };
+    let offered = ["kex", "host_key", "ciphers", "macs"]
+        .iter()
+        .filter(|k| count(&spec[**k]) > 0)
+        .map(|k| format!("{k} {}", list(&spec[*k])))
+        .collect::<Vec<_>>()
+        .join("; ");
+    match spec.get("expect").and_then(Value::as_str) {
+        Some(expected) if expected == outcome => {
+            Judgement::new(Verdict::Pass, format!("a client offering only {offered} was {outcome}, as required"), true, true)
+        }
+        Some(expected) => Judgement::new(
+            Verdict::Fail,
+            format!("a client offering only {offered} was {outcome}; a compliant device has it {expected} ({})", text(&output["detail"])),
+            false,
+            true,
+        ),
+        None => Judgement::new(Verdict::Pass, format!("a client offering only {offered} was {outcome}"), false, true),
+    }
+}
+
+/// Shorten long evidence for messages, keeping the start.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let clean: String = text.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect();
+    let clean = clean.trim();
+    if clean.chars().count() <= max {
+        clean.to_string()
+    } else {
+        format!("{}…", clean.chars().take(max).collect::<String>())
+    }
+}
+
+/// Items of a value seen as a set: arrays as their items, anything else as itself.
+fn items(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// An assert's output is `{"value": ..., "operator": ..., "operand": ...}`: all resolved.
+fn judge_assert(spec: &Value, output: &Value) -> Judgement {
+    let value = &output["value"];
+    let operand = &output["operand"];
+    let operator = output["operator"].as_str().unwrap_or("");
+    let lead = spec.get("message").and_then(Value::as_str).map(|m| format!("{m}: ")).unwrap_or_default();
+    let pass = |m: String| Judgement::new(Verdict::Pass, m, true, false);
+    let fail = |m: String| Judgement::new(Verdict::Fail, format!("{lead}{m}"), false, false);
+    let error = |m: String| Judgement::new(Verdict::Error, format!("{lead}{m}"), false, false);
+    let show = |v: &Value| excerpt(&text(v), 300);
+    match operator {
+        "equals" if value == operand => pass(format!("{} equals {}", show(value), show(operand))),
+        "equals" => fail(format!("found {}, expected {}", show(value), show(operand))),
+        "not_equals" if value != operand => pass(format!("{} differs from {}", show(value), show(operand))),
+        "not_equals" => fail(format!("found {}, which it must not be", show(value))),
+        "matches" | "not_matches" => {
+            let Some(pattern) = operand.as_str() else { return error("the pattern is not text".into()) };
+            let re = match regex::Regex::new(pattern) {
+                Ok(re) => re,
+                Err(err) => return error(format!("invalid pattern `{pattern}`: {err}")),
+            };
+            let subject = text(value);
+            let found = re.find(&subject);
+            match (operator, found) {
+                ("matches", Some(m)) => pass(format!("found `{}` matching `{pattern}`", excerpt(m.as_str(), 120))),
+                ("matches", None) => fail(format!("nothing matches `{pattern}` in: {}", excerpt(&subject, 300))),
+                (_, None) => pass(format!("nothing matches `{pattern}`")),
+                (_, Some(m)) => fail(format!("found `{}` matching `{pattern}`", excerpt(m.as_str(), 120))),
+            }
+        }
+        "one_of" => {
+            if items(operand).contains(value) {
+                pass(format!("{} is one of {}", show(value), show(operand)))
+            } else {
+                fail(format!("{} is not one of {}", show(value), show(operand)))
+            }
+        }
+        "contains" => {
+            let contained = match value {
+                Value::Array(a) => a.contains(operand),
+                Value::String(s) => s.contains(&text(operand)),
+                _ => false,
+            };
+            if contained {
+                pass(format!("contains {}", show(operand)))
+            } else {
+                fail(format!("{} does not contain {}", show(value), show(operand)))
+            }
+        }
+        "subset_of" => {
+            let allowed = items(operand);
+            let outside: Vec<Value> = items(value).into_iter().filter(|v| !allowed.contains(v)).collect();
+            if outside.is_empty() {
+                pass(format!("all of {} are allowed", show(value)))
+            } else {
+                fail(format!("not in the allowed list: {}", list(&Value::Array(outside))))
+            }
+        }
+        "disjoint_from" => {
+            let forbidden = items(operand);
+            let common: Vec<Value> = items(value).into_iter().filter(|v| forbidden.contains(v)).collect();
+            if common.is_empty() {
+                pass(format!("none of {} present", show(operand)))
+            } else {
+                fail(format!("present but forbidden: {}", list(&Value::Array(common))))
+            }
+        }
+        "set_equals" => {
+            let (found, wanted) = (items(value), items(operand));
+            let extra: Vec<Value> = found.iter().filter(|v| !wanted.contains(v)).cloned().collect();
+            let missing: Vec<Value> = wanted.iter().filter(|v| !found.contains(v)).cloned().collect();
+            if extra.is_empty() && missing.is_empty() {
+                pass(format!("exactly {}", show(operand)))
+            } else {
+                let mut parts = Vec::new();
+                if !extra.is_empty() {
+                    parts.push(format!("unexpected: {}", list(&Value::Array(extra))));
+                }
+                if !missing.is_empty() {
+                    parts.push(format!("missing: {}", list(&Value::Array(missing))));
+                }
+                fail(parts.join("; "))
+            }
+        }
+        "less_than" | "at_most" | "greater_than" | "at_least" => {
+            let (Some(a), Some(b)) = (number(value), number(operand)) else {
+                return error(format!("cannot compare {} with {} as numbers", show(value), show(operand)));
+            };
+            let (holds, word) = match operator {
+                "less_than" => (a < b, "less than"),
+                "at_most" => (a <= b, "at most"),
+                "greater_than" => (a > b, "greater than"),
+                _ => (a >= b, "at least"),
+            };
+            if holds {
+                pass(format!("{a} is {word} {b}"))
+            } else {
+                fail(format!("{a} is not {word} {b}"))
+            }
+        }
+        other => error(format!("unknown comparison `{other}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_out(value: Value, operator: &str, operand: Value) -> Judgement {
+        judge("assert", &json!({"message": "offered ciphers"}), &json!({"value": value, "operator": operator, "operand": operand}))
+    }
+
+    #[test]
+    fn subset_failures_name_the_offending_items() {
+        let j = assert_out(json!(["aes256-gcm", "aes128-cbc"]), "subset_of", json!(["aes256-gcm", "chacha20"]));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(j.message, "offered ciphers: not in the allowed list: aes128-cbc");
+        let j = assert_out(json!(["aes256-gcm"]), "subset_of", json!(["aes256-gcm", "chacha20"]));
+        assert_eq!((j.verdict, j.check_passed), (Verdict::Pass, true));
+    }
+
+    #[test]
+    fn set_equality_lists_both_kinds_of_discrepancy() {
+        let j = assert_out(json!([22, 23, 21]), "set_equals", json!([22, 830]));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.message.contains("unexpected: 23, 21") && j.message.contains("missing: 830"), "{}", j.message);
+    }
+
+    #[test]
+    fn numbers_patterns_and_type_errors() {
+        assert_eq!(assert_out(json!("5"), "at_least", json!(3)).verdict, Verdict::Pass);
+        assert_eq!(assert_out(json!(2), "at_least", json!(3)).verdict, Verdict::Fail);
+        assert_eq!(assert_out(json!("n/a"), "at_least", json!(3)).verdict, Verdict::Error);
+        assert_eq!(assert_out(json!("-rw-r--r-- root /etc/shadow"), "not_matches", json!("^-......r")).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn login_expectations_decide_both_ways() {
+        let refused = json!({"accepted": false});
+        let spec = json!({"user": "root", "expect": "refused"});
+        assert_eq!(judge("ssh_login", &spec, &refused).verdict, Verdict::Pass);
+        let j = judge("ssh_login", &spec, &json!({"accepted": true}));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(j.message, "SSH login as `root` was accepted; a compliant device has it refused");
+    }
+
+    #[test]
+    fn recorded_failures_keep_their_class() {
+        let out = failure_output(FailureClass::Infra, "PDU `p` is unreachable");
+        let j = judge("power", &json!({"action": "on"}), &out);
+        assert_eq!((j.verdict, j.message.as_str()), (Verdict::Infra, "PDU `p` is unreachable"));
+    }
+
+    #[test]
+    fn an_expect_meant_to_time_out_fails_when_the_pattern_shows() {
+        let spec = json!({"patterns": ["=> "], "on_timeout": "pass"});
+        assert_eq!(judge("console_expect", &spec, &json!({"matched": false})).verdict, Verdict::Pass);
+        assert_eq!(judge("console_expect", &spec, &json!({"matched": true, "matched_text": "=> "})).verdict, Verdict::Fail);
+    }
+}
