@@ -167,27 +167,51 @@ pub(crate) fn read_server_kexinit(
     if padding + 1 > packet_length {
         return Err(protocol(format!("padding length {padding} exceeds packet length {packet_length}")));
     }
-    let payload = &packet[1..packet_length - padding];
-    let offer = parse_kexinit_payload(payload).map_err(protocol)?;
     let received = reader.buf[..pos + 4 + packet_length].to_vec();
+    let algorithms = parse_server_offer(&received).map_err(protocol)?;
+    Ok(KexinitExchange { algorithms, received })
+}
 
-    Ok(KexinitExchange {
-        algorithms: ServerAlgorithms {
-            banner,
-            pre_banner_lines,
-            kex: offer.lists[0].clone(),
-            host_key: offer.lists[1].clone(),
-            ciphers_client_to_server: offer.lists[2].clone(),
-            ciphers_server_to_client: offer.lists[3].clone(),
-            macs_client_to_server: offer.lists[4].clone(),
-            macs_server_to_client: offer.lists[5].clone(),
-            compression_client_to_server: offer.lists[6].clone(),
-            compression_server_to_client: offer.lists[7].clone(),
-            languages_client_to_server: offer.lists[8].clone(),
-            languages_server_to_client: offer.lists[9].clone(),
-            first_kex_packet_follows: offer.first_kex_packet_follows,
-        },
-        received,
+/// Parse what a server sent before key exchange (identification lines, then its
+/// KEXINIT packet) from recorded bytes. The audit uses it on the wire; `verify` uses
+/// it on the transcript, so an audit's result can be re-derived from the evidence.
+pub fn parse_server_offer(received: &[u8]) -> Result<ServerAlgorithms, String> {
+    let mut pos = 0;
+    let mut pre_banner_lines = Vec::new();
+    let banner = loop {
+        let Some(newline) = received[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i) else {
+            return Err("no SSH identification line".into());
+        };
+        let line = String::from_utf8_lossy(&received[pos..newline]).trim_end_matches('\r').to_string();
+        pos = newline + 1;
+        if line.starts_with("SSH-") {
+            break line;
+        }
+        pre_banner_lines.push(line);
+    };
+    let header = received.get(pos..pos + 4).ok_or("the KEXINIT packet is missing")?;
+    let packet_length = u32::from_be_bytes(header.try_into().expect("4 bytes")) as usize;
+    let packet = received.get(pos + 4..pos + 4 + packet_length).ok_or("the KEXINIT packet is cut short")?;
+    let padding = *packet.first().ok_or("empty packet")? as usize;
+    if padding + 1 > packet_length {
+        return Err(format!("padding length {padding} exceeds packet length {packet_length}"));
+    }
+    let offer = parse_kexinit_payload(&packet[1..packet_length - padding])?;
+    let [kex, host_key, c_cs, c_sc, m_cs, m_sc, z_cs, z_sc, l_cs, l_sc] = offer.lists;
+    Ok(ServerAlgorithms {
+        banner,
+        pre_banner_lines,
+        kex,
+        host_key,
+        ciphers_client_to_server: c_cs,
+        ciphers_server_to_client: c_sc,
+        macs_client_to_server: m_cs,
+        macs_server_to_client: m_sc,
+        compression_client_to_server: z_cs,
+        compression_server_to_client: z_sc,
+        languages_client_to_server: l_cs,
+        languages_server_to_client: l_sc,
+        first_kex_packet_follows: offer.first_kex_packet_follows,
     })
 }
 

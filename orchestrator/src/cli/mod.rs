@@ -1,6 +1,7 @@
 //! Command-line grammar and dispatch. Each subcommand lives in its own module.
 
 mod console;
+mod plan;
 mod power;
 mod probe;
 mod rig;
@@ -36,6 +37,11 @@ pub enum Command {
     Rig {
         #[command(subcommand)]
         command: RigCommand,
+    },
+    /// Validate test plans.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
     },
     /// Switch or query a device's power outlet.
     Power {
@@ -85,6 +91,15 @@ pub enum RigCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Check plan files: exit 0 if valid, 3 with every error located otherwise.
+    Check {
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PowerAction {
     On,
@@ -125,6 +140,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Rig { command: RigCommand::Probe { rig, device, timeout_ms } } => {
             probe::probe(&rig, device.as_deref(), timeout_ms, &cli.transcripts).await
         }
+        Command::Plan { command: PlanCommand::Check { plans } } => plan::check(&plans),
         Command::Power { rig, device, action, off_for_ms } => {
             power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await
         }

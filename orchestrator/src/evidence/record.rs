@@ -60,6 +60,9 @@ pub enum JournalEntry {
         /// Plan parameter overrides given on the command line.
         #[serde(default)]
         parameters: BTreeMap<String, serde_json::Value>,
+        /// `--device`: the run was limited to this device.
+        #[serde(default)]
+        only_device: Option<String>,
     },
     /// An agent event, exactly as the recorder stamped it.
     Event { event: Event },

@@ -5,3 +5,4 @@ pub mod actions;
 pub mod executor;
 pub mod judge;
 pub mod progress;
+pub mod replay;

@@ -1,0 +1,295 @@
+//! Recomputing a run's verdicts from its journal, as `proofrig verify` does.
+//!
+//! A third party holds the plans, the rig and the journal, nothing else. Replay walks
+//! the journal and, for every step, (1) re-resolves the step from the plan and the
+//! values earlier steps recorded, and compares it with the recorded spec, (2) checks
+//! that the recorded output is what the raw events of that step show (the bytes on
+//! the wire, the SSH exit status, the outlet's read-back), and (3) recomputes the
+//! verdict with the same pure `judge` the executor used. Case and run verdicts are
+//! rolled up again. The first disagreement is reported with its record number.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use proofrig_agents::ansi::AnsiFilter;
+use proofrig_agents::events::{Direction, Event, EventKind};
+use proofrig_agents::rig::Rig;
+
+use super::actions::Agents;
+use super::executor::{absorb, base_scope, select, stops_case};
+use super::judge::judge;
+use crate::evidence::journal::Record;
+use crate::evidence::record::{CaseKey, JournalEntry, Phase};
+use crate::plan::{Case, Plan};
+use crate::verdict::{case_verdict, Rollup, Verdict};
+
+/// Where a replay disagrees with the journal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{detail}", record.map(|r| format!("record {r}: ")).unwrap_or_default(), case.as_ref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct Disagreement {
+    pub record: Option<u64>,
+    pub case: Option<String>,
+    pub detail: String,
+}
+
+/// What a successful replay recomputed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    pub cases: Vec<(CaseKey, Verdict)>,
+    pub run: Rollup,
+    pub steps: usize,
+    /// Whether the journal ends with the run's end (a crashed run does not).
+    pub finished: bool,
+}
+
+struct OpenCase<'a> {
+    key: CaseKey,
+    case: &'a Case,
+    scope: Map<String, Value>,
+    verdicts: Vec<Verdict>,
+    checks_passed: usize,
+    touched: bool,
+    stopped: bool,
+    next_step: usize,
+    pending: Option<(Phase, usize, u32, Value)>,
+}
+
+/// Replay `records` against the plans and rig they were made from.
+pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed, Disagreement> {
+    let mut params = BTreeMap::new();
+    let mut only_device: Option<String> = None;
+    let mut events: BTreeMap<u64, Event> = BTreeMap::new();
+    let mut finished_cases: Vec<(CaseKey, Verdict)> = Vec::new();
+    let mut open: Option<OpenCase> = None;
+    let mut steps = 0;
+    let mut finished = false;
+
+    for record in records {
+        let n = record.n;
+        let entry: JournalEntry = serde_json::from_value(record.entry.clone())
+            .map_err(|e| Disagreement { record: Some(n), case: None, detail: format!("not a journal entry proofrig writes: {e}") })?;
+        let label: Option<String> = open.as_ref().map(|c| format!("{} on {}", c.key.case, c.key.device));
+        let at = |case: &Option<String>, detail: String| Disagreement { record: Some(n), case: case.clone(), detail };
+        match entry {
+            JournalEntry::RunStarted { parameters, only_device: only, .. } => {
+                params = parameters;
+                only_device = only;
+            }
+            JournalEntry::Event { event } => {
+                events.insert(event.seq, event);
+            }
+            JournalEntry::CaseStarted { key, .. } => {
+                if open.is_some() {
+                    return Err(at(&label, "a case starts before the previous one finished".into()));
+                }
+                let plan = plans.iter().find(|p| p.spec.plan == key.plan).ok_or_else(|| at(&None, format!("plan `{}` is not among the bundle's plans", key.plan)))?;
+                let case = plan.spec.cases.iter().find(|c| c.id == key.case).ok_or_else(|| at(&None, format!("plan `{}` has no case `{}`", key.plan, key.case)))?;
+                let device = rig.device(&key.device).map_err(|e| at(&None, e.to_string()))?;
+                let scope = base_scope(plan, &params, &key.device, device);
+                open = Some(OpenCase { key, case, scope, verdicts: Vec::new(), checks_passed: 0, touched: false, stopped: false, next_step: 0, pending: None });
+            }
+            JournalEntry::StepStarted { key, phase, index, spec, attempt, .. } => {
+                let Some(current) = open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
+                if key != current.key {
+                    return Err(at(&label, "the step belongs to another case".into()));
+                }
+                let step = step_of(current.case, phase, index).ok_or_else(|| at(&label, format!("the plan has no {phase:?} step {index}")))?;
+                if phase == Phase::Steps && attempt == 1 {
+                    // Steps run in order; skipped indices are NOT_RUN only after a stop.
+                    if index != current.next_step || current.stopped {
+                        return Err(at(&label, format!("step {} ran out of order or after the case stopped", index + 1)));
+                    }
+                    current.next_step = index + 1;
+                }
+                let expected = Agents::resolve(step, &Value::Object(current.scope.clone())).unwrap_or(Value::Null);
+                if expected != spec {
+                    return Err(at(&label, format!("step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}", index + 1, step.action())));
+                }
+                current.pending = Some((phase, index, attempt, spec));
+            }
+            JournalEntry::StepFinished { key, phase, index, attempt, verdict, message, output, first_seq, last_seq } => {
+                let Some(current) = open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
+                let pending = current.pending.take();
+                if key != current.key || pending.as_ref().map(|(p, i, a, _)| (*p, *i, *a)) != Some((phase, index, attempt)) {
+                    return Err(at(&label, "a step finishes that did not start".into()));
+                }
+                let spec = pending.map(|(_, _, _, s)| s).unwrap_or(Value::Null);
+                let step = step_of(current.case, phase, index).expect("checked at start");
+                let in_range: Vec<&Event> = events.range(first_seq..=last_seq.max(first_seq)).map(|(_, e)| e).filter(|_| first_seq <= last_seq).collect();
+                if let Err(detail) = matches_raw_events(step.action(), &key.device, &output, &in_range) {
+                    return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
+                }
+                let judged = judge(step.action(), &spec, &output);
+                if judged.verdict != verdict || judged.message != message {
+                    return Err(at(
+                        &label,
+                        format!("step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")", index + 1, step.action(), judged.verdict, judged.message),
+                    ));
+                }
+                steps += 1;
+                let retried = verdict == Verdict::Infra && attempt <= step.retries;
+                if !retried {
+                    current.verdicts.push(verdict);
+                    current.checks_passed += usize::from(judged.check_passed);
+                    current.touched |= judged.touched_device && verdict == Verdict::Pass;
+                    if phase == Phase::Steps && stops_case(step.on_failure, verdict) {
+                        current.stopped = true;
+                    }
+                    if !spec.is_null() {
+                        absorb(&mut current.scope, step, &spec, &output);
+                    }
+                }
+            }
+            JournalEntry::CaseFinished { key, verdict, rollup, checks_passed, .. } => {
+                let Some(mut current) = open.take() else { return Err(at(&None, "a case finishes that did not start".into())) };
+                if key != current.key {
+                    return Err(at(&label, "the finished case is not the one that started".into()));
+                }
+                let expected = if current.case.skip.is_some() {
+                    current.verdicts = vec![Verdict::Skip];
+                    Verdict::Skip
+                } else {
+                    let not_run = current.case.steps.len().saturating_sub(current.next_step);
+                    current.verdicts.extend(std::iter::repeat_n(Verdict::NotRun, not_run));
+                    let checks = if current.touched { current.checks_passed } else { 0 };
+                    if checks != checks_passed {
+                        return Err(at(&label, format!("recorded {checks_passed} passed checks, the evidence shows {checks}")));
+                    }
+                    case_verdict(&current.verdicts, checks)
+                };
+                let recomputed = Rollup::of(current.verdicts.iter().copied());
+                if expected != verdict || recomputed != rollup {
+                    return Err(at(&label, format!("the case is recorded {verdict} but its steps give {expected}")));
+                }
+                finished_cases.push((key, verdict));
+            }
+            JournalEntry::RunFinished { verdict, rollup, aborted, .. } => {
+                if open.is_some() {
+                    return Err(at(&label, "the run ends inside a case".into()));
+                }
+                let selected = select(plans, rig, only_device.as_deref());
+                let mut verdicts: Vec<Verdict> = finished_cases.iter().map(|(_, v)| *v).collect();
+                let missing = selected.len().saturating_sub(finished_cases.len());
+                if missing > 0 && !aborted {
+                    return Err(at(&None, format!("{missing} selected case(s) never ran, yet the run was not aborted")));
+                }
+                verdicts.extend(std::iter::repeat_n(Verdict::NotRun, missing));
+                let recomputed = Rollup::of(verdicts);
+                if recomputed.verdict != verdict || recomputed != rollup {
+                    return Err(at(&None, format!("the run is recorded {verdict} but its cases give {}", recomputed.verdict)));
+                }
+                finished = true;
+            }
+        }
+    }
+    let run = Rollup::of(finished_cases.iter().map(|(_, v)| *v));
+    Ok(Replayed { cases: finished_cases, run, steps, finished })
+}
+
+fn step_of(case: &Case, phase: Phase, index: usize) -> Option<&crate::plan::Step> {
+    match phase {
+        Phase::Steps => case.steps.get(index),
+        Phase::Restore => case.restore.get(index),
+    }
+}
+
+fn bytes_on(events: &[&Event], device: &str, channel: &str, direction: Direction) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        if let EventKind::Bytes { channel: c, direction: d, data } = &event.kind {
+            if c.device == device && c.channel == channel && *d == direction {
+                out.extend_from_slice(data);
+            }
+        }
+    }
+    out
+}
+
+/// Does the recorded output agree with the raw events of the step?
+fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Event]) -> Result<(), String> {
+    if output.get("error").is_some() {
+        return Ok(());
+    }
+    let text = |key: &str| output.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    match action {
+        "ssh_exec" => {
+            let stdout = String::from_utf8_lossy(&bytes_on(events, device, "ssh:exec:stdout", Direction::In)).into_owned();
+            let stderr = String::from_utf8_lossy(&bytes_on(events, device, "ssh:exec:stderr", Direction::In)).into_owned();
+            if stdout != text("stdout") || stderr != text("stderr") {
+                return Err("the recorded stdout/stderr differ from the bytes on the wire".into());
+            }
+            let exit = events.iter().find_map(|e| match &e.kind {
+                EventKind::SshExit { channel, exit_status, .. } if channel.device == device => Some(*exit_status),
+                _ => None,
+            });
+            if exit.map(|s| s.map(i64::from)) != Some(output["exit_status"].as_i64()) {
+                return Err("the recorded exit status differs from the one the server sent".into());
+            }
+        }
+        "console_run" | "console_expect" => {
+            let raw = bytes_on(events, device, "console", Direction::In);
+            let mut shown = Vec::new();
+            AnsiFilter::new().filter(&raw, &mut shown);
+            let shown = String::from_utf8_lossy(&shown);
+            let claimed = if action == "console_run" { text("output") } else { text("matched_text") };
+            if !claimed.trim().is_empty() && !normalize(&shown).contains(&normalize(claimed.trim())) {
+                return Err("the recorded console output does not appear in the console transcript of the step".into());
+            }
+        }
+        "ssh_login" => {
+            let accepted = events.iter().rev().find_map(|e| match &e.kind {
+                EventKind::SshAuth { channel, accepted, .. } if channel.device == device => Some(*accepted),
+                _ => None,
+            });
+            if output["negotiation_refused"].is_null() && accepted != output["accepted"].as_bool() {
+                return Err("the recorded login outcome differs from the authentication event".into());
+            }
+        }
+        "ssh_audit" => {
+            let raw = bytes_on(events, device, "ssh:audit", Direction::In);
+            let offer = proofrig_agents::ssh::parse_server_offer(&raw).map_err(|e| format!("the recorded server bytes do not parse: {e}"))?;
+            let union = |a: &[String], b: &[String]| {
+                let mut all = a.to_vec();
+                all.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+                all
+            };
+            let derived = serde_json::json!({
+                "kex": offer.kex_methods(),
+                "host_key": offer.host_key,
+                "ciphers": union(&offer.ciphers_client_to_server, &offer.ciphers_server_to_client),
+                "macs": union(&offer.macs_client_to_server, &offer.macs_server_to_client),
+            });
+            for key in ["kex", "host_key", "ciphers", "macs"] {
+                if derived[key] != output[key] {
+                    return Err(format!("the recorded `{key}` list differs from the server's KEXINIT bytes"));
+                }
+            }
+        }
+        "power" => {
+            let readback = events.iter().rev().find_map(|e| match &e.kind {
+                EventKind::Power { device: d, readback, .. } if d == device => Some(readback.to_string()),
+                _ => None,
+            });
+            if readback.as_deref() != output["state"].as_str() {
+                return Err("the recorded power state differs from the outlet's read-back event".into());
+            }
+        }
+        "ssh_fetch" => {
+            let digest = events.iter().find_map(|e| match &e.kind {
+                EventKind::FileFetched { sha256, .. } => Some(sha256.clone()),
+                _ => None,
+            });
+            if digest.as_deref() != output["sha256"].as_str() {
+                return Err("the recorded file digest differs from the fetch event".into());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Line endings and runs of blanks vary between a terminal and a transcript.
+fn normalize(text: &str) -> String {
+    text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ")
+}
