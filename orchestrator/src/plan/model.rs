@@ -126,6 +126,10 @@ pub struct Step {
     /// Run against this device instead of the case's device.
     #[serde(default)]
     pub device: Option<String>,
+    /// Run only on devices that have this channel (`console`, `ssh`, `power`);
+    /// elsewhere the step is SKIP with the reason recorded.
+    #[serde(default)]
+    pub if_device_has: Option<DeviceChannel>,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power: Option<PowerStep>,
@@ -205,6 +209,25 @@ impl Step {
     /// A short label for progress output and reports.
     pub fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.action().to_string())
+    }
+}
+
+/// A kind of channel a device may have.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChannel {
+    Console,
+    Ssh,
+    Power,
+}
+
+impl DeviceChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceChannel::Console => "console",
+            DeviceChannel::Ssh => "ssh",
+            DeviceChannel::Power => "power",
+        }
     }
 }
 

@@ -96,6 +96,10 @@ pub fn base_scope(plan: &Plan, params: &BTreeMap<String, Value>, name: &str, dev
         }
     }
     let ssh = device.ssh.as_ref().map(|s| json!({"host": s.host, "port": s.port, "user": s.user}));
+    let channels: Vec<&str> = [("console", device.console.is_some()), ("ssh", device.ssh.is_some()), ("power", device.power.is_some())]
+        .into_iter()
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect();
     let mut scope = Map::new();
     scope.insert("param".into(), Value::Object(param));
     scope.insert(
@@ -107,6 +111,7 @@ pub fn base_scope(plan: &Plan, params: &BTreeMap<String, Value>, name: &str, dev
             "identity": device.identity,
             "declared": device.declared,
             "ssh": ssh,
+            "channels": channels,
         }),
     );
     scope
@@ -299,9 +304,10 @@ async fn run_step(
             attempt,
         })?;
         let first_seq = recorder.next_seq();
-        let output = match &resolved {
-            Err(unresolved) => failure_output(FailureClass::Error, &unresolved.to_string()),
-            Ok(spec) => {
+        let output = match (&resolved, missing_channel(step, scope)) {
+            (_, Some(skip)) => skip,
+            (Err(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
+            (Ok(spec), None) => {
                 let work = agents.perform(&device, step, spec, timeout);
                 tokio::select! {
                     result = work => match result {
@@ -360,6 +366,14 @@ async fn run_step(
         }
         return Ok(judgement.verdict);
     }
+}
+
+/// A step limited to devices with a channel this device lacks: its SKIP output.
+/// Decided from the scope alone, so replay reaches the same decision.
+pub fn missing_channel(step: &Step, scope: &Map<String, Value>) -> Option<Value> {
+    let needed = step.if_device_has?.as_str();
+    let has = scope["device"]["channels"].as_array().is_some_and(|c| c.iter().any(|v| v == needed));
+    (!has).then(|| json!({"skipped": format!("device {} has no {needed}", scope["device"]["name"].as_str().unwrap_or("?"))}))
 }
 
 async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {

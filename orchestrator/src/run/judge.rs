@@ -68,6 +68,9 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         };
         return Judgement::new(verdict, message, false, verdict == Verdict::Fail);
     }
+    if let Some(reason) = output.get("skipped").and_then(Value::as_str) {
+        return Judgement::new(Verdict::Skip, reason, false, false);
+    }
     match action {
         "power" => Judgement::new(
             Verdict::Pass,

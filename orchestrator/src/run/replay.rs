@@ -120,6 +120,10 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 if let Err(detail) = matches_raw_events(step.action(), &key.device, &output, &in_range) {
                     return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
                 }
+                let skip = super::executor::missing_channel(step, &current.scope);
+                if skip.is_some() != output.get("skipped").is_some() {
+                    return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
+                }
                 let judged = judge(step.action(), &spec, &output);
                 if judged.verdict != verdict || judged.message != message {
                     return Err(at(
