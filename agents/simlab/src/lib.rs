@@ -13,6 +13,7 @@
 pub mod device;
 pub mod device_os;
 mod gate;
+pub mod pdu;
 pub mod profile;
 pub mod services;
 mod shell;
@@ -23,6 +24,7 @@ pub use device_os::{
     AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener,
     LoginDenied, LoginMethod, LoginOrigin,
 };
+pub use pdu::{CoilHook, CoilOp, LoggedRequest, PduOptions, SimPdu};
 pub use profile::{
     AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms,
 };
@@ -53,4 +55,13 @@ pub enum SimError {
     /// Called after `stop()`.
     #[error("the simulated server was stopped")]
     Stopped,
+    /// A coil number beyond the PDU's last coil.
+    #[error("the simulated PDU has no coil {coil} (it has {coils}, numbered from 0)")]
+    NoSuchCoil { coil: u16, coils: u16 },
+    /// A private tokio runtime (the PDU's) could not be built.
+    #[error("cannot build a runtime for the simulated PDU: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A thread (the PDU's) could not be started.
+    #[error("cannot start a thread for the simulated PDU: {0}")]
+    Thread(#[source] std::io::Error),
 }
