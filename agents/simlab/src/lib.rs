@@ -13,6 +13,7 @@
 pub mod device;
 pub mod device_os;
 mod gate;
+mod line_editor;
 pub mod pdu;
 pub mod profile;
 pub mod services;
