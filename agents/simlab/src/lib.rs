@@ -1,15 +1,17 @@
-//! The simulated lab's devices, so `proofrig demo` runs with zero set-up.
+//! The simulated lab, so `proofrig demo` runs with zero set-up.
 //!
 //! A simulated device is a [`DeviceOs`] (accounts, files with modes and owners, an
 //! auth log, listening ports and a small POSIX-ish command interpreter) reached
-//! through a real SSH server ([`SimSshServer`], built on russh) and, for the weak
-//! profile, plain telnet/ftp-like banner listeners ([`BannerService`]). A
+//! through a real SSH server ([`SimSshServer`], built on russh), a serial console
+//! on a real PTY ([`SimConsole`]: bootloader, boot log, login, shell) and, for the
+//! weak profile, plain telnet/ftp-like banner listeners ([`BannerService`]). A
 //! [`Profile`] decides whether the device is hardened or weak, so the same TS 33.117
 //! test plan gives PASS on one and FAIL on the other. [`SimDevice`] starts all of a
-//! device's network services on its management address and gates them with power.
+//! device's services on its management address and gates them with power.
 //!
 //! Everything runs on the caller's tokio runtime and never blocks it.
 
+pub mod console;
 pub mod device;
 pub mod device_os;
 mod gate;
@@ -20,6 +22,7 @@ pub mod services;
 mod shell;
 pub mod ssh_server;
 
+pub use console::{BootTiming, ConsoleOptions, SimConsole};
 pub use device::{SimDevice, SimDeviceSpec};
 pub use device_os::{
     AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener,
@@ -65,4 +68,11 @@ pub enum SimError {
     /// A thread (the PDU's) could not be started.
     #[error("cannot start a thread for the simulated PDU: {0}")]
     Thread(#[source] std::io::Error),
+    /// The console's PTY could not be opened or set up.
+    #[error("cannot set up the simulated console's PTY ({action}): {source}")]
+    Pty {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
