@@ -8,6 +8,8 @@
 //! [`Profile`] decides whether the device is hardened or weak, so the same TS 33.117
 //! test plan gives PASS on one and FAIL on the other. [`SimDevice`] starts all of a
 //! device's services on its management address and gates them with power.
+//! [`SimLab`] runs four such devices and a Modbus TCP PDU ([`SimPdu`]) whose coils
+//! power them, and writes the rig file that describes it all.
 //!
 //! Everything runs on the caller's tokio runtime and never blocks it.
 
@@ -15,6 +17,7 @@ pub mod console;
 pub mod device;
 pub mod device_os;
 mod gate;
+pub mod lab;
 mod line_editor;
 pub mod pdu;
 pub mod profile;
@@ -28,6 +31,7 @@ pub use device_os::{
     AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener,
     LoginDenied, LoginMethod, LoginOrigin,
 };
+pub use lab::{LabDevice, LabDeviceSpec, SimLab, SimLabConfig};
 pub use pdu::{CoilHook, CoilOp, LoggedRequest, PduOptions, SimPdu};
 pub use profile::{
     AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms,
@@ -68,6 +72,22 @@ pub enum SimError {
     /// A thread (the PDU's) could not be started.
     #[error("cannot start a thread for the simulated PDU: {0}")]
     Thread(#[source] std::io::Error),
+    /// A lab configuration that cannot work (duplicate names or outlets, ...).
+    #[error("invalid simulated lab: {0}")]
+    InvalidLab(String),
+    /// A device name the lab does not have.
+    #[error("the simulated lab has no device named {0:?}")]
+    UnknownDevice(String),
+    /// The system's random number generator failed.
+    #[error("no randomness for passwords: {0}")]
+    Random(String),
+    /// A rig or secret file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The console's PTY could not be opened or set up.
     #[error("cannot set up the simulated console's PTY ({action}): {source}")]
     Pty {
