@@ -1,12 +1,13 @@
 //! One complete simulated device: its OS plus every network service its profile
-//! runs, on its management address, switched together by power.
+//! runs, on its management address, and its serial console, switched together by
+//! power.
 //!
-//! This is what the sim lab instantiates per device; the Modbus PDU's coils will
-//! call [`SimDevice::set_powered`], and the PTY console will attach to
-//! [`SimDevice::os`].
+//! This is what the sim lab instantiates per device; the sim PDU's coils call
+//! [`SimDevice::set_powered`].
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::console::{ConsoleOptions, SimConsole};
 use crate::device_os::{DeviceConfig, DeviceOs};
 use crate::profile::ExtraService;
 use crate::services::BannerService;
@@ -24,6 +25,10 @@ pub struct SimDeviceSpec {
     pub ftp_port: u16,
     pub host_key: HostKey,
     pub ssh_options: SshServerOptions,
+    /// A serial console on a PTY, when set.
+    pub console: Option<ConsoleOptions>,
+    /// Whether the device starts powered (booting, listening).
+    pub powered: bool,
 }
 
 impl SimDeviceSpec {
@@ -35,6 +40,8 @@ impl SimDeviceSpec {
             ftp_port: 2121,
             host_key,
             ssh_options: SshServerOptions::default(),
+            console: None,
+            powered: true,
         }
     }
 }
@@ -44,11 +51,12 @@ pub struct SimDevice {
     os: DeviceOs,
     ssh: SimSshServer,
     extra_services: Vec<BannerService>,
+    console: Option<SimConsole>,
 }
 
 impl SimDevice {
-    /// Builds the device OS from `config` and starts SSH plus the profile's extra
-    /// services, powered on.
+    /// Builds the device OS from `config` and starts SSH, the profile's extra
+    /// services and the console, powered as `spec.powered` says.
     pub async fn start(config: DeviceConfig, spec: SimDeviceSpec) -> Result<Self, SimError> {
         let profile = config.profile;
         let os = DeviceOs::new(config);
@@ -68,11 +76,21 @@ impl SimDevice {
             let addr = SocketAddr::new(spec.management_ip, port);
             extra_services.push(BannerService::start(addr, os.clone(), *service).await?);
         }
-        Ok(SimDevice {
+        let console = match spec.console {
+            Some(options) => Some(SimConsole::start(os.clone(), options, spec.powered).await?),
+            None => None,
+        };
+        let device = SimDevice {
             os,
             ssh,
             extra_services,
-        })
+            console,
+        };
+        if !spec.powered {
+            // The listeners had to bind once to learn their ports.
+            device.set_powered(false).await?;
+        }
+        Ok(device)
     }
 
     pub fn os(&self) -> &DeviceOs {
@@ -92,12 +110,21 @@ impl SimDevice {
         &self.extra_services
     }
 
+    /// The serial console, when the spec asked for one.
+    pub fn console(&self) -> Option<&SimConsole> {
+        self.console.as_ref()
+    }
+
     pub fn is_powered(&self) -> bool {
         self.ssh.is_powered()
     }
 
-    /// Cuts or restores power to every network service of the device.
+    /// Cuts or restores power to the whole device: every network service and the
+    /// console. Returns once all of them have followed.
     pub async fn set_powered(&self, powered: bool) -> Result<(), SimError> {
+        if let Some(console) = &self.console {
+            console.set_powered(powered).await?;
+        }
         self.ssh.set_powered(powered).await?;
         for service in &self.extra_services {
             service.set_powered(powered).await?;
@@ -106,6 +133,9 @@ impl SimDevice {
     }
 
     pub async fn stop(&self) {
+        if let Some(console) = &self.console {
+            console.stop().await;
+        }
         self.ssh.stop().await;
         for service in &self.extra_services {
             service.stop().await;

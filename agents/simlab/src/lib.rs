@@ -1,28 +1,38 @@
-//! The simulated lab's devices, so `proofrig demo` runs with zero set-up.
+//! The simulated lab, so `proofrig demo` runs with zero set-up.
 //!
 //! A simulated device is a [`DeviceOs`] (accounts, files with modes and owners, an
 //! auth log, listening ports and a small POSIX-ish command interpreter) reached
-//! through a real SSH server ([`SimSshServer`], built on russh) and, for the weak
-//! profile, plain telnet/ftp-like banner listeners ([`BannerService`]). A
+//! through a real SSH server ([`SimSshServer`], built on russh), a serial console
+//! on a real PTY ([`SimConsole`]: bootloader, boot log, login, shell) and, for the
+//! weak profile, plain telnet/ftp-like banner listeners ([`BannerService`]). A
 //! [`Profile`] decides whether the device is hardened or weak, so the same TS 33.117
 //! test plan gives PASS on one and FAIL on the other. [`SimDevice`] starts all of a
-//! device's network services on its management address and gates them with power.
+//! device's services on its management address and gates them with power.
+//! [`SimLab`] runs four such devices and a Modbus TCP PDU ([`SimPdu`]) whose coils
+//! power them, and writes the rig file that describes it all.
 //!
 //! Everything runs on the caller's tokio runtime and never blocks it.
 
+pub mod console;
 pub mod device;
 pub mod device_os;
 mod gate;
+pub mod lab;
+mod line_editor;
+pub mod pdu;
 pub mod profile;
 pub mod services;
 mod shell;
 pub mod ssh_server;
 
+pub use console::{BootTiming, ConsoleOptions, SimConsole};
 pub use device::{SimDevice, SimDeviceSpec};
 pub use device_os::{
     AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener,
     LoginDenied, LoginMethod, LoginOrigin,
 };
+pub use lab::{LabDevice, LabDeviceSpec, SimLab, SimLabConfig};
+pub use pdu::{CoilHook, CoilOp, LoggedRequest, PduOptions, SimPdu};
 pub use profile::{
     AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms,
 };
@@ -53,4 +63,36 @@ pub enum SimError {
     /// Called after `stop()`.
     #[error("the simulated server was stopped")]
     Stopped,
+    /// A coil number beyond the PDU's last coil.
+    #[error("the simulated PDU has no coil {coil} (it has {coils}, numbered from 0)")]
+    NoSuchCoil { coil: u16, coils: u16 },
+    /// A private tokio runtime (the PDU's) could not be built.
+    #[error("cannot build a runtime for the simulated PDU: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A thread (the PDU's) could not be started.
+    #[error("cannot start a thread for the simulated PDU: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A lab configuration that cannot work (duplicate names or outlets, ...).
+    #[error("invalid simulated lab: {0}")]
+    InvalidLab(String),
+    /// A device name the lab does not have.
+    #[error("the simulated lab has no device named {0:?}")]
+    UnknownDevice(String),
+    /// The system's random number generator failed.
+    #[error("no randomness for passwords: {0}")]
+    Random(String),
+    /// A rig or secret file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The console's PTY could not be opened or set up.
+    #[error("cannot set up the simulated console's PTY ({action}): {source}")]
+    Pty {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -2,8 +2,9 @@
 //!
 //! The same TS 33.117 test plan must give PASS against a *hardened* device and FAIL
 //! against a *weak* one, so every security-relevant difference between them is data
-//! in this one file: SSH algorithms, account policy, file modes, extra services and
-//! auth logging. The device OS and the SSH server only read it.
+//! in this one file: SSH algorithms, account policy, file modes, extra services,
+//! auth logging and bootloader protection. The device OS, the SSH server and the
+//! serial console only read it.
 
 use std::time::Duration;
 
@@ -11,11 +12,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Profile {
     /// Configured the way TS 33.117 asks: modern crypto only, no root over SSH,
-    /// lockout, password policy, tight file modes, SSH as the only service.
+    /// lockout, password policy, tight file modes, SSH as the only service, a
+    /// password-protected bootloader.
     Hardened,
     /// A typical badly configured appliance: legacy crypto offered, root over SSH,
     /// vendor default account, world-readable shadow, telnet/ftp-like listeners,
-    /// failed logins not logged.
+    /// failed logins not logged, an open bootloader prompt on the console.
     Weak,
 }
 
@@ -217,6 +219,16 @@ impl Profile {
         match self {
             Profile::Hardened => &[],
             Profile::Weak => &[ExtraService::Telnet, ExtraService::Ftp],
+        }
+    }
+
+    /// Whether interrupting autoboot on the console asks for the bootloader
+    /// password (hardened) instead of opening its command prompt to anyone at the
+    /// console (weak), which could then boot with `init=/bin/sh`.
+    pub fn bootloader_protected(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::device_os::{DeviceOs, LoginOrigin};
 use crate::gate::{ConnectionHandler, PowerGate};
+use crate::line_editor::{to_terminal, Edit, LineEditor};
 use crate::profile::Profile;
 use crate::SimError;
 
@@ -475,20 +476,6 @@ impl russh::server::Handler for SshConnection {
     }
 }
 
-/// `\n` → `\r\n`, what a PTY's output processing (ONLCR) does.
-fn to_terminal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 16);
-    let mut previous = '\0';
-    for c in text.chars() {
-        if c == '\n' && previous != '\r' {
-            out.push('\r');
-        }
-        out.push(c);
-        previous = c;
-    }
-    out
-}
-
 /// One exec request: run, send output, exit status, EOF, close.
 struct Exec {
     os: DeviceOs,
@@ -543,16 +530,6 @@ struct Shell {
     pty: bool,
 }
 
-/// Where the PTY line editor is inside an escape sequence (arrow keys etc.), which
-/// it swallows rather than inserting into the line.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Escape {
-    None,
-    Started,
-    Csi,
-    Ss3,
-}
-
 impl Shell {
     async fn send(&self, text: &str) -> bool {
         if text.is_empty() {
@@ -603,9 +580,9 @@ impl Shell {
 
     async fn run(self, mut input: mpsc::UnboundedReceiver<ShellInput>) {
         let mut last_status = 0u8;
+        // Without a PTY, input is a script: lines split at LF, no echo, no editing.
         let mut line: Vec<u8> = Vec::new();
-        let mut escape = Escape::None;
-        let mut previous_was_cr = false;
+        let mut editor = LineEditor::new();
         if self.pty && !self.send(&self.os.prompt(&self.user)).await {
             return;
         }
@@ -629,75 +606,26 @@ impl Shell {
                     }
                     continue;
                 }
-                match escape {
-                    Escape::Started => {
-                        escape = match byte {
-                            b'[' => Escape::Csi,
-                            b'O' => Escape::Ss3,
-                            _ => Escape::None,
-                        };
-                        continue;
-                    }
-                    Escape::Csi => {
-                        if (0x40..=0x7e).contains(&byte) {
-                            escape = Escape::None;
-                        }
-                        continue;
-                    }
-                    Escape::Ss3 => {
-                        escape = Escape::None;
-                        continue;
-                    }
-                    Escape::None => {}
-                }
-                let was_cr = std::mem::replace(&mut previous_was_cr, byte == b'\r');
                 let mut echo = String::new();
-                match byte {
-                    b'\n' if was_cr => {}
-                    b'\r' | b'\n' => {
-                        if !self.send("\r\n").await {
+                match editor.feed(byte, true, &mut echo) {
+                    Edit::Pending => {}
+                    Edit::Line(text) => {
+                        if !self.send(&echo).await {
                             return;
                         }
-                        let text = String::from_utf8_lossy(&line).into_owned();
-                        line.clear();
                         if let Some(status) = self.execute(&text, &mut last_status).await {
                             return self.finish(status).await;
                         }
                         echo = self.os.prompt(&self.user);
                     }
-                    0x7f | 0x08 => {
-                        let erased = erase_last_char(&mut line);
-                        echo.push_str(if erased { "\x08 \x08" } else { "\x07" });
-                    }
-                    0x15 => {
-                        while erase_last_char(&mut line) {
-                            echo.push_str("\x08 \x08");
-                        }
-                    }
-                    0x03 => {
-                        line.clear();
+                    Edit::Interrupt => {
                         last_status = 130;
-                        echo = format!("^C\r\n{}", self.os.prompt(&self.user));
+                        echo.push_str(&self.os.prompt(&self.user));
                     }
-                    0x04 if line.is_empty() => {
+                    Edit::EndOfInput => {
                         let _ = self.send("logout\r\n").await;
                         return self.finish(last_status).await;
                     }
-                    0x1b => escape = Escape::Started,
-                    byte if byte >= 0x20 => {
-                        line.push(byte);
-                        echo = String::from_utf8_lossy(&[byte]).into_owned();
-                        if byte >= 0x80 {
-                            // Echo a multi-byte character once it is complete.
-                            echo.clear();
-                            if let Some(start) = line.iter().rposition(|b| *b & 0xc0 != 0x80) {
-                                if let Ok(complete) = std::str::from_utf8(&line[start..]) {
-                                    echo.push_str(complete);
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
                 }
                 if !self.send(&echo).await {
                     return;
@@ -713,19 +641,6 @@ impl Shell {
         }
         self.finish(last_status).await;
     }
-}
-
-/// Removes the last UTF-8 character of `line`; false when it was empty.
-fn erase_last_char(line: &mut Vec<u8>) -> bool {
-    if line.is_empty() {
-        return false;
-    }
-    while let Some(byte) = line.pop() {
-        if byte & 0xc0 != 0x80 {
-            break;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -759,19 +674,5 @@ mod tests {
             a.known_hosts_line(addr),
             format!("[127.0.0.11]:2222 {}", a.public_openssh())
         );
-    }
-
-    #[test]
-    fn terminal_output_gets_carriage_returns_once() {
-        assert_eq!(to_terminal("a\nb\r\nc"), "a\r\nb\r\nc");
-    }
-
-    #[test]
-    fn erasing_removes_whole_utf8_characters() {
-        let mut line = "aé".as_bytes().to_vec();
-        assert!(erase_last_char(&mut line));
-        assert_eq!(line, b"a");
-        assert!(erase_last_char(&mut line));
-        assert!(!erase_last_char(&mut line));
     }
 }
