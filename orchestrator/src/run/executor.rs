@@ -222,7 +222,10 @@ pub async fn execute(
             checks_passed: checks,
             skip_reason: sel.case.skip.clone(),
         })?;
+        // Every finding first (one per line), then the output behind the worst one.
+        let findings: Vec<&str> = run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
         let evidence_excerpt = match (&run.decisive, verdict) {
+            (Some((_, message, output)), _) if findings.len() > 1 => format!("{}\n\n{}", findings.join("\n"), render_output(output)),
             (Some((_, message, output)), _) => format!("{message}\n\n{}", render_output(output)),
             (None, Verdict::Skip) => format!("skipped: {}", sel.case.skip.clone().unwrap_or_default()),
             (None, Verdict::Inconclusive) => "no check reached the device, so nothing was shown either way".into(),

@@ -1,0 +1,168 @@
+//! The bundled plans decide correctly both ways on the simulated lab, and every
+//! verdict they leave in a journal can be recomputed, and tampering with it caught.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
+use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, RunResult};
+use proofrig::plan::Plan;
+use proofrig::run::executor::{execute, JournalSink, RunRequest};
+use proofrig::run::progress::Silent;
+use proofrig::run::replay::replay;
+use proofrig::verdict::Verdict;
+use proofrig_agents::events::Recorder;
+use proofrig_agents::rig::Rig;
+use proofrig_simlab::{SimLab, SimLabConfig};
+use serde_json::Value;
+
+fn plan(name: &str) -> Plan {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name);
+    Plan::load(&path).unwrap()
+}
+
+struct Ran {
+    result: RunResult,
+    records: Vec<Record>,
+    journal_path: PathBuf,
+    plans: Vec<Plan>,
+    rig: Rig,
+    _dir: tempfile::TempDir,
+}
+
+async fn run(lab: &SimLab, plans: Vec<Plan>, params: &[(&str, Value)]) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::load(&lab.write_rig(&dir.path().join("lab")).unwrap()).unwrap();
+    let journal_path = dir.path().join("journal.jsonl");
+    let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
+    let params: std::collections::BTreeMap<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
+    journal
+        .append(&JournalEntry::RunStarted {
+            run_id: "test".into(),
+            proofrig_version: "test".into(),
+            operator: "tester".into(),
+            host: "localhost".into(),
+            started: "now".into(),
+            plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect(),
+            rig: input("rig.yaml"),
+            rig_name: rig.name().into(),
+            parameters: params.clone(),
+            only_device: None,
+        })
+        .unwrap();
+    let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
+    let request = RunRequest {
+        run_id: "test".into(),
+        plans: plans.clone(),
+        rig: rig.clone(),
+        only_device: None,
+        params,
+        operator: "tester".into(),
+        host: "localhost".into(),
+    };
+    let (_abort, abort_rx) = tokio::sync::watch::channel(false);
+    let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();
+    let (records, _) = read_chain(&journal_path).unwrap().unwrap();
+    Ran { result, records, journal_path, plans, rig, _dir: dir }
+}
+
+fn verdict(result: &RunResult, device: &str) -> (Verdict, String) {
+    let case = result.cases.iter().find(|c| c.key.device == device).unwrap_or_else(|| panic!("no case on {device}"));
+    (case.verdict, case.evidence_excerpt.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+
+    let algorithms = run(&lab, vec![plan("ssh-algorithms.yaml")], &[]).await;
+    for hardened in ["ru1", "core1"] {
+        let (v, why) = verdict(&algorithms.result, hardened);
+        assert_eq!(v, Verdict::Pass, "{hardened}: {why}");
+    }
+    for weak in ["ru2", "core2"] {
+        let (v, why) = verdict(&algorithms.result, weak);
+        assert_eq!(v, Verdict::Fail, "{weak}: {why}");
+        assert!(why.contains("not in the allowed list") && why.contains("cbc"), "the failure names the evidence: {why}");
+    }
+
+    let root = run(&lab, vec![plan("remote-root-login.yaml")], &[]).await;
+    assert_eq!(verdict(&root.result, "ru1").0, Verdict::Pass, "{}", verdict(&root.result, "ru1").1);
+    let (v, why) = verdict(&root.result, "ru2");
+    assert_eq!(v, Verdict::Fail);
+    assert!(why.contains("SSH login as `root` was accepted"), "{why}");
+
+    // A narrow scan keeps the test quick; the weak devices' extra listeners sit on other ports.
+    let ports: Vec<u16> = lab.devices().iter().map(|d| d.ssh_addr().port()).collect();
+    let ports_param = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let weak_extra: Vec<String> = lab
+        .device("ru2")
+        .unwrap()
+        .device()
+        .os()
+        .listeners()
+        .iter()
+        .map(|l| l.addr.port().to_string())
+        .collect();
+    let scan_ports = format!("{ports_param},{}", weak_extra.join(","));
+    let open = run(&lab, vec![plan("open-ports.yaml")], &[("ports", Value::String(scan_ports))]).await;
+    assert_eq!(verdict(&open.result, "core1").0, Verdict::Pass, "{}", verdict(&open.result, "core1").1);
+    let (v, why) = verdict(&open.result, "ru2");
+    assert_eq!(v, Verdict::Fail);
+    assert!(why.contains("unexpected:"), "{why}");
+
+    for ran in [&algorithms, &root, &open] {
+        let replayed = replay(&ran.plans, &ran.rig, &ran.records).expect("an untouched journal replays");
+        let recorded: Vec<(CaseKey, Verdict)> = ran.result.cases.iter().map(|c| (c.key.clone(), c.verdict)).collect();
+        assert_eq!(replayed.cases, recorded);
+        assert!(replayed.finished);
+    }
+    tamper_with_a_verdict_and_rechain(&algorithms);
+    tamper_with_an_output_and_its_verdict(&root);
+    lab.stop().await;
+}
+
+/// Rewrite the journal with `edit` applied to each entry, recomputing the hash chain,
+/// as someone covering their tracks would.
+fn rewrite(ran: &Ran, mut edit: impl FnMut(&mut Value)) -> Vec<Record> {
+    let path = ran.journal_path.with_file_name("tampered.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let journal = JournalWriter::create(&path).unwrap();
+    for record in &ran.records {
+        let mut entry = record.entry.clone();
+        edit(&mut entry);
+        journal.append(&entry).unwrap();
+    }
+    read_chain(&path).unwrap().expect("the forger's chain is internally consistent").0
+}
+
+fn tamper_with_a_verdict_and_rechain(ran: &Ran) {
+    let records = rewrite(ran, |entry| {
+        let weak_case = entry["device"] == "ru2";
+        match entry["type"].as_str() {
+            Some("step_finished") if weak_case && entry["verdict"] == "FAIL" => entry["verdict"] = "PASS".into(),
+            Some("case_finished") if weak_case => entry["verdict"] = "PASS".into(),
+            _ => {}
+        }
+    });
+    let err = replay(&ran.plans, &ran.rig, &records).expect_err("a flipped verdict is caught");
+    assert!(err.detail.contains("recorded PASS") && err.case.as_deref() == Some("TC_PROTECT_DATA_INFO_TRANSFER_1 on ru2"), "{err}");
+}
+
+fn tamper_with_an_output_and_its_verdict(ran: &Ran) {
+    // Claim the weak device refused root, and fix the verdict and message to match:
+    // the judge agrees with the forged output, but the raw authentication event does not.
+    let records = rewrite(ran, |entry| {
+        if entry["device"] == "ru2" && entry["type"] == "step_finished" && entry["index"] == 0 && entry["phase"] == "steps" {
+            entry["output"]["accepted"] = false.into();
+            entry["verdict"] = "PASS".into();
+            entry["message"] = "SSH login as `root` was refused, as required".into();
+        }
+        if entry["device"] == "ru2" && entry["type"] == "case_finished" {
+            entry["verdict"] = "PASS".into();
+        }
+    });
+    let err = replay(&ran.plans, &ran.rig, &records).expect_err("a forged output is caught");
+    assert!(err.detail.contains("authentication event"), "{err}");
+}
