@@ -414,6 +414,8 @@ fn a_run_that_never_sealed_is_incomplete_with_the_verified_prefix() {
     assert!(report.summary.contains(&format!("ends after record {}", written - 1)), "{}", report.summary);
     assert_eq!(report.failures().count(), 0);
 
+    assert!(report.checks.iter().any(|c| c.what == "inputs are the ones the journal names" && c.passed()));
+
     // The last line cut mid-write, as a crash during a write leaves it.
     let journal = bundle.join(JOURNAL);
     let text = std::fs::read(&journal).unwrap();
@@ -422,6 +424,14 @@ fn a_run_that_never_sealed_is_incomplete_with_the_verified_prefix() {
     assert_eq!(report.status, Status::Incomplete, "{}", explain(&report));
     assert_eq!(report.records_verified, Some(written as u64 - 1));
     assert!(report.summary.contains(&format!("middle of record {}", written - 1)), "{}", report.summary);
+
+    // Unsealed inputs are still bound to the journal by RunStarted.
+    let plan = bundle.join("inputs/plans/ssh.yaml");
+    std::fs::write(&plan, b"plan: something-else\n").unwrap();
+    let report = check(&bundle, None);
+    assert_eq!(report.status, Status::Tampered, "{}", explain(&report));
+    assert!(report.summary.contains("inputs/plans/ssh.yaml differs from the file RunStarted"), "{}", report.summary);
+    std::fs::write(&plan, PLAN_SSH).unwrap();
 
     // A record edited in the middle of an unsealed journal is not a crash.
     let text = String::from_utf8(text).unwrap();

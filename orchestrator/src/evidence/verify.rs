@@ -29,6 +29,7 @@ use crate::evidence::attestation::{
 };
 use crate::evidence::bundle::{self, Manifest, ATTESTATION, HASH_BUFFER, JOURNAL, MANIFEST, MANIFEST_FORMAT, RESULTS};
 use crate::evidence::journal::{self, ChainBreak, JournalError, Record, VerifiedChain};
+use crate::evidence::record::FileRef;
 use crate::evidence::signing::{Envelope, SignatureCheck};
 use crate::verdict::Verdict;
 
@@ -306,7 +307,43 @@ impl<'a> Verifier<'a> {
                 return self.finish(None);
             }
         };
+        self.check_unsealed_inputs(&journal_path);
         self.finish(Some(why))
+    }
+
+    /// Even unsealed, the inputs are bound to the journal: RunStarted names their digests.
+    fn check_unsealed_inputs(&mut self, journal_path: &Path) {
+        let what = "inputs are the ones the journal names";
+        let mut first = Vec::new();
+        let read = File::open(journal_path).and_then(|f| io::BufReader::new(f).read_until(b'\n', &mut first));
+        let entry = match read {
+            Ok(_) => serde_json::from_slice::<serde_json::Value>(&first).ok().map(|mut v| v["entry"].take()),
+            Err(err) => return self.fail(what, JOURNAL, format!("cannot read {JOURNAL}: {err}")),
+        };
+        let Some(entry) = entry.filter(|e| entry_type(e) == "run_started") else {
+            return self.not_run(what, "the journal does not start with RunStarted");
+        };
+        let Ok(mut inputs) = serde_json::from_value::<Vec<FileRef>>(entry["plans"].clone()) else {
+            return self.fail(what, JOURNAL, format!("{JOURNAL} record 0: RunStarted does not list its plans"));
+        };
+        match serde_json::from_value::<FileRef>(entry["rig"].clone()) {
+            Ok(rig) => inputs.push(rig),
+            Err(_) => return self.fail(what, JOURNAL, format!("{JOURNAL} record 0: RunStarted does not name its rig")),
+        }
+        for input in &inputs {
+            let path = input.path.as_str();
+            if let Err(why) = safe_bundle_path(path) {
+                return self.fail(what, JOURNAL, format!("{JOURNAL} record 0: the input `{path}` {why}"));
+            }
+            match bundle::sha256_file(&self.dir.join(path)) {
+                Ok((digest, _)) if digest.eq_ignore_ascii_case(&input.sha256) => {}
+                Ok(_) => {
+                    return self.fail(what, path, format!("{path} differs from the file RunStarted (record 0) names"))
+                }
+                Err(err) => return self.fail(what, path, format!("cannot read {path}: {err}")),
+            }
+        }
+        self.pass(what, JOURNAL, format!("{} input file(s) match RunStarted (record 0)", inputs.len()));
     }
 
     fn sealed(mut self, pinned: Option<&VerifyingKey>, replay: Replay<'_>) -> VerifyReport {
