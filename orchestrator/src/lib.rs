@@ -4,6 +4,7 @@ pub mod cli;
 pub mod evidence;
 pub mod verdict;
 pub mod plan;
+pub mod report;
 mod session;
 mod table;
 mod terminal;

@@ -1,11 +1,16 @@
 //! Command-line grammar and dispatch. Each subcommand lives in its own module.
 
 mod console;
+mod demo;
+mod keygen;
 mod plan;
 mod power;
 mod probe;
 mod rig;
+mod run;
+mod sim;
 mod ssh;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -69,6 +74,23 @@ pub enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
+    },
+    /// Make the lab's signing key pair: NAME.key (private, 0600) and NAME.pub.
+    Keygen {
+        /// Directory for the key files (created if missing).
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        out: PathBuf,
+        /// Base name of the key files.
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Check an evidence bundle offline: exit 0 verified, 1 tampered, 2 incomplete (never sealed).
+    Verify {
+        /// The bundle directory (results/<run-id>).
+        bundle: PathBuf,
+        /// The lab's public key (PEM). Without it the signer is shown but not trusted.
+        #[arg(long, value_name = "PUBKEY.pem")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -148,5 +170,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Ssh { rig, device, command, timeout_s } => {
             ssh::ssh(&rig, &device, &command, timeout_s, &cli.transcripts).await
         }
+        Command::Keygen { out, name } => keygen::keygen(&out, &name),
+        Command::Verify { bundle, key } => verify::verify(&bundle, key.as_deref()),
     }
 }

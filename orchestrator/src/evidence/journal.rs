@@ -27,6 +27,8 @@ pub enum JournalError {
     Read { path: String, source: std::io::Error },
     #[error("cannot encode journal record: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("journal {path} is sealed; nothing more can be appended to it")]
+    Closed { path: String },
 }
 
 struct WriterState {
@@ -34,6 +36,8 @@ struct WriterState {
     prev: [u8; 32],
     next: u64,
     failed: Option<String>,
+    /// Set when the bundle is sealed: a late event must not change what was signed.
+    closed: bool,
 }
 
 /// Appends records, keeping the chain.
@@ -59,22 +63,27 @@ impl JournalWriter {
             .map_err(|source| JournalError::Write { path: name.clone(), source })?;
         Ok(Self {
             path: name,
-            state: Mutex::new(WriterState { out: BufWriter::new(file), prev: genesis(), next: 0, failed: None }),
+            state: Mutex::new(WriterState {
+                out: BufWriter::new(file),
+                prev: genesis(),
+                next: 0,
+                failed: None,
+                closed: false,
+            }),
         })
     }
 
     /// Append one entry and flush it to the OS. Returns its record number.
     pub fn append<T: Serialize>(&self, entry: &T) -> Result<u64, JournalError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.closed {
+            return Err(JournalError::Closed { path: self.path.clone() });
+        }
         let prev = hex::encode(state.prev);
         let n = state.next;
         let line = serde_json::to_vec(&RecordOut { n, prev: &prev, entry })?;
         let hash: [u8; 32] = Sha256::digest(&line).into();
-        let write = state
-            .out
-            .write_all(&line)
-            .and_then(|_| state.out.write_all(b"\n"))
-            .and_then(|_| state.out.flush());
+        let write = state.out.write_all(&line).and_then(|_| state.out.write_all(b"\n")).and_then(|_| state.out.flush());
         if let Err(source) = write {
             state.failed = Some(source.to_string());
             return Err(JournalError::Write { path: self.path.clone(), source });
@@ -93,6 +102,16 @@ impl JournalWriter {
     /// The first write error, if any happened (the run must then not claim completeness).
     pub fn failure(&self) -> Option<String> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).failed.clone()
+    }
+
+    /// Refuse every later append; returns the final head and record count.
+    ///
+    /// Sealing signs the journal's digest, so anything still holding the writer (a
+    /// straggling agent task) must get an error instead of changing the file.
+    pub fn close(&self) -> ([u8; 32], u64) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.closed = true;
+        (state.prev, state.next)
     }
 
     /// Flush and fsync, for the end of a run.
@@ -121,7 +140,9 @@ pub enum ChainBreak {
     Malformed { n: u64, line: u64, reason: String },
     #[error("record {n} (line {line}) is numbered {found}")]
     Numbering { n: u64, line: u64, found: u64 },
-    #[error("record {n} (line {line}) does not follow the record before it: its `prev` does not match that record's hash")]
+    #[error(
+        "record {n} (line {line}) does not follow the record before it: its `prev` does not match that record's hash"
+    )]
     Link { n: u64, line: u64 },
     #[error("the journal ends in the middle of record {n} (line {line}): the run was cut short")]
     TruncatedRecord { n: u64, line: u64 },
@@ -134,14 +155,24 @@ pub type VerifiedChain = (Vec<Record>, [u8; 32]);
 pub fn read_chain(path: &Path) -> Result<Result<VerifiedChain, ChainBreak>, JournalError> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|source| JournalError::Read { path: name.clone(), source })?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    read_chain_from(&mut BufReader::with_capacity(1 << 20, file), &name)
+}
+
+/// [`read_chain`] over any reader, so a verifier can hash the file in the same pass.
+/// `name` only labels I/O errors. Stops at the first break without reading further.
+pub fn read_chain_from(
+    reader: &mut impl BufRead,
+    name: &str,
+) -> Result<Result<VerifiedChain, ChainBreak>, JournalError> {
+    let name = name.to_string();
     let mut records = Vec::new();
     let mut prev = genesis();
     let mut buf = Vec::new();
     let mut n = 0u64;
     loop {
         buf.clear();
-        let read = reader.read_until(b'\n', &mut buf).map_err(|source| JournalError::Read { path: name.clone(), source })?;
+        let read =
+            reader.read_until(b'\n', &mut buf).map_err(|source| JournalError::Read { path: name.clone(), source })?;
         if read == 0 {
             break;
         }
@@ -216,6 +247,19 @@ mod tests {
 
         std::fs::write(&path, &text[..text.len() - 5]).unwrap();
         assert_eq!(read_chain(&path).unwrap().unwrap_err(), ChainBreak::TruncatedRecord { n: 3, line: 4 });
+    }
+
+    #[test]
+    fn a_closed_journal_refuses_appends_and_keeps_its_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = JournalWriter::create(&dir.path().join("journal.jsonl")).unwrap();
+        journal.append(&json!({"kind": "note"})).unwrap();
+        let head = journal.close();
+        assert_eq!(head, journal.head());
+        assert!(matches!(journal.append(&json!({"kind": "late"})), Err(JournalError::Closed { .. })));
+        assert_eq!(journal.head(), head);
+        let (records, chain_head) = read_chain(&dir.path().join("journal.jsonl")).unwrap().unwrap();
+        assert_eq!((chain_head, records.len() as u64), head);
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! Evidence: the hash-chained journal of a run and the signatures that seal it.
+//! Evidence: the hash-chained journal of a run, the bundle that seals it, and its verification.
 
+pub mod attestation;
+pub mod bundle;
 pub mod journal;
 pub mod record;
 pub mod signing;
+pub mod verify;

@@ -1,0 +1,79 @@
+//! `proofrig verify BUNDLE [--key PUBKEY]`: the check a manager or regulator runs.
+//!
+//! Exit codes carry the outcome for scripts: 0 verified, 1 tampered, 2 incomplete
+//! (never sealed), 3 usage. A valid signature by a key nobody pinned still exits 0,
+//! but the output says so loudly, since anyone can make a key.
+
+use std::path::Path;
+
+use super::{report, Failure, EXIT_FAILED, EXIT_OK};
+use crate::evidence::signing;
+use crate::evidence::verify::{self, CheckState, ReplayInput, ReplayMismatch, Status};
+
+/// Exit code: the bundle was never sealed.
+pub const EXIT_INCOMPLETE: u8 = 2;
+
+/// The verdict replay `proofrig verify` runs.
+// TODO(lead): switch to `crate::replay` once it recomputes verdicts from the plans;
+// until then this only checks the journal's recorded verdicts against the statement.
+fn replay(input: &ReplayInput) -> Result<(), ReplayMismatch> {
+    verify::recorded_verdicts_agree(input)
+}
+
+pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
+    if !bundle.is_dir() {
+        return Err(Failure::usage(miette::miette!(
+            help = "pass the bundle directory, e.g. results/<run-id>",
+            "{} is not a directory",
+            bundle.display()
+        )));
+    }
+    let pinned = match key {
+        Some(path) => Some(signing::load_verifying_key(path).map_err(|e| Failure::usage(report(e)))?),
+        None => None,
+    };
+    let result = verify::verify(bundle, pinned.as_ref(), &replay);
+
+    println!("Verifying {}", bundle.display());
+    for check in &result.checks {
+        let mark = match check.state {
+            CheckState::Passed => "✓",
+            CheckState::Failed => "✗",
+            CheckState::NotRun => "-",
+        };
+        println!("  {mark} {}: {}", check.what, check.detail);
+    }
+    let signer = result.signer.as_deref();
+    match (signer, result.pinned, key) {
+        (Some(id), true, Some(path)) => println!("Signer: {id} (pinned: the key in {})", path.display()),
+        (Some(id), _, _) => {
+            println!("Signer: {id} (UNPINNED)");
+            println!(
+                "  !! UNPINNED: the signatures are valid, but nothing says whose key this is: anyone can make a key."
+            );
+            println!(
+                "  !! Compare the key id with the one the lab published, or verify with --key <the lab's .pub file>."
+            );
+        }
+        (None, _, _) => println!("Signer: none verified"),
+    }
+    let code = match result.status {
+        Status::Verified if result.pinned => {
+            println!("VERIFIED");
+            EXIT_OK
+        }
+        Status::Verified => {
+            println!("VERIFIED (UNPINNED signer {})", signer.unwrap_or("unknown"));
+            EXIT_OK
+        }
+        Status::Incomplete => {
+            println!("INCOMPLETE: {}", result.summary);
+            EXIT_INCOMPLETE
+        }
+        Status::Tampered => {
+            println!("TAMPERED: {}", result.summary);
+            EXIT_FAILED
+        }
+    };
+    Ok(code)
+}

@@ -1,0 +1,1096 @@
+//! Checking a bundle offline: `proofrig verify`.
+//!
+//! A regulator runs this without trusting the lab, so every check says what it
+//! looked at and, when it fails, which file, journal record or case is wrong. Three
+//! outcomes are kept apart because they mean different things to the reader:
+//! *verified* (sealed, every byte accounted for, verdicts replay), *incomplete* (the
+//! run never sealed: a crash, not a forgery; the journal prefix is checked and its
+//! end reported) and *tampered* (something changed after sealing, or the journal was
+//! edited). Files are hashed streaming with large buffers and the journal is read
+//! once, both hashed and chain-checked in the same pass, so a bundle with a gigabyte
+//! of console transcript verifies at close to disk speed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, Read};
+use std::path::{Component, Path};
+use std::sync::{mpsc, Arc};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ed25519_dalek::VerifyingKey;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::evidence::attestation::{
+    ScasRunPredicate, Statement, Subject, TestResultPredicate, PAYLOAD_TYPE, SCAS_RUN_PREDICATE, STATEMENT_TYPE,
+    TEST_RESULT_PREDICATE,
+};
+use crate::evidence::bundle::{self, Manifest, ATTESTATION, HASH_BUFFER, JOURNAL, MANIFEST, MANIFEST_FORMAT, RESULTS};
+use crate::evidence::journal::{self, ChainBreak, JournalError, Record, VerifiedChain};
+use crate::evidence::record::FileRef;
+use crate::evidence::signing::{Envelope, SignatureCheck};
+use crate::verdict::Verdict;
+
+/// What the replay of a bundle's verdicts gets: the inputs and the journal as
+/// verified, and the signed proofrig predicate to compare against.
+#[derive(Debug, Clone)]
+pub struct ReplayInput {
+    /// Each plan file: its path in the bundle and its exact bytes.
+    pub plans: Vec<(String, Vec<u8>)>,
+    /// The rig file's exact bytes.
+    pub rig: Vec<u8>,
+    /// Every journal record, chain already checked.
+    pub records: Vec<Record>,
+    /// The `urn:proofrig:predicate:scas-run:v1` predicate as signed.
+    pub predicate: serde_json::Value,
+}
+
+/// The first place where recomputed verdicts differ from the recorded or signed ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ReplayMismatch {
+    /// The journal record where the difference shows.
+    pub record: Option<u64>,
+    /// `<plan>/<case>@<device>`.
+    pub case: Option<String>,
+    pub detail: String,
+}
+
+impl fmt::Display for ReplayMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(case) = &self.case {
+            write!(f, "case {case}: ")?;
+        }
+        if let Some(record) = self.record {
+            write!(f, "journal record {record}: ")?;
+        }
+        f.write_str(&self.detail)
+    }
+}
+
+/// The replay `verify` runs after every integrity check has passed.
+pub type Replay<'a> = &'a dyn Fn(&ReplayInput) -> Result<(), ReplayMismatch>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Sealed, signed, every file matches, verdicts replay.
+    Verified,
+    /// Never sealed: the journal prefix was checked, nothing more can be.
+    Incomplete,
+    /// Something changed after sealing, or the journal itself was edited.
+    Tampered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckState {
+    Passed,
+    Failed,
+    /// Not attempted because an earlier check failed.
+    NotRun,
+}
+
+/// One thing `verify` looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub what: String,
+    pub state: CheckState,
+    /// What was found; on failure, what is wrong and where.
+    pub detail: String,
+    /// The bundle file concerned, as a path inside the bundle.
+    pub file: Option<String>,
+    pub record: Option<u64>,
+    pub case: Option<String>,
+}
+
+impl Check {
+    fn new(what: impl Into<String>, state: CheckState, detail: impl Into<String>) -> Self {
+        Check { what: what.into(), state, detail: detail.into(), file: None, record: None, case: None }
+    }
+
+    fn file(mut self, file: &str) -> Self {
+        self.file = Some(file.to_string());
+        self
+    }
+
+    fn record(mut self, record: Option<u64>) -> Self {
+        self.record = record;
+        self
+    }
+
+    fn case(mut self, case: Option<String>) -> Self {
+        self.case = case;
+        self
+    }
+
+    pub fn passed(&self) -> bool {
+        self.state == CheckState::Passed
+    }
+}
+
+/// Everything `verify` found.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    pub status: Status,
+    pub checks: Vec<Check>,
+    /// Key id of the key that signed the statements, when a signature checked out.
+    pub signer: Option<String>,
+    /// Whether the signer is the key given with `--key`.
+    pub pinned: bool,
+    /// Journal records whose chain holds (for an incomplete run: the verified prefix).
+    pub records_verified: Option<u64>,
+    /// One line: why the status is what it is.
+    pub summary: String,
+}
+
+impl VerifyReport {
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.state == CheckState::Failed)
+    }
+}
+
+/// Check the bundle in `bundle_dir`. `pinned` is the lab's public key (`--key`);
+/// without it the signatures are checked against the key they carry and the
+/// report says that nobody vouched for that key. `replay` recomputes the verdicts.
+pub fn verify(bundle_dir: &Path, pinned: Option<&VerifyingKey>, replay: Replay<'_>) -> VerifyReport {
+    let mut v = Verifier { dir: bundle_dir, checks: Vec::new(), signer: None, pinned: false, records_verified: None };
+    match std::fs::symlink_metadata(bundle_dir.join(ATTESTATION)) {
+        Ok(meta) if meta.is_file() => {
+            v.pass("attestation present", ATTESTATION, format!("{ATTESTATION} ({} bytes)", meta.len()));
+        }
+        Ok(_) => {
+            v.fail("attestation present", ATTESTATION, format!("{ATTESTATION} is not a regular file"));
+            return v.finish(None);
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return v.unsealed(),
+        Err(err) => {
+            v.fail("attestation present", ATTESTATION, format!("cannot read {ATTESTATION}: {err}"));
+            return v.finish(None);
+        }
+    }
+    v.sealed(pinned, replay)
+}
+
+struct Verifier<'a> {
+    dir: &'a Path,
+    checks: Vec<Check>,
+    signer: Option<String>,
+    pinned: bool,
+    records_verified: Option<u64>,
+}
+
+/// The journal as read in its single pass.
+struct JournalPass {
+    digest: Option<(String, u64)>,
+    chain: Result<Result<VerifiedChain, ChainBreak>, JournalError>,
+}
+
+/// The attestation, parsed.
+struct Sealed {
+    envelopes: Vec<(usize, Envelope)>,
+    test_result: Statement<TestResultPredicate>,
+    scas: Statement<ScasRunPredicate>,
+    scas_value: serde_json::Value,
+}
+
+impl<'a> Verifier<'a> {
+    fn push(&mut self, check: Check) {
+        self.checks.push(check);
+    }
+
+    fn pass(&mut self, what: &str, file: &str, detail: impl Into<String>) {
+        self.push(Check::new(what, CheckState::Passed, detail).file(file));
+    }
+
+    fn fail(&mut self, what: &str, file: &str, detail: impl Into<String>) {
+        self.push(Check::new(what, CheckState::Failed, detail).file(file));
+    }
+
+    fn not_run(&mut self, what: &str, why: &str) {
+        self.push(Check::new(what, CheckState::NotRun, why));
+    }
+
+    fn finish(self, incomplete: Option<String>) -> VerifyReport {
+        let first_failure = self.checks.iter().find(|c| c.state == CheckState::Failed);
+        let (status, summary) = match (incomplete, first_failure) {
+            (Some(why), None) => (Status::Incomplete, why),
+            (_, Some(check)) => (Status::Tampered, format!("{}: {}", check.what, check.detail)),
+            (None, None) => (Status::Verified, "every check passed".to_string()),
+        };
+        VerifyReport {
+            status,
+            checks: self.checks,
+            signer: self.signer,
+            pinned: self.pinned,
+            records_verified: self.records_verified,
+            summary,
+        }
+    }
+
+    /// No attestation: a run that never sealed, unless the journal itself is broken.
+    fn unsealed(mut self) -> VerifyReport {
+        let journal_path = self.dir.join(JOURNAL);
+        if !journal_path.exists() {
+            self.fail(
+                "attestation present",
+                ATTESTATION,
+                format!("neither {ATTESTATION} nor {JOURNAL} exists: this is not a proofrig bundle, or its files were removed"),
+            );
+            return self.finish(None);
+        }
+        self.push(
+            Check::new(
+                "attestation present",
+                CheckState::NotRun,
+                format!("no {ATTESTATION}: the run was never sealed, so only the journal can be checked"),
+            )
+            .file(ATTESTATION),
+        );
+        let what = "journal prefix chain intact";
+        let chain = journal::read_chain(&journal_path);
+        let sealing_started = [MANIFEST, RESULTS].iter().any(|f| self.dir.join(f).exists());
+        let sealing_note = if sealing_started {
+            format!(" {MANIFEST} or {RESULTS} exists, so sealing started and did not finish, or the attestation was removed.")
+        } else {
+            String::new()
+        };
+        let why = match chain {
+            Err(err) => {
+                self.fail(what, JOURNAL, format!("cannot read {JOURNAL}: {err}"));
+                return self.finish(None);
+            }
+            Ok(Ok((records, _head))) => {
+                let count = records.len() as u64;
+                self.records_verified = Some(count);
+                let end = match records.last() {
+                    Some(last) => format!(
+                        "it ends after record {} ({}){}",
+                        last.n,
+                        entry_type(&last.entry),
+                        if entry_type(&last.entry) == "run_finished" {
+                            ": the run finished but was never sealed"
+                        } else {
+                            ": the run stopped before it finished"
+                        }
+                    ),
+                    None => "it is empty: the run stopped before recording anything".to_string(),
+                };
+                self.pass(what, JOURNAL, format!("{count} record(s) verify; {end}"));
+                format!(
+                    "the run was never sealed; {count} journal record(s) verify (the last one is not protected by a later record); {end}.{sealing_note}"
+                )
+            }
+            Ok(Err(ChainBreak::TruncatedRecord { n, line })) => {
+                self.records_verified = Some(n);
+                self.pass(
+                    what,
+                    JOURNAL,
+                    format!(
+                        "{n} record(s) verify; record {n} (line {line}) was cut off mid-write, as a crash leaves it"
+                    ),
+                );
+                format!(
+                    "the run was never sealed; {n} journal record(s) verify, and the journal ends in the middle of record {n} (line {line}): the run was cut short.{sealing_note}"
+                )
+            }
+            Ok(Err(brk)) => {
+                self.push(
+                    Check::new(
+                        what,
+                        CheckState::Failed,
+                        format!("{JOURNAL}: {brk}; an edited or removed record, not a crash"),
+                    )
+                    .file(JOURNAL)
+                    .record(Some(break_record(&brk))),
+                );
+                self.records_verified = Some(break_record(&brk));
+                return self.finish(None);
+            }
+        };
+        self.check_unsealed_inputs(&journal_path);
+        self.finish(Some(why))
+    }
+
+    /// Even unsealed, the inputs are bound to the journal: RunStarted names their digests.
+    fn check_unsealed_inputs(&mut self, journal_path: &Path) {
+        let what = "inputs are the ones the journal names";
+        let mut first = Vec::new();
+        let read = File::open(journal_path).and_then(|f| io::BufReader::new(f).read_until(b'\n', &mut first));
+        let entry = match read {
+            Ok(_) => serde_json::from_slice::<serde_json::Value>(&first).ok().map(|mut v| v["entry"].take()),
+            Err(err) => return self.fail(what, JOURNAL, format!("cannot read {JOURNAL}: {err}")),
+        };
+        let Some(entry) = entry.filter(|e| entry_type(e) == "run_started") else {
+            return self.not_run(what, "the journal does not start with RunStarted");
+        };
+        let Ok(mut inputs) = serde_json::from_value::<Vec<FileRef>>(entry["plans"].clone()) else {
+            return self.fail(what, JOURNAL, format!("{JOURNAL} record 0: RunStarted does not list its plans"));
+        };
+        match serde_json::from_value::<FileRef>(entry["rig"].clone()) {
+            Ok(rig) => inputs.push(rig),
+            Err(_) => return self.fail(what, JOURNAL, format!("{JOURNAL} record 0: RunStarted does not name its rig")),
+        }
+        for input in &inputs {
+            let path = input.path.as_str();
+            if let Err(why) = safe_bundle_path(path) {
+                return self.fail(what, JOURNAL, format!("{JOURNAL} record 0: the input `{path}` {why}"));
+            }
+            match bundle::sha256_file(&self.dir.join(path)) {
+                Ok((digest, _)) if digest.eq_ignore_ascii_case(&input.sha256) => {}
+                Ok(_) => {
+                    return self.fail(what, path, format!("{path} differs from the file RunStarted (record 0) names"))
+                }
+                Err(err) => return self.fail(what, path, format!("cannot read {path}: {err}")),
+            }
+        }
+        self.pass(what, JOURNAL, format!("{} input file(s) match RunStarted (record 0)", inputs.len()));
+    }
+
+    fn sealed(mut self, pinned: Option<&VerifyingKey>, replay: Replay<'_>) -> VerifyReport {
+        let Some(sealed) = self.read_attestation() else {
+            for what in ["signatures", "file digests", "journal", "replay"] {
+                self.not_run(what, "the attestation could not be read");
+            }
+            return self.finish(None);
+        };
+        self.check_signatures(&sealed, pinned);
+
+        let subjects = &sealed.scas.subject;
+        if sealed.test_result.subject == *subjects {
+            self.pass("both statements cover the same files", ATTESTATION, format!("{} files", subjects.len()));
+        } else {
+            self.fail(
+                "both statements cover the same files",
+                ATTESTATION,
+                "the test-result and proofrig statements list different files or digests",
+            );
+        }
+        let predicate = &sealed.scas.predicate;
+        self.check_required_subjects(subjects, predicate);
+
+        let journal = self.journal_pass();
+        self.check_digests(subjects, &journal);
+        self.check_no_extra_files(subjects);
+        self.check_manifest(subjects, predicate);
+        self.check_results(predicate);
+        let mut expected = predicate.test_result();
+        expected.url = sealed.test_result.predicate.url.clone();
+        if expected == sealed.test_result.predicate {
+            self.pass(
+                "the two statements agree",
+                ATTESTATION,
+                format!("test result {} with the same passed, warned and failed tests", expected.result),
+            );
+        } else {
+            self.fail(
+                "the two statements agree",
+                ATTESTATION,
+                "the test-result statement's result, configuration or test lists differ from the proofrig statement's cases",
+            );
+        }
+
+        let Some(records) = self.check_journal(journal, predicate) else {
+            self.not_run("replay", "the journal does not verify, so there is nothing to replay");
+            return self.finish(None);
+        };
+        let input = match self.replay_input(records, predicate, sealed.scas_value) {
+            Ok(input) => input,
+            Err(check) => {
+                self.push(check);
+                return self.finish(None);
+            }
+        };
+        let what = "verdicts replay from the journal";
+        match replay(&input) {
+            Ok(()) => self.push(Check::new(
+                what,
+                CheckState::Passed,
+                format!(
+                    "{} case verdict(s) and the run verdict {} agree with the journal",
+                    predicate.cases.len(),
+                    predicate.verdict
+                ),
+            )),
+            Err(mismatch) => self.push(
+                Check::new(what, CheckState::Failed, mismatch.to_string())
+                    .file(JOURNAL)
+                    .record(mismatch.record)
+                    .case(mismatch.case.clone()),
+            ),
+        }
+        self.finish(None)
+    }
+
+    fn read_attestation(&mut self) -> Option<Sealed> {
+        let what = "attestation holds two in-toto statements";
+        let bytes = match std::fs::read(self.dir.join(ATTESTATION)) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                self.fail(what, ATTESTATION, format!("cannot read {ATTESTATION}: {err}"));
+                return None;
+            }
+        };
+        match parse_attestation(&bytes) {
+            Ok(sealed) => {
+                self.pass(what, ATTESTATION, "a test-result statement and a proofrig statement, as DSSE envelopes");
+                Some(sealed)
+            }
+            Err(detail) => {
+                self.fail(what, ATTESTATION, format!("{ATTESTATION}: {detail}"));
+                None
+            }
+        }
+    }
+
+    fn check_signatures(&mut self, sealed: &Sealed, pinned: Option<&VerifyingKey>) {
+        let mut signers = BTreeSet::new();
+        let mut all_pinned = pinned.is_some();
+        let mut failed = false;
+        for (line, envelope) in &sealed.envelopes {
+            let label = match statement_kind(envelope) {
+                Some(TEST_RESULT_PREDICATE) => "test-result statement",
+                _ => "proofrig statement",
+            };
+            let what = format!("signature of the {label}");
+            match check_envelope(envelope, pinned) {
+                Ok(SignatureCheck::Pinned { keyid }) => {
+                    self.pass(&what, ATTESTATION, format!("signed by the pinned key {keyid}"));
+                    signers.insert(keyid);
+                }
+                Ok(SignatureCheck::Unpinned { keyid }) => {
+                    self.pass(&what, ATTESTATION, format!("validly signed by {keyid}, a key nobody pinned (UNPINNED)"));
+                    signers.insert(keyid);
+                    all_pinned = false;
+                }
+                Ok(SignatureCheck::Invalid { reason }) | Err(reason) => {
+                    all_pinned = false;
+                    failed = true;
+                    // Say who did sign, if anyone validly did: that is what a reader asks next.
+                    let actual = match (pinned, envelope.check(None)) {
+                        (Some(_), SignatureCheck::Unpinned { keyid }) => format!(" (it is validly signed by {keyid})"),
+                        _ => String::new(),
+                    };
+                    self.fail(&what, ATTESTATION, format!("{ATTESTATION} line {line}: {reason}{actual}"));
+                }
+            }
+        }
+        if signers.len() > 1 {
+            self.fail(
+                "one signer for both statements",
+                ATTESTATION,
+                format!(
+                    "the statements are signed by different keys: {}",
+                    signers.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        if signers.len() == 1 && !failed {
+            self.signer = signers.into_iter().next();
+            self.pinned = all_pinned;
+        }
+    }
+
+    fn check_required_subjects(&mut self, subjects: &[Subject], predicate: &ScasRunPredicate) {
+        let what = "the statements cover the run's files";
+        let mut required: Vec<&str> = vec![JOURNAL, MANIFEST, RESULTS, predicate.rig.path.as_str()];
+        required.extend(predicate.plans.iter().map(|p| p.path.as_str()));
+        let names: BTreeSet<&str> = subjects.iter().map(|s| s.name.as_str()).collect();
+        let missing: Vec<&str> = required.into_iter().filter(|r| !names.contains(r)).collect();
+        let duplicates = names.len() != subjects.len();
+        if !missing.is_empty() {
+            self.fail(what, ATTESTATION, format!("the signed subjects do not include {}", missing.join(", ")));
+        } else if duplicates {
+            self.fail(what, ATTESTATION, "a file is listed twice among the signed subjects");
+        } else {
+            self.pass(what, ATTESTATION, "journal, inputs, results and manifest are all signed");
+        }
+    }
+
+    /// Hash the journal and check its chain in one read of the file.
+    fn journal_pass(&self) -> JournalPass {
+        let path = self.dir.join(JOURNAL);
+        let name = path.display().to_string();
+        let read_error =
+            |source| JournalPass { digest: None, chain: Err(JournalError::Read { path: name.clone(), source }) };
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(source) => return read_error(source),
+        };
+        // One thread reads and digests the file while this one checks the chain
+        // (which hashes each line again and parses it): on a bundle with a large
+        // transcript that is most of verify's time, and the two halves cost alike.
+        let (chunks, received) = mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+        std::thread::scope(|scope| {
+            let digester = scope.spawn(move || digest_and_forward(file, chunks));
+            let chain = journal::read_chain_from(&mut ChunkReader::new(received), &name);
+            match digester.join() {
+                Ok(Ok(digest)) => JournalPass { digest: Some(digest), chain },
+                Ok(Err(source)) => read_error(source),
+                Err(_) => read_error(io::Error::other("the journal digest thread panicked")),
+            }
+        })
+    }
+
+    fn check_digests(&mut self, subjects: &[Subject], journal: &JournalPass) {
+        for subject in subjects {
+            let name = subject.name.as_str();
+            let what = format!("{name} matches its signed digest");
+            if let Err(why) = safe_bundle_path(name) {
+                self.fail(&what, ATTESTATION, format!("the signed subject `{name}` {why}"));
+                continue;
+            }
+            let Some(expected) = subject.sha256_hex() else {
+                self.fail(&what, ATTESTATION, format!("the signed subject `{name}` has no sha256 digest"));
+                continue;
+            };
+            let path = self.dir.join(name);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => {
+                    self.fail(&what, name, format!("{name} is not a regular file"));
+                    continue;
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    self.fail(&what, name, format!("{name} is missing from the bundle"));
+                    continue;
+                }
+                Err(err) => {
+                    self.fail(&what, name, format!("cannot read {name}: {err}"));
+                    continue;
+                }
+            }
+            let actual = if name == JOURNAL {
+                journal.digest.clone().ok_or_else(|| match &journal.chain {
+                    Err(err) => err.to_string(),
+                    Ok(_) => "cannot read the journal".to_string(),
+                })
+            } else {
+                bundle::sha256_file(&path).map_err(|err| format!("cannot read {name}: {err}"))
+            };
+            match actual {
+                Ok((digest, size)) if digest.eq_ignore_ascii_case(expected) => {
+                    self.pass(&what, name, format!("sha256 {} ({size} bytes)", short(&digest)));
+                }
+                Ok((digest, _)) => self.fail(
+                    &what,
+                    name,
+                    format!(
+                        "{name} was changed after sealing: sha256 is {} but {} was signed",
+                        short(&digest),
+                        short(expected)
+                    ),
+                ),
+                Err(detail) => self.fail(&what, name, detail),
+            }
+        }
+    }
+
+    fn check_no_extra_files(&mut self, subjects: &[Subject]) {
+        let what = "no unsigned files in the bundle";
+        let listed: BTreeSet<&str> = subjects.iter().map(|s| s.name.as_str()).collect();
+        match bundle::list_files(self.dir) {
+            Err(err) => self.fail(what, ".", format!("cannot list {}: {err}", self.dir.display())),
+            Ok(entries) => {
+                let extra: Vec<String> = entries
+                    .into_iter()
+                    .filter(|e| e.path != ATTESTATION && !listed.contains(e.path.as_str()))
+                    .map(|e| e.path)
+                    .collect();
+                match extra.first() {
+                    None => self.pass(what, ".", "every file is covered by the signatures"),
+                    Some(first) => {
+                        let file = first.clone();
+                        self.fail(what, &file, format!("not covered by the signatures: {}", extra.join(", ")));
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_manifest(&mut self, subjects: &[Subject], predicate: &ScasRunPredicate) {
+        let what = "manifest agrees with the statements";
+        let manifest: Manifest = match read_json(&self.dir.join(MANIFEST)) {
+            Ok(manifest) => manifest,
+            Err(err) => return self.fail(what, MANIFEST, format!("{MANIFEST}: {err}")),
+        };
+        let mut differences = Vec::new();
+        if manifest.format != MANIFEST_FORMAT {
+            differences.push(format!("format is `{}`, expected `{MANIFEST_FORMAT}`", manifest.format));
+        }
+        if manifest.run_id != predicate.run_id {
+            differences.push(format!("run id `{}` vs `{}`", manifest.run_id, predicate.run_id));
+        }
+        if manifest.rig != predicate.rig {
+            differences.push("the rig".to_string());
+        }
+        if manifest.plans != predicate.plans {
+            differences.push("the plans".to_string());
+        }
+        if manifest.journal != predicate.journal {
+            differences.push("the journal head or record count".to_string());
+        }
+        if manifest.verdict != predicate.verdict || manifest.aborted != predicate.aborted {
+            differences.push(format!("the run verdict ({} vs {})", manifest.verdict, predicate.verdict));
+        }
+        let signed: BTreeMap<&str, Option<&str>> =
+            subjects.iter().filter(|s| s.name != MANIFEST).map(|s| (s.name.as_str(), s.sha256_hex())).collect();
+        let listed: BTreeMap<&str, Option<&str>> =
+            manifest.files.iter().map(|f| (f.path.as_str(), Some(f.sha256.as_str()))).collect();
+        if signed != listed {
+            let odd: Vec<&str> = signed
+                .keys()
+                .chain(listed.keys())
+                .filter(|k| signed.get(*k) != listed.get(*k))
+                .copied()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            differences.push(format!("the file list ({})", odd.join(", ")));
+        }
+        if differences.is_empty() {
+            self.pass(what, MANIFEST, format!("run {}, {} files", manifest.run_id, manifest.files.len()));
+        } else {
+            self.fail(
+                what,
+                MANIFEST,
+                format!("{MANIFEST} differs from the signed statement in {}", differences.join("; ")),
+            );
+        }
+    }
+
+    /// results.json feeds the reports people read; its verdicts must be the signed ones.
+    fn check_results(&mut self, predicate: &ScasRunPredicate) {
+        let what = "results.json agrees with the statements";
+        let results: serde_json::Value = match read_json(&self.dir.join(RESULTS)) {
+            Ok(results) => results,
+            Err(err) => return self.fail(what, RESULTS, format!("{RESULTS}: {err}")),
+        };
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let found: Vec<(String, String, String, String)> = results["cases"]
+            .as_array()
+            .map(|cases| {
+                cases
+                    .iter()
+                    .map(|c| (text(&c["plan"]), text(&c["case"]), text(&c["device"]), text(&c["verdict"])))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let signed: Vec<(String, String, String, String)> = predicate
+            .cases
+            .iter()
+            .map(|c| (c.plan.clone(), c.case.clone(), c.device.clone(), c.verdict.as_str().to_string()))
+            .collect();
+        let mut differences = Vec::new();
+        if text(&results["run_id"]) != predicate.run_id {
+            differences.push("the run id".to_string());
+        }
+        if text(&results["verdict"]) != predicate.verdict.as_str() {
+            differences.push(format!("the run verdict ({} vs {})", text(&results["verdict"]), predicate.verdict));
+        }
+        if found != signed {
+            match found.iter().zip(&signed).find(|(a, b)| a != b) {
+                Some((a, b)) => differences.push(format!("case {}/{}@{} ({} vs {})", b.0, b.1, b.2, a.3, b.3)),
+                None => differences.push(format!("the number of cases ({} vs {})", found.len(), signed.len())),
+            }
+        }
+        if differences.is_empty() {
+            self.pass(what, RESULTS, format!("{} case(s), run verdict {}", signed.len(), predicate.verdict));
+        } else {
+            self.fail(
+                what,
+                RESULTS,
+                format!("{RESULTS} differs from the signed statement in {}", differences.join("; ")),
+            );
+        }
+    }
+
+    /// The chain, its head against the signed one, and that it spans the whole run.
+    fn check_journal(&mut self, journal: JournalPass, predicate: &ScasRunPredicate) -> Option<Vec<Record>> {
+        let what = "journal chain intact and complete";
+        let (records, head) = match journal.chain {
+            Err(err) => {
+                self.fail(what, JOURNAL, format!("cannot read {JOURNAL}: {err}"));
+                return None;
+            }
+            Ok(Err(brk)) => {
+                self.records_verified = Some(break_record(&brk));
+                self.push(
+                    Check::new(what, CheckState::Failed, format!("{JOURNAL}: {brk}"))
+                        .file(JOURNAL)
+                        .record(Some(break_record(&brk))),
+                );
+                return None;
+            }
+            Ok(Ok(chain)) => chain,
+        };
+        let count = records.len() as u64;
+        self.records_verified = Some(count);
+        let head_hex = hex::encode(head);
+        if count != predicate.journal.records || head_hex != predicate.journal.head_sha256 {
+            self.fail(
+                what,
+                JOURNAL,
+                format!(
+                    "{JOURNAL} has {count} records ending in {} but {} records ending in {} were signed",
+                    short(&head_hex),
+                    predicate.journal.records,
+                    short(&predicate.journal.head_sha256)
+                ),
+            );
+            return None;
+        }
+        self.pass(what, JOURNAL, format!("{count} records, head {} as signed", short(&head_hex)));
+
+        let what = "journal spans the whole run";
+        let first = records.first();
+        let last = records.last();
+        let started = first.map(|r| &r.entry).filter(|e| entry_type(e) == "run_started");
+        let problem = match (started, last) {
+            (None, _) => Some((0, "the first record is not RunStarted".to_string())),
+            (Some(entry), _) if entry["run_id"] != predicate.run_id.as_str() => {
+                Some((0, format!("RunStarted is for run `{}`", entry["run_id"].as_str().unwrap_or("?"))))
+            }
+            (Some(entry), _)
+                if serde_json::from_value::<Vec<crate::evidence::record::FileRef>>(entry["plans"].clone())
+                    .ok()
+                    .as_ref()
+                    != Some(&predicate.plans)
+                    || entry["rig"]["path"] != predicate.rig.path.as_str()
+                    || entry["rig"]["sha256"] != predicate.rig.sha256.as_str() =>
+            {
+                Some((0, "RunStarted names other plan or rig files than the ones in the bundle".to_string()))
+            }
+            (_, Some(last)) if entry_type(&last.entry) != "run_finished" => {
+                Some((last.n, format!("the last record is {}, not RunFinished", entry_type(&last.entry))))
+            }
+            (_, Some(last)) if last.entry["verdict"] != predicate.verdict.as_str() => Some((
+                last.n,
+                format!(
+                    "RunFinished says {} but {} was signed",
+                    last.entry["verdict"].as_str().unwrap_or("?"),
+                    predicate.verdict
+                ),
+            )),
+            _ => None,
+        };
+        match problem {
+            Some((record, detail)) => {
+                self.push(
+                    Check::new(what, CheckState::Failed, format!("{JOURNAL} record {record}: {detail}"))
+                        .file(JOURNAL)
+                        .record(Some(record)),
+                );
+                None
+            }
+            None => {
+                self.pass(
+                    what,
+                    JOURNAL,
+                    format!("RunStarted for run {} through RunFinished ({})", predicate.run_id, predicate.verdict),
+                );
+                Some(records)
+            }
+        }
+    }
+
+    fn replay_input(
+        &self,
+        records: Vec<Record>,
+        predicate: &ScasRunPredicate,
+        value: serde_json::Value,
+    ) -> Result<ReplayInput, Check> {
+        let read = |path: &str| {
+            std::fs::read(self.dir.join(path)).map_err(|err| {
+                Check::new("verdicts replay from the journal", CheckState::Failed, format!("cannot read {path}: {err}"))
+                    .file(path)
+            })
+        };
+        let mut plans = Vec::with_capacity(predicate.plans.len());
+        for plan in &predicate.plans {
+            plans.push((plan.path.clone(), read(&plan.path)?));
+        }
+        Ok(ReplayInput { plans, rig: read(&predicate.rig.path)?, records, predicate: value })
+    }
+}
+
+/// Read `file` in large blocks, hash every byte and hand each block on. Keeps
+/// hashing when the receiver stops early (at a chain break): the digest still
+/// needs the whole file.
+fn digest_and_forward(mut file: File, chunks: mpsc::SyncSender<Arc<Vec<u8>>>) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    let mut forwarding = true;
+    loop {
+        let mut block = vec![0u8; HASH_BUFFER];
+        let mut filled = 0;
+        while filled < block.len() {
+            match file.read(&mut block[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if filled == 0 {
+            return Ok((hex::encode(hasher.finalize()), len));
+        }
+        block.truncate(filled);
+        let block = Arc::new(block);
+        if forwarding {
+            forwarding = chunks.send(Arc::clone(&block)).is_ok();
+        }
+        hasher.update(&block[..]);
+        len += filled as u64;
+    }
+}
+
+/// The journal's bytes as they arrive from [`digest_and_forward`], without copying.
+/// A closed channel reads as the end of the file; the digester reports why.
+struct ChunkReader {
+    chunks: mpsc::Receiver<Arc<Vec<u8>>>,
+    current: Arc<Vec<u8>>,
+    at: usize,
+}
+
+impl ChunkReader {
+    fn new(chunks: mpsc::Receiver<Arc<Vec<u8>>>) -> Self {
+        ChunkReader { chunks, current: Arc::new(Vec::new()), at: 0 }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.at == self.current.len() {
+            if let Ok(next) = self.chunks.recv() {
+                self.current = next;
+                self.at = 0;
+            }
+        }
+        Ok(&self.current[self.at..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.at = (self.at + amount).min(self.current.len());
+    }
+}
+
+fn parse_attestation(bytes: &[u8]) -> Result<Sealed, String> {
+    if bytes.last() != Some(&b'\n') {
+        return Err("the file does not end with a newline (cut short or edited)".into());
+    }
+    let lines: Vec<&[u8]> = bytes[..bytes.len() - 1].split(|b| *b == b'\n').collect();
+    if lines.len() != 2 {
+        return Err(format!("{} line(s), expected 2 (a test-result and a proofrig statement)", lines.len()));
+    }
+    let mut envelopes = Vec::new();
+    let mut test_result = None;
+    let mut scas = None;
+    for (i, line) in lines.iter().enumerate() {
+        let at = i + 1;
+        let envelope: Envelope =
+            serde_json::from_slice(line).map_err(|e| format!("line {at} is not a DSSE envelope: {e}"))?;
+        // proofrig writes envelopes in one exact form; any other encoding of the same
+        // content means the file was rewritten, and a byte flip must never go unseen.
+        if serde_json::to_vec(&envelope).ok().as_deref() != Some(*line) {
+            return Err(format!("line {at} is not byte-for-byte the envelope proofrig wrote (re-encoded or edited)"));
+        }
+        if envelope.payload_type != PAYLOAD_TYPE {
+            return Err(format!("line {at} has payload type `{}`, expected `{PAYLOAD_TYPE}`", envelope.payload_type));
+        }
+        let payload = envelope.payload_bytes().map_err(|e| format!("line {at}: the payload is not base64: {e}"))?;
+        let statement: Statement<serde_json::Value> = serde_json::from_slice(&payload)
+            .map_err(|e| format!("line {at}: the payload is not an in-toto statement: {e}"))?;
+        if statement.statement_type != STATEMENT_TYPE {
+            return Err(format!("line {at}: `_type` is `{}`, expected `{STATEMENT_TYPE}`", statement.statement_type));
+        }
+        match statement.predicate_type.as_str() {
+            TEST_RESULT_PREDICATE if test_result.is_none() => test_result = Some(typed(statement, at)?),
+            SCAS_RUN_PREDICATE if scas.is_none() => {
+                let value = statement.predicate.clone();
+                scas = Some((typed::<ScasRunPredicate>(statement, at)?, value));
+            }
+            other => return Err(format!("line {at}: unexpected or repeated predicate type `{other}`")),
+        }
+        envelopes.push((at, envelope));
+    }
+    let (Some(test_result), Some((scas, scas_value))) = (test_result, scas) else {
+        return Err("a statement is missing".into());
+    };
+    Ok(Sealed { envelopes, test_result, scas, scas_value })
+}
+
+fn typed<P: DeserializeOwned>(statement: Statement<serde_json::Value>, at: usize) -> Result<Statement<P>, String> {
+    let predicate = serde_json::from_value(statement.predicate)
+        .map_err(|e| format!("line {at}: the {} predicate does not parse: {e}", statement.predicate_type))?;
+    Ok(Statement {
+        statement_type: statement.statement_type,
+        subject: statement.subject,
+        predicate_type: statement.predicate_type,
+        predicate,
+    })
+}
+
+fn statement_kind(envelope: &Envelope) -> Option<&'static str> {
+    let payload = envelope.payload_bytes().ok()?;
+    let statement: Statement<serde_json::Value> = serde_json::from_slice(&payload).ok()?;
+    [TEST_RESULT_PREDICATE, SCAS_RUN_PREDICATE].into_iter().find(|t| *t == statement.predicate_type)
+}
+
+/// The DSSE check plus what it does not cover: the `keyid` and `publicKey` fields
+/// are outside the signed bytes, so they must name the key that actually verified.
+fn check_envelope(envelope: &Envelope, pinned: Option<&VerifyingKey>) -> Result<SignatureCheck, String> {
+    let [signature] = envelope.signatures.as_slice() else {
+        return Err(format!("{} signatures, expected exactly one", envelope.signatures.len()));
+    };
+    let checked = envelope.check(pinned);
+    let keyid = match &checked {
+        SignatureCheck::Pinned { keyid } | SignatureCheck::Unpinned { keyid } => keyid,
+        SignatureCheck::Invalid { .. } => return Ok(checked),
+    };
+    if &signature.keyid != keyid {
+        return Err(format!("the envelope says it was signed by {} but the signature is by {keyid}", signature.keyid));
+    }
+    if let (Some(embedded), Some(pinned)) = (&signature.public_key, pinned) {
+        let matches = STANDARD.decode(embedded).ok().is_some_and(|bytes| bytes == pinned.as_bytes());
+        if !matches {
+            return Err(format!("the envelope carries a public key other than the pinned {keyid}"));
+        }
+    }
+    Ok(checked)
+}
+
+/// A subject must name a file inside the bundle, never outside it.
+fn safe_bundle_path(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.contains('\\') || name.contains("//") || name.ends_with('/') {
+        return Err("is not a plain relative path");
+    }
+    if name == ATTESTATION {
+        return Err("is the attestation itself");
+    }
+    if Path::new(name).components().all(|c| matches!(c, Component::Normal(_))) {
+        Ok(())
+    } else {
+        Err("points outside the bundle")
+    }
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("does not parse: {e}"))
+}
+
+fn entry_type(entry: &serde_json::Value) -> &str {
+    entry["type"].as_str().unwrap_or("an untyped record")
+}
+
+fn break_record(brk: &ChainBreak) -> u64 {
+    match brk {
+        ChainBreak::Malformed { n, .. }
+        | ChainBreak::Numbering { n, .. }
+        | ChainBreak::Link { n, .. }
+        | ChainBreak::TruncatedRecord { n, .. } => *n,
+    }
+}
+
+fn short(hex: &str) -> String {
+    hex.chars().take(16).collect()
+}
+
+/// A replay that recomputes nothing: it checks that the verdicts recorded in the
+/// journal (StepFinished, CaseFinished, RunFinished) are the ones signed in the
+/// predicate. It catches a predicate edited apart from the journal; only a real
+/// recompute from the plans catches a journal and predicate edited together.
+pub fn recorded_verdicts_agree(input: &ReplayInput) -> Result<(), ReplayMismatch> {
+    let predicate: ScasRunPredicate = serde_json::from_value(input.predicate.clone()).map_err(|e| ReplayMismatch {
+        record: None,
+        case: None,
+        detail: format!("the proofrig predicate does not parse: {e}"),
+    })?;
+    let signed: BTreeMap<(String, String, String), Verdict> =
+        predicate.cases.iter().map(|c| ((c.plan.clone(), c.case.clone(), c.device.clone()), c.verdict)).collect();
+    let name = |k: &(String, String, String)| format!("{}/{}@{}", k.0, k.1, k.2);
+    let key_of = |e: &serde_json::Value| {
+        let text = |f: &str| e[f].as_str().unwrap_or_default().to_string();
+        (text("plan"), text("case"), text("device"))
+    };
+    let verdict_of = |e: &serde_json::Value| serde_json::from_value::<Verdict>(e["verdict"].clone()).ok();
+    // The final attempt of each main step, per case.
+    let mut steps: BTreeMap<(String, String, String), BTreeMap<u64, Verdict>> = BTreeMap::new();
+    let mut finished = BTreeSet::new();
+    for record in &input.records {
+        let e = &record.entry;
+        match entry_type(e) {
+            "step_finished" if e["phase"] == "steps" => {
+                let (Some(verdict), Some(index)) = (verdict_of(e), e["index"].as_u64()) else { continue };
+                steps.entry(key_of(e)).or_default().insert(index, verdict);
+            }
+            "case_finished" => {
+                let key = key_of(e);
+                let recorded = verdict_of(e);
+                let mismatch =
+                    |detail: String| ReplayMismatch { record: Some(record.n), case: Some(name(&key)), detail };
+                let Some(recorded) = recorded else { return Err(mismatch("CaseFinished has no verdict".into())) };
+                match signed.get(&key) {
+                    None => return Err(mismatch("the journal finishes a case the statement does not list".into())),
+                    Some(s) if *s != recorded => {
+                        return Err(mismatch(format!("the journal records {recorded} but the statement says {s}")))
+                    }
+                    Some(_) => {}
+                }
+                let failed_step = steps.get(&key).is_some_and(|s| s.values().any(|v| *v == Verdict::Fail));
+                if failed_step && recorded != Verdict::Fail {
+                    return Err(mismatch(format!("a step recorded FAIL but the case is recorded as {recorded}")));
+                }
+                finished.insert(key);
+            }
+            "run_finished" => {
+                let recorded = verdict_of(e);
+                if recorded != Some(predicate.verdict) {
+                    return Err(ReplayMismatch {
+                        record: Some(record.n),
+                        case: None,
+                        detail: format!(
+                            "RunFinished records {} but the statement says {}",
+                            recorded.map_or("no verdict", Verdict::as_str),
+                            predicate.verdict
+                        ),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, verdict) in &signed {
+        if !finished.contains(key) && !matches!(verdict, Verdict::NotRun | Verdict::Skip) {
+            return Err(ReplayMismatch {
+                record: None,
+                case: Some(name(key)),
+                detail: format!("the statement says {verdict} but the journal never finishes this case"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_cannot_point_outside_the_bundle() {
+        for bad in ["", "/etc/passwd", "../x", "inputs/../../x", "a//b", "a\\b", "./x", ATTESTATION] {
+            assert!(safe_bundle_path(bad).is_err(), "{bad}");
+        }
+        safe_bundle_path("inputs/plans/ssh.yaml").unwrap();
+    }
+}
