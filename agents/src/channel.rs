@@ -87,6 +87,19 @@ impl Feed {
         self.notify.notify_one();
     }
 
+    /// Wait until the pump has ended the stream (after recording how it ended).
+    pub async fn ended(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.state.lock().unwrap_or_else(|p| p.into_inner()).end.is_some() {
+                // Leave the wake-up for a reader that may be waiting too.
+                self.notify.notify_one();
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Bytes dropped from the feed because nobody read them in time.
     pub fn dropped(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).dropped
@@ -181,6 +194,14 @@ impl ByteStream {
         self.feed.dropped()
     }
 
+    /// Close the channel and wait until its pump has recorded the end, so nothing
+    /// about this channel is recorded after `close` returns.
+    pub async fn close(self) {
+        let ByteStream { feed, writes, .. } = self;
+        drop(writes);
+        feed.ended().await;
+    }
+
     /// Write bytes to the device and wait until the transport accepted them.
     pub async fn write(&self, data: &[u8]) -> Result<(), ChannelError> {
         self.request(data.to_vec(), None).await
@@ -232,6 +253,23 @@ mod tests {
         feed.close(ChannelError::lost(&id(), "EOF"));
         assert_eq!(feed.take().await.unwrap(), b"last words");
         assert!(matches!(feed.take().await, Err(ChannelError::ConsoleLost { .. })));
+    }
+
+    #[tokio::test]
+    async fn close_waits_for_the_pump_to_end_the_stream() {
+        let feed = Feed::new(64);
+        let (writes, mut requests) = mpsc::channel::<WriteRequest>(1);
+        let stream = ByteStream::new(id(), feed.clone(), writes);
+        let pump_feed = feed.clone();
+        let pump = tokio::spawn(async move {
+            // A pump ends when its request channel closes, recording first.
+            while requests.recv().await.is_some() {}
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            pump_feed.close(ChannelError::Closed { channel: id() });
+        });
+        stream.close().await;
+        assert!(matches!(feed.take_now(), Err(ChannelError::Closed { .. })), "close returned before the pump ended");
+        pump.await.unwrap();
     }
 
     #[tokio::test]

@@ -217,6 +217,7 @@ where
                 // sees ChannelClosed can open it again at once.
                 drop(io);
                 recorder.emit(EventKind::ChannelClosed { channel: channel.clone() });
+                feed.close(ChannelError::Closed { channel: channel.clone() });
                 return;
             }
             Wake::Request(Some(request)) => {

@@ -43,6 +43,48 @@ pub enum Command {
         #[command(subcommand)]
         command: RigCommand,
     },
+    /// Run test plans on a rig and seal a signed evidence bundle.
+    ///
+    /// Exit status: 0 all PASS/SKIP, 1 any FAIL, 2 any ERROR/INFRA/ABORTED/INCONCLUSIVE,
+    /// 3 bad usage or an invalid plan or rig.
+    Run {
+        /// Plan files.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// The rig file.
+        #[arg(long)]
+        rig: PathBuf,
+        /// Only this device of the rig.
+        #[arg(long)]
+        device: Option<String>,
+        /// Where the bundle directory is created.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Override a plan parameter (NAME=VALUE; the value is read as YAML).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// The lab's signing key (default: $PROOFRIG_KEY, then ~/.config/proofrig/lab.key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// No per-step progress on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run the bundled plans against the simulated lab, seal and verify the bundles.
+    Demo {
+        /// Where the bundles are written.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// No per-step progress on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Start the simulated lab standalone and write its rig file.
+    Sim {
+        /// Where to write the rig file (secrets go to a `secrets/` folder beside it).
+        #[arg(long, value_name = "FILE")]
+        rig_out: PathBuf,
+    },
     /// Validate test plans.
     Plan {
         #[command(subcommand)]
@@ -163,6 +205,19 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             probe::probe(&rig, device.as_deref(), timeout_ms, &cli.transcripts).await
         }
         Command::Plan { command: PlanCommand::Check { plans } } => plan::check(&plans),
+        Command::Run { plans, rig, device, out, params, key, quiet } => {
+            let key = run::load_key(key.as_deref())?;
+            let params = run::parse_params(&params)?;
+            let (plans, rig) = run::load_inputs(&plans, &rig)?;
+            let setup = run::RunSetup { plans, rig, only_device: device, params, out_dir: out, key };
+            let sealed = run::run_and_seal(setup, "run", &mut crate::run::progress::Terminal { quiet }).await?;
+            print!("{}", run::verdict_table(&sealed.result));
+            println!("bundle: {}", sealed.dir.display());
+            println!("verify: proofrig verify {} --key <the lab's public key>", sealed.dir.display());
+            Ok(run::exit_code(&sealed.result))
+        }
+        Command::Demo { out, quiet } => demo::demo(&out, quiet).await,
+        Command::Sim { rig_out } => sim::sim(&rig_out).await,
         Command::Power { rig, device, action, off_for_ms } => {
             power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await
         }

@@ -13,11 +13,27 @@ use crate::evidence::verify::{self, CheckState, ReplayInput, ReplayMismatch, Sta
 /// Exit code: the bundle was never sealed.
 pub const EXIT_INCOMPLETE: u8 = 2;
 
-/// The verdict replay `proofrig verify` runs.
-// TODO(lead): switch to `crate::replay` once it recomputes verdicts from the plans;
-// until then this only checks the journal's recorded verdicts against the statement.
-fn replay(input: &ReplayInput) -> Result<(), ReplayMismatch> {
+/// The verdict replay `proofrig verify` runs: recompute every verdict from the plans,
+/// the rig and the journal, then check the signed statement says the same.
+pub fn replay(input: &ReplayInput) -> Result<(), ReplayMismatch> {
+    let mismatch = |detail: String| ReplayMismatch { record: None, case: None, detail };
+    let rig_text = String::from_utf8_lossy(&input.rig);
+    let rig = proofrig_agents::rig::Rig::parse("inputs/rig.yaml", &rig_text, Path::new("."))
+        .map_err(|e| mismatch(format!("the bundle's rig does not load: {e}")))?;
+    let mut plans = Vec::new();
+    for (name, bytes) in &input.plans {
+        let plan = crate::plan::Plan::parse(name, &String::from_utf8_lossy(bytes))
+            .map_err(|e| mismatch(format!("the bundle's plan {name} does not load: {e}")))?;
+        plans.push(plan);
+    }
+    crate::run::replay::replay(&plans, &rig, &input.records)
+        .map_err(|d| ReplayMismatch { record: d.record, case: d.case, detail: d.detail })?;
     verify::recorded_verdicts_agree(input)
+}
+
+/// Verify a bundle with the full replay (as `proofrig verify` does), without printing.
+pub fn verify_bundle(bundle: &Path, pinned: Option<&ed25519_dalek::VerifyingKey>) -> verify::VerifyReport {
+    verify::verify(bundle, pinned, &replay)
 }
 
 pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {

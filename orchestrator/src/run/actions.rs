@@ -57,9 +57,12 @@ impl Agents {
         &self.rig
     }
 
-    /// Close every channel (recorded as closed).
+    /// Close every channel and wait until each close is recorded, so the journal's
+    /// last records are the run's own.
     pub async fn close(&mut self) {
-        self.consoles.clear();
+        for (_, console) in self.consoles.drain() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), console.into_stream().close()).await;
+        }
         for (_, session) in self.sessions.drain() {
             session.close().await;
         }

@@ -1,0 +1,177 @@
+//! `proofrig run PLAN... --rig RIG`: run plans, seal the evidence, print the verdicts.
+//!
+//! Progress goes to stderr as the run goes; the verdict table and the bundle's path go
+//! to stdout. Ctrl-C aborts cleanly: the running step stops, restore steps still run,
+//! and the bundle is sealed with the run marked ABORTED.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use proofrig_agents::events::Recorder;
+use proofrig_agents::rig::Rig;
+use tokio::sync::watch;
+
+use super::{Failure, EXIT_USAGE};
+use crate::evidence::bundle::BundleWriter;
+use crate::evidence::record::{JournalEntry, RunResult};
+use crate::evidence::signing;
+use crate::plan::Plan;
+use crate::run::executor::{execute, now, JournalSink, RunRequest};
+use crate::run::progress::Progress;
+use crate::table;
+
+/// Everything a run needs, already loaded.
+pub struct RunSetup {
+    pub plans: Vec<Plan>,
+    pub rig: Rig,
+    pub only_device: Option<String>,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub out_dir: PathBuf,
+    pub key: SigningKey,
+}
+
+/// A finished, sealed run.
+pub struct Sealed {
+    pub result: RunResult,
+    pub dir: PathBuf,
+}
+
+/// The signing key: `--key`, else `PROOFRIG_KEY`, else `~/.config/proofrig/lab.key`.
+pub fn load_key(explicit: Option<&Path>) -> Result<SigningKey, Failure> {
+    let path = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("PROOFRIG_KEY").map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/proofrig/lab.key")))
+        .unwrap_or_else(|| PathBuf::from("lab.key"));
+    if !path.exists() {
+        return Err(Failure::usage(miette::miette!(
+            help = "make one with `proofrig keygen --out ~/.config/proofrig` (or pass --key FILE / set PROOFRIG_KEY)",
+            "no signing key at {}: evidence bundles are signed with the lab's Ed25519 key",
+            path.display()
+        )));
+    }
+    signing::load_signing_key(&path).map_err(|e| Failure::usage(miette::Report::msg(e.to_string())))
+}
+
+/// `--param NAME=VALUE`; the value is read as YAML, so `3`, `true` and `[a, b]` keep their types.
+pub fn parse_params(items: &[String]) -> Result<BTreeMap<String, serde_json::Value>, Failure> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Some((name, value)) = item.split_once('=') else {
+            return Err(Failure::usage(miette::miette!("`--param {item}` is not NAME=VALUE")));
+        };
+        let value: serde_json::Value = serde_saphyr::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        out.insert(name.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// A run id people can sort and tell apart: UTC time, rig, and a random suffix.
+pub fn new_run_id(rig: &str, label: &str) -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace([':', '-'], "");
+    let mut suffix = [0u8; 3];
+    let _ = getrandom::fill(&mut suffix);
+    let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect::<String>();
+    format!("{stamp}-{}-{}-{}", clean(rig), clean(label), hex::encode(suffix))
+}
+
+/// Run, journal and seal. The caller prints.
+pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progress) -> Result<Sealed, Failure> {
+    let run_id = new_run_id(setup.rig.name(), label);
+    let plan_inputs: Vec<(&Path, &[u8])> = setup.plans.iter().map(|p| (p.path.as_path(), p.bytes.as_slice())).collect();
+    let bundle = BundleWriter::create(&setup.out_dir, &run_id, (setup.rig.path.as_path(), &setup.rig.bytes), &plan_inputs)
+        .map_err(|e| Failure::usage(miette::Report::msg(e.to_string())))?;
+    let journal = bundle.journal().clone();
+    let inputs = bundle.input_refs().clone();
+    let operator = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+    journal
+        .append(&JournalEntry::RunStarted {
+            run_id: run_id.clone(),
+            proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
+            operator: operator.clone(),
+            host: host.clone(),
+            started: now(),
+            plans: inputs.plans,
+            rig: inputs.rig,
+            rig_name: setup.rig.name().to_string(),
+            parameters: setup.params.clone(),
+            only_device: setup.only_device.clone(),
+        })
+        .map_err(|e| Failure::failed(miette::Report::msg(e.to_string())))?;
+    let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
+
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nproofrig: aborting; the current step stops, restore steps still run (Ctrl-C again to force quit)");
+            let _ = abort_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("proofrig: forced to quit; the bundle is left unsealed (verify reports it incomplete)");
+                std::process::exit(130);
+            }
+        }
+    });
+    let request = RunRequest {
+        run_id,
+        plans: setup.plans,
+        rig: setup.rig,
+        only_device: setup.only_device,
+        params: setup.params,
+        operator,
+        host,
+    };
+    let outcome = execute(request, journal, recorder, progress, abort_rx).await;
+    ctrl_c.abort();
+    let result = outcome.map_err(|e| Failure { report: miette::Report::msg(e.to_string()), code: 2 })?;
+    let sealed = bundle.seal(&result, &setup.key).map_err(|e| Failure::failed(miette::Report::msg(e.to_string())))?;
+    Ok(Sealed { result, dir: sealed.dir })
+}
+
+/// The verdict table a person reads at the end of a run.
+pub fn verdict_table(result: &RunResult) -> String {
+    let rows: Vec<Vec<String>> = result
+        .cases
+        .iter()
+        .map(|c| {
+            let why = c.evidence_excerpt.lines().next().unwrap_or("").to_string();
+            vec![
+                c.key.device.clone(),
+                format!("{} {}", c.scas.spec, c.scas.clause),
+                c.key.case.clone(),
+                c.verdict.to_string(),
+                why,
+            ]
+        })
+        .collect();
+    let mut out = table::render(&["device", "clause", "test", "verdict", "evidence"], &rows);
+    out.push_str(&format!("\nrun verdict: {} ({})\n", result.verdict, result.rollup.summary()));
+    out
+}
+
+/// Load plans and rig for `proofrig run`; any invalid file is a usage error (exit 3).
+pub fn load_inputs(plan_paths: &[PathBuf], rig_path: &Path) -> Result<(Vec<Plan>, Rig), Failure> {
+    let rig = Rig::load(rig_path)?;
+    let mut plans = Vec::new();
+    let mut invalid = false;
+    for path in plan_paths {
+        match Plan::load(path) {
+            Ok(plan) => plans.push(plan),
+            Err(err) => {
+                eprintln!("{:?}", miette::Report::new(err));
+                invalid = true;
+            }
+        }
+    }
+    if invalid {
+        return Err(Failure { report: miette::miette!("invalid plan file(s); nothing was run"), code: EXIT_USAGE });
+    }
+    Ok((plans, rig))
+}
+
+/// Exit status of `proofrig run`.
+pub fn exit_code(result: &RunResult) -> u8 {
+    crate::verdict::exit_code(&result.rollup)
+}

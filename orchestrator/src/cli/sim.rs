@@ -1,0 +1,46 @@
+//! `proofrig sim --rig-out FILE`: the demo's simulated lab, standalone, for people.
+//!
+//! Writes a rig file (and the secret files it references) so a technician can try
+//! `proofrig rig probe`, `power`, `console`, `ssh` and `run` against it, and serves
+//! until Ctrl-C.
+
+use std::path::Path;
+
+use proofrig_simlab::{SimLab, SimLabConfig};
+
+use super::{Failure, EXIT_OK};
+use crate::table;
+
+pub async fn sim(rig_out: &Path) -> Result<u8, Failure> {
+    let failed = |e: &dyn std::fmt::Display| Failure::failed(miette::Report::msg(e.to_string()));
+    let mut lab = SimLab::start(SimLabConfig::default()).await.map_err(|e| failed(&e))?;
+    let dir = rig_out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+    let secrets = dir.join("secrets");
+    lab.write_secrets(&secrets).map_err(|e| failed(&e))?;
+    std::fs::write(rig_out, lab.rig_yaml(&secrets)).map_err(|e| failed(&format!("cannot write {}: {e}", rig_out.display())))?;
+
+    let rows: Vec<Vec<String>> = lab
+        .devices()
+        .iter()
+        .map(|d| {
+            vec![
+                d.name().to_string(),
+                d.spec().role.clone(),
+                d.spec().profile.name().to_string(),
+                d.ssh_addr().to_string(),
+                d.console_path().map_or("-".into(), |p| p.display().to_string()),
+                d.spec().outlet.to_string(),
+            ]
+        })
+        .collect();
+    println!("simulated lab running; rig file: {}", rig_out.display());
+    println!("PDU: Modbus TCP {} (unit 1)\n", lab.pdu_addr());
+    print!("{}", table::render(&["device", "role", "profile", "ssh", "console", "outlet"], &rows));
+    let rig = rig_out.display();
+    println!("\ntry:\n    proofrig rig probe {rig}\n    proofrig console {rig} ru2\n    proofrig power {rig} ru2 cycle");
+    println!("    proofrig run testplans/*.yaml --rig {rig}\n\nserving until Ctrl-C");
+    let _ = tokio::signal::ctrl_c().await;
+    lab.stop().await;
+    Ok(EXIT_OK)
+}
