@@ -163,8 +163,11 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                     case_verdict(&current.verdicts, checks)
                 };
                 let recomputed = Rollup::of(current.verdicts.iter().copied());
-                if expected != verdict || recomputed != rollup {
+                if expected != verdict {
                     return Err(at(&label, format!("the case is recorded {verdict} but its steps give {expected}")));
+                }
+                if recomputed != rollup {
+                    return Err(at(&label, format!("the case's step counts are recorded as {} but its steps give {}", rollup.summary(), recomputed.summary())));
                 }
                 finished_cases.push((key, verdict));
             }
@@ -181,7 +184,7 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 verdicts.extend(std::iter::repeat_n(Verdict::NotRun, missing));
                 let recomputed = Rollup::of(verdicts);
                 if recomputed.verdict != verdict || recomputed != rollup {
-                    return Err(at(&None, format!("the run is recorded {verdict} but its cases give {}", recomputed.verdict)));
+                    return Err(at(&None, format!("the run is recorded {verdict} ({}) but its cases give {} ({})", rollup.summary(), recomputed.verdict, recomputed.summary())));
                 }
                 finished = true;
             }

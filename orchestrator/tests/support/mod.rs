@@ -193,6 +193,7 @@ pub fn journal_entries(cases: &[CaseSpec], inputs: &InputRefs, run_verdict: Verd
         rig: inputs.rig.clone(),
         rig_name: "bench".into(),
         parameters: Default::default(),
+        only_device: None,
     }];
     let mut seq = 0;
     for c in cases {
