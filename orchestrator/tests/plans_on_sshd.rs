@@ -89,3 +89,59 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(algorithms.contains("FAIL"), "{algorithms}");
     assert!(text.contains("aes128-cbc"), "the failure names the offending cipher: {text}");
 }
+
+const ABORTABLE_PLAN: &str = r#"
+plan: abort-check
+title: A case that waits long enough to be interrupted
+cases:
+  - id: TC_ABORT_CHECK
+    title: Interrupted mid-case, restored anyway
+    scas: { spec: TS 33.117, clause: 4.3.2.6, test_name: TC_ABORT_CHECK, requirement: Restore steps always run. }
+    purpose: Show that Ctrl-C leaves the device restored and the evidence sealed.
+    expected: The run is ABORTED and the restore step ran.
+    evidence: The journal.
+    steps:
+      - ssh_exec: { command: "echo before" }
+      - wait: { ms: 60000 }
+      - ssh_exec: { command: "echo never" }
+    restore:
+      - name: put the device back
+        ssh_exec: { command: "echo restored" }
+"#;
+
+#[test]
+fn ctrl_c_stops_the_step_runs_restore_and_seals_an_aborted_bundle() {
+    let sshd = Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = rig_for(&sshd, &tmp.path().join("abort"));
+    let plan_path = tmp.path().join("abort.yaml");
+    std::fs::write(&plan_path, ABORTABLE_PLAN).unwrap();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .args(["run", &s(&plan_path), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&tmp.path().join("results"))])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first step prints its verdict when done; then the long wait is running.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "Ctrl-C must not wait for the 60 s step");
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let text = all(&out);
+    assert!(text.contains("aborting"), "{text}");
+    assert!(text.contains("restore 1: put the device back: PASS"), "the restore step ran: {text}");
+    assert!(text.contains("TC_ABORT_CHECK") && text.contains("ABORTED"), "{text}");
+
+    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).expect("a sealed bundle");
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(Path::new(&bundle).join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["aborted"], true);
+    assert_eq!(results["verdict"], "ABORTED");
+    let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "an aborted run is sealed evidence too: {}", all(&verified));
+}
