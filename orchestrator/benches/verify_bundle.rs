@@ -68,6 +68,7 @@ fn seal(dir: &Path, megabytes: usize, key: &ed25519_dalek::SigningKey) -> std::p
             rig: refs.rig.clone(),
             rig_name: "bench".into(),
             parameters: Default::default(),
+            only_device: None,
         })
         .unwrap();
     let text = boot_text(1 << 20);

@@ -112,6 +112,11 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
     assert_eq!(v, Verdict::Fail);
     assert!(why.contains("unexpected:"), "{why}");
 
+    // Each device was asked who it is, and said so in its own words.
+    let ru2 = root.result.devices.iter().find(|d| d.device == "ru2").expect("ru2 took part");
+    let reported = ru2.reported.as_deref().expect("the sim rig gives an identity command");
+    assert!(reported.contains(ru2.declared.serial.as_deref().unwrap()), "{reported}");
+
     for ran in [&algorithms, &root, &open] {
         let replayed = replay(&ran.plans, &ran.rig, &ran.records).expect("an untouched journal replays");
         let recorded: Vec<(CaseKey, Verdict)> = ran.result.cases.iter().map(|c| (c.key.clone(), c.verdict)).collect();

@@ -387,7 +387,7 @@ impl SimLab {
             "  {name}:\n\
              \x20   role: {}\n\
              \x20   tags: [{}]\n\
-             \x20   identity: {{ vendor: {}, model: {}, serial: {}, firmware: {} }}\n\
+             \x20   identity: {{ vendor: {}, model: {}, serial: {}, firmware: {}, command: \"cat /etc/proofrig-release\" }}\n\
              \x20   declared:\n\
              \x20     open_tcp_ports: [{}]\n\
              \x20     services: [ssh]\n\

@@ -63,6 +63,11 @@ pub struct Identity {
     pub serial: Option<String>,
     #[serde(default)]
     pub firmware: Option<String>,
+    /// A command the device answers with its own identity (e.g. `cat /etc/os-release`).
+    /// A run executes it once per device, over SSH or else the console, and records
+    /// the answer beside the declared values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// A console: exactly one transport plus how to talk to what is behind it.

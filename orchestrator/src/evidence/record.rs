@@ -66,6 +66,15 @@ pub enum JournalEntry {
     },
     /// An agent event, exactly as the recorder stamped it.
     Event { event: Event },
+    /// What a device said about itself when asked with its rig's `identity.command`.
+    DeviceReported {
+        device: String,
+        command: String,
+        /// The answer (empty when asking failed).
+        output: String,
+        #[serde(default)]
+        error: Option<String>,
+    },
     CaseStarted {
         #[serde(flatten)]
         key: CaseKey,

@@ -68,6 +68,22 @@ impl Agents {
         }
     }
 
+    /// Ask a device who it is with its rig's identity command: over SSH if it has
+    /// SSH, else on its console. Returns the answer or why there is none.
+    pub async fn read_identity(&mut self, device: &str, command: &str) -> Result<String, String> {
+        let has_ssh = self.device(device).map_err(|(_, m)| m)?.ssh.is_some();
+        let limit = Duration::from_secs(15);
+        let answer = if has_ssh {
+            let session = self.session(device).await.map_err(|(_, m)| m)?;
+            let out = session.exec(command, limit).await.map_err(|e| e.to_string())?;
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            let console = self.console(device).await.map_err(|(_, m)| m)?;
+            console.run(command, limit).await.map_err(|e| e.to_string())?.output
+        };
+        Ok(answer.trim().to_string())
+    }
+
     fn device(&self, name: &str) -> Result<Device, Failure> {
         self.rig.device(name).cloned().map_err(|e| (FailureClass::Error, e.to_string()))
     }

@@ -176,7 +176,12 @@ pub async fn execute(
 
     let mut cases = Vec::new();
     let mut aborted = false;
+    let mut reported: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (number, sel) in selected.iter().enumerate() {
+        if !reported.contains_key(&sel.device) && !aborted {
+            let answer = report_identity(&request.rig, &sel.device, &mut agents, &write).await?;
+            reported.insert(sel.device.clone(), answer);
+        }
         let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
         if aborted {
             cases.push(not_run_case(&key, sel.case));
@@ -257,7 +262,12 @@ pub async fn execute(
         .rig
         .devices()
         .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
-        .map(|(name, d)| DeviceIdentity { device: name.to_string(), role: d.role.clone(), declared: d.identity.clone(), reported: None })
+        .map(|(name, d)| DeviceIdentity {
+            device: name.to_string(),
+            role: d.role.clone(),
+            declared: d.identity.clone(),
+            reported: reported.get(name).cloned().flatten(),
+        })
         .collect();
     Ok(RunResult {
         run_id: request.run_id,
@@ -273,6 +283,24 @@ pub async fn execute(
         cases,
         devices,
     })
+}
+
+/// Ask the device who it is, if its rig says how, and journal the answer.
+async fn report_identity(
+    rig: &Rig,
+    device: &str,
+    agents: &mut Agents,
+    write: &impl Fn(&JournalEntry) -> Result<u64, RunError>,
+) -> Result<Option<String>, RunError> {
+    let Some(command) = rig.device(device).ok().and_then(|d| d.identity.command.clone()) else {
+        return Ok(None);
+    };
+    let (output, error) = match agents.read_identity(device, &command).await {
+        Ok(answer) => (answer, None),
+        Err(why) => (String::new(), Some(why)),
+    };
+    write(&JournalEntry::DeviceReported { device: device.to_string(), command, output: output.clone(), error })?;
+    Ok((!output.is_empty()).then_some(output))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -79,6 +79,8 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
             JournalEntry::Event { event } => {
                 events.insert(event.seq, event);
             }
+            // An observation beside the verdicts; it decides nothing.
+            JournalEntry::DeviceReported { .. } => {}
             JournalEntry::CaseStarted { key, .. } => {
                 if open.is_some() {
                     return Err(at(&label, "a case starts before the previous one finished".into()));

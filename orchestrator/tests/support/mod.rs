@@ -168,6 +168,7 @@ pub fn run_result(cases: &[CaseSpec]) -> RunResult {
                     model: Some("RU-4400".into()),
                     serial: Some("RU44-000123".into()),
                     firmware: Some("4.2.1".into()),
+                    command: None,
                 },
                 reported: Some("RU-4400 fw 4.2.1 <b>".into()),
             },
