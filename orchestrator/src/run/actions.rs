@@ -116,7 +116,7 @@ impl Agents {
                 let expect = self.console(device).await?;
                 let text = text("text");
                 let sent = if spec["newline"].as_bool().unwrap_or(true) { expect.send_line(&text).await } else { expect.send(text.as_bytes()).await };
-                sent.map_err(|e| classify_expect(e))?;
+                sent.map_err(classify_expect)?;
                 Ok(json!({"sent": text}))
             }
             "console_expect" => {

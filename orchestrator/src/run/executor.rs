@@ -76,7 +76,7 @@ pub fn select<'a>(plans: &'a [Plan], rig: &Rig, only: Option<&str>) -> Vec<Selec
                 }
                 let s = &case.devices;
                 let matches = (s.names.is_empty() || s.names.iter().any(|n| n == name))
-                    && (s.roles.is_empty() || s.roles.iter().any(|r| *r == device.role))
+                    && (s.roles.is_empty() || s.roles.contains(&device.role))
                     && s.tags.iter().all(|t| device.tags.contains(t));
                 if matches {
                     out.push(Selected { plan, case, device: name.to_string() });
