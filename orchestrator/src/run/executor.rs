@@ -293,6 +293,8 @@ pub async fn execute(
         });
     }
     agents.close().await;
+    // Closing released what the channels held; this catches any stream left open.
+    recorder.flush_held_bytes();
 
     let rollup = Rollup::of(cases.iter().map(|c| c.verdict));
     let ended = now();
