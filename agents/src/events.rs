@@ -7,6 +7,26 @@
 //! things happened and nothing is lost or reordered within a channel, whatever the
 //! load. The sink behind it (memory for tests, JSON lines for a session, the
 //! hash-chained journal later) only has to append.
+//!
+//! A recorder built [`Recorder::with_redactor`] also keeps secret values out of
+//! everything it records (see [`crate::redact`]). Redaction happens here, under the
+//! lock and *before* an event gets its sequence number, rather than in a sink that
+//! would see numbered events: bytes held back because they might begin a secret
+//! simply have no number yet, and get the next free one when they are released, so
+//! sequence numbers stay gap-free and ordered and nothing is renumbered. Held bytes
+//! of a stream (a channel in one direction) are released, at the latest:
+//! - with the next bytes of the same stream, so a stream's bytes never reorder;
+//! - before any event that opens or ends the stream's channel or one of its
+//!   parent channels (`ChannelOpened`, `ChannelClosed`, `ChannelLost`, `SshExec`,
+//!   `SshExit`; `dev/ssh` is the parent of `dev/ssh:exec:stdout`), so a stream's last
+//!   bytes always precede its end, and a command's output is complete before its exit;
+//! - when the executor asks ([`Recorder::flush_held_bytes`]) at the end of a step,
+//!   so the step's sequence range encloses every byte received during the step.
+//!
+//! Other events of the channel (a note, proofrig's own writes in the other direction)
+//! may be recorded while a few bytes are held: releasing the held bytes there would
+//! cut a password the device echoes while proofrig is still writing, and give away its
+//! first half. The order of bytes within each direction is exact either way.
 
 use std::fmt;
 use std::io::Write;
@@ -15,6 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::redact::{RedactingStream, Redactor};
 
 /// When something happened: wall clock for people, monotonic for intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +153,14 @@ pub trait EventSink: Send + Sync {
 struct RecorderState {
     next_seq: u64,
     sink: Arc<dyn EventSink>,
+    /// Per stream, the bytes the redactor holds back until later bytes decide them.
+    streams: Vec<HeldStream>,
+}
+
+struct HeldStream {
+    channel: ChannelId,
+    direction: Direction,
+    redacting: RedactingStream,
 }
 
 /// Stamps events and hands them to the sink, one at a time, in order.
@@ -140,16 +170,30 @@ struct RecorderState {
 pub struct Recorder {
     started: Instant,
     started_wall_ns: u64,
+    redactor: Arc<Redactor>,
     state: Arc<Mutex<RecorderState>>,
 }
 
 impl Recorder {
     pub fn new(sink: Arc<dyn EventSink>) -> Self {
+        Self::with_redactor(sink, Redactor::new())
+    }
+
+    /// A recorder that replaces every secret `redactor` knows, wherever it appears in
+    /// bytes or free text, by its marker before anything reaches the sink.
+    pub fn with_redactor(sink: Arc<dyn EventSink>, redactor: Redactor) -> Self {
         Self {
             started: Instant::now(),
             started_wall_ns: wall_now_ns(),
-            state: Arc::new(Mutex::new(RecorderState { next_seq: 0, sink })),
+            redactor: Arc::new(redactor),
+            state: Arc::new(Mutex::new(RecorderState { next_seq: 0, sink, streams: Vec::new() })),
         }
+    }
+
+    /// The secrets this recorder redacts, for redacting what is derived from the same
+    /// bytes elsewhere (step outputs) exactly the same way.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// A recorder that keeps nothing (for tools that only look).
@@ -157,19 +201,50 @@ impl Recorder {
         Self::new(Arc::new(DiscardSink))
     }
 
-    /// Stamp and record an event; returns its sequence number.
+    /// Redact, stamp and record an event; returns its sequence number. Bytes the
+    /// redactor holds back entirely are recorded later; then the number returned is
+    /// the one the next event will get.
     pub fn emit(&self, kind: EventKind) -> u64 {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Stamped under the lock, so sequence order and time order agree.
-        let at = Timestamp { wall_ns: wall_now_ns(), mono_ns: self.started.elapsed().as_nanos() as u64 };
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        let event = Event { seq, at, kind };
-        state.sink.append(&event);
-        seq
+        if self.redactor.is_empty() {
+            return self.stamp(&mut state, kind);
+        }
+        match kind {
+            EventKind::Bytes { channel, direction, data } => {
+                let released = state.stream(&channel, direction).push(&self.redactor, &data);
+                if released.is_empty() {
+                    return state.next_seq;
+                }
+                self.stamp(&mut state, EventKind::Bytes { channel, direction, data: released })
+            }
+            other => {
+                if let Some(boundary) = stream_boundary(&other) {
+                    self.end_streams(&mut state, &boundary);
+                }
+                let other = redact_free_text(&self.redactor, other);
+                self.stamp(&mut state, other)
+            }
+        }
     }
 
-    /// The sequence number the next event will get (events before it are all recorded).
+    /// Record every byte the redactor still holds back, and return the sequence number
+    /// the next event will get: every byte received before this call has a lower one.
+    pub fn flush_held_bytes(&self) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for index in 0..state.streams.len() {
+            let held = &mut state.streams[index];
+            let released = held.redacting.flush(&self.redactor);
+            if !released.is_empty() {
+                let (channel, direction) = (held.channel.clone(), held.direction);
+                self.stamp(&mut state, EventKind::Bytes { channel, direction, data: released });
+            }
+        }
+        state.next_seq
+    }
+
+    /// The sequence number the next event will get. Events before it are all
+    /// recorded, but bytes a redactor holds back may still come; use
+    /// [`Recorder::flush_held_bytes`] for a boundary that encloses everything received.
     pub fn next_seq(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).next_seq
     }
@@ -181,6 +256,87 @@ impl Recorder {
 
     pub fn bytes(&self, channel: &ChannelId, direction: Direction, data: &[u8]) -> u64 {
         self.emit(EventKind::Bytes { channel: channel.clone(), direction, data: data.to_vec() })
+    }
+
+    fn stamp(&self, state: &mut RecorderState, kind: EventKind) -> u64 {
+        // Stamped under the lock, so sequence order and time order agree.
+        let at = Timestamp { wall_ns: wall_now_ns(), mono_ns: self.started.elapsed().as_nanos() as u64 };
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.sink.append(&Event { seq, at, kind });
+        seq
+    }
+
+    /// Release and forget what the streams of `boundary` and its sub-channels hold.
+    fn end_streams(&self, state: &mut RecorderState, boundary: &ChannelId) {
+        let mut index = 0;
+        while index < state.streams.len() {
+            if !within(&state.streams[index].channel, boundary) {
+                index += 1;
+                continue;
+            }
+            let HeldStream { channel, direction, redacting } = state.streams.remove(index);
+            let released = redacting.finish(&self.redactor);
+            if !released.is_empty() {
+                self.stamp(state, EventKind::Bytes { channel, direction, data: released });
+            }
+        }
+    }
+}
+
+impl RecorderState {
+    fn stream(&mut self, channel: &ChannelId, direction: Direction) -> &mut RedactingStream {
+        let index = match self.streams.iter().position(|s| s.channel == *channel && s.direction == direction) {
+            Some(index) => index,
+            None => {
+                self.streams.push(HeldStream { channel: channel.clone(), direction, redacting: RedactingStream::new() });
+                self.streams.len() - 1
+            }
+        };
+        &mut self.streams[index].redacting
+    }
+}
+
+/// The channel an event opens or ends, if it does.
+fn stream_boundary(kind: &EventKind) -> Option<ChannelId> {
+    match kind {
+        EventKind::ChannelOpened { channel, .. }
+        | EventKind::ChannelClosed { channel }
+        | EventKind::ChannelLost { channel, .. }
+        | EventKind::SshExec { channel, .. }
+        | EventKind::SshExit { channel, .. } => Some(channel.clone()),
+        _ => None,
+    }
+}
+
+/// Whether `channel` is `boundary` or one of its sub-channels (`ssh:exec:stdout` of `ssh`).
+fn within(channel: &ChannelId, boundary: &ChannelId) -> bool {
+    channel.device == boundary.device
+        && (channel.channel == boundary.channel
+            || channel.channel.strip_prefix(boundary.channel.as_str()).is_some_and(|rest| rest.starts_with(':')))
+}
+
+/// Free text of an event may quote a device (an error message with its output, a user
+/// name someone typed a password into): redact it like bytes.
+fn redact_free_text(redactor: &Redactor, kind: EventKind) -> EventKind {
+    let text = |text: String| {
+        let redacted = match redactor.redact_text(&text) {
+            std::borrow::Cow::Owned(redacted) => Some(redacted),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        redacted.unwrap_or(text)
+    };
+    match kind {
+        EventKind::Note { channel, text: note } => EventKind::Note { channel, text: text(note) },
+        EventKind::ChannelOpened { channel, detail } => EventKind::ChannelOpened { channel, detail: text(detail) },
+        EventKind::ChannelLost { channel, reason } => EventKind::ChannelLost { channel, reason: text(reason) },
+        EventKind::SshExec { channel, command } => EventKind::SshExec { channel, command: text(command) },
+        EventKind::SshAuth { channel, user, method, accepted } => EventKind::SshAuth { channel, user: text(user), method, accepted },
+        EventKind::FileFetched { channel, path, len, sha256 } => EventKind::FileFetched { channel, path: text(path), len, sha256 },
+        EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail } => {
+            EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail: text(detail) }
+        }
+        other => other,
     }
 }
 
@@ -317,6 +473,82 @@ mod tests {
             let expected: Vec<u8> = (0..1000u32).flat_map(|i| i.to_be_bytes()).collect();
             assert_eq!(bytes, expected);
         }
+    }
+
+    fn redacting(value: &str) -> (Arc<MemorySink>, Recorder) {
+        let mut redactor = Redactor::new();
+        redactor.add(&crate::secret::Secret::new("env:RU1_PASSWORD", value));
+        let sink = MemorySink::new();
+        (sink.clone(), Recorder::with_redactor(sink, redactor))
+    }
+
+    fn payloads(sink: &MemorySink) -> Vec<(String, Vec<u8>)> {
+        sink.events()
+            .into_iter()
+            .map(|e| match e.kind {
+                EventKind::Bytes { channel, data, .. } => (channel.to_string(), data),
+                other => (format!("{other:?}").split_whitespace().next().unwrap_or("").to_string(), Vec::new()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_split_across_reads_is_recorded_as_its_marker_and_numbers_stay_gap_free() {
+        let (sink, recorder) = redacting("hunter2");
+        let console = ChannelId::new("ru1", "console");
+        recorder.bytes(&console, Direction::In, b"login: hun");
+        recorder.bytes(&console, Direction::In, b"ter2\r\nPassword: ");
+        let transcript = sink.transcript(&console, Direction::In);
+        assert_eq!(String::from_utf8(transcript).unwrap(), "login: «redacted:env:RU1_PASSWORD»\r\nPassword: ");
+        let seqs: Vec<u64> = sink.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn held_bytes_come_before_the_end_of_their_channel_and_within_a_flushed_step() {
+        let (sink, recorder) = redacting("hunter2");
+        let console = ChannelId::new("ru1", "console");
+        let stdout = ChannelId::new("ru1", "ssh:exec:stdout");
+        recorder.bytes(&console, Direction::In, b"prompt# hun");
+        recorder.bytes(&stdout, Direction::In, b"output hunt");
+        // The exit of the command ends its output streams (a sub-channel of ssh:exec).
+        recorder.emit(EventKind::SshExit { channel: ChannelId::new("ru1", "ssh:exec"), exit_status: Some(0), signal: None, timed_out: false });
+        let step_end = recorder.flush_held_bytes();
+        recorder.emit(EventKind::ChannelClosed { channel: console.clone() });
+        assert_eq!(
+            payloads(&sink),
+            [
+                ("ru1/console".to_string(), b"prompt# ".to_vec()),
+                ("ru1/ssh:exec:stdout".to_string(), b"output ".to_vec()),
+                ("ru1/ssh:exec:stdout".to_string(), b"hunt".to_vec()),
+                ("SshExit".to_string(), Vec::new()),
+                ("ru1/console".to_string(), b"hun".to_vec()),
+                ("ChannelClosed".to_string(), Vec::new()),
+            ]
+        );
+        assert_eq!(step_end, 5, "the step's range ends after the released console bytes");
+    }
+
+    #[test]
+    fn a_tail_held_at_close_is_released_before_the_close() {
+        let (sink, recorder) = redacting("hunter2");
+        let console = ChannelId::new("ru1", "console");
+        recorder.bytes(&console, Direction::In, b"bye hunte");
+        recorder.emit(EventKind::ChannelLost { channel: console.clone(), reason: "EOF after hunter2".into() });
+        let events = sink.events();
+        assert_eq!(sink.transcript(&console, Direction::In), b"bye hunte");
+        assert!(matches!(&events.last().unwrap().kind, EventKind::ChannelLost { reason, .. } if reason == "EOF after «redacted:env:RU1_PASSWORD»"));
+    }
+
+    #[test]
+    fn free_text_of_events_is_redacted() {
+        let (sink, recorder) = redacting("hunter2");
+        let channel = ChannelId::new("ru1", "ssh");
+        recorder.emit(EventKind::Note { channel: channel.clone(), text: "banner says hunter2".into() });
+        recorder.emit(EventKind::SshAuth { channel, user: "hunter2".into(), method: "password".into(), accepted: false });
+        let text = serde_json::to_string(&sink.events()).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(text.matches("«redacted:env:RU1_PASSWORD»").count(), 2);
     }
 
     #[test]

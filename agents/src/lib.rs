@@ -4,12 +4,14 @@
 //! [`channel`] (raw byte streams with continuous capture), transports that produce
 //! them, the expect engine above any byte stream, and the power backends.
 //! [`rig`] describes what exists on a bench; agents take the piece they need.
+//! [`redact`] keeps secret values out of whatever the recorder records.
 
 pub mod ansi;
 pub mod channel;
 pub mod events;
 pub mod expect;
 pub mod power;
+pub mod redact;
 pub mod rig;
 pub mod secret;
 pub mod serial;

@@ -273,3 +273,55 @@ fn a_console_session_logs_in_runs_a_command_and_keeps_the_password_out_of_the_tr
     assert!(!all.contains(&password), "the password typed at the prompt must not be recorded");
     assert!(events.iter().any(|e| e["kind"] == "redacted" && e["len"] == password.len()));
 }
+
+#[test]
+fn a_console_session_records_a_rig_secret_the_device_prints_as_its_marker() {
+    let device = ScriptedConsole::start(ConsoleScript::default());
+    let password = ConsoleScript::default().password;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ru1.pass"), format!("{password}\n")).unwrap();
+    let transcripts = dir.path().join("sessions");
+    let rig = write_rig(
+        dir.path(),
+        &format!(
+            "rig: console-bench\ndevices:\n  ru1:\n    role: radio-unit\n    secrets:\n      root_password: {{ file: ru1.pass }}\n    console:\n      serial: {{ port: {} }}\n",
+            device.path().display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .arg("--transcripts")
+        .arg(&transcripts)
+        .args(["console", rig.to_str().unwrap(), "ru1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let screen = Screen::watch(child.stdout.take().unwrap());
+    let mut keyboard = child.stdin.take().unwrap();
+    screen.wait_for("login:");
+    keyboard.write_all(b"root\n").unwrap();
+    screen.wait_for("Password:");
+    keyboard.write_all(format!("{password}\n").as_bytes()).unwrap();
+    screen.wait_for("# ");
+    // The person at the bench types the password where the device echoes it, and the
+    // device prints it again: the screen shows it, the transcript must not.
+    keyboard.write_all(format!("echo {password}\n").as_bytes()).unwrap();
+    screen.wait_for_times(&password, 2);
+    drop(keyboard);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let events = transcript_events(&transcripts);
+    let all: String = events.iter().map(|e| e.to_string()).collect();
+    assert!(!all.contains(&password), "a rig secret the device printed is in the session transcript");
+    let shown: Vec<u8> = events
+        .iter()
+        .filter(|e| e["kind"] == "bytes" && e["direction"] == "in")
+        .flat_map(|e| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(e["data"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    let marker = format!("«redacted:file:{}»", dir.path().join("ru1.pass").display());
+    assert_eq!(text(&shown).matches(&marker).count(), 2, "the echo and the output: {}", text(&shown));
+}

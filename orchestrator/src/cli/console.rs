@@ -38,7 +38,7 @@ pub async fn console(rig_path: &Path, device: &str, transcripts: &Path) -> Resul
             rig_path.display()
         )));
     };
-    let log = SessionLog::create(transcripts, rig.name(), device, "console").map_err(|e| Failure::usage(report(e)))?;
+    let log = SessionLog::create(transcripts, &rig, device, "console").map_err(|e| Failure::usage(report(e)))?;
     let mut stream = open_console(device, console, log.recorder.clone()).await.map_err(|e| Failure::failed(report(e)))?;
     eprint!("proofrig: connected to {device} console; Ctrl-] quits; recording to {}\r\n", log.path.display());
 

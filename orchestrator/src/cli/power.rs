@@ -18,7 +18,7 @@ pub async fn power(
 ) -> Result<u8, Failure> {
     let rig = Rig::load(rig_path)?;
     rig.device(device)?;
-    let log = SessionLog::create(transcripts, rig.name(), device, "power").map_err(|e| Failure::usage(report(e)))?;
+    let log = SessionLog::create(transcripts, &rig, device, "power").map_err(|e| Failure::usage(report(e)))?;
     let controller = PowerController::new(&rig, log.recorder.clone()).map_err(|e| Failure::usage(miette::Report::new(e)))?;
     let result = match action {
         PowerAction::On => controller.on(device).await,

@@ -40,7 +40,7 @@ pub async fn probe(rig_path: &Path, only: Option<&str>, timeout_ms: u64, transcr
     if let Some(name) = only {
         rig.device(name)?;
     }
-    let log = SessionLog::create(transcripts, rig.name(), only.unwrap_or("all"), "probe")
+    let log = SessionLog::create(transcripts, &rig, only.unwrap_or("all"), "probe")
         .map_err(|e| Failure::usage(report(e)))?;
     let limit = Duration::from_millis(timeout_ms);
     let power = PowerController::new(&rig, log.recorder.clone()).map_err(|e| Failure::usage(miette::Report::new(e)))?;

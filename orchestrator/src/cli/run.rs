@@ -6,10 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use proofrig_agents::events::Recorder;
 use proofrig_agents::rig::Rig;
 use tokio::sync::watch;
 
@@ -18,7 +16,7 @@ use crate::evidence::bundle::BundleWriter;
 use crate::evidence::record::{JournalEntry, RunResult};
 use crate::evidence::signing;
 use crate::plan::Plan;
-use crate::run::executor::{execute, now, JournalSink, RunRequest};
+use crate::run::executor::{execute, now, run_recorder, RunRequest};
 use crate::run::progress::Progress;
 use crate::table;
 
@@ -101,7 +99,7 @@ pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progr
             only_device: setup.only_device.clone(),
         })
         .map_err(|e| Failure::failed(miette::Report::msg(e.to_string())))?;
-    let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
+    let recorder = run_recorder(&journal, &setup.rig, &setup.plans);
 
     let (abort_tx, abort_rx) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {

@@ -24,7 +24,7 @@ pub async fn ssh(rig_path: &Path, device: &str, command: &[String], timeout_s: u
             rig_path.display()
         )));
     };
-    let log = SessionLog::create(transcripts, rig.name(), device, "ssh").map_err(|e| Failure::usage(report(e)))?;
+    let log = SessionLog::create(transcripts, &rig, device, "ssh").map_err(|e| Failure::usage(report(e)))?;
     let session = SshSession::connect(device, endpoint, log.recorder.clone()).await.map_err(|e| Failure::failed(report(e)))?;
     // Like OpenSSH's client: the arguments are joined and the remote shell parses them.
     let line = command.join(" ");

@@ -6,6 +6,13 @@
 //! agents, what it observed is journaled, and `judge` decides the verdict from that
 //! record alone. Retries are for infrastructure faults only; a FAIL is never retried.
 //! Restore steps run whatever happened, including after Ctrl-C.
+//!
+//! Secrets stay out of the journal: the run's recorder ([`run_recorder`]) knows every
+//! secret of the rig and the plans and redacts whatever a device prints of them, and
+//! each step's output is redacted the same way before it is judged and journaled, so
+//! replay compares redacted with redacted and needs no secret. `judge` therefore
+//! decides on redacted text: a plan must never assert on a secret's value (it would
+//! have to write the value down to do so, which is wrong anyway).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,14 +22,16 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use proofrig_agents::events::{Event, EventSink, Recorder};
+use proofrig_agents::redact::Redactor;
 use proofrig_agents::rig::{Device, Rig};
+use proofrig_agents::secret::SecretRef;
 
 use super::actions::{default_timeout, Agents};
 use super::judge::{failure_output, judge, FailureClass};
 use super::progress::Progress;
 use crate::evidence::journal::JournalWriter;
 use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, Phase, RunResult, StepResult};
-use crate::plan::{Case, OnFailure, Plan, Step};
+use crate::plan::{Case, Credential, OnFailure, Plan, Step};
 use crate::verdict::{case_verdict, Rollup, Verdict};
 
 /// Appends agent events to the journal, in the order the recorder stamped them.
@@ -33,6 +42,44 @@ impl EventSink for JournalSink {
         // A write error is remembered by the writer and reported when the run ends.
         let _ = self.0.append(&JournalEntry::Event { event: event.clone() });
     }
+}
+
+/// The secrets a run keeps out of its evidence: every secret the rig references and
+/// every `{ env: }` / `{ file: }` credential of the plans, read now, at run start.
+/// One that cannot be read is left out with a warning instead of stopping the run:
+/// the step that needs it fails with the reason.
+pub fn run_redactor(rig: &Rig, plans: &[Plan]) -> Redactor {
+    let mut redactor = Redactor::new();
+    let mut unreadable = redactor.add_rig(rig);
+    let credentials = plans
+        .iter()
+        .flat_map(|plan| &plan.spec.cases)
+        .flat_map(|case| case.steps.iter().chain(&case.restore))
+        .flat_map(|step| {
+            [
+                step.ssh_login.as_ref().and_then(|login| login.password.as_ref()),
+                step.console_login.as_ref().and_then(|login| login.password.as_ref()),
+            ]
+        })
+        .flatten()
+        .filter_map(Credential::as_secret_ref);
+    let mut references: Vec<SecretRef> = Vec::new();
+    for reference in credentials {
+        if !references.contains(&reference) {
+            references.push(reference);
+        }
+    }
+    unreadable.extend(references.iter().filter_map(|reference| redactor.add_reference(reference).err()));
+    for err in unreadable {
+        tracing::warn!("{err}; this secret is not redacted from the evidence, and a step that uses it will fail");
+    }
+    redactor
+}
+
+/// The recorder of a run: every event goes to the journal, with the run's secrets
+/// ([`run_redactor`]) redacted.
+pub fn run_recorder(journal: &Arc<JournalWriter>, rig: &Rig, plans: &[Plan]) -> Recorder {
+    Recorder::with_redactor(Arc::new(JournalSink(journal.clone())), run_redactor(rig, plans))
 }
 
 /// What to run.
@@ -251,6 +298,8 @@ pub async fn execute(
         });
     }
     agents.close().await;
+    // Closing released what the channels held; this catches any stream left open.
+    recorder.flush_held_bytes();
 
     let rollup = Rollup::of(cases.iter().map(|c| c.verdict));
     let ended = now();
@@ -335,7 +384,7 @@ async fn run_step(
             attempt,
         })?;
         let first_seq = recorder.next_seq();
-        let output = match (&resolved, missing_channel(step, scope)) {
+        let mut output = match (&resolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,
             (Err(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
             (Ok(spec), None) => {
@@ -349,7 +398,12 @@ async fn run_step(
                 }
             }
         };
-        let last_seq = recorder.next_seq().saturating_sub(1);
+        // Whatever a device printed of a secret is cut from the output exactly as from
+        // the transcript, so the two still agree in replay (see the module doc).
+        recorder.redactor().redact_json(&mut output);
+        // Bytes the redactor still holds back arrived during this step: record them now,
+        // inside the step's range.
+        let last_seq = recorder.flush_held_bytes().saturating_sub(1);
         let judgement = judge(action, &spec, &output);
         let record = write(&JournalEntry::StepFinished {
                 key: key.clone(),

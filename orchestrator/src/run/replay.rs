@@ -7,6 +7,9 @@
 //! the wire, the SSH exit status, the outlet's read-back), and (3) recomputes the
 //! verdict with the same pure `judge` the executor used. Case and run verdicts are
 //! rolled up again. The first disagreement is reported with its record number.
+//!
+//! No secret is needed: where a device printed one, both the raw events and the
+//! recorded output carry the same redaction marker, so they are compared as they are.
 
 use std::collections::BTreeMap;
 
