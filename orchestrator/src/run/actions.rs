@@ -45,12 +45,18 @@ pub struct Agents {
     power: PowerController,
     consoles: HashMap<String, Expect>,
     sessions: HashMap<String, SshSession>,
+    /// `console_expect` patterns already compiled, by their text: building a regex
+    /// (the regex crate builds a DFA) costs more than a console round trip.
+    patterns: HashMap<String, regex::bytes::Regex>,
 }
+
+/// Distinct patterns kept compiled; plans have few, templated ones could have many.
+const PATTERN_CACHE_LIMIT: usize = 256;
 
 impl Agents {
     pub fn new(rig: Rig, recorder: Recorder) -> Result<Self, PowerError> {
         let power = PowerController::new(&rig, recorder.clone())?;
-        Ok(Self { rig, recorder, power, consoles: HashMap::new(), sessions: HashMap::new() })
+        Ok(Self { rig, recorder, power, consoles: HashMap::new(), sessions: HashMap::new(), patterns: HashMap::new() })
     }
 
     pub fn rig(&self) -> &Rig {
@@ -121,10 +127,7 @@ impl Agents {
             }
             "console_expect" => {
                 let patterns: Vec<String> = spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
-                let compiled = patterns
-                    .iter()
-                    .map(|p| regex::bytes::Regex::new(p).map_err(|e| (FailureClass::Error, format!("invalid pattern `{p}`: {e}"))))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let compiled = patterns.iter().map(|p| self.pattern(p)).collect::<Result<Vec<_>, _>>()?;
                 let expect = self.console(device).await?;
                 // Leave a little of the step's time for recording the outcome.
                 match expect.expect(&compiled, timeout.saturating_sub(Duration::from_millis(100))).await {
@@ -249,6 +252,20 @@ impl Agents {
             }
             other => Err((FailureClass::Error, format!("unknown action `{other}`"))),
         }
+    }
+
+    /// A `console_expect` pattern, compiled once per run.
+    fn pattern(&mut self, pattern: &str) -> Result<regex::bytes::Regex, Failure> {
+        if let Some(compiled) = self.patterns.get(pattern) {
+            return Ok(compiled.clone());
+        }
+        let compiled = regex::bytes::Regex::new(pattern)
+            .map_err(|e| (FailureClass::Error, format!("invalid pattern `{pattern}`: {e}")))?;
+        if self.patterns.len() >= PATTERN_CACHE_LIMIT {
+            self.patterns.clear();
+        }
+        self.patterns.insert(pattern.to_string(), compiled.clone());
+        Ok(compiled)
     }
 
     async fn power(&mut self, device: &str, step: &Step) -> Result<Value, Failure> {
