@@ -123,10 +123,40 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
         assert_eq!(replayed.cases, recorded);
         assert!(replayed.finished);
     }
+    let console = run(&lab, vec![Plan::parse("console.yaml", CONSOLE_PLAN).unwrap()], &[]).await;
+    let (v, why) = verdict(&console.result, "ru1");
+    assert_eq!(v, Verdict::Pass, "{why}");
+    assert_eq!(verdict(&console.result, "ru2").0, Verdict::Fail, "the weak device lets `oper` read /etc/shadow");
+    replay(&console.plans, &console.rig, &console.records).expect("console steps replay from the transcript");
+
     tamper_with_a_verdict_and_rechain(&algorithms);
     tamper_with_an_output_and_its_verdict(&root);
     lab.stop().await;
 }
+
+/// Console steps end to end: log in, run commands with their exit status, check output.
+const CONSOLE_PLAN: &str = r#"
+plan: console-check
+title: Console commands
+cases:
+  - id: TC_CONSOLE_CHECK
+    title: The console runs commands with their exit status
+    scas: { spec: TS 33.117, clause: 4.3.2.7, test_name: TC_CONSOLE_CHECK, requirement: Sensitive files are protected. }
+    purpose: Exercise console_login, console_run and captures.
+    expected: root is who it says; /etc/shadow is not readable by others.
+    evidence: The console transcript.
+    devices: { roles: [radio-unit] }
+    steps:
+      - console_login: { user: root, password: { secret: root_password } }
+      - console_run: { command: "whoami", expect_status: 0 }
+        capture: who
+      - assert: { value: "${who.output}", matches: "^root$" }
+      - console_run: { command: "stat -c '%a' /etc/shadow", expect_status: 0 }
+        capture: shadow
+      - assert: { value: "${shadow.output}", not_matches: "[4567]$", message: /etc/shadow is readable by others }
+    restore:
+      - console_send: { text: exit }
+"#;
 
 /// Rewrite the journal with `edit` applied to each entry, recomputing the hash chain,
 /// as someone covering their tracks would.

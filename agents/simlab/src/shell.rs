@@ -37,6 +37,8 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
         if !run {
             continue;
         }
+        // `$?` is the status of the command before, known only now.
+        let pipeline: Pipeline = pipeline.into_iter().map(|c| with_status(c, out.status)).collect();
         if let [command] = pipeline.as_slice() {
             if command.words.first().map(String::as_str) == Some("exit") {
                 match command.words.get(1) {
@@ -69,6 +71,18 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
         out.stdout.push_str(&piped.unwrap_or_default());
     }
     out
+}
+
+/// Stands for `$?` in a parsed word until the command runs.
+const LAST_STATUS: char = '\u{1}';
+
+fn with_status(mut command: Command, status: u8) -> Command {
+    for word in &mut command.words {
+        if word.contains(LAST_STATUS) {
+            *word = word.replace(LAST_STATUS, &status.to_string());
+        }
+    }
+    command
 }
 
 /// Whether any pipeline of `line` starts with a command that reads standard input.
@@ -161,6 +175,10 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                             }
                             None => return Err("unterminated quoted string".into()),
                         },
+                        Some('$') if chars.peek() == Some(&'?') => {
+                            chars.next();
+                            word.push(LAST_STATUS);
+                        }
                         Some(c) => word.push(c),
                         None => return Err("unterminated quoted string".into()),
                     }
@@ -224,6 +242,11 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
             '<' => {
                 flush(&mut tokens, &mut word, &mut in_word, &mut quoted);
                 tokens.push(Token::RedirectIn);
+            }
+            '$' if chars.peek() == Some(&'?') => {
+                chars.next();
+                in_word = true;
+                word.push(LAST_STATUS);
             }
             c => {
                 in_word = true;

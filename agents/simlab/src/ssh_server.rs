@@ -138,6 +138,9 @@ impl SimSshServer {
             let config = Arc::clone(&config);
             let os = handler_os.clone();
             Box::pin(async move {
+                // SSH trades many small packets; without this, Nagle and delayed ACKs
+                // stall each command ~40 ms (russh sets it only in its own accept loop).
+                let _ = stream.set_nodelay(true);
                 let connection = SshConnection {
                     os,
                     peer,

@@ -342,3 +342,13 @@ async fn auth_log_is_readable_by_log_readers_only() {
     // admin is not in adm.
     assert_eq!(run(&os, "admin", "cat /var/log/auth.log").await.2, 1);
 }
+
+#[tokio::test]
+async fn last_status_expands_as_a_shell_does() {
+    let os = device(Profile::Hardened);
+    assert_eq!(run(&os, "root", "false; echo $?").await.0, "1\n");
+    assert_eq!(run(&os, "root", "true; echo \"s=$?\"").await.0, "s=0\n");
+    // The marker proofrig's console `run` types: quotes split it so its echo differs.
+    assert_eq!(run(&os, "root", "nosuch; echo PRF_x''_E:$?").await.0, "PRF_x_E:127\n");
+    assert_eq!(run(&os, "root", "echo '$?'").await.0, "$?\n", "single quotes keep it literal");
+}
