@@ -70,6 +70,15 @@ impl PathIndex {
             let offset = span.start.byte_offset().unwrap_or(span.start.index());
             let (line, column) = (span.start.line(), span.start.col() + 1);
             let mut push = |path: String| entries.push(Entry { path, offset, line, column });
+            // Only nodes take a place in a mapping or sequence; comments, anchors and
+            // document markers must not shift keys and values.
+            let is_node = matches!(event, Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(..));
+            if !is_node {
+                if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
+                    stack.pop();
+                }
+                continue;
+            }
             // The path a new node at this point would have; None for a mapping key.
             let node_path = match stack.last_mut() {
                 None => Some(String::new()),
@@ -119,9 +128,6 @@ impl PathIndex {
                     } else {
                         Frame::Seq { path, next: 0 }
                     });
-                }
-                Event::MappingEnd | Event::SequenceEnd => {
-                    stack.pop();
                 }
                 Event::Alias(..) => {
                     if let Some(p) = node_path {
@@ -322,6 +328,14 @@ mod tests {
         assert_eq!(err.field, "items[0].buad");
         assert_eq!(err.hint.as_deref(), Some("did you mean `baud`?"));
         assert_eq!(err.line, 3);
+    }
+
+    #[test]
+    fn comments_between_a_key_and_its_value_do_not_shift_paths() {
+        let text = "name: a\nitems: # the list\n  # first item\n  - port: 22 # ssh\n    baud: 7\n";
+        let src = YamlSource::new("t.yaml", text);
+        let err = src.error_at("items[0].baud", "too slow", None);
+        assert_eq!((err.line, err.column), (5, 11));
     }
 
     #[test]
