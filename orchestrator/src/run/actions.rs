@@ -373,8 +373,8 @@ impl Agents {
 
     /// Resolve `${...}` in a step's action body against `scope`.
     pub fn resolve(step: &Step, scope: &Value) -> Result<Value, template::Unresolved> {
-        let body = serde_json::to_value(step).unwrap_or_default();
-        let action_body = body.get(step.action()).cloned().unwrap_or(Value::Null);
+        let mut body = serde_json::to_value(step).unwrap_or_default();
+        let action_body = body.as_object_mut().and_then(|m| m.remove(step.action())).unwrap_or(Value::Null);
         template::resolve_value(&action_body, scope)
     }
 }

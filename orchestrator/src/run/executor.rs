@@ -135,7 +135,7 @@ pub fn select<'a>(plans: &'a [Plan], rig: &Rig, only: Option<&str>) -> Vec<Selec
 }
 
 /// The `${...}` scope every step of a case starts from. Shared with replay.
-pub fn base_scope(plan: &Plan, params: &BTreeMap<String, Value>, name: &str, device: &Device) -> Map<String, Value> {
+pub fn base_scope(plan: &Plan, params: &BTreeMap<String, Value>, name: &str, device: &Device) -> Value {
     let mut param: Map<String, Value> = plan.spec.parameters.clone().into_iter().collect();
     for (k, v) in params {
         if param.contains_key(k) {
@@ -161,11 +161,12 @@ pub fn base_scope(plan: &Plan, params: &BTreeMap<String, Value>, name: &str, dev
             "channels": channels,
         }),
     );
-    scope
+    Value::Object(scope)
 }
 
 /// After a step: what it adds to the scope. Shared with replay.
-pub fn absorb(scope: &mut Map<String, Value>, step: &Step, spec: &Value, output: &Value) {
+pub fn absorb(scope: &mut Value, step: &Step, spec: &Value, output: &Value) {
+    let Some(scope) = scope.as_object_mut() else { return };
     if output.get("error").is_some() {
         return;
     }
@@ -358,7 +359,7 @@ async fn run_step(
     phase: Phase,
     index: usize,
     step: &Step,
-    scope: &mut Map<String, Value>,
+    scope: &mut Value,
     agents: &mut Agents,
     recorder: &Recorder,
     write: &impl Fn(&JournalEntry) -> Result<u64, RunError>,
@@ -369,7 +370,7 @@ async fn run_step(
     let action = step.action();
     let device = step.device.clone().unwrap_or_else(|| key.device.clone());
     let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or_else(|| default_timeout(action));
-    let resolved = Agents::resolve(step, &Value::Object(scope.clone()));
+    let resolved = Agents::resolve(step, scope);
     let mut attempt = 1;
     loop {
         let started = Instant::now();
@@ -455,7 +456,7 @@ async fn run_step(
 
 /// A step limited to devices with a channel this device lacks: its SKIP output.
 /// Decided from the scope alone, so replay reaches the same decision.
-pub fn missing_channel(step: &Step, scope: &Map<String, Value>) -> Option<Value> {
+pub fn missing_channel(step: &Step, scope: &Value) -> Option<Value> {
     let needed = step.if_device_has?.as_str();
     let has = scope["device"]["channels"].as_array().is_some_and(|c| c.iter().any(|v| v == needed));
     (!has).then(|| json!({"skipped": format!("device {} has no {needed}", scope["device"]["name"].as_str().unwrap_or("?"))}))

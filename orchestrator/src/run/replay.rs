@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use proofrig_agents::ansi::AnsiFilter;
 use proofrig_agents::events::{Direction, Event, EventKind};
@@ -49,7 +49,7 @@ pub struct Replayed {
 struct OpenCase<'a> {
     key: CaseKey,
     case: &'a Case,
-    scope: Map<String, Value>,
+    scope: Value,
     verdicts: Vec<Verdict>,
     checks_passed: usize,
     touched: bool,
@@ -107,7 +107,7 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                     }
                     current.next_step = index + 1;
                 }
-                let expected = Agents::resolve(step, &Value::Object(current.scope.clone())).unwrap_or(Value::Null);
+                let expected = Agents::resolve(step, &current.scope).unwrap_or(Value::Null);
                 if expected != spec {
                     return Err(at(&label, format!("step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}", index + 1, step.action())));
                 }
