@@ -214,19 +214,7 @@ impl Agents {
             "ssh_audit" => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
                 let offered = ssh::audit_algorithms(device, &endpoint.host, endpoint.port, timeout, &self.recorder).await.map_err(classify_ssh)?;
-                let union = |a: &[String], b: &[String]| {
-                    let mut all: Vec<String> = a.to_vec();
-                    all.extend(b.iter().filter(|x| !a.contains(x)).cloned());
-                    all
-                };
-                Ok(json!({
-                    "banner": offered.banner,
-                    "kex": offered.kex_methods(),
-                    "host_key": offered.host_key,
-                    "ciphers": union(&offered.ciphers_client_to_server, &offered.ciphers_server_to_client),
-                    "macs": union(&offered.macs_client_to_server, &offered.macs_server_to_client),
-                    "compression": union(&offered.compression_client_to_server, &offered.compression_server_to_client),
-                }))
+                Ok(audit_output(&offered))
             }
             "tcp_scan" => {
                 let address = match spec.get("address").and_then(Value::as_str) {
@@ -377,6 +365,24 @@ impl Agents {
         let action_body = body.as_object_mut().and_then(|m| m.remove(step.action())).unwrap_or(Value::Null);
         template::resolve_value(&action_body, scope)
     }
+}
+
+/// An `ssh_audit` step's output: what the server offers, both directions merged.
+/// Replay derives the same from the recorded KEXINIT bytes, so both use this.
+pub fn audit_output(offered: &ssh::ServerAlgorithms) -> Value {
+    let union = |a: &[String], b: &[String]| {
+        let mut all: Vec<String> = a.to_vec();
+        all.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+        all
+    };
+    json!({
+        "banner": offered.banner,
+        "kex": offered.kex_methods(),
+        "host_key": offered.host_key,
+        "ciphers": union(&offered.ciphers_client_to_server, &offered.ciphers_server_to_client),
+        "macs": union(&offered.macs_client_to_server, &offered.macs_server_to_client),
+        "compression": union(&offered.compression_client_to_server, &offered.compression_server_to_client),
+    })
 }
 
 fn no_channel(device: &str, channel: &str) -> Failure {

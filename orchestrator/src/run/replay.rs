@@ -261,18 +261,8 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
         "ssh_audit" => {
             let raw = bytes_on(events, device, "ssh:audit", Direction::In);
             let offer = proofrig_agents::ssh::parse_server_offer(&raw).map_err(|e| format!("the recorded server bytes do not parse: {e}"))?;
-            let union = |a: &[String], b: &[String]| {
-                let mut all = a.to_vec();
-                all.extend(b.iter().filter(|x| !a.contains(x)).cloned());
-                all
-            };
-            let derived = serde_json::json!({
-                "kex": offer.kex_methods(),
-                "host_key": offer.host_key,
-                "ciphers": union(&offer.ciphers_client_to_server, &offer.ciphers_server_to_client),
-                "macs": union(&offer.macs_client_to_server, &offer.macs_server_to_client),
-            });
-            for key in ["kex", "host_key", "ciphers", "macs"] {
+            let derived = super::actions::audit_output(&offer);
+            for key in ["banner", "kex", "host_key", "ciphers", "macs", "compression"] {
                 if derived[key] != output[key] {
                     return Err(format!("the recorded `{key}` list differs from the server's KEXINIT bytes"));
                 }
