@@ -36,7 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proofrig::evidence::journal::{read_chain, JournalWriter};
-use proofrig::evidence::record::{FileRef, JournalEntry};
+use proofrig::evidence::bundle::InputRefs;
+use proofrig::evidence::record::FileRef;
 use proofrig::plan::Plan;
 use proofrig::run::executor::{execute, JournalSink, RunRequest};
 use proofrig::run::progress::Silent;
@@ -155,20 +156,6 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
     let path = dir.join("executor.jsonl");
     let journal = Arc::new(JournalWriter::create(&path).unwrap());
     let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-    journal
-        .append(&JournalEntry::RunStarted {
-            run_id: "bench".into(),
-            proofrig_version: "bench".into(),
-            operator: "bench".into(),
-            host: "localhost".into(),
-            started: "now".into(),
-            plans: vec![input("plan.yaml")],
-            rig: input("rig.yaml"),
-            rig_name: rig.name().into(),
-            parameters: BTreeMap::new(),
-            only_device: None,
-        })
-        .unwrap();
     let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
     let request = RunRequest {
         run_id: "bench".into(),
@@ -178,6 +165,7 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
         params: BTreeMap::new(),
         operator: "bench".into(),
         host: "localhost".into(),
+        inputs: InputRefs { rig: input("rig.yaml"), plans: vec![input("plan.yaml")] },
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();

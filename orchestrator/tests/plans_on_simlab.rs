@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
-use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, RunResult};
+use proofrig::evidence::bundle::InputRefs;
+use proofrig::evidence::record::{CaseKey, FileRef, RunResult};
 use proofrig::plan::Plan;
 use proofrig::run::executor::{execute, JournalSink, RunRequest};
 use proofrig::run::progress::Silent;
@@ -37,20 +38,6 @@ async fn run(lab: &SimLab, plans: Vec<Plan>, params: &[(&str, Value)]) -> Ran {
     let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
     let params: std::collections::BTreeMap<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-    journal
-        .append(&JournalEntry::RunStarted {
-            run_id: "test".into(),
-            proofrig_version: "test".into(),
-            operator: "tester".into(),
-            host: "localhost".into(),
-            started: "now".into(),
-            plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect(),
-            rig: input("rig.yaml"),
-            rig_name: rig.name().into(),
-            parameters: params.clone(),
-            only_device: None,
-        })
-        .unwrap();
     let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
     let request = RunRequest {
         run_id: "test".into(),
@@ -60,6 +47,7 @@ async fn run(lab: &SimLab, plans: Vec<Plan>, params: &[(&str, Value)]) -> Ran {
         params,
         operator: "tester".into(),
         host: "localhost".into(),
+        inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
-use proofrig::evidence::record::{FileRef, JournalEntry};
+use proofrig::evidence::bundle::InputRefs;
+use proofrig::evidence::record::FileRef;
 use proofrig::plan::Plan;
 use proofrig::run::executor::{execute, run_recorder, JournalSink, RunRequest};
 use proofrig::run::progress::Silent;
@@ -64,20 +65,6 @@ async fn run(rig: &Rig, plans: &[Plan], dir: &Path, redacting: bool) -> Ran {
     let journal_path = dir.join(if redacting { "journal.jsonl" } else { "unredacted.jsonl" });
     let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
     let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-    journal
-        .append(&JournalEntry::RunStarted {
-            run_id: "test".into(),
-            proofrig_version: "test".into(),
-            operator: "tester".into(),
-            host: "localhost".into(),
-            started: "now".into(),
-            plans: vec![input("plan.yaml")],
-            rig: input("rig.yaml"),
-            rig_name: rig.name().into(),
-            parameters: BTreeMap::new(),
-            only_device: None,
-        })
-        .unwrap();
     let recorder = if redacting { run_recorder(&journal, rig, plans) } else { Recorder::new(Arc::new(JournalSink(journal.clone()))) };
     let request = RunRequest {
         run_id: "test".into(),
@@ -87,6 +74,7 @@ async fn run(rig: &Rig, plans: &[Plan], dir: &Path, redacting: bool) -> Ran {
         params: BTreeMap::new(),
         operator: "tester".into(),
         host: "localhost".into(),
+        inputs: InputRefs { rig: input("rig.yaml"), plans: vec![input("plan.yaml")] },
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();

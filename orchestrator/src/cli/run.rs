@@ -13,10 +13,10 @@ use tokio::sync::watch;
 
 use super::{Failure, EXIT_USAGE};
 use crate::evidence::bundle::BundleWriter;
-use crate::evidence::record::{JournalEntry, RunResult};
+use crate::evidence::record::RunResult;
 use crate::evidence::signing;
 use crate::plan::Plan;
-use crate::run::executor::{execute, now, run_recorder, RunRequest};
+use crate::run::executor::{execute, run_recorder, RunRequest};
 use crate::run::progress::Progress;
 use crate::table;
 
@@ -85,20 +85,6 @@ pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progr
     let inputs = bundle.input_refs().clone();
     let operator = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
-    journal
-        .append(&JournalEntry::RunStarted {
-            run_id: run_id.clone(),
-            proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
-            operator: operator.clone(),
-            host: host.clone(),
-            started: now(),
-            plans: inputs.plans,
-            rig: inputs.rig,
-            rig_name: setup.rig.name().to_string(),
-            parameters: setup.params.clone(),
-            only_device: setup.only_device.clone(),
-        })
-        .map_err(|e| Failure::failed(miette::Report::msg(e.to_string())))?;
     let recorder = run_recorder(&journal, &setup.rig, &setup.plans);
 
     let (abort_tx, abort_rx) = watch::channel(false);
@@ -120,6 +106,7 @@ pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progr
         params: setup.params,
         operator,
         host,
+        inputs,
     };
     let outcome = execute(request, journal, recorder, progress, abort_rx).await;
     ctrl_c.abort();

@@ -29,6 +29,7 @@ use proofrig_agents::secret::SecretRef;
 use super::actions::{default_timeout, Agents};
 use super::judge::{failure_output, judge, FailureClass};
 use super::progress::Progress;
+use crate::evidence::bundle::InputRefs;
 use crate::evidence::journal::JournalWriter;
 use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, Phase, RunResult, StepResult};
 use crate::plan::{Case, Credential, OnFailure, Plan, Step};
@@ -93,6 +94,8 @@ pub struct RunRequest {
     pub params: BTreeMap<String, Value>,
     pub operator: String,
     pub host: String,
+    /// The plan and rig files as the bundle holds them, named in RunStarted.
+    pub inputs: InputRefs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +202,7 @@ struct CaseRun {
     decisive: Option<(Verdict, String, Value)>,
 }
 
-/// Run everything, journaling as it goes. Returns the run's result for reports.
+/// Run everything, journaling as it goes, from RunStarted to RunFinished. Returns the run's result for reports.
 pub async fn execute(
     request: RunRequest,
     journal: Arc<JournalWriter>,
@@ -208,6 +211,20 @@ pub async fn execute(
     mut abort: watch::Receiver<bool>,
 ) -> Result<RunResult, RunError> {
     let started = now();
+    journal
+        .append(&JournalEntry::RunStarted {
+            run_id: request.run_id.clone(),
+            proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
+            operator: request.operator.clone(),
+            host: request.host.clone(),
+            started: started.clone(),
+            plans: request.inputs.plans.clone(),
+            rig: request.inputs.rig.clone(),
+            rig_name: request.rig.name().to_string(),
+            parameters: request.params.clone(),
+            only_device: request.only_device.clone(),
+        })
+        .map_err(|e| RunError::Journal(e.to_string()))?;
     let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
     if selected.is_empty() {
         return Err(RunError::NothingSelected {
