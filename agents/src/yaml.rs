@@ -31,6 +31,30 @@ pub struct YamlError {
     span: SourceSpan,
 }
 
+/// Where a scalar's text starts in its file (see [`YamlSource::scalar_origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextOrigin {
+    pub line: usize,
+    pub column: usize,
+    pub block: bool,
+}
+
+impl TextOrigin {
+    /// The file position of `line`:`column` (1-based) inside the scalar's text.
+    pub fn locate(&self, line: usize, column: usize) -> (usize, usize) {
+        let line = line.max(1);
+        let column = column.max(1);
+        if line == 1 {
+            (self.line, self.column + column - 1)
+        } else if self.block {
+            (self.line + line - 1, self.column + column - 1)
+        } else {
+            // A multi-line flow scalar: the column within the file is not known.
+            (self.line + line - 1, column)
+        }
+    }
+}
+
 /// One position in the document that belongs to a field.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -203,6 +227,35 @@ impl YamlSource {
         };
         let (offset, line, column) = entry.map(|e| (e.offset, e.line, e.column)).unwrap_or((0, 1, 1));
         Box::new(self.error_at_offset(field.to_string(), offset, line, column, message.into(), hint))
+    }
+
+    /// An error at a known file position inside a field (e.g. in an embedded script).
+    pub fn error_at_position(&self, field: &str, line: usize, column: usize, message: impl Into<String>, hint: Option<String>) -> Box<YamlError> {
+        let offset = offset_of(&self.text, line, column);
+        Box::new(self.error_at_offset(field.to_string(), offset, line, column, message.into(), hint))
+    }
+
+    /// Where the text of a scalar field starts, so a position inside that text (a line
+    /// of an embedded script) can be turned into a file position: `(line, column)` of
+    /// the text's first character, and whether it is a block scalar (`|` or `>`),
+    /// whose later lines share the first line's indentation.
+    pub fn scalar_origin(&self, field: &str) -> Option<TextOrigin> {
+        let entry = self.index.locate(field)?;
+        let rest = &self.text[entry.offset.min(self.text.len())..];
+        if rest.starts_with('|') || rest.starts_with('>') {
+            // Content starts on the first non-blank line after the indicator.
+            let mut line = entry.line;
+            for text_line in rest.split_inclusive('\n').skip(1) {
+                line += 1;
+                if !text_line.trim().is_empty() {
+                    let indent = text_line.len() - text_line.trim_start_matches(' ').len();
+                    return Some(TextOrigin { line, column: indent + 1, block: true });
+                }
+            }
+            return Some(TextOrigin { line: entry.line + 1, column: 1, block: true });
+        }
+        let quoted = rest.starts_with('"') || rest.starts_with('\'');
+        Some(TextOrigin { line: entry.line, column: entry.column + usize::from(quoted), block: false })
     }
 
     fn error_at_offset(

@@ -42,7 +42,7 @@ pub(crate) async fn run_on_thread<T: Send + 'static>(
 }
 
 enum Request {
-    Exec { command: String, timeout: Duration, reply: oneshot::Sender<Result<ExecOutput, SshError>> },
+    Exec { command: String, input: Vec<u8>, timeout: Duration, reply: oneshot::Sender<Result<ExecOutput, SshError>> },
     Fetch { path: String, reply: oneshot::Sender<Result<Vec<u8>, SshError>> },
     Close { reply: oneshot::Sender<()> },
 }
@@ -133,8 +133,15 @@ impl SshSession {
     /// sshd does not kill a command without a PTY); wrap it in `timeout(1)` on the
     /// device when that matters.
     pub async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, SshError> {
+        self.exec_with_input(command, &[], timeout).await
+    }
+
+    /// `exec` with `input` on the command's standard input, then end-of-file. This is
+    /// how a secret reaches a command (`passwd --stdin USER`) without appearing on its
+    /// command line; the input is recorded on `ssh:exec:stdin`, redacted like any bytes.
+    pub async fn exec_with_input(&self, command: &str, input: &[u8], timeout: Duration) -> Result<ExecOutput, SshError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Exec { command: command.to_string(), timeout, reply })?;
+        self.send(Request::Exec { command: command.to_string(), input: input.to_vec(), timeout, reply })?;
         answer.await.map_err(|_| self.closed())?
     }
 
@@ -241,8 +248,8 @@ impl Worker {
                 None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match request {
-                Ok(Request::Exec { command, timeout, reply }) => {
-                    let _ = reply.send(self.exec(&command, timeout));
+                Ok(Request::Exec { command, input, timeout, reply }) => {
+                    let _ = reply.send(self.exec(&command, &input, timeout));
                 }
                 Ok(Request::Fetch { path, reply }) => {
                     let _ = reply.send(self.fetch(&path));
@@ -315,7 +322,7 @@ impl Worker {
         self.abandoned.clear();
     }
 
-    fn exec(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, SshError> {
+    fn exec(&mut self, command: &str, input: &[u8], timeout: Duration) -> Result<ExecOutput, SshError> {
         let operation = format!("exec `{command}`");
         self.check_alive(&operation)?;
         let device = self.target.device.clone();
@@ -345,6 +352,30 @@ impl Worker {
             let error = self.exec_failure(&operation, e, timeout);
             self.dispose(channel);
             return Err(error);
+        }
+        if !input.is_empty() {
+            self.recorder.bytes(&ChannelId::new(&device, "ssh:exec:stdin"), Direction::Out, input);
+            let mut sent = 0;
+            let written = loop {
+                if sent == input.len() {
+                    break self.wire.retry(deadline, |_| channel.send_eof());
+                }
+                match std::io::Write::write(&mut channel, &input[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if let Err(e) = self.wire.wait(deadline) {
+                            break Err(e);
+                        }
+                    }
+                    Err(e) => break Err(self.wire.io_failure(e)),
+                }
+            };
+            if let Err(e) = written {
+                record_failed_start(&self.recorder, &e);
+                let error = self.exec_failure(&operation, e, timeout);
+                self.dispose(channel);
+                return Err(error);
+            }
         }
 
         let mut output = ExecOutput::default();

@@ -50,9 +50,25 @@ impl Plan {
 
     pub fn parse(name: &str, text: &str) -> Result<Plan, PlanError> {
         let source = YamlSource::new(name, text);
-        let spec: PlanFile = source.parse()?;
+        let mut spec: PlanFile = source.parse()?;
+        locate_scripts(&source, &mut spec);
         validate(&source, &spec)?;
         Ok(Plan { path: PathBuf::from(name), bytes: text.as_bytes().to_vec(), spec })
+    }
+}
+
+/// Remember where each script's text starts, so errors found while it runs name
+/// the plan file's line as well as the script's.
+fn locate_scripts(src: &YamlSource, plan: &mut PlanFile) {
+    for (c, case) in plan.cases.iter_mut().enumerate() {
+        for (list, steps) in [("steps", &mut case.steps), ("restore", &mut case.restore)] {
+            for (s, step) in steps.iter_mut().enumerate() {
+                if step.script.is_some() {
+                    let field = format!("cases[{c}].{list}[{s}].script");
+                    step.script_origin = src.scalar_origin(&field).map(|text| ScriptOrigin { file: src.name.clone(), text });
+                }
+            }
+        }
     }
 }
 
@@ -136,6 +152,10 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
                 Some("use letters, digits and _, and not `param` or `device`".into()),
             ));
         }
+    }
+    if let Some(source) = &step.script {
+        // A script reads `device`, `param` and earlier captures as variables.
+        return script_check(src, &format!("{at}.script"), source, step, known);
     }
     // Every ${...} must name a parameter, the device, or an earlier capture.
     let as_value = serde_json::to_value(step).unwrap_or_default();
@@ -221,6 +241,17 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
         }
     }
     Ok(())
+}
+
+fn script_check(src: &YamlSource, field: &str, source: &str, step: &Step, known: &[String]) -> Result<(), Box<YamlError>> {
+    let Err((line, column, message)) = crate::run::script::check(source, known) else { return Ok(()) };
+    let (file_line, file_column) = step.script_origin.as_ref().map_or((line, column), |o| o.text.locate(line, column));
+    let hint = if message.contains("Variable not found") {
+        Some(format!("a script can read: {}", known.join(", ")))
+    } else {
+        None
+    };
+    Err(src.error_at_position(field, file_line, file_column, format!("script line {line}: {message}"), hint))
 }
 
 /// Parse a port list like `22,80,8000-8100`.

@@ -159,6 +159,28 @@ pub struct Step {
     pub set: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assert: Option<Assert>,
+    /// Rhai source for logic a declarative step cannot say (see `run::script`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+
+    /// Where the script's text starts in the plan file, for located script errors.
+    #[serde(skip)]
+    pub script_origin: Option<ScriptOrigin>,
+}
+
+/// Where a `script` step's source stands in its plan file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOrigin {
+    pub file: String,
+    pub text: proofrig_agents::yaml::TextOrigin,
+}
+
+impl ScriptOrigin {
+    /// `file:line:column` of a position inside the script.
+    pub fn describe(&self, line: usize, column: usize) -> String {
+        let (l, c) = self.text.locate(line, column);
+        format!("{}:{l}:{c}", self.file)
+    }
 }
 
 /// The action keys a step may carry, in the order people usually meet them.
@@ -177,6 +199,7 @@ pub const ACTIONS: &[&str] = &[
     "tcp_scan",
     "set",
     "assert",
+    "script",
 ];
 
 impl Step {
@@ -197,6 +220,7 @@ impl Step {
             self.tcp_scan.is_some(),
             self.set.is_some(),
             self.assert.is_some(),
+            self.script.is_some(),
         ];
         ACTIONS.iter().zip(present).filter(|(_, p)| *p).map(|(a, _)| *a).collect()
     }
@@ -314,6 +338,10 @@ pub struct SshExec {
     pub command: String,
     #[serde(default)]
     pub expect_status: Option<i32>,
+    /// One line for the command's standard input (e.g. a new password for
+    /// `passwd --stdin`), so a secret never appears on a command line.
+    #[serde(default)]
+    pub stdin: Option<Credential>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -360,7 +388,9 @@ pub struct SshLogin {
     #[serde(default)]
     pub password: Option<Credential>,
     /// What a compliant device does with this login; the other outcome FAILs.
-    pub expect: LoginExpectation,
+    /// Omitted: the outcome is only recorded (a script decides what it means).
+    #[serde(default)]
+    pub expect: Option<LoginExpectation>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

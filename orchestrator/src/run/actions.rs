@@ -34,6 +34,8 @@ pub fn default_timeout(action: &str) -> Duration {
         "power" => 60_000,
         "tcp_scan" => 120_000,
         "console_login" | "console_run" | "console_expect" => 30_000,
+        // A script's calls have their own limits; this bounds the whole script.
+        "script" => 300_000,
         _ => 30_000,
     })
 }
@@ -149,8 +151,13 @@ impl Agents {
                 Ok(json!({"output": out.output, "exit_status": out.exit_status}))
             }
             "ssh_exec" => {
+                // A line on standard input (a new password for `passwd --stdin`), by reference.
+                let input = match step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()) {
+                    Some(c) => format!("{}\n", self.credential(device, c, spec.get("stdin"))?.expose()).into_bytes(),
+                    None => Vec::new(),
+                };
                 let session = self.session(device).await?;
-                match session.exec(&text("command"), timeout.saturating_sub(Duration::from_millis(100))).await {
+                match session.exec_with_input(&text("command"), &input, timeout.saturating_sub(Duration::from_millis(100))).await {
                     Ok(out) => Ok(json!({
                         "stdout": String::from_utf8_lossy(&out.stdout),
                         "stderr": String::from_utf8_lossy(&out.stderr),
@@ -361,6 +368,10 @@ impl Agents {
 
     /// Resolve `${...}` in a step's action body against `scope`.
     pub fn resolve(step: &Step, scope: &Value) -> Result<Value, template::Unresolved> {
+        // A script reads the scope itself; `${` in its text is Rhai's own interpolation.
+        if let Some(source) = &step.script {
+            return Ok(Value::String(source.clone()));
+        }
         let mut body = serde_json::to_value(step).unwrap_or_default();
         let action_body = body.as_object_mut().and_then(|m| m.remove(step.action())).unwrap_or(Value::Null);
         template::resolve_value(&action_body, scope)

@@ -60,6 +60,7 @@ pub fn run_redactor(rig: &Rig, plans: &[Plan]) -> Redactor {
             [
                 step.ssh_login.as_ref().and_then(|login| login.password.as_ref()),
                 step.console_login.as_ref().and_then(|login| login.password.as_ref()),
+                step.ssh_exec.as_ref().and_then(|exec| exec.stdin.as_ref()),
             ]
         })
         .flatten()
@@ -405,6 +406,9 @@ async fn run_step(
         let mut output = match (&resolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,
             (Err(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
+            (Ok(_), None) if step.script.is_some() => {
+                super::script::perform(agents, recorder, &device, step, scope.clone(), timeout, abort).await
+            }
             (Ok(spec), None) => {
                 let work = agents.perform(&device, step, spec, timeout);
                 tokio::select! {

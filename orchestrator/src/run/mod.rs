@@ -6,3 +6,4 @@ pub mod executor;
 pub mod judge;
 pub mod progress;
 pub mod replay;
+pub mod script;

@@ -129,6 +129,11 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 if skip.is_some() != output.get("skipped").is_some() {
                     return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
                 }
+                if step.script.is_some() && skip.is_none() {
+                    if let Err(detail) = replay_script(step, &key.device, &current.scope, &output, &events) {
+                        return Err(at(&label, format!("step {} (script): {detail}", index + 1)));
+                    }
+                }
                 let judged = judge(step.action(), &spec, &output);
                 if judged.verdict != verdict || judged.message != message {
                     return Err(at(
@@ -197,6 +202,19 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
     }
     let run = Rollup::of(finished_cases.iter().map(|(_, v)| *v));
     Ok(Replayed { cases: finished_cases, run, steps, finished })
+}
+
+/// A script step: each recorded call agrees with its raw events, and the script fed
+/// the recorded outputs gives the recorded findings, checks and result.
+fn replay_script(step: &crate::plan::Step, device: &str, scope: &Value, output: &Value, events: &BTreeMap<u64, Event>) -> Result<(), String> {
+    for (n, call) in output["calls"].as_array().into_iter().flatten().enumerate() {
+        let (first, last) = (call["first_seq"].as_u64().unwrap_or(0), call["last_seq"].as_u64().unwrap_or(0));
+        let in_range: Vec<&Event> = if first <= last { events.range(first..=last).map(|(_, e)| e).collect() } else { Vec::new() };
+        let action = call["action"].as_str().unwrap_or_default();
+        matches_raw_events(action, device, &call["output"], &in_range)
+            .map_err(|detail| format!("call {} ({action}, script line {}): {detail}", n + 1, call["line"]))?;
+    }
+    super::script::replay(step.script.as_deref().unwrap_or_default(), step.script_origin.as_ref(), scope, output)
 }
 
 fn step_of(case: &Case, phase: Phase, index: usize) -> Option<&crate::plan::Step> {
