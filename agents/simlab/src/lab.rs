@@ -395,7 +395,7 @@ impl SimLab {
              \x20     lockout: {{ attempts: 3, seconds: {} }}\n\
              \x20     default_accounts: [{{ user: admin, password: admin }}]\n\
              \x20     password_policy: {{ min_length: 12, classes: 3 }}\n\
-             \x20     password_change_command: \"passwd --stdin {{user}}\"\n\
+             \x20     password_change_command: \"passwd --stdin\"\n\
              \x20     auth_log: /var/log/auth.log\n\
              \x20     sensitive_files: [/etc/shadow, /etc/ssh/ssh_host_ed25519_key]\n\
              \x20     bootloader_password_protected: true\n\

@@ -318,6 +318,8 @@ impl Agents {
     fn credential(&self, device: &str, credential: &Credential, resolved: Option<&Value>) -> Result<Secret, Failure> {
         match credential {
             Credential::Secret(name) => {
+                // The name may be templated (`{secret: ${param.password_secret}}`).
+                let name = resolved.and_then(|v| v.get("secret")).and_then(Value::as_str).unwrap_or(name);
                 let dev = self.device(device)?;
                 let reference = dev.secrets.get(name).ok_or_else(|| {
                     (FailureClass::Error, format!("device {device} has no secret `{name}`; add it under `secrets:` in the rig"))

@@ -1,0 +1,142 @@
+//! The library's scripted cases (predefined accounts, failed-login lockout, password
+//! structure, file permissions) decide correctly both ways on the simulated lab, and
+//! their verdicts replay from the journal alone; a forged script result is caught.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proofrig::evidence::bundle::InputRefs;
+use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
+use proofrig::evidence::record::{CaseKey, FileRef, RunResult};
+use proofrig::plan::Plan;
+use proofrig::run::executor::{execute, run_recorder, RunRequest};
+use proofrig::run::progress::Silent;
+use proofrig::run::replay::replay;
+use proofrig::verdict::Verdict;
+use proofrig_agents::rig::Rig;
+use proofrig_simlab::{SimLab, SimLabConfig};
+use serde_json::Value;
+
+fn plan(name: &str) -> Plan {
+    Plan::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name)).unwrap()
+}
+
+struct Ran {
+    result: RunResult,
+    records: Vec<Record>,
+    journal_path: PathBuf,
+    plans: Vec<Plan>,
+    rig: Rig,
+    _dir: tempfile::TempDir,
+}
+
+async fn run(lab: &SimLab, plans: Vec<Plan>) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::load(&lab.write_rig(&dir.path().join("lab")).unwrap()).unwrap();
+    let journal_path = dir.path().join("journal.jsonl");
+    let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
+    let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
+    let recorder = run_recorder(&journal, &rig, &plans);
+    let request = RunRequest {
+        run_id: "scripted".into(),
+        plans: plans.clone(),
+        rig: rig.clone(),
+        only_device: None,
+        params: Default::default(),
+        operator: "tester".into(),
+        host: "localhost".into(),
+        inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
+    };
+    let (_abort, abort_rx) = tokio::sync::watch::channel(false);
+    let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();
+    let (records, _) = read_chain(&journal_path).unwrap().unwrap();
+    Ran { result, records, journal_path, plans, rig, _dir: dir }
+}
+
+fn verdict(ran: &Ran, device: &str) -> (Verdict, String) {
+    let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap_or_else(|| panic!("no case on {device}"));
+    (case.verdict, case.evidence_excerpt.clone())
+}
+
+fn replays(ran: &Ran) {
+    let replayed = replay(&ran.plans, &ran.rig, &ran.records).unwrap_or_else(|e| panic!("an untouched journal replays: {e}"));
+    let recorded: Vec<(CaseKey, Verdict)> = ran.result.cases.iter().map(|c| (c.key.clone(), c.verdict)).collect();
+    assert_eq!(replayed.cases, recorded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_cases_pass_hardened_fail_weak_and_replay() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+
+    let accounts = run(&lab, vec![plan("predefined-accounts.yaml")]).await;
+    for device in ["ru1", "core1"] {
+        let (v, why) = verdict(&accounts, device);
+        assert_eq!(v, Verdict::Pass, "{device}: {why}");
+    }
+    for device in ["ru2", "core2"] {
+        let (v, why) = verdict(&accounts, device);
+        assert_eq!(v, Verdict::Fail, "{device}: {why}");
+        assert!(why.contains("default account admin accepted its documented password"), "{why}");
+    }
+    replays(&accounts);
+
+    let files = run(&lab, vec![plan("filesystem-permissions.yaml")]).await;
+    assert_eq!(verdict(&files, "ru1").0, Verdict::Pass, "{}", verdict(&files, "ru1").1);
+    let (v, why) = verdict(&files, "ru2");
+    assert_eq!(v, Verdict::Fail, "{why}");
+    assert!(why.contains("/etc/shadow is mode 644") && why.contains("readable by every user"), "{why}");
+    replays(&files);
+
+    let passwords = run(&lab, vec![plan("password-structure.yaml")]).await;
+    assert_eq!(verdict(&passwords, "core1").0, Verdict::Pass, "{}", verdict(&passwords, "core1").1);
+    let (v, why) = verdict(&passwords, "core2");
+    assert_eq!(v, Verdict::Fail, "{why}");
+    assert!(why.contains("the device accepted the password") && why.contains("shorter than 12 characters"), "{why}");
+    replays(&passwords);
+    // The restore step set the real password back: the next plan still logs in.
+    let again = run(&lab, vec![plan("filesystem-permissions.yaml")]).await;
+    assert_eq!(verdict(&again, "core2").0, Verdict::Fail, "core2 still answers with the rig's password: {}", verdict(&again, "core2").1);
+    let secret = lab.device("core2").unwrap().secret("oper_password").unwrap().to_string();
+    let journal = std::fs::read_to_string(&passwords.journal_path).unwrap();
+    assert!(journal.contains("ssh:exec:stdin"), "what was sent on stdin is in the transcript");
+    assert!(!journal.contains(&secret), "a secret sent on stdin stays out of the journal");
+
+    let lockout = run(&lab, vec![plan("failed-login-attempts.yaml")]).await;
+    for device in ["ru1", "core1"] {
+        let (v, why) = verdict(&lockout, device);
+        assert_eq!(v, Verdict::Pass, "{device}: {why}");
+    }
+    for device in ["ru2", "core2"] {
+        let (v, why) = verdict(&lockout, device);
+        assert_eq!(v, Verdict::Fail, "{device}: {why}");
+        assert!(why.contains("was accepted at once: no lockout"), "{why}");
+    }
+    replays(&lockout);
+
+    forged_script_result_is_caught(&accounts);
+    lab.stop().await;
+}
+
+/// Turn the weak device's finding into a pass, fixing verdicts and messages to match,
+/// and recompute the hash chain: the replayed script finds the account again.
+fn forged_script_result_is_caught(ran: &Ran) {
+    let path = ran.journal_path.with_file_name("forged.jsonl");
+    let journal = JournalWriter::create(&path).unwrap();
+    for record in &ran.records {
+        let mut entry = record.entry.clone();
+        if entry["device"] == "ru2" && entry["type"] == "step_finished" {
+            let finding = entry["output"]["findings"][0].clone();
+            entry["output"]["findings"] = Value::Array(vec![]);
+            entry["output"]["passed"] = Value::Array(vec![finding.clone()]);
+            entry["verdict"] = "PASS".into();
+            entry["message"] = format!("1 check held: {}", finding.as_str().unwrap()).into();
+        }
+        if entry["device"] == "ru2" && entry["type"] == "case_finished" {
+            entry["verdict"] = "PASS".into();
+        }
+        journal.append(&entry).unwrap();
+    }
+    let (records, _) = read_chain(&path).unwrap().unwrap();
+    let err = replay(&ran.plans, &ran.rig, &records).expect_err("a forged script result is caught");
+    assert!(err.detail.contains("script") && err.case.as_deref() == Some("TC_PREDEFINED_ACCOUNT_DELETION on ru2"), "{err}");
+}
