@@ -137,7 +137,7 @@ impl Default for SimLabConfig {
             pdu_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             powered: true,
             boot: BootTiming::default(),
-            lockout_duration: Duration::from_secs(10),
+            lockout_duration: Duration::from_secs(5),
             console_login_failure_delay: Duration::from_secs(1),
             ssh_auth_failure_delay: Duration::from_millis(500),
             cycle_off: Duration::from_millis(500),
