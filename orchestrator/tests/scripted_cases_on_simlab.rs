@@ -33,6 +33,10 @@ struct Ran {
 async fn run(lab: &SimLab, plans: Vec<Plan>) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let rig = Rig::load(&lab.write_rig(&dir.path().join("lab")).unwrap()).unwrap();
+    run_on(rig, plans, dir).await
+}
+
+async fn run_on(rig: Rig, plans: Vec<Plan>, dir: tempfile::TempDir) -> Ran {
     let journal_path = dir.path().join("journal.jsonl");
     let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
     let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
@@ -139,4 +143,39 @@ fn forged_script_result_is_caught(ran: &Ran) {
     let (records, _) = read_chain(&path).unwrap().unwrap();
     let err = replay(&ran.plans, &ran.rig, &records).expect_err("a forged script result is caught");
     assert!(err.detail.contains("script") && err.case.as_deref() == Some("TC_PREDEFINED_ACCOUNT_DELETION on ru2"), "{err}");
+}
+
+/// Every plan of the library, as the demo and `catalogue` see it.
+fn library() -> Vec<Plan> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    paths.sort();
+    paths.iter().map(|p| Plan::load(p).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_devices_give_infra_and_ambiguous_evidence_inconclusive_never_pass() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rig_path = lab.write_rig(&dir.path().join("lab")).unwrap();
+    let rig_text = std::fs::read_to_string(&rig_path).unwrap();
+
+    // Ambiguous: the vendor documents no default accounts, so nothing can be shown.
+    let undocumented = dir.path().join("undocumented.yaml");
+    std::fs::write(&undocumented, rig_text.replace("default_accounts: [{ user: admin, password: admin }]", "default_accounts: []")).unwrap();
+    let ran = run_on(Rig::load(&undocumented).unwrap(), vec![plan("predefined-accounts.yaml")], tempfile::tempdir().unwrap()).await;
+    for case in &ran.result.cases {
+        assert_eq!(case.verdict, Verdict::Inconclusive, "{}: {}", case.key.device, case.evidence_excerpt);
+        assert!(case.evidence_excerpt.contains("documents no default accounts"), "{}", case.evidence_excerpt);
+    }
+
+    // Unreachable: the same rig once the whole lab (PDU, SSH servers, consoles) is gone.
+    lab.stop().await;
+    let plans = library();
+    assert!(plans.len() >= 7, "the whole library runs here");
+    let ran = run_on(Rig::load(&rig_path).unwrap(), plans, tempfile::tempdir().unwrap()).await;
+    for case in &ran.result.cases {
+        assert_eq!(case.verdict, Verdict::Infra, "{} on {}: {}", case.key.case, case.key.device, case.evidence_excerpt);
+    }
+    replays(&ran);
 }

@@ -91,6 +91,8 @@ struct State {
     inconclusive: Vec<String>,
     notes: Vec<String>,
     operations: u64,
+    /// The operation at which a Ctrl-C or the time limit stopped the script.
+    cancelled_at: Option<u64>,
     /// The error that stopped the script, as a step output (`{"error": ...}`).
     stopped: Option<Value>,
 }
@@ -326,6 +328,7 @@ pub fn evaluate(source: &str, origin: Option<&ScriptOrigin>, variables: &Value, 
         state.operations = operations;
         if let Some((limit, error)) = &stop_after {
             if operations >= *limit {
+                state.cancelled_at.get_or_insert(operations);
                 state.stopped.get_or_insert_with(|| error.clone());
                 return Some(Dynamic::UNIT);
             }
@@ -333,6 +336,7 @@ pub fn evaluate(source: &str, origin: Option<&ScriptOrigin>, variables: &Value, 
         match cancel.load(Ordering::Relaxed) {
             RUNNING => None,
             why => {
+                state.cancelled_at.get_or_insert(operations);
                 let error = if why == ABORTED {
                     failure_output(FailureClass::Aborted, "stopped by the operator")
                 } else {
@@ -374,6 +378,9 @@ pub fn evaluate(source: &str, origin: Option<&ScriptOrigin>, variables: &Value, 
     output.insert("notes".into(), json!(state.notes));
     output.insert("result".into(), result.unwrap_or(Value::Null));
     output.insert("operations".into(), json!(state.operations));
+    if let Some(at) = state.cancelled_at {
+        output.insert("cancelled_at_operation".into(), json!(at));
+    }
     if let Some(Value::Object(error)) = &state.stopped {
         output.extend(error.clone());
     }
@@ -451,15 +458,16 @@ pub fn replay(source: &str, origin: Option<&ScriptOrigin>, variables: &Value, re
     let stop = recorded.get("error").map(|e| json!({ "error": e })).unwrap_or(Value::Null);
     let disagreement = Rc::new(RefCell::new(None));
     let caller = Box::new(RecordedCaller { calls, next: 0, stop: stop.clone(), disagreement: disagreement.clone() });
-    // A run stopped from outside (Ctrl-C, time limit) stops the replay at the same operation.
-    let stop_after = recorded.get("error").and_then(|_| recorded["operations"].as_u64()).map(|ops| (ops, stop.clone()));
+    // A run stopped from outside (Ctrl-C, time limit) stops the replay at the same
+    // operation; any other stop (a call's failure, a script error) recurs by itself.
+    let stop_after = recorded["cancelled_at_operation"].as_u64().map(|ops| (ops, stop.clone()));
     let control = Control { cancel: Arc::new(AtomicU8::new(RUNNING)), timeout: Duration::ZERO, stop_after };
     let again = evaluate(source, origin, variables, caller, control);
     if let Some(why) = disagreement.borrow_mut().take() {
         return Err(why);
     }
     if &again != recorded {
-        let differing = ["calls", "passed", "findings", "inconclusive", "notes", "result", "error", "operations"]
+        let differing = ["calls", "passed", "findings", "inconclusive", "notes", "result", "error", "operations", "cancelled_at_operation"]
             .into_iter()
             .find(|k| again.get(*k) != recorded.get(*k))
             .unwrap_or("output");
@@ -643,6 +651,31 @@ mod tests {
         let judged = verdict_of(&output);
         assert_eq!(judged.verdict, Verdict::Error);
         assert!(judged.message.contains("operations"), "{}", judged.message);
+    }
+
+    /// Answers, then lets the step's deadline pass (as if the device were slow).
+    struct Slow(Arc<AtomicU8>);
+    impl Caller for Slow {
+        fn call(&mut self, _: &CallRequest) -> Answer {
+            self.0.store(TIMED_OUT, Ordering::Relaxed);
+            Answer::Done { output: json!({"stdout": "", "stderr": "", "exit_status": 0}), first_seq: 0, last_seq: 0 }
+        }
+    }
+
+    #[test]
+    fn a_script_stopped_by_its_time_limit_is_an_error_that_replays() {
+        let source = r#"
+            ssh_exec("id");
+            let n = 0;
+            while true { n += 1; if n % 1000 == 0 { check(true, "still going"); } }
+        "#;
+        let cancel = Arc::new(AtomicU8::new(RUNNING));
+        let variables = json!({"device": {}, "param": {}});
+        let output = evaluate(source, None, &variables, Box::new(Slow(cancel.clone())), Control::live(cancel, Duration::from_millis(50)));
+        let judged = verdict_of(&output);
+        assert_eq!(judged.verdict, Verdict::Error);
+        assert!(judged.message.contains("did not finish within 50 ms"), "{}", judged.message);
+        replay(source, None, &variables, &output).expect("the replay stops where the run stopped");
     }
 
     #[test]
