@@ -73,6 +73,8 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
         let (v, why) = verdict(&algorithms.result, weak);
         assert_eq!(v, Verdict::Fail, "{weak}: {why}");
         assert!(why.contains("not in the allowed list") && why.contains("cbc"), "the failure names the evidence: {why}");
+        assert!(why.contains("only kex diffie-hellman-group1-sha1 was accepted"), "the server itself agreed to the legacy key exchange: {why}");
+        assert!(why.contains("only macs hmac-sha1 was accepted"), "{why}");
     }
 
     let root = run(&lab, vec![plan("remote-root-login.yaml")], &[]).await;

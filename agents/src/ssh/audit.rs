@@ -18,7 +18,7 @@ use super::error::SshError;
 use crate::events::{ChannelId, Direction, EventKind, Recorder};
 
 /// What we announce; the server sends its KEXINIT once it has read this.
-const CLIENT_IDENTIFICATION: &[u8] = b"SSH-2.0-proofrig_audit\r\n";
+pub(crate) const CLIENT_IDENTIFICATION: &[u8] = b"SSH-2.0-proofrig_audit\r\n";
 /// RFC 4253 4.2: identification lines are at most 255 bytes including CR LF.
 const MAX_LINE: usize = 255;
 /// Lines a server may send before its identification (RFC 4253 4.2 allows some).
@@ -127,9 +127,19 @@ pub(crate) fn read_server_kexinit(
     let protocol = |reason: String| SshError::Protocol { device: device.into(), operation: operation.clone(), reason };
 
     let mut stream = connect_tcp(device, host, port, deadline, timeout)?;
+    read_kexinit_from(&mut stream, deadline, &timed_out, &protocol)
+}
+
+/// Send our identification on `stream` and read the server's identification and KEXINIT.
+pub(crate) fn read_kexinit_from(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    timed_out: &impl Fn() -> SshError,
+    protocol: &impl Fn(String) -> SshError,
+) -> Result<KexinitExchange, SshError> {
     stream.write_all(CLIENT_IDENTIFICATION).map_err(|e| protocol(format!("cannot send identification: {e}")))?;
 
-    let mut reader = BoundedReader { stream: &mut stream, buf: Vec::new(), deadline };
+    let mut reader = BoundedReader { stream, buf: Vec::new(), deadline };
     let mut pos = 0;
     let mut pre_banner_lines = Vec::new();
     let banner = loop {
@@ -140,7 +150,7 @@ pub(crate) fn read_server_kexinit(
             if reader.buf.len() - pos > MAX_LINE {
                 return Err(protocol(format!("identification line longer than {MAX_LINE} bytes")));
             }
-            reader.read_more().map_err(|e| e.into_error(&timed_out, &protocol, "the identification string"))?;
+            reader.read_more().map_err(|e| e.into_error(timed_out, protocol, "the identification string"))?;
         };
         let line = String::from_utf8_lossy(&reader.buf[pos..newline]).trim_end_matches('\r').to_string();
         pos = newline + 1;
@@ -156,12 +166,12 @@ pub(crate) fn read_server_kexinit(
         return Err(protocol(format!("server speaks an unsupported protocol version: {banner}")));
     }
 
-    reader.fill(pos + 4).map_err(|e| e.into_error(&timed_out, &protocol, "the KEXINIT packet"))?;
+    reader.fill(pos + 4).map_err(|e| e.into_error(timed_out, protocol, "the KEXINIT packet"))?;
     let packet_length = u32::from_be_bytes(reader.buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
     if !(5..=MAX_PACKET).contains(&packet_length) {
         return Err(protocol(format!("implausible packet length {packet_length}")));
     }
-    reader.fill(pos + 4 + packet_length).map_err(|e| e.into_error(&timed_out, &protocol, "the KEXINIT packet"))?;
+    reader.fill(pos + 4 + packet_length).map_err(|e| e.into_error(timed_out, protocol, "the KEXINIT packet"))?;
     let packet = &reader.buf[pos + 4..pos + 4 + packet_length];
     let padding = packet[0] as usize;
     if padding + 1 > packet_length {

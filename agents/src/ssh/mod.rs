@@ -27,6 +27,7 @@ mod connect;
 mod error;
 pub mod hostkey;
 mod login;
+mod negotiate;
 mod session;
 mod shell;
 mod wire;
@@ -39,6 +40,7 @@ pub use audit::{audit_algorithms, parse_server_offer, ServerAlgorithms};
 pub use error::SshError;
 pub use hostkey::{fingerprint_sha256, known_hosts_name};
 pub use login::try_login;
+pub use negotiate::{client_kexinit, probe_negotiation, ClientOffer, NegotiationOutcome, AGREEMENT_WINDOW};
 pub use session::SshSession;
 
 use crate::secret::Secret;

@@ -204,19 +204,9 @@ impl Agents {
                     let items: Vec<String> = spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
                     (!items.is_empty()).then_some(items)
                 };
-                let options = ConnectOptions { kex_algorithms: list("kex"), host_key_algorithms: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
-                let password = self.device_password(device)?;
-                let outcome = ssh::try_login(device, &endpoint, &endpoint.user, ssh::Credential::Password(password), &options, &self.recorder).await;
-                match outcome {
-                    Ok(o) => Ok(json!({
-                        "negotiated": o.negotiation_refused.is_none(),
-                        "detail": o.negotiation_refused.unwrap_or_else(|| format!("negotiated; login {}", if o.accepted { "accepted" } else { "refused" })),
-                    })),
-                    Err(SshError::UnsupportedAlgorithms { .. }) | Err(SshError::NegotiationRefused { .. }) => {
-                        Err((FailureClass::Error, "proofrig's SSH client cannot offer these algorithms; the check could not run".into()))
-                    }
-                    Err(err) => Err(classify_ssh(err)),
-                }
+                let offer = ssh::ClientOffer { kex: list("kex"), host_key: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
+                let outcome = ssh::probe_negotiation(device, &endpoint.host, endpoint.port, offer, timeout, &self.recorder).await.map_err(classify_ssh)?;
+                Ok(json!({"negotiated": outcome.negotiated, "detail": outcome.detail}))
             }
             "ssh_audit" => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;

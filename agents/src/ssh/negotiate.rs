@@ -1,0 +1,205 @@
+//! Would the server agree to these algorithms? Asked of the server itself.
+//!
+//! TS 33.117 4.2.3.2.4 wants a client that offers only forbidden algorithms (a CBC
+//! cipher, `diffie-hellman-group1-sha1`, `ssh-rsa` SHA-1 signatures, a SHA-1 MAC) to be
+//! turned away. libssh2 cannot offer most of these any more, so this speaks the start
+//! of the protocol by hand: identification strings, then a client KEXINIT naming only
+//! the algorithms under test (with ordinary choices for the other lists). A server
+//! that finds no common algorithm hangs up at once (OpenSSH: "Unable to negotiate");
+//! one that agrees waits for the client's key exchange message. No key exchange, no
+//! authentication, no host key needed. Every byte is recorded on `ssh:negotiate`.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use super::audit::{connect_tcp, read_kexinit_from, CLIENT_IDENTIFICATION};
+use super::error::SshError;
+use crate::events::{ChannelId, Direction, EventKind, Recorder};
+
+/// What the client offers; `None` lists get ordinary modern choices.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOffer {
+    pub kex: Option<Vec<String>>,
+    pub host_key: Option<Vec<String>>,
+    pub ciphers: Option<Vec<String>>,
+    pub macs: Option<Vec<String>>,
+}
+
+/// The server's answer to the offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiationOutcome {
+    pub negotiated: bool,
+    /// The server's reason when it hung up, or what it did instead.
+    pub detail: String,
+}
+
+const DEFAULT_KEX: &str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,diffie-hellman-group14-sha256,diffie-hellman-group-exchange-sha256";
+const DEFAULT_HOST_KEY: &str = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256";
+const DEFAULT_CIPHERS: &str = "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
+/// With an AEAD cipher (chacha20-poly1305, AES-GCM) no MAC is negotiated at all, so a
+/// MAC under test is offered beside plain CTR ciphers only.
+const CIPHERS_NEEDING_A_MAC: &str = "aes256-ctr,aes192-ctr,aes128-ctr";
+const DEFAULT_MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512";
+const SSH_MSG_DISCONNECT: u8 = 1;
+const SSH_MSG_KEXINIT: u8 = 20;
+
+/// How long an agreeing server is given to hang up after all: it never does, so this
+/// is the time a compliant answer (hanging up) must come within.
+pub const AGREEMENT_WINDOW: Duration = Duration::from_millis(1500);
+
+/// The unencrypted binary packet carrying a client KEXINIT with these lists.
+pub fn client_kexinit(offer: &ClientOffer) -> Vec<u8> {
+    let list = |wanted: &Option<Vec<String>>, default: &str| wanted.as_ref().map(|v| v.join(",")).unwrap_or_else(|| default.to_string());
+    let default_ciphers = if offer.macs.is_some() { CIPHERS_NEEDING_A_MAC } else { DEFAULT_CIPHERS };
+    let (kex, host_key, ciphers, macs) =
+        (list(&offer.kex, DEFAULT_KEX), list(&offer.host_key, DEFAULT_HOST_KEY), list(&offer.ciphers, default_ciphers), list(&offer.macs, DEFAULT_MACS));
+    let mut payload = vec![SSH_MSG_KEXINIT];
+    // The cookie only has to be unpredictable for a real key exchange, which this never does.
+    payload.extend_from_slice(&[0u8; 16]);
+    for names in [kex.as_str(), &host_key, &ciphers, &ciphers, &macs, &macs, "none", "none", "", ""] {
+        payload.extend_from_slice(&(names.len() as u32).to_be_bytes());
+        payload.extend_from_slice(names.as_bytes());
+    }
+    payload.push(0); // first_kex_packet_follows
+    payload.extend_from_slice(&0u32.to_be_bytes());
+    // RFC 4253 6: packet_length || padding_length || payload || padding, a multiple of 8, padding >= 4.
+    let mut padding = 8 - (5 + payload.len()) % 8;
+    if padding < 4 {
+        padding += 8;
+    }
+    let mut packet = Vec::with_capacity(5 + payload.len() + padding);
+    packet.extend_from_slice(&((1 + payload.len() + padding) as u32).to_be_bytes());
+    packet.push(padding as u8);
+    packet.extend_from_slice(&payload);
+    packet.extend(std::iter::repeat_n(0u8, padding));
+    packet
+}
+
+/// Offer the server exactly `offer` and report whether it agreed. Runs on its own thread.
+pub async fn probe_negotiation(
+    device: &str,
+    host: &str,
+    port: u16,
+    offer: ClientOffer,
+    timeout: Duration,
+    recorder: &Recorder,
+) -> Result<NegotiationOutcome, SshError> {
+    let (name, host) = (device.to_string(), host.to_string());
+    let recorder = recorder.clone();
+    super::session::run_on_thread(format!("ssh-negotiate-{device}"), move || probe_blocking(&name, &host, port, &offer, timeout, &recorder))
+        .await
+        .unwrap_or_else(|| Err(SshError::Closed { device: device.into() }))
+}
+
+fn probe_blocking(device: &str, host: &str, port: u16, offer: &ClientOffer, timeout: Duration, recorder: &Recorder) -> Result<NegotiationOutcome, SshError> {
+    let channel = ChannelId::new(device, "ssh:negotiate");
+    let deadline = Instant::now() + timeout;
+    let operation = format!("algorithm negotiation with {host}:{port}");
+    let timed_out = || SshError::Timeout { device: device.into(), operation: operation.clone(), after: timeout };
+    let protocol = |reason: String| SshError::Protocol { device: device.into(), operation: operation.clone(), reason };
+    let mut stream = connect_tcp(device, host, port, deadline, timeout)?;
+    let exchange = read_kexinit_from(&mut stream, deadline, &timed_out, &protocol)?;
+    recorder.bytes(&channel, Direction::Out, CLIENT_IDENTIFICATION);
+    recorder.bytes(&channel, Direction::In, &exchange.received);
+    let kexinit = client_kexinit(offer);
+    recorder.bytes(&channel, Direction::Out, &kexinit);
+    if let Err(e) = stream.write_all(&kexinit) {
+        let outcome = NegotiationOutcome { negotiated: false, detail: format!("the server closed the connection before our offer arrived ({e})") };
+        record_outcome(recorder, &channel, &outcome);
+        return Ok(outcome);
+    }
+    // Bytes the server sent after its KEXINIT (rare before ours) count as its answer too.
+    let mut answer: Vec<u8> = Vec::new();
+    let window_end = Instant::now() + AGREEMENT_WINDOW;
+    let hung_up = loop {
+        let remaining = window_end.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break None;
+        }
+        let _ = stream.set_read_timeout(Some(remaining));
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => break Some("closed the connection".to_string()),
+            Ok(n) => {
+                recorder.bytes(&channel, Direction::In, &chunk[..n]);
+                answer.extend_from_slice(&chunk[..n]);
+                if let Some(reason) = disconnect_reason(&answer) {
+                    break Some(format!("sent DISCONNECT: {reason}"));
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break None,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Some(format!("reset the connection ({e})")),
+        }
+    };
+    let outcome = match hung_up {
+        Some(how) => NegotiationOutcome { negotiated: false, detail: format!("the server {how}") },
+        None => NegotiationOutcome {
+            negotiated: true,
+            detail: format!("the server kept the connection open for {} ms, waiting for the key exchange to go on", AGREEMENT_WINDOW.as_millis()),
+        },
+    };
+    record_outcome(recorder, &channel, &outcome);
+    Ok(outcome)
+}
+
+fn record_outcome(recorder: &Recorder, channel: &ChannelId, outcome: &NegotiationOutcome) {
+    recorder.emit(EventKind::Note {
+        channel: channel.clone(),
+        text: format!("negotiation {}: {}", if outcome.negotiated { "accepted" } else { "refused" }, outcome.detail),
+    });
+}
+
+/// The description of a DISCONNECT packet at the start of `bytes`, if one is complete.
+fn disconnect_reason(bytes: &[u8]) -> Option<String> {
+    let length = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let packet = bytes.get(4..4 + length)?;
+    let payload = packet.get(1..)?;
+    if *payload.first()? != SSH_MSG_DISCONNECT {
+        return None;
+    }
+    let text_len = u32::from_be_bytes(payload.get(5..9)?.try_into().ok()?) as usize;
+    Some(String::from_utf8_lossy(payload.get(9..9 + text_len)?).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_kexinit_is_a_well_formed_packet_with_the_offered_lists() {
+        let offer = ClientOffer { ciphers: Some(vec!["aes128-cbc".into()]), ..Default::default() };
+        let packet = client_kexinit(&offer);
+        let length = u32::from_be_bytes(packet[..4].try_into().unwrap()) as usize;
+        assert_eq!(length + 4, packet.len());
+        assert_eq!(packet.len() % 8, 0);
+        let padding = packet[4] as usize;
+        assert!(padding >= 4);
+        let payload = &packet[5..packet.len() - padding];
+        let parsed = super::super::audit::parse_kexinit_payload(payload).unwrap();
+        assert_eq!(parsed.lists[2], vec!["aes128-cbc".to_string()]);
+        assert_eq!(parsed.lists[3], vec!["aes128-cbc".to_string()]);
+        assert!(parsed.lists[0].contains(&"curve25519-sha256".to_string()));
+
+        // A MAC only matters beside a cipher that is not AEAD.
+        let packet = client_kexinit(&ClientOffer { macs: Some(vec!["hmac-sha1".into()]), ..Default::default() });
+        let payload = &packet[5..packet.len() - packet[4] as usize];
+        let parsed = super::super::audit::parse_kexinit_payload(payload).unwrap();
+        assert!(parsed.lists[2].iter().all(|c| c.ends_with("-ctr")), "{:?}", parsed.lists[2]);
+    }
+
+    #[test]
+    fn a_disconnect_reason_is_read_only_from_a_complete_packet() {
+        let mut payload = vec![SSH_MSG_DISCONNECT, 0, 0, 0, 3];
+        let text = b"no matching cipher found";
+        payload.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        payload.extend_from_slice(text);
+        payload.extend_from_slice(&[0, 0, 0, 0]);
+        let mut packet = ((payload.len() + 1 + 4) as u32).to_be_bytes().to_vec();
+        packet.push(4);
+        packet.extend_from_slice(&payload);
+        packet.extend_from_slice(&[0; 4]);
+        assert_eq!(disconnect_reason(&packet).as_deref(), Some("no matching cipher found"));
+        assert_eq!(disconnect_reason(&packet[..10]), None);
+    }
+}
