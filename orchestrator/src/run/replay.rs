@@ -286,6 +286,20 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
                 }
             }
         }
+        "ssh_negotiate" => {
+            let note = events.iter().rev().find_map(|e| match &e.kind {
+                EventKind::Note { channel, text } if channel.device == device && channel.channel == "ssh:negotiate" => Some(text.clone()),
+                _ => None,
+            });
+            let claimed = format!(
+                "negotiation {}: {}",
+                if output["negotiated"].as_bool() == Some(true) { "accepted" } else { "refused" },
+                output["detail"].as_str().unwrap_or_default()
+            );
+            if note.as_deref() != Some(claimed.as_str()) {
+                return Err("the recorded negotiation outcome differs from what the probe recorded on the wire".into());
+            }
+        }
         "power" => {
             let readback = events.iter().rev().find_map(|e| match &e.kind {
                 EventKind::Power { device: d, readback, .. } if d == device => Some(readback.to_string()),
