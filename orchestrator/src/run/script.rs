@@ -653,6 +653,18 @@ mod tests {
         assert!(judged.message.contains("operations"), "{}", judged.message);
     }
 
+    #[test]
+    fn a_runtime_error_names_the_plan_file_line_and_the_script_line() {
+        let text = "plan: p\ntitle: t\ncases:\n  - id: C\n    title: c\n    scas: { spec: TS 33.117, clause: 4.3.2.7, test_name: C, requirement: r }\n    purpose: p\n    expected: e\n    evidence: e\n    steps:\n      - script: |\n          let x = 1;\n          let y = x.no_such_method();\n";
+        let plan = crate::plan::Plan::parse("p.yaml", text).unwrap();
+        let step = &plan.spec.cases[0].steps[0];
+        let variables = json!({"device": {}, "param": {}});
+        let output = evaluate(step.script.as_deref().unwrap(), step.script_origin.as_ref(), &variables, Box::new(Fixed(vec![json!({})])), Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)));
+        let judged = verdict_of(&output);
+        assert_eq!(judged.verdict, Verdict::Error);
+        assert!(judged.message.contains("p.yaml:13:") && judged.message.contains("(script line 2)") && judged.message.contains("no_such_method"), "{}", judged.message);
+    }
+
     /// Answers, then lets the step's deadline pass (as if the device were slow).
     struct Slow(Arc<AtomicU8>);
     impl Caller for Slow {
