@@ -246,11 +246,13 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
 fn script_check(src: &YamlSource, field: &str, source: &str, step: &Step, known: &[String]) -> Result<(), Box<YamlError>> {
     let Err((line, column, message)) = crate::run::script::check(source, known) else { return Ok(()) };
     let (file_line, file_column) = step.script_origin.as_ref().map_or((line, column), |o| o.text.locate(line, column));
-    let hint = if message.contains("Variable not found") {
-        Some(format!("a script can read: {}", known.join(", ")))
-    } else {
-        None
-    };
+    let hint = message.strip_prefix("Undefined variable: ").map(|name| {
+        let names: Vec<&str> = known.iter().map(String::as_str).collect();
+        match nearest(name.trim(), &names) {
+            Some(best) => format!("did you mean `{best}`? a script can read: {}", names.join(", ")),
+            None => format!("a script can read: {}", names.join(", ")),
+        }
+    });
     Err(src.error_at_position(field, file_line, file_column, format!("script line {line}: {message}"), hint))
 }
 
@@ -344,6 +346,22 @@ cases:
         assert_eq!(err.hint.as_deref(), Some("did you mean `subset_of`?"));
         let err = invalid(&GOOD.replace("clause: 4.2.3.2.4", "clause: four"));
         assert_eq!(err.field, "cases[0].scas.clause");
+    }
+
+    #[test]
+    fn a_script_is_compiled_and_its_errors_located_in_the_plan_file() {
+        let scripted = GOOD.replace(
+            "      - assert:\n          value: ${offered.ciphers}\n          subset_of: ${param.allowed_ciphers}\n          message: offered ciphers outside the allowed profile\n",
+            "      - script: |\n          for c in offered.ciphers {\n            check(param.allowed_ciphers.contains(c), c);\n          }\n",
+        );
+        assert!(Plan::parse("p.yaml", &scripted).is_ok(), "captures and parameters are readable");
+        let err = invalid(&scripted.replace("for c in offered.ciphers", "for c in ofered.ciphers"));
+        assert_eq!(err.field, "cases[0].steps[1].script");
+        assert_eq!((err.line, err.column), (22, 20));
+        assert!(err.message.starts_with("script line 1:") && err.message.contains("ofered"), "{}", err.message);
+        assert!(err.hint.as_deref().unwrap_or("").contains("offered"), "{err:?}");
+        let err = invalid(&scripted.replace("check(param", "check((param"));
+        assert_eq!(err.line, 23, "{err}");
     }
 
     #[test]
