@@ -6,11 +6,11 @@
 //! built through [`Html`], whose only way to add text escapes it: markup itself
 //! can only be a `&'static str`, never an interpolated string.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::evidence::record::{CaseResult, Phase, RunResult};
+use crate::plan::clause_order;
 use crate::verdict::Verdict;
 
 /// What the report says about the seal it is part of.
@@ -185,28 +185,6 @@ fn meaning(verdict: Verdict) -> &'static str {
         Verdict::Pass => "The device was shown compliant, with positive evidence.",
         Verdict::Skip => "Deliberately not run, for the reason given.",
         Verdict::NotRun => "Not reached.",
-    }
-}
-
-/// Compare SCAS clauses numerically part by part, so 4.2.10 follows 4.2.9.
-fn clause_order(a: &str, b: &str) -> Ordering {
-    let mut left = a.split('.');
-    let mut right = b.split('.');
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return a.cmp(b),
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(x), Ok(y)) => x.cmp(&y),
-                    _ => x.cmp(y),
-                };
-                if order != Ordering::Equal {
-                    return order;
-                }
-            }
-        }
     }
 }
 
