@@ -218,7 +218,8 @@ fn matrix(h: &mut Html, result: &RunResult) {
     let devices: BTreeSet<&str> = result.cases.iter().map(|c| c.key.device.as_str()).collect();
     let roles: BTreeMap<&str, &str> = result.devices.iter().map(|d| (d.device.as_str(), d.role.as_str())).collect();
     // (spec, clause, test name) -> device -> the cases that test it there, worst first.
-    let mut rows: Vec<((&str, &str, &str), BTreeMap<&str, Vec<usize>>)> = Vec::new();
+    type Row<'r> = ((&'r str, &'r str, &'r str), BTreeMap<&'r str, Vec<usize>>);
+    let mut rows: Vec<Row<'_>> = Vec::new();
     for i in by_clause(result) {
         let case = &result.cases[i];
         let key = (case.scas.spec.as_str(), case.scas.clause.as_str(), case.scas.test_name.as_str());
