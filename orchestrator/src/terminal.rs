@@ -37,3 +37,19 @@ fn stdin_fd() -> BorrowedFd<'static> {
     // SAFETY: fd 0 stays open for the life of the process.
     unsafe { BorrowedFd::borrow_raw(0) }
 }
+
+/// The width of the terminal stdout is, in columns; `None` when stdout is not a
+/// terminal (a pipe or a file gets full lines, for grep and tools).
+pub fn stdout_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills the winsize struct we pass; fd 1 is open.
+    let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        return Some(size.ws_col as usize);
+    }
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).or(Some(80))
+}

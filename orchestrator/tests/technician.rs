@@ -325,3 +325,128 @@ fn a_console_session_records_a_rig_secret_the_device_prints_as_its_marker() {
     let marker = format!("«redacted:file:{}»", dir.path().join("ru1.pass").display());
     assert_eq!(text(&shown).matches(&marker).count(), 2, "the echo and the output: {}", text(&shown));
 }
+
+/// A `proofrig sim` child, killed if a test fails before stopping it.
+struct SimChild(std::process::Child);
+
+impl Drop for SimChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The worked example of testplans/README.md, exactly as a tester copies it.
+fn readme_example() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("testplans/README.md")).unwrap();
+    let start = readme.find("```yaml\n# my-first-case.yaml").expect("the worked example in testplans/README.md") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    readme[start..end].to_string()
+}
+
+#[test]
+fn sim_serves_a_lab_that_probe_and_run_use_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let transcripts = dir.path().join("sessions");
+    // As the README says it: a rig path relative to where the technician stands.
+    let child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .current_dir(dir.path())
+        .arg("--transcripts")
+        .arg(&transcripts)
+        .args(["sim", "--rig-out", "lab/simlab.yaml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sim = SimChild(child);
+    let screen = Screen::watch(sim.0.stdout.take().unwrap());
+    let errors = Screen::watch(sim.0.stderr.take().unwrap());
+    let rig = dir.path().join("lab/simlab.yaml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !rig.exists() {
+        if let Ok(Some(status)) = sim.0.try_wait() {
+            panic!("sim exited {status} before writing its rig:\n{}{}", screen.text(), errors.text());
+        }
+        assert!(std::time::Instant::now() < deadline, "no rig file after 30 s:\n{}{}", screen.text(), errors.text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    screen.wait_for("serving until Ctrl-C");
+    let shown = screen.text();
+    for device in ["ru1", "ru2", "core1", "core2"] {
+        assert!(shown.lines().any(|l| l.starts_with(device) && l.contains("127.0.0.") && l.contains("/dev/pts/")), "{shown}");
+    }
+
+    // The rig is whole and valid the moment it exists, and names no secret: the
+    // passwords are in mode-0600 files beside it.
+    let rig_text = std::fs::read_to_string(&rig).unwrap();
+    let out = proofrig(&transcripts, &["rig", "check", rig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("4 device(s), 1 PDU(s)"), "{}", text(&out.stdout));
+    let secrets: Vec<_> = std::fs::read_dir(dir.path().join("lab/secrets")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(secrets.len() >= 8, "{secrets:?}");
+    for secret in &secrets {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(secret).unwrap().permissions().mode() & 0o777, 0o600, "{}", secret.display());
+        let value = std::fs::read_to_string(secret).unwrap();
+        assert!(!rig_text.contains(value.trim()), "{} is in the rig file", secret.display());
+    }
+
+    // From another directory, with the rig's full path: every channel of every device is up.
+    let out = proofrig(&transcripts, &["rig", "probe", rig.to_str().unwrap()]);
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}{}", text(&out.stderr));
+    for device in ["ru1", "ru2", "core1", "core2"] {
+        for channel in ["console", "ssh", "power"] {
+            assert!(
+                table.lines().any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == [device, channel, "up"]),
+                "{device} {channel} is not up:\n{table}"
+            );
+        }
+    }
+
+    // The README's worked example runs on it: the hardened devices pass, the weak fail,
+    // and the bundle verifies.
+    let plan = dir.path().join("my-first-case.yaml");
+    std::fs::write(&plan, readme_example()).unwrap();
+    let out = proofrig(&transcripts, &["plan", "check", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let keys = dir.path().join("keys");
+    assert_eq!(proofrig(&transcripts, &["keygen", "--out", keys.to_str().unwrap()]).status.code(), Some(0));
+    let results = dir.path().join("results");
+    let out = proofrig(
+        &transcripts,
+        &["run", plan.to_str().unwrap(), "--rig", rig.to_str().unwrap(), "--key", keys.join("lab.key").to_str().unwrap(), "--out", results.to_str().unwrap(), "-q"],
+    );
+    let verdicts = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a FAIL exits 1:\n{verdicts}{}", text(&out.stderr));
+    for (device, verdict) in [("ru1", "PASS"), ("core1", "PASS"), ("ru2", "FAIL"), ("core2", "FAIL")] {
+        assert!(verdicts.lines().any(|l| l.starts_with(&format!("{device} ")) && l.contains(verdict)), "{device} {verdict}:\n{verdicts}");
+    }
+    assert!(verdicts.contains("world-writable: found `6`"), "the FAIL names the evidence:\n{verdicts}");
+    let bundle = verdicts.lines().find_map(|l| l.strip_prefix("bundle: ")).expect("a bundle path");
+    let out = proofrig(&transcripts, &["verify", bundle, "--key", keys.join("lab.pub").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // Ctrl-C: the sim exits 0 and lets go of its devices.
+    let ssh_port = rig_text
+        .lines()
+        .skip_while(|l| l.trim() != "ru1:")
+        .find_map(|l| l.trim().strip_prefix("port: "))
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .expect("ru1's SSH port in the rig");
+    assert!(std::net::TcpStream::connect(("127.0.0.11", ssh_port)).is_ok(), "ru1 answers on {ssh_port} while the sim runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sim.0.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = sim.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "sim still running 20 s after Ctrl-C:\n{}", errors.text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{}", errors.text());
+    assert!(std::net::TcpStream::connect(("127.0.0.11", ssh_port)).is_err(), "ru1's SSH port is closed once the sim stopped");
+}

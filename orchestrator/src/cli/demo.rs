@@ -1,58 +1,87 @@
 //! `proofrig demo`: the whole main job with zero set-up.
 //!
 //! Starts the simulated lab inside this process (radio units and core appliances,
-//! hardened and weak, on PTY consoles, SSH and a Modbus PDU on loopback), runs the
-//! bundled plans against it, seals one evidence bundle per plan under `results/`,
-//! and verifies each bundle as a third party would. The same plans give PASS on the
-//! hardened devices and FAIL on the weak ones.
+//! hardened and weak, on PTY consoles, SSH and a Modbus PDU on loopback), runs every
+//! plan of the bundled library against it, seals one evidence bundle per plan under
+//! `results/`, and verifies each bundle as a third party would. The same plans give
+//! PASS on the hardened devices and FAIL on the weak ones.
+//!
+//! The library is compiled in (see `plan::library`): every `*.yaml` of `testplans/`
+//! when the binary was built, so a plan added there is in the next `cargo run -- demo`
+//! and an installed binary needs no `testplans/` beside it. A plan that does not load
+//! is reported with its located error and the others still run (exit 3 at the end).
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use proofrig_agents::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 
-use super::run::{run_and_seal, verdict_table, RunSetup};
-use super::{Failure, EXIT_FAILED, EXIT_OK};
+use super::run::{run_and_seal, RunSetup, Sealed};
+use super::{Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::evidence::record::{CaseKey, CaseResult, Phase};
 use crate::evidence::signing;
-use crate::plan::Plan;
-use crate::run::progress::Terminal;
-
-/// The plans the demo runs, compiled in so the demo works from any directory.
-pub const BUNDLED_PLANS: &[(&str, &[u8])] = &[
-    ("testplans/remote-root-login.yaml", include_bytes!("../../../testplans/remote-root-login.yaml")),
-    ("testplans/ssh-algorithms.yaml", include_bytes!("../../../testplans/ssh-algorithms.yaml")),
-    ("testplans/open-ports.yaml", include_bytes!("../../../testplans/open-ports.yaml")),
-];
+use crate::plan::{clause_order, library, Plan};
+use crate::run::executor::select;
+use crate::run::progress::Progress;
+use crate::table;
+use crate::verdict::Verdict;
 
 pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::failed(miette::Report::msg(e.to_string()));
     std::fs::create_dir_all(out_dir).map_err(|e| failed(&format!("cannot create {}: {e}", out_dir.display())))?;
     let (key, public) = demo_key(out_dir)?;
 
-    eprintln!("proofrig demo: starting the simulated lab (4 devices, 1 PDU, all on loopback)");
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut invalid: Vec<String> = Vec::new();
+    for (name, loaded) in library::load_bundled() {
+        match loaded {
+            Ok(plan) => plans.push(plan),
+            Err(err) => {
+                eprintln!("{:?}", miette::Report::new(err));
+                invalid.push(name);
+            }
+        }
+    }
+    if plans.is_empty() {
+        return Err(Failure::usage(miette::miette!("the bundled library has no plan that loads; nothing to run")));
+    }
+    let cases: usize = plans.iter().map(|p| p.spec.cases.len()).sum();
+    eprintln!(
+        "proofrig demo: {} plan(s), {cases} case(s) of the bundled library; starting the simulated lab (4 devices, 1 PDU, all on loopback)",
+        plans.len()
+    );
     let mut lab = SimLab::start(SimLabConfig::default()).await.map_err(|e| failed(&e))?;
     let lab_dir = tempfile::Builder::new().prefix("proofrig-demo-lab-").tempdir().map_err(|e| failed(&e))?;
     let rig_path = lab.write_rig(lab_dir.path()).map_err(|e| failed(&e))?;
     let rig = Rig::load(&rig_path)?;
+    let profiles: Vec<(String, String)> =
+        lab.devices().iter().map(|d| (d.name().to_string(), d.spec().profile.name().to_string())).collect();
 
-    let mut sealed = Vec::new();
+    let mut sealed: Vec<(String, Sealed)> = Vec::new();
+    let mut unmatched: Vec<String> = Vec::new();
     let mut outcome = Ok(());
-    for (name, bytes) in BUNDLED_PLANS {
-        let text = String::from_utf8_lossy(bytes);
-        let mut plan = Plan::parse(name, &text).map_err(|e| Failure::usage(miette::Report::new(e)))?;
-        plan.path = PathBuf::from(name);
-        plan.bytes = bytes.to_vec();
-        let label = plan.spec.plan.clone();
-        eprintln!("\nproofrig demo: plan {name}");
-        let mut params = std::collections::BTreeMap::new();
+    let total = plans.len();
+    for (number, plan) in plans.into_iter().enumerate() {
+        let name = plan.path.display().to_string();
+        if select(std::slice::from_ref(&plan), &rig, None).is_empty() {
+            eprintln!("\n[{}/{total}] {name}: no device of the simulated lab matches its cases' `devices:`; not run", number + 1);
+            unmatched.push(name);
+            continue;
+        }
+        eprintln!("\n[{}/{total}] {name}: {}", number + 1, plan.spec.title);
+        let mut params = BTreeMap::new();
         if plan.spec.parameters.contains_key("ports") {
             // The simulated devices share loopback with this host: a service of the host
             // listening on 0.0.0.0 answers on every device address. The lab's listeners
             // all take ports from the kernel's ephemeral range, so scan that range.
             let range = ephemeral_port_range();
-            eprintln!("proofrig demo: scanning ports {range} (the range the simulated lab's listeners use)");
+            eprintln!("      (parameter ports = {range}: the range the simulated lab's listeners use)");
             params.insert("ports".to_string(), serde_json::Value::String(range));
         }
+        let label = plan.spec.plan.clone();
         let setup = RunSetup {
             plans: vec![plan],
             rig: rig.clone(),
@@ -61,8 +90,15 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
             out_dir: out_dir.to_path_buf(),
             key: key.clone(),
         };
-        match run_and_seal(setup, &label, &mut Terminal { quiet }).await {
-            Ok(run) => sealed.push(run),
+        match run_and_seal(setup, &label, &mut CaseLines { quiet, started: None }).await {
+            Ok(run) => {
+                let aborted = run.result.aborted;
+                sealed.push((name, run));
+                if aborted {
+                    eprintln!("proofrig demo: stopped by the operator; the remaining plans are not run");
+                    break;
+                }
+            }
             Err(err) => {
                 outcome = Err(err);
                 break;
@@ -72,22 +108,123 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     lab.stop().await;
     outcome?;
 
-    println!();
-    let mut all_verified = true;
-    for run in &sealed {
-        println!("{}", run.dir.display());
-        print!("{}", verdict_table(&run.result));
+    let mut verified_all = true;
+    let mut bundles = Vec::new();
+    for (name, run) in &sealed {
         let report = super::verify::verify_bundle(&run.dir, Some(&public));
         let verified = report.status == crate::evidence::verify::Status::Verified && report.pinned;
-        println!("verify: {}\n", if verified { "VERIFIED (signature by the demo key, every file, the hash chain, every verdict replayed)".to_string() } else { format!("{:?}: {}", report.status, report.summary) });
-        all_verified &= verified;
+        verified_all &= verified;
+        let status = if verified { "VERIFIED".to_string() } else { format!("{:?}: {}", report.status, report.summary) };
+        bundles.push(vec![status, run.dir.display().to_string(), name.clone()]);
     }
-    println!("The hardened devices (ru1, core1) should PASS and the weak ones (ru2, core2) FAIL.");
-    println!("Open a bundle's report.html, or check one yourself:");
-    if let Some(run) = sealed.first() {
+
+    let results: Vec<&CaseResult> = sealed.iter().flat_map(|(_, run)| &run.result.cases).collect();
+    println!();
+    let hardened: Vec<&str> = profiles.iter().filter(|(_, p)| p == "hardened").map(|(d, _)| d.as_str()).collect();
+    let weak: Vec<&str> = profiles.iter().filter(|(_, p)| p == "weak").map(|(d, _)| d.as_str()).collect();
+    println!("Verdicts, by clause ({} hardened, {} weak):\n", hardened.join(" and "), weak.join(" and "));
+    print!("{}", verdict_matrix(&results, &profiles));
+    let surprises = surprises(&results, &profiles);
+    if !surprises.is_empty() {
+        println!("\nNot the usual hardened PASS / weak FAIL, with the evidence behind each:\n");
+        print!("{}", table::render_fitted(&["device", "clause", "test", "verdict", "evidence"], &surprises, crate::terminal::stdout_width()));
+    }
+    println!("\nBundles, each verified as a third party would (signature by the demo key, every file, the hash chain, every verdict replayed):\n");
+    print!("{}", table::render(&["verify", "bundle", "plan"], &bundles));
+    if !unmatched.is_empty() {
+        println!("\nNot run (no simulated device matches): {}", unmatched.join(", "));
+    }
+    if !invalid.is_empty() {
+        println!("\nNot run, invalid (errors above): {}", invalid.join(", "));
+    }
+    println!("\nOpen a bundle's report.html, or check one yourself:");
+    if let Some((_, run)) = sealed.first() {
         println!("    proofrig verify {} --key {}", run.dir.display(), out_dir.join("demo-lab.pub").display());
     }
-    Ok(if all_verified { EXIT_OK } else { EXIT_FAILED })
+    Ok(if !verified_all {
+        EXIT_FAILED
+    } else if !invalid.is_empty() {
+        EXIT_USAGE
+    } else {
+        EXIT_OK
+    })
+}
+
+/// One row per SCAS test (by clause number), one column per device: the worst
+/// verdict of the cases that test it there, `-` where none ran.
+fn verdict_matrix(results: &[&CaseResult], profiles: &[(String, String)]) -> String {
+    let mut rows: BTreeMap<(String, String, String), BTreeMap<&str, Verdict>> = BTreeMap::new();
+    for case in results {
+        let cell = rows
+            .entry((case.scas.spec.clone(), case.scas.clause.clone(), case.scas.test_name.clone()))
+            .or_default()
+            .entry(case.key.device.as_str())
+            .or_insert(case.verdict);
+        *cell = (*cell).min(case.verdict);
+    }
+    let mut rows: Vec<_> = rows.into_iter().collect();
+    rows.sort_by(|((sa, ca, ta), _), ((sb, cb, tb), _)| sa.cmp(sb).then(clause_order(ca, cb)).then(ta.cmp(tb)));
+    let one_spec = rows.windows(2).all(|w| w[0].0 .0 == w[1].0 .0);
+    let printable: Vec<Vec<String>> = rows
+        .iter()
+        .map(|((spec, clause, test), cells)| {
+            let mut row = vec![if one_spec { clause.clone() } else { format!("{spec} {clause}") }, test.clone()];
+            row.extend(profiles.iter().map(|(device, _)| cells.get(device.as_str()).map_or("-".to_string(), |v| v.to_string())));
+            row
+        })
+        .collect();
+    let mut header = vec!["clause", "test"];
+    header.extend(profiles.iter().map(|(d, _)| d.as_str()));
+    table::render(&header, &printable)
+}
+
+/// Case runs whose verdict is not PASS on a hardened device or FAIL on a weak one.
+fn surprises(results: &[&CaseResult], profiles: &[(String, String)]) -> Vec<Vec<String>> {
+    let mut out: Vec<(&CaseResult, Vec<String>)> = results
+        .iter()
+        .filter_map(|case| {
+            let profile = profiles.iter().find(|(d, _)| *d == case.key.device).map(|(_, p)| p.as_str())?;
+            let usual = match profile {
+                "hardened" => Verdict::Pass,
+                _ => Verdict::Fail,
+            };
+            (case.verdict != usual && case.verdict != Verdict::Skip).then(|| {
+                let why = case.evidence_excerpt.lines().next().unwrap_or("").to_string();
+                let row = vec![case.key.device.clone(), case.scas.clause.clone(), case.scas.test_name.clone(), case.verdict.to_string(), why];
+                (*case, row)
+            })
+        })
+        .collect();
+    out.sort_by(|(a, _), (b, _)| clause_order(&a.scas.clause, &b.scas.clause).then(a.key.device.cmp(&b.key.device)));
+    out.into_iter().map(|(_, row)| row).collect()
+}
+
+/// Progress for a long run over a whole library: one line per case, its verdict at
+/// the end of the line (the steps are in each bundle's report).
+struct CaseLines {
+    quiet: bool,
+    started: Option<Instant>,
+}
+
+impl Progress for CaseLines {
+    fn run_started(&mut self, _: &str, _: usize) {}
+
+    fn case_started(&mut self, number: usize, of: usize, key: &CaseKey, _: &str) {
+        self.started = Some(Instant::now());
+        if !self.quiet {
+            eprint!("      [{number}/{of}] {:<6} {} ... ", key.device, key.case);
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn step_finished(&mut self, _: Phase, _: usize, _: &str, _: Verdict, _: &str, _: Duration, _: bool) {}
+
+    fn case_finished(&mut self, _: &CaseKey, verdict: Verdict) {
+        if !self.quiet {
+            let took = self.started.take().map(|s| s.elapsed().as_secs_f64()).unwrap_or_default();
+            eprintln!("{verdict} ({took:.1} s)");
+        }
+    }
 }
 
 /// The kernel's ephemeral port range, where OS-chosen listening ports come from.

@@ -1,5 +1,6 @@
 //! Command-line grammar and dispatch. Each subcommand lives in its own module.
 
+mod catalogue;
 mod console;
 mod demo;
 mod keygen;
@@ -84,6 +85,27 @@ pub enum Command {
         /// Where to write the rig file (secrets go to a `secrets/` folder beside it).
         #[arg(long, value_name = "FILE")]
         rig_out: PathBuf,
+    },
+    /// List the test library: each case by clause, what it applies to and what it needs.
+    ///
+    /// Per case: the SCAS clause and test name, its title, the plan file, which devices
+    /// it runs on (its `devices:` selector), and what it needs from the rig: channels
+    /// (console, ssh, power), `${device.declared.KEY}` values, secrets and plan
+    /// parameters. With --rig: per device, whether each case can run there, and what
+    /// is missing where it cannot.
+    ///
+    /// Exit status: 0; 1 with --rig when a case cannot run on a device it applies to;
+    /// 3 when a plan file (the others are still listed) or the rig is invalid.
+    Catalogue {
+        /// Plan files or directories of them [default: the library built into this
+        /// proofrig from testplans/, the plans `demo` runs].
+        paths: Vec<PathBuf>,
+        /// Output: a table for people, or JSON for tools.
+        #[arg(long, value_enum, default_value = "text")]
+        format: catalogue::Format,
+        /// Say per device of this rig whether each case can run there.
+        #[arg(long)]
+        rig: Option<PathBuf>,
     },
     /// Validate test plans.
     Plan {
@@ -205,6 +227,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             probe::probe(&rig, device.as_deref(), timeout_ms, &cli.transcripts).await
         }
         Command::Plan { command: PlanCommand::Check { plans } } => plan::check(&plans),
+        Command::Catalogue { paths, format, rig } => catalogue::catalogue(&paths, format, rig.as_deref()),
         Command::Run { plans, rig, device, out, params, key, quiet } => {
             let key = run::load_key(key.as_deref())?;
             let params = run::parse_params(&params)?;

@@ -16,9 +16,14 @@ pub async fn sim(rig_out: &Path) -> Result<u8, Failure> {
     let mut lab = SimLab::start(SimLabConfig::default()).await.map_err(|e| failed(&e))?;
     let dir = rig_out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
-    let secrets = dir.join("secrets");
-    lab.write_secrets(&secrets).map_err(|e| failed(&e))?;
-    std::fs::write(rig_out, lab.rig_yaml(&secrets)).map_err(|e| failed(&format!("cannot write {}: {e}", rig_out.display())))?;
+    lab.write_secrets(&dir.join("secrets")).map_err(|e| failed(&e))?;
+    // A rig resolves relative paths against its own directory: `secrets/...` is the
+    // folder beside it, wherever the rig was asked for and wherever it is run from.
+    // Written whole then renamed, so whoever waits for the file never reads half of it.
+    let partial = dir.join(format!(".{}.partial", rig_out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    std::fs::write(&partial, lab.rig_yaml(Path::new("secrets")))
+        .and_then(|()| std::fs::rename(&partial, rig_out))
+        .map_err(|e| failed(&format!("cannot write {}: {e}", rig_out.display())))?;
 
     let rows: Vec<Vec<String>> = lab
         .devices()

@@ -5,6 +5,8 @@
 //! steps with no or two actions, patterns that do not compile, references to values
 //! no earlier step captured, duplicate case ids, a skip without a reason.
 
+pub mod catalogue;
+pub mod library;
 pub mod model;
 pub mod template;
 
@@ -41,10 +43,15 @@ impl From<Box<YamlError>> for PlanError {
 impl Plan {
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
         let bytes = std::fs::read(path).map_err(|source| PlanError::Read { path: path.to_path_buf(), source })?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let mut plan = Self::parse(&path.display().to_string(), &text)?;
-        plan.path = path.to_path_buf();
-        plan.bytes = bytes;
+        Self::from_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// A plan already in memory (e.g. the bundled library), named `name` in errors,
+    /// results and bundles; keeps the exact bytes.
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Plan, PlanError> {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let mut plan = Self::parse(name, &text)?;
+        plan.bytes = bytes.to_vec();
         Ok(plan)
     }
 

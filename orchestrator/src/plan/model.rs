@@ -93,6 +93,45 @@ pub struct DeviceSelector {
     pub tags: Vec<String>,
 }
 
+impl DeviceSelector {
+    /// Whether the device `name` with `role` and `tags` is selected: its name is one
+    /// of `names` and its role one of `roles` (when given), and it has every tag.
+    pub fn matches(&self, name: &str, role: &str, tags: &[String]) -> bool {
+        (self.names.is_empty() || self.names.iter().any(|n| n == name))
+            && (self.roles.is_empty() || self.roles.iter().any(|r| r == role))
+            && self.tags.iter().all(|t| tags.contains(t))
+    }
+
+    /// True when the case runs on every device of a rig.
+    pub fn is_all(&self) -> bool {
+        self.names.is_empty() && self.roles.is_empty() && self.tags.is_empty()
+    }
+}
+
+/// Compare SCAS clause numbers part by part as numbers, so 4.2.10 follows 4.2.9
+/// and 4.2.3 comes before 4.2.3.1.
+pub fn clause_order(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let mut left = a.split('.');
+    let mut right = b.split('.');
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => x.cmp(y),
+                };
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+        }
+    }
+}
+
 /// What to do when a step does not pass.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -6,11 +6,11 @@
 //! built through [`Html`], whose only way to add text escapes it: markup itself
 //! can only be a `&'static str`, never an interpolated string.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::evidence::record::{CaseResult, Phase, RunResult};
+use crate::plan::clause_order;
 use crate::verdict::Verdict;
 
 /// What the report says about the seal it is part of.
@@ -102,6 +102,11 @@ header.v-fail-run{border-color:#c62828}header.v-error-run,header.v-infra-run,hea
 header.v-pass-run{border-color:#2e7d32}
 article{border:1px solid #d8dce4;border-radius:4px;padding:.8rem 1rem;margin:1rem 0;page-break-inside:avoid}
 .muted{color:#5b6472}code{font-size:13px}
+table.matrix{table-layout:fixed}table.matrix th{position:sticky;top:0;z-index:1}
+table.matrix col.clause{width:6.5rem}table.matrix col.test{width:15rem}
+table.matrix td,table.matrix th{overflow-wrap:anywhere}
+.ev{display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden;font-size:.8rem;color:#3d4552;margin-top:.2rem}
+.sub{display:block;font-size:.8rem;font-weight:400;color:#5b6472}
 @media print{body{max-width:none}a{color:inherit;text-decoration:none}}
 </style>
 "#;
@@ -166,7 +171,8 @@ fn summary(h: &mut Html, result: &RunResult) {
     h.raw(
         "</table>\n<table>\n<tr><th>Verdict</th><th>Case</th><th>Device</th><th>Test name</th><th>Clause</th></tr>\n",
     );
-    for (i, case) in result.cases.iter().enumerate() {
+    for i in by_clause(result) {
+        let case = &result.cases[i];
         h.raw("<tr><td>").verdict(case.verdict).raw("</td><td><a href=\"#case-").num(i as u64).raw("\">");
         h.text(&case.key.plan).raw(" / ").text(&case.key.case).raw("</a></td><td>").text(&case.key.device);
         h.raw("</td><td>").text(&case.scas.test_name).raw("</td><td>").text(&case.scas.spec).raw(" ");
@@ -188,73 +194,109 @@ fn meaning(verdict: Verdict) -> &'static str {
     }
 }
 
-/// Compare SCAS clauses numerically part by part, so 4.2.10 follows 4.2.9.
-fn clause_order(a: &str, b: &str) -> Ordering {
-    let mut left = a.split('.');
-    let mut right = b.split('.');
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return a.cmp(b),
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(x), Ok(y)) => x.cmp(&y),
-                    _ => x.cmp(y),
-                };
-                if order != Ordering::Equal {
-                    return order;
-                }
-            }
-        }
-    }
+/// The order cases are shown in: by specification, clause number, test name, device.
+fn by_clause(result: &RunResult) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..result.cases.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&result.cases[a], &result.cases[b]);
+        a.scas
+            .spec
+            .cmp(&b.scas.spec)
+            .then_with(|| clause_order(&a.scas.clause, &b.scas.clause))
+            .then_with(|| a.scas.test_name.cmp(&b.scas.test_name))
+            .then_with(|| a.key.device.cmp(&b.key.device))
+    });
+    order
 }
 
+/// Longest evidence shown in a matrix cell; the case's section has all of it.
+const MATRIX_EVIDENCE_CHARS: usize = 160;
+
+/// One row per SCAS test case, clause by clause, one column per device: the verdict
+/// and the evidence behind it, linked to the case's section.
 fn matrix(h: &mut Html, result: &RunResult) {
     let devices: BTreeSet<&str> = result.cases.iter().map(|c| c.key.device.as_str()).collect();
-    // (spec, clause, test name) -> device -> the worst verdict of the cases that test it
-    // there, and the case to link to.
-    type Row<'r> = BTreeMap<&'r str, (Verdict, usize)>;
-    let mut rows: BTreeMap<(&str, &str, &str), Row<'_>> = BTreeMap::new();
-    for (i, case) in result.cases.iter().enumerate() {
-        let cell = rows
-            .entry((case.scas.spec.as_str(), case.scas.clause.as_str(), case.scas.test_name.as_str()))
-            .or_default()
-            .entry(case.key.device.as_str())
-            .or_insert((case.verdict, i));
-        if case.verdict < cell.0 {
-            *cell = (case.verdict, i);
+    let roles: BTreeMap<&str, &str> = result.devices.iter().map(|d| (d.device.as_str(), d.role.as_str())).collect();
+    // (spec, clause, test name) -> device -> the cases that test it there, worst first.
+    type Row<'r> = ((&'r str, &'r str, &'r str), BTreeMap<&'r str, Vec<usize>>);
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    for i in by_clause(result) {
+        let case = &result.cases[i];
+        let key = (case.scas.spec.as_str(), case.scas.clause.as_str(), case.scas.test_name.as_str());
+        if rows.last().is_none_or(|(k, _)| *k != key) {
+            rows.push((key, BTreeMap::new()));
         }
+        let cell = rows.last_mut().expect("pushed above").1.entry(case.key.device.as_str()).or_default();
+        cell.push(i);
+        cell.sort_by_key(|&i| result.cases[i].verdict);
     }
-    let mut rows: Vec<_> = rows.into_iter().collect();
-    rows.sort_by(|((sa, ca, ta), _), ((sb, cb, tb), _)| sa.cmp(sb).then(clause_order(ca, cb)).then(ta.cmp(tb)));
 
-    h.raw("<h2 id=\"matrix\">Compliance matrix</h2>\n<table>\n<tr><th>Clause</th><th>Test name</th>");
+    h.raw("<h2 id=\"matrix\">Compliance matrix</h2>\n<p class=\"muted\">One row per SCAS test case, by clause; ");
+    h.raw("per device the verdict and the evidence behind it (the worst, where several cases test it there). ");
+    h.raw("Each verdict links to its case.</p>\n<table class=\"matrix\">\n<colgroup><col class=\"clause\"><col class=\"test\">");
+    for _ in &devices {
+        h.raw("<col>");
+    }
+    h.raw("</colgroup>\n<tr><th>Clause</th><th>Test case</th>");
     for device in &devices {
-        h.raw("<th>").text(device).raw("</th>");
+        h.raw("<th>").text(device);
+        if let Some(role) = roles.get(device) {
+            h.raw("<span class=\"sub\">").text(role).raw("</span>");
+        }
+        h.raw("</th>");
     }
     h.raw("</tr>\n");
-    for ((spec, clause, test_name), cells) in rows {
-        h.raw("<tr><td>").text(spec).raw(" ").text(clause).raw("</td><td>").text(test_name).raw("</td>");
+    for ((spec, clause, test_name), cells) in &rows {
+        h.raw("<tr><td>").text(spec).raw(" ").text(clause).raw("</td><td>").text(test_name);
+        if let Some(first) = cells.values().next().and_then(|c| c.first()) {
+            h.raw("<span class=\"sub\">").text(&result.cases[*first].title).raw("</span>");
+        }
+        h.raw("</td>");
         for device in &devices {
-            match cells.get(device) {
-                Some((verdict, i)) => {
-                    h.raw("<td><a href=\"#case-").num(*i as u64).raw("\">").verdict(*verdict).raw("</a></td>");
-                }
-                None => {
-                    h.raw("<td class=\"muted\">not tested</td>");
-                }
+            let Some(cases) = cells.get(device) else {
+                h.raw("<td class=\"muted\">not tested</td>");
+                continue;
+            };
+            let worst = &result.cases[cases[0]];
+            h.raw("<td><a href=\"#case-").num(cases[0] as u64).raw("\">").verdict(worst.verdict).raw("</a>");
+            let evidence = matrix_evidence(worst);
+            if !evidence.is_empty() {
+                h.raw("<span class=\"ev\">").text(&evidence).raw("</span>");
             }
+            if cases.len() > 1 {
+                h.raw("<span class=\"sub\">and ").num(cases.len() as u64 - 1).raw(" more case(s): ");
+                for (n, &i) in cases[1..].iter().enumerate() {
+                    if n > 0 {
+                        h.raw(", ");
+                    }
+                    h.raw("<a href=\"#case-").num(i as u64).raw("\">").raw(result.cases[i].verdict.as_str()).raw("</a>");
+                }
+                h.raw("</span>");
+            }
+            h.raw("</td>");
         }
         h.raw("</tr>\n");
     }
     h.raw("</table>\n");
 }
 
+/// The evidence a matrix cell shows: the first line of the case's excerpt (what the
+/// deciding step found), or why it was not run, cut to [`MATRIX_EVIDENCE_CHARS`].
+fn matrix_evidence(case: &CaseResult) -> String {
+    let text = case.skip_reason.as_deref().unwrap_or_else(|| case.evidence_excerpt.lines().find(|l| !l.trim().is_empty()).unwrap_or(""));
+    let text = text.trim();
+    if text.chars().count() <= MATRIX_EVIDENCE_CHARS {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(MATRIX_EVIDENCE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 fn cases(h: &mut Html, result: &RunResult) {
     h.raw("<h2 id=\"cases\">Cases</h2>\n");
-    for (i, case) in result.cases.iter().enumerate() {
-        case_article(h, i, case);
+    for i in by_clause(result) {
+        case_article(h, i, &result.cases[i]);
     }
 }
 
@@ -379,6 +421,123 @@ mod tests {
         let mut clauses = vec!["4.2.10", "4.2.9", "4.10.1", "4.2.3.4.1", "4.2.3"];
         clauses.sort_by(|a, b| clause_order(a, b));
         assert_eq!(clauses, ["4.2.3", "4.2.3.4.1", "4.2.9", "4.2.10", "4.10.1"]);
+    }
+
+    /// A run of `tests` SCAS test cases on ru1, ru2, core1, core2, in execution
+    /// order (plan by plan, device by device), hardened passing and weak failing.
+    fn library_run(tests: usize) -> RunResult {
+        use crate::evidence::record::{CaseKey, DeviceIdentity, StepResult};
+        use crate::plan::ScasRef;
+        let devices = [("ru1", "radio-unit"), ("ru2", "radio-unit"), ("core1", "core"), ("core2", "core")];
+        let mut cases = Vec::new();
+        // Clauses out of order, with 4.2.10 after 4.2.9 only numerically.
+        let clauses = ["4.4.2", "4.2.10", "4.2.9", "4.3.2.6", "4.2.3.2.4", "4.2.3.4.10", "4.2.3.4.2", "4.2.11", "4.3.3.1", "4.2.4.1.1", "4.2.3.5.1", "4.2.2"];
+        for (t, clause) in clauses.iter().cycle().take(tests).enumerate() {
+            for (device, _) in devices {
+                let weak = device.ends_with('2');
+                let verdict = if weak { Verdict::Fail } else { Verdict::Pass };
+                let excerpt = if weak {
+                    format!("TC_{t} on {device}: found <weak> thing {}\nsecond line", "x".repeat(300))
+                } else {
+                    format!("TC_{t} on {device}: nothing weak offered")
+                };
+                cases.push(CaseResult {
+                    key: CaseKey { plan: format!("plan-{t}"), case: format!("TC_{t}"), device: device.into() },
+                    title: format!("Case {t}: a title of some length"),
+                    scas: ScasRef {
+                        spec: "TS 33.117".into(),
+                        version: None,
+                        clause: clause.to_string(),
+                        test_name: format!("TC_A_RATHER_LONG_SCAS_TEST_NAME_WITHOUT_SPACES_{t}"),
+                        requirement: "r".into(),
+                        requirement_clause: None,
+                        threats: vec![],
+                    },
+                    purpose: "p".into(),
+                    expected: "e".into(),
+                    verdict,
+                    skip_reason: None,
+                    steps: vec![StepResult {
+                        phase: Phase::Steps,
+                        index: 0,
+                        label: "check".into(),
+                        action: "assert".into(),
+                        verdict,
+                        message: excerpt.lines().next().unwrap().into(),
+                        record: 7,
+                        duration_ms: 3,
+                    }],
+                    evidence_excerpt: excerpt,
+                    duration_ms: 3,
+                });
+            }
+        }
+        let rollup = crate::verdict::Rollup::of(cases.iter().map(|c| c.verdict));
+        RunResult {
+            run_id: "run".into(),
+            proofrig_version: "0".into(),
+            operator: "o".into(),
+            host: "h".into(),
+            rig_name: "simlab".into(),
+            started: "s".into(),
+            ended: "e".into(),
+            aborted: false,
+            verdict: rollup.verdict,
+            rollup,
+            cases,
+            devices: devices
+                .iter()
+                .map(|(d, role)| DeviceIdentity { device: d.to_string(), role: role.to_string(), declared: Default::default(), reported: None })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_matrix_goes_clause_by_clause_with_each_device_s_verdict_and_evidence() {
+        let result = library_run(12);
+        let html = render(&result, &Seal { bundle_dir: Path::new("results/run"), key_id: "k" });
+        let matrix = &html[html.find("id=\"matrix\"").unwrap()..html.find("id=\"cases\"").unwrap()];
+        assert!(matrix.contains("<table class=\"matrix\">"), "a fixed-layout table that wraps long names");
+        let header = &matrix[matrix.find("<tr>").unwrap()..];
+        let header = &header[..header.find("</tr>").unwrap()];
+        let device_columns: Vec<&str> = ["core1", "core2", "ru1", "ru2"].into_iter().filter(|d| header.contains(&format!("<th>{d}<"))).collect();
+        assert_eq!(device_columns.len(), 4, "a column per device: {header}");
+        assert!(header.contains("radio-unit"), "with its role: {header}");
+
+        let rows: Vec<&str> = matrix.split("<tr><td>").skip(1).collect();
+        assert_eq!(rows.len(), 12, "one row per SCAS test case");
+        let clauses: Vec<&str> = rows.iter().map(|r| r.strip_prefix("TS 33.117 ").unwrap().split('<').next().unwrap()).collect();
+        let mut sorted = clauses.clone();
+        sorted.sort_by(|a, b| clause_order(a, b));
+        assert_eq!(clauses, sorted, "clause by clause");
+        assert_eq!(clauses.iter().position(|c| *c == "4.2.9").unwrap() + 1, clauses.iter().position(|c| *c == "4.2.10").unwrap());
+
+        for row in &rows {
+            let cells: Vec<&str> = row.split("<td>").skip(1).collect();
+            assert_eq!(cells.len(), 5, "test name and four devices: {row}");
+            for cell in &cells[1..] {
+                let verdict = if cell.contains("v-fail") { "FAIL" } else { "PASS" };
+                assert!(cell.contains(&format!(">{verdict}</span></a>")), "the verdict, linked: {cell}");
+                let anchor: usize = cell["<a href=\"#case-".len()..].split('"').next().unwrap().parse().unwrap();
+                let case = &result.cases[anchor];
+                assert_eq!(case.verdict.as_str(), verdict, "links to the case it shows");
+                let tag = "<span class=\"ev\">";
+                let evidence = cell[cell.find(tag).expect("evidence in every cell") + tag.len()..].split("</span>").next().unwrap();
+                assert!(evidence.starts_with(&format!("{} on {}", case.key.case, case.key.device)), "the evidence behind it: {evidence}");
+                assert!(!evidence.contains("second line") && evidence.chars().count() <= MATRIX_EVIDENCE_CHARS + 20, "short: {evidence}");
+                if verdict == "FAIL" {
+                    assert!(evidence.contains("&lt;weak&gt;") && evidence.ends_with('…'), "escaped and cut: {evidence}");
+                }
+            }
+        }
+        // The case list and sections follow the same order.
+        let listed: Vec<usize> = html[html.find("id=\"summary\"").unwrap()..html.find("id=\"matrix\"").unwrap()]
+            .split("<a href=\"#case-")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(listed, by_clause(&result));
+        assert_eq!(listed.len(), 48);
     }
 
     #[test]

@@ -125,11 +125,7 @@ pub fn select<'a>(plans: &'a [Plan], rig: &Rig, only: Option<&str>) -> Vec<Selec
                 if only.is_some_and(|o| o != name) {
                     continue;
                 }
-                let s = &case.devices;
-                let matches = (s.names.is_empty() || s.names.iter().any(|n| n == name))
-                    && (s.roles.is_empty() || s.roles.contains(&device.role))
-                    && s.tags.iter().all(|t| device.tags.contains(t));
-                if matches {
+                if case.devices.matches(name, &device.role, &device.tags) {
                     out.push(Selected { plan, case, device: name.to_string() });
                 }
             }

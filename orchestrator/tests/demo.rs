@@ -1,0 +1,52 @@
+//! `proofrig demo` as on a fresh machine: every plan of the library, however many,
+//! runs on both profiles of the simulated lab, and each plan's bundle verifies.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use proofrig::plan::Plan;
+
+#[test]
+fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .current_dir(dir.path())
+        .args(["demo", "--out", "results", "--quiet"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+    let mut files: Vec<_> = std::fs::read_dir(&library)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let header = stdout.lines().find(|l| l.starts_with("clause ")).expect("the verdict matrix");
+    for device in ["ru1", "ru2", "core1", "core2"] {
+        assert!(header.split_whitespace().any(|c| c == device), "a column per device of both profiles: {header}");
+    }
+    for file in &files {
+        let name = format!("testplans/{}", file.file_name().unwrap().to_string_lossy());
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_end().ends_with(&name))
+            .unwrap_or_else(|| panic!("no bundle for {name}:\n{all}"));
+        assert!(line.starts_with("VERIFIED "), "{line}");
+        let bundle = dir.path().join(line.split_whitespace().nth(1).unwrap());
+        assert!(bundle.join("report.html").is_file(), "{}", bundle.display());
+        for case in Plan::load(file).unwrap().spec.cases {
+            let row = stdout
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(case.scas.test_name.as_str()))
+                .unwrap_or_else(|| panic!("{} is not in the matrix:\n{stdout}", case.scas.test_name));
+            let verdicts: Vec<&str> = row.split_whitespace().skip(2).collect();
+            assert_eq!(verdicts.len(), 4, "{row}");
+        }
+    }
+}
