@@ -104,7 +104,16 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
         steps.iter().flat_map(|s| pick(s).iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
     };
     needs.declared = collect(|s| &s.declared);
-    needs.secrets = collect(|s| &s.secrets);
+    // A templated secret name (`{secret: "${param.password_secret}"}`) is the parameter's default.
+    needs.secrets = collect(|s| &s.secrets)
+        .into_iter()
+        .map(|name| match name.strip_prefix("${param.").and_then(|rest| rest.strip_suffix('}')) {
+            Some(param) => plan.spec.parameters.get(param).and_then(Value::as_str).map(String::from).unwrap_or(name),
+            None => name,
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     needs.credentials = collect(|s| &s.credentials);
     needs.ssh_password = steps.iter().any(|s| s.ssh_password);
     needs.parameters = collect(|s| &s.parameters)
@@ -155,6 +164,7 @@ fn step_needs(step: &Step) -> StepNeeds {
     let credentials = [
         step.ssh_login.as_ref().and_then(|l| l.password.as_ref()),
         step.console_login.as_ref().and_then(|l| l.password.as_ref()),
+        step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()),
     ];
     for credential in credentials.into_iter().flatten() {
         match credential {
@@ -166,9 +176,52 @@ fn step_needs(step: &Step) -> StepNeeds {
     }
     needs.ssh_password =
         step.ssh_negotiate.is_some() || step.ssh_login.as_ref().is_some_and(|l| l.password.is_none());
-    // When the `script` step kind lands, its Rhai source is scanned the same way:
-    // `needs.declared.extend(declared_keys_in_script(&script.source))`.
+    if let Some(source) = &step.script {
+        let script = script_needs(source);
+        needs.declared.extend(declared_keys_in_script(source));
+        needs.channels.extend(script.channels);
+        needs.secrets.extend(script.secrets);
+        needs.parameters.extend(script.parameters);
+        needs.ssh_password |= script.ssh_password;
+    }
     needs
+}
+
+/// What a script's calls need, by a scan of its text (like [`declared_keys_in_script`],
+/// it errs towards listing too much).
+struct ScriptNeeds {
+    channels: Vec<DeviceChannel>,
+    secrets: Vec<String>,
+    parameters: Vec<String>,
+    ssh_password: bool,
+}
+
+fn script_needs(source: &str) -> ScriptNeeds {
+    static CALL: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static SECRET: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static PARAM: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let call = CALL.get_or_init(|| regex::Regex::new(r#"\b(ssh_[a-z]+|console_[a-z]+|power)\s*\(|\bagent\s*\(\s*"([a-z_]+)""#).expect("a valid pattern"));
+    let secret = SECRET.get_or_init(|| regex::Regex::new(r#"\bsecret\s*:\s*"([^"]+)""#).expect("a valid pattern"));
+    let param = PARAM.get_or_init(|| regex::Regex::new(r#"\bparam\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)"#).expect("a valid pattern"));
+    let mut channels = BTreeSet::new();
+    let mut ssh_password = false;
+    for c in call.captures_iter(source) {
+        let name = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
+        channels.extend(match name {
+            n if n.starts_with("ssh_") || n == "tcp_scan" => Some(DeviceChannel::Ssh),
+            n if n.starts_with("console_") => Some(DeviceChannel::Console),
+            "power" => Some(DeviceChannel::Power),
+            _ => None,
+        });
+        // `agent("ssh_login", #{user})` without a password logs in with the rig's.
+        ssh_password |= c.get(2).is_some_and(|m| m.as_str() == "ssh_login" || m.as_str() == "ssh_negotiate");
+    }
+    ScriptNeeds {
+        channels: channels.into_iter().collect(),
+        secrets: secret.captures_iter(source).map(|c| c[1].to_string()).collect(),
+        parameters: param.captures_iter(source).map(|c| c[1].to_string()).collect(),
+        ssh_password,
+    }
 }
 
 fn absorb_reference(needs: &mut StepNeeds, reference: &Reference) {
@@ -445,5 +498,23 @@ devices:
         "#;
         assert_eq!(declared_keys_in_script(script), ["banner", "commented_out", "lockout", "max sessions", "open_tcp_ports"]);
         assert!(declared_keys_in_script("let x = 1;").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod script_scan_tests {
+    use super::*;
+
+    #[test]
+    fn a_script_s_channels_secrets_and_parameters_are_found_by_scanning_its_text() {
+        let needs = script_needs(
+            r#"let r = agent("ssh_login", #{ user: device.ssh.user });
+               console_run("id"); ssh_exec("true"); wait(param.margin_s);
+               agent("ssh_exec", #{ command: "passwd --stdin", stdin: #{ secret: "oper_password" } });"#,
+        );
+        assert_eq!(needs.channels, [DeviceChannel::Console, DeviceChannel::Ssh]);
+        assert_eq!(needs.secrets, ["oper_password"]);
+        assert_eq!(needs.parameters, ["margin_s"]);
+        assert!(needs.ssh_password);
     }
 }

@@ -276,7 +276,7 @@ impl Step {
 }
 
 /// A kind of channel a device may have.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChannel {
     Console,
