@@ -1,5 +1,6 @@
 //! `proofrig demo` as on a fresh machine: every plan of the library, however many,
-//! runs on both profiles of the simulated lab, and each plan's bundle verifies.
+//! runs on both profiles of the simulated lab, passes on the hardened devices and
+//! fails on the weak ones, and each plan's bundle verifies.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,6 +48,9 @@ fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
                 .unwrap_or_else(|| panic!("{} is not in the matrix:\n{stdout}", case.scas.test_name));
             let verdicts: Vec<&str> = row.split_whitespace().skip(2).collect();
             assert_eq!(verdicts.len(), 4, "{row}");
+            // Every case of the library decides both ways: the hardened devices (ru1,
+            // core1) comply, the weak ones (ru2, core2) do not.
+            assert_eq!(verdicts, ["PASS", "FAIL", "PASS", "FAIL"], "{} does not decide both ways:\n{stdout}", case.scas.test_name);
         }
     }
 }
