@@ -148,7 +148,7 @@ pub struct AuthRecord {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Listener {
     pub addr: SocketAddr,
-    /// Program name (`sshd`, `telnetd`, `ftpd`), shown by `ss -ltnp`.
+    /// Program name (`sshd`, `telnetd`, `ftpd`, `httpd`), shown by `ss -ltnp`.
     pub program: String,
 }
 
@@ -864,11 +864,13 @@ fn device_conf(config: &DeviceConfig) -> String {
          hostname={}\n\
          management.ssh=enabled\n\
          management.telnet={}\n\
-         management.ftp={}\n",
+         management.ftp={}\n\
+         management.http={}\n",
         config.identity.vendor,
         config.identity.model,
         config.hostname,
         enabled("telnet"),
         enabled("ftp"),
+        enabled("http"),
     )
 }
