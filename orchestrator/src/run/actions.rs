@@ -453,9 +453,12 @@ async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Durati
     for &port in ports {
         let permit = limit.clone().acquire_owned().await.map_err(|e| e.to_string())?;
         tasks.spawn(async move {
+            // A connection to itself is not a listener: on loopback, a connect to a
+            // free port in the ephemeral range can be given that same port as its
+            // source and "succeed" by simultaneous open.
             let open = matches!(
                 tokio::time::timeout(per_port, tokio::net::TcpStream::connect((ip, port))).await,
-                Ok(Ok(_))
+                Ok(Ok(stream)) if stream.local_addr().ok() != stream.peer_addr().ok()
             );
             drop(permit);
             (port, open)
