@@ -13,6 +13,10 @@ command -v ser2net >/dev/null 2>&1 || need+=(ser2net)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v pdudaemon >/dev/null 2>&1 || need+=(pdudaemon)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+[ -x /sbin/ip ] || need+=(iproute2)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+ls /usr/lib/*-linux-gnu/security/pam_faillock.so >/dev/null 2>&1 || need+=(libpam-modules)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "test peers missing: ${need[*]}; installing them with apt-get" >&2

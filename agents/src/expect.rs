@@ -224,6 +224,33 @@ impl Expect {
         Ok(())
     }
 
+    /// Wait until the device has said nothing for `quiet` (at most `limit`), then
+    /// forget everything received so far, as [`Expect::clear`] does. Output a device
+    /// printed before something that restarts it (a power cycle, a reboot command)
+    /// must not satisfy a wait for what it prints after: its old boot log and login
+    /// prompt look exactly like the new ones. Returns the bytes of text forgotten.
+    pub async fn settle(&mut self, quiet: Duration, limit: Duration) -> Result<usize, ExpectError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let until = (Instant::now() + quiet).min(deadline);
+            match tokio::time::timeout_at(until, self.stream.read()).await {
+                Ok(Ok(chunk)) => self.ingest(&chunk),
+                Ok(Err(lost)) => return Err(ExpectError::Lost(lost)),
+                Err(_) => break,
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        let unread = self.stream.read_now()?;
+        self.ingest(&unread);
+        let forgotten = self.window.len() + self.pending.len() - self.pending_pos;
+        self.window.clear();
+        self.pending.clear();
+        self.pending_pos = 0;
+        Ok(forgotten)
+    }
+
     pub fn stream(&self) -> &ByteStream {
         &self.stream
     }
@@ -640,6 +667,39 @@ mod tests {
         feed.close(ChannelError::lost(&ChannelId::new("dut", "console"), "EIO"));
         let err = e.expect(&[re("x")], Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, ExpectError::Lost(ChannelError::ConsoleLost { .. })));
+    }
+
+    #[tokio::test]
+    async fn settle_forgets_what_came_before_once_the_device_is_quiet() {
+        let (mut e, feed, _rx) = engine();
+        feed.push(b"old boot\r\nru1 login: ");
+        let f = feed.clone();
+        let late = tokio::spawn(async move {
+            // Still part of the old output: arrives within the quiet time.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            f.push(b"\r\nru1 login: ");
+        });
+        let forgotten = e.settle(Duration::from_millis(150), Duration::from_secs(2)).await.unwrap();
+        late.await.unwrap();
+        assert_eq!(forgotten, "old boot\r\nru1 login: \r\nru1 login: ".len());
+        assert_eq!(e.buffered(), 0);
+        let err = e.expect(&[re("login: $")], Duration::from_millis(30)).await.unwrap_err();
+        assert!(matches!(err, ExpectError::Timeout { .. }), "the old prompt must not match: {err}");
+        feed.push(b"U-Boot\r\nru1 login: ");
+        assert_eq!(e.expect(&[re("login: $")], Duration::from_secs(1)).await.unwrap().before_text(), "U-Boot\r\nru1 ");
+
+        // A console that never goes quiet is cut off at the limit.
+        let f = feed.clone();
+        let chatter = tokio::spawn(async move {
+            for _ in 0..40 {
+                f.push(b"x");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let started = Instant::now();
+        e.settle(Duration::from_millis(100), Duration::from_millis(150)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(350), "{:?}", started.elapsed());
+        chatter.abort();
     }
 
     #[test]

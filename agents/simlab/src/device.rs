@@ -23,6 +23,7 @@ pub struct SimDeviceSpec {
     pub ssh_port: u16,
     pub telnet_port: u16,
     pub ftp_port: u16,
+    pub http_port: u16,
     pub host_key: HostKey,
     pub ssh_options: SshServerOptions,
     /// A serial console on a PTY, when set.
@@ -38,6 +39,7 @@ impl SimDeviceSpec {
             ssh_port: 2222,
             telnet_port: 2323,
             ftp_port: 2121,
+            http_port: 8080,
             host_key,
             ssh_options: SshServerOptions::default(),
             console: None,
@@ -72,6 +74,7 @@ impl SimDevice {
             let port = match service {
                 ExtraService::Telnet => spec.telnet_port,
                 ExtraService::Ftp => spec.ftp_port,
+                ExtraService::Http => spec.http_port,
             };
             let addr = SocketAddr::new(spec.management_ip, port);
             extra_services.push(BannerService::start(addr, os.clone(), *service).await?);

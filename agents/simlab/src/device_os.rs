@@ -148,7 +148,7 @@ pub struct AuthRecord {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Listener {
     pub addr: SocketAddr,
-    /// Program name (`sshd`, `telnetd`, `ftpd`), shown by `ss -ltnp`.
+    /// Program name (`sshd`, `telnetd`, `ftpd`, `httpd`), shown by `ss -ltnp`.
     pub program: String,
 }
 
@@ -364,7 +364,9 @@ impl DeviceOs {
     /// root file system is read-only). The commands: `id [USER]`, `whoami`,
     /// `hostname`, `uname [-asnrvmo]`, `echo [-n]`, `true`, `false`, `exit [N]`,
     /// `pwd`, `cat [FILE...]`, `ls [-l] [-d] [PATH...]`, `stat [-c FORMAT] PATH...`,
-    /// `ss -ltn[p]`, `passwd --stdin [USER]` (new password = first line of stdin;
+    /// `ss -l[t][u]n[p]`, `grep [-cEFivqn] [-e] PATTERN [FILE...]`, `head`/`tail
+    /// [-n N] [FILE...]`, `wc [-lwc] [FILE...]`, `passwd --stdin [USER]` (new
+    /// password = first line of stdin;
     /// refused with status 1 and `passwd: BAD PASSWORD: ...` when the profile's
     /// policy rejects it) and `sleep N`. Anything else: `sh: CMD: not found`, 127.
     /// Files are permission-checked against `user`.
@@ -862,11 +864,13 @@ fn device_conf(config: &DeviceConfig) -> String {
          hostname={}\n\
          management.ssh=enabled\n\
          management.telnet={}\n\
-         management.ftp={}\n",
+         management.ftp={}\n\
+         management.http={}\n",
         config.identity.vendor,
         config.identity.model,
         config.hostname,
         enabled("telnet"),
         enabled("ftp"),
+        enabled("http"),
     )
 }

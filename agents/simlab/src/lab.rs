@@ -29,7 +29,7 @@ use crate::console::{BootTiming, ConsoleOptions};
 use crate::device::{SimDevice, SimDeviceSpec};
 use crate::device_os::{DeviceConfig, DeviceIdentity};
 use crate::pdu::{PduOptions, SimPdu};
-use crate::profile::Profile;
+use crate::profile::{ExtraService, Profile};
 use crate::ssh_server::{HostKey, SshServerOptions};
 use crate::SimError;
 
@@ -60,6 +60,11 @@ pub struct LabDeviceSpec {
     pub management_ip: IpAddr,
     /// 0 picks a free port.
     pub ssh_port: u16,
+    /// Ports of the weak profile's plain-text services (0 picks a free port; see
+    /// [`SimLabConfig::with_well_known_service_ports`]).
+    pub telnet_port: u16,
+    pub ftp_port: u16,
+    pub http_port: u16,
     /// The PDU coil that powers it.
     pub outlet: u16,
     pub identity: DeviceIdentity,
@@ -87,6 +92,9 @@ impl LabDeviceSpec {
             profile,
             management_ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, last_octet)),
             ssh_port: 0,
+            telnet_port: 0,
+            ftp_port: 0,
+            http_port: 0,
             outlet,
             identity: DeviceIdentity {
                 vendor: SIM_VENDOR.to_string(),
@@ -156,6 +164,37 @@ impl SimLabConfig {
             cycle_off: Duration::from_millis(200),
             ..SimLabConfig::default()
         }
+    }
+
+    /// Weak devices run telnet, FTP and HTTP on their well-known ports (23, 21,
+    /// 80), where a real device has them and a scan of the well-known insecure
+    /// ports finds them, instead of on free high ports. Binding ports below 1024
+    /// needs root (or `CAP_NET_BIND_SERVICE`): [`SimLab::start`] fails without it.
+    /// Two labs on the same addresses would collide on these ports, so labs that
+    /// may run at once also take [`SimLabConfig::on_random_addresses`].
+    pub fn with_well_known_service_ports(mut self) -> Self {
+        for device in &mut self.devices {
+            device.telnet_port = ExtraService::Telnet.well_known_port();
+            device.ftp_port = ExtraService::Ftp.well_known_port();
+            device.http_port = ExtraService::Http.well_known_port();
+        }
+        self
+    }
+
+    /// Moves every device from 127.0.0.N to 127.A.B.N, with A (100..=227) and B
+    /// (1..=254) drawn at random, so that labs running at once (parallel tests,
+    /// other checkouts on one machine) do not share addresses. Linux routes all of
+    /// 127.0.0.0/8 to loopback, so nothing needs setting up.
+    pub fn on_random_addresses(mut self) -> Result<Self, SimError> {
+        let mut random = [0u8; 2];
+        getrandom::fill(&mut random).map_err(|e| SimError::Random(e.to_string()))?;
+        let (a, b) = (100 + random[0] % 128, 1 + random[1] % 254);
+        for device in &mut self.devices {
+            if let IpAddr::V4(ip) = device.management_ip {
+                device.management_ip = IpAddr::V4(Ipv4Addr::new(127, a, b, ip.octets()[3]));
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -258,8 +297,9 @@ impl SimLab {
                 .with_lockout_duration(Duration::from_secs(lockout_seconds));
             let mut device_spec = SimDeviceSpec::new(spec.management_ip, HostKey::generate()?);
             device_spec.ssh_port = spec.ssh_port;
-            device_spec.telnet_port = 0;
-            device_spec.ftp_port = 0;
+            device_spec.telnet_port = spec.telnet_port;
+            device_spec.ftp_port = spec.ftp_port;
+            device_spec.http_port = spec.http_port;
             device_spec.powered = config.powered;
             device_spec.ssh_options = SshServerOptions {
                 auth_failure_delay: config.ssh_auth_failure_delay,

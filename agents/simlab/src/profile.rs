@@ -16,7 +16,7 @@ pub enum Profile {
     /// password-protected bootloader.
     Hardened,
     /// A typical badly configured appliance: legacy crypto offered, root over SSH,
-    /// vendor default account, world-readable shadow, telnet/ftp-like listeners,
+    /// vendor default account, world-readable shadow, telnet/ftp/http listeners,
     /// failed logins not logged, an open bootloader prompt on the console.
     Weak,
 }
@@ -88,6 +88,8 @@ pub enum ExtraService {
     Telnet,
     /// An FTP-like `220` greeting.
     Ftp,
+    /// A web management login page over plain HTTP, with no redirect to HTTPS.
+    Http,
 }
 
 impl ExtraService {
@@ -96,6 +98,25 @@ impl ExtraService {
         match self {
             ExtraService::Telnet => "telnet",
             ExtraService::Ftp => "ftp",
+            ExtraService::Http => "http",
+        }
+    }
+
+    /// The port IANA assigns it, where a real device listens.
+    pub fn well_known_port(self) -> u16 {
+        match self {
+            ExtraService::Telnet => 23,
+            ExtraService::Ftp => 21,
+            ExtraService::Http => 80,
+        }
+    }
+
+    /// The daemon's program name, as `ss -p` and the boot log show it.
+    pub fn program(self) -> &'static str {
+        match self {
+            ExtraService::Telnet => "telnetd",
+            ExtraService::Ftp => "ftpd",
+            ExtraService::Http => "httpd",
         }
     }
 }
@@ -218,7 +239,7 @@ impl Profile {
     pub fn extra_services(self) -> &'static [ExtraService] {
         match self {
             Profile::Hardened => &[],
-            Profile::Weak => &[ExtraService::Telnet, ExtraService::Ftp],
+            Profile::Weak => &[ExtraService::Telnet, ExtraService::Ftp, ExtraService::Http],
         }
     }
 

@@ -1,9 +1,11 @@
 //! Plain-text services a weak device leaves listening next to SSH.
 //!
 //! They exist so port-scan and unnecessary-services tests have something real to
-//! find: each accepts TCP connections and announces itself with a banner the way
-//! telnetd or an FTP daemon would, then answers every line with a refusal. Nobody
-//! can log in through them; being reachable is the finding.
+//! find: telnet and FTP accept TCP connections and announce themselves with a banner
+//! the way telnetd or an FTP daemon would, then answer every line with a refusal;
+//! HTTP answers each request with the web management login page, in clear text and
+//! without redirecting to HTTPS. Nobody can log in through them; being reachable is
+//! the finding.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::device_os::DeviceOs;
+use crate::device_os::{DeviceIdentity, DeviceOs};
 use crate::gate::{ConnectionHandler, PowerGate};
 use crate::profile::ExtraService;
 use crate::SimError;
@@ -50,18 +52,25 @@ impl BannerService {
                 ),
                 "530 Please login with USER and PASS.\r\n".to_string(),
             ),
+            // An HTTP server speaks only when asked; the reply is the whole page.
+            ExtraService::Http => (String::new(), login_page(&hostname, &identity)),
         };
-        let program = match service {
-            ExtraService::Telnet => "telnetd",
-            ExtraService::Ftp => "ftpd",
-        };
+        let program = service.program();
+        let http = service == ExtraService::Http;
         let banner: Arc<str> = banner.into();
         let reply: Arc<str> = reply.into();
         let handler: ConnectionHandler = Arc::new(move |stream, _peer| {
             let banner = Arc::clone(&banner);
             let reply = Arc::clone(&reply);
             Box::pin(async move {
-                let _ = tokio::time::timeout(IDLE_TIMEOUT, converse(stream, &banner, &reply)).await;
+                let conversation = async {
+                    if http {
+                        answer_requests(stream, &reply).await
+                    } else {
+                        converse(stream, &banner, &reply).await
+                    }
+                };
+                let _ = tokio::time::timeout(IDLE_TIMEOUT, conversation).await;
             })
         });
         let gate = PowerGate::start(addr, program, os, handler).await?;
@@ -102,4 +111,43 @@ async fn converse(stream: TcpStream, banner: &str, reply: &str) -> std::io::Resu
         }
         writer.write_all(reply.as_bytes()).await?;
     }
+}
+
+/// The web management UI's login page, as a complete HTTP/1.0 response.
+fn login_page(hostname: &str, identity: &DeviceIdentity) -> String {
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>{vendor} {model} - {hostname}</title></head>\n\
+         <body><h1>{model} web management</h1>\n\
+         <form method=\"post\" action=\"/login\">User <input name=\"user\"> \
+         Password <input name=\"password\" type=\"password\"> \
+         <input type=\"submit\" value=\"Log in\"></form>\n\
+         <p>Firmware {firmware}</p></body></html>\n",
+        vendor = identity.vendor,
+        model = identity.model,
+        firmware = identity.firmware,
+    );
+    format!(
+        "HTTP/1.0 200 OK\r\nServer: {model} httpd\r\nContent-Type: text/html\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len(),
+        model = identity.model,
+    )
+}
+
+/// Reads one request's head (through the empty line) and sends the page.
+async fn answer_requests(stream: TcpStream, page: &str) -> std::io::Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+    }
+    writer.write_all(page.as_bytes()).await?;
+    writer.shutdown().await
 }

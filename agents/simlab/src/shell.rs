@@ -8,9 +8,10 @@
 //!
 //! Commands: `id [USER]`, `whoami`, `hostname`, `uname [-asnrvmo]`, `echo [-n]`,
 //! `true`, `false`, `exit [N]`, `pwd`, `cat [FILE...]`, `ls [-l] [-d] [PATH...]`,
-//! `stat [-c FORMAT] PATH...`, `ss -ltn[p]`, `passwd --stdin USER` (new password
-//! is the first line of standard input), `sleep N`. Anything else is
-//! `sh: CMD: not found` with status 127, like busybox.
+//! `stat [-c FORMAT] PATH...`, `ss -l[t][u]n[p]`, `grep [-cEFivqn] [-e] PATTERN
+//! [FILE...]`, `head`/`tail [-n N] [FILE...]`, `wc [-lwc] [FILE...]`,
+//! `passwd --stdin USER` (new password is the first line of standard input),
+//! `sleep N`. Anything else is `sh: CMD: not found` with status 127, like busybox.
 
 use std::time::{Duration, SystemTime};
 
@@ -100,6 +101,9 @@ fn reads_stdin_words(words: &[String]) -> bool {
     match words.first().map(String::as_str) {
         Some("cat") => words.len() == 1,
         Some("passwd") => words.iter().any(|w| w == "--stdin"),
+        Some("grep") => GrepArgs::parse(&words[1..]).is_ok_and(|g| g.files.is_empty()),
+        Some("head" | "tail") => LineArgs::parse(&words[1..]).is_ok_and(|a| a.files.is_empty()),
+        Some("wc") => WcArgs::parse(&words[1..]).is_ok_and(|a| a.files.is_empty()),
         _ => false,
     }
 }
@@ -423,6 +427,10 @@ fn builtin(state: &mut DeviceState, account: &Account, words: &[String], input: 
         "ls" => ls(state, account, args),
         "stat" => stat(state, account, args),
         "ss" => ss(state, account, args),
+        "grep" => grep(state, account, args, input),
+        "head" => head_tail(state, account, "head", args, input),
+        "tail" => head_tail(state, account, "tail", args, input),
+        "wc" => wc(state, account, args, input),
         "passwd" => passwd(state, account, args, input),
         other => Output::fail(format!("sh: {other}: not found\n"), 127),
     }
@@ -872,6 +880,8 @@ fn stat(state: &DeviceState, account: &Account, args: &[String]) -> Output {
 fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
     let mut listening = false;
     let mut processes = false;
+    let mut tcp = false;
+    let mut udp = false;
     for arg in args {
         let Some(flags) = arg.strip_prefix('-') else {
             return Output::fail(format!("ss: filters are not supported: {arg}\n"), 1);
@@ -880,16 +890,36 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
             match flag {
                 'l' => listening = true,
                 'p' => processes = true,
-                't' | 'n' | '4' => {}
+                't' => tcp = true,
+                'u' => udp = true,
+                'n' | '4' => {}
                 f => return Output::fail(format!("ss: unsupported option -- '{f}'\n"), 1),
             }
         }
     }
+    if !udp {
+        tcp = true;
+    }
+    // Like ss, a Netid column only when more than one socket type is shown.
+    let netid = tcp && udp;
+    let column = |text: &str| {
+        if netid {
+            format!("{text:<6}")
+        } else {
+            String::new()
+        }
+    };
     let mut text = format!(
-        "{:<6} {:<6} {:<6} {:<24} {:<24} Process\n",
-        "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port"
+        "{}{:<6} {:<6} {:<6} {:<24} {:<24} Process\n",
+        column("Netid"),
+        "State",
+        "Recv-Q",
+        "Send-Q",
+        "Local Address:Port",
+        "Peer Address:Port"
     );
-    if listening {
+    // The device listens on TCP only; it has no UDP sockets to show.
+    if listening && tcp {
         for listener in &state.listeners {
             let process = if processes && account.uid == ROOT_UID {
                 format!("users:((\"{}\",pid=1,fd=3))", listener.program)
@@ -897,7 +927,8 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
                 String::new()
             };
             text.push_str(&format!(
-                "{:<6} {:<6} {:<6} {:<24} {:<24} {process}\n",
+                "{}{:<6} {:<6} {:<6} {:<24} {:<24} {process}\n",
+                column("tcp"),
                 "LISTEN",
                 0,
                 128,
@@ -907,6 +938,371 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         }
     }
     Output::ok(text)
+}
+
+/// Text of each file operand (or standard input when there is none), with the
+/// name to show for it; unreadable files become `name: error` messages.
+fn inputs(
+    state: &DeviceState,
+    account: &Account,
+    program: &str,
+    files: &[String],
+    input: &str,
+) -> (Vec<(String, String)>, String) {
+    if files.is_empty() {
+        return (
+            vec![("(standard input)".to_string(), input.to_string())],
+            String::new(),
+        );
+    }
+    let mut texts = Vec::new();
+    let mut errors = String::new();
+    for path in files {
+        match read_file(state, account, path) {
+            Ok(text) => texts.push((path.clone(), text)),
+            Err(error) => errors.push_str(&format!("{program}: {path}: {error}\n")),
+        }
+    }
+    (texts, errors)
+}
+
+/// `grep`'s command line.
+#[derive(Debug, Default)]
+struct GrepArgs {
+    count: bool,
+    extended: bool,
+    fixed: bool,
+    ignore_case: bool,
+    invert: bool,
+    quiet: bool,
+    line_numbers: bool,
+    patterns: Vec<String>,
+    files: Vec<String>,
+}
+
+impl GrepArgs {
+    fn parse(args: &[String]) -> Result<GrepArgs, String> {
+        let mut parsed = GrepArgs::default();
+        let mut operands = Vec::new();
+        let mut args = args.iter();
+        let mut options_done = false;
+        while let Some(arg) = args.next() {
+            if options_done || arg == "-" || !arg.starts_with('-') {
+                operands.push(arg.clone());
+                continue;
+            }
+            if arg == "--" {
+                options_done = true;
+                continue;
+            }
+            let mut flags = arg[1..].chars();
+            while let Some(flag) = flags.next() {
+                match flag {
+                    'c' => parsed.count = true,
+                    'E' => parsed.extended = true,
+                    'F' => parsed.fixed = true,
+                    'i' => parsed.ignore_case = true,
+                    'v' => parsed.invert = true,
+                    'q' => parsed.quiet = true,
+                    'n' => parsed.line_numbers = true,
+                    's' | 'h' => {}
+                    'e' => {
+                        let rest: String = flags.by_ref().collect();
+                        let pattern = if rest.is_empty() {
+                            args.next()
+                                .cloned()
+                                .ok_or("option requires an argument -- 'e'")?
+                        } else {
+                            rest
+                        };
+                        parsed.patterns.push(pattern);
+                    }
+                    f => return Err(format!("invalid option -- '{f}'")),
+                }
+            }
+        }
+        let mut operands = operands.into_iter();
+        if parsed.patterns.is_empty() {
+            parsed
+                .patterns
+                .push(operands.next().ok_or("no pattern given")?);
+        }
+        parsed.files = operands.collect();
+        Ok(parsed)
+    }
+
+    /// One regex for all patterns, in Rust syntax.
+    fn regex(&self) -> Result<regex::Regex, String> {
+        let alternatives: Vec<String> = self
+            .patterns
+            .iter()
+            .flat_map(|p| p.split('\n'))
+            .map(|p| {
+                if self.fixed {
+                    regex::escape(p)
+                } else if self.extended {
+                    p.to_string()
+                } else {
+                    basic_to_extended(p)
+                }
+            })
+            .map(|p| format!("(?:{p})"))
+            .collect();
+        regex::RegexBuilder::new(&alternatives.join("|"))
+            .case_insensitive(self.ignore_case)
+            .build()
+            .map_err(|e| {
+                e.to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("bad pattern")
+                    .trim()
+                    .to_string()
+            })
+    }
+}
+
+/// A POSIX basic regular expression rewritten as an extended one: `\(`, `\)`,
+/// `\{`, `\}`, `\|`, `\+` and `\?` are the operators, their bare forms literal.
+fn basic_to_extended(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(op @ ('(' | ')' | '{' | '}' | '|' | '+' | '?')) => out.push(op),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push_str("\\\\"),
+            },
+            '(' | ')' | '{' | '}' | '|' | '+' | '?' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
+    let usage = |message: String| {
+        Output::fail(
+            format!("grep: {message}\nUsage: grep [-cEFivqn] [-e] PATTERN [FILE]...\n"),
+            2,
+        )
+    };
+    let parsed = match GrepArgs::parse(args) {
+        Ok(parsed) => parsed,
+        Err(message) => return usage(message),
+    };
+    let regex = match parsed.regex() {
+        Ok(regex) => regex,
+        Err(message) => return Output::fail(format!("grep: bad regex: {message}\n"), 2),
+    };
+    let (texts, errors) = inputs(state, account, "grep", &parsed.files, input);
+    let named = parsed.files.len() > 1;
+    let mut stdout = String::new();
+    let mut selected = 0;
+    for (name, text) in &texts {
+        let mut count = 0;
+        for (number, line) in text.lines().enumerate() {
+            if regex.is_match(line) == parsed.invert {
+                continue;
+            }
+            count += 1;
+            if parsed.count || parsed.quiet {
+                continue;
+            }
+            if named {
+                stdout.push_str(&format!("{name}:"));
+            }
+            if parsed.line_numbers {
+                stdout.push_str(&format!("{}:", number + 1));
+            }
+            stdout.push_str(line);
+            stdout.push('\n');
+        }
+        if parsed.count && !parsed.quiet {
+            if named {
+                stdout.push_str(&format!("{name}:"));
+            }
+            stdout.push_str(&format!("{count}\n"));
+        }
+        selected += count;
+    }
+    let status = if parsed.quiet && selected > 0 {
+        0
+    } else if !errors.is_empty() {
+        2
+    } else if selected > 0 {
+        0
+    } else {
+        1
+    };
+    Output {
+        stdout,
+        stderr: errors,
+        status,
+    }
+}
+
+/// `head`/`tail`'s command line: `-n N`, `-nN` or `-N`.
+struct LineArgs {
+    lines: usize,
+    files: Vec<String>,
+}
+
+impl LineArgs {
+    fn parse(args: &[String]) -> Result<LineArgs, String> {
+        let mut lines = 10;
+        let mut files = Vec::new();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let count = if arg == "-n" {
+                Some(
+                    args.next()
+                        .ok_or("option requires an argument -- 'n'")?
+                        .clone(),
+                )
+            } else if let Some(n) = arg.strip_prefix("-n") {
+                Some(n.to_string())
+            } else if arg.len() > 1 && arg.starts_with('-') {
+                Some(arg[1..].to_string())
+            } else {
+                files.push(arg.clone());
+                None
+            };
+            if let Some(count) = count {
+                lines = count
+                    .parse()
+                    .map_err(|_| format!("invalid number of lines: '{count}'"))?;
+            }
+        }
+        Ok(LineArgs { lines, files })
+    }
+}
+
+fn head_tail(
+    state: &DeviceState,
+    account: &Account,
+    program: &str,
+    args: &[String],
+    input: &str,
+) -> Output {
+    let parsed = match LineArgs::parse(args) {
+        Ok(parsed) => parsed,
+        Err(message) => return Output::fail(format!("{program}: {message}\n"), 1),
+    };
+    let (texts, errors) = inputs(state, account, program, &parsed.files, input);
+    let named = parsed.files.len() > 1;
+    let mut stdout = String::new();
+    for (index, (name, text)) in texts.iter().enumerate() {
+        if named {
+            if index > 0 {
+                stdout.push('\n');
+            }
+            stdout.push_str(&format!("==> {name} <==\n"));
+        }
+        let all: Vec<&str> = text.lines().collect();
+        let shown = if program == "head" {
+            &all[..parsed.lines.min(all.len())]
+        } else {
+            &all[all.len().saturating_sub(parsed.lines)..]
+        };
+        for line in shown {
+            stdout.push_str(line);
+            stdout.push('\n');
+        }
+    }
+    let status = if errors.is_empty() { 0 } else { 1 };
+    Output {
+        stdout,
+        stderr: errors,
+        status,
+    }
+}
+
+/// `wc`'s command line.
+struct WcArgs {
+    lines: bool,
+    words: bool,
+    bytes: bool,
+    files: Vec<String>,
+}
+
+impl WcArgs {
+    fn parse(args: &[String]) -> Result<WcArgs, String> {
+        let mut parsed = WcArgs {
+            lines: false,
+            words: false,
+            bytes: false,
+            files: Vec::new(),
+        };
+        for arg in args {
+            match arg.strip_prefix('-').filter(|f| !f.is_empty()) {
+                Some(flags) => {
+                    for flag in flags.chars() {
+                        match flag {
+                            'l' => parsed.lines = true,
+                            'w' => parsed.words = true,
+                            'c' => parsed.bytes = true,
+                            f => return Err(format!("invalid option -- '{f}'")),
+                        }
+                    }
+                }
+                None => parsed.files.push(arg.clone()),
+            }
+        }
+        if !(parsed.lines || parsed.words || parsed.bytes) {
+            (parsed.lines, parsed.words, parsed.bytes) = (true, true, true);
+        }
+        Ok(parsed)
+    }
+}
+
+fn wc(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
+    let parsed = match WcArgs::parse(args) {
+        Ok(parsed) => parsed,
+        Err(message) => return Output::fail(format!("wc: {message}\n"), 1),
+    };
+    let (texts, errors) = inputs(state, account, "wc", &parsed.files, input);
+    let mut stdout = String::new();
+    for (name, text) in &texts {
+        let mut fields = Vec::new();
+        if parsed.lines {
+            fields.push(text.matches('\n').count());
+        }
+        if parsed.words {
+            fields.push(text.split_whitespace().count());
+        }
+        if parsed.bytes {
+            fields.push(text.len());
+        }
+        let mut line = if fields.len() == 1 {
+            fields[0].to_string()
+        } else {
+            fields
+                .iter()
+                .map(|n| format!("{n:>7}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !parsed.files.is_empty() {
+            line.push(' ');
+            line.push_str(name);
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = if errors.is_empty() { 0 } else { 1 };
+    Output {
+        stdout,
+        stderr: errors,
+        status,
+    }
 }
 
 fn passwd(state: &mut DeviceState, account: &Account, args: &[String], input: &str) -> Output {

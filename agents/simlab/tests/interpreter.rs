@@ -216,6 +216,61 @@ async fn ss_lists_the_device_listeners() {
         .contains("users:((\"telnetd\""));
     os.remove_listener("127.0.0.11:2323".parse().unwrap());
     assert_eq!(run(&os, "oper", "ss -ltn").await.0.lines().count(), 2);
+
+    // TCP and UDP together add ss's Netid column; the device has no UDP sockets.
+    let (both, _, status) = run(&os, "oper", "ss -ltnu").await;
+    assert_eq!(status, 0);
+    let lines: Vec<&str> = both.lines().collect();
+    assert!(lines[0].starts_with("Netid State"), "{both}");
+    assert_eq!(lines.len(), 2, "{both}");
+    assert!(lines[1].starts_with("tcp   LISTEN") && lines[1].contains("127.0.0.11:2222 "), "{both}");
+    assert_eq!(run(&os, "oper", "ss -lun").await.0.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn grep_head_tail_and_wc_read_files_and_pipes() {
+    let os = device(Profile::Hardened);
+    let peer = "127.0.0.7:40002".parse().unwrap();
+    for _ in 0..2 {
+        let _ = os.login_with_password("nobody-here", "x", LoginOrigin::Ssh { peer });
+    }
+    os.login_with_password("oper", "Op3rator-Passw0rd", LoginOrigin::Ssh { peer })
+        .unwrap();
+    let log = "/var/log/auth.log";
+    let pattern = "'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z .*Failed [a-z]+ for (invalid user )?nobody-here from 127\\.0\\.0\\.7 '";
+    assert_eq!(
+        run(&os, "oper", &format!("grep -c -E {pattern} {log}")).await,
+        ("2\n".into(), "".into(), 0)
+    );
+    assert_eq!(
+        run(&os, "oper", &format!("grep -cE {pattern} {log} | wc -l")).await.0,
+        "1\n"
+    );
+    // No match: a count of 0 and status 1, as grep does.
+    assert_eq!(
+        run(&os, "oper", &format!("grep -c Accepted.*root {log}")).await,
+        ("0\n".into(), "".into(), 1)
+    );
+    // Basic regular expressions take their operators escaped.
+    assert_eq!(run(&os, "oper", &format!("grep -c 'user \\(nobody\\)' {log}")).await.0, "2\n");
+    assert_eq!(run(&os, "oper", &format!("grep -c 'user (nobody)' {log}")).await.0, "0\n");
+    let (last, _, status) = run(&os, "oper", &format!("grep -E 'Failed|Accepted' {log} | tail -n 1")).await;
+    assert_eq!(status, 0);
+    assert!(last.contains("Accepted password for oper from 127.0.0.7 port 40002 ssh2"), "{last}");
+    assert_eq!(last.lines().count(), 1);
+    let (first, _, _) = run(&os, "oper", &format!("head -n1 {log}")).await;
+    assert!(first.contains("Failed password for invalid user nobody-here"), "{first}");
+    assert_eq!(run(&os, "oper", &format!("wc -l {log}")).await.0, format!("3 {log}\n"));
+    assert_eq!(run(&os, "oper", &format!("grep -v -i failed {log} | wc -l")).await.0, "1\n");
+    assert_eq!(run(&os, "oper", "grep -q ssh /etc/ssh/sshd_config").await.2, 0);
+    assert_eq!(run(&os, "oper", "echo abc | grep -F a.c").await.2, 1);
+    assert_eq!(run(&os, "oper", "echo 'a b' | wc -w").await.0, "2\n");
+    // Files are permission-checked; an unreadable one is an error (status 2).
+    let (out, err, status) = run(&os, "admin", &format!("grep -c x {log}")).await;
+    assert_eq!((out.as_str(), status), ("", 2), "{err}");
+    assert_eq!(err, format!("grep: {log}: Permission denied\n"));
+    assert_eq!(run(&os, "oper", "grep -E '(' /etc/hostname").await.2, 2);
+    assert_eq!(run(&os, "oper", "tail -n x /etc/hostname").await.2, 1);
 }
 
 #[tokio::test]

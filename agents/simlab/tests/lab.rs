@@ -368,3 +368,68 @@ async fn a_lab_configured_unpowered_starts_dark_until_its_coil_is_switched() {
     assert!(lab.set_power("core9", true).await.is_err());
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
+    // Ports below 1024: the tests run as root (scripts/test.sh, the CI container).
+    let config = SimLabConfig::fast()
+        .with_well_known_service_ports()
+        .on_random_addresses()
+        .expect("random addresses");
+    let block = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) => [v4.octets()[0], v4.octets()[1], v4.octets()[2]],
+        other => panic!("{other}"),
+    };
+    let first = block(config.devices[0].management_ip);
+    assert_eq!(first[0], 127);
+    assert!(
+        first[1] >= 100,
+        "off the default 127.0.0.x block: {first:?}"
+    );
+    assert!(config
+        .devices
+        .iter()
+        .all(|d| block(d.management_ip) == first));
+    let mut lab = SimLab::start(config).await.expect(
+        "start a lab with services on ports 21, 23 and 80 (needs root or CAP_NET_BIND_SERVICE)",
+    );
+    for device in lab.devices() {
+        let ip = device.spec().management_ip;
+        let mut ports: Vec<u16> = device
+            .device()
+            .extra_services()
+            .iter()
+            .map(|s| s.local_addr().port())
+            .collect();
+        ports.sort_unstable();
+        let listening: Vec<u16> = device
+            .device()
+            .os()
+            .listeners()
+            .iter()
+            .map(|l| l.addr.port())
+            .filter(|p| *p != device.ssh_addr().port())
+            .collect();
+        match device.spec().profile {
+            Profile::Weak => {
+                assert_eq!(ports, [21, 23, 80], "{}", device.name());
+                assert_eq!(listening, [21, 23, 80], "{}", device.name());
+                let mut telnet = TcpStream::connect((ip, 23)).await.unwrap();
+                let mut banner = [0u8; 64];
+                let n = telnet.read(&mut banner).await.unwrap();
+                assert!(
+                    String::from_utf8_lossy(&banner[..n]).contains(SIM_MODEL_PREFIX),
+                    "{}",
+                    String::from_utf8_lossy(&banner[..n])
+                );
+            }
+            Profile::Hardened => {
+                assert!(ports.is_empty() && listening.is_empty());
+                assert!(!accepts((ip, 23).into()).await);
+            }
+        }
+    }
+    lab.stop().await;
+}
+
+const SIM_MODEL_PREFIX: &str = "SIM-";

@@ -70,6 +70,7 @@ async fn lab(profile: Profile) -> Lab {
     spec.ssh_port = 0;
     spec.telnet_port = 0;
     spec.ftp_port = 0;
+    spec.http_port = 0;
     spec.ssh_options = SshServerOptions {
         auth_failure_delay: Duration::from_millis(20),
         ..SshServerOptions::default()
@@ -625,7 +626,7 @@ async fn listeners_match_the_profile_and_answer_with_banners() {
     let weak = lab(Profile::Weak).await;
     let run = weak.exec("oper", OPER_PASSWORD, &[], "ss -ltn").await;
     let services = weak.device.extra_services();
-    assert_eq!(services.len(), 2);
+    assert_eq!(services.len(), 3);
     for service in services {
         assert!(
             run.stdout.contains(&service.local_addr().to_string()),
@@ -637,16 +638,28 @@ async fn listeners_match_the_profile_and_answer_with_banners() {
         let expected = match service.service() {
             proofrig_simlab::ExtraService::Telnet => "ru1 login: ",
             proofrig_simlab::ExtraService::Ftp => "220 ru1 FTP server",
+            proofrig_simlab::ExtraService::Http => {
+                use tokio::io::AsyncWriteExt;
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nHost: ru1\r\n\r\n")
+                    .await
+                    .unwrap();
+                "</html>"
+            }
         };
         let banner = read_until(&mut stream, expected).await;
-        assert!(banner.contains("Acme Radio RU-4400"), "{banner}");
+        assert!(banner.contains("RU-4400"), "{banner}");
+        if service.service() == proofrig_simlab::ExtraService::Http {
+            assert!(banner.starts_with("HTTP/1.0 200 OK\r\n"), "{banner}");
+            assert!(banner.contains("type=\"password\""), "{banner}");
+        }
     }
     assert_eq!(
         run.stdout
             .lines()
             .filter(|l| l.starts_with("LISTEN"))
             .count(),
-        3,
+        4,
         "{run:?}"
     );
 }
@@ -835,7 +848,7 @@ async fn power_off_refuses_and_cuts_sessions_power_on_restores() {
         (Some(0), "oper\n"),
         "{run:?}"
     );
-    assert_eq!(lab.device.os().listeners().len(), 3);
+    assert_eq!(lab.device.os().listeners().len(), 4);
     let mut telnet = tokio::net::TcpStream::connect(lab.device.extra_services()[0].local_addr())
         .await
         .unwrap();

@@ -8,11 +8,24 @@
 //! empty files. Nothing outside the namespaces changes. Killing the `unshare` process
 //! kills sshd (the namespace's init) and, with it, every session it spawned, which is
 //! exactly what a test of "the device went away" needs.
+//!
+//! Options make it look like a particular device (see [`SshdBuilder`]): extra local
+//! accounts (`/etc/passwd`, `/etc/group` and `/etc/shadow` copies, homes on a private
+//! `/home`), locked or not; PAM with a `pam_faillock` lockout; an authentication log
+//! with syslog timestamps at `/var/log/auth.log` (sshd and PAM log to a private
+//! `/dev/log` the harness reads); a network namespace of its own, where the device's
+//! socket list and a scan of all ports see nothing but the device; plain-text
+//! listeners (a telnet or FTP banner) next to SSH.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::{free_port, require_program};
@@ -22,6 +35,15 @@ const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
 const UNSHARE: &str = "/usr/bin/unshare";
 const OPENSSL: &str = "/usr/bin/openssl";
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+const NSENTER: &str = "/usr/bin/nsenter";
+const IP: &str = "/sbin/ip";
+const SOCAT: &str = "/usr/bin/socat";
+
+/// Where the authentication log is inside the namespace (with [`SshdBuilder::syslog`]).
+pub const AUTH_LOG: &str = "/var/log/auth.log";
+
+/// First uid/gid given to extra accounts (above Debian's dynamic ranges).
+const FIRST_ACCOUNT_ID: u32 = 60100;
 
 /// How long sshd gets to accept connections before the test fails.
 const STARTUP_LIMIT: Duration = Duration::from_secs(5);
@@ -32,6 +54,52 @@ pub struct SshdBuilder {
     host_key_types: Vec<String>,
     extra_config: Vec<String>,
     sftp: bool,
+    accounts: Vec<Account>,
+    private_network: bool,
+    listeners: Vec<(u16, String)>,
+    syslog: bool,
+    pam: bool,
+    faillock: Option<Faillock>,
+}
+
+/// A local account created inside the server's namespace, as a vendor's image would
+/// ship it (e.g. a default `admin`/`admin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub password: String,
+    /// Locked (`!` before the hash, as `passwd -l` does): no password login.
+    pub locked: bool,
+    /// Supplementary groups that exist on the host, e.g. `adm` to read the auth log.
+    pub groups: Vec<String>,
+}
+
+impl Account {
+    /// An enabled account logging in with `password`, shell `/bin/sh`, home `/home/NAME`.
+    pub fn new(name: &str, password: &str) -> Account {
+        Account { name: name.to_string(), password: password.to_string(), locked: false, groups: Vec::new() }
+    }
+
+    /// The account exists but its password is locked.
+    pub fn locked(mut self) -> Account {
+        self.locked = true;
+        self
+    }
+
+    /// Also a member of `group` (a group of the host's `/etc/group`).
+    pub fn in_group(mut self, group: &str) -> Account {
+        self.groups.push(group.to_string());
+        self
+    }
+}
+
+/// A `pam_faillock` lockout: `deny` consecutive failed passwords lock the account for
+/// `unlock_time` (root too when `even_deny_root`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faillock {
+    pub deny: u32,
+    pub unlock_time: Duration,
+    pub even_deny_root: bool,
 }
 
 impl SshdBuilder {
@@ -55,6 +123,64 @@ impl SshdBuilder {
         self
     }
 
+    /// Create a local account inside the namespace (see [`Account`]).
+    pub fn account(mut self, account: Account) -> Self {
+        self.accounts.push(account);
+        self
+    }
+
+    /// Authentication attempts allowed per connection (`MaxAuthTries`): sshd refuses
+    /// `tries - 1` wrong passwords and disconnects at the last one.
+    pub fn max_auth_tries(self, tries: u32) -> Self {
+        self.config(format!("MaxAuthTries {tries}"))
+    }
+
+    /// Authenticate through PAM (`UsePAM yes`) with a minimal stack of `pam_unix` (the
+    /// server's own `/etc/pam.d/sshd`, bind-mounted over Debian's inside the namespace).
+    pub fn pam(mut self) -> Self {
+        self.pam = true;
+        self
+    }
+
+    /// PAM with `pam_faillock`: after `deny` consecutive failed passwords an account
+    /// is locked for `unlock_time`, and then even the right password is refused. The
+    /// tally lives in [`Sshd::faillock_dir`]. Root is exempt unless `even_deny_root`.
+    /// The lock lifts once the last failure is more than `unlock_time` old, counted in
+    /// whole seconds (so up to a second later). PAM adds no delay after a failure.
+    pub fn faillock(mut self, deny: u32, unlock_time: Duration, even_deny_root: bool) -> Self {
+        self.pam = true;
+        self.faillock = Some(Faillock { deny, unlock_time, even_deny_root });
+        self
+    }
+
+    /// sshd (and PAM) log through syslog into an authentication log with syslog's
+    /// timestamps, the host name and `program[pid]:`, like rsyslog's
+    /// `/var/log/auth.log` (which is where a session on the server finds it, mode
+    /// 0640 root:adm): read it with [`Sshd::auth_log`]. Without this, sshd logs to
+    /// stderr ([`Sshd::log`]), untimestamped.
+    pub fn syslog(mut self) -> Self {
+        self.syslog = true;
+        self
+    }
+
+    /// A network namespace of its own (only loopback, up): nothing else on the test
+    /// machine is reachable from the server or listens next to it, so a scan of all
+    /// ports or the server's own `ss` sees only what the test set up. The server is
+    /// reached from inside that namespace: run clients with [`Sshd::command`].
+    pub fn private_network(mut self) -> Self {
+        self.private_network = true;
+        self
+    }
+
+    /// A plain-text TCP listener on 127.0.0.1:`port` next to sshd (inside the
+    /// namespaces, so it dies with the server) that sends `banner` to every
+    /// connection, e.g. `23` with a telnet login prompt or `21` with an FTP `220`
+    /// greeting: the unnecessary service a test should find.
+    pub fn plain_listener(mut self, port: u16, banner: &str) -> Self {
+        self.listeners.push((port, banner.to_string()));
+        self
+    }
+
     pub fn start(self) -> Sshd {
         Sshd::start_with(self)
     }
@@ -67,6 +193,9 @@ pub struct Sshd {
     port: u16,
     password: String,
     host_keys: Vec<HostKey>,
+    accounts: Vec<Account>,
+    private_network: bool,
+    syslog: Option<SyslogReceiver>,
 }
 
 /// One host key of the server, as `ssh-keygen` describes it.
@@ -84,7 +213,17 @@ pub struct HostKey {
 
 impl Sshd {
     pub fn builder() -> SshdBuilder {
-        SshdBuilder { host_key_types: vec!["ed25519".into()], extra_config: Vec::new(), sftp: true }
+        SshdBuilder {
+            host_key_types: vec!["ed25519".into()],
+            extra_config: Vec::new(),
+            sftp: true,
+            accounts: Vec::new(),
+            private_network: false,
+            listeners: Vec::new(),
+            syslog: false,
+            pam: false,
+            faillock: None,
+        }
     }
 
     /// An sshd with default settings: ed25519 host key, key and password auth for root, SFTP.
@@ -102,6 +241,17 @@ impl Sshd {
         ] {
             require_program(path, package);
         }
+        if options.private_network {
+            require_program(NSENTER, "util-linux");
+            require_program(IP, "iproute2");
+        }
+        if !options.listeners.is_empty() {
+            require_program(SOCAT, "socat");
+        }
+        if options.faillock.is_some() {
+            let module = format!("/usr/lib/{}-linux-gnu/security/pam_faillock.so", std::env::consts::ARCH);
+            require_program(&module, "libpam-modules");
+        }
         assert!(
             running_as_root(),
             "the sshd test peer must run as root: it starts sshd in private namespaces \
@@ -115,12 +265,24 @@ impl Sshd {
         fs::copy(base.join("client_ed25519.pub"), base.join("authorized_keys")).expect("authorized_keys");
 
         let password = format!("pw-{:x}-{:x}", std::process::id(), nanos_now());
-        write_shadow_with_root_password(&base.join("shadow"), &password);
+        let accounts = write_account_files(base, &password, &options.accounts);
         fs::write(base.join("empty"), b"").expect("empty login-record file");
         fs::create_dir(base.join("home")).expect("private home");
         fs::create_dir(base.join("files")).expect("files dir");
-        fs::write(base.join("start.sh"), namespace_script(base)).expect("start script");
+        if options.pam {
+            fs::write(base.join("pam-sshd"), pam_stack(base, options.faillock)).expect("PAM stack");
+            fs::create_dir(base.join("faillock")).expect("faillock tally dir");
+        }
+        for (port, banner) in &options.listeners {
+            fs::write(base.join(format!("banner-{port}")), banner).expect("listener banner");
+        }
+        let syslog = options.syslog.then(|| SyslogReceiver::start(base));
+        fs::write(base.join("start.sh"), namespace_script(base, &options, &accounts)).expect("start script");
 
+        let mut unshare_args = vec!["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL"];
+        if options.private_network {
+            unshare_args.push("--net");
+        }
         // The port is picked before sshd binds it; if another process wins that race,
         // sshd exits at once and we try another port.
         let mut last_log = String::new();
@@ -129,15 +291,25 @@ impl Sshd {
             fs::write(base.join("sshd_config"), sshd_config(base, port, &options, &host_keys)).expect("sshd_config");
             let log = fs::File::create(base.join("sshd.log")).expect("sshd log");
             let mut child = Command::new(UNSHARE)
-                .args(["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL", "/bin/sh"])
+                .args(&unshare_args)
+                .arg("/bin/sh")
                 .arg(base.join("start.sh"))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log handle"))
                 .stderr(log)
                 .spawn()
                 .expect("spawn unshare for sshd");
-            if wait_until_listening(&mut child, base, port) {
-                return Sshd { child: Some(child), dir, port, password, host_keys };
+            if wait_until_listening(&mut child, base, port, options.private_network) {
+                return Sshd {
+                    child: Some(child),
+                    dir,
+                    port,
+                    password,
+                    host_keys,
+                    accounts: options.accounts.clone(),
+                    private_network: options.private_network,
+                    syslog,
+                };
             }
             stop_namespace(&mut child);
             last_log = read_log(base);
@@ -207,15 +379,73 @@ impl Sshd {
         self.dir.path().join("files")
     }
 
-    /// What sshd logged so far (`-e`: to stderr, captured in a file).
+    /// What sshd logged so far: its stderr (`-e`, captured in a file), followed by the
+    /// authentication log when it logs through syslog.
     pub fn log(&self) -> String {
         read_log(self.dir.path())
+    }
+
+    /// The authentication log (with [`SshdBuilder::syslog`]): one line per record,
+    /// `Mmm dd hh:mm:ss HOST program[pid]: message`. Records reach it through a
+    /// socket, a moment after sshd wrote them: use [`Sshd::wait_for_auth_log`] to
+    /// wait for one.
+    pub fn auth_log(&self) -> String {
+        fs::read_to_string(self.auth_log_path()).unwrap_or_default()
+    }
+
+    /// The authentication log's path on the test machine; inside the namespace it is
+    /// [`AUTH_LOG`].
+    pub fn auth_log_path(&self) -> PathBuf {
+        self.dir.path().join("auth.log")
+    }
+
+    /// Waits until the authentication log has a line containing `needle` (at most
+    /// `limit`); returns the whole log, or `None` on time-out.
+    pub fn wait_for_auth_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        assert!(self.syslog.is_some(), "the authentication log needs SshdBuilder::syslog");
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.auth_log();
+            if log.lines().any(|line| line.contains(needle)) {
+                return Some(log);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The accounts created with [`SshdBuilder::account`].
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// `pam_faillock`'s tally directory (with [`SshdBuilder::faillock`]).
+    pub fn faillock_dir(&self) -> PathBuf {
+        self.dir.path().join("faillock")
+    }
+
+    /// A command for `program` that runs where the server is reachable: inside its
+    /// network namespace with [`SshdBuilder::private_network`] (through `nsenter`;
+    /// files and everything else are the test machine's), as is otherwise.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        if !self.private_network {
+            return Command::new(program);
+        }
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let mut command = Command::new(NSENTER);
+        command.arg(format!("--net=/proc/{pid}/ns/net")).arg("--").arg(program);
+        command
     }
 
     /// Kill sshd and every session it spawned, and reap it. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             stop_namespace(&mut child);
+        }
+        if let Some(syslog) = self.syslog.take() {
+            syslog.stop();
         }
     }
 }
@@ -255,10 +485,11 @@ fn stop_namespace(unshare: &mut Child) {
 }
 
 fn read_log(base: &Path) -> String {
-    fs::read_to_string(base.join("sshd.log")).unwrap_or_default()
+    let stderr = fs::read_to_string(base.join("sshd.log")).unwrap_or_default();
+    stderr + &fs::read_to_string(base.join("auth.log")).unwrap_or_default()
 }
 
-fn wait_until_listening(child: &mut Child, base: &Path, port: u16) -> bool {
+fn wait_until_listening(child: &mut Child, base: &Path, port: u16, own_network: bool) -> bool {
     let deadline = Instant::now() + STARTUP_LIMIT;
     let listening = format!("Server listening on 127.0.0.1 port {port}");
     while Instant::now() < deadline {
@@ -267,7 +498,10 @@ fn wait_until_listening(child: &mut Child, base: &Path, port: u16) -> bool {
         }
         // sshd prints this after listen(2), so connections are accepted from now on. Not
         // probing with a connection keeps the log free of connections tests did not make.
-        if read_log(base).contains(&listening) {
+        // A quiet server (LogLevel ERROR) says nothing: then its network namespace's
+        // socket table shows the listener (only with a namespace of its own is that
+        // table sshd's alone).
+        if read_log(base).contains(&listening) || (own_network && listening_in_namespace(child.id(), port)) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -302,8 +536,8 @@ fn generate_host_key(dir: &Path, kind: &str) -> HostKey {
     HostKey { kind: kind.to_string(), public_line: format!("{algorithm} {blob}"), algorithm, fingerprint }
 }
 
-/// A copy of /etc/shadow in which root's hash is `password`'s.
-fn write_shadow_with_root_password(path: &Path, password: &str) {
+/// `password`'s SHA-512 crypt hash, as `/etc/shadow` holds it.
+fn password_hash(password: &str) -> String {
     let mut openssl = Command::new(OPENSSL)
         .args(["passwd", "-6", "-stdin"])
         .stdin(Stdio::piped())
@@ -313,15 +547,53 @@ fn write_shadow_with_root_password(path: &Path, password: &str) {
     openssl.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("feed openssl");
     let out = openssl.wait_with_output().expect("openssl passwd output");
     assert!(out.status.success(), "openssl passwd -6 failed");
-    let hash = String::from_utf8(out.stdout).expect("hash is text").trim().to_string();
+    String::from_utf8(out.stdout).expect("hash is text").trim().to_string()
+}
+
+/// An extra account with the uid (= gid) it was given.
+struct Created {
+    account: Account,
+    id: u32,
+}
+
+/// Copies of /etc/shadow (root's hash is `root_password`'s, plus the accounts), and
+/// with accounts also of /etc/passwd and /etc/group, in `base`.
+fn write_account_files(base: &Path, root_password: &str, accounts: &[Account]) -> Vec<Created> {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let group = fs::read_to_string("/etc/group").expect("read /etc/group");
+    let field = |line: &str, n: usize| line.split(':').nth(n).unwrap_or("").to_string();
+    let used: Vec<u32> = passwd.lines().chain(group.lines()).filter_map(|l| field(l, 2).parse().ok()).collect();
+    let mut next_id = FIRST_ACCOUNT_ID;
+    let mut created = Vec::new();
+    for account in accounts {
+        assert!(
+            !passwd.lines().any(|l| field(l, 0) == account.name) && !created.iter().any(|c: &Created| c.account.name == account.name),
+            "account `{}` already exists; pick another name",
+            account.name
+        );
+        assert!(
+            !account.name.is_empty() && account.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "account name `{}`: letters, digits, - and _ only",
+            account.name
+        );
+        for wanted in &account.groups {
+            assert!(group.lines().any(|l| field(l, 0) == *wanted), "group `{wanted}` of account `{}` does not exist", account.name);
+        }
+        while used.contains(&next_id) {
+            next_id += 1;
+        }
+        created.push(Created { account: account.clone(), id: next_id });
+        next_id += 1;
+    }
 
     let shadow = fs::read_to_string("/etc/shadow").expect("read /etc/shadow");
+    let root_hash = password_hash(root_password);
     let mut copy = String::new();
     let mut found = false;
     for line in shadow.lines() {
         let mut fields: Vec<&str> = line.split(':').collect();
         if fields.first() == Some(&"root") && fields.len() > 2 {
-            fields[1] = &hash;
+            fields[1] = &root_hash;
             // An empty "last change" could force a password change on some setups.
             fields[2] = "19000";
             found = true;
@@ -330,29 +602,246 @@ fn write_shadow_with_root_password(path: &Path, password: &str) {
         copy.push('\n');
     }
     if !found {
-        copy.push_str(&format!("root:{hash}:19000:0:99999:7:::\n"));
+        copy.push_str(&format!("root:{root_hash}:19000:0:99999:7:::\n"));
     }
-    fs::write(path, copy).expect("write shadow copy");
-    // sshd reads shadow as root; keep the copy as private as the original.
-    let _ = fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    for c in &created {
+        let lock = if c.account.locked { "!" } else { "" };
+        copy.push_str(&format!("{}:{lock}{}:19000:0:99999:7:::\n", c.account.name, password_hash(&c.account.password)));
+    }
+    write_private(&base.join("shadow"), &copy);
+    if created.is_empty() {
+        return created;
+    }
+
+    let mut passwd_copy = passwd.clone();
+    let mut group_copy = String::new();
+    for line in group.lines() {
+        let name = field(line, 0);
+        let members: Vec<&str> = created.iter().filter(|c| c.account.groups.contains(&name)).map(|c| c.account.name.as_str()).collect();
+        group_copy.push_str(line);
+        if !members.is_empty() {
+            if !line.ends_with(':') {
+                group_copy.push(',');
+            }
+            group_copy.push_str(&members.join(","));
+        }
+        group_copy.push('\n');
+    }
+    for c in &created {
+        let name = &c.account.name;
+        passwd_copy.push_str(&format!("{name}:x:{id}:{id}:{name}:/home/{name}:/bin/sh\n", id = c.id));
+        group_copy.push_str(&format!("{name}:x:{}:\n", c.id));
+    }
+    fs::write(base.join("passwd"), passwd_copy).expect("write passwd copy");
+    fs::write(base.join("group"), group_copy).expect("write group copy");
+    created
 }
 
-/// Runs inside the new namespaces: private views of shadow, /run, /root and the login
-/// records, then sshd in the foreground as the namespace's init.
-fn namespace_script(base: &Path) -> String {
+/// Writes a file only root can read (shadow copies), as private as the original.
+fn write_private(path: &Path, content: &str) {
+    fs::write(path, content).expect("write private file");
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+}
+
+/// `/etc/pam.d/sshd` for the server: pam_unix, with pam_faillock around it when asked.
+fn pam_stack(base: &Path, faillock: Option<Faillock>) -> String {
+    let mut stack = String::from("# PAM for the proofrig sshd test peer\n");
+    match faillock {
+        // nodelay: no 2 s pause after each failure, so lockout tests stay quick.
+        None => stack.push_str("auth     required                 pam_unix.so nodelay\n"),
+        Some(f) => {
+            let secs = f.unlock_time.as_secs().max(1);
+            let mut opts = format!("dir={} deny={} unlock_time={secs} audit nodelay", base.join("faillock").display(), f.deny);
+            if f.even_deny_root {
+                opts.push_str(&format!(" even_deny_root root_unlock_time={secs}"));
+            }
+            stack.push_str(&format!(
+                "auth     requisite                pam_faillock.so preauth {opts}\n\
+                 auth     [success=1 default=bad]  pam_unix.so nodelay\n\
+                 auth     [default=die]            pam_faillock.so authfail {opts}\n\
+                 auth     sufficient               pam_faillock.so authsucc {opts}\n\
+                 auth     required                 pam_deny.so\n"
+            ));
+        }
+    }
+    stack.push_str(
+        "account  required                 pam_unix.so\n\
+         password required                 pam_deny.so\n\
+         session  required                 pam_permit.so\n",
+    );
+    stack
+}
+
+/// Whether the network namespace of process `pid` has a TCP socket listening on `port`.
+fn listening_in_namespace(pid: u32, port: u16) -> bool {
+    let table = fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let wanted = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 3 && fields[1].ends_with(&wanted) && fields[3] == "0A"
+    })
+}
+
+/// The syslog daemon of the namespace: receives what sshd and PAM send to `/dev/log`
+/// and appends it to `auth.log` in rsyslog's traditional format.
+struct SyslogReceiver {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SyslogReceiver {
+    fn start(base: &Path) -> SyslogReceiver {
+        let socket_path = base.join("log.sock");
+        let socket = UnixDatagram::bind(&socket_path).expect("bind the syslog socket");
+        // Sessions log as their user, not only the root monitor.
+        fs::set_permissions(&socket_path, fs::Permissions::from_mode(0o666)).expect("syslog socket mode");
+        socket.set_read_timeout(Some(Duration::from_millis(50))).expect("syslog socket timeout");
+        let log_path = base.join("auth.log");
+        let mut log = fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("create auth.log");
+        fs::set_permissions(&log_path, fs::Permissions::from_mode(0o640)).expect("auth.log mode");
+        std::os::unix::fs::chown(&log_path, Some(0), Some(group_id("adm"))).expect("auth.log owner");
+        let host = hostname();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("sshd-syslog".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    match socket.recv(&mut buf) {
+                        Ok(n) => {
+                            let _ = log.write_all(syslog_line(&buf[..n], &host).as_bytes());
+                        }
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                            // Drained after the stop request: nothing is left behind.
+                            if stopping.load(Ordering::SeqCst) {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+            .expect("spawn the syslog receiver");
+        SyslogReceiver { stop, thread: Some(thread) }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SyslogReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `<PRI>Mmm dd hh:mm:ss tag[pid]: message` (what glibc's syslog(3) sends) as
+/// `Mmm dd hh:mm:ss HOST tag[pid]: message\n`.
+fn syslog_line(datagram: &[u8], host: &str) -> String {
+    let text = String::from_utf8_lossy(datagram);
+    let text = text.trim_end_matches(['\n', '\0']);
+    let text = match text.strip_prefix('<').and_then(|rest| rest.split_once('>')) {
+        Some((pri, rest)) if pri.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => text,
+    };
+    let stamped = text.len() > 16 && text.as_bytes()[15] == b' ' && text.as_bytes()[9] == b':' && text.as_bytes()[12] == b':';
+    if stamped {
+        format!("{} {host} {}\n", &text[..15], &text[16..])
+    } else {
+        format!("{host} {text}\n")
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".into()
+    }
+}
+
+/// The gid of a host group (0 if it does not exist).
+fn group_id(name: &str) -> u32 {
+    fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .and_then(|l| l.split(':').nth(2)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs inside the new namespaces: private views of shadow (and passwd/group with
+/// accounts), /run, /root, /home, the login records, /dev/log and the auth log, PAM,
+/// loopback and the plain listeners, then sshd in the foreground as the namespace's init.
+fn namespace_script(base: &Path, options: &SshdBuilder, accounts: &[Created]) -> String {
     let d = base.display();
-    format!(
+    let mut script = format!(
         r#"set -e
 mount --bind '{d}/shadow' /etc/shadow
 mount -t tmpfs -o mode=755 proofrig-run /run
 mkdir -m 755 /run/sshd
-for f in /var/log/wtmp /var/log/btmp /var/log/lastlog; do
+mount --bind '{d}/home' /root
+"#
+    );
+    if !accounts.is_empty() {
+        script.push_str(&format!("mount --bind '{d}/passwd' /etc/passwd\nmount --bind '{d}/group' /etc/group\n"));
+        script.push_str("mount -t tmpfs -o mode=755 proofrig-home /home\n");
+        for c in accounts {
+            script.push_str(&format!("mkdir -m 750 /home/{name}\nchown {id}:{id} /home/{name}\n", name = c.account.name, id = c.id));
+        }
+    }
+    if options.syslog {
+        // A private /var/log holding the auth log, and a private /dev whose /dev/log is
+        // the harness's socket (the host's /dev stays as it is).
+        script.push_str(&format!(
+            r#"mount -t tmpfs -o mode=755 proofrig-log /var/log
+: > /var/log/wtmp; : > /var/log/btmp; : > /var/log/lastlog; : > {AUTH_LOG}
+mount --bind '{d}/auth.log' {AUTH_LOG}
+mkdir '{d}/hostdev'
+mount --rbind /dev '{d}/hostdev'
+mount -t tmpfs -o mode=755 proofrig-dev /dev
+for n in null zero full random urandom tty ptmx; do
+    : > /dev/$n; mount --bind '{d}/hostdev/'$n /dev/$n
+done
+mkdir /dev/pts /dev/shm
+mount --bind '{d}/hostdev/pts' /dev/pts
+mount -t tmpfs -o mode=1777 proofrig-shm /dev/shm
+ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr
+: > /dev/log; mount --bind '{d}/log.sock' /dev/log
+"#
+        ));
+    } else {
+        script.push_str(&format!(
+            r#"for f in /var/log/wtmp /var/log/btmp /var/log/lastlog; do
     if [ -e "$f" ]; then mount --bind '{d}/empty' "$f"; fi
 done
-mount --bind '{d}/home' /root
-exec {SSHD} -D -e -f '{d}/sshd_config'
 "#
-    )
+        ));
+    }
+    if options.pam {
+        script.push_str(&format!("mount --bind '{d}/pam-sshd' /etc/pam.d/sshd\n"));
+    }
+    if options.private_network {
+        script.push_str(&format!("{IP} link set lo up\n"));
+    }
+    for (port, _) in &options.listeners {
+        script.push_str(&format!(
+            "{SOCAT} TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork EXEC:'/bin/cat {d}/banner-{port}' &\n\
+             i=0; while ! grep -q ':{port:04X} 00000000:0000 0A' /proc/net/tcp && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
+        ));
+    }
+    let stderr_log = if options.syslog { "" } else { "-e " };
+    script.push_str(&format!("exec {SSHD} -D {stderr_log}-f '{d}/sshd_config'\n"));
+    script
 }
 
 fn sshd_config(base: &Path, port: u16, options: &SshdBuilder, host_keys: &[HostKey]) -> String {
@@ -367,10 +856,11 @@ fn sshd_config(base: &Path, port: u16, options: &SshdBuilder, host_keys: &[HostK
     for key in host_keys {
         config.push_str(&format!("HostKey {d}/host_{}\n", key.kind));
     }
+    let use_pam = if options.pam { "yes" } else { "no" };
     config.push_str(&format!(
         "AuthorizedKeysFile {d}/authorized_keys
 StrictModes no
-UsePAM no
+UsePAM {use_pam}
 PermitRootLogin yes
 PasswordAuthentication yes
 KbdInteractiveAuthentication no

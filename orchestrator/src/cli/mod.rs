@@ -85,6 +85,11 @@ pub enum Command {
         /// Where to write the rig file (secrets go to a `secrets/` folder beside it).
         #[arg(long, value_name = "FILE")]
         rig_out: PathBuf,
+        /// Weak devices run telnet, FTP and HTTP on 23, 21 and 80, as a real device
+        /// would (what no-unnecessary-services.yaml scans for), instead of on free high
+        /// ports; the lab takes random 127.A.B.x addresses. Needs root.
+        #[arg(long)]
+        well_known_ports: bool,
     },
     /// List the test library: each case by clause, what it applies to and what it needs.
     ///
@@ -240,7 +245,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(run::exit_code(&sealed.result))
         }
         Command::Demo { out, quiet } => demo::demo(&out, quiet).await,
-        Command::Sim { rig_out } => sim::sim(&rig_out).await,
+        Command::Sim { rig_out, well_known_ports } => sim::sim(&rig_out, well_known_ports).await,
         Command::Power { rig, device, action, off_for_ms } => {
             power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await
         }

@@ -11,9 +11,13 @@ use proofrig_simlab::{SimLab, SimLabConfig};
 use super::{Failure, EXIT_OK};
 use crate::table;
 
-pub async fn sim(rig_out: &Path) -> Result<u8, Failure> {
+pub async fn sim(rig_out: &Path, well_known_ports: bool) -> Result<u8, Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::failed(miette::Report::msg(e.to_string()));
-    let mut lab = SimLab::start(SimLabConfig::default()).await.map_err(|e| failed(&e))?;
+    let mut config = SimLabConfig::default();
+    if well_known_ports {
+        config = config.with_well_known_service_ports().on_random_addresses().map_err(|e| failed(&e))?;
+    }
+    let mut lab = SimLab::start(config).await.map_err(|e| failed(&e))?;
     let dir = rig_out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
     lab.write_secrets(&dir.join("secrets")).map_err(|e| failed(&e))?;
@@ -44,7 +48,15 @@ pub async fn sim(rig_out: &Path) -> Result<u8, Failure> {
     print!("{}", table::render(&["device", "role", "profile", "ssh", "console", "outlet"], &rows));
     let rig = rig_out.display();
     println!("\ntry:\n    proofrig rig probe {rig}\n    proofrig console {rig} ru2\n    proofrig power {rig} ru2 cycle");
-    println!("    proofrig run testplans/*.yaml --rig {rig}\n\nserving until Ctrl-C");
+    println!("    proofrig run testplans/*.yaml --rig {rig}");
+    if !well_known_ports {
+        println!(
+            "\nthe weak devices' telnet, FTP and HTTP listen on high ports, where\n\
+             no-unnecessary-services.yaml does not look (open-ports.yaml finds them);\n\
+             `proofrig sim --well-known-ports` (as root) puts them on 23, 21 and 80"
+        );
+    }
+    println!("\nserving until Ctrl-C");
     let _ = tokio::signal::ctrl_c().await;
     lab.stop().await;
     Ok(EXIT_OK)

@@ -55,6 +55,11 @@ pub struct Agents {
 /// Distinct patterns kept compiled; plans have few, templated ones could have many.
 const PATTERN_CACHE_LIMIT: usize = 256;
 
+/// Before a power switch, how long the console must stay silent before its unread
+/// output is forgotten, and the most time spent waiting for that.
+const SETTLE_QUIET: Duration = Duration::from_millis(200);
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
 impl Agents {
     pub fn new(rig: Rig, recorder: Recorder) -> Result<Self, PowerError> {
         let power = PowerController::new(&rig, recorder.clone())?;
@@ -255,6 +260,7 @@ impl Agents {
 
     async fn power(&mut self, device: &str, step: &Step) -> Result<Value, Failure> {
         let spec = step.power.as_ref().expect("validated: a power step has power");
+        self.settle_console(device).await;
         let result = match spec.action {
             plan::PowerAction::On => self.power.on(device).await,
             plan::PowerAction::Off => self.power.off(device).await,
@@ -265,6 +271,29 @@ impl Agents {
         match result {
             Ok(state) => Ok(json!({"state": state.to_string()})),
             Err(err) => Err((FailureClass::Infra, err.to_string())),
+        }
+    }
+
+    /// Before a power switch: open the device's console if it has one (so the boot
+    /// that follows is recorded), let it go quiet and forget its unread output. That
+    /// output belongs to the previous boot, and its boot banner and login prompt look
+    /// exactly like the next ones: a console wait after a power step must only see
+    /// what the device printed after it. A console that cannot be opened is noted and
+    /// left to the console step that needs it.
+    async fn settle_console(&mut self, device: &str) {
+        if !self.device(device).is_ok_and(|d| d.console.is_some()) {
+            return;
+        }
+        let settled = match self.console(device).await {
+            Ok(console) => console.settle(SETTLE_QUIET, SETTLE_LIMIT).await.map(|_| ()).map_err(|e| e.to_string()),
+            Err((_, message)) => Err(message),
+        };
+        if let Err(message) = settled {
+            self.consoles.remove(device);
+            self.recorder.emit(EventKind::Note {
+                channel: ChannelId::new(device, "console"),
+                text: format!("console not ready before the power switch: {message}"),
+            });
         }
     }
 
@@ -427,9 +456,12 @@ async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Durati
     for &port in ports {
         let permit = limit.clone().acquire_owned().await.map_err(|e| e.to_string())?;
         tasks.spawn(async move {
+            // A connection to itself is not a listener: on loopback, a connect to a
+            // free port in the ephemeral range can be given that same port as its
+            // source and "succeed" by simultaneous open.
             let open = matches!(
                 tokio::time::timeout(per_port, tokio::net::TcpStream::connect((ip, port))).await,
-                Ok(Ok(_))
+                Ok(Ok(stream)) if stream.local_addr().ok() != stream.peer_addr().ok()
             );
             drop(permit);
             (port, open)

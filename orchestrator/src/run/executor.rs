@@ -35,6 +35,9 @@ use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry,
 use crate::plan::{Case, Credential, OnFailure, Plan, Step};
 use crate::verdict::{case_verdict, Rollup, Verdict};
 
+/// Pause before retrying a step that failed for an infrastructure reason.
+pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// Appends agent events to the journal, in the order the recorder stamped them.
 pub struct JournalSink(pub Arc<JournalWriter>);
 
@@ -438,6 +441,12 @@ async fn run_step(
         progress.step_finished(phase, index, &step.label(), judgement.verdict, &judgement.message, started.elapsed(), retry);
         if retry {
             attempt += 1;
+            // A bench fault (a device still booting, a PDU busy) needs a moment to
+            // clear; `retries` then bounds the wait in time as well as in attempts.
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                _ = wait_for_abort(abort) => {}
+            }
             continue;
         }
         run.steps.push(StepResult {

@@ -1,0 +1,246 @@
+//! The TS 33.117 library's plans on the simulated lab: PASS on the hardened devices,
+//! FAIL on the weak ones with the finding named, INFRA (never PASS) when the device
+//! cannot be reached, and every verdict recomputed from the journal by `replay`.
+//!
+//! The lab runs with the weak devices' telnet, FTP and HTTP on their well-known ports
+//! (as a real device has them), on a random 127.A.B.x block so that labs running at
+//! once never share an address. Ports below 1024: the tests run as root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proofrig::evidence::bundle::InputRefs;
+use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
+use proofrig::evidence::record::{CaseKey, FileRef, Phase, RunResult};
+use proofrig::plan::Plan;
+use proofrig::run::executor::{execute, JournalSink, RunRequest};
+use proofrig::run::progress::Silent;
+use proofrig::run::replay::replay;
+use proofrig::verdict::Verdict;
+use proofrig_agents::events::Recorder;
+use proofrig_agents::rig::Rig;
+use proofrig_simlab::{SimLab, SimLabConfig};
+
+fn plan(name: &str) -> Plan {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name);
+    Plan::load(&path).unwrap()
+}
+
+async fn lab() -> SimLab {
+    let config = SimLabConfig::fast().with_well_known_service_ports().on_random_addresses().unwrap();
+    SimLab::start(config).await.expect("start the sim lab (telnet/FTP/HTTP on 23/21/80 need root)")
+}
+
+struct Ran {
+    result: RunResult,
+    records: Vec<Record>,
+    plans: Vec<Plan>,
+    rig: Rig,
+    _dir: tempfile::TempDir,
+}
+
+/// The lab's rig as it writes it, optionally edited (to break a channel).
+fn rig_of(lab: &SimLab, dir: &Path, edit: impl FnOnce(String) -> String) -> Rig {
+    let path = lab.write_rig(&dir.join("lab")).unwrap();
+    let text = edit(std::fs::read_to_string(&path).unwrap());
+    std::fs::write(&path, text).unwrap();
+    Rig::load(&path).unwrap()
+}
+
+async fn run_on(rig: Rig, dir: tempfile::TempDir, plans: Vec<Plan>, only: Option<&str>) -> Ran {
+    let journal_path: PathBuf = dir.path().join("journal.jsonl");
+    let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
+    let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
+    let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
+    let request = RunRequest {
+        run_id: "library".into(),
+        plans: plans.clone(),
+        rig: rig.clone(),
+        only_device: only.map(String::from),
+        params: BTreeMap::new(),
+        operator: "tester".into(),
+        host: "localhost".into(),
+        inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
+    };
+    let (_abort, abort_rx) = tokio::sync::watch::channel(false);
+    let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();
+    let (records, _) = read_chain(&journal_path).unwrap().unwrap();
+    Ran { result, records, plans, rig, _dir: dir }
+}
+
+async fn run(lab: &SimLab, name: &str) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig_of(lab, dir.path(), |text| text);
+    run_on(rig, dir, vec![plan(name)], None).await
+}
+
+fn verdict(ran: &Ran, device: &str) -> (Verdict, String) {
+    let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap_or_else(|| panic!("no case on {device}"));
+    (case.verdict, case.evidence_excerpt.clone())
+}
+
+/// Label and verdict of each step the case ran on `device`, restore steps included.
+fn steps(ran: &Ran, device: &str) -> Vec<(Phase, String, Verdict)> {
+    let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap();
+    case.steps.iter().map(|s| (s.phase, s.label.clone(), s.verdict)).collect()
+}
+
+/// What a `console_expect` step of the case on `device` matched, from the journal.
+fn matched(ran: &Ran, device: &str, label: &str) -> String {
+    let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap();
+    let step = case.steps.iter().find(|s| s.label == label).unwrap_or_else(|| panic!("{device}: no step `{label}`"));
+    let record = ran.records.iter().find(|r| r.n == step.record).expect("the step's record");
+    record.entry["output"]["matched_text"].as_str().unwrap_or_default().to_string()
+}
+
+/// Checks that `replay` recomputes the recorded verdicts. With PROOFRIG_SHOW_EVIDENCE
+/// set, also prints each case's evidence excerpt (what a report shows).
+fn assert_replays(ran: &Ran) {
+    if std::env::var_os("PROOFRIG_SHOW_EVIDENCE").is_some() {
+        for case in &ran.result.cases {
+            eprintln!("=== {} on {}: {}\n{}\n", case.key.case, case.key.device, case.verdict, case.evidence_excerpt);
+        }
+    }
+    let replayed = replay(&ran.plans, &ran.rig, &ran.records).expect("an untouched journal replays");
+    let recorded: Vec<(CaseKey, Verdict)> = ran.result.cases.iter().map(|c| (c.key.clone(), c.verdict)).collect();
+    assert_eq!(replayed.cases, recorded);
+    assert!(replayed.finished);
+}
+
+fn assert_hardened_pass_weak_fail(ran: &Ran) {
+    for hardened in ["ru1", "core1"] {
+        let (v, why) = verdict(ran, hardened);
+        assert_eq!(v, Verdict::Pass, "{hardened}: {why}");
+    }
+    for weak in ["ru2", "core2"] {
+        let (v, why) = verdict(ran, weak);
+        assert_eq!(v, Verdict::Fail, "{weak}: {why}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_unnecessary_services_finds_telnet_ftp_and_http_before_and_after_a_restart() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "no-unnecessary-services.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+
+    let (_, why) = verdict(&ran, "ru2");
+    let ru2 = lab.device("ru2").unwrap().spec().management_ip;
+    // From outside: the scan names the open ports, before and after the restart.
+    assert!(why.contains("insecure services accept connections on the management address"), "{why}");
+    assert!(why.contains("found [21,23,80], expected []"), "the ports found are named: {why}");
+    assert!(why.contains("after a restart, insecure services accept connections"), "{why}");
+    // From inside: the device's own socket list names the listener.
+    assert!(why.contains(&format!("found `{ru2}:21` matching")), "the socket found is named: {why}");
+    assert!(why.contains("23 telnet"), "the message says which service each port is: {why}");
+
+    // The restart really happened on every device, and the checks after it ran.
+    for device in ["ru1", "ru2", "core1", "core2"] {
+        let labels = steps(&ran, device);
+        for expected in ["power-cycle the device", "wait until the device answers over SSH again", "scan the insecure TCP ports again after the restart"] {
+            assert!(
+                labels.iter().any(|(phase, label, v)| *phase == Phase::Steps && label == expected && *v == Verdict::Pass),
+                "{device}: {expected}: {labels:?}"
+            );
+        }
+    }
+    let power_cycles = ran
+        .records
+        .iter()
+        .filter(|r| r.entry["type"] == "event" && r.entry["event"]["kind"] == "power" && r.entry["event"]["action"] == "cycle-off")
+        .count();
+    assert!(power_cycles >= 4, "every device was power-cycled through the PDU: {power_cycles}");
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_event_logging_needs_a_new_record_of_each_login() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "security-event-logging.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+
+    // Hardened: the newest record of the accepted login is the evidence shown.
+    let (_, why) = verdict(&ran, "ru1");
+    assert!(why.contains("Accepted password for oper from 127."), "{why}");
+    // Weak: it logs accepted logins but not refused ones, and the finding says so.
+    let (_, why) = verdict(&ran, "core2");
+    assert!(
+        why.contains("the refused login of `prf-log-probe` added no record with a timestamp, the user name and the source address to /var/log/auth.log: 0 is not greater than 0"),
+        "{why}"
+    );
+    assert!(!why.contains("the accepted login of `oper` added no record"), "accepted logins are logged: {why}");
+    let log = lab.device("ru1").unwrap().device().os().auth_log();
+    assert!(log.iter().any(|r| r.user == "prf-log-probe"), "the probe really tried on ru1");
+    assert_replays(&ran);
+
+    // Records from the first run do not make a second run pass on their own: each
+    // run counts what its own attempts added, and the hardened device adds again.
+    let again = run(&lab, "security-event-logging.yaml").await;
+    assert_hardened_pass_weak_fail(&again);
+    assert_replays(&again);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_loader_asks_for_a_password_on_hardened_and_opens_on_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "boot-loader-protection.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+
+    let (_, why) = verdict(&ran, "ru2");
+    assert!(why.contains("stopping autoboot opened the boot loader's command prompt without asking for any password"), "{why}");
+    assert!(why.contains("found `") && why.contains("=>"), "what the console showed is named: {why}");
+    // Hardened: asked for a password, and the wrong one booted on to the login prompt.
+    let hardened = steps(&ran, "core1");
+    assert!(hardened.iter().any(|(_, l, v)| l == "a wrong password does not open the boot loader" && *v == Verdict::Pass), "{hardened:?}");
+    assert_eq!(matched(&ran, "core1", "see what stopping autoboot leads to").trim(), "Password:");
+    assert_eq!(matched(&ran, "core1", "see what a wrong password leads to").trim(), "login:");
+    assert_eq!(matched(&ran, "ru2", "see what stopping autoboot leads to").trim(), "=>");
+    // Both were booted normally again afterwards.
+    for device in ["ru1", "ru2", "core1", "core2"] {
+        let restore: Vec<_> = steps(&ran, device).into_iter().filter(|(p, _, _)| *p == Phase::Restore).collect();
+        assert_eq!(restore.len(), 2, "{device}: {restore:?}");
+        assert!(restore.iter().all(|(_, _, v)| *v == Verdict::Pass), "{device}: {restore:?}");
+    }
+    // The weak device stopped at the finding: nothing was typed into its open prompt.
+    let weak = steps(&ran, "ru2");
+    assert!(!weak.iter().any(|(_, l, _)| l == "answer with a wrong password"), "{weak:?}");
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_cannot_be_reached_is_infra_never_pass() {
+    let mut lab = lab().await;
+    // Switched off at the PDU: nothing answers on its address, which must not read as
+    // "no insecure service listens" nor as "nothing to log".
+    for name in ["no-unnecessary-services.yaml", "security-event-logging.yaml"] {
+        lab.set_power("ru1", false).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig_of(&lab, dir.path(), |text| text);
+        let ran = run_on(rig, dir, vec![plan(name)], Some("ru1")).await;
+        let (v, why) = verdict(&ran, "ru1");
+        assert_eq!(v, Verdict::Infra, "{name}: {why}");
+        assert!(why.contains("Connection refused") || why.contains("connect"), "{name}: the reason is given: {why}");
+        assert_replays(&ran);
+    }
+    // The services case's restore leaves the device powered, as the case found it.
+    lab.set_power("ru1", false).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig_of(&lab, dir.path(), |text| text);
+    run_on(rig, dir, vec![plan("no-unnecessary-services.yaml")], Some("ru1")).await;
+    assert!(lab.device("ru1").unwrap().device().is_powered());
+
+    // A console that cannot be opened: the boot loader cannot be observed.
+    let dir = tempfile::tempdir().unwrap();
+    let console = lab.device("core1").unwrap().console_path().unwrap().display().to_string();
+    let rig = rig_of(&lab, dir.path(), |text| text.replace(&console, "/dev/pts/proofrig-no-such-console"));
+    let ran = run_on(rig, dir, vec![plan("boot-loader-protection.yaml")], Some("core1")).await;
+    let (v, why) = verdict(&ran, "core1");
+    assert_eq!(v, Verdict::Infra, "{why}");
+    assert!(why.contains("proofrig-no-such-console"), "{why}");
+    assert_replays(&ran);
+    lab.stop().await;
+}
