@@ -53,12 +53,34 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         "proofrig demo: {} plan(s), {cases} case(s) of the bundled library; starting the simulated lab (4 devices, 1 PDU, all on loopback)",
         plans.len()
     );
-    let mut lab = SimLab::start(SimLabConfig::default()).await.map_err(|e| failed(&e))?;
+    // The weak devices' telnet, FTP and HTTP belong on ports 23, 21 and 80, where a
+    // real device has them and TC_NO_UNNECESSARY_SERVICE looks. Binding them needs
+    // root (or CAP_NET_BIND_SERVICE); without it they move to free high ports, where
+    // only the port scan (TC_BVT_PORT_SCANNING) can tell them from documented ones.
+    let mut lab = match SimLab::start(SimLabConfig::default().with_well_known_service_ports()).await {
+        Ok(lab) => lab,
+        Err(err) => {
+            eprintln!(
+                "note: the weak devices' telnet/FTP/HTTP cannot listen on ports 23/21/80 here ({err}); they run on \
+                 free high ports, so 4.3.2.1 (TC_NO_UNNECESSARY_SERVICE) cannot find them on the weak devices. \
+                 Run the demo as root (or with CAP_NET_BIND_SERVICE) to see it fail there."
+            );
+            SimLab::start(SimLabConfig::default()).await.map_err(|e| failed(&e))?
+        }
+    };
     let lab_dir = tempfile::Builder::new().prefix("proofrig-demo-lab-").tempdir().map_err(|e| failed(&e))?;
     let rig_path = lab.write_rig(lab_dir.path()).map_err(|e| failed(&e))?;
     let rig = Rig::load(&rig_path)?;
     let profiles: Vec<(String, String)> =
         lab.devices().iter().map(|d| (d.name().to_string(), d.spec().profile.name().to_string())).collect();
+
+    // The simulated devices share loopback with this host: a service of the host
+    // listening on 0.0.0.0 answers on every device address, and is none of the
+    // devices' business. The lab's listeners use 21, 23, 80 and the kernel's ephemeral
+    // range; ports that answer on an address no device uses are the host's.
+    let candidates = crate::plan::parse_ports(&format!("21,23,80,{}", ephemeral_port_range())).map_err(|e| failed(&e))?;
+    let host_ports = crate::run::actions::scan("127.0.0.254", &candidates, 512, Duration::from_millis(500)).await.unwrap_or_default();
+    let lab_ports = port_list(candidates.iter().copied().filter(|p| !host_ports.contains(p)));
 
     let mut sealed: Vec<(String, Sealed)> = Vec::new();
     let mut unmatched: Vec<String> = Vec::new();
@@ -74,12 +96,9 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         eprintln!("\n[{}/{total}] {name}: {}", number + 1, plan.spec.title);
         let mut params = BTreeMap::new();
         if plan.spec.parameters.contains_key("ports") {
-            // The simulated devices share loopback with this host: a service of the host
-            // listening on 0.0.0.0 answers on every device address. The lab's listeners
-            // all take ports from the kernel's ephemeral range, so scan that range.
-            let range = ephemeral_port_range();
-            eprintln!("      (parameter ports = {range}: the range the simulated lab's listeners use)");
-            params.insert("ports".to_string(), serde_json::Value::String(range));
+            let ports = lab_ports.clone();
+            eprintln!("      (parameter ports: the lab's ports 21, 23, 80 and the ephemeral range, less {} port(s) this host itself answers on every loopback address)", host_ports.len());
+            params.insert("ports".to_string(), serde_json::Value::String(ports));
         }
         let label = plan.spec.plan.clone();
         let setup = RunSetup {
@@ -228,6 +247,18 @@ impl Progress for CaseLines {
 }
 
 /// The kernel's ephemeral port range, where OS-chosen listening ports come from.
+/// Ports written as ranges: `21,23,80,32768-40000,40002-60999`.
+fn port_list(ports: impl Iterator<Item = u16>) -> String {
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    for port in ports {
+        match ranges.last_mut() {
+            Some((_, high)) if *high + 1 == port => *high = port,
+            _ => ranges.push((port, port)),
+        }
+    }
+    ranges.iter().map(|(low, high)| if low == high { low.to_string() } else { format!("{low}-{high}") }).collect::<Vec<_>>().join(",")
+}
+
 fn ephemeral_port_range() -> String {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()

@@ -441,7 +441,8 @@ fn tail(text: &str, max: usize) -> String {
 }
 
 /// TCP connect scan: which of `ports` accept a connection on `address`.
-async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Duration) -> Result<Vec<u16>, String> {
+/// A TCP connect scan: the ports of `address` that accept a connection.
+pub async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Duration) -> Result<Vec<u16>, String> {
     let ip: std::net::IpAddr = match address.parse() {
         Ok(ip) => ip,
         Err(_) => tokio::net::lookup_host((address, 0))
