@@ -17,13 +17,21 @@ use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
 const OPERATOR: &str = "oper";
 const OPERATOR_PASSWORD: &str = "Oper-Pass-4711";
 
-/// The plans run against each server, and the clause of each.
-const PLANS: [(&str, &str); 5] = [
+/// The vendor's documented default account, and the lockout policy the rig declares.
+const DEFAULT_ACCOUNT: (&str, &str) = ("admin", "admin");
+const LOCKOUT_ATTEMPTS: u32 = 3;
+const LOCKOUT_SECONDS: u64 = 4;
+
+/// The plans run against each server, and the clause of each. The lockout case goes
+/// last: it blocks the operator account for a while (and waits until it is free).
+const PLANS: [(&str, &str); 7] = [
     ("remote-root-login.yaml", "4.3.2.6"),
     ("ssh-algorithms.yaml", "4.2.3.2.4"),
     ("open-ports.yaml", "4.4.2"),
     ("no-unnecessary-services.yaml", "4.3.2.1"),
     ("security-event-logging.yaml", "4.2.3.6.1"),
+    ("predefined-accounts.yaml", "4.2.3.4.2.2"),
+    ("failed-login-attempts.yaml", "4.2.3.4.5"),
 ];
 
 fn proofrig(args: &[&str]) -> Output {
@@ -54,11 +62,15 @@ fn rig_for(sshd: &Sshd, dir: &Path, user: &str, password: &str) -> PathBuf {
     std::fs::write(dir.join("root.pass"), sshd.password()).unwrap();
     std::fs::write(dir.join("ssh.pass"), password).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], auth_log: {AUTH_LOG} }}\n    \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], auth_log: {AUTH_LOG}, \
+         default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
+         lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }} }}\n    \
          secrets: {{ root_password: {{ file: root.pass }} }}\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, password: {{ file: ssh.pass }}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
-        fp = sshd.host_key_fingerprint()
+        fp = sshd.host_key_fingerprint(),
+        default_user = DEFAULT_ACCOUNT.0,
+        default_password = DEFAULT_ACCOUNT.1,
     );
     let path = dir.join("rig.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -102,7 +114,10 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .config("PermitRootLogin no")
             .config("KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org")
             .config("Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr")
-            .config("MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com"),
+            .config("MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com")
+            // The vendor's default account is there but locked, and wrong passwords lock an account.
+            .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1).locked())
+            .faillock(LOCKOUT_ATTEMPTS, std::time::Duration::from_secs(LOCKOUT_SECONDS), false),
     );
     let (code, text) = run_and_verify(&compliant, tmp.path(), "compliant");
     assert_eq!(code, 0, "{text}");
@@ -112,14 +127,17 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     // The checks after a restart need a PDU the bench does not have: SKIP, recorded.
     assert!(text.contains("device oam1 has no power"), "{text}");
 
-    // Root over SSH, a CBC cipher, a telnet-like service on port 23, and a log level
-    // that drops login records.
+    // Root over SSH, a CBC cipher, the 1024-bit SHA-1 key exchange, a telnet-like service on port 23, a log level that
+    // drops login records, the default account left open and no lockout.
     let careless = device(
         Sshd::builder()
             .config("PermitRootLogin yes")
             .config("Ciphers +aes128-cbc")
+            .config("KexAlgorithms +diffie-hellman-group1-sha1")
             .config("LogLevel ERROR")
-            .plain_listener(23, "\r\nDebian GNU/Linux 12\r\noam1 login: "),
+            .plain_listener(23, "\r\nDebian GNU/Linux 12\r\noam1 login: ")
+            // The default account still takes its documented password; no lockout.
+            .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1)),
     );
     let (code, text) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
@@ -129,11 +147,14 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
         assert!(row(&text, clause).contains("FAIL"), "{clause}: {text}");
     }
     assert!(text.contains("aes128-cbc"), "the failure names the offending cipher: {text}");
+    assert!(text.contains("only kex diffie-hellman-group1-sha1 was accepted"), "sshd itself agreed to the legacy key exchange: {text}");
     assert!(text.contains("unexpected: 23"), "open-ports names the undocumented port: {text}");
     assert!(text.contains("found [23], expected []"), "the scan names the insecure port: {text}");
     assert!(text.contains("found `127.0.0.1:23` matching"), "the device's socket list names it too: {text}");
     assert!(text.contains("the refused login of `prf-log-probe` added no record"), "{text}");
     assert!(text.contains("the accepted login of `oper` added no record"), "{text}");
+    assert!(text.contains("default account admin accepted its documented password over SSH"), "{text}");
+    assert!(text.contains("after 3 wrong passwords, the right password for oper was accepted at once: no lockout"), "{text}");
 }
 
 const ABORTABLE_PLAN: &str = r#"
