@@ -465,11 +465,14 @@ async fn run_step(
         }
         run.touched_device |= judgement.touched_device && judgement.verdict == Verdict::Pass;
         // The evidence shown for a case: its worst step, or the last check that passed.
-        let decisive_rank = |v: Verdict| v;
-        let replace = match &run.decisive {
-            None => judgement.verdict != Verdict::Pass || judgement.check_passed,
-            Some((v, _, _)) => decisive_rank(judgement.verdict) < *v || (judgement.verdict == *v && judgement.check_passed && *v == Verdict::Pass),
-        };
+        // A passing check of a restore step (the device is back) is not what the case
+        // shows, so it never stands in for the main steps' evidence.
+        let shows_the_case = phase == Phase::Steps || judgement.verdict != Verdict::Pass;
+        let replace = shows_the_case
+            && match &run.decisive {
+                None => judgement.verdict != Verdict::Pass || judgement.check_passed,
+                Some((v, _, _)) => judgement.verdict < *v || (judgement.verdict == *v && judgement.check_passed && *v == Verdict::Pass),
+            };
         if replace {
             run.decisive = Some((judgement.verdict, judgement.message.clone(), output.clone()));
         }
