@@ -6,78 +6,24 @@
 //! (as a real device has them), on a random 127.A.B.x block so that labs running at
 //! once never share an address. Ports below 1024: the tests run as root.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod simrun;
 
-use proofrig::evidence::bundle::InputRefs;
-use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
-use proofrig::evidence::record::{CaseKey, FileRef, Phase, RunResult};
-use proofrig::plan::Plan;
-use proofrig::run::executor::{execute, JournalSink, RunRequest};
-use proofrig::run::progress::Silent;
-use proofrig::run::replay::replay;
+use proofrig::evidence::record::Phase;
 use proofrig::verdict::Verdict;
-use proofrig_agents::events::Recorder;
-use proofrig_agents::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
-
-fn plan(name: &str) -> Plan {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name);
-    Plan::load(&path).unwrap()
-}
+use simrun::{plan, rig_of, verdict, Ran};
 
 async fn lab() -> SimLab {
     let config = SimLabConfig::fast().with_well_known_service_ports().on_random_addresses().unwrap();
     SimLab::start(config).await.expect("start the sim lab (telnet/FTP/HTTP on 23/21/80 need root)")
 }
 
-struct Ran {
-    result: RunResult,
-    records: Vec<Record>,
-    plans: Vec<Plan>,
-    rig: Rig,
-    _dir: tempfile::TempDir,
-}
-
-/// The lab's rig as it writes it, optionally edited (to break a channel).
-fn rig_of(lab: &SimLab, dir: &Path, edit: impl FnOnce(String) -> String) -> Rig {
-    let path = lab.write_rig(&dir.join("lab")).unwrap();
-    let text = edit(std::fs::read_to_string(&path).unwrap());
-    std::fs::write(&path, text).unwrap();
-    Rig::load(&path).unwrap()
-}
-
-async fn run_on(rig: Rig, dir: tempfile::TempDir, plans: Vec<Plan>, only: Option<&str>) -> Ran {
-    let journal_path: PathBuf = dir.path().join("journal.jsonl");
-    let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
-    let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-    let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
-    let request = RunRequest {
-        run_id: "library".into(),
-        plans: plans.clone(),
-        rig: rig.clone(),
-        only_device: only.map(String::from),
-        params: BTreeMap::new(),
-        operator: "tester".into(),
-        host: "localhost".into(),
-        inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
-    };
-    let (_abort, abort_rx) = tokio::sync::watch::channel(false);
-    let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();
-    let (records, _) = read_chain(&journal_path).unwrap().unwrap();
-    Ran { result, records, plans, rig, _dir: dir }
-}
-
 async fn run(lab: &SimLab, name: &str) -> Ran {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = rig_of(lab, dir.path(), |text| text);
-    run_on(rig, dir, vec![plan(name)], None).await
+    simrun::run(lab, vec![plan(name)], &[]).await
 }
 
-fn verdict(ran: &Ran, device: &str) -> (Verdict, String) {
-    let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap_or_else(|| panic!("no case on {device}"));
-    (case.verdict, case.evidence_excerpt.clone())
+async fn run_on(rig: proofrig_agents::rig::Rig, dir: tempfile::TempDir, plans: Vec<proofrig::plan::Plan>, only: Option<&str>) -> Ran {
+    simrun::run_on(rig, dir, plans, &[], only).await
 }
 
 /// Label and verdict of each step the case ran on `device`, restore steps included.
@@ -102,10 +48,7 @@ fn assert_replays(ran: &Ran) {
             eprintln!("=== {} on {}: {}\n{}\n", case.key.case, case.key.device, case.verdict, case.evidence_excerpt);
         }
     }
-    let replayed = replay(&ran.plans, &ran.rig, &ran.records).expect("an untouched journal replays");
-    let recorded: Vec<(CaseKey, Verdict)> = ran.result.cases.iter().map(|c| (c.key.clone(), c.verdict)).collect();
-    assert_eq!(replayed.cases, recorded);
-    assert!(replayed.finished);
+    simrun::assert_replays(ran);
 }
 
 fn assert_hardened_pass_weak_fail(ran: &Ran) {

@@ -1,64 +1,15 @@
 //! The bundled plans decide correctly both ways on the simulated lab, and every
 //! verdict they leave in a journal can be recomputed, and tampering with it caught.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod simrun;
 
-use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
-use proofrig::evidence::bundle::InputRefs;
-use proofrig::evidence::record::{CaseKey, FileRef, RunResult};
+use proofrig::evidence::record::CaseKey;
 use proofrig::plan::Plan;
-use proofrig::run::executor::{execute, JournalSink, RunRequest};
-use proofrig::run::progress::Silent;
 use proofrig::run::replay::replay;
 use proofrig::verdict::Verdict;
-use proofrig_agents::events::Recorder;
-use proofrig_agents::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::Value;
-
-fn plan(name: &str) -> Plan {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name);
-    Plan::load(&path).unwrap()
-}
-
-struct Ran {
-    result: RunResult,
-    records: Vec<Record>,
-    journal_path: PathBuf,
-    plans: Vec<Plan>,
-    rig: Rig,
-    _dir: tempfile::TempDir,
-}
-
-async fn run(lab: &SimLab, plans: Vec<Plan>, params: &[(&str, Value)]) -> Ran {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::load(&lab.write_rig(&dir.path().join("lab")).unwrap()).unwrap();
-    let journal_path = dir.path().join("journal.jsonl");
-    let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
-    let params: std::collections::BTreeMap<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-    let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
-    let request = RunRequest {
-        run_id: "test".into(),
-        plans: plans.clone(),
-        rig: rig.clone(),
-        only_device: None,
-        params,
-        operator: "tester".into(),
-        host: "localhost".into(),
-        inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
-    };
-    let (_abort, abort_rx) = tokio::sync::watch::channel(false);
-    let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();
-    let (records, _) = read_chain(&journal_path).unwrap().unwrap();
-    Ran { result, records, journal_path, plans, rig, _dir: dir }
-}
-
-fn verdict(result: &RunResult, device: &str) -> (Verdict, String) {
-    let case = result.cases.iter().find(|c| c.key.device == device).unwrap_or_else(|| panic!("no case on {device}"));
-    (case.verdict, case.evidence_excerpt.clone())
-}
+use simrun::{plan, rewrite, run, verdict, Ran};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
@@ -66,11 +17,11 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
 
     let algorithms = run(&lab, vec![plan("ssh-algorithms.yaml")], &[]).await;
     for hardened in ["ru1", "core1"] {
-        let (v, why) = verdict(&algorithms.result, hardened);
+        let (v, why) = verdict(&algorithms, hardened);
         assert_eq!(v, Verdict::Pass, "{hardened}: {why}");
     }
     for weak in ["ru2", "core2"] {
-        let (v, why) = verdict(&algorithms.result, weak);
+        let (v, why) = verdict(&algorithms, weak);
         assert_eq!(v, Verdict::Fail, "{weak}: {why}");
         assert!(why.contains("not in the allowed list") && why.contains("cbc"), "the failure names the evidence: {why}");
         assert!(why.contains("only kex diffie-hellman-group1-sha1 was accepted"), "the server itself agreed to the legacy key exchange: {why}");
@@ -78,8 +29,8 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
     }
 
     let root = run(&lab, vec![plan("remote-root-login.yaml")], &[]).await;
-    assert_eq!(verdict(&root.result, "ru1").0, Verdict::Pass, "{}", verdict(&root.result, "ru1").1);
-    let (v, why) = verdict(&root.result, "ru2");
+    assert_eq!(verdict(&root, "ru1").0, Verdict::Pass, "{}", verdict(&root, "ru1").1);
+    let (v, why) = verdict(&root, "ru2");
     assert_eq!(v, Verdict::Fail);
     assert!(why.contains("SSH login as `root` was accepted"), "{why}");
 
@@ -97,8 +48,8 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
         .collect();
     let scan_ports = format!("{ports_param},{}", weak_extra.join(","));
     let open = run(&lab, vec![plan("open-ports.yaml")], &[("ports", Value::String(scan_ports))]).await;
-    assert_eq!(verdict(&open.result, "core1").0, Verdict::Pass, "{}", verdict(&open.result, "core1").1);
-    let (v, why) = verdict(&open.result, "ru2");
+    assert_eq!(verdict(&open, "core1").0, Verdict::Pass, "{}", verdict(&open, "core1").1);
+    let (v, why) = verdict(&open, "ru2");
     assert_eq!(v, Verdict::Fail);
     assert!(why.contains("unexpected:"), "{why}");
 
@@ -114,9 +65,9 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
         assert!(replayed.finished);
     }
     let console = run(&lab, vec![Plan::parse("console.yaml", CONSOLE_PLAN).unwrap()], &[]).await;
-    let (v, why) = verdict(&console.result, "ru1");
+    let (v, why) = verdict(&console, "ru1");
     assert_eq!(v, Verdict::Pass, "{why}");
-    assert_eq!(verdict(&console.result, "ru2").0, Verdict::Fail, "the weak device lets `oper` read /etc/shadow");
+    assert_eq!(verdict(&console, "ru2").0, Verdict::Fail, "the weak device lets `oper` read /etc/shadow");
     replay(&console.plans, &console.rig, &console.records).expect("console steps replay from the transcript");
 
     tamper_with_a_verdict_and_rechain(&algorithms);
@@ -147,20 +98,6 @@ cases:
     restore:
       - console_send: { text: exit }
 "#;
-
-/// Rewrite the journal with `edit` applied to each entry, recomputing the hash chain,
-/// as someone covering their tracks would.
-fn rewrite(ran: &Ran, mut edit: impl FnMut(&mut Value)) -> Vec<Record> {
-    let path = ran.journal_path.with_file_name("tampered.jsonl");
-    let _ = std::fs::remove_file(&path);
-    let journal = JournalWriter::create(&path).unwrap();
-    for record in &ran.records {
-        let mut entry = record.entry.clone();
-        edit(&mut entry);
-        journal.append(&entry).unwrap();
-    }
-    read_chain(&path).unwrap().expect("the forger's chain is internally consistent").0
-}
 
 fn tamper_with_a_verdict_and_rechain(ran: &Ran) {
     let records = rewrite(ran, |entry| {

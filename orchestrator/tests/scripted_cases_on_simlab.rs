@@ -2,70 +2,17 @@
 //! structure, file permissions) decide correctly both ways on the simulated lab, and
 //! their verdicts replay from the journal alone; a forged script result is caught.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod simrun;
 
-use proofrig::evidence::bundle::InputRefs;
-use proofrig::evidence::journal::{read_chain, JournalWriter, Record};
-use proofrig::evidence::record::{CaseKey, FileRef, RunResult};
-use proofrig::plan::Plan;
-use proofrig::run::executor::{execute, run_recorder, RunRequest};
-use proofrig::run::progress::Silent;
 use proofrig::run::replay::replay;
 use proofrig::verdict::Verdict;
 use proofrig_agents::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::Value;
+use simrun::{assert_replays as replays, library, plan, run_on, verdict, Ran};
 
-fn plan(name: &str) -> Plan {
-    Plan::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name)).unwrap()
-}
-
-struct Ran {
-    result: RunResult,
-    records: Vec<Record>,
-    journal_path: PathBuf,
-    plans: Vec<Plan>,
-    rig: Rig,
-    _dir: tempfile::TempDir,
-}
-
-async fn run(lab: &SimLab, plans: Vec<Plan>) -> Ran {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::load(&lab.write_rig(&dir.path().join("lab")).unwrap()).unwrap();
-    run_on(rig, plans, dir).await
-}
-
-async fn run_on(rig: Rig, plans: Vec<Plan>, dir: tempfile::TempDir) -> Ran {
-    let journal_path = dir.path().join("journal.jsonl");
-    let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
-    let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-    let recorder = run_recorder(&journal, &rig, &plans);
-    let request = RunRequest {
-        run_id: "scripted".into(),
-        plans: plans.clone(),
-        rig: rig.clone(),
-        only_device: None,
-        params: Default::default(),
-        operator: "tester".into(),
-        host: "localhost".into(),
-        inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
-    };
-    let (_abort, abort_rx) = tokio::sync::watch::channel(false);
-    let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();
-    let (records, _) = read_chain(&journal_path).unwrap().unwrap();
-    Ran { result, records, journal_path, plans, rig, _dir: dir }
-}
-
-fn verdict(ran: &Ran, device: &str) -> (Verdict, String) {
-    let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap_or_else(|| panic!("no case on {device}"));
-    (case.verdict, case.evidence_excerpt.clone())
-}
-
-fn replays(ran: &Ran) {
-    let replayed = replay(&ran.plans, &ran.rig, &ran.records).unwrap_or_else(|e| panic!("an untouched journal replays: {e}"));
-    let recorded: Vec<(CaseKey, Verdict)> = ran.result.cases.iter().map(|c| (c.key.clone(), c.verdict)).collect();
-    assert_eq!(replayed.cases, recorded);
+async fn run(lab: &SimLab, plans: Vec<proofrig::plan::Plan>) -> Ran {
+    simrun::run(lab, plans, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,10 +71,7 @@ async fn scripted_cases_pass_hardened_fail_weak_and_replay() {
 /// Turn the weak device's finding into a pass, fixing verdicts and messages to match,
 /// and recompute the hash chain: the replayed script finds the account again.
 fn forged_script_result_is_caught(ran: &Ran) {
-    let path = ran.journal_path.with_file_name("forged.jsonl");
-    let journal = JournalWriter::create(&path).unwrap();
-    for record in &ran.records {
-        let mut entry = record.entry.clone();
+    let records = simrun::rewrite(ran, |entry| {
         if entry["device"] == "ru2" && entry["type"] == "step_finished" {
             let finding = entry["output"]["findings"][0].clone();
             entry["output"]["findings"] = Value::Array(vec![]);
@@ -138,19 +82,9 @@ fn forged_script_result_is_caught(ran: &Ran) {
         if entry["device"] == "ru2" && entry["type"] == "case_finished" {
             entry["verdict"] = "PASS".into();
         }
-        journal.append(&entry).unwrap();
-    }
-    let (records, _) = read_chain(&path).unwrap().unwrap();
+    });
     let err = replay(&ran.plans, &ran.rig, &records).expect_err("a forged script result is caught");
     assert!(err.detail.contains("script") && err.case.as_deref() == Some("TC_PREDEFINED_ACCOUNT_DELETION on ru2"), "{err}");
-}
-
-/// Every plan of the library, as the demo and `catalogue` see it.
-fn library() -> Vec<Plan> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
-    paths.sort();
-    paths.iter().map(|p| Plan::load(p).unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +97,7 @@ async fn unreachable_devices_give_infra_and_ambiguous_evidence_inconclusive_neve
     // Ambiguous: the vendor documents no default accounts, so nothing can be shown.
     let undocumented = dir.path().join("undocumented.yaml");
     std::fs::write(&undocumented, rig_text.replace("default_accounts: [{ user: admin, password: admin }]", "default_accounts: []")).unwrap();
-    let ran = run_on(Rig::load(&undocumented).unwrap(), vec![plan("predefined-accounts.yaml")], tempfile::tempdir().unwrap()).await;
+    let ran = run_on(Rig::load(&undocumented).unwrap(), tempfile::tempdir().unwrap(), vec![plan("predefined-accounts.yaml")], &[], None).await;
     for case in &ran.result.cases {
         assert_eq!(case.verdict, Verdict::Inconclusive, "{}: {}", case.key.device, case.evidence_excerpt);
         assert!(case.evidence_excerpt.contains("documents no default accounts"), "{}", case.evidence_excerpt);
@@ -173,7 +107,7 @@ async fn unreachable_devices_give_infra_and_ambiguous_evidence_inconclusive_neve
     lab.stop().await;
     let plans = library();
     assert!(plans.len() >= 7, "the whole library runs here");
-    let ran = run_on(Rig::load(&rig_path).unwrap(), plans, tempfile::tempdir().unwrap()).await;
+    let ran = run_on(Rig::load(&rig_path).unwrap(), tempfile::tempdir().unwrap(), plans, &[], None).await;
     for case in &ran.result.cases {
         assert_eq!(case.verdict, Verdict::Infra, "{} on {}: {}", case.key.case, case.key.device, case.evidence_excerpt);
     }

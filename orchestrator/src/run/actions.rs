@@ -468,13 +468,23 @@ pub async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Du
             (port, open)
         });
     }
-    let mut open = Vec::new();
+    let mut answered = Vec::new();
     while let Some(result) = tasks.join_next().await {
         let (port, is_open) = result.map_err(|e| e.to_string())?;
         if is_open {
+            answered.push(port);
+        }
+    }
+    answered.sort_unstable();
+    // A listener answers again; a connection that met another of the scan's own
+    // sockets half-way (simultaneous open on loopback) does not. So each port that
+    // answered is tried once more, alone, before it counts as open.
+    let mut open = Vec::new();
+    for port in answered {
+        let again = tokio::time::timeout(per_port, tokio::net::TcpStream::connect((ip, port))).await;
+        if matches!(again, Ok(Ok(stream)) if stream.local_addr().ok() != stream.peer_addr().ok()) {
             open.push(port);
         }
     }
-    open.sort_unstable();
     Ok(open)
 }
