@@ -361,9 +361,9 @@ impl Agents {
 
     /// Resolve `${...}` in a step's action body against `scope`.
     pub fn resolve(step: &Step, scope: &Value) -> Result<Value, template::Unresolved> {
-        let mut body = serde_json::to_value(step).unwrap_or_default();
-        let action_body = body.as_object_mut().and_then(|m| m.remove(step.action())).unwrap_or(Value::Null);
-        template::resolve_value(&action_body, scope)
+        let mut body = plan::body::action_body(step);
+        template::resolve_in_place(&mut body, scope)?;
+        Ok(body)
     }
 }
 
