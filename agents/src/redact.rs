@@ -54,6 +54,12 @@ pub struct Redactor {
     /// Longest value first, so the first match at a position is the longest.
     secrets: Vec<KnownSecret>,
     labels: Vec<String>,
+    /// Bit `b` is set when some value begins with byte `b`, and bit `256 * a + b`
+    /// of `first_pairs` when some value begins with bytes `a b` (every value has at
+    /// least two): no occurrence can start at a position where neither matches, so
+    /// most positions of a text need no comparison at all.
+    first_bytes: [u64; 4],
+    first_pairs: Vec<u64>,
 }
 
 impl Redactor {
@@ -70,6 +76,10 @@ impl Redactor {
         }
         let at = self.secrets.partition_point(|known| known.value.len() >= value.len());
         self.secrets.insert(at, KnownSecret { value: value.to_vec(), marker: marker(secret.label()).into_bytes() });
+        self.first_bytes[usize::from(value[0] >> 6)] |= 1 << (value[0] & 63);
+        let pair = usize::from(value[0]) << 8 | usize::from(value[1]);
+        self.first_pairs.resize(1024, 0);
+        self.first_pairs[pair >> 6] |= 1 << (pair & 63);
         self.labels.push(secret.label().to_string());
         true
     }
@@ -119,7 +129,8 @@ impl Redactor {
 
     /// `data` with every occurrence of a secret replaced by its marker.
     pub fn redact<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
-        if self.is_empty() {
+        // Every occurrence begins with a pair of bytes some value begins with.
+        if self.is_empty() || !data.windows(2).any(|pair| self.may_begin(pair)) {
             return Cow::Borrowed(data);
         }
         let mut stream = RedactingStream { held: data.to_vec(), ..RedactingStream::default() };
@@ -165,15 +176,37 @@ impl Redactor {
         }
     }
 
+    /// Whether some value begins with `byte`.
+    fn may_start(&self, byte: u8) -> bool {
+        self.first_bytes[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0
+    }
+
+    /// Whether some value may begin with `bytes` (decided by its first two bytes;
+    /// every value begins with an empty slice).
+    fn may_begin(&self, bytes: &[u8]) -> bool {
+        match bytes {
+            [] => true,
+            [byte] => self.may_start(*byte),
+            [a, b, ..] => {
+                let pair = usize::from(*a) << 8 | usize::from(*b);
+                self.first_pairs.get(pair >> 6).is_some_and(|bits| bits & (1 << (pair & 63)) != 0)
+            }
+        }
+    }
+
     /// Index of the longest secret whose value starts at `at`.
     fn match_at(&self, window: &[u8], at: usize) -> Option<usize> {
         let rest = &window[at..];
+        if rest.len() < MIN_SECRET_LEN || !self.may_begin(rest) {
+            return None;
+        }
         self.secrets.iter().position(|known| rest.starts_with(&known.value))
     }
 
     /// Whether `tail` is the beginning of some secret, but not all of it.
     fn could_begin_secret(&self, tail: &[u8]) -> bool {
-        self.secrets.iter().any(|known| known.value.len() > tail.len() && known.value.starts_with(tail))
+        self.may_begin(tail)
+            && self.secrets.iter().any(|known| known.value.len() > tail.len() && known.value.starts_with(tail))
     }
 }
 

@@ -3,32 +3,40 @@
 //!
 //! A plan with one case of `PROOFRIG_BENCH_STEPS` steps (default 1000, rounded up to a
 //! multiple of 4) runs on `ru1` of the in-process simulated lab
-//! (`SimLabConfig::fast()`), through `execute` with a real hash-chained journal
-//! (`JournalWriter` behind a `JournalSink`), the way `proofrig run` does. The steps
-//! repeat `ssh_exec: true`, `ssh_exec: echo x` (both `expect_status: 0`),
-//! `console_send: echo x` and a `console_expect` of the `x` line and the next prompt:
-//! half SSH commands, half console round trips. (Not `console_run`: it ends each
-//! command with `echo ...$?`, and the simulated shell has no `$?`, so it never returns
-//! there.) Against it, in the same process, on the same lab:
+//! (`SimLabConfig::fast()`), through `execute` with a real hash-chained journal and
+//! the recorder `proofrig run` uses (`run_recorder`: every agent event journaled, the
+//! rig's secrets redacted). The steps repeat `ssh_exec: true`, `ssh_exec: echo x`
+//! (both `expect_status: 0`), `console_send: echo x` and a `console_expect` of the `x`
+//! line and the next prompt: half SSH commands, half console round trips. Against it,
+//! in the same process, on the same lab:
 //! - **baseline "direct agent calls"**: the same operations straight through the
 //!   agents in a plain loop: `SshSession::exec` on one session, `Expect::send_line` and
 //!   `Expect::expect` on one console, opened lazily and closed at the end just as the
 //!   executor does, with a recorder that discards events. This is the time the
 //!   devices (and the agents talking to them) need; whatever the executor takes
 //!   beyond it is its overhead;
-//! - for context, the same direct loop recording every agent event into a journal,
-//!   which splits that overhead into "journaling the agents' events" and "the
-//!   executor's own work" (resolving, judging, its step records).
+//! - for context, the same direct loop recording every agent event into a journal
+//!   through `run_recorder` ("journaling the agents' events"), and the same again also
+//!   writing two records per step as the executor does (StepStarted with the spec,
+//!   StepFinished with the output and event range, after releasing what the redactor
+//!   holds): the journal the evidence guarantees require, with nothing else of the
+//!   executor. What the executor takes beyond that is its other work (resolving,
+//!   judging, bookkeeping).
 //!
 //! The same is then measured for a console-only plan (send and expect alternating) of
 //! ten times as many steps, since they are quick: its device waits are short, so the
-//! executor's cost per step shows plainly.
+//! executor's cost per step shows plainly. For each, the CPU time of the thread that
+//! runs the steps is reported too (less noisy than wall time on a shared machine).
 //!
 //! The console is logged in once before any measurement and stays logged in, so no
 //! side waits for a login prompt. Rounds alternate (`PROOFRIG_BENCH_ROUNDS`, default
 //! 3) so the machine's load weighs on all alike, and the best round of each counts.
 //!
 //! overhead = (executor − baseline) / executor; the goal is <= 5% for the mixed plan.
+//!
+//! For a profiler, `PROOFRIG_BENCH_ONLY=executor` (or `direct`) runs only that side
+//! of the mixed plan, without a report; `PROOFRIG_BENCH_ONLY=journal` prints what one
+//! journal append and its parts cost in a tight loop, and what redaction costs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,18 +45,21 @@ use std::time::{Duration, Instant};
 
 use proofrig::evidence::journal::{read_chain, JournalWriter};
 use proofrig::evidence::bundle::InputRefs;
-use proofrig::evidence::record::FileRef;
+use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, Phase};
 use proofrig::plan::Plan;
-use proofrig::run::executor::{execute, JournalSink, RunRequest};
+use proofrig::run::executor::{execute, run_recorder, RunRequest};
 use proofrig::run::progress::Silent;
 use proofrig::verdict::Verdict;
-use proofrig_agents::events::Recorder;
+use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, Recorder, Timestamp};
+use proofrig_agents::redact::{RedactingStream, Redactor};
+use proofrig_agents::secret::Secret;
 use proofrig_agents::expect::Expect;
 use proofrig_agents::rig::Rig;
 use proofrig_agents::serial::open_console;
 use proofrig_agents::ssh::SshSession;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use regex::bytes::Regex;
+use serde_json::json;
 
 const DEVICE: &str = "ru1";
 /// What the executor hands the agents for a step with the default 30 s limit.
@@ -81,6 +92,16 @@ impl Op {
             Op::SshEcho => "ssh_exec: { command: echo x, expect_status: 0 }".into(),
             Op::ConsoleSend => "console_send: { text: echo x }".into(),
             Op::ConsoleExpect => format!("console_expect: {{ patterns: ['{CONSOLE_DONE}'] }}"),
+        }
+    }
+
+    /// The step's action and its resolved body, as the executor journals them.
+    fn spec(self) -> (&'static str, serde_json::Value) {
+        match self {
+            Op::SshTrue => ("ssh_exec", json!({"command": "true", "expect_status": 0})),
+            Op::SshEcho => ("ssh_exec", json!({"command": "echo x", "expect_status": 0})),
+            Op::ConsoleSend => ("console_send", json!({"text": "echo x"})),
+            Op::ConsoleExpect => ("console_expect", json!({"patterns": [CONSOLE_DONE]})),
         }
     }
 
@@ -147,6 +168,8 @@ async fn log_in_console(rig: &Rig) {
 
 struct ExecutorRun {
     took: Duration,
+    /// CPU time of the thread that ran the steps.
+    cpu: Duration,
     records: usize,
     journal_bytes: u64,
 }
@@ -156,7 +179,8 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
     let path = dir.join("executor.jsonl");
     let journal = Arc::new(JournalWriter::create(&path).unwrap());
     let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-    let recorder = Recorder::new(Arc::new(JournalSink(journal.clone())));
+    // As `proofrig run` does: every event journaled, the rig's secrets redacted.
+    let recorder = run_recorder(&journal, rig, std::slice::from_ref(plan));
     let request = RunRequest {
         run_id: "bench".into(),
         plans: vec![plan.clone()],
@@ -169,8 +193,10 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
+    let cpu = thread_cpu();
     let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.expect("the run completes");
     let took = started.elapsed();
+    let cpu = thread_cpu() - cpu;
 
     let case = &result.cases[0];
     let passed = case.steps.iter().filter(|s| s.verdict == Verdict::Pass).count();
@@ -183,29 +209,43 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
     let (records, _) = read_chain(&path).unwrap().expect("the journal's chain is intact");
     let journal_bytes = std::fs::metadata(&path).unwrap().len();
     std::fs::remove_file(&path).unwrap();
-    ExecutorRun { took, records: records.len(), journal_bytes }
+    ExecutorRun { took, cpu, records: records.len(), journal_bytes }
 }
 
 /// A direct run: its wall time, and the time spent in each kind of operation.
 struct Direct {
     took: Duration,
+    /// CPU time of the thread that ran the steps.
+    cpu: Duration,
     by_op: [Duration; 4],
 }
 
 /// The same operations straight through the agents, opened lazily like the executor does.
-async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Recorder) -> Direct {
+/// With `step_records`, also two records per step the way the executor writes them
+/// (StepStarted with the step's spec, StepFinished with its output and event range,
+/// after releasing what the redactor holds), but nothing else the executor does.
+async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Recorder, step_records: Option<&JournalWriter>) -> Direct {
     let device = rig.device(DEVICE).unwrap();
     let console = device.console.clone().expect("ru1 has a console");
     let endpoint = device.ssh.clone().expect("ru1 has SSH");
     let done = Regex::new(CONSOLE_DONE).unwrap();
+    let key = CaseKey { plan: format!("bench-executor-overhead-{}", variant.name), case: "BENCH_TRIVIAL_STEPS".into(), device: DEVICE.into() };
     let mut by_op = [Duration::ZERO; 4];
     let started = Instant::now();
+    let cpu = thread_cpu();
     let mut session: Option<SshSession> = None;
     let mut expect: Option<Expect> = None;
     for step in 0..steps {
         let op = variant.op(step);
         let op_started = Instant::now();
-        match op {
+        if let Some(journal) = step_records {
+            let (action, spec) = op.spec();
+            journal
+                .append(&JournalEntry::StepStarted { key: key.clone(), phase: Phase::Steps, index: step, action: action.into(), label: action.into(), spec, attempt: 1 })
+                .unwrap();
+        }
+        let first_seq = recorder.next_seq();
+        let output = match op {
             Op::SshTrue | Op::SshEcho => {
                 if session.is_none() {
                     session = Some(SshSession::connect(DEVICE, &endpoint, recorder.clone()).await.expect("SSH connect"));
@@ -213,6 +253,14 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
                 let command = if op == Op::SshTrue { "true" } else { "echo x" };
                 let out = session.as_ref().unwrap().exec(command, AGENT_TIMEOUT).await.expect("ssh exec");
                 assert_eq!(out.exit_status, Some(0));
+                step_records.map(|_| {
+                    json!({
+                        "stdout": String::from_utf8_lossy(&out.stdout),
+                        "stderr": String::from_utf8_lossy(&out.stderr),
+                        "exit_status": out.exit_status,
+                        "exit_signal": out.exit_signal,
+                    })
+                })
             }
             Op::ConsoleSend | Op::ConsoleExpect => {
                 if expect.is_none() {
@@ -222,10 +270,30 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
                 let expect = expect.as_mut().unwrap();
                 if op == Op::ConsoleSend {
                     expect.send_line("echo x").await.expect("console send");
+                    step_records.map(|_| json!({"sent": "echo x"}))
                 } else {
-                    expect.expect(std::slice::from_ref(&done), AGENT_TIMEOUT).await.expect("console expect");
+                    let found = expect.expect(std::slice::from_ref(&done), AGENT_TIMEOUT).await.expect("console expect");
+                    step_records.map(|_| {
+                        json!({"matched": true, "index": found.index, "pattern": CONSOLE_DONE, "matched_text": found.matched_text(), "before": found.before_text()})
+                    })
                 }
             }
+        };
+        if let (Some(journal), Some(output)) = (step_records, output) {
+            let last_seq = recorder.flush_held_bytes().saturating_sub(1);
+            journal
+                .append(&JournalEntry::StepFinished {
+                    key: key.clone(),
+                    phase: Phase::Steps,
+                    index: step,
+                    attempt: 1,
+                    verdict: Verdict::Pass,
+                    message: format!("{} as expected", op.label()),
+                    output,
+                    first_seq,
+                    last_seq,
+                })
+                .unwrap();
         }
         by_op[op as usize] += op_started.elapsed();
     }
@@ -235,24 +303,38 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
     if let Some(session) = session {
         session.close().await;
     }
-    Direct { took: started.elapsed(), by_op }
+    Direct { took: started.elapsed(), cpu: thread_cpu() - cpu, by_op }
 }
 
-/// The direct loop, recording every agent event into a journal of its own.
-async fn run_direct_journaled(rig: &Rig, variant: &Variant, steps: usize, dir: &Path) -> Duration {
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The direct loop, recording every agent event into a journal of its own through
+/// the same recorder `proofrig run` uses (secrets redacted), and with `step_records`
+/// two records per step as well.
+async fn run_direct_journaled(rig: &Rig, plan: &Plan, variant: &Variant, steps: usize, dir: &Path, step_records: bool) -> Duration {
     let path = dir.join("direct.jsonl");
     let journal = Arc::new(JournalWriter::create(&path).unwrap());
-    let took = run_direct(rig, variant, steps, Recorder::new(Arc::new(JournalSink(journal.clone())))).await.took;
+    let recorder = run_recorder(&journal, rig, std::slice::from_ref(plan));
+    let took = run_direct(rig, variant, steps, recorder, step_records.then_some(&*journal)).await.took;
     read_chain(&path).unwrap().expect("the journal's chain is intact");
     std::fs::remove_file(&path).unwrap();
     took
 }
 
-/// Alternating rounds of the three ways to perform one plan shape.
+/// Alternating rounds of the four ways to perform one plan shape.
 struct Measured {
     executor: Vec<Duration>,
     direct: Vec<Duration>,
     journaled: Vec<Duration>,
+    floor: Vec<Duration>,
+    /// CPU time per step of the thread running the steps, best round: executor, direct.
+    cpu: (Duration, Duration),
     /// Per-operation device time of the fastest direct round.
     by_op: [Duration; 4],
     records: usize,
@@ -267,6 +349,8 @@ async fn measure(rig: &Rig, variant: &Variant, steps: usize, rounds: usize, dir:
         executor: vec![],
         direct: vec![],
         journaled: vec![],
+        floor: vec![],
+        cpu: (Duration::MAX, Duration::MAX),
         by_op: [Duration::ZERO; 4],
         records: 0,
         journal_bytes: 0,
@@ -274,16 +358,20 @@ async fn measure(rig: &Rig, variant: &Variant, steps: usize, rounds: usize, dir:
     for _ in 0..rounds {
         let run = tokio::time::timeout(limit, run_executor(rig, &plan, steps, dir)).await.expect("executor run within the limit");
         m.executor.push(run.took);
+        m.cpu.0 = m.cpu.0.min(run.cpu / steps as u32);
         (m.records, m.journal_bytes) = (run.records, run.journal_bytes);
 
-        let run = tokio::time::timeout(limit, run_direct(rig, variant, steps, Recorder::discard())).await.expect("direct run within the limit");
+        let run = tokio::time::timeout(limit, run_direct(rig, variant, steps, Recorder::discard(), None)).await.expect("direct run within the limit");
         if m.direct.iter().all(|t| run.took < *t) {
             m.by_op = run.by_op;
         }
         m.direct.push(run.took);
+        m.cpu.1 = m.cpu.1.min(run.cpu / steps as u32);
 
-        let took = tokio::time::timeout(limit, run_direct_journaled(rig, variant, steps, dir)).await.expect("journaled run within the limit");
+        let took = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, false)).await.expect("journaled run within the limit");
         m.journaled.push(took);
+        let took = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, true)).await.expect("journaled run within the limit");
+        m.floor.push(took);
     }
     m
 }
@@ -291,7 +379,7 @@ async fn measure(rig: &Rig, variant: &Variant, steps: usize, rounds: usize, dir:
 fn report(variant: &Variant, steps: usize, rounds: usize, m: &Measured) {
     let best = |times: &[Duration]| times.iter().copied().min().unwrap().as_secs_f64();
     let list = |times: &[Duration]| times.iter().map(|t| format!("{:.2}", t.as_secs_f64())).collect::<Vec<_>>().join(" ");
-    let (exec, base, jour) = (best(&m.executor), best(&m.direct), best(&m.journaled));
+    let (exec, base, jour, floor) = (best(&m.executor), best(&m.direct), best(&m.journaled), best(&m.floor));
     let us_per_step = |seconds: f64| seconds / steps as f64 * 1e6;
     let goal = if variant.name == MIXED.name { " (goal <= 5%)" } else { "" };
     println!(
@@ -301,15 +389,27 @@ fn report(variant: &Variant, steps: usize, rounds: usize, m: &Measured) {
         us_per_step(exec - base)
     );
     println!(
-        "  best of {rounds} alternating rounds; rounds (s): executor [{}], direct [{}], direct + journaled events [{}]",
+        "  best of {rounds} alternating rounds; rounds (s): executor [{}], direct [{}], direct + journaled events [{}], direct + events + step records [{}]",
         list(&m.executor),
         list(&m.direct),
-        list(&m.journaled)
+        list(&m.journaled),
+        list(&m.floor)
     );
     println!(
-        "  overhead split: journaling the agents' events {:.0} µs/step, the executor's own work {:.0} µs/step",
+        "  overhead split: journaling the agents' events {:.0} µs/step, two step records {:.0} µs/step, the executor's other work {:.0} µs/step",
         us_per_step(jour - base),
-        us_per_step(exec - jour)
+        us_per_step(floor - jour),
+        us_per_step(exec - floor)
+    );
+    println!(
+        "  the journal alone (direct + events + step records): overhead {:.1}%, {:.0} µs/step",
+        (floor - base) / floor * 100.0,
+        us_per_step(floor - base)
+    );
+    println!(
+        "  CPU of the thread running the steps (best round): executor {:.1} µs/step, direct {:.1} µs/step",
+        m.cpu.0.as_secs_f64() * 1e6,
+        m.cpu.1.as_secs_f64() * 1e6
     );
     let per_op: Vec<String> = Op::ALL
         .iter()
@@ -329,7 +429,83 @@ fn report(variant: &Variant, steps: usize, rounds: usize, m: &Measured) {
     );
 }
 
+/// `PROOFRIG_BENCH_ONLY=journal`: what one journal append and its parts cost in a
+/// tight loop, and what redacting costs, for reading the numbers above.
+fn journal_micro() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = JournalWriter::create(&tmp.path().join("j.jsonl")).unwrap();
+    let key = CaseKey { plan: "bench-executor-overhead-mixed".into(), case: "BENCH_TRIVIAL_STEPS".into(), device: DEVICE.into() };
+    let started = JournalEntry::StepStarted {
+        key: key.clone(),
+        phase: Phase::Steps,
+        index: 17,
+        action: "ssh_exec".into(),
+        label: "ssh_exec".into(),
+        spec: json!({"command": "echo x", "expect_status": 0}),
+        attempt: 1,
+    };
+    let finished = JournalEntry::StepFinished {
+        key,
+        phase: Phase::Steps,
+        index: 17,
+        attempt: 1,
+        verdict: Verdict::Pass,
+        message: "`echo x` exited 0 as expected".into(),
+        output: json!({"stdout": "x\n", "stderr": "", "exit_status": 0, "exit_signal": null}),
+        first_seq: 100,
+        last_seq: 104,
+    };
+    let event = JournalEntry::Event {
+        event: Event {
+            seq: 7,
+            at: Timestamp { wall_ns: 1_700_000_000_000_000_000, mono_ns: 123_456_789 },
+            kind: EventKind::Bytes { channel: ChannelId::new(DEVICE, "ssh:exec:stdout"), direction: Direction::In, data: b"x\n".to_vec() },
+        },
+    };
+    let n = 20_000u32;
+    let per = |t: Instant| t.elapsed() / n;
+    for (name, entry) in [("StepStarted", &started), ("StepFinished", &finished), ("Event", &event)] {
+        let t = Instant::now();
+        (0..n).for_each(|_| {
+            journal.append(entry).unwrap();
+        });
+        let append = per(t);
+        let t = Instant::now();
+        (0..n).for_each(|_| drop(std::hint::black_box(serde_json::to_vec(entry).unwrap())));
+        let serialize = per(t);
+        let line = serde_json::to_vec(entry).unwrap();
+        let t = Instant::now();
+        (0..n).for_each(|_| {
+            std::hint::black_box(<sha2::Sha256 as sha2::Digest>::digest(&line));
+        });
+        println!("journal append of a {name} ({} bytes): {append:?}, of which serializing {serialize:?}, SHA-256 {:?}", line.len(), per(t));
+    }
+    let mut file = std::fs::File::create(tmp.path().join("w")).unwrap();
+    let t = Instant::now();
+    (0..n).for_each(|_| std::io::Write::write_all(&mut file, &[b'x'; 300]).unwrap());
+    println!("write(2) of 300 bytes appended to a file in {}: {:?}", tmp.path().display(), per(t));
+
+    let mut redactor = Redactor::new();
+    for i in 0..11u8 {
+        // Shaped like the sim lab's passwords: lower-case letters first.
+        let value = format!("{}{}qmxk-PLMRT-{i:02}734-aB3dE", (b'a' + 2 * i) as char, (b'z' - i) as char);
+        redactor.add(&Secret::new(&format!("file:/secrets/{i}"), &value));
+    }
+    let mut output = json!({"matched": true, "index": 0, "pattern": CONSOLE_DONE, "matched_text": "\nx\r\nroot@ru1:~# ", "before": "echo x\r"});
+    let t = Instant::now();
+    (0..n).for_each(|_| redactor.redact_json(std::hint::black_box(&mut output)));
+    println!("redacting a console_expect output (11 secrets): {:?}", per(t));
+    let chunk = b"echo x\r\nx\r\nroot@ru1:~# ";
+    let mut stream = RedactingStream::new();
+    let t = Instant::now();
+    (0..n).for_each(|_| drop(std::hint::black_box(stream.push(&redactor, chunk))));
+    println!("redacting a {}-byte console chunk (11 secrets): {:?}", chunk.len(), per(t));
+}
+
 fn main() {
+    if std::env::var("PROOFRIG_BENCH_ONLY").as_deref() == Ok("journal") {
+        return journal_micro();
+    }
     let steps = env_usize("PROOFRIG_BENCH_STEPS", 1000).max(1).div_ceil(4) * 4;
     let rounds = env_usize("PROOFRIG_BENCH_ROUNDS", 3).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -339,6 +515,19 @@ fn main() {
         let mut lab = SimLab::start(SimLabConfig::fast()).await.expect("start the simulated lab");
         let rig = Rig::load(&lab.write_rig(&tmp.path().join("lab")).unwrap()).unwrap();
         tokio::time::timeout(Duration::from_secs(60), log_in_console(&rig)).await.expect("console login within 60 s");
+        if let Ok(only) = std::env::var("PROOFRIG_BENCH_ONLY") {
+            // For a profiler: one side alone, no report.
+            let plan = MIXED.plan(steps);
+            for _ in 0..rounds {
+                match only.as_str() {
+                    "executor" => drop(run_executor(&rig, &plan, steps, tmp.path()).await),
+                    "direct" => drop(run_direct(&rig, &MIXED, steps, Recorder::discard(), None).await),
+                    other => panic!("PROOFRIG_BENCH_ONLY={other}: expected executor or direct"),
+                }
+            }
+            lab.stop().await;
+            return;
+        }
         let mixed = measure(&rig, &MIXED, steps, rounds, tmp.path()).await;
         let console_only = measure(&rig, &CONSOLE_ONLY, steps * 10, rounds, tmp.path()).await;
         lab.stop().await;

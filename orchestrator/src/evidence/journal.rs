@@ -7,7 +7,7 @@
 //! reordering any record breaks the chain at a record number a verifier can name.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -32,9 +32,12 @@ pub enum JournalError {
 }
 
 struct WriterState {
-    out: BufWriter<File>,
+    /// Written to directly: one `write(2)` per record, no user-space buffer.
+    out: File,
     prev: [u8; 32],
     next: u64,
+    /// The record being written (reused, so appending does not allocate).
+    line: Vec<u8>,
     failed: Option<String>,
     /// Set when the bundle is sealed: a late event must not change what was signed.
     closed: bool,
@@ -44,13 +47,6 @@ struct WriterState {
 pub struct JournalWriter {
     path: String,
     state: Mutex<WriterState>,
-}
-
-#[derive(Serialize)]
-struct RecordOut<'a, T: Serialize> {
-    n: u64,
-    prev: &'a str,
-    entry: &'a T,
 }
 
 impl JournalWriter {
@@ -64,26 +60,43 @@ impl JournalWriter {
         Ok(Self {
             path: name,
             state: Mutex::new(WriterState {
-                out: BufWriter::new(file),
+                out: file,
                 prev: genesis(),
                 next: 0,
+                line: Vec::with_capacity(1024),
                 failed: None,
                 closed: false,
             }),
         })
     }
 
-    /// Append one entry and flush it to the OS. Returns its record number.
-    pub fn append<T: Serialize>(&self, entry: &T) -> Result<u64, JournalError> {
+    /// Append one entry and flush it to the OS: when this returns, the record's
+    /// `write(2)` has completed. Returns its record number.
+    ///
+    /// The line is `{"n":N,"prev":"<hex>","entry":ENTRY}`, byte for byte what
+    /// serde_json makes of such a struct. The entry is serialized before taking the
+    /// lock (agents' pumps and the executor append concurrently); numbering, hashing
+    /// and writing happen under it, so the file order is the chain order.
+    pub fn append<T: Serialize + ?Sized>(&self, entry: &T) -> Result<u64, JournalError> {
+        let body = serde_json::to_vec(entry)?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.closed {
             return Err(JournalError::Closed { path: self.path.clone() });
         }
-        let prev = hex::encode(state.prev);
         let n = state.next;
-        let line = serde_json::to_vec(&RecordOut { n, prev: &prev, entry })?;
+        let mut line = std::mem::take(&mut state.line);
+        line.clear();
+        line.extend_from_slice(b"{\"n\":");
+        line.extend_from_slice(itoa(n, &mut [0; 20]));
+        line.extend_from_slice(b",\"prev\":\"");
+        line.extend_from_slice(&hex_of(&state.prev));
+        line.extend_from_slice(b"\",\"entry\":");
+        line.extend_from_slice(&body);
+        line.push(b'}');
         let hash: [u8; 32] = Sha256::digest(&line).into();
-        let write = state.out.write_all(&line).and_then(|_| state.out.write_all(b"\n")).and_then(|_| state.out.flush());
+        line.push(b'\n');
+        let write = state.out.write_all(&line);
+        state.line = line;
         if let Err(source) = write {
             state.failed = Some(source.to_string());
             return Err(JournalError::Write { path: self.path.clone(), source });
@@ -114,14 +127,34 @@ impl JournalWriter {
         (state.prev, state.next)
     }
 
-    /// Flush and fsync, for the end of a run.
+    /// Fsync, for the end of a run (every record was already written to the OS).
     pub fn sync(&self) -> Result<(), JournalError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state
-            .out
-            .flush()
-            .and_then(|_| state.out.get_ref().sync_all())
-            .map_err(|source| JournalError::Write { path: self.path.clone(), source })
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.out.sync_all().map_err(|source| JournalError::Write { path: self.path.clone(), source })
+    }
+}
+
+/// Lowercase hex of a hash, without allocating.
+fn hex_of(hash: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, byte) in hash.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    out
+}
+
+/// Decimal digits of `n`, as serde_json writes a `u64`.
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
 
@@ -220,6 +253,36 @@ mod tests {
             journal.append(&json!({"kind": "note", "i": i})).unwrap();
         }
         path
+    }
+
+    #[derive(Serialize)]
+    struct RecordOut<'a, T: Serialize> {
+        n: u64,
+        prev: &'a str,
+        entry: &'a T,
+    }
+
+    #[test]
+    fn each_line_is_what_serde_json_makes_of_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = JournalWriter::create(&path).unwrap();
+        let entries: Vec<serde_json::Value> = (0..12u64)
+            .map(|i| json!({"type": "note", "i": i, "text": "quote \" and «é» and \u{1}", "big": u64::MAX - i}))
+            .collect();
+        for entry in &entries {
+            journal.append(entry).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut prev = genesis();
+        for ((n, line), entry) in text.lines().enumerate().zip(&entries) {
+            let expected = serde_json::to_string(&RecordOut { n: n as u64, prev: &hex::encode(prev), entry }).unwrap();
+            assert_eq!(line, expected);
+            prev = Sha256::digest(line.as_bytes()).into();
+        }
+        assert_eq!(journal.head(), (prev, 12));
+        assert_eq!(itoa(0, &mut [0; 20]), b"0");
+        assert_eq!(itoa(u64::MAX, &mut [0; 20]), u64::MAX.to_string().as_bytes());
     }
 
     #[test]

@@ -126,6 +126,14 @@ pub enum JournalEntry {
     },
 }
 
+/// [`JournalEntry::Event`], borrowing its event: serializes to the same bytes without
+/// copying the event (a console chunk) first.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventEntry<'a> {
+    Event { event: &'a Event },
+}
+
 /// A step as reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
@@ -183,4 +191,23 @@ pub struct RunResult {
     pub rollup: Rollup,
     pub cases: Vec<CaseResult>,
     pub devices: Vec<DeviceIdentity>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proofrig_agents::events::{ChannelId, Direction, EventKind, Timestamp};
+
+    #[test]
+    fn a_borrowed_event_entry_is_the_same_json_as_the_owned_one() {
+        let event = Event {
+            seq: 42,
+            at: Timestamp { wall_ns: 1_700_000_000_000_000_000, mono_ns: 17 },
+            kind: EventKind::Bytes { channel: ChannelId::new("ru1", "console"), direction: Direction::In, data: b"login: \xff".to_vec() },
+        };
+        assert_eq!(
+            serde_json::to_string(&EventEntry::Event { event: &event }).unwrap(),
+            serde_json::to_string(&JournalEntry::Event { event: event.clone() }).unwrap()
+        );
+    }
 }

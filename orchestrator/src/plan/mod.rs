@@ -5,6 +5,7 @@
 //! steps with no or two actions, patterns that do not compile, references to values
 //! no earlier step captured, duplicate case ids, a skip without a reason.
 
+pub mod body;
 pub mod catalogue;
 pub mod library;
 pub mod model;

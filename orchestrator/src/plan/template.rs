@@ -127,6 +127,29 @@ pub fn resolve_value(value: &Value, scope: &Value) -> Result<Value, Unresolved> 
     })
 }
 
+/// [`resolve_value`] in place: only the strings that hold a reference are replaced,
+/// everything else is left as it is (no copy of the value is built).
+pub fn resolve_in_place(value: &mut Value, scope: &Value) -> Result<(), Unresolved> {
+    match value {
+        Value::String(s) if s.contains("${") => {
+            let resolved = resolve_str(s, scope)?;
+            *value = resolved;
+        }
+        Value::Array(items) => {
+            for item in items {
+                resolve_in_place(item, scope)?;
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                resolve_in_place(item, scope)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Resolve a string and require text as the result.
 pub fn resolve_text(text: &str, scope: &Value) -> Result<String, Unresolved> {
     resolve_str(text, scope).map(|v| text_of(&v))
@@ -144,6 +167,22 @@ mod tests {
         assert_eq!(resolve_str("ssh ${param.user}@host -p ${param.port}", &scope).unwrap(), json!("ssh root@host -p 22"));
         assert_eq!(resolve_str("${audit.ciphers[1]}", &scope).unwrap(), json!("b"));
         assert_eq!(resolve_str("no refs", &scope).unwrap(), json!("no refs"));
+    }
+
+    #[test]
+    fn resolving_in_place_gives_what_resolving_a_copy_gives() {
+        let scope = json!({"audit": {"ciphers": ["a", "b"]}, "param": {"user": "root", "port": 22}});
+        for value in [
+            json!({"command": "ssh ${param.user}@host -p ${param.port}", "list": "${audit.ciphers}", "n": 3, "plain": "x"}),
+            json!(["${param.port}", {"deep": ["${audit.ciphers[0]}", null, true]}, "no refs"]),
+            json!({"a": "${nothing.here}", "b": "${param.user}"}),
+            json!({"a": "x ${oops", "b": "${param.user}"}),
+            json!("${param.user}"),
+        ] {
+            let mut in_place = value.clone();
+            let result = resolve_in_place(&mut in_place, &scope).map(|()| in_place);
+            assert_eq!(result, resolve_value(&value, &scope), "{value}");
+        }
     }
 
     #[test]

@@ -47,12 +47,14 @@ pub struct Agents {
     power: PowerController,
     consoles: HashMap<String, Expect>,
     sessions: HashMap<String, SshSession>,
-    /// `console_expect` patterns already compiled, by their text: building a regex
-    /// (the regex crate builds a DFA) costs more than a console round trip.
-    patterns: HashMap<String, regex::bytes::Regex>,
+    /// `console_expect` pattern lists already compiled, by their text: building a
+    /// regex (the regex crate builds a DFA) costs more than a console round trip. The
+    /// same `Regex` values are searched at every step, never clones: a clone starts
+    /// with an empty cache, and its lazy DFA is rebuilt while it searches.
+    patterns: HashMap<Vec<String>, Vec<regex::bytes::Regex>>,
 }
 
-/// Distinct patterns kept compiled; plans have few, templated ones could have many.
+/// Distinct pattern lists kept compiled; plans have few, templated ones could have many.
 const PATTERN_CACHE_LIMIT: usize = 256;
 
 /// Before a power switch, how long the console must stay silent before its unread
@@ -134,10 +136,16 @@ impl Agents {
             }
             "console_expect" => {
                 let patterns: Vec<String> = spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
-                let compiled = patterns.iter().map(|p| self.pattern(p)).collect::<Result<Vec<_>, _>>()?;
-                let expect = self.console(device).await?;
+                let compiled = self.patterns(&patterns)?;
+                let expect = match self.console(device).await {
+                    Ok(expect) => expect,
+                    Err(failure) => {
+                        self.patterns.insert(patterns, compiled);
+                        return Err(failure);
+                    }
+                };
                 // Leave a little of the step's time for recording the outcome.
-                match expect.expect(&compiled, timeout.saturating_sub(Duration::from_millis(100))).await {
+                let output = match expect.expect(&compiled, timeout.saturating_sub(Duration::from_millis(100))).await {
                     Ok(found) => Ok(json!({
                         "matched": true,
                         "index": found.index,
@@ -147,7 +155,9 @@ impl Agents {
                     })),
                     Err(ExpectError::Timeout { tail: seen, .. }) => Ok(json!({"matched": false, "tail": seen})),
                     Err(other) => Err(classify_expect(other)),
-                }
+                };
+                self.patterns.insert(patterns, compiled);
+                output
             }
             "console_login" => self.console_login(device, step, spec, timeout).await,
             "console_run" => {
@@ -244,17 +254,21 @@ impl Agents {
         }
     }
 
-    /// A `console_expect` pattern, compiled once per run.
-    fn pattern(&mut self, pattern: &str) -> Result<regex::bytes::Regex, Failure> {
-        if let Some(compiled) = self.patterns.get(pattern) {
-            return Ok(compiled.clone());
+    /// A `console_expect` pattern list, compiled once per run. Taken out of the cache
+    /// while it is searched (the caller puts it back), so nothing clones it.
+    fn patterns(&mut self, patterns: &[String]) -> Result<Vec<regex::bytes::Regex>, Failure> {
+        if let Some(compiled) = self.patterns.remove(patterns) {
+            return Ok(compiled);
         }
-        let compiled = regex::bytes::Regex::new(pattern)
-            .map_err(|e| (FailureClass::Error, format!("invalid pattern `{pattern}`: {e}")))?;
+        let compiled = patterns
+            .iter()
+            .map(|pattern| {
+                regex::bytes::Regex::new(pattern).map_err(|e| (FailureClass::Error, format!("invalid pattern `{pattern}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if self.patterns.len() >= PATTERN_CACHE_LIMIT {
             self.patterns.clear();
         }
-        self.patterns.insert(pattern.to_string(), compiled.clone());
         Ok(compiled)
     }
 
@@ -393,9 +407,9 @@ impl Agents {
         if let Some(source) = &step.script {
             return Ok(Value::String(source.clone()));
         }
-        let mut body = serde_json::to_value(step).unwrap_or_default();
-        let action_body = body.as_object_mut().and_then(|m| m.remove(step.action())).unwrap_or(Value::Null);
-        template::resolve_value(&action_body, scope)
+        let mut body = plan::body::action_body(step);
+        template::resolve_in_place(&mut body, scope)?;
+        Ok(body)
     }
 }
 
@@ -435,9 +449,13 @@ fn classify_ssh(err: SshError) -> Failure {
     (FailureClass::Infra, err.to_string())
 }
 
+/// The last `max` characters of `text`.
 fn tail(text: &str, max: usize) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    chars[chars.len().saturating_sub(max)..].iter().collect()
+    match max.checked_sub(1).and_then(|skip| text.char_indices().rev().nth(skip)) {
+        Some((start, _)) => text[start..].to_string(),
+        None if max == 0 => String::new(),
+        None => text.to_string(),
+    }
 }
 
 /// TCP connect scan: which of `ports` accept a connection on `address`.

@@ -31,7 +31,7 @@ use super::judge::{failure_output, judge, FailureClass};
 use super::progress::Progress;
 use crate::evidence::bundle::InputRefs;
 use crate::evidence::journal::JournalWriter;
-use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, Phase, RunResult, StepResult};
+use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventEntry, JournalEntry, Phase, RunResult, StepResult};
 use crate::plan::{Case, Credential, OnFailure, Plan, Step};
 use crate::verdict::{case_verdict, Rollup, Verdict};
 
@@ -44,7 +44,7 @@ pub struct JournalSink(pub Arc<JournalWriter>);
 impl EventSink for JournalSink {
     fn append(&self, event: &Event) {
         // A write error is remembered by the writer and reported when the run ends.
-        let _ = self.0.append(&JournalEntry::Event { event: event.clone() });
+        let _ = self.0.append(&EventEntry::Event { event });
     }
 }
 
