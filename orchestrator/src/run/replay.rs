@@ -60,27 +60,75 @@ struct OpenCase<'a> {
 
 /// Replay `records` against the plans and rig they were made from.
 pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed, Disagreement> {
-    let mut params = BTreeMap::new();
-    let mut only_device: Option<String> = None;
-    let mut events: BTreeMap<u64, Event> = BTreeMap::new();
-    let mut finished_cases: Vec<(CaseKey, Verdict)> = Vec::new();
-    let mut open: Option<OpenCase> = None;
-    let mut steps = 0;
-    let mut finished = false;
-
+    let mut replayer = Replayer::new(plans, rig);
     for record in records {
-        let n = record.n;
-        let entry: JournalEntry = serde_json::from_value(record.entry.clone())
-            .map_err(|e| Disagreement { record: Some(n), case: None, detail: format!("not a journal entry proofrig writes: {e}") })?;
+        let entry: JournalEntry = serde_json::from_value(record.entry.clone()).map_err(|e| not_an_entry(record.n, e))?;
+        replayer.record(record.n, entry)?;
+    }
+    Ok(replayer.finish())
+}
+
+/// Where a record is not a journal entry proofrig writes.
+pub fn not_an_entry(n: u64, why: impl std::fmt::Display) -> Disagreement {
+    Disagreement { record: Some(n), case: None, detail: format!("not a journal entry proofrig writes: {why}") }
+}
+
+/// A replay fed one record at a time, in journal order, so a journal of any size is
+/// replayed while it is read. It keeps only the agent events of the step that is
+/// open (recorded after its StepStarted): the recorder numbers and journals events
+/// under one lock, and the executor takes a step's first sequence number after
+/// journaling StepStarted and its last one before journaling StepFinished, so every
+/// event of a step's range lies between the two. Other events are dropped as they come.
+pub struct Replayer<'a> {
+    plans: &'a [Plan],
+    rig: &'a Rig,
+    params: BTreeMap<String, Value>,
+    only_device: Option<String>,
+    /// Events of the open step, by sequence number.
+    events: BTreeMap<u64, Event>,
+    finished_cases: Vec<(CaseKey, Verdict)>,
+    open: Option<OpenCase<'a>>,
+    steps: usize,
+    finished: bool,
+}
+
+impl<'a> Replayer<'a> {
+    pub fn new(plans: &'a [Plan], rig: &'a Rig) -> Self {
+        Replayer {
+            plans,
+            rig,
+            params: BTreeMap::new(),
+            only_device: None,
+            events: BTreeMap::new(),
+            finished_cases: Vec::new(),
+            open: None,
+            steps: 0,
+            finished: false,
+        }
+    }
+
+    /// What the records so far recompute to.
+    pub fn finish(self) -> Replayed {
+        let run = Rollup::of(self.finished_cases.iter().map(|(_, v)| *v));
+        Replayed { cases: self.finished_cases, run, steps: self.steps, finished: self.finished }
+    }
+
+    /// The next record, `n`, whose entry is `entry`. The first disagreement is an error;
+    /// feed nothing more after it.
+    pub fn record(&mut self, n: u64, entry: JournalEntry) -> Result<(), Disagreement> {
+        let Replayer { plans, rig, params, only_device, events, finished_cases, open, steps, finished } = self;
+        let (plans, rig) = (*plans, *rig);
         let label: Option<String> = open.as_ref().map(|c| format!("{} on {}", c.key.case, c.key.device));
         let at = |case: &Option<String>, detail: String| Disagreement { record: Some(n), case: case.clone(), detail };
         match entry {
             JournalEntry::RunStarted { parameters, only_device: only, .. } => {
-                params = parameters;
-                only_device = only;
+                *params = parameters;
+                *only_device = only;
             }
             JournalEntry::Event { event } => {
-                events.insert(event.seq, event);
+                if open.as_ref().is_some_and(|c| c.pending.is_some()) {
+                    events.insert(event.seq, event);
+                }
             }
             // An observation beside the verdicts; it decides nothing.
             JournalEntry::DeviceReported { .. } => {}
@@ -91,8 +139,8 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 let plan = plans.iter().find(|p| p.spec.plan == key.plan).ok_or_else(|| at(&None, format!("plan `{}` is not among the bundle's plans", key.plan)))?;
                 let case = plan.spec.cases.iter().find(|c| c.id == key.case).ok_or_else(|| at(&None, format!("plan `{}` has no case `{}`", key.plan, key.case)))?;
                 let device = rig.device(&key.device).map_err(|e| at(&None, e.to_string()))?;
-                let scope = base_scope(plan, &params, &key.device, device);
-                open = Some(OpenCase { key, case, scope, verdicts: Vec::new(), checks_passed: 0, touched: false, stopped: false, next_step: 0, pending: None });
+                let scope = base_scope(plan, params, &key.device, device);
+                *open = Some(OpenCase { key, case, scope, verdicts: Vec::new(), checks_passed: 0, touched: false, stopped: false, next_step: 0, pending: None });
             }
             JournalEntry::StepStarted { key, phase, index, spec, attempt, .. } => {
                 let Some(current) = open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
@@ -112,6 +160,7 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                     return Err(at(&label, format!("step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}", index + 1, step.action())));
                 }
                 current.pending = Some((phase, index, attempt, spec));
+                events.clear();
             }
             JournalEntry::StepFinished { key, phase, index, attempt, verdict, message, output, first_seq, last_seq } => {
                 let Some(current) = open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
@@ -125,6 +174,7 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 if let Err(detail) = matches_raw_events(step.action(), &key.device, &output, &in_range) {
                     return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
                 }
+                events.clear();
                 let skip = super::executor::missing_channel(step, &current.scope);
                 if skip.is_some() != output.get("skipped").is_some() {
                     return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
@@ -136,7 +186,7 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                         format!("step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")", index + 1, step.action(), judged.verdict, judged.message),
                     ));
                 }
-                steps += 1;
+                *steps += 1;
                 let retried = verdict == Verdict::Infra && attempt <= step.retries;
                 if !retried {
                     current.verdicts.push(verdict);
@@ -191,12 +241,11 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 if recomputed.verdict != verdict || recomputed != rollup {
                     return Err(at(&None, format!("the run is recorded {verdict} ({}) but its cases give {} ({})", rollup.summary(), recomputed.verdict, recomputed.summary())));
                 }
-                finished = true;
+                *finished = true;
             }
         }
+        Ok(())
     }
-    let run = Rollup::of(finished_cases.iter().map(|(_, v)| *v));
-    Ok(Replayed { cases: finished_cases, run, steps, finished })
 }
 
 fn step_of(case: &Case, phase: Phase, index: usize) -> Option<&crate::plan::Step> {
@@ -240,10 +289,17 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
             }
         }
         "console_run" | "console_expect" => {
-            let raw = bytes_on(events, device, "console", Direction::In);
             let mut shown = Vec::new();
-            AnsiFilter::new().filter(&raw, &mut shown);
-            let shown = String::from_utf8_lossy(&shown);
+            let mut filter = AnsiFilter::new();
+            for event in events {
+                if let EventKind::Bytes { channel, direction: Direction::In, data } = &event.kind {
+                    if channel.device == device && channel.channel == "console" {
+                        filter.filter(data, &mut shown);
+                    }
+                }
+            }
+            // What the filter gives is UTF-8 (checking that is quicker than repairing).
+            let shown = std::str::from_utf8(&shown).map_or_else(|_| String::from_utf8_lossy(&shown), std::borrow::Cow::Borrowed);
             let claimed = if action == "console_run" { text("output") } else { text("matched_text") };
             if !claimed.trim().is_empty() && !normalize(&shown).contains(&normalize(claimed.trim())) {
                 return Err("the recorded console output does not appear in the console transcript of the step".into());
@@ -291,7 +347,69 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
     Ok(())
 }
 
-/// Line endings and runs of blanks vary between a terminal and a transcript.
+/// Line endings and runs of blanks vary between a terminal and a transcript: `\r` is
+/// dropped, and each run of whitespace becomes one space, none at either end (as
+/// `text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ")`, in one
+/// pass: a step's transcript can be large).
 fn normalize(text: &str) -> String {
-    text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ")
+    // ASCII bytes that belong to a word (not whitespace, not `\r`).
+    const WORD: [bool; 128] = {
+        let mut word = [true; 128];
+        let mut blank = [b'\r', b' ', b'\t', b'\n', 0x0b, 0x0c].as_slice();
+        while let [first, rest @ ..] = blank {
+            word[*first as usize] = false;
+            blank = rest;
+        }
+        word
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    let mut blank = false;
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let word = match byte {
+            b'\r' => {
+                at += 1;
+                continue;
+            }
+            0x00..=0x7f if !WORD[usize::from(byte)] => {
+                blank = true;
+                at += 1;
+                continue;
+            }
+            // A run of other ASCII characters.
+            0x00..=0x7f => at..bytes[at..].iter().position(|&b| b >= 0x80 || !WORD[usize::from(b)]).map_or(bytes.len(), |n| at + n),
+            // A character of 2 to 4 bytes: whitespace too if Unicode says so.
+            _ => {
+                let c = text[at..].chars().next().expect("inside the text");
+                if c.is_whitespace() {
+                    blank = true;
+                    at += c.len_utf8();
+                    continue;
+                }
+                at..at + c.len_utf8()
+            }
+        };
+        if blank && !out.is_empty() {
+            out.push(' ');
+        }
+        blank = false;
+        at = word.end;
+        out.push_str(&text[word]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalizing_in_one_pass_is_dropping_cr_then_joining_the_words() {
+        for text in ["", " ", "\r", "a", " a\r\nb\t\tc ", "x\ry", "\u{a0}é\u{2003}ü\u{85}z\r", "  root@ru1:~# \r\n", "a \r b"] {
+            let slow = text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(normalize(text), slow, "{text:?}");
+        }
+    }
 }
