@@ -424,15 +424,30 @@ impl EventSink for JsonLinesSink {
 
 mod base64_bytes {
     use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(data))
     }
 
+    /// Decodes the text where it lies (a console chunk is most of a journal record),
+    /// without copying it into a String first.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+        struct Base64;
+
+        impl serde::de::Visitor<'_> for Base64 {
+            type Value = Vec<u8>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a base64 string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+                base64::engine::general_purpose::STANDARD.decode(text).map_err(E::custom)
+            }
+        }
+
+        d.deserialize_str(Base64)
     }
 }
 

@@ -12,13 +12,13 @@ use proofrig::evidence::bundle::{self, BundleError, ATTESTATION, JOURNAL, MANIFE
 use proofrig::evidence::journal::JournalError;
 use proofrig::evidence::signing::Envelope;
 use proofrig::evidence::verify::{
-    recorded_verdicts_agree, verify, CheckState, ReplayInput, ReplayMismatch, Status, VerifyReport,
+    recorded_verdicts_agree, verify, CheckState, JournalRecord, ReplayInput, ReplayMismatch, Status, VerifyReport,
 };
 use proofrig::verdict::{Rollup, Verdict};
 use support::*;
 
-fn replay(input: &ReplayInput) -> Result<(), ReplayMismatch> {
-    recorded_verdicts_agree(input)
+fn replay(input: &ReplayInput, records: &mut dyn Iterator<Item = JournalRecord>) -> Result<(), ReplayMismatch> {
+    recorded_verdicts_agree(input, records)
 }
 
 fn check(bundle: &Path, key: Option<&ed25519_dalek::VerifyingKey>) -> VerifyReport {

@@ -13,6 +13,9 @@ mod sim;
 mod ssh;
 mod verify;
 
+/// What `proofrig verify` checks, without the printing: for benches and tests.
+pub use verify::verify_bundle;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -8,14 +8,17 @@ use std::path::Path;
 
 use super::{report, Failure, EXIT_FAILED, EXIT_OK};
 use crate::evidence::signing;
-use crate::evidence::verify::{self, CheckState, ReplayInput, ReplayMismatch, Status};
+use crate::evidence::verify::{self, CheckState, JournalRecord, ReplayInput, ReplayMismatch, Status};
+use crate::run::replay::{not_an_entry, Disagreement, Replayer};
 
 /// Exit code: the bundle was never sealed.
 pub const EXIT_INCOMPLETE: u8 = 2;
 
 /// The verdict replay `proofrig verify` runs: recompute every verdict from the plans,
-/// the rig and the journal, then check the signed statement says the same.
-pub fn replay(input: &ReplayInput) -> Result<(), ReplayMismatch> {
+/// the rig and the journal, and check the signed statement says the same, record by
+/// record as `verify` reads the journal. A disagreement of the recompute is reported
+/// before one with the signed statement, wherever each shows.
+pub fn replay(input: &ReplayInput, records: &mut dyn Iterator<Item = JournalRecord>) -> Result<(), ReplayMismatch> {
     let mismatch = |detail: String| ReplayMismatch { record: None, case: None, detail };
     let rig_text = String::from_utf8_lossy(&input.rig);
     let rig = proofrig_agents::rig::Rig::parse("inputs/rig.yaml", &rig_text, Path::new("."))
@@ -26,9 +29,19 @@ pub fn replay(input: &ReplayInput) -> Result<(), ReplayMismatch> {
             .map_err(|e| mismatch(format!("the bundle's plan {name} does not load: {e}")))?;
         plans.push(plan);
     }
-    crate::run::replay::replay(&plans, &rig, &input.records)
-        .map_err(|d| ReplayMismatch { record: d.record, case: d.case, detail: d.detail })?;
-    verify::recorded_verdicts_agree(input)
+    let disagreement = |d: Disagreement| ReplayMismatch { record: d.record, case: d.case, detail: d.detail };
+    let mut recompute = Replayer::new(&plans, &rig);
+    let mut signed = verify::RecordedVerdicts::new(input);
+    for record in records {
+        if let Ok(check) = &mut signed {
+            if let Err(mismatch) = check.record(&record) {
+                signed = Err(mismatch);
+            }
+        }
+        let entry = record.entry.map_err(|other| disagreement(not_an_entry(record.n, other.reason)))?;
+        recompute.record(record.n, entry).map_err(disagreement)?;
+    }
+    signed?.finish()
 }
 
 /// Verify a bundle with the full replay (as `proofrig verify` does), without printing.

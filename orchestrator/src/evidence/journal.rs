@@ -9,9 +9,11 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::marker::PhantomData;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::de::{DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The `prev` of record 0: the hash of a fixed label, so an empty prefix is recognisable.
@@ -184,6 +186,10 @@ pub enum ChainBreak {
 /// A journal whose chain holds: its records and the hash of the last one.
 pub type VerifiedChain = (Vec<Record>, [u8; 32]);
 
+/// How reading a chain ended: the chain head and the record count, where it breaks,
+/// or an I/O error.
+pub type ChainEnd = Result<Result<([u8; 32], u64), ChainBreak>, JournalError>;
+
 /// Read and check the chain. The outer error is I/O; the inner one says where the chain breaks.
 pub fn read_chain(path: &Path) -> Result<Result<VerifiedChain, ChainBreak>, JournalError> {
     let name = path.display().to_string();
@@ -191,54 +197,237 @@ pub fn read_chain(path: &Path) -> Result<Result<VerifiedChain, ChainBreak>, Jour
     read_chain_from(&mut BufReader::with_capacity(1 << 20, file), &name)
 }
 
-/// [`read_chain`] over any reader, so a verifier can hash the file in the same pass.
-/// `name` only labels I/O errors. Stops at the first break without reading further.
+/// [`read_chain`] over any reader. `name` only labels I/O errors. Stops at the first
+/// break without reading further. Holds every record: to look at a journal record by
+/// record, use a [`ChainReader`].
 pub fn read_chain_from(
     reader: &mut impl BufRead,
     name: &str,
 ) -> Result<Result<VerifiedChain, ChainBreak>, JournalError> {
-    let name = name.to_string();
-    let mut records = Vec::new();
-    let mut prev = genesis();
-    let mut buf = Vec::new();
-    let mut n = 0u64;
-    loop {
-        buf.clear();
-        let read =
-            reader.read_until(b'\n', &mut buf).map_err(|source| JournalError::Read { path: name.clone(), source })?;
-        if read == 0 {
-            break;
-        }
+    let mut chain = ChainReader::<_, serde_json::Value>::new(Hashing(reader), name);
+    let records: Vec<Record> = chain
+        .by_ref()
+        .map(|r| Record { n: r.n, hash: r.hash, entry: r.entry.unwrap_or_else(|other| other.value) })
+        .collect();
+    Ok(chain.finish()?.map(|(head, _)| (records, head)))
+}
+
+/// A record as a [`ChainReader`] hands it on: numbered and linked to the one before.
+#[derive(Debug)]
+pub struct ChainRecord<T> {
+    pub n: u64,
+    /// SHA-256 of the record's line.
+    pub hash: [u8; 32],
+    /// The entry as a `T`, or, when it is not one, why not and the entry as JSON.
+    pub entry: Result<T, OtherEntry>,
+}
+
+/// An entry that is JSON but not the kind of entry the reader was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtherEntry {
+    /// Why it is not one (serde's message).
+    pub reason: String,
+    pub value: serde_json::Value,
+}
+
+/// Where a [`ChainReader`] gets its lines.
+pub trait JournalLines {
+    /// Append the next line, with its newline if it has one, to `line`; 0 at the end.
+    fn next_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<usize>;
+    /// SHA-256 of the complete line just read, without its newline. Called once for
+    /// each such line, in order, until the reader stops.
+    fn line_hash(&mut self, line: &[u8]) -> [u8; 32];
+}
+
+/// The lines of a buffered reader, each hashed when it is checked.
+pub struct Hashing<R>(pub R);
+
+impl<R: BufRead> JournalLines for Hashing<R> {
+    fn next_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<usize> {
+        self.0.read_until(b'\n', line)
+    }
+
+    fn line_hash(&mut self, line: &[u8]) -> [u8; 32] {
+        Sha256::digest(line).into()
+    }
+}
+
+/// Reads a journal record by record, checking the chain as it goes: an iterator of
+/// the records that link up, which stops at the end or at the first break, after
+/// which [`ChainReader::finish`] says which. Holds one line at a time.
+///
+/// Each line is parsed once, straight into `{n, prev, entry: T}`. Any line that does
+/// not parse that way (not JSON, or an entry that is no `T`) is parsed again as plain
+/// JSON and judged exactly as [`read_chain`] always did, so the fast way decides
+/// nothing differently.
+pub struct ChainReader<R, T> {
+    reader: R,
+    name: String,
+    line: Vec<u8>,
+    prev: [u8; 32],
+    n: u64,
+    end: Option<ChainEnd>,
+    entry: PhantomData<fn() -> T>,
+}
+
+impl<R: JournalLines, T: DeserializeOwned> ChainReader<R, T> {
+    /// `name` only labels I/O errors. A plain reader's lines come through [`Hashing`].
+    pub fn new(reader: R, name: &str) -> Self {
+        ChainReader { reader, name: name.to_string(), line: Vec::new(), prev: genesis(), n: 0, end: None, entry: PhantomData }
+    }
+
+    /// Read to the end (or the first break) and say how the chain ended.
+    pub fn finish(mut self) -> ChainEnd {
+        while self.next().is_some() {}
+        self.end.take().expect("set when the records run out")
+    }
+
+    fn read_record(&mut self) -> Result<Option<ChainRecord<T>>, ChainEnd> {
+        let n = self.n;
         let line_no = n + 1;
-        if buf.last() != Some(&b'\n') {
-            return Ok(Err(ChainBreak::TruncatedRecord { n, line: line_no }));
+        self.line.clear();
+        let read = self
+            .reader
+            .next_line(&mut self.line)
+            .map_err(|source| Err(JournalError::Read { path: self.name.clone(), source }))?;
+        if read == 0 {
+            return Ok(None);
         }
-        buf.pop();
-        let value: serde_json::Value = match serde_json::from_slice(&buf) {
-            Ok(v) => v,
-            Err(err) => return Ok(Err(ChainBreak::Malformed { n, line: line_no, reason: err.to_string() })),
+        if self.line.last() != Some(&b'\n') {
+            return Err(Ok(Err(ChainBreak::TruncatedRecord { n, line: line_no })));
+        }
+        self.line.pop();
+        let (number, prev, entry) = match serde_json::from_slice::<LineFields<T>>(&self.line) {
+            Ok(fields) => {
+                let entry = match fields.entry {
+                    Some(entry) => Ok(entry),
+                    None => typed(serde_json::Value::Null),
+                };
+                (fields.n, fields.prev, entry)
+            }
+            Err(_) => match serde_json::from_slice::<serde_json::Value>(&self.line) {
+                Err(err) => return Err(Ok(Err(ChainBreak::Malformed { n, line: line_no, reason: err.to_string() }))),
+                Ok(mut value) => {
+                    let take = |key: &str, value: &mut serde_json::Value| value.as_object_mut().and_then(|m| m.remove(key));
+                    let (number, prev) = (take("n", &mut value), take("prev", &mut value));
+                    (number, prev, typed(take("entry", &mut value).unwrap_or(serde_json::Value::Null)))
+                }
+            },
         };
-        let found = value.get("n").and_then(|v| v.as_u64());
+        let found = number.as_ref().and_then(|v| v.as_u64());
         if found != Some(n) {
-            return Ok(Err(match found {
+            return Err(Ok(Err(match found {
                 Some(found) => ChainBreak::Numbering { n, line: line_no, found },
                 None => ChainBreak::Malformed { n, line: line_no, reason: "no record number".into() },
-            }));
+            })));
         }
-        let linked = value.get("prev").and_then(|v| v.as_str()).and_then(|h| hex::decode(h).ok());
-        if linked.as_deref() != Some(&prev[..]) {
-            return Ok(Err(ChainBreak::Link { n, line: line_no }));
+        let linked = prev.as_ref().and_then(|v| v.as_str()).and_then(|h| hex::decode(h).ok());
+        if linked.as_deref() != Some(&self.prev[..]) {
+            return Err(Ok(Err(ChainBreak::Link { n, line: line_no })));
         }
-        let hash: [u8; 32] = Sha256::digest(&buf).into();
-        let entry = match value {
-            serde_json::Value::Object(mut map) => map.remove("entry").unwrap_or(serde_json::Value::Null),
-            _ => serde_json::Value::Null,
-        };
-        records.push(Record { n, hash, entry });
-        prev = hash;
-        n += 1;
+        let hash = self.reader.line_hash(&self.line);
+        self.prev = hash;
+        self.n += 1;
+        Ok(Some(ChainRecord { n, hash, entry }))
     }
-    Ok(Ok((records, prev)))
+}
+
+impl<R: JournalLines, T: DeserializeOwned> Iterator for ChainReader<R, T> {
+    type Item = ChainRecord<T>;
+
+    fn next(&mut self) -> Option<ChainRecord<T>> {
+        if self.end.is_some() {
+            return None;
+        }
+        match self.read_record() {
+            Ok(Some(record)) => Some(record),
+            Ok(None) => {
+                self.end = Some(Ok(Ok((self.prev, self.n))));
+                None
+            }
+            Err(end) => {
+                self.end = Some(end);
+                None
+            }
+        }
+    }
+}
+
+/// An entry as a `T`, or why it is not one.
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, OtherEntry> {
+    T::deserialize(&value).map_err(|err| OtherEntry { reason: err.to_string(), value })
+}
+
+/// A record line's fields, the entry parsed straight as a `T`. Fails (and the line is
+/// then looked at as plain JSON) on anything but an object whose entry is a `T`.
+struct LineFields<T> {
+    n: Option<serde_json::Value>,
+    prev: Option<serde_json::Value>,
+    entry: Option<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LineFields<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<fn() -> T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = LineFields<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a journal record")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LineFields<T>, A::Error> {
+                let mut fields = LineFields { n: None, prev: None, entry: None };
+                // A repeated key counts as plain JSON does: the last one.
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::N => fields.n = Some(map.next_value()?),
+                        Key::Prev => fields.prev = Some(map.next_value()?),
+                        Key::Entry => fields.entry = Some(map.next_value()?),
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+
+        deserializer.deserialize_map(Fields(PhantomData))
+    }
+}
+
+enum Key {
+    N,
+    Prev,
+    Entry,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyName;
+
+        impl Visitor<'_> for KeyName {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "n" => Key::N,
+                    "prev" => Key::Prev,
+                    "entry" => Key::Entry,
+                    _ => Key::Other,
+                })
+            }
+        }
+
+        deserializer.deserialize_str(KeyName)
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +499,99 @@ mod tests {
 
         std::fs::write(&path, &text[..text.len() - 5]).unwrap();
         assert_eq!(read_chain(&path).unwrap().unwrap_err(), ChainBreak::TruncatedRecord { n: 3, line: 4 });
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Note {
+        kind: String,
+        i: u64,
+    }
+
+    #[test]
+    fn a_chain_reader_parses_each_entry_once_and_keeps_what_is_no_entry_as_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = JournalWriter::create(&path).unwrap();
+        journal.append(&json!({"kind": "note", "i": 0})).unwrap();
+        journal.append(&json!({"kind": "other"})).unwrap();
+        journal.append(&json!(["not", "an", "object"])).unwrap();
+        journal.append(&json!({"kind": "note", "i": 3})).unwrap();
+        let file = BufReader::new(File::open(&path).unwrap());
+        let mut chain = ChainReader::<_, Note>::new(Hashing(file), "journal");
+        let records: Vec<ChainRecord<Note>> = chain.by_ref().collect();
+        let (values, head) = read_chain(&path).unwrap().unwrap();
+        assert_eq!(chain.finish().unwrap().unwrap(), (head, 4));
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[0].entry, Ok(Note { kind: "note".into(), i: 0 }));
+        assert_eq!(records[3].entry, Ok(Note { kind: "note".into(), i: 3 }));
+        for (record, value) in records.iter().zip(&values) {
+            assert_eq!((record.n, record.hash), (value.n, value.hash));
+            if let Err(other) = &record.entry {
+                // Judged as a plain JSON value is: the same message serde gives for it.
+                assert_eq!(other.value, value.entry);
+                assert_eq!(other.reason, serde_json::from_value::<Note>(value.entry.clone()).unwrap_err().to_string());
+            }
+        }
+        assert!(records[1].entry.as_ref().is_err_and(|e| e.reason.contains("missing field `i`")));
+    }
+
+    /// How the chain was checked before records were streamed: every line parsed as
+    /// plain JSON, then number, link and hash.
+    fn reference_read(text: &[u8]) -> Result<([u8; 32], u64), ChainBreak> {
+        let mut prev = genesis();
+        let mut n = 0u64;
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            let line_no = n + 1;
+            let Some(line) = line.strip_suffix(b"\n") else { return Err(ChainBreak::TruncatedRecord { n, line: line_no }) };
+            let value: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|err| ChainBreak::Malformed { n, line: line_no, reason: err.to_string() })?;
+            match value.get("n").and_then(|v| v.as_u64()) {
+                Some(found) if found == n => {}
+                Some(found) => return Err(ChainBreak::Numbering { n, line: line_no, found }),
+                None => return Err(ChainBreak::Malformed { n, line: line_no, reason: "no record number".into() }),
+            }
+            let linked = value.get("prev").and_then(|v| v.as_str()).and_then(|h| hex::decode(h).ok());
+            if linked.as_deref() != Some(&prev[..]) {
+                return Err(ChainBreak::Link { n, line: line_no });
+            }
+            prev = Sha256::digest(line).into();
+            n += 1;
+        }
+        Ok((prev, n))
+    }
+
+    #[test]
+    fn a_chain_reader_breaks_where_read_chain_breaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), 4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let prev1 = &lines[1][lines[1].find("\"prev\"").unwrap()..lines[1].find(",\"entry\"").unwrap()];
+        let cases = [
+            text.replacen("\"i\":2", "\"i\":9", 1),
+            format!("{}\n{}\n", lines[0], lines[2]),
+            text[..text.len() - 5].to_string(),
+            format!("{}\n[1,2]\n", lines[0]),
+            format!("{}\nnot json\n", lines[0]),
+            format!("{}\n{{{prev1},\"entry\":{{}},\"n\":1}}\n", lines[0]),
+            format!("{}\n{{\"n\":1,\"entry\":{{}}}}\n", lines[0]),
+            format!("{}\n{{\"n\":\"1\",{prev1},\"entry\":{{}}}}\n", lines[0]),
+        ];
+        for edited in cases {
+            std::fs::write(&path, &edited).unwrap();
+            let expected = reference_read(edited.as_bytes());
+            let plain = read_chain(&path).unwrap().map(|(records, head)| (head, records.len() as u64));
+            assert_eq!(plain, expected, "{edited}");
+            let file = BufReader::new(File::open(&path).unwrap());
+            let typed = ChainReader::<_, Note>::new(Hashing(file), "journal").finish().unwrap();
+            assert_eq!(typed, expected, "{edited}");
+        }
+        // A record whose keys come in another order or escaped still reads the same.
+        std::fs::write(&path, format!("{}\n{{{prev1},\"entry\":{{\"i\":1,\"kind\":\"note\"}},\"\\u006e\":1}}\n", lines[0])).unwrap();
+        let file = BufReader::new(File::open(&path).unwrap());
+        let records: Vec<_> = ChainReader::<_, Note>::new(Hashing(file), "journal").collect();
+        assert_eq!(records[1].entry, Ok(Note { kind: "note".into(), i: 1 }));
     }
 
     #[test]

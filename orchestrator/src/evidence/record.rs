@@ -126,6 +126,22 @@ pub enum JournalEntry {
     },
 }
 
+impl JournalEntry {
+    /// The entry's `type` as the journal spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JournalEntry::RunStarted { .. } => "run_started",
+            JournalEntry::Event { .. } => "event",
+            JournalEntry::DeviceReported { .. } => "device_reported",
+            JournalEntry::CaseStarted { .. } => "case_started",
+            JournalEntry::StepStarted { .. } => "step_started",
+            JournalEntry::StepFinished { .. } => "step_finished",
+            JournalEntry::CaseFinished { .. } => "case_finished",
+            JournalEntry::RunFinished { .. } => "run_finished",
+        }
+    }
+}
+
 /// [`JournalEntry::Event`], borrowing its event: serializes to the same bytes without
 /// copying the event (a console chunk) first.
 #[derive(Debug, Serialize)]
@@ -209,5 +225,19 @@ mod tests {
             serde_json::to_string(&EventEntry::Event { event: &event }).unwrap(),
             serde_json::to_string(&JournalEntry::Event { event: event.clone() }).unwrap()
         );
+    }
+
+    #[test]
+    fn an_entry_names_its_kind_as_the_journal_spells_it() {
+        let rollup = Rollup::of([]);
+        let key = CaseKey { plan: "p".into(), case: "c".into(), device: "d".into() };
+        let entries = [
+            JournalEntry::DeviceReported { device: "d".into(), command: "id".into(), output: String::new(), error: None },
+            JournalEntry::CaseFinished { key, verdict: Verdict::Pass, rollup: rollup.clone(), checks_passed: 1, skip_reason: None },
+            JournalEntry::RunFinished { verdict: Verdict::Pass, rollup, ended: "e".into(), aborted: false },
+        ];
+        for entry in entries {
+            assert_eq!(serde_json::to_value(&entry).unwrap()["type"], entry.kind());
+        }
     }
 }

@@ -7,8 +7,10 @@
 //! run never sealed: a crash, not a forgery; the journal prefix is checked and its
 //! end reported) and *tampered* (something changed after sealing, or the journal was
 //! edited). Files are hashed streaming with large buffers and the journal is read
-//! once, both hashed and chain-checked in the same pass, so a bundle with a gigabyte
-//! of console transcript verifies at close to disk speed.
+//! once: hashed, chain-checked and replayed record by record in the same pass,
+//! holding one record at a time (the replay keeps the events of the step it is in),
+//! so a bundle with a gigabyte of console transcript verifies at close to disk speed
+//! in memory bounded by its largest step, not by its size.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -28,24 +30,26 @@ use crate::evidence::attestation::{
     TEST_RESULT_PREDICATE,
 };
 use crate::evidence::bundle::{self, Manifest, ATTESTATION, HASH_BUFFER, JOURNAL, MANIFEST, MANIFEST_FORMAT, RESULTS};
-use crate::evidence::journal::{self, ChainBreak, JournalError, Record, VerifiedChain};
-use crate::evidence::record::FileRef;
+use crate::evidence::journal::{ChainBreak, ChainReader, ChainRecord, Hashing, JournalError, JournalLines, OtherEntry};
+use crate::evidence::record::{FileRef, JournalEntry, Phase};
 use crate::evidence::signing::{Envelope, SignatureCheck};
 use crate::verdict::Verdict;
 
-/// What the replay of a bundle's verdicts gets: the inputs and the journal as
-/// verified, and the signed proofrig predicate to compare against.
+/// What the replay of a bundle's verdicts starts from: the inputs and the signed
+/// proofrig predicate to compare against. The journal comes record by record.
 #[derive(Debug, Clone)]
 pub struct ReplayInput {
     /// Each plan file: its path in the bundle and its exact bytes.
     pub plans: Vec<(String, Vec<u8>)>,
     /// The rig file's exact bytes.
     pub rig: Vec<u8>,
-    /// Every journal record, chain already checked.
-    pub records: Vec<Record>,
     /// The `urn:proofrig:predicate:scas-run:v1` predicate as signed.
     pub predicate: serde_json::Value,
 }
+
+/// A journal record as `verify` hands it to the replay: numbered and linked to the
+/// one before, its entry parsed (or, if it is not a proofrig entry, kept as JSON).
+pub type JournalRecord = ChainRecord<JournalEntry>;
 
 /// The first place where recomputed verdicts differ from the recorded or signed ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,8 +73,11 @@ impl fmt::Display for ReplayMismatch {
     }
 }
 
-/// The replay `verify` runs after every integrity check has passed.
-pub type Replay<'a> = &'a dyn Fn(&ReplayInput) -> Result<(), ReplayMismatch>;
+/// The replay `verify` runs. It pulls the journal's records in order while `verify`
+/// reads, hashes and chain-checks them, and may stop at its first disagreement
+/// (`verify` reads the rest for the chain and the digest). Its outcome is reported
+/// only when every integrity check has passed.
+pub type Replay<'a> = &'a dyn Fn(&ReplayInput, &mut dyn Iterator<Item = JournalRecord>) -> Result<(), ReplayMismatch>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -182,7 +189,71 @@ struct Verifier<'a> {
 /// The journal as read in its single pass.
 struct JournalPass {
     digest: Option<(String, u64)>,
-    chain: Result<Result<VerifiedChain, ChainBreak>, JournalError>,
+    chain: Result<Result<ChainSummary, ChainBreak>, JournalError>,
+    /// What the replay found; `None` when it could not start (its inputs were unreadable).
+    replay: Option<Result<(), ReplayMismatch>>,
+}
+
+/// What the checks need of an intact chain, kept while its records stream past.
+struct ChainSummary {
+    head: [u8; 32],
+    records: u64,
+    /// Record 0's entry.
+    first: Option<serde_json::Value>,
+    last: Option<LastRecord>,
+}
+
+/// The last record read: its number, its entry's type and, for RunFinished, its verdict.
+struct LastRecord {
+    n: u64,
+    kind: String,
+    verdict: Option<String>,
+}
+
+impl LastRecord {
+    fn of(n: u64, entry: &Result<JournalEntry, OtherEntry>) -> Self {
+        let (kind, verdict) = match entry {
+            Ok(entry) => (
+                entry.kind().to_string(),
+                match entry {
+                    JournalEntry::RunFinished { verdict, .. } => Some(verdict.as_str().to_string()),
+                    _ => None,
+                },
+            ),
+            Err(other) => (entry_type(&other.value).to_string(), other.value["verdict"].as_str().map(String::from)),
+        };
+        LastRecord { n, kind, verdict }
+    }
+}
+
+/// The records as they stream to the replay, noting what [`ChainSummary`] needs.
+struct Tracked<I> {
+    records: I,
+    first: Option<serde_json::Value>,
+    last: Option<LastRecord>,
+}
+
+impl<I: Iterator<Item = JournalRecord>> Iterator for Tracked<I> {
+    type Item = JournalRecord;
+
+    fn next(&mut self) -> Option<JournalRecord> {
+        let record = self.records.next()?;
+        if record.n == 0 {
+            self.first = Some(match &record.entry {
+                Ok(entry) => serde_json::to_value(entry).unwrap_or_default(),
+                Err(other) => other.value.clone(),
+            });
+        }
+        self.last = Some(LastRecord::of(record.n, &record.entry));
+        Some(record)
+    }
+}
+
+/// Only an entry's `type`, for walking a journal without decoding its records.
+#[derive(serde::Deserialize)]
+struct EntryKind {
+    #[serde(rename = "type", default)]
+    kind: Option<serde_json::Value>,
 }
 
 /// The attestation, parsed.
@@ -247,7 +318,20 @@ impl<'a> Verifier<'a> {
             .file(ATTESTATION),
         );
         let what = "journal prefix chain intact";
-        let chain = journal::read_chain(&journal_path);
+        let chain = File::open(&journal_path)
+            .map_err(|source| JournalError::Read { path: journal_path.display().to_string(), source })
+            .and_then(|file| {
+                let reader = io::BufReader::with_capacity(HASH_BUFFER, file);
+                let mut records = ChainReader::<_, EntryKind>::new(Hashing(reader), &journal_path.display().to_string());
+                let last = records.by_ref().last().map(|record| {
+                    let kind = match record.entry {
+                        Ok(entry) => entry.kind.as_ref().and_then(|k| k.as_str()).unwrap_or("an untyped record").to_string(),
+                        Err(other) => entry_type(&other.value).to_string(),
+                    };
+                    (record.n, kind)
+                });
+                Ok(records.finish()?.map(|(_, count)| (count, last)))
+            });
         let sealing_started = [MANIFEST, RESULTS].iter().any(|f| self.dir.join(f).exists());
         let sealing_note = if sealing_started {
             format!(" {MANIFEST} or {RESULTS} exists, so sealing started and did not finish, or the attestation was removed.")
@@ -259,15 +343,12 @@ impl<'a> Verifier<'a> {
                 self.fail(what, JOURNAL, format!("cannot read {JOURNAL}: {err}"));
                 return self.finish(None);
             }
-            Ok(Ok((records, _head))) => {
-                let count = records.len() as u64;
+            Ok(Ok((count, last))) => {
                 self.records_verified = Some(count);
-                let end = match records.last() {
-                    Some(last) => format!(
-                        "it ends after record {} ({}){}",
-                        last.n,
-                        entry_type(&last.entry),
-                        if entry_type(&last.entry) == "run_finished" {
+                let end = match last {
+                    Some((n, kind)) => format!(
+                        "it ends after record {n} ({kind}){}",
+                        if kind == "run_finished" {
                             ": the run finished but was never sealed"
                         } else {
                             ": the run stopped before it finished"
@@ -368,7 +449,8 @@ impl<'a> Verifier<'a> {
         let predicate = &sealed.scas.predicate;
         self.check_required_subjects(subjects, predicate);
 
-        let journal = self.journal_pass();
+        let replay_input = self.replay_input(predicate, sealed.scas_value);
+        let journal = self.journal_pass(replay_input.as_ref().ok().map(|input| (input, replay)));
         self.check_digests(subjects, &journal);
         self.check_no_extra_files(subjects);
         self.check_manifest(subjects, predicate);
@@ -389,19 +471,19 @@ impl<'a> Verifier<'a> {
             );
         }
 
-        let Some(records) = self.check_journal(journal, predicate) else {
+        if !self.check_journal(&journal, predicate) {
             self.not_run("replay", "the journal does not verify, so there is nothing to replay");
             return self.finish(None);
-        };
-        let input = match self.replay_input(records, predicate, sealed.scas_value) {
-            Ok(input) => input,
-            Err(check) => {
+        }
+        let replayed = match (replay_input, journal.replay) {
+            (Err(check), _) => {
                 self.push(check);
                 return self.finish(None);
             }
+            (Ok(_), replayed) => replayed.expect("the replay ran: its inputs were read"),
         };
         let what = "verdicts replay from the journal";
-        match replay(&input) {
+        match replayed {
             Ok(()) => self.push(Check::new(
                 what,
                 CheckState::Passed,
@@ -506,25 +588,35 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Hash the journal and check its chain in one read of the file.
-    fn journal_pass(&self) -> JournalPass {
+    /// Hash the journal, check its chain and feed `replay` its records, in one read
+    /// of the file, one record at a time.
+    fn journal_pass(&self, replay: Option<(&ReplayInput, Replay<'_>)>) -> JournalPass {
         let path = self.dir.join(JOURNAL);
         let name = path.display().to_string();
-        let read_error =
-            |source| JournalPass { digest: None, chain: Err(JournalError::Read { path: name.clone(), source }) };
+        let read_error = |source| JournalPass {
+            digest: None,
+            chain: Err(JournalError::Read { path: name.clone(), source }),
+            replay: None,
+        };
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(source) => return read_error(source),
         };
         // One thread reads and digests the file while this one checks the chain
-        // (which hashes each line again and parses it): on a bundle with a large
-        // transcript that is most of verify's time, and the two halves cost alike.
-        let (chunks, received) = mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+        // (which hashes each line again and parses it) and replays: on a bundle with a
+        // large transcript that is most of verify's time.
+        let (chunks, received) = mpsc::sync_channel::<Block>(8);
         std::thread::scope(|scope| {
             let digester = scope.spawn(move || digest_and_forward(file, chunks));
-            let chain = journal::read_chain_from(&mut ChunkReader::new(received), &name);
+            let reader = ChainReader::<_, JournalEntry>::new(ChunkReader::new(received), &name);
+            let mut records = Tracked { records: reader, first: None, last: None };
+            let replayed = replay.map(|(input, replay)| replay(input, &mut records));
+            // Whatever the replay left: the chain and the digest need every record.
+            records.by_ref().for_each(drop);
+            let Tracked { records: reader, first, last } = records;
+            let chain = reader.finish().map(|chain| chain.map(|(head, records)| ChainSummary { head, records, first, last }));
             match digester.join() {
-                Ok(Ok(digest)) => JournalPass { digest: Some(digest), chain },
+                Ok(Ok(digest)) => JournalPass { digest: Some(digest), chain, replay: replayed },
                 Ok(Err(source)) => read_error(source),
                 Err(_) => read_error(io::Error::other("the journal digest thread panicked")),
             }
@@ -705,27 +797,27 @@ impl<'a> Verifier<'a> {
     }
 
     /// The chain, its head against the signed one, and that it spans the whole run.
-    fn check_journal(&mut self, journal: JournalPass, predicate: &ScasRunPredicate) -> Option<Vec<Record>> {
+    fn check_journal(&mut self, journal: &JournalPass, predicate: &ScasRunPredicate) -> bool {
         let what = "journal chain intact and complete";
-        let (records, head) = match journal.chain {
+        let chain = match &journal.chain {
             Err(err) => {
                 self.fail(what, JOURNAL, format!("cannot read {JOURNAL}: {err}"));
-                return None;
+                return false;
             }
             Ok(Err(brk)) => {
-                self.records_verified = Some(break_record(&brk));
+                self.records_verified = Some(break_record(brk));
                 self.push(
                     Check::new(what, CheckState::Failed, format!("{JOURNAL}: {brk}"))
                         .file(JOURNAL)
-                        .record(Some(break_record(&brk))),
+                        .record(Some(break_record(brk))),
                 );
-                return None;
+                return false;
             }
             Ok(Ok(chain)) => chain,
         };
-        let count = records.len() as u64;
+        let count = chain.records;
         self.records_verified = Some(count);
-        let head_hex = hex::encode(head);
+        let head_hex = hex::encode(chain.head);
         if count != predicate.journal.records || head_hex != predicate.journal.head_sha256 {
             self.fail(
                 what,
@@ -737,15 +829,13 @@ impl<'a> Verifier<'a> {
                     short(&predicate.journal.head_sha256)
                 ),
             );
-            return None;
+            return false;
         }
         self.pass(what, JOURNAL, format!("{count} records, head {} as signed", short(&head_hex)));
 
         let what = "journal spans the whole run";
-        let first = records.first();
-        let last = records.last();
-        let started = first.map(|r| &r.entry).filter(|e| entry_type(e) == "run_started");
-        let problem = match (started, last) {
+        let started = chain.first.as_ref().filter(|e| entry_type(e) == "run_started");
+        let problem = match (started, &chain.last) {
             (None, _) => Some((0, "the first record is not RunStarted".to_string())),
             (Some(entry), _) if entry["run_id"] != predicate.run_id.as_str() => {
                 Some((0, format!("RunStarted is for run `{}`", entry["run_id"].as_str().unwrap_or("?"))))
@@ -760,16 +850,12 @@ impl<'a> Verifier<'a> {
             {
                 Some((0, "RunStarted names other plan or rig files than the ones in the bundle".to_string()))
             }
-            (_, Some(last)) if entry_type(&last.entry) != "run_finished" => {
-                Some((last.n, format!("the last record is {}, not RunFinished", entry_type(&last.entry))))
+            (_, Some(last)) if last.kind != "run_finished" => {
+                Some((last.n, format!("the last record is {}, not RunFinished", last.kind)))
             }
-            (_, Some(last)) if last.entry["verdict"] != predicate.verdict.as_str() => Some((
+            (_, Some(last)) if last.verdict.as_deref() != Some(predicate.verdict.as_str()) => Some((
                 last.n,
-                format!(
-                    "RunFinished says {} but {} was signed",
-                    last.entry["verdict"].as_str().unwrap_or("?"),
-                    predicate.verdict
-                ),
+                format!("RunFinished says {} but {} was signed", last.verdict.as_deref().unwrap_or("?"), predicate.verdict),
             )),
             _ => None,
         };
@@ -780,7 +866,7 @@ impl<'a> Verifier<'a> {
                         .file(JOURNAL)
                         .record(Some(record)),
                 );
-                None
+                false
             }
             None => {
                 self.pass(
@@ -788,17 +874,12 @@ impl<'a> Verifier<'a> {
                     JOURNAL,
                     format!("RunStarted for run {} through RunFinished ({})", predicate.run_id, predicate.verdict),
                 );
-                Some(records)
+                true
             }
         }
     }
 
-    fn replay_input(
-        &self,
-        records: Vec<Record>,
-        predicate: &ScasRunPredicate,
-        value: serde_json::Value,
-    ) -> Result<ReplayInput, Check> {
+    fn replay_input(&self, predicate: &ScasRunPredicate, value: serde_json::Value) -> Result<ReplayInput, Check> {
         let read = |path: &str| {
             std::fs::read(self.dir.join(path)).map_err(|err| {
                 Check::new("verdicts replay from the journal", CheckState::Failed, format!("cannot read {path}: {err}"))
@@ -809,15 +890,20 @@ impl<'a> Verifier<'a> {
         for plan in &predicate.plans {
             plans.push((plan.path.clone(), read(&plan.path)?));
         }
-        Ok(ReplayInput { plans, rig: read(&predicate.rig.path)?, records, predicate: value })
+        Ok(ReplayInput { plans, rig: read(&predicate.rig.path)?, predicate: value })
     }
 }
 
-/// Read `file` in large blocks, hash every byte and hand each block on. Keeps
-/// hashing when the receiver stops early (at a chain break): the digest still
-/// needs the whole file.
-fn digest_and_forward(mut file: File, chunks: mpsc::SyncSender<Arc<Vec<u8>>>) -> io::Result<(String, u64)> {
+/// A block of the journal and the SHA-256 of each line that ends in it.
+type Block = (Arc<Vec<u8>>, Vec<[u8; 32]>);
+
+/// Read `file` in large blocks, hash every byte and hand each block on, with the
+/// hash of each line ending in it (so the chain check need not hash the lines
+/// again). Keeps hashing when the receiver stops early (at a chain break): the
+/// digest still needs the whole file.
+fn digest_and_forward(mut file: File, chunks: mpsc::SyncSender<Block>) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
+    let mut line = Sha256::new();
     let mut len = 0u64;
     let mut forwarding = true;
     loop {
@@ -837,50 +923,68 @@ fn digest_and_forward(mut file: File, chunks: mpsc::SyncSender<Arc<Vec<u8>>>) ->
         block.truncate(filled);
         let block = Arc::new(block);
         if forwarding {
-            forwarding = chunks.send(Arc::clone(&block)).is_ok();
+            let mut lines = Vec::new();
+            let mut rest = &block[..];
+            while let Some(end) = memchr::memchr(b'\n', rest) {
+                line.update(&rest[..end]);
+                lines.push(line.finalize_reset().into());
+                rest = &rest[end + 1..];
+            }
+            line.update(rest);
+            forwarding = chunks.send((Arc::clone(&block), lines)).is_ok();
         }
         hasher.update(&block[..]);
         len += filled as u64;
     }
 }
 
-/// The journal's bytes as they arrive from [`digest_and_forward`], without copying.
-/// A closed channel reads as the end of the file; the digester reports why.
+/// The journal's lines as they arrive from [`digest_and_forward`], blocks without
+/// copying and line hashes as computed there. A closed channel reads as the end of
+/// the file; the digester reports why.
 struct ChunkReader {
-    chunks: mpsc::Receiver<Arc<Vec<u8>>>,
+    chunks: mpsc::Receiver<Block>,
     current: Arc<Vec<u8>>,
     at: usize,
+    hashes: std::collections::VecDeque<[u8; 32]>,
 }
 
 impl ChunkReader {
-    fn new(chunks: mpsc::Receiver<Arc<Vec<u8>>>) -> Self {
-        ChunkReader { chunks, current: Arc::new(Vec::new()), at: 0 }
+    fn new(chunks: mpsc::Receiver<Block>) -> Self {
+        ChunkReader { chunks, current: Arc::new(Vec::new()), at: 0, hashes: Default::default() }
     }
 }
 
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for ChunkReader {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.at == self.current.len() {
-            if let Ok(next) = self.chunks.recv() {
-                self.current = next;
-                self.at = 0;
+impl JournalLines for ChunkReader {
+    fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<usize> {
+        let mut read = 0;
+        loop {
+            if self.at == self.current.len() {
+                match self.chunks.recv() {
+                    Ok((block, hashes)) => {
+                        self.current = block;
+                        self.at = 0;
+                        self.hashes.extend(hashes);
+                    }
+                    Err(_) => return Ok(read),
+                }
+            }
+            let available = &self.current[self.at..];
+            let (taken, done) = match memchr::memchr(b'\n', available) {
+                Some(end) => (end + 1, true),
+                None => (available.len(), false),
+            };
+            line.extend_from_slice(&available[..taken]);
+            self.at += taken;
+            read += taken;
+            if done {
+                return Ok(read);
             }
         }
-        Ok(&self.current[self.at..])
     }
 
-    fn consume(&mut self, amount: usize) {
-        self.at = (self.at + amount).min(self.current.len());
+    fn line_hash(&mut self, line: &[u8]) -> [u8; 32] {
+        // The digester split the same bytes at the same newlines, in the same order.
+        self.hashes.pop_front().unwrap_or_else(|| Sha256::digest(line).into())
     }
 }
 
@@ -1010,76 +1114,135 @@ fn short(hex: &str) -> String {
 /// journal (StepFinished, CaseFinished, RunFinished) are the ones signed in the
 /// predicate. It catches a predicate edited apart from the journal; only a real
 /// recompute from the plans catches a journal and predicate edited together.
-pub fn recorded_verdicts_agree(input: &ReplayInput) -> Result<(), ReplayMismatch> {
-    let predicate: ScasRunPredicate = serde_json::from_value(input.predicate.clone()).map_err(|e| ReplayMismatch {
-        record: None,
-        case: None,
-        detail: format!("the proofrig predicate does not parse: {e}"),
-    })?;
-    let signed: BTreeMap<(String, String, String), Verdict> =
-        predicate.cases.iter().map(|c| ((c.plan.clone(), c.case.clone(), c.device.clone()), c.verdict)).collect();
-    let name = |k: &(String, String, String)| format!("{}/{}@{}", k.0, k.1, k.2);
-    let key_of = |e: &serde_json::Value| {
-        let text = |f: &str| e[f].as_str().unwrap_or_default().to_string();
-        (text("plan"), text("case"), text("device"))
-    };
-    let verdict_of = |e: &serde_json::Value| serde_json::from_value::<Verdict>(e["verdict"].clone()).ok();
-    // The final attempt of each main step, per case.
-    let mut steps: BTreeMap<(String, String, String), BTreeMap<u64, Verdict>> = BTreeMap::new();
-    let mut finished = BTreeSet::new();
-    for record in &input.records {
-        let e = &record.entry;
+pub fn recorded_verdicts_agree(
+    input: &ReplayInput,
+    records: &mut dyn Iterator<Item = JournalRecord>,
+) -> Result<(), ReplayMismatch> {
+    let mut check = RecordedVerdicts::new(input)?;
+    for record in records {
+        check.record(&record)?;
+    }
+    check.finish()
+}
+
+type CaseName = (String, String, String);
+
+/// [`recorded_verdicts_agree`], fed one record at a time.
+pub struct RecordedVerdicts {
+    verdict: Verdict,
+    signed: BTreeMap<CaseName, Verdict>,
+    /// The final attempt of each main step, per case.
+    steps: BTreeMap<CaseName, BTreeMap<u64, Verdict>>,
+    finished: BTreeSet<CaseName>,
+}
+
+/// What [`RecordedVerdicts`] looks at in a record.
+enum Recorded {
+    /// A main step's final verdict, when the record names both its index and verdict.
+    Step(CaseName, Option<(u64, Verdict)>),
+    Case(CaseName, Option<Verdict>),
+    Run(Option<Verdict>),
+    Other,
+}
+
+impl Recorded {
+    fn of(entry: &Result<JournalEntry, OtherEntry>) -> Self {
+        let e = match entry {
+            Ok(JournalEntry::StepFinished { key, phase: Phase::Steps, index, verdict, .. }) => {
+                return Recorded::Step((key.plan.clone(), key.case.clone(), key.device.clone()), Some((*index as u64, *verdict)))
+            }
+            Ok(JournalEntry::CaseFinished { key, verdict, .. }) => {
+                return Recorded::Case((key.plan.clone(), key.case.clone(), key.device.clone()), Some(*verdict))
+            }
+            Ok(JournalEntry::RunFinished { verdict, .. }) => return Recorded::Run(Some(*verdict)),
+            Ok(_) => return Recorded::Other,
+            // Not an entry proofrig writes: read what it says as leniently as it is written.
+            Err(other) => &other.value,
+        };
+        let key_of = |e: &serde_json::Value| {
+            let text = |f: &str| e[f].as_str().unwrap_or_default().to_string();
+            (text("plan"), text("case"), text("device"))
+        };
+        let verdict_of = |e: &serde_json::Value| serde_json::from_value::<Verdict>(e["verdict"].clone()).ok();
         match entry_type(e) {
             "step_finished" if e["phase"] == "steps" => {
-                let (Some(verdict), Some(index)) = (verdict_of(e), e["index"].as_u64()) else { continue };
-                steps.entry(key_of(e)).or_default().insert(index, verdict);
+                Recorded::Step(key_of(e), e["index"].as_u64().zip(verdict_of(e)))
             }
-            "case_finished" => {
-                let key = key_of(e);
-                let recorded = verdict_of(e);
+            "case_finished" => Recorded::Case(key_of(e), verdict_of(e)),
+            "run_finished" => Recorded::Run(verdict_of(e)),
+            _ => Recorded::Other,
+        }
+    }
+}
+
+impl RecordedVerdicts {
+    pub fn new(input: &ReplayInput) -> Result<Self, ReplayMismatch> {
+        let predicate: ScasRunPredicate =
+            serde_json::from_value(input.predicate.clone()).map_err(|e| ReplayMismatch {
+                record: None,
+                case: None,
+                detail: format!("the proofrig predicate does not parse: {e}"),
+            })?;
+        let signed =
+            predicate.cases.iter().map(|c| ((c.plan.clone(), c.case.clone(), c.device.clone()), c.verdict)).collect();
+        Ok(RecordedVerdicts { verdict: predicate.verdict, signed, steps: BTreeMap::new(), finished: BTreeSet::new() })
+    }
+
+    /// The next record; the first disagreement is an error.
+    pub fn record(&mut self, record: &JournalRecord) -> Result<(), ReplayMismatch> {
+        let name = |k: &CaseName| format!("{}/{}@{}", k.0, k.1, k.2);
+        match Recorded::of(&record.entry) {
+            Recorded::Step(key, Some((index, verdict))) => {
+                self.steps.entry(key).or_default().insert(index, verdict);
+            }
+            Recorded::Step(_, None) | Recorded::Other => {}
+            Recorded::Case(key, recorded) => {
                 let mismatch =
                     |detail: String| ReplayMismatch { record: Some(record.n), case: Some(name(&key)), detail };
                 let Some(recorded) = recorded else { return Err(mismatch("CaseFinished has no verdict".into())) };
-                match signed.get(&key) {
+                match self.signed.get(&key) {
                     None => return Err(mismatch("the journal finishes a case the statement does not list".into())),
                     Some(s) if *s != recorded => {
                         return Err(mismatch(format!("the journal records {recorded} but the statement says {s}")))
                     }
                     Some(_) => {}
                 }
-                let failed_step = steps.get(&key).is_some_and(|s| s.values().any(|v| *v == Verdict::Fail));
+                let failed_step = self.steps.get(&key).is_some_and(|s| s.values().any(|v| *v == Verdict::Fail));
                 if failed_step && recorded != Verdict::Fail {
                     return Err(mismatch(format!("a step recorded FAIL but the case is recorded as {recorded}")));
                 }
-                finished.insert(key);
+                self.finished.insert(key);
             }
-            "run_finished" => {
-                let recorded = verdict_of(e);
-                if recorded != Some(predicate.verdict) {
+            Recorded::Run(recorded) => {
+                if recorded != Some(self.verdict) {
                     return Err(ReplayMismatch {
                         record: Some(record.n),
                         case: None,
                         detail: format!(
                             "RunFinished records {} but the statement says {}",
                             recorded.map_or("no verdict", Verdict::as_str),
-                            predicate.verdict
+                            self.verdict
                         ),
                     });
                 }
             }
-            _ => {}
         }
+        Ok(())
     }
-    for (key, verdict) in &signed {
-        if !finished.contains(key) && !matches!(verdict, Verdict::NotRun | Verdict::Skip) {
-            return Err(ReplayMismatch {
-                record: None,
-                case: Some(name(key)),
-                detail: format!("the statement says {verdict} but the journal never finishes this case"),
-            });
+
+    /// The journal ended: every case the statement lists as run must have finished.
+    pub fn finish(self) -> Result<(), ReplayMismatch> {
+        for (key, verdict) in &self.signed {
+            if !self.finished.contains(key) && !matches!(verdict, Verdict::NotRun | Verdict::Skip) {
+                return Err(ReplayMismatch {
+                    record: None,
+                    case: Some(format!("{}/{}@{}", key.0, key.1, key.2)),
+                    detail: format!("the statement says {verdict} but the journal never finishes this case"),
+                });
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! No secret is needed: where a device printed one, both the raw events and the
 //! recorded output carry the same redaction marker, so they are compared as they are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::Value;
 
@@ -60,29 +60,89 @@ struct OpenCase<'a> {
 
 /// Replay `records` against the plans and rig they were made from.
 pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed, Disagreement> {
-    let mut params = BTreeMap::new();
-    let mut only_device: Option<String> = None;
-    let mut events: BTreeMap<u64, Event> = BTreeMap::new();
-    let mut finished_cases: Vec<(CaseKey, Verdict)> = Vec::new();
-    let mut open: Option<OpenCase> = None;
-    let mut steps = 0;
-    let mut finished = false;
-    // Per device, where the console output the next console wait may consume begins.
-    let mut console_from: BTreeMap<String, u64> = BTreeMap::new();
-
+    let mut replayer = Replayer::new(plans, rig);
     for record in records {
-        let n = record.n;
-        let entry: JournalEntry = serde_json::from_value(record.entry.clone())
-            .map_err(|e| Disagreement { record: Some(n), case: None, detail: format!("not a journal entry proofrig writes: {e}") })?;
+        let entry: JournalEntry = serde_json::from_value(record.entry.clone()).map_err(|e| not_an_entry(record.n, e))?;
+        replayer.record(record.n, entry)?;
+    }
+    Ok(replayer.finish())
+}
+
+/// Where a record is not a journal entry proofrig writes.
+pub fn not_an_entry(n: u64, why: impl std::fmt::Display) -> Disagreement {
+    Disagreement { record: Some(n), case: None, detail: format!("not a journal entry proofrig writes: {why}") }
+}
+
+/// A replay fed one record at a time, in journal order, so a journal of any size is
+/// replayed while it is read. It keeps only the agent events of the step that is
+/// open (recorded after its StepStarted): the recorder numbers and journals events
+/// under one lock, and the executor takes a step's first sequence number after
+/// journaling StepStarted and its last one before journaling StepFinished, so every
+/// event of a step's range lies between the two. Other events are dropped as they come.
+pub struct Replayer<'a> {
+    plans: &'a [Plan],
+    rig: &'a Rig,
+    params: BTreeMap<String, Value>,
+    only_device: Option<String>,
+    /// Events of the open step, by sequence number.
+    events: BTreeMap<u64, Event>,
+    /// Per device, where the console output the next console wait may consume begins
+    /// (the first record of the last step that consumed or cleared the console).
+    console_from: BTreeMap<String, u64>,
+    /// Per device, console bytes received since then outside the open step: a wait
+    /// may match text that arrived while another step ran (a `Password: ` printed in
+    /// reply to a key sent by the step before). Bounded: a wait only ever matches
+    /// within the expect window, so older bytes can go.
+    console_backlog: BTreeMap<String, Backlog>,
+    finished_cases: Vec<(CaseKey, Verdict)>,
+    open: Option<OpenCase<'a>>,
+    steps: usize,
+    finished: bool,
+}
+
+impl<'a> Replayer<'a> {
+    pub fn new(plans: &'a [Plan], rig: &'a Rig) -> Self {
+        Replayer {
+            plans,
+            rig,
+            params: BTreeMap::new(),
+            only_device: None,
+            events: BTreeMap::new(),
+            console_from: BTreeMap::new(),
+            console_backlog: BTreeMap::new(),
+            finished_cases: Vec::new(),
+            open: None,
+            steps: 0,
+            finished: false,
+        }
+    }
+
+    /// What the records so far recompute to.
+    pub fn finish(self) -> Replayed {
+        let run = Rollup::of(self.finished_cases.iter().map(|(_, v)| *v));
+        Replayed { cases: self.finished_cases, run, steps: self.steps, finished: self.finished }
+    }
+
+    /// The next record, `n`, whose entry is `entry`. The first disagreement is an error;
+    /// feed nothing more after it.
+    pub fn record(&mut self, n: u64, entry: JournalEntry) -> Result<(), Disagreement> {
+        let Replayer { plans, rig, params, only_device, events, console_from, console_backlog, finished_cases, open, steps, finished } = self;
+        let (plans, rig) = (*plans, *rig);
         let label: Option<String> = open.as_ref().map(|c| format!("{} on {}", c.key.case, c.key.device));
         let at = |case: &Option<String>, detail: String| Disagreement { record: Some(n), case: case.clone(), detail };
         match entry {
             JournalEntry::RunStarted { parameters, only_device: only, .. } => {
-                params = parameters;
-                only_device = only;
+                *params = parameters;
+                *only_device = only;
             }
             JournalEntry::Event { event } => {
-                events.insert(event.seq, event);
+                if open.as_ref().is_some_and(|c| c.pending.is_some()) {
+                    events.insert(event.seq, event);
+                } else if let EventKind::Bytes { channel, direction: Direction::In, .. } = &event.kind {
+                    if channel.channel == "console" {
+                        console_backlog.entry(channel.device.clone()).or_default().push(event);
+                    }
+                }
             }
             // An observation beside the verdicts; it decides nothing.
             JournalEntry::DeviceReported { .. } => {}
@@ -93,8 +153,8 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 let plan = plans.iter().find(|p| p.spec.plan == key.plan).ok_or_else(|| at(&None, format!("plan `{}` is not among the bundle's plans", key.plan)))?;
                 let case = plan.spec.cases.iter().find(|c| c.id == key.case).ok_or_else(|| at(&None, format!("plan `{}` has no case `{}`", key.plan, key.case)))?;
                 let device = rig.device(&key.device).map_err(|e| at(&None, e.to_string()))?;
-                let scope = base_scope(plan, &params, &key.device, device);
-                open = Some(OpenCase { key, case, scope, verdicts: Vec::new(), checks_passed: 0, touched: false, stopped: false, next_step: 0, pending: None });
+                let scope = base_scope(plan, params, &key.device, device);
+                *open = Some(OpenCase { key, case, scope, verdicts: Vec::new(), checks_passed: 0, touched: false, stopped: false, next_step: 0, pending: None });
             }
             JournalEntry::StepStarted { key, phase, index, spec, attempt, .. } => {
                 let Some(current) = open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
@@ -114,6 +174,7 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                     return Err(at(&label, format!("step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}", index + 1, step.action())));
                 }
                 current.pending = Some((phase, index, attempt, spec));
+                events.clear();
             }
             JournalEntry::StepFinished { key, phase, index, attempt, verdict, message, output, first_seq, last_seq } => {
                 let Some(current) = open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
@@ -123,24 +184,48 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 }
                 let spec = pending.map(|(_, _, _, s)| s).unwrap_or(Value::Null);
                 let step = step_of(current.case, phase, index).expect("checked at start");
-                // A console wait consumes what arrived since the previous console step
-                // on that device consumed or cleared the console, which can be bytes
-                // recorded while another step ran (a `Password: ` printed in reply
-                // to a key sent by the step before).
-                let from = if is_console_wait(step.action()) { console_from.get(&key.device).copied().unwrap_or(0).min(first_seq) } else { first_seq };
-                let in_range: Vec<&Event> = if from <= last_seq { events.range(from..=last_seq).map(|(_, e)| e).collect() } else { Vec::new() };
-                if consumes_console(step.action()) {
-                    console_from.insert(key.device.clone(), first_seq);
+                let mut in_range: Vec<&Event> = Vec::new();
+                if is_console_wait(step.action()) {
+                    let from = console_from.get(&key.device).copied().unwrap_or(0);
+                    in_range.extend(console_backlog.get(&key.device).into_iter().flat_map(|b| b.events.iter()).filter(|e| e.seq >= from && e.seq < first_seq));
+                }
+                if first_seq <= last_seq {
+                    in_range.extend(events.range(first_seq..=last_seq).map(|(_, e)| e));
                 }
                 if let Err(detail) = matches_raw_events(step.action(), &key.device, &output, &in_range) {
                     return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
+                }
+                if consumes_console(step.action()) {
+                    // A later wait starts from this step: what came before is consumed.
+                    console_from.insert(key.device.clone(), first_seq);
+                    console_backlog.remove(&key.device);
+                }
+                // What this step's console received may still be consumed by a later
+                // wait (a wait stops at its match; the bytes after it stay unread).
+                // Only the newest bytes can matter, so only those are kept.
+                let mut newest: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
+                let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+                for event in events.values().rev() {
+                    if let EventKind::Bytes { channel, direction: Direction::In, data } = &event.kind {
+                        let bytes = counted.entry(channel.device.clone()).or_default();
+                        if channel.channel == "console" && *bytes < CONSOLE_BACKLOG_BYTES {
+                            *bytes += data.len();
+                            newest.entry(channel.device.clone()).or_default().push(event);
+                        }
+                    }
+                }
+                for (device, kept) in newest {
+                    let backlog = console_backlog.entry(device).or_default();
+                    for event in kept.into_iter().rev() {
+                        backlog.push(event.clone());
+                    }
                 }
                 let skip = super::executor::missing_channel(step, &current.scope);
                 if skip.is_some() != output.get("skipped").is_some() {
                     return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
                 }
                 if step.script.is_some() && skip.is_none() {
-                    if let Err(detail) = replay_script(step, &key.device, &current.scope, &output, &events) {
+                    if let Err(detail) = replay_script(step, &key.device, &current.scope, &output, events) {
                         return Err(at(&label, format!("step {} (script): {detail}", index + 1)));
                     }
                 }
@@ -151,7 +236,7 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                         format!("step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")", index + 1, step.action(), judged.verdict, judged.message),
                     ));
                 }
-                steps += 1;
+                *steps += 1;
                 let retried = verdict == Verdict::Infra && attempt <= step.retries;
                 if !retried {
                     current.verdicts.push(verdict);
@@ -206,12 +291,39 @@ pub fn replay(plans: &[Plan], rig: &Rig, records: &[Record]) -> Result<Replayed,
                 if recomputed.verdict != verdict || recomputed != rollup {
                     return Err(at(&None, format!("the run is recorded {verdict} ({}) but its cases give {} ({})", rollup.summary(), recomputed.verdict, recomputed.summary())));
                 }
-                finished = true;
+                *finished = true;
             }
         }
+        Ok(())
     }
-    let run = Rollup::of(finished_cases.iter().map(|(_, v)| *v));
-    Ok(Replayed { cases: finished_cases, run, steps, finished })
+}
+
+/// Console bytes kept per device between console waits (twice the expect window).
+const CONSOLE_BACKLOG_BYTES: usize = 2 * proofrig_agents::expect::DEFAULT_WINDOW;
+
+/// The newest console events of one device, at most about [`CONSOLE_BACKLOG_BYTES`].
+#[derive(Default)]
+struct Backlog {
+    events: VecDeque<Event>,
+    bytes: usize,
+}
+
+impl Backlog {
+    fn push(&mut self, event: Event) {
+        self.bytes += event_len(&event);
+        self.events.push_back(event);
+        while self.bytes > CONSOLE_BACKLOG_BYTES && self.events.len() > 1 {
+            let dropped = self.events.pop_front().as_ref().map_or(0, event_len);
+            self.bytes -= dropped;
+        }
+    }
+}
+
+fn event_len(event: &Event) -> usize {
+    match &event.kind {
+        EventKind::Bytes { data, .. } => data.len(),
+        _ => 0,
+    }
 }
 
 /// A script step: each recorded call agrees with its raw events, and the script fed
@@ -281,10 +393,17 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
             }
         }
         "console_run" | "console_expect" => {
-            let raw = bytes_on(events, device, "console", Direction::In);
             let mut shown = Vec::new();
-            AnsiFilter::new().filter(&raw, &mut shown);
-            let shown = String::from_utf8_lossy(&shown);
+            let mut filter = AnsiFilter::new();
+            for event in events {
+                if let EventKind::Bytes { channel, direction: Direction::In, data } = &event.kind {
+                    if channel.device == device && channel.channel == "console" {
+                        filter.filter(data, &mut shown);
+                    }
+                }
+            }
+            // What the filter gives is UTF-8 (checking that is quicker than repairing).
+            let shown = std::str::from_utf8(&shown).map_or_else(|_| String::from_utf8_lossy(&shown), std::borrow::Cow::Borrowed);
             let claimed = if action == "console_run" { text("output") } else { text("matched_text") };
             if !claimed.trim().is_empty() && !normalize(&shown).contains(&normalize(claimed.trim())) {
                 return Err("the recorded console output does not appear in the console transcript of the step".into());
@@ -346,7 +465,69 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
     Ok(())
 }
 
-/// Line endings and runs of blanks vary between a terminal and a transcript.
+/// Line endings and runs of blanks vary between a terminal and a transcript: `\r` is
+/// dropped, and each run of whitespace becomes one space, none at either end (as
+/// `text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ")`, in one
+/// pass: a step's transcript can be large).
 fn normalize(text: &str) -> String {
-    text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ")
+    // ASCII bytes that belong to a word (not whitespace, not `\r`).
+    const WORD: [bool; 128] = {
+        let mut word = [true; 128];
+        let mut blank = [b'\r', b' ', b'\t', b'\n', 0x0b, 0x0c].as_slice();
+        while let [first, rest @ ..] = blank {
+            word[*first as usize] = false;
+            blank = rest;
+        }
+        word
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    let mut blank = false;
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let word = match byte {
+            b'\r' => {
+                at += 1;
+                continue;
+            }
+            0x00..=0x7f if !WORD[usize::from(byte)] => {
+                blank = true;
+                at += 1;
+                continue;
+            }
+            // A run of other ASCII characters.
+            0x00..=0x7f => at..bytes[at..].iter().position(|&b| b >= 0x80 || !WORD[usize::from(b)]).map_or(bytes.len(), |n| at + n),
+            // A character of 2 to 4 bytes: whitespace too if Unicode says so.
+            _ => {
+                let c = text[at..].chars().next().expect("inside the text");
+                if c.is_whitespace() {
+                    blank = true;
+                    at += c.len_utf8();
+                    continue;
+                }
+                at..at + c.len_utf8()
+            }
+        };
+        if blank && !out.is_empty() {
+            out.push(' ');
+        }
+        blank = false;
+        at = word.end;
+        out.push_str(&text[word]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalizing_in_one_pass_is_dropping_cr_then_joining_the_words() {
+        for text in ["", " ", "\r", "a", " a\r\nb\t\tc ", "x\ry", "\u{a0}é\u{2003}ü\u{85}z\r", "  root@ru1:~# \r\n", "a \r b"] {
+            let slow = text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(normalize(text), slow, "{text:?}");
+        }
+    }
 }
