@@ -244,9 +244,7 @@ impl YamlSource {
         let rest = &self.text[entry.offset.min(self.text.len())..];
         if rest.starts_with('|') || rest.starts_with('>') {
             // Content starts on the first non-blank line after the indicator.
-            let mut line = entry.line;
-            for text_line in rest.split_inclusive('\n').skip(1) {
-                line += 1;
+            for (line, text_line) in (entry.line + 1..).zip(rest.split_inclusive('\n').skip(1)) {
                 if !text_line.trim().is_empty() {
                     let indent = text_line.len() - text_line.trim_start_matches(' ').len();
                     return Some(TextOrigin { line, column: indent + 1, block: true });
