@@ -489,7 +489,7 @@ fn journal_micro() {
     for i in 0..11u8 {
         // Shaped like the sim lab's passwords: lower-case letters first.
         let value = format!("{}{}qmxk-PLMRT-{i:02}734-aB3dE", (b'a' + 2 * i) as char, (b'z' - i) as char);
-        redactor.add(&Secret::new(&format!("file:/secrets/{i}"), &value));
+        redactor.add(&Secret::new(format!("file:/secrets/{i}"), value));
     }
     let mut output = json!({"matched": true, "index": 0, "pattern": CONSOLE_DONE, "matched_text": "\nx\r\nroot@ru1:~# ", "before": "echo x\r"});
     let t = Instant::now();
@@ -520,8 +520,12 @@ fn main() {
             let plan = MIXED.plan(steps);
             for _ in 0..rounds {
                 match only.as_str() {
-                    "executor" => drop(run_executor(&rig, &plan, steps, tmp.path()).await),
-                    "direct" => drop(run_direct(&rig, &MIXED, steps, Recorder::discard(), None).await),
+                    "executor" => {
+                        run_executor(&rig, &plan, steps, tmp.path()).await;
+                    }
+                    "direct" => {
+                        run_direct(&rig, &MIXED, steps, Recorder::discard(), None).await;
+                    }
                     other => panic!("PROOFRIG_BENCH_ONLY={other}: expected executor or direct"),
                 }
             }
