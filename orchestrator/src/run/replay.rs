@@ -185,13 +185,18 @@ impl<'a> Replayer<'a> {
                 let spec = pending.map(|(_, _, _, s)| s).unwrap_or(Value::Null);
                 let step = step_of(current.case, phase, index).expect("checked at start");
                 let mut in_range: Vec<&Event> = Vec::new();
+                let mut from = first_seq;
                 if is_console_wait(step.action()) {
-                    let from = console_from.get(&key.device).copied().unwrap_or(0);
+                    from = console_from.get(&key.device).copied().unwrap_or(0).min(first_seq);
                     in_range.extend(console_backlog.get(&key.device).into_iter().flat_map(|b| b.events.iter()).filter(|e| e.seq >= from && e.seq < first_seq));
                 }
-                if first_seq <= last_seq {
-                    in_range.extend(events.range(first_seq..=last_seq).map(|(_, e)| e));
+                // A pump may journal an event stamped just before the step began right
+                // after StepStarted: it is among this step's events with a smaller number.
+                if from <= last_seq {
+                    in_range.extend(events.range(from..=last_seq).map(|(_, e)| e));
                 }
+                in_range.sort_by_key(|e| e.seq);
+                in_range.dedup_by_key(|e| e.seq);
                 if let Err(detail) = matches_raw_events(step.action(), &key.device, &output, &in_range) {
                     return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
                 }
