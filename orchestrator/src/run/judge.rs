@@ -82,8 +82,10 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         "set" => Judgement::new(Verdict::Pass, "values set", false, false),
         "console_send" => Judgement::new(Verdict::Pass, "sent to the console", false, true),
         "console_expect" => judge_expect(spec, output),
-        "console_login" => judge_login(spec, output, "console login"),
-        "ssh_login" => judge_login(spec, output, "SSH login"),
+        // A console login without `expect` must succeed (it is how a test gets in); an
+        // SSH login without one only records its outcome, for a script to judge.
+        "console_login" => judge_login(spec, output, "console login", Some("accepted")),
+        "ssh_login" => judge_login(spec, output, "SSH login", None),
         "console_run" => judge_status(spec, output, "output", "console command"),
         "ssh_exec" => judge_status(spec, output, "stdout", "SSH command"),
         "ssh_fetch" => Judgement::new(
@@ -159,15 +161,12 @@ fn judge_expect(spec: &Value, output: &Value) -> Judgement {
     }
 }
 
-fn judge_login(spec: &Value, output: &Value, what: &str) -> Judgement {
+fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&str>) -> Judgement {
     let accepted = output["accepted"].as_bool() == Some(true);
     let outcome = if accepted { "accepted" } else { "refused" };
     let user = text(&spec["user"]);
-    // A console login without `expect` must succeed (it is how a test gets in); an SSH
-    // login without one only records its outcome, for a script to judge.
-    let expected = match spec.get("expect").and_then(Value::as_str) {
+    let expected = match spec.get("expect").and_then(Value::as_str).or(unless_said) {
         Some(expected) => expected,
-        None if what == "console login" => "accepted",
         None => return Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}"), false, true),
     };
     if outcome == expected {
