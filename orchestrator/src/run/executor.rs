@@ -408,16 +408,7 @@ async fn run_step(
             (Ok(_), None) if step.script.is_some() => {
                 super::script::perform(agents, recorder, &device, step, scope.clone(), timeout, abort).await
             }
-            (Ok(spec), None) => {
-                let work = agents.perform(&device, step, spec, timeout);
-                tokio::select! {
-                    result = work => match result {
-                        Ok(output) => output,
-                        Err((class, message)) => failure_output(class, &message),
-                    },
-                    _ = wait_for_abort(abort) => failure_output(FailureClass::Aborted, "stopped by the operator"),
-                }
-            }
+            (Ok(spec), None) => perform_or_abort(agents, &device, step, spec, timeout, abort).await,
         };
         // Whatever a device printed of a secret is cut from the output exactly as from
         // the transcript, so the two still agree in replay (see the module doc).
@@ -491,7 +482,29 @@ pub fn missing_channel(step: &Step, scope: &Value) -> Option<Value> {
     (!has).then(|| json!({"skipped": format!("device {} has no {needed}", scope["device"]["name"].as_str().unwrap_or("?"))}))
 }
 
-async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {
+/// Perform a step's action unless the operator aborts first or meanwhile; a failure
+/// or the abort becomes the step's output. Script calls go through here too.
+pub(crate) async fn perform_or_abort(
+    agents: &mut Agents,
+    device: &str,
+    step: &Step,
+    spec: &Value,
+    timeout: Duration,
+    abort: &mut watch::Receiver<bool>,
+) -> Value {
+    if *abort.borrow() {
+        return failure_output(FailureClass::Aborted, "stopped by the operator");
+    }
+    tokio::select! {
+        result = agents.perform(device, step, spec, timeout) => match result {
+            Ok(output) => output,
+            Err((class, message)) => failure_output(class, &message),
+        },
+        _ = wait_for_abort(abort) => failure_output(FailureClass::Aborted, "stopped by the operator"),
+    }
+}
+
+pub(crate) async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {
     while !*abort.borrow() {
         if abort.changed().await.is_err() {
             // Nobody can abort any more: wait forever.

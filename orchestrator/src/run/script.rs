@@ -40,10 +40,12 @@ use crate::verdict::Verdict;
 pub const MAX_OPERATIONS: u64 = 5_000_000;
 
 /// One agent call a script makes: a declarative step's action and its spec.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CallRequest {
     pub action: String,
     pub spec: Value,
+    /// The spec read as a step, as the executor performs it.
+    pub step: Step,
     /// Script line of the call, for the record.
     pub line: usize,
 }
@@ -155,7 +157,7 @@ impl Runner {
                 pos,
             ));
         }
-        let request = CallRequest { action: action.to_string(), spec, line: line_of(pos) };
+        let request = CallRequest { action: action.to_string(), spec, step, line: line_of(pos) };
         let answer = self.caller.borrow_mut().call(&request);
         let (output, first_seq, last_seq) = match answer {
             Answer::Done { output, first_seq, last_seq } => (output, first_seq, last_seq),
@@ -534,16 +536,8 @@ pub async fn perform(
                 }
                 None => return failure_output(FailureClass::Error, "the script's thread ended without a result"),
             },
-            _ = wait_for_abort(abort), if !cancelled => cancel.store(ABORTED, Ordering::Relaxed),
+            _ = super::executor::wait_for_abort(abort), if !cancelled => cancel.store(ABORTED, Ordering::Relaxed),
             _ = tokio::time::sleep_until(deadline), if !cancelled => cancel.store(TIMED_OUT, Ordering::Relaxed),
-        }
-    }
-}
-
-async fn wait_for_abort(abort: &mut tokio::sync::watch::Receiver<bool>) {
-    while !*abort.borrow() {
-        if abort.changed().await.is_err() {
-            std::future::pending::<()>().await;
         }
     }
 }
@@ -557,28 +551,16 @@ async fn call(
     deadline: tokio::time::Instant,
     abort: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Answer {
-    let step: Step = match serde_json::from_value(json!({ request.action.as_str(): request.spec })) {
-        Ok(step) => step,
-        Err(why) => return Answer::Stop(failure_output(FailureClass::Error, &why.to_string())),
-    };
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     let limit = super::actions::default_timeout(&request.action);
     let capped = remaining < limit;
     let first_seq = recorder.next_seq();
-    let mut output = if *abort.borrow() {
-        failure_output(FailureClass::Aborted, "stopped by the operator")
-    } else {
-        tokio::select! {
-            result = agents.perform(device, &step, &request.spec, limit.min(remaining).max(Duration::from_millis(1))) => match result {
-                Ok(output) => output,
-                Err((FailureClass::Infra, _)) if capped && tokio::time::Instant::now() >= deadline => {
-                    failure_output(FailureClass::Error, &format!("the script ran out of time during {}", request.action))
-                }
-                Err((class, message)) => failure_output(class, &message),
-            },
-            _ = wait_for_abort(abort) => failure_output(FailureClass::Aborted, "stopped by the operator"),
-        }
-    };
+    let timeout = limit.min(remaining).max(Duration::from_millis(1));
+    let mut output = super::executor::perform_or_abort(agents, device, &request.step, &request.spec, timeout, abort).await;
+    // A call cut short by the script's own time limit is the script's failure, not the bench's.
+    if capped && output["error"]["class"] == "infra" && tokio::time::Instant::now() >= deadline {
+        output = failure_output(FailureClass::Error, &format!("the script ran out of time during {}", request.action));
+    }
     // Redacted before the script sees it, exactly as a step's output, so replay
     // (which only has the redacted record) feeds the script the same values.
     recorder.redactor().redact_json(&mut output);
