@@ -226,19 +226,12 @@ impl Screen {
     }
 }
 
-#[test]
-fn a_console_session_logs_in_runs_a_command_and_keeps_the_password_out_of_the_transcript() {
-    let device = ScriptedConsole::start(ConsoleScript::default());
-    let password = ConsoleScript::default().password;
-    let dir = tempfile::tempdir().unwrap();
-    let transcripts = dir.path().join("sessions");
-    let rig = write_rig(
-        dir.path(),
-        &format!("rig: console-bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      serial: {{ port: {} }}\n", device.path().display()),
-    );
+/// `proofrig console RIG ru1`, as a person at the bench runs it, logged in as root at
+/// the device's prompts: the process, what it shows, and its keyboard.
+fn console_logged_in_as_root(rig: &Path, transcripts: &Path, password: &str) -> (std::process::Child, Screen, std::process::ChildStdin) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
         .arg("--transcripts")
-        .arg(&transcripts)
+        .arg(transcripts)
         .args(["console", rig.to_str().unwrap(), "ru1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -252,6 +245,20 @@ fn a_console_session_logs_in_runs_a_command_and_keeps_the_password_out_of_the_tr
     screen.wait_for("Password:");
     keyboard.write_all(format!("{password}\n").as_bytes()).unwrap();
     screen.wait_for("# ");
+    (child, screen, keyboard)
+}
+
+#[test]
+fn a_console_session_logs_in_runs_a_command_and_keeps_the_password_out_of_the_transcript() {
+    let device = ScriptedConsole::start(ConsoleScript::default());
+    let password = ConsoleScript::default().password;
+    let dir = tempfile::tempdir().unwrap();
+    let transcripts = dir.path().join("sessions");
+    let rig = write_rig(
+        dir.path(),
+        &format!("rig: console-bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      serial: {{ port: {} }}\n", device.path().display()),
+    );
+    let (mut child, screen, mut keyboard) = console_logged_in_as_root(&rig, &transcripts, &password);
     keyboard.write_all(b"echo proofrig-console-check\n").unwrap();
     // Once echoed as typed, once as the command's output.
     screen.wait_for_times("proofrig-console-check", 2);
@@ -288,22 +295,7 @@ fn a_console_session_records_a_rig_secret_the_device_prints_as_its_marker() {
             device.path().display()
         ),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
-        .arg("--transcripts")
-        .arg(&transcripts)
-        .args(["console", rig.to_str().unwrap(), "ru1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let screen = Screen::watch(child.stdout.take().unwrap());
-    let mut keyboard = child.stdin.take().unwrap();
-    screen.wait_for("login:");
-    keyboard.write_all(b"root\n").unwrap();
-    screen.wait_for("Password:");
-    keyboard.write_all(format!("{password}\n").as_bytes()).unwrap();
-    screen.wait_for("# ");
+    let (mut child, screen, mut keyboard) = console_logged_in_as_root(&rig, &transcripts, &password);
     // The person at the bench types the password where the device echoes it, and the
     // device prints it again: the screen shows it, the transcript must not.
     keyboard.write_all(format!("echo {password}\n").as_bytes()).unwrap();
