@@ -480,7 +480,7 @@ pub fn replay(source: &str, origin: Option<&ScriptOrigin>, variables: &Value, re
 
 /// A script's call on its way from the script's thread to the executor.
 enum Message {
-    Call(CallRequest, tokio::sync::oneshot::Sender<Answer>),
+    Call(Box<CallRequest>, tokio::sync::oneshot::Sender<Answer>),
     Done(Value),
 }
 
@@ -490,7 +490,7 @@ struct ChannelCaller(tokio::sync::mpsc::UnboundedSender<Message>);
 impl Caller for ChannelCaller {
     fn call(&mut self, request: &CallRequest) -> Answer {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if self.0.send(Message::Call(request.clone(), reply)).is_err() {
+        if self.0.send(Message::Call(Box::new(request.clone()), reply)).is_err() {
             return Answer::Stop(failure_output(FailureClass::Error, "the executor stopped answering the script"));
         }
         answer.blocking_recv().unwrap_or_else(|_| Answer::Stop(failure_output(FailureClass::Error, "the executor stopped answering the script")))
