@@ -92,7 +92,7 @@ pub fn cases_of(plan: &Plan, file: &str) -> Vec<CaseInfo> {
 }
 
 fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
-    let steps: Vec<StepNeeds> = case.steps.iter().chain(&case.restore).map(step_needs).collect();
+    let steps: Vec<StepNeeds> = case.steps.iter().chain(&case.restore).map(|step| step_needs(step, &plan.spec.parameters)).collect();
     let mut needs = Needs::default();
     for channel in [DeviceChannel::Console, DeviceChannel::Ssh, DeviceChannel::Power] {
         let using: Vec<&StepNeeds> = steps.iter().filter(|s| s.target.is_none() && s.channels.contains(&channel)).collect();
@@ -104,16 +104,7 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
         steps.iter().flat_map(|s| pick(s).iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
     };
     needs.declared = collect(|s| &s.declared);
-    // A templated secret name (`{secret: "${param.password_secret}"}`) is the parameter's default.
-    needs.secrets = collect(|s| &s.secrets)
-        .into_iter()
-        .map(|name| match name.strip_prefix("${param.").and_then(|rest| rest.strip_suffix('}')) {
-            Some(param) => plan.spec.parameters.get(param).and_then(Value::as_str).map(String::from).unwrap_or(name),
-            None => name,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    needs.secrets = collect(|s| &s.secrets);
     needs.credentials = collect(|s| &s.credentials);
     needs.ssh_password = steps.iter().any(|s| s.ssh_password);
     needs.parameters = collect(|s| &s.parameters)
@@ -153,7 +144,7 @@ fn channel_of(step: &Step) -> Option<DeviceChannel> {
     }
 }
 
-fn step_needs(step: &Step) -> StepNeeds {
+fn step_needs(step: &Step, parameters: &BTreeMap<String, Value>) -> StepNeeds {
     let mut needs = StepNeeds { target: step.device.clone(), only_if: step.if_device_has, ..StepNeeds::default() };
     needs.channels.extend(channel_of(step));
     // Every `${...}` in the action's body (the plan checker holds them to be closed).
@@ -168,7 +159,14 @@ fn step_needs(step: &Step) -> StepNeeds {
     ];
     for credential in credentials.into_iter().flatten() {
         match credential {
-            Credential::Secret(name) => needs.secrets.push(name.clone()),
+            // A templated name (`{secret: "${param.password_secret}"}`) is the parameter's default.
+            Credential::Secret(name) => needs.secrets.push(
+                name.strip_prefix("${param.")
+                    .and_then(|rest| rest.strip_suffix('}'))
+                    .and_then(|param| parameters.get(param)?.as_str())
+                    .unwrap_or(name)
+                    .to_string(),
+            ),
             Credential::Env(var) => needs.credentials.push(format!("env:{var}")),
             Credential::File(path) => needs.credentials.push(format!("file:{}", path.display())),
             Credential::Value(_) => {}
@@ -504,6 +502,19 @@ devices:
 #[cfg(test)]
 mod script_scan_tests {
     use super::*;
+
+    #[test]
+    fn a_templated_secret_name_is_the_parameter_s_default() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans/password-structure.yaml");
+        let plan = Plan::load(&path).unwrap();
+        let info = &cases_of(&plan, "password-structure.yaml")[0];
+        assert_eq!(info.needs.secrets, ["oper_password"]);
+        let rig = Rig::parse("r.yaml", "rig: r\ndevices:\n  d1:\n    role: core\n    ssh: { host: 127.0.0.1, user: oper, password: { env: X }, host_key: \"SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\" }\n", std::path::Path::new(".")).unwrap();
+        match readiness(info, &rig, "d1") {
+            Readiness::Missing { missing } => assert!(missing.contains(&"secret `oper_password`".to_string()), "{missing:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_script_s_channels_secrets_and_parameters_are_found_by_scanning_its_text() {
