@@ -322,6 +322,8 @@ async fn run_direct_journaled(rig: &Rig, plan: &Plan, variant: &Variant, steps: 
     let journal = Arc::new(JournalWriter::create(&path).unwrap());
     let recorder = run_recorder(&journal, rig, std::slice::from_ref(plan));
     let took = run_direct(rig, variant, steps, recorder, step_records.then_some(&*journal)).await.took;
+    // As `execute` does at the end of a run, before anything reads the journal.
+    journal.flush().unwrap();
     read_chain(&path).unwrap().expect("the journal's chain is intact");
     std::fs::remove_file(&path).unwrap();
     took

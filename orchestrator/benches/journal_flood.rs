@@ -192,6 +192,9 @@ fn capture(runtime: &tokio::runtime::Runtime, data: &Arc<Vec<u8>>, paced: bool, 
     let written = writer.join().unwrap();
     // Close before the master goes: the journal ends with ChannelClosed, not a hang-up.
     runtime.block_on(stream.close());
+    if let Some(journal) = &sink.journal {
+        journal.0.flush().expect("the journal is written");
+    }
     let mut state = sink.state.lock().unwrap();
     assert!(finished.is_ok(), "only {} of {} bytes were recorded within {limit:?}", state.in_bytes, data.len());
     assert_eq!(state.in_bytes, data.len(), "more bytes were recorded than written");

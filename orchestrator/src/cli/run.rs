@@ -88,12 +88,15 @@ pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progr
     let recorder = run_recorder(&journal, &setup.rig, &setup.plans);
 
     let (abort_tx, abort_rx) = watch::channel(false);
+    let forced_journal = journal.clone();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("\nproofrig: aborting; the current step stops, restore steps still run (Ctrl-C again to force quit)");
             let _ = abort_tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("proofrig: forced to quit; the bundle is left unsealed (verify reports it incomplete)");
+                // Exiting skips destructors: write what the journal still queues first.
+                let _ = forced_journal.flush();
                 std::process::exit(130);
             }
         }

@@ -213,10 +213,10 @@ impl BundleWriter {
         }
         let journal_path = self.dir.join(JOURNAL);
         let journal_name = journal_path.display().to_string();
+        let (head, records) = self.journal.close();
         if let Some(reason) = self.journal.failure() {
             return Err(BundleError::JournalFailed { path: journal_name, reason });
         }
-        let (head, records) = self.journal.close();
         self.journal.sync()?;
         check_run_finished(&journal_path, records, result.verdict)?;
 

@@ -322,9 +322,9 @@ pub async fn execute(
     let rollup = Rollup::of(cases.iter().map(|c| c.verdict));
     let ended = now();
     write(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: ended.clone(), aborted })?;
-    if let Some(failure) = journal.failure() {
-        return Err(RunError::Journal(failure));
-    }
+    // The run's end is a point where the whole journal must be on file: what follows
+    // (sealing, or an error path that leaves the bundle unsealed) reads it.
+    journal.flush().map_err(|e| RunError::Journal(e.to_string()))?;
     let devices = request
         .rig
         .devices()

@@ -106,5 +106,6 @@ pub fn rewrite(ran: &Ran, mut edit: impl FnMut(&mut Value)) -> Vec<Record> {
         edit(&mut entry);
         journal.append(&entry).unwrap();
     }
+    journal.flush().unwrap();
     read_chain(&path).unwrap().expect("the forger's chain is internally consistent").0
 }
