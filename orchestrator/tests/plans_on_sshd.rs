@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use proofrig::evidence::journal::read_chain;
 use proofrig::evidence::signing;
 use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
 
@@ -176,26 +177,40 @@ cases:
         ssh_exec: { command: "echo restored" }
 "#;
 
-#[test]
-fn ctrl_c_stops_the_step_runs_restore_and_seals_an_aborted_bundle() {
-    let sshd = Sshd::start();
+/// `proofrig run` of `plan_text` on `sshd`, started in the background, with its
+/// output piped; the temporary directory holds the rig, the plan, the lab key
+/// (`lab.key`, `lab.pub`) and the results (`results/`).
+fn spawn_run(sshd: &Sshd, plan_text: &str) -> (std::process::Child, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
-    let rig = rig_for(&sshd, &tmp.path().join("abort"), sshd.user(), sshd.password());
+    let rig = rig_for(sshd, &tmp.path().join("abort"), sshd.user(), sshd.password());
     let plan_path = tmp.path().join("abort.yaml");
-    std::fs::write(&plan_path, ABORTABLE_PLAN).unwrap();
-    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
-    signing::generate(&key, &public).unwrap();
+    std::fs::write(&plan_path, plan_text).unwrap();
+    signing::generate(&tmp.path().join("lab.key"), &tmp.path().join("lab.pub")).unwrap();
     let s = |p: &Path| p.display().to_string();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
-        .args(["run", &s(&plan_path), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&tmp.path().join("results"))])
+        .args(["run", &s(&plan_path), "--rig", &s(&rig), "--key", &s(&tmp.path().join("lab.key"))])
+        .args(["--out", &s(&tmp.path().join("results"))])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    (child, tmp)
+}
+
+fn interrupt(child: &std::process::Child) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_the_step_runs_restore_and_seals_an_aborted_bundle() {
+    let sshd = Sshd::start();
+    let (child, tmp) = spawn_run(&sshd, ABORTABLE_PLAN);
+    let s = |p: &Path| p.display().to_string();
+    let public = tmp.path().join("lab.pub");
     // The first step prints its verdict when done; then the long wait is running.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    interrupt(&child);
     let started = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "Ctrl-C must not wait for the 60 s step");
@@ -211,4 +226,33 @@ fn ctrl_c_stops_the_step_runs_restore_and_seals_an_aborted_bundle() {
     assert_eq!(results["verdict"], "ABORTED");
     let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
     assert_eq!(verified.status.code(), Some(0), "an aborted run is sealed evidence too: {}", all(&verified));
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_and_leaves_an_incomplete_bundle_that_verifies_as_such() {
+    let sshd = Sshd::start();
+    // The restore step waits too, so the second Ctrl-C lands while it runs.
+    let plan_text = ABORTABLE_PLAN.replace("ssh_exec: { command: \"echo restored\" }", "wait: { ms: 60000 }");
+    let (child, tmp) = spawn_run(&sshd, &plan_text);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    interrupt(&child);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    interrupt(&child);
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "a forced quit must not wait for the restore step");
+    assert_eq!(out.status.code(), Some(130), "{}", all(&out));
+    assert!(all(&out).contains("forced to quit; the bundle is left unsealed"), "{}", all(&out));
+
+    let runs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("results")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let bundle = runs[0].display().to_string();
+    let verified = proofrig(&["verify", &bundle, "--key", &tmp.path().join("lab.pub").display().to_string()]);
+    let text = all(&verified);
+    assert_eq!(verified.status.code(), Some(2), "an unsealed bundle is incomplete, not tampered: {text}");
+    assert!(text.to_lowercase().contains("incomplete"), "{text}");
+    // Everything up to the restore step that was running is on file, chained.
+    let (records, _) = read_chain(&runs[0].join("journal.jsonl")).unwrap().expect("the journal's prefix verifies");
+    let last_start = records.iter().rev().find(|r| r.entry["type"] == "step_started").expect("steps were journaled");
+    assert_eq!(last_start.entry["phase"], "restore", "the restore step's start is journaled: {:?}", last_start.entry);
 }
