@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proofrig_agents::events::{EventKind, MemorySink, PowerState, Recorder};
-use proofrig_agents::power::{PowerController, PowerError};
+use proofrig_agents::power::{OutletRef, PowerController, PowerError};
 use proofrig_agents::rig::{OutletId, Rig};
 use proofrig_testpeers::modbus::{CoilOp, ModbusOptions, ModbusServer};
 use proofrig_testpeers::pdudaemon::Pdudaemon;
@@ -415,16 +415,23 @@ async fn modbus_probe_reads_a_coil_without_writing() {
     let board = ModbusServer::start(8);
     board.set_coil(3, true);
     let (power, sink) = controller(&modbus_rig(board.port(), ""));
-    let answer = power.probe("relays").await.unwrap();
+    let answer = power.probe("relays", None).await.unwrap();
     assert!(answer.contains("coil 3 is true") && answer.contains(&board.port().to_string()), "{answer}");
     assert!(board.requests().iter().all(|r| matches!(r.op, CoilOp::Read { .. })));
     assert!(!board.requests().is_empty());
     assert!(power_records(&sink).is_empty(), "a probe switches nothing and is not a power action");
 
-    let err = power.probe("relay").await.unwrap_err();
+    // Probing for a device reads that device's own coil, and says which.
+    let outlet = |id| OutletRef { device: "ru9", pdu: "relays", outlet: id };
+    let answer = power.probe("relays", Some(&outlet(&OutletId::Number(5)))).await.unwrap();
+    assert!(answer.contains("coil 5 is false") && answer.contains("power off"), "{answer}");
+    let err = power.probe("relays", Some(&outlet(&OutletId::Name("a".into())))).await.unwrap_err();
+    assert!(matches!(&err, PowerError::BadOutlet { device, .. } if device == "ru9"), "{err:?}");
+
+    let err = power.probe("relay", None).await.unwrap_err();
     assert!(matches!(&err, PowerError::UnknownPdu { pdu, known, .. } if pdu == "relay" && known == "relays"));
     drop(board);
-    assert!(matches!(power.probe("relays").await.unwrap_err(), PowerError::Unreachable { .. }));
+    assert!(matches!(power.probe("relays", None).await.unwrap_err(), PowerError::Unreachable { .. }));
 }
 
 #[tokio::test]
@@ -463,7 +470,7 @@ async fn pdudaemon_on_off_reboot_reach_the_driver_and_status_is_unknown() {
     let daemon = Pdudaemon::start("lab-pdu");
     let (power, sink) = controller(&pdudaemon_rig(&daemon, "lab-pdu"));
 
-    let probe = power.probe("lab").await.unwrap();
+    let probe = power.probe("lab", None).await.unwrap();
     assert!(probe.contains("pdudaemon") && probe.contains("aiohttp"), "{probe}");
     assert!(daemon.driver_calls().is_empty(), "a probe must not switch anything");
 
@@ -531,7 +538,7 @@ async fn probing_a_web_server_that_is_not_pdudaemon_is_an_unexpected_reply() {
         "1",
     );
     let (power, _) = controller(&text);
-    let err = power.probe("p").await.unwrap_err();
+    let err = power.probe("p", None).await.unwrap_err();
     match &err {
         PowerError::UnexpectedReply { pdu, reason, .. } => {
             assert_eq!(pdu, "p");
@@ -597,7 +604,7 @@ async fn command_pdu_switches_through_scripts_and_reads_status_back() {
         ]
     );
     assert_eq!(power_records(&sink)[0].outlet, "relay-2");
-    assert!(power.probe("usb").await.unwrap().contains("relay-2: off"));
+    assert!(power.probe("usb", None).await.unwrap().contains("relay-2: off"));
 }
 
 #[tokio::test]
@@ -608,7 +615,7 @@ async fn command_pdu_without_status_reports_unknown_and_cannot_be_probed() {
     assert_eq!(power.on("ru1").await.unwrap(), PowerState::Unknown);
     assert_eq!(std::fs::read_to_string(dir.path().join("s")).unwrap(), "on\n");
     assert_eq!(power.status("ru1").await.unwrap(), PowerState::Unknown);
-    assert!(matches!(power.probe("usb").await.unwrap_err(), PowerError::NothingToProbe { .. }));
+    assert!(matches!(power.probe("usb", None).await.unwrap_err(), PowerError::NothingToProbe { .. }));
     assert_eq!(
         outline(&sink),
         vec![

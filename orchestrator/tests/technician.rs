@@ -398,6 +398,13 @@ fn sim_serves_a_lab_that_probe_and_run_use_and_stops_cleanly_on_ctrl_c() {
             );
         }
     }
+    // Each device's power row reads that device's own coil, not one coil for all.
+    let coils: std::collections::BTreeSet<&str> = table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("power"))
+        .map(|l| l.split("coil ").nth(1).and_then(|c| c.split_whitespace().next()).unwrap_or_else(|| panic!("no coil named: {l}")))
+        .collect();
+    assert_eq!(coils.len(), 4, "one coil per device:\n{table}");
 
     // The README's worked example runs on it: the hardened devices pass, the weak fail,
     // and the bundle verifies.

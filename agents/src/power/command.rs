@@ -237,7 +237,7 @@ impl PowerBackend for CommandBackend {
         }
     }
 
-    async fn probe(&self) -> Result<String, PowerError> {
+    async fn probe(&self, outlet: Option<&OutletRef<'_>>) -> Result<String, PowerError> {
         let Some(template) = &self.config.status else {
             return Err(PowerError::NothingToProbe {
                 pdu: self.pdu.clone(),
@@ -246,15 +246,22 @@ impl PowerBackend for CommandBackend {
                     .into(),
             });
         };
-        let Some(outlet_id) = &self.probe_outlet else {
-            return Err(PowerError::NothingToProbe {
-                pdu: self.pdu.clone(),
-                reason: "no device in the rig uses it, so there is no outlet to ask about".into(),
-            });
+        let first;
+        let outlet = match (outlet, &self.probe_outlet) {
+            (Some(outlet), _) => outlet,
+            (None, Some(outlet_id)) => {
+                first = OutletRef { device: "(probe)", pdu: &self.pdu, outlet: outlet_id };
+                &first
+            }
+            (None, None) => {
+                return Err(PowerError::NothingToProbe {
+                    pdu: self.pdu.clone(),
+                    reason: "no device in the rig uses it, so there is no outlet to ask about".into(),
+                })
+            }
         };
-        let outlet = OutletRef { device: "(probe)", pdu: &self.pdu, outlet: outlet_id };
-        let state = self.ask_status(template, &outlet, self.deadline()).await?;
-        Ok(format!("status command `{}` answered for outlet {outlet_id}: {state}", self.expand(template, &outlet)?))
+        let state = self.ask_status(template, outlet, self.deadline()).await?;
+        Ok(format!("status command `{}` answered for outlet {}: {state}", self.expand(template, outlet)?, outlet.outlet))
     }
 }
 

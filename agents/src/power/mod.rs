@@ -142,8 +142,10 @@ pub trait PowerBackend: Send + Sync {
     /// The outlet's current state; [`PowerState::Unknown`] if the PDU cannot tell.
     fn status(&self, outlet: &OutletRef<'_>) -> impl Future<Output = Result<PowerState, PowerError>> + Send;
 
-    /// Prove the PDU answers without switching anything; returns what answered.
-    fn probe(&self) -> impl Future<Output = Result<String, PowerError>> + Send;
+    /// Prove the PDU answers without switching anything; returns what answered. Where
+    /// the protocol can read one outlet, it reads `outlet` (a device's), else the
+    /// first outlet the rig uses.
+    fn probe(&self, outlet: Option<&OutletRef<'_>>) -> impl Future<Output = Result<String, PowerError>> + Send;
 }
 
 /// The backend of one PDU, whichever protocol it speaks.
@@ -194,11 +196,11 @@ impl PowerBackend for Backend {
         }
     }
 
-    async fn probe(&self) -> Result<String, PowerError> {
+    async fn probe(&self, outlet: Option<&OutletRef<'_>>) -> Result<String, PowerError> {
         match self {
-            Backend::Modbus(b) => b.probe().await,
-            Backend::Pdudaemon(b) => b.probe().await,
-            Backend::Command(b) => b.probe().await,
+            Backend::Modbus(b) => b.probe(outlet).await,
+            Backend::Pdudaemon(b) => b.probe(outlet).await,
+            Backend::Command(b) => b.probe(outlet).await,
         }
     }
 }
@@ -329,17 +331,18 @@ impl PowerController {
         result
     }
 
-    /// Check that a PDU answers, without switching anything; returns what answered.
-    /// A command PDU without a status command has nothing to ask
-    /// ([`PowerError::NothingToProbe`]); callers may show that as "skipped".
-    pub async fn probe(&self, pdu: &str) -> Result<String, PowerError> {
+    /// Check that a PDU answers, without switching anything; returns what answered,
+    /// about `outlet` where the protocol reads outlets one by one (see
+    /// [`PowerBackend::probe`]). A command PDU without a status command has nothing to
+    /// ask ([`PowerError::NothingToProbe`]); callers may show that as "skipped".
+    pub async fn probe(&self, pdu: &str, outlet: Option<&OutletRef<'_>>) -> Result<String, PowerError> {
         let slot = self.inner.pdus.get(pdu).ok_or_else(|| PowerError::UnknownPdu {
             rig: self.inner.rig.name().to_string(),
             pdu: pdu.to_string(),
             known: self.inner.pdus.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
         let _turn = slot.lock.lock().await;
-        slot.backend.probe().await
+        slot.backend.probe(outlet).await
     }
 
     /// Names of the PDUs this controller drives.

@@ -264,8 +264,11 @@ impl PowerBackend for ModbusBackend {
         Ok(self.state_of(read))
     }
 
-    async fn probe(&self) -> Result<String, PowerError> {
-        let coil = self.probe_coil;
+    async fn probe(&self, outlet: Option<&OutletRef<'_>>) -> Result<String, PowerError> {
+        let coil = match outlet {
+            Some(outlet) => self.coil_of(outlet)?,
+            None => self.probe_coil,
+        };
         let read = self
             .run(Exchange::Read { coil })
             .await

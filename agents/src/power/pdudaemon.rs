@@ -150,7 +150,7 @@ impl PowerBackend for PdudaemonBackend {
         Ok(PowerState::Unknown)
     }
 
-    async fn probe(&self) -> Result<String, PowerError> {
+    async fn probe(&self, _outlet: Option<&OutletRef<'_>>) -> Result<String, PowerError> {
         // pdudaemon has no read-only call. A control request without hostname and
         // port is refused before any driver runs, and the refusal is pdudaemon's own.
         let started = Instant::now();

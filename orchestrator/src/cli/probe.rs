@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use proofrig_agents::events::Recorder;
-use proofrig_agents::power::{PowerController, PowerError};
+use proofrig_agents::power::{OutletRef, PowerController, PowerError};
 use proofrig_agents::rig::{Device, Rig};
 use proofrig_agents::serial::open_console;
 use proofrig_agents::ssh::SshSession;
@@ -98,7 +98,8 @@ async fn probe_device(name: String, device: Device, power: PowerController, reco
     if let Some(outlet) = &device.power {
         let outcome = async {
             // First: does the PDU answer at all (without switching anything)?
-            let answered = match power.probe(&outlet.pdu).await {
+            let own = OutletRef { device: &name, pdu: &outlet.pdu, outlet: &outlet.outlet };
+            let answered = match power.probe(&outlet.pdu, Some(&own)).await {
                 Ok(what) => what,
                 Err(PowerError::NothingToProbe { reason, .. }) => return Err(Unknown(reason)),
                 Err(err) => return Err(Down(err.to_string())),
