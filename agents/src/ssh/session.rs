@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::connect::{open_session, Target};
 use super::error::SshError;
-use super::wire::{Wire, WireError};
+use super::wire::{Queued, Wire, WireError};
 use super::{ConnectOptions, ExecOutput, NegotiatedAlgorithms, ShellOptions};
 use crate::channel::ByteStream;
 use crate::events::{ChannelId, Direction, EventKind, Recorder};
@@ -381,6 +381,7 @@ impl Worker {
         let mut output = ExecOutput::default();
         let mut stderr = channel.stderr();
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut queued = Queued::default();
         let finished = loop {
             let progress =
                 drain(&self.wire, &mut channel, &mut buf, &mut output.stdout, &self.recorder, &stdout_channel)
@@ -391,7 +392,9 @@ impl Worker {
             match progress {
                 Err(e) => break Err(e),
                 Ok(_) if channel.eof() => break Ok(()),
-                Ok(true) => continue,
+                Ok(true) => queued.read_some(),
+                // Reading stderr may have taken in stdout that arrived meanwhile.
+                Ok(false) if queued.arrived(&channel) => {}
                 Ok(false) => {
                     if let Err(e) = self.wire.wait(deadline) {
                         break Err(e);

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::connect::{open_session, Target};
 use super::error::SshError;
-use super::wire::{is_eagain, poll_timeout, Wire, WireError};
+use super::wire::{is_eagain, poll_timeout, Queued, Wire, WireError};
 use super::ShellOptions;
 use crate::channel::{ByteStream, ChannelError, Feed, WriteRequest, DEFAULT_FEED_CAPACITY};
 use crate::events::{ChannelId, Direction, EventKind, Recorder};
@@ -176,6 +176,7 @@ impl Pump {
         let mut writer_gone = false;
         let mut stderr = shell.stderr();
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut queued = Queued::default();
         // Once every writer is gone the wake socket reads as EOF forever; stop polling it.
         let mut wake_open = true;
         // open_session configured the interval; the pump only has to send them.
@@ -198,10 +199,15 @@ impl Pump {
                 }
             }
 
+            let mut read_some = false;
             for source in [&mut *shell as &mut dyn Read, &mut stderr] {
-                if let Err(e) = self.read_available(wire, source, &mut buf) {
-                    return fail(&mut pending, e.to_string());
+                match self.read_available(wire, source, &mut buf) {
+                    Ok(read) => read_some |= read,
+                    Err(e) => return fail(&mut pending, e.to_string()),
                 }
+            }
+            if read_some {
+                queued.read_some();
             }
 
             while let Some(front) = pending.front_mut() {
@@ -243,6 +249,11 @@ impl Pump {
                     Err(e) => return fail(&mut pending, format!("keepalive failed: {}", e.message())),
                 }
             }
+            // Reading stderr, or writing, may have taken in output that arrived since
+            // stdout was read; poll(2) would not see it on the socket.
+            if queued.arrived(shell) {
+                continue;
+            }
             let mut socket_events = PollFlags::POLLIN;
             if wire.wanted_events().contains(PollFlags::POLLOUT) {
                 socket_events |= PollFlags::POLLOUT;
@@ -264,16 +275,19 @@ impl Pump {
         }
     }
 
-    /// Read, record and hand over everything the shell has sent so far.
-    fn read_available(&self, wire: &Wire, source: &mut dyn Read, buf: &mut [u8]) -> Result<(), WireError> {
+    /// Read, record and hand over everything the shell has sent so far; returns whether
+    /// there was anything.
+    fn read_available(&self, wire: &Wire, source: &mut dyn Read, buf: &mut [u8]) -> Result<bool, WireError> {
+        let mut read_some = false;
         loop {
             match source.read(buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(read_some),
                 Ok(n) => {
                     self.recorder.bytes(&self.channel, Direction::In, &buf[..n]);
                     self.feed.push(&buf[..n]);
+                    read_some = true;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(read_some),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(wire.io_failure(e)),
             }

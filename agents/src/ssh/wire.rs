@@ -171,6 +171,39 @@ impl Wire {
     }
 }
 
+/// Whether data for a channel has arrived inside libssh2 while the socket looks idle.
+///
+/// A libssh2 read takes in everything the socket holds, for every channel and stream,
+/// and queues what it was not asked for. Reading a command's stderr can so take in the
+/// stdout (and the EOF and close after it) that arrived a moment after stdout was read:
+/// the socket is then empty, poll(2) sleeps through output that is already here, and
+/// the command "finishes" only at its deadline (in `proofrig run`, 30 s for an `echo`;
+/// channel writes drain the socket the same way). So a reader that read nothing asks
+/// this before sleeping, and reads again when the queue has grown. Grown, not non-empty:
+/// data on a stream nobody reads (an extended-data type other than stderr) stays
+/// queued for good, and must not keep the reader from sleeping.
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    /// What was queued after the last pass that read nothing.
+    unread: u32,
+}
+
+impl Queued {
+    /// A pass read something: whatever is queued now may yet be read.
+    pub fn read_some(&mut self) {
+        self.unread = 0;
+    }
+
+    /// A pass read nothing: true when data for `channel` reached libssh2's queue since
+    /// the last such pass, so the caller must read again rather than wait on the socket.
+    pub fn arrived(&mut self, channel: &ssh2::Channel) -> bool {
+        let queued = channel.read_window().available;
+        let arrived = queued > self.unread;
+        self.unread = queued;
+        arrived
+    }
+}
+
 impl Drop for Wire {
     fn drop(&mut self) {
         // libssh2_session_free must close any channel still open, which in non-blocking

@@ -1,0 +1,73 @@
+//! proofrig's own SSH agent against the simulated lab: a command that finishes at
+//! once must be reported at once, not when its deadline passes.
+//!
+//! The agent once slept through a command's output and end: reading its stderr took
+//! in the stdout and EOF that had just arrived, and the agent then waited on the empty
+//! socket until the command's deadline (30 s in a plan), after which the command
+//! "succeeded". It hit about one command in a few thousand, depending on timing, so the
+//! test runs many quick commands over parallel sessions (which makes that timing far
+//! more likely than one session does) and fails at the first one that hangs.
+
+use std::time::{Duration, Instant};
+
+use proofrig_agents::events::Recorder;
+use proofrig_agents::rig::Rig;
+use proofrig_agents::ssh::SshSession;
+use proofrig_simlab::{SimLab, SimLabConfig};
+
+/// What a plan step gives a command by default.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// A hang guard, not a measurement: `echo` on the sim takes about a millisecond.
+const PROMPT: Duration = Duration::from_secs(5);
+const SESSIONS_PER_DEVICE: usize = 3;
+const COMMANDS_PER_SESSION: usize = 2000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_commands_return_promptly_not_at_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = SimLab::start(SimLabConfig::fast().on_random_addresses().unwrap())
+        .await
+        .unwrap();
+    let rig = Rig::load(&lab.write_rig(dir.path()).unwrap()).unwrap();
+
+    let mut sessions = Vec::new();
+    for (name, device) in rig.devices() {
+        let endpoint = device.ssh.clone().expect("every sim device has SSH");
+        for _ in 0..SESSIONS_PER_DEVICE {
+            let name = name.to_string();
+            let endpoint = endpoint.clone();
+            sessions.push(tokio::spawn(async move {
+                let session = SshSession::connect(&name, &endpoint, Recorder::discard())
+                    .await
+                    .expect("SSH connect");
+                for run in 0..COMMANDS_PER_SESSION {
+                    let started = Instant::now();
+                    let Ok(out) =
+                        tokio::time::timeout(PROMPT, session.exec("echo x", COMMAND_TIMEOUT)).await
+                    else {
+                        panic!(
+                            "{name}: `echo x` (run {run}) had not returned after {PROMPT:?}; \
+                             the agent waits for its {COMMAND_TIMEOUT:?} deadline"
+                        )
+                    };
+                    let out = out.expect("exec");
+                    assert_eq!(
+                        (out.stdout.as_slice(), out.exit_status),
+                        (&b"x\n"[..], Some(0)),
+                        "{name}: run {run} after {:?}",
+                        started.elapsed()
+                    );
+                }
+                tokio::time::timeout(PROMPT, session.close())
+                    .await
+                    .unwrap_or_else(|_| panic!("{name}: closing the session hung"));
+            }));
+        }
+    }
+    for session in sessions {
+        if let Err(e) = session.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    lab.stop().await;
+}
