@@ -150,6 +150,38 @@ pub enum EventEntry<'a> {
     Event { event: &'a Event },
 }
 
+/// [`JournalEntry::StepStarted`] and [`JournalEntry::StepFinished`], borrowing their
+/// fields: the executor writes two of these per step, and building the owned entries
+/// meant copying the case key, the spec and the output only to serialize and drop
+/// them. Serializes to the same bytes as the owned entry (same field order, same
+/// flattened key).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepEntry<'a> {
+    StepStarted {
+        #[serde(flatten)]
+        key: &'a CaseKey,
+        phase: Phase,
+        index: usize,
+        action: &'a str,
+        label: &'a str,
+        spec: &'a serde_json::Value,
+        attempt: u32,
+    },
+    StepFinished {
+        #[serde(flatten)]
+        key: &'a CaseKey,
+        phase: Phase,
+        index: usize,
+        attempt: u32,
+        verdict: Verdict,
+        message: &'a str,
+        output: &'a serde_json::Value,
+        first_seq: u64,
+        last_seq: u64,
+    },
+}
+
 /// A step as reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
@@ -225,6 +257,56 @@ mod tests {
             serde_json::to_string(&EventEntry::Event { event: &event }).unwrap(),
             serde_json::to_string(&JournalEntry::Event { event: event.clone() }).unwrap()
         );
+    }
+
+    #[test]
+    fn borrowed_step_entries_are_the_same_json_as_the_owned_ones() {
+        let key = CaseKey { plan: "p\"lan".into(), case: "TC_\u{e9}".into(), device: "ru1".into() };
+        let spec = serde_json::json!({"command": "echo \"x\"\n", "expect_status": 0, "stdin": {"secret": "pw"}});
+        let output = serde_json::json!({"stdout": "x\r\n\u{1}", "stderr": "", "exit_status": 0, "exit_signal": null});
+        for (phase, attempt, verdict) in [(Phase::Steps, 1, Verdict::Pass), (Phase::Restore, 3, Verdict::Infra)] {
+            assert_eq!(
+                serde_json::to_string(&StepEntry::StepStarted { key: &key, phase, index: 7, action: "ssh_exec", label: "run `x`", spec: &spec, attempt })
+                    .unwrap(),
+                serde_json::to_string(&JournalEntry::StepStarted {
+                    key: key.clone(),
+                    phase,
+                    index: 7,
+                    action: "ssh_exec".into(),
+                    label: "run `x`".into(),
+                    spec: spec.clone(),
+                    attempt,
+                })
+                .unwrap()
+            );
+            let message = "SSH command `echo \"x\"` exited 0, as required";
+            assert_eq!(
+                serde_json::to_string(&StepEntry::StepFinished {
+                    key: &key,
+                    phase,
+                    index: 7,
+                    attempt,
+                    verdict,
+                    message,
+                    output: &output,
+                    first_seq: 12,
+                    last_seq: 11,
+                })
+                .unwrap(),
+                serde_json::to_string(&JournalEntry::StepFinished {
+                    key: key.clone(),
+                    phase,
+                    index: 7,
+                    attempt,
+                    verdict,
+                    message: message.into(),
+                    output: output.clone(),
+                    first_seq: 12,
+                    last_seq: 11,
+                })
+                .unwrap()
+            );
+        }
     }
 
     #[test]

@@ -244,7 +244,18 @@ pub const ACTIONS: &[&str] = &[
 impl Step {
     /// The action keys present on this step (exactly one when valid).
     pub fn actions(&self) -> Vec<&'static str> {
-        let present = [
+        ACTIONS.iter().zip(self.present()).filter(|(_, p)| *p).map(|(a, _)| *a).collect()
+    }
+
+    /// The single action key, once validated. Asked several times per step run, so it
+    /// finds the key without collecting them all.
+    pub fn action(&self) -> &'static str {
+        ACTIONS.iter().zip(self.present()).find(|(_, p)| *p).map_or("?", |(a, _)| *a)
+    }
+
+    /// Which of [`ACTIONS`] this step carries, in that order.
+    fn present(&self) -> [bool; 15] {
+        [
             self.power.is_some(),
             self.wait.is_some(),
             self.console_send.is_some(),
@@ -260,13 +271,7 @@ impl Step {
             self.set.is_some(),
             self.assert.is_some(),
             self.script.is_some(),
-        ];
-        ACTIONS.iter().zip(present).filter(|(_, p)| *p).map(|(a, _)| *a).collect()
-    }
-
-    /// The single action key, once validated.
-    pub fn action(&self) -> &'static str {
-        self.actions().first().copied().unwrap_or("?")
+        ]
     }
 
     /// A short label for progress output and reports.

@@ -31,7 +31,7 @@ use super::judge::{failure_output, judge, FailureClass};
 use super::progress::Progress;
 use crate::evidence::bundle::InputRefs;
 use crate::evidence::journal::JournalWriter;
-use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventEntry, JournalEntry, Phase, RunResult, StepResult};
+use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventEntry, JournalEntry, Phase, RunResult, StepEntry, StepResult};
 use crate::plan::{Case, Credential, OnFailure, Plan, Step};
 use crate::verdict::{case_verdict, Rollup, Verdict};
 
@@ -268,7 +268,7 @@ pub async fn execute(
                     run.verdicts.push(Verdict::NotRun);
                     continue;
                 }
-                let verdict = run_step(&key, Phase::Steps, index, step, &mut scope, &mut agents, &recorder, &write, progress, &mut run, &mut abort).await?;
+                let verdict = run_step(&key, Phase::Steps, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut abort).await?;
                 if verdict == Verdict::Aborted {
                     aborted = true;
                 }
@@ -278,7 +278,7 @@ pub async fn execute(
             let restore_abort = watch::channel(false).1;
             for (index, step) in sel.case.restore.iter().enumerate() {
                 let mut never = restore_abort.clone();
-                run_step(&key, Phase::Restore, index, step, &mut scope, &mut agents, &recorder, &write, progress, &mut run, &mut never).await?;
+                run_step(&key, Phase::Restore, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut never).await?;
             }
             aborted |= *abort.borrow();
         }
@@ -379,36 +379,33 @@ async fn run_step(
     scope: &mut Value,
     agents: &mut Agents,
     recorder: &Recorder,
-    write: &impl Fn(&JournalEntry) -> Result<u64, RunError>,
+    journal: &JournalWriter,
     progress: &mut dyn Progress,
     run: &mut CaseRun,
     abort: &mut watch::Receiver<bool>,
 ) -> Result<Verdict, RunError> {
+    // The step records are written from borrowed fields (`StepEntry`): copying the
+    // key, spec and output into owned entries only to serialize and drop them was a
+    // large part of the executor's own work on a quick step.
+    let write = |entry: &StepEntry| journal.append(entry).map_err(|e| RunError::Journal(e.to_string()));
     let action = step.action();
-    let device = step.device.clone().unwrap_or_else(|| key.device.clone());
+    let label = step.label();
+    let device = step.device.as_deref().unwrap_or(&key.device);
     let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or_else(|| default_timeout(action));
     let resolved = Agents::resolve(step, scope);
+    let spec = resolved.as_ref().unwrap_or(&Value::Null);
     let mut attempt = 1;
     loop {
         let started = Instant::now();
-        let spec = resolved.as_ref().cloned().unwrap_or(Value::Null);
-        write(&JournalEntry::StepStarted {
-            key: key.clone(),
-            phase,
-            index,
-            action: action.to_string(),
-            label: step.label(),
-            spec: spec.clone(),
-            attempt,
-        })?;
+        write(&StepEntry::StepStarted { key, phase, index, action, label: &label, spec, attempt })?;
         let first_seq = recorder.next_seq();
         let mut output = match (&resolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,
             (Err(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
             (Ok(_), None) if step.script.is_some() => {
-                super::script::perform(agents, recorder, &device, step, scope.clone(), timeout, abort).await
+                super::script::perform(agents, recorder, device, step, scope.clone(), timeout, abort).await
             }
-            (Ok(spec), None) => perform_or_abort(agents, &device, step, spec, timeout, abort).await,
+            (Ok(spec), None) => perform_or_abort(agents, device, step, spec, timeout, abort).await,
         };
         // Whatever a device printed of a secret is cut from the output exactly as from
         // the transcript, so the two still agree in replay (see the module doc).
@@ -416,20 +413,20 @@ async fn run_step(
         // Bytes the redactor still holds back arrived during this step: record them now,
         // inside the step's range.
         let last_seq = recorder.flush_held_bytes().saturating_sub(1);
-        let judgement = judge(action, &spec, &output);
-        let record = write(&JournalEntry::StepFinished {
-                key: key.clone(),
-                phase,
-                index,
-                attempt,
-                verdict: judgement.verdict,
-                message: judgement.message.clone(),
-                output: output.clone(),
-                first_seq,
-                last_seq,
-            })?;
+        let judgement = judge(action, spec, &output);
+        let record = write(&StepEntry::StepFinished {
+            key,
+            phase,
+            index,
+            attempt,
+            verdict: judgement.verdict,
+            message: &judgement.message,
+            output: &output,
+            first_seq,
+            last_seq,
+        })?;
         let retry = judgement.verdict == Verdict::Infra && attempt <= step.retries;
-        progress.step_finished(phase, index, &step.label(), judgement.verdict, &judgement.message, started.elapsed(), retry);
+        progress.step_finished(phase, index, &label, judgement.verdict, &judgement.message, started.elapsed(), retry);
         if retry {
             attempt += 1;
             // A bench fault (a device still booting, a PDU busy) needs a moment to
@@ -440,16 +437,10 @@ async fn run_step(
             }
             continue;
         }
-        run.steps.push(StepResult {
-            phase,
-            index,
-            label: step.label(),
-            action: action.to_string(),
-            verdict: judgement.verdict,
-            message: judgement.message.clone(),
-            record,
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if let Ok(spec) = &resolved {
+            absorb(scope, step, spec, &output);
+        }
         run.verdicts.push(judgement.verdict);
         if judgement.check_passed {
             run.checks_passed += 1;
@@ -465,11 +456,18 @@ async fn run_step(
                 Some((v, _, _)) => judgement.verdict < *v || (judgement.verdict == *v && judgement.check_passed && *v == Verdict::Pass),
             };
         if replace {
-            run.decisive = Some((judgement.verdict, judgement.message.clone(), output.clone()));
+            run.decisive = Some((judgement.verdict, judgement.message.clone(), output));
         }
-        if let Ok(spec) = &resolved {
-            absorb(scope, step, spec, &output);
-        }
+        run.steps.push(StepResult {
+            phase,
+            index,
+            label,
+            action: action.to_string(),
+            verdict: judgement.verdict,
+            message: judgement.message,
+            record,
+            duration_ms,
+        });
         return Ok(judgement.verdict);
     }
 }
