@@ -34,6 +34,10 @@ pub const WRITE_AT: usize = 256 * 1024;
 /// Queued bytes at which an appender writes the queue itself, so a disk slower than
 /// the devices holds the run back instead of growing memory.
 const QUEUE_LIMIT: usize = 8 * 1024 * 1024;
+/// Rounds of [`WRITE_DELAY`] with nothing to write after which the writer thread
+/// sleeps until woken, rather than looking every few milliseconds through a long
+/// device wait.
+const IDLE_ROUNDS: u32 = 50;
 
 /// The `prev` of record 0: the hash of a fixed label, so an empty prefix is recognisable.
 pub fn genesis() -> [u8; 32] {
@@ -67,6 +71,10 @@ struct Queue {
     closed: bool,
     /// Set when the writer is dropped: the writer thread writes what is left and ends.
     stopping: bool,
+    /// The writer thread sleeps until woken (the journal has been idle a while); while
+    /// it is not, it looks at the queue every [`WRITE_DELAY`] by itself, so appending
+    /// costs no wake-up (a futex call, and on 2 cores often a context switch).
+    writer_asleep: bool,
 }
 
 /// The file side, locked while a batch is written, so batches reach the file in order.
@@ -79,8 +87,8 @@ struct Output {
 struct Shared {
     path: String,
     queue: Mutex<Queue>,
-    /// Wakes the writer thread: the queue became non-empty, grew past [`WRITE_AT`], or
-    /// the writer is stopping.
+    /// Wakes the writer thread: the queue became non-empty while it was asleep, grew
+    /// past [`WRITE_AT`], or the writer is stopping.
     wake: Condvar,
     output: Mutex<Output>,
 }
@@ -118,21 +126,33 @@ impl Shared {
         })
     }
 
-    /// The writer thread: sleeps until something is queued, lets a few milliseconds'
-    /// records gather, writes them in one `write(2)`.
+    /// The writer thread: every [`WRITE_DELAY`], writes what was queued meanwhile in one
+    /// `write(2)`; after [`IDLE_ROUNDS`] rounds with nothing queued, sleeps until an
+    /// append wakes it.
     fn write_loop(&self) {
+        let mut idle_rounds = 0;
         loop {
             let mut queue = lock(&self.queue);
-            while queue.lines.is_empty() && !queue.stopping {
-                queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
-            }
-            if queue.lines.is_empty() {
-                return;
+            if queue.lines.is_empty() && !queue.stopping && idle_rounds >= IDLE_ROUNDS {
+                queue.writer_asleep = true;
+                while queue.writer_asleep && !queue.stopping {
+                    queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+                idle_rounds = 0;
             }
             if !queue.stopping && queue.lines.len() < WRITE_AT {
                 queue = self.wake.wait_timeout(queue, WRITE_DELAY).unwrap_or_else(|p| p.into_inner()).0;
             }
+            let (stopping, empty) = (queue.stopping, queue.lines.is_empty());
             drop(queue);
+            if empty {
+                if stopping {
+                    return;
+                }
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
             // A failure is kept in the queue, where appends and `failure` report it.
             let _ = self.write_queued();
         }
@@ -167,6 +187,7 @@ impl JournalWriter {
                 failed: None,
                 closed: false,
                 stopping: false,
+                writer_asleep: false,
             }),
             wake: Condvar::new(),
             output: Mutex::new(Output { file, spare: Vec::with_capacity(64 * 1024) }),
@@ -189,7 +210,25 @@ impl JournalWriter {
     /// lock (agents' pumps and the executor append concurrently); numbering and
     /// hashing happen under it, so the queue's order is the chain order.
     pub fn append<T: Serialize + ?Sized>(&self, entry: &T) -> Result<u64, JournalError> {
-        let body = serde_json::to_vec(entry)?;
+        thread_local! {
+            // Reused per thread: a fresh Vec regrew several times for every record.
+            static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BODY.with(|body| {
+            let mut body = body.borrow_mut();
+            body.clear();
+            serde_json::to_writer(&mut *body, entry)?;
+            let appended = self.append_body(&body);
+            if body.capacity() > 1 << 20 {
+                // A rare huge record (a fetched file's listing) must not stay allocated.
+                *body = Vec::new();
+            }
+            appended
+        })
+    }
+
+    /// [`append`](Self::append) of an entry already serialized.
+    fn append_body(&self, body: &[u8]) -> Result<u64, JournalError> {
         let shared = &*self.shared;
         let mut queue = lock(&shared.queue);
         if queue.closed {
@@ -207,15 +246,16 @@ impl JournalWriter {
         line.extend_from_slice(b",\"prev\":\"");
         line.extend_from_slice(&prev);
         line.extend_from_slice(b"\",\"entry\":");
-        line.extend_from_slice(&body);
+        line.extend_from_slice(body);
         line.push(b'}');
         let hash: [u8; 32] = Sha256::digest(&line[start..]).into();
         line.push(b'\n');
         let queued = line.len();
         queue.prev = hash;
         queue.next += 1;
+        let wake = std::mem::take(&mut queue.writer_asleep) || (start < WRITE_AT && queued >= WRITE_AT);
         drop(queue);
-        if start == 0 || (start < WRITE_AT && queued >= WRITE_AT) {
+        if wake {
             shared.wake.notify_one();
         }
         if queued >= QUEUE_LIMIT {
