@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use proofrig::evidence::journal::{read_chain, JournalWriter};
 use proofrig::evidence::bundle::InputRefs;
-use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, Phase};
+use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, Phase, StepEntry};
 use proofrig::plan::Plan;
 use proofrig::run::executor::{execute, run_recorder, RunRequest};
 use proofrig::run::progress::Silent;
@@ -243,7 +243,7 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
         if let Some(journal) = step_records {
             let (action, spec) = op.spec();
             journal
-                .append(&JournalEntry::StepStarted { key: key.clone(), phase: Phase::Steps, index: step, action: action.into(), label: action.into(), spec, attempt: 1 })
+                .append(&StepEntry::StepStarted { key: &key, phase: Phase::Steps, index: step, action, label: action, spec: &spec, attempt: 1 })
                 .unwrap();
         }
         let first_seq = recorder.next_seq();
@@ -284,14 +284,14 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
         if let (Some(journal), Some(output)) = (step_records, output) {
             let last_seq = recorder.flush_held_bytes().saturating_sub(1);
             journal
-                .append(&JournalEntry::StepFinished {
-                    key: key.clone(),
+                .append(&StepEntry::StepFinished {
+                    key: &key,
                     phase: Phase::Steps,
                     index: step,
                     attempt: 1,
                     verdict: Verdict::Pass,
-                    message: format!("{} as expected", op.label()),
-                    output,
+                    message: &format!("{} as expected", op.label()),
+                    output: &output,
                     first_seq,
                     last_seq,
                 })

@@ -30,7 +30,7 @@ use super::actions::{default_timeout, Agents};
 use super::judge::{failure_output, judge, FailureClass};
 use super::progress::Progress;
 use crate::evidence::bundle::InputRefs;
-use crate::evidence::journal::JournalWriter;
+use crate::evidence::journal::{JournalError, JournalWriter};
 use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventEntry, JournalEntry, Phase, RunResult, StepEntry, StepResult};
 use crate::plan::{Case, Credential, OnFailure, Plan, Step};
 use crate::verdict::{case_verdict, Rollup, Verdict};
@@ -110,6 +110,12 @@ pub enum RunError {
     Agents(String),
     #[error("no device of rig `{rig}` matches: {what}")]
     NothingSelected { rig: String, what: String },
+}
+
+impl From<JournalError> for RunError {
+    fn from(err: JournalError) -> Self {
+        RunError::Journal(err.to_string())
+    }
 }
 
 /// A case instance: one case of one plan on one device.
@@ -223,8 +229,7 @@ pub async fn execute(
             rig_name: request.rig.name().to_string(),
             parameters: request.params.clone(),
             only_device: request.only_device.clone(),
-        })
-        .map_err(|e| RunError::Journal(e.to_string()))?;
+        })?;
     let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
     if selected.is_empty() {
         return Err(RunError::NothingSelected {
@@ -235,7 +240,7 @@ pub async fn execute(
             },
         });
     }
-    let write = |entry: &JournalEntry| journal.append(entry).map_err(|e| RunError::Journal(e.to_string()));
+    let write = |entry: &JournalEntry| Ok(journal.append(entry)?);
     let mut agents = Agents::new(request.rig.clone(), recorder.clone()).map_err(|e| RunError::Agents(e.to_string()))?;
     progress.run_started(&request.run_id, selected.len());
 
@@ -324,7 +329,7 @@ pub async fn execute(
     write(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: ended.clone(), aborted })?;
     // The run's end is a point where the whole journal must be on file: what follows
     // (sealing, or an error path that leaves the bundle unsealed) reads it.
-    journal.flush().map_err(|e| RunError::Journal(e.to_string()))?;
+    journal.flush()?;
     let devices = request
         .rig
         .devices()
@@ -384,10 +389,6 @@ async fn run_step(
     run: &mut CaseRun,
     abort: &mut watch::Receiver<bool>,
 ) -> Result<Verdict, RunError> {
-    // The step records are written from borrowed fields (`StepEntry`): copying the
-    // key, spec and output into owned entries only to serialize and drop them was a
-    // large part of the executor's own work on a quick step.
-    let write = |entry: &StepEntry| journal.append(entry).map_err(|e| RunError::Journal(e.to_string()));
     let action = step.action();
     let label = step.label();
     let device = step.device.as_deref().unwrap_or(&key.device);
@@ -397,7 +398,10 @@ async fn run_step(
     let mut attempt = 1;
     loop {
         let started = Instant::now();
-        write(&StepEntry::StepStarted { key, phase, index, action, label: &label, spec, attempt })?;
+        // The step records are written from borrowed fields (`StepEntry`): copying the
+        // key, spec and output into owned entries only to serialize and drop them was a
+        // large part of the executor's own work on a quick step.
+        journal.append(&StepEntry::StepStarted { key, phase, index, action, label: &label, spec, attempt })?;
         let first_seq = recorder.next_seq();
         let mut output = match (&resolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,
@@ -414,7 +418,7 @@ async fn run_step(
         // inside the step's range.
         let last_seq = recorder.flush_held_bytes().saturating_sub(1);
         let judgement = judge(action, spec, &output);
-        let record = write(&StepEntry::StepFinished {
+        let record = journal.append(&StepEntry::StepFinished {
             key,
             phase,
             index,
