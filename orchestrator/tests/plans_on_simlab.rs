@@ -128,3 +128,44 @@ fn tamper_with_an_output_and_its_verdict(ran: &Ran) {
     let err = replay(&ran.plans, &ran.rig, &records).expect_err("a forged output is caught");
     assert!(err.detail.contains("authentication event"), "{err}");
 }
+
+/// Each step keeps its own time limit: the executor moves one timer from step to step
+/// instead of making a new one each time, so a short limit after a long one, and a
+/// long one after a short one that fired, must both still hold.
+const TIME_LIMITS_PLAN: &str = r#"
+plan: time-limits
+title: Step time limits
+cases:
+  - id: TC_TIME_LIMITS
+    title: A step past its time limit is INFRA; the steps around it keep their own limits
+    scas: { spec: TS 33.117, clause: "4.2", test_name: TC_TIME_LIMITS, requirement: "none: the executor's own behaviour" }
+    purpose: Exercise per-step time limits.
+    expected: The over-long wait is stopped at its limit; the quick ones pass.
+    evidence: The journal.
+    devices: { names: [ru1] }
+    steps:
+      - wait: { ms: 20 }
+        timeout_ms: 10000
+      - wait: { ms: 8000 }
+        timeout_ms: 300
+        on_failure: continue
+      - wait: { ms: 20 }
+        timeout_ms: 10000
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_its_time_limit_is_infra_and_the_others_keep_their_own_limits() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let started = std::time::Instant::now();
+    let ran = run(&lab, vec![Plan::parse("time-limits.yaml", TIME_LIMITS_PLAN).unwrap()], &[]).await;
+    let took = started.elapsed();
+    let case = &ran.result.cases[0];
+    let steps: Vec<(Verdict, &str)> = case.steps.iter().map(|s| (s.verdict, s.message.as_str())).collect();
+    assert_eq!(steps.iter().map(|s| s.0).collect::<Vec<_>>(), [Verdict::Pass, Verdict::Infra, Verdict::Pass], "{steps:?}");
+    assert!(steps[1].1.contains("wait on ru1 did not finish within 300 ms"), "the INFRA names the action, device and limit: {}", steps[1].1);
+    // The 8 s wait was cut at its 300 ms limit, not at the 10 s one set just before it.
+    assert!(took < std::time::Duration::from_secs(6), "the run took {took:?}: the 300 ms limit did not stop the 8 s wait");
+    assert_eq!(case.verdict, Verdict::Infra);
+    simrun::assert_replays(&ran);
+    lab.stop().await;
+}

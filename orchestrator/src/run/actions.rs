@@ -10,6 +10,7 @@
 //! next step reconnects.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -52,6 +53,13 @@ pub struct Agents {
     /// same `Regex` values are searched at every step, never clones: a clone starts
     /// with an empty cache, and its lazy DFA is rebuilt while it searches.
     patterns: HashMap<Vec<String>, Vec<regex::bytes::Regex>>,
+    /// The time limit of the step being performed, one timer for the whole run.
+    /// A new timer per step would be a new entry in tokio's timer wheel each time,
+    /// and an entry earlier than any the runtime waits for makes tokio wake a parked
+    /// worker to look at it: on a quick device that wake-up costs more than the
+    /// executor's own work. Moving this one timer later, as each step does, wakes
+    /// nobody.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Distinct pattern lists kept compiled; plans have few, templated ones could have many.
@@ -65,7 +73,7 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 impl Agents {
     pub fn new(rig: Rig, recorder: Recorder) -> Result<Self, PowerError> {
         let power = PowerController::new(&rig, recorder.clone())?;
-        Ok(Self { rig, recorder, power, consoles: HashMap::new(), sessions: HashMap::new(), patterns: HashMap::new() })
+        Ok(Self { rig, recorder, power, consoles: HashMap::new(), sessions: HashMap::new(), patterns: HashMap::new(), deadline: None })
     }
 
     pub fn rig(&self) -> &Rig {
@@ -106,9 +114,23 @@ impl Agents {
     /// Perform `step` (already resolved into `spec`) on `device`.
     pub async fn perform(&mut self, device: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
         let action = step.action();
-        match tokio::time::timeout(timeout, self.dispatch(device, action, step, spec, timeout)).await {
-            Ok(result) => result,
-            Err(_) => {
+        let until = tokio::time::Instant::now() + timeout;
+        let mut deadline = match self.deadline.take() {
+            Some(mut deadline) => {
+                deadline.as_mut().reset(until);
+                deadline
+            }
+            None => Box::pin(tokio::time::sleep_until(until)),
+        };
+        let finished = tokio::select! {
+            biased;
+            result = self.dispatch(device, action, step, spec, timeout) => Some(result),
+            _ = deadline.as_mut() => None,
+        };
+        self.deadline = Some(deadline);
+        match finished {
+            Some(result) => result,
+            None => {
                 // A hung channel may be in any state: start afresh next time.
                 self.consoles.remove(device);
                 self.sessions.remove(device);
