@@ -172,6 +172,8 @@ struct ExecutorRun {
     took: Duration,
     /// CPU time of the thread that ran the steps.
     cpu: Duration,
+    /// CPU time of every thread of the process (the lab's included) during the run.
+    all_cpu: Duration,
     records: usize,
     journal_bytes: u64,
 }
@@ -196,9 +198,11 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let cpu = thread_cpu();
+    let all_cpu = process_cpu();
     let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.expect("the run completes");
     let took = started.elapsed();
     let cpu = thread_cpu() - cpu;
+    let all_cpu = process_cpu() - all_cpu;
 
     let case = &result.cases[0];
     let passed = case.steps.iter().filter(|s| s.verdict == Verdict::Pass).count();
@@ -211,7 +215,7 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
     let (records, _) = read_chain(&path).unwrap().expect("the journal's chain is intact");
     let journal_bytes = std::fs::metadata(&path).unwrap().len();
     std::fs::remove_file(&path).unwrap();
-    ExecutorRun { took, cpu, records: records.len(), journal_bytes }
+    ExecutorRun { took, cpu, all_cpu, records: records.len(), journal_bytes }
 }
 
 /// A direct run: its wall time, and the time spent in each kind of operation.
@@ -219,6 +223,8 @@ struct Direct {
     took: Duration,
     /// CPU time of the thread that ran the steps.
     cpu: Duration,
+    /// CPU time of every thread of the process (the lab's included) during the run.
+    all_cpu: Duration,
     by_op: [Duration; 4],
 }
 
@@ -235,6 +241,7 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
     let mut by_op = [Duration::ZERO; 4];
     let started = Instant::now();
     let cpu = thread_cpu();
+    let all_cpu = process_cpu();
     let mut session: Option<SshSession> = None;
     let mut expect: Option<Expect> = None;
     for step in 0..steps {
@@ -305,7 +312,15 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
     if let Some(session) = session {
         session.close().await;
     }
-    Direct { took: started.elapsed(), cpu: thread_cpu() - cpu, by_op }
+    Direct { took: started.elapsed(), cpu: thread_cpu() - cpu, all_cpu: process_cpu() - all_cpu, by_op }
+}
+
+/// CPU time all threads of the process have used.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// CPU time the calling thread has used.
@@ -319,16 +334,16 @@ fn thread_cpu() -> Duration {
 /// The direct loop, recording every agent event into a journal of its own through
 /// the same recorder `proofrig run` uses (secrets redacted), and with `step_records`
 /// two records per step as well.
-async fn run_direct_journaled(rig: &Rig, plan: &Plan, variant: &Variant, steps: usize, dir: &Path, step_records: bool) -> Duration {
+async fn run_direct_journaled(rig: &Rig, plan: &Plan, variant: &Variant, steps: usize, dir: &Path, step_records: bool) -> Direct {
     let path = dir.join("direct.jsonl");
     let journal = Arc::new(JournalWriter::create(&path).unwrap());
     let recorder = run_recorder(&journal, rig, std::slice::from_ref(plan));
-    let took = run_direct(rig, variant, steps, recorder, step_records.then_some(&*journal)).await.took;
+    let run = run_direct(rig, variant, steps, recorder, step_records.then_some(&*journal)).await;
     // As `execute` does at the end of a run, before anything reads the journal.
     journal.flush().unwrap();
     read_chain(&path).unwrap().expect("the journal's chain is intact");
     std::fs::remove_file(&path).unwrap();
-    took
+    run
 }
 
 /// Alternating rounds of the four ways to perform one plan shape.
@@ -372,10 +387,10 @@ async fn measure(rig: &Rig, variant: &Variant, steps: usize, rounds: usize, dir:
         m.direct.push(run.took);
         m.cpu.1 = m.cpu.1.min(run.cpu / steps as u32);
 
-        let took = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, false)).await.expect("journaled run within the limit");
-        m.journaled.push(took);
-        let took = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, true)).await.expect("journaled run within the limit");
-        m.floor.push(took);
+        let run = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, false)).await.expect("journaled run within the limit");
+        m.journaled.push(run.took);
+        let run = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, true)).await.expect("journaled run within the limit");
+        m.floor.push(run.took);
     }
     m
 }
@@ -539,17 +554,30 @@ fn main() {
         if let Ok(only) = std::env::var("PROOFRIG_BENCH_ONLY") {
             // For a profiler: one side alone, no report.
             let plan = MIXED.plan(steps);
+            let mut took = Vec::new();
+            let mut cpus = Vec::new();
             for _ in 0..rounds {
-                match only.as_str() {
+                let (wall, cpu) = match only.as_str() {
                     "executor" => {
-                        run_executor(&rig, &plan, steps, tmp.path()).await;
+                        let run = run_executor(&rig, &plan, steps, tmp.path()).await;
+                        (run.took, run.all_cpu)
                     }
                     "direct" => {
-                        run_direct(&rig, &MIXED, steps, Recorder::discard(), None).await;
+                        let run = run_direct(&rig, &MIXED, steps, Recorder::discard(), None).await;
+                        (run.took, run.all_cpu)
                     }
-                    other => panic!("PROOFRIG_BENCH_ONLY={other}: expected executor or direct"),
-                }
+                    "events" | "records" => {
+                        let run = run_direct_journaled(&rig, &plan, &MIXED, steps, tmp.path(), only == "records").await;
+                        (run.took, run.all_cpu)
+                    }
+                    other => panic!("PROOFRIG_BENCH_ONLY={other}: expected executor, direct, events or records"),
+                };
+                took.push(wall);
+                cpus.push(cpu);
             }
+            took.sort();
+            cpus.sort();
+            eprintln!("{only}: median {:.1} µs/step over {rounds} rounds, process CPU {:.1} µs/step", took[rounds / 2].as_secs_f64() * 1e6 / steps as f64, cpus[rounds / 2].as_secs_f64() * 1e6 / steps as f64);
             lab.stop().await;
             return;
         }
