@@ -36,9 +36,15 @@
 //! of the same round; the headline is the median over rounds (the best round of each
 //! side is shown too). The goal is <= 5% for the mixed plan.
 //!
-//! For a profiler, `PROOFRIG_BENCH_ONLY=executor` (or `direct`) runs only that side
-//! of the mixed plan, without a report; `PROOFRIG_BENCH_ONLY=journal` prints what one
-//! journal append and its parts cost in a tight loop, and what redaction costs.
+//! For a profiler, `PROOFRIG_BENCH_ONLY=executor` (or `direct`, `events` for the direct
+//! loop journaling the agents' events, `records` for that plus the step records) runs
+//! only that side of the mixed plan and prints its median per step and the whole
+//! process's CPU per step; `PROOFRIG_BENCH_NO_CHECK=1` skips checking the executor's
+//! chain after each round (an instruction counter would count it as the executor's).
+//! `PROOFRIG_BENCH_SPIN_US=N` makes the direct loop spin N µs of pure CPU after each
+//! step: what a microsecond of work between device calls costs in wall time here.
+//! `PROOFRIG_BENCH_ONLY=journal` prints what one journal append and its parts cost in
+//! a tight loop, and what redaction costs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
