@@ -20,8 +20,18 @@
 //!   parent channels (`ChannelOpened`, `ChannelClosed`, `ChannelLost`, `SshExec`,
 //!   `SshExit`; `dev/ssh` is the parent of `dev/ssh:exec:stdout`), so a stream's last
 //!   bytes always precede its end, and a command's output is complete before its exit;
-//! - when the executor asks ([`Recorder::flush_held_bytes`]) at the end of a step,
-//!   so the step's sequence range encloses every byte received during the step.
+//! - at the end of a run ([`Recorder::flush_held_bytes`]), when no later byte can
+//!   come to decide them.
+//!
+//! The end of a step is no such point: a device goes on printing across steps, and a
+//! step may end in the middle of a password its boot log or an echo prints. Releasing
+//! the held bytes there would put the first part of the secret in the journal in
+//! clear (the rest being redacted once it arrives). So at a step's end
+//! ([`Recorder::flush_at_step_end`]) bytes that could begin a secret stay held on the
+//! streams that go on, and are recorded in a later step's range, when later bytes
+//! decide them. The caller decides, per stream, where the step's range must enclose
+//! everything (an exchange that is over, or console output the step's own wait
+//! consumed, which replay looks for within the step).
 //!
 //! Other events of the channel (a note, proofrig's own writes in the other direction)
 //! may be recorded while a few bytes are held: releasing the held bytes there would
@@ -229,11 +239,28 @@ impl Recorder {
 
     /// Record every byte the redactor still holds back, and return the sequence number
     /// the next event will get: every byte received before this call has a lower one.
+    /// Bytes held because they could begin a secret are recorded in clear, so this is
+    /// for the end of a run, when no more bytes will come; at the end of a step use
+    /// [`Recorder::flush_at_step_end`].
     pub fn flush_held_bytes(&self) -> u64 {
+        self.flush_at_step_end(|_, _, _| true)
+    }
+
+    /// Record what the redactor holds back at the end of a step, and return the
+    /// sequence number the next event will get. A stream for which `flush_fully`
+    /// (given its channel, direction and the number of bytes it holds) says true has
+    /// everything it holds recorded now, as [`Recorder::flush_held_bytes`] does; any
+    /// other stream keeps holding what could still begin a secret, which is then
+    /// recorded, with a higher number, when later bytes decide it or its channel ends.
+    pub fn flush_at_step_end(&self, mut flush_fully: impl FnMut(&ChannelId, Direction, usize) -> bool) -> u64 {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         for index in 0..state.streams.len() {
             let held = &mut state.streams[index];
-            let released = held.redacting.flush(&self.redactor);
+            let released = if flush_fully(&held.channel, held.direction, held.redacting.held()) {
+                held.redacting.flush(&self.redactor)
+            } else {
+                held.redacting.release_decided(&self.redactor)
+            };
             if !released.is_empty() {
                 let (channel, direction) = (held.channel.clone(), held.direction);
                 self.stamp(&mut state, EventKind::Bytes { channel, direction, data: released });
@@ -542,6 +569,73 @@ mod tests {
             ]
         );
         assert_eq!(step_end, 5, "the step's range ends after the released console bytes");
+    }
+
+    /// At a step's end, as the executor treats the console: its possible secret
+    /// prefixes stay held.
+    fn console_goes_on(channel: &ChannelId, _: Direction, _: usize) -> bool {
+        channel.channel != "console"
+    }
+
+    #[test]
+    fn a_secret_split_by_the_end_of_a_step_never_shows_its_first_part() {
+        let (sink, recorder) = redacting("hunter2");
+        let console = ChannelId::new("ru1", "console");
+        recorder.bytes(&console, Direction::In, b"default password: hun");
+        let step_end = recorder.flush_at_step_end(console_goes_on);
+        recorder.bytes(&console, Direction::In, b"ter2\r\nlogin: ");
+        let transcript = String::from_utf8(sink.transcript(&console, Direction::In)).unwrap();
+        assert_eq!(transcript, "default password: «redacted:env:RU1_PASSWORD»\r\nlogin: ");
+        let text = serde_json::to_string(&sink.events()).unwrap();
+        assert!(!text.contains("hun"), "{text}");
+        // The step's range holds what was decided; the held bytes came in the next one.
+        assert_eq!(payloads(&sink)[0], ("ru1/console".to_string(), b"default password: ".to_vec()));
+        assert_eq!(step_end, 1);
+        assert_eq!(sink.events()[1].seq, 1);
+    }
+
+    #[test]
+    fn bytes_that_cannot_begin_a_secret_are_all_within_the_step_that_received_them() {
+        let (sink, recorder) = redacting("hunter2");
+        let console = ChannelId::new("ru1", "console");
+        let audit = ChannelId::new("ru1", "ssh:audit");
+        recorder.bytes(&console, Direction::In, b"login: ");
+        recorder.bytes(&console, Direction::In, b"root\r\n# h");
+        recorder.bytes(&console, Direction::In, b"elp\r\n");
+        // A stream the caller ends with the step: all of it is recorded in the step.
+        recorder.bytes(&audit, Direction::In, b"SSH-2.0 offer hu");
+        let step_end = recorder.flush_at_step_end(console_goes_on);
+        assert_eq!(sink.transcript(&console, Direction::In), b"login: root\r\n# help\r\n");
+        assert_eq!(sink.transcript(&audit, Direction::In), b"SSH-2.0 offer hu");
+        assert!(sink.events().iter().all(|e| e.seq < step_end));
+        assert_eq!(step_end, sink.events().len() as u64);
+    }
+
+    #[test]
+    fn the_end_of_the_run_releases_a_prefix_no_later_byte_decides() {
+        let (sink, recorder) = redacting("hunter2");
+        let console = ChannelId::new("ru1", "console");
+        recorder.bytes(&console, Direction::In, b"bye hunt");
+        let step_end = recorder.flush_at_step_end(console_goes_on);
+        assert_eq!(sink.transcript(&console, Direction::In), b"bye ");
+        let run_end = recorder.flush_held_bytes();
+        assert_eq!(sink.transcript(&console, Direction::In), b"bye hunt");
+        assert_eq!((step_end, run_end), (1, 2));
+    }
+
+    #[test]
+    fn a_stream_the_caller_flushes_fully_at_a_step_end_is_recorded_within_the_step() {
+        let (sink, recorder) = redacting("hunter2");
+        let console = ChannelId::new("ru1", "console");
+        recorder.bytes(&console, Direction::In, b"prompt hu");
+        let mut asked = Vec::new();
+        let step_end = recorder.flush_at_step_end(|channel, direction, held| {
+            asked.push((channel.clone(), direction, held));
+            true
+        });
+        assert_eq!(asked, [(console.clone(), Direction::In, 2)]);
+        assert_eq!(sink.transcript(&console, Direction::In), b"prompt hu");
+        assert_eq!(step_end, 2);
     }
 
     #[test]

@@ -214,6 +214,18 @@ impl Expect {
         self.window.len()
     }
 
+    /// How many bytes of text received so far no wait has consumed, including what
+    /// arrived and was not read yet. A count of text after the ANSI filter: never more
+    /// than the raw bytes it came from, except where invalid UTF-8 (never part of a
+    /// secret value) became a replacement character.
+    pub fn unconsumed(&mut self) -> usize {
+        // A lost stream keeps what it had; its end is recorded, and counted, elsewhere.
+        if let Ok(unread) = self.stream.read_now() {
+            self.ingest(&unread);
+        }
+        self.window.len() + self.pending.len() - self.pending_pos
+    }
+
     /// Forget everything received so far that no wait has consumed.
     pub fn clear(&mut self) -> Result<(), ExpectError> {
         let unread = self.stream.read_now()?;
@@ -590,6 +602,22 @@ mod tests {
 
     fn re(p: &str) -> Regex {
         Regex::new(p).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unconsumed_text_counts_what_a_wait_left_and_what_was_not_read_yet() {
+        let (mut e, feed, _rx) = engine();
+        assert_eq!(e.unconsumed(), 0);
+        feed.push(b"boot ok\r\n# hun");
+        e.expect(&[re("# ")], Duration::from_secs(1)).await.unwrap();
+        assert_eq!(e.unconsumed(), 3);
+        // Arrived, not read by any wait yet; an escape sequence is no text.
+        feed.push(b"\x1b[0mter2");
+        assert_eq!(e.unconsumed(), 7);
+        // A match ending inside what a redactor would hold ("hun...") leaves fewer
+        // bytes unread than it holds: the executor's cue to record them in the step.
+        e.expect(&[re("hu")], Duration::from_secs(1)).await.unwrap();
+        assert_eq!(e.unconsumed(), 5);
     }
 
     #[tokio::test]

@@ -257,10 +257,12 @@ impl RedactingStream {
         self.release(redactor, Release::Decided)
     }
 
-    /// Release everything held now although the stream goes on (e.g. a step ends and
-    /// its bytes must be recorded within it). Should a secret begin in the released
-    /// tail, its remainder is still redacted when it arrives, but the part released
-    /// here is not: call this only at boundaries that matter.
+    /// Release everything held now although the stream goes on. Should a secret begin
+    /// in the released tail, its remainder is still redacted when it arrives, but the
+    /// part released here is not: this gives away the first bytes of a secret split by
+    /// the call. Only for a point after which the stream's bytes no longer matter (the
+    /// end of a run) or must be recorded whatever they are; at a mere pause in a stream
+    /// (the end of a step) use [`RedactingStream::release_decided`].
     pub fn flush(&mut self, redactor: &Redactor) -> Vec<u8> {
         // The executor flushes every stream of the run at the end of each step, and most
         // hold nothing then. With nothing held and no more context than this redactor
@@ -270,6 +272,17 @@ impl RedactingStream {
             return Vec::new();
         }
         self.release(redactor, Release::Everything)
+    }
+
+    /// Release what no later byte can turn into part of a secret, and keep holding
+    /// what could still begin one, as [`RedactingStream::push`] does. Safe at any
+    /// point of a stream: a secret split there is redacted whole once its rest arrives.
+    pub fn release_decided(&mut self, redactor: &Redactor) -> Vec<u8> {
+        // `push` already released everything decided; nothing held means nothing to do.
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        self.release(redactor, Release::Decided)
     }
 
     /// The stream ended: release everything it holds.
@@ -511,6 +524,25 @@ mod tests {
         assert_eq!(stream.push(&r, b"> hunt"), b"> ");
         assert_eq!(stream.flush(&r), b"hunt");
         assert_eq!(stream.push(&r, b"er2 <"), "«redacted:pw» <".as_bytes());
+    }
+
+    #[test]
+    fn releasing_the_decided_bytes_at_any_point_gives_away_no_part_of_a_secret() {
+        let r = redactor(&[("a", "hunter2-secret"), ("b", "abab"), ("c", "secret-too")]);
+        for text in [&b"login: hunter2-secret ok"[..], b"ababab then abab", b"ends in secret-too", b"no secret here", b"hunter2-secre"] {
+            let whole = r.redact(text).into_owned();
+            for cut in 0..=text.len() {
+                let mut stream = RedactingStream::new();
+                let mut out = stream.push(&r, &text[..cut]);
+                let held = stream.held();
+                // What `push` left held is exactly what could still begin a secret.
+                assert_eq!(stream.release_decided(&r), b"", "{text:?} cut at {cut}");
+                assert_eq!(stream.held(), held);
+                out.extend(stream.push(&r, &text[cut..]));
+                out.extend(stream.finish(&r));
+                assert_eq!(out, whole, "{text:?} cut at {cut}");
+            }
+        }
     }
 
     #[test]

@@ -301,7 +301,14 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
             }
         };
         if let (Some(journal), Some(output)) = (step_records, output) {
-            let last_seq = recorder.flush_held_bytes().saturating_sub(1);
+            // As the executor ends a step's range (`end_of_range`): a console wait counts
+            // what it left unread, and the console keeps a possible secret's beginning held.
+            let unread = (op == Op::ConsoleExpect).then(|| expect.as_mut().map_or(0, Expect::unconsumed));
+            let last_seq = recorder
+                .flush_at_step_end(|channel, direction, held| {
+                    channel.channel != "console" || (direction == Direction::In && unread.is_some_and(|unread| held > unread))
+                })
+                .saturating_sub(1);
             journal
                 .append(&StepEntry::StepFinished {
                     key: &key,

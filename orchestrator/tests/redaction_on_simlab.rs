@@ -164,3 +164,62 @@ async fn what_a_device_prints_of_a_secret_is_redacted_and_the_journal_still_repl
     assert_eq!(replayed.steps, 4);
     lab.stop().await;
 }
+
+/// A password split by the end of a step: proofrig types its first half at the login
+/// prompt in one step (a plan can do this; a device printing its password in its boot
+/// log while a step ends does the same to the transcript), the echo arrives during
+/// the next step, which reads nothing, and the rest comes in a later one. Neither
+/// direction of the console may show the first half in clear, and the journal replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_split_by_the_end_of_a_step_shows_no_part_of_it_and_the_journal_replays() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::load(&lab.write_rig(&dir.path().join("lab")).unwrap()).unwrap();
+    let root_password = lab.device("ru1").unwrap().secret("root_password").unwrap().to_string();
+    let (first, rest) = root_password.split_at(root_password.len() / 2);
+    assert!(first.len() >= 3, "the first half of {root_password:?} is too short to be told from chance");
+    let plan = format!(
+        r#"
+plan: secret-split
+title: A password split by a step boundary
+cases:
+  - id: TC_SECRET_SPLIT
+    title: The root password is typed at the login prompt in two steps
+    scas: {{ spec: TS 33.117, clause: 4.2.3.2.2, test_name: TC_SECRET_SPLIT, requirement: None of the device }}
+    purpose: Split an echoed secret by step boundaries.
+    expected: The evidence names the secret's reference, never a part of its value.
+    evidence: The console transcript.
+    devices: {{ names: [ru1] }}
+    steps:
+      - name: the device has booted to its login prompt
+        console_expect: {{ patterns: ["login: "] }}
+        timeout_ms: 30000
+      - name: type the first half
+        console_send: {{ text: "{first}", newline: false }}
+      - name: the echo arrives while no step reads the console
+        wait: {{ ms: 300 }}
+      - name: type the rest
+        console_send: {{ text: "{rest}" }}
+      - name: the device asks for the password
+        console_expect: {{ patterns: ["Password: "] }}
+        timeout_ms: 10000
+"#
+    );
+    let plan_path = dir.path().join("plan.yaml");
+    std::fs::write(&plan_path, plan).unwrap();
+    let plans = vec![Plan::load(&plan_path).unwrap()];
+
+    let ran = run(&rig, &plans, dir.path(), true).await;
+    let seen = transcripts(&ran.records);
+    let marker = format!("«redacted:file:{}»", dir.path().join("lab/secrets/ru1-root").display());
+    for channel in ["ru1/console in", "ru1/console out"] {
+        assert!(contains(&seen[channel], &marker), "{channel} shows the marker: {:?}", String::from_utf8_lossy(&seen[channel]));
+        assert!(!contains(&seen[channel], first), "{channel} shows the first half in clear: {:?}", String::from_utf8_lossy(&seen[channel]));
+    }
+    assert!(!String::from_utf8_lossy(&ran.journal).contains(&root_password));
+    assert_eq!(step_output(&ran.records, 4)["matched"], true, "the login prompt took the typed password as a user name");
+    let replayed = replay(&plans, &rig, &ran.records).expect("the journal replays");
+    assert!(replayed.finished);
+    assert_eq!(replayed.steps, 5);
+    lab.stop().await;
+}

@@ -402,6 +402,12 @@ impl Agents {
         reference.resolve().map_err(|e| (FailureClass::Infra, e.to_string()))
     }
 
+    /// Text the console of `device` received that no wait has consumed yet (None:
+    /// its console is not open).
+    pub fn console_unconsumed(&mut self, device: &str) -> Option<usize> {
+        self.consoles.get_mut(device).map(Expect::unconsumed)
+    }
+
     async fn console(&mut self, device: &str) -> Result<&mut Expect, Failure> {
         if !self.consoles.contains_key(device) {
             let dev = self.device(device)?;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use proofrig_agents::events::{Event, EventSink, Recorder};
+use proofrig_agents::events::{Direction, Event, EventSink, Recorder};
 use proofrig_agents::redact::Redactor;
 use proofrig_agents::rig::{Device, Rig};
 use proofrig_agents::secret::SecretRef;
@@ -414,9 +414,7 @@ async fn run_step(
         // Whatever a device printed of a secret is cut from the output exactly as from
         // the transcript, so the two still agree in replay (see the module doc).
         recorder.redactor().redact_json(&mut output);
-        // Bytes the redactor still holds back arrived during this step: record them now,
-        // inside the step's range.
-        let last_seq = recorder.flush_held_bytes().saturating_sub(1);
+        let last_seq = end_of_range(recorder, agents, device, action);
         let judgement = judge(action, spec, &output);
         let record = journal.append(&StepEntry::StepFinished {
             key,
@@ -474,6 +472,43 @@ async fn run_step(
         });
         return Ok(judgement.verdict);
     }
+}
+
+/// The last sequence number of a step's (or a script call's) range of events, after
+/// recording what the redactor holds back that belongs in that range.
+///
+/// Bytes held on a console, because they could begin a secret, stay held: the device
+/// goes on printing, and releasing them would put the first part of a password its
+/// boot log or an echo prints, split by the step's end, in the journal in clear. They
+/// are recorded when later bytes decide them, in a later step's range. Replay does not
+/// miss them there: a console wait is replayed against the console bytes since the
+/// last step that consumed the console, kept across steps, so bytes a wait left
+/// unread may land in any step before the wait that reads them.
+///
+/// Except where the step's own console wait consumed some of those held bytes (its
+/// match ends inside them): replay looks for what the step matched within the bytes
+/// up to the step's end, and would not find it. Then the console is flushed fully, in
+/// clear, as the cautious choice for replay; the step matched those bytes, so they are
+/// in its output too, unless it matched only part of them (the end of a pattern, or a
+/// prompt, that looks like the beginning of a secret, which is rare). Which is the case
+/// is told by counting the text the wait left unread: held bytes are the stream's
+/// last ones, so the wait consumed some of them only when fewer bytes than are held
+/// were left unread. The count is of filtered text, and bytes the console's pump has
+/// recorded but not yet handed over are not in it: it errs towards flushing.
+///
+/// Every other stream is flushed fully, as before: each is an exchange that ends
+/// within its step (an SSH command's output ends at its exit, an audit or negotiation
+/// reads one answer), so no later byte would decide what it holds, and replay reads
+/// some of them (the audit's server offer) within the step.
+pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &str, action: &str) -> u64 {
+    let unread = match action {
+        "console_expect" | "console_run" => agents.console_unconsumed(device),
+        _ => None,
+    };
+    let next = recorder.flush_at_step_end(|channel, direction, held| {
+        channel.channel != "console" || (channel.device == device && direction == Direction::In && unread.is_some_and(|unread| held > unread))
+    });
+    next.saturating_sub(1)
 }
 
 /// A step limited to devices with a channel this device lacks: its SKIP output.

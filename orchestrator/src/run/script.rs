@@ -564,7 +564,7 @@ async fn call(
     // Redacted before the script sees it, exactly as a step's output, so replay
     // (which only has the redacted record) feeds the script the same values.
     recorder.redactor().redact_json(&mut output);
-    let last_seq = recorder.flush_held_bytes().saturating_sub(1);
+    let last_seq = super::executor::end_of_range(recorder, agents, device, &request.action);
     Answer::Done { output, first_seq, last_seq }
 }
 
