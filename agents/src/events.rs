@@ -129,8 +129,17 @@ pub enum EventKind {
     SshExit { channel: ChannelId, exit_status: Option<i32>, signal: Option<String>, timed_out: bool },
     /// A file fetched from a device.
     FileFetched { channel: ChannelId, path: String, len: u64, sha256: String },
-    /// An SSH authentication attempt and its outcome.
-    SshAuth { channel: ChannelId, user: String, method: String, accepted: bool },
+    /// An SSH authentication attempt and its outcome. `source` is the address and port
+    /// the attempt came from (ours), which the device's own log of the attempt names:
+    /// it ties a log record to this very attempt.
+    SshAuth {
+        channel: ChannelId,
+        user: String,
+        method: String,
+        accepted: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
     /// A power action with what the outlet reported afterwards.
     Power {
         device: String,
@@ -358,7 +367,7 @@ fn redact_free_text(redactor: &Redactor, kind: EventKind) -> EventKind {
         EventKind::ChannelOpened { channel, detail } => EventKind::ChannelOpened { channel, detail: text(detail) },
         EventKind::ChannelLost { channel, reason } => EventKind::ChannelLost { channel, reason: text(reason) },
         EventKind::SshExec { channel, command } => EventKind::SshExec { channel, command: text(command) },
-        EventKind::SshAuth { channel, user, method, accepted } => EventKind::SshAuth { channel, user: text(user), method, accepted },
+        EventKind::SshAuth { channel, user, method, accepted, source } => EventKind::SshAuth { channel, user: text(user), method, accepted, source },
         EventKind::FileFetched { channel, path, len, sha256 } => EventKind::FileFetched { channel, path: text(path), len, sha256 },
         EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail } => {
             EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail: text(detail) }
@@ -654,7 +663,7 @@ mod tests {
         let (sink, recorder) = redacting("hunter2");
         let channel = ChannelId::new("ru1", "ssh");
         recorder.emit(EventKind::Note { channel: channel.clone(), text: "banner says hunter2".into() });
-        recorder.emit(EventKind::SshAuth { channel, user: "hunter2".into(), method: "password".into(), accepted: false });
+        recorder.emit(EventKind::SshAuth { channel, user: "hunter2".into(), method: "password".into(), accepted: false, source: None });
         let text = serde_json::to_string(&sink.events()).unwrap();
         assert!(!text.contains("hunter2"), "{text}");
         assert_eq!(text.matches("«redacted:env:RU1_PASSWORD»").count(), 2);

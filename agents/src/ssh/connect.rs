@@ -463,6 +463,7 @@ pub(crate) fn login(wire: &Wire, target: &Target, recorder: &Recorder, channel: 
             user: user.to_string(),
             method: method.to_string(),
             accepted,
+            source: wire.local_addr().map(|a| a.to_string()),
         });
     };
     let (methods, already) = auth_methods(wire, target, user)?;

@@ -58,6 +58,7 @@ fn login_blocking(
                 accepted: false,
                 methods_offered: Vec::new(),
                 negotiation_refused: Some(reason),
+                source: None,
             });
         }
         Err(e) => {
@@ -67,6 +68,7 @@ fn login_blocking(
     };
     recorder.emit(EventKind::ChannelOpened { channel: channel.clone(), detail: opened_detail(&target, &verified) });
     let wire = &verified.wire;
+    let source = wire.local_addr();
     let (methods_offered, none_accepted) = auth_methods(wire, &target, user)?;
     let (method, accepted) = if none_accepted {
         ("none", true)
@@ -86,9 +88,10 @@ fn login_blocking(
         user: user.to_string(),
         method: method.to_string(),
         accepted,
+        source: source.map(|a| a.to_string()),
     });
     let deadline = Some(Instant::now() + std::time::Duration::from_millis(500));
     let _ = wire.retry(deadline, |s| s.disconnect(None, "proofrig login attempt done", None));
     recorder.emit(EventKind::ChannelClosed { channel });
-    Ok(LoginOutcome { accepted, methods_offered, negotiation_refused: None })
+    Ok(LoginOutcome { accepted, methods_offered, negotiation_refused: None, source })
 }

@@ -141,4 +141,7 @@ pub struct LoginOutcome {
     /// Set when the server and the (constrained) client found no common algorithms, so
     /// the attempt never reached authentication; says which list had no overlap.
     pub negotiation_refused: Option<String>,
+    /// The address and port the attempt came from, as the device's log names it
+    /// (None when negotiation failed before authentication).
+    pub source: Option<std::net::SocketAddr>,
 }

@@ -108,6 +108,11 @@ impl Wire {
         Ok(Self { session, poll_socket })
     }
 
+    /// Our end of the connection: the source address and port the device sees.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.poll_socket.local_addr().ok()
+    }
+
     pub fn socket(&self) -> BorrowedFd<'_> {
         self.poll_socket.as_fd()
     }
