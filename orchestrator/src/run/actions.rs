@@ -233,7 +233,15 @@ impl Agents {
                 let outcome = ssh::try_login(device, &endpoint, &user, ssh::Credential::Password(credential), &ConnectOptions::default(), &self.recorder)
                     .await
                     .map_err(classify_ssh)?;
-                Ok(json!({"accepted": outcome.accepted, "methods_offered": outcome.methods_offered, "negotiation_refused": outcome.negotiation_refused}))
+                // Where the attempt came from, as the device's log names it, so a plan can
+                // find the record of this very attempt (`from <address> port <port>`).
+                Ok(json!({
+                    "accepted": outcome.accepted,
+                    "methods_offered": outcome.methods_offered,
+                    "negotiation_refused": outcome.negotiation_refused,
+                    "source_address": outcome.source.map(|s| s.ip().to_string()),
+                    "source_port": outcome.source.map(|s| s.port()),
+                }))
             }
             "ssh_negotiate" => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;

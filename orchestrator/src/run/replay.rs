@@ -415,12 +415,22 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
             }
         }
         "ssh_login" => {
-            let accepted = events.iter().rev().find_map(|e| match &e.kind {
-                EventKind::SshAuth { channel, accepted, .. } if channel.device == device => Some(*accepted),
+            let auth = events.iter().rev().find_map(|e| match &e.kind {
+                EventKind::SshAuth { channel, accepted, source, .. } if channel.device == device => Some((*accepted, source.as_deref())),
                 _ => None,
             });
-            if output["negotiation_refused"].is_null() && accepted != output["accepted"].as_bool() {
+            if output["negotiation_refused"].is_null() && auth.map(|(accepted, _)| accepted) != output["accepted"].as_bool() {
                 return Err("the recorded login outcome differs from the authentication event".into());
+            }
+            // A later step may pick the device's log record of this attempt by its source;
+            // that source must be the one the authentication event recorded.
+            let claimed = match (output["source_address"].as_str(), output["source_port"].as_u64()) {
+                (Some(address), Some(port)) => Some(std::net::SocketAddr::new(address.parse().map_err(|_| "the recorded source address does not parse")?, port as u16)),
+                _ => None,
+            };
+            let recorded = auth.and_then(|(_, source)| source).and_then(|s| s.parse::<std::net::SocketAddr>().ok());
+            if claimed.is_some() && claimed != recorded {
+                return Err("the recorded source of the login attempt differs from the authentication event".into());
             }
         }
         "ssh_audit" => {
