@@ -34,10 +34,14 @@ fn steps(ran: &Ran, device: &str) -> Vec<(Phase, String, Verdict)> {
 
 /// What a `console_expect` step of the case on `device` matched, from the journal.
 fn matched(ran: &Ran, device: &str, label: &str) -> String {
+    output(ran, device, label)["matched_text"].as_str().unwrap_or_default().to_string()
+}
+
+/// The recorded output of the step labelled `label` of the case on `device`.
+fn output(ran: &Ran, device: &str, label: &str) -> serde_json::Value {
     let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap();
     let step = case.steps.iter().find(|s| s.label == label).unwrap_or_else(|| panic!("{device}: no step `{label}`"));
-    let record = ran.records.iter().find(|r| r.n == step.record).expect("the step's record");
-    record.entry["output"]["matched_text"].as_str().unwrap_or_default().to_string()
+    ran.records.iter().find(|r| r.n == step.record).expect("the step's record").entry["output"].clone()
 }
 
 /// Checks that `replay` recomputes the recorded verdicts. With PROOFRIG_SHOW_EVIDENCE
@@ -104,9 +108,13 @@ async fn security_event_logging_needs_a_new_record_of_each_login() {
     let ran = run(&lab, "security-event-logging.yaml").await;
     assert_hardened_pass_weak_fail(&ran);
 
-    // Hardened: the newest record of the accepted login is the evidence shown.
+    // Hardened: the record of the accepted login itself is the evidence shown, found by
+    // the address and source port the attempt came from.
     let (_, why) = verdict(&ran, "ru1");
-    assert!(why.contains("Accepted password for oper from 127."), "{why}");
+    let login = output(&ran, "ru1", "log in with the right password (accepted)");
+    let (address, port) = (login["source_address"].as_str().unwrap(), login["source_port"].as_u64().unwrap());
+    assert!(address.starts_with("127."), "{login}");
+    assert!(why.contains(&format!("Accepted password for oper from {address} port {port} ssh2")), "{why}");
     // Weak: it logs accepted logins but not refused ones, and the finding says so.
     let (_, why) = verdict(&ran, "core2");
     assert!(
@@ -117,6 +125,17 @@ async fn security_event_logging_needs_a_new_record_of_each_login() {
     let log = lab.device("ru1").unwrap().device().os().auth_log();
     assert!(log.iter().any(|r| r.user == "prf-log-probe"), "the probe really tried on ru1");
     assert_replays(&ran);
+
+    // The source a later step picks the record by is the one the authentication
+    // event recorded: a journal whose login output names another port, with the
+    // chain recomputed, does not replay.
+    let forged = simrun::rewrite(&ran, |entry| {
+        if entry["type"] == "step_finished" && entry["output"]["source_port"] == port {
+            entry["output"]["source_port"] = (port ^ 1).into();
+        }
+    });
+    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &forged).expect_err("a forged source port is caught");
+    assert!(err.to_string().contains("source of the login attempt differs"), "{err}");
 
     // Records from the first run do not make a second run pass on their own: each
     // run counts what its own attempts added, and the hardened device adds again.
