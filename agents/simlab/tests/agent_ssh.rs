@@ -6,7 +6,8 @@
 //! socket until the command's deadline (30 s in a plan), after which the command
 //! "succeeded". It hit about one command in a few thousand, depending on timing, so the
 //! test runs many quick commands over parallel sessions (which makes that timing far
-//! more likely than one session does) and fails at the first one that hangs.
+//! more likely than one session does) and fails at the first one that hangs. The
+//! shell pump had the same sleep, and is held to the same with quick round trips.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,65 @@ async fn quick_commands_return_promptly_not_at_their_deadline() {
     }
     for session in sessions {
         if let Err(e) = session.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    lab.stop().await;
+}
+
+/// The shell pump had the same sleep as the exec loop: writing a line, or reading the
+/// shell's stderr, can take the output that just arrived into libssh2's queue, and a
+/// pump that then sleeps on the socket leaves it there until something else comes
+/// (a keepalive, the next line). Many quick round trips over parallel shells, each
+/// of which must come back long before any keepalive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_shell_round_trips_return_promptly() {
+    const ROUND_TRIPS: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = SimLab::start(SimLabConfig::fast().on_random_addresses().unwrap())
+        .await
+        .unwrap();
+    let rig = Rig::load(&lab.write_rig(dir.path()).unwrap()).unwrap();
+
+    let mut shells = Vec::new();
+    for (name, device) in rig.devices() {
+        let endpoint = device.ssh.clone().expect("every sim device has SSH");
+        for _ in 0..SESSIONS_PER_DEVICE {
+            let name = name.to_string();
+            let endpoint = endpoint.clone();
+            shells.push(tokio::spawn(async move {
+                let session = SshSession::connect(&name, &endpoint, Recorder::discard())
+                    .await
+                    .expect("SSH connect");
+                let mut shell = session.shell().await.expect("open a shell");
+                for run in 0..ROUND_TRIPS {
+                    // The answer on a line of its own, not the echo of the typed line.
+                    let answer = format!("\ntok{run}\r\n");
+                    shell
+                        .write(format!("echo tok{run}\n").as_bytes())
+                        .await
+                        .expect("type at the shell");
+                    let mut seen = Vec::new();
+                    while !String::from_utf8_lossy(&seen).contains(&answer) {
+                        match tokio::time::timeout(PROMPT, shell.read()).await {
+                            Ok(Ok(bytes)) => seen.extend(bytes),
+                            Ok(Err(e)) => panic!("{name}: the shell ended at round trip {run}: {e}"),
+                            Err(_) => panic!(
+                                "{name}: round trip {run} had not come back after {PROMPT:?}; got {:?}",
+                                String::from_utf8_lossy(&seen)
+                            ),
+                        }
+                    }
+                }
+                drop(shell);
+                tokio::time::timeout(PROMPT, session.close())
+                    .await
+                    .unwrap_or_else(|_| panic!("{name}: closing the session hung"));
+            }));
+        }
+    }
+    for shell in shells {
+        if let Err(e) = shell.await {
             std::panic::resume_unwind(e.into_panic());
         }
     }
