@@ -55,7 +55,7 @@ use proofrig::evidence::journal::{read_chain, JournalWriter};
 use proofrig::evidence::bundle::InputRefs;
 use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, Phase, StepEntry};
 use proofrig::plan::Plan;
-use proofrig::run::executor::{execute, run_recorder, RunRequest};
+use proofrig::run::executor::{execute, flushes_fully_at_step_end, run_recorder, RunRequest};
 use proofrig::run::progress::Silent;
 use proofrig::verdict::Verdict;
 use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, Recorder, Timestamp};
@@ -304,11 +304,7 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
             // As the executor ends a step's range (`end_of_range`): a console wait counts
             // what it left unread, and the console keeps a possible secret's beginning held.
             let unread = (op == Op::ConsoleExpect).then(|| expect.as_mut().map_or(0, Expect::unconsumed));
-            let last_seq = recorder
-                .flush_at_step_end(|channel, direction, held| {
-                    channel.channel != "console" || (direction == Direction::In && unread.is_some_and(|unread| held > unread))
-                })
-                .saturating_sub(1);
+            let last_seq = recorder.flush_at_step_end(flushes_fully_at_step_end(DEVICE, unread)).saturating_sub(1);
             journal
                 .append(&StepEntry::StepFinished {
                     key: &key,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use proofrig_agents::events::{Direction, Event, EventSink, Recorder};
+use proofrig_agents::events::{ChannelId, Direction, Event, EventSink, Recorder};
 use proofrig_agents::redact::Redactor;
 use proofrig_agents::rig::{Device, Rig};
 use proofrig_agents::secret::SecretRef;
@@ -505,10 +505,16 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
         "console_expect" | "console_run" => agents.console_unconsumed(device),
         _ => None,
     };
-    let next = recorder.flush_at_step_end(|channel, direction, held| {
+    recorder.flush_at_step_end(flushes_fully_at_step_end(device, unread)).saturating_sub(1)
+}
+
+/// Which streams a step's end records in full (see [`end_of_range`]): every stream but
+/// a console, and the console of `device` when its wait, which left `unread` bytes of
+/// text unread, consumed some of what the redactor holds.
+pub fn flushes_fully_at_step_end(device: &str, unread: Option<usize>) -> impl Fn(&ChannelId, Direction, usize) -> bool + '_ {
+    move |channel, direction, held| {
         channel.channel != "console" || (channel.device == device && direction == Direction::In && unread.is_some_and(|unread| held > unread))
-    });
-    next.saturating_sub(1)
+    }
 }
 
 /// A step limited to devices with a channel this device lacks: its SKIP output.
