@@ -85,7 +85,7 @@ struct DigestSink {
 }
 
 impl EventSink for DigestSink {
-    fn append(&self, event: &Event) {
+    fn append(&self, event: Event) {
         if let EventKind::Bytes { direction: Direction::In, data, .. } = &event.kind {
             let mut state = self.state.lock().unwrap();
             state.0.update(data);

@@ -165,8 +165,11 @@ pub struct Event {
 }
 
 /// Where stamped events go. Implementations append; they must not reorder.
+///
+/// The event is handed over, not lent: a sink that keeps it (the run's journal hands it
+/// to its writer thread, which encodes it there) does not copy a console chunk first.
 pub trait EventSink: Send + Sync {
-    fn append(&self, event: &Event);
+    fn append(&self, event: Event);
 }
 
 struct RecorderState {
@@ -299,7 +302,7 @@ impl Recorder {
         let at = Timestamp { wall_ns: wall_now_ns(), mono_ns: self.started.elapsed().as_nanos() as u64 };
         let seq = state.next_seq;
         state.next_seq += 1;
-        state.sink.append(&Event { seq, at, kind });
+        state.sink.append(Event { seq, at, kind });
         seq
     }
 
@@ -389,7 +392,7 @@ fn wall_now_ns() -> u64 {
 struct DiscardSink;
 
 impl EventSink for DiscardSink {
-    fn append(&self, _event: &Event) {}
+    fn append(&self, _event: Event) {}
 }
 
 /// Keeps every event in memory; for tests and short tools.
@@ -423,8 +426,8 @@ impl MemorySink {
 }
 
 impl EventSink for MemorySink {
-    fn append(&self, event: &Event) {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event.clone());
+    fn append(&self, event: Event) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
     }
 }
 
@@ -445,10 +448,10 @@ impl JsonLinesSink {
 }
 
 impl EventSink for JsonLinesSink {
-    fn append(&self, event: &Event) {
+    fn append(&self, event: Event) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         // A failing transcript disk is reported, never allowed to stop the device session.
-        let result = serde_json::to_writer(&mut *out, event)
+        let result = serde_json::to_writer(&mut *out, &event)
             .map_err(std::io::Error::from)
             .and_then(|_| out.write_all(b"\n"))
             .and_then(|_| out.flush());

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use proofrig::evidence::journal::{read_chain, JournalWriter};
 use proofrig::evidence::bundle::InputRefs;
-use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, Phase, StepEntry};
+use proofrig::evidence::record::{CaseKey, FileRef, JournalEntry, Phase, StepRecord};
 use proofrig::plan::Plan;
 use proofrig::run::executor::{execute, flushes_fully_at_step_end, run_recorder, RunRequest};
 use proofrig::run::progress::Silent;
@@ -248,7 +248,7 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
     let console = device.console.clone().expect("ru1 has a console");
     let endpoint = device.ssh.clone().expect("ru1 has SSH");
     let done = Regex::new(CONSOLE_DONE).unwrap();
-    let key = CaseKey { plan: format!("bench-executor-overhead-{}", variant.name), case: "BENCH_TRIVIAL_STEPS".into(), device: DEVICE.into() };
+    let key = Arc::new(CaseKey { plan: format!("bench-executor-overhead-{}", variant.name), case: "BENCH_TRIVIAL_STEPS".into(), device: DEVICE.into() });
     let mut by_op = [Duration::ZERO; 4];
     let spin = Duration::from_micros(env_usize("PROOFRIG_BENCH_SPIN_US", 0) as u64);
     let started = Instant::now();
@@ -261,9 +261,8 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
         let op_started = Instant::now();
         if let Some(journal) = step_records {
             let (action, spec) = op.spec();
-            journal
-                .append(&StepEntry::StepStarted { key: &key, phase: Phase::Steps, index: step, action, label: action, spec: &spec, attempt: 1 })
-                .unwrap();
+            let (key, label, spec) = (key.clone(), action.to_string(), Arc::new(spec));
+            journal.append_owned(StepRecord::Started { key, phase: Phase::Steps, index: step, action, label, spec, attempt: 1 }).unwrap();
         }
         let first_seq = recorder.next_seq();
         let output = match op {
@@ -306,14 +305,14 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
             let unread = (op == Op::ConsoleExpect).then(|| expect.as_mut().map_or(0, Expect::unconsumed));
             let last_seq = recorder.flush_at_step_end(flushes_fully_at_step_end(DEVICE, unread)).saturating_sub(1);
             journal
-                .append(&StepEntry::StepFinished {
-                    key: &key,
+                .append_owned(StepRecord::Finished {
+                    key: key.clone(),
                     phase: Phase::Steps,
                     index: step,
                     attempt: 1,
                     verdict: Verdict::Pass,
-                    message: &format!("{} as expected", op.label()),
-                    output: &output,
+                    message: format!("{} as expected", op.label()),
+                    output: Arc::new(output),
                     first_seq,
                     last_seq,
                 })

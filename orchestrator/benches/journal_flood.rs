@@ -108,17 +108,26 @@ struct SinkState {
 }
 
 impl EventSink for FloodSink {
-    fn append(&self, event: &Event) {
+    fn append(&self, event: Event) {
         let entered = Instant::now();
-        if let Some(journal) = &self.journal {
-            journal.append(event);
+        let received = match &event.kind {
+            EventKind::Bytes { direction: Direction::In, data, .. } => Some(data.len()),
+            _ => None,
+        };
+        // The baseline hashes what it receives; proofrig's side hands it to the journal.
+        let mut baseline_digest = None;
+        match &self.journal {
+            Some(journal) => journal.append(event),
+            None => baseline_digest = Some(event),
         }
         let mut state = self.state.lock().unwrap();
-        if let EventKind::Bytes { direction: Direction::In, data, .. } = &event.kind {
-            if let Some(hasher) = state.hasher.as_mut() {
-                hasher.update(data);
-            }
-            state.in_bytes += data.len();
+        if let (Some(hasher), Some(Event { kind: EventKind::Bytes { direction: Direction::In, data, .. }, .. })) =
+            (state.hasher.as_mut(), &baseline_digest)
+        {
+            hasher.update(data);
+        }
+        if let Some(len) = received {
+            state.in_bytes += len;
             let now = Instant::now();
             let in_bytes = state.in_bytes;
             state.marks.push((in_bytes, now));

@@ -85,7 +85,7 @@ pub struct WatchedSink {
 }
 
 impl EventSink for WatchedSink {
-    fn append(&self, event: &Event) {
+    fn append(&self, event: Event) {
         self.memory.append(event);
         self.changed.notify_waiters();
     }

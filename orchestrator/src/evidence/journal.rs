@@ -5,15 +5,18 @@
 //! record's hash, and the first names [`genesis`]. Changing, removing or reordering
 //! any record breaks the chain at a record number a verifier can name.
 //!
-//! Records are numbered, chained and queued by [`JournalWriter::append`] on the
-//! caller's thread, and written to the OS, in order, by the journal's own writer thread
-//! within [`WRITE_DELAY`] (at once when [`WRITE_AT`] bytes are queued). The stepping
-//! thread thus never waits on a `write(2)`: on a device answering in 0.2 ms, one
-//! `write(2)` per record cost the executor about half its overhead (BENCHMARKS.md).
-//! What a crash can lose is bounded: the records of the last few milliseconds, never
-//! a record in the middle, so the file is always a prefix that verifies (as
-//! incomplete). A normal end, Ctrl-C, a forced quit and dropping the writer all write
-//! everything queued first; `close` and `flush` wait until it is written.
+//! Records are numbered and queued by [`JournalWriter::append`] on the caller's
+//! thread; the journal's own writer thread encodes, chains (SHA-256) and writes them,
+//! in order, within [`WRITE_DELAY`] (at once when about [`WRITE_AT`] bytes are queued).
+//! The threads a step waits for (the stepping thread, an SSH session's thread, a
+//! console's pump) thus neither hash nor wait on a `write(2)`, and entries handed over
+//! owned ([`JournalWriter::append_owned`]: agent events and step records) are not even
+//! serialized there. On a device answering in 0.2 ms that work was most of what the
+//! journal cost a step (BENCHMARKS.md). What a crash can lose is bounded: the records
+//! of the last few milliseconds, never a record in the middle, so the file is always a
+//! prefix that verifies (as incomplete). A normal end, Ctrl-C, a forced quit and
+//! dropping the writer all write everything queued first; `close` and `flush` wait
+//! until it is written.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -58,14 +61,44 @@ pub enum JournalError {
     Thread(std::io::Error),
 }
 
-/// The records appended but not yet written, and the chain they extend.
+/// An entry handed to the journal owned, for the writer thread to serialize
+/// ([`JournalWriter::append_owned`]).
+pub trait OwnedEntry: Serialize + Send + 'static {
+    /// About how long its line will be: decides when the writer thread is woken at
+    /// once and when an appender must write the queue itself. A guess is fine; a
+    /// console chunk should count its bytes.
+    fn approx_len(&self) -> usize;
+}
+
+/// An owned entry, type-erased for the queue.
+trait Encode: Send {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+}
+
+impl<T: Serialize + Send> Encode for T {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+/// A record appended but not yet encoded.
+enum Pending {
+    /// Serialized by the appender: the next `len` bytes of [`Queue::serialized`].
+    Serialized(usize),
+    /// Handed over owned; the writer thread serializes it.
+    Owned(Box<dyn Encode>),
+}
+
+/// The records appended but not yet written, in chain order.
 struct Queue {
-    /// Complete lines, newline included, in chain order.
-    lines: Vec<u8>,
-    /// Hash of the last record appended (written or not) and the next record number.
-    prev: [u8; 32],
+    pending: Vec<Pending>,
+    /// The bodies of the [`Pending::Serialized`] records, one after the other.
+    serialized: Vec<u8>,
+    /// About how many bytes the pending records will take.
+    queued_bytes: usize,
+    /// The next record number.
     next: u64,
-    /// The first write error: nothing is written or accepted after it.
+    /// The first write or encoding error: nothing is written or accepted after it.
     failed: Option<String>,
     /// Set when the bundle is sealed: a late event must not change what was signed.
     closed: bool,
@@ -77,11 +110,19 @@ struct Queue {
     writer_asleep: bool,
 }
 
-/// The file side, locked while a batch is written, so batches reach the file in order.
+/// The file side and the chain, locked while a batch is encoded and written, so
+/// batches reach the file in order.
 struct Output {
     file: File,
-    /// The emptied buffer of the last batch, swapped in as the next queue.
-    spare: Vec<u8>,
+    /// Hash of the last record written and the next record number to write.
+    prev: [u8; 32],
+    next: u64,
+    /// Reused buffers: the batch's lines, one record's body, and the emptied queue of
+    /// the last batch, swapped in as the next queue.
+    lines: Vec<u8>,
+    body: Vec<u8>,
+    spare_pending: Vec<Pending>,
+    spare_serialized: Vec<u8>,
 }
 
 struct Shared {
@@ -102,28 +143,73 @@ impl Shared {
         JournalError::Write { path: self.path.clone(), source: std::io::Error::other(reason.to_string()) }
     }
 
-    /// Write every record queued so far, in order. After a failure nothing more is
-    /// written: the file stays a verifiable prefix.
+    /// Encode, chain and write every record queued so far, in order. After a failure
+    /// nothing more is written: the file stays a verifiable prefix.
     fn write_queued(&self) -> Result<(), JournalError> {
         let mut output = lock(&self.output);
-        let mut batch = std::mem::take(&mut output.spare);
+        let output = &mut *output;
+        let mut pending = std::mem::take(&mut output.spare_pending);
+        let mut serialized = std::mem::take(&mut output.spare_serialized);
         {
             let mut queue = lock(&self.queue);
             if let Some(reason) = queue.failed.clone() {
                 // What could not be written is dropped, not retried out of order.
-                queue.lines.clear();
-                output.spare = batch;
+                queue.pending.clear();
+                queue.serialized.clear();
+                queue.queued_bytes = 0;
+                (output.spare_pending, output.spare_serialized) = (pending, serialized);
                 return Err(self.write_error(&reason));
             }
-            std::mem::swap(&mut queue.lines, &mut batch);
+            std::mem::swap(&mut queue.pending, &mut pending);
+            std::mem::swap(&mut queue.serialized, &mut serialized);
+            queue.queued_bytes = 0;
         }
-        let written = output.file.write_all(&batch);
-        batch.clear();
-        output.spare = batch;
-        written.map_err(|source| {
-            lock(&self.queue).failed.get_or_insert_with(|| source.to_string());
-            JournalError::Write { path: self.path.clone(), source }
-        })
+        let (mut prev, mut next) = (output.prev, output.next);
+        let mut encoding_failed = None;
+        let mut offset = 0;
+        for record in pending.drain(..) {
+            if encoding_failed.is_some() {
+                continue;
+            }
+            let body = match &record {
+                Pending::Serialized(len) => {
+                    offset += len;
+                    &serialized[offset - len..offset]
+                }
+                Pending::Owned(entry) => {
+                    output.body.clear();
+                    if let Err(err) = entry.encode(&mut output.body) {
+                        encoding_failed = Some(format!("cannot encode record {next}: {err}"));
+                        continue;
+                    }
+                    &output.body[..]
+                }
+            };
+            prev = push_line(&mut output.lines, next, &prev, body);
+            next += 1;
+        }
+        serialized.clear();
+        if output.body.capacity() > 1 << 20 {
+            // A rare huge record (a fetched file's listing) must not stay allocated.
+            output.body = Vec::new();
+        }
+        (output.spare_pending, output.spare_serialized) = (pending, serialized);
+        let written = output.file.write_all(&output.lines);
+        output.lines.clear();
+        let failure = match written {
+            Ok(()) => {
+                (output.prev, output.next) = (prev, next);
+                encoding_failed.map(|reason| (reason.clone(), JournalError::Write { path: self.path.clone(), source: std::io::Error::other(reason) }))
+            }
+            Err(source) => Some((source.to_string(), JournalError::Write { path: self.path.clone(), source })),
+        };
+        match failure {
+            None => Ok(()),
+            Some((reason, err)) => {
+                lock(&self.queue).failed.get_or_insert(reason);
+                Err(err)
+            }
+        }
     }
 
     /// The writer thread: every [`WRITE_DELAY`], writes what was queued meanwhile in one
@@ -133,17 +219,17 @@ impl Shared {
         let mut idle_rounds = 0;
         loop {
             let mut queue = lock(&self.queue);
-            if queue.lines.is_empty() && !queue.stopping && idle_rounds >= IDLE_ROUNDS {
+            if queue.pending.is_empty() && !queue.stopping && idle_rounds >= IDLE_ROUNDS {
                 queue.writer_asleep = true;
                 while queue.writer_asleep && !queue.stopping {
                     queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
                 }
                 idle_rounds = 0;
             }
-            if !queue.stopping && queue.lines.len() < WRITE_AT {
+            if !queue.stopping && queue.queued_bytes < WRITE_AT {
                 queue = self.wake.wait_timeout(queue, WRITE_DELAY).unwrap_or_else(|p| p.into_inner()).0;
             }
-            let (stopping, empty) = (queue.stopping, queue.lines.is_empty());
+            let (stopping, empty) = (queue.stopping, queue.pending.is_empty());
             drop(queue);
             if empty {
                 if stopping {
@@ -157,6 +243,25 @@ impl Shared {
             let _ = self.write_queued();
         }
     }
+}
+
+/// Append record `n` with body `body` after the record hashed `prev` to `lines`;
+/// returns its hash.
+///
+/// The line is `{"n":N,"prev":"<hex>","entry":BODY}`, byte for byte what serde_json
+/// makes of such a struct.
+fn push_line(lines: &mut Vec<u8>, n: u64, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    let start = lines.len();
+    lines.extend_from_slice(b"{\"n\":");
+    lines.extend_from_slice(itoa(n, &mut [0; 20]));
+    lines.extend_from_slice(b",\"prev\":\"");
+    lines.extend_from_slice(&hex_of(prev));
+    lines.extend_from_slice(b"\",\"entry\":");
+    lines.extend_from_slice(body);
+    lines.push(b'}');
+    let hash = Sha256::digest(&lines[start..]).into();
+    lines.push(b'\n');
+    hash
 }
 
 /// Appends records, keeping the chain.
@@ -181,8 +286,9 @@ impl JournalWriter {
         let shared = Arc::new(Shared {
             path: name,
             queue: Mutex::new(Queue {
-                lines: Vec::with_capacity(64 * 1024),
-                prev: genesis(),
+                pending: Vec::with_capacity(1024),
+                serialized: Vec::with_capacity(64 * 1024),
+                queued_bytes: 0,
                 next: 0,
                 failed: None,
                 closed: false,
@@ -190,7 +296,15 @@ impl JournalWriter {
                 writer_asleep: false,
             }),
             wake: Condvar::new(),
-            output: Mutex::new(Output { file, spare: Vec::with_capacity(64 * 1024) }),
+            output: Mutex::new(Output {
+                file,
+                prev: genesis(),
+                next: 0,
+                lines: Vec::with_capacity(64 * 1024),
+                body: Vec::new(),
+                spare_pending: Vec::with_capacity(1024),
+                spare_serialized: Vec::with_capacity(64 * 1024),
+            }),
         });
         let writer = {
             let shared = shared.clone();
@@ -202,13 +316,8 @@ impl JournalWriter {
         Ok(Self { shared, writer: Some(writer) })
     }
 
-    /// Append one entry to the chain; the writer thread writes it within
-    /// [`WRITE_DELAY`]. Returns its record number.
-    ///
-    /// The line is `{"n":N,"prev":"<hex>","entry":ENTRY}`, byte for byte what
-    /// serde_json makes of such a struct. The entry is serialized before taking the
-    /// lock (agents' pumps and the executor append concurrently); numbering and
-    /// hashing happen under it, so the queue's order is the chain order.
+    /// Append one entry, serialized now on the caller's thread; the writer thread
+    /// chains and writes it within [`WRITE_DELAY`]. Returns its record number.
     pub fn append<T: Serialize + ?Sized>(&self, entry: &T) -> Result<u64, JournalError> {
         thread_local! {
             // Reused per thread: a fresh Vec regrew several times for every record.
@@ -218,17 +327,31 @@ impl JournalWriter {
             let mut body = body.borrow_mut();
             body.clear();
             serde_json::to_writer(&mut *body, entry)?;
-            let appended = self.append_body(&body);
+            let appended = self.enqueue(body.len(), |queue| {
+                queue.serialized.extend_from_slice(&body);
+                Pending::Serialized(body.len())
+            });
             if body.capacity() > 1 << 20 {
-                // A rare huge record (a fetched file's listing) must not stay allocated.
                 *body = Vec::new();
             }
             appended
         })
     }
 
-    /// [`append`](Self::append) of an entry already serialized.
-    fn append_body(&self, body: &[u8]) -> Result<u64, JournalError> {
+    /// Append one entry handed over owned: numbered now, serialized, chained and
+    /// written by the writer thread within [`WRITE_DELAY`], in order with every other
+    /// record. Returns its record number. For what is journaled on the threads a step
+    /// waits for (agent events, step records): on them this is a lock and a push.
+    ///
+    /// Should the entry fail to serialize there (serde_json fails only on a map with
+    /// keys that are not strings), the journal stops at the record before it, and that
+    /// failure is reported like a write error: by later appends, `flush` and `failure`.
+    pub fn append_owned<T: OwnedEntry>(&self, entry: T) -> Result<u64, JournalError> {
+        let len = entry.approx_len();
+        self.enqueue(len, move |_| Pending::Owned(Box::new(entry)))
+    }
+
+    fn enqueue(&self, len: usize, record: impl FnOnce(&mut Queue) -> Pending) -> Result<u64, JournalError> {
         let shared = &*self.shared;
         let mut queue = lock(&shared.queue);
         if queue.closed {
@@ -238,22 +361,13 @@ impl JournalWriter {
             return Err(shared.write_error(reason));
         }
         let n = queue.next;
-        let start = queue.lines.len();
-        let prev = hex_of(&queue.prev);
-        let line = &mut queue.lines;
-        line.extend_from_slice(b"{\"n\":");
-        line.extend_from_slice(itoa(n, &mut [0; 20]));
-        line.extend_from_slice(b",\"prev\":\"");
-        line.extend_from_slice(&prev);
-        line.extend_from_slice(b"\",\"entry\":");
-        line.extend_from_slice(body);
-        line.push(b'}');
-        let hash: [u8; 32] = Sha256::digest(&line[start..]).into();
-        line.push(b'\n');
-        let queued = line.len();
-        queue.prev = hash;
         queue.next += 1;
-        let wake = std::mem::take(&mut queue.writer_asleep) || (start < WRITE_AT && queued >= WRITE_AT);
+        let pending = record(&mut queue);
+        queue.pending.push(pending);
+        let before = queue.queued_bytes;
+        queue.queued_bytes += len;
+        let queued = queue.queued_bytes;
+        let wake = std::mem::take(&mut queue.writer_asleep) || (before < WRITE_AT && queued >= WRITE_AT);
         drop(queue);
         if wake {
             shared.wake.notify_one();
@@ -269,10 +383,12 @@ impl JournalWriter {
         self.shared.write_queued()
     }
 
-    /// Hash of the last record appended (the chain head) and the record count.
+    /// Hash of the last record written (the chain head) and the record count, after
+    /// writing what is queued.
     pub fn head(&self) -> ([u8; 32], u64) {
-        let queue = lock(&self.shared.queue);
-        (queue.prev, queue.next)
+        let _ = self.shared.write_queued();
+        let output = lock(&self.shared.output);
+        (output.prev, output.next)
     }
 
     /// The first write error, if any happened (the run must then not claim completeness).
@@ -286,13 +402,8 @@ impl JournalWriter {
     /// Sealing signs the journal's digest, so anything still holding the writer (a
     /// straggling agent task) must get an error instead of changing the file.
     pub fn close(&self) -> ([u8; 32], u64) {
-        let head = {
-            let mut queue = lock(&self.shared.queue);
-            queue.closed = true;
-            (queue.prev, queue.next)
-        };
-        let _ = self.shared.write_queued();
-        head
+        lock(&self.shared.queue).closed = true;
+        self.head()
     }
 
     /// Write what is queued and fsync, for the end of a run.

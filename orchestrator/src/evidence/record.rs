@@ -7,10 +7,13 @@
 //! replayable.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
-use proofrig_agents::events::Event;
+use proofrig_agents::events::{Event, EventKind};
+
+use super::journal::OwnedEntry;
 
 use crate::plan::ScasRef;
 use crate::verdict::{Rollup, Verdict};
@@ -182,6 +185,84 @@ pub enum StepEntry<'a> {
     },
 }
 
+/// An agent event handed to the journal owned ([`JournalWriter::append_owned`]): the
+/// writer thread serializes it as [`EventEntry`], off the agent's thread.
+///
+/// [`JournalWriter::append_owned`]: super::journal::JournalWriter::append_owned
+#[derive(Debug)]
+pub struct EventRecord(pub Event);
+
+impl Serialize for EventRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EventEntry::Event { event: &self.0 }.serialize(serializer)
+    }
+}
+
+impl OwnedEntry for EventRecord {
+    fn approx_len(&self) -> usize {
+        match &self.0.kind {
+            // Base64 makes 4 bytes of 3.
+            EventKind::Bytes { data, .. } => 200 + data.len() / 3 * 4,
+            _ => 200,
+        }
+    }
+}
+
+/// A step record handed to the journal owned ([`JournalWriter::append_owned`]): the
+/// writer thread serializes it as the [`StepEntry`] it lends, off the stepping thread.
+/// The case key, the spec and the output are shared with the executor, not copied.
+///
+/// [`JournalWriter::append_owned`]: super::journal::JournalWriter::append_owned
+#[derive(Debug)]
+pub enum StepRecord {
+    Started { key: Arc<CaseKey>, phase: Phase, index: usize, action: &'static str, label: String, spec: Arc<serde_json::Value>, attempt: u32 },
+    Finished {
+        key: Arc<CaseKey>,
+        phase: Phase,
+        index: usize,
+        attempt: u32,
+        verdict: Verdict,
+        message: String,
+        output: Arc<serde_json::Value>,
+        first_seq: u64,
+        last_seq: u64,
+    },
+}
+
+impl StepRecord {
+    pub fn entry(&self) -> StepEntry<'_> {
+        match self {
+            StepRecord::Started { key, phase, index, action, label, spec, attempt } => {
+                StepEntry::StepStarted { key, phase: *phase, index: *index, action, label, spec, attempt: *attempt }
+            }
+            StepRecord::Finished { key, phase, index, attempt, verdict, message, output, first_seq, last_seq } => StepEntry::StepFinished {
+                key,
+                phase: *phase,
+                index: *index,
+                attempt: *attempt,
+                verdict: *verdict,
+                message,
+                output,
+                first_seq: *first_seq,
+                last_seq: *last_seq,
+            },
+        }
+    }
+}
+
+impl Serialize for StepRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.entry().serialize(serializer)
+    }
+}
+
+impl OwnedEntry for StepRecord {
+    fn approx_len(&self) -> usize {
+        // Most are a few hundred bytes; a big output is rare and bounded by the step.
+        512
+    }
+}
+
 /// A step as reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
@@ -253,59 +334,61 @@ mod tests {
             at: Timestamp { wall_ns: 1_700_000_000_000_000_000, mono_ns: 17 },
             kind: EventKind::Bytes { channel: ChannelId::new("ru1", "console"), direction: Direction::In, data: b"login: \xff".to_vec() },
         };
-        assert_eq!(
-            serde_json::to_string(&EventEntry::Event { event: &event }).unwrap(),
-            serde_json::to_string(&JournalEntry::Event { event: event.clone() }).unwrap()
-        );
+        let owned = serde_json::to_string(&JournalEntry::Event { event: event.clone() }).unwrap();
+        assert_eq!(serde_json::to_string(&EventEntry::Event { event: &event }).unwrap(), owned);
+        assert_eq!(serde_json::to_string(&EventRecord(event)).unwrap(), owned);
     }
 
     #[test]
-    fn borrowed_step_entries_are_the_same_json_as_the_owned_ones() {
+    fn borrowed_and_handed_over_step_entries_are_the_same_json_as_the_owned_ones() {
         let key = CaseKey { plan: "p\"lan".into(), case: "TC_\u{e9}".into(), device: "ru1".into() };
         let spec = serde_json::json!({"command": "echo \"x\"\n", "expect_status": 0, "stdin": {"secret": "pw"}});
         let output = serde_json::json!({"stdout": "x\r\n\u{1}", "stderr": "", "exit_status": 0, "exit_signal": null});
+        let shared = (Arc::new(key.clone()), Arc::new(spec.clone()), Arc::new(output.clone()));
         for (phase, attempt, verdict) in [(Phase::Steps, 1, Verdict::Pass), (Phase::Restore, 3, Verdict::Infra)] {
-            assert_eq!(
-                serde_json::to_string(&StepEntry::StepStarted { key: &key, phase, index: 7, action: "ssh_exec", label: "run `x`", spec: &spec, attempt })
-                    .unwrap(),
-                serde_json::to_string(&JournalEntry::StepStarted {
-                    key: key.clone(),
-                    phase,
-                    index: 7,
-                    action: "ssh_exec".into(),
-                    label: "run `x`".into(),
-                    spec: spec.clone(),
-                    attempt,
-                })
-                .unwrap()
-            );
+            let owned = serde_json::to_string(&JournalEntry::StepStarted {
+                key: key.clone(),
+                phase,
+                index: 7,
+                action: "ssh_exec".into(),
+                label: "run `x`".into(),
+                spec: spec.clone(),
+                attempt,
+            })
+            .unwrap();
+            let borrowed = StepEntry::StepStarted { key: &key, phase, index: 7, action: "ssh_exec", label: "run `x`", spec: &spec, attempt };
+            assert_eq!(serde_json::to_string(&borrowed).unwrap(), owned);
+            let handed_over =
+                StepRecord::Started { key: shared.0.clone(), phase, index: 7, action: "ssh_exec", label: "run `x`".into(), spec: shared.1.clone(), attempt };
+            assert_eq!(serde_json::to_string(&handed_over).unwrap(), owned);
+
             let message = "SSH command `echo \"x\"` exited 0, as required";
-            assert_eq!(
-                serde_json::to_string(&StepEntry::StepFinished {
-                    key: &key,
-                    phase,
-                    index: 7,
-                    attempt,
-                    verdict,
-                    message,
-                    output: &output,
-                    first_seq: 12,
-                    last_seq: 11,
-                })
-                .unwrap(),
-                serde_json::to_string(&JournalEntry::StepFinished {
-                    key: key.clone(),
-                    phase,
-                    index: 7,
-                    attempt,
-                    verdict,
-                    message: message.into(),
-                    output: output.clone(),
-                    first_seq: 12,
-                    last_seq: 11,
-                })
-                .unwrap()
-            );
+            let owned = serde_json::to_string(&JournalEntry::StepFinished {
+                key: key.clone(),
+                phase,
+                index: 7,
+                attempt,
+                verdict,
+                message: message.into(),
+                output: output.clone(),
+                first_seq: 12,
+                last_seq: 11,
+            })
+            .unwrap();
+            let borrowed = StepEntry::StepFinished { key: &key, phase, index: 7, attempt, verdict, message, output: &output, first_seq: 12, last_seq: 11 };
+            assert_eq!(serde_json::to_string(&borrowed).unwrap(), owned);
+            let handed_over = StepRecord::Finished {
+                key: shared.0.clone(),
+                phase,
+                index: 7,
+                attempt,
+                verdict,
+                message: message.into(),
+                output: shared.2.clone(),
+                first_seq: 12,
+                last_seq: 11,
+            };
+            assert_eq!(serde_json::to_string(&handed_over).unwrap(), owned);
         }
     }
 

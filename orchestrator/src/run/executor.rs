@@ -31,7 +31,7 @@ use super::judge::{failure_output, judge, FailureClass};
 use super::progress::Progress;
 use crate::evidence::bundle::InputRefs;
 use crate::evidence::journal::{JournalError, JournalWriter};
-use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventEntry, JournalEntry, Phase, RunResult, StepEntry, StepResult};
+use crate::evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
 use crate::plan::{Case, Credential, OnFailure, Plan, Step};
 use crate::verdict::{case_verdict, Rollup, Verdict};
 
@@ -39,12 +39,14 @@ use crate::verdict::{case_verdict, Rollup, Verdict};
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Appends agent events to the journal, in the order the recorder stamped them.
+/// Handed over owned: the journal's writer thread serializes them, not the agent's
+/// thread that a step is waiting for.
 pub struct JournalSink(pub Arc<JournalWriter>);
 
 impl EventSink for JournalSink {
-    fn append(&self, event: &Event) {
+    fn append(&self, event: Event) {
         // A write error is remembered by the writer and reported when the run ends.
-        let _ = self.0.append(&EventEntry::Event { event });
+        let _ = self.0.append_owned(EventRecord(event));
     }
 }
 
@@ -205,7 +207,7 @@ struct CaseRun {
     verdicts: Vec<Verdict>,
     checks_passed: usize,
     touched_device: bool,
-    decisive: Option<(Verdict, String, Value)>,
+    decisive: Option<(Verdict, String, Arc<Value>)>,
 }
 
 /// Run everything, journaling as it goes, from RunStarted to RunFinished. Returns the run's result for reports.
@@ -262,6 +264,8 @@ pub async fn execute(
         let case_start = Instant::now();
         let device = request.rig.device(&sel.device).expect("selected from the rig").clone();
         let mut scope = base_scope(sel.plan, &request.params, &sel.device, &device);
+        // Shared with every step record of the case, which the journal serializes later.
+        let shared_key = Arc::new(key.clone());
 
         let mut run = CaseRun { steps: Vec::new(), verdicts: Vec::new(), checks_passed: 0, touched_device: false, decisive: None };
         if sel.case.skip.is_some() {
@@ -273,7 +277,7 @@ pub async fn execute(
                     run.verdicts.push(Verdict::NotRun);
                     continue;
                 }
-                let verdict = run_step(&key, Phase::Steps, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut abort).await?;
+                let verdict = run_step(&shared_key, Phase::Steps, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut abort).await?;
                 if verdict == Verdict::Aborted {
                     aborted = true;
                 }
@@ -283,7 +287,7 @@ pub async fn execute(
             let restore_abort = watch::channel(false).1;
             for (index, step) in sel.case.restore.iter().enumerate() {
                 let mut never = restore_abort.clone();
-                run_step(&key, Phase::Restore, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut never).await?;
+                run_step(&shared_key, Phase::Restore, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut never).await?;
             }
             aborted |= *abort.borrow();
         }
@@ -377,7 +381,7 @@ async fn report_identity(
 
 #[allow(clippy::too_many_arguments)]
 async fn run_step(
-    key: &CaseKey,
+    key: &Arc<CaseKey>,
     phase: Phase,
     index: usize,
     step: &Step,
@@ -393,37 +397,40 @@ async fn run_step(
     let label = step.label();
     let device = step.device.as_deref().unwrap_or(&key.device);
     let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or_else(|| default_timeout(action));
-    let resolved = Agents::resolve(step, scope);
-    let spec = resolved.as_ref().unwrap_or(&Value::Null);
+    let (spec, unresolved) = match Agents::resolve(step, scope) {
+        Ok(spec) => (Arc::new(spec), None),
+        Err(unresolved) => (Arc::new(Value::Null), Some(unresolved)),
+    };
     let mut attempt = 1;
     loop {
         let started = Instant::now();
-        // The step records are written from borrowed fields (`StepEntry`): copying the
-        // key, spec and output into owned entries only to serialize and drop them was a
-        // large part of the executor's own work on a quick step.
-        journal.append(&StepEntry::StepStarted { key, phase, index, action, label: &label, spec, attempt })?;
+        // The step records are handed to the journal with the key, spec and output
+        // shared, not copied; its writer thread serializes them, off this thread,
+        // which the next step waits for.
+        journal.append_owned(StepRecord::Started { key: key.clone(), phase, index, action, label: label.clone(), spec: spec.clone(), attempt })?;
         let first_seq = recorder.next_seq();
-        let mut output = match (&resolved, missing_channel(step, scope)) {
+        let mut output = match (&unresolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,
-            (Err(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
-            (Ok(_), None) if step.script.is_some() => {
+            (Some(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
+            (None, None) if step.script.is_some() => {
                 super::script::perform(agents, recorder, device, step, scope.clone(), timeout, abort).await
             }
-            (Ok(spec), None) => perform_or_abort(agents, device, step, spec, timeout, abort).await,
+            (None, None) => perform_or_abort(agents, device, step, &spec, timeout, abort).await,
         };
         // Whatever a device printed of a secret is cut from the output exactly as from
         // the transcript, so the two still agree in replay (see the module doc).
         recorder.redactor().redact_json(&mut output);
         let last_seq = end_of_range(recorder, agents, device, action);
-        let judgement = judge(action, spec, &output);
-        let record = journal.append(&StepEntry::StepFinished {
-            key,
+        let judgement = judge(action, &spec, &output);
+        let output = Arc::new(output);
+        let record = journal.append_owned(StepRecord::Finished {
+            key: key.clone(),
             phase,
             index,
             attempt,
             verdict: judgement.verdict,
-            message: &judgement.message,
-            output: &output,
+            message: judgement.message.clone(),
+            output: output.clone(),
             first_seq,
             last_seq,
         })?;
@@ -440,8 +447,8 @@ async fn run_step(
             continue;
         }
         let duration_ms = started.elapsed().as_millis() as u64;
-        if let Ok(spec) = &resolved {
-            absorb(scope, step, spec, &output);
+        if unresolved.is_none() {
+            absorb(scope, step, &spec, &output);
         }
         run.verdicts.push(judgement.verdict);
         if judgement.check_passed {
