@@ -44,7 +44,8 @@
 //! `PROOFRIG_BENCH_SPIN_US=N` makes the direct loop spin N µs of pure CPU after each
 //! step: what a microsecond of work between device calls costs in wall time here.
 //! `PROOFRIG_BENCH_ONLY=journal` prints what one journal append and its parts cost in
-//! a tight loop, and what redaction costs.
+//! a tight loop, and what redaction costs. `PROOFRIG_BENCH_PLAN=mixed` measures the
+//! mixed plan only (the one the goal is about), for comparing two builds.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -602,6 +603,10 @@ fn main() {
             return;
         }
         let mixed = measure(&rig, &MIXED, steps, rounds, tmp.path()).await;
+        if std::env::var("PROOFRIG_BENCH_PLAN").as_deref() == Ok("mixed") {
+            lab.stop().await;
+            return report(&MIXED, steps, rounds, &mixed);
+        }
         let console_only = measure(&rig, &CONSOLE_ONLY, steps * 10, rounds, tmp.path()).await;
         lab.stop().await;
         report(&MIXED, steps, rounds, &mixed);

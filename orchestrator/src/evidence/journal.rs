@@ -941,7 +941,13 @@ mod tests {
                     for i in 0..3000 {
                         // Some records large enough to cross WRITE_AT on their own.
                         let text = "x".repeat(if i % 500 == 0 { WRITE_AT } else { i % 97 });
-                        journal.append(&json!({"kind": "note", "thread": t, "i": i, "text": text})).unwrap();
+                        // One thread hands its records over, as agents do; the others
+                        // serialize them themselves.
+                        if t == 0 {
+                            journal.append_owned(OwnedNote { kind: "note".into(), i: i as u64, text }).unwrap();
+                        } else {
+                            journal.append(&json!({"kind": "note", "thread": t, "i": i, "text": text})).unwrap();
+                        }
                     }
                 })
             })
@@ -961,6 +967,73 @@ mod tests {
         let (records, chain_head) = read_chain(&path).unwrap().unwrap();
         assert_eq!((chain_head, records.len() as u64), head);
         assert_eq!(head.1, 9000);
+    }
+
+    /// A record handed over owned, as agent events and step records are.
+    #[derive(Serialize)]
+    struct OwnedNote {
+        kind: String,
+        i: u64,
+        text: String,
+    }
+
+    impl OwnedEntry for OwnedNote {
+        fn approx_len(&self) -> usize {
+            self.text.len() + 40
+        }
+    }
+
+    #[test]
+    fn owned_and_serialized_records_are_numbered_and_chained_in_the_order_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = JournalWriter::create(&path).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..200u64 {
+            let text = format!("«{i}» \"quoted\"");
+            let n = if i % 3 == 0 {
+                journal.append(&json!({"kind": "serialized", "i": i, "text": text})).unwrap()
+            } else {
+                journal.append_owned(OwnedNote { kind: "owned".into(), i, text: text.clone() }).unwrap()
+            };
+            assert_eq!(n, i, "append returns the record's number");
+            let kind = if i % 3 == 0 { "serialized" } else { "owned" };
+            expected.push(json!({"kind": kind, "i": i, "text": text}));
+        }
+        let head = journal.close();
+        let (records, chain_head) = read_chain(&path).unwrap().unwrap();
+        assert_eq!((chain_head, 200), head);
+        let entries: Vec<_> = records.into_iter().map(|r| r.entry).collect();
+        assert_eq!(entries, expected);
+    }
+
+    /// serde_json refuses a map whose keys are not strings.
+    #[derive(Serialize)]
+    struct Unencodable(std::collections::BTreeMap<(u8, u8), u8>);
+
+    impl OwnedEntry for Unencodable {
+        fn approx_len(&self) -> usize {
+            40
+        }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_encoded_stops_the_journal_at_the_record_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = JournalWriter::create(&path).unwrap();
+        journal.append(&json!({"kind": "note", "i": 0})).unwrap();
+        journal.append_owned(OwnedNote { kind: "note".into(), i: 1, text: String::new() }).unwrap();
+        journal.append_owned(Unencodable([((1, 2), 3)].into())).unwrap();
+        journal.append(&json!({"kind": "note", "i": 3})).unwrap();
+        assert!(matches!(journal.flush(), Err(JournalError::Write { .. })));
+        let reason = journal.failure().expect("the failure is kept");
+        assert!(reason.contains("cannot encode record 2"), "{reason}");
+        assert!(journal.append(&json!({"kind": "late"})).is_err());
+        // The file holds the records before it, and they verify.
+        let (records, _) = read_chain(&path).unwrap().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(journal.head().1, 2);
     }
 
     #[test]

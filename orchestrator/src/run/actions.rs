@@ -9,7 +9,7 @@
 //! cycles (so boot logs are captured), an SSH session is dropped when it fails so the
 //! next step reconnects.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -46,13 +46,15 @@ pub struct Agents {
     rig: Rig,
     recorder: Recorder,
     power: PowerController,
-    consoles: HashMap<String, Expect>,
-    sessions: HashMap<String, SshSession>,
+    // Ordered maps: a run talks to a handful of devices, and comparing a few names is
+    // cheaper than hashing one with SipHash at every step.
+    consoles: BTreeMap<String, Expect>,
+    sessions: BTreeMap<String, SshSession>,
     /// `console_expect` pattern lists already compiled, by their text: building a
     /// regex (the regex crate builds a DFA) costs more than a console round trip. The
     /// same `Regex` values are searched at every step, never clones: a clone starts
     /// with an empty cache, and its lazy DFA is rebuilt while it searches.
-    patterns: HashMap<Vec<String>, Vec<regex::bytes::Regex>>,
+    patterns: BTreeMap<Vec<String>, Vec<regex::bytes::Regex>>,
     /// The time limit of the step being performed, one timer for the whole run.
     /// A new timer per step would be a new entry in tokio's timer wheel each time,
     /// and an entry earlier than any the runtime waits for makes tokio wake a parked
@@ -73,7 +75,7 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 impl Agents {
     pub fn new(rig: Rig, recorder: Recorder) -> Result<Self, PowerError> {
         let power = PowerController::new(&rig, recorder.clone())?;
-        Ok(Self { rig, recorder, power, consoles: HashMap::new(), sessions: HashMap::new(), patterns: HashMap::new(), deadline: None })
+        Ok(Self { rig, recorder, power, consoles: BTreeMap::new(), sessions: BTreeMap::new(), patterns: BTreeMap::new(), deadline: None })
     }
 
     pub fn rig(&self) -> &Rig {
@@ -83,10 +85,10 @@ impl Agents {
     /// Close every channel and wait until each close is recorded, so the journal's
     /// last records are the run's own.
     pub async fn close(&mut self) {
-        for (_, console) in self.consoles.drain() {
+        for (_, console) in std::mem::take(&mut self.consoles) {
             let _ = tokio::time::timeout(Duration::from_secs(5), console.into_stream().close()).await;
         }
-        for (_, session) in self.sessions.drain() {
+        for (_, session) in std::mem::take(&mut self.sessions) {
             session.close().await;
         }
     }
