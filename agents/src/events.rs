@@ -117,6 +117,15 @@ pub enum EventKind {
         #[serde(with = "base64_bytes")]
         data: Vec<u8>,
     },
+    /// One datagram exchanged with `peer` (UDP), whole: its boundaries are part of what
+    /// it says, so it is never split or joined with another as stream bytes may be.
+    Datagram {
+        channel: ChannelId,
+        direction: Direction,
+        peer: String,
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
+    },
     /// Bytes that carried a secret; only the reference and the length are kept.
     Redacted { channel: ChannelId, direction: Direction, secret: String, len: usize },
     /// The device side went away (EOF, EIO, reset) while the channel was in use.
@@ -367,6 +376,13 @@ fn redact_free_text(redactor: &Redactor, kind: EventKind) -> EventKind {
     };
     match kind {
         EventKind::Note { channel, text: note } => EventKind::Note { channel, text: text(note) },
+        EventKind::Datagram { channel, direction, peer, data } => {
+            let data = match redactor.redact(&data) {
+                std::borrow::Cow::Owned(redacted) => redacted,
+                std::borrow::Cow::Borrowed(_) => data,
+            };
+            EventKind::Datagram { channel, direction, peer, data }
+        }
         EventKind::ChannelOpened { channel, detail } => EventKind::ChannelOpened { channel, detail: text(detail) },
         EventKind::ChannelLost { channel, reason } => EventKind::ChannelLost { channel, reason: text(reason) },
         EventKind::SshExec { channel, command } => EventKind::SshExec { channel, command: text(command) },

@@ -4,7 +4,8 @@
 //! [`channel`] (raw byte streams with continuous capture), transports that produce
 //! them, the expect engine above any byte stream, and the power backends.
 //! [`rig`] describes what exists on a bench; agents take the piece they need.
-//! [`redact`] keeps secret values out of whatever the recorder records.
+//! [`redact`] keeps secret values out of whatever the recorder records; [`snmp`]
+//! probes a device's SNMP agent over UDP.
 
 pub mod ansi;
 pub mod channel;
@@ -15,5 +16,6 @@ pub mod redact;
 pub mod rig;
 pub mod secret;
 pub mod serial;
+pub mod snmp;
 pub mod ssh;
 pub mod yaml;
