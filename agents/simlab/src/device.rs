@@ -11,6 +11,7 @@ use crate::console::{ConsoleOptions, SimConsole};
 use crate::device_os::{DeviceConfig, DeviceOs};
 use crate::profile::ExtraService;
 use crate::services::BannerService;
+use crate::snmp_agent::SnmpAgent;
 use crate::ssh_server::{HostKey, SimSshServer, SshServerOptions};
 use crate::SimError;
 
@@ -24,6 +25,8 @@ pub struct SimDeviceSpec {
     pub telnet_port: u16,
     pub ftp_port: u16,
     pub http_port: u16,
+    /// UDP port of the weak profile's SNMP agent.
+    pub snmp_port: u16,
     pub host_key: HostKey,
     pub ssh_options: SshServerOptions,
     /// A serial console on a PTY, when set.
@@ -40,6 +43,7 @@ impl SimDeviceSpec {
             telnet_port: 2323,
             ftp_port: 2121,
             http_port: 8080,
+            snmp_port: 1161,
             host_key,
             ssh_options: SshServerOptions::default(),
             console: None,
@@ -53,6 +57,7 @@ pub struct SimDevice {
     os: DeviceOs,
     ssh: SimSshServer,
     extra_services: Vec<BannerService>,
+    snmp: Option<SnmpAgent>,
     console: Option<SimConsole>,
 }
 
@@ -79,6 +84,10 @@ impl SimDevice {
             let addr = SocketAddr::new(spec.management_ip, port);
             extra_services.push(BannerService::start(addr, os.clone(), *service).await?);
         }
+        let snmp = match profile.snmp_v2c_agent() {
+            true => Some(SnmpAgent::start(SocketAddr::new(spec.management_ip, spec.snmp_port), os.clone()).await?),
+            false => None,
+        };
         let console = match spec.console {
             Some(options) => Some(SimConsole::start(os.clone(), options, spec.powered).await?),
             None => None,
@@ -87,6 +96,7 @@ impl SimDevice {
             os,
             ssh,
             extra_services,
+            snmp,
             console,
         };
         if !spec.powered {
@@ -113,6 +123,11 @@ impl SimDevice {
         &self.extra_services
     }
 
+    /// The SNMP agent (weak profile only).
+    pub fn snmp(&self) -> Option<&SnmpAgent> {
+        self.snmp.as_ref()
+    }
+
     /// The serial console, when the spec asked for one.
     pub fn console(&self) -> Option<&SimConsole> {
         self.console.as_ref()
@@ -132,6 +147,9 @@ impl SimDevice {
         for service in &self.extra_services {
             service.set_powered(powered).await?;
         }
+        if let Some(snmp) = &self.snmp {
+            snmp.set_powered(powered).await?;
+        }
         Ok(())
     }
 
@@ -142,6 +160,9 @@ impl SimDevice {
         self.ssh.stop().await;
         for service in &self.extra_services {
             service.stop().await;
+        }
+        if let Some(snmp) = &self.snmp {
+            snmp.stop().await;
         }
     }
 }

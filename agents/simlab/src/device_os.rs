@@ -228,6 +228,8 @@ pub(crate) struct DeviceState {
     pub files: BTreeMap<String, Node>,
     pub auth_log: Vec<AuthRecord>,
     pub listeners: Vec<Listener>,
+    /// UDP sockets bound for a service (the weak profile's SNMP agent), shown by `ss -lun`.
+    pub udp_listeners: Vec<Listener>,
 }
 
 /// The simulated device: cheap to clone, all clones share one state.
@@ -351,6 +353,20 @@ impl DeviceOs {
 
     pub fn remove_listener(&self, addr: SocketAddr) {
         self.lock().listeners.retain(|l| l.addr != addr);
+    }
+
+    /// Records that a service has a UDP socket bound on `addr` (shown by `ss -lun`).
+    pub fn add_udp_listener(&self, addr: SocketAddr, program: &str) {
+        let mut state = self.lock();
+        let listener = Listener { addr, program: program.to_string() };
+        if !state.udp_listeners.contains(&listener) {
+            state.udp_listeners.push(listener);
+            state.udp_listeners.sort();
+        }
+    }
+
+    pub fn remove_udp_listener(&self, addr: SocketAddr) {
+        self.lock().udp_listeners.retain(|l| l.addr != addr);
     }
 
     pub fn listeners(&self) -> Vec<Listener> {
@@ -598,6 +614,7 @@ impl DeviceState {
             files,
             auth_log: Vec::new(),
             listeners: Vec::new(),
+            udp_listeners: Vec::new(),
         }
     }
 

@@ -65,6 +65,9 @@ pub struct LabDeviceSpec {
     pub telnet_port: u16,
     pub ftp_port: u16,
     pub http_port: u16,
+    /// UDP port of the weak profile's SNMP agent (0 picks a free port; 161 with
+    /// [`SimLabConfig::with_well_known_service_ports`]).
+    pub snmp_port: u16,
     /// The PDU coil that powers it.
     pub outlet: u16,
     pub identity: DeviceIdentity,
@@ -95,6 +98,7 @@ impl LabDeviceSpec {
             telnet_port: 0,
             ftp_port: 0,
             http_port: 0,
+            snmp_port: 0,
             outlet,
             identity: DeviceIdentity {
                 vendor: SIM_VENDOR.to_string(),
@@ -166,8 +170,8 @@ impl SimLabConfig {
         }
     }
 
-    /// Weak devices run telnet, FTP and HTTP on their well-known ports (23, 21,
-    /// 80), where a real device has them and a scan of the well-known insecure
+    /// Weak devices run telnet, FTP, HTTP and SNMP on their well-known ports (23,
+    /// 21, 80, UDP 161), where a real device has them and a scan of the well-known insecure
     /// ports finds them, instead of on free high ports. Binding ports below 1024
     /// needs root (or `CAP_NET_BIND_SERVICE`): [`SimLab::start`] fails without it.
     /// Two labs on the same addresses would collide on these ports, so labs that
@@ -177,6 +181,7 @@ impl SimLabConfig {
             device.telnet_port = ExtraService::Telnet.well_known_port();
             device.ftp_port = ExtraService::Ftp.well_known_port();
             device.http_port = ExtraService::Http.well_known_port();
+            device.snmp_port = 161;
         }
         self
     }
@@ -300,6 +305,7 @@ impl SimLab {
             device_spec.telnet_port = spec.telnet_port;
             device_spec.ftp_port = spec.ftp_port;
             device_spec.http_port = spec.http_port;
+            device_spec.snmp_port = spec.snmp_port;
             device_spec.powered = config.powered;
             device_spec.ssh_options = SshServerOptions {
                 auth_failure_delay: config.ssh_auth_failure_delay,

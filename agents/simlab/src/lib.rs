@@ -4,7 +4,8 @@
 //! auth log, listening ports and a small POSIX-ish command interpreter) reached
 //! through a real SSH server ([`SimSshServer`], built on russh), a serial console
 //! on a real PTY ([`SimConsole`]: bootloader, boot log, login, shell) and, for the
-//! weak profile, plain telnet/ftp-like banner listeners ([`BannerService`]). A
+//! weak profile, plain telnet/ftp-like banner listeners ([`BannerService`]) and an
+//! SNMPv1/v2c agent answering the default communities ([`snmp_agent`]). A
 //! [`Profile`] decides whether the device is hardened or weak, so the same TS 33.117
 //! test plan gives PASS on one and FAIL on the other. [`SimDevice`] starts all of a
 //! device's services on its management address and gates them with power.
@@ -23,6 +24,7 @@ pub mod pdu;
 pub mod profile;
 pub mod services;
 mod shell;
+pub mod snmp_agent;
 pub mod ssh_server;
 
 pub use console::{BootTiming, ConsoleOptions, SimConsole};

@@ -243,6 +243,15 @@ impl Profile {
         }
     }
 
+    /// Whether an SNMPv1/v2c agent answers the default communities (weak), or no
+    /// SNMP agent runs at all (hardened).
+    pub fn snmp_v2c_agent(self) -> bool {
+        match self {
+            Profile::Hardened => false,
+            Profile::Weak => true,
+        }
+    }
+
     /// Whether interrupting autoboot on the console asks for the bootloader
     /// password (hardened) instead of opening its command prompt to anyone at the
     /// console (weak), which could then boot with `init=/bin/sh`.

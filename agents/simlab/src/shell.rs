@@ -918,9 +918,12 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         "Local Address:Port",
         "Peer Address:Port"
     );
-    // The device listens on TCP only; it has no UDP sockets to show.
-    if listening && tcp {
-        for listener in &state.listeners {
+    let sockets = [(tcp, "tcp", "LISTEN", 128, &state.listeners), (udp, "udp", "UNCONN", 0, &state.udp_listeners)];
+    for (shown, netid, socket_state, send_q, listeners) in sockets {
+        if !(listening && shown) {
+            continue;
+        }
+        for listener in listeners {
             let process = if processes && account.uid == ROOT_UID {
                 format!("users:((\"{}\",pid=1,fd=3))", listener.program)
             } else {
@@ -928,10 +931,10 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
             };
             text.push_str(&format!(
                 "{}{:<6} {:<6} {:<6} {:<24} {:<24} {process}\n",
-                column("tcp"),
-                "LISTEN",
+                column(netid),
+                socket_state,
                 0,
-                128,
+                send_q,
                 listener.addr.to_string(),
                 "0.0.0.0:*"
             ));
