@@ -2,7 +2,7 @@
 //! FAIL on the weak ones with the finding named, INFRA (never PASS) when the device
 //! cannot be reached, and every verdict recomputed from the journal by `replay`.
 //!
-//! The lab runs with the weak devices' telnet, FTP and HTTP on their well-known ports
+//! The lab runs with the weak devices' telnet, FTP, HTTP and SNMP on their well-known ports
 //! (as a real device has them), on a random 127.A.B.x block so that labs running at
 //! once never share an address. Ports below 1024: the tests run as root.
 
@@ -67,7 +67,7 @@ fn assert_hardened_pass_weak_fail(ran: &Ran) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_unnecessary_services_finds_telnet_ftp_and_http_before_and_after_a_restart() {
+async fn no_unnecessary_services_finds_telnet_ftp_http_and_snmp_before_and_after_a_restart() {
     let mut lab = lab().await;
     let ran = run(&lab, "no-unnecessary-services.yaml").await;
     assert_hardened_pass_weak_fail(&ran);
@@ -81,6 +81,24 @@ async fn no_unnecessary_services_finds_telnet_ftp_and_http_before_and_after_a_re
     // From inside: the device's own socket list names the listener.
     assert!(why.contains(&format!("found `{ru2}:21` matching")), "the socket found is named: {why}");
     assert!(why.contains("23 telnet"), "the message says which service each port is: {why}");
+    // SNMP: the weak devices' agent answers both versions with both default
+    // communities, before and after the restart; nothing answers on a hardened one.
+    let answered = serde_json::json!(["v1/public", "v1/private", "v2c/public", "v2c/private"]);
+    for label in ["ask the SNMP agent for sysDescr.0 over SNMPv1 and v2c with the default communities", "ask the SNMP agent again after the restart"] {
+        for weak in ["ru2", "core2"] {
+            assert_eq!(output(&ran, weak, label)["answered"], answered, "{weak}: {label}");
+        }
+        for hardened in ["ru1", "core1"] {
+            let probe = output(&ran, hardened, label);
+            assert_eq!((probe["answered"].clone(), probe["port_unreachable"].clone()), (serde_json::json!([]), serde_json::json!(true)), "{hardened}: {label}");
+            assert_eq!(probe["probes"].as_array().map(Vec::len), Some(4), "{hardened}: every request was sent: {probe}");
+        }
+    }
+    assert!(why.contains("the device's SNMP agent answers SNMPv1/v2c"), "{why}");
+    assert!(why.contains("after a restart, the device's SNMP agent answers SNMPv1/v2c"), "{why}");
+    // The weak device's socket list shows the agent's UDP socket, with its program.
+    let sockets = output(&ran, "ru2", "list the device's listening sockets")["stdout"].as_str().unwrap_or_default().to_string();
+    assert!(sockets.contains(&format!("udp   UNCONN 0      0      {ru2}:161")), "{sockets}");
 
     // The restart really happened on every device, and the checks after it ran.
     for device in ["ru1", "ru2", "core1", "core2"] {

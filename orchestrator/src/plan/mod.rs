@@ -248,7 +248,26 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
             }
         }
     }
+    if let Some(probe) = &step.snmp_probe {
+        if literal(&probe.communities) {
+            if let Err(reason) = parse_communities(&probe.communities) {
+                return Err(src.error_at(&format!("{at}.snmp_probe.communities"), reason, Some("e.g. \"public,private\"".into())));
+            }
+        }
+        if probe.versions.as_ref().is_some_and(Vec::is_empty) {
+            return Err(src.error_at(&format!("{at}.snmp_probe.versions"), "no versions given", Some("leave it out for both, or e.g. [v2c]".into())));
+        }
+    }
     Ok(())
+}
+
+/// The communities of an `snmp_probe` step: comma-separated, each non-empty.
+pub fn parse_communities(spec: &str) -> Result<Vec<String>, String> {
+    let communities: Vec<String> = spec.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect();
+    if communities.is_empty() {
+        return Err("no communities given".into());
+    }
+    Ok(communities)
 }
 
 fn script_check(src: &YamlSource, field: &str, source: &str, step: &Step, known: &[String]) -> Result<(), Box<YamlError>> {

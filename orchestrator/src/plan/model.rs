@@ -195,6 +195,8 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_scan: Option<TcpScan>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snmp_probe: Option<SnmpProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assert: Option<Assert>,
@@ -236,6 +238,7 @@ pub const ACTIONS: &[&str] = &[
     "ssh_audit",
     "ssh_negotiate",
     "tcp_scan",
+    "snmp_probe",
     "set",
     "assert",
     "script",
@@ -254,7 +257,7 @@ impl Step {
     }
 
     /// Which of [`ACTIONS`] this step carries, in that order.
-    fn present(&self) -> [bool; 15] {
+    fn present(&self) -> [bool; 16] {
         [
             self.power.is_some(),
             self.wait.is_some(),
@@ -268,6 +271,7 @@ impl Step {
             self.ssh_audit.is_some(),
             self.ssh_negotiate.is_some(),
             self.tcp_scan.is_some(),
+            self.snmp_probe.is_some(),
             self.set.is_some(),
             self.assert.is_some(),
             self.script.is_some(),
@@ -472,6 +476,27 @@ pub struct TcpScan {
     /// Per-connection limit (default 500 ms).
     #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
+}
+
+/// SNMPv1/v2c GetRequests to a device's SNMP agent, one per version and community;
+/// the output says which were answered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpProbe {
+    /// Address to probe; default: the device's SSH host.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// UDP port (default 161).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Communities to try, comma-separated, e.g. `"public,private"`.
+    pub communities: String,
+    /// Versions to try (default both).
+    #[serde(default)]
+    pub versions: Option<Vec<proofrig_agents::snmp::SnmpVersion>>,
+    /// How long to wait for answers once the requests are sent (default 2000 ms).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
 }
 
 /// A check over captured values. `value` is compared with exactly one operator.

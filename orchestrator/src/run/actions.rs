@@ -21,6 +21,7 @@ use proofrig_agents::power::{PowerController, PowerError};
 use proofrig_agents::rig::{ConsoleLogin, Device, Rig};
 use proofrig_agents::secret::Secret;
 use proofrig_agents::serial::open_console;
+use proofrig_agents::snmp;
 use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
 
 use super::judge::FailureClass;
@@ -34,6 +35,7 @@ pub fn default_timeout(action: &str) -> Duration {
     Duration::from_millis(match action {
         "power" => 60_000,
         "tcp_scan" => 120_000,
+        "snmp_probe" => 30_000,
         "console_login" | "console_run" | "console_expect" => 30_000,
         // A script's calls have their own limits; this bounds the whole script.
         "script" => 300_000,
@@ -277,6 +279,25 @@ impl Agents {
                 });
                 Ok(json!({"address": address, "scanned": ports.len(), "open": open}))
             }
+            "snmp_probe" => {
+                let address = match spec.get("address").and_then(Value::as_str) {
+                    Some(a) => a.to_string(),
+                    None => self.device(device)?.ssh.map(|s| s.host).ok_or_else(|| {
+                        (FailureClass::Error, format!("device {device} has no SSH host to probe; give `address:` in the step"))
+                    })?,
+                };
+                let port = spec["port"].as_u64().map_or(Ok(161), u16::try_from).map_err(|_| (FailureClass::Error, "`port` is not a UDP port".to_string()))?;
+                let communities = plan::parse_communities(&text("communities")).map_err(|e| (FailureClass::Error, e))?;
+                let versions: Vec<snmp::SnmpVersion> = match spec.get("versions") {
+                    Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| (FailureClass::Error, format!("`versions`: {e}")))?,
+                    _ => vec![snmp::SnmpVersion::V1, snmp::SnmpVersion::V2c],
+                };
+                let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(2000));
+                let outcome = snmp::probe_communities(device, &address, port, &versions, &communities, wait, &self.recorder)
+                    .await
+                    .map_err(|e| (FailureClass::Infra, e.to_string()))?;
+                Ok(snmp_output(&outcome))
+            }
             "assert" => {
                 let assert = step.assert.as_ref().expect("validated: an assert step has an assert");
                 let (operator, _) = assert.operators().into_iter().next().ok_or((FailureClass::Error, "no comparison".to_string()))?;
@@ -496,7 +517,20 @@ fn tail(text: &str, max: usize) -> String {
     }
 }
 
-/// TCP connect scan: which of `ports` accept a connection on `address`.
+/// An `snmp_probe` step's output: every request, and the answered ones as
+/// `version/community` (what a plan asserts on).
+pub fn snmp_output(outcome: &snmp::ProbeOutcome) -> Value {
+    let answered: Vec<String> =
+        outcome.probes.iter().filter(|p| p.answered).map(|p| format!("{}/{}", p.version.as_str(), p.community)).collect();
+    json!({
+        "address": outcome.peer.ip().to_string(),
+        "port": outcome.peer.port(),
+        "probes": outcome.probes,
+        "answered": answered,
+        "port_unreachable": outcome.port_unreachable,
+    })
+}
+
 /// A TCP connect scan: the ports of `address` that accept a connection.
 pub async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Duration) -> Result<Vec<u16>, String> {
     let ip: std::net::IpAddr = match address.parse() {

@@ -112,6 +112,20 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
             false,
             true,
         ),
+        "snmp_probe" => Judgement::new(
+            Verdict::Pass,
+            format!(
+                "SNMP agent at {}:{}: {} of {} community requests answered: {}{}",
+                text(&output["address"]),
+                output["port"],
+                count(&output["answered"]),
+                count(&output["probes"]),
+                list(&output["answered"]),
+                if output["port_unreachable"].as_bool() == Some(true) { " (the port is unreachable)" } else { "" }
+            ),
+            false,
+            true,
+        ),
         "assert" => judge_assert(spec, output),
         "script" => super::script::judge_script(output),
         other => Judgement::new(Verdict::Error, format!("unknown action `{other}` in the journal"), false, false),

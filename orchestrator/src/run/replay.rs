@@ -466,6 +466,36 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
                 return Err("the recorded power state differs from the outlet's read-back event".into());
             }
         }
+        "snmp_probe" => {
+            // Which requests were answered follows from the datagrams alone.
+            let datagrams = |wanted: Direction| {
+                events.iter().filter_map(move |e| match &e.kind {
+                    EventKind::Datagram { channel, direction, data, .. }
+                        if *direction == wanted && channel.device == device && channel.channel == proofrig_agents::snmp::CHANNEL =>
+                    {
+                        Some(data.as_slice())
+                    }
+                    _ => None,
+                })
+            };
+            let probes: Vec<proofrig_agents::snmp::ProbeResult> =
+                serde_json::from_value(output["probes"].clone()).map_err(|e| format!("the recorded SNMP probes do not parse: {e}"))?;
+            let sent: Vec<_> = datagrams(Direction::Out).filter_map(proofrig_agents::snmp::parse_message).collect();
+            let requests: Vec<_> = probes.iter().map(|p| (p.version, p.community.clone(), p.request_id)).collect();
+            let every_request_sent = requests.len() == sent.len()
+                && requests.iter().zip(&sent).all(|((_, community, id), s)| s.community == community.as_bytes() && s.request_id == i64::from(*id));
+            if !every_request_sent {
+                return Err("the recorded SNMP requests differ from the datagrams sent".into());
+            }
+            let answered = proofrig_agents::snmp::answered_probes(&requests, datagrams(Direction::In));
+            if answered != probes.iter().map(|p| p.answered).collect::<Vec<_>>() {
+                return Err("which SNMP requests were answered differs from the datagrams received".into());
+            }
+            let claimed: Vec<String> = probes.iter().filter(|p| p.answered).map(|p| format!("{}/{}", p.version.as_str(), p.community)).collect();
+            if output["answered"] != serde_json::json!(claimed) {
+                return Err("the recorded `answered` list differs from the probes answered".into());
+            }
+        }
         "ssh_fetch" => {
             let digest = events.iter().find_map(|e| match &e.kind {
                 EventKind::FileFetched { sha256, .. } => Some(sha256.clone()),
