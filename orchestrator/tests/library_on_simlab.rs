@@ -117,6 +117,28 @@ async fn no_unnecessary_services_finds_telnet_ftp_http_and_snmp_before_and_after
         .count();
     assert!(power_cycles >= 4, "every device was power-cycled through the PDU: {power_cycles}");
     assert_replays(&ran);
+
+    // Which SNMP requests were answered follows from the recorded datagrams: a journal
+    // that claims a weak device's agent answered nothing, or that drops the agent's
+    // answers, chain recomputed, does not replay.
+    let is_probe = |entry: &serde_json::Value| entry["type"] == "step_finished" && entry["output"]["probes"].is_array();
+    let silenced = simrun::rewrite(&ran, |entry| {
+        if is_probe(entry) && entry["output"]["answered"] != serde_json::json!([]) {
+            entry["output"]["answered"] = serde_json::json!([]);
+            for probe in entry["output"]["probes"].as_array_mut().unwrap() {
+                probe["answered"] = false.into();
+            }
+        }
+    });
+    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &silenced).expect_err("hidden SNMP answers are caught");
+    assert!(err.to_string().contains("which SNMP requests were answered differs from the datagrams received"), "{err}");
+    let dropped = simrun::rewrite(&ran, |entry| {
+        if entry["type"] == "event" && entry["event"]["kind"] == "datagram" && entry["event"]["direction"] == "in" {
+            entry["event"]["data"] = "".into();
+        }
+    });
+    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &dropped).expect_err("answers removed from the datagrams are caught");
+    assert!(err.to_string().contains("which SNMP requests were answered differs"), "{err}");
     lab.stop().await;
 }
 
