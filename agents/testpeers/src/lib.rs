@@ -8,6 +8,7 @@ pub mod modbus;
 pub mod pdudaemon;
 pub mod pty;
 pub mod ser2net;
+pub mod snmpd;
 pub mod sshd;
 
 /// Panic with an actionable message when a peer program is missing.
