@@ -70,6 +70,7 @@ fn kinds<'a>(events: &'a [Event], channel: &str) -> Vec<&'a EventKind> {
             let c = match k {
                 EventKind::ChannelOpened { channel, .. }
                 | EventKind::Bytes { channel, .. }
+                | EventKind::Datagram { channel, .. }
                 | EventKind::Redacted { channel, .. }
                 | EventKind::ChannelLost { channel, .. }
                 | EventKind::ChannelClosed { channel }

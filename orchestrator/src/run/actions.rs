@@ -263,12 +263,7 @@ impl Agents {
                 Ok(audit_output(&offered))
             }
             "tcp_scan" => {
-                let address = match spec.get("address").and_then(Value::as_str) {
-                    Some(a) => a.to_string(),
-                    None => self.device(device)?.ssh.map(|s| s.host).ok_or_else(|| {
-                        (FailureClass::Error, format!("device {device} has no SSH host to scan; give `address:` in the step"))
-                    })?,
-                };
+                let address = self.network_target(device, spec, "scan")?;
                 let ports = plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
                 let concurrency = spec["concurrency"].as_u64().unwrap_or(256).clamp(1, 4096) as usize;
                 let per_port = Duration::from_millis(spec["connect_timeout_ms"].as_u64().unwrap_or(500));
@@ -280,12 +275,7 @@ impl Agents {
                 Ok(json!({"address": address, "scanned": ports.len(), "open": open}))
             }
             "snmp_probe" => {
-                let address = match spec.get("address").and_then(Value::as_str) {
-                    Some(a) => a.to_string(),
-                    None => self.device(device)?.ssh.map(|s| s.host).ok_or_else(|| {
-                        (FailureClass::Error, format!("device {device} has no SSH host to probe; give `address:` in the step"))
-                    })?,
-                };
+                let address = self.network_target(device, spec, "probe")?;
                 let port = spec["port"].as_u64().map_or(Ok(161), u16::try_from).map_err(|_| (FailureClass::Error, "`port` is not a UDP port".to_string()))?;
                 let communities = plan::parse_communities(&text("communities")).map_err(|e| (FailureClass::Error, e))?;
                 let versions: Vec<snmp::SnmpVersion> = match spec.get("versions") {
@@ -304,6 +294,17 @@ impl Agents {
                 Ok(json!({"value": spec["value"], "operator": operator, "operand": spec[operator]}))
             }
             other => Err((FailureClass::Error, format!("unknown action `{other}`"))),
+        }
+    }
+
+    /// Where a network step (`tcp_scan`, `snmp_probe`) goes: its `address:`, or the
+    /// device's SSH host, its management address.
+    fn network_target(&self, device: &str, spec: &Value, verb: &str) -> Result<String, Failure> {
+        match spec.get("address").and_then(Value::as_str) {
+            Some(address) => Ok(address.to_string()),
+            None => self.device(device)?.ssh.map(|s| s.host).ok_or_else(|| {
+                (FailureClass::Error, format!("device {device} has no SSH host to {verb}; give `address:` in the step"))
+            }),
         }
     }
 
