@@ -25,7 +25,8 @@ pub struct SimDeviceSpec {
     pub telnet_port: u16,
     pub ftp_port: u16,
     pub http_port: u16,
-    /// UDP port of the weak profile's SNMP agent.
+    /// UDP port of the weak profile's SNMP agent; any free port by default, so that
+    /// devices started side by side (parallel tests) never collide on it.
     pub snmp_port: u16,
     pub host_key: HostKey,
     pub ssh_options: SshServerOptions,
@@ -43,7 +44,7 @@ impl SimDeviceSpec {
             telnet_port: 2323,
             ftp_port: 2121,
             http_port: 8080,
-            snmp_port: 1161,
+            snmp_port: 0,
             host_key,
             ssh_options: SshServerOptions::default(),
             console: None,
