@@ -125,7 +125,8 @@ pub fn answered_probes<'a>(probes: &[(SnmpVersion, String, i32)], replies: impl 
 }
 
 /// Send one GetRequest per version and community to `address:port`, then collect
-/// answers for up to `wait` (less once every request is answered). Every datagram is
+/// answers for up to `wait` (less once every request is answered, or once the host
+/// reports that nothing listens on the port). Every datagram is
 /// recorded on `device`'s [`CHANNEL`].
 pub async fn probe_communities(
     device: &str,
@@ -170,7 +171,9 @@ pub async fn probe_communities(
     let mut buffer = vec![0u8; 65_536];
     loop {
         let answered = answered_probes(&requests, replies.iter().map(Vec::as_slice));
-        if answered.iter().all(|a| *a) {
+        // The requests went out together: a host that said nothing listens there
+        // said it of all of them, and waiting on would only delay the run.
+        if port_unreachable || answered.iter().all(|a| *a) {
             break;
         }
         match tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await {
@@ -181,7 +184,6 @@ pub async fn probe_communities(
                 replies.push(data);
             }
             // ICMP port unreachable for one of the requests: nothing listens there.
-            // Later ones may still be answered by an agent that was starting.
             Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => port_unreachable = true,
             Ok(Err(err)) => return Err(io(err)),
         }

@@ -115,13 +115,13 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         "snmp_probe" => Judgement::new(
             Verdict::Pass,
             format!(
-                "SNMP agent at {}:{}: {} of {} community requests answered: {}{}",
+                "{} at {}:{}: {} of {} community requests answered: {}",
+                if output["port_unreachable"].as_bool() == Some(true) { "no SNMP agent (port unreachable)" } else { "SNMP agent" },
                 text(&output["address"]),
                 output["port"],
                 count(&output["answered"]),
                 count(&output["probes"]),
                 list(&output["answered"]),
-                if output["port_unreachable"].as_bool() == Some(true) { " (the port is unreachable)" } else { "" }
             ),
             false,
             true,
