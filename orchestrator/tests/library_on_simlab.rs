@@ -139,6 +139,13 @@ async fn no_unnecessary_services_finds_telnet_ftp_http_and_snmp_before_and_after
     });
     let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &dropped).expect_err("answers removed from the datagrams are caught");
     assert!(err.to_string().contains("which SNMP requests were answered differs"), "{err}");
+    let reachable = simrun::rewrite(&ran, |entry| {
+        if is_probe(entry) && entry["output"]["port_unreachable"] == true {
+            entry["output"]["port_unreachable"] = false.into();
+        }
+    });
+    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &reachable).expect_err("a forged `port_unreachable` is caught");
+    assert!(err.to_string().contains("the recorded `port_unreachable` differs"), "{err}");
     lab.stop().await;
 }
 

@@ -495,6 +495,12 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
             if output["answered"] != serde_json::json!(claimed) {
                 return Err("the recorded `answered` list differs from the probes answered".into());
             }
+            let unreachable_noted = events.iter().any(|e| {
+                matches!(&e.kind, EventKind::Note { channel, text } if channel.device == device && channel.channel == proofrig_agents::snmp::CHANNEL && text.contains(": port unreachable"))
+            });
+            if output["port_unreachable"].as_bool() != Some(unreachable_noted) {
+                return Err("the recorded `port_unreachable` differs from what the probe noted on the wire".into());
+            }
         }
         "ssh_fetch" => {
             let digest = events.iter().find_map(|e| match &e.kind {
