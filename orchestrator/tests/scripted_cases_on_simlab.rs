@@ -113,3 +113,69 @@ async fn unreachable_devices_give_infra_and_ambiguous_evidence_inconclusive_neve
     }
     replays(&ran);
 }
+
+/// A script that types on the console, waits, then looks for the answer: the answer
+/// arrives during the wait, so its bytes are journaled in the `wait` call's range, not
+/// the `console_expect` call's. The expect still matched them (they were unread), and
+/// replay must find them there too, as it does for a declarative wait that follows a
+/// step which left console output unread.
+const BETWEEN_CALLS: &str = r#"
+plan: script-between-calls
+title: Console output that arrives between two calls of a script
+cases:
+  - id: TC_SCRIPT_BETWEEN_CALLS
+    title: The expect matches what arrived during the wait before it
+    scas: { spec: TS 33.117, clause: "4.2", test_name: TC_SCRIPT_BETWEEN_CALLS, requirement: "none, a test of replay" }
+    purpose: Show that replay finds console output a call consumed though an earlier call's range holds it.
+    expected: The echoed line is matched and the journal replays.
+    evidence: The journal.
+    devices: { names: [ru1] }
+    steps:
+      - console_login: {}
+      - script: |
+          console_send("echo prf-between-calls");
+          wait(500);
+          let seen = agent("console_expect", #{patterns: ["prf-between-calls\r?\n[^\n]*[#$] $"]});
+          check(seen.matched, "the echoed line and the prompt came back");
+          let again = console_run("echo prf-second");
+          check(again.output.contains("prf-second"), "a later command's output is its own");
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_output_that_arrives_between_a_scripts_calls_replays() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let plans = vec![proofrig::plan::Plan::parse("script-between-calls.yaml", BETWEEN_CALLS).expect("a valid plan")];
+    let ran = run(&lab, plans).await;
+    let (v, why) = verdict(&ran, "ru1");
+    assert_eq!(v, Verdict::Pass, "{why}");
+    // The precondition of the test: the echoed line is journaled before the
+    // `console_expect` call's range begins (in the wait's range, or between calls).
+    let script = ran.result.cases[0].steps.iter().find(|s| s.label == "script").expect("the script step");
+    let output = &ran.records.iter().find(|r| r.n == script.record).unwrap().entry["output"];
+    let expect = output["calls"].as_array().unwrap().iter().find(|c| c["action"] == "console_expect").expect("the expect call").clone();
+    let echoed_at = ran
+        .records
+        .iter()
+        .filter(|r| r.entry["type"] == "event" && r.entry["event"]["kind"] == "bytes" && r.entry["event"]["channel"]["channel"] == "console")
+        .find(|r| r.entry["event"]["direction"] == "in" && String::from_utf8_lossy(&base64_decode(r.entry["event"]["data"].as_str().unwrap())).contains("prf-between-calls\r\n"))
+        .map(|r| r.entry["event"]["seq"].as_u64().unwrap())
+        .expect("the echoed line is in the journal");
+    assert!(echoed_at < expect["first_seq"].as_u64().unwrap(), "the answer arrived before the expect call: seq {echoed_at}\n{output}");
+    replays(&ran);
+    // Reaching back is not a licence: a matched text the console never showed is caught.
+    let forged = simrun::rewrite(&ran, |entry| {
+        if let Some(calls) = entry.pointer_mut("/output/calls").and_then(serde_json::Value::as_array_mut) {
+            for call in calls.iter_mut().filter(|c| c["action"] == "console_expect") {
+                call["output"]["matched_text"] = "prf-never-shown\r\nroot@ru1:~# ".into();
+            }
+        }
+    });
+    let err = replay(&ran.plans, &ran.rig, &forged).expect_err("a matched text the console never showed");
+    assert!(err.to_string().contains("call 3 (console_expect, script line 3): the recorded console output does not appear"), "{err}");
+    lab.stop().await;
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}

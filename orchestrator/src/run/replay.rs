@@ -184,11 +184,27 @@ impl<'a> Replayer<'a> {
                 }
                 let spec = pending.map(|(_, _, _, s)| s).unwrap_or(Value::Null);
                 let step = step_of(current.case, phase, index).expect("checked at start");
+                // Console bytes from before this step that no wait has consumed yet: a
+                // console wait (a step's, or a script call's) may match them.
+                // Copied (a bounded tail), since the backlog changes below and a script's
+                // replay needs them after that; only for the steps that may look.
+                let console_from_here = console_from.get(&key.device).copied().unwrap_or(0).min(first_seq);
+                let unread_console: Vec<Event> = if is_console_wait(step.action()) || step.script.is_some() {
+                    console_backlog
+                        .get(&key.device)
+                        .into_iter()
+                        .flat_map(|b| b.events.iter())
+                        .filter(|e| e.seq >= console_from_here && e.seq < first_seq)
+                        .cloned()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let mut in_range: Vec<&Event> = Vec::new();
                 let mut from = first_seq;
                 if is_console_wait(step.action()) {
-                    from = console_from.get(&key.device).copied().unwrap_or(0).min(first_seq);
-                    in_range.extend(console_backlog.get(&key.device).into_iter().flat_map(|b| b.events.iter()).filter(|e| e.seq >= from && e.seq < first_seq));
+                    from = console_from_here;
+                    in_range.extend(unread_console.iter());
                 }
                 // A pump may journal an event stamped just before the step began right
                 // after StepStarted: it is among this step's events with a smaller number.
@@ -230,7 +246,7 @@ impl<'a> Replayer<'a> {
                     return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
                 }
                 if step.script.is_some() && skip.is_none() {
-                    if let Err(detail) = replay_script(step, &key.device, &current.scope, &output, events) {
+                    if let Err(detail) = replay_script(step, &key.device, &current.scope, &output, events, first_seq, &unread_console) {
                         return Err(at(&label, format!("step {} (script): {detail}", index + 1)));
                     }
                 }
@@ -333,13 +349,45 @@ fn event_len(event: &Event) -> usize {
 
 /// A script step: each recorded call agrees with its raw events, and the script fed
 /// the recorded outputs gives the recorded findings, checks and result.
-fn replay_script(step: &crate::plan::Step, device: &str, scope: &Value, output: &Value, events: &BTreeMap<u64, Event>) -> Result<(), String> {
+///
+/// A call's events are those in its range; a console wait's also reach back to what
+/// the console received since the last console wait before it (in the script, or
+/// `unread_console` before the step), by the same rule as a declarative wait's: the
+/// bytes a wait matches may have arrived during an earlier call, or between two calls
+/// while the script computed.
+fn replay_script(
+    step: &crate::plan::Step,
+    device: &str,
+    scope: &Value,
+    output: &Value,
+    events: &BTreeMap<u64, Event>,
+    step_first_seq: u64,
+    unread_console: &[Event],
+) -> Result<(), String> {
+    // Where a console wait's search starts: None while nothing in the script has
+    // consumed the console, so the unread bytes from before the step still count.
+    let mut console_from: Option<u64> = None;
     for (n, call) in output["calls"].as_array().into_iter().flatten().enumerate() {
         let (first, last) = (call["first_seq"].as_u64().unwrap_or(0), call["last_seq"].as_u64().unwrap_or(0));
-        let in_range: Vec<&Event> = if first <= last { events.range(first..=last).map(|(_, e)| e).collect() } else { Vec::new() };
         let action = call["action"].as_str().unwrap_or_default();
+        let mut in_range: Vec<&Event> = Vec::new();
+        let mut from = first;
+        if is_console_wait(action) {
+            from = console_from.unwrap_or(step_first_seq).min(first);
+            if console_from.is_none() {
+                in_range.extend(unread_console.iter());
+            }
+        }
+        if from <= last {
+            in_range.extend(events.range(from..=last).map(|(_, e)| e));
+        }
+        in_range.sort_by_key(|e| e.seq);
+        in_range.dedup_by_key(|e| e.seq);
         matches_raw_events(action, device, &call["output"], &in_range)
             .map_err(|detail| format!("call {} ({action}, script line {}): {detail}", n + 1, call["line"]))?;
+        if consumes_console(action) {
+            console_from = Some(first);
+        }
     }
     super::script::replay(step.script.as_deref().unwrap_or_default(), step.script_origin.as_ref(), scope, output)
 }
