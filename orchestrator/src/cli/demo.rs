@@ -53,7 +53,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         "proofrig demo: {} plan(s), {cases} case(s) of the bundled library; starting the simulated lab (4 devices, 1 PDU, all on loopback)",
         plans.len()
     );
-    // The weak devices' telnet, FTP and HTTP belong on ports 23, 21 and 80, where a
+    // The weak devices' telnet, FTP, HTTP and SNMP belong on ports 23, 21, 80 and UDP 161, where a
     // real device has them and TC_NO_UNNECESSARY_SERVICE looks. Binding them needs
     // root (or CAP_NET_BIND_SERVICE); without it they move to free high ports, where
     // only the port scan (TC_BVT_PORT_SCANNING) can tell them from documented ones.
@@ -61,7 +61,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         Ok(lab) => lab,
         Err(err) => {
             eprintln!(
-                "note: the weak devices' telnet/FTP/HTTP cannot listen on ports 23/21/80 here ({err}); they run on \
+                "note: the weak devices' telnet/FTP/HTTP and SNMP cannot listen on ports 23/21/80 and UDP 161 here ({err}); they run on \
                  free high ports, so 4.3.2.1 (TC_NO_UNNECESSARY_SERVICE) cannot find them on the weak devices. \
                  Run the demo as root (or with CAP_NET_BIND_SERVICE) to see it fail there."
             );
