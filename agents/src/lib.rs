@@ -5,7 +5,7 @@
 //! them, the expect engine above any byte stream, and the power backends.
 //! [`rig`] describes what exists on a bench; agents take the piece they need.
 //! [`redact`] keeps secret values out of whatever the recorder records; [`snmp`]
-//! probes a device's SNMP agent over UDP.
+//! probes a device's SNMP agent over UDP; [`udp`] scans its UDP ports.
 
 pub mod ansi;
 pub mod channel;
@@ -17,5 +17,6 @@ pub mod rig;
 pub mod secret;
 pub mod serial;
 pub mod snmp;
+pub mod udp;
 pub mod ssh;
 pub mod yaml;
