@@ -67,8 +67,9 @@ fn the_default_is_the_whole_bundled_library_sorted_by_clause() {
         serde_json::json!([{"channel": "console", "optional": true}, {"channel": "ssh", "optional": false}])
     );
     let ports = cases.iter().find(|c| c["test_name"] == "TC_BVT_PORT_SCANNING").unwrap();
-    assert_eq!(ports["needs"]["declared"], serde_json::json!(["open_tcp_ports"]));
-    assert_eq!(ports["needs"]["parameters"], serde_json::json!({"ports": "1-65535"}));
+    assert_eq!(ports["needs"]["declared"], serde_json::json!(["open_tcp_ports", "open_udp_ports"]));
+    assert_eq!(ports["needs"]["parameters"]["ports"], "1-65535");
+    assert!(ports["needs"]["parameters"]["udp_ports"].as_str().is_some_and(|p| p.starts_with("1-1024,")), "{}", ports["needs"]);
 
     // The table lists the same cases, in the same order.
     let out = proofrig(&["catalogue"]);
@@ -132,7 +133,7 @@ fn with_a_rig_it_says_per_device_whether_each_case_can_run_and_what_is_missing()
     let algorithms = case("TC_PROTECT_DATA_INFO_TRANSFER_1");
     let ru1 = algorithms["can_run"]["ru1"]["missing"][0].as_str().unwrap();
     assert!(ru1.starts_with("SSH password"), "ru1 logs in with a key only; ssh_negotiate needs a password: {ru1}");
-    assert_eq!(case("TC_BVT_PORT_SCANNING")["can_run"]["core1"]["missing"], serde_json::json!(["declared.open_tcp_ports"]));
+    assert_eq!(case("TC_BVT_PORT_SCANNING")["can_run"]["core1"]["missing"], serde_json::json!(["declared.open_tcp_ports", "declared.open_udp_ports"]));
 
     let out = proofrig(&["catalogue", "--rig", example.to_str().unwrap()]);
     let table = text(&out.stdout);

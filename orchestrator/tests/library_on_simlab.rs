@@ -253,3 +253,40 @@ async fn a_device_that_cannot_be_reached_is_infra_never_pass() {
     assert_replays(&ran);
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_ports_finds_the_weak_devices_snmp_agent_in_the_udp_scan() {
+    let mut lab = lab().await;
+    // TCP: the well-known range and the devices' SSH ports, to keep the run short; UDP:
+    // the plan's own range.
+    let ssh_ports: Vec<String> = lab.devices().iter().map(|d| d.ssh_addr().port().to_string()).collect();
+    let tcp_ports = format!("1-1024,{}", ssh_ports.join(","));
+    let ran = simrun::run(&lab, vec![plan("open-ports.yaml")], &[("ports", serde_json::json!(tcp_ports))]).await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "scan the UDP ports of the management address";
+    for hardened in ["ru1", "core1"] {
+        let scan = output(&ran, hardened, label);
+        assert_eq!((scan["not_closed"].clone(), scan["closed"].clone()), (serde_json::json!([]), scan["scanned"].clone()), "{hardened}: every UDP port is closed: {scan}");
+    }
+    for weak in ["ru2", "core2"] {
+        let scan = output(&ran, weak, label);
+        assert_eq!(scan["open"], serde_json::json!([161]), "{weak}: the SNMP agent answers the scan's probe: {scan}");
+        assert!(scan["scanned"].as_u64().unwrap() > 1000, "{scan}");
+    }
+    let (_, why) = verdict(&ran, "ru2");
+    assert!(why.contains("UDP ports that answer or stay silent (not closed) differ from the vendor's documentation"), "{why}");
+    assert!(why.contains("unexpected: 161"), "the undocumented UDP port is named: {why}");
+    assert_replays(&ran);
+
+    // The open ports follow from the answers recorded: a journal that hides the agent's
+    // answer, chain recomputed, does not replay.
+    let hidden = simrun::rewrite(&ran, |entry| {
+        if entry["type"] == "step_finished" && entry["output"]["open"] == serde_json::json!([161]) {
+            entry["output"]["open"] = serde_json::json!([]);
+            entry["output"]["not_closed"] = serde_json::json!([]);
+        }
+    });
+    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &hidden).expect_err("a hidden open UDP port is caught");
+    assert!(err.to_string().contains("the recorded open UDP ports differ from the answers on the wire"), "{err}");
+    lab.stop().await;
+}

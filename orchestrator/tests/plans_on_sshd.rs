@@ -63,7 +63,7 @@ fn rig_for(sshd: &Sshd, dir: &Path, user: &str, password: &str) -> PathBuf {
     std::fs::write(dir.join("root.pass"), sshd.password()).unwrap();
     std::fs::write(dir.join("ssh.pass"), password).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], auth_log: {AUTH_LOG}, \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }} }}\n    \
          secrets: {{ root_password: {{ file: root.pass }} }}\n    \

@@ -436,6 +436,7 @@ impl SimLab {
              \x20   identity: {{ vendor: {}, model: {}, serial: {}, firmware: {}, command: \"cat /etc/proofrig-release\" }}\n\
              \x20   declared:\n\
              \x20     open_tcp_ports: [{}]\n\
+             \x20     open_udp_ports: []\n\
              \x20     services: [ssh]\n\
              \x20     ssh_root_login: false\n\
              \x20     lockout: {{ attempts: 3, seconds: {} }}\n\

@@ -141,6 +141,7 @@ fn channel_of(step: &Step) -> Option<DeviceChannel> {
         // Without `address:` a scan goes to the device's SSH host.
         "tcp_scan" if step.tcp_scan.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
         "snmp_probe" if step.snmp_probe.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
+        "udp_scan" if step.udp_scan.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
         _ => None,
     }
 }
@@ -207,7 +208,7 @@ fn script_needs(source: &str) -> ScriptNeeds {
     for c in call.captures_iter(source) {
         let name = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
         channels.extend(match name {
-            n if n.starts_with("ssh_") || n == "tcp_scan" || n == "snmp_probe" => Some(DeviceChannel::Ssh),
+            n if n.starts_with("ssh_") || n == "tcp_scan" || n == "udp_scan" || n == "snmp_probe" => Some(DeviceChannel::Ssh),
             n if n.starts_with("console_") => Some(DeviceChannel::Console),
             "power" => Some(DeviceChannel::Power),
             _ => None,

@@ -248,6 +248,16 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
             }
         }
     }
+    if let Some(scan) = &step.udp_scan {
+        if literal(&scan.ports) {
+            if let Err(reason) = parse_ports(&scan.ports) {
+                return Err(src.error_at(&format!("{at}.udp_scan.ports"), reason, Some("e.g. \"1-1024\" or \"53,123,161\"".into())));
+            }
+        }
+        if scan.rate == Some(0) {
+            return Err(src.error_at(&format!("{at}.udp_scan.rate"), "a rate of 0 probes a second never scans", Some("leave it out for 800 a second".into())));
+        }
+    }
     if let Some(probe) = &step.snmp_probe {
         if literal(&probe.communities) {
             if let Err(reason) = parse_communities(&probe.communities) {

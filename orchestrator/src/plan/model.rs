@@ -195,6 +195,8 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_scan: Option<TcpScan>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_scan: Option<UdpScan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snmp_probe: Option<SnmpProbe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<BTreeMap<String, serde_json::Value>>,
@@ -238,6 +240,7 @@ pub const ACTIONS: &[&str] = &[
     "ssh_audit",
     "ssh_negotiate",
     "tcp_scan",
+    "udp_scan",
     "snmp_probe",
     "set",
     "assert",
@@ -257,7 +260,7 @@ impl Step {
     }
 
     /// Which of [`ACTIONS`] this step carries, in that order.
-    fn present(&self) -> [bool; 16] {
+    fn present(&self) -> [bool; 17] {
         [
             self.power.is_some(),
             self.wait.is_some(),
@@ -271,6 +274,7 @@ impl Step {
             self.ssh_audit.is_some(),
             self.ssh_negotiate.is_some(),
             self.tcp_scan.is_some(),
+            self.udp_scan.is_some(),
             self.snmp_probe.is_some(),
             self.set.is_some(),
             self.assert.is_some(),
@@ -476,6 +480,23 @@ pub struct TcpScan {
     /// Per-connection limit (default 500 ms).
     #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
+}
+
+/// A UDP port scan: which ports do not answer with ICMP port unreachable.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpScan {
+    /// Address to scan; default: the device's SSH host.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Ports, e.g. `"1-1024"` or `"53,123,161"`.
+    pub ports: String,
+    /// How long each probe waits for an answer (default 1000 ms).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+    /// Probes per second at most (default 800, below Linux's ICMP error rate).
+    #[serde(default)]
+    pub rate: Option<u32>,
 }
 
 /// SNMPv1/v2c GetRequests to a device's SNMP agent, one per version and community;

@@ -21,7 +21,7 @@ use proofrig_agents::power::{PowerController, PowerError};
 use proofrig_agents::rig::{ConsoleLogin, Device, Rig};
 use proofrig_agents::secret::Secret;
 use proofrig_agents::serial::open_console;
-use proofrig_agents::snmp;
+use proofrig_agents::{snmp, udp};
 use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
 
 use super::judge::FailureClass;
@@ -36,6 +36,7 @@ pub fn default_timeout(action: &str) -> Duration {
         "power" => 60_000,
         "tcp_scan" => 120_000,
         "snmp_probe" => 30_000,
+        "udp_scan" => 300_000,
         "console_login" | "console_run" | "console_expect" => 30_000,
         // A script's calls have their own limits; this bounds the whole script.
         "script" => 300_000,
@@ -273,6 +274,15 @@ impl Agents {
                     text: format!("TCP connect scan of {address}, {} ports: open {:?}", ports.len(), open),
                 });
                 Ok(json!({"address": address, "scanned": ports.len(), "open": open}))
+            }
+            "udp_scan" => {
+                let address = self.network_target(device, spec, "scan")?;
+                let ports = plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
+                let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(1000));
+                let rate = spec["rate"].as_u64().map_or(udp::DEFAULT_RATE, |r| r.clamp(1, 100_000) as u32);
+                let outcome =
+                    udp::udp_scan(device, &address, &ports, wait, rate, &self.recorder).await.map_err(|e| (FailureClass::Infra, e.to_string()))?;
+                Ok(udp_scan_output(&outcome, ports.len()))
             }
             "snmp_probe" => {
                 let address = self.network_target(device, spec, "probe")?;
@@ -516,6 +526,19 @@ fn tail(text: &str, max: usize) -> String {
         None if max == 0 => String::new(),
         None => text.to_string(),
     }
+}
+
+/// A `udp_scan` step's output; `not_closed` (open and open|filtered) is what a plan
+/// compares with the documented ports.
+pub fn udp_scan_output(outcome: &udp::UdpScanOutcome, scanned: usize) -> Value {
+    json!({
+        "address": outcome.address.to_string(),
+        "scanned": scanned,
+        "open": outcome.open,
+        "open_filtered": outcome.open_filtered,
+        "closed": outcome.closed,
+        "not_closed": outcome.not_closed(),
+    })
 }
 
 /// An `snmp_probe` step's output: every request, and the answered ones as

@@ -112,6 +112,7 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
             false,
             true,
         ),
+        "udp_scan" => judge_udp_scan(output),
         "snmp_probe" => Judgement::new(
             Verdict::Pass,
             format!(
@@ -130,6 +131,24 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         "script" => super::script::judge_script(output),
         other => Judgement::new(Verdict::Error, format!("unknown action `{other}` in the journal"), false, false),
     }
+}
+
+/// A UDP scan that heard neither an answer nor a refusal learned nothing: something
+/// drops the probes, and open ports cannot be told from filtered ones.
+fn judge_udp_scan(output: &Value) -> Judgement {
+    let (open, silent, closed) = (count(&output["open"]), count(&output["open_filtered"]), output["closed"].as_u64().unwrap_or(0));
+    let summary = format!(
+        "{} UDP ports of {}: open {}, open|filtered {}, {closed} closed",
+        output["scanned"],
+        text(&output["address"]),
+        list(&output["open"]),
+        list(&output["open_filtered"])
+    );
+    if open == 0 && closed == 0 && silent > 0 {
+        let message = format!("{summary}: no port answered or refused, so a filter drops the probes and the scan cannot tell open from filtered; scan from where the device's own interface answers");
+        return Judgement::new(Verdict::Inconclusive, message, false, true);
+    }
+    Judgement::new(Verdict::Pass, summary, false, true)
 }
 
 fn text(v: &Value) -> String {

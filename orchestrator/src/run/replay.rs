@@ -514,6 +514,35 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
                 return Err("the recorded power state differs from the outlet's read-back event".into());
             }
         }
+        "udp_scan" => {
+            // The open ports follow from the answers recorded; the closed and silent
+            // ones from the scan's note (an absence leaves no datagram).
+            let datagrams = events.iter().filter_map(|e| match &e.kind {
+                EventKind::Datagram { channel, direction, peer, .. } if channel.device == device && channel.channel == proofrig_agents::udp::CHANNEL => {
+                    Some((*direction, peer.as_str()))
+                }
+                _ => None,
+            });
+            let open = proofrig_agents::udp::open_ports_answered(datagrams);
+            if output["open"] != serde_json::json!(open) {
+                return Err("the recorded open UDP ports differ from the answers on the wire".into());
+            }
+            let ports = |key: &str| -> Vec<u16> { serde_json::from_value(output[key].clone()).unwrap_or_default() };
+            let outcome = proofrig_agents::udp::UdpScanOutcome {
+                address: output["address"].as_str().and_then(|a| a.parse().ok()).ok_or("the recorded scan address does not parse")?,
+                open,
+                open_filtered: ports("open_filtered"),
+                closed: output["closed"].as_u64().unwrap_or(0) as usize,
+            };
+            let note = events.iter().rev().find_map(|e| match &e.kind {
+                EventKind::Note { channel, text } if channel.device == device && channel.channel == proofrig_agents::udp::CHANNEL => Some(text.as_str()),
+                _ => None,
+            });
+            let scanned = output["scanned"].as_u64().unwrap_or(0) as usize;
+            if note != Some(outcome.summary(scanned).as_str()) || output["not_closed"] != serde_json::json!(outcome.not_closed()) {
+                return Err("the recorded closed and silent UDP ports differ from what the scan noted".into());
+            }
+        }
         "snmp_probe" => {
             // Which requests were answered follows from the datagrams alone.
             let datagrams = |wanted: Direction| {
