@@ -388,6 +388,22 @@ fn judge_assert(spec: &Value, output: &Value) -> Judgement {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_udp_scan_that_heard_nothing_at_all_is_inconclusive() {
+        let scan = |open: Value, silent: Value, closed: u64| {
+            judge("udp_scan", &json!({}), &json!({"address": "127.0.0.7", "scanned": 3, "open": open, "open_filtered": silent, "closed": closed}))
+        };
+        let filtered = scan(json!([]), json!([53, 123, 161]), 0);
+        assert_eq!(filtered.verdict, Verdict::Inconclusive, "{}", filtered.message);
+        assert!(filtered.message.contains("a filter drops the probes"), "{}", filtered.message);
+        // One refusal or one answer shows probes get through: the silent ports count.
+        assert_eq!(scan(json!([]), json!([53, 123]), 1).verdict, Verdict::Pass);
+        assert_eq!(scan(json!([161]), json!([53, 123]), 0).verdict, Verdict::Pass);
+        let all_closed = scan(json!([]), json!([]), 3);
+        assert_eq!(all_closed.verdict, Verdict::Pass);
+        assert_eq!(all_closed.message, "3 UDP ports of 127.0.0.7: open none, open|filtered none, 3 closed");
+    }
+
     fn assert_out(value: Value, operator: &str, operand: Value) -> Judgement {
         judge("assert", &json!({"message": "offered ciphers"}), &json!({"value": value, "operator": operator, "operand": operand}))
     }
