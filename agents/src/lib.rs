@@ -11,6 +11,7 @@ pub mod ansi;
 pub mod channel;
 pub mod events;
 pub mod expect;
+pub mod net;
 pub mod power;
 pub mod redact;
 pub mod rig;

@@ -73,8 +73,8 @@ pub struct ProbeOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnmpError {
-    #[error("device {device}: cannot resolve {address}: {reason}")]
-    Resolve { device: String, address: String, reason: String },
+    #[error("device {device}: {reason}")]
+    Resolve { device: String, reason: String },
     #[error("device {device}: SNMP probe of {peer}: {source}")]
     Io { device: String, peer: SocketAddr, source: std::io::Error },
 }
@@ -137,7 +137,8 @@ pub async fn probe_communities(
     wait: Duration,
     recorder: &Recorder,
 ) -> Result<ProbeOutcome, SnmpError> {
-    let peer = resolve(device, address, port).await?;
+    let ip = crate::net::resolve_ip(address).await.map_err(|reason| SnmpError::Resolve { device: device.to_string(), reason })?;
+    let peer = SocketAddr::new(ip, port);
     let io = |source| SnmpError::Io { device: device.to_string(), peer, source };
     let local: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
     let socket = UdpSocket::bind(local).await.map_err(io)?;
@@ -198,14 +199,6 @@ pub async fn probe_communities(
         .map(|((version, community, request_id), answered)| ProbeResult { version, community, request_id, answered })
         .collect();
     Ok(ProbeOutcome { peer, probes, port_unreachable })
-}
-
-async fn resolve(device: &str, address: &str, port: u16) -> Result<SocketAddr, SnmpError> {
-    let failed = |reason: String| SnmpError::Resolve { device: device.to_string(), address: address.to_string(), reason };
-    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    tokio::net::lookup_host((address, port)).await.map_err(|e| failed(e.to_string()))?.next().ok_or_else(|| failed("it resolves to nothing".into()))
 }
 
 /// A request-id unlikely to match a stale answer to an earlier probe.

@@ -67,8 +67,8 @@ impl UdpScanOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UdpScanError {
-    #[error("device {device}: cannot resolve {address}: {reason}")]
-    Resolve { device: String, address: String, reason: String },
+    #[error("device {device}: {reason}")]
+    Resolve { device: String, reason: String },
     #[error("device {device}: UDP scan of {address}: {source}")]
     Io { device: String, address: IpAddr, source: std::io::Error },
 }
@@ -104,7 +104,7 @@ pub async fn udp_scan(
     rate: u32,
     recorder: &Recorder,
 ) -> Result<UdpScanOutcome, UdpScanError> {
-    let ip = resolve(device, address).await?;
+    let ip = crate::net::resolve_ip(address).await.map_err(|reason| UdpScanError::Resolve { device: device.to_string(), reason })?;
     let io = |source| UdpScanError::Io { device: device.to_string(), address: ip, source };
     let channel = ChannelId::new(device, CHANNEL);
     let mut open = Vec::new();
@@ -185,14 +185,6 @@ async fn probe(ip: IpAddr, port: u16, wait: Duration) -> std::io::Result<Answer>
         Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => Ok(Answer::Closed),
         Ok(Err(err)) => Err(err),
     }
-}
-
-async fn resolve(device: &str, address: &str) -> Result<IpAddr, UdpScanError> {
-    let failed = |reason: String| UdpScanError::Resolve { device: device.to_string(), address: address.to_string(), reason };
-    if let Ok(ip) = address.parse::<IpAddr>() {
-        return Ok(ip);
-    }
-    tokio::net::lookup_host((address, 0)).await.map_err(|e| failed(e.to_string()))?.next().map(|a| a.ip()).ok_or_else(|| failed("it resolves to nothing".into()))
 }
 
 /// The open ports the recorded datagrams of a scan show: those that answered.

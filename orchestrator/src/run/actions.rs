@@ -557,15 +557,7 @@ pub fn snmp_output(outcome: &snmp::ProbeOutcome) -> Value {
 
 /// A TCP connect scan: the ports of `address` that accept a connection.
 pub async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Duration) -> Result<Vec<u16>, String> {
-    let ip: std::net::IpAddr = match address.parse() {
-        Ok(ip) => ip,
-        Err(_) => tokio::net::lookup_host((address, 0))
-            .await
-            .map_err(|e| format!("cannot resolve {address}: {e}"))?
-            .next()
-            .map(|a| a.ip())
-            .ok_or_else(|| format!("{address} resolves to nothing"))?,
-    };
+    let ip = proofrig_agents::net::resolve_ip(address).await?;
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for &port in ports {
