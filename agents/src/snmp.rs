@@ -38,7 +38,7 @@ pub enum SnmpVersion {
 
 impl SnmpVersion {
     /// The version field on the wire.
-    fn wire(self) -> i64 {
+    pub fn wire(self) -> i64 {
         match self {
             SnmpVersion::V1 => 0,
             SnmpVersion::V2c => 1,

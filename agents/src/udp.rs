@@ -14,9 +14,11 @@
 //! ones (another scan sharing the host's limit); only a port silent to at least two
 //! probes is open or filtered.
 //!
-//! Every answer is recorded whole, with the probe it answered, as Datagram events, so
-//! `verify` re-derives the open ports from the datagrams alone; the closed and silent
-//! ports are recorded in a note (an absence leaves no datagram).
+//! Every answer is recorded whole, with the probe it answered, as Datagram events (when
+//! the pass that received it ends, so a scan of thousands of ports is not thousands of
+//! events for the closed ones), and `verify` re-derives the open ports from those
+//! datagrams alone; the closed and silent ports are recorded in a note (an absence
+//! leaves no datagram).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

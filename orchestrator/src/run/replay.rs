@@ -560,7 +560,10 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
             let sent: Vec<_> = datagrams(Direction::Out).filter_map(proofrig_agents::snmp::parse_message).collect();
             let requests: Vec<_> = probes.iter().map(|p| (p.version, p.community.clone(), p.request_id)).collect();
             let every_request_sent = requests.len() == sent.len()
-                && requests.iter().zip(&sent).all(|((_, community, id), s)| s.community == community.as_bytes() && s.request_id == i64::from(*id));
+                && requests
+                    .iter()
+                    .zip(&sent)
+                    .all(|((version, community, id), s)| s.version == version.wire() && s.community == community.as_bytes() && s.request_id == i64::from(*id));
             if !every_request_sent {
                 return Err("the recorded SNMP requests differ from the datagrams sent".into());
             }
