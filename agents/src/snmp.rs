@@ -62,6 +62,19 @@ pub struct ProbeResult {
     pub answered: bool,
 }
 
+impl ProbeResult {
+    /// `version/community`, as a step's `answered` list names an answered request.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.version.as_str(), self.community)
+    }
+}
+
+/// The answered requests of `probes`, by [`ProbeResult::label`]: what the probe step
+/// outputs and what replay re-derives must be the same list.
+pub fn answered_labels(probes: &[ProbeResult]) -> Vec<String> {
+    probes.iter().filter(|p| p.answered).map(ProbeResult::label).collect()
+}
+
 /// What a probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeOutcome {

@@ -307,7 +307,7 @@ impl Agents {
         }
     }
 
-    /// Where a network step (`tcp_scan`, `snmp_probe`) goes: its `address:`, or the
+    /// Where a network step (`tcp_scan`, `udp_scan`, `snmp_probe`) goes: its `address:`, or the
     /// device's SSH host, its management address.
     fn network_target(&self, device: &str, spec: &Value, verb: &str) -> Result<String, Failure> {
         match spec.get("address").and_then(Value::as_str) {
@@ -544,8 +544,7 @@ pub fn udp_scan_output(outcome: &udp::UdpScanOutcome, scanned: usize) -> Value {
 /// An `snmp_probe` step's output: every request, and the answered ones as
 /// `version/community` (what a plan asserts on).
 pub fn snmp_output(outcome: &snmp::ProbeOutcome) -> Value {
-    let answered: Vec<String> =
-        outcome.probes.iter().filter(|p| p.answered).map(|p| format!("{}/{}", p.version.as_str(), p.community)).collect();
+    let answered = snmp::answered_labels(&outcome.probes);
     json!({
         "address": outcome.peer.ip().to_string(),
         "port": outcome.peer.port(),

@@ -571,7 +571,7 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
             if answered != probes.iter().map(|p| p.answered).collect::<Vec<_>>() {
                 return Err("which SNMP requests were answered differs from the datagrams received".into());
             }
-            let claimed: Vec<String> = probes.iter().filter(|p| p.answered).map(|p| format!("{}/{}", p.version.as_str(), p.community)).collect();
+            let claimed = proofrig_agents::snmp::answered_labels(&probes);
             if output["answered"] != serde_json::json!(claimed) {
                 return Err("the recorded `answered` list differs from the probes answered".into());
             }
