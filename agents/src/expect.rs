@@ -49,6 +49,43 @@ const DEATH_CONTEXT: usize = 120;
 /// Before the user name is sent, how long a silent console may stay silent before
 /// we press Enter to make it print its login prompt again.
 const LOGIN_POKE: Duration = Duration::from_millis(1000);
+/// How many nested shells a console login logs out before it gives up.
+pub const MAX_LOGOUTS: usize = 3;
+
+/// How a console login went when it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoginOutcome {
+    /// The account that logged in.
+    pub user: String,
+    /// Shells found open before the login, in the order they were logged out.
+    pub logged_out: Vec<OpenShell>,
+}
+
+/// A shell found open at the console before a login.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpenShell {
+    /// The prompt's line, as the console showed it.
+    pub prompt: String,
+    /// Whose shell it was, read from the prompt (`root@ru1:~#`), if it says.
+    pub account: Option<String>,
+}
+
+impl OpenShell {
+    fn from_prompt(found: &Match) -> OpenShell {
+        let before = found.before_text();
+        let line = before.rsplit(['\n', '\r']).next().unwrap_or_default();
+        let prompt = format!("{line}{}", found.matched_text()).trim().to_string();
+        OpenShell { account: account_of_prompt(&prompt), prompt }
+    }
+}
+
+/// The account a shell prompt names, `user@host...` as most shells show it.
+pub fn account_of_prompt(prompt: &str) -> Option<String> {
+    let (user, _) = prompt.split_once('@')?;
+    let user = user.rsplit(|c: char| c.is_whitespace() || c == '[' || c == '(').next()?;
+    let valid = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    valid.then(|| user.to_string())
+}
 
 /// What `expect` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +138,8 @@ pub enum ExpectError {
     Lost(#[from] ChannelError),
     #[error("{channel}: login as `{user}` refused: {response:?}; check the user and the password the rig points to")]
     LoginRefused { channel: ChannelId, user: String, response: String },
+    #[error("{channel}: a shell is still open after logging out {tries} shells (prompt `{prompt}`); log it out by hand (`proofrig console`) and run again")]
+    StillLoggedIn { channel: ChannelId, prompt: String, tries: usize },
     #[error("{channel}: the console asks for a password for `{user}` but none was given; add `password: {{ env: ... }}` to the console login in the rig")]
     PasswordRequired { channel: ChannelId, user: String },
     #[error("{channel}: invalid {what} pattern `{pattern}`: {reason}")]
@@ -352,13 +391,18 @@ impl Expect {
 
     /// Log in at a console: answer the login and password prompts until the shell
     /// prompt appears. Pressing Enter wakes a console that printed its prompt before
-    /// we connected. Returns at once if a shell prompt is already waiting.
+    /// we connected.
+    ///
+    /// A shell prompt before the user name was sent is a shell someone left open (a
+    /// technician's root shell, say): finding it proves nothing about the login, so it
+    /// is logged out (`exit`, up to [`MAX_LOGOUTS`] nested shells) and the login is
+    /// done for real. The outcome names each shell logged out and whose it was.
     pub async fn login(
         &mut self,
         login: &ConsoleLogin,
         password: Option<&Secret>,
         timeout: Duration,
-    ) -> Result<(), ExpectError> {
+    ) -> Result<LoginOutcome, ExpectError> {
         let login_prompt = self.compile("login prompt", login.login_prompt.as_deref().unwrap_or(DEFAULT_LOGIN_PROMPT))?;
         let password_prompt =
             self.compile("password prompt", login.password_prompt.as_deref().unwrap_or(DEFAULT_PASSWORD_PROMPT))?;
@@ -371,6 +415,7 @@ impl Expect {
         let deadline = Instant::now() + timeout;
         let mut user_sent = false;
         let mut password_sent = false;
+        let mut outcome = LoginOutcome { user: login.user.clone(), logged_out: Vec::new() };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let wait = if user_sent { left } else { left.min(LOGIN_POKE) };
@@ -407,7 +452,19 @@ impl Expect {
                     let response = format!("{}{}", tail_of(&found.before, 80), found.matched_text());
                     return Err(self.refused(login, response.trim()));
                 }
-                _ => return Ok(()),
+                _ if !user_sent => {
+                    let shell = OpenShell::from_prompt(&found);
+                    if outcome.logged_out.len() >= MAX_LOGOUTS {
+                        return Err(ExpectError::StillLoggedIn {
+                            channel: self.channel().clone(),
+                            prompt: shell.prompt,
+                            tries: MAX_LOGOUTS,
+                        });
+                    }
+                    outcome.logged_out.push(shell);
+                    self.send_line("exit").await?;
+                }
+                _ => return Ok(outcome),
             }
         }
     }

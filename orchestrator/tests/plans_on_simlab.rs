@@ -32,7 +32,9 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
     assert_eq!(verdict(&root, "ru1").0, Verdict::Pass, "{}", verdict(&root, "ru1").1);
     let (v, why) = verdict(&root, "ru2");
     assert_eq!(v, Verdict::Fail);
-    assert!(why.contains("SSH login as `root` was accepted"), "{why}");
+    assert!(why.contains("SSH login as root with its password was accepted"), "{why}");
+    let (_, why) = verdict(&root, "ru1");
+    assert!(why.contains("root's password was accepted on the console, so the refused SSH login tried the real password"), "{why}");
 
     // A narrow scan keeps the test quick; the weak devices' extra listeners sit on other ports.
     let ports: Vec<u16> = lab.devices().iter().map(|d| d.ssh_addr().port()).collect();
@@ -116,10 +118,16 @@ fn tamper_with_an_output_and_its_verdict(ran: &Ran) {
     // Claim the weak device refused root, and fix the verdict and message to match:
     // the judge agrees with the forged output, but the raw authentication event does not.
     let records = rewrite(ran, |entry| {
-        if entry["device"] == "ru2" && entry["type"] == "step_finished" && entry["index"] == 0 && entry["phase"] == "steps" {
-            entry["output"]["accepted"] = false.into();
+        if entry["device"] == "ru2" && entry["type"] == "step_finished" && entry["index"] == 1 && entry["phase"] == "steps" {
+            let calls = entry["output"]["calls"].as_array_mut().expect("the decision is a script's");
+            let login = calls.iter_mut().find(|c| c["action"] == "ssh_login").expect("the script logs in as root");
+            login["output"]["accepted"] = false.into();
+            login["verdict"] = "PASS".into();
+            login["message"] = "SSH login as `root` was refused".into();
+            let finding = entry["output"]["findings"].as_array_mut().unwrap().remove(0);
+            entry["output"]["passed"].as_array_mut().unwrap().push(finding);
             entry["verdict"] = "PASS".into();
-            entry["message"] = "SSH login as `root` was refused, as required".into();
+            entry["message"] = "3 checks held".into();
         }
         if entry["device"] == "ru2" && entry["type"] == "case_finished" {
             entry["verdict"] = "PASS".into();

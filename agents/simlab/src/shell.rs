@@ -449,6 +449,11 @@ fn echo(args: &[String]) -> Output {
 }
 
 fn id(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    // `-u` / `-g` (with `-n` for the name), as GNU and BusyBox `id` give them.
+    let flags: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.starts_with('-')).collect();
+    if !flags.is_empty() {
+        return id_field(state, account, args, &flags);
+    }
     let target = match args {
         [] => account,
         [name] => match state.accounts.get(name) {
@@ -475,6 +480,28 @@ fn id(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         target.gid,
         name_of(target.gid)
     ))
+}
+
+fn id_field(state: &DeviceState, account: &Account, args: &[String], flags: &[&str]) -> Output {
+    let names: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let letters: String = flags.iter().flat_map(|f| f.chars().skip(1)).collect();
+    let target = match names.as_slice() {
+        [] => account,
+        [name] => match state.accounts.get(name.as_str()) {
+            Some(other) => other,
+            None => return Output::fail(format!("id: '{name}': no such user\n"), 1),
+        },
+        _ => return Output::fail("id: extra operand\n".into(), 1),
+    };
+    let group_name = |gid: u32| state.group_of(gid).map_or(gid.to_string(), |g| g.name.clone());
+    let by_name = letters.contains('n');
+    match letters.replace('n', "").as_str() {
+        "u" if by_name => Output::ok(format!("{}\n", target.name)),
+        "u" => Output::ok(format!("{}\n", target.uid)),
+        "g" if by_name => Output::ok(format!("{}\n", group_name(target.gid))),
+        "g" => Output::ok(format!("{}\n", target.gid)),
+        _ => Output::fail(format!("id: invalid option -- '{letters}'\n"), 1),
+    }
 }
 
 const KERNEL_RELEASE: &str = "5.10.184-proofrig-sim";

@@ -65,6 +65,13 @@ impl Plan {
     }
 }
 
+/// A plan's file name without its folder, as a bundle stores it (`plans/NAME`): what
+/// a script's runtime errors name, so the message a run records is the one replay
+/// recomputes from the bundle's copy, whatever path the plan was given by.
+fn file_name(path: &str) -> String {
+    Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path).to_string()
+}
+
 /// Remember where each script's text starts, so errors found while it runs name
 /// the plan file's line as well as the script's.
 fn locate_scripts(src: &YamlSource, plan: &mut PlanFile) {
@@ -73,7 +80,7 @@ fn locate_scripts(src: &YamlSource, plan: &mut PlanFile) {
             for (s, step) in steps.iter_mut().enumerate() {
                 if step.script.is_some() {
                     let field = format!("cases[{c}].{list}[{s}].script");
-                    step.script_origin = src.scalar_origin(&field).map(|text| ScriptOrigin { file: src.name.clone(), text });
+                    step.script_origin = src.scalar_origin(&field).map(|text| ScriptOrigin { file: file_name(&src.name), text });
                 }
             }
         }

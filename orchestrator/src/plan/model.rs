@@ -370,7 +370,8 @@ pub struct ConsoleLoginStep {
     /// Defaults to the rig's console login password.
     #[serde(default)]
     pub password: Option<Credential>,
-    /// `accepted` (default) or `refused`: what a compliant device does.
+    /// `accepted` (default) or `refused`: what a compliant device does; `any` only
+    /// records the outcome.
     #[serde(default)]
     pub expect: Option<LoginExpectation>,
 }
@@ -431,6 +432,8 @@ impl Credential {
 pub enum LoginExpectation {
     Accepted,
     Refused,
+    /// Either outcome: the step records it for a later step or script to judge.
+    Any,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -439,10 +442,22 @@ pub struct SshLogin {
     pub user: String,
     #[serde(default)]
     pub password: Option<Credential>,
+    /// `rig`: authenticate with the rig's SSH key (`ssh.key_file`) instead of a
+    /// password, to show whether that key opens the account.
+    #[serde(default)]
+    pub key: Option<KeySource>,
     /// What a compliant device does with this login; the other outcome FAILs.
     /// Omitted: the outcome is only recorded (a script decides what it means).
     #[serde(default)]
     pub expect: Option<LoginExpectation>,
+}
+
+/// Where an SSH login's key comes from.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    /// The device's `ssh.key_file` in the rig.
+    Rig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -230,18 +230,21 @@ impl Agents {
             }
             "ssh_login" => {
                 let user = text("user");
-                let credential = match &step.ssh_login.as_ref().and_then(|l| l.password.clone()) {
-                    Some(c) => self.credential(device, c, spec.get("password"))?,
-                    None => self.device_password(device)?,
-                };
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
-                let outcome = ssh::try_login(device, &endpoint, &user, ssh::Credential::Password(credential), &ConnectOptions::default(), &self.recorder)
+                let login = step.ssh_login.clone();
+                let credential = match (login.as_ref().and_then(|l| l.password.clone()), login.as_ref().and_then(|l| l.key)) {
+                    (_, Some(crate::plan::KeySource::Rig)) => rig_key(device, &endpoint)?,
+                    (Some(c), None) => ssh::Credential::Password(self.credential(device, &c, spec.get("password"))?),
+                    (None, None) => ssh::Credential::Password(self.device_password(device)?),
+                };
+                let outcome = ssh::try_login(device, &endpoint, &user, credential, &ConnectOptions::default(), &self.recorder)
                     .await
                     .map_err(classify_ssh)?;
                 // Where the attempt came from, as the device's log names it, so a plan can
                 // find the record of this very attempt (`from <address> port <port>`).
                 Ok(json!({
                     "accepted": outcome.accepted,
+                    "user": user,
                     "methods_offered": outcome.methods_offered,
                     "negotiation_refused": outcome.negotiation_refused,
                     "source_address": outcome.source.map(|s| s.ip().to_string()),
@@ -398,8 +401,8 @@ impl Agents {
         };
         let expect = self.console(device).await?;
         match expect.login(&login, password.as_ref(), timeout.saturating_sub(Duration::from_millis(100))).await {
-            Ok(()) => Ok(json!({"accepted": true})),
-            Err(ExpectError::LoginRefused { response, .. }) => Ok(json!({"accepted": false, "response": response})),
+            Ok(outcome) => Ok(json!({"accepted": true, "user": outcome.user, "logged_out": outcome.logged_out})),
+            Err(ExpectError::LoginRefused { response, .. }) => Ok(json!({"accepted": false, "user": login.user, "response": response})),
             Err(other) => {
                 if matches!(step_login.expect, Some(LoginExpectation::Refused)) {
                     if let ExpectError::Timeout { tail, .. } = &other {
@@ -503,6 +506,15 @@ pub fn audit_output(offered: &ssh::ServerAlgorithms) -> Value {
 
 fn no_channel(device: &str, channel: &str) -> Failure {
     (FailureClass::Error, format!("device {device} has no {channel} in the rig, but this step needs one"))
+}
+
+/// The rig's SSH key of `device`, for a login that shows whether it opens an account.
+fn rig_key(device: &str, endpoint: &proofrig_agents::rig::SshEndpoint) -> Result<ssh::Credential, Failure> {
+    let path = endpoint.key_file.clone().ok_or_else(|| {
+        (FailureClass::Error, format!("device {device}: this login uses the rig's SSH key, but the rig gives no `ssh.key_file`"))
+    })?;
+    let passphrase = endpoint.key_passphrase.as_ref().map(|r| r.resolve()).transpose().map_err(|e| (FailureClass::Infra, e.to_string()))?;
+    Ok(ssh::Credential::Key { path, passphrase })
 }
 
 fn classify_expect(err: ExpectError) -> Failure {

@@ -153,7 +153,7 @@ pub fn base_scope(plan: &Plan, params: &BTreeMap<String, Value>, name: &str, dev
             param.insert(k.clone(), v.clone());
         }
     }
-    let ssh = device.ssh.as_ref().map(|s| json!({"host": s.host, "port": s.port, "user": s.user}));
+    let ssh = device.ssh.as_ref().map(|s| json!({"host": s.host, "port": s.port, "user": s.user, "key": s.key_file.is_some()}));
     let channels: Vec<&str> = [("console", device.console.is_some()), ("ssh", device.ssh.is_some()), ("power", device.power.is_some())]
         .into_iter()
         .filter_map(|(name, has)| has.then_some(name))

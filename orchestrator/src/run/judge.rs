@@ -197,15 +197,31 @@ fn judge_expect(spec: &Value, output: &Value) -> Judgement {
 fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&str>) -> Judgement {
     let accepted = output["accepted"].as_bool() == Some(true);
     let outcome = if accepted { "accepted" } else { "refused" };
-    let user = text(&spec["user"]);
+    // The account tried: the step's, or the rig's when the step names none.
+    let user = match output.get("user").filter(|u| !u.is_null()) {
+        Some(user) => text(user),
+        None => text(&spec["user"]),
+    };
+    // Shells left open at the console were logged out first: say so, since the
+    // transcript shows a prompt that was not this login's.
+    let logged_out: Vec<String> = output["logged_out"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|shell| match shell["account"].as_str() {
+            Some(account) => format!("`{account}`"),
+            None => format!("unknown (prompt `{}`)", text(&shell["prompt"])),
+        })
+        .collect();
+    let after = if logged_out.is_empty() { String::new() } else { format!(" (after logging out a shell left open as {})", logged_out.join(", then ")) };
     let expected = match spec.get("expect").and_then(Value::as_str).or(unless_said) {
+        Some("any") | None => return Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}{after}"), false, true),
         Some(expected) => expected,
-        None => return Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}"), false, true),
     };
     if outcome == expected {
-        Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}, as required"), true, true)
+        Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}{after}, as required"), true, true)
     } else {
-        Judgement::new(Verdict::Fail, format!("{what} as `{user}` was {outcome}; a compliant device has it {expected}"), false, true)
+        Judgement::new(Verdict::Fail, format!("{what} as `{user}` was {outcome}{after}; a compliant device has it {expected}"), false, true)
     }
 }
 

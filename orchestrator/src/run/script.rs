@@ -273,6 +273,10 @@ fn engine(runner: Option<&Runner>) -> Engine {
 
     let r = runner.clone();
     engine.register_fn("check", move |holds: bool, message: &str| r.check(holds, message));
+    // What held and what failed in words that are true of each outcome: a passing
+    // check's evidence reads as what was verified, not as the alarm it guards against.
+    let r = runner.clone();
+    engine.register_fn("check", move |holds: bool, passed: &str, failed: &str| r.check(holds, if holds { passed } else { failed }));
     let r = runner.clone();
     engine.register_fn("fail", move |message: &str| r.check(false, message).map(|_| ()));
     let r = runner.clone();
