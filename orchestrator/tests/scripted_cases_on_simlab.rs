@@ -179,3 +179,39 @@ fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text).unwrap()
 }
+
+/// A rig that lacks a value a case reads (here `declared.lockout`) stops that case
+/// before anything is sent to the device: ERROR naming the device, the key, the rig and
+/// how to write the key, never a script's internals; the journal still replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rig_without_a_declared_value_is_an_error_before_the_device_is_touched() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = simrun::rig_of(&lab, dir.path(), |text| {
+        let kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("lockout:")).collect();
+        assert!(kept.len() < text.lines().count(), "the sim rig declares a lockout to remove");
+        kept.join("\n")
+    });
+    let ran = run_on(rig, dir, vec![plan("failed-login-attempts.yaml")], &[], Some("ru1")).await;
+    let case = &ran.result.cases[0];
+    assert_eq!(case.verdict, Verdict::Error, "{}", case.evidence_excerpt);
+    let why = &case.evidence_excerpt;
+    assert!(why.contains("device ru1") && why.contains("declared.lockout") && why.contains("lockout: { attempts: 3, seconds: 60 }"), "{why}");
+    assert!(why.contains("Nothing was sent to the device"), "{why}");
+    assert!(!why.contains("getter") && !why.contains("property"), "no script internals: {why}");
+    // Nothing between the case's start and end touched a device.
+    let entries: Vec<Value> = ran.records.iter().map(|r| r.entry.clone()).collect();
+    let start = entries.iter().position(|e| e["type"] == "case_started").unwrap();
+    let end = entries.iter().position(|e| e["type"] == "case_finished").unwrap();
+    assert!(entries[start..end].iter().all(|e| e["type"] != "event" && e["type"] != "step_started"), "{:?}", &entries[start..end]);
+    replays(&ran);
+    // The recorded reason is part of what replay checks.
+    let records = simrun::rewrite(&ran, |entry| {
+        if entry["type"] == "case_finished" {
+            entry["unready"] = Value::Null;
+            entry["verdict"] = "INCONCLUSIVE".into();
+        }
+    });
+    assert!(replay(&ran.plans, &ran.rig, &records).is_err(), "a case made to look as if it ran is caught");
+    lab.stop().await;
+}

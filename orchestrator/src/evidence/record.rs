@@ -119,6 +119,10 @@ pub enum JournalEntry {
         checks_passed: usize,
         #[serde(default)]
         skip_reason: Option<String>,
+        /// Why the case could not run on the device (the rig lacks what it needs):
+        /// the case is ERROR and no step ran.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unready: Option<String>,
     },
     RunFinished {
         verdict: Verdict,
@@ -398,7 +402,7 @@ mod tests {
         let key = CaseKey { plan: "p".into(), case: "c".into(), device: "d".into() };
         let entries = [
             JournalEntry::DeviceReported { device: "d".into(), command: "id".into(), output: String::new(), error: None },
-            JournalEntry::CaseFinished { key, verdict: Verdict::Pass, rollup: rollup.clone(), checks_passed: 1, skip_reason: None },
+            JournalEntry::CaseFinished { key, verdict: Verdict::Pass, rollup: rollup.clone(), checks_passed: 1, skip_reason: None, unready: None },
             JournalEntry::RunFinished { verdict: Verdict::Pass, rollup, ended: "e".into(), aborted: false },
         ];
         for entry in entries {

@@ -79,6 +79,9 @@ struct StepNeeds {
     /// `if_device_has:` of the step: SKIP on a device without this channel.
     only_if: Option<DeviceChannel>,
     channels: Vec<DeviceChannel>,
+    /// Channels a script uses only after testing the device has them
+    /// (`"console" in device.channels`): it runs without them.
+    optional_channels: Vec<DeviceChannel>,
     declared: Vec<String>,
     secrets: Vec<String>,
     credentials: Vec<String>,
@@ -97,7 +100,8 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
     for channel in [DeviceChannel::Console, DeviceChannel::Ssh, DeviceChannel::Power] {
         let using: Vec<&StepNeeds> = steps.iter().filter(|s| s.target.is_none() && s.channels.contains(&channel)).collect();
         if !using.is_empty() {
-            needs.channels.push(ChannelNeed { channel, optional: using.iter().all(|s| s.only_if.is_some()) });
+            let optional = using.iter().all(|s| s.only_if.is_some() || s.optional_channels.contains(&channel));
+            needs.channels.push(ChannelNeed { channel, optional });
         }
     }
     let collect = |pick: fn(&StepNeeds) -> &Vec<String>| -> Vec<String> {
@@ -180,6 +184,7 @@ fn step_needs(step: &Step, parameters: &BTreeMap<String, Value>) -> StepNeeds {
         let script = script_needs(source);
         needs.declared.extend(declared_keys_in_script(source));
         needs.channels.extend(script.channels);
+        needs.optional_channels = script.optional_channels;
         needs.secrets.extend(script.secrets);
         needs.parameters.extend(script.parameters);
         needs.ssh_password |= script.ssh_password;
@@ -191,6 +196,7 @@ fn step_needs(step: &Step, parameters: &BTreeMap<String, Value>) -> StepNeeds {
 /// it errs towards listing too much).
 struct ScriptNeeds {
     channels: Vec<DeviceChannel>,
+    optional_channels: Vec<DeviceChannel>,
     secrets: Vec<String>,
     parameters: Vec<String>,
     ssh_password: bool,
@@ -200,7 +206,9 @@ fn script_needs(source: &str) -> ScriptNeeds {
     static CALL: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static SECRET: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static PARAM: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let call = CALL.get_or_init(|| regex::Regex::new(r#"\b(ssh_[a-z]+|console_[a-z]+|power)\s*\(|\bagent\s*\(\s*"([a-z_]+)""#).expect("a valid pattern"));
+    static GUARD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let call = CALL.get_or_init(|| regex::Regex::new(r#"\b(ssh_[a-z]+|console_[a-z]+|power)\s*\(|\bagent\s*\(\s*"([a-z_]+)"\s*(?:,\s*#\{([^}]*))?"#).expect("a valid pattern"));
+    let guard = GUARD.get_or_init(|| regex::Regex::new(r#""(console|ssh|power)"\s+in\s+device\s*\.\s*channels"#).expect("a valid pattern"));
     let secret = SECRET.get_or_init(|| regex::Regex::new(r#"\bsecret\s*:\s*"([^"]+)""#).expect("a valid pattern"));
     let param = PARAM.get_or_init(|| regex::Regex::new(r#"\bparam\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)"#).expect("a valid pattern"));
     let mut channels = BTreeSet::new();
@@ -213,10 +221,23 @@ fn script_needs(source: &str) -> ScriptNeeds {
             "power" => Some(DeviceChannel::Power),
             _ => None,
         });
-        // `agent("ssh_login", #{user})` without a password logs in with the rig's.
-        ssh_password |= c.get(2).is_some_and(|m| m.as_str() == "ssh_login" || m.as_str() == "ssh_negotiate");
+        // `agent("ssh_login", #{user})` without a password or key logs in with the rig's password.
+        let own_credential = c.get(3).is_some_and(|m| m.as_str().contains("password") || m.as_str().contains("key"));
+        ssh_password |= c.get(2).is_some_and(|m| m.as_str() == "ssh_negotiate" || (m.as_str() == "ssh_login" && !own_credential));
     }
+    let optional_channels = guard
+        .captures_iter(source)
+        .filter_map(|c| match &c[1] {
+            "console" => Some(DeviceChannel::Console),
+            "ssh" => Some(DeviceChannel::Ssh),
+            "power" => Some(DeviceChannel::Power),
+            _ => None,
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     ScriptNeeds {
+        optional_channels,
         channels: channels.into_iter().collect(),
         secrets: secret.captures_iter(source).map(|c| c[1].to_string()).collect(),
         parameters: param.captures_iter(source).map(|c| c[1].to_string()).collect(),
@@ -326,7 +347,7 @@ pub fn readiness(case: &CaseInfo, rig: &Rig, name: &str) -> Readiness {
             },
         };
         for channel in &step.channels {
-            if !has(target, *channel) {
+            if !has(target, *channel) && !step.optional_channels.contains(channel) {
                 note(format!("{prefix}{}", channel_missing(*channel)));
             }
         }
@@ -344,6 +365,47 @@ pub fn readiness(case: &CaseInfo, rig: &Rig, name: &str) -> Readiness {
     } else {
         Readiness::Missing { missing }
     }
+}
+
+/// Why `case` of `plan` cannot run on `device`, as the run records it before touching
+/// the device: what the rig lacks, and how to add each declared value (the examples
+/// of rigs/README.md). None when it can run (or does not apply, or is skipped).
+///
+/// Pure in the plan and the rig, so replay reaches the same message; it names the rig
+/// by its `rig:` name, not its path, which differs between the run and the bundle.
+pub fn unready(plan: &Plan, case: &Case, rig: &Rig, device: &str) -> Option<String> {
+    let Readiness::Missing { missing } = readiness(&case_info(plan, case, ""), rig, device) else { return None };
+    let examples: Vec<String> = missing
+        .iter()
+        .filter_map(|m| m.strip_prefix("declared."))
+        .map(|key| match declared_example(key) {
+            Some(example) => format!("`{example}`"),
+            None => format!("`{key}: ...` (see the plan's preconditions)"),
+        })
+        .collect();
+    let add = if examples.is_empty() { String::new() } else { format!("; add under the device's `declared:` in the rig file, e.g. {}", examples.join(", ")) };
+    Some(format!(
+        "device {device} of rig `{}` lacks what this case needs: {}{add} (rigs/README.md describes each key; `proofrig catalogue --rig` lists what every case needs). Nothing was sent to the device",
+        rig.name(),
+        missing.join(", ")
+    ))
+}
+
+/// How each `declared` key the bundled plans read is written, as rigs/README.md shows it.
+pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
+    ("open_tcp_ports", "open_tcp_ports: [22, 830]"),
+    ("open_udp_ports", "open_udp_ports: [161]"),
+    ("auth_log", "auth_log: /var/log/auth.log"),
+    ("default_accounts", "default_accounts: [{ user: admin, password: admin }]"),
+    ("lockout", "lockout: { attempts: 3, seconds: 60 }"),
+    ("password_policy", "password_policy: { min_length: 12, classes: 3 }"),
+    ("password_change_command", "password_change_command: passwd --stdin"),
+    ("sensitive_files", "sensitive_files: [/etc/shadow]"),
+];
+
+fn declared_example(key: &str) -> Option<&'static str> {
+    let top = key.split(['.', '[']).next().unwrap_or(key);
+    DECLARED_EXAMPLES.iter().find(|(k, _)| *k == top).map(|(_, example)| *example)
 }
 
 fn has(device: &Device, channel: DeviceChannel) -> bool {
@@ -366,6 +428,17 @@ fn channel_missing(channel: DeviceChannel) -> &'static str {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn every_declared_example_is_a_key_rigs_readme_documents() {
+        let readme = include_str!("../../../rigs/README.md");
+        for (key, example) in DECLARED_EXAMPLES {
+            assert!(readme.contains(&format!("| `{key}` |")), "rigs/README.md documents `{key}`");
+            assert!(example.starts_with(&format!("{key}: ")), "{example}");
+            let yaml: Value = serde_saphyr::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+            assert!(yaml.get(key).is_some(), "{example}");
+        }
+    }
 
     const PLAN: &str = r#"
 plan: accounts

@@ -193,6 +193,12 @@ pub fn absorb(scope: &mut Value, step: &Step, spec: &Value, output: &Value) {
     }
 }
 
+/// The verdicts of a case the rig is not ready for: ERROR, then every step NOT_RUN.
+/// Shared with replay.
+pub fn unready_verdicts(case: &Case) -> Vec<Verdict> {
+    std::iter::once(Verdict::Error).chain(std::iter::repeat_n(Verdict::NotRun, case.steps.len())).collect()
+}
+
 /// Whether a step's verdict stops the rest of the case's steps.
 pub fn stops_case(on_failure: OnFailure, verdict: Verdict) -> bool {
     match on_failure {
@@ -268,8 +274,15 @@ pub async fn execute(
         let shared_key = Arc::new(key.clone());
 
         let mut run = CaseRun { steps: Vec::new(), verdicts: Vec::new(), checks_passed: 0, touched_device: false, decisive: None };
+        // A rig that lacks what the case needs (a declared value, a secret, a channel)
+        // stops it before anything is sent: the case is ERROR, its steps NOT_RUN.
+        let unready = if sel.case.skip.is_some() { None } else { crate::plan::catalogue::unready(sel.plan, sel.case, &request.rig, &sel.device) };
         if sel.case.skip.is_some() {
             run.verdicts.push(Verdict::Skip);
+        } else if let Some(why) = &unready {
+            run.verdicts = unready_verdicts(sel.case);
+            run.decisive = Some((Verdict::Error, why.clone(), Arc::new(json!({}))));
+            progress.step_finished(Phase::Steps, 0, "the rig gives what the case needs", Verdict::Error, why, Duration::ZERO, false);
         } else {
             let mut stopped = false;
             for (index, step) in sel.case.steps.iter().enumerate() {
@@ -300,6 +313,7 @@ pub async fn execute(
             rollup,
             checks_passed: checks,
             skip_reason: sel.case.skip.clone(),
+            unready,
         })?;
         // Every finding first (one per line), then the output behind the worst one.
         let findings: Vec<&str> = run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();

@@ -228,6 +228,9 @@ fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&st
 fn judge_status(spec: &Value, output: &Value, stream: &str, what: &str) -> Judgement {
     let status = output.get("exit_status").and_then(Value::as_i64);
     let shown = status.map_or("none".to_string(), |s| s.to_string());
+    if let Some(missing) = missing_command(&text(&spec["command"]), status, &text(&output[stream]), &text(&output["stderr"])) {
+        return Judgement::new(Verdict::Error, missing, false, true);
+    }
     match spec.get("expect_status").and_then(Value::as_i64) {
         Some(expected) if Some(expected) == status => {
             Judgement::new(Verdict::Pass, format!("{what} `{}` exited {shown}, as required", text(&spec["command"])), true, true)
@@ -244,6 +247,35 @@ fn judge_status(spec: &Value, output: &Value, stream: &str, what: &str) -> Judge
         ),
         None => Judgement::new(Verdict::Pass, format!("{what} `{}` exited {shown}", text(&spec["command"])), false, true),
     }
+}
+
+/// A command the device does not have (exit 127, or 126 for one it cannot run, or a
+/// shell's "not found"): never a finding about the device, since the check did not
+/// run. The message names the command, so the plan or the rig can be fixed.
+fn missing_command(command: &str, status: Option<i64>, stdout: &str, stderr: &str) -> Option<String> {
+    let said = [stderr, stdout].into_iter().flat_map(str::lines).find_map(not_found_in);
+    let missing = match (status, said) {
+        (Some(0) | None, _) => return None,
+        (Some(127), said) => said.unwrap_or_else(|| command.split_whitespace().next().unwrap_or(command).to_string()),
+        (Some(126), said) => said.unwrap_or_else(|| command.split_whitespace().next().unwrap_or(command).to_string()),
+        (Some(_), Some(said)) => said,
+        (Some(_), None) => return None,
+    };
+    let status = status.map_or(String::new(), |s| format!(" (exit {s})"));
+    Some(format!(
+        "the device has no command `{missing}`{status}, so `{}` did not run and shows nothing about the device; \
+         the plan needs a command this device has (see `proofrig catalogue`)",
+        excerpt(command, 120)
+    ))
+}
+
+/// The command named by a shell's complaint that it does not exist:
+/// `sh: ss: not found`, `bash: line 1: ss: command not found`, `ss: applet not found`.
+fn not_found_in(line: &str) -> Option<String> {
+    let line = line.trim();
+    let rest = line.strip_suffix(": not found").or_else(|| line.strip_suffix(": command not found")).or_else(|| line.strip_suffix(": applet not found"))?;
+    let name = rest.rsplit(": ").next()?.trim();
+    (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| name.to_string())
 }
 
 fn judge_negotiate(spec: &Value, output: &Value) -> Judgement {
@@ -456,6 +488,24 @@ mod tests {
         let j = judge("ssh_login", &spec, &json!({"accepted": true}));
         assert_eq!(j.verdict, Verdict::Fail);
         assert_eq!(j.message, "SSH login as `root` was accepted; a compliant device has it refused");
+    }
+
+    #[test]
+    fn a_command_the_device_lacks_is_an_error_never_a_finding() {
+        let spec = json!({"command": "ss -ltnu", "expect_status": 0});
+        for (status, stderr) in [(127, "sh: ss: not found\n"), (127, ""), (127, "bash: line 1: ss: command not found\n"), (1, "ss: applet not found\n")] {
+            let j = judge("ssh_exec", &spec, &json!({"stdout": "", "stderr": stderr, "exit_status": status}));
+            assert_eq!(j.verdict, Verdict::Error, "{status} {stderr:?}: {}", j.message);
+            assert!(j.message.starts_with("the device has no command `ss`"), "{}", j.message);
+        }
+        // Without expect_status too: a missing command shows nothing either way.
+        let j = judge("console_run", &json!({"command": "stat -c %a /etc/shadow"}), &json!({"output": "sh: stat: not found", "exit_status": 127}));
+        assert_eq!(j.verdict, Verdict::Error, "{}", j.message);
+        assert!(j.message.contains("`stat`"), "{}", j.message);
+        // A command that ran and failed is the device's answer, not a missing command.
+        let j = judge("ssh_exec", &spec, &json!({"stdout": "", "stderr": "grep: /etc/x: No such file or directory\n", "exit_status": 2}));
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(judge("ssh_exec", &spec, &json!({"stdout": "ok\n", "stderr": "", "exit_status": 0})).verdict, Verdict::Pass);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use proofrig_agents::events::{Direction, Event, EventKind};
 use proofrig_agents::rig::Rig;
 
 use super::actions::Agents;
-use super::executor::{absorb, base_scope, select, stops_case};
+use super::executor::{absorb, base_scope, select, stops_case, unready_verdicts};
 use super::judge::judge;
 use crate::evidence::journal::Record;
 use crate::evidence::record::{CaseKey, JournalEntry, Phase};
@@ -271,14 +271,25 @@ impl<'a> Replayer<'a> {
                     }
                 }
             }
-            JournalEntry::CaseFinished { key, verdict, rollup, checks_passed, .. } => {
+            JournalEntry::CaseFinished { key, verdict, rollup, checks_passed, unready, .. } => {
                 let Some(mut current) = open.take() else { return Err(at(&None, "a case finishes that did not start".into())) };
                 if key != current.key {
                     return Err(at(&label, "the finished case is not the one that started".into()));
                 }
+                let plan = plans.iter().find(|p| p.spec.plan == key.plan).expect("found at the case's start");
+                let not_ready = if current.case.skip.is_some() { None } else { crate::plan::catalogue::unready(plan, current.case, rig, &key.device) };
+                if not_ready != unready {
+                    return Err(at(&label, "whether the rig gives what the case needs is recorded otherwise than the plan and rig show".into()));
+                }
                 let expected = if current.case.skip.is_some() {
                     current.verdicts = vec![Verdict::Skip];
                     Verdict::Skip
+                } else if not_ready.is_some() {
+                    if current.next_step != 0 || !current.verdicts.is_empty() {
+                        return Err(at(&label, "steps ran in a case the rig was not ready for".into()));
+                    }
+                    current.verdicts = unready_verdicts(current.case);
+                    Verdict::Error
                 } else {
                     let not_run = current.case.steps.len().saturating_sub(current.next_step);
                     current.verdicts.extend(std::iter::repeat_n(Verdict::NotRun, not_run));

@@ -239,6 +239,7 @@ pub fn journal_entries(cases: &[CaseSpec], inputs: &InputRefs, run_verdict: Verd
             rollup: Rollup::of(c.steps.iter().copied()),
             checks_passed: c.steps.iter().filter(|v| **v == Verdict::Pass).count(),
             skip_reason: c.skip_reason.map(String::from),
+            unready: None,
         });
     }
     entries.push(JournalEntry::RunFinished {
