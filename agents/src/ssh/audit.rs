@@ -70,8 +70,8 @@ pub struct KexMarker {
 /// Every marker proofrig knows, each from its specification. Only exact names count:
 /// an unknown name stays a key exchange, so the audit fails closed on it.
 pub const KEX_MARKERS: &[KexMarker] = &[
-    // RFC 8308 2.1: the peer accepts SSH_MSG_EXT_INFO.
-    KexMarker { name: "ext-info-s", meaning: "server sends extension information (RFC 8308)" },
+    // RFC 8308 2.1: the sender is willing to receive SSH_MSG_EXT_INFO.
+    KexMarker { name: "ext-info-s", meaning: "server accepts extension information (RFC 8308)" },
     KexMarker { name: "ext-info-c", meaning: "client accepts extension information (RFC 8308)" },
     // OpenSSH PROTOCOL 1.10 (CVE-2023-48795, Terrapin).
     KexMarker {
