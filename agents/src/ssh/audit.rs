@@ -7,6 +7,14 @@
 //! hang up. Every length is checked against what was received, and the whole exchange
 //! is bounded by a timeout. The raw bytes are recorded so the evidence can be re-parsed
 //! independently.
+//!
+//! Not every name in a KEXINIT is an algorithm. Servers append markers to the key
+//! exchange list that only signal a protocol feature (RFC 8308's `ext-info-s`,
+//! OpenSSH's strict key exchange `kex-strict-s-v00@openssh.com`, dropbear's
+//! `kexguess2@matt.ucc.asn.au`); they can never be negotiated as a key exchange. An
+//! audit that compared them with an allowed profile would fail a device for a flag,
+//! so [`ServerAlgorithms::audited`] sets them apart: the algorithm lists hold
+//! algorithms only, and `markers` says which signals the server sent.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -34,8 +42,8 @@ pub struct ServerAlgorithms {
     pub banner: String,
     /// Lines the server sent before its identification string (usually none).
     pub pre_banner_lines: Vec<String>,
-    /// Key exchange methods, including signalling pseudo-methods such as
-    /// `kex-strict-s-v00@openssh.com` or `ext-info-s` (see [`ServerAlgorithms::kex_methods`]).
+    /// The `kex_algorithms` name-list as sent: key exchange methods and the markers among
+    /// them (see [`KEX_MARKERS`], [`ServerAlgorithms::kex_methods`]).
     pub kex: Vec<String>,
     pub host_key: Vec<String>,
     pub ciphers_client_to_server: Vec<String>,
@@ -49,25 +57,108 @@ pub struct ServerAlgorithms {
     pub first_kex_packet_follows: bool,
 }
 
+/// A name a server puts in its `kex_algorithms` list to signal a protocol feature. It
+/// names no key exchange: no client can negotiate it, and it says nothing about the
+/// strength of the algorithms offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KexMarker {
+    pub name: &'static str,
+    /// What the server says by sending it, for people reading the evidence.
+    pub meaning: &'static str,
+}
+
+/// Every marker proofrig knows, each from its specification. Only exact names count:
+/// an unknown name stays a key exchange, so the audit fails closed on it.
+pub const KEX_MARKERS: &[KexMarker] = &[
+    // RFC 8308 2.1: the sender is willing to receive SSH_MSG_EXT_INFO.
+    KexMarker { name: "ext-info-s", meaning: "server accepts extension information (RFC 8308)" },
+    KexMarker { name: "ext-info-c", meaning: "client accepts extension information (RFC 8308)" },
+    // OpenSSH PROTOCOL 1.10 (CVE-2023-48795, Terrapin).
+    KexMarker {
+        name: "kex-strict-s-v00@openssh.com",
+        meaning: "server enforces strict key exchange (OpenSSH PROTOCOL 1.10, Terrapin countermeasure)",
+    },
+    KexMarker {
+        name: "kex-strict-c-v00@openssh.com",
+        meaning: "client enforces strict key exchange (OpenSSH PROTOCOL 1.10, Terrapin countermeasure)",
+    },
+    // draft-ietf-sshm-strict-kex: the same signals under their IETF names.
+    KexMarker { name: "kex-strict-s", meaning: "server enforces strict key exchange (draft-ietf-sshm-strict-kex)" },
+    KexMarker { name: "kex-strict-c", meaning: "client enforces strict key exchange (draft-ietf-sshm-strict-kex)" },
+    // Dropbear CHANGES, 2013.57: a first-packet key exchange guess that may succeed more often.
+    KexMarker {
+        name: "kexguess2@matt.ucc.asn.au",
+        meaning: "dropbear's extended first key exchange packet guess (dropbear 2013.57)",
+    },
+];
+
+/// The marker called `name`, if it is one.
+pub fn kex_marker(name: &str) -> Option<&'static KexMarker> {
+    KEX_MARKERS.iter().find(|marker| marker.name == name)
+}
+
+/// What an audit reports: the algorithms a server offers, by kind, both directions
+/// merged, in the server's order, and apart from them the markers it sent. This is an
+/// `ssh_audit` step's output; replay derives it again from the recorded KEXINIT bytes
+/// ([`parse_server_offer`], then [`ServerAlgorithms::audited`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditedOffer {
+    pub banner: String,
+    /// Key exchange methods proper.
+    pub kex: Vec<String>,
+    pub host_key: Vec<String>,
+    pub ciphers: Vec<String>,
+    pub macs: Vec<String>,
+    pub compression: Vec<String>,
+    /// The markers of the key exchange list ([`KEX_MARKERS`]), in the server's order.
+    pub markers: Vec<String>,
+}
+
 impl ServerAlgorithms {
-    /// Key exchange methods proper, without the pseudo-methods a server appends to signal
-    /// protocol extensions (`ext-info-*`, `kex-strict-*`), which are not key exchanges.
+    /// Key exchange methods proper, without the markers ([`KEX_MARKERS`]) a server
+    /// appends to signal protocol features, which are not key exchanges.
     pub fn kex_methods(&self) -> Vec<&str> {
-        self.kex
-            .iter()
-            .map(String::as_str)
-            .filter(|name| !(name.starts_with("ext-info-") || name.starts_with("kex-strict-")))
-            .collect()
+        self.kex.iter().map(String::as_str).filter(|name| kex_marker(name).is_none()).collect()
+    }
+
+    /// The markers in the key exchange list, in the server's order.
+    pub fn markers(&self) -> Vec<&str> {
+        self.kex.iter().map(String::as_str).filter(|name| kex_marker(name).is_some()).collect()
+    }
+
+    /// The offer as an audit reports it (see [`AuditedOffer`]). Markers are looked for
+    /// in the key exchange list only, where they are defined: the same name in another
+    /// list would be an algorithm the server claims, and is reported as one.
+    pub fn audited(&self) -> AuditedOffer {
+        let union = |a: &[String], b: &[String]| {
+            let mut all: Vec<String> = a.to_vec();
+            all.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+            all
+        };
+        let owned = |names: Vec<&str>| names.into_iter().map(str::to_string).collect();
+        AuditedOffer {
+            banner: self.banner.clone(),
+            kex: owned(self.kex_methods()),
+            host_key: self.host_key.clone(),
+            ciphers: union(&self.ciphers_client_to_server, &self.ciphers_server_to_client),
+            macs: union(&self.macs_client_to_server, &self.macs_server_to_client),
+            compression: union(&self.compression_client_to_server, &self.compression_server_to_client),
+            markers: owned(self.markers()),
+        }
     }
 
     /// One line per list, for people reading the evidence.
     pub fn summary(&self) -> String {
         let list = |v: &[String]| if v.is_empty() { "(none)".to_string() } else { v.join(",") };
+        let markers: Vec<String> =
+            self.markers().iter().filter_map(|name| kex_marker(name)).map(|m| format!("{} ({})", m.name, m.meaning)).collect();
+        let kex: Vec<String> = self.kex_methods().into_iter().map(str::to_string).collect();
         format!(
-            "server {}\nkex: {}\nhost_key: {}\nciphers c2s: {}\nciphers s2c: {}\nmacs c2s: {}\nmacs s2c: {}\n\
+            "server {}\nkex: {}\nmarkers: {}\nhost_key: {}\nciphers c2s: {}\nciphers s2c: {}\nmacs c2s: {}\nmacs s2c: {}\n\
              compression c2s: {}\ncompression s2c: {}",
             self.banner,
-            list(&self.kex),
+            list(&kex),
+            if markers.is_empty() { "(none)".to_string() } else { markers.join(", ") },
             list(&self.host_key),
             list(&self.ciphers_client_to_server),
             list(&self.ciphers_server_to_client),
@@ -460,24 +551,109 @@ mod tests {
         assert!(parse_kexinit_payload(&wrong).unwrap_err().contains("got message 21"));
     }
 
-    #[test]
-    fn pseudo_kex_methods_are_separated() {
-        let algorithms = ServerAlgorithms {
+    fn offer_with_kex(kex: &[&str]) -> ServerAlgorithms {
+        ServerAlgorithms {
             banner: "SSH-2.0-x".into(),
             pre_banner_lines: vec![],
-            kex: vec!["curve25519-sha256".into(), "ext-info-s".into(), "kex-strict-s-v00@openssh.com".into()],
-            host_key: vec![],
-            ciphers_client_to_server: vec![],
-            ciphers_server_to_client: vec![],
-            macs_client_to_server: vec![],
-            macs_server_to_client: vec![],
-            compression_client_to_server: vec![],
-            compression_server_to_client: vec![],
+            kex: kex.iter().map(|k| k.to_string()).collect(),
+            host_key: vec!["ssh-ed25519".into()],
+            ciphers_client_to_server: vec!["aes128-ctr".into()],
+            ciphers_server_to_client: vec!["aes128-ctr".into()],
+            macs_client_to_server: vec!["hmac-sha2-256".into()],
+            macs_server_to_client: vec!["hmac-sha2-256".into()],
+            compression_client_to_server: vec!["none".into()],
+            compression_server_to_client: vec!["none".into()],
             languages_client_to_server: vec![],
             languages_server_to_client: vec![],
             first_kex_packet_follows: false,
-        };
-        assert_eq!(algorithms.kex_methods(), vec!["curve25519-sha256"]);
+        }
+    }
+
+    #[test]
+    fn markers_are_set_apart_from_key_exchanges_and_real_methods_are_kept() {
+        let markers = [
+            "ext-info-c",
+            "ext-info-s",
+            "kex-strict-c-v00@openssh.com",
+            "kex-strict-s-v00@openssh.com",
+            "kex-strict-c",
+            "kex-strict-s",
+            "kexguess2@matt.ucc.asn.au",
+        ];
+        for name in markers {
+            let marker = kex_marker(name).unwrap_or_else(|| panic!("{name} is not classified as a marker"));
+            assert!(!marker.meaning.is_empty());
+        }
+        // Real key exchanges, and names that only look like markers, stay key exchanges:
+        // an unknown name must reach the profile check, not vanish.
+        let methods = [
+            "curve25519-sha256",
+            "curve25519-sha256@libssh.org",
+            "diffie-hellman-group14-sha256",
+            "diffie-hellman-group14-sha1",
+            "diffie-hellman-group1-sha1",
+            "sntrup761x25519-sha512@openssh.com",
+            "ext-info-x",
+            "kex-strict-s-v01@openssh.com",
+            "kexguess2@example.com",
+            "KEX-STRICT-S",
+        ];
+        for name in methods {
+            assert_eq!(kex_marker(name), None, "{name} was swallowed as a marker");
+        }
+
+        // Interleaved as a dropbear and an OpenSSH server send them: each kept in order.
+        let kex = [
+            "curve25519-sha256",
+            "ext-info-s",
+            "diffie-hellman-group14-sha256",
+            "kexguess2@matt.ucc.asn.au",
+            "diffie-hellman-group14-sha1",
+            "kex-strict-s-v00@openssh.com",
+        ];
+        let audited = offer_with_kex(&kex).audited();
+        assert_eq!(audited.kex, ["curve25519-sha256", "diffie-hellman-group14-sha256", "diffie-hellman-group14-sha1"]);
+        assert_eq!(audited.markers, ["ext-info-s", "kexguess2@matt.ucc.asn.au", "kex-strict-s-v00@openssh.com"]);
+        let every = offer_with_kex(&markers.iter().chain(&methods).copied().collect::<Vec<_>>());
+        assert_eq!(every.kex_methods(), methods);
+        assert_eq!(every.markers(), markers);
+        assert_eq!(offer_with_kex(&[]).audited().markers, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_marker_name_outside_the_key_exchange_list_is_reported_as_the_algorithm_claimed() {
+        let mut offer = offer_with_kex(&["curve25519-sha256"]);
+        offer.ciphers_server_to_client.push("ext-info-s".into());
+        let audited = offer.audited();
+        assert_eq!(audited.ciphers, ["aes128-ctr", "ext-info-s"]);
+        assert!(audited.markers.is_empty());
+    }
+
+    #[test]
+    fn the_audited_offer_merges_directions_in_the_servers_order() {
+        let mut offer = offer_with_kex(&["curve25519-sha256"]);
+        offer.ciphers_client_to_server = vec!["aes256-ctr".into(), "aes128-ctr".into()];
+        offer.ciphers_server_to_client = vec!["aes128-ctr".into(), "aes128-cbc".into()];
+        offer.macs_server_to_client = vec!["hmac-sha1".into(), "hmac-sha2-256".into()];
+        let audited = offer.audited();
+        assert_eq!(audited.ciphers, ["aes256-ctr", "aes128-ctr", "aes128-cbc"]);
+        assert_eq!(audited.macs, ["hmac-sha2-256", "hmac-sha1"]);
+        assert_eq!(audited.banner, "SSH-2.0-x");
+    }
+
+    #[test]
+    fn recorded_bytes_of_a_dropbear_offer_parse_to_algorithms_and_markers() {
+        let mut lists = LISTS;
+        lists[0] = "curve25519-sha256,diffie-hellman-group14-sha256,kexguess2@matt.ucc.asn.au,kex-strict-s-v00@openssh.com";
+        let mut received = b"SSH-2.0-dropbear_2022.83\r\n".to_vec();
+        received.extend(packet(&kexinit(lists)));
+        let offer = parse_server_offer(&received).unwrap();
+        assert_eq!(offer.kex.len(), 4, "the parsed list keeps every name as sent");
+        let audited = offer.audited();
+        assert_eq!(audited.kex, ["curve25519-sha256", "diffie-hellman-group14-sha256"]);
+        assert_eq!(audited.markers, ["kexguess2@matt.ucc.asn.au", "kex-strict-s-v00@openssh.com"]);
+        assert!(offer.summary().contains("markers: kexguess2@matt.ucc.asn.au (dropbear"), "{}", offer.summary());
+        assert!(offer.summary().contains("\nkex: curve25519-sha256,diffie-hellman-group14-sha256\n"), "{}", offer.summary());
     }
 
     /// A fake server on loopback: banner lines, then a packet, possibly malformed.

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use audit::{audit_algorithms, parse_server_offer, ServerAlgorithms};
+pub use audit::{audit_algorithms, kex_marker, parse_server_offer, AuditedOffer, KexMarker, ServerAlgorithms, KEX_MARKERS};
 pub use error::SshError;
 pub use hostkey::{fingerprint_sha256, known_hosts_name};
 pub use login::try_login;

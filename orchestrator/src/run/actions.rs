@@ -486,22 +486,12 @@ impl Agents {
     }
 }
 
-/// An `ssh_audit` step's output: what the server offers, both directions merged.
-/// Replay derives the same from the recorded KEXINIT bytes, so both use this.
+/// An `ssh_audit` step's output: what the server offers, both directions merged, the
+/// key exchange list's markers (`ext-info-s`, `kex-strict-s-v00@openssh.com`, ...) apart
+/// from the algorithms (`ServerAlgorithms::audited`). Replay derives the same from the
+/// recorded KEXINIT bytes, so both use this.
 pub fn audit_output(offered: &ssh::ServerAlgorithms) -> Value {
-    let union = |a: &[String], b: &[String]| {
-        let mut all: Vec<String> = a.to_vec();
-        all.extend(b.iter().filter(|x| !a.contains(x)).cloned());
-        all
-    };
-    json!({
-        "banner": offered.banner,
-        "kex": offered.kex_methods(),
-        "host_key": offered.host_key,
-        "ciphers": union(&offered.ciphers_client_to_server, &offered.ciphers_server_to_client),
-        "macs": union(&offered.macs_client_to_server, &offered.macs_server_to_client),
-        "compression": union(&offered.compression_client_to_server, &offered.compression_server_to_client),
-    })
+    serde_json::to_value(offered.audited()).expect("an audited offer is plain strings")
 }
 
 fn no_channel(device: &str, channel: &str) -> Failure {

@@ -496,7 +496,7 @@ fn matches_raw_events(action: &str, device: &str, output: &Value, events: &[&Eve
             let raw = bytes_on(events, device, "ssh:audit", Direction::In);
             let offer = proofrig_agents::ssh::parse_server_offer(&raw).map_err(|e| format!("the recorded server bytes do not parse: {e}"))?;
             let derived = super::actions::audit_output(&offer);
-            for key in ["banner", "kex", "host_key", "ciphers", "macs", "compression"] {
+            for key in ["banner", "kex", "host_key", "ciphers", "macs", "compression", "markers"] {
                 if derived[key] != output[key] {
                     return Err(format!("the recorded `{key}` list differs from the server's KEXINIT bytes"));
                 }
