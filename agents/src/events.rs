@@ -162,6 +162,20 @@ pub enum EventKind {
     },
     /// Free text from an agent that a reader of the evidence should see.
     Note { channel: ChannelId, text: String },
+    /// TCP connection attempts of a port scan to `address`, pass `attempt` (1; 2 for
+    /// the ports that connected, tried again): each attempt that connected alone
+    /// (`outcome` `connected`, `local` the scan's end of the connection), the others
+    /// together by how they ended (`refused`, `timed out`, ...). `ports` is a port list,
+    /// `1-20,22`. See [`crate::tcp`].
+    TcpConnect {
+        channel: ChannelId,
+        address: String,
+        attempt: u8,
+        outcome: String,
+        ports: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<String>,
+    },
 }
 
 /// One stamped event.

@@ -78,7 +78,8 @@ fn kinds<'a>(events: &'a [Event], channel: &str) -> Vec<&'a EventKind> {
                 | EventKind::SshExit { channel, .. }
                 | EventKind::FileFetched { channel, .. }
                 | EventKind::SshAuth { channel, .. }
-                | EventKind::Note { channel, .. } => channel,
+                | EventKind::Note { channel, .. }
+                | EventKind::TcpConnect { channel, .. } => channel,
                 EventKind::Power { .. } => return false,
             };
             c.channel == channel

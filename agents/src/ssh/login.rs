@@ -5,6 +5,10 @@
 //! error: [`try_login`] only fails for infrastructure problems (unreachable device, host
 //! key not matching its pin, unreadable key file).
 
+/// How a login attempt's note of the authentication methods the server offered begins
+/// (the methods follow, comma-separated): a step's `methods_offered` is derived from it.
+pub const METHODS_OFFERED: &str = "methods offered: ";
+
 use std::time::Instant;
 
 use super::connect::{attempt_key, attempt_password, auth_methods, open_verified, opened_detail, Target};
@@ -70,6 +74,7 @@ fn login_blocking(
     let wire = &verified.wire;
     let source = wire.local_addr();
     let (methods_offered, none_accepted) = auth_methods(wire, &target, user)?;
+    recorder.emit(EventKind::Note { channel: channel.clone(), text: format!("{METHODS_OFFERED}{}", methods_offered.join(",")) });
     let (method, accepted) = if none_accepted {
         ("none", true)
     } else if !methods_offered.iter().any(|m| m == credential.method()) {

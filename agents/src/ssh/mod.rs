@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use audit::{audit_algorithms, kex_marker, parse_server_offer, AuditedOffer, KexMarker, ServerAlgorithms, KEX_MARKERS};
 pub use error::SshError;
 pub use hostkey::{fingerprint_sha256, known_hosts_name};
-pub use login::try_login;
+pub use login::{try_login, METHODS_OFFERED};
 pub use negotiate::{client_kexinit, probe_negotiation, ClientOffer, NegotiationOutcome, AGREEMENT_WINDOW};
 pub use session::SshSession;
 
