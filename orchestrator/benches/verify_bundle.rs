@@ -123,11 +123,15 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
     let chunks_per_step = (megabytes * 1_000_000 / CHUNK).div_ceil(steps);
     let console = ChannelId::new(DEVICE, "console");
     let mut seq = 0u64;
+    // What the console showed since the last match, as the expect engine sees it.
+    let mut shown: Vec<u8> = Vec::new();
+    let mut filter = proofrig_agents::ansi::AnsiFilter::new();
     let mut event = |data: Vec<u8>| {
+        filter.filter(&data, &mut shown);
         let at = Timestamp { wall_ns: 1_700_000_000_000_000_000 + seq * 1000, mono_ns: seq * 1000 };
         append(&JournalEntry::Event { event: Event { seq, at, kind: EventKind::Bytes { channel: console.clone(), direction: Direction::In, data } } });
         seq += 1;
-        seq - 1
+        (seq - 1, std::mem::take(&mut shown))
     };
     let (mut verdicts, mut results, mut checks, mut touched) = (Vec::new(), Vec::new(), 0, false);
     for (index, step) in case.steps.iter().enumerate() {
@@ -141,13 +145,17 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
             spec: spec.clone(),
             attempt: 1,
         });
-        let first_seq = event(text[..CHUNK].to_vec());
+        let (first_seq, mut step_text) = event(text[..CHUNK].to_vec());
         for chunk in 1..chunks_per_step {
             let at = (chunk * CHUNK) % (text.len() - CHUNK);
-            event(text[at..at + CHUNK].to_vec());
+            step_text.extend(event(text[at..at + CHUNK].to_vec()).1);
         }
-        let last_seq = event(format!("\r\n{PROMPT}").into_bytes());
-        let output = json!({"matched": true, "index": 0, "pattern": "login: $", "matched_text": PROMPT, "before": "conventional PCI endpoint\r\n\r\n"});
+        let (last_seq, last) = event(format!("\r\n{PROMPT}").into_bytes());
+        step_text.extend(last);
+        // The wait matches `login: ` at the end; what came before it is its `before`.
+        let before = String::from_utf8_lossy(&step_text[..step_text.len() - "login: ".len()]).into_owned();
+        let before = proofrig::run::console_replay::tail_chars(&before, proofrig::run::console_replay::BEFORE_CHARS);
+        let output = json!({"matched": true, "index": 0, "pattern": "login: $", "matched_text": "login: ", "before": before});
         let judged = judge(step.action(), &spec, &output);
         let record = append(&JournalEntry::StepFinished {
             key: key.clone(),
@@ -176,7 +184,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
     }
     let checks = if touched { checks } else { 0 };
     let verdict = case_verdict(&verdicts, checks);
-    append(&JournalEntry::CaseFinished { key: key.clone(), verdict, rollup: Rollup::of(verdicts.iter().copied()), checks_passed: checks, skip_reason: None });
+    append(&JournalEntry::CaseFinished { key: key.clone(), verdict, rollup: Rollup::of(verdicts.iter().copied()), checks_passed: checks, skip_reason: None, unready: None });
     let rollup = Rollup::of([verdict]);
     append(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: "2026-01-01T01:00:00Z".into(), aborted: false });
     let result = RunResult {

@@ -171,7 +171,7 @@ async fn console_output_that_arrives_between_a_scripts_calls_replays() {
         }
     });
     let err = replay(&ran.plans, &ran.rig, &forged).expect_err("a matched text the console never showed");
-    assert!(err.to_string().contains("call 3 (console_expect, script line 3): the recorded console output does not appear"), "{err}");
+    assert!(err.to_string().contains("call 3 (console_expect, script line 3): the console did not show `prf-never-shown"), "{err}");
     lab.stop().await;
 }
 

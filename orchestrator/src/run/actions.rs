@@ -21,7 +21,7 @@ use proofrig_agents::power::{PowerController, PowerError};
 use proofrig_agents::rig::{ConsoleLogin, Device, Rig};
 use proofrig_agents::secret::Secret;
 use proofrig_agents::serial::open_console;
-use proofrig_agents::{snmp, udp};
+use proofrig_agents::{snmp, tcp, udp};
 use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
 
 use super::judge::FailureClass;
@@ -29,6 +29,9 @@ use crate::plan::{self, template, Credential, LoginExpectation, Step};
 
 /// A failed action: its class and a message a tester can act on.
 pub type Failure = (FailureClass, String);
+
+/// The largest fetched file whose bytes are recorded and whose text is in the output.
+pub const FETCH_TEXT_LIMIT: usize = 64 * 1024;
 
 /// Default time limits per action, when the step gives none.
 pub fn default_timeout(action: &str) -> Duration {
@@ -99,6 +102,16 @@ impl Agents {
     /// Ask a device who it is with its rig's identity command: over SSH if it has
     /// SSH, else on its console. Returns the answer or why there is none.
     pub async fn read_identity(&mut self, device: &str, command: &str) -> Result<String, String> {
+        // Redacted as the transcript it came from is, so replay derives the same answer.
+        let recorder = self.recorder.clone();
+        let redact = |text: &str| recorder.redactor().redact_text(text).into_owned();
+        match self.ask_identity(device, command).await {
+            Ok(answer) => Ok(redact(answer.trim())),
+            Err(why) => Err(redact(&why)),
+        }
+    }
+
+    async fn ask_identity(&mut self, device: &str, command: &str) -> Result<String, String> {
         let has_ssh = self.device(device).map_err(|(_, m)| m)?.ssh.is_some();
         let limit = Duration::from_secs(15);
         let answer = if has_ssh {
@@ -109,7 +122,7 @@ impl Agents {
             let console = self.console(device).await.map_err(|(_, m)| m)?;
             console.run(command, limit).await.map_err(|e| e.to_string())?.output
         };
-        Ok(answer.trim().to_string())
+        Ok(answer)
     }
 
     fn device(&self, name: &str) -> Result<Device, Failure> {
@@ -136,6 +149,10 @@ impl Agents {
         match finished {
             Some(result) => result,
             None => {
+                self.recorder.emit(EventKind::Note {
+                    channel: ChannelId::new(device, super::executor::EXECUTOR_CHANNEL),
+                    text: format!("{}{action} did not finish within {} ms", super::executor::NOTE_DEADLINE, timeout.as_millis()),
+                });
                 // A hung channel may be in any state: start afresh next time.
                 self.consoles.remove(device);
                 self.sessions.remove(device);
@@ -164,6 +181,8 @@ impl Agents {
             "console_expect" => {
                 let patterns: Vec<String> = spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
                 let compiled = self.patterns(&patterns)?;
+                let recorder = self.recorder.clone();
+                let redactor = recorder.redactor();
                 let expect = match self.console(device).await {
                     Ok(expect) => expect,
                     Err(failure) => {
@@ -178,7 +197,8 @@ impl Agents {
                         "index": found.index,
                         "pattern": patterns.get(found.index),
                         "matched_text": found.matched_text(),
-                        "before": tail(&found.before_text(), 2000),
+                        // Redacted before it is cut, as replay cuts the (redacted) transcript.
+                        "before": tail(&redactor.redact_text(&found.before_text()), super::console_replay::BEFORE_CHARS),
                     })),
                     Err(ExpectError::Timeout { tail: seen, .. }) => Ok(json!({"matched": false, "tail": seen})),
                     Err(other) => Err(classify_expect(other)),
@@ -217,7 +237,11 @@ impl Agents {
                 match session.fetch(&text("path")).await {
                     Ok(bytes) => {
                         use sha2::Digest;
-                        let text = std::str::from_utf8(&bytes).ok().filter(|_| bytes.len() <= 64 * 1024);
+                        // A small file's bytes are recorded, so its text is derived from them in replay.
+                        if bytes.len() <= FETCH_TEXT_LIMIT {
+                            self.recorder.bytes(&ChannelId::new(device, "ssh:fetch"), proofrig_agents::events::Direction::In, &bytes);
+                        }
+                        let text = std::str::from_utf8(&bytes).ok().filter(|_| bytes.len() <= FETCH_TEXT_LIMIT);
                         Ok(json!({
                             "path": spec["path"],
                             "len": bytes.len(),
@@ -271,11 +295,8 @@ impl Agents {
                 let ports = plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
                 let concurrency = spec["concurrency"].as_u64().unwrap_or(256).clamp(1, 4096) as usize;
                 let per_port = Duration::from_millis(spec["connect_timeout_ms"].as_u64().unwrap_or(500));
-                let open = scan(&address, &ports, concurrency, per_port).await.map_err(|e| (FailureClass::Infra, e))?;
-                self.recorder.emit(EventKind::Note {
-                    channel: ChannelId::new(device, "tcp-scan"),
-                    text: format!("TCP connect scan of {address}, {} ports: open {:?}", ports.len(), open),
-                });
+                // Every attempt is recorded (see `proofrig_agents::tcp`): replay derives `open` from them.
+                let open = tcp::tcp_scan(device, &address, &ports, concurrency, per_port, &self.recorder).await.map_err(|e| (FailureClass::Infra, e))?;
                 Ok(json!({"address": address, "scanned": ports.len(), "open": open}))
             }
             "udp_scan" => {
@@ -303,8 +324,10 @@ impl Agents {
             }
             "assert" => {
                 let assert = step.assert.as_ref().expect("validated: an assert step has an assert");
-                let (operator, _) = assert.operators().into_iter().next().ok_or((FailureClass::Error, "no comparison".to_string()))?;
-                Ok(json!({"value": spec["value"], "operator": operator, "operand": spec[operator]}))
+                match super::judge::assert_output(assert, spec) {
+                    Value::Null => Err((FailureClass::Error, "no comparison".to_string())),
+                    compared => Ok(compared),
+                }
             }
             other => Err((FailureClass::Error, format!("unknown action `{other}`"))),
         }
@@ -369,6 +392,14 @@ impl Agents {
             Ok(console) => console.settle(SETTLE_QUIET, SETTLE_LIMIT).await.map(|_| ()).map_err(|e| e.to_string()),
             Err((_, message)) => Err(message),
         };
+        if settled.is_ok() {
+            // Where the console's unread output was forgotten: replay's console waits
+            // after the switch start here.
+            self.recorder.emit(EventKind::Note {
+                channel: ChannelId::new(device, super::executor::EXECUTOR_CHANNEL),
+                text: super::executor::NOTE_CONSOLE_CLEARED.into(),
+            });
+        }
         if let Err(message) = settled {
             self.consoles.remove(device);
             self.recorder.emit(EventKind::Note {
@@ -556,42 +587,7 @@ pub fn snmp_output(outcome: &snmp::ProbeOutcome) -> Value {
     })
 }
 
-/// A TCP connect scan: the ports of `address` that accept a connection.
+/// A TCP connect scan: the ports of `address` that accept a connection, recorded nowhere.
 pub async fn scan(address: &str, ports: &[u16], concurrency: usize, per_port: Duration) -> Result<Vec<u16>, String> {
-    let ip = proofrig_agents::net::resolve_ip(address).await?;
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
-    for &port in ports {
-        let permit = limit.clone().acquire_owned().await.map_err(|e| e.to_string())?;
-        tasks.spawn(async move {
-            // A connection to itself is not a listener: on loopback, a connect to a
-            // free port in the ephemeral range can be given that same port as its
-            // source and "succeed" by simultaneous open.
-            let open = matches!(
-                tokio::time::timeout(per_port, tokio::net::TcpStream::connect((ip, port))).await,
-                Ok(Ok(stream)) if stream.local_addr().ok() != stream.peer_addr().ok()
-            );
-            drop(permit);
-            (port, open)
-        });
-    }
-    let mut answered = Vec::new();
-    while let Some(result) = tasks.join_next().await {
-        let (port, is_open) = result.map_err(|e| e.to_string())?;
-        if is_open {
-            answered.push(port);
-        }
-    }
-    answered.sort_unstable();
-    // A listener answers again; a connection that met another of the scan's own
-    // sockets half-way (simultaneous open on loopback) does not. So each port that
-    // answered is tried once more, alone, before it counts as open.
-    let mut open = Vec::new();
-    for port in answered {
-        let again = tokio::time::timeout(per_port, tokio::net::TcpStream::connect((ip, port))).await;
-        if matches!(again, Ok(Ok(stream)) if stream.local_addr().ok() != stream.peer_addr().ok()) {
-            open.push(port);
-        }
-    }
-    Ok(open)
+    tcp::tcp_scan("-", address, ports, concurrency, per_port, &Recorder::discard()).await
 }

@@ -38,6 +38,37 @@ use crate::verdict::{case_verdict, Rollup, Verdict};
 /// Pause before retrying a step that failed for an infrastructure reason.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// The channel (of the device a step runs on) where the executor records what it
+/// observed itself, as notes replay reads as evidence: a step's or script call's
+/// failure (`<class>: <message>`, at the moment the step fails, within its range), the
+/// operator's stop ([`NOTE_ABORTED`], the signal record), a step cut off by its time
+/// limit ([`NOTE_DEADLINE`]), and the console output forgotten before a power switch
+/// ([`NOTE_CONSOLE_CLEARED`]).
+pub const EXECUTOR_CHANNEL: &str = "proofrig";
+/// The operator stopped the run (Ctrl-C, SIGTERM): recorded by the first step that
+/// sees it, or where the executor stops running steps because of it.
+pub const NOTE_ABORTED: &str = "aborted: stopped by the operator";
+/// The start of the note recorded when a step's time limit cut its action off.
+pub const NOTE_DEADLINE: &str = "deadline: ";
+/// Recorded when the console's unread output was forgotten before a power switch:
+/// a console wait after it only sees what came after this note.
+pub const NOTE_CONSOLE_CLEARED: &str = "console output before the power switch forgotten";
+
+/// Record a failed step's (or script call's) failure as its evidence, within its
+/// range: `<class>: <message>` on the device's [`EXECUTOR_CHANNEL`]. Nothing for an
+/// output that is not a failure.
+pub(crate) fn record_failure(recorder: &Recorder, device: &str, output: &Value) {
+    if let Some(note) = failure_note(output) {
+        recorder.emit(proofrig_agents::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: note });
+    }
+}
+
+/// The note [`record_failure`] records for `output`, if it is a failure.
+pub fn failure_note(output: &Value) -> Option<String> {
+    let error = output.get("error")?;
+    Some(format!("{}: {}", error["class"].as_str().unwrap_or("error"), error["message"].as_str().unwrap_or_default()))
+}
+
 /// Appends agent events to the journal, in the order the recorder stamped them.
 /// Handed over owned: the journal's writer thread serializes them, not the agent's
 /// thread that a step is waiting for.
@@ -254,6 +285,14 @@ pub async fn execute(
 
     let mut cases = Vec::new();
     let mut aborted = false;
+    // Whether the operator's stop is on record (an ABORTED step records it itself).
+    let mut abort_recorded = false;
+    let record_abort = |device: &str, recorded: &mut bool| {
+        if !*recorded {
+            recorder.emit(proofrig_agents::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: NOTE_ABORTED.into() });
+            *recorded = true;
+        }
+    };
     let mut reported: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (number, sel) in selected.iter().enumerate() {
         if !reported.contains_key(&sel.device) && !aborted {
@@ -286,6 +325,10 @@ pub async fn execute(
         } else {
             let mut stopped = false;
             for (index, step) in sel.case.steps.iter().enumerate() {
+                if !stopped && *abort.borrow() {
+                    // The stop is what leaves these steps NOT_RUN: it goes on record.
+                    record_abort(&sel.device, &mut abort_recorded);
+                }
                 if stopped || (*abort.borrow()) {
                     run.verdicts.push(Verdict::NotRun);
                     continue;
@@ -293,6 +336,7 @@ pub async fn execute(
                 let verdict = run_step(&shared_key, Phase::Steps, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut abort).await?;
                 if verdict == Verdict::Aborted {
                     aborted = true;
+                    abort_recorded = true;
                 }
                 stopped = stops_case(step.on_failure, verdict);
             }
@@ -302,7 +346,11 @@ pub async fn execute(
                 let mut never = restore_abort.clone();
                 run_step(&shared_key, Phase::Restore, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut never).await?;
             }
-            aborted |= *abort.borrow();
+            if *abort.borrow() {
+                // The stop leaves the cases after this one NOT_RUN: on record.
+                record_abort(&sel.device, &mut abort_recorded);
+                aborted = true;
+            }
         }
         let checks = if run.touched_device { run.checks_passed } else { 0 };
         let verdict = if sel.case.skip.is_some() { Verdict::Skip } else { case_verdict(&run.verdicts, checks) };
@@ -434,6 +482,7 @@ async fn run_step(
         // Whatever a device printed of a secret is cut from the output exactly as from
         // the transcript, so the two still agree in replay (see the module doc).
         recorder.redactor().redact_json(&mut output);
+        record_failure(recorder, device, &output);
         let last_seq = end_of_range(recorder, agents, device, action);
         let judgement = judge(action, &spec, &output);
         let output = Arc::new(output);

@@ -328,6 +328,17 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
+/// What an `assert` step compares, from the plan's step and its resolved spec: the
+/// value, the step's operator and its operand. The step's output is exactly this, and
+/// replay checks that it is, so the verdict [`judge`] takes from the output is the
+/// spec's. `None` for a step without a comparison.
+pub fn assert_output(assert: &crate::plan::Assert, spec: &Value) -> Value {
+    match assert.operators().into_iter().next() {
+        Some((operator, _)) => json!({"value": spec["value"], "operator": operator, "operand": spec[operator]}),
+        None => Value::Null,
+    }
+}
+
 /// An assert's output is `{"value": ..., "operator": ..., "operand": ...}`: all resolved.
 fn judge_assert(spec: &Value, output: &Value) -> Judgement {
     let value = &output["value"];

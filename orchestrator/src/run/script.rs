@@ -568,6 +568,7 @@ async fn call(
     // Redacted before the script sees it, exactly as a step's output, so replay
     // (which only has the redacted record) feeds the script the same values.
     recorder.redactor().redact_json(&mut output);
+    super::executor::record_failure(recorder, device, &output);
     let last_seq = super::executor::end_of_range(recorder, agents, device, &request.action);
     Answer::Done { output, first_seq, last_seq }
 }
