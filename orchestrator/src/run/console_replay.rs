@@ -262,22 +262,127 @@ impl Consoles {
 }
 
 impl Consoles {
-    /// After a `console_login` that was accepted: the engine consumed the console's text
-    /// through the shell prompt that ended the login (the first prompt after the last
-    /// line the login sent).
-    pub fn login_consumed(&mut self, device: &str, output: &Value, events: &[&Event], console: Option<&proofrig_agents::rig::Console>) {
-        if output["accepted"] != true {
-            return;
-        }
-        let last_sent = events.iter().rev().find(|e| matches!(&e.kind, EventKind::Bytes { channel, direction: Direction::Out, .. } | EventKind::Redacted { channel, direction: Direction::Out, .. } if channel.device == device && channel.channel == "console")).map(|e| e.seq);
-        let Ok(prompt) = Wait::new(&[console.and_then(|c| c.prompt.clone()).unwrap_or_else(|| DEFAULT_PROMPT.to_string())], &[]) else { return };
+    /// Replay a `console_login` on `device` (the engine's `Expect::login`): every line
+    /// it sent answers the hit before it (the user name a login prompt, the password a
+    /// password prompt, `exit` a shell left open), and the outcome is the hit after the
+    /// last line (a shell prompt: accepted; the failure text, or a prompt asked again
+    /// after the password: refused).
+    #[allow(clippy::too_many_arguments)]
+    pub fn login(&mut self, device: &str, spec: &Value, output: &Value, events: &[&Event], console: Option<&proofrig_agents::rig::Console>, deaths: &[String], exempt: bool) -> Result<(), String> {
+        use proofrig_agents::expect::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT};
+        const LOGIN: usize = 0;
+        const PASSWORD: usize = 1;
+        const FAILURE: usize = 2;
+        const PROMPT: usize = 3;
+        let login = console.and_then(|c| c.login.clone());
+        let user = spec["user"].as_str().map(String::from).or_else(|| login.as_ref().map(|l| l.user.clone())).unwrap_or_else(|| "root".into());
+        let pattern = |own: Option<&String>, default: &str| own.cloned().unwrap_or_else(|| default.to_string());
+        let patterns = [
+            pattern(login.as_ref().and_then(|l| l.login_prompt.as_ref()), DEFAULT_LOGIN_PROMPT),
+            pattern(login.as_ref().and_then(|l| l.password_prompt.as_ref()), DEFAULT_PASSWORD_PROMPT),
+            pattern(login.as_ref().and_then(|l| l.failure.as_ref()), DEFAULT_LOGIN_FAILURE),
+            pattern(console.and_then(|c| c.prompt.as_ref()), DEFAULT_PROMPT),
+        ];
+        let wait = match Wait::new(&patterns, deaths) {
+            Ok(wait) => wait,
+            Err(_) if output["error"]["class"] == "error" => return Ok(()),
+            Err(why) => return Err(why),
+        };
         let console = self.console(device);
-        let from = last_sent.map_or(0, |seq| console.shown_before(seq));
         let unread = console.unread().to_vec();
-        if let Some(hit) = first_hit(&unread[from..], &relative(&console.ends_after_cursor(), from), &prompt) {
-            console.consume(from + hit.span().1);
+        let ends = console.ends_after_cursor();
+        // Replay each line sent, in order, against what the console had shown by then.
+        let (mut pos, mut user_sent, mut password_sent) = (0, false, false);
+        let mut logged_out: Vec<Value> = Vec::new();
+        for (seq, line) in sent_lines(device, events) {
+            if line.is_empty() {
+                // Enter, to wake a console that printed its login prompt before we came.
+                continue;
+            }
+            let shown = console.shown_before(seq).max(pos);
+            let hit = first_hit(&unread[pos..shown], &relative(&ends, pos), &wait);
+            let wanted = match line.as_str() {
+                SECRET_LINE => PASSWORD,
+                "exit" if !user_sent => PROMPT,
+                _ if line == user => LOGIN,
+                _ => return Err(format!("the console was sent `{line}`, which a login does not send")),
+            };
+            let Some(Hit::Pattern { start, end, .. }) = hit.filter(|h| matches!(h, Hit::Pattern { index, .. } if *index == wanted)) else {
+                return Err(format!("the login sent `{line}` without the console asking for it first"));
+            };
+            match wanted {
+                LOGIN => user_sent = true,
+                PASSWORD => password_sent = true,
+                _ => {
+                    let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
+                    let last_line = before.rsplit(['\n', '\r']).next().unwrap_or_default();
+                    let prompt = format!("{last_line}{}", String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string();
+                    logged_out.push(serde_json::json!({"account": account_of_prompt(&prompt), "prompt": prompt}));
+                }
+            }
+            pos += end;
+        }
+        let last = first_hit(&unread[pos..], &relative(&ends, pos), &wait);
+        let refused = |response: String| serde_json::json!({"accepted": false, "user": user, "response": response});
+        let derived = match last {
+            Some(Hit::Pattern { index: PROMPT, .. }) if user_sent => Some(serde_json::json!({"accepted": true, "user": user, "logged_out": logged_out})),
+            Some(Hit::Pattern { index: FAILURE, start, end }) => {
+                let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
+                Some(refused(format!("{}{}", tail_chars(&before, 80), String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string()))
+            }
+            Some(Hit::Pattern { index: LOGIN, .. }) if password_sent => Some(refused("asked for the login again".into())),
+            Some(Hit::Pattern { index: PASSWORD, .. }) if password_sent => Some(refused("asked for the password again".into())),
+            _ => None,
+        };
+        if let Some(hit) = last {
+            console.consume(pos + hit.span().1);
+        } else {
+            console.consume(pos);
+        }
+        match (output.get("error"), derived) {
+            (None, Some(derived)) if derived == *output => Ok(()),
+            (None, _) => Err("the recorded login outcome is not what the console showed".into()),
+            (Some(error), _) if error["class"] == "fail" => match last {
+                Some(Hit::Death { .. }) => Ok(()),
+                _ => Err("the login is recorded as a death string seen, but the console showed none".into()),
+            },
+            (Some(_), Some(_)) if !exempt => Err("the login is recorded as failed, but the console shows how it ended".into()),
+            // A shell still open after logging out as many as the login does, a timeout,
+            // a lost console: nothing the console showed says otherwise.
+            (Some(_), _) => Ok(()),
         }
     }
+}
+
+/// What `sent_lines` shows for a line that was a secret (a password).
+const SECRET_LINE: &str = "\u{1}secret";
+
+/// The lines proofrig sent `device`'s console in `events`, each with the sequence number
+/// of its first event; a secret (sent as a reference) reads [`SECRET_LINE`].
+fn sent_lines(device: &str, events: &[&Event]) -> Vec<(u64, String)> {
+    let mut lines = Vec::new();
+    let mut line: Option<(u64, String)> = None;
+    for event in events {
+        let piece = match &event.kind {
+            EventKind::Bytes { channel, direction: Direction::Out, data } if channel.device == device && channel.channel == "console" => String::from_utf8_lossy(data).into_owned(),
+            EventKind::Redacted { channel, direction: Direction::Out, .. } if channel.device == device && channel.channel == "console" => SECRET_LINE.to_string(),
+            _ => continue,
+        };
+        for c in piece.split_inclusive('\n') {
+            let (seq, text) = line.get_or_insert_with(|| (event.seq, String::new()));
+            if let Some(done) = c.strip_suffix('\n') {
+                if !(text.as_str() == SECRET_LINE && done == SECRET_LINE) {
+                    text.push_str(done);
+                }
+                lines.push((*seq, std::mem::take(text)));
+                line = None;
+            } else if !(text.as_str() == SECRET_LINE && c == SECRET_LINE) {
+                text.push_str(c);
+            }
+        }
+    }
+    lines.extend(line);
+    lines
 }
 
 impl Console {
@@ -472,6 +577,50 @@ mod tests {
         let spec = json!({"patterns": ["login: ?$"]});
         let output = json!({"matched": true, "index": 0, "pattern": "login: ?$", "matched_text": "login: ", "before": ""});
         consoles.expect("ru1", &spec, &output, &[], false).unwrap();
+    }
+
+    /// A login's events, in order: console output (`<`), lines sent (`>`, `>secret`).
+    fn login_events(script: &[&str]) -> Vec<Event> {
+        let console = ChannelId::new("ru1", "console");
+        script
+            .iter()
+            .enumerate()
+            .map(|(seq, line)| {
+                let kind = match line.split_at(1) {
+                    ("<", text) => EventKind::Bytes { channel: console.clone(), direction: Direction::In, data: text.as_bytes().to_vec() },
+                    (">", "secret") => EventKind::Redacted { channel: console.clone(), direction: Direction::Out, secret: "env:PW".into(), len: 7 },
+                    (_, text) => EventKind::Bytes { channel: console.clone(), direction: Direction::Out, data: text.as_bytes().to_vec() },
+                };
+                Event { seq: seq as u64, at: Timestamp { wall_ns: 0, mono_ns: 0 }, kind }
+            })
+            .collect()
+    }
+
+    fn replay_login(script: &[&str], output: &Value) -> Result<(), String> {
+        let events = login_events(script);
+        let mut consoles = Consoles::default();
+        events.iter().for_each(|e| consoles.feed(e));
+        let refs: Vec<&Event> = events.iter().collect();
+        consoles.login("ru1", &json!({}), output, &refs, None, &[], false)
+    }
+
+    #[test]
+    fn a_login_replays_each_line_it_sent_and_its_outcome() {
+        let accepted = ["<ru1 login: ", ">root\n", "<root\r\nPassword: ", ">secret", ">\n", "<\r\nroot@ru1:~# "];
+        replay_login(&accepted, &json!({"accepted": true, "user": "root", "logged_out": []})).unwrap();
+        let err = replay_login(&accepted, &json!({"accepted": false, "user": "root", "response": "Login incorrect"})).unwrap_err();
+        assert!(err.contains("outcome"), "{err}");
+        let refused = ["<ru1 login: ", ">root\n", "<root\r\nPassword: ", ">secret", ">\n", "<\r\nLogin incorrect\r\nru1 login: "];
+        replay_login(&refused, &json!({"accepted": false, "user": "root", "response": "Login incorrect"})).unwrap();
+        assert!(replay_login(&refused, &json!({"accepted": true, "user": "root", "logged_out": []})).is_err());
+        // A shell left open is logged out first, and named; hiding it is caught.
+        let open = ["<root@ru1:~# ", ">exit\n", "<exit\r\nru1 login: ", ">root\n", "<root\r\nPassword: ", ">secret", ">\n", "<\r\nroot@ru1:~# "];
+        let logged_out = json!([{"account": "root", "prompt": "root@ru1:~#"}]);
+        replay_login(&open, &json!({"accepted": true, "user": "root", "logged_out": logged_out})).unwrap();
+        assert!(replay_login(&open, &json!({"accepted": true, "user": "root", "logged_out": []})).is_err());
+        // A password sent when nothing asked for one is no login proofrig made.
+        let unasked = ["<ru1 login: ", ">root\n", "<root\r\n", ">secret", ">\n", "<root@ru1:~# "];
+        assert!(replay_login(&unasked, &json!({"accepted": true, "user": "root", "logged_out": []})).unwrap_err().contains("without the console asking"));
     }
 
     #[test]

@@ -82,10 +82,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
             ctx.consoles.run(device, text("command"), output, &sent, console.as_ref().and_then(|c| c.prompt.as_deref()), &deaths, exempt, false)
         }
         "console_send" => console_send(device, spec, output, events, failure.is_some()),
-        "console_login" => {
-            ctx.consoles.login_consumed(device, output, events, console.as_ref());
-            Ok(())
-        }
+        "console_login" => ctx.consoles.login(device, spec, output, events, console.as_ref(), &deaths, exempt),
         "ssh_exec" => ssh_exec(device, spec, output, events, failure.is_some() && !exempt),
         "ssh_fetch" => ssh_fetch(device, spec, output, events, failure.is_some() && !exempt),
         "ssh_login" => ssh_login(device, spec, output, events, failure.is_some() && !exempt),
