@@ -39,7 +39,7 @@ const KEPT_BEFORE: usize = 4096;
 /// How much of the text before a match a `console_expect` records.
 pub const BEFORE_CHARS: usize = 2000;
 /// Occurrences of a recorded match tried, and chunk ends tried after each.
-const OCCURRENCES_TRIED: usize = 256;
+const OCCURRENCES_TRIED: usize = 64;
 const ENDS_TRIED: usize = 16;
 
 /// Every device's console, as the journal shows it so far.
@@ -56,7 +56,7 @@ struct Console {
     /// Where the next wait starts, as an offset of the whole text.
     cursor: usize,
     /// Offsets where recorded chunks ended, after the cursor, with the chunk's event.
-    ends: Vec<(usize, u64)>,
+    ends: std::collections::VecDeque<(usize, u64)>,
     filter: AnsiFilter,
 }
 
@@ -393,8 +393,8 @@ impl Console {
     fn push(&mut self, data: &[u8], seq: u64) {
         self.filter.filter(data, &mut self.text);
         let end = self.end();
-        if end > self.cursor && self.ends.last().map(|e| e.0) != Some(end) {
-            self.ends.push((end, seq));
+        if end > self.cursor && self.ends.back().map(|e| e.0) != Some(end) {
+            self.ends.push_back((end, seq));
         }
         if end - self.cursor > MAX_UNREAD {
             self.consume(end - self.cursor - MAX_UNREAD);
@@ -417,11 +417,15 @@ impl Console {
     /// The wait consumed `len` bytes of text from the cursor.
     fn consume(&mut self, len: usize) {
         self.cursor += len;
-        let cursor = self.cursor;
-        self.ends.retain(|e| e.0 > cursor);
+        while self.ends.front().is_some_and(|e| e.0 <= self.cursor) {
+            self.ends.pop_front();
+        }
+        // Text before the cursor is dropped once it is most of what is kept (so a console
+        // read in small steps is not moved in memory at each one).
         let keep_from = self.cursor.saturating_sub(KEPT_BEFORE).max(self.base);
-        if keep_from - self.base > KEPT_BEFORE {
-            self.text.drain(..keep_from - self.base);
+        let dead = keep_from - self.base;
+        if dead > KEPT_BEFORE && dead > self.text.len() / 2 {
+            self.text.drain(..dead);
             self.base = keep_from;
         }
     }
@@ -467,9 +471,17 @@ impl Console {
 }
 
 /// The hit the engine finds first reading `text` in recorded chunks: the earliest hit
-/// in the text up to the first chunk end where there is one.
+/// in the text up to the first chunk end where there is one. At each chunk end, only
+/// the last window of text is searched, as much as the engine keeps: anything earlier
+/// was searched at an earlier end.
 fn first_hit(text: &[u8], ends: &[usize], wait: &Wait) -> Option<Hit> {
-    ends.iter().copied().chain(std::iter::once(text.len())).filter(|e| *e <= text.len()).find_map(|end| wait.earliest(&text[..end]))
+    ends.iter().copied().chain(std::iter::once(text.len())).filter(|e| *e <= text.len()).find_map(|end| {
+        let from = end.saturating_sub(DEFAULT_WINDOW);
+        wait.earliest(&text[from..end]).map(|hit| match hit {
+            Hit::Pattern { index, start, end } => Hit::Pattern { index, start: start + from, end: end + from },
+            Hit::Death { index, start, end } => Hit::Death { index, start: start + from, end: end + from },
+        })
+    })
 }
 
 /// Where in `text` the engine can have found `matched` as a hit `wanted` accepts, in

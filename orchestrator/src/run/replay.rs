@@ -111,6 +111,9 @@ pub struct Replayer<'a> {
     /// its DeviceReported), with their record numbers.
     loose: Vec<(u64, Event)>,
     consoles: Consoles,
+    /// Devices a step's time limit cut off (the executor noted the deadline): the agent
+    /// threads it abandoned may still record about them, outside any range.
+    cut_off: BTreeSet<String>,
     /// Devices whose identity the run reported.
     reported: BTreeSet<String>,
     /// Whether the operator's stop is on record.
@@ -135,6 +138,7 @@ impl<'a> Replayer<'a> {
             step_started_seq: 0,
             loose: Vec::new(),
             consoles: Consoles::default(),
+            cut_off: BTreeSet::new(),
             reported: BTreeSet::new(),
             aborted: false,
             finished_cases: Vec::new(),
@@ -248,8 +252,11 @@ impl<'a> Replayer<'a> {
                     return Err(at(&label, format!("step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records", index + 1, step.action())));
                 }
                 let events = std::mem::take(&mut self.events);
+                if events.values().any(|e| rederive::cut_off(&device, &[e])) {
+                    self.cut_off.insert(device.clone());
+                }
                 let mut ctx = rederive::Context { rig: self.rig, consoles: &mut self.consoles };
-                if let Err(detail) = check_step_events(&mut ctx, step, &device, &spec, &output, range, &events) {
+                if let Err(detail) = check_step_events(&mut ctx, step, &device, &spec, &output, range, &events, &self.cut_off) {
                     return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
                 }
                 if step.script.is_some() && skip.is_none() {
@@ -370,7 +377,7 @@ impl<'a> Replayer<'a> {
             return Ok(());
         }
         self.consoles.feed(&event);
-        if !outside_allowed(&event) {
+        if !outside_allowed(&event) && !self.cut_off.iter().any(|d| rederive::belongs_to(&event, d)) {
             self.loose.push((n, event));
         }
         Ok(())
@@ -434,7 +441,17 @@ impl Range {
 /// each action's output against the events of its range (a script's: each call's), and
 /// every other event is one that may stand outside a range. Console events are taken
 /// in, in order, as the walk passes them.
-fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str, spec: &Value, output: &Value, range: Range, events: &BTreeMap<u64, Event>) -> Result<(), String> {
+#[allow(clippy::too_many_arguments)]
+fn check_step_events(
+    ctx: &mut rederive::Context<'_>,
+    step: &Step,
+    device: &str,
+    spec: &Value,
+    output: &Value,
+    range: Range,
+    events: &BTreeMap<u64, Event>,
+    cut_off: &BTreeSet<String>,
+) -> Result<(), String> {
     struct Part<'v> {
         action: Action<'v>,
         range: Range,
@@ -467,7 +484,7 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
         let own_note = range.contains(event.seq)
             && matches!(&event.kind, EventKind::Note { channel, text } if channel.device == device && channel.channel == EXECUTOR_CHANNEL && Some(text) == step_note.as_ref());
         step_note_found |= own_note;
-        if own_note || outside_allowed(event) {
+        if own_note || outside_allowed(event) || cut_off.iter().any(|d| rederive::belongs_to(event, d)) {
             Ok(())
         } else {
             Err(unplaced(event))
@@ -497,7 +514,9 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
 /// cause within a step. A console prints whenever it likes (and its held bytes are
 /// released when later bytes decide them); a console or an SSH session kept open
 /// across steps may be lost, or closed when dropped, at any time; and the operator's
-/// stop is recorded where the executor stops running steps because of it.
+/// stop is recorded where the executor stops running steps because of it. (So may
+/// anything about a device after a step's time limit cut it off: the agent's thread
+/// the executor abandoned may still record; see `Replayer::cut_off`.)
 pub fn outside_allowed(event: &Event) -> bool {
     match &event.kind {
         EventKind::Bytes { channel, .. } | EventKind::Note { channel, .. } if channel.channel == "console" => true,
