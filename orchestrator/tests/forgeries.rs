@@ -251,6 +251,19 @@ fn forgeries() -> Vec<Forgery> {
             },
         },
         Forgery {
+            name: "the last cases dropped, the run said stopped by the operator",
+            action: None,
+            forge: |j| {
+                let start = j.iter().position(|e| e["type"] == "case_started" && e["case"] == EXTRA).unwrap();
+                let end = j.iter().rposition(|e| e["type"] == "case_finished").unwrap();
+                j.drain(start..=end);
+                renumber(j);
+                let at = j.len() - 1;
+                j[at]["aborted"] = true.into();
+                at
+            },
+        },
+        Forgery {
             name: "a FAIL rewritten as INFRA",
             action: None,
             forge: |j| edit(j, ALGORITHMS, "a client offering only a forbidden cipher is refused", |o| *o = json!({"error": {"class": "infra", "message": "ssh to ru2: connection lost"}})),
@@ -462,6 +475,7 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
         }
     }
     let mut result = ran.result.clone();
+    result.aborted = journal.last().is_some_and(|e| e["aborted"] == true);
     result.cases.retain(|c| cases.iter().any(|(k, _)| *k == c.key));
     for case in &mut result.cases {
         case.verdict = cases.iter().find(|(k, _)| *k == case.key).unwrap().1;

@@ -7,14 +7,23 @@
 //! connection a scan made. A field nothing recorded is not taken on trust: it is
 //! either re-derived or must be what the step's spec says.
 //!
-//! A failed action is checked too, never skipped. Its failure must be on record in its
-//! range: the executor notes every failure (`<class>: <message>`) the moment it happens,
-//! and the operator's stop is such a note (the signal record). And a failure must not
-//! hide what the events show the action did: a command that ran to its exit, a login
-//! the server answered, a power switch the outlet confirmed, a wait whose pattern the
-//! console showed. Only a stop by the operator (the action may have finished as the
-//! stop came) and a step its time limit cut off (the executor noted the deadline) are
-//! exempt from that second rule, since then the agent's work and the failure overlap.
+//! A failed action is checked too, never skipped. The evidence each failure needs:
+//! - every class: the failure on record in its range, as the executor notes it the
+//!   moment it happens (`<class>: <message>` on the device's `proofrig` channel);
+//! - ABORTED: that note reads `aborted: stopped by the operator`, the signal record
+//!   (the executor also records it where the stop leaves steps or cases unrun, and
+//!   replay requires a run marked aborted to have one, and nothing but restore steps to
+//!   run after it);
+//! - INFRA and ERROR: besides the note, the failure must not hide what the events show
+//!   the action did: a command that ran to its exit, a login the server answered, a
+//!   power switch the outlet confirmed, a scan with every port accounted for, a wait
+//!   whose pattern the console showed. (What made it fail is not always on the wire: a
+//!   secret file the lab could not read, a rig value missing. The note says it.)
+//! - FAIL (a death string): the console shows the death string as the first thing the
+//!   wait met.
+//! A stop by the operator (the action may have finished as the stop came) and a step its
+//! time limit cut off (the executor noted the deadline) are exempt from the INFRA/ERROR
+//! rule, since then the agent's work and the failure overlap.
 
 use serde_json::{json, Value};
 
