@@ -21,6 +21,7 @@
 //!   secret file the lab could not read, a rig value missing. The note says it.)
 //! - FAIL (a death string): the console shows the death string as the first thing the
 //!   wait met.
+//!
 //! A stop by the operator (the action may have finished as the stop came) and a step its
 //! time limit cut off (the executor noted the deadline) are exempt from the INFRA/ERROR
 //! rule, since then the agent's work and the failure overlap.
@@ -38,6 +39,9 @@ use crate::plan::Step;
 pub struct Context<'a> {
     pub rig: &'a Rig,
     pub consoles: &'a mut Consoles,
+    /// Devices a step's time limit cut off: their abandoned agent threads may still
+    /// record, in any step's range.
+    pub cut_off: &'a std::collections::BTreeSet<String>,
 }
 
 /// One action's record: a declarative step, or one call of a script step.
@@ -67,7 +71,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         };
     }
     for event in events {
-        if !belongs_to(event, device) && !super::replay::outside_allowed(event) {
+        if !belongs_to(event, device) && !super::replay::outside_allowed(event) && !ctx.cut_off.iter().any(|d| belongs_to(event, d)) {
             return Err(format!("event {} of another device lies in the range of this step on {device}", event.seq));
         }
     }

@@ -255,8 +255,8 @@ impl<'a> Replayer<'a> {
                 if events.values().any(|e| rederive::cut_off(&device, &[e])) {
                     self.cut_off.insert(device.clone());
                 }
-                let mut ctx = rederive::Context { rig: self.rig, consoles: &mut self.consoles };
-                if let Err(detail) = check_step_events(&mut ctx, step, &device, &spec, &output, range, &events, &self.cut_off) {
+                let mut ctx = rederive::Context { rig: self.rig, consoles: &mut self.consoles, cut_off: &self.cut_off };
+                if let Err(detail) = check_step_events(&mut ctx, step, &device, &spec, &output, range, &events) {
                     return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
                 }
                 if step.script.is_some() && skip.is_none() {
@@ -441,17 +441,7 @@ impl Range {
 /// each action's output against the events of its range (a script's: each call's), and
 /// every other event is one that may stand outside a range. Console events are taken
 /// in, in order, as the walk passes them.
-#[allow(clippy::too_many_arguments)]
-fn check_step_events(
-    ctx: &mut rederive::Context<'_>,
-    step: &Step,
-    device: &str,
-    spec: &Value,
-    output: &Value,
-    range: Range,
-    events: &BTreeMap<u64, Event>,
-    cut_off: &BTreeSet<String>,
-) -> Result<(), String> {
+fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str, spec: &Value, output: &Value, range: Range, events: &BTreeMap<u64, Event>) -> Result<(), String> {
     struct Part<'v> {
         action: Action<'v>,
         range: Range,
@@ -484,7 +474,7 @@ fn check_step_events(
         let own_note = range.contains(event.seq)
             && matches!(&event.kind, EventKind::Note { channel, text } if channel.device == device && channel.channel == EXECUTOR_CHANNEL && Some(text) == step_note.as_ref());
         step_note_found |= own_note;
-        if own_note || outside_allowed(event) || cut_off.iter().any(|d| rederive::belongs_to(event, d)) {
+        if own_note || outside_allowed(event) || ctx.cut_off.iter().any(|d| rederive::belongs_to(event, d)) {
             Ok(())
         } else {
             Err(unplaced(event))
