@@ -537,3 +537,49 @@ fn run_script_again(step: &Step, scope: &Value, recorded: &Value) -> Value {
     let control = Control { cancel: Arc::new(AtomicU8::new(script::RUNNING)), timeout: Duration::ZERO, stop_after };
     script::evaluate(step.script.as_deref().unwrap(), step.script_origin.as_ref(), scope, Box::new(Recorded(calls)), control)
 }
+
+/// A file fetched from a real OpenSSH sshd (the simulated devices have no SFTP): its
+/// recorded length, digest and text replay from the fetched bytes, and an edited text,
+/// its chain rebuilt, does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_file_replays_from_its_bytes_and_an_edited_one_does_not() {
+    let sshd = proofrig_testpeers::sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ssh.pass"), sshd.password()).unwrap();
+    let rig_text = format!(
+        "rig: fetch-bench\ndevices:\n  oam1:\n    role: core\n    ssh: {{ host: 127.0.0.1, port: {}, user: {}, password: {{ file: ssh.pass }}, host_key: \"{}\" }}\n",
+        sshd.port(),
+        sshd.user(),
+        sshd.host_key_fingerprint()
+    );
+    std::fs::write(dir.path().join("rig.yaml"), rig_text).unwrap();
+    let rig = Rig::load(&dir.path().join("rig.yaml")).unwrap();
+    let plan_text = r#"
+plan: fetch
+title: A file fetched over SFTP
+cases:
+  - id: TC_FETCH
+    title: The password file is fetched and lists root
+    scas: { spec: TS 33.117, clause: "4.2", test_name: TC_FETCH, requirement: "none, a test of replay" }
+    purpose: Record a fetched file.
+    expected: root is listed.
+    evidence: The journal.
+    steps:
+      - name: fetch the password file
+        ssh_fetch: { path: /etc/passwd }
+        capture: passwd
+      - name: the file lists root
+        assert: { value: "${passwd.text}", matches: "(^|\n)root:" }
+"#;
+    let plans = vec![Plan::parse("fetch.yaml", plan_text).unwrap()];
+    let ran = simrun::run_on(rig, dir, plans, &[], None).await;
+    assert_eq!(ran.result.cases[0].verdict, Verdict::Pass, "{}", ran.result.cases[0].evidence_excerpt);
+    simrun::assert_replays(&ran);
+    let forged = simrun::rewrite(&ran, |entry| {
+        if entry["type"] == "step_finished" && entry["output"]["text"].is_string() {
+            entry["output"]["text"] = "root:x:0:0:root:/root:/bin/sh\n".into();
+        }
+    });
+    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &forged).expect_err("an edited file text is caught");
+    assert!(err.to_string().contains("the recorded text of the file is not the file's bytes"), "{err}");
+}

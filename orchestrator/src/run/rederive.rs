@@ -289,6 +289,11 @@ fn ssh_fetch(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     if len <= super::actions::FETCH_TEXT_LIMIT as u64 && bytes.is_empty() != (len == 0) {
         return Err("the fetched file's bytes are not on record".into());
     }
+    // Their digest is the file's, unless a secret in them is recorded as its marker.
+    let redacted = memchr::memmem::find(&bytes, "«redacted:".as_bytes()).is_some();
+    if !bytes.is_empty() && !redacted && (bytes.len() as u64 != len || hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)) != sha256) {
+        return Err("the fetched file's recorded bytes are not the file the fetch event describes".into());
+    }
     if output["text"].as_str() != text {
         return Err("the recorded text of the file is not the file's bytes".into());
     }
