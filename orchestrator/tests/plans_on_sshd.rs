@@ -59,15 +59,26 @@ fn device(builder: SshdBuilder) -> Sshd {
 }
 
 fn rig_for(sshd: &Sshd, dir: &Path, user: &str, password: &str) -> PathBuf {
+    rig_with_login(sshd, dir, user, &format!("password: {{ file: {} }}", write_secret(dir, "ssh.pass", password)))
+}
+
+fn write_secret(dir: &Path, name: &str, value: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(name), value).unwrap();
+    name.to_string()
+}
+
+/// The rig of `sshd` whose SSH user is `user`, authenticating with `login` (a
+/// `password:` or `key_file:` entry).
+fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("root.pass"), sshd.password()).unwrap();
-    std::fs::write(dir.join("ssh.pass"), password).unwrap();
     let yaml = format!(
         "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }} }}\n    \
          secrets: {{ root_password: {{ file: root.pass }} }}\n    \
-         ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, password: {{ file: ssh.pass }}, host_key: \"{fp}\" }}\n",
+         ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, {login}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
         fp = sshd.host_key_fingerprint(),
         default_user = DEFAULT_ACCOUNT.0,
@@ -121,10 +132,14 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .faillock(LOCKOUT_ATTEMPTS, std::time::Duration::from_secs(LOCKOUT_SECONDS), false),
     );
     let (code, text) = run_and_verify(&compliant, tmp.path(), "compliant");
-    assert_eq!(code, 0, "{text}");
-    for (_, clause) in PLANS {
+    assert_eq!(code, 2, "{text}");
+    for (_, clause) in PLANS.iter().filter(|(_, clause)| *clause != "4.3.2.6") {
         assert!(row(&text, clause).contains("PASS"), "{clause}: {text}");
     }
+    // Root's password was refused, but with no console nothing showed it was the real
+    // one: a refused wrong password proves nothing, so the case cannot pass.
+    let root = row(&text, "4.3.2.6");
+    assert!(root.contains("INCONCLUSIVE") && root.contains("a refused wrong password proves nothing"), "{root}");
     // The checks after a restart need a PDU the bench does not have: SKIP, recorded.
     assert!(text.contains("device oam1 has no power"), "{text}");
 
@@ -143,7 +158,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     let (code, text) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
     let root = row(&text, "4.3.2.6");
-    assert!(root.contains("FAIL") && root.contains("SSH login as `root` was accepted"), "{root}");
+    assert!(root.contains("FAIL") && root.contains("SSH login as root with its password was accepted"), "{root}");
     for (_, clause) in PLANS {
         assert!(row(&text, clause).contains("FAIL"), "{clause}: {text}");
     }
@@ -156,6 +171,33 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("the accepted login of `oper` added no record"), "{text}");
     assert!(text.contains("default account admin accepted its documented password over SSH"), "{text}");
     assert!(text.contains("after 3 wrong passwords, the right password for oper was accepted at once: no lockout"), "{text}");
+}
+
+/// An appliance where root logs in by key only (`PermitRootLogin prohibit-password`),
+/// benched as such a lab would: the rig's SSH user is root, with its key. Root's
+/// password is refused over SSH, which once passed 4.3.2.6; the uid of the rig's own
+/// user and the key's login show root logs in remotely.
+#[test]
+fn a_root_by_key_appliance_fails_remote_root_login() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = device(Sshd::builder().config("PermitRootLogin prohibit-password"));
+    let dir = tmp.path().join("appliance");
+    let key = format!("key_file: {}", appliance.client_key().display());
+    let rig = rig_with_login(&appliance, &dir, "root", &key);
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let out_dir = s(&dir.join("results"));
+    let out = proofrig_at(&appliance, &["run", &plan("remote-root-login.yaml"), "--rig", &s(&rig), "--key", &s(&key), "--out", &out_dir, "--quiet"]);
+    let text = all(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
+    let results = std::fs::read_to_string(Path::new(&bundle).join("results.json")).unwrap();
+    assert!(results.contains("the rig's own SSH user root has uid 0: the device lets a privileged account log in remotely"), "{results}");
+    assert!(results.contains("SSH login as root with the rig's key was accepted"), "{results}");
+    assert!(results.contains("SSH login as root with its password was refused"), "the password alone would have passed: {results}");
+    let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
 }
 
 const ABORTABLE_PLAN: &str = r#"
