@@ -61,6 +61,8 @@ pub struct Needs {
     pub parameters: BTreeMap<String, Value>,
     /// Other devices of the rig steps run on (`device:` on a step).
     pub other_devices: Vec<String>,
+    /// Commands the case runs on the device (the case's `device_commands`).
+    pub commands: Vec<String>,
 }
 
 /// A channel the case uses; `optional` when only steps limited by `if_device_has`
@@ -119,6 +121,7 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
         })
         .collect();
     needs.other_devices = steps.iter().filter_map(|s| s.target.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    needs.commands = case.device_commands.clone();
     CaseInfo {
         file: file.to_string(),
         plan: plan.spec.plan.clone(),

@@ -49,6 +49,11 @@ pub struct Case {
     /// Which devices of the rig the case runs on (all devices when empty).
     #[serde(default)]
     pub devices: DeviceSelector,
+    /// The commands the case runs on the device (`ss or netstat`, `stat -c`), as a
+    /// technician checks them against the device's userland; `catalogue` lists them.
+    /// A command the device lacks makes its step ERROR, never a finding.
+    #[serde(default)]
+    pub device_commands: Vec<String>,
     /// A reason to skip the case; a skipped case still appears in the results.
     #[serde(default)]
     pub skip: Option<String>,
