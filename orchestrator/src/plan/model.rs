@@ -548,6 +548,10 @@ pub struct Assert {
     /// Said when the check fails, before the specifics.
     #[serde(default)]
     pub message: Option<String>,
+    /// Said when the check holds, before the specifics: what was verified, in words
+    /// true of a pass (a green row must not read as the alarm `message` raises).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equals: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

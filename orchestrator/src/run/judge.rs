@@ -334,7 +334,8 @@ fn judge_assert(spec: &Value, output: &Value) -> Judgement {
     let operand = &output["operand"];
     let operator = output["operator"].as_str().unwrap_or("");
     let lead = spec.get("message").and_then(Value::as_str).map(|m| format!("{m}: ")).unwrap_or_default();
-    let pass = |m: String| Judgement::new(Verdict::Pass, m, true, false);
+    let held = spec.get("passed").and_then(Value::as_str);
+    let pass = |m: String| Judgement::new(Verdict::Pass, held.map_or_else(|| m.clone(), |held| format!("{held} ({m})")), true, false);
     let fail = |m: String| Judgement::new(Verdict::Fail, format!("{lead}{m}"), false, false);
     let error = |m: String| Judgement::new(Verdict::Error, format!("{lead}{m}"), false, false);
     let show = |v: &Value| excerpt(&text(v), 300);
@@ -463,6 +464,15 @@ mod tests {
         assert_eq!(j.message, "offered ciphers: not in the allowed list: aes128-cbc");
         let j = assert_out(json!(["aes256-gcm"]), "subset_of", json!(["aes256-gcm", "chacha20"]));
         assert_eq!((j.verdict, j.check_passed), (Verdict::Pass, true));
+    }
+
+    #[test]
+    fn a_passing_assert_reads_as_what_held_never_as_its_failure_message() {
+        let spec = json!({"message": "insecure services accept connections", "passed": "no insecure service accepts connections"});
+        let j = judge("assert", &spec, &json!({"value": [], "operator": "equals", "operand": []}));
+        assert_eq!((j.verdict, j.message.as_str()), (Verdict::Pass, "no insecure service accepts connections ([] equals [])"));
+        let j = judge("assert", &spec, &json!({"value": [23], "operator": "equals", "operand": []}));
+        assert_eq!((j.verdict, j.message.as_str()), (Verdict::Fail, "insecure services accept connections: found [23], expected []"));
     }
 
     #[test]
