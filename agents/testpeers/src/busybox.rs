@@ -80,6 +80,10 @@ pub const HOST_KEY_PATH: &str = "/etc/dropbear/dropbear_ed25519_host_key";
 pub const SSH_PORT: u16 = 22;
 /// BusyBox telnetd's port on the careless profile.
 pub const TELNET_PORT: u16 = 23;
+/// Where the PDU answers inside the device's network namespace: another loopback
+/// address than the device's own, as the PDU is another box on a real bench, so that a
+/// port scan of the device (127.0.0.1) never finds the PDU.
+pub const PDU_HOST: &str = "127.0.0.2";
 
 /// How long a power-on may take until SSH listens and getty runs.
 const BOOT_LIMIT: Duration = Duration::from_secs(10);
@@ -353,8 +357,8 @@ impl BusyboxDevice {
         self.pdu.as_ref().expect("the PDU is up")
     }
 
-    /// The board's port, on 127.0.0.1 both on the test machine and inside the device's
-    /// network namespace.
+    /// The board's port: on 127.0.0.1 on the test machine, and on [`PDU_HOST`] inside the
+    /// device's network namespace.
     pub fn pdu_port(&self) -> u16 {
         self.pdu().port()
     }
@@ -427,16 +431,21 @@ impl BusyboxDevice {
 
     /// A command for `program` that runs inside the device's network namespace (through
     /// `nsenter`; files and everything else are the test machine's): where SSH on
-    /// 127.0.0.1:22, telnet and the PDU bridge are reachable, e.g. `proofrig run`.
+    /// 127.0.0.1:22, telnet and the PDU (at [`PDU_HOST`]) are reachable, e.g. `proofrig run`.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(NSENTER);
         command.arg(format!("--net={}", self.holder.as_ref().expect("namespaces").netns().display())).arg("--").arg(program);
         command
     }
 
-    /// A TCP connection to `port` of the device, from inside its network namespace.
+    /// A TCP connection to `port` of the device (127.0.0.1), from inside its network namespace.
     pub fn connect(&self, port: u16) -> std::io::Result<TcpStream> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.connect_to(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// A TCP connection to `addr` from inside the device's network namespace (e.g. the
+    /// PDU at [`PDU_HOST`]).
+    pub fn connect_to(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
         in_netns(self.holder.as_ref().expect("namespaces").netns(), move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
     }
 
@@ -495,7 +504,7 @@ impl BusyboxDevice {
              # host key and passwords change every start. Reachable only inside the device's network namespace.\n\
              rig: busybox-{profile}\n\
              description: \"a BusyBox + dropbear radio unit from Debian's packages, {profile} profile\"\n\
-             pdus:\n  relays:\n    modbus: {{ host: 127.0.0.1, port: {pdu_port}, unit: 1, timeout_ms: 2000 }}\n\
+             pdus:\n  relays:\n    modbus: {{ host: {PDU_HOST}, port: {pdu_port}, unit: 1, timeout_ms: 2000 }}\n\
              devices:\n  {name}:\n\
              \x20   role: radio-unit\n\
              \x20   tags: [o-ru, busybox, {profile}]\n\
@@ -1082,8 +1091,9 @@ fn hung_up(master: &OwnedFd) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP))
 }
 
-/// The relay board's port inside the device's network namespace: a listener there on the
-/// board's own address, each connection spliced to the board on the test machine.
+/// The relay board inside the device's network namespace: a listener there on
+/// [`PDU_HOST`] and the board's port, each connection spliced to the board on the test
+/// machine.
 struct PduBridge {
     stop: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
@@ -1092,8 +1102,9 @@ struct PduBridge {
 
 impl PduBridge {
     fn start(netns: PathBuf, board: SocketAddr) -> PduBridge {
-        let listener = in_netns(netns, move || TcpListener::bind(board))
-            .unwrap_or_else(|e| panic!("bridge the PDU into the device's network namespace at {board}: {e}"));
+        let inside = SocketAddr::new(PDU_HOST.parse().expect("PDU_HOST is an address"), board.port());
+        let listener = in_netns(netns, move || TcpListener::bind(inside))
+            .unwrap_or_else(|e| panic!("bridge the PDU into the device's network namespace at {inside}: {e}"));
         listener.set_nonblocking(true).expect("non-blocking bridge listener");
         let stop = Arc::new(AtomicBool::new(false));
         let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use proofrig_testpeers::busybox::{BusyboxDevice, Profile, AUTH_LOG, DEFAULT_ACCOUNT, OPERATOR};
+use proofrig_testpeers::busybox::{BusyboxDevice, Profile, AUTH_LOG, DEFAULT_ACCOUNT, OPERATOR, PDU_HOST};
 use proofrig_testpeers::require_program;
 
 const DBCLIENT: &str = "/usr/bin/dbclient";
@@ -161,7 +161,9 @@ fn coil_off_silences_the_console_and_refuses_ssh_and_coil_on_boots_again() {
         assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "port {port}: {refused}");
     }
     // The PDU stays reachable inside the namespace while the device is off.
-    assert!(device.connect(device.pdu_port()).is_ok(), "the bridged PDU port answers");
+    let pdu = std::net::SocketAddr::new(PDU_HOST.parse().unwrap(), device.pdu_port());
+    assert!(device.connect_to(pdu).is_ok(), "the bridged PDU port answers");
+    assert!(device.connect(device.pdu_port()).is_err(), "the PDU is not on the device's own address");
 
     device.power_on();
     let boot = console.expect("login: ", Duration::from_secs(5)).expect("boot log and login prompt after power-on");
