@@ -664,10 +664,9 @@ impl Image<'_> {
         );
         let path = self.root.join("etc/shadow");
         write_private(&path, &shadow);
-        match self.options.profile {
-            Profile::Careless => set_owner_mode(&path, 0, 0, 0o644),
-            Profile::Hardened => set_owner_mode(&path, 0, 42, 0o640),
-        }
+        // Group shadow (42) may read the hashes on the hardened image; nobody else may.
+        let group = if self.options.profile == Profile::Hardened { 42 } else { 0 };
+        set_owner_mode(&path, 0, group, self.options.profile.shadow_mode());
     }
 
     fn write_etc(&self) {
