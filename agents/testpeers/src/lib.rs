@@ -4,6 +4,7 @@
 //! stops it on drop. A peer whose program is missing makes the caller fail with a
 //! message naming the Debian package to install; nothing here ever skips a test.
 
+pub mod busybox;
 pub mod dropbear;
 pub mod modbus;
 pub mod pdudaemon;
