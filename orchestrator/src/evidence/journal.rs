@@ -1151,6 +1151,92 @@ mod tests {
         assert!(journal.sync().is_err());
     }
 
+    /// Signs nothing: records what it was asked to sign, as `{"kind":"checkpoint",...}`.
+    struct NoteSigner {
+        interval: Duration,
+    }
+
+    impl HeadSigner for NoteSigner {
+        fn signs_after(&self, body: &[u8]) -> bool {
+            body.starts_with(br#"{"kind":"case_end""#)
+        }
+
+        fn checkpoint(&self, records: u64, head: &[u8; 32], out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+            serde_json::to_writer(out, &json!({"kind": "checkpoint", "records": records, "head": hex::encode(head)}))
+        }
+
+        fn interval(&self) -> Duration {
+            self.interval
+        }
+    }
+
+    fn signed_journal(path: &Path, interval: Duration) -> JournalWriter {
+        JournalWriter::create_signed(path, Box::new(NoteSigner { interval })).unwrap()
+    }
+
+    /// Each checkpoint of the file signs exactly the records before it.
+    fn checkpoints(path: &Path) -> Vec<u64> {
+        let (records, _) = read_chain(path).unwrap().unwrap();
+        let mut found = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            if record.entry["kind"] == "checkpoint" {
+                assert_eq!(record.entry["records"], record.n, "a checkpoint signs the records before it");
+                assert_eq!(record.entry["head"], hex::encode(records[i - 1].hash), "and the head before it");
+                found.push(record.n);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_case_end_is_followed_by_a_checkpoint_at_once_and_numbers_stay_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = signed_journal(&path, Duration::from_secs(3600));
+        assert_eq!(journal.append(&json!({"kind": "note"})).unwrap(), 0);
+        assert_eq!(journal.append_owned(OwnedNote { kind: "event".into(), i: 1, text: String::new() }).unwrap(), 1);
+        assert_eq!(journal.append(&json!({"kind": "case_end"})).unwrap(), 2);
+        // The checkpoint took number 3.
+        assert_eq!(journal.append(&json!({"kind": "note"})).unwrap(), 4);
+        // An owned record is never asked about: agent events never end a case.
+        assert_eq!(journal.append_owned(OwnedNote { kind: "case_end".into(), i: 5, text: String::new() }).unwrap(), 5);
+        let head = journal.close();
+        assert_eq!(head.1, 6);
+        assert_eq!(checkpoints(&path), [3]);
+    }
+
+    #[test]
+    fn records_left_unsigned_are_signed_within_the_interval_even_when_the_journal_goes_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = signed_journal(&path, Duration::from_millis(300));
+        journal.append(&json!({"kind": "note", "i": 0})).unwrap();
+        journal.append(&json!({"kind": "note", "i": 1})).unwrap();
+        // Nobody appends: the writer falls asleep, and must wake to sign.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while checkpoints(&path).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "unsigned records were never signed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(checkpoints(&path), [2]);
+        // Nothing new: no more checkpoints, however long it waits.
+        std::thread::sleep(Duration::from_millis(900));
+        assert_eq!(checkpoints(&path), [2]);
+        journal.append(&json!({"kind": "note", "i": 3})).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while checkpoints(&path).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the new record was never signed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(checkpoints(&path), [2, 4]);
+        // A closed journal is sealed whole: no checkpoint after closing.
+        journal.append(&json!({"kind": "note", "i": 5})).unwrap();
+        let head = journal.close();
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(head.1, 6);
+        assert_eq!(read_chain(&path).unwrap().unwrap().0.len(), 6);
+    }
+
     #[test]
     fn the_writer_refuses_to_overwrite_an_existing_journal() {
         let dir = tempfile::tempdir().unwrap();
