@@ -433,20 +433,22 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
 
 /// What stopped, and what did not run, in one sentence.
 fn note(journal: &StoppedJournal, open_step: Option<&OpenStep>, restore_steps: usize, not_started: usize) -> String {
+    let what = |step: &OpenStep| match step.label.as_str() {
+        label if label == step.action || label.is_empty() => step.action.clone(),
+        label => format!("{}: {label}", step.action),
+    };
     let mut note = match (&journal.open, open_step) {
         (Some(key), Some(step)) if step.phase == Phase::Restore => format!(
-            "the run stopped during restore step {} ({}: {}) of {} on {}; that step did not finish and the restore steps after it did not run, so the device may be left changed",
+            "the run stopped during restore step {} ({}) of {} on {}; that step did not finish and the restore steps after it did not run, so the device may be left changed",
             step.index + 1,
-            step.action,
-            step.label,
+            what(step),
             key.case,
             key.device
         ),
         (Some(key), Some(step)) => format!(
-            "the run stopped during step {} ({}: {}) of {} on {}; that step did not finish, the case's later steps and its {restore_steps} restore step(s) did not run, so the device may be left changed",
+            "the run stopped during step {} ({}) of {} on {}; that step did not finish, the case's later steps and its {restore_steps} restore step(s) did not run, so the device may be left changed",
             step.index + 1,
-            step.action,
-            step.label,
+            what(step),
             key.case,
             key.device
         ),
