@@ -31,13 +31,17 @@ pub fn seal(run_dir: &Path, key: Option<&Path>) -> Result<u8, Failure> {
     println!("sealed {} as INCOMPLETE (record {} of its journal says so)", sealed.dir.display(), sealed.record);
     println!("  {}", s.note);
     match s.signed_through {
-        Some(n) if n + 1 == sealed.record => println!("  the run itself had signed every record (its last checkpoint is record {n})"),
+        Some(n) if n + 1 == sealed.record => {
+            println!("  the run itself had signed every record (its last checkpoint is record {n})")
+        }
         Some(n) => println!(
             "  the run itself had signed records 0 to {n}; records {} to {} were unsigned until now",
             n + 1,
             sealed.record.saturating_sub(1)
         ),
-        None => println!("  the run itself had signed none of its records (no checkpoint): all were unsigned until now"),
+        None => {
+            println!("  the run itself had signed none of its records (no checkpoint): all were unsigned until now")
+        }
     }
     println!("run verdict: {} ({})", sealed.result.verdict, sealed.result.rollup.summary());
     println!("signed by: {}", sealed.key_id);

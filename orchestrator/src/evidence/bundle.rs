@@ -285,7 +285,8 @@ pub(crate) fn seal_files(
         files.push(ManifestFile { path: entry.path, sha256, size });
     }
 
-    let rig = RigRef { name: result.rig_name.clone(), path: inputs.rig.path.clone(), sha256: inputs.rig.sha256.clone() };
+    let rig =
+        RigRef { name: result.rig_name.clone(), path: inputs.rig.path.clone(), sha256: inputs.rig.sha256.clone() };
     let manifest = Manifest {
         format: MANIFEST_FORMAT.to_string(),
         run_id: result.run_id.clone(),

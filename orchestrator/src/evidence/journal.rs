@@ -304,7 +304,7 @@ impl Shared {
 
     /// Queue and write a checkpoint if records have stood unsigned for the interval.
     fn checkpoint_if_due(&self) {
-        if !self.checkpoint_due().is_some_and(|due| due <= Instant::now()) {
+        if self.checkpoint_due().is_none_or(|due| due > Instant::now()) {
             return;
         }
         {

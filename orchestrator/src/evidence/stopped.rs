@@ -101,7 +101,8 @@ pub fn seal_stopped(dir: &Path, key: &SigningKey, now: &str) -> Result<StoppedSe
     for input in journal.inputs.plans.iter().chain([&journal.inputs.rig]) {
         let path = dir.join(&input.path);
         let inside = Path::new(&input.path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        let matches = inside && bundle::sha256_file(&path).is_ok_and(|(digest, _)| digest.eq_ignore_ascii_case(&input.sha256));
+        let matches =
+            inside && bundle::sha256_file(&path).is_ok_and(|(digest, _)| digest.eq_ignore_ascii_case(&input.sha256));
         if !matches {
             return Err(SealError::InputChanged { path: input.path.clone() });
         }
@@ -191,7 +192,8 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
     let file = std::fs::File::open(path).map_err(read_err)?;
     let size = file.metadata().map_err(read_err)?.len();
     let complete = Rc::new(Cell::new(0));
-    let lines = Counted { lines: Hashing(io::BufReader::with_capacity(bundle::HASH_BUFFER, file)), complete: complete.clone() };
+    let lines =
+        Counted { lines: Hashing(io::BufReader::with_capacity(bundle::HASH_BUFFER, file)), complete: complete.clone() };
     let mut reader = ChainReader::<_, JournalEntry>::new(lines, &name);
     let verifying = key.verifying_key();
     let mut walk = CheckpointWalk::new(Some(&verifying));
@@ -199,7 +201,9 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
     let mut head = crate::evidence::journal::genesis();
     for record in reader.by_ref() {
         head = record.hash;
-        let entry = record.entry.map_err(|other| broken(format!("record {} is not a journal entry proofrig writes: {}", record.n, other.reason)))?;
+        let entry = record.entry.map_err(|other| {
+            broken(format!("record {} is not a journal entry proofrig writes: {}", record.n, other.reason))
+        })?;
         let checkpoint = match &entry {
             JournalEntry::Checkpoint(checkpoint) => Some(Ok(checkpoint)),
             _ => None,
@@ -212,7 +216,10 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
             )));
         }
         match (&mut journal, entry) {
-            (None, JournalEntry::RunStarted { run_id, operator, host, started, plans, rig, rig_name, only_device, .. }) => {
+            (
+                None,
+                JournalEntry::RunStarted { run_id, operator, host, started, plans, rig, rig_name, only_device, .. },
+            ) => {
                 journal = Some(StoppedJournal {
                     run_id,
                     operator,
@@ -236,7 +243,9 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
             (Some(journal), entry) => match journal.see(record.n, entry) {
                 Ok(()) => {}
                 Err(Unsealable::Broken(reason)) => return Err(broken(reason)),
-                Err(Unsealable::Finished) => return Err(SealError::Finished { journal: name.clone(), record: record.n }),
+                Err(Unsealable::Finished) => {
+                    return Err(SealError::Finished { journal: name.clone(), record: record.n })
+                }
                 Err(Unsealable::Sealed) => {
                     return Err(SealError::AlreadySealed {
                         dir: path.parent().unwrap_or(path).display().to_string(),
@@ -246,7 +255,8 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
             },
         }
     }
-    let end = reader.finish().map_err(|e| SealError::Read { path: name.clone(), source: io::Error::other(e.to_string()) })?;
+    let end =
+        reader.finish().map_err(|e| SealError::Read { path: name.clone(), source: io::Error::other(e.to_string()) })?;
     let records = match end {
         Ok((_, records)) => records,
         // A crash during a write: the records before it are whole and chained.
@@ -254,7 +264,10 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
         Err(brk) => return Err(broken(format!("{brk}; an edited or removed record, not a crash"))),
     };
     let Some(mut journal) = journal else {
-        return Err(SealError::NotABundle { dir: name, reason: "its journal is empty: the run recorded nothing".into() });
+        return Err(SealError::NotABundle {
+            dir: name,
+            reason: "its journal is empty: the run recorded nothing".into(),
+        });
     };
     journal.records = records;
     journal.head = head;
@@ -281,10 +294,12 @@ impl StoppedJournal {
             JournalEntry::RunFinished { .. } => return Err(Unsealable::Finished),
             JournalEntry::RunSealedIncomplete(_) => return Err(Unsealable::Sealed),
             JournalEntry::Event { event } => {
-                self.last_seen = Some(humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(event.at.wall_ns),
-                )
-                .to_string());
+                self.last_seen = Some(
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(event.at.wall_ns),
+                    )
+                    .to_string(),
+                );
             }
             JournalEntry::Checkpoint(checkpoint) => self.last_seen = Some(checkpoint.at),
             JournalEntry::DeviceReported { device, output, error: None, .. } => {
@@ -304,7 +319,16 @@ impl StoppedJournal {
                 let open = case.open_step.take();
                 let (action, label) = open.map(|s| (s.action, s.label)).unwrap_or_default();
                 case.steps.retain(|s| !(s.phase == phase && s.index == index));
-                case.steps.push(StepResult { phase, index, label, action, verdict, message, record: n, duration_ms: 0 });
+                case.steps.push(StepResult {
+                    phase,
+                    index,
+                    label,
+                    action,
+                    verdict,
+                    message,
+                    record: n,
+                    duration_ms: 0,
+                });
             }
             JournalEntry::CaseFinished { key, verdict, .. } => {
                 let case = self.cases.get_mut(&key).ok_or_else(|| broken("a case finishes that never started"))?;
@@ -318,11 +342,16 @@ impl StoppedJournal {
 
 /// A run directory holds, before sealing, its inputs and its journal only.
 fn check_files(dir: &Path) -> Result<(), SealError> {
-    let entries = bundle::list_files(dir).map_err(|source| SealError::Read { path: dir.display().to_string(), source })?;
+    let entries =
+        bundle::list_files(dir).map_err(|source| SealError::Read { path: dir.display().to_string(), source })?;
     let unexpected: Vec<String> = entries
         .into_iter()
         .filter(|e| {
-            let plan = e.path.strip_prefix(PLANS_DIR).and_then(|rest| rest.strip_prefix('/')).is_some_and(|rest| !rest.contains('/'));
+            let plan = e
+                .path
+                .strip_prefix(PLANS_DIR)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| !rest.contains('/'));
             e.not_a_file.is_some() || !(e.path == JOURNAL || e.path == RIG || plan)
         })
         .map(|e| e.path)
@@ -336,7 +365,8 @@ fn check_files(dir: &Path) -> Result<(), SealError> {
 
 fn load_inputs(dir: &Path, inputs: &InputRefs) -> Result<(Vec<Plan>, Rig), SealError> {
     let read = |path: &str| {
-        std::fs::read_to_string(dir.join(path)).map_err(|source| SealError::Read { path: dir.join(path).display().to_string(), source })
+        std::fs::read_to_string(dir.join(path))
+            .map_err(|source| SealError::Read { path: dir.join(path).display().to_string(), source })
     };
     let rig = Rig::parse(RIG, &read(&inputs.rig.path)?, Path::new("."))
         .map_err(|e| SealError::Inputs { what: "rig".into(), reason: e.to_string() })?;
@@ -364,12 +394,16 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
         }
         let (verdict, excerpt) = match seen {
             Some(CaseSeen { finished: Some(verdict), steps, .. }) => {
-                let worst = steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str());
+                let worst = steps
+                    .iter()
+                    .filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip)
+                    .map(|s| s.message.as_str());
                 (*verdict, worst.collect::<Vec<_>>().join("\n"))
             }
-            Some(_) if open => {
-                (Verdict::Aborted, "the run stopped during this case (it never finished, and its restore steps did not run)".to_string())
-            }
+            Some(_) if open => (
+                Verdict::Aborted,
+                "the run stopped during this case (it never finished, and its restore steps did not run)".to_string(),
+            ),
             _ => {
                 not_started += 1;
                 (Verdict::NotRun, "not run: the run stopped before this case".to_string())
@@ -462,7 +496,10 @@ fn note(journal: &StoppedJournal, open_step: Option<&OpenStep>, restore_steps: u
         note.push_str(&format!("; {not_started} case(s) never started (NOT_RUN)"));
     }
     if journal.dropped_bytes > 0 {
-        note.push_str(&format!("; a record cut off mid-write at the journal's end ({} bytes) was removed", journal.dropped_bytes));
+        note.push_str(&format!(
+            "; a record cut off mid-write at the journal's end ({} bytes) was removed",
+            journal.dropped_bytes
+        ));
     }
     note
 }

@@ -1575,7 +1575,7 @@ impl RecordedVerdicts {
             Recorded::SealedIncomplete(open, recorded) => {
                 let mismatch = |detail: String| ReplayMismatch {
                     record: Some(record.n),
-                    case: open.as_ref().map(|k| name(k)),
+                    case: open.as_ref().map(name),
                     detail,
                 };
                 if let Some(key) = &open {
