@@ -9,7 +9,8 @@
 //! edited). A run signs its journal's head as it goes (checkpoints), so for a run
 //! that never sealed `verify` also says how far its journal is signed, and a
 //! checkpoint that does not check is tampering; a run sealed after it stopped
-//! (`proofrig seal`) is signed whole and still incomplete. Files are hashed streaming with large buffers and the journal is read
+//! (`proofrig seal`) is signed whole and still incomplete. Files are hashed
+//! streaming with large buffers and the journal is read
 //! once: hashed, chain-checked and replayed record by record in the same pass,
 //! holding one record at a time (the replay keeps the events of the step it is in),
 //! so a bundle with a gigabyte of console transcript verifies at close to disk speed
