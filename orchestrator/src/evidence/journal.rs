@@ -261,10 +261,13 @@ impl Shared {
     fn write_loop(&self) {
         let mut idle_rounds = 0;
         loop {
-            self.checkpoint_if_due();
+            // Before the queue is locked: the lock order is output, then queue.
+            let due = self.checkpoint_if_due();
             let mut queue = lock(&self.queue);
             if queue.pending.is_empty() && !queue.stopping && idle_rounds >= IDLE_ROUNDS {
-                let due = self.checkpoint_due();
+                // With a signer, look again within its interval at the latest: records
+                // another thread wrote since `due` was taken may be unsigned.
+                let due = due.or_else(|| self.signer.as_ref().map(|s| Instant::now() + s.interval()));
                 queue.writer_asleep = true;
                 while queue.writer_asleep && !queue.stopping {
                     queue = match due.map(|at| at.saturating_duration_since(Instant::now())) {
@@ -302,20 +305,23 @@ impl Shared {
         (output.next > output.signed).then(|| output.signed_at + signer.interval())
     }
 
-    /// Queue and write a checkpoint if records have stood unsigned for the interval.
-    fn checkpoint_if_due(&self) {
-        if self.checkpoint_due().is_none_or(|due| due > Instant::now()) {
-            return;
+    /// Queue and write a checkpoint if records have stood unsigned for the interval;
+    /// returns when the next one is due, if records are unsigned.
+    fn checkpoint_if_due(&self) -> Option<Instant> {
+        let due = self.checkpoint_due()?;
+        if due > Instant::now() {
+            return Some(due);
         }
         {
             let mut queue = lock(&self.queue);
             if queue.closed || queue.failed.is_some() {
-                return;
+                return None;
             }
             queue.next += 1;
             queue.pending.push(Pending::Checkpoint);
         }
         let _ = self.write_queued();
+        self.checkpoint_due()
     }
 }
 
