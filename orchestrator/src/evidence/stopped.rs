@@ -15,7 +15,8 @@
 //! record, RunSealedIncomplete, saying what was open and what did not run, then writes
 //! the reports, the manifest and the statements as a normal seal does. The run's
 //! verdict is its cases' worst and at least ABORTED (the verdict for a run stopped by
-//! a signal): the case that was open is ABORTED, cases never started are NOT_RUN.
+//! a signal): the case that was open is ABORTED (or worse, if a step of it already
+//! found worse), cases never started are NOT_RUN.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -400,8 +401,9 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
                     .map(|s| s.message.as_str());
                 (*verdict, worst.collect::<Vec<_>>().join("\n"))
             }
-            Some(_) if open => (
-                Verdict::Aborted,
+            // A finding recorded before the stop still stands (as after Ctrl-C).
+            Some(seen) if open => (
+                seen.steps.iter().fold(Verdict::Aborted, |worst, s| worst.worst(s.verdict)),
                 "the run stopped during this case (it never finished, and its restore steps did not run)".to_string(),
             ),
             _ => {
