@@ -387,7 +387,7 @@ fn check_run_finished(path: &Path, records: u64, verdict: Verdict) -> Result<(),
 /// The last line of a journal that is no checkpoint (checkpoints follow RunFinished
 /// and may follow any record), if it ends within the last 64 KiB.
 fn last_run_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let Some(tail) = tail(path)? else { return Ok(None) };
+    let tail = tail(path)?;
     let mut lines: Vec<&[u8]> = tail.1.split(|b| *b == b'\n').collect();
     if !tail.0 {
         // The first line of the window may be cut: never judge it.
@@ -411,7 +411,7 @@ fn is_checkpoint_line(line: &[u8]) -> bool {
 }
 
 /// The last 64 KiB of a file without its final newline, and whether that is the whole file.
-fn tail(path: &Path) -> io::Result<Option<(bool, Vec<u8>)>> {
+fn tail(path: &Path) -> io::Result<(bool, Vec<u8>)> {
     const WINDOW: u64 = 64 * 1024;
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
@@ -422,7 +422,7 @@ fn tail(path: &Path) -> io::Result<Option<(bool, Vec<u8>)>> {
     if tail.last() == Some(&b'\n') {
         tail.pop();
     }
-    Ok(Some((start == 0, tail)))
+    Ok((start == 0, tail))
 }
 
 /// The last line of a file (without its newline), if it is shorter than 64 KiB.
@@ -560,6 +560,19 @@ mod tests {
         assert_eq!(last_line(&path).unwrap().unwrap(), b"last line");
         std::fs::write(&path, vec![b'y'; 100_000]).unwrap();
         assert_eq!(last_line(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn the_run_s_last_line_is_found_past_trailing_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let checkpoint = r#"{"n":2,"prev":"ab","entry":{"type":"checkpoint","records":2}}"#;
+        let finished = r#"{"n":1,"prev":"aa","entry":{"type":"run_finished"}}"#;
+        std::fs::write(&path, format!("{finished}\n{checkpoint}\n{checkpoint}\n")).unwrap();
+        assert_eq!(last_run_line(&path).unwrap().unwrap(), finished.as_bytes());
+        // Beyond the window, a line that may be cut is never taken for the run's last.
+        std::fs::write(&path, format!("{}\n{checkpoint}\n", "x".repeat(70_000))).unwrap();
+        assert_eq!(last_run_line(&path).unwrap(), None);
     }
 
     #[test]
