@@ -107,11 +107,15 @@ fn reseal_with_every_fail_hidden(original: &Path, out: &Path, key: &ed25519_dale
         .collect();
     let mut result: RunResult = serde_json::from_slice(&std::fs::read(original.join("results.json")).unwrap()).unwrap();
     let plan_refs: Vec<(&Path, &[u8])> = plans.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
-    let writer = BundleWriter::create(out, &result.run_id, (Path::new("rig.yaml"), &rig), &plan_refs).unwrap();
+    // With the lab's key, the forger signs the journal's head as the run did.
+    let writer = BundleWriter::create_signed(out, &result.run_id, (Path::new("rig.yaml"), &rig), &plan_refs, key).unwrap();
     let (records, _) = read_chain(&original.join(JOURNAL)).unwrap().unwrap();
     for record in records {
         let mut entry = record.entry;
         let kind = entry["type"].as_str().unwrap_or_default().to_string();
+        if kind == "checkpoint" {
+            continue;
+        }
         if matches!(kind.as_str(), "step_finished" | "case_finished") && entry["verdict"] == "FAIL" {
             entry["verdict"] = "PASS".into();
         }

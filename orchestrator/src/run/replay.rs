@@ -146,6 +146,15 @@ impl<'a> Replayer<'a> {
             }
             // An observation beside the verdicts; it decides nothing.
             JournalEntry::DeviceReported { .. } => {}
+            // A signature over the records before it, checked by `verify`; it decides nothing.
+            JournalEntry::Checkpoint(_) => {}
+            // `proofrig seal` ended a run that stopped: what it says was open must be.
+            JournalEntry::RunSealedIncomplete(sealed) => {
+                let step = open.as_ref().and_then(|c| c.pending.as_ref()).map(|(p, i, a, _)| (*p, *i, *a));
+                if sealed.open_case.as_ref() != open.as_ref().map(|c| &c.key) || sealed.open_step.as_ref().map(|s| (s.phase, s.index, s.attempt)) != step {
+                    return Err(at(&label, "the seal record names another open case or step than the journal shows".into()));
+                }
+            }
             JournalEntry::CaseStarted { key, .. } => {
                 if open.is_some() {
                     return Err(at(&label, "a case starts before the previous one finished".into()));
