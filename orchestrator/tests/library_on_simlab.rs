@@ -32,11 +32,6 @@ fn steps(ran: &Ran, device: &str) -> Vec<(Phase, String, Verdict)> {
     case.steps.iter().map(|s| (s.phase, s.label.clone(), s.verdict)).collect()
 }
 
-/// What a `console_expect` step of the case on `device` matched, from the journal.
-fn matched(ran: &Ran, device: &str, label: &str) -> String {
-    output(ran, device, label)["matched_text"].as_str().unwrap_or_default().to_string()
-}
-
 /// The recorded output of the step labelled `label` of the case on `device`.
 fn output(ran: &Ran, device: &str, label: &str) -> serde_json::Value {
     let case = ran.result.cases.iter().find(|c| c.key.device == device).unwrap();

@@ -490,8 +490,9 @@ impl BusyboxDevice {
 
     /// The rig describing this device, its secrets as `{ file: <secrets_dir>/<host>-root }`
     /// and `-oper` references (see [`BusyboxDevice::write_rig`]). `declared` says what is
-    /// true of the device and leaves out what it does not have: no `lockout` (neither
-    /// BusyBox nor dropbear locks accounts), no `password_policy` or
+    /// true of the device and leaves out what it does not have, except `lockout`: a
+    /// vendor's manual that claims one (3 attempts, 5 s) for a device that has none
+    /// (neither BusyBox nor dropbear locks accounts), so 4.2.3.4.5 finds it out; no `password_policy` or
     /// `password_change_command` (BusyBox `passwd` reads the old password first), no boot
     /// loader.
     pub fn rig_yaml(&self, secrets_dir: &Path) -> String {
@@ -515,6 +516,7 @@ impl BusyboxDevice {
              \x20     auth_log: {AUTH_LOG}\n\
              \x20     default_accounts: [{{ user: {default_user}, password: {default_password} }}]\n\
              \x20     sensitive_files: [/etc/shadow, {HOST_KEY_PATH}]\n\
+             \x20     lockout: {{ attempts: 3, seconds: 5 }}\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
              \x20     oper_password: {oper_secret}\n\
