@@ -221,3 +221,26 @@ async fn script_failures_verify_whatever_path_the_plan_was_given_by() {
     assert!(String::from_utf8_lossy(&verified.stdout).contains("TAMPERED"), "{}", all(&verified));
     lab.stop().await;
 }
+
+/// A rig that lacks a value a case needs: the technician is told which rig file to edit
+/// and with what, the case is ERROR without touching the device, and the bundle verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rig_gap_names_the_rig_file_to_edit() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
+    let text = std::fs::read_to_string(&rig).unwrap();
+    std::fs::write(&rig, text.lines().filter(|l| !l.trim_start().starts_with("lockout:")).collect::<Vec<_>>().join("\n")).unwrap();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let plan = plan("failed-login-attempts.yaml");
+    let out = proofrig(&["run", &plan, "--rig", &s(&rig), "--device", "ru1", "--key", &s(&key), "--out", &s(&tmp.path().join("results")), "--quiet"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("edit the rig file {}", s(&rig))) && stderr.contains("declared.lockout"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ERROR"), "{}", all(&out));
+    let verified = proofrig(&["verify", &s(&bundle_of(&out)), "--key", &s(&public)]).await;
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
+    lab.stop().await;
+}

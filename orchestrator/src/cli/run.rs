@@ -85,6 +85,13 @@ pub fn new_run_id(rig: &str, label: &str) -> String {
 /// Run, journal and seal. The caller prints.
 pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progress) -> Result<Sealed, Failure> {
     let run_id = new_run_id(setup.rig.name(), label);
+    // A case the rig is not ready for is ERROR in the evidence, which names the rig by
+    // its name; the technician here also learns which file to edit.
+    for sel in crate::run::executor::select(&setup.plans, &setup.rig, setup.only_device.as_deref()) {
+        if let Some(why) = crate::plan::catalogue::unready(sel.plan, sel.case, &setup.rig, &sel.device) {
+            eprintln!("proofrig: warning: {} on {} will be ERROR; edit the rig file {}: {why}", sel.case.id, sel.device, setup.rig.path.display());
+        }
+    }
     let plan_inputs: Vec<(&Path, &[u8])> = setup.plans.iter().map(|p| (p.path.as_path(), p.bytes.as_slice())).collect();
     // The journal signs its head with the lab's key from its first record on
     // (checkpoints), so the key was loaded before anything else (`load_key`).
