@@ -147,10 +147,10 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert_eq!(code, 2, "{text}");
     let table = verdicts::table();
     table.assert_column("OpenSSH compliant", &verdicts::observed(&bundle, None), &text);
-    // Root's password was refused, but with no console nothing showed it was the real
-    // one: a refused wrong password proves nothing, so the case cannot pass.
+    // Root's password was refused over SSH; with no console, the device's own su showed
+    // it was the real one.
     let root = row(&text, "4.3.2.6");
-    assert!(root.contains("INCONCLUSIVE") && root.contains("a refused wrong password proves nothing"), "{root}");
+    assert!(root.contains("su to root on the device accepted root's password"), "{root}");
     // The checks after a restart need a PDU the bench does not have: SKIP, recorded.
     assert!(text.contains("device oam1 has no power"), "{text}");
 
@@ -200,6 +200,28 @@ fn a_root_by_key_appliance_fails_remote_root_login() {
     assert!(results.contains("the rig's own SSH user root has uid 0: the device lets a privileged account log in remotely"), "{results}");
     assert!(results.contains("SSH login as root with the rig's key was accepted"), "{results}");
     assert!(results.contains("SSH login as root with its password was refused"), "the password alone would have passed: {results}");
+}
+
+/// A rig whose `root_password` is wrong: root is refused over SSH and by `su` alike,
+/// so nothing shows the password tried was real, and the case cannot pass.
+#[test]
+fn a_refused_password_nobody_showed_real_is_inconclusive_never_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = device(Sshd::builder().config("PermitRootLogin no"));
+    let dir = tmp.path().join("wrong-root");
+    let rig = rig_for(&server, &dir, OPERATOR, OPERATOR_PASSWORD);
+    std::fs::write(dir.join("root.pass"), "not-root's-password").unwrap();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let out = proofrig_at(&server, &["run", &plan("remote-root-login.yaml"), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
+    let text = all(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let root = row(&text, "4.3.2.6");
+    assert!(root.contains("INCONCLUSIVE") && root.contains("su on the device refused it too") && root.contains("a refused wrong password proves nothing"), "{root}");
+    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
 }
 
 const ABORTABLE_PLAN: &str = r#"

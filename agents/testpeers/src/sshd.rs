@@ -809,11 +809,14 @@ mount --bind '{d}/auth.log' {AUTH_LOG}
 mkdir '{d}/hostdev'
 mount --rbind /dev '{d}/hostdev'
 mount -t tmpfs -o mode=755 proofrig-dev /dev
-for n in null zero full random urandom tty ptmx; do
+for n in null zero full random urandom tty; do
     : > /dev/$n; mount --bind '{d}/hostdev/'$n /dev/$n
 done
 mkdir /dev/pts /dev/shm
 mount --bind '{d}/hostdev/pts' /dev/pts
+# The PTY multiplexer of the devpts above (a bind of the host's /dev/ptmx node would
+# look for its devpts beside the host's /dev and fail: sshd could not open a PTY).
+ln -s pts/ptmx /dev/ptmx
 mount -t tmpfs -o mode=1777 proofrig-shm /dev/shm
 ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr
 : > /dev/log; mount --bind '{d}/log.sock' /dev/log

@@ -194,6 +194,8 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_login: Option<SshLogin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_su: Option<SshSu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_audit: Option<SshAudit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_negotiate: Option<SshNegotiate>,
@@ -242,6 +244,7 @@ pub const ACTIONS: &[&str] = &[
     "ssh_exec",
     "ssh_fetch",
     "ssh_login",
+    "ssh_su",
     "ssh_audit",
     "ssh_negotiate",
     "tcp_scan",
@@ -265,7 +268,7 @@ impl Step {
     }
 
     /// Which of [`ACTIONS`] this step carries, in that order.
-    fn present(&self) -> [bool; 17] {
+    fn present(&self) -> [bool; 18] {
         [
             self.power.is_some(),
             self.wait.is_some(),
@@ -276,6 +279,7 @@ impl Step {
             self.ssh_exec.is_some(),
             self.ssh_fetch.is_some(),
             self.ssh_login.is_some(),
+            self.ssh_su.is_some(),
             self.ssh_audit.is_some(),
             self.ssh_negotiate.is_some(),
             self.tcp_scan.is_some(),
@@ -455,6 +459,17 @@ pub struct SshLogin {
     /// Omitted: the outcome is only recorded (a script decides what it means).
     #[serde(default)]
     pub expect: Option<LoginExpectation>,
+}
+
+/// The device's own password check: over an SSH shell as the rig's user, `su` to
+/// `user` with `password` typed at its prompt, running `id -u` there. Shows whether a
+/// password is real on a device without a console; output `{accepted, user, status,
+/// uid, asked_password, response}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSu {
+    pub user: String,
+    pub password: Credential,
 }
 
 /// Where an SSH login's key comes from.

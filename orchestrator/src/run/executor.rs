@@ -64,6 +64,7 @@ pub fn run_redactor(rig: &Rig, plans: &[Plan]) -> Redactor {
         .flat_map(|step| {
             [
                 step.ssh_login.as_ref().and_then(|login| login.password.as_ref()),
+                step.ssh_su.as_ref().map(|su| &su.password),
                 step.console_login.as_ref().and_then(|login| login.password.as_ref()),
                 step.ssh_exec.as_ref().and_then(|exec| exec.stdin.as_ref()),
             ]

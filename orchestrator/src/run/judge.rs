@@ -86,6 +86,7 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         // SSH login without one only records its outcome, for a script to judge.
         "console_login" => judge_login(spec, output, "console login", Some("accepted")),
         "ssh_login" => judge_login(spec, output, "SSH login", None),
+        "ssh_su" => judge_su(spec, output),
         "console_run" => judge_status(spec, output, "output", "console command"),
         "ssh_exec" => judge_status(spec, output, "stdout", "SSH command"),
         "ssh_fetch" => Judgement::new(
@@ -223,6 +224,24 @@ fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&st
     } else {
         Judgement::new(Verdict::Fail, format!("{what} as `{user}` was {outcome}{after}; a compliant device has it {expected}"), false, true)
     }
+}
+
+/// The device's own password check (`su` over SSH): only records the outcome, for a
+/// script or a later step to weigh; a device without `su` is an ERROR, like any
+/// missing command.
+fn judge_su(spec: &Value, output: &Value) -> Judgement {
+    let user = text(&output["user"]);
+    let status = output["status"].as_i64();
+    if let Some(missing) = missing_command(&format!("su {user}"), status, &text(&output["response"]), "") {
+        return Judgement::new(Verdict::Error, missing, false, true);
+    }
+    let _ = spec;
+    let outcome = if output["accepted"].as_bool() == Some(true) { "accepted" } else { "refused" };
+    let shown = match output["response"].as_str().filter(|r| !r.is_empty()) {
+        Some(response) => format!(" (`{}`)", excerpt(response, 120)),
+        None => String::new(),
+    };
+    Judgement::new(Verdict::Pass, format!("su to `{user}` on the device was {outcome}, exit {}{shown}", status.map_or("none".into(), |s| s.to_string())), false, true)
 }
 
 fn judge_status(spec: &Value, output: &Value, stream: &str, what: &str) -> Judgement {

@@ -159,6 +159,7 @@ impl Runner {
         // Only the rig's secrets are known to the redactor before the run starts.
         let credentials = [
             step.ssh_login.as_ref().and_then(|l| l.password.as_ref()),
+            step.ssh_su.as_ref().map(|s| &s.password),
             step.console_login.as_ref().and_then(|l| l.password.as_ref()),
             step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()),
         ];
