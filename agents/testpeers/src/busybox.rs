@@ -56,7 +56,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{cfmakeraw, tcflush, tcgetattr, tcsetattr, FlushArg, SetArg, Termios};
 
 use crate::modbus::ModbusServer;
-use crate::require_program;
+use crate::{kill_pid_namespace, require_program, running_as_root, write_private};
 
 const BUSYBOX: &str = "/bin/busybox";
 const DROPBEAR: &str = "/usr/sbin/dropbear";
@@ -883,7 +883,7 @@ impl PowerSwitch {
             *running = Some(self.boot());
         } else if !on {
             if let Some(mut boot) = running.take() {
-                kill_pid_namespace(&mut boot);
+                kill_pid_namespace(&mut boot, Duration::from_secs(3));
             }
         }
     }
@@ -908,32 +908,6 @@ impl PowerSwitch {
         self.enabled.store(false, Ordering::SeqCst);
         self.set(false);
     }
-}
-
-/// Kills init of the boot's PID namespace (the kernel then kills every process in it) and
-/// reaps `unshare`, its parent.
-fn kill_pid_namespace(unshare: &mut Child) {
-    let pid = unshare.id();
-    let init = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()
-        .and_then(|children| children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()));
-    match init {
-        Some(init) => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-        }
-        None => {
-            let _ = unshare.kill();
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = unshare.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = unshare.kill();
-    let _ = unshare.wait();
 }
 
 /// The device's end of the serial line: the slave the device's getty opens (held open
@@ -1378,27 +1352,9 @@ fn quoted(text: &str) -> String {
     out
 }
 
-/// Writes a file no other user can read at any moment (created 0600).
-fn write_private(path: &Path, content: &str) {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    file.set_permissions(fs::Permissions::from_mode(0o600)).expect("mode 0600");
-    file.write_all(content.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
 fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
-}
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[cfg(test)]
