@@ -428,19 +428,10 @@ fn tail(path: &Path) -> io::Result<(bool, Vec<u8>)> {
 /// The last line of a file (without its newline), if it is shorter than 64 KiB.
 #[cfg(test)]
 fn last_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    const WINDOW: u64 = 64 * 1024;
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(WINDOW);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
-    if tail.last() == Some(&b'\n') {
-        tail.pop();
-    }
+    let (whole, tail) = tail(path)?;
     match tail.iter().rposition(|b| *b == b'\n') {
         Some(at) => Ok(Some(tail[at + 1..].to_vec())),
-        None if start == 0 => Ok(Some(tail)),
+        None if whole => Ok(Some(tail)),
         None => Ok(None),
     }
 }

@@ -371,6 +371,16 @@ pub struct DeviceIdentity {
     pub reported: Option<String>,
 }
 
+impl DeviceIdentity {
+    /// Every device of `rig` that took part in `cases`, with what it `reported`.
+    pub fn of_devices_in(rig: &proofrig_agents::rig::Rig, cases: &[CaseResult], reported: impl Fn(&str) -> Option<String>) -> Vec<DeviceIdentity> {
+        rig.devices()
+            .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
+            .map(|(name, d)| DeviceIdentity { device: name.to_string(), role: d.role.clone(), declared: d.identity.clone(), reported: reported(name) })
+            .collect()
+    }
+}
+
 /// A whole run, as reports and the manifest show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {

@@ -440,16 +440,7 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
         rollup: rollup.clone(),
         note,
     };
-    let devices = rig
-        .devices()
-        .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
-        .map(|(name, d)| DeviceIdentity {
-            device: name.to_string(),
-            role: d.role.clone(),
-            declared: d.identity.clone(),
-            reported: journal.reported.get(name).cloned(),
-        })
-        .collect();
+    let devices = DeviceIdentity::of_devices_in(rig, &cases, |name| journal.reported.get(name).cloned());
     let result = RunResult {
         run_id: journal.run_id.clone(),
         proofrig_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -349,17 +349,7 @@ pub async fn execute(
     // The run's end is a point where the whole journal must be on file: what follows
     // (sealing, or an error path that leaves the bundle unsealed) reads it.
     journal.flush()?;
-    let devices = request
-        .rig
-        .devices()
-        .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
-        .map(|(name, d)| DeviceIdentity {
-            device: name.to_string(),
-            role: d.role.clone(),
-            declared: d.identity.clone(),
-            reported: reported.get(name).cloned().flatten(),
-        })
-        .collect();
+    let devices = DeviceIdentity::of_devices_in(&request.rig, &cases, |name| reported.get(name).cloned().flatten());
     Ok(RunResult {
         run_id: request.run_id,
         proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
