@@ -37,6 +37,9 @@ pub const DEFAULT_PROMPT: &str = r"[#$] ?$";
 pub const DEFAULT_LOGIN_PROMPT: &str = r"login: ?$";
 /// Password prompt when the rig gives none.
 pub const DEFAULT_PASSWORD_PROMPT: &str = r"[Pp]assword: ?$";
+/// A line that is only a password prompt (for leaving it out of what `su` said).
+static DEFAULT_PASSWORD_PROMPT_TEXT: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"^[Pp]assword: ?$").expect("a valid pattern"));
 /// What a refused login looks like when the rig does not say.
 pub const DEFAULT_LOGIN_FAILURE: &str = r"Login incorrect|Permission denied|Authentication failure";
 
@@ -125,6 +128,23 @@ pub struct CommandOutput {
     /// line and without the trailing newline.
     pub output: String,
     pub exit_status: i32,
+}
+
+/// How `su` to another account went, at a shell prompt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SwitchOutcome {
+    /// The account `su` was asked for.
+    pub user: String,
+    /// `su` ran the command as that account: it exited 0 and the command printed a uid.
+    pub accepted: bool,
+    /// `su`'s exit status, as the shell printed it.
+    pub status: i32,
+    /// The uid the command printed as the switched-to account.
+    pub uid: Option<u32>,
+    /// Whether `su` asked for a password (it does not when the caller is root).
+    pub asked_password: bool,
+    /// What `su` printed besides the markers (`su: Authentication failure`).
+    pub response: String,
 }
 
 /// Why a wait or exchange failed. Every message names the channel.
@@ -508,6 +528,56 @@ impl Expect {
         let left = deadline.saturating_duration_since(Instant::now());
         self.expect_prompt(left).await?;
         Ok(CommandOutput { output, exit_status })
+    }
+
+    /// Switch to `user` with the device's own `su`, typing `password` at its prompt:
+    /// the device's password check, for a run that must show a password is real without
+    /// a console. `su` runs `id -u` as `user`; the shell then prints `su`'s exit status.
+    /// Both are printed behind fresh markers the echoed command line cannot match (as
+    /// [`Expect::run`] does), so neither an echo nor earlier output is mistaken for them.
+    pub async fn switch_user(&mut self, user: &str, password: &Secret, timeout: Duration) -> Result<SwitchOutcome, ExpectError> {
+        let deadline = Instant::now() + timeout;
+        let tag = marker_tag();
+        let uid_marker = regex::Regex::new(&format!(r"PRF_{tag}_U:(\d+)")).expect("marker pattern is valid");
+        let done = Regex::new(&format!(r"PRF_{tag}_S:(-?\d+)\r?\n")).expect("marker pattern is valid");
+        let password_prompt = self.compile("password prompt", DEFAULT_PASSWORD_PROMPT)?;
+        // `""` and `''` split the markers in the typed line (and so in its echo); the
+        // shells that run them join them again.
+        self.send_line(&format!("su {user} -c 'echo PRF_{tag}_\"\"U:$(id -u)'; echo PRF_{tag}\'\'_S:$?")).await?;
+        let patterns = [password_prompt, done];
+        let mut asked_password = false;
+        let mut said = String::new();
+        let found = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let found = self.expect(&patterns, left).await?;
+            said.push_str(&found.before_text());
+            if found.index == 1 {
+                break found;
+            }
+            if asked_password {
+                // Asked again: no second try; cancel, and read su's status.
+                self.send(b"\x03").await?;
+            } else {
+                self.send_secret_line(password).await?;
+                asked_password = true;
+            }
+        };
+        let status_text = found.group_text(1).unwrap_or_default();
+        let status = status_text.parse::<i32>().map_err(|_| ExpectError::BadExitStatus {
+            channel: self.channel().clone(),
+            command: format!("su {user}"),
+            status: status_text.clone(),
+        })?;
+        let uid = uid_marker.captures(&said).and_then(|c| c[1].parse::<u32>().ok());
+        let response = said
+            .lines()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty() && !l.contains(&format!("PRF_{tag}")) && !DEFAULT_PASSWORD_PROMPT_TEXT.is_match(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.expect_prompt(left).await?;
+        Ok(SwitchOutcome { user: user.to_string(), accepted: status == 0 && uid.is_some(), status, uid, asked_password, response })
     }
 
     fn compile(&self, what: &'static str, pattern: &str) -> Result<Regex, ExpectError> {

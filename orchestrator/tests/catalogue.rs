@@ -149,3 +149,42 @@ fn with_a_rig_it_says_per_device_whether_each_case_can_run_and_what_is_missing()
     let out = proofrig(&["catalogue", "--rig", "/nonexistent/rig.yaml"]);
     assert_eq!(out.status.code(), Some(3), "{}", all(&out));
 }
+
+/// Every command a bundled case runs on the device is one its `device_commands`
+/// names, so `catalogue` tells a technician what the device's userland must have.
+#[test]
+fn every_bundled_case_names_the_device_commands_it_runs() {
+    let script_call = regex::Regex::new(r#"\b(?:ssh_exec|console_run)\s*\(\s*["`]([A-Za-z0-9_./-]+)"#).unwrap();
+    // Shell builtins every device's shell has.
+    let builtins = ["true", "echo", "exit", "cd", "test", "["];
+    for entry in std::fs::read_dir(repo_root().join("testplans")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let plan = proofrig::plan::Plan::load(&path).unwrap();
+        for case in &plan.spec.cases {
+            let mut used: Vec<String> = Vec::new();
+            for step in case.steps.iter().chain(&case.restore) {
+                let command = step.ssh_exec.as_ref().map(|e| e.command.clone()).or_else(|| step.console_run.as_ref().map(|r| r.command.clone()));
+                if let Some(word) = command.as_deref().and_then(|c| c.split_whitespace().next()) {
+                    if !word.starts_with("${") {
+                        used.push(word.to_string());
+                    }
+                }
+                if let Some(script) = &step.script {
+                    used.extend(script_call.captures_iter(script).map(|c| c[1].to_string()));
+                }
+            }
+            for word in used.iter().filter(|w| !builtins.contains(&w.as_str())) {
+                assert!(
+                    case.device_commands.iter().any(|named| named.split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-').any(|w| w == word)),
+                    "{}: case {} runs `{word}` on the device but its device_commands {:?} do not name it",
+                    path.display(),
+                    case.id,
+                    case.device_commands
+                );
+            }
+        }
+    }
+}

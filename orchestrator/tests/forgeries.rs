@@ -72,6 +72,9 @@ cases:
       - name: fetch the password file
         ssh_fetch: { path: /etc/passwd }
         on_failure: continue
+      - name: switch to root with its password
+        ssh_su: { user: root, password: { secret: root_password } }
+        on_failure: continue
 "#;
 
 /// The library's plans the forgeries need (the slow scripted ones left out), and the extras.
@@ -95,6 +98,8 @@ struct Forgery {
     forge: fn(&mut Journal) -> usize,
 }
 
+/// The boot loader case's script step.
+const BOOT_SCRIPT: &str = "the boot loader opens only with a password";
 const NO_SERVICES: &str = "TC_NO_UNNECESSARY_SERVICE";
 const BOOT: &str = "TC_BOOT_INT_MEM_1";
 const EXTRA: &str = "TC_FORGERY_EXTRAS";
@@ -107,15 +112,20 @@ fn forgeries() -> Vec<Forgery> {
     vec![
         Forgery { name: "the outlet's read-back", action: Some("power"), forge: |j| edit(j, NO_SERVICES, "power-cycle the device", |o| o["state"] = "off".into()) },
         Forgery { name: "the time waited", action: Some("wait"), forge: |j| edit(j, LOGGING, "give the logger a moment to write", |o| o["waited_ms"] = 5.into()) },
-        Forgery { name: "the key pressed at the boot loader", action: Some("console_send"), forge: |j| edit(j, BOOT, "press a key to stop autoboot", |o| o["sent"] = "x".into()) },
         Forgery {
-            name: "the weak boot loader's open prompt turned into a password prompt",
+            name: "the key pressed at the boot loader (a script's call)",
+            action: Some("console_send"),
+            forge: |j| edit(j, BOOT, BOOT_SCRIPT, |o| call_of(o, "console_send", 0)["output"]["sent"] = "x".into()),
+        },
+        Forgery {
+            name: "the weak boot loader's open prompt turned into a boot that goes on (a script's call)",
             action: Some("console_expect"),
             forge: |j| {
-                edit(j, BOOT, "see what stopping autoboot leads to", |o| {
-                    o["index"] = 0.into();
-                    o["pattern"] = "[Pp]assword: ?$".into();
-                    o["matched_text"] = "Password: ".into();
+                edit(j, BOOT, BOOT_SCRIPT, |o| {
+                    let stopped = &mut call_of(o, "console_expect", 1)["output"];
+                    stopped["index"] = 2.into();
+                    stopped["pattern"] = "Starting kernel".into();
+                    stopped["matched_text"] = "Starting kernel".into();
                 })
             },
         },
@@ -146,6 +156,11 @@ fn forgeries() -> Vec<Forgery> {
                     *o = json!({"path": "/etc/passwd", "len": text.len(), "sha256": hex::encode(sha2::Sha256::digest(text)), "text": text});
                 })
             },
+        },
+        Forgery {
+            name: "a device without su made to accept root's password",
+            action: Some("ssh_su"),
+            forge: |j| edit(j, EXTRA, "switch to root with its password", |o| *o = json!({"user": "root", "accepted": true, "status": 0, "uid": 0, "asked_password": true, "response": ""})),
         },
         Forgery { name: "an accepted SSH login said refused", action: Some("ssh_login"), forge: |j| edit(j, LOGGING, "log in with the right password (accepted)", |o| o["accepted"] = false.into()) },
         Forgery {
@@ -365,6 +380,11 @@ fn edit(journal: &mut Journal, case: &str, label: &str, change: impl FnOnce(&mut
     at
 }
 
+/// The `n`th call to `action` in a script step's output.
+fn call_of<'o>(output: &'o mut Value, action: &str, n: usize) -> &'o mut Value {
+    output["calls"].as_array_mut().unwrap().iter_mut().filter(|c| c["action"] == action).nth(n).unwrap_or_else(|| panic!("no call {n} to {action}"))
+}
+
 /// The index of the (last attempt's) StepFinished of the main or restore step `label`.
 fn finished(journal: &Journal, case: &str, device: &str, label: &str) -> usize {
     let started = journal
@@ -528,6 +548,9 @@ fn run_script_again(step: &Step, scope: &Value, recorded: &Value) -> Value {
     struct Recorded(Vec<Value>);
     impl Caller for Recorded {
         fn call(&mut self, _: &CallRequest) -> Answer {
+            if self.0.is_empty() {
+                return Answer::Stop(json!({"error": {"class": "error", "message": "the forgery asks for a call the record does not have"}}));
+            }
             let call = self.0.remove(0);
             Answer::Done { output: call["output"].clone(), first_seq: call["first_seq"].as_u64().unwrap(), last_seq: call["last_seq"].as_u64().unwrap() }
         }

@@ -177,3 +177,41 @@ async fn a_step_past_its_time_limit_is_infra_and_the_others_keep_their_own_limit
     simrun::assert_replays(&ran);
     lab.stop().await;
 }
+
+/// Leaves a shell open at the console, as a technician who walked away would.
+const LEAVE_LOGGED_IN: &str = r#"
+plan: leave-logged-in
+title: A technician leaves a shell open
+cases:
+  - id: TC_LEAVE_LOGGED_IN
+    title: Log in on the console and walk away
+    scas: { spec: TS 33.117, clause: 4.3.2.7, test_name: TC_LEAVE_LOGGED_IN, requirement: r }
+    purpose: p
+    expected: e
+    evidence: e
+    devices: { names: [ru1] }
+    steps:
+      - console_login: { user: oper, password: { secret: oper_password } }
+      - console_run: { command: "whoami", expect_status: 0 }
+"#;
+
+/// A console login that finds a shell already open logs it out and logs in for real,
+/// saying whose shell it was: finding `oper@ru1:~$` proves nothing about root's login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_login_logs_out_a_shell_left_open_and_says_whose_it_was() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = simrun::rig_of(&lab, dir.path(), |text| text);
+    let plans = vec![Plan::parse("leave.yaml", LEAVE_LOGGED_IN).unwrap(), plan("remote-root-login.yaml")];
+    let ran = simrun::run_on(rig, dir, plans, &[], Some("ru1")).await;
+    let root = ran.result.cases.iter().find(|c| c.key.case == "TC_REMOTE_LOGIN_RESTRICTIONS_PRIVILEGED_USERS").unwrap();
+    assert_eq!(root.verdict, Verdict::Pass, "{}", root.evidence_excerpt);
+    let record = ran.records.iter().find(|r| r.entry["type"] == "step_finished" && r.entry["case"] == root.key.case && r.entry["index"] == 1).unwrap();
+    let login = record.entry["output"]["calls"].as_array().unwrap().iter().find(|c| c["action"] == "console_login").expect("the script logs in on the console").clone();
+    assert_eq!(login["output"]["logged_out"][0]["account"], "oper", "{login}");
+    assert_eq!(login["output"]["user"], "root", "{login}");
+    let message = login["message"].as_str().unwrap();
+    assert_eq!(message, "console login as `root` was accepted (after logging out a shell left open as `oper`)");
+    simrun::assert_replays(&ran);
+    lab.stop().await;
+}

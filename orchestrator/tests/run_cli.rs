@@ -107,11 +107,15 @@ fn reseal_with_every_fail_hidden(original: &Path, out: &Path, key: &ed25519_dale
         .collect();
     let mut result: RunResult = serde_json::from_slice(&std::fs::read(original.join("results.json")).unwrap()).unwrap();
     let plan_refs: Vec<(&Path, &[u8])> = plans.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
-    let writer = BundleWriter::create(out, &result.run_id, (Path::new("rig.yaml"), &rig), &plan_refs).unwrap();
+    // With the lab's key, the forger signs the journal's head as the run did.
+    let writer = BundleWriter::create_signed(out, &result.run_id, (Path::new("rig.yaml"), &rig), &plan_refs, key).unwrap();
     let (records, _) = read_chain(&original.join(JOURNAL)).unwrap().unwrap();
     for record in records {
         let mut entry = record.entry;
         let kind = entry["type"].as_str().unwrap_or_default().to_string();
+        if kind == "checkpoint" {
+            continue;
+        }
         if matches!(kind.as_str(), "step_finished" | "case_finished") && entry["verdict"] == "FAIL" {
             entry["verdict"] = "PASS".into();
         }
@@ -126,4 +130,117 @@ fn reseal_with_every_fail_hidden(original: &Path, out: &Path, key: &ed25519_dale
     result.rollup = Rollup::of(result.cases.iter().map(|c| c.verdict));
     result.verdict = Verdict::Pass;
     writer.seal(&result, key).unwrap().dir
+}
+
+/// Scripts that end ERROR (a script error), INFRA (the device powered off through the
+/// PDU mid-script) and ABORTED (Ctrl-C mid-script) record messages that name where in
+/// the plan they stopped. Each bundle verifies whatever path the plan was given by
+/// (relative, absolute, from another working directory), and verify may run from
+/// anywhere; an edit is still caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_failures_verify_whatever_path_the_plan_was_given_by() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let plans = tmp.path().join("work/plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let case = |id: &str, script: &str, restore: &str| {
+        format!(
+            "plan: {id}\ntitle: {id}\ncases:\n  - id: {id}\n    title: {id}\n    \
+             scas: {{ spec: TS 33.117, clause: 4.2.3.4.5, test_name: {id}, requirement: r }}\n    \
+             purpose: p\n    expected: e\n    evidence: e\n    steps:\n      - name: scripted\n        timeout_ms: 90000\n        script: |\n{}\n    restore:\n{restore}\n",
+            script.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
+        )
+    };
+    std::fs::write(plans.join("error.yaml"), case("TC_SCRIPT_ERROR", "let answer = ssh_exec(\"true\");\nlet zero = answer.exit_status;\nlet boom = 1 / zero;", "      - wait: { ms: 1 }")).unwrap();
+    std::fs::write(
+        plans.join("infra.yaml"),
+        case("TC_SCRIPT_INFRA", "ssh_exec(\"true\");\npower(\"off\");\nssh_exec(\"true\");", "      - name: power back on\n        power: { action: on }"),
+    )
+    .unwrap();
+    std::fs::write(plans.join("abort.yaml"), case("TC_SCRIPT_ABORT", "ssh_exec(\"true\");\nwait(60000);", "      - wait: { ms: 1 }")).unwrap();
+
+    let run = |plan: String, cwd: PathBuf| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_proofrig"));
+        command.args(["run", &plan, "--rig", &s(&rig), "--device", "ru1", "--key", &s(&key), "--out", &s(&tmp.path().join("results")), "--quiet"]);
+        command.current_dir(cwd).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command
+    };
+    let work = tmp.path().join("work");
+    let mut bundles = Vec::new();
+    for (plan, cwd, verdict) in [
+        ("plans/error.yaml".to_string(), work.clone(), "ERROR"),
+        (s(&plans.join("error.yaml")), elsewhere.clone(), "ERROR"),
+        ("../work/plans/infra.yaml".to_string(), elsewhere.clone(), "INFRA"),
+        ("plans/infra.yaml".to_string(), work.clone(), "INFRA"),
+    ] {
+        let out = run(plan.clone(), cwd).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{plan}: {}", all(&out));
+        let bundle = bundle_of(&out);
+        let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+        let case = &results["cases"][0];
+        assert_eq!(case["verdict"], verdict, "{plan}: {case}");
+        let message = case["steps"][0]["message"].as_str().unwrap().to_string();
+        let file = Path::new(&plan).file_name().unwrap().to_string_lossy().into_owned();
+        assert!(message.contains(&format!("{file}:")), "the message names where the script stopped: {message}");
+        assert!(!message.contains("plans/") && !message.contains(&s(tmp.path())), "and no path that depends on how the plan was given: {message}");
+        bundles.push(bundle);
+    }
+    // Ctrl-C while the script waits.
+    let child = run("plans/abort.yaml".to_string(), work.clone()).spawn().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id().unwrap() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let bundle = bundle_of(&out);
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["cases"][0]["verdict"], "ABORTED", "{results}");
+    bundles.push(bundle);
+
+    for bundle in &bundles {
+        let verified = tokio::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
+            .args(["verify", &s(bundle), "--key", &s(&public)])
+            .current_dir(&elsewhere)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(verified.status.code(), Some(0), "{}: {}", bundle.display(), all(&verified));
+        assert_eq!(String::from_utf8_lossy(&verified.stdout).lines().last(), Some("VERIFIED"));
+    }
+    // A real edit is still caught.
+    let journal = bundles[0].join(JOURNAL);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, text.replacen("\"ERROR\"", "\"PASS\"", 1)).unwrap();
+    let verified = proofrig(&["verify", &s(&bundles[0]), "--key", &s(&public)]).await;
+    assert_eq!(verified.status.code(), Some(1), "{}", all(&verified));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("TAMPERED"), "{}", all(&verified));
+    lab.stop().await;
+}
+
+/// A rig that lacks a value a case needs: the technician is told which rig file to edit
+/// and with what, the case is ERROR without touching the device, and the bundle verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rig_gap_names_the_rig_file_to_edit() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
+    let text = std::fs::read_to_string(&rig).unwrap();
+    std::fs::write(&rig, text.lines().filter(|l| !l.trim_start().starts_with("lockout:")).collect::<Vec<_>>().join("\n")).unwrap();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let plan = plan("failed-login-attempts.yaml");
+    let out = proofrig(&["run", &plan, "--rig", &s(&rig), "--device", "ru1", "--key", &s(&key), "--out", &s(&tmp.path().join("results")), "--quiet"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("edit the rig file {}", s(&rig))) && stderr.contains("declared.lockout"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ERROR"), "{}", all(&out));
+    let verified = proofrig(&["verify", &s(&bundle_of(&out)), "--key", &s(&public)]).await;
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
+    lab.stop().await;
 }

@@ -4,6 +4,7 @@
 //! stops it on drop. A peer whose program is missing makes the caller fail with a
 //! message naming the Debian package to install; nothing here ever skips a test.
 
+pub mod busybox;
 pub mod dropbear;
 pub mod modbus;
 pub mod pdudaemon;
@@ -25,4 +26,54 @@ pub fn require_program(path: &str, package: &str) {
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether this process runs as root (the namespaced peers need it).
+pub(crate) fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Writes a file only its owner reads (shadow copies, secrets), created with mode 0600
+/// so its content is never readable by others, not even for a moment.
+pub(crate) fn write_private(path: &std::path::Path, content: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).expect("mode 0600");
+    file.write_all(content.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Kills init of the PID namespace `unshare` started (the kernel then kills every
+/// process in it) and reaps `unshare`, its parent, waiting at most `grace`. Killing
+/// `unshare` first would also work (`--kill-child`) but leave init a zombie for a
+/// parent that may never reap it.
+pub(crate) fn kill_pid_namespace(unshare: &mut std::process::Child, grace: std::time::Duration) {
+    let pid = unshare.id();
+    let init = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|children| children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()));
+    match init {
+        Some(init) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+        }
+        None => {
+            let _ = unshare.kill();
+        }
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = unshare.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = unshare.kill();
+    let _ = unshare.wait();
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, require_program};
+use crate::{free_port, kill_pid_namespace, require_program, running_as_root, write_private};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
@@ -311,7 +311,7 @@ impl Sshd {
                     syslog,
                 };
             }
-            stop_namespace(&mut child);
+            kill_pid_namespace(&mut child, Duration::from_secs(2));
             last_log = read_log(base);
             if !last_log.contains("Address already in use") {
                 break;
@@ -442,7 +442,7 @@ impl Sshd {
     /// Kill sshd and every session it spawned, and reap it. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            stop_namespace(&mut child);
+            kill_pid_namespace(&mut child, Duration::from_secs(2));
         }
         if let Some(syslog) = self.syslog.take() {
             syslog.stop();
@@ -454,34 +454,6 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Kill sshd, the PID namespace's init: the kernel then kills every session process
-/// in the namespace, and `unshare`, sshd's parent, reaps it and exits. Killing `unshare`
-/// first would also work (--kill-child) but leave sshd a zombie for an init that may
-/// never reap it.
-fn stop_namespace(unshare: &mut Child) {
-    let pid = unshare.id();
-    let init = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()
-        .and_then(|children| children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()));
-    match init {
-        Some(init) => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-        }
-        None => {
-            let _ = unshare.kill();
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = unshare.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = unshare.kill();
-    let _ = unshare.wait();
 }
 
 fn read_log(base: &Path) -> String {
@@ -635,12 +607,6 @@ fn write_account_files(base: &Path, root_password: &str, accounts: &[Account]) -
     fs::write(base.join("passwd"), passwd_copy).expect("write passwd copy");
     fs::write(base.join("group"), group_copy).expect("write group copy");
     created
-}
-
-/// Writes a file only root can read (shadow copies), as private as the original.
-fn write_private(path: &Path, content: &str) {
-    fs::write(path, content).expect("write private file");
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
 }
 
 /// `/etc/pam.d/sshd` for the server: pam_unix, with pam_faillock around it when asked.
@@ -809,11 +775,14 @@ mount --bind '{d}/auth.log' {AUTH_LOG}
 mkdir '{d}/hostdev'
 mount --rbind /dev '{d}/hostdev'
 mount -t tmpfs -o mode=755 proofrig-dev /dev
-for n in null zero full random urandom tty ptmx; do
+for n in null zero full random urandom tty; do
     : > /dev/$n; mount --bind '{d}/hostdev/'$n /dev/$n
 done
 mkdir /dev/pts /dev/shm
 mount --bind '{d}/hostdev/pts' /dev/pts
+# The PTY multiplexer of the devpts above (a bind of the host's /dev/ptmx node would
+# look for its devpts beside the host's /dev and fail: sshd could not open a PTY).
+ln -s pts/ptmx /dev/ptmx
 mount -t tmpfs -o mode=1777 proofrig-shm /dev/shm
 ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr
 : > /dev/log; mount --bind '{d}/log.sock' /dev/log
@@ -874,9 +843,4 @@ LogLevel VERBOSE
         config.push_str(&format!("Subsystem sftp {SFTP_SERVER}\n"));
     }
     config
-}
-
-fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }

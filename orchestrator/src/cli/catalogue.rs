@@ -252,6 +252,7 @@ fn needs(case: &CaseInfo) -> String {
             lines.push(format!("{label}: {}", items.join(", ")));
         }
     };
+    list("commands", n.commands.clone());
     list("declared", n.declared.clone());
     let mut secrets = n.secrets.clone();
     secrets.extend(n.credentials.iter().cloned());

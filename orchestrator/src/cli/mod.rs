@@ -9,6 +9,7 @@ mod power;
 mod probe;
 mod rig;
 mod run;
+mod seal;
 mod sim;
 mod ssh;
 mod verify;
@@ -156,7 +157,23 @@ pub enum Command {
         #[arg(long, default_value = "lab")]
         name: String,
     },
-    /// Check an evidence bundle offline: exit 0 verified, 1 tampered, 2 incomplete (never sealed).
+    /// Seal a run that stopped without finishing (killed, crashed) as INCOMPLETE.
+    ///
+    /// Appends a journal record saying the run stopped and what did not run (the open
+    /// case's restore steps), then writes the reports, manifest and signed statements.
+    /// Refuses a bundle already sealed, a finished run, a journal whose chain or
+    /// checkpoints do not hold, and changed inputs.
+    ///
+    /// Exit status: 2 sealed as incomplete, 1 refused, 3 bad usage (no bundle, no key).
+    Seal {
+        /// The run's bundle directory (results/<run-id>).
+        run_dir: PathBuf,
+        /// The lab's signing key, the one the run used (default: $PROOFRIG_KEY, then ~/.config/proofrig/lab.key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Check an evidence bundle offline: exit 0 verified, 1 tampered, 2 incomplete
+    /// (never sealed, or sealed after it stopped).
     Verify {
         /// The bundle directory (results/<run-id>).
         bundle: PathBuf,
@@ -257,6 +274,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             ssh::ssh(&rig, &device, &command, timeout_s, &cli.transcripts).await
         }
         Command::Keygen { out, name } => keygen::keygen(&out, &name),
+        Command::Seal { run_dir, key } => seal::seal(&run_dir, key.as_deref()),
         Command::Verify { bundle, key } => verify::verify(&bundle, key.as_deref()),
     }
 }

@@ -37,6 +37,8 @@ pub struct Sealed {
 }
 
 /// The signing key: `--key`, else `PROOFRIG_KEY`, else `~/.config/proofrig/lab.key`.
+/// `run` loads it before anything else: the journal signs its head with it from the
+/// first record on, so a run without it must not touch a device.
 pub fn load_key(explicit: Option<&Path>) -> Result<SigningKey, Failure> {
     let path = explicit
         .map(Path::to_path_buf)
@@ -50,7 +52,12 @@ pub fn load_key(explicit: Option<&Path>) -> Result<SigningKey, Failure> {
             path.display()
         )));
     }
-    signing::load_signing_key(&path).map_err(|e| Failure::usage(miette::Report::msg(e.to_string())))
+    signing::load_signing_key(&path).map_err(|e| {
+        Failure::usage(miette::miette!(
+            help = "pass the lab's private key (from `proofrig keygen`) with --key FILE or PROOFRIG_KEY; nothing was done",
+            "{e}: evidence is signed with the lab's Ed25519 key"
+        ))
+    })
 }
 
 /// `--param NAME=VALUE`; the value is read as YAML, so `3`, `true` and `[a, b]` keep their types.
@@ -78,9 +85,19 @@ pub fn new_run_id(rig: &str, label: &str) -> String {
 /// Run, journal and seal. The caller prints.
 pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progress) -> Result<Sealed, Failure> {
     let run_id = new_run_id(setup.rig.name(), label);
+    // A case the rig is not ready for is ERROR in the evidence, which names the rig by
+    // its name; the technician here also learns which file to edit.
+    for sel in crate::run::executor::select(&setup.plans, &setup.rig, setup.only_device.as_deref()) {
+        if let Some(why) = crate::plan::catalogue::unready(sel.plan, sel.case, &setup.rig, &sel.device) {
+            eprintln!("proofrig: warning: {} on {} will be ERROR; edit the rig file {}: {why}", sel.case.id, sel.device, setup.rig.path.display());
+        }
+    }
     let plan_inputs: Vec<(&Path, &[u8])> = setup.plans.iter().map(|p| (p.path.as_path(), p.bytes.as_slice())).collect();
-    let bundle = BundleWriter::create(&setup.out_dir, &run_id, (setup.rig.path.as_path(), &setup.rig.bytes), &plan_inputs)
-        .map_err(|e| Failure::usage(miette::Report::msg(e.to_string())))?;
+    // The journal signs its head with the lab's key from its first record on
+    // (checkpoints), so the key was loaded before anything else (`load_key`).
+    let bundle =
+        BundleWriter::create_signed(&setup.out_dir, &run_id, (setup.rig.path.as_path(), &setup.rig.bytes), &plan_inputs, &setup.key)
+            .map_err(|e| Failure::usage(miette::Report::msg(e.to_string())))?;
     let journal = bundle.journal().clone();
     let inputs = bundle.input_refs().clone();
     let operator = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());

@@ -1,7 +1,8 @@
 //! `proofrig verify BUNDLE [--key PUBKEY]`: the check a manager or regulator runs.
 //!
 //! Exit codes carry the outcome for scripts: 0 verified, 1 tampered, 2 incomplete
-//! (never sealed), 3 usage. A valid signature by a key nobody pinned still exits 0,
+//! (never sealed, or sealed after the run stopped; how far the run signed its journal
+//! is said), 3 usage. A valid signature by a key nobody pinned still exits 0,
 //! but the output says so loudly, since anyone can make a key.
 
 use std::path::Path;
@@ -11,7 +12,7 @@ use crate::evidence::signing;
 use crate::evidence::verify::{self, CheckState, JournalRecord, ReplayInput, ReplayMismatch, Status};
 use crate::run::replay::{not_an_entry, Disagreement, Replayer};
 
-/// Exit code: the bundle was never sealed.
+/// Exit code: the bundle was never sealed, or sealed after its run stopped.
 pub const EXIT_INCOMPLETE: u8 = 2;
 
 /// The verdict replay `proofrig verify` runs: recompute every verdict from the plans,

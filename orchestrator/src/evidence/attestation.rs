@@ -129,6 +129,10 @@ pub struct ScasRunPredicate {
     pub journal: JournalHead,
     pub verdict: Verdict,
     pub aborted: bool,
+    /// The run stopped without finishing (killed, crashed) and `proofrig seal` sealed
+    /// it afterwards: the journal ends with its RunSealedIncomplete record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
     /// How many cases ended with each verdict.
     pub counts: BTreeMap<Verdict, usize>,
     pub cases: Vec<CaseOutcome>,
@@ -144,6 +148,7 @@ impl ScasRunPredicate {
             journal,
             verdict: result.verdict,
             aborted: result.aborted,
+            incomplete: false,
             counts: result.rollup.counts.clone(),
             cases: result
                 .cases
@@ -248,6 +253,7 @@ mod tests {
             journal: JournalHead { records: 3, head_sha256: "cc".into() },
             verdict: Verdict::Pass,
             aborted: false,
+            incomplete: false,
             counts: BTreeMap::new(),
             cases,
         }

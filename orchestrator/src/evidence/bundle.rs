@@ -4,7 +4,9 @@
 //! what was run is fixed before anything happens), appends to its journal during the
 //! run, and seals it at the end: reports are written, every file is digested into
 //! the manifest and into two signed in-toto statements. A run that crashes leaves
-//! no attestation, so a verifier can tell "never finished" from "changed afterwards".
+//! no attestation, so a verifier can tell "never finished" from "changed afterwards";
+//! its journal's checkpoints (`checkpoint.rs`) say how far it was signed, and
+//! `proofrig seal` (`stopped.rs`) seals it as incomplete.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -19,7 +21,8 @@ use crate::evidence::attestation::{
     JournalHead, RigRef, ScasRunPredicate, Statement, Subject, PAYLOAD_TYPE, SCAS_RUN_PREDICATE, STATEMENT_TYPE,
     TEST_RESULT_PREDICATE,
 };
-use crate::evidence::journal::{JournalError, JournalWriter};
+use crate::evidence::checkpoint::LabHeadSigner;
+use crate::evidence::journal::{HeadSigner, JournalError, JournalWriter};
 use crate::evidence::record::{DeviceIdentity, FileRef, RunResult};
 use crate::evidence::signing;
 use crate::report;
@@ -142,6 +145,29 @@ impl BundleWriter {
         rig: (&Path, &[u8]),
         plans: &[(&Path, &[u8])],
     ) -> Result<BundleWriter, BundleError> {
+        Self::create_with(out_dir, run_id, rig, plans, None)
+    }
+
+    /// [`BundleWriter::create`], with a journal that signs its head with `key` as the
+    /// run goes (checkpoints, `checkpoint.rs`): what `proofrig run` makes, so a run
+    /// that never seals still carries signed evidence. `key` is the one that seals.
+    pub fn create_signed(
+        out_dir: &Path,
+        run_id: &str,
+        rig: (&Path, &[u8]),
+        plans: &[(&Path, &[u8])],
+        key: &SigningKey,
+    ) -> Result<BundleWriter, BundleError> {
+        Self::create_with(out_dir, run_id, rig, plans, Some(Box::new(LabHeadSigner::new(key.clone()))))
+    }
+
+    fn create_with(
+        out_dir: &Path,
+        run_id: &str,
+        rig: (&Path, &[u8]),
+        plans: &[(&Path, &[u8])],
+        signer: Option<Box<dyn HeadSigner>>,
+    ) -> Result<BundleWriter, BundleError> {
         check_run_id(run_id)?;
         let mut plan_names = Vec::with_capacity(plans.len());
         for (path, _) in plans {
@@ -176,7 +202,11 @@ impl BundleWriter {
             write_new(&dir.join(&path), bytes)?;
             plan_refs.push(FileRef { path, sha256: hex::encode(Sha256::digest(bytes)) });
         }
-        let journal = Arc::new(JournalWriter::create(&dir.join(JOURNAL))?);
+        let journal_path = dir.join(JOURNAL);
+        let journal = Arc::new(match signer {
+            Some(signer) => JournalWriter::create_signed(&journal_path, signer)?,
+            None => JournalWriter::create(&journal_path)?,
+        });
         Ok(BundleWriter {
             dir,
             run_id: run_id.to_string(),
@@ -219,84 +249,93 @@ impl BundleWriter {
         }
         self.journal.sync()?;
         check_run_finished(&journal_path, records, result.verdict)?;
-
-        let key_id = signing::key_id(&key.verifying_key());
-        let results_json = encode_pretty("results.json", result)?;
-        write_new(&self.dir.join(RESULTS), &results_json)?;
-        write_new(&self.dir.join(JUNIT), report::junit::junit_xml(result)?.as_bytes())?;
-        let html = report::html::render(result, &report::html::Seal { bundle_dir: &self.dir, key_id: &key_id });
-        write_new(&self.dir.join(REPORT), html.as_bytes())?;
-
-        let mut files = Vec::new();
-        for entry in list_files(&self.dir)
-            .map_err(|source| BundleError::Read { path: self.dir.display().to_string(), source })?
-        {
-            if entry.path == MANIFEST || entry.path == ATTESTATION || entry.path == ATTESTATION_PARTIAL {
-                continue;
-            }
-            if let Some(what) = entry.not_a_file {
-                return Err(BundleError::NotAFile { path: self.dir.join(&entry.path).display().to_string(), what });
-            }
-            let full = self.dir.join(&entry.path);
-            let (sha256, size) = sha256_file(&full).map_err(read_err(&full))?;
-            files.push(ManifestFile { path: entry.path, sha256, size });
-        }
-
-        let journal_head = JournalHead { records, head_sha256: hex::encode(head) };
-        let rig = RigRef {
-            name: result.rig_name.clone(),
-            path: self.inputs.rig.path.clone(),
-            sha256: self.inputs.rig.sha256.clone(),
-        };
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT.to_string(),
-            run_id: result.run_id.clone(),
-            proofrig_version: result.proofrig_version.clone(),
-            operator: result.operator.clone(),
-            host: result.host.clone(),
-            started: result.started.clone(),
-            ended: result.ended.clone(),
-            aborted: result.aborted,
-            verdict: result.verdict,
-            rig: rig.clone(),
-            plans: self.inputs.plans.clone(),
-            devices: result.devices.clone(),
-            journal: journal_head.clone(),
-            files,
-        };
-        let manifest_json = encode_pretty("manifest.json", &manifest)?;
-        write_new(&self.dir.join(MANIFEST), &manifest_json)?;
-
-        let mut subject: Vec<Subject> = manifest.files.iter().map(|f| Subject::sha256(&f.path, &f.sha256)).collect();
-        subject.push(Subject::sha256(MANIFEST, &hex::encode(Sha256::digest(&manifest_json))));
-        subject.sort();
-
-        let scas = ScasRunPredicate::from_run(result, rig, self.inputs.plans.clone(), journal_head);
-        let test_result = Statement {
-            statement_type: STATEMENT_TYPE.to_string(),
-            subject: subject.clone(),
-            predicate_type: TEST_RESULT_PREDICATE.to_string(),
-            predicate: scas.test_result(),
-        };
-        let scas = Statement {
-            statement_type: STATEMENT_TYPE.to_string(),
-            subject,
-            predicate_type: SCAS_RUN_PREDICATE.to_string(),
-            predicate: scas,
-        };
-        let mut attestation = Vec::new();
-        for payload in [encode("test-result statement", &test_result)?, encode("proofrig statement", &scas)?] {
-            let envelope = signing::sign(key, PAYLOAD_TYPE, &payload);
-            attestation.extend(encode("DSSE envelope", &envelope)?);
-            attestation.push(b'\n');
-        }
-        let partial = self.dir.join(ATTESTATION_PARTIAL);
-        write_new(&partial, &attestation)?;
-        let sealed = self.dir.join(ATTESTATION);
-        std::fs::rename(&partial, &sealed).map_err(write_err(&sealed))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(write_err(&self.dir))?;
-        Ok(SealedBundle { dir: self.dir, key_id })
+        let journal = JournalHead { records, head_sha256: hex::encode(head) };
+        seal_files(&self.dir, &self.inputs, result, key, journal, false)
     }
+}
+
+/// Write the reports, the manifest and the signed statements of a bundle whose
+/// journal is complete and on disk, ending at `journal`. `incomplete`: the run
+/// stopped without finishing and `proofrig seal` seals it afterwards.
+pub(crate) fn seal_files(
+    dir: &Path,
+    inputs: &InputRefs,
+    result: &RunResult,
+    key: &SigningKey,
+    journal: JournalHead,
+    incomplete: bool,
+) -> Result<SealedBundle, BundleError> {
+    let key_id = signing::key_id(&key.verifying_key());
+    let results_json = encode_pretty("results.json", result)?;
+    write_new(&dir.join(RESULTS), &results_json)?;
+    write_new(&dir.join(JUNIT), report::junit::junit_xml(result)?.as_bytes())?;
+    let html = report::html::render(result, &report::html::Seal { bundle_dir: dir, key_id: &key_id });
+    write_new(&dir.join(REPORT), html.as_bytes())?;
+
+    let mut files = Vec::new();
+    for entry in list_files(dir).map_err(|source| BundleError::Read { path: dir.display().to_string(), source })? {
+        if entry.path == MANIFEST || entry.path == ATTESTATION || entry.path == ATTESTATION_PARTIAL {
+            continue;
+        }
+        if let Some(what) = entry.not_a_file {
+            return Err(BundleError::NotAFile { path: dir.join(&entry.path).display().to_string(), what });
+        }
+        let full = dir.join(&entry.path);
+        let (sha256, size) = sha256_file(&full).map_err(read_err(&full))?;
+        files.push(ManifestFile { path: entry.path, sha256, size });
+    }
+
+    let rig =
+        RigRef { name: result.rig_name.clone(), path: inputs.rig.path.clone(), sha256: inputs.rig.sha256.clone() };
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.to_string(),
+        run_id: result.run_id.clone(),
+        proofrig_version: result.proofrig_version.clone(),
+        operator: result.operator.clone(),
+        host: result.host.clone(),
+        started: result.started.clone(),
+        ended: result.ended.clone(),
+        aborted: result.aborted,
+        verdict: result.verdict,
+        rig: rig.clone(),
+        plans: inputs.plans.clone(),
+        devices: result.devices.clone(),
+        journal: journal.clone(),
+        files,
+    };
+    let manifest_json = encode_pretty("manifest.json", &manifest)?;
+    write_new(&dir.join(MANIFEST), &manifest_json)?;
+
+    let mut subject: Vec<Subject> = manifest.files.iter().map(|f| Subject::sha256(&f.path, &f.sha256)).collect();
+    subject.push(Subject::sha256(MANIFEST, &hex::encode(Sha256::digest(&manifest_json))));
+    subject.sort();
+
+    let mut scas = ScasRunPredicate::from_run(result, rig, inputs.plans.clone(), journal);
+    scas.incomplete = incomplete;
+    let test_result = Statement {
+        statement_type: STATEMENT_TYPE.to_string(),
+        subject: subject.clone(),
+        predicate_type: TEST_RESULT_PREDICATE.to_string(),
+        predicate: scas.test_result(),
+    };
+    let scas = Statement {
+        statement_type: STATEMENT_TYPE.to_string(),
+        subject,
+        predicate_type: SCAS_RUN_PREDICATE.to_string(),
+        predicate: scas,
+    };
+    let mut attestation = Vec::new();
+    for payload in [encode("test-result statement", &test_result)?, encode("proofrig statement", &scas)?] {
+        let envelope = signing::sign(key, PAYLOAD_TYPE, &payload);
+        attestation.extend(encode("DSSE envelope", &envelope)?);
+        attestation.push(b'\n');
+    }
+    let partial = dir.join(ATTESTATION_PARTIAL);
+    write_new(&partial, &attestation)?;
+    let sealed = dir.join(ATTESTATION);
+    std::fs::rename(&partial, &sealed).map_err(write_err(&sealed))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(write_err(dir))?;
+    Ok(SealedBundle { dir: dir.to_path_buf(), key_id })
 }
 
 fn check_run_id(run_id: &str) -> Result<(), BundleError> {
@@ -327,7 +366,7 @@ fn check_run_finished(path: &Path, records: u64, verdict: Verdict) -> Result<(),
     if records == 0 {
         return Err(not_finished("the journal is empty".into()));
     }
-    let Some(line) = last_line(path).map_err(read_err(path))? else {
+    let Some(line) = last_run_line(path).map_err(read_err(path))? else {
         return Err(not_finished("its last record is larger than a RunFinished record can be".into()));
     };
     let value: serde_json::Value =
@@ -345,8 +384,34 @@ fn check_run_finished(path: &Path, records: u64, verdict: Verdict) -> Result<(),
     Ok(())
 }
 
-/// The last line of a file (without its newline), if it is shorter than 64 KiB.
-fn last_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
+/// The last line of a journal that is no checkpoint (checkpoints follow RunFinished
+/// and may follow any record), if it ends within the last 64 KiB.
+fn last_run_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let tail = tail(path)?;
+    let mut lines: Vec<&[u8]> = tail.1.split(|b| *b == b'\n').collect();
+    if !tail.0 {
+        // The first line of the window may be cut: never judge it.
+        lines.remove(0);
+    }
+    Ok(lines.into_iter().rev().find(|line| !is_checkpoint_line(line)).map(<[u8]>::to_vec))
+}
+
+/// Whether a journal line holds a checkpoint entry.
+fn is_checkpoint_line(line: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Line {
+        entry: Kind,
+    }
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_slice::<Line>(line).is_ok_and(|l| l.entry.kind == "checkpoint")
+}
+
+/// The last 64 KiB of a file without its final newline, and whether that is the whole file.
+fn tail(path: &Path) -> io::Result<(bool, Vec<u8>)> {
     const WINDOW: u64 = 64 * 1024;
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
@@ -357,9 +422,16 @@ fn last_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
     if tail.last() == Some(&b'\n') {
         tail.pop();
     }
+    Ok((start == 0, tail))
+}
+
+/// The last line of a file (without its newline), if it is shorter than 64 KiB.
+#[cfg(test)]
+fn last_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let (whole, tail) = tail(path)?;
     match tail.iter().rposition(|b| *b == b'\n') {
         Some(at) => Ok(Some(tail[at + 1..].to_vec())),
-        None if start == 0 => Ok(Some(tail)),
+        None if whole => Ok(Some(tail)),
         None => Ok(None),
     }
 }
@@ -479,6 +551,19 @@ mod tests {
         assert_eq!(last_line(&path).unwrap().unwrap(), b"last line");
         std::fs::write(&path, vec![b'y'; 100_000]).unwrap();
         assert_eq!(last_line(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn the_run_s_last_line_is_found_past_trailing_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let checkpoint = r#"{"n":2,"prev":"ab","entry":{"type":"checkpoint","records":2}}"#;
+        let finished = r#"{"n":1,"prev":"aa","entry":{"type":"run_finished"}}"#;
+        std::fs::write(&path, format!("{finished}\n{checkpoint}\n{checkpoint}\n")).unwrap();
+        assert_eq!(last_run_line(&path).unwrap().unwrap(), finished.as_bytes());
+        // Beyond the window, a line that may be cut is never taken for the run's last.
+        std::fs::write(&path, format!("{}\n{checkpoint}\n", "x".repeat(70_000))).unwrap();
+        assert_eq!(last_run_line(&path).unwrap(), None);
     }
 
     #[test]

@@ -17,6 +17,14 @@
 //! prefix that verifies (as incomplete). A normal end, Ctrl-C, a forced quit and
 //! dropping the writer all write everything queued first; `close` and `flush` wait
 //! until it is written.
+//!
+//! A prefix nobody signed proves little: anyone who can write the file can rebuild
+//! the chain. A journal made with a [`HeadSigner`] ([`JournalWriter::create_signed`])
+//! therefore signs its own head as it goes, as records of the chain (checkpoints):
+//! right after each record the signer names (a case's end), and whenever records
+//! have stood unsigned for the signer's interval. The appender only numbers and
+//! queues a checkpoint (one more queue slot, no work per step); the writer thread
+//! signs it when it chains it, so it signs exactly the records before it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -24,7 +32,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::{DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -70,6 +78,20 @@ pub trait OwnedEntry: Serialize + Send + 'static {
     fn approx_len(&self) -> usize;
 }
 
+/// Signs the journal's head as the run goes (see the module doc). The journal knows
+/// nothing of what it signs with or what its records mean: the evidence layer does.
+pub trait HeadSigner: Send + Sync + 'static {
+    /// Whether the record whose serialized entry is `body` must be followed at once
+    /// by a checkpoint (a case's end). Asked only of records appended serialized
+    /// ([`JournalWriter::append`]), never of agent events or step records.
+    fn signs_after(&self, body: &[u8]) -> bool;
+    /// Write into `out` the entry of a checkpoint signing the journal's first
+    /// `records` records, the last of which hashes to `head`.
+    fn checkpoint(&self, records: u64, head: &[u8; 32], out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+    /// The longest records may stand unsigned while the journal is open.
+    fn interval(&self) -> Duration;
+}
+
 /// An owned entry, type-erased for the queue.
 trait Encode: Send {
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
@@ -87,6 +109,8 @@ enum Pending {
     Serialized(usize),
     /// Handed over owned; the writer thread serializes it.
     Owned(Box<dyn Encode>),
+    /// A checkpoint: the writer thread has the [`HeadSigner`] sign the head before it.
+    Checkpoint,
 }
 
 /// The records appended but not yet written, in chain order.
@@ -123,10 +147,15 @@ struct Output {
     body: Vec<u8>,
     spare_pending: Vec<Pending>,
     spare_serialized: Vec<u8>,
+    /// Records covered by the last checkpoint written (itself included), and when it
+    /// was written: the writer thread signs again when records stand unsigned too long.
+    signed: u64,
+    signed_at: Instant,
 }
 
 struct Shared {
     path: String,
+    signer: Option<Box<dyn HeadSigner>>,
     queue: Mutex<Queue>,
     /// Wakes the writer thread: the queue became non-empty while it was asleep, grew
     /// past [`WRITE_AT`], or the writer is stopping.
@@ -166,6 +195,7 @@ impl Shared {
         }
         let (mut prev, mut next) = (output.prev, output.next);
         let mut encoding_failed = None;
+        let mut signed = None;
         let mut offset = 0;
         for record in pending.drain(..) {
             if encoding_failed.is_some() {
@@ -184,6 +214,16 @@ impl Shared {
                     }
                     &output.body[..]
                 }
+                Pending::Checkpoint => {
+                    output.body.clear();
+                    let signer = self.signer.as_ref().expect("checkpoints are queued only with a signer");
+                    if let Err(err) = signer.checkpoint(next, &prev, &mut output.body) {
+                        encoding_failed = Some(format!("cannot encode the checkpoint at record {next}: {err}"));
+                        continue;
+                    }
+                    signed = Some(next + 1);
+                    &output.body[..]
+                }
             };
             prev = push_line(&mut output.lines, next, &prev, body);
             next += 1;
@@ -199,6 +239,9 @@ impl Shared {
         let failure = match written {
             Ok(()) => {
                 (output.prev, output.next) = (prev, next);
+                if let Some(signed) = signed {
+                    (output.signed, output.signed_at) = (signed, Instant::now());
+                }
                 encoding_failed.map(|reason| (reason.clone(), JournalError::Write { path: self.path.clone(), source: std::io::Error::other(reason) }))
             }
             Err(source) => Some((source.to_string(), JournalError::Write { path: self.path.clone(), source })),
@@ -214,16 +257,26 @@ impl Shared {
 
     /// The writer thread: every [`WRITE_DELAY`], writes what was queued meanwhile in one
     /// `write(2)`; after [`IDLE_ROUNDS`] rounds with nothing queued, sleeps until an
-    /// append wakes it.
+    /// append wakes it, or, with records unsigned, until their checkpoint is due.
     fn write_loop(&self) {
         let mut idle_rounds = 0;
         loop {
+            // Before the queue is locked: the lock order is output, then queue.
+            let due = self.checkpoint_if_due();
             let mut queue = lock(&self.queue);
             if queue.pending.is_empty() && !queue.stopping && idle_rounds >= IDLE_ROUNDS {
+                // With a signer, look again within its interval at the latest: records
+                // another thread wrote since `due` was taken may be unsigned.
+                let due = due.or_else(|| self.signer.as_ref().map(|s| Instant::now() + s.interval()));
                 queue.writer_asleep = true;
                 while queue.writer_asleep && !queue.stopping {
-                    queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+                    queue = match due.map(|at| at.saturating_duration_since(Instant::now())) {
+                        None => self.wake.wait(queue).unwrap_or_else(|p| p.into_inner()),
+                        Some(left) if left.is_zero() => break,
+                        Some(left) => self.wake.wait_timeout(queue, left).unwrap_or_else(|p| p.into_inner()).0,
+                    };
                 }
+                queue.writer_asleep = false;
                 idle_rounds = 0;
             }
             if !queue.stopping && queue.queued_bytes < WRITE_AT {
@@ -242,6 +295,33 @@ impl Shared {
             // A failure is kept in the queue, where appends and `failure` report it.
             let _ = self.write_queued();
         }
+    }
+
+    /// When the records written since the last checkpoint must be signed; `None`
+    /// without a signer or with nothing unsigned.
+    fn checkpoint_due(&self) -> Option<Instant> {
+        let signer = self.signer.as_ref()?;
+        let output = lock(&self.output);
+        (output.next > output.signed).then(|| output.signed_at + signer.interval())
+    }
+
+    /// Queue and write a checkpoint if records have stood unsigned for the interval;
+    /// returns when the next one is due, if records are unsigned.
+    fn checkpoint_if_due(&self) -> Option<Instant> {
+        let due = self.checkpoint_due()?;
+        if due > Instant::now() {
+            return Some(due);
+        }
+        {
+            let mut queue = lock(&self.queue);
+            if queue.closed || queue.failed.is_some() {
+                return None;
+            }
+            queue.next += 1;
+            queue.pending.push(Pending::Checkpoint);
+        }
+        let _ = self.write_queued();
+        self.checkpoint_due()
     }
 }
 
@@ -264,6 +344,15 @@ fn push_line(lines: &mut Vec<u8>, n: u64, prev: &[u8; 32], body: &[u8]) -> [u8; 
     hash
 }
 
+/// Record `n` with entry `body` after the record hashed `prev`, as the writer writes
+/// it (newline included), and its hash: for appending to a journal whose writer is
+/// gone (`proofrig seal`, after a crash).
+pub fn record_line(n: u64, prev: &[u8; 32], body: &[u8]) -> (Vec<u8>, [u8; 32]) {
+    let mut line = Vec::with_capacity(body.len() + 100);
+    let hash = push_line(&mut line, n, prev, body);
+    (line, hash)
+}
+
 /// Appends records, keeping the chain.
 pub struct JournalWriter {
     shared: Arc<Shared>,
@@ -278,13 +367,25 @@ impl JournalWriter {
             .write(true)
             .open(path)
             .map_err(|source| JournalError::Write { path: name.clone(), source })?;
-        Self::writing_to(file, name)
+        Self::writing_to(file, name, None)
+    }
+
+    /// A journal that signs its head as it goes with `signer` (see the module doc).
+    pub fn create_signed(path: &Path, signer: Box<dyn HeadSigner>) -> Result<Self, JournalError> {
+        let name = path.display().to_string();
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(path)
+            .map_err(|source| JournalError::Write { path: name.clone(), source })?;
+        Self::writing_to(file, name, Some(signer))
     }
 
     /// A journal written to `file`, already open; `name` labels errors.
-    fn writing_to(file: File, name: String) -> Result<Self, JournalError> {
+    fn writing_to(file: File, name: String, signer: Option<Box<dyn HeadSigner>>) -> Result<Self, JournalError> {
         let shared = Arc::new(Shared {
             path: name,
+            signer,
             queue: Mutex::new(Queue {
                 pending: Vec::with_capacity(1024),
                 serialized: Vec::with_capacity(64 * 1024),
@@ -304,6 +405,8 @@ impl JournalWriter {
                 body: Vec::new(),
                 spare_pending: Vec::with_capacity(1024),
                 spare_serialized: Vec::with_capacity(64 * 1024),
+                signed: 0,
+                signed_at: Instant::now(),
             }),
         });
         let writer = {
@@ -327,7 +430,8 @@ impl JournalWriter {
             let mut body = body.borrow_mut();
             body.clear();
             serde_json::to_writer(&mut *body, entry)?;
-            let appended = self.enqueue(body.len(), |queue| {
+            let checkpoint = self.shared.signer.as_ref().is_some_and(|s| s.signs_after(&body));
+            let appended = self.enqueue(body.len(), checkpoint, |queue| {
                 queue.serialized.extend_from_slice(&body);
                 Pending::Serialized(body.len())
             });
@@ -348,10 +452,11 @@ impl JournalWriter {
     /// failure is reported like a write error: by later appends, `flush` and `failure`.
     pub fn append_owned<T: OwnedEntry>(&self, entry: T) -> Result<u64, JournalError> {
         let len = entry.approx_len();
-        self.enqueue(len, move |_| Pending::Owned(Box::new(entry)))
+        self.enqueue(len, false, move |_| Pending::Owned(Box::new(entry)))
     }
 
-    fn enqueue(&self, len: usize, record: impl FnOnce(&mut Queue) -> Pending) -> Result<u64, JournalError> {
+    /// Number and queue one record, and after it a checkpoint if `checkpoint`.
+    fn enqueue(&self, len: usize, checkpoint: bool, record: impl FnOnce(&mut Queue) -> Pending) -> Result<u64, JournalError> {
         let shared = &*self.shared;
         let mut queue = lock(&shared.queue);
         if queue.closed {
@@ -364,6 +469,10 @@ impl JournalWriter {
         queue.next += 1;
         let pending = record(&mut queue);
         queue.pending.push(pending);
+        if checkpoint {
+            queue.next += 1;
+            queue.pending.push(Pending::Checkpoint);
+        }
         let before = queue.queued_bytes;
         queue.queued_bytes += len;
         let queued = queue.queued_bytes;
@@ -1039,13 +1148,99 @@ mod tests {
     #[test]
     fn a_write_error_is_reported_and_nothing_is_accepted_after_it() {
         let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-        let journal = JournalWriter::writing_to(full, "/dev/full".into()).unwrap();
+        let journal = JournalWriter::writing_to(full, "/dev/full".into(), None).unwrap();
         journal.append(&json!({"kind": "note"})).unwrap();
         assert!(matches!(journal.flush(), Err(JournalError::Write { .. })));
         let reason = journal.failure().expect("the failure is kept");
         assert!(reason.contains("No space left"), "{reason}");
         assert!(matches!(journal.append(&json!({"kind": "late"})), Err(JournalError::Write { .. })));
         assert!(journal.sync().is_err());
+    }
+
+    /// Signs nothing: records what it was asked to sign, as `{"kind":"checkpoint",...}`.
+    struct NoteSigner {
+        interval: Duration,
+    }
+
+    impl HeadSigner for NoteSigner {
+        fn signs_after(&self, body: &[u8]) -> bool {
+            body.starts_with(br#"{"kind":"case_end""#)
+        }
+
+        fn checkpoint(&self, records: u64, head: &[u8; 32], out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+            serde_json::to_writer(out, &json!({"kind": "checkpoint", "records": records, "head": hex::encode(head)}))
+        }
+
+        fn interval(&self) -> Duration {
+            self.interval
+        }
+    }
+
+    fn signed_journal(path: &Path, interval: Duration) -> JournalWriter {
+        JournalWriter::create_signed(path, Box::new(NoteSigner { interval })).unwrap()
+    }
+
+    /// Each checkpoint of the file signs exactly the records before it.
+    fn checkpoints(path: &Path) -> Vec<u64> {
+        let (records, _) = read_chain(path).unwrap().unwrap();
+        let mut found = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            if record.entry["kind"] == "checkpoint" {
+                assert_eq!(record.entry["records"], record.n, "a checkpoint signs the records before it");
+                assert_eq!(record.entry["head"], hex::encode(records[i - 1].hash), "and the head before it");
+                found.push(record.n);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_case_end_is_followed_by_a_checkpoint_at_once_and_numbers_stay_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = signed_journal(&path, Duration::from_secs(3600));
+        assert_eq!(journal.append(&json!({"kind": "note"})).unwrap(), 0);
+        assert_eq!(journal.append_owned(OwnedNote { kind: "event".into(), i: 1, text: String::new() }).unwrap(), 1);
+        assert_eq!(journal.append(&json!({"kind": "case_end"})).unwrap(), 2);
+        // The checkpoint took number 3.
+        assert_eq!(journal.append(&json!({"kind": "note"})).unwrap(), 4);
+        // An owned record is never asked about: agent events never end a case.
+        assert_eq!(journal.append_owned(OwnedNote { kind: "case_end".into(), i: 5, text: String::new() }).unwrap(), 5);
+        let head = journal.close();
+        assert_eq!(head.1, 6);
+        assert_eq!(checkpoints(&path), [3]);
+    }
+
+    #[test]
+    fn records_left_unsigned_are_signed_within_the_interval_even_when_the_journal_goes_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = signed_journal(&path, Duration::from_millis(300));
+        journal.append(&json!({"kind": "note", "i": 0})).unwrap();
+        journal.append(&json!({"kind": "note", "i": 1})).unwrap();
+        // Nobody appends: the writer falls asleep, and must wake to sign.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while checkpoints(&path).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "unsigned records were never signed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(checkpoints(&path), [2]);
+        // Nothing new: no more checkpoints, however long it waits.
+        std::thread::sleep(Duration::from_millis(900));
+        assert_eq!(checkpoints(&path), [2]);
+        journal.append(&json!({"kind": "note", "i": 3})).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while checkpoints(&path).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the new record was never signed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(checkpoints(&path), [2, 4]);
+        // A closed journal is sealed whole: no checkpoint after closing.
+        journal.append(&json!({"kind": "note", "i": 5})).unwrap();
+        let head = journal.close();
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(head.1, 6);
+        assert_eq!(read_chain(&path).unwrap().unwrap().0.len(), 6);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 pub mod attestation;
 pub mod bundle;
+pub mod checkpoint;
 pub mod journal;
 pub mod record;
 pub mod signing;
+pub mod stopped;
 pub mod verify;

@@ -131,6 +131,66 @@ pub enum JournalEntry {
         ended: String,
         aborted: bool,
     },
+    /// The journal's head, signed with the lab's key while the run goes (after
+    /// RunStarted, each CaseFinished and RunFinished, and whenever records stood
+    /// unsigned for 10 s), so a run that never seals still carries signed evidence up
+    /// to here. `verify` checks it; it decides no verdict.
+    Checkpoint(Checkpoint),
+    /// Written by `proofrig seal` at the end of a run that stopped without finishing
+    /// (killed, crashed, forced to quit), before sealing it: the run's own records end
+    /// before this one, and whatever was open did not finish, its restore steps included.
+    RunSealedIncomplete(SealedIncomplete),
+}
+
+/// A signature over the journal's head: the first `records` records, the last of
+/// which hashes to `head_sha256`. The signed bytes are the DSSE encoding of
+/// [`crate::evidence::checkpoint::PAYLOAD_TYPE`] and `{"records":..,"head_sha256":..,"at":..}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// How many records it signs: the ones before it.
+    pub records: u64,
+    /// Hex SHA-256 of the last record it signs.
+    pub head_sha256: String,
+    /// When it was signed, RFC 3339, UTC (signed too).
+    pub at: String,
+    /// `ed25519:SHA256:...` of the signing key.
+    pub keyid: String,
+    /// The signer's public key (base64, raw 32 bytes), so an unpinned check can still
+    /// show who signed; trust comes from `--key`, not from this field.
+    pub public_key: String,
+    /// Base64 Ed25519 signature.
+    pub sig: String,
+}
+
+/// What `proofrig seal` records about a run that stopped without finishing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedIncomplete {
+    /// When it was sealed, RFC 3339, UTC.
+    pub sealed: String,
+    /// The last checkpoint the run itself wrote (its record number), if any: how far
+    /// its records were signed before sealing.
+    pub signed_through: Option<u64>,
+    /// The case that had started and not finished, if one had.
+    pub open_case: Option<CaseKey>,
+    /// The step that had started and not finished, if one had.
+    pub open_step: Option<OpenStep>,
+    /// Bytes of a record cut off mid-write at the journal's end, removed before sealing.
+    pub dropped_bytes: u64,
+    /// The run's verdict: its cases' worst, and at least ABORTED.
+    pub verdict: Verdict,
+    pub rollup: Rollup,
+    /// One sentence a person reads: what stopped, and what did not run.
+    pub note: String,
+}
+
+/// A step that started and did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenStep {
+    pub phase: Phase,
+    pub index: usize,
+    pub attempt: u32,
+    pub action: String,
+    pub label: String,
 }
 
 impl JournalEntry {
@@ -145,6 +205,8 @@ impl JournalEntry {
             JournalEntry::StepFinished { .. } => "step_finished",
             JournalEntry::CaseFinished { .. } => "case_finished",
             JournalEntry::RunFinished { .. } => "run_finished",
+            JournalEntry::Checkpoint(_) => "checkpoint",
+            JournalEntry::RunSealedIncomplete(_) => "run_sealed_incomplete",
         }
     }
 }
@@ -309,6 +371,16 @@ pub struct DeviceIdentity {
     pub reported: Option<String>,
 }
 
+impl DeviceIdentity {
+    /// Every device of `rig` that took part in `cases`, with what it `reported`.
+    pub fn of_devices_in(rig: &proofrig_agents::rig::Rig, cases: &[CaseResult], reported: impl Fn(&str) -> Option<String>) -> Vec<DeviceIdentity> {
+        rig.devices()
+            .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
+            .map(|(name, d)| DeviceIdentity { device: name.to_string(), role: d.role.clone(), declared: d.identity.clone(), reported: reported(name) })
+            .collect()
+    }
+}
+
 /// A whole run, as reports and the manifest show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -403,7 +475,25 @@ mod tests {
         let entries = [
             JournalEntry::DeviceReported { device: "d".into(), command: "id".into(), output: String::new(), error: None },
             JournalEntry::CaseFinished { key, verdict: Verdict::Pass, rollup: rollup.clone(), checks_passed: 1, skip_reason: None, unready: None },
-            JournalEntry::RunFinished { verdict: Verdict::Pass, rollup, ended: "e".into(), aborted: false },
+            JournalEntry::RunFinished { verdict: Verdict::Pass, rollup: rollup.clone(), ended: "e".into(), aborted: false },
+            JournalEntry::Checkpoint(Checkpoint {
+                records: 1,
+                head_sha256: "00".into(),
+                at: "t".into(),
+                keyid: "k".into(),
+                public_key: "p".into(),
+                sig: "s".into(),
+            }),
+            JournalEntry::RunSealedIncomplete(SealedIncomplete {
+                sealed: "t".into(),
+                signed_through: None,
+                open_case: None,
+                open_step: None,
+                dropped_bytes: 0,
+                verdict: Verdict::Aborted,
+                rollup,
+                note: "n".into(),
+            }),
         ];
         for entry in entries {
             assert_eq!(serde_json::to_value(&entry).unwrap()["type"], entry.kind());

@@ -6,7 +6,11 @@
 //! *verified* (sealed, every byte accounted for, verdicts replay), *incomplete* (the
 //! run never sealed: a crash, not a forgery; the journal prefix is checked and its
 //! end reported) and *tampered* (something changed after sealing, or the journal was
-//! edited). Files are hashed streaming with large buffers and the journal is read
+//! edited). A run signs its journal's head as it goes (checkpoints), so for a run
+//! that never sealed `verify` also says how far its journal is signed, and a
+//! checkpoint that does not check is tampering; a run sealed after it stopped
+//! (`proofrig seal`) is signed whole and still incomplete. Files are hashed
+//! streaming with large buffers and the journal is read
 //! once: hashed, chain-checked and replayed record by record in the same pass,
 //! holding one record at a time (the replay keeps the events of the step it is in),
 //! so a bundle with a gigabyte of console transcript verifies at close to disk speed
@@ -30,8 +34,11 @@ use crate::evidence::attestation::{
     TEST_RESULT_PREDICATE,
 };
 use crate::evidence::bundle::{self, Manifest, ATTESTATION, HASH_BUFFER, JOURNAL, MANIFEST, MANIFEST_FORMAT, RESULTS};
-use crate::evidence::journal::{ChainBreak, ChainReader, ChainRecord, Hashing, JournalError, JournalLines, OtherEntry};
-use crate::evidence::record::{FileRef, JournalEntry, Phase};
+use crate::evidence::checkpoint;
+use crate::evidence::journal::{
+    genesis, ChainBreak, ChainReader, ChainRecord, Hashing, JournalError, JournalLines, OtherEntry,
+};
+use crate::evidence::record::{Checkpoint, FileRef, JournalEntry, Phase, SealedIncomplete};
 use crate::evidence::signing::{Envelope, SignatureCheck};
 use crate::verdict::Verdict;
 
@@ -146,8 +153,25 @@ pub struct VerifyReport {
     pub pinned: bool,
     /// Journal records whose chain holds (for an incomplete run: the verified prefix).
     pub records_verified: Option<u64>,
+    /// How far the run itself signed its journal as it went (its last valid checkpoint).
+    pub signed_through: Option<SignedExtent>,
     /// One line: why the status is what it is.
     pub summary: String,
+}
+
+/// How far a journal is signed by the checkpoints the run wrote as it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedExtent {
+    /// The last valid checkpoint's record number: records 0 to this one are signed.
+    pub record: u64,
+    /// When it was signed (as it says, and signs).
+    pub at: String,
+    /// The key that signed the checkpoints.
+    pub keyid: String,
+    /// Checked against the key given with `--key`.
+    pub pinned: bool,
+    /// How many checkpoints checked out.
+    pub checkpoints: u64,
 }
 
 impl VerifyReport {
@@ -160,7 +184,14 @@ impl VerifyReport {
 /// without it the signatures are checked against the key they carry and the
 /// report says that nobody vouched for that key. `replay` recomputes the verdicts.
 pub fn verify(bundle_dir: &Path, pinned: Option<&VerifyingKey>, replay: Replay<'_>) -> VerifyReport {
-    let mut v = Verifier { dir: bundle_dir, checks: Vec::new(), signer: None, pinned: false, records_verified: None };
+    let mut v = Verifier {
+        dir: bundle_dir,
+        checks: Vec::new(),
+        signer: None,
+        pinned: false,
+        records_verified: None,
+        signed_through: None,
+    };
     match std::fs::symlink_metadata(bundle_dir.join(ATTESTATION)) {
         Ok(meta) if meta.is_file() => {
             v.pass("attestation present", ATTESTATION, format!("{ATTESTATION} ({} bytes)", meta.len()));
@@ -169,7 +200,7 @@ pub fn verify(bundle_dir: &Path, pinned: Option<&VerifyingKey>, replay: Replay<'
             v.fail("attestation present", ATTESTATION, format!("{ATTESTATION} is not a regular file"));
             return v.finish(None);
         }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return v.unsealed(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return v.unsealed(pinned),
         Err(err) => {
             v.fail("attestation present", ATTESTATION, format!("cannot read {ATTESTATION}: {err}"));
             return v.finish(None);
@@ -184,12 +215,15 @@ struct Verifier<'a> {
     signer: Option<String>,
     pinned: bool,
     records_verified: Option<u64>,
+    signed_through: Option<SignedExtent>,
 }
 
 /// The journal as read in its single pass.
 struct JournalPass {
     digest: Option<(String, u64)>,
     chain: Result<Result<ChainSummary, ChainBreak>, JournalError>,
+    /// What its checkpoints showed (of the records read: all of them, unless the chain broke).
+    checkpoints: CheckpointWalk,
     /// What the replay found; `None` when it could not start (its inputs were unreadable).
     replay: Option<Result<(), ReplayMismatch>>,
 }
@@ -200,7 +234,10 @@ struct ChainSummary {
     records: u64,
     /// Record 0's entry.
     first: Option<serde_json::Value>,
+    /// The last record that is no checkpoint.
     last: Option<LastRecord>,
+    /// The record `proofrig seal` appends to a run that stopped, if it is there.
+    sealed_incomplete: Option<(u64, SealedIncomplete)>,
 }
 
 /// The last record read: its number, its entry's type and, for RunFinished, its verdict.
@@ -217,6 +254,7 @@ impl LastRecord {
                 entry.kind().to_string(),
                 match entry {
                     JournalEntry::RunFinished { verdict, .. } => Some(verdict.as_str().to_string()),
+                    JournalEntry::RunSealedIncomplete(sealed) => Some(sealed.verdict.as_str().to_string()),
                     _ => None,
                 },
             ),
@@ -226,11 +264,14 @@ impl LastRecord {
     }
 }
 
-/// The records as they stream to the replay, noting what [`ChainSummary`] needs.
+/// The records as they stream to the replay, noting what [`ChainSummary`] needs and
+/// checking the checkpoints.
 struct Tracked<I> {
     records: I,
     first: Option<serde_json::Value>,
     last: Option<LastRecord>,
+    sealed_incomplete: Option<(u64, SealedIncomplete)>,
+    checkpoints: CheckpointWalk,
 }
 
 impl<I: Iterator<Item = JournalRecord>> Iterator for Tracked<I> {
@@ -244,16 +285,152 @@ impl<I: Iterator<Item = JournalRecord>> Iterator for Tracked<I> {
                 Err(other) => other.value.clone(),
             });
         }
-        self.last = Some(LastRecord::of(record.n, &record.entry));
+        let (kind, checkpoint) = match &record.entry {
+            Ok(JournalEntry::Checkpoint(checkpoint)) => ("checkpoint", Some(Ok(checkpoint))),
+            Ok(entry) => (entry.kind(), None),
+            Err(other) => match entry_type(&other.value) {
+                "checkpoint" => ("checkpoint", Some(Err(other.reason.clone()))),
+                kind => (kind, None),
+            },
+        };
+        self.checkpoints.record(record.n, record.hash, kind, checkpoint);
+        if kind != "checkpoint" {
+            self.last = Some(LastRecord::of(record.n, &record.entry));
+        }
+        if let Ok(JournalEntry::RunSealedIncomplete(sealed)) = &record.entry {
+            self.sealed_incomplete = Some((record.n, sealed.clone()));
+        }
         Some(record)
     }
 }
 
-/// Only an entry's `type`, for walking a journal without decoding its records.
+/// The checkpoints of a journal, checked record by record as it streams past.
+///
+/// Each must sign exactly the records before it, with one key (the pinned one when
+/// given). A run that signs as it goes writes one right after RunStarted, so when
+/// record 1 is a checkpoint, RunStarted, every CaseFinished and RunFinished must be
+/// followed by one at once (or by the end of what the run wrote): otherwise one was
+/// removed, to move the signed extent back before an edit.
+pub(crate) struct CheckpointWalk {
+    pinned: Option<VerifyingKey>,
+    /// Hash of the record before the current one.
+    prev: [u8; 32],
+    signing_run: bool,
+    /// A record a checkpoint must follow at once: its number and kind.
+    owed: Option<(u64, &'static str)>,
+    count: u64,
+    last: Option<(u64, String)>,
+    keyids: BTreeSet<String>,
+    all_pinned: bool,
+    /// The first checkpoint that does not check, or the first one missing.
+    pub(crate) failure: Option<(u64, String)>,
+}
+
+impl CheckpointWalk {
+    pub(crate) fn new(pinned: Option<&VerifyingKey>) -> Self {
+        CheckpointWalk {
+            pinned: pinned.copied(),
+            prev: genesis(),
+            signing_run: false,
+            owed: None,
+            count: 0,
+            last: None,
+            keyids: BTreeSet::new(),
+            all_pinned: true,
+            failure: None,
+        }
+    }
+
+    /// Record `n`, hashed `hash`, of type `kind`; for a checkpoint, the checkpoint (or
+    /// why its entry is not one).
+    pub(crate) fn record(&mut self, n: u64, hash: [u8; 32], kind: &str, checkpoint: Option<Result<&Checkpoint, String>>) {
+        if n == 1 {
+            self.signing_run = kind == "checkpoint";
+        }
+        if let Some((owed, owed_kind)) = self.owed.take() {
+            if self.signing_run && kind != "checkpoint" && kind != "run_sealed_incomplete" {
+                self.fail(
+                    n,
+                    format!(
+                        "record {owed} ({owed_kind}) is not followed by a checkpoint, though this run signed its journal as it went and writes one there: a checkpoint was removed"
+                    ),
+                );
+            }
+        }
+        match (kind, checkpoint) {
+            ("checkpoint", Some(Ok(checkpoint))) => match checkpoint::check(checkpoint, n, &self.prev, self.pinned.as_ref()) {
+                Ok(signed) => {
+                    self.count += 1;
+                    self.last = Some((n, checkpoint.at.clone()));
+                    self.all_pinned &= signed.pinned;
+                    self.keyids.insert(signed.keyid);
+                    if self.keyids.len() > 1 {
+                        let keys = self.keyids.iter().cloned().collect::<Vec<_>>().join(", ");
+                        self.fail(n, format!("the checkpoints are signed by different keys: {keys}"));
+                    }
+                }
+                Err(why) => self.fail(n, why),
+            },
+            ("checkpoint", Some(Err(why))) => self.fail(n, format!("its entry is not a checkpoint: {why}")),
+            ("checkpoint", None) => self.fail(n, "its entry is not a checkpoint".into()),
+            ("run_started", _) => self.owed = Some((n, "RunStarted")),
+            ("case_finished", _) => self.owed = Some((n, "CaseFinished")),
+            ("run_finished", _) => self.owed = Some((n, "RunFinished")),
+            _ => {}
+        }
+        self.prev = hash;
+    }
+
+    fn fail(&mut self, n: u64, why: String) {
+        self.failure.get_or_insert((n, why));
+    }
+
+    /// How far the journal is signed, if any checkpoint checked out and none failed.
+    pub(crate) fn extent(&self) -> Option<SignedExtent> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let (record, at) = self.last.clone()?;
+        Some(SignedExtent {
+            record,
+            at,
+            keyid: self.keyids.iter().next().cloned().unwrap_or_default(),
+            pinned: self.all_pinned && self.pinned.is_some(),
+            checkpoints: self.count,
+        })
+    }
+}
+
+/// Only an entry's `type` (and a checkpoint's fields), for walking a journal without
+/// decoding its records.
 #[derive(serde::Deserialize)]
 struct EntryKind {
     #[serde(rename = "type", default)]
     kind: Option<serde_json::Value>,
+    #[serde(default)]
+    records: Option<u64>,
+    #[serde(default)]
+    head_sha256: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
+    #[serde(default)]
+    keyid: Option<String>,
+    #[serde(default)]
+    public_key: Option<String>,
+    #[serde(default)]
+    sig: Option<String>,
+}
+
+impl EntryKind {
+    /// The checkpoint this entry is, or why it is none.
+    fn checkpoint(self) -> Result<Checkpoint, String> {
+        match (self.records, self.head_sha256, self.at, self.keyid, self.public_key, self.sig) {
+            (Some(records), Some(head_sha256), Some(at), Some(keyid), Some(public_key), Some(sig)) => {
+                Ok(Checkpoint { records, head_sha256, at, keyid, public_key, sig })
+            }
+            _ => Err("a field of a checkpoint is missing".into()),
+        }
+    }
 }
 
 /// The attestation, parsed.
@@ -294,12 +471,62 @@ impl<'a> Verifier<'a> {
             signer: self.signer,
             pinned: self.pinned,
             records_verified: self.records_verified,
+            signed_through: self.signed_through,
             summary,
         }
     }
 
+    /// Note how far the run signed its journal; a checkpoint that does not check is a failure.
+    /// `sealed`: the statements sign the whole journal, so a journal without
+    /// checkpoints (from before them) is no concern.
+    fn check_checkpoints(&mut self, walk: &CheckpointWalk, records: u64, sealed: bool) -> Option<SignedExtent> {
+        let what = "journal checkpoints";
+        if let Some((n, why)) = &walk.failure {
+            self.push(
+                Check::new(what, CheckState::Failed, format!("{JOURNAL} record {n}: {why}"))
+                    .file(JOURNAL)
+                    .record(Some(*n)),
+            );
+            return None;
+        }
+        let Some(extent) = walk.extent() else {
+            if sealed {
+                return None;
+            }
+            self.push(
+                Check::new(
+                    what,
+                    CheckState::NotRun,
+                    format!("{JOURNAL} holds no checkpoint: the run did not sign its journal as it went"),
+                )
+                .file(JOURNAL),
+            );
+            return None;
+        };
+        let unsigned = records.saturating_sub(extent.record + 1);
+        self.pass(
+            what,
+            JOURNAL,
+            format!(
+                "{} checkpoint(s) by {}{}; signed through record {} of {records} (at {}){}",
+                extent.checkpoints,
+                extent.keyid,
+                if extent.pinned { " (pinned)" } else { " (UNPINNED)" },
+                extent.record,
+                extent.at,
+                match unsigned {
+                    0 => String::new(),
+                    n => format!(", {n} record(s) after it"),
+                }
+            ),
+        );
+        self.signed_through = Some(extent.clone());
+        Some(extent)
+    }
+
     /// No attestation: a run that never sealed, unless the journal itself is broken.
-    fn unsealed(mut self) -> VerifyReport {
+    /// Its checkpoints say how far it is signed.
+    fn unsealed(mut self, pinned: Option<&VerifyingKey>) -> VerifyReport {
         let journal_path = self.dir.join(JOURNAL);
         if !journal_path.exists() {
             self.fail(
@@ -318,18 +545,27 @@ impl<'a> Verifier<'a> {
             .file(ATTESTATION),
         );
         let what = "journal prefix chain intact";
+        let mut walk = CheckpointWalk::new(pinned);
         let chain = File::open(&journal_path)
             .map_err(|source| JournalError::Read { path: journal_path.display().to_string(), source })
             .and_then(|file| {
                 let reader = io::BufReader::with_capacity(HASH_BUFFER, file);
                 let mut records = ChainReader::<_, EntryKind>::new(Hashing(reader), &journal_path.display().to_string());
-                let last = records.by_ref().last().map(|record| {
-                    let kind = match record.entry {
-                        Ok(entry) => entry.kind.as_ref().and_then(|k| k.as_str()).unwrap_or("an untyped record").to_string(),
-                        Err(other) => entry_type(&other.value).to_string(),
+                let mut last = None;
+                for record in records.by_ref() {
+                    let (kind, checkpoint) = match record.entry {
+                        Ok(entry) => {
+                            let kind = entry.kind.as_ref().and_then(|k| k.as_str()).unwrap_or("an untyped record").to_string();
+                            let checkpoint = (kind == "checkpoint").then(|| entry.checkpoint());
+                            (kind, checkpoint)
+                        }
+                        Err(other) => (entry_type(&other.value).to_string(), None),
                     };
-                    (record.n, kind)
-                });
+                    walk.record(record.n, record.hash, &kind, checkpoint.as_ref().map(|c| c.as_ref().map_err(Clone::clone)));
+                    if kind != "checkpoint" {
+                        last = Some((record.n, kind));
+                    }
+                }
                 Ok(records.finish()?.map(|(_, count)| (count, last)))
             });
         let sealing_started = [MANIFEST, RESULTS].iter().any(|f| self.dir.join(f).exists());
@@ -338,7 +574,7 @@ impl<'a> Verifier<'a> {
         } else {
             String::new()
         };
-        let why = match chain {
+        let (count, end) = match chain {
             Err(err) => {
                 self.fail(what, JOURNAL, format!("cannot read {JOURNAL}: {err}"));
                 return self.finish(None);
@@ -357,9 +593,7 @@ impl<'a> Verifier<'a> {
                     None => "it is empty: the run stopped before recording anything".to_string(),
                 };
                 self.pass(what, JOURNAL, format!("{count} record(s) verify; {end}"));
-                format!(
-                    "the run was never sealed; {count} journal record(s) verify (the last one is not protected by a later record); {end}.{sealing_note}"
-                )
+                (count, format!("{end}.{sealing_note}"))
             }
             Ok(Err(ChainBreak::TruncatedRecord { n, line })) => {
                 self.records_verified = Some(n);
@@ -370,9 +604,7 @@ impl<'a> Verifier<'a> {
                         "{n} record(s) verify; record {n} (line {line}) was cut off mid-write, as a crash leaves it"
                     ),
                 );
-                format!(
-                    "the run was never sealed; {n} journal record(s) verify, and the journal ends in the middle of record {n} (line {line}): the run was cut short.{sealing_note}"
-                )
+                (n, format!("the journal ends in the middle of record {n} (line {line}): the run was cut short.{sealing_note}"))
             }
             Ok(Err(brk)) => {
                 self.push(
@@ -388,8 +620,31 @@ impl<'a> Verifier<'a> {
                 return self.finish(None);
             }
         };
+        let signed = match self.check_checkpoints(&walk, count, false) {
+            Some(extent) => {
+                self.signer = Some(extent.keyid.clone());
+                self.pinned = extent.pinned;
+                let unsigned = count.saturating_sub(extent.record + 1);
+                format!(
+                    "signed through record {} of {count} (at {}) by {}{}; {}",
+                    extent.record,
+                    extent.at,
+                    extent.keyid,
+                    if extent.pinned { "" } else { " (UNPINNED)" },
+                    match unsigned {
+                        0 => "no record after it".to_string(),
+                        n => format!(
+                            "the {n} record(s) after it (records {} to {}) are unsigned: anyone with write access could have changed them",
+                            extent.record + 1,
+                            count - 1
+                        ),
+                    }
+                )
+            }
+            None => "no record of it is signed: the journal holds no valid checkpoint, so anyone with write access could have written all of it".to_string(),
+        };
         self.check_unsealed_inputs(&journal_path);
-        self.finish(Some(why))
+        self.finish(Some(format!("the run was never sealed; {count} journal record(s) verify; {signed}; {end}")))
     }
 
     /// Even unsealed, the inputs are bound to the journal: RunStarted names their digests.
@@ -450,7 +705,7 @@ impl<'a> Verifier<'a> {
         self.check_required_subjects(subjects, predicate);
 
         let replay_input = self.replay_input(predicate, sealed.scas_value);
-        let journal = self.journal_pass(replay_input.as_ref().ok().map(|input| (input, replay)));
+        let journal = self.journal_pass(pinned, replay_input.as_ref().ok().map(|input| (input, replay)));
         self.check_digests(subjects, &journal);
         self.check_no_extra_files(subjects);
         self.check_manifest(subjects, predicate);
@@ -475,6 +730,10 @@ impl<'a> Verifier<'a> {
             self.not_run("replay", "the journal does not verify, so there is nothing to replay");
             return self.finish(None);
         }
+        let sealed_incomplete = journal.chain.as_ref().ok().and_then(|c| c.as_ref().ok()).and_then(|c| c.sealed_incomplete.clone());
+        let records = self.records_verified.unwrap_or(0);
+        let extent = self.check_checkpoints(&journal.checkpoints, records, true);
+        self.check_checkpoint_signer(extent.as_ref(), sealed_incomplete.as_ref());
         let replayed = match (replay_input, journal.replay) {
             (Err(check), _) => {
                 self.push(check);
@@ -500,7 +759,44 @@ impl<'a> Verifier<'a> {
                     .case(mismatch.case.clone()),
             ),
         }
-        self.finish(None)
+        let incomplete = sealed_incomplete.map(|(n, sealed)| sealed_incomplete_summary(n, &sealed, extent.as_ref()));
+        self.finish(incomplete)
+    }
+
+    /// The checkpoints and the statements are signed by one key, and the seal record of
+    /// a run sealed after it stopped names the run's own last checkpoint.
+    fn check_checkpoint_signer(&mut self, extent: Option<&SignedExtent>, sealed: Option<&(u64, SealedIncomplete)>) {
+        let what = "checkpoints signed by the bundle's signer";
+        if let (Some(extent), Some(signer)) = (extent, self.signer.clone()) {
+            if extent.keyid == signer {
+                self.pass(what, JOURNAL, format!("{signer} signed the checkpoints and the statements"));
+            } else {
+                self.fail(
+                    what,
+                    JOURNAL,
+                    format!("the checkpoints are signed by {} but the statements by {signer}", extent.keyid),
+                );
+            }
+        }
+        if let Some((n, sealed)) = sealed {
+            let found = extent.map(|e| e.record);
+            if sealed.signed_through != found {
+                let say = |r: Option<u64>| r.map_or("no checkpoint".to_string(), |r| format!("record {r}"));
+                self.push(
+                    Check::new(
+                        "seal record names the run's last checkpoint",
+                        CheckState::Failed,
+                        format!(
+                            "{JOURNAL} record {n}: it says the run signed through {} but its last checkpoint is {}",
+                            say(sealed.signed_through),
+                            say(found)
+                        ),
+                    )
+                    .file(JOURNAL)
+                    .record(Some(*n)),
+                );
+            }
+        }
     }
 
     fn read_attestation(&mut self) -> Option<Sealed> {
@@ -590,12 +886,13 @@ impl<'a> Verifier<'a> {
 
     /// Hash the journal, check its chain and feed `replay` its records, in one read
     /// of the file, one record at a time.
-    fn journal_pass(&self, replay: Option<(&ReplayInput, Replay<'_>)>) -> JournalPass {
+    fn journal_pass(&self, pinned: Option<&VerifyingKey>, replay: Option<(&ReplayInput, Replay<'_>)>) -> JournalPass {
         let path = self.dir.join(JOURNAL);
         let name = path.display().to_string();
         let read_error = |source| JournalPass {
             digest: None,
             chain: Err(JournalError::Read { path: name.clone(), source }),
+            checkpoints: CheckpointWalk::new(pinned),
             replay: None,
         };
         let file = match File::open(&path) {
@@ -609,14 +906,22 @@ impl<'a> Verifier<'a> {
         std::thread::scope(|scope| {
             let digester = scope.spawn(move || digest_and_forward(file, chunks));
             let reader = ChainReader::<_, JournalEntry>::new(ChunkReader::new(received), &name);
-            let mut records = Tracked { records: reader, first: None, last: None };
+            let mut records = Tracked {
+                records: reader,
+                first: None,
+                last: None,
+                sealed_incomplete: None,
+                checkpoints: CheckpointWalk::new(pinned),
+            };
             let replayed = replay.map(|(input, replay)| replay(input, &mut records));
             // Whatever the replay left: the chain and the digest need every record.
             records.by_ref().for_each(drop);
-            let Tracked { records: reader, first, last } = records;
-            let chain = reader.finish().map(|chain| chain.map(|(head, records)| ChainSummary { head, records, first, last }));
+            let Tracked { records: reader, first, last, sealed_incomplete, checkpoints } = records;
+            let chain = reader
+                .finish()
+                .map(|chain| chain.map(|(head, records)| ChainSummary { head, records, first, last, sealed_incomplete }));
             match digester.join() {
-                Ok(Ok(digest)) => JournalPass { digest: Some(digest), chain, replay: replayed },
+                Ok(Ok(digest)) => JournalPass { digest: Some(digest), chain, checkpoints, replay: replayed },
                 Ok(Err(source)) => read_error(source),
                 Err(_) => read_error(io::Error::other("the journal digest thread panicked")),
             }
@@ -850,12 +1155,26 @@ impl<'a> Verifier<'a> {
             {
                 Some((0, "RunStarted names other plan or rig files than the ones in the bundle".to_string()))
             }
-            (_, Some(last)) if last.kind != "run_finished" => {
+            (_, Some(last)) if last.kind == "run_sealed_incomplete" && !predicate.incomplete => {
+                Some((last.n, "the journal ends with RunSealedIncomplete but the statement is of a finished run".to_string()))
+            }
+            (_, Some(last)) if last.kind == "run_finished" && predicate.incomplete => {
+                Some((last.n, "the statement is of a run sealed after it stopped, but the journal ends with RunFinished".to_string()))
+            }
+            (_, Some(last)) if last.kind == "run_sealed_incomplete" && !predicate.aborted => {
+                Some((last.n, "a run sealed after it stopped is signed as not aborted".to_string()))
+            }
+            (_, Some(last)) if last.kind != "run_finished" && last.kind != "run_sealed_incomplete" => {
                 Some((last.n, format!("the last record is {}, not RunFinished", last.kind)))
             }
             (_, Some(last)) if last.verdict.as_deref() != Some(predicate.verdict.as_str()) => Some((
                 last.n,
-                format!("RunFinished says {} but {} was signed", last.verdict.as_deref().unwrap_or("?"), predicate.verdict),
+                format!(
+                    "{} says {} but {} was signed",
+                    if last.kind == "run_finished" { "RunFinished" } else { "RunSealedIncomplete" },
+                    last.verdict.as_deref().unwrap_or("?"),
+                    predicate.verdict
+                ),
             )),
             _ => None,
         };
@@ -869,10 +1188,14 @@ impl<'a> Verifier<'a> {
                 false
             }
             None => {
+                let end = match chain.last.as_ref().map(|l| l.kind.as_str()) {
+                    Some("run_sealed_incomplete") => "RunSealedIncomplete, written when it was sealed after it stopped",
+                    _ => "RunFinished",
+                };
                 self.pass(
                     what,
                     JOURNAL,
-                    format!("RunStarted for run {} through RunFinished ({})", predicate.run_id, predicate.verdict),
+                    format!("RunStarted for run {} through {end} ({})", predicate.run_id, predicate.verdict),
                 );
                 true
             }
@@ -892,6 +1215,25 @@ impl<'a> Verifier<'a> {
         }
         Ok(ReplayInput { plans, rig: read(&predicate.rig.path)?, predicate: value })
     }
+}
+
+/// Why a bundle sealed after its run stopped is incomplete, for the summary line.
+fn sealed_incomplete_summary(n: u64, sealed: &SealedIncomplete, extent: Option<&SignedExtent>) -> String {
+    let signed = match extent {
+        Some(e) if e.record + 1 == n => format!("the run itself had signed every record of it (through record {}, at {})", e.record, e.at),
+        Some(e) => format!(
+            "the run itself had signed it through record {} of {n} (at {}); records {} to {} were signed only when it was sealed",
+            e.record,
+            e.at,
+            e.record + 1,
+            n - 1
+        ),
+        None => "the run itself had signed none of it (no checkpoint): every record was signed only when it was sealed".to_string(),
+    };
+    format!(
+        "sealed after the run stopped without finishing (by `proofrig seal` at {}, record {n}): {}; the signatures are valid and its {n} record(s) replay; {signed}",
+        sealed.sealed, sealed.note
+    )
 }
 
 /// A block of the journal and the SHA-256 of each line that ends in it.
@@ -1134,6 +1476,8 @@ pub struct RecordedVerdicts {
     /// The final attempt of each main step, per case.
     steps: BTreeMap<CaseName, BTreeMap<u64, Verdict>>,
     finished: BTreeSet<CaseName>,
+    /// The case a run sealed after it stopped had open (signed ABORTED, never finished).
+    open_at_seal: Option<CaseName>,
 }
 
 /// What [`RecordedVerdicts`] looks at in a record.
@@ -1142,6 +1486,8 @@ enum Recorded {
     Step(CaseName, Option<(u64, Verdict)>),
     Case(CaseName, Option<Verdict>),
     Run(Option<Verdict>),
+    /// `proofrig seal` ended a run that stopped: the case it had open, and the verdict.
+    SealedIncomplete(Option<CaseName>, Option<Verdict>),
     Other,
 }
 
@@ -1155,6 +1501,10 @@ impl Recorded {
                 return Recorded::Case((key.plan.clone(), key.case.clone(), key.device.clone()), Some(*verdict))
             }
             Ok(JournalEntry::RunFinished { verdict, .. }) => return Recorded::Run(Some(*verdict)),
+            Ok(JournalEntry::RunSealedIncomplete(sealed)) => {
+                let open = sealed.open_case.as_ref().map(|k| (k.plan.clone(), k.case.clone(), k.device.clone()));
+                return Recorded::SealedIncomplete(open, Some(sealed.verdict));
+            }
             Ok(_) => return Recorded::Other,
             // Not an entry proofrig writes: read what it says as leniently as it is written.
             Err(other) => &other.value,
@@ -1170,6 +1520,10 @@ impl Recorded {
             }
             "case_finished" => Recorded::Case(key_of(e), verdict_of(e)),
             "run_finished" => Recorded::Run(verdict_of(e)),
+            "run_sealed_incomplete" => Recorded::SealedIncomplete(
+                e["open_case"].is_object().then(|| key_of(&e["open_case"])),
+                verdict_of(e),
+            ),
             _ => Recorded::Other,
         }
     }
@@ -1185,7 +1539,13 @@ impl RecordedVerdicts {
             })?;
         let signed =
             predicate.cases.iter().map(|c| ((c.plan.clone(), c.case.clone(), c.device.clone()), c.verdict)).collect();
-        Ok(RecordedVerdicts { verdict: predicate.verdict, signed, steps: BTreeMap::new(), finished: BTreeSet::new() })
+        Ok(RecordedVerdicts {
+            verdict: predicate.verdict,
+            signed,
+            steps: BTreeMap::new(),
+            finished: BTreeSet::new(),
+            open_at_seal: None,
+        })
     }
 
     /// The next record; the first disagreement is an error.
@@ -1213,6 +1573,45 @@ impl RecordedVerdicts {
                 }
                 self.finished.insert(key);
             }
+            Recorded::SealedIncomplete(open, recorded) => {
+                let mismatch = |detail: String| ReplayMismatch {
+                    record: Some(record.n),
+                    case: open.as_ref().map(name),
+                    detail,
+                };
+                if let Some(key) = &open {
+                    if self.finished.contains(key) {
+                        return Err(mismatch("the case it names as open had finished".into()));
+                    }
+                    // At least ABORTED, and no better than its steps so far.
+                    let steps = self.steps.get(key).into_iter().flat_map(|s| s.values());
+                    let floor = steps.fold(Verdict::Aborted, |worst, v| worst.worst(*v));
+                    match self.signed.get(key) {
+                        Some(signed) if signed.worst(floor) == *signed => {}
+                        signed => {
+                            return Err(mismatch(format!(
+                                "the case open when the run stopped is signed {} but its steps so far give at least {floor}",
+                                signed.map_or("nothing", |v| v.as_str())
+                            )))
+                        }
+                    }
+                }
+                // The cases that finished, the open one, and the run at least ABORTED.
+                let worst = self
+                    .finished
+                    .iter()
+                    .chain(open.as_ref())
+                    .filter_map(|k| self.signed.get(k))
+                    .fold(Verdict::Aborted, |worst, v| worst.worst(*v));
+                if recorded != Some(worst) || self.verdict != worst {
+                    return Err(mismatch(format!(
+                        "RunSealedIncomplete records {} and the statement says {}, but the finished cases give {worst}",
+                        recorded.map_or("no verdict", Verdict::as_str),
+                        self.verdict
+                    )));
+                }
+                self.open_at_seal = open;
+            }
             Recorded::Run(recorded) => {
                 if recorded != Some(self.verdict) {
                     return Err(ReplayMismatch {
@@ -1233,6 +1632,9 @@ impl RecordedVerdicts {
     /// The journal ended: every case the statement lists as run must have finished.
     pub fn finish(self) -> Result<(), ReplayMismatch> {
         for (key, verdict) in &self.signed {
+            if self.open_at_seal.as_ref() == Some(key) {
+                continue;
+            }
             if !self.finished.contains(key) && !matches!(verdict, Verdict::NotRun | Verdict::Skip) {
                 return Err(ReplayMismatch {
                     record: None,

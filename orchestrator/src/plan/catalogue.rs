@@ -61,6 +61,8 @@ pub struct Needs {
     pub parameters: BTreeMap<String, Value>,
     /// Other devices of the rig steps run on (`device:` on a step).
     pub other_devices: Vec<String>,
+    /// Commands the case runs on the device (the case's `device_commands`).
+    pub commands: Vec<String>,
 }
 
 /// A channel the case uses; `optional` when only steps limited by `if_device_has`
@@ -119,6 +121,7 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
         })
         .collect();
     needs.other_devices = steps.iter().filter_map(|s| s.target.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    needs.commands = case.device_commands.clone();
     CaseInfo {
         file: file.to_string(),
         plan: plan.spec.plan.clone(),
@@ -141,7 +144,7 @@ fn channel_of(step: &Step) -> Option<DeviceChannel> {
     match step.action() {
         "power" => Some(DeviceChannel::Power),
         "console_send" | "console_expect" | "console_login" | "console_run" => Some(DeviceChannel::Console),
-        "ssh_exec" | "ssh_fetch" | "ssh_login" | "ssh_audit" | "ssh_negotiate" => Some(DeviceChannel::Ssh),
+        "ssh_exec" | "ssh_fetch" | "ssh_login" | "ssh_su" | "ssh_audit" | "ssh_negotiate" => Some(DeviceChannel::Ssh),
         // Without `address:` a scan goes to the device's SSH host.
         "tcp_scan" if step.tcp_scan.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
         "snmp_probe" if step.snmp_probe.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
@@ -160,6 +163,7 @@ fn step_needs(step: &Step, parameters: &BTreeMap<String, Value>) -> StepNeeds {
     }
     let credentials = [
         step.ssh_login.as_ref().and_then(|l| l.password.as_ref()),
+        step.ssh_su.as_ref().map(|s| &s.password),
         step.console_login.as_ref().and_then(|l| l.password.as_ref()),
         step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()),
     ];

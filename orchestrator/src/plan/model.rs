@@ -49,6 +49,11 @@ pub struct Case {
     /// Which devices of the rig the case runs on (all devices when empty).
     #[serde(default)]
     pub devices: DeviceSelector,
+    /// The commands the case runs on the device (`ss or netstat`, `stat -c`), as a
+    /// technician checks them against the device's userland; `catalogue` lists them.
+    /// A command the device lacks makes its step ERROR, never a finding.
+    #[serde(default)]
+    pub device_commands: Vec<String>,
     /// A reason to skip the case; a skipped case still appears in the results.
     #[serde(default)]
     pub skip: Option<String>,
@@ -189,6 +194,8 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_login: Option<SshLogin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_su: Option<SshSu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_audit: Option<SshAudit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_negotiate: Option<SshNegotiate>,
@@ -237,6 +244,7 @@ pub const ACTIONS: &[&str] = &[
     "ssh_exec",
     "ssh_fetch",
     "ssh_login",
+    "ssh_su",
     "ssh_audit",
     "ssh_negotiate",
     "tcp_scan",
@@ -260,7 +268,7 @@ impl Step {
     }
 
     /// Which of [`ACTIONS`] this step carries, in that order.
-    fn present(&self) -> [bool; 17] {
+    fn present(&self) -> [bool; 18] {
         [
             self.power.is_some(),
             self.wait.is_some(),
@@ -271,6 +279,7 @@ impl Step {
             self.ssh_exec.is_some(),
             self.ssh_fetch.is_some(),
             self.ssh_login.is_some(),
+            self.ssh_su.is_some(),
             self.ssh_audit.is_some(),
             self.ssh_negotiate.is_some(),
             self.tcp_scan.is_some(),
@@ -452,6 +461,17 @@ pub struct SshLogin {
     pub expect: Option<LoginExpectation>,
 }
 
+/// The device's own password check: over an SSH shell as the rig's user, `su` to
+/// `user` with `password` typed at its prompt, running `id -u` there. Shows whether a
+/// password is real on a device without a console; output `{accepted, user, status,
+/// uid, asked_password, response}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSu {
+    pub user: String,
+    pub password: Credential,
+}
+
 /// Where an SSH login's key comes from.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -543,6 +563,10 @@ pub struct Assert {
     /// Said when the check fails, before the specifics.
     #[serde(default)]
     pub message: Option<String>,
+    /// Said when the check holds, before the specifics: what was verified, in words
+    /// true of a pass (a green row must not read as the alarm `message` raises).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equals: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -275,6 +275,18 @@ impl Agents {
                     "source_port": outcome.source.map(|s| s.port()),
                 }))
             }
+            "ssh_su" => {
+                let su = step.ssh_su.clone().ok_or_else(|| (FailureClass::Error, "an ssh_su step without its spec".to_string()))?;
+                let password = self.credential(device, &su.password, spec.get("password"))?;
+                let session = self.session(device).await?;
+                let shell = session.shell().await.map_err(classify_ssh)?;
+                let mut expect = Expect::new(shell);
+                let outcome = expect.switch_user(&text("user"), &password, timeout.saturating_sub(Duration::from_millis(100))).await;
+                // The shell ends within the step, so its last bytes are in the step's range.
+                expect.into_stream().close().await;
+                let outcome = outcome.map_err(classify_expect)?;
+                Ok(serde_json::to_value(outcome).expect("a switch outcome serializes"))
+            }
             "ssh_negotiate" => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
                 let list = |key: &str| -> Option<Vec<String>> {

@@ -354,6 +354,74 @@ impl Consoles {
     }
 }
 
+/// Replay an `ssh_su` on `device` (`Expect::switch_user` in an SSH shell of its own,
+/// opened and closed within the step): the `su` line sent, each password prompt
+/// answered, and the outcome (`su`'s exit status and the uid its command printed, as
+/// the shell printed them; what `su` said besides) derived from the shell's text.
+pub fn switch_user(device: &str, spec: &Value, output: &Value, events: &[&Event], exempt: bool) -> Result<(), String> {
+    const SHELL: &str = "ssh:shell";
+    let mut filter = AnsiFilter::new();
+    let (mut text, mut ends, mut sent) = (Vec::new(), Vec::new(), Vec::new());
+    for event in events {
+        match &event.kind {
+            EventKind::Bytes { channel, direction: Direction::In, data } if channel.device == device && channel.channel == SHELL => {
+                filter.filter(data, &mut text);
+                ends.push(text.len());
+            }
+            EventKind::Bytes { channel, direction: Direction::Out, data } if channel.device == device && channel.channel == SHELL => sent.extend_from_slice(data),
+            _ => {}
+        }
+    }
+    let user = spec["user"].as_str().unwrap_or_default();
+    let sent = String::from_utf8_lossy(&sent);
+    let typed = format!("su {user} -c 'echo PRF_");
+    let tag = sent.find(&typed).map(|at| &sent[at + typed.len()..]).and_then(|rest| {
+        let tag = rest.get(..12)?;
+        let line = format!("{tag}_\"\"U:$(id -u)'; echo PRF_{tag}''_S:$?\n");
+        (tag.bytes().all(|b| b.is_ascii_hexdigit()) && rest.starts_with(&line)).then_some(tag)
+    });
+    let Some(tag) = tag else {
+        return if output.get("error").is_some() { Ok(()) } else { Err("the `su` line the step's output answers was never sent".into()) };
+    };
+    let wait = Wait::new(&[proofrig_agents::expect::DEFAULT_PASSWORD_PROMPT.to_string(), format!(r"PRF_{tag}_S:(-?\d+)\r?\n")], &[])?;
+    let prompt = Wait::new(&[DEFAULT_PROMPT.to_string()], &[])?;
+    let (mut pos, mut asked, mut said) = (0, false, String::new());
+    let mut done = None;
+    while let Some(Hit::Pattern { index, start, end }) = first_hit(&text[pos..], &relative(&ends, pos), &wait) {
+        said.push_str(&String::from_utf8_lossy(&text[pos..pos + start]));
+        if index == 1 {
+            done = Some((pos + start, pos + end));
+            break;
+        }
+        asked = true;
+        pos += end;
+    }
+    let ended = done.and_then(|(_, end)| first_hit(&text[end..], &relative(&ends, end), &prompt).map(|_| end));
+    if output.get("error").is_some() {
+        return match ended {
+            Some(_) if !exempt => Err("the step is recorded as failed, but the shell shows `su` ran to its end and the prompt came back".into()),
+            _ => Ok(()),
+        };
+    }
+    let (Some((start, end)), Some(_)) = (done, ended) else {
+        return Err("the shell never showed `su`'s end marker and the prompt after it".into());
+    };
+    let status: Option<i64> = String::from_utf8_lossy(&text[start..end]).trim_end().rsplit(':').next().and_then(|s| s.parse().ok());
+    let uid: Option<u64> = regex::Regex::new(&format!(r"PRF_{tag}_U:(\d+)")).ok().and_then(|re| re.captures(&said).and_then(|c| c[1].parse().ok()));
+    let prompt_line = regex::Regex::new(r"^[Pp]assword: ?$").expect("a valid pattern");
+    let response = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains(&format!("PRF_{tag}")) && !prompt_line.is_match(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let derived = serde_json::json!({"user": user, "accepted": status == Some(0) && uid.is_some(), "status": status, "uid": uid, "asked_password": asked, "response": response});
+    if derived != *output {
+        return Err("the recorded outcome of `su` is not what the shell printed".into());
+    }
+    Ok(())
+}
+
 /// What `sent_lines` shows for a line that was a secret (a password).
 const SECRET_LINE: &str = "\u{1}secret";
 

@@ -95,6 +95,7 @@ pub fn run_redactor(rig: &Rig, plans: &[Plan]) -> Redactor {
         .flat_map(|step| {
             [
                 step.ssh_login.as_ref().and_then(|login| login.password.as_ref()),
+                step.ssh_su.as_ref().map(|su| &su.password),
                 step.console_login.as_ref().and_then(|login| login.password.as_ref()),
                 step.ssh_exec.as_ref().and_then(|exec| exec.stdin.as_ref()),
             ]
@@ -396,17 +397,7 @@ pub async fn execute(
     // The run's end is a point where the whole journal must be on file: what follows
     // (sealing, or an error path that leaves the bundle unsealed) reads it.
     journal.flush()?;
-    let devices = request
-        .rig
-        .devices()
-        .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
-        .map(|(name, d)| DeviceIdentity {
-            device: name.to_string(),
-            role: d.role.clone(),
-            declared: d.identity.clone(),
-            reported: reported.get(name).cloned().flatten(),
-        })
-        .collect();
+    let devices = DeviceIdentity::of_devices_in(&request.rig, &cases, |name| reported.get(name).cloned().flatten());
     Ok(RunResult {
         run_id: request.run_id,
         proofrig_version: env!("CARGO_PKG_VERSION").to_string(),

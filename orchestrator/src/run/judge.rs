@@ -86,6 +86,7 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         // SSH login without one only records its outcome, for a script to judge.
         "console_login" => judge_login(spec, output, "console login", Some("accepted")),
         "ssh_login" => judge_login(spec, output, "SSH login", None),
+        "ssh_su" => judge_su(spec, output),
         "console_run" => judge_status(spec, output, "output", "console command"),
         "ssh_exec" => judge_status(spec, output, "stdout", "SSH command"),
         "ssh_fetch" => Judgement::new(
@@ -225,6 +226,24 @@ fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&st
     }
 }
 
+/// The device's own password check (`su` over SSH): only records the outcome, for a
+/// script or a later step to weigh; a device without `su` is an ERROR, like any
+/// missing command.
+fn judge_su(spec: &Value, output: &Value) -> Judgement {
+    let user = text(&output["user"]);
+    let status = output["status"].as_i64();
+    if let Some(missing) = missing_command(&format!("su {user}"), status, &text(&output["response"]), "") {
+        return Judgement::new(Verdict::Error, missing, false, true);
+    }
+    let _ = spec;
+    let outcome = if output["accepted"].as_bool() == Some(true) { "accepted" } else { "refused" };
+    let shown = match output["response"].as_str().filter(|r| !r.is_empty()) {
+        Some(response) => format!(" (`{}`)", excerpt(response, 120)),
+        None => String::new(),
+    };
+    Judgement::new(Verdict::Pass, format!("su to `{user}` on the device was {outcome}, exit {}{shown}", status.map_or("none".into(), |s| s.to_string())), false, true)
+}
+
 fn judge_status(spec: &Value, output: &Value, stream: &str, what: &str) -> Judgement {
     let status = output.get("exit_status").and_then(Value::as_i64);
     let shown = status.map_or("none".to_string(), |s| s.to_string());
@@ -345,7 +364,8 @@ fn judge_assert(spec: &Value, output: &Value) -> Judgement {
     let operand = &output["operand"];
     let operator = output["operator"].as_str().unwrap_or("");
     let lead = spec.get("message").and_then(Value::as_str).map(|m| format!("{m}: ")).unwrap_or_default();
-    let pass = |m: String| Judgement::new(Verdict::Pass, m, true, false);
+    let held = spec.get("passed").and_then(Value::as_str);
+    let pass = |m: String| Judgement::new(Verdict::Pass, held.map_or_else(|| m.clone(), |held| format!("{held} ({m})")), true, false);
     let fail = |m: String| Judgement::new(Verdict::Fail, format!("{lead}{m}"), false, false);
     let error = |m: String| Judgement::new(Verdict::Error, format!("{lead}{m}"), false, false);
     let show = |v: &Value| excerpt(&text(v), 300);
@@ -474,6 +494,15 @@ mod tests {
         assert_eq!(j.message, "offered ciphers: not in the allowed list: aes128-cbc");
         let j = assert_out(json!(["aes256-gcm"]), "subset_of", json!(["aes256-gcm", "chacha20"]));
         assert_eq!((j.verdict, j.check_passed), (Verdict::Pass, true));
+    }
+
+    #[test]
+    fn a_passing_assert_reads_as_what_held_never_as_its_failure_message() {
+        let spec = json!({"message": "insecure services accept connections", "passed": "no insecure service accepts connections"});
+        let j = judge("assert", &spec, &json!({"value": [], "operator": "equals", "operand": []}));
+        assert_eq!((j.verdict, j.message.as_str()), (Verdict::Pass, "no insecure service accepts connections ([] equals [])"));
+        let j = judge("assert", &spec, &json!({"value": [23], "operator": "equals", "operand": []}));
+        assert_eq!((j.verdict, j.message.as_str()), (Verdict::Fail, "insecure services accept connections: found [23], expected []"));
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         "ssh_exec" => ssh_exec(device, spec, output, events, failure.is_some() && !exempt),
         "ssh_fetch" => ssh_fetch(device, spec, output, events, failure.is_some() && !exempt),
         "ssh_login" => ssh_login(device, spec, output, events, failure.is_some() && !exempt),
+        "ssh_su" => super::console_replay::switch_user(device, spec, output, events, exempt),
         "ssh_audit" => ssh_audit(device, output, events, failure.is_some() && !exempt),
         "ssh_negotiate" => ssh_negotiate(device, spec, output, events, failure.is_some() && !exempt),
         "power" => power(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),

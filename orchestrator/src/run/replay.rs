@@ -181,6 +181,15 @@ impl<'a> Replayer<'a> {
                 self.device_reported(&device, &command, &output, error.as_deref(), &loose).map_err(|detail| at(&None, format!("device {device}'s identity: {detail}")))?;
                 self.reported.insert(device);
             }
+            // A signature over the records before it, checked by `verify`; it decides nothing.
+            JournalEntry::Checkpoint(_) => {}
+            // `proofrig seal` ended a run that stopped: what it says was open must be.
+            JournalEntry::RunSealedIncomplete(sealed) => {
+                let step = self.open.as_ref().and_then(|c| c.pending.as_ref()).map(|(p, i, a, _)| (*p, *i, *a));
+                if sealed.open_case.as_ref() != self.open.as_ref().map(|c| &c.key) || sealed.open_step.as_ref().map(|s| (s.phase, s.index, s.attempt)) != step {
+                    return Err(at(&label, "the seal record names another open case or step than the journal shows".into()));
+                }
+            }
             JournalEntry::CaseStarted { key, .. } => {
                 if self.open.is_some() {
                     return Err(at(&label, "a case starts before the previous one finished".into()));
@@ -247,8 +256,11 @@ impl<'a> Replayer<'a> {
                 if skip.is_some() != output.get("skipped").is_some() {
                     return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
                 }
-                let range = Range { first: first_seq, last: last_seq };
-                if first_seq < self.step_started_seq || last_seq.saturating_add(1) > self.next_seq || first_seq > last_seq.saturating_add(1) {
+                // The executor writes an empty range that starts at event 0 as 0..=0 (its
+                // last number is one less than the next, saturated): empty while there is
+                // no event 0.
+                let range = if (first_seq, last_seq) == (0, 0) && self.next_seq == 0 { Range { start: 0, end: 0 } } else { Range { start: first_seq, end: last_seq.saturating_add(1) } };
+                if range.start < self.step_started_seq || range.end > self.next_seq || range.start > range.end {
                     return Err(at(&label, format!("step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records", index + 1, step.action())));
                 }
                 let events = std::mem::take(&mut self.events);
@@ -424,16 +436,17 @@ impl<'a> Replayer<'a> {
     }
 }
 
-/// A step's (or script call's) range of events: `first..=last`, empty when `first > last`.
+/// A step's (or script call's) range of events, `start..end` (recorded as
+/// `first_seq..=last_seq`).
 #[derive(Debug, Clone, Copy)]
 struct Range {
-    first: u64,
-    last: u64,
+    start: u64,
+    end: u64,
 }
 
 impl Range {
     fn contains(&self, seq: u64) -> bool {
-        self.first <= seq && seq <= self.last
+        self.start <= seq && seq < self.end
     }
 }
 
@@ -449,18 +462,25 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
     }
     let mut parts: Vec<Part> = Vec::new();
     if step.script.is_some() && output.get("skipped").is_none() {
-        let mut next = range.first;
-        for (n, call) in output["calls"].as_array().into_iter().flatten().enumerate() {
+        let mut next = range.start;
+        let calls = output["calls"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for (n, call) in calls.iter().enumerate() {
             let action = call["action"].as_str().unwrap_or_default();
             let name = format!("call {} ({action}, script line {})", n + 1, call["line"]);
             let (Some(first), Some(last)) = (call["first_seq"].as_u64(), call["last_seq"].as_u64()) else {
                 return Err(format!("{name}: its range of events is not recorded"));
             };
-            if first < next || last > range.last || first > last.saturating_add(1) {
-                return Err(format!("{name}: its range of events {first}..={last} lies outside the step's, before an earlier call's end, or runs backwards"));
+            // 0..=0 is also how the executor writes an empty range at event 0: so it is
+            // when there is no event 0, or the next call's range starts there too.
+            let empty_at_zero = (first, last) == (0, 0) && (!events.contains_key(&0) || calls.get(n + 1).is_some_and(|c| c["first_seq"] == 0));
+            let call_range = if empty_at_zero { Range { start: 0, end: 0 } } else { Range { start: first, end: last.saturating_add(1) } };
+            if !empty_at_zero {
+                if call_range.start < next || call_range.end > range.end || call_range.start > call_range.end {
+                    return Err(format!("{name}: its range of events {first}..={last} lies outside the step's, before an earlier call's end, or runs backwards"));
+                }
+                next = call_range.end;
             }
-            next = first.max(last.saturating_add(1));
-            parts.push(Part { action: Action { action, device, spec: &call["spec"], output: &call["output"], step: None }, range: Range { first, last }, name });
+            parts.push(Part { action: Action { action, device, spec: &call["spec"], output: &call["output"], step: None }, range: call_range, name });
         }
     } else {
         parts.push(Part { action: Action { action: step.action(), device, spec, output, step: Some(step) }, range, name: String::new() });
@@ -481,11 +501,11 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
         }
     };
     for part in &parts {
-        while let Some(event) = pending.next_if(|e| e.seq < part.range.first) {
+        while let Some(event) = pending.next_if(|e| e.seq < part.range.start) {
             outside(event, ctx)?;
         }
         let mut own: Vec<&Event> = Vec::new();
-        while let Some(event) = pending.next_if(|e| e.seq <= part.range.last) {
+        while let Some(event) = pending.next_if(|e| e.seq < part.range.end) {
             ctx.consoles.feed(event);
             own.push(event);
         }

@@ -48,6 +48,9 @@ pub struct CallRequest {
     pub step: Step,
     /// Script line of the call, for the record.
     pub line: usize,
+    /// The call's own time limit (`timeout_ms` in its spec), within the step's; else
+    /// the action's default.
+    pub timeout: Option<Duration>,
 }
 
 /// What the executor (or, in replay, the record) answers to a call.
@@ -139,14 +142,24 @@ impl Runner {
         if action == "script" || action == "assert" || action == "set" {
             return Err(self.stop(FailureClass::Error, format!("{}: `{action}` is not an agent call; use the script's own logic", self.at(pos)), pos));
         }
+        // A call's own time limit is the one key a step has beside its action's.
+        let mut body = spec.clone();
+        let timeout = match body.as_object_mut().and_then(|b| b.remove("timeout_ms")) {
+            None => None,
+            Some(ms) => match ms.as_u64() {
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => return Err(self.stop(FailureClass::Error, format!("{}: `timeout_ms` of `{action}` is {ms}, not a number of milliseconds", self.at(pos)), pos)),
+            },
+        };
         // The same model as a declarative step: a misspelt field is refused the same way.
-        let step = match serde_json::from_value::<Step>(json!({ action: spec.clone() })) {
+        let step = match serde_json::from_value::<Step>(json!({ action: body })) {
             Ok(step) => step,
             Err(why) => return Err(self.stop(FailureClass::Error, format!("{}: `{action}` with {spec}: {why}", self.at(pos)), pos)),
         };
         // Only the rig's secrets are known to the redactor before the run starts.
         let credentials = [
             step.ssh_login.as_ref().and_then(|l| l.password.as_ref()),
+            step.ssh_su.as_ref().map(|s| &s.password),
             step.console_login.as_ref().and_then(|l| l.password.as_ref()),
             step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()),
         ];
@@ -157,7 +170,7 @@ impl Runner {
                 pos,
             ));
         }
-        let request = CallRequest { action: action.to_string(), spec, step, line: line_of(pos) };
+        let request = CallRequest { action: action.to_string(), spec, step, line: line_of(pos), timeout };
         let answer = self.caller.borrow_mut().call(&request);
         let (output, first_seq, last_seq) = match answer {
             Answer::Done { output, first_seq, last_seq } => (output, first_seq, last_seq),
@@ -235,6 +248,9 @@ fn engine(runner: Option<&Runner>) -> Engine {
     engine.set_strict_variables(true);
 
     // Text helpers: regular expressions are what parsing command output needs most.
+    // Rhai's own `trim` changes a variable in place; this one returns the trimmed text,
+    // so it works on a capture (read-only) and inside an expression.
+    engine.register_fn("trim_text", |text: &str| text.trim().to_string());
     engine.register_fn("matches", |text: &str, pattern: &str| -> Result<bool, Box<EvalAltResult>> {
         Ok(regex(pattern)?.is_match(text))
     });
@@ -556,7 +572,7 @@ async fn call(
     abort: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Answer {
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let limit = super::actions::default_timeout(&request.action);
+    let limit = request.timeout.unwrap_or_else(|| super::actions::default_timeout(&request.action));
     let capped = remaining < limit;
     let first_seq = recorder.next_seq();
     let timeout = limit.min(remaining).max(Duration::from_millis(1));

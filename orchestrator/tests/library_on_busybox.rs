@@ -1,0 +1,194 @@
+//! Every bundled plan on the BusyBox + dropbear device, careless and hardened: a device
+//! proofrig's authors did not build. Each case's verdict must be the one
+//! testplans/README.md's verdict table gives for the profile, and every bundle must
+//! verify. With `--nocapture` it also prints case x profile -> verdict, the messages of
+//! the steps that did not pass, and what `proofrig verify` said.
+
+mod verdicts;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use proofrig::evidence::signing;
+use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
+
+/// A plan that has not finished after this long is killed and reported as such.
+const PLAN_LIMIT: Duration = Duration::from_secs(300);
+
+fn plans() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+    let mut plans: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    plans.sort();
+    assert!(plans.len() >= 10, "the bundled library: {plans:?}");
+    plans
+}
+
+fn all(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits for `child` at most `limit`; kills it after that.
+fn wait_with_limit(mut child: Child, limit: Duration) -> (Output, bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return (child.wait_with_output().unwrap(), false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    (child.wait_with_output().unwrap(), true)
+}
+
+/// One row of the table.
+struct Row {
+    plan: String,
+    clause: String,
+    case: String,
+    verdict: String,
+    seconds: f64,
+    verify: String,
+    summary: String,
+}
+
+/// What a run's results.json says of each case: verdict and the messages of the steps
+/// that did not pass.
+fn rows_of(plan: &str, bundle: &Path, seconds: f64, verify: &str) -> Vec<Row> {
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    let cases = results["cases"].as_array().cloned().unwrap_or_default();
+    cases
+        .iter()
+        .map(|case| {
+            let steps = case["steps"].as_array().cloned().unwrap_or_default();
+            let mut notes: Vec<String> = steps
+                .iter()
+                .filter(|s| s["verdict"] != "PASS")
+                .map(|s| {
+                    format!(
+                        "[{}] {}: {}",
+                        s["verdict"].as_str().unwrap_or("?"),
+                        s["label"].as_str().unwrap_or(""),
+                        s["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            if let Some(reason) = case["skip_reason"].as_str() {
+                notes.insert(0, format!("skipped: {reason}"));
+            }
+            if notes.is_empty() {
+                notes.push(case["evidence_excerpt"].as_str().unwrap_or("").lines().next().unwrap_or("").to_string());
+            }
+            Row {
+                plan: plan.to_string(),
+                clause: case["scas"]["clause"].as_str().unwrap_or("?").to_string(),
+                case: case["case"].as_str().unwrap_or("?").to_string(),
+                verdict: case["verdict"].as_str().unwrap_or("?").to_string(),
+                seconds,
+                verify: verify.to_string(),
+                summary: notes.join(" | ").replace('\n', " "),
+            }
+        })
+        .collect()
+}
+
+fn run_library(profile: Profile) {
+    let device = BusyboxDevice::start(profile);
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = device.write_rig(tmp.path()).display().to_string();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let (key, public) = (key.display().to_string(), public.display().to_string());
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    let mut observed = Vec::new();
+    for plan in plans() {
+        let name = plan.file_name().unwrap().to_string_lossy().into_owned();
+        let out_dir = tmp.path().join("results").join(&name).display().to_string();
+        let plan_path = plan.display().to_string();
+        let started = Instant::now();
+        let child = device
+            .command(env!("CARGO_BIN_EXE_proofrig"))
+            .args(["run", &plan_path, "--rig", &rig, "--key", &key, "--out", &out_dir, "--quiet"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run proofrig");
+        let (out, killed) = wait_with_limit(child, PLAN_LIMIT);
+        let seconds = started.elapsed().as_secs_f64();
+        let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from));
+        let Some(bundle) = bundle else {
+            let why = if killed { format!("killed after {PLAN_LIMIT:?}") } else { "no bundle".into() };
+            problems.push(format!("{name}: {why}: {}", all(&out)));
+            rows.push(Row {
+                plan: name,
+                clause: "?".into(),
+                case: "?".into(),
+                verdict: why,
+                seconds,
+                verify: "-".into(),
+                summary: String::new(),
+            });
+            continue;
+        };
+        let verified = std::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
+            .args(["verify", &bundle.display().to_string(), "--key", &public])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run proofrig verify");
+        let report = format!("{}{}", String::from_utf8_lossy(&verified.stdout), String::from_utf8_lossy(&verified.stderr));
+        let verify = ["VERIFIED", "TAMPERED", "INCOMPLETE"]
+            .into_iter()
+            .find(|word| report.contains(word))
+            .map(String::from)
+            .unwrap_or_else(|| format!("exit {:?}", verified.status.code()));
+        if verify != "VERIFIED" || verified.status.code() != Some(0) {
+            problems.push(format!("{name}: the bundle does not verify: {}", all(&verified)));
+        }
+        observed.extend(verdicts::observed(&bundle, None));
+        if verify != "VERIFIED" {
+            eprintln!("--- {} {name}: verify says {verify}:\n{}", profile.name(), report.lines().take(15).collect::<Vec<_>>().join("\n"));
+        }
+        rows.extend(rows_of(&name, &bundle, seconds, &verify));
+    }
+    print_table(profile, &rows);
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    let column = format!("BusyBox {}", profile.name());
+    let summary: Vec<String> = rows.iter().map(|r| format!("{} {} {}: {}", r.clause, r.case, r.verdict, r.summary)).collect();
+    verdicts::table().assert_column(&column, &observed, &summary.join("\n"));
+}
+
+fn print_table(profile: Profile, rows: &[Row]) {
+    let mut table = format!("\n=== the bundled library on the BusyBox device, {} profile\n", profile.name());
+    table.push_str(&format!("{:<12} {:<47} {:<13} {:>6}  {:<9} message summary\n", "clause", "case", "verdict", "secs", "verify"));
+    for row in rows {
+        let mut summary = row.summary.clone();
+        if summary.len() > 600 {
+            let cut = (0..=600).rev().find(|i| summary.is_char_boundary(*i)).unwrap_or(0);
+            summary.truncate(cut);
+            summary.push('…');
+        }
+        table.push_str(&format!(
+            "{:<12} {:<47} {:<13} {:>6.1}  {:<9} {} ({})\n",
+            row.clause, row.case, row.verdict, row.seconds, row.verify, summary, row.plan
+        ));
+    }
+    println!("{table}");
+}
+
+#[test]
+fn the_library_on_the_careless_busybox_device() {
+    run_library(Profile::Careless);
+}
+
+#[test]
+fn the_library_on_the_hardened_busybox_device() {
+    run_library(Profile::Hardened);
+}

@@ -1,0 +1,89 @@
+//! The verdict a security evaluator would give for every bundled case on every kind
+//! of device the test suite runs the library on, as testplans/README.md states it in
+//! its verdict table (with the reasons beside it). The tests that run the library on
+//! those devices (the simulated lab, real OpenSSH servers, the BusyBox + dropbear
+//! device) hold the run to the table, so the table is what the suite produces.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The table: per column (device kind), SCAS test name -> verdict.
+pub struct Table {
+    columns: Vec<String>,
+    /// (clause, test name, one verdict per column)
+    rows: Vec<(String, String, Vec<String>)>,
+}
+
+const BEGIN: &str = "<!-- verdict-table -->";
+const END: &str = "<!-- /verdict-table -->";
+
+/// testplans/README.md's verdict table.
+pub fn table() -> Table {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans/README.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(BEGIN).unwrap_or_else(|| panic!("{} has no `{BEGIN}`", path.display()));
+    let end = text.find(END).unwrap_or_else(|| panic!("{} has no `{END}`", path.display()));
+    let cells = |line: &str| -> Vec<String> { line.trim().trim_matches('|').split('|').map(|c| c.trim().trim_matches('`').to_string()).collect() };
+    let mut lines = text[start + BEGIN.len()..end].lines().filter(|l| l.trim_start().starts_with('|'));
+    let header = cells(lines.next().expect("a header row"));
+    assert_eq!(&header[..2], ["clause", "test"], "the table starts with clause and test: {header:?}");
+    let columns = header[2..].to_vec();
+    let rows = lines
+        .filter(|l| !l.contains("---"))
+        .map(|l| {
+            let c = cells(l);
+            assert_eq!(c.len(), header.len(), "every row has a verdict per column: {l}");
+            (c[0].clone(), c[1].clone(), c[2..].to_vec())
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+impl Table {
+    /// Test name -> expected verdict, in `column`.
+    pub fn column(&self, column: &str) -> BTreeMap<String, String> {
+        let at = self.columns.iter().position(|c| c == column).unwrap_or_else(|| panic!("no column `{column}` in the verdict table: {:?}", self.columns));
+        self.rows.iter().map(|(_, test, verdicts)| (test.clone(), verdicts[at].clone())).collect()
+    }
+
+    /// Every case of the table ran on the `column` device with the verdict the table
+    /// gives, and no case ran that the table does not list. `observed` is (test name,
+    /// verdict, evidence); `context` is printed on a mismatch.
+    pub fn assert_column(&self, column: &str, observed: &[(String, String, String)], context: &str) {
+        let expected = self.column(column);
+        let mut wrong = Vec::new();
+        for (test, verdict) in &expected {
+            match observed.iter().find(|(t, _, _)| t == test) {
+                None => wrong.push(format!("{test}: did not run (the table expects {verdict})")),
+                Some((_, got, why)) if got != verdict => wrong.push(format!("{test}: {got}, the table expects {verdict}: {why}")),
+                Some(_) => {}
+            }
+        }
+        for (test, got, _) in observed {
+            if !expected.contains_key(test) {
+                wrong.push(format!("{test} ran ({got}) but the verdict table has no row for it"));
+            }
+        }
+        assert!(wrong.is_empty(), "on `{column}`, the run disagrees with testplans/README.md's verdict table:\n{}\n\n{context}", wrong.join("\n"));
+    }
+}
+
+/// (test name, verdict, evidence excerpt) of every case of a sealed bundle's results,
+/// for `device` (all devices when None).
+pub fn observed(bundle: &Path, device: Option<&str>) -> Vec<(String, String, String)> {
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    results["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| device.is_none_or(|d| c["device"] == d))
+        .map(|c| {
+            (
+                c["scas"]["test_name"].as_str().unwrap_or_default().to_string(),
+                c["verdict"].as_str().unwrap_or_default().to_string(),
+                c["evidence_excerpt"].as_str().unwrap_or_default().lines().next().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
