@@ -178,6 +178,27 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The channel the event happened on; a power action belongs to an outlet, not a channel.
+    pub fn channel(&self) -> Option<&ChannelId> {
+        match self {
+            EventKind::ChannelOpened { channel, .. }
+            | EventKind::Bytes { channel, .. }
+            | EventKind::Datagram { channel, .. }
+            | EventKind::Redacted { channel, .. }
+            | EventKind::ChannelLost { channel, .. }
+            | EventKind::ChannelClosed { channel }
+            | EventKind::SshExec { channel, .. }
+            | EventKind::SshExit { channel, .. }
+            | EventKind::FileFetched { channel, .. }
+            | EventKind::SshAuth { channel, .. }
+            | EventKind::Note { channel, .. }
+            | EventKind::TcpConnect { channel, .. } => Some(channel),
+            EventKind::Power { .. } => None,
+        }
+    }
+}
+
 /// One stamped event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -66,24 +66,7 @@ fn kinds<'a>(events: &'a [Event], channel: &str) -> Vec<&'a EventKind> {
     events
         .iter()
         .map(|e| &e.kind)
-        .filter(|k| {
-            let c = match k {
-                EventKind::ChannelOpened { channel, .. }
-                | EventKind::Bytes { channel, .. }
-                | EventKind::Datagram { channel, .. }
-                | EventKind::Redacted { channel, .. }
-                | EventKind::ChannelLost { channel, .. }
-                | EventKind::ChannelClosed { channel }
-                | EventKind::SshExec { channel, .. }
-                | EventKind::SshExit { channel, .. }
-                | EventKind::FileFetched { channel, .. }
-                | EventKind::SshAuth { channel, .. }
-                | EventKind::Note { channel, .. }
-                | EventKind::TcpConnect { channel, .. } => channel,
-                EventKind::Power { .. } => return false,
-            };
-            c.channel == channel
-        })
+        .filter(|k| k.channel().is_some_and(|c| c.channel == channel))
         .collect()
 }
 

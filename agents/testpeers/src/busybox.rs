@@ -461,17 +461,7 @@ impl BusyboxDevice {
 
     /// Waits until the auth log has a line containing `needle`; the whole log, or `None`.
     pub fn wait_for_auth_log(&self, needle: &str, limit: Duration) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let log = self.auth_log();
-            if log.lines().any(|line| line.contains(needle)) {
-                return Some(log);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::wait_for_line(|| self.auth_log(), needle, limit)
     }
 
     /// Writes the secrets (mode 0600, in `dir/secrets/`, mode 0700) and the rig

@@ -77,3 +77,19 @@ pub(crate) fn kill_pid_namespace(unshare: &mut std::process::Child, grace: std::
     let _ = unshare.kill();
     let _ = unshare.wait();
 }
+
+/// Reads `log` until a line of it contains `needle` (at most `limit`): the whole log
+/// then, or `None` on time-out.
+pub(crate) fn wait_for_line(log: impl Fn() -> String, needle: &str, limit: std::time::Duration) -> Option<String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let text = log();
+        if text.lines().any(|line| line.contains(needle)) {
+            return Some(text);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -403,17 +403,7 @@ impl Sshd {
     /// `limit`); returns the whole log, or `None` on time-out.
     pub fn wait_for_auth_log(&self, needle: &str, limit: Duration) -> Option<String> {
         assert!(self.syslog.is_some(), "the authentication log needs SshdBuilder::syslog");
-        let deadline = Instant::now() + limit;
-        loop {
-            let log = self.auth_log();
-            if log.lines().any(|line| line.contains(needle)) {
-                return Some(log);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::wait_for_line(|| self.auth_log(), needle, limit)
     }
 
     /// The accounts created with [`SshdBuilder::account`].

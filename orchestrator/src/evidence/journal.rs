@@ -361,24 +361,22 @@ pub struct JournalWriter {
 
 impl JournalWriter {
     pub fn create(path: &Path) -> Result<Self, JournalError> {
-        let name = path.display().to_string();
-        let file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(path)
-            .map_err(|source| JournalError::Write { path: name.clone(), source })?;
-        Self::writing_to(file, name, None)
+        Self::create_with(path, None)
     }
 
     /// A journal that signs its head as it goes with `signer` (see the module doc).
     pub fn create_signed(path: &Path, signer: Box<dyn HeadSigner>) -> Result<Self, JournalError> {
+        Self::create_with(path, Some(signer))
+    }
+
+    fn create_with(path: &Path, signer: Option<Box<dyn HeadSigner>>) -> Result<Self, JournalError> {
         let name = path.display().to_string();
         let file = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)
             .open(path)
             .map_err(|source| JournalError::Write { path: name.clone(), source })?;
-        Self::writing_to(file, name, Some(signer))
+        Self::writing_to(file, name, signer)
     }
 
     /// A journal written to `file`, already open; `name` labels errors.

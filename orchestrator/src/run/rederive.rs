@@ -121,27 +121,10 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
 pub fn belongs_to(event: &Event, device: &str) -> bool {
     match &event.kind {
         EventKind::Power { device: d, .. } => d == device,
-        kind => channel_of(kind).is_some_and(|c| c.device == device),
+        kind => kind.channel().is_some_and(|c| c.device == device),
     }
 }
 
-pub fn channel_of(kind: &EventKind) -> Option<&proofrig_agents::events::ChannelId> {
-    match kind {
-        EventKind::ChannelOpened { channel, .. }
-        | EventKind::Bytes { channel, .. }
-        | EventKind::Datagram { channel, .. }
-        | EventKind::Redacted { channel, .. }
-        | EventKind::ChannelLost { channel, .. }
-        | EventKind::ChannelClosed { channel }
-        | EventKind::SshExec { channel, .. }
-        | EventKind::SshExit { channel, .. }
-        | EventKind::FileFetched { channel, .. }
-        | EventKind::SshAuth { channel, .. }
-        | EventKind::Note { channel, .. }
-        | EventKind::TcpConnect { channel, .. } => Some(channel),
-        EventKind::Power { .. } => None,
-    }
-}
 
 /// The events of `device` in a range that the step itself caused (not the console's
 /// own output, nor what may stand outside any step).

@@ -31,7 +31,7 @@ use super::actions::Agents;
 use super::console_replay::Consoles;
 use super::executor::{absorb, base_scope, failure_note, select, stops_case, unready_verdicts, EXECUTOR_CHANNEL, NOTE_ABORTED};
 use super::judge::judge;
-use super::rederive::{self, bytes_on, channel_of, Action};
+use super::rederive::{self, bytes_on, Action};
 use crate::evidence::journal::Record;
 use crate::evidence::record::{CaseKey, JournalEntry, Phase};
 use crate::plan::{Case, Plan, Step};
@@ -546,7 +546,7 @@ fn is_abort(event: &Event) -> bool {
 
 /// Why an event outside every range is wrong there.
 fn unplaced(event: &Event) -> String {
-    let what = channel_of(&event.kind).map_or_else(|| "a power action".to_string(), |c| format!("on {c}"));
+    let what = event.kind.channel().map_or_else(|| "a power action".to_string(), |c| format!("on {c}"));
     format!("event {} ({what}) lies outside the range of every step and is none of the events that may (console output, a channel's loss or close, the operator's stop, a device's identity read)", event.seq)
 }
 
