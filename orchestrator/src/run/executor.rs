@@ -334,7 +334,9 @@ pub async fn execute(
                     run.verdicts.push(Verdict::NotRun);
                     continue;
                 }
-                let verdict = run_step(&shared_key, Phase::Steps, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut abort).await?;
+                let tools = &mut StepTools { agents: &mut agents, recorder: &recorder, journal: &journal, progress: &mut *progress };
+                let at = StepAt { key: &shared_key, phase: Phase::Steps, index };
+                let verdict = run_step(tools, at, step, &mut scope, &mut run, &mut abort).await?;
                 if verdict == Verdict::Aborted {
                     aborted = true;
                     abort_recorded = true;
@@ -345,7 +347,9 @@ pub async fn execute(
             let restore_abort = watch::channel(false).1;
             for (index, step) in sel.case.restore.iter().enumerate() {
                 let mut never = restore_abort.clone();
-                run_step(&shared_key, Phase::Restore, index, step, &mut scope, &mut agents, &recorder, &journal, progress, &mut run, &mut never).await?;
+                let tools = &mut StepTools { agents: &mut agents, recorder: &recorder, journal: &journal, progress: &mut *progress };
+                let at = StepAt { key: &shared_key, phase: Phase::Restore, index };
+                run_step(tools, at, step, &mut scope, &mut run, &mut never).await?;
             }
             if *abort.borrow() {
                 // The stop leaves the cases after this one NOT_RUN: on record.
@@ -432,20 +436,36 @@ async fn report_identity(
     Ok((!output.is_empty()).then_some(output))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_step(
-    key: &Arc<CaseKey>,
+/// What the steps of a run work through: the agents that reach the devices, the
+/// recorder and journal that keep what happened, and the progress printer.
+struct StepTools<'a> {
+    agents: &'a mut Agents,
+    recorder: &'a Recorder,
+    journal: &'a JournalWriter,
+    progress: &'a mut dyn Progress,
+}
+
+/// Where a step stands in the run: its case, phase and index.
+#[derive(Clone, Copy)]
+struct StepAt<'a> {
+    key: &'a Arc<CaseKey>,
     phase: Phase,
     index: usize,
+}
+
+/// Run one step (with its retries) of the case at `at`, journaling it, and fold its
+/// verdict into the case's `run`.
+async fn run_step(
+    tools: &mut StepTools<'_>,
+    at: StepAt<'_>,
     step: &Step,
     scope: &mut Value,
-    agents: &mut Agents,
-    recorder: &Recorder,
-    journal: &JournalWriter,
-    progress: &mut dyn Progress,
     run: &mut CaseRun,
     abort: &mut watch::Receiver<bool>,
 ) -> Result<Verdict, RunError> {
+    let StepTools { agents, recorder, journal, progress } = tools;
+    let (agents, recorder, journal) = (&mut **agents, *recorder, *journal);
+    let StepAt { key, phase, index } = at;
     let action = step.action();
     let label = step.label();
     let device = step.device.as_deref().unwrap_or(&key.device);
