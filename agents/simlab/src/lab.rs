@@ -628,7 +628,7 @@ fn create_private_dir(dir: &Path) -> Result<(), SimError> {
 
 /// Writes `content` to `path` so that no other user can read it at any moment:
 /// created with mode 0600, or narrowed to 0600 before writing when it existed.
-fn write_private_file(path: &Path, content: &str) -> Result<(), SimError> {
+pub fn write_private_file(path: &Path, content: &str) -> Result<(), SimError> {
     let error = |source| SimError::Write {
         path: path.to_path_buf(),
         source,

@@ -34,20 +34,10 @@ pub(crate) fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Writes a file only its owner reads (shadow copies, secrets), created with mode 0600
-/// so its content is never readable by others, not even for a moment.
+/// Writes a file only its owner reads (shadow copies, secrets), as the simulated lab
+/// writes its secrets: never readable by others, not even for a moment.
 pub(crate) fn write_private(path: &std::path::Path, content: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    file.set_permissions(std::fs::Permissions::from_mode(0o600)).expect("mode 0600");
-    file.write_all(content.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    proofrig_simlab::lab::write_private_file(path, content).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Kills init of the PID namespace `unshare` started (the kernel then kills every

@@ -373,7 +373,7 @@ pub fn readiness(case: &CaseInfo, rig: &Rig, name: &str) -> Readiness {
 
 /// Why `case` of `plan` cannot run on `device`, as the run records it before touching
 /// the device: what the rig lacks, and how to add each declared value (the examples
-/// of rigs/README.md). None when it can run (or does not apply, or is skipped).
+/// of rigs/README.md). None when it can run, does not apply, or is skipped (`skip:`).
 ///
 /// Pure in the plan and the rig, so replay reaches the same message; it names the rig
 /// by its `rig:` name, not its path, which differs between the run and the bundle.

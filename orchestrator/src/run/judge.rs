@@ -86,7 +86,7 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         // SSH login without one only records its outcome, for a script to judge.
         "console_login" => judge_login(spec, output, "console login", Some("accepted")),
         "ssh_login" => judge_login(spec, output, "SSH login", None),
-        "ssh_su" => judge_su(spec, output),
+        "ssh_su" => judge_su(output),
         "console_run" => judge_status(spec, output, "output", "console command"),
         "ssh_exec" => judge_status(spec, output, "stdout", "SSH command"),
         "ssh_fetch" => Judgement::new(
@@ -229,13 +229,12 @@ fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&st
 /// The device's own password check (`su` over SSH): only records the outcome, for a
 /// script or a later step to weigh; a device without `su` is an ERROR, like any
 /// missing command.
-fn judge_su(spec: &Value, output: &Value) -> Judgement {
+fn judge_su(output: &Value) -> Judgement {
     let user = text(&output["user"]);
     let status = output["status"].as_i64();
     if let Some(missing) = missing_command(&format!("su {user}"), status, &text(&output["response"]), "") {
         return Judgement::new(Verdict::Error, missing, false, true);
     }
-    let _ = spec;
     let outcome = if output["accepted"].as_bool() == Some(true) { "accepted" } else { "refused" };
     let shown = match output["response"].as_str().filter(|r| !r.is_empty()) {
         Some(response) => format!(" (`{}`)", excerpt(response, 120)),
