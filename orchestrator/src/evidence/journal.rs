@@ -65,6 +65,8 @@ pub enum JournalError {
     Encode(#[from] serde_json::Error),
     #[error("journal {path} is sealed; nothing more can be appended to it")]
     Closed { path: String },
+    #[error("journal {path}: the run has ended; a late agent event belongs to no step and is not journaled")]
+    RunEnded { path: String },
     #[error("cannot start the journal's writer thread: {0}")]
     Thread(std::io::Error),
 }
@@ -76,6 +78,11 @@ pub trait OwnedEntry: Serialize + Send + 'static {
     /// once and when an appender must write the queue itself. A guess is fine; a
     /// console chunk should count its bytes.
     fn approx_len(&self) -> usize;
+
+    /// An agent event (recorded by a channel's pump or an agent's thread) rather than a
+    /// record the executor writes: refused once the run has ended
+    /// ([`JournalWriter::end_agent_events`]).
+    const AGENT_EVENT: bool = false;
 }
 
 /// Signs the journal's head as the run goes (see the module doc). The journal knows
@@ -126,6 +133,10 @@ struct Queue {
     failed: Option<String>,
     /// Set when the bundle is sealed: a late event must not change what was signed.
     closed: bool,
+    /// Set when the run ends, before its RunFinished record: an agent thread the run
+    /// abandoned (a step's deadline cut it off) may still record, and nothing may
+    /// follow RunFinished but checkpoints, or the bundle cannot be sealed.
+    agent_events_ended: bool,
     /// Set when the writer is dropped: the writer thread writes what is left and ends.
     stopping: bool,
     /// The writer thread sleeps until woken (the journal has been idle a while); while
@@ -391,6 +402,7 @@ impl JournalWriter {
                 next: 0,
                 failed: None,
                 closed: false,
+                agent_events_ended: false,
                 stopping: false,
                 writer_asleep: false,
             }),
@@ -429,7 +441,7 @@ impl JournalWriter {
             body.clear();
             serde_json::to_writer(&mut *body, entry)?;
             let checkpoint = self.shared.signer.as_ref().is_some_and(|s| s.signs_after(&body));
-            let appended = self.enqueue(body.len(), checkpoint, |queue| {
+            let appended = self.enqueue(body.len(), checkpoint, false, |queue| {
                 queue.serialized.extend_from_slice(&body);
                 Pending::Serialized(body.len())
             });
@@ -450,15 +462,24 @@ impl JournalWriter {
     /// failure is reported like a write error: by later appends, `flush` and `failure`.
     pub fn append_owned<T: OwnedEntry>(&self, entry: T) -> Result<u64, JournalError> {
         let len = entry.approx_len();
-        self.enqueue(len, false, move |_| Pending::Owned(Box::new(entry)))
+        self.enqueue(len, false, T::AGENT_EVENT, move |_| Pending::Owned(Box::new(entry)))
+    }
+
+    /// From now on agent events are refused (`JournalError::RunEnded`); the executor's
+    /// own records (RunFinished) are still appended. For the run's end.
+    pub fn end_agent_events(&self) {
+        lock(&self.shared.queue).agent_events_ended = true;
     }
 
     /// Number and queue one record, and after it a checkpoint if `checkpoint`.
-    fn enqueue(&self, len: usize, checkpoint: bool, record: impl FnOnce(&mut Queue) -> Pending) -> Result<u64, JournalError> {
+    fn enqueue(&self, len: usize, checkpoint: bool, agent_event: bool, record: impl FnOnce(&mut Queue) -> Pending) -> Result<u64, JournalError> {
         let shared = &*self.shared;
         let mut queue = lock(&shared.queue);
         if queue.closed {
             return Err(JournalError::Closed { path: shared.path.clone() });
+        }
+        if agent_event && queue.agent_events_ended {
+            return Err(JournalError::RunEnded { path: shared.path.clone() });
         }
         if let Some(reason) = &queue.failed {
             return Err(shared.write_error(reason));
@@ -1088,6 +1109,34 @@ mod tests {
         fn approx_len(&self) -> usize {
             self.text.len() + 40
         }
+    }
+
+    /// An agent event, as far as the journal can tell.
+    #[derive(Serialize)]
+    struct OwnedEvent {
+        text: String,
+    }
+
+    impl OwnedEntry for OwnedEvent {
+        fn approx_len(&self) -> usize {
+            self.text.len() + 40
+        }
+        const AGENT_EVENT: bool = true;
+    }
+
+    #[test]
+    fn after_the_runs_end_agent_events_are_refused_and_the_runs_own_records_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let journal = JournalWriter::create(&path).unwrap();
+        assert_eq!(journal.append_owned(OwnedEvent { text: "during".into() }).unwrap(), 0);
+        journal.end_agent_events();
+        let late = journal.append_owned(OwnedEvent { text: "late".into() });
+        assert!(matches!(late, Err(JournalError::RunEnded { .. })), "{late:?}");
+        assert_eq!(journal.append(&serde_json::json!({"type": "run_finished"})).unwrap(), 1, "the run's end is still journaled, numbered next");
+        journal.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("during") && !text.contains("late") && text.lines().last().unwrap().contains("run_finished"), "{text}");
     }
 
     #[test]

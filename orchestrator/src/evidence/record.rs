@@ -265,6 +265,8 @@ impl Serialize for EventRecord {
 }
 
 impl OwnedEntry for EventRecord {
+    const AGENT_EVENT: bool = true;
+
     fn approx_len(&self) -> usize {
         match &self.0.kind {
             // Base64 makes 4 bytes of 3.

@@ -76,8 +76,11 @@ pub struct JournalSink(pub Arc<JournalWriter>);
 
 impl EventSink for JournalSink {
     fn append(&self, event: Event) {
-        // A write error is remembered by the writer and reported when the run ends.
-        let _ = self.0.append_owned(EventRecord(event));
+        // A write error is remembered by the writer and reported when the run ends; an
+        // event after the run's end (an abandoned agent thread) belongs to no step.
+        if let Err(JournalError::RunEnded { .. }) = self.0.append_owned(EventRecord(event)) {
+            tracing::debug!("an agent event after the run's end was not journaled");
+        }
     }
 }
 
@@ -316,7 +319,8 @@ pub async fn execute(
         let mut run = CaseRun { steps: Vec::new(), verdicts: Vec::new(), checks_passed: 0, touched_device: false, decisive: None };
         // A rig that lacks what the case needs (a declared value, a secret, a channel)
         // stops it before anything is sent: the case is ERROR, its steps NOT_RUN.
-        let unready = if sel.case.skip.is_some() { None } else { crate::plan::catalogue::unready(sel.plan, sel.case, &request.rig, &sel.device) };
+        // (None for a skipped case: `unready` says nothing of a case that does not run.)
+        let unready = crate::plan::catalogue::unready(sel.plan, sel.case, &request.rig, &sel.device);
         if sel.case.skip.is_some() {
             run.verdicts.push(Verdict::Skip);
         } else if let Some(why) = &unready {
@@ -397,6 +401,9 @@ pub async fn execute(
 
     let rollup = Rollup::of(cases.iter().map(|c| c.verdict));
     let ended = now();
+    // A thread a step's deadline abandoned may still record; after this, what it
+    // records is not journaled: RunFinished is the last record (checkpoints aside).
+    journal.end_agent_events();
     write(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: ended.clone(), aborted })?;
     // The run's end is a point where the whole journal must be on file: what follows
     // (sealing, or an error path that leaves the bundle unsealed) reads it.
