@@ -1,7 +1,7 @@
 //! The simulated PDU's coil hook as the sim lab relies on it, through a real
 //! tokio-modbus client: a write is acknowledged only after the hook has finished,
 //! and changes reach the hook in the order the coils took them. (The board's
-//! Modbus behaviour itself is tested by the power agent's tests, `agents/tests/power.rs`.)
+//! Modbus behaviour itself is tested by the power agent's tests, `crates/agents/tests/power.rs`.)
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! into the binary.
 //!
 //! The bundled library is every `*.yaml` / `*.yml` file of `testplans/` at build
-//! time (`orchestrator/build.rs` lists the directory; cargo rebuilds when a file in
+//! time (`crates/proofrig/build.rs` lists the directory; cargo rebuilds when a file in
 //! it changes, appears or goes). Compiling it in is what lets `proofrig demo` and
 //! `proofrig catalogue` run from any directory, and from an installed binary that
 //! has no `testplans/` beside it, with no list of files to keep up to date.
@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn the_bundled_library_is_every_plan_file_of_testplans() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
         let on_disk: Vec<String> = expand(&dir)
             .unwrap()
             .iter()
@@ -63,7 +63,7 @@ mod tests {
         assert_eq!(bundled, on_disk);
         assert!(bundled.len() >= 3, "{bundled:?}");
         for (name, bytes) in bundled_files() {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(name);
             assert_eq!(*bytes, std::fs::read(&path).unwrap().as_slice(), "{name} is compiled in as it is on disk");
         }
     }

@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn every_declared_example_is_a_key_rigs_readme_documents() {
-        let readme = include_str!("../../../rigs/README.md");
+        let readme = include_str!("../../../../rigs/README.md");
         for (key, example) in DECLARED_EXAMPLES {
             assert!(readme.contains(&format!("| `{key}` |")), "rigs/README.md documents `{key}`");
             assert!(example.starts_with(&format!("{key}: ")), "{example}");
@@ -584,7 +584,7 @@ mod script_scan_tests {
 
     #[test]
     fn a_templated_secret_name_is_the_parameter_s_default() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans/password-structure.yaml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/password-structure.yaml");
         let plan = Plan::load(&path).unwrap();
         let info = &cases_of(&plan, "password-structure.yaml")[0];
         assert_eq!(info.needs.secrets, ["oper_password"]);

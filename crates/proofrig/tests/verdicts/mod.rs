@@ -20,7 +20,7 @@ const END: &str = "<!-- /verdict-table -->";
 
 /// testplans/README.md's verdict table.
 pub fn table() -> Table {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans/README.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/README.md");
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find(BEGIN).unwrap_or_else(|| panic!("{} has no `{BEGIN}`", path.display()));
     let end = text.find(END).unwrap_or_else(|| panic!("{} has no `{END}`", path.display()));

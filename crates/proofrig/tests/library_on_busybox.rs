@@ -17,7 +17,7 @@ use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
 const PLAN_LIMIT: Duration = Duration::from_secs(300);
 
 fn plans() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
     let mut plans: Vec<PathBuf> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
     plans.sort();

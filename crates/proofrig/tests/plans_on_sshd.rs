@@ -30,7 +30,7 @@ const LOCKOUT_SECONDS: u64 = 4;
 /// Every plan of the library, as files. The lockout case goes last: it blocks the
 /// operator account for a while (and waits until it is free).
 fn library() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -55,7 +55,7 @@ fn all(out: &Output) -> String {
 }
 
 fn plan(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(name).display().to_string()
 }
 
 /// A device as a vendor would ship it: its sshd alone in its network namespace,

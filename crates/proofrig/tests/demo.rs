@@ -22,7 +22,7 @@ fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
     let all = format!("stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{all}");
 
-    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
     let mut files: Vec<_> = std::fs::read_dir(&library)
         .unwrap()
         .map(|e| e.unwrap().path())

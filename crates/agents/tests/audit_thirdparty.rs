@@ -207,7 +207,7 @@ fn plan_allowed_kex() -> Vec<String> {
         allowed_kex: Vec<String>,
     }
     let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans/ssh-algorithms.yaml");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/ssh-algorithms.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let plan: Plan =
         serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

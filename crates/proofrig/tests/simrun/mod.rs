@@ -21,12 +21,12 @@ use serde_json::Value;
 
 /// A plan of the bundled library, by file name.
 pub fn plan(name: &str) -> Plan {
-    Plan::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name)).unwrap()
+    Plan::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(name)).unwrap()
 }
 
 /// Every plan of the library, as the demo and `catalogue` see it.
 pub fn library() -> Vec<Plan> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
     paths.sort();
     paths.iter().map(|p| Plan::load(p).unwrap()).collect()

@@ -23,7 +23,7 @@ fn all(out: &Output) -> String {
 /// The SNMP steps of the bundled 4.3.2.1 case, taken from the library's file so the
 /// test follows the plan as shipped, with the agent's address and port added.
 fn plan_for(agent: &Snmpd) -> String {
-    let library = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans/no-unnecessary-services.yaml")).unwrap();
+    let library = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/no-unnecessary-services.yaml")).unwrap();
     let communities = library.lines().find_map(|l| l.trim().strip_prefix("snmp_communities:")).expect("the plan's community parameter").trim().to_string();
     let step = "      - name: ask the SNMP agent for sysDescr.0 over SNMPv1 and v2c with the default communities\n";
     let start = library.find(step).expect("the plan's SNMP probe step");

@@ -27,7 +27,7 @@ fn all(out: &Output) -> String {
 }
 
 fn plan(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testplans").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(name).display().to_string()
 }
 
 fn bundle_of(out: &Output) -> PathBuf {
