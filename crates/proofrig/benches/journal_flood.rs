@@ -29,9 +29,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use proofrig::evidence::journal::{read_chain, JournalWriter};
-use proofrig::evidence::record::JournalEntry;
-use proofrig::run::executor::JournalSink;
+use proofrig_evidence::journal::{read_chain, JournalWriter};
+use proofrig_evidence::record::JournalEntry;
+use proofrig_run::executor::JournalSink;
 use proofrig_agents::events::{Direction, Event, EventKind, EventSink, Recorder};
 use proofrig_agents::rig::{Console, FlowControl, Parity, SerialConsole};
 use proofrig_agents::serial::open_console;

@@ -11,7 +11,7 @@
 //! alternating (so the machine's load weighs on all alike), for
 //! `PROOFRIG_BENCH_ROUNDS` rounds (default 3):
 //! - **baseline**: `sha256sum` over every file of the bundle (page cache warm);
-//! - **proofrig**: `proofrig::cli::verify_bundle` with the pinned key: the
+//! - **proofrig**: `proofrig_evidence::verify_bundle` with the pinned key: the
 //!   function `proofrig verify --key` calls, with its full replay (every step
 //!   re-resolved from the plan, its output checked against the raw console bytes of
 //!   its step, its verdict judged again, the case and run rolled up again, and the
@@ -33,15 +33,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use proofrig::evidence::bundle::{list_files, sha256_file, BundleWriter};
-use proofrig::evidence::record::{CaseKey, CaseResult, JournalEntry, Phase, RunResult, StepResult};
-use proofrig::evidence::signing;
-use proofrig::evidence::verify::Status;
-use proofrig::plan::Plan;
-use proofrig::run::actions::Agents;
-use proofrig::run::executor::base_scope;
-use proofrig::run::judge::judge;
-use proofrig::verdict::{case_verdict, Rollup, Verdict};
+use proofrig_evidence::bundle::{list_files, sha256_file, BundleWriter};
+use proofrig_evidence::record::{CaseKey, CaseResult, JournalEntry, Phase, RunResult, StepResult};
+use proofrig_evidence::signing;
+use proofrig_evidence::verify::Status;
+use proofrig_plan::Plan;
+use proofrig_plan::scope::base_scope;
+use proofrig_verdict::judge::judge;
+use proofrig_verdict::{case_verdict, Rollup, Verdict};
 use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, Timestamp};
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use proofrig_agents::rig::Rig;
@@ -135,7 +134,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
     };
     let (mut verdicts, mut results, mut checks, mut touched) = (Vec::new(), Vec::new(), 0, false);
     for (index, step) in case.steps.iter().enumerate() {
-        let spec = Agents::resolve(step, &scope).unwrap();
+        let spec = proofrig_plan::scope::resolve(step, &scope).unwrap();
         append(&JournalEntry::StepStarted {
             key: key.clone(),
             phase: Phase::Steps,
@@ -154,7 +153,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
         step_text.extend(last);
         // The wait matches `login: ` at the end; what came before it is its `before`.
         let before = String::from_utf8_lossy(&step_text[..step_text.len() - "login: ".len()]).into_owned();
-        let before = proofrig::run::console_replay::tail_chars(&before, proofrig::run::console_replay::BEFORE_CHARS);
+        let before = proofrig_evidence::console_replay::tail_chars(&before, proofrig_evidence::console_replay::BEFORE_CHARS);
         let output = json!({"matched": true, "index": 0, "pattern": "login: $", "matched_text": "login: ", "before": before});
         let judged = judge(step.action(), &spec, &output);
         let record = append(&JournalEntry::StepFinished {
@@ -212,7 +211,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
         }],
         devices: vec![],
     };
-    writer.seal(&result, signer).unwrap().dir
+    writer.seal(&result, signer, &proofrig_report::Standard).unwrap().dir
 }
 
 /// Peak resident memory of this process so far, in MB.
@@ -260,7 +259,7 @@ fn main() {
         baseline = baseline.min(t.elapsed());
 
         let t = Instant::now();
-        let report = proofrig::cli::verify_bundle(&bundle, Some(&key.verifying_key()));
+        let report = proofrig_evidence::verify_bundle(&bundle, Some(&key.verifying_key()));
         proofrig = proofrig.min(t.elapsed());
         assert_eq!(report.status, Status::Verified, "{}", report.summary);
         assert!(report.checks.iter().any(|c| c.what == "verdicts replay from the journal" && c.passed()));

@@ -1,11 +1,8 @@
-//! proofrig: plans, runs, evidence and the command line, over the agents crate.
+//! The `proofrig` command line: one module per command under [`cli`], over the
+//! library crates (plan, run, evidence, report) and the agents.
 
 pub mod cli;
-pub mod evidence;
-pub mod verdict;
-pub mod plan;
-pub mod report;
+mod progress;
 mod session;
 mod table;
 mod terminal;
-pub mod run;

@@ -162,7 +162,7 @@ fn every_bundled_case_names_the_device_commands_it_runs() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let plan = proofrig::plan::Plan::load(&path).unwrap();
+        let plan = proofrig_plan::Plan::load(&path).unwrap();
         for case in &plan.spec.cases {
             let mut used: Vec<String> = Vec::new();
             for step in case.steps.iter().chain(&case.restore) {

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use proofrig::cli::verify_bundle;
-use proofrig::evidence::bundle::{BundleWriter, ATTESTATION, JOURNAL};
-use proofrig::evidence::journal::{genesis, read_chain, record_line, Record};
-use proofrig::evidence::signing;
-use proofrig::evidence::verify::Status;
+use proofrig_evidence::verify_bundle;
+use proofrig_evidence::bundle::{BundleWriter, ATTESTATION, JOURNAL};
+use proofrig_evidence::journal::{genesis, read_chain, record_line, Record};
+use proofrig_evidence::signing;
+use proofrig_evidence::verify::Status;
 use proofrig_simlab::{SimLab, SimLabConfig};
 
 /// Two cases on one device: the first finishes at once; the second waits long
@@ -397,7 +397,7 @@ fn a_finished_run_carries_checkpoints_that_verify_checks_too() {
     // The lab's own key seals the same records again, re-encoded (as a tool rewriting
     // the journal would): statements, digests and replay all hold, but each checkpoint
     // signed the bytes the run wrote, and record 0's changed.
-    let result: proofrig::evidence::record::RunResult =
+    let result: proofrig_evidence::record::RunResult =
         serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
     let rig_bytes = std::fs::read(bundle.join("inputs/rig.yaml")).unwrap();
     let plan_bytes = std::fs::read(bundle.join("inputs/plans/finishes.yaml")).unwrap();
@@ -411,7 +411,7 @@ fn a_finished_run_carries_checkpoints_that_verify_checks_too() {
     for record in &records {
         writer.journal().append(&record.entry).unwrap();
     }
-    let forged = writer.seal(&result, &signing::load_signing_key(&key).unwrap()).unwrap().dir;
+    let forged = writer.seal(&result, &signing::load_signing_key(&key).unwrap(), &proofrig_report::Standard).unwrap().dir;
     let report = verify_bundle(&forged, Some(&verifying));
     assert_eq!(report.status, Status::Tampered, "{}", report.summary);
     assert!(

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use proofrig::plan::Plan;
+use proofrig_plan::Plan;
 
 mod verdicts;
 

@@ -7,14 +7,14 @@ mod support;
 
 use std::path::Path;
 
-use proofrig::evidence::attestation::{ScasRunPredicate, Statement, TestResultPredicate};
-use proofrig::evidence::bundle::{self, BundleError, ATTESTATION, JOURNAL, MANIFEST, RESULTS};
-use proofrig::evidence::journal::JournalError;
-use proofrig::evidence::signing::Envelope;
-use proofrig::evidence::verify::{
+use proofrig_evidence::attestation::{ScasRunPredicate, Statement, TestResultPredicate};
+use proofrig_evidence::bundle::{self, BundleError, ATTESTATION, JOURNAL, MANIFEST, RESULTS};
+use proofrig_evidence::journal::JournalError;
+use proofrig_evidence::signing::Envelope;
+use proofrig_evidence::verify::{
     recorded_verdicts_agree, verify, CheckState, JournalRecord, ReplayInput, ReplayMismatch, Status, VerifyReport,
 };
-use proofrig::verdict::{Rollup, Verdict};
+use proofrig_verdict::{Rollup, Verdict};
 use support::*;
 
 fn replay(input: &ReplayInput, records: &mut dyn Iterator<Item = JournalRecord>) -> Result<(), ReplayMismatch> {
@@ -54,7 +54,7 @@ fn a_sealed_bundle_verifies_pinned_and_says_when_it_is_unpinned() {
     let pinned = check(&bundle, Some(&lab.verifying));
     assert_eq!(pinned.status, Status::Verified, "{}", explain(&pinned));
     assert!(pinned.pinned);
-    assert_eq!(pinned.signer.as_deref(), Some(proofrig::evidence::signing::key_id(&lab.verifying).as_str()));
+    assert_eq!(pinned.signer.as_deref(), Some(proofrig_evidence::signing::key_id(&lab.verifying).as_str()));
     assert!(pinned.checks.iter().all(|c| c.state == CheckState::Passed), "{}", explain(&pinned));
     assert_eq!(pinned.records_verified, Some(support::records(&bundle).len() as u64));
     // Every file was looked at, by name.
@@ -263,7 +263,7 @@ fn a_journal_edited_and_resigned_with_another_key_fails_against_the_pinned_key()
 
     let report = check(&forged, Some(&lab.verifying));
     assert_eq!(report.status, Status::Tampered, "{}", explain(&report));
-    let forger_id = proofrig::evidence::signing::key_id(&forger.verifying);
+    let forger_id = proofrig_evidence::signing::key_id(&forger.verifying);
     let signature_failures: Vec<_> = report.failures().filter(|c| c.what.starts_with("signature")).collect();
     assert_eq!(signature_failures.len(), 2, "{}", explain(&report));
     for failure in signature_failures {
@@ -311,7 +311,7 @@ fn a_journal_edited_behind_consistent_digests_and_signatures_is_caught_by_the_re
 fn resigned_failures(
     tamper: impl Fn(&Path),
     edit: impl Fn(&mut [serde_json::Value; 2]),
-) -> Vec<proofrig::evidence::verify::Check> {
+) -> Vec<proofrig_evidence::verify::Check> {
     let tmp = tempfile::tempdir().unwrap();
     let lab = keys(tmp.path(), "lab");
     let bundle = sealed_bundle(tmp.path(), &standard_cases(), &lab.signing);
@@ -330,7 +330,7 @@ fn resigned_failures(
 #[test]
 fn signed_but_inconsistent_content_is_caught_by_the_cross_checks() {
     let whats =
-        |failures: Vec<proofrig::evidence::verify::Check>| failures.into_iter().map(|c| c.what).collect::<Vec<_>>();
+        |failures: Vec<proofrig_evidence::verify::Check>| failures.into_iter().map(|c| c.what).collect::<Vec<_>>();
 
     // Re-signing alone, with nothing changed, is no tampering.
     let tmp = tempfile::tempdir().unwrap();
@@ -473,7 +473,7 @@ fn sealing_refuses_what_would_not_verify() {
         writer.journal().append(entry).unwrap();
     }
     let journal = writer.journal().clone();
-    let err = writer.seal(&run_result(&cases), &lab.signing).unwrap_err();
+    let err = writer.seal(&run_result(&cases), &lab.signing, &proofrig_report::Standard).unwrap_err();
     assert!(matches!(err, BundleError::NotFinished { .. }), "{err}");
     assert!(err.to_string().contains("case_finished"), "{err}");
     // Whatever happened, nothing more goes into a journal that sealing closed.
@@ -484,19 +484,19 @@ fn sealing_refuses_what_would_not_verify() {
     for entry in journal_entries(&cases, writer.input_refs(), Verdict::Pass) {
         writer.journal().append(&entry).unwrap();
     }
-    let err = writer.seal(&run_result(&cases), &lab.signing).unwrap_err();
+    let err = writer.seal(&run_result(&cases), &lab.signing, &proofrig_report::Standard).unwrap_err();
     assert!(err.to_string().contains("RunFinished says PASS but the results say FAIL"), "{err}");
 
     // A second bundle for the same run id, and plan files that would overwrite each other.
     create_writer(&tmp.path().join("c"));
-    let again = proofrig::evidence::bundle::BundleWriter::create(
+    let again = proofrig_evidence::bundle::BundleWriter::create(
         &tmp.path().join("c"),
         RUN_ID,
         (Path::new("rig.yaml"), RIG_YAML),
         &[],
     );
     assert!(matches!(again, Err(BundleError::Exists { .. })));
-    let twins = proofrig::evidence::bundle::BundleWriter::create(
+    let twins = proofrig_evidence::bundle::BundleWriter::create(
         &tmp.path().join("d"),
         RUN_ID,
         (Path::new("rig.yaml"), RIG_YAML),
@@ -584,7 +584,7 @@ fn the_html_report_is_standalone_escaped_and_complete() {
     assert!(html.contains("waiver W-12"));
     let command = format!("proofrig verify {} --key lab.pub", bundle.display());
     assert!(html.contains(&command), "verify command missing");
-    assert!(html.contains(&proofrig::evidence::signing::key_id(&lab.verifying)));
+    assert!(html.contains(&proofrig_evidence::signing::key_id(&lab.verifying)));
     assert!(html.contains("class=\"v-fail-run\""), "the header is coloured by the run verdict");
 
     // The compliance matrix lists clauses numerically: 4.2.3.2.2 < 4.2.3.4.2.1 < 4.2.3.4.3.1 < 4.2.3.4.10.
@@ -605,7 +605,7 @@ fn results_json_round_trips_as_the_run_result() {
     let lab = keys(tmp.path(), "lab");
     let cases = standard_cases();
     let bundle = sealed_bundle(tmp.path(), &cases, &lab.signing);
-    let back: proofrig::evidence::record::RunResult =
+    let back: proofrig_evidence::record::RunResult =
         serde_json::from_slice(&std::fs::read(bundle.join(RESULTS)).unwrap()).unwrap();
     assert_eq!(back, run_result(&cases));
 }

@@ -7,9 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use proofrig::evidence::bundle::{ATTESTATION, JOURNAL};
-use proofrig::evidence::signing::{key_id, load_verifying_key};
-use proofrig::verdict::Verdict;
+use proofrig_evidence::bundle::{ATTESTATION, JOURNAL};
+use proofrig_evidence::signing::{key_id, load_verifying_key};
+use proofrig_verdict::Verdict;
 use support::*;
 
 fn proofrig(args: &[&str]) -> Output {

@@ -23,16 +23,15 @@ use std::sync::atomic::AtomicU8;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proofrig::evidence::bundle::BundleWriter;
-use proofrig::evidence::journal::read_chain;
-use proofrig::evidence::record::{CaseKey, Phase, RunResult};
-use proofrig::evidence::verify::{CheckState, Status};
-use proofrig::plan::{Case, Plan, Step};
-use proofrig::run::actions::Agents;
-use proofrig::run::executor::{absorb, base_scope, select};
-use proofrig::run::judge::judge;
-use proofrig::run::script::{self, Answer, CallRequest, Caller, Control};
-use proofrig::verdict::{case_verdict, Rollup, Verdict};
+use proofrig_evidence::bundle::BundleWriter;
+use proofrig_evidence::journal::read_chain;
+use proofrig_evidence::record::{CaseKey, Phase, RunResult};
+use proofrig_evidence::verify::{CheckState, Status};
+use proofrig_plan::{Case, Plan, Step};
+use proofrig_plan::scope::{absorb, base_scope, select};
+use proofrig_verdict::judge::judge;
+use proofrig_plan::script::{self, Answer, CallRequest, Caller, Control};
+use proofrig_verdict::{case_verdict, Rollup, Verdict};
 use proofrig_agents::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::{json, Value};
@@ -314,7 +313,7 @@ fn forgeries() -> Vec<Forgery> {
 #[test]
 fn every_action_has_a_forgery() {
     let forged: Vec<&str> = forgeries().iter().filter_map(|f| f.action).collect();
-    let missing: Vec<&&str> = proofrig::plan::ACTIONS.iter().filter(|a| !forged.contains(a)).collect();
+    let missing: Vec<&&str> = proofrig_plan::ACTIONS.iter().filter(|a| !forged.contains(a)).collect();
     assert!(missing.is_empty(), "actions without a forgery in tests/forgeries.rs: {missing:?}");
 }
 
@@ -340,12 +339,12 @@ async fn every_forged_answer_with_the_chain_rebuilt_and_resigned_is_tampered() {
     }
 
     let public = tmp.path().join("lab.pub");
-    proofrig::evidence::signing::generate(&tmp.path().join("lab.key"), &public).unwrap();
-    let key = proofrig::evidence::signing::load_signing_key(&tmp.path().join("lab.key")).unwrap();
+    proofrig_evidence::signing::generate(&tmp.path().join("lab.key"), &public).unwrap();
+    let key = proofrig_evidence::signing::load_signing_key(&tmp.path().join("lab.key")).unwrap();
     let honest: Journal = ran.records.iter().map(|r| r.entry.clone()).collect();
     // The forger's tools are sound: the journal passed through them unedited verifies.
     let untouched = seal(&tmp.path().join("untouched"), &ran, &rig_path, honest.clone(), None, &key);
-    let report = proofrig::cli::verify_bundle(&untouched, Some(&key.verifying_key()));
+    let report = proofrig_evidence::verify_bundle(&untouched, Some(&key.verifying_key()));
     assert_eq!(report.status, Status::Verified, "{}", report.summary);
 
     let mut verified = Vec::new();
@@ -354,7 +353,7 @@ async fn every_forged_answer_with_the_chain_rebuilt_and_resigned_is_tampered() {
         let at = (forgery.forge)(&mut journal);
         let bundle = seal(&tmp.path().join(format!("forged-{n}")), &ran, &rig_path, journal, Some(at), &key);
         let record = read_chain(&bundle.join("journal.jsonl")).unwrap().unwrap().0[at].n;
-        let report = proofrig::cli::verify_bundle(&bundle, Some(&key.verifying_key()));
+        let report = proofrig_evidence::verify_bundle(&bundle, Some(&key.verifying_key()));
         let failed = report.checks.iter().find(|c| c.state == CheckState::Failed);
         let caught = report.status == Status::Tampered
             && failed.is_some_and(|c| c.what == "verdicts replay from the journal" && c.record == Some(record));
@@ -406,7 +405,7 @@ fn seal(out: &Path, ran: &Ran, rig_path: &Path, mut journal: Journal, forged: Op
     for entry in &journal {
         writer.journal().append(entry).unwrap();
     }
-    writer.seal(&result, key).unwrap().dir
+    writer.seal(&result, key, &proofrig_report::Standard).unwrap().dir
 }
 
 /// The forger's work after the edit (of record `forged`): every spec resolved again from
@@ -438,7 +437,7 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 let (_, this, scope) = case.as_ref().unwrap();
                 let step = step_of(this, entry);
                 if !entry["spec"].is_null() {
-                    entry["spec"] = Agents::resolve(step, scope).unwrap_or(Value::Null);
+                    entry["spec"] = proofrig_plan::scope::resolve(step, scope).unwrap_or(Value::Null);
                 }
                 spec = entry["spec"].clone();
             }
@@ -450,7 +449,7 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 if step.script.is_some() && derived {
                     entry["output"] = run_script_again(step, scope, &entry["output"]);
                 } else if let (Some(assert), true) = (&step.assert, derived) {
-                    entry["output"] = proofrig::run::judge::assert_output(assert, &spec);
+                    entry["output"] = assert.output(&spec);
                 } else if step.set.is_some() && derived {
                     entry["output"] = spec.clone();
                 }
@@ -603,6 +602,6 @@ cases:
             entry["output"]["text"] = "root:x:0:0:root:/root:/bin/sh\n".into();
         }
     });
-    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &forged).expect_err("an edited file text is caught");
+    let err = proofrig_evidence::replay::replay(&ran.plans, &ran.rig, &forged).expect_err("an edited file text is caught");
     assert!(err.to_string().contains("the recorded text of the file is not the file's bytes"), "{err}");
 }

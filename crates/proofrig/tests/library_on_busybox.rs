@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use proofrig::evidence::signing;
+use proofrig_evidence::signing;
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
 
 /// A plan that has not finished after this long is killed and reported as such.

@@ -8,8 +8,8 @@
 
 mod simrun;
 
-use proofrig::evidence::record::Phase;
-use proofrig::verdict::Verdict;
+use proofrig_evidence::record::Phase;
+use proofrig_verdict::Verdict;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use simrun::{plan, rig_of, verdict, Ran};
 
@@ -22,7 +22,7 @@ async fn run(lab: &SimLab, name: &str) -> Ran {
     simrun::run(lab, vec![plan(name)], &[]).await
 }
 
-async fn run_on(rig: proofrig_agents::rig::Rig, dir: tempfile::TempDir, plans: Vec<proofrig::plan::Plan>, only: Option<&str>) -> Ran {
+async fn run_on(rig: proofrig_agents::rig::Rig, dir: tempfile::TempDir, plans: Vec<proofrig_plan::Plan>, only: Option<&str>) -> Ran {
     simrun::run_on(rig, dir, plans, &[], only).await
 }
 
@@ -125,21 +125,21 @@ async fn no_unnecessary_services_finds_telnet_ftp_http_and_snmp_before_and_after
             }
         }
     });
-    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &silenced).expect_err("hidden SNMP answers are caught");
+    let err = proofrig_evidence::replay::replay(&ran.plans, &ran.rig, &silenced).expect_err("hidden SNMP answers are caught");
     assert!(err.to_string().contains("which SNMP requests were answered differs from the datagrams received"), "{err}");
     let dropped = simrun::rewrite(&ran, |entry| {
         if entry["type"] == "event" && entry["event"]["kind"] == "datagram" && entry["event"]["direction"] == "in" {
             entry["event"]["data"] = "".into();
         }
     });
-    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &dropped).expect_err("answers removed from the datagrams are caught");
+    let err = proofrig_evidence::replay::replay(&ran.plans, &ran.rig, &dropped).expect_err("answers removed from the datagrams are caught");
     assert!(err.to_string().contains("which SNMP requests were answered differs"), "{err}");
     let reachable = simrun::rewrite(&ran, |entry| {
         if is_probe(entry) && entry["output"]["port_unreachable"] == true {
             entry["output"]["port_unreachable"] = false.into();
         }
     });
-    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &reachable).expect_err("a forged `port_unreachable` is caught");
+    let err = proofrig_evidence::replay::replay(&ran.plans, &ran.rig, &reachable).expect_err("a forged `port_unreachable` is caught");
     assert!(err.to_string().contains("the recorded `port_unreachable` differs"), "{err}");
     lab.stop().await;
 }
@@ -176,7 +176,7 @@ async fn security_event_logging_needs_a_new_record_of_each_login() {
             entry["output"]["source_port"] = (port ^ 1).into();
         }
     });
-    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &forged).expect_err("a forged source port is caught");
+    let err = proofrig_evidence::replay::replay(&ran.plans, &ran.rig, &forged).expect_err("a forged source port is caught");
     assert!(err.to_string().contains("source of the login attempt differs"), "{err}");
 
     // Records from the first run do not make a second run pass on their own: each
@@ -297,7 +297,7 @@ async fn open_ports_finds_the_weak_devices_snmp_agent_in_the_udp_scan() {
             entry["output"]["not_closed"] = serde_json::json!([]);
         }
     });
-    let err = proofrig::run::replay::replay(&ran.plans, &ran.rig, &hidden).expect_err("a hidden open UDP port is caught");
+    let err = proofrig_evidence::replay::replay(&ran.plans, &ran.rig, &hidden).expect_err("a hidden open UDP port is caught");
     assert!(err.to_string().contains("the recorded open UDP ports differ from the answers on the wire"), "{err}");
     lab.stop().await;
 }

@@ -3,10 +3,10 @@
 
 mod simrun;
 
-use proofrig::evidence::record::CaseKey;
-use proofrig::plan::Plan;
-use proofrig::run::replay::replay;
-use proofrig::verdict::Verdict;
+use proofrig_evidence::record::CaseKey;
+use proofrig_plan::Plan;
+use proofrig_evidence::replay::replay;
+use proofrig_verdict::Verdict;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::Value;
 use simrun::{plan, rewrite, run, verdict, Ran};

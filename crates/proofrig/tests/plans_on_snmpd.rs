@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use proofrig::evidence::signing;
+use proofrig_evidence::signing;
 use proofrig_testpeers::snmpd::{Snmpd, SnmpdConfig};
 
 fn proofrig(args: &[&str]) -> Output {

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use proofrig::evidence::journal::read_chain;
-use proofrig::evidence::signing;
+use proofrig_evidence::journal::read_chain;
+use proofrig_evidence::signing;
 use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
 
 mod verdicts;

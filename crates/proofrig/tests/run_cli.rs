@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use proofrig::evidence::bundle::{BundleWriter, JOURNAL};
-use proofrig::evidence::journal::read_chain;
-use proofrig::evidence::record::RunResult;
-use proofrig::evidence::signing;
-use proofrig::verdict::{Rollup, Verdict};
+use proofrig_evidence::bundle::{BundleWriter, JOURNAL};
+use proofrig_evidence::journal::read_chain;
+use proofrig_evidence::record::RunResult;
+use proofrig_evidence::signing;
+use proofrig_verdict::{Rollup, Verdict};
 use proofrig_simlab::{SimLab, SimLabConfig};
 
 async fn proofrig(args: &[&str]) -> Output {
@@ -129,7 +129,7 @@ fn reseal_with_every_fail_hidden(original: &Path, out: &Path, key: &ed25519_dale
     }
     result.rollup = Rollup::of(result.cases.iter().map(|c| c.verdict));
     result.verdict = Verdict::Pass;
-    writer.seal(&result, key).unwrap().dir
+    writer.seal(&result, key, &proofrig_report::Standard).unwrap().dir
 }
 
 /// Scripts that end ERROR (a script error), INFRA (the device powered off through the

@@ -4,14 +4,14 @@
 
 mod simrun;
 
-use proofrig::run::replay::replay;
-use proofrig::verdict::Verdict;
+use proofrig_evidence::replay::replay;
+use proofrig_verdict::Verdict;
 use proofrig_agents::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::Value;
 use simrun::{assert_replays as replays, library, plan, run_on, verdict, Ran};
 
-async fn run(lab: &SimLab, plans: Vec<proofrig::plan::Plan>) -> Ran {
+async fn run(lab: &SimLab, plans: Vec<proofrig_plan::Plan>) -> Ran {
     simrun::run(lab, plans, &[]).await
 }
 
@@ -144,7 +144,7 @@ cases:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_output_that_arrives_between_a_scripts_calls_replays() {
     let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
-    let plans = vec![proofrig::plan::Plan::parse("script-between-calls.yaml", BETWEEN_CALLS).expect("a valid plan")];
+    let plans = vec![proofrig_plan::Plan::parse("script-between-calls.yaml", BETWEEN_CALLS).expect("a valid plan")];
     let ran = run(&lab, plans).await;
     let (v, why) = verdict(&ran, "ru1");
     assert_eq!(v, Verdict::Pass, "{why}");

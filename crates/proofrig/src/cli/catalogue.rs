@@ -15,8 +15,8 @@ use proofrig_agents::rig::Rig;
 use serde::Serialize;
 
 use super::{Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::plan::catalogue::{self, CaseInfo, Readiness};
-use crate::plan::{library, Plan, PlanError};
+use proofrig_plan::catalogue::{self, CaseInfo, Readiness};
+use proofrig_plan::{library, Plan, PlanError};
 use crate::table;
 
 /// Output format of `catalogue`.
@@ -237,7 +237,7 @@ fn needs(case: &CaseInfo) -> String {
         .iter()
         .map(|c| {
             let mut text = c.channel.as_str().to_string();
-            if c.channel == crate::plan::DeviceChannel::Ssh && n.ssh_password {
+            if c.channel == proofrig_plan::DeviceChannel::Ssh && n.ssh_password {
                 text.push_str(" (with a password)");
             }
             if c.optional {

@@ -21,13 +21,13 @@ use proofrig_simlab::{SimLab, SimLabConfig};
 
 use super::run::{run_and_seal, RunSetup, Sealed};
 use super::{Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::evidence::record::{CaseKey, CaseResult, Phase};
-use crate::evidence::signing;
-use crate::plan::{clause_order, library, Plan};
-use crate::run::executor::select;
-use crate::run::progress::Progress;
+use proofrig_evidence::record::{CaseKey, CaseResult};
+use proofrig_evidence::signing;
+use proofrig_plan::{clause_order, library, Plan};
+use proofrig_plan::scope::select;
+use proofrig_run::progress::{Progress, StepDone};
 use crate::table;
-use crate::verdict::Verdict;
+use proofrig_verdict::Verdict;
 
 pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::failed(miette::Report::msg(e.to_string()));
@@ -78,8 +78,8 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     // listening on 0.0.0.0 answers on every device address, and is none of the
     // devices' business. The lab's listeners use 21, 23, 80 and the kernel's ephemeral
     // range; ports that answer on an address no device uses are the host's.
-    let candidates = crate::plan::parse_ports(&format!("21,23,80,{}", ephemeral_port_range())).map_err(|e| failed(&e))?;
-    let host_ports = crate::run::actions::scan("127.0.0.254", &candidates, 512, Duration::from_millis(500)).await.unwrap_or_default();
+    let candidates = proofrig_plan::parse_ports(&format!("21,23,80,{}", ephemeral_port_range())).map_err(|e| failed(&e))?;
+    let host_ports = proofrig_run::actions::scan("127.0.0.254", &candidates, 512, Duration::from_millis(500)).await.unwrap_or_default();
     let lab_ports = port_list(candidates.iter().copied().filter(|p| !host_ports.contains(p)));
 
     let mut sealed: Vec<(String, Sealed)> = Vec::new();
@@ -130,8 +130,8 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     let mut verified_all = true;
     let mut bundles = Vec::new();
     for (name, run) in &sealed {
-        let report = super::verify::verify_bundle(&run.dir, Some(&public));
-        let verified = report.status == crate::evidence::verify::Status::Verified && report.pinned;
+        let report = proofrig_evidence::verify_bundle(&run.dir, Some(&public));
+        let verified = report.status == proofrig_evidence::verify::Status::Verified && report.pinned;
         verified_all &= verified;
         let status = if verified { "VERIFIED".to_string() } else { format!("{:?}: {}", report.status, report.summary) };
         bundles.push(vec![status, run.dir.display().to_string(), name.clone()]);
@@ -236,7 +236,7 @@ impl Progress for CaseLines {
         }
     }
 
-    fn step_finished(&mut self, _: Phase, _: usize, _: &str, _: Verdict, _: &str, _: Duration, _: bool) {}
+    fn step_finished(&mut self, _: &StepDone<'_>) {}
 
     fn case_finished(&mut self, _: &CaseKey, verdict: Verdict) {
         if !self.quiet {

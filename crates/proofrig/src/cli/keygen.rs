@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{report, Failure, EXIT_OK};
-use crate::evidence::signing::{self, KeyError};
+use proofrig_evidence::signing::{self, KeyError};
 
 pub fn keygen(out: &Path, name: &str) -> Result<u8, Failure> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {

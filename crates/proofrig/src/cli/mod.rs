@@ -2,6 +2,7 @@
 
 mod catalogue;
 mod console;
+#[cfg(feature = "simlab")]
 mod demo;
 mod keygen;
 mod plan;
@@ -10,12 +11,12 @@ mod probe;
 mod rig;
 mod run;
 mod seal;
+#[cfg(feature = "simlab")]
 mod sim;
 mod ssh;
 mod verify;
 
 /// What `proofrig verify` checks, without the printing: for benches and tests.
-pub use verify::verify_bundle;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,7 @@ pub enum Command {
         quiet: bool,
     },
     /// Run the bundled plans against the simulated lab, seal and verify the bundles.
+    #[cfg(feature = "simlab")]
     Demo {
         /// Where the bundles are written.
         #[arg(long, default_value = "results")]
@@ -85,6 +87,7 @@ pub enum Command {
         quiet: bool,
     },
     /// Start the simulated lab standalone and write its rig file.
+    #[cfg(feature = "simlab")]
     Sim {
         /// Where to write the rig file (secrets go to a `secrets/` folder beside it).
         #[arg(long, value_name = "FILE")]
@@ -258,13 +261,15 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             let params = run::parse_params(&params)?;
             let (plans, rig) = run::load_inputs(&plans, &rig)?;
             let setup = run::RunSetup { plans, rig, only_device: device, params, out_dir: out, key };
-            let sealed = run::run_and_seal(setup, "run", &mut crate::run::progress::Terminal { quiet }).await?;
+            let sealed = run::run_and_seal(setup, "run", &mut crate::progress::Terminal { quiet }).await?;
             print!("{}", run::verdict_table(&sealed.result));
             println!("bundle: {}", sealed.dir.display());
             println!("verify: proofrig verify {} --key <the lab's public key>", sealed.dir.display());
             Ok(run::exit_code(&sealed.result))
         }
+        #[cfg(feature = "simlab")]
         Command::Demo { out, quiet } => demo::demo(&out, quiet).await,
+        #[cfg(feature = "simlab")]
         Command::Sim { rig_out, well_known_ports } => sim::sim(&rig_out, well_known_ports).await,
         Command::Power { rig, device, action, off_for_ms } => {
             power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await

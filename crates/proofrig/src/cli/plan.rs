@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::plan::Plan;
+use proofrig_plan::Plan;
 
 use super::{Failure, EXIT_OK, EXIT_USAGE};
 

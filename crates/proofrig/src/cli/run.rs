@@ -12,29 +12,13 @@ use proofrig_agents::rig::Rig;
 use tokio::sync::watch;
 
 use super::{Failure, EXIT_USAGE};
-use crate::evidence::bundle::BundleWriter;
-use crate::evidence::record::RunResult;
-use crate::evidence::signing;
-use crate::plan::Plan;
-use crate::run::executor::{execute, run_recorder, RunRequest};
-use crate::run::progress::Progress;
 use crate::table;
-
-/// Everything a run needs, already loaded.
-pub struct RunSetup {
-    pub plans: Vec<Plan>,
-    pub rig: Rig,
-    pub only_device: Option<String>,
-    pub params: BTreeMap<String, serde_json::Value>,
-    pub out_dir: PathBuf,
-    pub key: SigningKey,
-}
-
-/// A finished, sealed run.
-pub struct Sealed {
-    pub result: RunResult,
-    pub dir: PathBuf,
-}
+use proofrig_evidence::record::RunResult;
+use proofrig_evidence::signing;
+use proofrig_plan::Plan;
+use proofrig_run::job::{unready_cases, Job, JobError, RunHost};
+pub use proofrig_run::job::{RunSetup, Sealed};
+use proofrig_run::progress::Progress;
 
 /// The signing key: `--key`, else `PROOFRIG_KEY`, else `~/.config/proofrig/lab.key`.
 /// `run` loads it before anything else: the journal signs its head with it from the
@@ -73,39 +57,15 @@ pub fn parse_params(items: &[String]) -> Result<BTreeMap<String, serde_json::Val
     Ok(out)
 }
 
-/// A run id people can sort and tell apart: UTC time, rig, and a random suffix.
-pub fn new_run_id(rig: &str, label: &str) -> String {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace([':', '-'], "");
-    let mut suffix = [0u8; 3];
-    let _ = getrandom::fill(&mut suffix);
-    let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect::<String>();
-    format!("{stamp}-{}-{}-{}", clean(rig), clean(label), hex::encode(suffix))
-}
-
-/// Run, journal and seal. The caller prints.
+/// Run, journal and seal (see `proofrig_run::job`); warn about cases the rig is not
+/// ready for, and turn Ctrl-C into the job's abort signal. The caller prints the result.
 pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progress) -> Result<Sealed, Failure> {
-    let run_id = new_run_id(setup.rig.name(), label);
-    // A case the rig is not ready for is ERROR in the evidence, which names the rig by
-    // its name; the technician here also learns which file to edit.
-    for sel in crate::run::executor::select(&setup.plans, &setup.rig, setup.only_device.as_deref()) {
-        if let Some(why) = crate::plan::catalogue::unready(sel.plan, sel.case, &setup.rig, &sel.device) {
-            eprintln!("proofrig: warning: {} on {} will be ERROR; edit the rig file {}: {why}", sel.case.id, sel.device, setup.rig.path.display());
-        }
+    for (case, device, why) in unready_cases(&setup) {
+        eprintln!("proofrig: warning: {case} on {device} will be ERROR; edit the rig file {}: {why}", setup.rig.path.display());
     }
-    let plan_inputs: Vec<(&Path, &[u8])> = setup.plans.iter().map(|p| (p.path.as_path(), p.bytes.as_slice())).collect();
-    // The journal signs its head with the lab's key from its first record on
-    // (checkpoints), so the key was loaded before anything else (`load_key`).
-    let bundle =
-        BundleWriter::create_signed(&setup.out_dir, &run_id, (setup.rig.path.as_path(), &setup.rig.bytes), &plan_inputs, &setup.key)
-            .map_err(|e| Failure::usage(miette::Report::msg(e.to_string())))?;
-    let journal = bundle.journal().clone();
-    let inputs = bundle.input_refs().clone();
-    let operator = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into());
-    let recorder = run_recorder(&journal, &setup.rig, &setup.plans);
-
+    let job = Job::create(setup, label).map_err(|e| Failure::usage(miette::Report::msg(e.to_string())))?;
     let (abort_tx, abort_rx) = watch::channel(false);
-    let forced_journal = journal.clone();
+    let forced_journal = job.journal();
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("\nproofrig: aborting; the current step stops, restore steps still run (Ctrl-C again to force quit)");
@@ -118,21 +78,13 @@ pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progr
             }
         }
     });
-    let request = RunRequest {
-        run_id,
-        plans: setup.plans,
-        rig: setup.rig,
-        only_device: setup.only_device,
-        params: setup.params,
-        operator,
-        host,
-        inputs,
-    };
-    let outcome = execute(request, journal, recorder, progress, abort_rx).await;
+    let outcome = job.run(RunHost::this_process(), progress, abort_rx, &proofrig_report::Standard).await;
     ctrl_c.abort();
-    let result = outcome.map_err(|e| Failure { report: miette::Report::msg(e.to_string()), code: 2 })?;
-    let sealed = bundle.seal(&result, &setup.key).map_err(|e| Failure::failed(miette::Report::msg(e.to_string())))?;
-    Ok(Sealed { result, dir: sealed.dir })
+    outcome.map_err(|e| match e {
+        JobError::Create(_) => Failure::usage(miette::Report::msg(e.to_string())),
+        JobError::Run(_) => Failure { report: miette::Report::msg(e.to_string()), code: 2 },
+        JobError::Seal(_) => Failure::failed(miette::Report::msg(e.to_string())),
+    })
 }
 
 /// The verdict table a person reads at the end of a run.
@@ -178,5 +130,5 @@ pub fn load_inputs(plan_paths: &[PathBuf], rig_path: &Path) -> Result<(Vec<Plan>
 
 /// Exit status of `proofrig run`.
 pub fn exit_code(result: &RunResult) -> u8 {
-    crate::verdict::exit_code(&result.rollup)
+    proofrig_verdict::exit_code(&result.rollup)
 }

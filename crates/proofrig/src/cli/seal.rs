@@ -13,12 +13,12 @@ use std::path::Path;
 use super::run::load_key;
 use super::verify::EXIT_INCOMPLETE;
 use super::{report, Failure};
-use crate::evidence::stopped::{seal_stopped, SealError};
+use proofrig_evidence::stopped::{seal_stopped, SealError};
 
 pub fn seal(run_dir: &Path, key: Option<&Path>) -> Result<u8, Failure> {
     let key = load_key(key)?;
-    let now = crate::run::executor::now();
-    let sealed = seal_stopped(run_dir, &key, &now).map_err(|err: SealError| {
+    let now = proofrig_run::executor::now();
+    let sealed = seal_stopped(run_dir, &key, &now, &proofrig_report::Standard).map_err(|err: SealError| {
         let usage = err.is_usage();
         let report = report(err);
         if usage {

@@ -8,47 +8,11 @@
 use std::path::Path;
 
 use super::{report, Failure, EXIT_FAILED, EXIT_OK};
-use crate::evidence::signing;
-use crate::evidence::verify::{self, CheckState, JournalRecord, ReplayInput, ReplayMismatch, Status};
-use crate::run::replay::{not_an_entry, Disagreement, Replayer};
+use proofrig_evidence::signing;
+use proofrig_evidence::verify::{CheckState, Status};
 
 /// Exit code: the bundle was never sealed, or sealed after its run stopped.
 pub const EXIT_INCOMPLETE: u8 = 2;
-
-/// The verdict replay `proofrig verify` runs: recompute every verdict from the plans,
-/// the rig and the journal, and check the signed statement says the same, record by
-/// record as `verify` reads the journal. A disagreement of the recompute is reported
-/// before one with the signed statement, wherever each shows.
-pub fn replay(input: &ReplayInput, records: &mut dyn Iterator<Item = JournalRecord>) -> Result<(), ReplayMismatch> {
-    let mismatch = |detail: String| ReplayMismatch { record: None, case: None, detail };
-    let rig_text = String::from_utf8_lossy(&input.rig);
-    let rig = proofrig_agents::rig::Rig::parse("inputs/rig.yaml", &rig_text, Path::new("."))
-        .map_err(|e| mismatch(format!("the bundle's rig does not load: {e}")))?;
-    let mut plans = Vec::new();
-    for (name, bytes) in &input.plans {
-        let plan = crate::plan::Plan::parse(name, &String::from_utf8_lossy(bytes))
-            .map_err(|e| mismatch(format!("the bundle's plan {name} does not load: {e}")))?;
-        plans.push(plan);
-    }
-    let disagreement = |d: Disagreement| ReplayMismatch { record: d.record, case: d.case, detail: d.detail };
-    let mut recompute = Replayer::new(&plans, &rig);
-    let mut signed = verify::RecordedVerdicts::new(input);
-    for record in records {
-        if let Ok(check) = &mut signed {
-            if let Err(mismatch) = check.record(&record) {
-                signed = Err(mismatch);
-            }
-        }
-        let entry = record.entry.map_err(|other| disagreement(not_an_entry(record.n, other.reason)))?;
-        recompute.record(record.n, entry).map_err(disagreement)?;
-    }
-    signed?.finish()
-}
-
-/// Verify a bundle with the full replay (as `proofrig verify` does), without printing.
-pub fn verify_bundle(bundle: &Path, pinned: Option<&ed25519_dalek::VerifyingKey>) -> verify::VerifyReport {
-    verify::verify(bundle, pinned, &replay)
-}
 
 pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
     if !bundle.is_dir() {
@@ -62,7 +26,7 @@ pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
         Some(path) => Some(signing::load_verifying_key(path).map_err(|e| Failure::usage(report(e)))?),
         None => None,
     };
-    let result = verify::verify(bundle, pinned.as_ref(), &replay);
+    let result = proofrig_evidence::verify_bundle(bundle, pinned.as_ref());
 
     println!("Verifying {}", bundle.display());
     for check in &result.checks {

@@ -7,12 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use proofrig::evidence::bundle::{BundleWriter, InputRefs, JOURNAL, RESULTS, RIG};
-use proofrig::evidence::journal::{read_chain, Record};
-use proofrig::evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, Phase, RunResult, StepResult};
-use proofrig::evidence::signing;
-use proofrig::plan::ScasRef;
-use proofrig::verdict::{Rollup, Verdict};
+use proofrig_evidence::bundle::{BundleWriter, InputRefs, JOURNAL, RESULTS, RIG};
+use proofrig_evidence::journal::{read_chain, Record};
+use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, Phase, RunResult, StepResult};
+use proofrig_evidence::signing;
+use proofrig_plan::ScasRef;
+use proofrig_verdict::{Rollup, Verdict};
 use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, Timestamp};
 use proofrig_agents::rig::Identity;
 
@@ -284,7 +284,7 @@ pub fn sealed_bundle(out: &Path, cases: &[CaseSpec], key: &SigningKey) -> PathBu
     for entry in journal_entries(cases, writer.input_refs(), result.verdict) {
         writer.journal().append(&entry).unwrap();
     }
-    writer.seal(&result, key).unwrap().dir
+    writer.seal(&result, key, &proofrig_report::Standard).unwrap().dir
 }
 
 /// The tamperer: rebuild `original` under `out` with every journal entry passed
@@ -315,7 +315,7 @@ pub fn reseal(
     }
     let mut result: RunResult = serde_json::from_slice(&std::fs::read(original.join(RESULTS)).unwrap()).unwrap();
     edit_result(&mut result);
-    writer.seal(&result, key).unwrap().dir
+    writer.seal(&result, key, &proofrig_report::Standard).unwrap().dir
 }
 
 /// Whether a journal entry is about `case` on `device`.
@@ -332,7 +332,7 @@ pub fn records(bundle: &Path) -> Vec<Record> {
 /// subject digest from the files as they now are, let `edit` change the decoded
 /// statements (test-result first, proofrig second), and sign them again.
 pub fn resign(bundle: &Path, key: &SigningKey, edit: impl Fn(&mut [serde_json::Value; 2])) {
-    use proofrig::evidence::bundle::{list_files, sha256_file, ATTESTATION};
+    use proofrig_evidence::bundle::{list_files, sha256_file, ATTESTATION};
     let text = std::fs::read_to_string(bundle.join(ATTESTATION)).unwrap();
     let mut statements: Vec<serde_json::Value> = text
         .lines()

@@ -1,0 +1,589 @@
+//! Runs plans on a rig: cases, steps, retries, break conditions, restore steps,
+//! abort, and the journal records that make every verdict replayable.
+//!
+//! For each case and each device it applies to, steps run in order. Each step's
+//! `${...}` are resolved against the case scope, the action is performed through the
+//! agents, what it observed is journaled, and `judge` decides the verdict from that
+//! record alone. Retries are for infrastructure faults only; a FAIL is never retried.
+//! Restore steps run whatever happened, including after Ctrl-C.
+//!
+//! Secrets stay out of the journal: the run's recorder ([`run_recorder`]) knows every
+//! secret of the rig and the plans and redacts whatever a device prints of them, and
+//! each step's output is redacted the same way before it is judged and journaled, so
+//! replay compares redacted with redacted and needs no secret. `judge` therefore
+//! decides on redacted text: a plan must never assert on a secret's value (it would
+//! have to write the value down to do so, which is wrong anyway).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use proofrig_agents::events::{ChannelId, Direction, Event, EventSink, Recorder};
+use proofrig_agents::redact::Redactor;
+use proofrig_agents::rig::Rig;
+use proofrig_agents::secret::SecretRef;
+
+use super::actions::{default_timeout, Agents};
+use proofrig_verdict::judge::{failure_output, judge, FailureClass};
+use super::progress::{Progress, StepDone};
+use proofrig_evidence::bundle::InputRefs;
+use proofrig_evidence::journal::{JournalError, JournalWriter};
+use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
+use proofrig_evidence::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
+use proofrig_plan::scope::{absorb, base_scope, missing_channel, select, stops_case, unready_verdicts};
+use proofrig_plan::{Case, Credential, Plan, Step};
+use proofrig_verdict::{case_verdict, Rollup, Verdict};
+
+/// Pause before retrying a step that failed for an infrastructure reason.
+pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Record a failed step's (or script call's) failure as its evidence, within its
+/// range: `<class>: <message>` on the device's [`EXECUTOR_CHANNEL`]. Nothing for an
+/// output that is not a failure.
+pub(crate) fn record_failure(recorder: &Recorder, device: &str, output: &Value) {
+    if let Some(note) = failure_note(output) {
+        recorder.emit(proofrig_agents::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: note });
+    }
+}
+
+/// Appends agent events to the journal, in the order the recorder stamped them.
+/// Handed over owned: the journal's writer thread serializes them, not the agent's
+/// thread that a step is waiting for.
+pub struct JournalSink(pub Arc<JournalWriter>);
+
+impl EventSink for JournalSink {
+    fn append(&self, event: Event) {
+        // A write error is remembered by the writer and reported when the run ends; an
+        // event after the run's end (an abandoned agent thread) belongs to no step.
+        if let Err(JournalError::RunEnded { .. }) = self.0.append_owned(EventRecord(event)) {
+            tracing::debug!("an agent event after the run's end was not journaled");
+        }
+    }
+}
+
+/// The secrets a run keeps out of its evidence: every secret the rig references and
+/// every `{ env: }` / `{ file: }` credential of the plans, read now, at run start.
+/// One that cannot be read is left out with a warning instead of stopping the run:
+/// the step that needs it fails with the reason.
+pub fn run_redactor(rig: &Rig, plans: &[Plan]) -> Redactor {
+    let mut redactor = Redactor::new();
+    let mut unreadable = redactor.add_rig(rig);
+    let credentials = plans
+        .iter()
+        .flat_map(|plan| &plan.spec.cases)
+        .flat_map(|case| case.steps.iter().chain(&case.restore))
+        .flat_map(|step| {
+            [
+                step.ssh_login.as_ref().and_then(|login| login.password.as_ref()),
+                step.ssh_su.as_ref().map(|su| &su.password),
+                step.console_login.as_ref().and_then(|login| login.password.as_ref()),
+                step.ssh_exec.as_ref().and_then(|exec| exec.stdin.as_ref()),
+            ]
+        })
+        .flatten()
+        .filter_map(Credential::as_secret_ref);
+    let mut references: Vec<SecretRef> = Vec::new();
+    for reference in credentials {
+        if !references.contains(&reference) {
+            references.push(reference);
+        }
+    }
+    unreadable.extend(references.iter().filter_map(|reference| redactor.add_reference(reference).err()));
+    for err in unreadable {
+        tracing::warn!("{err}; this secret is not redacted from the evidence, and a step that uses it will fail");
+    }
+    redactor
+}
+
+/// The recorder of a run: every event goes to the journal, with the run's secrets
+/// ([`run_redactor`]) redacted.
+pub fn run_recorder(journal: &Arc<JournalWriter>, rig: &Rig, plans: &[Plan]) -> Recorder {
+    Recorder::with_redactor(Arc::new(JournalSink(journal.clone())), run_redactor(rig, plans))
+}
+
+/// What to run.
+pub struct RunRequest {
+    pub run_id: String,
+    pub plans: Vec<Plan>,
+    pub rig: Rig,
+    /// Only this device (`--device`).
+    pub only_device: Option<String>,
+    /// `--param NAME=VALUE` overrides.
+    pub params: BTreeMap<String, Value>,
+    pub operator: String,
+    pub host: String,
+    /// The plan and rig files as the bundle holds them, named in RunStarted.
+    pub inputs: InputRefs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot write the journal: {0}")]
+    Journal(String),
+    #[error("cannot set up the agents: {0}")]
+    Agents(String),
+    #[error("no device of rig `{rig}` matches: {what}")]
+    NothingSelected { rig: String, what: String },
+}
+
+impl From<JournalError> for RunError {
+    fn from(err: JournalError) -> Self {
+        RunError::Journal(err.to_string())
+    }
+}
+
+struct CaseRun {
+    steps: Vec<StepResult>,
+    verdicts: Vec<Verdict>,
+    checks_passed: usize,
+    touched_device: bool,
+    decisive: Option<(Verdict, String, Arc<Value>)>,
+}
+
+/// Run everything, journaling as it goes, from RunStarted to RunFinished. Returns the run's result for reports.
+pub async fn execute(
+    request: RunRequest,
+    journal: Arc<JournalWriter>,
+    recorder: Recorder,
+    progress: &mut dyn Progress,
+    mut abort: watch::Receiver<bool>,
+) -> Result<RunResult, RunError> {
+    let started = now();
+    journal
+        .append(&JournalEntry::RunStarted {
+            run_id: request.run_id.clone(),
+            proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
+            operator: request.operator.clone(),
+            host: request.host.clone(),
+            started: started.clone(),
+            plans: request.inputs.plans.clone(),
+            rig: request.inputs.rig.clone(),
+            rig_name: request.rig.name().to_string(),
+            parameters: request.params.clone(),
+            only_device: request.only_device.clone(),
+        })?;
+    let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
+    if selected.is_empty() {
+        return Err(RunError::NothingSelected {
+            rig: request.rig.name().to_string(),
+            what: match &request.only_device {
+                Some(d) => format!("no case applies to device `{d}`"),
+                None => "no case's `devices:` selection matches a device".into(),
+            },
+        });
+    }
+    let write = |entry: &JournalEntry| Ok(journal.append(entry)?);
+    let mut agents = Agents::new(request.rig.clone(), recorder.clone()).map_err(|e| RunError::Agents(e.to_string()))?;
+    progress.run_started(&request.run_id, selected.len());
+
+    let mut cases = Vec::new();
+    let mut aborted = false;
+    // Whether the operator's stop is on record (an ABORTED step records it itself).
+    let mut abort_recorded = false;
+    let record_abort = |device: &str, recorded: &mut bool| {
+        if !*recorded {
+            recorder.emit(proofrig_agents::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: NOTE_ABORTED.into() });
+            *recorded = true;
+        }
+    };
+    let mut reported: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (number, sel) in selected.iter().enumerate() {
+        if !reported.contains_key(&sel.device) && !aborted {
+            let answer = report_identity(&request.rig, &sel.device, &mut agents, &write).await?;
+            reported.insert(sel.device.clone(), answer);
+        }
+        let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
+        if aborted {
+            cases.push(not_run_case(&key, sel.case));
+            continue;
+        }
+        progress.case_started(number + 1, selected.len(), &key, &sel.case.title);
+        write(&JournalEntry::CaseStarted { key: key.clone(), title: sel.case.title.clone(), scas: sel.case.scas.clone() })?;
+        let case_start = Instant::now();
+        let device = request.rig.device(&sel.device).expect("selected from the rig").clone();
+        let mut scope = base_scope(sel.plan, &request.params, &sel.device, &device);
+        // Shared with every step record of the case, which the journal serializes later.
+        let shared_key = Arc::new(key.clone());
+
+        let mut run = CaseRun { steps: Vec::new(), verdicts: Vec::new(), checks_passed: 0, touched_device: false, decisive: None };
+        // A rig that lacks what the case needs (a declared value, a secret, a channel)
+        // stops it before anything is sent: the case is ERROR, its steps NOT_RUN.
+        // (None for a skipped case: `unready` says nothing of a case that does not run.)
+        let unready = proofrig_plan::catalogue::unready(sel.plan, sel.case, &request.rig, &sel.device);
+        if sel.case.skip.is_some() {
+            run.verdicts.push(Verdict::Skip);
+        } else if let Some(why) = &unready {
+            run.verdicts = unready_verdicts(sel.case);
+            run.decisive = Some((Verdict::Error, why.clone(), Arc::new(json!({}))));
+            progress.step_finished(&StepDone {
+                phase: Phase::Steps,
+                index: 0,
+                label: "the rig gives what the case needs",
+                verdict: Verdict::Error,
+                message: why,
+                took: Duration::ZERO,
+                will_retry: false,
+            });
+        } else {
+            let mut stopped = false;
+            for (index, step) in sel.case.steps.iter().enumerate() {
+                if !stopped && *abort.borrow() {
+                    // The stop is what leaves these steps NOT_RUN: it goes on record.
+                    record_abort(&sel.device, &mut abort_recorded);
+                }
+                if stopped || (*abort.borrow()) {
+                    run.verdicts.push(Verdict::NotRun);
+                    continue;
+                }
+                let tools = &mut StepTools { agents: &mut agents, recorder: &recorder, journal: &journal, progress: &mut *progress };
+                let at = StepAt { key: &shared_key, phase: Phase::Steps, index };
+                let verdict = run_step(tools, at, step, &mut scope, &mut run, &mut abort).await?;
+                if verdict == Verdict::Aborted {
+                    aborted = true;
+                    abort_recorded = true;
+                }
+                stopped = stops_case(step.on_failure, verdict);
+            }
+            // Restore steps always run: a changed device must be put back, even after an abort.
+            let restore_abort = watch::channel(false).1;
+            for (index, step) in sel.case.restore.iter().enumerate() {
+                let mut never = restore_abort.clone();
+                let tools = &mut StepTools { agents: &mut agents, recorder: &recorder, journal: &journal, progress: &mut *progress };
+                let at = StepAt { key: &shared_key, phase: Phase::Restore, index };
+                run_step(tools, at, step, &mut scope, &mut run, &mut never).await?;
+            }
+            if *abort.borrow() {
+                // The stop leaves the cases after this one NOT_RUN: on record.
+                record_abort(&sel.device, &mut abort_recorded);
+                aborted = true;
+            }
+        }
+        let checks = if run.touched_device { run.checks_passed } else { 0 };
+        let verdict = if sel.case.skip.is_some() { Verdict::Skip } else { case_verdict(&run.verdicts, checks) };
+        let rollup = Rollup::of(run.verdicts.iter().copied());
+        write(&JournalEntry::CaseFinished {
+            key: key.clone(),
+            verdict,
+            rollup,
+            checks_passed: checks,
+            skip_reason: sel.case.skip.clone(),
+            unready,
+        })?;
+        // Every finding first (one per line), then the output behind the worst one.
+        let findings: Vec<&str> = run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
+        let evidence_excerpt = match (&run.decisive, verdict) {
+            (Some((_, message, output)), _) if findings.len() > 1 => format!("{}\n\n{}", findings.join("\n"), render_output(output)),
+            (Some((_, message, output)), _) => format!("{message}\n\n{}", render_output(output)),
+            (None, Verdict::Skip) => format!("skipped: {}", sel.case.skip.clone().unwrap_or_default()),
+            (None, Verdict::Inconclusive) => "no check reached the device, so nothing was shown either way".into(),
+            (None, _) => String::new(),
+        };
+        progress.case_finished(&key, verdict);
+        cases.push(CaseResult {
+            key,
+            title: sel.case.title.clone(),
+            scas: sel.case.scas.clone(),
+            purpose: sel.case.purpose.clone(),
+            expected: sel.case.expected.clone(),
+            verdict,
+            skip_reason: sel.case.skip.clone(),
+            steps: run.steps,
+            evidence_excerpt,
+            duration_ms: case_start.elapsed().as_millis() as u64,
+        });
+    }
+    agents.close().await;
+    // Closing released what the channels held; this catches any stream left open.
+    recorder.flush_held_bytes();
+
+    let rollup = Rollup::of(cases.iter().map(|c| c.verdict));
+    let ended = now();
+    // A thread a step's deadline abandoned may still record; after this, what it
+    // records is not journaled: RunFinished is the last record (checkpoints aside).
+    journal.end_agent_events();
+    write(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: ended.clone(), aborted })?;
+    // The run's end is a point where the whole journal must be on file: what follows
+    // (sealing, or an error path that leaves the bundle unsealed) reads it.
+    journal.flush()?;
+    let devices = DeviceIdentity::of_devices_in(&request.rig, &cases, |name| reported.get(name).cloned().flatten());
+    Ok(RunResult {
+        run_id: request.run_id,
+        proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
+        operator: request.operator,
+        host: request.host,
+        rig_name: request.rig.name().to_string(),
+        started,
+        ended,
+        aborted,
+        verdict: rollup.verdict,
+        rollup,
+        cases,
+        devices,
+    })
+}
+
+/// Ask the device who it is, if its rig says how, and journal the answer.
+async fn report_identity(
+    rig: &Rig,
+    device: &str,
+    agents: &mut Agents,
+    write: &impl Fn(&JournalEntry) -> Result<u64, RunError>,
+) -> Result<Option<String>, RunError> {
+    let Some(command) = rig.device(device).ok().and_then(|d| d.identity.command.clone()) else {
+        return Ok(None);
+    };
+    let (output, error) = match agents.read_identity(device, &command).await {
+        Ok(answer) => (answer, None),
+        Err(why) => (String::new(), Some(why)),
+    };
+    write(&JournalEntry::DeviceReported { device: device.to_string(), command, output: output.clone(), error })?;
+    Ok((!output.is_empty()).then_some(output))
+}
+
+/// What the steps of a run work through: the agents that reach the devices, the
+/// recorder and journal that keep what happened, and the progress printer.
+struct StepTools<'a> {
+    agents: &'a mut Agents,
+    recorder: &'a Recorder,
+    journal: &'a JournalWriter,
+    progress: &'a mut dyn Progress,
+}
+
+/// Where a step stands in the run: its case, phase and index.
+#[derive(Clone, Copy)]
+struct StepAt<'a> {
+    key: &'a Arc<CaseKey>,
+    phase: Phase,
+    index: usize,
+}
+
+/// Run one step (with its retries) of the case at `at`, journaling it, and fold its
+/// verdict into the case's `run`.
+async fn run_step(
+    tools: &mut StepTools<'_>,
+    at: StepAt<'_>,
+    step: &Step,
+    scope: &mut Value,
+    run: &mut CaseRun,
+    abort: &mut watch::Receiver<bool>,
+) -> Result<Verdict, RunError> {
+    let StepTools { agents, recorder, journal, progress } = tools;
+    let (agents, recorder, journal) = (&mut **agents, *recorder, *journal);
+    let StepAt { key, phase, index } = at;
+    let action = step.action();
+    let label = step.label();
+    let device = step.device.as_deref().unwrap_or(&key.device);
+    let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or_else(|| default_timeout(action));
+    let (spec, unresolved) = match proofrig_plan::scope::resolve(step, scope) {
+        Ok(spec) => (Arc::new(spec), None),
+        Err(unresolved) => (Arc::new(Value::Null), Some(unresolved)),
+    };
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        // The step records are handed to the journal with the key, spec and output
+        // shared, not copied; its writer thread serializes them, off this thread,
+        // which the next step waits for.
+        journal.append_owned(StepRecord::Started { key: key.clone(), phase, index, action, label: label.clone(), spec: spec.clone(), attempt })?;
+        let first_seq = recorder.next_seq();
+        let mut output = match (&unresolved, missing_channel(step, scope)) {
+            (_, Some(skip)) => skip,
+            (Some(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
+            (None, None) if step.script.is_some() => {
+                super::script::perform(agents, recorder, device, step, scope.clone(), timeout, abort).await
+            }
+            (None, None) => perform_or_abort(agents, device, step, &spec, timeout, abort).await,
+        };
+        // Whatever a device printed of a secret is cut from the output exactly as from
+        // the transcript, so the two still agree in replay (see the module doc).
+        recorder.redactor().redact_json(&mut output);
+        record_failure(recorder, device, &output);
+        let last_seq = end_of_range(recorder, agents, device, action);
+        let judgement = judge(action, &spec, &output);
+        let output = Arc::new(output);
+        let record = journal.append_owned(StepRecord::Finished {
+            key: key.clone(),
+            phase,
+            index,
+            attempt,
+            verdict: judgement.verdict,
+            message: judgement.message.clone(),
+            output: output.clone(),
+            first_seq,
+            last_seq,
+        })?;
+        let retry = judgement.verdict == Verdict::Infra && attempt <= step.retries;
+        progress.step_finished(&StepDone {
+            phase,
+            index,
+            label: &label,
+            verdict: judgement.verdict,
+            message: &judgement.message,
+            took: started.elapsed(),
+            will_retry: retry,
+        });
+        if retry {
+            attempt += 1;
+            // A bench fault (a device still booting, a PDU busy) needs a moment to
+            // clear; `retries` then bounds the wait in time as well as in attempts.
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                _ = wait_for_abort(abort) => {}
+            }
+            continue;
+        }
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if unresolved.is_none() {
+            absorb(scope, step, &spec, &output);
+        }
+        run.verdicts.push(judgement.verdict);
+        if judgement.check_passed {
+            run.checks_passed += 1;
+        }
+        run.touched_device |= judgement.touched_device && judgement.verdict == Verdict::Pass;
+        // The evidence shown for a case: its worst step, or the last check that passed.
+        // A passing check of a restore step (the device is back) is not what the case
+        // shows, so it never stands in for the main steps' evidence.
+        let shows_the_case = phase == Phase::Steps || judgement.verdict != Verdict::Pass;
+        let replace = shows_the_case
+            && match &run.decisive {
+                None => judgement.verdict != Verdict::Pass || judgement.check_passed,
+                Some((v, _, _)) => judgement.verdict < *v || (judgement.verdict == *v && judgement.check_passed && *v == Verdict::Pass),
+            };
+        if replace {
+            run.decisive = Some((judgement.verdict, judgement.message.clone(), output));
+        }
+        run.steps.push(StepResult {
+            phase,
+            index,
+            label,
+            action: action.to_string(),
+            verdict: judgement.verdict,
+            message: judgement.message,
+            record,
+            duration_ms,
+        });
+        return Ok(judgement.verdict);
+    }
+}
+
+/// The last sequence number of a step's (or a script call's) range of events, after
+/// recording what the redactor holds back that belongs in that range.
+///
+/// Bytes held on a console, because they could begin a secret, stay held: the device
+/// goes on printing, and releasing them would put the first part of a password its
+/// boot log or an echo prints, split by the step's end, in the journal in clear. They
+/// are recorded when later bytes decide them, in a later step's range. Replay does not
+/// miss them there: a console wait is replayed against the console bytes since the
+/// last step that consumed the console, kept across steps, so bytes a wait left
+/// unread may land in any step before the wait that reads them.
+///
+/// Except where the step's own console wait consumed some of those held bytes (its
+/// match ends inside them): replay looks for what the step matched within the bytes
+/// up to the step's end, and would not find it. Then the console is flushed fully, in
+/// clear, as the cautious choice for replay; the step matched those bytes, so they are
+/// in its output too, unless it matched only part of them (the end of a pattern, or a
+/// prompt, that looks like the beginning of a secret, which is rare). Which is the case
+/// is told by counting the text the wait left unread: held bytes are the stream's
+/// last ones, so the wait consumed some of them only when fewer bytes than are held
+/// were left unread. The count is of filtered text, and bytes the console's pump has
+/// recorded but not yet handed over are not in it: it errs towards flushing.
+///
+/// Every other stream is flushed fully, as before: each is an exchange that ends
+/// within its step (an SSH command's output ends at its exit, an audit or negotiation
+/// reads one answer), so no later byte would decide what it holds, and replay reads
+/// some of them (the audit's server offer) within the step.
+pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &str, action: &str) -> u64 {
+    let unread = match action {
+        "console_expect" | "console_run" => agents.console_unconsumed(device),
+        _ => None,
+    };
+    recorder.flush_at_step_end(flushes_fully_at_step_end(device, unread)).saturating_sub(1)
+}
+
+/// Which streams a step's end records in full (see [`end_of_range`]): every stream but
+/// a console, and the console of `device` when its wait, which left `unread` bytes of
+/// text unread, consumed some of what the redactor holds.
+pub fn flushes_fully_at_step_end(device: &str, unread: Option<usize>) -> impl Fn(&ChannelId, Direction, usize) -> bool + '_ {
+    move |channel, direction, held| {
+        channel.channel != "console" || (channel.device == device && direction == Direction::In && unread.is_some_and(|unread| held > unread))
+    }
+}
+
+
+/// Perform a step's action unless the operator aborts first or meanwhile; a failure
+/// or the abort becomes the step's output. Script calls go through here too.
+pub(crate) async fn perform_or_abort(
+    agents: &mut Agents,
+    device: &str,
+    step: &Step,
+    spec: &Value,
+    timeout: Duration,
+    abort: &mut watch::Receiver<bool>,
+) -> Value {
+    if *abort.borrow() {
+        return failure_output(FailureClass::Aborted, "stopped by the operator");
+    }
+    tokio::select! {
+        result = agents.perform(device, step, spec, timeout) => match result {
+            Ok(output) => output,
+            Err((class, message)) => failure_output(class, &message),
+        },
+        _ = wait_for_abort(abort) => failure_output(FailureClass::Aborted, "stopped by the operator"),
+    }
+}
+
+pub(crate) async fn wait_for_abort(abort: &mut watch::Receiver<bool>) {
+    while !*abort.borrow() {
+        if abort.changed().await.is_err() {
+            // Nobody can abort any more: wait forever.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn not_run_case(key: &CaseKey, case: &Case) -> CaseResult {
+    CaseResult {
+        key: key.clone(),
+        title: case.title.clone(),
+        scas: case.scas.clone(),
+        purpose: case.purpose.clone(),
+        expected: case.expected.clone(),
+        verdict: Verdict::NotRun,
+        skip_reason: None,
+        steps: Vec::new(),
+        evidence_excerpt: "not run: the run was aborted before this case".into(),
+        duration_ms: 0,
+    }
+}
+
+/// A readable rendering of a step output for the evidence excerpt.
+pub fn render_output(output: &Value) -> String {
+    let mut text = match output {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                Value::String(s) if s.contains('\n') => format!("{k}:\n{}", s.trim_end()),
+                Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    };
+    if text.len() > 4000 {
+        let cut = (0..=4000).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("\n… (full output in the journal)");
+    }
+    text
+}
+
+/// Now, as RFC 3339 UTC with seconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
