@@ -23,11 +23,11 @@ use std::time::Duration;
 use regex::bytes::Regex;
 use tokio::time::Instant;
 
-use crate::ansi::AnsiFilter;
+use proofrig_model::ansi::AnsiFilter;
 use crate::channel::{ByteStream, ChannelError};
-use crate::events::ChannelId;
-use crate::rig::{Console, ConsoleLogin, SlowSend};
-use crate::secret::Secret;
+use proofrig_model::events::ChannelId;
+use proofrig_model::rig::{Console, ConsoleLogin, SlowSend};
+use proofrig_model::secret::Secret;
 
 /// Default size of the matching window.
 pub const DEFAULT_WINDOW: usize = 64 * 1024;

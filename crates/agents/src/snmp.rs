@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 
 /// The OID the probes ask for: `sysDescr.0` (1.3.6.1.2.1.1.1.0), which every agent has.
 const SYS_DESCR: &[u8] = &[0x2b, 6, 1, 2, 1, 1, 1, 0];

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::{ChannelId, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, EventKind, Recorder};
 
 /// The channel a TCP scan's events are recorded on.
 pub const CHANNEL: &str = "tcp-scan";
@@ -208,7 +208,7 @@ pub fn open_ports_connected<'a>(address: &str, scanned: &[u16], recorded: impl I
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::MemorySink;
+    use proofrig_model::events::MemorySink;
 
     #[test]
     fn port_lists_round_trip_as_ranges() {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 
 /// The channel a UDP scan's datagrams and its summary are recorded on.
 pub const CHANNEL: &str = "udp-scan";
@@ -204,7 +204,7 @@ pub fn open_ports_answered<'a>(datagrams: impl IntoIterator<Item = (Direction, &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::MemorySink;
+    use proofrig_model::events::MemorySink;
 
     #[tokio::test]
     async fn open_closed_and_silent_ports_on_loopback() {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::error::SshError;
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 
 /// What we announce; the server sends its KEXINIT once it has read this.
 pub(crate) const CLIENT_IDENTIFICATION: &[u8] = b"SSH-2.0-proofrig_audit\r\n";

@@ -20,9 +20,9 @@ use super::wire::{
     LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED,
 };
 use super::{ConnectOptions, NegotiatedAlgorithms};
-use crate::events::{ChannelId, EventKind, Recorder};
-use crate::rig::SshEndpoint;
-use crate::secret::{Secret, SecretRef};
+use proofrig_model::events::{ChannelId, EventKind, Recorder};
+use proofrig_model::rig::SshEndpoint;
+use proofrig_model::secret::{Secret, SecretRef};
 
 /// Everything needed to open (and re-open, for shells) sessions to one endpoint.
 #[derive(Debug)]

@@ -14,8 +14,8 @@ use std::time::Instant;
 use super::connect::{attempt_key, attempt_password, auth_methods, open_verified, opened_detail, Target};
 use super::error::SshError;
 use super::{ConnectOptions, Credential, LoginOutcome};
-use crate::events::{ChannelId, EventKind, Recorder};
-use crate::rig::SshEndpoint;
+use proofrig_model::events::{ChannelId, EventKind, Recorder};
+use proofrig_model::rig::SshEndpoint;
 
 /// Try to log in to `endpoint` as `user` with `credential` (the endpoint's own user and
 /// credentials are ignored; its host, port, pin and timeout are used). `options` can

@@ -8,7 +8,7 @@
 //! never blocked.
 //!
 //! Host keys are always pinned (`hostkey`); there is no way to accept an unknown key.
-//! Passwords and passphrases are read from their [`SecretRef`](crate::secret::SecretRef)
+//! Passwords and passphrases are read from their [`SecretRef`](proofrig_model::secret::SecretRef)
 //! only when sent and never appear in events, logs or errors.
 //!
 //! Channels recorded for a device `ru1`: `ru1/ssh` (session opened/closed/lost, auth),
@@ -43,7 +43,7 @@ pub use login::{try_login, METHODS_OFFERED};
 pub use negotiate::{client_kexinit, probe_negotiation, ClientOffer, NegotiationOutcome, AGREEMENT_WINDOW};
 pub use session::SshSession;
 
-use crate::secret::Secret;
+use proofrig_model::secret::Secret;
 
 /// What a command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

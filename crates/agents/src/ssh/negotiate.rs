@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::audit::{connect_tcp, read_kexinit_from, CLIENT_IDENTIFICATION};
 use super::error::SshError;
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 
 /// What the client offers; `None` lists get ordinary modern choices.
 #[derive(Debug, Clone, Default)]

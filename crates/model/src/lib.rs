@@ -1,0 +1,26 @@
+//! proofrig model: what the device agents and the verifier both need, and nothing
+//! that talks to a device.
+//!
+//! `proofrig verify` replays a sealed bundle offline: it re-derives every verdict
+//! from the recorded events, so it must read them with exactly the types and rules
+//! the agents wrote them with, yet it has no business linking libssh2, serial ports,
+//! Modbus or HTTP clients. This crate is that shared ground, plain data and pure
+//! functions only:
+//!
+//! - [`events`]: the one stream all evidence flows into (`Event`, `Recorder`,
+//!   `EventSink`), redacting as it records;
+//! - [`rig`]: what exists on a bench, loaded from YAML with located errors ([`yaml`]);
+//! - [`secret`] and [`redact`]: secrets by reference, and keeping their values out
+//!   of what is recorded;
+//! - [`ansi`]: the text view of a terminal's output the expect engine matches on.
+//!
+//! Deliberately absent: any device I/O. Transports, sessions, scans and power
+//! backends live in `proofrig-agents`, which depends on this crate; nothing here
+//! opens a socket, a serial port or a process.
+
+pub mod ansi;
+pub mod events;
+pub mod redact;
+pub mod rig;
+pub mod secret;
+pub mod yaml;
