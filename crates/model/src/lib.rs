@@ -12,7 +12,11 @@
 //! - [`rig`]: what exists on a bench, loaded from YAML with located errors ([`yaml`]);
 //! - [`secret`] and [`redact`]: secrets by reference, and keeping their values out
 //!   of what is recorded;
-//! - [`ansi`]: the text view of a terminal's output the expect engine matches on.
+//! - [`ansi`]: the text view of a terminal's output the expect engine matches on, and
+//!   [`prompts`]: the prompts it waits for when a rig names none;
+//! - [`wire`]: the pure parsers and rules that read what crossed the wire (SSH
+//!   KEXINIT, SNMP BER, the UDP and TCP scans' evidence), shared by the agent that
+//!   exchanged the bytes and the replay that reads them again.
 //!
 //! Deliberately absent: any device I/O. Transports, sessions, scans and power
 //! backends live in `proofrig-agents`, which depends on this crate; nothing here
@@ -20,7 +24,9 @@
 
 pub mod ansi;
 pub mod events;
+pub mod prompts;
 pub mod redact;
 pub mod rig;
 pub mod secret;
+pub mod wire;
 pub mod yaml;

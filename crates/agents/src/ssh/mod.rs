@@ -36,12 +36,14 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use audit::{audit_algorithms, kex_marker, parse_server_offer, AuditedOffer, KexMarker, ServerAlgorithms, KEX_MARKERS};
+pub use audit::audit_algorithms;
 pub use error::SshError;
 pub use hostkey::{fingerprint_sha256, known_hosts_name};
-pub use login::{try_login, METHODS_OFFERED};
-pub use negotiate::{client_kexinit, probe_negotiation, ClientOffer, NegotiationOutcome, AGREEMENT_WINDOW};
+pub use login::try_login;
+pub use negotiate::{probe_negotiation, NegotiationOutcome, AGREEMENT_WINDOW};
 pub use session::SshSession;
+// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
+pub use proofrig_model::wire::ssh::{client_kexinit, kex_marker, parse_server_offer, AuditedOffer, ClientOffer, KexMarker, ServerAlgorithms, KEX_MARKERS, METHODS_OFFERED};
 
 use proofrig_model::secret::Secret;
 
