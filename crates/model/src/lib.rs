@@ -20,7 +20,9 @@
 //!
 //! Deliberately absent: any device I/O. Transports, sessions, scans and power
 //! backends live in `proofrig-agents`, which depends on this crate; nothing here
-//! opens a socket, a serial port or a process.
+//! opens a socket, a serial port or a process (the only files touched are a secret's
+//! `file:` reference and a JSON-lines transcript), so a verifier links none of ssh2,
+//! serialport, tokio-modbus, reqwest or nix.
 
 pub mod ansi;
 pub mod events;
