@@ -21,9 +21,9 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use proofrig_agents::events::{Direction, Event, EventKind, EventSink, Recorder};
-use proofrig_agents::rig::{Console, FlowControl, Parity, SerialConsole};
 use proofrig_agents::serial::open_console;
+use proofrig_model::events::{Direction, Event, EventKind, EventSink, Recorder};
+use proofrig_model::rig::{Console, FlowControl, Parity, SerialConsole};
 use proofrig_testpeers::pty::{boot_log, PtyPair};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;

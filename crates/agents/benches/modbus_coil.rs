@@ -13,9 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use proofrig_agents::events::{MemorySink, PowerState, Recorder};
 use proofrig_agents::power::PowerController;
-use proofrig_agents::rig::Rig;
+use proofrig_model::events::{MemorySink, PowerState, Recorder};
+use proofrig_model::rig::Rig;
 use proofrig_testpeers::modbus::ModbusServer;
 use tokio_modbus::client::tcp;
 use tokio_modbus::prelude::{Reader, Slave, Writer};

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use proofrig_agents::events::{MemorySink, Recorder};
-use proofrig_agents::rig::SshEndpoint;
 use proofrig_agents::ssh::SshSession;
+use proofrig_model::events::{MemorySink, Recorder};
+use proofrig_model::rig::SshEndpoint;
 use proofrig_testpeers::sshd::Sshd;
 
 const COMMANDS: usize = 100;

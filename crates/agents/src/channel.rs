@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
-use crate::secret::Secret;
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::secret::Secret;
 
 /// Default amount of unread device output kept for readers (1 MiB).
 pub const DEFAULT_FEED_CAPACITY: usize = 1 << 20;

@@ -23,25 +23,18 @@ use std::time::Duration;
 use regex::bytes::Regex;
 use tokio::time::Instant;
 
-use crate::ansi::AnsiFilter;
+use proofrig_model::ansi::AnsiFilter;
 use crate::channel::{ByteStream, ChannelError};
-use crate::events::ChannelId;
-use crate::rig::{Console, ConsoleLogin, SlowSend};
-use crate::secret::Secret;
+use proofrig_model::events::ChannelId;
+use proofrig_model::rig::{Console, ConsoleLogin, SlowSend};
+use proofrig_model::secret::Secret;
+// Transitional: `pub` only until crates/proofrig imports proofrig_model; the lead then
+// makes this a private `use` (this module's own code needs these names).
+pub use proofrig_model::prompts::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT, DEFAULT_PROMPT, DEFAULT_WINDOW};
 
-/// Default size of the matching window.
-pub const DEFAULT_WINDOW: usize = 64 * 1024;
-/// Shell prompt when the rig gives none.
-pub const DEFAULT_PROMPT: &str = r"[#$] ?$";
-/// Login prompt when the rig gives none.
-pub const DEFAULT_LOGIN_PROMPT: &str = r"login: ?$";
-/// Password prompt when the rig gives none.
-pub const DEFAULT_PASSWORD_PROMPT: &str = r"[Pp]assword: ?$";
 /// A line that is only a password prompt (for leaving it out of what `su` said).
 static DEFAULT_PASSWORD_PROMPT_TEXT: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"^[Pp]assword: ?$").expect("a valid pattern"));
-/// What a refused login looks like when the rig does not say.
-pub const DEFAULT_LOGIN_FAILURE: &str = r"Login incorrect|Permission denied|Authentication failure";
 
 /// How much of the recent output a timeout error shows.
 const TAIL_CHARS: usize = 200;
@@ -80,14 +73,6 @@ impl OpenShell {
         let prompt = format!("{line}{}", found.matched_text()).trim().to_string();
         OpenShell { account: account_of_prompt(&prompt), prompt }
     }
-}
-
-/// The account a shell prompt names, `user@host...` as most shells show it.
-pub fn account_of_prompt(prompt: &str) -> Option<String> {
-    let (user, _) = prompt.split_once('@')?;
-    let user = user.rsplit(|c: char| c.is_whitespace() || c == '[' || c == '(').next()?;
-    let valid = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    valid.then(|| user.to_string())
 }
 
 /// What `expect` found.

@@ -19,6 +19,9 @@
 //! events for the closed ones), and `verify` re-derives the open ports from those
 //! datagrams alone; the closed and silent ports are recorded in a note (an absence
 //! leaves no datagram).
+//!
+//! What a probe is, what the scan reports and the rule `verify` re-derives the open
+//! ports with are `proofrig_model::wire::udp`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,10 +29,12 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
-
-/// The channel a UDP scan's datagrams and its summary are recorded on.
-pub const CHANNEL: &str = "udp-scan";
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
+// Transitional: `pub` only until crates/proofrig imports proofrig_model; the lead then
+// makes this a private `use` (this module's own code needs these names).
+pub use proofrig_model::wire::udp::{probe_payload, UdpScanOutcome, CHANNEL};
+// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
+pub use proofrig_model::wire::udp::open_ports_answered;
 
 /// How often a port that stays silent is probed at most.
 const MAX_PASSES: u32 = 6;
@@ -38,56 +43,12 @@ const MAX_PASSES: u32 = 6;
 /// a closed port's answer is not withheld.
 pub const DEFAULT_RATE: u32 = 800;
 
-/// What a scan found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdpScanOutcome {
-    pub address: IpAddr,
-    /// Ports whose service answered the probe.
-    pub open: Vec<u16>,
-    /// Ports silent to both probes: a service that ignores the probe, or a filter.
-    pub open_filtered: Vec<u16>,
-    /// How many ports answered with ICMP port unreachable.
-    pub closed: usize,
-}
-
-impl UdpScanOutcome {
-    /// Every port that did not say it is closed, in order.
-    pub fn not_closed(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = self.open.iter().chain(&self.open_filtered).copied().collect();
-        ports.sort_unstable();
-        ports
-    }
-
-    /// The note a scan records: what `verify` checks the closed and silent ports against.
-    pub fn summary(&self, scanned: usize) -> String {
-        format!(
-            "UDP scan of {}, {scanned} ports: open {:?}, open|filtered {:?}, closed {}",
-            self.address, self.open, self.open_filtered, self.closed
-        )
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum UdpScanError {
     #[error("device {device}: {reason}")]
     Resolve { device: String, reason: String },
     #[error("device {device}: UDP scan of {address}: {source}")]
     Io { device: String, address: IpAddr, source: std::io::Error },
-}
-
-/// The datagram sent to `port`: a request its well-known service answers where one is
-/// easy to make (SNMP, NTP), else an empty datagram.
-pub fn probe_payload(port: u16) -> Vec<u8> {
-    match port {
-        161 => crate::snmp::get_request(crate::snmp::SnmpVersion::V2c, "public", 0x5053),
-        // An NTPv4 client request: LI 0, version 4, mode 3, the rest zero.
-        123 => {
-            let mut request = vec![0u8; 48];
-            request[0] = 0x23;
-            request
-        }
-        _ => Vec::new(),
-    }
 }
 
 enum Answer {
@@ -189,22 +150,11 @@ async fn probe(ip: IpAddr, port: u16, wait: Duration) -> std::io::Result<Answer>
     }
 }
 
-/// The open ports the recorded datagrams of a scan show: those that answered.
-pub fn open_ports_answered<'a>(datagrams: impl IntoIterator<Item = (Direction, &'a str)>) -> Vec<u16> {
-    let mut ports: Vec<u16> = datagrams
-        .into_iter()
-        .filter(|(direction, _)| *direction == Direction::In)
-        .filter_map(|(_, peer)| peer.parse::<SocketAddr>().ok().map(|a| a.port()))
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::MemorySink;
+    use proofrig_model::events::MemorySink;
+    use proofrig_model::wire::udp::open_ports_answered;
 
     #[tokio::test]
     async fn open_closed_and_silent_ports_on_loopback() {
@@ -253,12 +203,5 @@ mod tests {
             _ => None,
         });
         assert_eq!(note, Some(outcome.summary(3)));
-    }
-
-    #[test]
-    fn well_known_services_get_a_request_they_answer() {
-        assert_eq!(crate::snmp::parse_message(&probe_payload(161)).map(|h| h.community), Some(b"public".to_vec()));
-        assert_eq!(probe_payload(123)[0], 0x23);
-        assert!(probe_payload(9).is_empty());
     }
 }

@@ -32,10 +32,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use proofrig_agents::events::{ChannelId, Direction, MemorySink, Recorder};
-use proofrig_agents::ssh::{
-    audit_algorithms, kex_marker, parse_server_offer, AuditedOffer, ServerAlgorithms,
-};
+use proofrig_agents::ssh::audit_algorithms;
+use proofrig_model::events::{ChannelId, Direction, MemorySink, Recorder};
+use proofrig_model::wire::ssh::{kex_marker, parse_server_offer, AuditedOffer, ServerAlgorithms};
 use proofrig_testpeers::dropbear::Dropbear;
 use proofrig_testpeers::require_program;
 use proofrig_testpeers::sshd::Sshd;

@@ -6,10 +6,11 @@ mod console_support;
 use std::time::{Duration, Instant};
 
 use console_support::*;
-use proofrig_agents::events::{Direction, EventKind};
-use proofrig_agents::expect::{Expect, ExpectError, DEFAULT_WINDOW};
-use proofrig_agents::rig::{Parity, SlowSend};
+use proofrig_agents::expect::{Expect, ExpectError};
 use proofrig_agents::serial::open_console;
+use proofrig_model::events::{Direction, EventKind};
+use proofrig_model::prompts::DEFAULT_WINDOW;
+use proofrig_model::rig::{Parity, SlowSend};
 use proofrig_testpeers::pty::{boot_log, ConsoleScript, ScriptedConsole};
 use regex::bytes::Regex;
 

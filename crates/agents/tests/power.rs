@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use proofrig_agents::events::{EventKind, MemorySink, PowerState, Recorder};
 use proofrig_agents::power::{OutletRef, PowerController, PowerError};
-use proofrig_agents::rig::{OutletId, Rig};
+use proofrig_model::events::{EventKind, MemorySink, PowerState, Recorder};
+use proofrig_model::rig::{OutletId, Rig};
 use proofrig_testpeers::modbus::{CoilOp, ModbusOptions, ModbusServer};
 use proofrig_testpeers::pdudaemon::Pdudaemon;
 

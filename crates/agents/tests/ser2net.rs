@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use console_support::*;
 use proofrig_agents::channel::ChannelError;
-use proofrig_agents::events::{Direction, Recorder};
 use proofrig_agents::expect::{Expect, ExpectError};
-use proofrig_agents::rig::{Parity, TcpProtocol};
 use proofrig_agents::serial::{open_console, SerialError};
+use proofrig_model::events::{Direction, Recorder};
+use proofrig_model::rig::{Parity, TcpProtocol};
 use proofrig_testpeers::pty::{ConsoleScript, ScriptedConsole};
 use proofrig_testpeers::ser2net::{Ser2net, Ser2netProtocol};
 

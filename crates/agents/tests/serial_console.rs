@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use console_support::*;
 use proofrig_agents::channel::ChannelError;
-use proofrig_agents::events::{Direction, EventKind, Recorder};
 use proofrig_agents::expect::{Expect, ExpectError};
-use proofrig_agents::rig::Parity;
 use proofrig_agents::serial::{open_console, SerialError};
+use proofrig_model::events::{Direction, EventKind, Recorder};
+use proofrig_model::rig::Parity;
 use proofrig_testpeers::pty::{ConsoleScript, ScriptedConsole};
 
 const STEP: Duration = Duration::from_secs(5);
@@ -66,7 +66,7 @@ async fn a_wrong_password_is_reported_as_refused() {
     let console = serial_console(device.path());
     let stream = open_console(DEVICE, &console, Recorder::discard()).await.unwrap();
     let mut shell = Expect::for_console(stream, &console).unwrap();
-    let wrong = proofrig_agents::secret::Secret::new("env:RU1_PASSWORD", "not-it");
+    let wrong = proofrig_model::secret::Secret::new("env:RU1_PASSWORD", "not-it");
     let err = shell.login(&login(), Some(&wrong), STEP).await.unwrap_err();
     let ExpectError::LoginRefused { user, response, channel } = &err else { panic!("{err}") };
     assert_eq!((user.as_str(), channel.device.as_str()), ("root", DEVICE));

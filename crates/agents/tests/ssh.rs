@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proofrig_agents::channel::{ByteStream, ChannelError};
-use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, MemorySink, Recorder};
-use proofrig_agents::rig::SshEndpoint;
-use proofrig_agents::secret::{Secret, SecretRef};
 use proofrig_agents::ssh::{audit_algorithms, try_login, ConnectOptions, Credential, SshError, SshSession};
+use proofrig_model::events::{ChannelId, Direction, Event, EventKind, MemorySink, Recorder};
+use proofrig_model::rig::SshEndpoint;
+use proofrig_model::secret::{Secret, SecretRef};
 use proofrig_testpeers::sshd::Sshd;
 use sha2::{Digest, Sha256};
 

@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use proofrig_agents::events::Recorder;
-use proofrig_agents::rig::SshEndpoint;
-use proofrig_agents::secret::{Secret, SecretRef};
 use proofrig_agents::ssh::{try_login, ConnectOptions, Credential, SshSession};
+use proofrig_model::events::Recorder;
+use proofrig_model::rig::SshEndpoint;
+use proofrig_model::secret::{Secret, SecretRef};
 use proofrig_testpeers::sshd::{Account, Sshd, AUTH_LOG};
 
 /// Pinned host key, no credential of its own (logins say theirs).

@@ -7,7 +7,7 @@
 //! a wrong community. Switched by power like every other service: off, the socket is
 //! closed, so the host answers probes with ICMP port unreachable.
 //!
-//! Its BER is its own, not the prober's (`proofrig_agents::snmp`): a device that
+//! Its BER is its own, not the prober's (`proofrig_model::wire::snmp`): a device that
 //! shared the tester's encoder would hide a bug in it from every test.
 
 use std::net::SocketAddr;

@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use proofrig_agents::events::Recorder;
-use proofrig_agents::rig::Rig;
 use proofrig_agents::ssh::SshSession;
+use proofrig_model::events::Recorder;
+use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 
 /// What a plan step gives a command by default.

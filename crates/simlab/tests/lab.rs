@@ -13,10 +13,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::PtyClient;
-use proofrig_agents::events::{MemorySink, PowerState, Recorder};
 use proofrig_agents::power::PowerController;
-use proofrig_agents::rig::{OutletId, Pdu, Rig};
-use proofrig_agents::secret::SecretRef;
+use proofrig_model::events::{MemorySink, PowerState, Recorder};
+use proofrig_model::rig::{OutletId, Pdu, Rig};
+use proofrig_model::secret::SecretRef;
 use proofrig_simlab::{BootTiming, Profile, SimLab, SimLabConfig};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;

@@ -15,8 +15,8 @@ use tokio::process::Command;
 use tokio::time::{timeout_at, Instant};
 
 use super::{elapsed_ms, OutletRef, PowerBackend, PowerError, Switched};
-use crate::events::PowerState;
-use crate::rig::{CommandPdu, OutletId};
+use proofrig_model::events::PowerState;
+use proofrig_model::rig::{CommandPdu, OutletId};
 
 /// The command backend of one PDU.
 pub struct CommandBackend {

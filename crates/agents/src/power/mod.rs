@@ -20,8 +20,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::{EventKind, PowerState, Recorder};
-use crate::rig::{OutletId, Pdu, PowerOutlet, Rig, RigError};
+use proofrig_model::events::{EventKind, PowerState, Recorder};
+use proofrig_model::rig::{OutletId, Pdu, PowerOutlet, Rig, RigError};
 
 /// Everything that can go wrong with a power action, naming what was involved.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -18,8 +18,8 @@ use tokio_modbus::client::{tcp, Context};
 use tokio_modbus::prelude::{ExceptionCode, Reader, Slave, Writer};
 
 use super::{elapsed_ms, error_chain, OutletRef, PowerBackend, PowerError, Switched};
-use crate::events::PowerState;
-use crate::rig::{ModbusPdu, OutletId};
+use proofrig_model::events::PowerState;
+use proofrig_model::rig::{ModbusPdu, OutletId};
 
 /// The Modbus backend of one PDU.
 pub struct ModbusBackend {

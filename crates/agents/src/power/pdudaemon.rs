@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{elapsed_ms, error_chain, OutletRef, PowerBackend, PowerError, Switched};
-use crate::events::PowerState;
-use crate::rig::PdudaemonPdu;
+use proofrig_model::events::PowerState;
+use proofrig_model::rig::PdudaemonPdu;
 
 /// The pdudaemon backend of one PDU.
 pub struct PdudaemonBackend {

@@ -16,8 +16,8 @@ use serialport::{DataBits, StopBits};
 use super::pump::{start_pump, LossReason, PumpSetup, Transparent};
 use super::{check_frame, console_channel, flow_summary, frame_summary, SerialError};
 use crate::channel::ByteStream;
-use crate::events::Recorder;
-use crate::rig::{FlowControl, Parity, SerialConsole};
+use proofrig_model::events::Recorder;
+use proofrig_model::rig::{FlowControl, Parity, SerialConsole};
 
 /// Open a local tty or PTY as the console of `device`.
 pub async fn open_serial(device: &str, serial: &SerialConsole, recorder: Recorder) -> Result<ByteStream, SerialError> {

@@ -16,8 +16,8 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::channel::ByteStream;
-use crate::events::{ChannelId, Recorder};
-use crate::rig::{Console, FlowControl, Parity};
+use proofrig_model::events::{ChannelId, Recorder};
+use proofrig_model::rig::{Console, FlowControl, Parity};
 
 pub use local::open_serial;
 pub use tcp::open_tcp;

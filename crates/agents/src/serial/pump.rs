@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::channel::{ByteStream, ChannelError, Feed, WriteRequest, DEFAULT_FEED_CAPACITY};
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 
 /// Size of one read from the transport. Large so a fast line costs few syscalls;
 /// a PTY hands out at most 4 KiB per read anyway, a socket can give more.

@@ -17,8 +17,8 @@ use super::pump::{start_pump, LossReason, PumpSetup, Transparent};
 use super::telnet::{ComPortSettings, Telnet};
 use super::{check_frame, console_channel, frame_summary, SerialError};
 use crate::channel::ByteStream;
-use crate::events::{EventKind, Recorder};
-use crate::rig::{TcpConsole, TcpProtocol};
+use proofrig_model::events::{EventKind, Recorder};
+use proofrig_model::rig::{TcpConsole, TcpProtocol};
 
 /// Connect to a console server as the console of `device`.
 pub async fn open_tcp(device: &str, tcp: &TcpConsole, recorder: Recorder) -> Result<ByteStream, SerialError> {

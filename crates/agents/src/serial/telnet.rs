@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use super::pump::{Decoded, WireCodec};
-use crate::rig::Parity;
+use proofrig_model::rig::Parity;
 
 const IAC: u8 = 255;
 const DONT: u8 = 254;

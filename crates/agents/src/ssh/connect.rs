@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::MethodType;
 
-use super::audit::{connect_tcp, read_server_kexinit, ServerAlgorithms};
+use super::audit::{connect_tcp, read_server_kexinit};
 use super::error::SshError;
 use super::hostkey::{
     algorithms_for_key_type, key_type_of_algorithm, HostKeyPolicy, OfferedKey, Refusal, DEFAULT_HOST_KEY_ALGORITHMS,
@@ -20,9 +20,10 @@ use super::wire::{
     LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED,
 };
 use super::{ConnectOptions, NegotiatedAlgorithms};
-use crate::events::{ChannelId, EventKind, Recorder};
-use crate::rig::SshEndpoint;
-use crate::secret::{Secret, SecretRef};
+use proofrig_model::events::{ChannelId, EventKind, Recorder};
+use proofrig_model::rig::SshEndpoint;
+use proofrig_model::secret::{Secret, SecretRef};
+use proofrig_model::wire::ssh::ServerAlgorithms;
 
 /// Everything needed to open (and re-open, for shells) sessions to one endpoint.
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::secret::SecretError;
+use proofrig_model::secret::SecretError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {

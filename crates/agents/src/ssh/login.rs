@@ -5,17 +5,14 @@
 //! error: [`try_login`] only fails for infrastructure problems (unreachable device, host
 //! key not matching its pin, unreadable key file).
 
-/// How a login attempt's note of the authentication methods the server offered begins
-/// (the methods follow, comma-separated): a step's `methods_offered` is derived from it.
-pub const METHODS_OFFERED: &str = "methods offered: ";
-
 use std::time::Instant;
 
 use super::connect::{attempt_key, attempt_password, auth_methods, open_verified, opened_detail, Target};
 use super::error::SshError;
 use super::{ConnectOptions, Credential, LoginOutcome};
-use crate::events::{ChannelId, EventKind, Recorder};
-use crate::rig::SshEndpoint;
+use proofrig_model::events::{ChannelId, EventKind, Recorder};
+use proofrig_model::rig::SshEndpoint;
+use proofrig_model::wire::ssh::METHODS_OFFERED;
 
 /// Try to log in to `endpoint` as `user` with `credential` (the endpoint's own user and
 /// credentials are ignored; its host, port, pin and timeout are used). `options` can

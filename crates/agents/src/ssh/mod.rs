@@ -8,7 +8,7 @@
 //! never blocked.
 //!
 //! Host keys are always pinned (`hostkey`); there is no way to accept an unknown key.
-//! Passwords and passphrases are read from their [`SecretRef`](crate::secret::SecretRef)
+//! Passwords and passphrases are read from their [`SecretRef`](proofrig_model::secret::SecretRef)
 //! only when sent and never appear in events, logs or errors.
 //!
 //! Channels recorded for a device `ru1`: `ru1/ssh` (session opened/closed/lost, auth),
@@ -36,14 +36,16 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use audit::{audit_algorithms, kex_marker, parse_server_offer, AuditedOffer, KexMarker, ServerAlgorithms, KEX_MARKERS};
+pub use audit::audit_algorithms;
 pub use error::SshError;
 pub use hostkey::{fingerprint_sha256, known_hosts_name};
-pub use login::{try_login, METHODS_OFFERED};
-pub use negotiate::{client_kexinit, probe_negotiation, ClientOffer, NegotiationOutcome, AGREEMENT_WINDOW};
+pub use login::try_login;
+pub use negotiate::{probe_negotiation, NegotiationOutcome, AGREEMENT_WINDOW};
 pub use session::SshSession;
+// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
+pub use proofrig_model::wire::ssh::{client_kexinit, kex_marker, parse_server_offer, AuditedOffer, ClientOffer, KexMarker, ServerAlgorithms, KEX_MARKERS, METHODS_OFFERED};
 
-use crate::secret::Secret;
+use proofrig_model::secret::Secret;
 
 /// What a command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -8,22 +8,17 @@
 //! that finds no common algorithm hangs up at once (OpenSSH: "Unable to negotiate");
 //! one that agrees waits for the client's key exchange message. No key exchange, no
 //! authentication, no host key needed. Every byte is recorded on `ssh:negotiate`.
+//!
+//! The client KEXINIT itself is `proofrig_model::wire::ssh::client_kexinit`, which
+//! `verify` builds again to check the offer on the wire.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use super::audit::{connect_tcp, read_kexinit_from, CLIENT_IDENTIFICATION};
 use super::error::SshError;
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
-
-/// What the client offers; `None` lists get ordinary modern choices.
-#[derive(Debug, Clone, Default)]
-pub struct ClientOffer {
-    pub kex: Option<Vec<String>>,
-    pub host_key: Option<Vec<String>>,
-    pub ciphers: Option<Vec<String>>,
-    pub macs: Option<Vec<String>>,
-}
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::wire::ssh::{client_kexinit, ClientOffer};
 
 /// The server's answer to the offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,47 +28,11 @@ pub struct NegotiationOutcome {
     pub detail: String,
 }
 
-const DEFAULT_KEX: &str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,diffie-hellman-group14-sha256,diffie-hellman-group-exchange-sha256";
-const DEFAULT_HOST_KEY: &str = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256";
-const DEFAULT_CIPHERS: &str = "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
-/// With an AEAD cipher (chacha20-poly1305, AES-GCM) no MAC is negotiated at all, so a
-/// MAC under test is offered beside plain CTR ciphers only.
-const CIPHERS_NEEDING_A_MAC: &str = "aes256-ctr,aes192-ctr,aes128-ctr";
-const DEFAULT_MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512";
 const SSH_MSG_DISCONNECT: u8 = 1;
-const SSH_MSG_KEXINIT: u8 = 20;
 
 /// How long an agreeing server is given to hang up after all: it never does, so this
 /// is the time a compliant answer (hanging up) must come within.
 pub const AGREEMENT_WINDOW: Duration = Duration::from_millis(1500);
-
-/// The unencrypted binary packet carrying a client KEXINIT with these lists.
-pub fn client_kexinit(offer: &ClientOffer) -> Vec<u8> {
-    let list = |wanted: &Option<Vec<String>>, default: &str| wanted.as_ref().map(|v| v.join(",")).unwrap_or_else(|| default.to_string());
-    let default_ciphers = if offer.macs.is_some() { CIPHERS_NEEDING_A_MAC } else { DEFAULT_CIPHERS };
-    let (kex, host_key, ciphers, macs) =
-        (list(&offer.kex, DEFAULT_KEX), list(&offer.host_key, DEFAULT_HOST_KEY), list(&offer.ciphers, default_ciphers), list(&offer.macs, DEFAULT_MACS));
-    let mut payload = vec![SSH_MSG_KEXINIT];
-    // The cookie only has to be unpredictable for a real key exchange, which this never does.
-    payload.extend_from_slice(&[0u8; 16]);
-    for names in [kex.as_str(), &host_key, &ciphers, &ciphers, &macs, &macs, "none", "none", "", ""] {
-        payload.extend_from_slice(&(names.len() as u32).to_be_bytes());
-        payload.extend_from_slice(names.as_bytes());
-    }
-    payload.push(0); // first_kex_packet_follows
-    payload.extend_from_slice(&0u32.to_be_bytes());
-    // RFC 4253 6: packet_length || padding_length || payload || padding, a multiple of 8, padding >= 4.
-    let mut padding = 8 - (5 + payload.len()) % 8;
-    if padding < 4 {
-        padding += 8;
-    }
-    let mut packet = Vec::with_capacity(5 + payload.len() + padding);
-    packet.extend_from_slice(&((1 + payload.len() + padding) as u32).to_be_bytes());
-    packet.push(padding as u8);
-    packet.extend_from_slice(&payload);
-    packet.extend(std::iter::repeat_n(0u8, padding));
-    packet
-}
 
 /// Offer the server exactly `offer` and report whether it agreed. Runs on its own thread.
 pub async fn probe_negotiation(
@@ -165,28 +124,6 @@ fn disconnect_reason(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_client_kexinit_is_a_well_formed_packet_with_the_offered_lists() {
-        let offer = ClientOffer { ciphers: Some(vec!["aes128-cbc".into()]), ..Default::default() };
-        let packet = client_kexinit(&offer);
-        let length = u32::from_be_bytes(packet[..4].try_into().unwrap()) as usize;
-        assert_eq!(length + 4, packet.len());
-        assert_eq!(packet.len() % 8, 0);
-        let padding = packet[4] as usize;
-        assert!(padding >= 4);
-        let payload = &packet[5..packet.len() - padding];
-        let parsed = super::super::audit::parse_kexinit_payload(payload).unwrap();
-        assert_eq!(parsed.lists[2], vec!["aes128-cbc".to_string()]);
-        assert_eq!(parsed.lists[3], vec!["aes128-cbc".to_string()]);
-        assert!(parsed.lists[0].contains(&"curve25519-sha256".to_string()));
-
-        // A MAC only matters beside a cipher that is not AEAD.
-        let packet = client_kexinit(&ClientOffer { macs: Some(vec!["hmac-sha1".into()]), ..Default::default() });
-        let payload = &packet[5..packet.len() - packet[4] as usize];
-        let parsed = super::super::audit::parse_kexinit_payload(payload).unwrap();
-        assert!(parsed.lists[2].iter().all(|c| c.ends_with("-ctr")), "{:?}", parsed.lists[2]);
-    }
 
     #[test]
     fn a_disconnect_reason_is_read_only_from_a_complete_packet() {

@@ -20,8 +20,8 @@ use super::error::SshError;
 use super::wire::{Queued, Wire, WireError};
 use super::{ConnectOptions, ExecOutput, NegotiatedAlgorithms, ShellOptions};
 use crate::channel::ByteStream;
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
-use crate::rig::SshEndpoint;
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::rig::SshEndpoint;
 
 const READ_CHUNK: usize = 32 * 1024;
 

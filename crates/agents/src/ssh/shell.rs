@@ -23,7 +23,7 @@ use super::error::SshError;
 use super::wire::{is_eagain, poll_timeout, Queued, Wire, WireError};
 use super::ShellOptions;
 use crate::channel::{ByteStream, ChannelError, Feed, WriteRequest, DEFAULT_FEED_CAPACITY};
-use crate::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 
 const READ_CHUNK: usize = 32 * 1024;
 /// Write requests queued between the ByteStream and the forwarding task.

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, EventSink, MemorySink, Recorder};
-use proofrig_agents::rig::{
+use proofrig_model::events::{ChannelId, Direction, Event, EventKind, EventSink, MemorySink, Recorder};
+use proofrig_model::rig::{
     Console, ConsoleLogin, FlowControl, Parity, SerialConsole, SlowSend, TcpConsole, TcpProtocol,
 };
-use proofrig_agents::secret::{Secret, SecretRef};
+use proofrig_model::secret::{Secret, SecretRef};
 use tokio::sync::Notify;
 
 pub const DEVICE: &str = "ru1";

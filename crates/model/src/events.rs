@@ -166,7 +166,7 @@ pub enum EventKind {
     /// the ports that connected, tried again): each attempt that connected alone
     /// (`outcome` `connected`, `local` the scan's end of the connection), the others
     /// together by how they ended (`refused`, `timed out`, ...). `ports` is a port list,
-    /// `1-20,22`. See [`crate::tcp`].
+    /// `1-20,22`. See [`crate::wire::tcp`].
     TcpConnect {
         channel: ChannelId,
         address: String,
