@@ -28,9 +28,7 @@ use crate::channel::{ByteStream, ChannelError};
 use proofrig_model::events::ChannelId;
 use proofrig_model::rig::{Console, ConsoleLogin, SlowSend};
 use proofrig_model::secret::Secret;
-// Transitional: `pub` only until crates/proofrig imports proofrig_model; the lead then
-// makes this a private `use` (this module's own code needs these names).
-pub use proofrig_model::prompts::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT, DEFAULT_PROMPT, DEFAULT_WINDOW};
+use proofrig_model::prompts::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT, DEFAULT_PROMPT, DEFAULT_WINDOW};
 
 /// A line that is only a password prompt (for leaving it out of what `su` said).
 static DEFAULT_PASSWORD_PROMPT_TEXT: std::sync::LazyLock<regex::Regex> =

@@ -17,5 +17,3 @@ pub mod tcp;
 pub mod udp;
 pub mod ssh;
 
-// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
-pub use proofrig_model::{ansi, events, redact, rig, secret, yaml};

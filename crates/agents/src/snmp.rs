@@ -18,11 +18,9 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 
 use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
-// Transitional: `pub` only until crates/proofrig imports proofrig_model; the lead then
-// makes this a private `use` (this module's own code needs these names).
-pub use proofrig_model::wire::snmp::{answered_probes, get_request, ProbeResult, SnmpVersion, CHANNEL};
-// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
-pub use proofrig_model::wire::snmp::{answered_labels, parse_message, MessageHeader};
+// What a probe takes and returns; the BER and answer rules live in proofrig_model::wire::snmp.
+pub use proofrig_model::wire::snmp::{ProbeResult, SnmpVersion};
+use proofrig_model::wire::snmp::{answered_probes, get_request, CHANNEL};
 
 /// What a probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,11 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proofrig_model::events::{ChannelId, EventKind, Recorder};
-// Transitional: `pub` only until crates/proofrig imports proofrig_model; the lead then
-// makes this a private `use` (this module's own code needs these names).
-pub use proofrig_model::wire::tcp::{format_ports, CHANNEL, CONNECTED, CONNECTED_TO_ITSELF};
-// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
-pub use proofrig_model::wire::tcp::{open_ports_connected, parse_ports, Recorded};
+use proofrig_model::wire::tcp::{format_ports, CHANNEL, CONNECTED, CONNECTED_TO_ITSELF};
 
 /// How one connection attempt ended.
 enum Attempt {

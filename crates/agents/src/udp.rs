@@ -30,11 +30,9 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 
 use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
-// Transitional: `pub` only until crates/proofrig imports proofrig_model; the lead then
-// makes this a private `use` (this module's own code needs these names).
-pub use proofrig_model::wire::udp::{probe_payload, UdpScanOutcome, CHANNEL};
-// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
-pub use proofrig_model::wire::udp::open_ports_answered;
+// What a scan returns; the answer rules live in proofrig_model::wire::udp.
+pub use proofrig_model::wire::udp::UdpScanOutcome;
+use proofrig_model::wire::udp::{probe_payload, CHANNEL};
 
 /// How often a port that stays silent is probed at most.
 const MAX_PASSES: u32 = 6;

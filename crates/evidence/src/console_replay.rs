@@ -2,7 +2,7 @@
 //! a console step's output is re-derived from the recorded bytes instead of merely
 //! being found somewhere in them.
 //!
-//! The engine (`proofrig_agents::expect`) keeps the text a console printed since its
+//! The engine (`proofrig_model::expect`) keeps the text a console printed since its
 //! last match, matches patterns against it as text arrives, and a wait consumes the
 //! text through its match. Replay keeps the same, per device: the text view of the
 //! console (the same ANSI filter over the recorded bytes), where the next wait starts
@@ -26,9 +26,9 @@ use std::collections::BTreeMap;
 use regex::bytes::Regex;
 use serde_json::Value;
 
-use proofrig_agents::ansi::AnsiFilter;
-use proofrig_agents::events::{Direction, Event, EventKind};
-use proofrig_agents::expect::{DEFAULT_PROMPT, DEFAULT_WINDOW};
+use proofrig_model::ansi::AnsiFilter;
+use proofrig_model::events::{Direction, Event, EventKind};
+use proofrig_model::prompts::{DEFAULT_PROMPT, DEFAULT_WINDOW};
 
 use crate::notes::{EXECUTOR_CHANNEL, NOTE_CONSOLE_CLEARED};
 
@@ -138,7 +138,7 @@ pub struct LoginReplay<'a> {
     pub output: &'a Value,
     /// The step's events (the lines sent are read from them).
     pub events: &'a [&'a Event],
-    pub console: Option<&'a proofrig_agents::rig::Console>,
+    pub console: Option<&'a proofrig_model::rig::Console>,
     pub deaths: &'a [String],
     /// The step's time limit cut it off.
     pub exempt: bool,
@@ -299,7 +299,7 @@ impl Consoles {
     /// after the password: refused).
     pub fn login(&mut self, step: &LoginReplay<'_>) -> Result<(), String> {
         let LoginReplay { device, spec, output, events, console, deaths, exempt } = *step;
-        use proofrig_agents::expect::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT};
+        use proofrig_model::prompts::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT};
         const LOGIN: usize = 0;
         const PASSWORD: usize = 1;
         const FAILURE: usize = 2;
@@ -413,7 +413,7 @@ pub fn switch_user(device: &str, spec: &Value, output: &Value, events: &[&Event]
     let Some(tag) = tag else {
         return if output.get("error").is_some() { Ok(()) } else { Err("the `su` line the step's output answers was never sent".into()) };
     };
-    let wait = Wait::new(&[proofrig_agents::expect::DEFAULT_PASSWORD_PROMPT.to_string(), format!(r"PRF_{tag}_S:(-?\d+)\r?\n")], &[])?;
+    let wait = Wait::new(&[proofrig_model::prompts::DEFAULT_PASSWORD_PROMPT.to_string(), format!(r"PRF_{tag}_S:(-?\d+)\r?\n")], &[])?;
     let prompt = Wait::new(&[DEFAULT_PROMPT.to_string()], &[])?;
     let (mut pos, mut asked, mut said) = (0, false, String::new());
     let mut done = None;
@@ -641,7 +641,7 @@ pub fn tail_chars(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proofrig_agents::events::{ChannelId, Timestamp};
+    use proofrig_model::events::{ChannelId, Timestamp};
     use serde_json::json;
 
     fn chunk(seq: u64, data: &str) -> Event {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use proofrig_agents::{ssh, udp};
+use proofrig_model::wire::{ssh, udp};
 
 /// The largest fetched file whose bytes are recorded and whose text is in the output.
 pub const FETCH_TEXT_LIMIT: usize = 64 * 1024;

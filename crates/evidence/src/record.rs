@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use proofrig_agents::events::{Event, EventKind};
+use proofrig_model::events::{Event, EventKind};
 
 use super::journal::OwnedEntry;
 
@@ -367,7 +367,7 @@ pub struct CaseResult {
 pub struct DeviceIdentity {
     pub device: String,
     pub role: String,
-    pub declared: proofrig_agents::rig::Identity,
+    pub declared: proofrig_model::rig::Identity,
     /// What the device itself reported, where a step read it (free text).
     #[serde(default)]
     pub reported: Option<String>,
@@ -375,7 +375,7 @@ pub struct DeviceIdentity {
 
 impl DeviceIdentity {
     /// Every device of `rig` that took part in `cases`, with what it `reported`.
-    pub fn of_devices_in(rig: &proofrig_agents::rig::Rig, cases: &[CaseResult], reported: impl Fn(&str) -> Option<String>) -> Vec<DeviceIdentity> {
+    pub fn of_devices_in(rig: &proofrig_model::rig::Rig, cases: &[CaseResult], reported: impl Fn(&str) -> Option<String>) -> Vec<DeviceIdentity> {
         rig.devices()
             .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
             .map(|(name, d)| DeviceIdentity { device: name.to_string(), role: d.role.clone(), declared: d.identity.clone(), reported: reported(name) })
@@ -403,7 +403,7 @@ pub struct RunResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proofrig_agents::events::{ChannelId, Direction, EventKind, Timestamp};
+    use proofrig_model::events::{ChannelId, Direction, EventKind, Timestamp};
 
     #[test]
     fn a_borrowed_event_entry_is_the_same_json_as_the_owned_one() {

@@ -28,8 +28,8 @@
 
 use serde_json::{json, Value};
 
-use proofrig_agents::events::{Direction, Event, EventKind, PowerState};
-use proofrig_agents::rig::Rig;
+use proofrig_model::events::{Direction, Event, EventKind, PowerState};
+use proofrig_model::rig::Rig;
 
 use super::console_replay::{CommandRun, Consoles, LoginReplay};
 use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_DEADLINE};
@@ -311,7 +311,7 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     if output.get("user").is_some_and(|u| u != user) {
         return Err("the recorded account is not the step's".into());
     }
-    let offered: Option<Vec<String>> = notes(events, device, "ssh:login").find_map(|n| n.strip_prefix(proofrig_agents::ssh::METHODS_OFFERED)).map(|m| m.split(',').filter(|m| !m.is_empty()).map(String::from).collect());
+    let offered: Option<Vec<String>> = notes(events, device, "ssh:login").find_map(|n| n.strip_prefix(proofrig_model::wire::ssh::METHODS_OFFERED)).map(|m| m.split(',').filter(|m| !m.is_empty()).map(String::from).collect());
     if let Some(reason) = output["negotiation_refused"].as_str() {
         let noted = notes(events, device, "ssh:login").any(|n| n.starts_with(&format!("login attempt as {user} (")) && n.ends_with(&format!("): algorithm negotiation refused: {reason}")));
         if !noted || !auth.is_empty() || output["accepted"] != false {
@@ -343,7 +343,7 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
 
 fn ssh_audit(device: &str, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
     let raw = bytes_on(events, device, "ssh:audit", Direction::In);
-    let offer = proofrig_agents::ssh::parse_server_offer(&raw);
+    let offer = proofrig_model::wire::ssh::parse_server_offer(&raw);
     if failed {
         return match offer {
             Ok(_) => Err("the step is recorded as failed, but the server's offer is on record".into()),
@@ -380,8 +380,8 @@ fn ssh_negotiate(device: &str, spec: &Value, output: &Value, events: &[&Event], 
         let items: Vec<String> = spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
         (!items.is_empty()).then_some(items)
     };
-    let offer = proofrig_agents::ssh::ClientOffer { kex: list("kex"), host_key: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
-    if !bytes_on(events, device, "ssh:negotiate", Direction::Out).ends_with(&proofrig_agents::ssh::client_kexinit(&offer)) {
+    let offer = proofrig_model::wire::ssh::ClientOffer { kex: list("kex"), host_key: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
+    if !bytes_on(events, device, "ssh:negotiate", Direction::Out).ends_with(&proofrig_model::wire::ssh::client_kexinit(&offer)) {
         return Err("the algorithms offered on the wire are not the step's".into());
     }
     Ok(())
@@ -445,18 +445,18 @@ fn same_target(target: Option<&str>, recorded: &Value, ip: &str) -> bool {
 }
 
 fn tcp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
-    let recorded: Vec<proofrig_agents::tcp::Recorded> = events
+    let recorded: Vec<proofrig_model::wire::tcp::Recorded> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TcpConnect { channel, address, attempt, outcome, ports, local } if channel.device == device && channel.channel == proofrig_agents::tcp::CHANNEL => {
-                Some(proofrig_agents::tcp::Recorded { address, attempt: *attempt, outcome, ports, local: local.as_deref() })
+            EventKind::TcpConnect { channel, address, attempt, outcome, ports, local } if channel.device == device && channel.channel == proofrig_model::wire::tcp::CHANNEL => {
+                Some(proofrig_model::wire::tcp::Recorded { address, attempt: *attempt, outcome, ports, local: local.as_deref() })
             }
             _ => None,
         })
         .collect();
     let ports = proofrig_plan::parse_ports(spec["ports"].as_str().unwrap_or_default());
     let ip = recorded.first().map(|r| r.address).unwrap_or_default();
-    let derived = ports.as_ref().ok().map(|ports| proofrig_agents::tcp::open_ports_connected(ip, ports, recorded.iter().copied()));
+    let derived = ports.as_ref().ok().map(|ports| proofrig_model::wire::tcp::open_ports_connected(ip, ports, recorded.iter().copied()));
     if failed {
         return match derived {
             Some(Ok(_)) => Err("the step is recorded as failed, but every port's connection attempts are on record".into()),
@@ -475,7 +475,7 @@ fn tcp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
 }
 
 fn udp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
-    let note = notes(events, device, proofrig_agents::udp::CHANNEL).last();
+    let note = notes(events, device, proofrig_model::wire::udp::CHANNEL).last();
     if failed {
         return match note {
             Some(_) => Err("the step is recorded as failed, but the scan's summary is on record".into()),
@@ -486,14 +486,14 @@ fn udp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
     let datagrams: Vec<(Direction, &str, &[u8])> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Datagram { channel, direction, peer, data } if channel.device == device && channel.channel == proofrig_agents::udp::CHANNEL => {
+            EventKind::Datagram { channel, direction, peer, data } if channel.device == device && channel.channel == proofrig_model::wire::udp::CHANNEL => {
                 Some((*direction, peer.as_str(), data.as_slice()))
             }
             _ => None,
         })
         .collect();
     // The open ports follow from the answers recorded, each after the probe it answers.
-    let open = proofrig_agents::udp::open_ports_answered(datagrams.iter().map(|(d, p, _)| (*d, *p)));
+    let open = proofrig_model::wire::udp::open_ports_answered(datagrams.iter().map(|(d, p, _)| (*d, *p)));
     if output["open"] != json!(open) {
         return Err("the recorded open UDP ports differ from the answers on the wire".into());
     }
@@ -503,7 +503,7 @@ fn udp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
             return Err("the scan's datagrams are not probes each followed by its answer".into());
         };
         let port = out_peer.parse::<std::net::SocketAddr>().ok().filter(|p| p.ip() == address && out_peer == in_peer).map(|p| p.port());
-        if port.is_none_or(|port| *probe != proofrig_agents::udp::probe_payload(port).as_slice() || !ports.contains(&port)) {
+        if port.is_none_or(|port| *probe != proofrig_model::wire::udp::probe_payload(port).as_slice() || !ports.contains(&port)) {
             return Err("an answered probe went elsewhere than the scan's address and ports".into());
         }
     }
@@ -515,7 +515,7 @@ fn udp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
     // together with the open ones, every port scanned, once.
     let silent: Vec<u16> = serde_json::from_value(output["open_filtered"].clone()).map_err(|_| "the recorded silent ports do not parse")?;
     let closed = output["closed"].as_u64().unwrap_or(0) as usize;
-    let outcome = proofrig_agents::udp::UdpScanOutcome { address, open: open.clone(), open_filtered: silent.clone(), closed };
+    let outcome = proofrig_model::wire::udp::UdpScanOutcome { address, open: open.clone(), open_filtered: silent.clone(), closed };
     let accounted = open.len() + silent.len() + closed == ports.len() && silent.iter().all(|p| ports.contains(p) && !open.contains(p));
     if !accounted || *output != crate::outputs::udp_scan_output(&outcome, ports.len()) {
         return Err("the recorded ports do not account for every port scanned exactly once".into());
@@ -527,7 +527,7 @@ fn udp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
 }
 
 fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
-    let channel = proofrig_agents::snmp::CHANNEL;
+    let channel = proofrig_model::wire::snmp::CHANNEL;
     let datagrams = |wanted: Direction| {
         events.iter().filter_map(move |e| match &e.kind {
             EventKind::Datagram { channel: c, direction, data, peer } if *direction == wanted && c.device == device && c.channel == channel => Some((peer.as_str(), data.as_slice())),
@@ -537,15 +537,15 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
     if failed {
         return Ok(());
     }
-    let probes: Vec<proofrig_agents::snmp::ProbeResult> =
+    let probes: Vec<proofrig_model::wire::snmp::ProbeResult> =
         serde_json::from_value(output["probes"].clone()).map_err(|e| format!("the recorded SNMP probes do not parse: {e}"))?;
     // The requests are the step's: each version with each community, in that order.
     let communities = proofrig_plan::parse_communities(spec["communities"].as_str().unwrap_or_default()).map_err(|e| format!("the step's communities do not parse: {e}"))?;
-    let versions: Vec<proofrig_agents::snmp::SnmpVersion> = match spec.get("versions") {
+    let versions: Vec<proofrig_model::wire::snmp::SnmpVersion> = match spec.get("versions") {
         Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| format!("the step's versions do not parse: {e}"))?,
-        _ => vec![proofrig_agents::snmp::SnmpVersion::V1, proofrig_agents::snmp::SnmpVersion::V2c],
+        _ => vec![proofrig_model::wire::snmp::SnmpVersion::V1, proofrig_model::wire::snmp::SnmpVersion::V2c],
     };
-    let asked: Vec<(proofrig_agents::snmp::SnmpVersion, &str)> = versions.iter().flat_map(|v| communities.iter().map(move |c| (*v, c.as_str()))).collect();
+    let asked: Vec<(proofrig_model::wire::snmp::SnmpVersion, &str)> = versions.iter().flat_map(|v| communities.iter().map(move |c| (*v, c.as_str()))).collect();
     if asked != probes.iter().map(|p| (p.version, p.community.as_str())).collect::<Vec<_>>() {
         return Err("the recorded SNMP requests are not the step's versions and communities".into());
     }
@@ -557,7 +557,7 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
     {
         return Err("the SNMP datagrams went elsewhere than the step's agent".into());
     }
-    let sent: Vec<_> = datagrams(Direction::Out).filter_map(|(_, d)| proofrig_agents::snmp::parse_message(d)).collect();
+    let sent: Vec<_> = datagrams(Direction::Out).filter_map(|(_, d)| proofrig_model::wire::snmp::parse_message(d)).collect();
     let requests: Vec<_> = probes.iter().map(|p| (p.version, p.community.clone(), p.request_id)).collect();
     let every_request_sent = requests.len() == sent.len()
         && requests
@@ -567,11 +567,11 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
     if !every_request_sent {
         return Err("the recorded SNMP requests differ from the datagrams sent".into());
     }
-    let answered = proofrig_agents::snmp::answered_probes(&requests, datagrams(Direction::In).map(|(_, d)| d));
+    let answered = proofrig_model::wire::snmp::answered_probes(&requests, datagrams(Direction::In).map(|(_, d)| d));
     if answered != probes.iter().map(|p| p.answered).collect::<Vec<_>>() {
         return Err("which SNMP requests were answered differs from the datagrams received".into());
     }
-    let claimed = proofrig_agents::snmp::answered_labels(&probes);
+    let claimed = proofrig_model::wire::snmp::answered_labels(&probes);
     if output["answered"] != json!(claimed) {
         return Err("the recorded `answered` list differs from the probes answered".into());
     }

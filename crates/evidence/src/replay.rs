@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use proofrig_agents::events::{Direction, Event, EventKind};
-use proofrig_agents::rig::Rig;
+use proofrig_model::events::{Direction, Event, EventKind};
+use proofrig_model::rig::Rig;
 
 use super::console_replay::Consoles;
 use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
@@ -619,7 +619,7 @@ pub(crate) fn normalize(text: &str) -> String {
 pub fn replay_bundle(input: &ReplayInput, records: &mut dyn Iterator<Item = JournalRecord>) -> Result<(), ReplayMismatch> {
     let mismatch = |detail: String| ReplayMismatch { record: None, case: None, detail };
     let rig_text = String::from_utf8_lossy(&input.rig);
-    let rig = proofrig_agents::rig::Rig::parse("inputs/rig.yaml", &rig_text, std::path::Path::new("."))
+    let rig = proofrig_model::rig::Rig::parse("inputs/rig.yaml", &rig_text, std::path::Path::new("."))
         .map_err(|e| mismatch(format!("the bundle's rig does not load: {e}")))?;
     let mut plans = Vec::new();
     for (name, bytes) in &input.plans {

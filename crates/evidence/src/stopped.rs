@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 
 use crate::attestation::JournalHead;
 use crate::bundle::{self, BundleError, InputRefs, Reports, SealFiles, ATTESTATION, JOURNAL, PLANS_DIR, RIG};

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use proofrig_agents::rig::{Device, Rig};
+use proofrig_model::rig::{Device, Rig};
 
 use super::template::{self, Reference};
 use super::{clause_order, Case, Credential, DeviceChannel, DeviceSelector, Plan, Step};

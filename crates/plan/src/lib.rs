@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-use proofrig_agents::yaml::{nearest, YamlError, YamlSource};
+use proofrig_model::yaml::{nearest, YamlError, YamlSource};
 
 /// A loaded, validated plan with its exact bytes (for the evidence bundle).
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use proofrig_agents::secret::SecretRef;
+use proofrig_model::secret::SecretRef;
 
 /// A whole plan file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -222,7 +222,7 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptOrigin {
     pub file: String,
-    pub text: proofrig_agents::yaml::TextOrigin,
+    pub text: proofrig_model::yaml::TextOrigin,
 }
 
 impl ScriptOrigin {
@@ -549,7 +549,7 @@ pub struct SnmpProbe {
     pub communities: String,
     /// Versions to try (default both).
     #[serde(default)]
-    pub versions: Option<Vec<proofrig_agents::snmp::SnmpVersion>>,
+    pub versions: Option<Vec<proofrig_model::wire::snmp::SnmpVersion>>,
     /// How long to wait for answers once the requests are sent (default 2000 ms).
     #[serde(default)]
     pub wait_ms: Option<u64>,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use proofrig_agents::rig::{Device, Rig};
+use proofrig_model::rig::{Device, Rig};
 use proofrig_verdict::Verdict;
 
 use crate::{body, template, Case, OnFailure, Plan, Step};

@@ -41,9 +41,9 @@ use proofrig_plan::Plan;
 use proofrig_plan::scope::base_scope;
 use proofrig_verdict::judge::judge;
 use proofrig_verdict::{case_verdict, Rollup, Verdict};
-use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, Timestamp};
+use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Timestamp};
 use ed25519_dalek::pkcs8::EncodePublicKey;
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use serde_json::json;
 
 const CHUNK: usize = 4096;
@@ -124,7 +124,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
     let mut seq = 0u64;
     // What the console showed since the last match, as the expect engine sees it.
     let mut shown: Vec<u8> = Vec::new();
-    let mut filter = proofrig_agents::ansi::AnsiFilter::new();
+    let mut filter = proofrig_model::ansi::AnsiFilter::new();
     let mut event = |data: Vec<u8>| {
         filter.filter(&data, &mut shown);
         let at = Timestamp { wall_ns: 1_700_000_000_000_000_000 + seq * 1000, mono_ns: seq * 1000 };

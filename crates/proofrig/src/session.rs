@@ -4,14 +4,14 @@
 //! recorder the test executor uses, into one JSON-lines transcript per session under
 //! `results/sessions/`, so a bench action taken by hand can be reviewed later.
 //! Like a run's journal, a session transcript never holds a secret of the rig: what
-//! a device prints of one is recorded as its marker (see `proofrig_agents::redact`).
+//! a device prints of one is recorded as its marker (see `proofrig_model::redact`).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use proofrig_agents::events::{JsonLinesSink, Recorder};
-use proofrig_agents::redact::Redactor;
-use proofrig_agents::rig::Rig;
+use proofrig_model::events::{JsonLinesSink, Recorder};
+use proofrig_model::redact::Redactor;
+use proofrig_model::rig::Rig;
 
 /// A recorder writing to a fresh transcript file, and where that file is.
 pub struct SessionLog {

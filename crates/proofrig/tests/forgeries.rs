@@ -32,7 +32,7 @@ use proofrig_plan::scope::{absorb, base_scope, select};
 use proofrig_verdict::judge::judge;
 use proofrig_plan::script::{self, Answer, CallRequest, Caller, Control};
 use proofrig_verdict::{case_verdict, Rollup, Verdict};
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::{json, Value};
 use simrun::{plan, Ran};

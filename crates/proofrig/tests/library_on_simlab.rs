@@ -22,7 +22,7 @@ async fn run(lab: &SimLab, name: &str) -> Ran {
     simrun::run(lab, vec![plan(name)], &[]).await
 }
 
-async fn run_on(rig: proofrig_agents::rig::Rig, dir: tempfile::TempDir, plans: Vec<proofrig_plan::Plan>, only: Option<&str>) -> Ran {
+async fn run_on(rig: proofrig_model::rig::Rig, dir: tempfile::TempDir, plans: Vec<proofrig_plan::Plan>, only: Option<&str>) -> Ran {
     simrun::run_on(rig, dir, plans, &[], only).await
 }
 

@@ -20,8 +20,8 @@ use proofrig_plan::Plan;
 use proofrig_run::executor::{execute, run_recorder, JournalSink, RunRequest};
 use proofrig_run::progress::Silent;
 use proofrig_evidence::replay::replay;
-use proofrig_agents::events::Recorder;
-use proofrig_agents::rig::Rig;
+use proofrig_model::events::Recorder;
+use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::Value;
 

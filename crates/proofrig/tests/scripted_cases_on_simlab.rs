@@ -6,7 +6,7 @@ mod simrun;
 
 use proofrig_evidence::replay::replay;
 use proofrig_verdict::Verdict;
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::Value;
 use simrun::{assert_replays as replays, library, plan, run_on, verdict, Ran};

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use proofrig_agents::events::{ChannelId, EventKind, Recorder};
+use proofrig_model::events::{ChannelId, EventKind, Recorder};
 use proofrig_agents::expect::{Expect, ExpectError};
 use proofrig_agents::power::{PowerController, PowerError};
-use proofrig_agents::rig::{ConsoleLogin, Device, Rig};
-use proofrig_agents::secret::Secret;
+use proofrig_model::rig::{ConsoleLogin, Device, Rig};
+use proofrig_model::secret::Secret;
 use proofrig_agents::serial::open_console;
 use proofrig_agents::{snmp, tcp, udp};
 use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
@@ -238,7 +238,7 @@ impl Agents {
                         use sha2::Digest;
                         // A small file's bytes are recorded, so its text is derived from them in replay.
                         if bytes.len() <= FETCH_TEXT_LIMIT {
-                            self.recorder.bytes(&ChannelId::new(device, "ssh:fetch"), proofrig_agents::events::Direction::In, &bytes);
+                            self.recorder.bytes(&ChannelId::new(device, "ssh:fetch"), proofrig_model::events::Direction::In, &bytes);
                         }
                         let text = std::str::from_utf8(&bytes).ok().filter(|_| bytes.len() <= FETCH_TEXT_LIMIT);
                         Ok(json!({
@@ -292,7 +292,7 @@ impl Agents {
                     let items: Vec<String> = spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
                     (!items.is_empty()).then_some(items)
                 };
-                let offer = ssh::ClientOffer { kex: list("kex"), host_key: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
+                let offer = proofrig_model::wire::ssh::ClientOffer { kex: list("kex"), host_key: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
                 let outcome = ssh::probe_negotiation(device, &endpoint.host, endpoint.port, offer, timeout, &self.recorder).await.map_err(classify_ssh)?;
                 Ok(json!({"negotiated": outcome.negotiated, "detail": outcome.detail}))
             }
@@ -524,7 +524,7 @@ fn no_channel(device: &str, channel: &str) -> Failure {
 }
 
 /// The rig's SSH key of `device`, for a login that shows whether it opens an account.
-fn rig_key(device: &str, endpoint: &proofrig_agents::rig::SshEndpoint) -> Result<ssh::Credential, Failure> {
+fn rig_key(device: &str, endpoint: &proofrig_model::rig::SshEndpoint) -> Result<ssh::Credential, Failure> {
     let path = endpoint.key_file.clone().ok_or_else(|| {
         (FailureClass::Error, format!("device {device}: this login uses the rig's SSH key, but the rig gives no `ssh.key_file`"))
     })?;
@@ -559,7 +559,7 @@ fn tail(text: &str, max: usize) -> String {
 /// An `snmp_probe` step's output: every request, and the answered ones as
 /// `version/community` (what a plan asserts on).
 pub fn snmp_output(outcome: &snmp::ProbeOutcome) -> Value {
-    let answered = snmp::answered_labels(&outcome.probes);
+    let answered = proofrig_model::wire::snmp::answered_labels(&outcome.probes);
     json!({
         "address": outcome.peer.ip().to_string(),
         "port": outcome.peer.port(),

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use proofrig_agents::events::{ChannelId, Direction, Event, EventSink, Recorder};
-use proofrig_agents::redact::Redactor;
-use proofrig_agents::rig::Rig;
-use proofrig_agents::secret::SecretRef;
+use proofrig_model::events::{ChannelId, Direction, Event, EventSink, Recorder};
+use proofrig_model::redact::Redactor;
+use proofrig_model::rig::Rig;
+use proofrig_model::secret::SecretRef;
 
 use super::actions::{default_timeout, Agents};
 use proofrig_verdict::judge::{failure_output, judge, FailureClass};
@@ -45,7 +45,7 @@ pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// output that is not a failure.
 pub(crate) fn record_failure(recorder: &Recorder, device: &str, output: &Value) {
     if let Some(note) = failure_note(output) {
-        recorder.emit(proofrig_agents::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: note });
+        recorder.emit(proofrig_model::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: note });
     }
 }
 
@@ -185,7 +185,7 @@ pub async fn execute(
     let mut abort_recorded = false;
     let record_abort = |device: &str, recorded: &mut bool| {
         if !*recorded {
-            recorder.emit(proofrig_agents::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: NOTE_ABORTED.into() });
+            recorder.emit(proofrig_model::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: NOTE_ABORTED.into() });
             *recorded = true;
         }
     };

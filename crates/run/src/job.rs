@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use tokio::sync::watch;
 
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use proofrig_evidence::bundle::{BundleError, BundleWriter, Reports};
 use proofrig_evidence::journal::JournalWriter;
 use proofrig_evidence::record::RunResult;

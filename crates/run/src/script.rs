@@ -36,7 +36,7 @@ impl Caller for ChannelCaller {
 /// synchronous), its calls performed here through the same agents as any step.
 pub async fn perform(
     agents: &mut super::actions::Agents,
-    recorder: &proofrig_agents::events::Recorder,
+    recorder: &proofrig_model::events::Recorder,
     device: &str,
     step: &Step,
     variables: Value,
@@ -80,7 +80,7 @@ pub async fn perform(
 /// Perform one call of a script, recording the journal range of its events.
 async fn call(
     agents: &mut super::actions::Agents,
-    recorder: &proofrig_agents::events::Recorder,
+    recorder: &proofrig_model::events::Recorder,
     device: &str,
     request: &CallRequest,
     deadline: tokio::time::Instant,

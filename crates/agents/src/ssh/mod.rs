@@ -42,8 +42,8 @@ pub use hostkey::{fingerprint_sha256, known_hosts_name};
 pub use login::try_login;
 pub use negotiate::{probe_negotiation, NegotiationOutcome, AGREEMENT_WINDOW};
 pub use session::SshSession;
-// Transitional: the lead removes this once crates/proofrig imports proofrig_model.
-pub use proofrig_model::wire::ssh::{client_kexinit, kex_marker, parse_server_offer, AuditedOffer, ClientOffer, KexMarker, ServerAlgorithms, KEX_MARKERS, METHODS_OFFERED};
+// What an audit returns; the wire format itself lives in proofrig_model::wire::ssh.
+pub use proofrig_model::wire::ssh::ServerAlgorithms;
 
 use proofrig_model::secret::Secret;
 

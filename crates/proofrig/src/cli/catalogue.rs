@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use serde::Serialize;
 
 use super::{Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};

@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 
 use super::run::{run_and_seal, RunSetup, Sealed};

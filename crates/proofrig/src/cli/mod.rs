@@ -16,8 +16,6 @@ mod sim;
 mod ssh;
 mod verify;
 
-/// What `proofrig verify` checks, without the printing: for benches and tests.
-
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -242,8 +240,8 @@ pub fn report<E: std::error::Error + Send + Sync + 'static>(err: E) -> miette::R
     miette::Report::msg(err.to_string())
 }
 
-impl From<proofrig_agents::rig::RigError> for Failure {
-    fn from(err: proofrig_agents::rig::RigError) -> Self {
+impl From<proofrig_model::rig::RigError> for Failure {
+    fn from(err: proofrig_model::rig::RigError) -> Self {
         Failure::usage(err)
     }
 }

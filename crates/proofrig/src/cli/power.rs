@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use proofrig_agents::power::PowerController;
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 
 use super::{report, Failure, PowerAction, EXIT_OK};
 use crate::session::SessionLog;

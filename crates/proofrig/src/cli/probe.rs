@@ -8,9 +8,9 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use proofrig_agents::events::Recorder;
+use proofrig_model::events::Recorder;
 use proofrig_agents::power::{OutletRef, PowerController, PowerError};
-use proofrig_agents::rig::{Device, Rig};
+use proofrig_model::rig::{Device, Rig};
 use proofrig_agents::serial::open_console;
 use proofrig_agents::ssh::SshSession;
 

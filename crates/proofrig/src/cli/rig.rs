@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 
 use super::{Failure, EXIT_OK, EXIT_USAGE};
 

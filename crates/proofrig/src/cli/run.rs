@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use tokio::sync::watch;
 
 use super::{Failure, EXIT_USAGE};

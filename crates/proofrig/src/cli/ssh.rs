@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use proofrig_agents::ssh::SshSession;
 
 use super::{report, Failure};

@@ -15,7 +15,7 @@ use proofrig_run::executor::{execute, run_recorder, RunRequest};
 use proofrig_run::progress::Silent;
 use proofrig_evidence::replay::replay;
 use proofrig_verdict::Verdict;
-use proofrig_agents::rig::Rig;
+use proofrig_model::rig::Rig;
 use proofrig_simlab::SimLab;
 use serde_json::Value;
 

@@ -13,8 +13,8 @@ use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntr
 use proofrig_evidence::signing;
 use proofrig_plan::ScasRef;
 use proofrig_verdict::{Rollup, Verdict};
-use proofrig_agents::events::{ChannelId, Direction, Event, EventKind, Timestamp};
-use proofrig_agents::rig::Identity;
+use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Timestamp};
+use proofrig_model::rig::Identity;
 
 pub const RUN_ID: &str = "2026-11-21T06-13-27Z-test";
 pub const EXCERPT_FAIL: &str = "debug1: kex: server->client cipher: 3des-cbc\n<script>alert('owned')</script>";
