@@ -1,5 +1,5 @@
 //! A bundle sealed by a previous release must keep verifying: a lab's archive and a
-//! regulator's copy outlive the binary that sealed them. `fixtures/bundle-47b8afb/` is a
+//! regulator's copy outlive the binary that sealed them. `crates/evidence/tests/fixtures/bundle-47b8afb/` is a
 //! demo bundle (TS 33.117 4.2.3.4.2.2 on the simulated lab) sealed by commit 47b8afb,
 //! the last release before the workspace was split into crates; its key is beside it.
 
@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundle-47b8afb")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../evidence/tests/fixtures/bundle-47b8afb")
 }
 
 fn verify(bundle: &Path) -> Output {
-    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundle-47b8afb.pub");
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("../evidence/tests/fixtures/bundle-47b8afb.pub");
     Command::new(env!("CARGO_BIN_EXE_proofrig"))
         .args(["verify".as_ref(), bundle.as_os_str(), "--key".as_ref(), key.as_os_str()])
         .stdin(Stdio::null())
