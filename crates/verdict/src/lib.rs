@@ -119,21 +119,6 @@ pub fn case_verdict(steps: &[Verdict], checks_passed: usize) -> Verdict {
     }
 }
 
-/// Exit status of `proofrig run`: 0 all PASS/SKIP, 1 any FAIL, 2 anything else amiss.
-pub fn exit_code(run: &Rollup) -> u8 {
-    if run.count(Verdict::Fail) > 0 {
-        1
-    } else if [Verdict::Error, Verdict::Infra, Verdict::Aborted, Verdict::Inconclusive, Verdict::NotRun]
-        .iter()
-        .any(|v| run.count(*v) > 0)
-        || run.counts.is_empty()
-    {
-        2
-    } else {
-        0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,13 +148,5 @@ mod tests {
         assert_eq!(case_verdict(&[Pass, Pass], 1), Pass);
         assert_eq!(case_verdict(&[Pass, Infra, NotRun], 1), Infra);
         assert_eq!(case_verdict(&[], 0), NotRun);
-    }
-
-    #[test]
-    fn exit_codes_follow_the_run_contract() {
-        assert_eq!(exit_code(&Rollup::of([Pass, Skip])), 0);
-        assert_eq!(exit_code(&Rollup::of([Pass, Fail, Error])), 1);
-        assert_eq!(exit_code(&Rollup::of([Pass, Inconclusive])), 2);
-        assert_eq!(exit_code(&Rollup::of([])), 2);
     }
 }

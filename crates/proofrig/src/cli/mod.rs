@@ -20,12 +20,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Exit code: everything held.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the operation ran and something is down or refused.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: bad usage, or an invalid rig or plan file.
-pub const EXIT_USAGE: u8 = 3;
+pub mod exit;
+
+pub use exit::{FAILED as EXIT_FAILED, OK as EXIT_OK, USAGE as EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(name = "proofrig", version, about = "Hardware-in-the-loop security testing for telecom equipment")]
@@ -263,7 +260,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             print!("{}", run::verdict_table(&sealed.result));
             println!("bundle: {}", sealed.dir.display());
             println!("verify: proofrig verify {} --key <the lab's public key>", sealed.dir.display());
-            Ok(run::exit_code(&sealed.result))
+            Ok(exit::of_run(&sealed.result.rollup))
         }
         #[cfg(feature = "simlab")]
         Command::Demo { out, quiet } => demo::demo(&out, quiet).await,

@@ -74,7 +74,7 @@ pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progr
                 eprintln!("proofrig: forced to quit; the bundle is left unsealed (verify reports it incomplete)");
                 // Exiting skips destructors: write what the journal still queues first.
                 let _ = forced_journal.flush();
-                std::process::exit(130);
+                std::process::exit(super::exit::FORCED_QUIT.into());
             }
         }
     });
@@ -82,7 +82,7 @@ pub async fn run_and_seal(setup: RunSetup, label: &str, progress: &mut dyn Progr
     ctrl_c.abort();
     outcome.map_err(|e| match e {
         JobError::Create(_) => Failure::usage(miette::Report::msg(e.to_string())),
-        JobError::Run(_) => Failure { report: miette::Report::msg(e.to_string()), code: 2 },
+        JobError::Run(_) => Failure { report: miette::Report::msg(e.to_string()), code: super::exit::UNDECIDED },
         JobError::Seal(_) => Failure::failed(miette::Report::msg(e.to_string())),
     })
 }
@@ -126,9 +126,4 @@ pub fn load_inputs(plan_paths: &[PathBuf], rig_path: &Path) -> Result<(Vec<Plan>
         return Err(Failure { report: miette::miette!("invalid plan file(s); nothing was run"), code: EXIT_USAGE });
     }
     Ok((plans, rig))
-}
-
-/// Exit status of `proofrig run`.
-pub fn exit_code(result: &RunResult) -> u8 {
-    proofrig_verdict::exit_code(&result.rollup)
 }

@@ -11,9 +11,6 @@ use proofrig_agents::ssh::SshSession;
 use super::{report, Failure};
 use crate::session::SessionLog;
 
-/// Exit code when the command gave no status (signal, lost connection), as `ssh` does.
-const EXIT_NO_STATUS: u8 = 255;
-
 pub async fn ssh(rig_path: &Path, device: &str, command: &[String], timeout_s: u64, transcripts: &Path) -> Result<u8, Failure> {
     let rig = Rig::load(rig_path)?;
     let spec = rig.device(device)?;
@@ -34,7 +31,7 @@ pub async fn ssh(rig_path: &Path, device: &str, command: &[String], timeout_s: u
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().write_all(&output.stderr);
     Ok(match output.exit_status {
-        Some(status) => u8::try_from(status).unwrap_or(EXIT_NO_STATUS),
-        None => EXIT_NO_STATUS,
+        Some(status) => u8::try_from(status).unwrap_or(super::exit::NO_STATUS),
+        None => super::exit::NO_STATUS,
     })
 }

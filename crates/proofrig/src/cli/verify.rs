@@ -12,7 +12,7 @@ use proofrig_evidence::signing;
 use proofrig_evidence::verify::{CheckState, Status};
 
 /// Exit code: the bundle was never sealed, or sealed after its run stopped.
-pub const EXIT_INCOMPLETE: u8 = 2;
+pub const EXIT_INCOMPLETE: u8 = super::exit::UNDECIDED;
 
 pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
     if !bundle.is_dir() {
