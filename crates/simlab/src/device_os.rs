@@ -3,7 +3,8 @@
 //! The SSH server uses it now and the PTY serial console will later, so the state a
 //! security test observes (accounts and their lockout, files with modes and owners,
 //! the auth log, listening ports) lives here once, behind `Arc<Mutex<..>>`, and every
-//! front end authenticates and runs commands through the same methods.
+//! front end authenticates and runs commands through the same methods (`run` and
+//! `reads_stdin` are in `shell.rs`, beside the interpreter, which imports this state).
 //!
 //! The lock is a `std::sync::Mutex` held only for short, non-blocking sections and
 //! never across an `.await`, which keeps it safe to use from the tokio runtime.
@@ -14,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::profile::{AccountPolicy, Profile};
-use crate::shell;
 
 /// Who the device says it is, as reported by `/etc/proofrig-release` and `uname -a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,29 +371,6 @@ impl DeviceOs {
 
     pub fn listeners(&self) -> Vec<Listener> {
         self.lock().listeners.clone()
-    }
-
-    /// Runs one command line as `user` with `stdin` as the shell's standard input.
-    ///
-    /// The language: quotes, `\` escapes, `#` comments, `;` `&&` `||` lists, `|`
-    /// pipes, `>`/`2>`/`2>&1`/`<` redirections (output only to `/dev/null`: the
-    /// root file system is read-only). The commands: `id [USER]`, `whoami`,
-    /// `hostname`, `uname [-asnrvmo]`, `echo [-n]`, `true`, `false`, `exit [N]`,
-    /// `pwd`, `cat [FILE...]`, `ls [-l] [-d] [PATH...]`, `stat [-c FORMAT] PATH...`,
-    /// `ss -l[t][u]n[p]`, `grep [-cEFivqn] [-e] PATTERN [FILE...]`, `head`/`tail
-    /// [-n N] [FILE...]`, `wc [-lwc] [FILE...]`, `passwd --stdin [USER]` (new
-    /// password = first line of stdin;
-    /// refused with status 1 and `passwd: BAD PASSWORD: ...` when the profile's
-    /// policy rejects it) and `sleep N`. Anything else: `sh: CMD: not found`, 127.
-    /// Files are permission-checked against `user`.
-    pub async fn run(&self, user: &str, command_line: &str, stdin: &str) -> CommandOutput {
-        shell::run_line(self, user, command_line, stdin).await
-    }
-
-    /// Whether `command_line` reads its standard input, so a front end knows to
-    /// collect stdin (until EOF) before running it.
-    pub fn reads_stdin(&self, command_line: &str) -> bool {
-        shell::reads_stdin(command_line)
     }
 
     /// The shell prompt for `user`, e.g. `root@ru1:~# `.

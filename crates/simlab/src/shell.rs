@@ -17,6 +17,33 @@ use std::time::{Duration, SystemTime};
 
 use crate::device_os::{Account, CommandOutput, DeviceOs, DeviceState, Node, NodeKind, ROOT_UID};
 
+/// The device's way to run commands, here beside the interpreter so that the shell
+/// imports the device's state and not the other way round.
+impl DeviceOs {
+    /// Runs one command line as `user` with `stdin` as the shell's standard input.
+    ///
+    /// The language: quotes, `\` escapes, `#` comments, `;` `&&` `||` lists, `|`
+    /// pipes, `>`/`2>`/`2>&1`/`<` redirections (output only to `/dev/null`: the
+    /// root file system is read-only). The commands: `id [USER]`, `whoami`,
+    /// `hostname`, `uname [-asnrvmo]`, `echo [-n]`, `true`, `false`, `exit [N]`,
+    /// `pwd`, `cat [FILE...]`, `ls [-l] [-d] [PATH...]`, `stat [-c FORMAT] PATH...`,
+    /// `ss -l[t][u]n[p]`, `grep [-cEFivqn] [-e] PATTERN [FILE...]`, `head`/`tail
+    /// [-n N] [FILE...]`, `wc [-lwc] [FILE...]`, `passwd --stdin [USER]` (new
+    /// password = first line of stdin;
+    /// refused with status 1 and `passwd: BAD PASSWORD: ...` when the profile's
+    /// policy rejects it) and `sleep N`. Anything else: `sh: CMD: not found`, 127.
+    /// Files are permission-checked against `user`.
+    pub async fn run(&self, user: &str, command_line: &str, stdin: &str) -> CommandOutput {
+        run_line(self, user, command_line, stdin).await
+    }
+
+    /// Whether `command_line` reads its standard input, so a front end knows to
+    /// collect stdin (until EOF) before running it.
+    pub fn reads_stdin(&self, command_line: &str) -> bool {
+        reads_stdin(command_line)
+    }
+}
+
 /// Runs a command line as `user`; `stdin` goes to the first command that reads it.
 pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str) -> CommandOutput {
     let mut out = CommandOutput::default();
