@@ -2,7 +2,7 @@
 //! into the binary.
 //!
 //! The bundled library is every `*.yaml` / `*.yml` file of `testplans/` at build
-//! time (`crates/proofrig/build.rs` lists the directory; cargo rebuilds when a file in
+//! time (`crates/plan/build.rs` lists the directory; cargo rebuilds when a file in
 //! it changes, appears or goes). Compiling it in is what lets `proofrig demo` and
 //! `proofrig catalogue` run from any directory, and from an installed binary that
 //! has no `testplans/` beside it, with no list of files to keep up to date.
