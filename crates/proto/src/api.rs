@@ -47,6 +47,19 @@ impl RigSelector {
     }
 }
 
+impl std::fmt::Display for RigSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |set: &BTreeSet<String>| set.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+        match self {
+            RigSelector::Rig(name) => write!(f, "rig {name}"),
+            RigSelector::Match { roles, tags } if roles.is_empty() && tags.is_empty() => f.write_str("any rig"),
+            RigSelector::Match { roles, tags } if tags.is_empty() => write!(f, "a rig with roles [{}]", list(roles)),
+            RigSelector::Match { roles, tags } if roles.is_empty() => write!(f, "a rig with tags [{}]", list(tags)),
+            RigSelector::Match { roles, tags } => write!(f, "a rig with roles [{}] and tags [{}]", list(roles), list(tags)),
+        }
+    }
+}
+
 /// `POST /api/jobs`: run these plans on a rig the selector allows.
 ///
 /// The server checks each plan as `proofrig plan check` does (a malformed plan is
@@ -201,6 +214,9 @@ mod tests {
         assert!(m(&[], &[]).matches("x", &roles, &tags));
         assert!(!m(&["radio-unit"], &["5g"]).matches("x", &roles, &tags));
         assert!(!m(&["gnb"], &[]).matches("x", &roles, &tags));
+        assert_eq!(m(&["core", "gnb"], &["lte"]).to_string(), "a rig with roles [core, gnb] and tags [lte]");
+        assert_eq!(m(&[], &[]).to_string(), "any rig");
+        assert_eq!(RigSelector::Rig("bench-3".into()).to_string(), "rig bench-3");
     }
 
     #[test]
