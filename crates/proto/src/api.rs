@@ -1,0 +1,281 @@
+//! The server's API for people and their tools (`proofrig submit`, `queue`, `rigs`,
+//! `reserve`, ...): what they send and what they get back, as JSON.
+//!
+//! Kept beside the lab host's messages because they share their vocabulary (jobs,
+//! attempts, rigs and their states, selectors, fencing tokens), and the scheduler
+//! works on these very types. Unlike the lab host's messages, requests here refuse
+//! unknown fields: a person's typo (`priorty: 90`) must be an error, not a job
+//! queued at the default priority.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proofrig_verdict::Verdict;
+use serde::{Deserialize, Serialize};
+
+use crate::advert::RigSummary;
+use crate::files::PlanFile;
+use crate::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
+
+/// Which rigs may run a job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RigSelector {
+    /// This rig and no other.
+    Rig(String),
+    /// Any rig with a device of each role and, across its devices, each tag
+    /// (`{ roles: [radio-unit], tags: [lte] }`); empty sets ask nothing.
+    Match {
+        #[serde(default)]
+        roles: BTreeSet<String>,
+        #[serde(default)]
+        tags: BTreeSet<String>,
+    },
+}
+
+impl RigSelector {
+    /// Whether a rig with this name, roles and tags satisfies the selector.
+    pub fn matches(&self, rig: &str, roles: &BTreeSet<String>, tags: &BTreeSet<String>) -> bool {
+        match self {
+            RigSelector::Rig(name) => name == rig,
+            RigSelector::Match { roles: want_roles, tags: want_tags } => want_roles.is_subset(roles) && want_tags.is_subset(tags),
+        }
+    }
+
+    /// [`RigSelector::matches`] for an advertised rig.
+    pub fn matches_rig(&self, rig: &RigSummary) -> bool {
+        self.matches(&rig.rig, &rig.roles, &rig.tags)
+    }
+}
+
+impl std::fmt::Display for RigSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |set: &BTreeSet<String>| set.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+        match self {
+            RigSelector::Rig(name) => write!(f, "rig {name}"),
+            RigSelector::Match { roles, tags } if roles.is_empty() && tags.is_empty() => f.write_str("any rig"),
+            RigSelector::Match { roles, tags } if tags.is_empty() => write!(f, "a rig with roles [{}]", list(roles)),
+            RigSelector::Match { roles, tags } if roles.is_empty() => write!(f, "a rig with tags [{}]", list(tags)),
+            RigSelector::Match { roles, tags } => write!(f, "a rig with roles [{}] and tags [{}]", list(roles), list(tags)),
+        }
+    }
+}
+
+/// `POST /api/jobs`: run these plans on a rig the selector allows.
+///
+/// The server checks each plan as `proofrig plan check` does (a malformed plan is
+/// refused with the same file:line:column error) and queues the job; it answers
+/// [`Submitted`]. Submitting the same plans twice makes two jobs: evidence is never
+/// de-duplicated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    pub plans: Vec<PlanFile>,
+    pub target: RigSelector,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Not before this time (the server's clock); now when absent.
+    #[serde(default)]
+    pub not_before: Option<UnixMillis>,
+}
+
+/// The answer to [`SubmitJob`]. `warnings` says when no rig could run the job now
+/// or ever (no rig matches, or only retired ones): it is queued all the same, but
+/// the person who submitted it learns at once instead of waiting on a silent queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub job: JobId,
+    pub warnings: Vec<String>,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    /// Given to a lab host, not yet accepted.
+    Assigned,
+    Running,
+    /// Ended on the lab host; its bundle is on the way.
+    Uploading,
+    /// Its bundle arrived and is being verified.
+    Verifying,
+    /// Verified (or flagged): see the job's verdict and check.
+    Done,
+    /// Its lab host went silent past the lost deadline; INFRA.
+    Lost,
+    Cancelled,
+}
+
+/// A job as `proofrig queue` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    pub job: JobId,
+    pub attempt: Attempt,
+    pub retry_of: Option<Attempt>,
+    pub state: JobState,
+    pub priority: Priority,
+    pub target: RigSelector,
+    pub plans: Vec<String>,
+    pub submitted_by: String,
+    pub submitted_at: UnixMillis,
+    /// The rig it was assigned to, once it was.
+    pub rig: Option<String>,
+    pub run_id: Option<String>,
+    /// The verified verdict, once the bundle verified.
+    pub verdict: Option<Verdict>,
+}
+
+/// A rig's state on the server. Only `Idle` rigs take queued jobs (and `Reserved`
+/// ones take their holder's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RigState {
+    Idle,
+    /// Held by a person's reservation.
+    Reserved,
+    Running,
+    /// Taken out of service by a technician.
+    Maintenance,
+    /// Its health check failed, and the repair (a power cycle) did not help.
+    Bad,
+    /// Its lab host is silent, or no longer advertises it.
+    Offline,
+    /// Gone for good; kept for the record of what ran on it.
+    Retired,
+}
+
+/// A rig as `proofrig rigs` lists it. Every change of `state` is recorded with its
+/// reason, time and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RigView {
+    pub summary: RigSummary,
+    pub labhost: LabHostId,
+    pub labhost_online: bool,
+    pub state: RigState,
+    pub reason: String,
+    pub since: UnixMillis,
+    pub reservation: Option<ReservationView>,
+}
+
+/// `POST /api/rigs/{rig}/reservation`: hold the rig for manual work, for
+/// `minutes` ([`crate::timing::RESERVATION_DEFAULT`] when absent), or extend one's
+/// own reservation, up to the server's limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reserve {
+    #[serde(default)]
+    pub minutes: Option<u32>,
+}
+
+/// A reservation: who holds the rig until when, under which fencing token (power and
+/// console actions carry it; the lab host refuses them once a newer one exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationView {
+    pub rig: String,
+    pub holder: String,
+    pub until: UnixMillis,
+    pub fencing: FencingToken,
+}
+
+/// Every refused API request: an HTTP status and this body. Nothing stored changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable, for scripts: `invalid`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `too_large`, `busy`.
+    pub code: String,
+    /// For people: the file, field or object at fault, and what to do.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(value: T) {
+        let json = serde_json::to_string(&value).unwrap();
+        assert_eq!(serde_json::from_str::<T>(&json).unwrap(), value, "{json}");
+    }
+
+    #[test]
+    fn a_selector_matches_by_name_or_by_roles_and_tags() {
+        let (roles, tags) = (set(&["radio-unit", "core"]), set(&["lte", "arm"]));
+        assert!(RigSelector::Rig("bench-3".into()).matches("bench-3", &roles, &tags));
+        assert!(!RigSelector::Rig("bench-3".into()).matches("bench-4", &roles, &tags));
+        let m = |r: &[&str], t: &[&str]| RigSelector::Match { roles: set(r), tags: set(t) };
+        assert!(m(&["radio-unit"], &["lte"]).matches("x", &roles, &tags));
+        assert!(m(&[], &[]).matches("x", &roles, &tags));
+        assert!(!m(&["radio-unit"], &["5g"]).matches("x", &roles, &tags));
+        assert!(!m(&["gnb"], &[]).matches("x", &roles, &tags));
+        assert_eq!(m(&["core", "gnb"], &["lte"]).to_string(), "a rig with roles [core, gnb] and tags [lte]");
+        assert_eq!(m(&[], &[]).to_string(), "any rig");
+        assert_eq!(RigSelector::Rig("bench-3".into()).to_string(), "rig bench-3");
+    }
+
+    #[test]
+    fn a_submission_with_a_typo_is_refused_and_defaults_fill_the_rest() {
+        let json = r#"{"plans":[{"name":"a.yaml","bytes":"aWQ6IHgK"}],"target":{"match":{"tags":["lte"]}}}"#;
+        let job: SubmitJob = serde_json::from_str(json).unwrap();
+        assert_eq!(job.priority, Priority::NORMAL);
+        assert_eq!(job.target, RigSelector::Match { roles: BTreeSet::new(), tags: set(&["lte"]) });
+        assert_eq!(job.plans[0].bytes, b"id: x\n");
+        let typo = json.replace("\"target\"", "\"priorty\":90,\"target\"");
+        let err = serde_json::from_str::<SubmitJob>(&typo).unwrap_err().to_string();
+        assert!(err.contains("priorty"), "{err}");
+        let high = json.replace("\"target\"", "\"priority\":101,\"target\"");
+        assert!(serde_json::from_str::<SubmitJob>(&high).unwrap_err().to_string().contains("priority 101"));
+    }
+
+    #[test]
+    fn every_api_type_round_trips_through_json() {
+        round_trip(SubmitJob {
+            plans: vec![PlanFile { name: "a.yaml".into(), bytes: b"\0x".to_vec() }],
+            target: RigSelector::Rig("bench-3".into()),
+            priority: Priority::HIGHEST,
+            params: BTreeMap::from([("k".to_string(), serde_json::json!([1, 2]))]),
+            device: Some("ru1".into()),
+            not_before: Some(UnixMillis(5)),
+        });
+        round_trip(Submitted { job: JobId(1), warnings: vec!["no rig matches".into()] });
+        round_trip(JobView {
+            job: JobId(1),
+            attempt: Attempt(1),
+            retry_of: None,
+            state: JobState::Verifying,
+            priority: Priority::LOWEST,
+            target: RigSelector::Match { roles: set(&["core"]), tags: BTreeSet::new() },
+            plans: vec!["a.yaml".into()],
+            submitted_by: "alice".into(),
+            submitted_at: UnixMillis(1),
+            rig: Some("bench-3".into()),
+            run_id: Some("r1".into()),
+            verdict: Some(Verdict::Inconclusive),
+        });
+        let reservation = ReservationView { rig: "bench-3".into(), holder: "bob".into(), until: UnixMillis(9), fencing: FencingToken(3) };
+        round_trip(RigView {
+            summary: RigSummary { rig: "bench-3".into(), sha256: "00".into(), devices: set(&["ru1"]), roles: set(&["core"]), tags: set(&[]) },
+            labhost: LabHostId("lab-a".into()),
+            labhost_online: false,
+            state: RigState::Reserved,
+            reason: "reserved by bob".into(),
+            since: UnixMillis(2),
+            reservation: Some(reservation.clone()),
+        });
+        round_trip(reservation);
+        round_trip(Reserve { minutes: Some(90) });
+        round_trip(ApiError { code: "forbidden".into(), message: "tester may not reserve".into() });
+        for state in [JobState::Queued, JobState::Assigned, JobState::Running, JobState::Uploading, JobState::Done, JobState::Lost, JobState::Cancelled] {
+            round_trip(state);
+        }
+        for state in [RigState::Idle, RigState::Running, RigState::Maintenance, RigState::Bad, RigState::Offline, RigState::Retired] {
+            round_trip(state);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! proofrig server: the lab service that schedules runs onto rigs and keeps what
+//! they prove.
+//!
+//! A lab has many rigs on several lab hosts, a queue of evaluations, technicians who
+//! need a rig by hand for an hour, and results that must reach their reviewers
+//! verified. The server owns the queue, the rigs' states, the leases and
+//! reservations, and the uploaded bundles; the lab hosts (`proofrig labhost`, built on
+//! `proofrig-run`) own the devices. It speaks to them only through the contract in
+//! `proofrig-proto`, and links no device I/O: what it stores it never measured itself.
+//!
+//! What is here so far is the decision at its centre, [`scheduler`]: which queued job
+//! goes to which rig, a pure function of a snapshot and `now`. Next come the store
+//! (SQLite, PostgreSQL) that reads that snapshot and claims the decisions with
+//! fencing tokens, the lab hosts' sessions, the upload and verification of bundles,
+//! and the API.
+
+pub mod scheduler;
