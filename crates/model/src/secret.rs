@@ -10,14 +10,74 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Where a secret value can be found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+/// Where a secret value can be found. Written `{ env: NAME }` or `{ file: PATH }`;
+/// anything else is refused with an error that never repeats what was written (a
+/// password typed inline must not reach a terminal, a log or a server through the
+/// error that refuses it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SecretRef {
     /// An environment variable of the proofrig process.
     Env(String),
     /// A file whose content (without the trailing newline) is the secret.
     File(PathBuf),
+}
+
+/// What a refused secret field says, whatever was written there.
+pub const INLINE_SECRET: &str =
+    "a secret is written as `{ env: NAME }` or `{ file: PATH }`, never as its value: move the value to an environment variable or a file readable only by the lab";
+
+/// Every error of a secret reference starts so: a located error with it shows where,
+/// never what (`yaml.rs` masks the rest of the line in its snippet).
+pub const SECRET_ERROR: &str = "a secret ";
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Reference;
+        impl<'de> serde::de::Visitor<'de> for Reference {
+            type Value = SecretRef;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`{ env: NAME }` or `{ file: PATH }`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+                use serde::de::Error;
+                let Some(kind) = map.next_key::<String>()? else { return Err(A::Error::custom(INLINE_SECRET)) };
+                // The key is a word of the file format, not a secret: it may be named.
+                let reference = match kind.as_str() {
+                    "env" => SecretRef::Env(map.next_value::<String>().map_err(|_| A::Error::custom("a secret reference's `env:` takes the name of an environment variable"))?),
+                    "file" => SecretRef::File(map.next_value::<PathBuf>().map_err(|_| A::Error::custom("a secret reference's `file:` takes a path"))?),
+                    other => return Err(A::Error::custom(format!("a secret reference takes `env:` or `file:`, not `{other}:`"))),
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom("a secret reference has exactly one of `env:` or `file:`"));
+                }
+                Ok(reference)
+            }
+
+            // Every other shape may be the secret itself: refuse without repeating it.
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<SecretRef, A::Error> {
+                Err(serde::de::Error::custom(INLINE_SECRET))
+            }
+        }
+        deserializer.deserialize_any(Reference)
+    }
 }
 
 impl SecretRef {

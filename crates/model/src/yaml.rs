@@ -270,6 +270,14 @@ impl YamlSource {
             .unwrap_or(0)
             .max(1)
             .min(self.text.len().saturating_sub(offset));
+        let start = offset.min(self.text.len());
+        let mut shown = self.text.clone();
+        if message.starts_with(crate::secret::SECRET_ERROR) {
+            // The refused value may be a password: the snippet shows where, not what.
+            let end = shown[start..].find('\n').map_or(shown.len(), |n| start + n);
+            let masked: String = shown[start..end].chars().map(|c| if c.is_whitespace() { c } else { '*' }).collect();
+            shown.replace_range(start..end, &masked);
+        }
         YamlError {
             file: self.name.clone(),
             line,
@@ -277,8 +285,8 @@ impl YamlSource {
             field: if field.is_empty() { "<document>".into() } else { field },
             message,
             hint,
-            source_code: NamedSource::new(self.name.clone(), self.text.clone()),
-            span: SourceSpan::new(offset.min(self.text.len()).into(), len),
+            source_code: NamedSource::new(self.name.clone(), shown),
+            span: SourceSpan::new(start.into(), len),
         }
     }
 }

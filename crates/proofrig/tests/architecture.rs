@@ -37,6 +37,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proofrig-plan", &["proofrig-verdict"]),
     ("proofrig-evidence", &["proofrig-plan"]),
     ("proofrig-report", &["proofrig-evidence"]),
+    // The server <-> lab host contract and the API's types; the server (which never
+    // touches a device) sits on it and, next, on the verifier's crates.
+    ("proofrig-proto", &["proofrig-verdict"]),
+    ("proofrig-server", &["proofrig-proto", "proofrig-report"]),
     ("proofrig-agents", &["proofrig-model"]),
     ("proofrig-run", &["proofrig-report", "proofrig-agents"]),
     ("proofrig-simlab", &[]),
@@ -45,7 +49,8 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// The crates a verifier links (ARCHITECTURE.md: "Architecture Invariant" of each).
-const VERIFIER_CRATES: &[&str] = &["proofrig-model", "proofrig-verdict", "proofrig-plan", "proofrig-evidence", "proofrig-report"];
+const VERIFIER_CRATES: &[&str] =
+    &["proofrig-model", "proofrig-verdict", "proofrig-plan", "proofrig-evidence", "proofrig-report", "proofrig-proto", "proofrig-server"];
 
 /// What a verifier must not link: the libraries that talk to devices, and the crates
 /// of proofrig that drive devices, simulate them or start test peers.

@@ -73,10 +73,9 @@ pub enum AdvertError {
 
 /// A rig file's error as the server passes it on: where, which field, what is
 /// wrong, what to do; the same words `proofrig rig check` prints on the lab host.
-/// It carries no text of the file, and for a field that holds a secret reference
-/// not what was written there either: the loader's own message repeats a literal
-/// it refuses (``unknown variant `hunter2` ``), and this error is logged by the
-/// server and shown on the rig's page.
+/// It carries no text of the file, and the loader's message for a secret written
+/// where a reference belongs never repeats it (`proofrig_model::secret`): this error
+/// is logged by the server and shown on the rig's page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{file}:{line}:{column}: {field}: {message}{}", hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
 pub struct RigFileError {
@@ -94,23 +93,15 @@ impl RigFileError {
             // `Rig::parse` reports everything located; the other kinds need a file or a lookup.
             return RigFileError { file: String::new(), line: 0, column: 0, field: "<document>".into(), message: err.to_string(), hint: None };
         };
-        let (message, hint) = match is_secret_slot(&located.field) {
-            true => (
-                "a secret is written here, not a reference to it".to_string(),
-                Some("write `{ env: VARIABLE }` or `{ file: path/on/the/lab/host }`; the value stays on the lab host".to_string()),
-            ),
-            false => (located.message.clone(), located.hint.clone()),
-        };
-        RigFileError { file: located.file.clone(), line: located.line, column: located.column, field: located.field.clone(), message, hint }
+        RigFileError {
+            file: located.file.clone(),
+            line: located.line,
+            column: located.column,
+            field: located.field.clone(),
+            message: located.message.clone(),
+            hint: located.hint.clone(),
+        }
     }
-}
-
-/// Whether a rig file's field path is, or is inside, a place that holds a secret
-/// reference (`SecretRef` in the rig model): a device's `secrets.NAME`, an SSH
-/// `password` or `key_passphrase`, a console login's `password`.
-fn is_secret_slot(field: &str) -> bool {
-    let parts: Vec<&str> = field.split('.').collect();
-    parts.iter().enumerate().any(|(i, p)| matches!(*p, "password" | "key_passphrase") || (*p == "secrets" && i + 1 < parts.len()))
 }
 
 /// The server's check of an advert; see the module documentation. Returns the rig
@@ -217,33 +208,19 @@ devices:
             let Err(AdvertError::Rig { error, .. }) = check(&ad) else { panic!("{literal}: not refused by the rig loader") };
             assert!(error.field.starts_with(field), "{literal}: {error}");
             assert_eq!((error.file.as_str(), error.line), ("/etc/proofrig/rigs/bench-3.yaml", line), "{literal}: {error}");
-            assert_eq!(error.message, "a secret is written here, not a reference to it");
+            assert!(error.message.starts_with(proofrig_model::secret::SECRET_ERROR) && !error.to_string().contains("hunter2"), "{literal}: {error}");
         }
     }
 
     #[test]
     fn a_refused_secret_value_is_not_repeated_in_the_refusal() {
-        // The loader itself repeats the literal (this is why the advert check rewords
-        // it); the refusal is logged by the server and shown on the rig's page, so the
-        // value the technician mistakenly wrote must travel no further than the advert.
-        let text = BENCH.replace("password: { file: secrets/ru1.pass }", "password: hunter2");
-        let loader = Rig::parse("bench-3.yaml", &text, Path::new("")).unwrap_err().to_string();
-        assert!(loader.contains("hunter2"), "the loader no longer repeats the value; simplify RigFileError: {loader}");
+        // The refusal is logged by the server and shown on the rig's page, so the value
+        // the technician mistakenly wrote must travel no further than the advert.
         for literal in ["password: hunter2", "password: { value: hunter2 }", "password: { env: A, file: hunter2 }"] {
             let text = BENCH.replace("password: { file: secrets/ru1.pass }", literal);
             let refusal = refusal(&advert(&text));
             assert!(!refusal.contains("hunter2"), "{refusal}");
             assert!(refusal.contains("bench-3.yaml:14:") && refusal.contains("devices.ru1.ssh.password"), "{refusal}");
-        }
-    }
-
-    #[test]
-    fn secret_slots_are_recognised_by_their_field_path() {
-        for field in ["devices.ru1.ssh.password", "devices.ru1.console.login.password.value", "devices.a.ssh.key_passphrase", "devices.c.secrets.admin"] {
-            assert!(is_secret_slot(field), "{field}");
-        }
-        for field in ["devices.ru1.secrets", "devices.ru1.ssh.user", "devices.ru1.power.pdu", "<document>"] {
-            assert!(!is_secret_slot(field), "{field}");
         }
     }
 

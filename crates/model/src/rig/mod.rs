@@ -298,6 +298,29 @@ devices:
         Rig::parse("bench.yaml", text, Path::new("/lab/rigs"))
     }
 
+    #[test]
+    fn a_secret_written_inline_is_refused_without_repeating_it() {
+        let shapes = [
+            "{ user: root, password: hunter2 }",
+            "{ user: root, password: \"hunter2\" }",
+            "{ user: root, password: { value: hunter2 } }",
+            "{ user: root, password: { env: RU1_PASSWORD, file: hunter2 } }",
+            "{ user: root, password: [hunter2] }",
+        ];
+        for shape in shapes {
+            let text = GOOD.replace("{ user: root, password: { env: RU1_PASSWORD } }", shape);
+            assert_ne!(text, GOOD);
+            let err = parse(&text).unwrap_err();
+            let RigError::Invalid(located) = &err else { panic!("{shape}: {err}") };
+            assert_eq!((located.line, located.field.as_str()), (18, "devices.ru1.console.login.password"), "{shape}: {err}");
+            // Neither the message nor the rendered report (with its source snippet)
+            // may carry what was written: it may be the password.
+            let rendered = format!("{:?}", miette::Report::new(err));
+            assert!(!rendered.contains("hunter2"), "{shape}:\n{rendered}");
+            assert!(rendered.contains("env:") || rendered.contains("exactly one"), "{shape}:\n{rendered}");
+        }
+    }
+
     fn invalid(text: &str) -> Box<YamlError> {
         match parse(text) {
             Err(RigError::Invalid(e)) => e,
