@@ -33,7 +33,7 @@ use proofrig_model::rig::Rig;
 
 use super::console_replay::{CommandRun, Consoles, LoginReplay};
 use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_DEADLINE};
-use proofrig_plan::Step;
+use proofrig_plan::{ActionKind, Step};
 
 /// What a check of one action needs besides its own record and events.
 pub struct Context<'a> {
@@ -46,6 +46,7 @@ pub struct Context<'a> {
 
 /// One action's record: a declarative step, or one call of a script step.
 pub struct Action<'v> {
+    /// The action's name as recorded (a script's call may name anything).
     pub action: &'v str,
     pub device: &'v str,
     pub spec: &'v Value,
@@ -88,9 +89,12 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
     let console = ctx.rig.device(device).ok().and_then(|d| d.console.clone());
     let deaths = console.as_ref().map(|c| c.death_strings.clone()).unwrap_or_default();
     let text = |key: &str| spec.get(key).and_then(Value::as_str).unwrap_or_default();
-    match name {
-        "console_expect" => ctx.consoles.expect(device, spec, output, &deaths, exempt),
-        "console_run" => {
+    let Some(kind) = ActionKind::from_name(name) else {
+        return Err(format!("`{name}` is not an action proofrig performs"));
+    };
+    match kind {
+        ActionKind::ConsoleExpect => ctx.consoles.expect(device, spec, output, &deaths, exempt),
+        ActionKind::ConsoleRun => {
             let sent = bytes_on(events, device, "console", Direction::Out);
             ctx.consoles.run(&CommandRun {
                 device,
@@ -103,26 +107,28 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
                 trimmed: false,
             })
         }
-        "console_send" => console_send(device, spec, output, events, failure.is_some()),
-        "console_login" => ctx.consoles.login(&LoginReplay { device, spec, output, events, console: console.as_ref(), deaths: &deaths, exempt }),
-        "ssh_exec" => ssh_exec(device, spec, output, events, failure.is_some() && !exempt),
-        "ssh_fetch" => ssh_fetch(device, spec, output, events, failure.is_some() && !exempt),
-        "ssh_login" => ssh_login(device, spec, output, events, failure.is_some() && !exempt),
-        "ssh_su" => super::console_replay::switch_user(device, spec, output, events, exempt),
-        "ssh_audit" => ssh_audit(device, output, events, failure.is_some() && !exempt),
-        "ssh_negotiate" => ssh_negotiate(device, spec, output, events, failure.is_some() && !exempt),
-        "power" => power(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
-        "tcp_scan" => tcp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
-        "udp_scan" => udp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
-        "snmp_probe" => snmp_probe(ctx.rig, device, spec, output, events, failure.is_some()),
-        "wait" if failure.is_none() && output != &json!({"waited_ms": spec["ms"].as_u64().unwrap_or(0)}) => Err("the recorded wait is not the one the step asks for".into()),
-        "set" if failure.is_none() && output != spec => Err("the recorded values are not the ones the step sets".into()),
-        "assert" if failure.is_none() => match step.and_then(|s| s.assert.as_ref()) {
-            Some(assert) if *output == assert.output(spec) => Ok(()),
+        ActionKind::ConsoleSend => console_send(device, spec, output, events, failure.is_some()),
+        ActionKind::ConsoleLogin => ctx.consoles.login(&LoginReplay { device, spec, output, events, console: console.as_ref(), deaths: &deaths, exempt }),
+        ActionKind::SshExec => ssh_exec(device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::SshFetch => ssh_fetch(device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::SshLogin => ssh_login(device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::SshSu => super::console_replay::switch_user(device, spec, output, events, exempt),
+        ActionKind::SshAudit => ssh_audit(device, output, events, failure.is_some() && !exempt),
+        ActionKind::SshNegotiate => ssh_negotiate(device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::Power => power(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::TcpScan => tcp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::UdpScan => udp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::SnmpProbe => snmp_probe(ctx.rig, device, spec, output, events, failure.is_some()),
+        ActionKind::Wait if failure.is_none() && output != &json!({"waited_ms": spec["ms"].as_u64().unwrap_or(0)}) => Err("the recorded wait is not the one the step asks for".into()),
+        ActionKind::Set if failure.is_none() && output != spec => Err("the recorded values are not the ones the step sets".into()),
+        ActionKind::Assert if failure.is_none() => match step.map(|s| &s.action) {
+            Some(proofrig_plan::Action::Assert(assert)) if *output == assert.output(spec) => Ok(()),
             _ => Err("the recorded comparison (value, operator, operand) is not what the step's resolved spec says".into()),
         },
-        "wait" | "set" | "assert" => Ok(()),
-        other => Err(format!("`{other}` is not an action proofrig performs")),
+        ActionKind::Wait | ActionKind::Set | ActionKind::Assert => Ok(()),
+        // A script step is checked call by call (a skipped one returned above), and
+        // no call of a script is a script.
+        ActionKind::Script => Err(format!("`{name}` is not an action proofrig performs")),
     }
 }
 

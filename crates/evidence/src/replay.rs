@@ -238,7 +238,7 @@ impl<'a> Replayer<'a> {
                 }
                 let expected = proofrig_plan::scope::resolve(step, &current.scope).unwrap_or(Value::Null);
                 if expected != spec {
-                    return Err(at(&label, format!("step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}", index + 1, step.action())));
+                    return Err(at(&label, format!("step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}", index + 1, step.kind())));
                 }
                 current.pending = Some((phase, index, attempt, spec));
                 self.events.clear();
@@ -255,14 +255,14 @@ impl<'a> Replayer<'a> {
                 let device = step.device.clone().unwrap_or_else(|| key.device.clone());
                 let skip = proofrig_plan::scope::missing_channel(step, &current.scope);
                 if skip.is_some() != output.get("skipped").is_some() {
-                    return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
+                    return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.kind())));
                 }
                 // The executor writes an empty range that starts at event 0 as 0..=0 (its
                 // last number is one less than the next, saturated): empty while there is
                 // no event 0.
                 let range = if (first_seq, last_seq) == (0, 0) && self.next_seq == 0 { Range { start: 0, end: 0 } } else { Range { start: first_seq, end: last_seq.saturating_add(1) } };
                 if range.start < self.step_started_seq || range.end > self.next_seq || range.start > range.end {
-                    return Err(at(&label, format!("step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records", index + 1, step.action())));
+                    return Err(at(&label, format!("step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records", index + 1, step.kind())));
                 }
                 let events = std::mem::take(&mut self.events);
                 if events.values().any(|e| rederive::cut_off(&device, &[e])) {
@@ -270,18 +270,18 @@ impl<'a> Replayer<'a> {
                 }
                 let mut ctx = rederive::Context { rig: self.rig, consoles: &mut self.consoles, cut_off: &self.cut_off };
                 if let Err(detail) = check_step_events(&mut ctx, step, &device, &spec, &output, range, &events) {
-                    return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
+                    return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.kind())));
                 }
-                if step.script.is_some() && skip.is_none() {
-                    if let Err(detail) = proofrig_plan::script::replay(step.script.as_deref().unwrap_or_default(), step.script_origin.as_ref(), &current.scope, &output) {
+                if let (Some(source), None) = (step.script(), &skip) {
+                    if let Err(detail) = proofrig_plan::script::replay(source, step.script_origin.as_ref(), &current.scope, &output) {
                         return Err(at(&label, format!("step {} (script): {detail}", index + 1)));
                     }
                 }
-                let judged = judge(step.action(), &spec, &output);
+                let judged = judge(step.kind(), &spec, &output);
                 if judged.verdict != verdict || judged.message != message {
                     return Err(at(
                         &label,
-                        format!("step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")", index + 1, step.action(), judged.verdict, judged.message),
+                        format!("step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")", index + 1, step.kind(), judged.verdict, judged.message),
                     ));
                 }
                 self.steps += 1;
@@ -462,7 +462,7 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
         name: String,
     }
     let mut parts: Vec<Part> = Vec::new();
-    if step.script.is_some() && output.get("skipped").is_none() {
+    if step.script().is_some() && output.get("skipped").is_none() {
         let mut next = range.start;
         let calls = output["calls"].as_array().map(Vec::as_slice).unwrap_or_default();
         for (n, call) in calls.iter().enumerate() {
@@ -484,10 +484,10 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
             parts.push(Part { action: Action { action, device, spec: &call["spec"], output: &call["output"], step: None }, range: call_range, name });
         }
     } else {
-        parts.push(Part { action: Action { action: step.action(), device, spec, output, step: Some(step) }, range, name: String::new() });
+        parts.push(Part { action: Action { action: step.kind().as_str(), device, spec, output, step: Some(step) }, range, name: String::new() });
     }
     // The script's own failure (after its calls) is noted within the step's range.
-    let step_note = if step.script.is_some() { failure_note(output) } else { None };
+    let step_note = if step.script().is_some() { failure_note(output) } else { None };
     let mut step_note_found = false;
     let mut pending = events.values().peekable();
     let mut outside = |event: &Event, ctx: &mut rederive::Context<'_>| -> Result<(), String> {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use proofrig_model::rig::{Device, Rig};
 
 use super::template::{self, Reference};
-use super::{clause_order, Case, Credential, DeviceChannel, DeviceSelector, Plan, Step};
+use super::{clause_order, Action, ActionKind, Case, Credential, DeviceChannel, DeviceSelector, Plan, SnmpProbe, Step, TcpScan, UdpScan};
 
 /// One case of a plan, as the catalogue lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -139,35 +139,65 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
     }
 }
 
-/// The channel a step kind talks over, if any.
-fn channel_of(step: &Step) -> Option<DeviceChannel> {
-    match step.action() {
-        "power" => Some(DeviceChannel::Power),
-        "console_send" | "console_expect" | "console_login" | "console_run" => Some(DeviceChannel::Console),
-        "ssh_exec" | "ssh_fetch" | "ssh_login" | "ssh_su" | "ssh_audit" | "ssh_negotiate" => Some(DeviceChannel::Ssh),
-        // Without `address:` a scan goes to the device's SSH host.
-        "tcp_scan" if step.tcp_scan.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
-        "snmp_probe" if step.snmp_probe.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
-        "udp_scan" if step.udp_scan.as_ref().is_some_and(|s| s.address.is_none()) => Some(DeviceChannel::Ssh),
-        _ => None,
+/// The channel an action of `kind` talks over, if any. A network step (a scan, a
+/// probe) goes to the device's SSH host unless it gives `address:` (see
+/// [`channel_of`]); a script's calls are listed with it, erring towards too much.
+fn channel_of_kind(kind: ActionKind) -> Option<DeviceChannel> {
+    match kind {
+        ActionKind::Power => Some(DeviceChannel::Power),
+        ActionKind::ConsoleSend | ActionKind::ConsoleExpect | ActionKind::ConsoleLogin | ActionKind::ConsoleRun => Some(DeviceChannel::Console),
+        ActionKind::SshExec | ActionKind::SshFetch | ActionKind::SshLogin | ActionKind::SshSu | ActionKind::SshAudit | ActionKind::SshNegotiate => {
+            Some(DeviceChannel::Ssh)
+        }
+        ActionKind::TcpScan | ActionKind::UdpScan | ActionKind::SnmpProbe => Some(DeviceChannel::Ssh),
+        // A script's channels are those of its calls (`script_needs`).
+        ActionKind::Wait | ActionKind::Set | ActionKind::Assert | ActionKind::Script => None,
+    }
+}
+
+/// The channel a step talks over, if any.
+fn channel_of(action: &Action) -> Option<DeviceChannel> {
+    match action {
+        // With `address:` a scan or probe goes there, not to the device's SSH host.
+        Action::TcpScan(TcpScan { address: Some(_), .. }) | Action::UdpScan(UdpScan { address: Some(_), .. }) | Action::SnmpProbe(SnmpProbe { address: Some(_), .. }) => None,
+        other => channel_of_kind(other.kind()),
+    }
+}
+
+/// Whether an action logs in with the rig's SSH password (so key-only SSH is not
+/// enough): a negotiation does, and a login without a password of its own.
+fn uses_rig_ssh_password(action: &Action) -> bool {
+    match action {
+        Action::SshNegotiate(_) => true,
+        Action::SshLogin(login) => login.password.is_none(),
+        Action::Power(_)
+        | Action::Wait(_)
+        | Action::ConsoleSend(_)
+        | Action::ConsoleExpect(_)
+        | Action::ConsoleLogin(_)
+        | Action::ConsoleRun(_)
+        | Action::SshExec(_)
+        | Action::SshFetch(_)
+        | Action::SshSu(_)
+        | Action::SshAudit(_)
+        | Action::TcpScan(_)
+        | Action::UdpScan(_)
+        | Action::SnmpProbe(_)
+        | Action::Set(_)
+        | Action::Assert(_)
+        | Action::Script(_) => false,
     }
 }
 
 fn step_needs(step: &Step, parameters: &BTreeMap<String, Value>) -> StepNeeds {
     let mut needs = StepNeeds { target: step.device.clone(), only_if: step.if_device_has, ..StepNeeds::default() };
-    needs.channels.extend(channel_of(step));
+    needs.channels.extend(channel_of(&step.action));
     // Every `${...}` in the action's body (the plan checker holds them to be closed).
-    let body = serde_json::to_value(step).ok().and_then(|mut v| v.as_object_mut()?.remove(step.action())).unwrap_or(Value::Null);
+    let body = super::body::action_body(step);
     for reference in template::references_in_value(&body).unwrap_or_default() {
         absorb_reference(&mut needs, &reference);
     }
-    let credentials = [
-        step.ssh_login.as_ref().and_then(|l| l.password.as_ref()),
-        step.ssh_su.as_ref().map(|s| &s.password),
-        step.console_login.as_ref().and_then(|l| l.password.as_ref()),
-        step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()),
-    ];
-    for credential in credentials.into_iter().flatten() {
+    if let Some(credential) = step.action.credential() {
         match credential {
             // A templated name (`{secret: "${param.password_secret}"}`) is the parameter's default.
             Credential::Secret(name) => needs.secrets.push(
@@ -182,9 +212,8 @@ fn step_needs(step: &Step, parameters: &BTreeMap<String, Value>) -> StepNeeds {
             Credential::Value(_) => {}
         }
     }
-    needs.ssh_password =
-        step.ssh_negotiate.is_some() || step.ssh_login.as_ref().is_some_and(|l| l.password.is_none());
-    if let Some(source) = &step.script {
+    needs.ssh_password = uses_rig_ssh_password(&step.action);
+    if let Some(source) = step.script() {
         let script = script_needs(source);
         needs.declared.extend(declared_keys_in_script(source));
         needs.channels.extend(script.channels);
@@ -219,11 +248,12 @@ fn script_needs(source: &str) -> ScriptNeeds {
     let mut ssh_password = false;
     for c in call.captures_iter(source) {
         let name = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
-        channels.extend(match name {
-            n if n.starts_with("ssh_") || n == "tcp_scan" || n == "udp_scan" || n == "snmp_probe" => Some(DeviceChannel::Ssh),
-            n if n.starts_with("console_") => Some(DeviceChannel::Console),
-            "power" => Some(DeviceChannel::Power),
-            _ => None,
+        channels.extend(match ActionKind::from_name(name) {
+            Some(kind) => channel_of_kind(kind),
+            // Not an action (a function the script defines): by its name's prefix.
+            None if name.starts_with("ssh_") => Some(DeviceChannel::Ssh),
+            None if name.starts_with("console_") => Some(DeviceChannel::Console),
+            None => None,
         });
         // `agent("ssh_login", #{user})` without a password or key logs in with the rig's password.
         let own_credential = c.get(3).is_some_and(|m| m.as_str().contains("password") || m.as_str().contains("key"));

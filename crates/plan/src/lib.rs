@@ -60,7 +60,7 @@ impl Plan {
 
     pub fn parse(name: &str, text: &str) -> Result<Plan, PlanError> {
         let source = YamlSource::new(name, text);
-        let mut spec: PlanFile = source.parse()?;
+        let mut spec: PlanFile = source.parse().map_err(|err| misplaced_action(&source).filter(|placed| placed.message == err.message).unwrap_or(err))?;
         locate_scripts(&source, &mut spec);
         validate(&source, &spec)?;
         Ok(Plan { path: PathBuf::from(name), bytes: text.as_bytes().to_vec(), spec })
@@ -74,13 +74,67 @@ fn file_name(path: &str) -> String {
     Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path).to_string()
 }
 
+/// A step with no action or with two, placed at the step (or at its second action)
+/// with a hint. A [`Step`] holds exactly one action, so such a step fails to parse,
+/// and serde can neither say which step that was nor give a hint: when a plan does
+/// not parse, its steps' keys are read again to find the first such step (the one
+/// the parse stopped at, if its error says so). None when every step whose keys are
+/// all known has one action.
+fn misplaced_action(src: &YamlSource) -> Option<Box<YamlError>> {
+    /// Only the keys of each step; anything else of the plan is ignored.
+    #[derive(serde::Deserialize)]
+    struct PlanShape {
+        #[serde(default)]
+        cases: Vec<CaseShape>,
+    }
+    #[derive(serde::Deserialize)]
+    struct CaseShape {
+        #[serde(default)]
+        steps: Vec<StepShape>,
+        #[serde(default)]
+        restore: Vec<StepShape>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum StepShape {
+        Map(std::collections::BTreeMap<String, serde::de::IgnoredAny>),
+        Other(serde_json::Value),
+    }
+    let plan: PlanShape = serde_saphyr::from_str(&src.text).ok()?;
+    for (c, case) in plan.cases.iter().enumerate() {
+        for (list, steps) in [("steps", &case.steps), ("restore", &case.restore)] {
+            for (s, step) in steps.iter().enumerate() {
+                let keys: Vec<&str> = match step {
+                    StepShape::Map(map) => map.keys().map(String::as_str).collect(),
+                    StepShape::Other(serde_json::Value::Null) => Vec::new(),
+                    StepShape::Other(_) => continue,
+                };
+                // A key that is no step key is refused by the parse itself, at the key.
+                if !keys.iter().all(|key| model::is_step_key(key)) {
+                    continue;
+                }
+                let mut actions: Vec<ActionKind> = keys.iter().filter_map(|key| ActionKind::from_name(key)).collect();
+                actions.sort();
+                let Some((message, hint)) = model::action_count_error(&actions) else { continue };
+                let at = format!("cases[{c}].{list}[{s}]");
+                let field = match actions.get(1) {
+                    Some(second) => format!("{at}.{second}"),
+                    None => at,
+                };
+                return Some(src.error_at(&field, message, Some(hint)));
+            }
+        }
+    }
+    None
+}
+
 /// Remember where each script's text starts, so errors found while it runs name
 /// the plan file's line as well as the script's.
 fn locate_scripts(src: &YamlSource, plan: &mut PlanFile) {
     for (c, case) in plan.cases.iter_mut().enumerate() {
         for (list, steps) in [("steps", &mut case.steps), ("restore", &mut case.restore)] {
             for (s, step) in steps.iter_mut().enumerate() {
-                if step.script.is_some() {
+                if step.script().is_some() {
                     let field = format!("cases[{c}].{list}[{s}].script");
                     step.script_origin = src.scalar_origin(&field).map(|text| ScriptOrigin { file: file_name(&src.name), text });
                 }
@@ -116,7 +170,11 @@ fn validate(src: &YamlSource, plan: &PlanFile) -> Result<(), Box<YamlError>> {
             for (s, step) in steps.iter().enumerate() {
                 let at = format!("{at}.{list}[{s}]");
                 validate_step(src, &at, step, plan, &known)?;
-                let defined = step.capture.iter().cloned().chain(step.set.iter().flat_map(|m| m.keys().cloned()));
+                let set = match &step.action {
+                    Action::Set(values) => Some(values),
+                    _ => None,
+                };
+                let defined = step.capture.iter().cloned().chain(set.into_iter().flat_map(|m| m.keys().cloned()));
                 known.extend(defined);
             }
         }
@@ -141,24 +199,6 @@ fn validate_scas(src: &YamlSource, at: &str, scas: &ScasRef) -> Result<(), Box<Y
 }
 
 fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known: &[String]) -> Result<(), Box<YamlError>> {
-    let actions = step.actions();
-    match actions.len() {
-        1 => {}
-        0 => {
-            return Err(src.error_at(
-                at,
-                "this step has no action",
-                Some(format!("give it exactly one of: {}", ACTIONS.join(", "))),
-            ))
-        }
-        _ => {
-            return Err(src.error_at(
-                &format!("{at}.{}", actions[1]),
-                format!("a step has exactly one action; this one has {}", actions.join(" and ")),
-                Some("split it into two steps".into()),
-            ))
-        }
-    }
     if let Some(name) = &step.capture {
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -170,14 +210,13 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
             ));
         }
     }
-    if let Some(source) = &step.script {
+    if let Action::Script(source) = &step.action {
         // A script reads `device`, `param` and earlier captures as variables.
         return script_check(src, &format!("{at}.script"), source, step, known);
     }
     // Every ${...} must name a parameter, the device, or an earlier capture.
-    let as_value = serde_json::to_value(step).unwrap_or_default();
-    let action = actions[0];
-    let body = as_value.get(action).cloned().unwrap_or_default();
+    let action = step.kind();
+    let body = body::action_body(step);
     let refs = template::references_in_value(&body).map_err(|_| src.error_at(&format!("{at}.{action}"), "unclosed `${`", None))?;
     for r in refs {
         let root = r.root();
@@ -207,6 +246,12 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
             ));
         }
     }
+    validate_action(src, at, &step.action)
+}
+
+/// What each action's body must hold beyond its types: patterns that compile, one
+/// comparison per assert, port and community lists that parse (where not templated).
+fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Box<YamlError>> {
     let literal = |p: &str| !p.contains("${");
     let check_regex = |field: String, pattern: &str| -> Result<(), Box<YamlError>> {
         if literal(pattern) {
@@ -217,65 +262,81 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
         }
         Ok(())
     };
-    if let Some(expect) = &step.console_expect {
-        if expect.patterns.is_empty() {
-            return Err(src.error_at(&format!("{at}.console_expect.patterns"), "give at least one pattern", None));
-        }
-        for (i, p) in expect.patterns.iter().enumerate() {
-            check_regex(format!("{at}.console_expect.patterns[{i}]"), p)?;
-        }
-    }
-    if let Some(assert) = &step.assert {
-        let ops = assert.operators();
-        match ops.len() {
-            1 => {}
-            0 => {
-                return Err(src.error_at(
-                    &format!("{at}.assert"),
-                    "this assert has no comparison",
-                    Some(format!("give exactly one of: {}", ASSERT_OPERATORS.join(", "))),
-                ))
+    match action {
+        Action::ConsoleExpect(expect) => {
+            if expect.patterns.is_empty() {
+                return Err(src.error_at(&format!("{at}.console_expect.patterns"), "give at least one pattern", None));
             }
-            _ => {
-                return Err(src.error_at(
-                    &format!("{at}.assert.{}", ops[1].0),
-                    format!("an assert has exactly one comparison; this one has {} and {}", ops[0].0, ops[1].0),
-                    Some("split it into two asserts".into()),
-                ))
+            for (i, p) in expect.patterns.iter().enumerate() {
+                check_regex(format!("{at}.console_expect.patterns[{i}]"), p)?;
             }
         }
-        for (op, operand) in &ops {
-            if let ("matches" | "not_matches", serde_json::Value::String(p)) = (*op, operand) {
-                check_regex(format!("{at}.assert.{op}"), p)?;
+        Action::Assert(assert) => {
+            let ops = assert.operators();
+            match ops.len() {
+                1 => {}
+                0 => {
+                    return Err(src.error_at(
+                        &format!("{at}.assert"),
+                        "this assert has no comparison",
+                        Some(format!("give exactly one of: {}", ASSERT_OPERATORS.join(", "))),
+                    ))
+                }
+                _ => {
+                    return Err(src.error_at(
+                        &format!("{at}.assert.{}", ops[1].0),
+                        format!("an assert has exactly one comparison; this one has {} and {}", ops[0].0, ops[1].0),
+                        Some("split it into two asserts".into()),
+                    ))
+                }
+            }
+            for (op, operand) in &ops {
+                if let ("matches" | "not_matches", serde_json::Value::String(p)) = (*op, operand) {
+                    check_regex(format!("{at}.assert.{op}"), p)?;
+                }
             }
         }
-    }
-    if let Some(scan) = &step.tcp_scan {
-        if literal(&scan.ports) {
-            if let Err(reason) = parse_ports(&scan.ports) {
-                return Err(src.error_at(&format!("{at}.tcp_scan.ports"), reason, Some("e.g. \"1-1024\" or \"22,80,443,8000-8100\"".into())));
+        Action::TcpScan(scan) => {
+            if literal(&scan.ports) {
+                if let Err(reason) = parse_ports(&scan.ports) {
+                    return Err(src.error_at(&format!("{at}.tcp_scan.ports"), reason, Some("e.g. \"1-1024\" or \"22,80,443,8000-8100\"".into())));
+                }
             }
         }
-    }
-    if let Some(scan) = &step.udp_scan {
-        if literal(&scan.ports) {
-            if let Err(reason) = parse_ports(&scan.ports) {
-                return Err(src.error_at(&format!("{at}.udp_scan.ports"), reason, Some("e.g. \"1-1024\" or \"53,123,161\"".into())));
+        Action::UdpScan(scan) => {
+            if literal(&scan.ports) {
+                if let Err(reason) = parse_ports(&scan.ports) {
+                    return Err(src.error_at(&format!("{at}.udp_scan.ports"), reason, Some("e.g. \"1-1024\" or \"53,123,161\"".into())));
+                }
+            }
+            if scan.rate == Some(0) {
+                return Err(src.error_at(&format!("{at}.udp_scan.rate"), "a rate of 0 probes a second never scans", Some("leave it out for 800 a second".into())));
             }
         }
-        if scan.rate == Some(0) {
-            return Err(src.error_at(&format!("{at}.udp_scan.rate"), "a rate of 0 probes a second never scans", Some("leave it out for 800 a second".into())));
-        }
-    }
-    if let Some(probe) = &step.snmp_probe {
-        if literal(&probe.communities) {
-            if let Err(reason) = parse_communities(&probe.communities) {
-                return Err(src.error_at(&format!("{at}.snmp_probe.communities"), reason, Some("e.g. \"public,private\"".into())));
+        Action::SnmpProbe(probe) => {
+            if literal(&probe.communities) {
+                if let Err(reason) = parse_communities(&probe.communities) {
+                    return Err(src.error_at(&format!("{at}.snmp_probe.communities"), reason, Some("e.g. \"public,private\"".into())));
+                }
+            }
+            if probe.versions.as_ref().is_some_and(Vec::is_empty) {
+                return Err(src.error_at(&format!("{at}.snmp_probe.versions"), "no versions given", Some("leave it out for both, or e.g. [v2c]".into())));
             }
         }
-        if probe.versions.as_ref().is_some_and(Vec::is_empty) {
-            return Err(src.error_at(&format!("{at}.snmp_probe.versions"), "no versions given", Some("leave it out for both, or e.g. [v2c]".into())));
-        }
+        // Their types say all there is to check (a script is compiled by `validate_step`).
+        Action::Power(_)
+        | Action::Wait(_)
+        | Action::ConsoleSend(_)
+        | Action::ConsoleLogin(_)
+        | Action::ConsoleRun(_)
+        | Action::SshExec(_)
+        | Action::SshFetch(_)
+        | Action::SshLogin(_)
+        | Action::SshSu(_)
+        | Action::SshAudit(_)
+        | Action::SshNegotiate(_)
+        | Action::Set(_)
+        | Action::Script(_) => {}
     }
     Ok(())
 }
@@ -363,7 +424,7 @@ cases:
     #[test]
     fn a_good_plan_loads() {
         let plan = Plan::parse("p.yaml", GOOD).unwrap();
-        assert_eq!(plan.spec.cases[0].steps[0].action(), "ssh_audit");
+        assert_eq!(plan.spec.cases[0].steps[0].kind(), ActionKind::SshAudit);
         assert_eq!(plan.spec.cases[0].scas.clause, "4.2.3.2.4");
     }
 
@@ -392,6 +453,25 @@ cases:
         assert_eq!(err.hint.as_deref(), Some("did you mean `subset_of`?"));
         let err = invalid(&GOOD.replace("clause: 4.2.3.2.4", "clause: four"));
         assert_eq!(err.field, "cases[0].scas.clause");
+    }
+
+    #[test]
+    fn a_step_with_no_action_or_two_is_placed_at_the_step_with_a_hint() {
+        let err = invalid(&GOOD.replace("      - ssh_audit: {}\n", "      - name: nothing to do\n"));
+        assert_eq!((err.field.as_str(), err.line, err.column), ("cases[0].steps[0]", 19, 9));
+        assert_eq!(err.message, "this step has no action");
+        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, set, assert, script";
+        assert_eq!(err.hint, Some(format!("give it exactly one of: {every}")));
+        // Named in the order of the action list, the second one is where the error is.
+        let err = invalid(&GOOD.replace("      - ssh_audit: {}\n", "      - ssh_audit: {}\n        wait: { ms: 5 }\n        power: { action: on }\n"));
+        assert_eq!((err.field.as_str(), err.line, err.column), ("cases[0].steps[0].wait", 20, 15));
+        assert_eq!(err.message, "a step has exactly one action; this one has power and wait and ssh_audit");
+        assert_eq!(err.hint.as_deref(), Some("split it into two steps"));
+        // In a restore step too, after a good step.
+        let restore = GOOD.replace("    steps:\n", "    restore:\n      - wait: { ms: 1 }\n      - set: { a: 1 }\n        script: \"1\"\n    steps:\n");
+        let err = invalid(&restore);
+        assert_eq!((err.field.as_str(), err.line), ("cases[0].restore[1].script", 21));
+        assert_eq!(err.message, "a step has exactly one action; this one has set and script");
     }
 
     #[test]

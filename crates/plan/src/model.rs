@@ -2,13 +2,20 @@
 //! template, and the steps that carry them out over the agents.
 //!
 //! A step is a map with exactly one action key (`ssh_exec:`, `power:`, `assert:`...)
-//! and a few common keys (`name`, `timeout_ms`, `retries`, `capture`). Keeping every
-//! action as an optional field of one struct lets serde refuse unknown keys, so a
-//! misspelt step kind is an error with the nearest valid name as a hint.
+//! and a few common keys (`name`, `timeout_ms`, `retries`, `capture`). In Rust the
+//! action is one [`Action`] (its kind an [`ActionKind`]), so code that depends on
+//! the action matches it and cannot forget one; reading the map refuses unknown keys
+//! as serde refuses a struct's, so a misspelt step kind is an error with the nearest
+//! valid name as a hint.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
+
+pub use proofrig_verdict::ActionKind;
 
 use proofrig_model::secret::SecretRef;
 
@@ -151,71 +158,278 @@ pub enum OnFailure {
 }
 
 /// One step: common keys plus exactly one action.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+///
+/// In YAML the action is a key beside the common ones (`ssh_exec: {...}`), read by
+/// the `Deserialize` impl below: a key that is neither a common key nor an action is
+/// refused with the nearest valid name as a hint, as for any struct.
+#[derive(Debug, Clone)]
 pub struct Step {
-    #[serde(default)]
     pub name: Option<String>,
     /// Per-step time limit (each action has a sensible default).
-    #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// Retries for infrastructure faults only (a retried assertion would hide a real failure).
-    #[serde(default)]
     pub retries: u32,
-    #[serde(default)]
     pub on_failure: OnFailure,
     /// Store the step's output under this name for later steps (`${NAME.field}`).
-    #[serde(default)]
     pub capture: Option<String>,
     /// Run against this device instead of the case's device.
-    #[serde(default)]
     pub device: Option<String>,
     /// Run only on devices that have this channel (`console`, `ssh`, `power`);
     /// elsewhere the step is SKIP with the reason recorded.
-    #[serde(default)]
     pub if_device_has: Option<DeviceChannel>,
-
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub power: Option<PowerStep>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait: Option<WaitStep>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub console_send: Option<ConsoleSend>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub console_expect: Option<ConsoleExpect>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub console_login: Option<ConsoleLoginStep>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub console_run: Option<ConsoleRun>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_exec: Option<SshExec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_fetch: Option<SshFetch>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_login: Option<SshLogin>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_su: Option<SshSu>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_audit: Option<SshAudit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_negotiate: Option<SshNegotiate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp_scan: Option<TcpScan>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp_scan: Option<UdpScan>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snmp_probe: Option<SnmpProbe>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set: Option<BTreeMap<String, serde_json::Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assert: Option<Assert>,
-    /// Rhai source for logic a declarative step cannot say (see `run::script`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub script: Option<String>,
-
-    /// Where the script's text starts in the plan file, for located script errors.
-    #[serde(skip)]
+    /// What the step does.
+    pub action: Action,
+    /// Where the script's text starts in the plan file, for located script errors
+    /// (a `script` step's; not part of the YAML).
     pub script_origin: Option<ScriptOrigin>,
+}
+
+/// What a step does: one variant per [`ActionKind`], with the action's body as the
+/// plan writes it under its key. Serialized as that body alone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Action {
+    Power(PowerStep),
+    Wait(WaitStep),
+    ConsoleSend(ConsoleSend),
+    ConsoleExpect(ConsoleExpect),
+    ConsoleLogin(ConsoleLoginStep),
+    ConsoleRun(ConsoleRun),
+    SshExec(SshExec),
+    SshFetch(SshFetch),
+    SshLogin(SshLogin),
+    SshSu(SshSu),
+    SshAudit(SshAudit),
+    SshNegotiate(SshNegotiate),
+    TcpScan(TcpScan),
+    UdpScan(UdpScan),
+    SnmpProbe(SnmpProbe),
+    /// Values for later steps, by name.
+    Set(BTreeMap<String, serde_json::Value>),
+    /// Boxed: its many optional operators make it the largest action by far.
+    Assert(Box<Assert>),
+    /// Rhai source for logic a declarative step cannot say (see `run::script`).
+    Script(String),
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Power(_) => ActionKind::Power,
+            Action::Wait(_) => ActionKind::Wait,
+            Action::ConsoleSend(_) => ActionKind::ConsoleSend,
+            Action::ConsoleExpect(_) => ActionKind::ConsoleExpect,
+            Action::ConsoleLogin(_) => ActionKind::ConsoleLogin,
+            Action::ConsoleRun(_) => ActionKind::ConsoleRun,
+            Action::SshExec(_) => ActionKind::SshExec,
+            Action::SshFetch(_) => ActionKind::SshFetch,
+            Action::SshLogin(_) => ActionKind::SshLogin,
+            Action::SshSu(_) => ActionKind::SshSu,
+            Action::SshAudit(_) => ActionKind::SshAudit,
+            Action::SshNegotiate(_) => ActionKind::SshNegotiate,
+            Action::TcpScan(_) => ActionKind::TcpScan,
+            Action::UdpScan(_) => ActionKind::UdpScan,
+            Action::SnmpProbe(_) => ActionKind::SnmpProbe,
+            Action::Set(_) => ActionKind::Set,
+            Action::Assert(_) => ActionKind::Assert,
+            Action::Script(_) => ActionKind::Script,
+        }
+    }
+
+    /// The body of an action of `kind`: the value under its key in a step's map.
+    fn read<'de, A: MapAccess<'de>>(kind: ActionKind, map: &mut A) -> Result<Action, A::Error> {
+        Ok(match kind {
+            ActionKind::Power => Action::Power(map.next_value()?),
+            ActionKind::Wait => Action::Wait(map.next_value()?),
+            ActionKind::ConsoleSend => Action::ConsoleSend(map.next_value()?),
+            ActionKind::ConsoleExpect => Action::ConsoleExpect(map.next_value()?),
+            ActionKind::ConsoleLogin => Action::ConsoleLogin(map.next_value()?),
+            ActionKind::ConsoleRun => Action::ConsoleRun(map.next_value()?),
+            ActionKind::SshExec => Action::SshExec(map.next_value()?),
+            ActionKind::SshFetch => Action::SshFetch(map.next_value()?),
+            ActionKind::SshLogin => Action::SshLogin(map.next_value()?),
+            ActionKind::SshSu => Action::SshSu(map.next_value()?),
+            ActionKind::SshAudit => Action::SshAudit(map.next_value()?),
+            ActionKind::SshNegotiate => Action::SshNegotiate(map.next_value()?),
+            ActionKind::TcpScan => Action::TcpScan(map.next_value()?),
+            ActionKind::UdpScan => Action::UdpScan(map.next_value()?),
+            ActionKind::SnmpProbe => Action::SnmpProbe(map.next_value()?),
+            ActionKind::Set => Action::Set(map.next_value()?),
+            ActionKind::Assert => Action::Assert(map.next_value()?),
+            ActionKind::Script => Action::Script(map.next_value()?),
+        })
+    }
+
+    /// The password or line of input the action types, if it has one: what the run
+    /// keeps out of its evidence, and what a case needs from the rig.
+    pub fn credential(&self) -> Option<&Credential> {
+        match self {
+            Action::SshLogin(login) => login.password.as_ref(),
+            Action::SshSu(su) => Some(&su.password),
+            Action::ConsoleLogin(login) => login.password.as_ref(),
+            Action::SshExec(exec) => exec.stdin.as_ref(),
+            Action::Power(_)
+            | Action::Wait(_)
+            | Action::ConsoleSend(_)
+            | Action::ConsoleExpect(_)
+            | Action::ConsoleRun(_)
+            | Action::SshFetch(_)
+            | Action::SshAudit(_)
+            | Action::SshNegotiate(_)
+            | Action::TcpScan(_)
+            | Action::UdpScan(_)
+            | Action::SnmpProbe(_)
+            | Action::Set(_)
+            | Action::Assert(_)
+            | Action::Script(_) => None,
+        }
+    }
+}
+
+/// The keys a step has besides its action, in the order error messages list them.
+const COMMON_KEYS: [&str; 7] = ["name", "timeout_ms", "retries", "on_failure", "capture", "device", "if_device_has"];
+
+/// Every key a step may have: the common ones, then the actions'.
+fn step_keys() -> &'static [&'static str] {
+    static KEYS: std::sync::LazyLock<Vec<&'static str>> =
+        std::sync::LazyLock::new(|| COMMON_KEYS.iter().copied().chain(ActionKind::ALL.iter().map(|kind| kind.as_str())).collect());
+    &KEYS
+}
+
+/// Whether `key` may stand in a step's map.
+pub(crate) fn is_step_key(key: &str) -> bool {
+    COMMON_KEYS.contains(&key) || ActionKind::from_name(key).is_some()
+}
+
+/// A key of a step's map, read as `#[derive(Deserialize)]` reads a field's name:
+/// an unknown one is an `unknown field` error, at the key.
+enum StepKey {
+    Name,
+    TimeoutMs,
+    Retries,
+    OnFailure,
+    Capture,
+    Device,
+    IfDeviceHas,
+    Action(ActionKind),
+}
+
+impl<'de> Deserialize<'de> for StepKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = StepKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("field identifier")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<StepKey, E> {
+                Ok(match key {
+                    "name" => StepKey::Name,
+                    "timeout_ms" => StepKey::TimeoutMs,
+                    "retries" => StepKey::Retries,
+                    "on_failure" => StepKey::OnFailure,
+                    "capture" => StepKey::Capture,
+                    "device" => StepKey::Device,
+                    "if_device_has" => StepKey::IfDeviceHas,
+                    other => StepKey::Action(ActionKind::from_name(other).ok_or_else(|| E::unknown_field(other, step_keys()))?),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// The value of the common key `key`, refused if the map had it already.
+fn common<'de, T: Deserialize<'de>, A: MapAccess<'de>>(slot: &mut Option<T>, key: &'static str, map: &mut A) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(key));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+/// Why a step with `actions` (sorted) is not one step: none, or more than one.
+pub(crate) fn action_count_error(actions: &[ActionKind]) -> Option<(String, String)> {
+    match actions {
+        [_] => None,
+        [] => {
+            let every: Vec<&str> = ActionKind::ALL.iter().map(|kind| kind.as_str()).collect();
+            Some(("this step has no action".into(), format!("give it exactly one of: {}", every.join(", "))))
+        }
+        several => {
+            let names: Vec<&str> = several.iter().map(|kind| kind.as_str()).collect();
+            Some((format!("a step has exactly one action; this one has {}", names.join(" and ")), "split it into two steps".into()))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("struct Step")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                let (mut name, mut timeout_ms, mut retries, mut on_failure) = (None, None, None, None);
+                let (mut capture, mut device, mut if_device_has) = (None, None, None);
+                let mut actions: Vec<Action> = Vec::new();
+                while let Some(key) = map.next_key::<StepKey>()? {
+                    match key {
+                        StepKey::Name => common(&mut name, "name", &mut map)?,
+                        StepKey::TimeoutMs => common(&mut timeout_ms, "timeout_ms", &mut map)?,
+                        StepKey::Retries => common(&mut retries, "retries", &mut map)?,
+                        StepKey::OnFailure => common(&mut on_failure, "on_failure", &mut map)?,
+                        StepKey::Capture => common(&mut capture, "capture", &mut map)?,
+                        StepKey::Device => common(&mut device, "device", &mut map)?,
+                        StepKey::IfDeviceHas => common(&mut if_device_has, "if_device_has", &mut map)?,
+                        StepKey::Action(kind) => {
+                            if actions.iter().any(|action| action.kind() == kind) {
+                                return Err(de::Error::duplicate_field(kind.as_str()));
+                            }
+                            actions.push(Action::read(kind, &mut map)?);
+                        }
+                    }
+                }
+                // A plan's steps with no action or two are placed in the file by
+                // `Plan::parse`; this says what is wrong where nothing can place it.
+                actions.sort_by_key(Action::kind);
+                let kinds: Vec<ActionKind> = actions.iter().map(Action::kind).collect();
+                if let Some((message, _)) = action_count_error(&kinds) {
+                    return Err(de::Error::custom(message));
+                }
+                Ok(Step {
+                    name: name.flatten(),
+                    timeout_ms: timeout_ms.flatten(),
+                    retries: retries.unwrap_or_default(),
+                    on_failure: on_failure.unwrap_or_default(),
+                    capture: capture.flatten(),
+                    device: device.flatten(),
+                    if_device_has: if_device_has.flatten(),
+                    action: actions.pop().expect("exactly one action"),
+                    script_origin: None,
+                })
+            }
+        }
+        deserializer.deserialize_struct("Step", step_keys(), StepVisitor)
+    }
+}
+
+impl Serialize for Step {
+    /// As the plan writes it: the common keys, then the action's key and body.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut step = serializer.serialize_struct("Step", COMMON_KEYS.len() + 1)?;
+        step.serialize_field("name", &self.name)?;
+        step.serialize_field("timeout_ms", &self.timeout_ms)?;
+        step.serialize_field("retries", &self.retries)?;
+        step.serialize_field("on_failure", &self.on_failure)?;
+        step.serialize_field("capture", &self.capture)?;
+        step.serialize_field("device", &self.device)?;
+        step.serialize_field("if_device_has", &self.if_device_has)?;
+        step.serialize_field(self.action.kind().as_str(), &self.action)?;
+        step.end()
+    }
 }
 
 /// Where a `script` step's source stands in its plan file.
@@ -233,67 +447,23 @@ impl ScriptOrigin {
     }
 }
 
-/// The action keys a step may carry, in the order people usually meet them.
-pub const ACTIONS: &[&str] = &[
-    "power",
-    "wait",
-    "console_send",
-    "console_expect",
-    "console_login",
-    "console_run",
-    "ssh_exec",
-    "ssh_fetch",
-    "ssh_login",
-    "ssh_su",
-    "ssh_audit",
-    "ssh_negotiate",
-    "tcp_scan",
-    "udp_scan",
-    "snmp_probe",
-    "set",
-    "assert",
-    "script",
-];
-
 impl Step {
-    /// The action keys present on this step (exactly one when valid).
-    pub fn actions(&self) -> Vec<&'static str> {
-        ACTIONS.iter().zip(self.present()).filter(|(_, p)| *p).map(|(a, _)| *a).collect()
+    /// The kind of the step's action.
+    pub fn kind(&self) -> ActionKind {
+        self.action.kind()
     }
 
-    /// The single action key, once validated. Asked several times per step run, so it
-    /// finds the key without collecting them all.
-    pub fn action(&self) -> &'static str {
-        ACTIONS.iter().zip(self.present()).find(|(_, p)| *p).map_or("?", |(a, _)| *a)
-    }
-
-    /// Which of [`ACTIONS`] this step carries, in that order.
-    fn present(&self) -> [bool; 18] {
-        [
-            self.power.is_some(),
-            self.wait.is_some(),
-            self.console_send.is_some(),
-            self.console_expect.is_some(),
-            self.console_login.is_some(),
-            self.console_run.is_some(),
-            self.ssh_exec.is_some(),
-            self.ssh_fetch.is_some(),
-            self.ssh_login.is_some(),
-            self.ssh_su.is_some(),
-            self.ssh_audit.is_some(),
-            self.ssh_negotiate.is_some(),
-            self.tcp_scan.is_some(),
-            self.udp_scan.is_some(),
-            self.snmp_probe.is_some(),
-            self.set.is_some(),
-            self.assert.is_some(),
-            self.script.is_some(),
-        ]
+    /// A `script` step's source.
+    pub fn script(&self) -> Option<&str> {
+        match &self.action {
+            Action::Script(source) => Some(source),
+            _ => None,
+        }
     }
 
     /// A short label for progress output and reports.
     pub fn label(&self) -> String {
-        self.name.clone().unwrap_or_else(|| self.action().to_string())
+        self.name.clone().unwrap_or_else(|| self.kind().as_str().to_string())
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use proofrig_model::rig::{Device, Rig};
 use proofrig_verdict::Verdict;
 
-use crate::{body, template, Case, OnFailure, Plan, Step};
+use crate::{body, template, Action, Case, OnFailure, Plan, Step};
 
 /// A case instance: one case of one plan on one device.
 pub struct Selected<'a> {
@@ -73,7 +73,7 @@ pub fn absorb(scope: &mut Value, step: &Step, spec: &Value, output: &Value) {
     if output.get("error").is_some() {
         return;
     }
-    if step.set.is_some() {
+    if let Action::Set(_) = step.action {
         if let Value::Object(values) = spec {
             for (k, v) in values {
                 scope.insert(k.clone(), v.clone());
@@ -103,8 +103,8 @@ pub fn stops_case(on_failure: OnFailure, verdict: Verdict) -> bool {
 /// Resolve `${...}` in a step's action body against `scope`.
 pub fn resolve(step: &Step, scope: &Value) -> Result<Value, template::Unresolved> {
     // A script reads the scope itself; `${` in its text is Rhai's own interpolation.
-    if let Some(source) = &step.script {
-        return Ok(Value::String(source.clone()));
+    if let Some(source) = step.script() {
+        return Ok(Value::String(source.to_string()));
     }
     let mut body = body::action_body(step);
     template::resolve_in_place(&mut body, scope)?;

@@ -34,7 +34,7 @@ use serde_json::{json, Map, Value};
 use proofrig_verdict::judge::{failure_output, judge, FailureClass};
 use proofrig_verdict::Verdict;
 
-use crate::{ScriptOrigin, Step};
+use crate::{ActionKind, ScriptOrigin, Step};
 
 /// Operations a script may perform (roughly, expression nodes evaluated). Generous
 /// for parsing command output, small enough to stop a runaway loop in about a second.
@@ -43,9 +43,8 @@ pub const MAX_OPERATIONS: u64 = 5_000_000;
 /// One agent call a script makes: a declarative step's action and its spec.
 #[derive(Debug, Clone)]
 pub struct CallRequest {
-    pub action: String,
     pub spec: Value,
-    /// The spec read as a step, as the executor performs it.
+    /// The spec read as a step, as the executor performs it; its action is the call's.
     pub step: Step,
     /// Script line of the call, for the record.
     pub line: usize,
@@ -140,7 +139,7 @@ impl Runner {
         if self.state.borrow().stopped.is_some() {
             return Err(terminated(pos));
         }
-        if action == "script" || action == "assert" || action == "set" {
+        if ActionKind::from_name(action).is_some_and(|kind| !agent_call(kind)) {
             return Err(self.stop(FailureClass::Error, format!("{}: `{action}` is not an agent call; use the script's own logic", self.at(pos)), pos));
         }
         // A call's own time limit is the one key a step has beside its action's.
@@ -158,20 +157,15 @@ impl Runner {
             Err(why) => return Err(self.stop(FailureClass::Error, format!("{}: `{action}` with {spec}: {why}", self.at(pos)), pos)),
         };
         // Only the rig's secrets are known to the redactor before the run starts.
-        let credentials = [
-            step.ssh_login.as_ref().and_then(|l| l.password.as_ref()),
-            step.ssh_su.as_ref().map(|s| &s.password),
-            step.console_login.as_ref().and_then(|l| l.password.as_ref()),
-            step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()),
-        ];
-        if credentials.into_iter().flatten().any(|c| c.as_secret_ref().is_some()) {
+        if step.action.credential().is_some_and(|c| c.as_secret_ref().is_some()) {
             return Err(self.stop(
                 FailureClass::Error,
                 format!("{}: a script names secrets as #{{secret: \"NAME\"}} (a secret of the rig's device), not by env or file", self.at(pos)),
                 pos,
             ));
         }
-        let request = CallRequest { action: action.to_string(), spec, step, line: line_of(pos), timeout };
+        let action = step.kind();
+        let request = CallRequest { spec, step, line: line_of(pos), timeout };
         let answer = self.caller.borrow_mut().call(&request);
         let (output, first_seq, last_seq) = match answer {
             Answer::Done { output, first_seq, last_seq } => (output, first_seq, last_seq),
@@ -184,7 +178,7 @@ impl Runner {
         let mut state = self.state.borrow_mut();
         state.calls.push(json!({
             "line": request.line,
-            "action": action,
+            "action": action.as_str(),
             "spec": request.spec,
             "output": output,
             "verdict": judged.verdict,
@@ -220,6 +214,29 @@ impl Runner {
             state.findings.push(message.to_string());
         }
         Ok(holds)
+    }
+}
+
+/// Whether a script may call an action of `kind` (`agent(...)`): every action that
+/// reaches a device, or waits; the others are what the script's own logic does.
+fn agent_call(kind: ActionKind) -> bool {
+    match kind {
+        ActionKind::Power
+        | ActionKind::Wait
+        | ActionKind::ConsoleSend
+        | ActionKind::ConsoleExpect
+        | ActionKind::ConsoleLogin
+        | ActionKind::ConsoleRun
+        | ActionKind::SshExec
+        | ActionKind::SshFetch
+        | ActionKind::SshLogin
+        | ActionKind::SshSu
+        | ActionKind::SshAudit
+        | ActionKind::SshNegotiate
+        | ActionKind::TcpScan
+        | ActionKind::UdpScan
+        | ActionKind::SnmpProbe => true,
+        ActionKind::Script | ActionKind::Assert | ActionKind::Set => false,
     }
 }
 
@@ -270,23 +287,23 @@ fn engine(runner: Option<&Runner>) -> Engine {
     let r = runner.clone();
     engine.register_fn("agent", move |ctx: NativeCallContext, action: &str, spec: rhai::Map| r.perform(action, to_json(&Dynamic::from_map(spec)), ctx.call_position()));
     let r = runner.clone();
-    engine.register_fn("ssh_exec", move |ctx: NativeCallContext, command: &str| r.perform("ssh_exec", json!({"command": command}), ctx.call_position()));
+    engine.register_fn("ssh_exec", move |ctx: NativeCallContext, command: &str| r.perform(ActionKind::SshExec.as_str(), json!({"command": command}), ctx.call_position()));
     let r = runner.clone();
     engine.register_fn("ssh_login", move |ctx: NativeCallContext, user: &str, password: Dynamic| {
-        r.perform("ssh_login", json!({"user": user, "password": credential(password)}), ctx.call_position())
+        r.perform(ActionKind::SshLogin.as_str(), json!({"user": user, "password": credential(password)}), ctx.call_position())
     });
     let r = runner.clone();
     engine.register_fn("ssh_login", move |ctx: NativeCallContext, user: &str, password: Dynamic, expect: &str| {
-        r.perform("ssh_login", json!({"user": user, "password": credential(password), "expect": expect}), ctx.call_position())
+        r.perform(ActionKind::SshLogin.as_str(), json!({"user": user, "password": credential(password), "expect": expect}), ctx.call_position())
     });
     let r = runner.clone();
-    engine.register_fn("console_run", move |ctx: NativeCallContext, command: &str| r.perform("console_run", json!({"command": command}), ctx.call_position()));
+    engine.register_fn("console_run", move |ctx: NativeCallContext, command: &str| r.perform(ActionKind::ConsoleRun.as_str(), json!({"command": command}), ctx.call_position()));
     let r = runner.clone();
-    engine.register_fn("console_send", move |ctx: NativeCallContext, text: &str| r.perform("console_send", json!({"text": text}), ctx.call_position()));
+    engine.register_fn("console_send", move |ctx: NativeCallContext, text: &str| r.perform(ActionKind::ConsoleSend.as_str(), json!({"text": text}), ctx.call_position()));
     let r = runner.clone();
-    engine.register_fn("wait", move |ctx: NativeCallContext, ms: i64| r.perform("wait", json!({"ms": ms.max(0)}), ctx.call_position()));
+    engine.register_fn("wait", move |ctx: NativeCallContext, ms: i64| r.perform(ActionKind::Wait.as_str(), json!({"ms": ms.max(0)}), ctx.call_position()));
     let r = runner.clone();
-    engine.register_fn("power", move |ctx: NativeCallContext, action: &str| r.perform("power", json!({"action": action}), ctx.call_position()));
+    engine.register_fn("power", move |ctx: NativeCallContext, action: &str| r.perform(ActionKind::Power.as_str(), json!({"action": action}), ctx.call_position()));
 
     let r = runner.clone();
     engine.register_fn("check", move |holds: bool, message: &str| r.check(holds, message));
@@ -428,10 +445,10 @@ impl Caller for RecordedCaller {
             return Answer::Stop(self.stop.clone());
         };
         self.next += 1;
-        if record["action"] != request.action.as_str() || record["spec"] != request.spec {
+        if record["action"] != request.step.kind().as_str() || record["spec"] != request.spec {
             *self.disagreement.borrow_mut() = Some(format!(
                 "call {} (script line {}) asks for {} {} but the record has {} {}",
-                self.next, request.line, request.action, request.spec, record["action"], record["spec"]
+                self.next, request.line, request.step.kind(), request.spec, record["action"], record["spec"]
             ));
             return Answer::Stop(failure_output(FailureClass::Error, "replay disagreement"));
         }
@@ -484,7 +501,7 @@ mod tests {
     }
 
     fn verdict_of(output: &Value) -> Judgement {
-        judge("script", &Value::Null, output)
+        judge(ActionKind::Script, &Value::Null, output)
     }
 
     fn run(source: &str, outputs: Vec<Value>) -> Value {
@@ -543,7 +560,7 @@ mod tests {
         let plan = crate::Plan::parse("p.yaml", text).unwrap();
         let step = &plan.spec.cases[0].steps[0];
         let variables = json!({"device": {}, "param": {}});
-        let output = evaluate(step.script.as_deref().unwrap(), step.script_origin.as_ref(), &variables, Box::new(Fixed(vec![json!({})])), Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)));
+        let output = evaluate(step.script().unwrap(), step.script_origin.as_ref(), &variables, Box::new(Fixed(vec![json!({})])), Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)));
         let judged = verdict_of(&output);
         assert_eq!(judged.verdict, Verdict::Error);
         assert!(judged.message.contains("p.yaml:13:") && judged.message.contains("(script line 2)") && judged.message.contains("no_such_method"), "{}", judged.message);

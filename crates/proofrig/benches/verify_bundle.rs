@@ -139,7 +139,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
             key: key.clone(),
             phase: Phase::Steps,
             index,
-            action: step.action().into(),
+            action: step.kind().as_str().into(),
             label: step.label(),
             spec: spec.clone(),
             attempt: 1,
@@ -155,7 +155,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
         let before = String::from_utf8_lossy(&step_text[..step_text.len() - "login: ".len()]).into_owned();
         let before = proofrig_evidence::console_replay::tail_chars(&before, proofrig_evidence::console_replay::BEFORE_CHARS);
         let output = json!({"matched": true, "index": 0, "pattern": "login: $", "matched_text": "login: ", "before": before});
-        let judged = judge(step.action(), &spec, &output);
+        let judged = judge(step.kind(), &spec, &output);
         let record = append(&JournalEntry::StepFinished {
             key: key.clone(),
             phase: Phase::Steps,
@@ -174,7 +174,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
             phase: Phase::Steps,
             index,
             label: step.label(),
-            action: step.action().into(),
+            action: step.kind().as_str().into(),
             verdict: judged.verdict,
             message: judged.message,
             record,

@@ -166,13 +166,17 @@ fn every_bundled_case_names_the_device_commands_it_runs() {
         for case in &plan.spec.cases {
             let mut used: Vec<String> = Vec::new();
             for step in case.steps.iter().chain(&case.restore) {
-                let command = step.ssh_exec.as_ref().map(|e| e.command.clone()).or_else(|| step.console_run.as_ref().map(|r| r.command.clone()));
+                let command = match &step.action {
+                    proofrig_plan::Action::SshExec(exec) => Some(exec.command.clone()),
+                    proofrig_plan::Action::ConsoleRun(run) => Some(run.command.clone()),
+                    _ => None,
+                };
                 if let Some(word) = command.as_deref().and_then(|c| c.split_whitespace().next()) {
                     if !word.starts_with("${") {
                         used.push(word.to_string());
                     }
                 }
-                if let Some(script) = &step.script {
+                if let Some(script) = step.script() {
                     used.extend(script_call.captures_iter(script).map(|c| c[1].to_string()));
                 }
             }

@@ -27,7 +27,7 @@ use proofrig_evidence::bundle::BundleWriter;
 use proofrig_evidence::journal::read_chain;
 use proofrig_evidence::record::{CaseKey, Phase, RunResult};
 use proofrig_evidence::verify::{CheckState, Status};
-use proofrig_plan::{Case, Plan, Step};
+use proofrig_plan::{Action, ActionKind, Case, Plan, Step};
 use proofrig_plan::scope::{absorb, base_scope, select};
 use proofrig_verdict::judge::judge;
 use proofrig_plan::script::{self, Answer, CallRequest, Caller, Control};
@@ -313,7 +313,7 @@ fn forgeries() -> Vec<Forgery> {
 #[test]
 fn every_action_has_a_forgery() {
     let forged: Vec<&str> = forgeries().iter().filter_map(|f| f.action).collect();
-    let missing: Vec<&&str> = proofrig_plan::ACTIONS.iter().filter(|a| !forged.contains(a)).collect();
+    let missing: Vec<&str> = ActionKind::ALL.iter().map(|kind| kind.as_str()).filter(|name| !forged.contains(name)).collect();
     assert!(missing.is_empty(), "actions without a forgery in tests/forgeries.rs: {missing:?}");
 }
 
@@ -446,14 +446,13 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 let step = step_of(this, entry);
                 // The outputs that follow from the spec or the calls alone, but the forged one.
                 let derived = entry["output"].get("skipped").is_none() && entry["output"].get("error").is_none() && forged != Some(index);
-                if step.script.is_some() && derived {
-                    entry["output"] = run_script_again(step, scope, &entry["output"]);
-                } else if let (Some(assert), true) = (&step.assert, derived) {
-                    entry["output"] = assert.output(&spec);
-                } else if step.set.is_some() && derived {
-                    entry["output"] = spec.clone();
+                match &step.action {
+                    Action::Script(_) if derived => entry["output"] = run_script_again(step, scope, &entry["output"]),
+                    Action::Assert(assert) if derived => entry["output"] = assert.output(&spec),
+                    Action::Set(_) if derived => entry["output"] = spec.clone(),
+                    _ => {}
                 }
-                let judged = judge(step.action(), &spec, &entry["output"]);
+                let judged = judge(step.kind(), &spec, &entry["output"]);
                 entry["verdict"] = serde_json::to_value(judged.verdict).unwrap();
                 entry["message"] = judged.message.clone().into();
                 steps.insert(index as u64, (judged.verdict, judged.message.clone()));
@@ -557,7 +556,7 @@ fn run_script_again(step: &Step, scope: &Value, recorded: &Value) -> Value {
     let calls = recorded["calls"].as_array().cloned().unwrap_or_default();
     let stop_after = recorded["cancelled_at_operation"].as_u64().map(|ops| (ops, json!({"error": recorded["error"]})));
     let control = Control { cancel: Arc::new(AtomicU8::new(script::RUNNING)), timeout: Duration::ZERO, stop_after };
-    script::evaluate(step.script.as_deref().unwrap(), step.script_origin.as_ref(), scope, Box::new(Recorded(calls)), control)
+    script::evaluate(step.script().unwrap(), step.script_origin.as_ref(), scope, Box::new(Recorded(calls)), control)
 }
 
 /// A file fetched from a real OpenSSH sshd (the simulated devices have no SFTP): its

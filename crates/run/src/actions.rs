@@ -26,23 +26,32 @@ use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
 
 use proofrig_verdict::judge::FailureClass;
 use proofrig_evidence::outputs::{audit_output, udp_scan_output, FETCH_TEXT_LIMIT};
-use proofrig_plan::{Credential, LoginExpectation, Step};
+use proofrig_plan::{Action, ActionKind, ConsoleLoginStep, Credential, LoginExpectation, PowerStep, Step};
 
 /// A failed action: its class and a message a tester can act on.
 pub type Failure = (FailureClass, String);
 
 
 /// Default time limits per action, when the step gives none.
-pub fn default_timeout(action: &str) -> Duration {
+pub fn default_timeout(action: ActionKind) -> Duration {
     Duration::from_millis(match action {
-        "power" => 60_000,
-        "tcp_scan" => 120_000,
-        "snmp_probe" => 30_000,
-        "udp_scan" => 300_000,
-        "console_login" | "console_run" | "console_expect" => 30_000,
+        ActionKind::Power => 60_000,
+        ActionKind::TcpScan => 120_000,
+        ActionKind::SnmpProbe => 30_000,
+        ActionKind::UdpScan => 300_000,
+        ActionKind::ConsoleLogin | ActionKind::ConsoleRun | ActionKind::ConsoleExpect => 30_000,
         // A script's calls have their own limits; this bounds the whole script.
-        "script" => 300_000,
-        _ => 30_000,
+        ActionKind::Script => 300_000,
+        ActionKind::Wait
+        | ActionKind::ConsoleSend
+        | ActionKind::SshExec
+        | ActionKind::SshFetch
+        | ActionKind::SshLogin
+        | ActionKind::SshSu
+        | ActionKind::SshAudit
+        | ActionKind::SshNegotiate
+        | ActionKind::Set
+        | ActionKind::Assert => 30_000,
     })
 }
 
@@ -130,7 +139,7 @@ impl Agents {
 
     /// Perform `step` (already resolved into `spec`) on `device`.
     pub async fn perform(&mut self, device: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
-        let action = step.action();
+        let action = step.kind();
         let until = tokio::time::Instant::now() + timeout;
         let mut deadline = match self.deadline.take() {
             Some(mut deadline) => {
@@ -141,7 +150,7 @@ impl Agents {
         };
         let finished = tokio::select! {
             biased;
-            result = self.dispatch(device, action, step, spec, timeout) => Some(result),
+            result = self.dispatch(device, step, spec, timeout) => Some(result),
             _ = deadline.as_mut() => None,
         };
         self.deadline = Some(deadline);
@@ -160,24 +169,24 @@ impl Agents {
         }
     }
 
-    async fn dispatch(&mut self, device: &str, action: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
+    async fn dispatch(&mut self, device: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
         let text = |key: &str| spec.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-        match action {
-            "power" => self.power(device, step).await,
-            "wait" => {
+        match &step.action {
+            Action::Power(power) => self.power(device, power).await,
+            Action::Wait(_) => {
                 let ms = spec["ms"].as_u64().unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(json!({"waited_ms": ms}))
             }
-            "set" => Ok(spec.clone()),
-            "console_send" => {
+            Action::Set(_) => Ok(spec.clone()),
+            Action::ConsoleSend(_) => {
                 let expect = self.console(device).await?;
                 let text = text("text");
                 let sent = if spec["newline"].as_bool().unwrap_or(true) { expect.send_line(&text).await } else { expect.send(text.as_bytes()).await };
                 sent.map_err(classify_expect)?;
                 Ok(json!({"sent": text}))
             }
-            "console_expect" => {
+            Action::ConsoleExpect(_) => {
                 let patterns: Vec<String> = spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
                 let compiled = self.patterns(&patterns)?;
                 let recorder = self.recorder.clone();
@@ -205,15 +214,15 @@ impl Agents {
                 self.patterns.insert(patterns, compiled);
                 output
             }
-            "console_login" => self.console_login(device, step, spec, timeout).await,
-            "console_run" => {
+            Action::ConsoleLogin(login) => self.console_login(device, login, spec, timeout).await,
+            Action::ConsoleRun(_) => {
                 let expect = self.console(device).await?;
                 let out = expect.run(&text("command"), timeout.saturating_sub(Duration::from_millis(100))).await.map_err(classify_expect)?;
                 Ok(json!({"output": out.output, "exit_status": out.exit_status}))
             }
-            "ssh_exec" => {
+            Action::SshExec(exec) => {
                 // A line on standard input (a new password for `passwd --stdin`), by reference.
-                let input = match step.ssh_exec.as_ref().and_then(|e| e.stdin.as_ref()) {
+                let input = match &exec.stdin {
                     Some(c) => format!("{}\n", self.credential(device, c, spec.get("stdin"))?.expose()).into_bytes(),
                     None => Vec::new(),
                 };
@@ -231,7 +240,7 @@ impl Agents {
                     }
                 }
             }
-            "ssh_fetch" => {
+            Action::SshFetch(_) => {
                 let session = self.session(device).await?;
                 match session.fetch(&text("path")).await {
                     Ok(bytes) => {
@@ -251,11 +260,10 @@ impl Agents {
                     Err(err) => Err(classify_ssh(err)),
                 }
             }
-            "ssh_login" => {
+            Action::SshLogin(login) => {
                 let user = text("user");
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
-                let login = step.ssh_login.clone();
-                let credential = match (login.as_ref().and_then(|l| l.password.clone()), login.as_ref().and_then(|l| l.key)) {
+                let credential = match (login.password.clone(), login.key) {
                     (_, Some(proofrig_plan::KeySource::Rig)) => rig_key(device, &endpoint)?,
                     (Some(c), None) => ssh::Credential::Password(self.credential(device, &c, spec.get("password"))?),
                     (None, None) => ssh::Credential::Password(self.device_password(device)?),
@@ -274,8 +282,7 @@ impl Agents {
                     "source_port": outcome.source.map(|s| s.port()),
                 }))
             }
-            "ssh_su" => {
-                let su = step.ssh_su.clone().ok_or_else(|| (FailureClass::Error, "an ssh_su step without its spec".to_string()))?;
+            Action::SshSu(su) => {
                 let password = self.credential(device, &su.password, spec.get("password"))?;
                 let session = self.session(device).await?;
                 let shell = session.shell().await.map_err(classify_ssh)?;
@@ -286,7 +293,7 @@ impl Agents {
                 let outcome = outcome.map_err(classify_expect)?;
                 Ok(serde_json::to_value(outcome).expect("a switch outcome serializes"))
             }
-            "ssh_negotiate" => {
+            Action::SshNegotiate(_) => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
                 let list = |key: &str| -> Option<Vec<String>> {
                     let items: Vec<String> = spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
@@ -296,12 +303,12 @@ impl Agents {
                 let outcome = ssh::probe_negotiation(device, &endpoint.host, endpoint.port, offer, timeout, &self.recorder).await.map_err(classify_ssh)?;
                 Ok(json!({"negotiated": outcome.negotiated, "detail": outcome.detail}))
             }
-            "ssh_audit" => {
+            Action::SshAudit(_) => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
                 let offered = ssh::audit_algorithms(device, &endpoint.host, endpoint.port, timeout, &self.recorder).await.map_err(classify_ssh)?;
                 Ok(audit_output(&offered))
             }
-            "tcp_scan" => {
+            Action::TcpScan(_) => {
                 let address = self.network_target(device, spec, "scan")?;
                 let ports = proofrig_plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
                 let concurrency = spec["concurrency"].as_u64().unwrap_or(256).clamp(1, 4096) as usize;
@@ -310,7 +317,7 @@ impl Agents {
                 let open = tcp::tcp_scan(device, &address, &ports, concurrency, per_port, &self.recorder).await.map_err(|e| (FailureClass::Infra, e))?;
                 Ok(json!({"address": address, "scanned": ports.len(), "open": open}))
             }
-            "udp_scan" => {
+            Action::UdpScan(_) => {
                 let address = self.network_target(device, spec, "scan")?;
                 let ports = proofrig_plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
                 let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(1000));
@@ -319,7 +326,7 @@ impl Agents {
                     udp::udp_scan(device, &address, &ports, wait, rate, &self.recorder).await.map_err(|e| (FailureClass::Infra, e.to_string()))?;
                 Ok(udp_scan_output(&outcome, ports.len()))
             }
-            "snmp_probe" => {
+            Action::SnmpProbe(_) => {
                 let address = self.network_target(device, spec, "probe")?;
                 let port = spec["port"].as_u64().map_or(Ok(161), u16::try_from).map_err(|_| (FailureClass::Error, "`port` is not a UDP port".to_string()))?;
                 let communities = proofrig_plan::parse_communities(&text("communities")).map_err(|e| (FailureClass::Error, e))?;
@@ -333,14 +340,12 @@ impl Agents {
                     .map_err(|e| (FailureClass::Infra, e.to_string()))?;
                 Ok(snmp_output(&outcome))
             }
-            "assert" => {
-                let assert = step.assert.as_ref().expect("validated: an assert step has an assert");
-                match assert.output(spec) {
-                    Value::Null => Err((FailureClass::Error, "no comparison".to_string())),
-                    compared => Ok(compared),
-                }
-            }
-            other => Err((FailureClass::Error, format!("unknown action `{other}`"))),
+            Action::Assert(assert) => match assert.output(spec) {
+                Value::Null => Err((FailureClass::Error, "no comparison".to_string())),
+                compared => Ok(compared),
+            },
+            // A script is run by `script::perform`, its calls each through here.
+            Action::Script(_) => Err((FailureClass::Error, format!("unknown action `{}`", ActionKind::Script))),
         }
     }
 
@@ -373,8 +378,7 @@ impl Agents {
         Ok(compiled)
     }
 
-    async fn power(&mut self, device: &str, step: &Step) -> Result<Value, Failure> {
-        let spec = step.power.as_ref().expect("validated: a power step has power");
+    async fn power(&mut self, device: &str, spec: &PowerStep) -> Result<Value, Failure> {
         self.settle_console(device).await;
         let result = match spec.action {
             proofrig_plan::PowerAction::On => self.power.on(device).await,
@@ -420,10 +424,9 @@ impl Agents {
         }
     }
 
-    async fn console_login(&mut self, device: &str, step: &Step, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
+    async fn console_login(&mut self, device: &str, step_login: &ConsoleLoginStep, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
         let dev = self.device(device)?;
         let rig_login = dev.console.as_ref().and_then(|c| c.login.clone());
-        let step_login = step.console_login.clone().unwrap_or_default();
         let mut login = rig_login.clone().unwrap_or(ConsoleLogin {
             user: "root".into(),
             password: None,

@@ -34,7 +34,7 @@ use proofrig_evidence::journal::{JournalError, JournalWriter};
 use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
 use proofrig_evidence::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
 use proofrig_plan::scope::{absorb, base_scope, missing_channel, select, stops_case, unready_verdicts};
-use proofrig_plan::{Case, Credential, Plan, Step};
+use proofrig_plan::{ActionKind, Case, Credential, Plan, Step};
 use proofrig_verdict::{case_verdict, Rollup, Verdict};
 
 /// Pause before retrying a step that failed for an infrastructure reason.
@@ -75,15 +75,7 @@ pub fn run_redactor(rig: &Rig, plans: &[Plan]) -> Redactor {
         .iter()
         .flat_map(|plan| &plan.spec.cases)
         .flat_map(|case| case.steps.iter().chain(&case.restore))
-        .flat_map(|step| {
-            [
-                step.ssh_login.as_ref().and_then(|login| login.password.as_ref()),
-                step.ssh_su.as_ref().map(|su| &su.password),
-                step.console_login.as_ref().and_then(|login| login.password.as_ref()),
-                step.ssh_exec.as_ref().and_then(|exec| exec.stdin.as_ref()),
-            ]
-        })
-        .flatten()
+        .filter_map(|step| step.action.credential())
         .filter_map(Credential::as_secret_ref);
     let mut references: Vec<SecretRef> = Vec::new();
     for reference in credentials {
@@ -373,7 +365,7 @@ async fn run_step(
     let StepTools { agents, recorder, journal, progress } = tools;
     let (agents, recorder, journal) = (&mut **agents, *recorder, *journal);
     let StepAt { key, phase, index } = at;
-    let action = step.action();
+    let action = step.kind();
     let label = step.label();
     let device = step.device.as_deref().unwrap_or(&key.device);
     let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or_else(|| default_timeout(action));
@@ -387,12 +379,12 @@ async fn run_step(
         // The step records are handed to the journal with the key, spec and output
         // shared, not copied; its writer thread serializes them, off this thread,
         // which the next step waits for.
-        journal.append_owned(StepRecord::Started { key: key.clone(), phase, index, action, label: label.clone(), spec: spec.clone(), attempt })?;
+        journal.append_owned(StepRecord::Started { key: key.clone(), phase, index, action: action.as_str(), label: label.clone(), spec: spec.clone(), attempt })?;
         let first_seq = recorder.next_seq();
         let mut output = match (&unresolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,
             (Some(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
-            (None, None) if step.script.is_some() => {
+            (None, None) if step.script().is_some() => {
                 super::script::perform(agents, recorder, device, step, scope.clone(), timeout, abort).await
             }
             (None, None) => perform_or_abort(agents, device, step, &spec, timeout, abort).await,
@@ -460,7 +452,7 @@ async fn run_step(
             phase,
             index,
             label,
-            action: action.to_string(),
+            action: action.as_str().to_string(),
             verdict: judgement.verdict,
             message: judgement.message,
             record,
@@ -496,10 +488,25 @@ async fn run_step(
 /// within its step (an SSH command's output ends at its exit, an audit or negotiation
 /// reads one answer), so no later byte would decide what it holds, and replay reads
 /// some of them (the audit's server offer) within the step.
-pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &str, action: &str) -> u64 {
+pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &str, action: ActionKind) -> u64 {
     let unread = match action {
-        "console_expect" | "console_run" => agents.console_unconsumed(device),
-        _ => None,
+        ActionKind::ConsoleExpect | ActionKind::ConsoleRun => agents.console_unconsumed(device),
+        ActionKind::Power
+        | ActionKind::Wait
+        | ActionKind::ConsoleSend
+        | ActionKind::ConsoleLogin
+        | ActionKind::SshExec
+        | ActionKind::SshFetch
+        | ActionKind::SshLogin
+        | ActionKind::SshSu
+        | ActionKind::SshAudit
+        | ActionKind::SshNegotiate
+        | ActionKind::TcpScan
+        | ActionKind::UdpScan
+        | ActionKind::SnmpProbe
+        | ActionKind::Set
+        | ActionKind::Assert
+        | ActionKind::Script => None,
     };
     recorder.flush_at_step_end(flushes_fully_at_step_end(device, unread)).saturating_sub(1)
 }

@@ -43,7 +43,7 @@ pub async fn perform(
     timeout: Duration,
     abort: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Value {
-    let source = step.script.clone().unwrap_or_default();
+    let source = step.script().unwrap_or_default().to_string();
     let origin = step.script_origin.clone();
     let cancel = Arc::new(AtomicU8::new(RUNNING));
     let (sender, mut messages) = tokio::sync::mpsc::unbounded_channel();
@@ -87,19 +87,20 @@ async fn call(
     abort: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Answer {
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let limit = request.timeout.unwrap_or_else(|| super::actions::default_timeout(&request.action));
+    let action = request.step.kind();
+    let limit = request.timeout.unwrap_or_else(|| super::actions::default_timeout(action));
     let capped = remaining < limit;
     let first_seq = recorder.next_seq();
     let timeout = limit.min(remaining).max(Duration::from_millis(1));
     let mut output = super::executor::perform_or_abort(agents, device, &request.step, &request.spec, timeout, abort).await;
     // A call cut short by the script's own time limit is the script's failure, not the bench's.
     if capped && output["error"]["class"] == "infra" && tokio::time::Instant::now() >= deadline {
-        output = failure_output(FailureClass::Error, &format!("the script ran out of time during {}", request.action));
+        output = failure_output(FailureClass::Error, &format!("the script ran out of time during {action}"));
     }
     // Redacted before the script sees it, exactly as a step's output, so replay
     // (which only has the redacted record) feeds the script the same values.
     recorder.redactor().redact_json(&mut output);
     super::executor::record_failure(recorder, device, &output);
-    let last_seq = super::executor::end_of_range(recorder, agents, device, &request.action);
+    let last_seq = super::executor::end_of_range(recorder, agents, device, action);
     Answer::Done { output, first_seq, last_seq }
 }

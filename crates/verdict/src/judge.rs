@@ -8,6 +8,7 @@
 
 use serde_json::{json, Value};
 
+use crate::action::ActionKind;
 use crate::Verdict;
 
 /// What a step's verdict is and why.
@@ -56,46 +57,36 @@ pub fn failure_output(class: FailureClass, message: &str) -> Value {
     json!({"error": {"class": class.as_str(), "message": message}})
 }
 
-/// Decide a step from its action name, its resolved spec and what it observed.
-pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
-    if let Some(error) = output.get("error") {
-        let message = error.get("message").and_then(Value::as_str).unwrap_or("(no message)").to_string();
-        let verdict = match error.get("class").and_then(Value::as_str) {
-            Some("infra") => Verdict::Infra,
-            Some("fail") => Verdict::Fail,
-            Some("aborted") => Verdict::Aborted,
-            _ => Verdict::Error,
-        };
-        return Judgement::new(verdict, message, false, verdict == Verdict::Fail);
-    }
-    if let Some(reason) = output.get("skipped").and_then(Value::as_str) {
-        return Judgement::new(Verdict::Skip, reason, false, false);
+/// Decide a step from its action, its resolved spec and what it observed.
+pub fn judge(action: ActionKind, spec: &Value, output: &Value) -> Judgement {
+    if let Some(judged) = judge_unperformed(output) {
+        return judged;
     }
     match action {
-        "power" => Judgement::new(
+        ActionKind::Power => Judgement::new(
             Verdict::Pass,
             format!("power {}: outlet reads {}", text(&spec["action"]), text(&output["state"])),
             false,
             false,
         ),
-        "wait" => Judgement::new(Verdict::Pass, format!("waited {} ms", spec["ms"]), false, false),
-        "set" => Judgement::new(Verdict::Pass, "values set", false, false),
-        "console_send" => Judgement::new(Verdict::Pass, "sent to the console", false, true),
-        "console_expect" => judge_expect(spec, output),
+        ActionKind::Wait => Judgement::new(Verdict::Pass, format!("waited {} ms", spec["ms"]), false, false),
+        ActionKind::Set => Judgement::new(Verdict::Pass, "values set", false, false),
+        ActionKind::ConsoleSend => Judgement::new(Verdict::Pass, "sent to the console", false, true),
+        ActionKind::ConsoleExpect => judge_expect(spec, output),
         // A console login without `expect` must succeed (it is how a test gets in); an
         // SSH login without one only records its outcome, for a script to judge.
-        "console_login" => judge_login(spec, output, "console login", Some("accepted")),
-        "ssh_login" => judge_login(spec, output, "SSH login", None),
-        "ssh_su" => judge_su(output),
-        "console_run" => judge_status(spec, output, "output", "console command"),
-        "ssh_exec" => judge_status(spec, output, "stdout", "SSH command"),
-        "ssh_fetch" => Judgement::new(
+        ActionKind::ConsoleLogin => judge_login(spec, output, "console login", Some("accepted")),
+        ActionKind::SshLogin => judge_login(spec, output, "SSH login", None),
+        ActionKind::SshSu => judge_su(output),
+        ActionKind::ConsoleRun => judge_status(spec, output, "output", "console command"),
+        ActionKind::SshExec => judge_status(spec, output, "stdout", "SSH command"),
+        ActionKind::SshFetch => Judgement::new(
             Verdict::Pass,
             format!("fetched {} ({} bytes, sha256 {})", text(&spec["path"]), output["len"], text(&output["sha256"])),
             false,
             true,
         ),
-        "ssh_audit" => Judgement::new(
+        ActionKind::SshAudit => Judgement::new(
             Verdict::Pass,
             format!(
                 "server offers {} ciphers, {} MACs, {} key exchange methods",
@@ -106,15 +97,15 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
             false,
             true,
         ),
-        "ssh_negotiate" => judge_negotiate(spec, output),
-        "tcp_scan" => Judgement::new(
+        ActionKind::SshNegotiate => judge_negotiate(spec, output),
+        ActionKind::TcpScan => Judgement::new(
             Verdict::Pass,
             format!("{} of {} ports open on {}: {}", count(&output["open"]), output["scanned"], text(&output["address"]), list(&output["open"])),
             false,
             true,
         ),
-        "udp_scan" => judge_udp_scan(output),
-        "snmp_probe" => Judgement::new(
+        ActionKind::UdpScan => judge_udp_scan(output),
+        ActionKind::SnmpProbe => Judgement::new(
             Verdict::Pass,
             format!(
                 "{} at {}:{}: {} of {} community requests answered: {}",
@@ -128,17 +119,45 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
             false,
             true,
         ),
-        "assert" => judge_assert(spec, output),
-        "script" => judge_script(output),
-        other => Judgement::new(Verdict::Error, format!("unknown action `{other}` in the journal"), false, false),
+        ActionKind::Assert => judge_assert(spec, output),
+        ActionKind::Script => judge_script(output),
     }
+}
+
+/// A step or script call recorded under the name `action` (a journal's record, which
+/// may name no action): judged as [`judge`] does its kind; a name that is no action
+/// is ERROR, unless the output records a failure or a skip, which are judged as any
+/// action's are.
+pub fn judge_recorded(action: &str, spec: &Value, output: &Value) -> Judgement {
+    match ActionKind::from_name(action) {
+        Some(kind) => judge(kind, spec, output),
+        None => judge_unperformed(output)
+            .unwrap_or_else(|| Judgement::new(Verdict::Error, format!("unknown action `{action}` in the journal"), false, false)),
+    }
+}
+
+/// The verdict of an output that records a failure (`{"error": ...}`) or a skip
+/// (`{"skipped": ...}`), whatever the action; None for an output of an action that ran.
+fn judge_unperformed(output: &Value) -> Option<Judgement> {
+    if let Some(error) = output.get("error") {
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("(no message)").to_string();
+        let verdict = match error.get("class").and_then(Value::as_str) {
+            Some("infra") => Verdict::Infra,
+            Some("fail") => Verdict::Fail,
+            Some("aborted") => Verdict::Aborted,
+            _ => Verdict::Error,
+        };
+        return Some(Judgement::new(verdict, message, false, verdict == Verdict::Fail));
+    }
+    let reason = output.get("skipped").and_then(Value::as_str)?;
+    Some(Judgement::new(Verdict::Skip, reason, false, false))
 }
 
 /// A script step's verdict, from its output alone.
 pub fn judge_script(output: &Value) -> Judgement {
     let strings = |key: &str| -> Vec<String> { output[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect() };
     let touched = output["calls"].as_array().into_iter().flatten().any(|call| {
-        judge(call["action"].as_str().unwrap_or_default(), &call["spec"], &call["output"]).touched_device
+        judge_recorded(call["action"].as_str().unwrap_or_default(), &call["spec"], &call["output"]).touched_device
     });
     let summary = |items: &[String]| -> String {
         const SHOWN: usize = 6;
@@ -488,7 +507,7 @@ mod tests {
     #[test]
     fn a_udp_scan_that_heard_nothing_at_all_is_inconclusive() {
         let scan = |open: Value, silent: Value, closed: u64| {
-            judge("udp_scan", &json!({}), &json!({"address": "127.0.0.7", "scanned": 3, "open": open, "open_filtered": silent, "closed": closed}))
+            judge(ActionKind::UdpScan, &json!({}), &json!({"address": "127.0.0.7", "scanned": 3, "open": open, "open_filtered": silent, "closed": closed}))
         };
         let filtered = scan(json!([]), json!([53, 123, 161]), 0);
         assert_eq!(filtered.verdict, Verdict::Inconclusive, "{}", filtered.message);
@@ -502,7 +521,7 @@ mod tests {
     }
 
     fn assert_out(value: Value, operator: &str, operand: Value) -> Judgement {
-        judge("assert", &json!({"message": "offered ciphers"}), &json!({"value": value, "operator": operator, "operand": operand}))
+        judge(ActionKind::Assert, &json!({"message": "offered ciphers"}), &json!({"value": value, "operator": operator, "operand": operand}))
     }
 
     #[test]
@@ -517,9 +536,9 @@ mod tests {
     #[test]
     fn a_passing_assert_reads_as_what_held_never_as_its_failure_message() {
         let spec = json!({"message": "insecure services accept connections", "passed": "no insecure service accepts connections"});
-        let j = judge("assert", &spec, &json!({"value": [], "operator": "equals", "operand": []}));
+        let j = judge(ActionKind::Assert, &spec, &json!({"value": [], "operator": "equals", "operand": []}));
         assert_eq!((j.verdict, j.message.as_str()), (Verdict::Pass, "no insecure service accepts connections ([] equals [])"));
-        let j = judge("assert", &spec, &json!({"value": [23], "operator": "equals", "operand": []}));
+        let j = judge(ActionKind::Assert, &spec, &json!({"value": [23], "operator": "equals", "operand": []}));
         assert_eq!((j.verdict, j.message.as_str()), (Verdict::Fail, "insecure services accept connections: found [23], expected []"));
     }
 
@@ -542,8 +561,8 @@ mod tests {
     fn login_expectations_decide_both_ways() {
         let refused = json!({"accepted": false});
         let spec = json!({"user": "root", "expect": "refused"});
-        assert_eq!(judge("ssh_login", &spec, &refused).verdict, Verdict::Pass);
-        let j = judge("ssh_login", &spec, &json!({"accepted": true}));
+        assert_eq!(judge(ActionKind::SshLogin, &spec, &refused).verdict, Verdict::Pass);
+        let j = judge(ActionKind::SshLogin, &spec, &json!({"accepted": true}));
         assert_eq!(j.verdict, Verdict::Fail);
         assert_eq!(j.message, "SSH login as `root` was accepted; a compliant device has it refused");
     }
@@ -552,31 +571,43 @@ mod tests {
     fn a_command_the_device_lacks_is_an_error_never_a_finding() {
         let spec = json!({"command": "ss -ltnu", "expect_status": 0});
         for (status, stderr) in [(127, "sh: ss: not found\n"), (127, ""), (127, "bash: line 1: ss: command not found\n"), (1, "ss: applet not found\n")] {
-            let j = judge("ssh_exec", &spec, &json!({"stdout": "", "stderr": stderr, "exit_status": status}));
+            let j = judge(ActionKind::SshExec, &spec, &json!({"stdout": "", "stderr": stderr, "exit_status": status}));
             assert_eq!(j.verdict, Verdict::Error, "{status} {stderr:?}: {}", j.message);
             assert!(j.message.starts_with("the device has no command `ss`"), "{}", j.message);
         }
         // Without expect_status too: a missing command shows nothing either way.
-        let j = judge("console_run", &json!({"command": "stat -c %a /etc/shadow"}), &json!({"output": "sh: stat: not found", "exit_status": 127}));
+        let j = judge(ActionKind::ConsoleRun, &json!({"command": "stat -c %a /etc/shadow"}), &json!({"output": "sh: stat: not found", "exit_status": 127}));
         assert_eq!(j.verdict, Verdict::Error, "{}", j.message);
         assert!(j.message.contains("`stat`"), "{}", j.message);
         // A command that ran and failed is the device's answer, not a missing command.
-        let j = judge("ssh_exec", &spec, &json!({"stdout": "", "stderr": "grep: /etc/x: No such file or directory\n", "exit_status": 2}));
+        let j = judge(ActionKind::SshExec, &spec, &json!({"stdout": "", "stderr": "grep: /etc/x: No such file or directory\n", "exit_status": 2}));
         assert_eq!(j.verdict, Verdict::Fail);
-        assert_eq!(judge("ssh_exec", &spec, &json!({"stdout": "ok\n", "stderr": "", "exit_status": 0})).verdict, Verdict::Pass);
+        assert_eq!(judge(ActionKind::SshExec, &spec, &json!({"stdout": "ok\n", "stderr": "", "exit_status": 0})).verdict, Verdict::Pass);
     }
 
     #[test]
     fn recorded_failures_keep_their_class() {
         let out = failure_output(FailureClass::Infra, "PDU `p` is unreachable");
-        let j = judge("power", &json!({"action": "on"}), &out);
+        let j = judge(ActionKind::Power, &json!({"action": "on"}), &out);
         assert_eq!((j.verdict, j.message.as_str()), (Verdict::Infra, "PDU `p` is unreachable"));
+    }
+
+    #[test]
+    fn a_recorded_name_that_is_no_action_is_an_error_unless_its_output_says_more() {
+        let j = judge_recorded("ssh_teleport", &json!({}), &json!({"stdout": ""}));
+        assert_eq!((j.verdict, j.message.as_str(), j.touched_device), (Verdict::Error, "unknown action `ssh_teleport` in the journal", false));
+        let j = judge_recorded("ssh_teleport", &json!({}), &failure_output(FailureClass::Fail, "the device died"));
+        assert_eq!((j.verdict, j.touched_device), (Verdict::Fail, true));
+        assert_eq!(judge_recorded("ssh_teleport", &json!({}), &json!({"skipped": "no ssh"})).verdict, Verdict::Skip);
+        let spec = json!({"command": "true", "expect_status": 0});
+        let output = json!({"stdout": "", "stderr": "", "exit_status": 0});
+        assert_eq!(judge_recorded("ssh_exec", &spec, &output), judge(ActionKind::SshExec, &spec, &output));
     }
 
     #[test]
     fn an_expect_meant_to_time_out_fails_when_the_pattern_shows() {
         let spec = json!({"patterns": ["=> "], "on_timeout": "pass"});
-        assert_eq!(judge("console_expect", &spec, &json!({"matched": false})).verdict, Verdict::Pass);
-        assert_eq!(judge("console_expect", &spec, &json!({"matched": true, "matched_text": "=> "})).verdict, Verdict::Fail);
+        assert_eq!(judge(ActionKind::ConsoleExpect, &spec, &json!({"matched": false})).verdict, Verdict::Pass);
+        assert_eq!(judge(ActionKind::ConsoleExpect, &spec, &json!({"matched": true, "matched_text": "=> "})).verdict, Verdict::Fail);
     }
 }

@@ -6,7 +6,10 @@
 //! so nothing hides anything: one FAIL among a hundred PASSes is still a FAIL, and
 //! the hundred PASSes are still visible.
 
+pub mod action;
 pub mod judge;
+
+pub use action::ActionKind;
 
 use std::collections::BTreeMap;
 use std::fmt;
