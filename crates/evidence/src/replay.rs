@@ -29,14 +29,15 @@ use proofrig_model::rig::Rig;
 
 use super::console_replay::Consoles;
 use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
-use proofrig_plan::scope::{absorb, base_scope, select, stops_case, unready_verdicts};
+use proofrig_plan::scope::{absorb, base_scope, select};
+use proofrig_plan::tally::CaseTally;
 use proofrig_verdict::judge::judge;
 use super::rederive::{self, bytes_on, Action};
 use crate::journal::Record;
 use crate::verify::{JournalRecord, ReplayInput, ReplayMismatch};
 use crate::record::{CaseKey, JournalEntry, Phase};
 use proofrig_plan::{Case, Plan, Step};
-use proofrig_verdict::{case_verdict, Rollup, Verdict};
+use proofrig_verdict::{Rollup, Verdict};
 
 /// Where a replay disagrees with the journal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,10 +62,8 @@ struct OpenCase<'a> {
     key: CaseKey,
     case: &'a Case,
     scope: Value,
-    verdicts: Vec<Verdict>,
-    checks_passed: usize,
-    touched: bool,
-    stopped: bool,
+    /// The case's verdicts so far, counted as the executor counts them.
+    tally: CaseTally,
     next_step: usize,
     pending: Option<(Phase, usize, u32, Value)>,
     /// The attempt that must come next: a step that ended INFRA with retries left is
@@ -212,7 +211,7 @@ impl<'a> Replayer<'a> {
                     return Err(at(&None, format!("the rig says how to ask {} who it is, but its answer is not on record before its first case", key.device)));
                 }
                 let scope = base_scope(plan, &self.params, &key.device, device);
-                self.open = Some(OpenCase { key, case, scope, verdicts: Vec::new(), checks_passed: 0, touched: false, stopped: false, next_step: 0, pending: None, retry: None });
+                self.open = Some(OpenCase { key, case, scope, tally: CaseTally::new(case), next_step: 0, pending: None, retry: None });
             }
             JournalEntry::StepStarted { key, phase, index, spec, attempt, .. } => {
                 let aborted = self.aborted;
@@ -231,7 +230,7 @@ impl<'a> Replayer<'a> {
                 }
                 if phase == Phase::Steps && attempt == 1 {
                     // Steps run in order; skipped indices are NOT_RUN only after a stop.
-                    if index != current.next_step || current.stopped || aborted {
+                    if index != current.next_step || current.tally.stopped() || aborted {
                         return Err(at(&label, format!("step {} ran out of order, after the case stopped, or after the operator stopped the run", index + 1)));
                     }
                     current.next_step = index + 1;
@@ -285,15 +284,12 @@ impl<'a> Replayer<'a> {
                     ));
                 }
                 self.steps += 1;
-                let retried = verdict == Verdict::Infra && attempt <= step.retries;
-                if retried {
+                if CaseTally::retries(step, verdict, attempt) {
                     current.retry = Some((phase, index, attempt + 1));
                 } else {
-                    current.verdicts.push(verdict);
-                    current.checks_passed += usize::from(judged.check_passed);
-                    current.touched |= judged.touched_device && verdict == Verdict::Pass;
-                    if phase == Phase::Steps && stops_case(step.on_failure, verdict) {
-                        current.stopped = true;
+                    match phase {
+                        Phase::Steps => current.tally.main_step(step, &judged),
+                        Phase::Restore => current.tally.restore_step(&judged),
                     }
                     if !spec.is_null() {
                         absorb(&mut current.scope, step, &spec, &output);
@@ -301,7 +297,7 @@ impl<'a> Replayer<'a> {
                 }
             }
             JournalEntry::CaseFinished { key, verdict, rollup, checks_passed, unready, .. } => {
-                let Some(mut current) = self.open.take() else { return Err(at(&None, "a case finishes that did not start".into())) };
+                let Some(current) = self.open.take() else { return Err(at(&None, "a case finishes that did not start".into())) };
                 if key != current.key {
                     return Err(at(&label, "the finished case is not the one that started".into()));
                 }
@@ -313,29 +309,26 @@ impl<'a> Replayer<'a> {
                 if not_ready != unready {
                     return Err(at(&label, "whether the rig gives what the case needs is recorded otherwise than the plan and rig show".into()));
                 }
-                let expected = if current.case.skip.is_some() {
-                    current.verdicts = vec![Verdict::Skip];
-                    Verdict::Skip
+                let outcome = if current.case.skip.is_some() {
+                    CaseTally::skipped().outcome()
                 } else if not_ready.is_some() {
-                    if current.next_step != 0 || !current.verdicts.is_empty() {
+                    if current.next_step != 0 || !current.tally.is_empty() {
                         return Err(at(&label, "steps ran in a case the rig was not ready for".into()));
                     }
-                    current.verdicts = unready_verdicts(current.case);
-                    Verdict::Error
+                    CaseTally::unready(current.case).outcome()
                 } else {
                     // Steps left out: only after a stop (the case's, or the operator's).
-                    let not_run = current.case.steps.len().saturating_sub(current.next_step);
-                    if not_run > 0 && !current.stopped && !self.aborted {
+                    let not_run = current.tally.steps_left();
+                    if not_run > 0 && !current.tally.stopped() && !self.aborted {
                         return Err(at(&label, format!("{not_run} step(s) of the case never ran, yet neither the case nor the run was stopped")));
                     }
-                    current.verdicts.extend(std::iter::repeat_n(Verdict::NotRun, not_run));
-                    let checks = if current.touched { current.checks_passed } else { 0 };
-                    if checks != checks_passed {
-                        return Err(at(&label, format!("recorded {checks_passed} passed checks, the evidence shows {checks}")));
+                    let outcome = current.tally.outcome();
+                    if outcome.checks_passed != checks_passed {
+                        return Err(at(&label, format!("recorded {checks_passed} passed checks, the evidence shows {}", outcome.checks_passed)));
                     }
-                    case_verdict(&current.verdicts, checks)
+                    outcome
                 };
-                let recomputed = Rollup::of(current.verdicts.iter().copied());
+                let (expected, recomputed) = (outcome.verdict, outcome.rollup);
                 if expected != verdict {
                     return Err(at(&label, format!("the case is recorded {verdict} but its steps give {expected}")));
                 }

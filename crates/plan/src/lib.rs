@@ -11,6 +11,7 @@ pub mod library;
 pub mod model;
 pub mod scope;
 pub mod script;
+pub mod tally;
 pub mod template;
 
 use std::collections::BTreeSet;

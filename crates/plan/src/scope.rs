@@ -1,16 +1,14 @@
 //! How a plan meets a rig, shared by the executor and replay so both decide alike:
 //! which case runs on which device, the `${...}` scope a case starts from and what
-//! each step adds to it, a step's action body resolved against that scope, and what
-//! stops a case.
+//! each step adds to it, and a step's action body resolved against that scope. (How
+//! a case's steps add up to its verdict is [`crate::tally`].)
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
 use proofrig_model::rig::{Device, Rig};
-use proofrig_verdict::Verdict;
-
-use crate::{body, template, Action, Case, OnFailure, Plan, Step};
+use crate::{body, template, Action, Case, Plan, Step};
 
 /// A case instance: one case of one plan on one device.
 pub struct Selected<'a> {
@@ -82,21 +80,6 @@ pub fn absorb(scope: &mut Value, step: &Step, spec: &Value, output: &Value) {
     }
     if let Some(name) = &step.capture {
         scope.insert(name.clone(), output.clone());
-    }
-}
-
-/// The verdicts of a case the rig is not ready for: ERROR, then every step NOT_RUN.
-/// Shared with replay.
-pub fn unready_verdicts(case: &Case) -> Vec<Verdict> {
-    std::iter::once(Verdict::Error).chain(std::iter::repeat_n(Verdict::NotRun, case.steps.len())).collect()
-}
-
-/// Whether a step's verdict stops the rest of the case's steps.
-pub fn stops_case(on_failure: OnFailure, verdict: Verdict) -> bool {
-    match on_failure {
-        OnFailure::Continue => false,
-        OnFailure::Stop => verdict != Verdict::Pass,
-        OnFailure::Default => matches!(verdict, Verdict::Error | Verdict::Infra | Verdict::Aborted),
     }
 }
 

@@ -40,7 +40,8 @@ use proofrig_evidence::verify::Status;
 use proofrig_plan::Plan;
 use proofrig_plan::scope::base_scope;
 use proofrig_verdict::judge::judge;
-use proofrig_verdict::{case_verdict, Rollup, Verdict};
+use proofrig_plan::tally::{CaseOutcome, CaseTally};
+use proofrig_verdict::Rollup;
 use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Timestamp};
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use proofrig_model::rig::Rig;
@@ -132,7 +133,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
         seq += 1;
         (seq - 1, std::mem::take(&mut shown))
     };
-    let (mut verdicts, mut results, mut checks, mut touched) = (Vec::new(), Vec::new(), 0, false);
+    let (mut tally, mut results) = (CaseTally::new(case), Vec::new());
     for (index, step) in case.steps.iter().enumerate() {
         let spec = proofrig_plan::scope::resolve(step, &scope).unwrap();
         append(&JournalEntry::StepStarted {
@@ -167,9 +168,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
             first_seq,
             last_seq,
         });
-        verdicts.push(judged.verdict);
-        checks += usize::from(judged.check_passed);
-        touched |= judged.touched_device && judged.verdict == Verdict::Pass;
+        tally.main_step(step, &judged);
         results.push(StepResult {
             phase: Phase::Steps,
             index,
@@ -181,9 +180,8 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
             duration_ms: 1000,
         });
     }
-    let checks = if touched { checks } else { 0 };
-    let verdict = case_verdict(&verdicts, checks);
-    append(&JournalEntry::CaseFinished { key: key.clone(), verdict, rollup: Rollup::of(verdicts.iter().copied()), checks_passed: checks, skip_reason: None, unready: None });
+    let CaseOutcome { verdict, rollup, checks_passed } = tally.outcome();
+    append(&JournalEntry::CaseFinished { key: key.clone(), verdict, rollup, checks_passed, skip_reason: None, unready: None });
     let rollup = Rollup::of([verdict]);
     append(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: "2026-01-01T01:00:00Z".into(), aborted: false });
     let result = RunResult {

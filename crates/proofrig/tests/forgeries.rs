@@ -31,7 +31,8 @@ use proofrig_plan::{Action, ActionKind, Case, Plan, Step};
 use proofrig_plan::scope::{absorb, base_scope, select};
 use proofrig_verdict::judge::judge;
 use proofrig_plan::script::{self, Answer, CallRequest, Caller, Control};
-use proofrig_verdict::{case_verdict, Rollup, Verdict};
+use proofrig_plan::tally::CaseTally;
+use proofrig_verdict::{Rollup, Verdict};
 use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::{json, Value};
@@ -417,7 +418,7 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
     let mut only = None;
     let mut case: Option<(&Plan, &Case, Value)> = None;
     let mut spec = Value::Null;
-    let mut state = (Vec::new(), 0usize, false, 0usize);
+    let mut tally: Option<CaseTally> = None;
     let mut cases: Vec<(CaseKey, Verdict)> = Vec::new();
     let mut steps: BTreeMap<u64, (Verdict, String)> = BTreeMap::new();
     for (index, entry) in journal.iter_mut().enumerate() {
@@ -431,7 +432,7 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 let this = plan.spec.cases.iter().find(|c| c.id == entry["case"]).unwrap();
                 let device = entry["device"].as_str().unwrap();
                 case = Some((plan, this, base_scope(plan, &params, device, ran.rig.device(device).unwrap())));
-                state = (Vec::new(), 0, false, 0);
+                tally = Some(CaseTally::new(this));
             }
             "step_started" => {
                 let (_, this, scope) = case.as_ref().unwrap();
@@ -457,12 +458,11 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 entry["message"] = judged.message.clone().into();
                 steps.insert(index as u64, (judged.verdict, judged.message.clone()));
                 let attempt = entry["attempt"].as_u64().unwrap() as u32;
-                if !(judged.verdict == Verdict::Infra && attempt <= step.retries) {
-                    state.0.push(judged.verdict);
-                    state.1 += usize::from(judged.check_passed);
-                    state.2 |= judged.touched_device && judged.verdict == Verdict::Pass;
-                    if entry["phase"] == "steps" {
-                        state.3 = entry["index"].as_u64().unwrap() as usize + 1;
+                if !CaseTally::retries(step, judged.verdict, attempt) {
+                    let tally = tally.as_mut().unwrap();
+                    match serde_json::from_value(entry["phase"].clone()).unwrap() {
+                        Phase::Steps => tally.main_step(step, &judged),
+                        Phase::Restore => tally.restore_step(&judged),
                     }
                     if !spec.is_null() {
                         absorb(scope, step, &spec, &entry["output"]);
@@ -473,13 +473,10 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 let (_, this, _) = case.take().unwrap();
                 let key = CaseKey { plan: entry["plan"].as_str().unwrap().into(), case: entry["case"].as_str().unwrap().into(), device: entry["device"].as_str().unwrap().into() };
                 if this.skip.is_none() && entry["unready"].is_null() {
-                    let (mut verdicts, checks, touched, ran_steps) = std::mem::take(&mut state);
-                    verdicts.extend(std::iter::repeat_n(Verdict::NotRun, this.steps.len().saturating_sub(ran_steps)));
-                    let checks = if touched { checks } else { 0 };
-                    let verdict = case_verdict(&verdicts, checks);
-                    entry["verdict"] = serde_json::to_value(verdict).unwrap();
-                    entry["rollup"] = serde_json::to_value(Rollup::of(verdicts.iter().copied())).unwrap();
-                    entry["checks_passed"] = checks.into();
+                    let outcome = tally.take().unwrap().outcome();
+                    entry["verdict"] = serde_json::to_value(outcome.verdict).unwrap();
+                    entry["rollup"] = serde_json::to_value(outcome.rollup).unwrap();
+                    entry["checks_passed"] = outcome.checks_passed.into();
                 }
                 cases.push((key, serde_json::from_value(entry["verdict"].clone()).unwrap()));
             }

@@ -33,9 +33,10 @@ use proofrig_evidence::bundle::InputRefs;
 use proofrig_evidence::journal::{JournalError, JournalWriter};
 use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
 use proofrig_evidence::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
-use proofrig_plan::scope::{absorb, base_scope, missing_channel, select, stops_case, unready_verdicts};
+use proofrig_plan::scope::{absorb, base_scope, missing_channel, select};
+use proofrig_plan::tally::{CaseOutcome, CaseTally};
 use proofrig_plan::{ActionKind, Case, Credential, Plan, Step};
-use proofrig_verdict::{case_verdict, Rollup, Verdict};
+use proofrig_verdict::{Rollup, Verdict};
 
 /// Pause before retrying a step that failed for an infrastructure reason.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -129,9 +130,8 @@ impl From<JournalError> for RunError {
 
 struct CaseRun {
     steps: Vec<StepResult>,
-    verdicts: Vec<Verdict>,
-    checks_passed: usize,
-    touched_device: bool,
+    /// The case's verdicts so far, as replay counts them again.
+    tally: CaseTally,
     decisive: Option<(Verdict, String, Arc<Value>)>,
 }
 
@@ -200,15 +200,15 @@ pub async fn execute(
         // Shared with every step record of the case, which the journal serializes later.
         let shared_key = Arc::new(key.clone());
 
-        let mut run = CaseRun { steps: Vec::new(), verdicts: Vec::new(), checks_passed: 0, touched_device: false, decisive: None };
+        let mut run = CaseRun { steps: Vec::new(), tally: CaseTally::new(sel.case), decisive: None };
         // A rig that lacks what the case needs (a declared value, a secret, a channel)
         // stops it before anything is sent: the case is ERROR, its steps NOT_RUN.
         // (None for a skipped case: `unready` says nothing of a case that does not run.)
         let unready = proofrig_plan::catalogue::unready(sel.plan, sel.case, &request.rig, &sel.device);
         if sel.case.skip.is_some() {
-            run.verdicts.push(Verdict::Skip);
+            run.tally = CaseTally::skipped();
         } else if let Some(why) = &unready {
-            run.verdicts = unready_verdicts(sel.case);
+            run.tally = CaseTally::unready(sel.case);
             run.decisive = Some((Verdict::Error, why.clone(), Arc::new(json!({}))));
             progress.step_finished(&StepDone {
                 phase: Phase::Steps,
@@ -220,14 +220,13 @@ pub async fn execute(
                 will_retry: false,
             });
         } else {
-            let mut stopped = false;
             for (index, step) in sel.case.steps.iter().enumerate() {
-                if !stopped && *abort.borrow() {
+                if !run.tally.stopped() && *abort.borrow() {
                     // The stop is what leaves these steps NOT_RUN: it goes on record.
                     record_abort(&sel.device, &mut abort_recorded);
                 }
-                if stopped || (*abort.borrow()) {
-                    run.verdicts.push(Verdict::NotRun);
+                if run.tally.stopped() || (*abort.borrow()) {
+                    // NOT_RUN: the tally counts the steps left when the case ends.
                     continue;
                 }
                 let tools = &mut StepTools { agents: &mut agents, recorder: &recorder, journal: &journal, progress: &mut *progress };
@@ -237,7 +236,6 @@ pub async fn execute(
                     aborted = true;
                     abort_recorded = true;
                 }
-                stopped = stops_case(step.on_failure, verdict);
             }
             // Restore steps always run: a changed device must be put back, even after an abort.
             let restore_abort = watch::channel(false).1;
@@ -253,14 +251,12 @@ pub async fn execute(
                 aborted = true;
             }
         }
-        let checks = if run.touched_device { run.checks_passed } else { 0 };
-        let verdict = if sel.case.skip.is_some() { Verdict::Skip } else { case_verdict(&run.verdicts, checks) };
-        let rollup = Rollup::of(run.verdicts.iter().copied());
+        let CaseOutcome { verdict, rollup, checks_passed } = run.tally.outcome();
         write(&JournalEntry::CaseFinished {
             key: key.clone(),
             verdict,
             rollup,
-            checks_passed: checks,
+            checks_passed,
             skip_reason: sel.case.skip.clone(),
             unready,
         })?;
@@ -407,7 +403,7 @@ async fn run_step(
             first_seq,
             last_seq,
         })?;
-        let retry = judgement.verdict == Verdict::Infra && attempt <= step.retries;
+        let retry = CaseTally::retries(step, judgement.verdict, attempt);
         progress.step_finished(&StepDone {
             phase,
             index,
@@ -431,11 +427,10 @@ async fn run_step(
         if unresolved.is_none() {
             absorb(scope, step, &spec, &output);
         }
-        run.verdicts.push(judgement.verdict);
-        if judgement.check_passed {
-            run.checks_passed += 1;
+        match phase {
+            Phase::Steps => run.tally.main_step(step, &judgement),
+            Phase::Restore => run.tally.restore_step(&judgement),
         }
-        run.touched_device |= judgement.touched_device && judgement.verdict == Verdict::Pass;
         // The evidence shown for a case: its worst step, or the last check that passed.
         // A passing check of a restore step (the device is back) is not what the case
         // shows, so it never stands in for the main steps' evidence.
