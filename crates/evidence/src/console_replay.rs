@@ -542,8 +542,8 @@ impl Console {
     /// console showed. The tail is cut by characters from raw text, so its first word
     /// may be a part of one the journal shows whole (or redacted); it is left out.
     fn recently_showed(&self, tail: &str) -> bool {
-        let shown = super::replay::normalize(&String::from_utf8_lossy(&self.text));
-        let tail = super::replay::normalize(tail);
+        let shown = normalize(&String::from_utf8_lossy(&self.text));
+        let tail = normalize(tail);
         let rest = tail.split_once(' ').map_or("", |(_, rest)| rest);
         shown.contains(rest)
     }
@@ -636,6 +636,60 @@ pub fn tail_chars(text: &str, max: usize) -> String {
         None if max == 0 => String::new(),
         None => text.to_string(),
     }
+}
+
+/// Line endings and runs of blanks vary between a terminal and a transcript: `\r` is
+/// dropped, and each run of whitespace becomes one space, none at either end (as
+/// `text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ")`, in one
+/// pass: a step's transcript can be large).
+fn normalize(text: &str) -> String {
+    // ASCII bytes that belong to a word (not whitespace, not `\r`).
+    const WORD: [bool; 128] = {
+        let mut word = [true; 128];
+        let mut blank = [b'\r', b' ', b'\t', b'\n', 0x0b, 0x0c].as_slice();
+        while let [first, rest @ ..] = blank {
+            word[*first as usize] = false;
+            blank = rest;
+        }
+        word
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    let mut blank = false;
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let word = match byte {
+            b'\r' => {
+                at += 1;
+                continue;
+            }
+            0x00..=0x7f if !WORD[usize::from(byte)] => {
+                blank = true;
+                at += 1;
+                continue;
+            }
+            // A run of other ASCII characters.
+            0x00..=0x7f => at..bytes[at..].iter().position(|&b| b >= 0x80 || !WORD[usize::from(b)]).map_or(bytes.len(), |n| at + n),
+            // A character of 2 to 4 bytes: whitespace too if Unicode says so.
+            _ => {
+                let c = text[at..].chars().next().expect("inside the text");
+                if c.is_whitespace() {
+                    blank = true;
+                    at += c.len_utf8();
+                    continue;
+                }
+                at..at + c.len_utf8()
+            }
+        };
+        if blank && !out.is_empty() {
+            out.push(' ');
+        }
+        blank = false;
+        at = word.end;
+        out.push_str(&text[word]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -750,5 +804,13 @@ mod tests {
         let forged = json!({"output": "uid=1000(tester)", "exit_status": 0});
         assert!(console(&chunks).run(&command_run(&forged, line.as_bytes())).unwrap_err().contains("output"));
         assert!(console(&chunks).run(&command_run(&output, b"")).unwrap_err().contains("never sent"));
+    }
+
+    #[test]
+    fn normalizing_in_one_pass_is_dropping_cr_then_joining_the_words() {
+        for text in ["", " ", "\r", "a", " a\r\nb\t\tc ", "x\ry", "\u{a0}é\u{2003}ü\u{85}z\r", "  root@ru1:~# \r\n", "a \r b"] {
+            let slow = text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(normalize(text), slow, "{text:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What the executor records about itself, as notes on a device's `proofrig` channel,
 //! and replay reads back as evidence: the words are part of the bundle format.
 
+use proofrig_model::events::{Event, EventKind};
 use serde_json::Value;
 
 /// The channel (of the device a step runs on) where the executor records what it
@@ -25,3 +26,22 @@ pub fn failure_note(output: &Value) -> Option<String> {
     Some(format!("{}: {}", error["class"].as_str().unwrap_or("error"), error["message"].as_str().unwrap_or_default()))
 }
 
+/// Whether `event` may stand outside every step's range: what the executor does not
+/// cause within a step. A console prints whenever it likes (and its held bytes are
+/// released when later bytes decide them); a console or an SSH session kept open
+/// across steps may be lost, or closed when dropped, at any time; and the operator's
+/// stop is recorded where the executor stops running steps because of it. (So may
+/// anything about a device after a step's time limit cut it off: the agent's thread
+/// the executor abandoned may still record; see `Replayer::cut_off`.)
+pub fn outside_allowed(event: &Event) -> bool {
+    match &event.kind {
+        EventKind::Bytes { channel, .. } | EventKind::Note { channel, .. } if channel.channel == "console" => true,
+        EventKind::ChannelLost { channel, .. } | EventKind::ChannelClosed { channel } => matches!(channel.channel.as_str(), "console" | "ssh"),
+        _ => is_abort(event),
+    }
+}
+
+/// The operator's stop, as the executor records it.
+pub fn is_abort(event: &Event) -> bool {
+    matches!(&event.kind, EventKind::Note { channel, text } if channel.channel == EXECUTOR_CHANNEL && text == NOTE_ABORTED)
+}

@@ -72,7 +72,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         };
     }
     for event in events {
-        if !belongs_to(event, device) && !super::replay::outside_allowed(event) && !ctx.cut_off.iter().any(|d| belongs_to(event, d)) {
+        if !belongs_to(event, device) && !crate::notes::outside_allowed(event) && !ctx.cut_off.iter().any(|d| belongs_to(event, d)) {
             return Err(format!("event {} of another device lies in the range of this step on {device}", event.seq));
         }
     }
@@ -144,7 +144,7 @@ pub fn belongs_to(event: &Event, device: &str) -> bool {
 /// The events of `device` in a range that the step itself caused (not the console's
 /// own output, nor what may stand outside any step).
 fn own_events<'e>(device: &'e str, events: &'e [&'e Event]) -> impl Iterator<Item = &'e &'e Event> + 'e {
-    events.iter().filter(move |e| belongs_to(e, device) && !super::replay::outside_allowed(e))
+    events.iter().filter(move |e| belongs_to(e, device) && !crate::notes::outside_allowed(e))
 }
 
 pub fn bytes_on(events: &[&Event], device: &str, channel: &str, direction: Direction) -> Vec<u8> {

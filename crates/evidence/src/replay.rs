@@ -13,7 +13,7 @@
 //! Every event is accounted for: sequence numbers run without a gap; each step's (and
 //! script call's) range lies within its own records, in order, none overlapping; and an
 //! event outside every range is one of the few the executor does not cause within a
-//! step ([`outside_allowed`]), or one of the device identity reads, which are
+//! step (`notes::outside_allowed`), or one of the device identity reads, which are
 //! re-derived too. The cases run are exactly the plan's cases on the rig's devices, in
 //! order, unless the run records the operator's stop.
 //!
@@ -28,7 +28,7 @@ use proofrig_model::events::{Direction, Event, EventKind};
 use proofrig_model::rig::Rig;
 
 use super::console_replay::Consoles;
-use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
+use crate::notes::{failure_note, is_abort, outside_allowed, EXECUTOR_CHANNEL};
 use proofrig_plan::scope::{absorb, base_scope, select};
 use proofrig_plan::tally::CaseTally;
 use proofrig_verdict::judge::judge;
@@ -514,29 +514,12 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
     Ok(())
 }
 
-/// Whether `event` may stand outside every step's range: what the executor does not
-/// cause within a step. A console prints whenever it likes (and its held bytes are
-/// released when later bytes decide them); a console or an SSH session kept open
-/// across steps may be lost, or closed when dropped, at any time; and the operator's
-/// stop is recorded where the executor stops running steps because of it. (So may
-/// anything about a device after a step's time limit cut it off: the agent's thread
-/// the executor abandoned may still record; see `Replayer::cut_off`.)
-pub fn outside_allowed(event: &Event) -> bool {
-    match &event.kind {
-        EventKind::Bytes { channel, .. } | EventKind::Note { channel, .. } if channel.channel == "console" => true,
-        EventKind::ChannelLost { channel, .. } | EventKind::ChannelClosed { channel } => matches!(channel.channel.as_str(), "console" | "ssh"),
-        _ => is_abort(event),
-    }
-}
 
 /// What closing the channels at the run's end records: the closes and the last bytes.
 fn closes_run(event: &Event) -> bool {
     matches!(event.kind, EventKind::ChannelClosed { .. } | EventKind::ChannelLost { .. } | EventKind::Bytes { .. })
 }
 
-fn is_abort(event: &Event) -> bool {
-    matches!(&event.kind, EventKind::Note { channel, text } if channel.channel == EXECUTOR_CHANNEL && text == NOTE_ABORTED)
-}
 
 /// Why an event outside every range is wrong there.
 fn unplaced(event: &Event) -> String {
@@ -551,59 +534,6 @@ fn step_of(case: &Case, phase: Phase, index: usize) -> Option<&proofrig_plan::St
     }
 }
 
-/// Line endings and runs of blanks vary between a terminal and a transcript: `\r` is
-/// dropped, and each run of whitespace becomes one space, none at either end (as
-/// `text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ")`, in one
-/// pass: a step's transcript can be large).
-pub(crate) fn normalize(text: &str) -> String {
-    // ASCII bytes that belong to a word (not whitespace, not `\r`).
-    const WORD: [bool; 128] = {
-        let mut word = [true; 128];
-        let mut blank = [b'\r', b' ', b'\t', b'\n', 0x0b, 0x0c].as_slice();
-        while let [first, rest @ ..] = blank {
-            word[*first as usize] = false;
-            blank = rest;
-        }
-        word
-    };
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
-    let mut blank = false;
-    let mut at = 0;
-    while at < bytes.len() {
-        let byte = bytes[at];
-        let word = match byte {
-            b'\r' => {
-                at += 1;
-                continue;
-            }
-            0x00..=0x7f if !WORD[usize::from(byte)] => {
-                blank = true;
-                at += 1;
-                continue;
-            }
-            // A run of other ASCII characters.
-            0x00..=0x7f => at..bytes[at..].iter().position(|&b| b >= 0x80 || !WORD[usize::from(b)]).map_or(bytes.len(), |n| at + n),
-            // A character of 2 to 4 bytes: whitespace too if Unicode says so.
-            _ => {
-                let c = text[at..].chars().next().expect("inside the text");
-                if c.is_whitespace() {
-                    blank = true;
-                    at += c.len_utf8();
-                    continue;
-                }
-                at..at + c.len_utf8()
-            }
-        };
-        if blank && !out.is_empty() {
-            out.push(' ');
-        }
-        blank = false;
-        at = word.end;
-        out.push_str(&text[word]);
-    }
-    out
-}
 
 /// The verdict replay `proofrig verify` runs: recompute every verdict from the plans,
 /// the rig and the journal, and check the signed statement says the same, record by
@@ -633,17 +563,4 @@ pub fn replay_bundle(input: &ReplayInput, records: &mut dyn Iterator<Item = Jour
         recompute.record(record.n, entry).map_err(disagreement)?;
     }
     signed?.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize;
-
-    #[test]
-    fn normalizing_in_one_pass_is_dropping_cr_then_joining_the_words() {
-        for text in ["", " ", "\r", "a", " a\r\nb\t\tc ", "x\ry", "\u{a0}é\u{2003}ü\u{85}z\r", "  root@ru1:~# \r\n", "a \r b"] {
-            let slow = text.replace('\r', "").split_whitespace().collect::<Vec<_>>().join(" ");
-            assert_eq!(normalize(text), slow, "{text:?}");
-        }
-    }
 }

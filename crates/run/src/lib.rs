@@ -9,3 +9,4 @@ pub mod executor;
 pub mod job;
 pub mod progress;
 pub mod script;
+pub mod step;

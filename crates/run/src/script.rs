@@ -71,7 +71,7 @@ pub async fn perform(
                 }
                 None => return failure_output(FailureClass::Error, "the script's thread ended without a result"),
             },
-            _ = super::executor::wait_for_abort(abort), if !cancelled => cancel.store(ABORTED, Ordering::Relaxed),
+            _ = super::step::wait_for_abort(abort), if !cancelled => cancel.store(ABORTED, Ordering::Relaxed),
             _ = tokio::time::sleep_until(deadline), if !cancelled => cancel.store(TIMED_OUT, Ordering::Relaxed),
         }
     }
@@ -92,7 +92,7 @@ async fn call(
     let capped = remaining < limit;
     let first_seq = recorder.next_seq();
     let timeout = limit.min(remaining).max(Duration::from_millis(1));
-    let mut output = super::executor::perform_or_abort(agents, device, &request.step, &request.spec, timeout, abort).await;
+    let mut output = super::step::perform_or_abort(agents, device, &request.step, &request.spec, timeout, abort).await;
     // A call cut short by the script's own time limit is the script's failure, not the bench's.
     if capped && output["error"]["class"] == "infra" && tokio::time::Instant::now() >= deadline {
         output = failure_output(FailureClass::Error, &format!("the script ran out of time during {action}"));
@@ -100,7 +100,7 @@ async fn call(
     // Redacted before the script sees it, exactly as a step's output, so replay
     // (which only has the redacted record) feeds the script the same values.
     recorder.redactor().redact_json(&mut output);
-    super::executor::record_failure(recorder, device, &output);
-    let last_seq = super::executor::end_of_range(recorder, agents, device, action);
+    super::step::record_failure(recorder, device, &output);
+    let last_seq = super::step::end_of_range(recorder, agents, device, action);
     Answer::Done { output, first_seq, last_seq }
 }
