@@ -21,7 +21,7 @@ macro_rules! action_kinds {
         /// - its verdict: [`judge`](crate::judge::judge);
         /// - its time limit and how it is performed, in `proofrig_run`:
         ///   `actions::default_timeout`, `Agents::dispatch` (`actions.rs`) and
-        ///   `executor::end_of_range` (whether it reads the console);
+        ///   `step::end_of_range` (whether it reads the console);
         /// - its replay, in `proofrig_evidence`: `rederive::check` (its recorded
         ///   output re-derived from the raw events);
         /// - what a case needs for it, in `proofrig_plan::catalogue`: `channel_of_kind`
