@@ -36,7 +36,9 @@ pub fn failure_note(output: &Value) -> Option<String> {
 pub fn outside_allowed(event: &Event) -> bool {
     match &event.kind {
         EventKind::Bytes { channel, .. } | EventKind::Note { channel, .. } if channel.channel == "console" => true,
-        EventKind::ChannelLost { channel, .. } | EventKind::ChannelClosed { channel } => matches!(channel.channel.as_str(), "console" | "ssh"),
+        EventKind::ChannelLost { channel, .. } | EventKind::ChannelClosed { channel } => {
+            matches!(channel.channel.as_str(), "console" | "ssh")
+        }
         _ => is_abort(event),
     }
 }

@@ -145,10 +145,15 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
 fn channel_of_kind(kind: ActionKind) -> Option<DeviceChannel> {
     match kind {
         ActionKind::Power => Some(DeviceChannel::Power),
-        ActionKind::ConsoleSend | ActionKind::ConsoleExpect | ActionKind::ConsoleLogin | ActionKind::ConsoleRun => Some(DeviceChannel::Console),
-        ActionKind::SshExec | ActionKind::SshFetch | ActionKind::SshLogin | ActionKind::SshSu | ActionKind::SshAudit | ActionKind::SshNegotiate => {
-            Some(DeviceChannel::Ssh)
+        ActionKind::ConsoleSend | ActionKind::ConsoleExpect | ActionKind::ConsoleLogin | ActionKind::ConsoleRun => {
+            Some(DeviceChannel::Console)
         }
+        ActionKind::SshExec
+        | ActionKind::SshFetch
+        | ActionKind::SshLogin
+        | ActionKind::SshSu
+        | ActionKind::SshAudit
+        | ActionKind::SshNegotiate => Some(DeviceChannel::Ssh),
         ActionKind::TcpScan | ActionKind::UdpScan | ActionKind::SnmpProbe => Some(DeviceChannel::Ssh),
         // A script's channels are those of its calls (`script_needs`).
         ActionKind::Wait | ActionKind::Set | ActionKind::Assert | ActionKind::Script => None,
@@ -159,7 +164,9 @@ fn channel_of_kind(kind: ActionKind) -> Option<DeviceChannel> {
 fn channel_of(action: &Action) -> Option<DeviceChannel> {
     match action {
         // With `address:` a scan or probe goes there, not to the device's SSH host.
-        Action::TcpScan(TcpScan { address: Some(_), .. }) | Action::UdpScan(UdpScan { address: Some(_), .. }) | Action::SnmpProbe(SnmpProbe { address: Some(_), .. }) => None,
+        Action::TcpScan(TcpScan { address: Some(_), .. })
+        | Action::UdpScan(UdpScan { address: Some(_), .. })
+        | Action::SnmpProbe(SnmpProbe { address: Some(_), .. }) => None,
         other => channel_of_kind(other.kind()),
     }
 }
@@ -240,7 +247,10 @@ fn script_needs(source: &str) -> ScriptNeeds {
     static SECRET: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static PARAM: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static GUARD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let call = CALL.get_or_init(|| regex::Regex::new(r#"\b(ssh_[a-z]+|console_[a-z]+|power)\s*\(|\bagent\s*\(\s*"([a-z_]+)"\s*(?:,\s*#\{([^}]*))?"#).expect("a valid pattern"));
+    let call = CALL.get_or_init(|| {
+        regex::Regex::new(r#"\b(ssh_[a-z]+|console_[a-z]+|power)\s*\(|\bagent\s*\(\s*"([a-z_]+)"\s*(?:,\s*#\{([^}]*))?"#)
+            .expect("a valid pattern")
+    });
     let guard = GUARD.get_or_init(|| regex::Regex::new(r#""(console|ssh|power)"\s+in\s+device\s*\.\s*channels"#).expect("a valid pattern"));
     let secret = SECRET.get_or_init(|| regex::Regex::new(r#"\bsecret\s*:\s*"([^"]+)""#).expect("a valid pattern"));
     let param = PARAM.get_or_init(|| regex::Regex::new(r#"\bparam\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)"#).expect("a valid pattern"));
@@ -305,10 +315,8 @@ pub fn declared_keys_in_script(source: &str) -> Vec<String> {
         )
         .expect("a valid pattern")
     });
-    let keys: BTreeSet<String> = pattern
-        .captures_iter(source)
-        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string()))
-        .collect();
+    let keys: BTreeSet<String> =
+        pattern.captures_iter(source).filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string())).collect();
     keys.into_iter().collect()
 }
 
@@ -417,7 +425,11 @@ pub fn unready(plan: &Plan, case: &Case, rig: &Rig, device: &str) -> Option<Stri
             None => format!("`{key}: ...` (see the plan's preconditions)"),
         })
         .collect();
-    let add = if examples.is_empty() { String::new() } else { format!("; add under the device's `declared:` in the rig file, e.g. {}", examples.join(", ")) };
+    let add = if examples.is_empty() {
+        String::new()
+    } else {
+        format!("; add under the device's `declared:` in the rig file, e.g. {}", examples.join(", "))
+    };
     Some(format!(
         "device {device} of rig `{}` lacks what this case needs: {}{add} (rigs/README.md describes each key; `proofrig catalogue --rig` lists what every case needs). Nothing was sent to the device",
         rig.name(),

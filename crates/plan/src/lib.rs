@@ -61,7 +61,8 @@ impl Plan {
 
     pub fn parse(name: &str, text: &str) -> Result<Plan, PlanError> {
         let source = YamlSource::new(name, text);
-        let mut spec: PlanFile = source.parse().map_err(|err| misplaced_action(&source).filter(|placed| placed.message == err.message).unwrap_or(err))?;
+        let mut spec: PlanFile =
+            source.parse().map_err(|err| misplaced_action(&source).filter(|placed| placed.message == err.message).unwrap_or(err))?;
         locate_scripts(&source, &mut spec);
         validate(&source, &spec)?;
         Ok(Plan { path: PathBuf::from(name), bytes: text.as_bytes().to_vec(), spec })
@@ -184,8 +185,8 @@ fn validate(src: &YamlSource, plan: &PlanFile) -> Result<(), Box<YamlError>> {
 }
 
 fn validate_scas(src: &YamlSource, at: &str, scas: &ScasRef) -> Result<(), Box<YamlError>> {
-    let clause_ok = !scas.clause.is_empty()
-        && scas.clause.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    let clause_ok =
+        !scas.clause.is_empty() && scas.clause.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
     if !clause_ok {
         return Err(src.error_at(
             &format!("{at}.clause"),
@@ -194,7 +195,11 @@ fn validate_scas(src: &YamlSource, at: &str, scas: &ScasRef) -> Result<(), Box<Y
         ));
     }
     if !scas.spec.starts_with("TS ") && !scas.spec.starts_with("TR ") {
-        return Err(src.error_at(&format!("{at}.spec"), format!("`{}` is not a 3GPP document name", scas.spec), Some("e.g. `TS 33.117`".into())));
+        return Err(src.error_at(
+            &format!("{at}.spec"),
+            format!("`{}` is not a 3GPP document name", scas.spec),
+            Some("e.g. `TS 33.117`".into()),
+        ));
     }
     Ok(())
 }
@@ -300,7 +305,11 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
         Action::TcpScan(scan) => {
             if literal(&scan.ports) {
                 if let Err(reason) = parse_ports(&scan.ports) {
-                    return Err(src.error_at(&format!("{at}.tcp_scan.ports"), reason, Some("e.g. \"1-1024\" or \"22,80,443,8000-8100\"".into())));
+                    return Err(src.error_at(
+                        &format!("{at}.tcp_scan.ports"),
+                        reason,
+                        Some("e.g. \"1-1024\" or \"22,80,443,8000-8100\"".into()),
+                    ));
                 }
             }
         }
@@ -311,7 +320,11 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
                 }
             }
             if scan.rate == Some(0) {
-                return Err(src.error_at(&format!("{at}.udp_scan.rate"), "a rate of 0 probes a second never scans", Some("leave it out for 800 a second".into())));
+                return Err(src.error_at(
+                    &format!("{at}.udp_scan.rate"),
+                    "a rate of 0 probes a second never scans",
+                    Some("leave it out for 800 a second".into()),
+                ));
             }
         }
         Action::SnmpProbe(probe) => {
@@ -321,7 +334,11 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
                 }
             }
             if probe.versions.as_ref().is_some_and(Vec::is_empty) {
-                return Err(src.error_at(&format!("{at}.snmp_probe.versions"), "no versions given", Some("leave it out for both, or e.g. [v2c]".into())));
+                return Err(src.error_at(
+                    &format!("{at}.snmp_probe.versions"),
+                    "no versions given",
+                    Some("leave it out for both, or e.g. [v2c]".into()),
+                ));
             }
         }
         // Their types say all there is to check (a script is compiled by `validate_step`).
@@ -464,12 +481,15 @@ cases:
         let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, set, assert, script";
         assert_eq!(err.hint, Some(format!("give it exactly one of: {every}")));
         // Named in the order of the action list, the second one is where the error is.
-        let err = invalid(&GOOD.replace("      - ssh_audit: {}\n", "      - ssh_audit: {}\n        wait: { ms: 5 }\n        power: { action: on }\n"));
+        let err = invalid(
+            &GOOD.replace("      - ssh_audit: {}\n", "      - ssh_audit: {}\n        wait: { ms: 5 }\n        power: { action: on }\n"),
+        );
         assert_eq!((err.field.as_str(), err.line, err.column), ("cases[0].steps[0].wait", 20, 15));
         assert_eq!(err.message, "a step has exactly one action; this one has power and wait and ssh_audit");
         assert_eq!(err.hint.as_deref(), Some("split it into two steps"));
         // In a restore step too, after a good step.
-        let restore = GOOD.replace("    steps:\n", "    restore:\n      - wait: { ms: 1 }\n      - set: { a: 1 }\n        script: \"1\"\n    steps:\n");
+        let restore = GOOD
+            .replace("    steps:\n", "    restore:\n      - wait: { ms: 1 }\n      - set: { a: 1 }\n        script: \"1\"\n    steps:\n");
         let err = invalid(&restore);
         assert_eq!((err.field.as_str(), err.line), ("cases[0].restore[1].script", 21));
         assert_eq!(err.message, "a step has exactly one action; this one has set and script");

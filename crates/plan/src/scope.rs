@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use proofrig_model::rig::{Device, Rig};
 use crate::{body, template, Action, Case, Plan, Step};
+use proofrig_model::rig::{Device, Rig};
 
 /// A case instance: one case of one plan on one device.
 pub struct Selected<'a> {

@@ -27,16 +27,16 @@ use proofrig_model::rig::Rig;
 use proofrig_model::secret::SecretRef;
 
 use super::actions::{default_timeout, Agents};
-use super::step::{end_of_range, perform_or_abort, record_failure, wait_for_abort};
-use proofrig_verdict::judge::{failure_output, judge, FailureClass};
 use super::progress::{Progress, StepDone};
+use super::step::{end_of_range, perform_or_abort, record_failure, wait_for_abort};
 use proofrig_evidence::bundle::InputRefs;
 use proofrig_evidence::journal::{JournalError, JournalWriter};
-use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
 use proofrig_evidence::notes::{EXECUTOR_CHANNEL, NOTE_ABORTED};
+use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
 use proofrig_plan::scope::{absorb, base_scope, missing_channel, select};
 use proofrig_plan::tally::{CaseOutcome, CaseTally};
 use proofrig_plan::{Case, Credential, Plan, Step};
+use proofrig_verdict::judge::{failure_output, judge, FailureClass};
 use proofrig_verdict::{Rollup, Verdict};
 
 /// Pause before retrying a step that failed for an infrastructure reason.
@@ -136,19 +136,18 @@ pub async fn execute(
     mut abort: watch::Receiver<bool>,
 ) -> Result<RunResult, RunError> {
     let started = now();
-    journal
-        .append(&JournalEntry::RunStarted {
-            run_id: request.run_id.clone(),
-            proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
-            operator: request.operator.clone(),
-            host: request.host.clone(),
-            started: started.clone(),
-            plans: request.inputs.plans.clone(),
-            rig: request.inputs.rig.clone(),
-            rig_name: request.rig.name().to_string(),
-            parameters: request.params.clone(),
-            only_device: request.only_device.clone(),
-        })?;
+    journal.append(&JournalEntry::RunStarted {
+        run_id: request.run_id.clone(),
+        proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
+        operator: request.operator.clone(),
+        host: request.host.clone(),
+        started: started.clone(),
+        plans: request.inputs.plans.clone(),
+        rig: request.inputs.rig.clone(),
+        rig_name: request.rig.name().to_string(),
+        parameters: request.params.clone(),
+        only_device: request.only_device.clone(),
+    })?;
     let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
     if selected.is_empty() {
         return Err(RunError::NothingSelected {
@@ -169,7 +168,10 @@ pub async fn execute(
     let mut abort_recorded = false;
     let record_abort = |device: &str, recorded: &mut bool| {
         if !*recorded {
-            recorder.emit(proofrig_model::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: NOTE_ABORTED.into() });
+            recorder.emit(proofrig_model::events::EventKind::Note {
+                channel: ChannelId::new(device, EXECUTOR_CHANNEL),
+                text: NOTE_ABORTED.into(),
+            });
             *recorded = true;
         }
     };
@@ -253,7 +255,8 @@ pub async fn execute(
             unready,
         })?;
         // Every finding first (one per line), then the output behind the worst one.
-        let findings: Vec<&str> = run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
+        let findings: Vec<&str> =
+            run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
         let evidence_excerpt = match (&run.decisive, verdict) {
             (Some((_, message, output)), _) if findings.len() > 1 => format!("{}\n\n{}", findings.join("\n"), render_output(output)),
             (Some((_, message, output)), _) => format!("{message}\n\n{}", render_output(output)),
@@ -367,7 +370,15 @@ async fn run_step(
         // The step records are handed to the journal with the key, spec and output
         // shared, not copied; its writer thread serializes them, off this thread,
         // which the next step waits for.
-        journal.append_owned(StepRecord::Started { key: key.clone(), phase, index, action: action.as_str(), label: label.clone(), spec: spec.clone(), attempt })?;
+        journal.append_owned(StepRecord::Started {
+            key: key.clone(),
+            phase,
+            index,
+            action: action.as_str(),
+            label: label.clone(),
+            spec: spec.clone(),
+            attempt,
+        })?;
         let first_seq = recorder.next_seq();
         let mut output = match (&unresolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,

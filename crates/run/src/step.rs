@@ -77,7 +77,8 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
 /// text unread, consumed some of what the redactor holds.
 pub fn flushes_fully_at_step_end(device: &str, unread: Option<usize>) -> impl Fn(&ChannelId, Direction, usize) -> bool + '_ {
     move |channel, direction, held| {
-        channel.channel != "console" || (channel.device == device && direction == Direction::In && unread.is_some_and(|unread| held > unread))
+        channel.channel != "console"
+            || (channel.device == device && direction == Direction::In && unread.is_some_and(|unread| held > unread))
     }
 }
 

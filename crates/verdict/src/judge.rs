@@ -63,12 +63,9 @@ pub fn judge(action: ActionKind, spec: &Value, output: &Value) -> Judgement {
         return judged;
     }
     match action {
-        ActionKind::Power => Judgement::new(
-            Verdict::Pass,
-            format!("power {}: outlet reads {}", text(&spec["action"]), text(&output["state"])),
-            false,
-            false,
-        ),
+        ActionKind::Power => {
+            Judgement::new(Verdict::Pass, format!("power {}: outlet reads {}", text(&spec["action"]), text(&output["state"])), false, false)
+        }
         ActionKind::Wait => Judgement::new(Verdict::Pass, format!("waited {} ms", spec["ms"]), false, false),
         ActionKind::Set => Judgement::new(Verdict::Pass, "values set", false, false),
         ActionKind::ConsoleSend => Judgement::new(Verdict::Pass, "sent to the console", false, true),
@@ -100,7 +97,13 @@ pub fn judge(action: ActionKind, spec: &Value, output: &Value) -> Judgement {
         ActionKind::SshNegotiate => judge_negotiate(spec, output),
         ActionKind::TcpScan => Judgement::new(
             Verdict::Pass,
-            format!("{} of {} ports open on {}: {}", count(&output["open"]), output["scanned"], text(&output["address"]), list(&output["open"])),
+            format!(
+                "{} of {} ports open on {}: {}",
+                count(&output["open"]),
+                output["scanned"],
+                text(&output["address"]),
+                list(&output["open"])
+            ),
             false,
             true,
         ),
@@ -155,10 +158,13 @@ fn judge_unperformed(output: &Value) -> Option<Judgement> {
 
 /// A script step's verdict, from its output alone.
 pub fn judge_script(output: &Value) -> Judgement {
-    let strings = |key: &str| -> Vec<String> { output[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect() };
-    let touched = output["calls"].as_array().into_iter().flatten().any(|call| {
-        judge_recorded(call["action"].as_str().unwrap_or_default(), &call["spec"], &call["output"]).touched_device
-    });
+    let strings =
+        |key: &str| -> Vec<String> { output[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect() };
+    let touched = output["calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|call| judge_recorded(call["action"].as_str().unwrap_or_default(), &call["spec"], &call["output"]).touched_device);
     let summary = |items: &[String]| -> String {
         const SHOWN: usize = 6;
         let mut text = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
@@ -263,7 +269,11 @@ fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&st
             None => format!("unknown (prompt `{}`)", text(&shell["prompt"])),
         })
         .collect();
-    let after = if logged_out.is_empty() { String::new() } else { format!(" (after logging out a shell left open as {})", logged_out.join(", then ")) };
+    let after = if logged_out.is_empty() {
+        String::new()
+    } else {
+        format!(" (after logging out a shell left open as {})", logged_out.join(", then "))
+    };
     let expected = match spec.get("expect").and_then(Value::as_str).or(unless_said) {
         Some("any") | None => return Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}{after}"), false, true),
         Some(expected) => expected,
@@ -289,7 +299,12 @@ fn judge_su(output: &Value) -> Judgement {
         Some(response) => format!(" (`{}`)", excerpt(response, 120)),
         None => String::new(),
     };
-    Judgement::new(Verdict::Pass, format!("su to `{user}` on the device was {outcome}, exit {}{shown}", status.map_or("none".into(), |s| s.to_string())), false, true)
+    Judgement::new(
+        Verdict::Pass,
+        format!("su to `{user}` on the device was {outcome}, exit {}{shown}", status.map_or("none".into(), |s| s.to_string())),
+        false,
+        true,
+    )
 }
 
 fn judge_status(spec: &Value, output: &Value, stream: &str, what: &str) -> Judgement {
@@ -340,7 +355,10 @@ fn missing_command(command: &str, status: Option<i64>, stdout: &str, stderr: &st
 /// `sh: ss: not found`, `bash: line 1: ss: command not found`, `ss: applet not found`.
 fn not_found_in(line: &str) -> Option<String> {
     let line = line.trim();
-    let rest = line.strip_suffix(": not found").or_else(|| line.strip_suffix(": command not found")).or_else(|| line.strip_suffix(": applet not found"))?;
+    let rest = line
+        .strip_suffix(": not found")
+        .or_else(|| line.strip_suffix(": command not found"))
+        .or_else(|| line.strip_suffix(": applet not found"))?;
     let name = rest.rsplit(": ").next()?.trim();
     (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| name.to_string())
 }
@@ -507,7 +525,11 @@ mod tests {
     #[test]
     fn a_udp_scan_that_heard_nothing_at_all_is_inconclusive() {
         let scan = |open: Value, silent: Value, closed: u64| {
-            judge(ActionKind::UdpScan, &json!({}), &json!({"address": "127.0.0.7", "scanned": 3, "open": open, "open_filtered": silent, "closed": closed}))
+            judge(
+                ActionKind::UdpScan,
+                &json!({}),
+                &json!({"address": "127.0.0.7", "scanned": 3, "open": open, "open_filtered": silent, "closed": closed}),
+            )
         };
         let filtered = scan(json!([]), json!([53, 123, 161]), 0);
         assert_eq!(filtered.verdict, Verdict::Inconclusive, "{}", filtered.message);
@@ -521,7 +543,11 @@ mod tests {
     }
 
     fn assert_out(value: Value, operator: &str, operand: Value) -> Judgement {
-        judge(ActionKind::Assert, &json!({"message": "offered ciphers"}), &json!({"value": value, "operator": operator, "operand": operand}))
+        judge(
+            ActionKind::Assert,
+            &json!({"message": "offered ciphers"}),
+            &json!({"value": value, "operator": operator, "operand": operand}),
+        )
     }
 
     #[test]
@@ -570,17 +596,27 @@ mod tests {
     #[test]
     fn a_command_the_device_lacks_is_an_error_never_a_finding() {
         let spec = json!({"command": "ss -ltnu", "expect_status": 0});
-        for (status, stderr) in [(127, "sh: ss: not found\n"), (127, ""), (127, "bash: line 1: ss: command not found\n"), (1, "ss: applet not found\n")] {
+        for (status, stderr) in
+            [(127, "sh: ss: not found\n"), (127, ""), (127, "bash: line 1: ss: command not found\n"), (1, "ss: applet not found\n")]
+        {
             let j = judge(ActionKind::SshExec, &spec, &json!({"stdout": "", "stderr": stderr, "exit_status": status}));
             assert_eq!(j.verdict, Verdict::Error, "{status} {stderr:?}: {}", j.message);
             assert!(j.message.starts_with("the device has no command `ss`"), "{}", j.message);
         }
         // Without expect_status too: a missing command shows nothing either way.
-        let j = judge(ActionKind::ConsoleRun, &json!({"command": "stat -c %a /etc/shadow"}), &json!({"output": "sh: stat: not found", "exit_status": 127}));
+        let j = judge(
+            ActionKind::ConsoleRun,
+            &json!({"command": "stat -c %a /etc/shadow"}),
+            &json!({"output": "sh: stat: not found", "exit_status": 127}),
+        );
         assert_eq!(j.verdict, Verdict::Error, "{}", j.message);
         assert!(j.message.contains("`stat`"), "{}", j.message);
         // A command that ran and failed is the device's answer, not a missing command.
-        let j = judge(ActionKind::SshExec, &spec, &json!({"stdout": "", "stderr": "grep: /etc/x: No such file or directory\n", "exit_status": 2}));
+        let j = judge(
+            ActionKind::SshExec,
+            &spec,
+            &json!({"stdout": "", "stderr": "grep: /etc/x: No such file or directory\n", "exit_status": 2}),
+        );
         assert_eq!(j.verdict, Verdict::Fail);
         assert_eq!(judge(ActionKind::SshExec, &spec, &json!({"stdout": "ok\n", "stderr": "", "exit_status": 0})).verdict, Verdict::Pass);
     }
@@ -595,7 +631,10 @@ mod tests {
     #[test]
     fn a_recorded_name_that_is_no_action_is_an_error_unless_its_output_says_more() {
         let j = judge_recorded("ssh_teleport", &json!({}), &json!({"stdout": ""}));
-        assert_eq!((j.verdict, j.message.as_str(), j.touched_device), (Verdict::Error, "unknown action `ssh_teleport` in the journal", false));
+        assert_eq!(
+            (j.verdict, j.message.as_str(), j.touched_device),
+            (Verdict::Error, "unknown action `ssh_teleport` in the journal", false)
+        );
         let j = judge_recorded("ssh_teleport", &json!({}), &failure_output(FailureClass::Fail, "the device died"));
         assert_eq!((j.verdict, j.touched_device), (Verdict::Fail, true));
         assert_eq!(judge_recorded("ssh_teleport", &json!({}), &json!({"skipped": "no ssh"})).verdict, Verdict::Skip);
