@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proofrig_proto::advert::RigSummary;
@@ -17,7 +19,7 @@ use proofrig_proto::api::{JobState, RigSelector, RigState, SubmitJob};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
 use proofrig_proto::timing::{JOB_LEASE, JOB_LOST_AFTER, LABHOST_OFFLINE_AFTER};
-use proofrig_server::store::{Ctx, LeaseKind, LeaseRefused, NewLabHost, Store, StoreConfig, StoreError};
+use proofrig_server::store::{Backend, Ctx, LeaseKind, LeaseRefused, NewLabHost, Store, StoreConfig, StoreError};
 use proofrig_testpeers::postgres::Postgres;
 use sqlx::Connection;
 
@@ -116,6 +118,8 @@ both!(
     a_stale_token_is_refused_and_changes_nothing,
     a_lapsed_lease_is_reaped_and_its_rig_freed,
     reservations_hold_extend_and_release,
+    claimers_racing_claim_every_job_exactly_once,
+    cancel_racing_claim_leaves_no_rig_held,
     every_state_change_has_its_audit_record,
 );
 
@@ -447,6 +451,79 @@ async fn reservations_hold_extend_and_release(f: Fixture) {
     assert_consistent(s).await;
 }
 
+/// 32 claimers (on PostgreSQL over two pools: two replicas) take a queue of jobs
+/// onto 8 rigs, each running its job to its end to free the rig for the next.
+async fn claimers_racing_claim_every_job_exactly_once(f: Fixture) {
+    const JOBS: usize = 96;
+    const CLAIMERS: usize = 32;
+    let rigs: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    let named: Vec<(&str, &[&str])> = rigs.iter().map(|r| (r.as_str(), &[] as &[&str])).collect();
+    lab(&f.store, LAB, &named, T0).await;
+    let mut ids = BTreeSet::new();
+    for i in 0..JOBS {
+        ids.insert(f.store.submit(&SubmitJob { priority: Priority::new((i % 3) as u8 * 40).unwrap(), ..job(tagged(&[])) }, &by("tess", at(1))).await.unwrap().job);
+    }
+    let stores = match f.store.backend() {
+        Backend::Sqlite => vec![Arc::new(f.another().await)],
+        Backend::Postgres => vec![Arc::new(f.another().await), Arc::new(f.another().await)],
+    };
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..CLAIMERS {
+        let (store, done) = (stores[i % stores.len()].clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while done.load(Ordering::SeqCst) < JOBS {
+                let claimed = store.claim(&Ctx::server(at(2))).await.expect("claim");
+                for c in &claimed {
+                    store.job_started(c.job, c.attempt, c.fencing, &format!("run-{}", c.job.0), &by(LAB, at(3))).await.expect("start");
+                    store.job_ended(c.job, c.attempt, c.fencing, &by(LAB, at(4))).await.expect("end");
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                if claimed.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                mine.extend(claimed);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(tokio::time::timeout(Duration::from_secs(60), task).await.expect("claimers finish").unwrap());
+    }
+    let claimed_jobs: Vec<JobId> = all.iter().map(|c| c.job).collect();
+    assert_eq!(claimed_jobs.len(), JOBS, "every job claimed exactly once (no more)");
+    assert_eq!(claimed_jobs.iter().copied().collect::<BTreeSet<_>>(), ids, "every job claimed (no less)");
+    let tokens: BTreeSet<FencingToken> = all.iter().map(|c| c.fencing).collect();
+    assert_eq!(tokens.len(), JOBS, "no token issued twice");
+    assert!(f.store.jobs().await.unwrap().iter().all(|j| j.view.state == JobState::Uploading));
+    assert_eq!(f.store.audit().await.unwrap().iter().filter(|a| a.action == "job.assign").count(), JOBS);
+    assert_consistent(&f.store).await;
+}
+
+/// A cancel racing a claim, many times (on PostgreSQL from two replicas): whichever
+/// wins, the job ends cancelled and no rig is left running or reserved for it.
+async fn cancel_racing_claim_leaves_no_rig_held(f: Fixture) {
+    lab(&f.store, LAB, &[("r1", &[])], T0).await;
+    let (claimer, canceller) = (Arc::new(f.another().await), Arc::new(f.another().await));
+    let mut outcomes = BTreeMap::new();
+    for round in 0..30u64 {
+        let now = at(10 + round);
+        let j = f.store.submit(&job(on("r1")), &by("tess", now)).await.unwrap().job;
+        let (c1, c2) = (claimer.clone(), canceller.clone());
+        let claim = tokio::spawn(async move { c1.claim(&Ctx::server(now)).await });
+        let cancel = tokio::spawn(async move { c2.cancel(j, "race", &by("tess", now)).await });
+        let (claimed, cancelled) = (claim.await.unwrap().unwrap(), cancel.await.unwrap().unwrap());
+        *outcomes.entry((claimed.len(), format!("{cancelled:?}"))).or_insert(0) += 1;
+        assert_eq!(job_state(&f.store, j).await, JobState::Cancelled, "round {round}");
+        assert_eq!(rig_state(&f.store, "r1").await, RigState::Idle, "round {round}: {claimed:?}, cancel found {cancelled:?}");
+        assert!(f.store.leases().await.unwrap().is_empty(), "round {round}");
+    }
+    assert_consistent(&f.store).await;
+    eprintln!("cancel/claim outcomes ((claimed, state the cancel found) -> rounds): {outcomes:?}");
+}
+
 async fn every_state_change_has_its_audit_record(f: Fixture) {
     let s = &f.store;
     lab(s, LAB, &[("r1", &[])], T0).await;
@@ -514,4 +591,56 @@ async fn every_state_change_has_its_audit_record(f: Fixture) {
     }
     assert_eq!(s.audit().await.unwrap(), audit);
     assert_consistent(s).await;
+}
+
+// ---- SQLite only -------------------------------------------------------------------
+
+/// 50 tasks over two stores on one SQLite file (two writers, as two processes would
+/// be): 40 lab hosts heartbeating and renewing their leases, 10 claimers running
+/// jobs to their end, readers listing the queue. No call may fail: no "database is
+/// locked" (SQLITE_BUSY) reaches a caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_fifty_tasks_heartbeating_and_claiming_never_see_busy() {
+    let f = Fixture::sqlite().await;
+    let hosts: Vec<String> = (0..40).map(|i| format!("lab-{i:02}")).collect();
+    for host in &hosts {
+        let rig = format!("{host}-rig");
+        lab(&f.store, host, &[(rig.as_str(), &[])], T0).await;
+    }
+    for _ in 0..120 {
+        f.store.submit(&job(tagged(&[])), &by("tess", at(1))).await.unwrap();
+    }
+    let stores = [Arc::new(f.another().await), Arc::new(f.another().await)];
+    let mut tasks = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let (store, id) = (stores[i % 2].clone(), LabHostId(host.clone()));
+        tasks.push(tokio::spawn(async move {
+            for beat in 0..15u64 {
+                let held: Vec<FencingToken> = store.leases().await?.iter().filter(|l| l.holder == id.0).map(|l| l.fencing).collect();
+                store.heartbeat(&id, &held, &by(&id.0, at(2 + beat))).await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for i in 0..10 {
+        let store = stores[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..15u64 {
+                for c in store.claim(&Ctx::server(at(2 + round))).await? {
+                    store.job_started(c.job, c.attempt, c.fencing, "run", &by(&c.labhost.0, at(2 + round))).await?;
+                    store.job_ended(c.job, c.attempt, c.fencing, &by(&c.labhost.0, at(2 + round))).await?;
+                }
+                store.jobs().await?;
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        if let Err(e) = task.await.unwrap() {
+            panic!("a caller saw: {e}");
+        }
+    }
+    let ended = f.store.jobs().await.unwrap().iter().filter(|j| j.view.state == JobState::Uploading).count();
+    assert!(ended > 0, "the claimers ran jobs");
+    assert_consistent(&f.store).await;
 }
