@@ -644,3 +644,24 @@ async fn sqlite_fifty_tasks_heartbeating_and_claiming_never_see_busy() {
     assert!(ended > 0, "the claimers ran jobs");
     assert_consistent(&f.store).await;
 }
+
+// ---- opening ---------------------------------------------------------------------
+
+/// `Store::open` picks the backend from the address; a refused PostgreSQL login says
+/// which database and what to check, and never repeats the password it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_picks_the_backend_and_a_failed_login_does_not_echo_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&format!("sqlite:{}", dir.path().join("s.db").display()), StoreConfig::default()).await.unwrap();
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    sqlite.close().await;
+    let url = tokio::task::spawn_blocking(|| Postgres::shared().create_database("open")).await.unwrap();
+    let pg = Store::open(&url, StoreConfig::default()).await.unwrap();
+    assert_eq!(pg.backend(), Backend::Postgres);
+    pg.close().await;
+
+    let wrong = url.replacen(Postgres::shared().password(), "Wr0ngSecretValue", 1);
+    let err = Store::open(&wrong, StoreConfig::default()).await.err().expect("a wrong password is refused").to_string();
+    assert!(err.contains("password authentication failed") && err.contains("on 127.0.0.1:"), "{err}");
+    assert!(!err.contains("Wr0ngSecretValue"), "{err}");
+}
