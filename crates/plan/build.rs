@@ -12,8 +12,7 @@ fn main() {
     // A directory here makes cargo rerun this script when any file in it changes,
     // appears or disappears.
     println!("cargo:rerun-if-changed={}", library.display());
-    let entries = std::fs::read_dir(&library)
-        .unwrap_or_else(|e| panic!("cannot read the test library {}: {e}", library.display()));
+    let entries = std::fs::read_dir(&library).unwrap_or_else(|e| panic!("cannot read the test library {}: {e}", library.display()));
     let mut files: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

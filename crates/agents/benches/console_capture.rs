@@ -116,9 +116,7 @@ fn proofrig_capture(runtime: &tokio::runtime::Runtime, data: &Arc<Vec<u8>>, expe
         slow_send: None,
     };
     let sink = Arc::new(DigestSink { state: Mutex::new((Sha256::new(), 0)), total: data.len(), notify: Notify::new() });
-    let stream = runtime
-        .block_on(open_console("bench", &console, Recorder::new(sink.clone())))
-        .expect("open_console on the PTY slave");
+    let stream = runtime.block_on(open_console("bench", &console, Recorder::new(sink.clone()))).expect("open_console on the PTY slave");
     let (master, _path, _keep) = pty.into_master_file();
     let started = Instant::now();
     let writer = spawn_writer(master, data.clone());
@@ -179,8 +177,5 @@ fn main() {
         list(&proofrig),
         list(&baseline)
     );
-    println!(
-        "  for context: plain read loop without hashing {:.0} MB/s, SHA-256 alone {sha_rate:.0} MB/s",
-        best(&read_only)
-    );
+    println!("  for context: plain read loop without hashing {:.0} MB/s, SHA-256 alone {sha_rate:.0} MB/s", best(&read_only));
 }

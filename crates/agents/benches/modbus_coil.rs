@@ -101,9 +101,7 @@ fn main() {
     println!("modbus write+readback, N={ITERATIONS} each, testpeers server on {addr}");
     println!("  proofrig PowerController : {proofrig}");
     println!("  baseline tokio-modbus    : {baseline}  (write_single_coil + read_coils, kept-open connection)");
-    println!(
-        "  reference, TCP_NODELAY   : {nodelay}  (same plain client on a socket with TCP_NODELAY, as proofrig uses)"
-    );
+    println!("  reference, TCP_NODELAY   : {nodelay}  (same plain client on a socket with TCP_NODELAY, as proofrig uses)");
     println!("  reference, connect/action: {reconnecting}  (plain client, new TCP connection per action)");
     println!(
         "modbus write+readback: proofrig p50 {:.0} µs, baseline p50 {:.0} µs, ratio {:.2}x (mean ratio {:.2}x, p99 ratio {:.2}x)",

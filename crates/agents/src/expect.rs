@@ -23,12 +23,14 @@ use std::time::Duration;
 use regex::bytes::Regex;
 use tokio::time::Instant;
 
-use proofrig_model::ansi::AnsiFilter;
 use crate::channel::{ByteStream, ChannelError};
+use proofrig_model::ansi::AnsiFilter;
 use proofrig_model::events::ChannelId;
+use proofrig_model::prompts::{
+    account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT, DEFAULT_PROMPT, DEFAULT_WINDOW,
+};
 use proofrig_model::rig::{Console, ConsoleLogin, SlowSend};
 use proofrig_model::secret::Secret;
-use proofrig_model::prompts::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT, DEFAULT_PROMPT, DEFAULT_WINDOW};
 
 /// A line that is only a password prompt (for leaving it out of what `su` said).
 static DEFAULT_PASSWORD_PROMPT_TEXT: std::sync::LazyLock<regex::Regex> =
@@ -217,10 +219,7 @@ impl Expect {
     /// Patterns (regular expressions, as in the rig) that abort any wait when seen.
     /// Each occurrence is reported once, by the wait during which it arrives.
     pub fn set_death_strings(&mut self, patterns: &[String]) -> Result<(), ExpectError> {
-        self.death = patterns
-            .iter()
-            .map(|p| Ok((p.clone(), self.compile("death string", p)?)))
-            .collect::<Result<_, ExpectError>>()?;
+        self.death = patterns.iter().map(|p| Ok((p.clone(), self.compile("death string", p)?))).collect::<Result<_, ExpectError>>()?;
         Ok(())
     }
 
@@ -400,15 +399,9 @@ impl Expect {
     /// technician's root shell, say): finding it proves nothing about the login, so it
     /// is logged out (`exit`, up to [`MAX_LOGOUTS`] nested shells) and the login is
     /// done for real. The outcome names each shell logged out and whose it was.
-    pub async fn login(
-        &mut self,
-        login: &ConsoleLogin,
-        password: Option<&Secret>,
-        timeout: Duration,
-    ) -> Result<LoginOutcome, ExpectError> {
+    pub async fn login(&mut self, login: &ConsoleLogin, password: Option<&Secret>, timeout: Duration) -> Result<LoginOutcome, ExpectError> {
         let login_prompt = self.compile("login prompt", login.login_prompt.as_deref().unwrap_or(DEFAULT_LOGIN_PROMPT))?;
-        let password_prompt =
-            self.compile("password prompt", login.password_prompt.as_deref().unwrap_or(DEFAULT_PASSWORD_PROMPT))?;
+        let password_prompt = self.compile("password prompt", login.password_prompt.as_deref().unwrap_or(DEFAULT_PASSWORD_PROMPT))?;
         let failure = self.compile("login failure", login.failure.as_deref().unwrap_or(DEFAULT_LOGIN_FAILURE))?;
         let patterns = [login_prompt, password_prompt, failure, self.prompt.clone()];
         const LOGIN: usize = 0;
@@ -440,10 +433,7 @@ impl Expect {
                 }
                 PASSWORD => {
                     let Some(password) = password else {
-                        return Err(ExpectError::PasswordRequired {
-                            channel: self.channel().clone(),
-                            user: login.user.clone(),
-                        });
+                        return Err(ExpectError::PasswordRequired { channel: self.channel().clone(), user: login.user.clone() });
                     };
                     if password_sent {
                         return Err(self.refused(login, "asked for the password again"));
@@ -601,11 +591,8 @@ impl Expect {
             if remaining == 0 {
                 return None;
             }
-            let step = if self.window.len() + remaining <= self.window_limit {
-                remaining
-            } else {
-                (self.window_limit / 4).max(1).min(remaining)
-            };
+            let step =
+                if self.window.len() + remaining <= self.window_limit { remaining } else { (self.window_limit / 4).max(1).min(remaining) };
             self.window.extend_from_slice(&self.pending[self.pending_pos..self.pending_pos + step]);
             self.pending_pos += step;
             self.trim_window();

@@ -13,7 +13,6 @@ pub mod net;
 pub mod power;
 pub mod serial;
 pub mod snmp;
+pub mod ssh;
 pub mod tcp;
 pub mod udp;
-pub mod ssh;
-

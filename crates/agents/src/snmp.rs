@@ -19,8 +19,8 @@ use tokio::net::UdpSocket;
 
 use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 // What a probe takes and returns; the BER and answer rules live in proofrig_model::wire::snmp.
-pub use proofrig_model::wire::snmp::{ProbeResult, SnmpVersion};
 use proofrig_model::wire::snmp::{answered_probes, get_request, CHANNEL};
+pub use proofrig_model::wire::snmp::{ProbeResult, SnmpVersion};
 
 /// What a probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,12 @@ pub async fn probe_communities(
     let mut port_unreachable = false;
     for (version, community, id) in &requests {
         let datagram = get_request(*version, community, *id);
-        recorder.emit(EventKind::Datagram { channel: channel.clone(), direction: Direction::Out, peer: peer_text.clone(), data: datagram.clone() });
+        recorder.emit(EventKind::Datagram {
+            channel: channel.clone(),
+            direction: Direction::Out,
+            peer: peer_text.clone(),
+            data: datagram.clone(),
+        });
         if let Err(err) = socket.send(&datagram).await {
             if err.kind() == std::io::ErrorKind::ConnectionRefused {
                 port_unreachable = true;
@@ -96,7 +101,12 @@ pub async fn probe_communities(
             Err(_) => break,
             Ok(Ok(len)) => {
                 let data = buffer[..len].to_vec();
-                recorder.emit(EventKind::Datagram { channel: channel.clone(), direction: Direction::In, peer: peer_text.clone(), data: data.clone() });
+                recorder.emit(EventKind::Datagram {
+                    channel: channel.clone(),
+                    direction: Direction::In,
+                    peer: peer_text.clone(),
+                    data: data.clone(),
+                });
                 replies.push(data);
             }
             // ICMP port unreachable for one of the requests: nothing listens there.
@@ -105,7 +115,10 @@ pub async fn probe_communities(
         }
     }
     if port_unreachable {
-        recorder.emit(EventKind::Note { channel: channel.clone(), text: format!("{peer}: port unreachable (nothing listens on UDP port {port})") });
+        recorder.emit(EventKind::Note {
+            channel: channel.clone(),
+            text: format!("{peer}: port unreachable (nothing listens on UDP port {port})"),
+        });
     }
     let answered = answered_probes(&requests, replies.iter().map(Vec::as_slice));
     let probes = requests

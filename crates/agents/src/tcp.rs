@@ -31,7 +31,14 @@ enum Attempt {
 
 /// Scan `ports` of `address` (`concurrency` attempts at once, each given `per_port`)
 /// and return the open ports, recording every attempt (see the module doc).
-pub async fn tcp_scan(device: &str, address: &str, ports: &[u16], concurrency: usize, per_port: Duration, recorder: &Recorder) -> Result<Vec<u16>, String> {
+pub async fn tcp_scan(
+    device: &str,
+    address: &str,
+    ports: &[u16],
+    concurrency: usize,
+    per_port: Duration,
+    recorder: &Recorder,
+) -> Result<Vec<u16>, String> {
     let ip = crate::net::resolve_ip(address).await?;
     let channel = ChannelId::new(device, CHANNEL);
     let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
@@ -107,7 +114,14 @@ fn record_connected(recorder: &Recorder, channel: &ChannelId, ip: IpAddr, port: 
 fn record_unanswered(recorder: &Recorder, channel: &ChannelId, ip: IpAddr, attempt: u8, unanswered: BTreeMap<String, Vec<u16>>) {
     for (outcome, mut ports) in unanswered {
         ports.sort_unstable();
-        recorder.emit(EventKind::TcpConnect { channel: channel.clone(), address: ip.to_string(), attempt, outcome, ports: format_ports(&ports), local: None });
+        recorder.emit(EventKind::TcpConnect {
+            channel: channel.clone(),
+            address: ip.to_string(),
+            attempt,
+            outcome,
+            ports: format_ports(&ports),
+            local: None,
+        });
     }
 }
 
@@ -150,7 +164,13 @@ mod tests {
         let without_check: Vec<Recorded> = recorded.iter().copied().filter(|r| r.attempt == 1).collect();
         assert!(open_ports_connected("127.0.0.1", &ports, without_check).is_err());
         let text = closed_port.to_string();
-        let forged: Vec<Recorded> = recorded.iter().copied().map(|r| if r.outcome == "refused" { Recorded { outcome: CONNECTED, local: Some("127.0.0.1:1"), ports: &text, ..r } } else { r }).collect();
+        let forged: Vec<Recorded> = recorded
+            .iter()
+            .copied()
+            .map(
+                |r| if r.outcome == "refused" { Recorded { outcome: CONNECTED, local: Some("127.0.0.1:1"), ports: &text, ..r } } else { r },
+            )
+            .collect();
         assert!(open_ports_connected("127.0.0.1", &ports, forged).is_err(), "the closed port was not tried again");
     }
 }

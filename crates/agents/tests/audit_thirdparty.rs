@@ -58,23 +58,9 @@ struct ThirdParty {
 fn ssh_audit(host: &str, port: u16) -> ThirdParty {
     require_program(SSH_AUDIT, "ssh-audit");
     require_program(TIMEOUT, "coreutils");
-    assert!(
-        host.starts_with("127."),
-        "third-party audits run against loopback only, not {host}"
-    );
-    let out = Command::new(TIMEOUT)
-        .args([
-            "120",
-            SSH_AUDIT,
-            "-j",
-            "-t",
-            "10",
-            "-p",
-            &port.to_string(),
-            host,
-        ])
-        .output()
-        .expect("run ssh-audit");
+    assert!(host.starts_with("127."), "third-party audits run against loopback only, not {host}");
+    let out =
+        Command::new(TIMEOUT).args(["120", SSH_AUDIT, "-j", "-t", "10", "-p", &port.to_string(), host]).output().expect("run ssh-audit");
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Its exit status is its verdict (0 good, 2 warnings, 3 failures); 1 is a connection
     // error, anything else (124: our timeout) means it did not audit.
@@ -84,27 +70,13 @@ fn ssh_audit(host: &str, port: u16) -> ThirdParty {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let json: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("ssh-audit printed no JSON ({e}):\n{stdout}"));
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("ssh-audit printed no JSON ({e}):\n{stdout}"));
     let names = |key: &str| -> Vec<String> {
-        let list = json[key]
-            .as_array()
-            .unwrap_or_else(|| panic!("ssh-audit's JSON has no `{key}` list:\n{stdout}"));
-        list.iter()
-            .map(|entry| {
-                entry
-                    .as_str()
-                    .or_else(|| entry["algorithm"].as_str())
-                    .expect("an algorithm name")
-                    .to_string()
-            })
-            .collect()
+        let list = json[key].as_array().unwrap_or_else(|| panic!("ssh-audit's JSON has no `{key}` list:\n{stdout}"));
+        list.iter().map(|entry| entry.as_str().or_else(|| entry["algorithm"].as_str()).expect("an algorithm name").to_string()).collect()
     };
     ThirdParty {
-        banner: json["banner"]["raw"]
-            .as_str()
-            .expect("ssh-audit's banner")
-            .to_string(),
+        banner: json["banner"]["raw"].as_str().expect("ssh-audit's banner").to_string(),
         kex: names("kex"),
         host_key: names("key"),
         enc: names("enc"),
@@ -117,82 +89,35 @@ fn ssh_audit(host: &str, port: u16) -> ThirdParty {
 async fn proofrig_audit(host: &str, port: u16) -> (ServerAlgorithms, AuditedOffer) {
     let sink = MemorySink::new();
     let recorder = Recorder::new(sink.clone());
-    let offer = audit_algorithms("dut", host, port, Duration::from_secs(10), &recorder)
-        .await
-        .expect("proofrig's audit");
+    let offer = audit_algorithms("dut", host, port, Duration::from_secs(10), &recorder).await.expect("proofrig's audit");
     let audited = offer.audited();
     let recorded = sink.transcript(&ChannelId::new("dut", "ssh:audit"), Direction::In);
     let replayed = parse_server_offer(&recorded).expect("the recorded bytes parse");
-    assert_eq!(
-        replayed.audited(),
-        audited,
-        "replay would derive another output from the recorded bytes"
-    );
+    assert_eq!(replayed.audited(), audited, "replay would derive another output from the recorded bytes");
     (offer, audited)
 }
 
 /// The two audits agree, markers accounted for as the module documentation says.
-fn assert_agree(
-    server: &str,
-    ours: &ServerAlgorithms,
-    audited: &AuditedOffer,
-    theirs: &ThirdParty,
-) {
+fn assert_agree(server: &str, ours: &ServerAlgorithms, audited: &AuditedOffer, theirs: &ThirdParty) {
     assert_eq!(theirs.banner, ours.banner, "{server}: banner");
-    assert_eq!(
-        theirs.kex, ours.kex,
-        "{server}: ssh-audit's kex list is not the name-list proofrig read"
-    );
-    let (their_markers, their_methods): (Vec<String>, Vec<String>) = theirs
-        .kex
-        .iter()
-        .cloned()
-        .partition(|name| kex_marker(name).is_some());
-    assert_eq!(
-        their_methods, audited.kex,
-        "{server}: key exchanges (ssh-audit's kex without the markers)"
-    );
-    assert_eq!(
-        their_markers, audited.markers,
-        "{server}: markers (the markers among ssh-audit's kex)"
-    );
-    assert!(
-        audited.kex.iter().all(|name| kex_marker(name).is_none()),
-        "{server}: a marker among proofrig's kex"
-    );
-    assert_eq!(
-        theirs.host_key, audited.host_key,
-        "{server}: host key algorithms"
-    );
+    assert_eq!(theirs.kex, ours.kex, "{server}: ssh-audit's kex list is not the name-list proofrig read");
+    let (their_markers, their_methods): (Vec<String>, Vec<String>) =
+        theirs.kex.iter().cloned().partition(|name| kex_marker(name).is_some());
+    assert_eq!(their_methods, audited.kex, "{server}: key exchanges (ssh-audit's kex without the markers)");
+    assert_eq!(their_markers, audited.markers, "{server}: markers (the markers among ssh-audit's kex)");
+    assert!(audited.kex.iter().all(|name| kex_marker(name).is_none()), "{server}: a marker among proofrig's kex");
+    assert_eq!(theirs.host_key, audited.host_key, "{server}: host key algorithms");
 
     for (what, c2s, s2c) in [
-        (
-            "ciphers",
-            &ours.ciphers_client_to_server,
-            &ours.ciphers_server_to_client,
-        ),
-        (
-            "MACs",
-            &ours.macs_client_to_server,
-            &ours.macs_server_to_client,
-        ),
-        (
-            "compression",
-            &ours.compression_client_to_server,
-            &ours.compression_server_to_client,
-        ),
+        ("ciphers", &ours.ciphers_client_to_server, &ours.ciphers_server_to_client),
+        ("MACs", &ours.macs_client_to_server, &ours.macs_server_to_client),
+        ("compression", &ours.compression_client_to_server, &ours.compression_server_to_client),
     ] {
-        assert_eq!(
-            c2s, s2c,
-            "{server}: the server offers other {what} in each direction; compare per direction"
-        );
+        assert_eq!(c2s, s2c, "{server}: the server offers other {what} in each direction; compare per direction");
     }
     assert_eq!(theirs.enc, audited.ciphers, "{server}: ciphers");
     assert_eq!(theirs.mac, audited.macs, "{server}: MACs");
-    assert_eq!(
-        theirs.compression, audited.compression,
-        "{server}: compression"
-    );
+    assert_eq!(theirs.compression, audited.compression, "{server}: compression");
 }
 
 /// The bundled 4.2.3.2.4 plan's allowed key exchanges (`testplans/ssh-algorithms.yaml`).
@@ -205,11 +130,9 @@ fn plan_allowed_kex() -> Vec<String> {
     struct Parameters {
         allowed_kex: Vec<String>,
     }
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/ssh-algorithms.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/ssh-algorithms.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let plan: Plan =
-        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let plan: Plan = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     plan.parameters.allowed_kex
 }
 
@@ -217,45 +140,22 @@ fn plan_allowed_kex() -> Vec<String> {
 /// profile: it compares `${offered.kex}`, the audit's `kex`.
 fn kex_outside_the_plan(audited: &AuditedOffer) -> Vec<String> {
     let allowed = plan_allowed_kex();
-    audited
-        .kex
-        .iter()
-        .filter(|name| !allowed.contains(name))
-        .cloned()
-        .collect()
+    audited.kex.iter().filter(|name| !allowed.contains(name)).cloned().collect()
 }
 
 #[tokio::test]
 async fn proofrig_and_ssh_audit_agree_on_openssh() {
-    let sshd = Sshd::builder()
-        .host_key_types(&["ed25519", "ecdsa", "rsa"])
-        .start();
+    let sshd = Sshd::builder().host_key_types(&["ed25519", "ecdsa", "rsa"]).start();
     let (ours, audited) = proofrig_audit(sshd.host(), sshd.port()).await;
     let theirs = ssh_audit(sshd.host(), sshd.port());
     assert_agree("OpenSSH", &ours, &audited, &theirs);
 
-    assert!(
-        ours.banner.starts_with("SSH-2.0-OpenSSH_"),
-        "{}",
-        ours.banner
-    );
+    assert!(ours.banner.starts_with("SSH-2.0-OpenSSH_"), "{}", ours.banner);
     // Debian 12's OpenSSH carries the Terrapin fix and says so with a marker.
-    assert!(
-        audited
-            .markers
-            .contains(&"kex-strict-s-v00@openssh.com".to_string()),
-        "{audited:?}"
-    );
-    assert!(
-        audited.host_key.contains(&"ssh-ed25519".to_string())
-            && audited.host_key.contains(&"rsa-sha2-512".to_string())
-    );
+    assert!(audited.markers.contains(&"kex-strict-s-v00@openssh.com".to_string()), "{audited:?}");
+    assert!(audited.host_key.contains(&"ssh-ed25519".to_string()) && audited.host_key.contains(&"rsa-sha2-512".to_string()));
     // OpenSSH's defaults are all within the bundled profile's key exchanges.
-    assert_eq!(
-        kex_outside_the_plan(&audited),
-        Vec::<String>::new(),
-        "{audited:?}"
-    );
+    assert_eq!(kex_outside_the_plan(&audited), Vec::<String>::new(), "{audited:?}");
 }
 
 #[tokio::test]
@@ -265,29 +165,13 @@ async fn proofrig_and_ssh_audit_agree_on_dropbear() {
     let theirs = ssh_audit(dropbear.host(), dropbear.port());
     assert_agree("dropbear", &ours, &audited, &theirs);
 
-    assert!(
-        ours.banner.starts_with("SSH-2.0-dropbear_"),
-        "{}",
-        ours.banner
-    );
+    assert!(ours.banner.starts_with("SSH-2.0-dropbear_"), "{}", ours.banner);
     // The marker of issue 12: reported, and not as a key exchange.
     for marker in ["kexguess2@matt.ucc.asn.au", "kex-strict-s-v00@openssh.com"] {
-        assert!(
-            theirs.kex.contains(&marker.to_string()),
-            "dropbear no longer sends {marker}: {:?}",
-            theirs.kex
-        );
-        assert!(
-            audited.markers.contains(&marker.to_string()),
-            "{marker} is not among the markers: {audited:?}"
-        );
+        assert!(theirs.kex.contains(&marker.to_string()), "dropbear no longer sends {marker}: {:?}", theirs.kex);
+        assert!(audited.markers.contains(&marker.to_string()), "{marker} is not among the markers: {audited:?}");
     }
     // The bundled plan flags dropbear's key exchanges for the SHA-1 one only (a true
     // finding, from dropbear 2022.83's defaults), never for a marker.
-    assert_eq!(
-        kex_outside_the_plan(&audited),
-        ["diffie-hellman-group14-sha1"],
-        "{}",
-        Dropbear::version()
-    );
+    assert_eq!(kex_outside_the_plan(&audited), ["diffie-hellman-group14-sha1"], "{}", Dropbear::version());
 }

@@ -33,17 +33,9 @@ fn power_records(sink: &MemorySink) -> Vec<PowerRecord> {
     sink.events()
         .into_iter()
         .filter_map(|e| match e.kind {
-            EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail } => Some(PowerRecord {
-                device,
-                pdu,
-                outlet,
-                action,
-                requested,
-                readback,
-                ok,
-                detail,
-                mono_ns: e.at.mono_ns,
-            }),
+            EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail } => {
+                Some(PowerRecord { device, pdu, outlet, action, requested, readback, ok, detail, mono_ns: e.at.mono_ns })
+            }
             _ => None,
         })
         .collect()
@@ -55,8 +47,7 @@ fn outline(sink: &MemorySink) -> Vec<(String, PowerState, PowerState, bool)> {
 }
 
 fn rig(text: &str) -> Rig {
-    Rig::parse("power-test.yaml", text, Path::new("/"))
-        .unwrap_or_else(|e| panic!("test rig does not parse: {e:?}\n{text}"))
+    Rig::parse("power-test.yaml", text, Path::new("/")).unwrap_or_else(|e| panic!("test rig does not parse: {e:?}\n{text}"))
 }
 
 fn controller(text: &str) -> (PowerController, Arc<MemorySink>) {
@@ -149,8 +140,7 @@ async fn modbus_invert_writes_the_opposite_coil_value() {
     assert!(!board.coil(3), "inverted on must clear the coil");
     assert_eq!(power.off("ru1").await.unwrap(), PowerState::Off);
     assert!(board.coil(3), "inverted off must set the coil");
-    let writes: Vec<CoilOp> =
-        board.requests().iter().map(|r| r.op).filter(|op| matches!(op, CoilOp::Write { .. })).collect();
+    let writes: Vec<CoilOp> = board.requests().iter().map(|r| r.op).filter(|op| matches!(op, CoilOp::Write { .. })).collect();
     assert_eq!(writes, vec![CoilOp::Write { coil: 3, value: false }, CoilOp::Write { coil: 3, value: true }]);
     assert!(power_records(&sink).iter().all(|r| r.ok));
 }
@@ -245,8 +235,7 @@ devices:
 
 #[tokio::test]
 async fn an_unreachable_modbus_pdu_fails_within_its_timeout() {
-    let closed =
-        single_pdu_rig(&format!("{{ modbus: {{ host: 127.0.0.1, port: {}, timeout_ms: 400 }} }}", closed_port()), "1");
+    let closed = single_pdu_rig(&format!("{{ modbus: {{ host: 127.0.0.1, port: {}, timeout_ms: 400 }} }}", closed_port()), "1");
     assert_unreachable_in_time(&closed, 400, false, "refused").await;
 
     let (_listener, port) = silent_listener();
@@ -256,17 +245,12 @@ async fn an_unreachable_modbus_pdu_fails_within_its_timeout() {
 
 #[tokio::test]
 async fn an_unreachable_pdudaemon_fails_within_its_timeout() {
-    let closed = single_pdu_rig(
-        &format!("{{ pdudaemon: {{ url: \"http://127.0.0.1:{}\", hostname: x, timeout_ms: 400 }} }}", closed_port()),
-        "1",
-    );
+    let closed =
+        single_pdu_rig(&format!("{{ pdudaemon: {{ url: \"http://127.0.0.1:{}\", hostname: x, timeout_ms: 400 }} }}", closed_port()), "1");
     assert_unreachable_in_time(&closed, 400, false, "cannot connect").await;
 
     let (_listener, port) = silent_listener();
-    let silent = single_pdu_rig(
-        &format!("{{ pdudaemon: {{ url: \"http://127.0.0.1:{port}\", hostname: x, timeout_ms: 400 }} }}"),
-        "1",
-    );
+    let silent = single_pdu_rig(&format!("{{ pdudaemon: {{ url: \"http://127.0.0.1:{port}\", hostname: x, timeout_ms: 400 }} }}"), "1");
     assert_unreachable_in_time(&silent, 400, true, "no HTTP response").await;
 }
 
@@ -528,15 +512,11 @@ async fn probing_a_web_server_that_is_not_pdudaemon_is_an_unexpected_reply() {
         if let Ok((mut stream, _)) = listener.accept() {
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
-            let _ = stream.write_all(
-                b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot here\n",
-            );
+            let _ =
+                stream.write_all(b"HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot here\n");
         }
     });
-    let text = single_pdu_rig(
-        &format!("{{ pdudaemon: {{ url: \"http://127.0.0.1:{port}\", hostname: x, timeout_ms: 1000 }} }}"),
-        "1",
-    );
+    let text = single_pdu_rig(&format!("{{ pdudaemon: {{ url: \"http://127.0.0.1:{port}\", hostname: x, timeout_ms: 1000 }} }}"), "1");
     let (power, _) = controller(&text);
     let err = power.probe("p", None).await.unwrap_err();
     match &err {
@@ -618,10 +598,7 @@ async fn command_pdu_without_status_reports_unknown_and_cannot_be_probed() {
     assert!(matches!(power.probe("usb", None).await.unwrap_err(), PowerError::NothingToProbe { .. }));
     assert_eq!(
         outline(&sink),
-        vec![
-            ("on".into(), PowerState::On, PowerState::Unknown, true),
-            ("status".into(), PowerState::Unknown, PowerState::Unknown, true)
-        ]
+        vec![("on".into(), PowerState::On, PowerState::Unknown, true), ("status".into(), PowerState::Unknown, PowerState::Unknown, true)]
     );
 }
 
@@ -632,10 +609,7 @@ async fn command_failures_mismatches_and_hangs_are_errors() {
     let text = command_rig(dir.path(), "true", "echo 'relay jammed' >&2; exit 3", Some("echo off"), 2000);
     let (power, sink) = controller(&text);
     let err = power.on("ru1").await.unwrap_err();
-    assert!(
-        matches!(err, PowerError::ReadbackMismatch { requested: PowerState::On, read: PowerState::Off, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, PowerError::ReadbackMismatch { requested: PowerState::On, read: PowerState::Off, .. }), "{err:?}");
     let err = power.off("ru1").await.unwrap_err();
     assert!(
         matches!(&err, PowerError::Refused { action, reason, .. } if *action == "off" && reason.contains("exited 3") && reason.contains("relay jammed")),
@@ -643,10 +617,7 @@ async fn command_failures_mismatches_and_hangs_are_errors() {
     );
     assert_eq!(
         outline(&sink),
-        vec![
-            ("on".into(), PowerState::On, PowerState::Off, false),
-            ("off".into(), PowerState::Off, PowerState::Unknown, false)
-        ]
+        vec![("on".into(), PowerState::On, PowerState::Off, false), ("off".into(), PowerState::Off, PowerState::Unknown, false)]
     );
 
     // A hanging command is killed at the timeout, together with what it started.
@@ -671,13 +642,7 @@ async fn concurrent_commands_to_one_command_pdu_are_serialised() {
     let dir = tempfile::tempdir().unwrap();
     // mkdir is atomic: if it fails, another command for this PDU is running right now.
     let busy = "mkdir $DIR/busy 2>/dev/null || echo overlap >> $DIR/overlaps; sleep 0.03; rmdir $DIR/busy 2>/dev/null";
-    let text = command_rig(
-        dir.path(),
-        &format!("{busy}; echo on >> $DIR/log"),
-        &format!("{busy}; echo off >> $DIR/log"),
-        None,
-        3000,
-    );
+    let text = command_rig(dir.path(), &format!("{busy}; echo on >> $DIR/log"), &format!("{busy}; echo off >> $DIR/log"), None, 3000);
     let (power, sink) = controller(&text);
     let tasks: Vec<_> = ["ru1", "ru2"]
         .into_iter()

@@ -90,10 +90,7 @@ async fn killing_ser2net_mid_wait_is_console_lost() {
         (shell.expect_prompt(Duration::from_secs(60)).await, started.elapsed())
     });
     // Kill only once the device has the command, so the wait is really in progress.
-    sink.wait_for("the device echoing the command", STEP, |_| {
-        find(&sink.transcript(Direction::In), b"sleep 20000\r\n").is_some()
-    })
-    .await;
+    sink.wait_for("the device echoing the command", STEP, |_| find(&sink.transcript(Direction::In), b"sleep 20000\r\n").is_some()).await;
     ser2net.kill();
     let (result, waited) = waiting.await.unwrap();
     assert!(waited < Duration::from_secs(3), "took {waited:?}");

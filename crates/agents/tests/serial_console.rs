@@ -80,10 +80,8 @@ async fn output_nobody_reads_is_recorded_and_kept_for_the_reader() {
     let (sink, recorder) = WatchedSink::new();
     let mut stream = open_console(DEVICE, &serial_console(device.path()), recorder).await.unwrap();
     device.inject(b"[   7.000000] unsolicited: link down on eth0\r\n");
-    sink.wait_for("the unsolicited kernel message", STEP, |_| {
-        find(&sink.transcript(Direction::In), b"link down on eth0\r\n").is_some()
-    })
-    .await;
+    sink.wait_for("the unsolicited kernel message", STEP, |_| find(&sink.transcript(Direction::In), b"link down on eth0\r\n").is_some())
+        .await;
     let transcript = sink.transcript(Direction::In);
     assert!(transcript.starts_with(b"U-Boot 2023.04"), "boot noise recorded from the first byte");
     // Every In byte is stamped, in order, after the channel was opened.
@@ -110,10 +108,7 @@ async fn line_settings_from_the_rig_reach_the_tty() {
     assert_eq!((settings.baud, settings.stop_bits), (57_600, 2));
     assert_eq!(sink.opened_detail(), format!("serial {} 57600 8N2", device.path().display()));
     drop(stream);
-    sink.wait_for("ChannelClosed", STEP, |events| {
-        events.iter().any(|e| matches!(e.kind, EventKind::ChannelClosed { .. }))
-    })
-    .await;
+    sink.wait_for("ChannelClosed", STEP, |events| events.iter().any(|e| matches!(e.kind, EventKind::ChannelClosed { .. }))).await;
 
     // Linux PTYs force CS8 and no parity (pty_set_termios), so 7E2 cannot be read
     // back here; what matters is that asking for it does not fail the open.
@@ -155,10 +150,7 @@ async fn dropping_the_stream_records_channel_closed() {
     let (sink, recorder) = WatchedSink::new();
     let stream = open_console(DEVICE, &serial_console(device.path()), recorder).await.unwrap();
     drop(stream);
-    sink.wait_for("ChannelClosed", STEP, |events| {
-        events.iter().any(|e| matches!(e.kind, EventKind::ChannelClosed { .. }))
-    })
-    .await;
+    sink.wait_for("ChannelClosed", STEP, |events| events.iter().any(|e| matches!(e.kind, EventKind::ChannelClosed { .. }))).await;
     // The port was released: it can be opened again.
     let _again = open_console(DEVICE, &serial_console(device.path()), Recorder::discard()).await.unwrap();
 }

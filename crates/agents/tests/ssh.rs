@@ -63,11 +63,7 @@ fn serialized(sink: &MemorySink) -> String {
 }
 
 fn kinds<'a>(events: &'a [Event], channel: &str) -> Vec<&'a EventKind> {
-    events
-        .iter()
-        .map(|e| &e.kind)
-        .filter(|k| k.channel().is_some_and(|c| c.channel == channel))
-        .collect()
+    events.iter().map(|e| &e.kind).filter(|k| k.channel().is_some_and(|c| c.channel == channel)).collect()
 }
 
 async fn read_until(stream: &mut ByteStream, needle: &str, limit: Duration) -> String {
@@ -102,10 +98,7 @@ async fn exec_returns_stdout_stderr_and_exit_status_and_records_them() {
     assert_eq!((killed.exit_status, killed.exit_signal.as_deref()), (None, Some("TERM")));
 
     // Large output on both streams at once must neither deadlock nor lose bytes.
-    let big = session
-        .exec("seq 1 100000; seq 1 100000 >&2; head -c 300000 /dev/zero", Duration::from_secs(10))
-        .await
-        .unwrap();
+    let big = session.exec("seq 1 100000; seq 1 100000 >&2; head -c 300000 /dev/zero", Duration::from_secs(10)).await.unwrap();
     let numbers: String = (1..=100000).map(|i| format!("{i}\n")).collect();
     assert_eq!(big.stdout.len(), numbers.len() + 300_000);
     assert_eq!(&big.stdout[..numbers.len()], numbers.as_bytes());
@@ -179,9 +172,7 @@ async fn shell_is_driven_through_a_byte_stream_and_recorded() {
     assert!(input.contains("sum=42"));
     let events = sink.events();
     let shell_events = kinds(&events, "ssh:shell");
-    assert!(shell_events
-        .iter()
-        .any(|k| matches!(k, EventKind::Redacted { secret, len: 14, .. } if secret == "env:RU1_PIN")));
+    assert!(shell_events.iter().any(|k| matches!(k, EventKind::Redacted { secret, len: 14, .. } if secret == "env:RU1_PIN")));
     assert!(matches!(shell_events.last().unwrap(), EventKind::ChannelLost { reason, .. } if reason.contains("ended")));
     assert!(!serialized(&sink).contains("s3cr3t-pin-123"));
 }
@@ -289,11 +280,7 @@ async fn a_wrong_fingerprint_pin_is_refused_before_any_credential_is_sent() {
     let message = err.to_string();
     assert!(message.contains(sshd.host_key_fingerprint()) && message.contains("ru1") && message.contains("console"));
     assert!(!sink.events().iter().any(|e| matches!(e.kind, EventKind::SshAuth { .. })));
-    assert!(
-        !sshd.log().contains("Accepted") && !sshd.log().contains("Failed"),
-        "credentials were sent: {}",
-        sshd.log()
-    );
+    assert!(!sshd.log().contains("Accepted") && !sshd.log().contains("Failed"), "credentials were sent: {}", sshd.log());
 }
 
 #[tokio::test]
@@ -301,17 +288,11 @@ async fn a_known_hosts_pin_for_another_key_is_refused_and_an_absent_host_is_unkn
     let sshd = Sshd::start();
     let entry = format!("[127.0.0.1]:{}", sshd.port());
     let changed = write_known_hosts(sshd.dir(), "changed", &format!("{entry} {STRANGER_KEY}\n"));
-    let err = SshSession::connect(
-        "ru1",
-        &SshEndpoint { host_key: None, known_hosts: Some(changed), ..endpoint(&sshd) },
-        Recorder::discard(),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(&err, SshError::HostKeyMismatch { offered, .. } if offered == sshd.host_key_fingerprint()),
-        "{err}"
-    );
+    let err =
+        SshSession::connect("ru1", &SshEndpoint { host_key: None, known_hosts: Some(changed), ..endpoint(&sshd) }, Recorder::discard())
+            .await
+            .unwrap_err();
+    assert!(matches!(&err, SshError::HostKeyMismatch { offered, .. } if offered == sshd.host_key_fingerprint()), "{err}");
     assert!(err.to_string().contains(STRANGER_FINGERPRINT));
 
     // Same key, but pinned for another port: OpenSSH would not use it, nor do we.
@@ -389,9 +370,7 @@ async fn audit_returns_exactly_the_configured_algorithm_lists() {
 
     let events = sink.events();
     let audit = kinds(&events, "ssh:audit");
-    assert!(
-        matches!(audit.last().unwrap(), EventKind::Note { text, .. } if text.contains("aes256-gcm@openssh.com,aes128-ctr"))
-    );
+    assert!(matches!(audit.last().unwrap(), EventKind::Note { text, .. } if text.contains("aes256-gcm@openssh.com,aes128-ctr")));
     let raw = sink.transcript(&ChannelId::new("ru1", "ssh:audit"), Direction::In);
     assert!(raw.starts_with(offer.banner.as_bytes()));
 
@@ -421,8 +400,7 @@ async fn try_login_reports_refusal_as_an_outcome() {
     assert!(!try_login("ru1", &ep, "nosuchuser", nobody, &none, &recorder).await.unwrap().accepted);
 
     // A client offering only CBC ciphers, which OpenSSH 9 no longer accepts.
-    let cbc_only =
-        ConnectOptions { ciphers: Some(vec!["aes128-cbc".into(), "aes256-cbc".into()]), ..Default::default() };
+    let cbc_only = ConnectOptions { ciphers: Some(vec!["aes128-cbc".into(), "aes256-cbc".into()]), ..Default::default() };
     let key = Credential::Key { path: sshd.client_key(), passphrase: None };
     let outcome = try_login("ru1", &ep, "root", key, &cbc_only, &recorder).await.unwrap();
     assert!(!outcome.accepted);
@@ -436,20 +414,14 @@ async fn try_login_reports_refusal_as_an_outcome() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        auths,
-        [("root".into(), false), ("root".into(), true), ("root".into(), true), ("nosuchuser".into(), false)]
-    );
+    assert_eq!(auths, [("root".into(), false), ("root".into(), true), ("root".into(), true), ("nosuchuser".into(), false)]);
     let text = serialized(&sink);
     assert!(!text.contains("not-the-password-7") && !text.contains(sshd.password()));
 
     // Infrastructure problems stay errors.
     let mismatched = SshEndpoint { host_key: Some(STRANGER_FINGERPRINT.into()), ..ep };
     let key = Credential::Key { path: sshd.client_key(), passphrase: None };
-    assert!(matches!(
-        try_login("ru1", &mismatched, "root", key, &none, &recorder).await,
-        Err(SshError::HostKeyMismatch { .. })
-    ));
+    assert!(matches!(try_login("ru1", &mismatched, "root", key, &none, &recorder).await, Err(SshError::HostKeyMismatch { .. })));
 }
 
 #[tokio::test]
@@ -473,8 +445,7 @@ async fn a_dead_server_gives_clean_errors_not_hangs() {
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(err.to_string().contains("ru1"));
 
-    let again =
-        tokio::time::timeout(Duration::from_secs(2), session.exec("true", Duration::from_secs(5))).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(2), session.exec("true", Duration::from_secs(5))).await.unwrap();
     assert!(matches!(again, Err(SshError::ChannelLost { .. })));
     let end = tokio::time::timeout(Duration::from_secs(3), async {
         loop {
@@ -522,11 +493,8 @@ async fn an_encrypted_key_is_unlocked_with_its_passphrase_secret() {
     std::fs::write(&passphrase_file, "correct horse battery\n").unwrap();
 
     let (sink, recorder) = memory_recorder();
-    let with_passphrase = SshEndpoint {
-        key_file: Some(key.clone()),
-        key_passphrase: Some(SecretRef::File(passphrase_file.clone())),
-        ..endpoint(&sshd)
-    };
+    let with_passphrase =
+        SshEndpoint { key_file: Some(key.clone()), key_passphrase: Some(SecretRef::File(passphrase_file.clone())), ..endpoint(&sshd) };
     let session = SshSession::connect("ru1", &with_passphrase, recorder).await.unwrap();
     assert!(session.exec("true", Duration::from_secs(5)).await.unwrap().success());
     assert!(!serialized(&sink).contains("correct horse"));
@@ -536,15 +504,9 @@ async fn an_encrypted_key_is_unlocked_with_its_passphrase_secret() {
     assert!(matches!(&err, SshError::KeyFile { path, .. } if *path == key), "{err}");
     assert!(!err.to_string().contains("wrong horse"));
 
-    let unset = SshEndpoint {
-        key_passphrase: Some(SecretRef::Env("PROOFRIG_TEST_UNSET_PASSPHRASE".into())),
-        ..with_passphrase
-    };
+    let unset = SshEndpoint { key_passphrase: Some(SecretRef::Env("PROOFRIG_TEST_UNSET_PASSPHRASE".into())), ..with_passphrase };
     let err = SshSession::connect("ru1", &unset, Recorder::discard()).await.unwrap_err();
-    assert!(
-        matches!(err, SshError::Secret { .. }) && err.to_string().contains("PROOFRIG_TEST_UNSET_PASSPHRASE"),
-        "{err}"
-    );
+    assert!(matches!(err, SshError::Secret { .. }) && err.to_string().contains("PROOFRIG_TEST_UNSET_PASSPHRASE"), "{err}");
 }
 
 #[tokio::test]

@@ -171,7 +171,10 @@ async fn the_auth_log_has_timestamped_records_the_device_itself_can_read() {
     assert_eq!((count.trim(), status), ("1", Some(0)), "a member of adm reads the auth log inside the namespace");
     let (mode, _) = run(&oper, &format!("stat -c '%A %U %G' {AUTH_LOG}")).await;
     assert_eq!(mode.trim(), "-rw-r----- root adm");
-    assert!(!std::path::Path::new(AUTH_LOG).exists() || !std::fs::read_to_string(AUTH_LOG).unwrap_or_default().contains("prf-nobody"), "the host's log is untouched");
+    assert!(
+        !std::path::Path::new(AUTH_LOG).exists() || !std::fs::read_to_string(AUTH_LOG).unwrap_or_default().contains("prf-nobody"),
+        "the host's log is untouched"
+    );
 }
 
 /// `Mmm dd hh:mm:ss ` at the start of a line.
@@ -208,4 +211,3 @@ fn a_private_network_holds_only_the_server_and_its_listeners() {
     // The test machine's own port 23 is not the namespace's.
     assert!(std::net::TcpStream::connect_timeout(&"127.0.0.1:23".parse().unwrap(), Duration::from_millis(500)).is_err());
 }
-

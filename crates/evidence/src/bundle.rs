@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::attestation::{
-    JournalHead, RigRef, ScasRunPredicate, Statement, Subject, PAYLOAD_TYPE, SCAS_RUN_PREDICATE, STATEMENT_TYPE,
-    TEST_RESULT_PREDICATE,
+    JournalHead, RigRef, ScasRunPredicate, Statement, Subject, PAYLOAD_TYPE, SCAS_RUN_PREDICATE, STATEMENT_TYPE, TEST_RESULT_PREDICATE,
 };
 use crate::checkpoint::LabHeadSigner;
 use crate::journal::{HeadSigner, JournalError, JournalWriter};
@@ -51,9 +50,7 @@ pub(crate) const HASH_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error(
-        "{dir} already exists; every run gets a fresh bundle directory (choose another run id or move the old bundle)"
-    )]
+    #[error("{dir} already exists; every run gets a fresh bundle directory (choose another run id or move the old bundle)")]
     Exists { dir: String },
     #[error("run id `{run_id}` cannot name a bundle directory: {reason}")]
     BadRunId { run_id: String, reason: &'static str },
@@ -67,9 +64,7 @@ pub enum BundleError {
     Read { path: String, source: io::Error },
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error(
-        "the journal {path} lost a record ({reason}); a bundle with a gap cannot be sealed, the run must be repeated"
-    )]
+    #[error("the journal {path} lost a record ({reason}); a bundle with a gap cannot be sealed, the run must be repeated")]
     JournalFailed { path: String, reason: String },
     #[error("the journal {path} does not end with the run's RunFinished record ({detail}); append it before sealing")]
     NotFinished { path: String, detail: String },
@@ -171,12 +166,7 @@ impl BundleWriter {
     /// `rig` and `plans` are each the original path (only its file name is kept) and
     /// the exact bytes that were loaded, so the bundle holds what was run even if the
     /// file changes on disk afterwards.
-    pub fn create(
-        out_dir: &Path,
-        run_id: &str,
-        rig: (&Path, &[u8]),
-        plans: &[(&Path, &[u8])],
-    ) -> Result<BundleWriter, BundleError> {
+    pub fn create(out_dir: &Path, run_id: &str, rig: (&Path, &[u8]), plans: &[(&Path, &[u8])]) -> Result<BundleWriter, BundleError> {
         Self::create_with(out_dir, run_id, rig, plans, None)
     }
 
@@ -218,9 +208,7 @@ impl BundleWriter {
         let dir = out_dir.join(run_id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(BundleError::Exists { dir: dir.display().to_string() })
-            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Err(BundleError::Exists { dir: dir.display().to_string() }),
             Err(err) => return Err(write_err(&dir)(err)),
         }
         let plans_dir = dir.join(PLANS_DIR);
@@ -239,12 +227,7 @@ impl BundleWriter {
             Some(signer) => JournalWriter::create_signed(&journal_path, signer)?,
             None => JournalWriter::create(&journal_path)?,
         });
-        Ok(BundleWriter {
-            dir,
-            run_id: run_id.to_string(),
-            inputs: InputRefs { rig: rig_ref, plans: plan_refs },
-            journal,
-        })
+        Ok(BundleWriter { dir, run_id: run_id.to_string(), inputs: InputRefs { rig: rig_ref, plans: plan_refs }, journal })
     }
 
     /// The journal; clone the `Arc` for every task that records.
@@ -308,7 +291,10 @@ pub(crate) fn seal_files(seal: SealFiles<'_>, reports: &dyn Reports) -> Result<S
         let reserved = [JOURNAL, RESULTS, MANIFEST, ATTESTATION, ATTESTATION_PARTIAL];
         let plain = !report.name.is_empty() && !report.name.contains(['/', '\\']) && !report.name.starts_with('.');
         if !plain || reserved.contains(&report.name.as_str()) {
-            return Err(BundleError::Report { name: report.name, reason: "a report is a plain file name that is not the bundle's own".into() });
+            return Err(BundleError::Report {
+                name: report.name,
+                reason: "a report is a plain file name that is not the bundle's own".into(),
+            });
         }
         write_new(&dir.join(&report.name), &report.bytes)?;
     }
@@ -326,8 +312,7 @@ pub(crate) fn seal_files(seal: SealFiles<'_>, reports: &dyn Reports) -> Result<S
         files.push(ManifestFile { path: entry.path, sha256, size });
     }
 
-    let rig =
-        RigRef { name: result.rig_name.clone(), path: inputs.rig.path.clone(), sha256: inputs.rig.sha256.clone() };
+    let rig = RigRef { name: result.rig_name.clone(), path: inputs.rig.path.clone(), sha256: inputs.rig.sha256.clone() };
     let manifest = Manifest {
         format: MANIFEST_FORMAT.to_string(),
         run_id: result.run_id.clone(),
@@ -359,12 +344,8 @@ pub(crate) fn seal_files(seal: SealFiles<'_>, reports: &dyn Reports) -> Result<S
         predicate_type: TEST_RESULT_PREDICATE.to_string(),
         predicate: scas.test_result(),
     };
-    let scas = Statement {
-        statement_type: STATEMENT_TYPE.to_string(),
-        subject,
-        predicate_type: SCAS_RUN_PREDICATE.to_string(),
-        predicate: scas,
-    };
+    let scas =
+        Statement { statement_type: STATEMENT_TYPE.to_string(), subject, predicate_type: SCAS_RUN_PREDICATE.to_string(), predicate: scas };
     let mut attestation = Vec::new();
     for payload in [encode("test-result statement", &test_result)?, encode("proofrig statement", &scas)?] {
         let envelope = signing::sign(key, PAYLOAD_TYPE, &payload);
@@ -410,17 +391,13 @@ fn check_run_finished(path: &Path, records: u64, verdict: Verdict) -> Result<(),
     let Some(line) = last_run_line(path).map_err(read_err(path))? else {
         return Err(not_finished("its last record is larger than a RunFinished record can be".into()));
     };
-    let value: serde_json::Value =
-        serde_json::from_slice(&line).map_err(|e| not_finished(format!("its last line is not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&line).map_err(|e| not_finished(format!("its last line is not JSON: {e}")))?;
     let entry = &value["entry"];
     if entry["type"] != "run_finished" {
         return Err(not_finished(format!("the last record is `{}`", entry["type"].as_str().unwrap_or("?"))));
     }
     if entry["verdict"] != verdict.as_str() {
-        return Err(not_finished(format!(
-            "RunFinished says {} but the results say {verdict}",
-            entry["verdict"].as_str().unwrap_or("?")
-        )));
+        return Err(not_finished(format!("RunFinished says {} but the results say {verdict}", entry["verdict"].as_str().unwrap_or("?"))));
     }
     Ok(())
 }

@@ -33,8 +33,7 @@ pub const PAYLOAD_TYPE: &str = "application/vnd.proofrig.journal-head+json";
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
 /// The entries after which a checkpoint follows at once, as serde_json begins them.
-const SIGNED_AFTER: [&[u8]; 3] =
-    [br#"{"type":"run_started""#, br#"{"type":"case_finished""#, br#"{"type":"run_finished""#];
+const SIGNED_AFTER: [&[u8]; 3] = [br#"{"type":"run_started""#, br#"{"type":"case_finished""#, br#"{"type":"run_finished""#];
 
 /// The bytes a checkpoint's signature covers (inside the DSSE encoding).
 #[derive(Serialize)]
@@ -109,19 +108,12 @@ pub struct Signed {
 /// Check checkpoint record `n`, whose previous record hashes to `prev`: it signs
 /// exactly the records before it, and its signature is by `pinned` (when given) or
 /// at least by the key it carries. On failure, says what is wrong.
-pub fn check(
-    checkpoint: &Checkpoint,
-    n: u64,
-    prev: &[u8; 32],
-    pinned: Option<&VerifyingKey>,
-) -> Result<Signed, String> {
+pub fn check(checkpoint: &Checkpoint, n: u64, prev: &[u8; 32], pinned: Option<&VerifyingKey>) -> Result<Signed, String> {
     if checkpoint.records != n {
         return Err(format!("it signs the first {} records but stands at record {n}", checkpoint.records));
     }
     if !checkpoint.head_sha256.eq_ignore_ascii_case(&hex::encode(prev)) {
-        return Err(
-            "it signs another head than the record before it: records before it changed after it was signed".into()
-        );
+        return Err("it signs another head than the record before it: records before it changed after it was signed".into());
     }
     let carried = STANDARD
         .decode(&checkpoint.public_key)
@@ -197,19 +189,10 @@ mod tests {
             unready: None,
         };
         assert!(signer.signs_after(&serde_json::to_vec(&finished).unwrap()));
-        let run_finished = JournalEntry::RunFinished {
-            verdict: proofrig_verdict::Verdict::Pass,
-            rollup,
-            ended: "e".into(),
-            aborted: false,
-        };
+        let run_finished =
+            JournalEntry::RunFinished { verdict: proofrig_verdict::Verdict::Pass, rollup, ended: "e".into(), aborted: false };
         assert!(signer.signs_after(&serde_json::to_vec(&run_finished).unwrap()));
-        let reported = JournalEntry::DeviceReported {
-            device: "d".into(),
-            command: "c".into(),
-            output: String::new(),
-            error: None,
-        };
+        let reported = JournalEntry::DeviceReported { device: "d".into(), command: "c".into(), output: String::new(), error: None };
         assert!(!signer.signs_after(&serde_json::to_vec(&reported).unwrap()));
         let unrelated = serde_json::json!({"note": {"type": "case_finished"}});
         assert!(!signer.signs_after(&serde_json::to_vec(&unrelated).unwrap()));

@@ -84,7 +84,10 @@ pub struct Wait {
 impl Wait {
     pub fn new(patterns: &[String], deaths: &[String]) -> Result<Wait, String> {
         let compile = |p: &String| Regex::new(p).map_err(|e| format!("`{p}` is not a valid pattern: {e}"));
-        Ok(Wait { patterns: patterns.iter().map(compile).collect::<Result<_, _>>()?, deaths: deaths.iter().map(compile).collect::<Result<_, _>>()? })
+        Ok(Wait {
+            patterns: patterns.iter().map(compile).collect::<Result<_, _>>()?,
+            deaths: deaths.iter().map(compile).collect::<Result<_, _>>()?,
+        })
     }
 
     /// The hit the engine reports in `window`: the one starting earliest; on a tie a
@@ -173,7 +176,8 @@ impl Consoles {
     /// Replay a `console_expect` of `device` (see the module doc); on success the
     /// cursor is where the engine's was after it.
     pub fn expect(&mut self, device: &str, spec: &Value, output: &Value, deaths: &[String], cut_off: bool) -> Result<(), String> {
-        let patterns: Vec<String> = spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
+        let patterns: Vec<String> =
+            spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
         let console = self.console(device);
         let wait = match Wait::new(&patterns, deaths) {
             Ok(wait) => wait,
@@ -191,7 +195,13 @@ impl Consoles {
             }
             let matched = output["matched_text"].as_str().unwrap_or_default().as_bytes();
             let unread = console.unread();
-            let hits = place(unread, &console.ends_after_cursor(), &wait, matched, |hit| matches!(hit, Hit::Pattern { index: i, .. } if i == index));
+            let hits = place(
+                unread,
+                &console.ends_after_cursor(),
+                &wait,
+                matched,
+                |hit| matches!(hit, Hit::Pattern { index: i, .. } if i == index),
+            );
             if hits.is_empty() {
                 return Err(format!(
                     "the console did not show `{}` as the first thing pattern {} or another of the step's patterns matched since the last wait",
@@ -202,7 +212,9 @@ impl Consoles {
             // Where a read ended decides which of several places a prompt (`$`) matched
             // at; the text before the match tells which it was.
             let recorded_before = output["before"].as_str();
-            let hit = hits.into_iter().find(|hit| recorded_before == Some(tail_chars(&String::from_utf8_lossy(&unread[..hit.span().0]), BEFORE_CHARS).as_str()));
+            let hit = hits
+                .into_iter()
+                .find(|hit| recorded_before == Some(tail_chars(&String::from_utf8_lossy(&unread[..hit.span().0]), BEFORE_CHARS).as_str()));
             let Some(hit) = hit else {
                 return Err("the recorded text before the match is not what the console showed before it".into());
             };
@@ -228,7 +240,15 @@ impl Consoles {
 
     /// Replay a device's identity read over its console: a command like a
     /// `console_run`'s, whose answer is its output, trimmed (`output["output"]`).
-    pub fn identity(&mut self, device: &str, command: &str, output: &Value, sent: &[u8], prompt: Option<&str>, deaths: &[String]) -> Result<(), String> {
+    pub fn identity(
+        &mut self,
+        device: &str,
+        command: &str,
+        output: &Value,
+        sent: &[u8],
+        prompt: Option<&str>,
+        deaths: &[String],
+    ) -> Result<(), String> {
         self.run(&CommandRun { device, command, output, sent, prompt, deaths, cut_off: false, trimmed: true })
     }
 
@@ -244,7 +264,11 @@ impl Consoles {
         });
         let Some(tag) = tag else {
             // Nothing was typed: only a failure before the command went out agrees.
-            return if output.get("error").is_some() { Ok(()) } else { Err("the command line the step's output claims was never sent to the console".into()) };
+            return if output.get("error").is_some() {
+                Ok(())
+            } else {
+                Err("the command line the step's output claims was never sent to the console".into())
+            };
         };
         let done = Wait::new(&[format!(r"PRF_{tag}_E:(-?\d+)\r?\n")], deaths)?;
         let prompt = Wait::new(&[prompt.unwrap_or(DEFAULT_PROMPT).to_string()], deaths)?;
@@ -260,7 +284,9 @@ impl Consoles {
             match error["class"].as_str() {
                 Some("fail") if !died => return Err("the step is recorded as a death string seen, but the console showed none".into()),
                 Some("infra" | "error") if !cut_off && matches!(after, Some((_, Hit::Pattern { .. }))) => {
-                    return Err("the step is recorded as failed, but the console shows the command ran to its end and the prompt came back".into());
+                    return Err(
+                        "the step is recorded as failed, but the console shows the command ran to its end and the prompt came back".into(),
+                    );
                 }
                 _ => {}
             }
@@ -277,7 +303,10 @@ impl Consoles {
         let status_text = String::from_utf8_lossy(&unread[start..end]);
         let status: Option<i64> = status_text.trim_end().rsplit(':').next().and_then(|s| s.parse().ok());
         if !trimmed && status != output["exit_status"].as_i64() {
-            return Err(format!("the recorded exit status differs from the one the console printed ({})", status.map_or("none".into(), |s| s.to_string())));
+            return Err(format!(
+                "the recorded exit status differs from the one the console printed ({})",
+                status.map_or("none".into(), |s| s.to_string())
+            ));
         }
         let printed = command_output(&String::from_utf8_lossy(&unread[..start]), tag);
         if output["output"].as_str() != Some(if trimmed { printed.trim() } else { printed.as_str() }) {
@@ -305,7 +334,8 @@ impl Consoles {
         const FAILURE: usize = 2;
         const PROMPT: usize = 3;
         let login = console.and_then(|c| c.login.clone());
-        let user = spec["user"].as_str().map(String::from).or_else(|| login.as_ref().map(|l| l.user.clone())).unwrap_or_else(|| "root".into());
+        let user =
+            spec["user"].as_str().map(String::from).or_else(|| login.as_ref().map(|l| l.user.clone())).unwrap_or_else(|| "root".into());
         let pattern = |own: Option<&String>, default: &str| own.cloned().unwrap_or_else(|| default.to_string());
         let patterns = [
             pattern(login.as_ref().and_then(|l| l.login_prompt.as_ref()), DEFAULT_LOGIN_PROMPT),
@@ -355,10 +385,14 @@ impl Consoles {
         let last = first_hit(&unread[pos..], &relative(&ends, pos), &wait);
         let refused = |response: String| serde_json::json!({"accepted": false, "user": user, "response": response});
         let derived = match last {
-            Some(Hit::Pattern { index: PROMPT, .. }) if user_sent => Some(serde_json::json!({"accepted": true, "user": user, "logged_out": logged_out})),
+            Some(Hit::Pattern { index: PROMPT, .. }) if user_sent => {
+                Some(serde_json::json!({"accepted": true, "user": user, "logged_out": logged_out}))
+            }
             Some(Hit::Pattern { index: FAILURE, start, end }) => {
                 let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
-                Some(refused(format!("{}{}", tail_chars(&before, 80), String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string()))
+                Some(refused(
+                    format!("{}{}", tail_chars(&before, 80), String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string(),
+                ))
             }
             Some(Hit::Pattern { index: LOGIN, .. }) if password_sent => Some(refused("asked for the login again".into())),
             Some(Hit::Pattern { index: PASSWORD, .. }) if password_sent => Some(refused("asked for the password again".into())),
@@ -398,7 +432,9 @@ pub fn switch_user(device: &str, spec: &Value, output: &Value, events: &[&Event]
                 filter.filter(data, &mut text);
                 ends.push(text.len());
             }
-            EventKind::Bytes { channel, direction: Direction::Out, data } if channel.device == device && channel.channel == SHELL => sent.extend_from_slice(data),
+            EventKind::Bytes { channel, direction: Direction::Out, data } if channel.device == device && channel.channel == SHELL => {
+                sent.extend_from_slice(data)
+            }
             _ => {}
         }
     }
@@ -429,7 +465,9 @@ pub fn switch_user(device: &str, spec: &Value, output: &Value, events: &[&Event]
     let ended = done.and_then(|(_, end)| first_hit(&text[end..], &relative(&ends, end), &prompt).map(|_| end));
     if output.get("error").is_some() {
         return match ended {
-            Some(_) if !exempt => Err("the step is recorded as failed, but the shell shows `su` ran to its end and the prompt came back".into()),
+            Some(_) if !exempt => {
+                Err("the step is recorded as failed, but the shell shows `su` ran to its end and the prompt came back".into())
+            }
             _ => Ok(()),
         };
     }
@@ -437,7 +475,8 @@ pub fn switch_user(device: &str, spec: &Value, output: &Value, events: &[&Event]
         return Err("the shell never showed `su`'s end marker and the prompt after it".into());
     };
     let status: Option<i64> = String::from_utf8_lossy(&text[start..end]).trim_end().rsplit(':').next().and_then(|s| s.parse().ok());
-    let uid: Option<u64> = regex::Regex::new(&format!(r"PRF_{tag}_U:(\d+)")).ok().and_then(|re| re.captures(&said).and_then(|c| c[1].parse().ok()));
+    let uid: Option<u64> =
+        regex::Regex::new(&format!(r"PRF_{tag}_U:(\d+)")).ok().and_then(|re| re.captures(&said).and_then(|c| c[1].parse().ok()));
     let prompt_line = regex::Regex::new(r"^[Pp]assword: ?$").expect("a valid pattern");
     let response = said
         .lines()
@@ -462,8 +501,12 @@ fn sent_lines(device: &str, events: &[&Event]) -> Vec<(u64, String)> {
     let mut line: Option<(u64, String)> = None;
     for event in events {
         let piece = match &event.kind {
-            EventKind::Bytes { channel, direction: Direction::Out, data } if channel.device == device && channel.channel == "console" => String::from_utf8_lossy(data).into_owned(),
-            EventKind::Redacted { channel, direction: Direction::Out, .. } if channel.device == device && channel.channel == "console" => SECRET_LINE.to_string(),
+            EventKind::Bytes { channel, direction: Direction::Out, data } if channel.device == device && channel.channel == "console" => {
+                String::from_utf8_lossy(data).into_owned()
+            }
+            EventKind::Redacted { channel, direction: Direction::Out, .. } if channel.device == device && channel.channel == "console" => {
+                SECRET_LINE.to_string()
+            }
             _ => continue,
         };
         for c in piece.split_inclusive('\n') {
@@ -557,12 +600,18 @@ impl Console {
                 self.consume(hit.span().1);
                 Ok(())
             }
-            (Some("fail"), _) => Err("the step is recorded as a death string seen, but the console showed none before anything else the wait looked for".into()),
+            (Some("fail"), _) => {
+                Err("the step is recorded as a death string seen, but the console showed none before anything else the wait looked for"
+                    .into())
+            }
             (Some("aborted"), _) | (_, None) => Ok(()),
             (_, Some(_)) if cut_off => Ok(()),
             (_, Some(hit)) => {
                 let (start, end) = hit.span();
-                Err(format!("the step is recorded as failed, but the console showed `{}`, which the wait was looking for", String::from_utf8_lossy(&self.unread()[start..end])))
+                Err(format!(
+                    "the step is recorded as failed, but the console showed `{}`, which the wait was looking for",
+                    String::from_utf8_lossy(&self.unread()[start..end])
+                ))
             }
         }
     }
@@ -594,7 +643,8 @@ fn place(text: &[u8], ends: &[usize], wait: &Wait, matched: &[u8], wanted: impl 
     };
     for start in starts {
         let end = start + matched.len();
-        let reads = std::iter::once(end).chain(ends.iter().copied().filter(|e| *e > end).take(ENDS_TRIED)).chain(std::iter::once(text.len()));
+        let reads =
+            std::iter::once(end).chain(ends.iter().copied().filter(|e| *e > end).take(ENDS_TRIED)).chain(std::iter::once(text.len()));
         for read in reads.filter(|r| *r >= end && *r <= text.len()) {
             if let Some(hit) = wait.earliest(&text[..read]) {
                 if wanted(hit) && hit.span() == (start, end) {
@@ -645,7 +695,11 @@ mod tests {
     use serde_json::json;
 
     fn chunk(seq: u64, data: &str) -> Event {
-        Event { seq, at: Timestamp { wall_ns: 0, mono_ns: 0 }, kind: EventKind::Bytes { channel: ChannelId::new("ru1", "console"), direction: Direction::In, data: data.as_bytes().to_vec() } }
+        Event {
+            seq,
+            at: Timestamp { wall_ns: 0, mono_ns: 0 },
+            kind: EventKind::Bytes { channel: ChannelId::new("ru1", "console"), direction: Direction::In, data: data.as_bytes().to_vec() },
+        }
     }
 
     fn command_run<'a>(output: &'a Value, sent: &'a [u8]) -> CommandRun<'a> {
@@ -702,7 +756,9 @@ mod tests {
             .map(|(seq, line)| {
                 let kind = match line.split_at(1) {
                     ("<", text) => EventKind::Bytes { channel: console.clone(), direction: Direction::In, data: text.as_bytes().to_vec() },
-                    (">", "secret") => EventKind::Redacted { channel: console.clone(), direction: Direction::Out, secret: "env:PW".into(), len: 7 },
+                    (">", "secret") => {
+                        EventKind::Redacted { channel: console.clone(), direction: Direction::Out, secret: "env:PW".into(), len: 7 }
+                    }
                     (_, text) => EventKind::Bytes { channel: console.clone(), direction: Direction::Out, data: text.as_bytes().to_vec() },
                 };
                 Event { seq: seq as u64, at: Timestamp { wall_ns: 0, mono_ns: 0 }, kind }
@@ -728,13 +784,16 @@ mod tests {
         replay_login(&refused, &json!({"accepted": false, "user": "root", "response": "Login incorrect"})).unwrap();
         assert!(replay_login(&refused, &json!({"accepted": true, "user": "root", "logged_out": []})).is_err());
         // A shell left open is logged out first, and named; hiding it is caught.
-        let open = ["<root@ru1:~# ", ">exit\n", "<exit\r\nru1 login: ", ">root\n", "<root\r\nPassword: ", ">secret", ">\n", "<\r\nroot@ru1:~# "];
+        let open =
+            ["<root@ru1:~# ", ">exit\n", "<exit\r\nru1 login: ", ">root\n", "<root\r\nPassword: ", ">secret", ">\n", "<\r\nroot@ru1:~# "];
         let logged_out = json!([{"account": "root", "prompt": "root@ru1:~#"}]);
         replay_login(&open, &json!({"accepted": true, "user": "root", "logged_out": logged_out})).unwrap();
         assert!(replay_login(&open, &json!({"accepted": true, "user": "root", "logged_out": []})).is_err());
         // A password sent when nothing asked for one is no login proofrig made.
         let unasked = ["<ru1 login: ", ">root\n", "<root\r\n", ">secret", ">\n", "<root@ru1:~# "];
-        assert!(replay_login(&unasked, &json!({"accepted": true, "user": "root", "logged_out": []})).unwrap_err().contains("without the console asking"));
+        assert!(replay_login(&unasked, &json!({"accepted": true, "user": "root", "logged_out": []}))
+            .unwrap_err()
+            .contains("without the console asking"));
     }
 
     #[test]

@@ -253,7 +253,8 @@ impl Shared {
                 if let Some(signed) = signed {
                     (output.signed, output.signed_at) = (signed, Instant::now());
                 }
-                encoding_failed.map(|reason| (reason.clone(), JournalError::Write { path: self.path.clone(), source: std::io::Error::other(reason) }))
+                encoding_failed
+                    .map(|reason| (reason.clone(), JournalError::Write { path: self.path.clone(), source: std::io::Error::other(reason) }))
             }
             Err(source) => Some((source.to_string(), JournalError::Write { path: self.path.clone(), source })),
         };
@@ -421,10 +422,7 @@ impl JournalWriter {
         });
         let writer = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("journal-writer".into())
-                .spawn(move || shared.write_loop())
-                .map_err(JournalError::Thread)?
+            std::thread::Builder::new().name("journal-writer".into()).spawn(move || shared.write_loop()).map_err(JournalError::Thread)?
         };
         Ok(Self { shared, writer: Some(writer) })
     }
@@ -472,7 +470,13 @@ impl JournalWriter {
     }
 
     /// Number and queue one record, and after it a checkpoint if `checkpoint`.
-    fn enqueue(&self, len: usize, checkpoint: bool, agent_event: bool, record: impl FnOnce(&mut Queue) -> Pending) -> Result<u64, JournalError> {
+    fn enqueue(
+        &self,
+        len: usize,
+        checkpoint: bool,
+        agent_event: bool,
+        record: impl FnOnce(&mut Queue) -> Pending,
+    ) -> Result<u64, JournalError> {
         let shared = &*self.shared;
         let mut queue = lock(&shared.queue);
         if queue.closed {
@@ -592,9 +596,7 @@ pub enum ChainBreak {
     Malformed { n: u64, line: u64, reason: String },
     #[error("record {n} (line {line}) is numbered {found}")]
     Numbering { n: u64, line: u64, found: u64 },
-    #[error(
-        "record {n} (line {line}) does not follow the record before it: its `prev` does not match that record's hash"
-    )]
+    #[error("record {n} (line {line}) does not follow the record before it: its `prev` does not match that record's hash")]
     Link { n: u64, line: u64 },
     #[error("the journal ends in the middle of record {n} (line {line}): the run was cut short")]
     TruncatedRecord { n: u64, line: u64 },
@@ -617,15 +619,10 @@ pub fn read_chain(path: &Path) -> Result<Result<VerifiedChain, ChainBreak>, Jour
 /// [`read_chain`] over any reader. `name` only labels I/O errors. Stops at the first
 /// break without reading further. Holds every record: to look at a journal record by
 /// record, use a [`ChainReader`].
-pub fn read_chain_from(
-    reader: &mut impl BufRead,
-    name: &str,
-) -> Result<Result<VerifiedChain, ChainBreak>, JournalError> {
+pub fn read_chain_from(reader: &mut impl BufRead, name: &str) -> Result<Result<VerifiedChain, ChainBreak>, JournalError> {
     let mut chain = ChainReader::<_, serde_json::Value>::new(Hashing(reader), name);
-    let records: Vec<Record> = chain
-        .by_ref()
-        .map(|r| Record { n: r.n, hash: r.hash, entry: r.entry.unwrap_or_else(|other| other.value) })
-        .collect();
+    let records: Vec<Record> =
+        chain.by_ref().map(|r| Record { n: r.n, hash: r.hash, entry: r.entry.unwrap_or_else(|other| other.value) }).collect();
     Ok(chain.finish()?.map(|(head, _)| (records, head)))
 }
 
@@ -703,10 +700,7 @@ impl<R: JournalLines, T: DeserializeOwned> ChainReader<R, T> {
         let n = self.n;
         let line_no = n + 1;
         self.line.clear();
-        let read = self
-            .reader
-            .next_line(&mut self.line)
-            .map_err(|source| Err(JournalError::Read { path: self.name.clone(), source }))?;
+        let read = self.reader.next_line(&mut self.line).map_err(|source| Err(JournalError::Read { path: self.name.clone(), source }))?;
         if read == 0 {
             return Ok(None);
         }
@@ -873,9 +867,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
         let journal = JournalWriter::create(&path).unwrap();
-        let entries: Vec<serde_json::Value> = (0..12u64)
-            .map(|i| json!({"type": "note", "i": i, "text": "quote \" and «é» and \u{1}", "big": u64::MAX - i}))
-            .collect();
+        let entries: Vec<serde_json::Value> =
+            (0..12u64).map(|i| json!({"type": "note", "i": i, "text": "quote \" and «é» and \u{1}", "big": u64::MAX - i})).collect();
         for entry in &entries {
             journal.append(entry).unwrap();
         }
@@ -963,8 +956,8 @@ mod tests {
         for line in text.split_inclusive(|b| *b == b'\n') {
             let line_no = n + 1;
             let Some(line) = line.strip_suffix(b"\n") else { return Err(ChainBreak::TruncatedRecord { n, line: line_no }) };
-            let value: serde_json::Value = serde_json::from_slice(line)
-                .map_err(|err| ChainBreak::Malformed { n, line: line_no, reason: err.to_string() })?;
+            let value: serde_json::Value =
+                serde_json::from_slice(line).map_err(|err| ChainBreak::Malformed { n, line: line_no, reason: err.to_string() })?;
             match value.get("n").and_then(|v| v.as_u64()) {
                 Some(found) if found == n => {}
                 Some(found) => return Err(ChainBreak::Numbering { n, line: line_no, found }),
@@ -1133,7 +1126,11 @@ mod tests {
         journal.end_agent_events();
         let late = journal.append_owned(OwnedEvent { text: "late".into() });
         assert!(matches!(late, Err(JournalError::RunEnded { .. })), "{late:?}");
-        assert_eq!(journal.append(&serde_json::json!({"type": "run_finished"})).unwrap(), 1, "the run's end is still journaled, numbered next");
+        assert_eq!(
+            journal.append(&serde_json::json!({"type": "run_finished"})).unwrap(),
+            1,
+            "the run's end is still journaled, numbered next"
+        );
         journal.flush().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("during") && !text.contains("late") && text.lines().last().unwrap().contains("run_finished"), "{text}");

@@ -24,4 +24,3 @@ pub fn failure_note(output: &Value) -> Option<String> {
     let error = output.get("error")?;
     Some(format!("{}: {}", error["class"].as_str().unwrap_or("error"), error["message"].as_str().unwrap_or_default()))
 }
-

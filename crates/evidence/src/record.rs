@@ -283,7 +283,15 @@ impl OwnedEntry for EventRecord {
 /// [`JournalWriter::append_owned`]: super::journal::JournalWriter::append_owned
 #[derive(Debug)]
 pub enum StepRecord {
-    Started { key: Arc<CaseKey>, phase: Phase, index: usize, action: &'static str, label: String, spec: Arc<serde_json::Value>, attempt: u32 },
+    Started {
+        key: Arc<CaseKey>,
+        phase: Phase,
+        index: usize,
+        action: &'static str,
+        label: String,
+        spec: Arc<serde_json::Value>,
+        attempt: u32,
+    },
     Finished {
         key: Arc<CaseKey>,
         phase: Phase,
@@ -375,10 +383,19 @@ pub struct DeviceIdentity {
 
 impl DeviceIdentity {
     /// Every device of `rig` that took part in `cases`, with what it `reported`.
-    pub fn of_devices_in(rig: &proofrig_model::rig::Rig, cases: &[CaseResult], reported: impl Fn(&str) -> Option<String>) -> Vec<DeviceIdentity> {
+    pub fn of_devices_in(
+        rig: &proofrig_model::rig::Rig,
+        cases: &[CaseResult],
+        reported: impl Fn(&str) -> Option<String>,
+    ) -> Vec<DeviceIdentity> {
         rig.devices()
             .filter(|(name, _)| cases.iter().any(|c| c.key.device == *name))
-            .map(|(name, d)| DeviceIdentity { device: name.to_string(), role: d.role.clone(), declared: d.identity.clone(), reported: reported(name) })
+            .map(|(name, d)| DeviceIdentity {
+                device: name.to_string(),
+                role: d.role.clone(),
+                declared: d.identity.clone(),
+                reported: reported(name),
+            })
             .collect()
     }
 }
@@ -434,10 +451,18 @@ mod tests {
                 attempt,
             })
             .unwrap();
-            let borrowed = StepEntry::StepStarted { key: &key, phase, index: 7, action: "ssh_exec", label: "run `x`", spec: &spec, attempt };
+            let borrowed =
+                StepEntry::StepStarted { key: &key, phase, index: 7, action: "ssh_exec", label: "run `x`", spec: &spec, attempt };
             assert_eq!(serde_json::to_string(&borrowed).unwrap(), owned);
-            let handed_over =
-                StepRecord::Started { key: shared.0.clone(), phase, index: 7, action: "ssh_exec", label: "run `x`".into(), spec: shared.1.clone(), attempt };
+            let handed_over = StepRecord::Started {
+                key: shared.0.clone(),
+                phase,
+                index: 7,
+                action: "ssh_exec",
+                label: "run `x`".into(),
+                spec: shared.1.clone(),
+                attempt,
+            };
             assert_eq!(serde_json::to_string(&handed_over).unwrap(), owned);
 
             let message = "SSH command `echo \"x\"` exited 0, as required";
@@ -453,7 +478,17 @@ mod tests {
                 last_seq: 11,
             })
             .unwrap();
-            let borrowed = StepEntry::StepFinished { key: &key, phase, index: 7, attempt, verdict, message, output: &output, first_seq: 12, last_seq: 11 };
+            let borrowed = StepEntry::StepFinished {
+                key: &key,
+                phase,
+                index: 7,
+                attempt,
+                verdict,
+                message,
+                output: &output,
+                first_seq: 12,
+                last_seq: 11,
+            };
             assert_eq!(serde_json::to_string(&borrowed).unwrap(), owned);
             let handed_over = StepRecord::Finished {
                 key: shared.0.clone(),
@@ -476,7 +511,14 @@ mod tests {
         let key = CaseKey { plan: "p".into(), case: "c".into(), device: "d".into() };
         let entries = [
             JournalEntry::DeviceReported { device: "d".into(), command: "id".into(), output: String::new(), error: None },
-            JournalEntry::CaseFinished { key, verdict: Verdict::Pass, rollup: rollup.clone(), checks_passed: 1, skip_reason: None, unready: None },
+            JournalEntry::CaseFinished {
+                key,
+                verdict: Verdict::Pass,
+                rollup: rollup.clone(),
+                checks_passed: 1,
+                skip_reason: None,
+                unready: None,
+            },
             JournalEntry::RunFinished { verdict: Verdict::Pass, rollup: rollup.clone(), ended: "e".into(), aborted: false },
             JournalEntry::Checkpoint(Checkpoint {
                 records: 1,

@@ -104,7 +104,9 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
             })
         }
         "console_send" => console_send(device, spec, output, events, failure.is_some()),
-        "console_login" => ctx.consoles.login(&LoginReplay { device, spec, output, events, console: console.as_ref(), deaths: &deaths, exempt }),
+        "console_login" => {
+            ctx.consoles.login(&LoginReplay { device, spec, output, events, console: console.as_ref(), deaths: &deaths, exempt })
+        }
         "ssh_exec" => ssh_exec(device, spec, output, events, failure.is_some() && !exempt),
         "ssh_fetch" => ssh_fetch(device, spec, output, events, failure.is_some() && !exempt),
         "ssh_login" => ssh_login(device, spec, output, events, failure.is_some() && !exempt),
@@ -115,7 +117,9 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         "tcp_scan" => tcp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
         "udp_scan" => udp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
         "snmp_probe" => snmp_probe(ctx.rig, device, spec, output, events, failure.is_some()),
-        "wait" if failure.is_none() && output != &json!({"waited_ms": spec["ms"].as_u64().unwrap_or(0)}) => Err("the recorded wait is not the one the step asks for".into()),
+        "wait" if failure.is_none() && output != &json!({"waited_ms": spec["ms"].as_u64().unwrap_or(0)}) => {
+            Err("the recorded wait is not the one the step asks for".into())
+        }
         "set" if failure.is_none() && output != spec => Err("the recorded values are not the ones the step sets".into()),
         "assert" if failure.is_none() => match step.and_then(|s| s.assert.as_ref()) {
             Some(assert) if *output == assert.output(spec) => Ok(()),
@@ -133,7 +137,6 @@ pub fn belongs_to(event: &Event, device: &str) -> bool {
         kind => kind.channel().is_some_and(|c| c.device == device),
     }
 }
-
 
 /// The events of `device` in a range that the step itself caused (not the console's
 /// own output, nor what may stand outside any step).
@@ -229,7 +232,9 @@ fn ssh_exec(device: &str, spec: &Value, output: &Value, events: &[&Event], faile
         })
         .collect();
     let exit = events.iter().find_map(|e| match &e.kind {
-        EventKind::SshExit { channel, exit_status, signal, timed_out } if channel.device == device => Some((*exit_status, signal.clone(), *timed_out)),
+        EventKind::SshExit { channel, exit_status, signal, timed_out } if channel.device == device => {
+            Some((*exit_status, signal.clone(), *timed_out))
+        }
         _ => None,
     });
     if failed {
@@ -284,7 +289,10 @@ fn ssh_fetch(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     }
     // Their digest is the file's, unless a secret in them is recorded as its marker.
     let redacted = memchr::memmem::find(&bytes, "«redacted:".as_bytes()).is_some();
-    if !bytes.is_empty() && !redacted && (bytes.len() as u64 != len || hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)) != sha256) {
+    if !bytes.is_empty()
+        && !redacted
+        && (bytes.len() as u64 != len || hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)) != sha256)
+    {
         return Err("the fetched file's recorded bytes are not the file the fetch event describes".into());
     }
     if output["text"].as_str() != text {
@@ -298,7 +306,9 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     let auth: Vec<(&str, bool, Option<&str>)> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::SshAuth { channel, user, accepted, source, .. } if channel.device == device && channel.channel == "ssh:login" => Some((user.as_str(), *accepted, source.as_deref())),
+            EventKind::SshAuth { channel, user, accepted, source, .. } if channel.device == device && channel.channel == "ssh:login" => {
+                Some((user.as_str(), *accepted, source.as_deref()))
+            }
             _ => None,
         })
         .collect();
@@ -311,9 +321,13 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     if output.get("user").is_some_and(|u| u != user) {
         return Err("the recorded account is not the step's".into());
     }
-    let offered: Option<Vec<String>> = notes(events, device, "ssh:login").find_map(|n| n.strip_prefix(proofrig_model::wire::ssh::METHODS_OFFERED)).map(|m| m.split(',').filter(|m| !m.is_empty()).map(String::from).collect());
+    let offered: Option<Vec<String>> = notes(events, device, "ssh:login")
+        .find_map(|n| n.strip_prefix(proofrig_model::wire::ssh::METHODS_OFFERED))
+        .map(|m| m.split(',').filter(|m| !m.is_empty()).map(String::from).collect());
     if let Some(reason) = output["negotiation_refused"].as_str() {
-        let noted = notes(events, device, "ssh:login").any(|n| n.starts_with(&format!("login attempt as {user} (")) && n.ends_with(&format!("): algorithm negotiation refused: {reason}")));
+        let noted = notes(events, device, "ssh:login").any(|n| {
+            n.starts_with(&format!("login attempt as {user} (")) && n.ends_with(&format!("): algorithm negotiation refused: {reason}"))
+        });
         if !noted || !auth.is_empty() || output["accepted"] != false {
             return Err("the login is recorded as refused at the algorithm negotiation, which the attempt's events do not show".into());
         }
@@ -331,7 +345,9 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     // A later step may pick the device's log record of this attempt by its source;
     // that source must be the one the authentication event recorded.
     let claimed = match (output["source_address"].as_str(), output["source_port"].as_u64()) {
-        (Some(address), Some(port)) => Some(std::net::SocketAddr::new(address.parse().map_err(|_| "the recorded source address does not parse")?, port as u16)),
+        (Some(address), Some(port)) => {
+            Some(std::net::SocketAddr::new(address.parse().map_err(|_| "the recorded source address does not parse")?, port as u16))
+        }
         (None, None) => None,
         _ => return Err("the recorded source of the login attempt is half missing".into()),
     };
@@ -353,7 +369,12 @@ fn ssh_audit(device: &str, output: &Value, events: &[&Event], failed: bool) -> R
     let offer = offer.map_err(|e| format!("the recorded server bytes do not parse: {e}"))?;
     let derived = crate::outputs::audit_output(&offer);
     if &derived != output {
-        let key = derived.as_object().into_iter().flatten().find(|(k, v)| output.get(k.as_str()) != Some(v)).map_or("output".to_string(), |(k, _)| k.clone());
+        let key = derived
+            .as_object()
+            .into_iter()
+            .flatten()
+            .find(|(k, v)| output.get(k.as_str()) != Some(v))
+            .map_or("output".to_string(), |(k, _)| k.clone());
         return Err(format!("the recorded `{key}` differs from the server's KEXINIT bytes"));
     }
     Ok(())
@@ -380,7 +401,12 @@ fn ssh_negotiate(device: &str, spec: &Value, output: &Value, events: &[&Event], 
         let items: Vec<String> = spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
         (!items.is_empty()).then_some(items)
     };
-    let offer = proofrig_model::wire::ssh::ClientOffer { kex: list("kex"), host_key: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
+    let offer = proofrig_model::wire::ssh::ClientOffer {
+        kex: list("kex"),
+        host_key: list("host_key"),
+        ciphers: list("ciphers"),
+        macs: list("macs"),
+    };
     if !bytes_on(events, device, "ssh:negotiate", Direction::Out).ends_with(&proofrig_model::wire::ssh::client_kexinit(&offer)) {
         return Err("the algorithms offered on the wire are not the step's".into());
     }
@@ -408,7 +434,9 @@ fn power(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Event
     let confirmed = wanted.contains(&actions.as_slice())
         && switched.iter().all(|(pdu, out, action, requested, readback, ok)| {
             let requested_ok = *requested == if action.ends_with("off") { PowerState::Off } else { PowerState::On };
-            *ok && requested_ok && (*readback == *requested || *readback == PowerState::Unknown) && outlet.as_ref().is_some_and(|o| o.pdu == *pdu && o.outlet.to_string() == *out)
+            *ok && requested_ok
+                && (*readback == *requested || *readback == PowerState::Unknown)
+                && outlet.as_ref().is_some_and(|o| o.pdu == *pdu && o.outlet.to_string() == *out)
         });
     if failed {
         return match confirmed {
@@ -419,7 +447,9 @@ fn power(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Event
     if !confirmed {
         return Err("the power switches in the step's range are not the step's action on the device's outlet, each confirmed".into());
     }
-    if Some(switched.last().map(|s| s.4.to_string()).unwrap_or_default().as_str()) != output["state"].as_str() || output.as_object().map(|o| o.len()) != Some(1) {
+    if Some(switched.last().map(|s| s.4.to_string()).unwrap_or_default().as_str()) != output["state"].as_str()
+        || output.as_object().map(|o| o.len()) != Some(1)
+    {
         return Err("the recorded power state differs from the outlet's read-back event".into());
     }
     Ok(())
@@ -448,7 +478,9 @@ fn tcp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
     let recorded: Vec<proofrig_model::wire::tcp::Recorded> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TcpConnect { channel, address, attempt, outcome, ports, local } if channel.device == device && channel.channel == proofrig_model::wire::tcp::CHANNEL => {
+            EventKind::TcpConnect { channel, address, attempt, outcome, ports, local }
+                if channel.device == device && channel.channel == proofrig_model::wire::tcp::CHANNEL =>
+            {
                 Some(proofrig_model::wire::tcp::Recorded { address, attempt: *attempt, outcome, ports, local: local.as_deref() })
             }
             _ => None,
@@ -464,7 +496,8 @@ fn tcp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
         };
     }
     let ports = ports.map_err(|e| format!("the step's ports do not parse: {e}"))?;
-    let open = derived.expect("the ports parse").map_err(|e| format!("the scan's recorded connections are no scan of the step's ports: {e}"))?;
+    let open =
+        derived.expect("the ports parse").map_err(|e| format!("the scan's recorded connections are no scan of the step's ports: {e}"))?;
     if !same_target(network_target(rig, device, spec).as_deref(), &output["address"], ip) {
         return Err("the recorded address is not the one the step scans".into());
     }
@@ -482,11 +515,14 @@ fn udp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
             None => Ok(()),
         };
     }
-    let ports = proofrig_plan::parse_ports(spec["ports"].as_str().unwrap_or_default()).map_err(|e| format!("the step's ports do not parse: {e}"))?;
+    let ports = proofrig_plan::parse_ports(spec["ports"].as_str().unwrap_or_default())
+        .map_err(|e| format!("the step's ports do not parse: {e}"))?;
     let datagrams: Vec<(Direction, &str, &[u8])> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Datagram { channel, direction, peer, data } if channel.device == device && channel.channel == proofrig_model::wire::udp::CHANNEL => {
+            EventKind::Datagram { channel, direction, peer, data }
+                if channel.device == device && channel.channel == proofrig_model::wire::udp::CHANNEL =>
+            {
                 Some((*direction, peer.as_str(), data.as_slice()))
             }
             _ => None,
@@ -497,7 +533,8 @@ fn udp_scan(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Ev
     if output["open"] != json!(open) {
         return Err("the recorded open UDP ports differ from the answers on the wire".into());
     }
-    let address: std::net::IpAddr = output["address"].as_str().and_then(|a| a.parse().ok()).ok_or("the recorded scan address does not parse")?;
+    let address: std::net::IpAddr =
+        output["address"].as_str().and_then(|a| a.parse().ok()).ok_or("the recorded scan address does not parse")?;
     for pair in datagrams.chunks(2) {
         let [(Direction::Out, out_peer, probe), (Direction::In, in_peer, _)] = pair else {
             return Err("the scan's datagrams are not probes each followed by its answer".into());
@@ -530,7 +567,11 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
     let channel = proofrig_model::wire::snmp::CHANNEL;
     let datagrams = |wanted: Direction| {
         events.iter().filter_map(move |e| match &e.kind {
-            EventKind::Datagram { channel: c, direction, data, peer } if *direction == wanted && c.device == device && c.channel == channel => Some((peer.as_str(), data.as_slice())),
+            EventKind::Datagram { channel: c, direction, data, peer }
+                if *direction == wanted && c.device == device && c.channel == channel =>
+            {
+                Some((peer.as_str(), data.as_slice()))
+            }
             _ => None,
         })
     };
@@ -540,17 +581,22 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
     let probes: Vec<proofrig_model::wire::snmp::ProbeResult> =
         serde_json::from_value(output["probes"].clone()).map_err(|e| format!("the recorded SNMP probes do not parse: {e}"))?;
     // The requests are the step's: each version with each community, in that order.
-    let communities = proofrig_plan::parse_communities(spec["communities"].as_str().unwrap_or_default()).map_err(|e| format!("the step's communities do not parse: {e}"))?;
+    let communities = proofrig_plan::parse_communities(spec["communities"].as_str().unwrap_or_default())
+        .map_err(|e| format!("the step's communities do not parse: {e}"))?;
     let versions: Vec<proofrig_model::wire::snmp::SnmpVersion> = match spec.get("versions") {
         Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| format!("the step's versions do not parse: {e}"))?,
         _ => vec![proofrig_model::wire::snmp::SnmpVersion::V1, proofrig_model::wire::snmp::SnmpVersion::V2c],
     };
-    let asked: Vec<(proofrig_model::wire::snmp::SnmpVersion, &str)> = versions.iter().flat_map(|v| communities.iter().map(move |c| (*v, c.as_str()))).collect();
+    let asked: Vec<(proofrig_model::wire::snmp::SnmpVersion, &str)> =
+        versions.iter().flat_map(|v| communities.iter().map(move |c| (*v, c.as_str()))).collect();
     if asked != probes.iter().map(|p| (p.version, p.community.as_str())).collect::<Vec<_>>() {
         return Err("the recorded SNMP requests are not the step's versions and communities".into());
     }
     let peer = format!("{}:{}", output["address"].as_str().unwrap_or_default(), output["port"]);
-    let peer = peer.parse::<std::net::SocketAddr>().or_else(|_| format!("[{}]:{}", output["address"].as_str().unwrap_or_default(), output["port"]).parse()).map_err(|_| "the recorded SNMP agent address does not parse")?;
+    let peer = peer
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| format!("[{}]:{}", output["address"].as_str().unwrap_or_default(), output["port"]).parse())
+        .map_err(|_| "the recorded SNMP agent address does not parse")?;
     if output["port"].as_u64() != Some(spec["port"].as_u64().unwrap_or(161))
         || datagrams(Direction::Out).chain(datagrams(Direction::In)).any(|(p, _)| p.parse::<std::net::SocketAddr>().ok() != Some(peer))
         || !same_target(network_target(rig, device, spec).as_deref(), &json!(network_target(rig, device, spec)), &peer.ip().to_string())
@@ -560,10 +606,9 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
     let sent: Vec<_> = datagrams(Direction::Out).filter_map(|(_, d)| proofrig_model::wire::snmp::parse_message(d)).collect();
     let requests: Vec<_> = probes.iter().map(|p| (p.version, p.community.clone(), p.request_id)).collect();
     let every_request_sent = requests.len() == sent.len()
-        && requests
-            .iter()
-            .zip(&sent)
-            .all(|((version, community, id), s)| s.version == version.wire() && s.community == community.as_bytes() && s.request_id == i64::from(*id));
+        && requests.iter().zip(&sent).all(|((version, community, id), s)| {
+            s.version == version.wire() && s.community == community.as_bytes() && s.request_id == i64::from(*id)
+        });
     if !every_request_sent {
         return Err("the recorded SNMP requests differ from the datagrams sent".into());
     }

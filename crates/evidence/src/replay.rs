@@ -28,14 +28,14 @@ use proofrig_model::events::{Direction, Event, EventKind};
 use proofrig_model::rig::Rig;
 
 use super::console_replay::Consoles;
-use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
-use proofrig_plan::scope::{absorb, base_scope, select, stops_case, unready_verdicts};
-use proofrig_verdict::judge::judge;
 use super::rederive::{self, bytes_on, Action};
 use crate::journal::Record;
-use crate::verify::{JournalRecord, ReplayInput, ReplayMismatch};
+use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
 use crate::record::{CaseKey, JournalEntry, Phase};
+use crate::verify::{JournalRecord, ReplayInput, ReplayMismatch};
+use proofrig_plan::scope::{absorb, base_scope, select, stops_case, unready_verdicts};
 use proofrig_plan::{Case, Plan, Step};
+use proofrig_verdict::judge::judge;
 use proofrig_verdict::{case_verdict, Rollup, Verdict};
 
 /// Where a replay disagrees with the journal.
@@ -162,7 +162,13 @@ impl<'a> Replayer<'a> {
         let at = |case: &Option<String>, detail: String| Disagreement { record: Some(n), case: case.clone(), detail };
         // A case or step record ends any stretch of events outside the steps: an event
         // no rule placed by then has no place at all.
-        if matches!(entry, JournalEntry::RunStarted { .. } | JournalEntry::CaseStarted { .. } | JournalEntry::StepStarted { .. } | JournalEntry::CaseFinished { .. }) {
+        if matches!(
+            entry,
+            JournalEntry::RunStarted { .. }
+                | JournalEntry::CaseStarted { .. }
+                | JournalEntry::StepStarted { .. }
+                | JournalEntry::CaseFinished { .. }
+        ) {
             if let Some((record, event)) = self.loose.first() {
                 return Err(Disagreement { record: Some(*record), case: label, detail: unplaced(event) });
             }
@@ -179,7 +185,8 @@ impl<'a> Replayer<'a> {
             JournalEntry::Event { event } => self.event(n, event, &label)?,
             JournalEntry::DeviceReported { device, command, output, error } => {
                 let loose = std::mem::take(&mut self.loose);
-                self.device_reported(&device, &command, &output, error.as_deref(), &loose).map_err(|detail| at(&None, format!("device {device}'s identity: {detail}")))?;
+                self.device_reported(&device, &command, &output, error.as_deref(), &loose)
+                    .map_err(|detail| at(&None, format!("device {device}'s identity: {detail}")))?;
                 self.reported.insert(device);
             }
             // A signature over the records before it, checked by `verify`; it decides nothing.
@@ -187,7 +194,9 @@ impl<'a> Replayer<'a> {
             // `proofrig seal` ended a run that stopped: what it says was open must be.
             JournalEntry::RunSealedIncomplete(sealed) => {
                 let step = self.open.as_ref().and_then(|c| c.pending.as_ref()).map(|(p, i, a, _)| (*p, *i, *a));
-                if sealed.open_case.as_ref() != self.open.as_ref().map(|c| &c.key) || sealed.open_step.as_ref().map(|s| (s.phase, s.index, s.attempt)) != step {
+                if sealed.open_case.as_ref() != self.open.as_ref().map(|c| &c.key)
+                    || sealed.open_step.as_ref().map(|s| (s.phase, s.index, s.attempt)) != step
+                {
                     return Err(at(&label, "the seal record names another open case or step than the journal shows".into()));
                 }
             }
@@ -201,18 +210,52 @@ impl<'a> Replayer<'a> {
                 match self.selected.get(self.next_case) {
                     Some(expected) if *expected == key => self.next_case += 1,
                     Some(expected) => {
-                        return Err(at(&None, format!("case {} on {} runs where the plans and the rig put case {} on {}", key.case, key.device, expected.case, expected.device)))
+                        return Err(at(
+                            &None,
+                            format!(
+                                "case {} on {} runs where the plans and the rig put case {} on {}",
+                                key.case, key.device, expected.case, expected.device
+                            ),
+                        ))
                     }
-                    None => return Err(at(&None, format!("case {} on {} runs after every case the plans and the rig select", key.case, key.device))),
+                    None => {
+                        return Err(at(
+                            &None,
+                            format!("case {} on {} runs after every case the plans and the rig select", key.case, key.device),
+                        ))
+                    }
                 }
-                let plan = self.plans.iter().find(|p| p.spec.plan == key.plan).ok_or_else(|| at(&None, format!("plan `{}` is not among the bundle's plans", key.plan)))?;
-                let case = plan.spec.cases.iter().find(|c| c.id == key.case).ok_or_else(|| at(&None, format!("plan `{}` has no case `{}`", key.plan, key.case)))?;
+                let plan = self
+                    .plans
+                    .iter()
+                    .find(|p| p.spec.plan == key.plan)
+                    .ok_or_else(|| at(&None, format!("plan `{}` is not among the bundle's plans", key.plan)))?;
+                let case = plan
+                    .spec
+                    .cases
+                    .iter()
+                    .find(|c| c.id == key.case)
+                    .ok_or_else(|| at(&None, format!("plan `{}` has no case `{}`", key.plan, key.case)))?;
                 let device = self.rig.device(&key.device).map_err(|e| at(&None, e.to_string()))?;
                 if device.identity.command.is_some() && !self.reported.contains(&key.device) {
-                    return Err(at(&None, format!("the rig says how to ask {} who it is, but its answer is not on record before its first case", key.device)));
+                    return Err(at(
+                        &None,
+                        format!("the rig says how to ask {} who it is, but its answer is not on record before its first case", key.device),
+                    ));
                 }
                 let scope = base_scope(plan, &self.params, &key.device, device);
-                self.open = Some(OpenCase { key, case, scope, verdicts: Vec::new(), checks_passed: 0, touched: false, stopped: false, next_step: 0, pending: None, retry: None });
+                self.open = Some(OpenCase {
+                    key,
+                    case,
+                    scope,
+                    verdicts: Vec::new(),
+                    checks_passed: 0,
+                    touched: false,
+                    stopped: false,
+                    next_step: 0,
+                    pending: None,
+                    retry: None,
+                });
             }
             JournalEntry::StepStarted { key, phase, index, spec, attempt, .. } => {
                 let aborted = self.aborted;
@@ -220,25 +263,38 @@ impl<'a> Replayer<'a> {
                 if key != current.key {
                     return Err(at(&label, "the step belongs to another case".into()));
                 }
-                let step = step_of(current.case, phase, index).ok_or_else(|| at(&label, format!("the plan has no {phase:?} step {index}")))?;
+                let step =
+                    step_of(current.case, phase, index).ok_or_else(|| at(&label, format!("the plan has no {phase:?} step {index}")))?;
                 match current.retry.take() {
                     Some(retry) if retry != (phase, index, attempt) => {
                         return Err(at(&label, format!("step {} ended INFRA with retries left, but is not tried again next", retry.1 + 1)));
                     }
                     Some(_) => {}
-                    None if attempt != 1 => return Err(at(&label, format!("attempt {attempt} of step {} follows no failed attempt", index + 1))),
+                    None if attempt != 1 => {
+                        return Err(at(&label, format!("attempt {attempt} of step {} follows no failed attempt", index + 1)))
+                    }
                     None => {}
                 }
                 if phase == Phase::Steps && attempt == 1 {
                     // Steps run in order; skipped indices are NOT_RUN only after a stop.
                     if index != current.next_step || current.stopped || aborted {
-                        return Err(at(&label, format!("step {} ran out of order, after the case stopped, or after the operator stopped the run", index + 1)));
+                        return Err(at(
+                            &label,
+                            format!("step {} ran out of order, after the case stopped, or after the operator stopped the run", index + 1),
+                        ));
                     }
                     current.next_step = index + 1;
                 }
                 let expected = proofrig_plan::scope::resolve(step, &current.scope).unwrap_or(Value::Null);
                 if expected != spec {
-                    return Err(at(&label, format!("step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}", index + 1, step.action())));
+                    return Err(at(
+                        &label,
+                        format!(
+                            "step {} ({}) was recorded as {spec} but the plan and earlier outputs give {expected}",
+                            index + 1,
+                            step.action()
+                        ),
+                    ));
                 }
                 current.pending = Some((phase, index, attempt, spec));
                 self.events.clear();
@@ -255,14 +311,28 @@ impl<'a> Replayer<'a> {
                 let device = step.device.clone().unwrap_or_else(|| key.device.clone());
                 let skip = proofrig_plan::scope::missing_channel(step, &current.scope);
                 if skip.is_some() != output.get("skipped").is_some() {
-                    return Err(at(&label, format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action())));
+                    return Err(at(
+                        &label,
+                        format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.action()),
+                    ));
                 }
                 // The executor writes an empty range that starts at event 0 as 0..=0 (its
                 // last number is one less than the next, saturated): empty while there is
                 // no event 0.
-                let range = if (first_seq, last_seq) == (0, 0) && self.next_seq == 0 { Range { start: 0, end: 0 } } else { Range { start: first_seq, end: last_seq.saturating_add(1) } };
+                let range = if (first_seq, last_seq) == (0, 0) && self.next_seq == 0 {
+                    Range { start: 0, end: 0 }
+                } else {
+                    Range { start: first_seq, end: last_seq.saturating_add(1) }
+                };
                 if range.start < self.step_started_seq || range.end > self.next_seq || range.start > range.end {
-                    return Err(at(&label, format!("step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records", index + 1, step.action())));
+                    return Err(at(
+                        &label,
+                        format!(
+                            "step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records",
+                            index + 1,
+                            step.action()
+                        ),
+                    ));
                 }
                 let events = std::mem::take(&mut self.events);
                 if events.values().any(|e| rederive::cut_off(&device, &[e])) {
@@ -273,7 +343,12 @@ impl<'a> Replayer<'a> {
                     return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.action())));
                 }
                 if step.script.is_some() && skip.is_none() {
-                    if let Err(detail) = proofrig_plan::script::replay(step.script.as_deref().unwrap_or_default(), step.script_origin.as_ref(), &current.scope, &output) {
+                    if let Err(detail) = proofrig_plan::script::replay(
+                        step.script.as_deref().unwrap_or_default(),
+                        step.script_origin.as_ref(),
+                        &current.scope,
+                        &output,
+                    ) {
                         return Err(at(&label, format!("step {} (script): {detail}", index + 1)));
                     }
                 }
@@ -281,7 +356,13 @@ impl<'a> Replayer<'a> {
                 if judged.verdict != verdict || judged.message != message {
                     return Err(at(
                         &label,
-                        format!("step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")", index + 1, step.action(), judged.verdict, judged.message),
+                        format!(
+                            "step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")",
+                            index + 1,
+                            step.action(),
+                            judged.verdict,
+                            judged.message
+                        ),
                     ));
                 }
                 self.steps += 1;
@@ -311,7 +392,10 @@ impl<'a> Replayer<'a> {
                 let plan = self.plans.iter().find(|p| p.spec.plan == key.plan).expect("found at the case's start");
                 let not_ready = proofrig_plan::catalogue::unready(plan, current.case, self.rig, &key.device);
                 if not_ready != unready {
-                    return Err(at(&label, "whether the rig gives what the case needs is recorded otherwise than the plan and rig show".into()));
+                    return Err(at(
+                        &label,
+                        "whether the rig gives what the case needs is recorded otherwise than the plan and rig show".into(),
+                    ));
                 }
                 let expected = if current.case.skip.is_some() {
                     current.verdicts = vec![Verdict::Skip];
@@ -326,7 +410,10 @@ impl<'a> Replayer<'a> {
                     // Steps left out: only after a stop (the case's, or the operator's).
                     let not_run = current.case.steps.len().saturating_sub(current.next_step);
                     if not_run > 0 && !current.stopped && !self.aborted {
-                        return Err(at(&label, format!("{not_run} step(s) of the case never ran, yet neither the case nor the run was stopped")));
+                        return Err(at(
+                            &label,
+                            format!("{not_run} step(s) of the case never ran, yet neither the case nor the run was stopped"),
+                        ));
                     }
                     current.verdicts.extend(std::iter::repeat_n(Verdict::NotRun, not_run));
                     let checks = if current.touched { current.checks_passed } else { 0 };
@@ -340,7 +427,10 @@ impl<'a> Replayer<'a> {
                     return Err(at(&label, format!("the case is recorded {verdict} but its steps give {expected}")));
                 }
                 if recomputed != rollup {
-                    return Err(at(&label, format!("the case's step counts are recorded as {} but its steps give {}", rollup.summary(), recomputed.summary())));
+                    return Err(at(
+                        &label,
+                        format!("the case's step counts are recorded as {} but its steps give {}", rollup.summary(), recomputed.summary()),
+                    ));
                 }
                 self.finished_cases.push((key, verdict));
             }
@@ -354,7 +444,14 @@ impl<'a> Replayer<'a> {
                     return Err(Disagreement { record: Some(*record), case: None, detail: unplaced(event) });
                 }
                 if aborted != self.aborted {
-                    return Err(at(&None, format!("the run is recorded as {}aborted, but the operator's stop is {}on record", if aborted { "" } else { "not " }, if self.aborted { "" } else { "not " })));
+                    return Err(at(
+                        &None,
+                        format!(
+                            "the run is recorded as {}aborted, but the operator's stop is {}on record",
+                            if aborted { "" } else { "not " },
+                            if self.aborted { "" } else { "not " }
+                        ),
+                    ));
                 }
                 let mut verdicts: Vec<Verdict> = self.finished_cases.iter().map(|(_, v)| *v).collect();
                 let missing = self.selected.len().saturating_sub(self.finished_cases.len());
@@ -364,7 +461,15 @@ impl<'a> Replayer<'a> {
                 verdicts.extend(std::iter::repeat_n(Verdict::NotRun, missing));
                 let recomputed = Rollup::of(verdicts);
                 if recomputed.verdict != verdict || recomputed != rollup {
-                    return Err(at(&None, format!("the run is recorded {verdict} ({}) but its cases give {} ({})", rollup.summary(), recomputed.verdict, recomputed.summary())));
+                    return Err(at(
+                        &None,
+                        format!(
+                            "the run is recorded {verdict} ({}) but its cases give {} ({})",
+                            rollup.summary(),
+                            recomputed.verdict,
+                            recomputed.summary()
+                        ),
+                    ));
                 }
                 self.finished = true;
             }
@@ -378,7 +483,11 @@ impl<'a> Replayer<'a> {
             return Err(Disagreement {
                 record: Some(n),
                 case: label.clone(),
-                detail: format!("event {} follows event {}: the event sequence numbers have a gap or run backwards", event.seq, self.next_seq as i128 - 1),
+                detail: format!(
+                    "event {} follows event {}: the event sequence numbers have a gap or run backwards",
+                    event.seq,
+                    self.next_seq as i128 - 1
+                ),
             });
         }
         self.next_seq += 1;
@@ -398,7 +507,14 @@ impl<'a> Replayer<'a> {
 
     /// A device's answer to its identity command: re-derived from the events of the
     /// read (`loose`, the events since the last record that was not an event).
-    fn device_reported(&mut self, device: &str, command: &str, output: &str, error: Option<&str>, loose: &[(u64, Event)]) -> Result<(), String> {
+    fn device_reported(
+        &mut self,
+        device: &str,
+        command: &str,
+        output: &str,
+        error: Option<&str>,
+        loose: &[(u64, Event)],
+    ) -> Result<(), String> {
         let rig_device = self.rig.device(device).map_err(|e| e.to_string())?;
         if rig_device.identity.command.as_deref() != Some(command) {
             return Err("the command asked is not the rig's identity command".into());
@@ -411,10 +527,13 @@ impl<'a> Replayer<'a> {
         }
         let events: Vec<&Event> = loose.iter().map(|(_, e)| e).collect();
         if rig_device.ssh.is_some() {
-            let execs: Vec<&str> = events.iter().filter_map(|e| match &e.kind {
-                EventKind::SshExec { command, .. } => Some(command.as_str()),
-                _ => None,
-            }).collect();
+            let execs: Vec<&str> = events
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    EventKind::SshExec { command, .. } => Some(command.as_str()),
+                    _ => None,
+                })
+                .collect();
             let exited = events.iter().any(|e| matches!(&e.kind, EventKind::SshExit { exit_status: Some(_), timed_out: false, .. }));
             let answer = String::from_utf8_lossy(&bytes_on(&events, device, "ssh:exec:stdout", Direction::In)).trim().to_string();
             return match (error, execs.as_slice()) {
@@ -455,7 +574,15 @@ impl Range {
 /// each action's output against the events of its range (a script's: each call's), and
 /// every other event is one that may stand outside a range. Console events are taken
 /// in, in order, as the walk passes them.
-fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str, spec: &Value, output: &Value, range: Range, events: &BTreeMap<u64, Event>) -> Result<(), String> {
+fn check_step_events(
+    ctx: &mut rederive::Context<'_>,
+    step: &Step,
+    device: &str,
+    spec: &Value,
+    output: &Value,
+    range: Range,
+    events: &BTreeMap<u64, Event>,
+) -> Result<(), String> {
     struct Part<'v> {
         action: Action<'v>,
         range: Range,
@@ -473,7 +600,8 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
             };
             // 0..=0 is also how the executor writes an empty range at event 0: so it is
             // when there is no event 0, or the next call's range starts there too.
-            let empty_at_zero = (first, last) == (0, 0) && (!events.contains_key(&0) || calls.get(n + 1).is_some_and(|c| c["first_seq"] == 0));
+            let empty_at_zero =
+                (first, last) == (0, 0) && (!events.contains_key(&0) || calls.get(n + 1).is_some_and(|c| c["first_seq"] == 0));
             let call_range = if empty_at_zero { Range { start: 0, end: 0 } } else { Range { start: first, end: last.saturating_add(1) } };
             if !empty_at_zero {
                 if call_range.start < next || call_range.end > range.end || call_range.start > call_range.end {
@@ -481,7 +609,11 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
                 }
                 next = call_range.end;
             }
-            parts.push(Part { action: Action { action, device, spec: &call["spec"], output: &call["output"], step: None }, range: call_range, name });
+            parts.push(Part {
+                action: Action { action, device, spec: &call["spec"], output: &call["output"], step: None },
+                range: call_range,
+                name,
+            });
         }
     } else {
         parts.push(Part { action: Action { action: step.action(), device, spec, output, step: Some(step) }, range, name: String::new() });
@@ -510,7 +642,8 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
             ctx.consoles.feed(event);
             own.push(event);
         }
-        rederive::check(ctx, &part.action, &own).map_err(|detail| if part.name.is_empty() { detail } else { format!("{}: {detail}", part.name) })?;
+        rederive::check(ctx, &part.action, &own)
+            .map_err(|detail| if part.name.is_empty() { detail } else { format!("{}: {detail}", part.name) })?;
     }
     for event in pending {
         outside(event, ctx)?;
@@ -531,7 +664,9 @@ fn check_step_events(ctx: &mut rederive::Context<'_>, step: &Step, device: &str,
 pub fn outside_allowed(event: &Event) -> bool {
     match &event.kind {
         EventKind::Bytes { channel, .. } | EventKind::Note { channel, .. } if channel.channel == "console" => true,
-        EventKind::ChannelLost { channel, .. } | EventKind::ChannelClosed { channel } => matches!(channel.channel.as_str(), "console" | "ssh"),
+        EventKind::ChannelLost { channel, .. } | EventKind::ChannelClosed { channel } => {
+            matches!(channel.channel.as_str(), "console" | "ssh")
+        }
         _ => is_abort(event),
     }
 }

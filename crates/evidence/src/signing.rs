@@ -44,13 +44,16 @@ pub fn generate(private_path: &Path, public_path: &Path) -> Result<VerifyingKey,
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
     let key = SigningKey::from_bytes(&seed);
-    let private_pem = key
-        .to_pkcs8_pem(Default::default())
-        .map_err(|e| KeyError::Format { path: private_path.display().to_string(), what: "private", reason: e.to_string() })?;
-    let public_pem = key
-        .verifying_key()
-        .to_public_key_pem(Default::default())
-        .map_err(|e| KeyError::Format { path: public_path.display().to_string(), what: "public", reason: e.to_string() })?;
+    let private_pem = key.to_pkcs8_pem(Default::default()).map_err(|e| KeyError::Format {
+        path: private_path.display().to_string(),
+        what: "private",
+        reason: e.to_string(),
+    })?;
+    let public_pem = key.verifying_key().to_public_key_pem(Default::default()).map_err(|e| KeyError::Format {
+        path: public_path.display().to_string(),
+        what: "public",
+        reason: e.to_string(),
+    })?;
     write_new(private_path, private_pem.as_bytes(), 0o600)?;
     write_new(public_path, public_pem.as_bytes(), 0o644)?;
     Ok(key.verifying_key())
@@ -67,14 +70,20 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
 
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
-    SigningKey::from_pkcs8_pem(&text)
-        .map_err(|e| KeyError::Format { path: path.display().to_string(), what: "private", reason: e.to_string() })
+    SigningKey::from_pkcs8_pem(&text).map_err(|e| KeyError::Format {
+        path: path.display().to_string(),
+        what: "private",
+        reason: e.to_string(),
+    })
 }
 
 pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
-    VerifyingKey::from_public_key_pem(&text)
-        .map_err(|e| KeyError::Format { path: path.display().to_string(), what: "public", reason: e.to_string() })
+    VerifyingKey::from_public_key_pem(&text).map_err(|e| KeyError::Format {
+        path: path.display().to_string(),
+        what: "public",
+        reason: e.to_string(),
+    })
 }
 
 /// A DSSE envelope.
@@ -161,9 +170,7 @@ impl Envelope {
                         .and_then(|b| <[u8; 32]>::try_from(b).ok())
                         .and_then(|b| VerifyingKey::from_bytes(&b).ok());
                     match embedded {
-                        Some(key) if key.verify(&message, &sig).is_ok() => {
-                            return SignatureCheck::Unpinned { keyid: key_id(&key) }
-                        }
+                        Some(key) if key.verify(&message, &sig).is_ok() => return SignatureCheck::Unpinned { keyid: key_id(&key) },
                         Some(_) => last_reason = "the signature does not match the embedded public key".into(),
                         None => last_reason = "no usable public key in the envelope; pass --key".into(),
                     }
@@ -181,7 +188,10 @@ mod tests {
     #[test]
     fn pae_matches_the_dsse_specification_example() {
         // The example from the DSSE protocol description.
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec());
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
     }
 
     #[test]

@@ -30,13 +30,11 @@ use proofrig_model::rig::Rig;
 use crate::attestation::JournalHead;
 use crate::bundle::{self, BundleError, InputRefs, Reports, SealFiles, ATTESTATION, JOURNAL, PLANS_DIR, RIG};
 use crate::journal::{record_line, ChainBreak, ChainReader, Hashing, JournalLines};
-use crate::record::{
-    CaseKey, CaseResult, DeviceIdentity, JournalEntry, OpenStep, Phase, RunResult, SealedIncomplete, StepResult,
-};
+use crate::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, OpenStep, Phase, RunResult, SealedIncomplete, StepResult};
 use crate::signing;
 use crate::verify::CheckpointWalk;
-use proofrig_plan::Plan;
 use proofrig_plan::scope::select;
+use proofrig_plan::Plan;
 use proofrig_verdict::{Rollup, Verdict};
 
 /// Why a run directory was not sealed.
@@ -102,8 +100,7 @@ pub fn seal_stopped(dir: &Path, key: &SigningKey, now: &str, reports: &dyn Repor
     for input in journal.inputs.plans.iter().chain([&journal.inputs.rig]) {
         let path = dir.join(&input.path);
         let inside = Path::new(&input.path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        let matches =
-            inside && bundle::sha256_file(&path).is_ok_and(|(digest, _)| digest.eq_ignore_ascii_case(&input.sha256));
+        let matches = inside && bundle::sha256_file(&path).is_ok_and(|(digest, _)| digest.eq_ignore_ascii_case(&input.sha256));
         if !matches {
             return Err(SealError::InputChanged { path: input.path.clone() });
         }
@@ -124,7 +121,8 @@ pub fn seal_stopped(dir: &Path, key: &SigningKey, now: &str, reports: &dyn Repor
     drop(file);
 
     let head = JournalHead { records: journal.records + 1, head_sha256: hex::encode(head) };
-    let done = bundle::seal_files(SealFiles { dir, inputs: &journal.inputs, result: &result, key, journal: head, incomplete: true }, reports)?;
+    let done =
+        bundle::seal_files(SealFiles { dir, inputs: &journal.inputs, result: &result, key, journal: head, incomplete: true }, reports)?;
     Ok(StoppedSeal { dir: done.dir, key_id: done.key_id, result, record: journal.records, sealed })
 }
 
@@ -193,8 +191,7 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
     let file = std::fs::File::open(path).map_err(read_err)?;
     let size = file.metadata().map_err(read_err)?.len();
     let complete = Rc::new(Cell::new(0));
-    let lines =
-        Counted { lines: Hashing(io::BufReader::with_capacity(bundle::HASH_BUFFER, file)), complete: complete.clone() };
+    let lines = Counted { lines: Hashing(io::BufReader::with_capacity(bundle::HASH_BUFFER, file)), complete: complete.clone() };
     let mut reader = ChainReader::<_, JournalEntry>::new(lines, &name);
     let verifying = key.verifying_key();
     let mut walk = CheckpointWalk::new(Some(&verifying));
@@ -202,9 +199,9 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
     let mut head = crate::journal::genesis();
     for record in reader.by_ref() {
         head = record.hash;
-        let entry = record.entry.map_err(|other| {
-            broken(format!("record {} is not a journal entry proofrig writes: {}", record.n, other.reason))
-        })?;
+        let entry = record
+            .entry
+            .map_err(|other| broken(format!("record {} is not a journal entry proofrig writes: {}", record.n, other.reason)))?;
         let checkpoint = match &entry {
             JournalEntry::Checkpoint(checkpoint) => Some(Ok(checkpoint)),
             _ => None,
@@ -217,10 +214,7 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
             )));
         }
         match (&mut journal, entry) {
-            (
-                None,
-                JournalEntry::RunStarted { run_id, operator, host, started, plans, rig, rig_name, only_device, .. },
-            ) => {
+            (None, JournalEntry::RunStarted { run_id, operator, host, started, plans, rig, rig_name, only_device, .. }) => {
                 journal = Some(StoppedJournal {
                     run_id,
                     operator,
@@ -244,9 +238,7 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
             (Some(journal), entry) => match journal.see(record.n, entry) {
                 Ok(()) => {}
                 Err(Unsealable::Broken(reason)) => return Err(broken(reason)),
-                Err(Unsealable::Finished) => {
-                    return Err(SealError::Finished { journal: name.clone(), record: record.n })
-                }
+                Err(Unsealable::Finished) => return Err(SealError::Finished { journal: name.clone(), record: record.n }),
                 Err(Unsealable::Sealed) => {
                     return Err(SealError::AlreadySealed {
                         dir: path.parent().unwrap_or(path).display().to_string(),
@@ -256,8 +248,7 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
             },
         }
     }
-    let end =
-        reader.finish().map_err(|e| SealError::Read { path: name.clone(), source: io::Error::other(e.to_string()) })?;
+    let end = reader.finish().map_err(|e| SealError::Read { path: name.clone(), source: io::Error::other(e.to_string()) })?;
     let records = match end {
         Ok((_, records)) => records,
         // A crash during a write: the records before it are whole and chained.
@@ -265,10 +256,7 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
         Err(brk) => return Err(broken(format!("{brk}; an edited or removed record, not a crash"))),
     };
     let Some(mut journal) = journal else {
-        return Err(SealError::NotABundle {
-            dir: name,
-            reason: "its journal is empty: the run recorded nothing".into(),
-        });
+        return Err(SealError::NotABundle { dir: name, reason: "its journal is empty: the run recorded nothing".into() });
     };
     journal.records = records;
     journal.head = head;
@@ -296,10 +284,8 @@ impl StoppedJournal {
             JournalEntry::RunSealedIncomplete(_) => return Err(Unsealable::Sealed),
             JournalEntry::Event { event } => {
                 self.last_seen = Some(
-                    humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(event.at.wall_ns),
-                    )
-                    .to_string(),
+                    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(event.at.wall_ns))
+                        .to_string(),
                 );
             }
             JournalEntry::Checkpoint(checkpoint) => self.last_seen = Some(checkpoint.at),
@@ -320,16 +306,7 @@ impl StoppedJournal {
                 let open = case.open_step.take();
                 let (action, label) = open.map(|s| (s.action, s.label)).unwrap_or_default();
                 case.steps.retain(|s| !(s.phase == phase && s.index == index));
-                case.steps.push(StepResult {
-                    phase,
-                    index,
-                    label,
-                    action,
-                    verdict,
-                    message,
-                    record: n,
-                    duration_ms: 0,
-                });
+                case.steps.push(StepResult { phase, index, label, action, verdict, message, record: n, duration_ms: 0 });
             }
             JournalEntry::CaseFinished { key, verdict, .. } => {
                 let case = self.cases.get_mut(&key).ok_or_else(|| broken("a case finishes that never started"))?;
@@ -343,16 +320,11 @@ impl StoppedJournal {
 
 /// A run directory holds, before sealing, its inputs and its journal only.
 fn check_files(dir: &Path) -> Result<(), SealError> {
-    let entries =
-        bundle::list_files(dir).map_err(|source| SealError::Read { path: dir.display().to_string(), source })?;
+    let entries = bundle::list_files(dir).map_err(|source| SealError::Read { path: dir.display().to_string(), source })?;
     let unexpected: Vec<String> = entries
         .into_iter()
         .filter(|e| {
-            let plan = e
-                .path
-                .strip_prefix(PLANS_DIR)
-                .and_then(|rest| rest.strip_prefix('/'))
-                .is_some_and(|rest| !rest.contains('/'));
+            let plan = e.path.strip_prefix(PLANS_DIR).and_then(|rest| rest.strip_prefix('/')).is_some_and(|rest| !rest.contains('/'));
             e.not_a_file.is_some() || !(e.path == JOURNAL || e.path == RIG || plan)
         })
         .map(|e| e.path)
@@ -366,8 +338,7 @@ fn check_files(dir: &Path) -> Result<(), SealError> {
 
 fn load_inputs(dir: &Path, inputs: &InputRefs) -> Result<(Vec<Plan>, Rig), SealError> {
     let read = |path: &str| {
-        std::fs::read_to_string(dir.join(path))
-            .map_err(|source| SealError::Read { path: dir.join(path).display().to_string(), source })
+        std::fs::read_to_string(dir.join(path)).map_err(|source| SealError::Read { path: dir.join(path).display().to_string(), source })
     };
     let rig = Rig::parse(RIG, &read(&inputs.rig.path)?, Path::new("."))
         .map_err(|e| SealError::Inputs { what: "rig".into(), reason: e.to_string() })?;
@@ -395,10 +366,7 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
         }
         let (verdict, excerpt) = match seen {
             Some(CaseSeen { finished: Some(verdict), steps, .. }) => {
-                let worst = steps
-                    .iter()
-                    .filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip)
-                    .map(|s| s.message.as_str());
+                let worst = steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str());
                 (*verdict, worst.collect::<Vec<_>>().join("\n"))
             }
             // A finding recorded before the stop still stands (as after Ctrl-C).
@@ -489,10 +457,7 @@ fn note(journal: &StoppedJournal, open_step: Option<&OpenStep>, restore_steps: u
         note.push_str(&format!("; {not_started} case(s) never started (NOT_RUN)"));
     }
     if journal.dropped_bytes > 0 {
-        note.push_str(&format!(
-            "; a record cut off mid-write at the journal's end ({} bytes) was removed",
-            journal.dropped_bytes
-        ));
+        note.push_str(&format!("; a record cut off mid-write at the journal's end ({} bytes) was removed", journal.dropped_bytes));
     }
     note
 }

@@ -30,14 +30,11 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::attestation::{
-    ScasRunPredicate, Statement, Subject, TestResultPredicate, PAYLOAD_TYPE, SCAS_RUN_PREDICATE, STATEMENT_TYPE,
-    TEST_RESULT_PREDICATE,
+    ScasRunPredicate, Statement, Subject, TestResultPredicate, PAYLOAD_TYPE, SCAS_RUN_PREDICATE, STATEMENT_TYPE, TEST_RESULT_PREDICATE,
 };
 use crate::bundle::{self, Manifest, ATTESTATION, HASH_BUFFER, JOURNAL, MANIFEST, MANIFEST_FORMAT, RESULTS};
 use crate::checkpoint;
-use crate::journal::{
-    genesis, ChainBreak, ChainReader, ChainRecord, Hashing, JournalError, JournalLines, OtherEntry,
-};
+use crate::journal::{genesis, ChainBreak, ChainReader, ChainRecord, Hashing, JournalError, JournalLines, OtherEntry};
 use crate::record::{Checkpoint, FileRef, JournalEntry, Phase, SealedIncomplete};
 use crate::signing::{Envelope, SignatureCheck};
 use proofrig_verdict::Verdict;
@@ -184,14 +181,7 @@ impl VerifyReport {
 /// without it the signatures are checked against the key they carry and the
 /// report says that nobody vouched for that key. `replay` recomputes the verdicts.
 pub fn verify(bundle_dir: &Path, pinned: Option<&VerifyingKey>, replay: Replay<'_>) -> VerifyReport {
-    let mut v = Verifier {
-        dir: bundle_dir,
-        checks: Vec::new(),
-        signer: None,
-        pinned: false,
-        records_verified: None,
-        signed_through: None,
-    };
+    let mut v = Verifier { dir: bundle_dir, checks: Vec::new(), signer: None, pinned: false, records_verified: None, signed_through: None };
     match std::fs::symlink_metadata(bundle_dir.join(ATTESTATION)) {
         Ok(meta) if meta.is_file() => {
             v.pass("attestation present", ATTESTATION, format!("{ATTESTATION} ({} bytes)", meta.len()));
@@ -482,11 +472,7 @@ impl<'a> Verifier<'a> {
     fn check_checkpoints(&mut self, walk: &CheckpointWalk, records: u64, sealed: bool) -> Option<SignedExtent> {
         let what = "journal checkpoints";
         if let Some((n, why)) = &walk.failure {
-            self.push(
-                Check::new(what, CheckState::Failed, format!("{JOURNAL} record {n}: {why}"))
-                    .file(JOURNAL)
-                    .record(Some(*n)),
-            );
+            self.push(Check::new(what, CheckState::Failed, format!("{JOURNAL} record {n}: {why}")).file(JOURNAL).record(Some(*n)));
             return None;
         }
         let Some(extent) = walk.extent() else {
@@ -494,12 +480,8 @@ impl<'a> Verifier<'a> {
                 return None;
             }
             self.push(
-                Check::new(
-                    what,
-                    CheckState::NotRun,
-                    format!("{JOURNAL} holds no checkpoint: the run did not sign its journal as it went"),
-                )
-                .file(JOURNAL),
+                Check::new(what, CheckState::NotRun, format!("{JOURNAL} holds no checkpoint: the run did not sign its journal as it went"))
+                    .file(JOURNAL),
             );
             return None;
         };
@@ -600,21 +582,15 @@ impl<'a> Verifier<'a> {
                 self.pass(
                     what,
                     JOURNAL,
-                    format!(
-                        "{n} record(s) verify; record {n} (line {line}) was cut off mid-write, as a crash leaves it"
-                    ),
+                    format!("{n} record(s) verify; record {n} (line {line}) was cut off mid-write, as a crash leaves it"),
                 );
                 (n, format!("the journal ends in the middle of record {n} (line {line}): the run was cut short.{sealing_note}"))
             }
             Ok(Err(brk)) => {
                 self.push(
-                    Check::new(
-                        what,
-                        CheckState::Failed,
-                        format!("{JOURNAL}: {brk}; an edited or removed record, not a crash"),
-                    )
-                    .file(JOURNAL)
-                    .record(Some(break_record(&brk))),
+                    Check::new(what, CheckState::Failed, format!("{JOURNAL}: {brk}; an edited or removed record, not a crash"))
+                        .file(JOURNAL)
+                        .record(Some(break_record(&brk))),
                 );
                 self.records_verified = Some(break_record(&brk));
                 return self.finish(None);
@@ -641,7 +617,10 @@ impl<'a> Verifier<'a> {
                     }
                 )
             }
-            None => "no record of it is signed: the journal holds no valid checkpoint, so anyone with write access could have written all of it".to_string(),
+            None => {
+                "no record of it is signed: the journal holds no valid checkpoint, so anyone with write access could have written all of it"
+                    .to_string()
+            }
         };
         self.check_unsealed_inputs(&journal_path);
         self.finish(Some(format!("the run was never sealed; {count} journal record(s) verify; {signed}; {end}")))
@@ -673,9 +652,7 @@ impl<'a> Verifier<'a> {
             }
             match bundle::sha256_file(&self.dir.join(path)) {
                 Ok((digest, _)) if digest.eq_ignore_ascii_case(&input.sha256) => {}
-                Ok(_) => {
-                    return self.fail(what, path, format!("{path} differs from the file RunStarted (record 0) names"))
-                }
+                Ok(_) => return self.fail(what, path, format!("{path} differs from the file RunStarted (record 0) names")),
                 Err(err) => return self.fail(what, path, format!("cannot read {path}: {err}")),
             }
         }
@@ -746,11 +723,7 @@ impl<'a> Verifier<'a> {
             Ok(()) => self.push(Check::new(
                 what,
                 CheckState::Passed,
-                format!(
-                    "{} case verdict(s) and the run verdict {} agree with the journal",
-                    predicate.cases.len(),
-                    predicate.verdict
-                ),
+                format!("{} case verdict(s) and the run verdict {} agree with the journal", predicate.cases.len(), predicate.verdict),
             )),
             Err(mismatch) => self.push(
                 Check::new(what, CheckState::Failed, mismatch.to_string())
@@ -771,11 +744,7 @@ impl<'a> Verifier<'a> {
             if extent.keyid == signer {
                 self.pass(what, JOURNAL, format!("{signer} signed the checkpoints and the statements"));
             } else {
-                self.fail(
-                    what,
-                    JOURNAL,
-                    format!("the checkpoints are signed by {} but the statements by {signer}", extent.keyid),
-                );
+                self.fail(what, JOURNAL, format!("the checkpoints are signed by {} but the statements by {signer}", extent.keyid));
             }
         }
         if let Some((n, sealed)) = sealed {
@@ -856,10 +825,7 @@ impl<'a> Verifier<'a> {
             self.fail(
                 "one signer for both statements",
                 ATTESTATION,
-                format!(
-                    "the statements are signed by different keys: {}",
-                    signers.iter().cloned().collect::<Vec<_>>().join(", ")
-                ),
+                format!("the statements are signed by different keys: {}", signers.iter().cloned().collect::<Vec<_>>().join(", ")),
             );
         }
         if signers.len() == 1 && !failed {
@@ -906,20 +872,14 @@ impl<'a> Verifier<'a> {
         std::thread::scope(|scope| {
             let digester = scope.spawn(move || digest_and_forward(file, chunks));
             let reader = ChainReader::<_, JournalEntry>::new(ChunkReader::new(received), &name);
-            let mut records = Tracked {
-                records: reader,
-                first: None,
-                last: None,
-                sealed_incomplete: None,
-                checkpoints: CheckpointWalk::new(pinned),
-            };
+            let mut records =
+                Tracked { records: reader, first: None, last: None, sealed_incomplete: None, checkpoints: CheckpointWalk::new(pinned) };
             let replayed = replay.map(|(input, replay)| replay(input, &mut records));
             // Whatever the replay left: the chain and the digest need every record.
             records.by_ref().for_each(drop);
             let Tracked { records: reader, first, last, sealed_incomplete, checkpoints } = records;
-            let chain = reader
-                .finish()
-                .map(|chain| chain.map(|(head, records)| ChainSummary { head, records, first, last, sealed_incomplete }));
+            let chain =
+                reader.finish().map(|chain| chain.map(|(head, records)| ChainSummary { head, records, first, last, sealed_incomplete }));
             match digester.join() {
                 Ok(Ok(digest)) => JournalPass { digest: Some(digest), chain, checkpoints, replay: replayed },
                 Ok(Err(source)) => read_error(source),
@@ -971,11 +931,7 @@ impl<'a> Verifier<'a> {
                 Ok((digest, _)) => self.fail(
                     &what,
                     name,
-                    format!(
-                        "{name} was changed after sealing: sha256 is {} but {} was signed",
-                        short(&digest),
-                        short(expected)
-                    ),
+                    format!("{name} was changed after sealing: sha256 is {} but {} was signed", short(&digest), short(expected)),
                 ),
                 Err(detail) => self.fail(&what, name, detail),
             }
@@ -988,11 +944,8 @@ impl<'a> Verifier<'a> {
         match bundle::list_files(self.dir) {
             Err(err) => self.fail(what, ".", format!("cannot list {}: {err}", self.dir.display())),
             Ok(entries) => {
-                let extra: Vec<String> = entries
-                    .into_iter()
-                    .filter(|e| e.path != ATTESTATION && !listed.contains(e.path.as_str()))
-                    .map(|e| e.path)
-                    .collect();
+                let extra: Vec<String> =
+                    entries.into_iter().filter(|e| e.path != ATTESTATION && !listed.contains(e.path.as_str())).map(|e| e.path).collect();
                 match extra.first() {
                     None => self.pass(what, ".", "every file is covered by the signatures"),
                     Some(first) => {
@@ -1031,8 +984,7 @@ impl<'a> Verifier<'a> {
         }
         let signed: BTreeMap<&str, Option<&str>> =
             subjects.iter().filter(|s| s.name != MANIFEST).map(|s| (s.name.as_str(), s.sha256_hex())).collect();
-        let listed: BTreeMap<&str, Option<&str>> =
-            manifest.files.iter().map(|f| (f.path.as_str(), Some(f.sha256.as_str()))).collect();
+        let listed: BTreeMap<&str, Option<&str>> = manifest.files.iter().map(|f| (f.path.as_str(), Some(f.sha256.as_str()))).collect();
         if signed != listed {
             let odd: Vec<&str> = signed
                 .keys()
@@ -1047,11 +999,7 @@ impl<'a> Verifier<'a> {
         if differences.is_empty() {
             self.pass(what, MANIFEST, format!("run {}, {} files", manifest.run_id, manifest.files.len()));
         } else {
-            self.fail(
-                what,
-                MANIFEST,
-                format!("{MANIFEST} differs from the signed statement in {}", differences.join("; ")),
-            );
+            self.fail(what, MANIFEST, format!("{MANIFEST} differs from the signed statement in {}", differences.join("; ")));
         }
     }
 
@@ -1065,18 +1013,10 @@ impl<'a> Verifier<'a> {
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
         let found: Vec<(String, String, String, String)> = results["cases"]
             .as_array()
-            .map(|cases| {
-                cases
-                    .iter()
-                    .map(|c| (text(&c["plan"]), text(&c["case"]), text(&c["device"]), text(&c["verdict"])))
-                    .collect()
-            })
+            .map(|cases| cases.iter().map(|c| (text(&c["plan"]), text(&c["case"]), text(&c["device"]), text(&c["verdict"]))).collect())
             .unwrap_or_default();
-        let signed: Vec<(String, String, String, String)> = predicate
-            .cases
-            .iter()
-            .map(|c| (c.plan.clone(), c.case.clone(), c.device.clone(), c.verdict.as_str().to_string()))
-            .collect();
+        let signed: Vec<(String, String, String, String)> =
+            predicate.cases.iter().map(|c| (c.plan.clone(), c.case.clone(), c.device.clone(), c.verdict.as_str().to_string())).collect();
         let mut differences = Vec::new();
         if text(&results["run_id"]) != predicate.run_id {
             differences.push("the run id".to_string());
@@ -1093,11 +1033,7 @@ impl<'a> Verifier<'a> {
         if differences.is_empty() {
             self.pass(what, RESULTS, format!("{} case(s), run verdict {}", signed.len(), predicate.verdict));
         } else {
-            self.fail(
-                what,
-                RESULTS,
-                format!("{RESULTS} differs from the signed statement in {}", differences.join("; ")),
-            );
+            self.fail(what, RESULTS, format!("{RESULTS} differs from the signed statement in {}", differences.join("; ")));
         }
     }
 
@@ -1111,11 +1047,7 @@ impl<'a> Verifier<'a> {
             }
             Ok(Err(brk)) => {
                 self.records_verified = Some(break_record(brk));
-                self.push(
-                    Check::new(what, CheckState::Failed, format!("{JOURNAL}: {brk}"))
-                        .file(JOURNAL)
-                        .record(Some(break_record(brk))),
-                );
+                self.push(Check::new(what, CheckState::Failed, format!("{JOURNAL}: {brk}")).file(JOURNAL).record(Some(break_record(brk))));
                 return false;
             }
             Ok(Ok(chain)) => chain,
@@ -1146,9 +1078,7 @@ impl<'a> Verifier<'a> {
                 Some((0, format!("RunStarted is for run `{}`", entry["run_id"].as_str().unwrap_or("?"))))
             }
             (Some(entry), _)
-                if serde_json::from_value::<Vec<crate::record::FileRef>>(entry["plans"].clone())
-                    .ok()
-                    .as_ref()
+                if serde_json::from_value::<Vec<crate::record::FileRef>>(entry["plans"].clone()).ok().as_ref()
                     != Some(&predicate.plans)
                     || entry["rig"]["path"] != predicate.rig.path.as_str()
                     || entry["rig"]["sha256"] != predicate.rig.sha256.as_str() =>
@@ -1181,9 +1111,7 @@ impl<'a> Verifier<'a> {
         match problem {
             Some((record, detail)) => {
                 self.push(
-                    Check::new(what, CheckState::Failed, format!("{JOURNAL} record {record}: {detail}"))
-                        .file(JOURNAL)
-                        .record(Some(record)),
+                    Check::new(what, CheckState::Failed, format!("{JOURNAL} record {record}: {detail}")).file(JOURNAL).record(Some(record)),
                 );
                 false
             }
@@ -1192,11 +1120,7 @@ impl<'a> Verifier<'a> {
                     Some("run_sealed_incomplete") => "RunSealedIncomplete, written when it was sealed after it stopped",
                     _ => "RunFinished",
                 };
-                self.pass(
-                    what,
-                    JOURNAL,
-                    format!("RunStarted for run {} through {end} ({})", predicate.run_id, predicate.verdict),
-                );
+                self.pass(what, JOURNAL, format!("RunStarted for run {} through {end} ({})", predicate.run_id, predicate.verdict));
                 true
             }
         }
@@ -1205,8 +1129,7 @@ impl<'a> Verifier<'a> {
     fn replay_input(&self, predicate: &ScasRunPredicate, value: serde_json::Value) -> Result<ReplayInput, Check> {
         let read = |path: &str| {
             std::fs::read(self.dir.join(path)).map_err(|err| {
-                Check::new("verdicts replay from the journal", CheckState::Failed, format!("cannot read {path}: {err}"))
-                    .file(path)
+                Check::new("verdicts replay from the journal", CheckState::Failed, format!("cannot read {path}: {err}")).file(path)
             })
         };
         let mut plans = Vec::with_capacity(predicate.plans.len());
@@ -1343,8 +1266,7 @@ fn parse_attestation(bytes: &[u8]) -> Result<Sealed, String> {
     let mut scas = None;
     for (i, line) in lines.iter().enumerate() {
         let at = i + 1;
-        let envelope: Envelope =
-            serde_json::from_slice(line).map_err(|e| format!("line {at} is not a DSSE envelope: {e}"))?;
+        let envelope: Envelope = serde_json::from_slice(line).map_err(|e| format!("line {at} is not a DSSE envelope: {e}"))?;
         // proofrig writes envelopes in one exact form; any other encoding of the same
         // content means the file was rewritten, and a byte flip must never go unseen.
         if serde_json::to_vec(&envelope).ok().as_deref() != Some(*line) {
@@ -1354,8 +1276,8 @@ fn parse_attestation(bytes: &[u8]) -> Result<Sealed, String> {
             return Err(format!("line {at} has payload type `{}`, expected `{PAYLOAD_TYPE}`", envelope.payload_type));
         }
         let payload = envelope.payload_bytes().map_err(|e| format!("line {at}: the payload is not base64: {e}"))?;
-        let statement: Statement<serde_json::Value> = serde_json::from_slice(&payload)
-            .map_err(|e| format!("line {at}: the payload is not an in-toto statement: {e}"))?;
+        let statement: Statement<serde_json::Value> =
+            serde_json::from_slice(&payload).map_err(|e| format!("line {at}: the payload is not an in-toto statement: {e}"))?;
         if statement.statement_type != STATEMENT_TYPE {
             return Err(format!("line {at}: `_type` is `{}`, expected `{STATEMENT_TYPE}`", statement.statement_type));
         }
@@ -1456,10 +1378,7 @@ fn short(hex: &str) -> String {
 /// journal (StepFinished, CaseFinished, RunFinished) are the ones signed in the
 /// predicate. It catches a predicate edited apart from the journal; only a real
 /// recompute from the plans catches a journal and predicate edited together.
-pub fn recorded_verdicts_agree(
-    input: &ReplayInput,
-    records: &mut dyn Iterator<Item = JournalRecord>,
-) -> Result<(), ReplayMismatch> {
+pub fn recorded_verdicts_agree(input: &ReplayInput, records: &mut dyn Iterator<Item = JournalRecord>) -> Result<(), ReplayMismatch> {
     let mut check = RecordedVerdicts::new(input)?;
     for record in records {
         check.record(&record)?;
@@ -1515,15 +1434,12 @@ impl Recorded {
         };
         let verdict_of = |e: &serde_json::Value| serde_json::from_value::<Verdict>(e["verdict"].clone()).ok();
         match entry_type(e) {
-            "step_finished" if e["phase"] == "steps" => {
-                Recorded::Step(key_of(e), e["index"].as_u64().zip(verdict_of(e)))
-            }
+            "step_finished" if e["phase"] == "steps" => Recorded::Step(key_of(e), e["index"].as_u64().zip(verdict_of(e))),
             "case_finished" => Recorded::Case(key_of(e), verdict_of(e)),
             "run_finished" => Recorded::Run(verdict_of(e)),
-            "run_sealed_incomplete" => Recorded::SealedIncomplete(
-                e["open_case"].is_object().then(|| key_of(&e["open_case"])),
-                verdict_of(e),
-            ),
+            "run_sealed_incomplete" => {
+                Recorded::SealedIncomplete(e["open_case"].is_object().then(|| key_of(&e["open_case"])), verdict_of(e))
+            }
             _ => Recorded::Other,
         }
     }
@@ -1531,21 +1447,13 @@ impl Recorded {
 
 impl RecordedVerdicts {
     pub fn new(input: &ReplayInput) -> Result<Self, ReplayMismatch> {
-        let predicate: ScasRunPredicate =
-            serde_json::from_value(input.predicate.clone()).map_err(|e| ReplayMismatch {
-                record: None,
-                case: None,
-                detail: format!("the proofrig predicate does not parse: {e}"),
-            })?;
-        let signed =
-            predicate.cases.iter().map(|c| ((c.plan.clone(), c.case.clone(), c.device.clone()), c.verdict)).collect();
-        Ok(RecordedVerdicts {
-            verdict: predicate.verdict,
-            signed,
-            steps: BTreeMap::new(),
-            finished: BTreeSet::new(),
-            open_at_seal: None,
-        })
+        let predicate: ScasRunPredicate = serde_json::from_value(input.predicate.clone()).map_err(|e| ReplayMismatch {
+            record: None,
+            case: None,
+            detail: format!("the proofrig predicate does not parse: {e}"),
+        })?;
+        let signed = predicate.cases.iter().map(|c| ((c.plan.clone(), c.case.clone(), c.device.clone()), c.verdict)).collect();
+        Ok(RecordedVerdicts { verdict: predicate.verdict, signed, steps: BTreeMap::new(), finished: BTreeSet::new(), open_at_seal: None })
     }
 
     /// The next record; the first disagreement is an error.
@@ -1557,8 +1465,7 @@ impl RecordedVerdicts {
             }
             Recorded::Step(_, None) | Recorded::Other => {}
             Recorded::Case(key, recorded) => {
-                let mismatch =
-                    |detail: String| ReplayMismatch { record: Some(record.n), case: Some(name(&key)), detail };
+                let mismatch = |detail: String| ReplayMismatch { record: Some(record.n), case: Some(name(&key)), detail };
                 let Some(recorded) = recorded else { return Err(mismatch("CaseFinished has no verdict".into())) };
                 match self.signed.get(&key) {
                     None => return Err(mismatch("the journal finishes a case the statement does not list".into())),
@@ -1574,11 +1481,7 @@ impl RecordedVerdicts {
                 self.finished.insert(key);
             }
             Recorded::SealedIncomplete(open, recorded) => {
-                let mismatch = |detail: String| ReplayMismatch {
-                    record: Some(record.n),
-                    case: open.as_ref().map(name),
-                    detail,
-                };
+                let mismatch = |detail: String| ReplayMismatch { record: Some(record.n), case: open.as_ref().map(name), detail };
                 if let Some(key) = &open {
                     if self.finished.contains(key) {
                         return Err(mismatch("the case it names as open had finished".into()));

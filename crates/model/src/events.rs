@@ -421,7 +421,9 @@ fn redact_free_text(redactor: &Redactor, kind: EventKind) -> EventKind {
         EventKind::ChannelOpened { channel, detail } => EventKind::ChannelOpened { channel, detail: text(detail) },
         EventKind::ChannelLost { channel, reason } => EventKind::ChannelLost { channel, reason: text(reason) },
         EventKind::SshExec { channel, command } => EventKind::SshExec { channel, command: text(command) },
-        EventKind::SshAuth { channel, user, method, accepted, source } => EventKind::SshAuth { channel, user: text(user), method, accepted, source },
+        EventKind::SshAuth { channel, user, method, accepted, source } => {
+            EventKind::SshAuth { channel, user: text(user), method, accepted, source }
+        }
         EventKind::FileFetched { channel, path, len, sha256 } => EventKind::FileFetched { channel, path: text(path), len, sha256 },
         EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail } => {
             EventKind::Power { device, pdu, outlet, action, requested, readback, ok, detail: text(detail) }
@@ -617,7 +619,12 @@ mod tests {
         recorder.bytes(&console, Direction::In, b"prompt# hun");
         recorder.bytes(&stdout, Direction::In, b"output hunt");
         // The exit of the command ends its output streams (a sub-channel of ssh:exec).
-        recorder.emit(EventKind::SshExit { channel: ChannelId::new("ru1", "ssh:exec"), exit_status: Some(0), signal: None, timed_out: false });
+        recorder.emit(EventKind::SshExit {
+            channel: ChannelId::new("ru1", "ssh:exec"),
+            exit_status: Some(0),
+            signal: None,
+            timed_out: false,
+        });
         let step_end = recorder.flush_held_bytes();
         recorder.emit(EventKind::ChannelClosed { channel: console.clone() });
         assert_eq!(
@@ -709,7 +716,9 @@ mod tests {
         recorder.emit(EventKind::ChannelLost { channel: console.clone(), reason: "EOF after hunter2".into() });
         let events = sink.events();
         assert_eq!(sink.transcript(&console, Direction::In), b"bye hunte");
-        assert!(matches!(&events.last().unwrap().kind, EventKind::ChannelLost { reason, .. } if reason == "EOF after «redacted:env:RU1_PASSWORD»"));
+        assert!(
+            matches!(&events.last().unwrap().kind, EventKind::ChannelLost { reason, .. } if reason == "EOF after «redacted:env:RU1_PASSWORD»")
+        );
     }
 
     #[test]
@@ -739,10 +748,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let events: Vec<Event> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(events.len(), 2);
-        assert_eq!(
-            events[0].kind,
-            EventKind::Bytes { channel: channel.clone(), direction: Direction::Out, data: b"\xffroot\n".to_vec() }
-        );
+        assert_eq!(events[0].kind, EventKind::Bytes { channel: channel.clone(), direction: Direction::Out, data: b"\xffroot\n".to_vec() });
         assert!(!text.contains("hunter2"));
     }
 }

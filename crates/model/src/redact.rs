@@ -205,8 +205,7 @@ impl Redactor {
 
     /// Whether `tail` is the beginning of some secret, but not all of it.
     fn could_begin_secret(&self, tail: &[u8]) -> bool {
-        self.may_begin(tail)
-            && self.secrets.iter().any(|known| known.value.len() > tail.len() && known.value.starts_with(tail))
+        self.may_begin(tail) && self.secrets.iter().any(|known| known.value.len() > tail.len() && known.value.starts_with(tail))
     }
 }
 
@@ -312,9 +311,9 @@ impl RedactingStream {
         // running on from bytes already released), which holds everything new.
         let undecided = match how {
             Release::Everything => len,
-            Release::Decided => (len.saturating_sub(keep)..len)
-                .find(|&at| redactor.could_begin_secret(&window[at..]))
-                .map_or(len, |at| at.max(context_len)),
+            Release::Decided => {
+                (len.saturating_sub(keep)..len).find(|&at| redactor.could_begin_secret(&window[at..])).map_or(len, |at| at.max(context_len))
+            }
         };
 
         let mut out = Vec::with_capacity(len - context_len);

@@ -46,8 +46,13 @@ impl<'de> Deserialize<'de> for SecretRef {
                 let Some(kind) = map.next_key::<String>()? else { return Err(A::Error::custom(INLINE_SECRET)) };
                 // The key is a word of the file format, not a secret: it may be named.
                 let reference = match kind.as_str() {
-                    "env" => SecretRef::Env(map.next_value::<String>().map_err(|_| A::Error::custom("a secret reference's `env:` takes the name of an environment variable"))?),
-                    "file" => SecretRef::File(map.next_value::<PathBuf>().map_err(|_| A::Error::custom("a secret reference's `file:` takes a path"))?),
+                    "env" => SecretRef::Env(
+                        map.next_value::<String>()
+                            .map_err(|_| A::Error::custom("a secret reference's `env:` takes the name of an environment variable"))?,
+                    ),
+                    "file" => SecretRef::File(
+                        map.next_value::<PathBuf>().map_err(|_| A::Error::custom("a secret reference's `file:` takes a path"))?,
+                    ),
                     other => return Err(A::Error::custom(format!("a secret reference takes `env:` or `file:`, not `{other}:`"))),
                 };
                 if map.next_key::<String>()?.is_some() {
@@ -102,8 +107,7 @@ impl SecretRef {
         let value = match self {
             SecretRef::Env(name) => std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?,
             SecretRef::File(path) => {
-                let mut text = std::fs::read_to_string(path)
-                    .map_err(|source| SecretError::File { path: path.clone(), source })?;
+                let mut text = std::fs::read_to_string(path).map_err(|source| SecretError::File { path: path.clone(), source })?;
                 while text.ends_with('\n') || text.ends_with('\r') {
                     text.pop();
                 }

@@ -199,9 +199,11 @@ impl YamlSource {
             let message = err_message(&err);
             let (offset, line, column) = match err.location() {
                 Some(loc) => {
-                    let offset = loc.span().byte_offset().map(|o| o as usize).unwrap_or_else(|| {
-                        offset_of(&self.text, loc.line() as usize, loc.column() as usize)
-                    });
+                    let offset = loc
+                        .span()
+                        .byte_offset()
+                        .map(|o| o as usize)
+                        .unwrap_or_else(|| offset_of(&self.text, loc.line() as usize, loc.column() as usize));
                     (offset, loc.line() as usize, loc.column() as usize)
                 }
                 None => (0, 1, 1),
@@ -230,7 +232,14 @@ impl YamlSource {
     }
 
     /// An error at a known file position inside a field (e.g. in an embedded script).
-    pub fn error_at_position(&self, field: &str, line: usize, column: usize, message: impl Into<String>, hint: Option<String>) -> Box<YamlError> {
+    pub fn error_at_position(
+        &self,
+        field: &str,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Box<YamlError> {
         let offset = offset_of(&self.text, line, column);
         Box::new(self.error_at_offset(field.to_string(), offset, line, column, message.into(), hint))
     }

@@ -182,8 +182,7 @@ fn step_needs(step: &Step, parameters: &BTreeMap<String, Value>) -> StepNeeds {
             Credential::Value(_) => {}
         }
     }
-    needs.ssh_password =
-        step.ssh_negotiate.is_some() || step.ssh_login.as_ref().is_some_and(|l| l.password.is_none());
+    needs.ssh_password = step.ssh_negotiate.is_some() || step.ssh_login.as_ref().is_some_and(|l| l.password.is_none());
     if let Some(source) = &step.script {
         let script = script_needs(source);
         needs.declared.extend(declared_keys_in_script(source));
@@ -211,7 +210,10 @@ fn script_needs(source: &str) -> ScriptNeeds {
     static SECRET: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static PARAM: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     static GUARD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let call = CALL.get_or_init(|| regex::Regex::new(r#"\b(ssh_[a-z]+|console_[a-z]+|power)\s*\(|\bagent\s*\(\s*"([a-z_]+)"\s*(?:,\s*#\{([^}]*))?"#).expect("a valid pattern"));
+    let call = CALL.get_or_init(|| {
+        regex::Regex::new(r#"\b(ssh_[a-z]+|console_[a-z]+|power)\s*\(|\bagent\s*\(\s*"([a-z_]+)"\s*(?:,\s*#\{([^}]*))?"#)
+            .expect("a valid pattern")
+    });
     let guard = GUARD.get_or_init(|| regex::Regex::new(r#""(console|ssh|power)"\s+in\s+device\s*\.\s*channels"#).expect("a valid pattern"));
     let secret = SECRET.get_or_init(|| regex::Regex::new(r#"\bsecret\s*:\s*"([^"]+)""#).expect("a valid pattern"));
     let param = PARAM.get_or_init(|| regex::Regex::new(r#"\bparam\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)"#).expect("a valid pattern"));
@@ -275,10 +277,8 @@ pub fn declared_keys_in_script(source: &str) -> Vec<String> {
         )
         .expect("a valid pattern")
     });
-    let keys: BTreeSet<String> = pattern
-        .captures_iter(source)
-        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string()))
-        .collect();
+    let keys: BTreeSet<String> =
+        pattern.captures_iter(source).filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_string())).collect();
     keys.into_iter().collect()
 }
 
@@ -387,7 +387,11 @@ pub fn unready(plan: &Plan, case: &Case, rig: &Rig, device: &str) -> Option<Stri
             None => format!("`{key}: ...` (see the plan's preconditions)"),
         })
         .collect();
-    let add = if examples.is_empty() { String::new() } else { format!("; add under the device's `declared:` in the rig file, e.g. {}", examples.join(", ")) };
+    let add = if examples.is_empty() {
+        String::new()
+    } else {
+        format!("; add under the device's `declared:` in the rig file, e.g. {}", examples.join(", "))
+    };
     Some(format!(
         "device {device} of rig `{}` lacks what this case needs: {}{add} (rigs/README.md describes each key; `proofrig catalogue --rig` lists what every case needs). Nothing was sent to the device",
         rig.name(),

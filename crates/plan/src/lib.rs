@@ -125,8 +125,8 @@ fn validate(src: &YamlSource, plan: &PlanFile) -> Result<(), Box<YamlError>> {
 }
 
 fn validate_scas(src: &YamlSource, at: &str, scas: &ScasRef) -> Result<(), Box<YamlError>> {
-    let clause_ok = !scas.clause.is_empty()
-        && scas.clause.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    let clause_ok =
+        !scas.clause.is_empty() && scas.clause.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
     if !clause_ok {
         return Err(src.error_at(
             &format!("{at}.clause"),
@@ -135,7 +135,11 @@ fn validate_scas(src: &YamlSource, at: &str, scas: &ScasRef) -> Result<(), Box<Y
         ));
     }
     if !scas.spec.starts_with("TS ") && !scas.spec.starts_with("TR ") {
-        return Err(src.error_at(&format!("{at}.spec"), format!("`{}` is not a 3GPP document name", scas.spec), Some("e.g. `TS 33.117`".into())));
+        return Err(src.error_at(
+            &format!("{at}.spec"),
+            format!("`{}` is not a 3GPP document name", scas.spec),
+            Some("e.g. `TS 33.117`".into()),
+        ));
     }
     Ok(())
 }
@@ -144,13 +148,7 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
     let actions = step.actions();
     match actions.len() {
         1 => {}
-        0 => {
-            return Err(src.error_at(
-                at,
-                "this step has no action",
-                Some(format!("give it exactly one of: {}", ACTIONS.join(", "))),
-            ))
-        }
+        0 => return Err(src.error_at(at, "this step has no action", Some(format!("give it exactly one of: {}", ACTIONS.join(", "))))),
         _ => {
             return Err(src.error_at(
                 &format!("{at}.{}", actions[1]),
@@ -253,7 +251,11 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
     if let Some(scan) = &step.tcp_scan {
         if literal(&scan.ports) {
             if let Err(reason) = parse_ports(&scan.ports) {
-                return Err(src.error_at(&format!("{at}.tcp_scan.ports"), reason, Some("e.g. \"1-1024\" or \"22,80,443,8000-8100\"".into())));
+                return Err(src.error_at(
+                    &format!("{at}.tcp_scan.ports"),
+                    reason,
+                    Some("e.g. \"1-1024\" or \"22,80,443,8000-8100\"".into()),
+                ));
             }
         }
     }
@@ -264,7 +266,11 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
             }
         }
         if scan.rate == Some(0) {
-            return Err(src.error_at(&format!("{at}.udp_scan.rate"), "a rate of 0 probes a second never scans", Some("leave it out for 800 a second".into())));
+            return Err(src.error_at(
+                &format!("{at}.udp_scan.rate"),
+                "a rate of 0 probes a second never scans",
+                Some("leave it out for 800 a second".into()),
+            ));
         }
     }
     if let Some(probe) = &step.snmp_probe {
@@ -274,7 +280,11 @@ fn validate_step(src: &YamlSource, at: &str, step: &Step, plan: &PlanFile, known
             }
         }
         if probe.versions.as_ref().is_some_and(Vec::is_empty) {
-            return Err(src.error_at(&format!("{at}.snmp_probe.versions"), "no versions given", Some("leave it out for both, or e.g. [v2c]".into())));
+            return Err(src.error_at(
+                &format!("{at}.snmp_probe.versions"),
+                "no versions given",
+                Some("leave it out for both, or e.g. [v2c]".into()),
+            ));
         }
     }
     Ok(())

@@ -38,11 +38,8 @@ pub fn expand(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && is_plan_file(p))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(path)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file() && is_plan_file(p)).collect();
     files.sort();
     Ok(files)
 }
@@ -54,11 +51,8 @@ mod tests {
     #[test]
     fn the_bundled_library_is_every_plan_file_of_testplans() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
-        let on_disk: Vec<String> = expand(&dir)
-            .unwrap()
-            .iter()
-            .map(|p| format!("testplans/{}", p.file_name().unwrap().to_string_lossy()))
-            .collect();
+        let on_disk: Vec<String> =
+            expand(&dir).unwrap().iter().map(|p| format!("testplans/{}", p.file_name().unwrap().to_string_lossy())).collect();
         let bundled: Vec<&str> = bundled_files().iter().map(|(name, _)| *name).collect();
         assert_eq!(bundled, on_disk);
         assert!(bundled.len() >= 3, "{bundled:?}");

@@ -141,7 +141,11 @@ impl Runner {
             return Err(terminated(pos));
         }
         if action == "script" || action == "assert" || action == "set" {
-            return Err(self.stop(FailureClass::Error, format!("{}: `{action}` is not an agent call; use the script's own logic", self.at(pos)), pos));
+            return Err(self.stop(
+                FailureClass::Error,
+                format!("{}: `{action}` is not an agent call; use the script's own logic", self.at(pos)),
+                pos,
+            ));
         }
         // A call's own time limit is the one key a step has beside its action's.
         let mut body = spec.clone();
@@ -149,7 +153,13 @@ impl Runner {
             None => None,
             Some(ms) => match ms.as_u64() {
                 Some(ms) => Some(Duration::from_millis(ms)),
-                None => return Err(self.stop(FailureClass::Error, format!("{}: `timeout_ms` of `{action}` is {ms}, not a number of milliseconds", self.at(pos)), pos)),
+                None => {
+                    return Err(self.stop(
+                        FailureClass::Error,
+                        format!("{}: `timeout_ms` of `{action}` is {ms}, not a number of milliseconds", self.at(pos)),
+                        pos,
+                    ))
+                }
             },
         };
         // The same model as a declarative step: a misspelt field is refused the same way.
@@ -167,7 +177,10 @@ impl Runner {
         if credentials.into_iter().flatten().any(|c| c.as_secret_ref().is_some()) {
             return Err(self.stop(
                 FailureClass::Error,
-                format!("{}: a script names secrets as #{{secret: \"NAME\"}} (a secret of the rig's device), not by env or file", self.at(pos)),
+                format!(
+                    "{}: a script names secrets as #{{secret: \"NAME\"}} (a secret of the rig's device), not by env or file",
+                    self.at(pos)
+                ),
                 pos,
             ));
         }
@@ -252,9 +265,7 @@ fn engine(runner: Option<&Runner>) -> Engine {
     // Rhai's own `trim` changes a variable in place; this one returns the trimmed text,
     // so it works on a capture (read-only) and inside an expression.
     engine.register_fn("trim_text", |text: &str| text.trim().to_string());
-    engine.register_fn("matches", |text: &str, pattern: &str| -> Result<bool, Box<EvalAltResult>> {
-        Ok(regex(pattern)?.is_match(text))
-    });
+    engine.register_fn("matches", |text: &str, pattern: &str| -> Result<bool, Box<EvalAltResult>> { Ok(regex(pattern)?.is_match(text)) });
     engine.register_fn("captures", |text: &str, pattern: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
         let re = regex(pattern)?;
         Ok(match re.captures(text) {
@@ -268,9 +279,13 @@ fn engine(runner: Option<&Runner>) -> Engine {
 
     let Some(runner) = runner else { return engine };
     let r = runner.clone();
-    engine.register_fn("agent", move |ctx: NativeCallContext, action: &str, spec: rhai::Map| r.perform(action, to_json(&Dynamic::from_map(spec)), ctx.call_position()));
+    engine.register_fn("agent", move |ctx: NativeCallContext, action: &str, spec: rhai::Map| {
+        r.perform(action, to_json(&Dynamic::from_map(spec)), ctx.call_position())
+    });
     let r = runner.clone();
-    engine.register_fn("ssh_exec", move |ctx: NativeCallContext, command: &str| r.perform("ssh_exec", json!({"command": command}), ctx.call_position()));
+    engine.register_fn("ssh_exec", move |ctx: NativeCallContext, command: &str| {
+        r.perform("ssh_exec", json!({"command": command}), ctx.call_position())
+    });
     let r = runner.clone();
     engine.register_fn("ssh_login", move |ctx: NativeCallContext, user: &str, password: Dynamic| {
         r.perform("ssh_login", json!({"user": user, "password": credential(password)}), ctx.call_position())
@@ -280,13 +295,19 @@ fn engine(runner: Option<&Runner>) -> Engine {
         r.perform("ssh_login", json!({"user": user, "password": credential(password), "expect": expect}), ctx.call_position())
     });
     let r = runner.clone();
-    engine.register_fn("console_run", move |ctx: NativeCallContext, command: &str| r.perform("console_run", json!({"command": command}), ctx.call_position()));
+    engine.register_fn("console_run", move |ctx: NativeCallContext, command: &str| {
+        r.perform("console_run", json!({"command": command}), ctx.call_position())
+    });
     let r = runner.clone();
-    engine.register_fn("console_send", move |ctx: NativeCallContext, text: &str| r.perform("console_send", json!({"text": text}), ctx.call_position()));
+    engine.register_fn("console_send", move |ctx: NativeCallContext, text: &str| {
+        r.perform("console_send", json!({"text": text}), ctx.call_position())
+    });
     let r = runner.clone();
     engine.register_fn("wait", move |ctx: NativeCallContext, ms: i64| r.perform("wait", json!({"ms": ms.max(0)}), ctx.call_position()));
     let r = runner.clone();
-    engine.register_fn("power", move |ctx: NativeCallContext, action: &str| r.perform("power", json!({"action": action}), ctx.call_position()));
+    engine.register_fn("power", move |ctx: NativeCallContext, action: &str| {
+        r.perform("power", json!({"action": action}), ctx.call_position())
+    });
 
     let r = runner.clone();
     engine.register_fn("check", move |holds: bool, message: &str| r.check(holds, message));
@@ -372,7 +393,10 @@ pub fn evaluate(source: &str, origin: Option<&ScriptOrigin>, variables: &Value, 
     });
 
     let mut scope = scope_of(variables);
-    let result = engine.compile_with_scope(&scope, source).map_err(|e| e.into()).and_then(|ast| engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast));
+    let result = engine
+        .compile_with_scope(&scope, source)
+        .map_err(|e| e.into())
+        .and_then(|ast| engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast));
     let result = match result {
         Ok(value) => Some(to_json(&value)),
         Err(err) => {
@@ -423,7 +447,8 @@ impl Caller for RecordedCaller {
     fn call(&mut self, request: &CallRequest) -> Answer {
         let Some(record) = self.calls.get(self.next).cloned() else {
             if self.stop.get("error").is_none() {
-                *self.disagreement.borrow_mut() = Some(format!("the script asks for a call at line {} that the record does not have", request.line));
+                *self.disagreement.borrow_mut() =
+                    Some(format!("the script asks for a call at line {} that the record does not have", request.line));
             }
             return Answer::Stop(self.stop.clone());
         };
@@ -489,7 +514,13 @@ mod tests {
 
     fn run(source: &str, outputs: Vec<Value>) -> Value {
         let variables = json!({"device": {"name": "ru1", "declared": {"accounts": ["admin", "guest"]}}, "param": {}});
-        evaluate(source, None, &variables, Box::new(Fixed(outputs)), Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)))
+        evaluate(
+            source,
+            None,
+            &variables,
+            Box::new(Fixed(outputs)),
+            Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)),
+        )
     }
 
     #[test]
@@ -543,10 +574,22 @@ mod tests {
         let plan = crate::Plan::parse("p.yaml", text).unwrap();
         let step = &plan.spec.cases[0].steps[0];
         let variables = json!({"device": {}, "param": {}});
-        let output = evaluate(step.script.as_deref().unwrap(), step.script_origin.as_ref(), &variables, Box::new(Fixed(vec![json!({})])), Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)));
+        let output = evaluate(
+            step.script.as_deref().unwrap(),
+            step.script_origin.as_ref(),
+            &variables,
+            Box::new(Fixed(vec![json!({})])),
+            Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)),
+        );
         let judged = verdict_of(&output);
         assert_eq!(judged.verdict, Verdict::Error);
-        assert!(judged.message.contains("p.yaml:13:") && judged.message.contains("(script line 2)") && judged.message.contains("no_such_method"), "{}", judged.message);
+        assert!(
+            judged.message.contains("p.yaml:13:")
+                && judged.message.contains("(script line 2)")
+                && judged.message.contains("no_such_method"),
+            "{}",
+            judged.message
+        );
     }
 
     /// Answers, then lets the step's deadline pass (as if the device were slow).

@@ -120,9 +120,9 @@ pub fn resolve_value(value: &Value, scope: &Value) -> Result<Value, Unresolved> 
     Ok(match value {
         Value::String(s) => resolve_str(s, scope)?,
         Value::Array(items) => Value::Array(items.iter().map(|v| resolve_value(v, scope)).collect::<Result<_, _>>()?),
-        Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| Ok((k.clone(), resolve_value(v, scope)?))).collect::<Result<_, Unresolved>>()?,
-        ),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), resolve_value(v, scope)?))).collect::<Result<_, Unresolved>>()?)
+        }
         other => other.clone(),
     })
 }

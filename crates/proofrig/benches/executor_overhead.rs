@@ -62,21 +62,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proofrig_evidence::journal::{read_chain, JournalWriter, WRITE_DELAY};
+use proofrig_agents::expect::Expect;
+use proofrig_agents::serial::open_console;
+use proofrig_agents::ssh::SshSession;
 use proofrig_evidence::bundle::InputRefs;
+use proofrig_evidence::journal::{read_chain, JournalWriter, WRITE_DELAY};
 use proofrig_evidence::record::{CaseKey, FileRef, JournalEntry, Phase, StepRecord};
+use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Recorder, Timestamp};
+use proofrig_model::redact::{RedactingStream, Redactor};
+use proofrig_model::rig::Rig;
+use proofrig_model::secret::Secret;
 use proofrig_plan::Plan;
 use proofrig_run::executor::{execute, flushes_fully_at_step_end, run_recorder, RunRequest};
 use proofrig_run::progress::Silent;
-use proofrig_verdict::Verdict;
-use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Recorder, Timestamp};
-use proofrig_model::redact::{RedactingStream, Redactor};
-use proofrig_model::secret::Secret;
-use proofrig_agents::expect::Expect;
-use proofrig_model::rig::Rig;
-use proofrig_agents::serial::open_console;
-use proofrig_agents::ssh::SshSession;
 use proofrig_simlab::{SimLab, SimLabConfig};
+use proofrig_verdict::Verdict;
 use regex::bytes::Regex;
 use serde_json::json;
 
@@ -259,7 +259,11 @@ async fn run_direct(rig: &Rig, variant: &Variant, steps: usize, recorder: Record
     let console = device.console.clone().expect("ru1 has a console");
     let endpoint = device.ssh.clone().expect("ru1 has SSH");
     let done = Regex::new(CONSOLE_DONE).unwrap();
-    let key = Arc::new(CaseKey { plan: format!("bench-executor-overhead-{}", variant.name), case: "BENCH_TRIVIAL_STEPS".into(), device: DEVICE.into() });
+    let key = Arc::new(CaseKey {
+        plan: format!("bench-executor-overhead-{}", variant.name),
+        case: "BENCH_TRIVIAL_STEPS".into(),
+        device: DEVICE.into(),
+    });
     let mut by_op = [Duration::ZERO; 4];
     let spin = Duration::from_micros(env_usize("PROOFRIG_BENCH_SPIN_US", 0) as u64);
     let started = Instant::now();
@@ -411,16 +415,22 @@ async fn measure(rig: &Rig, variant: &Variant, steps: usize, rounds: usize, dir:
         m.cpu.0 = m.cpu.0.min(run.cpu / steps as u32);
         (m.records, m.journal_bytes) = (run.records, run.journal_bytes);
 
-        let run = tokio::time::timeout(limit, run_direct(rig, variant, steps, Recorder::discard(), None)).await.expect("direct run within the limit");
+        let run = tokio::time::timeout(limit, run_direct(rig, variant, steps, Recorder::discard(), None))
+            .await
+            .expect("direct run within the limit");
         if m.direct.iter().all(|t| run.took < *t) {
             m.by_op = run.by_op;
         }
         m.direct.push(run.took);
         m.cpu.1 = m.cpu.1.min(run.cpu / steps as u32);
 
-        let run = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, false)).await.expect("journaled run within the limit");
+        let run = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, false))
+            .await
+            .expect("journaled run within the limit");
         m.journaled.push(run.took);
-        let run = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, true)).await.expect("journaled run within the limit");
+        let run = tokio::time::timeout(limit, run_direct_journaled(rig, &plan, variant, steps, dir, true))
+            .await
+            .expect("journaled run within the limit");
         m.floor.push(run.took);
     }
     m
@@ -435,13 +445,8 @@ fn report(variant: &Variant, steps: usize, rounds: usize, m: &Measured) {
     // Each round runs the executor and the direct loop back to back, so a round's pair
     // shares the machine's mood; the median over rounds of the pairs' overhead is the
     // headline, steadier on a shared 2-core VM than the best of each side.
-    let mut pairs: Vec<(f64, f64)> = m
-        .executor
-        .iter()
-        .zip(&m.direct)
-        .map(|(e, d)| (e.as_secs_f64(), d.as_secs_f64()))
-        .map(|(e, d)| ((e - d) / e, e - d))
-        .collect();
+    let mut pairs: Vec<(f64, f64)> =
+        m.executor.iter().zip(&m.direct).map(|(e, d)| (e.as_secs_f64(), d.as_secs_f64())).map(|(e, d)| ((e - d) / e, e - d)).collect();
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (median_share, median_extra) = pairs[pairs.len() / 2];
     let quartile = |q: usize| pairs[(pairs.len() - 1) * q / 4].0 * 100.0;
@@ -561,7 +566,8 @@ fn journal_micro() {
         let value = format!("{}{}qmxk-PLMRT-{i:02}734-aB3dE", (b'a' + 2 * i) as char, (b'z' - i) as char);
         redactor.add(&Secret::new(format!("file:/secrets/{i}"), value));
     }
-    let mut output = json!({"matched": true, "index": 0, "pattern": CONSOLE_DONE, "matched_text": "\nx\r\nroot@ru1:~# ", "before": "echo x\r"});
+    let mut output =
+        json!({"matched": true, "index": 0, "pattern": CONSOLE_DONE, "matched_text": "\nx\r\nroot@ru1:~# ", "before": "echo x\r"});
     let t = Instant::now();
     (0..n).for_each(|_| redactor.redact_json(std::hint::black_box(&mut output)));
     println!("redacting a console_expect output (11 secrets): {:?}", per(t));
@@ -620,7 +626,11 @@ fn main() {
             }
             took.sort();
             cpus.sort();
-            eprintln!("{only}: median {:.1} µs/step over {rounds} rounds, process CPU {:.1} µs/step", took[rounds / 2].as_secs_f64() * 1e6 / steps as f64, cpus[rounds / 2].as_secs_f64() * 1e6 / steps as f64);
+            eprintln!(
+                "{only}: median {:.1} µs/step over {rounds} rounds, process CPU {:.1} µs/step",
+                took[rounds / 2].as_secs_f64() * 1e6 / steps as f64,
+                cpus[rounds / 2].as_secs_f64() * 1e6 / steps as f64
+            );
             lab.stop().await;
             return;
         }

@@ -29,12 +29,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use proofrig_agents::serial::open_console;
 use proofrig_evidence::journal::{read_chain, JournalWriter};
 use proofrig_evidence::record::JournalEntry;
-use proofrig_run::executor::JournalSink;
 use proofrig_model::events::{Direction, Event, EventKind, EventSink, Recorder};
 use proofrig_model::rig::{Console, FlowControl, Parity, SerialConsole};
-use proofrig_agents::serial::open_console;
+use proofrig_run::executor::JournalSink;
 use proofrig_testpeers::pty::{boot_log, PtyPair};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;

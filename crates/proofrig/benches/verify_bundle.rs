@@ -33,23 +33,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ed25519_dalek::pkcs8::EncodePublicKey;
 use proofrig_evidence::bundle::{list_files, sha256_file, BundleWriter};
 use proofrig_evidence::record::{CaseKey, CaseResult, JournalEntry, Phase, RunResult, StepResult};
 use proofrig_evidence::signing;
 use proofrig_evidence::verify::Status;
-use proofrig_plan::Plan;
+use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Timestamp};
+use proofrig_model::rig::Rig;
 use proofrig_plan::scope::base_scope;
+use proofrig_plan::Plan;
 use proofrig_verdict::judge::judge;
 use proofrig_verdict::{case_verdict, Rollup, Verdict};
-use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Timestamp};
-use ed25519_dalek::pkcs8::EncodePublicKey;
-use proofrig_model::rig::Rig;
 use serde_json::json;
 
 const CHUNK: usize = 4096;
 const DEVICE: &str = "ru1";
 const PROMPT: &str = "ru1 login: ";
-const RIG: &str = "rig: bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      tcp: { host: 127.0.0.1, port: 7001, protocol: raw }\n";
+const RIG: &str =
+    "rig: bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      tcp: { host: 127.0.0.1, port: 7001, protocol: raw }\n";
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -63,7 +64,14 @@ fn boot_text(len: usize) -> Vec<u8> {
     let mut i = 0u64;
     while out.len() < len {
         out.extend_from_slice(
-            format!("[{:>5}.{:06}] pci 0000:00:{:02x}.0: [8086:{:04x}] type 00 class 0x060000 conventional PCI endpoint\r\n", i / 1000, i % 1000 * 997, i % 32, i % 65536).as_bytes(),
+            format!(
+                "[{:>5}.{:06}] pci 0000:00:{:02x}.0: [8086:{:04x}] type 00 class 0x060000 conventional PCI endpoint\r\n",
+                i / 1000,
+                i % 1000 * 997,
+                i % 32,
+                i % 65536
+            )
+            .as_bytes(),
         );
         i += 1;
     }
@@ -128,7 +136,9 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
     let mut event = |data: Vec<u8>| {
         filter.filter(&data, &mut shown);
         let at = Timestamp { wall_ns: 1_700_000_000_000_000_000 + seq * 1000, mono_ns: seq * 1000 };
-        append(&JournalEntry::Event { event: Event { seq, at, kind: EventKind::Bytes { channel: console.clone(), direction: Direction::In, data } } });
+        append(&JournalEntry::Event {
+            event: Event { seq, at, kind: EventKind::Bytes { channel: console.clone(), direction: Direction::In, data } },
+        });
         seq += 1;
         (seq - 1, std::mem::take(&mut shown))
     };
@@ -183,9 +193,21 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
     }
     let checks = if touched { checks } else { 0 };
     let verdict = case_verdict(&verdicts, checks);
-    append(&JournalEntry::CaseFinished { key: key.clone(), verdict, rollup: Rollup::of(verdicts.iter().copied()), checks_passed: checks, skip_reason: None, unready: None });
+    append(&JournalEntry::CaseFinished {
+        key: key.clone(),
+        verdict,
+        rollup: Rollup::of(verdicts.iter().copied()),
+        checks_passed: checks,
+        skip_reason: None,
+        unready: None,
+    });
     let rollup = Rollup::of([verdict]);
-    append(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: "2026-01-01T01:00:00Z".into(), aborted: false });
+    append(&JournalEntry::RunFinished {
+        verdict: rollup.verdict,
+        rollup: rollup.clone(),
+        ended: "2026-01-01T01:00:00Z".into(),
+        aborted: false,
+    });
     let result = RunResult {
         run_id: "bench".into(),
         proofrig_version: env!("CARGO_PKG_VERSION").into(),
@@ -269,13 +291,7 @@ fn main() {
             sha256_file(file).unwrap();
         }
         hashing = hashing.min(t.elapsed());
-        println!(
-            "round {}: sha256sum {:.2?}, verify {:.2?}, hashing only {:.2?}",
-            round + 1,
-            baseline,
-            proofrig,
-            hashing
-        );
+        println!("round {}: sha256sum {:.2?}, verify {:.2?}, hashing only {:.2?}", round + 1, baseline, proofrig, hashing);
     }
     let rate = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
     println!(

@@ -35,11 +35,8 @@ pub fn render_fitted(header: &[&str], rows: &[Vec<String>], width: Option<usize>
     let mut out = line(header);
     out.push('\n');
     // The last column is free text; its rule only underlines the header.
-    let rules: Vec<String> = widths
-        .iter()
-        .enumerate()
-        .map(|(i, w)| "-".repeat(if i == last { header[i].chars().count() } else { *w }))
-        .collect();
+    let rules: Vec<String> =
+        widths.iter().enumerate().map(|(i, w)| "-".repeat(if i == last { header[i].chars().count() } else { *w })).collect();
     out.push_str(&line(&rules.iter().map(String::as_str).collect::<Vec<_>>()));
     out.push('\n');
 
@@ -109,7 +106,8 @@ pub fn truncate(text: &str, width: usize) -> String {
 mod tests {
     #[test]
     fn columns_line_up() {
-        let text = super::render(&["device", "channel"], &[vec!["ru1".into(), "console".into()], vec!["core-appliance".into(), "ssh".into()]]);
+        let text =
+            super::render(&["device", "channel"], &[vec!["ru1".into(), "console".into()], vec!["core-appliance".into(), "ssh".into()]]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "device          channel");
         assert_eq!(lines[2], "ru1             console");
@@ -135,7 +133,9 @@ mod tests {
         );
         assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
         // Without a width nothing wraps.
-        assert!(super::render_fitted(&["clause", "test", "needs"], &rows, None).contains("needs ssh, declared open_tcp_ports, params ports"));
+        assert!(
+            super::render_fitted(&["clause", "test", "needs"], &rows, None).contains("needs ssh, declared open_tcp_ports, params ports")
+        );
     }
 
     #[test]

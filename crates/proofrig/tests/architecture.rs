@@ -248,7 +248,11 @@ fn layering_violations(layers: &[(&str, &[&str])], crates: &[(String, Vec<String
         };
         for dep in deps {
             if !below.contains(dep.as_str()) {
-                let allowed = if below.is_empty() { "none of the workspace".to_string() } else { below.iter().copied().collect::<Vec<_>>().join(", ") };
+                let allowed = if below.is_empty() {
+                    "none of the workspace".to_string()
+                } else {
+                    below.iter().copied().collect::<Vec<_>>().join(", ")
+                };
                 problems.push(format!(
                     "crate {name} depends on {dep}, which is not below it in the layering (crates below {name}: {allowed}).\n\
                      Move the code of {name} that needs {dep} up into a crate above both, or move what it uses from {dep} \
@@ -377,7 +381,8 @@ mod modules {
         let mut graph: Graph = BTreeMap::new();
         for file in &files {
             let from = module_of(&file.path, &root);
-            let ctx = FileCtx { depth: depth_of(&file.path, from == root), is_root: from == root, modules: &modules, names: &names, root: &root };
+            let ctx =
+                FileCtx { depth: depth_of(&file.path, from == root), is_root: from == root, modules: &modules, names: &names, root: &root };
             graph.entry(from.clone()).or_default();
             for (to, line) in ctx.edges(&tokens[file.path.as_str()]) {
                 if to != from {
@@ -410,7 +415,12 @@ mod modules {
 
     /// What the root brings into scope: name -> the module it comes from (the root
     /// itself for items defined there).
-    fn root_names(tokens: &BTreeMap<&str, Vec<Token>>, root_file: Option<&str>, root: &str, modules: &BTreeSet<String>) -> BTreeMap<String, String> {
+    fn root_names(
+        tokens: &BTreeMap<&str, Vec<Token>>,
+        root_file: Option<&str>,
+        root: &str,
+        modules: &BTreeSet<String>,
+    ) -> BTreeMap<String, String> {
         let mut names = BTreeMap::new();
         let Some(root_tokens) = root_file.and_then(|r| tokens.get(r)) else { return names };
         for item in top_level_items(root_tokens) {
@@ -430,7 +440,8 @@ mod modules {
                     }
                     if leaf == "*" {
                         if segs.len() == 2 {
-                            let file = [format!("{module}.rs"), format!("{module}/mod.rs")].into_iter().find_map(|f| tokens.get(f.as_str()));
+                            let file =
+                                [format!("{module}.rs"), format!("{module}/mod.rs")].into_iter().find_map(|f| tokens.get(f.as_str()));
                             for item in file.map(|t| top_level_items(t)).unwrap_or_default() {
                                 names.entry(item).or_insert_with(|| module.to_string());
                             }
@@ -593,7 +604,11 @@ mod modules {
                 "crate" => self.resolve(segs.get(1)?),
                 "super" => {
                     let supers = segs.iter().take_while(|s| *s == "super").count();
-                    if supers == self.depth { self.resolve(segs.get(supers)?) } else { None }
+                    if supers == self.depth {
+                        self.resolve(segs.get(supers)?)
+                    } else {
+                        None
+                    }
                 }
                 "self" if self.is_root => self.resolve(segs.get(1)?),
                 _ if self.is_root && segs.len() > 1 && self.modules.contains(first) => Some(first.to_string()),
@@ -942,7 +957,8 @@ mod modules {
                 st.out.push(component);
             }
         }
-        let mut st = State { graph, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on_stack: BTreeSet::new(), out: Vec::new() };
+        let mut st =
+            State { graph, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on_stack: BTreeSet::new(), out: Vec::new() };
         for v in graph.keys() {
             if !st.index.contains_key(v.as_str()) {
                 visit(&mut st, v);
@@ -1025,12 +1041,21 @@ fn the_module_parser_follows_root_names_and_skips_tests_comments_and_literals() 
 
 #[test]
 fn the_layering_check_refuses_upward_sideways_and_unknown_crates() {
-    let layers: &[(&str, &[&str])] = &[("model", &[]), ("verdict", &["model"]), ("evidence", &["verdict"]), ("agents", &["model"]), ("run", &["evidence", "agents"])];
-    let ok = |deps: &[(&str, &[&str])]| deps.iter().map(|(c, d)| (c.to_string(), d.iter().map(|s| s.to_string()).collect())).collect::<Vec<_>>();
-    let fine = ok(&[("model", &[]), ("verdict", &["model"]), ("evidence", &["verdict", "model"]), ("agents", &["model"]), ("run", &["evidence", "agents", "model"])]);
+    let layers: &[(&str, &[&str])] =
+        &[("model", &[]), ("verdict", &["model"]), ("evidence", &["verdict"]), ("agents", &["model"]), ("run", &["evidence", "agents"])];
+    let ok =
+        |deps: &[(&str, &[&str])]| deps.iter().map(|(c, d)| (c.to_string(), d.iter().map(|s| s.to_string()).collect())).collect::<Vec<_>>();
+    let fine = ok(&[
+        ("model", &[]),
+        ("verdict", &["model"]),
+        ("evidence", &["verdict", "model"]),
+        ("agents", &["model"]),
+        ("run", &["evidence", "agents", "model"]),
+    ]);
     assert_eq!(layering_violations(layers, &fine), Vec::<String>::new());
 
-    let upward = ok(&[("model", &[]), ("verdict", &["model"]), ("evidence", &["verdict", "run"]), ("agents", &["model"]), ("run", &["evidence"])]);
+    let upward =
+        ok(&[("model", &[]), ("verdict", &["model"]), ("evidence", &["verdict", "run"]), ("agents", &["model"]), ("run", &["evidence"])]);
     let problems = layering_violations(layers, &upward);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("crate evidence depends on run, which is not below it"), "{}", problems[0]);

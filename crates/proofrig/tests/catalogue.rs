@@ -53,13 +53,12 @@ fn the_default_is_the_whole_bundled_library_sorted_by_clause() {
     let cases = doc["cases"].as_array().unwrap();
     let in_files: u64 = doc["files"].as_array().unwrap().iter().map(|f| f["cases"].as_u64().unwrap()).sum();
     assert_eq!(cases.len() as u64, in_files);
-    let clauses: Vec<Vec<u64>> = cases
-        .iter()
-        .map(|c| c["clause"].as_str().unwrap().split('.').map(|p| p.parse().unwrap()).collect())
-        .collect();
+    let clauses: Vec<Vec<u64>> =
+        cases.iter().map(|c| c["clause"].as_str().unwrap().split('.').map(|p| p.parse().unwrap()).collect()).collect();
     assert!(clauses.windows(2).all(|w| w[0] <= w[1]), "sorted by clause number: {clauses:?}");
 
-    let root = cases.iter().find(|c| c["test_name"] == "TC_REMOTE_LOGIN_RESTRICTIONS_PRIVILEGED_USERS").expect("the bundled root-login case");
+    let root =
+        cases.iter().find(|c| c["test_name"] == "TC_REMOTE_LOGIN_RESTRICTIONS_PRIVILEGED_USERS").expect("the bundled root-login case");
     assert_eq!(root["file"], "testplans/remote-root-login.yaml");
     assert_eq!(root["needs"]["secrets"], serde_json::json!(["root_password"]));
     assert_eq!(
@@ -109,7 +108,13 @@ fn a_broken_plan_is_located_and_the_others_still_listed() {
     assert!(ten_row.contains("roles: core") && ten_row.contains("declared: mode_pattern") && ten_row.contains("params: path"), "{table}");
     assert!(table[nine..ten].contains("tags: o-ru") && table[nine..ten].contains("channels: power"), "{table}");
 
-    let out = proofrig(&["catalogue", "--format", "json", dir.path().join("c.yaml").to_str().unwrap(), dir.path().join("a.yaml").to_str().unwrap()]);
+    let out = proofrig(&[
+        "catalogue",
+        "--format",
+        "json",
+        dir.path().join("c.yaml").to_str().unwrap(),
+        dir.path().join("a.yaml").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let doc = json(&out);
     assert_eq!(doc["cases"].as_array().unwrap().len(), 1);
@@ -133,12 +138,16 @@ fn with_a_rig_it_says_per_device_whether_each_case_can_run_and_what_is_missing()
     let algorithms = case("TC_PROTECT_DATA_INFO_TRANSFER_1");
     let ru1 = algorithms["can_run"]["ru1"]["missing"][0].as_str().unwrap();
     assert!(ru1.starts_with("SSH password"), "ru1 logs in with a key only; ssh_negotiate needs a password: {ru1}");
-    assert_eq!(case("TC_BVT_PORT_SCANNING")["can_run"]["core1"]["missing"], serde_json::json!(["declared.open_tcp_ports", "declared.open_udp_ports"]));
+    assert_eq!(
+        case("TC_BVT_PORT_SCANNING")["can_run"]["core1"]["missing"],
+        serde_json::json!(["declared.open_tcp_ports", "declared.open_udp_ports"])
+    );
 
     let out = proofrig(&["catalogue", "--rig", example.to_str().unwrap()]);
     let table = text(&out.stdout);
     assert!(table.contains("Can each case run on rig `example-bench`?"), "{table}");
-    let row = table.lines().find(|l| l.contains("TC_REMOTE_LOGIN_RESTRICTIONS_PRIVILEGED_USERS") && l.contains("NO")).expect("a readiness row");
+    let row =
+        table.lines().find(|l| l.contains("TC_REMOTE_LOGIN_RESTRICTIONS_PRIVILEGED_USERS") && l.contains("NO")).expect("a readiness row");
     let header = table.lines().find(|l| l.starts_with("clause") && l.contains("core1")).unwrap();
     let at = |column: &str| header.find(column).unwrap();
     assert_eq!(&row[at("core1")..at("core1") + 2], "NO", "{table}");
@@ -166,7 +175,8 @@ fn every_bundled_case_names_the_device_commands_it_runs() {
         for case in &plan.spec.cases {
             let mut used: Vec<String> = Vec::new();
             for step in case.steps.iter().chain(&case.restore) {
-                let command = step.ssh_exec.as_ref().map(|e| e.command.clone()).or_else(|| step.console_run.as_ref().map(|r| r.command.clone()));
+                let command =
+                    step.ssh_exec.as_ref().map(|e| e.command.clone()).or_else(|| step.console_run.as_ref().map(|r| r.command.clone()));
                 if let Some(word) = command.as_deref().and_then(|c| c.split_whitespace().next()) {
                     if !word.starts_with("${") {
                         used.push(word.to_string());
@@ -178,7 +188,9 @@ fn every_bundled_case_names_the_device_commands_it_runs() {
             }
             for word in used.iter().filter(|w| !builtins.contains(&w.as_str())) {
                 assert!(
-                    case.device_commands.iter().any(|named| named.split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-').any(|w| w == word)),
+                    case.device_commands
+                        .iter()
+                        .any(|named| named.split(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-').any(|w| w == word)),
                     "{}: case {} runs `{word}` on the device but its device_commands {:?} do not name it",
                     path.display(),
                     case.id,

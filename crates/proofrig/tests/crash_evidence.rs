@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use proofrig_evidence::verify_bundle;
 use proofrig_evidence::bundle::{BundleWriter, ATTESTATION, JOURNAL};
 use proofrig_evidence::journal::{genesis, read_chain, record_line, Record};
 use proofrig_evidence::signing;
 use proofrig_evidence::verify::Status;
+use proofrig_evidence::verify_bundle;
 use proofrig_simlab::{SimLab, SimLabConfig};
 
 /// Two cases on one device: the first finishes at once; the second waits long
@@ -75,11 +75,7 @@ fn kill_when(child: &mut Child, results: &Path, ready: impl Fn(&[Record]) -> boo
             // A read while a record is being written may end mid-record: look again.
             if let Ok(Ok((records, _))) = read_chain(&bundle.join(JOURNAL)) {
                 if ready(&records) {
-                    nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(child.id() as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    )
-                    .unwrap();
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
                     let status = child.wait().unwrap();
                     use std::os::unix::process::ExitStatusExt;
                     assert_eq!(status.signal(), Some(9), "the run died of SIGKILL: {status}");
@@ -148,18 +144,7 @@ fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
     // Without its key, a run touches nothing: it stops before the bundle exists.
     let bad_key = tmp.path().join("bad.key");
     std::fs::write(&bad_key, "not a key").unwrap();
-    let out = proofrig(&[
-        "run",
-        &s(&plan),
-        "--rig",
-        &s(&rig),
-        "--device",
-        "ru1",
-        "--key",
-        &s(&bad_key),
-        "--out",
-        &s(&results),
-    ]);
+    let out = proofrig(&["run", &s(&plan), "--rig", &s(&rig), "--device", "ru1", "--key", &s(&bad_key), "--out", &s(&results)]);
     assert_eq!(out.status.code(), Some(3), "{}", all(&out));
     assert!(all(&out).contains("bad.key is not an Ed25519 private key"), "{}", all(&out));
     assert!(!results.exists(), "nothing was run without the key");
@@ -172,15 +157,13 @@ fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
         .spawn()
         .unwrap();
     // Killed while the second case waits: the first case finished, its restore never will.
-    let bundle = kill_when(&mut child, &results, |records| {
-        records.iter().any(|r| r.entry["type"] == "step_started" && r.entry["action"] == "wait")
-    });
+    let bundle =
+        kill_when(&mut child, &results, |records| records.iter().any(|r| r.entry["type"] == "step_started" && r.entry["action"] == "wait"));
     assert!(!bundle.join(ATTESTATION).exists());
     let (records, _) = read_chain(&bundle.join(JOURNAL)).unwrap().expect("a killed run leaves a prefix that chains");
     let count = records.len() as u64;
     // The first case's end is signed at once: a checkpoint right after its CaseFinished.
-    let finished =
-        records.iter().find(|r| r.entry["type"] == "case_finished" && r.entry["case"] == "TC_FINISHES").unwrap();
+    let finished = records.iter().find(|r| r.entry["type"] == "case_finished" && r.entry["case"] == "TC_FINISHES").unwrap();
     let after = &records[finished.n as usize + 1];
     assert_eq!(after.entry["type"], "checkpoint", "{:?}", after.entry);
     assert_eq!(after.entry["records"], finished.n + 1);
@@ -197,10 +180,7 @@ fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
     assert!(last.contains(&format!("signed through record {} of {count} (at {at})", last_checkpoint.n)), "{text}");
     let unsigned = count - last_checkpoint.n - 1;
     if unsigned > 0 {
-        assert!(
-            last.contains(&format!("the {unsigned} record(s) after it")) && last.contains("are unsigned"),
-            "{text}"
-        );
+        assert!(last.contains(&format!("the {unsigned} record(s) after it")) && last.contains("are unsigned"), "{text}");
     }
     assert!(text.contains(&format!("Signer: {} (pinned", signing::key_id(&verifying))), "{text}");
     let report = verify_bundle(&bundle, Some(&verifying));
@@ -264,11 +244,7 @@ fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
     assert!(all(&out).contains(&format!("({} bytes) was removed", partial.len())), "{}", all(&out));
     let out = proofrig(&["verify", &s(&cut), "--key", &s(&public)]);
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap().starts_with("INCOMPLETE: sealed after"),
-        "{}",
-        all(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().starts_with("INCOMPLETE: sealed after"), "{}", all(&out));
     // Sealing with another key than the run's is refused: its checkpoints would not check.
     let other = tmp.path().join("other.key");
     signing::generate(&other, &tmp.path().join("other.pub")).unwrap();
@@ -291,16 +267,11 @@ fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
     assert_eq!(seal_record.entry["open_case"]["case"], "TC_KILLED");
     assert_eq!(seal_record.entry["open_step"]["action"], "wait");
     assert_eq!(seal_record.entry["signed_through"], last_checkpoint.n);
-    let results_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    let results_json: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
     assert_eq!(results_json["verdict"], "ABORTED");
     assert_eq!(results_json["aborted"], true);
-    let verdicts: Vec<(&str, &str)> = results_json["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["case"].as_str().unwrap(), c["verdict"].as_str().unwrap()))
-        .collect();
+    let verdicts: Vec<(&str, &str)> =
+        results_json["cases"].as_array().unwrap().iter().map(|c| (c["case"].as_str().unwrap(), c["verdict"].as_str().unwrap())).collect();
     assert_eq!(verdicts, [("TC_FINISHES", "PASS"), ("TC_KILLED", "ABORTED")]);
 
     let out = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
@@ -311,10 +282,7 @@ fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
     assert!(text.contains("✓ journal checkpoints"), "{text}");
     let last = text.lines().last().unwrap();
     assert!(last.starts_with("INCOMPLETE: sealed after the run stopped without finishing"), "{text}");
-    assert!(
-        last.contains(&format!("signed it through record {} of {count}", last_checkpoint.n)) || unsigned == 0,
-        "{text}"
-    );
+    assert!(last.contains(&format!("signed it through record {} of {count}", last_checkpoint.n)) || unsigned == 0, "{text}");
     let report = verify_bundle(&bundle, Some(&verifying));
     assert_eq!(report.status, Status::Incomplete, "{}", report.summary);
     assert!(report.pinned && report.failures().next().is_none(), "{}", report.summary);
@@ -328,11 +296,7 @@ fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
     std::fs::write(&html, &bytes).unwrap();
     let out = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
     assert_eq!(out.status.code(), Some(1), "{}", all(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap().starts_with("TAMPERED: report.html"),
-        "{}",
-        all(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().starts_with("TAMPERED: report.html"), "{}", all(&out));
     std::fs::write(&html, &original).unwrap();
     let journal = bundle.join(JOURNAL);
     let text = std::fs::read_to_string(&journal).unwrap();
@@ -367,19 +331,7 @@ fn a_finished_run_carries_checkpoints_that_verify_checks_too() {
     let plan = tmp.path().join("finishes.yaml");
     std::fs::write(&plan, finishing_plan()).unwrap();
     let results = tmp.path().join("results");
-    let out = proofrig(&[
-        "run",
-        &s(&plan),
-        "--rig",
-        &s(&rig),
-        "--device",
-        "ru1",
-        "--key",
-        &s(&key),
-        "--out",
-        &s(&results),
-        "-q",
-    ]);
+    let out = proofrig(&["run", &s(&plan), "--rig", &s(&rig), "--device", "ru1", "--key", &s(&key), "--out", &s(&results), "-q"]);
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     let bundle = bundle_in(&results).unwrap();
     let (records, _) = read_chain(&bundle.join(JOURNAL)).unwrap().unwrap();
@@ -414,15 +366,7 @@ fn a_finished_run_carries_checkpoints_that_verify_checks_too() {
     let forged = writer.seal(&result, &signing::load_signing_key(&key).unwrap(), &proofrig_report::Standard).unwrap().dir;
     let report = verify_bundle(&forged, Some(&verifying));
     assert_eq!(report.status, Status::Tampered, "{}", report.summary);
-    assert!(
-        report.summary.starts_with("journal checkpoints: journal.jsonl record 1: it signs another head"),
-        "{}",
-        report.summary
-    );
-    assert!(
-        report.checks.iter().any(|c| c.what == "verdicts replay from the journal" && c.passed()),
-        "{}",
-        report.summary
-    );
+    assert!(report.summary.starts_with("journal checkpoints: journal.jsonl record 1: it signs another head"), "{}", report.summary);
+    assert!(report.checks.iter().any(|c| c.what == "verdicts replay from the journal" && c.passed()), "{}", report.summary);
     runtime.block_on(lab.stop());
 }

@@ -37,10 +37,7 @@ fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
     }
     for file in &files {
         let name = format!("testplans/{}", file.file_name().unwrap().to_string_lossy());
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_end().ends_with(&name))
-            .unwrap_or_else(|| panic!("no bundle for {name}:\n{all}"));
+        let line = stdout.lines().find(|l| l.trim_end().ends_with(&name)).unwrap_or_else(|| panic!("no bundle for {name}:\n{all}"));
         assert!(line.starts_with("VERIFIED "), "{line}");
         let bundle = dir.path().join(line.split_whitespace().nth(1).unwrap());
         assert!(bundle.join("report.html").is_file(), "{}", bundle.display());
@@ -53,7 +50,13 @@ fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
             assert_eq!(verdicts.len(), 4, "{row}");
             // Every case of the library decides both ways: the hardened devices (ru1,
             // core1) comply, the weak ones (ru2, core2) do not, as the verdict table says.
-            let expected = |column: &str| table.column(column).get(&case.scas.test_name).cloned().unwrap_or_else(|| panic!("{} has no row in the verdict table", case.scas.test_name));
+            let expected = |column: &str| {
+                table
+                    .column(column)
+                    .get(&case.scas.test_name)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{} has no row in the verdict table", case.scas.test_name))
+            };
             let (hardened, weak) = (expected("sim hardened"), expected("sim weak"));
             assert_eq!((hardened.as_str(), weak.as_str()), ("PASS", "FAIL"), "the simulated lab decides every case both ways");
             assert_eq!(verdicts, [&hardened, &weak, &hardened, &weak], "{} does not decide both ways:\n{stdout}", case.scas.test_name);

@@ -28,18 +28,14 @@ fn check(bundle: &Path, key: Option<&ed25519_dalek::VerifyingKey>) -> VerifyRepo
 fn explain(report: &VerifyReport) -> String {
     let mut out = format!("{:?}: {}\n", report.status, report.summary);
     for c in &report.checks {
-        out.push_str(&format!(
-            "  {:?} {}: {} [file {:?} record {:?} case {:?}]\n",
-            c.state, c.what, c.detail, c.file, c.record, c.case
-        ));
+        out.push_str(&format!("  {:?} {}: {} [file {:?} record {:?} case {:?}]\n", c.state, c.what, c.detail, c.file, c.record, c.case));
     }
     out
 }
 
 fn statements(bundle: &Path) -> (Statement<TestResultPredicate>, Statement<ScasRunPredicate>) {
     let text = std::fs::read_to_string(bundle.join(ATTESTATION)).unwrap();
-    let payloads: Vec<Vec<u8>> =
-        text.lines().map(|l| serde_json::from_str::<Envelope>(l).unwrap().payload_bytes().unwrap()).collect();
+    let payloads: Vec<Vec<u8>> = text.lines().map(|l| serde_json::from_str::<Envelope>(l).unwrap().payload_bytes().unwrap()).collect();
     assert_eq!(payloads.len(), 2);
     (serde_json::from_slice(&payloads[0]).unwrap(), serde_json::from_slice(&payloads[1]).unwrap())
 }
@@ -123,10 +119,7 @@ fn the_statements_say_what_the_run_found() {
     assert_eq!(s.journal.records, support::records(&bundle).len() as u64);
     assert_eq!(s.journal.head_sha256, hex::encode(support::records(&bundle).last().unwrap().hash));
     let fail = s.cases.iter().find(|c| c.case == "weak-ciphers" && c.device == "ru1").unwrap();
-    assert_eq!(
-        (fail.verdict, fail.clause.as_str(), fail.test_name.as_str()),
-        (Verdict::Fail, "4.2.3.2.2", "TC_CRYPTO_WEAK_CIPHERS")
-    );
+    assert_eq!((fail.verdict, fail.clause.as_str(), fail.test_name.as_str()), (Verdict::Fail, "4.2.3.2.2", "TC_CRYPTO_WEAK_CIPHERS"));
 
     let manifest: bundle::Manifest = serde_json::from_slice(&std::fs::read(bundle.join(MANIFEST)).unwrap()).unwrap();
     assert_eq!(manifest.journal, s.journal);
@@ -178,9 +171,7 @@ fn flipping_any_byte_of_any_file_is_detected_and_located() {
                 assert_ne!(report.status, Status::Verified, "{} byte {at} (pinned: {})", file.path, key.is_some());
                 assert_eq!(report.status, Status::Tampered, "{} byte {at}\n{}", file.path, explain(&report));
                 assert!(
-                    report
-                        .failures()
-                        .any(|c| c.file.as_deref() == Some(file.path.as_str()) && c.detail.contains(&file.path)),
+                    report.failures().any(|c| c.file.as_deref() == Some(file.path.as_str()) && c.detail.contains(&file.path)),
                     "flip of {} byte {at} not located:\n{}",
                     file.path,
                     explain(&report)
@@ -217,11 +208,7 @@ fn files_added_removed_or_swapped_are_named() {
     let text = std::fs::read_to_string(bundle.join(ATTESTATION)).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(bundle.join(ATTESTATION), format!("{}\n{}\n", lines[1], lines[0])).unwrap();
-    assert_eq!(
-        check(&bundle, Some(&lab.verifying)).status,
-        Status::Verified,
-        "either order is one statement of each type"
-    );
+    assert_eq!(check(&bundle, Some(&lab.verifying)).status, Status::Verified, "either order is one statement of each type");
     std::fs::write(bundle.join(ATTESTATION), format!("{}\n{}\n", lines[0], lines[0])).unwrap();
     let report = check(&bundle, Some(&lab.verifying));
     assert_eq!(report.status, Status::Tampered);
@@ -308,10 +295,7 @@ fn a_journal_edited_behind_consistent_digests_and_signatures_is_caught_by_the_re
 
 /// A fresh honest bundle, changed by `tamper` and re-signed by the lab's own key;
 /// returns the failed checks.
-fn resigned_failures(
-    tamper: impl Fn(&Path),
-    edit: impl Fn(&mut [serde_json::Value; 2]),
-) -> Vec<proofrig_evidence::verify::Check> {
+fn resigned_failures(tamper: impl Fn(&Path), edit: impl Fn(&mut [serde_json::Value; 2])) -> Vec<proofrig_evidence::verify::Check> {
     let tmp = tempfile::tempdir().unwrap();
     let lab = keys(tmp.path(), "lab");
     let bundle = sealed_bundle(tmp.path(), &standard_cases(), &lab.signing);
@@ -319,18 +303,13 @@ fn resigned_failures(
     resign(&bundle, &lab.signing, edit);
     let report = check(&bundle, Some(&lab.verifying));
     assert_eq!(report.status, Status::Tampered, "{}", explain(&report));
-    assert!(
-        report.checks.iter().filter(|c| c.what.starts_with("signature")).all(|c| c.passed()),
-        "{}",
-        explain(&report)
-    );
+    assert!(report.checks.iter().filter(|c| c.what.starts_with("signature")).all(|c| c.passed()), "{}", explain(&report));
     report.failures().cloned().collect()
 }
 
 #[test]
 fn signed_but_inconsistent_content_is_caught_by_the_cross_checks() {
-    let whats =
-        |failures: Vec<proofrig_evidence::verify::Check>| failures.into_iter().map(|c| c.what).collect::<Vec<_>>();
+    let whats = |failures: Vec<proofrig_evidence::verify::Check>| failures.into_iter().map(|c| c.what).collect::<Vec<_>>();
 
     // Re-signing alone, with nothing changed, is no tampering.
     let tmp = tempfile::tempdir().unwrap();
@@ -342,8 +321,7 @@ fn signed_but_inconsistent_content_is_caught_by_the_cross_checks() {
     let manifest = whats(resigned_failures(|b| edit_json(&b.join(MANIFEST), |m| m["verdict"] = "PASS".into()), |_| {}));
     assert_eq!(manifest, ["manifest agrees with the statements"]);
 
-    let results =
-        resigned_failures(|b| edit_json(&b.join(RESULTS), |r| r["cases"][1]["verdict"] = "PASS".into()), |_| {});
+    let results = resigned_failures(|b| edit_json(&b.join(RESULTS), |r| r["cases"][1]["verdict"] = "PASS".into()), |_| {});
     assert_eq!(results.len(), 2, "{results:?}");
     assert_eq!(results[0].what, "manifest agrees with the statements", "its digest of results.json is stale");
     assert_eq!(results[1].what, "results.json agrees with the statements");
@@ -369,10 +347,7 @@ fn signed_but_inconsistent_content_is_caught_by_the_cross_checks() {
         |_| {},
         |statements| {
             for s in statements.iter_mut() {
-                s["subject"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(serde_json::json!({"name": "../../etc/passwd", "digest": {"sha256": "00"}}));
+                s["subject"].as_array_mut().unwrap().push(serde_json::json!({"name": "../../etc/passwd", "digest": {"sha256": "00"}}));
             }
         },
     );
@@ -387,10 +362,7 @@ fn signed_but_inconsistent_content_is_caught_by_the_cross_checks() {
         },
     );
     assert!(unsigned_journal.iter().any(|c| c.detail.contains("do not include journal.jsonl")), "{unsigned_journal:?}");
-    assert!(
-        unsigned_journal.iter().any(|c| c.detail.contains("not covered by the signatures: journal.jsonl")),
-        "{unsigned_journal:?}"
-    );
+    assert!(unsigned_journal.iter().any(|c| c.detail.contains("not covered by the signatures: journal.jsonl")), "{unsigned_journal:?}");
 }
 
 #[test]
@@ -489,12 +461,7 @@ fn sealing_refuses_what_would_not_verify() {
 
     // A second bundle for the same run id, and plan files that would overwrite each other.
     create_writer(&tmp.path().join("c"));
-    let again = proofrig_evidence::bundle::BundleWriter::create(
-        &tmp.path().join("c"),
-        RUN_ID,
-        (Path::new("rig.yaml"), RIG_YAML),
-        &[],
-    );
+    let again = proofrig_evidence::bundle::BundleWriter::create(&tmp.path().join("c"), RUN_ID, (Path::new("rig.yaml"), RIG_YAML), &[]);
     assert!(matches!(again, Err(BundleError::Exists { .. })));
     let twins = proofrig_evidence::bundle::BundleWriter::create(
         &tmp.path().join("d"),
@@ -511,10 +478,7 @@ fn inputs_are_copied_byte_for_byte_and_named_for_run_started() {
     let writer = create_writer(tmp.path());
     let refs = writer.input_refs().clone();
     assert_eq!(refs.rig.path, "inputs/rig.yaml");
-    assert_eq!(
-        refs.plans.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
-        ["inputs/plans/ssh.yaml", "inputs/plans/accounts.yaml"]
-    );
+    assert_eq!(refs.plans.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["inputs/plans/ssh.yaml", "inputs/plans/accounts.yaml"]);
     assert_eq!(std::fs::read(writer.dir().join("inputs/plans/ssh.yaml")).unwrap(), PLAN_SSH);
     assert_eq!(refs.rig.sha256, bundle::sha256_file(&writer.dir().join("inputs/rig.yaml")).unwrap().0);
 }
@@ -524,12 +488,7 @@ fn junit_counts_failures_errors_and_skips() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = keys(tmp.path(), "lab");
     let mut cases = standard_cases();
-    cases.push(CaseSpec {
-        case: "rekey",
-        verdict: Verdict::Inconclusive,
-        steps: vec![Verdict::Pass],
-        ..cases[0].clone()
-    });
+    cases.push(CaseSpec { case: "rekey", verdict: Verdict::Inconclusive, steps: vec![Verdict::Pass], ..cases[0].clone() });
     cases.push(CaseSpec { case: "never", verdict: Verdict::NotRun, steps: vec![], excerpt: "", ..cases[0].clone() });
     let bundle = sealed_bundle(tmp.path(), &cases, &lab.signing);
     let xml = std::fs::read_to_string(bundle.join("junit.xml")).unwrap();
@@ -589,8 +548,7 @@ fn the_html_report_is_standalone_escaped_and_complete() {
 
     // The compliance matrix lists clauses numerically: 4.2.3.2.2 < 4.2.3.4.2.1 < 4.2.3.4.3.1 < 4.2.3.4.10.
     let matrix = &html[html.find("id=\"matrix\"").unwrap()..html.find("id=\"cases\"").unwrap()];
-    let at =
-        |clause: &str| matrix.find(&format!("TS 33.117 {clause}<")).unwrap_or_else(|| panic!("{clause} not in matrix"));
+    let at = |clause: &str| matrix.find(&format!("TS 33.117 {clause}<")).unwrap_or_else(|| panic!("{clause} not in matrix"));
     assert!(at("4.2.3.2.2") < at("4.2.3.4.2.1"));
     assert!(at("4.2.3.4.2.1") < at("4.2.3.4.3.1"));
     assert!(at("4.2.3.4.3.1") < at("4.2.3.4.10"));
@@ -605,7 +563,6 @@ fn results_json_round_trips_as_the_run_result() {
     let lab = keys(tmp.path(), "lab");
     let cases = standard_cases();
     let bundle = sealed_bundle(tmp.path(), &cases, &lab.signing);
-    let back: proofrig_evidence::record::RunResult =
-        serde_json::from_slice(&std::fs::read(bundle.join(RESULTS)).unwrap()).unwrap();
+    let back: proofrig_evidence::record::RunResult = serde_json::from_slice(&std::fs::read(bundle.join(RESULTS)).unwrap()).unwrap();
     assert_eq!(back, run_result(&cases));
 }

@@ -27,13 +27,13 @@ use proofrig_evidence::bundle::BundleWriter;
 use proofrig_evidence::journal::read_chain;
 use proofrig_evidence::record::{CaseKey, Phase, RunResult};
 use proofrig_evidence::verify::{CheckState, Status};
-use proofrig_plan::{Case, Plan, Step};
-use proofrig_plan::scope::{absorb, base_scope, select};
-use proofrig_verdict::judge::judge;
-use proofrig_plan::script::{self, Answer, CallRequest, Caller, Control};
-use proofrig_verdict::{case_verdict, Rollup, Verdict};
 use proofrig_model::rig::Rig;
+use proofrig_plan::scope::{absorb, base_scope, select};
+use proofrig_plan::script::{self, Answer, CallRequest, Caller, Control};
+use proofrig_plan::{Case, Plan, Step};
 use proofrig_simlab::{SimLab, SimLabConfig};
+use proofrig_verdict::judge::judge;
+use proofrig_verdict::{case_verdict, Rollup, Verdict};
 use serde_json::{json, Value};
 use simrun::{plan, Ran};
 
@@ -109,8 +109,16 @@ const ACCOUNTS: &str = "TC_PREDEFINED_ACCOUNT_DELETION";
 
 fn forgeries() -> Vec<Forgery> {
     vec![
-        Forgery { name: "the outlet's read-back", action: Some("power"), forge: |j| edit(j, NO_SERVICES, "power-cycle the device", |o| o["state"] = "off".into()) },
-        Forgery { name: "the time waited", action: Some("wait"), forge: |j| edit(j, LOGGING, "give the logger a moment to write", |o| o["waited_ms"] = 5.into()) },
+        Forgery {
+            name: "the outlet's read-back",
+            action: Some("power"),
+            forge: |j| edit(j, NO_SERVICES, "power-cycle the device", |o| o["state"] = "off".into()),
+        },
+        Forgery {
+            name: "the time waited",
+            action: Some("wait"),
+            forge: |j| edit(j, LOGGING, "give the logger a moment to write", |o| o["waited_ms"] = 5.into()),
+        },
         Forgery {
             name: "the key pressed at the boot loader (a script's call)",
             action: Some("console_send"),
@@ -133,14 +141,27 @@ fn forgeries() -> Vec<Forgery> {
             action: Some("console_expect"),
             forge: |j| edit(j, EXTRA, "no root shell answers", |o| *o = json!({"matched": false, "tail": "exit"})),
         },
-        Forgery { name: "the account a console login was made as", action: Some("console_login"), forge: |j| edit(j, EXTRA, "log in on the console", |o| o["user"] = "oper".into()) },
-        Forgery { name: "a world-readable shadow file's mode", action: Some("console_run"), forge: |j| edit(j, EXTRA, "read the shadow file's mode", |o| o["output"] = "640".into()) },
+        Forgery {
+            name: "the account a console login was made as",
+            action: Some("console_login"),
+            forge: |j| edit(j, EXTRA, "log in on the console", |o| o["user"] = "oper".into()),
+        },
+        Forgery {
+            name: "a world-readable shadow file's mode",
+            action: Some("console_run"),
+            forge: |j| edit(j, EXTRA, "read the shadow file's mode", |o| o["output"] = "640".into()),
+        },
         Forgery {
             name: "the insecure listeners cut from the device's socket list",
             action: Some("ssh_exec"),
             forge: |j| {
                 edit(j, NO_SERVICES, "list the device's listening sockets", |o| {
-                    let kept: Vec<&str> = o["stdout"].as_str().unwrap().lines().filter(|l| ![":21 ", ":23 ", ":80 ", ":161 "].iter().any(|p| l.contains(p))).collect();
+                    let kept: Vec<&str> = o["stdout"]
+                        .as_str()
+                        .unwrap()
+                        .lines()
+                        .filter(|l| ![":21 ", ":23 ", ":80 ", ":161 "].iter().any(|p| l.contains(p)))
+                        .collect();
                     o["stdout"] = format!("{}\n", kept.join("\n")).into();
                 })
             },
@@ -159,9 +180,17 @@ fn forgeries() -> Vec<Forgery> {
         Forgery {
             name: "a device without su made to accept root's password",
             action: Some("ssh_su"),
-            forge: |j| edit(j, EXTRA, "switch to root with its password", |o| *o = json!({"user": "root", "accepted": true, "status": 0, "uid": 0, "asked_password": true, "response": ""})),
+            forge: |j| {
+                edit(j, EXTRA, "switch to root with its password", |o| {
+                    *o = json!({"user": "root", "accepted": true, "status": 0, "uid": 0, "asked_password": true, "response": ""})
+                })
+            },
         },
-        Forgery { name: "an accepted SSH login said refused", action: Some("ssh_login"), forge: |j| edit(j, LOGGING, "log in with the right password (accepted)", |o| o["accepted"] = false.into()) },
+        Forgery {
+            name: "an accepted SSH login said refused",
+            action: Some("ssh_login"),
+            forge: |j| edit(j, LOGGING, "log in with the right password (accepted)", |o| o["accepted"] = false.into()),
+        },
         Forgery {
             name: "the weak server's algorithms replaced by the hardened one's",
             action: Some("ssh_audit"),
@@ -177,9 +206,17 @@ fn forgeries() -> Vec<Forgery> {
         Forgery {
             name: "a forbidden cipher the weak server accepted said refused",
             action: Some("ssh_negotiate"),
-            forge: |j| edit(j, ALGORITHMS, "a client offering only a forbidden cipher is refused", |o| *o = json!({"negotiated": false, "detail": "the server closed the connection"})),
+            forge: |j| {
+                edit(j, ALGORITHMS, "a client offering only a forbidden cipher is refused", |o| {
+                    *o = json!({"negotiated": false, "detail": "the server closed the connection"})
+                })
+            },
         },
-        Forgery { name: "the insecure TCP services found closed", action: Some("tcp_scan"), forge: |j| edit(j, NO_SERVICES, "scan the well-known ports of insecure TCP services", |o| o["open"] = json!([])) },
+        Forgery {
+            name: "the insecure TCP services found closed",
+            action: Some("tcp_scan"),
+            forge: |j| edit(j, NO_SERVICES, "scan the well-known ports of insecure TCP services", |o| o["open"] = json!([])),
+        },
         Forgery {
             name: "the SNMP agent's UDP port found closed",
             action: Some("udp_scan"),
@@ -280,12 +317,20 @@ fn forgeries() -> Vec<Forgery> {
         Forgery {
             name: "a FAIL rewritten as INFRA",
             action: None,
-            forge: |j| edit(j, ALGORITHMS, "a client offering only a forbidden cipher is refused", |o| *o = json!({"error": {"class": "infra", "message": "ssh to ru2: connection lost"}})),
+            forge: |j| {
+                edit(j, ALGORITHMS, "a client offering only a forbidden cipher is refused", |o| {
+                    *o = json!({"error": {"class": "infra", "message": "ssh to ru2: connection lost"}})
+                })
+            },
         },
         Forgery {
             name: "a FAIL rewritten as ABORTED",
             action: None,
-            forge: |j| edit(j, ALGORITHMS, "a client offering only a forbidden cipher is refused", |o| *o = json!({"error": {"class": "aborted", "message": "stopped by the operator"}})),
+            forge: |j| {
+                edit(j, ALGORITHMS, "a client offering only a forbidden cipher is refused", |o| {
+                    *o = json!({"error": {"class": "aborted", "message": "stopped by the operator"}})
+                })
+            },
         },
         Forgery {
             name: "the identity a device reported",
@@ -302,7 +347,8 @@ fn forgeries() -> Vec<Forgery> {
             forge: |j| {
                 j[0]["parameters"]["ports"] = "22".into();
                 // The first scan that uses them (the rig's devices run in name order).
-                let first = j.iter().find(|e| e["type"] == "case_started" && e["case"] == PORTS).unwrap()["device"].as_str().unwrap().to_string();
+                let first =
+                    j.iter().find(|e| e["type"] == "case_started" && e["case"] == PORTS).unwrap()["device"].as_str().unwrap().to_string();
                 finished(j, PORTS, &first, "scan the management address")
             },
         },
@@ -362,11 +408,20 @@ async fn every_forged_answer_with_the_chain_rebuilt_and_resigned_is_tampered() {
         }
         if n == 0 {
             // As a regulator sees it: `proofrig verify` exits 1 and names the record.
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_proofrig")).args(["verify"]).arg(&bundle).arg("--key").arg(&public).output().unwrap();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
+                .args(["verify"])
+                .arg(&bundle)
+                .arg("--key")
+                .arg(&public)
+                .output()
+                .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert_eq!(out.status.code(), Some(1), "{stdout}");
             let last = stdout.lines().last().unwrap_or_default();
-            assert!(last.starts_with("TAMPERED: verdicts replay from the journal") && last.contains(&format!("journal record {record}:")), "{stdout}");
+            assert!(
+                last.starts_with("TAMPERED: verdicts replay from the journal") && last.contains(&format!("journal record {record}:")),
+                "{stdout}"
+            );
         }
     }
     assert!(verified.is_empty(), "forgeries that were not caught where they are:\n{}", verified.join("\n"));
@@ -381,7 +436,13 @@ fn edit(journal: &mut Journal, case: &str, label: &str, change: impl FnOnce(&mut
 
 /// The `n`th call to `action` in a script step's output.
 fn call_of<'o>(output: &'o mut Value, action: &str, n: usize) -> &'o mut Value {
-    output["calls"].as_array_mut().unwrap().iter_mut().filter(|c| c["action"] == action).nth(n).unwrap_or_else(|| panic!("no call {n} to {action}"))
+    output["calls"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .filter(|c| c["action"] == action)
+        .nth(n)
+        .unwrap_or_else(|| panic!("no call {n} to {action}"))
 }
 
 /// The index of the (last attempt's) StepFinished of the main or restore step `label`.
@@ -472,7 +533,11 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
             }
             "case_finished" => {
                 let (_, this, _) = case.take().unwrap();
-                let key = CaseKey { plan: entry["plan"].as_str().unwrap().into(), case: entry["case"].as_str().unwrap().into(), device: entry["device"].as_str().unwrap().into() };
+                let key = CaseKey {
+                    plan: entry["plan"].as_str().unwrap().into(),
+                    case: entry["case"].as_str().unwrap().into(),
+                    device: entry["device"].as_str().unwrap().into(),
+                };
                 if this.skip.is_none() && entry["unready"].is_null() {
                     let (mut verdicts, checks, touched, ran_steps) = std::mem::take(&mut state);
                     verdicts.extend(std::iter::repeat_n(Verdict::NotRun, this.steps.len().saturating_sub(ran_steps)));
@@ -548,10 +613,16 @@ fn run_script_again(step: &Step, scope: &Value, recorded: &Value) -> Value {
     impl Caller for Recorded {
         fn call(&mut self, _: &CallRequest) -> Answer {
             if self.0.is_empty() {
-                return Answer::Stop(json!({"error": {"class": "error", "message": "the forgery asks for a call the record does not have"}}));
+                return Answer::Stop(
+                    json!({"error": {"class": "error", "message": "the forgery asks for a call the record does not have"}}),
+                );
             }
             let call = self.0.remove(0);
-            Answer::Done { output: call["output"].clone(), first_seq: call["first_seq"].as_u64().unwrap(), last_seq: call["last_seq"].as_u64().unwrap() }
+            Answer::Done {
+                output: call["output"].clone(),
+                first_seq: call["first_seq"].as_u64().unwrap(),
+                last_seq: call["last_seq"].as_u64().unwrap(),
+            }
         }
     }
     let calls = recorded["calls"].as_array().cloned().unwrap_or_default();

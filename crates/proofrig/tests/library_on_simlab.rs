@@ -9,8 +9,8 @@
 mod simrun;
 
 use proofrig_evidence::record::Phase;
-use proofrig_verdict::Verdict;
 use proofrig_simlab::{SimLab, SimLabConfig};
+use proofrig_verdict::Verdict;
 use simrun::{plan, rig_of, verdict, Ran};
 
 async fn lab() -> SimLab {
@@ -79,13 +79,19 @@ async fn no_unnecessary_services_finds_telnet_ftp_http_and_snmp_before_and_after
     // SNMP: the weak devices' agent answers both versions with both default
     // communities, before and after the restart; nothing answers on a hardened one.
     let answered = serde_json::json!(["v1/public", "v1/private", "v2c/public", "v2c/private"]);
-    for label in ["ask the SNMP agent for sysDescr.0 over SNMPv1 and v2c with the default communities", "ask the SNMP agent again after the restart"] {
+    for label in
+        ["ask the SNMP agent for sysDescr.0 over SNMPv1 and v2c with the default communities", "ask the SNMP agent again after the restart"]
+    {
         for weak in ["ru2", "core2"] {
             assert_eq!(output(&ran, weak, label)["answered"], answered, "{weak}: {label}");
         }
         for hardened in ["ru1", "core1"] {
             let probe = output(&ran, hardened, label);
-            assert_eq!((probe["answered"].clone(), probe["port_unreachable"].clone()), (serde_json::json!([]), serde_json::json!(true)), "{hardened}: {label}");
+            assert_eq!(
+                (probe["answered"].clone(), probe["port_unreachable"].clone()),
+                (serde_json::json!([]), serde_json::json!(true)),
+                "{hardened}: {label}"
+            );
             assert_eq!(probe["probes"].as_array().map(Vec::len), Some(4), "{hardened}: every request was sent: {probe}");
         }
     }
@@ -98,7 +104,11 @@ async fn no_unnecessary_services_finds_telnet_ftp_http_and_snmp_before_and_after
     // The restart really happened on every device, and the checks after it ran.
     for device in ["ru1", "ru2", "core1", "core2"] {
         let labels = steps(&ran, device);
-        for expected in ["power-cycle the device", "wait until the device answers over SSH again", "scan the insecure TCP ports again after the restart"] {
+        for expected in [
+            "power-cycle the device",
+            "wait until the device answers over SSH again",
+            "scan the insecure TCP ports again after the restart",
+        ] {
             assert!(
                 labels.iter().any(|(phase, label, v)| *phase == Phase::Steps && label == expected && *v == Verdict::Pass),
                 "{device}: {expected}: {labels:?}"
@@ -212,7 +222,10 @@ async fn boot_loader_asks_for_a_password_on_hardened_and_opens_on_weak() {
     assert!(core1[0].contains("autoboot"), "{core1:?}");
     assert_eq!(&core1[1..], ["Password:", "login:"], "{core1:?}");
     let passed = output(&ran, "core1", label)["passed"].clone();
-    for held in ["stopping autoboot led to a password request, not to the boot loader's prompt", "a wrong password did not open the boot loader (it led to `login:`)"] {
+    for held in [
+        "stopping autoboot led to a password request, not to the boot loader's prompt",
+        "a wrong password did not open the boot loader (it led to `login:`)",
+    ] {
         assert!(passed.as_array().unwrap().contains(&held.into()), "a green row says what was verified: {passed}");
     }
     // Weak: the key opened the prompt, and the case stopped at the finding: nothing
@@ -277,7 +290,11 @@ async fn open_ports_finds_the_weak_devices_snmp_agent_in_the_udp_scan() {
     let label = "scan the UDP ports of the management address";
     for hardened in ["ru1", "core1"] {
         let scan = output(&ran, hardened, label);
-        assert_eq!((scan["not_closed"].clone(), scan["closed"].clone()), (serde_json::json!([]), scan["scanned"].clone()), "{hardened}: every UDP port is closed: {scan}");
+        assert_eq!(
+            (scan["not_closed"].clone(), scan["closed"].clone()),
+            (serde_json::json!([]), scan["scanned"].clone()),
+            "{hardened}: every UDP port is closed: {scan}"
+        );
     }
     for weak in ["ru2", "core2"] {
         let scan = output(&ran, weak, label);

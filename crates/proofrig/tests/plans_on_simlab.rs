@@ -4,10 +4,10 @@
 mod simrun;
 
 use proofrig_evidence::record::CaseKey;
-use proofrig_plan::Plan;
 use proofrig_evidence::replay::replay;
-use proofrig_verdict::Verdict;
+use proofrig_plan::Plan;
 use proofrig_simlab::{SimLab, SimLabConfig};
+use proofrig_verdict::Verdict;
 use serde_json::Value;
 use simrun::{plan, rewrite, run, verdict, Ran};
 
@@ -24,7 +24,10 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
         let (v, why) = verdict(&algorithms, weak);
         assert_eq!(v, Verdict::Fail, "{weak}: {why}");
         assert!(why.contains("not in the allowed list") && why.contains("cbc"), "the failure names the evidence: {why}");
-        assert!(why.contains("only kex diffie-hellman-group1-sha1 was accepted"), "the server itself agreed to the legacy key exchange: {why}");
+        assert!(
+            why.contains("only kex diffie-hellman-group1-sha1 was accepted"),
+            "the server itself agreed to the legacy key exchange: {why}"
+        );
         assert!(why.contains("only macs hmac-sha1 was accepted"), "{why}");
     }
 
@@ -39,15 +42,7 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
     // A narrow scan keeps the test quick; the weak devices' extra listeners sit on other ports.
     let ports: Vec<u16> = lab.devices().iter().map(|d| d.ssh_addr().port()).collect();
     let ports_param = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-    let weak_extra: Vec<String> = lab
-        .device("ru2")
-        .unwrap()
-        .device()
-        .os()
-        .listeners()
-        .iter()
-        .map(|l| l.addr.port().to_string())
-        .collect();
+    let weak_extra: Vec<String> = lab.device("ru2").unwrap().device().os().listeners().iter().map(|l| l.addr.port().to_string()).collect();
     let scan_ports = format!("{ports_param},{}", weak_extra.join(","));
     let open = run(&lab, vec![plan("open-ports.yaml")], &[("ports", Value::String(scan_ports))]).await;
     assert_eq!(verdict(&open, "core1").0, Verdict::Pass, "{}", verdict(&open, "core1").1);
@@ -170,7 +165,11 @@ async fn a_step_past_its_time_limit_is_infra_and_the_others_keep_their_own_limit
     let case = &ran.result.cases[0];
     let steps: Vec<(Verdict, &str)> = case.steps.iter().map(|s| (s.verdict, s.message.as_str())).collect();
     assert_eq!(steps.iter().map(|s| s.0).collect::<Vec<_>>(), [Verdict::Pass, Verdict::Infra, Verdict::Pass], "{steps:?}");
-    assert!(steps[1].1.contains("wait on ru1 did not finish within 300 ms"), "the INFRA names the action, device and limit: {}", steps[1].1);
+    assert!(
+        steps[1].1.contains("wait on ru1 did not finish within 300 ms"),
+        "the INFRA names the action, device and limit: {}",
+        steps[1].1
+    );
     // The 8 s wait was cut at its 300 ms limit, not at the 10 s one set just before it.
     assert!(took < std::time::Duration::from_secs(6), "the run took {took:?}: the 300 ms limit did not stop the 8 s wait");
     assert_eq!(case.verdict, Verdict::Infra);
@@ -206,8 +205,18 @@ async fn a_console_login_logs_out_a_shell_left_open_and_says_whose_it_was() {
     let ran = simrun::run_on(rig, dir, plans, &[], Some("ru1")).await;
     let root = ran.result.cases.iter().find(|c| c.key.case == "TC_REMOTE_LOGIN_RESTRICTIONS_PRIVILEGED_USERS").unwrap();
     assert_eq!(root.verdict, Verdict::Pass, "{}", root.evidence_excerpt);
-    let record = ran.records.iter().find(|r| r.entry["type"] == "step_finished" && r.entry["case"] == root.key.case && r.entry["index"] == 1).unwrap();
-    let login = record.entry["output"]["calls"].as_array().unwrap().iter().find(|c| c["action"] == "console_login").expect("the script logs in on the console").clone();
+    let record = ran
+        .records
+        .iter()
+        .find(|r| r.entry["type"] == "step_finished" && r.entry["case"] == root.key.case && r.entry["index"] == 1)
+        .unwrap();
+    let login = record.entry["output"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "console_login")
+        .expect("the script logs in on the console")
+        .clone();
     assert_eq!(login["output"]["logged_out"][0]["account"], "oper", "{login}");
     assert_eq!(login["output"]["user"], "root", "{login}");
     let message = login["message"].as_str().unwrap();

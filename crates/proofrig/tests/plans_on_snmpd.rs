@@ -23,12 +23,21 @@ fn all(out: &Output) -> String {
 /// The SNMP steps of the bundled 4.3.2.1 case, taken from the library's file so the
 /// test follows the plan as shipped, with the agent's address and port added.
 fn plan_for(agent: &Snmpd) -> String {
-    let library = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/no-unnecessary-services.yaml")).unwrap();
-    let communities = library.lines().find_map(|l| l.trim().strip_prefix("snmp_communities:")).expect("the plan's community parameter").trim().to_string();
+    let library =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/no-unnecessary-services.yaml")).unwrap();
+    let communities = library
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("snmp_communities:"))
+        .expect("the plan's community parameter")
+        .trim()
+        .to_string();
     let step = "      - name: ask the SNMP agent for sysDescr.0 over SNMPv1 and v2c with the default communities\n";
     let start = library.find(step).expect("the plan's SNMP probe step");
     let end = start + library[start..].find("      - name: list the device's listening sockets").expect("the step after the SNMP check");
-    let steps = library[start..end].replace("          communities:", &format!("          address: {}\n          port: {}\n          communities:", agent.address(), agent.port()));
+    let steps = library[start..end].replace(
+        "          communities:",
+        &format!("          address: {}\n          port: {}\n          communities:", agent.address(), agent.port()),
+    );
     format!(
         "plan: snmp-on-net-snmp\n\
          title: SNMPv1/v2c on a real agent\n\
@@ -59,7 +68,10 @@ fn run_and_verify(agent: &Snmpd, tmp: &Path, name: &str) -> (i32, String, serde_
     let s = |p: &Path| p.display().to_string();
     let out = proofrig(&["run", &s(&plan), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
     let text = all(&out);
-    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(String::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
     let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
     assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
     let journal = std::fs::read_to_string(Path::new(&bundle).join("journal.jsonl")).unwrap();
@@ -88,7 +100,11 @@ fn an_agent_answering_a_default_v2c_community_fails_and_a_v3_only_one_passes() {
     let v3 = Snmpd::start(SnmpdConfig::v3_only());
     let (code, text, probe) = run_and_verify(&v3, tmp.path(), "v3-only");
     assert_eq!(code, 0, "PASS: {text}\n{}", v3.log());
-    assert_eq!((probe["answered"].clone(), probe["port_unreachable"].clone()), (serde_json::json!([]), serde_json::json!(false)), "{probe}");
+    assert_eq!(
+        (probe["answered"].clone(), probe["port_unreachable"].clone()),
+        (serde_json::json!([]), serde_json::json!(false)),
+        "{probe}"
+    );
 
     // A community that is not a factory default is not found by this check: that is
     // what the vendor's documented communities in `snmp_communities` are for.

@@ -116,7 +116,10 @@ fn run_library(sshd: &Sshd, tmp: &Path, name: &str, rig: &Path) -> (i32, String,
     args.extend(["--rig", &rig, "--key", &key, "--out", &out_dir, "--quiet"]);
     let out = proofrig_at(sshd, &args);
     let text = all(&out);
-    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(String::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
     let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
     assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
     let results = std::fs::read_to_string(Path::new(&bundle).join("results.json")).unwrap();
@@ -214,12 +217,23 @@ fn a_refused_password_nobody_showed_real_is_inconclusive_never_pass() {
     let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
     signing::generate(&key, &public).unwrap();
     let s = |p: &Path| p.display().to_string();
-    let out = proofrig_at(&server, &["run", &plan("remote-root-login.yaml"), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
+    let out = proofrig_at(
+        &server,
+        &["run", &plan("remote-root-login.yaml"), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"],
+    );
     let text = all(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     let root = row(&text, "4.3.2.6");
-    assert!(root.contains("INCONCLUSIVE") && root.contains("su on the device refused it too") && root.contains("a refused wrong password proves nothing"), "{root}");
-    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
+    assert!(
+        root.contains("INCONCLUSIVE")
+            && root.contains("su on the device refused it too")
+            && root.contains("a refused wrong password proves nothing"),
+        "{root}"
+    );
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(String::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
     let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
     assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
 }
@@ -286,7 +300,8 @@ fn ctrl_c_stops_the_step_runs_restore_and_seals_an_aborted_bundle() {
     assert!(text.contains("restore 1: put the device back: PASS"), "the restore step ran: {text}");
     assert!(text.contains("TC_ABORT_CHECK") && text.contains("ABORTED"), "{text}");
 
-    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).expect("a sealed bundle");
+    let bundle =
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(String::from)).expect("a sealed bundle");
     let results: serde_json::Value = serde_json::from_slice(&std::fs::read(Path::new(&bundle).join("results.json")).unwrap()).unwrap();
     assert_eq!(results["aborted"], true);
     assert_eq!(results["verdict"], "ABORTED");

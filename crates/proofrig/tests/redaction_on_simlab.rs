@@ -13,15 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use proofrig_evidence::journal::{read_chain, JournalWriter, Record};
 use proofrig_evidence::bundle::InputRefs;
+use proofrig_evidence::journal::{read_chain, JournalWriter, Record};
 use proofrig_evidence::record::FileRef;
-use proofrig_plan::Plan;
-use proofrig_run::executor::{execute, run_recorder, JournalSink, RunRequest};
-use proofrig_run::progress::Silent;
 use proofrig_evidence::replay::replay;
 use proofrig_model::events::Recorder;
 use proofrig_model::rig::Rig;
+use proofrig_plan::Plan;
+use proofrig_run::executor::{execute, run_recorder, JournalSink, RunRequest};
+use proofrig_run::progress::Silent;
 use proofrig_simlab::{SimLab, SimLabConfig};
 use serde_json::Value;
 
@@ -89,7 +89,12 @@ fn transcripts(records: &[Record]) -> BTreeMap<String, Vec<u8>> {
     events.sort_by_key(|e| e["seq"].as_u64());
     let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for event in events.into_iter().filter(|e| e["kind"] == "bytes") {
-        let key = format!("{}/{} {}", event["channel"]["device"].as_str().unwrap(), event["channel"]["channel"].as_str().unwrap(), event["direction"].as_str().unwrap());
+        let key = format!(
+            "{}/{} {}",
+            event["channel"]["device"].as_str().unwrap(),
+            event["channel"]["channel"].as_str().unwrap(),
+            event["direction"].as_str().unwrap()
+        );
         let data = base64::engine::general_purpose::STANDARD.decode(event["data"].as_str().unwrap()).unwrap();
         out.entry(key).or_default().extend(data);
     }
@@ -115,11 +120,7 @@ async fn what_a_device_prints_of_a_secret_is_redacted_and_the_journal_still_repl
     let generated = lab.write_rig(&dir.path().join("lab")).unwrap();
     let rig_text = std::fs::read_to_string(&generated).unwrap();
     // A rig mistake real benches make: the login and password prompts swapped (ru1 only).
-    let swapped = rig_text.replacen(
-        "ru1-root\" } }",
-        "ru1-root\" }, login_prompt: 'Password: ?$', password_prompt: 'login: ?$' }",
-        1,
-    );
+    let swapped = rig_text.replacen("ru1-root\" } }", "ru1-root\" }, login_prompt: 'Password: ?$', password_prompt: 'login: ?$' }", 1);
     assert_ne!(swapped, rig_text, "ru1's console login is where the test expects it");
     let rig_path: PathBuf = dir.path().join("lab/swapped.yaml");
     std::fs::write(&rig_path, swapped).unwrap();

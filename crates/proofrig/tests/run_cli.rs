@@ -10,8 +10,8 @@ use proofrig_evidence::bundle::{BundleWriter, JOURNAL};
 use proofrig_evidence::journal::read_chain;
 use proofrig_evidence::record::RunResult;
 use proofrig_evidence::signing;
-use proofrig_verdict::{Rollup, Verdict};
 use proofrig_simlab::{SimLab, SimLabConfig};
+use proofrig_verdict::{Rollup, Verdict};
 
 async fn proofrig(args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
@@ -56,7 +56,9 @@ async fn a_run_on_the_lab_seals_a_bundle_that_verifies_and_resists_forgery() {
     assert!(table.lines().any(|l| l.starts_with("ru1 ") && l.contains("4.2.3.2.4") && l.contains("PASS")), "{table}");
     assert!(table.contains("run verdict: FAIL (4 FAIL, 4 PASS)"), "{table}");
     let bundle = bundle_of(&out);
-    for file in ["journal.jsonl", "manifest.json", "attestation.intoto.jsonl", "junit.xml", "report.html", "results.json", "inputs/rig.yaml"] {
+    for file in
+        ["journal.jsonl", "manifest.json", "attestation.intoto.jsonl", "junit.xml", "report.html", "results.json", "inputs/rig.yaml"]
+    {
         assert!(bundle.join(file).is_file(), "{file} missing from the bundle");
     }
     let rig_copy = std::fs::read_to_string(bundle.join("inputs/rig.yaml")).unwrap();
@@ -91,7 +93,8 @@ async fn a_run_on_the_lab_seals_a_bundle_that_verifies_and_resists_forgery() {
 
     // Invalid input is a usage error that names the file, and nothing runs.
     let broken = tmp.path().join("broken.yaml");
-    std::fs::write(&broken, std::fs::read_to_string(plan("ssh-algorithms.yaml")).unwrap().replace("ssh_audit: {}", "ssh_audti: {}")).unwrap();
+    std::fs::write(&broken, std::fs::read_to_string(plan("ssh-algorithms.yaml")).unwrap().replace("ssh_audit: {}", "ssh_audti: {}"))
+        .unwrap();
     let out = proofrig(&["run", &s(&broken), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&out_dir)]).await;
     assert_eq!(out.status.code(), Some(3), "{}", all(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `ssh_audit`?"), "{}", all(&out));
@@ -157,18 +160,47 @@ async fn script_failures_verify_whatever_path_the_plan_was_given_by() {
             script.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
         )
     };
-    std::fs::write(plans.join("error.yaml"), case("TC_SCRIPT_ERROR", "let answer = ssh_exec(\"true\");\nlet zero = answer.exit_status;\nlet boom = 1 / zero;", "      - wait: { ms: 1 }")).unwrap();
     std::fs::write(
-        plans.join("infra.yaml"),
-        case("TC_SCRIPT_INFRA", "ssh_exec(\"true\");\npower(\"off\");\nssh_exec(\"true\");", "      - name: power back on\n        power: { action: on }"),
+        plans.join("error.yaml"),
+        case(
+            "TC_SCRIPT_ERROR",
+            "let answer = ssh_exec(\"true\");\nlet zero = answer.exit_status;\nlet boom = 1 / zero;",
+            "      - wait: { ms: 1 }",
+        ),
     )
     .unwrap();
-    std::fs::write(plans.join("abort.yaml"), case("TC_SCRIPT_ABORT", "ssh_exec(\"true\");\nwait(60000);", "      - wait: { ms: 1 }")).unwrap();
+    std::fs::write(
+        plans.join("infra.yaml"),
+        case(
+            "TC_SCRIPT_INFRA",
+            "ssh_exec(\"true\");\npower(\"off\");\nssh_exec(\"true\");",
+            "      - name: power back on\n        power: { action: on }",
+        ),
+    )
+    .unwrap();
+    std::fs::write(plans.join("abort.yaml"), case("TC_SCRIPT_ABORT", "ssh_exec(\"true\");\nwait(60000);", "      - wait: { ms: 1 }"))
+        .unwrap();
 
     let run = |plan: String, cwd: PathBuf| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_proofrig"));
-        command.args(["run", &plan, "--rig", &s(&rig), "--device", "ru1", "--key", &s(&key), "--out", &s(&tmp.path().join("results")), "--quiet"]);
-        command.current_dir(cwd).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command.args([
+            "run",
+            &plan,
+            "--rig",
+            &s(&rig),
+            "--device",
+            "ru1",
+            "--key",
+            &s(&key),
+            "--out",
+            &s(&tmp.path().join("results")),
+            "--quiet",
+        ]);
+        command
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         command
     };
     let work = tmp.path().join("work");
@@ -188,7 +220,10 @@ async fn script_failures_verify_whatever_path_the_plan_was_given_by() {
         let message = case["steps"][0]["message"].as_str().unwrap().to_string();
         let file = Path::new(&plan).file_name().unwrap().to_string_lossy().into_owned();
         assert!(message.contains(&format!("{file}:")), "the message names where the script stopped: {message}");
-        assert!(!message.contains("plans/") && !message.contains(&s(tmp.path())), "and no path that depends on how the plan was given: {message}");
+        assert!(
+            !message.contains("plans/") && !message.contains(&s(tmp.path())),
+            "and no path that depends on how the plan was given: {message}"
+        );
         bundles.push(bundle);
     }
     // Ctrl-C while the script waits.
@@ -235,7 +270,20 @@ async fn a_rig_gap_names_the_rig_file_to_edit() {
     signing::generate(&key, &public).unwrap();
     let s = |p: &Path| p.display().to_string();
     let plan = plan("failed-login-attempts.yaml");
-    let out = proofrig(&["run", &plan, "--rig", &s(&rig), "--device", "ru1", "--key", &s(&key), "--out", &s(&tmp.path().join("results")), "--quiet"]).await;
+    let out = proofrig(&[
+        "run",
+        &plan,
+        "--rig",
+        &s(&rig),
+        "--device",
+        "ru1",
+        "--key",
+        &s(&key),
+        "--out",
+        &s(&tmp.path().join("results")),
+        "--quiet",
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("edit the rig file {}", s(&rig))) && stderr.contains("declared.lockout"), "{stderr}");

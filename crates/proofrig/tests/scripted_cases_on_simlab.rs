@@ -5,9 +5,9 @@
 mod simrun;
 
 use proofrig_evidence::replay::replay;
-use proofrig_verdict::Verdict;
 use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
+use proofrig_verdict::Verdict;
 use serde_json::Value;
 use simrun::{assert_replays as replays, library, plan, run_on, verdict, Ran};
 
@@ -96,8 +96,10 @@ async fn unreachable_devices_give_infra_and_ambiguous_evidence_inconclusive_neve
 
     // Ambiguous: the vendor documents no default accounts, so nothing can be shown.
     let undocumented = dir.path().join("undocumented.yaml");
-    std::fs::write(&undocumented, rig_text.replace("default_accounts: [{ user: admin, password: admin }]", "default_accounts: []")).unwrap();
-    let ran = run_on(Rig::load(&undocumented).unwrap(), tempfile::tempdir().unwrap(), vec![plan("predefined-accounts.yaml")], &[], None).await;
+    std::fs::write(&undocumented, rig_text.replace("default_accounts: [{ user: admin, password: admin }]", "default_accounts: []"))
+        .unwrap();
+    let ran =
+        run_on(Rig::load(&undocumented).unwrap(), tempfile::tempdir().unwrap(), vec![plan("predefined-accounts.yaml")], &[], None).await;
     for case in &ran.result.cases {
         assert_eq!(case.verdict, Verdict::Inconclusive, "{}: {}", case.key.device, case.evidence_excerpt);
         assert!(case.evidence_excerpt.contains("documents no default accounts"), "{}", case.evidence_excerpt);
@@ -156,8 +158,13 @@ async fn console_output_that_arrives_between_a_scripts_calls_replays() {
     let echoed_at = ran
         .records
         .iter()
-        .filter(|r| r.entry["type"] == "event" && r.entry["event"]["kind"] == "bytes" && r.entry["event"]["channel"]["channel"] == "console")
-        .find(|r| r.entry["event"]["direction"] == "in" && String::from_utf8_lossy(&base64_decode(r.entry["event"]["data"].as_str().unwrap())).contains("prf-between-calls\r\n"))
+        .filter(|r| {
+            r.entry["type"] == "event" && r.entry["event"]["kind"] == "bytes" && r.entry["event"]["channel"]["channel"] == "console"
+        })
+        .find(|r| {
+            r.entry["event"]["direction"] == "in"
+                && String::from_utf8_lossy(&base64_decode(r.entry["event"]["data"].as_str().unwrap())).contains("prf-between-calls\r\n")
+        })
         .map(|r| r.entry["event"]["seq"].as_u64().unwrap())
         .expect("the echoed line is in the journal");
     assert!(echoed_at < expect["first_seq"].as_u64().unwrap(), "the answer arrived before the expect call: seq {echoed_at}\n{output}");
@@ -196,7 +203,10 @@ async fn a_rig_without_a_declared_value_is_an_error_before_the_device_is_touched
     let case = &ran.result.cases[0];
     assert_eq!(case.verdict, Verdict::Error, "{}", case.evidence_excerpt);
     let why = &case.evidence_excerpt;
-    assert!(why.contains("device ru1") && why.contains("declared.lockout") && why.contains("lockout: { attempts: 3, seconds: 60 }"), "{why}");
+    assert!(
+        why.contains("device ru1") && why.contains("declared.lockout") && why.contains("lockout: { attempts: 3, seconds: 60 }"),
+        "{why}"
+    );
     assert!(why.contains("Nothing was sent to the device"), "{why}");
     assert!(!why.contains("getter") && !why.contains("property"), "no script internals: {why}");
     // Nothing between the case's start and end touched a device.

@@ -256,7 +256,10 @@ fn a_console_session_logs_in_runs_a_command_and_keeps_the_password_out_of_the_tr
     let transcripts = dir.path().join("sessions");
     let rig = write_rig(
         dir.path(),
-        &format!("rig: console-bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      serial: {{ port: {} }}\n", device.path().display()),
+        &format!(
+            "rig: console-bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      serial: {{ port: {} }}\n",
+            device.path().display()
+        ),
     );
     let (mut child, screen, mut keyboard) = console_logged_in_as_root(&rig, &transcripts, &password);
     keyboard.write_all(b"echo proofrig-console-check\n").unwrap();
@@ -417,7 +420,17 @@ fn sim_serves_a_lab_that_probe_and_run_use_and_stops_cleanly_on_ctrl_c() {
     let results = dir.path().join("results");
     let out = proofrig(
         &transcripts,
-        &["run", plan.to_str().unwrap(), "--rig", rig.to_str().unwrap(), "--key", keys.join("lab.key").to_str().unwrap(), "--out", results.to_str().unwrap(), "-q"],
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--rig",
+            rig.to_str().unwrap(),
+            "--key",
+            keys.join("lab.key").to_str().unwrap(),
+            "--out",
+            results.to_str().unwrap(),
+            "-q",
+        ],
     );
     let verdicts = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "a FAIL exits 1:\n{verdicts}{}", text(&out.stderr));

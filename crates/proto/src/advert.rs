@@ -91,7 +91,14 @@ impl RigFileError {
     fn from_loader(err: RigError) -> RigFileError {
         let RigError::Invalid(located) = err else {
             // `Rig::parse` reports everything located; the other kinds need a file or a lookup.
-            return RigFileError { file: String::new(), line: 0, column: 0, field: "<document>".into(), message: err.to_string(), hint: None };
+            return RigFileError {
+                file: String::new(),
+                line: 0,
+                column: 0,
+                field: "<document>".into(),
+                message: err.to_string(),
+                hint: None,
+            };
         };
         RigFileError {
             file: located.file.clone(),
@@ -112,10 +119,11 @@ pub fn check(advert: &RigAdvert) -> Result<(Rig, RigSummary), AdvertError> {
     if !actual.eq_ignore_ascii_case(sha256) {
         return Err(AdvertError::Digest { rig: name.clone(), path: path.clone(), claimed: sha256.clone(), actual });
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| AdvertError::NotUtf8 { rig: name.clone(), path: path.clone(), at: e.valid_up_to() })?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| AdvertError::NotUtf8 { rig: name.clone(), path: path.clone(), at: e.valid_up_to() })?;
     // Relative paths stay relative: they are the lab host's, never resolved here.
-    let rig = Rig::parse(path, text, Path::new("")).map_err(|e| AdvertError::Rig { rig: name.clone(), error: Box::new(RigFileError::from_loader(e)) })?;
+    let rig = Rig::parse(path, text, Path::new(""))
+        .map_err(|e| AdvertError::Rig { rig: name.clone(), error: Box::new(RigFileError::from_loader(e)) })?;
     if rig.name() != name {
         return Err(AdvertError::Name { path: path.clone(), advertised: name.clone(), in_file: rig.name().to_string() });
     }
@@ -197,8 +205,18 @@ devices:
     fn a_secret_value_in_place_of_a_reference_is_refused_where_it_stands() {
         let cases = [
             ("      password: { file: secrets/ru1.pass }", "      password: hunter2", "devices.ru1.ssh.password", 14),
-            ("{ user: root, password: { env: RU1_PASSWORD } }", "{ user: root, password: hunter2 }", "devices.ru1.console.login.password", 10),
-            ("{ user: root, password: { env: RU1_PASSWORD } }", "{ user: root, password: { value: hunter2 } }", "devices.ru1.console.login.password", 10),
+            (
+                "{ user: root, password: { env: RU1_PASSWORD } }",
+                "{ user: root, password: hunter2 }",
+                "devices.ru1.console.login.password",
+                10,
+            ),
+            (
+                "{ user: root, password: { env: RU1_PASSWORD } }",
+                "{ user: root, password: { value: hunter2 } }",
+                "devices.ru1.console.login.password",
+                10,
+            ),
             ("admin_password: { env: CORE1_ADMIN }", "admin_password: hunter2", "devices.core1.secrets.admin_password", 21),
         ];
         for (reference, literal, field, line) in cases {
@@ -208,7 +226,10 @@ devices:
             let Err(AdvertError::Rig { error, .. }) = check(&ad) else { panic!("{literal}: not refused by the rig loader") };
             assert!(error.field.starts_with(field), "{literal}: {error}");
             assert_eq!((error.file.as_str(), error.line), ("/etc/proofrig/rigs/bench-3.yaml", line), "{literal}: {error}");
-            assert!(error.message.starts_with(proofrig_model::secret::SECRET_ERROR) && !error.to_string().contains("hunter2"), "{literal}: {error}");
+            assert!(
+                error.message.starts_with(proofrig_model::secret::SECRET_ERROR) && !error.to_string().contains("hunter2"),
+                "{literal}: {error}"
+            );
         }
     }
 

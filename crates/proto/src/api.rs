@@ -260,7 +260,13 @@ mod tests {
         });
         let reservation = ReservationView { rig: "bench-3".into(), holder: "bob".into(), until: UnixMillis(9), fencing: FencingToken(3) };
         round_trip(RigView {
-            summary: RigSummary { rig: "bench-3".into(), sha256: "00".into(), devices: set(&["ru1"]), roles: set(&["core"]), tags: set(&[]) },
+            summary: RigSummary {
+                rig: "bench-3".into(),
+                sha256: "00".into(),
+                devices: set(&["ru1"]),
+                roles: set(&["core"]),
+                tags: set(&[]),
+            },
             labhost: LabHostId("lab-a".into()),
             labhost_online: false,
             state: RigState::Reserved,
@@ -271,7 +277,15 @@ mod tests {
         round_trip(reservation);
         round_trip(Reserve { minutes: Some(90) });
         round_trip(ApiError { code: "forbidden".into(), message: "tester may not reserve".into() });
-        for state in [JobState::Queued, JobState::Assigned, JobState::Running, JobState::Uploading, JobState::Done, JobState::Lost, JobState::Cancelled] {
+        for state in [
+            JobState::Queued,
+            JobState::Assigned,
+            JobState::Running,
+            JobState::Uploading,
+            JobState::Done,
+            JobState::Lost,
+            JobState::Cancelled,
+        ] {
             round_trip(state);
         }
         for state in [RigState::Idle, RigState::Running, RigState::Maintenance, RigState::Bad, RigState::Offline, RigState::Retired] {

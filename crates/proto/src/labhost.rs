@@ -522,19 +522,36 @@ mod tests {
                 name: "lab-a".into(),
                 public_key_pem: "-----BEGIN PUBLIC KEY-----\nMCow...\n-----END PUBLIC KEY-----\n".into(),
             }),
-            LabHostMessage::Hello(Hello { version: PROTOCOL_VERSION, labhost: LabHostId("lab-a".into()), software: "proofrig 0.1.0".into() }),
+            LabHostMessage::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                labhost: LabHostId("lab-a".into()),
+                software: "proofrig 0.1.0".into(),
+            }),
             LabHostMessage::RigAdverts(RigAdverts {
                 rigs: vec![RigAdvert::new("bench-3", "rigs/bench-3.yaml", b"rig: bench-3\n\xff binary-safe".to_vec())],
             }),
             LabHostMessage::Heartbeat(Heartbeat {
                 rigs: vec![
-                    RigReport { rig: "bench-3".into(), sha256: "ab".repeat(32), condition: RigCondition::Running { job, attempt, fencing } },
+                    RigReport {
+                        rig: "bench-3".into(),
+                        sha256: "ab".repeat(32),
+                        condition: RigCondition::Running { job, attempt, fencing },
+                    },
                     RigReport { rig: "bench-4".into(), sha256: "cd".repeat(32), condition: RigCondition::Idle },
-                    RigReport { rig: "bench-5".into(), sha256: "ef".repeat(32), condition: RigCondition::Unusable { reason: "/dev/ttyUSB3 is gone".into() } },
+                    RigReport {
+                        rig: "bench-5".into(),
+                        sha256: "ef".repeat(32),
+                        condition: RigCondition::Unusable { reason: "/dev/ttyUSB3 is gone".into() },
+                    },
                 ],
                 leases: vec![fencing, FencingToken(7)],
             }),
-            LabHostMessage::AssignmentAccepted(AssignmentAccepted { job, attempt, fencing, run_id: "20260101T000000Z-bench-3-x-a1b2c3".into() }),
+            LabHostMessage::AssignmentAccepted(AssignmentAccepted {
+                job,
+                attempt,
+                fencing,
+                run_id: "20260101T000000Z-bench-3-x-a1b2c3".into(),
+            }),
             LabHostMessage::AssignmentRefused(AssignmentRefused {
                 job,
                 attempt,
@@ -549,8 +566,18 @@ mod tests {
                 fencing,
                 outcome: JobOutcome::Sealed { run_id: "r1".into(), verdict: Verdict::Fail, complete: true },
             }),
-            LabHostMessage::JobEnded(JobEnded { job, attempt, fencing, outcome: JobOutcome::Unsealed { run_id: "r1".into(), reason: "disk full".into() } }),
-            LabHostMessage::JobEnded(JobEnded { job, attempt, fencing, outcome: JobOutcome::NotStarted { reason: "results/ is read-only".into() } }),
+            LabHostMessage::JobEnded(JobEnded {
+                job,
+                attempt,
+                fencing,
+                outcome: JobOutcome::Unsealed { run_id: "r1".into(), reason: "disk full".into() },
+            }),
+            LabHostMessage::JobEnded(JobEnded {
+                job,
+                attempt,
+                fencing,
+                outcome: JobOutcome::NotStarted { reason: "results/ is read-only".into() },
+            }),
             LabHostMessage::UploadOffer(UploadOffer {
                 job,
                 attempt,
@@ -605,14 +632,27 @@ mod tests {
                 rig: "bench-3".into(),
                 rig_sha256: "ab".repeat(32),
                 plans: vec![PlanFile { name: "4.2.3.1-ssh.yaml".into(), bytes: b"id: x\n".to_vec() }],
-                params: BTreeMap::from([("vlan".to_string(), serde_json::json!(12)), ("mode".to_string(), serde_json::json!({"a": [1, "b"]}))]),
+                params: BTreeMap::from([
+                    ("vlan".to_string(), serde_json::json!(12)),
+                    ("mode".to_string(), serde_json::json!({"a": [1, "b"]})),
+                ]),
                 device: Some("ru1".into()),
             })),
             ServerMessage::Cancel(Cancel { job, attempt, fencing, by: "alice".into(), reason: "wrong firmware".into() }),
             ServerMessage::JournalHeld(JournalHeld { job, attempt, held: 123_456 }),
             ServerMessage::UploadHeld(UploadHeld { job, attempt, files: vec![FileHeld { path: "journal.jsonl".into(), held: 0 }] }),
-            ServerMessage::Uploaded(Uploaded { job, attempt, run_id: "r1".into(), check: BundleCheck::Verified { verdict: Verdict::Pass } }),
-            ServerMessage::Uploaded(Uploaded { job, attempt, run_id: "r1".into(), check: BundleCheck::Flagged { reason: "TAMPERED at record 7".into() } }),
+            ServerMessage::Uploaded(Uploaded {
+                job,
+                attempt,
+                run_id: "r1".into(),
+                check: BundleCheck::Verified { verdict: Verdict::Pass },
+            }),
+            ServerMessage::Uploaded(Uploaded {
+                job,
+                attempt,
+                run_id: "r1".into(),
+                check: BundleCheck::Flagged { reason: "TAMPERED at record 7".into() },
+            }),
             ServerMessage::Refusal(Refusal { code: RefusalCode::Version, message: "lab host speaks protocol 1.7".into() }),
         ]
     }

@@ -133,19 +133,12 @@ pub fn render(result: &RunResult, seal: &Seal<'_>) -> String {
 }
 
 fn header(h: &mut Html, result: &RunResult) {
-    h.raw("<header class=\"")
-        .raw(verdict_class(result.verdict))
-        .raw("-run\">\n<h1>SCAS test run ")
-        .text(&result.run_id);
+    h.raw("<header class=\"").raw(verdict_class(result.verdict)).raw("-run\">\n<h1>SCAS test run ").text(&result.run_id);
     h.raw("</h1>\n<p>Overall verdict: ").verdict(result.verdict);
     if result.aborted {
         h.raw(" <strong>(the run was aborted)</strong>");
     }
-    h.raw(" &middot; ")
-        .text(&result.rollup.summary())
-        .raw(" across ")
-        .num(result.cases.len() as u64)
-        .raw(" case run(s)</p>\n");
+    h.raw(" &middot; ").text(&result.rollup.summary()).raw(" across ").num(result.cases.len() as u64).raw(" case run(s)</p>\n");
     h.raw("<table class=\"kv\">\n")
         .row("Rig", &result.rig_name)
         .row("Operator", &result.operator)
@@ -157,9 +150,7 @@ fn header(h: &mut Html, result: &RunResult) {
 }
 
 fn summary(h: &mut Html, result: &RunResult) {
-    h.raw(
-        "<h2 id=\"summary\">Verdict summary</h2>\n<table>\n<tr><th>Verdict</th><th>Cases</th><th>Meaning</th></tr>\n",
-    );
+    h.raw("<h2 id=\"summary\">Verdict summary</h2>\n<table>\n<tr><th>Verdict</th><th>Cases</th><th>Meaning</th></tr>\n");
     for verdict in Verdict::ALL {
         let count = result.rollup.count(verdict);
         if count == 0 {
@@ -168,9 +159,7 @@ fn summary(h: &mut Html, result: &RunResult) {
         h.raw("<tr><td>").verdict(verdict).raw("</td><td>").num(count as u64).raw("</td><td>").raw(meaning(verdict));
         h.raw("</td></tr>\n");
     }
-    h.raw(
-        "</table>\n<table>\n<tr><th>Verdict</th><th>Case</th><th>Device</th><th>Test name</th><th>Clause</th></tr>\n",
-    );
+    h.raw("</table>\n<table>\n<tr><th>Verdict</th><th>Case</th><th>Device</th><th>Test name</th><th>Clause</th></tr>\n");
     for i in by_clause(result) {
         let case = &result.cases[i];
         h.raw("<tr><td>").verdict(case.verdict).raw("</td><td><a href=\"#case-").num(i as u64).raw("\">");
@@ -351,15 +340,11 @@ fn devices(h: &mut Html, result: &RunResult) {
     h.raw("<h2 id=\"devices\">Devices under test</h2>\n<table>\n<tr><th>Device</th><th>Role</th><th>Declared identity (rig file)</th><th>Reported by the device</th></tr>\n");
     for device in &result.devices {
         let declared = &device.declared;
-        let parts: Vec<String> = [
-            ("vendor", &declared.vendor),
-            ("model", &declared.model),
-            ("serial", &declared.serial),
-            ("firmware", &declared.firmware),
-        ]
-        .iter()
-        .filter_map(|(label, value)| value.as_ref().map(|v| format!("{label}: {v}")))
-        .collect();
+        let parts: Vec<String> =
+            [("vendor", &declared.vendor), ("model", &declared.model), ("serial", &declared.serial), ("firmware", &declared.firmware)]
+                .iter()
+                .filter_map(|(label, value)| value.as_ref().map(|v| format!("{label}: {v}")))
+                .collect();
         h.raw("<tr><td>").text(&device.device).raw("</td><td>").text(&device.role).raw("</td><td>");
         if parts.is_empty() {
             h.raw("<span class=\"muted\">none declared</span>");
@@ -378,11 +363,8 @@ fn devices(h: &mut Html, result: &RunResult) {
 
 fn how_to_verify(h: &mut Html, result: &RunResult, seal: &Seal<'_>) {
     h.raw("<h2 id=\"verify\">How to verify this report</h2>\n<p>This report is one file of a signed evidence bundle (run ");
-    h.text(&result.run_id)
-        .raw("). The bundle holds the plans and rig file exactly as run, the hash-chained journal of ");
-    h.raw(
-        "everything exchanged with the devices, and two signed in-toto statements over every file. Anyone can check ",
-    );
+    h.text(&result.run_id).raw("). The bundle holds the plans and rig file exactly as run, the hash-chained journal of ");
+    h.raw("everything exchanged with the devices, and two signed in-toto statements over every file. Anyone can check ");
     h.raw("it offline, without trusting the lab, with the lab's public key:</p>\n<pre>proofrig verify ");
     h.text(&shell_quote(&seal.bundle_dir.display().to_string())).raw(" --key lab.pub</pre>\n");
     h.raw("<p>(use the directory wherever the bundle was copied to, and the lab's public key file for <code>lab.pub</code>). ");
@@ -409,10 +391,7 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_quotes_and_control_bytes() {
-        assert_eq!(
-            escape("<script>alert('x')</script> & \"y\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
-        );
+        assert_eq!(escape("<script>alert('x')</script> & \"y\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;");
         assert_eq!(escape("a\u{1b}[31mb\n"), "a\\x1b[31mb\n");
     }
 
@@ -431,7 +410,20 @@ mod tests {
         let devices = [("ru1", "radio-unit"), ("ru2", "radio-unit"), ("core1", "core"), ("core2", "core")];
         let mut cases = Vec::new();
         // Clauses out of order, with 4.2.10 after 4.2.9 only numerically.
-        let clauses = ["4.4.2", "4.2.10", "4.2.9", "4.3.2.6", "4.2.3.2.4", "4.2.3.4.10", "4.2.3.4.2", "4.2.11", "4.3.3.1", "4.2.4.1.1", "4.2.3.5.1", "4.2.2"];
+        let clauses = [
+            "4.4.2",
+            "4.2.10",
+            "4.2.9",
+            "4.3.2.6",
+            "4.2.3.2.4",
+            "4.2.3.4.10",
+            "4.2.3.4.2",
+            "4.2.11",
+            "4.3.3.1",
+            "4.2.4.1.1",
+            "4.2.3.5.1",
+            "4.2.2",
+        ];
         for (t, clause) in clauses.iter().cycle().take(tests).enumerate() {
             for (device, _) in devices {
                 let weak = device.ends_with('2');
@@ -487,7 +479,12 @@ mod tests {
             cases,
             devices: devices
                 .iter()
-                .map(|(d, role)| DeviceIdentity { device: d.to_string(), role: role.to_string(), declared: Default::default(), reported: None })
+                .map(|(d, role)| DeviceIdentity {
+                    device: d.to_string(),
+                    role: role.to_string(),
+                    declared: Default::default(),
+                    reported: None,
+                })
                 .collect(),
         }
     }
@@ -500,7 +497,8 @@ mod tests {
         assert!(matrix.contains("<table class=\"matrix\">"), "a fixed-layout table that wraps long names");
         let header = &matrix[matrix.find("<tr>").unwrap()..];
         let header = &header[..header.find("</tr>").unwrap()];
-        let device_columns: Vec<&str> = ["core1", "core2", "ru1", "ru2"].into_iter().filter(|d| header.contains(&format!("<th>{d}<"))).collect();
+        let device_columns: Vec<&str> =
+            ["core1", "core2", "ru1", "ru2"].into_iter().filter(|d| header.contains(&format!("<th>{d}<"))).collect();
         assert_eq!(device_columns.len(), 4, "a column per device: {header}");
         assert!(header.contains("radio-unit"), "with its role: {header}");
 

@@ -17,9 +17,6 @@ impl Reports for Standard {
     fn render(&self, result: &RunResult, seal: &SealInfo<'_>) -> Result<Vec<ReportFile>, BundleError> {
         let junit = junit::junit_xml(result).map_err(|e| BundleError::Report { name: JUNIT.into(), reason: e.to_string() })?;
         let html = html::render(result, &html::Seal { bundle_dir: seal.bundle_dir, key_id: seal.key_id });
-        Ok(vec![
-            ReportFile { name: JUNIT.into(), bytes: junit.into_bytes() },
-            ReportFile { name: REPORT.into(), bytes: html.into_bytes() },
-        ])
+        Ok(vec![ReportFile { name: JUNIT.into(), bytes: junit.into_bytes() }, ReportFile { name: REPORT.into(), bytes: html.into_bytes() }])
     }
 }

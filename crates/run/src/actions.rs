@@ -15,22 +15,21 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use proofrig_model::events::{ChannelId, EventKind, Recorder};
 use proofrig_agents::expect::{Expect, ExpectError};
 use proofrig_agents::power::{PowerController, PowerError};
+use proofrig_agents::serial::open_console;
+use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
+use proofrig_agents::{snmp, tcp, udp};
+use proofrig_model::events::{ChannelId, EventKind, Recorder};
 use proofrig_model::rig::{ConsoleLogin, Device, Rig};
 use proofrig_model::secret::Secret;
-use proofrig_agents::serial::open_console;
-use proofrig_agents::{snmp, tcp, udp};
-use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
 
-use proofrig_verdict::judge::FailureClass;
 use proofrig_evidence::outputs::{audit_output, udp_scan_output, FETCH_TEXT_LIMIT};
 use proofrig_plan::{Credential, LoginExpectation, Step};
+use proofrig_verdict::judge::FailureClass;
 
 /// A failed action: its class and a message a tester can act on.
 pub type Failure = (FailureClass, String);
-
 
 /// Default time limits per action, when the step gives none.
 pub fn default_timeout(action: &str) -> Duration {
@@ -173,12 +172,17 @@ impl Agents {
             "console_send" => {
                 let expect = self.console(device).await?;
                 let text = text("text");
-                let sent = if spec["newline"].as_bool().unwrap_or(true) { expect.send_line(&text).await } else { expect.send(text.as_bytes()).await };
+                let sent = if spec["newline"].as_bool().unwrap_or(true) {
+                    expect.send_line(&text).await
+                } else {
+                    expect.send(text.as_bytes()).await
+                };
                 sent.map_err(classify_expect)?;
                 Ok(json!({"sent": text}))
             }
             "console_expect" => {
-                let patterns: Vec<String> = spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
+                let patterns: Vec<String> =
+                    spec["patterns"].as_array().into_iter().flatten().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
                 let compiled = self.patterns(&patterns)?;
                 let recorder = self.recorder.clone();
                 let redactor = recorder.redactor();
@@ -208,7 +212,8 @@ impl Agents {
             "console_login" => self.console_login(device, step, spec, timeout).await,
             "console_run" => {
                 let expect = self.console(device).await?;
-                let out = expect.run(&text("command"), timeout.saturating_sub(Duration::from_millis(100))).await.map_err(classify_expect)?;
+                let out =
+                    expect.run(&text("command"), timeout.saturating_sub(Duration::from_millis(100))).await.map_err(classify_expect)?;
                 Ok(json!({"output": out.output, "exit_status": out.exit_status}))
             }
             "ssh_exec" => {
@@ -289,16 +294,25 @@ impl Agents {
             "ssh_negotiate" => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
                 let list = |key: &str| -> Option<Vec<String>> {
-                    let items: Vec<String> = spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+                    let items: Vec<String> =
+                        spec[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
                     (!items.is_empty()).then_some(items)
                 };
-                let offer = proofrig_model::wire::ssh::ClientOffer { kex: list("kex"), host_key: list("host_key"), ciphers: list("ciphers"), macs: list("macs") };
-                let outcome = ssh::probe_negotiation(device, &endpoint.host, endpoint.port, offer, timeout, &self.recorder).await.map_err(classify_ssh)?;
+                let offer = proofrig_model::wire::ssh::ClientOffer {
+                    kex: list("kex"),
+                    host_key: list("host_key"),
+                    ciphers: list("ciphers"),
+                    macs: list("macs"),
+                };
+                let outcome = ssh::probe_negotiation(device, &endpoint.host, endpoint.port, offer, timeout, &self.recorder)
+                    .await
+                    .map_err(classify_ssh)?;
                 Ok(json!({"negotiated": outcome.negotiated, "detail": outcome.detail}))
             }
             "ssh_audit" => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
-                let offered = ssh::audit_algorithms(device, &endpoint.host, endpoint.port, timeout, &self.recorder).await.map_err(classify_ssh)?;
+                let offered =
+                    ssh::audit_algorithms(device, &endpoint.host, endpoint.port, timeout, &self.recorder).await.map_err(classify_ssh)?;
                 Ok(audit_output(&offered))
             }
             "tcp_scan" => {
@@ -307,7 +321,9 @@ impl Agents {
                 let concurrency = spec["concurrency"].as_u64().unwrap_or(256).clamp(1, 4096) as usize;
                 let per_port = Duration::from_millis(spec["connect_timeout_ms"].as_u64().unwrap_or(500));
                 // Every attempt is recorded (see `proofrig_agents::tcp`): replay derives `open` from them.
-                let open = tcp::tcp_scan(device, &address, &ports, concurrency, per_port, &self.recorder).await.map_err(|e| (FailureClass::Infra, e))?;
+                let open = tcp::tcp_scan(device, &address, &ports, concurrency, per_port, &self.recorder)
+                    .await
+                    .map_err(|e| (FailureClass::Infra, e))?;
                 Ok(json!({"address": address, "scanned": ports.len(), "open": open}))
             }
             "udp_scan" => {
@@ -315,16 +331,22 @@ impl Agents {
                 let ports = proofrig_plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
                 let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(1000));
                 let rate = spec["rate"].as_u64().map_or(udp::DEFAULT_RATE, |r| r.clamp(1, 100_000) as u32);
-                let outcome =
-                    udp::udp_scan(device, &address, &ports, wait, rate, &self.recorder).await.map_err(|e| (FailureClass::Infra, e.to_string()))?;
+                let outcome = udp::udp_scan(device, &address, &ports, wait, rate, &self.recorder)
+                    .await
+                    .map_err(|e| (FailureClass::Infra, e.to_string()))?;
                 Ok(udp_scan_output(&outcome, ports.len()))
             }
             "snmp_probe" => {
                 let address = self.network_target(device, spec, "probe")?;
-                let port = spec["port"].as_u64().map_or(Ok(161), u16::try_from).map_err(|_| (FailureClass::Error, "`port` is not a UDP port".to_string()))?;
+                let port = spec["port"]
+                    .as_u64()
+                    .map_or(Ok(161), u16::try_from)
+                    .map_err(|_| (FailureClass::Error, "`port` is not a UDP port".to_string()))?;
                 let communities = proofrig_plan::parse_communities(&text("communities")).map_err(|e| (FailureClass::Error, e))?;
                 let versions: Vec<snmp::SnmpVersion> = match spec.get("versions") {
-                    Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| (FailureClass::Error, format!("`versions`: {e}")))?,
+                    Some(v) if !v.is_null() => {
+                        serde_json::from_value(v.clone()).map_err(|e| (FailureClass::Error, format!("`versions`: {e}")))?
+                    }
                     _ => vec![snmp::SnmpVersion::V1, snmp::SnmpVersion::V2c],
                 };
                 let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(2000));
@@ -349,9 +371,11 @@ impl Agents {
     fn network_target(&self, device: &str, spec: &Value, verb: &str) -> Result<String, Failure> {
         match spec.get("address").and_then(Value::as_str) {
             Some(address) => Ok(address.to_string()),
-            None => self.device(device)?.ssh.map(|s| s.host).ok_or_else(|| {
-                (FailureClass::Error, format!("device {device} has no SSH host to {verb}; give `address:` in the step"))
-            }),
+            None => self
+                .device(device)?
+                .ssh
+                .map(|s| s.host)
+                .ok_or_else(|| (FailureClass::Error, format!("device {device} has no SSH host to {verb}; give `address:` in the step"))),
         }
     }
 
@@ -448,7 +472,10 @@ impl Agents {
             Err(other) => {
                 if matches!(step_login.expect, Some(LoginExpectation::Refused)) {
                     if let ExpectError::Timeout { tail, .. } = &other {
-                        return Err((FailureClass::Error, format!("the console neither accepted nor refused the login; last output: {tail}")));
+                        return Err((
+                            FailureClass::Error,
+                            format!("the console neither accepted nor refused the login; last output: {tail}"),
+                        ));
                     }
                 }
                 Err(classify_expect(other))
@@ -515,9 +542,7 @@ impl Agents {
         }
         Ok(self.sessions.get(device).expect("inserted above"))
     }
-
 }
-
 
 fn no_channel(device: &str, channel: &str) -> Failure {
     (FailureClass::Error, format!("device {device} has no {channel} in the rig, but this step needs one"))
@@ -554,7 +579,6 @@ fn tail(text: &str, max: usize) -> String {
         None => text.to_string(),
     }
 }
-
 
 /// An `snmp_probe` step's output: every request, and the answered ones as
 /// `version/community` (what a plan asserts on).

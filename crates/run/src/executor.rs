@@ -27,14 +27,14 @@ use proofrig_model::rig::Rig;
 use proofrig_model::secret::SecretRef;
 
 use super::actions::{default_timeout, Agents};
-use proofrig_verdict::judge::{failure_output, judge, FailureClass};
 use super::progress::{Progress, StepDone};
 use proofrig_evidence::bundle::InputRefs;
 use proofrig_evidence::journal::{JournalError, JournalWriter};
-use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
 use proofrig_evidence::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_ABORTED};
+use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
 use proofrig_plan::scope::{absorb, base_scope, missing_channel, select, stops_case, unready_verdicts};
 use proofrig_plan::{Case, Credential, Plan, Step};
+use proofrig_verdict::judge::{failure_output, judge, FailureClass};
 use proofrig_verdict::{case_verdict, Rollup, Verdict};
 
 /// Pause before retrying a step that failed for an infrastructure reason.
@@ -152,19 +152,18 @@ pub async fn execute(
     mut abort: watch::Receiver<bool>,
 ) -> Result<RunResult, RunError> {
     let started = now();
-    journal
-        .append(&JournalEntry::RunStarted {
-            run_id: request.run_id.clone(),
-            proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
-            operator: request.operator.clone(),
-            host: request.host.clone(),
-            started: started.clone(),
-            plans: request.inputs.plans.clone(),
-            rig: request.inputs.rig.clone(),
-            rig_name: request.rig.name().to_string(),
-            parameters: request.params.clone(),
-            only_device: request.only_device.clone(),
-        })?;
+    journal.append(&JournalEntry::RunStarted {
+        run_id: request.run_id.clone(),
+        proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
+        operator: request.operator.clone(),
+        host: request.host.clone(),
+        started: started.clone(),
+        plans: request.inputs.plans.clone(),
+        rig: request.inputs.rig.clone(),
+        rig_name: request.rig.name().to_string(),
+        parameters: request.params.clone(),
+        only_device: request.only_device.clone(),
+    })?;
     let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
     if selected.is_empty() {
         return Err(RunError::NothingSelected {
@@ -185,7 +184,10 @@ pub async fn execute(
     let mut abort_recorded = false;
     let record_abort = |device: &str, recorded: &mut bool| {
         if !*recorded {
-            recorder.emit(proofrig_model::events::EventKind::Note { channel: ChannelId::new(device, EXECUTOR_CHANNEL), text: NOTE_ABORTED.into() });
+            recorder.emit(proofrig_model::events::EventKind::Note {
+                channel: ChannelId::new(device, EXECUTOR_CHANNEL),
+                text: NOTE_ABORTED.into(),
+            });
             *recorded = true;
         }
     };
@@ -273,7 +275,8 @@ pub async fn execute(
             unready,
         })?;
         // Every finding first (one per line), then the output behind the worst one.
-        let findings: Vec<&str> = run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
+        let findings: Vec<&str> =
+            run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
         let evidence_excerpt = match (&run.decisive, verdict) {
             (Some((_, message, output)), _) if findings.len() > 1 => format!("{}\n\n{}", findings.join("\n"), render_output(output)),
             (Some((_, message, output)), _) => format!("{message}\n\n{}", render_output(output)),
@@ -387,7 +390,15 @@ async fn run_step(
         // The step records are handed to the journal with the key, spec and output
         // shared, not copied; its writer thread serializes them, off this thread,
         // which the next step waits for.
-        journal.append_owned(StepRecord::Started { key: key.clone(), phase, index, action, label: label.clone(), spec: spec.clone(), attempt })?;
+        journal.append_owned(StepRecord::Started {
+            key: key.clone(),
+            phase,
+            index,
+            action,
+            label: label.clone(),
+            spec: spec.clone(),
+            attempt,
+        })?;
         let first_seq = recorder.next_seq();
         let mut output = match (&unresolved, missing_channel(step, scope)) {
             (_, Some(skip)) => skip,
@@ -509,10 +520,10 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
 /// text unread, consumed some of what the redactor holds.
 pub fn flushes_fully_at_step_end(device: &str, unread: Option<usize>) -> impl Fn(&ChannelId, Direction, usize) -> bool + '_ {
     move |channel, direction, held| {
-        channel.channel != "console" || (channel.device == device && direction == Direction::In && unread.is_some_and(|unread| held > unread))
+        channel.channel != "console"
+            || (channel.device == device && direction == Direction::In && unread.is_some_and(|unread| held > unread))
     }
 }
-
 
 /// Perform a step's action unless the operator aborts first or meanwhile; a failure
 /// or the abort becomes the step's output. Script calls go through here too.

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use tokio::sync::watch;
 
-use proofrig_model::rig::Rig;
 use proofrig_evidence::bundle::{BundleError, BundleWriter, Reports};
 use proofrig_evidence::journal::JournalWriter;
 use proofrig_evidence::record::RunResult;
+use proofrig_model::rig::Rig;
 use proofrig_plan::Plan;
 
 use crate::executor::{execute, run_recorder, RunError, RunRequest};
@@ -127,7 +127,13 @@ impl Job {
 
     /// Run every selected case, then seal the bundle with `reports`. `abort` turning
     /// true stops the current step; restore steps still run and the run is ABORTED.
-    pub async fn run(self, host: RunHost, progress: &mut dyn Progress, abort: watch::Receiver<bool>, reports: &dyn Reports) -> Result<Sealed, JobError> {
+    pub async fn run(
+        self,
+        host: RunHost,
+        progress: &mut dyn Progress,
+        abort: watch::Receiver<bool>,
+        reports: &dyn Reports,
+    ) -> Result<Sealed, JobError> {
         let Job { setup, bundle, run_id } = self;
         let journal = bundle.journal().clone();
         let recorder = run_recorder(&journal, &setup.rig, &setup.plans);

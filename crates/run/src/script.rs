@@ -28,7 +28,9 @@ impl Caller for ChannelCaller {
         if self.0.send(Message::Call(Box::new(request.clone()), reply)).is_err() {
             return Answer::Stop(failure_output(FailureClass::Error, "the executor stopped answering the script"));
         }
-        answer.blocking_recv().unwrap_or_else(|_| Answer::Stop(failure_output(FailureClass::Error, "the executor stopped answering the script")))
+        answer
+            .blocking_recv()
+            .unwrap_or_else(|_| Answer::Stop(failure_output(FailureClass::Error, "the executor stopped answering the script")))
     }
 }
 
@@ -51,7 +53,8 @@ pub async fn perform(
         let cancel = cancel.clone();
         let sender = sender.clone();
         std::thread::Builder::new().name(format!("script {device}")).spawn(move || {
-            let output = evaluate(&source, origin.as_ref(), &variables, Box::new(ChannelCaller(sender.clone())), Control::live(cancel, timeout));
+            let output =
+                evaluate(&source, origin.as_ref(), &variables, Box::new(ChannelCaller(sender.clone())), Control::live(cancel, timeout));
             let _ = sender.send(Message::Done(output));
         })
     };

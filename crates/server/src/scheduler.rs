@@ -294,7 +294,13 @@ mod tests {
     #[test]
     fn the_same_snapshot_in_any_order_gives_the_same_decisions() {
         let rigs = vec![rig("c", &["lte"]), rig("a", &["lte"]), rig("b", &["lte", "arm"]), rig("d", &["5g"])];
-        let jobs = vec![job(4, 50, tagged(&["lte"])), job(1, 70, tagged(&["arm"])), job(3, 50, on("d")), job(2, 50, tagged(&["lte"])), job(5, 50, on("zz"))];
+        let jobs = vec![
+            job(4, 50, tagged(&["lte"])),
+            job(1, 70, tagged(&["arm"])),
+            job(3, 50, on("d")),
+            job(2, 50, tagged(&["lte"])),
+            job(5, 50, on("zz")),
+        ];
         let expected = schedule(&jobs, &rigs, NOW);
         assert_eq!(picks(&expected), [(1, "b"), (2, "a"), (3, "d"), (4, "c")]);
         let (mut rigs, mut jobs) = (rigs, jobs);

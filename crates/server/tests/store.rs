@@ -149,7 +149,17 @@ fn summary(rig: &str, tags: &[&str]) -> RigSummary {
 async fn lab(store: &Store, host: &str, rigs: &[(&str, &[&str])], now: UnixMillis) {
     let id = LabHostId(host.into());
     let admin = by("admin", now);
-    store.enroll_labhost(&NewLabHost { id: id.clone(), name: host.into(), public_key_pem: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n".into() }, &admin).await.unwrap();
+    store
+        .enroll_labhost(
+            &NewLabHost {
+                id: id.clone(),
+                name: host.into(),
+                public_key_pem: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n".into(),
+            },
+            &admin,
+        )
+        .await
+        .unwrap();
     let summaries: Vec<RigSummary> = rigs.iter().map(|(name, tags)| summary(name, tags)).collect();
     store.advertise(&id, &summaries, &by(host, now)).await.unwrap();
     store.heartbeat(&id, &[], &by(host, now)).await.unwrap();
@@ -216,7 +226,14 @@ async fn assert_consistent(store: &Store) {
 
 /// Everything a refused operation must leave as it was.
 async fn snapshot(store: &Store) -> String {
-    format!("{:?}\n{:?}\n{:?}\n{:?}\n{:?}", store.jobs().await.unwrap(), store.rigs(T0).await.unwrap(), store.leases().await.unwrap(), store.audit().await.unwrap(), store.last_fencing().await.unwrap())
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.jobs().await.unwrap(),
+        store.rigs(T0).await.unwrap(),
+        store.leases().await.unwrap(),
+        store.audit().await.unwrap(),
+        store.last_fencing().await.unwrap()
+    )
 }
 
 // ---- the tests -------------------------------------------------------------------
@@ -256,7 +273,10 @@ async fn submit_claim_cancel_and_end(f: Fixture) {
     let ca = claimed.iter().find(|c| c.job == a.job).unwrap();
     let assignment = s.assignment(a.job, Attempt(1), at(12)).await.unwrap();
     assert_eq!(assignment.plans, job(on("r1")).plans);
-    assert_eq!((assignment.fencing, assignment.rig.as_str(), assignment.rig_sha256.as_str()), (ca.fencing, "r1", summary("r1", &[]).sha256.as_str()));
+    assert_eq!(
+        (assignment.fencing, assignment.rig.as_str(), assignment.rig_sha256.as_str()),
+        (ca.fencing, "r1", summary("r1", &[]).sha256.as_str())
+    );
     assert_eq!(assignment.lease.valid_for_ms, JOB_LEASE.as_millis() as u64 - 10, "what is left of the lease, 10 ms after the claim");
     assert_eq!(assignment.params["port"], serde_json::json!(22));
 
@@ -335,7 +355,10 @@ async fn a_stale_token_is_refused_and_changes_nothing(f: Fixture) {
 
     let before = snapshot(s).await;
     let err = s.renew("rita", old.fencing, &by("rita", at(10))).await.unwrap_err();
-    assert!(matches!(err, StoreError::Lease(LeaseRefused::Stale { ref rig, presented, newest }) if rig == "r1" && presented == old.fencing && newest == new.fencing), "{err}");
+    assert!(
+        matches!(err, StoreError::Lease(LeaseRefused::Stale { ref rig, presented, newest }) if rig == "r1" && presented == old.fencing && newest == new.fencing),
+        "{err}"
+    );
     assert!(err.to_string().contains("is stale"), "{err}");
     let err = s.renew(LAB, first.fencing, &by(LAB, at(10))).await.unwrap_err();
     assert!(matches!(err, StoreError::Lease(LeaseRefused::Stale { newest, .. }) if newest == second.fencing), "{err}");
@@ -352,7 +375,11 @@ async fn a_stale_token_is_refused_and_changes_nothing(f: Fixture) {
     assert!(answer.lapsed[0].reason.contains("is stale"), "{:?}", answer.lapsed);
     // The job and reservation under the new tokens are untouched.
     assert_eq!(s.renew(LAB, second.fencing, &by(LAB, at(11))).await.unwrap().expires_at, at(11).plus(JOB_LEASE));
-    assert_eq!(s.renew("tom", new.fencing, &by("tom", at(11))).await.unwrap().expires_at, new.until, "a renewal does not move a reservation's end");
+    assert_eq!(
+        s.renew("tom", new.fencing, &by("tom", at(11))).await.unwrap().expires_at,
+        new.until,
+        "a renewal does not move a reservation's end"
+    );
     assert_consistent(s).await;
 }
 
@@ -461,7 +488,13 @@ async fn claimers_racing_claim_every_job_exactly_once(f: Fixture) {
     lab(&f.store, LAB, &named, T0).await;
     let mut ids = BTreeSet::new();
     for i in 0..JOBS {
-        ids.insert(f.store.submit(&SubmitJob { priority: Priority::new((i % 3) as u8 * 40).unwrap(), ..job(tagged(&[])) }, &by("tess", at(1))).await.unwrap().job);
+        ids.insert(
+            f.store
+                .submit(&SubmitJob { priority: Priority::new((i % 3) as u8 * 40).unwrap(), ..job(tagged(&[])) }, &by("tess", at(1)))
+                .await
+                .unwrap()
+                .job,
+        );
     }
     let stores = match f.store.backend() {
         Backend::Sqlite => vec![Arc::new(f.another().await)],
@@ -535,7 +568,10 @@ async fn every_state_change_has_its_audit_record(f: Fixture) {
     // Refused requests record nothing.
     assert!(s.set_rig_state("r1", RigState::Maintenance, " ", &by("tina", at(5))).await.is_err());
     assert!(s.set_rig_state("r1", RigState::Running, "by hand", &by("tina", at(5))).await.is_err());
-    assert_eq!(s.set_rig_state("r1", RigState::Maintenance, "replacing the serial cable", &by("tina", at(5))).await.unwrap(), RigState::Maintenance);
+    assert_eq!(
+        s.set_rig_state("r1", RigState::Maintenance, "replacing the serial cable", &by("tina", at(5))).await.unwrap(),
+        RigState::Maintenance
+    );
     s.submit(&job(on("r1")), &tess).await.unwrap();
     assert_eq!(s.claim(&Ctx::server(at(6))).await.unwrap(), [], "a rig in maintenance takes no job");
     assert_eq!(s.set_rig_state("r1", RigState::Idle, "cable replaced", &by("tina", at(7))).await.unwrap(), RigState::Idle);
@@ -578,14 +614,18 @@ async fn every_state_change_has_its_audit_record(f: Fixture) {
     let audit = s.audit().await.unwrap();
     for h in &history[1..] {
         assert!(
-            audit.iter().any(|a| a.action == "rig.state" && a.at == h.at && a.who == h.by && a.details["reason"] == serde_json::json!(h.reason)),
+            audit
+                .iter()
+                .any(|a| a.action == "rig.state" && a.at == h.at && a.who == h.by && a.details["reason"] == serde_json::json!(h.reason)),
             "{h:?} has no audit record"
         );
     }
     assert!(audit.iter().all(|a| a.origin == "127.0.0.1:50000" || a.origin == "server"));
 
     // The database itself refuses to rewrite either log.
-    for sql in ["UPDATE audit SET who = 'mallory'", "DELETE FROM audit", "UPDATE rig_states SET changed_by = 'mallory'", "DELETE FROM rig_states"] {
+    for sql in
+        ["UPDATE audit SET who = 'mallory'", "DELETE FROM audit", "UPDATE rig_states SET changed_by = 'mallory'", "DELETE FROM rig_states"]
+    {
         let err = f.raw(sql).await.unwrap_err().to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }

@@ -11,10 +11,7 @@ use proofrig_simlab::{SimLab, SimLabConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("proofrig-simlab"));
+    let dir = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("proofrig-simlab"));
     let started = std::time::Instant::now();
     let mut lab = SimLab::start(SimLabConfig::default()).await?;
     let rig = lab.write_rig(&dir)?;
@@ -29,9 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             spec.role,
             spec.profile.name(),
             device.ssh_addr(),
-            device
-                .console_path()
-                .map_or("-".into(), |p| p.display().to_string()),
+            device.console_path().map_or("-".into(), |p| p.display().to_string()),
             spec.outlet
         );
     }

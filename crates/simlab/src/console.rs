@@ -67,22 +67,14 @@ pub struct BootTiming {
 
 impl Default for BootTiming {
     fn default() -> Self {
-        BootTiming {
-            autoboot_countdown: 3,
-            countdown_step: Duration::from_millis(300),
-            line_delay: Duration::from_millis(20),
-        }
+        BootTiming { autoboot_countdown: 3, countdown_step: Duration::from_millis(300), line_delay: Duration::from_millis(20) }
     }
 }
 
 impl BootTiming {
     /// About 0.3 s from power-on to `login:`, for tests.
     pub fn fast() -> Self {
-        BootTiming {
-            autoboot_countdown: 2,
-            countdown_step: Duration::from_millis(100),
-            line_delay: Duration::from_millis(2),
-        }
+        BootTiming { autoboot_countdown: 2, countdown_step: Duration::from_millis(100), line_delay: Duration::from_millis(2) }
     }
 }
 
@@ -106,10 +98,7 @@ impl std::fmt::Debug for ConsoleOptions {
         f.debug_struct("ConsoleOptions")
             .field("line", &self.line)
             .field("boot", &self.boot)
-            .field(
-                "bootloader_password_timeout",
-                &self.bootloader_password_timeout,
-            )
+            .field("bootloader_password_timeout", &self.bootloader_password_timeout)
             .field("login_failure_delay", &self.login_failure_delay)
             .finish_non_exhaustive()
     }
@@ -144,31 +133,19 @@ pub struct SimConsole {
 
 impl std::fmt::Debug for SimConsole {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimConsole")
-            .field("slave_path", &self.slave_path)
-            .field("powered", &self.is_powered())
-            .finish_non_exhaustive()
+        f.debug_struct("SimConsole").field("slave_path", &self.slave_path).field("powered", &self.is_powered()).finish_non_exhaustive()
     }
 }
 
 impl SimConsole {
     /// Opens a PTY and plays `os`'s console on it; when `powered`, it starts booting
     /// at once. Must run inside a tokio runtime.
-    pub async fn start(
-        os: DeviceOs,
-        options: ConsoleOptions,
-        powered: bool,
-    ) -> Result<SimConsole, SimError> {
+    pub async fn start(os: DeviceOs, options: ConsoleOptions, powered: bool) -> Result<SimConsole, SimError> {
         let (port, slave_path) = Port::open()?;
         let powered = Arc::new(AtomicBool::new(powered));
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(drive(port, os, options, requests_rx, Arc::clone(&powered)));
-        Ok(SimConsole {
-            slave_path,
-            powered,
-            requests,
-            task: Mutex::new(Some(task)),
-        })
+        Ok(SimConsole { slave_path, powered, requests, task: Mutex::new(Some(task)) })
     }
 
     /// The PTY slave, e.g. `/dev/pts/7`: what a rig's `console.serial.port` names.
@@ -184,9 +161,7 @@ impl SimConsole {
     /// stays readable). On: the boot log starts; no effect when already on.
     pub async fn set_powered(&self, on: bool) -> Result<(), SimError> {
         let (done, followed) = oneshot::channel();
-        self.requests
-            .send(PowerRequest { on, done })
-            .map_err(|_| SimError::Stopped)?;
+        self.requests.send(PowerRequest { on, done }).map_err(|_| SimError::Stopped)?;
         followed.await.map_err(|_| SimError::Stopped)
     }
 
@@ -223,12 +198,7 @@ struct Port {
 
 impl Port {
     fn open() -> Result<(Port, PathBuf), SimError> {
-        let pty_error = |action: &'static str| {
-            move |source: Errno| SimError::Pty {
-                action,
-                source: source.into(),
-            }
-        };
+        let pty_error = |action: &'static str| move |source: Errno| SimError::Pty { action, source: source.into() };
         let pty = nix::pty::openpty(None, None).map_err(pty_error("openpty"))?;
         // Raw: bytes pass unchanged in both directions. The device echoes and
         // translates line endings itself, as a UART-attached device does; the
@@ -250,17 +220,9 @@ impl Port {
         }
         // SAFETY: an OwnedFd is open for as long as it is owned and always returns
         // the same descriptor, and the AsyncFd owns it until it is dropped.
-        let master = unsafe { AsyncFd::register(pty.master) }.map_err(|error| SimError::Pty {
-            action: "register with the runtime",
-            source: error.into_parts().1,
-        })?;
-        Ok((
-            Port {
-                master,
-                slave: pty.slave,
-            },
-            slave_path,
-        ))
+        let master = unsafe { AsyncFd::register(pty.master) }
+            .map_err(|error| SimError::Pty { action: "register with the runtime", source: error.into_parts().1 })?;
+        Ok((Port { master, slave: pty.slave }, slave_path))
     }
 
     /// Reads what the far side typed.
@@ -268,12 +230,7 @@ impl Port {
         loop {
             let mut guard = self.master.readable().await?;
             match guard.try_io(|fd| Ok(nix::unistd::read(fd.get_ref(), buf)?)) {
-                Ok(Ok(0)) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the console PTY was closed",
-                    ))
-                }
+                Ok(Ok(0)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the console PTY was closed")),
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -393,20 +350,8 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(
-        port: &'a Port,
-        os: &'a DeviceOs,
-        options: &'a ConsoleOptions,
-        input: mpsc::UnboundedReceiver<Vec<u8>>,
-    ) -> Self {
-        Session {
-            port,
-            os,
-            options,
-            input,
-            pending: VecDeque::new(),
-            editor: LineEditor::new(),
-        }
+    fn new(port: &'a Port, os: &'a DeviceOs, options: &'a ConsoleOptions, input: mpsc::UnboundedReceiver<Vec<u8>>) -> Self {
+        Session { port, os, options, input, pending: VecDeque::new(), editor: LineEditor::new() }
     }
 
     async fn run(mut self) -> io::Result<Infallible> {
@@ -415,8 +360,7 @@ impl<'a> Session<'a> {
             let mut env = bootloader_env(&identity, self.options);
             self.print_lines(&bootloader_banner(&identity)).await?;
             if self.autoboot_interrupted().await? {
-                let open =
-                    !self.os.profile().bootloader_protected() || self.bootloader_password().await?;
+                let open = !self.os.profile().bootloader_protected() || self.bootloader_password().await?;
                 if open {
                     match self.bootloader_prompt(&mut env).await? {
                         BootAction::Boot => {}
@@ -426,23 +370,15 @@ impl<'a> Session<'a> {
             }
             let bootargs = env.get("bootargs").cloned().unwrap_or_default();
             let init = kernel_init(&bootargs);
-            self.print_lines(&kernel_log(&identity, &bootargs, &init))
-                .await?;
+            self.print_lines(&kernel_log(&identity, &bootargs, &init)).await?;
             match init.as_str() {
                 "/sbin/init" => {
-                    let services = self
-                        .os
-                        .profile()
-                        .extra_services()
-                        .iter()
-                        .map(|s| s.name())
-                        .collect::<Vec<_>>();
+                    let services = self.os.profile().extra_services().iter().map(|s| s.name()).collect::<Vec<_>>();
                     self.print_lines(&init_log(&services)).await?;
                     return self.getty().await;
                 }
                 "/bin/sh" | "/bin/ash" | "/bin/bash" => {
-                    self.say("/bin/sh: can't access tty; job control turned off\r\n")
-                        .await?;
+                    self.say("/bin/sh: can't access tty; job control turned off\r\n").await?;
                     self.shell("root", Some("/ # ")).await?;
                     self.say(&format!(
                         "{} Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000\r\n",
@@ -517,8 +453,7 @@ impl<'a> Session<'a> {
     async fn autoboot_interrupted(&mut self) -> io::Result<bool> {
         let timing = &self.options.boot;
         let mut remaining = timing.autoboot_countdown;
-        self.say(&format!("Hit any key to stop autoboot: {remaining:2} "))
-            .await?;
+        self.say(&format!("Hit any key to stop autoboot: {remaining:2} ")).await?;
         while remaining > 0 {
             let step = timing.countdown_step;
             if tokio::time::timeout(step, self.next_byte()).await.is_ok() {
@@ -555,10 +490,7 @@ impl<'a> Session<'a> {
     }
 
     /// The bootloader's command prompt.
-    async fn bootloader_prompt(
-        &mut self,
-        env: &mut BTreeMap<String, String>,
-    ) -> io::Result<BootAction> {
+    async fn bootloader_prompt(&mut self, env: &mut BTreeMap<String, String>) -> io::Result<BootAction> {
         let mut prompt = true;
         loop {
             if prompt {
@@ -613,10 +545,7 @@ impl<'a> Session<'a> {
     async fn getty(&mut self) -> io::Result<Infallible> {
         let hostname = self.os.hostname();
         let identity = self.os.identity();
-        let issue = format!(
-            "{} {} (firmware {}) {hostname} {}",
-            identity.vendor, identity.model, identity.firmware, self.options.line
-        );
+        let issue = format!("{} {} (firmware {}) {hostname} {}", identity.vendor, identity.model, identity.firmware, self.options.line);
         loop {
             // agetty flushes the line's input when it takes it over.
             self.discard_typeahead();
@@ -631,9 +560,7 @@ impl<'a> Session<'a> {
                 let Edit::Line(password) = self.read_line(false).await? else {
                     continue;
                 };
-                let origin = LoginOrigin::Console {
-                    line: self.options.line.clone(),
-                };
+                let origin = LoginOrigin::Console { line: self.options.line.clone() };
                 match self.os.login_with_password(&user, &password, origin) {
                     Ok(()) => {
                         self.shell(&user, None).await?;
@@ -676,8 +603,7 @@ impl<'a> Session<'a> {
                             String::new()
                         };
                         let output = self.os.run(user, command, &stdin).await;
-                        self.say(&to_terminal(&(output.stdout + &output.stderr)))
-                            .await?;
+                        self.say(&to_terminal(&(output.stdout + &output.stderr))).await?;
                         if output.exit_requested {
                             return Ok(());
                         }
@@ -747,10 +673,7 @@ fn bootloader_env(identity: &DeviceIdentity, options: &ConsoleOptions) -> BTreeM
         ("arch", "arm".to_string()),
         ("baudrate", "115200".to_string()),
         ("board", "proofrig-sim".to_string()),
-        (
-            "bootargs",
-            format!("console={line},115200 root=/dev/mmcblk0p2 rootwait ro"),
-        ),
+        ("bootargs", format!("console={line},115200 root=/dev/mmcblk0p2 rootwait ro")),
         ("bootcmd", "run mmcboot".to_string()),
         ("bootdelay", options.boot.autoboot_countdown.to_string()),
         ("fdtaddr", "0x83000000".to_string()),
@@ -774,10 +697,7 @@ fn bootloader_env(identity: &DeviceIdentity, options: &ConsoleOptions) -> BTreeM
 
 fn printenv(env: &BTreeMap<String, String>, names: &[&str]) -> String {
     if names.is_empty() {
-        let mut out: String = env
-            .iter()
-            .map(|(name, value)| format!("{name}={value}\n"))
-            .collect();
+        let mut out: String = env.iter().map(|(name, value)| format!("{name}={value}\n")).collect();
         out.push_str(&format!("\nEnvironment size: {}/65532 bytes\n", out.len()));
         return out;
     }
@@ -792,12 +712,7 @@ fn printenv(env: &BTreeMap<String, String>, names: &[&str]) -> String {
 
 /// The kernel's `init=` argument, `/sbin/init` by default.
 fn kernel_init(bootargs: &str) -> String {
-    bootargs
-        .split_whitespace()
-        .filter_map(|arg| arg.strip_prefix("init="))
-        .next_back()
-        .unwrap_or("/sbin/init")
-        .to_string()
+    bootargs.split_whitespace().filter_map(|arg| arg.strip_prefix("init=")).next_back().unwrap_or("/sbin/init").to_string()
 }
 
 /// `[    1.234567]`, a kernel log timestamp from microseconds since boot.
@@ -808,23 +723,14 @@ fn timestamp(micros: u64) -> String {
 fn kernel_log(identity: &DeviceIdentity, bootargs: &str, init: &str) -> Vec<String> {
     let kernel = [
         (0, "Booting Linux on physical CPU 0x0000000000 [0x410fd034]".to_string()),
-        (
-            0,
-            format!(
-                "Linux version {KERNEL_VERSION} (builder@proofrig) (gcc (GCC) 12.2.0, GNU ld 2.40) #1 SMP PREEMPT"
-            ),
-        ),
+        (0, format!("Linux version {KERNEL_VERSION} (builder@proofrig) (gcc (GCC) 12.2.0, GNU ld 2.40) #1 SMP PREEMPT")),
         (0, format!("Machine model: {} {}", identity.vendor, identity.model)),
         (0, format!("Kernel command line: {bootargs}")),
         (4_210, "Memory: 2010436K/2097152K available".to_string()),
         (112_345, "Serial: 8250/16550 driver, 4 ports, IRQ sharing disabled".to_string()),
         (120_044, "printk: console [ttyS0] enabled".to_string()),
         (873_110, "mmc0: new high speed SDHC card at address aaaa".to_string()),
-        (
-            1_204_551,
-            "EXT4-fs (mmcblk0p2): mounted filesystem with ordered data mode. Quota mode: none."
-                .to_string(),
-        ),
+        (1_204_551, "EXT4-fs (mmcblk0p2): mounted filesystem with ordered data mode. Quota mode: none.".to_string()),
         (1_210_931, "VFS: Mounted root (ext4 filesystem) readonly on device 179:2.".to_string()),
         (1_226_004, format!("Run {init} as init process")),
     ];
@@ -836,25 +742,13 @@ fn kernel_log(identity: &DeviceIdentity, bootargs: &str, init: &str) -> Vec<Stri
         "Starting kernel ...".to_string(),
         String::new(),
     ];
-    lines.extend(
-        kernel
-            .into_iter()
-            .map(|(micros, text)| format!("{} {text}", timestamp(micros))),
-    );
+    lines.extend(kernel.into_iter().map(|(micros, text)| format!("{} {text}", timestamp(micros))));
     lines
 }
 
 fn init_log(extra_services: &[&str]) -> Vec<String> {
-    let mut lines = vec![
-        "INIT: version 3.06 booting".to_string(),
-        "Starting syslogd: OK".to_string(),
-        "Starting sshd: OK".to_string(),
-    ];
-    lines.extend(
-        extra_services
-            .iter()
-            .map(|service| format!("Starting {service}d: OK")),
-    );
+    let mut lines = vec!["INIT: version 3.06 booting".to_string(), "Starting syslogd: OK".to_string(), "Starting sshd: OK".to_string()];
+    lines.extend(extra_services.iter().map(|service| format!("Starting {service}d: OK")));
     lines.push("INIT: Entering runlevel: 3".to_string());
     lines
 }
@@ -876,10 +770,7 @@ mod tests {
         assert!(all.starts_with("arch=arm\n"), "{all}");
         assert!(all.contains("\nserial#=SIM0000001\n"), "{all}");
         assert!(all.contains("Environment size: "), "{all}");
-        assert_eq!(
-            printenv(&env, &["bootdelay", "nope"]),
-            "bootdelay=3\n## Error: \"nope\" not defined\n"
-        );
+        assert_eq!(printenv(&env, &["bootdelay", "nope"]), "bootdelay=3\n## Error: \"nope\" not defined\n");
     }
 
     #[test]

@@ -68,13 +68,8 @@ impl SimDevice {
     pub async fn start(config: DeviceConfig, spec: SimDeviceSpec) -> Result<Self, SimError> {
         let profile = config.profile;
         let os = DeviceOs::new(config);
-        let ssh = SimSshServer::start_with(
-            SocketAddr::new(spec.management_ip, spec.ssh_port),
-            os.clone(),
-            spec.host_key,
-            spec.ssh_options,
-        )
-        .await?;
+        let ssh = SimSshServer::start_with(SocketAddr::new(spec.management_ip, spec.ssh_port), os.clone(), spec.host_key, spec.ssh_options)
+            .await?;
         let mut extra_services = Vec::new();
         for service in profile.extra_services() {
             let port = match service {
@@ -93,13 +88,7 @@ impl SimDevice {
             Some(options) => Some(SimConsole::start(os.clone(), options, spec.powered).await?),
             None => None,
         };
-        let device = SimDevice {
-            os,
-            ssh,
-            extra_services,
-            snmp,
-            console,
-        };
+        let device = SimDevice { os, ssh, extra_services, snmp, console };
         if !spec.powered {
             // The listeners had to bind once to learn their ports.
             device.set_powered(false).await?;

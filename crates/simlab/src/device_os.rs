@@ -241,25 +241,18 @@ pub struct DeviceOs {
 impl std::fmt::Debug for DeviceOs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = self.lock();
-        f.debug_struct("DeviceOs")
-            .field("hostname", &state.hostname)
-            .field("profile", &state.profile)
-            .finish_non_exhaustive()
+        f.debug_struct("DeviceOs").field("hostname", &state.hostname).field("profile", &state.profile).finish_non_exhaustive()
     }
 }
 
 impl DeviceOs {
     pub fn new(config: DeviceConfig) -> Self {
-        DeviceOs {
-            state: Arc::new(Mutex::new(DeviceState::build(config))),
-        }
+        DeviceOs { state: Arc::new(Mutex::new(DeviceState::build(config))) }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, DeviceState> {
         // A panic while holding the lock leaves plain data behind, still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn hostname(&self) -> String {
@@ -279,24 +272,13 @@ impl DeviceOs {
     }
 
     /// Checks a password login and records it in the auth log.
-    pub fn login_with_password(
-        &self,
-        user: &str,
-        password: &str,
-        origin: LoginOrigin,
-    ) -> Result<(), LoginDenied> {
-        self.lock()
-            .login(user, Credential::Password(password), origin)
+    pub fn login_with_password(&self, user: &str, password: &str, origin: LoginOrigin) -> Result<(), LoginDenied> {
+        self.lock().login(user, Credential::Password(password), origin)
     }
 
     /// Checks a public key login (`key` is an OpenSSH `type base64 [comment]` line,
     /// already proven to be held by the client) and records it in the auth log.
-    pub fn login_with_public_key(
-        &self,
-        user: &str,
-        key: &str,
-        origin: LoginOrigin,
-    ) -> Result<(), LoginDenied> {
+    pub fn login_with_public_key(&self, user: &str, key: &str, origin: LoginOrigin) -> Result<(), LoginDenied> {
         self.lock().login(user, Credential::PublicKey(key), origin)
     }
 
@@ -304,10 +286,7 @@ impl DeviceOs {
     /// SSH client's "would you accept this key?" probe).
     pub fn is_authorized_key(&self, user: &str, key: &str) -> bool {
         let wanted = key_identity(key);
-        self.lock()
-            .accounts
-            .get(user)
-            .is_some_and(|account| account.authorized_keys.contains(&wanted))
+        self.lock().accounts.get(user).is_some_and(|account| account.authorized_keys.contains(&wanted))
     }
 
     /// Lets `user` log in with the OpenSSH public key line `key`.
@@ -341,10 +320,7 @@ impl DeviceOs {
     /// Records that the device listens on `addr` (shown by `ss -ltn`).
     pub fn add_listener(&self, addr: SocketAddr, program: &str) {
         let mut state = self.lock();
-        let listener = Listener {
-            addr,
-            program: program.to_string(),
-        };
+        let listener = Listener { addr, program: program.to_string() };
         if !state.listeners.contains(&listener) {
             state.listeners.push(listener);
             state.listeners.sort();
@@ -391,10 +367,7 @@ enum Credential<'a> {
 
 /// `type base64` of an OpenSSH public key line, dropping the comment.
 fn key_identity(line: &str) -> String {
-    line.split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
+    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
 impl DeviceState {
@@ -402,70 +375,35 @@ impl DeviceState {
         let now = SystemTime::now();
         let mut accounts = BTreeMap::new();
         let mut groups = vec![
-            Group {
-                name: "root".into(),
-                gid: 0,
-                members: vec![],
-            },
-            Group {
-                name: "adm".into(),
-                gid: 4,
-                members: vec![],
-            },
-            Group {
-                name: "shadow".into(),
-                gid: 42,
-                members: vec![],
-            },
+            Group { name: "root".into(), gid: 0, members: vec![] },
+            Group { name: "adm".into(), gid: 4, members: vec![] },
+            Group { name: "shadow".into(), gid: 42, members: vec![] },
         ];
-        let mut add_account =
-            |name: &str, uid: u32, home: &str, gecos: &str, password: &str, enabled: bool| {
-                accounts.insert(
-                    name.to_string(),
-                    Account {
-                        name: name.to_string(),
-                        uid,
-                        gid: uid,
-                        home: home.to_string(),
-                        shell: "/bin/sh".to_string(),
-                        gecos: gecos.to_string(),
-                        password: password.to_string(),
-                        enabled,
-                        authorized_keys: Vec::new(),
-                        consecutive_failures: 0,
-                        locked_until: None,
-                    },
-                );
-            };
-        add_account(
-            "root",
-            ROOT_UID,
-            "/root",
-            "root",
-            &config.root_password,
-            true,
-        );
-        add_account(
-            "admin",
-            1000,
-            "/home/admin",
-            "Vendor default administrator",
-            "admin",
-            config.policy.default_account_enabled,
-        );
-        groups.push(Group {
-            name: "admin".into(),
-            gid: 1000,
-            members: vec![],
-        });
+        let mut add_account = |name: &str, uid: u32, home: &str, gecos: &str, password: &str, enabled: bool| {
+            accounts.insert(
+                name.to_string(),
+                Account {
+                    name: name.to_string(),
+                    uid,
+                    gid: uid,
+                    home: home.to_string(),
+                    shell: "/bin/sh".to_string(),
+                    gecos: gecos.to_string(),
+                    password: password.to_string(),
+                    enabled,
+                    authorized_keys: Vec::new(),
+                    consecutive_failures: 0,
+                    locked_until: None,
+                },
+            );
+        };
+        add_account("root", ROOT_UID, "/root", "root", &config.root_password, true);
+        add_account("admin", 1000, "/home/admin", "Vendor default administrator", "admin", config.policy.default_account_enabled);
+        groups.push(Group { name: "admin".into(), gid: 1000, members: vec![] });
         for (index, (name, password)) in config.accounts.iter().enumerate() {
             let uid = 1001 + index as u32;
             add_account(name, uid, &format!("/home/{name}"), name, password, true);
-            groups.push(Group {
-                name: name.clone(),
-                gid: uid,
-                members: vec![],
-            });
+            groups.push(Group { name: name.clone(), gid: uid, members: vec![] });
             // Operators read the logs: on a hardened device root cannot log in over
             // SSH, so this is how a test plan reaches the auth log.
             if let Some(adm) = groups.iter_mut().find(|g| g.name == "adm") {
@@ -476,28 +414,11 @@ impl DeviceState {
         let modes = config.profile.file_modes();
         let mut files = BTreeMap::new();
         let mut put = |path: &str, kind: NodeKind, mode: u16, owner: &str, group: &str| {
-            files.insert(
-                path.to_string(),
-                Node {
-                    kind,
-                    mode,
-                    owner: owner.to_string(),
-                    group: group.to_string(),
-                    modified: now,
-                },
-            );
+            files.insert(path.to_string(), Node { kind, mode, owner: owner.to_string(), group: group.to_string(), modified: now });
         };
         let dir = || NodeKind::Directory;
         let text = |s: String| NodeKind::File(Content::Text(s));
-        for path in [
-            "/",
-            "/etc",
-            "/etc/ssh",
-            "/etc/proofrig",
-            "/var",
-            "/var/log",
-            "/home",
-        ] {
+        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home"] {
             put(path, dir(), 0o755, "root", "root");
         }
         put("/tmp", dir(), 0o1777, "root", "root");
@@ -505,48 +426,12 @@ impl DeviceState {
         for account in accounts.values().filter(|a| a.uid != ROOT_UID) {
             put(&account.home, dir(), 0o750, &account.name, &account.name);
         }
-        put(
-            "/etc/passwd",
-            NodeKind::File(Content::Passwd),
-            0o644,
-            "root",
-            "root",
-        );
-        put(
-            "/etc/group",
-            NodeKind::File(Content::Group),
-            0o644,
-            "root",
-            "root",
-        );
-        put(
-            "/etc/shadow",
-            NodeKind::File(Content::Shadow),
-            modes.shadow,
-            "root",
-            "shadow",
-        );
-        put(
-            "/etc/hostname",
-            text(format!("{}\n", config.hostname)),
-            0o644,
-            "root",
-            "root",
-        );
-        put(
-            "/etc/proofrig-release",
-            text(release_file(&config.identity)),
-            0o644,
-            "root",
-            "root",
-        );
-        put(
-            "/etc/ssh/sshd_config",
-            text(sshd_config(config.profile, &config.policy)),
-            0o644,
-            "root",
-            "root",
-        );
+        put("/etc/passwd", NodeKind::File(Content::Passwd), 0o644, "root", "root");
+        put("/etc/group", NodeKind::File(Content::Group), 0o644, "root", "root");
+        put("/etc/shadow", NodeKind::File(Content::Shadow), modes.shadow, "root", "shadow");
+        put("/etc/hostname", text(format!("{}\n", config.hostname)), 0o644, "root", "root");
+        put("/etc/proofrig-release", text(release_file(&config.identity)), 0o644, "root", "root");
+        put("/etc/ssh/sshd_config", text(sshd_config(config.profile, &config.policy)), 0o644, "root", "root");
         put(
             "/etc/ssh/ssh_host_ed25519_key",
             text(
@@ -559,27 +444,9 @@ impl DeviceState {
             "root",
             "root",
         );
-        put(
-            "/etc/ssh/ssh_host_ed25519_key.pub",
-            text(String::new()),
-            0o644,
-            "root",
-            "root",
-        );
-        put(
-            "/etc/proofrig/device.conf",
-            text(device_conf(&config)),
-            modes.device_config,
-            "root",
-            "root",
-        );
-        put(
-            "/var/log/auth.log",
-            NodeKind::File(Content::AuthLog),
-            0o640,
-            "root",
-            "adm",
-        );
+        put("/etc/ssh/ssh_host_ed25519_key.pub", text(String::new()), 0o644, "root", "root");
+        put("/etc/proofrig/device.conf", text(device_conf(&config)), modes.device_config, "root", "root");
+        put("/var/log/auth.log", NodeKind::File(Content::AuthLog), 0o640, "root", "adm");
 
         DeviceState {
             hostname: config.hostname,
@@ -595,12 +462,7 @@ impl DeviceState {
         }
     }
 
-    fn login(
-        &mut self,
-        user: &str,
-        credential: Credential<'_>,
-        origin: LoginOrigin,
-    ) -> Result<(), LoginDenied> {
+    fn login(&mut self, user: &str, credential: Credential<'_>, origin: LoginOrigin) -> Result<(), LoginDenied> {
         let method = match credential {
             Credential::Password(_) => LoginMethod::Password,
             Credential::PublicKey(_) => LoginMethod::PublicKey,
@@ -612,14 +474,7 @@ impl DeviceState {
             Err(denied) => AuthOutcome::Failed(denied.clone()),
         };
         if result.is_ok() || self.policy.log_failed_logins {
-            self.auth_log.push(AuthRecord {
-                time: SystemTime::now(),
-                user: user.to_string(),
-                origin,
-                method,
-                outcome,
-                locked_account,
-            });
+            self.auth_log.push(AuthRecord { time: SystemTime::now(), user: user.to_string(), origin, method, outcome, locked_account });
             self.touch("/var/log/auth.log");
         }
         result
@@ -633,10 +488,7 @@ impl DeviceState {
         locked_account: &mut bool,
     ) -> Result<(), LoginDenied> {
         let policy = self.policy;
-        let account = self
-            .accounts
-            .get_mut(user)
-            .ok_or(LoginDenied::UnknownUser)?;
+        let account = self.accounts.get_mut(user).ok_or(LoginDenied::UnknownUser)?;
         let over_ssh = matches!(origin, LoginOrigin::Ssh { .. });
         if over_ssh && account.uid == ROOT_UID && !policy.root_ssh_login {
             return Err(LoginDenied::RootLoginNotPermitted);
@@ -697,12 +549,7 @@ impl DeviceState {
     /// Group ids `account` belongs to: its primary group plus memberships.
     pub(crate) fn gids_of(&self, account: &Account) -> Vec<u32> {
         let mut gids = vec![account.gid];
-        gids.extend(
-            self.groups
-                .iter()
-                .filter(|g| g.members.contains(&account.name) && g.gid != account.gid)
-                .map(|g| g.gid),
-        );
+        gids.extend(self.groups.iter().filter(|g| g.members.contains(&account.name) && g.gid != account.gid).map(|g| g.gid));
         gids
     }
 
@@ -710,36 +557,18 @@ impl DeviceState {
     pub(crate) fn render(&self, content: &Content) -> String {
         match content {
             Content::Text(text) => text.clone(),
-            Content::Passwd => self
-                .accounts_by_uid()
-                .map(|a| {
-                    format!(
-                        "{}:x:{}:{}:{}:{}:{}\n",
-                        a.name, a.uid, a.gid, a.gecos, a.home, a.shell
-                    )
-                })
-                .collect(),
-            Content::Group => self
-                .groups
-                .iter()
-                .map(|g| format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(",")))
-                .collect(),
+            Content::Passwd => {
+                self.accounts_by_uid().map(|a| format!("{}:x:{}:{}:{}:{}:{}\n", a.name, a.uid, a.gid, a.gecos, a.home, a.shell)).collect()
+            }
+            Content::Group => self.groups.iter().map(|g| format!("{}:x:{}:{}\n", g.name, g.gid, g.members.join(","))).collect(),
             Content::Shadow => self
                 .accounts_by_uid()
                 .map(|a| {
                     let lock = if a.enabled { "" } else { "!" };
-                    format!(
-                        "{}:{lock}{}:19700:0:99999:7:::\n",
-                        a.name,
-                        simulated_hash(&a.name, &a.password)
-                    )
+                    format!("{}:{lock}{}:19700:0:99999:7:::\n", a.name, simulated_hash(&a.name, &a.password))
                 })
                 .collect(),
-            Content::AuthLog => self
-                .auth_log
-                .iter()
-                .map(|record| format!("{}\n", record.to_log_line(&self.hostname)))
-                .collect(),
+            Content::AuthLog => self.auth_log.iter().map(|record| format!("{}\n", record.to_log_line(&self.hostname))).collect(),
         }
     }
 
@@ -774,31 +603,16 @@ impl AuthRecord {
         let time = humantime::format_rfc3339_seconds(self.time);
         let method = self.method.as_str();
         let (program, pid, from) = match &self.origin {
-            LoginOrigin::Ssh { peer } => (
-                "sshd",
-                SSHD_PID,
-                format!("from {} port {} ssh2", peer.ip(), peer.port()),
-            ),
+            LoginOrigin::Ssh { peer } => ("sshd", SSHD_PID, format!("from {} port {} ssh2", peer.ip(), peer.port())),
             LoginOrigin::Console { line } => ("login", LOGIN_PID, format!("on {line}")),
         };
         let head = format!("{time} {hostname} {program}[{pid}]:");
         match &self.outcome {
             AuthOutcome::Accepted => format!("{head} Accepted {method} for {} {from}", self.user),
             AuthOutcome::Failed(reason) => {
-                let invalid = if *reason == LoginDenied::UnknownUser {
-                    "invalid user "
-                } else {
-                    ""
-                };
-                let locked = if self.locked_account {
-                    "; account locked"
-                } else {
-                    ""
-                };
-                format!(
-                    "{head} Failed {method} for {invalid}{} {from} ({reason}{locked})",
-                    self.user
-                )
+                let invalid = if *reason == LoginDenied::UnknownUser { "invalid user " } else { "" };
+                let locked = if self.locked_account { "; account locked" } else { "" };
+                format!("{head} Failed {method} for {invalid}{} {from} ({reason}{locked})", self.user)
             }
         }
     }
@@ -827,13 +641,7 @@ fn sshd_config(profile: Profile, policy: &AccountPolicy) -> String {
          Ciphers {}\n\
          MACs {}\n",
         if policy.root_ssh_login { "yes" } else { "no" },
-        algorithms
-            .kex
-            .iter()
-            .filter(|k| !k.starts_with("ext-info") && !k.starts_with("kex-strict"))
-            .copied()
-            .collect::<Vec<_>>()
-            .join(","),
+        algorithms.kex.iter().filter(|k| !k.starts_with("ext-info") && !k.starts_with("kex-strict")).copied().collect::<Vec<_>>().join(","),
         algorithms.host_key.join(","),
         algorithms.ciphers.join(","),
         algorithms.macs.join(","),
@@ -842,12 +650,7 @@ fn sshd_config(profile: Profile, policy: &AccountPolicy) -> String {
 
 fn device_conf(config: &DeviceConfig) -> String {
     let enabled = |service: &str| {
-        if config
-            .profile
-            .extra_services()
-            .iter()
-            .any(|s| s.name() == service)
-        {
+        if config.profile.extra_services().iter().any(|s| s.name() == service) {
             "enabled"
         } else {
             "disabled"

@@ -19,8 +19,7 @@ use crate::device_os::DeviceOs;
 use crate::SimError;
 
 /// Serves one accepted connection until it ends.
-pub(crate) type ConnectionHandler =
-    Arc<dyn Fn(TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub(crate) type ConnectionHandler = Arc<dyn Fn(TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 pub(crate) struct PowerGate {
     addr: SocketAddr,
@@ -47,16 +46,9 @@ struct GateState {
 impl PowerGate {
     /// Binds `addr` (port 0 picks a free port), registers the listener with the
     /// device and starts accepting.
-    pub async fn start(
-        addr: SocketAddr,
-        program: &str,
-        os: DeviceOs,
-        handler: ConnectionHandler,
-    ) -> Result<Self, SimError> {
+    pub async fn start(addr: SocketAddr, program: &str, os: DeviceOs, handler: ConnectionHandler) -> Result<Self, SimError> {
         let listener = bind(addr)?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| SimError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| SimError::Bind { addr, source })?;
         let gate = PowerGate {
             addr: bound,
             program: program.to_string(),
@@ -115,21 +107,14 @@ impl PowerGate {
     }
 
     fn cut_connections(&self) {
-        let connections: Vec<std::net::TcpStream> = self
-            .lock()
-            .connections
-            .drain()
-            .map(|(_, socket)| socket)
-            .collect();
+        let connections: Vec<std::net::TcpStream> = self.lock().connections.drain().map(|(_, socket)| socket).collect();
         for socket in connections {
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn spawn_accept_loop(&self, listener: tokio::net::TcpListener) {
@@ -174,9 +159,7 @@ impl Drop for PowerGate {
 }
 
 fn lock(state: &Mutex<GateState>) -> MutexGuard<'_, GateState> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Keeps a cutting descriptor for `stream`; `None` if the socket is already unusable.
@@ -193,12 +176,7 @@ fn register(state: &Mutex<GateState>, stream: TcpStream) -> Option<(TcpStream, u
 
 fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, SimError> {
     let error = |source| SimError::Bind { addr, source };
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(error)?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(error)?;
     // Power-cycling rebinds the same port while old connections may linger in
     // TIME_WAIT.
     socket.set_reuseaddr(true).map_err(error)?;

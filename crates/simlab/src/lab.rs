@@ -42,11 +42,7 @@ pub const OPERATOR_USER: &str = "oper";
 pub const PDU_NAME: &str = "simpdu";
 
 /// Secret names in the rig (`devices.<name>.secrets`), and the file suffix of each.
-const SECRETS: [(&str, &str); 3] = [
-    ("root_password", "root"),
-    ("oper_password", "oper"),
-    ("bootloader_password", "bootloader"),
-];
+const SECRETS: [(&str, &str); 3] = [("root_password", "root"), ("oper_password", "oper"), ("bootloader_password", "bootloader")];
 
 /// One device of the lab.
 #[derive(Debug, Clone)]
@@ -103,11 +99,7 @@ impl LabDeviceSpec {
             identity: DeviceIdentity {
                 vendor: SIM_VENDOR.to_string(),
                 model: model.to_string(),
-                serial: format!(
-                    "PRS-{}-{:04}",
-                    name.to_uppercase(),
-                    1000 + last_octet as u16
-                ),
+                serial: format!("PRS-{}-{:04}", name.to_uppercase(), 1000 + last_octet as u16),
                 firmware: firmware.to_string(),
             },
             console: true,
@@ -214,10 +206,7 @@ pub struct LabDevice {
 
 impl std::fmt::Debug for LabDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LabDevice")
-            .field("spec", &self.spec)
-            .field("ssh", &self.device.ssh_addr())
-            .finish_non_exhaustive()
+        f.debug_struct("LabDevice").field("spec", &self.spec).field("ssh", &self.device.ssh_addr()).finish_non_exhaustive()
     }
 }
 
@@ -246,10 +235,7 @@ impl LabDevice {
     /// A secret by its rig name (`root_password`, `oper_password`,
     /// `bootloader_password`).
     pub fn secret(&self, name: &str) -> Option<&str> {
-        self.secrets
-            .iter()
-            .find(|(secret, _)| *secret == name)
-            .map(|(_, value)| value.as_str())
+        self.secrets.iter().find(|(secret, _)| *secret == name).map(|(_, value)| value.as_str())
     }
 }
 
@@ -264,10 +250,7 @@ pub struct SimLab {
 
 impl std::fmt::Debug for SimLab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimLab")
-            .field("pdu", &self.pdu)
-            .field("devices", &self.devices)
-            .finish_non_exhaustive()
+        f.debug_struct("SimLab").field("pdu", &self.pdu).field("devices", &self.devices).finish_non_exhaustive()
     }
 }
 
@@ -276,18 +259,8 @@ impl SimLab {
     /// PDU's coils power the devices.
     pub async fn start(config: SimLabConfig) -> Result<SimLab, SimError> {
         check_config(&config)?;
-        let coils = config
-            .devices
-            .iter()
-            .map(|d| d.outlet + 1)
-            .max()
-            .unwrap_or(0)
-            .max(8);
-        let pdu_options = PduOptions {
-            coils,
-            unit: 1,
-            port: Some(config.pdu_addr.port()).filter(|port| *port != 0),
-        };
+        let coils = config.devices.iter().map(|d| d.outlet + 1).max().unwrap_or(0).max(8);
+        let pdu_options = PduOptions { coils, unit: 1, port: Some(config.pdu_addr.port()).filter(|port| *port != 0) };
         let pdu = SimPdu::start_on(config.pdu_addr.ip(), pdu_options)?;
 
         let lockout_seconds = config.lockout_duration.as_secs().max(1);
@@ -307,10 +280,7 @@ impl SimLab {
             device_spec.http_port = spec.http_port;
             device_spec.snmp_port = spec.snmp_port;
             device_spec.powered = config.powered;
-            device_spec.ssh_options = SshServerOptions {
-                auth_failure_delay: config.ssh_auth_failure_delay,
-                ..SshServerOptions::default()
-            };
+            device_spec.ssh_options = SshServerOptions { auth_failure_delay: config.ssh_auth_failure_delay, ..SshServerOptions::default() };
             if spec.console {
                 let mut console = ConsoleOptions::new(&bootloader_password);
                 console.boot = config.boot.clone();
@@ -318,28 +288,18 @@ impl SimLab {
                 device_spec.console = Some(console);
             }
             let device = SimDevice::start(device_config, device_spec).await?;
-            let mut secrets = vec![
-                ("root_password", root_password),
-                ("oper_password", oper_password),
-            ];
+            let mut secrets = vec![("root_password", root_password), ("oper_password", oper_password)];
             if spec.profile.bootloader_protected() && spec.console {
                 secrets.push(("bootloader_password", bootloader_password));
             }
-            devices.push(LabDevice {
-                spec: spec.clone(),
-                device: Arc::new(device),
-                secrets,
-            });
+            devices.push(LabDevice { spec: spec.clone(), device: Arc::new(device), secrets });
         }
 
         // Coils first, hook second: the devices already are in the initial state.
         for device in &devices {
             pdu.set_coil(device.spec.outlet, config.powered)?;
         }
-        let by_outlet: HashMap<u16, Arc<SimDevice>> = devices
-            .iter()
-            .map(|d| (d.spec.outlet, Arc::clone(&d.device)))
-            .collect();
+        let by_outlet: HashMap<u16, Arc<SimDevice>> = devices.iter().map(|d| (d.spec.outlet, Arc::clone(&d.device))).collect();
         // The hook runs on the PDU's own runtime; the devices live on this one.
         let runtime = tokio::runtime::Handle::current();
         pdu.on_change_async(move |coil, on| {
@@ -347,10 +307,7 @@ impl SimLab {
             let runtime = runtime.clone();
             async move {
                 let Some(device) = device else { return };
-                match runtime
-                    .spawn(async move { device.set_powered(on).await })
-                    .await
-                {
+                match runtime.spawn(async move { device.set_powered(on).await }).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => {
                         tracing::warn!(coil, on, %error, "simulated device did not follow its coil")
@@ -361,12 +318,7 @@ impl SimLab {
                 }
             }
         });
-        Ok(SimLab {
-            pdu,
-            devices,
-            lockout_seconds,
-            cycle_off: config.cycle_off,
-        })
+        Ok(SimLab { pdu, devices, lockout_seconds, cycle_off: config.cycle_off })
     }
 
     pub fn pdu(&self) -> &SimPdu {
@@ -388,9 +340,7 @@ impl SimLab {
     /// Switches a device's outlet as a person at the PDU would; returns once the
     /// device has followed.
     pub async fn set_power(&self, name: &str, on: bool) -> Result<(), SimError> {
-        let device = self
-            .device(name)
-            .ok_or_else(|| SimError::UnknownDevice(name.to_string()))?;
+        let device = self.device(name).ok_or_else(|| SimError::UnknownDevice(name.to_string()))?;
         self.pdu.switch_coil(device.spec.outlet, on).await
     }
 
@@ -509,10 +459,7 @@ impl SimLab {
         let secrets_dir = dir.join("secrets");
         self.write_secrets(&secrets_dir)?;
         let path = dir.join("simlab.yaml");
-        std::fs::write(&path, self.rig_yaml(&secrets_dir)).map_err(|source| SimError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        std::fs::write(&path, self.rig_yaml(&secrets_dir)).map_err(|source| SimError::Write { path: path.clone(), source })?;
         Ok(path)
     }
 
@@ -527,10 +474,7 @@ impl SimLab {
 
 /// `ru1-root` for `ru1`'s `root_password`.
 fn secret_file_name(device: &str, secret: &str) -> String {
-    let suffix = SECRETS
-        .iter()
-        .find(|(name, _)| *name == secret)
-        .map_or(secret, |(_, suffix)| *suffix);
+    let suffix = SECRETS.iter().find(|(name, _)| *name == secret).map_or(secret, |(_, suffix)| *suffix);
     format!("{device}-{suffix}")
 }
 
@@ -538,11 +482,7 @@ fn check_config(config: &SimLabConfig) -> Result<(), SimError> {
     let mut names = BTreeSet::new();
     let mut outlets = BTreeSet::new();
     for device in &config.devices {
-        let valid_name = !device.name.is_empty()
-            && device
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid_name = !device.name.is_empty() && device.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_name {
             return Err(SimError::InvalidLab(format!(
                 "device name {:?} must be letters, digits, - and _ (it is also a hostname and a file name)",
@@ -550,16 +490,10 @@ fn check_config(config: &SimLabConfig) -> Result<(), SimError> {
             )));
         }
         if !names.insert(&device.name) {
-            return Err(SimError::InvalidLab(format!(
-                "two devices are named {:?}",
-                device.name
-            )));
+            return Err(SimError::InvalidLab(format!("two devices are named {:?}", device.name)));
         }
         if !outlets.insert(device.outlet) {
-            return Err(SimError::InvalidLab(format!(
-                "two devices are on outlet {}",
-                device.outlet
-            )));
+            return Err(SimError::InvalidLab(format!("two devices are on outlet {}", device.outlet)));
         }
     }
     Ok(())
@@ -615,33 +549,16 @@ fn quoted(text: &str) -> String {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), SimError> {
-    let error = |source| SimError::Write {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(error)
+    let error = |source| SimError::Write { path: dir.to_path_buf(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(error)
 }
 
 /// Writes `content` to `path` so that no other user can read it at any moment:
 /// created with mode 0600, or narrowed to 0600 before writing when it existed.
 pub fn write_private_file(path: &Path, content: &str) -> Result<(), SimError> {
-    let error = |source| SimError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(error)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(error)?;
+    let error = |source| SimError::Write { path: path.to_path_buf(), source };
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(error)?;
     file.write_all(content.as_bytes()).map_err(error)
 }
 
@@ -672,14 +589,10 @@ mod tests {
     fn duplicate_names_and_outlets_are_refused() {
         let mut config = SimLabConfig::default();
         config.devices[1].outlet = config.devices[0].outlet;
-        assert!(
-            matches!(check_config(&config), Err(SimError::InvalidLab(m)) if m.contains("outlet"))
-        );
+        assert!(matches!(check_config(&config), Err(SimError::InvalidLab(m)) if m.contains("outlet")));
         let mut config = SimLabConfig::default();
         config.devices[1].name = "ru1".into();
-        assert!(
-            matches!(check_config(&config), Err(SimError::InvalidLab(m)) if m.contains("named"))
-        );
+        assert!(matches!(check_config(&config), Err(SimError::InvalidLab(m)) if m.contains("named")));
         let mut config = SimLabConfig::default();
         config.devices[0].name = "../ru1".into();
         assert!(check_config(&config).is_err());

@@ -31,14 +31,11 @@ pub mod ssh_server;
 pub use console::{BootTiming, ConsoleOptions, SimConsole};
 pub use device::{SimDevice, SimDeviceSpec};
 pub use device_os::{
-    AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener,
-    LoginDenied, LoginMethod, LoginOrigin,
+    AuthOutcome, AuthRecord, CommandOutput, DeviceConfig, DeviceIdentity, DeviceOs, Listener, LoginDenied, LoginMethod, LoginOrigin,
 };
 pub use error::SimError;
 pub use lab::{LabDevice, LabDeviceSpec, SimLab, SimLabConfig};
 pub use pdu::{CoilHook, CoilOp, LoggedRequest, PduOptions, SimPdu};
-pub use profile::{
-    AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms,
-};
+pub use profile::{AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms};
 pub use services::BannerService;
 pub use ssh_server::{HostKey, SimSshServer, SshServerOptions};

@@ -39,11 +39,7 @@ pub(crate) struct LineEditor {
 
 impl LineEditor {
     pub(crate) fn new() -> Self {
-        LineEditor {
-            line: Vec::new(),
-            escape: Escape::None,
-            previous_was_cr: false,
-        }
+        LineEditor { line: Vec::new(), escape: Escape::None, previous_was_cr: false }
     }
 
     /// Takes one byte and appends what the terminal should show to `echo`. With
@@ -158,11 +154,7 @@ mod tests {
     /// Feeds `input`; returns the echo and every non-pending edit.
     fn type_in(editor: &mut LineEditor, input: &[u8], visible: bool) -> (String, Vec<Edit>) {
         let mut echo = String::new();
-        let edits = input
-            .iter()
-            .map(|byte| editor.feed(*byte, visible, &mut echo))
-            .filter(|edit| *edit != Edit::Pending)
-            .collect();
+        let edits = input.iter().map(|byte| editor.feed(*byte, visible, &mut echo)).filter(|edit| *edit != Edit::Pending).collect();
         (echo, edits)
     }
 
@@ -170,14 +162,7 @@ mod tests {
     fn cr_lf_and_crlf_each_end_one_line() {
         let mut editor = LineEditor::new();
         let (echo, edits) = type_in(&mut editor, b"ab\r\ncd\ref\n", true);
-        assert_eq!(
-            edits,
-            vec![
-                Edit::Line("ab".into()),
-                Edit::Line("cd".into()),
-                Edit::Line("ef".into())
-            ]
-        );
+        assert_eq!(edits, vec![Edit::Line("ab".into()), Edit::Line("cd".into()), Edit::Line("ef".into())]);
         assert_eq!(echo, "ab\r\ncd\r\nef\r\n");
     }
 

@@ -35,8 +35,7 @@ use crate::SimError;
 
 /// What runs when a coil changes, with (coil, new value); the change counts as done
 /// when the returned future completes.
-pub type CoilHook =
-    Arc<dyn Fn(u16, bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub type CoilHook = Arc<dyn Fn(u16, bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// How to start a [`SimPdu`].
 #[derive(Debug, Clone)]
@@ -53,11 +52,7 @@ pub struct PduOptions {
 
 impl Default for PduOptions {
     fn default() -> Self {
-        Self {
-            coils: 16,
-            unit: 1,
-            port: None,
-        }
+        Self { coils: 16, unit: 1, port: None }
     }
 }
 
@@ -122,12 +117,7 @@ impl CoilBank {
     /// Sets `coil` (already range-checked) and queues the hook if it changed; the
     /// returned receiver resolves once the hook has run. Queued under the lock so
     /// the hook sees changes in the order the coils took them.
-    fn switch(
-        &self,
-        state: &mut BankState,
-        coil: u16,
-        value: bool,
-    ) -> Option<oneshot::Receiver<()>> {
+    fn switch(&self, state: &mut BankState, coil: u16, value: bool) -> Option<oneshot::Receiver<()>> {
         let slot = &mut state.coils[coil as usize];
         if *slot == value {
             return None;
@@ -135,43 +125,21 @@ impl CoilBank {
         *slot = value;
         let hook = state.hook.clone()?;
         let (done, finished) = oneshot::channel();
-        let change = CoilChange {
-            coil,
-            value,
-            hook,
-            done: Some(done),
-        };
+        let change = CoilChange { coil, value, hook, done: Some(done) };
         // Fails only while the board shuts down; nobody is left to power then.
         self.changes.send(change).ok()?;
         Some(finished)
     }
 
-    async fn handle(
-        &self,
-        connection: u64,
-        req: SlaveRequest<'static>,
-    ) -> Result<Response, ExceptionCode> {
+    async fn handle(&self, connection: u64, req: SlaveRequest<'static>) -> Result<Response, ExceptionCode> {
         let op = match &req.request {
-            Request::ReadCoils(coil, count) => CoilOp::Read {
-                coil: *coil,
-                count: *count,
-            },
-            Request::WriteSingleCoil(coil, value) => CoilOp::Write {
-                coil: *coil,
-                value: *value,
-            },
-            other => CoilOp::Other {
-                function: other.function_code().value(),
-            },
+            Request::ReadCoils(coil, count) => CoilOp::Read { coil: *coil, count: *count },
+            Request::WriteSingleCoil(coil, value) => CoilOp::Write { coil: *coil, value: *value },
+            other => CoilOp::Other { function: other.function_code().value() },
         };
         let delay = {
             let mut state = self.lock();
-            state.log.push(LoggedRequest {
-                connection,
-                unit: req.slave,
-                op,
-                received: Instant::now(),
-            });
+            state.log.push(LoggedRequest { connection, unit: req.slave, op, received: Instant::now() });
             state.in_flight += 1;
             state.max_in_flight = state.max_in_flight.max(state.in_flight);
             state.reply_delay
@@ -187,14 +155,7 @@ impl CoilBank {
         result
     }
 
-    fn apply(
-        &self,
-        unit: u8,
-        op: CoilOp,
-    ) -> (
-        Result<Response, ExceptionCode>,
-        Option<oneshot::Receiver<()>>,
-    ) {
+    fn apply(&self, unit: u8, op: CoilOp) -> (Result<Response, ExceptionCode>, Option<oneshot::Receiver<()>>) {
         if unit != self.unit {
             return (Err(ExceptionCode::GatewayTargetDevice), None);
         }
@@ -206,10 +167,7 @@ impl CoilBank {
                 if count == 0 || end > len {
                     return (Err(ExceptionCode::IllegalDataAddress), None);
                 }
-                (
-                    Ok(Response::ReadCoils(state.coils[start..end].to_vec())),
-                    None,
-                )
+                (Ok(Response::ReadCoils(state.coils[start..end].to_vec())), None)
             }
             CoilOp::Write { coil, value } => {
                 if coil as usize >= len {
@@ -217,11 +175,7 @@ impl CoilBank {
                 }
                 // A relay that does not follow still acknowledges the write, as the
                 // protocol echoes the request; only reading back reveals the truth.
-                let switched = if state.stuck.contains(&coil) {
-                    None
-                } else {
-                    self.switch(&mut state, coil, value)
-                };
+                let switched = if state.stuck.contains(&coil) { None } else { self.switch(&mut state, coil, value) };
                 (Ok(Response::WriteSingleCoil(coil, value)), switched)
             }
             CoilOp::Other { .. } => (Err(ExceptionCode::IllegalFunction), None),
@@ -259,20 +213,14 @@ pub struct SimPdu {
 
 impl std::fmt::Debug for SimPdu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimPdu")
-            .field("addr", &self.addr)
-            .field("unit", &self.bank.unit)
-            .finish_non_exhaustive()
+        f.debug_struct("SimPdu").field("addr", &self.addr).field("unit", &self.bank.unit).finish_non_exhaustive()
     }
 }
 
 impl SimPdu {
     /// `coils` coils, unit 1, on a free port of 127.0.0.1.
     pub fn start(coils: u16) -> Result<SimPdu, SimError> {
-        Self::start_with(PduOptions {
-            coils,
-            ..PduOptions::default()
-        })
+        Self::start_with(PduOptions { coils, ..PduOptions::default() })
     }
 
     /// On 127.0.0.1.
@@ -283,18 +231,12 @@ impl SimPdu {
     /// On `ip` (a local address), port `options.port` or a free one.
     pub fn start_on(ip: IpAddr, options: PduOptions) -> Result<SimPdu, SimError> {
         let wanted = SocketAddr::new(ip, options.port.unwrap_or(0));
-        let bind_error = |source| SimError::Bind {
-            addr: wanted,
-            source,
-        };
+        let bind_error = |source| SimError::Bind { addr: wanted, source };
         // Bound here, synchronously, so the port is taken before start returns.
         let listener = std::net::TcpListener::bind(wanted).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(SimError::Runtime)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SimError::Runtime)?;
         let listener = {
             let _entered = runtime.enter();
             TcpListener::from_std(listener).map_err(bind_error)?
@@ -324,13 +266,7 @@ impl SimPdu {
                 let _ = stopped_tx.send(());
             })
             .map_err(SimError::Thread)?;
-        Ok(SimPdu {
-            addr,
-            bank,
-            stop: Some(stop_tx),
-            stopped: Some(stopped_rx),
-            thread: Some(thread),
-        })
+        Ok(SimPdu { addr, bank, stop: Some(stop_tx), stopped: Some(stopped_rx), thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -387,10 +323,7 @@ impl SimPdu {
         if (coil as usize) < state.coils.len() {
             Ok(())
         } else {
-            Err(SimError::NoSuchCoil {
-                coil,
-                coils: state.coils.len() as u16,
-            })
+            Err(SimError::NoSuchCoil { coil, coils: state.coils.len() as u16 })
         }
     }
 
@@ -503,12 +436,7 @@ fn serve(
                 // A relay board answers each request with one small frame; Nagle would
                 // only add latency that no real board has.
                 stream.set_nodelay(true)?;
-                accept_tcp_connection(stream, peer, |_| {
-                    Ok::<_, io::Error>(Some(CoilService {
-                        bank: Arc::clone(&bank),
-                        connection,
-                    }))
-                })
+                accept_tcp_connection(stream, peer, |_| Ok::<_, io::Error>(Some(CoilService { bank: Arc::clone(&bank), connection })))
             }
         };
         let stopped = async move {

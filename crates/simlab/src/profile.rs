@@ -138,10 +138,7 @@ const HARDENED_ALGORITHMS: SshAlgorithms = SshAlgorithms {
         "aes192-ctr",
         "aes128-ctr",
     ],
-    macs: &[
-        "hmac-sha2-512-etm@openssh.com",
-        "hmac-sha2-256-etm@openssh.com",
-    ],
+    macs: &["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"],
 };
 
 // Modern algorithms first so that ordinary clients still negotiate them; the legacy
@@ -149,30 +146,10 @@ const HARDENED_ALGORITHMS: SshAlgorithms = SshAlgorithms {
 // No strict-kex marker: like the old firmware it imitates, the weak device is also
 // exposed to the Terrapin prefix truncation (CVE-2023-48795).
 const WEAK_ALGORITHMS: SshAlgorithms = SshAlgorithms {
-    kex: &[
-        "curve25519-sha256",
-        "diffie-hellman-group14-sha256",
-        "diffie-hellman-group14-sha1",
-        "diffie-hellman-group1-sha1",
-        "ext-info-s",
-    ],
+    kex: &["curve25519-sha256", "diffie-hellman-group14-sha256", "diffie-hellman-group14-sha1", "diffie-hellman-group1-sha1", "ext-info-s"],
     host_key: &["ssh-ed25519"],
-    ciphers: &[
-        "chacha20-poly1305@openssh.com",
-        "aes128-ctr",
-        "aes256-ctr",
-        "aes128-cbc",
-        "aes192-cbc",
-        "aes256-cbc",
-        "3des-cbc",
-    ],
-    macs: &[
-        "hmac-sha2-256-etm@openssh.com",
-        "hmac-sha2-256",
-        "hmac-sha2-512",
-        "hmac-sha1",
-        "hmac-sha1-etm@openssh.com",
-    ],
+    ciphers: &["chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"],
+    macs: &["hmac-sha2-256-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512", "hmac-sha1", "hmac-sha1-etm@openssh.com"],
 };
 
 impl Profile {
@@ -198,14 +175,8 @@ impl Profile {
         match self {
             Profile::Hardened => AccountPolicy {
                 root_ssh_login: false,
-                lockout: Some(LockoutPolicy {
-                    max_failures: 3,
-                    duration: Duration::from_secs(300),
-                }),
-                password_policy: Some(PasswordPolicy {
-                    min_length: 12,
-                    min_classes: 3,
-                }),
+                lockout: Some(LockoutPolicy { max_failures: 3, duration: Duration::from_secs(300) }),
+                password_policy: Some(PasswordPolicy { min_length: 12, min_classes: 3 }),
                 default_account_enabled: false,
                 log_failed_logins: true,
             },
@@ -222,16 +193,8 @@ impl Profile {
     /// Permission bits of the security-relevant files.
     pub fn file_modes(self) -> FileModes {
         match self {
-            Profile::Hardened => FileModes {
-                shadow: 0o640,
-                host_private_key: 0o600,
-                device_config: 0o644,
-            },
-            Profile::Weak => FileModes {
-                shadow: 0o644,
-                host_private_key: 0o600,
-                device_config: 0o666,
-            },
+            Profile::Hardened => FileModes { shadow: 0o640, host_private_key: 0o600, device_config: 0o644 },
+            Profile::Weak => FileModes { shadow: 0o644, host_private_key: 0o600, device_config: 0o666 },
         }
     }
 
@@ -286,10 +249,7 @@ impl PasswordPolicy {
     pub fn violation(&self, password: &str) -> Option<String> {
         let length = password.chars().count();
         if length < self.min_length {
-            return Some(format!(
-                "The password is shorter than {} characters",
-                self.min_length
-            ));
+            return Some(format!("The password is shorter than {} characters", self.min_length));
         }
         let classes = [
             password.chars().any(|c| c.is_lowercase()),
@@ -301,10 +261,7 @@ impl PasswordPolicy {
         .filter(|present| *present)
         .count();
         if classes < self.min_classes {
-            return Some(format!(
-                "The password contains less than {} character classes",
-                self.min_classes
-            ));
+            return Some(format!("The password contains less than {} character classes", self.min_classes));
         }
         None
     }
@@ -316,16 +273,10 @@ mod tests {
 
     #[test]
     fn weak_offers_legacy_algorithms_hardened_does_not() {
-        let legacy =
-            |name: &str| name.ends_with("-cbc") || name.ends_with("sha1") || name.contains("sha1-");
+        let legacy = |name: &str| name.ends_with("-cbc") || name.ends_with("sha1") || name.contains("sha1-");
         let hardened = Profile::Hardened.ssh_algorithms();
         let weak = Profile::Weak.ssh_algorithms();
-        for name in hardened
-            .kex
-            .iter()
-            .chain(hardened.ciphers)
-            .chain(hardened.macs)
-        {
+        for name in hardened.kex.iter().chain(hardened.ciphers).chain(hardened.macs) {
             assert!(!legacy(name), "hardened offers legacy {name}");
         }
         assert!(weak.ciphers.iter().any(|c| legacy(c)));
@@ -335,18 +286,9 @@ mod tests {
 
     #[test]
     fn password_policy_counts_length_and_classes() {
-        let policy = PasswordPolicy {
-            min_length: 12,
-            min_classes: 3,
-        };
-        assert!(policy
-            .violation("short1A!")
-            .unwrap()
-            .contains("shorter than 12"));
-        assert!(policy
-            .violation("alllowercaseletters")
-            .unwrap()
-            .contains("less than 3"));
+        let policy = PasswordPolicy { min_length: 12, min_classes: 3 };
+        assert!(policy.violation("short1A!").unwrap().contains("shorter than 12"));
+        assert!(policy.violation("alllowercaseletters").unwrap().contains("less than 3"));
         assert!(policy.violation("lowerUPPERletters").is_some());
         assert_eq!(policy.violation("lower-UPPER-letters"), None);
         assert_eq!(policy.violation("Correct-Horse-9"), None);

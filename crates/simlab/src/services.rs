@@ -30,26 +30,16 @@ pub struct BannerService {
 
 impl BannerService {
     /// Starts `service` on `addr` (port 0 picks a free port) for device `os`.
-    pub async fn start(
-        addr: SocketAddr,
-        os: DeviceOs,
-        service: ExtraService,
-    ) -> Result<Self, SimError> {
+    pub async fn start(addr: SocketAddr, os: DeviceOs, service: ExtraService) -> Result<Self, SimError> {
         let hostname = os.hostname();
         let identity = os.identity();
         let (banner, reply) = match service {
             ExtraService::Telnet => (
-                format!(
-                    "\r\n{} {} (firmware {})\r\n\r\n{hostname} login: ",
-                    identity.vendor, identity.model, identity.firmware
-                ),
+                format!("\r\n{} {} (firmware {})\r\n\r\n{hostname} login: ", identity.vendor, identity.model, identity.firmware),
                 format!("\r\nLogin incorrect\r\n{hostname} login: "),
             ),
             ExtraService::Ftp => (
-                format!(
-                    "220 {hostname} FTP server ({} {} firmware {}) ready.\r\n",
-                    identity.vendor, identity.model, identity.firmware
-                ),
+                format!("220 {hostname} FTP server ({} {} firmware {}) ready.\r\n", identity.vendor, identity.model, identity.firmware),
                 "530 Please login with USER and PASS.\r\n".to_string(),
             ),
             // An HTTP server speaks only when asked; the reply is the whole page.

@@ -74,8 +74,7 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
                     Some(code) => match code.parse::<i64>() {
                         Ok(code) => out.status = (code & 0xff) as u8,
                         Err(_) => {
-                            out.stderr
-                                .push_str(&format!("sh: exit: Illegal number: {code}\n"));
+                            out.stderr.push_str(&format!("sh: exit: Illegal number: {code}\n"));
                             out.status = 2;
                         }
                     },
@@ -116,11 +115,7 @@ fn with_status(mut command: Command, status: u8) -> Command {
 /// Whether any pipeline of `line` starts with a command that reads standard input.
 pub(crate) fn reads_stdin(line: &str) -> bool {
     parse(line).is_ok_and(|list| {
-        list.iter().any(|(_, pipeline)| {
-            pipeline
-                .first()
-                .is_some_and(|c| c.stdin_file.is_none() && reads_stdin_words(&c.words))
-        })
+        list.iter().any(|(_, pipeline)| pipeline.first().is_some_and(|c| c.stdin_file.is_none() && reads_stdin_words(&c.words)))
     })
 }
 
@@ -171,14 +166,13 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
     let mut word = String::new();
     let mut in_word = false;
     let mut quoted = false;
-    let flush =
-        |tokens: &mut Vec<Token>, word: &mut String, in_word: &mut bool, quoted: &mut bool| {
-            if *in_word {
-                tokens.push(Token::Word(std::mem::take(word)));
-            }
-            *in_word = false;
-            *quoted = false;
-        };
+    let flush = |tokens: &mut Vec<Token>, word: &mut String, in_word: &mut bool, quoted: &mut bool| {
+        if *in_word {
+            tokens.push(Token::Word(std::mem::take(word)));
+        }
+        *in_word = false;
+        *quoted = false;
+    };
     while let Some(c) = chars.next() {
         match c {
             '\'' => {
@@ -261,9 +255,7 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                     chars.next();
                     match (fd, chars.next()) {
                         (2, Some('1')) => tokens.push(Token::StderrToStdout),
-                        (1, Some('2')) => {
-                            return Err("redirecting stdout to stderr is not supported".into())
-                        }
+                        (1, Some('2')) => return Err("redirecting stdout to stderr is not supported".into()),
                         _ => return Err("unsupported file descriptor duplication".into()),
                     }
                 } else {
@@ -359,19 +351,11 @@ struct Output {
 
 impl Output {
     fn ok(stdout: String) -> Self {
-        Output {
-            stdout,
-            stderr: String::new(),
-            status: 0,
-        }
+        Output { stdout, stderr: String::new(), status: 0 }
     }
 
     fn fail(stderr: String, status: u8) -> Self {
-        Output {
-            stdout: String::new(),
-            stderr,
-            status,
-        }
+        Output { stdout: String::new(), stderr, status }
     }
 }
 
@@ -386,15 +370,9 @@ async fn run_command(os: &DeviceOs, user: &str, command: &Command, mut input: St
             Err(error) => return Output::fail(format!("sh: can't open {source}: {error}\n"), 1),
         }
     }
-    for target in [&command.stdout_file, &command.stderr_file]
-        .into_iter()
-        .flatten()
-    {
+    for target in [&command.stdout_file, &command.stderr_file].into_iter().flatten() {
         if target != "/dev/null" {
-            return Output::fail(
-                format!("sh: can't create {target}: Read-only file system\n"),
-                1,
-            );
+            return Output::fail(format!("sh: can't create {target}: Read-only file system\n"), 1);
         }
     }
     let mut output = match command.words.first().map(String::as_str) {
@@ -489,24 +467,9 @@ fn id(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         },
         _ => return Output::fail("id: extra operand\n".into(), 1),
     };
-    let name_of = |gid: u32| {
-        state
-            .group_of(gid)
-            .map_or(gid.to_string(), |g| g.name.clone())
-    };
-    let groups = state
-        .gids_of(target)
-        .iter()
-        .map(|gid| format!("{gid}({})", name_of(*gid)))
-        .collect::<Vec<_>>()
-        .join(",");
-    Output::ok(format!(
-        "uid={}({}) gid={}({}) groups={groups}\n",
-        target.uid,
-        target.name,
-        target.gid,
-        name_of(target.gid)
-    ))
+    let name_of = |gid: u32| state.group_of(gid).map_or(gid.to_string(), |g| g.name.clone());
+    let groups = state.gids_of(target).iter().map(|gid| format!("{gid}({})", name_of(*gid))).collect::<Vec<_>>().join(",");
+    Output::ok(format!("uid={}({}) gid={}({}) groups={groups}\n", target.uid, target.name, target.gid, name_of(target.gid)))
 }
 
 fn id_field(state: &DeviceState, account: &Account, args: &[String], flags: &[&str]) -> Output {
@@ -535,10 +498,7 @@ const KERNEL_RELEASE: &str = "5.10.184-proofrig-sim";
 const MACHINE: &str = "aarch64";
 
 fn uname(state: &DeviceState, args: &[String]) -> Output {
-    let version = format!(
-        "#1 SMP PREEMPT {} {} firmware {}",
-        state.identity.vendor, state.identity.model, state.identity.firmware
-    );
+    let version = format!("#1 SMP PREEMPT {} {} firmware {}", state.identity.vendor, state.identity.model, state.identity.firmware);
     let all: [(char, String); 6] = [
         ('s', "Linux".into()),
         ('n', state.hostname.clone()),
@@ -563,11 +523,7 @@ fn uname(state: &DeviceState, args: &[String]) -> Output {
     if wanted.is_empty() {
         wanted.push('s');
     }
-    let fields: Vec<&str> = all
-        .iter()
-        .filter(|(flag, _)| wanted.contains(flag))
-        .map(|(_, value)| value.as_str())
-        .collect();
+    let fields: Vec<&str> = all.iter().filter(|(flag, _)| wanted.contains(flag)).map(|(_, value)| value.as_str()).collect();
     Output::ok(format!("{}\n", fields.join(" ")))
 }
 
@@ -592,11 +548,7 @@ impl std::fmt::Display for FsError {
 
 /// `path` made absolute (relative to the home directory) with `.`/`..` resolved.
 fn normalize(account: &Account, path: &str) -> String {
-    let joined = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("{}/{path}", account.home)
-    };
+    let joined = if path.starts_with('/') { path.to_string() } else { format!("{}/{path}", account.home) };
     let mut parts: Vec<&str> = Vec::new();
     for part in joined.split('/') {
         match part {
@@ -620,10 +572,7 @@ fn permitted(state: &DeviceState, account: &Account, node: &Node, permission: u1
     }
     let shift = if node.owner == account.name {
         6
-    } else if state
-        .group_named(&node.group)
-        .is_some_and(|g| state.gids_of(account).contains(&g.gid))
-    {
+    } else if state.group_named(&node.group).is_some_and(|g| state.gids_of(account).contains(&g.gid)) {
         3
     } else {
         0
@@ -691,16 +640,8 @@ fn size_of(state: &DeviceState, node: &Node) -> usize {
 fn symbolic_mode(node: &Node) -> String {
     let mode = node.mode;
     let mut text = String::with_capacity(10);
-    text.push(if matches!(node.kind, NodeKind::Directory) {
-        'd'
-    } else {
-        '-'
-    });
-    for (shift, special, special_set, special_only) in [
-        (6, 0o4000, 's', 'S'),
-        (3, 0o2000, 's', 'S'),
-        (0, 0o1000, 't', 'T'),
-    ] {
+    text.push(if matches!(node.kind, NodeKind::Directory) { 'd' } else { '-' });
+    for (shift, special, special_set, special_only) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')] {
         let bits = (mode >> shift) & 0o7;
         text.push(if bits & 4 != 0 { 'r' } else { '-' });
         text.push(if bits & 2 != 0 { 'w' } else { '-' });
@@ -716,18 +657,12 @@ fn symbolic_mode(node: &Node) -> String {
 
 /// `Jan  2 03:04`, the `ls -l` date of recent files (UTC).
 fn ls_date(time: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     // "2025-01-02T03:04:05Z"
     let stamp = humantime::format_rfc3339_seconds(time).to_string();
     let month: usize = stamp[5..7].parse().unwrap_or(1);
     let day: u32 = stamp[8..10].parse().unwrap_or(1);
-    format!(
-        "{} {day:>2} {}",
-        MONTHS[month.clamp(1, 12) - 1],
-        &stamp[11..16]
-    )
+    format!("{} {day:>2} {}", MONTHS[month.clamp(1, 12) - 1], &stamp[11..16])
 }
 
 fn uid_of(state: &DeviceState, name: &str) -> u32 {
@@ -741,20 +676,12 @@ fn gid_of(state: &DeviceState, name: &str) -> u32 {
 fn link_count(state: &DeviceState, path: &str, node: &Node) -> usize {
     match node.kind {
         NodeKind::File(_) => 1,
-        NodeKind::Directory => {
-            2 + children(state, path)
-                .filter(|(_, child)| matches!(child.kind, NodeKind::Directory))
-                .count()
-        }
+        NodeKind::Directory => 2 + children(state, path).filter(|(_, child)| matches!(child.kind, NodeKind::Directory)).count(),
     }
 }
 
 fn children<'a>(state: &'a DeviceState, dir: &str) -> impl Iterator<Item = (&'a str, &'a Node)> {
-    let prefix = if dir == "/" {
-        "/".to_string()
-    } else {
-        format!("{dir}/")
-    };
+    let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
     state.files.iter().filter_map(move |(path, node)| {
         let rest = path.strip_prefix(&prefix)?;
         (!rest.is_empty() && !rest.contains('/')).then_some((rest, node))
@@ -805,9 +732,7 @@ fn ls(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         let node = match lookup(state, account, &absolute) {
             Ok(node) => node,
             Err(error) => {
-                output
-                    .stderr
-                    .push_str(&format!("ls: cannot access '{path}': {error}\n"));
+                output.stderr.push_str(&format!("ls: cannot access '{path}': {error}\n"));
                 output.status = 2;
                 continue;
             }
@@ -817,9 +742,7 @@ fn ls(state: &DeviceState, account: &Account, args: &[String]) -> Output {
             continue;
         }
         if !permitted(state, account, node, READ) {
-            output.stderr.push_str(&format!(
-                "ls: cannot open directory '{path}': Permission denied\n"
-            ));
+            output.stderr.push_str(&format!("ls: cannot open directory '{path}': Permission denied\n"));
             output.status = 2;
             continue;
         }
@@ -831,9 +754,7 @@ fn ls(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         }
         let listing: Vec<(&str, &Node)> = children(state, &absolute).collect();
         if long {
-            output
-                .stdout
-                .push_str(&format!("total {}\n", listing.len() * 4));
+            output.stdout.push_str(&format!("total {}\n", listing.len() * 4));
         }
         for (name, child) in listing {
             let child_path = format!("{}/{name}", absolute.trim_end_matches('/'));
@@ -851,9 +772,7 @@ fn stat(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         if arg == "-c" || arg == "--format" {
             match args.next() {
                 Some(f) => format = Some(f.clone()),
-                None => {
-                    return Output::fail("stat: option requires an argument -- 'c'\n".into(), 1)
-                }
+                None => return Output::fail("stat: option requires an argument -- 'c'\n".into(), 1),
             }
         } else if let Some(f) = arg.strip_prefix("--format=") {
             format = Some(f.to_string());
@@ -874,9 +793,7 @@ fn stat(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         let node = match lookup(state, account, &absolute) {
             Ok(node) => node,
             Err(error) => {
-                output
-                    .stderr
-                    .push_str(&format!("stat: cannot statx '{path}': {error}\n"));
+                output.stderr.push_str(&format!("stat: cannot statx '{path}': {error}\n"));
                 output.status = 1;
                 continue;
             }
@@ -978,11 +895,8 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
             continue;
         }
         for listener in listeners {
-            let process = if processes && account.uid == ROOT_UID {
-                format!("users:((\"{}\",pid=1,fd=3))", listener.program)
-            } else {
-                String::new()
-            };
+            let process =
+                if processes && account.uid == ROOT_UID { format!("users:((\"{}\",pid=1,fd=3))", listener.program) } else { String::new() };
             text.push_str(&format!(
                 "{}{:<6} {:<6} {:<6} {:<24} {:<24} {process}\n",
                 column(netid),
@@ -999,18 +913,9 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
 
 /// Text of each file operand (or standard input when there is none), with the
 /// name to show for it; unreadable files become `name: error` messages.
-fn inputs(
-    state: &DeviceState,
-    account: &Account,
-    program: &str,
-    files: &[String],
-    input: &str,
-) -> (Vec<(String, String)>, String) {
+fn inputs(state: &DeviceState, account: &Account, program: &str, files: &[String], input: &str) -> (Vec<(String, String)>, String) {
     if files.is_empty() {
-        return (
-            vec![("(standard input)".to_string(), input.to_string())],
-            String::new(),
-        );
+        return (vec![("(standard input)".to_string(), input.to_string())], String::new());
     }
     let mut texts = Vec::new();
     let mut errors = String::new();
@@ -1065,13 +970,8 @@ impl GrepArgs {
                     's' | 'h' => {}
                     'e' => {
                         let rest: String = flags.by_ref().collect();
-                        let pattern = if rest.is_empty() {
-                            args.next()
-                                .cloned()
-                                .ok_or("option requires an argument -- 'e'")?
-                        } else {
-                            rest
-                        };
+                        let pattern =
+                            if rest.is_empty() { args.next().cloned().ok_or("option requires an argument -- 'e'")? } else { rest };
                         parsed.patterns.push(pattern);
                     }
                     f => return Err(format!("invalid option -- '{f}'")),
@@ -1080,9 +980,7 @@ impl GrepArgs {
         }
         let mut operands = operands.into_iter();
         if parsed.patterns.is_empty() {
-            parsed
-                .patterns
-                .push(operands.next().ok_or("no pattern given")?);
+            parsed.patterns.push(operands.next().ok_or("no pattern given")?);
         }
         parsed.files = operands.collect();
         Ok(parsed)
@@ -1108,14 +1006,7 @@ impl GrepArgs {
         regex::RegexBuilder::new(&alternatives.join("|"))
             .case_insensitive(self.ignore_case)
             .build()
-            .map_err(|e| {
-                e.to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("bad pattern")
-                    .trim()
-                    .to_string()
-            })
+            .map_err(|e| e.to_string().lines().last().unwrap_or("bad pattern").trim().to_string())
     }
 }
 
@@ -1145,12 +1036,7 @@ fn basic_to_extended(pattern: &str) -> String {
 }
 
 fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
-    let usage = |message: String| {
-        Output::fail(
-            format!("grep: {message}\nUsage: grep [-cEFivqn] [-e] PATTERN [FILE]...\n"),
-            2,
-        )
-    };
+    let usage = |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFivqn] [-e] PATTERN [FILE]...\n"), 2);
     let parsed = match GrepArgs::parse(args) {
         Ok(parsed) => parsed,
         Err(message) => return usage(message),
@@ -1199,11 +1085,7 @@ fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) ->
     } else {
         1
     };
-    Output {
-        stdout,
-        stderr: errors,
-        status,
-    }
+    Output { stdout, stderr: errors, status }
 }
 
 /// `head`/`tail`'s command line: `-n N`, `-nN` or `-N`.
@@ -1219,11 +1101,7 @@ impl LineArgs {
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let count = if arg == "-n" {
-                Some(
-                    args.next()
-                        .ok_or("option requires an argument -- 'n'")?
-                        .clone(),
-                )
+                Some(args.next().ok_or("option requires an argument -- 'n'")?.clone())
             } else if let Some(n) = arg.strip_prefix("-n") {
                 Some(n.to_string())
             } else if arg.len() > 1 && arg.starts_with('-') {
@@ -1233,22 +1111,14 @@ impl LineArgs {
                 None
             };
             if let Some(count) = count {
-                lines = count
-                    .parse()
-                    .map_err(|_| format!("invalid number of lines: '{count}'"))?;
+                lines = count.parse().map_err(|_| format!("invalid number of lines: '{count}'"))?;
             }
         }
         Ok(LineArgs { lines, files })
     }
 }
 
-fn head_tail(
-    state: &DeviceState,
-    account: &Account,
-    program: &str,
-    args: &[String],
-    input: &str,
-) -> Output {
+fn head_tail(state: &DeviceState, account: &Account, program: &str, args: &[String], input: &str) -> Output {
     let parsed = match LineArgs::parse(args) {
         Ok(parsed) => parsed,
         Err(message) => return Output::fail(format!("{program}: {message}\n"), 1),
@@ -1264,22 +1134,14 @@ fn head_tail(
             stdout.push_str(&format!("==> {name} <==\n"));
         }
         let all: Vec<&str> = text.lines().collect();
-        let shown = if program == "head" {
-            &all[..parsed.lines.min(all.len())]
-        } else {
-            &all[all.len().saturating_sub(parsed.lines)..]
-        };
+        let shown = if program == "head" { &all[..parsed.lines.min(all.len())] } else { &all[all.len().saturating_sub(parsed.lines)..] };
         for line in shown {
             stdout.push_str(line);
             stdout.push('\n');
         }
     }
     let status = if errors.is_empty() { 0 } else { 1 };
-    Output {
-        stdout,
-        stderr: errors,
-        status,
-    }
+    Output { stdout, stderr: errors, status }
 }
 
 /// `wc`'s command line.
@@ -1292,12 +1154,7 @@ struct WcArgs {
 
 impl WcArgs {
     fn parse(args: &[String]) -> Result<WcArgs, String> {
-        let mut parsed = WcArgs {
-            lines: false,
-            words: false,
-            bytes: false,
-            files: Vec::new(),
-        };
+        let mut parsed = WcArgs { lines: false, words: false, bytes: false, files: Vec::new() };
         for arg in args {
             match arg.strip_prefix('-').filter(|f| !f.is_empty()) {
                 Some(flags) => {
@@ -1338,15 +1195,8 @@ fn wc(state: &DeviceState, account: &Account, args: &[String], input: &str) -> O
         if parsed.bytes {
             fields.push(text.len());
         }
-        let mut line = if fields.len() == 1 {
-            fields[0].to_string()
-        } else {
-            fields
-                .iter()
-                .map(|n| format!("{n:>7}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let mut line =
+            if fields.len() == 1 { fields[0].to_string() } else { fields.iter().map(|n| format!("{n:>7}")).collect::<Vec<_>>().join(" ") };
         if !parsed.files.is_empty() {
             line.push(' ');
             line.push_str(name);
@@ -1355,11 +1205,7 @@ fn wc(state: &DeviceState, account: &Account, args: &[String], input: &str) -> O
         stdout.push('\n');
     }
     let status = if errors.is_empty() { 0 } else { 1 };
-    Output {
-        stdout,
-        stderr: errors,
-        status,
-    }
+    Output { stdout, stderr: errors, status }
 }
 
 fn passwd(state: &mut DeviceState, account: &Account, args: &[String], input: &str) -> Output {
@@ -1376,10 +1222,7 @@ fn passwd(state: &mut DeviceState, account: &Account, args: &[String], input: &s
         }
     };
     if account.uid != ROOT_UID && target != account.name {
-        return Output::fail(
-            format!("passwd: You may not view or modify password information for {target}.\n"),
-            1,
-        );
+        return Output::fail(format!("passwd: You may not view or modify password information for {target}.\n"), 1);
     }
     if !state.accounts.contains_key(&target) {
         return Output::fail(format!("passwd: user '{target}' does not exist\n"), 1);
@@ -1403,7 +1246,5 @@ fn passwd(state: &mut DeviceState, account: &Account, args: &[String], input: &s
         target_account.password = new_password;
     }
     state.touch("/etc/shadow");
-    Output::ok(format!(
-        "Changing password for user {target}.\npasswd: all authentication tokens updated successfully.\n"
-    ))
+    Output::ok(format!("Changing password for user {target}.\npasswd: all authentication tokens updated successfully.\n"))
 }

@@ -35,18 +35,14 @@ pub struct HostKey {
 
 impl std::fmt::Debug for HostKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostKey")
-            .field("fingerprint", &self.fingerprint_sha256())
-            .finish_non_exhaustive()
+        f.debug_struct("HostKey").field("fingerprint", &self.fingerprint_sha256()).finish_non_exhaustive()
     }
 }
 
 impl HostKey {
     /// The same seed always gives the same key, so a rig file can pin it.
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        HostKey {
-            key: PrivateKey::from(Ed25519Keypair::from_seed(&seed)),
-        }
+        HostKey { key: PrivateKey::from(Ed25519Keypair::from_seed(&seed)) }
     }
 
     /// A fresh random key.
@@ -60,19 +56,12 @@ impl HostKey {
     pub fn public_openssh(&self) -> String {
         let mut public = self.key.public_key().clone();
         public.set_comment("");
-        public
-            .to_openssh()
-            .unwrap_or_default()
-            .trim_end()
-            .to_string()
+        public.to_openssh().unwrap_or_default().trim_end().to_string()
     }
 
     /// `SHA256:...`, exactly as `ssh-keygen -lf` prints it.
     pub fn fingerprint_sha256(&self) -> String {
-        self.key
-            .public_key()
-            .fingerprint(HashAlg::Sha256)
-            .to_string()
+        self.key.public_key().fingerprint(HashAlg::Sha256).to_string()
     }
 
     /// A `known_hosts` line pinning this key for a server at `addr`.
@@ -117,20 +106,11 @@ pub struct SimSshServer {
 impl SimSshServer {
     /// Starts serving `os` on `addr` (port 0 picks a free port) with default options.
     /// The algorithms and account policy come from the device's profile.
-    pub async fn start(
-        addr: SocketAddr,
-        os: DeviceOs,
-        host_key: HostKey,
-    ) -> Result<Self, SimError> {
+    pub async fn start(addr: SocketAddr, os: DeviceOs, host_key: HostKey) -> Result<Self, SimError> {
         Self::start_with(addr, os, host_key, SshServerOptions::default()).await
     }
 
-    pub async fn start_with(
-        addr: SocketAddr,
-        os: DeviceOs,
-        host_key: HostKey,
-        options: SshServerOptions,
-    ) -> Result<Self, SimError> {
+    pub async fn start_with(addr: SocketAddr, os: DeviceOs, host_key: HostKey, options: SshServerOptions) -> Result<Self, SimError> {
         let config = Arc::new(russh_config(os.profile(), &host_key, &options)?);
         os.install_host_public_key(&host_key.public_openssh());
         let handler_os = os.clone();
@@ -141,12 +121,7 @@ impl SimSshServer {
                 // SSH trades many small packets; without this, Nagle and delayed ACKs
                 // stall each command ~40 ms (russh sets it only in its own accept loop).
                 let _ = stream.set_nodelay(true);
-                let connection = SshConnection {
-                    os,
-                    peer,
-                    user: None,
-                    channels: HashMap::new(),
-                };
+                let connection = SshConnection { os, peer, user: None, channels: HashMap::new() };
                 match russh::server::run_stream(config, stream, connection).await {
                     Ok(session) => {
                         if let Err(error) = session.await {
@@ -186,16 +161,9 @@ impl SimSshServer {
     }
 }
 
-fn russh_config(
-    profile: Profile,
-    host_key: &HostKey,
-    options: &SshServerOptions,
-) -> Result<russh::server::Config, SimError> {
+fn russh_config(profile: Profile, host_key: &HostKey, options: &SshServerOptions) -> Result<russh::server::Config, SimError> {
     let algorithms = profile.ssh_algorithms();
-    let unsupported = |kind: &'static str, name: &str| SimError::UnsupportedAlgorithm {
-        kind,
-        name: name.to_string(),
-    };
+    let unsupported = |kind: &'static str, name: &str| SimError::UnsupportedAlgorithm { kind, name: name.to_string() };
     let kex = algorithms
         .kex
         .iter()
@@ -203,9 +171,7 @@ fn russh_config(
             // The extension markers are not key exchanges russh could run, so its
             // name lookup does not know them.
             "ext-info-s" => Ok(russh::kex::EXTENSION_SUPPORT_AS_SERVER),
-            "kex-strict-s-v00@openssh.com" => {
-                Ok(russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER)
-            }
+            "kex-strict-s-v00@openssh.com" => Ok(russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER),
             other => russh::kex::Name::try_from(other).map_err(|()| unsupported("kex", other)),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -302,11 +268,7 @@ impl russh::server::Handler for SshConnection {
         }
     }
 
-    async fn auth_publickey_offered(
-        &mut self,
-        user: &str,
-        public_key: &PublicKey,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(&mut self, user: &str, public_key: &PublicKey) -> Result<Auth, Self::Error> {
         let key = public_key.to_openssh().unwrap_or_default();
         if self.os.is_authorized_key(user, &key) {
             Ok(Auth::Accept)
@@ -315,11 +277,7 @@ impl russh::server::Handler for SshConnection {
         }
     }
 
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        public_key: &PublicKey,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(&mut self, user: &str, public_key: &PublicKey) -> Result<Auth, Self::Error> {
         let key = public_key.to_openssh().unwrap_or_default();
         match self.os.login_with_public_key(user, &key, self.origin()) {
             Ok(()) => {
@@ -363,11 +321,7 @@ impl russh::server::Handler for SshConnection {
         }
     }
 
-    async fn shell_request(
-        &mut self,
-        channel: ChannelId,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         let user = self.logged_in_user()?;
         let Some(state) = self.channels.get_mut(&channel) else {
             return session.channel_failure(channel);
@@ -378,23 +332,12 @@ impl russh::server::Handler for SshConnection {
         let (input_tx, input_rx) = mpsc::unbounded_channel();
         state.activity = Activity::Shell(input_tx);
         session.channel_success(channel)?;
-        let shell = Shell {
-            os: self.os.clone(),
-            user,
-            handle: session.handle(),
-            channel,
-            pty: state.pty,
-        };
+        let shell = Shell { os: self.os.clone(), user, handle: session.handle(), channel, pty: state.pty };
         tokio::spawn(shell.run(input_rx));
         Ok(())
     }
 
-    async fn exec_request(
-        &mut self,
-        channel: ChannelId,
-        data: &[u8],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
         let user = self.logged_in_user()?;
         let Some(state) = self.channels.get_mut(&channel) else {
             return session.channel_failure(channel);
@@ -405,30 +348,16 @@ impl russh::server::Handler for SshConnection {
         let command = String::from_utf8_lossy(data).into_owned();
         session.channel_success(channel)?;
         if self.os.reads_stdin(&command) {
-            state.activity = Activity::ExecAwaitingStdin {
-                command,
-                stdin: Vec::new(),
-            };
+            state.activity = Activity::ExecAwaitingStdin { command, stdin: Vec::new() };
         } else {
             state.activity = Activity::Exec;
-            let exec = Exec {
-                os: self.os.clone(),
-                user,
-                handle: session.handle(),
-                channel,
-                pty: state.pty,
-            };
+            let exec = Exec { os: self.os.clone(), user, handle: session.handle(), channel, pty: state.pty };
             tokio::spawn(exec.run(command, String::new()));
         }
         Ok(())
     }
 
-    async fn data(
-        &mut self,
-        channel: ChannelId,
-        data: &[u8],
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn data(&mut self, channel: ChannelId, data: &[u8], _session: &mut Session) -> Result<(), Self::Error> {
         match self.channels.get_mut(&channel).map(|s| &mut s.activity) {
             Some(Activity::Shell(input)) => {
                 let _ = input.send(ShellInput::Data(data.to_vec()));
@@ -439,11 +368,7 @@ impl russh::server::Handler for SshConnection {
         Ok(())
     }
 
-    async fn channel_eof(
-        &mut self,
-        channel: ChannelId,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn channel_eof(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         let user = self.user.clone();
         let Some(state) = self.channels.get_mut(&channel) else {
             return Ok(());
@@ -469,11 +394,7 @@ impl russh::server::Handler for SshConnection {
         Ok(())
     }
 
-    async fn channel_close(
-        &mut self,
-        channel: ChannelId,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         Ok(())
     }
@@ -493,29 +414,17 @@ impl Exec {
         let output = self.os.run(&self.user, &command, &stdin).await;
         let (stdout, stderr) = if self.pty {
             // A terminal has one output stream.
-            (
-                to_terminal(&(output.stdout + &output.stderr)),
-                String::new(),
-            )
+            (to_terminal(&(output.stdout + &output.stderr)), String::new())
         } else {
             (output.stdout, output.stderr)
         };
         if !stdout.is_empty() && self.handle.data(self.channel, stdout).await.is_err() {
             return;
         }
-        if !stderr.is_empty()
-            && self
-                .handle
-                .extended_data(self.channel, 1, stderr)
-                .await
-                .is_err()
-        {
+        if !stderr.is_empty() && self.handle.extended_data(self.channel, 1, stderr).await.is_err() {
             return;
         }
-        let _ = self
-            .handle
-            .exit_status_request(self.channel, u32::from(output.status))
-            .await;
+        let _ = self.handle.exit_status_request(self.channel, u32::from(output.status)).await;
         let _ = self.handle.eof(self.channel).await;
         let _ = self.handle.close(self.channel).await;
     }
@@ -538,17 +447,11 @@ impl Shell {
         if text.is_empty() {
             return true;
         }
-        self.handle
-            .data(self.channel, text.to_string())
-            .await
-            .is_ok()
+        self.handle.data(self.channel, text.to_string()).await.is_ok()
     }
 
     async fn finish(&self, status: u8) {
-        let _ = self
-            .handle
-            .exit_status_request(self.channel, u32::from(status))
-            .await;
+        let _ = self.handle.exit_status_request(self.channel, u32::from(status)).await;
         let _ = self.handle.eof(self.channel).await;
         let _ = self.handle.close(self.channel).await;
     }
@@ -560,22 +463,11 @@ impl Shell {
         }
         let output = self.os.run(&self.user, line, "").await;
         *last_status = output.status;
-        let text = if self.pty {
-            to_terminal(&(output.stdout + &output.stderr))
-        } else {
-            output.stdout
-        };
+        let text = if self.pty { to_terminal(&(output.stdout + &output.stderr)) } else { output.stdout };
         if !self.send(&text).await {
             return Some(output.status);
         }
-        if !self.pty
-            && !output.stderr.is_empty()
-            && self
-                .handle
-                .extended_data(self.channel, 1, output.stderr)
-                .await
-                .is_err()
-        {
+        if !self.pty && !output.stderr.is_empty() && self.handle.extended_data(self.channel, 1, output.stderr).await.is_err() {
             return Some(output.status);
         }
         output.exit_requested.then_some(output.status)
@@ -597,9 +489,7 @@ impl Shell {
             for byte in bytes {
                 if !self.pty {
                     if byte == b'\n' {
-                        let text = String::from_utf8_lossy(&line)
-                            .trim_end_matches('\r')
-                            .to_string();
+                        let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
                         line.clear();
                         if let Some(status) = self.execute(&text, &mut last_status).await {
                             return self.finish(status).await;
@@ -654,8 +544,7 @@ mod tests {
     fn every_profile_algorithm_is_implemented_by_russh() {
         let key = HostKey::from_seed([7; 32]);
         for profile in [Profile::Hardened, Profile::Weak] {
-            let config = russh_config(profile, &key, &SshServerOptions::default())
-                .unwrap_or_else(|e| panic!("{profile}: {e}"));
+            let config = russh_config(profile, &key, &SshServerOptions::default()).unwrap_or_else(|e| panic!("{profile}: {e}"));
             let algorithms = profile.ssh_algorithms();
             assert_eq!(config.preferred.cipher.len(), algorithms.ciphers.len());
             assert_eq!(config.preferred.kex.len(), algorithms.kex.len());
@@ -673,9 +562,6 @@ mod tests {
         assert!(a.public_openssh().starts_with("ssh-ed25519 AAAA"));
         assert!(a.fingerprint_sha256().starts_with("SHA256:"));
         let addr: SocketAddr = "127.0.0.11:2222".parse().unwrap();
-        assert_eq!(
-            a.known_hosts_line(addr),
-            format!("[127.0.0.11]:2222 {}", a.public_openssh())
-        );
+        assert_eq!(a.known_hosts_line(addr), format!("[127.0.0.11]:2222 {}", a.public_openssh()));
     }
 }

@@ -31,17 +31,13 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let dir = tempfile::tempdir().unwrap();
-    let mut lab = SimLab::start(SimLabConfig::fast().on_random_addresses().unwrap())
-        .await
-        .unwrap();
+    let mut lab = SimLab::start(SimLabConfig::fast().on_random_addresses().unwrap()).await.unwrap();
     let rig = Rig::load(&lab.write_rig(dir.path()).unwrap()).unwrap();
     let mut sessions = Vec::new();
     for (name, device) in rig.devices() {
         let endpoint = device.ssh.clone().expect("every sim device has SSH");
         for _ in 0..SESSIONS_PER_DEVICE {
-            let session = SshSession::connect(name, &endpoint, Recorder::discard())
-                .await
-                .expect("SSH connect");
+            let session = SshSession::connect(name, &endpoint, Recorder::discard()).await.expect("SSH connect");
             sessions.push(tokio::spawn(work(name.to_string(), session)));
         }
     }
@@ -54,9 +50,7 @@ where
 }
 
 async fn close(name: &str, session: SshSession) {
-    tokio::time::timeout(PROMPT, session.close())
-        .await
-        .unwrap_or_else(|_| panic!("{name}: closing the session hung"));
+    tokio::time::timeout(PROMPT, session.close()).await.unwrap_or_else(|_| panic!("{name}: closing the session hung"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,21 +58,14 @@ async fn quick_commands_return_promptly_not_at_their_deadline() {
     on_parallel_sessions(|name, session| async move {
         for run in 0..COMMANDS_PER_SESSION {
             let started = Instant::now();
-            let Ok(out) =
-                tokio::time::timeout(PROMPT, session.exec("echo x", COMMAND_TIMEOUT)).await
-            else {
+            let Ok(out) = tokio::time::timeout(PROMPT, session.exec("echo x", COMMAND_TIMEOUT)).await else {
                 panic!(
                     "{name}: `echo x` (run {run}) had not returned after {PROMPT:?}; \
                      the agent waits for its {COMMAND_TIMEOUT:?} deadline"
                 )
             };
             let out = out.expect("exec");
-            assert_eq!(
-                (out.stdout.as_slice(), out.exit_status),
-                (&b"x\n"[..], Some(0)),
-                "{name}: run {run} after {:?}",
-                started.elapsed()
-            );
+            assert_eq!((out.stdout.as_slice(), out.exit_status), (&b"x\n"[..], Some(0)), "{name}: run {run} after {:?}", started.elapsed());
         }
         close(&name, session).await;
     })
@@ -98,19 +85,15 @@ async fn quick_shell_round_trips_return_promptly() {
         for run in 0..ROUND_TRIPS {
             // The answer on a line of its own, not the echo of the typed line.
             let answer = format!("\ntok{run}\r\n");
-            shell
-                .write(format!("echo tok{run}\n").as_bytes())
-                .await
-                .expect("type at the shell");
+            shell.write(format!("echo tok{run}\n").as_bytes()).await.expect("type at the shell");
             let mut seen = Vec::new();
             while !String::from_utf8_lossy(&seen).contains(&answer) {
                 match tokio::time::timeout(PROMPT, shell.read()).await {
                     Ok(Ok(bytes)) => seen.extend(bytes),
                     Ok(Err(e)) => panic!("{name}: the shell ended at round trip {run}: {e}"),
-                    Err(_) => panic!(
-                        "{name}: round trip {run} had not come back after {PROMPT:?}; got {:?}",
-                        String::from_utf8_lossy(&seen)
-                    ),
+                    Err(_) => {
+                        panic!("{name}: round trip {run} had not come back after {PROMPT:?}; got {:?}", String::from_utf8_lossy(&seen))
+                    }
                 }
             }
         }

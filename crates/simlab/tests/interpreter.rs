@@ -24,27 +24,15 @@ async fn run(os: &DeviceOs, user: &str, line: &str) -> (String, String, u8) {
 #[tokio::test]
 async fn identity_commands() {
     let os = device(Profile::Hardened);
-    assert_eq!(
-        run(&os, "root", "whoami").await,
-        ("root\n".into(), "".into(), 0)
-    );
+    assert_eq!(run(&os, "root", "whoami").await, ("root\n".into(), "".into(), 0));
     assert_eq!(run(&os, "oper", "whoami").await.0, "oper\n");
     assert_eq!(run(&os, "root", "hostname").await.0, "ru1\n");
-    assert_eq!(
-        run(&os, "root", "id").await.0,
-        "uid=0(root) gid=0(root) groups=0(root)\n"
-    );
-    assert_eq!(
-        run(&os, "oper", "id").await.0,
-        "uid=1001(oper) gid=1001(oper) groups=1001(oper),4(adm)\n"
-    );
+    assert_eq!(run(&os, "root", "id").await.0, "uid=0(root) gid=0(root) groups=0(root)\n");
+    assert_eq!(run(&os, "oper", "id").await.0, "uid=1001(oper) gid=1001(oper) groups=1001(oper),4(adm)\n");
     let (uname, _, status) = run(&os, "oper", "uname -a").await;
     assert_eq!(status, 0);
     assert!(uname.starts_with("Linux ru1 "), "{uname}");
-    assert!(
-        uname.contains("Acme Radio RU-4400 firmware 4.2.1"),
-        "{uname}"
-    );
+    assert!(uname.contains("Acme Radio RU-4400 firmware 4.2.1"), "{uname}");
     assert_eq!(run(&os, "oper", "uname").await.0, "Linux\n");
     assert_eq!(run(&os, "oper", "uname -n").await.0, "ru1\n");
     assert_eq!(
@@ -58,26 +46,14 @@ async fn statuses_lists_and_quoting() {
     let os = device(Profile::Hardened);
     assert_eq!(run(&os, "oper", "true").await.2, 0);
     assert_eq!(run(&os, "oper", "false").await.2, 1);
-    assert_eq!(
-        run(&os, "oper", "echo  'a  b'   \"c\\\"d\" e\\ f").await.0,
-        "a  b c\"d e f\n"
-    );
+    assert_eq!(run(&os, "oper", "echo  'a  b'   \"c\\\"d\" e\\ f").await.0, "a  b c\"d e f\n");
     assert_eq!(run(&os, "oper", "echo -n x").await.0, "x");
-    assert_eq!(
-        run(&os, "oper", "false && echo no || echo yes").await.0,
-        "yes\n"
-    );
-    assert_eq!(
-        run(&os, "oper", "true && echo one; echo two").await.0,
-        "one\ntwo\n"
-    );
+    assert_eq!(run(&os, "oper", "false && echo no || echo yes").await.0, "yes\n");
+    assert_eq!(run(&os, "oper", "true && echo one; echo two").await.0, "one\ntwo\n");
     assert_eq!(run(&os, "oper", "echo hi # a comment").await.0, "hi\n");
 
     let (out, err, status) = run(&os, "oper", "frobnicate --now").await;
-    assert_eq!(
-        (out.as_str(), err.as_str(), status),
-        ("", "sh: frobnicate: not found\n", 127)
-    );
+    assert_eq!((out.as_str(), err.as_str(), status), ("", "sh: frobnicate: not found\n", 127));
 
     let exit = os.run("oper", "echo before; exit 3; echo after", "").await;
     assert_eq!(exit.stdout, "before\n");
@@ -118,52 +94,28 @@ async fn file_permissions_follow_modes_and_owners() {
     let weak = device(Profile::Weak);
 
     let (_, err, status) = run(&hardened, "oper", "cat /etc/shadow").await;
-    assert_eq!(
-        (err.as_str(), status),
-        ("cat: /etc/shadow: Permission denied\n", 1)
-    );
+    assert_eq!((err.as_str(), status), ("cat: /etc/shadow: Permission denied\n", 1));
     let (shadow, _, status) = run(&weak, "oper", "cat /etc/shadow").await;
     assert_eq!(status, 0);
     assert!(shadow.starts_with("root:$6$"), "{shadow}");
-    assert!(
-        !shadow.contains("R00t-Secret-Pass"),
-        "shadow must not hold clear text"
-    );
+    assert!(!shadow.contains("R00t-Secret-Pass"), "shadow must not hold clear text");
     let (root_view, _, _) = run(&hardened, "root", "cat /etc/shadow").await;
-    assert!(
-        root_view.contains("\nadmin:!$6$"),
-        "disabled default account: {root_view}"
-    );
-    assert!(run(&weak, "root", "cat /etc/shadow")
-        .await
-        .0
-        .contains("\nadmin:$6$"));
+    assert!(root_view.contains("\nadmin:!$6$"), "disabled default account: {root_view}");
+    assert!(run(&weak, "root", "cat /etc/shadow").await.0.contains("\nadmin:$6$"));
 
     assert_eq!(
         run(&hardened, "oper", "stat -c '%a %U %G %n' /etc/shadow /etc/ssh/ssh_host_ed25519_key /etc/proofrig/device.conf").await.0,
         "640 root shadow /etc/shadow\n600 root root /etc/ssh/ssh_host_ed25519_key\n644 root root /etc/proofrig/device.conf\n"
     );
     assert_eq!(
-        run(
-            &weak,
-            "oper",
-            "stat -c '%a %U %G %n' /etc/shadow /etc/proofrig/device.conf"
-        )
-        .await
-        .0,
+        run(&weak, "oper", "stat -c '%a %U %G %n' /etc/shadow /etc/proofrig/device.conf").await.0,
         "644 root shadow /etc/shadow\n666 root root /etc/proofrig/device.conf\n"
     );
-    assert_eq!(
-        run(&weak, "oper", "stat -c %A /tmp").await.0,
-        "drwxrwxrwt\n"
-    );
+    assert_eq!(run(&weak, "oper", "stat -c %A /tmp").await.0, "drwxrwxrwt\n");
 
     let (out, err, status) = run(&hardened, "oper", "stat -c %n /etc/nothing /etc/hostname").await;
     assert_eq!(out, "/etc/hostname\n");
-    assert_eq!(
-        err,
-        "stat: cannot statx '/etc/nothing': No such file or directory\n"
-    );
+    assert_eq!(err, "stat: cannot statx '/etc/nothing': No such file or directory\n");
     assert_eq!(status, 1);
 
     let (ls, _, status) = run(&hardened, "oper", "ls -l /etc/shadow").await;
@@ -179,19 +131,11 @@ async fn file_permissions_follow_modes_and_owners() {
 
     // /root is 0700: neither listing nor reading below it for others.
     let (_, err, status) = run(&hardened, "oper", "ls /root").await;
-    assert_eq!(
-        (err.as_str(), status),
-        ("ls: cannot open directory '/root': Permission denied\n", 2)
-    );
+    assert_eq!((err.as_str(), status), ("ls: cannot open directory '/root': Permission denied\n", 2));
     assert_eq!(run(&hardened, "root", "ls /root").await.2, 0);
     // Relative paths start in the home directory.
     assert_eq!(run(&hardened, "oper", "pwd").await.0, "/home/oper\n");
-    assert_eq!(
-        run(&hardened, "oper", "stat -c %n ../../etc/hostname")
-            .await
-            .0,
-        "../../etc/hostname\n"
-    );
+    assert_eq!(run(&hardened, "oper", "stat -c %n ../../etc/hostname").await.0, "../../etc/hostname\n");
 }
 
 #[tokio::test]
@@ -204,16 +148,10 @@ async fn ss_lists_the_device_listeners() {
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("State"), "{out}");
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(
-        lines[1].starts_with("LISTEN") && lines[1].contains("127.0.0.11:2222"),
-        "{out}"
-    );
+    assert!(lines[1].starts_with("LISTEN") && lines[1].contains("127.0.0.11:2222"), "{out}");
     assert!(lines[2].contains("127.0.0.11:2323"), "{out}");
     assert!(!out.contains("telnetd"), "no process names without -p");
-    assert!(run(&os, "root", "ss -ltnp")
-        .await
-        .0
-        .contains("users:((\"telnetd\""));
+    assert!(run(&os, "root", "ss -ltnp").await.0.contains("users:((\"telnetd\""));
     os.remove_listener("127.0.0.11:2323".parse().unwrap());
     assert_eq!(run(&os, "oper", "ss -ltn").await.0.lines().count(), 2);
 
@@ -234,23 +172,13 @@ async fn grep_head_tail_and_wc_read_files_and_pipes() {
     for _ in 0..2 {
         let _ = os.login_with_password("nobody-here", "x", LoginOrigin::Ssh { peer });
     }
-    os.login_with_password("oper", "Op3rator-Passw0rd", LoginOrigin::Ssh { peer })
-        .unwrap();
+    os.login_with_password("oper", "Op3rator-Passw0rd", LoginOrigin::Ssh { peer }).unwrap();
     let log = "/var/log/auth.log";
     let pattern = "'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z .*Failed [a-z]+ for (invalid user )?nobody-here from 127\\.0\\.0\\.7 '";
-    assert_eq!(
-        run(&os, "oper", &format!("grep -c -E {pattern} {log}")).await,
-        ("2\n".into(), "".into(), 0)
-    );
-    assert_eq!(
-        run(&os, "oper", &format!("grep -cE {pattern} {log} | wc -l")).await.0,
-        "1\n"
-    );
+    assert_eq!(run(&os, "oper", &format!("grep -c -E {pattern} {log}")).await, ("2\n".into(), "".into(), 0));
+    assert_eq!(run(&os, "oper", &format!("grep -cE {pattern} {log} | wc -l")).await.0, "1\n");
     // No match: a count of 0 and status 1, as grep does.
-    assert_eq!(
-        run(&os, "oper", &format!("grep -c Accepted.*root {log}")).await,
-        ("0\n".into(), "".into(), 1)
-    );
+    assert_eq!(run(&os, "oper", &format!("grep -c Accepted.*root {log}")).await, ("0\n".into(), "".into(), 1));
     // Basic regular expressions take their operators escaped.
     assert_eq!(run(&os, "oper", &format!("grep -c 'user \\(nobody\\)' {log}")).await.0, "2\n");
     assert_eq!(run(&os, "oper", &format!("grep -c 'user (nobody)' {log}")).await.0, "0\n");
@@ -276,58 +204,26 @@ async fn grep_head_tail_and_wc_read_files_and_pipes() {
 #[tokio::test]
 async fn passwd_enforces_the_profile_policy() {
     let hardened = device(Profile::Hardened);
-    let ssh = LoginOrigin::Ssh {
-        peer: "127.0.0.1:40000".parse().unwrap(),
-    };
+    let ssh = LoginOrigin::Ssh { peer: "127.0.0.1:40000".parse().unwrap() };
 
-    let short = hardened
-        .run("oper", "passwd --stdin oper", "Sh0rt!\n")
-        .await;
+    let short = hardened.run("oper", "passwd --stdin oper", "Sh0rt!\n").await;
     assert_eq!(short.status, 1);
-    assert!(
-        short
-            .stderr
-            .contains("BAD PASSWORD: The password is shorter than 12 characters"),
-        "{}",
-        short.stderr
-    );
-    let simple = hardened
-        .run("oper", "echo alllowercaseletters | passwd --stdin oper", "")
-        .await;
+    assert!(short.stderr.contains("BAD PASSWORD: The password is shorter than 12 characters"), "{}", short.stderr);
+    let simple = hardened.run("oper", "echo alllowercaseletters | passwd --stdin oper", "").await;
     assert_eq!(simple.status, 1);
-    assert!(
-        simple.stderr.contains("less than 3 character classes"),
-        "{}",
-        simple.stderr
-    );
+    assert!(simple.stderr.contains("less than 3 character classes"), "{}", simple.stderr);
     // Refused changes leave the old password working.
-    assert!(hardened
-        .login_with_password("oper", "Op3rator-Passw0rd", ssh.clone())
-        .is_ok());
+    assert!(hardened.login_with_password("oper", "Op3rator-Passw0rd", ssh.clone()).is_ok());
 
-    let denied = hardened
-        .run("oper", "passwd --stdin root", "Another-Good-Pass-1\n")
-        .await;
+    let denied = hardened.run("oper", "passwd --stdin root", "Another-Good-Pass-1\n").await;
     assert_eq!(denied.status, 1);
-    assert!(
-        denied.stderr.contains("may not view or modify"),
-        "{}",
-        denied.stderr
-    );
+    assert!(denied.stderr.contains("may not view or modify"), "{}", denied.stderr);
 
-    let good = hardened
-        .run("oper", "passwd --stdin oper", "New-Operator-Pass-7\n")
-        .await;
+    let good = hardened.run("oper", "passwd --stdin oper", "New-Operator-Pass-7\n").await;
     assert_eq!(good.status, 0, "{}", good.stderr);
-    assert!(good
-        .stdout
-        .contains("all authentication tokens updated successfully"));
-    assert!(hardened
-        .login_with_password("oper", "New-Operator-Pass-7", ssh.clone())
-        .is_ok());
-    assert!(hardened
-        .login_with_password("oper", "Op3rator-Passw0rd", ssh.clone())
-        .is_err());
+    assert!(good.stdout.contains("all authentication tokens updated successfully"));
+    assert!(hardened.login_with_password("oper", "New-Operator-Pass-7", ssh.clone()).is_ok());
+    assert!(hardened.login_with_password("oper", "Op3rator-Passw0rd", ssh.clone()).is_err());
 
     let interactive = hardened.run("oper", "passwd", "").await;
     assert_eq!(interactive.status, 2);
@@ -345,20 +241,11 @@ async fn sleep_waits_without_blocking_the_runtime() {
     let started = std::time::Instant::now();
     // Both run concurrently on this single-threaded test runtime: a blocking sleep
     // would serialize them and take twice as long.
-    let (a, b) = tokio::join!(
-        os.run("oper", "sleep 0.5", ""),
-        os.run("oper", "sleep 0.5", "")
-    );
+    let (a, b) = tokio::join!(os.run("oper", "sleep 0.5", ""), os.run("oper", "sleep 0.5", ""));
     let elapsed = started.elapsed();
     assert_eq!((a.status, b.status), (0, 0));
-    assert!(
-        elapsed >= std::time::Duration::from_millis(500),
-        "{elapsed:?}"
-    );
-    assert!(
-        elapsed < std::time::Duration::from_millis(900),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= std::time::Duration::from_millis(500), "{elapsed:?}");
+    assert!(elapsed < std::time::Duration::from_millis(900), "{elapsed:?}");
     assert_eq!(os.run("oper", "sleep soon", "").await.status, 1);
 }
 
@@ -367,33 +254,15 @@ async fn auth_log_is_readable_by_log_readers_only() {
     let os = device(Profile::Hardened);
     let peer = "127.0.0.1:40001".parse().unwrap();
     let _ = os.login_with_password("oper", "wrong", LoginOrigin::Ssh { peer });
-    os.login_with_password("oper", "Op3rator-Passw0rd", LoginOrigin::Ssh { peer })
-        .unwrap();
-    os.login_with_password(
-        "root",
-        "R00t-Secret-Pass",
-        LoginOrigin::Console {
-            line: "ttyS0".into(),
-        },
-    )
-    .unwrap();
+    os.login_with_password("oper", "Op3rator-Passw0rd", LoginOrigin::Ssh { peer }).unwrap();
+    os.login_with_password("root", "R00t-Secret-Pass", LoginOrigin::Console { line: "ttyS0".into() }).unwrap();
     let (log, _, status) = run(&os, "oper", "cat /var/log/auth.log").await;
     assert_eq!(status, 0);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 3, "{log}");
-    assert!(
-        lines[0].contains(" ru1 sshd[")
-            && lines[0].contains("Failed password for oper from 127.0.0.1 port 40001 ssh2"),
-        "{log}"
-    );
-    assert!(
-        lines[1].contains("Accepted password for oper from 127.0.0.1 port 40001 ssh2"),
-        "{log}"
-    );
-    assert!(
-        lines[2].contains("login[") && lines[2].contains("Accepted password for root on ttyS0"),
-        "{log}"
-    );
+    assert!(lines[0].contains(" ru1 sshd[") && lines[0].contains("Failed password for oper from 127.0.0.1 port 40001 ssh2"), "{log}");
+    assert!(lines[1].contains("Accepted password for oper from 127.0.0.1 port 40001 ssh2"), "{log}");
+    assert!(lines[2].contains("login[") && lines[2].contains("Accepted password for root on ttyS0"), "{log}");
     // admin is not in adm.
     assert_eq!(run(&os, "admin", "cat /var/log/auth.log").await.2, 1);
 }

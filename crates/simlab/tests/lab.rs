@@ -32,11 +32,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn output(mut command: Command, stdin: Option<&str>) -> (Option<i32>, String, String) {
     command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -46,15 +42,8 @@ async fn output(mut command: Command, stdin: Option<&str>) -> (Option<i32>, Stri
         let mut pipe = child.stdin.take().unwrap();
         pipe.write_all(input.as_bytes()).await.unwrap();
     }
-    let out = tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output())
-        .await
-        .expect("client did not finish in time")
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output()).await.expect("client did not finish in time").unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn secret_path(secret: &SecretRef) -> &Path {
@@ -77,11 +66,7 @@ async fn scan_host_key(host: &str, port: u16) -> (String, String) {
     let (status, listing, stderr) = output(keygen, Some(&known_hosts)).await;
     assert_eq!(status, Some(0), "ssh-keygen: {stderr}");
     // `256 SHA256:... [127.0.0.11]:40211 (ED25519)`
-    let fingerprint = listing
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no fingerprint in {listing:?}"))
-        .to_string();
+    let fingerprint = listing.split_whitespace().nth(1).unwrap_or_else(|| panic!("no fingerprint in {listing:?}")).to_string();
     (known_hosts, fingerprint)
 }
 
@@ -90,9 +75,7 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
     for program in [SSH, SSH_KEYSCAN, SSH_KEYGEN] {
         proofrig_testpeers::require_program(program, "openssh-client");
     }
-    let mut lab = SimLab::start(SimLabConfig::fast())
-        .await
-        .expect("start lab");
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.expect("start lab");
     let dir = tempfile::tempdir().unwrap();
     let rig_path = lab.write_rig(dir.path()).expect("write rig");
     let text = std::fs::read_to_string(&rig_path).unwrap();
@@ -101,10 +84,7 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
     let Some(Pdu::Modbus(pdu)) = rig.pdu("simpdu") else {
         panic!("no modbus PDU simpdu:\n{text}");
     };
-    assert_eq!(
-        (pdu.host.as_str(), pdu.port),
-        ("127.0.0.1", lab.pdu_addr().port())
-    );
+    assert_eq!((pdu.host.as_str(), pdu.port), ("127.0.0.1", lab.pdu_addr().port()));
     let names: Vec<&str> = rig.devices().map(|(name, _)| name).collect();
     assert_eq!(names, ["core1", "core2", "ru1", "ru2"]);
 
@@ -116,16 +96,8 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
         let lab_device = lab.device(name).unwrap();
         let spec = lab_device.spec();
         assert_eq!(device.role, spec.role);
-        assert!(
-            device.tags.contains(&spec.profile.name().to_string()),
-            "{name}: {:?}",
-            device.tags
-        );
-        let expected_role = if name.starts_with("ru") {
-            "radio-unit"
-        } else {
-            "core"
-        };
+        assert!(device.tags.contains(&spec.profile.name().to_string()), "{name}: {:?}", device.tags);
+        let expected_role = if name.starts_with("ru") { "radio-unit" } else { "core" };
         assert_eq!(device.role, expected_role);
 
         // Every secret is a file only its owner can read, holding what the device uses.
@@ -143,25 +115,16 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
         for (secret, reference) in &device.secrets {
             let value = lab_device.secret(secret).unwrap();
             assert_eq!(reference.resolve().unwrap().expose(), value);
-            assert!(
-                !text.contains(value),
-                "{name}'s {secret} is inline in the rig"
-            );
+            assert!(!text.contains(value), "{name}'s {secret} is inline in the rig");
         }
-        assert_eq!(
-            device.secrets.contains_key("bootloader_password"),
-            spec.profile == Profile::Hardened
-        );
+        assert_eq!(device.secrets.contains_key("bootloader_password"), spec.profile == Profile::Hardened);
         assert_eq!(login.user, "root");
         assert_eq!(login.password.as_ref(), device.secrets.get("root_password"));
 
         // The console is the PTY the device plays on.
         let port = &console.serial.as_ref().expect("serial console").port;
         assert_eq!(Some(port.as_path()), lab_device.console_path());
-        assert!(std::fs::metadata(port)
-            .unwrap()
-            .file_type()
-            .is_char_device());
+        assert!(std::fs::metadata(port).unwrap().file_type().is_char_device());
 
         // The power outlet is the coil that powers this device.
         let power = device.power.as_ref().expect("power");
@@ -169,24 +132,12 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
         assert_eq!(power.outlet, OutletId::Number(u32::from(spec.outlet)));
 
         // What the vendor documents: SSH only, whatever the weak device really runs.
-        assert_eq!(
-            device.declared["open_tcp_ports"],
-            serde_json_array(&[ssh.port])
-        );
+        assert_eq!(device.declared["open_tcp_ports"], serde_json_array(&[ssh.port]));
         assert_eq!(device.declared["lockout"]["attempts"], 3);
-        assert_eq!(
-            lab_device.device().extra_services().is_empty(),
-            spec.profile == Profile::Hardened
-        );
+        assert_eq!(lab_device.device().extra_services().is_empty(), spec.profile == Profile::Hardened);
 
         // The pinned fingerprint is the key the server presents to OpenSSH.
-        assert_eq!(
-            (ssh.host.as_str(), ssh.port),
-            (
-                spec.management_ip.to_string().as_str(),
-                lab_device.ssh_addr().port()
-            )
-        );
+        assert_eq!((ssh.host.as_str(), ssh.port), (spec.management_ip.to_string().as_str(), lab_device.ssh_addr().port()));
         let (known_hosts_line, fingerprint) = scan_host_key(&ssh.host, ssh.port).await;
         assert_eq!(Some(&fingerprint), ssh.host_key.as_ref(), "{name}");
 
@@ -200,21 +151,13 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
             .args(["-o", "GlobalKnownHostsFile=/dev/null"])
             .args(["-o", "StrictHostKeyChecking=yes"])
             .args(["-o", "ConnectTimeout=5", "-o", "NumberOfPasswordPrompts=1"])
-            .args([
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-            ])
+            .args(["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"])
             .args(["-p", &ssh.port.to_string(), "-l", &ssh.user, &ssh.host])
             .arg("cat /etc/proofrig-release")
             .env("HOME", dir.path())
             .env("SSH_ASKPASS", &askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
-            .env(
-                "SIMLAB_PASSWORD_FILE",
-                secret_path(ssh.password.as_ref().unwrap()),
-            )
+            .env("SIMLAB_PASSWORD_FILE", secret_path(ssh.password.as_ref().unwrap()))
             .env_remove("DISPLAY")
             .env_remove("SSH_AUTH_SOCK");
         let (status, release, stderr) = output(client, None).await;
@@ -251,14 +194,8 @@ async fn coils_written_over_modbus_power_the_console_and_the_network_services() 
     let fast = SimLabConfig::fast();
     // A countdown long enough that a cut right after the banner surely lands
     // before the kernel starts, even on a slow machine.
-    let boot = BootTiming {
-        autoboot_countdown: 3,
-        countdown_step: Duration::from_millis(200),
-        ..fast.boot.clone()
-    };
-    let mut lab = SimLab::start(SimLabConfig { boot, ..fast })
-        .await
-        .expect("start lab");
+    let boot = BootTiming { autoboot_countdown: 3, countdown_step: Duration::from_millis(200), ..fast.boot.clone() };
+    let mut lab = SimLab::start(SimLabConfig { boot, ..fast }).await.expect("start lab");
     let dir = tempfile::tempdir().unwrap();
     let rig = Rig::load(&lab.write_rig(dir.path()).unwrap()).unwrap();
     let power = PowerController::new(&rig, Recorder::new(MemorySink::new())).unwrap();
@@ -271,45 +208,26 @@ async fn coils_written_over_modbus_power_the_console_and_the_network_services() 
     let mut console = PtyClient::open(ru2.console_path().unwrap());
     console.expect("ru2 login: ", WAIT).await;
     let mut greeting = [0u8; 8];
-    let mut stream = TcpStream::connect(ssh)
-        .await
-        .expect("SSH listens while powered");
+    let mut stream = TcpStream::connect(ssh).await.expect("SSH listens while powered");
     stream.read_exact(&mut greeting).await.unwrap();
     assert_eq!(&greeting, b"SSH-2.0-");
 
     let mut modbus = tcp::connect_slave(lab.pdu_addr(), Slave(1)).await.unwrap();
-    assert_eq!(
-        modbus.read_coils(1, 4).await.unwrap().unwrap(),
-        vec![true; 4]
-    );
-    modbus
-        .write_single_coil(outlet, false)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(modbus.read_coils(1, 4).await.unwrap().unwrap(), vec![true; 4]);
+    modbus.write_single_coil(outlet, false).await.unwrap().unwrap();
     // The reply came after the device followed: off already.
     assert!(!ru2.device().is_powered());
     let refused = TcpStream::connect(ssh).await;
-    assert_eq!(
-        refused.map(|_| ()).unwrap_err().kind(),
-        std::io::ErrorKind::ConnectionRefused
-    );
+    assert_eq!(refused.map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
     assert!(!accepts(telnet).await, "telnet still listens without power");
     assert!(accepts(ru1.ssh_addr()).await, "ru1 is on another outlet");
     assert_eq!(power.status("ru2").await.unwrap(), PowerState::Off);
     assert_eq!(power.status("ru1").await.unwrap(), PowerState::On);
     assert_eq!(console.read_for(Duration::from_millis(500)).await, "");
 
-    modbus
-        .write_single_coil(outlet, true)
-        .await
-        .unwrap()
-        .unwrap();
+    modbus.write_single_coil(outlet, true).await.unwrap().unwrap();
     let boot = console.expect("ru2 login: ", WAIT).await;
-    assert!(
-        boot.contains("U-Boot 2023.04") && boot.contains("Linux version"),
-        "{boot}"
-    );
+    assert!(boot.contains("U-Boot 2023.04") && boot.contains("Linux version"), "{boot}");
     let mut stream = TcpStream::connect(ssh).await.expect("SSH back with power");
     stream.read_exact(&mut greeting).await.unwrap();
     assert_eq!(&greeting, b"SSH-2.0-");
@@ -317,27 +235,12 @@ async fn coils_written_over_modbus_power_the_console_and_the_network_services() 
 
     // Cut mid-boot: the boot log stops where it was.
     console.drain();
-    modbus
-        .write_single_coil(outlet, false)
-        .await
-        .unwrap()
-        .unwrap();
-    modbus
-        .write_single_coil(outlet, true)
-        .await
-        .unwrap()
-        .unwrap();
+    modbus.write_single_coil(outlet, false).await.unwrap().unwrap();
+    modbus.write_single_coil(outlet, true).await.unwrap().unwrap();
     console.expect("U-Boot 2023.04", WAIT).await;
-    modbus
-        .write_single_coil(outlet, false)
-        .await
-        .unwrap()
-        .unwrap();
+    modbus.write_single_coil(outlet, false).await.unwrap().unwrap();
     let after_cut = console.read_for(Duration::from_millis(800)).await;
-    assert!(
-        !after_cut.contains("Starting kernel") && !after_cut.contains("login:"),
-        "boot went on after power off:\n{after_cut}"
-    );
+    assert!(!after_cut.contains("Starting kernel") && !after_cut.contains("login:"), "boot went on after power off:\n{after_cut}");
     assert_eq!(console.read_for(Duration::from_millis(300)).await, "");
 
     // The power agent drives the same coil through the rig.
@@ -349,10 +252,7 @@ async fn coils_written_over_modbus_power_the_console_and_the_network_services() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_configured_unpowered_starts_dark_until_its_coil_is_switched() {
-    let config = SimLabConfig {
-        powered: false,
-        ..SimLabConfig::fast()
-    };
+    let config = SimLabConfig { powered: false, ..SimLabConfig::fast() };
     let mut lab = SimLab::start(config).await.expect("start lab");
     assert!(lab.pdu().coils().iter().all(|coil| !coil));
     let core1 = lab.device("core1").unwrap();
@@ -372,44 +272,23 @@ async fn a_lab_configured_unpowered_starts_dark_until_its_coil_is_switched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
     // Ports below 1024: the tests run as root (scripts/test.sh, the CI container).
-    let config = SimLabConfig::fast()
-        .with_well_known_service_ports()
-        .on_random_addresses()
-        .expect("random addresses");
+    let config = SimLabConfig::fast().with_well_known_service_ports().on_random_addresses().expect("random addresses");
     let block = |ip: std::net::IpAddr| match ip {
         std::net::IpAddr::V4(v4) => [v4.octets()[0], v4.octets()[1], v4.octets()[2]],
         other => panic!("{other}"),
     };
     let first = block(config.devices[0].management_ip);
     assert_eq!(first[0], 127);
-    assert!(
-        first[1] >= 100,
-        "off the default 127.0.0.x block: {first:?}"
-    );
-    assert!(config
-        .devices
-        .iter()
-        .all(|d| block(d.management_ip) == first));
-    let mut lab = SimLab::start(config).await.expect(
-        "start a lab with services on ports 21, 23 and 80 (needs root or CAP_NET_BIND_SERVICE)",
-    );
+    assert!(first[1] >= 100, "off the default 127.0.0.x block: {first:?}");
+    assert!(config.devices.iter().all(|d| block(d.management_ip) == first));
+    let mut lab =
+        SimLab::start(config).await.expect("start a lab with services on ports 21, 23 and 80 (needs root or CAP_NET_BIND_SERVICE)");
     for device in lab.devices() {
         let ip = device.spec().management_ip;
-        let mut ports: Vec<u16> = device
-            .device()
-            .extra_services()
-            .iter()
-            .map(|s| s.local_addr().port())
-            .collect();
+        let mut ports: Vec<u16> = device.device().extra_services().iter().map(|s| s.local_addr().port()).collect();
         ports.sort_unstable();
-        let listening: Vec<u16> = device
-            .device()
-            .os()
-            .listeners()
-            .iter()
-            .map(|l| l.addr.port())
-            .filter(|p| *p != device.ssh_addr().port())
-            .collect();
+        let listening: Vec<u16> =
+            device.device().os().listeners().iter().map(|l| l.addr.port()).filter(|p| *p != device.ssh_addr().port()).collect();
         match device.spec().profile {
             Profile::Weak => {
                 assert_eq!(ports, [21, 23, 80], "{}", device.name());
@@ -417,11 +296,7 @@ async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
                 let mut telnet = TcpStream::connect((ip, 23)).await.unwrap();
                 let mut banner = [0u8; 64];
                 let n = telnet.read(&mut banner).await.unwrap();
-                assert!(
-                    String::from_utf8_lossy(&banner[..n]).contains(SIM_MODEL_PREFIX),
-                    "{}",
-                    String::from_utf8_lossy(&banner[..n])
-                );
+                assert!(String::from_utf8_lossy(&banner[..n]).contains(SIM_MODEL_PREFIX), "{}", String::from_utf8_lossy(&banner[..n]));
             }
             Profile::Hardened => {
                 assert!(ports.is_empty() && listening.is_empty());

@@ -12,12 +12,7 @@ use tokio_modbus::prelude::{Reader, Slave, Writer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_acknowledged_after_the_hook_has_switched_the_load() {
-    let pdu = SimPdu::start_with(PduOptions {
-        coils: 4,
-        unit: 1,
-        port: None,
-    })
-    .unwrap();
+    let pdu = SimPdu::start_with(PduOptions { coils: 4, unit: 1, port: None }).unwrap();
     let load: Arc<Mutex<Vec<(u16, bool)>>> = Arc::default();
     let switched = Arc::clone(&load);
     pdu.on_change_async(move |coil, value| {
@@ -34,10 +29,7 @@ async fn a_write_is_acknowledged_after_the_hook_has_switched_the_load() {
     client.write_single_coil(2, true).await.unwrap().unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert_eq!(*load.lock().unwrap(), vec![(2, true)]);
-    assert_eq!(
-        client.read_coils(0, 4).await.unwrap().unwrap(),
-        vec![false, false, true, false]
-    );
+    assert_eq!(client.read_coils(0, 4).await.unwrap().unwrap(), vec![false, false, true, false]);
 
     // Writing the value a coil already has changes nothing and does not wait.
     let started = Instant::now();
@@ -64,14 +56,8 @@ async fn manual_switches_reach_the_hook_in_order() {
     pdu.set_coil(0, false).unwrap();
     pdu.set_coil(1, true).unwrap();
     pdu.switch_coil(1, false).await.unwrap();
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec![(0, true), (0, false), (1, true), (1, false)]
-    );
-    assert!(matches!(
-        pdu.set_coil(3, true),
-        Err(SimError::NoSuchCoil { coil: 3, coils: 3 })
-    ));
+    assert_eq!(*seen.lock().unwrap(), vec![(0, true), (0, false), (1, true), (1, false)]);
+    assert!(matches!(pdu.set_coil(3, true), Err(SimError::NoSuchCoil { coil: 3, coils: 3 })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,10 +67,6 @@ async fn stop_frees_the_port() {
     pdu.stop().await;
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "still listening after stop");
-    let again = SimPdu::start_with(PduOptions {
-        coils: 1,
-        unit: 1,
-        port: Some(addr.port()),
-    });
+    let again = SimPdu::start_with(PduOptions { coils: 1, unit: 1, port: Some(addr.port()) });
     assert!(again.is_ok(), "port not reusable: {again:?}");
 }

@@ -71,10 +71,7 @@ pub struct Dropbear {
 
 impl Dropbear {
     pub fn builder() -> DropbearBuilder {
-        DropbearBuilder {
-            host_key_types: vec!["ed25519".into(), "ecdsa".into(), "rsa".into()],
-            args: Vec::new(),
-        }
+        DropbearBuilder { host_key_types: vec!["ed25519".into(), "ecdsa".into(), "rsa".into()], args: Vec::new() }
     }
 
     /// A dropbear with Debian's default host keys and options.
@@ -85,15 +82,8 @@ impl Dropbear {
     fn start_with(options: DropbearBuilder) -> Dropbear {
         require_program(DROPBEAR, "dropbear-bin");
         require_program(DROPBEARKEY, "dropbear-bin");
-        let dir = tempfile::Builder::new()
-            .prefix("proofrig-dropbear-")
-            .tempdir()
-            .expect("temp dir for dropbear");
-        let host_keys: Vec<DropbearHostKey> = options
-            .host_key_types
-            .iter()
-            .map(|kind| generate_host_key(dir.path(), kind))
-            .collect();
+        let dir = tempfile::Builder::new().prefix("proofrig-dropbear-").tempdir().expect("temp dir for dropbear");
+        let host_keys: Vec<DropbearHostKey> = options.host_key_types.iter().map(|kind| generate_host_key(dir.path(), kind)).collect();
 
         // The port is picked before dropbear binds it; if another process wins that
         // race, dropbear exits at once and we try another port.
@@ -102,9 +92,7 @@ impl Dropbear {
             let port = free_port();
             let log = fs::File::create(dir.path().join("dropbear.log")).expect("dropbear log");
             let mut command = Command::new(DROPBEAR);
-            command
-                .args(["-F", "-E", "-p"])
-                .arg(format!("127.0.0.1:{port}"));
+            command.args(["-F", "-E", "-p"]).arg(format!("127.0.0.1:{port}"));
             command.arg("-P").arg(dir.path().join("dropbear.pid"));
             for key in &options.host_key_types {
                 command.arg("-r").arg(key_path(dir.path(), key));
@@ -117,12 +105,7 @@ impl Dropbear {
                 .spawn()
                 .unwrap_or_else(|err| panic!("cannot start {DROPBEAR}: {err}"));
             if wait_until_listening(&mut child, port) {
-                return Dropbear {
-                    child: Some(child),
-                    dir,
-                    port,
-                    host_keys,
-                };
+                return Dropbear { child: Some(child), dir, port, host_keys };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -149,20 +132,13 @@ impl Dropbear {
 
     /// `SHA256:...` of the first host key.
     pub fn host_key_fingerprint(&self) -> &str {
-        &self
-            .host_keys
-            .first()
-            .expect("dropbear has at least one host key")
-            .fingerprint
+        &self.host_keys.first().expect("dropbear has at least one host key").fingerprint
     }
 
     /// The `dropbear -V` line of the installed binary, e.g. `Dropbear v2022.83`.
     pub fn version() -> String {
         require_program(DROPBEAR, "dropbear-bin");
-        let out = Command::new(DROPBEAR)
-            .arg("-V")
-            .output()
-            .expect("dropbear -V");
+        let out = Command::new(DROPBEAR).arg("-V").output().expect("dropbear -V");
         // dropbear prints its version on standard error.
         String::from_utf8_lossy(&out.stderr).trim().to_string()
     }
@@ -192,33 +168,16 @@ fn key_path(dir: &Path, kind: &str) -> PathBuf {
 
 fn generate_host_key(dir: &Path, kind: &str) -> DropbearHostKey {
     let path = key_path(dir, kind);
-    let made = Command::new(DROPBEARKEY)
-        .args(["-t", kind, "-f"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dropbearkey");
-    assert!(
-        made.status.success(),
-        "dropbearkey -t {kind} failed: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let shown = Command::new(DROPBEARKEY)
-        .arg("-y")
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .expect("run dropbearkey -y");
+    let made = Command::new(DROPBEARKEY).args(["-t", kind, "-f"]).arg(&path).stdin(Stdio::null()).output().expect("run dropbearkey");
+    assert!(made.status.success(), "dropbearkey -t {kind} failed: {}", String::from_utf8_lossy(&made.stderr));
+    let shown = Command::new(DROPBEARKEY).arg("-y").arg("-f").arg(&path).output().expect("run dropbearkey -y");
     let listing = String::from_utf8_lossy(&shown.stdout);
     let public_line = listing
         .lines()
         .find(|line| line.starts_with("ssh-") || line.starts_with("ecdsa-"))
         .unwrap_or_else(|| panic!("dropbearkey -y printed no public key for {kind}:\n{listing}"));
     let mut words = public_line.split_whitespace();
-    let (algorithm, blob) = (
-        words.next().unwrap_or_default(),
-        words.next().unwrap_or_default(),
-    );
+    let (algorithm, blob) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
     let fingerprint = listing
         .lines()
         .find_map(|line| line.strip_prefix("Fingerprint: "))
@@ -268,6 +227,5 @@ fn holds_socket(pid: u32, inode: &str) -> bool {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
-    fds.flatten()
-        .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == wanted))
+    fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy() == wanted))
 }

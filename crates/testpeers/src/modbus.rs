@@ -9,9 +9,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-pub use proofrig_simlab::pdu::{
-    CoilHook, CoilOp, LoggedRequest, PduOptions as ModbusOptions, SimPdu,
-};
+pub use proofrig_simlab::pdu::{CoilHook, CoilOp, LoggedRequest, PduOptions as ModbusOptions, SimPdu};
 
 /// A running board on 127.0.0.1 with inspectable coils, all off at start. Stops on drop.
 #[derive(Debug)]
@@ -20,10 +18,7 @@ pub struct ModbusServer(SimPdu);
 impl ModbusServer {
     /// `coils` coils, unit 1, on a free port.
     pub fn start(coils: u16) -> ModbusServer {
-        Self::start_with(ModbusOptions {
-            coils,
-            ..ModbusOptions::default()
-        })
+        Self::start_with(ModbusOptions { coils, ..ModbusOptions::default() })
     }
 
     pub fn start_with(options: ModbusOptions) -> ModbusServer {
@@ -35,9 +30,7 @@ impl ModbusServer {
     }
 
     pub fn coil(&self, coil: u16) -> bool {
-        self.0
-            .coil(coil)
-            .unwrap_or_else(|| panic!("the test board has no coil {coil}"))
+        self.0.coil(coil).unwrap_or_else(|| panic!("the test board has no coil {coil}"))
     }
 
     /// Sets a coil as if someone flipped the relay by hand (the hook follows).

@@ -61,7 +61,8 @@ impl Postgres {
         let bin = server_binaries();
         let account = if running_as_root() { Some(postgres_account()) } else { None };
         let dir = tempfile::Builder::new().prefix("proofrig-postgres-").tempdir().expect("temp dir for PostgreSQL");
-        let (data, sock, log, pwfile) = (dir.path().join("data"), dir.path().join("sock"), dir.path().join("postgres.log"), dir.path().join("pwfile"));
+        let (data, sock, log, pwfile) =
+            (dir.path().join("data"), dir.path().join("sock"), dir.path().join("postgres.log"), dir.path().join("pwfile"));
         fs::create_dir(&sock).expect("PostgreSQL socket dir");
         fs::set_permissions(&sock, fs::Permissions::from_mode(0o700)).expect("PostgreSQL socket dir mode");
         let password = random_hex(16);
@@ -69,7 +70,8 @@ impl Postgres {
         fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600)).expect("PostgreSQL password file mode");
         if let Some((uid, gid)) = account {
             for path in [dir.path(), &sock, &pwfile] {
-                std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {} to the postgres account: {e}", path.display()));
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {} to the postgres account: {e}", path.display()));
             }
         }
 
@@ -86,7 +88,11 @@ impl Postgres {
             .status()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.join("initdb").display()));
         if !status.success() {
-            panic!("initdb failed ({status}) for a test cluster in {}:\n{}", data.display(), fs::read_to_string(&initdb_out).unwrap_or_default());
+            panic!(
+                "initdb failed ({status}) for a test cluster in {}:\n{}",
+                data.display(),
+                fs::read_to_string(&initdb_out).unwrap_or_default()
+            );
         }
         let _ = fs::remove_file(&pwfile);
 
@@ -153,7 +159,10 @@ impl Postgres {
     /// (letters, digits, `_`), and return its URL.
     pub fn create_database(&self, prefix: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);
-        assert!(!prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "database name prefix `{prefix}`: use letters, digits and _");
+        assert!(
+            !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "database name prefix `{prefix}`: use letters, digits and _"
+        );
         let name = format!("{}_{}", prefix.to_ascii_lowercase(), NEXT.fetch_add(1, Ordering::Relaxed));
         let out = Command::new(self.bin.join("createdb"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, &name])

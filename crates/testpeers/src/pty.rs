@@ -153,8 +153,7 @@ impl ScriptedConsole {
     pub fn start(script: ConsoleScript) -> ScriptedConsole {
         let pty = PtyPair::open();
         let flags = fcntl(&pty.master, FcntlArg::F_GETFL).expect("F_GETFL on the PTY master");
-        fcntl(&pty.master, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
-            .expect("non-blocking PTY master");
+        fcntl(&pty.master, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK)).expect("non-blocking PTY master");
         let (wake_rx, wake_tx) = nix::unistd::pipe().expect("pipe for the console's control channel");
         let (control, commands) = mpsc::channel();
         let received: ReadLog = Arc::default();
@@ -312,8 +311,7 @@ impl Device {
                     Some(until) => until.saturating_duration_since(Instant::now()).as_millis().clamp(1, 1000) as u16,
                     None => 1000,
                 };
-                let mut fds =
-                    [PollFd::new(master.as_fd(), master_events), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+                let mut fds = [PollFd::new(master.as_fd(), master_events), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
                 match poll(&mut fds, PollTimeout::from(timeout)) {
                     Ok(_) | Err(Errno::EINTR) => {}
                     Err(err) => panic!("scripted console: poll failed: {err}"),
@@ -560,10 +558,7 @@ pub fn boot_log(bytes: usize) -> Vec<u8> {
     while out.len() < bytes {
         let secs = n / 1000;
         let micros = (n % 1000) * 997;
-        let line = format!(
-            "[{secs:5}.{micros:06}] eth{}: link up, 10Gbps full duplex, flow control rx/tx, seq={n}\r\n",
-            n % 4
-        );
+        let line = format!("[{secs:5}.{micros:06}] eth{}: link up, 10Gbps full duplex, flow control rx/tx, seq={n}\r\n", n % 4);
         out.extend_from_slice(line.as_bytes());
         n += 1;
     }

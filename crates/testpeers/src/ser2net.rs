@@ -112,12 +112,8 @@ impl Drop for Ser2net {
 /// Whether something listens on 127.0.0.1:`port` (reads /proc/net/tcp; state 0A = LISTEN).
 fn is_listening(port: u16) -> bool {
     let wanted = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/tcp")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3 && fields[1] == wanted && fields[3] == "0A"
-        })
+    std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 3 && fields[1] == wanted && fields[3] == "0A"
+    })
 }

@@ -69,10 +69,8 @@ impl Snmpd {
     /// Start snmpd on a free UDP port of `config.address`; returns once it is listening.
     pub fn start(config: SnmpdConfig) -> Snmpd {
         require_program(SNMPD, "snmpd");
-        let ip: Ipv4Addr = config
-            .address
-            .parse()
-            .unwrap_or_else(|_| panic!("snmpd test peer: address `{}` is not an IPv4 address", config.address));
+        let ip: Ipv4Addr =
+            config.address.parse().unwrap_or_else(|_| panic!("snmpd test peer: address `{}` is not an IPv4 address", config.address));
         let dir = tempfile::Builder::new().prefix("proofrig-snmpd-").tempdir().expect("temp dir for snmpd");
         let persist = dir.path().join("persist");
         fs::create_dir(&persist).expect("snmpd persistent dir");
@@ -90,9 +88,7 @@ impl Snmpd {
         if config.communities.is_empty() {
             // snmpd reads createUser from its main config too, and on startup localizes the
             // keys into a usmUser line in the persistent snmpd.conf.
-            conf.push_str(&format!(
-                "createUser {V3_USER} SHA-256 {V3_AUTH_PASSPHRASE} AES {V3_PRIV_PASSPHRASE}\nrouser {V3_USER}\n"
-            ));
+            conf.push_str(&format!("createUser {V3_USER} SHA-256 {V3_AUTH_PASSPHRASE} AES {V3_PRIV_PASSPHRASE}\nrouser {V3_USER}\n"));
         }
         let conf_path = dir.path().join("snmpd.conf");
         fs::write(&conf_path, conf).expect("write the snmpd config");
@@ -148,12 +144,7 @@ impl Snmpd {
             // Read before the exit check, so a line logged just before dying is no success.
             let listening = self.log().contains(STARTUP_LINE);
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!(
-                    "snmpd exited with {status} instead of answering on udp:{}:{}; its log:\n{}",
-                    self.address,
-                    self.port,
-                    self.log()
-                );
+                panic!("snmpd exited with {status} instead of answering on udp:{}:{}; its log:\n{}", self.address, self.port, self.log());
             }
             if listening {
                 return;

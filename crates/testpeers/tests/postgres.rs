@@ -10,7 +10,8 @@ use proofrig_testpeers::postgres::{Postgres, USER};
 
 /// `psql` (Debian's client, beside the server binaries) runs `sql` on `database`.
 fn psql(pg: &Postgres, database: &str, password: &str, sql: &str) -> std::process::Output {
-    let bin = std::fs::read_dir("/usr/lib/postgresql").unwrap().flatten().map(|e| e.path().join("bin/psql")).find(|p| p.exists()).expect("psql");
+    let bin =
+        std::fs::read_dir("/usr/lib/postgresql").unwrap().flatten().map(|e| e.path().join("bin/psql")).find(|p| p.exists()).expect("psql");
     Command::new(bin)
         .args(["-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", USER, "-d", database, "-XAtc", sql])
         .env("PGPASSWORD", password)
@@ -41,7 +42,11 @@ fn a_cluster_answers_with_its_password_only_and_is_gone_after_drop() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().last(), Some("42"));
     let wrong = psql(&pg, &database, "not-the-password", "SELECT 1");
     assert!(!wrong.status.success());
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
     // Each call gives a database of its own.
     assert_ne!(pg.create_database("peer_test"), url);
 

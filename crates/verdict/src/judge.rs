@@ -72,12 +72,9 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         return Judgement::new(Verdict::Skip, reason, false, false);
     }
     match action {
-        "power" => Judgement::new(
-            Verdict::Pass,
-            format!("power {}: outlet reads {}", text(&spec["action"]), text(&output["state"])),
-            false,
-            false,
-        ),
+        "power" => {
+            Judgement::new(Verdict::Pass, format!("power {}: outlet reads {}", text(&spec["action"]), text(&output["state"])), false, false)
+        }
         "wait" => Judgement::new(Verdict::Pass, format!("waited {} ms", spec["ms"]), false, false),
         "set" => Judgement::new(Verdict::Pass, "values set", false, false),
         "console_send" => Judgement::new(Verdict::Pass, "sent to the console", false, true),
@@ -109,7 +106,13 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
         "ssh_negotiate" => judge_negotiate(spec, output),
         "tcp_scan" => Judgement::new(
             Verdict::Pass,
-            format!("{} of {} ports open on {}: {}", count(&output["open"]), output["scanned"], text(&output["address"]), list(&output["open"])),
+            format!(
+                "{} of {} ports open on {}: {}",
+                count(&output["open"]),
+                output["scanned"],
+                text(&output["address"]),
+                list(&output["open"])
+            ),
             false,
             true,
         ),
@@ -136,10 +139,13 @@ pub fn judge(action: &str, spec: &Value, output: &Value) -> Judgement {
 
 /// A script step's verdict, from its output alone.
 pub fn judge_script(output: &Value) -> Judgement {
-    let strings = |key: &str| -> Vec<String> { output[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect() };
-    let touched = output["calls"].as_array().into_iter().flatten().any(|call| {
-        judge(call["action"].as_str().unwrap_or_default(), &call["spec"], &call["output"]).touched_device
-    });
+    let strings =
+        |key: &str| -> Vec<String> { output[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect() };
+    let touched = output["calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|call| judge(call["action"].as_str().unwrap_or_default(), &call["spec"], &call["output"]).touched_device);
     let summary = |items: &[String]| -> String {
         const SHOWN: usize = 6;
         let mut text = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
@@ -244,7 +250,11 @@ fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&st
             None => format!("unknown (prompt `{}`)", text(&shell["prompt"])),
         })
         .collect();
-    let after = if logged_out.is_empty() { String::new() } else { format!(" (after logging out a shell left open as {})", logged_out.join(", then ")) };
+    let after = if logged_out.is_empty() {
+        String::new()
+    } else {
+        format!(" (after logging out a shell left open as {})", logged_out.join(", then "))
+    };
     let expected = match spec.get("expect").and_then(Value::as_str).or(unless_said) {
         Some("any") | None => return Judgement::new(Verdict::Pass, format!("{what} as `{user}` was {outcome}{after}"), false, true),
         Some(expected) => expected,
@@ -270,7 +280,12 @@ fn judge_su(output: &Value) -> Judgement {
         Some(response) => format!(" (`{}`)", excerpt(response, 120)),
         None => String::new(),
     };
-    Judgement::new(Verdict::Pass, format!("su to `{user}` on the device was {outcome}, exit {}{shown}", status.map_or("none".into(), |s| s.to_string())), false, true)
+    Judgement::new(
+        Verdict::Pass,
+        format!("su to `{user}` on the device was {outcome}, exit {}{shown}", status.map_or("none".into(), |s| s.to_string())),
+        false,
+        true,
+    )
 }
 
 fn judge_status(spec: &Value, output: &Value, stream: &str, what: &str) -> Judgement {
@@ -321,7 +336,10 @@ fn missing_command(command: &str, status: Option<i64>, stdout: &str, stderr: &st
 /// `sh: ss: not found`, `bash: line 1: ss: command not found`, `ss: applet not found`.
 fn not_found_in(line: &str) -> Option<String> {
     let line = line.trim();
-    let rest = line.strip_suffix(": not found").or_else(|| line.strip_suffix(": command not found")).or_else(|| line.strip_suffix(": applet not found"))?;
+    let rest = line
+        .strip_suffix(": not found")
+        .or_else(|| line.strip_suffix(": command not found"))
+        .or_else(|| line.strip_suffix(": applet not found"))?;
     let name = rest.rsplit(": ").next()?.trim();
     (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| name.to_string())
 }
@@ -488,7 +506,11 @@ mod tests {
     #[test]
     fn a_udp_scan_that_heard_nothing_at_all_is_inconclusive() {
         let scan = |open: Value, silent: Value, closed: u64| {
-            judge("udp_scan", &json!({}), &json!({"address": "127.0.0.7", "scanned": 3, "open": open, "open_filtered": silent, "closed": closed}))
+            judge(
+                "udp_scan",
+                &json!({}),
+                &json!({"address": "127.0.0.7", "scanned": 3, "open": open, "open_filtered": silent, "closed": closed}),
+            )
         };
         let filtered = scan(json!([]), json!([53, 123, 161]), 0);
         assert_eq!(filtered.verdict, Verdict::Inconclusive, "{}", filtered.message);
@@ -551,13 +573,19 @@ mod tests {
     #[test]
     fn a_command_the_device_lacks_is_an_error_never_a_finding() {
         let spec = json!({"command": "ss -ltnu", "expect_status": 0});
-        for (status, stderr) in [(127, "sh: ss: not found\n"), (127, ""), (127, "bash: line 1: ss: command not found\n"), (1, "ss: applet not found\n")] {
+        for (status, stderr) in
+            [(127, "sh: ss: not found\n"), (127, ""), (127, "bash: line 1: ss: command not found\n"), (1, "ss: applet not found\n")]
+        {
             let j = judge("ssh_exec", &spec, &json!({"stdout": "", "stderr": stderr, "exit_status": status}));
             assert_eq!(j.verdict, Verdict::Error, "{status} {stderr:?}: {}", j.message);
             assert!(j.message.starts_with("the device has no command `ss`"), "{}", j.message);
         }
         // Without expect_status too: a missing command shows nothing either way.
-        let j = judge("console_run", &json!({"command": "stat -c %a /etc/shadow"}), &json!({"output": "sh: stat: not found", "exit_status": 127}));
+        let j = judge(
+            "console_run",
+            &json!({"command": "stat -c %a /etc/shadow"}),
+            &json!({"output": "sh: stat: not found", "exit_status": 127}),
+        );
         assert_eq!(j.verdict, Verdict::Error, "{}", j.message);
         assert!(j.message.contains("`stat`"), "{}", j.message);
         // A command that ran and failed is the device's answer, not a missing command.

@@ -97,12 +97,7 @@ impl Rollup {
 
     /// `3 PASS, 1 FAIL` in severity order, for tables and summaries.
     pub fn summary(&self) -> String {
-        Verdict::ALL
-            .iter()
-            .filter(|v| self.count(**v) > 0)
-            .map(|v| format!("{} {}", self.count(*v), v))
-            .collect::<Vec<_>>()
-            .join(", ")
+        Verdict::ALL.iter().filter(|v| self.count(**v) > 0).map(|v| format!("{} {}", self.count(*v), v)).collect::<Vec<_>>().join(", ")
     }
 }
 

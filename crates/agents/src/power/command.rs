@@ -72,12 +72,7 @@ impl CommandBackend {
         Ok(Switched { readback, detail: format!("`{command}` exited 0; status command reports {readback}") })
     }
 
-    async fn ask_status(
-        &self,
-        template: &str,
-        outlet: &OutletRef<'_>,
-        deadline: Instant,
-    ) -> Result<PowerState, PowerError> {
+    async fn ask_status(&self, template: &str, outlet: &OutletRef<'_>, deadline: Instant) -> Result<PowerState, PowerError> {
         let command = self.expand(template, outlet)?;
         let done = self.run(&command, outlet, "status", deadline).await?;
         parse_status(&done.stdout, done.code).ok_or_else(|| PowerError::Refused {
@@ -98,8 +93,8 @@ impl CommandBackend {
     /// command line, so only characters that need no quoting are accepted.
     fn expand(&self, template: &str, outlet: &OutletRef<'_>) -> Result<String, PowerError> {
         let text = outlet.outlet.to_string();
-        let safe = !text.is_empty()
-            && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+'));
+        let safe =
+            !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+'));
         if !safe {
             return Err(PowerError::BadOutlet {
                 device: outlet.device.into(),
@@ -113,13 +108,7 @@ impl CommandBackend {
         Ok(template.replace("{outlet}", &text))
     }
 
-    async fn run(
-        &self,
-        command: &str,
-        outlet: &OutletRef<'_>,
-        action: &'static str,
-        deadline: Instant,
-    ) -> Result<Finished, PowerError> {
+    async fn run(&self, command: &str, outlet: &OutletRef<'_>, action: &'static str, deadline: Instant) -> Result<Finished, PowerError> {
         let started = Instant::now();
         let mut child = Command::new("sh")
             .arg("-c")
@@ -147,16 +136,11 @@ impl CommandBackend {
         .await;
         match outcome {
             Ok((stdout, stderr, Ok(status))) => Ok(Finished { code: status.code(), stdout, stderr }),
-            Ok((_, _, Err(source))) => {
-                Err(PowerError::CommandSpawn { pdu: self.pdu.clone(), command: command.into(), source })
-            }
+            Ok((_, _, Err(source))) => Err(PowerError::CommandSpawn { pdu: self.pdu.clone(), command: command.into(), source }),
             Err(_) => {
                 if let Some(pid) = pid {
                     // The group id is the shell's pid (process_group(0) above).
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
                 }
                 let _ = child.wait().await;
                 Err(PowerError::CommandTimedOut {
@@ -282,11 +266,8 @@ mod tests {
 
     #[test]
     fn outlets_that_would_need_shell_quoting_are_refused() {
-        let backend = CommandBackend::new(
-            "relays",
-            CommandPdu { on: "on {outlet}".into(), off: "off".into(), status: None, timeout_ms: 100 },
-            None,
-        );
+        let backend =
+            CommandBackend::new("relays", CommandPdu { on: "on {outlet}".into(), off: "off".into(), status: None, timeout_ms: 100 }, None);
         let ok = OutletId::Name("usb-1.2:3".into());
         let outlet = OutletRef { device: "ru1", pdu: "relays", outlet: &ok };
         assert_eq!(backend.expand("relay {outlet} on", &outlet).unwrap(), "relay usb-1.2:3 on");

@@ -60,14 +60,7 @@ pub enum PowerError {
         "`{command}` ({action} of outlet {outlet}, device `{device}`, PDU `{pdu}`) did not finish \
          within {after_ms} ms; it was killed with its process group"
     )]
-    CommandTimedOut {
-        device: String,
-        pdu: String,
-        outlet: OutletId,
-        action: &'static str,
-        command: String,
-        after_ms: u64,
-    },
+    CommandTimedOut { device: String, pdu: String, outlet: OutletId, action: &'static str, command: String, after_ms: u64 },
 
     #[error("cannot run `{command}` for PDU `{pdu}`: {source}")]
     CommandSpawn { pdu: String, command: String, source: std::io::Error },
@@ -120,11 +113,7 @@ pub trait PowerBackend: Send + Sync {
     fn off(&self, outlet: &OutletRef<'_>) -> impl Future<Output = Result<Switched, PowerError>> + Send;
 
     /// Off, stay off for `off_for`, on.
-    fn cycle(
-        &self,
-        outlet: &OutletRef<'_>,
-        off_for: Duration,
-    ) -> impl Future<Output = Result<Switched, PowerError>> + Send {
+    fn cycle(&self, outlet: &OutletRef<'_>, off_for: Duration) -> impl Future<Output = Result<Switched, PowerError>> + Send {
         async move {
             self.off(outlet).await?;
             tokio::time::sleep(off_for).await;
@@ -248,14 +237,11 @@ impl PowerController {
         let mut pdus = BTreeMap::new();
         for (name, pdu) in &rig.spec.pdus {
             // Probes need an outlet that exists; the first device on the PDU has one.
-            let first_outlet =
-                rig.devices().filter_map(|(_, d)| d.power.as_ref()).find(|p| &p.pdu == name).map(|p| p.outlet.clone());
+            let first_outlet = rig.devices().filter_map(|(_, d)| d.power.as_ref()).find(|p| &p.pdu == name).map(|p| p.outlet.clone());
             let backend = match pdu {
                 Pdu::Modbus(config) => Backend::Modbus(modbus::ModbusBackend::new(name, config.clone(), first_outlet)),
                 Pdu::Pdudaemon(config) => Backend::Pdudaemon(pdudaemon::PdudaemonBackend::new(name, config.clone())?),
-                Pdu::Command(config) => {
-                    Backend::Command(command::CommandBackend::new(name, config.clone(), first_outlet))
-                }
+                Pdu::Command(config) => Backend::Command(command::CommandBackend::new(name, config.clone(), first_outlet)),
             };
             pdus.insert(name.clone(), PduSlot { backend, lock: tokio::sync::Mutex::new(()) });
         }
@@ -374,14 +360,9 @@ impl PowerController {
         let rig = &self.inner.rig;
         let found = rig.device(device).map_err(|err| match err {
             RigError::UnknownDevice { rig, name, hint } => PowerError::UnknownDevice { rig, device: name, hint },
-            other => {
-                PowerError::UnknownDevice { rig: rig.name().into(), device: device.into(), hint: other.to_string() }
-            }
+            other => PowerError::UnknownDevice { rig: rig.name().into(), device: device.into(), hint: other.to_string() },
         })?;
-        let power = found
-            .power
-            .as_ref()
-            .ok_or_else(|| PowerError::NoPower { rig: rig.name().into(), device: device.into() })?;
+        let power = found.power.as_ref().ok_or_else(|| PowerError::NoPower { rig: rig.name().into(), device: device.into() })?;
         // Rig validation guarantees the PDU exists; a miss here would be a bug in it.
         let slot = self.inner.pdus.get(&power.pdu).ok_or_else(|| PowerError::UnknownPdu {
             rig: rig.name().into(),

@@ -135,12 +135,7 @@ impl ModbusBackend {
         attempt_result.map_err(|failure| (failure, elapsed_ms(started)))
     }
 
-    async fn attempt(
-        &self,
-        kept: &mut Option<Context>,
-        exchange: Exchange,
-        deadline: Instant,
-    ) -> Result<bool, Failure> {
+    async fn attempt(&self, kept: &mut Option<Context>, exchange: Exchange, deadline: Instant) -> Result<bool, Failure> {
         if kept.is_none() {
             *kept = Some(self.connect(deadline).await?);
         }
@@ -161,9 +156,7 @@ impl ModbusBackend {
         let target = (self.config.host.as_str(), self.config.port);
         let addrs: Vec<SocketAddr> = match timeout_at(deadline, tokio::net::lookup_host(target)).await {
             Ok(Ok(addrs)) => addrs.collect(),
-            Ok(Err(err)) => {
-                return Err(Failure::Transport(format!("cannot resolve host `{}`: {err}", self.config.host)))
-            }
+            Ok(Err(err)) => return Err(Failure::Transport(format!("cannot resolve host `{}`: {err}", self.config.host))),
             Err(_) => return Err(Failure::Silent("resolving the host name did not finish")),
         };
         let Some(addr) = addrs.first().copied() else {
@@ -171,9 +164,7 @@ impl ModbusBackend {
         };
         let stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => {
-                return Err(Failure::Transport(format!("TCP connect to {addr} failed: {}", error_chain(&err))))
-            }
+            Ok(Err(err)) => return Err(Failure::Transport(format!("TCP connect to {addr} failed: {}", error_chain(&err)))),
             Err(_) => return Err(Failure::Silent("TCP connect did not complete")),
         };
         // Requests are single small frames; Nagle would only delay them.
@@ -182,8 +173,7 @@ impl ModbusBackend {
     }
 
     fn to_error(&self, failure: Failure, after_ms: u64, during: Option<(&OutletRef<'_>, &'static str)>) -> PowerError {
-        let unreachable =
-            |reason: String| PowerError::Unreachable { pdu: self.pdu.clone(), addr: self.addr(), after_ms, reason };
+        let unreachable = |reason: String| PowerError::Unreachable { pdu: self.pdu.clone(), addr: self.addr(), after_ms, reason };
         match failure {
             Failure::Transport(reason) => unreachable(reason),
             Failure::Silent(what) => unreachable(format!(
@@ -204,9 +194,7 @@ impl ModbusBackend {
                     None => PowerError::UnexpectedReply { pdu: self.pdu.clone(), addr: self.addr(), reason },
                 }
             }
-            Failure::Garbled(reason) => {
-                PowerError::UnexpectedReply { pdu: self.pdu.clone(), addr: self.addr(), reason }
-            }
+            Failure::Garbled(reason) => PowerError::UnexpectedReply { pdu: self.pdu.clone(), addr: self.addr(), reason },
         }
     }
 }
@@ -239,9 +227,7 @@ fn flatten<T>(result: tokio_modbus::Result<T>) -> Result<T, Failure> {
     match result {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(code)) => Err(Failure::Exception(code)),
-        Err(tokio_modbus::Error::Transport(err)) => {
-            Err(Failure::Transport(format!("connection lost: {}", error_chain(&err))))
-        }
+        Err(tokio_modbus::Error::Transport(err)) => Err(Failure::Transport(format!("connection lost: {}", error_chain(&err)))),
         Err(tokio_modbus::Error::Protocol(err)) => Err(Failure::Garbled(err.to_string())),
     }
 }
@@ -269,10 +255,7 @@ impl PowerBackend for ModbusBackend {
             Some(outlet) => self.coil_of(outlet)?,
             None => self.probe_coil,
         };
-        let read = self
-            .run(Exchange::Read { coil })
-            .await
-            .map_err(|(failure, after_ms)| self.to_error(failure, after_ms, None))?;
+        let read = self.run(Exchange::Read { coil }).await.map_err(|(failure, after_ms)| self.to_error(failure, after_ms, None))?;
         Ok(format!(
             "Modbus TCP unit {} at {} answered: coil {coil} is {read} (power {})",
             self.config.unit,

@@ -42,12 +42,7 @@ impl PdudaemonBackend {
     }
 
     /// Ask pdudaemon to carry out `request` (`on`, `off`, `reboot`) on the outlet.
-    async fn control(
-        &self,
-        outlet: &OutletRef<'_>,
-        request: &'static str,
-        delay_s: Option<u64>,
-    ) -> Result<Switched, PowerError> {
+    async fn control(&self, outlet: &OutletRef<'_>, request: &'static str, delay_s: Option<u64>) -> Result<Switched, PowerError> {
         let port = outlet.outlet.to_string();
         let mut query: Vec<(&str, String)> = vec![("hostname", self.config.hostname.clone()), ("port", port.clone())];
         if let Some(delay) = delay_s {
@@ -110,12 +105,7 @@ impl PdudaemonBackend {
         } else {
             error_chain(err)
         };
-        PowerError::Unreachable {
-            pdu: self.pdu.clone(),
-            addr: self.base().to_string(),
-            after_ms: elapsed_ms(started),
-            reason,
-        }
+        PowerError::Unreachable { pdu: self.pdu.clone(), addr: self.base().to_string(), after_ms: elapsed_ms(started), reason }
     }
 }
 
@@ -156,20 +146,10 @@ impl PowerBackend for PdudaemonBackend {
         let started = Instant::now();
         let budget = Duration::from_millis(self.config.timeout_ms);
         let url = format!("{}/power/control/on", self.base());
-        let response = self
-            .client
-            .get(&url)
-            .timeout(budget)
-            .send()
-            .await
-            .map_err(|err| self.unreachable(&err, started, budget))?;
+        let response = self.client.get(&url).timeout(budget).send().await.map_err(|err| self.unreachable(&err, started, budget))?;
         let status = response.status();
-        let server = response
-            .headers()
-            .get(reqwest::header::SERVER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("no Server header")
-            .to_string();
+        let server =
+            response.headers().get(reqwest::header::SERVER).and_then(|v| v.to_str().ok()).unwrap_or("no Server header").to_string();
         let body = response.text().await.map_err(|err| self.unreachable(&err, started, budget))?;
         let body = body.trim();
         if status.as_u16() == 500 && body == "Invalid request" {

@@ -73,9 +73,7 @@ pub async fn open_serial(device: &str, serial: &SerialConsole, recorder: Recorde
     };
     // Opened on the console's own thread: open(2) may block, and the fd must register
     // with that thread's reactor.
-    start_pump(move || tokio_serial::SerialStream::try_from(serialport::TTYPort::open(&builder)?), setup)
-        .await
-        .map_err(open_error)
+    start_pump(move || tokio_serial::SerialStream::try_from(serialport::TTYPort::open(&builder)?), setup).await.map_err(open_error)
 }
 
 struct TtyLoss {
@@ -89,10 +87,9 @@ impl LossReason for TtyLoss {
 
     fn error(&self, op: &str, err: &io::Error) -> String {
         match err.raw_os_error() {
-            Some(libc::EIO) => format!(
-                "I/O error (EIO) {op} {}: the other end went away (PTY master closed or serial adapter unplugged)",
-                self.port
-            ),
+            Some(libc::EIO) => {
+                format!("I/O error (EIO) {op} {}: the other end went away (PTY master closed or serial adapter unplugged)", self.port)
+            }
             Some(libc::ENXIO) | Some(libc::ENODEV) => {
                 format!("{} disappeared while {op} it (adapter unplugged?): {err}", self.port)
             }

@@ -116,14 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_console_without_transport_names_the_device() {
-        let console = Console {
-            serial: None,
-            tcp: None,
-            prompt: None,
-            login: None,
-            death_strings: vec![],
-            slow_send: None,
-        };
+        let console = Console { serial: None, tcp: None, prompt: None, login: None, death_strings: vec![], slow_send: None };
         let err = open_console("ru7", &console, Recorder::discard()).await.unwrap_err();
         assert!(matches!(err, SerialError::NoTransport { .. }));
         assert!(err.to_string().contains("ru7"));

@@ -152,10 +152,7 @@ where
                     return;
                 }
             };
-            setup.recorder.emit(EventKind::ChannelOpened {
-                channel: setup.channel.clone(),
-                detail: setup.opened_detail.clone(),
-            });
+            setup.recorder.emit(EventKind::ChannelOpened { channel: setup.channel.clone(), detail: setup.opened_detail.clone() });
             let _ = attached_tx.send(Ok(()));
             run_pump(io, setup, feed, requests).await;
         });

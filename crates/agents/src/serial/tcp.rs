@@ -33,47 +33,25 @@ pub async fn open_tcp(device: &str, tcp: &TcpConsole, recorder: Recorder) -> Res
     }
     let timeout = Duration::from_millis(tcp.connect_timeout_ms);
     let socket = match tokio::time::timeout(timeout, TcpStream::connect((tcp.host.as_str(), tcp.port))).await {
-        Err(_) => {
-            return Err(SerialError::ConnectTimeout {
-                device: device.to_string(),
-                address,
-                waited_ms: tcp.connect_timeout_ms,
-            })
-        }
+        Err(_) => return Err(SerialError::ConnectTimeout { device: device.to_string(), address, waited_ms: tcp.connect_timeout_ms }),
         Ok(Err(cause)) => return Err(SerialError::Connect { device: device.to_string(), address, cause }),
         Ok(Ok(socket)) => socket,
     };
     // Keystrokes must not wait for Nagle.
-    socket
-        .set_nodelay(true)
-        .map_err(|cause| SerialError::Connect { device: device.to_string(), address: address.clone(), cause })?;
+    socket.set_nodelay(true).map_err(|cause| SerialError::Connect { device: device.to_string(), address: address.clone(), cause })?;
 
     let channel = console_channel(device);
     let loss = TcpLoss { address: address.clone() };
     // The socket moves to the console's own thread and registers with its reactor there.
-    let socket = socket
-        .into_std()
-        .map_err(|cause| SerialError::Connect { device: device.to_string(), address: address.clone(), cause })?;
+    let socket = socket.into_std().map_err(|cause| SerialError::Connect { device: device.to_string(), address: address.clone(), cause })?;
     let attach = move || TcpStream::from_std(socket);
     let attach_error = |cause| SerialError::Connect { device: device.to_string(), address: address.clone(), cause };
     if !rfc2217 {
-        let setup = PumpSetup {
-            channel,
-            opened_detail: format!("tcp {address} raw"),
-            recorder,
-            codec: Transparent,
-            loss,
-            settled: None,
-        };
+        let setup = PumpSetup { channel, opened_detail: format!("tcp {address} raw"), recorder, codec: Transparent, loss, settled: None };
         return start_pump(attach, setup).await.map_err(attach_error);
     }
 
-    let settings = tcp.baud.map(|baud| ComPortSettings {
-        baud,
-        data_bits: tcp.data_bits,
-        parity: tcp.parity,
-        stop_bits: tcp.stop_bits,
-    });
+    let settings = tcp.baud.map(|baud| ComPortSettings { baud, data_bits: tcp.data_bits, parity: tcp.parity, stop_bits: tcp.stop_bits });
     let line = match &settings {
         Some(s) => format!(" {} {}", s.baud, frame_summary(s.data_bits, s.parity, s.stop_bits)),
         None => String::new(),
@@ -108,10 +86,7 @@ struct TcpLoss {
 
 impl LossReason for TcpLoss {
     fn eof(&self) -> String {
-        format!(
-            "connection to {} closed by the console server (ser2net stopped, or the port was handed to another client)",
-            self.address
-        )
+        format!("connection to {} closed by the console server (ser2net stopped, or the port was handed to another client)", self.address)
     }
 
     fn error(&self, op: &str, err: &io::Error) -> String {

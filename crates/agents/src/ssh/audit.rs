@@ -46,10 +46,8 @@ pub async fn audit_algorithms(
         let exchange = read_server_kexinit(&name, &host, port, timeout)?;
         recorder.bytes(&channel, Direction::Out, CLIENT_IDENTIFICATION);
         recorder.bytes(&channel, Direction::In, &exchange.received);
-        recorder.emit(EventKind::Note {
-            channel,
-            text: format!("SSH algorithm audit of {host}:{port}\n{}", exchange.algorithms.summary()),
-        });
+        recorder
+            .emit(EventKind::Note { channel, text: format!("SSH algorithm audit of {host}:{port}\n{}", exchange.algorithms.summary()) });
         Ok(exchange.algorithms)
     })
     .await
@@ -64,12 +62,7 @@ pub(crate) struct KexinitExchange {
 }
 
 /// Blocking: the audit itself, also used by the connector to learn a server's host key types.
-pub(crate) fn read_server_kexinit(
-    device: &str,
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<KexinitExchange, SshError> {
+pub(crate) fn read_server_kexinit(device: &str, host: &str, port: u16, timeout: Duration) -> Result<KexinitExchange, SshError> {
     let deadline = Instant::now() + timeout;
     let addr_text = format!("{host}:{port}");
     let operation = format!("algorithm audit of {addr_text}");
@@ -132,26 +125,15 @@ pub(crate) fn read_kexinit_from(
     Ok(KexinitExchange { algorithms, received })
 }
 
-pub(crate) fn connect_tcp(
-    device: &str,
-    host: &str,
-    port: u16,
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<TcpStream, SshError> {
+pub(crate) fn connect_tcp(device: &str, host: &str, port: u16, deadline: Instant, timeout: Duration) -> Result<TcpStream, SshError> {
     let addr_text = format!("{host}:{port}");
     let connect_error = |reason: String| SshError::Connect { device: device.into(), addr: addr_text.clone(), reason };
-    let addrs: Vec<_> =
-        (host, port).to_socket_addrs().map_err(|e| connect_error(format!("cannot resolve {host}: {e}")))?.collect();
+    let addrs: Vec<_> = (host, port).to_socket_addrs().map_err(|e| connect_error(format!("cannot resolve {host}: {e}")))?.collect();
     let mut last = format!("{host} resolves to no address");
     for addr in addrs {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(SshError::Timeout {
-                device: device.into(),
-                operation: format!("TCP connect to {addr_text}"),
-                after: timeout,
-            });
+            return Err(SshError::Timeout { device: device.into(), operation: format!("TCP connect to {addr_text}"), after: timeout });
         }
         match TcpStream::connect_timeout(&addr, remaining) {
             Ok(stream) => {
@@ -160,11 +142,7 @@ pub(crate) fn connect_tcp(
                 return Ok(stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(SshError::Timeout {
-                    device: device.into(),
-                    operation: format!("TCP connect to {addr_text}"),
-                    after: timeout,
-                })
+                return Err(SshError::Timeout { device: device.into(), operation: format!("TCP connect to {addr_text}"), after: timeout })
             }
             Err(e) => last = e.to_string(),
         }
@@ -180,12 +158,7 @@ enum ReadFailure {
 }
 
 impl ReadFailure {
-    fn into_error(
-        self,
-        timed_out: &impl Fn() -> SshError,
-        protocol: &impl Fn(String) -> SshError,
-        waiting_for: &str,
-    ) -> SshError {
+    fn into_error(self, timed_out: &impl Fn() -> SshError, protocol: &impl Fn(String) -> SshError, waiting_for: &str) -> SshError {
         match self {
             ReadFailure::TimedOut => timed_out(),
             ReadFailure::Closed => protocol(format!(
@@ -216,9 +189,7 @@ impl BoundedReader<'_> {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(())
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                Err(ReadFailure::TimedOut)
-            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Err(ReadFailure::TimedOut),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
             Err(e) => Err(ReadFailure::Io(e)),
         }

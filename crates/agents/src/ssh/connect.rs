@@ -12,9 +12,7 @@ use ssh2::MethodType;
 
 use super::audit::{connect_tcp, read_server_kexinit};
 use super::error::SshError;
-use super::hostkey::{
-    algorithms_for_key_type, key_type_of_algorithm, HostKeyPolicy, OfferedKey, Refusal, DEFAULT_HOST_KEY_ALGORITHMS,
-};
+use super::hostkey::{algorithms_for_key_type, key_type_of_algorithm, HostKeyPolicy, OfferedKey, Refusal, DEFAULT_HOST_KEY_ALGORITHMS};
 use super::wire::{
     Wire, WireError, LIBSSH2_ERROR_AUTHENTICATION_FAILED, LIBSSH2_ERROR_FILE, LIBSSH2_ERROR_KEYFILE_AUTH_FAILED,
     LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED,
@@ -45,13 +43,8 @@ pub(crate) struct Target {
 
 impl Target {
     pub fn new(device: &str, endpoint: &SshEndpoint, options: ConnectOptions) -> Result<Self, SshError> {
-        let policy = HostKeyPolicy::new(
-            device,
-            &endpoint.host,
-            endpoint.port,
-            endpoint.host_key.as_deref(),
-            endpoint.known_hosts.as_deref(),
-        )?;
+        let policy =
+            HostKeyPolicy::new(device, &endpoint.host, endpoint.port, endpoint.host_key.as_deref(), endpoint.known_hosts.as_deref())?;
         Ok(Self {
             device: device.to_string(),
             host: endpoint.host.clone(),
@@ -79,14 +72,10 @@ impl Target {
     /// Map a failed libssh2 operation on an established session to an error.
     pub fn failure(&self, operation: &str, e: WireError) -> SshError {
         match e {
-            WireError::TimedOut => {
-                SshError::Timeout { device: self.device.clone(), operation: operation.into(), after: self.timeout }
+            WireError::TimedOut => SshError::Timeout { device: self.device.clone(), operation: operation.into(), after: self.timeout },
+            e if e.is_connection_loss() => {
+                SshError::ChannelLost { device: self.device.clone(), operation: operation.into(), reason: e.to_string() }
             }
-            e if e.is_connection_loss() => SshError::ChannelLost {
-                device: self.device.clone(),
-                operation: operation.into(),
-                reason: e.to_string(),
-            },
             e => SshError::Protocol { device: self.device.clone(), operation: operation.into(), reason: e.to_string() },
         }
     }
@@ -112,10 +101,8 @@ enum HandshakeFailure {
 /// TCP + SSH handshake offering `host_key_algorithms`; returns the presented key.
 fn handshake(target: &Target, host_key_algorithms: &[String]) -> Result<(Wire, OfferedKey), HandshakeFailure> {
     let deadline = target.deadline();
-    let stream = connect_tcp(&target.device, &target.host, target.port, deadline, target.timeout)
-        .map_err(HandshakeFailure::Other)?;
-    let connect_error =
-        |reason: String| SshError::Connect { device: target.device.clone(), addr: target.addr(), reason };
+    let stream = connect_tcp(&target.device, &target.host, target.port, deadline, target.timeout).map_err(HandshakeFailure::Other)?;
+    let connect_error = |reason: String| SshError::Connect { device: target.device.clone(), addr: target.addr(), reason };
     let wire = Wire::new(stream).map_err(|e| HandshakeFailure::Other(connect_error(e.to_string())))?;
     // Bounds the few calls ssh2 makes in blocking mode (destructors).
     wire.session.set_timeout(target.timeout.as_millis().min(u32::MAX as u128) as u32);
@@ -127,8 +114,8 @@ fn handshake(target: &Target, host_key_algorithms: &[String]) -> Result<(Wire, O
         Err(WireError::TimedOut) => return Err(HandshakeFailure::Other(target.failure(&operation, WireError::TimedOut))),
         Err(e) if e.is_connection_loss() => {
             return Err(HandshakeFailure::Other(connect_error(format!(
-                "the server closed the connection during the SSH handshake ({e}); it may refuse this client's algorithms or limit connections"
-            ))))
+            "the server closed the connection during the SSH handshake ({e}); it may refuse this client's algorithms or limit connections"
+        ))))
         }
         Err(e) => return Err(HandshakeFailure::Negotiation(e.to_string())),
     }
@@ -155,11 +142,7 @@ fn apply_preferences(wire: &Wire, target: &Target, host_key_algorithms: &[String
     let preferences = [
         Preference { kind: "key exchange", methods: &[MethodType::Kex], wanted: options.kex_algorithms.as_deref() },
         Preference { kind: "host key", methods: &[MethodType::HostKey], wanted: Some(host_key_algorithms) },
-        Preference {
-            kind: "cipher",
-            methods: &[MethodType::CryptCs, MethodType::CryptSc],
-            wanted: options.ciphers.as_deref(),
-        },
+        Preference { kind: "cipher", methods: &[MethodType::CryptCs, MethodType::CryptSc], wanted: options.ciphers.as_deref() },
         Preference { kind: "MAC", methods: &[MethodType::MacCs, MethodType::MacSc], wanted: options.macs.as_deref() },
     ];
     for Preference { kind, methods, wanted } in preferences {
@@ -238,11 +221,8 @@ fn open_verified_from(target: &Target, learned: Option<Vec<String>>) -> Result<V
                 // so the refusal names the key it actually presents.
                 let pinned_types_only = forced.is_none() && target.policy.key_type_known();
                 if pinned_types_only && reason.starts_with("no common host key") {
-                    let defaults: Vec<String> = DEFAULT_HOST_KEY_ALGORITHMS
-                        .iter()
-                        .filter(|a| supported.contains(a))
-                        .map(|a| a.to_string())
-                        .collect();
+                    let defaults: Vec<String> =
+                        DEFAULT_HOST_KEY_ALGORITHMS.iter().filter(|a| supported.contains(a)).map(|a| a.to_string()).collect();
                     let (wire, key) = match handshake(target, &defaults) {
                         Ok(done) => done,
                         Err(HandshakeFailure::Other(e)) => return Err(e),
@@ -294,9 +274,7 @@ fn retry_other_key_types(target: &Target, first_key: OfferedKey, supported: &[&s
             continue;
         }
         match handshake(target, &prefs) {
-            Ok((wire, key)) if target.policy.check(&key).is_ok() => {
-                return finish(target, wire, key, &prefs, Vec::new())
-            }
+            Ok((wire, key)) if target.policy.check(&key).is_ok() => return finish(target, wire, key, &prefs, Vec::new()),
             Ok((_, key)) => also_offered.push(key.describe()),
             Err(HandshakeFailure::Other(e)) => return Err(e),
             Err(HandshakeFailure::Negotiation(_)) => {}
@@ -319,8 +297,7 @@ fn finish(
         return Err(refusal_error(target, &key, refusal, also_offered));
     }
     if target.options.host_key_algorithms.is_none() {
-        *target.learned_host_key_algorithms.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(host_key_algorithms.to_vec());
+        *target.learned_host_key_algorithms.lock().unwrap_or_else(|p| p.into_inner()) = Some(host_key_algorithms.to_vec());
     }
     let negotiated = negotiated(&wire);
     Ok(Verified { wire, host_key: key, negotiated })
@@ -367,10 +344,8 @@ fn diagnose_negotiation(target: &Target, host_key_algorithms: &[String], server:
         ("cipher (server to client)", client_ciphers.clone(), server.ciphers_server_to_client.clone()),
     ];
     // With an AEAD cipher agreed, MACs are not negotiated at all.
-    let common_ciphers: Vec<&String> =
-        client_ciphers.iter().filter(|c| server.ciphers_client_to_server.contains(c)).collect();
-    let aead_only =
-        !common_ciphers.is_empty() && common_ciphers.iter().all(|c| c.contains("gcm") || c.contains("poly1305"));
+    let common_ciphers: Vec<&String> = client_ciphers.iter().filter(|c| server.ciphers_client_to_server.contains(c)).collect();
+    let aead_only = !common_ciphers.is_empty() && common_ciphers.iter().all(|c| c.contains("gcm") || c.contains("poly1305"));
     if !aead_only {
         let client_macs = client(MethodType::MacCs, &options.macs);
         checks.push(("MAC (client to server)", client_macs.clone(), server.macs_client_to_server.clone()));
@@ -424,31 +399,23 @@ pub(crate) fn attempt_key(
     key_file: &Path,
     passphrase: Option<&Secret>,
 ) -> Result<bool, SshError> {
-    let result = wire.retry(Some(target.deadline()), |session| {
-        session.userauth_pubkey_file(user, None, key_file, passphrase.map(Secret::expose))
-    });
+    let result =
+        wire.retry(Some(target.deadline()), |session| session.userauth_pubkey_file(user, None, key_file, passphrase.map(Secret::expose)));
     refused_or_error(target, "public key authentication", result, Some(key_file))
 }
 
-fn refused_or_error(
-    target: &Target,
-    operation: &str,
-    result: Result<(), WireError>,
-    key_file: Option<&Path>,
-) -> Result<bool, SshError> {
+fn refused_or_error(target: &Target, operation: &str, result: Result<(), WireError>, key_file: Option<&Path>) -> Result<bool, SshError> {
     match result {
         Ok(()) => Ok(true),
         Err(e) => match e.code() {
             Some(LIBSSH2_ERROR_AUTHENTICATION_FAILED | LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) => Ok(false),
             // libssh2 reports an unreadable key, a wrong passphrase and an unsupported
             // format alike; its message tells them apart.
-            Some(LIBSSH2_ERROR_FILE | LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) if key_file.is_some() => {
-                Err(SshError::KeyFile {
-                    device: target.device.clone(),
-                    path: key_file.map(Path::to_path_buf).unwrap_or_default(),
-                    reason: e.to_string(),
-                })
-            }
+            Some(LIBSSH2_ERROR_FILE | LIBSSH2_ERROR_KEYFILE_AUTH_FAILED) if key_file.is_some() => Err(SshError::KeyFile {
+                device: target.device.clone(),
+                path: key_file.map(Path::to_path_buf).unwrap_or_default(),
+                reason: e.to_string(),
+            }),
             _ => Err(target.failure(operation, e)),
         },
     }
@@ -476,12 +443,8 @@ pub(crate) fn login(wire: &Wire, target: &Target, recorder: &Recorder, channel: 
         return Err(SshError::NoCredential { device: target.device.clone(), user: user.into() });
     }
     let mut tried = Vec::new();
-    let refused = |tried: Vec<String>| SshError::AuthRefused {
-        device: target.device.clone(),
-        user: user.into(),
-        tried,
-        methods: methods.clone(),
-    };
+    let refused =
+        |tried: Vec<String>| SshError::AuthRefused { device: target.device.clone(), user: user.into(), tried, methods: methods.clone() };
     if let Some(key_file) = &target.key_file {
         if methods.iter().any(|m| m == "publickey") {
             let passphrase = target.key_passphrase.as_ref().map(|r| target.secret(r)).transpose()?;

@@ -57,16 +57,17 @@ pub enum SshError {
     #[error("{device}: cannot read known_hosts file {}: {reason}", path.display())]
     KnownHosts { device: String, path: PathBuf, reason: String },
 
-    #[error(
-        "{device}: the ssh endpoint for {user} has no credential; give `key_file` or `password` (a secret reference)"
-    )]
+    #[error("{device}: the ssh endpoint for {user} has no credential; give `key_file` or `password` (a secret reference)")]
     NoCredential { device: String, user: String },
 
     #[error("{device}: cannot use private key {}: {reason}. Check the path, its format (OpenSSH or PEM) and key_passphrase", path.display())]
     KeyFile { device: String, path: PathBuf, reason: String },
 
-    #[error("{device}: login as {user} refused (tried {}); the server offers: {}. Check the user name, key or password in the rig file",
-        list_or_none(tried), list_or_none(methods))]
+    #[error(
+        "{device}: login as {user} refused (tried {}); the server offers: {}. Check the user name, key or password in the rig file",
+        list_or_none(tried),
+        list_or_none(methods)
+    )]
     AuthRefused { device: String, user: String, tried: Vec<String>, methods: Vec<String> },
 
     #[error("{device}: algorithm negotiation refused: {reason}")]
@@ -75,9 +76,7 @@ pub enum SshError {
     #[error("{device}: none of the requested {kind} algorithms ({requested}) is supported by libssh2; it supports: {supported}")]
     UnsupportedAlgorithms { device: String, kind: String, requested: String, supported: String },
 
-    #[error(
-        "{device}: {operation} timed out after {after:?}. The device may be hung or overloaded; check its console"
-    )]
+    #[error("{device}: {operation} timed out after {after:?}. The device may be hung or overloaded; check its console")]
     Timeout { device: String, operation: String, after: Duration },
 
     #[error("{device}: {source}")]

@@ -122,18 +122,9 @@ struct KnownHostsPins {
 impl HostKeyPolicy {
     /// Build the policy from the endpoint's `host_key` and/or `known_hosts`. When both are
     /// given, a key must satisfy both.
-    pub fn new(
-        device: &str,
-        host: &str,
-        port: u16,
-        fingerprint: Option<&str>,
-        known_hosts: Option<&Path>,
-    ) -> Result<Self, SshError> {
+    pub fn new(device: &str, host: &str, port: u16, fingerprint: Option<&str>, known_hosts: Option<&Path>) -> Result<Self, SshError> {
         let fingerprint = fingerprint
-            .map(|value| {
-                normalize_fingerprint(value)
-                    .ok_or_else(|| SshError::BadHostKeyPin { device: device.into(), value: value.into() })
-            })
+            .map(|value| normalize_fingerprint(value).ok_or_else(|| SshError::BadHostKeyPin { device: device.into(), value: value.into() }))
             .transpose()?;
         let known_hosts = known_hosts
             .map(|path| {
@@ -194,9 +185,7 @@ impl HostKeyPolicy {
     pub fn check(&self, offered: &OfferedKey) -> Result<(), Refusal> {
         if let Some(pins) = &self.known_hosts {
             if pins.revoked.contains(&offered.blob) {
-                return Err(Refusal::Mismatch {
-                    expected: format!("a key other than the REVOKED {}", offered.describe()),
-                });
+                return Err(Refusal::Mismatch { expected: format!("a key other than the REVOKED {}", offered.describe()) });
             }
             if pins.pinned.is_empty() {
                 return Err(Refusal::Unknown { known_hosts: pins.path.clone(), host_entry: pins.host_entry.clone() });
@@ -298,10 +287,7 @@ fn parse_known_hosts(text: &str) -> Vec<KnownHostsEntry> {
             continue;
         };
         if key_algorithm(&key).as_deref() != Some(declared_type) {
-            tracing::warn!(
-                "known_hosts line {}: key type {declared_type} does not match the key; line ignored",
-                index + 1
-            );
+            tracing::warn!("known_hosts line {}: key type {declared_type} does not match the key; line ignored", index + 1);
             continue;
         }
         let hosts = if first.starts_with("|1|") {
@@ -456,9 +442,6 @@ mod tests {
     #[test]
     fn a_policy_needs_a_pin() {
         assert!(matches!(HostKeyPolicy::new("ru1", "h", 22, None, None), Err(SshError::NoHostKeyPin { .. })));
-        assert!(matches!(
-            HostKeyPolicy::new("ru1", "h", 22, Some("ssh-ed25519 AAAA"), None),
-            Err(SshError::BadHostKeyPin { .. })
-        ));
+        assert!(matches!(HostKeyPolicy::new("ru1", "h", 22, Some("ssh-ed25519 AAAA"), None), Err(SshError::BadHostKeyPin { .. })));
     }
 }

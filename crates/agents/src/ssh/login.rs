@@ -50,17 +50,9 @@ fn login_blocking(
         Err(SshError::NegotiationRefused { reason, .. }) => {
             recorder.emit(EventKind::Note {
                 channel,
-                text: format!(
-                    "login attempt as {user} ({}): algorithm negotiation refused: {reason}",
-                    credential.method()
-                ),
+                text: format!("login attempt as {user} ({}): algorithm negotiation refused: {reason}", credential.method()),
             });
-            return Ok(LoginOutcome {
-                accepted: false,
-                methods_offered: Vec::new(),
-                negotiation_refused: Some(reason),
-                source: None,
-            });
+            return Ok(LoginOutcome { accepted: false, methods_offered: Vec::new(), negotiation_refused: Some(reason), source: None });
         }
         Err(e) => {
             recorder.emit(EventKind::Note { channel, text: format!("login attempt as {user} not made: {e}") });

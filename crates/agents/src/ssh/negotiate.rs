@@ -50,7 +50,14 @@ pub async fn probe_negotiation(
         .unwrap_or_else(|| Err(SshError::Closed { device: device.into() }))
 }
 
-fn probe_blocking(device: &str, host: &str, port: u16, offer: &ClientOffer, timeout: Duration, recorder: &Recorder) -> Result<NegotiationOutcome, SshError> {
+fn probe_blocking(
+    device: &str,
+    host: &str,
+    port: u16,
+    offer: &ClientOffer,
+    timeout: Duration,
+    recorder: &Recorder,
+) -> Result<NegotiationOutcome, SshError> {
     let channel = ChannelId::new(device, "ssh:negotiate");
     let deadline = Instant::now() + timeout;
     let operation = format!("algorithm negotiation with {host}:{port}");
@@ -63,7 +70,8 @@ fn probe_blocking(device: &str, host: &str, port: u16, offer: &ClientOffer, time
     let kexinit = client_kexinit(offer);
     recorder.bytes(&channel, Direction::Out, &kexinit);
     if let Err(e) = stream.write_all(&kexinit) {
-        let outcome = NegotiationOutcome { negotiated: false, detail: format!("the server closed the connection before our offer arrived ({e})") };
+        let outcome =
+            NegotiationOutcome { negotiated: false, detail: format!("the server closed the connection before our offer arrived ({e})") };
         record_outcome(recorder, &channel, &outcome);
         return Ok(outcome);
     }
@@ -95,7 +103,10 @@ fn probe_blocking(device: &str, host: &str, port: u16, offer: &ClientOffer, time
         Some(how) => NegotiationOutcome { negotiated: false, detail: format!("the server {how}") },
         None => NegotiationOutcome {
             negotiated: true,
-            detail: format!("the server kept the connection open for {} ms, waiting for the key exchange to go on", AGREEMENT_WINDOW.as_millis()),
+            detail: format!(
+                "the server kept the connection open for {} ms, waiting for the key exchange to go on",
+                AGREEMENT_WINDOW.as_millis()
+            ),
         },
     };
     record_outcome(recorder, &channel, &outcome);

@@ -27,10 +27,7 @@ const READ_CHUNK: usize = 32 * 1024;
 
 /// Run blocking work on its own named thread and await its result without blocking the
 /// runtime. None if the thread could not be started or panicked.
-pub(crate) async fn run_on_thread<T: Send + 'static>(
-    name: String,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
+pub(crate) async fn run_on_thread<T: Send + 'static>(name: String, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (tx, rx) = oneshot::channel();
     std::thread::Builder::new()
         .name(name)
@@ -383,12 +380,9 @@ impl Worker {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut queued = Queued::default();
         let finished = loop {
-            let progress =
-                drain(&self.wire, &mut channel, &mut buf, &mut output.stdout, &self.recorder, &stdout_channel)
-                    .and_then(|a| {
-                        drain(&self.wire, &mut stderr, &mut buf, &mut output.stderr, &self.recorder, &stderr_channel)
-                            .map(|b| a || b)
-                    });
+            let progress = drain(&self.wire, &mut channel, &mut buf, &mut output.stdout, &self.recorder, &stdout_channel).and_then(|a| {
+                drain(&self.wire, &mut stderr, &mut buf, &mut output.stderr, &self.recorder, &stderr_channel).map(|b| a || b)
+            });
             match progress {
                 Err(e) => break Err(e),
                 Ok(_) if channel.eof() => break Ok(()),
@@ -414,21 +408,11 @@ impl Worker {
                 // its channel closes. sshd confirms the close only once the command
                 // ends, so the channel is parked rather than waited for.
                 self.abandon(channel);
-                self.recorder.emit(EventKind::SshExit {
-                    channel: exec_channel,
-                    exit_status: None,
-                    signal: None,
-                    timed_out: true,
-                });
+                self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: None, signal: None, timed_out: true });
                 return Err(self.exec_failure(&operation, WireError::TimedOut, timeout));
             }
             Err(e) => {
-                self.recorder.emit(EventKind::SshExit {
-                    channel: exec_channel,
-                    exit_status: None,
-                    signal: None,
-                    timed_out: false,
-                });
+                self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: None, signal: None, timed_out: false });
                 let error = self.exec_failure(&operation, e, timeout);
                 self.dispose(channel);
                 return Err(error);
@@ -445,12 +429,7 @@ impl Worker {
             _ => None,
         };
         let timed_out = matches!(closed, Err(WireError::TimedOut));
-        self.recorder.emit(EventKind::SshExit {
-            channel: exec_channel,
-            exit_status: output.exit_status,
-            signal,
-            timed_out,
-        });
+        self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: output.exit_status, signal, timed_out });
         let result = match closed {
             Ok(()) => Ok(output),
             Err(e) => Err(self.exec_failure(&operation, e, timeout)),
@@ -479,9 +458,7 @@ impl Worker {
 
     fn exec_failure(&mut self, operation: &str, e: WireError, timeout: Duration) -> SshError {
         match e {
-            WireError::TimedOut => {
-                SshError::Timeout { device: self.target.device.clone(), operation: operation.into(), after: timeout }
-            }
+            WireError::TimedOut => SshError::Timeout { device: self.target.device.clone(), operation: operation.into(), after: timeout },
             e => self.fail(operation, e),
         }
     }
@@ -509,12 +486,7 @@ impl Worker {
             Err(FetchFailure::Failed(e)) => return Err(e),
         };
         let sha256: String = Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
-        self.recorder.emit(EventKind::FileFetched {
-            channel: fetch_channel,
-            path: path.to_string(),
-            len: content.len() as u64,
-            sha256,
-        });
+        self.recorder.emit(EventKind::FileFetched { channel: fetch_channel, path: path.to_string(), len: content.len() as u64, sha256 });
         Ok(content)
     }
 
@@ -558,11 +530,7 @@ impl Worker {
         let (mut channel, stat) = match started {
             Ok(started) => started,
             Err(e) if !e.is_connection_loss() && !matches!(e, WireError::TimedOut) => {
-                return Err(SshError::Fetch {
-                    device: self.target.device.clone(),
-                    path: path.into(),
-                    reason: e.to_string(),
-                })
+                return Err(SshError::Fetch { device: self.target.device.clone(), path: path.into(), reason: e.to_string() })
             }
             Err(e) => return Err(self.fail(&operation, e)),
         };

@@ -30,11 +30,7 @@ const READ_CHUNK: usize = 32 * 1024;
 const WRITE_QUEUE: usize = 64;
 
 /// Open a shell session and start its pump; the returned stream drives it.
-pub(crate) async fn open_shell(
-    target: Arc<Target>,
-    options: ShellOptions,
-    recorder: Recorder,
-) -> Result<ByteStream, SshError> {
+pub(crate) async fn open_shell(target: Arc<Target>, options: ShellOptions, recorder: Recorder) -> Result<ByteStream, SshError> {
     let device = target.device.clone();
     let channel = ChannelId::new(&device, "ssh:shell");
     let feed = Feed::new(DEFAULT_FEED_CAPACITY);
@@ -48,16 +44,11 @@ pub(crate) async fn open_shell(
     let (to_pump, pump_inbox) = mpsc::channel::<WriteRequest>();
     let (ready_tx, ready_rx) = oneshot::channel();
 
-    let pump =
-        Pump { target, recorder, channel: channel.clone(), feed: feed.clone(), inbox: pump_inbox, wake: wake_rx };
+    let pump = Pump { target, recorder, channel: channel.clone(), feed: feed.clone(), inbox: pump_inbox, wake: wake_rx };
     std::thread::Builder::new()
         .name(format!("ssh-shell-{device}"))
         .spawn(move || pump.run(options, ready_tx))
-        .map_err(|e| SshError::Protocol {
-            device: device.clone(),
-            operation: "opening a shell".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| SshError::Protocol { device: device.clone(), operation: "opening a shell".into(), reason: e.to_string() })?;
     ready_rx.await.map_err(|_| SshError::Closed { device: device.clone() })??;
 
     let (writes, mut requests) = tokio::sync::mpsc::channel::<WriteRequest>(WRITE_QUEUE);

@@ -143,11 +143,7 @@ impl Wire {
     }
 
     /// Call `op` until it stops returning EAGAIN, waiting on the socket in between.
-    pub fn retry<T>(
-        &self,
-        deadline: Option<Instant>,
-        mut op: impl FnMut(&Session) -> Result<T, ssh2::Error>,
-    ) -> Result<T, WireError> {
+    pub fn retry<T>(&self, deadline: Option<Instant>, mut op: impl FnMut(&Session) -> Result<T, ssh2::Error>) -> Result<T, WireError> {
         loop {
             match op(&self.session) {
                 Ok(value) => return Ok(value),

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proofrig_model::events::{ChannelId, Direction, Event, EventKind, EventSink, MemorySink, Recorder};
-use proofrig_model::rig::{
-    Console, ConsoleLogin, FlowControl, Parity, SerialConsole, SlowSend, TcpConsole, TcpProtocol,
-};
+use proofrig_model::rig::{Console, ConsoleLogin, FlowControl, Parity, SerialConsole, SlowSend, TcpConsole, TcpProtocol};
 use proofrig_model::secret::{Secret, SecretRef};
 use tokio::sync::Notify;
 
@@ -50,30 +48,13 @@ pub fn serial_console(port: &Path) -> Console {
     serial_console_with(port, 115_200, 8, Parity::None, 1, None)
 }
 
-pub fn serial_console_with(
-    port: &Path,
-    baud: u32,
-    data_bits: u8,
-    parity: Parity,
-    stop_bits: u8,
-    slow_send: Option<SlowSend>,
-) -> Console {
-    let serial =
-        SerialConsole { port: port.to_path_buf(), baud, data_bits, parity, stop_bits, flow_control: FlowControl::None };
+pub fn serial_console_with(port: &Path, baud: u32, data_bits: u8, parity: Parity, stop_bits: u8, slow_send: Option<SlowSend>) -> Console {
+    let serial = SerialConsole { port: port.to_path_buf(), baud, data_bits, parity, stop_bits, flow_control: FlowControl::None };
     console(Some(serial), None, slow_send)
 }
 
 pub fn tcp_console(port: u16, protocol: TcpProtocol, baud: Option<u32>, data_bits: u8, parity: Parity, stop_bits: u8) -> Console {
-    let tcp = TcpConsole {
-        host: "127.0.0.1".into(),
-        port,
-        protocol,
-        baud,
-        data_bits,
-        parity,
-        stop_bits,
-        connect_timeout_ms: 3000,
-    };
+    let tcp = TcpConsole { host: "127.0.0.1".into(), port, protocol, baud, data_bits, parity, stop_bits, connect_timeout_ms: 3000 };
     console(None, Some(tcp), None)
 }
 

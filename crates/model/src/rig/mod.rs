@@ -124,11 +124,7 @@ fn validate(src: &YamlSource, spec: &RigFile) -> Result<(), Box<YamlError>> {
                     (Some(best), _) => format!("did you mean `{best}`? PDUs in this rig: {}", known.join(", ")),
                     (None, _) => format!("PDUs in this rig: {}", known.join(", ")),
                 };
-                return Err(src.error_at(
-                    &format!("{at}.power.pdu"),
-                    format!("no PDU named `{}`", power.pdu),
-                    Some(hint),
-                ));
+                return Err(src.error_at(&format!("{at}.power.pdu"), format!("no PDU named `{}`", power.pdu), Some(hint)));
             };
             if let Pdu::Modbus(_) = pdu {
                 if !matches!(power.outlet, OutletId::Number(n) if n <= u16::MAX as u32) {
@@ -177,11 +173,8 @@ fn validate_console(src: &YamlSource, at: &str, console: &Console) -> Result<(),
         patterns.push((format!("{at}.death_strings[{i}]"), p));
     }
     if let Some(login) = &console.login {
-        for (field, p) in [
-            ("login_prompt", &login.login_prompt),
-            ("password_prompt", &login.password_prompt),
-            ("failure", &login.failure),
-        ] {
+        for (field, p) in [("login_prompt", &login.login_prompt), ("password_prompt", &login.password_prompt), ("failure", &login.failure)]
+        {
             if let Some(p) = p {
                 patterns.push((format!("{at}.login.{field}"), p));
             }
@@ -219,8 +212,7 @@ fn validate_ssh(src: &YamlSource, at: &str, ssh: &SshEndpoint) -> Result<(), Box
         }
         (Some(fp), None) => {
             let body = fp.strip_prefix("SHA256:").unwrap_or("");
-            let valid = body.len() == 43
-                && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+            let valid = body.len() == 43 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
             if !valid {
                 return Err(src.error_at(
                     &format!("{at}.host_key"),

@@ -181,8 +181,8 @@ mod tests {
         // What net-snmp's `snmpget -v2c -c public HOST 1.3.6.1.2.1.1.1.0` sends (read
         // off a UDP socket), with its random 4-byte request-id replaced by 0x1234.
         let expected: &[u8] = &[
-            0x30, 0x27, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa0, 0x1a, 0x02, 0x02, 0x12, 0x34, 0x02, 0x01, 0x00, 0x02,
-            0x01, 0x00, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x02, 0x01, 0x01, 0x01, 0x00, 0x05, 0x00,
+            0x30, 0x27, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa0, 0x1a, 0x02, 0x02, 0x12, 0x34, 0x02, 0x01,
+            0x00, 0x02, 0x01, 0x00, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x02, 0x01, 0x01, 0x01, 0x00, 0x05, 0x00,
         ];
         assert_eq!(get_request(SnmpVersion::V2c, "public", 0x1234), expected);
         let header = parse_message(expected).unwrap();
@@ -216,7 +216,11 @@ mod tests {
             r[13] = 0xa2;
             r
         };
-        let probes = [(SnmpVersion::V2c, "public".to_string(), 99), (SnmpVersion::V1, "public".to_string(), 99), (SnmpVersion::V2c, "private".to_string(), 99)];
+        let probes = [
+            (SnmpVersion::V2c, "public".to_string(), 99),
+            (SnmpVersion::V1, "public".to_string(), 99),
+            (SnmpVersion::V2c, "private".to_string(), 99),
+        ];
         assert_eq!(answered_probes(&probes, [&reply[..]]), [true, false, false]);
         for cut in 0..reply.len() {
             assert_eq!(answered_probes(&probes[..1], [&reply[..cut]]), [false], "cut at {cut}");

@@ -78,10 +78,7 @@ pub const KEX_MARKERS: &[KexMarker] = &[
     KexMarker { name: "kex-strict-s", meaning: "server enforces strict key exchange (draft-ietf-sshm-strict-kex)" },
     KexMarker { name: "kex-strict-c", meaning: "client enforces strict key exchange (draft-ietf-sshm-strict-kex)" },
     // Dropbear CHANGES, 2013.57: a first-packet key exchange guess that may succeed more often.
-    KexMarker {
-        name: "kexguess2@matt.ucc.asn.au",
-        meaning: "dropbear's extended first key exchange packet guess (dropbear 2013.57)",
-    },
+    KexMarker { name: "kexguess2@matt.ucc.asn.au", meaning: "dropbear's extended first key exchange packet guess (dropbear 2013.57)" },
 ];
 
 /// The marker called `name`, if it is one.
@@ -279,7 +276,8 @@ pub struct ClientOffer {
 
 const DEFAULT_KEX: &str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,diffie-hellman-group14-sha256,diffie-hellman-group-exchange-sha256";
 const DEFAULT_HOST_KEY: &str = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256";
-const DEFAULT_CIPHERS: &str = "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
+const DEFAULT_CIPHERS: &str =
+    "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
 /// With an AEAD cipher (chacha20-poly1305, AES-GCM) no MAC is negotiated at all, so a
 /// MAC under test is offered beside plain CTR ciphers only.
 const CIPHERS_NEEDING_A_MAC: &str = "aes256-ctr,aes192-ctr,aes128-ctr";
@@ -289,8 +287,12 @@ const DEFAULT_MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@open
 pub fn client_kexinit(offer: &ClientOffer) -> Vec<u8> {
     let list = |wanted: &Option<Vec<String>>, default: &str| wanted.as_ref().map(|v| v.join(",")).unwrap_or_else(|| default.to_string());
     let default_ciphers = if offer.macs.is_some() { CIPHERS_NEEDING_A_MAC } else { DEFAULT_CIPHERS };
-    let (kex, host_key, ciphers, macs) =
-        (list(&offer.kex, DEFAULT_KEX), list(&offer.host_key, DEFAULT_HOST_KEY), list(&offer.ciphers, default_ciphers), list(&offer.macs, DEFAULT_MACS));
+    let (kex, host_key, ciphers, macs) = (
+        list(&offer.kex, DEFAULT_KEX),
+        list(&offer.host_key, DEFAULT_HOST_KEY),
+        list(&offer.ciphers, default_ciphers),
+        list(&offer.macs, DEFAULT_MACS),
+    );
     let mut payload = vec![SSH_MSG_KEXINIT];
     // The cookie only has to be unpredictable for a real key exchange, which this never does.
     payload.extend_from_slice(&[0u8; 16]);

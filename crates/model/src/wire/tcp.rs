@@ -68,7 +68,11 @@ pub struct Recorded<'a> {
 /// exactly once, each that connected (to another socket than the scan's own) exactly
 /// once more, and the open ones are those that connected both times. An error says
 /// how the record falls short of a scan.
-pub fn open_ports_connected<'a>(address: &str, scanned: &[u16], recorded: impl IntoIterator<Item = Recorded<'a>>) -> Result<Vec<u16>, String> {
+pub fn open_ports_connected<'a>(
+    address: &str,
+    scanned: &[u16],
+    recorded: impl IntoIterator<Item = Recorded<'a>>,
+) -> Result<Vec<u16>, String> {
     let mut tried: [BTreeMap<u16, bool>; 2] = [BTreeMap::new(), BTreeMap::new()];
     for event in recorded {
         if event.address != address {
@@ -84,7 +88,10 @@ pub fn open_ports_connected<'a>(address: &str, scanned: &[u16], recorded: impl I
             let (Some(local), [port]) = (event.local, ports.as_slice()) else {
                 return Err("a connection is recorded without its own port and the scan's end of it".into());
             };
-            let peer = format!("{address}:{port}").parse::<SocketAddr>().or_else(|_| format!("[{address}]:{port}").parse()).map_err(|_| format!("`{address}` is not an IP address"))?;
+            let peer = format!("{address}:{port}")
+                .parse::<SocketAddr>()
+                .or_else(|_| format!("[{address}]:{port}").parse())
+                .map_err(|_| format!("`{address}` is not an IP address"))?;
             if local.parse::<SocketAddr>().ok() == Some(peer) {
                 return Err(format!("the connection to port {port} is recorded as made, but it met the scan's own socket"));
             }

@@ -15,9 +15,9 @@ use proofrig_model::rig::Rig;
 use serde::Serialize;
 
 use super::{Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::table;
 use proofrig_plan::catalogue::{self, CaseInfo, Readiness};
 use proofrig_plan::{library, Plan, PlanError};
-use crate::table;
 
 /// Output format of `catalogue`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,10 +12,10 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use proofrig_agents::serial::open_console;
 use proofrig_model::ansi::AnsiFilter;
 use proofrig_model::rig::Rig;
 use proofrig_model::secret::Secret;
-use proofrig_agents::serial::open_console;
 use regex::bytes::Regex;
 use tokio::sync::mpsc;
 

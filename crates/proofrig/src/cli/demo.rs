@@ -21,12 +21,12 @@ use proofrig_simlab::{SimLab, SimLabConfig};
 
 use super::run::{run_and_seal, RunSetup, Sealed};
 use super::{Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::table;
 use proofrig_evidence::record::{CaseKey, CaseResult};
 use proofrig_evidence::signing;
-use proofrig_plan::{clause_order, library, Plan};
 use proofrig_plan::scope::select;
+use proofrig_plan::{clause_order, library, Plan};
 use proofrig_run::progress::{Progress, StepDone};
-use crate::table;
 use proofrig_verdict::Verdict;
 
 pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
@@ -101,14 +101,8 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
             params.insert("ports".to_string(), serde_json::Value::String(ports));
         }
         let label = plan.spec.plan.clone();
-        let setup = RunSetup {
-            plans: vec![plan],
-            rig: rig.clone(),
-            only_device: None,
-            params,
-            out_dir: out_dir.to_path_buf(),
-            key: key.clone(),
-        };
+        let setup =
+            RunSetup { plans: vec![plan], rig: rig.clone(), only_device: None, params, out_dir: out_dir.to_path_buf(), key: key.clone() };
         match run_and_seal(setup, &label, &mut CaseLines { quiet, started: None }).await {
             Ok(run) => {
                 let aborted = run.result.aborted;
@@ -146,7 +140,10 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     let surprises = surprises(&results, &profiles);
     if !surprises.is_empty() {
         println!("\nNot the usual hardened PASS / weak FAIL, with the evidence behind each:\n");
-        print!("{}", table::render_fitted(&["device", "clause", "test", "verdict", "evidence"], &surprises, crate::terminal::stdout_width()));
+        print!(
+            "{}",
+            table::render_fitted(&["device", "clause", "test", "verdict", "evidence"], &surprises, crate::terminal::stdout_width())
+        );
     }
     println!("\nBundles, each verified as a third party would (signature by the demo key, every file, the hash chain, every verdict replayed):\n");
     print!("{}", table::render(&["verify", "bundle", "plan"], &bundles));
@@ -209,7 +206,8 @@ fn surprises(results: &[&CaseResult], profiles: &[(String, String)]) -> Vec<Vec<
             };
             (case.verdict != usual && case.verdict != Verdict::Skip).then(|| {
                 let why = case.evidence_excerpt.lines().next().unwrap_or("").to_string();
-                let row = vec![case.key.device.clone(), case.scas.clause.clone(), case.scas.test_name.clone(), case.verdict.to_string(), why];
+                let row =
+                    vec![case.key.device.clone(), case.scas.clause.clone(), case.scas.test_name.clone(), case.verdict.to_string(), why];
                 (*case, row)
             })
         })

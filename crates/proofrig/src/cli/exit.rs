@@ -32,9 +32,7 @@ pub const NO_STATUS: u8 = 255;
 pub fn of_run(run: &Rollup) -> u8 {
     if run.count(Verdict::Fail) > 0 {
         FAILED
-    } else if [Verdict::Error, Verdict::Infra, Verdict::Aborted, Verdict::Inconclusive, Verdict::NotRun]
-        .iter()
-        .any(|v| run.count(*v) > 0)
+    } else if [Verdict::Error, Verdict::Infra, Verdict::Aborted, Verdict::Inconclusive, Verdict::NotRun].iter().any(|v| run.count(*v) > 0)
         || run.counts.is_empty()
     {
         UNDECIDED

@@ -131,10 +131,7 @@ pub enum Command {
         off_for_ms: Option<u64>,
     },
     /// Open a device's console interactively (Ctrl-] quits). The session is recorded.
-    Console {
-        rig: PathBuf,
-        device: String,
-    },
+    Console { rig: PathBuf, device: String },
     /// Run one command on a device over SSH, print its output, exit with its status.
     Ssh {
         rig: PathBuf,
@@ -266,13 +263,9 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Demo { out, quiet } => demo::demo(&out, quiet).await,
         #[cfg(feature = "simlab")]
         Command::Sim { rig_out, well_known_ports } => sim::sim(&rig_out, well_known_ports).await,
-        Command::Power { rig, device, action, off_for_ms } => {
-            power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await
-        }
+        Command::Power { rig, device, action, off_for_ms } => power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await,
         Command::Console { rig, device } => console::console(&rig, &device, &cli.transcripts).await,
-        Command::Ssh { rig, device, command, timeout_s } => {
-            ssh::ssh(&rig, &device, &command, timeout_s, &cli.transcripts).await
-        }
+        Command::Ssh { rig, device, command, timeout_s } => ssh::ssh(&rig, &device, &command, timeout_s, &cli.transcripts).await,
         Command::Keygen { out, name } => keygen::keygen(&out, &name),
         Command::Seal { run_dir, key } => seal::seal(&run_dir, key.as_deref()),
         Command::Verify { bundle, key } => verify::verify(&bundle, key.as_deref()),

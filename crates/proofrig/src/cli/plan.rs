@@ -12,12 +12,7 @@ pub fn check(paths: &[PathBuf]) -> Result<u8, Failure> {
         match Plan::load(path) {
             Ok(plan) => {
                 let steps: usize = plan.spec.cases.iter().map(|c| c.steps.len() + c.restore.len()).sum();
-                println!(
-                    "{}: ok (plan `{}`, {} case(s), {steps} step(s))",
-                    path.display(),
-                    plan.spec.plan,
-                    plan.spec.cases.len()
-                );
+                println!("{}: ok (plan `{}`, {} case(s), {steps} step(s))", path.display(), plan.spec.plan, plan.spec.cases.len());
             }
             Err(err) => {
                 eprintln!("{:?}", miette::Report::new(err));

@@ -9,13 +9,7 @@ use proofrig_model::rig::Rig;
 use super::{report, Failure, PowerAction, EXIT_OK};
 use crate::session::SessionLog;
 
-pub async fn power(
-    rig_path: &Path,
-    device: &str,
-    action: PowerAction,
-    off_for_ms: Option<u64>,
-    transcripts: &Path,
-) -> Result<u8, Failure> {
+pub async fn power(rig_path: &Path, device: &str, action: PowerAction, off_for_ms: Option<u64>, transcripts: &Path) -> Result<u8, Failure> {
     let rig = Rig::load(rig_path)?;
     rig.device(device)?;
     let log = SessionLog::create(transcripts, &rig, device, "power").map_err(|e| Failure::usage(report(e)))?;

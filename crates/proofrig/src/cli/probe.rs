@@ -8,11 +8,11 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use proofrig_model::events::Recorder;
 use proofrig_agents::power::{OutletRef, PowerController, PowerError};
-use proofrig_model::rig::{Device, Rig};
 use proofrig_agents::serial::open_console;
 use proofrig_agents::ssh::SshSession;
+use proofrig_model::events::Recorder;
+use proofrig_model::rig::{Device, Rig};
 
 use super::{report, Failure, EXIT_FAILED, EXIT_OK};
 use crate::session::SessionLog;
@@ -40,8 +40,7 @@ pub async fn probe(rig_path: &Path, only: Option<&str>, timeout_ms: u64, transcr
     if let Some(name) = only {
         rig.device(name)?;
     }
-    let log = SessionLog::create(transcripts, &rig, only.unwrap_or("all"), "probe")
-        .map_err(|e| Failure::usage(report(e)))?;
+    let log = SessionLog::create(transcripts, &rig, only.unwrap_or("all"), "probe").map_err(|e| Failure::usage(report(e)))?;
     let limit = Duration::from_millis(timeout_ms);
     let power = PowerController::new(&rig, log.recorder.clone()).map_err(|e| Failure::usage(miette::Report::new(e)))?;
 

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use proofrig_model::rig::Rig;
 use proofrig_agents::ssh::SshSession;
+use proofrig_model::rig::Rig;
 
 use super::{report, Failure};
 use crate::session::SessionLog;

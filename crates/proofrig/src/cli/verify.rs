@@ -42,12 +42,8 @@ pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
         (Some(id), true, Some(path)) => println!("Signer: {id} (pinned: the key in {})", path.display()),
         (Some(id), _, _) => {
             println!("Signer: {id} (UNPINNED)");
-            println!(
-                "  !! UNPINNED: the signatures are valid, but nothing says whose key this is: anyone can make a key."
-            );
-            println!(
-                "  !! Compare the key id with the one the lab published, or verify with --key <the lab's .pub file>."
-            );
+            println!("  !! UNPINNED: the signatures are valid, but nothing says whose key this is: anyone can make a key.");
+            println!("  !! Compare the key id with the one the lab published, or verify with --key <the lab's .pub file>.");
         }
         (None, _, _) => println!("Signer: none verified"),
     }

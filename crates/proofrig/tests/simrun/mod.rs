@@ -10,13 +10,13 @@ use std::sync::Arc;
 use proofrig_evidence::bundle::InputRefs;
 use proofrig_evidence::journal::{read_chain, JournalWriter, Record};
 use proofrig_evidence::record::{CaseKey, FileRef, RunResult};
+use proofrig_evidence::replay::replay;
+use proofrig_model::rig::Rig;
 use proofrig_plan::Plan;
 use proofrig_run::executor::{execute, run_recorder, RunRequest};
 use proofrig_run::progress::Silent;
-use proofrig_evidence::replay::replay;
-use proofrig_verdict::Verdict;
-use proofrig_model::rig::Rig;
 use proofrig_simlab::SimLab;
+use proofrig_verdict::Verdict;
 use serde_json::Value;
 
 /// A plan of the bundled library, by file name.
@@ -27,7 +27,8 @@ pub fn plan(name: &str) -> Plan {
 /// Every plan of the library, as the demo and `catalogue` see it.
 pub fn library() -> Vec<Plan> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
     paths.sort();
     paths.iter().map(|p| Plan::load(p).unwrap()).collect()
 }

@@ -11,10 +11,10 @@ use proofrig_evidence::bundle::{BundleWriter, InputRefs, JOURNAL, RESULTS, RIG};
 use proofrig_evidence::journal::{read_chain, Record};
 use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, Phase, RunResult, StepResult};
 use proofrig_evidence::signing;
-use proofrig_plan::ScasRef;
-use proofrig_verdict::{Rollup, Verdict};
 use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Timestamp};
 use proofrig_model::rig::Identity;
+use proofrig_plan::ScasRef;
+use proofrig_verdict::{Rollup, Verdict};
 
 pub const RUN_ID: &str = "2026-11-21T06-13-27Z-test";
 pub const EXCERPT_FAIL: &str = "debug1: kex: server->client cipher: 3des-cbc\n<script>alert('owned')</script>";
@@ -172,12 +172,7 @@ pub fn run_result(cases: &[CaseSpec]) -> RunResult {
                 },
                 reported: Some("RU-4400 fw 4.2.1 <b>".into()),
             },
-            DeviceIdentity {
-                device: "core1".into(),
-                role: "core".into(),
-                declared: Identity::default(),
-                reported: None,
-            },
+            DeviceIdentity { device: "core1".into(), role: "core".into(), declared: Identity::default(), reported: None },
         ],
     }
 }

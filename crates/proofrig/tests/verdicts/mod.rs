@@ -24,7 +24,8 @@ pub fn table() -> Table {
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find(BEGIN).unwrap_or_else(|| panic!("{} has no `{BEGIN}`", path.display()));
     let end = text.find(END).unwrap_or_else(|| panic!("{} has no `{END}`", path.display()));
-    let cells = |line: &str| -> Vec<String> { line.trim().trim_matches('|').split('|').map(|c| c.trim().trim_matches('`').to_string()).collect() };
+    let cells =
+        |line: &str| -> Vec<String> { line.trim().trim_matches('|').split('|').map(|c| c.trim().trim_matches('`').to_string()).collect() };
     let mut lines = text[start + BEGIN.len()..end].lines().filter(|l| l.trim_start().starts_with('|'));
     let header = cells(lines.next().expect("a header row"));
     assert_eq!(&header[..2], ["clause", "test"], "the table starts with clause and test: {header:?}");
@@ -43,7 +44,11 @@ pub fn table() -> Table {
 impl Table {
     /// Test name -> expected verdict, in `column`.
     pub fn column(&self, column: &str) -> BTreeMap<String, String> {
-        let at = self.columns.iter().position(|c| c == column).unwrap_or_else(|| panic!("no column `{column}` in the verdict table: {:?}", self.columns));
+        let at = self
+            .columns
+            .iter()
+            .position(|c| c == column)
+            .unwrap_or_else(|| panic!("no column `{column}` in the verdict table: {:?}", self.columns));
         self.rows.iter().map(|(_, test, verdicts)| (test.clone(), verdicts[at].clone())).collect()
     }
 
@@ -65,7 +70,11 @@ impl Table {
                 wrong.push(format!("{test} ran ({got}) but the verdict table has no row for it"));
             }
         }
-        assert!(wrong.is_empty(), "on `{column}`, the run disagrees with testplans/README.md's verdict table:\n{}\n\n{context}", wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "on `{column}`, the run disagrees with testplans/README.md's verdict table:\n{}\n\n{context}",
+            wrong.join("\n")
+        );
     }
 }
 

@@ -41,8 +41,13 @@ pub(crate) enum Pools {
     /// (in order, without a time limit) and begins `IMMEDIATE`, so SQLite never has
     /// to refuse a writer with SQLITE_BUSY. `readers` are read-only; in WAL mode they
     /// read alongside the writer.
-    Sqlite { writer: SqlitePool, readers: SqlitePool },
-    Postgres { pool: PgPool },
+    Sqlite {
+        writer: SqlitePool,
+        readers: SqlitePool,
+    },
+    Postgres {
+        pool: PgPool,
+    },
 }
 
 impl Pools {
@@ -60,7 +65,9 @@ impl Pools {
     /// that upgrade.
     pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
         match self {
-            Pools::Sqlite { writer, .. } => Ok(Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await.map_err(|e| db_error(Backend::Sqlite, e))?)),
+            Pools::Sqlite { writer, .. } => {
+                Ok(Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await.map_err(|e| db_error(Backend::Sqlite, e))?))
+            }
             Pools::Postgres { pool } => Ok(Tx::Postgres(pool.begin().await.map_err(|e| db_error(Backend::Postgres, e))?)),
         }
     }
@@ -69,7 +76,9 @@ impl Pools {
     pub(crate) async fn begin_read(&self) -> Result<Tx, StoreError> {
         match self {
             Pools::Sqlite { readers, .. } => Ok(Tx::Sqlite(readers.begin().await.map_err(|e| db_error(Backend::Sqlite, e))?)),
-            Pools::Postgres { pool } => Ok(Tx::Postgres(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(|e| db_error(Backend::Postgres, e))?)),
+            Pools::Postgres { pool } => Ok(Tx::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(|e| db_error(Backend::Postgres, e))?,
+            )),
         }
     }
 
@@ -203,8 +212,14 @@ impl Tx {
         let backend = self.backend();
         let sql = AssertSqlSafe(sql.to_string());
         let rows = match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query::<Sqlite>(sql), args).fetch_all(&mut **tx).await.map(|rows| rows.into_iter().map(Row::Sqlite).collect()),
-            Tx::Postgres(tx) => bind_all!(sqlx::query::<Postgres>(sql), args).fetch_all(&mut **tx).await.map(|rows| rows.into_iter().map(Row::Postgres).collect()),
+            Tx::Sqlite(tx) => bind_all!(sqlx::query::<Sqlite>(sql), args)
+                .fetch_all(&mut **tx)
+                .await
+                .map(|rows| rows.into_iter().map(Row::Sqlite).collect()),
+            Tx::Postgres(tx) => bind_all!(sqlx::query::<Postgres>(sql), args)
+                .fetch_all(&mut **tx)
+                .await
+                .map(|rows| rows.into_iter().map(Row::Postgres).collect()),
         };
         rows.map_err(|e| db_error(backend, e))
     }
@@ -215,7 +230,9 @@ impl Tx {
         let sql = AssertSqlSafe(sql.to_string());
         let row = match self {
             Tx::Sqlite(tx) => bind_all!(sqlx::query::<Sqlite>(sql), args).fetch_optional(&mut **tx).await.map(|row| row.map(Row::Sqlite)),
-            Tx::Postgres(tx) => bind_all!(sqlx::query::<Postgres>(sql), args).fetch_optional(&mut **tx).await.map(|row| row.map(Row::Postgres)),
+            Tx::Postgres(tx) => {
+                bind_all!(sqlx::query::<Postgres>(sql), args).fetch_optional(&mut **tx).await.map(|row| row.map(Row::Postgres))
+            }
         };
         row.map_err(|e| db_error(backend, e))
     }

@@ -24,7 +24,10 @@ use serde_json::json;
 
 use super::db::{args, Row, Tx};
 use super::leases::{self, token, token_arg};
-use super::{attempt_no, audit, from_json, from_ms, id, job_state, job_state_name, ms, rigs, to_json, Claimed, Ctx, JobRecord, LeaseRefused, StoreError};
+use super::{
+    attempt_no, audit, from_json, from_ms, id, job_state, job_state_name, ms, rigs, to_json, Claimed, Ctx, JobRecord, LeaseRefused,
+    StoreError,
+};
 use crate::scheduler::{self, Pick, QueuedJob};
 
 fn job_arg(job: JobId) -> i64 {
@@ -41,7 +44,10 @@ fn check_submission(req: &SubmitJob) -> Result<(), StoreError> {
     for plan in &req.plans {
         check_plan_name(&plan.name).map_err(|e| StoreError::Invalid(e.to_string()))?;
         if !names.insert(plan.name.as_str()) {
-            return Err(StoreError::Invalid(format!("plan file name `{}` is submitted twice; the bundle stores each plan under its name, so names must differ", plan.name)));
+            return Err(StoreError::Invalid(format!(
+                "plan file name `{}` is submitted twice; the bundle stores each plan under its name, so names must differ",
+                plan.name
+            )));
         }
     }
     if req.device.as_deref().is_some_and(|d| d.trim().is_empty()) {
@@ -60,13 +66,24 @@ pub(super) async fn submit(tx: &mut Tx, req: &SubmitJob, ctx: &Ctx) -> Result<Su
         .await?;
     let number = row.ok_or_else(|| StoreError::Corrupt("inserting a job returned no id".into()))?.int(0)?;
     for (position, plan) in req.plans.iter().enumerate() {
-        tx.exec("INSERT INTO job_plans (job, position, name, bytes) VALUES ($1, $2, $3, $4)", args![number, position as i64, &plan.name, plan.bytes.as_slice()]).await?;
+        tx.exec(
+            "INSERT INTO job_plans (job, position, name, bytes) VALUES ($1, $2, $3, $4)",
+            args![number, position as i64, &plan.name, plan.bytes.as_slice()],
+        )
+        .await?;
     }
     tx.exec("INSERT INTO attempts (job, attempt, retry_of, state, reason, created_at, updated_at) VALUES ($1, 1, NULL, 'queued', 'submitted', $2, $2)", args![number, ms(ctx.now)]).await?;
     let job = JobId(id(number));
     let warnings = admission_warnings(tx, job, req, ctx).await?;
     let plans: Vec<&str> = req.plans.iter().map(|p| p.name.as_str()).collect();
-    audit::record(tx, ctx, "job.submit", &job.to_string(), json!({ "priority": req.priority.get(), "target": req.target, "plans": plans, "device": req.device, "warnings": warnings })).await?;
+    audit::record(
+        tx,
+        ctx,
+        "job.submit",
+        &job.to_string(),
+        json!({ "priority": req.priority.get(), "target": req.target, "plans": plans, "device": req.device, "warnings": warnings }),
+    )
+    .await?;
     Ok(Submitted { job, warnings })
 }
 
@@ -74,8 +91,16 @@ pub(super) async fn submit(tx: &mut Tx, req: &SubmitJob, ctx: &Ctx) -> Result<Su
 /// none that matches has its lab host online (labgrid #1477, KernelCI #1403).
 async fn admission_warnings(tx: &mut Tx, job: JobId, req: &SubmitJob, ctx: &Ctx) -> Result<Vec<String>, StoreError> {
     let slots: Vec<_> = rigs::slots(tx, ctx.now, false).await?.into_iter().map(|(slot, _)| slot).collect();
-    let queued = QueuedJob { job, priority: req.priority, order: job.0, target: req.target.clone(), owner: ctx.who.clone(), not_before: req.not_before };
-    let mut warnings: Vec<String> = scheduler::schedule(std::slice::from_ref(&queued), &slots, ctx.now).unschedulable.into_iter().map(|u| u.reason).collect();
+    let queued = QueuedJob {
+        job,
+        priority: req.priority,
+        order: job.0,
+        target: req.target.clone(),
+        owner: ctx.who.clone(),
+        not_before: req.not_before,
+    };
+    let mut warnings: Vec<String> =
+        scheduler::schedule(std::slice::from_ref(&queued), &slots, ctx.now).unschedulable.into_iter().map(|u| u.reason).collect();
     if warnings.is_empty() && !slots.iter().any(|r| req.target.matches(&r.name, &r.roles, &r.tags) && r.labhost_online) {
         warnings.push(format!("{job}: no rig matching {} has its lab host online now; the job waits until one is", req.target));
     }
@@ -111,7 +136,10 @@ async fn queued(tx: &mut Tx) -> Result<Vec<Queued>, StoreError> {
 }
 
 fn priority(v: i64) -> Result<Priority, StoreError> {
-    u8::try_from(v).ok().and_then(|p| Priority::new(p).ok()).ok_or_else(|| StoreError::Corrupt(format!("stored priority {v} is outside 0-100")))
+    u8::try_from(v)
+        .ok()
+        .and_then(|p| Priority::new(p).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("stored priority {v} is outside 0-100")))
 }
 
 pub(super) async fn claim(tx: &mut Tx, ctx: &Ctx) -> Result<Vec<Claimed>, StoreError> {
@@ -129,8 +157,13 @@ pub(super) async fn claim(tx: &mut Tx, ctx: &Ctx) -> Result<Vec<Claimed>, StoreE
     let tokens = leases::mint(tx, picks.len()).await?;
     let mut claimed = Vec::with_capacity(picks.len());
     for (pick, fencing) in picks.iter().zip(tokens) {
-        let q = queued.iter().find(|q| q.job.job == pick.job).ok_or_else(|| StoreError::Corrupt(format!("the scheduler picked {}, which was not queued", pick.job)))?;
-        let labhost = labhost_of.get(pick.rig.as_str()).ok_or_else(|| StoreError::Corrupt(format!("the scheduler picked rig {}, which was not read", pick.rig)))?;
+        let q = queued
+            .iter()
+            .find(|q| q.job.job == pick.job)
+            .ok_or_else(|| StoreError::Corrupt(format!("the scheduler picked {}, which was not queued", pick.job)))?;
+        let labhost = labhost_of
+            .get(pick.rig.as_str())
+            .ok_or_else(|| StoreError::Corrupt(format!("the scheduler picked rig {}, which was not read", pick.rig)))?;
         claimed.push(take(tx, q, pick, labhost, fencing, ctx).await?);
     }
     Ok(claimed)
@@ -156,7 +189,14 @@ async fn take(tx: &mut Tx, q: &Queued, pick: &Pick, labhost: &LabHostId, fencing
     .await?;
     leases::issued_for(tx, rig, fencing).await?;
     rigs::settle(tx, rig, &format!("running {job} attempt {} under {fencing}", q.attempt), ctx).await?;
-    audit::record(tx, ctx, "job.assign", &job.to_string(), json!({ "attempt": q.attempt, "rig": rig, "labhost": labhost.0, "fencing": fencing.0, "lease_expires_at": expires_at.0 })).await?;
+    audit::record(
+        tx,
+        ctx,
+        "job.assign",
+        &job.to_string(),
+        json!({ "attempt": q.attempt, "rig": rig, "labhost": labhost.0, "fencing": fencing.0, "lease_expires_at": expires_at.0 }),
+    )
+    .await?;
     Ok(Claimed {
         job,
         attempt: attempt_no(q.attempt),
@@ -179,7 +219,13 @@ struct AttemptRow {
 
 impl AttemptRow {
     fn read(row: &Row) -> Result<AttemptRow, StoreError> {
-        Ok(AttemptRow { attempt: row.int(0)?, state: job_state(&row.text(1)?)?, rig: row.opt_text(2)?, fencing: row.opt_int(3)?.map(token), run_id: row.opt_text(4)? })
+        Ok(AttemptRow {
+            attempt: row.int(0)?,
+            state: job_state(&row.text(1)?)?,
+            rig: row.opt_text(2)?,
+            fencing: row.opt_int(3)?.map(token),
+            run_id: row.opt_text(4)?,
+        })
     }
 }
 
@@ -187,8 +233,20 @@ impl AttemptRow {
 async fn attempt_row(tx: &mut Tx, job: JobId, attempt: Option<Attempt>) -> Result<AttemptRow, StoreError> {
     let lock = tx.for_update();
     let row = match attempt {
-        Some(a) => tx.one(&format!("SELECT attempt, state, rig, fencing, run_id FROM attempts WHERE job = $1 AND attempt = $2{lock}"), args![job_arg(job), i64::from(a.0)]).await?,
-        None => tx.one(&format!("SELECT attempt, state, rig, fencing, run_id FROM attempts WHERE job = $1 ORDER BY attempt DESC LIMIT 1{lock}"), args![job_arg(job)]).await?,
+        Some(a) => {
+            tx.one(
+                &format!("SELECT attempt, state, rig, fencing, run_id FROM attempts WHERE job = $1 AND attempt = $2{lock}"),
+                args![job_arg(job), i64::from(a.0)],
+            )
+            .await?
+        }
+        None => {
+            tx.one(
+                &format!("SELECT attempt, state, rig, fencing, run_id FROM attempts WHERE job = $1 ORDER BY attempt DESC LIMIT 1{lock}"),
+                args![job_arg(job)],
+            )
+            .await?
+        }
     };
     match (row, attempt) {
         (Some(row), _) => AttemptRow::read(&row),
@@ -198,7 +256,11 @@ async fn attempt_row(tx: &mut Tx, job: JobId, attempt: Option<Attempt>) -> Resul
 }
 
 async fn set_attempt_state(tx: &mut Tx, job: JobId, attempt: i64, state: JobState, reason: &str, ctx: &Ctx) -> Result<(), StoreError> {
-    tx.exec("UPDATE attempts SET state = $1, reason = $2, updated_at = $3 WHERE job = $4 AND attempt = $5", args![job_state_name(state), reason, ms(ctx.now), job_arg(job), attempt]).await?;
+    tx.exec(
+        "UPDATE attempts SET state = $1, reason = $2, updated_at = $3 WHERE job = $4 AND attempt = $5",
+        args![job_state_name(state), reason, ms(ctx.now), job_arg(job), attempt],
+    )
+    .await?;
     Ok(())
 }
 
@@ -214,7 +276,11 @@ async fn end_job_lease(tx: &mut Tx, a: &AttemptRow, why: &str, ctx: &Ctx) -> Res
 pub(super) async fn cancel(tx: &mut Tx, job: JobId, reason: &str, ctx: &Ctx) -> Result<JobState, StoreError> {
     let a = attempt_row(tx, job, None).await?;
     if !matches!(a.state, JobState::Queued | JobState::Assigned | JobState::Running) {
-        return Err(StoreError::Conflict(format!("{job} attempt {} is already {}; there is nothing to cancel", a.attempt, job_state_name(a.state))));
+        return Err(StoreError::Conflict(format!(
+            "{job} attempt {} is already {}; there is nothing to cancel",
+            a.attempt,
+            job_state_name(a.state)
+        )));
     }
     let why = match reason.trim() {
         "" => format!("cancelled by {}", ctx.who),
@@ -224,7 +290,8 @@ pub(super) async fn cancel(tx: &mut Tx, job: JobId, reason: &str, ctx: &Ctx) -> 
     if a.state != JobState::Queued {
         end_job_lease(tx, &a, &format!("{job} attempt {} {why}", a.attempt), ctx).await?;
     }
-    let details = json!({ "attempt": a.attempt, "from": job_state_name(a.state), "rig": a.rig, "fencing": a.fencing.map(|f| f.0), "reason": reason });
+    let details =
+        json!({ "attempt": a.attempt, "from": job_state_name(a.state), "rig": a.rig, "fencing": a.fencing.map(|f| f.0), "reason": reason });
     audit::record(tx, ctx, "job.cancel", &job.to_string(), details).await?;
     Ok(a.state)
 }
@@ -234,13 +301,20 @@ async fn check_fencing(tx: &mut Tx, job: JobId, a: &AttemptRow, fencing: Fencing
     match a.fencing {
         Some(f) if f == fencing => Ok(()),
         _ => match leases::why_not_live(tx, fencing).await? {
-            LeaseRefused::Unknown { presented } => Err(StoreError::Invalid(format!("{job} attempt {} was never assigned under {presented}", a.attempt))),
+            LeaseRefused::Unknown { presented } => {
+                Err(StoreError::Invalid(format!("{job} attempt {} was never assigned under {presented}", a.attempt)))
+            }
             refused => Err(refused.into()),
         },
     }
 }
 
-pub(super) async fn started(tx: &mut Tx, (job, attempt, fencing): (JobId, Attempt, FencingToken), run_id: &str, ctx: &Ctx) -> Result<(), StoreError> {
+pub(super) async fn started(
+    tx: &mut Tx,
+    (job, attempt, fencing): (JobId, Attempt, FencingToken),
+    run_id: &str,
+    ctx: &Ctx,
+) -> Result<(), StoreError> {
     let a = attempt_row(tx, job, Some(attempt)).await?;
     check_fencing(tx, job, &a, fencing).await?;
     match a.state {
@@ -254,11 +328,26 @@ pub(super) async fn started(tx: &mut Tx, (job, attempt, fencing): (JobId, Attemp
                 }
                 Some(_) => {}
             }
-            tx.exec("UPDATE attempts SET state = 'running', reason = $1, run_id = $2, updated_at = $3 WHERE job = $4 AND attempt = $5", args![format!("running as run {run_id}"), run_id, ms(ctx.now), job_arg(job), a.attempt]).await?;
-            audit::record(tx, ctx, "job.start", &job.to_string(), json!({ "attempt": a.attempt, "rig": a.rig, "fencing": fencing.0, "run_id": run_id })).await
+            tx.exec(
+                "UPDATE attempts SET state = 'running', reason = $1, run_id = $2, updated_at = $3 WHERE job = $4 AND attempt = $5",
+                args![format!("running as run {run_id}"), run_id, ms(ctx.now), job_arg(job), a.attempt],
+            )
+            .await?;
+            audit::record(
+                tx,
+                ctx,
+                "job.start",
+                &job.to_string(),
+                json!({ "attempt": a.attempt, "rig": a.rig, "fencing": fencing.0, "run_id": run_id }),
+            )
+            .await
         }
         JobState::Running if a.run_id.as_deref() == Some(run_id) => Ok(()),
-        JobState::Running => Err(StoreError::Conflict(format!("{job} attempt {} already runs as run {}, not {run_id}", a.attempt, a.run_id.unwrap_or_default()))),
+        JobState::Running => Err(StoreError::Conflict(format!(
+            "{job} attempt {} already runs as run {}, not {run_id}",
+            a.attempt,
+            a.run_id.unwrap_or_default()
+        ))),
         JobState::Cancelled | JobState::Lost => Err(leases::why_not_live(tx, fencing).await?.into()),
         other => Err(StoreError::Conflict(format!("{job} attempt {} is {}; it cannot start", a.attempt, job_state_name(other)))),
     }
@@ -267,7 +356,11 @@ pub(super) async fn started(tx: &mut Tx, (job, attempt, fencing): (JobId, Attemp
 pub(super) async fn ended(tx: &mut Tx, (job, attempt, fencing): (JobId, Attempt, FencingToken), ctx: &Ctx) -> Result<JobState, StoreError> {
     let a = attempt_row(tx, job, Some(attempt)).await?;
     if a.fencing != Some(fencing) {
-        return Err(StoreError::Invalid(format!("{job} attempt {} was assigned under {}, not {fencing}", a.attempt, a.fencing.map(|f| f.to_string()).unwrap_or_else(|| "no token".into()))));
+        return Err(StoreError::Invalid(format!(
+            "{job} attempt {} was assigned under {}, not {fencing}",
+            a.attempt,
+            a.fencing.map(|f| f.to_string()).unwrap_or_else(|| "no token".into())
+        )));
     }
     if !matches!(a.state, JobState::Assigned | JobState::Running) {
         // A resend, or the end of a job already cancelled or lost: its upload is
@@ -277,22 +370,46 @@ pub(super) async fn ended(tx: &mut Tx, (job, attempt, fencing): (JobId, Attempt,
     let why = "ended on its lab host; its bundle is on the way";
     set_attempt_state(tx, job, a.attempt, JobState::Uploading, why, ctx).await?;
     end_job_lease(tx, &a, &format!("{job} attempt {} {why}", a.attempt), ctx).await?;
-    audit::record(tx, ctx, "job.end", &job.to_string(), json!({ "attempt": a.attempt, "rig": a.rig, "fencing": fencing.0, "run_id": a.run_id })).await?;
+    audit::record(
+        tx,
+        ctx,
+        "job.end",
+        &job.to_string(),
+        json!({ "attempt": a.attempt, "rig": a.rig, "fencing": fencing.0, "run_id": a.run_id }),
+    )
+    .await?;
     Ok(JobState::Uploading)
 }
 
 pub(super) async fn retry(tx: &mut Tx, job: JobId, ctx: &Ctx) -> Result<Attempt, StoreError> {
     let a = attempt_row(tx, job, None).await?;
     if !matches!(a.state, JobState::Done | JobState::Lost | JobState::Cancelled) {
-        return Err(StoreError::Conflict(format!("{job} attempt {} is {}; only an attempt that ended is retried", a.attempt, job_state_name(a.state))));
+        return Err(StoreError::Conflict(format!(
+            "{job} attempt {} is {}; only an attempt that ended is retried",
+            a.attempt,
+            job_state_name(a.state)
+        )));
     }
     let next = a.attempt + 1;
     tx.exec(
         "INSERT INTO attempts (job, attempt, retry_of, state, reason, created_at, updated_at) VALUES ($1, $2, $3, 'queued', $4, $5, $5)",
-        args![job_arg(job), next, a.attempt, format!("retry of attempt {} ({}), by {}", a.attempt, job_state_name(a.state), ctx.who), ms(ctx.now)],
+        args![
+            job_arg(job),
+            next,
+            a.attempt,
+            format!("retry of attempt {} ({}), by {}", a.attempt, job_state_name(a.state), ctx.who),
+            ms(ctx.now)
+        ],
     )
     .await?;
-    audit::record(tx, ctx, "job.retry", &job.to_string(), json!({ "attempt": next, "retry_of": a.attempt, "retried_state": job_state_name(a.state) })).await?;
+    audit::record(
+        tx,
+        ctx,
+        "job.retry",
+        &job.to_string(),
+        json!({ "attempt": next, "retry_of": a.attempt, "retried_state": job_state_name(a.state) }),
+    )
+    .await?;
     Ok(attempt_no(next))
 }
 
@@ -353,8 +470,13 @@ pub(super) async fn assignment(tx: &mut Tx, job: JobId, attempt: Attempt, now: U
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("{job} has no attempt {}", attempt.0)))?;
     let state = job_state(&row.text(1)?)?;
-    let (Some(rig), Some(fencing), Some(sha256), Some(expires_at)) = (row.opt_text(2)?, row.opt_int(3)?, row.opt_text(4)?, row.opt_int(5)?) else {
-        return Err(StoreError::Conflict(format!("{job} attempt {} is {}: it holds no rig, so there is no assignment to send", attempt.0, job_state_name(state))));
+    let (Some(rig), Some(fencing), Some(sha256), Some(expires_at)) = (row.opt_text(2)?, row.opt_int(3)?, row.opt_text(4)?, row.opt_int(5)?)
+    else {
+        return Err(StoreError::Conflict(format!(
+            "{job} attempt {} is {}: it holds no rig, so there is no assignment to send",
+            attempt.0,
+            job_state_name(state)
+        )));
     };
     Ok(Assignment {
         job,

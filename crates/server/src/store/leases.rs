@@ -53,7 +53,10 @@ pub(super) async fn issued_for(tx: &mut Tx, rig: &str, token: FencingToken) -> R
 }
 
 pub(super) async fn renew(tx: &mut Tx, holder: &str, fencing: FencingToken, ctx: &Ctx) -> Result<Lease, StoreError> {
-    let sql = format!("SELECT l.kind, l.rig, l.holder, l.expires_at, r.labhost FROM leases l JOIN rigs r ON r.name = l.rig WHERE l.fencing = $1{}", tx.for_update_of("l"));
+    let sql = format!(
+        "SELECT l.kind, l.rig, l.holder, l.expires_at, r.labhost FROM leases l JOIN rigs r ON r.name = l.rig WHERE l.fencing = $1{}",
+        tx.for_update_of("l")
+    );
     let Some(row) = tx.one(&sql, args![token_arg(fencing)]).await? else {
         return Err(why_not_live(tx, fencing).await?.into());
     };
@@ -70,7 +73,11 @@ pub(super) async fn renew(tx: &mut Tx, holder: &str, fencing: FencingToken, ctx:
         return Ok(Lease { expires_at, valid_for_ms: expires_at.0 - ctx.now.0 });
     }
     let expires_at = ctx.now.plus(JOB_LEASE);
-    tx.exec("UPDATE leases SET renewed_at = $1, expires_at = $2 WHERE fencing = $3", args![ms(ctx.now), ms(expires_at), token_arg(fencing)]).await?;
+    tx.exec(
+        "UPDATE leases SET renewed_at = $1, expires_at = $2 WHERE fencing = $3",
+        args![ms(ctx.now), ms(expires_at), token_arg(fencing)],
+    )
+    .await?;
     Ok(Lease { expires_at, valid_for_ms: JOB_LEASE.as_millis() as u64 })
 }
 
@@ -118,18 +125,31 @@ pub(super) async fn why_not_live(tx: &mut Tx, fencing: FencingToken) -> Result<L
 pub(super) async fn reap(tx: &mut Tx, ctx: &Ctx) -> Result<Reaped, StoreError> {
     let mut reaped = Reaped::default();
     reap_jobs(tx, ctx, &mut reaped).await?;
-    let sql = format!("SELECT fencing, rig, holder, expires_at FROM leases WHERE kind = 'reservation' AND expires_at <= $1 ORDER BY fencing{}", tx.skip_locked("leases"));
+    let sql = format!(
+        "SELECT fencing, rig, holder, expires_at FROM leases WHERE kind = 'reservation' AND expires_at <= $1 ORDER BY fencing{}",
+        tx.skip_locked("leases")
+    );
     for row in tx.all(&sql, args![ms(ctx.now)]).await? {
         let view = ReservationView { fencing: token(row.int(0)?), rig: row.text(1)?, holder: row.text(2)?, until: from_ms(row.int(3)?) };
         end_reservation(tx, &view, "expired", "reservation.expire", ctx).await?;
         reaped.expired.push(view);
     }
     let silent_since = ms(ctx.now).saturating_sub(LABHOST_OFFLINE_AFTER.as_millis() as i64);
-    let sql = format!("SELECT id FROM labhosts WHERE online = 1 AND (last_heartbeat IS NULL OR last_heartbeat <= $1) ORDER BY id{}", tx.skip_locked("labhosts"));
+    let sql = format!(
+        "SELECT id FROM labhosts WHERE online = 1 AND (last_heartbeat IS NULL OR last_heartbeat <= $1) ORDER BY id{}",
+        tx.skip_locked("labhosts")
+    );
     for row in tx.all(&sql, args![silent_since]).await? {
         let host = LabHostId(row.text(0)?);
         tx.exec("UPDATE labhosts SET online = 0 WHERE id = $1", args![&host.0]).await?;
-        audit::record(tx, ctx, "labhost.offline", &host.to_string(), json!({ "reason": format!("no heartbeat for {}s", LABHOST_OFFLINE_AFTER.as_secs()) })).await?;
+        audit::record(
+            tx,
+            ctx,
+            "labhost.offline",
+            &host.to_string(),
+            json!({ "reason": format!("no heartbeat for {}s", LABHOST_OFFLINE_AFTER.as_secs()) }),
+        )
+        .await?;
         reaped.offline.push(host);
     }
     Ok(reaped)
@@ -140,10 +160,17 @@ pub(super) async fn reap(tx: &mut Tx, ctx: &Ctx) -> Result<Reaped, StoreError> {
 /// lease on its own clock first, may still be running the aborted run's restore steps.
 async fn reap_jobs(tx: &mut Tx, ctx: &Ctx, reaped: &mut Reaped) -> Result<(), StoreError> {
     let renewed_before = ms(ctx.now).saturating_sub(JOB_LOST_AFTER.as_millis() as i64);
-    let sql = format!("SELECT fencing, rig, job, attempt, holder, renewed_at FROM leases WHERE kind = 'job' AND renewed_at <= $1 ORDER BY fencing{}", tx.skip_locked("leases"));
+    let sql = format!(
+        "SELECT fencing, rig, job, attempt, holder, renewed_at FROM leases WHERE kind = 'job' AND renewed_at <= $1 ORDER BY fencing{}",
+        tx.skip_locked("leases")
+    );
     for row in tx.all(&sql, args![renewed_before]).await? {
-        let (fencing, rig, job, attempt, holder, renewed_at) = (token(row.int(0)?), row.text(1)?, row.opt_int(2)?.unwrap_or(0), row.opt_int(3)?.unwrap_or(0), row.text(4)?, row.int(5)?);
-        let reason = format!("INFRA: lost; lab host {holder} last renewed the lease of {fencing} at {renewed_at} ms and stayed silent {}s", JOB_LOST_AFTER.as_secs());
+        let (fencing, rig, job, attempt, holder, renewed_at) =
+            (token(row.int(0)?), row.text(1)?, row.opt_int(2)?.unwrap_or(0), row.opt_int(3)?.unwrap_or(0), row.text(4)?, row.int(5)?);
+        let reason = format!(
+            "INFRA: lost; lab host {holder} last renewed the lease of {fencing} at {renewed_at} ms and stayed silent {}s",
+            JOB_LOST_AFTER.as_secs()
+        );
         tx.exec(
             "UPDATE attempts SET state = 'lost', reason = $1, updated_at = $2 WHERE job = $3 AND attempt = $4 AND state IN ('assigned', 'running')",
             args![reason.as_str(), ms(ctx.now), job, attempt],
@@ -151,7 +178,14 @@ async fn reap_jobs(tx: &mut Tx, ctx: &Ctx, reaped: &mut Reaped) -> Result<(), St
         .await?;
         tx.exec("DELETE FROM leases WHERE fencing = $1", args![token_arg(fencing)]).await?;
         rigs::settle(tx, &rig, &format!("job {job} attempt {attempt} lost: its lab host stopped renewing its lease"), ctx).await?;
-        audit::record(tx, ctx, "job.lost", &format!("job {job}"), json!({ "attempt": attempt, "rig": rig, "fencing": fencing.0, "reason": reason, "state": job_state_name(JobState::Lost) })).await?;
+        audit::record(
+            tx,
+            ctx,
+            "job.lost",
+            &format!("job {job}"),
+            json!({ "attempt": attempt, "rig": rig, "fencing": fencing.0, "reason": reason, "state": job_state_name(JobState::Lost) }),
+        )
+        .await?;
         reaped.lost.push((JobId(id(job)), attempt_no(attempt), rig));
     }
     Ok(())
@@ -159,10 +193,21 @@ async fn reap_jobs(tx: &mut Tx, ctx: &Ctx, reaped: &mut Reaped) -> Result<(), St
 
 /// End a reservation: its record, its lease, its rig's state, the audit log.
 async fn end_reservation(tx: &mut Tx, r: &ReservationView, how: &str, action: &str, ctx: &Ctx) -> Result<(), StoreError> {
-    tx.exec("UPDATE reservations SET ended_at = $1, ended_by = $2, end_reason = $3 WHERE fencing = $4 AND ended_at IS NULL", args![ms(ctx.now), &ctx.who, how, token_arg(r.fencing)]).await?;
+    tx.exec(
+        "UPDATE reservations SET ended_at = $1, ended_by = $2, end_reason = $3 WHERE fencing = $4 AND ended_at IS NULL",
+        args![ms(ctx.now), &ctx.who, how, token_arg(r.fencing)],
+    )
+    .await?;
     tx.exec("DELETE FROM leases WHERE fencing = $1", args![token_arg(r.fencing)]).await?;
     rigs::settle(tx, &r.rig, &format!("reservation of {} {how}", r.holder), ctx).await?;
-    audit::record(tx, ctx, action, &format!("rig {}", r.rig), json!({ "holder": r.holder, "fencing": r.fencing.0, "until": r.until.0, "how": how })).await
+    audit::record(
+        tx,
+        ctx,
+        action,
+        &format!("rig {}", r.rig),
+        json!({ "holder": r.holder, "fencing": r.fencing.0, "until": r.until.0, "how": how }),
+    )
+    .await
 }
 
 fn check_length(rig: &str, length: Duration, max: Duration) -> Result<(), StoreError> {
@@ -182,22 +227,39 @@ fn check_length(rig: &str, length: Duration, max: Duration) -> Result<(), StoreE
 /// The reservation holding `rig`, if any (also one past its end not yet reaped).
 async fn reservation_of(tx: &mut Tx, rig: &str) -> Result<Option<ReservationView>, StoreError> {
     let row = tx.one("SELECT fencing, holder, expires_at FROM leases WHERE rig = $1 AND kind = 'reservation'", args![rig]).await?;
-    row.map(|row| Ok(ReservationView { rig: rig.to_string(), fencing: token(row.int(0)?), holder: row.text(1)?, until: from_ms(row.int(2)?) })).transpose()
+    row.map(|row| {
+        Ok(ReservationView { rig: rig.to_string(), fencing: token(row.int(0)?), holder: row.text(1)?, until: from_ms(row.int(2)?) })
+    })
+    .transpose()
 }
 
-pub(super) async fn reserve(tx: &mut Tx, rig: &str, length: Option<Duration>, max: Duration, ctx: &Ctx) -> Result<ReservationView, StoreError> {
+pub(super) async fn reserve(
+    tx: &mut Tx,
+    rig: &str,
+    length: Option<Duration>,
+    max: Duration,
+    ctx: &Ctx,
+) -> Result<ReservationView, StoreError> {
     let length = length.unwrap_or(RESERVATION_DEFAULT.min(max));
     check_length(rig, length, max)?;
     rigs::lock_rig(tx, rig).await?;
     match reservation_of(tx, rig).await? {
         Some(r) if r.until <= ctx.now => end_reservation(tx, &r, "expired", "reservation.expire", ctx).await?,
         Some(r) if r.holder == ctx.who => return set_end(tx, r, length, ctx).await,
-        Some(r) => return Err(StoreError::Conflict(format!("rig {rig} is reserved by {} until {} ms; ask them to release it, or wait", r.holder, r.until.0))),
+        Some(r) => {
+            return Err(StoreError::Conflict(format!(
+                "rig {rig} is reserved by {} until {} ms; ask them to release it, or wait",
+                r.holder, r.until.0
+            )))
+        }
         None => {}
     }
     let (state, reason) = rigs::lock_rig(tx, rig).await?;
     if state != RigState::Idle {
-        return Err(StoreError::Conflict(format!("rig {rig} is {} ({reason}); only an idle rig can be reserved", super::rig_state_name(state))));
+        return Err(StoreError::Conflict(format!(
+            "rig {rig} is {} ({reason}); only an idle rig can be reserved",
+            super::rig_state_name(state)
+        )));
     }
     let fencing = mint(tx, 1).await?[0];
     let until = ctx.now.plus(length);
@@ -206,10 +268,21 @@ pub(super) async fn reserve(tx: &mut Tx, rig: &str, length: Option<Duration>, ma
         args![token_arg(fencing), rig, &ctx.who, ms(ctx.now), ms(until)],
     )
     .await?;
-    tx.exec("INSERT INTO reservations (fencing, rig, holder, started_at, until_at) VALUES ($1, $2, $3, $4, $5)", args![token_arg(fencing), rig, &ctx.who, ms(ctx.now), ms(until)]).await?;
+    tx.exec(
+        "INSERT INTO reservations (fencing, rig, holder, started_at, until_at) VALUES ($1, $2, $3, $4, $5)",
+        args![token_arg(fencing), rig, &ctx.who, ms(ctx.now), ms(until)],
+    )
+    .await?;
     issued_for(tx, rig, fencing).await?;
     rigs::settle(tx, rig, &format!("reserved by {} until {} ms", ctx.who, until.0), ctx).await?;
-    audit::record(tx, ctx, "reservation.start", &format!("rig {rig}"), json!({ "holder": ctx.who, "fencing": fencing.0, "until": until.0 })).await?;
+    audit::record(
+        tx,
+        ctx,
+        "reservation.start",
+        &format!("rig {rig}"),
+        json!({ "holder": ctx.who, "fencing": fencing.0, "until": until.0 }),
+    )
+    .await?;
     Ok(ReservationView { rig: rig.to_string(), holder: ctx.who.clone(), until, fencing })
 }
 
@@ -225,9 +298,17 @@ pub(super) async fn extend(tx: &mut Tx, rig: &str, length: Duration, max: Durati
 /// Move a live reservation's end to `length` from now.
 async fn set_end(tx: &mut Tx, r: ReservationView, length: Duration, ctx: &Ctx) -> Result<ReservationView, StoreError> {
     let until = ctx.now.plus(length);
-    tx.exec("UPDATE leases SET expires_at = $1, renewed_at = $2 WHERE fencing = $3", args![ms(until), ms(ctx.now), token_arg(r.fencing)]).await?;
+    tx.exec("UPDATE leases SET expires_at = $1, renewed_at = $2 WHERE fencing = $3", args![ms(until), ms(ctx.now), token_arg(r.fencing)])
+        .await?;
     tx.exec("UPDATE reservations SET until_at = $1 WHERE fencing = $2", args![ms(until), token_arg(r.fencing)]).await?;
-    audit::record(tx, ctx, "reservation.extend", &format!("rig {}", r.rig), json!({ "holder": r.holder, "fencing": r.fencing.0, "from": r.until.0, "to": until.0 })).await?;
+    audit::record(
+        tx,
+        ctx,
+        "reservation.extend",
+        &format!("rig {}", r.rig),
+        json!({ "holder": r.holder, "fencing": r.fencing.0, "from": r.until.0, "to": until.0 }),
+    )
+    .await?;
     Ok(ReservationView { until, ..r })
 }
 
@@ -236,7 +317,10 @@ async fn own_reservation(tx: &mut Tx, rig: &str, ctx: &Ctx) -> Result<Reservatio
     rigs::lock_rig(tx, rig).await?;
     match reservation_of(tx, rig).await? {
         None => Err(StoreError::NotFound(format!("rig {rig} is not reserved; reserve it first"))),
-        Some(r) if r.holder != ctx.who => Err(StoreError::Conflict(format!("rig {rig} is reserved by {}, not {}; only its holder extends or releases it", r.holder, ctx.who))),
+        Some(r) if r.holder != ctx.who => Err(StoreError::Conflict(format!(
+            "rig {rig} is reserved by {}, not {}; only its holder extends or releases it",
+            r.holder, ctx.who
+        ))),
         Some(r) => Ok(r),
     }
 }
@@ -247,7 +331,9 @@ pub(super) async fn release(tx: &mut Tx, rig: &str, ctx: &Ctx) -> Result<(), Sto
 }
 
 pub(super) async fn list(tx: &mut Tx) -> Result<Vec<LeaseRecord>, StoreError> {
-    let rows = tx.all("SELECT fencing, kind, rig, holder, job, attempt, granted_at, renewed_at, expires_at FROM leases ORDER BY fencing", args![]).await?;
+    let rows = tx
+        .all("SELECT fencing, kind, rig, holder, job, attempt, granted_at, renewed_at, expires_at FROM leases ORDER BY fencing", args![])
+        .await?;
     rows.iter()
         .map(|r| {
             let job = match (r.opt_int(4)?, r.opt_int(5)?) {

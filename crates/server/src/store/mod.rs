@@ -117,7 +117,9 @@ pub struct Store {
 /// nothing stored.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store ({backend}): cannot open {target}: {source}; check the path or URL, that the database server runs, and the credentials")]
+    #[error(
+        "store ({backend}): cannot open {target}: {source}; check the path or URL, that the database server runs, and the credentials"
+    )]
     Open { backend: &'static str, target: String, source: sqlx::Error },
     #[error("store ({backend}): migrating the schema of {target} failed: {source}; the database was left at its last complete migration: fix the cause (a newer proofrig wrote it? restore the backup) and start again")]
     Migrate { backend: &'static str, target: String, source: sqlx::migrate::MigrateError },
@@ -372,7 +374,14 @@ impl Store {
     }
 
     /// The lab host started an assigned job as run `run_id`.
-    pub async fn job_started(&self, job: JobId, attempt: Attempt, fencing: FencingToken, run_id: &str, ctx: &Ctx) -> Result<(), StoreError> {
+    pub async fn job_started(
+        &self,
+        job: JobId,
+        attempt: Attempt,
+        fencing: FencingToken,
+        run_id: &str,
+        ctx: &Ctx,
+    ) -> Result<(), StoreError> {
         in_write_tx!(self, "recording a job's start", |tx| jobs::started(tx, (job, attempt, fencing), run_id, ctx))
     }
 
@@ -515,10 +524,19 @@ fn job_state_name(state: JobState) -> &'static str {
 }
 
 fn job_state(name: &str) -> Result<JobState, StoreError> {
-    [JobState::Queued, JobState::Assigned, JobState::Running, JobState::Uploading, JobState::Verifying, JobState::Done, JobState::Lost, JobState::Cancelled]
-        .into_iter()
-        .find(|s| job_state_name(*s) == name)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown job state `{name}`")))
+    [
+        JobState::Queued,
+        JobState::Assigned,
+        JobState::Running,
+        JobState::Uploading,
+        JobState::Verifying,
+        JobState::Done,
+        JobState::Lost,
+        JobState::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| job_state_name(*s) == name)
+    .ok_or_else(|| StoreError::Corrupt(format!("unknown job state `{name}`")))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

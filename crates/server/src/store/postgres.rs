@@ -22,12 +22,22 @@ use super::{StoreConfig, StoreError};
 const ACQUIRE_LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(1, "initial".into(), MigrationType::Simple, include_str!("migrations/postgres/0001_initial.sql").into_sql_str(), false)])
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        include_str!("migrations/postgres/0001_initial.sql").into_sql_str(),
+        false,
+    )])
 }
 
 pub(crate) async fn open(url: &str, config: &StoreConfig) -> Result<Pools, StoreError> {
     // Never echo the URL: it may carry a password.
-    let options = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open { backend: Backend::Postgres.name(), target: "the PostgreSQL URL given".into(), source })?;
+    let options = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
+        backend: Backend::Postgres.name(),
+        target: "the PostgreSQL URL given".into(),
+        source,
+    })?;
     let target = format!("database {} on {}:{}", options.get_database().unwrap_or("(default)"), options.get_host(), options.get_port());
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections.max(1))

@@ -25,7 +25,10 @@ pub(super) async fn enroll(tx: &mut Tx, host: &NewLabHost, ctx: &Ctx) -> Result<
         return Err(StoreError::Invalid(format!("lab host `{}`: an enrollment needs an id and a public key", host.id.0)));
     }
     if tx.one("SELECT id FROM labhosts WHERE id = $1", args![&host.id.0]).await?.is_some() {
-        return Err(StoreError::Conflict(format!("{} is already enrolled; a lab host enrolls once, then authenticates with its key", host.id)));
+        return Err(StoreError::Conflict(format!(
+            "{} is already enrolled; a lab host enrolls once, then authenticates with its key",
+            host.id
+        )));
     }
     tx.exec(
         "INSERT INTO labhosts (id, name, public_key_pem, enrolled_at, last_heartbeat, online) VALUES ($1, $2, $3, $4, NULL, 0)",
@@ -49,7 +52,10 @@ pub(super) async fn advertise(tx: &mut Tx, labhost: &LabHostId, summaries: &[Rig
     let mut listed = BTreeSet::new();
     for rig in summaries {
         if !listed.insert(rig.rig.as_str()) {
-            return Err(StoreError::Invalid(format!("{labhost} advertises rig {} twice; a rig is known by the name in its file: rename one", rig.rig)));
+            return Err(StoreError::Invalid(format!(
+                "{labhost} advertises rig {} twice; a rig is known by the name in its file: rename one",
+                rig.rig
+            )));
         }
         advertise_one(tx, labhost, rig, ctx).await?;
     }
@@ -73,15 +79,36 @@ async fn advertise_one(tx: &mut Tx, labhost: &LabHostId, rig: &RigSummary, ctx: 
         )
         .await?;
         record_history(tx, &rig.rig, RigState::Idle, &format!("advertised by {labhost}"), ctx).await?;
-        return audit::record(tx, ctx, "rig.advertise", &format!("rig {}", rig.rig), json!({ "labhost": labhost.0, "sha256": rig.sha256, "roles": rig.roles, "tags": rig.tags })).await;
+        return audit::record(
+            tx,
+            ctx,
+            "rig.advertise",
+            &format!("rig {}", rig.rig),
+            json!({ "labhost": labhost.0, "sha256": rig.sha256, "roles": rig.roles, "tags": rig.tags }),
+        )
+        .await;
     };
     let owner = row.text(0)?;
     if owner != labhost.0 {
-        return Err(StoreError::Conflict(format!("rig {} is already served by lab host {owner}, not {labhost}; rig names are unique in a lab: rename one rig file", rig.rig)));
+        return Err(StoreError::Conflict(format!(
+            "rig {} is already served by lab host {owner}, not {labhost}; rig names are unique in a lab: rename one rig file",
+            rig.rig
+        )));
     }
     if row.text(1)? != rig.sha256 {
-        tx.exec("UPDATE rigs SET sha256 = $1, devices = $2, roles = $3, tags = $4 WHERE name = $5", args![&rig.sha256, devices, roles, tags, &rig.rig]).await?;
-        audit::record(tx, ctx, "rig.advertise", &format!("rig {}", rig.rig), json!({ "labhost": labhost.0, "sha256": rig.sha256, "roles": rig.roles, "tags": rig.tags })).await?;
+        tx.exec(
+            "UPDATE rigs SET sha256 = $1, devices = $2, roles = $3, tags = $4 WHERE name = $5",
+            args![&rig.sha256, devices, roles, tags, &rig.rig],
+        )
+        .await?;
+        audit::record(
+            tx,
+            ctx,
+            "rig.advertise",
+            &format!("rig {}", rig.rig),
+            json!({ "labhost": labhost.0, "sha256": rig.sha256, "roles": rig.roles, "tags": rig.tags }),
+        )
+        .await?;
     }
     // Withdrawn by this lab host and listed again: back in service.
     if rig_state(&row.text(2)?)? == RigState::Offline && row.text(3)? == ctx.who {
@@ -102,7 +129,8 @@ pub(super) async fn lock_rig(tx: &mut Tx, rig: &str) -> Result<(RigState, String
 
 /// The state a rig in service is in, by its live leases.
 async fn in_service_state(tx: &mut Tx, rig: &str) -> Result<RigState, StoreError> {
-    let kinds: Vec<String> = tx.all("SELECT kind FROM leases WHERE rig = $1", args![rig]).await?.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
+    let kinds: Vec<String> =
+        tx.all("SELECT kind FROM leases WHERE rig = $1", args![rig]).await?.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
     Ok(match () {
         _ if kinds.iter().any(|k| k == "job") => RigState::Running,
         _ if kinds.iter().any(|k| k == "reservation") => RigState::Reserved,
@@ -124,12 +152,21 @@ pub(super) async fn settle(tx: &mut Tx, rig: &str, why: &str, ctx: &Ctx) -> Resu
     Ok(target)
 }
 
-pub(super) async fn set_state_by_request(tx: &mut Tx, rig: &str, requested: RigState, reason: &str, ctx: &Ctx) -> Result<RigState, StoreError> {
+pub(super) async fn set_state_by_request(
+    tx: &mut Tx,
+    rig: &str,
+    requested: RigState,
+    reason: &str,
+    ctx: &Ctx,
+) -> Result<RigState, StoreError> {
     if reason.trim().is_empty() {
         return Err(StoreError::Invalid(format!("rig {rig}: a state change needs a reason; say why (it is kept in the rig's history)")));
     }
     if matches!(requested, RigState::Reserved | RigState::Running) {
-        return Err(StoreError::Invalid(format!("rig {rig}: `{}` is not set by hand; reserve the rig, or let the scheduler run a job on it", rig_state_name(requested))));
+        return Err(StoreError::Invalid(format!(
+            "rig {rig}: `{}` is not set by hand; reserve the rig, or let the scheduler run a job on it",
+            rig_state_name(requested)
+        )));
     }
     let (current, _) = lock_rig(tx, rig).await?;
     let target = match requested {
@@ -149,13 +186,21 @@ pub(super) async fn set_state(tx: &mut Tx, rig: &str, state: RigState, reason: &
         Some(row) => row.text(0)?,
         None => return Err(StoreError::NotFound(format!("rig {rig} is not known"))),
     };
-    tx.exec("UPDATE rigs SET state = $1, reason = $2, since = $3, changed_by = $4 WHERE name = $5", args![rig_state_name(state), reason, ms(ctx.now), &ctx.who, rig]).await?;
+    tx.exec(
+        "UPDATE rigs SET state = $1, reason = $2, since = $3, changed_by = $4 WHERE name = $5",
+        args![rig_state_name(state), reason, ms(ctx.now), &ctx.who, rig],
+    )
+    .await?;
     record_history(tx, rig, state, reason, ctx).await?;
     audit::record(tx, ctx, "rig.state", &format!("rig {rig}"), json!({ "from": from, "to": rig_state_name(state), "reason": reason })).await
 }
 
 async fn record_history(tx: &mut Tx, rig: &str, state: RigState, reason: &str, ctx: &Ctx) -> Result<(), StoreError> {
-    tx.exec("INSERT INTO rig_states (rig, state, reason, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5)", args![rig, rig_state_name(state), reason, ms(ctx.now), &ctx.who]).await?;
+    tx.exec(
+        "INSERT INTO rig_states (rig, state, reason, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5)",
+        args![rig, rig_state_name(state), reason, ms(ctx.now), &ctx.who],
+    )
+    .await?;
     Ok(())
 }
 
@@ -221,10 +266,16 @@ pub(super) async fn list(tx: &mut Tx, now: UnixMillis) -> Result<Vec<RigView>, S
 
 async fn live_reservations(tx: &mut Tx) -> Result<Vec<ReservationView>, StoreError> {
     let rows = tx.all("SELECT fencing, rig, holder, expires_at FROM leases WHERE kind = 'reservation' ORDER BY rig", args![]).await?;
-    rows.iter().map(|r| Ok(ReservationView { fencing: FencingToken(id(r.int(0)?)), rig: r.text(1)?, holder: r.text(2)?, until: from_ms(r.int(3)?) })).collect()
+    rows.iter()
+        .map(|r| {
+            Ok(ReservationView { fencing: FencingToken(id(r.int(0)?)), rig: r.text(1)?, holder: r.text(2)?, until: from_ms(r.int(3)?) })
+        })
+        .collect()
 }
 
 pub(super) async fn history(tx: &mut Tx, rig: &str) -> Result<Vec<RigStateChange>, StoreError> {
     let rows = tx.all("SELECT state, reason, changed_at, changed_by FROM rig_states WHERE rig = $1 ORDER BY id", args![rig]).await?;
-    rows.iter().map(|r| Ok(RigStateChange { state: rig_state(&r.text(0)?)?, reason: r.text(1)?, at: from_ms(r.int(2)?), by: r.text(3)? })).collect()
+    rows.iter()
+        .map(|r| Ok(RigStateChange { state: rig_state(&r.text(0)?)?, reason: r.text(1)?, at: from_ms(r.int(2)?), by: r.text(3)? }))
+        .collect()
 }

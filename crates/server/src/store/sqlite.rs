@@ -33,7 +33,13 @@ const READERS: u32 = 4;
 const WRITER_QUEUE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(1, "initial".into(), MigrationType::Simple, include_str!("migrations/sqlite/0001_initial.sql").into_sql_str(), false)])
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        include_str!("migrations/sqlite/0001_initial.sql").into_sql_str(),
+        false,
+    )])
 }
 
 pub(crate) async fn open(path: &Path, config: &StoreConfig) -> Result<Pools, StoreError> {
@@ -56,7 +62,11 @@ pub(crate) async fn open(path: &Path, config: &StoreConfig) -> Result<Pools, Sto
         .connect_with(options.clone())
         .await
         .map_err(open_error)?;
-    migrator().run(&writer).await.map_err(|source| StoreError::Migrate { backend: Backend::Sqlite.name(), target: target.clone(), source })?;
+    migrator().run(&writer).await.map_err(|source| StoreError::Migrate {
+        backend: Backend::Sqlite.name(),
+        target: target.clone(),
+        source,
+    })?;
     let readers = SqlitePoolOptions::new()
         .max_connections(READERS)
         .test_before_acquire(false)

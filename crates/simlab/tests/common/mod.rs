@@ -30,13 +30,8 @@ impl PtyClient {
             .open(path)
             .unwrap_or_else(|e| panic!("cannot open console {}: {e}", path.display()));
         // SAFETY: the File owns its descriptor for as long as the AsyncFd owns it.
-        let fd = unsafe { AsyncFd::register(file) }
-            .unwrap_or_else(|e| panic!("cannot register console: {e}"));
-        PtyClient {
-            fd,
-            transcript: Vec::new(),
-            consumed: 0,
-        }
+        let fd = unsafe { AsyncFd::register(file) }.unwrap_or_else(|e| panic!("cannot register console: {e}"));
+        PtyClient { fd, transcript: Vec::new(), consumed: 0 }
     }
 
     /// Reads what is available now, without waiting.
@@ -46,9 +41,7 @@ impl PtyClient {
 
     async fn wait_readable(&mut self) {
         let mut guard = self.fd.readable_mut().await.expect("console readiness");
-        guard
-            .get_inner_mut()
-            .read_available_into(&mut self.transcript);
+        guard.get_inner_mut().read_available_into(&mut self.transcript);
         // Reading stopped at EAGAIN: the descriptor is drained.
         guard.clear_ready();
     }
@@ -62,15 +55,11 @@ impl PtyClient {
             let unread = &self.transcript[self.consumed..];
             if let Some(at) = find(unread, needle.as_bytes()) {
                 let end = self.consumed + at + needle.len();
-                let text =
-                    String::from_utf8_lossy(&self.transcript[self.consumed..end]).into_owned();
+                let text = String::from_utf8_lossy(&self.transcript[self.consumed..end]).into_owned();
                 self.consumed = end;
                 return text;
             }
-            if tokio::time::timeout_at(deadline, self.wait_readable())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, self.wait_readable()).await.is_err() {
                 panic!(
                     "console did not show {needle:?} within {within:?}; unread output:\n{}",
                     String::from_utf8_lossy(&self.transcript[self.consumed..])
