@@ -8,10 +8,12 @@
 //! `proofrig-run`) own the devices. It speaks to them only through the contract in
 //! `proofrig-proto`, and links no device I/O: what it stores it never measured itself.
 //!
-//! What is here so far is the decision at its centre, [`scheduler`]: which queued job
-//! goes to which rig, a pure function of a snapshot and `now`. Next come the store
+//! What is here so far: the decision at its centre, [`scheduler`] (which queued job
+//! goes to which rig, a pure function of a snapshot and `now`), and the [`store`]
 //! (SQLite, PostgreSQL) that reads that snapshot and claims the decisions with
-//! fencing tokens, the lab hosts' sessions, the upload and verification of bundles,
-//! and the API.
+//! fencing tokens, holds the leases, reservations and rig states, and writes the
+//! audit log. Next come the lab hosts' sessions, the upload and verification of
+//! bundles, and the API.
 
 pub mod scheduler;
+pub mod store;

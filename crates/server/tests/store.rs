@@ -1,0 +1,707 @@
+//! The store's behaviour, on a real SQLite file and a real PostgreSQL server.
+//!
+//! Each test is one async function over a [`Fixture`], run twice by [`both!`]: once
+//! on SQLite (a file in a temporary directory), once on PostgreSQL (a database of
+//! its own in the cluster `proofrig_testpeers::postgres` starts from Debian's
+//! package). What the tests hold the store to are the failures of the anchors: two
+//! pollers claiming one job, a cancel racing a claim leaving a rig reserved, locks
+//! that never expire, tokens reused after a restart, "database is locked" under
+//! heartbeats, state changes without their audit record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proofrig_proto::advert::RigSummary;
+use proofrig_proto::api::{JobState, RigSelector, RigState, SubmitJob};
+use proofrig_proto::files::PlanFile;
+use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
+use proofrig_proto::timing::{JOB_LEASE, JOB_LOST_AFTER, LABHOST_OFFLINE_AFTER};
+use proofrig_server::store::{Backend, Ctx, LeaseKind, LeaseRefused, NewLabHost, Store, StoreConfig, StoreError};
+use proofrig_testpeers::postgres::Postgres;
+use sqlx::Connection;
+
+// ---- fixtures ------------------------------------------------------------------
+
+/// A store on a fresh database, and where that database is (to open it again, or
+/// beside it, as a restarted server or a second replica would).
+struct Fixture {
+    store: Store,
+    db: Db,
+}
+
+enum Db {
+    Sqlite { dir: tempfile::TempDir },
+    Postgres { url: String },
+}
+
+impl Db {
+    fn sqlite_path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("store.db")
+    }
+
+    async fn open(&self) -> Store {
+        match self {
+            Db::Sqlite { dir } => Store::open_sqlite(&Db::sqlite_path(dir), StoreConfig::default()).await.unwrap(),
+            Db::Postgres { url } => Store::open_postgres(url, StoreConfig::default()).await.unwrap(),
+        }
+    }
+}
+
+impl Fixture {
+    async fn sqlite() -> Fixture {
+        let db = Db::Sqlite { dir: tempfile::Builder::new().prefix("proofrig-store-").tempdir().unwrap() };
+        Fixture { store: db.open().await, db }
+    }
+
+    async fn postgres() -> Fixture {
+        let url = tokio::task::spawn_blocking(|| Postgres::shared().create_database("store")).await.unwrap();
+        let db = Db::Postgres { url };
+        Fixture { store: db.open().await, db }
+    }
+
+    /// A second store on the same database: another server replica (PostgreSQL), or
+    /// another process with its own writer (SQLite).
+    async fn another(&self) -> Store {
+        self.db.open().await
+    }
+
+    /// Close the store and open it again: a server restart.
+    async fn reopen(self) -> Fixture {
+        let Fixture { store, db } = self;
+        store.close().await;
+        Fixture { store: db.open().await, db }
+    }
+
+    /// Run `sql` on a connection of its own, outside the store.
+    async fn raw(&self, sql: &'static str) -> Result<u64, sqlx::Error> {
+        match &self.db {
+            Db::Sqlite { dir } => {
+                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", Db::sqlite_path(dir).display())).await?;
+                sqlx::query(sql).execute(&mut conn).await.map(|r| r.rows_affected())
+            }
+            Db::Postgres { url } => {
+                let mut conn = sqlx::PgConnection::connect(url).await?;
+                sqlx::query(sql).execute(&mut conn).await.map(|r| r.rows_affected())
+            }
+        }
+    }
+}
+
+/// Each named async fn, as a test on SQLite and a test on PostgreSQL.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Fixture::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Fixture::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    submit_claim_cancel_and_end,
+    fencing_tokens_grow_across_a_restart,
+    a_stale_token_is_refused_and_changes_nothing,
+    a_lapsed_lease_is_reaped_and_its_rig_freed,
+    reservations_hold_extend_and_release,
+    claimers_racing_claim_every_job_exactly_once,
+    cancel_racing_claim_leaves_no_rig_held,
+    every_state_change_has_its_audit_record,
+);
+
+const T0: UnixMillis = UnixMillis(1_700_000_000_000);
+
+fn at(ms: u64) -> UnixMillis {
+    UnixMillis(T0.0 + ms)
+}
+
+fn by(who: &str, now: UnixMillis) -> Ctx {
+    Ctx::new(who, "127.0.0.1:50000", now)
+}
+
+const LAB: &str = "lab-a";
+
+fn summary(rig: &str, tags: &[&str]) -> RigSummary {
+    RigSummary {
+        rig: rig.into(),
+        sha256: format!("{:0>64}", rig.len()),
+        devices: ["ru1".to_string()].into(),
+        roles: ["radio-unit".to_string()].into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// Enroll lab host `host`, advertise `rigs` (name, tags) and heartbeat, at `now`.
+async fn lab(store: &Store, host: &str, rigs: &[(&str, &[&str])], now: UnixMillis) {
+    let id = LabHostId(host.into());
+    let admin = by("admin", now);
+    store
+        .enroll_labhost(
+            &NewLabHost {
+                id: id.clone(),
+                name: host.into(),
+                public_key_pem: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n".into(),
+            },
+            &admin,
+        )
+        .await
+        .unwrap();
+    let summaries: Vec<RigSummary> = rigs.iter().map(|(name, tags)| summary(name, tags)).collect();
+    store.advertise(&id, &summaries, &by(host, now)).await.unwrap();
+    store.heartbeat(&id, &[], &by(host, now)).await.unwrap();
+}
+
+fn on(rig: &str) -> RigSelector {
+    RigSelector::Rig(rig.into())
+}
+
+fn tagged(tags: &[&str]) -> RigSelector {
+    RigSelector::Match { roles: BTreeSet::new(), tags: tags.iter().map(|t| t.to_string()).collect() }
+}
+
+/// A job with one plan whose bytes are not even UTF-8: they must come back exact.
+fn job(target: RigSelector) -> SubmitJob {
+    SubmitJob {
+        plans: vec![PlanFile { name: "4.2.3.1-ssh-weak-ciphers.yaml".into(), bytes: b"id: x\n\xff\x00\r\n".to_vec() }],
+        target,
+        priority: Priority::NORMAL,
+        params: BTreeMap::from([("port".to_string(), serde_json::json!(22))]),
+        device: None,
+        not_before: None,
+    }
+}
+
+async fn rig_state(store: &Store, rig: &str) -> RigState {
+    store.rigs(T0).await.unwrap().into_iter().find(|r| r.summary.rig == rig).unwrap_or_else(|| panic!("rig {rig}")).state
+}
+
+async fn job_state(store: &Store, job: JobId) -> JobState {
+    store.job(job).await.unwrap().last().unwrap().view.state
+}
+
+/// The invariant the anchors broke: a rig runs only under a live job lease, is
+/// reserved only under a live reservation, and is idle with no lease; every job
+/// lease belongs to an attempt that is assigned or running, and every such attempt
+/// has its lease.
+async fn assert_consistent(store: &Store) {
+    let leases = store.leases().await.unwrap();
+    let jobs = store.jobs().await.unwrap();
+    for rig in store.rigs(T0).await.unwrap() {
+        let name = &rig.summary.rig;
+        let job_leases = leases.iter().filter(|l| &l.rig == name && l.kind == LeaseKind::Job).count();
+        let reservations = leases.iter().filter(|l| &l.rig == name && l.kind == LeaseKind::Reservation).count();
+        let ok = match rig.state {
+            RigState::Running => job_leases == 1,
+            RigState::Reserved => job_leases == 0 && reservations == 1,
+            RigState::Idle => job_leases == 0 && reservations == 0,
+            _ => true,
+        };
+        assert!(ok, "rig {name} is {:?} with {job_leases} job lease(s) and {reservations} reservation(s): {leases:?}", rig.state);
+        assert_eq!(rig.reservation.is_some(), reservations == 1, "rig {name}");
+    }
+    for lease in leases.iter().filter(|l| l.kind == LeaseKind::Job) {
+        let (job, attempt) = lease.job.unwrap();
+        let record = jobs.iter().find(|j| j.view.job == job && j.view.attempt == attempt).unwrap();
+        assert!(matches!(record.view.state, JobState::Assigned | JobState::Running), "{lease:?} held for {record:?}");
+        assert_eq!((record.view.rig.as_deref(), record.fencing), (Some(lease.rig.as_str()), Some(lease.fencing)));
+    }
+    for record in jobs.iter().filter(|j| matches!(j.view.state, JobState::Assigned | JobState::Running)) {
+        assert!(leases.iter().any(|l| Some(l.fencing) == record.fencing), "{record:?} has no lease");
+    }
+}
+
+/// Everything a refused operation must leave as it was.
+async fn snapshot(store: &Store) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.jobs().await.unwrap(),
+        store.rigs(T0).await.unwrap(),
+        store.leases().await.unwrap(),
+        store.audit().await.unwrap(),
+        store.last_fencing().await.unwrap()
+    )
+}
+
+// ---- the tests -------------------------------------------------------------------
+
+async fn submit_claim_cancel_and_end(f: Fixture) {
+    let s = &f.store;
+    lab(s, LAB, &[("r1", &["lte"]), ("r2", &["5g"])], T0).await;
+    let tess = by("tess", at(1));
+
+    let a = s.submit(&job(tagged(&["lte"])), &tess).await.unwrap();
+    let b = s.submit(&SubmitJob { priority: Priority::HIGHEST, ..job(on("r2")) }, &tess).await.unwrap();
+    let nowhere = s.submit(&job(on("nowhere")), &tess).await.unwrap();
+    assert!(a.warnings.is_empty() && b.warnings.is_empty(), "{a:?} {b:?}");
+    assert_eq!(nowhere.warnings, [format!("{}: no rig matches rig nowhere", nowhere.job)]);
+    assert!(a.job < b.job && b.job < nowhere.job, "ids follow the submission order");
+
+    // A refused submission stores nothing.
+    let before = snapshot(s).await;
+    let bad = SubmitJob { plans: vec![PlanFile { name: "../etc/x.yaml".into(), bytes: vec![] }], ..job(on("r1")) };
+    let err = s.submit(&bad, &tess).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)) && err.to_string().contains("../etc/x.yaml"), "{err}");
+    let twice = SubmitJob { plans: [job(on("r1")).plans, job(on("r1")).plans].concat(), ..job(on("r1")) };
+    assert!(matches!(s.submit(&twice, &tess).await, Err(StoreError::Invalid(_))));
+    assert_eq!(snapshot(s).await, before);
+
+    let claimed = s.claim(&Ctx::server(at(2))).await.unwrap();
+    let mut picks: Vec<(JobId, &str)> = claimed.iter().map(|c| (c.job, c.rig.as_str())).collect();
+    picks.sort();
+    assert_eq!(picks, [(a.job, "r1"), (b.job, "r2")]);
+    assert!(claimed[0].fencing < claimed[1].fencing, "{claimed:?}");
+    assert!(claimed.iter().all(|c| c.labhost.0 == LAB && c.lease.expires_at == at(2).plus(JOB_LEASE)));
+    assert_eq!(s.claim(&Ctx::server(at(3))).await.unwrap(), [], "nothing left to place");
+    assert_eq!((rig_state(s, "r1").await, rig_state(s, "r2").await), (RigState::Running, RigState::Running));
+    assert_eq!(job_state(s, nowhere.job).await, JobState::Queued);
+
+    // The lab host is sent the exact plan bytes, under the claim's token.
+    let ca = claimed.iter().find(|c| c.job == a.job).unwrap();
+    let assignment = s.assignment(a.job, Attempt(1), at(12)).await.unwrap();
+    assert_eq!(assignment.plans, job(on("r1")).plans);
+    assert_eq!(
+        (assignment.fencing, assignment.rig.as_str(), assignment.rig_sha256.as_str()),
+        (ca.fencing, "r1", summary("r1", &[]).sha256.as_str())
+    );
+    assert_eq!(assignment.lease.valid_for_ms, JOB_LEASE.as_millis() as u64 - 10, "what is left of the lease, 10 ms after the claim");
+    assert_eq!(assignment.params["port"], serde_json::json!(22));
+
+    // Cancel a queued job, then an assigned one: its lease ends and its rig is free.
+    assert_eq!(s.cancel(nowhere.job, "typo in the rig name", &tess).await.unwrap(), JobState::Queued);
+    assert_eq!(s.cancel(a.job, "", &tess).await.unwrap(), JobState::Assigned);
+    assert_eq!(rig_state(s, "r1").await, RigState::Idle);
+    assert!(s.leases().await.unwrap().iter().all(|l| l.rig != "r1"));
+    let again = s.cancel(a.job, "", &tess).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)) && again.to_string().contains("already cancelled"), "{again}");
+    assert!(matches!(s.cancel(JobId(999), "", &tess).await, Err(StoreError::NotFound(_))));
+
+    // The other runs and ends; resending its end changes nothing.
+    let cb = claimed.iter().find(|c| c.job == b.job).unwrap();
+    s.job_started(b.job, Attempt(1), cb.fencing, "run-b", &by(LAB, at(4))).await.unwrap();
+    assert_eq!(job_state(s, b.job).await, JobState::Running);
+    assert_eq!(s.job_ended(b.job, Attempt(1), cb.fencing, &by(LAB, at(5))).await.unwrap(), JobState::Uploading);
+    let before = snapshot(s).await;
+    assert_eq!(s.job_ended(b.job, Attempt(1), cb.fencing, &by(LAB, at(6))).await.unwrap(), JobState::Uploading);
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(rig_state(s, "r2").await, RigState::Idle);
+    let view = &s.job(b.job).await.unwrap()[0].view;
+    assert_eq!((view.rig.as_deref(), view.run_id.as_deref(), view.submitted_by.as_str()), (Some("r2"), Some("run-b"), "tess"));
+    assert_eq!(view.plans, ["4.2.3.1-ssh-weak-ciphers.yaml"]);
+    assert_consistent(s).await;
+}
+
+async fn fencing_tokens_grow_across_a_restart(f: Fixture) {
+    lab(&f.store, LAB, &[("r1", &[]), ("r2", &[])], T0).await;
+    let tess = by("tess", at(1));
+    for _ in 0..3 {
+        f.store.submit(&job(on("r1")), &tess).await.unwrap();
+    }
+    let first = f.store.claim(&Ctx::server(at(2))).await.unwrap();
+    let rita = f.store.reserve("r2", None, &by("rita", at(3))).await.unwrap();
+    let mut issued = vec![first[0].fencing, rita.fencing];
+    assert!(issued[0] < issued[1]);
+    assert_eq!(f.store.last_fencing().await.unwrap(), rita.fencing);
+
+    // Restart: the sequence goes on from where it was, never back.
+    let f = f.reopen().await;
+    assert_eq!(f.store.last_fencing().await.unwrap(), rita.fencing);
+    f.store.cancel(first[0].job, "", &tess).await.unwrap();
+    f.store.release("r2", &by("rita", at(4))).await.unwrap();
+    f.store.heartbeat(&LabHostId(LAB.into()), &[], &by(LAB, at(5))).await.unwrap();
+    for round in 0..2 {
+        let claimed = f.store.claim(&Ctx::server(at(6 + round))).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        issued.push(claimed[0].fencing);
+        f.store.job_ended(claimed[0].job, Attempt(1), claimed[0].fencing, &by(LAB, at(7 + round))).await.unwrap();
+        let f2 = f.another().await;
+        issued.push(f2.reserve("r2", None, &by("rita", at(8 + round))).await.unwrap().fencing);
+        f2.release("r2", &by("rita", at(9 + round))).await.unwrap();
+        f2.close().await;
+    }
+    assert!(issued.windows(2).all(|w| w[0] < w[1]), "tokens strictly increase: {issued:?}");
+    let f = f.reopen().await;
+    assert_eq!(f.store.last_fencing().await.unwrap(), *issued.last().unwrap());
+}
+
+async fn a_stale_token_is_refused_and_changes_nothing(f: Fixture) {
+    let s = &f.store;
+    lab(s, LAB, &[("r1", &[]), ("r2", &[])], T0).await;
+    let old = s.reserve("r1", Some(Duration::from_secs(600)), &by("rita", at(1))).await.unwrap();
+    s.release("r1", &by("rita", at(2))).await.unwrap();
+    let new = s.reserve("r1", Some(Duration::from_secs(600)), &by("tom", at(3))).await.unwrap();
+
+    // A job's token, passed on: its job was cancelled and the rig runs another.
+    s.submit(&job(on("r2")), &by("tess", at(4))).await.unwrap();
+    let first = s.claim(&Ctx::server(at(5))).await.unwrap().remove(0);
+    s.cancel(first.job, "", &by("tess", at(6))).await.unwrap();
+    let ended = s.renew(LAB, first.fencing, &by(LAB, at(7))).await.unwrap_err();
+    assert!(matches!(&ended, StoreError::Lease(LeaseRefused::Ended { .. })) && ended.to_string().contains("is cancelled"), "{ended}");
+    s.submit(&job(on("r2")), &by("tess", at(8))).await.unwrap();
+    let second = s.claim(&Ctx::server(at(9))).await.unwrap().remove(0);
+
+    let before = snapshot(s).await;
+    let err = s.renew("rita", old.fencing, &by("rita", at(10))).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Lease(LeaseRefused::Stale { ref rig, presented, newest }) if rig == "r1" && presented == old.fencing && newest == new.fencing),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is stale"), "{err}");
+    let err = s.renew(LAB, first.fencing, &by(LAB, at(10))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Lease(LeaseRefused::Stale { newest, .. }) if newest == second.fencing), "{err}");
+    // Not the holder's, or never issued: refused too.
+    let err = s.renew("rita", new.fencing, &by("rita", at(10))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Lease(LeaseRefused::NotHolder { .. })), "{err}");
+    assert!(matches!(s.renew(LAB, FencingToken(9_999), &by(LAB, at(10))).await, Err(StoreError::Lease(LeaseRefused::Unknown { .. }))));
+    assert_eq!(snapshot(s).await, before, "a refused renewal changes nothing");
+
+    // A heartbeat naming both renews the live one only and reports the stale one lapsed.
+    let answer = s.heartbeat(&LabHostId(LAB.into()), &[first.fencing, second.fencing], &by(LAB, at(10))).await.unwrap();
+    assert_eq!(answer.renewed.iter().map(|r| r.fencing).collect::<Vec<_>>(), [second.fencing]);
+    assert_eq!(answer.lapsed.iter().map(|l| l.fencing).collect::<Vec<_>>(), [first.fencing]);
+    assert!(answer.lapsed[0].reason.contains("is stale"), "{:?}", answer.lapsed);
+    // The job and reservation under the new tokens are untouched.
+    assert_eq!(s.renew(LAB, second.fencing, &by(LAB, at(11))).await.unwrap().expires_at, at(11).plus(JOB_LEASE));
+    assert_eq!(
+        s.renew("tom", new.fencing, &by("tom", at(11))).await.unwrap().expires_at,
+        new.until,
+        "a renewal does not move a reservation's end"
+    );
+    assert_consistent(s).await;
+}
+
+async fn a_lapsed_lease_is_reaped_and_its_rig_freed(f: Fixture) {
+    let s = &f.store;
+    lab(s, LAB, &[("r1", &[]), ("r2", &[])], T0).await;
+    let host = LabHostId(LAB.into());
+    let submitted = s.submit(&job(on("r1")), &by("tess", at(1))).await.unwrap();
+    let c = s.claim(&Ctx::server(at(2))).await.unwrap().remove(0);
+    s.job_started(c.job, Attempt(1), c.fencing, "run-1", &by(LAB, at(3))).await.unwrap();
+    s.heartbeat(&host, &[c.fencing], &by(LAB, at(10_000))).await.unwrap();
+    s.reserve("r2", Some(Duration::from_secs(60 * 60)), &by("rita", at(10_000))).await.unwrap();
+    // Then the lab host goes silent (killed).
+
+    // Past the offline deadline: offline; the lease still holds.
+    let reaped = s.reap(&Ctx::server(at(10_000).plus(LABHOST_OFFLINE_AFTER))).await.unwrap();
+    assert_eq!((reaped.offline, reaped.lost.len()), (vec![host.clone()], 0));
+    // Past the lease: a renewal is refused, but the rig stays held (the lab host may
+    // be running the aborted run's restore steps) until the job is declared lost.
+    let lapsed_at = at(10_000).plus(JOB_LEASE);
+    let err = s.renew(LAB, c.fencing, &by(LAB, lapsed_at)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Lease(LeaseRefused::Lapsed { .. })), "{err}");
+    assert!(s.reap(&Ctx::server(lapsed_at)).await.unwrap().lost.is_empty());
+    assert_eq!(rig_state(s, "r1").await, RigState::Running);
+
+    let lost_at = at(10_000).plus(JOB_LOST_AFTER);
+    let reaped = s.reap(&Ctx::server(lost_at)).await.unwrap();
+    assert_eq!(reaped.lost, [(c.job, Attempt(1), "r1".to_string())]);
+    assert_eq!(rig_state(s, "r1").await, RigState::Idle);
+    assert!(s.leases().await.unwrap().iter().all(|l| l.rig != "r1"), "the rig is not left leased");
+    let record = &s.job(c.job).await.unwrap()[0];
+    assert_eq!(record.view.state, JobState::Lost);
+    assert!(record.reason.starts_with("INFRA"), "{}", record.reason);
+    assert!(s.reap(&Ctx::server(lost_at)).await.unwrap().lost.is_empty(), "reaped once");
+
+    // The late end of the lost job changes nothing; a retry is a new, linked attempt.
+    assert_eq!(s.job_ended(c.job, Attempt(1), c.fencing, &by(LAB, lost_at)).await.unwrap(), JobState::Lost);
+    assert_eq!(s.retry(submitted.job, &by("tess", lost_at)).await.unwrap(), Attempt(2));
+    let back = lost_at.plus(Duration::from_secs(1));
+    s.heartbeat(&host, &[], &by(LAB, back)).await.unwrap();
+    let again = s.claim(&Ctx::server(back)).await.unwrap();
+    assert_eq!((again[0].job, again[0].attempt, again[0].retry_of), (c.job, Attempt(2), Some(Attempt(1))));
+    assert!(again[0].fencing > c.fencing);
+    let attempts: Vec<(Attempt, JobState)> = s.job(c.job).await.unwrap().iter().map(|r| (r.view.attempt, r.view.state)).collect();
+    assert_eq!(attempts, [(Attempt(1), JobState::Lost), (Attempt(2), JobState::Assigned)], "both attempts are kept");
+    s.job_ended(c.job, Attempt(2), again[0].fencing, &by(LAB, back)).await.unwrap();
+    // The reservation expires and is released by the reaper.
+    let reaped = s.reap(&Ctx::server(at(10_000).plus(Duration::from_secs(3600)))).await.unwrap();
+    assert_eq!(reaped.expired.iter().map(|r| (r.rig.as_str(), r.holder.as_str())).collect::<Vec<_>>(), [("r2", "rita")]);
+    assert_eq!(rig_state(s, "r2").await, RigState::Idle);
+
+    assert_consistent(s).await;
+}
+
+async fn reservations_hold_extend_and_release(f: Fixture) {
+    let s = &f.store;
+    lab(s, LAB, &[("r1", &["lte"]), ("r2", &["lte"])], T0).await;
+    let (rita, tom) = (by("rita", at(1)), by("tom", at(1)));
+    let hour = Duration::from_secs(3600);
+    let r = s.reserve("r1", Some(hour), &rita).await.unwrap();
+    assert_eq!((r.holder.as_str(), r.until), ("rita", at(1).plus(hour)));
+    assert_eq!(rig_state(s, "r1").await, RigState::Reserved);
+    let before = snapshot(s).await;
+    let taken = s.reserve("r1", None, &tom).await.unwrap_err();
+    assert!(matches!(taken, StoreError::Conflict(_)) && taken.to_string().contains("reserved by rita"), "{taken}");
+    assert!(matches!(s.extend("r1", hour, &tom).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.release("r1", &tom).await, Err(StoreError::Conflict(_))));
+    let too_long = s.extend("r1", Duration::from_secs(9 * 3600), &rita).await.unwrap_err();
+    assert!(matches!(too_long, StoreError::Invalid(_)) && too_long.to_string().contains("at most 480 minutes"), "{too_long}");
+    assert!(matches!(s.reserve("nope", None, &tom).await, Err(StoreError::NotFound(_))));
+    assert_eq!(snapshot(s).await, before, "refusals change nothing");
+
+    let later = by("rita", at(1000));
+    assert_eq!(s.extend("r1", 2 * hour, &later).await.unwrap().until, at(1000).plus(2 * hour));
+    assert_eq!(s.reserve("r1", Some(hour), &later).await.unwrap().fencing, r.fencing, "reserving one's own rig again extends it");
+
+    // The holder's job runs in the reserved rig; someone else's goes elsewhere, then waits.
+    let mine = s.submit(&job(on("r1")), &by("rita", at(2000))).await.unwrap();
+    let theirs = s.submit(&job(tagged(&["lte"])), &by("tess", at(2000))).await.unwrap();
+    let waits = s.submit(&job(on("r1")), &by("tess", at(2000))).await.unwrap();
+    let claimed = s.claim(&Ctx::server(at(2001))).await.unwrap();
+    let mut picks: Vec<(JobId, &str)> = claimed.iter().map(|c| (c.job, c.rig.as_str())).collect();
+    picks.sort();
+    assert_eq!(picks, [(mine.job, "r1"), (theirs.job, "r2")]);
+    assert_eq!(rig_state(s, "r1").await, RigState::Running);
+    let c = claimed.iter().find(|c| c.job == mine.job).unwrap();
+    s.job_ended(mine.job, Attempt(1), c.fencing, &by(LAB, at(2002))).await.unwrap();
+    assert_eq!(rig_state(s, "r1").await, RigState::Reserved, "back to its holder");
+    assert_eq!(s.claim(&Ctx::server(at(2003))).await.unwrap(), []);
+    assert!(matches!(s.reserve("r2", None, &tom).await, Err(StoreError::Conflict(_))), "a running rig is not reserved");
+    assert_consistent(s).await;
+
+    s.release("r1", &by("rita", at(2004))).await.unwrap();
+    assert_eq!(s.claim(&Ctx::server(at(2005))).await.unwrap().iter().map(|c| c.job).collect::<Vec<_>>(), [waits.job]);
+    assert!(matches!(s.release("r1", &by("rita", at(2006))).await, Err(StoreError::NotFound(_))));
+    assert_consistent(s).await;
+}
+
+/// 32 claimers (on PostgreSQL over two pools: two replicas) take a queue of jobs
+/// onto 8 rigs, each running its job to its end to free the rig for the next.
+async fn claimers_racing_claim_every_job_exactly_once(f: Fixture) {
+    const JOBS: usize = 96;
+    const CLAIMERS: usize = 32;
+    let rigs: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    let named: Vec<(&str, &[&str])> = rigs.iter().map(|r| (r.as_str(), &[] as &[&str])).collect();
+    lab(&f.store, LAB, &named, T0).await;
+    let mut ids = BTreeSet::new();
+    for i in 0..JOBS {
+        ids.insert(
+            f.store
+                .submit(&SubmitJob { priority: Priority::new((i % 3) as u8 * 40).unwrap(), ..job(tagged(&[])) }, &by("tess", at(1)))
+                .await
+                .unwrap()
+                .job,
+        );
+    }
+    let stores = match f.store.backend() {
+        Backend::Sqlite => vec![Arc::new(f.another().await)],
+        Backend::Postgres => vec![Arc::new(f.another().await), Arc::new(f.another().await)],
+    };
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..CLAIMERS {
+        let (store, done) = (stores[i % stores.len()].clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while done.load(Ordering::SeqCst) < JOBS {
+                let claimed = store.claim(&Ctx::server(at(2))).await.expect("claim");
+                for c in &claimed {
+                    store.job_started(c.job, c.attempt, c.fencing, &format!("run-{}", c.job.0), &by(LAB, at(3))).await.expect("start");
+                    store.job_ended(c.job, c.attempt, c.fencing, &by(LAB, at(4))).await.expect("end");
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                if claimed.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                mine.extend(claimed);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(tokio::time::timeout(Duration::from_secs(60), task).await.expect("claimers finish").unwrap());
+    }
+    let claimed_jobs: Vec<JobId> = all.iter().map(|c| c.job).collect();
+    assert_eq!(claimed_jobs.len(), JOBS, "every job claimed exactly once (no more)");
+    assert_eq!(claimed_jobs.iter().copied().collect::<BTreeSet<_>>(), ids, "every job claimed (no less)");
+    let tokens: BTreeSet<FencingToken> = all.iter().map(|c| c.fencing).collect();
+    assert_eq!(tokens.len(), JOBS, "no token issued twice");
+    assert!(f.store.jobs().await.unwrap().iter().all(|j| j.view.state == JobState::Uploading));
+    assert_eq!(f.store.audit().await.unwrap().iter().filter(|a| a.action == "job.assign").count(), JOBS);
+    assert_consistent(&f.store).await;
+}
+
+/// A cancel racing a claim, many times (on PostgreSQL from two replicas): whichever
+/// wins, the job ends cancelled and no rig is left running or reserved for it.
+async fn cancel_racing_claim_leaves_no_rig_held(f: Fixture) {
+    lab(&f.store, LAB, &[("r1", &[])], T0).await;
+    let (claimer, canceller) = (Arc::new(f.another().await), Arc::new(f.another().await));
+    let mut outcomes = BTreeMap::new();
+    for round in 0..30u64 {
+        let now = at(10 + round);
+        let j = f.store.submit(&job(on("r1")), &by("tess", now)).await.unwrap().job;
+        let (c1, c2) = (claimer.clone(), canceller.clone());
+        let claim = tokio::spawn(async move { c1.claim(&Ctx::server(now)).await });
+        let cancel = tokio::spawn(async move { c2.cancel(j, "race", &by("tess", now)).await });
+        let (claimed, cancelled) = (claim.await.unwrap().unwrap(), cancel.await.unwrap().unwrap());
+        *outcomes.entry((claimed.len(), format!("{cancelled:?}"))).or_insert(0) += 1;
+        assert_eq!(job_state(&f.store, j).await, JobState::Cancelled, "round {round}");
+        assert_eq!(rig_state(&f.store, "r1").await, RigState::Idle, "round {round}: {claimed:?}, cancel found {cancelled:?}");
+        assert!(f.store.leases().await.unwrap().is_empty(), "round {round}");
+    }
+    assert_consistent(&f.store).await;
+    eprintln!("cancel/claim outcomes ((claimed, state the cancel found) -> rounds): {outcomes:?}");
+}
+
+async fn every_state_change_has_its_audit_record(f: Fixture) {
+    let s = &f.store;
+    lab(s, LAB, &[("r1", &[])], T0).await;
+    let tess = by("tess", at(1));
+    let j = s.submit(&job(on("r1")), &tess).await.unwrap().job;
+    let c = s.claim(&Ctx::server(at(2))).await.unwrap().remove(0);
+    s.job_started(j, Attempt(1), c.fencing, "run-1", &by(LAB, at(3))).await.unwrap();
+    s.job_ended(j, Attempt(1), c.fencing, &by(LAB, at(4))).await.unwrap();
+    // Refused requests record nothing.
+    assert!(s.set_rig_state("r1", RigState::Maintenance, " ", &by("tina", at(5))).await.is_err());
+    assert!(s.set_rig_state("r1", RigState::Running, "by hand", &by("tina", at(5))).await.is_err());
+    assert_eq!(
+        s.set_rig_state("r1", RigState::Maintenance, "replacing the serial cable", &by("tina", at(5))).await.unwrap(),
+        RigState::Maintenance
+    );
+    s.submit(&job(on("r1")), &tess).await.unwrap();
+    assert_eq!(s.claim(&Ctx::server(at(6))).await.unwrap(), [], "a rig in maintenance takes no job");
+    assert_eq!(s.set_rig_state("r1", RigState::Idle, "cable replaced", &by("tina", at(7))).await.unwrap(), RigState::Idle);
+    s.reserve("r1", None, &by("rita", at(8))).await.unwrap();
+    s.release("r1", &by("rita", at(9))).await.unwrap();
+    s.advertise(&LabHostId(LAB.into()), &[], &by(LAB, at(10))).await.unwrap();
+    s.advertise(&LabHostId(LAB.into()), &[summary("r1", &[])], &by(LAB, at(11))).await.unwrap();
+    s.reap(&Ctx::server(at(11).plus(LABHOST_OFFLINE_AFTER))).await.unwrap();
+
+    let log: Vec<(String, String, String)> = s.audit().await.unwrap().into_iter().map(|a| (a.who, a.action, a.subject)).collect();
+    let expected: Vec<(&str, &str, &str)> = vec![
+        ("admin", "labhost.enroll", "lab host lab-a"),
+        ("lab-a", "rig.advertise", "rig r1"),
+        ("lab-a", "labhost.online", "lab host lab-a"),
+        ("tess", "job.submit", "job 1"),
+        ("server", "rig.state", "rig r1"),
+        ("server", "job.assign", "job 1"),
+        ("lab-a", "job.start", "job 1"),
+        ("lab-a", "rig.state", "rig r1"),
+        ("lab-a", "job.end", "job 1"),
+        ("tina", "rig.state", "rig r1"),
+        ("tess", "job.submit", "job 2"),
+        ("tina", "rig.state", "rig r1"),
+        ("rita", "rig.state", "rig r1"),
+        ("rita", "reservation.start", "rig r1"),
+        ("rita", "rig.state", "rig r1"),
+        ("rita", "reservation.release", "rig r1"),
+        ("lab-a", "rig.state", "rig r1"),
+        ("lab-a", "rig.state", "rig r1"),
+        ("server", "labhost.offline", "lab host lab-a"),
+    ];
+    let log_ref: Vec<(&str, &str, &str)> = log.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    assert_eq!(log_ref, expected);
+
+    // Each entry of the rig's history has its audit record: same time, who, reason.
+    let history = s.rig_history("r1").await.unwrap();
+    let states: Vec<RigState> = history.iter().map(|h| h.state).collect();
+    use RigState::*;
+    assert_eq!(states, [Idle, Running, Idle, Maintenance, Idle, Reserved, Idle, Offline, Idle]);
+    let audit = s.audit().await.unwrap();
+    for h in &history[1..] {
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.action == "rig.state" && a.at == h.at && a.who == h.by && a.details["reason"] == serde_json::json!(h.reason)),
+            "{h:?} has no audit record"
+        );
+    }
+    assert!(audit.iter().all(|a| a.origin == "127.0.0.1:50000" || a.origin == "server"));
+
+    // The database itself refuses to rewrite either log.
+    for sql in
+        ["UPDATE audit SET who = 'mallory'", "DELETE FROM audit", "UPDATE rig_states SET changed_by = 'mallory'", "DELETE FROM rig_states"]
+    {
+        let err = f.raw(sql).await.unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(s.audit().await.unwrap(), audit);
+    assert_consistent(s).await;
+}
+
+// ---- SQLite only -------------------------------------------------------------------
+
+/// 50 tasks over two stores on one SQLite file (two writers, as two processes would
+/// be): 40 lab hosts heartbeating and renewing their leases, 10 claimers running
+/// jobs to their end, readers listing the queue. No call may fail: no "database is
+/// locked" (SQLITE_BUSY) reaches a caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_fifty_tasks_heartbeating_and_claiming_never_see_busy() {
+    let f = Fixture::sqlite().await;
+    let hosts: Vec<String> = (0..40).map(|i| format!("lab-{i:02}")).collect();
+    for host in &hosts {
+        let rig = format!("{host}-rig");
+        lab(&f.store, host, &[(rig.as_str(), &[])], T0).await;
+    }
+    for _ in 0..120 {
+        f.store.submit(&job(tagged(&[])), &by("tess", at(1))).await.unwrap();
+    }
+    let stores = [Arc::new(f.another().await), Arc::new(f.another().await)];
+    let mut tasks = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let (store, id) = (stores[i % 2].clone(), LabHostId(host.clone()));
+        tasks.push(tokio::spawn(async move {
+            for beat in 0..15u64 {
+                let held: Vec<FencingToken> = store.leases().await?.iter().filter(|l| l.holder == id.0).map(|l| l.fencing).collect();
+                store.heartbeat(&id, &held, &by(&id.0, at(2 + beat))).await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for i in 0..10 {
+        let store = stores[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..15u64 {
+                for c in store.claim(&Ctx::server(at(2 + round))).await? {
+                    store.job_started(c.job, c.attempt, c.fencing, "run", &by(&c.labhost.0, at(2 + round))).await?;
+                    store.job_ended(c.job, c.attempt, c.fencing, &by(&c.labhost.0, at(2 + round))).await?;
+                }
+                store.jobs().await?;
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        if let Err(e) = task.await.unwrap() {
+            panic!("a caller saw: {e}");
+        }
+    }
+    let ended = f.store.jobs().await.unwrap().iter().filter(|j| j.view.state == JobState::Uploading).count();
+    assert!(ended > 0, "the claimers ran jobs");
+    assert_consistent(&f.store).await;
+}
+
+// ---- opening ---------------------------------------------------------------------
+
+/// `Store::open` picks the backend from the address; a refused PostgreSQL login says
+/// which database and what to check, and never repeats the password it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_picks_the_backend_and_a_failed_login_does_not_echo_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&format!("sqlite:{}", dir.path().join("s.db").display()), StoreConfig::default()).await.unwrap();
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    sqlite.close().await;
+    let url = tokio::task::spawn_blocking(|| Postgres::shared().create_database("open")).await.unwrap();
+    let pg = Store::open(&url, StoreConfig::default()).await.unwrap();
+    assert_eq!(pg.backend(), Backend::Postgres);
+    pg.close().await;
+
+    let wrong = url.replacen(Postgres::shared().password(), "Wr0ngSecretValue", 1);
+    let err = Store::open(&wrong, StoreConfig::default()).await.err().expect("a wrong password is refused").to_string();
+    assert!(err.contains("password authentication failed") && err.contains("on 127.0.0.1:"), "{err}");
+    assert!(!err.contains("Wr0ngSecretValue"), "{err}");
+}
