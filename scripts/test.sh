@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): installs the third-party peers the tests talk to when
-# they are missing, then runs the whole test suite. Tests never skip a missing peer;
-# they fail and say what to install, so this script is the one place that installs.
+# they are missing, checks formatting and lints, then runs the whole test suite.
+# Tests never skip a missing peer; they fail and say what to install, so this script
+# is the one place that installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,5 +36,12 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+# The code's shape is part of the suite: formatted as rustfmt.toml says, and clippy
+# clean on every target with warnings as errors. Both fail before a long test run.
+command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 exec cargo test --workspace --locked "$@"
