@@ -39,19 +39,22 @@ pub enum SnmpError {
     Io { device: String, peer: SocketAddr, source: std::io::Error },
 }
 
-/// Send one GetRequest per version and community to `address:port`, then collect
-/// answers for up to `wait` (less once every request is answered, or once the host
-/// reports that nothing listens on the port). Every datagram is
-/// recorded on `device`'s [`CHANNEL`].
-pub async fn probe_communities(
-    device: &str,
-    address: &str,
-    port: u16,
-    versions: &[SnmpVersion],
-    communities: &[String],
-    wait: Duration,
-    recorder: &Recorder,
-) -> Result<ProbeOutcome, SnmpError> {
+/// What to probe: `device`'s SNMP agent at `address:port`, with each community in
+/// each version, waiting up to `wait` for answers.
+pub struct CommunityProbe<'a> {
+    pub device: &'a str,
+    pub address: &'a str,
+    pub port: u16,
+    pub versions: &'a [SnmpVersion],
+    pub communities: &'a [String],
+    pub wait: Duration,
+}
+
+/// Send one GetRequest per version and community, then collect answers for up to
+/// `wait` (less once every request is answered, or once the host reports that nothing
+/// listens on the port). Every datagram is recorded on `device`'s [`CHANNEL`].
+pub async fn probe_communities(probe: &CommunityProbe<'_>, recorder: &Recorder) -> Result<ProbeOutcome, SnmpError> {
+    let CommunityProbe { device, address, port, versions, communities, wait } = *probe;
     let ip = crate::net::resolve_ip(address).await.map_err(|reason| SnmpError::Resolve { device: device.to_string(), reason })?;
     let peer = SocketAddr::new(ip, port);
     let io = |source| SnmpError::Io { device: device.to_string(), peer, source };

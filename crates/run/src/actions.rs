@@ -357,9 +357,12 @@ impl Agents {
                     _ => vec![snmp::SnmpVersion::V1, snmp::SnmpVersion::V2c],
                 };
                 let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(2000));
-                let outcome = snmp::probe_communities(device, &address, port, &versions, &communities, wait, &self.recorder)
-                    .await
-                    .map_err(|e| (FailureClass::Infra, e.to_string()))?;
+                let outcome = snmp::probe_communities(
+                    &snmp::CommunityProbe { device, address: &address, port, versions: &versions, communities: &communities, wait },
+                    &self.recorder,
+                )
+                .await
+                .map_err(|e| (FailureClass::Infra, e.to_string()))?;
                 Ok(snmp_output(&outcome))
             }
             Action::Assert(assert) => match assert.output(spec) {

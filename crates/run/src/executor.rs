@@ -28,7 +28,7 @@ use proofrig_model::secret::SecretRef;
 
 use super::actions::{default_timeout, Agents};
 use super::progress::{Progress, StepDone};
-use super::step::{end_of_range, perform_or_abort, record_failure, wait_for_abort};
+use super::step::{end_of_range, perform_or_abort, record_failure, wait_for_abort, Live};
 use proofrig_evidence::bundle::InputRefs;
 use proofrig_evidence::journal::{JournalError, JournalWriter};
 use proofrig_evidence::notes::{EXECUTOR_CHANNEL, NOTE_ABORTED};
@@ -384,9 +384,9 @@ async fn run_step(
             (_, Some(skip)) => skip,
             (Some(unresolved), None) => failure_output(FailureClass::Error, &unresolved.to_string()),
             (None, None) if step.script().is_some() => {
-                super::script::perform(agents, recorder, device, step, scope.clone(), timeout, abort).await
+                super::script::perform(&mut Live { agents, recorder, abort }, device, step, scope.clone(), timeout).await
             }
-            (None, None) => perform_or_abort(agents, device, step, &spec, timeout, abort).await,
+            (None, None) => perform_or_abort(&mut Live { agents, recorder, abort }, device, step, &spec, timeout).await,
         };
         // Whatever a device printed of a secret is cut from the output exactly as from
         // the transcript, so the two still agree in replay (see the module doc).

@@ -13,6 +13,8 @@ use proofrig_plan::script::{evaluate, Answer, CallRequest, Caller, Control, ABOR
 use proofrig_plan::Step;
 use proofrig_verdict::judge::{failure_output, FailureClass};
 
+use crate::step::{end_of_range, perform_or_abort, record_failure, wait_for_abort, Live};
+
 /// A script's call on its way from the script's thread to the executor.
 enum Message {
     Call(Box<CallRequest>, tokio::sync::oneshot::Sender<Answer>),
@@ -36,15 +38,7 @@ impl Caller for ChannelCaller {
 
 /// Run a `script` step on `device`: the script on its own thread (Rhai is
 /// synchronous), its calls performed here through the same agents as any step.
-pub async fn perform(
-    agents: &mut super::actions::Agents,
-    recorder: &proofrig_model::events::Recorder,
-    device: &str,
-    step: &Step,
-    variables: Value,
-    timeout: Duration,
-    abort: &mut tokio::sync::watch::Receiver<bool>,
-) -> Value {
+pub(crate) async fn perform(live: &mut Live<'_>, device: &str, step: &Step, variables: Value, timeout: Duration) -> Value {
     let source = step.script().unwrap_or_default().to_string();
     let origin = step.script_origin.clone();
     let cancel = Arc::new(AtomicU8::new(RUNNING));
@@ -69,33 +63,27 @@ pub async fn perform(
             message = messages.recv() => match message {
                 Some(Message::Done(output)) => return output,
                 Some(Message::Call(request, reply)) => {
-                    let answer = call(agents, recorder, device, &request, deadline, abort).await;
+                    let answer = call(live, device, &request, deadline).await;
                     let _ = reply.send(answer);
                 }
                 None => return failure_output(FailureClass::Error, "the script's thread ended without a result"),
             },
-            _ = super::step::wait_for_abort(abort), if !cancelled => cancel.store(ABORTED, Ordering::Relaxed),
+            _ = wait_for_abort(live.abort), if !cancelled => cancel.store(ABORTED, Ordering::Relaxed),
             _ = tokio::time::sleep_until(deadline), if !cancelled => cancel.store(TIMED_OUT, Ordering::Relaxed),
         }
     }
 }
 
 /// Perform one call of a script, recording the journal range of its events.
-async fn call(
-    agents: &mut super::actions::Agents,
-    recorder: &proofrig_model::events::Recorder,
-    device: &str,
-    request: &CallRequest,
-    deadline: tokio::time::Instant,
-    abort: &mut tokio::sync::watch::Receiver<bool>,
-) -> Answer {
+async fn call(live: &mut Live<'_>, device: &str, request: &CallRequest, deadline: tokio::time::Instant) -> Answer {
+    let recorder = live.recorder;
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     let action = request.step.kind();
     let limit = request.timeout.unwrap_or_else(|| super::actions::default_timeout(action));
     let capped = remaining < limit;
     let first_seq = recorder.next_seq();
     let timeout = limit.min(remaining).max(Duration::from_millis(1));
-    let mut output = super::step::perform_or_abort(agents, device, &request.step, &request.spec, timeout, abort).await;
+    let mut output = perform_or_abort(live, device, &request.step, &request.spec, timeout).await;
     // A call cut short by the script's own time limit is the script's failure, not the bench's.
     if capped && output["error"]["class"] == "infra" && tokio::time::Instant::now() >= deadline {
         output = failure_output(FailureClass::Error, &format!("the script ran out of time during {action}"));
@@ -103,7 +91,7 @@ async fn call(
     // Redacted before the script sees it, exactly as a step's output, so replay
     // (which only has the redacted record) feeds the script the same values.
     recorder.redactor().redact_json(&mut output);
-    super::step::record_failure(recorder, device, &output);
-    let last_seq = super::step::end_of_range(recorder, agents, device, action);
+    record_failure(recorder, device, &output);
+    let last_seq = end_of_range(recorder, live.agents, device, action);
     Answer::Done { output, first_seq, last_seq }
 }

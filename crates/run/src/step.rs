@@ -82,16 +82,18 @@ pub fn flushes_fully_at_step_end(device: &str, unread: Option<usize>) -> impl Fn
     }
 }
 
-/// Perform a step's action unless the operator aborts first or meanwhile; a failure
-/// or the abort becomes the step's output. Script calls go through here too.
-pub(crate) async fn perform_or_abort(
-    agents: &mut Agents,
-    device: &str,
-    step: &Step,
-    spec: &Value,
-    timeout: Duration,
-    abort: &mut watch::Receiver<bool>,
-) -> Value {
+/// What performing an action needs from the run while it goes: the agents, the
+/// recorder, and the operator's abort signal.
+pub(crate) struct Live<'a> {
+    pub agents: &'a mut Agents,
+    pub recorder: &'a Recorder,
+    pub abort: &'a mut watch::Receiver<bool>,
+}
+
+/// Perform a step's action on `device` unless the operator aborts first or meanwhile;
+/// a failure or the abort becomes the step's output. Script calls go through here too.
+pub(crate) async fn perform_or_abort(live: &mut Live<'_>, device: &str, step: &Step, spec: &Value, timeout: Duration) -> Value {
+    let Live { agents, abort, .. } = live;
     if *abort.borrow() {
         return failure_output(FailureClass::Aborted, "stopped by the operator");
     }
