@@ -46,6 +46,23 @@ pub struct CaseKey {
     pub device: String,
 }
 
+/// The lab service's job a run is for, as the server assigned it, journaled in its
+/// RunStarted record: the bundle itself says which job and attempt it is and under
+/// which lease, so a stale or duplicated run can be told apart from the evidence
+/// alone. The fencing token grows with every lease the server grants: of two runs of
+/// one rig, the later lease has the larger token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTicket {
+    /// The server's job id.
+    pub job: u64,
+    /// Which attempt of the job (1 for the first; a retry is a new attempt).
+    pub attempt: u32,
+    /// The fencing token of the lease the lab host held for the run.
+    pub fencing_token: u64,
+    /// The lab host that ran it, as the server enrolled it.
+    pub lab_host: String,
+}
+
 /// One journal record's entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -66,6 +83,10 @@ pub enum JournalEntry {
         /// `--device`: the run was limited to this device.
         #[serde(default)]
         only_device: Option<String>,
+        /// The lab service's job this run is, when a lab host ran it for the server.
+        /// Absent for a run from the command line (and in bundles from before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<JobTicket>,
     },
     /// An agent event, exactly as the recorder stamped it.
     Event { event: Event },

@@ -101,8 +101,15 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
             params.insert("ports".to_string(), serde_json::Value::String(ports));
         }
         let label = plan.spec.plan.clone();
-        let setup =
-            RunSetup { plans: vec![plan], rig: rig.clone(), only_device: None, params, out_dir: out_dir.to_path_buf(), key: key.clone() };
+        let setup = RunSetup {
+            plans: vec![plan],
+            rig: rig.clone(),
+            only_device: None,
+            params,
+            out_dir: out_dir.to_path_buf(),
+            key: key.clone(),
+            job: None,
+        };
         match run_and_seal(setup, &label, &mut CaseLines { quiet, started: None }).await {
             Ok(run) => {
                 let aborted = run.result.aborted;

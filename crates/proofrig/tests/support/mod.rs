@@ -190,6 +190,7 @@ pub fn journal_entries(cases: &[CaseSpec], inputs: &InputRefs, run_verdict: Verd
         rig_name: "bench".into(),
         parameters: Default::default(),
         only_device: None,
+        job: None,
     }];
     let mut seq = 0;
     for c in cases {
