@@ -12,8 +12,10 @@
 //! goes to which rig, a pure function of a snapshot and `now`), and the [`store`]
 //! (SQLite, PostgreSQL) that reads that snapshot and claims the decisions with
 //! fencing tokens, holds the leases, reservations and rig states, and writes the
-//! audit log. Next come the lab hosts' sessions, the upload and verification of
-//! bundles, and the API.
+//! audit log, and the [`inbox`] where uploaded bundles arrive, resumably, and are
+//! verified as a regulator would before anything shows them. Next come the lab
+//! hosts' sessions and the API.
 
+pub mod inbox;
 pub mod scheduler;
 pub mod store;
