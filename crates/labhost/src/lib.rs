@@ -10,8 +10,11 @@
 //! [`rigs`] (the rig files it serves, exactly as it advertises them) and [`accept`]
 //! (the checks an assignment passes before anything runs, in the order the contract
 //! gives, with the fencing tokens it has accepted kept on disk ([`fences`]) so that a
-//! restart cannot make it accept a lease that has already passed to someone else).
+//! restart cannot make it accept a lease that has already passed to someone else),
+//! and [`upload`] (the sealed bundle offered and sent in chunks from wherever the
+//! server says it holds it).
 
 pub mod accept;
 pub mod fences;
 pub mod rigs;
+pub mod upload;
