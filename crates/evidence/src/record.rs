@@ -103,7 +103,9 @@ pub enum JournalEntry {
         #[serde(flatten)]
         key: CaseKey,
         title: String,
-        scas: ScasRef,
+        /// Absent for a case that is not a SCAS test case (a health check).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scas: Option<ScasRef>,
     },
     StepStarted {
         #[serde(flatten)]
@@ -374,13 +376,26 @@ pub struct StepResult {
     pub duration_ms: u64,
 }
 
+impl CaseResult {
+    /// The case's SCAS reference as reports show it; for a case that is no SCAS test
+    /// case (a health check), no document or clause and its id as the test name.
+    pub fn scas_shown(&self) -> std::borrow::Cow<'_, ScasRef> {
+        match &self.scas {
+            Some(scas) => std::borrow::Cow::Borrowed(scas),
+            None => std::borrow::Cow::Owned(ScasRef::none_for(&self.key.case)),
+        }
+    }
+}
+
 /// One case on one device, as reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
     #[serde(flatten)]
     pub key: CaseKey,
     pub title: String,
-    pub scas: ScasRef,
+    /// Absent for a case that is not a SCAS test case (a health check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scas: Option<ScasRef>,
     pub purpose: String,
     pub expected: String,
     pub verdict: Verdict,

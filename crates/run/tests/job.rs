@@ -36,9 +36,13 @@ cases:
 const RIG: &str = "rig: desk\ndevices:\n  ru1:\n    role: radio-unit\n";
 
 async fn run(out: &Path, job: Option<JobTicket>) -> (proofrig_run::job::Sealed, ed25519_dalek::VerifyingKey) {
+    run_plan(out, Plan::parse("job-check.yaml", PLAN).unwrap(), job).await
+}
+
+async fn run_plan(out: &Path, plan: Plan, job: Option<JobTicket>) -> (proofrig_run::job::Sealed, ed25519_dalek::VerifyingKey) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let setup = RunSetup {
-        plans: vec![Plan::parse("job-check.yaml", PLAN).unwrap()],
+        plans: vec![plan],
         rig: Rig::parse("desk.yaml", RIG, Path::new(".")).unwrap(),
         only_device: None,
         params: BTreeMap::new(),
@@ -82,4 +86,34 @@ async fn a_run_without_a_job_journals_no_ticket() {
     let (raw, _) = run_started(&sealed.dir);
     assert!(raw.to_string().contains("run_started") && !raw.to_string().contains("\"job\""), "{raw}");
     assert_eq!(proofrig_evidence::verify_bundle(&sealed.dir, Some(&key)).status, Status::Verified);
+}
+
+/// A rig's health check is no SCAS test case: its plan omits `scas`, and it runs,
+/// seals and verifies like any other, its reports naming it by its id.
+const HEALTH_CHECK: &str = r#"
+plan: bench-health
+title: Is the bench usable
+cases:
+  - id: HEALTH_VALUE
+    title: The bench answers
+    purpose: Decide whether the rig may take the next job.
+    expected: The value holds.
+    evidence: The journal.
+    steps:
+      - set: { answer: 42 }
+      - assert: { value: "${answer}", equals: 42, message: "the answer is not 42", passed: "the answer is 42" }
+"#;
+
+#[tokio::test]
+async fn a_health_check_without_a_scas_reference_runs_seals_and_verifies() {
+    let plan = Plan::parse("bench-health.yaml", HEALTH_CHECK).unwrap();
+    assert!(plan.spec.cases[0].scas.is_none());
+    let out = tempfile::tempdir().unwrap();
+    let (sealed, key) = run_plan(out.path(), plan, None).await;
+    assert_eq!(sealed.result.cases[0].scas, None);
+    assert_eq!(proofrig_evidence::verify_bundle(&sealed.dir, Some(&key)).status, Status::Verified);
+    let report = std::fs::read_to_string(sealed.dir.join("report.html")).unwrap();
+    assert!(report.contains("HEALTH_VALUE") && report.contains("not a SCAS test case"), "the report names the check by its id");
+    let junit = std::fs::read_to_string(sealed.dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("HEALTH_VALUE"), "{junit}");
 }
