@@ -45,7 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proofrig-run", &["proofrig-report", "proofrig-agents"]),
     ("proofrig-simlab", &[]),
     ("proofrig-testpeers", &["proofrig-simlab"]),
-    ("proofrig", &["proofrig-run", "proofrig-simlab"]),
+    ("proofrig", &["proofrig-run", "proofrig-server", "proofrig-simlab"]),
 ];
 
 /// The crates a verifier links (ARCHITECTURE.md: "Architecture Invariant" of each).

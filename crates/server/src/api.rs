@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::http::Clock;
+use crate::clock::Clock;
 use crate::store::{Ctx, NewUserRecord, Store, StoreError, TokenCheck};
 
 /// How long the first admin's token works: a day, to make the real admins.

@@ -20,22 +20,22 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use proofrig_proto::api::Role;
-use proofrig_proto::ids::UnixMillis;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use crate::api::{self, ApiState, Limits};
+pub use crate::clock::Clock;
 use crate::store::{Ctx, NewUserRecord, Store, StoreConfig, StoreError};
 use crate::tls::{Identity, TlsError};
 
@@ -45,24 +45,6 @@ pub const BOOTSTRAP_ADMIN: &str = "admin";
 /// How long a TLS handshake may take, and the request headers after it.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 const HEADER_LIMIT: Duration = Duration::from_secs(30);
-
-/// The server's clock: the system's, shifted by what [`Clock::advance`] added (a
-/// test's or a simulation's way to let tokens and leases expire without waiting).
-#[derive(Debug, Clone, Default)]
-pub struct Clock {
-    shift_ms: Arc<AtomicU64>,
-}
-
-impl Clock {
-    pub fn now(&self) -> UnixMillis {
-        let system = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        UnixMillis(system.as_millis() as u64).plus(Duration::from_millis(self.shift_ms.load(Ordering::SeqCst)))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.shift_ms.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
-    }
-}
 
 /// How to run a server (`proofrig serve`'s flags).
 #[derive(Debug, Clone)]
@@ -128,7 +110,12 @@ impl Server {
             return Err(ServeError::PlainHttpNotLoopback { listen: config.listen });
         }
         let dir = &config.state_dir;
-        std::fs::create_dir_all(dir).map_err(|source| ServeError::StateDir { path: dir.clone(), source })?;
+        // Owner only: it holds the TLS key and (SQLite) the store with the token hashes.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| ServeError::StateDir { path: dir.clone(), source })?;
         let identity = match config.plain_http {
             true => None,
             false => Some(Identity::load_or_create(&dir.join("tls"), &certificate_names(config.listen))?),

@@ -18,6 +18,7 @@
 //! sessions and the upload and verification of bundles.
 
 pub mod api;
+pub mod clock;
 pub mod http;
 pub mod scheduler;
 pub mod store;
