@@ -105,6 +105,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/openapi.json", roles: EVERYONE, summary: "read the OpenAPI document", id: RouteId::OpenApi },
     Route { method: "POST", path: "/api/jobs", roles: &[Technician, Tester], summary: "submit a job", id: RouteId::Submit },
     Route { method: "GET", path: "/api/jobs", roles: EVERYONE, summary: "list the queue", id: RouteId::Queue },
+    // A tester cancels only the jobs they submitted (checked in `cancel`); a technician any.
     Route { method: "POST", path: "/api/jobs/{job}/cancel", roles: &[Technician, Tester], summary: "cancel a job", id: RouteId::Cancel },
     Route { method: "GET", path: "/api/rigs", roles: EVERYONE, summary: "list the rigs", id: RouteId::Rigs },
     Route { method: "POST", path: "/api/rigs/{rig}/reservation", roles: &[Technician], summary: "reserve a rig", id: RouteId::Reserve },
@@ -352,6 +353,16 @@ async fn cancel(
     Path(job): Path<u64>,
     JsonBody(body): JsonBody<Cancel>,
 ) -> ApiResult<Response> {
+    if c.role == Role::Tester {
+        let submitted_by = s.store.job(JobId(job)).await?.first().map(|j| j.view.submitted_by.clone());
+        if let Some(by) = submitted_by.filter(|by| *by != c.user) {
+            let message = format!(
+                "{} is a tester and may cancel only the jobs they submitted; job {job} is {by}'s: ask them, or a technician",
+                c.user
+            );
+            return Err(ApiFail::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
+    }
     let reason = body.reason.unwrap_or_else(|| "cancelled".into());
     let was = s.store.cancel(JobId(job), &reason, &c.ctx(&s.clock)).await?;
     Ok(Json(serde_json::json!({ "job": job, "was": was })).into_response())

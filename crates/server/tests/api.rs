@@ -158,6 +158,7 @@ both!(
     every_state_change_is_audited_with_the_peer_address,
     the_fingerprint_reported_is_the_certificate_served,
     malformed_requests_never_get_a_5xx_and_a_refusal_changes_nothing,
+    a_tester_cancels_only_their_own_jobs,
 );
 
 const PLAN_NAME: &str = "open-ports.yaml";
@@ -423,6 +424,25 @@ async fn the_fingerprint_reported_is_the_certificate_served(db: Db) {
     assert_eq!(again.fingerprint(), Some(fingerprint.as_str()));
     assert_eq!(again.bootstrap_token(), None, "the bootstrap token is shown once, on the first start");
     again.stop().await;
+}
+
+async fn a_tester_cancels_only_their_own_jobs(db: Db) {
+    let lab = Lab::start(db).await;
+    let (status, tom) = lab.call(Method::POST, "/api/users", Some(Role::Admin), Some(json!({ "name": "tom", "role": "tester" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{tom}");
+    let tom = tom["token"].as_str().unwrap().to_string();
+    let (status, job) = lab.call(Method::POST, "/api/jobs", Some(Role::Tester), Some(submission(PLAN_NAME, PLAN))).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let cancel = format!("/api/jobs/{}/cancel", job["job"]);
+    let before = lab.server.store().audit().await.unwrap().len();
+    let (status, body) = lab.send(Method::POST, &cancel, Some(&tom), Some(b"{}".to_vec())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("is tess's"), "{body}");
+    assert_eq!(lab.server.store().audit().await.unwrap().len(), before, "the refusal changed nothing");
+    let (status, body) = lab.call(Method::POST, &cancel, Some(Role::Technician), Some(json!({ "reason": "rig needed" }))).await;
+    assert_eq!(status, StatusCode::OK, "a technician cancels anyone's: {body}");
+    assert_eq!(body["was"], "queued");
+    lab.server.stop().await;
 }
 
 /// A small deterministic generator (xorshift64*): the fuzz test below is the same on
