@@ -153,16 +153,22 @@ impl ScasRunPredicate {
             cases: result
                 .cases
                 .iter()
-                .map(|c| CaseOutcome {
-                    plan: c.key.plan.clone(),
-                    case: c.key.case.clone(),
-                    device: c.key.device.clone(),
-                    verdict: c.verdict,
-                    spec: c.scas.spec.clone(),
-                    version: c.scas.version.clone(),
-                    clause: c.scas.clause.clone(),
-                    test_name: c.scas.test_name.clone(),
-                    requirement: c.scas.requirement.clone(),
+                .map(|c| {
+                    // A case that is no SCAS test case (a health check) has no clause;
+                    // its test name is its id.
+                    let scas = c.scas.as_ref();
+                    let text = |pick: fn(&proofrig_plan::ScasRef) -> &String| scas.map(pick).cloned().unwrap_or_default();
+                    CaseOutcome {
+                        plan: c.key.plan.clone(),
+                        case: c.key.case.clone(),
+                        device: c.key.device.clone(),
+                        verdict: c.verdict,
+                        spec: text(|s| &s.spec),
+                        version: scas.and_then(|s| s.version.clone()),
+                        clause: text(|s| &s.clause),
+                        test_name: scas.map_or_else(|| c.key.case.clone(), |s| s.test_name.clone()),
+                        requirement: text(|s| &s.requirement),
+                    }
                 })
                 .collect(),
         }

@@ -46,6 +46,23 @@ pub struct CaseKey {
     pub device: String,
 }
 
+/// The lab service's job a run is for, as the server assigned it, journaled in its
+/// RunStarted record: the bundle itself says which job and attempt it is and under
+/// which lease, so a stale or duplicated run can be told apart from the evidence
+/// alone. The fencing token grows with every lease the server grants: of two runs of
+/// one rig, the later lease has the larger token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTicket {
+    /// The server's job id.
+    pub job: u64,
+    /// Which attempt of the job (1 for the first; a retry is a new attempt).
+    pub attempt: u32,
+    /// The fencing token of the lease the lab host held for the run.
+    pub fencing_token: u64,
+    /// The lab host that ran it, as the server enrolled it.
+    pub lab_host: String,
+}
+
 /// One journal record's entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -66,6 +83,10 @@ pub enum JournalEntry {
         /// `--device`: the run was limited to this device.
         #[serde(default)]
         only_device: Option<String>,
+        /// The lab service's job this run is, when a lab host ran it for the server.
+        /// Absent for a run from the command line (and in bundles from before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<JobTicket>,
     },
     /// An agent event, exactly as the recorder stamped it.
     Event { event: Event },
@@ -82,7 +103,9 @@ pub enum JournalEntry {
         #[serde(flatten)]
         key: CaseKey,
         title: String,
-        scas: ScasRef,
+        /// Absent for a case that is not a SCAS test case (a health check).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scas: Option<ScasRef>,
     },
     StepStarted {
         #[serde(flatten)]
@@ -353,13 +376,26 @@ pub struct StepResult {
     pub duration_ms: u64,
 }
 
+impl CaseResult {
+    /// The case's SCAS reference as reports show it; for a case that is no SCAS test
+    /// case (a health check), no document or clause and its id as the test name.
+    pub fn scas_shown(&self) -> std::borrow::Cow<'_, ScasRef> {
+        match &self.scas {
+            Some(scas) => std::borrow::Cow::Borrowed(scas),
+            None => std::borrow::Cow::Owned(ScasRef::none_for(&self.key.case)),
+        }
+    }
+}
+
 /// One case on one device, as reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
     #[serde(flatten)]
     pub key: CaseKey,
     pub title: String,
-    pub scas: ScasRef,
+    /// Absent for a case that is not a SCAS test case (a health check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scas: Option<ScasRef>,
     pub purpose: String,
     pub expected: String,
     pub verdict: Verdict,

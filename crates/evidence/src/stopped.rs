@@ -294,7 +294,7 @@ impl StoppedJournal {
             }
             JournalEntry::DeviceReported { .. } => {}
             JournalEntry::CaseStarted { key, title, scas } => {
-                self.cases.insert(key.clone(), CaseSeen { title, scas: Some(scas), ..Default::default() });
+                self.cases.insert(key.clone(), CaseSeen { title, scas, ..Default::default() });
                 self.open = Some(key);
             }
             JournalEntry::StepStarted { key, phase, index, action, label, attempt, .. } => {
@@ -382,7 +382,7 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
         cases.push(CaseResult {
             key: key.clone(),
             title: seen.map_or_else(|| sel.case.title.clone(), |s| s.title.clone()),
-            scas: seen.and_then(|s| s.scas.clone()).unwrap_or_else(|| sel.case.scas.clone()),
+            scas: seen.map_or_else(|| sel.case.scas.clone(), |s| s.scas.clone()),
             purpose: sel.case.purpose.clone(),
             expected: sel.case.expected.clone(),
             verdict,

@@ -15,7 +15,9 @@ use serde_json::Value;
 use proofrig_model::rig::{Device, Rig};
 
 use super::template::{self, Reference};
-use super::{clause_order, Action, ActionKind, Case, Credential, DeviceChannel, DeviceSelector, Plan, SnmpProbe, Step, TcpScan, UdpScan};
+use super::{
+    clause_order, Action, ActionKind, Case, Credential, DeviceChannel, DeviceSelector, Plan, ScasRef, SnmpProbe, Step, TcpScan, UdpScan,
+};
 
 /// One case of a plan, as the catalogue lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -122,16 +124,19 @@ fn case_info(plan: &Plan, case: &Case, file: &str) -> CaseInfo {
         .collect();
     needs.other_devices = steps.iter().filter_map(|s| s.target.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     needs.commands = case.device_commands.clone();
+    // A case that is no SCAS test case (a health check) is listed by its id.
+    let no_scas = ScasRef::none_for(&case.id);
+    let scas = case.scas.as_ref().unwrap_or(&no_scas);
     CaseInfo {
         file: file.to_string(),
         plan: plan.spec.plan.clone(),
         id: case.id.clone(),
-        spec: case.scas.spec.clone(),
-        version: case.scas.version.clone(),
-        clause: case.scas.clause.clone(),
-        test_name: case.scas.test_name.clone(),
+        spec: scas.spec.clone(),
+        version: scas.version.clone(),
+        clause: scas.clause.clone(),
+        test_name: scas.test_name.clone(),
         title: case.title.clone(),
-        requirement: case.scas.requirement.trim().to_string(),
+        requirement: scas.requirement.trim().to_string(),
         applies_to: case.devices.clone(),
         skip: case.skip.clone(),
         needs,

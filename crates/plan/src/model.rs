@@ -41,7 +41,10 @@ pub struct Case {
     /// Unique within the plan; by convention the SCAS test name.
     pub id: String,
     pub title: String,
-    pub scas: ScasRef,
+    /// The SCAS test case this is. Only a case that is not one (a rig's health check,
+    /// a lab's own acceptance test) omits it; the bundled library never does.
+    #[serde(default)]
+    pub scas: Option<ScasRef>,
     /// Why the test exists, in the plan author's words.
     pub purpose: String,
     #[serde(default)]
@@ -91,6 +94,22 @@ pub struct ScasRef {
     /// Threat references, e.g. TR 33.926 clauses.
     #[serde(default)]
     pub threats: Vec<String>,
+}
+
+impl ScasRef {
+    /// What a case that is no SCAS test case (a health check) shows where its SCAS
+    /// reference would be: no document or clause, its id as the test name.
+    pub fn none_for(case_id: &str) -> ScasRef {
+        ScasRef {
+            spec: String::new(),
+            version: None,
+            clause: String::new(),
+            test_name: case_id.to_string(),
+            requirement: "not a SCAS test case".into(),
+            requirement_clause: None,
+            threats: Vec::new(),
+        }
+    }
 }
 
 /// Selects devices of the rig by name, role or tag; all given criteria must hold.

@@ -212,6 +212,7 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
         operator: "bench".into(),
         host: "localhost".into(),
         inputs: InputRefs { rig: input("rig.yaml"), plans: vec![input("plan.yaml")] },
+        job: None,
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();

@@ -122,6 +122,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
         rig_name: "bench".into(),
         parameters: Default::default(),
         only_device: None,
+        job: None,
     });
     let case = &plan.spec.cases[0];
     let key = CaseKey { plan: plan.spec.plan.clone(), case: case.id.clone(), device: DEVICE.into() };

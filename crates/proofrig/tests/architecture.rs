@@ -43,6 +43,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proofrig-server", &["proofrig-proto", "proofrig-report"]),
     ("proofrig-agents", &["proofrig-model"]),
     ("proofrig-run", &["proofrig-report", "proofrig-agents"]),
+    // The lab host: runs the server's jobs with the engine, so above `run` and `proto`.
+    ("proofrig-labhost", &["proofrig-run", "proofrig-proto"]),
     ("proofrig-simlab", &[]),
     ("proofrig-testpeers", &["proofrig-simlab"]),
     ("proofrig", &["proofrig-run", "proofrig-server", "proofrig-simlab"]),

@@ -42,10 +42,11 @@ fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
         let bundle = dir.path().join(line.split_whitespace().nth(1).unwrap());
         assert!(bundle.join("report.html").is_file(), "{}", bundle.display());
         for case in Plan::load(file).unwrap().spec.cases {
+            let scas = case.scas.as_ref().unwrap_or_else(|| panic!("{}: every case of the library is a SCAS test case", case.id));
             let row = stdout
                 .lines()
-                .find(|l| l.split_whitespace().nth(1) == Some(case.scas.test_name.as_str()))
-                .unwrap_or_else(|| panic!("{} is not in the matrix:\n{stdout}", case.scas.test_name));
+                .find(|l| l.split_whitespace().nth(1) == Some(scas.test_name.as_str()))
+                .unwrap_or_else(|| panic!("{} is not in the matrix:\n{stdout}", scas.test_name));
             let verdicts: Vec<&str> = row.split_whitespace().skip(2).collect();
             assert_eq!(verdicts.len(), 4, "{row}");
             // Every case of the library decides both ways: the hardened devices (ru1,
@@ -53,13 +54,13 @@ fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
             let expected = |column: &str| {
                 table
                     .column(column)
-                    .get(&case.scas.test_name)
+                    .get(&scas.test_name)
                     .cloned()
-                    .unwrap_or_else(|| panic!("{} has no row in the verdict table", case.scas.test_name))
+                    .unwrap_or_else(|| panic!("{} has no row in the verdict table", scas.test_name))
             };
             let (hardened, weak) = (expected("sim hardened"), expected("sim weak"));
             assert_eq!((hardened.as_str(), weak.as_str()), ("PASS", "FAIL"), "the simulated lab decides every case both ways");
-            assert_eq!(verdicts, [&hardened, &weak, &hardened, &weak], "{} does not decide both ways:\n{stdout}", case.scas.test_name);
+            assert_eq!(verdicts, [&hardened, &weak, &hardened, &weak], "{} does not decide both ways:\n{stdout}", scas.test_name);
         }
     }
 }

@@ -164,8 +164,8 @@ fn summary(h: &mut Html, result: &RunResult) {
         let case = &result.cases[i];
         h.raw("<tr><td>").verdict(case.verdict).raw("</td><td><a href=\"#case-").num(i as u64).raw("\">");
         h.text(&case.key.plan).raw(" / ").text(&case.key.case).raw("</a></td><td>").text(&case.key.device);
-        h.raw("</td><td>").text(&case.scas.test_name).raw("</td><td>").text(&case.scas.spec).raw(" ");
-        h.text(&case.scas.clause).raw("</td></tr>\n");
+        h.raw("</td><td>").text(&case.scas_shown().test_name).raw("</td><td>").text(&case.scas_shown().spec).raw(" ");
+        h.text(&case.scas_shown().clause).raw("</td></tr>\n");
     }
     h.raw("</table>\n");
 }
@@ -188,11 +188,11 @@ fn by_clause(result: &RunResult) -> Vec<usize> {
     let mut order: Vec<usize> = (0..result.cases.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&result.cases[a], &result.cases[b]);
-        a.scas
+        a.scas_shown()
             .spec
-            .cmp(&b.scas.spec)
-            .then_with(|| clause_order(&a.scas.clause, &b.scas.clause))
-            .then_with(|| a.scas.test_name.cmp(&b.scas.test_name))
+            .cmp(&b.scas_shown().spec)
+            .then_with(|| clause_order(&a.scas_shown().clause, &b.scas_shown().clause))
+            .then_with(|| a.scas_shown().test_name.cmp(&b.scas_shown().test_name))
             .then_with(|| a.key.device.cmp(&b.key.device))
     });
     order
@@ -207,11 +207,12 @@ fn matrix(h: &mut Html, result: &RunResult) {
     let devices: BTreeSet<&str> = result.cases.iter().map(|c| c.key.device.as_str()).collect();
     let roles: BTreeMap<&str, &str> = result.devices.iter().map(|d| (d.device.as_str(), d.role.as_str())).collect();
     // (spec, clause, test name) -> device -> the cases that test it there, worst first.
-    type Row<'r> = ((&'r str, &'r str, &'r str), BTreeMap<&'r str, Vec<usize>>);
+    type Row<'r> = ((String, String, String), BTreeMap<&'r str, Vec<usize>>);
     let mut rows: Vec<Row<'_>> = Vec::new();
     for i in by_clause(result) {
         let case = &result.cases[i];
-        let key = (case.scas.spec.as_str(), case.scas.clause.as_str(), case.scas.test_name.as_str());
+        let scas = case.scas_shown();
+        let key = (scas.spec.clone(), scas.clause.clone(), scas.test_name.clone());
         if rows.last().is_none_or(|(k, _)| *k != key) {
             rows.push((key, BTreeMap::new()));
         }
@@ -292,21 +293,21 @@ fn cases(h: &mut Html, result: &RunResult) {
 fn case_article(h: &mut Html, i: usize, case: &CaseResult) {
     h.raw("<article id=\"case-").num(i as u64).raw("\">\n<h3>").verdict(case.verdict).raw(" ").text(&case.title);
     h.raw("</h3>\n<table class=\"kv\">\n")
-        .row("Test name", &case.scas.test_name)
+        .row("Test name", &case.scas_shown().test_name)
         .row("Plan / case", &format!("{} / {}", case.key.plan, case.key.case))
         .row("Device", &case.key.device);
-    let spec = match &case.scas.version {
-        Some(version) => format!("{} V{} clause {}", case.scas.spec, version, case.scas.clause),
-        None => format!("{} clause {}", case.scas.spec, case.scas.clause),
+    let spec = match &case.scas_shown().version {
+        Some(version) => format!("{} V{} clause {}", case.scas_shown().spec, version, case.scas_shown().clause),
+        None => format!("{} clause {}", case.scas_shown().spec, case.scas_shown().clause),
     };
     h.row("Specification", &spec);
-    let requirement = match &case.scas.requirement_clause {
-        Some(clause) => format!("{} (clause {clause})", case.scas.requirement),
-        None => case.scas.requirement.clone(),
+    let requirement = match &case.scas_shown().requirement_clause {
+        Some(clause) => format!("{} (clause {clause})", case.scas_shown().requirement),
+        None => case.scas_shown().requirement.clone(),
     };
     h.row("Requirement", &requirement);
-    if !case.scas.threats.is_empty() {
-        h.row("Threats", &case.scas.threats.join(", "));
+    if !case.scas_shown().threats.is_empty() {
+        h.row("Threats", &case.scas_shown().threats.join(", "));
     }
     h.row("Purpose", &case.purpose).row("Expected result", &case.expected);
     if let Some(reason) = &case.skip_reason {
@@ -436,7 +437,7 @@ mod tests {
                 cases.push(CaseResult {
                     key: CaseKey { plan: format!("plan-{t}"), case: format!("TC_{t}"), device: device.into() },
                     title: format!("Case {t}: a title of some length"),
-                    scas: ScasRef {
+                    scas: Some(ScasRef {
                         spec: "TS 33.117".into(),
                         version: None,
                         clause: clause.to_string(),
@@ -444,7 +445,7 @@ mod tests {
                         requirement: "r".into(),
                         requirement_clause: None,
                         threats: vec![],
-                    },
+                    }),
                     purpose: "p".into(),
                     expected: "e".into(),
                     verdict,

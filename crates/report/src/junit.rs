@@ -56,9 +56,9 @@ fn test_case(case: &CaseResult) -> TestCase {
         }
     };
     let mut test = TestCase::new(format!("{} [{}]", case.key.case, case.key.device), status);
-    test.set_classname(format!("{} {}", case.scas.spec, case.scas.clause));
+    test.set_classname(format!("{} {}", case.scas_shown().spec, case.scas_shown().clause));
     test.set_time(Duration::from_millis(case.duration_ms));
-    test.add_property(("test_name", case.scas.test_name.as_str()));
+    test.add_property(("test_name", case.scas_shown().test_name.as_str()));
     if !case.evidence_excerpt.is_empty() {
         test.set_system_out(case.evidence_excerpt.as_str());
     }

@@ -32,7 +32,9 @@ use super::step::{end_of_range, perform_or_abort, record_failure, wait_for_abort
 use proofrig_evidence::bundle::InputRefs;
 use proofrig_evidence::journal::{JournalError, JournalWriter};
 use proofrig_evidence::notes::{EXECUTOR_CHANNEL, NOTE_ABORTED};
-use proofrig_evidence::record::{CaseKey, CaseResult, DeviceIdentity, EventRecord, JournalEntry, Phase, RunResult, StepRecord, StepResult};
+use proofrig_evidence::record::{
+    CaseKey, CaseResult, DeviceIdentity, EventRecord, JobTicket, JournalEntry, Phase, RunResult, StepRecord, StepResult,
+};
 use proofrig_plan::scope::{absorb, base_scope, missing_channel, select};
 use proofrig_plan::tally::{CaseOutcome, CaseTally};
 use proofrig_plan::{Case, Credential, Plan, Step};
@@ -102,6 +104,9 @@ pub struct RunRequest {
     pub host: String,
     /// The plan and rig files as the bundle holds them, named in RunStarted.
     pub inputs: InputRefs,
+    /// The lab service's job this run is, journaled in RunStarted (None from the
+    /// command line).
+    pub job: Option<JobTicket>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +152,7 @@ pub async fn execute(
         rig_name: request.rig.name().to_string(),
         parameters: request.params.clone(),
         only_device: request.only_device.clone(),
+        job: request.job.clone(),
     })?;
     let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
     if selected.is_empty() {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use proofrig_evidence::bundle::{BundleError, BundleWriter, Reports};
 use proofrig_evidence::journal::JournalWriter;
-use proofrig_evidence::record::RunResult;
+use proofrig_evidence::record::{JobTicket, RunResult};
 use proofrig_model::rig::Rig;
 use proofrig_plan::Plan;
 
@@ -30,6 +30,8 @@ pub struct RunSetup {
     pub params: BTreeMap<String, serde_json::Value>,
     pub out_dir: PathBuf,
     pub key: SigningKey,
+    /// The lab service's job this run is (a lab host sets it; None from the command line).
+    pub job: Option<JobTicket>,
 }
 
 /// Who runs the job, and where: recorded in the journal and the results.
@@ -146,6 +148,7 @@ impl Job {
             operator: host.operator,
             host: host.host,
             inputs: bundle.input_refs().clone(),
+            job: setup.job,
         };
         let result = execute(request, journal, recorder, progress, abort).await?;
         let sealed = bundle.seal(&result, &setup.key, reports).map_err(JobError::Seal)?;

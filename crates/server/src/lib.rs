@@ -12,14 +12,16 @@
 //! goes to which rig, a pure function of a snapshot and `now`); the [`store`]
 //! (SQLite, PostgreSQL) that reads that snapshot and claims the decisions with
 //! fencing tokens, holds the leases, reservations, rig states and people, and writes
-//! the audit log; the server process, [`http`] (HTTPS by default, with the
-//! self-signed identity of [`tls`] that clients pin), and the REST [`api`] on it, whose
-//! one table of routes says which role may call each. Next come the lab hosts'
-//! sessions and the upload and verification of bundles.
+//! the audit log; the [`inbox`] where uploaded bundles arrive, resumably, and are
+//! verified as a regulator would before anything shows them; the server process,
+//! [`http`] (HTTPS by default, with the self-signed identity of [`tls`] that clients
+//! pin), and the REST [`api`] on it, whose one table of routes says which role may
+//! call each. Next come the lab hosts' sessions.
 
 pub mod api;
 pub mod clock;
 pub mod http;
+pub mod inbox;
 pub mod scheduler;
 pub mod store;
 pub mod tls;

@@ -207,23 +207,11 @@ impl BoundedReader<'_> {
 mod tests {
     use super::*;
 
-    // A KEXINIT to serve, built as `proofrig_model::wire::ssh`'s tests build theirs.
-    const SSH_MSG_KEXINIT: u8 = 20;
+    use proofrig_model::wire::ssh::{binary_packet, kexinit_payload};
 
-    fn name_list(out: &mut Vec<u8>, names: &str) {
-        out.extend_from_slice(&(names.len() as u32).to_be_bytes());
-        out.extend_from_slice(names.as_bytes());
-    }
-
+    /// A KEXINIT to serve.
     fn kexinit(lists: [&str; 10]) -> Vec<u8> {
-        let mut payload = vec![SSH_MSG_KEXINIT];
-        payload.extend_from_slice(&[7u8; 16]);
-        for list in lists {
-            name_list(&mut payload, list);
-        }
-        payload.push(0);
-        payload.extend_from_slice(&[0, 0, 0, 0]);
-        payload
+        kexinit_payload([7u8; 16], lists)
     }
 
     const LISTS: [&str; 10] = [
@@ -251,19 +239,10 @@ mod tests {
         port
     }
 
-    fn packet(payload: &[u8]) -> Vec<u8> {
-        let padding = 8 - (payload.len() + 5) % 8 + 8;
-        let mut out = ((payload.len() + padding + 1) as u32).to_be_bytes().to_vec();
-        out.push(padding as u8);
-        out.extend_from_slice(payload);
-        out.extend(std::iter::repeat_n(0u8, padding));
-        out
-    }
-
     #[test]
     fn reads_pre_banner_lines_banner_and_packet_from_a_socket() {
         let mut response = b"Welcome to the lab\r\nSSH-2.0-FakeSSH_1.0\r\n".to_vec();
-        response.extend(packet(&kexinit(LISTS)));
+        response.extend(binary_packet(&kexinit(LISTS)));
         let port = serve_once(response.clone());
         let exchange = read_server_kexinit("dut", "127.0.0.1", port, Duration::from_secs(2)).unwrap();
         assert_eq!(exchange.algorithms.banner, "SSH-2.0-FakeSSH_1.0");

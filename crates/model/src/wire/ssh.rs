@@ -293,16 +293,30 @@ pub fn client_kexinit(offer: &ClientOffer) -> Vec<u8> {
         list(&offer.ciphers, default_ciphers),
         list(&offer.macs, DEFAULT_MACS),
     );
-    let mut payload = vec![SSH_MSG_KEXINIT];
     // The cookie only has to be unpredictable for a real key exchange, which this never does.
-    payload.extend_from_slice(&[0u8; 16]);
-    for names in [kex.as_str(), &host_key, &ciphers, &ciphers, &macs, &macs, "none", "none", "", ""] {
+    let payload = kexinit_payload([0u8; 16], [kex.as_str(), &host_key, &ciphers, &ciphers, &macs, &macs, "none", "none", "", ""]);
+    binary_packet(&payload)
+}
+
+/// An SSH_MSG_KEXINIT payload (RFC 4253 7.1): the cookie, the ten name-lists in their
+/// order (key exchange, host key, ciphers and MACs and compression each client to
+/// server then server to client, languages both ways), no guessed packet, reserved 0.
+pub fn kexinit_payload(cookie: [u8; 16], lists: [&str; 10]) -> Vec<u8> {
+    let mut payload = vec![SSH_MSG_KEXINIT];
+    payload.extend_from_slice(&cookie);
+    for names in lists {
         payload.extend_from_slice(&(names.len() as u32).to_be_bytes());
         payload.extend_from_slice(names.as_bytes());
     }
     payload.push(0); // first_kex_packet_follows
     payload.extend_from_slice(&0u32.to_be_bytes());
-    // RFC 4253 6: packet_length || padding_length || payload || padding, a multiple of 8, padding >= 4.
+    payload
+}
+
+/// An unencrypted SSH binary packet around `payload` (RFC 4253 6): packet_length,
+/// padding_length, payload, zero padding, a multiple of 8 with at least 4 bytes of
+/// padding.
+pub fn binary_packet(payload: &[u8]) -> Vec<u8> {
     let mut padding = 8 - (5 + payload.len()) % 8;
     if padding < 4 {
         padding += 8;
@@ -310,7 +324,7 @@ pub fn client_kexinit(offer: &ClientOffer) -> Vec<u8> {
     let mut packet = Vec::with_capacity(5 + payload.len() + padding);
     packet.extend_from_slice(&((1 + payload.len() + padding) as u32).to_be_bytes());
     packet.push(padding as u8);
-    packet.extend_from_slice(&payload);
+    packet.extend_from_slice(payload);
     packet.extend(std::iter::repeat_n(0u8, padding));
     packet
 }
@@ -319,20 +333,8 @@ pub fn client_kexinit(offer: &ClientOffer) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn name_list(out: &mut Vec<u8>, names: &str) {
-        out.extend_from_slice(&(names.len() as u32).to_be_bytes());
-        out.extend_from_slice(names.as_bytes());
-    }
-
     fn kexinit(lists: [&str; 10]) -> Vec<u8> {
-        let mut payload = vec![SSH_MSG_KEXINIT];
-        payload.extend_from_slice(&[7u8; 16]);
-        for list in lists {
-            name_list(&mut payload, list);
-        }
-        payload.push(0);
-        payload.extend_from_slice(&[0, 0, 0, 0]);
-        payload
+        kexinit_payload([7u8; 16], lists)
     }
 
     const LISTS: [&str; 10] = [
@@ -482,7 +484,7 @@ mod tests {
         let mut lists = LISTS;
         lists[0] = "curve25519-sha256,diffie-hellman-group14-sha256,kexguess2@matt.ucc.asn.au,kex-strict-s-v00@openssh.com";
         let mut received = b"SSH-2.0-dropbear_2022.83\r\n".to_vec();
-        received.extend(packet(&kexinit(lists)));
+        received.extend(binary_packet(&kexinit(lists)));
         let offer = parse_server_offer(&received).unwrap();
         assert_eq!(offer.kex.len(), 4, "the parsed list keeps every name as sent");
         let audited = offer.audited();
@@ -490,15 +492,6 @@ mod tests {
         assert_eq!(audited.markers, ["kexguess2@matt.ucc.asn.au", "kex-strict-s-v00@openssh.com"]);
         assert!(offer.summary().contains("markers: kexguess2@matt.ucc.asn.au (dropbear"), "{}", offer.summary());
         assert!(offer.summary().contains("\nkex: curve25519-sha256,diffie-hellman-group14-sha256\n"), "{}", offer.summary());
-    }
-
-    fn packet(payload: &[u8]) -> Vec<u8> {
-        let padding = 8 - (payload.len() + 5) % 8 + 8;
-        let mut out = ((payload.len() + padding + 1) as u32).to_be_bytes().to_vec();
-        out.push(padding as u8);
-        out.extend_from_slice(payload);
-        out.extend(std::iter::repeat_n(0u8, padding));
-        out
     }
 
     #[test]

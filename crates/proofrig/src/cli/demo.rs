@@ -101,8 +101,15 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
             params.insert("ports".to_string(), serde_json::Value::String(ports));
         }
         let label = plan.spec.plan.clone();
-        let setup =
-            RunSetup { plans: vec![plan], rig: rig.clone(), only_device: None, params, out_dir: out_dir.to_path_buf(), key: key.clone() };
+        let setup = RunSetup {
+            plans: vec![plan],
+            rig: rig.clone(),
+            only_device: None,
+            params,
+            out_dir: out_dir.to_path_buf(),
+            key: key.clone(),
+            job: None,
+        };
         match run_and_seal(setup, &label, &mut CaseLines { quiet, started: None }).await {
             Ok(run) => {
                 let aborted = run.result.aborted;
@@ -172,7 +179,7 @@ fn verdict_matrix(results: &[&CaseResult], profiles: &[(String, String)]) -> Str
     let mut rows: BTreeMap<(String, String, String), BTreeMap<&str, Verdict>> = BTreeMap::new();
     for case in results {
         let cell = rows
-            .entry((case.scas.spec.clone(), case.scas.clause.clone(), case.scas.test_name.clone()))
+            .entry((case.scas_shown().spec.clone(), case.scas_shown().clause.clone(), case.scas_shown().test_name.clone()))
             .or_default()
             .entry(case.key.device.as_str())
             .or_insert(case.verdict);
@@ -206,13 +213,18 @@ fn surprises(results: &[&CaseResult], profiles: &[(String, String)]) -> Vec<Vec<
             };
             (case.verdict != usual && case.verdict != Verdict::Skip).then(|| {
                 let why = case.evidence_excerpt.lines().next().unwrap_or("").to_string();
-                let row =
-                    vec![case.key.device.clone(), case.scas.clause.clone(), case.scas.test_name.clone(), case.verdict.to_string(), why];
+                let row = vec![
+                    case.key.device.clone(),
+                    case.scas_shown().clause.clone(),
+                    case.scas_shown().test_name.clone(),
+                    case.verdict.to_string(),
+                    why,
+                ];
                 (*case, row)
             })
         })
         .collect();
-    out.sort_by(|(a, _), (b, _)| clause_order(&a.scas.clause, &b.scas.clause).then(a.key.device.cmp(&b.key.device)));
+    out.sort_by(|(a, _), (b, _)| clause_order(&a.scas_shown().clause, &b.scas_shown().clause).then(a.key.device.cmp(&b.key.device)));
     out.into_iter().map(|(_, row)| row).collect()
 }
 

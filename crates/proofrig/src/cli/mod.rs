@@ -274,7 +274,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             let key = run::load_key(key.as_deref())?;
             let params = run::parse_params(&params)?;
             let (plans, rig) = run::load_inputs(&plans, &rig)?;
-            let setup = run::RunSetup { plans, rig, only_device: device, params, out_dir: out, key };
+            let setup = run::RunSetup { plans, rig, only_device: device, params, out_dir: out, key, job: None };
             let sealed = run::run_and_seal(setup, "run", &mut crate::progress::Terminal { quiet }).await?;
             print!("{}", run::verdict_table(&sealed.result));
             println!("bundle: {}", sealed.dir.display());

@@ -94,7 +94,13 @@ pub fn verdict_table(result: &RunResult) -> String {
         .iter()
         .map(|c| {
             let why = c.evidence_excerpt.lines().next().unwrap_or("").to_string();
-            vec![c.key.device.clone(), format!("{} {}", c.scas.spec, c.scas.clause), c.key.case.clone(), c.verdict.to_string(), why]
+            vec![
+                c.key.device.clone(),
+                format!("{} {}", c.scas_shown().spec, c.scas_shown().clause),
+                c.key.case.clone(),
+                c.verdict.to_string(),
+                why,
+            ]
         })
         .collect();
     let mut out = table::render(&["device", "clause", "test", "verdict", "evidence"], &rows);

@@ -75,6 +75,7 @@ pub async fn run_on(rig: Rig, dir: tempfile::TempDir, plans: Vec<Plan>, params: 
         operator: "tester".into(),
         host: "localhost".into(),
         inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
+        job: None,
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();

@@ -135,7 +135,7 @@ pub fn run_result(cases: &[CaseSpec]) -> RunResult {
             .map(|c| CaseResult {
                 key: c.key(),
                 title: format!("{} on {}", c.case, c.device),
-                scas: c.scas(),
+                scas: Some(c.scas()),
                 purpose: format!("Purpose of {}.", c.case),
                 expected: format!("Expected result of {}.", c.case),
                 verdict: c.verdict,
@@ -190,10 +190,11 @@ pub fn journal_entries(cases: &[CaseSpec], inputs: &InputRefs, run_verdict: Verd
         rig_name: "bench".into(),
         parameters: Default::default(),
         only_device: None,
+        job: None,
     }];
     let mut seq = 0;
     for c in cases {
-        entries.push(JournalEntry::CaseStarted { key: c.key(), title: c.case.into(), scas: c.scas() });
+        entries.push(JournalEntry::CaseStarted { key: c.key(), title: c.case.into(), scas: Some(c.scas()) });
         for (i, verdict) in c.steps.iter().enumerate() {
             entries.push(JournalEntry::StepStarted {
                 key: c.key(),

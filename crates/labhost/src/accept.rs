@@ -1,0 +1,137 @@
+//! The lab host's side of an assignment: the checks it passes before anything runs,
+//! in the order the contract gives (`proofrig_proto::labhost::Assignment`), then the
+//! run's bundle created with the job's ticket, ready to run.
+//!
+//! Every refusal says which of the contract's reasons it is (the server requeues a
+//! job refused for its rig or a stale token, and ends one whose plan cannot load
+//! anywhere) and, for people, what is at fault. A resent assignment the lab host
+//! already accepted is answered again and starts nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ed25519_dalek::SigningKey;
+
+use proofrig_evidence::record::JobTicket;
+use proofrig_plan::Plan;
+use proofrig_proto::files::check_plan_name;
+use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId};
+use proofrig_proto::labhost::{Assignment, AssignmentAccepted, AssignmentRefusal, AssignmentRefused};
+use proofrig_run::job::{Job, RunSetup};
+
+use crate::fences::Fences;
+use crate::rigs::ServedRigs;
+
+/// What this lab host is and where it keeps things.
+pub struct LabHostSetup {
+    /// As the server enrolled it.
+    pub id: LabHostId,
+    pub rigs: ServedRigs,
+    pub fences: Fences,
+    /// Where run bundles are written.
+    pub out_dir: PathBuf,
+    /// The lab key the bundles are signed with.
+    pub key: SigningKey,
+}
+
+/// An assignment the lab host took.
+pub enum Accepted {
+    /// A new run: its bundle exists; run it (`Job::run`), then call
+    /// [`Assignments::finished`] with the rig.
+    Start { answer: AssignmentAccepted, job: Box<Job> },
+    /// The same assignment again (a resend): the same answer, nothing new started.
+    Again(AssignmentAccepted),
+}
+
+/// Which job holds each rig while it runs.
+struct Running {
+    job: JobId,
+    attempt: Attempt,
+    fencing: FencingToken,
+    run_id: String,
+}
+
+/// The assignments of one lab host.
+pub struct Assignments {
+    setup: LabHostSetup,
+    running: BTreeMap<String, Running>,
+}
+
+impl Assignments {
+    pub fn new(setup: LabHostSetup) -> Assignments {
+        Assignments { setup, running: BTreeMap::new() }
+    }
+
+    /// Check `assignment` and, when it passes, create its run (see the module doc).
+    pub fn accept(&mut self, assignment: &Assignment) -> Result<Accepted, AssignmentRefused> {
+        let a = assignment;
+        let refuse = |why, reason: String| AssignmentRefused { job: a.job, attempt: a.attempt, fencing: a.fencing, why, reason };
+        let accepted = |run_id: &str| AssignmentAccepted { job: a.job, attempt: a.attempt, fencing: a.fencing, run_id: run_id.to_string() };
+        if let Some(running) = self.running.get(&a.rig) {
+            if (running.job, running.attempt, running.fencing) == (a.job, a.attempt, a.fencing) {
+                return Ok(Accepted::Again(accepted(&running.run_id)));
+            }
+        }
+        let Some(served) = self.setup.rigs.get(&a.rig) else {
+            let serves: Vec<&str> = self.setup.rigs.names().collect();
+            return Err(refuse(
+                AssignmentRefusal::Rig,
+                format!("rig `{}` is not served by lab host {} (it serves: {})", a.rig, self.setup.id.0, serves.join(", ")),
+            ));
+        };
+        if !served.sha256.eq_ignore_ascii_case(&a.rig_sha256) {
+            return Err(refuse(
+                AssignmentRefusal::Rig,
+                format!(
+                    "rig file {} changed since it was advertised: the job was planned for sha256 {}, the file is now {}; the lab host advertises it again",
+                    served.path.display(),
+                    a.rig_sha256,
+                    served.sha256
+                ),
+            ));
+        }
+        if let Err(stale) = self.setup.fences.check(&a.rig, a.fencing) {
+            return Err(refuse(AssignmentRefusal::StaleFence, stale.to_string()));
+        }
+        if let Some(running) = self.running.get(&a.rig) {
+            return Err(refuse(
+                AssignmentRefusal::Rig,
+                format!("rig `{}` is busy: {} attempt {} (run {}) is running on it", a.rig, running.job, running.attempt.0, running.run_id),
+            ));
+        }
+        let mut plans = Vec::with_capacity(a.plans.len());
+        for file in &a.plans {
+            check_plan_name(&file.name).map_err(|e| refuse(AssignmentRefusal::Plan, e.to_string()))?;
+            let text = std::str::from_utf8(&file.bytes)
+                .map_err(|e| refuse(AssignmentRefusal::Plan, format!("plan {} is not UTF-8 text: {e}", file.name)))?;
+            plans.push(Plan::parse(&file.name, text).map_err(|e| refuse(AssignmentRefusal::Plan, e.to_string()))?);
+        }
+        if plans.is_empty() {
+            return Err(refuse(AssignmentRefusal::Plan, "the job names no plan".into()));
+        }
+        // On disk before anything runs: after a restart an older lease is still refused.
+        self.setup
+            .fences
+            .record(&a.rig, a.fencing)
+            .map_err(|e| refuse(AssignmentRefusal::Rig, format!("cannot keep the fencing token: {e}")))?;
+        let setup = RunSetup {
+            plans,
+            rig: served.rig.clone(),
+            only_device: a.device.clone(),
+            params: a.params.clone(),
+            out_dir: self.setup.out_dir.clone(),
+            key: self.setup.key.clone(),
+            job: Some(JobTicket { job: a.job.0, attempt: a.attempt.0, fencing_token: a.fencing.0, lab_host: self.setup.id.0.clone() }),
+        };
+        let job = Job::create(setup, &format!("job{}", a.job.0))
+            .map_err(|e| refuse(AssignmentRefusal::Rig, format!("cannot create the run's bundle: {e}")))?;
+        let run_id = job.run_id().to_string();
+        self.running.insert(a.rig.clone(), Running { job: a.job, attempt: a.attempt, fencing: a.fencing, run_id: run_id.clone() });
+        Ok(Accepted::Start { answer: accepted(&run_id), job: Box::new(job) })
+    }
+
+    /// The run on `rig` ended (sealed or not): the rig takes the next assignment.
+    pub fn finished(&mut self, rig: &str) {
+        self.running.remove(rig);
+    }
+}

@@ -1,0 +1,356 @@
+//! Bundles arrive verified: the server's side of a bundle upload.
+//!
+//! A lab host offers a sealed bundle's files (path, length, digest) and sends them in
+//! chunks; a link that drops, a lab host that restarts or a server that restarts
+//! resumes where the server's copy ends, and a resent chunk is stored once
+//! (`proofrig_proto::resume`). A chunk that repeats held bytes with other bytes, or a
+//! file whose bytes do not hash to its offered digest, is refused and changes nothing
+//! kept. When every file is complete the server verifies the bundle exactly as a
+//! regulator would (`proofrig_evidence::verify_bundle`, against the lab host's pinned
+//! key), stores it unmodified, and writes a receipt beside it, signed with its own key:
+//! who ran it where, when it was received, what verifying found. A bundle that does
+//! not verify is kept too, flagged, and its receipt says why; it is never shown as a
+//! result.
+//!
+//! Layout under the inbox's root: `staging/<run>/` (the offer and the files as they
+//! arrive), `bundles/<run>/` (complete bundles, byte for byte as sealed), and
+//! `receipts/<run>.json` (a DSSE envelope of the receipt).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use proofrig_evidence::bundle::{Manifest, MANIFEST};
+use proofrig_evidence::signing::{self, Envelope};
+use proofrig_evidence::verify::Status;
+use proofrig_proto::bytes::sha256_hex;
+use proofrig_proto::files::{check_bundle_path, BundleFile};
+use proofrig_proto::ids::{Attempt, JobId};
+use proofrig_proto::labhost::{BundleCheck, FileHeld, Refusal, RefusalCode, UploadChunk, UploadHeld, UploadOffer, Uploaded};
+use proofrig_proto::resume::{place, Placement};
+
+/// The DSSE payload type of a receipt.
+pub const RECEIPT_PAYLOAD_TYPE: &str = "application/vnd.proofrig.receipt+json";
+/// The offer, as received, inside a staging directory.
+const OFFER: &str = ".offer.json";
+
+/// What one upload may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_files: usize,
+    pub max_file_bytes: u64,
+    pub max_total_bytes: u64,
+}
+
+impl Default for Limits {
+    /// A bundle is a few files; a month-long console flood of a big rig stays under these.
+    fn default() -> Self {
+        Limits { max_files: 10_000, max_file_bytes: 16 << 30, max_total_bytes: 64 << 30 }
+    }
+}
+
+/// Who the bundle came from, and when it arrived: what the receipt says besides the
+/// verification.
+pub struct Sender<'a> {
+    /// The lab host, as the server enrolled it.
+    pub lab_host: &'a str,
+    /// The key it enrolled with: the bundle must be signed by it.
+    pub key: &'a VerifyingKey,
+    /// RFC 3339, UTC.
+    pub received_at: &'a str,
+}
+
+/// The signed statement stored beside a received bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub run_id: String,
+    pub job: JobId,
+    pub attempt: Attempt,
+    pub lab_host: String,
+    /// Key id of the lab host's pinned key.
+    pub lab_host_key: String,
+    pub received_at: String,
+    /// SHA-256 of the bundle's manifest.json as received (it digests every other file).
+    pub manifest_sha256: Option<String>,
+    pub check: BundleCheck,
+}
+
+/// A bundle upload's progress: how much of each file is held, or the bundle stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Held(FileHeld),
+    Stored(Uploaded),
+}
+
+/// The server's bundle inbox (see the module doc).
+pub struct Inbox {
+    root: PathBuf,
+    limits: Limits,
+}
+
+fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Refusal + '_ {
+    move |e| refuse(RefusalCode::Busy, format!("the server cannot use {}: {e}; resend later", path.display()))
+}
+
+/// A run id names directories here: letters, digits, `.`, `_`, `-`, not starting with a dot.
+fn check_run_id(run_id: &str) -> Result<(), Refusal> {
+    let plain = !run_id.is_empty()
+        && run_id.len() <= 200
+        && !run_id.starts_with('.')
+        && run_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if plain {
+        Ok(())
+    } else {
+        Err(refuse(RefusalCode::Invalid, format!("run id `{run_id}` cannot name a bundle: use letters, digits, '.', '_' and '-'")))
+    }
+}
+
+impl Inbox {
+    pub fn open(root: &Path, limits: Limits) -> std::io::Result<Inbox> {
+        for dir in ["staging", "bundles", "receipts"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        Ok(Inbox { root: root.to_path_buf(), limits })
+    }
+
+    fn staging(&self, run_id: &str) -> PathBuf {
+        self.root.join("staging").join(run_id)
+    }
+
+    /// Where a stored bundle is.
+    pub fn bundle(&self, run_id: &str) -> PathBuf {
+        self.root.join("bundles").join(run_id)
+    }
+
+    /// Where a stored bundle's receipt is.
+    pub fn receipt(&self, run_id: &str) -> PathBuf {
+        self.root.join("receipts").join(format!("{run_id}.json"))
+    }
+
+    /// Take an offer: check it, keep it, and say how much of each file is held.
+    pub fn offer(&self, offer: &UploadOffer) -> Result<UploadHeld, Refusal> {
+        check_run_id(&offer.run_id)?;
+        let mut seen = BTreeSet::new();
+        let mut total = 0u64;
+        for file in &offer.files {
+            check_bundle_path(&file.path).map_err(|e| refuse(RefusalCode::Invalid, e.to_string()))?;
+            if file.path == OFFER || !seen.insert(file.path.as_str()) {
+                return Err(refuse(RefusalCode::Invalid, format!("{} is offered twice or is a reserved name", file.path)));
+            }
+            if file.len > self.limits.max_file_bytes {
+                return Err(refuse(
+                    RefusalCode::TooLarge,
+                    format!("{} is {} bytes, over the limit of {}", file.path, file.len, self.limits.max_file_bytes),
+                ));
+            }
+            total = total.saturating_add(file.len);
+        }
+        if offer.files.len() > self.limits.max_files || total > self.limits.max_total_bytes {
+            return Err(refuse(
+                RefusalCode::TooLarge,
+                format!("{} files, {total} bytes: over this server's limits for one bundle", offer.files.len()),
+            ));
+        }
+        let held = |files: &[BundleFile], len_of: &dyn Fn(&BundleFile) -> u64| UploadHeld {
+            job: offer.job,
+            attempt: offer.attempt,
+            files: files.iter().map(|f| FileHeld { path: f.path.clone(), held: len_of(f) }).collect(),
+        };
+        if self.bundle(&offer.run_id).exists() {
+            let stored = self.stored_offer(&offer.run_id)?;
+            return if stored.files == offer.files {
+                Ok(held(&offer.files, &|f| f.len))
+            } else {
+                Err(refuse(RefusalCode::Conflict, format!("run {} is already stored with other files", offer.run_id)))
+            };
+        }
+        let staging = self.staging(&offer.run_id);
+        let offer_path = staging.join(OFFER);
+        match std::fs::read(&offer_path) {
+            Ok(bytes) => {
+                let kept: UploadOffer = serde_json::from_slice(&bytes)
+                    .map_err(|e| refuse(RefusalCode::Busy, format!("the kept offer of {} does not read: {e}", offer.run_id)))?;
+                if kept.files != offer.files || (kept.job, kept.attempt) != (offer.job, offer.attempt) {
+                    return Err(refuse(
+                        RefusalCode::Conflict,
+                        format!("run {} was offered before with other files or for another job", offer.run_id),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+                write_synced(&offer_path, &serde_json::to_vec(offer).expect("an offer is plain data")).map_err(io(&offer_path))?;
+            }
+            Err(e) => return Err(io(&offer_path)(e)),
+        }
+        Ok(held(&offer.files, &|f| file_len(&staging.join(&f.path))))
+    }
+
+    fn stored_offer(&self, run_id: &str) -> Result<UploadOffer, Refusal> {
+        let path = self.root.join("receipts").join(format!("{run_id}.offer.json"));
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        serde_json::from_slice(&bytes).map_err(|e| refuse(RefusalCode::Busy, format!("{} does not read: {e}", path.display())))
+    }
+
+    /// Take one chunk of an offered file (see the module doc). When it completes the
+    /// last file, the bundle is verified and stored, and the receipt written.
+    pub fn chunk(&self, chunk: &UploadChunk, from: &Sender<'_>, server_key: &SigningKey) -> Result<Progress, Refusal> {
+        check_run_id_of(chunk)?;
+        let (run_id, offer) = self.offer_of(chunk)?;
+        let Some(file) = offer.files.iter().find(|f| f.path == chunk.path) else {
+            return Err(refuse(RefusalCode::Invalid, format!("{} was not offered for run {run_id}", chunk.path)));
+        };
+        if (chunk.len, chunk.sha256.as_str()) != (file.len, file.sha256.as_str()) {
+            return Err(refuse(RefusalCode::Invalid, format!("the chunk describes {} unlike its offer (length and digest)", chunk.path)));
+        }
+        if chunk.offset.saturating_add(chunk.data.len() as u64) > file.len {
+            return Err(refuse(RefusalCode::Invalid, format!("the chunk runs past the end of {} ({} bytes)", chunk.path, file.len)));
+        }
+        let path = self.staging(&run_id).join(&chunk.path);
+        let held = file_len(&path);
+        match place(held, chunk.offset, chunk.data.len()) {
+            // An empty file is complete once announced by an empty chunk at offset 0.
+            Placement::Duplicate if file.len == 0 && !path.exists() => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                }
+                std::fs::File::create(&path).map_err(io(&path))?;
+            }
+            Placement::Duplicate | Placement::Gap { .. } => {}
+            Placement::Append { overlap } => {
+                if overlap > 0 && read_range(&path, chunk.offset, overlap).map_err(io(&path))? != chunk.data[..overlap] {
+                    return Err(refuse(
+                        RefusalCode::Conflict,
+                        format!("bytes {}.. of {} differ from those already held", chunk.offset, chunk.path),
+                    ));
+                }
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                }
+                let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+                out.write_all(&chunk.data[overlap..]).and_then(|_| out.sync_data()).map_err(io(&path))?;
+            }
+        }
+        let held = file_len(&path);
+        let file_complete = held == file.len && path.exists();
+        if file_complete && !sha256_file(&path).is_ok_and(|digest| digest.eq_ignore_ascii_case(&file.sha256)) {
+            let _ = std::fs::remove_file(&path);
+            return Err(refuse(
+                RefusalCode::Conflict,
+                format!("{} does not hash to its offered digest; it was discarded: send it again", chunk.path),
+            ));
+        }
+        let complete = offer.files.iter().all(|f| {
+            let p = self.staging(&run_id).join(&f.path);
+            file_len(&p) == f.len && p.exists()
+        });
+        if !complete {
+            return Ok(Progress::Held(FileHeld { path: chunk.path.clone(), held }));
+        }
+        self.store(&offer, from, server_key).map(Progress::Stored)
+    }
+
+    /// The kept offer this chunk belongs to (by job, attempt and fencing token).
+    fn offer_of(&self, chunk: &UploadChunk) -> Result<(String, UploadOffer), Refusal> {
+        let staging = self.root.join("staging");
+        let entries = std::fs::read_dir(&staging).map_err(io(&staging))?;
+        for entry in entries.flatten() {
+            let offer_path = entry.path().join(OFFER);
+            let Ok(bytes) = std::fs::read(&offer_path) else { continue };
+            let Ok(offer) = serde_json::from_slice::<UploadOffer>(&bytes) else { continue };
+            if (offer.job, offer.attempt, offer.fencing) == (chunk.job, chunk.attempt, chunk.fencing) {
+                return Ok((offer.run_id.clone(), offer));
+            }
+        }
+        Err(refuse(
+            RefusalCode::Invalid,
+            format!("no upload was offered for {} attempt {}: offer the bundle first", chunk.job, chunk.attempt.0),
+        ))
+    }
+
+    /// Move the complete bundle in place, verify it, and sign the receipt.
+    fn store(&self, offer: &UploadOffer, from: &Sender<'_>, server_key: &SigningKey) -> Result<Uploaded, Refusal> {
+        let staging = self.staging(&offer.run_id);
+        let bundle = self.bundle(&offer.run_id);
+        let kept_offer = self.root.join("receipts").join(format!("{}.offer.json", offer.run_id));
+        std::fs::rename(staging.join(OFFER), &kept_offer).map_err(io(&kept_offer))?;
+        std::fs::rename(&staging, &bundle).map_err(io(&bundle))?;
+        let report = proofrig_evidence::verify_bundle(&bundle, Some(from.key));
+        let manifest_bytes = std::fs::read(bundle.join(MANIFEST)).ok();
+        let check = match (report.status, report.pinned) {
+            (Status::Verified, true) => match manifest_bytes.as_deref().map(serde_json::from_slice::<Manifest>) {
+                Some(Ok(manifest)) => BundleCheck::Verified { verdict: manifest.verdict },
+                _ => BundleCheck::Flagged { reason: "verified, but its manifest does not read".into() },
+            },
+            (Status::Verified, false) => BundleCheck::Flagged {
+                reason: format!("signed by {}, not by lab host {}'s key", report.signer.clone().unwrap_or_default(), from.lab_host),
+            },
+            (status, _) => BundleCheck::Flagged { reason: format!("{status:?}: {}", report.summary) },
+        };
+        let receipt = Receipt {
+            run_id: offer.run_id.clone(),
+            job: offer.job,
+            attempt: offer.attempt,
+            lab_host: from.lab_host.to_string(),
+            lab_host_key: signing::key_id(from.key),
+            received_at: from.received_at.to_string(),
+            manifest_sha256: manifest_bytes.as_deref().map(sha256_hex),
+            check: check.clone(),
+        };
+        let envelope = signing::sign(server_key, RECEIPT_PAYLOAD_TYPE, &serde_json::to_vec(&receipt).expect("a receipt is plain data"));
+        let receipt_path = self.receipt(&offer.run_id);
+        write_synced(&receipt_path, &serde_json::to_vec_pretty(&envelope).expect("an envelope is plain data"))
+            .map_err(io(&receipt_path))?;
+        Ok(Uploaded { job: offer.job, attempt: offer.attempt, run_id: offer.run_id.clone(), check })
+    }
+
+    /// The receipt of a stored bundle, checked against the server's own key.
+    pub fn read_receipt(&self, run_id: &str, server_key: &VerifyingKey) -> Result<Receipt, String> {
+        let path = self.receipt(run_id);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        if envelope.payload_type != RECEIPT_PAYLOAD_TYPE {
+            return Err(format!("{} is not a receipt", path.display()));
+        }
+        if !matches!(envelope.check(Some(server_key)), signing::SignatureCheck::Pinned { .. }) {
+            return Err(format!("{}: not signed by this server's key", path.display()));
+        }
+        let payload = envelope.payload_bytes().map_err(|e| e.to_string())?;
+        serde_json::from_slice(&payload).map_err(|e| e.to_string())
+    }
+}
+
+fn check_run_id_of(chunk: &UploadChunk) -> Result<(), Refusal> {
+    check_bundle_path(&chunk.path).map_err(|e| refuse(RefusalCode::Invalid, e.to_string()))
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn read_range(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut out = vec![0; len];
+    file.read_exact(&mut out)?;
+    Ok(out)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    proofrig_evidence::bundle::sha256_file(path).map(|(digest, _)| digest)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
