@@ -47,7 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proofrig-labhost", &["proofrig-run", "proofrig-proto"]),
     ("proofrig-simlab", &[]),
     ("proofrig-testpeers", &["proofrig-simlab"]),
-    ("proofrig", &["proofrig-run", "proofrig-simlab"]),
+    ("proofrig", &["proofrig-run", "proofrig-server", "proofrig-simlab"]),
 ];
 
 /// The crates a verifier links (ARCHITECTURE.md: "Architecture Invariant" of each).

@@ -191,6 +191,126 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// What a person may do on the server. Each API route names the roles it admits,
+/// and the server checks them itself on every request (`proofrig_server::api::ROUTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Rigs, power, console, reservations, scheduling.
+    Technician,
+    /// Plans and submitting runs.
+    Tester,
+    /// Reviewing and sign-off (the dashboard's issue); reads the queue and rigs meanwhile.
+    Manager,
+    /// Users and lab hosts, and the audit log.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Technician, Role::Tester, Role::Manager, Role::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Technician => "technician",
+            Role::Tester => "tester",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role called `name`; an unknown one is an error naming the four.
+    pub fn parse(name: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| format!("unknown role `{name}`: use technician, tester, manager or admin"))
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `POST /api/users` (admin): a new person. The answer is a [`TokenCreated`], their
+/// first API token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    /// For the dashboard's login (next issue); hashed with argon2, never stored as given.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A user as `GET /api/users` lists them (no password, no token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub created_at: UnixMillis,
+    pub created_by: String,
+}
+
+/// `POST /api/users/{user}/tokens` (admin): another API token for a user, valid for
+/// `days` (90 when absent, at most 365).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    #[serde(default)]
+    pub days: Option<u32>,
+}
+
+/// An API token, shown once: the server keeps only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub user: String,
+    pub role: Role,
+    pub token: String,
+    pub expires_at: UnixMillis,
+}
+
+/// `POST /api/labhosts/enrollments` (admin): a one-time token with which the lab
+/// host `labhost` enrolls, valid for `minutes` (60 when absent, at most a week).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollment {
+    pub labhost: String,
+    #[serde(default)]
+    pub minutes: Option<u32>,
+}
+
+/// An enrollment token, shown once: the server keeps only its SHA-256, and it works once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentCreated {
+    pub labhost: String,
+    pub token: String,
+    pub expires_at: UnixMillis,
+}
+
+/// `POST /api/jobs/{job}/cancel`: why (kept in the job and the audit log).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One record of the audit log as `GET /api/audit` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub id: u64,
+    pub at: UnixMillis,
+    pub who: String,
+    /// The peer address the request came from (never a forwarded-for header).
+    pub origin: String,
+    pub action: String,
+    pub subject: String,
+    pub details: serde_json::Value,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +396,13 @@ mod tests {
         });
         round_trip(reservation);
         round_trip(Reserve { minutes: Some(90) });
+        round_trip(NewUser { name: "tess".into(), role: Role::Tester, password: None });
+        round_trip(TokenCreated { user: "tess".into(), role: Role::Tester, token: "t".into(), expires_at: UnixMillis(3) });
+        for role in Role::ALL {
+            round_trip(role);
+            assert_eq!(Role::parse(role.name()), Ok(role));
+        }
+        assert!(Role::parse("root").unwrap_err().contains("unknown role `root`"));
         round_trip(ApiError { code: "forbidden".into(), message: "tester may not reserve".into() });
         for state in [
             JobState::Queued,

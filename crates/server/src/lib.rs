@@ -9,13 +9,19 @@
 //! `proofrig-proto`, and links no device I/O: what it stores it never measured itself.
 //!
 //! What is here so far: the decision at its centre, [`scheduler`] (which queued job
-//! goes to which rig, a pure function of a snapshot and `now`), and the [`store`]
+//! goes to which rig, a pure function of a snapshot and `now`); the [`store`]
 //! (SQLite, PostgreSQL) that reads that snapshot and claims the decisions with
-//! fencing tokens, holds the leases, reservations and rig states, and writes the
-//! audit log, and the [`inbox`] where uploaded bundles arrive, resumably, and are
-//! verified as a regulator would before anything shows them. Next come the lab
-//! hosts' sessions and the API.
+//! fencing tokens, holds the leases, reservations, rig states and people, and writes
+//! the audit log; the [`inbox`] where uploaded bundles arrive, resumably, and are
+//! verified as a regulator would before anything shows them; the server process,
+//! [`http`] (HTTPS by default, with the self-signed identity of [`tls`] that clients
+//! pin), and the REST [`api`] on it, whose one table of routes says which role may
+//! call each. Next come the lab hosts' sessions.
 
+pub mod api;
+pub mod clock;
+pub mod http;
 pub mod inbox;
 pub mod scheduler;
 pub mod store;
+pub mod tls;

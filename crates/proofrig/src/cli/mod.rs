@@ -11,6 +11,7 @@ mod probe;
 mod rig;
 mod run;
 mod seal;
+mod serve;
 #[cfg(feature = "simlab")]
 mod sim;
 mod ssh;
@@ -152,6 +153,27 @@ pub enum Command {
         #[arg(long, default_value = "lab")]
         name: String,
     },
+    /// Run the lab service's server (HTTPS) until Ctrl-C or SIGTERM.
+    ///
+    /// Prints its URL and the certificate's SHA-256 fingerprint (lab hosts and the CLI
+    /// pin it). The first start in a state directory makes the self-signed
+    /// certificate, the store and a user `admin` whose one-time API token is written
+    /// to STATE_DIR/bootstrap-admin.token (mode 0600).
+    Serve {
+        /// Address and port to listen on (0.0.0.0:8443 to serve the lab's network).
+        #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        /// The certificate, its key and (by default) the SQLite store live here.
+        #[arg(long, default_value = "proofrig-server", value_name = "DIR")]
+        state_dir: PathBuf,
+        /// `postgres://user:password@host/db` for PostgreSQL, or a SQLite file;
+        /// STATE_DIR/proofrig.db when absent.
+        #[arg(long, value_name = "URL|FILE")]
+        db: Option<String>,
+        /// Serve HTTP without TLS: refused unless --listen is a loopback address.
+        #[arg(long)]
+        plain_http: bool,
+    },
     /// Seal a run that stopped without finishing (killed, crashed) as INCOMPLETE.
     ///
     /// Appends a journal record saying the run stopped and what did not run (the open
@@ -267,6 +289,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Console { rig, device } => console::console(&rig, &device, &cli.transcripts).await,
         Command::Ssh { rig, device, command, timeout_s } => ssh::ssh(&rig, &device, &command, timeout_s, &cli.transcripts).await,
         Command::Keygen { out, name } => keygen::keygen(&out, &name),
+        Command::Serve { listen, state_dir, db, plain_http } => serve::serve(serve::ServeArgs { listen, state_dir, db, plain_http }).await,
         Command::Seal { run_dir, key } => seal::seal(&run_dir, key.as_deref()),
         Command::Verify { bundle, key } => verify::verify(&bundle, key.as_deref()),
     }

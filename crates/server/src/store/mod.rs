@@ -47,6 +47,7 @@ mod audit;
 mod db;
 mod jobs;
 mod leases;
+mod people;
 mod postgres;
 mod rigs;
 mod sqlite;
@@ -55,13 +56,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use proofrig_proto::advert::RigSummary;
-use proofrig_proto::api::{JobState, JobView, ReservationView, RigState, RigView, SubmitJob, Submitted};
+use proofrig_proto::api::{JobState, JobView, ReservationView, RigState, RigView, SubmitJob, Submitted, UserView};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
 use proofrig_proto::labhost::{Assignment, HeartbeatAnswer, Lease};
 
 pub use db::Backend;
 use db::Pools;
+pub use people::{NewUserRecord, TokenCheck};
 
 /// Who acts, from where, and when (the server's clock): every operation takes one,
 /// and its audit records say so.
@@ -429,6 +431,44 @@ impl Store {
     /// End the caller's reservation of a rig.
     pub async fn release(&self, rig: &str, ctx: &Ctx) -> Result<(), StoreError> {
         in_write_tx!(self, "releasing a reservation", |tx| leases::release(tx, rig, ctx))
+    }
+
+    // ---- people and enrollment ---------------------------------------------------
+
+    /// Add a user with their first API token (its SHA-256).
+    pub async fn add_user(&self, user: &NewUserRecord, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "adding a user", |tx| people::add_user(tx, user, ctx))
+    }
+
+    /// The first start's bootstrap: add `user` (an admin) only if the store has no user
+    /// yet, in one transaction. `Ok(false)`: there were users already, nothing changed.
+    pub async fn bootstrap_admin(&self, user: &NewUserRecord, ctx: &Ctx) -> Result<bool, StoreError> {
+        in_write_tx!(self, "adding the first admin", |tx| async {
+            match people::count_users(tx).await? {
+                0 => people::add_user(tx, user, ctx).await.map(|()| true),
+                _ => Ok(false),
+            }
+        })
+    }
+
+    /// Another API token (its SHA-256) for an existing user.
+    pub async fn add_token(&self, user: &str, sha256: &str, expires_at: UnixMillis, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "adding an API token", |tx| people::add_token(tx, user, sha256, expires_at, ctx))
+    }
+
+    /// Whose token has this SHA-256, and whether it still works at `now`.
+    pub async fn check_token(&self, sha256: &str, now: UnixMillis) -> Result<TokenCheck, StoreError> {
+        in_read_tx!(self, "checking an API token", |tx| people::check_token(tx, sha256, now))
+    }
+
+    /// Every user, by name.
+    pub async fn users(&self) -> Result<Vec<UserView>, StoreError> {
+        in_read_tx!(self, "listing users", |tx| people::list_users(tx))
+    }
+
+    /// A one-time enrollment token (its SHA-256) for the lab host `labhost`.
+    pub async fn add_enrollment(&self, labhost: &str, sha256: &str, expires_at: UnixMillis, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "minting an enrollment token", |tx| people::add_enrollment(tx, labhost, sha256, expires_at, ctx))
     }
 
     // ---- reading -----------------------------------------------------------------

@@ -22,13 +22,22 @@ use super::{StoreConfig, StoreError};
 const ACQUIRE_LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("migrations/postgres/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "people".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0002_people.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 pub(crate) async fn open(url: &str, config: &StoreConfig) -> Result<Pools, StoreError> {

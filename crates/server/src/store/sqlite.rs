@@ -33,13 +33,16 @@ const READERS: u32 = 4;
 const WRITER_QUEUE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 pub(crate) fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("migrations/sqlite/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(2, "people".into(), MigrationType::Simple, include_str!("migrations/sqlite/0002_people.sql").into_sql_str(), false),
+    ])
 }
 
 pub(crate) async fn open(path: &Path, config: &StoreConfig) -> Result<Pools, StoreError> {

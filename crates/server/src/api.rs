@@ -1,0 +1,536 @@
+//! The server's REST API: the routes, who may call each, and what each does.
+//!
+//! Why one table: labgrid had no authentication for years and LAVA added per-object
+//! checks to its XML-RPC after the fact; a check written inside each handler is the
+//! one that gets forgotten. Here [`ROUTES`] lists every route with the roles it
+//! admits, the router is built from that table and nothing else, and each route is
+//! wrapped in the same gate ([`authorize`]): a bearer token, looked up by its SHA-256
+//! in the store, unknown or expired is 401, a role the route does not list is 403,
+//! before any handler runs. The tests walk the table; the OpenAPI document
+//! (`GET /openapi.json`) is built from it too, so the three cannot drift apart.
+//!
+//! Every refusal is an [`ApiError`] JSON body with a stable `code` and a message that
+//! says what to do, and changes nothing stored. Every state change goes through the
+//! store, whose operations write their audit record (who: the token's user; from
+//! where: the TCP peer, never a forwarded-for header) in the same transaction.
+//! Request bodies are bounded ([`Limits::max_body`]) and parsed strictly (unknown
+//! fields are errors); a plan is checked as `proofrig plan check` checks it, and
+//! refused with the same file:line:column message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{self, MethodRouter};
+use axum::{Extension, Json, Router};
+use proofrig_plan::{Plan, PlanError};
+use proofrig_proto::api::{
+    ApiError, AuditView, Cancel, EnrollmentCreated, NewEnrollment, NewToken, NewUser, Reserve, Role, SubmitJob, TokenCreated,
+};
+use proofrig_proto::files::check_plan_name;
+use proofrig_proto::ids::JobId;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::clock::Clock;
+use crate::store::{Ctx, NewUserRecord, Store, StoreError, TokenCheck};
+
+/// How long the first admin's token works: a day, to make the real admins.
+pub const BOOTSTRAP_TOKEN_VALID: Duration = Duration::from_secs(24 * 3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Bounds on requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest request body (a job's plans are kilobytes; 8 MiB by default).
+    pub max_body: usize,
+    /// The longest a request may take before it is answered 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body: 8 << 20, request_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub clock: Clock,
+    pub limits: Limits,
+}
+
+/// One API route: its method and path (axum's `{param}` syntax, as in OpenAPI), the
+/// roles it admits, and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub roles: &'static [Role],
+    pub summary: &'static str,
+    id: RouteId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteId {
+    OpenApi,
+    Submit,
+    Queue,
+    Cancel,
+    Rigs,
+    Reserve,
+    Extend,
+    Release,
+    Users,
+    AddUser,
+    AddToken,
+    Enroll,
+    Audit,
+}
+
+use Role::{Admin, Manager, Technician, Tester};
+
+const EVERYONE: &[Role] = &[Technician, Tester, Manager, Admin];
+
+/// Every route of the API and who may call it. The router serves exactly these.
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/openapi.json", roles: EVERYONE, summary: "read the OpenAPI document", id: RouteId::OpenApi },
+    Route { method: "POST", path: "/api/jobs", roles: &[Technician, Tester], summary: "submit a job", id: RouteId::Submit },
+    Route { method: "GET", path: "/api/jobs", roles: EVERYONE, summary: "list the queue", id: RouteId::Queue },
+    // A tester cancels only the jobs they submitted (checked in `cancel`); a technician any.
+    Route { method: "POST", path: "/api/jobs/{job}/cancel", roles: &[Technician, Tester], summary: "cancel a job", id: RouteId::Cancel },
+    Route { method: "GET", path: "/api/rigs", roles: EVERYONE, summary: "list the rigs", id: RouteId::Rigs },
+    Route { method: "POST", path: "/api/rigs/{rig}/reservation", roles: &[Technician], summary: "reserve a rig", id: RouteId::Reserve },
+    Route {
+        method: "PUT",
+        path: "/api/rigs/{rig}/reservation",
+        roles: &[Technician],
+        summary: "extend a reservation",
+        id: RouteId::Extend,
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/rigs/{rig}/reservation",
+        roles: &[Technician],
+        summary: "release a reservation",
+        id: RouteId::Release,
+    },
+    Route { method: "GET", path: "/api/users", roles: &[Admin], summary: "list users", id: RouteId::Users },
+    Route { method: "POST", path: "/api/users", roles: &[Admin], summary: "add a user", id: RouteId::AddUser },
+    Route {
+        method: "POST",
+        path: "/api/users/{user}/tokens",
+        roles: &[Admin],
+        summary: "mint an API token for a user",
+        id: RouteId::AddToken,
+    },
+    Route {
+        method: "POST",
+        path: "/api/labhosts/enrollments",
+        roles: &[Admin],
+        summary: "mint a lab host's one-time enrollment token",
+        id: RouteId::Enroll,
+    },
+    Route { method: "GET", path: "/api/audit", roles: &[Admin], summary: "read the audit log", id: RouteId::Audit },
+];
+
+/// The API's router: [`ROUTES`], each behind [`authorize`], a JSON 404 for anything else.
+pub fn router(state: ApiState) -> Router {
+    let limits = state.limits.clone();
+    let mut router = Router::new();
+    for route in ROUTES {
+        let gated = handler(route.id).route_layer(middleware::from_fn_with_state((state.clone(), route), authorize));
+        router = router.route(route.path, gated);
+    }
+    router
+        .fallback(|| async { ApiFail::new(StatusCode::NOT_FOUND, "not_found", "no such API route; GET /openapi.json lists them") })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+}
+
+fn handler(id: RouteId) -> MethodRouter<ApiState> {
+    match id {
+        RouteId::OpenApi => routing::get(openapi),
+        RouteId::Submit => routing::post(submit),
+        RouteId::Queue => routing::get(queue),
+        RouteId::Cancel => routing::post(cancel),
+        RouteId::Rigs => routing::get(rigs),
+        RouteId::Reserve => routing::post(reserve),
+        RouteId::Extend => routing::put(extend),
+        RouteId::Release => routing::delete(release),
+        RouteId::Users => routing::get(users),
+        RouteId::AddUser => routing::post(add_user),
+        RouteId::AddToken => routing::post(add_token),
+        RouteId::Enroll => routing::post(enroll),
+        RouteId::Audit => routing::get(audit),
+    }
+}
+
+// ---- errors ----------------------------------------------------------------------
+
+/// A refused request: its status and [`ApiError`] body.
+#[derive(Debug)]
+pub struct ApiFail {
+    status: StatusCode,
+    body: ApiError,
+}
+
+impl ApiFail {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiFail {
+        ApiFail { status, body: ApiError { code: code.into(), message: message.into() } }
+    }
+
+    fn invalid(message: impl Into<String>) -> ApiFail {
+        ApiFail::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+}
+
+impl IntoResponse for ApiFail {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiFail {
+    fn from(e: StoreError) -> ApiFail {
+        let message = e.to_string();
+        match e {
+            StoreError::NotFound(_) => ApiFail::new(StatusCode::NOT_FOUND, "not_found", message),
+            StoreError::Conflict(_) | StoreError::Lease(_) => ApiFail::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Invalid(_) => ApiFail::invalid(message),
+            StoreError::Open { .. } | StoreError::Database { .. } | StoreError::Migrate { .. } => {
+                ApiFail::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+            }
+            StoreError::Corrupt(_) => ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiFail>;
+
+/// A JSON request body, bounded and strict, refused as an [`ApiError`]: 413 when too
+/// large, 400 with serde's line and column when malformed. An empty body reads as `{}`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiFail;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiFail::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is over the server's limit; send less (one job's plans at a time)",
+            ),
+            status => ApiFail::new(status, "invalid", format!("the request body could not be read: {}", rejection.body_text())),
+        })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        serde_json::from_slice(text)
+            .map(JsonBody)
+            .map_err(|e| ApiFail::invalid(format!("the request body is not the JSON this route takes: {e}")))
+    }
+}
+
+// ---- authentication and roles ----------------------------------------------------
+
+/// Who is calling, from where: put on each request by [`authorize`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub role: Role,
+    pub origin: SocketAddr,
+}
+
+impl Caller {
+    fn ctx(&self, clock: &Clock) -> Ctx {
+        Ctx::new(self.user.clone(), self.origin.to_string(), clock.now())
+    }
+}
+
+/// A random secret (`<prefix>_` and 64 hex digits: 256 bits).
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source works");
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// What the store keeps of a token: its SHA-256, hex.
+pub fn secret_sha256(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+async fn authorize(
+    State((state, route)): State<(ApiState, &'static Route)>,
+    ConnectInfo(origin): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match caller(&state, route, origin, token.as_deref()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(fail) => fail.into_response(),
+    }
+}
+
+async fn caller(state: &ApiState, route: &Route, origin: SocketAddr, header: Option<&str>) -> ApiResult<Caller> {
+    let unauthorized = |message: String| ApiFail::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty()) else {
+        return Err(unauthorized(
+            "no API token: send `Authorization: Bearer <token>` (PROOFRIG_TOKEN for the CLI); an admin mints tokens".into(),
+        ));
+    };
+    match state.store.check_token(&secret_sha256(token), state.clock.now()).await? {
+        TokenCheck::Unknown => Err(unauthorized("unknown API token: check PROOFRIG_TOKEN, or ask an admin for a new one".into())),
+        TokenCheck::Expired { user, expired_at } => Err(unauthorized(format!(
+            "the API token of {user} expired (at {} ms since the epoch); ask an admin for a new one (POST /api/users/{user}/tokens)",
+            expired_at.0
+        ))),
+        TokenCheck::Valid { user, role } if route.roles.contains(&role) => Ok(Caller { user, role, origin }),
+        TokenCheck::Valid { user, role } => {
+            let admitted: Vec<&str> = route.roles.iter().map(|r| r.name()).collect();
+            Err(ApiFail::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{user} is a {role} and may not {} ({} {}); that takes the role {}",
+                    route.summary,
+                    route.method,
+                    route.path,
+                    admitted.join(" or ")
+                ),
+            ))
+        }
+    }
+}
+
+// ---- handlers ----------------------------------------------------------------------
+
+/// Each plan as `proofrig plan check` checks it, refused with its file:line:column.
+fn check_plans(job: &SubmitJob) -> ApiResult<()> {
+    if job.plans.is_empty() {
+        return Err(ApiFail::invalid("a job needs at least one plan in `plans`"));
+    }
+    for plan in &job.plans {
+        check_plan_name(&plan.name).map_err(|e| ApiFail::invalid(e.to_string()))?;
+        match Plan::from_bytes(&plan.name, &plan.bytes) {
+            Ok(_) => {}
+            Err(PlanError::Invalid(e)) => {
+                let hint = e.hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                return Err(ApiFail::invalid(format!("{e}{hint}")));
+            }
+            Err(e) => return Err(ApiFail::invalid(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+async fn submit(State(s): State<ApiState>, Extension(c): Extension<Caller>, JsonBody(job): JsonBody<SubmitJob>) -> ApiResult<Response> {
+    check_plans(&job)?;
+    let submitted = s.store.submit(&job, &c.ctx(&s.clock)).await?;
+    Ok((StatusCode::CREATED, Json(submitted)).into_response())
+}
+
+async fn queue(State(s): State<ApiState>) -> ApiResult<Response> {
+    let jobs: Vec<_> = s.store.jobs().await?.into_iter().map(|j| j.view).collect();
+    Ok(Json(jobs).into_response())
+}
+
+async fn cancel(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(job): Path<u64>,
+    JsonBody(body): JsonBody<Cancel>,
+) -> ApiResult<Response> {
+    if c.role == Role::Tester {
+        let submitted_by = s.store.job(JobId(job)).await?.first().map(|j| j.view.submitted_by.clone());
+        if let Some(by) = submitted_by.filter(|by| *by != c.user) {
+            let message = format!(
+                "{} is a tester and may cancel only the jobs they submitted; job {job} is {by}'s: ask them, or a technician",
+                c.user
+            );
+            return Err(ApiFail::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
+    }
+    let reason = body.reason.unwrap_or_else(|| "cancelled".into());
+    let was = s.store.cancel(JobId(job), &reason, &c.ctx(&s.clock)).await?;
+    Ok(Json(serde_json::json!({ "job": job, "was": was })).into_response())
+}
+
+async fn rigs(State(s): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(s.store.rigs(s.clock.now()).await?).into_response())
+}
+
+fn minutes(m: Option<u32>) -> Option<Duration> {
+    m.map(|m| Duration::from_secs(u64::from(m) * 60))
+}
+
+async fn reserve(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(rig): Path<String>,
+    JsonBody(body): JsonBody<Reserve>,
+) -> ApiResult<Response> {
+    Ok(Json(s.store.reserve(&rig, minutes(body.minutes), &c.ctx(&s.clock)).await?).into_response())
+}
+
+async fn extend(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(rig): Path<String>,
+    JsonBody(body): JsonBody<Reserve>,
+) -> ApiResult<Response> {
+    let length = minutes(body.minutes).unwrap_or(proofrig_proto::timing::RESERVATION_DEFAULT);
+    Ok(Json(s.store.extend(&rig, length, &c.ctx(&s.clock)).await?).into_response())
+}
+
+async fn release(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(rig): Path<String>) -> ApiResult<Response> {
+    s.store.release(&rig, &c.ctx(&s.clock)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn users(State(s): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(s.store.users().await?).into_response())
+}
+
+/// A user or lab host name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+fn check_name(what: &str, name: &str) -> ApiResult<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    match ok {
+        true => Ok(()),
+        false => {
+            Err(ApiFail::invalid(format!("{what} name `{name}`: use 1 to 64 of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit")))
+        }
+    }
+}
+
+fn token_days(days: Option<u32>) -> ApiResult<Duration> {
+    match days.unwrap_or(90) {
+        d @ 1..=365 => Ok(DAY * d),
+        d => Err(ApiFail::invalid(format!("days {d}: a token is valid for 1 to 365 days"))),
+    }
+}
+
+async fn add_user(State(s): State<ApiState>, Extension(c): Extension<Caller>, JsonBody(body): JsonBody<NewUser>) -> ApiResult<Response> {
+    check_name("user", &body.name)?;
+    let password_hash = match body.password {
+        None => None,
+        Some(p) if p.chars().count() < 12 => return Err(ApiFail::invalid("password: use at least 12 characters")),
+        Some(p) => Some(hash_password(p).await?),
+    };
+    let ctx = c.ctx(&s.clock);
+    let token = new_secret("prt");
+    let expires_at = ctx.now.plus(token_days(None)?);
+    let record = NewUserRecord {
+        name: body.name.clone(),
+        role: body.role,
+        password_hash,
+        token_sha256: secret_sha256(&token),
+        token_expires_at: expires_at,
+    };
+    s.store.add_user(&record, &ctx).await?;
+    Ok((StatusCode::CREATED, Json(TokenCreated { user: body.name, role: body.role, token, expires_at })).into_response())
+}
+
+async fn hash_password(password: String) -> ApiResult<String> {
+    use argon2::password_hash::PasswordHasher;
+    let hashed = tokio::task::spawn_blocking(move || argon2::Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
+        .await
+        .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("hashing the password did not finish: {e}")))?;
+    hashed.map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("hashing the password failed: {e}")))
+}
+
+async fn add_token(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody<NewToken>,
+) -> ApiResult<Response> {
+    let role = s.store.users().await?.into_iter().find(|u| u.name == user).map(|u| u.role);
+    let role =
+        role.ok_or_else(|| ApiFail::new(StatusCode::NOT_FOUND, "not_found", format!("no user {user}; add them first (POST /api/users)")))?;
+    let ctx = c.ctx(&s.clock);
+    let token = new_secret("prt");
+    let expires_at = ctx.now.plus(token_days(body.days)?);
+    s.store.add_token(&user, &secret_sha256(&token), expires_at, &ctx).await?;
+    Ok((StatusCode::CREATED, Json(TokenCreated { user, role, token, expires_at })).into_response())
+}
+
+async fn enroll(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    JsonBody(body): JsonBody<NewEnrollment>,
+) -> ApiResult<Response> {
+    check_name("lab host", &body.labhost)?;
+    let minutes = match body.minutes.unwrap_or(60) {
+        m @ 1..=10_080 => m,
+        m => return Err(ApiFail::invalid(format!("minutes {m}: an enrollment token is valid for 1 minute to a week (10080)"))),
+    };
+    let ctx = c.ctx(&s.clock);
+    let token = new_secret("pre");
+    let expires_at = ctx.now.plus(Duration::from_secs(u64::from(minutes) * 60));
+    s.store.add_enrollment(&body.labhost, &secret_sha256(&token), expires_at, &ctx).await?;
+    Ok((StatusCode::CREATED, Json(EnrollmentCreated { labhost: body.labhost, token, expires_at })).into_response())
+}
+
+async fn audit(State(s): State<ApiState>) -> ApiResult<Response> {
+    let records: Vec<AuditView> = s
+        .store
+        .audit()
+        .await?
+        .into_iter()
+        .map(|r| AuditView { id: r.id, at: r.at, who: r.who, origin: r.origin, action: r.action, subject: r.subject, details: r.details })
+        .collect();
+    Ok(Json(records).into_response())
+}
+
+async fn openapi() -> Response {
+    Json(openapi_document()).into_response()
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`]: each operation with its summary, the roles
+/// it admits, and bearer authentication.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApiBuilder, Paths, ResponseBuilder};
+
+    let mut paths = Paths::new();
+    for route in ROUTES {
+        let method = match Method::from_bytes(route.method.as_bytes()).expect("ROUTES has valid methods") {
+            Method::GET => HttpMethod::Get,
+            Method::PUT => HttpMethod::Put,
+            Method::DELETE => HttpMethod::Delete,
+            _ => HttpMethod::Post,
+        };
+        let roles: Vec<&str> = route.roles.iter().map(|r| r.name()).collect();
+        let operation = OperationBuilder::new()
+            .summary(Some(route.summary))
+            .description(Some(format!("Roles: {}.", roles.join(", "))))
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .response("2XX", ResponseBuilder::new().description("done"))
+            .response("401", ResponseBuilder::new().description("no, unknown or expired token (ApiError)"))
+            .response("403", ResponseBuilder::new().description("the caller's role may not do this (ApiError)"))
+            .build();
+        paths.add_path_operation(route.path, vec![method], operation);
+    }
+    let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+    OpenApiBuilder::new()
+        .info(InfoBuilder::new().title("proofrig lab service").version(env!("CARGO_PKG_VERSION")))
+        .paths(paths)
+        .components(Some(ComponentsBuilder::new().security_scheme("bearer", bearer).build()))
+        .build()
+}
