@@ -3,6 +3,7 @@
 //! tokens it accepted survive a restart, and that what it runs is sealed with the
 //! job's ticket and verifies.
 
+use proofrig_testpeers::plans::{desk_rig, no_device_plan};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -18,23 +19,14 @@ use proofrig_proto::labhost::{Assignment, AssignmentRefusal, Lease};
 use proofrig_run::job::RunHost;
 use proofrig_run::progress::Silent;
 
-/// A case that touches no device: the lab host's checks are all there is to see.
-const PLAN: &str = r#"
-plan: labhost-check
-title: The lab host's path
-cases:
-  - id: TC_HOST
-    title: Sets and checks a value
-    scas: { spec: TS 33.117, clause: 4.2.3.4.5, test_name: TC_HOST, requirement: The value is set. }
-    purpose: A case with no device I/O.
-    expected: The value holds.
-    evidence: The journal.
-    steps:
-      - set: { answer: 42 }
-      - assert: { value: "${answer}", equals: 42, message: "the answer is not 42", passed: "the answer is 42" }
-"#;
+/// The plan of these tests: one case that needs no device.
+fn plan() -> String {
+    no_device_plan("labhost-check", "TC_HOST")
+}
 
-const RIG: &str = "rig: bench-3\ndevices:\n  ru1:\n    role: radio-unit\n";
+fn rig() -> String {
+    desk_rig("bench-3")
+}
 
 struct Host {
     state: tempfile::TempDir,
@@ -46,7 +38,7 @@ struct Host {
 impl Host {
     fn new() -> Host {
         let rigs = tempfile::tempdir().unwrap();
-        std::fs::write(rigs.path().join("bench-3.yaml"), RIG).unwrap();
+        std::fs::write(rigs.path().join("bench-3.yaml"), rig()).unwrap();
         Host {
             state: tempfile::tempdir().unwrap(),
             rigs,
@@ -75,8 +67,8 @@ fn assignment(job: u64, fencing: u64) -> Assignment {
         fencing: FencingToken(fencing),
         lease: Lease { expires_at: UnixMillis(0), valid_for_ms: 60_000 },
         rig: "bench-3".into(),
-        rig_sha256: proofrig_proto::bytes::sha256_hex(RIG.as_bytes()),
-        plans: vec![PlanFile { name: "labhost-check.yaml".into(), bytes: PLAN.as_bytes().to_vec() }],
+        rig_sha256: proofrig_proto::bytes::sha256_hex(rig().as_bytes()),
+        plans: vec![PlanFile { name: "labhost-check.yaml".into(), bytes: plan().as_bytes().to_vec() }],
         params: BTreeMap::new(),
         device: None,
     }
@@ -168,7 +160,7 @@ fn a_plan_that_cannot_run_anywhere_is_refused_for_the_plan_where_it_is_wrong() {
     assert_eq!(why, AssignmentRefusal::Plan);
     assert!(reason.contains("without directories"), "{reason}");
     let mut broken = assignment(7, 12);
-    broken.plans[0].bytes = PLAN.replace("- set:", "- sett:").into_bytes();
+    broken.plans[0].bytes = plan().replace("- set:", "- sett:").into_bytes();
     let (why, reason) = refusal(&mut assignments, &broken);
     assert_eq!(why, AssignmentRefusal::Plan);
     assert!(reason.contains("labhost-check.yaml:12:9") && reason.contains("`sett`"), "{reason}");

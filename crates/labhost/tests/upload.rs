@@ -4,6 +4,7 @@
 //! stores it byte for byte, verified against the lab host's key, and its receipt names
 //! the job.
 
+use proofrig_testpeers::plans::{desk_rig, no_device_plan};
 use std::collections::BTreeMap;
 
 use proofrig_labhost::accept::{Accepted, Assignments, LabHostSetup};
@@ -16,28 +17,20 @@ use proofrig_proto::labhost::{Assignment, BundleCheck, Lease};
 use proofrig_server::inbox::{Inbox, Limits, Progress, Sender};
 use proofrig_verdict::Verdict;
 
-const PLAN: &str = r#"
-plan: upload-path
-title: The whole path of a job's evidence
-cases:
-  - id: TC_PATH
-    title: Sets and checks a value
-    scas: { spec: TS 33.117, clause: 4.2.3.4.5, test_name: TC_PATH, requirement: The value is set. }
-    purpose: A case with no device I/O.
-    expected: The value holds.
-    evidence: The journal.
-    steps:
-      - set: { answer: 42 }
-      - assert: { value: "${answer}", equals: 42, message: "the answer is not 42", passed: "the answer is 42" }
-"#;
+/// The plan of these tests: one case that needs no device.
+fn plan() -> String {
+    no_device_plan("upload-path", "TC_PATH")
+}
 
-const RIG: &str = "rig: bench-3\ndevices:\n  ru1:\n    role: radio-unit\n";
+fn rig() -> String {
+    desk_rig("bench-3")
+}
 
 #[tokio::test]
 async fn a_job_goes_from_assignment_to_a_verified_bundle_on_the_server_across_a_dropped_link() {
     let (rigs, state, out, inbox_dir) =
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    std::fs::write(rigs.path().join("bench-3.yaml"), RIG).unwrap();
+    std::fs::write(rigs.path().join("bench-3.yaml"), rig()).unwrap();
     let lab_key = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
     let server_key = ed25519_dalek::SigningKey::from_bytes(&[12; 32]);
     let mut assignments = Assignments::new(LabHostSetup {
@@ -54,8 +47,8 @@ async fn a_job_goes_from_assignment_to_a_verified_bundle_on_the_server_across_a_
         fencing: FencingToken(5),
         lease: Lease { expires_at: UnixMillis(0), valid_for_ms: 60_000 },
         rig: "bench-3".into(),
-        rig_sha256: proofrig_proto::bytes::sha256_hex(RIG.as_bytes()),
-        plans: vec![PlanFile { name: "upload-path.yaml".into(), bytes: PLAN.as_bytes().to_vec() }],
+        rig_sha256: proofrig_proto::bytes::sha256_hex(rig().as_bytes()),
+        plans: vec![PlanFile { name: "upload-path.yaml".into(), bytes: plan().as_bytes().to_vec() }],
         params: BTreeMap::new(),
         device: None,
     };

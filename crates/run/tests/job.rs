@@ -14,36 +14,18 @@ use proofrig_model::rig::Rig;
 use proofrig_plan::Plan;
 use proofrig_run::job::{Job, RunHost, RunSetup};
 use proofrig_run::progress::Silent;
+use proofrig_testpeers::plans::{desk_rig, no_device_plan};
 use proofrig_verdict::Verdict;
 
-/// A case that touches no device (so INCONCLUSIVE): what the job path adds is all
-/// there is to see.
-const PLAN: &str = r#"
-plan: job-check
-title: The job path
-cases:
-  - id: TC_JOB
-    title: Sets and checks a value
-    scas: { spec: TS 33.117, clause: 4.2.3.4.5, test_name: TC_JOB, requirement: The value is set. }
-    purpose: A case with no device I/O.
-    expected: The value holds.
-    evidence: The journal.
-    steps:
-      - set: { answer: 42 }
-      - assert: { value: "${answer}", equals: 42, message: "the answer is not 42", passed: "the answer is 42" }
-"#;
-
-const RIG: &str = "rig: desk\ndevices:\n  ru1:\n    role: radio-unit\n";
-
 async fn run(out: &Path, job: Option<JobTicket>) -> (proofrig_run::job::Sealed, ed25519_dalek::VerifyingKey) {
-    run_plan(out, Plan::parse("job-check.yaml", PLAN).unwrap(), job).await
+    run_plan(out, Plan::parse("job-check.yaml", &no_device_plan("job-check", "TC_JOB")).unwrap(), job).await
 }
 
 async fn run_plan(out: &Path, plan: Plan, job: Option<JobTicket>) -> (proofrig_run::job::Sealed, ed25519_dalek::VerifyingKey) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let setup = RunSetup {
         plans: vec![plan],
-        rig: Rig::parse("desk.yaml", RIG, Path::new(".")).unwrap(),
+        rig: Rig::parse("desk.yaml", &desk_rig("desk"), Path::new(".")).unwrap(),
         only_device: None,
         params: BTreeMap::new(),
         out_dir: out.to_path_buf(),

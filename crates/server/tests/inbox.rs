@@ -4,6 +4,7 @@
 //! digest and bad paths refused; a bundle signed by another key or edited on the way
 //! kept but flagged.
 
+use proofrig_testpeers::plans::{desk_rig, no_device_plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -15,20 +16,10 @@ use proofrig_proto::labhost::{BundleCheck, RefusalCode, UploadChunk, UploadOffer
 use proofrig_server::inbox::{Inbox, Limits, Progress, Sender};
 use proofrig_verdict::Verdict;
 
-const PLAN: &str = r#"
-plan: upload-check
-title: A bundle to upload
-cases:
-  - id: TC_UP
-    title: Sets and checks a value
-    scas: { spec: TS 33.117, clause: 4.2.3.4.5, test_name: TC_UP, requirement: The value is set. }
-    purpose: A case with no device I/O.
-    expected: The value holds.
-    evidence: The journal.
-    steps:
-      - set: { answer: 42 }
-      - assert: { value: "${answer}", equals: 42, message: "the answer is not 42", passed: "the answer is 42" }
-"#;
+/// The plan of these tests: one case that needs no device.
+fn plan() -> String {
+    no_device_plan("upload-check", "TC_UP")
+}
 
 fn lab_key() -> SigningKey {
     SigningKey::from_bytes(&[5; 32])
@@ -41,8 +32,8 @@ fn server_key() -> SigningKey {
 /// A bundle sealed by the job use case, as a lab host seals one.
 fn sealed_bundle(out: &Path, key: &SigningKey) -> PathBuf {
     let setup = proofrig_run::job::RunSetup {
-        plans: vec![proofrig_plan::Plan::parse("upload-check.yaml", PLAN).unwrap()],
-        rig: proofrig_model::rig::Rig::parse("desk.yaml", "rig: desk\ndevices:\n  ru1:\n    role: radio-unit\n", Path::new(".")).unwrap(),
+        plans: vec![proofrig_plan::Plan::parse("upload-check.yaml", &plan()).unwrap()],
+        rig: proofrig_model::rig::Rig::parse("desk.yaml", &desk_rig("desk"), Path::new(".")).unwrap(),
         only_device: None,
         params: BTreeMap::new(),
         out_dir: out.to_path_buf(),

@@ -8,6 +8,7 @@ pub mod busybox;
 pub mod dropbear;
 pub mod modbus;
 pub mod pdudaemon;
+pub mod plans;
 pub mod postgres;
 pub mod pty;
 pub mod ser2net;
