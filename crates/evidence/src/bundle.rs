@@ -101,15 +101,6 @@ pub trait Reports {
     fn render(&self, result: &RunResult, seal: &SealInfo<'_>) -> Result<Vec<ReportFile>, BundleError>;
 }
 
-/// No reports: the bundle is still complete and verifiable without them.
-pub struct NoReports;
-
-impl Reports for NoReports {
-    fn render(&self, _: &RunResult, _: &SealInfo<'_>) -> Result<Vec<ReportFile>, BundleError> {
-        Ok(Vec::new())
-    }
-}
-
 /// The inputs as copied into the bundle, for the journal's RunStarted record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputRefs {

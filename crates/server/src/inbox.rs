@@ -13,8 +13,9 @@
 //! result.
 //!
 //! Layout under the inbox's root: `staging/<run>/` (the offer and the files as they
-//! arrive), `bundles/<run>/` (complete bundles, byte for byte as sealed), and
-//! `receipts/<run>.json` (a DSSE envelope of the receipt).
+//! arrive), `staging/upload-<job>.<attempt>.<fencing>` (which run that upload is: a
+//! chunk names its job, not its run), `bundles/<run>/` (complete bundles, byte for
+//! byte as sealed), and `receipts/<run>.json` (a DSSE envelope of the receipt).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -28,7 +29,7 @@ use proofrig_evidence::signing::{self, Envelope};
 use proofrig_evidence::verify::Status;
 use proofrig_proto::bytes::sha256_hex;
 use proofrig_proto::files::{check_bundle_path, BundleFile};
-use proofrig_proto::ids::{Attempt, JobId};
+use proofrig_proto::ids::{Attempt, FencingToken, JobId};
 use proofrig_proto::labhost::{BundleCheck, FileHeld, Refusal, RefusalCode, UploadChunk, UploadHeld, UploadOffer, Uploaded};
 use proofrig_proto::resume::{place, Placement};
 
@@ -124,6 +125,11 @@ impl Inbox {
         self.root.join("staging").join(run_id)
     }
 
+    /// The file naming the run an upload (job, attempt, fencing token) is staged as.
+    fn upload_index(&self, job: JobId, attempt: Attempt, fencing: FencingToken) -> PathBuf {
+        self.root.join("staging").join(format!("upload-{}.{}.{}", job.0, attempt.0, fencing.0))
+    }
+
     /// Where a stored bundle is.
     pub fn bundle(&self, run_id: &str) -> PathBuf {
         self.root.join("bundles").join(run_id)
@@ -140,7 +146,7 @@ impl Inbox {
         let mut seen = BTreeSet::new();
         let mut total = 0u64;
         for file in &offer.files {
-            check_bundle_path(&file.path).map_err(|e| refuse(RefusalCode::Invalid, e.to_string()))?;
+            checked_path(&file.path)?;
             if file.path == OFFER || !seen.insert(file.path.as_str()) {
                 return Err(refuse(RefusalCode::Invalid, format!("{} is offered twice or is a reserved name", file.path)));
             }
@@ -187,6 +193,8 @@ impl Inbox {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&staging).map_err(io(&staging))?;
                 write_synced(&offer_path, &serde_json::to_vec(offer).expect("an offer is plain data")).map_err(io(&offer_path))?;
+                let index = self.upload_index(offer.job, offer.attempt, offer.fencing);
+                write_synced(&index, offer.run_id.as_bytes()).map_err(io(&index))?;
             }
             Err(e) => return Err(io(&offer_path)(e)),
         }
@@ -202,7 +210,7 @@ impl Inbox {
     /// Take one chunk of an offered file (see the module doc). When it completes the
     /// last file, the bundle is verified and stored, and the receipt written.
     pub fn chunk(&self, chunk: &UploadChunk, from: &Sender<'_>, server_key: &SigningKey) -> Result<Progress, Refusal> {
-        check_run_id_of(chunk)?;
+        checked_path(&chunk.path)?;
         let (run_id, offer) = self.offer_of(chunk)?;
         let Some(file) = offer.files.iter().find(|f| f.path == chunk.path) else {
             return Err(refuse(RefusalCode::Invalid, format!("{} was not offered for run {run_id}", chunk.path)));
@@ -259,20 +267,18 @@ impl Inbox {
 
     /// The kept offer this chunk belongs to (by job, attempt and fencing token).
     fn offer_of(&self, chunk: &UploadChunk) -> Result<(String, UploadOffer), Refusal> {
-        let staging = self.root.join("staging");
-        let entries = std::fs::read_dir(&staging).map_err(io(&staging))?;
-        for entry in entries.flatten() {
-            let offer_path = entry.path().join(OFFER);
-            let Ok(bytes) = std::fs::read(&offer_path) else { continue };
-            let Ok(offer) = serde_json::from_slice::<UploadOffer>(&bytes) else { continue };
-            if (offer.job, offer.attempt, offer.fencing) == (chunk.job, chunk.attempt, chunk.fencing) {
-                return Ok((offer.run_id.clone(), offer));
-            }
-        }
-        Err(refuse(
-            RefusalCode::Invalid,
-            format!("no upload was offered for {} attempt {}: offer the bundle first", chunk.job, chunk.attempt.0),
-        ))
+        let not_offered = || {
+            refuse(
+                RefusalCode::Invalid,
+                format!("no upload was offered for {} attempt {}: offer the bundle first", chunk.job, chunk.attempt.0),
+            )
+        };
+        let run_id = std::fs::read_to_string(self.upload_index(chunk.job, chunk.attempt, chunk.fencing)).map_err(|_| not_offered())?;
+        let offer_path = self.staging(&run_id).join(OFFER);
+        let bytes = std::fs::read(&offer_path).map_err(|_| not_offered())?;
+        let offer: UploadOffer = serde_json::from_slice(&bytes)
+            .map_err(|e| refuse(RefusalCode::Busy, format!("the kept offer of {run_id} does not read: {e}")))?;
+        Ok((run_id, offer))
     }
 
     /// Move the complete bundle in place, verify it, and sign the receipt.
@@ -282,6 +288,8 @@ impl Inbox {
         let kept_offer = self.root.join("receipts").join(format!("{}.offer.json", offer.run_id));
         std::fs::rename(staging.join(OFFER), &kept_offer).map_err(io(&kept_offer))?;
         std::fs::rename(&staging, &bundle).map_err(io(&bundle))?;
+        let index = self.upload_index(offer.job, offer.attempt, offer.fencing);
+        std::fs::remove_file(&index).map_err(io(&index))?;
         let report = proofrig_evidence::verify_bundle(&bundle, Some(from.key));
         let manifest_bytes = std::fs::read(bundle.join(MANIFEST)).ok();
         let check = match (report.status, report.pinned) {
@@ -327,8 +335,9 @@ impl Inbox {
     }
 }
 
-fn check_run_id_of(chunk: &UploadChunk) -> Result<(), Refusal> {
-    check_bundle_path(&chunk.path).map_err(|e| refuse(RefusalCode::Invalid, e.to_string()))
+/// A bundle file's path as offered or chunked: it must stay inside the bundle.
+fn checked_path(path: &str) -> Result<(), Refusal> {
+    check_bundle_path(path).map_err(|e| refuse(RefusalCode::Invalid, e.to_string()))
 }
 
 fn file_len(path: &Path) -> u64 {
