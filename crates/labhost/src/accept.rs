@@ -84,7 +84,7 @@ impl Assignments {
                 AssignmentRefusal::Rig,
                 format!(
                     "rig file {} changed since it was advertised: the job was planned for sha256 {}, the file is now {}; the lab host advertises it again",
-                    served.path.display(),
+                    served.rig.path.display(),
                     a.rig_sha256,
                     served.sha256
                 ),

@@ -10,11 +10,10 @@ use proofrig_model::rig::{Rig, RigError};
 use proofrig_proto::advert::RigAdvert;
 use proofrig_proto::bytes::sha256_hex;
 
-/// One served rig: its file, exact bytes and their digest, loaded.
+/// One served rig, loaded (`rig.path` and `rig.bytes` are its file and exact bytes),
+/// with the digest of those bytes.
 #[derive(Debug, Clone)]
 pub struct ServedRig {
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
     pub sha256: String,
     pub rig: Rig,
 }
@@ -47,10 +46,14 @@ impl ServedRigs {
         let mut rigs: BTreeMap<String, ServedRig> = BTreeMap::new();
         for path in paths {
             let rig = Rig::load(&path)?;
-            let served = ServedRig { path: path.clone(), sha256: sha256_hex(&rig.bytes), bytes: rig.bytes.clone(), rig };
+            let served = ServedRig { sha256: sha256_hex(&rig.bytes), rig };
             let name = served.rig.name().to_string();
             if let Some(first) = rigs.get(&name) {
-                return Err(RigsError::Twice { rig: name, first: first.path.display().to_string(), second: path.display().to_string() });
+                return Err(RigsError::Twice {
+                    rig: name,
+                    first: first.rig.path.display().to_string(),
+                    second: path.display().to_string(),
+                });
             }
             rigs.insert(name, served);
         }
@@ -68,6 +71,6 @@ impl ServedRigs {
     /// What the lab host tells the server it serves: each rig file's exact bytes
     /// (which carry secret references only, never values) and digest.
     pub fn adverts(&self) -> Vec<RigAdvert> {
-        self.rigs.iter().map(|(name, s)| RigAdvert::new(name.clone(), s.path.display().to_string(), s.bytes.clone())).collect()
+        self.rigs.iter().map(|(name, s)| RigAdvert::new(name.clone(), s.rig.path.display().to_string(), s.rig.bytes.clone())).collect()
     }
 }
