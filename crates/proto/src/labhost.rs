@@ -55,6 +55,7 @@ pub enum LabHostMessage {
     Hello(Hello),
     RigAdverts(RigAdverts),
     Heartbeat(Heartbeat),
+    Poll(Poll),
     AssignmentAccepted(AssignmentAccepted),
     AssignmentRefused(AssignmentRefused),
     JournalChunk(JournalChunk),
@@ -189,6 +190,18 @@ pub struct Heartbeat {
     /// The fencing tokens of the leases it holds: its running jobs' and the
     /// reservations whose console or power it serves.
     pub leases: Vec<FencingToken>,
+}
+
+/// Lab host -> server: "anything for me?" The server answers at once when it has
+/// an [`Assignment`] or a [`Cancel`] waiting for this lab host, and otherwise holds
+/// the request open up to `wait_ms` (at most [`crate::wire::MAX_POLL_WAIT`]) and
+/// answers as soon as one comes, or with nothing. A lab host keeps one poll open at
+/// all times, so a job reaches it as soon as it is claimed, with no polling delay
+/// and no inbound port. Resent: harmless (what is waiting is sent again until
+/// answered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Poll {
+    pub wait_ms: u64,
 }
 
 /// A rig's state as the lab host sees it.
@@ -546,6 +559,7 @@ mod tests {
                 ],
                 leases: vec![fencing, FencingToken(7)],
             }),
+            LabHostMessage::Poll(Poll { wait_ms: 25_000 }),
             LabHostMessage::AssignmentAccepted(AssignmentAccepted {
                 job,
                 attempt,
@@ -684,6 +698,7 @@ mod tests {
             JobEnded(_) => 7,
             UploadOffer(_) => 8,
             UploadChunk(_) => 9,
+            Poll(_) => 10,
         }
     }
 
@@ -707,7 +722,7 @@ mod tests {
     fn the_round_trip_lists_hold_every_message_type() {
         let labhost: std::collections::BTreeSet<usize> = every_labhost_message().iter().map(labhost_kind).collect();
         let server: std::collections::BTreeSet<usize> = every_server_message().iter().map(server_kind).collect();
-        assert_eq!(labhost, (0..10).collect(), "a lab host message type is missing from every_labhost_message");
+        assert_eq!(labhost, (0..11).collect(), "a lab host message type is missing from every_labhost_message");
         assert_eq!(server, (0..10).collect(), "a server message type is missing from every_server_message");
     }
 

@@ -20,7 +20,8 @@
 //!   an upload is stored exactly once;
 //! - [`files`]: plans and bundle files, and the names they may have;
 //! - [`api`]: what people and the command line send the server and get back;
-//! - [`timing`]: the heartbeat, offline, lease, lost and reservation deadlines.
+//! - [`timing`]: the heartbeat, offline, lease, lost and reservation deadlines;
+//! - [`wire`]: the one HTTPS route lab hosts use, and the signature on each request.
 //!
 //! JSON on the wire (serde); byte payloads as base64 and digests as SHA-256 hex
 //! ([`bytes`]). Nothing here does I/O, links a device agent or reads a clock: the
@@ -36,3 +37,4 @@ pub mod labhost;
 pub mod resume;
 pub mod timing;
 pub mod version;
+pub mod wire;

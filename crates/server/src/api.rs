@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::clock::Clock;
+use crate::inbox::Inbox;
 use crate::store::{Ctx, NewUserRecord, Store, StoreError, TokenCheck};
 
 /// How long the first admin's token works: a day, to make the real admins.
@@ -66,6 +67,10 @@ pub struct ApiState {
     pub store: Arc<Store>,
     pub clock: Clock,
     pub limits: Limits,
+    /// Where uploaded bundles and their receipts are kept.
+    pub inbox: Arc<Inbox>,
+    /// The server's own key: it signs receipts and witness records.
+    pub key: Arc<ed25519_dalek::SigningKey>,
 }
 
 /// One API route: its method and path (axum's `{param}` syntax, as in OpenAPI), the

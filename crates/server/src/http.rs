@@ -36,6 +36,7 @@ use tower::ServiceExt;
 
 use crate::api::{self, ApiState, Limits};
 pub use crate::clock::Clock;
+use crate::inbox::Inbox;
 use crate::store::{Ctx, NewUserRecord, Store, StoreConfig, StoreError};
 use crate::tls::{Identity, TlsError};
 
@@ -87,6 +88,10 @@ pub enum ServeError {
     Bind { listen: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot use the server's signing key {path}: {message}; it signs receipts and witness records, so restore it from backup or move the state directory aside to start afresh")]
+    Key { path: PathBuf, message: String },
+    #[error("cannot open the bundle inbox {path}: {source}; pick a --state-dir the server's user may write")]
+    Inbox { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -97,6 +102,8 @@ pub struct Server {
     fingerprint: Option<String>,
     bootstrap_token: Option<String>,
     store: Arc<Store>,
+    inbox: Arc<Inbox>,
+    key: ed25519_dalek::VerifyingKey,
     clock: Clock,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -126,11 +133,21 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await.map_err(|source| ServeError::Bind { listen: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { listen: config.listen, source })?;
         let tls = identity.as_ref().map(|id| id.server_config().map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)))).transpose()?;
-        let app = api::router(ApiState { store: store.clone(), clock: config.clock.clone(), limits: config.limits.clone() });
+        let key = Arc::new(server_key(dir)?);
+        let inbox_dir = dir.join("inbox");
+        let inbox = Arc::new(Inbox::open(&inbox_dir, Default::default()).map_err(|source| ServeError::Inbox { path: inbox_dir, source })?);
+        let app = api::router(ApiState {
+            store: store.clone(),
+            clock: config.clock.clone(),
+            limits: config.limits.clone(),
+            inbox: inbox.clone(),
+            key: key.clone(),
+        });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, tls, app, stopped));
         let fingerprint = identity.map(|id| id.fingerprint);
-        Ok(Server { local_addr, fingerprint, bootstrap_token, store, clock: config.clock, stop, task })
+        let key = key.verifying_key();
+        Ok(Server { local_addr, fingerprint, bootstrap_token, store, inbox, key, clock: config.clock, stop, task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -159,6 +176,16 @@ impl Server {
         &self.store
     }
 
+    /// The bundle inbox (bundles as uploaded, and their receipts).
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
+    }
+
+    /// The server's public key: receipts and witness records verify against it.
+    pub fn key(&self) -> &ed25519_dalek::VerifyingKey {
+        &self.key
+    }
+
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
@@ -168,6 +195,20 @@ impl Server {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// The file holding the server's own Ed25519 key, in the state directory.
+pub const SERVER_KEY: &str = "server.key";
+
+/// The server's signing key (receipts, witness records): made on the first start
+/// (`server.key`, owner only, and `server.pub` beside it), loaded on every later one.
+fn server_key(dir: &std::path::Path) -> Result<ed25519_dalek::SigningKey, ServeError> {
+    let (private, public) = (dir.join(SERVER_KEY), dir.join("server.pub"));
+    let fail = |message: String| ServeError::Key { path: private.clone(), message };
+    if !private.exists() {
+        proofrig_evidence::signing::generate(&private, &public).map_err(|e| fail(e.to_string()))?;
+    }
+    proofrig_evidence::signing::load_signing_key(&private).map_err(|e| fail(e.to_string()))
 }
 
 /// The names the self-signed certificate is made for: loopback, and the listen address.
