@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,proofrig_labhost=info",
         1 => "info,proofrig=debug,proofrig_agents=debug",
         _ => "debug",
     };

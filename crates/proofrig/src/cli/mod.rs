@@ -5,6 +5,7 @@ mod console;
 #[cfg(feature = "simlab")]
 mod demo;
 mod keygen;
+mod labhost;
 mod plan;
 mod power;
 mod probe;
@@ -36,6 +37,39 @@ pub struct Cli {
     pub transcripts: PathBuf,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `proofrig labhost ...`
+#[derive(Debug, Subcommand)]
+pub enum LabhostCommand {
+    /// Run the agent: enroll on the first start, serve the rigs, run what the server
+    /// assigns, upload the sealed bundles. Dials out; opens no port.
+    ///
+    /// The first start needs the one-time enrollment token (`proofrig labhost token
+    /// NAME` on the server's side) in $PROOFRIG_ENROLL_TOKEN or --enroll-file.
+    Run {
+        /// The server, e.g. https://lab-server:8443.
+        #[arg(long, env = "PROOFRIG_SERVER")]
+        server: String,
+        /// The SHA-256 fingerprint `proofrig serve` printed (pinned; required for https).
+        #[arg(long, env = "PROOFRIG_FINGERPRINT")]
+        fingerprint: Option<String>,
+        /// The rig files this lab host serves (every *.yaml in it).
+        #[arg(long, value_name = "DIR")]
+        rigs: Option<PathBuf>,
+        /// Its key, enrollment, fencing tokens, bundles and pending uploads.
+        #[arg(long, default_value = "proofrig-labhost", value_name = "DIR")]
+        state_dir: PathBuf,
+        /// A file holding the one-time enrollment token (first start only).
+        #[arg(long, value_name = "FILE")]
+        enroll_file: Option<PathBuf>,
+        /// The name to enroll under (the host name by default).
+        #[arg(long)]
+        name: Option<String>,
+        /// Serve the simulated lab, started in this process (written to STATE_DIR/simlab/).
+        #[arg(long)]
+        simlab: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +208,11 @@ pub enum Command {
         #[arg(long)]
         plain_http: bool,
     },
+    /// The lab host agent: serve this machine's rigs to a proofrig server.
+    Labhost {
+        #[command(subcommand)]
+        command: LabhostCommand,
+    },
     /// Seal a run that stopped without finishing (killed, crashed) as INCOMPLETE.
     ///
     /// Appends a journal record saying the run stopped and what did not run (the open
@@ -290,6 +329,9 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Ssh { rig, device, command, timeout_s } => ssh::ssh(&rig, &device, &command, timeout_s, &cli.transcripts).await,
         Command::Keygen { out, name } => keygen::keygen(&out, &name),
         Command::Serve { listen, state_dir, db, plain_http } => serve::serve(serve::ServeArgs { listen, state_dir, db, plain_http }).await,
+        Command::Labhost { command: LabhostCommand::Run { server, fingerprint, rigs, state_dir, enroll_file, name, simlab } } => {
+            labhost::run(labhost::LabHostArgs { server, fingerprint, rigs, state_dir, enroll_file, name, simlab }).await
+        }
         Command::Seal { run_dir, key } => seal::seal(&run_dir, key.as_deref()),
         Command::Verify { bundle, key } => verify::verify(&bundle, key.as_deref()),
     }

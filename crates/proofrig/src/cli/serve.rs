@@ -62,7 +62,7 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).
-async fn wait_for_stop() {
+pub(super) async fn wait_for_stop() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
