@@ -22,6 +22,7 @@ pub mod api;
 pub mod clock;
 pub mod http;
 pub mod inbox;
+pub mod recurring;
 pub mod scheduler;
 pub mod store;
 pub mod tls;
