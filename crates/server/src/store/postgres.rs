@@ -37,6 +37,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("migrations/postgres/0002_people.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "schedules".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0003_schedules.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
