@@ -16,7 +16,9 @@
 //! verified as a regulator would before anything shows them; the server process,
 //! [`http`] (HTTPS by default, with the self-signed identity of [`tls`] that clients
 //! pin), and the REST [`api`] on it, whose one table of routes says which role may
-//! call each. Next come the lab hosts' sessions.
+//! call each; [`recurring`], the rules of recurring runs (a cron expression in a time
+//! zone: when it fires next, across daylight-saving changes and after downtime), which
+//! the store's schedules follow. Next come the lab hosts' sessions.
 
 pub mod api;
 pub mod clock;

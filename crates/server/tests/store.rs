@@ -729,6 +729,10 @@ async fn a_refused_or_removed_schedule_changes_nothing_more(f: Fixture) {
         (schedule("30 2 * * *", "Mars/Olympus"), "time_zone `Mars/Olympus`"),
         (schedule("30 25 * * *", "UTC"), "the hour field `25`"),
         (NewSchedule { job: SubmitJob { plans: vec![], ..job(on("r1")) }, ..schedule("30 2 * * *", "UTC") }, "at least one plan"),
+        (
+            NewSchedule { job: SubmitJob { not_before: Some(utc(3, 0, 0)), ..job(on("r1")) }, ..schedule("30 2 * * *", "UTC") },
+            "job.not_before",
+        ),
     ] {
         match s.add_schedule(&bad, &by("tess", now)).await {
             Err(StoreError::Invalid(message)) => assert!(message.contains(says), "{message}"),
@@ -755,6 +759,20 @@ async fn a_refused_or_removed_schedule_changes_nothing_more(f: Fixture) {
         actions,
         ["tess schedule.add schedule 1", "tess job.submit job 1", "server schedule.fire schedule 1", "tina schedule.remove schedule 1"]
     );
+
+    // A schedule that no longer reads (here its cron rewritten behind the store's back,
+    // as a future proofrig might refuse today's) is disabled with its reason, and does
+    // not stop another due in the same pass.
+    s.add_schedule(&schedule("0 * * * *", "UTC"), &by("tess", utc(0, 6, 0))).await.unwrap();
+    s.add_schedule(&schedule("0 * * * *", "UTC"), &by("tess", utc(0, 6, 0))).await.unwrap();
+    assert_eq!(f.raw("UPDATE schedules SET cron = '* * * * *' WHERE id = 2").await.unwrap(), 1);
+    assert_eq!(fire(s, utc(0, 7, 0)).await, [2], "schedule 3 fires (job 2); schedule 2 is disabled");
+    assert_eq!(s.schedules().await.unwrap().iter().map(|v| v.id).collect::<Vec<_>>(), [3]);
+    let disabled = s.audit().await.unwrap().into_iter().find(|a| a.action == "schedule.disable").expect("the disabling is audited");
+    assert_eq!((disabled.who.as_str(), disabled.subject.as_str()), ("server", "schedule 2"));
+    let reason = disabled.details["reason"].as_str().unwrap();
+    assert!(reason.contains("a lab queue is not a ticker") && reason.contains("add it again"), "{reason}");
+    assert_eq!(fire(s, utc(0, 8, 0)).await, [3]);
 }
 
 /// Two server replicas (two stores on one database), four passes each at once, at

@@ -39,7 +39,7 @@
 //!   advertised (rig files hold secret references only, and the server keeps their
 //!   digest, not their bytes); plans are stored byte for byte, as submitted.
 //!
-//! The operations are written once (`jobs.rs`, `rigs.rs`, `leases.rs`, `audit.rs`)
+//! The operations are written once (`jobs.rs`, `rigs.rs`, `leases.rs`, `schedules.rs`, `audit.rs`)
 //! against a transaction of either backend (`db.rs`); `sqlite.rs` and `postgres.rs`
 //! open the databases and migrate their schemas (`migrations/`).
 

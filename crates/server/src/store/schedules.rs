@@ -39,6 +39,11 @@ fn recurrence(cron: &str, time_zone: &str) -> Result<Recurrence, StoreError> {
 
 pub(super) async fn add(tx: &mut Tx, new: &NewSchedule, ctx: &Ctx) -> Result<ScheduleView, StoreError> {
     jobs::check_submission(&new.job)?;
+    if new.job.not_before.is_some() {
+        return Err(StoreError::Invalid(
+            "job.not_before: a schedule's runs start when it fires, so its job takes no start time; leave not_before out".into(),
+        ));
+    }
     let recurrence = recurrence(&new.cron, &new.time_zone)?;
     let next_at = recurrence
         .next_after(ctx.now)
