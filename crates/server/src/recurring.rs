@@ -21,19 +21,22 @@
 //! turn of an hour, are refused); see the daylight-saving rules below for the one
 //! night a year where instants differ from the wall clock.
 //!
-//! **Daylight-saving changes.** A recurrence with one fixed minute and hour (`30 2
-//! * * *`) fires exactly once on each day it names, whatever the clock does:
+//! **Daylight-saving changes** (Vixie cron's rule). A recurrence of fixed times of
+//! day, whose minute and hour fields hold no `*` and no step (`30 2 * * *`, `0,30 2,14
+//! * * *`), fires each of its times exactly once on each day it names, whatever the
+//! clock does:
 //! - when that wall time does not exist (Europe/Berlin 2026-03-29, 02:00 -> 03:00),
-//!   it fires at the first instant after the gap (03:00 CEST), once;
+//!   it fires at the first instant after the gap (03:00 CEST), once (two times in
+//!   the gap, `0,30 2`, make one run there);
 //! - when that wall time happens twice (Europe/Berlin 2026-10-25, 03:00 -> 02:00),
 //!   it fires at the first of the two (02:30 CEST), and not at the second.
 //!
-//! An interval recurrence (a step, a range or a list in the minute or hour field,
-//! `*/30 * * * *`) follows the wall clock: the times a spring gap removes do not
+//! An interval recurrence (a `*` or a step in the minute or hour field, `*/30 * * *
+//! *`, `0 */2 * * *`) follows the wall clock: the times a spring gap removes do not
 //! happen, and the hour an autumn fold repeats is run again (its matches there are
-//! real instants an hour apart, so it still fires no more often than its step;
-//! only where a list or range spans the edge of a fold or gap can two runs come
-//! closer than [`MIN_INTERVAL`], once a year).
+//! real instants an hour apart, so it still fires no more often than its step).
+//! Only at the edge of a gap or fold can two runs come closer than [`MIN_INTERVAL`],
+//! once a year.
 //!
 //! **After downtime, one catch-up run, not a burst.** A schedule keeps the next
 //! time it is due. When the server finds it due at `now` (having been down across
@@ -56,7 +59,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(5 * 60);
 const FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
 
 /// The most missed due times [`catch_up`] counts (a schedule left for years).
-const MAX_COUNTED: u32 = 10_000;
+const MAX_COUNTED: u32 = 1_000;
 
 /// Why a cron expression or time zone is refused. Each names the field at fault
 /// (`cron`, one of its five fields, or `time_zone`) and says what to do.
@@ -91,6 +94,10 @@ impl RecurrenceError {
 pub struct Recurrence {
     expression: String,
     cron: Cron,
+    /// What [`Recurrence::next_after`] asks: for an expression of fixed times, one
+    /// expression per time of day (each of which croner treats as a fixed time across
+    /// a daylight-saving change); otherwise the expression itself.
+    times: Vec<Cron>,
     zone: Tz,
 }
 
@@ -111,7 +118,9 @@ impl Recurrence {
             return Err(RecurrenceError::FieldCount { cron: cron.to_string(), found: fields.len() });
         }
         let parsed = parser().parse(&expression).map_err(|e| blame_field(cron, &fields, e))?;
-        let recurrence = Recurrence { expression, cron: parsed, zone };
+        let times =
+            times_of_day(&parsed, &fields).map_err(|e| RecurrenceError::Invalid { cron: cron.to_string(), reason: e.to_string() })?;
+        let recurrence = Recurrence { expression, cron: parsed, times, zone };
         if let Some(gap_minutes) = shortest_gap_minutes(&recurrence.cron).filter(|m| u64::from(*m) * 60 < MIN_INTERVAL.as_secs()) {
             return Err(RecurrenceError::TooOften { cron: cron.to_string(), gap_minutes });
         }
@@ -138,7 +147,7 @@ impl Recurrence {
         // is always later than `after`, also when `after` has milliseconds.
         let secs = i64::try_from(after.0 / 1000).ok()?;
         let start: DateTime<Tz> = Utc.timestamp_opt(secs, 0).single()?.with_timezone(&self.zone);
-        let next = self.cron.find_next_occurrence(&start, false).ok()?;
+        let next = self.times.iter().filter_map(|cron| cron.find_next_occurrence(&start, false).ok()).min()?;
         u64::try_from(next.timestamp_millis()).ok().map(UnixMillis)
     }
 }
@@ -161,15 +170,18 @@ pub struct CatchUp {
 
 /// The downtime rule: a schedule due at or before `now` fires once and is next due
 /// at the first time after `now`; the due times in between are counted as missed
-/// (up to 10,000), not run. One not yet due stays as it is.
+/// (up to 1,000), not run. One not yet due stays as it is.
 pub fn catch_up(recurrence: &Recurrence, due: UnixMillis, now: UnixMillis) -> CatchUp {
     if due > now {
         return CatchUp { fires: false, missed: 0, next_at: Some(due) };
     }
+    // Counted on the expression as written (one search per time, not one per time of
+    // day): the count is for the audit, and differs only on a daylight-saving night.
+    let counter = Recurrence { times: vec![recurrence.cron.clone()], ..recurrence.clone() };
     let mut missed = 0;
     let mut at = due;
     while missed < MAX_COUNTED {
-        match recurrence.next_after(at) {
+        match counter.next_after(at) {
             Some(next) if next <= now => {
                 missed += 1;
                 at = next;
@@ -178,6 +190,26 @@ pub fn catch_up(recurrence: &Recurrence, due: UnixMillis, now: UnixMillis) -> Ca
         }
     }
     CatchUp { fires: true, missed, next_at: recurrence.next_after(now) }
+}
+
+/// Vixie cron's rule for which runs a daylight-saving change may move: an expression
+/// whose minute and hour fields hold no `*` and no step names fixed times of day, each
+/// run once a day whatever the clock does. croner applies that rule to one fixed time
+/// only, so such an expression is asked as one expression per time of day (at most
+/// 12 x 24, given [`MIN_INTERVAL`]); any other is asked as it is.
+fn times_of_day(cron: &Cron, fields: &[&str]) -> Result<Vec<Cron>, croner::errors::CronError> {
+    let fixed = fields[..2].iter().all(|f| !f.contains('*') && !f.contains('/'));
+    if !fixed {
+        return Ok(vec![cron.clone()]);
+    }
+    let days = fields[2..].join(" ");
+    let mut times = Vec::new();
+    for hour in cron.pattern.hours.values() {
+        for minute in cron.pattern.minutes.values() {
+            times.push(parser().parse(&format!("{minute} {hour} {days}"))?);
+        }
+    }
+    Ok(times)
 }
 
 fn parser() -> CronParser {
@@ -284,6 +316,25 @@ mod tests {
             ["2026-10-31 05:30", "2026-11-01 05:30", "2026-11-02 06:30"]
         );
         assert_eq!(runs("30 1 * * *", "America/New_York", "2026-11-01 06:10", 1), ["2026-11-02 06:30"]);
+    }
+
+    #[test]
+    fn a_list_of_fixed_times_fires_each_once_a_day_across_both_changes() {
+        // 02:00 and 02:30 both fall in the Berlin spring gap: one run, at 03:00 CEST.
+        assert_eq!(
+            runs("0,30 2 * * *", "Europe/Berlin", "2026-03-28 00:00", 5),
+            ["2026-03-28 01:00", "2026-03-28 01:30", "2026-03-29 01:00", "2026-03-30 00:00", "2026-03-30 00:30"]
+        );
+        // In the autumn fold, each at the first of its two instants (CEST), not again.
+        assert_eq!(
+            runs("0,30 2 * * *", "Europe/Berlin", "2026-10-24 12:00", 4),
+            ["2026-10-25 00:00", "2026-10-25 00:30", "2026-10-26 01:00", "2026-10-26 01:30"]
+        );
+        // Two hours a day: the 02:30 run moves past the gap, the 14:30 one stays.
+        assert_eq!(
+            runs("30 2,14 * * *", "Europe/Berlin", "2026-03-28 12:00", 4),
+            ["2026-03-28 13:30", "2026-03-29 01:00", "2026-03-29 12:30", "2026-03-30 00:30"]
+        );
     }
 
     #[test]
