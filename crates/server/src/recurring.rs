@@ -22,17 +22,17 @@
 //! night a year where instants differ from the wall clock.
 //!
 //! **Daylight-saving changes** (Vixie cron's rule). A recurrence of fixed times of
-//! day, whose minute and hour fields hold no `*` and no step (`30 2 * * *`, `0,30 2,14
-//! * * *`), fires each of its times exactly once on each day it names, whatever the
-//! clock does:
+//! day, whose minute and hour fields hold no `*` and no step
+//! (`30 2 * * *`, `0,30 2,14 * * *`), fires each of its times exactly once on each
+//! day it names, whatever the clock does:
 //! - when that wall time does not exist (Europe/Berlin 2026-03-29, 02:00 -> 03:00),
 //!   it fires at the first instant after the gap (03:00 CEST), once (two times in
 //!   the gap, `0,30 2`, make one run there);
 //! - when that wall time happens twice (Europe/Berlin 2026-10-25, 03:00 -> 02:00),
 //!   it fires at the first of the two (02:30 CEST), and not at the second.
 //!
-//! An interval recurrence (a `*` or a step in the minute or hour field, `*/30 * * *
-//! *`, `0 */2 * * *`) follows the wall clock: the times a spring gap removes do not
+//! An interval recurrence (a `*` or a step in the minute or hour field,
+//! `*/30 * * * *`, `0 */2 * * *`) follows the wall clock: the times a spring gap removes do not
 //! happen, and the hour an autumn fold repeats is run again (its matches there are
 //! real instants an hour apart, so it still fires no more often than its step).
 //! Only at the edge of a gap or fold can two runs come closer than [`MIN_INTERVAL`],
