@@ -298,6 +298,33 @@ pub struct Cancel {
     pub reason: Option<String>,
 }
 
+/// `POST /api/schedules` (technician, tester): submit `job` again and again, whenever
+/// `cron` (five fields: minute hour day-of-month month day-of-week) fires on the wall
+/// clock of `time_zone` (an IANA name: `Europe/Berlin`, `UTC`). At most every five
+/// minutes. Each run is a job of its own, submitted as its creator, checked as
+/// `POST /api/jobs` checks one. The answer is its [`ScheduleView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    pub job: SubmitJob,
+    pub cron: String,
+    pub time_zone: String,
+}
+
+/// A recurring run as `GET /api/schedules` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub id: u64,
+    pub cron: String,
+    pub time_zone: String,
+    /// When it submits its next job (the server's clock); `None`: never again.
+    pub next_at: Option<UnixMillis>,
+    pub plans: Vec<String>,
+    pub target: RigSelector,
+    pub created_by: String,
+    pub created_at: UnixMillis,
+}
+
 /// One record of the audit log as `GET /api/audit` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditView {
@@ -354,6 +381,18 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_with_a_typo_is_refused() {
+        let json =
+            r#"{"job":{"plans":[{"name":"a.yaml","bytes":"aWQ6IHgK"}],"target":{"rig":"bench-3"}},"cron":"30 2 * * *","time_zone":"UTC"}"#;
+        let schedule: NewSchedule = serde_json::from_str(json).unwrap();
+        assert_eq!((schedule.cron.as_str(), schedule.time_zone.as_str()), ("30 2 * * *", "UTC"));
+        round_trip(schedule);
+        let typo = json.replace("time_zone", "timezone");
+        let err = serde_json::from_str::<NewSchedule>(&typo).unwrap_err().to_string();
+        assert!(err.contains("timezone"), "{err}");
+    }
+
+    #[test]
     fn every_api_type_round_trips_through_json() {
         round_trip(SubmitJob {
             plans: vec![PlanFile { name: "a.yaml".into(), bytes: b"\0x".to_vec() }],
@@ -404,6 +443,17 @@ mod tests {
         }
         assert!(Role::parse("root").unwrap_err().contains("unknown role `root`"));
         round_trip(ApiError { code: "forbidden".into(), message: "tester may not reserve".into() });
+        round_trip(ScheduleView {
+            id: 4,
+            cron: "30 2 * * *".into(),
+            time_zone: "Europe/Berlin".into(),
+            next_at: Some(UnixMillis(7)),
+            plans: vec!["a.yaml".into()],
+            target: RigSelector::Rig("bench-3".into()),
+            created_by: "tess".into(),
+            created_at: UnixMillis(1),
+        });
+
         for state in [
             JobState::Queued,
             JobState::Assigned,

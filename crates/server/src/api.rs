@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
 use axum::{Extension, Json, Router};
 use proofrig_plan::{Plan, PlanError};
+use proofrig_proto::api::NewSchedule;
 use proofrig_proto::api::{
     ApiError, AuditView, Cancel, EnrollmentCreated, NewEnrollment, NewToken, NewUser, Reserve, Role, SubmitJob, TokenCreated,
 };
@@ -40,6 +41,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::clock::Clock;
 use crate::inbox::Inbox;
+use crate::recurring::Recurrence;
 use crate::store::{Ctx, NewUserRecord, Store, StoreError, TokenCheck};
 
 /// How long the first admin's token works: a day, to make the real admins.
@@ -99,6 +101,9 @@ enum RouteId {
     AddToken,
     Enroll,
     Audit,
+    AddSchedule,
+    Schedules,
+    RemoveSchedule,
 }
 
 use Role::{Admin, Manager, Technician, Tester};
@@ -145,6 +150,22 @@ pub const ROUTES: &[Route] = &[
         id: RouteId::Enroll,
     },
     Route { method: "GET", path: "/api/audit", roles: &[Admin], summary: "read the audit log", id: RouteId::Audit },
+    Route {
+        method: "POST",
+        path: "/api/schedules",
+        roles: &[Technician, Tester],
+        summary: "add a recurring run",
+        id: RouteId::AddSchedule,
+    },
+    Route { method: "GET", path: "/api/schedules", roles: EVERYONE, summary: "list the recurring runs", id: RouteId::Schedules },
+    // A tester removes only the schedules they added (checked in `remove_schedule`); a technician any.
+    Route {
+        method: "DELETE",
+        path: "/api/schedules/{schedule}",
+        roles: &[Technician, Tester],
+        summary: "remove a recurring run",
+        id: RouteId::RemoveSchedule,
+    },
 ];
 
 /// The API's router: [`ROUTES`], each behind [`authorize`], a JSON 404 for anything else.
@@ -177,6 +198,9 @@ fn handler(id: RouteId) -> MethodRouter<ApiState> {
         RouteId::AddToken => routing::post(add_token),
         RouteId::Enroll => routing::post(enroll),
         RouteId::Audit => routing::get(audit),
+        RouteId::AddSchedule => routing::post(add_schedule),
+        RouteId::Schedules => routing::get(schedules),
+        RouteId::RemoveSchedule => routing::delete(remove_schedule),
     }
 }
 
@@ -500,6 +524,38 @@ async fn audit(State(s): State<ApiState>) -> ApiResult<Response> {
         .map(|r| AuditView { id: r.id, at: r.at, who: r.who, origin: r.origin, action: r.action, subject: r.subject, details: r.details })
         .collect();
     Ok(Json(records).into_response())
+}
+
+/// A recurring run: its job checked as `POST /api/jobs` checks one, its cron
+/// expression and time zone refused naming the field (`cron ...`, `time_zone ...`).
+async fn add_schedule(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    JsonBody(body): JsonBody<NewSchedule>,
+) -> ApiResult<Response> {
+    check_plans(&body.job)?;
+    Recurrence::parse(&body.cron, &body.time_zone).map_err(|e| ApiFail::invalid(e.to_string()))?;
+    let view = s.store.add_schedule(&body, &c.ctx(&s.clock)).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn schedules(State(s): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(s.store.schedules().await?).into_response())
+}
+
+async fn remove_schedule(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(id): Path<u64>) -> ApiResult<Response> {
+    if c.role == Role::Tester {
+        let by = s.store.schedule(id).await?.created_by;
+        if by != c.user {
+            let message = format!(
+                "{} is a tester and may remove only the schedules they added; schedule {id} is {by}'s: ask them, or a technician",
+                c.user
+            );
+            return Err(ApiFail::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
+    }
+    s.store.remove_schedule(id, &c.ctx(&s.clock)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn openapi() -> Response {

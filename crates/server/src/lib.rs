@@ -16,8 +16,11 @@
 //! verified as a regulator would before anything shows them; the server process,
 //! [`http`] (HTTPS by default, with the self-signed identity of [`tls`] that clients
 //! pin), and the REST [`api`] on it, whose one table of routes says which role may
-//! call each; the lab hosts' one signed route, [`labwire`], and the journals of
-//! running jobs it holds, [`live`]; and the loop that schedules and reaps, [`service`].
+//! call each; [`recurring`], the rules of recurring runs (a cron expression in a time
+//! zone: when it fires next, across daylight-saving changes and after downtime), which
+//! the store's schedules follow; the lab hosts' one signed route, [`labwire`], and the
+//! journals of running jobs it holds, [`live`]; and the loop that fires schedules,
+//! schedules jobs and reaps, [`service`].
 
 pub mod api;
 pub mod clock;
@@ -25,6 +28,7 @@ pub mod http;
 pub mod inbox;
 pub mod labwire;
 pub mod live;
+pub mod recurring;
 pub mod scheduler;
 pub mod service;
 pub mod store;

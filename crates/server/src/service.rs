@@ -1,7 +1,8 @@
 //! The server's own work between requests: schedule queued jobs onto free rigs, and
 //! end what ran out (lost jobs, expired reservations, silent lab hosts).
 //!
-//! One pass is [`pass`]: reap, then claim, then wake the lab hosts that got a job, so
+//! One pass is [`pass`]: reap, then submit the jobs of due recurring schedules, then
+//! claim, then wake the lab hosts that got a job, so
 //! their open polls answer at once. The loop runs a pass whenever something may have
 //! freed a rig or brought one (a heartbeat, an advert, a job's end: [`Hub::schedule`])
 //! and at least every [`PASS_EVERY`], for deadlines that pass with nobody calling.
@@ -29,9 +30,10 @@ pub struct Pass {
     pub claimed: Vec<Claimed>,
 }
 
-/// One pass: reap, claim, wake.
+/// One pass: reap, fire due schedules, claim, wake.
 pub async fn pass(store: &Store, hub: &Hub, clock: &Clock) -> Result<Pass, StoreError> {
     let reaped = store.reap(&Ctx::server(clock.now())).await?;
+    store.fire_due(&Ctx::server(clock.now())).await?;
     let claimed = store.claim(&Ctx::server(clock.now())).await?;
     for claim in &claimed {
         hub.wake(&claim.labhost);

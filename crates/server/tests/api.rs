@@ -159,6 +159,8 @@ both!(
     the_fingerprint_reported_is_the_certificate_served,
     malformed_requests_never_get_a_5xx_and_a_refusal_changes_nothing,
     a_tester_cancels_only_their_own_jobs,
+    a_schedule_is_checked_as_a_job_is_and_a_bad_cron_or_zone_named,
+    a_tester_removes_only_their_own_schedules_and_a_due_one_submits_its_job,
 );
 
 const PLAN_NAME: &str = "open-ports.yaml";
@@ -182,11 +184,14 @@ const POLICY: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/users/{user}/tokens", &["admin"]),
     ("POST", "/api/labhosts/enrollments", &["admin"]),
     ("GET", "/api/audit", &["admin"]),
+    ("POST", "/api/schedules", &["technician", "tester"]),
+    ("GET", "/api/schedules", &["technician", "tester", "manager", "admin"]),
+    ("DELETE", "/api/schedules/{schedule}", &["technician", "tester"]),
 ];
 
 /// A route's path with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{job}", "1").replace("{rig}", "bench-9").replace("{user}", "nobody")
+    path.replace("{job}", "1").replace("{rig}", "bench-9").replace("{user}", "nobody").replace("{schedule}", "1")
 }
 
 fn method(name: &str) -> Method {
@@ -445,6 +450,121 @@ async fn a_tester_cancels_only_their_own_jobs(db: Db) {
     lab.server.stop().await;
 }
 
+fn schedule_body(job: Value, cron: &str, zone: &str) -> Value {
+    json!({ "job": job, "cron": cron, "time_zone": zone })
+}
+
+async fn a_schedule_is_checked_as_a_job_is_and_a_bad_cron_or_zone_named(db: Db) {
+    let lab = Lab::start(db).await;
+    let now = lab.server.clock().now();
+    let (status, made) = lab
+        .call(
+            Method::POST,
+            "/api/schedules",
+            Some(Role::Tester),
+            Some(schedule_body(submission(PLAN_NAME, PLAN), "30 2 * * *", "Europe/Berlin")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(
+        (made["id"].as_u64(), made["cron"].as_str(), made["time_zone"].as_str()),
+        (Some(1), Some("30 2 * * *"), Some("Europe/Berlin"))
+    );
+    assert_eq!(
+        (made["created_by"].as_str(), made["plans"].clone(), made["target"].clone()),
+        (Some("tess"), json!([PLAN_NAME]), json!({ "rig": "bench-1" }))
+    );
+    let next = made["next_at"].as_u64().unwrap();
+    assert!(next > now.0 && next <= now.0 + 25 * 3600 * 1000, "next run within a day: {made}");
+    let before = lab.server.store().audit().await.unwrap().len();
+
+    // A malformed plan: the very refusal `POST /api/jobs` gives.
+    let mut broken = PLAN.to_vec();
+    broken.extend_from_slice(b"cases_extra: 1\n");
+    let (status, as_job) = lab.call(Method::POST, "/api/jobs", Some(Role::Tester), Some(submission(PLAN_NAME, &broken))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{as_job}");
+    let (status, as_schedule) = lab
+        .call(Method::POST, "/api/schedules", Some(Role::Tester), Some(schedule_body(submission(PLAN_NAME, &broken), "30 2 * * *", "UTC")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{as_schedule}");
+    assert_eq!(as_schedule, as_job);
+    assert!(as_schedule["message"].as_str().unwrap().starts_with(&format!("{PLAN_NAME}:")), "{as_schedule}");
+
+    // A bad cron or zone: 400, naming the field and what is wrong with it.
+    for (cron, zone, starts, says) in [
+        ("61 2 * * *", "UTC", "cron `61 2 * * *`", "the minute field `61`"),
+        ("30 2 * *", "UTC", "cron `30 2 * *`", "five fields"),
+        ("*/1 * * * *", "UTC", "cron `*/1 * * * *`", "a lab queue is not a ticker"),
+        ("30 2 * * *", "Europe/Berlinn", "time_zone `Europe/Berlinn`", "not an IANA time zone"),
+        ("30 2 * * *", "europe/berlin", "time_zone `europe/berlin`", "did you mean Europe/Berlin?"),
+    ] {
+        let (status, body) = lab
+            .call(Method::POST, "/api/schedules", Some(Role::Technician), Some(schedule_body(submission(PLAN_NAME, PLAN), cron, zone)))
+            .await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid")), "{cron} {zone}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.starts_with(starts) && message.contains(says), "{cron} {zone}: {message}");
+    }
+    // A misspelt field of the request itself.
+    let typo = json!({ "job": submission(PLAN_NAME, PLAN), "cron": "30 2 * * *", "timezone": "UTC" });
+    let (status, body) = lab.call(Method::POST, "/api/schedules", Some(Role::Tester), Some(typo)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("timezone"), "{body}");
+
+    // None of it was stored; everyone reads the one schedule.
+    assert_eq!(lab.server.store().audit().await.unwrap().len(), before);
+    let (status, listed) = lab.call(Method::GET, "/api/schedules", Some(Role::Manager), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed, json!([made]));
+    lab.server.stop().await;
+}
+
+async fn a_tester_removes_only_their_own_schedules_and_a_due_one_submits_its_job(db: Db) {
+    let lab = Lab::start(db).await;
+    lab.with_rig().await;
+    let (status, tom) = lab.call(Method::POST, "/api/users", Some(Role::Admin), Some(json!({ "name": "tom", "role": "tester" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{tom}");
+    let tom = tom["token"].as_str().unwrap().to_string();
+    let body = schedule_body(submission(PLAN_NAME, PLAN), "*/15 * * * *", "America/New_York");
+    for _ in 0..3 {
+        let (status, made) = lab.call(Method::POST, "/api/schedules", Some(Role::Tester), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+    }
+    let audit_before = lab.server.store().audit().await.unwrap().len();
+    let (status, refused) = lab.send(Method::DELETE, "/api/schedules/1", Some(&tom), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("schedule 1 is tess's"), "{refused}");
+    assert_eq!(lab.server.store().audit().await.unwrap().len(), audit_before, "the refusal changed nothing");
+    assert_eq!(lab.call(Method::DELETE, "/api/schedules/1", Some(Role::Tester), None).await.0, StatusCode::NO_CONTENT, "her own");
+    assert_eq!(lab.call(Method::DELETE, "/api/schedules/2", Some(Role::Technician), None).await.0, StatusCode::NO_CONTENT, "anyone's");
+    let (status, body) = lab.call(Method::DELETE, "/api/schedules/2", Some(Role::Technician), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(lab.call(Method::DELETE, "/api/schedules/9", Some(Role::Tester), None).await.0, StatusCode::NOT_FOUND);
+    let (_, listed) = lab.call(Method::GET, "/api/schedules", Some(Role::Tester), None).await;
+    assert_eq!(listed.as_array().unwrap().iter().map(|v| v["id"].as_u64().unwrap()).collect::<Vec<_>>(), [3]);
+
+    // Due: the server's pass submits schedule 3's job, as tess's, once.
+    lab.server.clock().advance(Duration::from_secs(16 * 60));
+    let now = lab.server.clock().now();
+    let fired = lab.server.store().fire_due(&Ctx::server(now)).await.unwrap();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(lab.server.store().fire_due(&Ctx::server(now)).await.unwrap().is_empty());
+    let (_, jobs) = lab.call(Method::GET, "/api/jobs", Some(Role::Manager), None).await;
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0]["submitted_by"].as_str(), jobs[0]["plans"].clone()), (Some("tess"), json!([PLAN_NAME])));
+    let audit = lab.server.store().audit().await.unwrap();
+    let people: Vec<_> = audit.iter().filter(|r| r.action.starts_with("schedule.") && r.action != "schedule.fire").collect();
+    assert_eq!(people.len(), 5, "three added, two removed: {people:?}");
+    for record in people {
+        let origin: SocketAddr = record.origin.parse().unwrap_or_else(|_| panic!("origin {} is not a peer address", record.origin));
+        assert!(origin.ip().is_loopback(), "{record:?}");
+    }
+    let submitted = audit.iter().find(|r| r.action == "job.submit").unwrap();
+    assert_eq!((submitted.who.as_str(), submitted.origin.as_str(), &submitted.details["schedule"]), ("tess", "schedule 3", &json!(3)));
+    lab.server.stop().await;
+}
+
 /// A small deterministic generator (xorshift64*): the fuzz test below is the same on
 /// every run, and a failure names the seed and step that found it.
 struct Rng(u64);
@@ -471,6 +591,7 @@ fn valid_body(route: &str) -> Value {
         "/api/users" => json!({ "name": "fuzz", "role": "tester", "password": "twelve chars long" }),
         "/api/users/{user}/tokens" => json!({ "days": 3 }),
         "/api/labhosts/enrollments" => json!({ "labhost": "lab-z", "minutes": 5 }),
+        "/api/schedules" => schedule_body(submission(PLAN_NAME, PLAN), "30 2 * * *", "Europe/Berlin"),
         _ => json!({}),
     }
 }

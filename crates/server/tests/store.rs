@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proofrig_proto::advert::RigSummary;
-use proofrig_proto::api::{JobState, RigSelector, RigState, SubmitJob};
+use proofrig_proto::api::{JobState, NewSchedule, RigSelector, RigState, SubmitJob};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
 use proofrig_proto::timing::{JOB_LEASE, JOB_LOST_AFTER, LABHOST_OFFLINE_AFTER};
@@ -121,6 +121,9 @@ both!(
     claimers_racing_claim_every_job_exactly_once,
     cancel_racing_claim_leaves_no_rig_held,
     every_state_change_has_its_audit_record,
+    schedules_fire_once_when_due_across_dst_and_downtime,
+    a_refused_or_removed_schedule_changes_nothing_more,
+    replicas_firing_at_once_fire_each_schedule_once,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -631,6 +634,178 @@ async fn every_state_change_has_its_audit_record(f: Fixture) {
     }
     assert_eq!(s.audit().await.unwrap(), audit);
     assert_consistent(s).await;
+}
+
+// ---- recurring runs ----------------------------------------------------------------
+
+/// 2026-03-28 00:00 UTC: the day before Europe/Berlin springs forward.
+const MAR28: u64 = 1_774_656_000_000;
+const MINUTE: u64 = 60_000;
+const HOUR: u64 = 60 * MINUTE;
+
+/// `hh:mm` UTC on 2026-03-28 (`day` 0) or a later day.
+fn utc(day: u64, hh: u64, mm: u64) -> UnixMillis {
+    UnixMillis(MAR28 + day * 24 * HOUR + hh * HOUR + mm * MINUTE)
+}
+
+fn schedule(cron: &str, zone: &str) -> NewSchedule {
+    NewSchedule { job: job(on("r1")), cron: cron.into(), time_zone: zone.into() }
+}
+
+async fn fire(store: &Store, now: UnixMillis) -> Vec<u64> {
+    store.fire_due(&Ctx::server(now)).await.unwrap().into_iter().map(|j| j.0).collect()
+}
+
+async fn schedules_fire_once_when_due_across_dst_and_downtime(f: Fixture) {
+    let s = &f.store;
+    let hourly = s.add_schedule(&schedule("0 * * * *", "UTC"), &by("tess", utc(0, 0, 0))).await.unwrap();
+    let daily = s.add_schedule(&schedule("30 2 * * *", "Europe/Berlin"), &by("tina", utc(0, 0, 0))).await.unwrap();
+    assert_eq!((hourly.id, hourly.next_at, hourly.created_by.as_str()), (1, Some(utc(0, 1, 0)), "tess"));
+    assert_eq!((daily.id, daily.next_at), (2, Some(utc(0, 1, 30))), "02:30 CET is 01:30 UTC");
+    assert_eq!(s.schedules().await.unwrap(), [hourly.clone(), daily.clone()]);
+
+    assert_eq!(fire(s, utc(0, 0, 59)).await, [] as [u64; 0], "nothing is due yet");
+    assert_eq!(fire(s, utc(0, 1, 0)).await, [1], "the hourly one, on time");
+    assert_eq!(fire(s, utc(0, 1, 0)).await, [] as [u64; 0], "a second pass at the same time fires nothing");
+    assert_eq!(fire(s, utc(0, 1, 45)).await, [2], "the daily one (due 01:30); the hourly one waits for 02:00");
+    // The server was down from 01:45 to 05:10: 02:00, 03:00, 04:00 and 05:00 passed.
+    assert_eq!(fire(s, utc(0, 5, 10)).await, [3], "one catch-up run, not four");
+    assert_eq!(s.schedule(1).await.unwrap().next_at, Some(utc(0, 6, 0)));
+    s.remove_schedule(1, &by("tess", utc(0, 5, 20))).await.unwrap();
+    // Berlin springs forward: 02:30 does not exist on 2026-03-29; it runs at 03:00 CEST.
+    assert_eq!(fire(s, utc(1, 0, 59)).await, [] as [u64; 0]);
+    assert_eq!(fire(s, utc(1, 1, 0)).await, [4], "03:00 CEST, the first instant after the gap");
+    assert_eq!(fire(s, utc(1, 1, 30)).await, [] as [u64; 0], "03:30 CEST: it ran today already");
+    assert_eq!(s.schedules().await.unwrap().iter().map(|v| (v.id, v.next_at)).collect::<Vec<_>>(), [(2, Some(utc(2, 0, 30)))]);
+
+    // Each run is a job like a person's: its creator's, the template's plans byte for byte.
+    let jobs = s.jobs().await.unwrap();
+    let made: Vec<(u64, &str, JobState)> = jobs.iter().map(|j| (j.view.job.0, j.view.submitted_by.as_str(), j.view.state)).collect();
+    use JobState::Queued;
+    assert_eq!(made, [(1, "tess", Queued), (2, "tina", Queued), (3, "tess", Queued), (4, "tina", Queued)]);
+    for j in 1..=4 {
+        assert_eq!(s.plans(JobId(j)).await.unwrap(), job(on("r1")).plans);
+    }
+    // And audited: who added it, each submission as its creator from the schedule, each
+    // firing by the server with what it missed, the removal.
+    let audit = s.audit().await.unwrap();
+    let log: Vec<(&str, &str, &str, &str)> =
+        audit.iter().map(|a| (a.who.as_str(), a.origin.as_str(), a.action.as_str(), a.subject.as_str())).collect();
+    let peer = "127.0.0.1:50000";
+    assert_eq!(
+        log,
+        [
+            ("tess", peer, "schedule.add", "schedule 1"),
+            ("tina", peer, "schedule.add", "schedule 2"),
+            ("tess", "schedule 1", "job.submit", "job 1"),
+            ("server", "server", "schedule.fire", "schedule 1"),
+            ("tina", "schedule 2", "job.submit", "job 2"),
+            ("server", "server", "schedule.fire", "schedule 2"),
+            ("tess", "schedule 1", "job.submit", "job 3"),
+            ("server", "server", "schedule.fire", "schedule 1"),
+            ("tess", peer, "schedule.remove", "schedule 1"),
+            ("tina", "schedule 2", "job.submit", "job 4"),
+            ("server", "server", "schedule.fire", "schedule 2"),
+        ]
+    );
+    assert_eq!(audit[2].details["schedule"], serde_json::json!(1));
+    let catch_up = &audit[7].details;
+    assert_eq!(
+        (&catch_up["job"], &catch_up["due_at"], &catch_up["missed"], &catch_up["next_at"]),
+        (&serde_json::json!(3), &serde_json::json!(utc(0, 2, 0).0), &serde_json::json!(3), &serde_json::json!(utc(0, 6, 0).0))
+    );
+    // A restart keeps the schedules and when they are due.
+    let f = f.reopen().await;
+    assert_eq!(f.store.schedules().await.unwrap().iter().map(|v| v.next_at).collect::<Vec<_>>(), [Some(utc(2, 0, 30))]);
+    assert_eq!(fire(&f.store, utc(2, 0, 30)).await, [5]);
+}
+
+async fn a_refused_or_removed_schedule_changes_nothing_more(f: Fixture) {
+    let s = &f.store;
+    let now = utc(0, 0, 0);
+    let before = snapshot(s).await;
+    for (bad, says) in [
+        (schedule("*/2 * * * *", "UTC"), "a lab queue is not a ticker"),
+        (schedule("30 2 * * *", "Mars/Olympus"), "time_zone `Mars/Olympus`"),
+        (schedule("30 25 * * *", "UTC"), "the hour field `25`"),
+        (NewSchedule { job: SubmitJob { plans: vec![], ..job(on("r1")) }, ..schedule("30 2 * * *", "UTC") }, "at least one plan"),
+        (
+            NewSchedule { job: SubmitJob { not_before: Some(utc(3, 0, 0)), ..job(on("r1")) }, ..schedule("30 2 * * *", "UTC") },
+            "job.not_before",
+        ),
+    ] {
+        match s.add_schedule(&bad, &by("tess", now)).await {
+            Err(StoreError::Invalid(message)) => assert!(message.contains(says), "{message}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert_eq!(snapshot(s).await, before, "a refused schedule leaves nothing stored");
+    assert_eq!(s.schedules().await.unwrap(), []);
+
+    let every_15 = s.add_schedule(&schedule("*/15 * * * *", "UTC"), &by("tess", now)).await.unwrap();
+    assert_eq!(fire(s, utc(0, 0, 15)).await, [1]);
+    s.remove_schedule(every_15.id, &by("tina", utc(0, 0, 20))).await.unwrap();
+    assert!(
+        matches!(s.remove_schedule(every_15.id, &by("tess", utc(0, 0, 21))).await, Err(StoreError::Conflict(m)) if m.contains("already removed (by tina)"))
+    );
+    assert!(matches!(s.remove_schedule(99, &by("tess", utc(0, 0, 21))).await, Err(StoreError::NotFound(m)) if m.contains("schedule 99")));
+    assert!(matches!(s.schedule(every_15.id).await, Err(StoreError::NotFound(_))));
+    for hour in 1..6 {
+        assert_eq!(fire(s, utc(0, hour, 0)).await, [] as [u64; 0], "a removed schedule submits nothing");
+    }
+    assert_eq!(s.jobs().await.unwrap().len(), 1, "the job it made stays");
+    let actions: Vec<String> = s.audit().await.unwrap().into_iter().map(|a| format!("{} {} {}", a.who, a.action, a.subject)).collect();
+    assert_eq!(
+        actions,
+        ["tess schedule.add schedule 1", "tess job.submit job 1", "server schedule.fire schedule 1", "tina schedule.remove schedule 1"]
+    );
+
+    // A schedule that no longer reads (here its cron rewritten behind the store's back,
+    // as a future proofrig might refuse today's) is disabled with its reason, and does
+    // not stop another due in the same pass.
+    s.add_schedule(&schedule("0 * * * *", "UTC"), &by("tess", utc(0, 6, 0))).await.unwrap();
+    s.add_schedule(&schedule("0 * * * *", "UTC"), &by("tess", utc(0, 6, 0))).await.unwrap();
+    assert_eq!(f.raw("UPDATE schedules SET cron = '* * * * *' WHERE id = 2").await.unwrap(), 1);
+    assert_eq!(fire(s, utc(0, 7, 0)).await, [2], "schedule 3 fires (job 2); schedule 2 is disabled");
+    assert_eq!(s.schedules().await.unwrap().iter().map(|v| v.id).collect::<Vec<_>>(), [3]);
+    let disabled = s.audit().await.unwrap().into_iter().find(|a| a.action == "schedule.disable").expect("the disabling is audited");
+    assert_eq!((disabled.who.as_str(), disabled.subject.as_str()), ("server", "schedule 2"));
+    let reason = disabled.details["reason"].as_str().unwrap();
+    assert!(reason.contains("a lab queue is not a ticker") && reason.contains("add it again"), "{reason}");
+    assert_eq!(fire(s, utc(0, 8, 0)).await, [3]);
+}
+
+/// Two server replicas (two stores on one database), four passes each at once, at
+/// each of three due times: every schedule fires exactly once per due time.
+async fn replicas_firing_at_once_fire_each_schedule_once(f: Fixture) {
+    const SCHEDULES: usize = 12;
+    let replicas = Arc::new([f.another().await, f.another().await]);
+    for i in 0..SCHEDULES {
+        let zone = ["UTC", "Europe/Berlin", "America/New_York"][i % 3];
+        f.store.add_schedule(&schedule("0 */6 * * *", zone), &by("tess", utc(0, 0, 0))).await.unwrap();
+    }
+    let mut fired_before = 0;
+    for (round, now) in [utc(0, 6, 0), utc(0, 12, 0), utc(0, 18, 0)].into_iter().enumerate() {
+        let mut tasks = Vec::new();
+        for pass in 0..8 {
+            let replicas = replicas.clone();
+            tasks.push(tokio::spawn(async move { replicas[pass % 2].fire_due(&Ctx::server(now)).await.unwrap() }));
+        }
+        let mut fired = Vec::new();
+        for task in tasks {
+            fired.extend(task.await.unwrap());
+        }
+        let distinct: BTreeSet<JobId> = fired.iter().copied().collect();
+        assert_eq!(distinct.len(), fired.len(), "round {round}: a job reported twice: {fired:?}");
+        // Every schedule is due once in each round (in UTC, Berlin and New York the
+        // 6-hour marks fall 1 and 4 hours apart, all within the 6 hours between rounds).
+        assert_eq!(fired.len(), SCHEDULES, "round {round}: {fired:?}");
+        let jobs = f.store.jobs().await.unwrap().len();
+        assert_eq!(jobs - fired_before, SCHEDULES, "round {round}: every job submitted is one reported");
+        fired_before = jobs;
+    }
+    let fires = f.store.audit().await.unwrap().into_iter().filter(|a| a.action == "schedule.fire").count();
+    assert_eq!(fires, 3 * SCHEDULES);
 }
 
 // ---- SQLite only -------------------------------------------------------------------

@@ -36,7 +36,7 @@ fn job_arg(job: JobId) -> i64 {
 
 /// What a submission must be before it is queued (its plans' contents are the API's
 /// to check, as `proofrig plan check` does).
-fn check_submission(req: &SubmitJob) -> Result<(), StoreError> {
+pub(super) fn check_submission(req: &SubmitJob) -> Result<(), StoreError> {
     if req.plans.is_empty() {
         return Err(StoreError::Invalid("a job needs at least one plan: submit the plan files to run".into()));
     }
@@ -57,6 +57,12 @@ fn check_submission(req: &SubmitJob) -> Result<(), StoreError> {
 }
 
 pub(super) async fn submit(tx: &mut Tx, req: &SubmitJob, ctx: &Ctx) -> Result<Submitted, StoreError> {
+    submit_from(tx, req, ctx, None).await
+}
+
+/// [`submit`], by a person or, when `schedule` is given, by that schedule (its audit
+/// record names it).
+pub(super) async fn submit_from(tx: &mut Tx, req: &SubmitJob, ctx: &Ctx, schedule: Option<u64>) -> Result<Submitted, StoreError> {
     check_submission(req)?;
     let row = tx
         .one(
@@ -76,14 +82,12 @@ pub(super) async fn submit(tx: &mut Tx, req: &SubmitJob, ctx: &Ctx) -> Result<Su
     let job = JobId(id(number));
     let warnings = admission_warnings(tx, job, req, ctx).await?;
     let plans: Vec<&str> = req.plans.iter().map(|p| p.name.as_str()).collect();
-    audit::record(
-        tx,
-        ctx,
-        "job.submit",
-        &job.to_string(),
-        json!({ "priority": req.priority.get(), "target": req.target, "plans": plans, "device": req.device, "warnings": warnings }),
-    )
-    .await?;
+    let mut details =
+        json!({ "priority": req.priority.get(), "target": req.target, "plans": plans, "device": req.device, "warnings": warnings });
+    if let Some(schedule) = schedule {
+        details["schedule"] = json!(schedule);
+    }
+    audit::record(tx, ctx, "job.submit", &job.to_string(), details).await?;
     Ok(Submitted { job, warnings })
 }
 

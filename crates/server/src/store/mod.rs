@@ -39,7 +39,7 @@
 //!   advertised (rig files hold secret references only, and the server keeps their
 //!   digest, not their bytes); plans are stored byte for byte, as submitted.
 //!
-//! The operations are written once (`jobs.rs`, `rigs.rs`, `leases.rs`, `audit.rs`)
+//! The operations are written once (`jobs.rs`, `rigs.rs`, `leases.rs`, `schedules.rs`, `audit.rs`)
 //! against a transaction of either backend (`db.rs`); `sqlite.rs` and `postgres.rs`
 //! open the databases and migrate their schemas (`migrations/`).
 
@@ -50,13 +50,16 @@ mod leases;
 mod people;
 mod postgres;
 mod rigs;
+mod schedules;
 mod sqlite;
 
 use std::path::Path;
 use std::time::Duration;
 
 use proofrig_proto::advert::RigSummary;
-use proofrig_proto::api::{JobState, JobView, ReservationView, RigState, RigView, SubmitJob, Submitted, UserView};
+use proofrig_proto::api::{
+    JobState, JobView, NewSchedule, ReservationView, RigState, RigView, ScheduleView, SubmitJob, Submitted, UserView,
+};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
 use proofrig_proto::labhost::{Assignment, AssignmentRefused, HeartbeatAnswer, Lease, Uploaded};
@@ -397,6 +400,39 @@ impl Store {
     /// cancelled), linked to it; both are kept.
     pub async fn retry(&self, job: JobId, ctx: &Ctx) -> Result<Attempt, StoreError> {
         in_write_tx!(self, "retrying a job", |tx| jobs::retry(tx, job, ctx))
+    }
+
+    // ---- recurring runs ----------------------------------------------------------
+
+    /// Add a schedule for `ctx.who`: its job is checked as [`Store::submit`] checks
+    /// one, its cron expression and time zone as [`crate::recurring::Recurrence`]
+    /// does; it is first due at the next time the expression fires after now.
+    pub async fn add_schedule(&self, schedule: &NewSchedule, ctx: &Ctx) -> Result<ScheduleView, StoreError> {
+        in_write_tx!(self, "adding a schedule", |tx| schedules::add(tx, schedule, ctx))
+    }
+
+    /// The schedules in force, oldest first.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleView>, StoreError> {
+        in_read_tx!(self, "listing schedules", |tx| schedules::list(tx))
+    }
+
+    /// One schedule in force.
+    pub async fn schedule(&self, id: u64) -> Result<ScheduleView, StoreError> {
+        in_read_tx!(self, "reading a schedule", |tx| schedules::get(tx, id))
+    }
+
+    /// Remove a schedule: it submits nothing more; the jobs it made stay. (Who may
+    /// remove whose is the API's to check.)
+    pub async fn remove_schedule(&self, id: u64, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "removing a schedule", |tx| schedules::remove(tx, id, ctx))
+    }
+
+    /// The server's pass over the schedules: each one due at `ctx.now` submits one
+    /// job (however many due times passed while the server was down) and is next due
+    /// at the first time after now. Exactly once across replicas. Returns the jobs
+    /// submitted, in the order their schedules were due.
+    pub async fn fire_due(&self, ctx: &Ctx) -> Result<Vec<JobId>, StoreError> {
+        in_write_tx!(self, "firing due schedules", |tx| schedules::fire_due(tx, ctx))
     }
 
     // ---- leases and reservations -----------------------------------------------

@@ -38,6 +38,13 @@ pub(crate) fn migrator() -> Migrator {
             false,
         ),
         Migration::new(
+            3,
+            "schedules".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0003_schedules.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
             4,
             "sessions".into(),
             MigrationType::Simple,

@@ -43,6 +43,13 @@ pub(crate) fn migrator() -> Migrator {
         ),
         Migration::new(2, "people".into(), MigrationType::Simple, include_str!("migrations/sqlite/0002_people.sql").into_sql_str(), false),
         Migration::new(
+            3,
+            "schedules".into(),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0003_schedules.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
             4,
             "sessions".into(),
             MigrationType::Simple,
