@@ -182,11 +182,18 @@ const POLICY: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/users/{user}/tokens", &["admin"]),
     ("POST", "/api/labhosts/enrollments", &["admin"]),
     ("GET", "/api/audit", &["admin"]),
+    // Everyone reads stored runs; a flagged one only an admin, on asking (tests/service_cli.rs).
+    ("GET", "/api/runs/{run}", &["technician", "tester", "manager", "admin"]),
+    ("GET", "/api/runs/{run}/files/{*path}", &["technician", "tester", "manager", "admin"]),
 ];
 
 /// A route's path with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{job}", "1").replace("{rig}", "bench-9").replace("{user}", "nobody")
+    path.replace("{job}", "1")
+        .replace("{rig}", "bench-9")
+        .replace("{user}", "nobody")
+        .replace("{run}", "run-9")
+        .replace("{*path}", "journal.jsonl")
 }
 
 fn method(name: &str) -> Method {
