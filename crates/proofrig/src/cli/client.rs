@@ -245,7 +245,9 @@ fn is_certificate_refusal(e: &reqwest::Error) -> bool {
         let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
             err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>())
         });
-        if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
+        // hyper-util boxes the I/O error on the way up, which hides its type; rustls's
+        // own words for the verifier's refusal remain.
+        if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) || err.to_string().contains("invalid peer certificate") {
             return true;
         }
         source = err.source();
