@@ -148,6 +148,8 @@ impl Client {
             .use_preconfigured_tls(proofrig_server::tls::pinned_client_config(&tls_pin))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(15))
+            // Per read, not per request: a gigabyte journal may take long, a stalled server may not.
+            .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("proofrig/", env!("CARGO_PKG_VERSION")));
         if pinned.is_none() {
             builder = builder.no_proxy();
@@ -284,4 +286,52 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub fn time(at: proofrig_proto::ids::UnixMillis) -> String {
     let when = std::time::UNIX_EPOCH + Duration::from_millis(at.0);
     humantime::format_rfc3339_seconds(when).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(server: &str, fingerprint: Option<&str>) -> Connection {
+        Connection { server: Some(server.into()), token: Some("prt_x".into()), fingerprint: fingerprint.map(String::from) }
+    }
+
+    #[test]
+    fn https_needs_a_well_formed_pin_and_plain_http_only_loopback() {
+        let pin = "AB:".repeat(31) + "AB";
+        let client = Client::new(&args("https://lab:8443/", Some(&pin))).unwrap();
+        assert_eq!(client.pinned.as_deref(), Some("ab".repeat(32).as_str()), "colons and case ignored");
+        assert_eq!(client.server(), "https://lab:8443");
+        assert!(matches!(Client::new(&args("https://lab:8443", Some("abcd"))), Err(ClientError::BadFingerprint { .. })));
+        for loopback in ["http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080"] {
+            assert!(Client::new(&args(loopback, None)).unwrap().pinned.is_none(), "{loopback}");
+        }
+        for refused in ["http://10.0.0.1:8080", "http://lab:8080", "ftp://lab", "https://user:pw@lab", "lab:8443"] {
+            let err = Client::new(&args(refused, Some(&pin))).err().unwrap_or_else(|| panic!("{refused} accepted"));
+            assert!(matches!(err, ClientError::BadServer { .. }), "{refused}: {err}");
+            assert_eq!(err.code(), exit::USAGE);
+        }
+    }
+
+    #[test]
+    fn path_segments_are_encoded_so_a_name_cannot_leave_its_route() {
+        let client = Client::new(&args("https://lab:8443/proxy/", Some(&"0".repeat(64)))).unwrap();
+        let url = client.url(&["api", "rigs", "../users", "reservation"], None);
+        assert_eq!(url.as_str(), "https://lab:8443/proxy/api/rigs/..%2Fusers/reservation");
+        let url = client.url(&["api", "runs", "r1"], Some("flagged=true"));
+        assert_eq!(url.as_str(), "https://lab:8443/proxy/api/runs/r1?flagged=true");
+    }
+
+    #[test]
+    fn a_refusal_shows_the_server_s_words_and_exits_by_what_was_wrong() {
+        let refused = |status| ClientError::Refused {
+            what: "the job".into(),
+            message: "a.yaml:3:1: unknown field".into(),
+            code: "invalid".into(),
+            status,
+        };
+        assert_eq!(refused(400).to_string(), "server refused the job: a.yaml:3:1: unknown field (invalid, HTTP 400)");
+        assert_eq!(refused(400).code(), exit::USAGE);
+        assert_eq!(refused(403).code(), exit::FAILED);
+    }
 }
