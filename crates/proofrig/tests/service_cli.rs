@@ -368,6 +368,26 @@ async fn fetch_brings_a_stored_bundle_home_verified_and_refuses_a_wrong_pin_or_f
     assert_eq!(names.len(), 2, "the bundle and its receipt, no partial download left: {names:?}");
     let verified = lab.proofrig("", &["verify", &format!("fetched/{run}"), "--key", "keys/lab.pub"]).await;
     assert_eq!(verified.code, 0, "proofrig verify passes the fetched bundle:\n{}", verified.stdout);
+    // The server serves only the listed files, each inside the bundle.
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(proofrig_server::tls::pinned_client_config(lab.server.fingerprint().unwrap()))
+        .build()
+        .unwrap();
+    for (path, status, says) in [
+        (format!("/api/runs/{run}/files/..%2F..%2Fserver.key"), 400, "`..` component"),
+        (format!("/api/runs/{run}/files/..%2F..%2Freceipts%2F{run}.json"), 400, "`..` component"),
+        (format!("/api/runs/{run}/files/inputs"), 404, "GET /api/runs/"),
+        (format!("/api/runs/{run}/files/journal.jsonl.tmp"), 404, "has no file"),
+        (format!("/api/runs/{run}?flagged=maybe"), 400, "flagged=true"),
+        ("/api/runs/..%2Fserver".to_string(), 400, "run id"),
+    ] {
+        let response = client.get(format!("{}{path}", lab.server.url())).bearer_auth(&tess).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(says), "{path}: {body}");
+    }
+    let journal = client.get(format!("{}/api/runs/{run}/files/journal.jsonl", lab.server.url())).bearer_auth(&tess).send().await.unwrap();
+    assert_eq!(journal.bytes().await.unwrap(), std::fs::read(sealed.join("journal.jsonl")).unwrap());
     // Fetching again does not overwrite.
     let ran = lab.proofrig(&tess, &["fetch", &run, "--out", "fetched"]).await;
     assert_eq!(ran.code, 3, "{}", ran.stderr);
