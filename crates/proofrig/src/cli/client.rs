@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::{exit, Failure};
 
 /// Where the server is and how to trust and address it: flags, or the environment.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args)]
 pub struct Connection {
     /// The lab server: https://HOST:PORT, or http://127.0.0.1:PORT for plain HTTP on
     /// loopback [default: $PROOFRIG_SERVER].
@@ -39,6 +39,14 @@ pub struct Connection {
     /// printed it; required for https [default: $PROOFRIG_FINGERPRINT].
     #[arg(long, value_name = "SHA256")]
     pub fingerprint: Option<String>,
+}
+
+/// Without the token: whatever prints the parsed command line prints no secret.
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Connection").field("server", &self.server).field("token", &token).field("fingerprint", &self.fingerprint).finish()
+    }
 }
 
 pub const SERVER_ENV: &str = "PROOFRIG_SERVER";
@@ -311,6 +319,12 @@ mod tests {
             assert!(matches!(err, ClientError::BadServer { .. }), "{refused}: {err}");
             assert_eq!(err.code(), exit::USAGE);
         }
+    }
+
+    #[test]
+    fn the_parsed_command_line_shows_no_token() {
+        let shown = format!("{:?}", args("https://lab:8443", None));
+        assert!(shown.contains("<redacted>") && !shown.contains("prt_x"), "{shown}");
     }
 
     #[test]
