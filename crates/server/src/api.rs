@@ -526,7 +526,7 @@ async fn run(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let flagged = wants_flagged(query.as_deref())?;
-    let (view, _) = blocking(move || stored_run(&s, &c, &run, flagged)).await?;
+    let (view, _) = blocking(move || stored_run(&s, &c, &run, flagged, Digests::Compute)).await?;
     Ok(Json(view).into_response())
 }
 
@@ -540,7 +540,9 @@ async fn run_file(
     let flagged = wants_flagged(query.as_deref())?;
     check_bundle_path(&path).map_err(|e| ApiFail::invalid(e.to_string()))?;
     let run_id = run.clone();
-    let (view, dir) = blocking(move || stored_run(&s, &c, &run_id, flagged)).await?;
+    // The listing only says which files may be served and their length: the client
+    // checks the digests it was given by `GET /api/runs/{run}`.
+    let (view, dir) = blocking(move || stored_run(&s, &c, &run_id, flagged, Digests::Skip)).await?;
     let Some(listed) = view.files.iter().find(|f| f.path == path) else {
         return Err(ApiFail::new(
             StatusCode::NOT_FOUND,
@@ -596,7 +598,7 @@ fn check_run_name(run: &str) -> ApiResult<()> {
 
 /// A stored run as the caller may see it, and its bundle's directory: its receipt
 /// checked against the server's key, a flagged one refused (see [`RunView`]).
-fn stored_run(s: &ApiState, c: &Caller, run: &str, flagged: bool) -> ApiResult<(RunView, std::path::PathBuf)> {
+fn stored_run(s: &ApiState, c: &Caller, run: &str, flagged: bool, digests: Digests) -> ApiResult<(RunView, std::path::PathBuf)> {
     check_run_name(run)?;
     let dir = s.inbox.bundle(run);
     if !dir.is_dir() {
@@ -630,7 +632,7 @@ fn stored_run(s: &ApiState, c: &Caller, run: &str, flagged: bool) -> ApiResult<(
                 format!("run {run} is flagged: {reason}; a flagged bundle is never shown as a result: {who}"),
             ));
         }
-        BundleCheck::Flagged { .. } => files_as_stored(&dir),
+        BundleCheck::Flagged { .. } => files_as_stored(&dir, digests),
         BundleCheck::Verified { .. } => files_of_manifest(&dir),
     }
     .map_err(|e| ApiFail::new(StatusCode::CONFLICT, "conflict", format!("run {run}'s stored bundle does not list: {e}")))?;
@@ -663,13 +665,25 @@ fn files_of_manifest(dir: &std::path::Path) -> Result<Vec<BundleFile>, String> {
     Ok(files)
 }
 
+/// Whether a flagged bundle's listing hashes every stored file (for the listing a
+/// client checks against) or only measures them (to serve one file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digests {
+    Compute,
+    Skip,
+}
+
 /// A flagged bundle's files as they are stored: its manifest may not describe them.
-fn files_as_stored(dir: &std::path::Path) -> Result<Vec<BundleFile>, String> {
+fn files_as_stored(dir: &std::path::Path, digests: Digests) -> Result<Vec<BundleFile>, String> {
     let entries = list_files(dir).map_err(|e| e.to_string())?;
     let regular = entries.into_iter().filter(|e| e.not_a_file.is_none());
     regular
         .map(|e| {
-            let (sha256, len) = sha256_file(&dir.join(&e.path)).map_err(|err| format!("{}: {err}", e.path))?;
+            let path = dir.join(&e.path);
+            let (sha256, len) = match digests {
+                Digests::Compute => sha256_file(&path).map_err(|err| format!("{}: {err}", e.path))?,
+                Digests::Skip => (String::new(), std::fs::metadata(&path).map_err(|err| format!("{}: {err}", e.path))?.len()),
+            };
             Ok(BundleFile { path: e.path, len, sha256 })
         })
         .collect()
