@@ -1,12 +1,14 @@
 //! proofrig lab host: the agent on the machine wired to the rigs.
 //!
 //! The server never touches a device; a lab host does, for the rigs whose files it
-//! holds. It dials out to the server (next: the session over `proofrig-proto`), tells
+//! holds. It dials out to the server ([`agent`]: the signed session over
+//! `proofrig-proto`, heartbeats, a poll always open, journals streamed, bundles
+//! uploaded from an outbox that survives restarts), tells
 //! it which rigs it serves ([`rigs`]), and runs the jobs the server assigns with the
 //! same engine as `proofrig run` (`proofrig_run::job`), signing each bundle with its
 //! own lab key.
 //!
-//! What is here so far is the lab host's side of an assignment, without the network:
+//! Beneath the agent, the lab host's side of an assignment without the network:
 //! [`rigs`] (the rig files it serves, exactly as it advertises them) and [`accept`]
 //! (the checks an assignment passes before anything runs, in the order the contract
 //! gives, with the fencing tokens it has accepted kept on disk ([`fences`]) so that a
@@ -15,6 +17,7 @@
 //! server says it holds it).
 
 pub mod accept;
+pub mod agent;
 pub mod fences;
 pub mod rigs;
 pub mod upload;

@@ -21,7 +21,8 @@
 //! - [`files`]: plans and bundle files, and the names they may have;
 //! - [`api`]: what people and the command line send the server and get back;
 //! - [`timing`]: the heartbeat, offline, lease, lost and reservation deadlines;
-//! - [`wire`]: the one HTTPS route lab hosts use, and the signature on each request.
+//! - [`wire`]: the one HTTPS route lab hosts use, and the signature on each request;
+//! - [`pin`]: trusting the server by its certificate's fingerprint.
 //!
 //! JSON on the wire (serde); byte payloads as base64 and digests as SHA-256 hex
 //! ([`bytes`]). Nothing here does I/O, links a device agent or reads a clock: the
@@ -34,6 +35,7 @@ pub mod bytes;
 pub mod files;
 pub mod ids;
 pub mod labhost;
+pub mod pin;
 pub mod resume;
 pub mod timing;
 pub mod version;

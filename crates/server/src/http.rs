@@ -37,6 +37,9 @@ use tower::ServiceExt;
 use crate::api::{self, ApiState, Limits};
 pub use crate::clock::Clock;
 use crate::inbox::Inbox;
+use crate::labwire::{self, Hub, WireState};
+use crate::live::Live;
+use crate::service;
 use crate::store::{Ctx, NewUserRecord, Store, StoreConfig, StoreError};
 use crate::tls::{Identity, TlsError};
 
@@ -136,15 +139,23 @@ impl Server {
         let key = Arc::new(server_key(dir)?);
         let inbox_dir = dir.join("inbox");
         let inbox = Arc::new(Inbox::open(&inbox_dir, Default::default()).map_err(|source| ServeError::Inbox { path: inbox_dir, source })?);
-        let app = api::router(ApiState {
+        let api = ApiState {
             store: store.clone(),
             clock: config.clock.clone(),
             limits: config.limits.clone(),
             inbox: inbox.clone(),
             key: key.clone(),
-        });
+        };
+        let live_dir = dir.join("live");
+        let live = Arc::new(Live::open(&live_dir).map_err(|source| ServeError::Inbox { path: live_dir, source })?);
+        let hub = Arc::new(Hub::default());
+        let app = labwire::router(WireState { api: api.clone(), hub: hub.clone(), live }).merge(api::router(api));
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, tls, app, stopped));
+        let service = tokio::spawn(service::run(store.clone(), hub, config.clock.clone(), stopped.clone()));
+        let accept = tokio::spawn(accept_loop(listener, tls, app, stopped));
+        let task = tokio::spawn(async move {
+            let _ = tokio::join!(service, accept);
+        });
         let fingerprint = identity.map(|id| id.fingerprint);
         let key = key.verifying_key();
         Ok(Server { local_addr, fingerprint, bootstrap_token, store, inbox, key, clock: config.clock, stop, task })

@@ -340,11 +340,11 @@ fn checked_path(path: &str) -> Result<(), Refusal> {
     check_bundle_path(path).map_err(|e| refuse(RefusalCode::Invalid, e.to_string()))
 }
 
-fn file_len(path: &Path) -> u64 {
+pub(crate) fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-fn read_range(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_range(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut out = vec![0; len];

@@ -16,12 +16,16 @@
 //! verified as a regulator would before anything shows them; the server process,
 //! [`http`] (HTTPS by default, with the self-signed identity of [`tls`] that clients
 //! pin), and the REST [`api`] on it, whose one table of routes says which role may
-//! call each. Next come the lab hosts' sessions.
+//! call each; the lab hosts' one signed route, [`labwire`], and the journals of
+//! running jobs it holds, [`live`]; and the loop that schedules and reaps, [`service`].
 
 pub mod api;
 pub mod clock;
 pub mod http;
 pub mod inbox;
+pub mod labwire;
+pub mod live;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod tls;

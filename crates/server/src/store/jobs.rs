@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proofrig_proto::api::{JobState, JobView, RigSelector, SubmitJob, Submitted};
 use proofrig_proto::files::{check_plan_name, PlanFile};
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
-use proofrig_proto::labhost::{Assignment, Lease};
+use proofrig_proto::labhost::{Assignment, AssignmentRefusal, AssignmentRefused, BundleCheck, Lease};
 use proofrig_proto::timing::JOB_LEASE;
 use serde_json::json;
 
@@ -424,7 +424,7 @@ pub(super) async fn list(tx: &mut Tx, only: Option<JobId>) -> Result<Vec<JobReco
         plans.entry(row.int(0)?).or_default().push(row.text(1)?);
     }
     let sql = format!(
-        "SELECT a.job, a.attempt, a.retry_of, a.state, a.reason, a.rig, a.fencing, a.run_id, j.priority, j.target, j.submitted_by, j.submitted_at \
+        "SELECT a.job, a.attempt, a.retry_of, a.state, a.reason, a.rig, a.fencing, a.run_id, j.priority, j.target, j.submitted_by, j.submitted_at, a.verdict \
          FROM attempts a JOIN jobs j ON j.id = a.job{filter} ORDER BY a.job, a.attempt"
     );
     let mut records = Vec::new();
@@ -442,7 +442,7 @@ pub(super) async fn list(tx: &mut Tx, only: Option<JobId>) -> Result<Vec<JobReco
             submitted_at: from_ms(row.int(11)?),
             rig: row.opt_text(5)?,
             run_id: row.opt_text(7)?,
-            verdict: None,
+            verdict: row.opt_text(12)?.map(|v| from_json(&v, "verdict")).transpose()?,
         };
         records.push(JobRecord { view, reason: row.text(4)?, fencing: row.opt_int(6)?.map(token) });
     }
@@ -490,4 +490,103 @@ pub(super) async fn assignment(tx: &mut Tx, job: JobId, attempt: Attempt, now: U
         params: from_json(&row.text(6)?, "job params")?,
         device: row.opt_text(7)?,
     })
+}
+
+/// How many attempts a job gets when lab hosts refuse it for their rig's sake (the rig
+/// changed or was busy): each refusal ends the attempt and queues a new one linked to
+/// it, up to this many, so a rig whose lab host disagrees with the server cannot make
+/// a job circle forever.
+pub(super) const MAX_REFUSED_ATTEMPTS: i64 = 3;
+
+pub(super) async fn refused(
+    tx: &mut Tx,
+    (job, attempt, fencing): (JobId, Attempt, FencingToken),
+    refusal: &AssignmentRefused,
+    labhost: &LabHostId,
+    ctx: &Ctx,
+) -> Result<JobState, StoreError> {
+    let a = attempt_row(tx, job, Some(attempt)).await?;
+    if a.fencing != Some(fencing) || a.state != JobState::Assigned {
+        // A resend, or a refusal of what was cancelled meanwhile: nothing changes.
+        return Ok(a.state);
+    }
+    let (state, why) = match refusal.why {
+        AssignmentRefusal::Plan => (JobState::Done, format!("not run: {labhost} refused its plans: {}", refusal.reason)),
+        AssignmentRefusal::Rig | AssignmentRefusal::StaleFence => {
+            (JobState::Lost, format!("INFRA: {labhost} refused the assignment: {}", refusal.reason))
+        }
+    };
+    set_attempt_state(tx, job, a.attempt, state, &why, ctx).await?;
+    end_job_lease(tx, &a, &format!("{job} attempt {} {why}", a.attempt), ctx).await?;
+    let details = json!({ "attempt": a.attempt, "rig": a.rig, "fencing": fencing.0, "why": refusal.why, "reason": refusal.reason });
+    audit::record(tx, ctx, "job.refused", &job.to_string(), details).await?;
+    if state == JobState::Lost && a.attempt < MAX_REFUSED_ATTEMPTS {
+        retry(tx, job, ctx).await?;
+    }
+    Ok(state)
+}
+
+/// What an uploaded bundle showed, recorded on its attempt.
+pub(super) async fn uploaded(
+    tx: &mut Tx,
+    job: JobId,
+    attempt: Attempt,
+    run_id: &str,
+    check: &BundleCheck,
+    ctx: &Ctx,
+) -> Result<JobState, StoreError> {
+    let a = attempt_row(tx, job, Some(attempt)).await?;
+    if a.run_id.as_deref().is_some_and(|r| r != run_id) {
+        return Err(StoreError::Conflict(format!("{job} attempt {} ran as run {}, not {run_id}", a.attempt, a.run_id.unwrap_or_default())));
+    }
+    let (verdict, flagged) = match check {
+        BundleCheck::Verified { verdict } => (Some(to_json(verdict)?), None),
+        BundleCheck::Flagged { reason } => (None, Some(reason.clone())),
+    };
+    // A lost or cancelled attempt keeps its state: its (partial) bundle is evidence of
+    // what happened, attached to it. One whose end never reached the server ends now.
+    let state = match a.state {
+        JobState::Assigned | JobState::Running | JobState::Uploading | JobState::Verifying => {
+            end_job_lease(tx, &a, &format!("{job} attempt {}: its bundle arrived", a.attempt), ctx).await?;
+            JobState::Done
+        }
+        other => other,
+    };
+    let reason = match (&flagged, state) {
+        (Some(why), _) => format!("its bundle does not verify and is not a result: {why}"),
+        (None, JobState::Done) => "its bundle arrived and verified".to_string(),
+        (None, _) => format!("{}; its bundle arrived later and verified", job_state_name(state)),
+    };
+    tx.exec(
+        "UPDATE attempts SET state = $1, reason = $2, run_id = $3, verdict = $4, flagged = $5, updated_at = $6 WHERE job = $7 AND attempt = $8",
+        args![job_state_name(state), &reason, run_id, verdict.as_deref(), flagged.as_deref(), ms(ctx.now), job_arg(job), a.attempt],
+    )
+    .await?;
+    let details = json!({ "attempt": a.attempt, "run_id": run_id, "check": check });
+    audit::record(tx, ctx, "job.uploaded", &job.to_string(), details).await?;
+    Ok(state)
+}
+
+/// The attempts assigned to rigs of `labhost` that it has not yet accepted: the
+/// assignments to send it.
+pub(super) async fn unanswered(tx: &mut Tx, labhost: &LabHostId) -> Result<Vec<(JobId, Attempt)>, StoreError> {
+    let rows = tx
+        .all(
+            "SELECT a.job, a.attempt FROM attempts a JOIN rigs r ON r.name = a.rig WHERE a.state = 'assigned' AND r.labhost = $1 ORDER BY a.job, a.attempt",
+            args![&labhost.0],
+        )
+        .await?;
+    rows.iter().map(|r| Ok((JobId(id(r.int(0)?)), attempt_no(r.int(1)?)))).collect()
+}
+
+/// The lab host whose rig an attempt was assigned to, and the fencing token it was
+/// assigned under (`None` if it was never assigned).
+pub(super) async fn assigned_to(tx: &mut Tx, job: JobId, attempt: Attempt) -> Result<Option<(LabHostId, FencingToken)>, StoreError> {
+    let row = tx
+        .one(
+            "SELECT r.labhost, a.fencing FROM attempts a JOIN rigs r ON r.name = a.rig WHERE a.job = $1 AND a.attempt = $2 AND a.fencing IS NOT NULL",
+            args![job_arg(job), i64::from(attempt.0)],
+        )
+        .await?;
+    row.map(|r| Ok((LabHostId(r.text(0)?), token(r.int(1)?)))).transpose()
 }

@@ -59,11 +59,11 @@ use proofrig_proto::advert::RigSummary;
 use proofrig_proto::api::{JobState, JobView, ReservationView, RigState, RigView, SubmitJob, Submitted, UserView};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
-use proofrig_proto::labhost::{Assignment, HeartbeatAnswer, Lease};
+use proofrig_proto::labhost::{Assignment, AssignmentRefused, HeartbeatAnswer, Lease, Uploaded};
 
 pub use db::Backend;
 use db::Pools;
-pub use people::{NewUserRecord, TokenCheck};
+pub use people::{EnrollRefused, NewUserRecord, TokenCheck};
 
 /// Who acts, from where, and when (the server's clock): every operation takes one,
 /// and its audit records say so.
@@ -469,6 +469,48 @@ impl Store {
     /// A one-time enrollment token (its SHA-256) for the lab host `labhost`.
     pub async fn add_enrollment(&self, labhost: &str, sha256: &str, expires_at: UnixMillis, ctx: &Ctx) -> Result<(), StoreError> {
         in_write_tx!(self, "minting an enrollment token", |tx| people::add_enrollment(tx, labhost, sha256, expires_at, ctx))
+    }
+
+    /// Enroll a lab host with a one-time token (its SHA-256) and the key it will sign
+    /// with: see [`EnrollRefused`] for the refusals, which change nothing.
+    pub async fn take_enrollment(
+        &self,
+        sha256: &str,
+        public_key_pem: &str,
+        ctx: &Ctx,
+    ) -> Result<Result<LabHostId, EnrollRefused>, StoreError> {
+        in_write_tx!(self, "enrolling a lab host", |tx| people::take_enrollment(tx, sha256, public_key_pem, ctx))
+    }
+
+    // ---- a lab host's session ------------------------------------------------------
+
+    /// A lab host refused an assignment: a plan it cannot run ends the job; a rig it
+    /// cannot run it on ends the attempt as lost and queues a new one (up to three).
+    pub async fn assignment_refused(&self, refusal: &AssignmentRefused, labhost: &LabHostId, ctx: &Ctx) -> Result<JobState, StoreError> {
+        let ids = (refusal.job, refusal.attempt, refusal.fencing);
+        in_write_tx!(self, "recording a refused assignment", |tx| jobs::refused(tx, ids, refusal, labhost, ctx))
+    }
+
+    /// An attempt's bundle arrived and was verified (or flagged): record it, and end
+    /// the attempt if its end had not reached the server.
+    pub async fn uploaded(&self, uploaded: &Uploaded, ctx: &Ctx) -> Result<JobState, StoreError> {
+        let Uploaded { job, attempt, run_id, check } = uploaded;
+        in_write_tx!(self, "recording an uploaded bundle", |tx| jobs::uploaded(tx, *job, *attempt, run_id, check, ctx))
+    }
+
+    /// The assignments `labhost` has not answered yet.
+    pub async fn unanswered(&self, labhost: &LabHostId) -> Result<Vec<(JobId, Attempt)>, StoreError> {
+        in_read_tx!(self, "reading a lab host's assignments", |tx| jobs::unanswered(tx, labhost))
+    }
+
+    /// The lab host an attempt was assigned to, and under which fencing token.
+    pub async fn assigned_to(&self, job: JobId, attempt: Attempt) -> Result<Option<(LabHostId, FencingToken)>, StoreError> {
+        in_read_tx!(self, "reading an attempt's lab host", |tx| jobs::assigned_to(tx, job, attempt))
+    }
+
+    /// The key a lab host enrolled with (SPKI PEM), if it is enrolled.
+    pub async fn labhost_key(&self, labhost: &LabHostId) -> Result<Option<String>, StoreError> {
+        in_read_tx!(self, "reading a lab host's key", |tx| rigs::labhost_key(tx, labhost))
     }
 
     // ---- reading -----------------------------------------------------------------

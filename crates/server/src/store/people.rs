@@ -7,11 +7,11 @@
 //! never a token or hash.
 
 use proofrig_proto::api::{Role, UserView};
-use proofrig_proto::ids::UnixMillis;
+use proofrig_proto::ids::{LabHostId, UnixMillis};
 use serde_json::json;
 
 use super::db::{args, Tx};
-use super::{audit, from_ms, ms, Ctx, StoreError};
+use super::{audit, from_ms, ms, Ctx, NewLabHost, StoreError};
 
 /// What a presented API token is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,4 +94,45 @@ pub(super) async fn add_enrollment(tx: &mut Tx, labhost: &str, sha256: &str, exp
     )
     .await?;
     audit::record(tx, ctx, "enrollment.create", &format!("lab host {labhost}"), json!({ "expires_at": expires_at.0 })).await
+}
+
+/// Why an enrollment token was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollRefused {
+    #[error("this enrollment token is not one this server issued; ask an admin for one (`proofrig labhost token NAME`)")]
+    Unknown,
+    #[error("this enrollment token for lab host {labhost} expired; ask an admin for a new one (`proofrig labhost token {labhost}`)")]
+    Expired { labhost: String },
+    #[error(
+        "this enrollment token for lab host {labhost} was used already, by another key; a token works once: ask an admin for a new one"
+    )]
+    Used { labhost: String },
+}
+
+/// Take a one-time enrollment token (its SHA-256) for a lab host with this public
+/// key: the lab host is enrolled under the name the token was minted for. Presented
+/// again with the same key (a resend), the same lab host is answered; with another
+/// key, refused. `Ok(Err(_))`: refused, nothing changed.
+pub(super) async fn take_enrollment(
+    tx: &mut Tx,
+    sha256: &str,
+    public_key_pem: &str,
+    ctx: &Ctx,
+) -> Result<Result<LabHostId, EnrollRefused>, StoreError> {
+    let sql = format!("SELECT labhost, expires_at, used_at, used_key FROM enrollment_tokens WHERE sha256 = $1{}", tx.for_update());
+    let Some(row) = tx.one(&sql, args![sha256]).await? else {
+        return Ok(Err(EnrollRefused::Unknown));
+    };
+    let (labhost, expires_at, used_at, used_key) = (row.text(0)?, from_ms(row.int(1)?), row.opt_int(2)?, row.opt_text(3)?);
+    match (used_at, used_key) {
+        (Some(_), Some(key)) if key == public_key_pem => return Ok(Ok(LabHostId(labhost))),
+        (Some(_), _) => return Ok(Err(EnrollRefused::Used { labhost })),
+        (None, _) if expires_at <= ctx.now => return Ok(Err(EnrollRefused::Expired { labhost })),
+        (None, _) => {}
+    }
+    tx.exec("UPDATE enrollment_tokens SET used_at = $1, used_key = $2 WHERE sha256 = $3", args![ms(ctx.now), public_key_pem, sha256])
+        .await?;
+    let host = NewLabHost { id: LabHostId(labhost.clone()), name: labhost, public_key_pem: public_key_pem.to_string() };
+    super::rigs::enroll(tx, &host, ctx).await?;
+    Ok(Ok(host.id))
 }

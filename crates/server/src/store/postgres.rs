@@ -37,6 +37,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("migrations/postgres/0002_people.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "sessions".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0004_sessions.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

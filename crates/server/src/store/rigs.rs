@@ -279,3 +279,8 @@ pub(super) async fn history(tx: &mut Tx, rig: &str) -> Result<Vec<RigStateChange
         .map(|r| Ok(RigStateChange { state: rig_state(&r.text(0)?)?, reason: r.text(1)?, at: from_ms(r.int(2)?), by: r.text(3)? }))
         .collect()
 }
+
+/// The public key (SPKI PEM) a lab host enrolled with; `None` if it is not enrolled.
+pub(super) async fn labhost_key(tx: &mut Tx, labhost: &LabHostId) -> Result<Option<String>, StoreError> {
+    tx.one("SELECT public_key_pem FROM labhosts WHERE id = $1", args![&labhost.0]).await?.map(|row| row.text(0)).transpose()
+}

@@ -42,6 +42,13 @@ pub(crate) fn migrator() -> Migrator {
             false,
         ),
         Migration::new(2, "people".into(), MigrationType::Simple, include_str!("migrations/sqlite/0002_people.sql").into_sql_str(), false),
+        Migration::new(
+            4,
+            "sessions".into(),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0004_sessions.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

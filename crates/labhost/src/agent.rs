@@ -1,0 +1,572 @@
+//! The lab host agent: dials out to the server, serves its rigs, runs what it is
+//! assigned, and gets every bundle to the server whatever the link does.
+//!
+//! Four things run side by side, so none waits on another:
+//! - the **session**: Hello, the rig adverts, then a heartbeat every interval the
+//!   server stated (the leases of running jobs renewed by it; a lease the server
+//!   says lapsed aborts its job);
+//! - the **poll**: one request always open, which the server answers when an
+//!   assignment waits; each assignment is checked ([`crate::accept`]) and answered;
+//! - one **runner** per job: the run with the same executor as `proofrig run`, its
+//!   journal streamed as it grows (by byte offset, so a resend is harmless), then the
+//!   end, then the resumable upload;
+//! - the **outbox**: a job's upload is written down (`<state>/outbox/`) before its
+//!   end is sent, so a run that ends while the server is away, or a lab host that
+//!   restarts, still uploads when the server is back.
+//!
+//! A dropped link stops no run: every request is retried with backoff until it gets
+//! an answer, and every message is safe to receive twice (`proofrig_proto::labhost`).
+//! The server's certificate is pinned by fingerprint; requests are signed with the
+//! lab host's key (`proofrig_proto::wire`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
+use proofrig_proto::labhost::{
+    Assignment, Enroll, Heartbeat, Hello, JobEnded, JobOutcome, JournalChunk, LabHostMessage, Poll, Refusal, RefusalCode, RigAdverts,
+    RigCondition, RigReport, ServerMessage,
+};
+use proofrig_proto::timing::{HEARTBEAT_INTERVAL, MAX_CHUNK_BYTES};
+use proofrig_proto::version::PROTOCOL_VERSION;
+use proofrig_proto::wire::{self, LABHOST_PATH, MAX_POLL_WAIT};
+use proofrig_run::job::RunHost;
+
+use crate::accept::{Accepted, Assignments, LabHostSetup};
+use crate::fences::Fences;
+use crate::rigs::ServedRigs;
+use crate::upload::{chunks, offer, UploadFor};
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct ServerAddress {
+    /// `https://host:port` (or `http://127.0.0.1:port` for a plain loopback server).
+    pub url: String,
+    /// The SHA-256 fingerprint of its certificate; required for https.
+    pub fingerprint: Option<String>,
+}
+
+/// What the agent is given.
+pub struct AgentConfig {
+    pub server: ServerAddress,
+    /// Rig files served (every `*.yaml` in it).
+    pub rigs_dir: PathBuf,
+    /// The key, enrollment, fencing tokens, outbox and bundles live here.
+    pub state_dir: PathBuf,
+    /// The one-time token, on the first start.
+    pub enroll_token: Option<String>,
+    /// The name asked for at enrollment.
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the server refused: {} ({:?})", .0.message, .0.code)]
+    Refused(Refusal),
+    #[error("cannot reach the server at {url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// This lab host's enrollment, kept in `<state>/enrollment.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Enrollment {
+    labhost: LabHostId,
+    server: String,
+}
+
+/// The signed connection to the server.
+#[derive(Clone)]
+pub struct Link {
+    http: reqwest::Client,
+    url: String,
+    key: SigningKey,
+    labhost: LabHostId,
+}
+
+fn now_ms() -> UnixMillis {
+    UnixMillis(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+}
+
+fn http_client(server: &ServerAddress) -> Result<reqwest::Client, AgentError> {
+    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(MAX_POLL_WAIT + Duration::from_secs(20));
+    let builder = match (server.url.starts_with("https://"), &server.fingerprint) {
+        (true, Some(fp)) => builder.use_preconfigured_tls(proofrig_proto::pin::pinned_client_config(fp)),
+        (true, None) => {
+            return Err(AgentError::Setup(format!(
+                "{} is https: give the certificate fingerprint `proofrig serve` printed (--fingerprint)",
+                server.url
+            )))
+        }
+        (false, _) => builder,
+    };
+    builder.build().map_err(|e| AgentError::Setup(format!("cannot make the HTTP client: {e}")))
+}
+
+impl Link {
+    /// Send one message; the server's messages back, or why not.
+    pub async fn send(&self, message: &LabHostMessage) -> Result<Vec<ServerMessage>, AgentError> {
+        let body = serde_json::to_vec(message).expect("a message is plain data");
+        let mut request = self.http.post(format!("{}{LABHOST_PATH}", self.url)).header("content-type", "application/json");
+        if !matches!(message, LabHostMessage::Enroll(_)) {
+            for (name, value) in wire::sign(&self.key, &self.labhost, now_ms(), &body) {
+                request = request.header(name, value);
+            }
+        }
+        let transport = |e: reqwest::Error| AgentError::Transport { url: self.url.clone(), message: error_chain(&e) };
+        let response = request.body(body).send().await.map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        let messages: Vec<ServerMessage> = serde_json::from_slice(&bytes).map_err(|e| AgentError::Transport {
+            url: self.url.clone(),
+            message: format!("HTTP {status}, an answer that is not the lab host protocol ({e}); is this a proofrig server?"),
+        })?;
+        match messages.first() {
+            Some(ServerMessage::Refusal(r)) => Err(AgentError::Refused(r.clone())),
+            _ => Ok(messages),
+        }
+    }
+
+    /// Send until an answer comes: a transport error or a busy server is retried with
+    /// backoff (1 s doubling to 30 s); a refusal is returned.
+    pub async fn deliver(
+        &self,
+        message: &LabHostMessage,
+        incoming: &mpsc::UnboundedSender<ServerMessage>,
+    ) -> Result<Vec<ServerMessage>, Refusal> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.send(message).await {
+                Ok(messages) => {
+                    for m in &messages {
+                        if matches!(m, ServerMessage::Assignment(_)) {
+                            let _ = incoming.send(m.clone());
+                        }
+                    }
+                    return Ok(messages);
+                }
+                Err(AgentError::Refused(r)) if r.code != RefusalCode::Busy => return Err(r),
+                Err(e) => {
+                    tracing::warn!("{e}; trying again in {} s", backoff.as_secs());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Load or make the lab host's key (`<state>/lab.key`, `lab.pub`).
+fn lab_key(state: &Path) -> Result<SigningKey, AgentError> {
+    let (private, public) = (state.join("lab.key"), state.join("lab.pub"));
+    if !private.exists() {
+        proofrig_evidence::signing::generate(&private, &public).map_err(|e| AgentError::Setup(e.to_string()))?;
+    }
+    proofrig_evidence::signing::load_signing_key(&private).map_err(|e| AgentError::Setup(e.to_string()))
+}
+
+/// Enroll when needed, and open the signed link.
+pub async fn connect(config: &AgentConfig) -> Result<Link, AgentError> {
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", config.state_dir.display())))?;
+    let key = lab_key(&config.state_dir)?;
+    let http = http_client(&config.server)?;
+    let url = config.server.url.trim_end_matches('/').to_string();
+    let path = config.state_dir.join("enrollment.json");
+    let enrollment = match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice::<Enrollment>(&bytes).map_err(|e| AgentError::Setup(format!("{} does not read: {e}", path.display())))?
+        }
+        Err(_) => {
+            let token = config.enroll_token.clone().ok_or_else(|| {
+                AgentError::Setup(format!(
+                    "this lab host is not enrolled yet ({} is missing): ask an admin for a token (`proofrig labhost token NAME`) and start with --enroll TOKEN",
+                    path.display()
+                ))
+            })?;
+            let link = Link { http: http.clone(), url: url.clone(), key: key.clone(), labhost: LabHostId(String::new()) };
+            use ed25519_dalek::pkcs8::EncodePublicKey;
+            let public_key_pem = key.verifying_key().to_public_key_pem(Default::default()).expect("an Ed25519 key encodes");
+            let message = LabHostMessage::Enroll(Enroll { version: PROTOCOL_VERSION, token, name: config.name.clone(), public_key_pem });
+            let labhost = match link.send(&message).await?.into_iter().next() {
+                Some(ServerMessage::Enrolled(e)) => e.labhost,
+                other => return Err(AgentError::Setup(format!("the server answered the enrollment with {other:?}"))),
+            };
+            let enrollment = Enrollment { labhost, server: url.clone() };
+            std::fs::write(&path, serde_json::to_vec_pretty(&enrollment).expect("plain data"))
+                .map_err(|e| AgentError::Setup(format!("cannot write {}: {e}", path.display())))?;
+            enrollment
+        }
+    };
+    Ok(Link { http, url, key, labhost: enrollment.labhost })
+}
+
+/// A job this lab host runs: what the heartbeat renews, and how to stop it.
+struct Held {
+    rig: String,
+    job: JobId,
+    attempt: Attempt,
+    fencing: FencingToken,
+    abort: watch::Sender<bool>,
+}
+
+/// What is shared by the agent's tasks.
+struct Shared {
+    link: Link,
+    assignments: Mutex<Assignments>,
+    held: Mutex<Vec<Held>>,
+    rigs: Vec<(String, String)>,
+    outbox: PathBuf,
+    incoming: mpsc::UnboundedSender<ServerMessage>,
+}
+
+/// An upload to finish, written before the job's end is sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    dir: PathBuf,
+    job: JobId,
+    attempt: Attempt,
+    fencing: FencingToken,
+    outcome: JobOutcome,
+}
+
+/// Run the agent until `stop` turns true (or the server refuses this lab host).
+pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<(), AgentError> {
+    let link = connect(&config).await?;
+    let rigs = ServedRigs::load(&config.rigs_dir).map_err(|e| AgentError::Setup(e.to_string()))?;
+    let adverts = rigs.adverts();
+    let rig_digests = rigs.names().map(|n| (n.to_string(), rigs.get(n).map(|r| r.sha256.clone()).unwrap_or_default())).collect();
+    let fences = Fences::open(&config.state_dir).map_err(|e| AgentError::Setup(e.to_string()))?;
+    let out_dir = config.state_dir.join("bundles");
+    let outbox = config.state_dir.join("outbox");
+    for dir in [&out_dir, &outbox] {
+        std::fs::create_dir_all(dir).map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let setup = LabHostSetup { id: link.labhost.clone(), rigs, fences, out_dir, key: link.key.clone() };
+    let (incoming, mut assigned) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        link,
+        assignments: Mutex::new(Assignments::new(setup)),
+        held: Mutex::new(Vec::new()),
+        rigs: rig_digests,
+        outbox,
+        incoming,
+    });
+
+    let hello = LabHostMessage::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        labhost: shared.link.labhost.clone(),
+        software: format!("proofrig {}", env!("CARGO_PKG_VERSION")),
+    });
+    let welcome = shared.link.deliver(&hello, &shared.incoming).await.map_err(AgentError::Refused)?;
+    let interval = welcome
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::Welcome(w) => {
+                if let Some(advice) = &w.upgrade_advice {
+                    tracing::warn!("{advice}");
+                }
+                Some(Duration::from_millis(w.heartbeat_interval_ms))
+            }
+            _ => None,
+        })
+        .unwrap_or(HEARTBEAT_INTERVAL);
+    let answer = shared
+        .link
+        .deliver(&LabHostMessage::RigAdverts(RigAdverts { rigs: adverts }), &shared.incoming)
+        .await
+        .map_err(AgentError::Refused)?;
+    for m in &answer {
+        if let ServerMessage::AdvertsAnswer(a) = m {
+            for r in &a.refused {
+                tracing::error!("the server refused rig {}: {}", r.rig, r.reason);
+            }
+        }
+    }
+    resume_outbox(&shared);
+
+    let beat = tokio::spawn(heartbeats(shared.clone(), interval));
+    let poll = tokio::spawn(polls(shared.clone()));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(message) = assigned.recv() => {
+                if let ServerMessage::Assignment(a) = message {
+                    take(&shared, *a).await;
+                }
+            }
+        }
+    }
+    beat.abort();
+    poll.abort();
+    for held in shared.held.lock().expect("not poisoned").iter() {
+        let _ = held.abort.send(true);
+    }
+    Ok(())
+}
+
+/// This lab host's rigs and the leases of the jobs it runs, now.
+fn heartbeat(shared: &Shared) -> Heartbeat {
+    let held = shared.held.lock().expect("not poisoned");
+    let rigs = shared
+        .rigs
+        .iter()
+        .map(|(rig, sha256)| {
+            let condition = match held.iter().find(|h| &h.rig == rig) {
+                Some(h) => RigCondition::Running { job: h.job, attempt: h.attempt, fencing: h.fencing },
+                None => RigCondition::Idle,
+            };
+            RigReport { rig: rig.clone(), sha256: sha256.clone(), condition }
+        })
+        .collect();
+    Heartbeat { rigs, leases: held.iter().map(|h| h.fencing).collect() }
+}
+
+async fn heartbeats(shared: Arc<Shared>, interval: Duration) {
+    loop {
+        let beat = heartbeat(&shared);
+        match shared.link.send(&LabHostMessage::Heartbeat(beat)).await {
+            Ok(messages) => {
+                for m in messages {
+                    match m {
+                        ServerMessage::HeartbeatAnswer(answer) => {
+                            for lapsed in answer.lapsed {
+                                tracing::warn!("lease {} lapsed: {}; aborting its job", lapsed.fencing, lapsed.reason);
+                                for held in shared.held.lock().expect("not poisoned").iter().filter(|h| h.fencing == lapsed.fencing) {
+                                    let _ = held.abort.send(true);
+                                }
+                            }
+                        }
+                        ServerMessage::Assignment(_) => {
+                            let _ = shared.incoming.send(m);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("heartbeat: {e}"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn polls(shared: Arc<Shared>) {
+    let poll = LabHostMessage::Poll(Poll { wait_ms: MAX_POLL_WAIT.as_millis() as u64 });
+    loop {
+        if let Err(r) = shared.link.deliver(&poll, &shared.incoming).await {
+            tracing::error!("the server refused a poll: {}", r.message);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Check an assignment, answer it, and start its run.
+async fn take(shared: &Arc<Shared>, assignment: Assignment) {
+    let accepted = shared.assignments.lock().expect("not poisoned").accept(&assignment);
+    let message = match accepted {
+        Ok(Accepted::Again(answer)) => LabHostMessage::AssignmentAccepted(answer),
+        Ok(Accepted::Start { answer, job }) => {
+            let (abort, aborted) = watch::channel(false);
+            shared.held.lock().expect("not poisoned").push(Held {
+                rig: assignment.rig.clone(),
+                job: assignment.job,
+                attempt: assignment.attempt,
+                fencing: assignment.fencing,
+                abort,
+            });
+            let runner = Runner {
+                shared: shared.clone(),
+                rig: assignment.rig.clone(),
+                ids: UploadFor { job: assignment.job, attempt: assignment.attempt, fencing: assignment.fencing },
+            };
+            tokio::spawn(runner.run(*job, aborted));
+            LabHostMessage::AssignmentAccepted(answer)
+        }
+        Err(refused) => {
+            tracing::warn!("refused {} attempt {}: {}", refused.job, refused.attempt.0, refused.reason);
+            LabHostMessage::AssignmentRefused(refused)
+        }
+    };
+    let (link, incoming) = (shared.link.clone(), shared.incoming.clone());
+    tokio::spawn(async move {
+        if let Err(r) = link.deliver(&message, &incoming).await {
+            tracing::warn!("the server refused the answer to an assignment: {}", r.message);
+        }
+    });
+}
+
+struct Runner {
+    shared: Arc<Shared>,
+    rig: String,
+    ids: UploadFor,
+}
+
+impl Runner {
+    async fn run(self, job: proofrig_run::job::Job, aborted: watch::Receiver<bool>) {
+        let dir = job.dir().to_path_buf();
+        let run_id = job.run_id().to_string();
+        let (done_tx, done_rx) = watch::channel(false);
+        let stream = tokio::spawn(stream_journal(
+            self.shared.link.clone(),
+            self.shared.incoming.clone(),
+            dir.join("journal.jsonl"),
+            self.ids,
+            done_rx,
+        ));
+        let host = RunHost { operator: format!("labhost:{}", self.shared.link.labhost.0), host: RunHost::this_process().host };
+        let result = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
+            runtime.block_on(job.run(host, &mut proofrig_run::progress::Silent, aborted, &proofrig_report::Standard))
+        })
+        .await;
+        let _ = done_tx.send(true);
+        let _ = stream.await;
+        let outcome = match result {
+            Ok(Ok(sealed)) => JobOutcome::Sealed { run_id, verdict: sealed.result.verdict, complete: !sealed.result.aborted },
+            Ok(Err(e)) => JobOutcome::Unsealed { run_id, reason: e.to_string() },
+            Err(e) => JobOutcome::Unsealed { run_id, reason: format!("the run panicked: {e}") },
+        };
+        self.shared.assignments.lock().expect("not poisoned").finished(&self.rig);
+        self.shared.held.lock().expect("not poisoned").retain(|h| h.fencing != self.ids.fencing);
+        let pending = Pending { dir, job: self.ids.job, attempt: self.ids.attempt, fencing: self.ids.fencing, outcome };
+        let path = self.shared.outbox.join(format!("{}.{}.json", pending.job.0, pending.attempt.0));
+        if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&pending).expect("plain data")) {
+            tracing::error!(
+                "cannot write {}: {e}; the bundle is in {} and uploads on this run only",
+                path.display(),
+                pending.dir.display()
+            );
+        }
+        finish(self.shared.clone(), pending, path).await;
+    }
+}
+
+/// Send the journal's new bytes every second, and the rest when the run is done.
+async fn stream_journal(
+    link: Link,
+    incoming: mpsc::UnboundedSender<ServerMessage>,
+    path: PathBuf,
+    ids: UploadFor,
+    mut done: watch::Receiver<bool>,
+) {
+    let mut sent = 0u64;
+    loop {
+        let finished = *done.borrow();
+        loop {
+            let data = match read_from(&path, sent, MAX_CHUNK_BYTES) {
+                Ok(d) if !d.is_empty() => d,
+                _ => break,
+            };
+            let chunk =
+                LabHostMessage::JournalChunk(JournalChunk { job: ids.job, attempt: ids.attempt, fencing: ids.fencing, offset: sent, data });
+            match link.deliver(&chunk, &incoming).await {
+                Ok(messages) => match messages.iter().find_map(|m| if let ServerMessage::JournalHeld(h) = m { Some(h.held) } else { None })
+                {
+                    Some(held) => sent = held,
+                    None => break,
+                },
+                Err(r) => {
+                    tracing::error!("the server refused journal bytes of {}: {}", ids.job, r.message);
+                    return;
+                }
+            }
+        }
+        if finished {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), done.changed()).await;
+    }
+}
+
+fn read_from(path: &Path, offset: u64, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut data = Vec::new();
+    file.take(max as u64).read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Uploads left by an earlier start.
+fn resume_outbox(shared: &Arc<Shared>) {
+    let Ok(entries) = std::fs::read_dir(&shared.outbox) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Pending>(&b).ok()) {
+            Some(pending) => {
+                tracing::info!("resuming the upload of {} attempt {}", pending.job, pending.attempt.0);
+                tokio::spawn(finish(shared.clone(), pending, path));
+            }
+            None => tracing::error!("{} does not read as a pending upload; move it aside", path.display()),
+        }
+    }
+}
+
+/// Send the job's end, then its bundle; forget it once the server holds it.
+async fn finish(shared: Arc<Shared>, pending: Pending, path: PathBuf) {
+    let (link, incoming) = (&shared.link, &shared.incoming);
+    let end = LabHostMessage::JobEnded(JobEnded {
+        job: pending.job,
+        attempt: pending.attempt,
+        fencing: pending.fencing,
+        outcome: pending.outcome.clone(),
+    });
+    if let Err(r) = link.deliver(&end, incoming).await {
+        tracing::warn!("the server refused the end of {}: {}", pending.job, r.message);
+    }
+    if matches!(pending.outcome, JobOutcome::NotStarted { .. }) {
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
+    match upload(link, incoming, &pending).await {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&path);
+        }
+        Err(e) => tracing::error!(
+            "uploading {} failed: {e}; it is kept in {} and tried again at the next start",
+            pending.job,
+            pending.dir.display()
+        ),
+    }
+}
+
+async fn upload(link: &Link, incoming: &mpsc::UnboundedSender<ServerMessage>, pending: &Pending) -> Result<(), String> {
+    let ids = UploadFor { job: pending.job, attempt: pending.attempt, fencing: pending.fencing };
+    let offer = offer(&pending.dir, ids).map_err(|e| e.to_string())?;
+    let answer = link.deliver(&LabHostMessage::UploadOffer(offer.clone()), incoming).await.map_err(|r| r.message)?;
+    let held = answer
+        .into_iter()
+        .find_map(|m| if let ServerMessage::UploadHeld(h) = m { Some(h) } else { None })
+        .ok_or("the server did not answer the offer with what it holds")?;
+    if held.files.iter().zip(&offer.files).all(|(h, f)| h.held == f.len) && held.files.len() == offer.files.len() {
+        // Already stored (a resend after the server had it all).
+        return Ok(());
+    }
+    for chunk in chunks(&pending.dir, &offer, &held) {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let answer = link.deliver(&LabHostMessage::UploadChunk(chunk), incoming).await.map_err(|r| r.message)?;
+        for m in answer {
+            if let ServerMessage::Uploaded(u) = m {
+                tracing::info!("{} attempt {} uploaded as run {}: {:?}", u.job, u.attempt.0, u.run_id, u.check);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! A lab host agent against a real server over pinned HTTPS on loopback: it enrolls
+//! with a one-time token, advertises its rig, takes a job submitted against a role
+//! selector, runs it, streams its journal, and uploads the sealed bundle, which the
+//! server verifies against the lab host's key. The job ends done with its verdict;
+//! the journal the server held live is the bundle's journal, byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proofrig_labhost::agent::{self, AgentConfig, ServerAddress};
+use proofrig_proto::api::{JobState, RigSelector, SubmitJob};
+use proofrig_proto::files::PlanFile;
+use proofrig_proto::ids::{Attempt, Priority, UnixMillis};
+use proofrig_server::api::secret_sha256;
+use proofrig_server::http::{Server, ServerConfig};
+use proofrig_server::store::Ctx;
+use proofrig_testpeers::plans::{desk_rig, no_device_plan};
+use proofrig_verdict::Verdict;
+
+fn ctx(server: &Server, who: &str) -> Ctx {
+    Ctx::new(who, "127.0.0.1:1", server.clock().now())
+}
+
+async fn wait_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_host_enrolls_takes_a_job_and_its_bundle_arrives_verified() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
+    let (state, labstate, rigs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = Server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap(), state.path())).await.unwrap();
+    std::fs::write(rigs.path().join("bench-3.yaml"), desk_rig("bench-3")).unwrap();
+    let token = "enr_test-token-lab-a";
+    let expires = UnixMillis(server.clock().now().0 + 600_000);
+    server.store().add_enrollment("lab-a", &secret_sha256(token), expires, &ctx(&server, "admin")).await.unwrap();
+
+    let config = |token: Option<&str>, fingerprint: Option<String>| AgentConfig {
+        server: ServerAddress { url: server.url(), fingerprint },
+        rigs_dir: rigs.path().to_path_buf(),
+        state_dir: labstate.path().to_path_buf(),
+        enroll_token: token.map(str::to_string),
+        name: "lab-a".into(),
+    };
+    // A wrong pin: nothing is sent, the error names the connection.
+    let wrong = agent::connect(&config(Some(token), Some("00".repeat(32)))).await.err().expect("a wrong pin is refused");
+    assert!(wrong.to_string().contains("cannot reach the server"), "{wrong}");
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let fingerprint = server.fingerprint().map(str::to_string);
+    let running = tokio::spawn(agent::run(config(Some(token), fingerprint.clone()), stopped));
+
+    wait_for("the rig to be advertised", Duration::from_secs(20), async || {
+        let rigs = server.store().rigs(server.clock().now()).await.unwrap();
+        rigs.iter().any(|r| r.summary.rig == "bench-3" && r.labhost_online).then_some(())
+    })
+    .await;
+
+    let job = SubmitJob {
+        plans: vec![PlanFile { name: "agent-path.yaml".into(), bytes: no_device_plan("agent-path", "TC_AGENT").into_bytes() }],
+        target: RigSelector::Match { roles: BTreeSet::from(["radio-unit".to_string()]), tags: BTreeSet::new() },
+        priority: Priority::NORMAL,
+        params: BTreeMap::new(),
+        device: None,
+        not_before: None,
+    };
+    let submitted = server.store().submit(&job, &ctx(&server, "tess")).await.unwrap();
+    let done = wait_for("the job to end with its bundle", Duration::from_secs(60), async || {
+        let attempts = server.store().job(submitted.job).await.unwrap();
+        let last = attempts.last().unwrap().clone();
+        matches!(last.view.state, JobState::Done | JobState::Lost).then_some(last)
+    })
+    .await;
+    assert_eq!(done.view.state, JobState::Done, "{}", done.reason);
+    assert_eq!(done.view.attempt, Attempt(1));
+    assert_eq!(done.view.rig.as_deref(), Some("bench-3"));
+    // No device evidence, so never PASS: the verdict as sealed on the lab host.
+    assert_eq!(done.view.verdict, Some(Verdict::Inconclusive), "{}", done.reason);
+    let run_id = done.view.run_id.clone().unwrap();
+
+    // Stored byte for byte, verified with the lab host's pinned key, with a receipt.
+    let bundle = server.inbox().bundle(&run_id);
+    let lab_key = proofrig_evidence::signing::load_verifying_key(&labstate.path().join("lab.pub")).unwrap();
+    let report = proofrig_evidence::verify_bundle(&bundle, Some(&lab_key));
+    assert_eq!(report.status, proofrig_evidence::verify::Status::Verified);
+    let receipt = server.inbox().read_receipt(&run_id, server.key()).unwrap();
+    assert_eq!(receipt.lab_host, "lab-a");
+    // The journal the server held as it streamed is the bundle's.
+    let live = std::fs::read(state.path().join("live").join(format!("{}.1.jsonl", submitted.job.0))).unwrap();
+    assert_eq!(live, std::fs::read(bundle.join("journal.jsonl")).unwrap());
+    // The rig is free again, and the lease gone.
+    assert!(server.store().leases().await.unwrap().is_empty());
+
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
+    // Enrolled once: a second start needs no token, and the token is spent.
+    let again = agent::connect(&config(None, fingerprint)).await;
+    assert!(again.is_ok(), "{:?}", again.err());
+    server.stop().await;
+}
