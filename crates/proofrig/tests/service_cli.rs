@@ -218,9 +218,11 @@ async fn an_admin_adds_people_a_tester_submits_and_cancels_and_a_malformed_plan_
     // A second token for tess works as the first.
     let again = lab.proofrig(&lab.admin, &["user", "token", "tess", "--days", "1"]).await.ok("user token").token("prt_");
 
-    // The tester submits the library's port-scan plan against a role selector.
+    // The tester submits the library's port-scan plan against a role selector, not
+    // before 2099: the server's scheduler (a pass every second) leaves it queued.
     let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testplans/open-ports.yaml");
-    let ran = lab.proofrig(&tess, &["submit", plan, "--role", "radio-unit", "--tag", "lte", "--priority", "70"]).await.ok("submit");
+    let args = ["submit", plan, "--role", "radio-unit", "--tag", "lte", "--priority", "70", "--at", "2099-01-01T00:00:00Z"];
+    let ran = lab.proofrig(&tess, &args).await.ok("submit");
     let job: u64 = ran
         .stdout
         .strip_prefix("job ")
@@ -234,6 +236,7 @@ async fn an_admin_adds_people_a_tester_submits_and_cancels_and_a_malformed_plan_
         lab.proofrig(&again, &["submit", plan, "--rig", "bench-404", "--at", "2030-01-01T10:00:00+01:00"]).await.ok("submit to no rig");
     assert!(ran.stdout.contains("warning:") && ran.stdout.contains("bench-404"), "{}", ran.stdout);
 
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let ran = lab.proofrig(&tess, &["queue"]).await.ok("queue");
     let row =
         ran.stdout.lines().find(|l| l.starts_with(&format!("{job} "))).unwrap_or_else(|| panic!("job {job} not listed:\n{}", ran.stdout));
