@@ -435,3 +435,41 @@ async fn fetch_brings_a_stored_bundle_home_verified_and_refuses_a_wrong_pin_or_f
     assert_eq!(tree(&lab.path("flagged").join(&flagged)), tree(&sealed), "served as stored, for inspection");
     lab.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_loopback_needs_no_pin_and_a_missing_token_or_a_stopped_server_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("server"));
+    config.plain_http = true;
+    let server = Server::start(config).await.unwrap();
+    let (url, admin) = (server.url(), server.bootstrap_token().unwrap().to_string());
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let run = |args: Vec<String>, token: Option<String>| async move {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_proofrig"));
+        command.args(&args).env_remove("PROOFRIG_FINGERPRINT").env_remove("PROOFRIG_SERVER").env_remove("PROOFRIG_TOKEN");
+        if let Some(token) = token {
+            command.env("PROOFRIG_TOKEN", token);
+        }
+        Ran::of(command.output().await.unwrap())
+    };
+    let ran = run(vec!["rigs".into(), "--server".into(), url.clone()], Some(admin.clone())).await.ok("rigs over plain http");
+    assert!(ran.stdout.contains("no rigs on http://127.0.0.1:"), "{}", ran.stdout);
+    let ran = run(vec!["queue".into(), "--server".into(), url.clone()], None).await;
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(ran.stderr.contains("no API token: set PROOFRIG_TOKEN"), "{}", ran.stderr);
+    let ran = run(vec!["queue".into(), "--server".into(), url.clone()], Some("prt_unknown".into())).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("server refused listing the queue: unknown API token") && ran.stderr.contains("HTTP 401"),
+        "{}",
+        ran.stderr
+    );
+    let ran = run(vec!["queue".into()], Some(admin.clone())).await;
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(ran.stderr.contains("no lab server given: pass --server https://HOST:PORT or set PROOFRIG_SERVER"), "{}", ran.stderr);
+    server.stop().await;
+    let ran = run(vec!["queue".into(), "--server".into(), url.clone()], Some(admin)).await;
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains(&format!("cannot reach the lab server at {url}: connection refused")), "{}", ran.stderr);
+    assert!(ran.stderr.contains("check that `proofrig serve` runs there"), "{}", ran.stderr);
+}

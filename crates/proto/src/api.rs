@@ -434,6 +434,17 @@ mod tests {
         }
         assert!(Role::parse("root").unwrap_err().contains("unknown role `root`"));
         round_trip(ApiError { code: "forbidden".into(), message: "tester may not reserve".into() });
+        round_trip(RunView {
+            run_id: "r1".into(),
+            job: JobId(4),
+            attempt: Attempt(2),
+            lab_host: "lab-a".into(),
+            lab_host_key: "ed25519:ab".into(),
+            received_at: "2026-12-05T09:00:00Z".into(),
+            check: BundleCheck::Flagged { reason: "Tampered: journal.jsonl".into() },
+            files: vec![BundleFile { path: "inputs/rig.yaml".into(), len: 3, sha256: "00".repeat(32) }],
+            receipt: serde_json::json!({ "payloadType": "application/vnd.proofrig.receipt+json" }),
+        });
         for state in [
             JobState::Queued,
             JobState::Assigned,
