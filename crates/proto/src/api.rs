@@ -13,8 +13,9 @@ use proofrig_verdict::Verdict;
 use serde::{Deserialize, Serialize};
 
 use crate::advert::RigSummary;
-use crate::files::PlanFile;
+use crate::files::{BundleFile, PlanFile};
 use crate::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
+use crate::labhost::BundleCheck;
 
 /// Which rigs may run a job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -338,6 +339,35 @@ pub struct AuditView {
     pub details: serde_json::Value,
 }
 
+/// `GET /api/runs/{run}`: a stored bundle as the server received it, for `proofrig
+/// fetch`. The receipt's statements (who ran it where, when it arrived, what verifying
+/// found), the receipt itself as the server signed it, and the bundle's files, each
+/// with its length and SHA-256 (`GET /api/runs/{run}/files/{path}` serves each), so
+/// the client checks every byte it is sent.
+///
+/// A flagged bundle (its check is [`BundleCheck::Flagged`]) is never shown as a
+/// result: the server refuses it (409 `flagged`, naming the reason) except to an
+/// admin who asks for it with `?flagged=true`, to inspect it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub job: JobId,
+    pub attempt: Attempt,
+    pub lab_host: String,
+    /// Key id of the key the lab host enrolled with: the bundle's signer must be it.
+    pub lab_host_key: String,
+    /// RFC 3339, UTC.
+    pub received_at: String,
+    pub check: BundleCheck,
+    /// A verified bundle's files as its manifest lists them, with `manifest.json` and
+    /// the attestation; a flagged one's as stored (its manifest is not trusted to
+    /// describe it).
+    pub files: Vec<BundleFile>,
+    /// The receipt as stored: a DSSE envelope signed by the server's key
+    /// (`<state-dir>/server.pub`).
+    pub receipt: serde_json::Value,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +484,17 @@ mod tests {
             created_at: UnixMillis(1),
         });
 
+        round_trip(RunView {
+            run_id: "r1".into(),
+            job: JobId(4),
+            attempt: Attempt(2),
+            lab_host: "lab-a".into(),
+            lab_host_key: "ed25519:ab".into(),
+            received_at: "2026-12-05T09:00:00Z".into(),
+            check: BundleCheck::Flagged { reason: "Tampered: journal.jsonl".into() },
+            files: vec![BundleFile { path: "inputs/rig.yaml".into(), len: 3, sha256: "00".repeat(32) }],
+            receipt: serde_json::json!({ "payloadType": "application/vnd.proofrig.receipt+json" }),
+        });
         for state in [
             JobState::Queued,
             JobState::Assigned,

@@ -22,19 +22,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
 use axum::{Extension, Json, Router};
+use proofrig_evidence::bundle::{list_files, sha256_file, Manifest, ATTESTATION, MANIFEST};
 use proofrig_plan::{Plan, PlanError};
 use proofrig_proto::api::NewSchedule;
 use proofrig_proto::api::{
-    ApiError, AuditView, Cancel, EnrollmentCreated, NewEnrollment, NewToken, NewUser, Reserve, Role, SubmitJob, TokenCreated,
+    ApiError, AuditView, Cancel, EnrollmentCreated, NewEnrollment, NewToken, NewUser, Reserve, Role, RunView, SubmitJob, TokenCreated,
 };
-use proofrig_proto::files::check_plan_name;
+use proofrig_proto::files::{check_bundle_path, check_plan_name, BundleFile};
 use proofrig_proto::ids::JobId;
+use proofrig_proto::labhost::BundleCheck;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tower_http::timeout::TimeoutLayer;
@@ -104,6 +106,8 @@ enum RouteId {
     AddSchedule,
     Schedules,
     RemoveSchedule,
+    Run,
+    RunFile,
 }
 
 use Role::{Admin, Manager, Technician, Tester};
@@ -166,6 +170,15 @@ pub const ROUTES: &[Route] = &[
         summary: "remove a recurring run",
         id: RouteId::RemoveSchedule,
     },
+    // A flagged bundle only to an admin who asks for it with `?flagged=true` (checked in `stored_run`).
+    Route { method: "GET", path: "/api/runs/{run}", roles: EVERYONE, summary: "read a stored run's receipt and files", id: RouteId::Run },
+    Route {
+        method: "GET",
+        path: "/api/runs/{run}/files/{*path}",
+        roles: EVERYONE,
+        summary: "download a file of a stored run's bundle",
+        id: RouteId::RunFile,
+    },
 ];
 
 /// The API's router: [`ROUTES`], each behind [`authorize`], a JSON 404 for anything else.
@@ -201,6 +214,8 @@ fn handler(id: RouteId) -> MethodRouter<ApiState> {
         RouteId::AddSchedule => routing::post(add_schedule),
         RouteId::Schedules => routing::get(schedules),
         RouteId::RemoveSchedule => routing::delete(remove_schedule),
+        RouteId::Run => routing::get(run),
+        RouteId::RunFile => routing::get(run_file),
     }
 }
 
@@ -556,6 +571,225 @@ async fn remove_schedule(State(s): State<ApiState>, Extension(c): Extension<Call
     }
     s.store.remove_schedule(id, &c.ctx(&s.clock)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- stored runs -------------------------------------------------------------------
+
+async fn run(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(run): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let flagged = wants_flagged(query.as_deref())?;
+    let (view, _) = blocking(move || stored_run(&s, &c, &run, flagged, Digests::Compute)).await?;
+    Ok(Json(view).into_response())
+}
+
+/// One file of a stored bundle, streamed as stored, if the run's listing names it.
+async fn run_file(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path((run, path)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let flagged = wants_flagged(query.as_deref())?;
+    check_bundle_path(&path).map_err(|e| ApiFail::invalid(e.to_string()))?;
+    let run_id = run.clone();
+    // The listing only says which files may be served and their length: the client
+    // checks the digests it was given by `GET /api/runs/{run}`.
+    let (view, dir) = blocking(move || stored_run(&s, &c, &run_id, flagged, Digests::Skip)).await?;
+    let Some(listed) = view.files.iter().find(|f| f.path == path) else {
+        return Err(ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("run {run} has no file {path}; GET /api/runs/{run} lists its files"),
+        ));
+    };
+    let file_path = dir.join(&path);
+    let unreadable = |e: std::io::Error| {
+        ApiFail::new(StatusCode::SERVICE_UNAVAILABLE, "busy", format!("the server cannot read {path} of run {run}: {e}; try again later"))
+    };
+    let file = tokio::fs::File::open(&file_path).await.map_err(unreadable)?;
+    let len = file.metadata().await.map_err(unreadable)?.len();
+    if len != listed.len {
+        return Err(ApiFail::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{path} of run {run} is {len} bytes on the server, not the {} its listing says: the stored bundle changed", listed.len),
+        ));
+    }
+    let body = axum::body::Body::new(FileBody { file, left: len });
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CONTENT_LENGTH, &len.to_string())], body).into_response())
+}
+
+/// `?flagged=true`: an admin asks for a flagged bundle, to inspect it.
+fn wants_flagged(query: Option<&str>) -> ApiResult<bool> {
+    match query.unwrap_or("") {
+        "" | "flagged=false" => Ok(false),
+        "flagged=true" => Ok(true),
+        other => {
+            Err(ApiFail::invalid(format!("unknown query `{other}`: the only one is `flagged=true` (an admin inspecting a flagged bundle)")))
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiFail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("reading the stored run did not finish: {e}")))?
+}
+
+/// A run id names a directory of the inbox: letters, digits, `.`, `_`, `-`, not starting with a dot.
+fn check_run_name(run: &str) -> ApiResult<()> {
+    let plain = !run.is_empty()
+        && run.len() <= 200
+        && !run.starts_with('.')
+        && run.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    match plain {
+        true => Ok(()),
+        false => Err(ApiFail::invalid(format!("run id `{run}`: use the run id `proofrig queue` shows (letters, digits, `.`, `_`, `-`)"))),
+    }
+}
+
+/// A stored run as the caller may see it, and its bundle's directory: its receipt
+/// checked against the server's key, a flagged one refused (see [`RunView`]).
+fn stored_run(s: &ApiState, c: &Caller, run: &str, flagged: bool, digests: Digests) -> ApiResult<(RunView, std::path::PathBuf)> {
+    check_run_name(run)?;
+    let dir = s.inbox.bundle(run);
+    if !dir.is_dir() {
+        return Err(ApiFail::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no stored bundle for run {run}: it is not uploaded yet, or the id is wrong (`proofrig queue` shows each job's run id)"
+            ),
+        ));
+    }
+    let unreceipted = |e: String| {
+        ApiFail::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("run {run}'s bundle has no valid receipt ({e}); it is not shown until it has one"),
+        )
+    };
+    let receipt = s.inbox.read_receipt(run, &s.key.verifying_key()).map_err(unreceipted)?;
+    let signed = std::fs::read(s.inbox.receipt(run)).map_err(|e| e.to_string()).map_err(unreceipted)?;
+    let signed: serde_json::Value = serde_json::from_slice(&signed).map_err(|e| e.to_string()).map_err(unreceipted)?;
+    let files = match &receipt.check {
+        BundleCheck::Flagged { reason } if !(flagged && c.role == Role::Admin) => {
+            let who = match flagged {
+                true => format!("only an admin may fetch it to inspect it, and {} is a {}", c.user, c.role),
+                false => "an admin may fetch it to inspect it (`?flagged=true`, `proofrig fetch --flagged`)".to_string(),
+            };
+            return Err(ApiFail::new(
+                StatusCode::CONFLICT,
+                "flagged",
+                format!("run {run} is flagged: {reason}; a flagged bundle is never shown as a result: {who}"),
+            ));
+        }
+        BundleCheck::Flagged { .. } => files_as_stored(&dir, digests),
+        BundleCheck::Verified { .. } => files_of_manifest(&dir),
+    }
+    .map_err(|e| ApiFail::new(StatusCode::CONFLICT, "conflict", format!("run {run}'s stored bundle does not list: {e}")))?;
+    let view = RunView {
+        run_id: receipt.run_id,
+        job: receipt.job,
+        attempt: receipt.attempt,
+        lab_host: receipt.lab_host,
+        lab_host_key: receipt.lab_host_key,
+        received_at: receipt.received_at,
+        check: receipt.check,
+        files,
+        receipt: signed,
+    };
+    Ok((view, dir))
+}
+
+/// A verified bundle's files as its manifest lists them, with the manifest and the
+/// attestation (which the manifest cannot list).
+fn files_of_manifest(dir: &std::path::Path) -> Result<Vec<BundleFile>, String> {
+    let bytes = std::fs::read(dir.join(MANIFEST)).map_err(|e| format!("{MANIFEST}: {e}"))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| format!("{MANIFEST}: {e}"))?;
+    let mut files: Vec<BundleFile> =
+        manifest.files.into_iter().map(|f| BundleFile { path: f.path, len: f.size, sha256: f.sha256 }).collect();
+    files.push(BundleFile { path: MANIFEST.into(), len: bytes.len() as u64, sha256: proofrig_proto::bytes::sha256_hex(&bytes) });
+    if dir.join(ATTESTATION).is_file() {
+        let (sha256, len) = sha256_file(&dir.join(ATTESTATION)).map_err(|e| format!("{ATTESTATION}: {e}"))?;
+        files.push(BundleFile { path: ATTESTATION.into(), len, sha256 });
+    }
+    Ok(files)
+}
+
+/// Whether a flagged bundle's listing hashes every stored file (for the listing a
+/// client checks against) or only measures them (to serve one file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digests {
+    Compute,
+    Skip,
+}
+
+/// A flagged bundle's files as they are stored: its manifest may not describe them.
+fn files_as_stored(dir: &std::path::Path, digests: Digests) -> Result<Vec<BundleFile>, String> {
+    let entries = list_files(dir).map_err(|e| e.to_string())?;
+    let regular = entries.into_iter().filter(|e| e.not_a_file.is_none());
+    regular
+        .map(|e| {
+            let path = dir.join(&e.path);
+            let (sha256, len) = match digests {
+                Digests::Compute => sha256_file(&path).map_err(|err| format!("{}: {err}", e.path))?,
+                Digests::Skip => (String::new(), std::fs::metadata(&path).map_err(|err| format!("{}: {err}", e.path))?.len()),
+            };
+            Ok(BundleFile { path: e.path, len, sha256 })
+        })
+        .collect()
+}
+
+/// A stored file's bytes, streamed in 64 KiB frames (a bundle's journal may be gigabytes).
+struct FileBody {
+    file: tokio::fs::File,
+    left: u64,
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let mut buf = vec![0u8; self.left.min(64 * 1024) as usize];
+        let mut read = tokio::io::ReadBuf::new(&mut buf);
+        match tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.file), cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file ended before its listed length",
+                    ))));
+                }
+                self.left -= n as u64;
+                buf.truncate(n);
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(buf)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
 }
 
 async fn openapi() -> Response {

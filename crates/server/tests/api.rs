@@ -187,11 +187,19 @@ const POLICY: &[(&str, &str, &[&str])] = &[
     ("POST", "/api/schedules", &["technician", "tester"]),
     ("GET", "/api/schedules", &["technician", "tester", "manager", "admin"]),
     ("DELETE", "/api/schedules/{schedule}", &["technician", "tester"]),
+    // Everyone reads stored runs; a flagged one only an admin, on asking (tests/service_cli.rs).
+    ("GET", "/api/runs/{run}", &["technician", "tester", "manager", "admin"]),
+    ("GET", "/api/runs/{run}/files/{*path}", &["technician", "tester", "manager", "admin"]),
 ];
 
 /// A route's path with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{job}", "1").replace("{rig}", "bench-9").replace("{user}", "nobody").replace("{schedule}", "1")
+    path.replace("{job}", "1")
+        .replace("{rig}", "bench-9")
+        .replace("{user}", "nobody")
+        .replace("{schedule}", "1")
+        .replace("{run}", "run-9")
+        .replace("{*path}", "journal.jsonl")
 }
 
 fn method(name: &str) -> Method {

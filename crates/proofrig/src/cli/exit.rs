@@ -11,6 +11,13 @@
 //! | 255 | `proofrig ssh`: the remote command gave no exit status |
 //!
 //! `proofrig ssh` otherwise exits with the remote command's own status.
+//!
+//! The commands over the lab server (`submit`, `queue`, `rigs`, `reserve`, `fetch`,
+//! `user`, `labhost token`, ...) use the same codes: 0 done; 1 the server refused
+//! (no right, a conflict, not found, a flagged bundle) or cannot be reached, or its
+//! certificate is not the pinned one; 3 a missing server, token or fingerprint, or a
+//! request the server found invalid, a malformed plan among them, at its
+//! file:line:column ([`of_refusal`]). `fetch` then exits as `verify` does.
 
 use proofrig_verdict::{Rollup, Verdict};
 
@@ -41,6 +48,16 @@ pub fn of_run(run: &Rollup) -> u8 {
     }
 }
 
+/// The exit code of a request the lab server refused with this HTTP status: [`USAGE`]
+/// when it found the request itself invalid (400, 413: a malformed plan, an unknown
+/// role; nothing was done), [`FAILED`] for anything else refused.
+pub fn of_refusal(http_status: u16) -> u8 {
+    match http_status {
+        400 | 413 => USAGE,
+        _ => FAILED,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +70,14 @@ mod tests {
         assert_eq!(of_run(&Rollup::of([Pass, Inconclusive])), UNDECIDED);
         assert_eq!(of_run(&Rollup::of([Pass, NotRun])), UNDECIDED);
         assert_eq!(of_run(&Rollup::of([])), UNDECIDED);
+    }
+
+    #[test]
+    fn a_request_the_server_found_invalid_is_a_usage_error_anything_else_refused_a_failure() {
+        assert_eq!(of_refusal(400), USAGE);
+        assert_eq!(of_refusal(413), USAGE);
+        for status in [401, 403, 404, 409, 503] {
+            assert_eq!(of_refusal(status), FAILED, "{status}");
+        }
     }
 }

@@ -1,21 +1,30 @@
 //! Command-line grammar and dispatch. Each subcommand lives in its own module.
 
+mod cancel;
 mod catalogue;
+mod client;
 mod console;
 #[cfg(feature = "simlab")]
 mod demo;
+mod enrollment;
+mod fetch;
 mod keygen;
 mod labhost;
 mod plan;
 mod power;
 mod probe;
+mod queue;
+mod reservation;
 mod rig;
+mod rigs;
 mod run;
 mod seal;
 mod serve;
 #[cfg(feature = "simlab")]
 mod sim;
 mod ssh;
+mod submit;
+mod user;
 mod verify;
 
 use std::path::PathBuf;
@@ -69,6 +78,16 @@ pub enum LabhostCommand {
         /// Serve the simulated lab, started in this process (written to STATE_DIR/simlab/).
         #[arg(long)]
         simlab: bool,
+    },
+    /// Mint a lab host's one-time enrollment token; prints it, once.
+    Token {
+        /// The lab host's name.
+        name: String,
+        /// Valid this many minutes [default: 60; at most 10080, a week].
+        #[arg(long)]
+        minutes: Option<u32>,
+        #[command(flatten)]
+        connection: client::Connection,
     },
 }
 
@@ -208,7 +227,8 @@ pub enum Command {
         #[arg(long)]
         plain_http: bool,
     },
-    /// The lab host agent: serve this machine's rigs to a proofrig server.
+    /// Lab hosts: run the agent that serves this machine's rigs to a proofrig server,
+    /// or (admin) mint a lab host's enrollment token.
     Labhost {
         #[command(subcommand)]
         command: LabhostCommand,
@@ -236,6 +256,140 @@ pub enum Command {
         /// The lab's public key (PEM). Without it the signer is shown but not trusted.
         #[arg(long, value_name = "PUBKEY.pem")]
         key: Option<PathBuf>,
+    },
+    /// Queue plans on the lab server, for one rig or any rig with these roles and tags.
+    ///
+    /// The server checks each plan as `plan check` does: a malformed one is refused at
+    /// its file:line:column and nothing is queued (exit 3). Prints the job id and any
+    /// warning (no rig matches now). Exit status: 0 queued, 1 refused or unreachable,
+    /// 3 bad usage or an invalid plan.
+    Submit {
+        /// Plan files.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// This rig and no other.
+        #[arg(long, required_unless_present = "roles", conflicts_with_all = ["roles", "tags"])]
+        rig: Option<String>,
+        /// Any rig with a device of this role (repeat for several).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// ... and, across its devices, this tag (repeat for several).
+        #[arg(long = "tag", value_name = "TAG", requires = "roles")]
+        tags: Vec<String>,
+        /// Only this device of the rig.
+        #[arg(long)]
+        device: Option<String>,
+        /// 0 (lowest) to 100 (highest) [default: 50].
+        #[arg(long)]
+        priority: Option<u8>,
+        /// Not before this time (RFC 3339: 2026-12-05T18:00:00Z, or with +HH:MM).
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// Override a plan parameter (NAME=VALUE; the value is read as YAML).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// List the lab server's jobs: state, priority, target, rig, run id, verdict, who submitted.
+    Queue {
+        /// The API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Cancel a job on the lab server (a tester their own, a technician any).
+    Cancel {
+        job: u64,
+        /// Why (kept with the job and in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// List the lab server's rigs: lab host, state and why, roles and tags, who holds each.
+    Rigs {
+        /// The API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Reserve a rig for manual work (technician); no job starts on it but yours.
+    Reserve {
+        rig: String,
+        /// For this long [default: the server's, 60].
+        #[arg(long)]
+        minutes: Option<u32>,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Extend your reservation of a rig, up to the server's limit.
+    Extend {
+        rig: String,
+        /// By this long from now.
+        #[arg(long, required = true)]
+        minutes: u32,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Release your reservation of a rig.
+    Release {
+        rig: String,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Download a stored run's bundle into DIR/RUN/ and verify it here.
+    ///
+    /// Every file is checked against the server's listing (length, SHA-256) as it is
+    /// written; nothing half-written is left. The receipt goes to DIR/RUN.receipt.json.
+    /// Exit status as `verify`: 0 verified, 1 tampered, refused or flagged, 2 incomplete;
+    /// 3 bad usage.
+    Fetch {
+        /// The run id (`proofrig queue` shows it).
+        run: String,
+        /// Where the bundle directory is created.
+        #[arg(long, default_value = "results", value_name = "DIR")]
+        out: PathBuf,
+        /// The lab host's public key (PEM), to pin its signer as `verify --key` does.
+        #[arg(long, value_name = "PUBKEY.pem")]
+        key: Option<PathBuf>,
+        /// Admins: fetch a flagged bundle (one that did not verify on the server) to inspect it.
+        #[arg(long)]
+        flagged: bool,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// People on the lab server (admin).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a person with a role; prints their first API token, once.
+    Add {
+        name: String,
+        /// technician, tester, manager or admin.
+        #[arg(long)]
+        role: String,
+        /// Read a password (for the dashboard's login) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Mint another API token for a person; prints it, once.
+    Token {
+        name: String,
+        /// Valid this many days [default: 90; at most 365].
+        #[arg(long)]
+        days: Option<u32>,
+        #[command(flatten)]
+        connection: client::Connection,
     },
 }
 
@@ -334,5 +488,26 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Seal { run_dir, key } => seal::seal(&run_dir, key.as_deref()),
         Command::Verify { bundle, key } => verify::verify(&bundle, key.as_deref()),
+        Command::Submit { plans, rig, roles, tags, device, priority, at, params, connection } => {
+            submit::submit(submit::SubmitArgs { plans, rig, roles, tags, device, priority, at, params, connection }).await
+        }
+        Command::Queue { json, connection } => queue::queue(json, &connection).await,
+        Command::Cancel { job, reason, connection } => cancel::cancel(job, reason, &connection).await,
+        Command::Rigs { json, connection } => rigs::rigs(json, &connection).await,
+        Command::Reserve { rig, minutes, connection } => reservation::hold(reservation::Hold::Reserve, &rig, minutes, &connection).await,
+        Command::Extend { rig, minutes, connection } => {
+            reservation::hold(reservation::Hold::Extend, &rig, Some(minutes), &connection).await
+        }
+        Command::Release { rig, connection } => reservation::hold(reservation::Hold::Release, &rig, None, &connection).await,
+        Command::Fetch { run, out, key, flagged, connection } => {
+            fetch::fetch(fetch::FetchArgs { run, out, key, flagged, connection }).await
+        }
+        Command::User { command: UserCommand::Add { name, role, password_stdin, connection } } => {
+            user::add(&name, &role, password_stdin, &connection).await
+        }
+        Command::User { command: UserCommand::Token { name, days, connection } } => user::token(&name, days, &connection).await,
+        Command::Labhost { command: LabhostCommand::Token { name, minutes, connection } } => {
+            enrollment::token(&name, minutes, &connection).await
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::{report, Failure, EXIT_FAILED, EXIT_OK};
 use proofrig_evidence::signing;
-use proofrig_evidence::verify::{CheckState, Status};
+use proofrig_evidence::verify::{CheckState, Status, VerifyReport};
 
 /// Exit code: the bundle was never sealed, or sealed after its run stopped.
 pub const EXIT_INCOMPLETE: u8 = super::exit::UNDECIDED;
@@ -27,7 +27,12 @@ pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
         None => None,
     };
     let result = proofrig_evidence::verify_bundle(bundle, pinned.as_ref());
+    Ok(show(bundle, &result, key))
+}
 
+/// Print a verify report as `proofrig verify` does (also `proofrig fetch`, after a
+/// download); its exit code.
+pub fn show(bundle: &Path, result: &VerifyReport, key: Option<&Path>) -> u8 {
     println!("Verifying {}", bundle.display());
     for check in &result.checks {
         let mark = match check.state {
@@ -65,5 +70,5 @@ pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
             EXIT_FAILED
         }
     };
-    Ok(code)
+    code
 }
