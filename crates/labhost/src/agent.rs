@@ -380,8 +380,9 @@ async fn polls(shared: Arc<Shared>) {
 /// Check an assignment, answer it, and start its run.
 async fn take(shared: &Arc<Shared>, assignment: Assignment) {
     let accepted = shared.assignments.lock().expect("not poisoned").accept(&assignment);
-    let message = match accepted {
-        Ok(Accepted::Again(answer)) => LabHostMessage::AssignmentAccepted(answer),
+    let (link, incoming) = (shared.link.clone(), shared.incoming.clone());
+    let (message, start) = match accepted {
+        Ok(Accepted::Again(answer)) => (LabHostMessage::AssignmentAccepted(answer), None),
         Ok(Accepted::Start { answer, job }) => {
             let (abort, aborted) = watch::channel(false);
             shared.held.lock().expect("not poisoned").push(Held {
@@ -396,18 +397,29 @@ async fn take(shared: &Arc<Shared>, assignment: Assignment) {
                 rig: assignment.rig.clone(),
                 ids: UploadFor { job: assignment.job, attempt: assignment.attempt, fencing: assignment.fencing },
             };
-            tokio::spawn(runner.run(*job, aborted));
-            LabHostMessage::AssignmentAccepted(answer)
+            (LabHostMessage::AssignmentAccepted(answer), Some((runner, job, aborted)))
         }
         Err(refused) => {
             tracing::warn!("refused {} attempt {}: {}", refused.job, refused.attempt.0, refused.reason);
-            LabHostMessage::AssignmentRefused(refused)
+            (LabHostMessage::AssignmentRefused(refused), None)
         }
     };
-    let (link, incoming) = (shared.link.clone(), shared.incoming.clone());
+    // The run starts once the server knows it runs (the contract's order), within what
+    // is left of its lease; a job the server no longer wants (cancelled meanwhile), or
+    // a server silent past the lease, is not run at all.
+    let lease = Duration::from_millis(assignment.lease.valid_for_ms);
     tokio::spawn(async move {
-        if let Err(r) = link.deliver(&message, &incoming).await {
-            tracing::warn!("the server refused the answer to an assignment: {}", r.message);
+        let answered = tokio::time::timeout(lease, link.deliver(&message, &incoming)).await;
+        let Some((runner, job, aborted)) = start else {
+            if let Ok(Err(r)) = answered {
+                tracing::warn!("the server refused the answer to an assignment: {}", r.message);
+            }
+            return;
+        };
+        match answered {
+            Ok(Ok(_)) => runner.run(*job, aborted).await,
+            Ok(Err(r)) => runner.drop_unstarted(&format!("the server refused its start: {}", r.message)),
+            Err(_) => runner.drop_unstarted("the server did not hear of its start before its lease ran out"),
         }
     });
 }
@@ -419,6 +431,13 @@ struct Runner {
 }
 
 impl Runner {
+    /// A job accepted here that the server would not have run: forget it, run nothing.
+    fn drop_unstarted(self, why: &str) {
+        tracing::warn!("{} attempt {} not run: {why}", self.ids.job, self.ids.attempt.0);
+        self.shared.assignments.lock().expect("not poisoned").finished(&self.rig);
+        self.shared.held.lock().expect("not poisoned").retain(|h| h.fencing != self.ids.fencing);
+    }
+
     async fn run(self, job: proofrig_run::job::Job, aborted: watch::Receiver<bool>) {
         let dir = job.dir().to_path_buf();
         let run_id = job.run_id().to_string();

@@ -92,6 +92,13 @@ async fn a_lab_host_enrolls_takes_a_job_and_its_bundle_arrives_verified() {
     assert_eq!(report.status, proofrig_evidence::verify::Status::Verified);
     let receipt = server.inbox().read_receipt(&run_id, server.key()).unwrap();
     assert_eq!(receipt.lab_host, "lab-a");
+    // The server witnessed the journal as it streamed, and what it signed holds in the bundle.
+    assert!(!receipt.witnessed.is_empty(), "no witness statement in the receipt");
+    let last = receipt.witnessed.last().unwrap();
+    let records = std::fs::read_to_string(bundle.join("journal.jsonl")).unwrap().lines().count() as u64;
+    assert_eq!(last.records, records, "the job's end is witnessed: every record");
+    let checks = proofrig_server::witness::check_against(&bundle.join("journal.jsonl"), &receipt.witnessed);
+    assert!(checks.iter().all(|c| *c == proofrig_server::witness::WitnessCheck::Holds), "{checks:?}");
     // The journal the server held as it streamed is the bundle's.
     let live = std::fs::read(state.path().join("live").join(format!("{}.1.jsonl", submitted.job.0))).unwrap();
     assert_eq!(live, std::fs::read(bundle.join("journal.jsonl")).unwrap());

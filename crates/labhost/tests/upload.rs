@@ -61,7 +61,8 @@ async fn a_job_goes_from_assignment_to_a_verified_bundle_on_the_server_across_a_
     let run = UploadFor { job: answer.job, attempt: answer.attempt, fencing: answer.fencing };
     let offered = offer(&sealed.dir, run).unwrap();
     assert_eq!(offered.run_id, answer.run_id);
-    let from = Sender { lab_host: "bench-a", key: &lab_key.verifying_key(), received_at: "2026-12-05T08:00:00Z" };
+    let from =
+        Sender { lab_host: "bench-a", key: &lab_key.verifying_key(), received_at: "2026-12-05T08:00:00Z", live: None, witnessed: &[] };
     let inbox = Inbox::open(inbox_dir.path(), Limits::default()).unwrap();
 
     // The first connection sends two files, then the link drops.

@@ -167,7 +167,7 @@ impl Lab {
         inbox.offer(&offer).unwrap();
         let lab_key = proofrig_evidence::signing::load_verifying_key(&self.path("keys/lab.pub")).unwrap();
         let server_key = proofrig_evidence::signing::load_signing_key(&self.path("server").join(SERVER_KEY)).unwrap();
-        let from = Sender { lab_host: "lab-a", key: &lab_key, received_at: "2026-12-05T09:00:00Z" };
+        let from = Sender { lab_host: "lab-a", key: &lab_key, received_at: "2026-12-05T09:00:00Z", live: None, witnessed: &[] };
         let mut check = None;
         for file in &files {
             let data = std::fs::read(bundle.join(&file.path)).unwrap();

@@ -147,7 +147,7 @@ impl Server {
             key: key.clone(),
         };
         let live_dir = dir.join("live");
-        let live = Arc::new(Live::open(&live_dir).map_err(|source| ServeError::Inbox { path: live_dir, source })?);
+        let live = Arc::new(Live::open(&live_dir, key.clone()).map_err(|source| ServeError::Inbox { path: live_dir, source })?);
         let hub = Arc::new(Hub::default());
         let app = labwire::router(WireState { api: api.clone(), hub: hub.clone(), live }).merge(api::router(api));
         let (stop, stopped) = watch::channel(false);

@@ -33,6 +33,8 @@ use proofrig_proto::ids::{Attempt, FencingToken, JobId};
 use proofrig_proto::labhost::{BundleCheck, FileHeld, Refusal, RefusalCode, UploadChunk, UploadHeld, UploadOffer, Uploaded};
 use proofrig_proto::resume::{place, Placement};
 
+use crate::witness::{check_against, WitnessCheck, Witnessed};
+
 /// The DSSE payload type of a receipt.
 pub const RECEIPT_PAYLOAD_TYPE: &str = "application/vnd.proofrig.receipt+json";
 /// The offer, as received, inside a staging directory.
@@ -62,6 +64,12 @@ pub struct Sender<'a> {
     pub key: &'a VerifyingKey,
     /// RFC 3339, UTC.
     pub received_at: &'a str,
+    /// The journal the server held while the job ran, if it streamed
+    /// ([`crate::live`]): the bundle's journal must begin with exactly these bytes.
+    pub live: Option<&'a Path>,
+    /// What the server signed of that journal as it came ([`crate::witness`]): each
+    /// must hold in the bundle's journal, and the receipt lists them.
+    pub witnessed: &'a [Witnessed],
 }
 
 /// The signed statement stored beside a received bundle.
@@ -77,6 +85,9 @@ pub struct Receipt {
     /// SHA-256 of the bundle's manifest.json as received (it digests every other file).
     pub manifest_sha256: Option<String>,
     pub check: BundleCheck,
+    /// The server's statements of what it saw of the journal while the job ran.
+    #[serde(default)]
+    pub witnessed: Vec<Witnessed>,
 }
 
 /// A bundle upload's progress: how much of each file is held, or the bundle stored.
@@ -302,6 +313,10 @@ impl Inbox {
             },
             (status, _) => BundleCheck::Flagged { reason: format!("{status:?}: {}", report.summary) },
         };
+        let check = match (check, witness_breach(&bundle, from)) {
+            (BundleCheck::Verified { .. }, Some(reason)) => BundleCheck::Flagged { reason },
+            (check, _) => check,
+        };
         let receipt = Receipt {
             run_id: offer.run_id.clone(),
             job: offer.job,
@@ -311,6 +326,7 @@ impl Inbox {
             received_at: from.received_at.to_string(),
             manifest_sha256: manifest_bytes.as_deref().map(sha256_hex),
             check: check.clone(),
+            witnessed: from.witnessed.to_vec(),
         };
         let envelope = signing::sign(server_key, RECEIPT_PAYLOAD_TYPE, &serde_json::to_vec(&receipt).expect("a receipt is plain data"));
         let receipt_path = self.receipt(&offer.run_id);
@@ -332,6 +348,45 @@ impl Inbox {
         }
         let payload = envelope.payload_bytes().map_err(|e| e.to_string())?;
         serde_json::from_slice(&payload).map_err(|e| e.to_string())
+    }
+}
+
+/// Why a bundle's journal is not the one the server witnessed while its job ran, if
+/// it is not: it must begin with the bytes the server held, and every signed witness
+/// statement must hold in it.
+fn witness_breach(bundle: &Path, from: &Sender<'_>) -> Option<String> {
+    let journal = bundle.join(proofrig_evidence::bundle::JOURNAL);
+    if let Some(live) = from.live.filter(|p| p.exists()) {
+        match starts_with(&journal, live) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Some(format!(
+                "its journal does not begin with the {} bytes the server held while the job ran: it was rewritten after the server saw it",
+                file_len(live)
+            ))
+            }
+            Err(e) => return Some(format!("its journal cannot be compared with what the server held: {e}")),
+        }
+    }
+    check_against(&journal, from.witnessed).into_iter().find_map(|c| match c {
+        WitnessCheck::Holds => None,
+        WitnessCheck::Broken(why) => Some(why),
+    })
+}
+
+/// Whether the file at `path` begins with the bytes of the file at `prefix`.
+fn starts_with(path: &Path, prefix: &Path) -> std::io::Result<bool> {
+    let (mut whole, mut start) =
+        (std::io::BufReader::new(std::fs::File::open(path)?), std::io::BufReader::new(std::fs::File::open(prefix)?));
+    let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = start.read(&mut b)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if whole.read_exact(&mut a[..n]).is_err() || a[..n] != b[..n] {
+            return Ok(false);
+        }
     }
 }
 

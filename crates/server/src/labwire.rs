@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 
 use crate::api::{secret_sha256, ApiState};
 use crate::inbox::{Progress, Sender};
-use crate::live::Live;
+use crate::live::{Live, Seen};
 use crate::store::{Ctx, StoreError};
 
 /// Wakes the polls of lab hosts that have something waiting.
@@ -187,10 +187,17 @@ impl Session<'_> {
                 Ok(Vec::new())
             }
             LabHostMessage::JournalChunk(chunk) => {
-                let held = self.state.live.chunk(&chunk).map_err(|r| refused(r.code, r.message))?;
+                let at = humantime_utc(self.ctx.now);
+                let seen = Seen { lab_host: &self.labhost.0, at: &at };
+                let held = self.state.live.chunk(&chunk, &seen).map_err(|r| refused(r.code, r.message))?;
                 one(ServerMessage::JournalHeld(held))
             }
             LabHostMessage::JobEnded(end) => {
+                let at = humantime_utc(self.ctx.now);
+                self.state
+                    .live
+                    .witness_now(end.job, end.attempt, &Seen { lab_host: &self.labhost.0, at: &at })
+                    .map_err(|r| refused(r.code, r.message))?;
                 store.job_ended(end.job, end.attempt, end.fencing, &self.ctx).await.map_err(from_store)?;
                 self.state.hub.schedule.notify_one();
                 Ok(Vec::new())
@@ -275,8 +282,9 @@ impl Session<'_> {
             (self.state.api.inbox.clone(), self.state.api.key.clone(), *self.key, self.labhost.0.clone());
         let received_at = humantime_utc(self.ctx.now);
         let (job, attempt) = (chunk.job, chunk.attempt);
+        let (live, witnessed) = (self.state.live.journal(job, attempt), self.state.live.witnessed(job, attempt));
         let progress = tokio::task::spawn_blocking(move || {
-            let from = Sender { lab_host: &labhost, key: &key, received_at: &received_at };
+            let from = Sender { lab_host: &labhost, key: &key, received_at: &received_at, live: Some(&live), witnessed: &witnessed };
             inbox.chunk(&chunk, &from, &server_key)
         })
         .await

@@ -19,7 +19,7 @@
 //! call each; [`recurring`], the rules of recurring runs (a cron expression in a time
 //! zone: when it fires next, across daylight-saving changes and after downtime), which
 //! the store's schedules follow; the lab hosts' one signed route, [`labwire`], and the
-//! journals of running jobs it holds, [`live`]; and the loop that fires schedules,
+//! journals of running jobs it holds, [`live`], signing what it saw as [`witness`]; and the loop that fires schedules,
 //! schedules jobs and reaps, [`service`].
 
 pub mod api;
@@ -33,3 +33,4 @@ pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod tls;
+pub mod witness;

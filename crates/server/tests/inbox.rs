@@ -99,7 +99,7 @@ fn chunk(path: &str, whole: &[u8], offset: usize, len: usize) -> UploadChunk {
 }
 
 fn sender(key: &ed25519_dalek::VerifyingKey) -> Sender<'_> {
-    Sender { lab_host: "bench-a", key, received_at: "2026-12-05T08:00:00Z" }
+    Sender { lab_host: "bench-a", key, received_at: "2026-12-05T08:00:00Z", live: None, witnessed: &[] }
 }
 
 /// Upload every file in chunks of `size` from where the server says it holds them.
@@ -229,4 +229,68 @@ fn a_bundle_signed_by_another_key_or_edited_on_the_way_is_kept_but_flagged() {
     let Some(Progress::Stored(uploaded)) = upload_rest(&inbox, &run_id, &files, 1 << 20) else { panic!("not stored") };
     let BundleCheck::Flagged { reason } = &uploaded.check else { panic!("an edited bundle verified: {:?}", uploaded.check) };
     assert!(reason.contains("Tampered"), "{reason}");
+}
+
+/// Sends every file of `files` in one go, as `from`.
+fn upload_as(inbox: &Inbox, run_id: &str, files: &[(String, Vec<u8>)], from: &Sender<'_>) -> Progress {
+    inbox.offer(&offer(run_id, files)).unwrap();
+    let mut last = None;
+    for (path, bytes) in files {
+        last = Some(inbox.chunk(&chunk(path, bytes, 0, bytes.len()), from, &server_key()).unwrap());
+    }
+    last.unwrap()
+}
+
+#[test]
+fn a_journal_rewritten_after_the_server_witnessed_it_is_flagged_even_when_signed_by_the_lab_key() {
+    use proofrig_server::witness::Witnessed;
+    let lab = tempfile::tempdir().unwrap();
+    let bundle = sealed_bundle(lab.path(), &lab_key());
+    let run_id = bundle.file_name().unwrap().to_string_lossy().into_owned();
+    let files = files_of(&bundle);
+    let journal = &files.iter().find(|(p, _)| p == "journal.jsonl").unwrap().1;
+    let key = lab_key().verifying_key();
+    let head_of_first = {
+        let first = &journal[..journal.iter().position(|&b| b == b'\n').unwrap()];
+        sha256_hex(first)
+    };
+    let seen = |records: u64, head: String| Witnessed {
+        job: JobId(21),
+        attempt: Attempt(1),
+        lab_host: "bench-a".into(),
+        records,
+        head,
+        bytes: 0,
+        at: "2026-12-05T08:00:00Z".into(),
+    };
+
+    // What the server held and witnessed is what arrives: verified, and the receipt lists it.
+    let root = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(root.path(), Limits::default()).unwrap();
+    let held = root.path().join("held.jsonl");
+    std::fs::write(&held, &journal[..journal.len() / 2]).unwrap();
+    let witnessed = [seen(1, head_of_first.clone())];
+    let from = Sender { live: Some(&held), witnessed: &witnessed, ..sender(&key) };
+    let Progress::Stored(stored) = upload_as(&inbox, &run_id, &files, &from) else { panic!("not stored") };
+    assert!(matches!(stored.check, BundleCheck::Verified { .. }), "{:?}", stored.check);
+    let receipt = inbox.read_receipt(&run_id, &server_key().verifying_key()).unwrap();
+    assert_eq!(receipt.witnessed, witnessed);
+
+    // The server held other bytes than the bundle's journal begins with: flagged.
+    let root = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(root.path(), Limits::default()).unwrap();
+    let mut other = journal[..200].to_vec();
+    other[150] ^= 1;
+    std::fs::write(&held, &other).unwrap();
+    let from = Sender { live: Some(&held), ..sender(&key) };
+    let Progress::Stored(stored) = upload_as(&inbox, &run_id, &files, &from) else { panic!("not stored") };
+    assert!(matches!(&stored.check, BundleCheck::Flagged { reason } if reason.contains("rewritten")), "{:?}", stored.check);
+
+    // A signed statement the journal does not match (its head differs): flagged too.
+    let root = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(root.path(), Limits::default()).unwrap();
+    let witnessed = [seen(1, "00".repeat(32))];
+    let from = Sender { witnessed: &witnessed, ..sender(&key) };
+    let Progress::Stored(stored) = upload_as(&inbox, &run_id, &files, &from) else { panic!("not stored") };
+    assert!(matches!(&stored.check, BundleCheck::Flagged { reason } if reason.contains("rewritten")), "{:?}", stored.check);
 }
