@@ -14,6 +14,9 @@ use std::path::PathBuf;
 
 use proofrig_labhost::agent::{self, AgentConfig, ServerAddress};
 
+use std::io::Write;
+
+use super::serve::say;
 use super::{Failure, EXIT_OK};
 
 /// `proofrig labhost run`'s flags.
@@ -66,7 +69,7 @@ pub async fn run(args: LabHostArgs) -> Result<u8, Failure> {
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(agent::run(config, stopped));
-    println!("lab host: serving {} as {}; stop with Ctrl-C", args.server, args.state_dir.display());
+    say!("lab host: serving {} as {}; stop with Ctrl-C", args.server, args.state_dir.display());
     tokio::select! {
         result = agent => {
             return match result {
@@ -77,7 +80,7 @@ pub async fn run(args: LabHostArgs) -> Result<u8, Failure> {
         }
         _ = super::serve::wait_for_stop() => {}
     }
-    println!("stopping: a running job is aborted, sealed, and uploaded");
+    say!("stopping: a running job is aborted, sealed, and uploaded");
     let _ = stop.send(true);
     // Give a job's restore steps and sealing a moment; its upload resumes on the next start.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -95,6 +98,6 @@ async fn simlab(args: &LabHostArgs) -> Result<proofrig_simlab::SimLab, Failure> 
     let rig = dir.join("simlab.yaml");
     std::fs::write(&rig, lab.rig_yaml(std::path::Path::new("secrets")))
         .map_err(|e| failed(&format!("cannot write {}: {e}", rig.display())))?;
-    println!("simulated lab running; its rig file: {}", rig.display());
+    say!("simulated lab running; its rig file: {}", rig.display());
     Ok(lab)
 }

@@ -14,6 +14,7 @@ mod plan;
 mod power;
 mod probe;
 mod queue;
+mod receipt;
 mod reservation;
 mod rig;
 mod rigs;
@@ -256,6 +257,14 @@ pub enum Command {
         /// The lab's public key (PEM). Without it the signer is shown but not trusted.
         #[arg(long, value_name = "PUBKEY.pem")]
         key: Option<PathBuf>,
+        /// The lab server's receipt (default: <bundle>.receipt.json beside the bundle,
+        /// as `proofrig fetch` saves it): its signature and the server's witness
+        /// statements are checked against the bundle.
+        #[arg(long, value_name = "FILE")]
+        receipt: Option<PathBuf>,
+        /// The lab server's public key (its state directory's server.pub) to pin the receipt's signer.
+        #[arg(long, value_name = "PUBKEY.pem")]
+        server_key: Option<PathBuf>,
     },
     /// Queue plans on the lab server, for one rig or any rig with these roles and tags.
     ///
@@ -487,7 +496,9 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             labhost::run(labhost::LabHostArgs { server, fingerprint, rigs, state_dir, enroll_file, name, simlab }).await
         }
         Command::Seal { run_dir, key } => seal::seal(&run_dir, key.as_deref()),
-        Command::Verify { bundle, key } => verify::verify(&bundle, key.as_deref()),
+        Command::Verify { bundle, key, receipt, server_key } => {
+            verify::verify(&bundle, key.as_deref(), receipt.as_deref(), server_key.as_deref())
+        }
         Command::Submit { plans, rig, roles, tags, device, priority, at, params, connection } => {
             submit::submit(submit::SubmitArgs { plans, rig, roles, tags, device, priority, at, params, connection }).await
         }

@@ -16,6 +16,15 @@ use proofrig_server::http::{ServeError, Server, ServerConfig, BOOTSTRAP_ADMIN};
 
 use super::{report, Failure, EXIT_OK};
 
+/// A line on stdout for whoever watches; a long-running service does not die when
+/// nobody reads it any more (a closed pipe, a detached terminal).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+pub(super) use say;
+
 /// `proofrig serve`'s flags.
 pub struct ServeArgs {
     pub listen: SocketAddr,
@@ -35,22 +44,22 @@ pub async fn serve(args: ServeArgs) -> Result<u8, Failure> {
         ServeError::PlainHttpNotLoopback { .. } => Failure::usage(report(e)),
         other => Failure::failed(report(other)),
     })?;
-    println!("proofrig server listening at {}", server.url());
+    say!("proofrig server listening at {}", server.url());
     match server.fingerprint() {
-        Some(fingerprint) => println!("certificate fingerprint (SHA-256, for lab hosts and the CLI to pin): {fingerprint}"),
-        None => println!("plain HTTP on loopback: put a TLS proxy in front before anyone else connects"),
+        Some(fingerprint) => say!("certificate fingerprint (SHA-256, for lab hosts and the CLI to pin): {fingerprint}"),
+        None => say!("plain HTTP on loopback: put a TLS proxy in front before anyone else connects"),
     }
     if let Some(token) = server.bootstrap_token() {
         let path = args.state_dir.join(BOOTSTRAP_FILE);
         write_secret(&path, token).map_err(|e| Failure::failed(miette::miette!("cannot write {}: {e}", path.display())))?;
-        println!(
+        say!(
             "first start: the API token of user `{BOOTSTRAP_ADMIN}` (valid 24 h) is in {} (mode 0600); add the real users with it, then delete the file",
             path.display()
         );
     }
     std::io::stdout().flush().ok();
     wait_for_stop().await;
-    println!("stopping");
+    say!("stopping");
     server.stop().await;
     Ok(EXIT_OK)
 }

@@ -14,7 +14,7 @@ use proofrig_evidence::verify::{CheckState, Status, VerifyReport};
 /// Exit code: the bundle was never sealed, or sealed after its run stopped.
 pub const EXIT_INCOMPLETE: u8 = super::exit::UNDECIDED;
 
-pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
+pub fn verify(bundle: &Path, key: Option<&Path>, receipt: Option<&Path>, server_key: Option<&Path>) -> Result<u8, Failure> {
     if !bundle.is_dir() {
         return Err(Failure::usage(miette::miette!(
             help = "pass the bundle directory, e.g. results/<run-id>",
@@ -27,7 +27,22 @@ pub fn verify(bundle: &Path, key: Option<&Path>) -> Result<u8, Failure> {
         None => None,
     };
     let result = proofrig_evidence::verify_bundle(bundle, pinned.as_ref());
-    Ok(show(bundle, &result, key))
+    let code = show(bundle, &result, key);
+    let Some(path) = receipt.map(Path::to_path_buf).or_else(|| super::receipt::beside(bundle)) else {
+        return Ok(code);
+    };
+    let checked = super::receipt::check(bundle, &path, server_key).map_err(|e| Failure::usage(miette::miette!("{e}")))?;
+    println!("Receipt {}", path.display());
+    for line in &checked.lines {
+        println!("  {line}");
+    }
+    Ok(match checked.holds {
+        true => code,
+        false => {
+            println!("TAMPERED: the bundle does not match the lab server's receipt");
+            EXIT_FAILED
+        }
+    })
 }
 
 /// Print a verify report as `proofrig verify` does (also `proofrig fetch`, after a

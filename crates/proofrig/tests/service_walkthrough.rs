@@ -1,0 +1,178 @@
+//! The README's lab-service walkthrough, with real processes over pinned HTTPS on
+//! loopback: `proofrig serve`; the admin adds a tester and a technician and mints a
+//! lab host's enrollment token; `proofrig labhost run` enrolls with it and serves a
+//! rig; the technician reserves the rig, the tester submits a plan for any radio unit,
+//! it waits while the rig is reserved and runs once it is released; `fetch` brings the
+//! verified bundle home, and `verify` checks it against the lab key and the server's
+//! receipt, with the server's witness statements of its journal.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use proofrig_testpeers::plans::{desk_rig, no_device_plan};
+
+fn proofrig() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_proofrig"))
+}
+
+/// Kills the child when dropped, so a failed assertion leaves no process behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Service {
+    url: String,
+    fingerprint: String,
+    state: PathBuf,
+    _server: Running,
+}
+
+impl Service {
+    fn start(state: &Path) -> Service {
+        let mut child =
+            proofrig().args(["serve", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut url, mut fingerprint, mut admin) = (None, None, false);
+        while url.is_none() || fingerprint.is_none() || !admin {
+            let line = lines.next().expect("the server printed its URL and fingerprint").unwrap();
+            if let Some(rest) = line.strip_prefix("proofrig server listening at ") {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some((_, fp)) = line.split_once("pin): ") {
+                fingerprint = Some(fp.trim().to_string());
+            }
+            admin |= line.starts_with("first start");
+        }
+        // Keep reading, as a terminal would.
+        std::thread::spawn(move || lines.for_each(drop));
+        Service { url: url.unwrap(), fingerprint: fingerprint.unwrap(), state: state.to_path_buf(), _server: Running(child) }
+    }
+
+    /// `proofrig ARGS` as the holder of `token`.
+    fn run(&self, token: &str, args: &[&str]) -> Output {
+        let out = proofrig()
+            .args(args)
+            .env("PROOFRIG_SERVER", &self.url)
+            .env("PROOFRIG_FINGERPRINT", &self.fingerprint)
+            .env("PROOFRIG_TOKEN", token)
+            .output()
+            .unwrap();
+        out
+    }
+
+    fn ok(&self, token: &str, args: &[&str]) -> String {
+        let out = self.run(token, args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "proofrig {args:?} failed: {text}");
+        text
+    }
+
+    /// The token a `user add` or `labhost token` printed, on the line after its announcement.
+    fn minted(&self, token: &str, args: &[&str]) -> String {
+        let text = self.ok(token, args);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines.iter().position(|l| l.contains("shown this once")).unwrap_or_else(|| panic!("no token shown: {text}"));
+        lines[at + 1].trim().to_string()
+    }
+}
+
+fn until(what: &str, limit: Duration, mut check: impl FnMut() -> Option<String>) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&dir.path().join("server"));
+    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+
+    let tess = service.minted(&admin, &["user", "add", "tess", "--role", "tester"]);
+    let tom = service.minted(&admin, &["user", "add", "tom", "--role", "technician"]);
+    let enroll = service.minted(&admin, &["labhost", "token", "lab-a"]);
+
+    // The lab host: its rig files, its enrollment token in a file, and off it goes.
+    let rigs = dir.path().join("rigs");
+    std::fs::create_dir_all(&rigs).unwrap();
+    std::fs::write(rigs.join("bench-3.yaml"), desk_rig("bench-3")).unwrap();
+    let token_file = dir.path().join("enroll.token");
+    std::fs::write(&token_file, &enroll).unwrap();
+    let labhost_state = dir.path().join("labhost");
+    let _labhost = Running(
+        proofrig()
+            .args(["labhost", "run", "--server", &service.url, "--fingerprint", &service.fingerprint, "--rigs"])
+            .arg(&rigs)
+            .arg("--state-dir")
+            .arg(&labhost_state)
+            .arg("--enroll-file")
+            .arg(&token_file)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until("the rig online in `proofrig rigs`", Duration::from_secs(60), || {
+        let text = service.ok(&tom, &["rigs"]);
+        (text.contains("bench-3") && text.contains("idle")).then_some(text)
+    });
+
+    // Reserved by the technician: a job for any radio unit waits.
+    service.ok(&tom, &["reserve", "bench-3", "--minutes", "30"]);
+    let plan = dir.path().join("walkthrough.yaml");
+    std::fs::write(&plan, no_device_plan("walkthrough", "TC_WALK")).unwrap();
+    let submitted = service.ok(&tess, &["submit", plan.to_str().unwrap(), "--role", "radio-unit"]);
+    assert!(submitted.contains("job 1"), "{submitted}");
+    std::thread::sleep(Duration::from_secs(2));
+    let queue = service.ok(&tess, &["queue", "--json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&queue).unwrap();
+    assert_eq!(jobs[0]["state"], "queued", "a reserved rig takes no job: {queue}");
+
+    // Released: the job runs, and its bundle arrives verified.
+    service.ok(&tom, &["release", "bench-3"]);
+    let run_id = until("the job done", Duration::from_secs(90), || {
+        let jobs: serde_json::Value = serde_json::from_str(&service.ok(&tess, &["queue", "--json"])).unwrap();
+        (jobs[0]["state"] == "done").then(|| jobs[0]["run_id"].as_str().unwrap().to_string())
+    });
+    let jobs: serde_json::Value = serde_json::from_str(&service.ok(&tess, &["queue", "--json"])).unwrap();
+    assert_eq!(jobs[0]["verdict"], "INCONCLUSIVE", "no device evidence is never PASS: {jobs}");
+
+    let home = dir.path().join("home");
+    service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);
+    let bundle = home.join(&run_id);
+    let verify = proofrig()
+        .args(["verify"])
+        .arg(&bundle)
+        .arg("--key")
+        .arg(labhost_state.join("lab.pub"))
+        .arg("--server-key")
+        .arg(service.state.join("server.pub"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(verify.status.success(), "{text}");
+    assert!(text.contains("VERIFIED"), "{text}");
+    assert!(text.contains("signed by the server") && text.contains("(pinned"), "{text}");
+    assert!(text.contains("✓ witnessed by the server at"), "{text}");
+
+    // A receipt that is not the server's (another server key pinned): not trusted.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    proofrig().args(["keygen", "--out"]).arg(&other).args(["--name", "other"]).output().unwrap();
+    let pubkey = std::fs::read_dir(&other).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "pub")).unwrap();
+    let wrong = proofrig().args(["verify"]).arg(&bundle).arg("--server-key").arg(&pubkey).output().unwrap();
+    let text = String::from_utf8_lossy(&wrong.stdout).into_owned();
+    assert_eq!(wrong.status.code(), Some(1), "{text}");
+    assert!(text.contains("signature does not hold"), "{text}");
+}
