@@ -162,6 +162,61 @@ pub struct RigView {
     pub reservation: Option<ReservationView>,
 }
 
+/// `POST /api/rigs/{rig}/state`: a technician takes a rig out of service
+/// (`maintenance`, `retired`, `bad`) or puts it back (`idle`), saying why. `reserved`
+/// and `running` follow leases only; `offline` follows the lab host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRigState {
+    pub state: RigState,
+    pub reason: String,
+}
+
+/// `PUT /api/rigs/{rig}/health`: the plan that checks the rig is fit (e.g. log in on
+/// each console, run a command over SSH), and how often it runs. It runs that often
+/// while the rig is idle, and before the next job after a job on the rig was lost or
+/// ended in ERROR or INFRA. A check that is not PASS triggers one repair (a power
+/// cycle of the rig's devices) and a second check; a second failure marks the rig bad.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetHealth {
+    pub plan: PlanFile,
+    pub every_minutes: u32,
+}
+
+/// Where a rig's health check stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStage {
+    /// Passed (or not run yet); next at `next_at`.
+    Ok,
+    /// The check runs.
+    Check,
+    /// The check failed; the repair (power cycle) runs.
+    Repair,
+    /// The check after the repair runs.
+    Recheck,
+    /// The check failed again after the repair: the rig is bad until a technician puts
+    /// it back in service, which checks it again first.
+    Bad,
+}
+
+/// A rig's health check as `GET /api/rigs/{rig}/health` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    pub rig: String,
+    /// The health-check plan's file name.
+    pub plan: String,
+    pub every_minutes: u64,
+    pub next_at: UnixMillis,
+    pub stage: HealthStage,
+    /// The check or repair job running now.
+    pub job: Option<JobId>,
+    /// What the last check or repair found.
+    pub last_result: String,
+    pub set_by: String,
+}
+
 /// `POST /api/rigs/{rig}/reservation`: hold the rig for manual work, for
 /// `minutes` ([`crate::timing::RESERVATION_DEFAULT`] when absent), or extend one's
 /// own reservation, up to the server's limit.

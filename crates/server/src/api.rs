@@ -32,7 +32,8 @@ use proofrig_evidence::bundle::{list_files, sha256_file, Manifest, ATTESTATION, 
 use proofrig_plan::{Plan, PlanError};
 use proofrig_proto::api::NewSchedule;
 use proofrig_proto::api::{
-    ApiError, AuditView, Cancel, EnrollmentCreated, NewEnrollment, NewToken, NewUser, Reserve, Role, RunView, SubmitJob, TokenCreated,
+    ApiError, AuditView, Cancel, EnrollmentCreated, NewEnrollment, NewToken, NewUser, Reserve, Role, RunView, SetHealth, SetRigState,
+    SubmitJob, TokenCreated,
 };
 use proofrig_proto::files::{check_bundle_path, check_plan_name, BundleFile};
 use proofrig_proto::ids::JobId;
@@ -108,6 +109,10 @@ enum RouteId {
     RemoveSchedule,
     Run,
     RunFile,
+    RigState,
+    SetHealth,
+    Health,
+    ClearHealth,
 }
 
 use Role::{Admin, Manager, Technician, Tester};
@@ -179,6 +184,28 @@ pub const ROUTES: &[Route] = &[
         summary: "download a file of a stored run's bundle",
         id: RouteId::RunFile,
     },
+    Route {
+        method: "POST",
+        path: "/api/rigs/{rig}/state",
+        roles: &[Technician],
+        summary: "take a rig out of service or put it back",
+        id: RouteId::RigState,
+    },
+    Route {
+        method: "PUT",
+        path: "/api/rigs/{rig}/health",
+        roles: &[Technician],
+        summary: "set a rig's health check",
+        id: RouteId::SetHealth,
+    },
+    Route { method: "GET", path: "/api/rigs/{rig}/health", roles: EVERYONE, summary: "read a rig's health check", id: RouteId::Health },
+    Route {
+        method: "DELETE",
+        path: "/api/rigs/{rig}/health",
+        roles: &[Technician],
+        summary: "remove a rig's health check",
+        id: RouteId::ClearHealth,
+    },
 ];
 
 /// The API's router: [`ROUTES`], each behind [`authorize`], a JSON 404 for anything else.
@@ -216,6 +243,10 @@ fn handler(id: RouteId) -> MethodRouter<ApiState> {
         RouteId::RemoveSchedule => routing::delete(remove_schedule),
         RouteId::Run => routing::get(run),
         RouteId::RunFile => routing::get(run_file),
+        RouteId::RigState => routing::post(rig_state),
+        RouteId::SetHealth => routing::put(set_health),
+        RouteId::Health => routing::get(health),
+        RouteId::ClearHealth => routing::delete(clear_health),
     }
 }
 
@@ -441,6 +472,52 @@ async fn extend(
 
 async fn release(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(rig): Path<String>) -> ApiResult<Response> {
     s.store.release(&rig, &c.ctx(&s.clock)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A technician takes a rig out of service or puts it back, saying why.
+async fn rig_state(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(rig): Path<String>,
+    JsonBody(body): JsonBody<SetRigState>,
+) -> ApiResult<Response> {
+    if body.reason.trim().is_empty() {
+        return Err(ApiFail::invalid("`reason`: say why the rig changes state; the rig's history keeps it"));
+    }
+    let state = s.store.set_rig_state(&rig, body.state, &body.reason, &c.ctx(&s.clock)).await?;
+    Ok(Json(serde_json::json!({ "rig": rig, "state": state })).into_response())
+}
+
+/// A rig's health check: its plan is checked as `plan check` checks one.
+async fn set_health(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(rig): Path<String>,
+    JsonBody(body): JsonBody<SetHealth>,
+) -> ApiResult<Response> {
+    let as_job = SubmitJob {
+        plans: vec![body.plan.clone()],
+        target: proofrig_proto::api::RigSelector::Rig(rig.clone()),
+        priority: Default::default(),
+        params: Default::default(),
+        device: None,
+        not_before: None,
+    };
+    check_plans(&as_job)?;
+    let every = Duration::from_secs(u64::from(body.every_minutes) * 60);
+    Ok(Json(s.store.set_health(&rig, &body.plan, every, &c.ctx(&s.clock)).await?).into_response())
+}
+
+async fn health(State(s): State<ApiState>, Path(rig): Path<String>) -> ApiResult<Response> {
+    match s.store.health(&rig).await? {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(ApiFail::new(StatusCode::NOT_FOUND, "not_found", format!("rig {rig} has no health check (set one with PUT)"))),
+    }
+}
+
+async fn clear_health(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(rig): Path<String>) -> ApiResult<Response> {
+    s.store.clear_health(&rig, &c.ctx(&s.clock)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -190,6 +190,10 @@ const POLICY: &[(&str, &str, &[&str])] = &[
     // Everyone reads stored runs; a flagged one only an admin, on asking (tests/service_cli.rs).
     ("GET", "/api/runs/{run}", &["technician", "tester", "manager", "admin"]),
     ("GET", "/api/runs/{run}/files/{*path}", &["technician", "tester", "manager", "admin"]),
+    ("POST", "/api/rigs/{rig}/state", &["technician"]),
+    ("PUT", "/api/rigs/{rig}/health", &["technician"]),
+    ("GET", "/api/rigs/{rig}/health", &["technician", "tester", "manager", "admin"]),
+    ("DELETE", "/api/rigs/{rig}/health", &["technician"]),
 ];
 
 /// A route's path with its parameters filled in.
@@ -599,6 +603,8 @@ fn valid_body(route: &str) -> Value {
         "/api/users" => json!({ "name": "fuzz", "role": "tester", "password": "twelve chars long" }),
         "/api/users/{user}/tokens" => json!({ "days": 3 }),
         "/api/labhosts/enrollments" => json!({ "labhost": "lab-z", "minutes": 5 }),
+        "/api/rigs/{rig}/state" => json!({ "state": "maintenance", "reason": "fuzz" }),
+        "/api/rigs/{rig}/health" => json!({ "plan": submission(PLAN_NAME, PLAN)["plans"][0].clone(), "every_minutes": 60 }),
         "/api/schedules" => schedule_body(submission(PLAN_NAME, PLAN), "30 2 * * *", "Europe/Berlin"),
         _ => json!({}),
     }

@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proofrig_proto::advert::RigSummary;
-use proofrig_proto::api::{JobState, NewSchedule, RigSelector, RigState, SubmitJob};
+use proofrig_proto::api::{HealthStage, JobState, NewSchedule, RigSelector, RigState, SubmitJob};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
+use proofrig_proto::labhost::{BundleCheck, Uploaded};
 use proofrig_proto::timing::{JOB_LEASE, JOB_LOST_AFTER, LABHOST_OFFLINE_AFTER};
 use proofrig_server::store::{Backend, Ctx, LeaseKind, LeaseRefused, NewLabHost, Store, StoreConfig, StoreError};
 use proofrig_testpeers::postgres::Postgres;
+use proofrig_verdict::Verdict;
 use sqlx::Connection;
 
 // ---- fixtures ------------------------------------------------------------------
@@ -124,6 +126,7 @@ both!(
     schedules_fire_once_when_due_across_dst_and_downtime,
     a_refused_or_removed_schedule_changes_nothing_more,
     replicas_firing_at_once_fire_each_schedule_once,
+    a_failing_health_check_gets_one_power_cycle_then_the_rig_is_bad,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -879,4 +882,69 @@ async fn opening_picks_the_backend_and_a_failed_login_does_not_echo_the_password
     let err = Store::open(&wrong, StoreConfig::default()).await.err().expect("a wrong password is refused").to_string();
     assert!(err.contains("password authentication failed") && err.contains("on 127.0.0.1:"), "{err}");
     assert!(!err.contains("Wr0ngSecretValue"), "{err}");
+}
+
+/// Run the job the claim placed on `rig` to its end, with the bundle's verdict.
+async fn run_to_end(s: &Store, rig: &str, verdict: Verdict, now: UnixMillis) -> JobId {
+    let claimed = s.claim(&by("server", now)).await.unwrap();
+    let c = claimed.iter().find(|c| c.rig == rig).unwrap_or_else(|| panic!("nothing claimed for {rig}: {claimed:?}"));
+    let run = format!("run-{}", c.job.0);
+    s.job_started(c.job, c.attempt, c.fencing, &run, &by(LAB, now)).await.unwrap();
+    s.job_ended(c.job, c.attempt, c.fencing, &by(LAB, now)).await.unwrap();
+    let uploaded = Uploaded { job: c.job, attempt: c.attempt, run_id: run, check: BundleCheck::Verified { verdict } };
+    s.uploaded(&uploaded, &by(LAB, now)).await.unwrap();
+    c.job
+}
+
+async fn a_failing_health_check_gets_one_power_cycle_then_the_rig_is_bad(f: Fixture) {
+    let s = &f.store;
+    lab(s, LAB, &[("r1", &[])], at(0)).await;
+    let check = PlanFile { name: "health.yaml".into(), bytes: b"plan: health\n".to_vec() };
+    let tom = by("tom", at(0));
+    let too_often = s.set_health("r1", &check, Duration::from_secs(60), &tom).await.unwrap_err().to_string();
+    assert!(too_often.contains("every_minutes"), "{too_often}");
+    s.set_health("r1", &check, Duration::from_secs(3600), &tom).await.unwrap();
+
+    // Due at once: a check job for r1, first in line, submitted by health:r1.
+    let queued = s.submit(&job(on("r1")), &by("tess", at(1))).await.unwrap().job;
+    let moves = s.health_step(&by("server", at(2))).await.unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].to, HealthStage::Check);
+    let check_job = run_to_end(s, "r1", Verdict::Pass, at(3)).await;
+    assert_eq!(Some(check_job), moves[0].job, "the check runs before the job queued earlier");
+    assert_eq!(s.job(check_job).await.unwrap()[0].view.submitted_by, "health:r1");
+    assert_eq!(s.health_step(&by("server", at(4))).await.unwrap()[0].to, HealthStage::Ok);
+    let health = s.health("r1").await.unwrap().unwrap();
+    assert_eq!((health.stage, health.next_at), (HealthStage::Ok, at(4 + 3_600_000)));
+
+    // The queued job ends in ERROR: the rig is checked before the next one.
+    assert_eq!(run_to_end(s, "r1", Verdict::Error, at(5)).await, queued);
+    let next = s.submit(&job(on("r1")), &by("tess", at(6))).await.unwrap().job;
+    let moves = s.health_step(&by("server", at(7))).await.unwrap();
+    assert_eq!(moves[0].to, HealthStage::Check, "{moves:?}");
+    // It fails: the repair, a power cycle, runs next.
+    run_to_end(s, "r1", Verdict::Fail, at(8)).await;
+    let moves = s.health_step(&by("server", at(9))).await.unwrap();
+    assert_eq!(moves[0].to, HealthStage::Repair);
+    let repair = moves[0].job.unwrap();
+    assert_eq!(s.plans(repair).await.unwrap()[0].name, "repair-power-cycle.yaml");
+    run_to_end(s, "r1", Verdict::Error, at(10)).await;
+    assert_eq!(s.health_step(&by("server", at(11))).await.unwrap()[0].to, HealthStage::Recheck);
+    // The check after the repair fails too: the rig is bad, and says why.
+    run_to_end(s, "r1", Verdict::Inconclusive, at(12)).await;
+    assert_eq!(s.health_step(&by("server", at(13))).await.unwrap()[0].to, HealthStage::Bad);
+    let rig = s.rigs(at(13)).await.unwrap().into_iter().find(|r| r.summary.rig == "r1").unwrap();
+    assert_eq!(rig.state, RigState::Bad);
+    assert!(rig.reason.contains("power cycle did not help"), "{}", rig.reason);
+    assert!(s.claim(&by("server", at(14))).await.unwrap().is_empty(), "a bad rig takes no job");
+    assert_eq!(s.job(next).await.unwrap()[0].view.state, JobState::Queued);
+
+    // Back in service: checked first, then the waiting job runs.
+    s.set_rig_state("r1", RigState::Idle, "replaced the cable", &tom).await.unwrap();
+    assert_eq!(s.health_step(&by("server", at(15))).await.unwrap()[0].to, HealthStage::Check);
+    run_to_end(s, "r1", Verdict::Pass, at(16)).await;
+    assert_eq!(s.health_step(&by("server", at(17))).await.unwrap()[0].to, HealthStage::Ok);
+    assert_eq!(run_to_end(s, "r1", Verdict::Pass, at(18)).await, next);
+    let audit = s.audit().await.unwrap();
+    assert_eq!(audit.iter().filter(|a| a.action == "health.step").count(), 8, "check, ok, check, repair, recheck, bad, check, ok");
 }

@@ -524,6 +524,9 @@ pub(super) async fn refused(
     end_job_lease(tx, &a, &format!("{job} attempt {} {why}", a.attempt), ctx).await?;
     let details = json!({ "attempt": a.attempt, "rig": a.rig, "fencing": fencing.0, "why": refusal.why, "reason": refusal.reason });
     audit::record(tx, ctx, "job.refused", &job.to_string(), details).await?;
+    if let (JobState::Lost, Some(rig)) = (state, a.rig.as_deref()) {
+        super::health::after_failure(tx, rig, ctx).await?;
+    }
     if state == JobState::Lost && a.attempt < MAX_REFUSED_ATTEMPTS {
         retry(tx, job, ctx).await?;
     }
@@ -568,6 +571,13 @@ pub(super) async fn uploaded(
     .await?;
     let details = json!({ "attempt": a.attempt, "run_id": run_id, "check": check });
     audit::record(tx, ctx, "job.uploaded", &job.to_string(), details).await?;
+    let failed = match check {
+        BundleCheck::Verified { verdict } => super::health::is_failure(Some(*verdict)),
+        BundleCheck::Flagged { .. } => true,
+    };
+    if let (true, Some(rig)) = (failed, a.rig.as_deref()) {
+        super::health::after_failure(tx, rig, ctx).await?;
+    }
     Ok(state)
 }
 

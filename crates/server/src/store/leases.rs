@@ -178,6 +178,7 @@ async fn reap_jobs(tx: &mut Tx, ctx: &Ctx, reaped: &mut Reaped) -> Result<(), St
         .await?;
         tx.exec("DELETE FROM leases WHERE fencing = $1", args![token_arg(fencing)]).await?;
         rigs::settle(tx, &rig, &format!("job {job} attempt {attempt} lost: its lab host stopped renewing its lease"), ctx).await?;
+        super::health::after_failure(tx, &rig, ctx).await?;
         audit::record(
             tx,
             ctx,

@@ -45,6 +45,7 @@
 
 mod audit;
 mod db;
+pub mod health;
 mod jobs;
 mod leases;
 mod people;
@@ -58,7 +59,7 @@ use std::time::Duration;
 
 use proofrig_proto::advert::RigSummary;
 use proofrig_proto::api::{
-    JobState, JobView, NewSchedule, ReservationView, RigState, RigView, ScheduleView, SubmitJob, Submitted, UserView,
+    HealthView, JobState, JobView, NewSchedule, ReservationView, RigState, RigView, ScheduleView, SubmitJob, Submitted, UserView,
 };
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
@@ -547,6 +548,29 @@ impl Store {
     /// The key a lab host enrolled with (SPKI PEM), if it is enrolled.
     pub async fn labhost_key(&self, labhost: &LabHostId) -> Result<Option<String>, StoreError> {
         in_read_tx!(self, "reading a lab host's key", |tx| rigs::labhost_key(tx, labhost))
+    }
+
+    // ---- rig health ---------------------------------------------------------------
+
+    /// Give `rig` a health-check plan run every `every` (and at once); replaces one it had.
+    pub async fn set_health(&self, rig: &str, plan: &PlanFile, every: Duration, ctx: &Ctx) -> Result<HealthView, StoreError> {
+        in_write_tx!(self, "setting a rig's health check", |tx| health::set(tx, rig, plan, every, ctx))
+    }
+
+    /// Stop checking `rig`'s health.
+    pub async fn clear_health(&self, rig: &str, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "removing a rig's health check", |tx| health::clear(tx, rig, ctx))
+    }
+
+    /// `rig`'s health check, if it has one.
+    pub async fn health(&self, rig: &str) -> Result<Option<HealthView>, StoreError> {
+        in_read_tx!(self, "reading a rig's health check", |tx| health::get(tx, rig))
+    }
+
+    /// Move every rig's health check along: queue due checks, repairs after failed
+    /// ones, checks after repairs; mark a rig bad that failed after its repair.
+    pub async fn health_step(&self, ctx: &Ctx) -> Result<Vec<health::HealthMove>, StoreError> {
+        in_write_tx!(self, "moving rigs' health checks", |tx| health::step(tx, ctx))
     }
 
     // ---- reading -----------------------------------------------------------------

@@ -51,6 +51,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("migrations/postgres/0004_sessions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "health".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0005_health.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
