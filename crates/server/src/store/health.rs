@@ -258,3 +258,24 @@ async fn submit(tx: &mut Tx, rig: &str, plan: PlanFile, ctx: &Ctx) -> Result<Job
     let by = Ctx { who: format!("health:{rig}"), ..ctx.clone() };
     Ok(super::jobs::submit(tx, &job, &by).await?.job)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repair_plan_is_a_valid_plan_that_power_cycles() {
+        let plan = repair_plan();
+        let parsed = proofrig_plan::Plan::from_bytes(&plan.name, &plan.bytes).expect("the generated repair plan loads");
+        let text = String::from_utf8(plan.bytes).unwrap();
+        assert!(text.contains("power: { action: cycle }"));
+        assert_eq!(parsed.path.file_name().and_then(|n| n.to_str()), Some(REPAIR_PLAN));
+    }
+
+    #[test]
+    fn only_error_infra_and_aborted_runs_send_a_rig_to_its_check() {
+        assert!(is_failure(Some(Verdict::Error)) && is_failure(Some(Verdict::Infra)) && is_failure(Some(Verdict::Aborted)));
+        assert!(!is_failure(Some(Verdict::Fail)), "a FAIL is the device's finding, not the rig's fault");
+        assert!(!is_failure(Some(Verdict::Pass)) && !is_failure(None));
+    }
+}
