@@ -83,6 +83,25 @@ impl Service {
     }
 }
 
+/// `proofrig labhost run` serving `rigs`, enrolled with a fresh token minted by `admin`.
+fn labhost(service: &Service, admin: &str, dir: &Path, rigs: &Path) -> (Running, PathBuf) {
+    let enroll = service.minted(admin, &["labhost", "token", "lab-a"]);
+    let token_file = dir.join("enroll.token");
+    std::fs::write(&token_file, &enroll).unwrap();
+    let state = dir.join("labhost");
+    let child = proofrig()
+        .args(["labhost", "run", "--server", &service.url, "--fingerprint", &service.fingerprint, "--rigs"])
+        .arg(rigs)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--enroll-file")
+        .arg(&token_file)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Running(child), state)
+}
+
 fn until(what: &str, limit: Duration, mut check: impl FnMut() -> Option<String>) -> String {
     let start = Instant::now();
     loop {
@@ -102,27 +121,12 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
 
     let tess = service.minted(&admin, &["user", "add", "tess", "--role", "tester"]);
     let tom = service.minted(&admin, &["user", "add", "tom", "--role", "technician"]);
-    let enroll = service.minted(&admin, &["labhost", "token", "lab-a"]);
 
     // The lab host: its rig files, its enrollment token in a file, and off it goes.
     let rigs = dir.path().join("rigs");
     std::fs::create_dir_all(&rigs).unwrap();
     std::fs::write(rigs.join("bench-3.yaml"), desk_rig("bench-3")).unwrap();
-    let token_file = dir.path().join("enroll.token");
-    std::fs::write(&token_file, &enroll).unwrap();
-    let labhost_state = dir.path().join("labhost");
-    let _labhost = Running(
-        proofrig()
-            .args(["labhost", "run", "--server", &service.url, "--fingerprint", &service.fingerprint, "--rigs"])
-            .arg(&rigs)
-            .arg("--state-dir")
-            .arg(&labhost_state)
-            .arg("--enroll-file")
-            .arg(&token_file)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_labhost, labhost_state) = labhost(&service, &admin, dir.path(), &rigs);
     until("the rig online in `proofrig rigs`", Duration::from_secs(60), || {
         let text = service.ok(&tom, &["rigs"]);
         (text.contains("bench-3") && text.contains("idle")).then_some(text)
@@ -175,4 +179,58 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     let text = String::from_utf8_lossy(&wrong.stdout).into_owned();
     assert_eq!(wrong.status.code(), Some(1), "{text}");
     assert!(text.contains("signature does not hold"), "{text}");
+}
+
+#[test]
+fn a_rig_that_fails_its_health_check_gets_one_power_cycle_then_is_bad_and_recurring_runs_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(&dir.path().join("server"));
+    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let tom = service.minted(&admin, &["user", "add", "tom", "--role", "technician"]);
+    let tess = service.minted(&admin, &["user", "add", "tess", "--role", "tester"]);
+    let rigs = dir.path().join("rigs");
+    std::fs::create_dir_all(&rigs).unwrap();
+    std::fs::write(rigs.join("bench-3.yaml"), desk_rig("bench-3")).unwrap();
+    let (_labhost, _) = labhost(&service, &admin, dir.path(), &rigs);
+    until("the rig online", Duration::from_secs(60), || {
+        let text = service.ok(&tom, &["rigs"]);
+        text.contains("idle").then_some(text)
+    });
+
+    // Maintenance and back, each with its reason.
+    service.ok(&tom, &["rig-state", "bench-3", "maintenance", "--reason", "re-cabling the console"]);
+    let rigs_now = service.ok(&tom, &["rigs"]);
+    assert!(rigs_now.contains("maintenance") && rigs_now.contains("re-cabling"), "{rigs_now}");
+    let refused = service.run(&tess, &["rig-state", "bench-3", "idle", "--reason", "mine now"]);
+    assert_eq!(refused.status.code(), Some(1), "a tester may not change a rig's state");
+    service.ok(&tom, &["rig-state", "bench-3", "idle", "--reason", "cable fixed"]);
+
+    // A check that cannot pass on this rig (no device evidence: INCONCLUSIVE), a power
+    // cycle that cannot help (the rig has no PDU), a second check: the rig is bad.
+    let check = dir.path().join("health.yaml");
+    std::fs::write(&check, no_device_plan("health", "TC_HEALTH")).unwrap();
+    let set = service.ok(&tom, &["health", "bench-3", "--plan", check.to_str().unwrap(), "--every-minutes", "60"]);
+    assert!(set.contains("health check health.yaml every 60 min"), "{set}");
+    let bad = until("the rig bad", Duration::from_secs(120), || {
+        let text = service.ok(&tom, &["rigs"]);
+        text.contains("bad").then_some(text)
+    });
+    assert!(bad.contains("power cycle did not help"), "{bad}");
+    let health = service.ok(&tom, &["health", "bench-3"]);
+    assert!(health.contains("Bad"), "{health}");
+    let jobs: serde_json::Value = serde_json::from_str(&service.ok(&tom, &["queue", "--json"])).unwrap();
+    let by_health: Vec<&serde_json::Value> = jobs.as_array().unwrap().iter().filter(|j| j["submitted_by"] == "health:bench-3").collect();
+    assert_eq!(by_health.len(), 3, "check, repair, check: {jobs}");
+    assert_eq!(by_health[1]["plans"][0], "repair-power-cycle.yaml");
+
+    // Recurring runs: made with submit --cron, listed, removed.
+    let plan = dir.path().join("nightly.yaml");
+    std::fs::write(&plan, no_device_plan("nightly", "TC_NIGHTLY")).unwrap();
+    let made = service.ok(&tess, &["submit", plan.to_str().unwrap(), "--rig", "bench-3", "--cron", "30 2 * * *", "--tz", "Europe/Berlin"]);
+    assert!(made.contains("schedule 1 made"), "{made}");
+    let listed = service.ok(&tess, &["schedules"]);
+    assert!(listed.contains("30 2 * * * (Europe/Berlin)") && listed.contains("nightly.yaml"), "{listed}");
+    service.ok(&tess, &["unschedule", "1"]);
+    let listed = service.ok(&tess, &["schedules", "--json"]);
+    assert!(!listed.contains("nightly.yaml"), "{listed}");
 }

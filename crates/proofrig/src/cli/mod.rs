@@ -1,6 +1,7 @@
 //! Command-line grammar and dispatch. Each subcommand lives in its own module.
 
 mod cancel;
+mod care;
 mod catalogue;
 mod client;
 mod console;
@@ -297,6 +298,55 @@ pub enum Command {
         /// Override a plan parameter (NAME=VALUE; the value is read as YAML).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Recurring: submit this job on this cron schedule ("30 2 * * *": 02:30 daily)
+        /// instead of once; with --tz.
+        #[arg(long, value_name = "CRON", requires = "tz", conflicts_with = "at")]
+        cron: Option<String>,
+        /// The IANA time zone the --cron times are in (Europe/Berlin); daylight-saving
+        /// changes fire each listed time once.
+        #[arg(long, value_name = "ZONE", requires = "cron")]
+        tz: Option<String>,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// List the recurring runs on the lab server.
+    Schedules {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Remove a recurring run (a tester their own, a technician any).
+    Unschedule {
+        id: u64,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Take a rig out of service (maintenance, retired, bad) or put it back (idle), saying why (technician).
+    RigState {
+        rig: String,
+        /// maintenance, retired, bad, or idle to put it back in service.
+        state: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
+    /// Show, set (--plan, --every-minutes) or remove (--off) a rig's health check (technician).
+    ///
+    /// The check runs when due while the rig is idle, and before the next job after a
+    /// job on it was lost or ended ERROR/INFRA/ABORTED. A check that is not PASS gets
+    /// one repair (a power cycle of the rig's devices) and a second check; a second
+    /// failure marks the rig bad until a technician puts it back (`rig-state RIG idle`).
+    Health {
+        rig: String,
+        /// The health-check plan (e.g. log in on each console and run a command over SSH).
+        #[arg(long, requires = "every_minutes", conflicts_with = "off")]
+        plan: Option<PathBuf>,
+        #[arg(long, value_name = "N")]
+        every_minutes: Option<u32>,
+        #[arg(long)]
+        off: bool,
         #[command(flatten)]
         connection: client::Connection,
     },
@@ -499,8 +549,20 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Verify { bundle, key, receipt, server_key } => {
             verify::verify(&bundle, key.as_deref(), receipt.as_deref(), server_key.as_deref())
         }
-        Command::Submit { plans, rig, roles, tags, device, priority, at, params, connection } => {
-            submit::submit(submit::SubmitArgs { plans, rig, roles, tags, device, priority, at, params, connection }).await
+        Command::Submit { plans, rig, roles, tags, device, priority, at, params, cron, tz, connection } => {
+            let cron = cron.zip(tz);
+            submit::submit(submit::SubmitArgs { plans, rig, roles, tags, device, priority, at, params, cron, connection }).await
+        }
+        Command::Schedules { json, connection } => care::schedules(json, &connection).await,
+        Command::Unschedule { id, connection } => care::unschedule(id, &connection).await,
+        Command::RigState { rig, state, reason, connection } => care::rig_state(&rig, &state, &reason, &connection).await,
+        Command::Health { rig, plan, every_minutes, off, connection } => {
+            let action = match (plan.as_deref(), every_minutes, off) {
+                (_, _, true) => care::HealthAction::Off,
+                (Some(plan), Some(every_minutes), _) => care::HealthAction::Set { plan, every_minutes },
+                _ => care::HealthAction::Show,
+            };
+            care::health(&rig, action, &connection).await
         }
         Command::Queue { json, connection } => queue::queue(json, &connection).await,
         Command::Cancel { job, reason, connection } => cancel::cancel(job, reason, &connection).await,

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use proofrig_proto::api::{RigSelector, SubmitJob, Submitted};
+use proofrig_proto::api::{NewSchedule, RigSelector, ScheduleView, SubmitJob, Submitted};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{Priority, UnixMillis};
 use reqwest::Method;
@@ -28,12 +28,22 @@ pub struct SubmitArgs {
     pub priority: Option<u8>,
     pub at: Option<String>,
     pub params: Vec<String>,
+    /// Recurring: a cron expression and its IANA time zone.
+    pub cron: Option<(String, String)>,
     pub connection: Connection,
 }
 
 pub async fn submit(args: SubmitArgs) -> Result<u8, Failure> {
     let job = job(&args)?;
     let client = Client::new(&args.connection)?;
+    if let Some((cron, time_zone)) = &args.cron {
+        let what = format!("the recurring run ({} on {}, `{cron}` in {time_zone})", plan_names(&job), job.target);
+        let body = NewSchedule { job, cron: cron.clone(), time_zone: time_zone.clone() };
+        let made: ScheduleView = client.json(Method::POST, &["api", "schedules"], Some(&body), &what).await?;
+        let next = made.next_at.map(super::client::time).unwrap_or_else(|| "never".into());
+        println!("schedule {} made: `{}` in {}; its first job is submitted at {next}", made.id, made.cron, made.time_zone);
+        return Ok(EXIT_OK);
+    }
     let what = format!("the job ({} on {})", plan_names(&job), job.target);
     let submitted: Submitted = client.json(Method::POST, &["api", "jobs"], Some(&job), &what).await?;
     println!("job {} queued: {} on {}, priority {}", submitted.job.0, plan_names(&job), job.target, job.priority.get());
