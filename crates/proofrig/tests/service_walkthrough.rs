@@ -233,4 +233,15 @@ fn a_rig_that_fails_its_health_check_gets_one_power_cycle_then_is_bad_and_recurr
     service.ok(&tess, &["unschedule", "1"]);
     let listed = service.ok(&tess, &["schedules", "--json"]);
     assert!(!listed.contains("nightly.yaml"), "{listed}");
+
+    // Cut off: a disabled person's token, a revoked lab host's rigs, a token logged out.
+    service.ok(&admin, &["user", "disable", "tess"]);
+    let refused = service.run(&tess, &["queue"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("disabled"), "{}", String::from_utf8_lossy(&refused.stderr));
+    service.ok(&admin, &["labhost", "revoke", "lab-a"]);
+    let rigs_now = service.ok(&tom, &["rigs"]);
+    assert!(rigs_now.contains("offline") && rigs_now.contains("revoked"), "{rigs_now}");
+    service.ok(&tom, &["logout"]);
+    assert_eq!(service.run(&tom, &["rigs"]).status.code(), Some(1), "a logged-out token is refused");
 }

@@ -113,6 +113,9 @@ enum RouteId {
     SetHealth,
     Health,
     ClearHealth,
+    DisableUser,
+    RevokeOwnToken,
+    RevokeLabHost,
 }
 
 use Role::{Admin, Manager, Technician, Tester};
@@ -206,6 +209,27 @@ pub const ROUTES: &[Route] = &[
         summary: "remove a rig's health check",
         id: RouteId::ClearHealth,
     },
+    Route {
+        method: "DELETE",
+        path: "/api/users/{user}",
+        roles: &[Admin],
+        summary: "disable a user (all their tokens)",
+        id: RouteId::DisableUser,
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/tokens/current",
+        roles: EVERYONE,
+        summary: "revoke the token of this request",
+        id: RouteId::RevokeOwnToken,
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/labhosts/{labhost}",
+        roles: &[Admin],
+        summary: "revoke a lab host (its key)",
+        id: RouteId::RevokeLabHost,
+    },
 ];
 
 /// The API's router: [`ROUTES`], each behind [`authorize`], a JSON 404 for anything else.
@@ -247,6 +271,9 @@ fn handler(id: RouteId) -> MethodRouter<ApiState> {
         RouteId::SetHealth => routing::put(set_health),
         RouteId::Health => routing::get(health),
         RouteId::ClearHealth => routing::delete(clear_health),
+        RouteId::DisableUser => routing::delete(disable_user),
+        RouteId::RevokeOwnToken => routing::delete(revoke_own_token),
+        RouteId::RevokeLabHost => routing::delete(revoke_labhost),
     }
 }
 
@@ -323,6 +350,8 @@ pub struct Caller {
     pub user: String,
     pub role: Role,
     pub origin: SocketAddr,
+    /// The SHA-256 of the token presented (to revoke it).
+    token_sha256: String,
 }
 
 impl Caller {
@@ -366,13 +395,17 @@ async fn caller(state: &ApiState, route: &Route, origin: SocketAddr, header: Opt
             "no API token: send `Authorization: Bearer <token>` (PROOFRIG_TOKEN for the CLI); an admin mints tokens".into(),
         ));
     };
-    match state.store.check_token(&secret_sha256(token), state.clock.now()).await? {
+    let token_sha256 = secret_sha256(token);
+    match state.store.check_token(&token_sha256, state.clock.now()).await? {
         TokenCheck::Unknown => Err(unauthorized("unknown API token: check PROOFRIG_TOKEN, or ask an admin for a new one".into())),
         TokenCheck::Expired { user, expired_at } => Err(unauthorized(format!(
             "the API token of {user} expired (at {} ms since the epoch); ask an admin for a new one (POST /api/users/{user}/tokens)",
             expired_at.0
         ))),
-        TokenCheck::Valid { user, role } if route.roles.contains(&role) => Ok(Caller { user, role, origin }),
+        TokenCheck::Revoked { user } => Err(unauthorized(format!(
+            "this API token of {user} was revoked, or {user} was disabled, by an admin; ask an admin if that is a mistake"
+        ))),
+        TokenCheck::Valid { user, role } if route.roles.contains(&role) => Ok(Caller { user, role, origin, token_sha256 }),
         TokenCheck::Valid { user, role } => {
             let admitted: Vec<&str> = route.roles.iter().map(|r| r.name()).collect();
             Err(ApiFail::new(
@@ -518,6 +551,22 @@ async fn health(State(s): State<ApiState>, Path(rig): Path<String>) -> ApiResult
 
 async fn clear_health(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(rig): Path<String>) -> ApiResult<Response> {
     s.store.clear_health(&rig, &c.ctx(&s.clock)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn disable_user(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(user): Path<String>) -> ApiResult<Response> {
+    s.store.disable_user(&user, &c.ctx(&s.clock)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revoke the token this request carries: a person who suspects it leaked cuts it off.
+async fn revoke_own_token(State(s): State<ApiState>, Extension(c): Extension<Caller>) -> ApiResult<Response> {
+    s.store.revoke_token(&c.token_sha256, &c.ctx(&s.clock)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn revoke_labhost(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(labhost): Path<String>) -> ApiResult<Response> {
+    s.store.revoke_labhost(&proofrig_proto::ids::LabHostId(labhost), &c.ctx(&s.clock)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

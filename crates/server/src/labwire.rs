@@ -125,7 +125,7 @@ async fn answer(state: &WireState, peer: SocketAddr, headers: &HeaderMap, body: 
     let pem = state.api.store.labhost_key(&labhost).await.map_err(from_store)?.ok_or_else(|| {
         refused(
             RefusalCode::Authentication,
-            format!("{labhost} is not enrolled here: enroll it with a token from `proofrig labhost token`"),
+            format!("{labhost} is not enrolled here, or an admin revoked it: enroll it again with a token from `proofrig labhost token`"),
         )
     })?;
     let key = VerifyingKey::from_public_key_pem(&pem)

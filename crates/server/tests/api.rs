@@ -77,6 +77,19 @@ impl Lab {
         lab
     }
 
+    /// A new token for the user of `role` (for requests that revoke their own token).
+    async fn fresh_token(&self, role: Role) -> String {
+        let user = match role {
+            Role::Admin => "admin",
+            Role::Technician => "tina",
+            Role::Tester => "tess",
+            Role::Manager => "mona",
+        };
+        let (status, made) = self.call(Method::POST, &format!("/api/users/{user}/tokens"), Some(Role::Admin), Some(json!({}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        made["token"].as_str().unwrap().to_string()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.url())
     }
@@ -151,6 +164,7 @@ macro_rules! both {
 }
 
 both!(
+    a_disabled_user_or_a_revoked_token_or_lab_host_is_refused_at_once,
     every_route_checks_the_token_and_the_role_on_the_server,
     a_malformed_plan_is_refused_at_its_line_and_column,
     bad_json_and_oversized_bodies_are_refused_and_store_nothing,
@@ -194,6 +208,9 @@ const POLICY: &[(&str, &str, &[&str])] = &[
     ("PUT", "/api/rigs/{rig}/health", &["technician"]),
     ("GET", "/api/rigs/{rig}/health", &["technician", "tester", "manager", "admin"]),
     ("DELETE", "/api/rigs/{rig}/health", &["technician"]),
+    ("DELETE", "/api/users/{user}", &["admin"]),
+    ("DELETE", "/api/tokens/current", &["technician", "tester", "manager", "admin"]),
+    ("DELETE", "/api/labhosts/{labhost}", &["admin"]),
 ];
 
 /// A route's path with its parameters filled in.
@@ -202,6 +219,7 @@ fn concrete(path: &str) -> String {
         .replace("{rig}", "bench-9")
         .replace("{user}", "nobody")
         .replace("{schedule}", "1")
+        .replace("{labhost}", "lab-9")
         .replace("{run}", "run-9")
         .replace("{*path}", "journal.jsonl")
 }
@@ -217,6 +235,9 @@ fn submission(name: &str, bytes: &[u8]) -> Value {
 
 // ---- tests -----------------------------------------------------------------------
 
+/// The route that revokes the token it is called with.
+const REVOKE_OWN: &str = "/api/tokens/current";
+
 async fn every_route_checks_the_token_and_the_role_on_the_server(db: Db) {
     // The server's table grants what the policy grants, route for route.
     for route in ROUTES {
@@ -228,7 +249,7 @@ async fn every_route_checks_the_token_and_the_role_on_the_server(db: Db) {
     }
     assert_eq!(POLICY.len(), ROUTES.len(), "a route of POLICY is not served");
     let lab = Lab::start(db).await;
-    let before = lab.server.store().audit().await.unwrap().len();
+    let mut before = lab.server.store().audit().await.unwrap().len();
     // The document lists exactly the table; the router is built from the table alone.
     let (status, doc) = lab.call(Method::GET, "/openapi.json", Some(Role::Manager), None).await;
     assert_eq!(status, StatusCode::OK, "{doc}");
@@ -250,7 +271,19 @@ async fn every_route_checks_the_token_and_the_role_on_the_server(db: Db) {
         assert_eq!(body["code"], "unauthorized");
         assert!(body["message"].as_str().unwrap().contains("Authorization: Bearer"), "{body}");
         for role in Role::ALL {
-            let (status, body) = lab.call(method(route.method), &path, Some(role), Some(json!({}))).await;
+            let (status, body) = if route.path == REVOKE_OWN && route.roles.contains(&role) {
+                // Revoking the token it presents: a fresh one, whose minting and
+                // revocation are the only changes this walk makes.
+                let token = lab.fresh_token(role).await;
+                let answer = lab.send(method(route.method), &path, Some(&token), Some(b"{}".to_vec())).await;
+                let (again, body) = lab.send(Method::GET, "/api/jobs", Some(&token), None).await;
+                assert_eq!(again, StatusCode::UNAUTHORIZED, "a revoked token still works: {body}");
+                assert!(body["message"].as_str().unwrap().contains("revoked"), "{body}");
+                before += 2;
+                answer
+            } else {
+                lab.call(method(route.method), &path, Some(role), Some(json!({}))).await
+            };
             if route.roles.contains(&role) {
                 assert!(
                     ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&status),
@@ -649,12 +682,24 @@ async fn malformed_requests_never_get_a_5xx_and_a_refusal_changes_nothing(db: Db
     let mut statuses = BTreeMap::new();
     for route in ROUTES {
         let body = valid_body(route.path).to_string().into_bytes();
-        let path = concrete(route.path).replace("bench-9", "bench-1").replace("nobody", "tess");
+        let path = concrete(route.path).replace("bench-9", "bench-1");
+        // Requests on tess, but not her disabling, which the final check below needs undone.
+        let path = match (route.method, route.path) {
+            ("DELETE", "/api/users/{user}") => path,
+            _ => path.replace("nobody", "tess"),
+        };
         for step in 0..24 {
             let role = route.roles[rng.below(route.roles.len())];
             let mutated = mutate(&mut rng, &body);
             let before = lab.server.store().audit().await.unwrap().len();
-            let token = lab.tokens[&role].clone();
+            let token = match route.path {
+                REVOKE_OWN => lab.fresh_token(role).await,
+                _ => lab.tokens[&role].clone(),
+            };
+            let before = match route.path {
+                REVOKE_OWN => lab.server.store().audit().await.unwrap().len(),
+                _ => before,
+            };
             let (status, answer) = lab.send(method(route.method), &path, Some(&token), Some(mutated.clone())).await;
             let shown = String::from_utf8_lossy(&mutated[..mutated.len().min(200)]).to_string();
             *statuses.entry(status.as_u16()).or_insert(0) += 1;
@@ -693,4 +738,38 @@ async fn plain_http_is_served_on_loopback_only() {
     let response = pinned_client(&"00".repeat(32)).get(format!("{}/api/users", server.url())).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     server.stop().await;
+}
+
+async fn a_disabled_user_or_a_revoked_token_or_lab_host_is_refused_at_once(db: Db) {
+    let lab = Lab::start(db).await;
+    lab.with_rig().await;
+    // Disabled: every token of tess stops working, and she stays on record.
+    let second = lab.fresh_token(Role::Tester).await;
+    let (status, body) = lab.call(Method::DELETE, "/api/users/tess", Some(Role::Admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for token in [lab.tokens[&Role::Tester].clone(), second] {
+        let (status, body) = lab.send(Method::GET, "/api/jobs", Some(&token), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body["message"].as_str().unwrap().contains("disabled"), "{body}");
+    }
+    let (_, users) = lab.call(Method::GET, "/api/users", Some(Role::Admin), None).await;
+    assert!(users.as_array().unwrap().iter().any(|u| u["name"] == "tess"), "{users}");
+    let (status, body) = lab.call(Method::DELETE, "/api/users/admin", Some(Role::Admin), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an admin cannot lock themselves out: {body}");
+    // Revoked: the token of this request, and no other.
+    let (status, _) = lab.call(Method::DELETE, "/api/tokens/current", Some(Role::Manager), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(lab.call(Method::GET, "/api/jobs", Some(Role::Manager), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(lab.call(Method::GET, "/api/jobs", Some(Role::Technician), None).await.0, StatusCode::OK);
+    // A lab host revoked: its key is refused from now on, its rigs go offline.
+    let (status, body) = lab.call(Method::DELETE, "/api/labhosts/lab-a", Some(Role::Admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(lab.server.store().labhost_key(&LabHostId("lab-a".into())).await.unwrap(), None);
+    let (_, rigs) = lab.call(Method::GET, "/api/rigs", Some(Role::Technician), None).await;
+    assert!(rigs.as_array().unwrap().iter().all(|r| r["state"] == "offline"), "{rigs}");
+    let audit = lab.server.store().audit().await.unwrap();
+    for action in ["user.disable", "token.revoke", "labhost.revoke"] {
+        assert!(audit.iter().any(|a| a.action == action && ["admin", "mona"].contains(&a.who.as_str())), "{action} not audited");
+    }
+    lab.server.stop().await;
 }

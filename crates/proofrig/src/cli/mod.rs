@@ -17,6 +17,7 @@ mod probe;
 mod queue;
 mod receipt;
 mod reservation;
+mod revoke;
 mod rig;
 mod rigs;
 mod run;
@@ -80,6 +81,12 @@ pub enum LabhostCommand {
         /// Serve the simulated lab, started in this process (written to STATE_DIR/simlab/).
         #[arg(long)]
         simlab: bool,
+    },
+    /// Revoke a lab host (admin): its key is refused, its rigs go offline.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        connection: client::Connection,
     },
     /// Mint a lab host's one-time enrollment token; prints it, once.
     Token {
@@ -309,6 +316,11 @@ pub enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Revoke the API token in use (PROOFRIG_TOKEN), e.g. one that may have leaked.
+    Logout {
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// List the recurring runs on the lab server.
     Schedules {
         #[arg(long)]
@@ -429,6 +441,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
+    /// Disable a person (admin): none of their tokens works any more; they stay on record.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// Add a person with a role; prints their first API token, once.
     Add {
         name: String,
@@ -553,6 +571,9 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             let cron = cron.zip(tz);
             submit::submit(submit::SubmitArgs { plans, rig, roles, tags, device, priority, at, params, cron, connection }).await
         }
+        Command::Logout { connection } => revoke::logout(&connection).await,
+        Command::User { command: UserCommand::Disable { name, connection } } => revoke::disable_user(&name, &connection).await,
+        Command::Labhost { command: LabhostCommand::Revoke { name, connection } } => revoke::revoke_labhost(&name, &connection).await,
         Command::Schedules { json, connection } => care::schedules(json, &connection).await,
         Command::Unschedule { id, connection } => care::unschedule(id, &connection).await,
         Command::RigState { rig, state, reason, connection } => care::rig_state(&rig, &state, &reason, &connection).await,

@@ -519,6 +519,21 @@ impl Store {
         in_write_tx!(self, "enrolling a lab host", |tx| people::take_enrollment(tx, sha256, public_key_pem, ctx))
     }
 
+    /// Disable a user (admin): all their tokens stop working; they stay on record.
+    pub async fn disable_user(&self, user: &str, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "disabling a user", |tx| people::disable_user(tx, user, ctx))
+    }
+
+    /// Revoke one API token (its SHA-256).
+    pub async fn revoke_token(&self, sha256: &str, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "revoking a token", |tx| people::revoke_token(tx, sha256, ctx))
+    }
+
+    /// Revoke a lab host: its key is refused from now on, its rigs go offline.
+    pub async fn revoke_labhost(&self, labhost: &LabHostId, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "revoking a lab host", |tx| people::revoke_labhost(tx, labhost, ctx))
+    }
+
     // ---- a lab host's session ------------------------------------------------------
 
     /// A lab host refused an assignment: a plan it cannot run ends the job; a rig it

@@ -20,6 +20,8 @@ pub enum TokenCheck {
     Valid { user: String, role: Role },
     /// A token the server issued, past its end.
     Expired { user: String, expired_at: UnixMillis },
+    /// A token revoked, or of a user disabled, by an admin.
+    Revoked { user: String },
     /// Not a token this server issued.
     Unknown,
 }
@@ -71,9 +73,12 @@ pub(super) async fn add_token(tx: &mut Tx, user: &str, sha256: &str, expires_at:
 }
 
 pub(super) async fn check_token(tx: &mut Tx, sha256: &str, now: UnixMillis) -> Result<TokenCheck, StoreError> {
-    let sql = "SELECT u.name, u.role, t.expires_at FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.sha256 = $1";
+    let sql = "SELECT u.name, u.role, t.expires_at, t.revoked_at, u.disabled_at FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.sha256 = $1";
     let Some(row) = tx.one(sql, args![sha256]).await? else { return Ok(TokenCheck::Unknown) };
     let (user, expires_at) = (row.text(0)?, from_ms(row.int(2)?));
+    if row.opt_int(3)?.is_some() || row.opt_int(4)?.is_some() {
+        return Ok(TokenCheck::Revoked { user });
+    }
     match now < expires_at {
         true => Ok(TokenCheck::Valid { user, role: role(&row.text(1)?)? }),
         false => Ok(TokenCheck::Expired { user, expired_at: expires_at }),
@@ -135,4 +140,54 @@ pub(super) async fn take_enrollment(
     let host = NewLabHost { id: LabHostId(labhost.clone()), name: labhost, public_key_pem: public_key_pem.to_string() };
     super::rigs::enroll(tx, &host, ctx).await?;
     Ok(Ok(host.id))
+}
+
+/// Disable a user: every token of theirs stops working at once; they stay in the
+/// store, for the record of what they did.
+pub(super) async fn disable_user(tx: &mut Tx, user: &str, ctx: &Ctx) -> Result<(), StoreError> {
+    if user == ctx.who {
+        return Err(StoreError::Invalid(format!("{user} cannot disable themselves; another admin must")));
+    }
+    let changed = tx.exec("UPDATE users SET disabled_at = $1 WHERE name = $2 AND disabled_at IS NULL", args![ms(ctx.now), user]).await?;
+    if changed == 0 {
+        return match tx.one("SELECT name FROM users WHERE name = $1", args![user]).await? {
+            Some(_) => Err(StoreError::Conflict(format!("user {user} is disabled already"))),
+            None => Err(StoreError::NotFound(format!("no user {user} (GET /api/users lists them)"))),
+        };
+    }
+    audit::record(tx, ctx, "user.disable", &format!("user {user}"), json!({})).await
+}
+
+/// Revoke one token (its SHA-256): the caller's own, or any as an admin.
+pub(super) async fn revoke_token(tx: &mut Tx, sha256: &str, ctx: &Ctx) -> Result<(), StoreError> {
+    let Some(row) = tx.one("SELECT user_name FROM api_tokens WHERE sha256 = $1 AND revoked_at IS NULL", args![sha256]).await? else {
+        return Err(StoreError::NotFound("no such live token".into()));
+    };
+    let user = row.text(0)?;
+    tx.exec("UPDATE api_tokens SET revoked_at = $1 WHERE sha256 = $2", args![ms(ctx.now), sha256]).await?;
+    audit::record(tx, ctx, "token.revoke", &format!("user {user}"), json!({})).await
+}
+
+/// Revoke a lab host: its key is no longer accepted, and its rigs go offline.
+pub(super) async fn revoke_labhost(tx: &mut Tx, labhost: &LabHostId, ctx: &Ctx) -> Result<(), StoreError> {
+    let changed = tx
+        .exec("UPDATE labhosts SET revoked_at = $1, online = 0 WHERE id = $2 AND revoked_at IS NULL", args![ms(ctx.now), &labhost.0])
+        .await?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("{labhost} is not an enrolled, unrevoked lab host")));
+    }
+    let rigs = tx.all("SELECT name, state FROM rigs WHERE labhost = $1", args![&labhost.0]).await?;
+    for row in rigs {
+        if !matches!(row.text(1)?.as_str(), "offline" | "retired") {
+            super::rigs::set_state(
+                tx,
+                &row.text(0)?,
+                proofrig_proto::api::RigState::Offline,
+                &format!("{labhost} was revoked by {}", ctx.who),
+                ctx,
+            )
+            .await?;
+        }
+    }
+    audit::record(tx, ctx, "labhost.revoke", &labhost.to_string(), json!({})).await
 }

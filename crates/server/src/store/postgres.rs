@@ -58,6 +58,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("migrations/postgres/0005_health.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            "revocation".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0006_revocation.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

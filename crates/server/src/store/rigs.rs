@@ -280,7 +280,11 @@ pub(super) async fn history(tx: &mut Tx, rig: &str) -> Result<Vec<RigStateChange
         .collect()
 }
 
-/// The public key (SPKI PEM) a lab host enrolled with; `None` if it is not enrolled.
+/// The public key (SPKI PEM) a lab host enrolled with; `None` if it is not enrolled,
+/// or was revoked.
 pub(super) async fn labhost_key(tx: &mut Tx, labhost: &LabHostId) -> Result<Option<String>, StoreError> {
-    tx.one("SELECT public_key_pem FROM labhosts WHERE id = $1", args![&labhost.0]).await?.map(|row| row.text(0)).transpose()
+    tx.one("SELECT public_key_pem FROM labhosts WHERE id = $1 AND revoked_at IS NULL", args![&labhost.0])
+        .await?
+        .map(|row| row.text(0))
+        .transpose()
 }

@@ -57,6 +57,13 @@ pub(crate) fn migrator() -> Migrator {
             false,
         ),
         Migration::new(5, "health".into(), MigrationType::Simple, include_str!("migrations/sqlite/0005_health.sql").into_sql_str(), false),
+        Migration::new(
+            6,
+            "revocation".into(),
+            MigrationType::Simple,
+            include_str!("migrations/sqlite/0006_revocation.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
