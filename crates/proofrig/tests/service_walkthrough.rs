@@ -152,6 +152,15 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     let jobs: serde_json::Value = serde_json::from_str(&service.ok(&tess, &["queue", "--json"])).unwrap();
     assert_eq!(jobs[0]["verdict"], "INCONCLUSIVE", "no device evidence is never PASS: {jobs}");
 
+    // Retried: a new attempt linked to the first, which is kept; it runs too.
+    let retried = service.ok(&tess, &["retry", "1"]);
+    assert!(retried.contains("attempt 2"), "{retried}");
+    until("the retry done", Duration::from_secs(90), || {
+        let jobs: serde_json::Value = serde_json::from_str(&service.ok(&tess, &["queue", "--json"])).unwrap();
+        let attempts = jobs.as_array().unwrap();
+        (attempts.len() == 2 && attempts[1]["state"] == "done" && attempts[1]["retry_of"] == 1).then(|| jobs.to_string())
+    });
+
     let home = dir.path().join("home");
     service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);
     let bundle = home.join(&run_id);

@@ -116,6 +116,7 @@ enum RouteId {
     DisableUser,
     RevokeOwnToken,
     RevokeLabHost,
+    Retry,
 }
 
 use Role::{Admin, Manager, Technician, Tester};
@@ -230,6 +231,14 @@ pub const ROUTES: &[Route] = &[
         summary: "revoke a lab host (its key)",
         id: RouteId::RevokeLabHost,
     },
+    // A tester retries only the jobs they submitted (checked in `retry`); a technician any.
+    Route {
+        method: "POST",
+        path: "/api/jobs/{job}/retry",
+        roles: &[Technician, Tester],
+        summary: "retry a job as a new attempt",
+        id: RouteId::Retry,
+    },
 ];
 
 /// The API's router: [`ROUTES`], each behind [`authorize`], a JSON 404 for anything else.
@@ -274,6 +283,7 @@ fn handler(id: RouteId) -> MethodRouter<ApiState> {
         RouteId::DisableUser => routing::delete(disable_user),
         RouteId::RevokeOwnToken => routing::delete(revoke_own_token),
         RouteId::RevokeLabHost => routing::delete(revoke_labhost),
+        RouteId::Retry => routing::post(retry),
     }
 }
 
@@ -455,22 +465,36 @@ async fn queue(State(s): State<ApiState>) -> ApiResult<Response> {
     Ok(Json(jobs).into_response())
 }
 
+/// A tester acts only on the jobs they submitted.
+async fn own_job(s: &ApiState, c: &Caller, job: u64, doing: &str) -> ApiResult<()> {
+    if c.role == Role::Tester {
+        let submitted_by = s.store.job(JobId(job)).await?.first().map(|j| j.view.submitted_by.clone());
+        if let Some(by) = submitted_by.filter(|by| *by != c.user) {
+            let message = format!(
+                "{} is a tester and may {doing} only the jobs they submitted; job {job} is {by}'s: ask them, or a technician",
+                c.user
+            );
+            return Err(ApiFail::new(StatusCode::FORBIDDEN, "forbidden", message));
+        }
+    }
+    Ok(())
+}
+
+/// A job whose latest attempt ended (done, lost, cancelled) runs again as a new
+/// attempt linked to it; both are kept.
+async fn retry(State(s): State<ApiState>, Extension(c): Extension<Caller>, Path(job): Path<u64>) -> ApiResult<Response> {
+    own_job(&s, &c, job, "retry").await?;
+    let attempt = s.store.retry(JobId(job), &c.ctx(&s.clock)).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "job": job, "attempt": attempt.0 }))).into_response())
+}
+
 async fn cancel(
     State(s): State<ApiState>,
     Extension(c): Extension<Caller>,
     Path(job): Path<u64>,
     JsonBody(body): JsonBody<Cancel>,
 ) -> ApiResult<Response> {
-    if c.role == Role::Tester {
-        let submitted_by = s.store.job(JobId(job)).await?.first().map(|j| j.view.submitted_by.clone());
-        if let Some(by) = submitted_by.filter(|by| *by != c.user) {
-            let message = format!(
-                "{} is a tester and may cancel only the jobs they submitted; job {job} is {by}'s: ask them, or a technician",
-                c.user
-            );
-            return Err(ApiFail::new(StatusCode::FORBIDDEN, "forbidden", message));
-        }
-    }
+    own_job(&s, &c, job, "cancel").await?;
     let reason = body.reason.unwrap_or_else(|| "cancelled".into());
     let was = s.store.cancel(JobId(job), &reason, &c.ctx(&s.clock)).await?;
     Ok(Json(serde_json::json!({ "job": job, "was": was })).into_response())

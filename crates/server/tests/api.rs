@@ -211,6 +211,7 @@ const POLICY: &[(&str, &str, &[&str])] = &[
     ("DELETE", "/api/users/{user}", &["admin"]),
     ("DELETE", "/api/tokens/current", &["technician", "tester", "manager", "admin"]),
     ("DELETE", "/api/labhosts/{labhost}", &["admin"]),
+    ("POST", "/api/jobs/{job}/retry", &["technician", "tester"]),
 ];
 
 /// A route's path with its parameters filled in.

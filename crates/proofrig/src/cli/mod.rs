@@ -316,6 +316,13 @@ pub enum Command {
         #[command(flatten)]
         connection: client::Connection,
     },
+    /// Run a job whose last attempt ended (done, lost, cancelled) again, as a new attempt
+    /// linked to it (a tester their own, a technician any).
+    Retry {
+        job: u64,
+        #[command(flatten)]
+        connection: client::Connection,
+    },
     /// Revoke the API token in use (PROOFRIG_TOKEN), e.g. one that may have leaked.
     Logout {
         #[command(flatten)]
@@ -571,6 +578,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             let cron = cron.zip(tz);
             submit::submit(submit::SubmitArgs { plans, rig, roles, tags, device, priority, at, params, cron, connection }).await
         }
+        Command::Retry { job, connection } => cancel::retry(job, &connection).await,
         Command::Logout { connection } => revoke::logout(&connection).await,
         Command::User { command: UserCommand::Disable { name, connection } } => revoke::disable_user(&name, &connection).await,
         Command::Labhost { command: LabhostCommand::Revoke { name, connection } } => revoke::revoke_labhost(&name, &connection).await,
