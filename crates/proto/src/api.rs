@@ -111,6 +111,37 @@ pub enum JobState {
     Cancelled,
 }
 
+impl JobState {
+    pub const ALL: [JobState; 8] = [
+        JobState::Queued,
+        JobState::Assigned,
+        JobState::Running,
+        JobState::Uploading,
+        JobState::Verifying,
+        JobState::Done,
+        JobState::Lost,
+        JobState::Cancelled,
+    ];
+
+    /// The name the API, the store and the command line use (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Assigned => "assigned",
+            JobState::Running => "running",
+            JobState::Uploading => "uploading",
+            JobState::Verifying => "verifying",
+            JobState::Done => "done",
+            JobState::Lost => "lost",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// A job as `proofrig queue` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobView {
@@ -147,6 +178,28 @@ pub enum RigState {
     Offline,
     /// Gone for good; kept for the record of what ran on it.
     Retired,
+}
+
+impl RigState {
+    pub const ALL: [RigState; 7] =
+        [RigState::Idle, RigState::Reserved, RigState::Running, RigState::Maintenance, RigState::Bad, RigState::Offline, RigState::Retired];
+
+    /// The name the API, the store and the command line use (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            RigState::Idle => "idle",
+            RigState::Reserved => "reserved",
+            RigState::Running => "running",
+            RigState::Maintenance => "maintenance",
+            RigState::Bad => "bad",
+            RigState::Offline => "offline",
+            RigState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RigState> {
+        RigState::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// A rig as `proofrig rigs` lists it. Every change of `state` is recorded with its
@@ -426,6 +479,19 @@ pub struct RunView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_names_are_the_serde_names_and_parse_back() {
+        for s in JobState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+            assert_eq!(JobState::parse(s.name()), Some(s));
+        }
+        for s in RigState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+            assert_eq!(RigState::parse(s.name()), Some(s));
+        }
+        assert_eq!(RigState::parse("broken"), None);
+    }
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| s.to_string()).collect()

@@ -17,6 +17,16 @@ pub struct PlanFile {
     pub bytes: Vec<u8>,
 }
 
+/// Whether `run` can be a run id: what names a bundle's directory on the lab host,
+/// the server and a fetching machine: 1 to 200 of letters, digits, `.`, `_`, `-`, not
+/// starting with a dot (so never `..`, a path, or a hidden file).
+pub fn is_run_id(run: &str) -> bool {
+    !run.is_empty()
+        && run.len() <= 200
+        && !run.starts_with('.')
+        && run.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// One file of a sealed bundle, as the lab host offers it for upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleFile {
@@ -73,6 +83,14 @@ pub fn check_bundle_path(path: &str) -> Result<(), NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_id_is_a_plain_name() {
+        assert!(is_run_id("20261205T100012Z-simlab-job1-6180c4"));
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "run\0", &"x".repeat(201)] {
+            assert!(!is_run_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn plan_names_are_bare_file_names() {

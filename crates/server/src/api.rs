@@ -792,10 +792,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> ApiResult<T> + Send 
 
 /// A run id names a directory of the inbox: letters, digits, `.`, `_`, `-`, not starting with a dot.
 fn check_run_name(run: &str) -> ApiResult<()> {
-    let plain = !run.is_empty()
-        && run.len() <= 200
-        && !run.starts_with('.')
-        && run.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let plain = proofrig_proto::files::is_run_id(run);
     match plain {
         true => Ok(()),
         false => Err(ApiFail::invalid(format!("run id `{run}`: use the run id `proofrig queue` shows (letters, digits, `.`, `_`, `-`)"))),

@@ -113,10 +113,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Refusal + '_ {
 
 /// A run id names directories here: letters, digits, `.`, `_`, `-`, not starting with a dot.
 fn check_run_id(run_id: &str) -> Result<(), Refusal> {
-    let plain = !run_id.is_empty()
-        && run_id.len() <= 200
-        && !run_id.starts_with('.')
-        && run_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let plain = proofrig_proto::files::is_run_id(run_id);
     if plain {
         Ok(())
     } else {

@@ -138,10 +138,7 @@ fn verify_here(dest: &Path, view: &RunView, pinned: Option<&ed25519_dalek::Verif
 
 /// A run id names a directory under --out: letters, digits, `.`, `_`, `-`, not starting with a dot.
 fn check_run_id(run: &str) -> Result<(), Failure> {
-    let plain = !run.is_empty()
-        && run.len() <= 200
-        && !run.starts_with('.')
-        && run.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let plain = proofrig_proto::files::is_run_id(run);
     match plain {
         true => Ok(()),
         false => Err(Failure::usage(miette::miette!(

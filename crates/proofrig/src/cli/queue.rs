@@ -46,14 +46,5 @@ pub async fn queue(json: bool, connection: &Connection) -> Result<u8, Failure> {
 
 /// A job state as the API names it.
 pub fn state(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Assigned => "assigned",
-        JobState::Running => "running",
-        JobState::Uploading => "uploading",
-        JobState::Verifying => "verifying",
-        JobState::Done => "done",
-        JobState::Lost => "lost",
-        JobState::Cancelled => "cancelled",
-    }
+    state.name()
 }

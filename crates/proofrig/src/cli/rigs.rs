@@ -44,13 +44,5 @@ pub async fn rigs(json: bool, connection: &Connection) -> Result<u8, Failure> {
 
 /// A rig state as the API names it.
 pub fn state(state: RigState) -> &'static str {
-    match state {
-        RigState::Idle => "idle",
-        RigState::Reserved => "reserved",
-        RigState::Running => "running",
-        RigState::Maintenance => "maintenance",
-        RigState::Bad => "bad",
-        RigState::Offline => "offline",
-        RigState::Retired => "retired",
-    }
+    state.name()
 }

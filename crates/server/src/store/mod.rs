@@ -649,51 +649,19 @@ fn from_ms(v: i64) -> UnixMillis {
 }
 
 fn rig_state_name(state: RigState) -> &'static str {
-    match state {
-        RigState::Idle => "idle",
-        RigState::Reserved => "reserved",
-        RigState::Running => "running",
-        RigState::Maintenance => "maintenance",
-        RigState::Bad => "bad",
-        RigState::Offline => "offline",
-        RigState::Retired => "retired",
-    }
+    state.name()
 }
 
 fn rig_state(name: &str) -> Result<RigState, StoreError> {
-    [RigState::Idle, RigState::Reserved, RigState::Running, RigState::Maintenance, RigState::Bad, RigState::Offline, RigState::Retired]
-        .into_iter()
-        .find(|s| rig_state_name(*s) == name)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown rig state `{name}`")))
+    RigState::parse(name).ok_or_else(|| StoreError::Corrupt(format!("unknown rig state `{name}`")))
 }
 
 fn job_state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Assigned => "assigned",
-        JobState::Running => "running",
-        JobState::Uploading => "uploading",
-        JobState::Verifying => "verifying",
-        JobState::Done => "done",
-        JobState::Lost => "lost",
-        JobState::Cancelled => "cancelled",
-    }
+    state.name()
 }
 
 fn job_state(name: &str) -> Result<JobState, StoreError> {
-    [
-        JobState::Queued,
-        JobState::Assigned,
-        JobState::Running,
-        JobState::Uploading,
-        JobState::Verifying,
-        JobState::Done,
-        JobState::Lost,
-        JobState::Cancelled,
-    ]
-    .into_iter()
-    .find(|s| job_state_name(*s) == name)
-    .ok_or_else(|| StoreError::Corrupt(format!("unknown job state `{name}`")))
+    JobState::parse(name).ok_or_else(|| StoreError::Corrupt(format!("unknown job state `{name}`")))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
