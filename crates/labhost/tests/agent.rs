@@ -7,10 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use proofrig_labhost::agent::{self, AgentConfig, ServerAddress};
+use proofrig_labhost::agent::{self, AgentConfig, AgentError, ServerAddress};
 use proofrig_proto::api::{JobState, RigSelector, SubmitJob};
 use proofrig_proto::files::PlanFile;
+use proofrig_proto::ids::LabHostId;
 use proofrig_proto::ids::{Attempt, Priority, UnixMillis};
+use proofrig_proto::labhost::{Hello, LabHostMessage, RefusalCode, ServerMessage};
+use proofrig_proto::version::Version;
 use proofrig_server::api::secret_sha256;
 use proofrig_server::http::{Server, ServerConfig};
 use proofrig_server::store::Ctx;
@@ -108,7 +111,33 @@ async fn a_lab_host_enrolls_takes_a_job_and_its_bundle_arrives_verified() {
     let _ = stop.send(true);
     running.await.unwrap().unwrap();
     // Enrolled once: a second start needs no token, and the token is spent.
-    let again = agent::connect(&config(None, fingerprint)).await;
-    assert!(again.is_ok(), "{:?}", again.err());
+    let link = agent::connect(&config(None, fingerprint.clone())).await.expect("enrolled: no token needed");
+
+    // The version rule on the wire: the same major works; a major apart, or a lab host
+    // newer than the server, is refused naming both versions and who must upgrade.
+    let hello = |major, minor| {
+        LabHostMessage::Hello(Hello { version: Version { major, minor }, labhost: LabHostId("lab-a".into()), software: "test".into() })
+    };
+    assert!(matches!(link.send(&hello(1, 0)).await.unwrap()[0], ServerMessage::Welcome(_)));
+    for (major, minor, upgrade) in [(2, 0, "upgrade the server"), (0, 9, "upgrade the lab host"), (1, 1, "upgrade the server")] {
+        match link.send(&hello(major, minor)).await {
+            Err(AgentError::Refused(r)) => {
+                assert_eq!(r.code, RefusalCode::Version, "{}", r.message);
+                assert!(r.message.contains(upgrade) && r.message.contains(&format!("{major}.{minor}")), "{}", r.message);
+            }
+            other => panic!("protocol {major}.{minor} was not refused: {other:?}"),
+        }
+    }
+
+    // A request signed by another key under this lab host's name: refused, whatever it says.
+    let impostor = tempfile::tempdir().unwrap();
+    std::fs::copy(labstate.path().join("enrollment.json"), impostor.path().join("enrollment.json")).unwrap();
+    let mut forged = config(None, fingerprint);
+    forged.state_dir = impostor.path().to_path_buf();
+    let link = agent::connect(&forged).await.unwrap();
+    match link.send(&hello(1, 0)).await {
+        Err(AgentError::Refused(r)) => assert_eq!(r.code, RefusalCode::Authentication, "{}", r.message),
+        other => panic!("a request signed by another key was answered: {other:?}"),
+    }
     server.stop().await;
 }
