@@ -47,7 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proofrig-labhost", &["proofrig-run", "proofrig-proto"]),
     ("proofrig-simlab", &[]),
     ("proofrig-testpeers", &["proofrig-simlab"]),
-    ("proofrig", &["proofrig-run", "proofrig-server", "proofrig-simlab"]),
+    ("proofrig", &["proofrig-labhost", "proofrig-server", "proofrig-simlab"]),
 ];
 
 /// The crates that link no device I/O: what a verifier links (ARCHITECTURE.md:
