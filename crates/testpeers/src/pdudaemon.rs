@@ -39,9 +39,22 @@ pub struct Pdudaemon {
 
 impl Pdudaemon {
     /// Start pdudaemon's HTTP listener on a free 127.0.0.1 port, with one PDU named
-    /// `hostname` and wait until it accepts connections.
+    /// `hostname` and wait until it accepts connections. A port found free can be taken
+    /// by another process before pdudaemon binds it (tests run side by side): then it
+    /// starts again on another one, a few times.
     pub fn start(hostname: &str) -> Pdudaemon {
         require_program(PDUDAEMON, "pdudaemon");
+        for _ in 0..4 {
+            match Pdudaemon::start_once(hostname) {
+                Ok(daemon) => return daemon,
+                Err(taken) => eprintln!("pdudaemon: port {taken} was taken before it bound it; trying another"),
+            }
+        }
+        panic!("pdudaemon could not bind a free port on 127.0.0.1 in four tries")
+    }
+
+    /// `Err(port)`: the port was taken before pdudaemon bound it.
+    fn start_once(hostname: &str) -> Result<Pdudaemon, u16> {
         let dir = tempfile::tempdir().expect("temp dir for pdudaemon");
         let journal = dir.path().join("driver-calls");
         let log = dir.path().join("pdudaemon.log");
@@ -62,8 +75,10 @@ impl Pdudaemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {PDUDAEMON}: {e}"));
         let mut daemon = Pdudaemon { child, port, hostname: hostname.to_string(), journal, log, _dir: dir };
-        daemon.wait_until_listening(Duration::from_secs(15));
-        daemon
+        match daemon.wait_until_listening(Duration::from_secs(15)) {
+            Ok(()) => Ok(daemon),
+            Err(()) => Err(port),
+        }
     }
 
     /// Base URL of the HTTP listener, e.g. `http://127.0.0.1:40123`.
@@ -99,14 +114,18 @@ impl Pdudaemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_until_listening(&mut self, limit: Duration) {
+    /// `Err(())`: it exited because its port was taken meanwhile.
+    fn wait_until_listening(&mut self, limit: Duration) -> Result<(), ()> {
         let started = Instant::now();
         loop {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let stderr = std::fs::read_to_string(self.log.with_file_name("stderr")).unwrap_or_default();
+                if stderr.contains("address already in use") {
+                    return Err(());
+                }
                 panic!("pdudaemon exited during startup ({status}).\nstderr:\n{stderr}\nlog:\n{}", self.log());
             }
             if started.elapsed() > limit {
