@@ -76,7 +76,32 @@ impl Service {
 
     /// The token a `user add` or `labhost token` printed, on the line after its announcement.
     fn minted(&self, token: &str, args: &[&str]) -> String {
-        let text = self.ok(token, args);
+        self.minted_with(token, args, None)
+    }
+
+    /// [`Service::minted`], with `stdin` fed to the command (a password).
+    fn minted_with(&self, token: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let text = match stdin {
+            None => self.ok(token, args),
+            Some(input) => {
+                use std::io::Write;
+                let mut child = proofrig()
+                    .args(args)
+                    .env("PROOFRIG_SERVER", &self.url)
+                    .env("PROOFRIG_FINGERPRINT", &self.fingerprint)
+                    .env("PROOFRIG_TOKEN", token)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                let out = child.wait_with_output().unwrap();
+                let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                assert!(out.status.success(), "proofrig {args:?} failed: {text}");
+                text
+            }
+        };
         let lines: Vec<&str> = text.lines().collect();
         let at = lines.iter().position(|l| l.contains("shown this once")).unwrap_or_else(|| panic!("no token shown: {text}"));
         lines[at + 1].trim().to_string()
@@ -119,7 +144,8 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     let service = Service::start(&dir.path().join("server"));
     let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
 
-    let tess = service.minted(&admin, &["user", "add", "tess", "--role", "tester"]);
+    let tess =
+        service.minted_with(&admin, &["user", "add", "tess", "--role", "tester", "--password-stdin"], Some("tess's long password\n"));
     let tom = service.minted(&admin, &["user", "add", "tom", "--role", "technician"]);
 
     // The lab host: its rig files, its enrollment token in a file, and off it goes.
@@ -160,6 +186,27 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
         let attempts = jobs.as_array().unwrap();
         (attempts.len() == 2 && attempts[1]["state"] == "done" && attempts[1]["retry_of"] == 1).then(|| jobs.to_string())
     });
+
+    // The dashboard: tess logs in with her password and reads the run's page.
+    let browser = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(proofrig_server::tls::pinned_client_config(&service.fingerprint))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(format!("{}/login", service.url))
+        .form(&[("user", "tess"), ("password", "tess's long password"), ("next", "/runs")])
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = browser.get(format!("{}/runs/{run_id}", service.url)).header("cookie", &cookie).send().unwrap().text().unwrap();
+    for shown in ["TS 33.117 4.2.3.4.5", "TC_WALK", "v-INCONCLUSIVE", "bench-3", "lab-a", "witnessed"] {
+        assert!(page.contains(shown), "the run page does not show {shown}: {page}");
+    }
+    let report = browser.get(format!("{}/runs/{run_id}/files/report.html", service.url)).header("cookie", &cookie).send().unwrap();
+    assert_eq!(report.status(), reqwest::StatusCode::OK);
+    assert!(report.headers()["content-security-policy"].to_str().unwrap().starts_with("sandbox"), "a bundle's report is sandboxed");
 
     let home = dir.path().join("home");
     service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);

@@ -42,6 +42,7 @@ use crate::live::Live;
 use crate::service;
 use crate::store::{Ctx, NewUserRecord, Store, StoreConfig, StoreError};
 use crate::tls::{Identity, TlsError};
+use crate::web::{self, WebState};
 
 /// The name of the first admin a fresh store gets.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
@@ -149,7 +150,8 @@ impl Server {
         let live_dir = dir.join("live");
         let live = Arc::new(Live::open(&live_dir, key.clone()).map_err(|source| ServeError::Inbox { path: live_dir, source })?);
         let hub = Arc::new(Hub::default());
-        let app = labwire::router(WireState { api: api.clone(), hub: hub.clone(), live }).merge(api::router(api));
+        let web = web::router(WebState::new(api.clone(), identity.is_some()));
+        let app = labwire::router(WireState { api: api.clone(), hub: hub.clone(), live }).merge(web).merge(api::router(api));
         let (stop, stopped) = watch::channel(false);
         let service = tokio::spawn(service::run(store.clone(), hub, config.clock.clone(), stopped.clone()));
         let accept = tokio::spawn(accept_loop(listener, tls, app, stopped));

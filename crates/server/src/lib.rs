@@ -33,4 +33,5 @@ pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod tls;
+pub mod web;
 pub mod witness;

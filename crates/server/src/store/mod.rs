@@ -53,6 +53,7 @@ mod postgres;
 mod rigs;
 mod schedules;
 mod sqlite;
+pub mod web;
 
 use std::path::Path;
 use std::time::Duration;
@@ -532,6 +533,33 @@ impl Store {
     /// Revoke a lab host: its key is refused from now on, its rigs go offline.
     pub async fn revoke_labhost(&self, labhost: &LabHostId, ctx: &Ctx) -> Result<(), StoreError> {
         in_write_tx!(self, "revoking a lab host", |tx| people::revoke_labhost(tx, labhost, ctx))
+    }
+
+    // ---- dashboard sessions ----------------------------------------------------------
+
+    /// What a login by `user` checks (`None`: no such user).
+    pub async fn login(&self, user: &str) -> Result<Option<web::Login>, StoreError> {
+        in_read_tx!(self, "reading a login", |tx| web::login(tx, user))
+    }
+
+    /// Start a dashboard session (the SHA-256 of its cookie) for `user`.
+    pub async fn start_session(&self, sha256: &str, user: &str, csrf: &str, expires_at: UnixMillis, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "starting a session", |tx| web::start(tx, sha256, user, csrf, expires_at, ctx))
+    }
+
+    /// The live session whose cookie has this SHA-256, if any.
+    pub async fn session(&self, sha256: &str, now: UnixMillis) -> Result<Option<web::Session>, StoreError> {
+        in_read_tx!(self, "checking a session", |tx| web::check(tx, sha256, now))
+    }
+
+    /// Record a refused login.
+    pub async fn audit_refused_login(&self, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "recording a refused login", |tx| web::refused(tx, ctx))
+    }
+
+    /// End a session (logout).
+    pub async fn end_session(&self, sha256: &str, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "ending a session", |tx| web::end(tx, sha256, ctx))
     }
 
     // ---- a lab host's session ------------------------------------------------------

@@ -65,6 +65,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("migrations/postgres/0006_revocation.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            "web sessions".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0007_sessions_web.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

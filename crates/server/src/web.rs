@@ -1,0 +1,800 @@
+//! The dashboard: the pages people use every day, rendered on the server.
+//!
+//! Why server-rendered, from one table: a check written only in a page is the one a
+//! script bypasses. [`PAGES`] lists every page with the roles it admits, the router is
+//! built from it alone, and each page sits behind the same gate ([`gate`]): the
+//! session cookie (its SHA-256 looked up in the store; no or an ended session goes to
+//! the login page), then the role, before any handler runs. Every form that changes
+//! something carries the session's form token (`csrf`), checked on the server; the
+//! cookie is `HttpOnly`, `SameSite=Strict`, and `Secure` when served over TLS.
+//!
+//! Pages work without JavaScript; htmx is vendored (`static/htmx.min.js`, no npm
+//! build) for the live parts that need it. Responses forbid framing and inline
+//! scripts (a Content-Security-Policy), and bundle files are served sandboxed.
+//!
+//! Logins: argon2-hashed passwords (`proofrig user add --password-stdin`), at most
+//! [`LOGIN_FAILURES`] failures per address and user in [`LOGIN_WINDOW`]; every login,
+//! refused login and logout is audited.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{self, MethodRouter};
+use axum::{Extension, Router};
+use serde::Deserialize;
+
+use proofrig_evidence::record::RunResult;
+use proofrig_proto::api::{JobState, RigState, Role};
+use proofrig_proto::files::{check_bundle_path, is_run_id};
+use proofrig_proto::labhost::BundleCheck;
+use proofrig_verdict::Verdict;
+
+use crate::api::{new_secret, secret_sha256, ApiState};
+use crate::store::Ctx;
+
+/// How long a dashboard session lasts: a working day.
+pub const SESSION_LENGTH: Duration = Duration::from_secs(12 * 3600);
+/// Failed logins allowed per address and user name within [`LOGIN_WINDOW`].
+pub const LOGIN_FAILURES: usize = 5;
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The session cookie's name.
+pub const COOKIE: &str = "proofrig_session";
+
+const HTMX: &[u8] = include_bytes!("../static/htmx.min.js");
+const STYLE: &[u8] = include_bytes!("../static/style.css");
+
+/// What the pages share.
+#[derive(Clone)]
+pub struct WebState {
+    pub api: ApiState,
+    /// Served over TLS: the cookie is `Secure`.
+    pub tls: bool,
+    failures: Arc<Mutex<Failures>>,
+}
+
+/// Recent failed logins per (address, user name).
+type Failures = HashMap<(String, String), Vec<Instant>>;
+
+impl WebState {
+    pub fn new(api: ApiState, tls: bool) -> WebState {
+        WebState { api, tls, failures: Arc::default() }
+    }
+}
+
+/// Who may see a page: anyone (the login page, static files) or these roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Roles(&'static [Role]),
+}
+
+/// One page or form target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    id: PageId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageId {
+    Home,
+    LoginForm,
+    Login,
+    Logout,
+    Runs,
+    Run,
+    RunFile,
+    Rigs,
+    Reserve,
+    Release,
+    Audit,
+    Static,
+}
+
+use Role::{Admin, Manager, Technician, Tester};
+const EVERYONE: &[Role] = &[Technician, Tester, Manager, Admin];
+
+/// Every page of the dashboard and who may see it. The router serves exactly these.
+pub const PAGES: &[Page] = &[
+    Page { method: "GET", path: "/", access: Access::Roles(EVERYONE), summary: "start at the runs", id: PageId::Home },
+    Page { method: "GET", path: "/login", access: Access::Public, summary: "the login form", id: PageId::LoginForm },
+    Page { method: "POST", path: "/login", access: Access::Public, summary: "log in", id: PageId::Login },
+    Page { method: "POST", path: "/logout", access: Access::Roles(EVERYONE), summary: "log out", id: PageId::Logout },
+    Page { method: "GET", path: "/runs", access: Access::Roles(EVERYONE), summary: "see the runs", id: PageId::Runs },
+    Page { method: "GET", path: "/runs/{run}", access: Access::Roles(EVERYONE), summary: "see a run", id: PageId::Run },
+    Page {
+        method: "GET",
+        path: "/runs/{run}/files/{*path}",
+        access: Access::Roles(EVERYONE),
+        summary: "download a file of a run",
+        id: PageId::RunFile,
+    },
+    Page { method: "GET", path: "/rigs", access: Access::Roles(EVERYONE), summary: "see the rigs", id: PageId::Rigs },
+    Page {
+        method: "POST",
+        path: "/rigs/{rig}/reserve",
+        access: Access::Roles(&[Technician]),
+        summary: "reserve a rig",
+        id: PageId::Reserve,
+    },
+    Page {
+        method: "POST",
+        path: "/rigs/{rig}/release",
+        access: Access::Roles(&[Technician]),
+        summary: "release a rig",
+        id: PageId::Release,
+    },
+    Page { method: "GET", path: "/audit", access: Access::Roles(&[Admin]), summary: "read the audit log", id: PageId::Audit },
+    Page { method: "GET", path: "/static/{file}", access: Access::Public, summary: "a style sheet or script", id: PageId::Static },
+];
+
+/// The dashboard's router: [`PAGES`], each behind [`gate`].
+pub fn router(state: WebState) -> Router {
+    let mut router = Router::new();
+    for page in PAGES {
+        let gated = handler(page.id).route_layer(middleware::from_fn_with_state((state.clone(), page), gate));
+        router = router.route(page.path, gated);
+    }
+    router.with_state(state)
+}
+
+fn handler(id: PageId) -> MethodRouter<WebState> {
+    match id {
+        PageId::Home => routing::get(|| async { Redirect::to("/runs") }),
+        PageId::LoginForm => routing::get(login_form),
+        PageId::Login => routing::post(login),
+        PageId::Logout => routing::post(logout),
+        PageId::Runs => routing::get(runs),
+        PageId::Run => routing::get(run),
+        PageId::RunFile => routing::get(run_file),
+        PageId::Rigs => routing::get(rigs),
+        PageId::Reserve => routing::post(reserve),
+        PageId::Release => routing::post(release),
+        PageId::Audit => routing::get(audit),
+        PageId::Static => routing::get(static_file),
+    }
+}
+
+// ---- the gate ------------------------------------------------------------------------
+
+/// The person looking, as the pages show them.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub user: String,
+    pub role: Role,
+    pub csrf: String,
+    pub is_admin: bool,
+    session_sha256: String,
+    origin: SocketAddr,
+}
+
+impl Viewer {
+    fn ctx(&self, state: &WebState) -> Ctx {
+        Ctx::new(self.user.clone(), self.origin.to_string(), state.api.clock.now())
+    }
+}
+
+/// A page refused or failed: its status and what to tell the person.
+pub struct WebFail {
+    status: StatusCode,
+    heading: &'static str,
+    message: String,
+    viewer: Option<Box<Viewer>>,
+}
+
+impl WebFail {
+    fn new(status: StatusCode, heading: &'static str, message: impl Into<String>) -> WebFail {
+        WebFail { status, heading, message: message.into(), viewer: None }
+    }
+}
+
+impl From<crate::store::StoreError> for WebFail {
+    fn from(e: crate::store::StoreError) -> WebFail {
+        use crate::store::StoreError as E;
+        match e {
+            E::NotFound(m) => WebFail::new(StatusCode::NOT_FOUND, "Not found", m),
+            E::Conflict(m) => WebFail::new(StatusCode::CONFLICT, "Not possible now", m),
+            E::Invalid(m) => WebFail::new(StatusCode::BAD_REQUEST, "Not accepted", m),
+            E::Lease(l) => WebFail::new(StatusCode::CONFLICT, "Not possible now", l.to_string()),
+            other => WebFail::new(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable", format!("{other}; try again")),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    viewer: Option<Viewer>,
+    heading: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for WebFail {
+    fn into_response(self) -> Response {
+        let page = MessagePage { viewer: self.viewer.map(|v| *v), heading: self.heading, message: &self.message };
+        (self.status, html(page)).into_response()
+    }
+}
+
+type WebResult<T> = Result<T, WebFail>;
+
+/// A rendered page with the dashboard's security headers.
+fn html(page: impl Template) -> Response {
+    match page.render() {
+        Ok(body) => {
+            let mut response = (StatusCode::OK, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            secure(headers);
+            response
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the page did not render: {e}")).into_response(),
+    }
+}
+
+fn secure(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == COOKIE && !value.is_empty()).then(|| value.to_string())
+    })
+}
+
+async fn gate(
+    State((state, page)): State<(WebState, &'static Page)>,
+    ConnectInfo(origin): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Access::Roles(roles) = page.access else {
+        return next.run(request).await;
+    };
+    let session = match session_cookie(request.headers()) {
+        Some(cookie) => {
+            let sha = secret_sha256(&cookie);
+            match state.api.store.session(&sha, state.api.clock.now()).await {
+                Ok(found) => found.map(|s| (s, sha)),
+                Err(e) => return WebFail::from(e).into_response(),
+            }
+        }
+        None => None,
+    };
+    let Some((session, sha)) = session else {
+        if request.method() == Method::GET {
+            let next_page = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+            return Redirect::to(&format!("/login?next={}", form_urlencode(&next_page))).into_response();
+        }
+        return WebFail::new(StatusCode::UNAUTHORIZED, "Log in first", "your session ended; log in again").into_response();
+    };
+    let viewer =
+        Viewer { is_admin: session.role == Admin, user: session.user, role: session.role, csrf: session.csrf, session_sha256: sha, origin };
+    if !roles.contains(&viewer.role) {
+        let admitted: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+        let mut fail = WebFail::new(
+            StatusCode::FORBIDDEN,
+            "Not for your role",
+            format!("{} is a {} and may not {}; that takes the role {}", viewer.user, viewer.role, page.summary, admitted.join(" or ")),
+        );
+        fail.viewer = Some(Box::new(viewer));
+        return fail.into_response();
+    }
+    request.extensions_mut().insert(viewer);
+    next.run(request).await
+}
+
+fn form_urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A form's token must be the session's.
+fn check_csrf(viewer: &Viewer, presented: &str) -> WebResult<()> {
+    match presented == viewer.csrf {
+        true => Ok(()),
+        false => Err(WebFail {
+            viewer: Some(Box::new(viewer.clone())),
+            ..WebFail::new(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "this form is not from your current session; reload the page and try again",
+            )
+        }),
+    }
+}
+
+// ---- login ---------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    viewer: Option<Viewer>,
+    message: Option<String>,
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a path of this site: never another origin (an open redirect).
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        _ => "/runs".to_string(),
+    }
+}
+
+async fn login_form(Query(q): Query<NextQuery>) -> Response {
+    html(LoginPage { viewer: None, message: None, next: local_path(q.next.as_deref()) })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login(State(state): State<WebState>, ConnectInfo(origin): ConnectInfo<SocketAddr>, Form(form): Form<LoginForm>) -> Response {
+    let next = local_path(form.next.as_deref());
+    let refuse = |status: StatusCode, message: &str| {
+        let page = LoginPage { viewer: None, message: Some(message.to_string()), next: next.clone() };
+        let mut response = html(page);
+        *response.status_mut() = status;
+        response
+    };
+    let key = (origin.ip().to_string(), form.user.clone());
+    if state.recent_failures(&key) >= LOGIN_FAILURES {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many failed logins from here for this user; wait 15 minutes, or ask an admin.");
+    }
+    let now = state.api.clock.now();
+    let login = match state.api.store.login(&form.user).await {
+        Ok(login) => login,
+        Err(e) => return WebFail::from(e).into_response(),
+    };
+    let accepted = match login {
+        Some(l) if !l.disabled && l.password_hash.is_some() => {
+            let (hash, password) = (l.password_hash.clone().unwrap_or_default(), form.password.clone());
+            let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password)).await.unwrap_or(false);
+            ok.then_some(l)
+        }
+        _ => None,
+    };
+    let ctx = Ctx::new(form.user.clone(), origin.to_string(), now);
+    let Some(_) = accepted else {
+        state.failed(key);
+        let _ = state.api.store.audit_refused_login(&ctx).await;
+        return refuse(StatusCode::UNAUTHORIZED, "Wrong user name or password (or the user has no password, or is disabled).");
+    };
+    let (cookie, csrf) = (new_secret("pws"), new_secret("csrf"));
+    let expires = now.plus(SESSION_LENGTH);
+    if let Err(e) = state.api.store.start_session(&secret_sha256(&cookie), &form.user, &csrf, expires, &ctx).await {
+        return WebFail::from(e).into_response();
+    }
+    let secure = if state.tls { "; Secure" } else { "" };
+    let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", SESSION_LENGTH.as_secs());
+    let mut response = Redirect::to(&next).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&set).expect("a cookie is ASCII"));
+    response
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::phc::PasswordHash;
+    use argon2::password_hash::PasswordVerifier;
+    PasswordHash::new(hash).map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+}
+
+impl WebState {
+    fn recent_failures(&self, key: &(String, String)) -> usize {
+        let mut failures = self.failures.lock().expect("never poisoned");
+        let list = failures.entry(key.clone()).or_default();
+        list.retain(|t| t.elapsed() < LOGIN_WINDOW);
+        list.len()
+    }
+
+    fn failed(&self, key: (String, String)) {
+        self.failures.lock().expect("never poisoned").entry(key).or_default().push(Instant::now());
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(state): State<WebState>, Extension(viewer): Extension<Viewer>, Form(form): Form<CsrfForm>) -> WebResult<Response> {
+    check_csrf(&viewer, &form.csrf)?;
+    state.api.store.end_session(&viewer.session_sha256, &viewer.ctx(&state)).await?;
+    let mut response = Redirect::to("/login").into_response();
+    let gone = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&gone).expect("ASCII"));
+    Ok(response)
+}
+
+// ---- runs ------------------------------------------------------------------------------
+
+/// `/runs` filters; empty fields ask nothing.
+#[derive(Debug, Default, Deserialize)]
+struct RunsFilter {
+    verdict: Option<String>,
+    state: Option<String>,
+    plan: Option<String>,
+    rig: Option<String>,
+    /// `YYYY-MM-DD`, UTC, inclusive.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl RunsFilter {
+    fn normalise(mut self) -> RunsFilter {
+        for field in [&mut self.verdict, &mut self.state, &mut self.plan, &mut self.rig, &mut self.from, &mut self.to] {
+            if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *field = None;
+            }
+        }
+        self
+    }
+}
+
+struct RunRow {
+    job: u64,
+    attempt: u32,
+    state: &'static str,
+    verdict: Option<String>,
+    plans: String,
+    rig: String,
+    by: String,
+    at: String,
+    run_id: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    viewer: Option<Viewer>,
+    filter: RunsFilter,
+    verdicts: Vec<String>,
+    states: Vec<String>,
+    rows: Vec<RunRow>,
+    total: usize,
+}
+
+/// A day `YYYY-MM-DD` as the milliseconds of its start, UTC.
+fn day_start(day: &str) -> Option<u64> {
+    let time = humantime::parse_rfc3339(&format!("{day}T00:00:00Z")).ok()?;
+    Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+fn when(at: proofrig_proto::ids::UnixMillis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(at.0)).to_string()
+}
+
+async fn runs(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(filter): Query<RunsFilter>,
+) -> WebResult<Response> {
+    let filter = filter.normalise();
+    let bad_day = |d: &str| WebFail::new(StatusCode::BAD_REQUEST, "Not accepted", format!("`{d}` is not a day: use YYYY-MM-DD"));
+    let from = filter.from.as_deref().map(|d| day_start(d).ok_or_else(|| bad_day(d))).transpose()?;
+    let to = filter.to.as_deref().map(|d| day_start(d).map(|t| t + 86_400_000).ok_or_else(|| bad_day(d))).transpose()?;
+    let verdict = filter.verdict.as_deref();
+    let jobs = state.api.store.jobs().await?;
+    let total = jobs.len();
+    let mut rows: Vec<RunRow> = jobs
+        .into_iter()
+        .map(|j| j.view)
+        .filter(|v| verdict.is_none_or(|want| v.verdict.is_some_and(|got| got.as_str() == want)))
+        .filter(|v| filter.state.as_deref().is_none_or(|want| v.state.name() == want))
+        .filter(|v| filter.plan.as_deref().is_none_or(|want| v.plans.iter().any(|p| p.contains(want))))
+        .filter(|v| filter.rig.as_deref().is_none_or(|want| v.rig.as_deref() == Some(want)))
+        .filter(|v| from.is_none_or(|f| v.submitted_at.0 >= f) && to.is_none_or(|t| v.submitted_at.0 < t))
+        .map(|v| RunRow {
+            job: v.job.0,
+            attempt: v.attempt.0,
+            state: v.state.name(),
+            verdict: v.verdict.map(|x| x.as_str().to_string()),
+            plans: v.plans.join(", "),
+            rig: v.rig.unwrap_or_else(|| "-".into()),
+            by: v.submitted_by,
+            at: when(v.submitted_at),
+            run_id: v.run_id,
+        })
+        .collect();
+    rows.reverse();
+    let verdicts = Verdict::ALL.iter().map(|v| v.as_str().to_string()).collect();
+    let states = JobState::ALL.iter().map(|s| s.name().to_string()).collect();
+    Ok(html(RunsPage { viewer: Some(viewer), filter, verdicts, states, rows, total }))
+}
+
+struct DeviceRow {
+    device: String,
+    role: String,
+    vendor: String,
+    model: String,
+    firmware: String,
+    reported: String,
+}
+
+struct CaseRow {
+    device: String,
+    clause: String,
+    test_name: String,
+    requirement: String,
+    verdict: String,
+    evidence: String,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    viewer: Option<Viewer>,
+    run_id: String,
+    job: u64,
+    attempt: u32,
+    rig: String,
+    lab_host: String,
+    received_at: String,
+    flagged: Option<String>,
+    verdict: String,
+    witnessed: usize,
+    devices: Vec<DeviceRow>,
+    cases: Vec<CaseRow>,
+    files: Vec<&'static str>,
+}
+
+/// The files of a verified bundle a person downloads from its page.
+const RUN_FILES: &[&str] = &["report.html", "junit.xml", "results.json", "journal.jsonl", "manifest.json", "attestation.intoto.jsonl"];
+
+fn no_run(run: &str) -> WebFail {
+    WebFail::new(StatusCode::NOT_FOUND, "No such run", format!("there is no stored run `{run}`; the runs page lists them"))
+}
+
+async fn run(State(state): State<WebState>, Extension(viewer): Extension<Viewer>, Path(run): Path<String>) -> WebResult<Response> {
+    if !is_run_id(&run) {
+        return Err(no_run(&run));
+    }
+    let (inbox, key) = (state.api.inbox.clone(), state.api.key.verifying_key());
+    let run_id = run.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let receipt = inbox.read_receipt(&run_id, &key)?;
+        let results = match &receipt.check {
+            BundleCheck::Verified { .. } => {
+                let path = inbox.bundle(&run_id).join(proofrig_evidence::bundle::RESULTS);
+                let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Some(serde_json::from_slice::<RunResult>(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+            }
+            BundleCheck::Flagged { .. } => None,
+        };
+        Ok::<_, String>((receipt, results))
+    })
+    .await
+    .map_err(|e| WebFail::new(StatusCode::INTERNAL_SERVER_ERROR, "The run did not read", e.to_string()))?;
+    let (receipt, results) = read.map_err(|_| no_run(&run))?;
+    let rig = results.as_ref().map(|r| r.rig_name.clone()).unwrap_or_else(|| "-".into());
+    let (flagged, verdict) = match &receipt.check {
+        BundleCheck::Verified { verdict } => (None, verdict.as_str().to_string()),
+        BundleCheck::Flagged { reason } => (Some(reason.clone()), String::new()),
+    };
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let devices = results
+        .iter()
+        .flat_map(|r| &r.devices)
+        .map(|d| DeviceRow {
+            device: d.device.clone(),
+            role: d.role.clone(),
+            vendor: dash(&d.declared.vendor),
+            model: dash(&d.declared.model),
+            firmware: dash(&d.declared.firmware),
+            reported: dash(&d.reported),
+        })
+        .collect();
+    let cases = results
+        .iter()
+        .flat_map(|r| &r.cases)
+        .map(|c| CaseRow {
+            device: c.key.device.clone(),
+            clause: c.scas.as_ref().map(|s| format!("{} {}", s.spec, s.clause)).unwrap_or_else(|| "-".into()),
+            test_name: c.scas.as_ref().map(|s| s.test_name.clone()).unwrap_or_else(|| c.key.case.clone()),
+            requirement: c.scas.as_ref().map(|s| s.requirement.clone()).unwrap_or_else(|| c.title.clone()),
+            verdict: c.verdict.as_str().to_string(),
+            evidence: c.evidence_excerpt.clone(),
+        })
+        .collect();
+    let page = RunPage {
+        viewer: Some(viewer),
+        run_id: run,
+        job: receipt.job.0,
+        attempt: receipt.attempt.0,
+        rig,
+        lab_host: receipt.lab_host,
+        received_at: receipt.received_at,
+        flagged,
+        verdict,
+        witnessed: receipt.witnessed.len(),
+        devices,
+        cases,
+        files: RUN_FILES.to_vec(),
+    };
+    Ok(html(page))
+}
+
+/// A file of a verified run, sandboxed (a report opens as a document with no script
+/// and no access to the dashboard's origin).
+async fn run_file(State(state): State<WebState>, Path((run, path)): Path<(String, String)>) -> WebResult<Response> {
+    if !is_run_id(&run) || check_bundle_path(&path).is_err() || !RUN_FILES.contains(&path.as_str()) {
+        return Err(no_run(&format!("{run}/{path}")));
+    }
+    let (inbox, key) = (state.api.inbox.clone(), state.api.key.verifying_key());
+    let receipt = inbox.read_receipt(&run, &key).map_err(|_| no_run(&run))?;
+    if let BundleCheck::Flagged { reason } = receipt.check {
+        return Err(WebFail::new(StatusCode::CONFLICT, "Not a result", format!("run {run} did not verify on arrival: {reason}")));
+    }
+    let bytes = tokio::fs::read(inbox.bundle(&run).join(&path)).await.map_err(|_| no_run(&format!("{run}/{path}")))?;
+    let kind = match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("xml") => "application/xml",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    let mut response = (StatusCode::OK, bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'; style-src 'unsafe-inline'"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(response)
+}
+
+// ---- rigs ------------------------------------------------------------------------------
+
+struct RigRow {
+    name: String,
+    labhost: String,
+    state: &'static str,
+    reason: String,
+    since: String,
+    offers: String,
+    holder: String,
+}
+
+#[derive(Template)]
+#[template(path = "rigs.html")]
+struct RigsPage {
+    viewer: Option<Viewer>,
+    technician: bool,
+    csrf: String,
+    rigs: Vec<RigRow>,
+}
+
+async fn rigs(State(state): State<WebState>, Extension(viewer): Extension<Viewer>) -> WebResult<Response> {
+    let list = state.api.store.rigs(state.api.clock.now()).await?;
+    let join = |items: &std::collections::BTreeSet<String>| items.iter().cloned().collect::<Vec<_>>().join(", ");
+    let rigs = list
+        .into_iter()
+        .map(|r| RigRow {
+            labhost: format!("{} ({})", r.labhost.0, if r.labhost_online { "online" } else { "OFFLINE" }),
+            state: match r.state {
+                RigState::Offline if r.labhost_online => "offline",
+                s => s.name(),
+            },
+            reason: r.reason,
+            since: when(r.since),
+            offers: format!("roles {}; tags {}", join(&r.summary.roles), join(&r.summary.tags)),
+            holder: r.reservation.map(|h| format!("{} until {}", h.holder, when(h.until))).unwrap_or_else(|| "-".into()),
+            name: r.summary.rig,
+        })
+        .collect();
+    let page = RigsPage { technician: viewer.role == Technician, csrf: viewer.csrf.clone(), viewer: Some(viewer), rigs };
+    Ok(html(page))
+}
+
+#[derive(Deserialize)]
+struct ReserveForm {
+    csrf: String,
+    minutes: Option<u32>,
+}
+
+async fn reserve(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(rig): Path<String>,
+    Form(form): Form<ReserveForm>,
+) -> WebResult<Response> {
+    check_csrf(&viewer, &form.csrf)?;
+    let length = form.minutes.map(|m| Duration::from_secs(u64::from(m) * 60));
+    state.api.store.reserve(&rig, length, &viewer.ctx(&state)).await.map_err(|e| WebFail { viewer: Some(Box::new(viewer.clone())), ..e.into() })?;
+    Ok(Redirect::to("/rigs").into_response())
+}
+
+async fn release(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(rig): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> WebResult<Response> {
+    check_csrf(&viewer, &form.csrf)?;
+    state.api.store.release(&rig, &viewer.ctx(&state)).await.map_err(|e| WebFail { viewer: Some(Box::new(viewer.clone())), ..e.into() })?;
+    Ok(Redirect::to("/rigs").into_response())
+}
+
+// ---- audit -----------------------------------------------------------------------------
+
+struct AuditRow {
+    id: u64,
+    at: String,
+    who: String,
+    origin: String,
+    action: String,
+    subject: String,
+    details: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    viewer: Option<Viewer>,
+    rows: Vec<AuditRow>,
+    total: usize,
+}
+
+/// The newest records shown at once.
+const AUDIT_SHOWN: usize = 1000;
+
+async fn audit(State(state): State<WebState>, Extension(viewer): Extension<Viewer>) -> WebResult<Response> {
+    let records = state.api.store.audit().await?;
+    let total = records.len();
+    let rows = records
+        .into_iter()
+        .rev()
+        .take(AUDIT_SHOWN)
+        .map(|a| AuditRow {
+            id: a.id,
+            at: when(a.at),
+            who: a.who,
+            origin: a.origin,
+            action: a.action,
+            subject: a.subject,
+            details: a.details.to_string(),
+        })
+        .collect();
+    Ok(html(AuditPage { viewer: Some(viewer), rows, total }))
+}
+
+// ---- static ----------------------------------------------------------------------------
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    let (bytes, kind) = match file.as_str() {
+        "htmx.min.js" => (HTMX, "text/javascript; charset=utf-8"),
+        "style.css" => (STYLE, "text/css; charset=utf-8"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let mut response = (StatusCode::OK, bytes).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    secure(response.headers_mut());
+    response
+}
