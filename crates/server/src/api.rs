@@ -639,6 +639,12 @@ async fn add_user(State(s): State<ApiState>, Extension(c): Extension<Caller>, Js
     Ok((StatusCode::CREATED, Json(TokenCreated { user: body.name, role: body.role, token, expires_at })).into_response())
 }
 
+/// The argon2 PHC string of a password (what the store keeps of it).
+pub fn password_hash(password: &str) -> Result<String, String> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
 async fn hash_password(password: String) -> ApiResult<String> {
     use argon2::password_hash::PasswordHasher;
     let hashed = tokio::task::spawn_blocking(move || argon2::Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))

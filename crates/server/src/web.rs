@@ -726,7 +726,12 @@ async fn reserve(
 ) -> WebResult<Response> {
     check_csrf(&viewer, &form.csrf)?;
     let length = form.minutes.map(|m| Duration::from_secs(u64::from(m) * 60));
-    state.api.store.reserve(&rig, length, &viewer.ctx(&state)).await.map_err(|e| WebFail { viewer: Some(Box::new(viewer.clone())), ..e.into() })?;
+    state
+        .api
+        .store
+        .reserve(&rig, length, &viewer.ctx(&state))
+        .await
+        .map_err(|e| WebFail { viewer: Some(Box::new(viewer.clone())), ..e.into() })?;
     Ok(Redirect::to("/rigs").into_response())
 }
 

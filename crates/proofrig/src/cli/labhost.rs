@@ -48,7 +48,7 @@ pub async fn run(args: LabHostArgs) -> Result<u8, Failure> {
     let name = args.name.clone().unwrap_or_else(|| proofrig_run::job::RunHost::this_process().host);
     #[cfg(feature = "simlab")]
     let _lab = match args.simlab {
-        true => Some(simlab(&args).await?),
+        true => Some(simlab(&args.rigs.clone().unwrap_or_else(|| args.state_dir.join("simlab"))).await?),
         false => None,
     };
     #[cfg(not(feature = "simlab"))]
@@ -87,13 +87,13 @@ pub async fn run(args: LabHostArgs) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-/// Start the simulated lab and write its rig file where the agent serves rigs from.
+/// Start the simulated lab and write its rig file into `dir`, where the agent serves
+/// rigs from.
 #[cfg(feature = "simlab")]
-async fn simlab(args: &LabHostArgs) -> Result<proofrig_simlab::SimLab, Failure> {
+pub(super) async fn simlab(dir: &std::path::Path) -> Result<proofrig_simlab::SimLab, Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::failed(miette::Report::msg(e.to_string()));
     let lab = proofrig_simlab::SimLab::start(proofrig_simlab::SimLabConfig::default()).await.map_err(|e| failed(&e))?;
-    let dir = args.rigs.clone().unwrap_or_else(|| args.state_dir.join("simlab"));
-    std::fs::create_dir_all(&dir).map_err(|e| failed(&e))?;
+    std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
     lab.write_secrets(&dir.join("secrets")).map_err(|e| failed(&e))?;
     let rig = dir.join("simlab.yaml");
     std::fs::write(&rig, lab.rig_yaml(std::path::Path::new("secrets")))

@@ -7,6 +7,8 @@ mod client;
 mod console;
 #[cfg(feature = "simlab")]
 mod demo;
+#[cfg(feature = "simlab")]
+mod demo_serve;
 mod enrollment;
 mod fetch;
 mod keygen;
@@ -143,6 +145,16 @@ pub enum Command {
         /// No per-step progress on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// Instead: start the lab service on loopback with the simulated lab enrolled,
+        /// queue the library, print the dashboard's URL and logins, and keep serving.
+        #[arg(long)]
+        serve: bool,
+        /// With --serve: where to listen (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080", requires = "serve")]
+        listen: std::net::SocketAddr,
+        /// With --serve: the server's and lab host's state.
+        #[arg(long, default_value = "results/demo-service", requires = "serve")]
+        state_dir: PathBuf,
     },
     /// Start the simulated lab standalone and write its rig file.
     #[cfg(feature = "simlab")]
@@ -559,7 +571,10 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::of_run(&sealed.result.rollup))
         }
         #[cfg(feature = "simlab")]
-        Command::Demo { out, quiet } => demo::demo(&out, quiet).await,
+        Command::Demo { serve: true, listen, state_dir, .. } => {
+            demo_serve::demo_serve(demo_serve::DemoServeArgs { listen, state_dir }).await
+        }
+        Command::Demo { out, quiet, .. } => demo::demo(&out, quiet).await,
         #[cfg(feature = "simlab")]
         Command::Sim { rig_out, well_known_ports } => sim::sim(&rig_out, well_known_ports).await,
         Command::Power { rig, device, action, off_for_ms } => power::power(&rig, &device, action, off_for_ms, &cli.transcripts).await,
