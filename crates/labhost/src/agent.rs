@@ -175,11 +175,7 @@ impl Link {
     /// [`Link::send`] with the given deadline for the whole exchange.
     pub async fn send_within(&self, message: &LabHostMessage, timeout: Duration) -> Result<Vec<ServerMessage>, AgentError> {
         let body = serde_json::to_vec(message).expect("a message is plain data");
-        let mut request = self
-            .http
-            .post(format!("{}{LABHOST_PATH}", self.url))
-            .header("content-type", "application/json")
-            .timeout(timeout);
+        let mut request = self.http.post(format!("{}{LABHOST_PATH}", self.url)).header("content-type", "application/json").timeout(timeout);
         if !matches!(message, LabHostMessage::Enroll(_)) {
             for (name, value) in wire::sign(&self.key, &self.labhost, self.clock.now(), &body) {
                 request = request.header(name, value);
@@ -483,13 +479,28 @@ async fn take(shared: &Arc<Shared>, assignment: Assignment) {
                 fencing: assignment.fencing,
                 abort,
             });
+            let (told, heard) = tokio::sync::oneshot::channel();
             let runner = Runner {
                 shared: shared.clone(),
                 rig: assignment.rig.clone(),
                 ids: UploadFor { job: assignment.job, attempt: assignment.attempt, fencing: assignment.fencing },
+                accepted: heard,
             };
             tokio::spawn(runner.run(*job, aborted));
-            LabHostMessage::AssignmentAccepted(answer)
+            let shared = shared.clone();
+            let message = LabHostMessage::AssignmentAccepted(answer);
+            let fencing = assignment.fencing;
+            tokio::spawn(async move {
+                if let Err(r) = shared.link.deliver(&message, &shared.incoming).await {
+                    // Cancelled (or passed on) before the server heard: stop the run.
+                    tracing::warn!("the server refused the acceptance of an assignment: {}; aborting its run", r.message);
+                    for held in shared.held.lock().expect("not poisoned").iter().filter(|h| h.fencing == fencing) {
+                        let _ = held.abort.send(true);
+                    }
+                }
+                let _ = told.send(());
+            });
+            return;
         }
         Err(refused) => {
             tracing::warn!("refused {} attempt {}: {}", refused.job, refused.attempt.0, refused.reason);
@@ -508,6 +519,10 @@ struct Runner {
     shared: Arc<Shared>,
     rig: String,
     ids: UploadFor,
+    /// Fires once the server has the acceptance: the job's end is sent after it, so
+    /// a short run's end never overtakes its start (the server would refuse the start,
+    /// and its audit log would lack it).
+    accepted: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Runner {
@@ -546,6 +561,7 @@ impl Runner {
                 pending.dir.display()
             );
         }
+        let _ = self.accepted.await;
         finish(self.shared.clone(), pending, path).await;
     }
 }
