@@ -292,8 +292,17 @@ impl Api {
     }
 }
 
+/// The first admin's token, which `proofrig serve` writes just after printing its URL.
 fn admin_token(state: &Path) -> String {
-    std::fs::read_to_string(state.join("bootstrap-admin.token")).unwrap().trim().to_string()
+    let path = state.join("bootstrap-admin.token");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(token) if token.ends_with('\n') => return token.trim().to_string(),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
 }
 
 /// The audit records of `action` about `job` (its attempt, when given).
