@@ -120,7 +120,10 @@ struct Enrollment {
 /// The signed connection to the server.
 #[derive(Clone)]
 pub struct Link {
-    http: reqwest::Client,
+    /// Replaced, with its pool, when a request times out: a connection the outage
+    /// killed looks alive to the pool (no RST came) and would hang the next request.
+    http: Arc<Mutex<reqwest::Client>>,
+    server: ServerAddress,
     url: String,
     key: SigningKey,
     labhost: LabHostId,
@@ -175,13 +178,19 @@ impl Link {
     /// [`Link::send`] with the given deadline for the whole exchange.
     pub async fn send_within(&self, message: &LabHostMessage, timeout: Duration) -> Result<Vec<ServerMessage>, AgentError> {
         let body = serde_json::to_vec(message).expect("a message is plain data");
-        let mut request = self.http.post(format!("{}{LABHOST_PATH}", self.url)).header("content-type", "application/json").timeout(timeout);
+        let http = self.http.lock().expect("not poisoned").clone();
+        let mut request = http.post(format!("{}{LABHOST_PATH}", self.url)).header("content-type", "application/json").timeout(timeout);
         if !matches!(message, LabHostMessage::Enroll(_)) {
             for (name, value) in wire::sign(&self.key, &self.labhost, self.clock.now(), &body) {
                 request = request.header(name, value);
             }
         }
-        let transport = |e: reqwest::Error| AgentError::Transport { url: self.url.clone(), message: error_chain(&e) };
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                self.fresh_connections();
+            }
+            AgentError::Transport { url: self.url.clone(), message: error_chain(&e) }
+        };
         let response = request.body(body).send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
@@ -192,6 +201,14 @@ impl Link {
         match messages.first() {
             Some(ServerMessage::Refusal(r)) => Err(AgentError::Refused(r.clone())),
             _ => Ok(messages),
+        }
+    }
+
+    /// Drop every pooled connection: the next requests open new ones.
+    fn fresh_connections(&self) {
+        match http_client(&self.server) {
+            Ok(client) => *self.http.lock().expect("not poisoned") = client,
+            Err(e) => tracing::error!("{e}"),
         }
     }
 
@@ -264,7 +281,8 @@ pub async fn connect(config: &AgentConfig) -> Result<Link, AgentError> {
                 ))
             })?;
             let link = Link {
-                http: http.clone(),
+                http: Arc::new(Mutex::new(http.clone())),
+                server: config.server.clone(),
                 url: url.clone(),
                 key: key.clone(),
                 labhost: LabHostId(String::new()),
@@ -283,7 +301,14 @@ pub async fn connect(config: &AgentConfig) -> Result<Link, AgentError> {
             enrollment
         }
     };
-    Ok(Link { http, url, key, labhost: enrollment.labhost, clock: config.clock.clone() })
+    Ok(Link {
+        http: Arc::new(Mutex::new(http)),
+        server: config.server.clone(),
+        url,
+        key,
+        labhost: enrollment.labhost,
+        clock: config.clock.clone(),
+    })
 }
 
 /// A job this lab host runs: what the heartbeat renews, and how to stop it.

@@ -357,12 +357,15 @@ impl LabHost {
 // ---- a black hole: TCP, swallow everything -------------------------------------------
 
 /// A TCP proxy that forwards until told to swallow: from then on every connection it
-/// holds, and every new one it accepts, stays open and carries nothing either way (no
-/// RST, no FIN), as a link whose packets vanish. A connection that was swallowed
-/// stays dead when forwarding resumes (the NAT in between forgot it); new ones work.
+/// holds, idle or not, and every new one it accepts, stays open and carries nothing
+/// either way (no RST, no FIN), as a link whose packets vanish. A connection that was
+/// open then stays dead when forwarding resumes (the NAT in between forgot it); new
+/// ones work.
 struct BlackHole {
     addr: SocketAddr,
     swallowing: Arc<AtomicBool>,
+    /// Each connection's `dead` flag: swallowing kills every open one.
+    connections: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>,
 }
 
 impl BlackHole {
@@ -370,16 +373,18 @@ impl BlackHole {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let swallowing = Arc::new(AtomicBool::new(false));
-        let flag = swallowing.clone();
+        let connections: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let (flag, all) = (swallowing.clone(), connections.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let flag = flag.clone();
+                let dead = Arc::new(AtomicBool::new(false));
+                all.lock().unwrap().push(dead.clone());
                 tokio::spawn(async move {
                     if flag.load(Ordering::SeqCst) {
                         return hold_forever(client).await;
                     }
                     let Ok(server) = TcpStream::connect(upstream).await else { return };
-                    let dead = Arc::new(AtomicBool::new(false));
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
                     tokio::spawn(pump(server_read, client_write, flag.clone(), dead.clone()));
@@ -387,11 +392,16 @@ impl BlackHole {
                 });
             }
         });
-        BlackHole { addr, swallowing }
+        BlackHole { addr, swallowing, connections }
     }
 
     fn swallow(&self, on: bool) {
         self.swallowing.store(on, Ordering::SeqCst);
+        if on {
+            for dead in self.connections.lock().unwrap().iter() {
+                dead.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     fn url(&self) -> String {
@@ -824,8 +834,8 @@ async fn a_black_holed_lab_host_goes_offline_gets_nothing_and_recovers_by_itself
     })
     .await;
     let j = store.submit(&job("during", no_device_plan("during", "TC_DURING"), radio_unit(), None), &ctx("tess")).await.unwrap().job;
-    // Long enough for the lab host's heartbeats and its poll to meet the black hole.
-    tokio::time::sleep(Duration::from_secs(7).saturating_sub(swallowed.elapsed())).await;
+    // Longer than an interval: a heartbeat meets the black hole (and the poll hangs).
+    tokio::time::sleep((HEARTBEAT_INTERVAL + Duration::from_secs(1)).saturating_sub(swallowed.elapsed())).await;
     let view = store.job(j).await.unwrap().last().unwrap().view.clone();
     assert_eq!(view.state, JobState::Queued, "nothing is assigned to an offline lab host's rig: {view:?}");
     let audit = store.audit().await.unwrap();
@@ -838,6 +848,7 @@ async fn a_black_holed_lab_host_goes_offline_gets_nothing_and_recovers_by_itself
     let back = Instant::now();
     wait_for("the lab host online again", HEARTBEAT_INTERVAL * 2, online).await;
     let took = back.elapsed();
+    eprintln!("the lab host was back online {took:?} after the link");
     assert!(took <= HEARTBEAT_INTERVAL + HEARTBEAT_INTERVAL / 2 + Duration::from_secs(2), "back online after {took:?}");
     wait_for("the queued job done", Duration::from_secs(30), async || done(j).await).await;
     labhost.stop().await;
