@@ -280,7 +280,7 @@ impl Api {
     /// The latest attempt of `job`.
     async fn job(&self, token: &str, job: JobId) -> JobView {
         let jobs = self.jobs(token).await;
-        jobs.into_iter().filter(|j| j.job == job).last().unwrap_or_else(|| panic!("{job} is not in the queue"))
+        jobs.into_iter().rfind(|j| j.job == job).unwrap_or_else(|| panic!("{job} is not in the queue"))
     }
 
     async fn rigs(&self, token: &str) -> Vec<RigView> {
