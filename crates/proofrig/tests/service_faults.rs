@@ -452,6 +452,10 @@ struct Gate {
     lose_uploaded: Arc<AtomicBool>,
     /// Set when an `uploaded` answer was lost.
     lost: Arc<AtomicBool>,
+    /// Forward each upload chunk the first time it is sent, then hang up at once, as a
+    /// lab host whose request timed out while the server was busy with it.
+    hang_up_uploads: Arc<AtomicBool>,
+    seen: Arc<std::sync::Mutex<BTreeSet<Vec<u8>>>>,
 }
 
 impl Gate {
@@ -462,6 +466,8 @@ impl Gate {
             hold_uploads: Arc::new(AtomicBool::new(false)),
             lose_uploaded: Arc::new(AtomicBool::new(false)),
             lost: Arc::new(AtomicBool::new(false)),
+            hang_up_uploads: Arc::new(AtomicBool::new(false)),
+            seen: Arc::default(),
         };
         let serving = gate.clone();
         tokio::spawn(async move {
@@ -492,6 +498,12 @@ impl Gate {
             }
             let Some(up) = server.as_mut() else { return };
             if up.write_all(&request).await.is_err() {
+                return;
+            }
+            if self.hang_up_uploads.load(Ordering::SeqCst)
+                && body.contains(r#""type":"upload_chunk""#)
+                && self.seen.lock().unwrap().insert(body.as_bytes().to_vec().split_off(body.find("\r\n\r\n").unwrap_or(0)))
+            {
                 return;
             }
             let Some(answer) = read_message(up, &mut from_server).await else { return };
@@ -684,6 +696,50 @@ async fn a_server_killed_at_each_step_of_a_job_runs_it_once_keeps_every_lease_an
         "{leases:?}"
     );
     store.close().await;
+}
+
+// ---- 1b. a lab host hanging up while the server verifies -----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_host_hanging_up_on_its_upload_chunks_still_gets_its_job_recorded_done() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+    let dir = tempfile::Builder::new().prefix("proofrig-faults-hangup-").tempdir().unwrap();
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("server"));
+    config.plain_http = true;
+    let server = Server::start(config).await.unwrap();
+    let clock: Clock = server.clock().clone();
+    let ctx = |who: &str| Ctx::new(who, "127.0.0.1:1", clock.now());
+    let token = "pre_faults-lab-c";
+    server.store().add_enrollment("lab-c", &secret_sha256(token), clock.now().plus(Duration::from_secs(600)), &ctx("admin")).await.unwrap();
+    let gate = Gate::start(server.local_addr()).await;
+    gate.hang_up_uploads.store(true, Ordering::SeqCst);
+    let rigs = rigs_dir(dir.path(), &["bench-5"]);
+    let lab_state = dir.path().join("labhost");
+    let address = ServerAddress { url: gate.url(), fingerprint: None };
+    let spec = LabHostSpec {
+        server: address,
+        rigs: &rigs,
+        state: &lab_state,
+        token: Some(token.into()),
+        name: "lab-c",
+        clock: AgentClock::default(),
+    };
+    let labhost = LabHost::start(spec);
+    let store = server.store();
+    let j = store.submit(&job("hangup", no_device_plan("hangup", "TC_HANGUP"), radio_unit(), None), &ctx("tess")).await.unwrap().job;
+    let done = wait_for("the job done", Duration::from_secs(60), async || {
+        let record = store.job(j).await.unwrap().last().unwrap().clone();
+        (record.view.state == JobState::Done).then_some(record.clone()).ok_or(format!("{record:?}"))
+    })
+    .await;
+    assert_eq!(done.view.verdict, Some(Verdict::Inconclusive), "{done:?}");
+    let run = done.view.run_id.unwrap();
+    let receipt = server.inbox().read_receipt(&run, server.key()).unwrap();
+    assert_eq!(receipt.check, BundleCheck::Verified { verdict: Verdict::Inconclusive });
+    let audit = store.audit().await.unwrap();
+    assert_eq!(audit.iter().filter(|r| r.action == "job.uploaded" && r.subject == j.to_string()).count(), 1, "{audit:#?}");
+    labhost.stop().await;
+    server.stop().await;
 }
 
 // ---- 2. a lab host killed mid-run ----------------------------------------------------
