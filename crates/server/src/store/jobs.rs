@@ -7,7 +7,9 @@
 //! lease holds the rig, the rig runs, and the audit log says so. A cancel locks the
 //! attempt it ends, so a cancel racing a claim either finds the job queued (and the
 //! claim never sees it) or finds it assigned (and ends its lease and frees its rig):
-//! no rig is left running for a job nobody will run (LAVA d54b70c07).
+//! no rig is left running for a job nobody will run (LAVA d54b70c07). A job already
+//! running keeps its rig until its lab host has stopped it, so the rig is not handed
+//! to a job its lab host would refuse as busy.
 //!
 //! A job's attempts are kept apart: a retry is a new attempt linked to the one it
 //! retries, queued in the job's original place, and both keep their own state, rig,
