@@ -20,8 +20,10 @@
 //! heartbeat interval, so every request has a deadline that fits it ([`timeout_for`]):
 //! a heartbeat well under the interval, a poll its wait plus a margin, an upload chunk
 //! its own. Heartbeats keep a fixed period whatever a request cost, and the first one
-//! that gets through after a failure restarts the poll, which may hang on a dead
-//! connection.
+//! that gets through after a failure sends every request still waiting again at once
+//! (the poll, a journal chunk, a job's end, an upload chunk may hang on a connection
+//! the outage killed, or sit in backoff); a request that timed out drops the pooled
+//! connections, which look alive when no RST came.
 //!
 //! A lab host killed mid-run leaves a bundle that was never sealed. On start, every
 //! such bundle under `<state>/bundles/` whose run record names a job is sealed as
@@ -124,6 +126,10 @@ pub struct Link {
     /// killed looks alive to the pool (no RST came) and would hang the next request.
     http: Arc<Mutex<reqwest::Client>>,
     server: ServerAddress,
+    /// Woken when a heartbeat gets through after one failed: the link is back, and
+    /// every request still waiting (on a connection the outage killed, or in backoff)
+    /// is sent again at once. Resending is always safe.
+    back: Arc<Notify>,
     url: String,
     key: SigningKey,
     labhost: LabHostId,
@@ -221,7 +227,17 @@ impl Link {
     ) -> Result<Vec<ServerMessage>, Refusal> {
         let mut backoff = Duration::from_secs(1);
         loop {
-            match self.send(message).await {
+            let back = self.back.notified();
+            tokio::pin!(back);
+            back.as_mut().enable();
+            let sent = tokio::select! {
+                sent = self.send(message) => sent,
+                _ = &mut back => {
+                    backoff = Duration::from_secs(1);
+                    continue;
+                }
+            };
+            match sent {
                 Ok(messages) => {
                     for m in &messages {
                         if matches!(m, ServerMessage::Assignment(_)) {
@@ -233,8 +249,10 @@ impl Link {
                 Err(AgentError::Refused(r)) if r.code != RefusalCode::Busy => return Err(r),
                 Err(e) => {
                     tracing::warn!("{e}; trying again in {} s", backoff.as_secs());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(30)),
+                        _ = &mut back => backoff = Duration::from_secs(1),
+                    }
                 }
             }
         }
@@ -283,6 +301,7 @@ pub async fn connect(config: &AgentConfig) -> Result<Link, AgentError> {
             let link = Link {
                 http: Arc::new(Mutex::new(http.clone())),
                 server: config.server.clone(),
+                back: Arc::default(),
                 url: url.clone(),
                 key: key.clone(),
                 labhost: LabHostId(String::new()),
@@ -304,6 +323,7 @@ pub async fn connect(config: &AgentConfig) -> Result<Link, AgentError> {
     Ok(Link {
         http: Arc::new(Mutex::new(http)),
         server: config.server.clone(),
+        back: Arc::default(),
         url,
         key,
         labhost: enrollment.labhost,
@@ -328,9 +348,6 @@ struct Shared {
     rigs: Vec<(String, String)>,
     outbox: PathBuf,
     incoming: mpsc::UnboundedSender<ServerMessage>,
-    /// A heartbeat got through after one failed: the link is back, so the poll (which
-    /// may hang on a connection the outage killed) starts afresh.
-    link_back: Notify,
 }
 
 /// An upload to finish, written before the job's end is sent.
@@ -364,7 +381,6 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         rigs: rig_digests,
         outbox,
         incoming,
-        link_back: Notify::new(),
     });
 
     let hello = LabHostMessage::Hello(Hello {
@@ -447,7 +463,7 @@ async fn heartbeats(shared: Arc<Shared>, interval: Duration) {
             Ok(messages) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("the server answers heartbeats again");
-                    shared.link_back.notify_one();
+                    shared.link.back.notify_waiters();
                 }
                 for m in messages {
                     match m {
@@ -478,14 +494,9 @@ async fn heartbeats(shared: Arc<Shared>, interval: Duration) {
 async fn polls(shared: Arc<Shared>) {
     let poll = LabHostMessage::Poll(Poll { wait_ms: MAX_POLL_WAIT.as_millis() as u64 });
     loop {
-        tokio::select! {
-            delivered = shared.link.deliver(&poll, &shared.incoming) => {
-                if let Err(r) = delivered {
-                    tracing::error!("the server refused a poll: {}", r.message);
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                }
-            }
-            _ = shared.link_back.notified() => tracing::info!("the link is back: polling afresh"),
+        if let Err(r) = shared.link.deliver(&poll, &shared.incoming).await {
+            tracing::error!("the server refused a poll: {}", r.message);
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
 }

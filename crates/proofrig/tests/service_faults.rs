@@ -877,6 +877,15 @@ async fn a_black_holed_lab_host_goes_offline_gets_nothing_and_recovers_by_itself
     };
     let first = store.submit(&job("before", no_device_plan("before", "TC_BEFORE"), radio_unit(), None), &ctx("tess")).await.unwrap().job;
     wait_for("a job done over the healthy link", Duration::from_secs(30), async || done(first).await).await;
+    // A job running when the link goes: it ends during the outage, and its journal, end
+    // and bundle wait for the link.
+    let across = job("across", waiting_plan("across", "TC_ACROSS", 3000), radio_unit(), None);
+    let across = store.submit(&across, &ctx("tess")).await.unwrap().job;
+    wait_for("a job running", Duration::from_secs(20), async || {
+        let view = store.job(across).await.unwrap().last().unwrap().view.clone();
+        (view.state == JobState::Running).then_some(()).ok_or(format!("{view:?}"))
+    })
+    .await;
 
     // The link black-holes. Past LABHOST_OFFLINE_AFTER the server marks the lab host
     // offline, and a job submitted for its rig stays queued.
@@ -906,7 +915,13 @@ async fn a_black_holed_lab_host_goes_offline_gets_nothing_and_recovers_by_itself
     let took = back.elapsed();
     eprintln!("the lab host was back online {took:?} after the link");
     assert!(took <= HEARTBEAT_INTERVAL + HEARTBEAT_INTERVAL / 2 + Duration::from_secs(2), "back online after {took:?}");
+    // Every request that hung in the black hole is sent again once a heartbeat gets
+    // through: the job that ran across the outage ends and uploads, the queued one runs.
+    // A heartbeat's period, then the resends and the upload: not the deadlines of the
+    // requests that hung.
+    wait_for("the job that ran across the outage done", HEARTBEAT_INTERVAL + Duration::from_secs(5), async || done(across).await).await;
     wait_for("the queued job done", Duration::from_secs(30), async || done(j).await).await;
+    eprintln!("both jobs done {:?} after the link", back.elapsed());
     labhost.stop().await;
     server.stop().await;
 }
