@@ -682,6 +682,9 @@ async fn a_server_killed_at_each_step_of_a_job_runs_it_once_keeps_every_lease_an
     let lab_key = proofrig_evidence::signing::load_verifying_key(&lab_state.join("lab.pub")).unwrap();
     let report = proofrig_evidence::verify_bundle(&state.join("inbox/bundles").join(&run), Some(&lab_key));
     assert_eq!(report.status, proofrig_evidence::verify::Status::Verified, "{}", report.summary);
+    // The journal the server held live across its kills is the bundle's, byte for byte.
+    let live = std::fs::read(state.join("live").join(format!("{}.1.jsonl", j.0))).unwrap();
+    assert!(live == std::fs::read(state.join("inbox/bundles").join(&run).join("journal.jsonl")).unwrap(), "live journal differs");
 
     // bench-1 is free; what remains leased is tina's reservation, as the store holds it
     // after one more kill.
