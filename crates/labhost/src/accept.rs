@@ -5,7 +5,11 @@
 //! Every refusal says which of the contract's reasons it is (the server requeues a
 //! job refused for its rig or a stale token, and ends one whose plan cannot load
 //! anywhere) and, for people, what is at fault. A resent assignment the lab host
-//! already accepted is answered again and starts nothing.
+//! already accepted is answered again and starts nothing: also once its run ended
+//! (the server sends an assignment on every answer until it hears the acceptance, so
+//! copies of it may still be in flight when a short run is over), and also after a
+//! restart (the token it ran under is on disk: a run that started under it is never
+//! started again).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,11 +59,13 @@ struct Running {
 pub struct Assignments {
     setup: LabHostSetup,
     running: BTreeMap<String, Running>,
+    /// The last run that ended on each rig, to answer a late copy of its assignment.
+    ended: BTreeMap<String, Running>,
 }
 
 impl Assignments {
     pub fn new(setup: LabHostSetup) -> Assignments {
-        Assignments { setup, running: BTreeMap::new() }
+        Assignments { setup, running: BTreeMap::new(), ended: BTreeMap::new() }
     }
 
     /// Check `assignment` and, when it passes, create its run (see the module doc).
@@ -67,9 +73,9 @@ impl Assignments {
         let a = assignment;
         let refuse = |why, reason: String| AssignmentRefused { job: a.job, attempt: a.attempt, fencing: a.fencing, why, reason };
         let accepted = |run_id: &str| AssignmentAccepted { job: a.job, attempt: a.attempt, fencing: a.fencing, run_id: run_id.to_string() };
-        if let Some(running) = self.running.get(&a.rig) {
-            if (running.job, running.attempt, running.fencing) == (a.job, a.attempt, a.fencing) {
-                return Ok(Accepted::Again(accepted(&running.run_id)));
+        for taken in [self.running.get(&a.rig), self.ended.get(&a.rig)].into_iter().flatten() {
+            if (taken.job, taken.attempt, taken.fencing) == (a.job, a.attempt, a.fencing) {
+                return Ok(Accepted::Again(accepted(&taken.run_id)));
             }
         }
         let Some(served) = self.setup.rigs.get(&a.rig) else {
@@ -92,6 +98,17 @@ impl Assignments {
         }
         if let Err(stale) = self.setup.fences.check(&a.rig, a.fencing) {
             return Err(refuse(AssignmentRefusal::StaleFence, stale.to_string()));
+        }
+        if self.setup.fences.newest(&a.rig) == Some(a.fencing) {
+            // Recorded before an earlier process of this lab host started its run: that
+            // run's bundle is sealed and uploaded on start; it never runs twice.
+            return Err(refuse(
+                AssignmentRefusal::StaleFence,
+                format!(
+                    "rig `{}`: a run of {} attempt {} under {} already started on this lab host before it restarted; its bundle is uploaded, a new lease runs it again",
+                    a.rig, a.job, a.attempt.0, a.fencing
+                ),
+            ));
         }
         if let Some(running) = self.running.get(&a.rig) {
             return Err(refuse(
@@ -132,6 +149,8 @@ impl Assignments {
 
     /// The run on `rig` ended (sealed or not): the rig takes the next assignment.
     pub fn finished(&mut self, rig: &str) {
-        self.running.remove(rig);
+        if let Some(run) = self.running.remove(rig) {
+            self.ended.insert(rig.to_string(), run);
+        }
     }
 }

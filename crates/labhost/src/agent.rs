@@ -16,16 +16,31 @@
 //!
 //! A dropped link stops no run: every request is retried with backoff until it gets
 //! an answer, and every message is safe to receive twice (`proofrig_proto::labhost`).
+//! A link that black-holes (no RST, nothing comes back) must cost at most about one
+//! heartbeat interval, so every request has a deadline that fits it ([`timeout_for`]):
+//! a heartbeat well under the interval, a poll its wait plus a margin, an upload chunk
+//! its own. Heartbeats keep a fixed period whatever a request cost, and the first one
+//! that gets through after a failure sends every request still waiting again at once
+//! (the poll, a journal chunk, a job's end, an upload chunk may hang on a connection
+//! the outage killed, or sit in backoff); a request that timed out drops the pooled
+//! connections, which look alive when no RST came.
+//!
+//! A lab host killed mid-run leaves a bundle that was never sealed. On start, every
+//! such bundle under `<state>/bundles/` whose run record names a job is sealed as
+//! INCOMPLETE (as `proofrig seal` does) and uploaded like any ended job, so the server
+//! keeps that evidence attached to the attempt it declared lost.
+//!
 //! The server's certificate is pinned by fingerprint; requests are signed with the
-//! lab host's key (`proofrig_proto::wire`).
+//! lab host's key and its clock ([`AgentClock`]; `proofrig_proto::wire`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
 use proofrig_proto::labhost::{
@@ -62,6 +77,29 @@ pub struct AgentConfig {
     pub enroll_token: Option<String>,
     /// The name asked for at enrollment.
     pub name: String,
+    /// The clock requests are signed with: the system's ([`AgentClock::default`]).
+    pub clock: AgentClock,
+}
+
+/// The lab host's wall clock, which signs every request (the server refuses one
+/// more than `proofrig_proto::wire::MAX_CLOCK_SKEW` away from its own): the
+/// system's, shifted by what [`AgentClock::advance`] added. Tests shift it with the
+/// server's clock to let leases lapse without waiting; a lease itself is measured on
+/// the monotonic clock, never on this one.
+#[derive(Debug, Clone, Default)]
+pub struct AgentClock {
+    shift_ms: Arc<AtomicU64>,
+}
+
+impl AgentClock {
+    pub fn now(&self) -> UnixMillis {
+        let system = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        UnixMillis(system.saturating_add(self.shift_ms.load(Ordering::SeqCst)))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.shift_ms.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,18 +122,45 @@ struct Enrollment {
 /// The signed connection to the server.
 #[derive(Clone)]
 pub struct Link {
-    http: reqwest::Client,
+    /// Replaced, with its pool, when a request times out: a connection the outage
+    /// killed looks alive to the pool (no RST came) and would hang the next request.
+    http: Arc<Mutex<reqwest::Client>>,
+    server: ServerAddress,
+    /// Woken when a heartbeat gets through after one failed: the link is back, and
+    /// every request still waiting (on a connection the outage killed, or in backoff)
+    /// is sent again at once. Resending is always safe.
+    back: Arc<Notify>,
     url: String,
     key: SigningKey,
     labhost: LabHostId,
+    clock: AgentClock,
 }
 
-fn now_ms() -> UnixMillis {
-    UnixMillis(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+/// How long a connection may take to open (TCP and TLS).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a poll's deadline adds to the wait it asks the server for.
+const POLL_MARGIN: Duration = Duration::from_secs(10);
+/// A request that carries no bulk and does little work on the server.
+const SMALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// A journal or upload chunk: up to `MAX_CHUNK_BYTES` (1 MiB) each way at a slow
+/// 100 kB/s, and for an upload's last chunk the server's verification of the bundle.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The deadline of one request: what it carries and what the server does with it,
+/// never more, so a black-holed link costs no request more than its own share.
+pub fn timeout_for(message: &LabHostMessage, heartbeat_interval: Duration) -> Duration {
+    match message {
+        // Well under the interval: the next beat is never late because of this one.
+        LabHostMessage::Heartbeat(_) => (heartbeat_interval / 2).max(Duration::from_secs(1)),
+        LabHostMessage::Poll(p) => Duration::from_millis(p.wait_ms).min(MAX_POLL_WAIT) + POLL_MARGIN,
+        LabHostMessage::JournalChunk(_) | LabHostMessage::UploadChunk(_) => CHUNK_TIMEOUT,
+        _ => SMALL_TIMEOUT,
+    }
 }
 
 fn http_client(server: &ServerAddress) -> Result<reqwest::Client, AgentError> {
-    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(MAX_POLL_WAIT + Duration::from_secs(20));
+    // No client-wide timeout: each request gets its own (`timeout_for`).
+    let builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
     let builder = match (server.url.starts_with("https://"), &server.fingerprint) {
         (true, Some(fp)) => builder.use_preconfigured_tls(proofrig_proto::pin::pinned_client_config(fp)),
         (true, None) => {
@@ -110,16 +175,28 @@ fn http_client(server: &ServerAddress) -> Result<reqwest::Client, AgentError> {
 }
 
 impl Link {
-    /// Send one message; the server's messages back, or why not.
+    /// Send one message, within its deadline ([`timeout_for`]); the server's messages
+    /// back, or why not.
     pub async fn send(&self, message: &LabHostMessage) -> Result<Vec<ServerMessage>, AgentError> {
+        self.send_within(message, timeout_for(message, HEARTBEAT_INTERVAL)).await
+    }
+
+    /// [`Link::send`] with the given deadline for the whole exchange.
+    pub async fn send_within(&self, message: &LabHostMessage, timeout: Duration) -> Result<Vec<ServerMessage>, AgentError> {
         let body = serde_json::to_vec(message).expect("a message is plain data");
-        let mut request = self.http.post(format!("{}{LABHOST_PATH}", self.url)).header("content-type", "application/json");
+        let http = self.http.lock().expect("not poisoned").clone();
+        let mut request = http.post(format!("{}{LABHOST_PATH}", self.url)).header("content-type", "application/json").timeout(timeout);
         if !matches!(message, LabHostMessage::Enroll(_)) {
-            for (name, value) in wire::sign(&self.key, &self.labhost, now_ms(), &body) {
+            for (name, value) in wire::sign(&self.key, &self.labhost, self.clock.now(), &body) {
                 request = request.header(name, value);
             }
         }
-        let transport = |e: reqwest::Error| AgentError::Transport { url: self.url.clone(), message: error_chain(&e) };
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                self.fresh_connections();
+            }
+            AgentError::Transport { url: self.url.clone(), message: error_chain(&e) }
+        };
         let response = request.body(body).send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
@@ -133,6 +210,14 @@ impl Link {
         }
     }
 
+    /// Drop every pooled connection: the next requests open new ones.
+    fn fresh_connections(&self) {
+        match http_client(&self.server) {
+            Ok(client) => *self.http.lock().expect("not poisoned") = client,
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
     /// Send until an answer comes: a transport error or a busy server is retried with
     /// backoff (1 s doubling to 30 s); a refusal is returned.
     pub async fn deliver(
@@ -142,7 +227,17 @@ impl Link {
     ) -> Result<Vec<ServerMessage>, Refusal> {
         let mut backoff = Duration::from_secs(1);
         loop {
-            match self.send(message).await {
+            let back = self.back.notified();
+            tokio::pin!(back);
+            back.as_mut().enable();
+            let sent = tokio::select! {
+                sent = self.send(message) => sent,
+                _ = &mut back => {
+                    backoff = Duration::from_secs(1);
+                    continue;
+                }
+            };
+            match sent {
                 Ok(messages) => {
                     for m in &messages {
                         if matches!(m, ServerMessage::Assignment(_)) {
@@ -154,8 +249,10 @@ impl Link {
                 Err(AgentError::Refused(r)) if r.code != RefusalCode::Busy => return Err(r),
                 Err(e) => {
                     tracing::warn!("{e}; trying again in {} s", backoff.as_secs());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(30)),
+                        _ = &mut back => backoff = Duration::from_secs(1),
+                    }
                 }
             }
         }
@@ -201,7 +298,15 @@ pub async fn connect(config: &AgentConfig) -> Result<Link, AgentError> {
                     path.display()
                 ))
             })?;
-            let link = Link { http: http.clone(), url: url.clone(), key: key.clone(), labhost: LabHostId(String::new()) };
+            let link = Link {
+                http: Arc::new(Mutex::new(http.clone())),
+                server: config.server.clone(),
+                back: Arc::default(),
+                url: url.clone(),
+                key: key.clone(),
+                labhost: LabHostId(String::new()),
+                clock: config.clock.clone(),
+            };
             use ed25519_dalek::pkcs8::EncodePublicKey;
             let public_key_pem = key.verifying_key().to_public_key_pem(Default::default()).expect("an Ed25519 key encodes");
             let message = LabHostMessage::Enroll(Enroll { version: PROTOCOL_VERSION, token, name: config.name.clone(), public_key_pem });
@@ -215,7 +320,15 @@ pub async fn connect(config: &AgentConfig) -> Result<Link, AgentError> {
             enrollment
         }
     };
-    Ok(Link { http, url, key, labhost: enrollment.labhost })
+    Ok(Link {
+        http: Arc::new(Mutex::new(http)),
+        server: config.server.clone(),
+        back: Arc::default(),
+        url,
+        key,
+        labhost: enrollment.labhost,
+        clock: config.clock.clone(),
+    })
 }
 
 /// A job this lab host runs: what the heartbeat renews, and how to stop it.
@@ -300,6 +413,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
             }
         }
     }
+    recover_unsealed(&shared, &config.state_dir.join("bundles"));
     resume_outbox(&shared);
 
     let beat = tokio::spawn(heartbeats(shared.clone(), interval));
@@ -339,11 +453,18 @@ fn heartbeat(shared: &Shared) -> Heartbeat {
     Heartbeat { rigs, leases: held.iter().map(|h| h.fencing).collect() }
 }
 
+/// A heartbeat every `interval`, on a fixed period whatever each request cost.
 async fn heartbeats(shared: Arc<Shared>, interval: Duration) {
+    let mut failing = false;
     loop {
-        let beat = heartbeat(&shared);
-        match shared.link.send(&LabHostMessage::Heartbeat(beat)).await {
+        let started = tokio::time::Instant::now();
+        let beat = LabHostMessage::Heartbeat(heartbeat(&shared));
+        match shared.link.send_within(&beat, timeout_for(&beat, interval)).await {
             Ok(messages) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the server answers heartbeats again");
+                    shared.link.back.notify_waiters();
+                }
                 for m in messages {
                     match m {
                         ServerMessage::HeartbeatAnswer(answer) => {
@@ -361,9 +482,12 @@ async fn heartbeats(shared: Arc<Shared>, interval: Duration) {
                     }
                 }
             }
-            Err(e) => tracing::warn!("heartbeat: {e}"),
+            Err(e) => {
+                failing = true;
+                tracing::warn!("heartbeat: {e}");
+            }
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep_until(started + interval).await;
     }
 }
 
@@ -380,9 +504,8 @@ async fn polls(shared: Arc<Shared>) {
 /// Check an assignment, answer it, and start its run.
 async fn take(shared: &Arc<Shared>, assignment: Assignment) {
     let accepted = shared.assignments.lock().expect("not poisoned").accept(&assignment);
-    let (link, incoming) = (shared.link.clone(), shared.incoming.clone());
-    let (message, start) = match accepted {
-        Ok(Accepted::Again(answer)) => (LabHostMessage::AssignmentAccepted(answer), None),
+    let message = match accepted {
+        Ok(Accepted::Again(answer)) => LabHostMessage::AssignmentAccepted(answer),
         Ok(Accepted::Start { answer, job }) => {
             let (abort, aborted) = watch::channel(false);
             shared.held.lock().expect("not poisoned").push(Held {
@@ -392,34 +515,38 @@ async fn take(shared: &Arc<Shared>, assignment: Assignment) {
                 fencing: assignment.fencing,
                 abort,
             });
+            let (told, heard) = tokio::sync::oneshot::channel();
             let runner = Runner {
                 shared: shared.clone(),
                 rig: assignment.rig.clone(),
                 ids: UploadFor { job: assignment.job, attempt: assignment.attempt, fencing: assignment.fencing },
+                accepted: heard,
             };
-            (LabHostMessage::AssignmentAccepted(answer), Some((runner, job, aborted)))
+            tokio::spawn(runner.run(*job, aborted));
+            let shared = shared.clone();
+            let message = LabHostMessage::AssignmentAccepted(answer);
+            let fencing = assignment.fencing;
+            tokio::spawn(async move {
+                if let Err(r) = shared.link.deliver(&message, &shared.incoming).await {
+                    // Cancelled (or passed on) before the server heard: stop the run.
+                    tracing::warn!("the server refused the acceptance of an assignment: {}; aborting its run", r.message);
+                    for held in shared.held.lock().expect("not poisoned").iter().filter(|h| h.fencing == fencing) {
+                        let _ = held.abort.send(true);
+                    }
+                }
+                let _ = told.send(());
+            });
+            return;
         }
         Err(refused) => {
             tracing::warn!("refused {} attempt {}: {}", refused.job, refused.attempt.0, refused.reason);
-            (LabHostMessage::AssignmentRefused(refused), None)
+            LabHostMessage::AssignmentRefused(refused)
         }
     };
-    // The run starts once the server knows it runs (the contract's order), within what
-    // is left of its lease; a job the server no longer wants (cancelled meanwhile), or
-    // a server silent past the lease, is not run at all.
-    let lease = Duration::from_millis(assignment.lease.valid_for_ms);
+    let (link, incoming) = (shared.link.clone(), shared.incoming.clone());
     tokio::spawn(async move {
-        let answered = tokio::time::timeout(lease, link.deliver(&message, &incoming)).await;
-        let Some((runner, job, aborted)) = start else {
-            if let Ok(Err(r)) = answered {
-                tracing::warn!("the server refused the answer to an assignment: {}", r.message);
-            }
-            return;
-        };
-        match answered {
-            Ok(Ok(_)) => runner.run(*job, aborted).await,
-            Ok(Err(r)) => runner.drop_unstarted(&format!("the server refused its start: {}", r.message)),
-            Err(_) => runner.drop_unstarted("the server did not hear of its start before its lease ran out"),
+        if let Err(r) = link.deliver(&message, &incoming).await {
+            tracing::warn!("the server refused the answer to an assignment: {}", r.message);
         }
     });
 }
@@ -428,16 +555,13 @@ struct Runner {
     shared: Arc<Shared>,
     rig: String,
     ids: UploadFor,
+    /// Fires once the server has the acceptance: the job's end is sent after it, so
+    /// a short run's end never overtakes its start (the server would refuse the start,
+    /// and its audit log would lack it).
+    accepted: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Runner {
-    /// A job accepted here that the server would not have run: forget it, run nothing.
-    fn drop_unstarted(self, why: &str) {
-        tracing::warn!("{} attempt {} not run: {why}", self.ids.job, self.ids.attempt.0);
-        self.shared.assignments.lock().expect("not poisoned").finished(&self.rig);
-        self.shared.held.lock().expect("not poisoned").retain(|h| h.fencing != self.ids.fencing);
-    }
-
     async fn run(self, job: proofrig_run::job::Job, aborted: watch::Receiver<bool>) {
         let dir = job.dir().to_path_buf();
         let run_id = job.run_id().to_string();
@@ -473,6 +597,7 @@ impl Runner {
                 pending.dir.display()
             );
         }
+        let _ = self.accepted.await;
         finish(self.shared.clone(), pending, path).await;
     }
 }
@@ -567,6 +692,24 @@ async fn finish(shared: Arc<Shared>, pending: Pending, path: PathBuf) {
 }
 
 async fn upload(link: &Link, incoming: &mpsc::UnboundedSender<ServerMessage>, pending: &Pending) -> Result<(), String> {
+    // A chunk refused after a server restart or a lost answer (the server stored the
+    // bundle and forgot the upload, or holds other bytes) is settled by offering again:
+    // the offer says what the server holds now, all of it when the bundle is stored.
+    let mut refused = None;
+    for _ in 0..2 {
+        match upload_once(link, incoming, pending).await? {
+            None => return Ok(()),
+            Some(r) => {
+                tracing::warn!("the server refused a chunk of {}: {}; offering the bundle again", pending.job, r.message);
+                refused = Some(r);
+            }
+        }
+    }
+    Err(refused.map(|r| r.message).unwrap_or_default())
+}
+
+/// Offer the bundle and send what the server lacks; a chunk's refusal is returned.
+async fn upload_once(link: &Link, incoming: &mpsc::UnboundedSender<ServerMessage>, pending: &Pending) -> Result<Option<Refusal>, String> {
     let ids = UploadFor { job: pending.job, attempt: pending.attempt, fencing: pending.fencing };
     let offer = offer(&pending.dir, ids).map_err(|e| e.to_string())?;
     let answer = link.deliver(&LabHostMessage::UploadOffer(offer.clone()), incoming).await.map_err(|r| r.message)?;
@@ -576,16 +719,78 @@ async fn upload(link: &Link, incoming: &mpsc::UnboundedSender<ServerMessage>, pe
         .ok_or("the server did not answer the offer with what it holds")?;
     if held.files.iter().zip(&offer.files).all(|(h, f)| h.held == f.len) && held.files.len() == offer.files.len() {
         // Already stored (a resend after the server had it all).
-        return Ok(());
+        return Ok(None);
     }
     for chunk in chunks(&pending.dir, &offer, &held) {
         let chunk = chunk.map_err(|e| e.to_string())?;
-        let answer = link.deliver(&LabHostMessage::UploadChunk(chunk), incoming).await.map_err(|r| r.message)?;
+        let answer = match link.deliver(&LabHostMessage::UploadChunk(chunk), incoming).await {
+            Ok(answer) => answer,
+            Err(r) => return Ok(Some(r)),
+        };
         for m in answer {
             if let ServerMessage::Uploaded(u) = m {
                 tracing::info!("{} attempt {} uploaded as run {}: {:?}", u.job, u.attempt.0, u.run_id, u.check);
             }
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Seal every bundle a killed run left unsealed, and queue its upload.
+///
+/// Run on start, before anything runs: a bundle under `bundles` with no attestation
+/// was being written by a run of an earlier process. One whose run record carries a
+/// job ticket is that job's evidence: it is sealed as INCOMPLETE with the lab host's
+/// key (`proofrig_evidence::stopped`, as `proofrig seal` does) and written to the
+/// outbox, so [`resume_outbox`] sends its end and uploads it. One that cannot be sealed
+/// (its journal does not hold) is left where it is, and said so.
+fn recover_unsealed(shared: &Arc<Shared>, bundles: &Path) {
+    let Ok(entries) = std::fs::read_dir(bundles) else { return };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !dir.is_dir() || dir.join(proofrig_evidence::bundle::ATTESTATION).exists() {
+            continue;
+        }
+        let Some(ticket) = job_ticket(&dir) else { continue };
+        let (job, attempt) = (JobId(ticket.job), Attempt(ticket.attempt));
+        let path = shared.outbox.join(format!("{}.{}.json", job.0, attempt.0));
+        if path.exists() {
+            continue;
+        }
+        let now = proofrig_run::executor::now();
+        match proofrig_evidence::stopped::seal_stopped(&dir, &shared.link.key, &now, &proofrig_report::Standard) {
+            Ok(sealed) => {
+                tracing::warn!(
+                    "{job} attempt {}: its run stopped with this lab host; sealed {} as INCOMPLETE ({}), uploading it",
+                    attempt.0,
+                    dir.display(),
+                    sealed.sealed.note
+                );
+                let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let outcome = JobOutcome::Sealed { run_id, verdict: sealed.result.verdict, complete: false };
+                let pending = Pending { dir: dir.clone(), job, attempt, fencing: FencingToken(ticket.fencing_token), outcome };
+                if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&pending).expect("plain data")) {
+                    tracing::error!("cannot write {}: {e}; the sealed bundle stays in {}", path.display(), dir.display());
+                }
+            }
+            Err(e) => tracing::error!(
+                "{job} attempt {}: the bundle {} its run left unsealed cannot be sealed: {e}; it stays there for a person to look at",
+                attempt.0,
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// The job ticket in a bundle's run record (its journal's first record), if any.
+fn job_ticket(dir: &Path) -> Option<proofrig_evidence::record::JobTicket> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(dir.join(proofrig_evidence::bundle::JOURNAL)).ok()?;
+    let mut first = String::new();
+    std::io::BufReader::new(file).read_line(&mut first).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&first).ok()?;
+    match serde_json::from_value::<proofrig_evidence::record::JournalEntry>(record.get("entry")?.clone()).ok()? {
+        proofrig_evidence::record::JournalEntry::RunStarted { job, .. } => job,
+        _ => None,
+    }
 }

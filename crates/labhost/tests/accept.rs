@@ -120,6 +120,26 @@ fn a_resent_assignment_is_answered_again_and_starts_nothing() {
 }
 
 #[test]
+fn a_late_copy_of_an_assignment_whose_run_ended_or_began_before_a_restart_starts_nothing() {
+    let host = Host::new();
+    let mut assignments = host.start();
+    let Accepted::Start { answer, .. } = assignments.accept(&assignment(7, 12)).unwrap() else { panic!("not started") };
+    // The run ended; a copy of its assignment still in flight arrives.
+    assignments.finished("bench-3");
+    let Accepted::Again(again) = assignments.accept(&assignment(7, 12)).unwrap() else { panic!("an ended run started again") };
+    assert_eq!(again, answer);
+    assert_eq!(std::fs::read_dir(host.out.path()).unwrap().count(), 1, "one bundle");
+    // After a restart the token it ran under is on disk: refused, never a second run.
+    drop(assignments);
+    let mut restarted = host.start();
+    let (why, reason) = refusal(&mut restarted, &assignment(7, 12));
+    assert_eq!(why, AssignmentRefusal::StaleFence);
+    assert!(reason.contains("already started on this lab host"), "{reason}");
+    assert_eq!(std::fs::read_dir(host.out.path()).unwrap().count(), 1, "still one bundle");
+    assert!(matches!(restarted.accept(&assignment(8, 13)).unwrap(), Accepted::Start { .. }), "a newer lease runs");
+}
+
+#[test]
 fn a_stale_lease_is_refused_even_after_the_lab_host_restarts() {
     let host = Host::new();
     let mut assignments = host.start();

@@ -51,6 +51,7 @@ async fn a_lab_host_enrolls_takes_a_job_and_its_bundle_arrives_verified() {
         state_dir: labstate.path().to_path_buf(),
         enroll_token: token.map(str::to_string),
         name: "lab-a".into(),
+        clock: Default::default(),
     };
     // A wrong pin: nothing is sent, the error names the connection.
     let wrong = agent::connect(&config(Some(token), Some("00".repeat(32)))).await.err().expect("a wrong pin is refused");

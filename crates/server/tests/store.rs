@@ -127,6 +127,7 @@ both!(
     a_refused_or_removed_schedule_changes_nothing_more,
     replicas_firing_at_once_fire_each_schedule_once,
     a_failing_health_check_gets_one_power_cycle_then_the_rig_is_bad,
+    a_cancelled_running_job_holds_its_rig_until_its_lab_host_stops_it,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -222,7 +223,8 @@ async fn assert_consistent(store: &Store) {
     for lease in leases.iter().filter(|l| l.kind == LeaseKind::Job) {
         let (job, attempt) = lease.job.unwrap();
         let record = jobs.iter().find(|j| j.view.job == job && j.view.attempt == attempt).unwrap();
-        assert!(matches!(record.view.state, JobState::Assigned | JobState::Running), "{lease:?} held for {record:?}");
+        // A cancelled run holds its rig until its lab host stops it (`jobs::cancel`).
+        assert!(matches!(record.view.state, JobState::Assigned | JobState::Running | JobState::Cancelled), "{lease:?} held for {record:?}");
         assert_eq!((record.view.rig.as_deref(), record.fencing), (Some(lease.rig.as_str()), Some(lease.fencing)));
     }
     for record in jobs.iter().filter(|j| matches!(j.view.state, JobState::Assigned | JobState::Running)) {
@@ -947,4 +949,50 @@ async fn a_failing_health_check_gets_one_power_cycle_then_the_rig_is_bad(f: Fixt
     assert_eq!(run_to_end(s, "r1", Verdict::Pass, at(18)).await, next);
     let audit = s.audit().await.unwrap();
     assert_eq!(audit.iter().filter(|a| a.action == "health.step").count(), 8, "check, ok, check, repair, recheck, bad, check, ok");
+}
+
+/// A cancel of a running job: its lab host runs it until it hears of the cancel, so
+/// its rig stays held (and is assigned nothing, which the lab host would refuse as
+/// busy) until the lab host stops it. The lease is never renewed again (the heartbeat
+/// answers it lapsed), and the rig is freed by the run's end, by a heartbeat that no
+/// longer names the lease, or by the reaper when the lab host went silent.
+async fn a_cancelled_running_job_holds_its_rig_until_its_lab_host_stops_it(f: Fixture) {
+    let s = &f.store;
+    lab(s, LAB, &[("r1", &[])], T0).await;
+    let host = LabHostId(LAB.into());
+    let run = async |t: u64| {
+        let j = s.submit(&job(on("r1")), &by("tess", at(t))).await.unwrap().job;
+        let claimed = s.claim(&Ctx::server(at(t + 1))).await.unwrap().remove(0);
+        s.job_started(j, Attempt(1), claimed.fencing, &format!("run-{t}"), &by(LAB, at(t + 2))).await.unwrap();
+        assert_eq!(s.cancel(j, "wrong rig", &by("tess", at(t + 3))).await.unwrap(), JobState::Running);
+        assert_eq!(rig_state(s, "r1").await, RigState::Running, "held while its lab host runs it");
+        assert_consistent(s).await;
+        (j, claimed.fencing)
+    };
+
+    // Ended by its lab host.
+    let (a, fa) = run(10).await;
+    let waiting = s.submit(&job(on("r1")), &by("tess", at(20))).await.unwrap().job;
+    assert!(s.claim(&Ctx::server(at(21))).await.unwrap().is_empty(), "nothing for a rig still running a cancelled job");
+    let answer = s.heartbeat(&host, &[fa], &by(LAB, at(22))).await.unwrap();
+    assert!(answer.renewed.is_empty() && answer.lapsed.len() == 1, "{answer:?}");
+    assert!(answer.lapsed[0].reason.contains("is cancelled"), "{answer:?}");
+    assert_eq!(s.job_ended(a, Attempt(1), fa, &by(LAB, at(23))).await.unwrap(), JobState::Cancelled);
+    assert_eq!(rig_state(s, "r1").await, RigState::Idle);
+    s.cancel(waiting, "", &by("tess", at(24))).await.unwrap();
+
+    // A heartbeat that no longer names it: its lab host stopped it.
+    let (_, fb) = run(30).await;
+    s.heartbeat(&host, &[fb], &by(LAB, at(40))).await.unwrap();
+    assert_eq!(rig_state(s, "r1").await, RigState::Running);
+    s.heartbeat(&host, &[], &by(LAB, at(41))).await.unwrap();
+    assert_eq!(rig_state(s, "r1").await, RigState::Idle);
+
+    // Its lab host went silent: the reaper frees the rig; the job stays cancelled.
+    let (c, _) = run(50).await;
+    let reaped = s.reap(&Ctx::server(at(60).plus(JOB_LOST_AFTER))).await.unwrap();
+    assert!(reaped.lost.is_empty(), "a cancelled job is not lost: {reaped:?}");
+    assert_eq!((rig_state(s, "r1").await, job_state(s, c).await), (RigState::Idle, JobState::Cancelled));
+    assert!(s.leases().await.unwrap().is_empty());
+    assert_consistent(s).await;
 }

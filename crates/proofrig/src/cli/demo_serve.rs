@@ -83,6 +83,7 @@ pub async fn demo_serve(args: DemoServeArgs) -> Result<u8, Failure> {
         state_dir: labhost_dir,
         enroll_token: Some(enroll),
         name: "demo-labhost".into(),
+        clock: Default::default(),
     };
     let agent = tokio::spawn(agent::run(config, stopped));
 

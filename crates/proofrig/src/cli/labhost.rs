@@ -66,6 +66,7 @@ pub async fn run(args: LabHostArgs) -> Result<u8, Failure> {
         state_dir: args.state_dir.clone(),
         enroll_token,
         name,
+        clock: Default::default(),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(agent::run(config, stopped));

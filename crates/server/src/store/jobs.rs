@@ -7,7 +7,9 @@
 //! lease holds the rig, the rig runs, and the audit log says so. A cancel locks the
 //! attempt it ends, so a cancel racing a claim either finds the job queued (and the
 //! claim never sees it) or finds it assigned (and ends its lease and frees its rig):
-//! no rig is left running for a job nobody will run (LAVA d54b70c07).
+//! no rig is left running for a job nobody will run (LAVA d54b70c07). A job already
+//! running keeps its rig until its lab host has stopped it, so the rig is not handed
+//! to a job its lab host would refuse as busy.
 //!
 //! A job's attempts are kept apart: a retry is a new attempt linked to the one it
 //! retries, queued in the job's original place, and both keep their own state, rig,
@@ -291,7 +293,13 @@ pub(super) async fn cancel(tx: &mut Tx, job: JobId, reason: &str, ctx: &Ctx) -> 
         reason => format!("cancelled by {}: {reason}", ctx.who),
     };
     set_attempt_state(tx, job, a.attempt, JobState::Cancelled, &why, ctx).await?;
-    if a.state != JobState::Queued {
+    // An assigned job has not run: its rig is free at once. A running one runs on its
+    // lab host until the lab host hears of the cancel (its next heartbeat is answered
+    // `lapsed`) and stops it, restore steps and all: its rig stays held by the lease,
+    // which no longer renews, until the lab host says the run ended (its end, its
+    // bundle, or a heartbeat that no longer names the lease), or the lease is reaped.
+    // Freed at once, it would be assigned a job its lab host must refuse as busy.
+    if a.state == JobState::Assigned {
         end_job_lease(tx, &a, &format!("{job} attempt {} {why}", a.attempt), ctx).await?;
     }
     let details =
@@ -346,7 +354,8 @@ pub(super) async fn started(
             )
             .await
         }
-        JobState::Running if a.run_id.as_deref() == Some(run_id) => Ok(()),
+        // A resent acceptance (also one that arrives after the run's end): no change.
+        JobState::Running | JobState::Uploading | JobState::Verifying | JobState::Done if a.run_id.as_deref() == Some(run_id) => Ok(()),
         JobState::Running => Err(StoreError::Conflict(format!(
             "{job} attempt {} already runs as run {}, not {run_id}",
             a.attempt,
@@ -368,7 +377,10 @@ pub(super) async fn ended(tx: &mut Tx, (job, attempt, fencing): (JobId, Attempt,
     }
     if !matches!(a.state, JobState::Assigned | JobState::Running) {
         // A resend, or the end of a job already cancelled or lost: its upload is
-        // accepted whenever it comes; nothing changes here.
+        // accepted whenever it comes. A cancelled run that held its rig frees it now.
+        if a.state == JobState::Cancelled {
+            end_job_lease(tx, &a, &format!("{job} attempt {}: the cancelled run ended on its lab host", a.attempt), ctx).await?;
+        }
         return Ok(a.state);
     }
     let why = "ended on its lab host; its bundle is on the way";
@@ -556,6 +568,10 @@ pub(super) async fn uploaded(
         JobState::Assigned | JobState::Running | JobState::Uploading | JobState::Verifying => {
             end_job_lease(tx, &a, &format!("{job} attempt {}: its bundle arrived", a.attempt), ctx).await?;
             JobState::Done
+        }
+        JobState::Cancelled => {
+            end_job_lease(tx, &a, &format!("{job} attempt {}: the cancelled run's bundle arrived", a.attempt), ctx).await?;
+            JobState::Cancelled
         }
         other => other,
     };

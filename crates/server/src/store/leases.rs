@@ -54,12 +54,17 @@ pub(super) async fn issued_for(tx: &mut Tx, rig: &str, token: FencingToken) -> R
 
 pub(super) async fn renew(tx: &mut Tx, holder: &str, fencing: FencingToken, ctx: &Ctx) -> Result<Lease, StoreError> {
     let sql = format!(
-        "SELECT l.kind, l.rig, l.holder, l.expires_at, r.labhost FROM leases l JOIN rigs r ON r.name = l.rig WHERE l.fencing = $1{}",
+        "SELECT l.kind, l.rig, l.holder, l.expires_at, r.labhost, a.state FROM leases l JOIN rigs r ON r.name = l.rig \
+         LEFT JOIN attempts a ON a.job = l.job AND a.attempt = l.attempt WHERE l.fencing = $1{}",
         tx.for_update_of("l")
     );
     let Some(row) = tx.one(&sql, args![token_arg(fencing)]).await? else {
         return Err(why_not_live(tx, fencing).await?.into());
     };
+    if row.opt_text(5)?.as_deref() == Some("cancelled") {
+        // Held only until its lab host stops the run (see `jobs::cancel`): never renewed.
+        return Err(why_not_live(tx, fencing).await?.into());
+    }
     let (kind, rig, lease_holder, expires_at, labhost) = (row.text(0)?, row.text(1)?, row.text(2)?, from_ms(row.int(3)?), row.text(4)?);
     let may = lease_holder == holder || (kind == "reservation" && labhost == holder);
     if !may {
@@ -99,7 +104,25 @@ pub(super) async fn heartbeat(tx: &mut Tx, labhost: &LabHostId, tokens: &[Fencin
             Err(e) => return Err(e),
         }
     }
+    release_stopped_cancels(tx, labhost, tokens, ctx).await?;
     Ok(answer)
+}
+
+/// The leases of this lab host's cancelled runs that its heartbeat no longer names:
+/// the run stopped, so its rig is free.
+async fn release_stopped_cancels(tx: &mut Tx, labhost: &LabHostId, named: &[FencingToken], ctx: &Ctx) -> Result<(), StoreError> {
+    let sql = "SELECT l.fencing, l.rig, l.job, l.attempt FROM leases l JOIN attempts a ON a.job = l.job AND a.attempt = l.attempt \
+               WHERE l.kind = 'job' AND l.holder = $1 AND a.state = 'cancelled' ORDER BY l.fencing";
+    for row in tx.all(sql, args![&labhost.0]).await? {
+        let fencing = token(row.int(0)?);
+        if named.contains(&fencing) {
+            continue;
+        }
+        let (rig, job, attempt) = (row.text(1)?, row.int(2)?, row.int(3)?);
+        tx.exec("DELETE FROM leases WHERE fencing = $1", args![token_arg(fencing)]).await?;
+        rigs::settle(tx, &rig, &format!("job {job} attempt {attempt} was cancelled and its lab host no longer runs it"), ctx).await?;
+    }
+    Ok(())
 }
 
 /// Why `fencing` names no live lease.
@@ -171,13 +194,19 @@ async fn reap_jobs(tx: &mut Tx, ctx: &Ctx, reaped: &mut Reaped) -> Result<(), St
             "INFRA: lost; lab host {holder} last renewed the lease of {fencing} at {renewed_at} ms and stayed silent {}s",
             JOB_LOST_AFTER.as_secs()
         );
-        tx.exec(
-            "UPDATE attempts SET state = 'lost', reason = $1, updated_at = $2 WHERE job = $3 AND attempt = $4 AND state IN ('assigned', 'running')",
-            args![reason.as_str(), ms(ctx.now), job, attempt],
-        )
-        .await?;
+        let changed = tx
+            .exec(
+                "UPDATE attempts SET state = 'lost', reason = $1, updated_at = $2 WHERE job = $3 AND attempt = $4 AND state IN ('assigned', 'running')",
+                args![reason.as_str(), ms(ctx.now), job, attempt],
+            )
+            .await?;
         tx.exec("DELETE FROM leases WHERE fencing = $1", args![token_arg(fencing)]).await?;
         rigs::settle(tx, &rig, &format!("job {job} attempt {attempt} lost: its lab host stopped renewing its lease"), ctx).await?;
+        if changed == 0 {
+            // A cancelled run's held lease whose lab host went silent: the rig is freed
+            // (its state change is audited); the attempt stays cancelled.
+            continue;
+        }
         super::health::after_failure(tx, &rig, ctx).await?;
         audit::record(
             tx,

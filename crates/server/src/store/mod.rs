@@ -367,9 +367,11 @@ impl Store {
         in_write_tx!(self, "submitting a job", |tx| jobs::submit(tx, job, ctx))
     }
 
-    /// Cancel a job's latest attempt: a queued one never runs; an assigned or running
-    /// one loses its lease (its lab host aborts it) and its rig is freed. Returns the
-    /// state it was in.
+    /// Cancel a job's latest attempt: a queued one never runs; an assigned one loses its
+    /// lease and its rig is freed; a running one's lease is never renewed again (its lab
+    /// host hears it lapsed and aborts the run) and holds the rig until the lab host
+    /// stops the run (its end, its bundle, a heartbeat no longer naming it) or the
+    /// reaper frees it. Returns the state it was in.
     pub async fn cancel(&self, job: JobId, reason: &str, ctx: &Ctx) -> Result<JobState, StoreError> {
         in_write_tx!(self, "cancelling a job", |tx| jobs::cancel(tx, job, reason, ctx))
     }
