@@ -289,17 +289,22 @@ impl Inbox {
         Ok((run_id, offer))
     }
 
-    /// Move the complete bundle in place, verify it, and sign the receipt.
+    /// Verify the complete bundle where it was staged, sign the receipt, and only then
+    /// move the bundle in place: a server that dies on the way leaves either a staged
+    /// upload that [`Inbox::settle`] finishes, or a stored bundle with its receipt;
+    /// never a bundle without one.
     fn store(&self, offer: &UploadOffer, from: &Sender<'_>, server_key: &SigningKey) -> Result<Uploaded, Refusal> {
         let staging = self.staging(&offer.run_id);
         let bundle = self.bundle(&offer.run_id);
         let kept_offer = self.root.join("receipts").join(format!("{}.offer.json", offer.run_id));
-        std::fs::rename(staging.join(OFFER), &kept_offer).map_err(io(&kept_offer))?;
-        std::fs::rename(&staging, &bundle).map_err(io(&bundle))?;
-        let index = self.upload_index(offer.job, offer.attempt, offer.fencing);
-        std::fs::remove_file(&index).map_err(io(&index))?;
-        let report = proofrig_evidence::verify_bundle(&bundle, Some(from.key));
-        let manifest_bytes = std::fs::read(bundle.join(MANIFEST)).ok();
+        write_synced(&kept_offer, &serde_json::to_vec(offer).expect("an offer is plain data")).map_err(io(&kept_offer))?;
+        // The offer leaves the staged bundle, which verify must see exactly as sealed.
+        match std::fs::remove_file(staging.join(OFFER)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&staging)(e)),
+            _ => {}
+        }
+        let report = proofrig_evidence::verify_bundle(&staging, Some(from.key));
+        let manifest_bytes = std::fs::read(staging.join(MANIFEST)).ok();
         let check = match (report.status, report.pinned) {
             (Status::Verified, true) => match manifest_bytes.as_deref().map(serde_json::from_slice::<Manifest>) {
                 Some(Ok(manifest)) => BundleCheck::Verified { verdict: manifest.verdict },
@@ -310,7 +315,7 @@ impl Inbox {
             },
             (status, _) => BundleCheck::Flagged { reason: format!("{status:?}: {}", report.summary) },
         };
-        let check = match (check, witness_breach(&bundle, from)) {
+        let check = match (check, witness_breach(&staging, from)) {
             (BundleCheck::Verified { .. }, Some(reason)) => BundleCheck::Flagged { reason },
             (check, _) => check,
         };
@@ -329,7 +334,38 @@ impl Inbox {
         let receipt_path = self.receipt(&offer.run_id);
         write_synced(&receipt_path, &serde_json::to_vec_pretty(&envelope).expect("an envelope is plain data"))
             .map_err(io(&receipt_path))?;
+        std::fs::rename(&staging, &bundle).map_err(io(&bundle))?;
+        let index = self.upload_index(offer.job, offer.attempt, offer.fencing);
+        match std::fs::remove_file(&index) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&index)(e)),
+            _ => {}
+        }
         Ok(Uploaded { job: offer.job, attempt: offer.attempt, run_id: offer.run_id.clone(), check })
+    }
+
+    /// An offer whose every file the server holds: the bundle stored already (a resend
+    /// after the server had it all: its receipt's outcome), or staged complete by a
+    /// server that died before it stored it (stored now). `None`: files are missing.
+    pub fn settle(&self, offer: &UploadOffer, from: &Sender<'_>, server_key: &SigningKey) -> Result<Option<Uploaded>, Refusal> {
+        check_run_id(&offer.run_id)?;
+        if self.bundle(&offer.run_id).exists() {
+            let receipt = self
+                .read_receipt(&offer.run_id, &server_key.verifying_key())
+                .map_err(|e| refuse(RefusalCode::Busy, format!("run {} is stored but its receipt does not read: {e}", offer.run_id)))?;
+            if (receipt.job, receipt.attempt) != (offer.job, offer.attempt) {
+                return Err(refuse(RefusalCode::Conflict, format!("run {} is stored for another job", offer.run_id)));
+            }
+            return Ok(Some(Uploaded { job: offer.job, attempt: offer.attempt, run_id: offer.run_id.clone(), check: receipt.check }));
+        }
+        let staging = self.staging(&offer.run_id);
+        let complete = offer.files.iter().all(|f| {
+            let p = staging.join(&f.path);
+            file_len(&p) == f.len && p.exists()
+        });
+        match complete {
+            true => self.store(offer, from, server_key).map(Some),
+            false => Ok(None),
+        }
     }
 
     /// The receipt of a stored bundle, checked against the server's own key.

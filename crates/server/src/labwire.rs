@@ -202,11 +202,7 @@ impl Session<'_> {
                 self.state.hub.schedule.notify_one();
                 Ok(Vec::new())
             }
-            LabHostMessage::UploadOffer(offer) => {
-                let inbox = self.state.api.inbox.clone();
-                let held = tokio::task::spawn_blocking(move || inbox.offer(&offer)).await.map_err(|e| busy(&e))?;
-                one(ServerMessage::UploadHeld(held.map_err(|r| refused(r.code, r.message))?))
-            }
+            LabHostMessage::UploadOffer(offer) => self.upload_offer(offer).await,
             LabHostMessage::UploadChunk(chunk) => self.upload_chunk(chunk).await.map(|m| vec![m]),
         }
     }
@@ -275,6 +271,34 @@ impl Session<'_> {
             // Another replica may have claimed: look again every second.
             let _ = tokio::time::timeout((deadline - now).min(Duration::from_secs(1)), notify.notified()).await;
         }
+    }
+
+    /// An offer; when the server holds every file already (a resend after the server
+    /// had it all, or a server that died between the last chunk and storing it), the
+    /// upload is settled now and the answer says how, so no upload stays pending.
+    async fn upload_offer(&self, offer: proofrig_proto::labhost::UploadOffer) -> Result<Vec<ServerMessage>, Refused> {
+        let (inbox, server_key, key, labhost) =
+            (self.state.api.inbox.clone(), self.state.api.key.clone(), *self.key, self.labhost.0.clone());
+        let received_at = humantime_utc(self.ctx.now);
+        let (live, witnessed) = (self.state.live.journal(offer.job, offer.attempt), self.state.live.witnessed(offer.job, offer.attempt));
+        let (held, settled) = tokio::task::spawn_blocking(move || {
+            let held = inbox.offer(&offer)?;
+            let all_held = held.files.iter().zip(&offer.files).all(|(h, f)| h.held == f.len) && held.files.len() == offer.files.len();
+            if !all_held {
+                return Ok((held, None));
+            }
+            let from = Sender { lab_host: &labhost, key: &key, received_at: &received_at, live: Some(&live), witnessed: &witnessed };
+            inbox.settle(&offer, &from, &server_key).map(|settled| (held, settled))
+        })
+        .await
+        .map_err(|e| busy(&e))?
+        .map_err(|r: Refusal| refused(r.code, r.message))?;
+        let mut answer = vec![ServerMessage::UploadHeld(held)];
+        if let Some(uploaded) = settled {
+            self.state.api.store.uploaded(&uploaded, &self.ctx).await.map_err(from_store)?;
+            answer.push(ServerMessage::Uploaded(uploaded));
+        }
+        Ok(answer)
     }
 
     async fn upload_chunk(&self, chunk: proofrig_proto::labhost::UploadChunk) -> Result<ServerMessage, Refused> {

@@ -294,3 +294,37 @@ fn a_journal_rewritten_after_the_server_witnessed_it_is_flagged_even_when_signed
     let Progress::Stored(stored) = upload_as(&inbox, &run_id, &files, &from) else { panic!("not stored") };
     assert!(matches!(&stored.check, BundleCheck::Flagged { reason } if reason.contains("rewritten")), "{:?}", stored.check);
 }
+
+#[test]
+fn a_server_that_fails_between_the_last_chunk_and_the_receipt_settles_the_upload_when_it_is_offered_again() {
+    let lab = tempfile::tempdir().unwrap();
+    let bundle = sealed_bundle(lab.path(), &lab_key());
+    let run_id = bundle.file_name().unwrap().to_string_lossy().into_owned();
+    let files = files_of(&bundle);
+    let root = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open(root.path(), Limits::default()).unwrap();
+    let key = lab_key().verifying_key();
+    // The receipt cannot be written (as if the server died there): the last chunk fails.
+    let blocker = root.path().join("receipts").join(format!("{run_id}.tmp"));
+    std::fs::create_dir_all(&blocker).unwrap();
+    inbox.offer(&offer(&run_id, &files)).unwrap();
+    let mut last = None;
+    for (path, bytes) in &files {
+        last = Some(inbox.chunk(&chunk(path, bytes, 0, bytes.len()), &sender(&key), &server_key()));
+    }
+    let err = last.unwrap().unwrap_err();
+    assert_eq!(err.code, RefusalCode::Busy, "{}", err.message);
+    assert!(!inbox.bundle(&run_id).exists(), "no bundle is stored without its receipt");
+    assert!(!inbox.receipt(&run_id).exists());
+
+    // Back: the lab host offers again; every file is held, so the upload is settled now.
+    std::fs::remove_dir(&blocker).unwrap();
+    let held = inbox.offer(&offer(&run_id, &files)).unwrap();
+    assert!(held.files.iter().zip(&files).all(|(h, (_, bytes))| h.held == bytes.len() as u64), "{held:?}");
+    let settled = inbox.settle(&offer(&run_id, &files), &sender(&key), &server_key()).unwrap().expect("settled");
+    assert!(matches!(settled.check, BundleCheck::Verified { .. }), "{:?}", settled.check);
+    assert_eq!(files_of(&inbox.bundle(&run_id)), files, "stored byte for byte");
+    // Settled again (another resend): the same answer, from the receipt; nothing redone.
+    let again = inbox.settle(&offer(&run_id, &files), &sender(&key), &server_key()).unwrap().expect("settled");
+    assert_eq!(again, settled);
+}

@@ -555,6 +555,16 @@ pub(super) async fn uploaded(
     ctx: &Ctx,
 ) -> Result<JobState, StoreError> {
     let a = attempt_row(tx, job, Some(attempt)).await?;
+    let recorded = tx
+        .one("SELECT verdict, flagged FROM attempts WHERE job = $1 AND attempt = $2", args![job_arg(job), a.attempt])
+        .await?
+        .map(|r| Ok::<_, StoreError>(r.opt_text(0)?.is_some() || r.opt_text(1)?.is_some()))
+        .transpose()?
+        .unwrap_or(false);
+    if recorded && a.run_id.as_deref() == Some(run_id) {
+        // Told again (a resend, or an upload settled after a restart): already on record.
+        return Ok(a.state);
+    }
     if a.run_id.as_deref().is_some_and(|r| r != run_id) {
         return Err(StoreError::Conflict(format!("{job} attempt {} ran as run {}, not {run_id}", a.attempt, a.run_id.unwrap_or_default())));
     }
