@@ -208,6 +208,19 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     assert_eq!(report.status(), reqwest::StatusCode::OK);
     assert!(report.headers()["content-security-policy"].to_str().unwrap().starts_with("sandbox"), "a bundle's report is sandboxed");
 
+    // The compliance matrix: every TS 33.117 case of the library, and what is missing
+    // (this rig's run is no library case, so all of them), as a page and as CSV.
+    let matrix = browser.get(format!("{}/matrix", service.url)).header("cookie", &cookie).send().unwrap().text().unwrap();
+    assert!(matrix.contains("TC_FAILED_LOGIN_ATTEMPTS") && matrix.contains("TC_BOOT_INT_MEM_1"), "the library cases are listed: {matrix}");
+    assert!(matrix.contains("never run"), "{matrix}");
+    let csv = browser.get(format!("{}/matrix.csv", service.url)).header("cookie", &cookie).send().unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().unwrap();
+    assert!(csv.starts_with("clause,test_name,title,bench-3/ru1,missing\r\n"), "{csv}");
+    let library_cases = csv.lines().count() - 1;
+    assert!(library_cases >= 10, "one row per library case: {csv}");
+    assert_eq!(csv.matches("never run").count(), library_cases, "{csv}");
+
     let home = dir.path().join("home");
     service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);
     let bundle = home.join(&run_id);

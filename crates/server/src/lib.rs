@@ -28,6 +28,7 @@ pub mod http;
 pub mod inbox;
 pub mod labwire;
 pub mod live;
+pub mod matrix;
 pub mod recurring;
 pub mod scheduler;
 pub mod service;

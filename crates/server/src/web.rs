@@ -37,6 +37,7 @@ use proofrig_proto::labhost::BundleCheck;
 use proofrig_verdict::Verdict;
 
 use crate::api::{new_secret, secret_sha256, ApiState};
+use crate::matrix::{build, LibraryCase, Matrix, Product, RunInput};
 use crate::store::Ctx;
 
 /// How long a dashboard session lasts: a working day.
@@ -98,6 +99,9 @@ enum PageId {
     Reserve,
     Release,
     Audit,
+    Matrix,
+    MatrixCsv,
+    MatrixHtml,
     Static,
 }
 
@@ -135,6 +139,21 @@ pub const PAGES: &[Page] = &[
         id: PageId::Release,
     },
     Page { method: "GET", path: "/audit", access: Access::Roles(&[Admin]), summary: "read the audit log", id: PageId::Audit },
+    Page { method: "GET", path: "/matrix", access: Access::Roles(EVERYONE), summary: "see the compliance matrix", id: PageId::Matrix },
+    Page {
+        method: "GET",
+        path: "/matrix.csv",
+        access: Access::Roles(EVERYONE),
+        summary: "export the compliance matrix as CSV",
+        id: PageId::MatrixCsv,
+    },
+    Page {
+        method: "GET",
+        path: "/matrix.html",
+        access: Access::Roles(EVERYONE),
+        summary: "export the compliance matrix as a page",
+        id: PageId::MatrixHtml,
+    },
     Page { method: "GET", path: "/static/{file}", access: Access::Public, summary: "a style sheet or script", id: PageId::Static },
 ];
 
@@ -161,6 +180,9 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Reserve => routing::post(reserve),
         PageId::Release => routing::post(release),
         PageId::Audit => routing::get(audit),
+        PageId::Matrix => routing::get(matrix_page),
+        PageId::MatrixCsv => routing::get(matrix_csv),
+        PageId::MatrixHtml => routing::get(matrix_html),
         PageId::Static => routing::get(static_file),
     }
 }
@@ -787,6 +809,133 @@ async fn audit(State(state): State<WebState>, Extension(viewer): Extension<Viewe
         })
         .collect();
     Ok(html(AuditPage { viewer: Some(viewer), rows, total }))
+}
+
+// ---- compliance matrix ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct MatrixQuery {
+    /// `vendor|model|firmware`.
+    of: Option<String>,
+}
+
+fn choice_value(product: &Product, firmware: &str) -> String {
+    format!("{}|{}|{}", product.vendor, product.model, firmware)
+}
+
+/// The library's TS 33.117 cases, in clause order.
+fn library_cases() -> Vec<LibraryCase> {
+    let mut cases: Vec<LibraryCase> = proofrig_plan::library::load_bundled()
+        .into_iter()
+        .filter_map(|(_, plan)| plan.ok())
+        .flat_map(|plan| plan.spec.cases)
+        .filter_map(|case| {
+            let scas = case.scas?;
+            (scas.spec.contains("33.117")).then_some(LibraryCase { clause: scas.clause, test_name: scas.test_name, title: case.title })
+        })
+        .collect();
+    cases.sort_by(|a, b| proofrig_plan::clause_order(&a.clause, &b.clause).then(a.test_name.cmp(&b.test_name)));
+    cases.dedup_by(|a, b| a.test_name == b.test_name);
+    cases
+}
+
+/// Every verified run's results (a flagged bundle is never a result).
+async fn verified_results(state: &WebState) -> WebResult<Vec<(String, RunResult)>> {
+    let runs: Vec<String> =
+        state.api.store.jobs().await?.into_iter().filter(|j| j.view.verdict.is_some()).filter_map(|j| j.view.run_id).collect();
+    let inbox = state.api.inbox.clone();
+    tokio::task::spawn_blocking(move || {
+        runs.into_iter()
+            .filter_map(|run| {
+                let bytes = std::fs::read(inbox.bundle(&run).join(proofrig_evidence::bundle::RESULTS)).ok()?;
+                Some((run, serde_json::from_slice::<RunResult>(&bytes).ok()?))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| WebFail::new(StatusCode::INTERNAL_SERVER_ERROR, "The runs did not read", e.to_string()))
+}
+
+/// The matrix the query asks for (the first product when it asks none), and the choices.
+async fn matrix_of(state: &WebState, of: Option<&str>) -> WebResult<(Option<Matrix>, Vec<(String, String)>, Option<String>)> {
+    let results = verified_results(state).await?;
+    let inputs: Vec<RunInput<'_>> = results.iter().map(|(run, result)| RunInput { run_id: run, result }).collect();
+    let products = crate::matrix::products(&inputs);
+    let choices: Vec<(String, String)> = products.iter().map(|(p, fw)| (choice_value(p, fw), format!("{p}, firmware {fw}"))).collect();
+    let wanted = match of {
+        Some(of) => {
+            let mut parts = of.splitn(3, '|');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(vendor), Some(model), Some(firmware)) => {
+                    Some((Product { vendor: vendor.to_string(), model: model.to_string() }, firmware.to_string()))
+                }
+                _ => return Err(WebFail::new(StatusCode::BAD_REQUEST, "Not accepted", format!("`{of}` names no product and firmware"))),
+            }
+        }
+        None => products.iter().next().cloned(),
+    };
+    let Some((product, firmware)) = wanted else { return Ok((None, choices, None)) };
+    let matrix = build(&library_cases(), &inputs, &product, &firmware);
+    Ok((Some(matrix), choices, Some(choice_value(&product, &firmware))))
+}
+
+#[derive(Template)]
+#[template(path = "matrix.html")]
+struct MatrixPage {
+    viewer: Option<Viewer>,
+    choices: Vec<(String, String)>,
+    selected: Option<String>,
+    matrix: Option<Matrix>,
+    missing: usize,
+}
+
+async fn matrix_page(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<MatrixQuery>,
+) -> WebResult<Response> {
+    let (matrix, choices, selected) = matrix_of(&state, q.of.as_deref()).await?;
+    let missing = matrix.as_ref().map_or(0, |m| m.rows.iter().filter(|r| r.missing.is_some()).count());
+    Ok(html(MatrixPage { viewer: Some(viewer), choices, selected, matrix, missing }))
+}
+
+fn no_matrix() -> WebFail {
+    WebFail::new(StatusCode::NOT_FOUND, "Nothing to export", "no verified run names that product and firmware yet")
+}
+
+async fn matrix_csv(State(state): State<WebState>, Query(q): Query<MatrixQuery>) -> WebResult<Response> {
+    let (matrix, _, _) = matrix_of(&state, q.of.as_deref()).await?;
+    let matrix = matrix.ok_or_else(no_matrix)?;
+    let name = format!("compliance-{}-{}-{}.csv", matrix.product.vendor, matrix.product.model, matrix.firmware)
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-', "_");
+    let mut response = (StatusCode::OK, crate::matrix::csv(&matrix)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).expect("ASCII"));
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "matrix_export.html")]
+struct MatrixExport {
+    m: Matrix,
+    missing: usize,
+    exported: String,
+    by: String,
+}
+
+async fn matrix_html(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Query<MatrixQuery>,
+) -> WebResult<Response> {
+    let (matrix, _, _) = matrix_of(&state, q.of.as_deref()).await?;
+    let m = matrix.ok_or_else(no_matrix)?;
+    let missing = m.rows.iter().filter(|r| r.missing.is_some()).count();
+    let page = MatrixExport { m, missing, exported: when(state.api.clock.now()), by: viewer.user };
+    let mut response = html(page);
+    response.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"compliance-matrix.html\""));
+    Ok(response)
 }
 
 // ---- static ----------------------------------------------------------------------------
