@@ -147,6 +147,7 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     let tess =
         service.minted_with(&admin, &["user", "add", "tess", "--role", "tester", "--password-stdin"], Some("tess's long password\n"));
     let tom = service.minted(&admin, &["user", "add", "tom", "--role", "technician"]);
+    service.minted_with(&admin, &["user", "add", "mona", "--role", "manager", "--password-stdin"], Some("mona's long password\n"));
 
     // The lab host: its rig files, its enrollment token in a file, and off it goes.
     let rigs = dir.path().join("rigs");
@@ -221,6 +222,27 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     assert!(library_cases >= 10, "one row per library case: {csv}");
     assert_eq!(csv.matches("never run").count(), library_cases, "{csv}");
 
+    // Mona, a manager, signs the run off; the server signs her decision about exactly
+    // this bundle, and keeps it beside it.
+    let mona = browser
+        .post(format!("{}/login", service.url))
+        .form(&[("user", "mona"), ("password", "mona's long password"), ("next", "/runs")])
+        .send()
+        .unwrap();
+    let mona = mona.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = browser.get(format!("{}/runs/{run_id}", service.url)).header("cookie", &mona).send().unwrap().text().unwrap();
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    let csrf = page[at..].split('"').next().unwrap().to_string();
+    let signed = browser
+        .post(format!("{}/runs/{run_id}/review", service.url))
+        .header("cookie", &mona)
+        .form(&[("csrf", csrf.as_str()), ("decision", "accepted"), ("comment", "no device evidence expected on a desk rig")])
+        .send()
+        .unwrap();
+    assert_eq!(signed.status(), reqwest::StatusCode::SEE_OTHER);
+    let page = browser.get(format!("{}/runs/{run_id}", service.url)).header("cookie", &cookie).send().unwrap().text().unwrap();
+    assert!(page.contains("<strong>accepted</strong> by mona"), "{page}");
+
     let home = dir.path().join("home");
     service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);
     let bundle = home.join(&run_id);
@@ -238,6 +260,18 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     assert!(text.contains("VERIFIED"), "{text}");
     assert!(text.contains("signed by the server") && text.contains("(pinned"), "{text}");
     assert!(text.contains("✓ witnessed by the server at"), "{text}");
+    assert!(text.contains("✓ accepted by mona") && text.contains("signed by the pinned server key"), "{text}");
+
+    // A review edited after signing no longer counts: verify says so and fails.
+    let reviews = home.join(format!("{run_id}.reviews.jsonl"));
+    let mut envelope: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&reviews).unwrap().trim()).unwrap();
+    let payload = String::from_utf8(base64_decode(envelope["payload"].as_str().unwrap())).unwrap().replace("accepted", "rejected");
+    envelope["payload"] = serde_json::Value::String(base64_encode(payload.as_bytes()));
+    std::fs::write(&reviews, format!("{envelope}\n")).unwrap();
+    let edited = proofrig().args(["verify"]).arg(&bundle).arg("--server-key").arg(service.state.join("server.pub")).output().unwrap();
+    let text = String::from_utf8_lossy(&edited.stdout).into_owned();
+    assert_eq!(edited.status.code(), Some(1), "{text}");
+    assert!(text.contains("✗ a review that does not count"), "{text}");
 
     // A receipt that is not the server's (another server key pinned): not trusted.
     let other = dir.path().join("other");
@@ -313,4 +347,14 @@ fn a_rig_that_fails_its_health_check_gets_one_power_cycle_then_is_bad_and_recurr
     assert!(rigs_now.contains("offline") && rigs_now.contains("revoked"), "{rigs_now}");
     service.ok(&tom, &["logout"]);
     assert_eq!(service.run(&tom, &["rigs"]).status.code(), Some(1), "a logged-out token is refused");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

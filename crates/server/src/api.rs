@@ -117,6 +117,7 @@ enum RouteId {
     RevokeOwnToken,
     RevokeLabHost,
     Retry,
+    Reviews,
 }
 
 use Role::{Admin, Manager, Technician, Tester};
@@ -239,6 +240,7 @@ pub const ROUTES: &[Route] = &[
         summary: "retry a job as a new attempt",
         id: RouteId::Retry,
     },
+    Route { method: "GET", path: "/api/runs/{run}/reviews", roles: EVERYONE, summary: "read a run's signed reviews", id: RouteId::Reviews },
 ];
 
 /// The API's router: [`ROUTES`], each behind [`authorize`], a JSON 404 for anything else.
@@ -284,6 +286,7 @@ fn handler(id: RouteId) -> MethodRouter<ApiState> {
         RouteId::RevokeOwnToken => routing::delete(revoke_own_token),
         RouteId::RevokeLabHost => routing::delete(revoke_labhost),
         RouteId::Retry => routing::post(retry),
+        RouteId::Reviews => routing::get(reviews),
     }
 }
 
@@ -463,6 +466,16 @@ async fn submit(State(s): State<ApiState>, Extension(c): Extension<Caller>, Json
 async fn queue(State(s): State<ApiState>) -> ApiResult<Response> {
     let jobs: Vec<_> = s.store.jobs().await?.into_iter().map(|j| j.view).collect();
     Ok(Json(jobs).into_response())
+}
+
+/// The signed reviews kept beside a stored run (DSSE envelopes of in-toto statements),
+/// as they were signed: whoever reads them checks them against the bundle.
+async fn reviews(State(s): State<ApiState>, Path(run): Path<String>) -> ApiResult<Response> {
+    check_run_name(&run)?;
+    if !s.inbox.bundle(&run).is_dir() {
+        return Err(ApiFail::new(StatusCode::NOT_FOUND, "not_found", format!("no stored run {run}")));
+    }
+    Ok(Json(crate::review::read_all(&s.inbox.reviews(&run))).into_response())
 }
 
 /// A tester acts only on the jobs they submitted.

@@ -123,7 +123,7 @@ fn check_run_id(run_id: &str) -> Result<(), Refusal> {
 
 impl Inbox {
     pub fn open(root: &Path, limits: Limits) -> std::io::Result<Inbox> {
-        for dir in ["staging", "bundles", "receipts"] {
+        for dir in ["staging", "bundles", "receipts", "reviews"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         Ok(Inbox { root: root.to_path_buf(), limits })
@@ -141,6 +141,21 @@ impl Inbox {
     /// Where a stored bundle is.
     pub fn bundle(&self, run_id: &str) -> PathBuf {
         self.root.join("bundles").join(run_id)
+    }
+
+    /// Where a stored bundle's reviews are (one signed statement a line).
+    pub fn reviews(&self, run_id: &str) -> PathBuf {
+        self.root.join("reviews").join(format!("{run_id}.jsonl"))
+    }
+
+    /// Keep a signed review of a stored bundle (appended; reviews are never changed).
+    pub fn add_review(&self, run_id: &str, envelope: &Envelope) -> std::io::Result<()> {
+        let path = self.reviews(run_id);
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut line = serde_json::to_vec(envelope).expect("plain data");
+        line.push(b'\n');
+        file.write_all(&line)?;
+        file.sync_all()
     }
 
     /// Where a stored bundle's receipt is.

@@ -30,6 +30,7 @@ pub mod labwire;
 pub mod live;
 pub mod matrix;
 pub mod recurring;
+pub mod review;
 pub mod scheduler;
 pub mod service;
 pub mod store;

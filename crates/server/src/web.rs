@@ -38,6 +38,7 @@ use proofrig_verdict::Verdict;
 
 use crate::api::{new_secret, secret_sha256, ApiState};
 use crate::matrix::{build, LibraryCase, Matrix, Product, RunInput};
+use crate::review;
 use crate::store::Ctx;
 
 /// How long a dashboard session lasts: a working day.
@@ -99,6 +100,7 @@ enum PageId {
     Reserve,
     Release,
     Audit,
+    Review,
     Matrix,
     MatrixCsv,
     MatrixHtml,
@@ -122,6 +124,13 @@ pub const PAGES: &[Page] = &[
         access: Access::Roles(EVERYONE),
         summary: "download a file of a run",
         id: PageId::RunFile,
+    },
+    Page {
+        method: "POST",
+        path: "/runs/{run}/review",
+        access: Access::Roles(&[Manager]),
+        summary: "review and sign off a run",
+        id: PageId::Review,
     },
     Page { method: "GET", path: "/rigs", access: Access::Roles(EVERYONE), summary: "see the rigs", id: PageId::Rigs },
     Page {
@@ -180,6 +189,7 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Reserve => routing::post(reserve),
         PageId::Release => routing::post(release),
         PageId::Audit => routing::get(audit),
+        PageId::Review => routing::post(review),
         PageId::Matrix => routing::get(matrix_page),
         PageId::MatrixCsv => routing::get(matrix_csv),
         PageId::MatrixHtml => routing::get(matrix_html),
@@ -571,10 +581,22 @@ struct CaseRow {
     evidence: String,
 }
 
+struct ReviewRow {
+    by: String,
+    at: String,
+    decision: String,
+    comment: String,
+    /// Why it no longer counts, if it does not.
+    void: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
     viewer: Option<Viewer>,
+    can_review: bool,
+    csrf: String,
+    reviews: Vec<ReviewRow>,
     run_id: String,
     job: u64,
     attempt: u32,
@@ -647,7 +669,11 @@ async fn run(State(state): State<WebState>, Extension(viewer): Extension<Viewer>
             evidence: c.evidence_excerpt.clone(),
         })
         .collect();
+    let reviews = review_rows(&state, &run);
     let page = RunPage {
+        can_review: viewer.role == Manager,
+        csrf: viewer.csrf.clone(),
+        reviews,
         viewer: Some(viewer),
         run_id: run,
         job: receipt.job.0,
@@ -663,6 +689,76 @@ async fn run(State(state): State<WebState>, Extension(viewer): Extension<Viewer>
         files: RUN_FILES.to_vec(),
     };
     Ok(html(page))
+}
+
+/// The reviews kept beside a run, each checked against the bundle as stored now.
+fn review_rows(state: &WebState, run: &str) -> Vec<ReviewRow> {
+    let (inbox, key) = (&state.api.inbox, state.api.key.verifying_key());
+    review::read_all(&inbox.reviews(run))
+        .iter()
+        .map(|envelope| match review::check(&inbox.bundle(run), envelope, Some(&key)) {
+            review::ReviewCheck::Counts { statement, .. } => ReviewRow {
+                by: statement.predicate.reviewer,
+                at: statement.predicate.time_verified,
+                decision: statement.predicate.decision.name().to_string(),
+                comment: statement.predicate.comment,
+                void: None,
+            },
+            review::ReviewCheck::Void(why) => {
+                ReviewRow { by: "-".into(), at: "-".into(), decision: "-".into(), comment: String::new(), void: Some(why) }
+            }
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct ReviewForm {
+    csrf: String,
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// A manager's decision on a verified run, signed by the server as a statement about
+/// exactly its bundle, kept beside it and audited.
+async fn review(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(run): Path<String>,
+    Form(form): Form<ReviewForm>,
+) -> WebResult<Response> {
+    check_csrf(&viewer, &form.csrf)?;
+    let fail =
+        |status, heading, message: String| WebFail { viewer: Some(Box::new(viewer.clone())), ..WebFail::new(status, heading, message) };
+    let Some(decision) = review::Decision::parse(&form.decision) else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "Not accepted",
+            format!("`{}` is not a decision: reviewed, accepted or rejected", form.decision),
+        ));
+    };
+    if form.comment.chars().count() > 4000 {
+        return Err(fail(StatusCode::BAD_REQUEST, "Not accepted", "the comment is longer than 4000 characters".into()));
+    }
+    if !is_run_id(&run) {
+        return Err(no_run(&run));
+    }
+    let (inbox, key) = (state.api.inbox.clone(), state.api.key.clone());
+    let receipt = inbox.read_receipt(&run, &key.verifying_key()).map_err(|_| no_run(&run))?;
+    if let BundleCheck::Flagged { reason } = receipt.check {
+        return Err(fail(
+            StatusCode::CONFLICT,
+            "Not a result",
+            format!("run {run} did not verify on arrival, so it cannot be signed off: {reason}"),
+        ));
+    }
+    let at = when(state.api.clock.now());
+    let envelope = review::sign(&inbox.bundle(&run), &run, &viewer.user, decision, form.comment.trim(), &at, &key)
+        .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The bundle did not read", e))?;
+    inbox.add_review(&run, &envelope).map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The review was not kept", e.to_string()))?;
+    let details = serde_json::json!({ "decision": decision.name(), "comment": form.comment.trim() });
+    state.api.store.note("review.sign", &format!("run {run}"), details, &viewer.ctx(&state)).await?;
+    Ok(Redirect::to(&format!("/runs/{run}")).into_response())
 }
 
 /// A file of a verified run, sandboxed (a report opens as a document with no script

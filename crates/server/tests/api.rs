@@ -212,6 +212,7 @@ const POLICY: &[(&str, &str, &[&str])] = &[
     ("DELETE", "/api/tokens/current", &["technician", "tester", "manager", "admin"]),
     ("DELETE", "/api/labhosts/{labhost}", &["admin"]),
     ("POST", "/api/jobs/{job}/retry", &["technician", "tester"]),
+    ("GET", "/api/runs/{run}/reviews", &["technician", "tester", "manager", "admin"]),
 ];
 
 /// A route's path with its parameters filled in.

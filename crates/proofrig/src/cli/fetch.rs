@@ -87,6 +87,16 @@ pub async fn fetch(args: FetchArgs) -> Result<u8, Failure> {
     println!("fetched run {run} from {}: {} files, {bytes} bytes, each matching the server's listing", client.server(), view.files.len());
     println!("  bundle: {}", dest.display());
     println!("  receipt: {}", receipt_path.display());
+    // The managers' signed reviews, beside it, for `verify` to check.
+    let reviews: Vec<serde_json::Value> =
+        client.get(&["api", "runs", run, "reviews"], &format!("reading the reviews of run {run}")).await?;
+    if !reviews.is_empty() {
+        let reviews_path = args.out.join(format!("{run}.reviews.jsonl"));
+        let lines: String = reviews.iter().map(|r| format!("{r}\n")).collect();
+        write_new(&reviews_path, lines.as_bytes())
+            .map_err(|e| Failure::failed(miette::miette!("cannot write {}: {e}", reviews_path.display())))?;
+        println!("  reviews: {} ({})", reviews_path.display(), reviews.len());
+    }
     println!(
         "  the server received it at {} from lab host {} (key {}), job {} attempt {}",
         view.received_at, view.lab_host, view.lab_host_key, view.job.0, view.attempt.0

@@ -88,3 +88,40 @@ pub fn check(bundle: &Path, path: &Path, server_key: Option<&Path>) -> Result<Re
     }
     Ok(ReceiptCheck { holds, lines })
 }
+
+/// The managers' reviews `proofrig fetch` saved beside the bundle at `bundle`, checked:
+/// the lines to print, and whether every review still counts.
+pub fn reviews_beside(bundle: &Path, server_key: Option<&Path>) -> Result<Option<ReceiptCheck>, String> {
+    use proofrig_server::review::{check, read_all, ReviewCheck};
+    let name = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let path = bundle.with_file_name(format!("{name}.reviews.jsonl"));
+    if !path.exists() {
+        return Ok(None);
+    }
+    let pinned = server_key.map(signing::load_verifying_key).transpose().map_err(|e| e.to_string())?;
+    let mut lines = vec![format!("Reviews {}", path.display())];
+    let mut holds = true;
+    for envelope in read_all(&path) {
+        match check(bundle, &envelope, pinned.as_ref()) {
+            ReviewCheck::Counts { statement, pinned } => {
+                let p = &statement.predicate;
+                let trust = if pinned { "signed by the pinned server key" } else { "UNPINNED: pass --server-key to trust it" };
+                lines.push(format!(
+                    "  ✓ {} by {} at {} ({trust}){}",
+                    p.decision.name(),
+                    p.reviewer,
+                    p.time_verified,
+                    match p.comment.is_empty() {
+                        true => String::new(),
+                        false => format!(": {}", p.comment),
+                    }
+                ));
+            }
+            ReviewCheck::Void(why) => {
+                holds = false;
+                lines.push(format!("  ✗ a review that does not count: {why}"));
+            }
+        }
+    }
+    Ok(Some(ReceiptCheck { holds, lines }))
+}

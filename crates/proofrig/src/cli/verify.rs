@@ -27,7 +27,16 @@ pub fn verify(bundle: &Path, key: Option<&Path>, receipt: Option<&Path>, server_
         None => None,
     };
     let result = proofrig_evidence::verify_bundle(bundle, pinned.as_ref());
-    let code = show(bundle, &result, key);
+    let mut code = show(bundle, &result, key);
+    if let Some(reviews) = super::receipt::reviews_beside(bundle, server_key).map_err(|e| Failure::usage(miette::miette!("{e}")))? {
+        for line in &reviews.lines {
+            println!("{line}");
+        }
+        if !reviews.holds {
+            println!("A review beside this bundle does not count for it (see above)");
+            code = code.max(EXIT_FAILED);
+        }
+    }
     let Some(path) = receipt.map(Path::to_path_buf).or_else(|| super::receipt::beside(bundle)) else {
         return Ok(code);
     };

@@ -554,6 +554,12 @@ impl Store {
         in_read_tx!(self, "checking a session", |tx| web::check(tx, sha256, now))
     }
 
+    /// Record an event that changes nothing else in the store (a review signed and kept
+    /// beside a bundle), with who, when and from where.
+    pub async fn note(&self, action: &str, subject: &str, details: serde_json::Value, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "recording an event", |tx| audit::record(tx, ctx, action, subject, details.clone()))
+    }
+
     /// Record a refused login.
     pub async fn audit_refused_login(&self, ctx: &Ctx) -> Result<(), StoreError> {
         in_write_tx!(self, "recording a refused login", |tx| web::refused(tx, ctx))
