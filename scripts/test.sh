@@ -24,6 +24,10 @@ command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/lib/*-linux-gnu/security/pam_faillock.so >/dev/null 2>&1 || need+=(libpam-modules)
+# The dashboard's browser tests: Debian's Chromium over its WebDriver, with a font to render.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+[ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "test peers missing: ${need[*]}; installing them with apt-get" >&2

@@ -5,6 +5,7 @@
 //! message naming the Debian package to install; nothing here ever skips a test.
 
 pub mod busybox;
+pub mod chromium;
 pub mod dropbear;
 pub mod modbus;
 pub mod pdudaemon;
