@@ -131,6 +131,19 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     assert!(matrix.contains("TC_FAILED_LOGIN_ATTEMPTS") && matrix.contains("never run"), "the library, with what is missing");
     shoot(&browser, "matrix").await;
 
+    // Trends: per plan by day, per clause by firmware, as bars drawn on the server.
+    browser.goto(&format!("{url}/trends")).await.unwrap();
+    let trends = browser.source().await.unwrap();
+    assert!(trends.contains("ssh-algorithms") && trends.contains("3.0.7") && trends.contains("4.2.1"), "{trends}");
+    let bars = browser.find_all(Locator::Css("svg[role=img]")).await.unwrap();
+    let mut labels = Vec::new();
+    for bar in &bars {
+        labels.push(bar.attr("aria-label").await.unwrap().unwrap_or_default());
+    }
+    assert!(labels.iter().any(|l| !l.contains(" 0 FAIL")), "a FAIL is drawn: {labels:?}");
+    assert!(labels.iter().any(|l| !l.starts_with("0 PASS")), "a PASS is drawn: {labels:?}");
+    shoot(&browser, "trends").await;
+
     // The manager signs it off.
     browser.find(Locator::Css("form[action='/logout'] button")).await.unwrap().click().await.unwrap();
     assert_eq!(wait_for_path(&browser, "/login").await, "/login", "logged out");

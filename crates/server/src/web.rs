@@ -16,7 +16,7 @@
 //! [`LOGIN_FAILURES`] failures per address and user in [`LOGIN_WINDOW`]; every login,
 //! refused login and logout is audited.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,6 +101,7 @@ enum PageId {
     Release,
     Audit,
     Review,
+    Trends,
     Matrix,
     MatrixCsv,
     MatrixHtml,
@@ -148,6 +149,7 @@ pub const PAGES: &[Page] = &[
         id: PageId::Release,
     },
     Page { method: "GET", path: "/audit", access: Access::Roles(&[Admin]), summary: "read the audit log", id: PageId::Audit },
+    Page { method: "GET", path: "/trends", access: Access::Roles(EVERYONE), summary: "see the trends", id: PageId::Trends },
     Page { method: "GET", path: "/matrix", access: Access::Roles(EVERYONE), summary: "see the compliance matrix", id: PageId::Matrix },
     Page {
         method: "GET",
@@ -190,6 +192,7 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Release => routing::post(release),
         PageId::Audit => routing::get(audit),
         PageId::Review => routing::post(review),
+        PageId::Trends => routing::get(trends),
         PageId::Matrix => routing::get(matrix_page),
         PageId::MatrixCsv => routing::get(matrix_csv),
         PageId::MatrixHtml => routing::get(matrix_html),
@@ -1032,6 +1035,71 @@ async fn matrix_html(
     let mut response = html(page);
     response.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"compliance-matrix.html\""));
     Ok(response)
+}
+
+// ---- trends ------------------------------------------------------------------------------
+
+/// One bar: a row's verdict counts and their widths in a 300-pixel bar.
+struct Bar {
+    label: String,
+    group: String,
+    total: usize,
+    pass: usize,
+    fail: usize,
+    other: usize,
+    pass_w: usize,
+    fail_w: usize,
+    other_w: usize,
+}
+
+fn bars(counts: BTreeMap<(String, String), [usize; 3]>) -> Vec<Bar> {
+    counts
+        .into_iter()
+        .map(|((label, group), [pass, fail, other])| {
+            let total = pass + fail + other;
+            let width = |n: usize| (n * 300).checked_div(total).unwrap_or(0);
+            Bar { label, group, total, pass, fail, other, pass_w: width(pass), fail_w: width(fail), other_w: width(other) }
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "trends.html")]
+struct TrendsPage {
+    viewer: Option<Viewer>,
+    runs: usize,
+    by_plan: Vec<Bar>,
+    by_clause: Vec<Bar>,
+}
+
+/// Pass and fail per plan over time, and per clause across firmware versions, from
+/// the cases of verified runs only.
+async fn trends(State(state): State<WebState>, Extension(viewer): Extension<Viewer>) -> WebResult<Response> {
+    let results = verified_results(&state).await?;
+    let mut by_plan: BTreeMap<(String, String), [usize; 3]> = BTreeMap::new();
+    let mut by_clause: BTreeMap<(String, String), [usize; 3]> = BTreeMap::new();
+    for (_, result) in &results {
+        let day = result.ended.get(..10).unwrap_or("?").to_string();
+        let firmware: BTreeMap<&str, String> = result
+            .devices
+            .iter()
+            .map(|d| (d.device.as_str(), d.declared.firmware.clone().unwrap_or_else(|| "(undeclared)".into())))
+            .collect();
+        for case in &result.cases {
+            let slot = match case.verdict {
+                Verdict::Pass => 0,
+                Verdict::Fail => 1,
+                Verdict::Skip | Verdict::NotRun => continue,
+                _ => 2,
+            };
+            by_plan.entry((case.key.plan.clone(), day.clone())).or_default()[slot] += 1;
+            if let Some(scas) = &case.scas {
+                let fw = firmware.get(case.key.device.as_str()).cloned().unwrap_or_else(|| "(undeclared)".into());
+                by_clause.entry((format!("{} {}", scas.clause, scas.test_name), fw)).or_default()[slot] += 1;
+            }
+        }
+    }
+    Ok(html(TrendsPage { viewer: Some(viewer), runs: results.len(), by_plan: bars(by_plan), by_clause: bars(by_clause) }))
 }
 
 // ---- static ----------------------------------------------------------------------------
