@@ -142,6 +142,15 @@ impl JobState {
     }
 }
 
+/// A device a run ran on, as its rig file declared it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub device: String,
+    pub vendor: Option<String>,
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+}
+
 /// A job as `proofrig queue` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobView {
@@ -159,6 +168,12 @@ pub struct JobView {
     pub run_id: Option<String>,
     /// The verified verdict, once the bundle verified.
     pub verdict: Option<Verdict>,
+    /// The devices its verified run ran on (empty until its bundle verified).
+    #[serde(default)]
+    pub devices: Vec<DeviceView>,
+    /// How long its verified run ran, in milliseconds.
+    #[serde(default)]
+    pub run_ms: Option<u64>,
 }
 
 /// A rig's state on the server. Only `Idle` rigs take queued jobs (and `Reserved`
@@ -567,6 +582,8 @@ mod tests {
             rig: Some("bench-3".into()),
             run_id: Some("r1".into()),
             verdict: Some(Verdict::Inconclusive),
+            devices: vec![DeviceView { device: "ru1".into(), vendor: Some("Acme".into()), model: None, firmware: Some("1.0".into()) }],
+            run_ms: Some(42_000),
         });
         let reservation = ReservationView { rig: "bench-3".into(), holder: "bob".into(), until: UnixMillis(9), fencing: FencingToken(3) };
         round_trip(RigView {

@@ -143,6 +143,30 @@ impl Inbox {
         self.root.join("bundles").join(run_id)
     }
 
+    /// The devices a stored bundle's run ran on and how long it ran, from its results.
+    pub fn run_facts(&self, run_id: &str) -> Option<(Vec<proofrig_proto::api::DeviceView>, u64)> {
+        let bytes = std::fs::read(self.bundle(run_id).join(proofrig_evidence::bundle::RESULTS)).ok()?;
+        let result: proofrig_evidence::record::RunResult = serde_json::from_slice(&bytes).ok()?;
+        let devices = result
+            .devices
+            .iter()
+            .map(|d| proofrig_proto::api::DeviceView {
+                device: d.device.clone(),
+                vendor: d.declared.vendor.clone(),
+                model: d.declared.model.clone(),
+                firmware: d.declared.firmware.clone(),
+            })
+            .collect();
+        let millis = |t: &str| {
+            humantime::parse_rfc3339_weak(t).ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64)
+        };
+        let run_ms = match (millis(&result.started), millis(&result.ended)) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        };
+        Some((devices, run_ms))
+    }
+
     /// Where a stored bundle's reviews are (one signed statement a line).
     pub fn reviews(&self, run_id: &str) -> PathBuf {
         self.root.join("reviews").join(format!("{run_id}.jsonl"))

@@ -295,7 +295,7 @@ impl Session<'_> {
         .map_err(|r: Refusal| refused(r.code, r.message))?;
         let mut answer = vec![ServerMessage::UploadHeld(held)];
         if let Some(uploaded) = settled {
-            self.state.api.store.uploaded(&uploaded, &self.ctx).await.map_err(from_store)?;
+            self.recorded(&uploaded).await?;
             answer.push(ServerMessage::Uploaded(uploaded));
         }
         Ok(answer)
@@ -317,10 +317,22 @@ impl Session<'_> {
         match progress {
             Progress::Held(held) => Ok(ServerMessage::UploadHeld(UploadHeld { job, attempt, files: vec![held] })),
             Progress::Stored(uploaded) => {
-                self.state.api.store.uploaded(&uploaded, &self.ctx).await.map_err(from_store)?;
+                self.recorded(&uploaded).await?;
                 Ok(ServerMessage::Uploaded(uploaded))
             }
         }
+    }
+
+    /// A stored bundle recorded on its attempt, with its run's facts when it verified.
+    async fn recorded(&self, uploaded: &proofrig_proto::labhost::Uploaded) -> Result<(), Refused> {
+        let store = &self.state.api.store;
+        store.uploaded(uploaded, &self.ctx).await.map_err(from_store)?;
+        if matches!(uploaded.check, proofrig_proto::labhost::BundleCheck::Verified { .. }) {
+            if let Some((devices, run_ms)) = self.state.api.inbox.run_facts(&uploaded.run_id) {
+                store.run_facts(uploaded.job, uploaded.attempt, &devices, run_ms).await.map_err(from_store)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every assignment this lab host has not answered yet.

@@ -479,6 +479,10 @@ struct RunsFilter {
     state: Option<String>,
     plan: Option<String>,
     rig: Option<String>,
+    /// A device name (`ru1`) or part of one.
+    device: Option<String>,
+    /// A firmware version as declared, exactly.
+    firmware: Option<String>,
     /// `YYYY-MM-DD`, UTC, inclusive.
     from: Option<String>,
     to: Option<String>,
@@ -486,7 +490,16 @@ struct RunsFilter {
 
 impl RunsFilter {
     fn normalise(mut self) -> RunsFilter {
-        for field in [&mut self.verdict, &mut self.state, &mut self.plan, &mut self.rig, &mut self.from, &mut self.to] {
+        for field in [
+            &mut self.verdict,
+            &mut self.state,
+            &mut self.plan,
+            &mut self.rig,
+            &mut self.device,
+            &mut self.firmware,
+            &mut self.from,
+            &mut self.to,
+        ] {
             if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *field = None;
             }
@@ -505,6 +518,10 @@ struct RunRow {
     by: String,
     at: String,
     run_id: Option<String>,
+    /// The devices it ran on, with their declared identity.
+    devices: String,
+    /// For a queued job: its place in the queue, and when it may start.
+    queue: String,
 }
 
 #[derive(Template)]
@@ -540,6 +557,11 @@ async fn runs(
     let verdict = filter.verdict.as_deref();
     let jobs = state.api.store.jobs().await?;
     let total = jobs.len();
+    let queue = queue_places(&state, &jobs).await?;
+    let identity = |d: &proofrig_proto::api::DeviceView| {
+        let part = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+        format!("{} ({} {} {})", d.device, part(&d.vendor), part(&d.model), part(&d.firmware))
+    };
     let mut rows: Vec<RunRow> = jobs
         .into_iter()
         .map(|j| j.view)
@@ -547,8 +569,12 @@ async fn runs(
         .filter(|v| filter.state.as_deref().is_none_or(|want| v.state.name() == want))
         .filter(|v| filter.plan.as_deref().is_none_or(|want| v.plans.iter().any(|p| p.contains(want))))
         .filter(|v| filter.rig.as_deref().is_none_or(|want| v.rig.as_deref() == Some(want)))
+        .filter(|v| filter.device.as_deref().is_none_or(|want| v.devices.iter().any(|d| d.device.contains(want))))
+        .filter(|v| filter.firmware.as_deref().is_none_or(|want| v.devices.iter().any(|d| d.firmware.as_deref() == Some(want))))
         .filter(|v| from.is_none_or(|f| v.submitted_at.0 >= f) && to.is_none_or(|t| v.submitted_at.0 < t))
         .map(|v| RunRow {
+            queue: queue.get(&(v.job.0, v.attempt.0)).cloned().unwrap_or_default(),
+            devices: v.devices.iter().map(identity).collect::<Vec<_>>().join(", "),
             job: v.job.0,
             attempt: v.attempt.0,
             state: v.state.name(),
@@ -564,6 +590,32 @@ async fn runs(
     let verdicts = Verdict::ALL.iter().map(|v| v.as_str().to_string()).collect();
     let states = JobState::ALL.iter().map(|s| s.name().to_string()).collect();
     Ok(html(RunsPage { viewer: Some(viewer), filter, verdicts, states, rows, total }))
+}
+
+/// Each queued attempt's place in the queue (highest priority first, then the oldest)
+/// and when it may start: the median run of the last verified ones, times the places
+/// ahead of it shared over the rigs that take jobs.
+async fn queue_places(state: &WebState, jobs: &[crate::store::JobRecord]) -> WebResult<BTreeMap<(u64, u32), String>> {
+    let mut queued: Vec<&proofrig_proto::api::JobView> = jobs.iter().map(|j| &j.view).filter(|v| v.state == JobState::Queued).collect();
+    queued.sort_by_key(|v| (std::cmp::Reverse(v.priority.get()), v.job.0, v.attempt.0));
+    let mut recent: Vec<u64> = jobs.iter().rev().filter_map(|j| j.view.run_ms).take(20).collect();
+    recent.sort_unstable();
+    let median = recent.get(recent.len() / 2).copied();
+    let rigs = state.api.store.rigs(state.api.clock.now()).await?;
+    let slots = rigs.iter().filter(|r| r.labhost_online && matches!(r.state, RigState::Idle | RigState::Running)).count().max(1) as u64;
+    let now = state.api.clock.now();
+    Ok(queued
+        .iter()
+        .enumerate()
+        .map(|(ahead, v)| {
+            let place = format!("#{}", ahead + 1);
+            let text = match median {
+                Some(ms) => format!("{place}, ~{}", when(now.plus(Duration::from_millis(ms * (ahead as u64 / slots + 1))))),
+                None => place,
+            };
+            ((v.job.0, v.attempt.0), text)
+        })
+        .collect())
 }
 
 struct DeviceRow {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proofrig_proto::advert::RigSummary;
-use proofrig_proto::api::{RigSelector, Role, SubmitJob};
+use proofrig_proto::api::{DeviceView, RigSelector, Role, SubmitJob};
 use proofrig_proto::files::PlanFile;
 use proofrig_proto::ids::{LabHostId, Priority};
 use proofrig_proto::labhost::{BundleCheck, Uploaded};
@@ -122,6 +122,14 @@ impl Lab {
             store.job_ended(claimed.job, claimed.attempt, claimed.fencing, &ctx("lab-a")).await.unwrap();
             let uploaded = Uploaded { job: claimed.job, attempt: claimed.attempt, run_id: run, check: BundleCheck::Verified { verdict } };
             store.uploaded(&uploaded, &ctx("lab-a")).await.unwrap();
+            let firmware = if verdict == Verdict::Fail { "3.0.7" } else { "4.2.1" };
+            let device = DeviceView {
+                device: "ru1".into(),
+                vendor: Some("Acme".into()),
+                model: Some("RU-9".into()),
+                firmware: Some(firmware.into()),
+            };
+            store.run_facts(claimed.job, claimed.attempt, &[device], 60_000).await.unwrap();
         }
     }
 }
@@ -255,6 +263,36 @@ async fn the_runs_page_filters_by_verdict_plan_rig_state_and_day() {
     assert_eq!(rows(&from_today), 3);
     let (_, future) = lab.get("/runs?from=2999-01-01", Some(&mona)).await;
     assert_eq!(rows(&future), 0);
+    let (_, old_firmware) = lab.get("/runs?firmware=3.0.7", Some(&mona)).await;
+    assert_eq!(rows(&old_firmware), 1, "{old_firmware}");
+    assert!(old_firmware.contains("ru1 (Acme RU-9 3.0.7)") && old_firmware.contains("v-FAIL"), "{old_firmware}");
+    let (_, by_device) = lab.get("/runs?device=ru", Some(&mona)).await;
+    assert_eq!(rows(&by_device), 3);
+
+    // Queued jobs show their place, the most urgent first, and an estimated start.
+    let store = lab.server.store();
+    let ctx = Ctx::new("tess", "127.0.0.1:1", lab.server.clock().now());
+    let queued = |priority: u8| {
+        let job = SubmitJob {
+            plans: vec![PlanFile { name: "later.yaml".into(), bytes: b"plan: x\n".to_vec() }],
+            target: RigSelector::Rig("bench-2".into()),
+            priority: Priority::new(priority).unwrap(),
+            params: BTreeMap::new(),
+            device: None,
+            not_before: None,
+        };
+        let ctx = ctx.clone();
+        async move { store.submit(&job, &ctx).await.unwrap().job.0 }
+    };
+    let low = queued(10).await;
+    let high = queued(90).await;
+    let (_, waiting) = lab.get("/runs?state=queued", Some(&mona)).await;
+    let place = |job: u64| {
+        let at = waiting.find(&format!("<td>{job}</td>")).unwrap();
+        waiting[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(place(high).contains("#1, ~"), "{}", place(high));
+    assert!(place(low).contains("#2, ~"), "{}", place(low));
     let (status, bad) = lab.get("/runs?from=yesterday", Some(&mona)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.contains("not a day"), "{bad}");

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proofrig_proto::api::{JobState, JobView, RigSelector, SubmitJob, Submitted};
+use proofrig_proto::api::{DeviceView, JobState, JobView, RigSelector, SubmitJob, Submitted};
 use proofrig_proto::files::{check_plan_name, PlanFile};
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, Priority, UnixMillis};
 use proofrig_proto::labhost::{Assignment, AssignmentRefusal, AssignmentRefused, BundleCheck, Lease};
@@ -440,7 +440,7 @@ pub(super) async fn list(tx: &mut Tx, only: Option<JobId>) -> Result<Vec<JobReco
         plans.entry(row.int(0)?).or_default().push(row.text(1)?);
     }
     let sql = format!(
-        "SELECT a.job, a.attempt, a.retry_of, a.state, a.reason, a.rig, a.fencing, a.run_id, j.priority, j.target, j.submitted_by, j.submitted_at, a.verdict \
+        "SELECT a.job, a.attempt, a.retry_of, a.state, a.reason, a.rig, a.fencing, a.run_id, j.priority, j.target, j.submitted_by, j.submitted_at, a.verdict, a.devices, a.run_ms \
          FROM attempts a JOIN jobs j ON j.id = a.job{filter} ORDER BY a.job, a.attempt"
     );
     let mut records = Vec::new();
@@ -459,6 +459,8 @@ pub(super) async fn list(tx: &mut Tx, only: Option<JobId>) -> Result<Vec<JobReco
             rig: row.opt_text(5)?,
             run_id: row.opt_text(7)?,
             verdict: row.opt_text(12)?.map(|v| from_json(&v, "verdict")).transpose()?,
+            devices: row.opt_text(13)?.map(|v| from_json(&v, "devices")).transpose()?.unwrap_or_default(),
+            run_ms: row.opt_int(14)?.map(|v| v.max(0) as u64),
         };
         records.push(JobRecord { view, reason: row.text(4)?, fencing: row.opt_int(6)?.map(token) });
     }
@@ -629,4 +631,14 @@ pub(super) async fn assigned_to(tx: &mut Tx, job: JobId, attempt: Attempt) -> Re
         )
         .await?;
     row.map(|r| Ok((LabHostId(r.text(0)?), token(r.int(1)?)))).transpose()
+}
+
+/// What a verified run's results say, kept with its attempt (see migration 0008).
+pub(super) async fn run_facts(tx: &mut Tx, job: JobId, attempt: Attempt, devices: &[DeviceView], run_ms: u64) -> Result<(), StoreError> {
+    tx.exec(
+        "UPDATE attempts SET devices = $1, run_ms = $2 WHERE job = $3 AND attempt = $4",
+        args![to_json(&devices)?, i64::try_from(run_ms).unwrap_or(i64::MAX), job_arg(job), i64::from(attempt.0)],
+    )
+    .await?;
+    Ok(())
 }

@@ -586,6 +586,18 @@ impl Store {
         in_write_tx!(self, "recording an uploaded bundle", |tx| jobs::uploaded(tx, *job, *attempt, run_id, check, ctx))
     }
 
+    /// Keep what a verified run's results say with its attempt: its devices and how
+    /// long it ran (shown in the lists; no audit record: it changes no state).
+    pub async fn run_facts(
+        &self,
+        job: JobId,
+        attempt: Attempt,
+        devices: &[proofrig_proto::api::DeviceView],
+        run_ms: u64,
+    ) -> Result<(), StoreError> {
+        in_write_tx!(self, "keeping a run's facts", |tx| jobs::run_facts(tx, job, attempt, devices, run_ms))
+    }
+
     /// The assignments `labhost` has not answered yet.
     pub async fn unanswered(&self, labhost: &LabHostId) -> Result<Vec<(JobId, Attempt)>, StoreError> {
         in_read_tx!(self, "reading a lab host's assignments", |tx| jobs::unanswered(tx, labhost))

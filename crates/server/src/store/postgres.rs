@@ -72,6 +72,13 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("migrations/postgres/0007_sessions_web.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            "run facts".into(),
+            MigrationType::Simple,
+            include_str!("migrations/postgres/0008_run_facts.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
