@@ -116,6 +116,16 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     shoot(&browser, "run").await;
     assert!(browser.find(Locator::Css("form[action$='/review']")).await.is_err(), "no sign-off form for a tester");
 
+    // The transcript, searched: the SSH banners the devices sent, line by line.
+    let search = browser.form(Locator::Css(&format!("form[action='/runs/{run_id}']"))).await.unwrap();
+    search.set_by_name("q", "SSH-2.0").await.unwrap();
+    search.submit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let found = browser.source().await.unwrap();
+    assert!(found.contains("line(s) contain “SSH-2.0”") && found.contains("device → us"), "{found}");
+    shoot(&browser, "run-search").await;
+    browser.goto(&format!("{url}/runs/{run_id}")).await.unwrap();
+
     // Refused on the server even when the form is made by hand.
     let csrf = browser.find(Locator::Css("input[name=csrf]")).await.unwrap().attr("value").await.unwrap().unwrap();
     let forge = "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0]; \

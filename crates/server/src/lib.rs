@@ -35,5 +35,6 @@ pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod tls;
+pub mod transcript;
 pub mod web;
 pub mod witness;

@@ -649,6 +649,8 @@ struct ReviewRow {
 #[template(path = "run.html")]
 struct RunPage {
     viewer: Option<Viewer>,
+    query: String,
+    transcript: crate::transcript::Transcript,
     can_review: bool,
     csrf: String,
     reviews: Vec<ReviewRow>,
@@ -673,27 +675,44 @@ fn no_run(run: &str) -> WebFail {
     WebFail::new(StatusCode::NOT_FOUND, "No such run", format!("there is no stored run `{run}`; the runs page lists them"))
 }
 
-async fn run(State(state): State<WebState>, Extension(viewer): Extension<Viewer>, Path(run): Path<String>) -> WebResult<Response> {
+#[derive(Deserialize)]
+struct RunQuery {
+    /// Search the run's console and SSH bytes for this.
+    q: Option<String>,
+}
+
+async fn run(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(run): Path<String>,
+    Query(query): Query<RunQuery>,
+) -> WebResult<Response> {
     if !is_run_id(&run) {
         return Err(no_run(&run));
     }
+    let search = query.q.unwrap_or_default();
     let (inbox, key) = (state.api.inbox.clone(), state.api.key.verifying_key());
     let run_id = run.clone();
+    let search_text = search.clone();
     let read = tokio::task::spawn_blocking(move || {
         let receipt = inbox.read_receipt(&run_id, &key)?;
-        let results = match &receipt.check {
+        let (results, transcript) = match &receipt.check {
             BundleCheck::Verified { .. } => {
                 let path = inbox.bundle(&run_id).join(proofrig_evidence::bundle::RESULTS);
                 let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                Some(serde_json::from_slice::<RunResult>(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+                let results = serde_json::from_slice::<RunResult>(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+                let journal = inbox.bundle(&run_id).join(proofrig_evidence::bundle::JOURNAL);
+                let wanted = Some(search_text.as_str()).filter(|q| !q.is_empty());
+                let transcript = crate::transcript::read(&journal, wanted).map_err(|e| format!("{}: {e}", journal.display()))?;
+                (Some(results), transcript)
             }
-            BundleCheck::Flagged { .. } => None,
+            BundleCheck::Flagged { .. } => (None, Default::default()),
         };
-        Ok::<_, String>((receipt, results))
+        Ok::<_, String>((receipt, results, transcript))
     })
     .await
     .map_err(|e| WebFail::new(StatusCode::INTERNAL_SERVER_ERROR, "The run did not read", e.to_string()))?;
-    let (receipt, results) = read.map_err(|_| no_run(&run))?;
+    let (receipt, results, transcript) = read.map_err(|_| no_run(&run))?;
     let rig = results.as_ref().map(|r| r.rig_name.clone()).unwrap_or_else(|| "-".into());
     let (flagged, verdict) = match &receipt.check {
         BundleCheck::Verified { verdict } => (None, verdict.as_str().to_string()),
@@ -726,6 +745,8 @@ async fn run(State(state): State<WebState>, Extension(viewer): Extension<Viewer>
         .collect();
     let reviews = review_rows(&state, &run);
     let page = RunPage {
+        query: search,
+        transcript,
         can_review: viewer.role == Manager,
         csrf: viewer.csrf.clone(),
         reviews,
