@@ -82,11 +82,11 @@ pub fn read(journal: &Path, query: Option<&str>) -> std::io::Result<Transcript> 
                     out.matches.push(Match { at: at.clone(), channel: channel.to_string(), direction: direction(d), line });
                 }
             }
-            EventKind::Redacted { channel, direction: d, secret, len } => {
-                if query.as_deref().is_some_and(|q| secret.to_lowercase().contains(q)) && out.matches.len() < MAX_MATCHES {
-                    let line = format!("«secret {secret}: {len} bytes, not recorded»");
-                    out.matches.push(Match { at, channel: channel.to_string(), direction: direction(d), line });
-                }
+            EventKind::Redacted { channel, direction: d, secret, len }
+                if query.as_deref().is_some_and(|q| secret.to_lowercase().contains(q)) && out.matches.len() < MAX_MATCHES =>
+            {
+                let line = format!("«secret {secret}: {len} bytes, not recorded»");
+                out.matches.push(Match { at, channel: channel.to_string(), direction: direction(d), line });
             }
             _ => {}
         }
