@@ -97,6 +97,7 @@ enum PageId {
     Run,
     RunFile,
     Rigs,
+    Rig,
     Reserve,
     Release,
     Audit,
@@ -134,6 +135,7 @@ pub const PAGES: &[Page] = &[
         id: PageId::Review,
     },
     Page { method: "GET", path: "/rigs", access: Access::Roles(EVERYONE), summary: "see the rigs", id: PageId::Rigs },
+    Page { method: "GET", path: "/rigs/{rig}", access: Access::Roles(EVERYONE), summary: "see a rig's history", id: PageId::Rig },
     Page {
         method: "POST",
         path: "/rigs/{rig}/reserve",
@@ -188,6 +190,7 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Run => routing::get(run),
         PageId::RunFile => routing::get(run_file),
         PageId::Rigs => routing::get(rigs),
+        PageId::Rig => routing::get(rig_page),
         PageId::Reserve => routing::post(reserve),
         PageId::Release => routing::post(release),
         PageId::Audit => routing::get(audit),
@@ -903,6 +906,72 @@ async fn rigs(State(state): State<WebState>, Extension(viewer): Extension<Viewer
         })
         .collect();
     let page = RigsPage { technician: viewer.role == Technician, csrf: viewer.csrf.clone(), viewer: Some(viewer), rigs };
+    Ok(html(page))
+}
+
+struct HealthRow {
+    plan: String,
+    every_minutes: u64,
+    stage: String,
+    next_at: String,
+    last_result: String,
+    set_by: String,
+}
+
+struct HistoryRow {
+    at: String,
+    state: &'static str,
+    reason: String,
+    by: String,
+}
+
+#[derive(Template)]
+#[template(path = "rig.html")]
+struct RigPage {
+    viewer: Option<Viewer>,
+    name: String,
+    labhost: String,
+    state: &'static str,
+    since: String,
+    reason: String,
+    holder: String,
+    health: Option<HealthRow>,
+    history: Vec<HistoryRow>,
+}
+
+/// One rig: where it is, its health check, and every change of its state, newest first.
+async fn rig_page(State(state): State<WebState>, Extension(viewer): Extension<Viewer>, Path(rig): Path<String>) -> WebResult<Response> {
+    let store = &state.api.store;
+    let view = store.rigs(state.api.clock.now()).await?.into_iter().find(|r| r.summary.rig == rig);
+    let Some(view) = view else {
+        return Err(WebFail::new(StatusCode::NOT_FOUND, "No such rig", format!("there is no rig `{rig}`; the rigs page lists them")));
+    };
+    let health = store.health(&rig).await?.map(|h| HealthRow {
+        plan: h.plan,
+        every_minutes: h.every_minutes,
+        stage: format!("{:?}", h.stage).to_lowercase(),
+        next_at: when(h.next_at),
+        last_result: h.last_result,
+        set_by: h.set_by,
+    });
+    let history = store
+        .rig_history(&rig)
+        .await?
+        .into_iter()
+        .rev()
+        .map(|c| HistoryRow { at: when(c.at), state: c.state.name(), reason: c.reason, by: c.by })
+        .collect();
+    let page = RigPage {
+        viewer: Some(viewer),
+        labhost: format!("{} ({})", view.labhost.0, if view.labhost_online { "online" } else { "OFFLINE" }),
+        state: view.state.name(),
+        since: when(view.since),
+        reason: view.reason,
+        holder: view.reservation.map(|h| format!("{} until {}", h.holder, when(h.until))).unwrap_or_else(|| "nobody".into()),
+        health,
+        history,
+        name: view.summary.rig,
+    };
     Ok(html(page))
 }
 

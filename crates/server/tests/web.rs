@@ -232,6 +232,13 @@ async fn every_page_checks_the_role_on_the_server_and_forms_need_the_session_tok
     assert!(rigs.contains("tina until"), "{rigs}");
     let (status, _) = lab.post("/rigs/bench-1/release", tina, &[("csrf", csrf.as_str())]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    // The rig's page: its state history, newest first, each change with why and who.
+    let (status, rig) = lab.get("/rigs/bench-1", Some(tina)).await;
+    assert_eq!(status, StatusCode::OK);
+    let reserved = rig.find("<td>reserved</td>").expect("the reservation in the history");
+    let idle_again = rig.find("<td>idle</td>").expect("back to idle");
+    assert!(idle_again < reserved, "newest first: {rig}");
+    assert!(rig.contains("No health check"), "{rig}");
     // The audit page, for admins, shows who did it and from where.
     let (status, audit) = lab.get("/audit", Some(&sessions[&Role::Admin])).await;
     assert_eq!(status, StatusCode::OK);
