@@ -61,6 +61,8 @@ struct Options {
     window: Duration,
     hosts: usize,
     rigs_per_host: usize,
+    /// Jobs submitted per second at most (fleet); `None`: keep the queue full.
+    rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,7 @@ impl Options {
             window: Duration::from_secs(if quick { 30 } else { 120 }),
             hosts: 50,
             rigs_per_host: 10,
+            rate: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -107,6 +110,7 @@ impl Options {
                 "--samples" => o.samples = value("--samples").parse().expect("--samples: a number"),
                 "--window" => o.window = Duration::from_secs(value("--window").parse().expect("--window: seconds")),
                 "--hosts" => o.hosts = value("--hosts").parse().expect("--hosts: a number"),
+                "--rate" => o.rate = Some(value("--rate").parse().expect("--rate: jobs per second")),
                 "--rigs-per-host" => o.rigs_per_host = value("--rigs-per-host").parse().expect("--rigs-per-host: a number"),
                 _ => {}
             }
@@ -407,6 +411,9 @@ mod fleet {
         pub flagged: i64,
         pub done_total: i64,
         pub queued_min: i64,
+        pub peak_fds: usize,
+        pub server_died: bool,
+        pub rate: Option<f64>,
     }
 
     /// The server binary: `PROOFRIG_BIN`, or `proofrig` in this bench's target directory.
@@ -587,6 +594,38 @@ mod fleet {
         }
     }
 
+    /// The server process's peaks, sampled every second (it may die before the end).
+    #[derive(Debug, Default, Clone, Copy)]
+    struct Peaks {
+        hwm_kib: u64,
+        fds: usize,
+        died: bool,
+    }
+
+    fn watch_server(
+        pid: u32,
+        peaks: Arc<std::sync::Mutex<Peaks>>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).ok();
+                {
+                    let mut p = peaks.lock().unwrap();
+                    p.hwm_kib = p.hwm_kib.max(status_kib(pid, "VmHWM"));
+                    match fds {
+                        Some(n) => p.fds = p.fds.max(n),
+                        None => p.died = true,
+                    }
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })
+    }
+
     fn fleet_job() -> SubmitJob {
         SubmitJob {
             plans: vec![PlanFile { name: "fleet.yaml".into(), bytes: no_device_plan("fleet", "TC_FLEET").into_bytes() }],
@@ -598,12 +637,25 @@ mod fleet {
         }
     }
 
-    /// Keep the queue at least `FEED_ABOVE` above the number of rigs.
-    async fn feed(api: Api, token: String, counter: Arc<Counter>, rigs: i64, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Keep the queue at least `FEED_ABOVE` above the number of rigs, submitting at
+    /// most `rate` jobs per second when one is given.
+    async fn feed(
+        api: Api,
+        token: String,
+        counter: Arc<Counter>,
+        (rigs, rate): (i64, Option<f64>),
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let job = fleet_job();
+        let mut allowance = 0.0f64;
         loop {
             let queued = counter.counts().await.get("queued");
-            let want = (rigs + FEED_ABOVE - queued).clamp(0, 200);
+            let mut want = (rigs + FEED_ABOVE - queued).clamp(0, 200);
+            if let Some(rate) = rate {
+                allowance = (allowance + rate / 4.0).min(rate.max(1.0));
+                want = want.min(allowance.floor() as i64);
+                allowance -= want as f64;
+            }
             let mut set = tokio::task::JoinSet::new();
             for k in 0..want {
                 let (api, token, job) = (api.clone(), token.clone(), job.clone());
@@ -634,6 +686,9 @@ mod fleet {
         let tester: TokenCreated =
             api.post("/api/users", &server.admin_token, &NewUser { name: "bench".into(), role: Role::Tester, password: None }).await;
 
+        let peaks = Arc::new(std::sync::Mutex::new(Peaks::default()));
+        let (stop_watch, watch_stopped) = tokio::sync::watch::channel(false);
+        let watcher = watch_server(pid, peaks.clone(), watch_stopped);
         let labs = tempfile::Builder::new().prefix("proofrig-bench-labhosts-").tempdir().unwrap();
         let (stop_agents, agents_stopped) = tokio::sync::watch::channel(false);
         let mut agents = Vec::new();
@@ -677,7 +732,7 @@ mod fleet {
         let db_path = db.clone().unwrap_or_else(|| server.state.path().join("state").join("proofrig.db").display().to_string());
         let counter = Arc::new(Counter::open(&db_path).await);
         let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
-        let feeder = tokio::spawn(feed(api.clone(), tester.token.clone(), counter.clone(), rigs, feed_stopped));
+        let feeder = tokio::spawn(feed(api.clone(), tester.token.clone(), counter.clone(), (rigs, opts.rate), feed_stopped));
 
         // Warm up: every rig has run about one job (or a minute passed).
         let warm = Instant::now();
@@ -686,14 +741,15 @@ mod fleet {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let c = counter.counts().await;
             eprintln!(
-                "    warm-up {:>3.0} s: done {}, running {}, queued {}, server RSS {} MiB",
+                "    warm-up {:>3.0} s: done {}, running {}, queued {}, server RSS {} MiB, {} fds",
                 warm.elapsed().as_secs_f64(),
                 c.get("done"),
                 c.get("running") + c.get("assigned") + c.get("uploading"),
                 c.get("queued"),
-                status_kib(pid, "VmRSS") / 1024
+                status_kib(pid, "VmRSS") / 1024,
+                peaks.lock().unwrap().fds
             );
-            if c.get("done") >= rigs || warm.elapsed() > Duration::from_secs(90) {
+            if c.get("done") >= rigs || warm.elapsed() > Duration::from_secs(90) || peaks.lock().unwrap().died {
                 break;
             }
         }
@@ -702,13 +758,13 @@ mod fleet {
         let (c0, t0, s0, b0) = (counter.counts().await, Instant::now(), cpu_seconds(&pid.to_string()), cpu_seconds(&me));
         let mut queued_min = i64::MAX;
         let mut last = (c0.clone(), Instant::now());
-        while t0.elapsed() < opts.window {
+        while t0.elapsed() < opts.window && !peaks.lock().unwrap().died {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let c = counter.counts().await;
             queued_min = queued_min.min(c.get("queued"));
             let rate = (c.get("done") - last.0.get("done")) as f64 / last.1.elapsed().as_secs_f64();
             eprintln!(
-                "    window {:>3.0}/{} s: done {} ({rate:.1}/s), running {}, queued {}, server RSS {} MiB (peak {} MiB), server CPU {:.0}%",
+                "    window {:>3.0}/{} s: done {} ({rate:.1}/s), running {}, queued {}, server RSS {} MiB (peak {} MiB), server CPU {:.0}%, peak fds {}",
                 t0.elapsed().as_secs_f64(),
                 opts.window.as_secs(),
                 c.get("done"),
@@ -716,13 +772,22 @@ mod fleet {
                 c.get("queued"),
                 status_kib(pid, "VmRSS") / 1024,
                 status_kib(pid, "VmHWM") / 1024,
-                100.0 * (cpu_seconds(&pid.to_string()) - s0) / t0.elapsed().as_secs_f64()
+                100.0 * (cpu_seconds(&pid.to_string()) - s0) / t0.elapsed().as_secs_f64(),
+                peaks.lock().unwrap().fds
             );
             last = (c, Instant::now());
         }
         let (c1, window) = (counter.counts().await, t0.elapsed());
         let (server_cpu_s, bench_cpu_s) = (cpu_seconds(&pid.to_string()) - s0, cpu_seconds(&me) - b0);
-        let (vm_hwm_kib, vm_rss_end_kib) = (status_kib(pid, "VmHWM"), status_kib(pid, "VmRSS"));
+        let vm_rss_end_kib = status_kib(pid, "VmRSS");
+        let _ = stop_watch.send(true);
+        let _ = watcher.await;
+        let peaks = *peaks.lock().unwrap();
+        if peaks.died {
+            let log = std::fs::read_to_string(server.state.path().join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            eprintln!("  the server process died; the end of its log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
 
         let _ = stop_feed.send(true);
         let _ = feeder.await;
@@ -737,7 +802,7 @@ mod fleet {
             window,
             assigned_per_s: (c1.assigned() - c0.assigned()) as f64 / secs,
             done_per_s: (c1.get("done") - c0.get("done")) as f64 / secs,
-            vm_hwm_kib,
+            vm_hwm_kib: peaks.hwm_kib,
             vm_rss_end_kib,
             server_cpu_s,
             bench_cpu_s,
@@ -745,6 +810,22 @@ mod fleet {
             flagged: c1.flagged,
             done_total: c1.get("done"),
             queued_min,
+            peak_fds: peaks.fds,
+            server_died: peaks.died,
+            rate: opts.rate,
+        }
+    }
+}
+
+/// 500 rigs' runs, journals, bundles and connections in one process need more than
+/// the usual 1024 descriptors: take the hard limit.
+fn raise_open_files() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain system calls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }
@@ -758,6 +839,7 @@ fn main() {
         return;
     }
     let opts = Options::parse(&args);
+    raise_open_files();
     let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("error").try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let machine = format!(
@@ -816,14 +898,15 @@ fn main() {
     }
     if !fleet_results.is_empty() {
         println!("\nfleet: one `proofrig serve` process, lab hosts in the bench process, short no-device plans");
-        println!("| store | rigs | window s | assigned/s | done/s | server peak RSS (VmHWM) MiB | RSS at end MiB | server CPU % | bench CPU % | lost | flagged | done total | min queued |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("| store | rigs | feed | window s | assigned/s | done/s | server peak RSS (VmHWM) MiB | RSS at end MiB | server CPU % | bench CPU % | server peak fds | lost | flagged | done total | min queued |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (backend, r) in &fleet_results {
             let secs = r.window.as_secs_f64();
             println!(
-                "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.0} | {:.0} | {}{} | {} | {} | {} | {} |",
                 backend.name(),
                 r.rigs,
+                r.rate.map(|r| format!("{r}/s")).unwrap_or_else(|| "full".into()),
                 secs,
                 r.assigned_per_s,
                 r.done_per_s,
@@ -831,6 +914,8 @@ fn main() {
                 r.vm_rss_end_kib / 1024,
                 100.0 * r.server_cpu_s / secs,
                 100.0 * r.bench_cpu_s / secs,
+                r.peak_fds,
+                if r.server_died { " (server died)" } else { "" },
                 r.lost,
                 r.flagged,
                 r.done_total,
