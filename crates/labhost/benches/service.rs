@@ -63,6 +63,8 @@ struct Options {
     rigs_per_host: usize,
     /// Jobs submitted per second at most (fleet); `None`: keep the queue full.
     rate: Option<f64>,
+    /// Fleet warm-up: at most this long, until every rig ran about one job.
+    warmup: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,7 @@ impl Options {
             hosts: 50,
             rigs_per_host: 10,
             rate: None,
+            warmup: Duration::from_secs(90),
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -110,6 +113,7 @@ impl Options {
                 "--samples" => o.samples = value("--samples").parse().expect("--samples: a number"),
                 "--window" => o.window = Duration::from_secs(value("--window").parse().expect("--window: seconds")),
                 "--hosts" => o.hosts = value("--hosts").parse().expect("--hosts: a number"),
+                "--warmup" => o.warmup = Duration::from_secs(value("--warmup").parse().expect("--warmup: seconds")),
                 "--rate" => o.rate = Some(value("--rate").parse().expect("--rate: jobs per second")),
                 "--rigs-per-host" => o.rigs_per_host = value("--rigs-per-host").parse().expect("--rigs-per-host: a number"),
                 _ => {}
@@ -477,7 +481,8 @@ mod fleet {
             self.child.id()
         }
 
-        fn stop(mut self) {
+        fn stop(mut self, keep_log: &Path) {
+            let _ = std::fs::copy(self.state.path().join("server.log"), keep_log);
             // SIGTERM: the server stops as under Ctrl-C.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -749,7 +754,7 @@ mod fleet {
                 status_kib(pid, "VmRSS") / 1024,
                 peaks.lock().unwrap().fds
             );
-            if c.get("done") >= rigs || warm.elapsed() > Duration::from_secs(90) || peaks.lock().unwrap().died {
+            if c.get("done") >= rigs || warm.elapsed() >= opts.warmup || peaks.lock().unwrap().died {
                 break;
             }
         }
@@ -795,7 +800,9 @@ mod fleet {
         for a in agents {
             let _ = tokio::time::timeout(Duration::from_secs(10), a).await;
         }
-        tokio::task::block_in_place(|| server.stop());
+        let keep_log = std::env::temp_dir().join(format!("proofrig-bench-fleet-{}.log", backend.name()));
+        tokio::task::block_in_place(|| server.stop(&keep_log));
+        eprintln!("  the server's log: {}", keep_log.display());
         let secs = window.as_secs_f64();
         FleetResult {
             rigs: rigs as usize,
@@ -840,7 +847,10 @@ fn main() {
     }
     let opts = Options::parse(&args);
     raise_open_files();
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("error").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let machine = format!(
         "{} CPUs, {}",
