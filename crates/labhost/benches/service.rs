@@ -190,6 +190,8 @@ mod queue {
         pub claim: Vec<Duration>,
         /// `scheduler::schedule` alone on `depth` jobs and the rigs.
         pub schedule: Vec<Duration>,
+        /// The same with 500 rigs (the fleet's), for scale.
+        pub schedule_500: Vec<Duration>,
     }
 
     struct Bench {
@@ -300,19 +302,20 @@ mod queue {
         }
     }
 
-    /// The pure scheduler on `depth` queued jobs like the bench's, one rig idle.
-    fn schedule_alone(depth: usize, rounds: usize) -> Vec<Duration> {
+    /// The pure scheduler on `depth` queued jobs like the bench's and `rigs` rigs
+    /// tagged like the bench's (half of them match each job), one rig idle.
+    fn schedule_alone(depth: usize, rigs: usize, rounds: usize) -> Vec<Duration> {
         let jobs: Vec<QueuedJob> = (1..=depth as u64)
             .map(|n| {
                 let j = job(n);
                 QueuedJob { job: JobId(n), priority: j.priority, order: n, target: j.target, owner: "tess".into(), not_before: None }
             })
             .collect();
-        let rigs: Vec<RigSlot> = (0..RIGS)
+        let rigs: Vec<RigSlot> = (0..rigs)
             .map(|i| RigSlot {
-                name: rig_name(i),
+                name: format!("bench-{i:03}"),
                 roles: ["radio-unit".to_string()].into(),
-                tags: rig_tags(i),
+                tags: rig_tags(i * RIGS / rigs),
                 state: if i == 0 { RigState::Idle } else { RigState::Running },
                 labhost_online: true,
                 reservation: None,
@@ -373,10 +376,11 @@ mod queue {
                 fire.push(f);
                 claim.push(c);
             }
-            let schedule = tokio::task::block_in_place(|| schedule_alone(depth, 20));
-            let r = DepthResult { depth, pass, ended, reap, fire, claim, schedule };
+            let schedule = tokio::task::block_in_place(|| schedule_alone(depth, RIGS, 20));
+            let schedule_500 = tokio::task::block_in_place(|| schedule_alone(depth, 500, 3));
+            let r = DepthResult { depth, pass, ended, reap, fire, claim, schedule, schedule_500 };
             eprintln!(
-                "  {} depth {depth}: idle->claimed p50 {:.2} ms p99 {:.2} ms (job end p50 {:.2} ms); reap {:.2}, fire {:.2}, claim {:.2} ms; scheduler alone {:.2} ms",
+                "  {} depth {depth}: idle->claimed p50 {:.2} ms p99 {:.2} ms (job end p50 {:.2} ms); reap {:.2}, fire {:.2}, claim {:.2} ms; scheduler alone {:.2} ms ({:.1} ms with 500 rigs)",
                 backend.name(),
                 pct(&r.pass, 50.0),
                 pct(&r.pass, 99.0),
@@ -384,7 +388,8 @@ mod queue {
                 pct(&r.reap, 50.0),
                 pct(&r.fire, 50.0),
                 pct(&r.claim, 50.0),
-                pct(&r.schedule, 50.0)
+                pct(&r.schedule, 50.0),
+                pct(&r.schedule_500, 50.0)
             );
             results.push(r);
         }
@@ -739,7 +744,7 @@ mod fleet {
         let (stop_feed, feed_stopped) = tokio::sync::watch::channel(false);
         let feeder = tokio::spawn(feed(api.clone(), tester.token.clone(), counter.clone(), (rigs, opts.rate), feed_stopped));
 
-        // Warm up: every rig has run about one job (or a minute passed).
+        // Warm up: every rig has run about one job, or `--warmup` passed.
         let warm = Instant::now();
         let me = std::process::id().to_string();
         loop {
@@ -883,13 +888,13 @@ fn main() {
     if !queue_results.is_empty() {
         println!("\nidle rig -> next job claimed (job end committed, then the server's pass), {} rigs, constant queue depth", queue::RIGS);
         println!(
-            "| store | queued | samples | p50 ms | p99 ms | max ms | job end p50 ms | reap p50 | fire p50 | claim p50 | claim p99 | scheduler alone p50 |"
+            "| store | queued | samples | p50 ms | p99 ms | max ms | job end p50 ms | reap p50 | fire p50 | claim p50 | claim p99 | scheduler alone p50 | scheduler alone, 500 rigs |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (backend, results) in &queue_results {
             for r in results {
                 println!(
-                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
                     backend.name(),
                     r.depth,
                     r.pass.len(),
@@ -901,7 +906,8 @@ fn main() {
                     pct(&r.fire, 50.0),
                     pct(&r.claim, 50.0),
                     pct(&r.claim, 99.0),
-                    pct(&r.schedule, 50.0)
+                    pct(&r.schedule, 50.0),
+                    pct(&r.schedule_500, 50.0)
                 );
             }
         }
