@@ -31,7 +31,7 @@
 //! `cargo test --all-targets` only compiles it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -466,7 +466,8 @@ mod fleet {
             let mut child = cmd.spawn().expect("proofrig serve starts");
             let stdout = child.stdout.take().unwrap();
             let mut url = None;
-            for line in std::io::BufReader::new(stdout).lines() {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
                 let line = line.unwrap();
                 if let Some(rest) = line.strip_prefix("proofrig server listening at ") {
                     url = Some(rest.trim().to_string());
@@ -475,6 +476,14 @@ mod fleet {
                     break;
                 }
             }
+            // Keep reading what it prints (a closed pipe would fail its next print).
+            let printed = state.path().join("server.stdout");
+            std::thread::spawn(move || {
+                let mut out = std::fs::File::create(printed).unwrap();
+                for line in lines.map_while(Result::ok) {
+                    let _ = writeln!(out, "{line}");
+                }
+            });
             let url = url.unwrap_or_else(|| {
                 panic!("proofrig serve printed no URL; its log:\n{}", std::fs::read_to_string(state.path().join("server.log")).unwrap())
             });
@@ -487,7 +496,11 @@ mod fleet {
         }
 
         fn stop(mut self, keep_log: &Path) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                eprintln!("  the server had exited: {status}");
+            }
             let _ = std::fs::copy(self.state.path().join("server.log"), keep_log);
+            let _ = std::fs::copy(self.state.path().join("server.stdout"), keep_log.with_extension("stdout"));
             // SIGTERM: the server stops as under Ctrl-C.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(10);
