@@ -516,9 +516,25 @@ mod fleet {
         }
     }
 
+    /// A /proc file, read through a handle opened on first use and kept: when the lab
+    /// hosts have taken every descriptor of this process, it still reads. `None` once
+    /// the process is gone.
+    fn proc_read(path: &str) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        static OPEN: std::sync::Mutex<BTreeMap<String, std::fs::File>> = std::sync::Mutex::new(BTreeMap::new());
+        let mut open = OPEN.lock().unwrap();
+        if !open.contains_key(path) {
+            open.insert(path.to_string(), std::fs::File::open(path).ok()?);
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = open[path].read_at(&mut buf, 0).ok()?;
+        buf.truncate(n);
+        String::from_utf8(buf).ok()
+    }
+
     /// A field of /proc/PID/status, in KiB.
     fn status_kib(pid: u32, field: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let text = proc_read(&format!("/proc/{pid}/status")).unwrap_or_default();
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(field).map(|rest| rest.trim_start_matches(':').split_whitespace().next().unwrap_or("0").parse().unwrap_or(0))
@@ -528,7 +544,7 @@ mod fleet {
 
     /// User + system CPU seconds of a process so far.
     fn cpu_seconds(pid: &str) -> f64 {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let text = proc_read(&format!("/proc/{pid}/stat")).unwrap_or_default();
         let after = text.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
         let fields: Vec<&str> = after.split_whitespace().collect();
         let ticks: u64 =
@@ -632,14 +648,14 @@ mod fleet {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
+                // Fails also when this process has no descriptor left: the peak stays.
                 let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).ok();
+                let alive = proc_read(&format!("/proc/{pid}/status")).is_some_and(|s| s.contains("VmRSS"));
                 {
                     let mut p = peaks.lock().unwrap();
                     p.hwm_kib = p.hwm_kib.max(status_kib(pid, "VmHWM"));
-                    match fds {
-                        Some(n) => p.fds = p.fds.max(n),
-                        None => p.died = true,
-                    }
+                    p.fds = p.fds.max(fds.unwrap_or(0));
+                    p.died |= !alive;
                 }
                 tokio::select! {
                     _ = stop.changed() => return,
@@ -704,6 +720,8 @@ mod fleet {
         };
         let server = tokio::task::block_in_place(|| ServerProc::start(db.as_deref()));
         let pid = server.pid();
+        let me = std::process::id().to_string();
+        let _ = (status_kib(pid, "VmHWM"), cpu_seconds(&pid.to_string()), cpu_seconds(&me));
         eprintln!("  {}: proofrig serve (pid {pid}) at {}", backend.name(), server.url);
         let api = Api { http: reqwest::Client::builder().build().unwrap(), url: server.url.clone() };
         let tester: TokenCreated =
@@ -759,7 +777,6 @@ mod fleet {
 
         // Warm up: every rig has run about one job, or `--warmup` passed.
         let warm = Instant::now();
-        let me = std::process::id().to_string();
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let c = counter.counts().await;
