@@ -160,7 +160,10 @@ mod queue {
     }
 
     fn rig_tags(i: usize) -> BTreeSet<String> {
-        [if i % 2 == 0 { "lte" } else { "5g" }, if i < RIGS / 2 { "site-a" } else { "site-b" }].iter().map(|t| t.to_string()).collect()
+        [if i.is_multiple_of(2) { "lte" } else { "5g" }, if i < RIGS / 2 { "site-a" } else { "site-b" }]
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
     }
 
     /// The n-th job: a few plan bytes, one tag of four (four rigs of eight match), a
