@@ -8,7 +8,8 @@
 //!   claim of that rig has committed. One job is submitted after each sample
 //!   (untimed), so the queue stays at its depth. Measured at several depths (100,
 //!   1,000, 10,000) to show how the pass grows with the queue, with the pass split
-//!   into its parts and the pure scheduler timed alone on the same number of jobs.
+//!   into its parts and the pure scheduler timed alone on the same number of jobs
+//!   (with the bench's 8 rigs, and with 500).
 //! - **fleet**: 50 lab hosts with 10 rigs each (500 rigs) against one server. The
 //!   server is `proofrig serve` (release binary, plain HTTP on 127.0.0.1), a process
 //!   of its own, so its memory is its own: its peak resident memory (VmHWM) is the
@@ -16,7 +17,9 @@
 //!   process (state directories of their own, enrolled with tokens minted through the
 //!   API, the real 10 s heartbeat), running a short plan that needs no device. A
 //!   feeder keeps the queue above the number of rigs (submitting through the API as a
-//!   tester), so every freed rig finds a job. Claims per second: jobs assigned, and
+//!   tester), so every freed rig finds a job, or submits at a fixed `--rate`. The
+//!   server's peaks (VmHWM, open descriptors) are sampled every second through /proc
+//!   handles kept open. Claims per second: jobs assigned, and
 //!   jobs done (bundle uploaded and verified), per second over a steady window after a
 //!   warm-up. The queue and job states are read from the database directly by this
 //!   process (one `GROUP BY` per second), not through the server.
@@ -26,7 +29,10 @@
 //! `--quick` (fewer samples, depths 100 and 1,000, a 30 s window), `--only queue|fleet`,
 //! `--db sqlite|postgres|both` (default both), `--depths 100,1000,10000`, `--samples N`
 //! (per depth, default 200), `--window SECS` (default 120), `--hosts N` and
-//! `--rigs-per-host N` (default 50 and 10), `PROOFRIG_BIN=path` for the server binary.
+//! `--rigs-per-host N` (default 50 and 10), `--rate JOBS_PER_S` (default: keep the
+//! queue full), `--warmup SECS` (at most; default 90), `PROOFRIG_BIN=path` for the
+//! server binary, `RUST_LOG=warn` to see the lab hosts' warnings. The server's log is
+//! kept as `$TMPDIR/proofrig-bench-fleet-<store>.log`.
 //! Without `--bench` (which `cargo bench` passes) it does nothing, so a
 //! `cargo test --all-targets` only compiles it.
 
