@@ -813,11 +813,12 @@ mod fleet {
             queued_min = queued_min.min(c.get("queued"));
             let rate = (c.get("done") - last.0.get("done")) as f64 / last.1.elapsed().as_secs_f64();
             eprintln!(
-                "    window {:>3.0}/{} s: done {} ({rate:.1}/s), running {}, queued {}, server RSS {} MiB (peak {} MiB), server CPU {:.0}%, peak fds {}",
+                "    window {:>3.0}/{} s: done {} ({rate:.1}/s), assigned or running {}, uploading {}, queued {}, server RSS {} MiB (peak {} MiB), server CPU {:.0}%, peak fds {}",
                 t0.elapsed().as_secs_f64(),
                 opts.window.as_secs(),
                 c.get("done"),
-                c.get("running") + c.get("assigned") + c.get("uploading"),
+                c.get("running") + c.get("assigned"),
+                c.get("uploading"),
                 c.get("queued"),
                 status_kib(pid, "VmRSS") / 1024,
                 status_kib(pid, "VmHWM") / 1024,
