@@ -758,6 +758,7 @@ mod fleet {
                 state_dir,
                 enroll_token: Some(enrollment.token),
                 name,
+                clock: Default::default(),
             };
             agents.push(tokio::spawn(agent::run(config, agents_stopped.clone())));
         }
