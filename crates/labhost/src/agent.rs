@@ -348,6 +348,9 @@ struct Shared {
     rigs: Vec<(String, String)>,
     outbox: PathBuf,
     incoming: mpsc::UnboundedSender<ServerMessage>,
+    /// Assignments whose answer is on its way: the server sends an assignment again on
+    /// every request until it has the answer, and those copies are not answered twice.
+    answering: Mutex<std::collections::HashSet<(JobId, Attempt, FencingToken)>>,
 }
 
 /// An upload to finish, written before the job's end is sent.
@@ -381,6 +384,7 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         rigs: rig_digests,
         outbox,
         incoming,
+        answering: Mutex::default(),
     });
 
     let hello = LabHostMessage::Hello(Hello {
@@ -491,18 +495,29 @@ async fn heartbeats(shared: Arc<Shared>, interval: Duration) {
     }
 }
 
+/// The least time between two polls: a poll answered at once (an assignment whose
+/// answer is still on its way is sent again until the server has it) is not repeated
+/// in a tight loop.
+const POLL_SPACING: Duration = Duration::from_millis(200);
+
 async fn polls(shared: Arc<Shared>) {
     let poll = LabHostMessage::Poll(Poll { wait_ms: MAX_POLL_WAIT.as_millis() as u64 });
     loop {
+        let sent = tokio::time::Instant::now();
         if let Err(r) = shared.link.deliver(&poll, &shared.incoming).await {
             tracing::error!("the server refused a poll: {}", r.message);
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
+        tokio::time::sleep_until(sent + POLL_SPACING).await;
     }
 }
 
 /// Check an assignment, answer it, and start its run.
 async fn take(shared: &Arc<Shared>, assignment: Assignment) {
+    let key = (assignment.job, assignment.attempt, assignment.fencing);
+    if !shared.answering.lock().expect("not poisoned").insert(key) {
+        return; // a copy of one being answered
+    }
     let accepted = shared.assignments.lock().expect("not poisoned").accept(&assignment);
     let message = match accepted {
         Ok(Accepted::Again(answer)) => LabHostMessage::AssignmentAccepted(answer),
@@ -534,6 +549,7 @@ async fn take(shared: &Arc<Shared>, assignment: Assignment) {
                         let _ = held.abort.send(true);
                     }
                 }
+                shared.answering.lock().expect("not poisoned").remove(&key);
                 let _ = told.send(());
             });
             return;
@@ -543,11 +559,12 @@ async fn take(shared: &Arc<Shared>, assignment: Assignment) {
             LabHostMessage::AssignmentRefused(refused)
         }
     };
-    let (link, incoming) = (shared.link.clone(), shared.incoming.clone());
+    let shared = shared.clone();
     tokio::spawn(async move {
-        if let Err(r) = link.deliver(&message, &incoming).await {
+        if let Err(r) = shared.link.deliver(&message, &shared.incoming).await {
             tracing::warn!("the server refused the answer to an assignment: {}", r.message);
         }
+        shared.answering.lock().expect("not poisoned").remove(&key);
     });
 }
 
