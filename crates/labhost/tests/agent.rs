@@ -142,3 +142,80 @@ async fn a_lab_host_enrolls_takes_a_job_and_its_bundle_arrives_verified() {
     }
     server.stop().await;
 }
+
+/// An enrollment token works once: replayed with another key it is refused, and the
+/// lab host it enrolled keeps working. And a lab host that hangs mid-request (half a
+/// request sent, then silence, as on a black-holed link) holds only its own
+/// connection: another lab host enrolls, advertises and gets its job at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_enrollment_token_is_refused_and_a_stuck_lab_host_slows_no_other() {
+    use tokio::io::AsyncWriteExt;
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap(), state.path())).await.unwrap();
+    let fingerprint = server.fingerprint().map(str::to_string);
+    let expires = UnixMillis(server.clock().now().0 + 600_000);
+    for (name, token) in [("lab-a", "enr_a"), ("lab-b", "enr_b")] {
+        server.store().add_enrollment(name, &secret_sha256(token), expires, &ctx(&server, "admin")).await.unwrap();
+    }
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let rigs = tempfile::tempdir().unwrap();
+    std::fs::write(rigs.path().join("bench-7.yaml"), desk_rig("bench-7")).unwrap();
+    let config = |dir: &tempfile::TempDir, token: &str| AgentConfig {
+        server: ServerAddress { url: server.url(), fingerprint: fingerprint.clone() },
+        rigs_dir: rigs.path().to_path_buf(),
+        state_dir: dir.path().to_path_buf(),
+        enroll_token: Some(token.to_string()),
+        name: "lab".into(),
+        clock: Default::default(),
+    };
+    agent::connect(&config(&dirs[0], "enr_a")).await.expect("the first use enrolls");
+    match agent::connect(&config(&dirs[1], "enr_a")).await {
+        Err(AgentError::Refused(r)) => {
+            assert_eq!(r.code, RefusalCode::Enrollment, "{}", r.message);
+            assert!(r.message.contains("used already"), "{}", r.message);
+        }
+        other => panic!("a replayed token was accepted: {:?}", other.err()),
+    }
+    let link = agent::connect(&config(&dirs[0], "enr_a")).await.unwrap();
+    let hello = LabHostMessage::Hello(Hello {
+        version: proofrig_proto::version::PROTOCOL_VERSION,
+        labhost: LabHostId("lab-a".into()),
+        software: "test".into(),
+    });
+    assert!(matches!(link.send(&hello).await.unwrap()[0], ServerMessage::Welcome(_)), "the enrolled lab host is unaffected");
+
+    // A stuck lab host: a TLS-less half request on a raw connection, then silence.
+    let mut stuck = Vec::new();
+    for _ in 0..8 {
+        let mut tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+        tcp.write_all(b"\x16\x03\x01\x00\xc8\x01\x00").await.unwrap(); // the start of a ClientHello, and no more
+        stuck.push(tcp);
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let running = tokio::spawn(agent::run(config(&dirs[2], "enr_b"), stopped));
+    let job = SubmitJob {
+        plans: vec![PlanFile { name: "isolation.yaml".into(), bytes: no_device_plan("isolation", "TC_ISO").into_bytes() }],
+        target: RigSelector::Rig("bench-7".into()),
+        priority: Priority::NORMAL,
+        params: BTreeMap::new(),
+        device: None,
+        not_before: None,
+    };
+    wait_for("lab-b online", Duration::from_secs(20), async || {
+        let rigs = server.store().rigs(server.clock().now()).await.unwrap();
+        rigs.iter().any(|r| r.summary.rig == "bench-7" && r.labhost_online).then_some(())
+    })
+    .await;
+    let submitted = server.store().submit(&job, &ctx(&server, "tess")).await.unwrap();
+    wait_for("lab-b's job done", Duration::from_secs(30), async || {
+        let last = server.store().job(submitted.job).await.unwrap().pop().unwrap();
+        (last.view.state == JobState::Done).then_some(())
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(15), "the stuck connections slowed lab-b: {:?}", started.elapsed());
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
+    drop(stuck);
+    server.stop().await;
+}
