@@ -45,6 +45,11 @@ impl UnixMillis {
     pub fn plus(self, d: std::time::Duration) -> UnixMillis {
         UnixMillis(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
     }
+
+    /// As people read it: RFC 3339, UTC, to the second (`2026-12-05T10:00:00Z`).
+    pub fn rfc3339(self) -> String {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.0)).to_string()
+    }
 }
 
 /// A job's priority, 0 (lowest) to 100 (highest); 50 when a submission names none.

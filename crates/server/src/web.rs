@@ -544,10 +544,6 @@ fn day_start(day: &str) -> Option<u64> {
     Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
-fn when(at: proofrig_proto::ids::UnixMillis) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(at.0)).to_string()
-}
-
 async fn runs(
     State(state): State<WebState>,
     Extension(viewer): Extension<Viewer>,
@@ -585,7 +581,7 @@ async fn runs(
             plans: v.plans.join(", "),
             rig: v.rig.unwrap_or_else(|| "-".into()),
             by: v.submitted_by,
-            at: when(v.submitted_at),
+            at: v.submitted_at.rfc3339(),
             run_id: v.run_id,
         })
         .collect();
@@ -613,7 +609,7 @@ async fn queue_places(state: &WebState, jobs: &[crate::store::JobRecord]) -> Web
         .map(|(ahead, v)| {
             let place = format!("#{}", ahead + 1);
             let text = match median {
-                Some(ms) => format!("{place}, ~{}", when(now.plus(Duration::from_millis(ms * (ahead as u64 / slots + 1))))),
+                Some(ms) => format!("{place}, ~{}", now.plus(Duration::from_millis(ms * (ahead as u64 / slots + 1))).rfc3339()),
                 None => place,
             };
             ((v.job.0, v.attempt.0), text)
@@ -831,7 +827,7 @@ async fn review(
             format!("run {run} did not verify on arrival, so it cannot be signed off: {reason}"),
         ));
     }
-    let at = when(state.api.clock.now());
+    let at = state.api.clock.now().rfc3339();
     let envelope = review::sign(&inbox.bundle(&run), &run, &viewer.user, decision, form.comment.trim(), &at, &key)
         .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The bundle did not read", e))?;
     inbox.add_review(&run, &envelope).map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The review was not kept", e.to_string()))?;
@@ -899,9 +895,9 @@ async fn rigs(State(state): State<WebState>, Extension(viewer): Extension<Viewer
                 s => s.name(),
             },
             reason: r.reason,
-            since: when(r.since),
+            since: r.since.rfc3339(),
             offers: format!("roles {}; tags {}", join(&r.summary.roles), join(&r.summary.tags)),
-            holder: r.reservation.map(|h| format!("{} until {}", h.holder, when(h.until))).unwrap_or_else(|| "-".into()),
+            holder: r.reservation.map(|h| format!("{} until {}", h.holder, h.until.rfc3339())).unwrap_or_else(|| "-".into()),
             name: r.summary.rig,
         })
         .collect();
@@ -950,7 +946,7 @@ async fn rig_page(State(state): State<WebState>, Extension(viewer): Extension<Vi
         plan: h.plan,
         every_minutes: h.every_minutes,
         stage: format!("{:?}", h.stage).to_lowercase(),
-        next_at: when(h.next_at),
+        next_at: h.next_at.rfc3339(),
         last_result: h.last_result,
         set_by: h.set_by,
     });
@@ -959,15 +955,15 @@ async fn rig_page(State(state): State<WebState>, Extension(viewer): Extension<Vi
         .await?
         .into_iter()
         .rev()
-        .map(|c| HistoryRow { at: when(c.at), state: c.state.name(), reason: c.reason, by: c.by })
+        .map(|c| HistoryRow { at: c.at.rfc3339(), state: c.state.name(), reason: c.reason, by: c.by })
         .collect();
     let page = RigPage {
         viewer: Some(viewer),
         labhost: format!("{} ({})", view.labhost.0, if view.labhost_online { "online" } else { "OFFLINE" }),
         state: view.state.name(),
-        since: when(view.since),
+        since: view.since.rfc3339(),
         reason: view.reason,
-        holder: view.reservation.map(|h| format!("{} until {}", h.holder, when(h.until))).unwrap_or_else(|| "nobody".into()),
+        holder: view.reservation.map(|h| format!("{} until {}", h.holder, h.until.rfc3339())).unwrap_or_else(|| "nobody".into()),
         health,
         history,
         name: view.summary.rig,
@@ -1041,7 +1037,7 @@ async fn audit(State(state): State<WebState>, Extension(viewer): Extension<Viewe
         .take(AUDIT_SHOWN)
         .map(|a| AuditRow {
             id: a.id,
-            at: when(a.at),
+            at: a.at.rfc3339(),
             who: a.who,
             origin: a.origin,
             action: a.action,
@@ -1064,20 +1060,24 @@ fn choice_value(product: &Product, firmware: &str) -> String {
     format!("{}|{}|{}", product.vendor, product.model, firmware)
 }
 
-/// The library's TS 33.117 cases, in clause order.
-fn library_cases() -> Vec<LibraryCase> {
-    let mut cases: Vec<LibraryCase> = proofrig_plan::library::load_bundled()
-        .into_iter()
-        .filter_map(|(_, plan)| plan.ok())
-        .flat_map(|plan| plan.spec.cases)
-        .filter_map(|case| {
-            let scas = case.scas?;
-            (scas.spec.contains("33.117")).then_some(LibraryCase { clause: scas.clause, test_name: scas.test_name, title: case.title })
-        })
-        .collect();
-    cases.sort_by(|a, b| proofrig_plan::clause_order(&a.clause, &b.clause).then(a.test_name.cmp(&b.test_name)));
-    cases.dedup_by(|a, b| a.test_name == b.test_name);
-    cases
+/// The library's TS 33.117 cases, in clause order: compiled into the binary, so read
+/// once.
+fn library_cases() -> &'static [LibraryCase] {
+    static CASES: std::sync::OnceLock<Vec<LibraryCase>> = std::sync::OnceLock::new();
+    CASES.get_or_init(|| {
+        let mut cases: Vec<LibraryCase> = proofrig_plan::library::load_bundled()
+            .into_iter()
+            .filter_map(|(_, plan)| plan.ok())
+            .flat_map(|plan| plan.spec.cases)
+            .filter_map(|case| {
+                let scas = case.scas?;
+                (scas.spec.contains("33.117")).then_some(LibraryCase { clause: scas.clause, test_name: scas.test_name, title: case.title })
+            })
+            .collect();
+        cases.sort_by(|a, b| proofrig_plan::clause_order(&a.clause, &b.clause).then(a.test_name.cmp(&b.test_name)));
+        cases.dedup_by(|a, b| a.test_name == b.test_name);
+        cases
+    })
 }
 
 /// Every verified run's results (a flagged bundle is never a result).
@@ -1116,7 +1116,7 @@ async fn matrix_of(state: &WebState, of: Option<&str>) -> WebResult<(Option<Matr
         None => products.iter().next().cloned(),
     };
     let Some((product, firmware)) = wanted else { return Ok((None, choices, None)) };
-    let matrix = build(&library_cases(), &inputs, &product, &firmware);
+    let matrix = build(library_cases(), &inputs, &product, &firmware);
     Ok((Some(matrix), choices, Some(choice_value(&product, &firmware))))
 }
 
@@ -1173,7 +1173,7 @@ async fn matrix_html(
     let (matrix, _, _) = matrix_of(&state, q.of.as_deref()).await?;
     let m = matrix.ok_or_else(no_matrix)?;
     let missing = m.rows.iter().filter(|r| r.missing.is_some()).count();
-    let page = MatrixExport { m, missing, exported: when(state.api.clock.now()), by: viewer.user };
+    let page = MatrixExport { m, missing, exported: state.api.clock.now().rfc3339(), by: viewer.user };
     let mut response = html(page);
     response.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"compliance-matrix.html\""));
     Ok(response)

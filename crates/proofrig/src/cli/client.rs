@@ -292,8 +292,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// A time from the server (milliseconds since the epoch) as RFC 3339, UTC, to the second.
 pub fn time(at: proofrig_proto::ids::UnixMillis) -> String {
-    let when = std::time::UNIX_EPOCH + Duration::from_millis(at.0);
-    humantime::format_rfc3339_seconds(when).to_string()
+    at.rfc3339()
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub async fn demo_serve(args: DemoServeArgs) -> Result<u8, Failure> {
 
     // The bundled library, queued for the simulated lab.
     let plans: Vec<PlanFile> =
-        library::bundled_files().iter().map(|(path, bytes)| PlanFile { name: file_name(path), bytes: bytes.to_vec() }).collect();
+        library::bundled_files().iter().map(|(path, bytes)| PlanFile { name: bare_name(path), bytes: bytes.to_vec() }).collect();
     let job = SubmitJob {
         plans,
         target: RigSelector::Rig("simlab".into()),
@@ -115,6 +115,6 @@ pub async fn demo_serve(args: DemoServeArgs) -> Result<u8, Failure> {
 }
 
 /// `testplans/x.yaml` -> `x.yaml`: a plan travels under its bare file name.
-fn file_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
+fn bare_name(path: &str) -> String {
+    std::path::Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.to_string())
 }

@@ -18,8 +18,13 @@ use proofrig_server::witness::{check_against, WitnessCheck};
 
 /// Where `proofrig fetch` put the receipt of the bundle at `bundle`.
 pub fn beside(bundle: &Path) -> Option<PathBuf> {
+    beside_named(bundle, "receipt.json")
+}
+
+/// `<bundle>.<suffix>` beside the bundle's directory, if it exists.
+fn beside_named(bundle: &Path, suffix: &str) -> Option<PathBuf> {
     let name = bundle.file_name()?.to_string_lossy().into_owned();
-    let path = bundle.with_file_name(format!("{name}.receipt.json"));
+    let path = bundle.with_file_name(format!("{name}.{suffix}"));
     path.exists().then_some(path)
 }
 
@@ -93,11 +98,9 @@ pub fn check(bundle: &Path, path: &Path, server_key: Option<&Path>) -> Result<Re
 /// the lines to print, and whether every review still counts.
 pub fn reviews_beside(bundle: &Path, server_key: Option<&Path>) -> Result<Option<ReceiptCheck>, String> {
     use proofrig_server::review::{check, read_all, ReviewCheck};
-    let name = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let path = bundle.with_file_name(format!("{name}.reviews.jsonl"));
-    if !path.exists() {
+    let Some(path) = beside_named(bundle, "reviews.jsonl") else {
         return Ok(None);
-    }
+    };
     let pinned = server_key.map(signing::load_verifying_key).transpose().map_err(|e| e.to_string())?;
     let mut lines = vec![format!("Reviews {}", path.display())];
     let mut holds = true;
