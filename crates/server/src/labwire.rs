@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use ed25519_dalek::pkcs8::DecodePublicKey;
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use proofrig_proto::advert;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
 use proofrig_proto::labhost::{
@@ -38,7 +38,7 @@ use proofrig_proto::wire::{Presented, LABHOST_PATH, MAX_POLL_WAIT};
 use tokio::sync::Notify;
 
 use crate::api::{secret_sha256, ApiState};
-use crate::inbox::{Progress, Sender};
+use crate::inbox::{Inbox, Progress, Sender};
 use crate::live::{Live, Seen};
 use crate::store::{Ctx, StoreError};
 
@@ -187,13 +187,13 @@ impl Session<'_> {
                 Ok(Vec::new())
             }
             LabHostMessage::JournalChunk(chunk) => {
-                let at = humantime_utc(self.ctx.now);
+                let at = self.ctx.now.rfc3339();
                 let seen = Seen { lab_host: &self.labhost.0, at: &at };
                 let held = self.state.live.chunk(&chunk, &seen).map_err(|r| refused(r.code, r.message))?;
                 one(ServerMessage::JournalHeld(held))
             }
             LabHostMessage::JobEnded(end) => {
-                let at = humantime_utc(self.ctx.now);
+                let at = self.ctx.now.rfc3339();
                 self.state
                     .live
                     .witness_now(end.job, end.attempt, &Seen { lab_host: &self.labhost.0, at: &at })
@@ -273,26 +273,41 @@ impl Session<'_> {
         }
     }
 
+    /// Run `work` on the blocking pool as an upload of this lab host's: with its pinned
+    /// key, when the request arrived, and what the server held and witnessed of the
+    /// job's journal (what a stored bundle is checked against and its receipt lists).
+    async fn as_sender<T: Send + 'static>(
+        &self,
+        (job, attempt): (JobId, Attempt),
+        work: impl FnOnce(&Inbox, &Sender<'_>, &SigningKey) -> Result<T, Refusal> + Send + 'static,
+    ) -> Result<T, Refused> {
+        let (inbox, server_key, key, labhost) =
+            (self.state.api.inbox.clone(), self.state.api.key.clone(), *self.key, self.labhost.0.clone());
+        let received_at = self.ctx.now.rfc3339();
+        let (live, witnessed) = (self.state.live.journal(job, attempt), self.state.live.witnessed(job, attempt));
+        tokio::task::spawn_blocking(move || {
+            let from = Sender { lab_host: &labhost, key: &key, received_at: &received_at, live: Some(&live), witnessed: &witnessed };
+            work(&inbox, &from, &server_key)
+        })
+        .await
+        .map_err(|e| busy(&e))?
+        .map_err(|r| refused(r.code, r.message))
+    }
+
     /// An offer; when the server holds every file already (a resend after the server
     /// had it all, or a server that died between the last chunk and storing it), the
     /// upload is settled now and the answer says how, so no upload stays pending.
     async fn upload_offer(&self, offer: proofrig_proto::labhost::UploadOffer) -> Result<Vec<ServerMessage>, Refused> {
-        let (inbox, server_key, key, labhost) =
-            (self.state.api.inbox.clone(), self.state.api.key.clone(), *self.key, self.labhost.0.clone());
-        let received_at = humantime_utc(self.ctx.now);
-        let (live, witnessed) = (self.state.live.journal(offer.job, offer.attempt), self.state.live.witnessed(offer.job, offer.attempt));
-        let (held, settled) = tokio::task::spawn_blocking(move || {
-            let held = inbox.offer(&offer)?;
-            let all_held = held.files.iter().zip(&offer.files).all(|(h, f)| h.held == f.len) && held.files.len() == offer.files.len();
-            if !all_held {
-                return Ok((held, None));
-            }
-            let from = Sender { lab_host: &labhost, key: &key, received_at: &received_at, live: Some(&live), witnessed: &witnessed };
-            inbox.settle(&offer, &from, &server_key).map(|settled| (held, settled))
-        })
-        .await
-        .map_err(|e| busy(&e))?
-        .map_err(|r: Refusal| refused(r.code, r.message))?;
+        let (held, settled) = self
+            .as_sender((offer.job, offer.attempt), move |inbox, from, server_key| {
+                let held = inbox.offer(&offer)?;
+                let all_held = held.files.iter().zip(&offer.files).all(|(h, f)| h.held == f.len) && held.files.len() == offer.files.len();
+                match all_held {
+                    true => inbox.settle(&offer, from, server_key).map(|settled| (held, settled)),
+                    false => Ok((held, None)),
+                }
+            })
+            .await?;
         let mut answer = vec![ServerMessage::UploadHeld(held)];
         if let Some(uploaded) = settled {
             self.recorded(&uploaded).await?;
@@ -302,19 +317,8 @@ impl Session<'_> {
     }
 
     async fn upload_chunk(&self, chunk: proofrig_proto::labhost::UploadChunk) -> Result<ServerMessage, Refused> {
-        let (inbox, server_key, key, labhost) =
-            (self.state.api.inbox.clone(), self.state.api.key.clone(), *self.key, self.labhost.0.clone());
-        let received_at = humantime_utc(self.ctx.now);
         let (job, attempt) = (chunk.job, chunk.attempt);
-        let (live, witnessed) = (self.state.live.journal(job, attempt), self.state.live.witnessed(job, attempt));
-        let progress = tokio::task::spawn_blocking(move || {
-            let from = Sender { lab_host: &labhost, key: &key, received_at: &received_at, live: Some(&live), witnessed: &witnessed };
-            inbox.chunk(&chunk, &from, &server_key)
-        })
-        .await
-        .map_err(|e| busy(&e))?
-        .map_err(|r| refused(r.code, r.message))?;
-        match progress {
+        match self.as_sender((job, attempt), move |inbox, from, server_key| inbox.chunk(&chunk, from, server_key)).await? {
             Progress::Held(held) => Ok(ServerMessage::UploadHeld(UploadHeld { job, attempt, files: vec![held] })),
             Progress::Stored(uploaded) => {
                 self.recorded(&uploaded).await?;
@@ -327,6 +331,7 @@ impl Session<'_> {
     async fn recorded(&self, uploaded: &proofrig_proto::labhost::Uploaded) -> Result<(), Refused> {
         let store = &self.state.api.store;
         store.uploaded(uploaded, &self.ctx).await.map_err(from_store)?;
+        self.state.live.forget(uploaded.job, uploaded.attempt);
         if matches!(uploaded.check, proofrig_proto::labhost::BundleCheck::Verified { .. }) {
             if let Some((devices, run_ms)) = self.state.api.inbox.run_facts(&uploaded.run_id) {
                 store.run_facts(uploaded.job, uploaded.attempt, &devices, run_ms).await.map_err(from_store)?;
@@ -367,9 +372,4 @@ fn job_of(message: &LabHostMessage) -> Option<(JobId, Attempt, FencingToken)> {
 
 fn busy(e: &dyn std::fmt::Display) -> Refused {
     refused(RefusalCode::Busy, format!("the server failed handling the request ({e}); resend later"))
-}
-
-fn humantime_utc(t: UnixMillis) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_millis(t.0);
-    humantime::format_rfc3339_seconds(time).to_string()
 }

@@ -39,6 +39,9 @@ pub struct Live {
     root: PathBuf,
     key: Arc<SigningKey>,
     tracked: Mutex<HashMap<(JobId, Attempt), Tracked>>,
+    /// The statements signed for each attempt, read from their file once: every upload
+    /// chunk of the attempt's bundle asks for them.
+    statements: Mutex<HashMap<(JobId, Attempt), Vec<Witnessed>>>,
 }
 
 /// What the server knows of one journal: its checked chain, and its last witness.
@@ -61,7 +64,7 @@ fn refuse(code: RefusalCode, message: impl Into<String>) -> Refusal {
 impl Live {
     pub fn open(root: &Path, key: Arc<SigningKey>) -> std::io::Result<Live> {
         std::fs::create_dir_all(root)?;
-        Ok(Live { root: root.to_path_buf(), key, tracked: Mutex::new(HashMap::new()) })
+        Ok(Live { root: root.to_path_buf(), key, tracked: Mutex::default(), statements: Mutex::default() })
     }
 
     fn witness_file(&self, job: JobId, attempt: Attempt) -> PathBuf {
@@ -71,6 +74,18 @@ impl Live {
     /// The statements signed so far for an attempt, oldest first (none if it never
     /// streamed). Lines that do not read, or are not signed by this server, are skipped.
     pub fn witnessed(&self, job: JobId, attempt: Attempt) -> Vec<Witnessed> {
+        let mut statements = self.statements.lock().expect("never poisoned");
+        statements.entry((job, attempt)).or_insert_with(|| self.read_statements(job, attempt)).clone()
+    }
+
+    /// What an attempt's job and its upload no longer need held in memory, once its
+    /// bundle is stored (its files stay; a later question reads them again).
+    pub fn forget(&self, job: JobId, attempt: Attempt) {
+        self.tracked.lock().expect("never poisoned").remove(&(job, attempt));
+        self.statements.lock().expect("never poisoned").remove(&(job, attempt));
+    }
+
+    fn read_statements(&self, job: JobId, attempt: Attempt) -> Vec<Witnessed> {
         let Ok(text) = std::fs::read_to_string(self.witness_file(job, attempt)) else { return Vec::new() };
         let key = self.key.verifying_key();
         text.lines()
@@ -130,6 +145,10 @@ impl Live {
         let mut line = serde_json::to_vec(&envelope).expect("plain data");
         line.push(b'\n');
         file.write_all(&line).and_then(|()| file.sync_data()).map_err(io)?;
+        // Read lazily from the file when not held yet (it holds this line now).
+        if let Some(held) = self.statements.lock().expect("never poisoned").get_mut(&(job, attempt)) {
+            held.push(statement);
+        }
         t.witnessed = t.tip.records;
         t.last_witness = Some(Instant::now());
         Ok(())
@@ -256,6 +275,8 @@ mod tests {
             live.chunk(&chunk(cut as u64, &journal[cut..]), &SEEN).unwrap();
             assert_eq!(live.witnessed(JobId(3), Attempt(1)).len(), 1);
             live.witness_now(JobId(3), Attempt(1), &SEEN).unwrap();
+            let held: Vec<u64> = live.witnessed(JobId(3), Attempt(1)).iter().map(|w| w.records).collect();
+            assert_eq!(held, [2, 3], "a statement signed after the first read is seen too");
         }
         let live = live(dir.path());
         let seen = live.witnessed(JobId(3), Attempt(1));
