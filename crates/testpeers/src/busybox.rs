@@ -1026,7 +1026,9 @@ impl Relay {
             };
             if device_ready {
                 if let Ok(n) = nix::unistd::read(&self.device, &mut buf) {
-                    if bench_open {
+                    // Looked at again now: a bench that opened while the relay waited
+                    // (the test opens the console, then powers on) takes this output.
+                    if !hung_up(&self.bench) {
                         self.pending.extend_from_slice(&buf[..n]);
                     }
                 }
