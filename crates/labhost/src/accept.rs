@@ -147,6 +147,25 @@ impl Assignments {
         Ok(Accepted::Start { answer: accepted(&run_id), job: Box::new(job) })
     }
 
+    /// Check a technician's bench operation (see [`crate::bench`]): the rig is served
+    /// here, no job of this lab host runs on it, and its fencing token is not older
+    /// than one accepted for the rig, which it then is (on disk, before anything is
+    /// touched). The rig's file, to act on.
+    pub fn admit_bench(&mut self, op: &proofrig_proto::labhost::BenchOp) -> Result<proofrig_model::rig::Rig, String> {
+        let Some(served) = self.setup.rigs.get(&op.rig) else {
+            return Err(format!("rig `{}` is not served by lab host {}", op.rig, self.setup.id.0));
+        };
+        if let Some(running) = self.running.get(&op.rig) {
+            return Err(format!(
+                "rig `{}` is running {} attempt {} (run {}); wait for it to end",
+                op.rig, running.job, running.attempt.0, running.run_id
+            ));
+        }
+        self.setup.fences.check(&op.rig, op.fencing).map_err(|stale| stale.to_string())?;
+        self.setup.fences.record(&op.rig, op.fencing).map_err(|e| format!("cannot keep the fencing token: {e}"))?;
+        Ok(served.rig.clone())
+    }
+
     /// The run on `rig` ended (sealed or not): the rig takes the next assignment.
     pub fn finished(&mut self, rig: &str) {
         if let Some(run) = self.running.remove(rig) {

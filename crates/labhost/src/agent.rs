@@ -47,8 +47,11 @@ use proofrig_proto::labhost::{
     Assignment, Enroll, Heartbeat, Hello, JobEnded, JobOutcome, JournalChunk, LabHostMessage, Poll, Refusal, RefusalCode, RigAdverts,
     RigCondition, RigReport, ServerMessage,
 };
+use proofrig_proto::labhost::{BenchAction, BenchOp, BenchOpAnswer, BenchOutcome};
 use proofrig_proto::timing::{HEARTBEAT_INTERVAL, MAX_CHUNK_BYTES};
 use proofrig_proto::version::PROTOCOL_VERSION;
+
+use crate::bench::{Arrived, Bench};
 use proofrig_proto::wire::{self, LABHOST_PATH, MAX_POLL_WAIT};
 use proofrig_run::job::RunHost;
 
@@ -153,6 +156,7 @@ pub fn timeout_for(message: &LabHostMessage, heartbeat_interval: Duration) -> Du
         // Well under the interval: the next beat is never late because of this one.
         LabHostMessage::Heartbeat(_) => (heartbeat_interval / 2).max(Duration::from_secs(1)),
         LabHostMessage::Poll(p) => Duration::from_millis(p.wait_ms).min(MAX_POLL_WAIT) + POLL_MARGIN,
+        LabHostMessage::ConsoleWait(w) => Duration::from_millis(w.wait_ms).min(MAX_POLL_WAIT) + POLL_MARGIN,
         LabHostMessage::JournalChunk(_) | LabHostMessage::UploadChunk(_) => CHUNK_TIMEOUT,
         _ => SMALL_TIMEOUT,
     }
@@ -240,7 +244,7 @@ impl Link {
             match sent {
                 Ok(messages) => {
                     for m in &messages {
-                        if matches!(m, ServerMessage::Assignment(_)) {
+                        if matches!(m, ServerMessage::Assignment(_) | ServerMessage::BenchOp(_)) {
                             let _ = incoming.send(m.clone());
                         }
                     }
@@ -351,6 +355,10 @@ struct Shared {
     /// Assignments whose answer is on its way: the server sends an assignment again on
     /// every request until it has the answer, and those copies are not answered twice.
     answering: Mutex<std::collections::HashSet<(JobId, Attempt, FencingToken)>>,
+    /// The technicians' bench operations and open consoles.
+    bench: Arc<Bench>,
+    /// Where bench sessions are recorded.
+    sessions: PathBuf,
 }
 
 /// An upload to finish, written before the job's end is sent.
@@ -372,7 +380,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     let fences = Fences::open(&config.state_dir).map_err(|e| AgentError::Setup(e.to_string()))?;
     let out_dir = config.state_dir.join("bundles");
     let outbox = config.state_dir.join("outbox");
-    for dir in [&out_dir, &outbox] {
+    let sessions = crate::bench::sessions_dir(&config.state_dir);
+    for dir in [&out_dir, &outbox, &sessions] {
         std::fs::create_dir_all(dir).map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", dir.display())))?;
     }
     let setup = LabHostSetup { id: link.labhost.clone(), rigs, fences, out_dir, key: link.key.clone() };
@@ -385,6 +394,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         outbox,
         incoming,
         answering: Mutex::default(),
+        bench: Arc::default(),
+        sessions,
     });
 
     let hello = LabHostMessage::Hello(Hello {
@@ -425,15 +436,18 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            Some(message) = assigned.recv() => {
-                if let ServerMessage::Assignment(a) = message {
-                    take(&shared, *a).await;
+            Some(message) = assigned.recv() => match message {
+                ServerMessage::Assignment(a) => take(&shared, *a).await,
+                ServerMessage::BenchOp(op) => {
+                    tokio::spawn(bench_op(shared.clone(), op));
                 }
-            }
+                _ => {}
+            },
         }
     }
     beat.abort();
     poll.abort();
+    shared.bench.close_all("the lab host stops");
     for held in shared.held.lock().expect("not poisoned").iter() {
         let _ = held.abort.send(true);
     }
@@ -501,7 +515,7 @@ async fn heartbeats(shared: Arc<Shared>, interval: Duration) {
 const POLL_SPACING: Duration = Duration::from_millis(200);
 
 async fn polls(shared: Arc<Shared>) {
-    let poll = LabHostMessage::Poll(Poll { wait_ms: MAX_POLL_WAIT.as_millis() as u64 });
+    let poll = LabHostMessage::Poll(Poll { wait_ms: MAX_POLL_WAIT.as_millis() as u64, bench: true });
     loop {
         let sent = tokio::time::Instant::now();
         if let Err(r) = shared.link.deliver(&poll, &shared.incoming).await {
@@ -530,6 +544,7 @@ async fn take(shared: &Arc<Shared>, assignment: Assignment) {
                 fencing: assignment.fencing,
                 abort,
             });
+            shared.bench.take_rig(&assignment.rig, Some(assignment.fencing), "a job took the rig");
             let (told, heard) = tokio::sync::oneshot::channel();
             let runner = Runner {
                 shared: shared.clone(),
@@ -566,6 +581,46 @@ async fn take(shared: &Arc<Shared>, assignment: Assignment) {
         }
         shared.answering.lock().expect("not poisoned").remove(&key);
     });
+}
+
+/// Carry out a technician's bench operation (see [`crate::bench`]) and answer it.
+async fn bench_op(shared: Arc<Shared>, op: BenchOp) {
+    match shared.bench.arrived(op.op) {
+        Arrived::Busy => return,
+        Arrived::Answered(answer) => {
+            let _ = shared.link.deliver(&LabHostMessage::BenchOpAnswer(answer), &shared.incoming).await;
+            return;
+        }
+        Arrived::New => {}
+    }
+    let admitted = shared.assignments.lock().expect("not poisoned").admit_bench(&op);
+    let rig = match admitted {
+        Ok(rig) => rig,
+        Err(reason) => {
+            tracing::warn!("refused {} of {} on rig {} for {}: {reason}", op.action.name(), op.device, op.rig, op.by);
+            return answer_bench(&shared, &op, BenchOutcome::Refused { reason }).await;
+        }
+    };
+    shared.bench.take_rig(&op.rig, Some(op.fencing), "a newer reservation took the rig");
+    match op.action {
+        BenchAction::Console => {
+            let (bench, link, sessions) = (shared.bench.clone(), shared.link.clone(), shared.sessions.clone());
+            let told = op.clone();
+            crate::bench::console(bench, link, op, rig, sessions, async |outcome| answer_bench(&shared, &told, outcome).await).await;
+        }
+        _ => {
+            let outcome = crate::bench::power(&op, &rig, &shared.sessions).await;
+            answer_bench(&shared, &op, outcome).await;
+        }
+    }
+}
+
+async fn answer_bench(shared: &Shared, op: &BenchOp, outcome: BenchOutcome) {
+    let answer = BenchOpAnswer { op: op.op, fencing: op.fencing, outcome };
+    shared.bench.answered(&answer);
+    if let Err(r) = shared.link.deliver(&LabHostMessage::BenchOpAnswer(answer), &shared.incoming).await {
+        tracing::warn!("the server refused the answer to bench operation {}: {}", op.op, r.message);
+    }
 }
 
 struct Runner {

@@ -15,9 +15,15 @@
 //! restart cannot make it accept a lease that has already passed to someone else),
 //! and [`upload`] (the sealed bundle offered and sent in chunks from wherever the
 //! server says it holds it).
+//!
+//! A technician's hands at the dashboard are here too: [`bench`] carries out the
+//! power actions and live consoles the server relays, under the reservation's
+//! fencing token, recorded like `proofrig power` and `proofrig console` ([`session`]).
 
 pub mod accept;
 pub mod agent;
+pub mod bench;
 pub mod fences;
 pub mod rigs;
+pub mod session;
 pub mod upload;

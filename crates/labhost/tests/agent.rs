@@ -120,7 +120,7 @@ async fn a_lab_host_enrolls_takes_a_job_and_its_bundle_arrives_verified() {
         LabHostMessage::Hello(Hello { version: Version { major, minor }, labhost: LabHostId("lab-a".into()), software: "test".into() })
     };
     assert!(matches!(link.send(&hello(1, 0)).await.unwrap()[0], ServerMessage::Welcome(_)));
-    for (major, minor, upgrade) in [(2, 0, "upgrade the server"), (0, 9, "upgrade the lab host"), (1, 1, "upgrade the server")] {
+    for (major, minor, upgrade) in [(2, 0, "upgrade the server"), (0, 9, "upgrade the lab host"), (1, 2, "upgrade the server")] {
         match link.send(&hello(major, minor)).await {
             Err(AgentError::Refused(r)) => {
                 assert_eq!(r.code, RefusalCode::Version, "{}", r.message);

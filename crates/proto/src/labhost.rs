@@ -25,6 +25,14 @@
 //!    each record. A [`Cancel`] stops the run.
 //! 7. [`JobEnded`] says how it ended; [`UploadOffer`] and [`UploadChunk`]s bring the
 //!    sealed bundle, resumably ([`UploadHeld`]); [`Uploaded`] says it was verified.
+//! 8. Since 1.1, a technician at the dashboard works a rig they reserved: a
+//!    [`BenchOp`] (power on, off, cycle, or a console opened) carries the
+//!    reservation's fencing token, which the lab host checks like a job's before it
+//!    touches the rig, and answers with [`BenchOpAnswer`]. An open console then
+//!    streams: [`ConsoleOutput`] brings what the device printed, by offset
+//!    ([`ConsoleHeld`]), and [`ConsoleWait`] fetches what the person typed
+//!    ([`ConsoleInput`]); either answer may say the session is over (the person
+//!    left, or their lease ended), and the lab host closes the console at once.
 //!
 //! Rules for every message:
 //! - **Resending is always safe.** A link can drop after the receiver acted and
@@ -62,6 +70,9 @@ pub enum LabHostMessage {
     JobEnded(JobEnded),
     UploadOffer(UploadOffer),
     UploadChunk(UploadChunk),
+    BenchOpAnswer(BenchOpAnswer),
+    ConsoleOutput(ConsoleOutput),
+    ConsoleWait(ConsoleWait),
 }
 
 /// What the server sends a lab host, in answer to its requests.
@@ -78,6 +89,9 @@ pub enum ServerMessage {
     UploadHeld(UploadHeld),
     Uploaded(Uploaded),
     Refusal(Refusal),
+    BenchOp(BenchOp),
+    ConsoleHeld(ConsoleHeld),
+    ConsoleInput(ConsoleInput),
 }
 
 // ---- 1. Enrollment -------------------------------------------------------------
@@ -202,6 +216,10 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Poll {
     pub wait_ms: u64,
+    /// Since 1.1: this lab host takes [`BenchOp`]s (a 1.0 lab host, which leaves
+    /// it out, is sent none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bench: bool,
 }
 
 /// A rig's state as the lab host sees it.
@@ -512,6 +530,120 @@ pub enum RefusalCode {
     Busy,
 }
 
+// ---- 8. Bench operations (since 1.1) -----------------------------------------
+
+/// Which bench operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchAction {
+    PowerOn,
+    PowerOff,
+    PowerCycle,
+    /// Open the device's console for the person: the lab host answers once it is
+    /// open, then streams it until the session is over.
+    Console,
+}
+
+impl BenchAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchAction::PowerOn => "power on",
+            BenchAction::PowerOff => "power off",
+            BenchAction::PowerCycle => "power cycle",
+            BenchAction::Console => "console",
+        }
+    }
+}
+
+/// Server -> lab host: a person holding the rig's reservation under `fencing` asks
+/// for `action` on `device`. The lab host refuses it ([`BenchOutcome::Refused`])
+/// when `fencing` is older than a token it has accepted for the rig (the
+/// reservation has passed to someone else, or a job has run since), when a job of
+/// its own runs on the rig, or when the device has no such channel; otherwise it
+/// records the token, acts, records what it did like `proofrig power` and
+/// `proofrig console` do, and answers. Sent in answer to polls until answered;
+/// a copy of one being carried out is ignored, and one already answered is
+/// answered again from memory, never carried out twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchOp {
+    pub op: u64,
+    pub rig: String,
+    pub device: String,
+    pub fencing: FencingToken,
+    /// Who asked (a user name): recorded in the session's transcript.
+    pub by: String,
+    pub action: BenchAction,
+}
+
+/// Lab host -> server: how a [`BenchOp`] went. Resent: no change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchOpAnswer {
+    pub op: u64,
+    pub fencing: FencingToken,
+    pub outcome: BenchOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum BenchOutcome {
+    /// Done (for a console: open); `detail` is what the person is shown, e.g.
+    /// `power on` or where the session is recorded.
+    Done { detail: String },
+    /// Not attempted: a stale fencing token, a running job, an unknown device.
+    Refused { reason: String },
+    /// Attempted and failed: the PDU did not answer, the console would not open.
+    Failed { reason: String },
+}
+
+/// Lab host -> server: what the device printed on an open console, from byte
+/// `offset` of the session's output. Answered by [`ConsoleHeld`]; resent bytes the
+/// server holds already are ignored. `ended` says the console closed on the lab
+/// host's side (the device's channel failed), with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleOutput {
+    pub op: u64,
+    pub fencing: FencingToken,
+    pub offset: u64,
+    #[serde(with = "crate::bytes::base64")]
+    pub data: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
+/// Server -> lab host: the session's output held so far; `close` when the session
+/// is over (close the console now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleHeld {
+    pub op: u64,
+    pub held: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close: Option<String>,
+}
+
+/// Lab host -> server: "what has the person typed from byte `from` on?" Held open
+/// up to `wait_ms` (at most [`crate::wire::MAX_POLL_WAIT`]) until they type or the
+/// session ends; answered by [`ConsoleInput`]. Asking again from the same offset
+/// gets the same bytes: typed keys are delivered, never doubled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleWait {
+    pub op: u64,
+    pub fencing: FencingToken,
+    pub from: u64,
+    pub wait_ms: u64,
+}
+
+/// Server -> lab host: typed bytes from `offset` on (possibly none), and `close`
+/// when the session is over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleInput {
+    pub op: u64,
+    pub offset: u64,
+    #[serde(with = "crate::bytes::base64")]
+    pub data: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,7 +691,17 @@ mod tests {
                 ],
                 leases: vec![fencing, FencingToken(7)],
             }),
-            LabHostMessage::Poll(Poll { wait_ms: 25_000 }),
+            LabHostMessage::Poll(Poll { wait_ms: 25_000, bench: true }),
+            LabHostMessage::BenchOpAnswer(BenchOpAnswer { op: 7, fencing, outcome: BenchOutcome::Done { detail: "power on".into() } }),
+            LabHostMessage::BenchOpAnswer(BenchOpAnswer {
+                op: 7,
+                fencing,
+                outcome: BenchOutcome::Refused { reason: "rig bench-3: fencing token 9001 is stale".into() },
+            }),
+            LabHostMessage::BenchOpAnswer(BenchOpAnswer { op: 7, fencing, outcome: BenchOutcome::Failed { reason: "no PDU".into() } }),
+            LabHostMessage::ConsoleOutput(ConsoleOutput { op: 7, fencing, offset: 10, data: b"login: \x1b[0m".to_vec(), ended: None }),
+            LabHostMessage::ConsoleOutput(ConsoleOutput { op: 7, fencing, offset: 17, data: vec![], ended: Some("EOF".into()) }),
+            LabHostMessage::ConsoleWait(ConsoleWait { op: 7, fencing, from: 3, wait_ms: 25_000 }),
             LabHostMessage::AssignmentAccepted(AssignmentAccepted {
                 job,
                 attempt,
@@ -668,6 +810,16 @@ mod tests {
                 check: BundleCheck::Flagged { reason: "TAMPERED at record 7".into() },
             }),
             ServerMessage::Refusal(Refusal { code: RefusalCode::Version, message: "lab host speaks protocol 1.7".into() }),
+            ServerMessage::BenchOp(BenchOp {
+                op: 7,
+                rig: "bench-3".into(),
+                device: "ru1".into(),
+                fencing,
+                by: "tom".into(),
+                action: BenchAction::PowerCycle,
+            }),
+            ServerMessage::ConsoleHeld(ConsoleHeld { op: 7, held: 17, close: Some("the reservation ended".into()) }),
+            ServerMessage::ConsoleInput(ConsoleInput { op: 7, offset: 3, data: b"ls\r".to_vec(), close: None }),
         ]
     }
 
@@ -699,6 +851,9 @@ mod tests {
             UploadOffer(_) => 8,
             UploadChunk(_) => 9,
             Poll(_) => 10,
+            BenchOpAnswer(_) => 11,
+            ConsoleOutput(_) => 12,
+            ConsoleWait(_) => 13,
         }
     }
 
@@ -715,6 +870,9 @@ mod tests {
             UploadHeld(_) => 7,
             Uploaded(_) => 8,
             Refusal(_) => 9,
+            BenchOp(_) => 10,
+            ConsoleHeld(_) => 11,
+            ConsoleInput(_) => 12,
         }
     }
 
@@ -722,8 +880,8 @@ mod tests {
     fn the_round_trip_lists_hold_every_message_type() {
         let labhost: std::collections::BTreeSet<usize> = every_labhost_message().iter().map(labhost_kind).collect();
         let server: std::collections::BTreeSet<usize> = every_server_message().iter().map(server_kind).collect();
-        assert_eq!(labhost, (0..11).collect(), "a lab host message type is missing from every_labhost_message");
-        assert_eq!(server, (0..10).collect(), "a server message type is missing from every_server_message");
+        assert_eq!(labhost, (0..14).collect(), "a lab host message type is missing from every_labhost_message");
+        assert_eq!(server, (0..13).collect(), "a server message type is missing from every_server_message");
     }
 
     #[test]

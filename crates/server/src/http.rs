@@ -36,6 +36,7 @@ use tower::ServiceExt;
 
 use crate::api::{self, ApiState, Limits};
 pub use crate::clock::Clock;
+use crate::consoles::Consoles;
 use crate::inbox::Inbox;
 use crate::labwire::{self, Hub, WireState};
 use crate::live::Live;
@@ -150,8 +151,9 @@ impl Server {
         let live_dir = dir.join("live");
         let live = Arc::new(Live::open(&live_dir, key.clone()).map_err(|source| ServeError::Inbox { path: live_dir, source })?);
         let hub = Arc::new(Hub::default());
-        let web = web::router(WebState::new(api.clone(), identity.is_some()));
-        let app = labwire::router(WireState { api: api.clone(), hub: hub.clone(), live }).merge(web).merge(api::router(api));
+        let consoles = Arc::new(Consoles::default());
+        let web = web::router(WebState::new(api.clone(), identity.is_some(), hub.clone(), consoles.clone()));
+        let app = labwire::router(WireState { api: api.clone(), hub: hub.clone(), live, consoles }).merge(web).merge(api::router(api));
         let (stop, stopped) = watch::channel(false);
         let service = tokio::spawn(service::run(store.clone(), hub, config.clock.clone(), stopped.clone()));
         let accept = tokio::spawn(accept_loop(listener, tls, app, stopped));
@@ -287,5 +289,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_LIMIT)
         .serve_connection(io, service)
+        // A live console's WebSocket is an upgraded connection.
+        .with_upgrades()
         .await;
 }

@@ -29,8 +29,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use proofrig_proto::advert;
 use proofrig_proto::ids::{Attempt, FencingToken, JobId, LabHostId, UnixMillis};
 use proofrig_proto::labhost::{
-    AdvertRefused, AdvertsAnswer, Enroll, Enrolled, Hello, LabHostMessage, Poll, Refusal, RefusalCode, RigAdverts, ServerMessage,
-    UploadHeld, Welcome,
+    AdvertRefused, AdvertsAnswer, ConsoleHeld, ConsoleInput, ConsoleWait, Enroll, Enrolled, Hello, LabHostMessage, Poll, Refusal,
+    RefusalCode, RigAdverts, ServerMessage, UploadHeld, Welcome,
 };
 use proofrig_proto::timing::{HEARTBEAT_INTERVAL, LABHOST_OFFLINE_AFTER, MAX_CHUNK_BYTES};
 use proofrig_proto::version::{self, Compat, PROTOCOL_VERSION};
@@ -38,6 +38,7 @@ use proofrig_proto::wire::{Presented, LABHOST_PATH, MAX_POLL_WAIT};
 use tokio::sync::Notify;
 
 use crate::api::{secret_sha256, ApiState};
+use crate::consoles::Consoles;
 use crate::inbox::{Inbox, Progress, Sender};
 use crate::live::{Live, Seen};
 use crate::store::{Ctx, StoreError};
@@ -67,6 +68,7 @@ pub struct WireState {
     pub api: ApiState,
     pub hub: Arc<Hub>,
     pub live: Arc<Live>,
+    pub consoles: Arc<Consoles>,
 }
 
 /// The router of [`LABHOST_PATH`]. Its body limit fits the largest chunk as base64.
@@ -175,7 +177,41 @@ impl Session<'_> {
             }
             LabHostMessage::Poll(poll) => {
                 self.poll(&poll).await?;
+                match poll.bench {
+                    true => self.bench_waiting().await,
+                    false => Ok(Vec::new()),
+                }
+            }
+            LabHostMessage::BenchOpAnswer(answer) => {
+                let op = store.bench_answer(self.labhost, &answer, &self.ctx).await.map_err(from_store)?;
+                if let (Some(relay), false) =
+                    (self.state.consoles.get(op.op), matches!(answer.outcome, proofrig_proto::labhost::BenchOutcome::Done { .. }))
+                {
+                    relay.close(&format!("the lab host did not open the console: {:?}", answer.outcome));
+                }
+                self.state.consoles.answered();
                 Ok(Vec::new())
+            }
+            LabHostMessage::ConsoleOutput(output) => {
+                self.own_op(output.op, output.fencing).await?;
+                let Some(relay) = self.state.consoles.get(output.op) else {
+                    let close =
+                        Some(format!("console session {} is not open on this server (it ended, or another replica holds it)", output.op));
+                    return one(ServerMessage::ConsoleHeld(ConsoleHeld {
+                        op: output.op,
+                        held: output.offset.saturating_add(output.data.len() as u64),
+                        close,
+                    }));
+                };
+                let held = relay.output(output.offset, &output.data);
+                if let Some(ended) = &output.ended {
+                    relay.close(&format!("the console closed on the lab host: {ended}"));
+                }
+                one(ServerMessage::ConsoleHeld(ConsoleHeld { op: output.op, held, close: relay.closed() }))
+            }
+            LabHostMessage::ConsoleWait(wait) => {
+                self.own_op(wait.op, wait.fencing).await?;
+                one(self.console_wait(&wait).await)
             }
             LabHostMessage::AssignmentAccepted(a) => {
                 store.job_started(a.job, a.attempt, a.fencing, &a.run_id, &self.ctx).await.map_err(from_store)?;
@@ -217,6 +253,42 @@ impl Session<'_> {
             }
             _ => Err(refused(RefusalCode::Authentication, format!("{job} attempt {} was not assigned to {}", attempt.0, self.labhost))),
         }
+    }
+
+    /// A message about a bench operation must come from the lab host it was sent to,
+    /// under its token.
+    async fn own_op(&self, op: u64, fencing: FencingToken) -> Result<(), Refused> {
+        match self.state.api.store.bench_op(op).await.map_err(from_store)? {
+            Some(record) if &record.labhost == self.labhost && record.fencing == fencing => Ok(()),
+            _ => {
+                Err(refused(RefusalCode::Authentication, format!("bench operation {op} was not sent to {} under {fencing}", self.labhost)))
+            }
+        }
+    }
+
+    /// Typed bytes past `wait.from`, held until there are some, the session ends, or
+    /// the wait is up.
+    async fn console_wait(&self, wait: &ConsoleWait) -> ServerMessage {
+        let Some(relay) = self.state.consoles.get(wait.op) else {
+            let close = Some(format!("console session {} is not open on this server (it ended, or another replica holds it)", wait.op));
+            return ServerMessage::ConsoleInput(ConsoleInput { op: wait.op, offset: wait.from, data: Vec::new(), close });
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait.wait_ms).min(MAX_POLL_WAIT);
+        let mut changes = relay.changes();
+        loop {
+            let (offset, data) = relay.input_from(wait.from);
+            let close = relay.closed();
+            if !data.is_empty() || close.is_some() || tokio::time::Instant::now() >= deadline {
+                return ServerMessage::ConsoleInput(ConsoleInput { op: wait.op, offset, data, close });
+            }
+            let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+        }
+    }
+
+    /// The bench operations waiting for this lab host.
+    async fn bench_waiting(&self) -> Result<Vec<ServerMessage>, Refused> {
+        let ops = self.state.api.store.bench_unanswered(self.labhost, self.ctx.now).await.map_err(from_store)?;
+        Ok(ops.iter().map(|op| ServerMessage::BenchOp(op.message())).collect())
     }
 
     fn hello(&self, hello: &Hello) -> Result<ServerMessage, Refused> {
@@ -262,6 +334,9 @@ impl Session<'_> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if !self.state.api.store.unanswered(self.labhost).await.map_err(from_store)?.is_empty() {
+                return Ok(());
+            }
+            if poll.bench && !self.state.api.store.bench_unanswered(self.labhost, self.ctx.now).await.map_err(from_store)?.is_empty() {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
@@ -361,6 +436,7 @@ fn job_of(message: &LabHostMessage) -> Option<(JobId, Attempt, FencingToken)> {
     use LabHostMessage as M;
     match message {
         M::Enroll(_) | M::Hello(_) | M::RigAdverts(_) | M::Heartbeat(_) | M::Poll(_) => None,
+        M::BenchOpAnswer(_) | M::ConsoleOutput(_) | M::ConsoleWait(_) => None,
         M::AssignmentAccepted(m) => Some((m.job, m.attempt, m.fencing)),
         M::AssignmentRefused(m) => Some((m.job, m.attempt, m.fencing)),
         M::JournalChunk(m) => Some((m.job, m.attempt, m.fencing)),

@@ -19,11 +19,13 @@
 //! call each; [`recurring`], the rules of recurring runs (a cron expression in a time
 //! zone: when it fires next, across daylight-saving changes and after downtime), which
 //! the store's schedules follow; the lab hosts' one signed route, [`labwire`], and the
-//! journals of running jobs it holds, [`live`], signing what it saw as [`witness`]; and the loop that fires schedules,
-//! schedules jobs and reaps, [`service`].
+//! journals of running jobs it holds, [`live`], signing what it saw as [`witness`]; the live consoles
+//! relayed between a technician's browser and a lab host, [`consoles`]; and the loop that fires
+//! schedules, schedules jobs and reaps, [`service`].
 
 pub mod api;
 pub mod clock;
+pub mod consoles;
 pub mod http;
 pub mod inbox;
 pub mod labwire;
@@ -37,4 +39,5 @@ pub mod store;
 pub mod tls;
 pub mod transcript;
 pub mod web;
+pub mod webbench;
 pub mod witness;

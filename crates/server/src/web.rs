@@ -51,6 +51,7 @@ pub const COOKIE: &str = "proofrig_session";
 
 const HTMX: &[u8] = include_bytes!("../static/htmx.min.js");
 const STYLE: &[u8] = include_bytes!("../static/style.css");
+const CONSOLE_JS: &[u8] = include_bytes!("../static/console.js");
 
 /// What the pages share.
 #[derive(Clone)]
@@ -59,14 +60,18 @@ pub struct WebState {
     /// Served over TLS: the cookie is `Secure`.
     pub tls: bool,
     failures: Arc<Mutex<Failures>>,
+    /// Wakes a lab host's poll when a bench operation waits for it.
+    pub hub: Arc<crate::labwire::Hub>,
+    /// The live console sessions of this replica.
+    pub consoles: Arc<crate::consoles::Consoles>,
 }
 
 /// Recent failed logins per (address, user name).
 type Failures = HashMap<(String, String), Vec<Instant>>;
 
 impl WebState {
-    pub fn new(api: ApiState, tls: bool) -> WebState {
-        WebState { api, tls, failures: Arc::default() }
+    pub fn new(api: ApiState, tls: bool, hub: Arc<crate::labwire::Hub>, consoles: Arc<crate::consoles::Consoles>) -> WebState {
+        WebState { api, tls, failures: Arc::default(), hub, consoles }
     }
 }
 
@@ -101,6 +106,9 @@ enum PageId {
     Reserve,
     Release,
     Audit,
+    Power,
+    ConsolePage,
+    ConsoleSocket,
     Review,
     Trends,
     Matrix,
@@ -150,6 +158,27 @@ pub const PAGES: &[Page] = &[
         summary: "release a rig",
         id: PageId::Release,
     },
+    Page {
+        method: "POST",
+        path: "/rigs/{rig}/power",
+        access: Access::Roles(&[Technician]),
+        summary: "switch a device's power",
+        id: PageId::Power,
+    },
+    Page {
+        method: "GET",
+        path: "/rigs/{rig}/console/{device}",
+        access: Access::Roles(&[Technician]),
+        summary: "open a device's console",
+        id: PageId::ConsolePage,
+    },
+    Page {
+        method: "GET",
+        path: "/rigs/{rig}/console/{device}/socket",
+        access: Access::Roles(&[Technician]),
+        summary: "work a device's console live",
+        id: PageId::ConsoleSocket,
+    },
     Page { method: "GET", path: "/audit", access: Access::Roles(&[Admin]), summary: "read the audit log", id: PageId::Audit },
     Page { method: "GET", path: "/trends", access: Access::Roles(EVERYONE), summary: "see the trends", id: PageId::Trends },
     Page { method: "GET", path: "/matrix", access: Access::Roles(EVERYONE), summary: "see the compliance matrix", id: PageId::Matrix },
@@ -194,6 +223,9 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Reserve => routing::post(reserve),
         PageId::Release => routing::post(release),
         PageId::Audit => routing::get(audit),
+        PageId::Power => routing::post(crate::webbench::power),
+        PageId::ConsolePage => routing::get(crate::webbench::console_page),
+        PageId::ConsoleSocket => routing::get(crate::webbench::console_socket),
         PageId::Review => routing::post(review),
         PageId::Trends => routing::get(trends),
         PageId::Matrix => routing::get(matrix_page),
@@ -217,8 +249,13 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    fn ctx(&self, state: &WebState) -> Ctx {
+    pub(crate) fn ctx(&self, state: &WebState) -> Ctx {
         Ctx::new(self.user.clone(), self.origin.to_string(), state.api.clock.now())
+    }
+
+    /// The SHA-256 of this person's session cookie, as stored.
+    pub(crate) fn session_sha256(&self) -> &str {
+        &self.session_sha256
     }
 }
 
@@ -231,8 +268,17 @@ pub struct WebFail {
 }
 
 impl WebFail {
-    fn new(status: StatusCode, heading: &'static str, message: impl Into<String>) -> WebFail {
+    pub(crate) fn new(status: StatusCode, heading: &'static str, message: impl Into<String>) -> WebFail {
         WebFail { status, heading, message: message.into(), viewer: None }
+    }
+
+    /// The same, shown in the page of the person who asked.
+    pub(crate) fn for_viewer(self, viewer: &Viewer) -> WebFail {
+        WebFail { viewer: Some(Box::new(viewer.clone())), ..self }
+    }
+
+    pub(crate) fn message(&self) -> String {
+        format!("{}: {}", self.heading, self.message)
     }
 }
 
@@ -264,10 +310,10 @@ impl IntoResponse for WebFail {
     }
 }
 
-type WebResult<T> = Result<T, WebFail>;
+pub(crate) type WebResult<T> = Result<T, WebFail>;
 
 /// A rendered page with the dashboard's security headers.
-fn html(page: impl Template) -> Response {
+pub(crate) fn html(page: impl Template) -> Response {
     match page.render() {
         Ok(body) => {
             let mut response = (StatusCode::OK, body).into_response();
@@ -348,7 +394,7 @@ fn form_urlencode(text: &str) -> String {
 }
 
 /// A form's token must be the session's.
-fn check_csrf(viewer: &Viewer, presented: &str) -> WebResult<()> {
+pub(crate) fn check_csrf(viewer: &Viewer, presented: &str) -> WebResult<()> {
     match presented == viewer.csrf {
         true => Ok(()),
         false => Err(WebFail {
@@ -921,6 +967,15 @@ struct HistoryRow {
     by: String,
 }
 
+struct BenchRow {
+    at: String,
+    by: String,
+    device: String,
+    action: &'static str,
+    outcome: String,
+    closed: String,
+}
+
 #[derive(Template)]
 #[template(path = "rig.html")]
 struct RigPage {
@@ -933,6 +988,12 @@ struct RigPage {
     holder: String,
     health: Option<HealthRow>,
     history: Vec<HistoryRow>,
+    devices: Vec<String>,
+    /// The viewer is a technician holding this rig's live reservation: power and
+    /// console are offered (the server checks again on each).
+    at_bench: bool,
+    csrf: String,
+    bench: Vec<BenchRow>,
 }
 
 /// One rig: where it is, its health check, and every change of its state, newest first.
@@ -957,7 +1018,14 @@ async fn rig_page(State(state): State<WebState>, Extension(viewer): Extension<Vi
         .rev()
         .map(|c| HistoryRow { at: c.at.rfc3339(), state: c.state.name(), reason: c.reason, by: c.by })
         .collect();
+    let bench = store.bench_recent(&rig, 20).await?.into_iter().map(bench_row).collect();
+    let now = state.api.clock.now();
+    let at_bench = viewer.role == Technician && view.reservation.as_ref().is_some_and(|r| r.holder == viewer.user && r.until > now);
     let page = RigPage {
+        devices: view.summary.devices.iter().cloned().collect(),
+        at_bench,
+        csrf: viewer.csrf.clone(),
+        bench,
         viewer: Some(viewer),
         labhost: format!("{} ({})", view.labhost.0, if view.labhost_online { "online" } else { "OFFLINE" }),
         state: view.state.name(),
@@ -969,6 +1037,26 @@ async fn rig_page(State(state): State<WebState>, Extension(viewer): Extension<Vi
         name: view.summary.rig,
     };
     Ok(html(page))
+}
+
+fn bench_row(op: crate::store::bench::BenchOpRecord) -> BenchRow {
+    use crate::store::bench::BenchAnswer;
+    use proofrig_proto::labhost::BenchOutcome;
+    let outcome = match op.answer {
+        None => "waiting for the lab host".to_string(),
+        Some((_, BenchAnswer::Expired)) => "no answer from the lab host".to_string(),
+        Some((_, BenchAnswer::Answered(BenchOutcome::Done { detail }))) => format!("done: {detail}"),
+        Some((_, BenchAnswer::Answered(BenchOutcome::Refused { reason }))) => format!("refused: {reason}"),
+        Some((_, BenchAnswer::Answered(BenchOutcome::Failed { reason }))) => format!("failed: {reason}"),
+    };
+    BenchRow {
+        at: op.requested_at.rfc3339(),
+        by: op.by,
+        device: op.device,
+        action: op.action.name(),
+        outcome,
+        closed: op.closed.map(|(at, why)| format!("{}: {why}", at.rfc3339())).unwrap_or_default(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1250,6 +1338,7 @@ async fn static_file(Path(file): Path<String>) -> Response {
     let (bytes, kind) = match file.as_str() {
         "htmx.min.js" => (HTMX, "text/javascript; charset=utf-8"),
         "style.css" => (STYLE, "text/css; charset=utf-8"),
+        "console.js" => (CONSOLE_JS, "text/javascript; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let mut response = (StatusCode::OK, bytes).into_response();

@@ -13,15 +13,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use proofrig_agents::serial::open_console;
-use proofrig_model::ansi::AnsiFilter;
 use proofrig_model::rig::Rig;
-use proofrig_model::secret::Secret;
-use regex::bytes::Regex;
 use tokio::sync::mpsc;
 
 use super::{report, Failure, EXIT_FAILED, EXIT_OK};
 use crate::session::SessionLog;
 use crate::terminal::RawMode;
+use proofrig_labhost::session::{forward, PasswordPrompt};
 
 /// Ctrl-]: leaves the console.
 const ESCAPE: u8 = 0x1d;
@@ -85,59 +83,6 @@ pub async fn console(rig_path: &Path, device: &str, transcripts: &Path) -> Resul
     drop(stream);
     eprintln!("\nproofrig: console session recorded in {}", log.path.display());
     Ok(code)
-}
-
-/// Send what the person typed; while a password is being typed, only its length is recorded.
-async fn forward(
-    stream: &proofrig_agents::channel::ByteStream,
-    prompt: &mut PasswordPrompt,
-    mut keys: &[u8],
-) -> Result<(), proofrig_agents::channel::ChannelError> {
-    while !keys.is_empty() {
-        if !prompt.typing_password {
-            return stream.write(keys).await;
-        }
-        let end = keys.iter().position(|b| *b == b'\r' || *b == b'\n');
-        let (secret, rest) = match end {
-            Some(at) => keys.split_at(at),
-            None => (keys, &[][..]),
-        };
-        if !secret.is_empty() {
-            let typed = Secret::new("typed at a password prompt", String::from_utf8_lossy(secret));
-            stream.write_secret(&typed, b"").await?;
-        }
-        if end.is_some() {
-            prompt.typing_password = false;
-        }
-        keys = rest;
-    }
-    Ok(())
-}
-
-/// Notices when the device asks for a password, from what it printed last.
-struct PasswordPrompt {
-    pattern: Regex,
-    filter: AnsiFilter,
-    tail: Vec<u8>,
-    typing_password: bool,
-}
-
-impl PasswordPrompt {
-    fn new(rig_pattern: Option<&str>) -> Self {
-        let default = r"(?i)(password|passphrase|passcode|pin)[^\n]*: ?$";
-        let pattern = rig_pattern.and_then(|p| Regex::new(p).ok()).unwrap_or_else(|| Regex::new(default).expect("valid default"));
-        Self { pattern, filter: AnsiFilter::new(), tail: Vec::new(), typing_password: false }
-    }
-
-    fn device_said(&mut self, raw: &[u8]) {
-        self.filter.filter(raw, &mut self.tail);
-        if let Some(line_start) = self.tail.iter().rposition(|b| *b == b'\n') {
-            self.tail.drain(..=line_start);
-        }
-        let keep_from = self.tail.len().saturating_sub(256);
-        self.tail.drain(..keep_from);
-        self.typing_password = self.pattern.is_match(&self.tail);
-    }
 }
 
 /// Reads stdin on its own thread (a blocking read must not hold a runtime worker).

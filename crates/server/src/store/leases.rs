@@ -255,7 +255,7 @@ fn check_length(rig: &str, length: Duration, max: Duration) -> Result<(), StoreE
 }
 
 /// The reservation holding `rig`, if any (also one past its end not yet reaped).
-async fn reservation_of(tx: &mut Tx, rig: &str) -> Result<Option<ReservationView>, StoreError> {
+pub(super) async fn reservation_of(tx: &mut Tx, rig: &str) -> Result<Option<ReservationView>, StoreError> {
     let row = tx.one("SELECT fencing, holder, expires_at FROM leases WHERE rig = $1 AND kind = 'reservation'", args![rig]).await?;
     row.map(|row| {
         Ok(ReservationView { rig: rig.to_string(), fencing: token(row.int(0)?), holder: row.text(1)?, until: from_ms(row.int(2)?) })

@@ -44,6 +44,7 @@
 //! open the databases and migrate their schemas (`migrations/`).
 
 mod audit;
+pub mod bench;
 mod db;
 pub mod health;
 mod jobs;
@@ -611,6 +612,66 @@ impl Store {
     /// The key a lab host enrolled with (SPKI PEM), if it is enrolled.
     pub async fn labhost_key(&self, labhost: &LabHostId) -> Result<Option<String>, StoreError> {
         in_read_tx!(self, "reading a lab host's key", |tx| rigs::labhost_key(tx, labhost))
+    }
+
+    // ---- bench operations ------------------------------------------------------------
+
+    /// Ask `rig`'s lab host for `action` on `device`, as `ctx.who`, who must hold the
+    /// rig's live reservation (refused and audited otherwise).
+    pub async fn bench_request(
+        &self,
+        rig: &str,
+        device: &str,
+        action: proofrig_proto::labhost::BenchAction,
+        ctx: &Ctx,
+    ) -> Result<bench::BenchOpRecord, StoreError> {
+        in_write_tx!(self, "requesting a bench operation", |tx| bench::request(tx, rig, device, action, ctx))
+    }
+
+    /// One bench operation.
+    pub async fn bench_op(&self, op: u64) -> Result<Option<bench::BenchOpRecord>, StoreError> {
+        in_read_tx!(self, "reading a bench operation", |tx| bench::get(tx, op))
+    }
+
+    /// The bench operations `labhost` is to be sent.
+    pub async fn bench_unanswered(&self, labhost: &LabHostId, now: UnixMillis) -> Result<Vec<bench::BenchOpRecord>, StoreError> {
+        in_read_tx!(self, "reading a lab host's bench operations", |tx| bench::unanswered(tx, labhost, now))
+    }
+
+    /// A lab host's answer to a bench operation.
+    pub async fn bench_answer(
+        &self,
+        labhost: &LabHostId,
+        answer: &proofrig_proto::labhost::BenchOpAnswer,
+        ctx: &Ctx,
+    ) -> Result<bench::BenchOpRecord, StoreError> {
+        in_write_tx!(self, "recording a bench operation's answer", |tx| bench::answer(tx, labhost, answer, ctx))
+    }
+
+    /// Close an unanswered bench operation as expired; `false` if it was answered.
+    pub async fn bench_expire(&self, op: u64, ctx: &Ctx) -> Result<bool, StoreError> {
+        in_write_tx!(self, "expiring a bench operation", |tx| bench::expire(tx, op, ctx))
+    }
+
+    /// Record the end of a console session.
+    pub async fn bench_close(&self, op: u64, reason: &str, ctx: &Ctx) -> Result<(), StoreError> {
+        in_write_tx!(self, "closing a console session", |tx| bench::close(tx, op, reason, ctx))
+    }
+
+    /// The newest bench operations on `rig`, newest first.
+    pub async fn bench_recent(&self, rig: &str, limit: u32) -> Result<Vec<bench::BenchOpRecord>, StoreError> {
+        in_read_tx!(self, "reading a rig's bench operations", |tx| bench::recent(tx, rig, limit))
+    }
+
+    /// Why `holder` no longer holds `rig` under `fencing` at `now`, or `None` if they do.
+    pub async fn bench_lease_lost(
+        &self,
+        rig: &str,
+        holder: &str,
+        fencing: FencingToken,
+        now: UnixMillis,
+    ) -> Result<Option<String>, StoreError> {
+        in_read_tx!(self, "checking a reservation", |tx| bench::holds(tx, rig, holder, fencing, now))
     }
 
     // ---- rig health ---------------------------------------------------------------

@@ -78,6 +78,7 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("migrations/sqlite/0008_run_facts.sql").into_sql_str(),
             false,
         ),
+        Migration::new(9, "bench".into(), MigrationType::Simple, include_str!("migrations/sqlite/0009_bench.sql").into_sql_str(), false),
     ])
 }
 
