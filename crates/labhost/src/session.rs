@@ -26,11 +26,22 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
-    /// Open `DIR/<utc time>-<rig>-<device>-<what>.jsonl`, redacting the rig's secrets.
+    /// Open `DIR/<utc time>-<rig>-<device>-<what>.jsonl` (`...-2.jsonl` and so on
+    /// when a session of the same second has it: each session its own file),
+    /// redacting the rig's secrets.
     pub fn create(dir: &Path, rig: &Rig, device: &str, what: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
         let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(':', "");
-        let name = format!("{stamp}-{}-{}-{what}.jsonl", sanitize(rig.name()), sanitize(device));
-        let path = dir.join(name);
+        let base = format!("{stamp}-{}-{}-{what}", sanitize(rig.name()), sanitize(device));
+        let mut n = 1;
+        let path = loop {
+            let path = dir.join(if n == 1 { format!("{base}.jsonl") } else { format!("{base}-{n}.jsonl") });
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(_) => break path,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
         let sink = JsonLinesSink::create(&path)?;
         let mut redactor = Redactor::new();
         for err in redactor.add_rig(rig) {

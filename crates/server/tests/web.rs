@@ -204,7 +204,8 @@ async fn every_page_checks_the_role_on_the_server_and_forms_need_the_session_tok
     }
     for page in PAGES {
         let Access::Roles(roles) = page.access else { continue };
-        let path = page.path.replace("{run}", "run-1").replace("{*path}", "results.json").replace("{rig}", "bench-1");
+        let path =
+            page.path.replace("{run}", "run-1").replace("{*path}", "results.json").replace("{rig}", "bench-1").replace("{device}", "ru1");
         for role in Role::ALL {
             let cookie = &sessions[&role];
             let (status, body) = match page.method {

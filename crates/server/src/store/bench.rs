@@ -119,8 +119,15 @@ fn record(r: &Row) -> Result<BenchOpRecord, StoreError> {
 }
 
 /// Ask for `action` on `device` of `rig`, as `ctx.who`, who must hold the rig's live
-/// reservation. The rig must have `device` (as its lab host advertised it).
-pub(super) async fn request(tx: &mut Tx, rig: &str, device: &str, action: BenchAction, ctx: &Ctx) -> Result<BenchOpRecord, StoreError> {
+/// reservation. The rig must have `device` (as its lab host advertised it). A request
+/// refused for want of the reservation is `Ok(Err(why))`: its audit record commits.
+pub(super) async fn request(
+    tx: &mut Tx,
+    rig: &str,
+    device: &str,
+    action: BenchAction,
+    ctx: &Ctx,
+) -> Result<Result<BenchOpRecord, String>, StoreError> {
     super::rigs::lock_rig(tx, rig).await?;
     let holds = match reservation_of(tx, rig).await? {
         None => Err(format!("rig {rig} is not reserved; reserve it first (power and console need your live reservation)")),
@@ -141,7 +148,7 @@ pub(super) async fn request(tx: &mut Tx, rig: &str, device: &str, action: BenchA
                 json!({ "device": device, "action": action_name(action), "reason": reason }),
             )
             .await?;
-            return Err(StoreError::Conflict(reason));
+            return Ok(Err(reason));
         }
     };
     let row = tx
@@ -172,7 +179,7 @@ pub(super) async fn request(tx: &mut Tx, rig: &str, device: &str, action: BenchA
         json!({ "op": op, "device": device, "action": action_name(action), "fencing": reservation.fencing.0, "labhost": labhost }),
     )
     .await?;
-    get(tx, op).await?.ok_or_else(|| StoreError::Corrupt(format!("bench operation {op} vanished in its own transaction")))
+    get(tx, op).await?.ok_or_else(|| StoreError::Corrupt(format!("bench operation {op} vanished in its own transaction"))).map(Ok)
 }
 
 pub(super) async fn get(tx: &mut Tx, op: u64) -> Result<Option<BenchOpRecord>, StoreError> {

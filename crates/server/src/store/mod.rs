@@ -625,7 +625,7 @@ impl Store {
         action: proofrig_proto::labhost::BenchAction,
         ctx: &Ctx,
     ) -> Result<bench::BenchOpRecord, StoreError> {
-        in_write_tx!(self, "requesting a bench operation", |tx| bench::request(tx, rig, device, action, ctx))
+        in_write_tx!(self, "requesting a bench operation", |tx| bench::request(tx, rig, device, action, ctx))?.map_err(StoreError::Conflict)
     }
 
     /// One bench operation.
