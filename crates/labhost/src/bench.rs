@@ -57,7 +57,9 @@ struct BenchState {
 
 struct OpenConsole {
     op: u64,
+    by: String,
     rig: String,
+    device: String,
     fencing: FencingToken,
     close: watch::Sender<Option<String>>,
 }
@@ -126,10 +128,27 @@ impl Bench {
         self.with(|s| s.consoles.len())
     }
 
-    fn register(&self, op: &BenchOp) -> watch::Receiver<Option<String>> {
-        let (close, closed) = watch::channel(None);
-        self.with(|s| s.consoles.push(OpenConsole { op: op.op, rig: op.rig.clone(), fencing: op.fencing, close }));
-        closed
+    /// Take the device's console for `op`: a console is one session at a time, as a
+    /// serial port is (two readers would each get half of what the device prints).
+    fn register(&self, op: &BenchOp) -> Result<watch::Receiver<Option<String>>, String> {
+        self.with(|s| {
+            if let Some(open) = s.consoles.iter().find(|c| c.rig == op.rig && c.device == op.device) {
+                return Err(format!(
+                    "the console of {} on rig {} is open already (by {}, bench operation {}); close that session first",
+                    op.device, op.rig, open.by, open.op
+                ));
+            }
+            let (close, closed) = watch::channel(None);
+            s.consoles.push(OpenConsole {
+                op: op.op,
+                by: op.by.clone(),
+                rig: op.rig.clone(),
+                device: op.device.clone(),
+                fencing: op.fencing,
+                close,
+            });
+            Ok(closed)
+        })
     }
 
     fn unregister(&self, op: u64) {
@@ -189,18 +208,25 @@ pub async fn console(bench: Arc<Bench>, link: Link, op: BenchOp, rig: Rig, sessi
     let Some(console_spec) = spec.console.clone() else {
         return answer(BenchOutcome::Refused { reason: format!("device `{}` of rig {} has no console", op.device, op.rig) }).await;
     };
+    let closed = match bench.register(&op) {
+        Ok(closed) => closed,
+        Err(reason) => return answer(BenchOutcome::Refused { reason }).await,
+    };
     let log = match SessionLog::create(&sessions, &rig, &op.device, "console") {
         Ok(log) => log,
         Err(e) => {
-            return answer(BenchOutcome::Failed { reason: format!("cannot record the session in {}: {e}", sessions.display()) }).await
+            bench.unregister(op.op);
+            return answer(BenchOutcome::Failed { reason: format!("cannot record the session in {}: {e}", sessions.display()) }).await;
         }
     };
     note(&log, &op.device, &format!("console opened by {} from the dashboard, under {}", op.by, op.fencing));
     let stream = match open_console(&op.device, &console_spec, log.recorder.clone()).await {
         Ok(stream) => stream,
-        Err(e) => return answer(BenchOutcome::Failed { reason: e.to_string() }).await,
+        Err(e) => {
+            bench.unregister(op.op);
+            return answer(BenchOutcome::Failed { reason: e.to_string() }).await;
+        }
     };
-    let closed = bench.register(&op);
     let prompt = PasswordPrompt::new(console_spec.login.as_ref().and_then(|l| l.password_prompt.as_deref()));
     answer(BenchOutcome::Done { detail: format!("console open; recorded on the lab host in {}", file_name(&log.path)) }).await;
     let why = serve(&link, &op, stream, prompt, closed).await;

@@ -2,12 +2,14 @@
 //! chromedriver, against `proofrig serve` with a lab host serving the simulated lab.
 //! A tester logs in, finds a FAIL run by filter, opens its evidence, reads the
 //! excerpt, opens the compliance matrix, is refused a sign-off; a manager signs it
-//! off. Each page is saved as a screenshot under the test's target directory.
+//! off. A technician reserves a rig, cycles a device's power, logs in on another's
+//! console live, and sees the console close when the reservation goes. Each page is
+//! saved as a screenshot under the test's target directory.
 
 mod service;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use proofrig_testpeers::chromium::Chromedriver;
@@ -170,5 +172,263 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     let page = browser.source().await.unwrap();
     assert!(page.contains("<strong>rejected</strong> by mona") && page.contains("weak ciphers offered on ru2"), "the review is shown");
     shoot(&browser, "signed-off").await;
+    browser.close().await.unwrap();
+}
+
+/// The text of the element `css`, or "" when it is not there (yet).
+async fn text_of(browser: &Client, css: &str) -> String {
+    match browser.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Wait (up to `limit`) until the console's screen shows `needle`.
+async fn screen_shows(browser: &Client, needle: &str, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let screen = text_of(browser, "#console-screen").await;
+        if screen.contains(needle) {
+            return screen;
+        }
+        let status = text_of(browser, "#console-status").await;
+        assert!(started.elapsed() < limit, "the console did not show {needle:?} within {limit:?}; status: {status}; screen:\n{screen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn console_state(browser: &Client) -> String {
+    match browser.find(Locator::Css("#console-status")).await {
+        Ok(e) => e.attr("data-state").await.unwrap().unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Type a line on the console page (its line field; the script sends it with a carriage return).
+async fn type_line(browser: &Client, line: &str) {
+    browser.find(Locator::Css("#console-input")).await.unwrap().send_keys(line).await.unwrap();
+    browser.find(Locator::Css("#console-line button")).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_cycles_power_works_a_live_console_and_it_closes_when_the_reservation_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start_with(&dir.path().join("server"), &["--plain-http"]);
+    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let tom =
+        service.minted_with(&admin, &["user", "add", "tom", "--role", "technician", "--password-stdin"], Some("tom's long password\n"));
+    let enroll = service.minted(&admin, &["labhost", "token", "lab-a"]);
+    let token_file = dir.path().join("enroll.token");
+    std::fs::write(&token_file, enroll).unwrap();
+    let labstate = dir.path().join("labhost");
+    let _labhost = Running(
+        proofrig()
+            .args(["labhost", "run", "--server", &service.url, "--simlab", "--state-dir"])
+            .arg(&labstate)
+            .arg("--enroll-file")
+            .arg(&token_file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until("the simulated lab online", Duration::from_secs(60), || {
+        let rigs = service.ok(&tom, &["rigs"]);
+        rigs.contains("simlab").then_some(rigs)
+    });
+    let root_password = std::fs::read_to_string(labstate.join("simlab/secrets/ru2-root")).unwrap().trim().to_string();
+
+    let driver = Chromedriver::start();
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(driver.capabilities())
+        .connect(&driver.url())
+        .await
+        .expect("a headless Chromium session");
+    let url = service.url.clone();
+    log_in(&browser, &url, "tom", "tom's long password").await;
+
+    // Not holding the rig: neither power nor console is offered, and the server
+    // refuses the console even when asked directly.
+    browser.goto(&format!("{url}/rigs/simlab")).await.unwrap();
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("ru2") && !page.contains("open console"), "{page}");
+    browser.goto(&format!("{url}/rigs/simlab/console/ru2")).await.unwrap();
+    let started = Instant::now();
+    while console_state(&browser).await != "closed" {
+        assert!(started.elapsed() < Duration::from_secs(10), "a console without the reservation did not close");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = text_of(&browser, "#console-status").await;
+    assert!(refused.contains("not reserved"), "{refused}");
+    shoot(&browser, "console-refused").await;
+
+    // Reserve the rig on the rigs page.
+    browser.goto(&format!("{url}/rigs")).await.unwrap();
+    browser.find(Locator::Css("form[action='/rigs/simlab/reserve'] button")).await.unwrap().click().await.unwrap();
+    wait_for_path(&browser, "/rigs").await;
+    browser.goto(&format!("{url}/rigs/simlab")).await.unwrap();
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("You hold this rig") && page.contains("open console"), "{page}");
+
+    // Cycle ru1's power: through the lab host and the PDU, listed with its outcome.
+    let cycle = "form[action='/rigs/simlab/power']:has(input[value='ru1']) button[value='cycle']";
+    browser.find(Locator::Css(cycle)).await.unwrap().click().await.unwrap();
+    wait_for_path(&browser, "/rigs/simlab").await;
+    let bench = until_page(&browser, "power cycle", Duration::from_secs(30)).await;
+    assert!(bench.contains("done: ru1: power on"), "{bench}");
+    shoot(&browser, "rig-at-bench").await;
+
+    // ru2's console, live: log in as root and run a command.
+    browser.find(Locator::Css("#console-ru2")).await.unwrap().click().await.unwrap();
+    assert_eq!(wait_for_path(&browser, "/rigs/simlab/console/ru2").await, "/rigs/simlab/console/ru2");
+    let started = Instant::now();
+    while console_state(&browser).await != "open" {
+        let status = text_of(&browser, "#console-status").await;
+        assert!(started.elapsed() < Duration::from_secs(30), "the console did not open: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    type_line(&browser, "").await;
+    screen_shows(&browser, "login:", Duration::from_secs(20)).await;
+    type_line(&browser, "root").await;
+    screen_shows(&browser, "Password:", Duration::from_secs(10)).await;
+    type_line(&browser, &root_password).await;
+    type_line(&browser, "id").await;
+    let screen = screen_shows(&browser, "uid=0(root)", Duration::from_secs(20)).await;
+    assert!(!screen.contains(&root_password), "the password is not echoed: {screen}");
+    shoot(&browser, "console").await;
+
+    // The reservation goes: the console closes within a second, saying why.
+    let release = Instant::now();
+    service.ok(&tom, &["release", "simlab"]);
+    let released = release.elapsed();
+    while console_state(&browser).await != "closed" {
+        assert!(release.elapsed() < Duration::from_secs(10), "the console stayed open after the release");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let closed_after = release.elapsed().saturating_sub(released);
+    let status = text_of(&browser, "#console-status").await;
+    assert!(status.contains("reservation of rig simlab ended"), "{status}");
+    assert!(closed_after < Duration::from_secs(1), "the console closed {closed_after:?} after the reservation ended");
+    shoot(&browser, "console-closed").await;
+
+    // Recorded on the lab host like `proofrig console`: the output, the password only as its length.
+    let sessions = labstate.join("sessions");
+    let transcript = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("ru2-console"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .expect("the console session's transcript");
+    assert!(transcript.contains("console opened by tom") && transcript.contains("console closed"), "{transcript}");
+    assert!(!transcript.contains(&root_password), "the typed password is not in the transcript");
+    // And on the rig's page: who, what, the outcome and why it closed.
+    browser.goto(&format!("{url}/rigs/simlab")).await.unwrap();
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("console") && page.contains("the reservation of rig simlab ended"), "{page}");
+    browser.close().await.unwrap();
+}
+
+/// Reload the page until it contains `needle`; the page.
+async fn until_page(browser: &Client, needle: &str, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let page = browser.source().await.unwrap();
+        if page.contains(needle) {
+            return page;
+        }
+        assert!(started.elapsed() < limit, "the page never showed {needle:?}: {page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        browser.refresh().await.unwrap();
+    }
+}
+
+/// More consoles open at once than the six connections a browser keeps to one server
+/// for plain HTTP: each console is a WebSocket, which that limit does not count, so
+/// every console opens, the last one still answers, and the pages still load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_consoles_open_at_once_leave_each_other_and_the_pages_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start_with(&dir.path().join("server"), &["--plain-http"]);
+    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let tom =
+        service.minted_with(&admin, &["user", "add", "tom", "--role", "technician", "--password-stdin"], Some("tom's long password\n"));
+    // A second simulated lab beside the lab host's own, its rig renamed: eight devices on two rigs.
+    let second = dir.path().join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let _second_lab = Running(
+        proofrig().arg("sim").arg("--rig-out").arg(second.join("simlab.yaml")).stdout(std::process::Stdio::null()).spawn().unwrap(),
+    );
+    let rig = until("the second simulated lab's rig", Duration::from_secs(60), || std::fs::read_to_string(second.join("simlab.yaml")).ok());
+    let rigs = dir.path().join("rigs");
+    std::fs::create_dir_all(&rigs).unwrap();
+    let renamed = rig.replace("rig: simlab\n", "rig: simlab-b\n").replace("secrets/", &format!("{}/", second.join("secrets").display()));
+    assert!(renamed.contains("rig: simlab-b"), "{renamed}");
+    std::fs::write(rigs.join("simlab-b.yaml"), renamed).unwrap();
+    let enroll = service.minted(&admin, &["labhost", "token", "lab-a"]);
+    let token_file = dir.path().join("enroll.token");
+    std::fs::write(&token_file, enroll).unwrap();
+    let _labhost = Running(
+        proofrig()
+            .args(["labhost", "run", "--server", &service.url, "--simlab", "--rigs"])
+            .arg(&rigs)
+            .arg("--state-dir")
+            .arg(dir.path().join("labhost"))
+            .arg("--enroll-file")
+            .arg(&token_file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until("both simulated labs online", Duration::from_secs(60), || {
+        let rigs = service.ok(&tom, &["rigs"]);
+        (rigs.contains("simlab-b") && rigs.matches("simlab").count() >= 2).then_some(rigs)
+    });
+    service.ok(&tom, &["reserve", "simlab"]);
+    service.ok(&tom, &["reserve", "simlab-b"]);
+
+    let driver = Chromedriver::start();
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(driver.capabilities())
+        .connect(&driver.url())
+        .await
+        .expect("a headless Chromium session");
+    // A page that cannot load (no connection free) fails the test instead of hanging it.
+    browser.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(None, Some(Duration::from_secs(15)), None)).await.unwrap();
+    let url = service.url.clone();
+    log_in(&browser, &url, "tom", "tom's long password").await;
+    let main = browser.window().await.unwrap();
+
+    let mut consoles = Vec::new();
+    for rig in ["simlab", "simlab-b"] {
+        for device in ["ru1", "ru2", "core1", "core2"] {
+            let tab = browser.new_window(true).await.unwrap().handle;
+            browser.switch_to_window(tab.clone()).await.unwrap();
+            browser.goto(&format!("{url}/rigs/{rig}/console/{device}")).await.unwrap();
+            consoles.push((format!("{device} on {rig}"), tab));
+        }
+    }
+    for (name, tab) in &consoles {
+        browser.switch_to_window(tab.clone()).await.unwrap();
+        let started = Instant::now();
+        while console_state(&browser).await != "open" {
+            let status = text_of(&browser, "#console-status").await;
+            assert!(started.elapsed() < Duration::from_secs(30), "the console of {name} did not open: {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The last console answers what is typed, and the first too.
+    for (name, tab) in [consoles.last().unwrap(), consoles.first().unwrap()] {
+        browser.switch_to_window(tab.clone()).await.unwrap();
+        type_line(&browser, "").await;
+        let screen = screen_shows(&browser, "login:", Duration::from_secs(20)).await;
+        assert!(!screen.is_empty(), "{name}");
+    }
+    shoot(&browser, "eighth-console").await;
+    // With eight consoles open, the pages load.
+    browser.switch_to_window(main).await.unwrap();
+    browser.goto(&format!("{url}/rigs/simlab-b")).await.unwrap();
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("You hold this rig") && page.contains("console"), "{page}");
+    browser.goto(&format!("{url}/runs")).await.unwrap();
+    assert_eq!(browser.current_url().await.unwrap().path(), "/runs");
     browser.close().await.unwrap();
 }

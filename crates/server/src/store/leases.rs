@@ -278,8 +278,9 @@ pub(super) async fn reserve(
         Some(r) if r.holder == ctx.who => return set_end(tx, r, length, ctx).await,
         Some(r) => {
             return Err(StoreError::Conflict(format!(
-                "rig {rig} is reserved by {} until {} ms; ask them to release it, or wait",
-                r.holder, r.until.0
+                "rig {rig} is reserved by {} until {}; ask them to release it, or wait",
+                r.holder,
+                r.until.rfc3339()
             )))
         }
         None => {}
@@ -304,7 +305,7 @@ pub(super) async fn reserve(
     )
     .await?;
     issued_for(tx, rig, fencing).await?;
-    rigs::settle(tx, rig, &format!("reserved by {} until {} ms", ctx.who, until.0), ctx).await?;
+    rigs::settle(tx, rig, &format!("reserved by {} until {}", ctx.who, until.rfc3339()), ctx).await?;
     audit::record(
         tx,
         ctx,
