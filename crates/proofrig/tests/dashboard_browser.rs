@@ -172,7 +172,29 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     let page = browser.source().await.unwrap();
     assert!(page.contains("<strong>rejected</strong> by mona") && page.contains("weak ciphers offered on ru2"), "the review is shown");
     shoot(&browser, "signed-off").await;
+
+    // And the firmware as the compliance matrix shows it: one signed statement about
+    // every run behind its verdicts, which travels with each bundle.
+    browser.goto(&format!("{url}/matrix")).await.unwrap();
+    let sign = browser.form(Locator::Css("form[action='/matrix/review']")).await.unwrap();
+    sign.set_by_name("decision", "accepted").await.unwrap();
+    sign.set_by_name("comment", "firmware reviewed for the NESAS report").await.unwrap();
+    sign.submit().await.unwrap();
+    wait_for_path(&browser, "/matrix").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let matrix = browser.source().await.unwrap();
+    assert!(matrix.contains("<strong>accepted</strong> by mona") && matrix.contains("covering 1 run(s)"), "{matrix}");
+    shoot(&browser, "matrix-signed-off").await;
     browser.close().await.unwrap();
+
+    let home = dir.path().join("home");
+    service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);
+    let verify =
+        proofrig().arg("verify").arg(home.join(&run_id)).arg("--server-key").arg(service.state.join("server.pub")).output().unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(verify.status.success(), "{text}");
+    assert!(text.contains("✓ rejected by mona"), "the run's review: {text}");
+    assert!(text.contains("✓ accepted the compliance matrix of") && text.contains("this one among them"), "the firmware's: {text}");
 }
 
 /// The text of the element `css`, or "" when it is not there (yet).

@@ -119,6 +119,23 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     let page = browser.get(format!("{}/runs/{run_id}", service.url)).header("cookie", &cookie).send().unwrap().text().unwrap();
     assert!(page.contains("<strong>accepted</strong> by mona"), "{page}");
 
+    // A firmware's matrix with no library case run has nothing to sign off (the
+    // browser test signs one off): refused, nothing kept.
+    let matrix = browser.get(format!("{}/matrix", service.url)).header("cookie", &mona).send().unwrap().text().unwrap();
+    assert!(matrix.contains("Not signed off yet") && matrix.contains("Sign off this firmware"), "{matrix}");
+    let field = |name: &str| {
+        let at = matrix.find(&format!("name=\"{name}\" value=\"")).unwrap() + format!("name=\"{name}\" value=\"").len();
+        matrix[at..].split('"').next().unwrap().replace("&#124;", "|").replace("&#x7c;", "|")
+    };
+    let refused = browser
+        .post(format!("{}/matrix/review", service.url))
+        .header("cookie", &mona)
+        .form(&[("csrf", field("csrf").as_str()), ("of", field("of").as_str()), ("decision", "rejected"), ("comment", "")])
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT);
+    assert!(refused.text().unwrap().contains("shows no verdict of a library case yet"));
+
     let home = dir.path().join("home");
     service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);
     let bundle = home.join(&run_id);
@@ -140,7 +157,10 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
 
     // A review edited after signing no longer counts: verify says so and fails.
     let reviews = home.join(format!("{run_id}.reviews.jsonl"));
-    let mut envelope: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&reviews).unwrap().trim()).unwrap();
+    let kept = std::fs::read_to_string(&reviews).unwrap();
+    let lines: Vec<&str> = kept.lines().collect();
+    assert_eq!(lines.len(), 1, "the run's review: {kept}");
+    let mut envelope: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     let payload = String::from_utf8(base64_decode(envelope["payload"].as_str().unwrap())).unwrap().replace("accepted", "rejected");
     envelope["payload"] = serde_json::Value::String(base64_encode(payload.as_bytes()));
     std::fs::write(&reviews, format!("{envelope}\n")).unwrap();

@@ -182,6 +182,29 @@ impl Inbox {
         file.sync_all()
     }
 
+    /// Where the sign-offs of one product firmware's compliance matrix are kept
+    /// (`resource` is the review's `proofrig:matrix/...` name).
+    pub fn matrix_reviews(&self, resource: &str) -> PathBuf {
+        self.root.join("reviews").join("matrix").join(format!("{}.jsonl", proofrig_proto::bytes::sha256_hex(resource.as_bytes())))
+    }
+
+    /// Keep a sign-off of a compliance matrix: beside every bundle it covers (so each
+    /// travels with its evidence) and with the matrix.
+    pub fn add_matrix_review(&self, resource: &str, runs: &[&str], envelope: &Envelope) -> std::io::Result<()> {
+        for run in runs {
+            self.add_review(run, envelope)?;
+        }
+        let path = self.matrix_reviews(resource);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut line = serde_json::to_vec(envelope).expect("plain data");
+        line.push(b'\n');
+        file.write_all(&line)?;
+        file.sync_all()
+    }
+
     /// Where a stored bundle's receipt is.
     pub fn receipt(&self, run_id: &str) -> PathBuf {
         self.root.join("receipts").join(format!("{run_id}.json"))

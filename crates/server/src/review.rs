@@ -9,6 +9,11 @@
 //! beside the bundle (`<inbox>/reviews/<run>.jsonl`, one envelope a line), `proofrig
 //! fetch` saves them beside the downloaded bundle, and `proofrig verify` checks each
 //! ([`check`]): a review of a bundle whose manifest changed no longer counts.
+//!
+//! A manager may also sign off a product's firmware as a whole, from its compliance
+//! matrix ([`sign_matrix`]): one statement whose subjects are the manifests of every
+//! run the matrix shows, kept beside each of those bundles (so each travels with its
+//! evidence and `verify` checks it there) and with the matrix.
 
 use std::path::Path;
 
@@ -91,28 +96,59 @@ pub struct Statement {
     pub predicate: Summary,
 }
 
+/// Who decided what, when: the part of a review that is not its subject.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict<'a> {
+    pub reviewer: &'a str,
+    pub decision: Decision,
+    pub comment: &'a str,
+    /// RFC 3339, the server's clock.
+    pub at: &'a str,
+}
+
 /// Make and sign a review of the bundle at `bundle` (its run id `run_id`).
-pub fn sign(
-    bundle: &Path,
-    run_id: &str,
-    reviewer: &str,
-    decision: Decision,
-    comment: &str,
-    at: &str,
+pub fn sign(bundle: &Path, run_id: &str, verdict: Verdict<'_>, key: &SigningKey) -> Result<Envelope, String> {
+    sign_about(&[(run_id, bundle)], &format!("proofrig:run/{run_id}"), verdict, key)
+}
+
+/// Make and sign a review of a product's firmware as its compliance matrix shows it:
+/// about every run of `runs` (run id, bundle), named `proofrig:matrix/VENDOR/MODEL/FIRMWARE`.
+pub fn sign_matrix(
+    runs: &[(&str, &Path)],
+    product: &str,
+    firmware: &str,
+    verdict: Verdict<'_>,
     key: &SigningKey,
 ) -> Result<Envelope, String> {
-    let manifest = std::fs::read(bundle.join(MANIFEST)).map_err(|e| format!("{}: {e}", bundle.join(MANIFEST).display()))?;
-    let statement = Statement {
-        kind: STATEMENT_TYPE.into(),
-        subject: vec![Subject {
+    if runs.is_empty() {
+        return Err(format!("the matrix of {product}, firmware {firmware}, shows no run to sign off"));
+    }
+    sign_about(runs, &matrix_uri(product, firmware), verdict, key)
+}
+
+/// The resource a matrix review names.
+pub fn matrix_uri(product: &str, firmware: &str) -> String {
+    format!("proofrig:matrix/{product}/{firmware}")
+}
+
+fn sign_about(runs: &[(&str, &Path)], resource_uri: &str, verdict: Verdict<'_>, key: &SigningKey) -> Result<Envelope, String> {
+    let mut subject = Vec::with_capacity(runs.len());
+    for (run_id, bundle) in runs {
+        let manifest = std::fs::read(bundle.join(MANIFEST)).map_err(|e| format!("{}: {e}", bundle.join(MANIFEST).display()))?;
+        subject.push(Subject {
             name: format!("{run_id}/{MANIFEST}"),
             digest: [("sha256".to_string(), proofrig_proto::bytes::sha256_hex(&manifest))].into(),
-        }],
+        });
+    }
+    let Verdict { reviewer, decision, comment, at } = verdict;
+    let statement = Statement {
+        kind: STATEMENT_TYPE.into(),
+        subject,
         predicate_type: PREDICATE_TYPE.into(),
         predicate: Summary {
             verifier: Verifier { id: format!("proofrig-server:{}", signing::key_id(&key.verifying_key())) },
             time_verified: at.into(),
-            resource_uri: format!("proofrig:run/{run_id}"),
+            resource_uri: resource_uri.into(),
             policy: Policy { uri: POLICY.into() },
             verification_result: match decision {
                 Decision::Accepted => "PASSED",
@@ -161,13 +197,19 @@ pub fn check(bundle: &Path, envelope: &Envelope, server_key: Option<&VerifyingKe
         Ok(bytes) => proofrig_proto::bytes::sha256_hex(&bytes),
         Err(e) => return ReviewCheck::Void(format!("the bundle has no manifest to compare: {e}")),
     };
-    let about = statement.subject.iter().find(|s| s.name.ends_with(MANIFEST)).and_then(|s| s.digest.get("sha256"));
-    match about {
-        Some(digest) if *digest == manifest => ReviewCheck::Counts { statement: Box::new(statement), pinned },
-        Some(digest) => ReviewCheck::Void(format!(
+    // A run's review names one manifest; a matrix review one per run it covers.
+    let about: Vec<&String> =
+        statement.subject.iter().filter(|s| s.name.ends_with(MANIFEST)).filter_map(|s| s.digest.get("sha256")).collect();
+    match about.as_slice() {
+        [] => ReviewCheck::Void("it names no manifest".into()),
+        digests if digests.iter().any(|d| **d == manifest) => ReviewCheck::Counts { statement: Box::new(statement), pinned },
+        [digest] => ReviewCheck::Void(format!(
             "it reviewed a manifest with SHA-256 {digest}, this bundle's is {manifest}: the bundle changed since, so the review no longer counts"
         )),
-        None => ReviewCheck::Void("it names no manifest".into()),
+        digests => ReviewCheck::Void(format!(
+            "none of the {} manifests it reviewed has this bundle's SHA-256 {manifest}: the bundle changed since, so the review no longer counts",
+            digests.len()
+        )),
     }
 }
 
@@ -185,7 +227,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(MANIFEST), b"{\"verdict\":\"FAIL\"}").unwrap();
         let key = SigningKey::from_bytes(&[3; 32]);
-        let envelope = sign(dir.path(), "run-1", "mona", Decision::Rejected, "ssh allows CBC", "2026-12-05T11:00:00Z", &key).unwrap();
+        let verdict = Verdict { reviewer: "mona", decision: Decision::Rejected, comment: "ssh allows CBC", at: "2026-12-05T11:00:00Z" };
+        let envelope = sign(dir.path(), "run-1", verdict, &key).unwrap();
         match check(dir.path(), &envelope, Some(&key.verifying_key())) {
             ReviewCheck::Counts { statement, pinned } => {
                 assert!(pinned);
@@ -208,5 +251,34 @@ mod tests {
             ReviewCheck::Void(why) => assert!(why.contains("no longer counts"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_matrix_review_counts_for_each_bundle_it_covers_and_not_for_one_that_changed() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        for (i, dir) in dirs.iter().enumerate() {
+            std::fs::write(dir.path().join(MANIFEST), format!("{{\"run\":{i}}}")).unwrap();
+        }
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let verdict = Verdict { reviewer: "mona", decision: Decision::Accepted, comment: "fw 3.0.7 ok", at: "2026-12-05T11:00:00Z" };
+        let covered = [("run-0", dirs[0].path()), ("run-1", dirs[1].path())];
+        let envelope = sign_matrix(&covered, "proofrig SIM-RU-4400", "3.0.7", verdict, &key).unwrap();
+        for dir in &dirs[..2] {
+            match check(dir.path(), &envelope, Some(&key.verifying_key())) {
+                ReviewCheck::Counts { statement, .. } => {
+                    assert_eq!(statement.subject.len(), 2);
+                    assert_eq!(statement.predicate.resource_uri, "proofrig:matrix/proofrig SIM-RU-4400/3.0.7");
+                    assert_eq!(statement.predicate.verification_result, "PASSED");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A bundle the matrix did not show, or one changed since: the review does not count for it.
+        assert!(
+            matches!(check(dirs[2].path(), &envelope, Some(&key.verifying_key())), ReviewCheck::Void(why) if why.contains("no longer counts"))
+        );
+        std::fs::write(dirs[1].path().join(MANIFEST), b"{\"run\":9}").unwrap();
+        assert!(matches!(check(dirs[1].path(), &envelope, Some(&key.verifying_key())), ReviewCheck::Void(_)));
+        assert!(sign_matrix(&[], "p", "1", verdict, &key).unwrap_err().contains("no run"));
     }
 }

@@ -112,6 +112,7 @@ enum PageId {
     Review,
     Trends,
     Matrix,
+    MatrixReview,
     MatrixCsv,
     MatrixHtml,
     Static,
@@ -183,6 +184,13 @@ pub const PAGES: &[Page] = &[
     Page { method: "GET", path: "/trends", access: Access::Roles(EVERYONE), summary: "see the trends", id: PageId::Trends },
     Page { method: "GET", path: "/matrix", access: Access::Roles(EVERYONE), summary: "see the compliance matrix", id: PageId::Matrix },
     Page {
+        method: "POST",
+        path: "/matrix/review",
+        access: Access::Roles(&[Manager]),
+        summary: "sign off the compliance matrix of a firmware",
+        id: PageId::MatrixReview,
+    },
+    Page {
         method: "GET",
         path: "/matrix.csv",
         access: Access::Roles(EVERYONE),
@@ -229,6 +237,7 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Review => routing::post(review),
         PageId::Trends => routing::get(trends),
         PageId::Matrix => routing::get(matrix_page),
+        PageId::MatrixReview => routing::post(matrix_review),
         PageId::MatrixCsv => routing::get(matrix_csv),
         PageId::MatrixHtml => routing::get(matrix_html),
         PageId::Static => routing::get(static_file),
@@ -874,7 +883,8 @@ async fn review(
         ));
     }
     let at = state.api.clock.now().rfc3339();
-    let envelope = review::sign(&inbox.bundle(&run), &run, &viewer.user, decision, form.comment.trim(), &at, &key)
+    let verdict = review::Verdict { reviewer: &viewer.user, decision, comment: form.comment.trim(), at: &at };
+    let envelope = review::sign(&inbox.bundle(&run), &run, verdict, &key)
         .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The bundle did not read", e))?;
     inbox.add_review(&run, &envelope).map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The review was not kept", e.to_string()))?;
     let details = serde_json::json!({ "decision": decision.name(), "comment": form.comment.trim() });
@@ -1216,6 +1226,30 @@ struct MatrixPage {
     selected: Option<String>,
     matrix: Option<Matrix>,
     missing: usize,
+    manager: bool,
+    csrf: String,
+    reviews: Vec<MatrixReviewRow>,
+}
+
+/// A sign-off of the shown matrix.
+struct MatrixReviewRow {
+    reviewer: String,
+    decision: &'static str,
+    comment: String,
+    at: String,
+    runs: usize,
+    /// Whether it covers exactly the runs the matrix shows now, each unchanged.
+    current: bool,
+}
+
+/// The runs a matrix shows, once each.
+fn matrix_runs(matrix: &Matrix) -> Vec<String> {
+    let runs: std::collections::BTreeSet<String> = matrix.rows.iter().flat_map(|r| r.cells.values().map(|c| c.run_id.clone())).collect();
+    runs.into_iter().collect()
+}
+
+fn matrix_resource(matrix: &Matrix) -> String {
+    review::matrix_uri(&matrix.product.to_string(), &matrix.firmware)
 }
 
 async fn matrix_page(
@@ -1225,7 +1259,106 @@ async fn matrix_page(
 ) -> WebResult<Response> {
     let (matrix, choices, selected) = matrix_of(&state, q.of.as_deref()).await?;
     let missing = matrix.as_ref().map_or(0, |m| m.rows.iter().filter(|r| r.missing.is_some()).count());
-    Ok(html(MatrixPage { viewer: Some(viewer), choices, selected, matrix, missing }))
+    let reviews = match &matrix {
+        Some(m) => matrix_reviews(&state, m),
+        None => Vec::new(),
+    };
+    let page = MatrixPage {
+        manager: viewer.role == Manager,
+        csrf: viewer.csrf.clone(),
+        viewer: Some(viewer),
+        choices,
+        selected,
+        matrix,
+        missing,
+        reviews,
+    };
+    Ok(html(page))
+}
+
+/// The sign-offs of `matrix`, each checked: signed by this server, and whether it
+/// covers the runs the matrix shows now with their bundles unchanged.
+fn matrix_reviews(state: &WebState, matrix: &Matrix) -> Vec<MatrixReviewRow> {
+    let (inbox, key) = (&state.api.inbox, state.api.key.verifying_key());
+    let runs = matrix_runs(matrix);
+    review::read_all(&inbox.matrix_reviews(&matrix_resource(matrix)))
+        .iter()
+        .rev()
+        .filter_map(|envelope| {
+            let checks: Vec<review::ReviewCheck> = runs.iter().map(|run| review::check(&inbox.bundle(run), envelope, Some(&key))).collect();
+            // Read from a run it covers; one that covers none of the shown runs is not shown.
+            let statement = checks.iter().find_map(|c| match c {
+                review::ReviewCheck::Counts { statement, .. } => Some(statement.as_ref().clone()),
+                review::ReviewCheck::Void(_) => None,
+            })?;
+            let covered = statement.subject.len();
+            let current = covered == runs.len() && checks.iter().all(|c| matches!(c, review::ReviewCheck::Counts { .. }));
+            Some(MatrixReviewRow {
+                reviewer: statement.predicate.reviewer,
+                decision: statement.predicate.decision.name(),
+                comment: statement.predicate.comment,
+                at: statement.predicate.time_verified,
+                runs: covered,
+                current,
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct MatrixReviewForm {
+    csrf: String,
+    of: String,
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// A manager signs off a product firmware's compliance matrix: one signed statement
+/// about every run it shows, kept beside each of their bundles and with the matrix.
+async fn matrix_review(
+    State(state): State<WebState>,
+    Extension(viewer): Extension<Viewer>,
+    Form(form): Form<MatrixReviewForm>,
+) -> WebResult<Response> {
+    check_csrf(&viewer, &form.csrf)?;
+    let fail = |status, heading, message: String| WebFail::new(status, heading, message).for_viewer(&viewer);
+    let Some(decision) = review::Decision::parse(&form.decision) else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "Not accepted",
+            format!("`{}` is not a decision: reviewed, accepted or rejected", form.decision),
+        ));
+    };
+    if form.comment.chars().count() > 4000 {
+        return Err(fail(StatusCode::BAD_REQUEST, "Not accepted", "the comment is longer than 4000 characters".into()));
+    }
+    let (matrix, _, _) = matrix_of(&state, Some(&form.of)).await?;
+    let matrix = matrix.ok_or_else(|| no_matrix().for_viewer(&viewer))?;
+    let runs = matrix_runs(&matrix);
+    if runs.is_empty() {
+        let what = format!("{}, firmware {}", matrix.product, matrix.firmware);
+        return Err(fail(
+            StatusCode::CONFLICT,
+            "Nothing to sign off",
+            format!("the matrix of {what} shows no verdict of a library case yet"),
+        ));
+    }
+    let (inbox, key) = (state.api.inbox.clone(), state.api.key.clone());
+    let bundles: Vec<std::path::PathBuf> = runs.iter().map(|run| inbox.bundle(run)).collect();
+    let covered: Vec<(&str, &std::path::Path)> = runs.iter().map(String::as_str).zip(bundles.iter().map(|b| b.as_path())).collect();
+    let at = state.api.clock.now().rfc3339();
+    let verdict = review::Verdict { reviewer: &viewer.user, decision, comment: form.comment.trim(), at: &at };
+    let envelope = review::sign_matrix(&covered, &matrix.product.to_string(), &matrix.firmware, verdict, &key)
+        .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The bundles did not read", e))?;
+    let resource = matrix_resource(&matrix);
+    let run_ids: Vec<&str> = runs.iter().map(String::as_str).collect();
+    inbox
+        .add_matrix_review(&resource, &run_ids, &envelope)
+        .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, "The review was not kept", e.to_string()))?;
+    let details = serde_json::json!({ "decision": decision.name(), "comment": form.comment.trim(), "runs": run_ids });
+    state.api.store.note("review.matrix", &resource, details, &viewer.ctx(&state)).await?;
+    Ok(Redirect::to(&format!("/matrix?of={}", form_urlencode(&form.of))).into_response())
 }
 
 fn no_matrix() -> WebFail {

@@ -109,8 +109,12 @@ pub fn reviews_beside(bundle: &Path, server_key: Option<&Path>) -> Result<Option
             ReviewCheck::Counts { statement, pinned } => {
                 let p = &statement.predicate;
                 let trust = if pinned { "signed by the pinned server key" } else { "UNPINNED: pass --server-key to trust it" };
+                let what = match p.resource_uri.strip_prefix("proofrig:matrix/") {
+                    Some(matrix) => format!(" the compliance matrix of {matrix} ({} runs, this one among them)", statement.subject.len()),
+                    None => String::new(),
+                };
                 lines.push(format!(
-                    "  ✓ {} by {} at {} ({trust}){}",
+                    "  ✓ {}{what} by {} at {} ({trust}){}",
                     p.decision.name(),
                     p.reviewer,
                     p.time_verified,
