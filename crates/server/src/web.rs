@@ -64,6 +64,8 @@ pub struct WebState {
     pub hub: Arc<crate::labwire::Hub>,
     /// The live console sessions of this replica.
     pub consoles: Arc<crate::consoles::Consoles>,
+    /// The SCAS clauses of each job's plans, read once (a job's plans never change).
+    clauses: Arc<Mutex<HashMap<u64, Vec<String>>>>,
 }
 
 /// Recent failed logins per (address, user name).
@@ -71,7 +73,7 @@ type Failures = HashMap<(String, String), Vec<Instant>>;
 
 impl WebState {
     pub fn new(api: ApiState, tls: bool, hub: Arc<crate::labwire::Hub>, consoles: Arc<crate::consoles::Consoles>) -> WebState {
-        WebState { api, tls, failures: Arc::default(), hub, consoles }
+        WebState { api, tls, failures: Arc::default(), hub, consoles, clauses: Arc::default() }
     }
 }
 
@@ -541,6 +543,9 @@ struct RunsFilter {
     device: Option<String>,
     /// A firmware version as declared, exactly.
     firmware: Option<String>,
+    /// A SCAS clause (`4.2.3.4.5`), or a clause above several (`4.2.3`): runs of a
+    /// plan with a case under it.
+    clause: Option<String>,
     /// `YYYY-MM-DD`, UTC, inclusive.
     from: Option<String>,
     to: Option<String>,
@@ -555,6 +560,7 @@ impl RunsFilter {
             &mut self.rig,
             &mut self.device,
             &mut self.firmware,
+            &mut self.clause,
             &mut self.from,
             &mut self.to,
         ] {
@@ -612,6 +618,10 @@ async fn runs(
     let jobs = state.api.store.jobs().await?;
     let total = jobs.len();
     let queue = queue_places(&state, &jobs).await?;
+    let under_clause = match filter.clause.as_deref() {
+        Some(clause) => Some(jobs_under_clause(&state, &jobs, clause).await?),
+        None => None,
+    };
     let identity = |d: &proofrig_proto::api::DeviceView| {
         let part = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
         format!("{} ({} {} {})", d.device, part(&d.vendor), part(&d.model), part(&d.firmware))
@@ -626,6 +636,7 @@ async fn runs(
         .filter(|v| filter.device.as_deref().is_none_or(|want| v.devices.iter().any(|d| d.device.contains(want))))
         .filter(|v| filter.firmware.as_deref().is_none_or(|want| v.devices.iter().any(|d| d.firmware.as_deref() == Some(want))))
         .filter(|v| from.is_none_or(|f| v.submitted_at.0 >= f) && to.is_none_or(|t| v.submitted_at.0 < t))
+        .filter(|v| under_clause.as_ref().is_none_or(|jobs| jobs.contains(&v.job.0)))
         .map(|v| RunRow {
             queue: queue.get(&(v.job.0, v.attempt.0)).cloned().unwrap_or_default(),
             devices: v.devices.iter().map(identity).collect::<Vec<_>>().join(", "),
@@ -644,6 +655,37 @@ async fn runs(
     let verdicts = Verdict::ALL.iter().map(|v| v.as_str().to_string()).collect();
     let states = JobState::ALL.iter().map(|s| s.name().to_string()).collect();
     Ok(html(RunsPage { viewer: Some(viewer), filter, verdicts, states, rows, total }))
+}
+
+/// The jobs with a plan case under `clause` (the clause itself or one below it), read
+/// from the plans as submitted; each job's clauses are read once and kept.
+async fn jobs_under_clause(state: &WebState, jobs: &[crate::store::JobRecord], clause: &str) -> WebResult<std::collections::HashSet<u64>> {
+    let clause = clause.trim();
+    let mut found = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
+    for job in jobs.iter().map(|j| j.view.job) {
+        if !seen.insert(job.0) {
+            continue;
+        }
+        let known = state.clauses.lock().expect("never poisoned").get(&job.0).cloned();
+        let clauses = match known {
+            Some(c) => c,
+            None => {
+                let plans = state.api.store.plans(job).await?;
+                let clauses: Vec<String> = plans
+                    .iter()
+                    .filter_map(|p| proofrig_plan::Plan::parse(&p.name, std::str::from_utf8(&p.bytes).ok()?).ok())
+                    .flat_map(|plan| plan.spec.cases.into_iter().filter_map(|c| c.scas.map(|s| s.clause)))
+                    .collect();
+                state.clauses.lock().expect("never poisoned").insert(job.0, clauses.clone());
+                clauses
+            }
+        };
+        if clauses.iter().any(|c| c == clause || c.strip_prefix(clause).is_some_and(|rest| rest.starts_with('.'))) {
+            found.insert(job.0);
+        }
+    }
+    Ok(found)
 }
 
 /// Each queued attempt's place in the queue (highest priority first, then the oldest)

@@ -301,6 +301,24 @@ async fn the_runs_page_filters_by_verdict_plan_rig_state_and_day() {
     };
     assert!(place(high).contains("#1, ~"), "{}", place(high));
     assert!(place(low).contains("#2, ~"), "{}", place(low));
+    // By SCAS clause, read from the plans as submitted: the clause, or one above it.
+    let plan = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testplans/failed-login-attempts.yaml")).unwrap();
+    let job = SubmitJob {
+        plans: vec![PlanFile { name: "failed-login-attempts.yaml".into(), bytes: plan }],
+        target: RigSelector::Rig("bench-2".into()),
+        priority: Priority::NORMAL,
+        params: BTreeMap::new(),
+        device: None,
+        not_before: None,
+    };
+    let lockout = store.submit(&job, &ctx).await.unwrap().job.0;
+    for (clause, shown) in
+        [("4.2.3.4.5", true), ("4.2.3", true), ("4.2.3.4.5.1", false), ("4.2.3.4", true), ("4.3", false), ("4.2.3.4.50", false)]
+    {
+        let (_, page) = lab.get(&format!("/runs?clause={clause}"), Some(&mona)).await;
+        assert_eq!(page.contains(&format!("<td>{lockout}</td>")), shown, "clause {clause}: {page}");
+        assert_eq!(rows(&page), usize::from(shown), "clause {clause}: only the lockout case's job");
+    }
     let (status, bad) = lab.get("/runs?from=yesterday", Some(&mona)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.contains("not a day"), "{bad}");
