@@ -101,7 +101,10 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     wait_for_path(&browser, "/runs").await;
     assert!(browser.current_url().await.unwrap().query().unwrap_or_default().contains("verdict=FAIL"));
     let listed = browser.source().await.unwrap();
-    assert!(listed.contains("ru2 (proofrig simulated SIM-RU-4400 3.0.7)"), "the devices and their firmware are listed: {listed}");
+    assert!(
+        listed.contains("ru2 (proofrig simulated SIM-RU-4400 3.0.7; reports: VENDOR=\"proofrig simulated\" MODEL=\"SIM-RU-4400\""),
+        "the devices with their firmware as declared and as they report it are listed: {listed}"
+    );
     shoot(&browser, "runs-fail").await;
     browser.find(Locator::LinkText(&run_id)).await.expect("the FAIL run is listed under the filter").click().await.unwrap();
     assert_eq!(browser.current_url().await.unwrap().path(), format!("/runs/{run_id}"));

@@ -148,7 +148,11 @@ pub struct DeviceView {
     pub device: String,
     pub vendor: Option<String>,
     pub model: Option<String>,
+    /// As declared in the rig.
     pub firmware: Option<String>,
+    /// What the device itself reported, where a step read it (free text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<String>,
 }
 
 /// A job as `proofrig queue` lists it.
@@ -582,7 +586,13 @@ mod tests {
             rig: Some("bench-3".into()),
             run_id: Some("r1".into()),
             verdict: Some(Verdict::Inconclusive),
-            devices: vec![DeviceView { device: "ru1".into(), vendor: Some("Acme".into()), model: None, firmware: Some("1.0".into()) }],
+            devices: vec![DeviceView {
+                device: "ru1".into(),
+                vendor: Some("Acme".into()),
+                model: None,
+                firmware: Some("1.0".into()),
+                reported: Some("RU-9 fw 1.0.3".into()),
+            }],
             run_ms: Some(42_000),
         });
         let reservation = ReservationView { rig: "bench-3".into(), holder: "bob".into(), until: UnixMillis(9), fencing: FencingToken(3) };

@@ -155,6 +155,7 @@ impl Inbox {
                 vendor: d.declared.vendor.clone(),
                 model: d.declared.model.clone(),
                 firmware: d.declared.firmware.clone(),
+                reported: d.reported.clone(),
             })
             .collect();
         let millis = |t: &str| {

@@ -624,7 +624,16 @@ async fn runs(
     };
     let identity = |d: &proofrig_proto::api::DeviceView| {
         let part = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
-        format!("{} ({} {} {})", d.device, part(&d.vendor), part(&d.model), part(&d.firmware))
+        match &d.reported {
+            Some(reported) => {
+                let mut reported = reported.split_whitespace().collect::<Vec<_>>().join(" ");
+                if reported.chars().count() > 120 {
+                    reported = reported.chars().take(119).chain(['…']).collect();
+                }
+                format!("{} ({} {} {}; reports: {reported})", d.device, part(&d.vendor), part(&d.model), part(&d.firmware))
+            }
+            None => format!("{} ({} {} {})", d.device, part(&d.vendor), part(&d.model), part(&d.firmware)),
+        }
     };
     let mut rows: Vec<RunRow> = jobs
         .into_iter()

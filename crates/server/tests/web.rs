@@ -128,6 +128,7 @@ impl Lab {
                 vendor: Some("Acme".into()),
                 model: Some("RU-9".into()),
                 firmware: Some(firmware.into()),
+                reported: None,
             };
             store.run_facts(claimed.job, claimed.attempt, &[device], 60_000).await.unwrap();
         }
