@@ -155,6 +155,28 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     assert!(text.contains("✓ witnessed by the server at"), "{text}");
     assert!(text.contains("✓ accepted by mona") && text.contains("signed by the pinned server key"), "{text}");
 
+    // The same from the dashboard, as one tar file: unpacked, it verifies the same way.
+    let tar = browser.get(format!("{}/runs/{run_id}/bundle.tar", service.url)).header("cookie", &cookie).send().unwrap();
+    assert_eq!(tar.status(), reqwest::StatusCode::OK);
+    assert_eq!(tar.headers()["content-type"], "application/x-tar");
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    std::fs::write(unpacked.join("bundle.tar"), tar.bytes().unwrap()).unwrap();
+    let untar = std::process::Command::new("tar").arg("-xf").arg("bundle.tar").current_dir(&unpacked).output().unwrap();
+    assert!(untar.status.success(), "{}", String::from_utf8_lossy(&untar.stderr));
+    let verify = proofrig()
+        .args(["verify"])
+        .arg(unpacked.join(&run_id))
+        .arg("--key")
+        .arg(labhost_state.join("lab.pub"))
+        .arg("--server-key")
+        .arg(service.state.join("server.pub"))
+        .output()
+        .unwrap();
+    let unpacked_text = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(verify.status.success(), "{unpacked_text}");
+    assert!(unpacked_text.contains("VERIFIED") && unpacked_text.contains("✓ accepted by mona"), "{unpacked_text}");
+
     // A review edited after signing no longer counts: verify says so and fails.
     let reviews = home.join(format!("{run_id}.reviews.jsonl"));
     let kept = std::fs::read_to_string(&reviews).unwrap();

@@ -103,6 +103,7 @@ enum PageId {
     Runs,
     Run,
     RunFile,
+    RunBundle,
     Rigs,
     Rig,
     Reserve,
@@ -137,6 +138,13 @@ pub const PAGES: &[Page] = &[
         access: Access::Roles(EVERYONE),
         summary: "download a file of a run",
         id: PageId::RunFile,
+    },
+    Page {
+        method: "GET",
+        path: "/runs/{run}/bundle.tar",
+        access: Access::Roles(EVERYONE),
+        summary: "download the whole bundle of a run",
+        id: PageId::RunBundle,
     },
     Page {
         method: "POST",
@@ -228,6 +236,7 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Runs => routing::get(runs),
         PageId::Run => routing::get(run),
         PageId::RunFile => routing::get(run_file),
+        PageId::RunBundle => routing::get(run_bundle),
         PageId::Rigs => routing::get(rigs),
         PageId::Rig => routing::get(rig_page),
         PageId::Reserve => routing::post(reserve),
@@ -965,6 +974,43 @@ async fn run_file(State(state): State<WebState>, Path((run, path)): Path<(String
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'; style-src 'unsafe-inline'"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(response)
+}
+
+/// A verified run's whole bundle as one tar file, laid out as `proofrig fetch` leaves
+/// it: the bundle's directory, and beside it the server's receipt and the managers'
+/// reviews, so `proofrig verify` runs on it as unpacked.
+async fn run_bundle(State(state): State<WebState>, Path(run): Path<String>) -> WebResult<Response> {
+    if !is_run_id(&run) {
+        return Err(no_run(&run));
+    }
+    let (inbox, key) = (state.api.inbox.clone(), state.api.key.verifying_key());
+    let receipt = inbox.read_receipt(&run, &key).map_err(|_| no_run(&run))?;
+    if let BundleCheck::Flagged { reason } = receipt.check {
+        return Err(WebFail::new(StatusCode::CONFLICT, "Not a result", format!("run {run} did not verify on arrival: {reason}")));
+    }
+    let name = run.clone();
+    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.mode(tar::HeaderMode::Deterministic);
+        tar.follow_symlinks(false);
+        tar.append_dir_all(&name, inbox.bundle(&name))?;
+        for (path, beside) in [(inbox.receipt(&name), "receipt.json"), (inbox.reviews(&name), "reviews.jsonl")] {
+            if path.is_file() {
+                tar.append_path_with_name(&path, format!("{name}.{beside}"))?;
+            }
+        }
+        tar.into_inner()
+    })
+    .await
+    .map_err(|e| WebFail::new(StatusCode::INTERNAL_SERVER_ERROR, "The bundle did not pack", e.to_string()))?
+    .map_err(|e| WebFail::new(StatusCode::SERVICE_UNAVAILABLE, "The bundle did not read", format!("run {run}: {e}")))?;
+    let mut response = (StatusCode::OK, tar).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    let disposition = format!("attachment; filename=\"{run}.tar\"");
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(|_| no_run(&run))?);
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(response)
 }
