@@ -32,7 +32,7 @@ use proofrig_proto::labhost::{
 use proofrig_proto::wire::MAX_POLL_WAIT;
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::Link;
+use crate::link::{AgentError, Link};
 use crate::session::{forward, PasswordPrompt, SessionLog};
 
 /// A console whose server has not answered for this long is closed.
@@ -383,8 +383,8 @@ async fn fetch_input(link: Link, op: BenchOp, keys: mpsc::UnboundedSender<Vec<u8
 
 /// A failed request: a refusal ends the session; the server unreachable for
 /// [`UNREACHABLE_LIMIT`] does too.
-fn given_up(since: &mut Option<tokio::time::Instant>, e: &crate::agent::AgentError) -> Option<String> {
-    if let crate::agent::AgentError::Refused(r) = e {
+fn given_up(since: &mut Option<tokio::time::Instant>, e: &AgentError) -> Option<String> {
+    if let AgentError::Refused(r) = e {
         if r.code != proofrig_proto::labhost::RefusalCode::Busy {
             return Some(format!("the server refused the console session: {}", r.message));
         }

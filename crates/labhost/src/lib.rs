@@ -24,6 +24,7 @@ pub mod accept;
 pub mod agent;
 pub mod bench;
 pub mod fences;
+pub mod link;
 pub mod rigs;
 pub mod session;
 pub mod upload;

@@ -39,5 +39,4 @@ pub mod store;
 pub mod tls;
 pub mod transcript;
 pub mod web;
-pub mod webbench;
 pub mod witness;

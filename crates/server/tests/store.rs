@@ -128,6 +128,7 @@ both!(
     replicas_firing_at_once_fire_each_schedule_once,
     a_failing_health_check_gets_one_power_cycle_then_the_rig_is_bad,
     a_cancelled_running_job_holds_its_rig_until_its_lab_host_stops_it,
+    bench_operations_need_the_live_reservation_and_are_answered_once,
 );
 
 const T0: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -995,4 +996,83 @@ async fn a_cancelled_running_job_holds_its_rig_until_its_lab_host_stops_it(f: Fi
     assert_eq!((rig_state(s, "r1").await, job_state(s, c).await), (RigState::Idle, JobState::Cancelled));
     assert!(s.leases().await.unwrap().is_empty());
     assert_consistent(s).await;
+}
+
+/// A technician's power or console request: taken only from the holder of the rig's
+/// live reservation, under its token, for a device the rig has; delivered to its lab
+/// host until answered or expired, answered once (a resend or a late answer changes
+/// nothing), closed once; every step audited, refusals included.
+async fn bench_operations_need_the_live_reservation_and_are_answered_once(f: Fixture) {
+    use proofrig_proto::labhost::{BenchAction, BenchOpAnswer, BenchOutcome};
+    use proofrig_server::store::bench::{BenchAnswer, OP_ANSWER_LIMIT};
+    let s = &f.store;
+    let lab_a = LabHostId(LAB.into());
+    lab(s, LAB, &[("r1", &[])], T0).await;
+    let refused = s.bench_request("r1", "ru1", BenchAction::PowerOff, &by("tom", at(1))).await.unwrap_err();
+    assert!(matches!(&refused, StoreError::Conflict(m) if m.contains("not reserved")), "{refused}");
+    let hour = Duration::from_secs(3600);
+    let r = s.reserve("r1", Some(hour), &by("tom", at(2))).await.unwrap();
+    let refused = s.bench_request("r1", "ru1", BenchAction::PowerOff, &by("ann", at(3))).await.unwrap_err();
+    assert!(refused.to_string().contains("reserved by tom"), "{refused}");
+    let unknown = s.bench_request("r1", "ru7", BenchAction::PowerOff, &by("tom", at(3))).await.unwrap_err();
+    assert!(matches!(&unknown, StoreError::NotFound(m) if m.contains("ru1")), "{unknown}");
+
+    let op = s.bench_request("r1", "ru1", BenchAction::PowerCycle, &by("tom", at(4))).await.unwrap();
+    assert_eq!((op.fencing, op.labhost.clone(), op.by.as_str(), op.answer.clone()), (r.fencing, lab_a.clone(), "tom", None));
+    assert_eq!(s.bench_unanswered(&lab_a, at(5)).await.unwrap().iter().map(|o| o.op).collect::<Vec<_>>(), [op.op]);
+    assert!(s.bench_unanswered(&LabHostId("lab-b".into()), at(5)).await.unwrap().is_empty(), "only its own lab host gets it");
+    let done = BenchOpAnswer { op: op.op, fencing: r.fencing, outcome: BenchOutcome::Done { detail: "power on".into() } };
+    // Another lab host, or another token, cannot answer it.
+    assert!(s.bench_answer(&LabHostId("lab-b".into()), &done, &by("lab-b", at(6))).await.is_err());
+    let forged = BenchOpAnswer { fencing: FencingToken(r.fencing.0 + 1), ..done.clone() };
+    assert!(s.bench_answer(&lab_a, &forged, &by(LAB, at(6))).await.is_err());
+    let answered = s.bench_answer(&lab_a, &done, &by(LAB, at(7))).await.unwrap();
+    assert_eq!(answered.answer, Some((at(7), BenchAnswer::Answered(BenchOutcome::Done { detail: "power on".into() }))));
+    let failed = BenchOpAnswer { outcome: BenchOutcome::Failed { reason: "late".into() }, ..done.clone() };
+    assert_eq!(s.bench_answer(&lab_a, &failed, &by(LAB, at(8))).await.unwrap().answer, answered.answer, "answered once");
+    assert!(s.bench_unanswered(&lab_a, at(9)).await.unwrap().is_empty());
+    assert!(!s.bench_expire(op.op, &by("tom", at(10))).await.unwrap(), "an answered request does not expire");
+
+    // Nobody answers a console request: past the limit it is no longer sent, and expires once.
+    let console = s.bench_request("r1", "ru1", BenchAction::Console, &by("tom", at(20))).await.unwrap();
+    let past = at(20).plus(OP_ANSWER_LIMIT + Duration::from_millis(1));
+    assert!(s.bench_unanswered(&lab_a, past).await.unwrap().is_empty(), "a request past its limit is not delivered");
+    assert!(s.bench_expire(console.op, &by("tom", past)).await.unwrap());
+    assert!(!s.bench_expire(console.op, &by("tom", past)).await.unwrap());
+    let late = BenchOpAnswer { op: console.op, fencing: r.fencing, outcome: BenchOutcome::Done { detail: "open".into() } };
+    let kept = s.bench_answer(&lab_a, &late, &by(LAB, past)).await.unwrap();
+    assert_eq!(kept.answer.map(|(_, a)| a), Some(BenchAnswer::Expired), "a late answer changes nothing");
+    s.bench_close(console.op, "closed by tom", &by("tom", past)).await.unwrap();
+    s.bench_close(console.op, "again", &by("tom", past)).await.unwrap();
+    assert_eq!(s.bench_op(console.op).await.unwrap().unwrap().closed, Some((past, "closed by tom".to_string())));
+
+    // The reservation is what keeps a console open.
+    assert_eq!(s.bench_lease_lost("r1", "tom", r.fencing, at(30)).await.unwrap(), None);
+    assert!(s.bench_lease_lost("r1", "tom", r.fencing, at(2).plus(hour)).await.unwrap().unwrap().contains("expired"));
+    s.release("r1", &by("tom", at(31))).await.unwrap();
+    assert!(s.bench_lease_lost("r1", "tom", r.fencing, at(32)).await.unwrap().unwrap().contains("ended"));
+    let ann = s.reserve("r1", Some(hour), &by("ann", at(33))).await.unwrap();
+    assert!(s.bench_lease_lost("r1", "tom", r.fencing, at(34)).await.unwrap().unwrap().contains("passed to ann"));
+    assert_eq!(s.bench_lease_lost("r1", "ann", ann.fencing, at(34)).await.unwrap(), None);
+
+    let recent = s.bench_recent("r1", 10).await.unwrap();
+    assert_eq!(recent.iter().map(|o| o.op).collect::<Vec<_>>(), [console.op, op.op], "newest first");
+    let audit = s.audit().await.unwrap();
+    let bench: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|a| a.action.starts_with("bench.") || a.action == "console.close")
+        .map(|a| (a.action.as_str(), a.who.as_str()))
+        .collect();
+    assert_eq!(
+        bench,
+        [
+            ("bench.refused", "tom"),
+            ("bench.refused", "ann"),
+            ("bench.request", "tom"),
+            ("bench.done", LAB),
+            ("bench.request", "tom"),
+            ("bench.expired", "tom"),
+            ("console.close", "tom"),
+        ]
+    );
 }

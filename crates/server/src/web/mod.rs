@@ -16,6 +16,8 @@
 //! [`LOGIN_FAILURES`] failures per address and user in [`LOGIN_WINDOW`]; every login,
 //! refused login and logout is audited.
 
+mod bench;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -49,9 +51,9 @@ pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The session cookie's name.
 pub const COOKIE: &str = "proofrig_session";
 
-const HTMX: &[u8] = include_bytes!("../static/htmx.min.js");
-const STYLE: &[u8] = include_bytes!("../static/style.css");
-const CONSOLE_JS: &[u8] = include_bytes!("../static/console.js");
+const HTMX: &[u8] = include_bytes!("../../static/htmx.min.js");
+const STYLE: &[u8] = include_bytes!("../../static/style.css");
+const CONSOLE_JS: &[u8] = include_bytes!("../../static/console.js");
 
 /// What the pages share.
 #[derive(Clone)]
@@ -242,9 +244,9 @@ fn handler(id: PageId) -> MethodRouter<WebState> {
         PageId::Reserve => routing::post(reserve),
         PageId::Release => routing::post(release),
         PageId::Audit => routing::get(audit),
-        PageId::Power => routing::post(crate::webbench::power),
-        PageId::ConsolePage => routing::get(crate::webbench::console_page),
-        PageId::ConsoleSocket => routing::get(crate::webbench::console_socket),
+        PageId::Power => routing::post(bench::power),
+        PageId::ConsolePage => routing::get(bench::console_page),
+        PageId::ConsoleSocket => routing::get(bench::console_socket),
         PageId::Review => routing::post(review),
         PageId::Trends => routing::get(trends),
         PageId::Matrix => routing::get(matrix_page),

@@ -24,9 +24,9 @@ use axum::{Extension, Form};
 use proofrig_proto::labhost::{BenchAction, BenchOutcome};
 use serde::Deserialize;
 
+use super::{check_csrf, html, Viewer, WebFail, WebResult, WebState};
 use crate::store::bench::{BenchAnswer, BenchOpRecord, OP_ANSWER_LIMIT};
 use crate::store::StoreError;
-use crate::web::{check_csrf, html, Viewer, WebFail, WebResult, WebState};
 
 /// How often an open console looks at its person's reservation and session.
 pub const LEASE_CHECK: Duration = Duration::from_millis(250);
