@@ -334,11 +334,9 @@ async fn send_output(link: Link, op: BenchOp, mut bytes: mpsc::UnboundedReceiver
                 }
             }
             Err(e) => {
-                if let Some(why) = given_up(&mut unreachable_since, &e) {
-                    let _ = ended.send(Some(why));
+                if !keep_trying(&mut unreachable_since, &e, &ended).await {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
@@ -371,14 +369,23 @@ async fn fetch_input(link: Link, op: BenchOp, keys: mpsc::UnboundedSender<Vec<u8
                 }
             }
             Err(e) => {
-                if let Some(why) = given_up(&mut unreachable_since, &e) {
-                    let _ = ended.send(Some(why));
+                if !keep_trying(&mut unreachable_since, &e, &ended).await {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
+}
+
+/// After a failed request: whether to try again (after a pause), or the session is
+/// over (`ended` says why).
+async fn keep_trying(since: &mut Option<tokio::time::Instant>, e: &AgentError, ended: &watch::Sender<Option<String>>) -> bool {
+    if let Some(why) = given_up(since, e) {
+        let _ = ended.send(Some(why));
+        return false;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    true
 }
 
 /// A failed request: a refusal ends the session; the server unreachable for

@@ -4,6 +4,8 @@
 //! server verifies against the lab host's key. The job ends done with its verdict;
 //! the journal the server held live is the bundle's journal, byte for byte.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -16,24 +18,10 @@ use proofrig_proto::labhost::{Hello, LabHostMessage, RefusalCode, ServerMessage}
 use proofrig_proto::version::Version;
 use proofrig_server::api::secret_sha256;
 use proofrig_server::http::{Server, ServerConfig};
-use proofrig_server::store::Ctx;
+
+use common::{ctx, wait_for};
 use proofrig_testpeers::plans::{desk_rig, no_device_plan};
 use proofrig_verdict::Verdict;
-
-fn ctx(server: &Server, who: &str) -> Ctx {
-    Ctx::new(who, "127.0.0.1:1", server.clock().now())
-}
-
-async fn wait_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_host_enrolls_takes_a_job_and_its_bundle_arrives_verified() {

@@ -6,6 +6,8 @@
 //! passed to someone else) and does not touch the device. Each action is recorded on
 //! the lab host like `proofrig power`, and audited on the server.
 
+mod common;
+
 use std::time::Duration;
 
 use proofrig_labhost::agent::{self, AgentConfig, ServerAddress};
@@ -14,22 +16,8 @@ use proofrig_proto::labhost::{BenchAction, BenchOutcome};
 use proofrig_server::api::secret_sha256;
 use proofrig_server::http::{Server, ServerConfig};
 use proofrig_server::store::bench::BenchAnswer;
-use proofrig_server::store::Ctx;
 
-fn ctx(server: &Server, who: &str) -> Ctx {
-    Ctx::new(who, "127.0.0.1:1", server.clock().now())
-}
-
-async fn wait_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{ctx, wait_for};
 
 /// The lab host's answer to bench operation `op`.
 async fn answer_to(server: &Server, op: u64) -> BenchOutcome {

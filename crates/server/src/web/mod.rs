@@ -903,6 +903,18 @@ fn review_rows(state: &WebState, run: &str) -> Vec<ReviewRow> {
         .collect()
 }
 
+/// A sign-off form's decision, and its comment within bounds.
+fn review_decision(viewer: &Viewer, decision: &str, comment: &str) -> WebResult<review::Decision> {
+    let refuse = |message: String| WebFail::new(StatusCode::BAD_REQUEST, "Not accepted", message).for_viewer(viewer);
+    let Some(decision) = review::Decision::parse(decision) else {
+        return Err(refuse(format!("`{decision}` is not a decision: reviewed, accepted or rejected")));
+    };
+    match comment.chars().count() > 4000 {
+        true => Err(refuse("the comment is longer than 4000 characters".into())),
+        false => Ok(decision),
+    }
+}
+
 #[derive(Deserialize)]
 struct ReviewForm {
     csrf: String,
@@ -922,16 +934,7 @@ async fn review(
     check_csrf(&viewer, &form.csrf)?;
     let fail =
         |status, heading, message: String| WebFail { viewer: Some(Box::new(viewer.clone())), ..WebFail::new(status, heading, message) };
-    let Some(decision) = review::Decision::parse(&form.decision) else {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "Not accepted",
-            format!("`{}` is not a decision: reviewed, accepted or rejected", form.decision),
-        ));
-    };
-    if form.comment.chars().count() > 4000 {
-        return Err(fail(StatusCode::BAD_REQUEST, "Not accepted", "the comment is longer than 4000 characters".into()));
-    }
+    let decision = review_decision(&viewer, &form.decision, &form.comment)?;
     if !is_run_id(&run) {
         return Err(no_run(&run));
     }
@@ -1422,16 +1425,7 @@ async fn matrix_review(
 ) -> WebResult<Response> {
     check_csrf(&viewer, &form.csrf)?;
     let fail = |status, heading, message: String| WebFail::new(status, heading, message).for_viewer(&viewer);
-    let Some(decision) = review::Decision::parse(&form.decision) else {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "Not accepted",
-            format!("`{}` is not a decision: reviewed, accepted or rejected", form.decision),
-        ));
-    };
-    if form.comment.chars().count() > 4000 {
-        return Err(fail(StatusCode::BAD_REQUEST, "Not accepted", "the comment is longer than 4000 characters".into()));
-    }
+    let decision = review_decision(&viewer, &form.decision, &form.comment)?;
     let (matrix, _, _) = matrix_of(&state, Some(&form.of)).await?;
     let matrix = matrix.ok_or_else(|| no_matrix().for_viewer(&viewer))?;
     let runs = matrix_runs(&matrix);
