@@ -20,13 +20,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use proofrig_proto::ids::FencingToken;
+use proofrig_proto::wire::MAX_POLL_WAIT;
 use tokio::sync::watch;
 
 /// What output a session keeps that the browser has not taken: beyond it the oldest
 /// bytes are dropped (and the browser shown how many), so a console nobody reads
 /// never grows the server.
 const OUTPUT_HELD_MAX: usize = 1 << 20;
+
+/// A lab host serving an open console always has a wait for input open (renewed at
+/// least every [`MAX_POLL_WAIT`]): silent for this long, it is gone (killed, or its
+/// link is down), and the session is closed rather than left open on nothing.
+pub const LABHOST_SILENT_LIMIT: Duration = Duration::from_secs(MAX_POLL_WAIT.as_secs() + 15);
 
 /// The open sessions of this replica, by bench operation.
 #[derive(Default)]
@@ -40,7 +48,7 @@ pub struct Consoles {
 impl Consoles {
     /// A new session for bench operation `op`, under the reservation `fencing`.
     pub fn open(&self, op: u64, fencing: FencingToken) -> Arc<Relay> {
-        let relay = Arc::new(Relay { fencing, state: Mutex::default(), changed: watch::Sender::new(0) });
+        let relay = Arc::new(Relay { fencing, state: Mutex::new(RelayState::new()), changed: watch::Sender::new(0) });
         self.sessions.lock().expect("the consoles' lock is never poisoned").insert(op, relay.clone());
         relay
     }
@@ -81,7 +89,6 @@ pub struct Relay {
     changed: watch::Sender<u64>,
 }
 
-#[derive(Default)]
 struct RelayState {
     /// Output not yet taken by the browser, starting at offset `output_base`.
     output: Vec<u8>,
@@ -92,9 +99,15 @@ struct RelayState {
     input: Vec<u8>,
     input_base: u64,
     closed: Option<String>,
+    /// When the lab host last sent or asked for anything of this session.
+    heard: Instant,
 }
 
 impl RelayState {
+    fn new() -> RelayState {
+        RelayState { output: Vec::new(), output_base: 0, dropped: 0, input: Vec::new(), input_base: 0, closed: None, heard: Instant::now() }
+    }
+
     fn output_end(&self) -> u64 {
         self.output_base + self.output.len() as u64
     }
@@ -120,6 +133,7 @@ impl Relay {
     /// answer asks for them again.
     pub fn output(&self, offset: u64, data: &[u8]) -> u64 {
         let held = self.with(|s| {
+            s.heard = Instant::now();
             let end = s.output_end();
             if offset <= end && offset.saturating_add(data.len() as u64) > end {
                 s.output.extend_from_slice(&data[(end - offset) as usize..]);
@@ -156,6 +170,7 @@ impl Relay {
     /// and is let go.
     pub fn input_from(&self, from: u64) -> (u64, Vec<u8>) {
         self.with(|s| {
+            s.heard = Instant::now();
             if from > s.input_base {
                 let taken = ((from - s.input_base) as usize).min(s.input.len());
                 s.input.drain(..taken);
@@ -178,6 +193,11 @@ impl Relay {
 
     pub fn closed(&self) -> Option<String> {
         self.with(|s| s.closed.clone())
+    }
+
+    /// How long since the lab host last sent or asked for anything of this session.
+    pub fn lab_host_silent_for(&self) -> Duration {
+        self.with(|s| s.heard.elapsed())
     }
 }
 

@@ -12,7 +12,9 @@
 //! A console stays open only while its person does: their reservation must hold
 //! under the same token and their dashboard session must be live, looked at every
 //! [`LEASE_CHECK`]; when either ends, the session is closed on both sides within a
-//! second, and the reason is shown and audited.
+//! second, and the reason is shown and audited. A lab host that stops serving the
+//! console (killed, cut off) closes it too, once it has been silent for
+//! [`crate::consoles::LABHOST_SILENT_LIMIT`].
 
 use std::time::Duration;
 
@@ -226,6 +228,9 @@ async fn relay_until_closed(
             },
             _ = changes.changed() => {}
             _ = check.tick() => {
+                if relay.lab_host_silent_for() > crate::consoles::LABHOST_SILENT_LIMIT {
+                    return format!("lab host {} stopped serving the console (nothing from it for {} s)", op.labhost, crate::consoles::LABHOST_SILENT_LIMIT.as_secs());
+                }
                 let now = state.api.clock.now();
                 match state.api.store.bench_lease_lost(&op.rig, &viewer.user, op.fencing, now).await {
                     Ok(Some(lost)) => return lost,
