@@ -432,6 +432,7 @@ fn builtin(state: &mut DeviceState, account: &Account, words: &[String], input: 
         "ls" => ls(state, account, args),
         "stat" => stat(state, account, args),
         "ss" => ss(state, account, args),
+        "ps" => ps(state, account, args),
         "grep" => grep(state, account, args, input),
         "head" => head_tail(state, account, "head", args, input),
         "tail" => head_tail(state, account, "tail", args, input),
@@ -911,6 +912,54 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
     Output::ok(text)
 }
 
+/// `ps [-e|-A] [-o pid,ppid,user,comm]`: the daemons started at boot, then the
+/// caller's shell and this `ps` (children of `sshd`), as procps and BusyBox list them.
+fn ps(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let mut columns = vec!["pid".to_string(), "user".to_string(), "comm".to_string()];
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-e" | "-A" | "ax" | "aux" | "-ef" => {}
+            "-o" => match args.next() {
+                Some(list) => columns = list.split(',').map(|c| c.trim().to_string()).collect(),
+                None => return Output::fail("ps: option requires an argument -- 'o'\n".into(), 1),
+            },
+            other => return Output::fail(format!("ps: unsupported option '{other}'\n"), 1),
+        }
+    }
+    if let Some(bad) = columns.iter().find(|c| !["pid", "ppid", "user", "comm", "args"].contains(&c.as_str())) {
+        return Output::fail(format!("ps: bad -o argument '{bad}', supported arguments: pid,ppid,user,comm,args\n"), 1);
+    }
+    let shell = crate::device_os::Process { pid: 1001, ppid: crate::device_os::SSHD_PID, user: account.name.clone(), program: "sh".into() };
+    let itself = crate::device_os::Process { pid: 1002, ppid: 1001, user: account.name.clone(), program: "ps".into() };
+    let mut text = String::new();
+    let header: Vec<String> = columns
+        .iter()
+        .map(|c| match c.as_str() {
+            "pid" => format!("{:>5}", "PID"),
+            "ppid" => format!("{:>5}", "PPID"),
+            "user" => format!("{:<8}", "USER"),
+            _ => "COMMAND".to_string(),
+        })
+        .collect();
+    text.push_str(header.join(" ").trim_end());
+    text.push('\n');
+    for process in state.processes.iter().chain([&shell, &itself]) {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match c.as_str() {
+                "pid" => format!("{:>5}", process.pid),
+                "ppid" => format!("{:>5}", process.ppid),
+                "user" => format!("{:<8}", process.user),
+                _ => process.program.clone(),
+            })
+            .collect();
+        text.push_str(cells.join(" ").trim_end());
+        text.push('\n');
+    }
+    Output::ok(text)
+}
+
 /// Text of each file operand (or standard input when there is none), with the
 /// name to show for it; unreadable files become `name: error` messages.
 fn inputs(state: &DeviceState, account: &Account, program: &str, files: &[String], input: &str) -> (Vec<(String, String)>, String) {
@@ -938,6 +987,8 @@ struct GrepArgs {
     invert: bool,
     quiet: bool,
     line_numbers: bool,
+    /// `-o`: print only the matched part of each line.
+    only_matching: bool,
     patterns: Vec<String>,
     files: Vec<String>,
 }
@@ -967,6 +1018,7 @@ impl GrepArgs {
                     'v' => parsed.invert = true,
                     'q' => parsed.quiet = true,
                     'n' => parsed.line_numbers = true,
+                    'o' => parsed.only_matching = true,
                     's' | 'h' => {}
                     'e' => {
                         let rest: String = flags.by_ref().collect();
@@ -1036,7 +1088,7 @@ fn basic_to_extended(pattern: &str) -> String {
 }
 
 fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
-    let usage = |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFivqn] [-e] PATTERN [FILE]...\n"), 2);
+    let usage = |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFivqno] [-e] PATTERN [FILE]...\n"), 2);
     let parsed = match GrepArgs::parse(args) {
         Ok(parsed) => parsed,
         Err(message) => return usage(message),
@@ -1065,7 +1117,13 @@ fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) ->
             if parsed.line_numbers {
                 stdout.push_str(&format!("{}:", number + 1));
             }
-            stdout.push_str(line);
+            if parsed.only_matching && !parsed.invert {
+                // Every non-empty match on its own line, as GNU and BusyBox grep print them.
+                let parts: Vec<&str> = regex.find_iter(line).map(|m| m.as_str()).filter(|m| !m.is_empty()).collect();
+                stdout.push_str(&parts.join("\n"));
+            } else {
+                stdout.push_str(line);
+            }
             stdout.push('\n');
         }
         if parsed.count && !parsed.quiet {
