@@ -195,6 +195,11 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("the accepted login of `oper` added no record"), "{text}");
     assert!(text.contains("default account admin accepted its documented password over SSH"), "{text}");
     assert!(text.contains("after 3 wrong passwords, the right password for oper was accepted at once: no lockout"), "{text}");
+    // The older release's accounts and the open log, found in the server's own files.
+    assert!(text.contains("support's password is stored with MD5 crypt ($1$)"), "{text}");
+    assert!(text.contains("guest can log in (shell /bin/sh) and has an empty password field in /etc/shadow"), "{text}");
+    assert!(text.contains("user id 0 is shared by the accounts root, support"), "{text}");
+    assert!(text.contains("/var/log/auth.log is mode 644, owner root, group adm: other users have r-- on it"), "{text}");
 }
 
 /// An appliance where root logs in by key only (`PermitRootLogin prohibit-password`),
