@@ -709,7 +709,7 @@ fn device_conf(config: &DeviceConfig) -> String {
             "disabled"
         }
     };
-    format!(
+    let mut text = format!(
         "# {} {} device configuration\n\
          hostname={}\n\
          management.ssh=enabled\n\
@@ -722,5 +722,9 @@ fn device_conf(config: &DeviceConfig) -> String {
         enabled("telnet"),
         enabled("ftp"),
         enabled("http"),
-    )
+    );
+    if config.profile.config_holds_root_password() {
+        text.push_str(&format!("maintenance.root_password={}\n", config.root_password));
+    }
+    text
 }

@@ -235,6 +235,15 @@ impl Profile {
         }
     }
 
+    /// Whether the device's own configuration file (`/etc/proofrig/device.conf`) keeps
+    /// root's password in clear text for a maintenance tool (weak), or not at all.
+    pub fn config_holds_root_password(self) -> bool {
+        match self {
+            Profile::Hardened => false,
+            Profile::Weak => true,
+        }
+    }
+
     /// Daemons running from boot and their accounts: on a hardened device each service
     /// that needs no privilege has an account of its own; on a weak one the system log,
     /// FTP and HTTP servers share `daemon`.

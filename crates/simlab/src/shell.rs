@@ -123,7 +123,7 @@ fn reads_stdin_words(words: &[String]) -> bool {
     match words.first().map(String::as_str) {
         Some("cat") => words.len() == 1,
         Some("passwd") => words.iter().any(|w| w == "--stdin"),
-        Some("grep") => GrepArgs::parse(&words[1..]).is_ok_and(|g| g.files.is_empty()),
+        Some("grep") => GrepArgs::parse(&words[1..]).is_ok_and(|g| g.files.is_empty() || g.pattern_files.iter().any(|f| f == "-")),
         Some("head" | "tail") => LineArgs::parse(&words[1..]).is_ok_and(|a| a.files.is_empty()),
         Some("wc") => WcArgs::parse(&words[1..]).is_ok_and(|a| a.files.is_empty()),
         _ => false,
@@ -977,6 +977,24 @@ fn inputs(state: &DeviceState, account: &Account, program: &str, files: &[String
     (texts, errors)
 }
 
+/// The files a recursive `grep` reads for `operand`: the operand itself unless it is a
+/// directory, else every file under it, in path order.
+fn files_under(state: &DeviceState, account: &Account, operand: &str) -> Vec<String> {
+    let path = normalize(account, operand);
+    match state.files.get(&path) {
+        Some(Node { kind: NodeKind::Directory, .. }) => {
+            let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+            state
+                .files
+                .iter()
+                .filter(|(name, node)| name.starts_with(&prefix) && matches!(node.kind, NodeKind::File(_)))
+                .map(|(name, _)| name.clone())
+                .collect()
+        }
+        _ => vec![operand.to_string()],
+    }
+}
+
 /// `grep`'s command line.
 #[derive(Debug, Default)]
 struct GrepArgs {
@@ -989,6 +1007,12 @@ struct GrepArgs {
     line_numbers: bool,
     /// `-o`: print only the matched part of each line.
     only_matching: bool,
+    /// `-r`: search the files under directory operands.
+    recursive: bool,
+    /// `-l`: print only the names of files with a match.
+    files_with_matches: bool,
+    /// `-f FILE`: patterns, one a line, from FILE (`-`: standard input).
+    pattern_files: Vec<String>,
     patterns: Vec<String>,
     files: Vec<String>,
 }
@@ -1019,6 +1043,13 @@ impl GrepArgs {
                     'q' => parsed.quiet = true,
                     'n' => parsed.line_numbers = true,
                     'o' => parsed.only_matching = true,
+                    'r' | 'R' => parsed.recursive = true,
+                    'l' => parsed.files_with_matches = true,
+                    'f' => {
+                        let rest: String = flags.by_ref().collect();
+                        let file = if rest.is_empty() { args.next().cloned().ok_or("option requires an argument -- 'f'")? } else { rest };
+                        parsed.pattern_files.push(file);
+                    }
                     's' | 'h' => {}
                     'e' => {
                         let rest: String = flags.by_ref().collect();
@@ -1031,7 +1062,7 @@ impl GrepArgs {
             }
         }
         let mut operands = operands.into_iter();
-        if parsed.patterns.is_empty() {
+        if parsed.patterns.is_empty() && parsed.pattern_files.is_empty() {
             parsed.patterns.push(operands.next().ok_or("no pattern given")?);
         }
         parsed.files = operands.collect();
@@ -1088,17 +1119,40 @@ fn basic_to_extended(pattern: &str) -> String {
 }
 
 fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
-    let usage = |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFivqno] [-e] PATTERN [FILE]...\n"), 2);
-    let parsed = match GrepArgs::parse(args) {
+    let usage =
+        |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFilnoqrv] [-e PATTERN] [-f FILE] PATTERN [FILE]...\n"), 2);
+    let mut parsed = match GrepArgs::parse(args) {
         Ok(parsed) => parsed,
         Err(message) => return usage(message),
     };
+    // Patterns from files (`-f -`: standard input, which then holds no data).
+    let mut input = input;
+    for file in std::mem::take(&mut parsed.pattern_files) {
+        let text = if file == "-" {
+            std::mem::take(&mut input).to_string()
+        } else {
+            match read_file(state, account, &file) {
+                Ok(text) => text,
+                Err(error) => return Output::fail(format!("grep: {file}: {error}\n"), 2),
+            }
+        };
+        parsed.patterns.extend(text.lines().map(String::from));
+    }
+    if parsed.patterns.is_empty() {
+        // No pattern at all (an empty -f file) matches nothing.
+        parsed.patterns.push("$.^".to_string());
+        parsed.extended = true;
+        parsed.fixed = false;
+    }
+    if parsed.recursive {
+        parsed.files = parsed.files.iter().flat_map(|operand| files_under(state, account, operand)).collect();
+    }
     let regex = match parsed.regex() {
         Ok(regex) => regex,
         Err(message) => return Output::fail(format!("grep: bad regex: {message}\n"), 2),
     };
     let (texts, errors) = inputs(state, account, "grep", &parsed.files, input);
-    let named = parsed.files.len() > 1;
+    let named = parsed.files.len() > 1 || parsed.recursive;
     let mut stdout = String::new();
     let mut selected = 0;
     for (name, text) in &texts {
@@ -1108,6 +1162,10 @@ fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) ->
                 continue;
             }
             count += 1;
+            if parsed.files_with_matches {
+                stdout.push_str(&format!("{name}\n"));
+                break;
+            }
             if parsed.count || parsed.quiet {
                 continue;
             }

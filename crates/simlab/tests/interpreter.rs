@@ -311,3 +311,23 @@ async fn accounts_hashes_daemons_and_the_auth_log_differ_by_profile() {
     assert_eq!(run(&hardened, "oper", mode).await.0, "640 root adm\n");
     assert_eq!(run(&weak, "oper", mode).await.0, "644 root adm\n");
 }
+
+#[tokio::test]
+async fn grep_searches_directories_for_patterns_read_from_standard_input() {
+    let weak = device(Profile::Weak);
+    // root's password, as a line on standard input: the weak device keeps it in its
+    // world-writable configuration.
+    let out = weak.run("oper", "grep -r -l -F -f - /etc /var/log", "R00t-Secret-Pass\n").await;
+    // As GNU grep: a file it may not read (the host key) makes the status 2, matches or not.
+    assert_eq!((out.stdout.as_str(), out.status), ("/etc/proofrig/device.conf\n", 2), "{out:?}");
+    let hardened = device(Profile::Hardened);
+    let out = hardened.run("oper", "grep -r -l -F -f - /etc /var/log", "R00t-Secret-Pass\n").await;
+    assert_eq!(out.stdout, "", "{out:?}");
+    assert!(out.stderr.contains("grep: /etc/shadow: Permission denied"), "unreadable files are named: {out:?}");
+    assert_eq!(out.status, 2);
+    let hashes = "grep -r -l -E -e '\\$(1|6)\\$[^:$[:space:]]{2,}\\$' /etc";
+    assert_eq!(run(&weak, "oper", hashes).await.0, "/etc/shadow\n");
+    assert_eq!(run(&hardened, "root", hashes).await.0, "/etc/shadow\n");
+    // One count per file it read: the 7 of /etc oper may read (not shadow, not the host key).
+    assert_eq!(run(&hardened, "oper", "grep -r -c '' /etc | wc -l").await.0.trim(), "7");
+}
