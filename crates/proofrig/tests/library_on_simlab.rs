@@ -319,13 +319,22 @@ async fn open_ports_finds_the_weak_devices_snmp_agent_in_the_udp_scan() {
     lab.stop().await;
 }
 
-/// The account and log cases (4.2.3.2.3, 4.2.3.4.1.2, 4.2.3.4.2.1, 4.2.3.6.3, 4.2.4.2.2):
-/// PASS on the hardened devices, FAIL on the weak ones with every finding named, and no
-/// password hash in the journal: the password store is read as name and scheme only.
+/// The account, log and confidential data cases (4.2.3.2.2, 4.2.3.2.3, 4.2.3.4.1.2,
+/// 4.2.3.4.2.1, 4.2.3.6.3, 4.2.4.2.2): PASS on the hardened devices, FAIL on the weak ones
+/// with every finding named, and neither a password hash nor root's password in the
+/// journal: the password store is read as name and scheme only, and root's password
+/// goes to `grep -F -f -` on standard input, by reference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_cases_name_every_finding_and_record_no_password_hash() {
     let mut lab = lab().await;
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "confidential-data.yaml",
+            &[
+                "/etc/proofrig/device.conf holds root's password in clear text and is mode 666: every user may read it",
+                "/etc/shadow holds password hashes and is mode 644: every user may read it",
+            ],
+        ),
         (
             "password-storage.yaml",
             &["support's password is stored with MD5 crypt ($1$)", "guest has an empty password field in /etc/shadow"],
@@ -353,6 +362,8 @@ async fn account_cases_name_every_finding_and_record_no_password_hash() {
         assert_replays(&ran);
         let journal = std::fs::read_to_string(&ran.journal_path).unwrap();
         assert!(!hash.is_match(&journal), "{name}: a password hash is in the journal: {:?}", hash.find(&journal));
+        let root_password = lab.device("core2").unwrap().secret("root_password").unwrap().to_string();
+        assert!(!journal.contains(&root_password), "{name}: root's password is in the journal");
     }
     // Where the rig's SSH user may not read /etc/shadow (hardened), the store was read
     // on the console as root; where it may (weak), over SSH.
