@@ -22,6 +22,7 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ -x /sbin/ip ] || need+=(iproute2)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v ps >/dev/null 2>&1 || need+=(procps)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/lib/*-linux-gnu/security/pam_faillock.so >/dev/null 2>&1 || need+=(libpam-modules)
 # The dashboard's browser tests: Debian's Chromium over its WebDriver, with a font to render.

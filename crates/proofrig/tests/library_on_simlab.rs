@@ -318,3 +318,66 @@ async fn open_ports_finds_the_weak_devices_snmp_agent_in_the_udp_scan() {
     assert!(err.to_string().contains("the recorded open UDP ports differ from the answers on the wire"), "{err}");
     lab.stop().await;
 }
+
+/// The account, log and confidential data cases (4.2.3.2.2, 4.2.3.2.3, 4.2.3.4.1.2,
+/// 4.2.3.4.2.1, 4.2.3.6.3, 4.2.4.2.2): PASS on the hardened devices, FAIL on the weak ones
+/// with every finding named, and neither a password hash nor root's password in the
+/// journal: the password store is read as name and scheme only, and root's password
+/// goes to `grep -F -f -` on standard input, by reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_cases_name_every_finding_and_record_no_password_hash() {
+    let mut lab = lab().await;
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "confidential-data.yaml",
+            &[
+                "/etc/proofrig/device.conf holds root's password in clear text and is mode 666: every user may read it",
+                "/etc/shadow holds password hashes and is mode 644: every user may read it",
+            ],
+        ),
+        (
+            "password-storage.yaml",
+            &["support's password is stored with MD5 crypt ($1$)", "guest has an empty password field in /etc/shadow"],
+        ),
+        ("unambiguous-accounts.yaml", &["user id 0 is shared by the accounts root, support"]),
+        ("account-protection.yaml", &["guest can log in (shell /bin/sh) and has an empty password field in /etc/shadow"]),
+        ("security-log-protection.yaml", &["/var/log/auth.log is mode 644, owner root, group adm: other users have r-- on it"]),
+        (
+            "system-account-identification.yaml",
+            &[
+                "user id 0 is not root's alone: support has it too",
+                "the services syslogd, ftpd, httpd share the account daemon",
+                "syslogd (process 310) runs under daemon, not under its documented account syslog",
+            ],
+        ),
+    ];
+    let hash = regex::Regex::new(r"\$(1|5|6|y|2[aby])\$[./A-Za-z0-9]{4,}").unwrap();
+    for (name, findings) in cases {
+        let ran = run(&lab, name).await;
+        assert_hardened_pass_weak_fail(&ran);
+        let (_, why) = verdict(&ran, "core2");
+        for finding in findings {
+            assert!(why.contains(finding), "{name}: the finding is named: {why}");
+        }
+        assert_replays(&ran);
+        let journal = std::fs::read_to_string(&ran.journal_path).unwrap();
+        assert!(!hash.is_match(&journal), "{name}: a password hash is in the journal: {:?}", hash.find(&journal));
+        let root_password = lab.device("core2").unwrap().secret("root_password").unwrap().to_string();
+        assert!(!journal.contains(&root_password), "{name}: root's password is in the journal");
+    }
+    // Where the rig's SSH user may not read /etc/shadow (hardened), the store was read
+    // on the console as root; where it may (weak), over SSH.
+    let ran = run(&lab, "password-storage.yaml").await;
+    let label = "every stored password uses a strong salted hash";
+    let on_console = |device: &str| {
+        output(&ran, device, label)["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["action"] == "console_run" && c["output"]["exit_status"] == 0)
+    };
+    assert!(on_console("ru1") && !on_console("ru2"), "{}", output(&ran, "ru1", label));
+    let (_, why) = verdict(&ran, "ru1");
+    assert!(why.contains("root: SHA-512 crypt ($6$), a salted one-way hash"), "{why}");
+    lab.stop().await;
+}

@@ -18,7 +18,8 @@ use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
 mod verdicts;
 
 /// The device's operator account: what the rig logs in as (root may not, on a
-/// compliant device); a member of `adm`, so it reads the auth log.
+/// compliant device); a member of `adm`, so it reads the auth log, and of `shadow`, so
+/// it can audit how passwords are stored (Debian's `/etc/shadow` is 0640 root:shadow).
 const OPERATOR: &str = "oper";
 const OPERATOR_PASSWORD: &str = "Oper-Pass-4711";
 
@@ -58,10 +59,16 @@ fn plan(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(name).display().to_string()
 }
 
-/// A device as a vendor would ship it: its sshd alone in its network namespace,
-/// logging to a timestamped auth log, with an operator account.
+/// A device as a vendor would ship it: its sshd alone in its network and PID
+/// namespaces (`ps` lists its processes only), logging to a timestamped auth log, with
+/// an operator account.
 fn device(builder: SshdBuilder) -> Sshd {
-    builder.private_network().syslog().account(Account::new(OPERATOR, OPERATOR_PASSWORD).in_group("adm")).start()
+    builder
+        .private_network()
+        .private_processes()
+        .syslog()
+        .account(Account::new(OPERATOR, OPERATOR_PASSWORD).in_group("adm").in_group("shadow"))
+        .start()
 }
 
 fn rig_for(sshd: &Sshd, dir: &Path, user: &str, password: &str) -> PathBuf {
@@ -80,7 +87,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("root.pass"), sshd.password()).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, sensitive_files: [/etc/shadow], \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }} }}\n    \
          secrets: {{ root_password: {{ file: root.pass }} }}\n    \
@@ -167,7 +174,12 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .config("LogLevel ERROR")
             .plain_listener(23, "\r\nDebian GNU/Linux 12\r\noam1 login: ")
             // The default account still takes its documented password; no lockout.
-            .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1)),
+            .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1))
+            // Accounts of an older release: a second uid 0 whose password is stored as MD5
+            // crypt, and a login with an empty password field; every user reads the auth log.
+            .account(Account::new("support", "support").uid(0).md5())
+            .account(Account::new("guest", "").empty_password())
+            .auth_log_mode(0o644),
     );
     let (code, text, bundle) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
@@ -183,6 +195,11 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("the accepted login of `oper` added no record"), "{text}");
     assert!(text.contains("default account admin accepted its documented password over SSH"), "{text}");
     assert!(text.contains("after 3 wrong passwords, the right password for oper was accepted at once: no lockout"), "{text}");
+    // The older release's accounts and the open log, found in the server's own files.
+    assert!(text.contains("support's password is stored with MD5 crypt ($1$)"), "{text}");
+    assert!(text.contains("guest can log in (shell /bin/sh) and has an empty password field in /etc/shadow"), "{text}");
+    assert!(text.contains("user id 0 is shared by the accounts root, support"), "{text}");
+    assert!(text.contains("/var/log/auth.log is mode 644, owner root, group adm: other users have r-- on it"), "{text}");
 }
 
 /// An appliance where root logs in by key only (`PermitRootLogin prohibit-password`),

@@ -163,8 +163,8 @@ pub struct CommandOutput {
     pub exit_requested: bool,
 }
 
-// Simulated `sshd` and `login` process ids, only for log lines.
-const SSHD_PID: u32 = 412;
+// Simulated `sshd` and `login` process ids, for log lines and `ps`.
+pub(crate) const SSHD_PID: u32 = 412;
 const LOGIN_PID: u32 = 398;
 
 pub(crate) const ROOT_UID: u32 = 0;
@@ -179,6 +179,10 @@ pub(crate) struct Account {
     pub gecos: String,
     pub password: String,
     pub enabled: bool,
+    /// A system account (a daemon's): no password at all (`*` in `/etc/shadow`), no login.
+    pub system: bool,
+    /// The crypt(3) scheme id its password hash is shown with (`6`: SHA-512, `1`: MD5).
+    pub scheme: &'static str,
     /// `key-type base64` pairs accepted for public key login.
     pub authorized_keys: Vec<String>,
     consecutive_failures: u32,
@@ -190,6 +194,15 @@ pub(crate) struct Group {
     pub name: String,
     pub gid: u32,
     pub members: Vec<String>,
+}
+
+/// A process `ps` lists: the daemons started at boot, and the caller's own shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub user: String,
+    pub program: String,
 }
 
 /// File contents; the dynamic ones are rendered from the device state when read so
@@ -230,6 +243,8 @@ pub(crate) struct DeviceState {
     pub listeners: Vec<Listener>,
     /// UDP sockets bound for a service (the weak profile's SNMP agent), shown by `ss -lun`.
     pub udp_listeners: Vec<Listener>,
+    /// What runs from boot (init and the profile's daemons), as `ps` shows it.
+    pub processes: Vec<Process>,
 }
 
 /// The simulated device: cheap to clone, all clones share one state.
@@ -391,6 +406,8 @@ impl DeviceState {
                     gecos: gecos.to_string(),
                     password: password.to_string(),
                     enabled,
+                    system: false,
+                    scheme: "6",
                     authorized_keys: Vec::new(),
                     consecutive_failures: 0,
                     locked_until: None,
@@ -410,6 +427,36 @@ impl DeviceState {
                 adm.members.push(name.clone());
             }
         }
+        for legacy in config.profile.legacy_accounts() {
+            let home = if legacy.uid == ROOT_UID { "/root".to_string() } else { format!("/home/{}", legacy.name) };
+            add_account(legacy.name, legacy.uid, &home, legacy.gecos, legacy.password, true);
+            if legacy.uid != ROOT_UID {
+                groups.push(Group { name: legacy.name.into(), gid: legacy.uid, members: vec![] });
+            }
+        }
+        // The daemons' own accounts: no password, no login shell.
+        const SYSTEM_ACCOUNTS: [(&str, u32, &str); 2] = [("daemon", 1, "/usr/sbin"), ("syslog", 104, "/nonexistent")];
+        for (name, uid, home) in SYSTEM_ACCOUNTS {
+            add_account(name, uid, home, name, "", false);
+            groups.push(Group { name: name.into(), gid: uid, members: vec![] });
+        }
+        for legacy in config.profile.legacy_accounts() {
+            if let Some(account) = accounts.get_mut(legacy.name) {
+                account.scheme = legacy.scheme;
+            }
+        }
+        for (name, _, _) in SYSTEM_ACCOUNTS {
+            if let Some(account) = accounts.get_mut(name) {
+                account.system = true;
+                account.shell = "/usr/sbin/nologin".to_string();
+            }
+        }
+        let mut processes = vec![Process { pid: 1, ppid: 0, user: "root".into(), program: "init".into() }];
+        for (index, daemon) in config.profile.daemons().iter().enumerate() {
+            let pid = if daemon.program == "sshd" { SSHD_PID } else { 300 + 10 * index as u32 };
+            processes.push(Process { pid, ppid: 1, user: daemon.user.into(), program: daemon.program.into() });
+        }
+        processes.sort_by_key(|p| p.pid);
 
         let modes = config.profile.file_modes();
         let mut files = BTreeMap::new();
@@ -423,7 +470,7 @@ impl DeviceState {
         }
         put("/tmp", dir(), 0o1777, "root", "root");
         put("/root", dir(), 0o700, "root", "root");
-        for account in accounts.values().filter(|a| a.uid != ROOT_UID) {
+        for account in accounts.values().filter(|a| a.uid != ROOT_UID && !a.system) {
             put(&account.home, dir(), 0o750, &account.name, &account.name);
         }
         put("/etc/passwd", NodeKind::File(Content::Passwd), 0o644, "root", "root");
@@ -446,7 +493,7 @@ impl DeviceState {
         );
         put("/etc/ssh/ssh_host_ed25519_key.pub", text(String::new()), 0o644, "root", "root");
         put("/etc/proofrig/device.conf", text(device_conf(&config)), modes.device_config, "root", "root");
-        put("/var/log/auth.log", NodeKind::File(Content::AuthLog), 0o640, "root", "adm");
+        put("/var/log/auth.log", NodeKind::File(Content::AuthLog), modes.auth_log, "root", "adm");
 
         DeviceState {
             hostname: config.hostname,
@@ -459,6 +506,7 @@ impl DeviceState {
             auth_log: Vec::new(),
             listeners: Vec::new(),
             udp_listeners: Vec::new(),
+            processes,
         }
     }
 
@@ -493,7 +541,7 @@ impl DeviceState {
         if over_ssh && account.uid == ROOT_UID && !policy.root_ssh_login {
             return Err(LoginDenied::RootLoginNotPermitted);
         }
-        if !account.enabled {
+        if !account.enabled || account.system {
             return Err(LoginDenied::AccountDisabled);
         }
         let now = Instant::now();
@@ -565,7 +613,12 @@ impl DeviceState {
                 .accounts_by_uid()
                 .map(|a| {
                     let lock = if a.enabled { "" } else { "!" };
-                    format!("{}:{lock}{}:19700:0:99999:7:::\n", a.name, simulated_hash(&a.name, &a.password))
+                    let hash = match (a.system, a.password.is_empty()) {
+                        (true, _) => "*".to_string(),
+                        (false, true) => String::new(),
+                        (false, false) => format!("{lock}{}", simulated_hash(&a.name, &a.password, a.scheme)),
+                    };
+                    format!("{}:{hash}:19700:0:99999:7:::\n", a.name)
                 })
                 .collect(),
             Content::AuthLog => self.auth_log.iter().map(|record| format!("{}\n", record.to_log_line(&self.hostname))).collect(),
@@ -579,9 +632,9 @@ impl DeviceState {
     }
 }
 
-/// A shadow-style `$6$salt$hash` string. Not crypt(3)-compatible: it only has to
+/// A shadow-style `$ID$salt$hash` string (`ID` e.g. `6`, SHA-512 crypt). Not crypt(3)-compatible: it only has to
 /// look like a hash and change when the password changes, never reveal it.
-fn simulated_hash(user: &str, password: &str) -> String {
+fn simulated_hash(user: &str, password: &str, scheme: &str) -> String {
     use std::hash::{Hash, Hasher};
     const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut encoded = String::new();
@@ -594,7 +647,7 @@ fn simulated_hash(user: &str, password: &str) -> String {
             value /= 64;
         }
     }
-    format!("$6${}${}", &encoded[..8], &encoded[8..])
+    format!("${scheme}${}${}", &encoded[..8], &encoded[8..])
 }
 
 impl AuthRecord {
@@ -656,7 +709,7 @@ fn device_conf(config: &DeviceConfig) -> String {
             "disabled"
         }
     };
-    format!(
+    let mut text = format!(
         "# {} {} device configuration\n\
          hostname={}\n\
          management.ssh=enabled\n\
@@ -669,5 +722,9 @@ fn device_conf(config: &DeviceConfig) -> String {
         enabled("telnet"),
         enabled("ftp"),
         enabled("http"),
-    )
+    );
+    if config.profile.config_holds_root_password() {
+        text.push_str(&format!("maintenance.root_password={}\n", config.root_password));
+    }
+    text
 }

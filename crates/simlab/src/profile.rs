@@ -3,8 +3,8 @@
 //! The same TS 33.117 test plan must give PASS against a *hardened* device and FAIL
 //! against a *weak* one, so every security-relevant difference between them is data
 //! in this one file: SSH algorithms, account policy, file modes, extra services,
-//! auth logging and bootloader protection. The device OS, the SSH server and the
-//! serial console only read it.
+//! auth logging, bootloader protection, leftover accounts and the daemons' accounts.
+//! The device OS, the SSH server and the serial console only read it.
 
 use std::time::Duration;
 
@@ -16,8 +16,10 @@ pub enum Profile {
     /// password-protected bootloader.
     Hardened,
     /// A typical badly configured appliance: legacy crypto offered, root over SSH,
-    /// vendor default account, world-readable shadow, telnet/ftp/http listeners,
-    /// failed logins not logged, an open bootloader prompt on the console.
+    /// vendor default account, world-readable shadow and auth log, telnet/ftp/http
+    /// listeners, failed logins not logged, an open bootloader prompt on the console,
+    /// accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
+    /// without a password) and daemons sharing one account.
     Weak,
 }
 
@@ -79,6 +81,28 @@ pub struct FileModes {
     pub host_private_key: u16,
     /// `/etc/proofrig/device.conf`, the device's own configuration.
     pub device_config: u16,
+    /// `/var/log/auth.log`, the security event log.
+    pub auth_log: u16,
+}
+
+/// A local account some firmware carries besides root, the operators and the vendor
+/// default: the weak profile's leftovers from older releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyAccount {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gecos: &'static str,
+    /// The password; empty means an empty password field in `/etc/shadow`.
+    pub password: &'static str,
+    /// The crypt(3) scheme of its stored hash, e.g. `1` (MD5) for `$1$`.
+    pub scheme: &'static str,
+}
+
+/// A daemon the device runs from boot, and the account it runs under (`ps` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Daemon {
+    pub program: &'static str,
+    pub user: &'static str,
 }
 
 /// A plain TCP service listening next to SSH, announcing itself with a banner.
@@ -193,8 +217,46 @@ impl Profile {
     /// Permission bits of the security-relevant files.
     pub fn file_modes(self) -> FileModes {
         match self {
-            Profile::Hardened => FileModes { shadow: 0o640, host_private_key: 0o600, device_config: 0o644 },
-            Profile::Weak => FileModes { shadow: 0o644, host_private_key: 0o600, device_config: 0o666 },
+            Profile::Hardened => FileModes { shadow: 0o640, host_private_key: 0o600, device_config: 0o644, auth_log: 0o640 },
+            Profile::Weak => FileModes { shadow: 0o644, host_private_key: 0o600, device_config: 0o666, auth_log: 0o644 },
+        }
+    }
+
+    /// Accounts left over from older firmware: none on a hardened device; on a weak one
+    /// a `support` alias of root (uid 0) whose password is stored as an MD5 crypt hash,
+    /// and a `guest` login with an empty password field.
+    pub fn legacy_accounts(self) -> &'static [LegacyAccount] {
+        match self {
+            Profile::Hardened => &[],
+            Profile::Weak => &[
+                LegacyAccount { name: "support", uid: 0, gecos: "Vendor support", password: "support", scheme: "1" },
+                LegacyAccount { name: "guest", uid: 1100, gecos: "Guest", password: "", scheme: "6" },
+            ],
+        }
+    }
+
+    /// Whether the device's own configuration file (`/etc/proofrig/device.conf`) keeps
+    /// root's password in clear text for a maintenance tool (weak), or not at all.
+    pub fn config_holds_root_password(self) -> bool {
+        match self {
+            Profile::Hardened => false,
+            Profile::Weak => true,
+        }
+    }
+
+    /// Daemons running from boot and their accounts: on a hardened device each service
+    /// that needs no privilege has an account of its own; on a weak one the system log,
+    /// FTP and HTTP servers share `daemon`.
+    pub fn daemons(self) -> &'static [Daemon] {
+        match self {
+            Profile::Hardened => &[Daemon { program: "sshd", user: "root" }, Daemon { program: "syslogd", user: "syslog" }],
+            Profile::Weak => &[
+                Daemon { program: "sshd", user: "root" },
+                Daemon { program: "syslogd", user: "daemon" },
+                Daemon { program: "telnetd", user: "root" },
+                Daemon { program: "ftpd", user: "daemon" },
+                Daemon { program: "httpd", user: "daemon" },
+            ],
         }
     }
 

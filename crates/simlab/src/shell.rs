@@ -123,7 +123,7 @@ fn reads_stdin_words(words: &[String]) -> bool {
     match words.first().map(String::as_str) {
         Some("cat") => words.len() == 1,
         Some("passwd") => words.iter().any(|w| w == "--stdin"),
-        Some("grep") => GrepArgs::parse(&words[1..]).is_ok_and(|g| g.files.is_empty()),
+        Some("grep") => GrepArgs::parse(&words[1..]).is_ok_and(|g| g.files.is_empty() || g.pattern_files.iter().any(|f| f == "-")),
         Some("head" | "tail") => LineArgs::parse(&words[1..]).is_ok_and(|a| a.files.is_empty()),
         Some("wc") => WcArgs::parse(&words[1..]).is_ok_and(|a| a.files.is_empty()),
         _ => false,
@@ -432,6 +432,7 @@ fn builtin(state: &mut DeviceState, account: &Account, words: &[String], input: 
         "ls" => ls(state, account, args),
         "stat" => stat(state, account, args),
         "ss" => ss(state, account, args),
+        "ps" => ps(state, account, args),
         "grep" => grep(state, account, args, input),
         "head" => head_tail(state, account, "head", args, input),
         "tail" => head_tail(state, account, "tail", args, input),
@@ -911,6 +912,54 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
     Output::ok(text)
 }
 
+/// `ps [-e|-A] [-o pid,ppid,user,comm]`: the daemons started at boot, then the
+/// caller's shell and this `ps` (children of `sshd`), as procps and BusyBox list them.
+fn ps(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let mut columns = vec!["pid".to_string(), "user".to_string(), "comm".to_string()];
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-e" | "-A" | "ax" | "aux" | "-ef" => {}
+            "-o" => match args.next() {
+                Some(list) => columns = list.split(',').map(|c| c.trim().to_string()).collect(),
+                None => return Output::fail("ps: option requires an argument -- 'o'\n".into(), 1),
+            },
+            other => return Output::fail(format!("ps: unsupported option '{other}'\n"), 1),
+        }
+    }
+    if let Some(bad) = columns.iter().find(|c| !["pid", "ppid", "user", "comm", "args"].contains(&c.as_str())) {
+        return Output::fail(format!("ps: bad -o argument '{bad}', supported arguments: pid,ppid,user,comm,args\n"), 1);
+    }
+    let shell = crate::device_os::Process { pid: 1001, ppid: crate::device_os::SSHD_PID, user: account.name.clone(), program: "sh".into() };
+    let itself = crate::device_os::Process { pid: 1002, ppid: 1001, user: account.name.clone(), program: "ps".into() };
+    let mut text = String::new();
+    let header: Vec<String> = columns
+        .iter()
+        .map(|c| match c.as_str() {
+            "pid" => format!("{:>5}", "PID"),
+            "ppid" => format!("{:>5}", "PPID"),
+            "user" => format!("{:<8}", "USER"),
+            _ => "COMMAND".to_string(),
+        })
+        .collect();
+    text.push_str(header.join(" ").trim_end());
+    text.push('\n');
+    for process in state.processes.iter().chain([&shell, &itself]) {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match c.as_str() {
+                "pid" => format!("{:>5}", process.pid),
+                "ppid" => format!("{:>5}", process.ppid),
+                "user" => format!("{:<8}", process.user),
+                _ => process.program.clone(),
+            })
+            .collect();
+        text.push_str(cells.join(" ").trim_end());
+        text.push('\n');
+    }
+    Output::ok(text)
+}
+
 /// Text of each file operand (or standard input when there is none), with the
 /// name to show for it; unreadable files become `name: error` messages.
 fn inputs(state: &DeviceState, account: &Account, program: &str, files: &[String], input: &str) -> (Vec<(String, String)>, String) {
@@ -928,6 +977,24 @@ fn inputs(state: &DeviceState, account: &Account, program: &str, files: &[String
     (texts, errors)
 }
 
+/// The files a recursive `grep` reads for `operand`: the operand itself unless it is a
+/// directory, else every file under it, in path order.
+fn files_under(state: &DeviceState, account: &Account, operand: &str) -> Vec<String> {
+    let path = normalize(account, operand);
+    match state.files.get(&path) {
+        Some(Node { kind: NodeKind::Directory, .. }) => {
+            let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+            state
+                .files
+                .iter()
+                .filter(|(name, node)| name.starts_with(&prefix) && matches!(node.kind, NodeKind::File(_)))
+                .map(|(name, _)| name.clone())
+                .collect()
+        }
+        _ => vec![operand.to_string()],
+    }
+}
+
 /// `grep`'s command line.
 #[derive(Debug, Default)]
 struct GrepArgs {
@@ -938,6 +1005,14 @@ struct GrepArgs {
     invert: bool,
     quiet: bool,
     line_numbers: bool,
+    /// `-o`: print only the matched part of each line.
+    only_matching: bool,
+    /// `-r`: search the files under directory operands.
+    recursive: bool,
+    /// `-l`: print only the names of files with a match.
+    files_with_matches: bool,
+    /// `-f FILE`: patterns, one a line, from FILE (`-`: standard input).
+    pattern_files: Vec<String>,
     patterns: Vec<String>,
     files: Vec<String>,
 }
@@ -967,6 +1042,14 @@ impl GrepArgs {
                     'v' => parsed.invert = true,
                     'q' => parsed.quiet = true,
                     'n' => parsed.line_numbers = true,
+                    'o' => parsed.only_matching = true,
+                    'r' | 'R' => parsed.recursive = true,
+                    'l' => parsed.files_with_matches = true,
+                    'f' => {
+                        let rest: String = flags.by_ref().collect();
+                        let file = if rest.is_empty() { args.next().cloned().ok_or("option requires an argument -- 'f'")? } else { rest };
+                        parsed.pattern_files.push(file);
+                    }
                     's' | 'h' => {}
                     'e' => {
                         let rest: String = flags.by_ref().collect();
@@ -979,7 +1062,7 @@ impl GrepArgs {
             }
         }
         let mut operands = operands.into_iter();
-        if parsed.patterns.is_empty() {
+        if parsed.patterns.is_empty() && parsed.pattern_files.is_empty() {
             parsed.patterns.push(operands.next().ok_or("no pattern given")?);
         }
         parsed.files = operands.collect();
@@ -1036,17 +1119,40 @@ fn basic_to_extended(pattern: &str) -> String {
 }
 
 fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
-    let usage = |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFivqn] [-e] PATTERN [FILE]...\n"), 2);
-    let parsed = match GrepArgs::parse(args) {
+    let usage =
+        |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFilnoqrv] [-e PATTERN] [-f FILE] PATTERN [FILE]...\n"), 2);
+    let mut parsed = match GrepArgs::parse(args) {
         Ok(parsed) => parsed,
         Err(message) => return usage(message),
     };
+    // Patterns from files (`-f -`: standard input, which then holds no data).
+    let mut input = input;
+    for file in std::mem::take(&mut parsed.pattern_files) {
+        let text = if file == "-" {
+            std::mem::take(&mut input).to_string()
+        } else {
+            match read_file(state, account, &file) {
+                Ok(text) => text,
+                Err(error) => return Output::fail(format!("grep: {file}: {error}\n"), 2),
+            }
+        };
+        parsed.patterns.extend(text.lines().map(String::from));
+    }
+    if parsed.patterns.is_empty() {
+        // No pattern at all (an empty -f file) matches nothing.
+        parsed.patterns.push("$.^".to_string());
+        parsed.extended = true;
+        parsed.fixed = false;
+    }
+    if parsed.recursive {
+        parsed.files = parsed.files.iter().flat_map(|operand| files_under(state, account, operand)).collect();
+    }
     let regex = match parsed.regex() {
         Ok(regex) => regex,
         Err(message) => return Output::fail(format!("grep: bad regex: {message}\n"), 2),
     };
     let (texts, errors) = inputs(state, account, "grep", &parsed.files, input);
-    let named = parsed.files.len() > 1;
+    let named = parsed.files.len() > 1 || parsed.recursive;
     let mut stdout = String::new();
     let mut selected = 0;
     for (name, text) in &texts {
@@ -1056,6 +1162,10 @@ fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) ->
                 continue;
             }
             count += 1;
+            if parsed.files_with_matches {
+                stdout.push_str(&format!("{name}\n"));
+                break;
+            }
             if parsed.count || parsed.quiet {
                 continue;
             }
@@ -1065,7 +1175,13 @@ fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) ->
             if parsed.line_numbers {
                 stdout.push_str(&format!("{}:", number + 1));
             }
-            stdout.push_str(line);
+            if parsed.only_matching && !parsed.invert {
+                // Every non-empty match on its own line, as GNU and BusyBox grep print them.
+                let parts: Vec<&str> = regex.find_iter(line).map(|m| m.as_str()).filter(|m| !m.is_empty()).collect();
+                stdout.push_str(&parts.join("\n"));
+            } else {
+                stdout.push_str(line);
+            }
             stdout.push('\n');
         }
         if parsed.count && !parsed.quiet {

@@ -276,3 +276,58 @@ async fn last_status_expands_as_a_shell_does() {
     assert_eq!(run(&os, "root", "nosuch; echo PRF_x''_E:$?").await.0, "PRF_x_E:127\n");
     assert_eq!(run(&os, "root", "echo '$?'").await.0, "$?\n", "single quotes keep it literal");
 }
+
+#[tokio::test]
+async fn accounts_hashes_daemons_and_the_auth_log_differ_by_profile() {
+    let hardened = device(Profile::Hardened);
+    let weak = device(Profile::Weak);
+    // The hash scheme of every account, never the hash (what the library's cases read).
+    let schemes = "grep -o -E '^[^:]*:[!*]*(\\$[^$:]*\\$|[^:]{0,2})' /etc/shadow";
+    assert_eq!(run(&hardened, "root", schemes).await.0, "root:$6$\ndaemon:*\nsyslog:*\nadmin:!$6$\noper:$6$\n");
+    assert_eq!(run(&weak, "oper", schemes).await.0, "root:$6$\nsupport:$1$\ndaemon:*\nsyslog:*\nadmin:$6$\noper:$6$\nguest:\n");
+    let passwd = run(&weak, "oper", "cat /etc/passwd").await.0;
+    assert!(passwd.contains("\nsupport:x:0:0:Vendor support:/root:/bin/sh\n"), "{passwd}");
+    assert!(passwd.contains("\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"), "{passwd}");
+    assert!(!run(&hardened, "oper", "cat /etc/passwd").await.0.contains("support"));
+    // The guest's empty password field is a real one: it logs in with nothing.
+    let peer = "127.0.0.1:40002".parse().unwrap();
+    assert!(weak.login_with_password("guest", "", LoginOrigin::Ssh { peer }).is_ok());
+    assert!(weak.login_with_password("daemon", "", LoginOrigin::Ssh { peer }).is_err(), "a system account has no login");
+
+    let ps = "ps -e -o pid,ppid,user,comm";
+    let listing = run(&hardened, "oper", ps).await.0;
+    assert_eq!(
+        listing,
+        "  PID  PPID USER     COMMAND\n    1     0 root     init\n  310     1 syslog   syslogd\n  412     1 root     sshd\n \
+         1001   412 oper     sh\n 1002  1001 oper     ps\n"
+    );
+    let listing = run(&weak, "oper", ps).await.0;
+    for shared in ["daemon   syslogd", "daemon   ftpd", "daemon   httpd", "root     telnetd"] {
+        assert!(listing.contains(shared), "{listing}");
+    }
+    assert_eq!(run(&weak, "oper", "ps -o uid").await.2, 1);
+
+    let mode = "stat -c '%a %U %G' /var/log/auth.log";
+    assert_eq!(run(&hardened, "oper", mode).await.0, "640 root adm\n");
+    assert_eq!(run(&weak, "oper", mode).await.0, "644 root adm\n");
+}
+
+#[tokio::test]
+async fn grep_searches_directories_for_patterns_read_from_standard_input() {
+    let weak = device(Profile::Weak);
+    // root's password, as a line on standard input: the weak device keeps it in its
+    // world-writable configuration.
+    let out = weak.run("oper", "grep -r -l -F -f - /etc /var/log", "R00t-Secret-Pass\n").await;
+    // As GNU grep: a file it may not read (the host key) makes the status 2, matches or not.
+    assert_eq!((out.stdout.as_str(), out.status), ("/etc/proofrig/device.conf\n", 2), "{out:?}");
+    let hardened = device(Profile::Hardened);
+    let out = hardened.run("oper", "grep -r -l -F -f - /etc /var/log", "R00t-Secret-Pass\n").await;
+    assert_eq!(out.stdout, "", "{out:?}");
+    assert!(out.stderr.contains("grep: /etc/shadow: Permission denied"), "unreadable files are named: {out:?}");
+    assert_eq!(out.status, 2);
+    let hashes = "grep -r -l -E -e '\\$(1|6)\\$[^:$[:space:]]{2,}\\$' /etc";
+    assert_eq!(run(&weak, "oper", hashes).await.0, "/etc/shadow\n");
+    assert_eq!(run(&hardened, "root", hashes).await.0, "/etc/shadow\n");
+    // One count per file it read: the 7 of /etc oper may read (not shadow, not the host key).
+    assert_eq!(run(&hardened, "oper", "grep -r -c '' /etc | wc -l").await.0.trim(), "7");
+}

@@ -30,7 +30,8 @@
 //!   and port inside the device's network namespace, where proofrig runs (see
 //!   [`BusyboxDevice::command`]).
 //! - **Profiles** ([`Profile`]): careless (root over SSH by password, world-readable
-//!   `/etc/shadow`, telnetd on 23, the default `admin`/`admin` account) and hardened
+//!   `/etc/shadow` and auth log, telnetd on 23, the default `admin`/`admin` account, a
+//!   uid 0 `support` account hashed with MD5, a `guest` without a password) and hardened
 //!   (dropbear `-w`, shadow 0640 root:shadow, no telnetd, `admin` locked, root only on
 //!   the console through `/etc/securetty`). Neither has a login lockout: BusyBox and
 //!   dropbear have none.
@@ -96,7 +97,9 @@ const PDU_COILS: u16 = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     /// Root logs in over SSH with a password, `/etc/shadow` is 0644, telnetd listens on
-    /// 23, the default account `admin`/`admin` works.
+    /// 23, the default account `admin`/`admin` works; accounts of older releases remain
+    /// (`support` with uid 0 and an MD5 crypt hash, `guest` with an empty password
+    /// field), and every user reads the authentication log (0644).
     Careless,
     /// dropbear `-w` (no root login) and `-T 3`, `/etc/shadow` 0640 root:shadow, no
     /// telnetd, `admin` locked, root logins only on the console (`/etc/securetty`).
@@ -126,6 +129,15 @@ impl Profile {
         match self {
             Profile::Careless => vec![SSH_PORT, TELNET_PORT],
             Profile::Hardened => vec![SSH_PORT],
+        }
+    }
+
+    /// Mode of the authentication log ([`AUTH_LOG`], root:adm): every user reads it on
+    /// the careless profile.
+    pub fn auth_log_mode(self) -> u32 {
+        match self {
+            Profile::Careless => 0o644,
+            Profile::Hardened => 0o640,
         }
     }
 
@@ -506,6 +518,7 @@ impl BusyboxDevice {
              \x20     auth_log: {AUTH_LOG}\n\
              \x20     default_accounts: [{{ user: {default_user}, password: {default_password} }}]\n\
              \x20     sensitive_files: [/etc/shadow, {HOST_KEY_PATH}]\n\
+             \x20     service_accounts: {{ dropbear: root, syslogd: root }}\n\
              \x20     lockout: {{ attempts: 3, seconds: 5 }}\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
@@ -574,6 +587,9 @@ impl Image<'_> {
         self.mkdir("root", 0o700, 0, 0);
         self.mkdir("home/oper", 0o750, 1000, 1000);
         self.mkdir("home/admin", 0o750, 1001, 1001);
+        if self.options.profile == Profile::Careless {
+            self.mkdir("home/guest", 0o750, 1002, 1002);
+        }
         self.install_program(BUSYBOX, "bin/busybox");
         self.install_program(DROPBEAR, "usr/sbin/dropbear");
         self.link_applets();
@@ -581,7 +597,7 @@ impl Image<'_> {
         self.write_etc();
         let log = root.join(AUTH_LOG.trim_start_matches('/'));
         fs::write(&log, "").expect("create the auth log");
-        set_owner_mode(&log, 0, 4, 0o640);
+        set_owner_mode(&log, 0, 4, self.options.profile.auth_log_mode());
     }
 
     fn mkdir(&self, dir: &str, mode: u32, uid: u32, gid: u32) {
@@ -623,6 +639,12 @@ impl Image<'_> {
 
     fn write_accounts(&self) {
         let (default_user, default_password) = DEFAULT_ACCOUNT;
+        let careless = self.options.profile == Profile::Careless;
+        // The careless firmware still carries accounts of older releases: `support`, a
+        // second uid 0 whose password is stored as MD5 crypt, and `guest`, a login shell
+        // with an empty password field.
+        let legacy =
+            if careless { "support:x:0:0:Vendor support:/root:/bin/sh\nguest:x:1002:1002:Guest:/home/guest:/bin/sh\n" } else { "" };
         self.etc(
             "passwd",
             &format!(
@@ -630,6 +652,7 @@ impl Image<'_> {
                  daemon:x:1:1:daemon:/usr/sbin:/bin/false\n\
                  {OPERATOR}:x:1000:1000:Operator:/home/{OPERATOR}:/bin/sh\n\
                  {default_user}:x:1001:1001:Default administrator:/home/{default_user}:/bin/sh\n\
+                 {legacy}\
                  nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
             ),
             0o644,
@@ -638,17 +661,24 @@ impl Image<'_> {
             "group",
             &format!(
                 "root:x:0:\ndaemon:x:1:\nadm:x:4:{OPERATOR}\ntty:x:5:\nshadow:x:42:\nutmp:x:43:\nusers:x:100:\n\
-                 {OPERATOR}:x:1000:\n{default_user}:x:1001:\nnogroup:x:65534:\n"
+                 {OPERATOR}:x:1000:\n{default_user}:x:1001:\n{}nogroup:x:65534:\n",
+                if careless { "guest:x:1002:\n" } else { "" }
             ),
             0o644,
         );
         // The hardened firmware ships the default account locked (`!`, as `passwd -l` does).
         let lock = if self.options.profile == Profile::Hardened { "!" } else { "" };
+        let legacy = if careless {
+            format!("support:{}:19000:0:99999:7:::\nguest::19000:0:99999:7:::\n", crypt_hash("support", "md5", "$1$"))
+        } else {
+            String::new()
+        };
         let shadow = format!(
             "root:{}:19000:0:99999:7:::\n\
              daemon:*:19000:0:99999:7:::\n\
              {OPERATOR}:{}:19000:0:99999:7:::\n\
              {default_user}:{lock}{}:19000:0:99999:7:::\n\
+             {legacy}\
              nobody:*:19000:0:99999:7:::\n",
             password_hash(self.root_password),
             password_hash(self.operator_password),
@@ -1292,8 +1322,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// `password`'s SHA-512 crypt hash, by BusyBox's own `mkpasswd` (the password on stdin).
 fn password_hash(password: &str) -> String {
+    crypt_hash(password, "sha512", "$6$")
+}
+
+/// `password` hashed by BusyBox's `mkpasswd -m method`; the hash starts with `prefix`.
+fn crypt_hash(password: &str, method: &str, prefix: &str) -> String {
     let mut mkpasswd = Command::new(BUSYBOX)
-        .args(["mkpasswd", "-m", "sha512", "-P", "0"])
+        .args(["mkpasswd", "-m", method, "-P", "0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -1301,7 +1336,7 @@ fn password_hash(password: &str) -> String {
     mkpasswd.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("feed mkpasswd");
     let out = mkpasswd.wait_with_output().expect("mkpasswd output");
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(out.status.success() && hash.starts_with("$6$"), "busybox mkpasswd -m sha512 failed: {hash}");
+    assert!(out.status.success() && hash.starts_with(prefix), "busybox mkpasswd -m {method} failed: {hash}");
     hash
 }
 

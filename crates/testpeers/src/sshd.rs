@@ -38,6 +38,7 @@ const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 const NSENTER: &str = "/usr/bin/nsenter";
 const IP: &str = "/sbin/ip";
 const SOCAT: &str = "/usr/bin/socat";
+const PS: &str = "/usr/bin/ps";
 
 /// Where the authentication log is inside the namespace (with [`SshdBuilder::syslog`]).
 pub const AUTH_LOG: &str = "/var/log/auth.log";
@@ -58,6 +59,8 @@ pub struct SshdBuilder {
     private_network: bool,
     listeners: Vec<(u16, String)>,
     syslog: bool,
+    auth_log_mode: u32,
+    private_processes: bool,
     pam: bool,
     faillock: Option<Faillock>,
 }
@@ -72,12 +75,53 @@ pub struct Account {
     pub locked: bool,
     /// Supplementary groups that exist on the host, e.g. `adm` to read the auth log.
     pub groups: Vec<String>,
+    /// How its password is stored in `/etc/shadow`.
+    pub storage: PasswordStorage,
+    /// A user id given by the vendor (e.g. 0 for a root alias), instead of a free one.
+    pub uid: Option<u32>,
+}
+
+/// How an [`Account`]'s password is stored in the server's `/etc/shadow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordStorage {
+    /// SHA-512 crypt (`$6$`, `openssl passwd -6`), as Debian stores it.
+    Sha512,
+    /// MD5 crypt (`$1$`, `openssl passwd -1`), as old firmware did.
+    Md5,
+    /// An empty password field: no password at all.
+    Empty,
 }
 
 impl Account {
     /// An enabled account logging in with `password`, shell `/bin/sh`, home `/home/NAME`.
     pub fn new(name: &str, password: &str) -> Account {
-        Account { name: name.to_string(), password: password.to_string(), locked: false, groups: Vec::new() }
+        Account {
+            name: name.to_string(),
+            password: password.to_string(),
+            locked: false,
+            groups: Vec::new(),
+            storage: PasswordStorage::Sha512,
+            uid: None,
+        }
+    }
+
+    /// Its password is stored as an MD5 crypt hash (`$1$`).
+    pub fn md5(mut self) -> Account {
+        self.storage = PasswordStorage::Md5;
+        self
+    }
+
+    /// Its password field in `/etc/shadow` is empty.
+    pub fn empty_password(mut self) -> Account {
+        self.storage = PasswordStorage::Empty;
+        self
+    }
+
+    /// It has user id (and primary group) `uid`, e.g. 0 for a second root; with 0 its
+    /// home is `/root`.
+    pub fn uid(mut self, uid: u32) -> Account {
+        self.uid = Some(uid);
+        self
     }
 
     /// The account exists but its password is locked.
@@ -163,6 +207,21 @@ impl SshdBuilder {
         self
     }
 
+    /// The permission bits of the authentication log (with [`SshdBuilder::syslog`]);
+    /// 0640 root:adm by default, as rsyslog makes it.
+    pub fn auth_log_mode(mut self, mode: u32) -> Self {
+        self.auth_log_mode = mode;
+        self
+    }
+
+    /// A `/proc` of the server's own PID namespace, so `ps` in a session lists the
+    /// device's processes (sshd as process 1, its sessions, the plain listeners), not
+    /// the test machine's. Needs Debian's `procps` for `ps`.
+    pub fn private_processes(mut self) -> Self {
+        self.private_processes = true;
+        self
+    }
+
     /// A network namespace of its own (only loopback, up): nothing else on the test
     /// machine is reachable from the server or listens next to it, so a scan of all
     /// ports or the server's own `ss` sees only what the test set up. The server is
@@ -221,6 +280,8 @@ impl Sshd {
             private_network: false,
             listeners: Vec::new(),
             syslog: false,
+            auth_log_mode: 0o640,
+            private_processes: false,
             pam: false,
             faillock: None,
         }
@@ -247,6 +308,9 @@ impl Sshd {
         }
         if !options.listeners.is_empty() {
             require_program(SOCAT, "socat");
+        }
+        if options.private_processes {
+            require_program(PS, "procps");
         }
         if options.faillock.is_some() {
             let module = format!("/usr/lib/{}-linux-gnu/security/pam_faillock.so", std::env::consts::ARCH);
@@ -276,7 +340,7 @@ impl Sshd {
         for (port, banner) in &options.listeners {
             fs::write(base.join(format!("banner-{port}")), banner).expect("listener banner");
         }
-        let syslog = options.syslog.then(|| SyslogReceiver::start(base));
+        let syslog = options.syslog.then(|| SyslogReceiver::start(base, options.auth_log_mode));
         fs::write(base.join("start.sh"), namespace_script(base, &options, &accounts)).expect("start script");
 
         let mut unshare_args = vec!["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL"];
@@ -500,15 +564,20 @@ fn generate_host_key(dir: &Path, kind: &str) -> HostKey {
 
 /// `password`'s SHA-512 crypt hash, as `/etc/shadow` holds it.
 fn password_hash(password: &str) -> String {
+    crypt_hash(password, "-6")
+}
+
+/// `password` hashed by `openssl passwd` with `scheme` (`-6` SHA-512 crypt, `-1` MD5 crypt).
+fn crypt_hash(password: &str, scheme: &str) -> String {
     let mut openssl = Command::new(OPENSSL)
-        .args(["passwd", "-6", "-stdin"])
+        .args(["passwd", scheme, "-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("run openssl passwd");
     openssl.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("feed openssl");
     let out = openssl.wait_with_output().expect("openssl passwd output");
-    assert!(out.status.success(), "openssl passwd -6 failed");
+    assert!(out.status.success(), "openssl passwd {scheme} failed");
     String::from_utf8(out.stdout).expect("hash is text").trim().to_string()
 }
 
@@ -541,6 +610,10 @@ fn write_account_files(base: &Path, root_password: &str, accounts: &[Account]) -
         for wanted in &account.groups {
             assert!(group.lines().any(|l| field(l, 0) == *wanted), "group `{wanted}` of account `{}` does not exist", account.name);
         }
+        if let Some(uid) = account.uid {
+            created.push(Created { account: account.clone(), id: uid });
+            continue;
+        }
         while used.contains(&next_id) {
             next_id += 1;
         }
@@ -568,9 +641,18 @@ fn write_account_files(base: &Path, root_password: &str, accounts: &[Account]) -
     }
     for c in &created {
         let lock = if c.account.locked { "!" } else { "" };
-        copy.push_str(&format!("{}:{lock}{}:19000:0:99999:7:::\n", c.account.name, password_hash(&c.account.password)));
+        let hash = match c.account.storage {
+            PasswordStorage::Sha512 => format!("{lock}{}", password_hash(&c.account.password)),
+            PasswordStorage::Md5 => format!("{lock}{}", crypt_hash(&c.account.password, "-1")),
+            PasswordStorage::Empty => String::new(),
+        };
+        copy.push_str(&format!("{}:{hash}:19000:0:99999:7:::\n", c.account.name));
     }
-    write_private(&base.join("shadow"), &copy);
+    // As Debian ships it: root's, readable by group shadow (an auditing account may be in it).
+    let shadow_path = base.join("shadow");
+    write_private(&shadow_path, &copy);
+    fs::set_permissions(&shadow_path, fs::Permissions::from_mode(0o640)).expect("shadow copy mode");
+    std::os::unix::fs::chown(&shadow_path, Some(0), Some(group_id("shadow"))).expect("shadow copy owner");
     if created.is_empty() {
         return created;
     }
@@ -591,8 +673,11 @@ fn write_account_files(base: &Path, root_password: &str, accounts: &[Account]) -
     }
     for c in &created {
         let name = &c.account.name;
-        passwd_copy.push_str(&format!("{name}:x:{id}:{id}:{name}:/home/{name}:/bin/sh\n", id = c.id));
-        group_copy.push_str(&format!("{name}:x:{}:\n", c.id));
+        let home = if c.id == 0 { "/root".to_string() } else { format!("/home/{name}") };
+        passwd_copy.push_str(&format!("{name}:x:{id}:{id}:{name}:{home}:/bin/sh\n", id = c.id));
+        if c.account.uid.is_none() {
+            group_copy.push_str(&format!("{name}:x:{}:\n", c.id));
+        }
     }
     fs::write(base.join("passwd"), passwd_copy).expect("write passwd copy");
     fs::write(base.join("group"), group_copy).expect("write group copy");
@@ -646,7 +731,7 @@ struct SyslogReceiver {
 }
 
 impl SyslogReceiver {
-    fn start(base: &Path) -> SyslogReceiver {
+    fn start(base: &Path, mode: u32) -> SyslogReceiver {
         let socket_path = base.join("log.sock");
         let socket = UnixDatagram::bind(&socket_path).expect("bind the syslog socket");
         // Sessions log as their user, not only the root monitor.
@@ -654,7 +739,7 @@ impl SyslogReceiver {
         socket.set_read_timeout(Some(Duration::from_millis(50))).expect("syslog socket timeout");
         let log_path = base.join("auth.log");
         let mut log = fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("create auth.log");
-        fs::set_permissions(&log_path, fs::Permissions::from_mode(0o640)).expect("auth.log mode");
+        fs::set_permissions(&log_path, fs::Permissions::from_mode(mode)).expect("auth.log mode");
         std::os::unix::fs::chown(&log_path, Some(0), Some(group_id("adm"))).expect("auth.log owner");
         let host = hostname();
         let stop = Arc::new(AtomicBool::new(false));
@@ -748,10 +833,13 @@ mkdir -m 755 /run/sshd
 mount --bind '{d}/home' /root
 "#
     );
+    if options.private_processes {
+        script.push_str("mount -t proc proofrig-proc /proc\n");
+    }
     if !accounts.is_empty() {
         script.push_str(&format!("mount --bind '{d}/passwd' /etc/passwd\nmount --bind '{d}/group' /etc/group\n"));
         script.push_str("mount -t tmpfs -o mode=755 proofrig-home /home\n");
-        for c in accounts {
+        for c in accounts.iter().filter(|c| c.id != 0) {
             script.push_str(&format!("mkdir -m 750 /home/{name}\nchown {id}:{id} /home/{name}\n", name = c.account.name, id = c.id));
         }
     }

@@ -8,7 +8,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The table: per column (device kind), SCAS test name -> verdict.
+/// How the table and a run name a case: its SCAS test name, or its clause where the
+/// specification gives the test case no name (TS 33.117 4.2.3.6.3, for one).
+pub fn key(clause: &str, test: &str) -> String {
+    if test.is_empty() {
+        clause.to_string()
+    } else {
+        test.to_string()
+    }
+}
+
+/// The table: per column (device kind), [`key`] (SCAS test name) -> verdict.
 pub struct Table {
     columns: Vec<String>,
     /// (clause, test name, one verdict per column)
@@ -42,14 +52,14 @@ pub fn table() -> Table {
 }
 
 impl Table {
-    /// Test name -> expected verdict, in `column`.
+    /// [`key`] (the test name) -> expected verdict, in `column`.
     pub fn column(&self, column: &str) -> BTreeMap<String, String> {
         let at = self
             .columns
             .iter()
             .position(|c| c == column)
             .unwrap_or_else(|| panic!("no column `{column}` in the verdict table: {:?}", self.columns));
-        self.rows.iter().map(|(_, test, verdicts)| (test.clone(), verdicts[at].clone())).collect()
+        self.rows.iter().map(|(clause, test, verdicts)| (key(clause, test), verdicts[at].clone())).collect()
     }
 
     /// Every case of the table ran on the `column` device with the verdict the table
@@ -78,7 +88,7 @@ impl Table {
     }
 }
 
-/// (test name, verdict, evidence excerpt) of every case of a sealed bundle's results,
+/// ([`key`]: the test name, verdict, evidence excerpt) of every case of a sealed bundle's results,
 /// for `device` (all devices when None).
 pub fn observed(bundle: &Path, device: Option<&str>) -> Vec<(String, String, String)> {
     let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
@@ -89,7 +99,7 @@ pub fn observed(bundle: &Path, device: Option<&str>) -> Vec<(String, String, Str
         .filter(|c| device.is_none_or(|d| c["device"] == d))
         .map(|c| {
             (
-                c["scas"]["test_name"].as_str().unwrap_or_default().to_string(),
+                key(c["scas"]["clause"].as_str().unwrap_or_default(), c["scas"]["test_name"].as_str().unwrap_or_default()),
                 c["verdict"].as_str().unwrap_or_default().to_string(),
                 c["evidence_excerpt"].as_str().unwrap_or_default().lines().next().unwrap_or_default().to_string(),
             )
