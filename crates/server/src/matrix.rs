@@ -84,7 +84,7 @@ pub fn build(library: &[LibraryCase], runs: &[RunInput<'_>], product: &Product, 
     // The devices of this product and firmware, per run (a device name means another
     // device in another rig; it is named with its rig).
     let mut devices = BTreeSet::new();
-    let mut latest: BTreeMap<(String, String), Cell> = BTreeMap::new();
+    let mut latest: BTreeMap<(String, String, String), Cell> = BTreeMap::new();
     for run in runs {
         let ours: BTreeMap<&str, String> = run
             .result
@@ -100,7 +100,8 @@ pub fn build(library: &[LibraryCase], runs: &[RunInput<'_>], product: &Product, 
         for case in &run.result.cases {
             let (Some(scas), Some(device)) = (&case.scas, ours.get(case.key.device.as_str())) else { continue };
             devices.insert(device.clone());
-            let key = (scas.test_name.clone(), device.clone());
+            // By clause and test name: the specification leaves some test names empty.
+            let key = (scas.clause.clone(), scas.test_name.clone(), device.clone());
             let cell = Cell { verdict: case.verdict, run_id: run.run_id.to_string(), ended: run.result.ended.clone() };
             match latest.get(&key) {
                 Some(held) if held.ended >= cell.ended => {}
@@ -113,8 +114,10 @@ pub fn build(library: &[LibraryCase], runs: &[RunInput<'_>], product: &Product, 
     let rows = library
         .iter()
         .map(|case| {
-            let cells: BTreeMap<String, Cell> =
-                devices.iter().filter_map(|d| latest.get(&(case.test_name.clone(), d.clone())).map(|c| (d.clone(), c.clone()))).collect();
+            let cells: BTreeMap<String, Cell> = devices
+                .iter()
+                .filter_map(|d| latest.get(&(case.clause.clone(), case.test_name.clone(), d.clone())).map(|c| (d.clone(), c.clone())))
+                .collect();
             let undecided: Vec<String> = cells
                 .iter()
                 .filter(|(_, c)| matches!(c.verdict, Verdict::Inconclusive | Verdict::Error | Verdict::Infra | Verdict::Aborted))

@@ -1275,7 +1275,7 @@ fn library_cases() -> &'static [LibraryCase] {
             })
             .collect();
         cases.sort_by(|a, b| proofrig_plan::clause_order(&a.clause, &b.clause).then(a.test_name.cmp(&b.test_name)));
-        cases.dedup_by(|a, b| a.test_name == b.test_name);
+        cases.dedup_by(|a, b| (&a.clause, &a.test_name) == (&b.clause, &b.test_name));
         cases
     })
 }
