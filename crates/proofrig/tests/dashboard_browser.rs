@@ -294,6 +294,23 @@ async fn a_technician_cycles_power_works_a_live_console_and_it_closes_when_the_r
     let page = browser.source().await.unwrap();
     assert!(page.contains("You hold this rig") && page.contains("open console"), "{page}");
 
+    // A tester's run for the rig waits while tom holds it; the runs page, open in a
+    // tab of its own, follows it live (no reload) until it is done.
+    let tess = service.minted(&admin, &["user", "add", "tess", "--role", "tester"]);
+    let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testplans/unambiguous-accounts.yaml");
+    service.ok(&tess, &["submit", plan, "--rig", "simlab"]);
+    let bench_tab = browser.window().await.unwrap();
+    let runs_tab = browser.new_window(true).await.unwrap().handle;
+    browser.switch_to_window(runs_tab.clone()).await.unwrap();
+    browser.goto(&format!("{url}/runs")).await.unwrap();
+    assert_eq!(
+        browser.find(Locator::Css("#runs-list")).await.unwrap().attr("data-live").await.unwrap().as_deref(),
+        Some("true"),
+        "a queued run makes the list follow it"
+    );
+    assert!(text_of(&browser, "#runs-list").await.contains("queued"));
+    browser.switch_to_window(bench_tab).await.unwrap();
+
     // Cycle ru1's power: through the lab host and the PDU, listed with its outcome.
     let cycle = "form[action='/rigs/simlab/power']:has(input[value='ru1']) button[value='cycle']";
     browser.find(Locator::Css(cycle)).await.unwrap().click().await.unwrap();
@@ -331,9 +348,26 @@ async fn a_technician_cycles_power_works_a_live_console_and_it_closes_when_the_r
     }
     let closed_after = release.elapsed().saturating_sub(released);
     let status = text_of(&browser, "#console-status").await;
-    assert!(status.contains("reservation of rig simlab ended"), "{status}");
+    // Why: the reservation ended, or (when the waiting run's assignment reached the
+    // lab host first) that run took the rig.
+    assert!(status.contains("reservation of rig simlab ended") || status.contains("a job took the rig"), "{status}");
     assert!(closed_after < Duration::from_secs(1), "the console closed {closed_after:?} after the reservation ended");
     shoot(&browser, "console-closed").await;
+
+    // The rig free, the tester's run goes, and the runs tab shows it done without a reload.
+    browser.switch_to_window(runs_tab).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let list = text_of(&browser, "#runs-list").await;
+        if list.contains("done") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "the runs page did not follow the run to its end: {list}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(browser.current_url().await.unwrap().path(), "/runs");
+    assert!(browser.find(Locator::Css("#runs-list[data-live]")).await.is_err(), "nothing on its way: the list stops refreshing");
+    shoot(&browser, "runs-followed").await;
 
     // Recorded on the lab host like `proofrig console`: the output, the password only as its length.
     let sessions = labstate.join("sessions");
@@ -348,7 +382,10 @@ async fn a_technician_cycles_power_works_a_live_console_and_it_closes_when_the_r
     // And on the rig's page: who, what, the outcome and why it closed.
     browser.goto(&format!("{url}/rigs/simlab")).await.unwrap();
     let page = browser.source().await.unwrap();
-    assert!(page.contains("console") && page.contains("the reservation of rig simlab ended"), "{page}");
+    assert!(
+        page.contains("console") && (page.contains("the reservation of rig simlab ended") || page.contains("a job took the rig")),
+        "{page}"
+    );
     browser.close().await.unwrap();
 }
 

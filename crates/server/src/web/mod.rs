@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use askama::Template;
-use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -608,6 +608,11 @@ struct RunsPage {
     states: Vec<String>,
     rows: Vec<RunRow>,
     total: usize,
+    /// Some run shown is still on its way (queued to verifying): the list refreshes
+    /// itself (htmx) with the same filters, until none is.
+    live: bool,
+    /// The page's own address with its filters, what the refresh asks for.
+    refresh: String,
 }
 
 /// A day `YYYY-MM-DD` as the milliseconds of its start, UTC.
@@ -620,6 +625,7 @@ async fn runs(
     State(state): State<WebState>,
     Extension(viewer): Extension<Viewer>,
     Query(filter): Query<RunsFilter>,
+    RawQuery(query): RawQuery,
 ) -> WebResult<Response> {
     let filter = filter.normalise();
     let bad_day = |d: &str| WebFail::new(StatusCode::BAD_REQUEST, "Not accepted", format!("`{d}` is not a day: use YYYY-MM-DD"));
@@ -674,7 +680,12 @@ async fn runs(
     rows.reverse();
     let verdicts = Verdict::ALL.iter().map(|v| v.as_str().to_string()).collect();
     let states = JobState::ALL.iter().map(|s| s.name().to_string()).collect();
-    Ok(html(RunsPage { viewer: Some(viewer), filter, verdicts, states, rows, total }))
+    let live = rows.iter().any(|r| !matches!(r.state, "done" | "lost" | "cancelled"));
+    let refresh = match query.as_deref() {
+        Some(q) if !q.is_empty() => format!("/runs?{q}"),
+        _ => "/runs".to_string(),
+    };
+    Ok(html(RunsPage { viewer: Some(viewer), filter, verdicts, states, rows, total, live, refresh }))
 }
 
 /// The jobs with a plan case under `clause` (the clause itself or one below it), read
