@@ -288,6 +288,60 @@ impl Profile {
     }
 }
 
+/// Where the device mounts a removable medium (a USB stick in its maintenance port);
+/// the simulated rig declares it as `removable_mounts`.
+pub const REMOVABLE_MOUNT: &str = "/media/usb0";
+
+impl Profile {
+    /// The kernel settings the device's `/proc/sys` shows, as (path under `/proc/sys`,
+    /// value): reverse-path filtering, the ICMP and routing behaviour TS 33.117 4.3.3.1.2
+    /// asks to minimise, SYN cookies and address space layout randomisation. A hardened
+    /// device sets each as the specification asks; a weak one keeps a router's or an old
+    /// kernel's defaults.
+    pub fn kernel_settings(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Hardened => &[
+                ("net/ipv4/conf/all/rp_filter", "1"),
+                ("net/ipv4/conf/default/rp_filter", "1"),
+                ("net/ipv4/icmp_echo_ignore_broadcasts", "1"),
+                ("net/ipv4/conf/all/accept_redirects", "0"),
+                ("net/ipv4/conf/default/accept_redirects", "0"),
+                ("net/ipv4/conf/all/send_redirects", "0"),
+                ("net/ipv4/conf/default/send_redirects", "0"),
+                ("net/ipv4/conf/all/accept_source_route", "0"),
+                ("net/ipv4/conf/default/accept_source_route", "0"),
+                ("net/ipv4/ip_forward", "0"),
+                ("net/ipv4/tcp_syncookies", "1"),
+                ("kernel/randomize_va_space", "2"),
+            ],
+            Profile::Weak => &[
+                ("net/ipv4/conf/all/rp_filter", "0"),
+                ("net/ipv4/conf/default/rp_filter", "0"),
+                ("net/ipv4/icmp_echo_ignore_broadcasts", "0"),
+                ("net/ipv4/conf/all/accept_redirects", "1"),
+                ("net/ipv4/conf/default/accept_redirects", "1"),
+                ("net/ipv4/conf/all/send_redirects", "1"),
+                ("net/ipv4/conf/default/send_redirects", "1"),
+                ("net/ipv4/conf/all/accept_source_route", "1"),
+                ("net/ipv4/conf/default/accept_source_route", "1"),
+                ("net/ipv4/ip_forward", "1"),
+                ("net/ipv4/tcp_syncookies", "0"),
+                ("kernel/randomize_va_space", "0"),
+            ],
+        }
+    }
+
+    /// The mount options of the removable medium at [`REMOVABLE_MOUNT`]: a hardened device
+    /// mounts it so nothing on it runs, becomes setuid or opens a device node; a weak one
+    /// with the defaults.
+    pub fn removable_mount_options(self) -> &'static str {
+        match self {
+            Profile::Hardened => "rw,nosuid,nodev,noexec,relatime",
+            Profile::Weak => "rw,relatime",
+        }
+    }
+}
+
 impl std::fmt::Display for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
