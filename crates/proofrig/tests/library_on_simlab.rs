@@ -381,3 +381,23 @@ async fn account_cases_name_every_finding_and_record_no_password_hash() {
     assert!(why.contains("root: SHA-512 crypt ($6$), a salted one-way hash"), "{why}");
     lab.stop().await;
 }
+
+/// The kernel cases (TS 33.117 4.3.3.1.x) read `/proc/sys` and `/proc/mounts`: every
+/// setting the weak devices have the wrong way round is named with the value read, and a
+/// declared mount point with nothing mounted decides nothing (INCONCLUSIVE, never PASS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_read() {
+    let mut lab = lab().await;
+    let cases: &[(&str, &[&str])] = &[("ip-spoofing-mitigation.yaml", &["net.ipv4.conf.all.rp_filter = 0: reverse-path filtering is off"])];
+    for &(name, findings) in cases {
+        let ran = run(&lab, name).await;
+        assert_hardened_pass_weak_fail(&ran);
+        let (_, why) = verdict(&ran, "core2");
+        for finding in findings {
+            assert!(why.contains(finding), "{name}: the finding is named: {why}");
+        }
+        assert_replays(&ran);
+    }
+
+    lab.stop().await;
+}
