@@ -388,7 +388,17 @@ async fn account_cases_name_every_finding_and_record_no_password_hash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_read() {
     let mut lab = lab().await;
-    let cases: &[(&str, &[&str])] = &[("ip-spoofing-mitigation.yaml", &["net.ipv4.conf.all.rp_filter = 0: reverse-path filtering is off"])];
+    let cases: &[(&str, &[&str])] = &[
+        ("ip-spoofing-mitigation.yaml", &["net.ipv4.conf.all.rp_filter = 0: reverse-path filtering is off"]),
+        (
+            "kernel-network-functions.yaml",
+            &[
+                "net.ipv4.icmp_echo_ignore_broadcasts = 0: the device answers broadcast pings",
+                "net.ipv4.conf.default.accept_source_route = 1",
+                "net.ipv4.ip_forward = 1: IP forwarding is on, and the rig declares the device no router",
+            ],
+        ),
+    ];
     for &(name, findings) in cases {
         let ran = run(&lab, name).await;
         assert_hardened_pass_weak_fail(&ran);
@@ -398,6 +408,8 @@ async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_re
         }
         assert_replays(&ran);
     }
+    let (_, why) = verdict(&run(&lab, "kernel-network-functions.yaml").await, "ru1");
+    assert!(why.contains("net.ipv4.icmp_echo_ignore_broadcasts = 1: ICMP echo requests to a broadcast address are ignored"), "{why}");
 
     lab.stop().await;
 }
