@@ -398,6 +398,7 @@ async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_re
                 "net.ipv4.ip_forward = 1: IP forwarding is on, and the rig declares the device no router",
             ],
         ),
+        ("syn-flood-prevention.yaml", &["net.ipv4.tcp_syncookies = 0: no SYN cookies"]),
     ];
     for &(name, findings) in cases {
         let ran = run(&lab, name).await;
