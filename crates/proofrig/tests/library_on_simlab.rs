@@ -399,6 +399,7 @@ async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_re
             ],
         ),
         ("syn-flood-prevention.yaml", &["net.ipv4.tcp_syncookies = 0: no SYN cookies"]),
+        ("buffer-overflow-protection.yaml", &["kernel.randomize_va_space = 0: address space layout randomisation is off"]),
     ];
     for &(name, findings) in cases {
         let ran = run(&lab, name).await;
