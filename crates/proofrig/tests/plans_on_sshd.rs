@@ -278,6 +278,51 @@ fn a_refused_password_nobody_showed_real_is_inconclusive_never_pass() {
     assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
 }
 
+/// A kernel that shows none of the settings the kernel cases read (`/proc/sys/net/ipv4`
+/// hidden, ASLR's file empty) and nothing mounted at the declared mount point: each of
+/// those cases is INCONCLUSIVE, never PASS, and says what it could not read.
+#[test]
+fn kernel_settings_the_device_does_not_show_are_inconclusive_never_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = device(Sshd::builder().hidden("/proc/sys/net/ipv4").kernel_shown("kernel/randomize_va_space", ""));
+    let dir = tmp.path().join("hidden");
+    let rig = rig_for(&server, &dir, OPERATOR, OPERATOR_PASSWORD);
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let plans = [
+        "ip-spoofing-mitigation.yaml",
+        "kernel-network-functions.yaml",
+        "syn-flood-prevention.yaml",
+        "buffer-overflow-protection.yaml",
+        "external-mount-restrictions.yaml",
+    ]
+    .map(plan);
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend(plans.iter().map(String::as_str));
+    let (rig, key, out_dir) = (s(&rig), s(&key), s(&dir.join("results")));
+    args.extend(["--rig", &rig, "--key", &key, "--out", &out_dir, "--quiet"]);
+    let out = proofrig_at(&server, &args);
+    let text = all(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for (clause, said) in [
+        ("4.3.3.1.1", "net.ipv4.conf.all.rp_filter could not be read from /proc/sys on the device"),
+        ("4.3.3.1.2", "net.ipv4.icmp_echo_ignore_broadcasts could not be read from /proc/sys on the device"),
+        ("4.3.3.1.4", "net.ipv4.tcp_syncookies could not be read from /proc/sys on the device"),
+        ("4.3.3.1.5", "kernel.randomize_va_space could not be read from /proc/sys on the device"),
+        ("4.3.3.1.6", "nothing is mounted at /media/usb0"),
+    ] {
+        let row = row(&text, clause);
+        assert!(row.contains("INCONCLUSIVE") && row.contains(said), "{row}");
+    }
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(String::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
+}
+
 const ABORTABLE_PLAN: &str = r#"
 plan: abort-check
 title: A case that waits long enough to be interrupted
