@@ -398,6 +398,10 @@ async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_re
                 "net.ipv4.ip_forward = 1: IP forwarding is on, and the rig declares the device no router",
             ],
         ),
+        (
+            "removable-media-auto-launch.yaml",
+            &["an automounter runs, mounting removable media as they are inserted: udisksd (process 350, user root)"],
+        ),
         ("syn-flood-prevention.yaml", &["net.ipv4.tcp_syncookies = 0: no SYN cookies"]),
         ("buffer-overflow-protection.yaml", &["kernel.randomize_va_space = 0: address space layout randomisation is off"]),
         (

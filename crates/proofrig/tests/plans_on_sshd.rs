@@ -84,7 +84,7 @@ fn hardened_kernel(builder: SshdBuilder) -> SshdBuilder {
 
 /// The careless kernel: reverse-path filtering, broadcast pings, redirects, source
 /// routes, forwarding and SYN cookies the wrong way round, a stick mounted with the
-/// defaults, and ASLR shown off (`kernel.randomize_va_space` is not per namespace: the
+/// defaults and an automounter running, and ASLR shown off (`kernel.randomize_va_space` is not per namespace: the
 /// device is shown 0 by a file bound over it in its own mount namespace).
 fn careless_kernel(builder: SshdBuilder) -> SshdBuilder {
     KERNEL_NET_CARELESS
@@ -92,6 +92,8 @@ fn careless_kernel(builder: SshdBuilder) -> SshdBuilder {
         .fold(builder, |b, (path, value)| b.net_setting(path, value))
         .kernel_shown("kernel/randomize_va_space", "0")
         .removable_medium("usb0", "mode=755")
+        // udisks 2's daemon, which mounts a stick as it is inserted (a stand-in process of that name).
+        .stand_in_process("udisksd")
 }
 
 fn rig_for(sshd: &Sshd, dir: &Path, user: &str, password: &str) -> PathBuf {

@@ -246,7 +246,7 @@ impl Profile {
 
     /// Daemons running from boot and their accounts: on a hardened device each service
     /// that needs no privilege has an account of its own; on a weak one the system log,
-    /// FTP and HTTP servers share `daemon`.
+    /// FTP and HTTP servers share `daemon`, and an automounter (udisksd) runs.
     pub fn daemons(self) -> &'static [Daemon] {
         match self {
             Profile::Hardened => &[Daemon { program: "sshd", user: "root" }, Daemon { program: "syslogd", user: "syslog" }],
@@ -256,6 +256,8 @@ impl Profile {
                 Daemon { program: "telnetd", user: "root" },
                 Daemon { program: "ftpd", user: "daemon" },
                 Daemon { program: "httpd", user: "daemon" },
+                // udisks 2, which mounts a USB stick as soon as it is inserted.
+                Daemon { program: "udisksd", user: "root" },
             ],
         }
     }

@@ -31,7 +31,7 @@
 //!   [`BusyboxDevice::command`]).
 //! - **Profiles** ([`Profile`]): careless (root over SSH by password, world-readable
 //!   `/etc/shadow` and auth log, telnetd on 23, the default `admin`/`admin` account, a
-//!   uid 0 `support` account hashed with MD5, a `guest` without a password) and hardened
+//!   uid 0 `support` account hashed with MD5, a `guest` without a password, an automounter) and hardened
 //!   (dropbear `-w`, shadow 0640 root:shadow, no telnetd, `admin` locked, root only on
 //!   the console through `/etc/securetty`). Neither has a login lockout: BusyBox and
 //!   dropbear have none.
@@ -799,6 +799,13 @@ impl Image<'_> {
         ));
         if profile == Profile::Careless {
             rcs.push_str(&format!("telnetd -p {TELNET_PORT}\necho \"Starting telnetd: OK\"\n"));
+            // An automounter as old firmware ran one (TS 33.117 4.3.3.1.3): BusyBox has
+            // none, so a shell loop stands in for it; `ps` shows it as `automount`.
+            let automount = self.root.join("usr/sbin/automount");
+            fs::write(&automount, "#!/bin/sh\n# Stand-in for an automounter daemon.\nwhile :; do sleep 3600; done\n")
+                .expect("write the automounter stand-in");
+            set_owner_mode(&automount, 0, 0, 0o755);
+            rcs.push_str("automount &\necho \"Starting automount: OK\"\n");
         }
         self.etc("init.d/rcS", &rcs, 0o755);
     }

@@ -67,6 +67,7 @@ pub struct SshdBuilder {
     kernel_shown: Vec<(String, String)>,
     removable_media: Vec<(String, String)>,
     hidden: Vec<String>,
+    stand_ins: Vec<String>,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -279,6 +280,15 @@ impl SshdBuilder {
         self
     }
 
+    /// A process named `name` (a copy of `sleep`) running on the server for its
+    /// lifetime: stands in for a daemon that is not installed here (e.g. `udisksd`, an
+    /// automounter), as the device's `ps` shows it.
+    pub fn stand_in_process(mut self, name: &str) -> Self {
+        assert!(!name.contains(['/', '\'', ' ']), "a plain program name, not {name}");
+        self.stand_ins.push(name.to_string());
+        self
+    }
+
     pub fn start(self) -> Sshd {
         Sshd::start_with(self)
     }
@@ -327,6 +337,7 @@ impl Sshd {
             kernel_shown: Vec::new(),
             removable_media: Vec::new(),
             hidden: Vec::new(),
+            stand_ins: Vec::new(),
         }
     }
 
@@ -943,6 +954,9 @@ done
     }
     for (name, options) in &options.removable_media {
         script.push_str(&format!("mkdir /media/{name}\nmount -t tmpfs -o {options} proofrig-{name} /media/{name}\n"));
+    }
+    for name in &options.stand_ins {
+        script.push_str(&format!("cp /bin/sleep '{d}/{name}'\n'{d}/{name}' infinity &\n"));
     }
     for (port, _) in &options.listeners {
         script.push_str(&format!(
