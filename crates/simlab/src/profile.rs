@@ -3,7 +3,8 @@
 //! The same TS 33.117 test plan must give PASS against a *hardened* device and FAIL
 //! against a *weak* one, so every security-relevant difference between them is data
 //! in this one file: SSH algorithms, account policy, file modes, extra services,
-//! auth logging, bootloader protection, leftover accounts and the daemons' accounts.
+//! auth logging, bootloader protection, leftover accounts, the daemons' accounts, and
+//! the kernel's view (`/proc/sys` settings, the removable medium's mount options).
 //! The device OS, the SSH server and the serial console only read it.
 
 use std::time::Duration;

@@ -34,7 +34,9 @@
 //!   uid 0 `support` account hashed with MD5, a `guest` without a password, an automounter) and hardened
 //!   (dropbear `-w`, shadow 0640 root:shadow, no telnetd, `admin` locked, root only on
 //!   the console through `/etc/securetty`). Neither has a login lockout: BusyBox and
-//!   dropbear have none.
+//!   dropbear have none. The kernel's `net.*` settings of the device's namespace, ASLR as
+//!   the device reads it and its removable medium's mount options follow the profile too
+//!   ([`Profile::network_settings`], [`Profile::aslr_shown`], [`REMOVABLE_MOUNT`]).
 //!
 //! Passwords are random per start; [`BusyboxDevice::write_rig`] writes them to mode-0600
 //! files the rig references, never into the rig.
