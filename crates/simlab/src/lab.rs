@@ -29,7 +29,7 @@ use crate::console::{BootTiming, ConsoleOptions};
 use crate::device::{SimDevice, SimDeviceSpec};
 use crate::device_os::{DeviceConfig, DeviceIdentity};
 use crate::pdu::{PduOptions, SimPdu};
-use crate::profile::{ExtraService, Profile};
+use crate::profile::{ExtraService, Profile, REMOVABLE_MOUNT};
 use crate::ssh_server::{HostKey, SshServerOptions};
 use crate::SimError;
 
@@ -397,6 +397,8 @@ impl SimLab {
              \x20     sensitive_files: [/etc/shadow, /etc/ssh/ssh_host_ed25519_key]\n\
              \x20     service_accounts: {{ sshd: root, syslogd: syslog }}\n\
              \x20     bootloader_password_protected: true\n\
+             \x20     router: false\n\
+             \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
              \x20   secrets:\n",
             quoted(&spec.role),
             tags.join(", "),
