@@ -169,6 +169,9 @@ pub struct Expect {
     pending: Vec<u8>,
     pending_pos: usize,
     discarded: u64,
+    /// Raw bytes received so far: what tells a device that is talking (booting) from
+    /// one that is silent.
+    received: u64,
     recent: VecDeque<u8>,
     death: Vec<(String, Regex)>,
     prompt: Regex,
@@ -193,6 +196,7 @@ impl Expect {
             pending: Vec::new(),
             pending_pos: 0,
             discarded: 0,
+            received: 0,
             recent: VecDeque::with_capacity(RECENT_BYTES),
             death: Vec::new(),
             prompt: Regex::new(DEFAULT_PROMPT).expect("default prompt is a valid regex"),
@@ -409,6 +413,11 @@ impl Expect {
         const FAILURE: usize = 2;
 
         let deadline = Instant::now() + timeout;
+        // Enter is pressed only at a console that stayed silent for a whole LOGIN_POKE:
+        // a device still printing is booting, and a key pressed then may stop its boot
+        // loader's countdown (a protected one then asks for its own password, an open
+        // one drops to its prompt), which no login prompt follows.
+        let mut heard = self.received;
         let mut user_sent = false;
         let mut password_sent = false;
         let mut outcome = LoginOutcome { user: login.user.clone(), logged_out: Vec::new() };
@@ -417,7 +426,10 @@ impl Expect {
             let wait = if user_sent { left } else { left.min(LOGIN_POKE) };
             let found = match self.expect(&patterns, wait).await {
                 Err(ExpectError::Timeout { .. }) if !user_sent && !left.is_zero() && wait < left => {
-                    self.send(&self.line_ending.clone()).await?;
+                    if self.received == heard {
+                        self.send(&self.line_ending.clone()).await?;
+                    }
+                    heard = self.received;
                     continue;
                 }
                 Err(ExpectError::Timeout { channel, patterns, tail, .. }) => {
@@ -567,6 +579,7 @@ impl Expect {
     }
 
     fn ingest(&mut self, raw: &[u8]) {
+        self.received += raw.len() as u64;
         if self.pending_pos == self.pending.len() {
             self.pending.clear();
             self.pending_pos = 0;

@@ -224,3 +224,38 @@ async fn a_console_login_logs_out_a_shell_left_open_and_says_whose_it_was() {
     simrun::assert_replays(&ran);
     lab.stop().await;
 }
+
+/// Power-cycles the device and logs in on its console at once, while it boots.
+const LOGIN_WHILE_BOOTING: &str = r#"
+plan: login-while-booting
+title: Log in on a console that is still booting
+cases:
+  - id: TC_LOGIN_WHILE_BOOTING
+    title: A console login waits out the boot
+    scas: { spec: TS 33.117, clause: 4.3.2.7, test_name: TC_LOGIN_WHILE_BOOTING, requirement: r }
+    purpose: p
+    expected: e
+    evidence: e
+    devices: { names: [ru1, ru2] }
+    steps:
+      - power: { action: cycle }
+      - console_login: { user: root, password: { secret: root_password } }
+      - console_run: { command: "id -u", expect_status: 0 }
+"#;
+
+/// A console login started while the device boots presses no key until the console
+/// has gone quiet: a key during the boot loader's countdown would stop the boot (the
+/// hardened device's boot loader then asks for its own password, the weak one opens
+/// its prompt), and no login prompt would come. With the real boot timings (banner,
+/// a countdown, the kernel log), both profiles boot through and let root in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_login_during_the_boot_waits_for_the_login_prompt() {
+    let mut lab = SimLab::start(SimLabConfig::default()).await.unwrap();
+    let ran = run(&lab, vec![Plan::parse("booting.yaml", LOGIN_WHILE_BOOTING).unwrap()], &[]).await;
+    for device in ["ru1", "ru2"] {
+        let (v, why) = verdict(&ran, device);
+        assert_eq!(v, Verdict::Pass, "{device}: {why}");
+    }
+    simrun::assert_replays(&ran);
+    lab.stop().await;
+}

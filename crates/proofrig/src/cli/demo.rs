@@ -79,9 +79,9 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     // listening on 0.0.0.0 answers on every device address, and is none of the
     // devices' business. The lab's listeners use 21, 23, 80 and the kernel's ephemeral
     // range; ports that answer on an address no device uses are the host's.
+    // They are looked for just before each plan that scans, as other programs of the
+    // host open and close ports while the demo runs.
     let candidates = proofrig_plan::parse_ports(&format!("21,23,80,{}", ephemeral_port_range())).map_err(|e| failed(&e))?;
-    let host_ports = proofrig_run::actions::scan("127.0.0.254", &candidates, 512, Duration::from_millis(500)).await.unwrap_or_default();
-    let lab_ports = port_list(candidates.iter().copied().filter(|p| !host_ports.contains(p)));
 
     let mut sealed: Vec<(String, Sealed)> = Vec::new();
     let mut unmatched: Vec<String> = Vec::new();
@@ -97,7 +97,9 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         eprintln!("\n[{}/{total}] {name}: {}", number + 1, plan.spec.title);
         let mut params = BTreeMap::new();
         if plan.spec.parameters.contains_key("ports") {
-            let ports = lab_ports.clone();
+            let host_ports =
+                proofrig_run::actions::scan("127.0.0.254", &candidates, 512, Duration::from_millis(500)).await.unwrap_or_default();
+            let ports = port_list(candidates.iter().copied().filter(|p| !host_ports.contains(p)));
             eprintln!("      (parameter ports: the lab's ports 21, 23, 80 and the ephemeral range, less {} port(s) this host itself answers on every loopback address)", host_ports.len());
             params.insert("ports".to_string(), serde_json::Value::String(ports));
         }
