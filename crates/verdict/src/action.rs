@@ -127,9 +127,6 @@ mod tests {
     /// script's call. Every other kind must be used by one, so the library shows
     /// how each is written.
     const NOT_IN_THE_LIBRARY: &[ActionKind] = &[
-        // The library's cases run their commands over SSH, which every device they
-        // apply to has; `tests/forgeries.rs` runs one at a console.
-        ActionKind::ConsoleRun,
         // The simulated devices have no SFTP server; a test fetches from OpenSSH's.
         ActionKind::SshFetch,
         // No bundled case needs values beyond its parameters and captures.
