@@ -129,8 +129,6 @@ mod tests {
     const NOT_IN_THE_LIBRARY: &[ActionKind] = &[
         // The simulated devices have no SFTP server; a test fetches from OpenSSH's.
         ActionKind::SshFetch,
-        // No bundled case needs values beyond its parameters and captures.
-        ActionKind::Set,
     ];
 
     #[test]
