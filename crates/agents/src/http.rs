@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
-use proofrig_model::wire::http::{host_header, is_complete, parse_response, request, Request, CHANNEL, RESPONSE_LIMIT};
 pub use proofrig_model::wire::http::Response;
+use proofrig_model::wire::http::{host_header, is_complete, parse_response, request, Request, CHANNEL, RESPONSE_LIMIT};
 
 /// What to send: to `device`'s web server at `address:port`.
 pub struct HttpProbe<'a> {

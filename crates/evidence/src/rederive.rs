@@ -640,7 +640,15 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
 /// An `http_request` step: the request bytes are the step's, sent where the step says,
 /// and its output is what the response bytes received say ([`proofrig_model::wire::http`]).
 /// A failed request must not have received a response that parses.
-fn http_request(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool, exempt: bool) -> Result<(), String> {
+fn http_request(
+    rig: &Rig,
+    device: &str,
+    spec: &Value,
+    output: &Value,
+    events: &[&Event],
+    failed: bool,
+    exempt: bool,
+) -> Result<(), String> {
     use proofrig_model::wire::http as wire;
     let sent = bytes_on(events, device, wire::CHANNEL, Direction::Out);
     let received = bytes_on(events, device, wire::CHANNEL, Direction::In);

@@ -16,7 +16,8 @@ use proofrig_model::rig::{Device, Rig};
 
 use super::template::{self, Reference};
 use super::{
-    clause_order, Action, ActionKind, Case, Credential, DeviceChannel, DeviceSelector, HttpRequest, Plan, ScasRef, SnmpProbe, Step, TcpScan, UdpScan,
+    clause_order, Action, ActionKind, Case, Credential, DeviceChannel, DeviceSelector, HttpRequest, Plan, ScasRef, SnmpProbe, Step,
+    TcpScan, UdpScan,
 };
 
 /// One case of a plan, as the catalogue lists it.
@@ -265,6 +266,10 @@ fn script_needs(source: &str) -> ScriptNeeds {
     let mut ssh_password = false;
     for c in call.captures_iter(source) {
         let name = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
+        // A network probe given its own `address` goes there, not to the SSH host.
+        if name == "http_request" && c.get(3).is_some_and(|m| m.as_str().contains("address")) {
+            continue;
+        }
         channels.extend(match ActionKind::from_name(name) {
             Some(kind) => channel_of_kind(kind),
             // Not an action (a function the script defines): by its name's prefix.

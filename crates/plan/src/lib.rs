@@ -353,7 +353,11 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
             }
             if let Some(port) = &request.port {
                 if !(port.is_string() || port.as_u64().is_some_and(|p| (1..=65535).contains(&p))) {
-                    return Err(src.error_at(&format!("{at}.http_request.port"), "not a TCP port", Some("e.g. 8080 or ${device.declared.web_port}".into())));
+                    return Err(src.error_at(
+                        &format!("{at}.http_request.port"),
+                        "not a TCP port",
+                        Some("e.g. 8080 or ${device.declared.web_port}".into()),
+                    ));
                 }
             }
         }

@@ -226,6 +226,11 @@ impl LabDevice {
         &self.device
     }
 
+    /// The TCP port of the device's web management server, if it runs one.
+    pub fn web_port(&self) -> Option<u16> {
+        self.device.extra_services().iter().find(|s| s.service() == ExtraService::Http).map(|s| s.local_addr().port())
+    }
+
     pub fn ssh_addr(&self) -> SocketAddr {
         self.device.ssh_addr()
     }
@@ -382,12 +387,7 @@ impl SimLab {
         };
         let tags: Vec<String> = spec.tags.iter().map(String::as_str).map(quoted).collect();
         // Both profiles document SSH and their web management server.
-        let web_port = device
-            .device
-            .extra_services()
-            .iter()
-            .find(|s| s.service() == ExtraService::Http)
-            .map_or_else(|| "null".to_string(), |s| s.local_addr().port().to_string());
+        let web_port = device.web_port().map_or_else(|| "null".to_string(), |port| port.to_string());
         let mut ports = vec![ssh.port().to_string()];
         if web_port != "null" {
             ports.push(web_port.clone());

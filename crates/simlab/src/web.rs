@@ -97,7 +97,8 @@ fn hardened(hostname: &str, identity: &DeviceIdentity, request: &Request<'_>) ->
 }
 
 fn weak(hostname: &str, identity: &DeviceIdentity, request: &Request<'_>) -> Vec<u8> {
-    let headers = [("Server", WEAK_SERVER.to_string()), ("X-Powered-By", "PHP/5.6.40".to_string()), ("Content-Type", "text/html".to_string())];
+    let headers =
+        [("Server", WEAK_SERVER.to_string()), ("X-Powered-By", "PHP/5.6.40".to_string()), ("Content-Type", "text/html".to_string())];
     let head_only = request.method == "HEAD";
     match request.method {
         "TRACE" => {

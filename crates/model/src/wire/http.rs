@@ -22,7 +22,7 @@ pub const EXCERPT_CHARS: usize = 2048;
 pub const RESPONSE_LIMIT: usize = 256 * 1024;
 
 /// Methods a step may send: the standard ones a web server case asks about.
-pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT", "PROPFIND"];
+pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "TRACK", "PATCH", "CONNECT", "PROPFIND"];
 
 /// What a step asks: method, path (sent as written, so `/%2e%2e/` stays encoded) and
 /// extra header lines.
@@ -84,7 +84,10 @@ pub fn spec_headers(spec: &Value) -> Vec<(String, String)> {
 /// The bytes of a request: the request line, `Host`, a user agent, `Connection:
 /// close` (one request per connection), then the step's own headers.
 pub fn request(req: &Request<'_>) -> Vec<u8> {
-    let mut out = format!("{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: proofrig\r\nAccept: */*\r\nConnection: close\r\n", req.method, req.path, req.host);
+    let mut out = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: proofrig\r\nAccept: */*\r\nConnection: close\r\n",
+        req.method, req.path, req.host
+    );
     for (name, value) in req.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -278,7 +281,8 @@ mod tests {
 
     #[test]
     fn a_response_with_a_length_gives_status_headers_and_body() {
-        let bytes = b"HTTP/1.1 404 Not Found\r\nServer: nginx/1.22.1\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\nhello";
+        let bytes =
+            b"HTTP/1.1 404 Not Found\r\nServer: nginx/1.22.1\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\nhello";
         let response = parse_response(bytes, false).unwrap();
         assert_eq!((response.status, response.reason.as_str(), response.body_len, response.complete), (404, "Not Found", 5, true));
         assert_eq!(response.header("server").as_deref(), Some("nginx/1.22.1"));
