@@ -387,3 +387,26 @@ async fn account_cases_name_every_finding_and_record_no_password_hash() {
     assert!(why.contains("root: SHA-512 crypt ($6$), a salted one-way hash"), "{why}");
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_server_cases_pass_on_the_hardened_web_ui_and_name_each_finding_on_the_weak_one() {
+    let mut lab = lab().await;
+    // What each case finds on the weak device's web server, in its evidence.
+    let findings = [
+        ("web-http-methods.yaml", "the web server accepts TRACE"),
+        ("web-default-content.yaml", "/phpinfo.php is served (status 200)"),
+        ("web-directory-listing.yaml", "/static/ is a generated directory index"),
+        ("web-header-information.yaml", "GoAhead-Webs/2.5.0"),
+        ("web-error-pages.yaml", "the page-not-found error names the web server or its version"),
+    ];
+    for (name, finding) in findings {
+        let ran = run(&lab, name).await;
+        assert_hardened_pass_weak_fail(&ran);
+        for weak in ["ru2", "core2"] {
+            let (_, why) = verdict(&ran, weak);
+            assert!(why.contains(finding), "{name} on {weak} names `{finding}`: {why}");
+        }
+        assert_replays(&ran);
+    }
+    lab.stop().await;
+}

@@ -139,3 +139,40 @@ fn a_careless_nginx_fails_with_each_finding_named() {
     );
     assert!(why("TC_NO_UNUSED_HTTP_METHODS").contains("PUT"), "{}", why("TC_NO_UNUSED_HTTP_METHODS"));
 }
+
+/// The verdict of the one case of `plan` run on a rig `rig_yaml`, and the run's output.
+fn run_one(plan: &str, rig_yaml: &str, dir: &Path) -> (String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (rig, key, public) = (dir.join("rig.yaml"), dir.join("lab.key"), dir.join("lab.pub"));
+    std::fs::write(&rig, rig_yaml).unwrap();
+    let plan_path = dir.join("plan.yaml");
+    std::fs::write(&plan_path, plan).unwrap();
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let out = proofrig(&["run", &s(&plan_path), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
+    let text = all(&out);
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
+    let observed = verdicts::observed(&bundle, None);
+    assert_eq!(observed.len(), 1, "{text}");
+    (observed[0].1.clone(), format!("{}\n{text}", observed[0].2))
+}
+
+#[test]
+fn a_web_server_that_is_gone_is_infra_and_an_undeclared_port_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nginx::start(NginxProfile::Careless);
+    let plan = aimed("web-http-methods.yaml", &server);
+    let port = server.port();
+    drop(server);
+    let rig = format!("rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {port}\n");
+    let (verdict, text) = run_one(&plan, &rig, &tmp.path().join("gone"));
+    assert_eq!(verdict, "INFRA", "nothing listens: the bench's fault, never a finding or a pass: {text}");
+    let (verdict, text) = run_one(&plan, "rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n", &tmp.path().join("undeclared"));
+    assert_eq!(verdict, "ERROR", "{text}");
+    assert!(text.contains("web_port"), "the missing key is named: {text}");
+}

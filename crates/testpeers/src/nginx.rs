@@ -3,7 +3,8 @@
 //! a careless installation leaves it.
 //!
 //! Each server has a directory of its own (configuration, document root, logs, temp
-//! paths), and runs in the foreground (`daemon off`) as `nobody`, so it is an
+//! paths), and runs in the foreground as one process (`daemon off`, `master_process
+//! off`: a killed master would leave its workers serving) as `nobody`, so it is an
 //! unprivileged process from its first instruction: no `user` directive, no root
 //! master. The document root holds a vendor's index page and a `static/` directory of
 //! files with no index page, the directory the rig documents.
@@ -167,7 +168,7 @@ fn give_to_nobody(dir: &Path) {
 fn config(profile: NginxProfile, dir: &Path, port: u16) -> String {
     let d = dir.display();
     let common = format!(
-        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          events {{ worker_connections 64; }}\n"
     );
     let temp = format!(
