@@ -46,7 +46,7 @@ fn expected(column: &str) -> BTreeMap<String, String> {
     let mut lines = text[start..end].lines().filter(|l| l.trim_start().starts_with('|') && !l.contains("---"));
     let header = cells(lines.next().expect("a header row"));
     let at = header.iter().position(|c| c == column).unwrap_or_else(|| panic!("no column `{column}`: {header:?}"));
-    lines.map(|l| cells(l)).map(|c| (verdicts::key(&c[0], &c[1]), c[at].clone())).collect()
+    lines.map(cells).map(|c| (verdicts::key(&c[0], &c[1]), c[at].clone())).collect()
 }
 
 /// A bundled plan, its HTTP requests aimed at `server`.
