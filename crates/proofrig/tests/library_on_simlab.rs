@@ -398,6 +398,7 @@ async fn web_server_cases_pass_on_the_hardened_web_ui_and_name_each_finding_on_t
         ("web-directory-listing.yaml", "/static/ is a generated directory index"),
         ("web-header-information.yaml", "GoAhead-Webs/2.5.0"),
         ("web-error-pages.yaml", "the page-not-found error names the web server or its version"),
+        ("web-restricted-file-access.yaml", "/etc/passwd is served through a path with ../"),
     ];
     for (name, finding) in findings {
         let ran = run(&lab, name).await;

@@ -24,6 +24,7 @@ const WEB_PLANS: &[&str] = &[
     "web-directory-listing.yaml",
     "web-header-information.yaml",
     "web-error-pages.yaml",
+    "web-restricted-file-access.yaml",
 ];
 
 const BEGIN: &str = "<!-- nginx-verdict-table -->";

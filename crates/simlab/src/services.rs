@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::device_os::{DeviceIdentity, DeviceOs};
+use crate::device_os::DeviceOs;
 use crate::gate::{ConnectionHandler, PowerGate};
 use crate::profile::ExtraService;
 use crate::SimError;
@@ -48,13 +48,13 @@ impl BannerService {
         };
         let program = service.program();
         let http = service == ExtraService::Http;
-        let web: Arc<(crate::profile::Profile, String, DeviceIdentity)> = Arc::new((os.profile(), hostname.clone(), identity.clone()));
+        let web = os.clone();
         let banner: Arc<str> = banner.into();
         let reply: Arc<str> = reply.into();
         let handler: ConnectionHandler = Arc::new(move |stream, _peer| {
             let banner = Arc::clone(&banner);
             let reply = Arc::clone(&reply);
-            let web = Arc::clone(&web);
+            let web = web.clone();
             Box::pin(async move {
                 let conversation = async {
                     if http {
@@ -107,7 +107,7 @@ async fn converse(stream: TcpStream, banner: &str, reply: &str) -> std::io::Resu
 }
 
 /// Reads one request's head (through the empty line) and sends the web server's answer.
-async fn answer_requests(stream: TcpStream, web: &(crate::profile::Profile, String, DeviceIdentity)) -> std::io::Result<()> {
+async fn answer_requests(stream: TcpStream, os: &DeviceOs) -> std::io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
@@ -123,7 +123,7 @@ async fn answer_requests(stream: TcpStream, web: &(crate::profile::Profile, Stri
         }
     }
     let head = String::from_utf8_lossy(&head);
-    let (profile, hostname, identity) = web;
-    writer.write_all(&crate::web::answer(*profile, hostname, identity, &crate::web::Request::parse(&head))).await?;
+    let answer = crate::web::answer(os, &crate::web::Request::parse(&head));
+    writer.write_all(&answer).await?;
     writer.shutdown().await
 }

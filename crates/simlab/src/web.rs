@@ -6,10 +6,11 @@
 //! path that climbs (`..`, encoded or not) a 400. Weak, as embedded web servers are
 //! left: a product/version `Server:` header and `X-Powered-By`, every method accepted
 //! (TRACE echoes the request, PUT "stores" it, DELETE "deletes"), directories listed,
-//! the server's sample pages still installed, and error pages that name the server and
-//! its version.
+//! the server's sample pages still installed, error pages that name the server and
+//! its version, and a path that climbs (`/../../etc/passwd`, percent-encoded or not)
+//! served from the device's file system outside the document root (`/var/www`).
 
-use crate::device_os::DeviceIdentity;
+use crate::device_os::{DeviceIdentity, DeviceOs, NodeKind};
 use crate::profile::Profile;
 
 /// The weak server's product token, as its headers and error pages show it.
@@ -35,12 +36,61 @@ impl<'a> Request<'a> {
     }
 }
 
-/// The whole response of a `profile` device to `request`.
-pub fn answer(profile: Profile, hostname: &str, identity: &DeviceIdentity, request: &Request<'_>) -> Vec<u8> {
-    match profile {
-        Profile::Hardened => hardened(hostname, identity, request),
-        Profile::Weak => weak(hostname, identity, request),
+/// The whole response of device `os` to `request`.
+pub fn answer(os: &DeviceOs, request: &Request<'_>) -> Vec<u8> {
+    let (hostname, identity) = (os.hostname(), os.identity());
+    match os.profile() {
+        Profile::Hardened => hardened(&hostname, &identity, request),
+        Profile::Weak => match climbs(request.path).then(|| outside_root(os, request.path)).flatten() {
+            Some(file) => response("200 OK", &[("Server", WEAK_SERVER.to_string())], &file, request.method == "HEAD"),
+            None => weak(&hostname, &identity, request),
+        },
     }
+}
+
+/// Where the weak server's document root lies on the device.
+const DOCUMENT_ROOT: &str = "/var/www";
+
+/// The device's file a climbing `path` names, resolved from the document root after
+/// percent-decoding, as a careless server maps it; None when there is none.
+fn outside_root(os: &DeviceOs, path: &str) -> Option<String> {
+    let decoded = percent_decode(path.split('?').next().unwrap_or_default()).replace('\\', "/");
+    let mut parts: Vec<&str> = DOCUMENT_ROOT.split('/').filter(|p| !p.is_empty()).collect();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let resolved = format!("/{}", parts.join("/"));
+    let state = os.lock();
+    match &state.files.get(&resolved)?.kind {
+        NodeKind::File(content) => Some(state.render(content)),
+        NodeKind::Directory => None,
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn response(status: &str, headers: &[(&str, String)], body: &str, head_only: bool) -> Vec<u8> {
@@ -139,7 +189,8 @@ mod tests {
 
     fn ask(profile: Profile, head: &str) -> String {
         let identity = DeviceIdentity { vendor: "V".into(), model: "M".into(), serial: "S".into(), firmware: "1.2.3".into() };
-        String::from_utf8(answer(profile, "ru", &identity, &Request::parse(head))).unwrap()
+        let os = DeviceOs::new(crate::device_os::DeviceConfig::new("ru", profile, "root-password").with_identity(identity));
+        String::from_utf8(answer(&os, &Request::parse(head))).unwrap()
     }
 
     #[test]
@@ -159,5 +210,9 @@ mod tests {
         assert!(ask(Profile::Weak, "GET /static/ HTTP/1.1\r\n\r\n").contains("Index of /static/"));
         assert!(ask(Profile::Weak, "GET /nothing HTTP/1.1\r\n\r\n").contains(WEAK_SERVER));
         assert!(ask(Profile::Weak, "GET /test.html HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        for climb in ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/static/..%2f..%2f..%2f..%2fetc/passwd"] {
+            assert!(ask(Profile::Weak, &format!("GET {climb} HTTP/1.1\r\n\r\n")).contains("root:x:0:0:"), "{climb}");
+            assert!(!ask(Profile::Hardened, &format!("GET {climb} HTTP/1.1\r\n\r\n")).contains("root:x:0:0:"), "{climb}");
+        }
     }
 }
