@@ -5,10 +5,11 @@
 //! transports that produce them, the expect engine above any byte stream, and the
 //! power backends. The rig model (`proofrig_model::rig`) describes what exists on a
 //! bench; agents take the piece they need. [`snmp`] probes a device's SNMP agent over
-//! UDP; [`udp`] scans its UDP ports, [`tcp`] its TCP ports.
+//! UDP; [`udp`] scans its UDP ports, [`tcp`] its TCP ports; [`http`] sends one HTTP request.
 
 pub mod channel;
 pub mod expect;
+pub mod http;
 pub mod net;
 pub mod power;
 pub mod serial;

@@ -121,6 +121,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         ActionKind::TcpScan => tcp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
         ActionKind::UdpScan => udp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
         ActionKind::SnmpProbe => snmp_probe(ctx.rig, device, spec, output, events, failure.is_some()),
+        ActionKind::HttpRequest => http_request(ctx.rig, device, spec, output, events, failure.is_some(), exempt),
         ActionKind::Wait if failure.is_none() && output != &json!({"waited_ms": spec["ms"].as_u64().unwrap_or(0)}) => {
             Err("the recorded wait is not the one the step asks for".into())
         }
@@ -632,6 +633,66 @@ fn snmp_probe(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&
     }
     if output.as_object().map(|o| o.len()) != Some(5) {
         return Err("the recorded SNMP probe has fields no probe records".into());
+    }
+    Ok(())
+}
+
+/// An `http_request` step: the request bytes are the step's, sent where the step says,
+/// and its output is what the response bytes received say ([`proofrig_model::wire::http`]).
+/// A failed request must not have received a response that parses.
+fn http_request(
+    rig: &Rig,
+    device: &str,
+    spec: &Value,
+    output: &Value,
+    events: &[&Event],
+    failed: bool,
+    exempt: bool,
+) -> Result<(), String> {
+    use proofrig_model::wire::http as wire;
+    let sent = bytes_on(events, device, wire::CHANNEL, Direction::Out);
+    let received = bytes_on(events, device, wire::CHANNEL, Direction::In);
+    let method = wire::spec_method(spec);
+    let head = method == "HEAD";
+    if failed {
+        return match wire::parse_response(&received, head) {
+            Ok(response) if !exempt => {
+                Err(format!("the request is recorded as failed, yet the bytes received are a whole HTTP response ({})", response.status))
+            }
+            _ => Ok(()),
+        };
+    }
+    let port = wire::spec_port(spec).map_err(|e| format!("the step's {e}"))?;
+    let target = network_target(rig, device, spec);
+    let opened: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ChannelOpened { channel, detail } if channel.device == device && channel.channel == wire::CHANNEL => {
+                detail.strip_prefix("HTTP to ")
+            }
+            _ => None,
+        })
+        .collect();
+    let peer = match opened.as_slice() {
+        [one] => one.parse::<std::net::SocketAddr>().map_err(|_| "the recorded HTTP connection names no address")?,
+        _ => return Err(format!("the step made {} HTTP connections; a request makes one", opened.len())),
+    };
+    let address = output["address"].as_str().unwrap_or_default();
+    if peer.port() != port || !same_target(target.as_deref(), &output["address"], &peer.ip().to_string()) {
+        return Err("the HTTP request went elsewhere than the step's web server".into());
+    }
+    let headers = wire::spec_headers(spec);
+    let host = wire::host_header(address, port);
+    let path = spec["path"].as_str().unwrap_or_default();
+    if sent != wire::request(&wire::Request { method, path, host: &host, headers: &headers }) {
+        return Err("the bytes sent are not the step's HTTP request".into());
+    }
+    let response = wire::parse_response(&received, head).map_err(|e| format!("the bytes received are no HTTP response: {e}"))?;
+    if *output != wire::output(address, port, method, path, &response) {
+        return Err(format!(
+            "the recorded HTTP response (status {}) is not what the bytes received say (status {})",
+            output["status"], response.status
+        ));
     }
     Ok(())
 }

@@ -343,6 +343,24 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
                 ));
             }
         }
+        Action::HttpRequest(request) => {
+            let method = request.method.as_deref().unwrap_or("GET");
+            let headers: Vec<(String, String)> = request.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            if literal(method) && literal(&request.path) {
+                if let Err(reason) = proofrig_model::wire::http::check_request(method, &request.path, &headers) {
+                    return Err(src.error_at(&format!("{at}.http_request"), reason, Some("e.g. { method: TRACE, path: / }".into())));
+                }
+            }
+            if let Some(port) = &request.port {
+                if !(port.is_string() || port.as_u64().is_some_and(|p| (1..=65535).contains(&p))) {
+                    return Err(src.error_at(
+                        &format!("{at}.http_request.port"),
+                        "not a TCP port",
+                        Some("e.g. 8080 or ${device.declared.web_port}".into()),
+                    ));
+                }
+            }
+        }
         // Their types say all there is to check (a script is compiled by `validate_step`).
         Action::Power(_)
         | Action::Wait(_)
@@ -480,7 +498,7 @@ cases:
         let err = invalid(&GOOD.replace("      - ssh_audit: {}\n", "      - name: nothing to do\n"));
         assert_eq!((err.field.as_str(), err.line, err.column), ("cases[0].steps[0]", 19, 9));
         assert_eq!(err.message, "this step has no action");
-        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, set, assert, script";
+        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, http_request, set, assert, script";
         assert_eq!(err.hint, Some(format!("give it exactly one of: {every}")));
         // Named in the order of the action list, the second one is where the error is.
         let err = invalid(

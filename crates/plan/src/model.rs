@@ -223,6 +223,7 @@ pub enum Action {
     TcpScan(TcpScan),
     UdpScan(UdpScan),
     SnmpProbe(SnmpProbe),
+    HttpRequest(HttpRequest),
     /// Values for later steps, by name.
     Set(BTreeMap<String, serde_json::Value>),
     /// Boxed: its many optional operators make it the largest action by far.
@@ -249,6 +250,7 @@ impl Action {
             Action::TcpScan(_) => ActionKind::TcpScan,
             Action::UdpScan(_) => ActionKind::UdpScan,
             Action::SnmpProbe(_) => ActionKind::SnmpProbe,
+            Action::HttpRequest(_) => ActionKind::HttpRequest,
             Action::Set(_) => ActionKind::Set,
             Action::Assert(_) => ActionKind::Assert,
             Action::Script(_) => ActionKind::Script,
@@ -273,6 +275,7 @@ impl Action {
             ActionKind::TcpScan => Action::TcpScan(map.next_value()?),
             ActionKind::UdpScan => Action::UdpScan(map.next_value()?),
             ActionKind::SnmpProbe => Action::SnmpProbe(map.next_value()?),
+            ActionKind::HttpRequest => Action::HttpRequest(map.next_value()?),
             ActionKind::Set => Action::Set(map.next_value()?),
             ActionKind::Assert => Action::Assert(map.next_value()?),
             ActionKind::Script => Action::Script(map.next_value()?),
@@ -298,6 +301,7 @@ impl Action {
             | Action::TcpScan(_)
             | Action::UdpScan(_)
             | Action::SnmpProbe(_)
+            | Action::HttpRequest(_)
             | Action::Set(_)
             | Action::Assert(_)
             | Action::Script(_) => None,
@@ -742,6 +746,30 @@ pub struct SnmpProbe {
     /// How long to wait for answers once the requests are sent (default 2000 ms).
     #[serde(default)]
     pub wait_ms: Option<u64>,
+}
+
+/// One HTTP/1.1 request over plain TCP to the device's web server (HTTPS is not
+/// this action's); the output is the response as its recorded bytes say: `{address,
+/// port, method, path, version, status, reason, headers, head, body_len, body_excerpt,
+/// complete}`, `headers` by lower-case name, `head` every header line. No answer is
+/// INFRA, an answer that is no HTTP ERROR; the status itself is for an `assert`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    /// Address to send to; default: the device's SSH host.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// TCP port: a number or a template such as `${device.declared.web_port}` (default 80).
+    #[serde(default)]
+    pub port: Option<serde_json::Value>,
+    /// `GET` by default; TRACE, PUT, DELETE... as a case asks.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The request target as sent, e.g. `/` or `/%2e%2e/%2e%2e/etc/passwd`.
+    pub path: String,
+    /// Extra request headers, by name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// A check over captured values. `value` is compared with exactly one operator.

@@ -248,7 +248,8 @@ fn agent_call(kind: ActionKind) -> bool {
         | ActionKind::SshNegotiate
         | ActionKind::TcpScan
         | ActionKind::UdpScan
-        | ActionKind::SnmpProbe => true,
+        | ActionKind::SnmpProbe
+        | ActionKind::HttpRequest => true,
         ActionKind::Script | ActionKind::Assert | ActionKind::Set => false,
     }
 }

@@ -85,6 +85,7 @@ const LIBRARY: &[&str] = &[
     "security-event-logging.yaml",
     "ssh-algorithms.yaml",
     "predefined-accounts.yaml",
+    "web-http-methods.yaml",
 ];
 
 type Journal = Vec<Value>;
@@ -107,6 +108,7 @@ const LOGGING: &str = "TC_SECURITY_EVENT_LOGGING";
 const ALGORITHMS: &str = "TC_PROTECT_DATA_INFO_TRANSFER_1";
 const PORTS: &str = "TC_BVT_PORT_SCANNING";
 const ACCOUNTS: &str = "TC_PREDEFINED_ACCOUNT_DELETION";
+const METHODS: &str = "TC_NO_UNUSED_HTTP_METHODS";
 
 fn forgeries() -> Vec<Forgery> {
     vec![
@@ -238,6 +240,16 @@ fn forgeries() -> Vec<Forgery> {
                     for probe in o["probes"].as_array_mut().unwrap() {
                         probe["answered"] = false.into();
                     }
+                })
+            },
+        },
+        Forgery {
+            name: "the weak web server's accepted TRACE turned into a refusal",
+            action: Some("http_request"),
+            forge: |j| {
+                edit(j, METHODS, "send TRACE to the web server", |o| {
+                    o["status"] = 405.into();
+                    o["reason"] = "Method Not Allowed".into();
                 })
             },
         },
@@ -376,12 +388,18 @@ async fn every_forged_answer_with_the_chain_rebuilt_and_resigned_is_tampered() {
     let mut plans: Vec<Plan> = LIBRARY.iter().map(|name| plan(name)).collect();
     plans.push(Plan::load(&extras).unwrap());
     // TCP: the well-known range and the devices' SSH ports; UDP: enough for SNMP.
-    let ssh_ports: Vec<String> = lab.devices().iter().map(|d| d.ssh_addr().port().to_string()).collect();
+    let ssh_ports: Vec<String> = lab
+        .devices()
+        .iter()
+        .flat_map(|d| [Some(d.ssh_addr().port()), d.web_port().filter(|p| *p > 1024)])
+        .flatten()
+        .map(|p| p.to_string())
+        .collect();
     let params = [("ports", json!(format!("1-200,{}", ssh_ports.join(",")))), ("udp_ports", json!("1-200"))];
     let ran = simrun::run_on(rig.clone(), tempfile::tempdir().unwrap(), plans.clone(), &params, None).await;
     lab.stop().await;
     let weak = |case: &str| ran.result.cases.iter().find(|c| c.key.case == case && c.key.device == "ru2").map(|c| c.verdict);
-    for case in [NO_SERVICES, BOOT, EXTRA, ALGORITHMS, PORTS, ACCOUNTS] {
+    for case in [NO_SERVICES, BOOT, EXTRA, ALGORITHMS, PORTS, ACCOUNTS, METHODS] {
         assert_eq!(weak(case), Some(Verdict::Fail), "{case} on the weak device is the finding to hide");
     }
 

@@ -281,9 +281,15 @@ async fn a_device_that_cannot_be_reached_is_infra_never_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_ports_finds_the_weak_devices_snmp_agent_in_the_udp_scan() {
     let mut lab = lab().await;
-    // TCP: the well-known range and the devices' SSH ports, to keep the run short; UDP:
-    // the plan's own range.
-    let ssh_ports: Vec<String> = lab.devices().iter().map(|d| d.ssh_addr().port().to_string()).collect();
+    // TCP: the well-known range and the devices' SSH and (documented, high) web ports,
+    // to keep the run short; UDP: the plan's own range.
+    let ssh_ports: Vec<String> = lab
+        .devices()
+        .iter()
+        .flat_map(|d| [Some(d.ssh_addr().port()), d.web_port().filter(|p| *p > 1024)])
+        .flatten()
+        .map(|p| p.to_string())
+        .collect();
     let tcp_ports = format!("1-1024,{}", ssh_ports.join(","));
     let ran = simrun::run(&lab, vec![plan("open-ports.yaml")], &[("ports", serde_json::json!(tcp_ports))]).await;
     assert_hardened_pass_weak_fail(&ran);
@@ -439,5 +445,29 @@ async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_re
         core2.evidence_excerpt
     );
     assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_server_cases_pass_on_the_hardened_web_ui_and_name_each_finding_on_the_weak_one() {
+    let mut lab = lab().await;
+    // What each case finds on the weak device's web server, in its evidence.
+    let findings = [
+        ("web-http-methods.yaml", "the web server accepts TRACE"),
+        ("web-default-content.yaml", "/phpinfo.php is served (status 200)"),
+        ("web-directory-listing.yaml", "/static/ is a generated directory index"),
+        ("web-header-information.yaml", "GoAhead-Webs/2.5.0"),
+        ("web-error-pages.yaml", "the page-not-found error names the web server or its version"),
+        ("web-restricted-file-access.yaml", "/etc/passwd is served through a path with ../"),
+    ];
+    for (name, finding) in findings {
+        let ran = run(&lab, name).await;
+        assert_hardened_pass_weak_fail(&ran);
+        for weak in ["ru2", "core2"] {
+            let (_, why) = verdict(&ran, weak);
+            assert!(why.contains(finding), "{name} on {weak} names `{finding}`: {why}");
+        }
+        assert_replays(&ran);
+    }
     lab.stop().await;
 }

@@ -19,7 +19,7 @@ use proofrig_agents::expect::{Expect, ExpectError};
 use proofrig_agents::power::{PowerController, PowerError};
 use proofrig_agents::serial::open_console;
 use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
-use proofrig_agents::{snmp, tcp, udp};
+use proofrig_agents::{http, snmp, tcp, udp};
 use proofrig_model::events::{ChannelId, EventKind, Recorder};
 use proofrig_model::rig::{ConsoleLogin, Device, Rig};
 use proofrig_model::secret::Secret;
@@ -37,6 +37,7 @@ pub fn default_timeout(action: ActionKind) -> Duration {
         ActionKind::Power => 60_000,
         ActionKind::TcpScan => 120_000,
         ActionKind::SnmpProbe => 30_000,
+        ActionKind::HttpRequest => 10_000,
         ActionKind::UdpScan => 300_000,
         ActionKind::ConsoleLogin | ActionKind::ConsoleRun | ActionKind::ConsoleExpect => 30_000,
         // A script's calls have their own limits; this bounds the whole script.
@@ -365,6 +366,7 @@ impl Agents {
                 .map_err(|e| (FailureClass::Infra, e.to_string()))?;
                 Ok(snmp_output(&outcome))
             }
+            Action::HttpRequest(_) => self.http_request(device, spec, timeout).await,
             Action::Assert(assert) => match assert.output(spec) {
                 Value::Null => Err((FailureClass::Error, "no comparison".to_string())),
                 compared => Ok(compared),
@@ -384,6 +386,31 @@ impl Agents {
                 .ssh
                 .map(|s| s.host)
                 .ok_or_else(|| (FailureClass::Error, format!("device {device} has no SSH host to {verb}; give `address:` in the step"))),
+        }
+    }
+
+    /// An `http_request` step: one request, its output derived from the response's bytes.
+    async fn http_request(&self, device: &str, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
+        use proofrig_model::wire::http as wire;
+        let address = self.network_target(device, spec, "send HTTP to")?;
+        let port = wire::spec_port(spec).map_err(|e| (FailureClass::Error, e))?;
+        let method = wire::spec_method(spec);
+        let path = spec["path"].as_str().unwrap_or_default();
+        let headers = wire::spec_headers(spec);
+        wire::check_request(method, path, &headers).map_err(|e| (FailureClass::Error, e))?;
+        let probe = http::HttpProbe {
+            device,
+            address: &address,
+            port,
+            method,
+            path,
+            headers: &headers,
+            timeout: timeout.saturating_sub(Duration::from_millis(100)),
+        };
+        match http::send(&probe, &self.recorder).await {
+            Ok(exchange) => Ok(wire::output(&address, port, method, path, &exchange.response)),
+            Err(err @ http::HttpError::NotHttp { .. }) => Err((FailureClass::Error, err.to_string())),
+            Err(err) => Err((FailureClass::Infra, err.to_string())),
         }
     }
 

@@ -65,6 +65,7 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
         | ActionKind::TcpScan
         | ActionKind::UdpScan
         | ActionKind::SnmpProbe
+        | ActionKind::HttpRequest
         | ActionKind::Set
         | ActionKind::Assert
         | ActionKind::Script => None,

@@ -172,7 +172,10 @@ impl SimLabConfig {
         for device in &mut self.devices {
             device.telnet_port = ExtraService::Telnet.well_known_port();
             device.ftp_port = ExtraService::Ftp.well_known_port();
-            device.http_port = ExtraService::Http.well_known_port();
+            // The hardened web server stays on its documented high port.
+            if device.profile == crate::profile::Profile::Weak {
+                device.http_port = ExtraService::Http.well_known_port();
+            }
             device.snmp_port = 161;
         }
         self
@@ -221,6 +224,11 @@ impl LabDevice {
 
     pub fn device(&self) -> &SimDevice {
         &self.device
+    }
+
+    /// The TCP port of the device's web management server, if it runs one.
+    pub fn web_port(&self) -> Option<u16> {
+        self.device.extra_services().iter().find(|s| s.service() == ExtraService::Http).map(|s| s.local_addr().port())
     }
 
     pub fn ssh_addr(&self) -> SocketAddr {
@@ -378,6 +386,12 @@ impl SimLab {
             format!("{{ file: {} }}", quoted(&path.to_string_lossy()))
         };
         let tags: Vec<String> = spec.tags.iter().map(String::as_str).map(quoted).collect();
+        // Both profiles document SSH and their web management server.
+        let web_port = device.web_port().map_or_else(|| "null".to_string(), |port| port.to_string());
+        let mut ports = vec![ssh.port().to_string()];
+        if web_port != "null" {
+            ports.push(web_port.clone());
+        }
         let _ = write!(
             out,
             "  {name}:\n\
@@ -386,6 +400,8 @@ impl SimLab {
              \x20   identity: {{ vendor: {}, model: {}, serial: {}, firmware: {}, command: \"cat /etc/proofrig-release\" }}\n\
              \x20   declared:\n\
              \x20     open_tcp_ports: [{}]\n\
+             \x20     web_port: {}\n\
+             \x20     web_directories: [/static/]\n\
              \x20     open_udp_ports: []\n\
              \x20     services: [ssh]\n\
              \x20     ssh_root_login: false\n\
@@ -406,7 +422,8 @@ impl SimLab {
             quoted(&identity.model),
             quoted(&identity.serial),
             quoted(&identity.firmware),
-            ssh.port(),
+            ports.join(", "),
+            web_port,
             self.lockout_seconds,
         );
         for (secret, _) in &device.secrets {

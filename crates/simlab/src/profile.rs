@@ -266,7 +266,8 @@ impl Profile {
     /// Services listening besides SSH.
     pub fn extra_services(self) -> &'static [ExtraService] {
         match self {
-            Profile::Hardened => &[],
+            // The hardened web server is the compliant one of `crate::web`, on a documented port.
+            Profile::Hardened => &[ExtraService::Http],
             Profile::Weak => &[ExtraService::Telnet, ExtraService::Ftp, ExtraService::Http],
         }
     }

@@ -3,9 +3,10 @@
 //! They exist so port-scan and unnecessary-services tests have something real to
 //! find: telnet and FTP accept TCP connections and announce themselves with a banner
 //! the way telnetd or an FTP daemon would, then answer every line with a refusal;
-//! HTTP answers each request with the web management login page, in clear text and
-//! without redirecting to HTTPS. Nobody can log in through them; being reachable is
-//! the finding.
+//! HTTP is the web management server of [`crate::web`], in clear text and without
+//! redirecting to HTTPS (the hardened profile runs a compliant one on a documented
+//! port, the weak one a careless one on 80). Nobody can log in through them; being
+//! reachable is the telnet and FTP finding.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::device_os::{DeviceIdentity, DeviceOs};
+use crate::device_os::DeviceOs;
 use crate::gate::{ConnectionHandler, PowerGate};
 use crate::profile::ExtraService;
 use crate::SimError;
@@ -42,20 +43,22 @@ impl BannerService {
                 format!("220 {hostname} FTP server ({} {} firmware {}) ready.\r\n", identity.vendor, identity.model, identity.firmware),
                 "530 Please login with USER and PASS.\r\n".to_string(),
             ),
-            // An HTTP server speaks only when asked; the reply is the whole page.
-            ExtraService::Http => (String::new(), login_page(&hostname, &identity)),
+            // An HTTP server speaks only when asked; `crate::web` answers each request.
+            ExtraService::Http => (String::new(), String::new()),
         };
         let program = service.program();
         let http = service == ExtraService::Http;
+        let web = os.clone();
         let banner: Arc<str> = banner.into();
         let reply: Arc<str> = reply.into();
         let handler: ConnectionHandler = Arc::new(move |stream, _peer| {
             let banner = Arc::clone(&banner);
             let reply = Arc::clone(&reply);
+            let web = web.clone();
             Box::pin(async move {
                 let conversation = async {
                     if http {
-                        answer_requests(stream, &reply).await
+                        answer_requests(stream, &web).await
                     } else {
                         converse(stream, &banner, &reply).await
                     }
@@ -103,41 +106,24 @@ async fn converse(stream: TcpStream, banner: &str, reply: &str) -> std::io::Resu
     }
 }
 
-/// The web management UI's login page, as a complete HTTP/1.0 response.
-fn login_page(hostname: &str, identity: &DeviceIdentity) -> String {
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>{vendor} {model} - {hostname}</title></head>\n\
-         <body><h1>{model} web management</h1>\n\
-         <form method=\"post\" action=\"/login\">User <input name=\"user\"> \
-         Password <input name=\"password\" type=\"password\"> \
-         <input type=\"submit\" value=\"Log in\"></form>\n\
-         <p>Firmware {firmware}</p></body></html>\n",
-        vendor = identity.vendor,
-        model = identity.model,
-        firmware = identity.firmware,
-    );
-    format!(
-        "HTTP/1.0 200 OK\r\nServer: {model} httpd\r\nContent-Type: text/html\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len(),
-        model = identity.model,
-    )
-}
-
-/// Reads one request's head (through the empty line) and sends the page.
-async fn answer_requests(stream: TcpStream, page: &str) -> std::io::Result<()> {
+/// Reads one request's head (through the empty line) and sends the web server's answer.
+async fn answer_requests(stream: TcpStream, os: &DeviceOs) -> std::io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
+    let mut head = Vec::new();
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line).await? == 0 {
             return Ok(());
         }
-        if line == b"\r\n" || line == b"\n" {
+        head.extend_from_slice(&line);
+        if line == b"\r\n" || line == b"\n" || head.len() > 16 * 1024 {
             break;
         }
     }
-    writer.write_all(page.as_bytes()).await?;
+    let head = String::from_utf8_lossy(&head);
+    let answer = crate::web::answer(os, &crate::web::Request::parse(&head));
+    writer.write_all(&answer).await?;
     writer.shutdown().await
 }

@@ -131,10 +131,13 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
         assert_eq!(power.pdu, "simpdu");
         assert_eq!(power.outlet, OutletId::Number(u32::from(spec.outlet)));
 
-        // What the vendor documents: SSH only, whatever the weak device really runs.
-        assert_eq!(device.declared["open_tcp_ports"], serde_json_array(&[ssh.port]));
+        // What the vendor documents: SSH and the web management server, whatever else the weak device really runs.
+        let web_port = lab_device.web_port().expect("both profiles run a web server");
+        assert_eq!(device.declared["open_tcp_ports"], serde_json_array(&[ssh.port, web_port]));
+        assert_eq!(device.declared["web_port"], web_port);
         assert_eq!(device.declared["lockout"]["attempts"], 3);
-        assert_eq!(lab_device.device().extra_services().is_empty(), spec.profile == Profile::Hardened);
+        // Besides SSH, a hardened device runs its web server alone.
+        assert_eq!(lab_device.device().extra_services().len() == 1, spec.profile == Profile::Hardened);
 
         // The pinned fingerprint is the key the server presents to OpenSSH.
         assert_eq!((ssh.host.as_str(), ssh.port), (spec.management_ip.to_string().as_str(), lab_device.ssh_addr().port()));
@@ -299,8 +302,10 @@ async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
                 assert!(String::from_utf8_lossy(&banner[..n]).contains(SIM_MODEL_PREFIX), "{}", String::from_utf8_lossy(&banner[..n]));
             }
             Profile::Hardened => {
-                assert!(ports.is_empty() && listening.is_empty());
-                assert!(!accepts((ip, 23).into()).await);
+                // Its web server only, on a documented high port, never on 80.
+                assert_eq!(ports, [device.web_port().unwrap()], "{}", device.name());
+                assert_eq!(listening, ports, "{}", device.name());
+                assert!(ports[0] > 1024 && !accepts((ip, 23).into()).await && !accepts((ip, 80).into()).await);
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod busybox;
 pub mod chromium;
 pub mod dropbear;
 pub mod modbus;
+pub mod nginx;
 pub mod pdudaemon;
 pub mod plans;
 pub mod postgres;

@@ -85,6 +85,8 @@ action_kinds! {
     UdpScan = "udp_scan",
     /// SNMP community requests.
     SnmpProbe = "snmp_probe",
+    /// One HTTP request to the device's web server.
+    HttpRequest = "http_request",
     /// Set values for later steps.
     Set = "set",
     /// Compare captured values.

@@ -122,6 +122,21 @@ pub fn judge(action: ActionKind, spec: &Value, output: &Value) -> Judgement {
             false,
             true,
         ),
+        ActionKind::HttpRequest => Judgement::new(
+            Verdict::Pass,
+            format!(
+                "{} {} on {}:{}: {} {}, {} bytes of body",
+                text(&output["method"]),
+                text(&output["path"]),
+                text(&output["address"]),
+                output["port"],
+                output["status"],
+                text(&output["reason"]),
+                output["body_len"],
+            ),
+            false,
+            true,
+        ),
         ActionKind::Assert => judge_assert(spec, output),
         ActionKind::Script => judge_script(output),
     }

@@ -1,0 +1,179 @@
+//! The web server cases of the library (TS 33.117 4.3.4.x) on a real web server,
+//! Debian's nginx, configured compliant and careless (`proofrig_testpeers::nginx`):
+//! `proofrig run` of every bundled web plan, aimed at the server's loopback port, then
+//! `proofrig verify` of the sealed bundle, which replays each verdict from the recorded
+//! HTTP bytes. The verdicts are held to testplans/README.md's nginx table.
+//!
+//! The device is the web server alone (no SSH, no console): each plan's `http_request`
+//! steps get the server's address added, and the rig declares `web_port` and
+//! `web_directories` as a vendor's documentation would.
+
+mod verdicts;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use proofrig_evidence::signing;
+use proofrig_testpeers::nginx::{Nginx, NginxProfile};
+
+/// The library's web server plans.
+const WEB_PLANS: &[&str] = &[
+    "web-http-methods.yaml",
+    "web-default-content.yaml",
+    "web-directory-listing.yaml",
+    "web-header-information.yaml",
+    "web-error-pages.yaml",
+    "web-restricted-file-access.yaml",
+];
+
+const BEGIN: &str = "<!-- nginx-verdict-table -->";
+const END: &str = "<!-- /nginx-verdict-table -->";
+
+fn proofrig(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_proofrig")).args(args).stdin(std::process::Stdio::null()).output().expect("run proofrig")
+}
+
+fn all(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// testplans/README.md's nginx table: test name -> verdict, for `column`.
+fn expected(column: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/README.md")).unwrap();
+    let start = text.find(BEGIN).unwrap_or_else(|| panic!("testplans/README.md has no `{BEGIN}`"));
+    let end = text.find(END).unwrap_or_else(|| panic!("testplans/README.md has no `{END}`"));
+    let cells = |l: &str| -> Vec<String> { l.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect() };
+    let mut lines = text[start..end].lines().filter(|l| l.trim_start().starts_with('|') && !l.contains("---"));
+    let header = cells(lines.next().expect("a header row"));
+    let at = header.iter().position(|c| c == column).unwrap_or_else(|| panic!("no column `{column}`: {header:?}"));
+    lines.map(cells).map(|c| (verdicts::key(&c[0], &c[1]), c[at].clone())).collect()
+}
+
+/// A bundled plan, its HTTP requests aimed at `server`.
+fn aimed(name: &str, server: &Nginx) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(name)).unwrap();
+    let aimed = text
+        .replace("http_request: { port:", &format!("http_request: {{ address: {}, port:", server.address()))
+        .replace("agent(\"http_request\", #{ port:", &format!("agent(\"http_request\", #{{ address: \"{}\", port:", server.address()));
+    assert_ne!(aimed, text, "{name}: no http_request step found to aim");
+    aimed
+}
+
+/// Run every web plan on `server`, verify the bundle; (exit code, output, bundle).
+fn run_and_verify(server: &Nginx, tmp: &Path, profile: NginxProfile) -> (i32, String, PathBuf) {
+    let dir = tmp.join(profile.name());
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut plans = Vec::new();
+    for name in WEB_PLANS {
+        let path = dir.join(name);
+        std::fs::write(&path, aimed(name, server)).unwrap();
+        plans.push(path.display().to_string());
+    }
+    let rig = dir.join("rig.yaml");
+    std::fs::write(
+        &rig,
+        format!(
+            "rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {}\n      web_directories: [/static/]\n",
+            server.port()
+        ),
+    )
+    .unwrap();
+    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(plans);
+    args.extend(["--rig".into(), s(&rig), "--key".into(), s(&key), "--out".into(), s(&dir.join("results")), "--quiet".into()]);
+    let out = proofrig(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = format!("{}\nnginx error log:\n{}", all(&out), server.error_log());
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, every verdict replayed from the HTTP bytes: {}", all(&verified));
+    (out.status.code().unwrap_or(-1), text, bundle)
+}
+
+fn assert_table(column: &str, bundle: &Path, text: &str) {
+    let observed = verdicts::observed(bundle, None);
+    let expected = expected(column);
+    let mut wrong = Vec::new();
+    for (test, verdict) in &expected {
+        match observed.iter().find(|(t, _, _)| t == test) {
+            None => wrong.push(format!("{test}: did not run (the table expects {verdict})")),
+            Some((_, got, why)) if got != verdict => wrong.push(format!("{test}: {got}, the table expects {verdict}: {why}")),
+            Some(_) => {}
+        }
+    }
+    for (test, got, _) in &observed {
+        if !expected.contains_key(test) {
+            wrong.push(format!("{test} ran ({got}) but the nginx table has no row for it"));
+        }
+    }
+    assert!(wrong.is_empty(), "on `{column}`, the run disagrees with testplans/README.md's nginx table:\n{}\n\n{text}", wrong.join("\n"));
+}
+
+#[test]
+fn a_compliant_nginx_passes_every_web_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nginx::start(NginxProfile::Compliant);
+    let (code, text, bundle) = run_and_verify(&server, tmp.path(), NginxProfile::Compliant);
+    assert_table("nginx compliant", &bundle, &text);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn a_careless_nginx_fails_with_each_finding_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nginx::start(NginxProfile::Careless);
+    let (code, text, bundle) = run_and_verify(&server, tmp.path(), NginxProfile::Careless);
+    assert_table("nginx careless", &bundle, &text);
+    assert_eq!(code, 1, "{text}");
+    let observed = verdicts::observed(&bundle, None);
+    let why = |test: &str| observed.iter().find(|(t, _, _)| t == test).map(|(_, _, why)| why.clone()).unwrap_or_default();
+    assert!(
+        why("TC_NO_WEB_SERVER_HEADER_INFORMATION").contains("nginx/1."),
+        "the version is named: {}",
+        why("TC_NO_WEB_SERVER_HEADER_INFORMATION")
+    );
+    assert!(why("TC_NO_UNUSED_HTTP_METHODS").contains("PUT"), "{}", why("TC_NO_UNUSED_HTTP_METHODS"));
+}
+
+/// The verdict of the one case of `plan` run on a rig `rig_yaml`, and the run's output.
+fn run_one(plan: &str, rig_yaml: &str, dir: &Path) -> (String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (rig, key, public) = (dir.join("rig.yaml"), dir.join("lab.key"), dir.join("lab.pub"));
+    std::fs::write(&rig, rig_yaml).unwrap();
+    let plan_path = dir.join("plan.yaml");
+    std::fs::write(&plan_path, plan).unwrap();
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let out = proofrig(&["run", &s(&plan_path), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
+    let text = all(&out);
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
+    let observed = verdicts::observed(&bundle, None);
+    assert_eq!(observed.len(), 1, "{text}");
+    (observed[0].1.clone(), format!("{}\n{text}", observed[0].2))
+}
+
+#[test]
+fn a_web_server_that_is_gone_is_infra_and_an_undeclared_port_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nginx::start(NginxProfile::Careless);
+    let plan = aimed("web-http-methods.yaml", &server);
+    let port = server.port();
+    drop(server);
+    let rig = format!("rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {port}\n");
+    let (verdict, text) = run_one(&plan, &rig, &tmp.path().join("gone"));
+    assert_eq!(verdict, "INFRA", "nothing listens: the bench's fault, never a finding or a pass: {text}");
+    let (verdict, text) = run_one(&plan, "rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n", &tmp.path().join("undeclared"));
+    assert_eq!(verdict, "ERROR", "{text}");
+    assert!(text.contains("web_port"), "the missing key is named: {text}");
+}
