@@ -8,7 +8,8 @@
 //! [`DeviceOs::login_with_password`] (root may log in here on both profiles: TS
 //! 33.117 allows the physical console), and a shell running [`DeviceOs::run`].
 //!
-//! What the profile changes is the bootloader: a weak device drops anyone who
+//! What the profile changes is the bootloader and the login's echo: a weak device
+//! echoes the password typed at `Password:` in clear; and a weak device drops anyone who
 //! interrupts autoboot into an unauthenticated `=> ` prompt (whose `printenv`,
 //! `setenv bootargs ... init=/bin/sh` and `boot` give a root shell without any
 //! login); a hardened one asks for the bootloader password and boots on when it
@@ -557,7 +558,8 @@ impl<'a> Session<'a> {
                     _ => continue,
                 };
                 self.say("Password: ").await?;
-                let Edit::Line(password) = self.read_line(false).await? else {
+                let hidden = self.os.profile().console_hides_password();
+                let Edit::Line(password) = self.read_line(!hidden).await? else {
                     continue;
                 };
                 let origin = LoginOrigin::Console { line: self.options.line.clone() };

@@ -18,7 +18,7 @@ pub enum Profile {
     /// A typical badly configured appliance: legacy crypto offered, root over SSH,
     /// vendor default account, world-readable shadow and auth log, telnet/ftp/http
     /// listeners, failed logins not logged, an open bootloader prompt on the console,
-    /// accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
+    /// a console login that echoes the password, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
     /// without a password) and daemons sharing one account.
     Weak,
 }
@@ -274,6 +274,17 @@ impl Profile {
         match self {
             Profile::Hardened => false,
             Profile::Weak => true,
+        }
+    }
+
+    /// Whether the console's login prompt reads the password without echoing it
+    /// (hardened), or echoes every character typed at `Password:` in clear (weak: a
+    /// vendor login written without turning the terminal's echo off), so anyone
+    /// looking at the console, or at its transcript, reads it.
+    pub fn console_hides_password(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
         }
     }
 
