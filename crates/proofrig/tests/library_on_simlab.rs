@@ -13,8 +13,15 @@ use proofrig_simlab::{SimLab, SimLabConfig};
 use proofrig_verdict::Verdict;
 use simrun::{plan, rig_of, verdict, Ran};
 
+/// How long the hardened consoles keep an idle login shell (the rig declares it).
+const IDLE_TIMEOUT_S: u64 = 2;
+
 async fn lab() -> SimLab {
-    let config = SimLabConfig::fast().with_well_known_service_ports().on_random_addresses().unwrap();
+    let config = SimLabConfig::fast()
+        .with_well_known_service_ports()
+        .with_console_idle_timeout(std::time::Duration::from_secs(IDLE_TIMEOUT_S))
+        .on_random_addresses()
+        .unwrap();
     SimLab::start(config).await.expect("start the sim lab (telnet/FTP/HTTP on 23/21/80 need root)")
 }
 
@@ -400,6 +407,50 @@ async fn the_weak_console_login_echoes_the_password_and_the_hardened_one_does_no
         let (_, why) = verdict(&ran, device);
         assert!(why.contains("echoed the password typed at its prompt in clear"), "{device}: {why}");
         assert!(why.contains(typed), "the finding shows what the console printed: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hardened_console_ends_an_idle_session_and_the_weak_one_keeps_it_open() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "session-inactivity-timeout.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "an idle console session is ended by the device";
+    for device in ["ru1", "core1"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("was ended by the device"), "{device}: {why}");
+        // The declared timeout was waited out before looking, with nothing typed.
+        let calls = output(&ran, device, label)["calls"].as_array().unwrap().clone();
+        let waited: Vec<_> = calls.iter().filter(|c| c["action"] == "wait").map(|c| c["output"]["waited_ms"].as_u64().unwrap()).collect();
+        assert_eq!(waited, [IDLE_TIMEOUT_S * 1000 + 1500], "{device}: {calls:?}");
+        let ended = calls.iter().find(|c| c["action"] == "console_expect").unwrap();
+        assert!(ended["output"]["before"].as_str().unwrap().contains("auto-logout"), "{device}: {ended}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("was still open after"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_console_shell_on_hardened_and_leaves_it_running_on_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "session-logout.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "logging out ends the session and its shell";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("after exit the console showed its login prompt again"), "{device}: {passed}");
+        assert!(passed.contains("is gone from the process list after its logout"), "{device}: {passed}");
+        assert!(passed.contains("is gone once the session ended with exit"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("is still running after exit brought the login prompt back"), "{device}: {why}");
     }
     assert_replays(&ran);
     lab.stop().await;

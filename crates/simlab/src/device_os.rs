@@ -165,7 +165,7 @@ pub struct CommandOutput {
 
 // Simulated `sshd` and `login` process ids, for log lines and `ps`.
 pub(crate) const SSHD_PID: u32 = 412;
-const LOGIN_PID: u32 = 398;
+pub(crate) const LOGIN_PID: u32 = 398;
 
 pub(crate) const ROOT_UID: u32 = 0;
 
@@ -245,6 +245,9 @@ pub(crate) struct DeviceState {
     pub udp_listeners: Vec<Listener>,
     /// What runs from boot (init and the profile's daemons), as `ps` shows it.
     pub processes: Vec<Process>,
+    /// The shells of login sessions (console logins, SSH sessions), as `ps` shows them.
+    pub sessions: Vec<Process>,
+    next_session_pid: u32,
 }
 
 /// The simulated device: cheap to clone, all clones share one state.
@@ -362,6 +365,22 @@ impl DeviceOs {
 
     pub fn listeners(&self) -> Vec<Listener> {
         self.lock().listeners.clone()
+    }
+
+    /// Starts a login session's shell for `user` (a child of `parent`, e.g. `sshd` or
+    /// `login`): a process `ps` lists until [`DeviceOs::end_session`]. Returns its pid,
+    /// what `$$` says in it (see [`DeviceOs::run_in_session`]).
+    pub fn open_session(&self, user: &str, parent: u32) -> u32 {
+        let mut state = self.lock();
+        let pid = state.next_session_pid;
+        state.next_session_pid += 1;
+        state.sessions.push(Process { pid, ppid: parent, user: user.to_string(), program: "sh".into() });
+        pid
+    }
+
+    /// The session's shell has ended: its process is gone.
+    pub fn end_session(&self, pid: u32) {
+        self.lock().sessions.retain(|p| p.pid != pid);
     }
 
     /// The shell prompt for `user`, e.g. `root@ru1:~# `.
@@ -507,6 +526,8 @@ impl DeviceState {
             listeners: Vec::new(),
             udp_listeners: Vec::new(),
             processes,
+            sessions: Vec::new(),
+            next_session_pid: 2000,
         }
     }
 

@@ -18,7 +18,8 @@ pub enum Profile {
     /// A typical badly configured appliance: legacy crypto offered, root over SSH,
     /// vendor default account, world-readable shadow and auth log, telnet/ftp/http
     /// listeners, failed logins not logged, an open bootloader prompt on the console,
-    /// a console login that echoes the password, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
+    /// a console login that echoes the password, idle console sessions never ended,
+    /// a console logout that leaves the shell running, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
     /// without a password) and daemons sharing one account.
     Weak,
 }
@@ -282,6 +283,26 @@ impl Profile {
     /// vendor login written without turning the terminal's echo off), so anyone
     /// looking at the console, or at its transcript, reads it.
     pub fn console_hides_password(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether the console ends a login shell nobody has typed a command into for
+    /// the lab's idle timeout (hardened, as a shell's `TMOUT` does), or keeps it open
+    /// for ever (weak: a console left logged in stays usable by the next passer-by).
+    pub fn ends_idle_sessions(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether logging out on the console ends the session's shell (hardened), or only
+    /// brings the login prompt back while the logged-out shell keeps running (weak: its
+    /// getty does not hang up the line), a process of the user left after logout.
+    pub fn console_logout_ends_shell(self) -> bool {
         match self {
             Profile::Hardened => true,
             Profile::Weak => false,
