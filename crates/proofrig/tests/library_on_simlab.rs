@@ -455,3 +455,24 @@ async fn logout_ends_the_console_shell_on_hardened_and_leaves_it_running_on_weak
     assert_replays(&ran);
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sudo_asks_for_a_password_on_hardened_and_lets_the_operator_through_on_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "privilege-escalation.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "root is reached only by authenticating";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("sudo -n refused to run a command as root for oper without a password"), "{device}: {passed}");
+        assert!(passed.contains("a password is required"), "{device}: {passed}");
+        // The set-user-ID list was read (passwd and sudo are on it) and holds no shell.
+        assert!(passed.contains("none of the 2 set-user-ID root files is a shell"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("sudo ran a command as root for oper without asking for any password"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}

@@ -484,7 +484,7 @@ impl DeviceState {
         };
         let dir = || NodeKind::Directory;
         let text = |s: String| NodeKind::File(Content::Text(s));
-        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home"] {
+        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home", "/usr", "/usr/bin"] {
             put(path, dir(), 0o755, "root", "root");
         }
         put("/tmp", dir(), 0o1777, "root", "root");
@@ -513,6 +513,10 @@ impl DeviceState {
         put("/etc/ssh/ssh_host_ed25519_key.pub", text(String::new()), 0o644, "root", "root");
         put("/etc/proofrig/device.conf", text(device_conf(&config)), modes.device_config, "root", "root");
         put("/var/log/auth.log", NodeKind::File(Content::AuthLog), modes.auth_log, "root", "adm");
+        // The set-user-ID root programs, as on any Linux: each does one limited task.
+        for program in ["passwd", "sudo"] {
+            put(&format!("/usr/bin/{program}"), text(format!("(the {program} program)\n")), 0o4755, "root", "root");
+        }
 
         DeviceState {
             hostname: config.hostname,

@@ -19,7 +19,8 @@ pub enum Profile {
     /// vendor default account, world-readable shadow and auth log, telnet/ftp/http
     /// listeners, failed logins not logged, an open bootloader prompt on the console,
     /// a console login that echoes the password, idle console sessions never ended,
-    /// a console logout that leaves the shell running, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
+    /// a console logout that leaves the shell running, `sudo` without a password for
+    /// the operators, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
     /// without a password) and daemons sharing one account.
     Weak,
 }
@@ -303,6 +304,16 @@ impl Profile {
     /// brings the login prompt back while the logged-out shell keeps running (weak: its
     /// getty does not hang up the line), a process of the user left after logout.
     pub fn console_logout_ends_shell(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether `sudo` asks the operators for their password before running a command
+    /// as root (hardened), or lets them through without one (weak: a `NOPASSWD` rule
+    /// for every operator, left from commissioning).
+    pub fn sudo_asks_password(self) -> bool {
         match self {
             Profile::Hardened => true,
             Profile::Weak => false,

@@ -11,6 +11,7 @@
 //! `stat [-c FORMAT] PATH...`, `ss -l[t][u]n[p]`, `grep [-cEFivqn] [-e] PATTERN
 //! [FILE...]`, `head`/`tail [-n N] [FILE...]`, `wc [-lwc] [FILE...]`,
 //! `passwd --stdin USER` (new password is the first line of standard input),
+//! `find PATH... [-perm MODE] [-user NAME] [-type f|d]`, `sudo -n COMMAND...`,
 //! `sleep N`. Anything else is `sh: CMD: not found` with status 127, like busybox.
 
 use std::time::{Duration, SystemTime};
@@ -470,6 +471,8 @@ fn builtin(state: &mut DeviceState, account: &Account, shell_pid: u32, words: &[
         "tail" => head_tail(state, account, "tail", args, input),
         "wc" => wc(state, account, args, input),
         "passwd" => passwd(state, account, args, input),
+        "find" => find(state, account, args),
+        "sudo" => sudo(state, account, shell_pid, args, input),
         other => Output::fail(format!("sh: {other}: not found\n"), 127),
     }
 }
@@ -1399,4 +1402,105 @@ fn passwd(state: &mut DeviceState, account: &Account, args: &[String], input: &s
     }
     state.touch("/etc/shadow");
     Output::ok(format!("Changing password for user {target}.\npasswd: all authentication tokens updated successfully.\n"))
+}
+
+/// `find PATH... [-xdev] [-perm -MODE|/MODE|MODE] [-user NAME] [-type f|d]`: the paths
+/// under each PATH that match every predicate, as GNU and BusyBox find print them;
+/// a directory the caller may not read is reported and not entered.
+fn find(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let starts: Vec<&String> = args.iter().take_while(|a| !a.starts_with('-')).collect();
+    let mut perm: Option<(char, u16)> = None;
+    let mut owner: Option<&str> = None;
+    let mut kind: Option<&str> = None;
+    let mut rest = args[starts.len()..].iter();
+    while let Some(predicate) = rest.next() {
+        let mut value = || rest.next().map(String::as_str).ok_or_else(|| format!("find: missing argument to `{predicate}'\n"));
+        let parsed = match predicate.as_str() {
+            "-xdev" | "-mount" => Ok(()),
+            "-perm" => value().and_then(|v| {
+                let (how, digits) = match v.chars().next() {
+                    Some(c @ ('-' | '/')) => (c, &v[1..]),
+                    _ => ('=', v),
+                };
+                u16::from_str_radix(digits, 8).map(|mode| perm = Some((how, mode))).map_err(|_| format!("find: invalid mode `{v}'\n"))
+            }),
+            "-user" => value().map(|v| owner = Some(v)),
+            "-type" => value().and_then(|v| match v {
+                "f" | "d" => {
+                    kind = Some(v);
+                    Ok(())
+                }
+                other => Err(format!("find: Unknown argument to -type: {other}\n")),
+            }),
+            other => Err(format!("find: unknown predicate `{other}'\n")),
+        };
+        if let Err(message) = parsed {
+            return Output::fail(message, 1);
+        }
+    }
+    let matches = |node: &Node| {
+        let mode = node.mode & 0o7777;
+        perm.is_none_or(|(how, bits)| match how {
+            '-' => mode & bits == bits,
+            '/' => mode & bits != 0,
+            _ => mode == bits,
+        }) && owner.is_none_or(|o| node.owner == o)
+            && kind.is_none_or(|k| (k == "d") == matches!(node.kind, NodeKind::Directory))
+    };
+    let mut out = Output::ok(String::new());
+    let default = ".".to_string();
+    for start in if starts.is_empty() { vec![&default] } else { starts } {
+        let path = normalize(account, start);
+        if let Err(error) = lookup(state, account, &path) {
+            out.stderr.push_str(&format!("find: '{start}': {error}\n"));
+            out.status = 1;
+            continue;
+        }
+        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+        let mut closed: Vec<String> = Vec::new();
+        for (name, node) in state.files.range(path.clone()..) {
+            if name != &path && !name.starts_with(&prefix) {
+                continue;
+            }
+            if closed.iter().any(|c| name.starts_with(c.as_str())) {
+                continue;
+            }
+            if matches(node) {
+                out.stdout.push_str(&format!("{name}\n"));
+            }
+            if matches!(node.kind, NodeKind::Directory)
+                && !(permitted(state, account, node, READ) && permitted(state, account, node, EXECUTE))
+            {
+                out.stderr.push_str(&format!("find: '{name}': Permission denied\n"));
+                out.status = 1;
+                closed.push(format!("{name}/"));
+            }
+        }
+    }
+    out
+}
+
+/// `sudo -n COMMAND...`: never asks (no terminal here). Where the profile gives the
+/// operators a `NOPASSWD` rule (weak), runs COMMAND as root; else says a password is
+/// required, as sudo does for `-n` whenever it would have to ask.
+fn sudo(state: &mut DeviceState, account: &Account, shell_pid: u32, args: &[String], input: &str) -> Output {
+    let (non_interactive, command) = match args.first().map(String::as_str) {
+        Some("-n") => (true, &args[1..]),
+        _ => (false, args),
+    };
+    if command.is_empty() {
+        return Output::fail("usage: sudo -n COMMAND [ARG...]\n".into(), 1);
+    }
+    let operator = account.uid != ROOT_UID && !account.system;
+    if account.uid == ROOT_UID || (operator && !state.profile.sudo_asks_password()) {
+        let Some(root) = state.accounts.get("root").cloned() else {
+            return Output::fail("sudo: unknown user root\n".into(), 1);
+        };
+        return builtin(state, &root, shell_pid, command, input);
+    }
+    if non_interactive {
+        Output::fail("sudo: a password is required\n".into(), 1)
+    } else {
+        Output::fail("sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\n".into(), 1)
+    }
 }
