@@ -476,3 +476,29 @@ async fn sudo_asks_for_a_password_on_hardened_and_lets_the_operator_through_on_w
     assert_replays(&ran);
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwd_asks_for_the_current_password_on_hardened_and_not_on_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "password-changes.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    for device in ["ru1", "core1"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains("passwd asked oper for the current password (`Current password:`) and refused a wrong one"),
+            "{device}: {why}"
+        );
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains("passwd asked oper for a new password (`New password:`) without asking for the current one"),
+            "{device}: {why}"
+        );
+    }
+    // The password was never changed: the operator still logs in with the rig's secret.
+    let again = simrun::run(&lab, vec![plan("password-changes.yaml")], &[]).await;
+    assert_hardened_pass_weak_fail(&again);
+    assert_replays(&ran);
+    lab.stop().await;
+}

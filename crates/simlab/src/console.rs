@@ -616,7 +616,9 @@ impl<'a> Session<'a> {
                     if command == "logout" && fixed_prompt.is_none() {
                         return Ok(());
                     }
-                    if !command.is_empty() {
+                    if command == "passwd" {
+                        self.passwd(user).await?;
+                    } else if !command.is_empty() {
                         let stdin = if self.os.reads_stdin(command) {
                             match self.read_stdin().await? {
                                 Some(stdin) => stdin,
@@ -646,6 +648,40 @@ impl<'a> Session<'a> {
                 Edit::Pending => continue,
             }
             self.say(&prompt(self.os)).await?;
+        }
+    }
+
+    /// `passwd` typed at the console: changes `user`'s own password, asking (echo off)
+    /// for the current one first where the profile says so (never for root), then the
+    /// new one twice; ^C abandons it. Words as Linux-PAM's passwd uses them.
+    async fn passwd(&mut self, user: &str) -> io::Result<()> {
+        self.say(&format!("Changing password for {user}.\r\n")).await?;
+        if user != "root" && self.os.profile().passwd_asks_current_password() {
+            self.say("Current password: ").await?;
+            let Edit::Line(current) = self.read_line(false).await? else {
+                return self.say("passwd: password unchanged\r\n").await;
+            };
+            if !self.os.is_current_password(user, &current) {
+                tokio::time::sleep(self.options.login_failure_delay).await;
+                return self.say("passwd: Authentication token manipulation error\r\npasswd: password unchanged\r\n").await;
+            }
+        }
+        self.say("New password: ").await?;
+        let Edit::Line(new) = self.read_line(false).await? else {
+            return self.say("passwd: password unchanged\r\n").await;
+        };
+        self.say("Retype new password: ").await?;
+        let Edit::Line(again) = self.read_line(false).await? else {
+            return self.say("passwd: password unchanged\r\n").await;
+        };
+        if new != again {
+            return self
+                .say("Sorry, passwords do not match.\r\npasswd: Authentication token manipulation error\r\npasswd: password unchanged\r\n")
+                .await;
+        }
+        match self.os.set_password(user, &new) {
+            Ok(()) => self.say("passwd: password updated successfully\r\n").await,
+            Err(reason) => self.say(&format!("BAD PASSWORD: {reason}\r\npasswd: password unchanged\r\n")).await,
         }
     }
 

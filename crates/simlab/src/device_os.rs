@@ -383,6 +383,25 @@ impl DeviceOs {
         self.lock().sessions.retain(|p| p.pid != pid);
     }
 
+    /// Whether `password` is `user`'s current password (what `passwd` asks first), not
+    /// a login: nothing is logged and no lockout counts it.
+    pub fn is_current_password(&self, user: &str, password: &str) -> bool {
+        self.lock().accounts.get(user).is_some_and(|a| a.password == password)
+    }
+
+    /// Sets `user`'s password, as `passwd` does once it has it: refused (with the
+    /// reason) when it breaks the profile's policy.
+    pub fn set_password(&self, user: &str, password: &str) -> Result<(), String> {
+        let mut state = self.lock();
+        if let Some(reason) = state.policy.password_policy.and_then(|p| p.violation(password)) {
+            return Err(reason);
+        }
+        let account = state.accounts.get_mut(user).ok_or_else(|| format!("user '{user}' does not exist"))?;
+        account.password = password.to_string();
+        state.touch("/etc/shadow");
+        Ok(())
+    }
+
     /// The shell prompt for `user`, e.g. `root@ru1:~# `.
     pub fn prompt(&self, user: &str) -> String {
         let state = self.lock();

@@ -20,7 +20,7 @@ pub enum Profile {
     /// listeners, failed logins not logged, an open bootloader prompt on the console,
     /// a console login that echoes the password, idle console sessions never ended,
     /// a console logout that leaves the shell running, `sudo` without a password for
-    /// the operators, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
+    /// the operators, a `passwd` that does not ask for the current password, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
     /// without a password) and daemons sharing one account.
     Weak,
 }
@@ -314,6 +314,16 @@ impl Profile {
     /// as root (hardened), or lets them through without one (weak: a `NOPASSWD` rule
     /// for every operator, left from commissioning).
     pub fn sudo_asks_password(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether an interactive `passwd` asks a user (not root) for the current password
+    /// before a new one (hardened), or takes a new password from whoever sits at the
+    /// session (weak).
+    pub fn passwd_asks_current_password(self) -> bool {
         match self {
             Profile::Hardened => true,
             Profile::Weak => false,
