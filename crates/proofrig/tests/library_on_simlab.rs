@@ -502,3 +502,22 @@ async fn passwd_asks_for_the_current_password_on_hardened_and_not_on_weak() {
     assert_replays(&ran);
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_is_refused_the_privileged_operations_except_the_weak_shadow() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "authorization-policy.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "the operator is refused the privileged operations";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("oper may not read the password hashes: `head -n 0 /etc/shadow` was refused"), "{device}: {passed}");
+        assert!(passed.contains("oper may not signal init: `kill -0 1` was refused"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("was allowed to read the password hashes: `head -n 0 /etc/shadow` succeeded"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}

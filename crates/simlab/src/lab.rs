@@ -413,6 +413,7 @@ impl SimLab {
              \x20     sensitive_files: [/etc/shadow, /etc/ssh/ssh_host_ed25519_key]\n\
              \x20     service_accounts: {{ sshd: root, syslogd: syslog }}\n\
              \x20     privilege_escalation: [sudo]\n\
+             \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
              \x20     bootloader_password_protected: true\n\
              {}\
              \x20   secrets:\n",

@@ -12,6 +12,7 @@
 //! [FILE...]`, `head`/`tail [-n N] [FILE...]`, `wc [-lwc] [FILE...]`,
 //! `passwd --stdin USER` (new password is the first line of standard input),
 //! `find PATH... [-perm MODE] [-user NAME] [-type f|d]`, `sudo -n COMMAND...`,
+//! `kill -0 PID...` (may the caller signal it: nothing is sent),
 //! `sleep N`. Anything else is `sh: CMD: not found` with status 127, like busybox.
 
 use std::time::{Duration, SystemTime};
@@ -473,6 +474,7 @@ fn builtin(state: &mut DeviceState, account: &Account, shell_pid: u32, words: &[
         "passwd" => passwd(state, account, args, input),
         "find" => find(state, account, args),
         "sudo" => sudo(state, account, shell_pid, args, input),
+        "kill" => kill(state, account, shell_pid, args),
         other => Output::fail(format!("sh: {other}: not found\n"), 127),
     }
 }
@@ -1503,4 +1505,36 @@ fn sudo(state: &mut DeviceState, account: &Account, shell_pid: u32, args: &[Stri
     } else {
         Output::fail("sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\n".into(), 1)
     }
+}
+
+/// `kill -0 PID...`: whether the caller may signal each process, as the kernel decides
+/// it (root, or the process's own user); no signal is ever delivered, so only `-0`.
+fn kill(state: &DeviceState, account: &Account, shell_pid: u32, args: &[String]) -> Output {
+    let Some(("-0", pids)) = args.split_first().map(|(first, rest)| (first.as_str(), rest)) else {
+        return Output::fail("sh: kill: only `kill -0 PID` (may I signal it?) is simulated\n".into(), 2);
+    };
+    let mut out = Output::ok(String::new());
+    for pid in pids {
+        let owner = pid.parse::<u32>().ok().and_then(|pid| {
+            state
+                .processes
+                .iter()
+                .chain(&state.sessions)
+                .find(|p| p.pid == pid)
+                .map(|p| p.user.clone())
+                .or_else(|| (pid == shell_pid).then(|| account.name.clone()))
+        });
+        match owner {
+            None => {
+                out.stderr.push_str(&format!("sh: kill: can't kill pid {pid}: No such process\n"));
+                out.status = 1;
+            }
+            Some(user) if account.uid != ROOT_UID && user != account.name => {
+                out.stderr.push_str(&format!("sh: kill: can't kill pid {pid}: Operation not permitted\n"));
+                out.status = 1;
+            }
+            Some(_) => {}
+        }
+    }
+    out
 }

@@ -363,3 +363,13 @@ async fn find_lists_set_user_id_files_and_sudo_asks_unless_the_profile_says_nopa
     assert_eq!(run(&weak, "oper", "sudo -n id -u").await, ("0\n".into(), String::new(), 0));
     assert_eq!(run(&hardened, "root", "sudo -n id -u").await.0, "0\n", "root needs no password");
 }
+
+#[tokio::test]
+async fn kill_zero_says_whether_the_caller_may_signal_a_process() {
+    let os = device(Profile::Hardened);
+    assert_eq!(run(&os, "oper", "kill -0 1").await, (String::new(), "sh: kill: can't kill pid 1: Operation not permitted\n".into(), 1));
+    assert_eq!(run(&os, "root", "kill -0 1").await.2, 0);
+    assert_eq!(run(&os, "oper", "kill -0 $$").await.2, 0, "its own shell");
+    assert_eq!(run(&os, "oper", "kill -0 99999").await.2, 1);
+    assert_eq!(run(&os, "root", "kill -TERM 1").await.2, 2, "nothing but -0 is simulated");
+}

@@ -524,6 +524,7 @@ impl BusyboxDevice {
              \x20     lockout: {{ attempts: 3, seconds: 5 }}\n\
              \x20     inactivity_timeout_s: 3\n\
              \x20     privilege_escalation: [su]\n\
+             \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
              \x20     oper_password: {oper_secret}\n\
