@@ -8,8 +8,8 @@
 //! [`DeviceOs::login_with_password`] (root may log in here on both profiles: TS
 //! 33.117 allows the physical console), and a shell running [`DeviceOs::run`].
 //!
-//! What the profile changes is the bootloader and the login's echo: a weak device
-//! echoes the password typed at `Password:` in clear; and a weak device drops anyone who
+//! What the profile changes is the bootloader and the login: a weak device's login
+//! prints a refused password back in its `Login incorrect` message; and a weak device drops anyone who
 //! interrupts autoboot into an unauthenticated `=> ` prompt (whose `printenv`,
 //! `setenv bootargs ... init=/bin/sh` and `boot` give a root shell without any
 //! login); a hardened one asks for the bootloader password and boots on when it
@@ -563,8 +563,7 @@ impl<'a> Session<'a> {
                     _ => continue,
                 };
                 self.say("Password: ").await?;
-                let hidden = self.os.profile().console_hides_password();
-                let Edit::Line(password) = self.read_line(!hidden).await? else {
+                let Edit::Line(password) = self.read_line(false).await? else {
                     continue;
                 };
                 let origin = LoginOrigin::Console { line: self.options.line.clone() };
@@ -579,7 +578,11 @@ impl<'a> Session<'a> {
                     }
                     Err(_) => {
                         tokio::time::sleep(self.options.login_failure_delay).await;
-                        self.say("\r\nLogin incorrect\r\n").await?;
+                        if self.os.profile().console_hides_password() {
+                            self.say("\r\nLogin incorrect\r\n").await?;
+                        } else {
+                            self.say(&format!("\r\nLogin incorrect (user '{user}', password '{password}')\r\n")).await?;
+                        }
                     }
                 }
             }

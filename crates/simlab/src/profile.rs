@@ -18,7 +18,7 @@ pub enum Profile {
     /// A typical badly configured appliance: legacy crypto offered, root over SSH,
     /// vendor default account, world-readable shadow and auth log, telnet/ftp/http
     /// listeners, failed logins not logged, an open bootloader prompt on the console,
-    /// a console login that echoes the password, idle console sessions never ended,
+    /// a console login that shows a refused password, idle console sessions never ended,
     /// a console logout that leaves the shell running, `sudo` without a password for
     /// the operators, a `passwd` that does not ask for the current password, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
     /// without a password) and daemons sharing one account.
@@ -279,10 +279,10 @@ impl Profile {
         }
     }
 
-    /// Whether the console's login prompt reads the password without echoing it
-    /// (hardened), or echoes every character typed at `Password:` in clear (weak: a
-    /// vendor login written without turning the terminal's echo off), so anyone
-    /// looking at the console, or at its transcript, reads it.
+    /// Whether the console's login never shows a password typed at it (hardened), or,
+    /// when it refuses one, prints it back in its `Login incorrect` message (weak: a
+    /// vendor login's debugging aid left in), so anyone looking at the console, or at
+    /// its transcript, reads what was typed. Both read the password with echo off.
     pub fn console_hides_password(self) -> bool {
         match self {
             Profile::Hardened => true,
