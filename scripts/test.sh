@@ -49,4 +49,5 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-exec cargo test --workspace --locked "$@"
+# --no-fail-fast: one failing test binary does not hide what the others would say.
+exec cargo test --workspace --locked --no-fail-fast "$@"

@@ -452,6 +452,8 @@ pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
     ("password_policy", "password_policy: { min_length: 12, classes: 3 }"),
     ("password_change_command", "password_change_command: passwd --stdin"),
     ("sensitive_files", "sensitive_files: [/etc/shadow]"),
+    ("router", "router: false"),
+    ("removable_mounts", "removable_mounts: [/media/usb0]"),
 ];
 
 fn declared_example(key: &str) -> Option<&'static str> {

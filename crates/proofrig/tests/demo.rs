@@ -21,6 +21,7 @@ fn the_demo_runs_the_whole_library_and_every_bundle_verifies() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let all = format!("stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(stdout.contains("ran and was verified in"), "the demo says how long the library took: {all}");
 
     let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
     let mut files: Vec<_> = std::fs::read_dir(&library)

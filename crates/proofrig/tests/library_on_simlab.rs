@@ -518,3 +518,63 @@ async fn the_operator_is_refused_the_privileged_operations_except_the_weak_shado
     assert_replays(&ran);
     lab.stop().await;
 }
+
+/// The kernel cases (TS 33.117 4.3.3.1.x) read `/proc/sys` and `/proc/mounts`: every
+/// setting the weak devices have the wrong way round is named with the value read, and a
+/// declared mount point with nothing mounted decides nothing (INCONCLUSIVE, never PASS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_cases_name_every_setting_and_cannot_pass_on_what_they_did_not_read() {
+    let mut lab = lab().await;
+    let cases: &[(&str, &[&str])] = &[
+        ("ip-spoofing-mitigation.yaml", &["net.ipv4.conf.all.rp_filter = 0: reverse-path filtering is off"]),
+        (
+            "kernel-network-functions.yaml",
+            &[
+                "net.ipv4.icmp_echo_ignore_broadcasts = 0: the device answers broadcast pings",
+                "net.ipv4.conf.default.accept_source_route = 1",
+                "net.ipv4.ip_forward = 1: IP forwarding is on, and the rig declares the device no router",
+            ],
+        ),
+        (
+            "removable-media-auto-launch.yaml",
+            &["an automounter runs, mounting removable media as they are inserted: udisksd (process 350, user root)"],
+        ),
+        ("syn-flood-prevention.yaml", &["net.ipv4.tcp_syncookies = 0: no SYN cookies"]),
+        ("buffer-overflow-protection.yaml", &["kernel.randomize_va_space = 0: address space layout randomisation is off"]),
+        (
+            "external-mount-restrictions.yaml",
+            &["/media/usb0 (vfat from /dev/sda1) is mounted without nosuid, nodev, noexec: its options are rw,relatime"],
+        ),
+    ];
+    for &(name, findings) in cases {
+        let ran = run(&lab, name).await;
+        assert_hardened_pass_weak_fail(&ran);
+        let (_, why) = verdict(&ran, "core2");
+        for finding in findings {
+            assert!(why.contains(finding), "{name}: the finding is named: {why}");
+        }
+        assert_replays(&ran);
+    }
+    let (_, why) = verdict(&run(&lab, "kernel-network-functions.yaml").await, "ru1");
+    assert!(why.contains("net.ipv4.icmp_echo_ignore_broadcasts = 1: ICMP echo requests to a broadcast address are ignored"), "{why}");
+
+    // A declared mount point with nothing mounted, and a router whose forwarding is on.
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig_of(&lab, dir.path(), |text| {
+        text.replace("removable_mounts: [/media/usb0]", "removable_mounts: [/media/sd0]").replace("router: false", "router: true")
+    });
+    let ran = run_on(rig, dir, vec![plan("external-mount-restrictions.yaml"), plan("kernel-network-functions.yaml")], None).await;
+    for case in ran.result.cases.iter().filter(|c| c.key.case == "TC_EXTERNAL_FILE_SYSTEM_MOUNT_RESTRICTIONS") {
+        assert_eq!(case.verdict, Verdict::Inconclusive, "{}: {}", case.key.device, case.evidence_excerpt);
+        assert!(case.evidence_excerpt.contains("nothing is mounted at /media/sd0"), "{}", case.evidence_excerpt);
+    }
+    let core2 = ran.result.cases.iter().find(|c| c.key.case == "TC_BROADCAST_ICMP_HANDLING" && c.key.device == "core2").unwrap();
+    assert_eq!(core2.verdict, Verdict::Fail, "{}", core2.evidence_excerpt);
+    assert!(
+        !core2.evidence_excerpt.contains("net.ipv4.ip_forward = 1: IP forwarding is on"),
+        "a router forwards: {}",
+        core2.evidence_excerpt
+    );
+    assert_replays(&ran);
+    lab.stop().await;
+}

@@ -13,6 +13,7 @@ use std::process::Output;
 
 use proofrig_evidence::journal::read_chain;
 use proofrig_evidence::signing;
+use proofrig_testpeers::busybox::{KERNEL_NET_CARELESS, KERNEL_NET_COMPLIANT};
 use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
 
 mod verdicts;
@@ -71,6 +72,30 @@ fn device(builder: SshdBuilder) -> Sshd {
         .start()
 }
 
+/// The kernel of a device that minimises its network functions (its namespace's own
+/// `net.*` settings; ASLR as the test machine has it), with a USB stick mounted
+/// nosuid, nodev and noexec at the mount point the rig declares.
+fn hardened_kernel(builder: SshdBuilder) -> SshdBuilder {
+    KERNEL_NET_COMPLIANT
+        .iter()
+        .fold(builder, |b, (path, value)| b.net_setting(path, value))
+        .removable_medium("usb0", "nosuid,nodev,noexec,mode=755")
+}
+
+/// The careless kernel: reverse-path filtering, broadcast pings, redirects, source
+/// routes, forwarding and SYN cookies the wrong way round, a stick mounted with the
+/// defaults and an automounter running, and ASLR shown off (`kernel.randomize_va_space` is not per namespace: the
+/// device is shown 0 by a file bound over it in its own mount namespace).
+fn careless_kernel(builder: SshdBuilder) -> SshdBuilder {
+    KERNEL_NET_CARELESS
+        .iter()
+        .fold(builder, |b, (path, value)| b.net_setting(path, value))
+        .kernel_shown("kernel/randomize_va_space", "0")
+        .removable_medium("usb0", "mode=755")
+        // udisks 2's daemon, which mounts a stick as it is inserted (a stand-in process of that name).
+        .stand_in_process("udisksd")
+}
+
 fn rig_for(sshd: &Sshd, dir: &Path, user: &str, password: &str) -> PathBuf {
     rig_with_login(sshd, dir, user, &format!("password: {{ file: {} }}", write_secret(dir, "ssh.pass", password)))
 }
@@ -87,7 +112,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("root.pass"), sshd.password()).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}] }}\n    \
@@ -144,7 +169,7 @@ fn row<'a>(table: &'a str, clause: &str) -> &'a str {
 #[test]
 fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let compliant = device(
+    let compliant = device(hardened_kernel(
         Sshd::builder()
             .config("PermitRootLogin no")
             .config("KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org")
@@ -153,7 +178,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             // The vendor's default account is there but locked, and wrong passwords lock an account.
             .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1).locked())
             .faillock(LOCKOUT_ATTEMPTS, std::time::Duration::from_secs(LOCKOUT_SECONDS), false),
-    );
+    ));
     let (code, text, bundle) = run_and_verify(&compliant, tmp.path(), "compliant");
     assert_eq!(code, 2, "{text}");
     let table = verdicts::table();
@@ -167,7 +192,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
 
     // Root over SSH, a CBC cipher, the 1024-bit SHA-1 key exchange, a telnet-like service on port 23, a log level that
     // drops login records, the default account left open and no lockout.
-    let careless = device(
+    let careless = device(careless_kernel(
         Sshd::builder()
             .config("PermitRootLogin yes")
             .config("Ciphers +aes128-cbc")
@@ -183,7 +208,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .auth_log_mode(0o644)
             // A set-user-ID root copy of dash, left for maintenance.
             .setuid_root_copy("/bin/dash", "dash"),
-    );
+    ));
     let (code, text, bundle) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
     table.assert_column("OpenSSH careless", &verdicts::observed(&bundle, None), &text);
@@ -213,7 +238,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
 #[test]
 fn a_root_by_key_appliance_fails_remote_root_login() {
     let tmp = tempfile::tempdir().unwrap();
-    let appliance = device(Sshd::builder().config("PermitRootLogin prohibit-password"));
+    let appliance = device(hardened_kernel(Sshd::builder().config("PermitRootLogin prohibit-password")));
     let dir = tmp.path().join("appliance");
     let key = format!("key_file: {}", appliance.client_key().display());
     let rig = rig_with_login(&appliance, &dir, "root", &key);
@@ -251,6 +276,51 @@ fn a_refused_password_nobody_showed_real_is_inconclusive_never_pass() {
             && root.contains("a refused wrong password proves nothing"),
         "{root}"
     );
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(String::from))
+        .unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = proofrig(&["verify", &bundle, "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
+}
+
+/// A kernel that shows none of the settings the kernel cases read (`/proc/sys/net/ipv4`
+/// hidden, ASLR's file empty) and nothing mounted at the declared mount point: each of
+/// those cases is INCONCLUSIVE, never PASS, and says what it could not read.
+#[test]
+fn kernel_settings_the_device_does_not_show_are_inconclusive_never_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = device(Sshd::builder().hidden("/proc/sys/net/ipv4").kernel_shown("kernel/randomize_va_space", ""));
+    let dir = tmp.path().join("hidden");
+    let rig = rig_for(&server, &dir, OPERATOR, OPERATOR_PASSWORD);
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let plans = [
+        "ip-spoofing-mitigation.yaml",
+        "kernel-network-functions.yaml",
+        "syn-flood-prevention.yaml",
+        "buffer-overflow-protection.yaml",
+        "external-mount-restrictions.yaml",
+    ]
+    .map(plan);
+    let mut args: Vec<&str> = vec!["run"];
+    args.extend(plans.iter().map(String::as_str));
+    let (rig, key, out_dir) = (s(&rig), s(&key), s(&dir.join("results")));
+    args.extend(["--rig", &rig, "--key", &key, "--out", &out_dir, "--quiet"]);
+    let out = proofrig_at(&server, &args);
+    let text = all(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for (clause, said) in [
+        ("4.3.3.1.1", "net.ipv4.conf.all.rp_filter could not be read from /proc/sys on the device"),
+        ("4.3.3.1.2", "net.ipv4.icmp_echo_ignore_broadcasts could not be read from /proc/sys on the device"),
+        ("4.3.3.1.4", "net.ipv4.tcp_syncookies could not be read from /proc/sys on the device"),
+        ("4.3.3.1.5", "kernel.randomize_va_space could not be read from /proc/sys on the device"),
+        ("4.3.3.1.6", "nothing is mounted at /media/usb0"),
+    ] {
+        let row = row(&text, clause);
+        assert!(row.contains("INCONCLUSIVE") && row.contains(said), "{row}");
+    }
     let bundle = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("bundle: ").map(String::from))

@@ -107,6 +107,12 @@ impl Lab {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
+            // A body over the server's limit is answered 413 before it is read, and the
+            // server then closes that connection: a client must not reuse it (reusing
+            // it raced the close, and the next request failed half sent).
+            if body.len() > 64 * 1024 {
+                request = request.header("connection", "close");
+            }
             request = request.header("content-type", "application/json").body(body);
         }
         let response = request.send().await.unwrap();

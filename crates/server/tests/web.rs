@@ -338,3 +338,30 @@ async fn static_files_are_the_vendored_ones() {
     assert_ne!(status, StatusCode::OK);
     lab.server.stop().await;
 }
+
+/// A page of another site can make the browser open a WebSocket with the person's
+/// cookie: the console's socket opens only for the dashboard's own origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_socket_opens_only_from_the_dashboard_s_own_pages() {
+    let lab = Lab::start().await;
+    lab.with_runs().await;
+    let tina = lab.session(Role::Technician).await;
+    let url = lab.server.url();
+    let upgrade = |origin: &str| {
+        lab.client
+            .get(format!("{url}/rigs/bench-1/console/ru1/socket"))
+            .header("cookie", &tina)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("origin", origin.to_string())
+            .send()
+    };
+    let foreign = upgrade("https://evil.example").await.unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert!(foreign.text().await.unwrap().contains("only from the dashboard"));
+    let own = upgrade(&url).await.unwrap();
+    assert_eq!(own.status(), StatusCode::SWITCHING_PROTOCOLS, "the dashboard's own page opens it");
+    lab.server.stop().await;
+}

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::profile::{AccountPolicy, Profile};
+use crate::profile::{AccountPolicy, Profile, REMOVABLE_MOUNT};
 
 /// Who the device says it is, as reported by `/etc/proofrig-release` and `uname -a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -536,6 +536,21 @@ impl DeviceState {
         for program in ["passwd", "sudo"] {
             put(&format!("/usr/bin/{program}"), text(format!("(the {program} program)\n")), 0o4755, "root", "root");
         }
+        // The kernel's view: /proc/sys settings and /proc/mounts, readable by every user
+        // as on Linux (read-only to the simulated shell, which writes no files).
+        for (setting, value) in config.profile.kernel_settings() {
+            let path = format!("/proc/sys/{setting}");
+            let mut ancestor = String::new();
+            for component in path.split('/').filter(|c| !c.is_empty()).take(path.matches('/').count() - 1) {
+                ancestor.push('/');
+                ancestor.push_str(component);
+                put(&ancestor, dir(), 0o555, "root", "root");
+            }
+            put(&path, text(format!("{value}\n")), 0o644, "root", "root");
+        }
+        put("/proc/mounts", text(proc_mounts(config.profile)), 0o444, "root", "root");
+        put("/media", dir(), 0o755, "root", "root");
+        put(REMOVABLE_MOUNT, dir(), 0o755, "root", "root");
 
         DeviceState {
             hostname: config.hostname,
@@ -713,6 +728,20 @@ impl AuthRecord {
             }
         }
     }
+}
+
+/// `/proc/mounts` of a device with its removable medium mounted at [`REMOVABLE_MOUNT`]
+/// with the profile's options.
+fn proc_mounts(profile: Profile) -> String {
+    format!(
+        "/dev/mmcblk0p2 / ext4 ro,relatime 0 0\n\
+         proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n\
+         sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0\n\
+         tmpfs /tmp tmpfs rw,nosuid,nodev,relatime 0 0\n\
+         /dev/mmcblk0p3 /var/log ext4 rw,nosuid,nodev,noexec,relatime 0 0\n\
+         /dev/sda1 {REMOVABLE_MOUNT} vfat {},fmask=0022,dmask=0022,codepage=437,iocharset=ascii 0 0\n",
+        profile.removable_mount_options()
+    )
 }
 
 fn release_file(identity: &DeviceIdentity) -> String {

@@ -29,7 +29,7 @@ use crate::console::{BootTiming, ConsoleOptions};
 use crate::device::{SimDevice, SimDeviceSpec};
 use crate::device_os::{DeviceConfig, DeviceIdentity};
 use crate::pdu::{PduOptions, SimPdu};
-use crate::profile::{ExtraService, Profile};
+use crate::profile::{ExtraService, Profile, REMOVABLE_MOUNT};
 use crate::ssh_server::{HostKey, SshServerOptions};
 use crate::SimError;
 
@@ -415,6 +415,8 @@ impl SimLab {
              \x20     privilege_escalation: [sudo]\n\
              \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
              \x20     bootloader_password_protected: true\n\
+             \x20     router: false\n\
+             \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
              {}\
              \x20   secrets:\n",
             quoted(&spec.role),

@@ -3,7 +3,8 @@
 //! The same TS 33.117 test plan must give PASS against a *hardened* device and FAIL
 //! against a *weak* one, so every security-relevant difference between them is data
 //! in this one file: SSH algorithms, account policy, file modes, extra services,
-//! auth logging, bootloader protection, leftover accounts and the daemons' accounts.
+//! auth logging, bootloader protection, leftover accounts, the daemons' accounts, and
+//! the kernel's view (`/proc/sys` settings, the removable medium's mount options).
 //! The device OS, the SSH server and the serial console only read it.
 
 use std::time::Duration;
@@ -248,7 +249,7 @@ impl Profile {
 
     /// Daemons running from boot and their accounts: on a hardened device each service
     /// that needs no privilege has an account of its own; on a weak one the system log,
-    /// FTP and HTTP servers share `daemon`.
+    /// FTP and HTTP servers share `daemon`, and an automounter (udisksd) runs.
     pub fn daemons(self) -> &'static [Daemon] {
         match self {
             Profile::Hardened => &[Daemon { program: "sshd", user: "root" }, Daemon { program: "syslogd", user: "syslog" }],
@@ -258,6 +259,8 @@ impl Profile {
                 Daemon { program: "telnetd", user: "root" },
                 Daemon { program: "ftpd", user: "daemon" },
                 Daemon { program: "httpd", user: "daemon" },
+                // udisks 2, which mounts a USB stick as soon as it is inserted.
+                Daemon { program: "udisksd", user: "root" },
             ],
         }
     }
@@ -337,6 +340,60 @@ impl Profile {
         match self {
             Profile::Hardened => true,
             Profile::Weak => false,
+        }
+    }
+}
+
+/// Where the device mounts a removable medium (a USB stick in its maintenance port);
+/// the simulated rig declares it as `removable_mounts`.
+pub const REMOVABLE_MOUNT: &str = "/media/usb0";
+
+impl Profile {
+    /// The kernel settings the device's `/proc/sys` shows, as (path under `/proc/sys`,
+    /// value): reverse-path filtering, the ICMP and routing behaviour TS 33.117 4.3.3.1.2
+    /// asks to minimise, SYN cookies and address space layout randomisation. A hardened
+    /// device sets each as the specification asks; a weak one keeps a router's or an old
+    /// kernel's defaults.
+    pub fn kernel_settings(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Hardened => &[
+                ("net/ipv4/conf/all/rp_filter", "1"),
+                ("net/ipv4/conf/default/rp_filter", "1"),
+                ("net/ipv4/icmp_echo_ignore_broadcasts", "1"),
+                ("net/ipv4/conf/all/accept_redirects", "0"),
+                ("net/ipv4/conf/default/accept_redirects", "0"),
+                ("net/ipv4/conf/all/send_redirects", "0"),
+                ("net/ipv4/conf/default/send_redirects", "0"),
+                ("net/ipv4/conf/all/accept_source_route", "0"),
+                ("net/ipv4/conf/default/accept_source_route", "0"),
+                ("net/ipv4/ip_forward", "0"),
+                ("net/ipv4/tcp_syncookies", "1"),
+                ("kernel/randomize_va_space", "2"),
+            ],
+            Profile::Weak => &[
+                ("net/ipv4/conf/all/rp_filter", "0"),
+                ("net/ipv4/conf/default/rp_filter", "0"),
+                ("net/ipv4/icmp_echo_ignore_broadcasts", "0"),
+                ("net/ipv4/conf/all/accept_redirects", "1"),
+                ("net/ipv4/conf/default/accept_redirects", "1"),
+                ("net/ipv4/conf/all/send_redirects", "1"),
+                ("net/ipv4/conf/default/send_redirects", "1"),
+                ("net/ipv4/conf/all/accept_source_route", "1"),
+                ("net/ipv4/conf/default/accept_source_route", "1"),
+                ("net/ipv4/ip_forward", "1"),
+                ("net/ipv4/tcp_syncookies", "0"),
+                ("kernel/randomize_va_space", "0"),
+            ],
+        }
+    }
+
+    /// The mount options of the removable medium at [`REMOVABLE_MOUNT`]: a hardened device
+    /// mounts it so nothing on it runs, becomes setuid or opens a device node; a weak one
+    /// with the defaults.
+    pub fn removable_mount_options(self) -> &'static str {
+        match self {
+            Profile::Hardened => "rw,nosuid,nodev,noexec,relatime",
+            Profile::Weak => "rw,relatime",
         }
     }
 }

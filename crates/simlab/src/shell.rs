@@ -1052,6 +1052,8 @@ struct GrepArgs {
     recursive: bool,
     /// `-l`: print only the names of files with a match.
     files_with_matches: bool,
+    /// `-H`: name the file on every line, even of a single file.
+    with_filename: bool,
     /// `-f FILE`: patterns, one a line, from FILE (`-`: standard input).
     pattern_files: Vec<String>,
     patterns: Vec<String>,
@@ -1086,6 +1088,7 @@ impl GrepArgs {
                     'o' => parsed.only_matching = true,
                     'r' | 'R' => parsed.recursive = true,
                     'l' => parsed.files_with_matches = true,
+                    'H' => parsed.with_filename = true,
                     'f' => {
                         let rest: String = flags.by_ref().collect();
                         let file = if rest.is_empty() { args.next().cloned().ok_or("option requires an argument -- 'f'")? } else { rest };
@@ -1160,8 +1163,9 @@ fn basic_to_extended(pattern: &str) -> String {
 }
 
 fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {
-    let usage =
-        |message: String| Output::fail(format!("grep: {message}\nUsage: grep [-cEFilnoqrv] [-e PATTERN] [-f FILE] PATTERN [FILE]...\n"), 2);
+    let usage = |message: String| {
+        Output::fail(format!("grep: {message}\nUsage: grep [-cEFHilnoqrv] [-e PATTERN] [-f FILE] PATTERN [FILE]...\n"), 2)
+    };
     let mut parsed = match GrepArgs::parse(args) {
         Ok(parsed) => parsed,
         Err(message) => return usage(message),
@@ -1193,7 +1197,7 @@ fn grep(state: &DeviceState, account: &Account, args: &[String], input: &str) ->
         Err(message) => return Output::fail(format!("grep: bad regex: {message}\n"), 2),
     };
     let (texts, errors) = inputs(state, account, "grep", &parsed.files, input);
-    let named = parsed.files.len() > 1 || parsed.recursive;
+    let named = parsed.files.len() > 1 || parsed.recursive || parsed.with_filename;
     let mut stdout = String::new();
     let mut selected = 0;
     for (name, text) in &texts {

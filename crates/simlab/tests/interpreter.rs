@@ -373,3 +373,32 @@ async fn kill_zero_says_whether_the_caller_may_signal_a_process() {
     assert_eq!(run(&os, "oper", "kill -0 99999").await.2, 1);
     assert_eq!(run(&os, "root", "kill -TERM 1").await.2, 2, "nothing but -0 is simulated");
 }
+
+/// What the kernel cases read: `/proc/sys` settings and `/proc/mounts`, by any user,
+/// with `cat` and `grep -H`; the weak device's are the careless ones.
+#[tokio::test]
+async fn kernel_settings_and_mounts_differ_by_profile() {
+    let hardened = device(Profile::Hardened);
+    let weak = device(Profile::Weak);
+    let settings = "grep -H . /proc/sys/net/ipv4/conf/all/rp_filter /proc/sys/net/ipv4/tcp_syncookies /proc/sys/kernel/randomize_va_space";
+    assert_eq!(
+        run(&hardened, "oper", settings).await,
+        (
+            "/proc/sys/net/ipv4/conf/all/rp_filter:1\n/proc/sys/net/ipv4/tcp_syncookies:1\n/proc/sys/kernel/randomize_va_space:2\n".into(),
+            "".into(),
+            0
+        )
+    );
+    assert_eq!(
+        run(&weak, "oper", settings).await.0,
+        "/proc/sys/net/ipv4/conf/all/rp_filter:0\n/proc/sys/net/ipv4/tcp_syncookies:0\n/proc/sys/kernel/randomize_va_space:0\n"
+    );
+    assert_eq!(run(&weak, "oper", "cat /proc/sys/net/ipv4/ip_forward").await.0, "1\n");
+    // -H names the file of a single one too; a setting the kernel lacks is an error, not a value.
+    assert_eq!(run(&hardened, "oper", "grep -H . /proc/sys/net/ipv4/ip_forward").await.0, "/proc/sys/net/ipv4/ip_forward:0\n");
+    let (out, err, status) = run(&hardened, "oper", "grep -H . /proc/sys/net/ipv4/no_such_setting").await;
+    assert_eq!((out.as_str(), status), ("", 2), "{err}");
+    let mounts = |text: String| text.lines().find(|l| l.contains(" /media/usb0 ")).map(String::from).unwrap_or_default();
+    assert!(mounts(run(&hardened, "oper", "cat /proc/mounts").await.0).contains(" vfat rw,nosuid,nodev,noexec,"));
+    assert!(mounts(run(&weak, "oper", "cat /proc/mounts").await.0).contains(" vfat rw,relatime,"));
+}

@@ -31,10 +31,12 @@
 //!   [`BusyboxDevice::command`]).
 //! - **Profiles** ([`Profile`]): careless (root over SSH by password, world-readable
 //!   `/etc/shadow` and auth log, telnetd on 23, the default `admin`/`admin` account, a
-//!   uid 0 `support` account hashed with MD5, a `guest` without a password) and hardened
+//!   uid 0 `support` account hashed with MD5, a `guest` without a password, an automounter) and hardened
 //!   (dropbear `-w`, shadow 0640 root:shadow, no telnetd, `admin` locked, root only on
 //!   the console through `/etc/securetty`). Neither has a login lockout: BusyBox and
-//!   dropbear have none.
+//!   dropbear have none. The kernel's `net.*` settings of the device's namespace, ASLR as
+//!   the device reads it and its removable medium's mount options follow the profile too
+//!   ([`Profile::network_settings`], [`Profile::aslr_shown`], [`REMOVABLE_MOUNT`]).
 //!
 //! Passwords are random per start; [`BusyboxDevice::write_rig`] writes them to mode-0600
 //! files the rig references, never into the rig.
@@ -148,7 +150,72 @@ impl Profile {
             Profile::Hardened => 0o640,
         }
     }
+
+    /// The `net.*` settings of the device's network namespace (their own there, never the
+    /// test machine's), as (path under `/proc/sys`, value): the hardened device filters
+    /// spoofed sources, ignores broadcast pings, redirects and source routes, forwards
+    /// nothing and uses SYN cookies; the careless one does the opposite of each.
+    pub fn network_settings(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Hardened => KERNEL_NET_COMPLIANT,
+            Profile::Careless => KERNEL_NET_CARELESS,
+        }
+    }
+
+    /// What the device's `/proc/sys/kernel/randomize_va_space` shows: the test machine's
+    /// own value on the hardened device (`None`; `kernel.*` settings are not per
+    /// namespace, and the test machine's is never changed), `0` on the careless one, a
+    /// file bind-mounted over that `/proc/sys` file inside the device's own mount
+    /// namespace only (what the device reads; its kernel still randomises).
+    pub fn aslr_shown(self) -> Option<&'static str> {
+        match self {
+            Profile::Hardened => None,
+            Profile::Careless => Some("0"),
+        }
+    }
+
+    /// The options of the RAM disk standing in for a USB stick at [`REMOVABLE_MOUNT`].
+    pub fn removable_mount_options(self) -> &'static str {
+        match self {
+            Profile::Hardened => "nosuid,nodev,noexec,mode=755",
+            Profile::Careless => "mode=755",
+        }
+    }
 }
+
+/// Where the device mounts removable media (the rig declares it as `removable_mounts`).
+pub const REMOVABLE_MOUNT: &str = "/media/usb0";
+
+/// `net.*` settings (paths under `/proc/sys`) of a device that minimises its kernel's
+/// network functions (TS 33.117 4.3.3.1.1, 4.3.3.1.2, 4.3.3.1.4).
+pub const KERNEL_NET_COMPLIANT: &[(&str, &str)] = &[
+    ("net/ipv4/conf/all/rp_filter", "1"),
+    ("net/ipv4/conf/default/rp_filter", "1"),
+    ("net/ipv4/icmp_echo_ignore_broadcasts", "1"),
+    ("net/ipv4/conf/all/accept_redirects", "0"),
+    ("net/ipv4/conf/default/accept_redirects", "0"),
+    ("net/ipv4/conf/all/send_redirects", "0"),
+    ("net/ipv4/conf/default/send_redirects", "0"),
+    ("net/ipv4/conf/all/accept_source_route", "0"),
+    ("net/ipv4/conf/default/accept_source_route", "0"),
+    ("net/ipv4/ip_forward", "0"),
+    ("net/ipv4/tcp_syncookies", "1"),
+];
+
+/// The same settings as a careless device (or a router's defaults) has them.
+pub const KERNEL_NET_CARELESS: &[(&str, &str)] = &[
+    ("net/ipv4/conf/all/rp_filter", "0"),
+    ("net/ipv4/conf/default/rp_filter", "0"),
+    ("net/ipv4/icmp_echo_ignore_broadcasts", "0"),
+    ("net/ipv4/conf/all/accept_redirects", "1"),
+    ("net/ipv4/conf/default/accept_redirects", "1"),
+    ("net/ipv4/conf/all/send_redirects", "1"),
+    ("net/ipv4/conf/default/send_redirects", "1"),
+    ("net/ipv4/conf/all/accept_source_route", "1"),
+    ("net/ipv4/conf/default/accept_source_route", "1"),
+    ("net/ipv4/ip_forward", "1"),
+    ("net/ipv4/tcp_syncookies", "0"),
+];
 
 /// Options for a [`BusyboxDevice`]; start with [`BusyboxDevice::builder`].
 #[derive(Debug, Clone)]
@@ -264,8 +331,8 @@ impl BusyboxDevice {
 
         let console = ConsoleLine::open();
         fs::write(base.join("kernel.log"), kernel_log(&options.hostname)).expect("write the boot log");
-        fs::write(base.join("holder.sh"), holder_script(&root, console.device_path())).expect("write the holder script");
-        fs::write(base.join("boot.sh"), boot_script(&root, &base.join("kernel.log"))).expect("write the boot script");
+        fs::write(base.join("holder.sh"), holder_script(&root, console.device_path(), options.profile)).expect("write the holder script");
+        fs::write(base.join("boot.sh"), boot_script(&root, &base.join("kernel.log"), options.profile)).expect("write the boot script");
         let holder = Holder::start(base);
 
         let pdu = ModbusServer::start(PDU_COILS);
@@ -525,6 +592,8 @@ impl BusyboxDevice {
              \x20     inactivity_timeout_s: 3\n\
              \x20     privilege_escalation: [su]\n\
              \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
+             \x20     router: false\n\
+             \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
              \x20     oper_password: {oper_secret}\n\
@@ -585,7 +654,9 @@ struct Image<'a> {
 impl Image<'_> {
     fn build(&self) {
         let root = self.root;
-        for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "etc/init.d", "etc/dropbear", "proc", "dev", "var/log", "var/run", "home"] {
+        for dir in
+            ["bin", "sbin", "usr/bin", "usr/sbin", "etc/init.d", "etc/dropbear", "proc", "dev", "var/log", "var/run", "home", "media/usb0"]
+        {
             fs::create_dir_all(root.join(dir)).unwrap_or_else(|e| panic!("create {dir} in the image: {e}"));
         }
         self.mkdir("tmp", 0o1777, 0, 0);
@@ -739,6 +810,13 @@ impl Image<'_> {
         ));
         if profile == Profile::Careless {
             rcs.push_str(&format!("telnetd -p {TELNET_PORT}\necho \"Starting telnetd: OK\"\n"));
+            // An automounter as old firmware ran one (TS 33.117 4.3.3.1.3): BusyBox has
+            // none, so a shell loop stands in for it; `ps` shows it as `automount`.
+            let automount = self.root.join("usr/sbin/automount");
+            fs::write(&automount, "#!/bin/sh\n# Stand-in for an automounter daemon.\nwhile :; do sleep 3600; done\n")
+                .expect("write the automounter stand-in");
+            set_owner_mode(&automount, 0, 0, 0o755);
+            rcs.push_str("automount &\necho \"Starting automount: OK\"\n");
         }
         self.etc("init.d/rcS", &rcs, 0o755);
     }
@@ -791,9 +869,12 @@ fn kernel_log(hostname: &str) -> String {
 /// test machine, the console's PTY as ttyS0 and console), loopback up, then it waits on
 /// standard input. At EOF (the test process dropped the device, or died) it kills every
 /// process left in the device's network namespace, so nothing outlives the test.
-fn holder_script(root: &Path, console: &Path) -> String {
+fn holder_script(root: &Path, console: &Path, profile: Profile) -> String {
     let r = root.display();
     let tty = console.display();
+    // The network namespace's own net.* settings (this shell is in it; /proc/sys/net
+    // answers for the namespace of the process that writes).
+    let settings: String = profile.network_settings().iter().map(|(path, value)| format!("echo {value} > /proc/sys/{path}\n")).collect();
     format!(
         r#"set -e
 R='{r}'
@@ -804,7 +885,7 @@ ln -s pts/ptmx "$R/dev/ptmx"
 ln -s /proc/self/fd "$R/dev/fd"; ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
 for n in ttyS0 console; do : > "$R/dev/$n"; mount --bind '{tty}' "$R/dev/$n"; done
 "$R/bin/busybox" ip link set lo up
-echo ready
+{settings}echo ready
 set +e
 read _ignored
 me=$(readlink /proc/$$/ns/net)
@@ -819,16 +900,23 @@ done
 /// One power-on, run by `unshare --pid --mount` inside the holder's namespaces: PID 1 of
 /// a fresh PID namespace mounts what a kernel would, prints the kernel's boot lines and
 /// becomes BusyBox's init inside the image.
-fn boot_script(root: &Path, kernel_log: &Path) -> String {
+fn boot_script(root: &Path, kernel_log: &Path, profile: Profile) -> String {
     let r = root.display();
     let k = kernel_log.display();
+    // kernel.* settings are the test machine's: a careless device's value is shown only
+    // to the device, by a file bound over the /proc/sys file in its own mount namespace.
+    let aslr = profile.aslr_shown().map_or(String::new(), |value| {
+        let shown = kernel_log.with_file_name("randomize_va_space");
+        format!("echo {value} > '{0}'\nmount --bind '{0}' \"$R/proc/sys/kernel/randomize_va_space\"\n", shown.display())
+    });
+    let media = format!("mount -t tmpfs -o {} ru-usb \"$R{REMOVABLE_MOUNT}\"\n", profile.removable_mount_options());
     format!(
         r#"R='{r}'
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$R/dev/pts"
 mount -t tmpfs -o mode=1777 ru-tmp "$R/tmp"
 mount -t tmpfs -o mode=755 ru-run "$R/var/run"
-rm -f "$R/dev/log"
+{aslr}{media}rm -f "$R/dev/log"
 cat '{k}' > "$R/dev/console"
 exec {ENV} -i CONSOLE=/dev/console TERM=vt100 HOME=/ PATH=/sbin:/usr/sbin:/bin:/usr/bin {CHROOT} "$R" /sbin/init
 "#

@@ -65,6 +65,11 @@ pub struct SshdBuilder {
     faillock: Option<Faillock>,
     /// Programs copied set-user-ID root into a private `/usr/local/bin` (host path, name there).
     setuid_root_copies: Vec<(PathBuf, String)>,
+    net_settings: Vec<(String, String)>,
+    kernel_shown: Vec<(String, String)>,
+    removable_media: Vec<(String, String)>,
+    hidden: Vec<String>,
+    stand_ins: Vec<String>,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -249,6 +254,50 @@ impl SshdBuilder {
         self
     }
 
+    /// Sets a `net.*` setting of the server's own network namespace (needs
+    /// [`SshdBuilder::private_network`]; the test machine's are never touched): `path` is
+    /// under `/proc/sys`, e.g. `net/ipv4/tcp_syncookies`. Later calls win.
+    pub fn net_setting(mut self, path: &str, value: &str) -> Self {
+        assert!(path.starts_with("net/"), "only net.* settings are per network namespace, not {path}");
+        self.net_settings.push((path.to_string(), value.to_string()));
+        self
+    }
+
+    /// Shows sessions on the server `value` for the `kernel.*` setting at `path` (under
+    /// `/proc/sys`, e.g. `kernel/randomize_va_space`) by a file bind-mounted over it in
+    /// the server's own mount namespace. Kernel settings are not per namespace: the
+    /// kernel still behaves as the test machine is set; only what the device reads
+    /// changes, so a plan can be shown a careless device's value.
+    pub fn kernel_shown(mut self, path: &str, value: &str) -> Self {
+        assert!(path.starts_with("kernel/"), "kernel_shown is for kernel.* settings, not {path}");
+        self.kernel_shown.push((path.to_string(), value.to_string()));
+        self
+    }
+
+    /// A removable medium (a RAM disk) mounted at `/media/NAME` with mount `options`
+    /// (e.g. `nosuid,nodev,noexec`, or `defaults`), inside the server's mount namespace
+    /// on a private `/media`.
+    pub fn removable_medium(mut self, name: &str, options: &str) -> Self {
+        self.removable_media.push((name.to_string(), options.to_string()));
+        self
+    }
+
+    /// An empty, read-only directory over the directory `path` in the server's mount
+    /// namespace, e.g. `/proc/sys/net/ipv4`: a device whose kernel shows no such files.
+    pub fn hidden(mut self, path: &str) -> Self {
+        self.hidden.push(path.to_string());
+        self
+    }
+
+    /// A process named `name` (a copy of `sleep`) running on the server for its
+    /// lifetime: stands in for a daemon that is not installed here (e.g. `udisksd`, an
+    /// automounter), as the device's `ps` shows it.
+    pub fn stand_in_process(mut self, name: &str) -> Self {
+        assert!(!name.contains(['/', '\'', ' ']), "a plain program name, not {name}");
+        self.stand_ins.push(name.to_string());
+        self
+    }
+
     pub fn start(self) -> Sshd {
         Sshd::start_with(self)
     }
@@ -294,6 +343,11 @@ impl Sshd {
             pam: false,
             faillock: None,
             setuid_root_copies: Vec::new(),
+            net_settings: Vec::new(),
+            kernel_shown: Vec::new(),
+            removable_media: Vec::new(),
+            hidden: Vec::new(),
+            stand_ins: Vec::new(),
         }
     }
 
@@ -316,6 +370,10 @@ impl Sshd {
             require_program(NSENTER, "util-linux");
             require_program(IP, "iproute2");
         }
+        assert!(
+            options.net_settings.is_empty() || options.private_network,
+            "net.* settings of the sshd test peer need its own network namespace (private_network): the test machine's are never changed"
+        );
         if !options.listeners.is_empty() {
             require_program(SOCAT, "socat");
         }
@@ -898,6 +956,26 @@ done
     }
     if options.private_network {
         script.push_str(&format!("{IP} link set lo up\n"));
+    }
+    // The namespace's own net.* settings (/proc/sys/net answers for the writer's
+    // network namespace), kernel.* values shown to the device only, removable media.
+    for (path, value) in &options.net_settings {
+        script.push_str(&format!("echo {value} > /proc/sys/{path}\n"));
+    }
+    for (index, (path, value)) in options.kernel_shown.iter().enumerate() {
+        script.push_str(&format!("echo {value} > '{d}/kernel-{index}'\nmount --bind '{d}/kernel-{index}' /proc/sys/{path}\n"));
+    }
+    for path in &options.hidden {
+        script.push_str(&format!("mount -t tmpfs -o ro,mode=555 proofrig-hidden {path}\n"));
+    }
+    if !options.removable_media.is_empty() {
+        script.push_str("mount -t tmpfs -o mode=755 proofrig-media /media\n");
+    }
+    for (name, options) in &options.removable_media {
+        script.push_str(&format!("mkdir /media/{name}\nmount -t tmpfs -o {options} proofrig-{name} /media/{name}\n"));
+    }
+    for name in &options.stand_ins {
+        script.push_str(&format!("cp /bin/sleep '{d}/{name}'\n'{d}/{name}' infinity &\n"));
     }
     for (port, _) in &options.listeners {
         script.push_str(&format!(

@@ -33,6 +33,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::failed(miette::Report::msg(e.to_string()));
     std::fs::create_dir_all(out_dir).map_err(|e| failed(&format!("cannot create {}: {e}", out_dir.display())))?;
     let (key, public) = demo_key(out_dir)?;
+    let started = Instant::now();
 
     let mut plans: Vec<Plan> = Vec::new();
     let mut invalid: Vec<String> = Vec::new();
@@ -160,6 +161,12 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     if !invalid.is_empty() {
         println!("\nNot run, invalid (errors above): {}", invalid.join(", "));
     }
+    println!(
+        "\nThe library ({} plan(s), {} case verdict(s)) ran and was verified in {:.0} s.",
+        sealed.len(),
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
     println!("\nOpen a bundle's report.html, or check one yourself:");
     if let Some((_, run)) = sealed.first() {
         println!("    proofrig verify {} --key {}", run.dir.display(), out_dir.join("demo-lab.pub").display());
