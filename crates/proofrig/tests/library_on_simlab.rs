@@ -13,8 +13,15 @@ use proofrig_simlab::{SimLab, SimLabConfig};
 use proofrig_verdict::Verdict;
 use simrun::{plan, rig_of, verdict, Ran};
 
+/// How long the hardened consoles keep an idle login shell (the rig declares it).
+const IDLE_TIMEOUT_S: u64 = 2;
+
 async fn lab() -> SimLab {
-    let config = SimLabConfig::fast().with_well_known_service_ports().on_random_addresses().unwrap();
+    let config = SimLabConfig::fast()
+        .with_well_known_service_ports()
+        .with_console_idle_timeout(std::time::Duration::from_secs(IDLE_TIMEOUT_S))
+        .on_random_addresses()
+        .unwrap();
     SimLab::start(config).await.expect("start the sim lab (telnet/FTP/HTTP on 23/21/80 need root)")
 }
 
@@ -385,6 +392,136 @@ async fn account_cases_name_every_finding_and_record_no_password_hash() {
     assert!(on_console("ru1") && !on_console("ru2"), "{}", output(&ran, "ru1", label));
     let (_, why) = verdict(&ran, "ru1");
     assert!(why.contains("root: SHA-512 crypt ($6$), a salted one-way hash"), "{why}");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_weak_console_login_shows_a_refused_password_and_the_hardened_one_does_not() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "password-display.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let typed = "Prf-typed-9Kq4-not-a-password";
+    for device in ["ru1", "core1"] {
+        let (_, why) = verdict(&ran, device);
+        // The device refused the typed line as a password: the check ran on a real prompt.
+        assert!(why.contains("showed nothing of the password typed at its prompt and answered `Login incorrect`"), "{device}: {why}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("showed the password typed at its prompt in clear"), "{device}: {why}");
+        assert!(why.contains(&format!("password '{typed}'")), "the finding shows what the console printed: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hardened_console_ends_an_idle_session_and_the_weak_one_keeps_it_open() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "session-inactivity-timeout.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "an idle console session is ended by the device";
+    for device in ["ru1", "core1"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("was ended by the device"), "{device}: {why}");
+        // The declared timeout was waited out before looking, with nothing typed.
+        let calls = output(&ran, device, label)["calls"].as_array().unwrap().clone();
+        let waited: Vec<_> = calls.iter().filter(|c| c["action"] == "wait").map(|c| c["output"]["waited_ms"].as_u64().unwrap()).collect();
+        assert_eq!(waited, [IDLE_TIMEOUT_S * 1000 + 1500], "{device}: {calls:?}");
+        let ended = calls.iter().find(|c| c["action"] == "console_expect").unwrap();
+        assert!(ended["output"]["before"].as_str().unwrap().contains("auto-logout"), "{device}: {ended}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("was still open after"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_console_shell_on_hardened_and_leaves_it_running_on_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "session-logout.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "logging out ends the session and its shell";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("after exit the console showed its login prompt again"), "{device}: {passed}");
+        assert!(passed.contains("is gone from the process list after its logout"), "{device}: {passed}");
+        assert!(passed.contains("is gone once the session ended with exit"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("is still running after exit brought the login prompt back"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sudo_asks_for_a_password_on_hardened_and_lets_the_operator_through_on_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "privilege-escalation.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "root is reached only by authenticating";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("sudo -n refused to run a command as root for oper without a password"), "{device}: {passed}");
+        assert!(passed.contains("a password is required"), "{device}: {passed}");
+        // The set-user-ID list was read (passwd and sudo are on it) and holds no shell.
+        assert!(passed.contains("none of the 2 set-user-ID root files is a shell"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("sudo ran a command as root for oper without asking for any password"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwd_asks_for_the_current_password_on_hardened_and_not_on_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "password-changes.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    for device in ["ru1", "core1"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains("passwd asked oper for the current password (`Current password:`) and refused a wrong one"),
+            "{device}: {why}"
+        );
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains("passwd asked oper for a new password (`New password:`) without asking for the current one"),
+            "{device}: {why}"
+        );
+    }
+    // The password was never changed: the operator still logs in with the rig's secret.
+    let again = simrun::run(&lab, vec![plan("password-changes.yaml")], &[]).await;
+    assert_hardened_pass_weak_fail(&again);
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_is_refused_the_privileged_operations_except_the_weak_shadow() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "authorization-policy.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "the operator is refused the privileged operations";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("oper may not read the password hashes: `head -n 0 /etc/shadow` was refused"), "{device}: {passed}");
+        assert!(passed.contains("oper may not signal init: `kill -0 1` was refused"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("was allowed to read the password hashes: `head -n 0 /etc/shadow` succeeded"), "{device}: {why}");
+    }
+    assert_replays(&ran);
     lab.stop().await;
 }
 

@@ -114,7 +114,8 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     let yaml = format!(
         "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
-         lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }} }}\n    \
+         lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
+         privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}] }}\n    \
          secrets: {{ root_password: {{ file: root.pass }} }}\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, {login}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
@@ -204,7 +205,9 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             // crypt, and a login with an empty password field; every user reads the auth log.
             .account(Account::new("support", "support").uid(0).md5())
             .account(Account::new("guest", "").empty_password())
-            .auth_log_mode(0o644),
+            .auth_log_mode(0o644)
+            // A set-user-ID root copy of dash, left for maintenance.
+            .setuid_root_copy("/bin/dash", "dash"),
     ));
     let (code, text, bundle) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
@@ -223,6 +226,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     // The older release's accounts and the open log, found in the server's own files.
     assert!(text.contains("support's password is stored with MD5 crypt ($1$)"), "{text}");
     assert!(text.contains("guest can log in (shell /bin/sh) and has an empty password field in /etc/shadow"), "{text}");
+    assert!(text.contains("set-user-ID root files that give anyone a root shell: [\"/usr/local/bin/dash\"]"), "{text}");
     assert!(text.contains("user id 0 is shared by the accounts root, support"), "{text}");
     assert!(text.contains("/var/log/auth.log is mode 644, owner root, group adm: other users have r-- on it"), "{text}");
 }

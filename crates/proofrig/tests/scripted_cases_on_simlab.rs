@@ -89,7 +89,9 @@ fn forged_script_result_is_caught(ran: &Ran) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_devices_give_infra_and_ambiguous_evidence_inconclusive_never_pass() {
-    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    // With an idle timeout, so the rig declares all the library needs (4.2.3.5.2 reads it).
+    let config = SimLabConfig::fast().with_console_idle_timeout(std::time::Duration::from_secs(2));
+    let mut lab = SimLab::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rig_path = lab.write_rig(&dir.path().join("lab")).unwrap();
     let rig_text = std::fs::read_to_string(&rig_path).unwrap();

@@ -8,7 +8,8 @@
 //! [`DeviceOs::login_with_password`] (root may log in here on both profiles: TS
 //! 33.117 allows the physical console), and a shell running [`DeviceOs::run`].
 //!
-//! What the profile changes is the bootloader: a weak device drops anyone who
+//! What the profile changes is the bootloader and the login: a weak device's login
+//! prints a refused password back in its `Login incorrect` message; and a weak device drops anyone who
 //! interrupts autoboot into an unauthenticated `=> ` prompt (whose `printenv`,
 //! `setenv bootargs ... init=/bin/sh` and `boot` give a root shell without any
 //! login); a hardened one asks for the bootloader password and boots on when it
@@ -91,6 +92,9 @@ pub struct ConsoleOptions {
     pub bootloader_password_timeout: Duration,
     /// Pause before `Login incorrect`, like login(1)'s FAIL_DELAY.
     pub login_failure_delay: Duration,
+    /// How long a login shell waits for a command before the device logs it out (a
+    /// shell's `TMOUT`), on a profile that ends idle sessions; `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConsoleOptions {
@@ -100,6 +104,7 @@ impl std::fmt::Debug for ConsoleOptions {
             .field("boot", &self.boot)
             .field("bootloader_password_timeout", &self.bootloader_password_timeout)
             .field("login_failure_delay", &self.login_failure_delay)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +118,7 @@ impl ConsoleOptions {
             bootloader_password: bootloader_password.to_string(),
             bootloader_password_timeout: Duration::from_secs(10),
             login_failure_delay: Duration::from_secs(1),
+            idle_timeout: None,
         }
     }
 }
@@ -379,7 +385,7 @@ impl<'a> Session<'a> {
                 }
                 "/bin/sh" | "/bin/ash" | "/bin/bash" => {
                     self.say("/bin/sh: can't access tty; job control turned off\r\n").await?;
-                    self.shell("root", Some("/ # ")).await?;
+                    self.shell("root", Some("/ # "), None).await?;
                     self.say(&format!(
                         "{} Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000\r\n",
                         timestamp(9_912_304)
@@ -563,12 +569,20 @@ impl<'a> Session<'a> {
                 let origin = LoginOrigin::Console { line: self.options.line.clone() };
                 match self.os.login_with_password(&user, &password, origin) {
                     Ok(()) => {
-                        self.shell(&user, None).await?;
+                        let pid = self.os.open_session(&user, crate::device_os::LOGIN_PID);
+                        self.shell(&user, None, Some(pid)).await?;
+                        if self.os.profile().console_logout_ends_shell() {
+                            self.os.end_session(pid);
+                        }
                         break;
                     }
                     Err(_) => {
                         tokio::time::sleep(self.options.login_failure_delay).await;
-                        self.say("\r\nLogin incorrect\r\n").await?;
+                        if self.os.profile().console_hides_password() {
+                            self.say("\r\nLogin incorrect\r\n").await?;
+                        } else {
+                            self.say(&format!("\r\nLogin incorrect (user '{user}', password '{password}')\r\n")).await?;
+                        }
                     }
                 }
             }
@@ -576,21 +590,38 @@ impl<'a> Session<'a> {
     }
 
     /// A shell for `user` until exit/logout/^D; `fixed_prompt` replaces the usual
-    /// `user@host:~# ` (for a shell started as init).
-    async fn shell(&mut self, user: &str, fixed_prompt: Option<&str>) -> io::Result<()> {
+    /// `user@host:~# ` (for a shell started as init). A login shell left without a
+    /// command for the console's `idle_timeout` is logged out, where the profile says so.
+    async fn shell(&mut self, user: &str, fixed_prompt: Option<&str>, session: Option<u32>) -> io::Result<()> {
         let prompt = |os: &DeviceOs| match fixed_prompt {
             Some(prompt) => prompt.to_string(),
             None => os.prompt(user),
         };
         self.say(&prompt(self.os)).await?;
+        // A login shell (not init's) on a device that ends idle sessions.
+        let idle_limit = self.options.idle_timeout.filter(|_| fixed_prompt.is_none() && self.os.profile().ends_idle_sessions());
         loop {
-            match self.read_line(true).await? {
+            let edit = match idle_limit {
+                Some(limit) => match tokio::time::timeout(limit, self.read_line(true)).await {
+                    Ok(edit) => edit?,
+                    Err(_idle) => {
+                        // As bash and BusyBox ash say it when TMOUT expires.
+                        self.editor = LineEditor::new();
+                        self.say("\r\ntimed out waiting for input: auto-logout\r\n").await?;
+                        return Ok(());
+                    }
+                },
+                None => self.read_line(true).await?,
+            };
+            match edit {
                 Edit::Line(line) => {
                     let command = line.trim();
                     if command == "logout" && fixed_prompt.is_none() {
                         return Ok(());
                     }
-                    if !command.is_empty() {
+                    if command == "passwd" {
+                        self.passwd(user).await?;
+                    } else if !command.is_empty() {
                         let stdin = if self.os.reads_stdin(command) {
                             match self.read_stdin().await? {
                                 Some(stdin) => stdin,
@@ -602,7 +633,10 @@ impl<'a> Session<'a> {
                         } else {
                             String::new()
                         };
-                        let output = self.os.run(user, command, &stdin).await;
+                        let output = match session {
+                            Some(pid) => self.os.run_in_session(user, pid, command, &stdin).await,
+                            None => self.os.run(user, command, &stdin).await,
+                        };
                         self.say(&to_terminal(&(output.stdout + &output.stderr))).await?;
                         if output.exit_requested {
                             return Ok(());
@@ -617,6 +651,40 @@ impl<'a> Session<'a> {
                 Edit::Pending => continue,
             }
             self.say(&prompt(self.os)).await?;
+        }
+    }
+
+    /// `passwd` typed at the console: changes `user`'s own password, asking (echo off)
+    /// for the current one first where the profile says so (never for root), then the
+    /// new one twice; ^C abandons it. Words as Linux-PAM's passwd uses them.
+    async fn passwd(&mut self, user: &str) -> io::Result<()> {
+        self.say(&format!("Changing password for {user}.\r\n")).await?;
+        if user != "root" && self.os.profile().passwd_asks_current_password() {
+            self.say("Current password: ").await?;
+            let Edit::Line(current) = self.read_line(false).await? else {
+                return self.say("passwd: password unchanged\r\n").await;
+            };
+            if !self.os.is_current_password(user, &current) {
+                tokio::time::sleep(self.options.login_failure_delay).await;
+                return self.say("passwd: Authentication token manipulation error\r\npasswd: password unchanged\r\n").await;
+            }
+        }
+        self.say("New password: ").await?;
+        let Edit::Line(new) = self.read_line(false).await? else {
+            return self.say("passwd: password unchanged\r\n").await;
+        };
+        self.say("Retype new password: ").await?;
+        let Edit::Line(again) = self.read_line(false).await? else {
+            return self.say("passwd: password unchanged\r\n").await;
+        };
+        if new != again {
+            return self
+                .say("Sorry, passwords do not match.\r\npasswd: Authentication token manipulation error\r\npasswd: password unchanged\r\n")
+                .await;
+        }
+        match self.os.set_password(user, &new) {
+            Ok(()) => self.say("passwd: password updated successfully\r\n").await,
+            Err(reason) => self.say(&format!("BAD PASSWORD: {reason}\r\npasswd: password unchanged\r\n")).await,
         }
     }
 

@@ -165,7 +165,7 @@ pub struct CommandOutput {
 
 // Simulated `sshd` and `login` process ids, for log lines and `ps`.
 pub(crate) const SSHD_PID: u32 = 412;
-const LOGIN_PID: u32 = 398;
+pub(crate) const LOGIN_PID: u32 = 398;
 
 pub(crate) const ROOT_UID: u32 = 0;
 
@@ -245,6 +245,9 @@ pub(crate) struct DeviceState {
     pub udp_listeners: Vec<Listener>,
     /// What runs from boot (init and the profile's daemons), as `ps` shows it.
     pub processes: Vec<Process>,
+    /// The shells of login sessions (console logins, SSH sessions), as `ps` shows them.
+    pub sessions: Vec<Process>,
+    next_session_pid: u32,
 }
 
 /// The simulated device: cheap to clone, all clones share one state.
@@ -364,6 +367,41 @@ impl DeviceOs {
         self.lock().listeners.clone()
     }
 
+    /// Starts a login session's shell for `user` (a child of `parent`, e.g. `sshd` or
+    /// `login`): a process `ps` lists until [`DeviceOs::end_session`]. Returns its pid,
+    /// what `$$` says in it (see [`DeviceOs::run_in_session`]).
+    pub fn open_session(&self, user: &str, parent: u32) -> u32 {
+        let mut state = self.lock();
+        let pid = state.next_session_pid;
+        state.next_session_pid += 1;
+        state.sessions.push(Process { pid, ppid: parent, user: user.to_string(), program: "sh".into() });
+        pid
+    }
+
+    /// The session's shell has ended: its process is gone.
+    pub fn end_session(&self, pid: u32) {
+        self.lock().sessions.retain(|p| p.pid != pid);
+    }
+
+    /// Whether `password` is `user`'s current password (what `passwd` asks first), not
+    /// a login: nothing is logged and no lockout counts it.
+    pub fn is_current_password(&self, user: &str, password: &str) -> bool {
+        self.lock().accounts.get(user).is_some_and(|a| a.password == password)
+    }
+
+    /// Sets `user`'s password, as `passwd` does once it has it: refused (with the
+    /// reason) when it breaks the profile's policy.
+    pub fn set_password(&self, user: &str, password: &str) -> Result<(), String> {
+        let mut state = self.lock();
+        if let Some(reason) = state.policy.password_policy.and_then(|p| p.violation(password)) {
+            return Err(reason);
+        }
+        let account = state.accounts.get_mut(user).ok_or_else(|| format!("user '{user}' does not exist"))?;
+        account.password = password.to_string();
+        state.touch("/etc/shadow");
+        Ok(())
+    }
+
     /// The shell prompt for `user`, e.g. `root@ru1:~# `.
     pub fn prompt(&self, user: &str) -> String {
         let state = self.lock();
@@ -465,7 +503,7 @@ impl DeviceState {
         };
         let dir = || NodeKind::Directory;
         let text = |s: String| NodeKind::File(Content::Text(s));
-        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home"] {
+        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home", "/usr", "/usr/bin"] {
             put(path, dir(), 0o755, "root", "root");
         }
         put("/tmp", dir(), 0o1777, "root", "root");
@@ -494,6 +532,10 @@ impl DeviceState {
         put("/etc/ssh/ssh_host_ed25519_key.pub", text(String::new()), 0o644, "root", "root");
         put("/etc/proofrig/device.conf", text(device_conf(&config)), modes.device_config, "root", "root");
         put("/var/log/auth.log", NodeKind::File(Content::AuthLog), modes.auth_log, "root", "adm");
+        // The set-user-ID root programs, as on any Linux: each does one limited task.
+        for program in ["passwd", "sudo"] {
+            put(&format!("/usr/bin/{program}"), text(format!("(the {program} program)\n")), 0o4755, "root", "root");
+        }
         // The kernel's view: /proc/sys settings and /proc/mounts, readable by every user
         // as on Linux (read-only to the simulated shell, which writes no files).
         for (setting, value) in config.profile.kernel_settings() {
@@ -522,6 +564,8 @@ impl DeviceState {
             listeners: Vec::new(),
             udp_listeners: Vec::new(),
             processes,
+            sessions: Vec::new(),
+            next_session_pid: 2000,
         }
     }
 

@@ -125,6 +125,10 @@ pub struct SimLabConfig {
     pub ssh_auth_failure_delay: Duration,
     /// How long the rig lets a power cycle keep an outlet off.
     pub cycle_off: Duration,
+    /// How long a hardened device's console keeps a login shell nobody types into
+    /// (declared in the rig as `inactivity_timeout_s`, so whole seconds); `None`: the
+    /// consoles never log anyone out, and the rig declares no timeout.
+    pub console_idle_timeout: Option<Duration>,
 }
 
 impl Default for SimLabConfig {
@@ -145,6 +149,7 @@ impl Default for SimLabConfig {
             console_login_failure_delay: Duration::from_secs(1),
             ssh_auth_failure_delay: Duration::from_millis(500),
             cycle_off: Duration::from_millis(500),
+            console_idle_timeout: None,
         }
     }
 }
@@ -160,6 +165,14 @@ impl SimLabConfig {
             cycle_off: Duration::from_millis(200),
             ..SimLabConfig::default()
         }
+    }
+
+    /// Hardened consoles log out a login shell left idle for `timeout` (whole seconds),
+    /// and the rig declares it as `inactivity_timeout_s`. Keep it to a few seconds in
+    /// tests: the inactivity case waits it out on every device.
+    pub fn with_console_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.console_idle_timeout = Some(Duration::from_secs(timeout.as_secs().max(1)));
+        self
     }
 
     /// Weak devices run telnet, FTP, HTTP and SNMP on their well-known ports (23,
@@ -254,6 +267,7 @@ pub struct SimLab {
     devices: Vec<LabDevice>,
     lockout_seconds: u64,
     cycle_off: Duration,
+    idle_timeout_seconds: Option<u64>,
 }
 
 impl std::fmt::Debug for SimLab {
@@ -293,6 +307,7 @@ impl SimLab {
                 let mut console = ConsoleOptions::new(&bootloader_password);
                 console.boot = config.boot.clone();
                 console.login_failure_delay = config.console_login_failure_delay;
+                console.idle_timeout = config.console_idle_timeout;
                 device_spec.console = Some(console);
             }
             let device = SimDevice::start(device_config, device_spec).await?;
@@ -326,7 +341,8 @@ impl SimLab {
                 }
             }
         });
-        Ok(SimLab { pdu, devices, lockout_seconds, cycle_off: config.cycle_off })
+        let idle_timeout_seconds = config.console_idle_timeout.map(|t| t.as_secs());
+        Ok(SimLab { pdu, devices, lockout_seconds, cycle_off: config.cycle_off, idle_timeout_seconds })
     }
 
     pub fn pdu(&self) -> &SimPdu {
@@ -412,9 +428,12 @@ impl SimLab {
              \x20     auth_log: /var/log/auth.log\n\
              \x20     sensitive_files: [/etc/shadow, /etc/ssh/ssh_host_ed25519_key]\n\
              \x20     service_accounts: {{ sshd: root, syslogd: syslog }}\n\
+             \x20     privilege_escalation: [sudo]\n\
+             \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
              \x20     bootloader_password_protected: true\n\
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
+             {}\
              \x20   secrets:\n",
             quoted(&spec.role),
             tags.join(", "),
@@ -425,6 +444,7 @@ impl SimLab {
             ports.join(", "),
             web_port,
             self.lockout_seconds,
+            self.idle_timeout_seconds.map_or(String::new(), |s| format!("      inactivity_timeout_s: {s}\n")),
         );
         for (secret, _) in &device.secrets {
             let _ = writeln!(out, "      {secret}: {}", secret_file(secret));

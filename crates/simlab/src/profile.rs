@@ -19,7 +19,9 @@ pub enum Profile {
     /// A typical badly configured appliance: legacy crypto offered, root over SSH,
     /// vendor default account, world-readable shadow and auth log, telnet/ftp/http
     /// listeners, failed logins not logged, an open bootloader prompt on the console,
-    /// accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
+    /// a console login that shows a refused password, idle console sessions never ended,
+    /// a console logout that leaves the shell running, `sudo` without a password for
+    /// the operators, a `passwd` that does not ask for the current password, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
     /// without a password) and daemons sharing one account.
     Weak,
 }
@@ -278,6 +280,57 @@ impl Profile {
         match self {
             Profile::Hardened => false,
             Profile::Weak => true,
+        }
+    }
+
+    /// Whether the console's login never shows a password typed at it (hardened), or,
+    /// when it refuses one, prints it back in its `Login incorrect` message (weak: a
+    /// vendor login's debugging aid left in), so anyone looking at the console, or at
+    /// its transcript, reads what was typed. Both read the password with echo off.
+    pub fn console_hides_password(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether the console ends a login shell nobody has typed a command into for
+    /// the lab's idle timeout (hardened, as a shell's `TMOUT` does), or keeps it open
+    /// for ever (weak: a console left logged in stays usable by the next passer-by).
+    pub fn ends_idle_sessions(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether logging out on the console ends the session's shell (hardened), or only
+    /// brings the login prompt back while the logged-out shell keeps running (weak: its
+    /// getty does not hang up the line), a process of the user left after logout.
+    pub fn console_logout_ends_shell(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether `sudo` asks the operators for their password before running a command
+    /// as root (hardened), or lets them through without one (weak: a `NOPASSWD` rule
+    /// for every operator, left from commissioning).
+    pub fn sudo_asks_password(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
+        }
+    }
+
+    /// Whether an interactive `passwd` asks a user (not root) for the current password
+    /// before a new one (hardened), or takes a new password from whoever sits at the
+    /// session (weak).
+    pub fn passwd_asks_current_password(self) -> bool {
+        match self {
+            Profile::Hardened => true,
+            Profile::Weak => false,
         }
     }
 

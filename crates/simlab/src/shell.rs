@@ -11,6 +11,8 @@
 //! `stat [-c FORMAT] PATH...`, `ss -l[t][u]n[p]`, `grep [-cEFivqn] [-e] PATTERN
 //! [FILE...]`, `head`/`tail [-n N] [FILE...]`, `wc [-lwc] [FILE...]`,
 //! `passwd --stdin USER` (new password is the first line of standard input),
+//! `find PATH... [-perm MODE] [-user NAME] [-type f|d]`, `sudo -n COMMAND...`,
+//! `kill -0 PID...` (may the caller signal it: nothing is sent),
 //! `sleep N`. Anything else is `sh: CMD: not found` with status 127, like busybox.
 
 use std::time::{Duration, SystemTime};
@@ -34,7 +36,13 @@ impl DeviceOs {
     /// policy rejects it) and `sleep N`. Anything else: `sh: CMD: not found`, 127.
     /// Files are permission-checked against `user`.
     pub async fn run(&self, user: &str, command_line: &str, stdin: &str) -> CommandOutput {
-        run_line(self, user, command_line, stdin).await
+        run_line(self, &Caller { user, shell_pid: None }, command_line, stdin).await
+    }
+
+    /// Runs one command line in the login session whose shell is process `shell_pid`
+    /// (see [`DeviceOs::open_session`]): `$$` is that pid, and `ps` lists that shell.
+    pub async fn run_in_session(&self, user: &str, shell_pid: u32, command_line: &str, stdin: &str) -> CommandOutput {
+        run_line(self, &Caller { user, shell_pid: Some(shell_pid) }, command_line, stdin).await
     }
 
     /// Whether `command_line` reads its standard input, so a front end knows to
@@ -44,8 +52,20 @@ impl DeviceOs {
     }
 }
 
-/// Runs a command line as `user`; `stdin` goes to the first command that reads it.
-pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str) -> CommandOutput {
+/// Who runs a command line: the account, and the shell process of its login session
+/// (none: a shell of its own that `ps` shows as pid [`OWN_SHELL_PID`]).
+pub(crate) struct Caller<'a> {
+    pub user: &'a str,
+    pub shell_pid: Option<u32>,
+}
+
+/// The pid `ps` and `$$` give a command line run outside any registered session.
+const OWN_SHELL_PID: u32 = 1001;
+
+/// Runs a command line as `caller`; `stdin` goes to the first command that reads it.
+pub(crate) async fn run_line(os: &DeviceOs, caller: &Caller<'_>, line: &str, stdin: &str) -> CommandOutput {
+    let user = caller.user;
+    let shell_pid = caller.shell_pid.unwrap_or(OWN_SHELL_PID);
     let mut out = CommandOutput::default();
     let list = match parse(line) {
         Ok(list) => list,
@@ -66,7 +86,7 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
             continue;
         }
         // `$?` is the status of the command before, known only now.
-        let pipeline: Pipeline = pipeline.into_iter().map(|c| with_status(c, out.status)).collect();
+        let pipeline: Pipeline = pipeline.into_iter().map(|c| with_status(c, out.status, shell_pid)).collect();
         if let [command] = pipeline.as_slice() {
             if command.words.first().map(String::as_str) == Some("exit") {
                 match command.words.get(1) {
@@ -90,7 +110,7 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
                 None if reads_stdin_words(&command.words) => stdin.take().unwrap_or_default(),
                 None => String::new(),
             };
-            let result = run_command(os, user, command, input).await;
+            let result = run_command(os, user, shell_pid, command, input).await;
             out.stderr.push_str(&result.stderr);
             out.status = result.status;
             piped = Some(result.stdout);
@@ -102,11 +122,16 @@ pub(crate) async fn run_line(os: &DeviceOs, user: &str, line: &str, stdin: &str)
 
 /// Stands for `$?` in a parsed word until the command runs.
 const LAST_STATUS: char = '\u{1}';
+/// Stands for `$$`, the shell's process id.
+const SHELL_PID: char = '\u{2}';
 
-fn with_status(mut command: Command, status: u8) -> Command {
+fn with_status(mut command: Command, status: u8, shell_pid: u32) -> Command {
     for word in &mut command.words {
         if word.contains(LAST_STATUS) {
             *word = word.replace(LAST_STATUS, &status.to_string());
+        }
+        if word.contains(SHELL_PID) {
+            *word = word.replace(SHELL_PID, &shell_pid.to_string());
         }
     }
     command
@@ -204,6 +229,10 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                             chars.next();
                             word.push(LAST_STATUS);
                         }
+                        Some('$') if chars.peek() == Some(&'$') => {
+                            chars.next();
+                            word.push(SHELL_PID);
+                        }
                         Some(c) => word.push(c),
                         None => return Err("unterminated quoted string".into()),
                     }
@@ -270,6 +299,11 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                 chars.next();
                 in_word = true;
                 word.push(LAST_STATUS);
+            }
+            '$' if chars.peek() == Some(&'$') => {
+                chars.next();
+                in_word = true;
+                word.push(SHELL_PID);
             }
             c => {
                 in_word = true;
@@ -359,7 +393,7 @@ impl Output {
     }
 }
 
-async fn run_command(os: &DeviceOs, user: &str, command: &Command, mut input: String) -> Output {
+async fn run_command(os: &DeviceOs, user: &str, shell_pid: u32, command: &Command, mut input: String) -> Output {
     if let Some(source) = &command.stdin_file {
         let state = os.lock();
         let Some(account) = state.accounts.get(user).cloned() else {
@@ -380,7 +414,7 @@ async fn run_command(os: &DeviceOs, user: &str, command: &Command, mut input: St
         _ => {
             let mut state = os.lock();
             match state.accounts.get(user).cloned() {
-                Some(account) => builtin(&mut state, &account, &command.words, &input),
+                Some(account) => builtin(&mut state, &account, shell_pid, &command.words, &input),
                 None => Output::fail(format!("sh: unknown user {user}\n"), 1),
             }
         }
@@ -411,7 +445,7 @@ async fn sleep(args: &[String]) -> Output {
     }
 }
 
-fn builtin(state: &mut DeviceState, account: &Account, words: &[String], input: &str) -> Output {
+fn builtin(state: &mut DeviceState, account: &Account, shell_pid: u32, words: &[String], input: &str) -> Output {
     let args = &words[1..];
     match words[0].as_str() {
         "true" => Output::ok(String::new()),
@@ -432,12 +466,15 @@ fn builtin(state: &mut DeviceState, account: &Account, words: &[String], input: 
         "ls" => ls(state, account, args),
         "stat" => stat(state, account, args),
         "ss" => ss(state, account, args),
-        "ps" => ps(state, account, args),
+        "ps" => ps(state, account, shell_pid, args),
         "grep" => grep(state, account, args, input),
         "head" => head_tail(state, account, "head", args, input),
         "tail" => head_tail(state, account, "tail", args, input),
         "wc" => wc(state, account, args, input),
         "passwd" => passwd(state, account, args, input),
+        "find" => find(state, account, args),
+        "sudo" => sudo(state, account, shell_pid, args, input),
+        "kill" => kill(state, account, shell_pid, args),
         other => Output::fail(format!("sh: {other}: not found\n"), 127),
     }
 }
@@ -912,9 +949,10 @@ fn ss(state: &DeviceState, account: &Account, args: &[String]) -> Output {
     Output::ok(text)
 }
 
-/// `ps [-e|-A] [-o pid,ppid,user,comm]`: the daemons started at boot, then the
-/// caller's shell and this `ps` (children of `sshd`), as procps and BusyBox list them.
-fn ps(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+/// `ps [-e|-A] [-o pid,ppid,user,comm]`: the daemons started at boot, the login
+/// sessions' shells, then the caller's shell (a child of `sshd` unless it is a session's)
+/// and this `ps`, as procps and BusyBox list them.
+fn ps(state: &DeviceState, account: &Account, shell_pid: u32, args: &[String]) -> Output {
     let mut columns = vec!["pid".to_string(), "user".to_string(), "comm".to_string()];
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -930,8 +968,11 @@ fn ps(state: &DeviceState, account: &Account, args: &[String]) -> Output {
     if let Some(bad) = columns.iter().find(|c| !["pid", "ppid", "user", "comm", "args"].contains(&c.as_str())) {
         return Output::fail(format!("ps: bad -o argument '{bad}', supported arguments: pid,ppid,user,comm,args\n"), 1);
     }
-    let shell = crate::device_os::Process { pid: 1001, ppid: crate::device_os::SSHD_PID, user: account.name.clone(), program: "sh".into() };
-    let itself = crate::device_os::Process { pid: 1002, ppid: 1001, user: account.name.clone(), program: "ps".into() };
+    let own =
+        crate::device_os::Process { pid: shell_pid, ppid: crate::device_os::SSHD_PID, user: account.name.clone(), program: "sh".into() };
+    let shell = (!state.sessions.iter().any(|s| s.pid == shell_pid)).then_some(&own);
+    let next = state.sessions.iter().map(|s| s.pid).chain([shell_pid]).max().unwrap_or(shell_pid) + 1;
+    let itself = crate::device_os::Process { pid: next, ppid: shell_pid, user: account.name.clone(), program: "ps".into() };
     let mut text = String::new();
     let header: Vec<String> = columns
         .iter()
@@ -944,7 +985,7 @@ fn ps(state: &DeviceState, account: &Account, args: &[String]) -> Output {
         .collect();
     text.push_str(header.join(" ").trim_end());
     text.push('\n');
-    for process in state.processes.iter().chain([&shell, &itself]) {
+    for process in state.processes.iter().chain(&state.sessions).chain(shell).chain([&itself]) {
         let cells: Vec<String> = columns
             .iter()
             .map(|c| match c.as_str() {
@@ -1367,4 +1408,137 @@ fn passwd(state: &mut DeviceState, account: &Account, args: &[String], input: &s
     }
     state.touch("/etc/shadow");
     Output::ok(format!("Changing password for user {target}.\npasswd: all authentication tokens updated successfully.\n"))
+}
+
+/// `find PATH... [-xdev] [-perm -MODE|/MODE|MODE] [-user NAME] [-type f|d]`: the paths
+/// under each PATH that match every predicate, as GNU and BusyBox find print them;
+/// a directory the caller may not read is reported and not entered.
+fn find(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let starts: Vec<&String> = args.iter().take_while(|a| !a.starts_with('-')).collect();
+    let mut perm: Option<(char, u16)> = None;
+    let mut owner: Option<&str> = None;
+    let mut kind: Option<&str> = None;
+    let mut rest = args[starts.len()..].iter();
+    while let Some(predicate) = rest.next() {
+        let mut value = || rest.next().map(String::as_str).ok_or_else(|| format!("find: missing argument to `{predicate}'\n"));
+        let parsed = match predicate.as_str() {
+            "-xdev" | "-mount" => Ok(()),
+            "-perm" => value().and_then(|v| {
+                let (how, digits) = match v.chars().next() {
+                    Some(c @ ('-' | '/')) => (c, &v[1..]),
+                    _ => ('=', v),
+                };
+                u16::from_str_radix(digits, 8).map(|mode| perm = Some((how, mode))).map_err(|_| format!("find: invalid mode `{v}'\n"))
+            }),
+            "-user" => value().map(|v| owner = Some(v)),
+            "-type" => value().and_then(|v| match v {
+                "f" | "d" => {
+                    kind = Some(v);
+                    Ok(())
+                }
+                other => Err(format!("find: Unknown argument to -type: {other}\n")),
+            }),
+            other => Err(format!("find: unknown predicate `{other}'\n")),
+        };
+        if let Err(message) = parsed {
+            return Output::fail(message, 1);
+        }
+    }
+    let matches = |node: &Node| {
+        let mode = node.mode & 0o7777;
+        perm.is_none_or(|(how, bits)| match how {
+            '-' => mode & bits == bits,
+            '/' => mode & bits != 0,
+            _ => mode == bits,
+        }) && owner.is_none_or(|o| node.owner == o)
+            && kind.is_none_or(|k| (k == "d") == matches!(node.kind, NodeKind::Directory))
+    };
+    let mut out = Output::ok(String::new());
+    let default = ".".to_string();
+    for start in if starts.is_empty() { vec![&default] } else { starts } {
+        let path = normalize(account, start);
+        if let Err(error) = lookup(state, account, &path) {
+            out.stderr.push_str(&format!("find: '{start}': {error}\n"));
+            out.status = 1;
+            continue;
+        }
+        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+        let mut closed: Vec<String> = Vec::new();
+        for (name, node) in state.files.range(path.clone()..) {
+            if name != &path && !name.starts_with(&prefix) {
+                continue;
+            }
+            if closed.iter().any(|c| name.starts_with(c.as_str())) {
+                continue;
+            }
+            if matches(node) {
+                out.stdout.push_str(&format!("{name}\n"));
+            }
+            if matches!(node.kind, NodeKind::Directory)
+                && !(permitted(state, account, node, READ) && permitted(state, account, node, EXECUTE))
+            {
+                out.stderr.push_str(&format!("find: '{name}': Permission denied\n"));
+                out.status = 1;
+                closed.push(format!("{name}/"));
+            }
+        }
+    }
+    out
+}
+
+/// `sudo -n COMMAND...`: never asks (no terminal here). Where the profile gives the
+/// operators a `NOPASSWD` rule (weak), runs COMMAND as root; else says a password is
+/// required, as sudo does for `-n` whenever it would have to ask.
+fn sudo(state: &mut DeviceState, account: &Account, shell_pid: u32, args: &[String], input: &str) -> Output {
+    let (non_interactive, command) = match args.first().map(String::as_str) {
+        Some("-n") => (true, &args[1..]),
+        _ => (false, args),
+    };
+    if command.is_empty() {
+        return Output::fail("usage: sudo -n COMMAND [ARG...]\n".into(), 1);
+    }
+    let operator = account.uid != ROOT_UID && !account.system;
+    if account.uid == ROOT_UID || (operator && !state.profile.sudo_asks_password()) {
+        let Some(root) = state.accounts.get("root").cloned() else {
+            return Output::fail("sudo: unknown user root\n".into(), 1);
+        };
+        return builtin(state, &root, shell_pid, command, input);
+    }
+    if non_interactive {
+        Output::fail("sudo: a password is required\n".into(), 1)
+    } else {
+        Output::fail("sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper\n".into(), 1)
+    }
+}
+
+/// `kill -0 PID...`: whether the caller may signal each process, as the kernel decides
+/// it (root, or the process's own user); no signal is ever delivered, so only `-0`.
+fn kill(state: &DeviceState, account: &Account, shell_pid: u32, args: &[String]) -> Output {
+    let Some(("-0", pids)) = args.split_first().map(|(first, rest)| (first.as_str(), rest)) else {
+        return Output::fail("sh: kill: only `kill -0 PID` (may I signal it?) is simulated\n".into(), 2);
+    };
+    let mut out = Output::ok(String::new());
+    for pid in pids {
+        let owner = pid.parse::<u32>().ok().and_then(|pid| {
+            state
+                .processes
+                .iter()
+                .chain(&state.sessions)
+                .find(|p| p.pid == pid)
+                .map(|p| p.user.clone())
+                .or_else(|| (pid == shell_pid).then(|| account.name.clone()))
+        });
+        match owner {
+            None => {
+                out.stderr.push_str(&format!("sh: kill: can't kill pid {pid}: No such process\n"));
+                out.status = 1;
+            }
+            Some(user) if account.uid != ROOT_UID && user != account.name => {
+                out.stderr.push_str(&format!("sh: kill: can't kill pid {pid}: Operation not permitted\n"));
+                out.status = 1;
+            }
+            Some(_) => {}
+        }
+    }
+    out
 }

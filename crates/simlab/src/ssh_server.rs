@@ -332,8 +332,13 @@ impl russh::server::Handler for SshConnection {
         let (input_tx, input_rx) = mpsc::unbounded_channel();
         state.activity = Activity::Shell(input_tx);
         session.channel_success(channel)?;
-        let shell = Shell { os: self.os.clone(), user, handle: session.handle(), channel, pty: state.pty };
-        tokio::spawn(shell.run(input_rx));
+        let pid = self.os.open_session(&user, crate::device_os::SSHD_PID);
+        let shell = Shell { os: self.os.clone(), user, handle: session.handle(), channel, pty: state.pty, pid };
+        let os = self.os.clone();
+        tokio::spawn(async move {
+            shell.run(input_rx).await;
+            os.end_session(pid);
+        });
         Ok(())
     }
 
@@ -411,7 +416,10 @@ struct Exec {
 
 impl Exec {
     async fn run(self, command: String, stdin: String) {
-        let output = self.os.run(&self.user, &command, &stdin).await;
+        // Each exec is a session of its own: its shell lives while the command runs.
+        let pid = self.os.open_session(&self.user, crate::device_os::SSHD_PID);
+        let output = self.os.run_in_session(&self.user, pid, &command, &stdin).await;
+        self.os.end_session(pid);
         let (stdout, stderr) = if self.pty {
             // A terminal has one output stream.
             (to_terminal(&(output.stdout + &output.stderr)), String::new())
@@ -440,6 +448,8 @@ struct Shell {
     handle: Handle,
     channel: ChannelId,
     pty: bool,
+    /// The session's shell process (`$$`, listed by `ps` while the shell runs).
+    pid: u32,
 }
 
 impl Shell {
@@ -461,7 +471,7 @@ impl Shell {
         if line.trim().is_empty() {
             return None;
         }
-        let output = self.os.run(&self.user, line, "").await;
+        let output = self.os.run_in_session(&self.user, self.pid, line, "").await;
         *last_status = output.status;
         let text = if self.pty { to_terminal(&(output.stdout + &output.stderr)) } else { output.stdout };
         if !self.send(&text).await {

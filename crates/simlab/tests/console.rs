@@ -13,6 +13,7 @@ use proofrig_simlab::{
 
 const ROOT_PASSWORD: &str = "R00t-Console-Pass";
 const BOOTLOADER_PASSWORD: &str = "B00t-Loader-Pass";
+const OPER_PASSWORD: &str = "Op3r-Console-Pass";
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Bench {
@@ -23,16 +24,23 @@ struct Bench {
 
 /// A console for `ru1`, opened by the client before power-on so it sees all of it.
 async fn bench(profile: Profile) -> Bench {
-    let os = DeviceOs::new(DeviceConfig::new("ru1", profile, ROOT_PASSWORD).with_identity(DeviceIdentity {
-        vendor: "Acme Radio".into(),
-        model: "RU-4400".into(),
-        serial: "ACME123456".into(),
-        firmware: "4.2.1".into(),
-    }));
+    bench_with(profile, None).await
+}
+
+/// The same, its login shells logged out after `idle_timeout` (where the profile says so).
+async fn bench_with(profile: Profile, idle_timeout: Option<Duration>) -> Bench {
+    let os =
+        DeviceOs::new(DeviceConfig::new("ru1", profile, ROOT_PASSWORD).with_account("oper", OPER_PASSWORD).with_identity(DeviceIdentity {
+            vendor: "Acme Radio".into(),
+            model: "RU-4400".into(),
+            serial: "ACME123456".into(),
+            firmware: "4.2.1".into(),
+        }));
     let mut options = ConsoleOptions::new(BOOTLOADER_PASSWORD);
     options.boot = BootTiming { autoboot_countdown: 3, countdown_step: Duration::from_millis(150), line_delay: Duration::from_millis(1) };
     options.login_failure_delay = Duration::from_millis(50);
     options.bootloader_password_timeout = Duration::from_secs(3);
+    options.idle_timeout = idle_timeout;
     let console = SimConsole::start(os.clone(), options, false).await.expect("start console");
     assert!(console.slave_path().starts_with("/dev/pts/"));
     let client = PtyClient::open(console.slave_path());
@@ -218,4 +226,68 @@ async fn power_off_silences_the_console_and_drops_input_power_on_boots_again() {
 
     console.stop().await;
     assert!(console.set_powered(true).await.is_err());
+}
+
+/// Logs `user` in at a login prompt just shown; returns what the shell printed.
+async fn log_in(client: &mut PtyClient, user: &str, password: &str) -> String {
+    client.send(&format!("{user}\r")).await;
+    client.expect("Password: ", WAIT).await;
+    client.send(&format!("{password}\r")).await;
+    client.expect(&format!("{user}@ru1:~{} ", if user == "root" { '#' } else { '$' }), WAIT).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardened_sessions_end_when_idle_and_on_logout_and_passwd_asks_the_current_password() {
+    let Bench { os, console: _console, mut client } = bench_with(Profile::Hardened, Some(Duration::from_secs(1))).await;
+    client.expect("ru1 login: ", WAIT).await;
+    log_in(&mut client, "root", ROOT_PASSWORD).await;
+    // Idle past the timeout: the device logs the shell out by itself.
+    let idle = std::time::Instant::now();
+    let ended = client.expect("ru1 login: ", WAIT).await;
+    assert!(ended.starts_with("\r\ntimed out waiting for input: auto-logout\r\n"), "{ended:?}");
+    assert!(idle.elapsed() >= Duration::from_millis(900), "not before the timeout: {:?}", idle.elapsed());
+
+    // Logging out ends the shell: its process is gone.
+    log_in(&mut client, "oper", OPER_PASSWORD).await;
+    client.send("echo $$\r").await;
+    let pid = client.expect("oper@ru1:~$ ", WAIT).await;
+    let pid: u32 = pid.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(os.run("root", "ps -e -o pid,comm", "").await.stdout.contains(&format!("{pid} sh")));
+    // passwd asks for the current password (echo off) and refuses a wrong one.
+    client.send("passwd\r").await;
+    assert_eq!(client.expect("Current password: ", WAIT).await, "passwd\r\nChanging password for oper.\r\nCurrent password: ");
+    client.send("wrong-one\r").await;
+    let refused = client.expect("oper@ru1:~$ ", WAIT).await;
+    assert!(refused.contains("passwd: Authentication token manipulation error") && !refused.contains("wrong-one"), "{refused:?}");
+    assert!(os.is_current_password("oper", OPER_PASSWORD));
+    client.send("exit\r").await;
+    client.expect("ru1 login: ", WAIT).await;
+    assert!(!os.run("root", "ps -e -o pid,comm", "").await.stdout.contains(&format!("{pid} sh")), "the logged-out shell is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_sessions_stay_idle_outlive_logout_and_passwd_takes_a_new_password_at_once() {
+    let Bench { os, console: _console, mut client } = bench_with(Profile::Weak, Some(Duration::from_secs(1))).await;
+    client.expect("ru1 login: ", WAIT).await;
+    // A refused password is printed back.
+    client.send("root\r").await;
+    client.expect("Password: ", WAIT).await;
+    client.send("not-the-password\r").await;
+    let refusal = client.expect("ru1 login: ", WAIT).await;
+    assert!(refusal.contains("Login incorrect (user 'root', password 'not-the-password')"), "{refusal:?}");
+
+    log_in(&mut client, "oper", OPER_PASSWORD).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.send("echo $$\r").await;
+    let pid = client.expect("oper@ru1:~$ ", WAIT).await;
+    assert!(!pid.contains("auto-logout"), "the idle shell is still there: {pid:?}");
+    let pid: u32 = pid.lines().nth(1).unwrap().trim().parse().unwrap();
+    client.send("passwd\r").await;
+    assert_eq!(client.expect("New password: ", WAIT).await, "passwd\r\nChanging password for oper.\r\nNew password: ");
+    client.send("\x03").await;
+    client.expect("oper@ru1:~$ ", WAIT).await;
+    assert!(os.is_current_password("oper", OPER_PASSWORD), "nothing changed");
+    client.send("exit\r").await;
+    client.expect("ru1 login: ", WAIT).await;
+    assert!(os.run("root", "ps -e -o pid,comm", "").await.stdout.contains(&format!("{pid} sh")), "the logged-out shell still runs");
 }

@@ -332,6 +332,48 @@ async fn grep_searches_directories_for_patterns_read_from_standard_input() {
     assert_eq!(run(&hardened, "oper", "grep -r -c '' /etc | wc -l").await.0.trim(), "7");
 }
 
+#[tokio::test]
+async fn a_session_shell_is_a_process_until_it_ends_and_dollar_dollar_names_it() {
+    let os = device(Profile::Hardened);
+    let pid = os.open_session("oper", 412);
+    let own = os.run_in_session("oper", pid, "echo $$ \"$$\" '$$'", "").await.stdout;
+    assert_eq!(own, format!("{pid} {pid} $$\n"));
+    let listed = |text: &str, pid: u32| text.lines().any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()));
+    let ps = os.run("root", "ps -e -o pid,user,comm", "").await.stdout;
+    assert!(listed(&ps, pid), "the open session's shell is listed: {ps}");
+    os.end_session(pid);
+    let ps = os.run("root", "ps -e -o pid,user,comm", "").await.stdout;
+    assert!(!listed(&ps, pid), "an ended session's shell is gone: {ps}");
+}
+
+#[tokio::test]
+async fn find_lists_set_user_id_files_and_sudo_asks_unless_the_profile_says_nopasswd() {
+    let hardened = device(Profile::Hardened);
+    let weak = device(Profile::Weak);
+    for os in [&hardened, &weak] {
+        let (out, err, status) = run(os, "oper", "find /bin /usr -perm -4000 -user root -type f").await;
+        assert_eq!(out, "/usr/bin/passwd\n/usr/bin/sudo\n");
+        assert_eq!((err.as_str(), status), ("find: '/bin': No such file or directory\n", 1));
+        let (_, err, status) = run(os, "oper", "find / -type d").await;
+        assert!(err.contains("find: '/root': Permission denied"), "{err}");
+        assert_eq!(status, 1);
+        assert_eq!(run(os, "oper", "find /usr -bogus").await.2, 1);
+    }
+    assert_eq!(run(&hardened, "oper", "sudo -n id -u").await, (String::new(), "sudo: a password is required\n".into(), 1));
+    assert_eq!(run(&weak, "oper", "sudo -n id -u").await, ("0\n".into(), String::new(), 0));
+    assert_eq!(run(&hardened, "root", "sudo -n id -u").await.0, "0\n", "root needs no password");
+}
+
+#[tokio::test]
+async fn kill_zero_says_whether_the_caller_may_signal_a_process() {
+    let os = device(Profile::Hardened);
+    assert_eq!(run(&os, "oper", "kill -0 1").await, (String::new(), "sh: kill: can't kill pid 1: Operation not permitted\n".into(), 1));
+    assert_eq!(run(&os, "root", "kill -0 1").await.2, 0);
+    assert_eq!(run(&os, "oper", "kill -0 $$").await.2, 0, "its own shell");
+    assert_eq!(run(&os, "oper", "kill -0 99999").await.2, 1);
+    assert_eq!(run(&os, "root", "kill -TERM 1").await.2, 2, "nothing but -0 is simulated");
+}
+
 /// What the kernel cases read: `/proc/sys` settings and `/proc/mounts`, by any user,
 /// with `cat` and `grep -H`; the weak device's are the careless ones.
 #[tokio::test]

@@ -561,7 +561,9 @@ impl BusyboxDevice {
     /// and `-oper` references (see [`BusyboxDevice::write_rig`]). `declared` says what is
     /// true of the device and leaves out what it does not have, except `lockout`: a
     /// vendor's manual that claims one (3 attempts, 5 s) for a device that has none
-    /// (neither BusyBox nor dropbear locks accounts), so 4.2.3.4.5 finds it out; no `password_policy` or
+    /// (neither BusyBox nor dropbear locks accounts), so 4.2.3.4.5 finds it out; and an
+    /// `inactivity_timeout_s` of 3 s the console shell does not keep (Debian's BusyBox ash
+    /// is built without `TMOUT`), so 4.2.3.5.2 finds that out; no `password_policy` or
     /// `password_change_command` (BusyBox `passwd` reads the old password first), no boot
     /// loader.
     pub fn rig_yaml(&self, secrets_dir: &Path) -> String {
@@ -587,6 +589,9 @@ impl BusyboxDevice {
              \x20     sensitive_files: [/etc/shadow, {HOST_KEY_PATH}]\n\
              \x20     service_accounts: {{ dropbear: root, syslogd: root }}\n\
              \x20     lockout: {{ attempts: 3, seconds: 5 }}\n\
+             \x20     inactivity_timeout_s: 3\n\
+             \x20     privilege_escalation: [su]\n\
+             \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
              \x20   secrets:\n\
@@ -770,7 +775,11 @@ impl Image<'_> {
         // dropbear resolves accounts through glibc's NSS; files only, as on a small device.
         self.etc("nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\n", 0o644);
         self.etc("shells", "/bin/sh\n/bin/ash\n", 0o644);
-        self.etc("profile", "export PATH=/sbin:/usr/sbin:/bin:/usr/bin\nexport PS1='\\u@\\h:\\w\\$ '\numask 022\n", 0o644);
+        // The hardened firmware asks its shells to log out after 3 s idle (`TMOUT`, what the
+        // rig declares); Debian's busybox-static builds ash without that feature, so the
+        // setting is there and does nothing, which 4.2.3.5.2 finds out.
+        let tmout = if profile == Profile::Hardened { "TMOUT=3\nexport TMOUT\n" } else { "" };
+        self.etc("profile", &format!("export PATH=/sbin:/usr/sbin:/bin:/usr/bin\nexport PS1='\\u@\\h:\\w\\$ '\numask 022\n{tmout}"), 0o644);
         self.etc("issue", "RU-BB radio unit (BusyBox)\n", 0o644);
         self.etc(
             "os-release",

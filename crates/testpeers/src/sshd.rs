@@ -63,6 +63,8 @@ pub struct SshdBuilder {
     private_processes: bool,
     pam: bool,
     faillock: Option<Faillock>,
+    /// Programs copied set-user-ID root into a private `/usr/local/bin` (host path, name there).
+    setuid_root_copies: Vec<(PathBuf, String)>,
     net_settings: Vec<(String, String)>,
     kernel_shown: Vec<(String, String)>,
     removable_media: Vec<(String, String)>,
@@ -227,6 +229,13 @@ impl SshdBuilder {
         self
     }
 
+    /// A copy of the host's `program` installed set-user-ID root as `/usr/local/bin/NAME`
+    /// (on a private tmpfs), as a careless image leaves a root shell for maintenance.
+    pub fn setuid_root_copy(mut self, program: impl Into<PathBuf>, name: &str) -> Self {
+        self.setuid_root_copies.push((program.into(), name.to_string()));
+        self
+    }
+
     /// A network namespace of its own (only loopback, up): nothing else on the test
     /// machine is reachable from the server or listens next to it, so a scan of all
     /// ports or the server's own `ss` sees only what the test set up. The server is
@@ -333,6 +342,7 @@ impl Sshd {
             private_processes: false,
             pam: false,
             faillock: None,
+            setuid_root_copies: Vec::new(),
             net_settings: Vec::new(),
             kernel_shown: Vec::new(),
             removable_media: Vec::new(),
@@ -934,6 +944,15 @@ done
     }
     if options.pam {
         script.push_str(&format!("mount --bind '{d}/pam-sshd' /etc/pam.d/sshd\n"));
+    }
+    if !options.setuid_root_copies.is_empty() {
+        script.push_str("mount -t tmpfs -o mode=755 proofrig-local-bin /usr/local/bin\n");
+        for (program, name) in &options.setuid_root_copies {
+            script.push_str(&format!(
+                "cp '{}' /usr/local/bin/{name}\nchown 0:0 /usr/local/bin/{name}\nchmod 4755 /usr/local/bin/{name}\n",
+                program.display()
+            ));
+        }
     }
     if options.private_network {
         script.push_str(&format!("{IP} link set lo up\n"));

@@ -58,7 +58,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     // real device has them and TC_NO_UNNECESSARY_SERVICE looks. Binding them needs
     // root (or CAP_NET_BIND_SERVICE); without it they move to free high ports, where
     // only the port scan (TC_BVT_PORT_SCANNING) can tell them from documented ones.
-    let mut lab = match SimLab::start(SimLabConfig::default().with_well_known_service_ports()).await {
+    let mut lab = match SimLab::start(demo_lab().with_well_known_service_ports()).await {
         Ok(lab) => lab,
         Err(err) => {
             eprintln!(
@@ -66,7 +66,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
                  free high ports, so 4.3.2.1 (TC_NO_UNNECESSARY_SERVICE) cannot find them on the weak devices. \
                  Run the demo as root (or with CAP_NET_BIND_SERVICE) to see it fail there."
             );
-            SimLab::start(SimLabConfig::default()).await.map_err(|e| failed(&e))?
+            SimLab::start(demo_lab()).await.map_err(|e| failed(&e))?
         }
     };
     let lab_dir = tempfile::Builder::new().prefix("proofrig-demo-lab-").tempdir().map_err(|e| failed(&e))?;
@@ -303,4 +303,10 @@ fn demo_key(out_dir: &Path) -> Result<(ed25519_dalek::SigningKey, ed25519_dalek:
     let key = signing::load_signing_key(&private).map_err(usage)?;
     let verifying = key.verifying_key();
     Ok((key, verifying))
+}
+
+/// The demo's lab: hardened consoles log out a shell left idle for a few seconds (the
+/// rig declares it), so 4.2.3.5.2 waits seconds, not minutes, on each device.
+fn demo_lab() -> SimLabConfig {
+    SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(3))
 }

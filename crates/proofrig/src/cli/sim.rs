@@ -13,7 +13,8 @@ use crate::table;
 
 pub async fn sim(rig_out: &Path, well_known_ports: bool) -> Result<u8, Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::failed(miette::Report::msg(e.to_string()));
-    let mut config = SimLabConfig::default();
+    // Hardened consoles log out a shell left idle for a minute, as a real unit's TMOUT would.
+    let mut config = SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(60));
     if well_known_ports {
         config = config.with_well_known_service_ports().on_random_addresses().map_err(|e| failed(&e))?;
     }
