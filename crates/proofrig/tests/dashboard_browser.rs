@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use proofrig_testpeers::chromium::Chromedriver;
 
-use service::{proofrig, until, Running, Service};
+use service::{labhost_serving, proofrig, until, Running, Serves, Service};
 
 /// Screenshots of each page, kept as test artefacts.
 fn artefacts() -> PathBuf {
@@ -42,6 +42,15 @@ async fn wait_for_path(browser: &Client, path: &str) -> String {
     }
 }
 
+/// A headless Chromium session through `driver`.
+async fn headless(driver: &Chromedriver) -> Client {
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(driver.capabilities())
+        .connect(&driver.url())
+        .await
+        .expect("a headless Chromium session")
+}
+
 async fn log_in(browser: &Client, url: &str, user: &str, password: &str) {
     browser.goto(&format!("{url}/runs")).await.unwrap();
     assert!(browser.current_url().await.unwrap().path().starts_with("/login"), "a page without a session goes to the login");
@@ -56,23 +65,11 @@ async fn log_in(browser: &Client, url: &str, user: &str, password: &str) {
 async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_it_off() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start_with(&dir.path().join("server"), &["--plain-http"]);
-    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let admin = service.admin_token();
     let tess =
         service.minted_with(&admin, &["user", "add", "tess", "--role", "tester", "--password-stdin"], Some("tess's long password\n"));
     service.minted_with(&admin, &["user", "add", "mona", "--role", "manager", "--password-stdin"], Some("mona's long password\n"));
-    let enroll = service.minted(&admin, &["labhost", "token", "lab-a"]);
-    let token_file = dir.path().join("enroll.token");
-    std::fs::write(&token_file, enroll).unwrap();
-    let _labhost = Running(
-        proofrig()
-            .args(["labhost", "run", "--server", &service.url, "--simlab", "--state-dir"])
-            .arg(dir.path().join("labhost"))
-            .arg("--enroll-file")
-            .arg(&token_file)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _labhost = labhost_serving(&service, &admin, dir.path(), Serves::Simlab);
     until("the simulated lab online", Duration::from_secs(60), || {
         let rigs = service.ok(&tess, &["rigs"]);
         rigs.contains("simlab").then_some(rigs)
@@ -85,11 +82,7 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     });
 
     let driver = Chromedriver::start();
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(driver.capabilities())
-        .connect(&driver.url())
-        .await
-        .expect("a headless Chromium session");
+    let browser = headless(&driver).await;
     let url = service.url.clone();
 
     // The tester: login, the FAIL filter, the run, its evidence.
@@ -239,23 +232,10 @@ async fn type_line(browser: &Client, line: &str) {
 async fn a_technician_cycles_power_works_a_live_console_and_it_closes_when_the_reservation_goes() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start_with(&dir.path().join("server"), &["--plain-http"]);
-    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let admin = service.admin_token();
     let tom =
         service.minted_with(&admin, &["user", "add", "tom", "--role", "technician", "--password-stdin"], Some("tom's long password\n"));
-    let enroll = service.minted(&admin, &["labhost", "token", "lab-a"]);
-    let token_file = dir.path().join("enroll.token");
-    std::fs::write(&token_file, enroll).unwrap();
-    let labstate = dir.path().join("labhost");
-    let _labhost = Running(
-        proofrig()
-            .args(["labhost", "run", "--server", &service.url, "--simlab", "--state-dir"])
-            .arg(&labstate)
-            .arg("--enroll-file")
-            .arg(&token_file)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_labhost, labstate) = labhost_serving(&service, &admin, dir.path(), Serves::Simlab);
     until("the simulated lab online", Duration::from_secs(60), || {
         let rigs = service.ok(&tom, &["rigs"]);
         rigs.contains("simlab").then_some(rigs)
@@ -263,11 +243,7 @@ async fn a_technician_cycles_power_works_a_live_console_and_it_closes_when_the_r
     let root_password = std::fs::read_to_string(labstate.join("simlab/secrets/ru2-root")).unwrap().trim().to_string();
 
     let driver = Chromedriver::start();
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(driver.capabilities())
-        .connect(&driver.url())
-        .await
-        .expect("a headless Chromium session");
+    let browser = headless(&driver).await;
     let url = service.url.clone();
     log_in(&browser, &url, "tom", "tom's long password").await;
 
@@ -410,7 +386,7 @@ async fn until_page(browser: &Client, needle: &str, limit: Duration) -> String {
 async fn eight_consoles_open_at_once_leave_each_other_and_the_pages_working() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start_with(&dir.path().join("server"), &["--plain-http"]);
-    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let admin = service.admin_token();
     let tom =
         service.minted_with(&admin, &["user", "add", "tom", "--role", "technician", "--password-stdin"], Some("tom's long password\n"));
     // A second simulated lab beside the lab host's own, its rig renamed: eight devices on two rigs.
@@ -425,21 +401,7 @@ async fn eight_consoles_open_at_once_leave_each_other_and_the_pages_working() {
     let renamed = rig.replace("rig: simlab\n", "rig: simlab-b\n").replace("secrets/", &format!("{}/", second.join("secrets").display()));
     assert!(renamed.contains("rig: simlab-b"), "{renamed}");
     std::fs::write(rigs.join("simlab-b.yaml"), renamed).unwrap();
-    let enroll = service.minted(&admin, &["labhost", "token", "lab-a"]);
-    let token_file = dir.path().join("enroll.token");
-    std::fs::write(&token_file, enroll).unwrap();
-    let _labhost = Running(
-        proofrig()
-            .args(["labhost", "run", "--server", &service.url, "--simlab", "--rigs"])
-            .arg(&rigs)
-            .arg("--state-dir")
-            .arg(dir.path().join("labhost"))
-            .arg("--enroll-file")
-            .arg(&token_file)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _labhost = labhost_serving(&service, &admin, dir.path(), Serves::SimlabAnd(&rigs));
     until("both simulated labs online", Duration::from_secs(60), || {
         let rigs = service.ok(&tom, &["rigs"]);
         (rigs.contains("simlab-b") && rigs.matches("simlab").count() >= 2).then_some(rigs)
@@ -448,11 +410,7 @@ async fn eight_consoles_open_at_once_leave_each_other_and_the_pages_working() {
     service.ok(&tom, &["reserve", "simlab-b"]);
 
     let driver = Chromedriver::start();
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(driver.capabilities())
-        .connect(&driver.url())
-        .await
-        .expect("a headless Chromium session");
+    let browser = headless(&driver).await;
     // A page that cannot load (no connection free) fails the test instead of hanging it.
     browser.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(None, Some(Duration::from_secs(15)), None)).await.unwrap();
     let url = service.url.clone();

@@ -388,14 +388,7 @@ async fn every_forged_answer_with_the_chain_rebuilt_and_resigned_is_tampered() {
     let mut plans: Vec<Plan> = LIBRARY.iter().map(|name| plan(name)).collect();
     plans.push(Plan::load(&extras).unwrap());
     // TCP: the well-known range and the devices' SSH ports; UDP: enough for SNMP.
-    let ssh_ports: Vec<String> = lab
-        .devices()
-        .iter()
-        .flat_map(|d| [Some(d.ssh_addr().port()), d.web_port().filter(|p| *p > 1024)])
-        .flatten()
-        .map(|p| p.to_string())
-        .collect();
-    let params = [("ports", json!(format!("1-200,{}", ssh_ports.join(",")))), ("udp_ports", json!("1-200"))];
+    let params = [("ports", json!(format!("1-200,{}", simrun::high_ports(&lab)))), ("udp_ports", json!("1-200"))];
     let ran = simrun::run_on(rig.clone(), tempfile::tempdir().unwrap(), plans.clone(), &params, None).await;
     lab.stop().await;
     let weak = |case: &str| ran.result.cases.iter().find(|c| c.key.case == case && c.key.device == "ru2").map(|c| c.verdict);

@@ -290,14 +290,7 @@ async fn open_ports_finds_the_weak_devices_snmp_agent_in_the_udp_scan() {
     let mut lab = lab().await;
     // TCP: the well-known range and the devices' SSH and (documented, high) web ports,
     // to keep the run short; UDP: the plan's own range.
-    let ssh_ports: Vec<String> = lab
-        .devices()
-        .iter()
-        .flat_map(|d| [Some(d.ssh_addr().port()), d.web_port().filter(|p| *p > 1024)])
-        .flatten()
-        .map(|p| p.to_string())
-        .collect();
-    let tcp_ports = format!("1-1024,{}", ssh_ports.join(","));
+    let tcp_ports = format!("1-1024,{}", simrun::high_ports(&lab));
     let ran = simrun::run(&lab, vec![plan("open-ports.yaml")], &[("ports", serde_json::json!(tcp_ports))]).await;
     assert_hardened_pass_weak_fail(&ran);
     let label = "scan the UDP ports of the management address";

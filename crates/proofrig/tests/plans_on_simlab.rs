@@ -41,9 +41,7 @@ async fn bundled_plans_pass_hardened_fail_weak_and_replay() {
 
     // A narrow scan keeps the test quick; the weak devices' extra listeners sit on other ports.
     // The hardened devices' documented web port is high; the weak ones' 80 is among their extra listeners.
-    let ports: Vec<u16> =
-        lab.devices().iter().flat_map(|d| [Some(d.ssh_addr().port()), d.web_port().filter(|p| *p > 1024)]).flatten().collect();
-    let ports_param = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let ports_param = simrun::high_ports(&lab);
     let weak_extra: Vec<String> = lab.device("ru2").unwrap().device().os().listeners().iter().map(|l| l.addr.port().to_string()).collect();
     let scan_ports = format!("{ports_param},{}", weak_extra.join(","));
     let open = run(&lab, vec![plan("open-ports.yaml")], &[("ports", Value::String(scan_ports))]).await;

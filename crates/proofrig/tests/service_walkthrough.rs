@@ -18,7 +18,7 @@ use proofrig_testpeers::plans::{desk_rig, no_device_plan};
 fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&dir.path().join("server"));
-    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let admin = service.admin_token();
 
     let tess =
         service.minted_with(&admin, &["user", "add", "tess", "--role", "tester", "--password-stdin"], Some("tess's long password\n"));
@@ -139,15 +139,19 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     let home = dir.path().join("home");
     service.ok(&tess, &["fetch", &run_id, "--out", home.to_str().unwrap()]);
     let bundle = home.join(&run_id);
-    let verify = proofrig()
-        .args(["verify"])
-        .arg(&bundle)
-        .arg("--key")
-        .arg(labhost_state.join("lab.pub"))
-        .arg("--server-key")
-        .arg(service.state.join("server.pub"))
-        .output()
-        .unwrap();
+    // Verified against the lab host's key and the server's, both pinned.
+    let verify_pinned = |bundle: &std::path::Path| {
+        proofrig()
+            .args(["verify"])
+            .arg(bundle)
+            .arg("--key")
+            .arg(labhost_state.join("lab.pub"))
+            .arg("--server-key")
+            .arg(service.state.join("server.pub"))
+            .output()
+            .unwrap()
+    };
+    let verify = verify_pinned(&bundle);
     let text = String::from_utf8_lossy(&verify.stdout).into_owned();
     assert!(verify.status.success(), "{text}");
     assert!(text.contains("VERIFIED"), "{text}");
@@ -164,15 +168,7 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
     std::fs::write(unpacked.join("bundle.tar"), tar.bytes().unwrap()).unwrap();
     let untar = std::process::Command::new("tar").arg("-xf").arg("bundle.tar").current_dir(&unpacked).output().unwrap();
     assert!(untar.status.success(), "{}", String::from_utf8_lossy(&untar.stderr));
-    let verify = proofrig()
-        .args(["verify"])
-        .arg(unpacked.join(&run_id))
-        .arg("--key")
-        .arg(labhost_state.join("lab.pub"))
-        .arg("--server-key")
-        .arg(service.state.join("server.pub"))
-        .output()
-        .unwrap();
+    let verify = verify_pinned(&unpacked.join(&run_id));
     let unpacked_text = String::from_utf8_lossy(&verify.stdout).into_owned();
     assert!(verify.status.success(), "{unpacked_text}");
     assert!(unpacked_text.contains("VERIFIED") && unpacked_text.contains("✓ accepted by mona"), "{unpacked_text}");
@@ -206,7 +202,7 @@ fn a_technician_serves_a_rig_a_tester_submits_and_the_verified_bundle_comes_home
 fn a_rig_that_fails_its_health_check_gets_one_power_cycle_then_is_bad_and_recurring_runs_are_listed() {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(&dir.path().join("server"));
-    let admin = std::fs::read_to_string(service.state.join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let admin = service.admin_token();
     let tom = service.minted(&admin, &["user", "add", "tom", "--role", "technician"]);
     let tess = service.minted(&admin, &["user", "add", "tess", "--role", "tester"]);
     let rigs = dir.path().join("rigs");

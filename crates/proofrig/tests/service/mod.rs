@@ -63,16 +63,21 @@ impl Service {
         Service { url: url.unwrap(), fingerprint: fingerprint.unwrap_or_default(), state: state.to_path_buf(), _server: Running(child) }
     }
 
+    /// The one-time token `proofrig serve` wrote for the bootstrap admin.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.state.join("bootstrap-admin.token")).unwrap().trim().to_string()
+    }
+
+    /// `proofrig ARGS` as the holder of `token`, against this server.
+    fn command(&self, token: &str, args: &[&str]) -> Command {
+        let mut command = proofrig();
+        command.args(args).env("PROOFRIG_SERVER", &self.url).env("PROOFRIG_FINGERPRINT", &self.fingerprint).env("PROOFRIG_TOKEN", token);
+        command
+    }
+
     /// `proofrig ARGS` as the holder of `token`.
     pub fn run(&self, token: &str, args: &[&str]) -> Output {
-        let out = proofrig()
-            .args(args)
-            .env("PROOFRIG_SERVER", &self.url)
-            .env("PROOFRIG_FINGERPRINT", &self.fingerprint)
-            .env("PROOFRIG_TOKEN", token)
-            .output()
-            .unwrap();
-        out
+        self.command(token, args).output().unwrap()
     }
 
     pub fn ok(&self, token: &str, args: &[&str]) -> String {
@@ -93,16 +98,8 @@ impl Service {
             None => self.ok(token, args),
             Some(input) => {
                 use std::io::Write;
-                let mut child = proofrig()
-                    .args(args)
-                    .env("PROOFRIG_SERVER", &self.url)
-                    .env("PROOFRIG_FINGERPRINT", &self.fingerprint)
-                    .env("PROOFRIG_TOKEN", token)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
+                let mut child =
+                    self.command(token, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
                 child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
                 let out = child.wait_with_output().unwrap();
                 let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -116,22 +113,40 @@ impl Service {
     }
 }
 
+/// What a test's lab host serves.
+#[derive(Debug, Clone, Copy)]
+pub enum Serves<'a> {
+    /// The rig files of a directory.
+    Rigs(&'a Path),
+    /// The simulated lab, started in the lab host's process.
+    Simlab,
+    /// The simulated lab, and the other rig files of a directory (it writes its own there).
+    SimlabAnd(&'a Path),
+}
+
 /// `proofrig labhost run` serving `rigs`, enrolled with a fresh token minted by `admin`.
 pub fn labhost(service: &Service, admin: &str, dir: &Path, rigs: &Path) -> (Running, PathBuf) {
+    labhost_serving(service, admin, dir, Serves::Rigs(rigs))
+}
+
+/// `proofrig labhost run` serving what `serves` says, enrolled with a fresh token
+/// minted by `admin`, its state under `dir/labhost`; and that state directory.
+pub fn labhost_serving(service: &Service, admin: &str, dir: &Path, serves: Serves<'_>) -> (Running, PathBuf) {
     let enroll = service.minted(admin, &["labhost", "token", "lab-a"]);
     let token_file = dir.join("enroll.token");
     std::fs::write(&token_file, &enroll).unwrap();
     let state = dir.join("labhost");
-    let child = proofrig()
-        .args(["labhost", "run", "--server", &service.url, "--fingerprint", &service.fingerprint, "--rigs"])
-        .arg(rigs)
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--enroll-file")
-        .arg(&token_file)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = proofrig();
+    command.args(["labhost", "run", "--server", &service.url]);
+    if !service.fingerprint.is_empty() {
+        command.args(["--fingerprint", &service.fingerprint]);
+    }
+    match serves {
+        Serves::Rigs(rigs) => command.arg("--rigs").arg(rigs),
+        Serves::Simlab => command.arg("--simlab"),
+        Serves::SimlabAnd(rigs) => command.arg("--simlab").arg("--rigs").arg(rigs),
+    };
+    let child = command.arg("--state-dir").arg(&state).arg("--enroll-file").arg(&token_file).stdout(Stdio::null()).spawn().unwrap();
     (Running(child), state)
 }
 
