@@ -123,11 +123,6 @@ impl Bench {
         });
     }
 
-    /// How many consoles are open.
-    pub fn open_consoles(&self) -> usize {
-        self.with(|s| s.consoles.len())
-    }
-
     /// Take the device's console for `op`: a console is one session at a time, as a
     /// serial port is (two readers would each get half of what the device prints).
     fn register(&self, op: &BenchOp) -> Result<watch::Receiver<Option<String>>, String> {

@@ -140,6 +140,11 @@ impl JobState {
     pub fn parse(name: &str) -> Option<JobState> {
         JobState::ALL.into_iter().find(|s| s.name() == name)
     }
+
+    /// The attempt has ended (done, lost or cancelled): nothing more happens to it.
+    pub fn is_over(self) -> bool {
+        matches!(self, JobState::Done | JobState::Lost | JobState::Cancelled)
+    }
 }
 
 /// A device a run ran on, as its rig file declared it.

@@ -62,15 +62,6 @@ impl Consoles {
         self.sessions.lock().expect("the consoles' lock is never poisoned").remove(&op);
     }
 
-    /// How many sessions are open here.
-    pub fn len(&self) -> usize {
-        self.sessions.lock().expect("the consoles' lock is never poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// A lab host answered a bench operation.
     pub fn answered(&self) {
         self.answered.send_modify(|n| *n = n.wrapping_add(1));

@@ -194,10 +194,7 @@ async fn outcome(tx: &mut Tx, job: JobId) -> Result<Option<(JobState, Option<Ver
         .ok_or_else(|| StoreError::Corrupt(format!("health job {job} has no attempt")))?;
     let state = super::job_state(&row.text(0)?)?;
     let verdict = row.opt_text(1)?.map(|v| from_json::<Verdict>(&v, "verdict")).transpose()?;
-    Ok(match state {
-        JobState::Done | JobState::Lost | JobState::Cancelled => Some((state, verdict)),
-        _ => None,
-    })
+    Ok(state.is_over().then_some((state, verdict)))
 }
 
 async fn settle(

@@ -399,7 +399,7 @@ pub(super) async fn ended(tx: &mut Tx, (job, attempt, fencing): (JobId, Attempt,
 
 pub(super) async fn retry(tx: &mut Tx, job: JobId, ctx: &Ctx) -> Result<Attempt, StoreError> {
     let a = attempt_row(tx, job, None).await?;
-    if !matches!(a.state, JobState::Done | JobState::Lost | JobState::Cancelled) {
+    if !a.state.is_over() {
         return Err(StoreError::Conflict(format!(
             "{job} attempt {} is {}; only an attempt that ended is retried",
             a.attempt,

@@ -419,14 +419,12 @@ fn form_urlencode(text: &str) -> String {
 pub(crate) fn check_csrf(viewer: &Viewer, presented: &str) -> WebResult<()> {
     match presented == viewer.csrf {
         true => Ok(()),
-        false => Err(WebFail {
-            viewer: Some(Box::new(viewer.clone())),
-            ..WebFail::new(
-                StatusCode::FORBIDDEN,
-                "Form expired",
-                "this form is not from your current session; reload the page and try again",
-            )
-        }),
+        false => Err(WebFail::new(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "this form is not from your current session; reload the page and try again",
+        )
+        .for_viewer(viewer)),
     }
 }
 
@@ -597,6 +595,8 @@ struct RunRow {
     devices: String,
     /// For a queued job: its place in the queue, and when it may start.
     queue: String,
+    /// Still on its way (not done, lost or cancelled).
+    live: bool,
 }
 
 #[derive(Template)]
@@ -669,6 +669,7 @@ async fn runs(
             job: v.job.0,
             attempt: v.attempt.0,
             state: v.state.name(),
+            live: !v.state.is_over(),
             verdict: v.verdict.map(|x| x.as_str().to_string()),
             plans: v.plans.join(", "),
             rig: v.rig.unwrap_or_else(|| "-".into()),
@@ -680,7 +681,7 @@ async fn runs(
     rows.reverse();
     let verdicts = Verdict::ALL.iter().map(|v| v.as_str().to_string()).collect();
     let states = JobState::ALL.iter().map(|s| s.name().to_string()).collect();
-    let live = rows.iter().any(|r| !matches!(r.state, "done" | "lost" | "cancelled"));
+    let live = rows.iter().any(|r| r.live);
     let refresh = match query.as_deref() {
         Some(q) if !q.is_empty() => format!("/runs?{q}"),
         _ => "/runs".to_string(),
@@ -943,8 +944,7 @@ async fn review(
     Form(form): Form<ReviewForm>,
 ) -> WebResult<Response> {
     check_csrf(&viewer, &form.csrf)?;
-    let fail =
-        |status, heading, message: String| WebFail { viewer: Some(Box::new(viewer.clone())), ..WebFail::new(status, heading, message) };
+    let fail = |status, heading, message: String| WebFail::new(status, heading, message).for_viewer(&viewer);
     let decision = review_decision(&viewer, &form.decision, &form.comment)?;
     if !is_run_id(&run) {
         return Err(no_run(&run));
@@ -1196,12 +1196,7 @@ async fn reserve(
 ) -> WebResult<Response> {
     check_csrf(&viewer, &form.csrf)?;
     let length = form.minutes.map(|m| Duration::from_secs(u64::from(m) * 60));
-    state
-        .api
-        .store
-        .reserve(&rig, length, &viewer.ctx(&state))
-        .await
-        .map_err(|e| WebFail { viewer: Some(Box::new(viewer.clone())), ..e.into() })?;
+    state.api.store.reserve(&rig, length, &viewer.ctx(&state)).await.map_err(|e| WebFail::from(e).for_viewer(&viewer))?;
     Ok(Redirect::to("/rigs").into_response())
 }
 
@@ -1212,7 +1207,7 @@ async fn release(
     Form(form): Form<CsrfForm>,
 ) -> WebResult<Response> {
     check_csrf(&viewer, &form.csrf)?;
-    state.api.store.release(&rig, &viewer.ctx(&state)).await.map_err(|e| WebFail { viewer: Some(Box::new(viewer.clone())), ..e.into() })?;
+    state.api.store.release(&rig, &viewer.ctx(&state)).await.map_err(|e| WebFail::from(e).for_viewer(&viewer))?;
     Ok(Redirect::to("/rigs").into_response())
 }
 
