@@ -42,6 +42,19 @@ async fn wait_for_path(browser: &Client, path: &str) -> String {
     }
 }
 
+/// The page's source once it holds `needle` (a submitted form's answer has loaded), or
+/// after 10 s whatever it is, for the caller's assertion to show.
+async fn source_once_it_shows(browser: &Client, needle: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let page = browser.source().await.unwrap();
+        if page.contains(needle) || started.elapsed() > Duration::from_secs(10) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A headless Chromium session through `driver`.
 async fn headless(driver: &Chromedriver) -> Client {
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -91,7 +104,14 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     let filter = browser.form(Locator::Css("form.filters")).await.unwrap();
     filter.set_by_name("verdict", "FAIL").await.unwrap();
     filter.submit().await.unwrap();
-    wait_for_path(&browser, "/runs").await;
+    // The page is /runs before and after: wait for the filtered one's address.
+    let started = Instant::now();
+    while !browser.current_url().await.unwrap().query().unwrap_or_default().contains("verdict=FAIL")
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.current_url().await.unwrap().path(), "/runs");
     assert!(browser.current_url().await.unwrap().query().unwrap_or_default().contains("verdict=FAIL"));
     let listed = browser.source().await.unwrap();
     assert!(
@@ -118,8 +138,7 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     let search = browser.form(Locator::Css(&format!("form[action='/runs/{run_id}']"))).await.unwrap();
     search.set_by_name("q", "SSH-2.0").await.unwrap();
     search.submit().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let found = browser.source().await.unwrap();
+    let found = source_once_it_shows(&browser, "line(s) contain").await;
     assert!(found.contains("line(s) contain “SSH-2.0”") && found.contains("device → us"), "{found}");
     shoot(&browser, "run-search").await;
     browser.goto(&format!("{url}/runs/{run_id}")).await.unwrap();
@@ -130,8 +149,7 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
                  for (const [k, v] of [['csrf', arguments[1]], ['decision', 'accepted']]) { const i = document.createElement('input'); \
                  i.name = k; i.value = v; f.appendChild(i); } document.body.appendChild(f); f.submit();";
     browser.execute(forge, vec![format!("/runs/{run_id}/review").into(), csrf.into()]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let refused = browser.source().await.unwrap();
+    let refused = source_once_it_shows(&browser, "Not for your role").await;
     assert!(refused.contains("Not for your role") && refused.contains("review and sign off a run"), "{refused}");
     shoot(&browser, "sign-off-refused").await;
 
@@ -163,9 +181,7 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     review.set_by_name("decision", "rejected").await.unwrap();
     review.set_by_name("comment", "weak ciphers offered on ru2").await.unwrap();
     review.submit().await.unwrap();
-    wait_for_path(&browser, &format!("/runs/{run_id}")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let page = browser.source().await.unwrap();
+    let page = source_once_it_shows(&browser, "by mona").await;
     assert!(page.contains("<strong>rejected</strong> by mona") && page.contains("weak ciphers offered on ru2"), "the review is shown");
     shoot(&browser, "signed-off").await;
 
@@ -176,9 +192,7 @@ async fn a_tester_finds_a_fail_by_filter_reads_its_evidence_and_a_manager_signs_
     sign.set_by_name("decision", "accepted").await.unwrap();
     sign.set_by_name("comment", "firmware reviewed for the NESAS report").await.unwrap();
     sign.submit().await.unwrap();
-    wait_for_path(&browser, "/matrix").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let matrix = browser.source().await.unwrap();
+    let matrix = source_once_it_shows(&browser, "by mona").await;
     assert!(matrix.contains("<strong>accepted</strong> by mona") && matrix.contains("covering 1 run(s)"), "{matrix}");
     shoot(&browser, "matrix-signed-off").await;
     browser.close().await.unwrap();
