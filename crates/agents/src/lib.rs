@@ -15,5 +15,6 @@ pub mod power;
 pub mod serial;
 pub mod snmp;
 pub mod ssh;
+pub mod syslog;
 pub mod tcp;
 pub mod udp;

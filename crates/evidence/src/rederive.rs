@@ -122,6 +122,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         ActionKind::UdpScan => udp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
         ActionKind::SnmpProbe => snmp_probe(ctx.rig, device, spec, output, events, failure.is_some()),
         ActionKind::HttpRequest => http_request(ctx.rig, device, spec, output, events, failure.is_some(), exempt),
+        ActionKind::SyslogReceive => syslog_receive(device, spec, output, events, failure.is_some() && !exempt),
         ActionKind::Wait if failure.is_none() && output != &json!({"waited_ms": spec["ms"].as_u64().unwrap_or(0)}) => {
             Err("the recorded wait is not the one the step asks for".into())
         }
@@ -360,6 +361,54 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     };
     if claimed != source.and_then(|s| s.parse::<std::net::SocketAddr>().ok()) {
         return Err("the recorded source of the login attempt differs from the authentication event".into());
+    }
+    Ok(())
+}
+
+/// A `syslog_receive` step: its records are the datagrams (or TCP reads) recorded in
+/// its range, its login the one authentication event there, and which records name
+/// that login follows from both by the shared rule; the whole output must be what they
+/// give.
+fn syslog_receive(device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
+    use proofrig_model::wire::syslog as wire;
+    let auth: Vec<(&str, bool, Option<&str>)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::SshAuth { channel, user, accepted, source, .. } if channel.device == device && channel.channel == "ssh:login" => {
+                Some((user.as_str(), *accepted, source.as_deref()))
+            }
+            _ => None,
+        })
+        .collect();
+    if failed {
+        return match auth.is_empty() {
+            true => Ok(()),
+            false => Err("the step is recorded as failed, but the server answered its login attempt".into()),
+        };
+    }
+    let listen = wire::Listen::parse(spec["listen"].as_str().unwrap_or_default())?;
+    let user = spec["refused_login"].as_str().unwrap_or_default();
+    let [(auth_user, accepted, source)] = auth.as_slice() else {
+        return Err("the step's login attempt is not on record once in its range".into());
+    };
+    if *auth_user != user {
+        return Err("the login on record is not of the step's account".into());
+    }
+    let channel = wire::channel(listen.transport);
+    let arrivals: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Datagram { channel: c, direction: Direction::In, peer, data } if c.device == device && c.channel == channel => {
+                Some((peer.clone(), data.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let arrivals = wire::joined(listen.transport, &arrivals);
+    let records = wire::records(listen.transport, &arrivals);
+    let source = source.and_then(|s| s.parse::<std::net::SocketAddr>().ok());
+    if *output != wire::output(&listen, user, source, *accepted, &records) {
+        return Err("the recorded login, records or matching records are not what the step's recorded login and log datagrams give".into());
     }
     Ok(())
 }

@@ -159,7 +159,9 @@ fn channel_of_kind(kind: ActionKind) -> Option<DeviceChannel> {
         | ActionKind::SshLogin
         | ActionKind::SshSu
         | ActionKind::SshAudit
-        | ActionKind::SshNegotiate => Some(DeviceChannel::Ssh),
+        | ActionKind::SshNegotiate
+        // It makes an SSH login the device must refuse.
+        | ActionKind::SyslogReceive => Some(DeviceChannel::Ssh),
         ActionKind::TcpScan | ActionKind::UdpScan | ActionKind::SnmpProbe | ActionKind::HttpRequest => Some(DeviceChannel::Ssh),
         // A script's channels are those of its calls (`script_needs`).
         ActionKind::Wait | ActionKind::Set | ActionKind::Assert | ActionKind::Script => None,
@@ -198,6 +200,7 @@ fn uses_rig_ssh_password(action: &Action) -> bool {
         | Action::UdpScan(_)
         | Action::SnmpProbe(_)
         | Action::HttpRequest(_)
+        | Action::SyslogReceive(_)
         | Action::Set(_)
         | Action::Assert(_)
         | Action::Script(_) => false,

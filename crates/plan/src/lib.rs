@@ -361,6 +361,16 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
                 }
             }
         }
+        Action::SyslogReceive(receive) => {
+            if literal(&receive.listen) {
+                if let Err(reason) = proofrig_model::wire::syslog::Listen::parse(&receive.listen) {
+                    return Err(src.error_at(&format!("{at}.syslog_receive.listen"), reason, Some("e.g. ${device.declared.log_server}".into())));
+                }
+            }
+            if receive.refused_login.trim().is_empty() {
+                return Err(src.error_at(&format!("{at}.syslog_receive.refused_login"), "no account given", Some("e.g. ${device.ssh.user}".into())));
+            }
+        }
         // Their types say all there is to check (a script is compiled by `validate_step`).
         Action::Power(_)
         | Action::Wait(_)
@@ -498,7 +508,7 @@ cases:
         let err = invalid(&GOOD.replace("      - ssh_audit: {}\n", "      - name: nothing to do\n"));
         assert_eq!((err.field.as_str(), err.line, err.column), ("cases[0].steps[0]", 19, 9));
         assert_eq!(err.message, "this step has no action");
-        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, http_request, set, assert, script";
+        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, http_request, syslog_receive, set, assert, script";
         assert_eq!(err.hint, Some(format!("give it exactly one of: {every}")));
         // Named in the order of the action list, the second one is where the error is.
         let err = invalid(

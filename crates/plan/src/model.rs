@@ -224,6 +224,7 @@ pub enum Action {
     UdpScan(UdpScan),
     SnmpProbe(SnmpProbe),
     HttpRequest(HttpRequest),
+    SyslogReceive(SyslogReceive),
     /// Values for later steps, by name.
     Set(BTreeMap<String, serde_json::Value>),
     /// Boxed: its many optional operators make it the largest action by far.
@@ -251,6 +252,7 @@ impl Action {
             Action::UdpScan(_) => ActionKind::UdpScan,
             Action::SnmpProbe(_) => ActionKind::SnmpProbe,
             Action::HttpRequest(_) => ActionKind::HttpRequest,
+            Action::SyslogReceive(_) => ActionKind::SyslogReceive,
             Action::Set(_) => ActionKind::Set,
             Action::Assert(_) => ActionKind::Assert,
             Action::Script(_) => ActionKind::Script,
@@ -276,6 +278,7 @@ impl Action {
             ActionKind::UdpScan => Action::UdpScan(map.next_value()?),
             ActionKind::SnmpProbe => Action::SnmpProbe(map.next_value()?),
             ActionKind::HttpRequest => Action::HttpRequest(map.next_value()?),
+            ActionKind::SyslogReceive => Action::SyslogReceive(map.next_value()?),
             ActionKind::Set => Action::Set(map.next_value()?),
             ActionKind::Assert => Action::Assert(map.next_value()?),
             ActionKind::Script => Action::Script(map.next_value()?),
@@ -302,6 +305,7 @@ impl Action {
             | Action::UdpScan(_)
             | Action::SnmpProbe(_)
             | Action::HttpRequest(_)
+            | Action::SyslogReceive(_)
             | Action::Set(_)
             | Action::Assert(_)
             | Action::Script(_) => None,
@@ -770,6 +774,26 @@ pub struct HttpRequest {
     /// Extra request headers, by name.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+/// The lab host as the device's central log storage for one step (TS 33.117
+/// 4.2.3.6.2): it listens at `listen` (the rig's `declared.log_server`, `udp:` or
+/// `tcp:ADDRESS:PORT`), makes an SSH login as `refused_login` with a wrong password,
+/// and waits up to `wait_ms` for the device's record of that attempt. The output:
+/// `{listen, transport, login: {user, accepted, source_address, source_port},
+/// received, records, matching}`, `matching` the records that name the attempt's user,
+/// address and port. Nothing to bind is ERROR; the login accepted is ERROR (a wrong
+/// password let in proves nothing about logging).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogReceive {
+    /// Where the lab host listens: the address the device is configured to send to.
+    pub listen: String,
+    /// The account of the login the device must refuse and log.
+    pub refused_login: String,
+    /// How long to wait for the record (default 5000 ms).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
 }
 
 /// A check over captured values. `value` is compared with exactly one operator.

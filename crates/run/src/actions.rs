@@ -19,7 +19,7 @@ use proofrig_agents::expect::{Expect, ExpectError};
 use proofrig_agents::power::{PowerController, PowerError};
 use proofrig_agents::serial::open_console;
 use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
-use proofrig_agents::{http, snmp, tcp, udp};
+use proofrig_agents::{http, snmp, syslog, tcp, udp};
 use proofrig_model::events::{ChannelId, EventKind, Recorder};
 use proofrig_model::rig::{ConsoleLogin, Device, Rig};
 use proofrig_model::secret::Secret;
@@ -38,6 +38,7 @@ pub fn default_timeout(action: ActionKind) -> Duration {
         ActionKind::TcpScan => 120_000,
         ActionKind::SnmpProbe => 30_000,
         ActionKind::HttpRequest => 10_000,
+        ActionKind::SyslogReceive => 60_000,
         ActionKind::UdpScan => 300_000,
         ActionKind::ConsoleLogin | ActionKind::ConsoleRun | ActionKind::ConsoleExpect => 30_000,
         // A script's calls have their own limits; this bounds the whole script.
@@ -367,6 +368,7 @@ impl Agents {
                 Ok(snmp_output(&outcome))
             }
             Action::HttpRequest(_) => self.http_request(device, spec, timeout).await,
+            Action::SyslogReceive(_) => self.syslog_receive(device, spec).await,
             Action::Assert(assert) => match assert.output(spec) {
                 Value::Null => Err((FailureClass::Error, "no comparison".to_string())),
                 compared => Ok(compared),
@@ -412,6 +414,35 @@ impl Agents {
             Err(err @ http::HttpError::NotHttp { .. }) => Err((FailureClass::Error, err.to_string())),
             Err(err) => Err((FailureClass::Infra, err.to_string())),
         }
+    }
+
+    /// A `syslog_receive` step: listen where the device sends its log records, make a
+    /// login it must refuse, and wait for its record of that login. The receiver stops
+    /// before the step ends, so every record it kept is in the step's range.
+    async fn syslog_receive(&self, device: &str, spec: &Value) -> Result<Value, Failure> {
+        use proofrig_model::wire::syslog as wire;
+        let listen = wire::Listen::parse(spec["listen"].as_str().unwrap_or_default())
+            .map_err(|e| (FailureClass::Error, format!("device {device}: syslog_receive.listen: {e}")))?;
+        let user = spec["refused_login"].as_str().unwrap_or_default().to_string();
+        let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
+        let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(5000));
+        let receiver = syslog::Receiver::start(device, listen, &self.recorder).await.map_err(|e| (FailureClass::Error, e.to_string()))?;
+        let wrong = ssh::Credential::Password(Secret::new("a wrong password", wire::WRONG_PASSWORD));
+        let login = ssh::try_login(device, &endpoint, &user, wrong, &ConnectOptions::default(), &self.recorder).await;
+        let login = match login {
+            Ok(login) => login,
+            Err(err) => {
+                receiver.stop().await;
+                return Err(classify_ssh(err));
+            }
+        };
+        if !login.accepted {
+            if let Some(source) = login.source {
+                receiver.wait_for(|records| records.iter().any(|r| wire::names_attempt(&r.text, &user, source)), wait).await;
+            }
+        }
+        let records = receiver.stop().await;
+        Ok(wire::output(&listen, &user, login.source, login.accepted, &records))
     }
 
     /// A `console_expect` pattern list, compiled once per run. Taken out of the cache

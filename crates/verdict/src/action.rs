@@ -87,6 +87,8 @@ action_kinds! {
     SnmpProbe = "snmp_probe",
     /// One HTTP request to the device's web server.
     HttpRequest = "http_request",
+    /// Receive the device's log records for a login it refused.
+    SyslogReceive = "syslog_receive",
     /// Set values for later steps.
     Set = "set",
     /// Compare captured values.

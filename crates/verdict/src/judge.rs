@@ -137,6 +137,7 @@ pub fn judge(action: ActionKind, spec: &Value, output: &Value) -> Judgement {
             false,
             true,
         ),
+        ActionKind::SyslogReceive => judge_syslog(spec, output),
         ActionKind::Assert => judge_assert(spec, output),
         ActionKind::Script => judge_script(output),
     }
@@ -220,6 +221,43 @@ fn judge_udp_scan(output: &Value) -> Judgement {
         return Judgement::new(Verdict::Inconclusive, message, false, true);
     }
     Judgement::new(Verdict::Pass, summary, false, true)
+}
+
+/// A `syslog_receive` step: PASS when the device's record of the refused login
+/// arrived, FAIL when none did; ERROR when the wrong password was accepted (then there
+/// was no refused login to log).
+fn judge_syslog(spec: &Value, output: &Value) -> Judgement {
+    let login = &output["login"];
+    let attempt = format!(
+        "the refused SSH login of `{}` from {} port {}",
+        text(&login["user"]),
+        text(&login["source_address"]),
+        text(&login["source_port"])
+    );
+    if login["accepted"].as_bool() != Some(false) {
+        let message = format!("the SSH login of `{}` with a wrong password was accepted, so there is no refused login whose record could be looked for; check the account and the device's authentication first", text(&login["user"]));
+        return Judgement::new(Verdict::Error, message, false, true);
+    }
+    if login["source_port"].is_null() {
+        let message = format!("the SSH login of `{}` never reached authentication, so the device had no refused login to log; see the step's SSH events", text(&login["user"]));
+        return Judgement::new(Verdict::Error, message, false, true);
+    }
+    let wait = spec["wait_ms"].as_u64().unwrap_or(5000);
+    let received = output["received"].as_u64().unwrap_or(0);
+    match output["matching"].as_array().and_then(|m| m.first()) {
+        Some(record) => Judgement::new(
+            Verdict::Pass,
+            format!("the device's record of {attempt} arrived at the log server {} from {}: {}", text(&output["listen"]), text(&record["peer"]), text(&record["text"])),
+            true,
+            true,
+        ),
+        None => Judgement::new(
+            Verdict::Fail,
+            format!("no record of {attempt} arrived at the log server {} within {wait} ms ({received} other records arrived)", text(&output["listen"])),
+            false,
+            true,
+        ),
+    }
 }
 
 fn text(v: &Value) -> String {
@@ -606,6 +644,27 @@ mod tests {
         let j = judge(ActionKind::SshLogin, &spec, &json!({"accepted": true}));
         assert_eq!(j.verdict, Verdict::Fail);
         assert_eq!(j.message, "SSH login as `root` was accepted; a compliant device has it refused");
+    }
+
+    #[test]
+    fn a_log_record_of_the_refused_login_passes_and_none_fails() {
+        let spec = json!({"listen": "udp:127.0.0.1:5514", "refused_login": "root", "wait_ms": 3000});
+        let login = json!({"user": "root", "accepted": false, "source_address": "127.0.0.1", "source_port": 40000});
+        let record = json!({"peer": "127.0.0.1:514", "facility": 4, "severity": 6, "text": "Failed password for root from 127.0.0.1 port 40000"});
+        let arrived = json!({"listen": "udp:127.0.0.1:5514", "login": login, "received": 1, "records": [record], "matching": [record]});
+        let j = judge(ActionKind::SyslogReceive, &spec, &arrived);
+        assert_eq!((j.verdict, j.check_passed), (Verdict::Pass, true), "{}", j.message);
+        let silent = json!({"listen": "udp:127.0.0.1:5514", "login": login, "received": 0, "records": [], "matching": []});
+        let j = judge(ActionKind::SyslogReceive, &spec, &silent);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.message.contains("within 3000 ms"), "{}", j.message);
+        // A wrong password let in, or a login that never reached authentication, decides nothing.
+        let mut accepted = silent.clone();
+        accepted["login"]["accepted"] = json!(true);
+        assert_eq!(judge(ActionKind::SyslogReceive, &spec, &accepted).verdict, Verdict::Error);
+        let mut unborn = silent.clone();
+        unborn["login"]["source_port"] = Value::Null;
+        assert_eq!(judge(ActionKind::SyslogReceive, &spec, &unborn).verdict, Verdict::Error);
     }
 
     #[test]

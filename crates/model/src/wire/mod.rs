@@ -7,5 +7,6 @@
 pub mod http;
 pub mod snmp;
 pub mod ssh;
+pub mod syslog;
 pub mod tcp;
 pub mod udp;
