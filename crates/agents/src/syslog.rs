@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
+use proofrig_model::secret::Secret;
 use proofrig_model::wire::syslog::{channel, joined, records, Listen, Record, Transport};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,36 @@ pub enum SyslogError {
          the rig's declared.log_server must be an address of this lab host that the device sends to"
     )]
     Bind { device: String, listen: Listen, source: std::io::Error },
+    #[error(
+        "device {device}: the log server's TLS identity ({label}) {reason}; give a PEM file with its private key and certificate chain"
+    )]
+    Identity { device: String, label: String, reason: String },
+}
+
+/// The log server's TLS identity: its certificate chain and private key, from one PEM
+/// text (the secret the step names), as a server configuration.
+fn tls_acceptor(device: &str, identity: &Secret) -> Result<tokio_rustls::TlsAcceptor, SyslogError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |reason: String| SyslogError::Identity { device: device.to_string(), label: identity.label().to_string(), reason };
+    let pem = identity.expose().as_bytes();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| bad(format!("holds an unreadable certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| bad(format!("holds no readable private key: {e}")))?;
+    // ring, as everywhere in the workspace (see `proofrig_proto::pin::provider`, which
+    // says why its deprecation for lacking post-quantum key exchange is accepted).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(format!("is not a usable key and certificate: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }
 
 /// What has arrived so far: (peer, bytes) in arrival order, as recorded.
@@ -44,8 +75,9 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Bind `listen` and start recording what arrives for `device`.
-    pub async fn start(device: &str, listen: Listen, recorder: &Recorder) -> Result<Receiver, SyslogError> {
+    /// Bind `listen` and start recording what arrives for `device`; over TLS, as the
+    /// server `identity` (a PEM private key and certificate chain) names.
+    pub async fn start(device: &str, listen: Listen, identity: Option<&Secret>, recorder: &Recorder) -> Result<Receiver, SyslogError> {
         let bind_error = |source| SyslogError::Bind { device: device.to_string(), listen, source };
         let arrivals: Arrivals = Arc::default();
         let arrived = Arc::new(Notify::new());
@@ -62,16 +94,34 @@ impl Receiver {
                     }
                 });
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
+                let acceptor = match (listen.transport, identity) {
+                    (Transport::Tls, Some(identity)) => Some(tls_acceptor(device, identity)?),
+                    (Transport::Tls, None) => {
+                        let reason = "is not given: name the secret holding it in the step's `tls_identity`".to_string();
+                        return Err(SyslogError::Identity { device: device.to_string(), label: "none".into(), reason });
+                    }
+                    _ => None,
+                };
                 let listener = TcpListener::bind(listen.address).await.map_err(bind_error)?;
                 tasks.spawn(async move {
                     let mut connections = JoinSet::new();
-                    while let Ok((mut stream, peer)) = listener.accept().await {
-                        let keep = keep.clone();
+                    while let Ok((stream, peer)) = listener.accept().await {
+                        let (keep, acceptor) = (keep.clone(), acceptor.clone());
                         connections.spawn(async move {
-                            let mut buffer = vec![0u8; 16_384];
-                            while let Ok(len @ 1..) = stream.read(&mut buffer).await {
-                                keep.arrival(peer.to_string(), &buffer[..len]);
+                            match acceptor {
+                                None => keep.stream(peer.to_string(), stream).await,
+                                Some(acceptor) => match acceptor.accept(stream).await {
+                                    Ok(tls) => {
+                                        let (_, session) = tls.get_ref();
+                                        let version = session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+                                        let suite =
+                                            session.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+                                        keep.note(format!("TLS connection from {peer}: {version}, {suite}"));
+                                        keep.stream(peer.to_string(), tls).await;
+                                    }
+                                    Err(e) => keep.note(format!("TLS handshake with {peer} failed: {e}")),
+                                },
                             }
                         });
                     }
@@ -123,10 +173,26 @@ struct Keep {
 }
 
 impl Keep {
+    async fn stream(&self, peer: String, mut stream: impl tokio::io::AsyncRead + Unpin) {
+        let mut buffer = vec![0u8; 16_384];
+        while let Ok(len @ 1..) = stream.read(&mut buffer).await {
+            self.arrival(peer.clone(), &buffer[..len]);
+        }
+    }
+
+    fn note(&self, text: String) {
+        self.recorder.emit(EventKind::Note { channel: self.channel.clone(), text });
+    }
+
     fn arrival(&self, peer: String, data: &[u8]) {
         // Kept as recorded (redacted), so the step's records are the journal's.
         let kept = self.recorder.redactor().redact(data).into_owned();
-        self.recorder.emit(EventKind::Datagram { channel: self.channel.clone(), direction: Direction::In, peer: peer.clone(), data: data.to_vec() });
+        self.recorder.emit(EventKind::Datagram {
+            channel: self.channel.clone(),
+            direction: Direction::In,
+            peer: peer.clone(),
+            data: data.to_vec(),
+        });
         self.arrivals.lock().expect("arrivals lock").push((peer, kept));
         self.arrived.notify_waiters();
     }
@@ -146,7 +212,7 @@ mod tests {
             };
             let listen = Listen { transport, address: ([127, 0, 0, 1], port).into() };
             let sink = MemorySink::new();
-            let receiver = Receiver::start("dev1", listen, &Recorder::new(sink.clone())).await.unwrap();
+            let receiver = Receiver::start("dev1", listen, None, &Recorder::new(sink.clone())).await.unwrap();
             match transport {
                 Transport::Udp => {
                     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -179,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn an_address_not_of_this_host_is_an_error_naming_the_rig_value() {
         let listen = Listen::parse("udp:192.0.2.1:5514").unwrap();
-        let err = Receiver::start("ru1", listen, &Recorder::new(MemorySink::new())).await.err().expect("cannot bind");
+        let err = Receiver::start("ru1", listen, None, &Recorder::new(MemorySink::new())).await.err().expect("cannot bind");
         assert!(err.to_string().contains("declared.log_server"), "{err}");
     }
 }

@@ -364,11 +364,19 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
         Action::SyslogReceive(receive) => {
             if literal(&receive.listen) {
                 if let Err(reason) = proofrig_model::wire::syslog::Listen::parse(&receive.listen) {
-                    return Err(src.error_at(&format!("{at}.syslog_receive.listen"), reason, Some("e.g. ${device.declared.log_server}".into())));
+                    return Err(src.error_at(
+                        &format!("{at}.syslog_receive.listen"),
+                        reason,
+                        Some("e.g. ${device.declared.log_server}".into()),
+                    ));
                 }
             }
             if receive.refused_login.trim().is_empty() {
-                return Err(src.error_at(&format!("{at}.syslog_receive.refused_login"), "no account given", Some("e.g. ${device.ssh.user}".into())));
+                return Err(src.error_at(
+                    &format!("{at}.syslog_receive.refused_login"),
+                    "no account given",
+                    Some("e.g. ${device.ssh.user}".into()),
+                ));
             }
         }
         // Their types say all there is to check (a script is compiled by `validate_step`).

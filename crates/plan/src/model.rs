@@ -791,6 +791,10 @@ pub struct SyslogReceive {
     pub listen: String,
     /// The account of the login the device must refuse and log.
     pub refused_login: String,
+    /// Over `tls:`, the name of the device's secret holding the log server's TLS
+    /// identity the device trusts: one PEM text, private key and certificate chain.
+    #[serde(default)]
+    pub tls_identity: Option<String>,
     /// How long to wait for the record (default 5000 ms).
     #[serde(default)]
     pub wait_ms: Option<u64>,

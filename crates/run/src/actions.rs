@@ -426,7 +426,13 @@ impl Agents {
         let user = spec["refused_login"].as_str().unwrap_or_default().to_string();
         let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
         let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(5000));
-        let receiver = syslog::Receiver::start(device, listen, &self.recorder).await.map_err(|e| (FailureClass::Error, e.to_string()))?;
+        let identity = match (listen.transport, spec["tls_identity"].as_str()) {
+            (wire::Transport::Tls, Some(name)) => Some(self.credential(device, &Credential::Secret(name.to_string()), None)?),
+            _ => None,
+        };
+        let receiver = syslog::Receiver::start(device, listen, identity.as_ref(), &self.recorder)
+            .await
+            .map_err(|e| (FailureClass::Error, e.to_string()))?;
         let wrong = ssh::Credential::Password(Secret::new("a wrong password", wire::WRONG_PASSWORD));
         let login = ssh::try_login(device, &endpoint, &user, wrong, &ConnectOptions::default(), &self.recorder).await;
         let login = match login {

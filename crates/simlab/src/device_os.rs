@@ -248,6 +248,9 @@ pub(crate) struct DeviceState {
     /// The shells of login sessions (console logins, SSH sessions), as `ps` shows them.
     pub sessions: Vec<Process>,
     next_session_pid: u32,
+    /// Where each authentication record also goes (a hardened device's remote
+    /// logging, `log_forward`), if anywhere.
+    pub log_forward: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// The simulated device: cheap to clone, all clones share one state.
@@ -292,6 +295,11 @@ impl DeviceOs {
     /// Checks a password login and records it in the auth log.
     pub fn login_with_password(&self, user: &str, password: &str, origin: LoginOrigin) -> Result<(), LoginDenied> {
         self.lock().login(user, Credential::Password(password), origin)
+    }
+
+    /// Send every authentication record from now on to `forward` too (remote logging).
+    pub fn forward_log(&self, forward: tokio::sync::mpsc::UnboundedSender<String>) {
+        self.lock().log_forward = Some(forward);
     }
 
     /// Checks a public key login (`key` is an OpenSSH `type base64 [comment]` line,
@@ -566,6 +574,7 @@ impl DeviceState {
             processes,
             sessions: Vec::new(),
             next_session_pid: 2000,
+            log_forward: None,
         }
     }
 
@@ -581,7 +590,11 @@ impl DeviceState {
             Err(denied) => AuthOutcome::Failed(denied.clone()),
         };
         if result.is_ok() || self.policy.log_failed_logins {
-            self.auth_log.push(AuthRecord { time: SystemTime::now(), user: user.to_string(), origin, method, outcome, locked_account });
+            let record = AuthRecord { time: SystemTime::now(), user: user.to_string(), origin, method, outcome, locked_account };
+            if let Some(forward) = &self.log_forward {
+                let _ = forward.send(record.to_log_line(&self.hostname));
+            }
+            self.auth_log.push(record);
             self.touch("/var/log/auth.log");
         }
         result

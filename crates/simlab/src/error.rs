@@ -40,6 +40,9 @@ pub enum SimError {
     /// A device name the lab does not have.
     #[error("the simulated lab has no device named {0:?}")]
     UnknownDevice(String),
+    /// The lab's log server certificate could not be made.
+    #[error("cannot make the log server's certificate: {0}")]
+    Certificate(String),
     /// The system's random number generator failed.
     #[error("no randomness for passwords: {0}")]
     Random(String),

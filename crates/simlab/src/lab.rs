@@ -28,6 +28,7 @@ use std::time::Duration;
 use crate::console::{BootTiming, ConsoleOptions};
 use crate::device::{SimDevice, SimDeviceSpec};
 use crate::device_os::{DeviceConfig, DeviceIdentity};
+use crate::log_forward::LogServer;
 use crate::pdu::{PduOptions, SimPdu};
 use crate::profile::{ExtraService, Profile, REMOVABLE_MOUNT};
 use crate::ssh_server::{HostKey, SshServerOptions};
@@ -268,6 +269,8 @@ pub struct SimLab {
     lockout_seconds: u64,
     cycle_off: Duration,
     idle_timeout_seconds: Option<u64>,
+    /// The central log server the hardened devices send their records to.
+    log_server: LogServer,
 }
 
 impl std::fmt::Debug for SimLab {
@@ -286,6 +289,7 @@ impl SimLab {
         let pdu = SimPdu::start_on(config.pdu_addr.ip(), pdu_options)?;
 
         let lockout_seconds = config.lockout_duration.as_secs().max(1);
+        let log_server = LogServer::new(free_tcp_port(config.pdu_addr.ip())?)?;
         let mut devices = Vec::new();
         for spec in &config.devices {
             let root_password = random_password()?;
@@ -311,7 +315,14 @@ impl SimLab {
                 device_spec.console = Some(console);
             }
             let device = SimDevice::start(device_config, device_spec).await?;
-            let mut secrets = vec![("root_password", root_password), ("oper_password", oper_password)];
+            if spec.profile.forwards_logs() {
+                device.os().forward_log(log_server.forwarder(&spec.name));
+            }
+            let mut secrets = vec![
+                ("root_password", root_password),
+                ("oper_password", oper_password),
+                ("log_server_identity", log_server.identity_pem.clone()),
+            ];
             if spec.profile.bootloader_protected() && spec.console {
                 secrets.push(("bootloader_password", bootloader_password));
             }
@@ -342,7 +353,7 @@ impl SimLab {
             }
         });
         let idle_timeout_seconds = config.console_idle_timeout.map(|t| t.as_secs());
-        Ok(SimLab { pdu, devices, lockout_seconds, cycle_off: config.cycle_off, idle_timeout_seconds })
+        Ok(SimLab { pdu, devices, lockout_seconds, cycle_off: config.cycle_off, idle_timeout_seconds, log_server })
     }
 
     pub fn pdu(&self) -> &SimPdu {
@@ -433,6 +444,7 @@ impl SimLab {
              \x20     bootloader_password_protected: true\n\
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
+             \x20     log_server: tls:{}\n\
              {}\
              \x20   secrets:\n",
             quoted(&spec.role),
@@ -444,6 +456,7 @@ impl SimLab {
             ports.join(", "),
             web_port,
             self.lockout_seconds,
+            self.log_server.address,
             self.idle_timeout_seconds.map_or(String::new(), |s| format!("      inactivity_timeout_s: {s}\n")),
         );
         for (secret, _) in &device.secrets {
@@ -542,6 +555,14 @@ fn check_config(config: &SimLabConfig) -> Result<(), SimError> {
 /// A fresh password that any profile's policy accepts: four groups of five from
 /// a 56-character alphabet (over 110 bits), the first three groups opening with a
 /// lower-case letter, an upper-case letter and a digit.
+/// A TCP port free on `ip` now (the log server's: the lab host listens there only
+/// while a step plays the log server).
+fn free_tcp_port(ip: IpAddr) -> Result<SocketAddr, SimError> {
+    let addr = SocketAddr::new(ip, 0);
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
+    listener.local_addr().map_err(|source| SimError::Bind { addr, source })
+}
+
 fn random_password() -> Result<String, SimError> {
     const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
     const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";

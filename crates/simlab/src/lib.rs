@@ -21,6 +21,7 @@ mod error;
 mod gate;
 pub mod lab;
 mod line_editor;
+pub mod log_forward;
 pub mod pdu;
 pub mod profile;
 pub mod services;

@@ -337,6 +337,12 @@ impl Profile {
     /// Whether interrupting autoboot on the console asks for the bootloader
     /// password (hardened) instead of opening its command prompt to anyone at the
     /// console (weak), which could then boot with `init=/bin/sh`.
+    /// Whether the device sends its authentication records to the lab's central log
+    /// server (over TLS; see `log_forward`).
+    pub fn forwards_logs(self) -> bool {
+        matches!(self, Profile::Hardened)
+    }
+
     pub fn bootloader_protected(self) -> bool {
         match self {
             Profile::Hardened => true,

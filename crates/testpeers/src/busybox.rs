@@ -70,6 +70,10 @@ const CHROOT: &str = "/usr/sbin/chroot";
 const ENV: &str = "/usr/bin/env";
 const LDD: &str = "/usr/bin/ldd";
 
+/// The central log server the device's documentation names, inside its network
+/// namespace (where the lab host runs): the hardened device's syslogd sends there.
+pub const LOG_SERVER: &str = "127.0.0.1:5514";
+
 /// The device's authentication log (BusyBox syslogd's file), mode 0640 root:adm.
 pub const AUTH_LOG: &str = "/var/log/messages";
 /// The unprivileged account the rig's SSH endpoint logs in as (member of `adm`, so it
@@ -594,6 +598,7 @@ impl BusyboxDevice {
              \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
+             \x20     log_server: udp:{LOG_SERVER}\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
              \x20     oper_password: {oper_secret}\n\
@@ -795,13 +800,15 @@ impl Image<'_> {
             self.etc("securetty", "console\nttyS0\n", 0o600);
         }
         self.etc("inittab", "# RU-BB: BusyBox init\n::sysinit:/etc/init.d/rcS\nttyS0::respawn:/sbin/getty -L 0 ttyS0 vt100\n", 0o644);
-        let mut rcs = String::from(
+        let mut rcs = format!(
             "#!/bin/sh\n\
              # RU-BB start-up: system log, SSH, and what else the firmware runs.\n\
              hostname -F /etc/hostname\n\
-             syslogd -O /var/log/messages\n\
+             syslogd -O /var/log/messages{}\n\
              i=0; while [ ! -S /dev/log ] && [ $i -lt 200 ]; do usleep 10000; i=$((i+1)); done\n\
              echo \"Starting syslogd: OK\"\n",
+            // Hardened forwards its log to the central log server too (BusyBox: UDP only).
+            if profile == Profile::Hardened { format!(" -R {LOG_SERVER} -L") } else { String::new() },
         );
         rcs.push_str(&format!(
             "dropbear -r {HOST_KEY_PATH} -p {SSH_PORT} -P /var/run/dropbear.pid {}\n\

@@ -239,7 +239,10 @@ fn judge_syslog(spec: &Value, output: &Value) -> Judgement {
         return Judgement::new(Verdict::Error, message, false, true);
     }
     if login["source_port"].is_null() {
-        let message = format!("the SSH login of `{}` never reached authentication, so the device had no refused login to log; see the step's SSH events", text(&login["user"]));
+        let message = format!(
+            "the SSH login of `{}` never reached authentication, so the device had no refused login to log; see the step's SSH events",
+            text(&login["user"])
+        );
         return Judgement::new(Verdict::Error, message, false, true);
     }
     let wait = spec["wait_ms"].as_u64().unwrap_or(5000);
@@ -247,13 +250,21 @@ fn judge_syslog(spec: &Value, output: &Value) -> Judgement {
     match output["matching"].as_array().and_then(|m| m.first()) {
         Some(record) => Judgement::new(
             Verdict::Pass,
-            format!("the device's record of {attempt} arrived at the log server {} from {}: {}", text(&output["listen"]), text(&record["peer"]), text(&record["text"])),
+            format!(
+                "the device's record of {attempt} arrived at the log server {} from {}: {}",
+                text(&output["listen"]),
+                text(&record["peer"]),
+                text(&record["text"])
+            ),
             true,
             true,
         ),
         None => Judgement::new(
             Verdict::Fail,
-            format!("no record of {attempt} arrived at the log server {} within {wait} ms ({received} other records arrived)", text(&output["listen"])),
+            format!(
+                "no record of {attempt} arrived at the log server {} within {wait} ms ({received} other records arrived)",
+                text(&output["listen"])
+            ),
             false,
             true,
         ),
@@ -650,7 +661,8 @@ mod tests {
     fn a_log_record_of_the_refused_login_passes_and_none_fails() {
         let spec = json!({"listen": "udp:127.0.0.1:5514", "refused_login": "root", "wait_ms": 3000});
         let login = json!({"user": "root", "accepted": false, "source_address": "127.0.0.1", "source_port": 40000});
-        let record = json!({"peer": "127.0.0.1:514", "facility": 4, "severity": 6, "text": "Failed password for root from 127.0.0.1 port 40000"});
+        let record =
+            json!({"peer": "127.0.0.1:514", "facility": 4, "severity": 6, "text": "Failed password for root from 127.0.0.1 port 40000"});
         let arrived = json!({"listen": "udp:127.0.0.1:5514", "login": login, "received": 1, "records": [record], "matching": [record]});
         let j = judge(ActionKind::SyslogReceive, &spec, &arrived);
         assert_eq!((j.verdict, j.check_passed), (Verdict::Pass, true), "{}", j.message);

@@ -18,11 +18,14 @@ use serde_json::{json, Value};
 
 /// The channel each arrival is recorded on, as a `Datagram` event with its peer: a UDP
 /// datagram whole on `syslog`, each read of a TCP connection on `syslog:tcp` (a peer,
-/// address and port, is one connection).
+/// address and port, is one connection), and each read of a TLS connection, as the
+/// receiver decrypted it, on `syslog:tls` (the TLS records themselves are not kept:
+/// nothing in the journal could decrypt them again).
 pub fn channel(transport: Transport) -> &'static str {
     match transport {
         Transport::Udp => "syslog",
         Transport::Tcp => "syslog:tcp",
+        Transport::Tls => "syslog:tls",
     }
 }
 
@@ -31,7 +34,7 @@ pub fn channel(transport: Transport) -> &'static str {
 pub fn joined(transport: Transport, arrivals: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
     match transport {
         Transport::Udp => arrivals.to_vec(),
-        Transport::Tcp => {
+        Transport::Tcp | Transport::Tls => {
             let mut joined: Vec<(String, Vec<u8>)> = Vec::new();
             for (peer, data) in arrivals {
                 match joined.iter_mut().find(|(p, _)| p == peer) {
@@ -54,6 +57,8 @@ pub const RECORD_LIMIT: usize = 200;
 pub enum Transport {
     Udp,
     Tcp,
+    /// Syslog over TLS (RFC 5425): what TS 33.117 4.2.3.6.2 a) asks for.
+    Tls,
 }
 
 impl Transport {
@@ -61,12 +66,13 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }
 
-/// Where the lab host listens: `udp:ADDRESS:PORT`, `tcp:ADDRESS:PORT`, or
-/// `ADDRESS:PORT` (UDP, syslog's classic transport).
+/// Where the lab host listens: `udp:ADDRESS:PORT`, `tcp:ADDRESS:PORT`,
+/// `tls:ADDRESS:PORT`, or `ADDRESS:PORT` (UDP, syslog's classic transport).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub transport: Transport,
@@ -79,10 +85,11 @@ impl Listen {
         let (transport, rest) = match text.split_once(':') {
             Some(("udp", rest)) => (Transport::Udp, rest),
             Some(("tcp", rest)) => (Transport::Tcp, rest),
+            Some(("tls", rest)) => (Transport::Tls, rest),
             _ => (Transport::Udp, text),
         };
         let address = rest.parse::<SocketAddr>().map_err(|_| {
-            format!("`{text}` is not where a log server listens; write udp:ADDRESS:PORT or tcp:ADDRESS:PORT, e.g. udp:127.0.0.1:5514")
+            format!("`{text}` is not where a log server listens; write udp:, tcp: or tls:ADDRESS:PORT, e.g. udp:127.0.0.1:5514")
         })?;
         if address.port() == 0 {
             return Err(format!("`{text}`: the log server's port must be the one the device sends to, not 0"));
@@ -135,7 +142,9 @@ impl Record {
 pub fn records(transport: Transport, arrivals: &[(String, Vec<u8>)]) -> Vec<Record> {
     match transport {
         Transport::Udp => arrivals.iter().map(|(peer, data)| Record::parse(peer, data)).collect(),
-        Transport::Tcp => arrivals.iter().flat_map(|(peer, stream)| frames(stream).into_iter().map(|f| Record::parse(peer, f))).collect(),
+        Transport::Tcp | Transport::Tls => {
+            arrivals.iter().flat_map(|(peer, stream)| frames(stream).into_iter().map(|f| Record::parse(peer, f))).collect()
+        }
     }
 }
 
@@ -226,6 +235,7 @@ mod tests {
     fn where_to_listen() {
         assert_eq!(Listen::parse("udp:127.0.0.1:5514").unwrap(), Listen { transport: Transport::Udp, address: at(5514) });
         assert_eq!(Listen::parse("tcp:[::1]:6514").unwrap().transport, Transport::Tcp);
+        assert_eq!(Listen::parse("tls:127.0.0.1:6514").unwrap().transport, Transport::Tls);
         assert_eq!(Listen::parse("127.0.0.1:514").unwrap(), Listen { transport: Transport::Udp, address: at(514) });
         assert!(Listen::parse("loghost").unwrap_err().contains("udp:ADDRESS:PORT"));
         assert!(Listen::parse("udp:127.0.0.1:0").is_err());
@@ -239,7 +249,10 @@ mod tests {
         let counted = records(Transport::Tcp, &[("p".into(), b"5 <13>a9 <13>b c d".to_vec())]);
         assert_eq!(counted.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["a", "b c d"]);
         let lines = records(Transport::Tcp, &[("p".into(), b"<13>one\n<14>two\n\n<15>thr".to_vec())]);
-        assert_eq!(lines.iter().map(|r| (r.priority, r.text.as_str())).collect::<Vec<_>>(), [(Some(13), "one"), (Some(14), "two"), (Some(15), "thr")]);
+        assert_eq!(
+            lines.iter().map(|r| (r.priority, r.text.as_str())).collect::<Vec<_>>(),
+            [(Some(13), "one"), (Some(14), "two"), (Some(15), "thr")]
+        );
         assert_eq!(Record::parse("p", b"<999>x").priority, None);
     }
 
@@ -255,10 +268,16 @@ mod tests {
         assert!(!names_attempt("Bad password attempt for 'root' from 127.0.0.1:40001", "root", source));
         assert!(!names_attempt("Failed password for rooty from 127.0.0.1 port 40000", "root", source));
         assert!(!names_attempt("Failed password for root from 127.0.0.10 port 40000", "root", source));
-        let out = output(&Listen::parse("udp:127.0.0.1:5514").unwrap(), "root", Some(source), false, &[
-            Record::parse("127.0.0.1:514", b"<38>Failed password for root from 127.0.0.1 port 40000"),
-            Record::parse("127.0.0.1:514", b"<38>Failed password for root from 127.0.0.1 port 39999"),
-        ]);
+        let out = output(
+            &Listen::parse("udp:127.0.0.1:5514").unwrap(),
+            "root",
+            Some(source),
+            false,
+            &[
+                Record::parse("127.0.0.1:514", b"<38>Failed password for root from 127.0.0.1 port 40000"),
+                Record::parse("127.0.0.1:514", b"<38>Failed password for root from 127.0.0.1 port 39999"),
+            ],
+        );
         assert_eq!(out["received"], 2);
         assert_eq!(out["matching"].as_array().unwrap().len(), 1);
         assert_eq!(out["matching"][0]["severity"], 6);
