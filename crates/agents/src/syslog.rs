@@ -205,10 +205,12 @@ mod tests {
 
     #[tokio::test]
     async fn records_udp_datagrams_and_tcp_streams_as_they_arrive() {
+        // TLS is TCP's framing behind a handshake; the simulated lab's devices send over
+        // it (`tests/library_on_simlab.rs`, log transfer).
         for transport in [Transport::Udp, Transport::Tcp] {
             let port = match transport {
                 Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
-                Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+                Transport::Tcp | Transport::Tls => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
             };
             let listen = Listen { transport, address: ([127, 0, 0, 1], port).into() };
             let sink = MemorySink::new();
@@ -219,7 +221,7 @@ mod tests {
                     socket.send_to(b"<38>one", listen.address).await.unwrap();
                     socket.send_to(b"<38>two", listen.address).await.unwrap();
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     use tokio::io::AsyncWriteExt;
                     let mut stream = tokio::net::TcpStream::connect(listen.address).await.unwrap();
                     stream.write_all(b"<38>one\n<38>tw").await.unwrap();
@@ -247,5 +249,12 @@ mod tests {
         let listen = Listen::parse("udp:192.0.2.1:5514").unwrap();
         let err = Receiver::start("ru1", listen, None, &Recorder::new(MemorySink::new())).await.err().expect("cannot bind");
         assert!(err.to_string().contains("declared.log_server"), "{err}");
+        // Over TLS without an identity, or with one that holds no key, it says what to give.
+        let tls = Listen::parse("tls:127.0.0.1:6514").unwrap();
+        let err = Receiver::start("ru1", tls, None, &Recorder::new(MemorySink::new())).await.err().expect("no identity");
+        assert!(err.to_string().contains("tls_identity"), "{err}");
+        let junk = Secret::new("log_server_identity", "not a PEM file");
+        let err = Receiver::start("ru1", tls, Some(&junk), &Recorder::new(MemorySink::new())).await.err().expect("no certificate");
+        assert!(err.to_string().contains("log_server_identity") && err.to_string().contains("holds no certificate"), "{err}");
     }
 }

@@ -86,6 +86,7 @@ const LIBRARY: &[&str] = &[
     "ssh-algorithms.yaml",
     "predefined-accounts.yaml",
     "web-http-methods.yaml",
+    "log-transfer.yaml",
 ];
 
 type Journal = Vec<Value>;
@@ -109,6 +110,7 @@ const ALGORITHMS: &str = "TC_PROTECT_DATA_INFO_TRANSFER_1";
 const PORTS: &str = "TC_BVT_PORT_SCANNING";
 const ACCOUNTS: &str = "TC_PREDEFINED_ACCOUNT_DELETION";
 const METHODS: &str = "TC_NO_UNUSED_HTTP_METHODS";
+const LOG_TRANSFER: &str = "TC_LOG_TRANS_TO_CENTR_STORAGE";
 
 fn forgeries() -> Vec<Forgery> {
     vec![
@@ -253,6 +255,25 @@ fn forgeries() -> Vec<Forgery> {
                 })
             },
         },
+        Forgery {
+            name: "the weak device's missing log record said to have arrived",
+            action: Some("syslog_receive"),
+            forge: |j| {
+                edit(j, LOG_TRANSFER, "the device's record of a refused login reaches the log server", |o| {
+                    let login = &o["login"];
+                    let text = format!(
+                        "sshd[7]: Failed password for {} from {} port {} ssh2",
+                        login["user"].as_str().unwrap(),
+                        login["source_address"].as_str().unwrap(),
+                        login["source_port"]
+                    );
+                    let record = json!({"peer": "127.0.0.1:514", "facility": 4, "severity": 6, "text": text});
+                    o["received"] = 1.into();
+                    o["records"] = json!([record]);
+                    o["matching"] = json!([record]);
+                })
+            },
+        },
         Forgery { name: "a value set", action: Some("set"), forge: |j| edit(j, EXTRA, "remember the limit", |o| o["limit"] = 4.into()) },
         Forgery {
             name: "an assertion's output that is not its spec (the open ports left out)",
@@ -392,7 +413,7 @@ async fn every_forged_answer_with_the_chain_rebuilt_and_resigned_is_tampered() {
     let ran = simrun::run_on(rig.clone(), tempfile::tempdir().unwrap(), plans.clone(), &params, None).await;
     lab.stop().await;
     let weak = |case: &str| ran.result.cases.iter().find(|c| c.key.case == case && c.key.device == "ru2").map(|c| c.verdict);
-    for case in [NO_SERVICES, BOOT, EXTRA, ALGORITHMS, PORTS, ACCOUNTS, METHODS] {
+    for case in [NO_SERVICES, BOOT, EXTRA, ALGORITHMS, PORTS, ACCOUNTS, METHODS, LOG_TRANSFER] {
         assert_eq!(weak(case), Some(Verdict::Fail), "{case} on the weak device is the finding to hide");
     }
 

@@ -601,3 +601,31 @@ async fn web_server_cases_pass_on_the_hardened_web_ui_and_name_each_finding_on_t
     }
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_transfer_finds_the_hardened_devices_record_over_tls_and_none_from_the_weak() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "log-transfer.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "the device's record of a refused login reaches the log server";
+    // Hardened: the record of this very attempt (its source port) arrived over TLS,
+    // and the TLS session is on record beside the decrypted bytes.
+    let received = output(&ran, "ru1", label);
+    let login = &received["login"];
+    assert_eq!((login["accepted"].as_bool(), received["transport"].as_str()), (Some(false), Some("tls")), "{received}");
+    let wanted = format!("Failed password for oper from {} port {} ssh2", login["source_address"].as_str().unwrap(), login["source_port"]);
+    assert!(received["matching"][0]["text"].as_str().unwrap().contains(&wanted), "{received}");
+    let tls_notes = ran.records.iter().filter(|r| {
+        let event = &r.entry["event"];
+        r.entry["type"] == "event"
+            && event["kind"] == "note"
+            && event["channel"]["channel"] == "syslog:tls"
+            && event["text"].as_str().is_some_and(|t| t.contains("TLS connection from"))
+    });
+    assert!(tls_notes.count() >= 1, "the TLS session of the record is noted");
+    // Weak: nothing arrives, and the finding names the attempt it waited for.
+    let (_, why) = verdict(&ran, "ru2");
+    assert!(why.contains("no record of the refused SSH login of `oper`") && why.contains("within 5000 ms"), "{why}");
+    assert_replays(&ran);
+    lab.stop().await;
+}

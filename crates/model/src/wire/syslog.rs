@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(Listen::parse("tcp:[::1]:6514").unwrap().transport, Transport::Tcp);
         assert_eq!(Listen::parse("tls:127.0.0.1:6514").unwrap().transport, Transport::Tls);
         assert_eq!(Listen::parse("127.0.0.1:514").unwrap(), Listen { transport: Transport::Udp, address: at(514) });
-        assert!(Listen::parse("loghost").unwrap_err().contains("udp:ADDRESS:PORT"));
+        assert!(Listen::parse("loghost").unwrap_err().contains("tls:ADDRESS:PORT"));
         assert!(Listen::parse("udp:127.0.0.1:0").is_err());
     }
 
