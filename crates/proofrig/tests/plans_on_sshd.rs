@@ -13,7 +13,9 @@ use std::process::Output;
 
 use proofrig_evidence::journal::read_chain;
 use proofrig_evidence::signing;
+use proofrig_simlab::log_forward::LogServer;
 use proofrig_testpeers::busybox::{KERNEL_NET_CARELESS, KERNEL_NET_COMPLIANT};
+use proofrig_testpeers::rsyslog::RsyslogForwarder;
 use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
 
 mod verdicts;
@@ -28,6 +30,13 @@ const OPERATOR_PASSWORD: &str = "Oper-Pass-4711";
 const DEFAULT_ACCOUNT: (&str, &str) = ("admin", "admin");
 const LOCKOUT_ATTEMPTS: u32 = 3;
 const LOCKOUT_SECONDS: u64 = 4;
+
+/// The central log server every rig here documents, inside the device's network
+/// namespace (where proofrig plays it), and its identity: the compliant device's
+/// rsyslog trusts its certificate; each rig hands the identity to proofrig.
+const LOG_SERVER: &str = "127.0.0.1:6514";
+static LOG_IDENTITY: std::sync::LazyLock<LogServer> =
+    std::sync::LazyLock::new(|| LogServer::new(LOG_SERVER.parse().unwrap()).expect("a log server identity"));
 
 /// Every plan of the library, as files. The lockout case goes last: it blocks the
 /// operator account for a while (and waits until it is free).
@@ -111,12 +120,13 @@ fn write_secret(dir: &Path, name: &str, value: &str) -> String {
 fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("root.pass"), sshd.password()).unwrap();
+    std::fs::write(dir.join("log-server.pem"), &LOG_IDENTITY.identity_pem).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}] }}\n    \
-         secrets: {{ root_password: {{ file: root.pass }} }}\n    \
+         secrets: {{ root_password: {{ file: root.pass }}, log_server_identity: {{ file: log-server.pem }} }}\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, {login}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
         fp = sshd.host_key_fingerprint(),
@@ -173,8 +183,11 @@ fn row<'a>(table: &'a str, clause: &str) -> &'a str {
 #[test]
 fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     let tmp = tempfile::tempdir().unwrap();
+    // Its records also go, through Debian's rsyslog over TLS, to the log server.
+    let mut forwarder = RsyslogForwarder::prepare();
     let compliant = device(hardened_kernel(
         Sshd::builder()
+            .forward_log(forwarder.socket())
             .config("PermitRootLogin no")
             .config("KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org")
             .config("Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr")
@@ -183,14 +196,22 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1).locked())
             .faillock(LOCKOUT_ATTEMPTS, std::time::Duration::from_secs(LOCKOUT_SECONDS), false),
     ));
+    forwarder.start(compliant.command("/usr/sbin/rsyslogd"), LOG_SERVER.parse().unwrap(), &LOG_IDENTITY.certificate_pem);
     let (code, text, bundle) = run_and_verify(&compliant, tmp.path(), "compliant");
-    assert_eq!(code, 2, "{text}");
+    assert_eq!(code, 2, "{text}\nrsyslogd:\n{}", forwarder.log());
     let table = verdicts::table();
     table.assert_column("OpenSSH compliant", &verdicts::observed(&bundle, None), &text);
     // Root's password was refused over SSH; with no console, the device's own su showed
     // it was the real one.
     let root = row(&text, "4.3.2.6");
     assert!(root.contains("su to root on the device accepted root's password"), "{root}");
+    // Its record of the refused login came through rsyslog, over TLS.
+    assert!(row(&text, "4.2.3.6.2").contains("PASS"), "{text}");
+    let arrived = regex::Regex::new(
+        r"arrived at the log server tls:127\.0\.0\.1:6514 from [0-9.:]+: [^\n]*Failed password for oper from 127\.0\.0\.1 port [0-9]+ ssh2",
+    )
+    .unwrap();
+    assert!(arrived.is_match(&text), "the record of the refused login came through rsyslog over TLS: {text}");
     // The checks after a restart need a PDU the bench does not have: SKIP, recorded.
     assert!(text.contains("device oam1 has no power"), "{text}");
 
@@ -225,6 +246,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("found `127.0.0.1:23` matching"), "the device's socket list names it too: {text}");
     assert!(text.contains("the refused login of `prf-log-probe` added no record"), "{text}");
     assert!(text.contains("the accepted login of `oper` added no record"), "{text}");
+    assert!(text.contains("no record of the refused SSH login of `oper`"), "nothing forwards its log: {text}");
     assert!(text.contains("default account admin accepted its documented password over SSH"), "{text}");
     assert!(text.contains("after 3 wrong passwords, the right password for oper was accepted at once: no lockout"), "{text}");
     // The older release's accounts and the open log, found in the server's own files.

@@ -23,6 +23,8 @@ use crate::error::SimError;
 pub struct LogServer {
     pub address: SocketAddr,
     certificate_der: Vec<u8>,
+    /// The certificate alone, as PEM: what a device is told to trust.
+    pub certificate_pem: String,
     /// The private key and certificate, as one PEM text: the rig's secret.
     pub identity_pem: String,
 }
@@ -43,6 +45,7 @@ impl LogServer {
         Ok(LogServer {
             address,
             certificate_der: certificate.der().to_vec(),
+            certificate_pem: certificate.pem(),
             identity_pem: format!("{}{}", key.serialize_pem(), certificate.pem()),
         })
     }

@@ -13,6 +13,7 @@ pub mod pdudaemon;
 pub mod plans;
 pub mod postgres;
 pub mod pty;
+pub mod rsyslog;
 pub mod ser2net;
 pub mod snmpd;
 pub mod sshd;

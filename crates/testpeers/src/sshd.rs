@@ -60,6 +60,7 @@ pub struct SshdBuilder {
     listeners: Vec<(u16, String)>,
     syslog: bool,
     auth_log_mode: u32,
+    forward_log: Option<PathBuf>,
     private_processes: bool,
     pam: bool,
     faillock: Option<Faillock>,
@@ -214,6 +215,14 @@ impl SshdBuilder {
         self
     }
 
+    /// Hand every record on to the syslog socket at `socket` as well (with
+    /// [`SshdBuilder::syslog`]): the device's remote logging, e.g. an
+    /// [`crate::rsyslog::RsyslogForwarder`].
+    pub fn forward_log(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.forward_log = Some(socket.into());
+        self
+    }
+
     /// The permission bits of the authentication log (with [`SshdBuilder::syslog`]);
     /// 0640 root:adm by default, as rsyslog makes it.
     pub fn auth_log_mode(mut self, mode: u32) -> Self {
@@ -339,6 +348,7 @@ impl Sshd {
             listeners: Vec::new(),
             syslog: false,
             auth_log_mode: 0o640,
+            forward_log: None,
             private_processes: false,
             pam: false,
             faillock: None,
@@ -408,7 +418,7 @@ impl Sshd {
         for (port, banner) in &options.listeners {
             fs::write(base.join(format!("banner-{port}")), banner).expect("listener banner");
         }
-        let syslog = options.syslog.then(|| SyslogReceiver::start(base, options.auth_log_mode));
+        let syslog = options.syslog.then(|| SyslogReceiver::start(base, options.auth_log_mode, options.forward_log.clone()));
         fs::write(base.join("start.sh"), namespace_script(base, &options, &accounts)).expect("start script");
 
         let mut unshare_args = vec!["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child=SIGKILL"];
@@ -799,7 +809,7 @@ struct SyslogReceiver {
 }
 
 impl SyslogReceiver {
-    fn start(base: &Path, mode: u32) -> SyslogReceiver {
+    fn start(base: &Path, mode: u32, forward: Option<PathBuf>) -> SyslogReceiver {
         let socket_path = base.join("log.sock");
         let socket = UnixDatagram::bind(&socket_path).expect("bind the syslog socket");
         // Sessions log as their user, not only the root monitor.
@@ -816,10 +826,15 @@ impl SyslogReceiver {
             .name("sshd-syslog".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 8192];
+                let relay = forward.as_ref().map(|_| UnixDatagram::unbound().expect("a socket to relay records"));
                 loop {
                     match socket.recv(&mut buf) {
                         Ok(n) => {
                             let _ = log.write_all(syslog_line(&buf[..n], &host).as_bytes());
+                            if let (Some(relay), Some(to)) = (&relay, &forward) {
+                                // Lost when the forwarder is not up, as a datagram to a dead syslogd is.
+                                let _ = relay.send_to(&buf[..n], to);
+                            }
                         }
                         Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                             // Drained after the stop request: nothing is left behind.
