@@ -455,6 +455,13 @@ pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
     ("open_udp_ports", "open_udp_ports: [161]"),
     ("auth_log", "auth_log: /var/log/auth.log"),
     ("default_accounts", "default_accounts: [{ user: admin, password: admin }]"),
+    ("vendor_keys", "vendor_keys: [{ what: factory support key, key: \"ssh-ed25519 AAAA... factory@vendor\" }]"),
+    ("authorized_keys_files", "authorized_keys_files: [/root/.ssh/authorized_keys]"),
+    ("default_snmp_communities", "default_snmp_communities: [public, private]"),
+    (
+        "role_accounts",
+        "role_accounts: [{ role: operator, user: oper, password: oper_password, denied: [{ what: signal init, command: kill -0 1 }] }]",
+    ),
     ("lockout", "lockout: { attempts: 3, seconds: 60 }"),
     ("password_policy", "password_policy: { min_length: 12, classes: 3 }"),
     ("password_change_command", "password_change_command: passwd --stdin"),

@@ -29,7 +29,7 @@ use crate::console::{BootTiming, ConsoleOptions};
 use crate::device::{SimDevice, SimDeviceSpec};
 use crate::device_os::{DeviceConfig, DeviceIdentity};
 use crate::pdu::{PduOptions, SimPdu};
-use crate::profile::{ExtraService, Profile, REMOVABLE_MOUNT};
+use crate::profile::{ExtraService, Profile, BASE_SOFTWARE, REMOVABLE_MOUNT, SOFTWARE_LIST, VENDOR_KEY};
 use crate::ssh_server::{HostKey, SshServerOptions};
 use crate::SimError;
 
@@ -408,6 +408,7 @@ impl SimLab {
         if web_port != "null" {
             ports.push(web_port.clone());
         }
+        let allowed_software = BASE_SOFTWARE.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
         let _ = write!(
             out,
             "  {name}:\n\
@@ -423,6 +424,14 @@ impl SimLab {
              \x20     ssh_root_login: false\n\
              \x20     lockout: {{ attempts: 3, seconds: {} }}\n\
              \x20     default_accounts: [{{ user: admin, password: admin }}]\n\
+             \x20     vendor_keys: [{{ what: factory support key, key: \"{VENDOR_KEY}\" }}]\n\
+             \x20     authorized_keys_files: [/root/.ssh/authorized_keys]\n\
+             \x20     default_snmp_communities: [public, private]\n\
+             \x20     role_accounts: [{{ role: operator, user: {OPERATOR_USER}, password: oper_password, denied: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: run commands as root without a password, command: sudo -n id -u }}] }}]\n\
+             \x20     software_list_command: \"cat {SOFTWARE_LIST}\"\n\
+             \x20     allowed_software: [{allowed_software}]\n\
+             \x20     disabled_functions: [{{ what: telnet management, command: \"grep ^management.telnet= /etc/proofrig/device.conf\", disabled: \"=disabled$\" }}, {{ what: FTP management, command: \"grep ^management.ftp= /etc/proofrig/device.conf\", disabled: \"=disabled$\" }}]\n\
+             \x20     components: [{{ name: firmware, command: cat /etc/proofrig-release, version: 'FIRMWARE=\"([^\"]+)\"', supported: '^4\\.' }}]\n\
              \x20     password_policy: {{ min_length: 12, classes: 3 }}\n\
              \x20     password_change_command: \"passwd --stdin\"\n\
              \x20     auth_log: /var/log/auth.log\n\

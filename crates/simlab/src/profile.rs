@@ -345,6 +345,44 @@ impl Profile {
     }
 }
 
+/// The public half of the key a vendor pre-installs for root on every unit it ships
+/// ("factory support"): its private half is the vendor's, not the operator's, so it
+/// opens every such unit. The simulated rig declares it as `vendor_keys`.
+pub const VENDOR_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINJ9CiY9CrK96jo0Rc6BbnCC+a721BFllhjSzY71oA5i factory-support@vendor";
+
+impl Profile {
+    /// Whether root's `authorized_keys` still holds the vendor's factory key
+    /// ([`VENDOR_KEY`]) as delivered (weak), or the operator removed it (hardened).
+    pub fn vendor_key_installed(self) -> bool {
+        match self {
+            Profile::Hardened => false,
+            Profile::Weak => true,
+        }
+    }
+}
+
+/// Where the device's vendor keeps its list of installed software, one `name version`
+/// line per component (what a package manager would list); the simulated rig declares
+/// `cat` of it as `software_list_command`.
+pub const SOFTWARE_LIST: &str = "/etc/proofrig/software.list";
+
+/// The software every simulated device needs, as (name, version): the simulated rig
+/// declares these names as `allowed_software`.
+pub const BASE_SOFTWARE: &[(&str, &str)] =
+    &[("base-files", "4.2.1"), ("busybox", "1.36.1"), ("openssh-server", "9.6p1"), ("syslogd", "1.36.1"), ("httpd-mgmt", "4.2.1")];
+
+impl Profile {
+    /// Installed software beyond [`BASE_SOFTWARE`]: nothing on a hardened device; on a
+    /// weak one the daemons of its extra services, the automounter and the debugging
+    /// tools a development image carried into the field.
+    pub fn extra_software(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Hardened => &[],
+            Profile::Weak => &[("telnetd", "0.17"), ("ftpd", "0.17"), ("udisks2", "2.8.1"), ("gdbserver", "8.3"), ("tcpdump", "4.9.2")],
+        }
+    }
+}
+
 /// Where the device mounts a removable medium (a USB stick in its maintenance port);
 /// the simulated rig declares it as `removable_mounts`.
 pub const REMOVABLE_MOUNT: &str = "/media/usb0";

@@ -70,6 +70,8 @@ pub struct SshdBuilder {
     removable_media: Vec<(String, String)>,
     hidden: Vec<String>,
     stand_ins: Vec<String>,
+    /// Extra public key lines authorized for every account (a vendor's factory key).
+    authorized_keys: Vec<String>,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -292,6 +294,13 @@ impl SshdBuilder {
     /// A process named `name` (a copy of `sleep`) running on the server for its
     /// lifetime: stands in for a daemon that is not installed here (e.g. `udisksd`, an
     /// automounter), as the device's `ps` shows it.
+    /// Also authorize this OpenSSH public key line (every account shares the server's
+    /// one `authorized_keys` file), as firmware that ships a vendor's factory key does.
+    pub fn authorized_key(mut self, line: &str) -> Self {
+        self.authorized_keys.push(line.to_string());
+        self
+    }
+
     pub fn stand_in_process(mut self, name: &str) -> Self {
         assert!(!name.contains(['/', '\'', ' ']), "a plain program name, not {name}");
         self.stand_ins.push(name.to_string());
@@ -348,6 +357,7 @@ impl Sshd {
             removable_media: Vec::new(),
             hidden: Vec::new(),
             stand_ins: Vec::new(),
+            authorized_keys: Vec::new(),
         }
     }
 
@@ -395,6 +405,17 @@ impl Sshd {
         let host_keys: Vec<HostKey> = options.host_key_types.iter().map(|kind| generate_host_key(base, kind)).collect();
         keygen(&base.join("client_ed25519"), "ed25519");
         fs::copy(base.join("client_ed25519.pub"), base.join("authorized_keys")).expect("authorized_keys");
+        // Public keys only, readable by the device's accounts as OpenSSH's are (0644), in a
+        // directory they may pass through but not list (0711): a rig declares the file as
+        // `authorized_keys_files` and its operator reads it (TS 33.117 4.2.3.4.2.3).
+        let mut keys = fs::read_to_string(base.join("authorized_keys")).expect("read authorized_keys");
+        for line in &options.authorized_keys {
+            keys.push_str(line);
+            keys.push('\n');
+        }
+        fs::write(base.join("authorized_keys"), keys).expect("authorized_keys");
+        fs::set_permissions(base.join("authorized_keys"), fs::Permissions::from_mode(0o644)).expect("chmod authorized_keys");
+        fs::set_permissions(base, fs::Permissions::from_mode(0o711)).expect("chmod the sshd directory");
 
         let password = format!("pw-{:x}-{:x}", std::process::id(), nanos_now());
         let accounts = write_account_files(base, &password, &options.accounts);
