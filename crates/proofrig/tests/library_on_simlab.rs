@@ -714,3 +714,26 @@ async fn software_functions_and_components_are_held_to_the_declared_lists() {
     }
     lab.stop().await;
 }
+
+/// TS 33.117 4.2.3.4.1.1: SSH and the console refuse a wrong password everywhere; the
+/// weak devices' web management API answers without credentials, the hardened ones'
+/// asks for them (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_services_demand_authentication_except_the_weak_web_api() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "system-function-authentication.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "every management service demands authentication";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("SSH asked oper to authenticate"), "{device}: {passed}");
+        assert!(passed.contains("the console asked oper for a password and refused a wrong one"), "{device}: {passed}");
+        assert!(passed.contains("GET /api/config on port") && passed.contains("was answered 401"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("GET /api/config on port 80 without credentials was answered 200"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}

@@ -119,6 +119,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}], \
          vendor_keys: [{{ what: factory support key, key: \"{VENDOR_KEY}\" }}], authorized_keys_files: [{keys}], default_snmp_communities: [public, private], \
          role_accounts: [{{ role: operator, user: {OPERATOR}, password: oper_password, denied: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}] }}], \
+         management_services: [{{ service: ssh }}], \
          disabled_functions: [{{ what: SSH TCP forwarding, command: \"grep -i ^AllowTcpForwarding {config}\", disabled: '(?i)^AllowTcpForwarding\\s+no' }}], \
          components: [{{ name: OpenSSH, command: ssh -V, version: 'OpenSSH_([0-9.]+(p[0-9]+)?)', supported: '^([9]|[1-9][0-9])\\.' }}] }}\n    \
          secrets: {{ root_password: {{ file: root.pass }}, oper_password: {{ file: oper.pass }} }}\n    \

@@ -31,6 +31,7 @@ use crate::device_os::{DeviceConfig, DeviceIdentity};
 use crate::pdu::{PduOptions, SimPdu};
 use crate::profile::{ExtraService, Profile, BASE_SOFTWARE, REMOVABLE_MOUNT, SOFTWARE_LIST, VENDOR_KEY};
 use crate::ssh_server::{HostKey, SshServerOptions};
+use crate::web::MANAGEMENT_API;
 use crate::SimError;
 
 /// Vendor name every simulated device reports and the rig declares.
@@ -408,6 +409,14 @@ impl SimLab {
         if web_port != "null" {
             ports.push(web_port.clone());
         }
+        let mut management_services = vec!["{ service: ssh }".to_string()];
+        if device.console_path().is_some() {
+            management_services.push("{ service: console }".to_string());
+        }
+        if let Some(port) = device.web_port() {
+            management_services.push(format!("{{ service: http, port: {port}, paths: [{MANAGEMENT_API}] }}"));
+        }
+        let management_services = management_services.join(", ");
         let allowed_software = BASE_SOFTWARE.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
         let _ = write!(
             out,
@@ -428,6 +437,7 @@ impl SimLab {
              \x20     authorized_keys_files: [/root/.ssh/authorized_keys]\n\
              \x20     default_snmp_communities: [public, private]\n\
              \x20     role_accounts: [{{ role: operator, user: {OPERATOR_USER}, password: oper_password, denied: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: run commands as root without a password, command: sudo -n id -u }}] }}]\n\
+             \x20     management_services: [{management_services}]\n\
              \x20     software_list_command: \"cat {SOFTWARE_LIST}\"\n\
              \x20     allowed_software: [{allowed_software}]\n\
              \x20     disabled_functions: [{{ what: telnet management, command: \"grep ^management.telnet= /etc/proofrig/device.conf\", disabled: \"=disabled$\" }}, {{ what: FTP management, command: \"grep ^management.ftp= /etc/proofrig/device.conf\", disabled: \"=disabled$\" }}]\n\

@@ -604,10 +604,11 @@ impl BusyboxDevice {
              \x20     authorized_keys_files: [/root/.ssh/authorized_keys]\n\
              \x20     default_snmp_communities: [public, private]\n\
              \x20     role_accounts: [{{ role: operator, user: {OPERATOR}, password: oper_password, denied: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}] }}]\n\
+             \x20     management_services: [{{ service: ssh }}, {{ service: console }}]\n\
              \x20     software_list_command: \"find /bin /sbin /usr/bin /usr/sbin -type f\"\n\
              \x20     allowed_software: [/bin/busybox, /usr/sbin/dropbear]\n\
              \x20     disabled_functions: [{{ what: SSH local port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -j( |$)' }}, {{ what: SSH remote port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -k( |$)' }}]\n\
-             \x20     components: [{{ name: BusyBox, command: busybox, version: 'BusyBox v([0-9.]+)', supported: '^1\\.(3[5-9]|[4-9][0-9])\\.' }}, {{ name: dropbear, command: dropbear -V, version: 'Dropbear v([0-9.]+)', supported: '^20(2[2-9]|[3-9][0-9])\\.' }}]\n\
+             \x20     components: [{{ name: BusyBox, command: busybox, version: 'BusyBox v([0-9.]+)', supported: '^1\\.(3[5-9]|[4-9][0-9])\\.' }}, {{ name: dropbear, command: /usr/sbin/dropbear -V, version: 'Dropbear v([0-9.]+)', supported: '^20(2[2-9]|[3-9][0-9])\\.' }}]\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
              \x20     oper_password: {oper_secret}\n\
