@@ -459,6 +459,7 @@ pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
     ("vendor_keys", "vendor_keys: [{ what: factory support key, key: \"ssh-ed25519 AAAA... factory@vendor\" }]"),
     ("authorized_keys_files", "authorized_keys_files: [/root/.ssh/authorized_keys]"),
     ("default_snmp_communities", "default_snmp_communities: [public, private]"),
+    ("restricted_addresses", "restricted_addresses: [10.20.0.5]"),
     ("software_list_command", "software_list_command: \"dpkg-query -W -f '${Package}\\\\n'\""),
     ("allowed_software", "allowed_software: [openssh-server, busybox]"),
     ("disabled_functions", "disabled_functions: [{ what: SSH TCP forwarding, command: grep -i ^AllowTcpForwarding /etc/ssh/sshd_config, disabled: 'AllowTcpForwarding +no' }]"),

@@ -737,3 +737,32 @@ async fn management_services_demand_authentication_except_the_weak_web_api() {
     assert_replays(&ran);
     lab.stop().await;
 }
+
+/// TS 33.117 4.3.2.2: the weak devices' telnet and FTP also listen on their user-plane
+/// address, which their socket list shows and a scan from the lab host reaches; the
+/// hardened devices' services are bound to the management address and nothing answers on
+/// the user-plane address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_reachable_on_the_user_plane_address_of_weak_devices_only() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "restricted-service-reachability.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    for device in ["ru2", "core2"] {
+        let management = lab.device(device).unwrap().spec().management_ip;
+        let user_plane = proofrig_simlab::lab::user_plane_ip(management).unwrap();
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains(&format!("port 23 listens on {user_plane}, an address the rig declares as another interface's")),
+            "{device}: {why}"
+        );
+        assert!(why.contains(&format!("accept connections on the restricted address {user_plane}")), "{device}: {why}");
+        let scan = output(&ran, device, "no service accepts connections on the restricted addresses");
+        assert!(scan["findings"].to_string().contains("[21, 23]"), "{device}: {scan}");
+    }
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, "no service accepts connections on the restricted addresses")["passed"].to_string();
+        assert!(passed.contains("accepts a connection on the restricted address"), "{device}: {passed}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}

@@ -119,7 +119,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}], \
          vendor_keys: [{{ what: factory support key, key: \"{VENDOR_KEY}\" }}], authorized_keys_files: [{keys}], default_snmp_communities: [public, private], \
          role_accounts: [{{ role: operator, user: {OPERATOR}, password: oper_password, denied: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}] }}], \
-         management_services: [{{ service: ssh }}], \
+         management_services: [{{ service: ssh }}], restricted_addresses: [127.0.0.3], \
          disabled_functions: [{{ what: SSH TCP forwarding, command: \"grep -i ^AllowTcpForwarding {config}\", disabled: '(?i)^AllowTcpForwarding\\s+no' }}], \
          components: [{{ name: OpenSSH, command: ssh -V, version: 'OpenSSH_([0-9.]+(p[0-9]+)?)', supported: '^([9]|[1-9][0-9])\\.' }}] }}\n    \
          secrets: {{ root_password: {{ file: root.pass }}, oper_password: {{ file: oper.pass }} }}\n    \
@@ -223,7 +223,9 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             // A set-user-ID root copy of dash, left for maintenance.
             .setuid_root_copy("/bin/dash", "dash")
             // The vendor's factory key, still authorized.
-            .authorized_key(VENDOR_KEY),
+            .authorized_key(VENDOR_KEY)
+            // SSH on every interface of the device, not the management address alone.
+            .listen_on_every_interface(),
     ));
     let (code, text, bundle) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
@@ -248,6 +250,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("authorized_keys (read over SSH as oper) still authorizes the vendor's factory support key"), "{text}");
     assert!(text.contains("after 3 wrong passwords the right password for oper was accepted at once: nothing hinders guessing"), "{text}");
     assert!(text.contains("SSH TCP forwarding is not shown deactivated"), "{text}");
+    assert!(text.contains("accept connections on the restricted address 127.0.0.3"), "{text}");
 }
 
 /// An appliance where root logs in by key only (`PermitRootLogin prohibit-password`),

@@ -383,6 +383,18 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// Whether the telnet and FTP daemons listen on every interface of the device, its
+    /// user-plane address too (weak: started without a bind address, as they come), or,
+    /// like every other service, on the management address only (hardened).
+    pub fn services_on_every_interface(self) -> bool {
+        match self {
+            Profile::Hardened => false,
+            Profile::Weak => true,
+        }
+    }
+}
+
 /// Where the device mounts a removable medium (a USB stick in its maintenance port);
 /// the simulated rig declares it as `removable_mounts`.
 pub const REMOVABLE_MOUNT: &str = "/media/usb0";

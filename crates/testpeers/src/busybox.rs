@@ -605,6 +605,7 @@ impl BusyboxDevice {
              \x20     default_snmp_communities: [public, private]\n\
              \x20     role_accounts: [{{ role: operator, user: {OPERATOR}, password: oper_password, denied: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}] }}]\n\
              \x20     management_services: [{{ service: ssh }}, {{ service: console }}]\n\
+             \x20     restricted_addresses: [127.0.0.3]\n\
              \x20     software_list_command: \"find /bin /sbin /usr/bin /usr/sbin -type f\"\n\
              \x20     allowed_software: [/bin/busybox, /usr/sbin/dropbear]\n\
              \x20     disabled_functions: [{{ what: SSH local port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -j( |$)' }}, {{ what: SSH remote port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -k( |$)' }}]\n\
@@ -825,8 +826,14 @@ impl Image<'_> {
              i=0; while [ ! -S /dev/log ] && [ $i -lt 200 ]; do usleep 10000; i=$((i+1)); done\n\
              echo \"Starting syslogd: OK\"\n",
         );
+        // The hardened unit binds SSH to its management address only; the careless one to
+        // every interface (TS 33.117 4.3.2.2; the rig declares 127.0.0.3 as another interface's).
+        let listen = match profile {
+            Profile::Hardened => format!("127.0.0.1:{SSH_PORT}"),
+            Profile::Careless => SSH_PORT.to_string(),
+        };
         rcs.push_str(&format!(
-            "dropbear -r {HOST_KEY_PATH} -p {SSH_PORT} -P /var/run/dropbear.pid {}\n\
+            "dropbear -r {HOST_KEY_PATH} -p {listen} -P /var/run/dropbear.pid {}\n\
              echo \"Starting dropbear sshd: OK\"\n",
             profile.dropbear_flags().join(" ")
         ));

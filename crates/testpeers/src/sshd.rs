@@ -72,6 +72,9 @@ pub struct SshdBuilder {
     stand_ins: Vec<String>,
     /// Extra public key lines authorized for every account (a vendor's factory key).
     authorized_keys: Vec<String>,
+    /// sshd's `ListenAddress`: 127.0.0.1 unless a test with a network namespace of its
+    /// own asks for every interface.
+    listen_address: String,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -294,6 +297,14 @@ impl SshdBuilder {
     /// A process named `name` (a copy of `sleep`) running on the server for its
     /// lifetime: stands in for a daemon that is not installed here (e.g. `udisksd`, an
     /// automounter), as the device's `ps` shows it.
+    /// sshd listens on every interface of its network namespace (`ListenAddress
+    /// 0.0.0.0`), as a device that does not restrict where its services are reachable;
+    /// needs [`SshdBuilder::private_network`], so the test machine's interfaces stay out.
+    pub fn listen_on_every_interface(mut self) -> Self {
+        self.listen_address = "0.0.0.0".to_string();
+        self
+    }
+
     /// Also authorize this OpenSSH public key line (every account shares the server's
     /// one `authorized_keys` file), as firmware that ships a vendor's factory key does.
     pub fn authorized_key(mut self, line: &str) -> Self {
@@ -358,6 +369,7 @@ impl Sshd {
             hidden: Vec::new(),
             stand_ins: Vec::new(),
             authorized_keys: Vec::new(),
+            listen_address: "127.0.0.1".to_string(),
         }
     }
 
@@ -383,6 +395,10 @@ impl Sshd {
         assert!(
             options.net_settings.is_empty() || options.private_network,
             "net.* settings of the sshd test peer need its own network namespace (private_network): the test machine's are never changed"
+        );
+        assert!(
+            options.listen_address == "127.0.0.1" || options.private_network,
+            "an sshd test peer listening on every interface needs its own network namespace (private_network): no other addresses than loopback"
         );
         if !options.listeners.is_empty() {
             require_program(SOCAT, "socat");
@@ -452,7 +468,7 @@ impl Sshd {
                 .stderr(log)
                 .spawn()
                 .expect("spawn unshare for sshd");
-            if wait_until_listening(&mut child, base, port, options.private_network) {
+            if wait_until_listening(&mut child, base, &options.listen_address, port, options.private_network) {
                 return Sshd {
                     child: Some(child),
                     dir,
@@ -604,9 +620,9 @@ fn read_log(base: &Path) -> String {
     stderr + &fs::read_to_string(base.join("auth.log")).unwrap_or_default()
 }
 
-fn wait_until_listening(child: &mut Child, base: &Path, port: u16, own_network: bool) -> bool {
+fn wait_until_listening(child: &mut Child, base: &Path, address: &str, port: u16, own_network: bool) -> bool {
     let deadline = Instant::now() + STARTUP_LIMIT;
-    let listening = format!("Server listening on 127.0.0.1 port {port}");
+    let listening = format!("Server listening on {address} port {port}");
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
@@ -1017,7 +1033,7 @@ fn sshd_config(base: &Path, port: u16, options: &SshdBuilder, host_keys: &[HostK
         config.push_str(line);
         config.push('\n');
     }
-    config.push_str(&format!("Port {port}\nListenAddress 127.0.0.1\n"));
+    config.push_str(&format!("Port {port}\nListenAddress {}\n", options.listen_address));
     for key in host_keys {
         config.push_str(&format!("HostKey {d}/host_{}\n", key.kind));
     }
