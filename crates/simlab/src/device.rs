@@ -1,6 +1,6 @@
 //! One complete simulated device: its OS plus every network service its profile
-//! runs, on its management address, and its serial console, switched together by
-//! power.
+//! runs, on its management address (a weak device's telnet and FTP on its user-plane
+//! address too), and its serial console, switched together by power.
 //!
 //! This is what the sim lab instantiates per device; the sim PDU's coils call
 //! [`SimDevice::set_powered`].

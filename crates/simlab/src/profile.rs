@@ -3,8 +3,9 @@
 //! The same TS 33.117 test plan must give PASS against a *hardened* device and FAIL
 //! against a *weak* one, so every security-relevant difference between them is data
 //! in this one file: SSH algorithms, account policy, file modes, extra services,
-//! auth logging, bootloader protection, leftover accounts, the daemons' accounts, and
-//! the kernel's view (`/proc/sys` settings, the removable medium's mount options).
+//! auth logging, bootloader protection, leftover accounts, the daemons' accounts, the
+//! kernel's view (`/proc/sys` settings, the removable medium's mount options), the
+//! vendor's factory key, the installed software and which interfaces services bind.
 //! The device OS, the SSH server and the serial console only read it.
 
 use std::time::Duration;
@@ -22,7 +23,8 @@ pub enum Profile {
     /// a console login that shows a refused password, idle console sessions never ended,
     /// a console logout that leaves the shell running, `sudo` without a password for
     /// the operators, a `passwd` that does not ask for the current password, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
-    /// without a password) and daemons sharing one account.
+    /// without a password), daemons sharing one account, the vendor's factory key still
+    /// authorized for root, debugging tools installed, and telnet and FTP on every interface.
     Weak,
 }
 
