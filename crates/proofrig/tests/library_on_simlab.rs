@@ -629,3 +629,168 @@ async fn log_transfer_finds_the_hardened_devices_record_over_tls_and_none_from_t
     assert_replays(&ran);
     lab.stop().await;
 }
+
+/// TS 33.117 4.2.3.4.2.3: the weak devices' root still authorizes the vendor's factory
+/// key (read on the console as root, where the operator may not) and their SNMP agent
+/// answers the default communities; the hardened ones show neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_keys_and_default_communities_are_found_on_weak_and_absent_on_hardened() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "predefined-authentication-attributes.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, "no vendor key opens a login")["passed"].to_string();
+        assert!(
+            passed.contains("/root/.ssh/authorized_keys (read on the console as root) does not hold the vendor's factory support key"),
+            "{device}: {passed}"
+        );
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains("/root/.ssh/authorized_keys (read on the console as root) still authorizes the vendor's factory support key"),
+            "{device}: {why}"
+        );
+        assert!(why.contains("the device's SNMP agent answers the default communities"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+/// TS 33.117 4.2.3.4.3.3: the right password, shown real first, is refused after the
+/// declared number of wrong ones on the hardened devices (and works again after the
+/// declared delay); the weak devices let it in at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brute_force_protection_refuses_the_right_password_after_the_wrong_ones_on_hardened_only() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "brute-force-protection.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "the right password is refused after the declared number of wrong ones";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(
+            passed.contains("after 3 wrong passwords the right password for oper, accepted before them, was refused"),
+            "{device}: {passed}"
+        );
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains("after 3 wrong passwords the right password for oper was accepted at once: nothing hinders guessing"),
+            "{device}: {why}"
+        );
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+/// TS 33.117 4.2.3.4.6.2: the operator role's account logs in as itself and is refused
+/// the password hashes and root through `sudo` on the hardened devices; on the weak ones
+/// its role reads the hashes and acts as root without a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_role_is_refused_what_it_does_not_grant_on_hardened_only() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "role-based-access-control.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "every role account logs in and is refused what its role does not grant";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("oper (role operator) logged in over SSH"), "{device}: {passed}");
+        assert!(passed.contains("oper (role operator) may not read the password hashes"), "{device}: {passed}");
+        assert!(
+            passed.contains("oper (role operator) may not run commands as root without a password: `sudo -n id -u` was refused"),
+            "{device}: {passed}"
+        );
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("oper (role operator) was allowed to read the password hashes over SSH"), "{device}: {why}");
+        assert!(why.contains("oper (role operator) was allowed to run commands as root without a password over SSH"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+/// TS 33.117 4.3.2.3, 4.3.2.4 and 4.3.2.5: the vendor's software list, the management
+/// functions of the device's configuration and its firmware release, each against what
+/// the rig declares: the weak devices carry debugging tools and extra daemons, leave
+/// telnet and FTP management on and run a firmware release out of support.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn software_functions_and_components_are_held_to_the_declared_lists() {
+    let mut lab = lab().await;
+    for (plan, finding) in [
+        ("no-unused-software.yaml", "installed but not in the vendor's list of needed software"),
+        ("no-unused-functions.yaml", "telnet management is not shown deactivated"),
+        ("no-unsupported-components.yaml", "firmware 3.0.7 (read with `cat /etc/proofrig-release`) is not under support"),
+    ] {
+        let ran = run(&lab, plan).await;
+        assert_hardened_pass_weak_fail(&ran);
+        for device in ["ru2", "core2"] {
+            let (_, why) = verdict(&ran, device);
+            assert!(why.contains(finding), "{plan} on {device}: {why}");
+        }
+        for device in ["ru1", "core1"] {
+            let (_, why) = verdict(&ran, device);
+            assert!(!why.is_empty(), "{plan} on {device}: the evidence names what held");
+        }
+        assert_replays(&ran);
+    }
+    let ran = run(&lab, "no-unused-software.yaml").await;
+    let (_, why) = verdict(&ran, "ru2");
+    for tool in ["gdbserver", "tcpdump", "telnetd"] {
+        assert!(why.contains(tool), "{why}");
+    }
+    lab.stop().await;
+}
+
+/// TS 33.117 4.2.3.4.1.1: SSH and the console refuse a wrong password everywhere; the
+/// weak devices' web management API answers without credentials, the hardened ones'
+/// asks for them (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_services_demand_authentication_except_the_weak_web_api() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "system-function-authentication.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "every management service demands authentication";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("SSH asked oper to authenticate"), "{device}: {passed}");
+        assert!(passed.contains("the console asked oper for a password and refused a wrong one"), "{device}: {passed}");
+        assert!(passed.contains("GET /api/config on port") && passed.contains("was answered 401"), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(why.contains("GET /api/config on port 80 without credentials was answered 200"), "{device}: {why}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}
+
+/// TS 33.117 4.3.2.2: the weak devices' telnet and FTP also listen on their user-plane
+/// address, which their socket list shows and a scan from the lab host reaches; the
+/// hardened devices' services are bound to the management address and nothing answers on
+/// the user-plane address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_reachable_on_the_user_plane_address_of_weak_devices_only() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "restricted-service-reachability.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    for device in ["ru2", "core2"] {
+        let management = lab.device(device).unwrap().spec().management_ip;
+        let user_plane = proofrig_simlab::lab::user_plane_ip(management).unwrap();
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains(&format!("port 23 listens on {user_plane}, an address the rig declares as another interface's")),
+            "{device}: {why}"
+        );
+        assert!(why.contains(&format!("accept connections on the restricted address {user_plane}")), "{device}: {why}");
+        let scan = output(&ran, device, "no service accepts connections on the restricted addresses");
+        assert!(scan["findings"].to_string().contains("[21, 23]"), "{device}: {scan}");
+    }
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, "no service accepts connections on the restricted addresses")["passed"].to_string();
+        assert!(passed.contains("accepts a connection on the restricted address"), "{device}: {passed}");
+    }
+    assert_replays(&ran);
+    lab.stop().await;
+}

@@ -14,7 +14,7 @@ use std::process::Output;
 use proofrig_evidence::journal::read_chain;
 use proofrig_evidence::signing;
 use proofrig_simlab::log_forward::LogServer;
-use proofrig_testpeers::busybox::{KERNEL_NET_CARELESS, KERNEL_NET_COMPLIANT};
+use proofrig_testpeers::busybox::{KERNEL_NET_CARELESS, KERNEL_NET_COMPLIANT, VENDOR_KEY};
 use proofrig_testpeers::rsyslog::RsyslogForwarder;
 use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
 
@@ -38,8 +38,8 @@ const LOG_SERVER: &str = "127.0.0.1:6514";
 static LOG_IDENTITY: std::sync::LazyLock<LogServer> =
     std::sync::LazyLock::new(|| LogServer::new(LOG_SERVER.parse().unwrap()).expect("a log server identity"));
 
-/// Every plan of the library, as files. The lockout case goes last: it blocks the
-/// operator account for a while (and waits until it is free).
+/// Every plan of the library, as files. The lockout cases go last: they block the
+/// operator account for a while (and wait until it is free).
 fn library() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -47,7 +47,7 @@ fn library() -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".yaml"))
         .collect();
-    files.sort_by_key(|f| (f == "failed-login-attempts.yaml", f.clone()));
+    files.sort_by_key(|f| (f == "failed-login-attempts.yaml" || f == "brute-force-protection.yaml", f.clone()));
     assert!(files.len() >= 10, "the whole library: {files:?}");
     files.iter().map(|f| plan(f)).collect()
 }
@@ -121,17 +121,25 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("root.pass"), sshd.password()).unwrap();
     std::fs::write(dir.join("log-server.pem"), &LOG_IDENTITY.identity_pem).unwrap();
+    std::fs::write(dir.join("oper.pass"), OPERATOR_PASSWORD).unwrap();
     let yaml = format!(
         "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
-         privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}] }}\n    \
-         secrets: {{ root_password: {{ file: root.pass }}, log_server_identity: {{ file: log-server.pem }} }}\n    \
+         privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}], \
+         vendor_keys: [{{ what: factory support key, key: \"{VENDOR_KEY}\" }}], authorized_keys_files: [{keys}], default_snmp_communities: [public, private], \
+         role_accounts: [{{ role: operator, user: {OPERATOR}, password: oper_password, denied: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}] }}], \
+         management_services: [{{ service: ssh }}], restricted_addresses: [127.0.0.3], \
+         disabled_functions: [{{ what: SSH TCP forwarding, command: \"grep -i ^AllowTcpForwarding {config}\", disabled: '(?i)^AllowTcpForwarding\\s+no' }}], \
+         components: [{{ name: OpenSSH, command: ssh -V, version: 'OpenSSH_([0-9.]+(p[0-9]+)?)', supported: '^([9]|[1-9][0-9])\\.' }}] }}\n    \
+         secrets: {{ root_password: {{ file: root.pass }}, oper_password: {{ file: oper.pass }}, log_server_identity: {{ file: log-server.pem }} }}\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, {login}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
         fp = sshd.host_key_fingerprint(),
         default_user = DEFAULT_ACCOUNT.0,
         default_password = DEFAULT_ACCOUNT.1,
+        keys = sshd.dir().join("authorized_keys").display(),
+        config = sshd.dir().join("sshd_config").display(),
     );
     let path = dir.join("rig.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -192,6 +200,8 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .config("KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org")
             .config("Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr")
             .config("MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com")
+            // No TCP forwarding, a function the device does not use.
+            .config("AllowTcpForwarding no")
             // The vendor's default account is there but locked, and wrong passwords lock an account.
             .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1).locked())
             .faillock(LOCKOUT_ATTEMPTS, std::time::Duration::from_secs(LOCKOUT_SECONDS), false),
@@ -232,7 +242,11 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .account(Account::new("guest", "").empty_password())
             .auth_log_mode(0o644)
             // A set-user-ID root copy of dash, left for maintenance.
-            .setuid_root_copy("/bin/dash", "dash"),
+            .setuid_root_copy("/bin/dash", "dash")
+            // The vendor's factory key, still authorized.
+            .authorized_key(VENDOR_KEY)
+            // SSH on every interface of the device, not the management address alone.
+            .listen_on_every_interface(),
     ));
     let (code, text, bundle) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
@@ -255,6 +269,10 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("set-user-ID root files that give anyone a root shell: [\"/usr/local/bin/dash\"]"), "{text}");
     assert!(text.contains("user id 0 is shared by the accounts root, support"), "{text}");
     assert!(text.contains("/var/log/auth.log is mode 644, owner root, group adm: other users have r-- on it"), "{text}");
+    assert!(text.contains("authorized_keys (read over SSH as oper) still authorizes the vendor's factory support key"), "{text}");
+    assert!(text.contains("after 3 wrong passwords the right password for oper was accepted at once: nothing hinders guessing"), "{text}");
+    assert!(text.contains("SSH TCP forwarding is not shown deactivated"), "{text}");
+    assert!(text.contains("accept connections on the restricted address 127.0.0.3"), "{text}");
 }
 
 /// An appliance where root logs in by key only (`PermitRootLogin prohibit-password`),
@@ -264,7 +282,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
 #[test]
 fn a_root_by_key_appliance_fails_remote_root_login() {
     let tmp = tempfile::tempdir().unwrap();
-    let appliance = device(hardened_kernel(Sshd::builder().config("PermitRootLogin prohibit-password")));
+    let appliance = device(hardened_kernel(Sshd::builder().config("PermitRootLogin prohibit-password").config("AllowTcpForwarding no")));
     let dir = tmp.path().join("appliance");
     let key = format!("key_file: {}", appliance.client_key().display());
     let rig = rig_with_login(&appliance, &dir, "root", &key);

@@ -1,6 +1,6 @@
 //! One complete simulated device: its OS plus every network service its profile
-//! runs, on its management address, and its serial console, switched together by
-//! power.
+//! runs, on its management address (a weak device's telnet and FTP on its user-plane
+//! address too), and its serial console, switched together by power.
 //!
 //! This is what the sim lab instantiates per device; the sim PDU's coils call
 //! [`SimDevice::set_powered`].
@@ -20,6 +20,9 @@ use crate::SimError;
 pub struct SimDeviceSpec {
     /// Management address, a loopback address such as 127.0.0.11.
     pub management_ip: IpAddr,
+    /// The address of the device's user-plane (traffic) interface, where no management
+    /// service belongs; a weak device's telnet and FTP listen there too.
+    pub user_plane_ip: Option<IpAddr>,
     /// Ports (0 = any free port). Unprivileged by default so no root is needed.
     pub ssh_port: u16,
     pub telnet_port: u16,
@@ -40,6 +43,7 @@ impl SimDeviceSpec {
     pub fn new(management_ip: IpAddr, host_key: HostKey) -> Self {
         SimDeviceSpec {
             management_ip,
+            user_plane_ip: None,
             ssh_port: 2222,
             telnet_port: 2323,
             ftp_port: 2121,
@@ -58,6 +62,8 @@ pub struct SimDevice {
     os: DeviceOs,
     ssh: SimSshServer,
     extra_services: Vec<BannerService>,
+    /// The same telnet and FTP services on the user-plane address (weak devices).
+    user_plane_services: Vec<BannerService>,
     snmp: Option<SnmpAgent>,
     console: Option<SimConsole>,
 }
@@ -80,6 +86,13 @@ impl SimDevice {
             let addr = SocketAddr::new(spec.management_ip, port);
             extra_services.push(BannerService::start(addr, os.clone(), *service).await?);
         }
+        let mut user_plane_services = Vec::new();
+        if let Some(ip) = spec.user_plane_ip.filter(|_| profile.services_on_every_interface()) {
+            for service in extra_services.iter().filter(|s| matches!(s.service(), ExtraService::Telnet | ExtraService::Ftp)) {
+                let addr = SocketAddr::new(ip, service.local_addr().port());
+                user_plane_services.push(BannerService::start(addr, os.clone(), service.service()).await?);
+            }
+        }
         let snmp = match profile.snmp_v2c_agent() {
             true => Some(SnmpAgent::start(SocketAddr::new(spec.management_ip, spec.snmp_port), os.clone()).await?),
             false => None,
@@ -88,7 +101,7 @@ impl SimDevice {
             Some(options) => Some(SimConsole::start(os.clone(), options, spec.powered).await?),
             None => None,
         };
-        let device = SimDevice { os, ssh, extra_services, snmp, console };
+        let device = SimDevice { os, ssh, extra_services, user_plane_services, snmp, console };
         if !spec.powered {
             // The listeners had to bind once to learn their ports.
             device.set_powered(false).await?;
@@ -134,7 +147,7 @@ impl SimDevice {
             console.set_powered(powered).await?;
         }
         self.ssh.set_powered(powered).await?;
-        for service in &self.extra_services {
+        for service in self.extra_services.iter().chain(&self.user_plane_services) {
             service.set_powered(powered).await?;
         }
         if let Some(snmp) = &self.snmp {
@@ -148,7 +161,7 @@ impl SimDevice {
             console.stop().await;
         }
         self.ssh.stop().await;
-        for service in &self.extra_services {
+        for service in self.extra_services.iter().chain(&self.user_plane_services) {
             service.stop().await;
         }
         if let Some(snmp) = &self.snmp {

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::profile::{AccountPolicy, Profile, REMOVABLE_MOUNT};
+use crate::profile::{AccountPolicy, Profile, BASE_SOFTWARE, REMOVABLE_MOUNT, SOFTWARE_LIST, VENDOR_KEY};
 
 /// Who the device says it is, as reported by `/etc/proofrig-release` and `uname -a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +214,8 @@ pub(crate) enum Content {
     Group,
     Shadow,
     AuthLog,
+    /// The account's `authorized_keys`, one `type base64` line per key it accepts.
+    AuthorizedKeys(String),
 }
 
 #[derive(Debug, Clone)]
@@ -497,6 +499,11 @@ impl DeviceState {
                 account.shell = "/usr/sbin/nologin".to_string();
             }
         }
+        if config.profile.vendor_key_installed() {
+            if let Some(root) = accounts.get_mut("root") {
+                root.authorized_keys.push(key_identity(VENDOR_KEY));
+            }
+        }
         let mut processes = vec![Process { pid: 1, ppid: 0, user: "root".into(), program: "init".into() }];
         for (index, daemon) in config.profile.daemons().iter().enumerate() {
             let pid = if daemon.program == "sshd" { SSHD_PID } else { 300 + 10 * index as u32 };
@@ -516,6 +523,8 @@ impl DeviceState {
         }
         put("/tmp", dir(), 0o1777, "root", "root");
         put("/root", dir(), 0o700, "root", "root");
+        put("/root/.ssh", dir(), 0o700, "root", "root");
+        put("/root/.ssh/authorized_keys", NodeKind::File(Content::AuthorizedKeys("root".into())), 0o600, "root", "root");
         for account in accounts.values().filter(|a| a.uid != ROOT_UID && !a.system) {
             put(&account.home, dir(), 0o750, &account.name, &account.name);
         }
@@ -539,6 +548,8 @@ impl DeviceState {
         );
         put("/etc/ssh/ssh_host_ed25519_key.pub", text(String::new()), 0o644, "root", "root");
         put("/etc/proofrig/device.conf", text(device_conf(&config)), modes.device_config, "root", "root");
+        let software = BASE_SOFTWARE.iter().chain(config.profile.extra_software()).map(|(name, version)| format!("{name} {version}\n"));
+        put(SOFTWARE_LIST, text(software.collect()), 0o644, "root", "root");
         put("/var/log/auth.log", NodeKind::File(Content::AuthLog), modes.auth_log, "root", "adm");
         // The set-user-ID root programs, as on any Linux: each does one limited task.
         for program in ["passwd", "sudo"] {
@@ -693,6 +704,9 @@ impl DeviceState {
                     format!("{}:{hash}:19700:0:99999:7:::\n", a.name)
                 })
                 .collect(),
+            Content::AuthorizedKeys(user) => {
+                self.accounts.get(user).map(|a| a.authorized_keys.iter().map(|key| format!("{key}\n")).collect()).unwrap_or_default()
+            }
             Content::AuthLog => self.auth_log.iter().map(|record| format!("{}\n", record.to_log_line(&self.hostname))).collect(),
         }
     }

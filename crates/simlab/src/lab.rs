@@ -30,8 +30,9 @@ use crate::device::{SimDevice, SimDeviceSpec};
 use crate::device_os::{DeviceConfig, DeviceIdentity};
 use crate::log_forward::LogServer;
 use crate::pdu::{PduOptions, SimPdu};
-use crate::profile::{ExtraService, Profile, REMOVABLE_MOUNT};
+use crate::profile::{ExtraService, Profile, BASE_SOFTWARE, REMOVABLE_MOUNT, SOFTWARE_LIST, VENDOR_KEY};
 use crate::ssh_server::{HostKey, SshServerOptions};
+use crate::web::MANAGEMENT_API;
 use crate::SimError;
 
 /// Vendor name every simulated device reports and the rig declares.
@@ -300,6 +301,7 @@ impl SimLab {
                 .with_account(OPERATOR_USER, &oper_password)
                 .with_lockout_duration(Duration::from_secs(lockout_seconds));
             let mut device_spec = SimDeviceSpec::new(spec.management_ip, HostKey::generate()?);
+            device_spec.user_plane_ip = user_plane_ip(spec.management_ip);
             device_spec.ssh_port = spec.ssh_port;
             device_spec.telnet_port = spec.telnet_port;
             device_spec.ftp_port = spec.ftp_port;
@@ -419,6 +421,16 @@ impl SimLab {
         if web_port != "null" {
             ports.push(web_port.clone());
         }
+        let mut management_services = vec!["{ service: ssh }".to_string()];
+        if device.console_path().is_some() {
+            management_services.push("{ service: console }".to_string());
+        }
+        if let Some(port) = device.web_port() {
+            management_services.push(format!("{{ service: http, port: {port}, paths: [{MANAGEMENT_API}] }}"));
+        }
+        let management_services = management_services.join(", ");
+        let restricted = user_plane_ip(spec.management_ip).map_or_else(String::new, |ip| ip.to_string());
+        let allowed_software = BASE_SOFTWARE.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
         let _ = write!(
             out,
             "  {name}:\n\
@@ -434,6 +446,16 @@ impl SimLab {
              \x20     ssh_root_login: false\n\
              \x20     lockout: {{ attempts: 3, seconds: {} }}\n\
              \x20     default_accounts: [{{ user: admin, password: admin }}]\n\
+             \x20     vendor_keys: [{{ what: factory support key, key: \"{VENDOR_KEY}\" }}]\n\
+             \x20     authorized_keys_files: [/root/.ssh/authorized_keys]\n\
+             \x20     default_snmp_communities: [public, private]\n\
+             \x20     role_accounts: [{{ role: operator, user: {OPERATOR_USER}, password: oper_password, denied: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: run commands as root without a password, command: sudo -n id -u }}] }}]\n\
+             \x20     management_services: [{management_services}]\n\
+             \x20     restricted_addresses: [{restricted}]\n\
+             \x20     software_list_command: \"cat {SOFTWARE_LIST}\"\n\
+             \x20     allowed_software: [{allowed_software}]\n\
+             \x20     disabled_functions: [{{ what: telnet management, command: \"grep ^management.telnet= /etc/proofrig/device.conf\", disabled: \"=disabled$\" }}, {{ what: FTP management, command: \"grep ^management.ftp= /etc/proofrig/device.conf\", disabled: \"=disabled$\" }}]\n\
+             \x20     components: [{{ name: firmware, command: cat /etc/proofrig-release, version: 'FIRMWARE=\"([^\"]+)\"', supported: '^4\\.' }}]\n\
              \x20     password_policy: {{ min_length: 12, classes: 3 }}\n\
              \x20     password_change_command: \"passwd --stdin\"\n\
              \x20     auth_log: /var/log/auth.log\n\
@@ -526,6 +548,19 @@ impl SimLab {
 }
 
 /// `ru1-root` for `ru1`'s `root_password`.
+/// The address of a device's user-plane interface: its management address with 100
+/// added to the last octet (127.0.0.11 -> 127.0.0.111); the rig declares it as
+/// `restricted_addresses`. None where that leaves the octet's range.
+pub fn user_plane_ip(management: IpAddr) -> Option<IpAddr> {
+    match management {
+        IpAddr::V4(ip) => {
+            let [a, b, c, d] = ip.octets();
+            d.checked_add(100).filter(|d| *d < 255).map(|d| IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+        }
+        IpAddr::V6(_) => None,
+    }
+}
+
 fn secret_file_name(device: &str, secret: &str) -> String {
     let suffix = SECRETS.iter().find(|(name, _)| *name == secret).map_or(secret, |(_, suffix)| *suffix);
     format!("{device}-{suffix}")

@@ -38,6 +38,8 @@ pub use device_os::{
 pub use error::SimError;
 pub use lab::{LabDevice, LabDeviceSpec, SimLab, SimLabConfig};
 pub use pdu::{CoilHook, CoilOp, LoggedRequest, PduOptions, SimPdu};
-pub use profile::{AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms, REMOVABLE_MOUNT};
+pub use profile::{
+    AccountPolicy, ExtraService, FileModes, LockoutPolicy, PasswordPolicy, Profile, SshAlgorithms, REMOVABLE_MOUNT, VENDOR_KEY,
+};
 pub use services::BannerService;
 pub use ssh_server::{HostKey, SimSshServer, SshServerOptions};

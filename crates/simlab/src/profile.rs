@@ -3,8 +3,9 @@
 //! The same TS 33.117 test plan must give PASS against a *hardened* device and FAIL
 //! against a *weak* one, so every security-relevant difference between them is data
 //! in this one file: SSH algorithms, account policy, file modes, extra services,
-//! auth logging, bootloader protection, leftover accounts, the daemons' accounts, and
-//! the kernel's view (`/proc/sys` settings, the removable medium's mount options).
+//! auth logging, bootloader protection, leftover accounts, the daemons' accounts, the
+//! kernel's view (`/proc/sys` settings, the removable medium's mount options), the
+//! vendor's factory key, the installed software and which interfaces services bind.
 //! The device OS, the SSH server and the serial console only read it.
 
 use std::time::Duration;
@@ -22,7 +23,8 @@ pub enum Profile {
     /// a console login that shows a refused password, idle console sessions never ended,
     /// a console logout that leaves the shell running, `sudo` without a password for
     /// the operators, a `passwd` that does not ask for the current password, accounts left from older firmware (a uid 0 alias hashed with MD5, a guest
-    /// without a password) and daemons sharing one account.
+    /// without a password), daemons sharing one account, the vendor's factory key still
+    /// authorized for root, debugging tools installed, and telnet and FTP on every interface.
     Weak,
 }
 
@@ -347,6 +349,56 @@ impl Profile {
         match self {
             Profile::Hardened => true,
             Profile::Weak => false,
+        }
+    }
+}
+
+/// The public half of the key a vendor pre-installs for root on every unit it ships
+/// ("factory support"): its private half is the vendor's, not the operator's, so it
+/// opens every such unit. The simulated rig declares it as `vendor_keys`.
+pub const VENDOR_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINJ9CiY9CrK96jo0Rc6BbnCC+a721BFllhjSzY71oA5i factory-support@vendor";
+
+impl Profile {
+    /// Whether root's `authorized_keys` still holds the vendor's factory key
+    /// ([`VENDOR_KEY`]) as delivered (weak), or the operator removed it (hardened).
+    pub fn vendor_key_installed(self) -> bool {
+        match self {
+            Profile::Hardened => false,
+            Profile::Weak => true,
+        }
+    }
+}
+
+/// Where the device's vendor keeps its list of installed software, one `name version`
+/// line per component (what a package manager would list); the simulated rig declares
+/// `cat` of it as `software_list_command`.
+pub const SOFTWARE_LIST: &str = "/etc/proofrig/software.list";
+
+/// The software every simulated device needs, as (name, version): the simulated rig
+/// declares these names as `allowed_software`.
+pub const BASE_SOFTWARE: &[(&str, &str)] =
+    &[("base-files", "4.2.1"), ("busybox", "1.36.1"), ("openssh-server", "9.6p1"), ("syslogd", "1.36.1"), ("httpd-mgmt", "4.2.1")];
+
+impl Profile {
+    /// Installed software beyond [`BASE_SOFTWARE`]: nothing on a hardened device; on a
+    /// weak one the daemons of its extra services, the automounter and the debugging
+    /// tools a development image carried into the field.
+    pub fn extra_software(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Hardened => &[],
+            Profile::Weak => &[("telnetd", "0.17"), ("ftpd", "0.17"), ("udisks2", "2.8.1"), ("gdbserver", "8.3"), ("tcpdump", "4.9.2")],
+        }
+    }
+}
+
+impl Profile {
+    /// Whether the telnet and FTP daemons listen on every interface of the device, its
+    /// user-plane address too (weak: started without a bind address, as they come), or,
+    /// like every other service, on the management address only (hardened).
+    pub fn services_on_every_interface(self) -> bool {
+        match self {
+            Profile::Hardened => false,
+            Profile::Weak => true,
         }
     }
 }

@@ -48,6 +48,10 @@ pub fn answer(os: &DeviceOs, request: &Request<'_>) -> Vec<u8> {
     }
 }
 
+/// The management API's configuration resource: the hardened server asks for
+/// credentials (401), the weak one serves the configuration to anyone.
+pub const MANAGEMENT_API: &str = "/api/config";
+
 /// Where the weak server's document root lies on the device.
 const DOCUMENT_ROOT: &str = "/var/www";
 
@@ -141,6 +145,11 @@ fn hardened(hostname: &str, identity: &DeviceIdentity, request: &Request<'_>) ->
     }
     match request.path {
         "/" | "/index.html" => response("200 OK", &[server, html], &login_page(hostname, identity, false), head_only),
+        // The management API asks for credentials before it answers anything.
+        MANAGEMENT_API => {
+            let challenge = ("WWW-Authenticate", "Basic realm=\"management\"".to_string());
+            response("401 Unauthorized", &[server, html, challenge], &page("Unauthorized", "Log in first."), head_only)
+        }
         path if path.ends_with('/') => response("403 Forbidden", &[server, html], &page("Forbidden", "Access denied."), head_only),
         _ => response("404 Not Found", &[server, html], &page("Not found", "The page does not exist."), head_only),
     }
@@ -168,6 +177,12 @@ fn weak(hostname: &str, identity: &DeviceIdentity, request: &Request<'_>) -> Vec
     }
     match request.path {
         "/" | "/index.html" => response("200 OK", &headers, &login_page(hostname, identity, true), head_only),
+        // The management API answers whoever asks: the login page guards only the UI.
+        MANAGEMENT_API => {
+            let config =
+                format!("hostname={hostname}\nfirmware={}\nmanagement.telnet=enabled\nmanagement.ftp=enabled\n", identity.firmware);
+            response("200 OK", &[headers[0].clone(), ("Content-Type", "text/plain".to_string())], &config, head_only)
+        }
         path if path.ends_with('/') => {
             let listing = format!(
                 "<html><head><title>Index of {path}</title></head><body><h1>Index of {path}</h1><hr><pre>\

@@ -290,12 +290,19 @@ async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
         let ip = device.spec().management_ip;
         let mut ports: Vec<u16> = device.device().extra_services().iter().map(|s| s.local_addr().port()).collect();
         ports.sort_unstable();
-        let listening: Vec<u16> =
-            device.device().os().listeners().iter().map(|l| l.addr.port()).filter(|p| *p != device.ssh_addr().port()).collect();
+        let listeners = device.device().os().listeners();
+        let on_management = listeners.iter().filter(|l| l.addr.ip() == ip);
+        let listening: Vec<u16> = on_management.map(|l| l.addr.port()).filter(|p| *p != device.ssh_addr().port()).collect();
+        // What listens on the device's user-plane address (TS 33.117 4.3.2.2).
+        let user_plane = proofrig_simlab::lab::user_plane_ip(ip).expect("a user-plane address");
+        let elsewhere: Vec<u16> = listeners.iter().filter(|l| l.addr.ip() == user_plane).map(|l| l.addr.port()).collect();
         match device.spec().profile {
             Profile::Weak => {
                 assert_eq!(ports, [21, 23, 80], "{}", device.name());
                 assert_eq!(listening, [21, 23, 80], "{}", device.name());
+                // Telnet and FTP also listen on the user-plane interface, and answer there.
+                assert_eq!(elsewhere, [21, 23], "{}", device.name());
+                assert!(accepts((user_plane, 23).into()).await, "{}", device.name());
                 let mut telnet = TcpStream::connect((ip, 23)).await.unwrap();
                 let mut banner = [0u8; 64];
                 let n = telnet.read(&mut banner).await.unwrap();
@@ -306,6 +313,7 @@ async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
                 assert_eq!(ports, [device.web_port().unwrap()], "{}", device.name());
                 assert_eq!(listening, ports, "{}", device.name());
                 assert!(ports[0] > 1024 && !accepts((ip, 23).into()).await && !accepts((ip, 80).into()).await);
+                assert!(elsewhere.is_empty() && !accepts((user_plane, 23).into()).await, "{}: {elsewhere:?}", device.name());
             }
         }
     }

@@ -92,6 +92,11 @@ pub const TELNET_PORT: u16 = 23;
 /// port scan of the device (127.0.0.1) never finds the PDU.
 pub const PDU_HOST: &str = "127.0.0.2";
 
+/// The public half of the key the vendor pre-installs for root ("factory support") on
+/// every unit: the careless firmware still authorizes it, the hardened one does not.
+/// A rig declares it as `vendor_keys` (TS 33.117 4.2.3.4.2.3).
+pub const VENDOR_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINJ9CiY9CrK96jo0Rc6BbnCC+a721BFllhjSzY71oA5i factory-support@vendor";
+
 /// How long a power-on may take until SSH listens and getty runs.
 const BOOT_LIMIT: Duration = Duration::from_secs(10);
 /// How long a power-off may take until every process of the device is gone.
@@ -107,7 +112,7 @@ pub enum Profile {
     /// (`support` with uid 0 and an MD5 crypt hash, `guest` with an empty password
     /// field), and every user reads the authentication log (0644).
     Careless,
-    /// dropbear `-w` (no root login) and `-T 3`, `/etc/shadow` 0640 root:shadow, no
+    /// dropbear `-w` (no root login), `-T 3` and `-j -k` (no port forwarding), `/etc/shadow` 0640 root:shadow, no
     /// telnetd, `admin` locked, root logins only on the console (`/etc/securetty`).
     Hardened,
 }
@@ -126,7 +131,8 @@ impl Profile {
             Profile::Careless => &[],
             // -w: no root login at all (so -g, no root password login, is implied); the
             // operator logs in with a password, so password logins (-s) stay on.
-            Profile::Hardened => &["-w", "-T", "3"],
+            // -j, -k: no local or remote port forwarding, a function a radio unit does not use.
+            Profile::Hardened => &["-w", "-T", "3", "-j", "-k"],
         }
     }
 
@@ -599,6 +605,16 @@ impl BusyboxDevice {
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
              \x20     log_server: udp:{LOG_SERVER}\n\
+             \x20     vendor_keys: [{{ what: factory support key, key: \"{VENDOR_KEY}\" }}]\n\
+             \x20     authorized_keys_files: [/root/.ssh/authorized_keys]\n\
+             \x20     default_snmp_communities: [public, private]\n\
+             \x20     role_accounts: [{{ role: operator, user: {OPERATOR}, password: oper_password, denied: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}] }}]\n\
+             \x20     management_services: [{{ service: ssh }}, {{ service: console }}]\n\
+             \x20     restricted_addresses: [127.0.0.3]\n\
+             \x20     software_list_command: \"find /bin /sbin /usr/bin /usr/sbin -type f\"\n\
+             \x20     allowed_software: [/bin/busybox, /usr/sbin/dropbear]\n\
+             \x20     disabled_functions: [{{ what: SSH local port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -j( |$)' }}, {{ what: SSH remote port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -k( |$)' }}]\n\
+             \x20     components: [{{ name: BusyBox, command: busybox, version: 'BusyBox v([0-9.]+)', supported: '^1\\.(3[5-9]|[4-9][0-9])\\.' }}, {{ name: dropbear, command: /usr/sbin/dropbear -V, version: 'Dropbear v([0-9.]+)', supported: '^20(2[2-9]|[3-9][0-9])\\.' }}]\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
              \x20     oper_password: {oper_secret}\n\
@@ -666,6 +682,13 @@ impl Image<'_> {
         }
         self.mkdir("tmp", 0o1777, 0, 0);
         self.mkdir("root", 0o700, 0, 0);
+        if self.options.profile == Profile::Careless {
+            // The vendor's factory key, left authorized for root as delivered.
+            self.mkdir("root/.ssh", 0o700, 0, 0);
+            let keys = root.join("root/.ssh/authorized_keys");
+            fs::write(&keys, format!("{VENDOR_KEY}\n")).expect("write root's authorized_keys");
+            set_owner_mode(&keys, 0, 0, 0o600);
+        }
         self.mkdir("home/oper", 0o750, 1000, 1000);
         self.mkdir("home/admin", 0o750, 1001, 1001);
         if self.options.profile == Profile::Careless {
@@ -810,8 +833,14 @@ impl Image<'_> {
             // Hardened forwards its log to the central log server too (BusyBox: UDP only).
             if profile == Profile::Hardened { format!(" -R {LOG_SERVER} -L") } else { String::new() },
         );
+        // The hardened unit binds SSH to its management address only; the careless one to
+        // every interface (TS 33.117 4.3.2.2; the rig declares 127.0.0.3 as another interface's).
+        let listen = match profile {
+            Profile::Hardened => format!("127.0.0.1:{SSH_PORT}"),
+            Profile::Careless => SSH_PORT.to_string(),
+        };
         rcs.push_str(&format!(
-            "dropbear -r {HOST_KEY_PATH} -p {SSH_PORT} -P /var/run/dropbear.pid {}\n\
+            "dropbear -r {HOST_KEY_PATH} -p {listen} -P /var/run/dropbear.pid {}\n\
              echo \"Starting dropbear sshd: OK\"\n",
             profile.dropbear_flags().join(" ")
         ));

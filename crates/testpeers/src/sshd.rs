@@ -71,6 +71,11 @@ pub struct SshdBuilder {
     removable_media: Vec<(String, String)>,
     hidden: Vec<String>,
     stand_ins: Vec<String>,
+    /// Extra public key lines authorized for every account (a vendor's factory key).
+    authorized_keys: Vec<String>,
+    /// sshd's `ListenAddress`: 127.0.0.1 unless a test with a network namespace of its
+    /// own asks for every interface.
+    listen_address: String,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -301,6 +306,21 @@ impl SshdBuilder {
     /// A process named `name` (a copy of `sleep`) running on the server for its
     /// lifetime: stands in for a daemon that is not installed here (e.g. `udisksd`, an
     /// automounter), as the device's `ps` shows it.
+    /// sshd listens on every interface of its network namespace (`ListenAddress
+    /// 0.0.0.0`), as a device that does not restrict where its services are reachable;
+    /// needs [`SshdBuilder::private_network`], so the test machine's interfaces stay out.
+    pub fn listen_on_every_interface(mut self) -> Self {
+        self.listen_address = "0.0.0.0".to_string();
+        self
+    }
+
+    /// Also authorize this OpenSSH public key line (every account shares the server's
+    /// one `authorized_keys` file), as firmware that ships a vendor's factory key does.
+    pub fn authorized_key(mut self, line: &str) -> Self {
+        self.authorized_keys.push(line.to_string());
+        self
+    }
+
     pub fn stand_in_process(mut self, name: &str) -> Self {
         assert!(!name.contains(['/', '\'', ' ']), "a plain program name, not {name}");
         self.stand_ins.push(name.to_string());
@@ -358,6 +378,8 @@ impl Sshd {
             removable_media: Vec::new(),
             hidden: Vec::new(),
             stand_ins: Vec::new(),
+            authorized_keys: Vec::new(),
+            listen_address: "127.0.0.1".to_string(),
         }
     }
 
@@ -384,6 +406,10 @@ impl Sshd {
             options.net_settings.is_empty() || options.private_network,
             "net.* settings of the sshd test peer need its own network namespace (private_network): the test machine's are never changed"
         );
+        assert!(
+            options.listen_address == "127.0.0.1" || options.private_network,
+            "an sshd test peer listening on every interface needs its own network namespace (private_network): no other addresses than loopback"
+        );
         if !options.listeners.is_empty() {
             require_program(SOCAT, "socat");
         }
@@ -405,6 +431,17 @@ impl Sshd {
         let host_keys: Vec<HostKey> = options.host_key_types.iter().map(|kind| generate_host_key(base, kind)).collect();
         keygen(&base.join("client_ed25519"), "ed25519");
         fs::copy(base.join("client_ed25519.pub"), base.join("authorized_keys")).expect("authorized_keys");
+        // Public keys only, readable by the device's accounts as OpenSSH's are (0644), in a
+        // directory they may pass through but not list (0711): a rig declares the file as
+        // `authorized_keys_files` and its operator reads it (TS 33.117 4.2.3.4.2.3).
+        let mut keys = fs::read_to_string(base.join("authorized_keys")).expect("read authorized_keys");
+        for line in &options.authorized_keys {
+            keys.push_str(line);
+            keys.push('\n');
+        }
+        fs::write(base.join("authorized_keys"), keys).expect("authorized_keys");
+        fs::set_permissions(base.join("authorized_keys"), fs::Permissions::from_mode(0o644)).expect("chmod authorized_keys");
+        fs::set_permissions(base, fs::Permissions::from_mode(0o711)).expect("chmod the sshd directory");
 
         let password = format!("pw-{:x}-{:x}", std::process::id(), nanos_now());
         let accounts = write_account_files(base, &password, &options.accounts);
@@ -441,7 +478,7 @@ impl Sshd {
                 .stderr(log)
                 .spawn()
                 .expect("spawn unshare for sshd");
-            if wait_until_listening(&mut child, base, port, options.private_network) {
+            if wait_until_listening(&mut child, base, &options.listen_address, port, options.private_network) {
                 return Sshd {
                     child: Some(child),
                     dir,
@@ -593,9 +630,9 @@ fn read_log(base: &Path) -> String {
     stderr + &fs::read_to_string(base.join("auth.log")).unwrap_or_default()
 }
 
-fn wait_until_listening(child: &mut Child, base: &Path, port: u16, own_network: bool) -> bool {
+fn wait_until_listening(child: &mut Child, base: &Path, address: &str, port: u16, own_network: bool) -> bool {
     let deadline = Instant::now() + STARTUP_LIMIT;
-    let listening = format!("Server listening on 127.0.0.1 port {port}");
+    let listening = format!("Server listening on {address} port {port}");
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
@@ -1011,7 +1048,7 @@ fn sshd_config(base: &Path, port: u16, options: &SshdBuilder, host_keys: &[HostK
         config.push_str(line);
         config.push('\n');
     }
-    config.push_str(&format!("Port {port}\nListenAddress 127.0.0.1\n"));
+    config.push_str(&format!("Port {port}\nListenAddress {}\n", options.listen_address));
     for key in host_keys {
         config.push_str(&format!("HostKey {d}/host_{}\n", key.kind));
     }
