@@ -224,6 +224,7 @@ pub enum Action {
     UdpScan(UdpScan),
     SnmpProbe(SnmpProbe),
     HttpRequest(HttpRequest),
+    TlsAudit(TlsAudit),
     /// Values for later steps, by name.
     Set(BTreeMap<String, serde_json::Value>),
     /// Boxed: its many optional operators make it the largest action by far.
@@ -251,6 +252,7 @@ impl Action {
             Action::UdpScan(_) => ActionKind::UdpScan,
             Action::SnmpProbe(_) => ActionKind::SnmpProbe,
             Action::HttpRequest(_) => ActionKind::HttpRequest,
+            Action::TlsAudit(_) => ActionKind::TlsAudit,
             Action::Set(_) => ActionKind::Set,
             Action::Assert(_) => ActionKind::Assert,
             Action::Script(_) => ActionKind::Script,
@@ -276,6 +278,7 @@ impl Action {
             ActionKind::UdpScan => Action::UdpScan(map.next_value()?),
             ActionKind::SnmpProbe => Action::SnmpProbe(map.next_value()?),
             ActionKind::HttpRequest => Action::HttpRequest(map.next_value()?),
+            ActionKind::TlsAudit => Action::TlsAudit(map.next_value()?),
             ActionKind::Set => Action::Set(map.next_value()?),
             ActionKind::Assert => Action::Assert(map.next_value()?),
             ActionKind::Script => Action::Script(map.next_value()?),
@@ -302,6 +305,7 @@ impl Action {
             | Action::UdpScan(_)
             | Action::SnmpProbe(_)
             | Action::HttpRequest(_)
+            | Action::TlsAudit(_)
             | Action::Set(_)
             | Action::Assert(_)
             | Action::Script(_) => None,
@@ -770,6 +774,26 @@ pub struct HttpRequest {
     /// Extra request headers, by name.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+/// An audit of the device's TLS server with hand-made ClientHellos (TLS 1.0 to 1.3):
+/// the output is what the recorded answers say: `{address, port, server_name,
+/// checked_at, versions: {TLSv1.x: {accepted, suites, refusal}}, accepted_versions,
+/// refused_versions, accepted_suites, certificate, certificate_note, connections,
+/// probes}`. `certificate` (key, signature algorithm, dates, names) is null when no
+/// TLS 1.2-or-older answer carried one (a TLS 1.3-only server encrypts it); the note
+/// says why. No answer is INFRA, an answer that is no TLS ERROR.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsAudit {
+    /// Address to connect to; default: the device's SSH host.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// TCP port: a number or a template such as `${device.declared.tls_port}`.
+    pub port: serde_json::Value,
+    /// The name the certificate must carry (sent as SNI when a DNS name).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// A check over captured values. `value` is compared with exactly one operator.

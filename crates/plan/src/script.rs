@@ -249,7 +249,8 @@ fn agent_call(kind: ActionKind) -> bool {
         | ActionKind::TcpScan
         | ActionKind::UdpScan
         | ActionKind::SnmpProbe
-        | ActionKind::HttpRequest => true,
+        | ActionKind::HttpRequest
+        | ActionKind::TlsAudit => true,
         ActionKind::Script | ActionKind::Assert | ActionKind::Set => false,
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
         | ActionKind::UdpScan
         | ActionKind::SnmpProbe
         | ActionKind::HttpRequest
+        | ActionKind::TlsAudit
         | ActionKind::Set
         | ActionKind::Assert
         | ActionKind::Script => None,

@@ -87,6 +87,8 @@ action_kinds! {
     SnmpProbe = "snmp_probe",
     /// One HTTP request to the device's web server.
     HttpRequest = "http_request",
+    /// Hand-made ClientHellos to the device's TLS server: versions, suites, certificate.
+    TlsAudit = "tls_audit",
     /// Set values for later steps.
     Set = "set",
     /// Compare captured values.
