@@ -6,7 +6,9 @@
 //!
 //! The device is the web server alone (no SSH, no console): each plan's `http_request`
 //! steps get the server's address added, and the rig declares `web_port` and
-//! `web_directories` as a vendor's documentation would.
+//! `web_directories` as a vendor's documentation would. The TLS cases (4.2.2.2.2,
+//! 4.2.5.1) audit its HTTPS port (`tls_port`, `https_port`, `tls_server_name`), and the
+//! auditor's accepted and refused versions are held to `openssl s_client`'s.
 
 mod verdicts;
 
@@ -25,6 +27,8 @@ const WEB_PLANS: &[&str] = &[
     "web-header-information.yaml",
     "web-error-pages.yaml",
     "web-restricted-file-access.yaml",
+    "transport-layer-protection.yaml",
+    "https.yaml",
 ];
 
 const BEGIN: &str = "<!-- nginx-verdict-table -->";
@@ -55,8 +59,9 @@ fn aimed(name: &str, server: &Nginx) -> String {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(name)).unwrap();
     let aimed = text
         .replace("http_request: { port:", &format!("http_request: {{ address: {}, port:", server.address()))
-        .replace("agent(\"http_request\", #{ port:", &format!("agent(\"http_request\", #{{ address: \"{}\", port:", server.address()));
-    assert_ne!(aimed, text, "{name}: no http_request step found to aim");
+        .replace("agent(\"http_request\", #{ port:", &format!("agent(\"http_request\", #{{ address: \"{}\", port:", server.address()))
+        .replace("tls_audit: { port:", &format!("tls_audit: {{ address: {}, port:", server.address()));
+    assert_ne!(aimed, text, "{name}: no http_request or tls_audit step found to aim");
     aimed
 }
 
@@ -74,8 +79,11 @@ fn run_and_verify(server: &Nginx, tmp: &Path, profile: NginxProfile) -> (i32, St
     std::fs::write(
         &rig,
         format!(
-            "rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {}\n      web_directories: [/static/]\n",
-            server.port()
+            "rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {}\n      web_directories: [/static/]\n\
+             \x20     tls_port: {https}\n      https_port: {https}\n      tls_server_name: {}\n",
+            server.port(),
+            proofrig_testpeers::nginx::SERVER_NAME,
+            https = server.https_port(),
         ),
     )
     .unwrap();
@@ -139,6 +147,10 @@ fn a_careless_nginx_fails_with_each_finding_named() {
         why("TC_NO_WEB_SERVER_HEADER_INFORMATION")
     );
     assert!(why("TC_NO_UNUSED_HTTP_METHODS").contains("PUT"), "{}", why("TC_NO_UNUSED_HTTP_METHODS"));
+    let tls = why("TC_PROTECT_TRANSPORT_LAYER");
+    assert!(tls.contains("TLSv1.0") && tls.contains("TLSv1.1"), "the legacy versions are named: {tls}");
+    let https = why("HTTPS");
+    assert!(https.contains("TLSv1.0"), "{https}");
 }
 
 /// The verdict of the one case of `plan` run on a rig `rig_yaml`, and the run's output.
@@ -176,4 +188,59 @@ fn a_web_server_that_is_gone_is_infra_and_an_undeclared_port_is_an_error_naming_
     let (verdict, text) = run_one(&plan, "rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n", &tmp.path().join("undeclared"));
     assert_eq!(verdict, "ERROR", "{text}");
     assert!(text.contains("web_port"), "the missing key is named: {text}");
+}
+
+/// Whether `openssl s_client` completes a handshake with `server`'s HTTPS port offering
+/// only `flag`'s version (`-tls1`, ... `-tls1_3`), every suite OpenSSL has (`@SECLEVEL=0`).
+fn s_client_accepts(server: &Nginx, flag: &str) -> bool {
+    proofrig_testpeers::require_program("/usr/bin/openssl", "openssl");
+    let connect = format!("{}:{}", server.address(), server.https_port());
+    let out = std::process::Command::new("/usr/bin/openssl")
+        .args(["s_client", "-connect", &connect, flag, "-cipher", "ALL:@SECLEVEL=0", "-servername", proofrig_testpeers::nginx::SERVER_NAME])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A completed handshake names its suite; a refused one says `Cipher is (NONE)`.
+    let accepted = out.status.success() && text.contains("Cipher is ") && !text.contains("Cipher is (NONE)");
+    let refused = !out.status.success() || text.contains("Cipher is (NONE)");
+    assert!(
+        accepted != refused,
+        "s_client {flag}: neither plainly accepted nor refused:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    accepted
+}
+
+#[tokio::test]
+async fn the_tls_auditor_agrees_with_openssl_s_client_on_every_version() {
+    use proofrig_agents::tls::{audit, TlsProbe};
+    use proofrig_model::events::Recorder;
+    for profile in [NginxProfile::Compliant, NginxProfile::Careless] {
+        let server = Nginx::start(profile);
+        let probe = TlsProbe {
+            device: "web1",
+            address: server.address(),
+            port: server.https_port(),
+            server_name: Some(proofrig_testpeers::nginx::SERVER_NAME),
+            per_connection: std::time::Duration::from_secs(5),
+        };
+        let (found, _) =
+            audit(&probe, &Recorder::discard()).await.unwrap_or_else(|e| panic!("{}: {e}\n{}", profile.name(), server.error_log()));
+        let ctx = proofrig_model::wire::tls::OutputContext {
+            address: server.address(),
+            port: server.https_port(),
+            server_name: probe.server_name,
+            checked_at: 0,
+        };
+        let out = found.output(&ctx);
+        let mut accepted_somewhere = false;
+        for (version, flag) in [("TLSv1.0", "-tls1"), ("TLSv1.1", "-tls1_1"), ("TLSv1.2", "-tls1_2"), ("TLSv1.3", "-tls1_3")] {
+            let ours = out["versions"][version]["accepted"].as_bool().unwrap();
+            let theirs = s_client_accepts(&server, flag);
+            accepted_somewhere |= ours;
+            assert_eq!(ours, theirs, "{}: {version}: the auditor says accepted={ours}, s_client {theirs}: {out:#}", profile.name());
+        }
+        assert!(accepted_somewhere, "{}: some version is accepted: {out:#}", profile.name());
+    }
 }
