@@ -206,3 +206,32 @@ async fn answer_weak(mut stream: TcpStream, certificate: &[u8]) -> std::io::Resu
     while stream.read(&mut rest).await? > 0 {}
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proofrig_model::wire::tls::{client_hello, parse_answer, Answer, Offer};
+
+    #[test]
+    fn the_weak_server_picks_a_legacy_suite_of_an_old_hello_and_sends_its_expired_certificate() {
+        let certificate = weak_certificate().unwrap();
+        let hello = client_hello(&Offer { version: 0x0301, suites: vec![0xc02f, 0x000a, 0x0005] }, None);
+        match parse_answer(&weak_answer(&hello, &certificate)) {
+            Answer::Hello { version, suite, retry, certificates } => {
+                assert_eq!((version, suite, retry), (0x0301, 0x000a, false), "TLS 1.0 with its first preference offered: 3DES");
+                assert_eq!(certificates, vec![certificate]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_weak_server_refuses_a_hello_without_its_suites_and_answers_tls_1_3_with_1_2() {
+        let certificate = weak_certificate().unwrap();
+        let aead_only = client_hello(&Offer { version: 0x0303, suites: vec![0xc030] }, None);
+        assert_eq!(parse_answer(&weak_answer(&aead_only, &certificate)), Answer::Alert { level: 2, description: 40 });
+        let tls13 = client_hello(&Offer { version: 0x0304, suites: vec![0x1301, 0xc02b] }, None);
+        assert!(matches!(parse_answer(&weak_answer(&tls13, &certificate)), Answer::Hello { version: 0x0303, .. }));
+        assert_eq!(parse_answer(&weak_answer(b"GET / HTTP/1.1\r\n", &certificate)), Answer::Alert { level: 2, description: 10 });
+    }
+}
