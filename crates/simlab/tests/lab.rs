@@ -137,7 +137,7 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
         assert_eq!(device.declared["open_tcp_ports"], serde_json_array(&[ssh.port, web_port, tls_port]));
         assert_eq!(device.declared["web_port"], web_port);
         assert_eq!((device.declared["tls_port"].clone(), device.declared["https_port"].clone()), (tls_port.into(), tls_port.into()));
-        assert_eq!(device.declared["tls_server_name"].as_str(), Some(name.as_ref()));
+        assert_eq!(device.declared["tls_server_name"].as_str(), Some(name));
         assert_eq!(device.declared["lockout"]["attempts"], 3);
         // Besides SSH, a hardened device runs its web server alone.
         assert_eq!(lab_device.device().extra_services().len() == 1, spec.profile == Profile::Hardened);
