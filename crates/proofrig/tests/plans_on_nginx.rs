@@ -155,6 +155,11 @@ fn a_careless_nginx_fails_with_each_finding_named() {
 
 /// The verdict of the one case of `plan` run on a rig `rig_yaml`, and the run's output.
 fn run_one(plan: &str, rig_yaml: &str, dir: &Path) -> (String, String) {
+    run_one_with(plan, rig_yaml, dir, &[])
+}
+
+/// [`run_one`] with plan parameters overridden (`NAME=VALUE`).
+fn run_one_with(plan: &str, rig_yaml: &str, dir: &Path, params: &[&str]) -> (String, String) {
     std::fs::create_dir_all(dir).unwrap();
     let (rig, key, public) = (dir.join("rig.yaml"), dir.join("lab.key"), dir.join("lab.pub"));
     std::fs::write(&rig, rig_yaml).unwrap();
@@ -162,7 +167,12 @@ fn run_one(plan: &str, rig_yaml: &str, dir: &Path) -> (String, String) {
     std::fs::write(&plan_path, plan).unwrap();
     signing::generate(&key, &public).unwrap();
     let s = |p: &Path| p.display().to_string();
-    let out = proofrig(&["run", &s(&plan_path), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
+    let mut args = vec!["run".to_string(), s(&plan_path), "--rig".into(), s(&rig), "--key".into(), s(&key)];
+    args.extend(["--out".to_string(), s(&dir.join("results")), "--quiet".into()]);
+    for param in params {
+        args.extend(["--param".to_string(), param.to_string()]);
+    }
+    let out = proofrig(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let text = all(&out);
     let bundle = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -243,4 +253,79 @@ async fn the_tls_auditor_agrees_with_openssl_s_client_on_every_version() {
         }
         assert!(accepted_somewhere, "{}: some version is accepted: {out:#}", profile.name());
     }
+}
+
+/// `openssl s_server` speaking TLS 1.3 only, killed on drop.
+struct TlsOnly13(std::process::Child);
+
+impl Drop for TlsOnly13 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_tls_1_3_only_server_hides_its_certificate_and_the_check_is_inconclusive_never_pass() {
+    proofrig_testpeers::require_program("/usr/bin/openssl", "openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, crt) = (tmp.path().join("tls.key"), tmp.path().join("tls.crt"));
+    let name = proofrig_testpeers::nginx::SERVER_NAME;
+    let made = std::process::Command::new("/usr/bin/openssl")
+        .args(["req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "30", "-subj"])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let port = proofrig_testpeers::free_port();
+    let child = std::process::Command::new("/usr/bin/openssl")
+        .args(["s_server", "-quiet", "-tls1_3", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&crt)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = TlsOnly13(child);
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "openssl s_server did not listen on {port}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/transport-layer-protection.yaml")).unwrap();
+    let plan = text.replace("tls_audit: { port:", "tls_audit: { address: 127.0.0.1, port:");
+    let rig =
+        format!("rig: tls-bench\ndevices:\n  nf1:\n    role: nf\n    declared:\n      tls_port: {port}\n      tls_server_name: {name}\n");
+    // A profile that mandates TLS 1.3 (a parameter a lab may set): versions and suites pass.
+    let (verdict, text) = run_one_with(&plan, &rig, &tmp.path().join("run"), &["required_version=TLSv1.3"]);
+    assert_eq!(verdict, "INCONCLUSIVE", "the certificate was not seen, so the case cannot pass: {text}");
+    assert!(text.contains("whose certificate is encrypted"), "the reason is named: {text}");
+}
+
+#[test]
+fn a_tls_server_that_is_gone_is_infra_and_an_undeclared_tls_port_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nginx::start(NginxProfile::Compliant);
+    let plan = aimed("https.yaml", &server);
+    let port = server.https_port();
+    drop(server);
+    let name = proofrig_testpeers::nginx::SERVER_NAME;
+    let rig = format!(
+        "rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      https_port: {port}\n      tls_server_name: {name}\n"
+    );
+    let (verdict, text) = run_one(&plan, &rig, &tmp.path().join("gone"));
+    assert_eq!(verdict, "INFRA", "nothing listens: the bench's fault, never a finding or a pass: {text}");
+    let rig = format!("rig: web-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      tls_server_name: {name}\n");
+    let (verdict, text) = run_one(&plan, &rig, &tmp.path().join("undeclared"));
+    assert_eq!(verdict, "ERROR", "{text}");
+    assert!(text.contains("https_port"), "the missing key is named: {text}");
 }
