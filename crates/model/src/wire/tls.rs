@@ -693,6 +693,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_1_3_only_server_shows_no_certificate_and_the_output_says_why() {
+        let mut audit = Audit::new();
+        while let Some(offer) = audit.next() {
+            let answer = match (offer.version, offer.suites.first()) {
+                (0x0304, Some(suite)) if offer.suites.len() > 3 => {
+                    Answer::Hello { version: 0x0304, suite: *suite, retry: false, certificates: vec![] }
+                }
+                _ => Answer::Alert { level: 2, description: 70 },
+            };
+            audit.record(offer, answer);
+        }
+        let out = audit.output(&OutputContext { address: "127.0.0.1", port: 443, server_name: Some("nf1.lab"), checked_at: 0 });
+        assert_eq!(out["accepted_versions"], json!(["TLSv1.3"]));
+        assert_eq!(out["accepted_suites"], json!(["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"]));
+        assert_eq!(out["certificate"], Value::Null);
+        assert!(out["certificate_note"].as_str().unwrap().contains("only TLS 1.3"), "{out}");
+    }
+
+    #[test]
     fn a_downgraded_answer_is_no_acceptance_of_the_version_offered() {
         let probe = Probe {
             offer: Offer { version: 0x0303, suites: vec![0x002f] },
