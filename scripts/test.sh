@@ -19,6 +19,8 @@ command -v pdudaemon >/dev/null 2>&1 || need+=(pdudaemon)
 command -v dropbearkey >/dev/null 2>&1 || need+=(dropbear-bin)
 command -v ssh-audit >/dev/null 2>&1 || need+=(ssh-audit)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# The TLS cases: certificates for nginx's HTTPS, and s_client/s_server to cross-check the auditor.
+[ -x /usr/bin/openssl ] || need+=(openssl)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ -x /sbin/ip ] || need+=(iproute2)
