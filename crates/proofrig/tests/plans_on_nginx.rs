@@ -203,10 +203,16 @@ fn a_web_server_that_is_gone_is_infra_and_an_undeclared_port_is_an_error_naming_
 /// Whether `openssl s_client` completes a handshake with `server`'s HTTPS port offering
 /// only `flag`'s version (`-tls1`, ... `-tls1_3`), every suite OpenSSL has (`@SECLEVEL=0`).
 fn s_client_accepts(server: &Nginx, flag: &str) -> bool {
+    s_client_accepts_suites(server, flag, "ALL")
+}
+
+/// [`s_client_accepts`] offering only `ciphers` (OpenSSL's names) for TLS <= 1.2.
+fn s_client_accepts_suites(server: &Nginx, flag: &str, ciphers: &str) -> bool {
     proofrig_testpeers::require_program("/usr/bin/openssl", "openssl");
     let connect = format!("{}:{}", server.address(), server.https_port());
     let out = std::process::Command::new("/usr/bin/openssl")
-        .args(["s_client", "-connect", &connect, flag, "-cipher", "ALL:@SECLEVEL=0", "-servername", proofrig_testpeers::nginx::SERVER_NAME])
+        .args(["s_client", "-connect", &connect, flag, "-cipher", &format!("{ciphers}:@SECLEVEL=0")])
+        .args(["-servername", proofrig_testpeers::nginx::SERVER_NAME])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run openssl s_client");
@@ -252,6 +258,19 @@ async fn the_tls_auditor_agrees_with_openssl_s_client_on_every_version() {
             assert_eq!(ours, theirs, "{}: {version}: the auditor says accepted={ours}, s_client {theirs}: {out:#}", profile.name());
         }
         assert!(accepted_somewhere, "{}: some version is accepted: {out:#}", profile.name());
+        // And suites of TLS 1.2, by their IANA and OpenSSL names: accepted and refused alike.
+        for (iana, openssl) in [
+            ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+            ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"),
+            ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "ECDHE-RSA-AES128-SHA"),
+            ("TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"),
+            ("TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"),
+            ("TLS_RSA_WITH_CAMELLIA_128_CBC_SHA", "CAMELLIA128-SHA"),
+        ] {
+            let ours = out["versions"]["TLSv1.2"]["suites"].as_array().unwrap().iter().any(|s| s == iana);
+            let theirs = s_client_accepts_suites(&server, "-tls1_2", openssl);
+            assert_eq!(ours, theirs, "{}: TLS 1.2 {iana}: the auditor says accepted={ours}, s_client {theirs}: {out:#}", profile.name());
+        }
     }
 }
 
