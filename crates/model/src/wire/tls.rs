@@ -324,13 +324,13 @@ fn scan(bytes: &[u8]) -> Scan {
             let body = &message[4..];
             match message[0] {
                 2 => match server_hello(body) {
-                    Ok(found @ Answer::Hello { version, retry, .. }) => {
+                    Ok((version, suite, retry)) => {
+                        let found = Answer::Hello { version, suite, retry, certificates: Vec::new() };
                         if version >= 0x0304 || retry {
                             return Scan::Done(found);
                         }
                         hello = Some(found);
                     }
-                    Ok(_) => unreachable!("server_hello gives a Hello"),
                     Err(reason) => return Scan::Bad(reason),
                 },
                 11 => {
@@ -347,7 +347,9 @@ fn scan(bytes: &[u8]) -> Scan {
     Scan::Partial(hello)
 }
 
-fn server_hello(body: &[u8]) -> Result<Answer, String> {
+/// A ServerHello's (version, suite, whether it is a HelloRetryRequest); the version is
+/// its `supported_versions` extension's when it has one (TLS 1.3).
+fn server_hello(body: &[u8]) -> Result<(u16, u16, bool), String> {
     let bad = || "a ServerHello cut short".to_string();
     let legacy = u16::from_be_bytes([*body.first().ok_or_else(bad)?, *body.get(1).ok_or_else(bad)?]);
     let random = body.get(2..34).ok_or_else(bad)?;
@@ -367,7 +369,7 @@ fn server_hello(body: &[u8]) -> Result<Answer, String> {
             exts = &exts[4 + len..];
         }
     }
-    Ok(Answer::Hello { version, suite, retry: random == HELLO_RETRY_RANDOM, certificates: Vec::new() })
+    Ok((version, suite, random == HELLO_RETRY_RANDOM))
 }
 
 /// The DER certificates of a TLS <= 1.2 Certificate message, leaf first.
