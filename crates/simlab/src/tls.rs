@@ -3,7 +3,8 @@
 //!
 //! Hardened: a real TLS server (rustls on ring), TLS 1.2 and 1.3 with ECDHE and AEAD
 //! suites only, an EC P-256 certificate rcgen makes at start for the device's hostname
-//! (SHA-256 signature, rcgen's default validity: valid at any time a test runs); after
+//! (SHA-256 signature, valid from the start of last year to the start of the year after
+//! next); after
 //! the handshake it answers one HTTP request as the web server of [`crate::web`] does.
 //!
 //! Weak: rustls cannot speak TLS 1.0 or 1.1 or offer CBC, 3DES, RC4 or NULL suites, so
@@ -93,14 +94,22 @@ impl TlsService {
 #[allow(deprecated)]
 fn hardened_config(hostname: &str) -> Result<rustls::ServerConfig, SimError> {
     let err = |e: &dyn std::fmt::Display| SimError::Tls(e.to_string());
-    let certified = rcgen::generate_simple_self_signed(vec![hostname.to_string()]).map_err(|e| err(&e))?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(|e| err(&e))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, hostname);
+    // Valid from the start of last year to the start of the year after next.
+    let year = 1970 + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 31_556_952) as i32;
+    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year + 2, 1, 1);
+    let signing_key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
+    let cert = params.self_signed(&signing_key).map_err(|e| err(&e))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| err(&e))?
         .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .with_single_cert(vec![cert.der().clone()], key)
         .map_err(|e| err(&e))
 }
 
@@ -125,6 +134,8 @@ async fn serve_hardened(acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream, 
 fn weak_certificate() -> Result<Vec<u8>, SimError> {
     let err = |e: rcgen::Error| SimError::Tls(e.to_string());
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
     params.not_before = rcgen::date_time_ymd(2015, 1, 1);
     params.not_after = rcgen::date_time_ymd(2020, 1, 1);
     let key = rcgen::KeyPair::generate().map_err(err)?;
