@@ -21,6 +21,8 @@ command -v ssh-audit >/dev/null 2>&1 || need+=(ssh-audit)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 ls /usr/lib/*-linux-gnu/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls)
+# The TLS cases: certificates for nginx's HTTPS, and s_client/s_server to cross-check the auditor.
+[ -x /usr/bin/openssl ] || need+=(openssl)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ -x /sbin/ip ] || need+=(iproute2)

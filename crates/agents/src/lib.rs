@@ -5,7 +5,7 @@
 //! transports that produce them, the expect engine above any byte stream, and the
 //! power backends. The rig model (`proofrig_model::rig`) describes what exists on a
 //! bench; agents take the piece they need. [`snmp`] probes a device's SNMP agent over
-//! UDP; [`udp`] scans its UDP ports, [`tcp`] its TCP ports; [`http`] sends one HTTP request.
+//! UDP; [`udp`] scans its UDP ports, [`tcp`] its TCP ports; [`http`] sends one HTTP request; [`tls`] audits a TLS server.
 
 pub mod channel;
 pub mod expect;
@@ -17,4 +17,5 @@ pub mod snmp;
 pub mod ssh;
 pub mod syslog;
 pub mod tcp;
+pub mod tls;
 pub mod udp;

@@ -123,6 +123,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         ActionKind::SnmpProbe => snmp_probe(ctx.rig, device, spec, output, events, failure.is_some()),
         ActionKind::HttpRequest => http_request(ctx.rig, device, spec, output, events, failure.is_some(), exempt),
         ActionKind::SyslogReceive => syslog_receive(device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::TlsAudit => tls_audit(ctx.rig, device, spec, output, events, failure.is_some(), exempt),
         ActionKind::Wait if failure.is_none() && output != &json!({"waited_ms": spec["ms"].as_u64().unwrap_or(0)}) => {
             Err("the recorded wait is not the one the step asks for".into())
         }
@@ -741,6 +742,96 @@ fn http_request(
         return Err(format!(
             "the recorded HTTP response (status {}) is not what the bytes received say (status {})",
             output["status"], response.status
+        ));
+    }
+    Ok(())
+}
+
+/// One connection of a `tls_audit` step as recorded: where it went, the hello sent, the answer.
+struct TlsConnection {
+    peer: String,
+    opened_ns: u64,
+    sent: Vec<u8>,
+    received: Vec<u8>,
+}
+
+fn tls_connections(events: &[&Event], device: &str) -> Vec<TlsConnection> {
+    use proofrig_model::wire::tls::CHANNEL;
+    let mut out: Vec<TlsConnection> = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::ChannelOpened { channel, detail } if channel.device == device && channel.channel == CHANNEL => {
+                let peer = detail.strip_prefix("TLS to ").unwrap_or_default().to_string();
+                out.push(TlsConnection { peer, opened_ns: event.at.wall_ns, sent: Vec::new(), received: Vec::new() });
+            }
+            EventKind::Bytes { channel, direction, data } if channel.device == device && channel.channel == CHANNEL => {
+                if let Some(last) = out.last_mut() {
+                    match direction {
+                        Direction::Out => last.sent.extend_from_slice(data),
+                        Direction::In => last.received.extend_from_slice(data),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A `tls_audit` step, replayed: every connection went to the step's server, each
+/// hello is the one the audit sends after the answers before it
+/// ([`proofrig_model::wire::tls::Audit`]), the audit ran to its end, the time the
+/// certificate was judged at is the step's, and the output is what the answers say.
+/// A failed audit must not have recorded answers that complete it (unless the operator's
+/// stop or a deadline cut it, which may overlap a complete audit).
+fn tls_audit(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool, exempt: bool) -> Result<(), String> {
+    use proofrig_model::wire::tls as wire;
+    let connections = tls_connections(events, device);
+    let server_name = wire::spec_server_name(spec);
+    let mut audit = wire::Audit::new();
+    for (i, connection) in connections.iter().enumerate() {
+        let Some(offer) = audit.next() else {
+            return Err(format!("the step made {} TLS connections; the audit ends after {i}", connections.len()));
+        };
+        if connection.sent != wire::client_hello(&offer, server_name) {
+            return Err(format!(
+                "the bytes sent on TLS connection {} are not the audit's {} hello",
+                i + 1,
+                wire::version_name(offer.version)
+            ));
+        }
+        audit.record(offer, wire::parse_answer(&connection.received));
+    }
+    let complete = audit.next().is_none() && audit.not_tls().is_none() && !connections.is_empty();
+    if failed {
+        return match complete && !exempt {
+            true => Err("the audit is recorded as failed, yet its recorded answers complete it".into()),
+            false => Ok(()),
+        };
+    }
+    if !complete {
+        return Err(format!("the recorded TLS answers do not complete the audit ({} connections)", connections.len()));
+    }
+    let port = wire::spec_port(spec).map_err(|e| format!("the step's {e}"))?;
+    let target = network_target(rig, device, spec);
+    for connection in &connections {
+        let peer = connection.peer.parse::<std::net::SocketAddr>().map_err(|_| "a recorded TLS connection names no address")?;
+        if peer.port() != port || !same_target(target.as_deref(), &output["address"], &peer.ip().to_string()) {
+            return Err("a TLS connection went elsewhere than the step's server".into());
+        }
+    }
+    // The agent reads the clock just before its first connection.
+    let checked_at = output["checked_at"].as_i64().ok_or("the audit records no time its certificate was judged at")?;
+    let opened = (connections[0].opened_ns / 1_000_000_000) as i64;
+    if !(opened - 10..=opened).contains(&checked_at) {
+        return Err(format!("the audit's recorded time ({checked_at}) is not when its first connection was made ({opened})"));
+    }
+    let address = output["address"].as_str().unwrap_or_default();
+    let derived = audit.output(&wire::OutputContext { address, port, server_name, checked_at });
+    if *output != derived {
+        return Err(format!(
+            "the recorded TLS audit (versions {}, suites {}) is not what the answers received say (versions {}, suites {})",
+            output["accepted_versions"], output["accepted_suites"], derived["accepted_versions"], derived["accepted_suites"]
         ));
     }
     Ok(())

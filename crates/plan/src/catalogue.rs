@@ -17,7 +17,7 @@ use proofrig_model::rig::{Device, Rig};
 use super::template::{self, Reference};
 use super::{
     clause_order, Action, ActionKind, Case, Credential, DeviceChannel, DeviceSelector, HttpRequest, Plan, ScasRef, SnmpProbe, Step,
-    TcpScan, UdpScan,
+    TcpScan, TlsAudit, UdpScan,
 };
 
 /// One case of a plan, as the catalogue lists it.
@@ -162,7 +162,9 @@ fn channel_of_kind(kind: ActionKind) -> Option<DeviceChannel> {
         | ActionKind::SshNegotiate
         // It makes an SSH login the device must refuse.
         | ActionKind::SyslogReceive => Some(DeviceChannel::Ssh),
-        ActionKind::TcpScan | ActionKind::UdpScan | ActionKind::SnmpProbe | ActionKind::HttpRequest => Some(DeviceChannel::Ssh),
+        ActionKind::TcpScan | ActionKind::UdpScan | ActionKind::SnmpProbe | ActionKind::HttpRequest | ActionKind::TlsAudit => {
+            Some(DeviceChannel::Ssh)
+        }
         // A script's channels are those of its calls (`script_needs`).
         ActionKind::Wait | ActionKind::Set | ActionKind::Assert | ActionKind::Script => None,
     }
@@ -175,7 +177,8 @@ fn channel_of(action: &Action) -> Option<DeviceChannel> {
         Action::TcpScan(TcpScan { address: Some(_), .. })
         | Action::UdpScan(UdpScan { address: Some(_), .. })
         | Action::SnmpProbe(SnmpProbe { address: Some(_), .. })
-        | Action::HttpRequest(HttpRequest { address: Some(_), .. }) => None,
+        | Action::HttpRequest(HttpRequest { address: Some(_), .. })
+        | Action::TlsAudit(TlsAudit { address: Some(_), .. }) => None,
         other => channel_of_kind(other.kind()),
     }
 }
@@ -201,6 +204,7 @@ fn uses_rig_ssh_password(action: &Action) -> bool {
         | Action::SnmpProbe(_)
         | Action::HttpRequest(_)
         | Action::SyslogReceive(_)
+        | Action::TlsAudit(_)
         | Action::Set(_)
         | Action::Assert(_)
         | Action::Script(_) => false,
@@ -270,7 +274,7 @@ fn script_needs(source: &str) -> ScriptNeeds {
     for c in call.captures_iter(source) {
         let name = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
         // A network probe given its own `address` goes there, not to the SSH host.
-        if name == "http_request" && c.get(3).is_some_and(|m| m.as_str().contains("address")) {
+        if (name == "http_request" || name == "tls_audit") && c.get(3).is_some_and(|m| m.as_str().contains("address")) {
             continue;
         }
         channels.extend(match ActionKind::from_name(name) {

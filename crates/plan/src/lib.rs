@@ -379,6 +379,15 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
                 ));
             }
         }
+        Action::TlsAudit(audit) => {
+            if !(audit.port.is_string() || audit.port.as_u64().is_some_and(|p| (1..=65535).contains(&p))) {
+                return Err(src.error_at(
+                    &format!("{at}.tls_audit.port"),
+                    "not a TCP port",
+                    Some("e.g. 443 or ${device.declared.tls_port}".into()),
+                ));
+            }
+        }
         // Their types say all there is to check (a script is compiled by `validate_step`).
         Action::Power(_)
         | Action::Wait(_)
@@ -516,7 +525,7 @@ cases:
         let err = invalid(&GOOD.replace("      - ssh_audit: {}\n", "      - name: nothing to do\n"));
         assert_eq!((err.field.as_str(), err.line, err.column), ("cases[0].steps[0]", 19, 9));
         assert_eq!(err.message, "this step has no action");
-        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, http_request, syslog_receive, set, assert, script";
+        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, http_request, syslog_receive, tls_audit, set, assert, script";
         assert_eq!(err.hint, Some(format!("give it exactly one of: {every}")));
         // Named in the order of the action list, the second one is where the error is.
         let err = invalid(

@@ -225,6 +225,7 @@ pub enum Action {
     SnmpProbe(SnmpProbe),
     HttpRequest(HttpRequest),
     SyslogReceive(SyslogReceive),
+    TlsAudit(TlsAudit),
     /// Values for later steps, by name.
     Set(BTreeMap<String, serde_json::Value>),
     /// Boxed: its many optional operators make it the largest action by far.
@@ -253,6 +254,7 @@ impl Action {
             Action::SnmpProbe(_) => ActionKind::SnmpProbe,
             Action::HttpRequest(_) => ActionKind::HttpRequest,
             Action::SyslogReceive(_) => ActionKind::SyslogReceive,
+            Action::TlsAudit(_) => ActionKind::TlsAudit,
             Action::Set(_) => ActionKind::Set,
             Action::Assert(_) => ActionKind::Assert,
             Action::Script(_) => ActionKind::Script,
@@ -279,6 +281,7 @@ impl Action {
             ActionKind::SnmpProbe => Action::SnmpProbe(map.next_value()?),
             ActionKind::HttpRequest => Action::HttpRequest(map.next_value()?),
             ActionKind::SyslogReceive => Action::SyslogReceive(map.next_value()?),
+            ActionKind::TlsAudit => Action::TlsAudit(map.next_value()?),
             ActionKind::Set => Action::Set(map.next_value()?),
             ActionKind::Assert => Action::Assert(map.next_value()?),
             ActionKind::Script => Action::Script(map.next_value()?),
@@ -306,6 +309,7 @@ impl Action {
             | Action::SnmpProbe(_)
             | Action::HttpRequest(_)
             | Action::SyslogReceive(_)
+            | Action::TlsAudit(_)
             | Action::Set(_)
             | Action::Assert(_)
             | Action::Script(_) => None,
@@ -798,6 +802,26 @@ pub struct SyslogReceive {
     /// How long to wait for the record (default 5000 ms).
     #[serde(default)]
     pub wait_ms: Option<u64>,
+}
+
+/// An audit of the device's TLS server with hand-made ClientHellos (TLS 1.0 to 1.3):
+/// the output is what the recorded answers say: `{address, port, server_name,
+/// checked_at, versions: {TLSv1.x: {accepted, suites, refusal}}, accepted_versions,
+/// refused_versions, accepted_suites, certificate, certificate_note, connections,
+/// probes}`. `certificate` (key, signature algorithm, dates, names) is null when no
+/// TLS 1.2-or-older answer carried one (a TLS 1.3-only server encrypts it); the note
+/// says why. No answer is INFRA, an answer that is no TLS ERROR.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsAudit {
+    /// Address to connect to; default: the device's SSH host.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// TCP port: a number or a template such as `${device.declared.tls_port}`.
+    pub port: serde_json::Value,
+    /// The name the certificate must carry (sent as SNI when a DNS name).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// A check over captured values. `value` is compared with exactly one operator.

@@ -250,7 +250,8 @@ fn agent_call(kind: ActionKind) -> bool {
         | ActionKind::UdpScan
         | ActionKind::SnmpProbe
         | ActionKind::HttpRequest
-        | ActionKind::SyslogReceive => true,
+        | ActionKind::SyslogReceive
+        | ActionKind::TlsAudit => true,
         ActionKind::Script | ActionKind::Assert | ActionKind::Set => false,
     }
 }

@@ -87,6 +87,7 @@ const LIBRARY: &[&str] = &[
     "predefined-accounts.yaml",
     "web-http-methods.yaml",
     "log-transfer.yaml",
+    "transport-layer-protection.yaml",
 ];
 
 type Journal = Vec<Value>;
@@ -111,6 +112,8 @@ const PORTS: &str = "TC_BVT_PORT_SCANNING";
 const ACCOUNTS: &str = "TC_PREDEFINED_ACCOUNT_DELETION";
 const METHODS: &str = "TC_NO_UNUSED_HTTP_METHODS";
 const LOG_TRANSFER: &str = "TC_LOG_TRANS_TO_CENTR_STORAGE";
+const TRANSPORT: &str = "TC_PROTECT_TRANSPORT_LAYER";
+const TLS_AUDIT: &str = "audit the TLS server with hand-made hellos";
 
 fn forgeries() -> Vec<Forgery> {
     vec![
@@ -274,6 +277,18 @@ fn forgeries() -> Vec<Forgery> {
                 })
             },
         },
+        Forgery {
+            name: "the weak TLS server's legacy versions and suites replaced by the hardened one's",
+            action: Some("tls_audit"),
+            forge: |j| {
+                let hardened = j[finished(j, TRANSPORT, "ru1", TLS_AUDIT)]["output"].clone();
+                edit(j, TRANSPORT, TLS_AUDIT, |o| {
+                    for fact in ["versions", "accepted_versions", "refused_versions", "accepted_suites", "certificate"] {
+                        o[fact] = hardened[fact].clone();
+                    }
+                })
+            },
+        },
         Forgery { name: "a value set", action: Some("set"), forge: |j| edit(j, EXTRA, "remember the limit", |o| o["limit"] = 4.into()) },
         Forgery {
             name: "an assertion's output that is not its spec (the open ports left out)",
@@ -413,7 +428,7 @@ async fn every_forged_answer_with_the_chain_rebuilt_and_resigned_is_tampered() {
     let ran = simrun::run_on(rig.clone(), tempfile::tempdir().unwrap(), plans.clone(), &params, None).await;
     lab.stop().await;
     let weak = |case: &str| ran.result.cases.iter().find(|c| c.key.case == case && c.key.device == "ru2").map(|c| c.verdict);
-    for case in [NO_SERVICES, BOOT, EXTRA, ALGORITHMS, PORTS, ACCOUNTS, METHODS, LOG_TRANSFER] {
+    for case in [NO_SERVICES, BOOT, EXTRA, ALGORITHMS, PORTS, ACCOUNTS, METHODS, LOG_TRANSFER, TRANSPORT] {
         assert_eq!(weak(case), Some(Verdict::Fail), "{case} on the weak device is the finding to hide");
     }
 

@@ -794,3 +794,27 @@ async fn services_are_reachable_on_the_user_plane_address_of_weak_devices_only()
     assert_replays(&ran);
     lab.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_cases_pass_on_the_hardened_https_server_and_name_legacy_versions_suites_and_certificate_on_the_weak_one() {
+    let mut lab = lab().await;
+    for name in ["transport-layer-protection.yaml", "https.yaml"] {
+        let ran = run(&lab, name).await;
+        assert_hardened_pass_weak_fail(&ran);
+        for hardened in ["ru1", "core1"] {
+            let audit = output(&ran, hardened, "audit the TLS server with hand-made hellos");
+            assert_eq!(audit["accepted_versions"], serde_json::json!(["TLSv1.3", "TLSv1.2"]), "{name} on {hardened}: {audit}");
+            assert_eq!(audit["certificate"]["name_matches"], true, "{name} on {hardened}: {audit}");
+        }
+        for weak in ["ru2", "core2"] {
+            let (_, why) = verdict(&ran, weak);
+            assert!(why.contains("TLSv1.0"), "{name} on {weak}: the legacy version is named: {why}");
+            let audit = output(&ran, weak, "audit the TLS server with hand-made hellos");
+            assert_eq!(audit["accepted_versions"], serde_json::json!(["TLSv1.2", "TLSv1.1", "TLSv1.0"]), "{audit}");
+            assert!(audit["accepted_suites"].to_string().contains("TLS_RSA_WITH_3DES_EDE_CBC_SHA"), "{audit}");
+            assert_eq!(audit["certificate"]["expired"], true, "{audit}");
+        }
+        assert_replays(&ran);
+    }
+    lab.stop().await;
+}

@@ -19,7 +19,7 @@ use proofrig_agents::expect::{Expect, ExpectError};
 use proofrig_agents::power::{PowerController, PowerError};
 use proofrig_agents::serial::open_console;
 use proofrig_agents::ssh::{self, ConnectOptions, SshError, SshSession};
-use proofrig_agents::{http, snmp, syslog, tcp, udp};
+use proofrig_agents::{http, snmp, syslog, tcp, tls, udp};
 use proofrig_model::events::{ChannelId, EventKind, Recorder};
 use proofrig_model::rig::{ConsoleLogin, Device, Rig};
 use proofrig_model::secret::Secret;
@@ -39,6 +39,7 @@ pub fn default_timeout(action: ActionKind) -> Duration {
         ActionKind::SnmpProbe => 30_000,
         ActionKind::HttpRequest => 10_000,
         ActionKind::SyslogReceive => 60_000,
+        ActionKind::TlsAudit => 60_000,
         ActionKind::UdpScan => 300_000,
         ActionKind::ConsoleLogin | ActionKind::ConsoleRun | ActionKind::ConsoleExpect => 30_000,
         // A script's calls have their own limits; this bounds the whole script.
@@ -369,6 +370,7 @@ impl Agents {
             }
             Action::HttpRequest(_) => self.http_request(device, spec, timeout).await,
             Action::SyslogReceive(_) => self.syslog_receive(device, spec).await,
+            Action::TlsAudit(_) => self.tls_audit(device, spec, timeout).await,
             Action::Assert(assert) => match assert.output(spec) {
                 Value::Null => Err((FailureClass::Error, "no comparison".to_string())),
                 compared => Ok(compared),
@@ -449,6 +451,28 @@ impl Agents {
         }
         let records = receiver.stop().await;
         Ok(wire::output(&listen, &user, login.source, login.accepted, &records))
+    }
+
+    /// A `tls_audit` step: the hand-made hellos, the output derived from the answers'
+    /// bytes, the certificate's dates judged at the time the audit began.
+    async fn tls_audit(&self, device: &str, spec: &Value, timeout: Duration) -> Result<Value, Failure> {
+        use proofrig_model::wire::tls as wire;
+        let address = self.network_target(device, spec, "audit TLS on")?;
+        let port = wire::spec_port(spec).map_err(|e| (FailureClass::Error, e))?;
+        let server_name = wire::spec_server_name(spec);
+        let checked_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        // Each connection gets a slice of the step's time; a refused hello takes milliseconds.
+        let per_connection = (timeout / 8).clamp(Duration::from_millis(500), Duration::from_secs(5));
+        let probe = tls::TlsProbe { device, address: &address, port, server_name, per_connection };
+        let audit =
+            tokio::time::timeout(timeout.saturating_sub(Duration::from_millis(100)), tls::audit(&probe, &self.recorder)).await.map_err(
+                |_| (FailureClass::Infra, format!("device {device}: the TLS audit of {address}:{port} did not finish within {timeout:?}")),
+            )?;
+        match audit {
+            Ok((audit, _)) => Ok(audit.output(&wire::OutputContext { address: &address, port, server_name, checked_at })),
+            Err(err @ tls::TlsError::NotTls { .. }) => Err((FailureClass::Error, err.to_string())),
+            Err(err) => Err((FailureClass::Infra, err.to_string())),
+        }
     }
 
     /// A `console_expect` pattern list, compiled once per run. Taken out of the cache

@@ -67,6 +67,7 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
         | ActionKind::SnmpProbe
         | ActionKind::HttpRequest
         | ActionKind::SyslogReceive
+        | ActionKind::TlsAudit
         | ActionKind::Set
         | ActionKind::Assert
         | ActionKind::Script => None,

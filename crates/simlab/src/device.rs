@@ -13,6 +13,7 @@ use crate::profile::ExtraService;
 use crate::services::BannerService;
 use crate::snmp_agent::SnmpAgent;
 use crate::ssh_server::{HostKey, SimSshServer, SshServerOptions};
+use crate::tls::TlsService;
 use crate::SimError;
 
 /// Where a device's services listen and with which host key.
@@ -31,6 +32,8 @@ pub struct SimDeviceSpec {
     /// UDP port of the weak profile's SNMP agent; any free port by default, so that
     /// devices started side by side (parallel tests) never collide on it.
     pub snmp_port: u16,
+    /// TCP port of the HTTPS server ([`crate::tls`]); any free port by default.
+    pub tls_port: u16,
     pub host_key: HostKey,
     pub ssh_options: SshServerOptions,
     /// A serial console on a PTY, when set.
@@ -49,6 +52,7 @@ impl SimDeviceSpec {
             ftp_port: 2121,
             http_port: 8080,
             snmp_port: 0,
+            tls_port: 0,
             host_key,
             ssh_options: SshServerOptions::default(),
             console: None,
@@ -64,6 +68,7 @@ pub struct SimDevice {
     extra_services: Vec<BannerService>,
     /// The same telnet and FTP services on the user-plane address (weak devices).
     user_plane_services: Vec<BannerService>,
+    tls: TlsService,
     snmp: Option<SnmpAgent>,
     console: Option<SimConsole>,
 }
@@ -93,6 +98,7 @@ impl SimDevice {
                 user_plane_services.push(BannerService::start(addr, os.clone(), service.service()).await?);
             }
         }
+        let tls = TlsService::start(SocketAddr::new(spec.management_ip, spec.tls_port), os.clone()).await?;
         let snmp = match profile.snmp_v2c_agent() {
             true => Some(SnmpAgent::start(SocketAddr::new(spec.management_ip, spec.snmp_port), os.clone()).await?),
             false => None,
@@ -101,7 +107,7 @@ impl SimDevice {
             Some(options) => Some(SimConsole::start(os.clone(), options, spec.powered).await?),
             None => None,
         };
-        let device = SimDevice { os, ssh, extra_services, user_plane_services, snmp, console };
+        let device = SimDevice { os, ssh, extra_services, user_plane_services, tls, snmp, console };
         if !spec.powered {
             // The listeners had to bind once to learn their ports.
             device.set_powered(false).await?;
@@ -124,6 +130,11 @@ impl SimDevice {
     /// The listeners besides SSH (empty on a hardened device).
     pub fn extra_services(&self) -> &[BannerService] {
         &self.extra_services
+    }
+
+    /// The address of the HTTPS server (both profiles; see [`crate::tls`]).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls.local_addr()
     }
 
     /// The SNMP agent (weak profile only).
@@ -150,6 +161,7 @@ impl SimDevice {
         for service in self.extra_services.iter().chain(&self.user_plane_services) {
             service.set_powered(powered).await?;
         }
+        self.tls.set_powered(powered).await?;
         if let Some(snmp) = &self.snmp {
             snmp.set_powered(powered).await?;
         }
@@ -164,6 +176,7 @@ impl SimDevice {
         for service in self.extra_services.iter().chain(&self.user_plane_services) {
             service.stop().await;
         }
+        self.tls.stop().await;
         if let Some(snmp) = &self.snmp {
             snmp.stop().await;
         }

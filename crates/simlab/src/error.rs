@@ -22,6 +22,9 @@ pub enum SimError {
     /// The host key could not be created or encoded.
     #[error("host key: {0}")]
     HostKey(String),
+    /// The TLS server's certificate or configuration could not be made.
+    #[error("TLS server: {0}")]
+    Tls(String),
     /// Called after `stop()`.
     #[error("the simulated server was stopped")]
     Stopped,

@@ -250,6 +250,11 @@ impl LabDevice {
         self.device.ssh_addr()
     }
 
+    /// The TCP port of the device's HTTPS server (both profiles run one).
+    pub fn tls_port(&self) -> u16 {
+        self.device.tls_addr().port()
+    }
+
     /// The console's PTY slave, e.g. `/dev/pts/7`.
     pub fn console_path(&self) -> Option<&Path> {
         self.device.console().map(|console| console.slave_path())
@@ -431,6 +436,9 @@ impl SimLab {
         let management_services = management_services.join(", ");
         let restricted = user_plane_ip(spec.management_ip).map_or_else(String::new, |ip| ip.to_string());
         let allowed_software = BASE_SOFTWARE.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
+        // Its HTTPS server is documented too: TLS for the OAM interface and the web UI.
+        let tls_port = device.tls_port();
+        ports.push(tls_port.to_string());
         let _ = write!(
             out,
             "  {name}:\n\
@@ -441,6 +449,9 @@ impl SimLab {
              \x20     open_tcp_ports: [{}]\n\
              \x20     web_port: {}\n\
              \x20     web_directories: [/static/]\n\
+             \x20     tls_port: {tls_port}\n\
+             \x20     https_port: {tls_port}\n\
+             \x20     tls_server_name: {name}\n\
              \x20     open_udp_ports: []\n\
              \x20     services: [ssh]\n\
              \x20     ssh_root_login: false\n\

@@ -28,6 +28,7 @@ pub mod services;
 mod shell;
 pub mod snmp_agent;
 pub mod ssh_server;
+pub mod tls;
 pub mod web;
 
 pub use console::{BootTiming, ConsoleOptions, SimConsole};

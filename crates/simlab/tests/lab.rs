@@ -131,10 +131,13 @@ async fn the_rig_parses_pins_the_served_host_keys_and_holds_no_password() {
         assert_eq!(power.pdu, "simpdu");
         assert_eq!(power.outlet, OutletId::Number(u32::from(spec.outlet)));
 
-        // What the vendor documents: SSH and the web management server, whatever else the weak device really runs.
+        // What the vendor documents: SSH, the web management server and its HTTPS, whatever else the weak device really runs.
         let web_port = lab_device.web_port().expect("both profiles run a web server");
-        assert_eq!(device.declared["open_tcp_ports"], serde_json_array(&[ssh.port, web_port]));
+        let tls_port = lab_device.tls_port();
+        assert_eq!(device.declared["open_tcp_ports"], serde_json_array(&[ssh.port, web_port, tls_port]));
         assert_eq!(device.declared["web_port"], web_port);
+        assert_eq!((device.declared["tls_port"].clone(), device.declared["https_port"].clone()), (tls_port.into(), tls_port.into()));
+        assert_eq!(device.declared["tls_server_name"].as_str(), Some(name));
         assert_eq!(device.declared["lockout"]["attempts"], 3);
         // Besides SSH, a hardened device runs its web server alone.
         assert_eq!(lab_device.device().extra_services().len() == 1, spec.profile == Profile::Hardened);
@@ -296,6 +299,15 @@ async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
         // What listens on the device's user-plane address (TS 33.117 4.3.2.2).
         let user_plane = proofrig_simlab::lab::user_plane_ip(ip).expect("a user-plane address");
         let elsewhere: Vec<u16> = listeners.iter().filter(|l| l.addr.ip() == user_plane).map(|l| l.addr.port()).collect();
+        // SSH and HTTPS (both profiles, on free high ports: `proofrig_simlab::tls`) aside.
+        let listening: Vec<u16> = device
+            .device()
+            .os()
+            .listeners()
+            .iter()
+            .map(|l| l.addr.port())
+            .filter(|p| *p != device.ssh_addr().port() && *p != device.tls_port())
+            .collect();
         match device.spec().profile {
             Profile::Weak => {
                 assert_eq!(ports, [21, 23, 80], "{}", device.name());

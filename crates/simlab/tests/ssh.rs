@@ -394,12 +394,14 @@ async fn listeners_match_the_profile_and_answer_with_banners() {
     let hardened = lab(Profile::Hardened).await;
     let run = hardened.exec("oper", OPER_PASSWORD, &[], "ss -ltn").await;
     let listening: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("LISTEN")).collect();
-    // SSH and the documented web management server (TS 33.117 4.3.4 cases), nothing else.
+    // SSH, the documented web management server (TS 33.117 4.3.4 cases) and its HTTPS
+    // (4.2.2.2.2, 4.2.5.1), nothing else.
     let web = hardened.device.extra_services().iter().map(|s| s.local_addr()).collect::<Vec<_>>();
     assert_eq!(web.len(), 1, "the hardened device's one extra service is its web server: {web:?}");
-    assert_eq!(listening.len(), 2, "{run:?}");
+    assert_eq!(listening.len(), 3, "{run:?}");
     assert!(listening.iter().any(|l| l.contains(&hardened.addr().to_string())), "{run:?}");
     assert!(listening.iter().any(|l| l.contains(&web[0].to_string())), "{run:?}");
+    assert!(listening.iter().any(|l| l.contains(&hardened.device.tls_addr().to_string())), "{run:?}");
 
     let weak = lab(Profile::Weak).await;
     let run = weak.exec("oper", OPER_PASSWORD, &[], "ss -ltn").await;
@@ -425,7 +427,9 @@ async fn listeners_match_the_profile_and_answer_with_banners() {
             assert!(banner.contains("Server: GoAhead-Webs/"), "{banner}");
         }
     }
-    assert_eq!(run.stdout.lines().filter(|l| l.starts_with("LISTEN")).count(), 4, "{run:?}");
+    // SSH, the three services and HTTPS.
+    assert!(run.stdout.contains(&weak.device.tls_addr().to_string()), "{run:?}");
+    assert_eq!(run.stdout.lines().filter(|l| l.starts_with("LISTEN")).count(), 5, "{run:?}");
 }
 
 async fn read_until(stream: &mut tokio::net::TcpStream, needle: &str) -> String {
@@ -535,6 +539,8 @@ async fn power_off_refuses_and_cuts_sessions_power_on_restores() {
         let refused = tokio::net::TcpStream::connect(service.local_addr()).await.unwrap_err();
         assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{:?}", service.service());
     }
+    let refused = tokio::net::TcpStream::connect(lab.device.tls_addr()).await.unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "HTTPS");
     let run = lab.exec("oper", OPER_PASSWORD, &[], "true").await;
     assert_eq!(run.status, Some(255), "{run:?}");
     assert!(run.stderr.contains("Connection refused"), "{run:?}");
@@ -544,7 +550,8 @@ async fn power_off_refuses_and_cuts_sessions_power_on_restores() {
     assert_eq!(lab.device.ssh_addr(), addr);
     let run = lab.exec("oper", OPER_PASSWORD, &[], "whoami").await;
     assert_eq!((run.status, run.stdout.as_str()), (Some(0), "oper\n"), "{run:?}");
-    assert_eq!(lab.device.os().listeners().len(), 4);
+    // SSH, telnet, FTP, HTTP and HTTPS.
+    assert_eq!(lab.device.os().listeners().len(), 5);
     let mut telnet = tokio::net::TcpStream::connect(lab.device.extra_services()[0].local_addr()).await.unwrap();
     read_until(&mut telnet, "login: ").await;
 }

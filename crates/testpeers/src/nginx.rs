@@ -16,7 +16,17 @@
 //!   `autoindex on`, WebDAV's PUT and DELETE enabled, Debian's default welcome page
 //!   (`index.nginx-debian.html`) as the index, nginx's own error pages.
 //!
-//! Readiness is a TCP connect to its port succeeding while the process still runs.
+//! Each also serves HTTPS on a second port (TS 33.117 4.2.2.2.2 and 4.2.5.1), with a
+//! certificate `openssl req` makes at start, for [`SERVER_NAME`]:
+//!
+//! - Compliant: `ssl_protocols TLSv1.2 TLSv1.3`, ECDHE with AES-GCM or ChaCha20 only,
+//!   an EC P-256 key, SHA-256 signature, valid for 30 days, the name in its SAN.
+//! - Careless: `ssl_protocols TLSv1 TLSv1.1 TLSv1.2` with `ALL:@SECLEVEL=0` (CBC, static
+//!   RSA key exchange, Camellia: what Debian's OpenSSL 3 still has without its legacy
+//!   provider; no RC4, and no 3DES), a 1024-bit RSA key, a SHA-1 signature, and
+//!   `localhost` as its only name.
+//!
+//! Readiness is a TCP connect to both ports succeeding while the process still runs.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -28,6 +38,10 @@ use std::time::{Duration, Instant};
 use crate::require_program;
 
 const NGINX: &str = "/usr/sbin/nginx";
+const OPENSSL: &str = "/usr/bin/openssl";
+
+/// The name the compliant server's certificate carries (the rig's `tls_server_name`).
+pub const SERVER_NAME: &str = "web1.lab.example";
 
 /// Debian's default page, which the careless server keeps.
 const DEBIAN_DEFAULT_PAGE: &str = "/var/www/html/index.nginx-debian.html";
@@ -58,6 +72,7 @@ impl NginxProfile {
 pub struct Nginx {
     child: Option<Child>,
     port: u16,
+    https_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -92,8 +107,15 @@ impl Nginx {
                 fs::write(root.join("index.nginx-debian.html"), page).expect("Debian's default page");
             }
         }
+        certificate(profile, dir.path());
         let port = crate::free_port();
-        fs::write(dir.path().join("nginx.conf"), config(profile, dir.path(), port)).expect("nginx.conf");
+        let https_port = loop {
+            let p = crate::free_port();
+            if p != port {
+                break p;
+            }
+        };
+        fs::write(dir.path().join("nginx.conf"), config(profile, dir.path(), port, https_port)).expect("nginx.conf");
         give_to_nobody(dir.path());
         let child = Command::new(NGINX)
             .arg("-p")
@@ -109,7 +131,7 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
-        let mut nginx = Nginx { child: Some(child), port, dir };
+        let mut nginx = Nginx { child: Some(child), port, https_port, dir };
         nginx.wait_ready();
         nginx
     }
@@ -120,6 +142,11 @@ impl Nginx {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of its HTTPS server.
+    pub fn https_port(&self) -> u16 {
+        self.https_port
     }
 
     /// The server's error log, for a failing test's message.
@@ -133,11 +160,18 @@ impl Nginx {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("nginx exited during startup ({status}):\n{}", self.error_log());
             }
-            if std::net::TcpStream::connect((self.address(), self.port)).is_ok() {
+            if std::net::TcpStream::connect((self.address(), self.port)).is_ok()
+                && std::net::TcpStream::connect((self.address(), self.https_port)).is_ok()
+            {
                 return;
             }
             if started.elapsed() > STARTUP_LIMIT {
-                panic!("nginx did not accept on port {} within {STARTUP_LIMIT:?}:\n{}", self.port, self.error_log());
+                panic!(
+                    "nginx did not accept on ports {} and {} within {STARTUP_LIMIT:?}:\n{}",
+                    self.port,
+                    self.https_port,
+                    self.error_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -165,7 +199,36 @@ fn give_to_nobody(dir: &Path) {
     }
 }
 
-fn config(profile: NginxProfile, dir: &Path, port: u16) -> String {
+/// `tls.key` and `tls.crt` in `dir`, by `openssl req`, as the module doc says.
+fn certificate(profile: NginxProfile, dir: &Path) {
+    require_program(OPENSSL, "openssl");
+    let (key, crt) = (dir.join("tls.key"), dir.join("tls.crt"));
+    let mut args: Vec<String> = vec!["req".into(), "-x509".into(), "-nodes".into()];
+    let own: Vec<String> = match profile {
+        NginxProfile::Compliant => vec![
+            "-newkey".into(),
+            "ec".into(),
+            "-pkeyopt".into(),
+            "ec_paramgen_curve:prime256v1".into(),
+            "-sha256".into(),
+            "-days".into(),
+            "30".into(),
+            "-subj".into(),
+            format!("/CN={SERVER_NAME}"),
+            "-addext".into(),
+            format!("subjectAltName=DNS:{SERVER_NAME}"),
+        ],
+        NginxProfile::Careless => {
+            vec!["-newkey".into(), "rsa:1024".into(), "-sha1".into(), "-days".into(), "3650".into(), "-subj".into(), "/CN=localhost".into()]
+        }
+    };
+    args.extend(own);
+    args.extend(["-keyout".into(), key.display().to_string(), "-out".into(), crt.display().to_string()]);
+    let out = Command::new(OPENSSL).args(&args).stdin(Stdio::null()).output().expect("run openssl req");
+    assert!(out.status.success(), "openssl req {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn config(profile: NginxProfile, dir: &Path, port: u16, https_port: u16) -> String {
     let d = dir.display();
     let common = format!(
         "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
@@ -175,6 +238,14 @@ fn config(profile: NginxProfile, dir: &Path, port: u16) -> String {
         "    access_log {d}/access.log;\n    client_body_temp_path {d}/tmp/body;\n    proxy_temp_path {d}/tmp/proxy;\n\
          \x20   fastcgi_temp_path {d}/tmp/fastcgi;\n    uwsgi_temp_path {d}/tmp/uwsgi;\n    scgi_temp_path {d}/tmp/scgi;\n\
          \x20   types {{ text/html html; text/css css; application/javascript js; }}\n    default_type application/octet-stream;\n"
+    );
+    let tls = match profile {
+        NginxProfile::Compliant => "        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;\n",
+        NginxProfile::Careless => "        ssl_protocols TLSv1 TLSv1.1 TLSv1.2;\n        ssl_ciphers ALL:@SECLEVEL=0;\n",
+    };
+    let https = format!(
+        "    server {{\n        listen 127.0.0.1:{https_port} ssl;\n        ssl_certificate {d}/tls.crt;\n        ssl_certificate_key {d}/tls.key;\n\
+         {tls}        ssl_prefer_server_ciphers on;\n        root {d}/html;\n        index index.html;\n    }}\n"
     );
     let server = match profile {
         NginxProfile::Compliant => format!(
@@ -189,5 +260,5 @@ fn config(profile: NginxProfile, dir: &Path, port: u16) -> String {
              \x20       location / {{ dav_methods PUT DELETE; create_full_put_path on; }}\n    }}\n"
         ),
     };
-    format!("{common}http {{\n{temp}{server}}}\n")
+    format!("{common}http {{\n{temp}{server}{https}}}\n")
 }

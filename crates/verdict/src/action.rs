@@ -89,6 +89,8 @@ action_kinds! {
     HttpRequest = "http_request",
     /// Receive the device's log records for a login it refused.
     SyslogReceive = "syslog_receive",
+    /// Hand-made ClientHellos to the device's TLS server: versions, suites, certificate.
+    TlsAudit = "tls_audit",
     /// Set values for later steps.
     Set = "set",
     /// Compare captured values.

@@ -138,6 +138,19 @@ pub fn judge(action: ActionKind, spec: &Value, output: &Value) -> Judgement {
             true,
         ),
         ActionKind::SyslogReceive => judge_syslog(spec, output),
+        ActionKind::TlsAudit => Judgement::new(
+            Verdict::Pass,
+            format!(
+                "TLS server {}:{}: accepts {}; {} suites accepted over {} hellos",
+                text(&output["address"]),
+                output["port"],
+                list(&output["accepted_versions"]),
+                count(&output["accepted_suites"]),
+                output["connections"],
+            ),
+            false,
+            true,
+        ),
         ActionKind::Assert => judge_assert(spec, output),
         ActionKind::Script => judge_script(output),
     }

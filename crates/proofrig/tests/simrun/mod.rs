@@ -55,7 +55,8 @@ pub fn rig_of(lab: &SimLab, dir: &Path, edit: impl FnOnce(String) -> String) -> 
 /// (a scan of every port would make a test slow): each SSH port, and a documented web
 /// port above 1024 (a weak device's web server sits on 80, among the well-known ones).
 pub fn high_ports(lab: &SimLab) -> String {
-    let ports = lab.devices().iter().flat_map(|d| [Some(d.ssh_addr().port()), d.web_port().filter(|p| *p > 1024)]).flatten();
+    let ports =
+        lab.devices().iter().flat_map(|d| [Some(d.ssh_addr().port()), d.web_port().filter(|p| *p > 1024), Some(d.tls_port())]).flatten();
     ports.map(|p| p.to_string()).collect::<Vec<_>>().join(",")
 }
 
