@@ -70,6 +70,7 @@ pub struct SshdBuilder {
     removable_media: Vec<(String, String)>,
     hidden: Vec<String>,
     stand_ins: Vec<String>,
+    inside: Vec<String>,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -298,6 +299,15 @@ impl SshdBuilder {
         self
     }
 
+    /// Shell lines run as root inside the server's namespaces just before sshd starts
+    /// (after the private mounts above): the device's own files bind-mounted where its
+    /// software looks for them, a daemon started in the background (it dies with the
+    /// namespace). Another test peer's building block, e.g. [`crate::web_host`].
+    pub fn inside(mut self, script: impl Into<String>) -> Self {
+        self.inside.push(script.into());
+        self
+    }
+
     pub fn start(self) -> Sshd {
         Sshd::start_with(self)
     }
@@ -348,6 +358,7 @@ impl Sshd {
             removable_media: Vec::new(),
             hidden: Vec::new(),
             stand_ins: Vec::new(),
+            inside: Vec::new(),
         }
     }
 
@@ -982,6 +993,10 @@ done
             "{SOCAT} TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork EXEC:'/bin/cat {d}/banner-{port}' &\n\
              i=0; while ! grep -q ':{port:04X} 00000000:0000 0A' /proc/net/tcp && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
         ));
+    }
+    for lines in &options.inside {
+        script.push_str(lines);
+        script.push('\n');
     }
     let stderr_log = if options.syslog { "" } else { "-e " };
     script.push_str(&format!("exec {SSHD} -D {stderr_log}-f '{d}/sshd_config'\n"));
