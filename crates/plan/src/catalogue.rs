@@ -461,6 +461,7 @@ pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
     ("sensitive_files", "sensitive_files: [/etc/shadow]"),
     ("router", "router: false"),
     ("removable_mounts", "removable_mounts: [/media/usb0]"),
+    ("web_server", "web_server: { program: nginx, account: www-data, master_account: root, config_files: [/etc/nginx/nginx.conf], modules_command: ls /etc/nginx/modules-enabled, add_ons: [], script_directories: [] }"),
 ];
 
 fn declared_example(key: &str) -> Option<&'static str> {

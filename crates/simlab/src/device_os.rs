@@ -473,7 +473,8 @@ impl DeviceState {
             }
         }
         // The daemons' own accounts: no password, no login shell.
-        const SYSTEM_ACCOUNTS: [(&str, u32, &str); 2] = [("daemon", 1, "/usr/sbin"), ("syslog", 104, "/nonexistent")];
+        const SYSTEM_ACCOUNTS: [(&str, u32, &str); 3] =
+            [("daemon", 1, "/usr/sbin"), ("www-data", 33, "/var/www"), ("syslog", 104, "/nonexistent")];
         for (name, uid, home) in SYSTEM_ACCOUNTS {
             add_account(name, uid, home, name, "", false);
             groups.push(Group { name: name.into(), gid: uid, members: vec![] });
@@ -493,6 +494,10 @@ impl DeviceState {
         for (index, daemon) in config.profile.daemons().iter().enumerate() {
             let pid = if daemon.program == "sshd" { SSHD_PID } else { 300 + 10 * index as u32 };
             processes.push(Process { pid, ppid: 1, user: daemon.user.into(), program: daemon.program.into() });
+            if daemon.program == "httpd" {
+                let worker = config.profile.web_install().worker_user;
+                processes.push(Process { pid: pid + 1, ppid: pid, user: worker.into(), program: daemon.program.into() });
+            }
         }
         processes.sort_by_key(|p| p.pid);
 
@@ -549,6 +554,26 @@ impl DeviceState {
             put(&path, text(format!("{value}\n")), 0o644, "root", "root");
         }
         put("/proc/mounts", text(proc_mounts(config.profile)), 0o444, "root", "root");
+        let web = config.profile.web_install();
+        for path in ["/etc/httpd", "/etc/httpd/modules.d", "/var/www"] {
+            put(path, dir(), 0o755, "root", "root");
+        }
+        put("/etc/httpd/httpd.conf", text(web.config.to_string()), web.config_mode, "root", web.config_group);
+        for module in web.modules {
+            put(
+                &format!("/etc/httpd/modules.d/{module}"),
+                text(format!("LoadModule {}\n", module.trim_end_matches(".conf"))),
+                0o644,
+                "root",
+                "root",
+            );
+        }
+        if !web.cgi_programs.is_empty() {
+            put("/var/www/cgi-bin", dir(), 0o755, "root", "root");
+        }
+        for program in web.cgi_programs {
+            put(&format!("/var/www/cgi-bin/{program}"), text(format!("(the {program} program)\n")), 0o755, "root", "root");
+        }
         put("/media", dir(), 0o755, "root", "root");
         put(REMOVABLE_MOUNT, dir(), 0o755, "root", "root");
 
