@@ -1,5 +1,5 @@
 //! The web server cases that look inside the web server's host (TS 33.117 4.3.4.2,
-//! .4, .5, .8) on a real device: Debian's nginx run by a master as root inside the
+//! .4, .5, .8, .13) on a real device: Debian's nginx run by a master as root inside the
 //! OpenSSH peer's namespaces, configured compliant and careless
 //! (`proofrig_testpeers::web_host`). `proofrig run` of each plan, reading the host over
 //! SSH as root (key login, host key pinned) with the rig's `declared.web_server` as a
@@ -17,7 +17,13 @@ use proofrig_testpeers::nginx::NginxProfile;
 use proofrig_testpeers::web_host::{WebHost, CONFIG};
 
 /// The library's plans that read the web server's host.
-const HOST_PLANS: &[&str] = &["web-server-privileges.yaml", "web-add-ons.yaml", "web-no-compiler.yaml", "web-config-permissions.yaml"];
+const HOST_PLANS: &[&str] = &[
+    "web-server-privileges.yaml",
+    "web-add-ons.yaml",
+    "web-no-compiler.yaml",
+    "web-config-permissions.yaml",
+    "web-file-type-mappings.yaml",
+];
 
 const BEGIN: &str = "<!-- web-host-verdict-table -->";
 const END: &str = "<!-- /web-host-verdict-table -->";
@@ -54,7 +60,8 @@ fn rig(host: &WebHost, dir: &Path) -> PathBuf {
         "rig: web-host-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {web}\n      web_directories: [/static/]\n      \
          web_server:\n        program: nginx\n        account: www-data\n        master_account: root\n        \
          config_files: [{CONFIG}]\n        modules_command: ls /etc/nginx/modules-enabled\n        add_ons: []\n        \
-         script_directories: [{scripts}]\n    \
+         script_directories: [{scripts}]\n        \
+         file_types_command: \"nginx -T 2>/dev/null | grep -o -E '[a-z]+/[-+.a-z0-9]+( +[a-z0-9]+)+;'\"\n        file_types: [html, css, js]\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: root, key_file: {key}, host_key: \"{fp}\" }}\n",
         web = host.web_port(),
         port = sshd.port(),
@@ -152,6 +159,7 @@ fn a_careless_web_host_fails_with_each_finding_named() {
         ("TC_NO_UNUSED_ADD-ONS", "switches cgi on"),
         ("TC_NO_COMPILER_FOR_CGI", "holds a compiler, interpreter or shell: [\"perl\", \"sh\"]"),
         ("TC_ACCESS_RIGHTS_WEB_SERVER_FILES", "is mode 666, owner root, group root: other users have rights on it"),
+        ("TC_NO_WEB_SERVER_FILE_TYPE MAPPINGS", "script or program types are mapped: "),
     ] {
         assert!(why(test).contains(finding), "{test} names `{finding}`: {}\n{text}", why(test));
     }

@@ -559,6 +559,7 @@ impl DeviceState {
             put(path, dir(), 0o755, "root", "root");
         }
         put("/etc/httpd/httpd.conf", text(web.config.to_string()), web.config_mode, "root", web.config_group);
+        put("/etc/httpd/mime.types", text(web.mime_types.to_string()), 0o644, "root", "root");
         for module in web.modules {
             put(
                 &format!("/etc/httpd/modules.d/{module}"),

@@ -121,6 +121,8 @@ pub struct WebInstall {
     pub modules: &'static [&'static str],
     /// Files of its CGI directory `/var/www/cgi-bin` (none: no CGI directory).
     pub cgi_programs: &'static [&'static str],
+    /// `/etc/httpd/mime.types`: its file type mappings, `TYPE EXTENSION...;` a line.
+    pub mime_types: &'static str,
 }
 
 /// A plain TCP service listening next to SSH, announcing itself with a banner.
@@ -299,6 +301,7 @@ impl Profile {
                 config_group: "adm",
                 modules: &["auth_basic.conf"],
                 cgi_programs: &[],
+                mime_types: "text/html html htm;\ntext/css css;\napplication/javascript js;\nimage/png png;\n",
             },
             Profile::Weak => WebInstall {
                 worker_user: "root",
@@ -308,6 +311,9 @@ impl Profile {
                 config_group: "root",
                 modules: &["auth_basic.conf", "cgi.conf", "ssi.conf", "webdav.conf"],
                 cgi_programs: &["login.cgi", "perl", "sh"],
+                mime_types: "text/html html htm shtml;\ntext/css css;\napplication/javascript js;\nimage/png png;\n\
+                             application/x-httpd-php php phtml;\napplication/x-sh sh;\napplication/x-perl pl pm;\n\
+                             application/octet-stream bin exe dll;\n",
             },
         }
     }

@@ -1,7 +1,7 @@
 //! A web server's host: Debian's nginx running on a device proofrig reaches over SSH,
 //! for the web server cases of TS 33.117 that look inside the host (4.3.4.2 the
 //! server's accounts, 4.3.4.4 its add-ons, 4.3.4.5 its script directories, 4.3.4.8
-//! its configuration files' rights), while its HTTP port answers on loopback as
+//! its configuration files' rights, 4.3.4.13 its file type mappings), while its HTTP port answers on loopback as
 //! [`crate::nginx`]'s does.
 //!
 //! Why on the OpenSSH peer: that peer already is a device with a shell in namespaces
