@@ -1,7 +1,8 @@
 //! A web server's host: Debian's nginx running on a device proofrig reaches over SSH,
 //! for the web server cases of TS 33.117 that look inside the host (4.3.4.2 the
 //! server's accounts, 4.3.4.4 its add-ons, 4.3.4.5 its script directories, 4.3.4.8
-//! its configuration files' rights, 4.3.4.13 its file type mappings), while its HTTP port answers on loopback as
+//! its configuration files' rights, 4.3.4.13 its file type mappings, 4.3.4.7 its SSI),
+//! while its HTTP port answers on loopback as
 //! [`crate::nginx`]'s does.
 //!
 //! Why on the OpenSSH peer: that peer already is a device with a shell in namespaces
@@ -104,6 +105,11 @@ impl WebHost {
     /// The directory the careless server runs CGI from (empty on the compliant one).
     pub fn script_directory(&self) -> PathBuf {
         self.dir.path().join("cgi-bin")
+    }
+
+    /// The document root, served at `/`.
+    pub fn document_root(&self) -> PathBuf {
+        self.dir.path().join("html")
     }
 
     /// nginx's error log (its start-up errors too), for a failing test's message.
