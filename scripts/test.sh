@@ -19,6 +19,10 @@ command -v pdudaemon >/dev/null 2>&1 || need+=(pdudaemon)
 command -v dropbearkey >/dev/null 2>&1 || need+=(dropbear-bin)
 command -v ssh-audit >/dev/null 2>&1 || need+=(ssh-audit)
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# The web host (crates/testpeers/src/web_host.rs): Debian's dynamic echo module as the
+# careless host's unneeded add-on, and perl copied into its CGI directory.
+[ -e /etc/nginx/modules-enabled/50-mod-http-echo.conf ] || need+=(libnginx-mod-http-echo)
+[ -x /usr/bin/perl ] || need+=(perl-base)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ -x /sbin/ip ] || need+=(iproute2)

@@ -596,6 +596,7 @@ async fn web_server_cases_pass_on_the_hardened_web_ui_and_name_each_finding_on_t
         ("web-config-permissions.yaml", "/etc/httpd/httpd.conf is mode 666, owner root, group root: other users have rights on it"),
         ("web-file-type-mappings.yaml", "extension(s) are mapped beyond the documented"),
         ("web-ssi-exec.yaml", "no configuration line disables the execution of commands"),
+        ("web-logging.yaml", "the line has no timestamp"),
     ];
     for (name, finding) in findings {
         let ran = run(&lab, name).await;

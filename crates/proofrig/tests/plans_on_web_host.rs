@@ -1,5 +1,5 @@
 //! The web server cases that look inside the web server's host (TS 33.117 4.3.4.2,
-//! .4, .5, .7, .8, .13) on a real device: Debian's nginx run by a master as root inside the
+//! .4, .5, .7, .8, .13; and 4.2.5.2.1, its access log) on a real device: Debian's nginx run by a master as root inside the
 //! OpenSSH peer's namespaces, configured compliant and careless
 //! (`proofrig_testpeers::web_host`). `proofrig run` of each plan, reading the host over
 //! SSH as root (key login, host key pinned) with the rig's `declared.web_server` as a
@@ -24,6 +24,7 @@ const HOST_PLANS: &[&str] = &[
     "web-config-permissions.yaml",
     "web-file-type-mappings.yaml",
     "web-ssi-exec.yaml",
+    "web-logging.yaml",
 ];
 
 const BEGIN: &str = "<!-- web-host-verdict-table -->";
@@ -62,10 +63,11 @@ fn rig(host: &WebHost, dir: &Path) -> PathBuf {
          web_server:\n        program: nginx\n        account: www-data\n        master_account: root\n        \
          config_files: [{CONFIG}]\n        modules_command: ls /etc/nginx/modules-enabled\n        add_ons: []\n        \
          script_directories: [{scripts}]\n        \
-         file_types_command: \"nginx -T 2>/dev/null | grep -o -E '[a-z]+/[-+.a-z0-9]+( +[a-z0-9]+)+;'\"\n        file_types: [html, css, js]\n        document_root: {root}\n    \
+         file_types_command: \"nginx -T 2>/dev/null | grep -o -E '[a-z]+/[-+.a-z0-9]+( +[a-z0-9]+)+;'\"\n        file_types: [html, css, js]\n        document_root: {root}\n        access_log: {log}\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: root, key_file: {key}, host_key: \"{fp}\" }}\n",
         web = host.web_port(),
         root = host.document_root().display(),
+        log = host.access_log().display(),
         port = sshd.port(),
         key = sshd.client_key().display(),
         fp = sshd.host_key_fingerprint(),
@@ -162,6 +164,7 @@ fn a_careless_web_host_fails_with_each_finding_named() {
         ("TC_NO_COMPILER_FOR_CGI", "holds a compiler, interpreter or shell: [\"perl\", \"sh\"]"),
         ("TC_ACCESS_RIGHTS_WEB_SERVER_FILES", "is mode 666, owner root, group root: other users have rights on it"),
         ("TC_NO_WEB_SERVER_FILE_TYPE MAPPINGS", "script or program types are mapped: "),
+        ("TC_WEBSERVER_LOGGING", "the line does not name the attempted user proofrig-probe"),
         // nginx has no SSI exec: the probe page is processed, its command not run.
         ("TC_NO_EXECUTION_OF_SYSTEM_COMMANDS", "SSI is on and processed the probe page, but did not execute its command"),
     ] {

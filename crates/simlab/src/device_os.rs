@@ -214,6 +214,8 @@ pub(crate) enum Content {
     Group,
     Shadow,
     AuthLog,
+    /// The web server's access log, one line a request.
+    WebAccessLog,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +242,8 @@ pub(crate) struct DeviceState {
     pub groups: Vec<Group>,
     pub files: BTreeMap<String, Node>,
     pub auth_log: Vec<AuthRecord>,
+    /// The web server's access log, as its lines.
+    pub web_log: Vec<String>,
     pub listeners: Vec<Listener>,
     /// UDP sockets bound for a service (the weak profile's SNMP agent), shown by `ss -lun`.
     pub udp_listeners: Vec<Listener>,
@@ -402,6 +406,21 @@ impl DeviceOs {
         Ok(())
     }
 
+    /// Appends a request the web server answered to its access log: on a hardened
+    /// device in the combined format (client address, the user a request names, time,
+    /// request line, status), on a weak one only the request line and status.
+    pub fn log_web_request(&self, request: &WebLogEntry<'_>) {
+        let mut state = self.lock();
+        let line = if state.profile.web_install().full_access_log {
+            let time = humantime::format_rfc3339_seconds(SystemTime::now());
+            format!("{} - {} [{time}] \"{}\" {} -", request.peer, request.user.unwrap_or("-"), request.request_line, request.status)
+        } else {
+            format!("\"{}\" {}", request.request_line, request.status)
+        };
+        state.web_log.push(line);
+        state.touch(WEB_ACCESS_LOG);
+    }
+
     /// The shell prompt for `user`, e.g. `root@ru1:~# `.
     pub fn prompt(&self, user: &str) -> String {
         let state = self.lock();
@@ -416,6 +435,18 @@ impl DeviceOs {
 enum Credential<'a> {
     Password(&'a str),
     PublicKey(&'a str),
+}
+
+/// Where the web server's access log is on the device.
+pub const WEB_ACCESS_LOG: &str = "/var/log/httpd/access.log";
+
+/// One request for the web server's access log.
+pub struct WebLogEntry<'a> {
+    pub peer: std::net::IpAddr,
+    /// The user a request's `Authorization: Basic` names, known or not.
+    pub user: Option<&'a str>,
+    pub request_line: &'a str,
+    pub status: u16,
 }
 
 /// `type base64` of an OpenSSH public key line, dropping the comment.
@@ -560,6 +591,8 @@ impl DeviceState {
         }
         put("/etc/httpd/httpd.conf", text(web.config.to_string()), web.config_mode, "root", web.config_group);
         put("/etc/httpd/mime.types", text(web.mime_types.to_string()), 0o644, "root", "root");
+        put("/var/log/httpd", dir(), 0o755, "root", "root");
+        put(WEB_ACCESS_LOG, NodeKind::File(Content::WebAccessLog), 0o640, "root", "adm");
         for module in web.modules {
             put(
                 &format!("/etc/httpd/modules.d/{module}"),
@@ -587,6 +620,7 @@ impl DeviceState {
             groups,
             files,
             auth_log: Vec::new(),
+            web_log: Vec::new(),
             listeners: Vec::new(),
             udp_listeners: Vec::new(),
             processes,
@@ -707,6 +741,7 @@ impl DeviceState {
                 })
                 .collect(),
             Content::AuthLog => self.auth_log.iter().map(|record| format!("{}\n", record.to_log_line(&self.hostname))).collect(),
+            Content::WebAccessLog => self.web_log.iter().map(|line| format!("{line}\n")).collect(),
         }
     }
 

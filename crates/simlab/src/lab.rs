@@ -418,7 +418,7 @@ impl SimLab {
              \x20     open_tcp_ports: [{}]\n\
              \x20     web_port: {}\n\
              \x20     web_directories: [/static/]\n\
-             \x20     web_server: {{ program: httpd, account: www-data, master_account: root, config_files: [/etc/httpd/httpd.conf], modules_command: ls /etc/httpd/modules.d, add_ons: [auth_basic], script_directories: [{}], file_types_command: cat /etc/httpd/mime.types, file_types: [html, htm, css, js, png], document_root: /var/www }}\n\
+             \x20     web_server: {{ program: httpd, account: www-data, master_account: root, config_files: [/etc/httpd/httpd.conf], modules_command: ls /etc/httpd/modules.d, add_ons: [auth_basic], script_directories: [{}], file_types_command: cat /etc/httpd/mime.types, file_types: [html, htm, css, js, png], document_root: /var/www, access_log: /var/log/httpd/access.log }}\n\
              \x20     open_udp_ports: []\n\
              \x20     services: [ssh]\n\
              \x20     ssh_root_login: false\n\

@@ -123,6 +123,9 @@ pub struct WebInstall {
     pub cgi_programs: &'static [&'static str],
     /// `/etc/httpd/mime.types`: its file type mappings, `TYPE EXTENSION...;` a line.
     pub mime_types: &'static str,
+    /// Whether its access log names the client, the user, the time (hardened), or only
+    /// the request line and status (weak).
+    pub full_access_log: bool,
 }
 
 /// A plain TCP service listening next to SSH, announcing itself with a banner.
@@ -301,6 +304,7 @@ impl Profile {
                 config_group: "adm",
                 modules: &["auth_basic.conf"],
                 cgi_programs: &[],
+                full_access_log: true,
                 mime_types: "text/html html htm;\ntext/css css;\napplication/javascript js;\nimage/png png;\n",
             },
             Profile::Weak => WebInstall {
@@ -311,6 +315,7 @@ impl Profile {
                 config_group: "root",
                 modules: &["auth_basic.conf", "cgi.conf", "ssi.conf", "webdav.conf"],
                 cgi_programs: &["login.cgi", "perl", "sh"],
+                full_access_log: false,
                 mime_types: "text/html html htm shtml;\ntext/css css;\napplication/javascript js;\nimage/png png;\n\
                              application/x-httpd-php php phtml;\napplication/x-sh sh;\napplication/x-perl pl pm;\n\
                              application/octet-stream bin exe dll;\n",

@@ -19,8 +19,8 @@
 //!   `/etc/nginx/modules-enabled` as installed (`libnginx-mod-http-echo`, which
 //!   `nginx-light` pulls in), SSI on, WebDAV `PUT`/`DELETE` on an upload location,
 //!   FastCGI for `/cgi-bin/`, whose directory holds copies of the host's `/bin/sh` and
-//!   `/usr/bin/perl` (real programs, as a careless image leaves them), and Debian's whole
-//!   `mime.types`.
+//!   `/usr/bin/perl` (real programs, as a careless image leaves them), Debian's whole
+//!   `mime.types`, and an access log of the request line and status only.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -112,6 +112,11 @@ impl WebHost {
         self.dir.path().join("html")
     }
 
+    /// nginx's access log (the compliant one in the combined format).
+    pub fn access_log(&self) -> PathBuf {
+        self.dir.path().join("access.log")
+    }
+
     /// nginx's error log (its start-up errors too), for a failing test's message.
     pub fn error_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
@@ -155,8 +160,12 @@ fn nginx_config(profile: NginxProfile, d: &Path, port: u16) -> String {
         "user {user};\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          include {DEBIAN_MODULES}/*.conf;\nevents {{ worker_connections 64; }}\n"
     );
+    let log = match profile {
+        NginxProfile::Compliant => format!("    access_log {d}/access.log;\n"),
+        NginxProfile::Careless => format!("    log_format brief '\"$request\" $status';\n    access_log {d}/access.log brief;\n"),
+    };
     let paths = format!(
-        "    access_log {d}/access.log;\n    client_body_temp_path {d}/tmp/body;\n    proxy_temp_path {d}/tmp/proxy;\n\
+        "{log}    client_body_temp_path {d}/tmp/body;\n    proxy_temp_path {d}/tmp/proxy;\n\
          \x20   fastcgi_temp_path {d}/tmp/fastcgi;\n    uwsgi_temp_path {d}/tmp/uwsgi;\n    scgi_temp_path {d}/tmp/scgi;\n\
          \x20   default_type application/octet-stream;\n"
     );
