@@ -597,6 +597,10 @@ async fn web_server_cases_pass_on_the_hardened_web_ui_and_name_each_finding_on_t
         ("web-file-type-mappings.yaml", "extension(s) are mapped beyond the documented"),
         ("web-ssi-exec.yaml", "no configuration line disables the execution of commands"),
         ("web-logging.yaml", "the line has no timestamp"),
+        (
+            "web-no-scripts-for-uploads.yaml",
+            "the upload directory /var/www/cgi-bin/upload lies inside the script directory /var/www/cgi-bin",
+        ),
     ];
     for (name, finding) in findings {
         let ran = run(&lab, name).await;

@@ -1,5 +1,5 @@
 //! The web server cases that look inside the web server's host (TS 33.117 4.3.4.2,
-//! .4, .5, .7, .8, .13; and 4.2.5.2.1, its access log) on a real device: Debian's nginx run by a master as root inside the
+//! .4, .5, .6, .7, .8, .13; and 4.2.5.2.1, its access log) on a real device: Debian's nginx run by a master as root inside the
 //! OpenSSH peer's namespaces, configured compliant and careless
 //! (`proofrig_testpeers::web_host`). `proofrig run` of each plan, reading the host over
 //! SSH as root (key login, host key pinned) with the rig's `declared.web_server` as a
@@ -25,6 +25,7 @@ const HOST_PLANS: &[&str] = &[
     "web-file-type-mappings.yaml",
     "web-ssi-exec.yaml",
     "web-logging.yaml",
+    "web-no-scripts-for-uploads.yaml",
 ];
 
 const BEGIN: &str = "<!-- web-host-verdict-table -->";
@@ -54,16 +55,16 @@ fn expected(column: &str) -> BTreeMap<String, String> {
 /// as its vendor documents it (the careless one documents its CGI directory).
 fn rig(host: &WebHost, dir: &Path) -> PathBuf {
     let sshd = host.sshd();
-    let scripts = match host.profile() {
-        NginxProfile::Compliant => String::new(),
-        NginxProfile::Careless => host.script_directory().display().to_string(),
+    let (scripts, uploads) = match host.profile() {
+        NginxProfile::Compliant => (String::new(), String::new()),
+        NginxProfile::Careless => (host.script_directory().display().to_string(), host.upload_directory().display().to_string()),
     };
     let yaml = format!(
         "rig: web-host-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {web}\n      web_directories: [/static/]\n      \
          web_server:\n        program: nginx\n        account: www-data\n        master_account: root\n        \
          config_files: [{CONFIG}]\n        modules_command: ls /etc/nginx/modules-enabled\n        add_ons: []\n        \
          script_directories: [{scripts}]\n        \
-         file_types_command: \"nginx -T 2>/dev/null | grep -o -E '[a-z]+/[-+.a-z0-9]+( +[a-z0-9]+)+;'\"\n        file_types: [html, css, js]\n        document_root: {root}\n        access_log: {log}\n    \
+         file_types_command: \"nginx -T 2>/dev/null | grep -o -E '[a-z]+/[-+.a-z0-9]+( +[a-z0-9]+)+;'\"\n        file_types: [html, css, js]\n        document_root: {root}\n        access_log: {log}\n        upload_directories: [{uploads}]\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: root, key_file: {key}, host_key: \"{fp}\" }}\n",
         web = host.web_port(),
         root = host.document_root().display(),
@@ -106,6 +107,17 @@ fn run_and_verify(host: &WebHost, tmp: &Path) -> (i32, String, PathBuf) {
 /// What each case said, by test name: (verdict, its reasons).
 fn observed(bundle: &Path) -> Vec<(String, String, String)> {
     verdicts::observed(bundle, None)
+}
+
+/// One HTTP PUT of `body` to `path` on 127.0.0.1:`port`; the answer's head.
+fn http_put(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = format!("PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 /// Every step message of the case `test` in the bundle's results, one per line.
@@ -165,11 +177,18 @@ fn a_careless_web_host_fails_with_each_finding_named() {
         ("TC_ACCESS_RIGHTS_WEB_SERVER_FILES", "is mode 666, owner root, group root: other users have rights on it"),
         ("TC_NO_WEB_SERVER_FILE_TYPE MAPPINGS", "script or program types are mapped: "),
         ("TC_WEBSERVER_LOGGING", "the line does not name the attempted user proofrig-probe"),
+        ("TC_NO_CGI_OR_SCRIPTING_FOR_UPLOADS", "lies inside the script directory"),
+        ("TC_NO_CGI_OR_SCRIPTING_FOR_UPLOADS", "the serving account www-data may write it"),
         // nginx has no SSI exec: the probe page is processed, its command not run.
         ("TC_NO_EXECUTION_OF_SYSTEM_COMMANDS", "SSI is on and processed the probe page, but did not execute its command"),
     ] {
         assert!(why(test).contains(finding), "{test} names `{finding}`: {}\n{text}", why(test));
     }
+    // What the rig documents is what the server does: a WebDAV PUT to /upload/ lands
+    // in the CGI directory.
+    let put = http_put(host.web_port(), "/upload/dropped.cgi", "#!/bin/sh\necho dropped\n");
+    assert!(put.starts_with("HTTP/1.1 201"), "the careless server stores uploads: {put}");
+    assert!(host.upload_directory().join("dropped.cgi").exists(), "the upload is in {}", host.upload_directory().display());
     let probe = host.document_root().join("proofrig-ssi-probe.shtml");
     assert!(!probe.exists(), "the SSI probe page is removed after the request: {}", probe.display());
 }

@@ -603,8 +603,9 @@ impl DeviceState {
             );
         }
         if !web.cgi_programs.is_empty() {
-            put("/var/www/cgi-bin", dir(), 0o755, "root", "root");
+            put("/var/www/cgi-bin", dir(), web.cgi_mode, "root", "root");
         }
+        put(web.upload_directory, dir(), 0o755, "www-data", "www-data");
         for program in web.cgi_programs {
             put(&format!("/var/www/cgi-bin/{program}"), text(format!("(the {program} program)\n")), 0o755, "root", "root");
         }

@@ -121,6 +121,10 @@ pub struct WebInstall {
     pub modules: &'static [&'static str],
     /// Files of its CGI directory `/var/www/cgi-bin` (none: no CGI directory).
     pub cgi_programs: &'static [&'static str],
+    /// The CGI directory's mode (owner root).
+    pub cgi_mode: u16,
+    /// Where uploads are stored.
+    pub upload_directory: &'static str,
     /// `/etc/httpd/mime.types`: its file type mappings, `TYPE EXTENSION...;` a line.
     pub mime_types: &'static str,
     /// Whether its access log names the client, the user, the time (hardened), or only
@@ -304,6 +308,8 @@ impl Profile {
                 config_group: "adm",
                 modules: &["auth_basic.conf"],
                 cgi_programs: &[],
+                cgi_mode: 0o755,
+                upload_directory: "/var/www/upload",
                 full_access_log: true,
                 mime_types: "text/html html htm;\ntext/css css;\napplication/javascript js;\nimage/png png;\n",
             },
@@ -315,6 +321,9 @@ impl Profile {
                 config_group: "root",
                 modules: &["auth_basic.conf", "cgi.conf", "ssi.conf", "webdav.conf"],
                 cgi_programs: &["login.cgi", "perl", "sh"],
+                // World-writable, so uploads can be stored in it.
+                cgi_mode: 0o777,
+                upload_directory: "/var/www/cgi-bin/upload",
                 full_access_log: false,
                 mime_types: "text/html html htm shtml;\ntext/css css;\napplication/javascript js;\nimage/png png;\n\
                              application/x-httpd-php php phtml;\napplication/x-sh sh;\napplication/x-perl pl pm;\n\

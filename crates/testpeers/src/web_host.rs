@@ -17,9 +17,10 @@
 //!   three file types mapped, no script directory.
 //! - Careless: workers as root (`user root;`), `nginx.conf` 0666, Debian's
 //!   `/etc/nginx/modules-enabled` as installed (`libnginx-mod-http-echo`, which
-//!   `nginx-light` pulls in), SSI on, WebDAV `PUT`/`DELETE` on an upload location,
-//!   FastCGI for `/cgi-bin/`, whose directory holds copies of the host's `/bin/sh` and
-//!   `/usr/bin/perl` (real programs, as a careless image leaves them), Debian's whole
+//!   `nginx-light` pulls in), SSI on, FastCGI for `/cgi-bin/`, whose directory
+//!   (world-writable) holds copies of the host's `/bin/sh` and `/usr/bin/perl` (real
+//!   programs, as a careless image leaves them) and, in `upload/`, what WebDAV `PUT`
+//!   on `/upload/` stores, Debian's whole
 //!   `mime.types`, and an access log of the request line and status only.
 
 use std::fs;
@@ -67,6 +68,7 @@ impl WebHost {
         .expect("index page");
         fs::write(d.join("html/static/app.js"), "console.log('web management');\n").expect("a static file");
         if profile == NginxProfile::Careless {
+            fs::create_dir_all(d.join("cgi-bin/upload")).expect("the upload directory in cgi-bin");
             fs::copy("/bin/sh", d.join("cgi-bin/sh")).expect("a shell in cgi-bin");
             fs::copy(PERL, d.join("cgi-bin/perl")).expect("perl in cgi-bin");
             fs::write(d.join("cgi-bin/status.cgi"), "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nuptime\n").expect("a CGI script");
@@ -74,6 +76,10 @@ impl WebHost {
         // The workers (www-data) read the document root; nothing else of the directory is theirs.
         for path in [d.to_path_buf(), d.join("html"), d.join("html/static"), d.join("html/upload"), d.join("cgi-bin")] {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("a readable directory");
+        }
+        if profile == NginxProfile::Careless {
+            // World-writable, so WebDAV can store uploads in it whatever account serves.
+            fs::set_permissions(d.join("cgi-bin"), fs::Permissions::from_mode(0o777)).expect("cgi-bin mode");
         }
         let port = crate::free_port();
         let config = d.join("nginx.conf");
@@ -100,6 +106,11 @@ impl WebHost {
 
     pub fn profile(&self) -> NginxProfile {
         self.profile
+    }
+
+    /// Where the careless server stores WebDAV uploads: inside its CGI directory.
+    pub fn upload_directory(&self) -> PathBuf {
+        self.dir.path().join("cgi-bin/upload")
     }
 
     /// The directory the careless server runs CGI from (empty on the compliant one).
@@ -179,7 +190,7 @@ fn nginx_config(profile: NginxProfile, d: &Path, port: u16) -> String {
             "    include /etc/nginx/mime.types;\n    server_tokens on;\n\
              \x20   server {{\n        listen 127.0.0.1:{port};\n        root {d}/html;\n        index index.html;\n\
              \x20       autoindex on;\n        ssi on;\n\
-             \x20       location /upload/ {{ dav_methods PUT DELETE; create_full_put_path on; }}\n\
+             \x20       location /upload/ {{ alias {d}/cgi-bin/upload/; dav_methods PUT DELETE; create_full_put_path on; }}\n\
              \x20       location /cgi-bin/ {{ root {d}; fastcgi_pass 127.0.0.1:9; }}\n    }}\n"
         ),
     };
