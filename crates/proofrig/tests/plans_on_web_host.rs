@@ -192,3 +192,32 @@ fn a_careless_web_host_fails_with_each_finding_named() {
     let probe = host.document_root().join("proofrig-ssi-probe.shtml");
     assert!(!probe.exists(), "the SSI probe page is removed after the request: {}", probe.display());
 }
+
+#[test]
+fn a_rig_that_lacks_a_value_of_the_web_server_s_documentation_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = WebHost::start(NginxProfile::Compliant);
+    let dir = tmp.path().join("undocumented");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rig = rig(&host, &dir);
+    let text = std::fs::read_to_string(&rig).unwrap();
+    let without: String = text.lines().filter(|l| !l.contains("modules_command:")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without, text, "the rig had a modules_command to leave out");
+    std::fs::write(&rig, without).unwrap();
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/web-add-ons.yaml");
+    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let out = proofrig(&["run", &s(&plan), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
+    let bundle = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from))
+        .unwrap_or_else(|| panic!("no bundle: {}", all(&out)));
+    let verified = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "{}", all(&verified));
+    let observed = observed(&bundle);
+    assert_eq!(observed.len(), 1, "{}", all(&out));
+    assert_eq!(observed[0].1, "ERROR", "a rig without the add-on listing command stops the case: {}", all(&out));
+    assert!(observed[0].2.contains("declared.web_server.modules_command"), "the missing key is named: {}", all(&out));
+    assert!(observed[0].2.contains("Nothing was sent to the device"), "{}", all(&out));
+}
