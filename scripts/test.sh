@@ -23,6 +23,10 @@ command -v ssh-audit >/dev/null 2>&1 || need+=(ssh-audit)
 ls /usr/lib/*-linux-gnu/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls)
 # The TLS cases: certificates for nginx's HTTPS, and s_client/s_server to cross-check the auditor.
 [ -x /usr/bin/openssl ] || need+=(openssl)
+# The web host (crates/testpeers/src/web_host.rs): Debian's dynamic echo module as the
+# careless host's unneeded add-on, and perl copied into its CGI directory.
+[ -e /etc/nginx/modules-enabled/50-mod-http-echo.conf ] || need+=(libnginx-mod-http-echo)
+[ -x /usr/bin/perl ] || need+=(perl-base)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ -x /sbin/ip ] || need+=(iproute2)

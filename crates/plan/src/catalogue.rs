@@ -481,6 +481,13 @@ pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
     ("sensitive_files", "sensitive_files: [/etc/shadow]"),
     ("router", "router: false"),
     ("removable_mounts", "removable_mounts: [/media/usb0]"),
+    (
+        "web_server",
+        "web_server: { program: nginx, account: www-data, master_account: root, config_files: [/etc/nginx/nginx.conf], \
+         modules_command: ls /etc/nginx/modules-enabled, add_ons: [], script_directories: [], upload_directories: [], \
+         document_root: /var/www/html, access_log: /var/log/nginx/access.log, file_types_command: cat /etc/nginx/mime.types, \
+         file_types: [html, css, js] }",
+    ),
 ];
 
 fn declared_example(key: &str) -> Option<&'static str> {

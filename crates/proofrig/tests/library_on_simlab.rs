@@ -352,7 +352,7 @@ async fn account_cases_name_every_finding_and_record_no_password_hash() {
             "system-account-identification.yaml",
             &[
                 "user id 0 is not root's alone: support has it too",
-                "the services syslogd, ftpd, httpd share the account daemon",
+                "the services syslogd, ftpd share the account daemon",
                 "syslogd (process 310) runs under daemon, not under its documented account syslog",
             ],
         ),
@@ -589,6 +589,18 @@ async fn web_server_cases_pass_on_the_hardened_web_ui_and_name_each_finding_on_t
         ("web-header-information.yaml", "GoAhead-Webs/2.5.0"),
         ("web-error-pages.yaml", "the page-not-found error names the web server or its version"),
         ("web-restricted-file-access.yaml", "/etc/passwd is served through a path with ../"),
+        // The cases that look inside the web server's host, over SSH.
+        ("web-server-privileges.yaml", "the httpd worker (process 341) runs under root, uid 0: with system privileges"),
+        ("web-add-ons.yaml", "webdav.conf is loaded but not among the add-ons the product needs"),
+        ("web-no-compiler.yaml", "/var/www/cgi-bin holds a compiler, interpreter or shell: [\"perl\", \"sh\"]"),
+        ("web-config-permissions.yaml", "/etc/httpd/httpd.conf is mode 666, owner root, group root: other users have rights on it"),
+        ("web-file-type-mappings.yaml", "extension(s) are mapped beyond the documented"),
+        ("web-ssi-exec.yaml", "no configuration line disables the execution of commands"),
+        ("web-logging.yaml", "the line has no timestamp"),
+        (
+            "web-no-scripts-for-uploads.yaml",
+            "the upload directory /var/www/cgi-bin/upload lies inside the script directory /var/www/cgi-bin",
+        ),
     ];
     for (name, finding) in findings {
         let ran = run(&lab, name).await;

@@ -216,6 +216,8 @@ pub(crate) enum Content {
     AuthLog,
     /// The account's `authorized_keys`, one `type base64` line per key it accepts.
     AuthorizedKeys(String),
+    /// The web server's access log, one line a request.
+    WebAccessLog,
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +244,8 @@ pub(crate) struct DeviceState {
     pub groups: Vec<Group>,
     pub files: BTreeMap<String, Node>,
     pub auth_log: Vec<AuthRecord>,
+    /// The web server's access log, as its lines.
+    pub web_log: Vec<String>,
     pub listeners: Vec<Listener>,
     /// UDP sockets bound for a service (the weak profile's SNMP agent), shown by `ss -lun`.
     pub udp_listeners: Vec<Listener>,
@@ -412,6 +416,21 @@ impl DeviceOs {
         Ok(())
     }
 
+    /// Appends a request the web server answered to its access log: on a hardened
+    /// device in the combined format (client address, the user a request names, time,
+    /// request line, status), on a weak one only the request line and status.
+    pub fn log_web_request(&self, request: &WebLogEntry<'_>) {
+        let mut state = self.lock();
+        let line = if state.profile.web_install().full_access_log {
+            let time = humantime::format_rfc3339_seconds(SystemTime::now());
+            format!("{} - {} [{time}] \"{}\" {} -", request.peer, request.user.unwrap_or("-"), request.request_line, request.status)
+        } else {
+            format!("\"{}\" {}", request.request_line, request.status)
+        };
+        state.web_log.push(line);
+        state.touch(WEB_ACCESS_LOG);
+    }
+
     /// The shell prompt for `user`, e.g. `root@ru1:~# `.
     pub fn prompt(&self, user: &str) -> String {
         let state = self.lock();
@@ -426,6 +445,18 @@ impl DeviceOs {
 enum Credential<'a> {
     Password(&'a str),
     PublicKey(&'a str),
+}
+
+/// Where the web server's access log is on the device.
+pub const WEB_ACCESS_LOG: &str = "/var/log/httpd/access.log";
+
+/// One request for the web server's access log.
+pub struct WebLogEntry<'a> {
+    pub peer: std::net::IpAddr,
+    /// The user a request's `Authorization: Basic` names, known or not.
+    pub user: Option<&'a str>,
+    pub request_line: &'a str,
+    pub status: u16,
 }
 
 /// `type base64` of an OpenSSH public key line, dropping the comment.
@@ -483,7 +514,8 @@ impl DeviceState {
             }
         }
         // The daemons' own accounts: no password, no login shell.
-        const SYSTEM_ACCOUNTS: [(&str, u32, &str); 2] = [("daemon", 1, "/usr/sbin"), ("syslog", 104, "/nonexistent")];
+        const SYSTEM_ACCOUNTS: [(&str, u32, &str); 3] =
+            [("daemon", 1, "/usr/sbin"), ("www-data", 33, "/var/www"), ("syslog", 104, "/nonexistent")];
         for (name, uid, home) in SYSTEM_ACCOUNTS {
             add_account(name, uid, home, name, "", false);
             groups.push(Group { name: name.into(), gid: uid, members: vec![] });
@@ -508,6 +540,10 @@ impl DeviceState {
         for (index, daemon) in config.profile.daemons().iter().enumerate() {
             let pid = if daemon.program == "sshd" { SSHD_PID } else { 300 + 10 * index as u32 };
             processes.push(Process { pid, ppid: 1, user: daemon.user.into(), program: daemon.program.into() });
+            if daemon.program == "httpd" {
+                let worker = config.profile.web_install().worker_user;
+                processes.push(Process { pid: pid + 1, ppid: pid, user: worker.into(), program: daemon.program.into() });
+            }
         }
         processes.sort_by_key(|p| p.pid);
 
@@ -568,6 +604,30 @@ impl DeviceState {
             put(&path, text(format!("{value}\n")), 0o644, "root", "root");
         }
         put("/proc/mounts", text(proc_mounts(config.profile)), 0o444, "root", "root");
+        let web = config.profile.web_install();
+        for path in ["/etc/httpd", "/etc/httpd/modules.d", "/var/www"] {
+            put(path, dir(), 0o755, "root", "root");
+        }
+        put("/etc/httpd/httpd.conf", text(web.config.to_string()), web.config_mode, "root", web.config_group);
+        put("/etc/httpd/mime.types", text(web.mime_types.to_string()), 0o644, "root", "root");
+        put("/var/log/httpd", dir(), 0o755, "root", "root");
+        put(WEB_ACCESS_LOG, NodeKind::File(Content::WebAccessLog), 0o640, "root", "adm");
+        for module in web.modules {
+            put(
+                &format!("/etc/httpd/modules.d/{module}"),
+                text(format!("LoadModule {}\n", module.trim_end_matches(".conf"))),
+                0o644,
+                "root",
+                "root",
+            );
+        }
+        if !web.cgi_programs.is_empty() {
+            put("/var/www/cgi-bin", dir(), web.cgi_mode, "root", "root");
+        }
+        put(web.upload_directory, dir(), 0o755, "www-data", "www-data");
+        for program in web.cgi_programs {
+            put(&format!("/var/www/cgi-bin/{program}"), text(format!("(the {program} program)\n")), 0o755, "root", "root");
+        }
         put("/media", dir(), 0o755, "root", "root");
         put(REMOVABLE_MOUNT, dir(), 0o755, "root", "root");
 
@@ -580,6 +640,7 @@ impl DeviceState {
             groups,
             files,
             auth_log: Vec::new(),
+            web_log: Vec::new(),
             listeners: Vec::new(),
             udp_listeners: Vec::new(),
             processes,
@@ -708,6 +769,7 @@ impl DeviceState {
                 self.accounts.get(user).map(|a| a.authorized_keys.iter().map(|key| format!("{key}\n")).collect()).unwrap_or_default()
             }
             Content::AuthLog => self.auth_log.iter().map(|record| format!("{}\n", record.to_log_line(&self.hostname))).collect(),
+            Content::WebAccessLog => self.web_log.iter().map(|line| format!("{line}\n")).collect(),
         }
     }
 

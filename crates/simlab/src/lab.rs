@@ -452,6 +452,7 @@ impl SimLab {
              \x20     tls_port: {tls_port}\n\
              \x20     https_port: {tls_port}\n\
              \x20     tls_server_name: {name}\n\
+             \x20     web_server: {{ program: httpd, account: www-data, master_account: root, config_files: [/etc/httpd/httpd.conf], modules_command: ls /etc/httpd/modules.d, add_ons: [auth_basic], script_directories: [{}], file_types_command: cat /etc/httpd/mime.types, file_types: [html, htm, css, js, png], document_root: /var/www, access_log: /var/log/httpd/access.log, upload_directories: [{}] }}\n\
              \x20     open_udp_ports: []\n\
              \x20     services: [ssh]\n\
              \x20     ssh_root_login: false\n\
@@ -488,6 +489,9 @@ impl SimLab {
             quoted(&identity.firmware),
             ports.join(", "),
             web_port,
+            // The weak device's vendor documents its CGI directory; the hardened one has none.
+            if spec.profile.web_install().cgi_programs.is_empty() { "" } else { "/var/www/cgi-bin" },
+            spec.profile.web_install().upload_directory,
             self.lockout_seconds,
             self.log_server.address,
             self.idle_timeout_seconds.map_or(String::new(), |s| format!("      inactivity_timeout_s: {s}\n")),

@@ -110,6 +110,30 @@ pub struct Daemon {
     pub user: &'static str,
 }
 
+/// The web management server's installation (`/etc/httpd`, `/var/www/cgi-bin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebInstall {
+    /// The account its worker process serves requests under.
+    pub worker_user: &'static str,
+    /// `/etc/httpd/httpd.conf`, its mode and group (owner root).
+    pub config: &'static str,
+    pub config_mode: u16,
+    pub config_group: &'static str,
+    /// The add-ons it loads, as files of `/etc/httpd/modules.d`.
+    pub modules: &'static [&'static str],
+    /// Files of its CGI directory `/var/www/cgi-bin` (none: no CGI directory).
+    pub cgi_programs: &'static [&'static str],
+    /// The CGI directory's mode (owner root).
+    pub cgi_mode: u16,
+    /// Where uploads are stored.
+    pub upload_directory: &'static str,
+    /// `/etc/httpd/mime.types`: its file type mappings, `TYPE EXTENSION...;` a line.
+    pub mime_types: &'static str,
+    /// Whether its access log names the client, the user, the time (hardened), or only
+    /// the request line and status (weak).
+    pub full_access_log: bool,
+}
+
 /// A plain TCP service listening next to SSH, announcing itself with a banner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtraService {
@@ -254,16 +278,59 @@ impl Profile {
     /// FTP and HTTP servers share `daemon`, and an automounter (udisksd) runs.
     pub fn daemons(self) -> &'static [Daemon] {
         match self {
-            Profile::Hardened => &[Daemon { program: "sshd", user: "root" }, Daemon { program: "syslogd", user: "syslog" }],
+            Profile::Hardened => &[
+                Daemon { program: "sshd", user: "root" },
+                Daemon { program: "syslogd", user: "syslog" },
+                // The web management server's master, which binds its port as root and
+                // serves through a worker under `www-data` (`web_install`).
+                Daemon { program: "httpd", user: "root" },
+            ],
             Profile::Weak => &[
                 Daemon { program: "sshd", user: "root" },
                 Daemon { program: "syslogd", user: "daemon" },
                 Daemon { program: "telnetd", user: "root" },
                 Daemon { program: "ftpd", user: "daemon" },
-                Daemon { program: "httpd", user: "daemon" },
+                // The web management server's master; its worker runs as root too (`web_install`).
+                Daemon { program: "httpd", user: "root" },
                 // udisks 2, which mounts a USB stick as soon as it is inserted.
                 Daemon { program: "udisksd", user: "root" },
             ],
+        }
+    }
+
+    /// How the web management server is installed on the device, as the web server
+    /// cases that look inside the host (TS 33.117 4.3.4.2, .4, .5, .8) read it.
+    pub fn web_install(self) -> WebInstall {
+        match self {
+            Profile::Hardened => WebInstall {
+                worker_user: "www-data",
+                config: "# Web management server\nUser www-data\nDocumentRoot /var/www\nServerTokens Prod\nOptions -Indexes\n\
+                         <LimitExcept GET HEAD>\n    Require all denied\n</LimitExcept>\n",
+                config_mode: 0o640,
+                config_group: "adm",
+                modules: &["auth_basic.conf"],
+                cgi_programs: &[],
+                cgi_mode: 0o755,
+                upload_directory: "/var/www/upload",
+                full_access_log: true,
+                mime_types: "text/html html htm;\ntext/css css;\napplication/javascript js;\nimage/png png;\n",
+            },
+            Profile::Weak => WebInstall {
+                worker_user: "root",
+                config: "# Web management server\nUser root\nDocumentRoot /var/www\nServerTokens Full\n\
+                         Options +Indexes +Includes +ExecCGI\nScriptAlias /cgi-bin/ /var/www/cgi-bin/\nDav On\n",
+                config_mode: 0o666,
+                config_group: "root",
+                modules: &["auth_basic.conf", "cgi.conf", "ssi.conf", "webdav.conf"],
+                cgi_programs: &["login.cgi", "perl", "sh"],
+                // World-writable, so uploads can be stored in it.
+                cgi_mode: 0o777,
+                upload_directory: "/var/www/cgi-bin/upload",
+                full_access_log: false,
+                mime_types: "text/html html htm shtml;\ntext/css css;\napplication/javascript js;\nimage/png png;\n\
+                             application/x-httpd-php php phtml;\napplication/x-sh sh;\napplication/x-perl pl pm;\n\
+                             application/octet-stream bin exe dll;\n",
+            },
         }
     }
 

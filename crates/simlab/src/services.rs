@@ -51,14 +51,14 @@ impl BannerService {
         let web = os.clone();
         let banner: Arc<str> = banner.into();
         let reply: Arc<str> = reply.into();
-        let handler: ConnectionHandler = Arc::new(move |stream, _peer| {
+        let handler: ConnectionHandler = Arc::new(move |stream, peer| {
             let banner = Arc::clone(&banner);
             let reply = Arc::clone(&reply);
             let web = web.clone();
             Box::pin(async move {
                 let conversation = async {
                     if http {
-                        answer_requests(stream, &web).await
+                        answer_requests(stream, peer, &web).await
                     } else {
                         converse(stream, &banner, &reply).await
                     }
@@ -106,8 +106,9 @@ async fn converse(stream: TcpStream, banner: &str, reply: &str) -> std::io::Resu
     }
 }
 
-/// Reads one request's head (through the empty line) and sends the web server's answer.
-async fn answer_requests(stream: TcpStream, os: &DeviceOs) -> std::io::Result<()> {
+/// Reads one request's head (through the empty line), logs it, and sends the web
+/// server's answer.
+async fn answer_requests(stream: TcpStream, peer: SocketAddr, os: &DeviceOs) -> std::io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
@@ -123,7 +124,12 @@ async fn answer_requests(stream: TcpStream, os: &DeviceOs) -> std::io::Result<()
         }
     }
     let head = String::from_utf8_lossy(&head);
-    let answer = crate::web::answer(os, &crate::web::Request::parse(&head));
+    let request = crate::web::Request::parse(&head);
+    let answer = crate::web::answer(os, &request);
+    let status = String::from_utf8_lossy(&answer[..answer.len().min(16)]).split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let user = crate::web::basic_user(request.head);
+    let request_line = request.head.lines().next().unwrap_or_default();
+    os.log_web_request(&crate::device_os::WebLogEntry { peer: peer.ip(), user: user.as_deref(), request_line, status });
     writer.write_all(&answer).await?;
     writer.shutdown().await
 }

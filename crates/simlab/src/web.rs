@@ -77,6 +77,37 @@ fn outside_root(os: &DeviceOs, path: &str) -> Option<String> {
     }
 }
 
+/// The user an `Authorization: Basic` header of `head` names (its password is ignored).
+pub fn basic_user(head: &str) -> Option<String> {
+    let value = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("authorization").then(|| value.trim().to_string())
+    })?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?.trim();
+    let decoded = base64_decode(encoded)?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split(':').next().unwrap_or_default().to_string())
+}
+
+/// Standard base64 (with padding), as Basic authentication sends it.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in text.bytes().filter(|b| *b != b'=') {
+        let value = ALPHABET.iter().position(|c| *c == byte)? as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    Some(out)
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -216,6 +247,13 @@ mod tests {
         let missing = ask(Profile::Hardened, "GET /nothing HTTP/1.1\r\n\r\n");
         assert!(missing.starts_with("HTTP/1.1 404") && !missing.contains("1.2.3"), "{missing}");
         assert!(!ask(Profile::Hardened, "GET / HTTP/1.1\r\n\r\n").contains("Firmware"));
+    }
+
+    #[test]
+    fn the_user_of_a_basic_authorization_is_read_and_its_password_ignored() {
+        let head = "GET / HTTP/1.1\r\nAuthorization: Basic cHJvb2ZyaWctcHJvYmU6bm90LXRoZS1wYXNzd29yZA==\r\n\r\n";
+        assert_eq!(basic_user(head).as_deref(), Some("proofrig-probe"));
+        assert_eq!(basic_user("GET / HTTP/1.1\r\n\r\n"), None);
     }
 
     #[test]

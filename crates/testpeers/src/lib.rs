@@ -17,6 +17,7 @@ pub mod rsyslog;
 pub mod ser2net;
 pub mod snmpd;
 pub mod sshd;
+pub mod web_host;
 
 /// Panic with an actionable message when a peer program is missing.
 pub fn require_program(path: &str, package: &str) {

@@ -76,6 +76,7 @@ pub struct SshdBuilder {
     /// sshd's `ListenAddress`: 127.0.0.1 unless a test with a network namespace of its
     /// own asks for every interface.
     listen_address: String,
+    inside: Vec<String>,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -327,6 +328,15 @@ impl SshdBuilder {
         self
     }
 
+    /// Shell lines run as root inside the server's namespaces just before sshd starts
+    /// (after the private mounts above): the device's own files bind-mounted where its
+    /// software looks for them, a daemon started in the background (it dies with the
+    /// namespace). Another test peer's building block, e.g. [`crate::web_host`].
+    pub fn inside(mut self, script: impl Into<String>) -> Self {
+        self.inside.push(script.into());
+        self
+    }
+
     pub fn start(self) -> Sshd {
         Sshd::start_with(self)
     }
@@ -380,6 +390,7 @@ impl Sshd {
             stand_ins: Vec::new(),
             authorized_keys: Vec::new(),
             listen_address: "127.0.0.1".to_string(),
+            inside: Vec::new(),
         }
     }
 
@@ -1034,6 +1045,10 @@ done
             "{SOCAT} TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork EXEC:'/bin/cat {d}/banner-{port}' &\n\
              i=0; while ! grep -q ':{port:04X} 00000000:0000 0A' /proc/net/tcp && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
         ));
+    }
+    for lines in &options.inside {
+        script.push_str(lines);
+        script.push('\n');
     }
     let stderr_log = if options.syslog { "" } else { "-e " };
     script.push_str(&format!("exec {SSHD} -D {stderr_log}-f '{d}/sshd_config'\n"));
