@@ -294,20 +294,17 @@ async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
         let mut ports: Vec<u16> = device.device().extra_services().iter().map(|s| s.local_addr().port()).collect();
         ports.sort_unstable();
         let listeners = device.device().os().listeners();
-        let on_management = listeners.iter().filter(|l| l.addr.ip() == ip);
-        let listening: Vec<u16> = on_management.map(|l| l.addr.port()).filter(|p| *p != device.ssh_addr().port()).collect();
-        // What listens on the device's user-plane address (TS 33.117 4.3.2.2).
-        let user_plane = proofrig_simlab::lab::user_plane_ip(ip).expect("a user-plane address");
-        let elsewhere: Vec<u16> = listeners.iter().filter(|l| l.addr.ip() == user_plane).map(|l| l.addr.port()).collect();
-        // SSH and HTTPS (both profiles, on free high ports: `proofrig_simlab::tls`) aside.
-        let listening: Vec<u16> = device
-            .device()
-            .os()
-            .listeners()
+        // On the management address, SSH and HTTPS (both profiles, on free high ports:
+        // `proofrig_simlab::tls`) aside.
+        let listening: Vec<u16> = listeners
             .iter()
+            .filter(|l| l.addr.ip() == ip)
             .map(|l| l.addr.port())
             .filter(|p| *p != device.ssh_addr().port() && *p != device.tls_port())
             .collect();
+        // What listens on the device's user-plane address (TS 33.117 4.3.2.2).
+        let user_plane = proofrig_simlab::lab::user_plane_ip(ip).expect("a user-plane address");
+        let elsewhere: Vec<u16> = listeners.iter().filter(|l| l.addr.ip() == user_plane).map(|l| l.addr.port()).collect();
         match device.spec().profile {
             Profile::Weak => {
                 assert_eq!(ports, [21, 23, 80], "{}", device.name());
