@@ -361,12 +361,17 @@ fn regex(pattern: &str) -> Result<regex::Regex, Box<EvalAltResult>> {
 }
 
 /// The names a script sees: `device`, `param` and every capture in the case scope.
+/// Plain variables, not constants: Rhai's optimizer writes a constant's value into
+/// every use of its name when it compiles, a function's own parameter of that name
+/// included, so `fn f(device) { device }` answered the capture, not its argument.
+/// (Functions do not see the script's variables, as Rhai's functions see nothing
+/// outside themselves.)
 fn scope_of(variables: &Value) -> Scope<'static> {
     let mut scope = Scope::new();
     if let Value::Object(map) = variables {
         for (name, value) in map {
             let value = rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT);
-            scope.push_constant_dynamic(name.clone(), value);
+            scope.push_dynamic(name.clone(), value);
         }
     }
     scope
@@ -378,7 +383,7 @@ pub fn check(source: &str, known: &[String]) -> Result<(), (usize, usize, String
     let engine = engine(None);
     let mut scope = Scope::new();
     for name in known {
-        scope.push_constant(name.clone(), ());
+        scope.push(name.clone(), ());
     }
     engine.compile_with_scope(&scope, source).map(|_| ()).map_err(|err| {
         let pos = err.position();
@@ -552,6 +557,18 @@ mod tests {
             Box::new(Fixed(outputs)),
             Control::live(Arc::new(AtomicU8::new(RUNNING)), Duration::from_secs(5)),
         )
+    }
+
+    #[test]
+    fn a_function_parameter_is_its_argument_not_the_capture_of_the_same_name() {
+        // `device` is a capture in every script's scope; a function's own `device` is
+        // whatever the call passes.
+        let source = r#"
+            fn name_of(device) { device }
+            name_of("the argument")
+        "#;
+        let output = run(source, vec![json!({})]);
+        assert_eq!(output["result"], json!("the argument"), "{output}");
     }
 
     #[test]

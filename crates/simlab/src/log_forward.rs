@@ -46,7 +46,8 @@ impl LogServer {
             address,
             certificate_der: certificate.der().to_vec(),
             certificate_pem: certificate.pem(),
-            identity_pem: format!("{}{}", key.serialize_pem(), certificate.pem()),
+            // As a secret file reads back: without the last newline.
+            identity_pem: format!("{}{}", key.serialize_pem(), certificate.pem()).trim_end().to_string(),
         })
     }
 
