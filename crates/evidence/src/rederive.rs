@@ -310,9 +310,9 @@ fn ssh_fetch(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
     Ok(())
 }
 
-fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
-    let user = spec["user"].as_str().unwrap_or_default();
-    let auth: Vec<(&str, bool, Option<&str>)> = events
+/// The SSH login attempts the server answered in a range: (user, accepted, source).
+fn login_attempts<'e>(events: &[&'e Event], device: &str) -> Vec<(&'e str, bool, Option<&'e str>)> {
+    events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::SshAuth { channel, user, accepted, source, .. } if channel.device == device && channel.channel == "ssh:login" => {
@@ -320,7 +320,12 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
             }
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
+    let user = spec["user"].as_str().unwrap_or_default();
+    let auth = login_attempts(events, device);
     if failed {
         return match auth.is_empty() {
             true => Ok(()),
@@ -372,15 +377,7 @@ fn ssh_login(device: &str, spec: &Value, output: &Value, events: &[&Event], fail
 /// give.
 fn syslog_receive(device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
     use proofrig_model::wire::syslog as wire;
-    let auth: Vec<(&str, bool, Option<&str>)> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::SshAuth { channel, user, accepted, source, .. } if channel.device == device && channel.channel == "ssh:login" => {
-                Some((user.as_str(), *accepted, source.as_deref()))
-            }
-            _ => None,
-        })
-        .collect();
+    let auth = login_attempts(events, device);
     if failed {
         return match auth.is_empty() {
             true => Ok(()),

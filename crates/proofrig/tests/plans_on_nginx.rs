@@ -12,7 +12,6 @@
 
 mod verdicts;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -31,27 +30,12 @@ const WEB_PLANS: &[&str] = &[
     "https.yaml",
 ];
 
-const BEGIN: &str = "<!-- nginx-verdict-table -->";
-const END: &str = "<!-- /nginx-verdict-table -->";
-
 fn proofrig(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_proofrig")).args(args).stdin(std::process::Stdio::null()).output().expect("run proofrig")
 }
 
 fn all(out: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// testplans/README.md's nginx table: test name -> verdict, for `column`.
-fn expected(column: &str) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/README.md")).unwrap();
-    let start = text.find(BEGIN).unwrap_or_else(|| panic!("testplans/README.md has no `{BEGIN}`"));
-    let end = text.find(END).unwrap_or_else(|| panic!("testplans/README.md has no `{END}`"));
-    let cells = |l: &str| -> Vec<String> { l.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect() };
-    let mut lines = text[start..end].lines().filter(|l| l.trim_start().starts_with('|') && !l.contains("---"));
-    let header = cells(lines.next().expect("a header row"));
-    let at = header.iter().position(|c| c == column).unwrap_or_else(|| panic!("no column `{column}`: {header:?}"));
-    lines.map(cells).map(|c| (verdicts::key(&c[0], &c[1]), c[at].clone())).collect()
 }
 
 /// A bundled plan, its HTTP requests aimed at `server`.
@@ -105,22 +89,7 @@ fn run_and_verify(server: &Nginx, tmp: &Path, profile: NginxProfile) -> (i32, St
 }
 
 fn assert_table(column: &str, bundle: &Path, text: &str) {
-    let observed = verdicts::observed(bundle, None);
-    let expected = expected(column);
-    let mut wrong = Vec::new();
-    for (test, verdict) in &expected {
-        match observed.iter().find(|(t, _, _)| t == test) {
-            None => wrong.push(format!("{test}: did not run (the table expects {verdict})")),
-            Some((_, got, why)) if got != verdict => wrong.push(format!("{test}: {got}, the table expects {verdict}: {why}")),
-            Some(_) => {}
-        }
-    }
-    for (test, got, _) in &observed {
-        if !expected.contains_key(test) {
-            wrong.push(format!("{test} ran ({got}) but the nginx table has no row for it"));
-        }
-    }
-    assert!(wrong.is_empty(), "on `{column}`, the run disagrees with testplans/README.md's nginx table:\n{}\n\n{text}", wrong.join("\n"));
+    verdicts::table_named("nginx-verdict-table").assert_column(column, &verdicts::observed(bundle, None), text);
 }
 
 #[test]

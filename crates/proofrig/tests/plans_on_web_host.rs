@@ -8,7 +8,6 @@
 
 mod verdicts;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -28,27 +27,12 @@ const HOST_PLANS: &[&str] = &[
     "web-no-scripts-for-uploads.yaml",
 ];
 
-const BEGIN: &str = "<!-- web-host-verdict-table -->";
-const END: &str = "<!-- /web-host-verdict-table -->";
-
 fn proofrig(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_proofrig")).args(args).stdin(std::process::Stdio::null()).output().expect("run proofrig")
 }
 
 fn all(out: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// testplans/README.md's web host table: test name -> verdict, for `column`.
-fn expected(column: &str) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/README.md")).unwrap();
-    let start = text.find(BEGIN).unwrap_or_else(|| panic!("testplans/README.md has no `{BEGIN}`"));
-    let end = text.find(END).unwrap_or_else(|| panic!("testplans/README.md has no `{END}`"));
-    let cells = |l: &str| -> Vec<String> { l.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect() };
-    let mut lines = text[start..end].lines().filter(|l| l.trim_start().starts_with('|') && !l.contains("---"));
-    let header = cells(lines.next().expect("a header row"));
-    let at = header.iter().position(|c| c == column).unwrap_or_else(|| panic!("no column `{column}`: {header:?}"));
-    lines.map(cells).map(|c| (verdicts::key(&c[0], &c[1]), c[at].clone())).collect()
 }
 
 /// The rig of `host`: root over SSH by key, its host key pinned, and the web server
@@ -128,26 +112,7 @@ fn findings(bundle: &Path, test: &str) -> String {
 }
 
 fn assert_table(column: &str, bundle: &Path, text: &str) {
-    let observed = observed(bundle);
-    let expected = expected(column);
-    let mut wrong = Vec::new();
-    for (test, verdict) in &expected {
-        match observed.iter().find(|(t, _, _)| t == test) {
-            None => wrong.push(format!("{test}: did not run (the table expects {verdict})")),
-            Some((_, got, why)) if got != verdict => wrong.push(format!("{test}: {got}, the table expects {verdict}: {why}")),
-            Some(_) => {}
-        }
-    }
-    for (test, got, _) in &observed {
-        if !expected.contains_key(test) {
-            wrong.push(format!("{test} ran ({got}) but the web host table has no row for it"));
-        }
-    }
-    assert!(
-        wrong.is_empty(),
-        "on `{column}`, the run disagrees with testplans/README.md's web host table:\n{}\n\n{text}",
-        wrong.join("\n")
-    );
+    verdicts::table_named("web-host-verdict-table").assert_column(column, &verdicts::observed(bundle, None), text);
 }
 
 #[test]

@@ -308,5 +308,5 @@ fn demo_key(out_dir: &Path) -> Result<(ed25519_dalek::SigningKey, ed25519_dalek:
 /// The demo's lab: hardened consoles log out a shell left idle for a few seconds (the
 /// rig declares it), so 4.2.3.5.2 waits seconds, not minutes, on each device.
 fn demo_lab() -> SimLabConfig {
-    SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(3))
+    SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(2))
 }

@@ -25,18 +25,23 @@ pub struct Table {
     rows: Vec<(String, String, Vec<String>)>,
 }
 
-const BEGIN: &str = "<!-- verdict-table -->";
-const END: &str = "<!-- /verdict-table -->";
-
-/// testplans/README.md's verdict table.
+/// testplans/README.md's verdict table of the library on the simulated lab, OpenSSH
+/// and BusyBox.
 pub fn table() -> Table {
+    table_named("verdict-table")
+}
+
+/// The table of testplans/README.md between `<!-- NAME -->` and `<!-- /NAME -->` (the
+/// nginx and web host tables have their own columns).
+pub fn table_named(name: &str) -> Table {
+    let (begin, end) = (format!("<!-- {name} -->"), format!("<!-- /{name} -->"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/README.md");
     let text = std::fs::read_to_string(&path).unwrap();
-    let start = text.find(BEGIN).unwrap_or_else(|| panic!("{} has no `{BEGIN}`", path.display()));
-    let end = text.find(END).unwrap_or_else(|| panic!("{} has no `{END}`", path.display()));
+    let start = text.find(&begin).unwrap_or_else(|| panic!("{} has no `{begin}`", path.display()));
+    let end = text.find(&end).unwrap_or_else(|| panic!("{} has no `{end}`", path.display()));
     let cells =
         |line: &str| -> Vec<String> { line.trim().trim_matches('|').split('|').map(|c| c.trim().trim_matches('`').to_string()).collect() };
-    let mut lines = text[start + BEGIN.len()..end].lines().filter(|l| l.trim_start().starts_with('|'));
+    let mut lines = text[start + begin.len()..end].lines().filter(|l| l.trim_start().starts_with('|'));
     let header = cells(lines.next().expect("a header row"));
     assert_eq!(&header[..2], ["clause", "test"], "the table starts with clause and test: {header:?}");
     let columns = header[2..].to_vec();
