@@ -118,6 +118,15 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The firmware release it runs: the careless unit was left on a release its
+    /// vendor no longer supports (4.3.2.5 reads it from `/etc/os-release`).
+    pub fn firmware(self) -> &'static str {
+        match self {
+            Profile::Hardened => "1.0",
+            Profile::Careless => "0.9",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Profile::Careless => "careless",
@@ -590,7 +599,7 @@ impl BusyboxDevice {
              devices:\n  {name}:\n\
              \x20   role: radio-unit\n\
              \x20   tags: [o-ru, busybox, {profile}]\n\
-             \x20   identity: {{ vendor: \"proofrig test peers\", model: RU-BB, serial: {serial}, firmware: \"1.0\", command: \"cat /etc/os-release\" }}\n\
+             \x20   identity: {{ vendor: \"proofrig test peers\", model: RU-BB, serial: {serial}, firmware: \"{firmware}\", command: \"cat /etc/os-release\" }}\n\
              \x20   declared:\n\
              \x20     open_tcp_ports: [{ports}]\n\
              \x20     open_udp_ports: []\n\
@@ -614,7 +623,7 @@ impl BusyboxDevice {
              \x20     software_list_command: \"find /bin /sbin /usr/bin /usr/sbin -type f\"\n\
              \x20     allowed_software: [/bin/busybox, /usr/sbin/dropbear]\n\
              \x20     disabled_functions: [{{ what: SSH local port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -j( |$)' }}, {{ what: SSH remote port forwarding, command: \"grep ^dropbear /etc/init.d/rcS\", disabled: ' -k( |$)' }}]\n\
-             \x20     components: [{{ name: BusyBox, command: busybox, version: 'BusyBox v([0-9.]+)', supported: '^1\\.(3[5-9]|[4-9][0-9])\\.' }}, {{ name: dropbear, command: /usr/sbin/dropbear -V, version: 'Dropbear v([0-9.]+)', supported: '^20(2[2-9]|[3-9][0-9])\\.' }}]\n\
+             \x20     components: [{{ name: firmware, command: cat /etc/os-release, version: 'VERSION_ID=\"?([0-9.]+)', supported: '^1\\.' }}, {{ name: BusyBox, command: busybox, version: 'BusyBox v([0-9.]+)', supported: '^1\\.(3[5-9]|[4-9][0-9])\\.' }}, {{ name: dropbear, command: /usr/sbin/dropbear -V, version: 'Dropbear v([0-9.]+)', supported: '^20(2[2-9]|[3-9][0-9])\\.' }}]\n\
              \x20   secrets:\n\
              \x20     root_password: {root_secret}\n\
              \x20     oper_password: {oper_secret}\n\
@@ -634,6 +643,7 @@ impl BusyboxDevice {
             profile = profile.name(),
             pdu_port = self.pdu_port(),
             serial = quoted(&format!("RUBB-{}", profile.name().to_uppercase())),
+            firmware = profile.firmware(),
             default_user = DEFAULT_ACCOUNT.0,
             default_password = DEFAULT_ACCOUNT.1,
             root_secret = secret("root"),
@@ -812,9 +822,10 @@ impl Image<'_> {
         self.etc(
             "os-release",
             &format!(
-                "NAME=\"RU-BB Linux\"\nID=ru-bb\nVERSION_ID=1.0\nPRETTY_NAME=\"RU-BB Linux 1.0 ({})\"\n\
+                "NAME=\"RU-BB Linux\"\nID=ru-bb\nVERSION_ID={firmware}\nPRETTY_NAME=\"RU-BB Linux {firmware} ({})\"\n\
                  HOME_URL=\"https://busybox.net/\"\n",
-                profile.name()
+                profile.name(),
+                firmware = profile.firmware(),
             ),
             0o644,
         );
