@@ -25,6 +25,7 @@ const HOST_PLANS: &[&str] = &[
     "web-ssi-exec.yaml",
     "web-logging.yaml",
     "web-no-scripts-for-uploads.yaml",
+    "system-function-authentication.yaml",
 ];
 
 fn proofrig(args: &[&str]) -> Output {
@@ -45,6 +46,7 @@ fn rig(host: &WebHost, dir: &Path) -> PathBuf {
     };
     let yaml = format!(
         "rig: web-host-bench\ndevices:\n  web1:\n    role: web-ui\n    declared:\n      web_port: {web}\n      web_directories: [/static/]\n      \
+         management_services: [{{ service: ssh }}, {{ service: http, port: {web}, paths: [/admin/config.json] }}]\n      \
          web_server:\n        program: nginx\n        account: www-data\n        master_account: root\n        \
          config_files: [{CONFIG}]\n        modules_command: ls /etc/nginx/modules-enabled\n        add_ons: []\n        \
          script_directories: [{scripts}]\n        \
@@ -122,6 +124,9 @@ fn a_compliant_web_host_passes_every_host_case() {
     let (code, text, bundle) = run_and_verify(&host, tmp.path());
     assert_table("nginx host compliant", &bundle, &text);
     assert_eq!(code, 0, "{text}");
+    // The management API asked for credentials (nginx's basic authentication).
+    let asked = findings(&bundle, "TC_SYS_FUN_USAGE");
+    assert!(asked.contains("GET /admin/config.json on port") && asked.contains("was answered 401"), "{asked}");
 }
 
 #[test]
@@ -134,6 +139,8 @@ fn a_careless_web_host_fails_with_each_finding_named() {
     let why = |test: &str| findings(&bundle, test);
     for (test, finding) in [
         ("TC_NO_SYSTEM_PRIVILEGES_WEB_SERVER", "runs under root, uid 0: with system privileges"),
+        ("TC_SYS_FUN_USAGE", "GET /admin/config.json on port"),
+        ("TC_SYS_FUN_USAGE", "without credentials was answered 200"),
         ("TC_NO_UNUSED_ADD-ONS", "50-mod-http-echo.conf is loaded but not among the add-ons"),
         ("TC_NO_UNUSED_ADD-ONS", "switches ssi on, which the product does not need"),
         ("TC_NO_UNUSED_ADD-ONS", "switches webdav on"),

@@ -58,7 +58,7 @@ impl WebHost {
         require_program(PERL, "perl-base");
         let dir = tempfile::Builder::new().prefix("proofrig-webhost-").tempdir().expect("temp dir for the web host");
         let d = dir.path();
-        for sub in ["html/static", "html/upload", "cgi-bin", "modules-enabled", "tmp"] {
+        for sub in ["html/static", "html/upload", "html/admin", "cgi-bin", "modules-enabled", "tmp"] {
             fs::create_dir_all(d.join(sub)).expect("web host directory");
         }
         fs::write(
@@ -67,6 +67,12 @@ impl WebHost {
         )
         .expect("index page");
         fs::write(d.join("html/static/app.js"), "console.log('web management');\n").expect("a static file");
+        // The management API's configuration: behind a login on the compliant host
+        // (basic authentication, an account nobody here logs in as: `!` matches no
+        // password), served to anyone on the careless one.
+        fs::write(d.join("html/admin/config.json"), "{\"snmp_community\": \"private\", \"ntp\": \"127.0.0.1\"}\n")
+            .expect("a management file");
+        fs::write(d.join("htpasswd"), "manager:!\n").expect("the management login's password file");
         if profile == NginxProfile::Careless {
             fs::create_dir_all(d.join("cgi-bin/upload")).expect("the upload directory in cgi-bin");
             fs::copy("/bin/sh", d.join("cgi-bin/sh")).expect("a shell in cgi-bin");
@@ -74,7 +80,8 @@ impl WebHost {
             fs::write(d.join("cgi-bin/status.cgi"), "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nuptime\n").expect("a CGI script");
         }
         // The workers (www-data) read the document root; nothing else of the directory is theirs.
-        for path in [d.to_path_buf(), d.join("html"), d.join("html/static"), d.join("html/upload"), d.join("cgi-bin")] {
+        for path in [d.to_path_buf(), d.join("html"), d.join("html/static"), d.join("html/upload"), d.join("html/admin"), d.join("cgi-bin")]
+        {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("a readable directory");
         }
         if profile == NginxProfile::Careless {
@@ -184,7 +191,8 @@ fn nginx_config(profile: NginxProfile, d: &Path, port: u16) -> String {
         NginxProfile::Compliant => format!(
             "    types {{ text/html html; text/css css; application/javascript js; }}\n    server_tokens off;\n\
              \x20   server {{\n        listen 127.0.0.1:{port};\n        root {d}/html;\n        index index.html;\n\
-             \x20       autoindex off;\n        location / {{ limit_except GET {{ deny all; }} }}\n    }}\n"
+             \x20       autoindex off;\n        location / {{ limit_except GET {{ deny all; }} }}\n\
+             \x20       location /admin/ {{ auth_basic management; auth_basic_user_file {d}/htpasswd; }}\n    }}\n"
         ),
         NginxProfile::Careless => format!(
             "    include /etc/nginx/mime.types;\n    server_tokens on;\n\
