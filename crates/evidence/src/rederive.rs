@@ -117,6 +117,7 @@ pub fn check(ctx: &mut Context<'_>, action: &Action<'_>, events: &[&Event]) -> R
         ActionKind::SshSu => super::console_replay::switch_user(device, spec, output, events, exempt),
         ActionKind::SshAudit => ssh_audit(device, output, events, failure.is_some() && !exempt),
         ActionKind::SshNegotiate => ssh_negotiate(device, spec, output, events, failure.is_some() && !exempt),
+        ActionKind::SshIdle => ssh_idle(device, spec, output, events, failure.is_some() && !exempt),
         ActionKind::Power => power(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
         ActionKind::TcpScan => tcp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
         ActionKind::UdpScan => udp_scan(ctx.rig, device, spec, output, events, failure.is_some() && !exempt),
@@ -407,6 +408,27 @@ fn syslog_receive(device: &str, spec: &Value, output: &Value, events: &[&Event],
     let source = source.and_then(|s| s.parse::<std::net::SocketAddr>().ok());
     if *output != wire::output(&listen, user, source, *accepted, &records) {
         return Err("the recorded login, records or matching records are not what the step's recorded login and log datagrams give".into());
+    }
+    Ok(())
+}
+
+/// An `ssh_idle` step: the shell's recorded bytes and end say it all. Nothing may have
+/// been typed into it; `prompt_seen` is whether the device sent anything; `ended` is
+/// whether the device ended the shell (recorded as lost) rather than the step closing it.
+fn ssh_idle(device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
+    const SHELL: &str = "ssh:shell";
+    if failed {
+        return Ok(());
+    }
+    if !bytes_on(events, device, SHELL, Direction::Out).is_empty() {
+        return Err("something was typed into the shell the step was to leave idle".into());
+    }
+    let on_shell = |e: &&&Event| e.kind.channel().is_some_and(|c| c.device == device && c.channel == SHELL);
+    let prompt_seen = !bytes_on(events, device, SHELL, Direction::In).is_empty();
+    let ended = events.iter().filter(on_shell).any(|e| matches!(e.kind, EventKind::ChannelLost { .. }));
+    let expected = json!({"idle_ms": spec["idle_ms"], "prompt_seen": prompt_seen, "ended": ended && prompt_seen});
+    if *output != expected {
+        return Err("the recorded prompt or end of the idle shell is not what its recorded bytes and end show".into());
     }
     Ok(())
 }

@@ -160,6 +160,7 @@ fn channel_of_kind(kind: ActionKind) -> Option<DeviceChannel> {
         | ActionKind::SshSu
         | ActionKind::SshAudit
         | ActionKind::SshNegotiate
+        | ActionKind::SshIdle
         // It makes an SSH login the device must refuse.
         | ActionKind::SyslogReceive => Some(DeviceChannel::Ssh),
         ActionKind::TcpScan | ActionKind::UdpScan | ActionKind::SnmpProbe | ActionKind::HttpRequest | ActionKind::TlsAudit => {
@@ -199,6 +200,7 @@ fn uses_rig_ssh_password(action: &Action) -> bool {
         | Action::SshFetch(_)
         | Action::SshSu(_)
         | Action::SshAudit(_)
+        | Action::SshIdle(_)
         | Action::TcpScan(_)
         | Action::UdpScan(_)
         | Action::SnmpProbe(_)

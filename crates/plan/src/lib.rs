@@ -399,6 +399,7 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
         | Action::SshLogin(_)
         | Action::SshSu(_)
         | Action::SshAudit(_)
+        | Action::SshIdle(_)
         | Action::SshNegotiate(_)
         | Action::Set(_)
         | Action::Script(_) => {}
@@ -525,7 +526,7 @@ cases:
         let err = invalid(&GOOD.replace("      - ssh_audit: {}\n", "      - name: nothing to do\n"));
         assert_eq!((err.field.as_str(), err.line, err.column), ("cases[0].steps[0]", 19, 9));
         assert_eq!(err.message, "this step has no action");
-        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, tcp_scan, udp_scan, snmp_probe, http_request, syslog_receive, tls_audit, set, assert, script";
+        let every = "power, wait, console_send, console_expect, console_login, console_run, ssh_exec, ssh_fetch, ssh_login, ssh_su, ssh_audit, ssh_negotiate, ssh_idle, tcp_scan, udp_scan, snmp_probe, http_request, syslog_receive, tls_audit, set, assert, script";
         assert_eq!(err.hint, Some(format!("give it exactly one of: {every}")));
         // Named in the order of the action list, the second one is where the error is.
         let err = invalid(

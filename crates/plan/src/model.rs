@@ -220,6 +220,7 @@ pub enum Action {
     SshSu(SshSu),
     SshAudit(SshAudit),
     SshNegotiate(SshNegotiate),
+    SshIdle(SshIdle),
     TcpScan(TcpScan),
     UdpScan(UdpScan),
     SnmpProbe(SnmpProbe),
@@ -249,6 +250,7 @@ impl Action {
             Action::SshSu(_) => ActionKind::SshSu,
             Action::SshAudit(_) => ActionKind::SshAudit,
             Action::SshNegotiate(_) => ActionKind::SshNegotiate,
+            Action::SshIdle(_) => ActionKind::SshIdle,
             Action::TcpScan(_) => ActionKind::TcpScan,
             Action::UdpScan(_) => ActionKind::UdpScan,
             Action::SnmpProbe(_) => ActionKind::SnmpProbe,
@@ -276,6 +278,7 @@ impl Action {
             ActionKind::SshSu => Action::SshSu(map.next_value()?),
             ActionKind::SshAudit => Action::SshAudit(map.next_value()?),
             ActionKind::SshNegotiate => Action::SshNegotiate(map.next_value()?),
+            ActionKind::SshIdle => Action::SshIdle(map.next_value()?),
             ActionKind::TcpScan => Action::TcpScan(map.next_value()?),
             ActionKind::UdpScan => Action::UdpScan(map.next_value()?),
             ActionKind::SnmpProbe => Action::SnmpProbe(map.next_value()?),
@@ -304,6 +307,7 @@ impl Action {
             | Action::SshFetch(_)
             | Action::SshAudit(_)
             | Action::SshNegotiate(_)
+            | Action::SshIdle(_)
             | Action::TcpScan(_)
             | Action::UdpScan(_)
             | Action::SnmpProbe(_)
@@ -684,6 +688,20 @@ pub enum KeySource {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshAudit {}
+
+/// An interactive SSH shell (with a PTY) as the rig's SSH user, left idle: nothing is
+/// typed once its first output (the prompt) has come. Output `{idle_ms, prompt_seen,
+/// ended}`: `ended` when the device closed the session within `idle_ms` (TS 33.117
+/// 4.2.3.5.2); otherwise the step closes it. No prompt within `prompt_ms` (default
+/// 5000) leaves `prompt_seen` false, and nothing is decided.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshIdle {
+    /// How long the session stays idle: a number of milliseconds or a template.
+    pub idle_ms: serde_json::Value,
+    #[serde(default)]
+    pub prompt_ms: Option<u64>,
+}
 
 /// Connect offering only the given algorithms; output `{accepted, detail}`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

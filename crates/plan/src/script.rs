@@ -245,6 +245,7 @@ fn agent_call(kind: ActionKind) -> bool {
         | ActionKind::SshLogin
         | ActionKind::SshSu
         | ActionKind::SshAudit
+        | ActionKind::SshIdle
         | ActionKind::SshNegotiate
         | ActionKind::TcpScan
         | ActionKind::UdpScan

@@ -75,6 +75,8 @@ cases:
       - name: switch to root with its password
         ssh_su: { user: root, password: { secret: root_password } }
         on_failure: continue
+      - name: leave a shell idle for a moment
+        ssh_idle: { idle_ms: 300 }
 "#;
 
 /// The library's plans the forgeries need (the slow scripted ones left out), and the extras.
@@ -288,6 +290,11 @@ fn forgeries() -> Vec<Forgery> {
                     }
                 })
             },
+        },
+        Forgery {
+            name: "an idle shell the device left open said to be ended by it",
+            action: Some("ssh_idle"),
+            forge: |j| edit(j, EXTRA, "leave a shell idle for a moment", |o| o["ended"] = true.into()),
         },
         Forgery { name: "a value set", action: Some("set"), forge: |j| edit(j, EXTRA, "remember the limit", |o| o["limit"] = 4.into()) },
         Forgery {

@@ -428,7 +428,30 @@ async fn the_hardened_console_ends_an_idle_session_and_the_weak_one_keeps_it_ope
         let (_, why) = verdict(&ran, device);
         assert!(why.contains("was still open after"), "{device}: {why}");
     }
+    // Over SSH too: the hardened devices end an idle interactive shell, the weak ones
+    // keep it open until the step closes it; both showed a prompt first.
+    let label = "an idle SSH session is ended by the device";
+    for (device, ends) in [("ru1", true), ("core1", true), ("ru2", false), ("core2", false)] {
+        let calls = output(&ran, device, label)["calls"].as_array().unwrap().clone();
+        let idle = calls.iter().find(|c| c["action"] == "ssh_idle").unwrap_or_else(|| panic!("{device}: {calls:?}"));
+        assert_eq!(idle["output"]["prompt_seen"], true, "{device}: {idle}");
+        assert_eq!(idle["output"]["ended"], ends, "{device}: {idle}");
+        assert_eq!(idle["output"]["idle_ms"], IDLE_TIMEOUT_S * 1000 + 1500, "{device}: {idle}");
+    }
+    let (_, why) = verdict(&ran, "ru2");
+    assert!(why.contains("the SSH session of oper was still open after"), "{why}");
     assert_replays(&ran);
+    // A journal saying the weak device ended the idle shell does not replay.
+    let forged = simrun::rewrite(&ran, |entry| {
+        let calls = entry.get_mut("output").and_then(|o| o.get_mut("calls")).and_then(|c| c.as_array_mut());
+        for call in calls.into_iter().flatten() {
+            if call["action"] == "ssh_idle" && call["output"]["ended"] == false {
+                call["output"]["ended"] = true.into();
+            }
+        }
+    });
+    let err = proofrig_evidence::replay::replay(&ran.plans, &ran.rig, &forged).expect_err("a forged end of the idle shell is caught");
+    assert!(err.to_string().contains("the recorded prompt or end of the idle shell"), "{err}");
     lab.stop().await;
 }
 

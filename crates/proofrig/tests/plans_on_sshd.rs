@@ -31,6 +31,10 @@ const DEFAULT_ACCOUNT: (&str, &str) = ("admin", "admin");
 const LOCKOUT_ATTEMPTS: u32 = 3;
 const LOCKOUT_SECONDS: u64 = 4;
 
+/// The inactivity timeout every rig here declares: the compliant server closes an idle
+/// session channel after it; the careless one and the appliance never do.
+const IDLE_TIMEOUT_S: u64 = 5;
+
 /// The central log server every rig here documents, inside the device's network
 /// namespace (where proofrig plays it), and its identity: the compliant device's
 /// rsyslog trusts its certificate; each rig hands the identity to proofrig.
@@ -123,7 +127,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::write(dir.join("log-server.pem"), &LOG_IDENTITY.identity_pem).unwrap();
     std::fs::write(dir.join("oper.pass"), OPERATOR_PASSWORD).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", inactivity_timeout_s: {IDLE_TIMEOUT_S}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}], \
@@ -200,6 +204,8 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .config("KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org")
             .config("Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes256-ctr")
             .config("MACs hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com")
+            // Idle interactive sessions are closed after the declared timeout (OpenSSH 9.2's ChannelTimeout).
+            .config(format!("ChannelTimeout session:shell={IDLE_TIMEOUT_S}s"))
             // No TCP forwarding, a function the device does not use.
             .config("AllowTcpForwarding no")
             // The vendor's default account is there but locked, and wrong passwords lock an account.

@@ -41,6 +41,8 @@ pub fn default_timeout(action: ActionKind) -> Duration {
         ActionKind::SyslogReceive => 60_000,
         ActionKind::TlsAudit => 60_000,
         ActionKind::UdpScan => 300_000,
+        // Idle for as long as the device documents, which may be minutes.
+        ActionKind::SshIdle => 900_000,
         ActionKind::ConsoleLogin | ActionKind::ConsoleRun | ActionKind::ConsoleExpect => 30_000,
         // A script's calls have their own limits; this bounds the whole script.
         ActionKind::Script => 300_000,
@@ -319,6 +321,7 @@ impl Agents {
                     .map_err(classify_ssh)?;
                 Ok(json!({"negotiated": outcome.negotiated, "detail": outcome.detail}))
             }
+            Action::SshIdle(_) => self.ssh_idle(device, spec).await,
             Action::SshAudit(_) => {
                 let endpoint = self.device(device)?.ssh.ok_or_else(|| no_channel(device, "ssh"))?;
                 let offered =
@@ -416,6 +419,38 @@ impl Agents {
             Err(err @ http::HttpError::NotHttp { .. }) => Err((FailureClass::Error, err.to_string())),
             Err(err) => Err((FailureClass::Infra, err.to_string())),
         }
+    }
+
+    /// An `ssh_idle` step: an interactive shell, its prompt awaited, then nothing typed
+    /// until the device ends it or `idle_ms` has passed (then the step closes it).
+    async fn ssh_idle(&mut self, device: &str, spec: &Value) -> Result<Value, Failure> {
+        let idle_ms = spec["idle_ms"]
+            .as_u64()
+            .or_else(|| spec["idle_ms"].as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| (FailureClass::Error, format!("device {device}: ssh_idle.idle_ms is not a number of milliseconds")))?;
+        let prompt_wait = Duration::from_millis(spec["prompt_ms"].as_u64().unwrap_or(5000));
+        let session = self.session(device).await?;
+        let mut shell = session.shell().await.map_err(classify_ssh)?;
+        let prompt_seen = matches!(tokio::time::timeout(prompt_wait, shell.read()).await, Ok(Ok(bytes)) if !bytes.is_empty());
+        let mut ended = false;
+        if prompt_seen {
+            let until = tokio::time::Instant::now() + Duration::from_millis(idle_ms);
+            loop {
+                match tokio::time::timeout_at(until, shell.read()).await {
+                    // Idle for the whole time, and still open.
+                    Err(_) => break,
+                    // The device may print something (a warning before it logs out).
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(_)) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+        }
+        // Closed within the step, so its last bytes and its end are in the step's range.
+        shell.close().await;
+        Ok(json!({"idle_ms": spec["idle_ms"], "prompt_seen": prompt_seen, "ended": ended}))
     }
 
     /// A `syslog_receive` step: listen where the device sends its log records, make a

@@ -62,6 +62,7 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
         | ActionKind::SshSu
         | ActionKind::SshAudit
         | ActionKind::SshNegotiate
+        | ActionKind::SshIdle
         | ActionKind::TcpScan
         | ActionKind::UdpScan
         | ActionKind::SnmpProbe

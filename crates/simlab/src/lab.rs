@@ -313,7 +313,12 @@ impl SimLab {
             device_spec.http_port = spec.http_port;
             device_spec.snmp_port = spec.snmp_port;
             device_spec.powered = config.powered;
-            device_spec.ssh_options = SshServerOptions { auth_failure_delay: config.ssh_auth_failure_delay, ..SshServerOptions::default() };
+            device_spec.ssh_options = SshServerOptions {
+                auth_failure_delay: config.ssh_auth_failure_delay,
+                // The declared inactivity timeout holds for SSH shells as for the console.
+                idle_timeout: config.console_idle_timeout,
+                ..SshServerOptions::default()
+            };
             if spec.console {
                 let mut console = ConsoleOptions::new(&bootloader_password);
                 console.boot = config.boot.clone();

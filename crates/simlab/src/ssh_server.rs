@@ -83,6 +83,9 @@ pub struct SshServerOptions {
     pub max_auth_attempts: usize,
     /// Identification string sent to clients.
     pub server_id: String,
+    /// A hardened device ends an interactive shell (with a PTY) left without input
+    /// this long, as its console does (TS 33.117 4.2.3.5.2); the weak one never does.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for SshServerOptions {
@@ -91,6 +94,7 @@ impl Default for SshServerOptions {
             auth_failure_delay: Duration::from_millis(500),
             max_auth_attempts: 6,
             server_id: "SSH-2.0-ProofrigSim_1.0".to_string(),
+            idle_timeout: None,
         }
     }
 }
@@ -114,6 +118,7 @@ impl SimSshServer {
         let config = Arc::new(russh_config(os.profile(), &host_key, &options)?);
         os.install_host_public_key(&host_key.public_openssh());
         let handler_os = os.clone();
+        let idle_timeout = options.idle_timeout.filter(|_| os.profile() == Profile::Hardened);
         let handler: ConnectionHandler = Arc::new(move |stream, peer| {
             let config = Arc::clone(&config);
             let os = handler_os.clone();
@@ -121,7 +126,7 @@ impl SimSshServer {
                 // SSH trades many small packets; without this, Nagle and delayed ACKs
                 // stall each command ~40 ms (russh sets it only in its own accept loop).
                 let _ = stream.set_nodelay(true);
-                let connection = SshConnection { os, peer, user: None, channels: HashMap::new() };
+                let connection = SshConnection { os, peer, user: None, channels: HashMap::new(), idle_timeout };
                 match russh::server::run_stream(config, stream, connection).await {
                     Ok(session) => {
                         if let Err(error) = session.await {
@@ -219,6 +224,7 @@ struct SshConnection {
     peer: SocketAddr,
     user: Option<String>,
     channels: HashMap<ChannelId, ChannelState>,
+    idle_timeout: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -333,7 +339,8 @@ impl russh::server::Handler for SshConnection {
         state.activity = Activity::Shell(input_tx);
         session.channel_success(channel)?;
         let pid = self.os.open_session(&user, crate::device_os::SSHD_PID);
-        let shell = Shell { os: self.os.clone(), user, handle: session.handle(), channel, pty: state.pty, pid };
+        let idle = self.idle_timeout.filter(|_| state.pty);
+        let shell = Shell { os: self.os.clone(), user, handle: session.handle(), channel, pty: state.pty, pid, idle };
         let os = self.os.clone();
         tokio::spawn(async move {
             shell.run(input_rx).await;
@@ -450,6 +457,8 @@ struct Shell {
     pty: bool,
     /// The session's shell process (`$$`, listed by `ps` while the shell runs).
     pid: u32,
+    /// Logged out after this long without input (interactive shells of hardened devices).
+    idle: Option<Duration>,
 }
 
 impl Shell {
@@ -491,7 +500,18 @@ impl Shell {
         if self.pty && !self.send(&self.os.prompt(&self.user)).await {
             return;
         }
-        while let Some(message) = input.recv().await {
+        loop {
+            let message = match self.idle {
+                Some(idle) => match tokio::time::timeout(idle, input.recv()).await {
+                    Ok(message) => message,
+                    Err(_) => {
+                        let _ = self.send("\r\ntimed out waiting for input: auto-logout\r\n").await;
+                        return self.finish(0).await;
+                    }
+                },
+                None => input.recv().await,
+            };
+            let Some(message) = message else { break };
             let bytes = match message {
                 ShellInput::Data(bytes) => bytes,
                 ShellInput::Eof => break,

@@ -79,6 +79,8 @@ action_kinds! {
     SshAudit = "ssh_audit",
     /// Connect offering only some algorithms.
     SshNegotiate = "ssh_negotiate",
+    /// Open an interactive SSH shell and leave it idle.
+    SshIdle = "ssh_idle",
     /// A TCP connect scan.
     TcpScan = "tcp_scan",
     /// A UDP port scan.

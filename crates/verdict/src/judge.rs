@@ -95,6 +95,25 @@ pub fn judge(action: ActionKind, spec: &Value, output: &Value) -> Judgement {
             true,
         ),
         ActionKind::SshNegotiate => judge_negotiate(spec, output),
+        // Whether the session ended is the case's to judge against the declared timeout;
+        // without a prompt there was no interactive session to leave idle.
+        ActionKind::SshIdle => match output["prompt_seen"].as_bool() {
+            Some(true) => Judgement::new(
+                Verdict::Pass,
+                match output["ended"].as_bool() {
+                    Some(true) => format!("the device ended the idle SSH session within {} ms", output["idle_ms"]),
+                    _ => format!("the SSH session was still open after {} ms without input", output["idle_ms"]),
+                },
+                false,
+                true,
+            ),
+            _ => Judgement::new(
+                Verdict::Inconclusive,
+                "the SSH shell showed no prompt, so no interactive session was left idle".to_string(),
+                false,
+                true,
+            ),
+        },
         ActionKind::TcpScan => Judgement::new(
             Verdict::Pass,
             format!(

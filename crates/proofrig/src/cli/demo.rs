@@ -305,8 +305,13 @@ fn demo_key(out_dir: &Path) -> Result<(ed25519_dalek::SigningKey, ed25519_dalek:
     Ok((key, verifying))
 }
 
-/// The demo's lab: hardened consoles log out a shell left idle for a few seconds (the
-/// rig declares it), so 4.2.3.5.2 waits seconds, not minutes, on each device.
+/// The demo's lab: hardened consoles and SSH shells log out a shell left idle for a
+/// few seconds (the rig declares it), so 4.2.3.5.2 waits seconds, not minutes, on each
+/// device; a refused login answers after a short delay, as many cases make one.
 fn demo_lab() -> SimLabConfig {
-    SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(2))
+    SimLabConfig {
+        console_login_failure_delay: std::time::Duration::from_millis(300),
+        ssh_auth_failure_delay: std::time::Duration::from_millis(200),
+        ..SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(2))
+    }
 }
