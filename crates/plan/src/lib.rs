@@ -352,7 +352,7 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
                 }
             }
             if let Some(port) = &request.port {
-                if !(port.is_string() || port.as_u64().is_some_and(|p| (1..=65535).contains(&p))) {
+                if !proofrig_model::wire::port_or_template(port) {
                     return Err(src.error_at(
                         &format!("{at}.http_request.port"),
                         "not a TCP port",
@@ -380,7 +380,7 @@ fn validate_action(src: &YamlSource, at: &str, action: &Action) -> Result<(), Bo
             }
         }
         Action::TlsAudit(audit) => {
-            if !(audit.port.is_string() || audit.port.as_u64().is_some_and(|p| (1..=65535).contains(&p))) {
+            if !proofrig_model::wire::port_or_template(&audit.port) {
                 return Err(src.error_at(
                     &format!("{at}.tls_audit.port"),
                     "not a TCP port",

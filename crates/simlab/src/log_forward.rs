@@ -66,9 +66,9 @@ async fn forward(server: LogServer, hostname: String, mut lines: UnboundedReceiv
         tracing::warn!(%hostname, "the log server's certificate is unusable; remote logging is off");
         return;
     }
-    #[allow(deprecated)] // ring, as everywhere in the workspace (see proofrig_proto::pin::provider)
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let Ok(builder) = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() else { return };
+    let Ok(builder) = rustls::ClientConfig::builder_with_provider(crate::tls::ring_provider()).with_safe_default_protocol_versions() else {
+        return;
+    };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(builder.with_root_certificates(roots).with_no_client_auth()));
     let name = rustls::pki_types::ServerName::IpAddress(server.address.ip().into());
     while let Some(line) = lines.recv().await {

@@ -89,9 +89,15 @@ impl TlsService {
     }
 }
 
-// rustls 0.23.48 deprecates its ring provider for lacking post-quantum key exchange
-// (only aws-lc-rs has it, with a C build this workspace avoids; see `proofrig_proto::pin`).
+/// rustls on ring, for the devices' TLS (their HTTPS here, their remote logging in
+/// `log_forward`). rustls 0.23.48 deprecates its ring provider for lacking post-quantum
+/// key exchange (only aws-lc-rs has it, with a C build this workspace avoids; see
+/// `proofrig_proto::pin`).
 #[allow(deprecated)]
+pub(crate) fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 fn hardened_config(hostname: &str) -> Result<rustls::ServerConfig, SimError> {
     let err = |e: &dyn std::fmt::Display| SimError::Tls(e.to_string());
     let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(|e| err(&e))?;
@@ -104,8 +110,7 @@ fn hardened_config(hostname: &str) -> Result<rustls::ServerConfig, SimError> {
     let signing_key = rcgen::KeyPair::generate().map_err(|e| err(&e))?;
     let cert = params.self_signed(&signing_key).map_err(|e| err(&e))?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(ring_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| err(&e))?
         .with_no_client_auth()

@@ -55,13 +55,10 @@ pub fn check_request(method: &str, path: &str, headers: &[(String, String)]) -> 
 /// The TCP port of a resolved `http_request` spec: a number, or a template's text
 /// that reads as one (default 80).
 pub fn spec_port(spec: &Value) -> Result<u16, String> {
-    let port = match &spec["port"] {
-        Value::Null => return Ok(80),
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0).ok_or_else(|| format!("`port` {} is not a TCP port", spec["port"]))
+    match &spec["port"] {
+        Value::Null => Ok(80),
+        _ => super::spec_tcp_port(spec),
+    }
 }
 
 /// The method of a resolved `http_request` spec (default `GET`).

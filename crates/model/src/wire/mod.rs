@@ -10,4 +10,21 @@ pub mod ssh;
 pub mod syslog;
 pub mod tcp;
 pub mod tls;
+
+/// The TCP port a step's resolved spec gives under `port`: a number, or a template's
+/// text that reads as one (`${device.declared.web_port}` resolves to text).
+pub fn spec_tcp_port(spec: &serde_json::Value) -> Result<u16, String> {
+    let port = match &spec["port"] {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0).ok_or_else(|| format!("`port` {} is not a TCP port", spec["port"]))
+}
+
+/// Whether a plan's `port:` can be a TCP port: a template (checked once resolved), or a
+/// number from 1 to 65535.
+pub fn port_or_template(port: &serde_json::Value) -> bool {
+    port.is_string() || port.as_u64().is_some_and(|p| (1..=65535).contains(&p))
+}
 pub mod udp;

@@ -599,12 +599,7 @@ fn signature_name(oid: &str) -> String {
 /// The TCP port of a resolved `tls_audit` spec: a number, or a template's text that
 /// reads as one (no default: a TLS port is always the rig's to declare).
 pub fn spec_port(spec: &Value) -> Result<u16, String> {
-    let port = match &spec["port"] {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0).ok_or_else(|| format!("`port` {} is not a TCP port", spec["port"]))
+    super::spec_tcp_port(spec)
 }
 
 /// The server name of a resolved `tls_audit` spec, if it gives one.
