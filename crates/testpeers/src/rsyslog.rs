@@ -87,7 +87,8 @@ impl Drop for RsyslogForwarder {
 }
 
 /// Records in on the socket; out to `target` over TLS, the certificate checked against
-/// `ca.pem`; queued in memory and retried every second while the server is away.
+/// `ca.pem`; queued in memory and retried every second while the server is away (a
+/// queue large enough for a whole test run: a full one would stop rsyslog reading).
 fn config(dir: &Path, target: SocketAddr) -> String {
     let d = dir.display();
     format!(
@@ -96,7 +97,7 @@ fn config(dir: &Path, target: SocketAddr) -> String {
          input(type=\"imuxsock\" Socket=\"{d}/in.sock\" CreatePath=\"on\")\n\
          action(type=\"omfwd\" target=\"{ip}\" port=\"{port}\" protocol=\"tcp\" StreamDriver=\"gtls\" StreamDriverMode=\"1\" \
          StreamDriverAuthMode=\"x509/certvalid\" TCP_Framing=\"octet-counted\" \
-         queue.type=\"LinkedList\" action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\" action.resumeIntervalMax=\"1\")\n",
+         queue.type=\"LinkedList\" queue.size=\"100000\" action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\" action.resumeIntervalMax=\"1\")\n",
         ip = target.ip(),
         port = target.port(),
     )

@@ -874,7 +874,14 @@ impl SyslogReceiver {
             .name("sshd-syslog".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 8192];
-                let relay = forward.as_ref().map(|_| UnixDatagram::unbound().expect("a socket to relay records"));
+                // Never blocking: a forwarder that stops reading (its queue full while the
+                // log server is away) must not stall the device's own auth log; the record
+                // is then lost to it, as a datagram to a busy syslogd is.
+                let relay = forward.as_ref().map(|_| {
+                    let relay = UnixDatagram::unbound().expect("a socket to relay records");
+                    relay.set_nonblocking(true).expect("a non-blocking relay socket");
+                    relay
+                });
                 loop {
                     match socket.recv(&mut buf) {
                         Ok(n) => {
