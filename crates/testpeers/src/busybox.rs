@@ -33,7 +33,8 @@
 //!   `/etc/shadow` and auth log, telnetd on 23, the default `admin`/`admin` account, a
 //!   uid 0 `support` account hashed with MD5, a `guest` without a password, an automounter) and hardened
 //!   (dropbear `-w`, shadow 0640 root:shadow, no telnetd, `admin` locked, root only on
-//!   the console through `/etc/securetty`). Neither has a login lockout: BusyBox and
+//!   the console through `/etc/securetty`, BusyBox set-user-ID so users can change
+//!   their own password). Neither has a login lockout: BusyBox and
 //!   dropbear have none. The kernel's `net.*` settings of the device's namespace, ASLR as
 //!   the device reads it and its removable medium's mount options follow the profile too
 //!   ([`Profile::network_settings`], [`Profile::aslr_shown`], [`REMOVABLE_MOUNT`]).
@@ -706,6 +707,9 @@ impl Image<'_> {
         }
         self.install_program(BUSYBOX, "bin/busybox");
         self.install_program(DROPBEAR, "usr/sbin/dropbear");
+        if self.options.profile == Profile::Hardened {
+            self.make_busybox_suid();
+        }
         self.link_applets();
         self.write_accounts();
         self.write_etc();
@@ -733,6 +737,17 @@ impl Image<'_> {
             fs::create_dir_all(target.parent().expect("a library's directory")).expect("library directory in the image");
             fs::copy(library, &target).unwrap_or_else(|e| panic!("copy {library} (needed by {program}) into the image: {e}"));
         }
+    }
+
+    /// The hardened firmware lets users change their own password: BusyBox is
+    /// installed set-user-ID root, as its documentation says to (the only way here:
+    /// BusyBox's shell runs applets such as `passwd` itself, whatever the `PATH`).
+    /// BusyBox keeps root only for the applets that need it (`passwd` writes
+    /// `/etc/shadow`) and drops it before running any other, so `sh` or `id` run as
+    /// the user who started them. The careless firmware is not set-user-ID: its
+    /// `passwd` refuses everyone but root (`must be suid to work properly`).
+    fn make_busybox_suid(&self) {
+        set_owner_mode(&self.root.join(BUSYBOX.trim_start_matches('/')), 0, 0, 0o4755);
     }
 
     /// A symlink to /bin/busybox for each applet, where `busybox --list-full` puts it.

@@ -119,6 +119,12 @@ fn dropbear_takes_the_operator_on_both_profiles_and_root_only_on_the_careless_on
         let stdout = String::from_utf8_lossy(&oper.stdout);
         assert!(stdout.contains("uid=1000(oper)") && stdout.contains("4(adm)"), "{stdout}");
         assert!(stdout.contains("BB=/bin/busybox"), "{stdout}");
+        // The hardened BusyBox is set-user-ID root for `passwd`, and drops root before
+        // any other applet: the operator's shell and `id` run with no effective root.
+        assert!(!stdout.contains("euid="), "{profile:?}: an applet kept root: {stdout}");
+        let mode = ssh(&device, OPERATOR, device.operator_password(), "stat -c %A /bin/busybox");
+        let suid = String::from_utf8_lossy(&mode.stdout).trim() == "-rwsr-xr-x";
+        assert_eq!(suid, profile == Profile::Hardened, "{profile:?}: /bin/busybox is {}", text(&mode));
         // The operator reads the auth log, which has dropbear's record of this login.
         let log = ssh(&device, OPERATOR, device.operator_password(), &format!("grep 'Password auth succeeded for' {AUTH_LOG}"));
         assert_eq!(log.status.code(), Some(0), "{profile:?}: {}", text(&log));
