@@ -438,14 +438,18 @@ pub fn readiness(case: &CaseInfo, rig: &Rig, name: &str) -> Readiness {
 /// by its `rig:` name, not its path, which differs between the run and the bundle.
 pub fn unready(plan: &Plan, case: &Case, rig: &Rig, device: &str) -> Option<String> {
     let Readiness::Missing { missing } = readiness(&case_info(plan, case, ""), rig, device) else { return None };
-    let examples: Vec<String> = missing
-        .iter()
-        .filter_map(|m| m.strip_prefix("declared."))
-        .map(|key| match declared_example(key) {
+    let mut examples: Vec<String> = Vec::new();
+    for key in missing.iter().filter_map(|m| m.strip_prefix("declared.")) {
+        let example = match declared_example(key) {
             Some(example) => format!("`{example}`"),
             None => format!("`{key}: ...` (see the plan's preconditions)"),
-        })
-        .collect();
+        };
+        // The keys inside one value (`web_server.account`, `web_server.config_files`)
+        // share that value's example: it is shown once.
+        if !examples.contains(&example) {
+            examples.push(example);
+        }
+    }
     let add = if examples.is_empty() {
         String::new()
     } else {
@@ -678,6 +682,17 @@ mod script_scan_tests {
             Readiness::Missing { missing } => assert!(missing.contains(&"secret `oper_password`".to_string()), "{missing:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn keys_inside_one_missing_value_show_its_example_once() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans/web-ssi-exec.yaml");
+        let plan = Plan::load(&path).unwrap();
+        let rig = Rig::parse("r.yaml", "rig: r\ndevices:\n  d1:\n    role: core\n    ssh: { host: 127.0.0.1, user: oper, password: { env: X }, host_key: \"SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\" }\n", std::path::Path::new(".")).unwrap();
+        let why = unready(&plan, &plan.spec.cases[0], &rig, "d1").expect("no web server declared");
+        assert!(why.contains("declared.web_server.config_files") && why.contains("declared.web_port"), "{why}");
+        assert_eq!(why.matches("`web_server: {").count(), 1, "{why}");
+        assert_eq!(why.matches("`web_port: ").count(), 1, "{why}");
     }
 
     #[test]
