@@ -7,6 +7,7 @@
 pub mod busybox;
 pub mod chromium;
 pub mod dropbear;
+pub mod lighttpd_host;
 pub mod modbus;
 pub mod nginx;
 pub mod pdudaemon;

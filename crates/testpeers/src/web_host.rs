@@ -11,6 +11,7 @@
 //! master as root that reads `/etc/nginx/nginx.conf` (this peer's file, bind-mounted
 //! over Debian's in the namespace only) and hands the serving to its workers. Nothing
 //! outside the namespaces changes; killing the namespace kills nginx with sshd.
+//! [`crate::lighttpd_host`] starts Debian's lighttpd the same way (`Hosted` below).
 //!
 //! - Compliant: workers as `www-data`, `nginx.conf` 0640 root:root, no dynamic module
 //!   (an empty `/etc/nginx/modules-enabled` in the namespace), no CGI, SSI or WebDAV,
@@ -39,14 +40,12 @@ const DEBIAN_MODULES: &str = "/etc/nginx/modules-enabled";
 /// Where the configuration is inside the namespace, as on any Debian host.
 pub const CONFIG: &str = "/etc/nginx/nginx.conf";
 
-/// How long nginx gets to accept a connection before the test fails.
+/// How long the web server gets to accept a connection before the test fails.
 const STARTUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// A device running sshd and nginx; both stopped on drop.
 pub struct WebHost {
-    sshd: Sshd,
-    port: u16,
-    dir: tempfile::TempDir,
+    host: Hosted,
     profile: NginxProfile,
 }
 
@@ -96,19 +95,18 @@ impl WebHost {
             NginxProfile::Careless => 0o666,
         };
         fs::set_permissions(&config, fs::Permissions::from_mode(mode)).expect("nginx.conf mode");
-        let sshd = Sshd::builder().private_processes().inside(namespace_lines(profile, d)).start();
-        let host = WebHost { sshd, port, dir, profile };
-        host.wait_ready();
-        host
+        let start = start_lines(profile, d);
+        let host = Hosted::start(WebServer { name: "nginx", config: CONFIG, start }, dir, port);
+        WebHost { host, profile }
     }
 
     pub fn sshd(&self) -> &Sshd {
-        &self.sshd
+        &self.host.sshd
     }
 
     /// nginx's port on 127.0.0.1.
     pub fn web_port(&self) -> u16 {
-        self.port
+        self.host.port
     }
 
     pub fn profile(&self) -> NginxProfile {
@@ -117,50 +115,36 @@ impl WebHost {
 
     /// Where the careless server stores WebDAV uploads: inside its CGI directory.
     pub fn upload_directory(&self) -> PathBuf {
-        self.dir.path().join("cgi-bin/upload")
+        self.host.dir.path().join("cgi-bin/upload")
     }
 
     /// The directory the careless server runs CGI from (empty on the compliant one).
     pub fn script_directory(&self) -> PathBuf {
-        self.dir.path().join("cgi-bin")
+        self.host.dir.path().join("cgi-bin")
     }
 
     /// The document root, served at `/`.
     pub fn document_root(&self) -> PathBuf {
-        self.dir.path().join("html")
+        self.host.dir.path().join("html")
     }
 
     /// nginx's access log (the compliant one in the combined format).
     pub fn access_log(&self) -> PathBuf {
-        self.dir.path().join("access.log")
+        self.host.dir.path().join("access.log")
     }
 
     /// nginx's error log (its start-up errors too), for a failing test's message.
     pub fn error_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-
-    fn wait_ready(&self) {
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if started.elapsed() > STARTUP_LIMIT {
-                panic!(
-                    "nginx on the web host did not accept on port {} within {STARTUP_LIMIT:?}:\n{}\nsshd's log:\n{}",
-                    self.port,
-                    self.error_log(),
-                    self.sshd.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.host.error_log()
     }
 }
 
-/// Inside the namespaces: this device's configuration where nginx looks for it, and
-/// nginx's master started in the background (its workers under the `user` it names).
-fn namespace_lines(profile: NginxProfile, d: &Path) -> String {
+/// Inside the namespaces, once `nginx.conf` is in place: the compliant device's empty
+/// module directory where Debian's is, and nginx's master started in the background
+/// (its workers under the `user` it names).
+fn start_lines(profile: NginxProfile, d: &Path) -> String {
     let d = d.display();
-    let mut lines = format!("mount --bind '{d}/nginx.conf' {CONFIG}\n");
+    let mut lines = String::new();
     if profile == NginxProfile::Compliant {
         lines.push_str(&format!("mount --bind '{d}/modules-enabled' {DEBIAN_MODULES}\n"));
     }
@@ -203,4 +187,61 @@ fn nginx_config(profile: NginxProfile, d: &Path, port: u16) -> String {
         ),
     };
     format!("{main}http {{\n{paths}{server}}}\n")
+}
+
+/// Which web server a host runs, and how it starts inside the device's namespaces
+/// (shared with [`crate::lighttpd_host`]).
+pub(crate) struct WebServer {
+    /// Its program's name, for messages.
+    pub(crate) name: &'static str,
+    /// Where it reads its configuration on a Debian host: the host directory's file
+    /// of the same name is bind-mounted there, in the namespace only.
+    pub(crate) config: &'static str,
+    /// Shell lines run as root in the namespaces, once the configuration is in place,
+    /// that start the server in the background (its error log in `error.log` of the
+    /// host directory).
+    pub(crate) start: String,
+}
+
+/// A web server's device: sshd with the server started in its namespaces, the
+/// server's port on 127.0.0.1, and the directory of the server's files. Dropping it
+/// kills the namespace, and the server with sshd.
+pub(crate) struct Hosted {
+    pub(crate) sshd: Sshd,
+    pub(crate) port: u16,
+    pub(crate) dir: tempfile::TempDir,
+    name: &'static str,
+}
+
+impl Hosted {
+    /// Starts `server` on the device; returns once it accepts on `port`.
+    pub(crate) fn start(server: WebServer, dir: tempfile::TempDir, port: u16) -> Hosted {
+        let file = Path::new(server.config).file_name().expect("a configuration file name").to_string_lossy().into_owned();
+        let lines = format!("mount --bind '{}/{file}' {}\n{}", dir.path().display(), server.config, server.start);
+        let sshd = Sshd::builder().private_processes().inside(lines).start();
+        let host = Hosted { sshd, port, dir, name: server.name };
+        host.wait_ready();
+        host
+    }
+
+    /// The server's error log (its start-up errors too), for a failing test's message.
+    pub(crate) fn error_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if started.elapsed() > STARTUP_LIMIT {
+                panic!(
+                    "{} on the web host did not accept on port {} within {STARTUP_LIMIT:?}:\n{}\nsshd's log:\n{}",
+                    self.name,
+                    self.port,
+                    self.error_log(),
+                    self.sshd.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
