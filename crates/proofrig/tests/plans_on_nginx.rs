@@ -25,7 +25,6 @@ const WEB_PLANS: &[&str] = &[
     "web-directory-listing.yaml",
     "web-header-information.yaml",
     "web-error-pages.yaml",
-    "web-restricted-file-access.yaml",
     "transport-layer-protection.yaml",
     "https.yaml",
 ];

@@ -23,6 +23,7 @@ const HOST_PLANS: &[&str] = &[
     "web-config-permissions.yaml",
     "web-file-type-mappings.yaml",
     "web-ssi-exec.yaml",
+    "web-restricted-file-access.yaml",
     "web-logging.yaml",
     "web-no-scripts-for-uploads.yaml",
     "system-function-authentication.yaml",
@@ -127,6 +128,8 @@ fn a_compliant_web_host_passes_every_host_case() {
     // The management API asked for credentials (nginx's basic authentication).
     let asked = findings(&bundle, "TC_SYS_FUN_USAGE");
     assert!(asked.contains("GET /admin/config.json on port") && asked.contains("was answered 401"), "{asked}");
+    let rights = findings(&bundle, "TC_RESTRICTED_FILE_ACCESS");
+    assert!(rights.contains("nothing under the document root") && rights.contains("is writable by others"), "{rights}");
 }
 
 #[test]
@@ -153,6 +156,8 @@ fn a_careless_web_host_fails_with_each_finding_named() {
         ("TC_NO_CGI_OR_SCRIPTING_FOR_UPLOADS", "the serving account www-data may write it"),
         // nginx has no SSI exec: the probe page is processed, its command not run.
         ("TC_NO_EXECUTION_OF_SYSTEM_COMMANDS", "SSI is on and processed the probe page, but did not execute its command"),
+        ("TC_RESTRICTED_FILE_ACCESS", "others may write what the web server serves under"),
+        ("TC_RESTRICTED_FILE_ACCESS", "/html/upload\"]"),
     ] {
         assert!(why(test).contains(finding), "{test} names `{finding}`: {}\n{text}", why(test));
     }

@@ -86,6 +86,9 @@ impl WebHost {
         if profile == NginxProfile::Careless {
             // World-writable, so WebDAV can store uploads in it whatever account serves.
             fs::set_permissions(d.join("cgi-bin"), fs::Permissions::from_mode(0o777)).expect("cgi-bin mode");
+            // And the document root's upload folder left world-writable by the image:
+            // any local account can change what the server hands out.
+            fs::set_permissions(d.join("html/upload"), fs::Permissions::from_mode(0o777)).expect("upload folder mode");
         }
         let port = crate::free_port();
         let config = d.join("nginx.conf");
