@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -44,6 +45,8 @@ struct FeedState {
     buf: VecDeque<u8>,
     dropped: u64,
     end: Option<ChannelError>,
+    /// When the pump last offered bytes, or when the feed was made.
+    last_push: Instant,
 }
 
 /// Bounded hand-over buffer between a pump and a reader.
@@ -57,7 +60,7 @@ impl Feed {
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             capacity: capacity.max(1),
-            state: Mutex::new(FeedState { buf: VecDeque::new(), dropped: 0, end: None }),
+            state: Mutex::new(FeedState { buf: VecDeque::new(), dropped: 0, end: None, last_push: Instant::now() }),
             notify: Notify::new(),
         })
     }
@@ -67,6 +70,7 @@ impl Feed {
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             state.buf.extend(data);
+            state.last_push = Instant::now();
             let excess = state.buf.len().saturating_sub(self.capacity);
             if excess > 0 {
                 state.buf.drain(..excess);
@@ -98,6 +102,12 @@ impl Feed {
             }
             notified.await;
         }
+    }
+
+    /// How long the pump has offered nothing: since its last bytes, or since the feed
+    /// was made if none came.
+    pub fn silent_for(&self) -> Duration {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).last_push.elapsed()
     }
 
     /// Bytes dropped from the feed because nobody read them in time.
@@ -192,6 +202,12 @@ impl ByteStream {
     /// Bytes of output dropped because nobody read them (they are still in the transcript).
     pub fn dropped(&self) -> u64 {
         self.feed.dropped()
+    }
+
+    /// How long the device has said nothing on this stream: since its last bytes
+    /// arrived (read or not), or since the stream was opened.
+    pub fn silent_for(&self) -> Duration {
+        self.feed.silent_for()
     }
 
     /// Close the channel and wait until its pump has recorded the end, so nothing

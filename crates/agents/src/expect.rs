@@ -285,18 +285,23 @@ impl Expect {
     /// forget everything received so far, as [`Expect::clear`] does. Output a device
     /// printed before something that restarts it (a power cycle, a reboot command)
     /// must not satisfy a wait for what it prints after: its old boot log and login
-    /// prompt look exactly like the new ones. Returns the bytes of text forgotten.
+    /// prompt look exactly like the new ones. Silence is counted from the last bytes
+    /// the stream received (or its opening), not from this call: a console that has
+    /// been quiet long enough is forgotten at once, with no wait on the critical path.
+    /// Returns the bytes of text forgotten.
     pub async fn settle(&mut self, quiet: Duration, limit: Duration) -> Result<usize, ExpectError> {
         let deadline = Instant::now() + limit;
         loop {
-            let until = (Instant::now() + quiet).min(deadline);
+            let silent = self.stream.silent_for();
+            if silent >= quiet || Instant::now() >= deadline {
+                break;
+            }
+            let until = (Instant::now() + (quiet - silent)).min(deadline);
             match tokio::time::timeout_at(until, self.stream.read()).await {
                 Ok(Ok(chunk)) => self.ingest(&chunk),
                 Ok(Err(lost)) => return Err(ExpectError::Lost(lost)),
-                Err(_) => break,
-            }
-            if Instant::now() >= deadline {
-                break;
+                // Quiet until `until`: the next turn sees the silence.
+                Err(_) => {}
             }
         }
         let unread = self.stream.read_now()?;
@@ -838,6 +843,23 @@ mod tests {
         e.settle(Duration::from_millis(100), Duration::from_millis(150)).await.unwrap();
         assert!(started.elapsed() < Duration::from_millis(350), "{:?}", started.elapsed());
         chatter.abort();
+    }
+
+    #[tokio::test]
+    async fn settle_does_not_wait_on_a_console_already_quiet_long_enough() {
+        let (mut e, feed, _rx) = engine();
+        feed.push(b"# ");
+        // Quiet since its last bytes for longer than the settle asks: no wait.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let started = Instant::now();
+        let forgotten = e.settle(Duration::from_millis(100), Duration::from_secs(2)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(50), "waited {:?} on a quiet console", started.elapsed());
+        assert_eq!(forgotten, 2, "the unread prompt is still forgotten");
+        // Bytes that just came make it wait for the quiet time.
+        feed.push(b"late\r\n");
+        let started = Instant::now();
+        e.settle(Duration::from_millis(100), Duration::from_secs(2)).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(90), "waited only {:?} after fresh output", started.elapsed());
     }
 
     #[test]

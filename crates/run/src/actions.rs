@@ -9,7 +9,7 @@
 //! cycles (so boot logs are captured), an SSH session is dropped when it fails so the
 //! next step reconnects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -68,6 +68,8 @@ pub struct Agents {
     // cheaper than hashing one with SipHash at every step.
     consoles: BTreeMap<String, Expect>,
     sessions: BTreeMap<String, SshSession>,
+    /// Devices whose outlet read back off at their last switch in this run.
+    known_off: BTreeSet<String>,
     /// `console_expect` pattern lists already compiled, by their text: building a
     /// regex (the regex crate builds a DFA) costs more than a console round trip. The
     /// same `Regex` values are searched at every step, never clones: a clone starts
@@ -85,15 +87,26 @@ pub struct Agents {
 /// Distinct pattern lists kept compiled; plans have few, templated ones could have many.
 const PATTERN_CACHE_LIMIT: usize = 256;
 
-/// Before a power switch, how long the console must stay silent before its unread
-/// output is forgotten, and the most time spent waiting for that.
+/// Before a power switch, how long the console must have been silent (since its last
+/// bytes, not since the switch was asked for) before its unread output is forgotten,
+/// and the most time spent waiting for that. A console quiet that long already, or a
+/// device read back off at its last switch, costs no wait.
 const SETTLE_QUIET: Duration = Duration::from_millis(200);
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 impl Agents {
     pub fn new(rig: Rig, recorder: Recorder) -> Result<Self, PowerError> {
         let power = PowerController::new(&rig, recorder.clone())?;
-        Ok(Self { rig, recorder, power, consoles: BTreeMap::new(), sessions: BTreeMap::new(), patterns: BTreeMap::new(), deadline: None })
+        Ok(Self {
+            rig,
+            recorder,
+            power,
+            consoles: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            known_off: BTreeSet::new(),
+            patterns: BTreeMap::new(),
+            deadline: None,
+        })
     }
 
     pub fn rig(&self) -> &Rig {
@@ -529,12 +542,22 @@ impl Agents {
     }
 
     async fn power(&mut self, device: &str, spec: &PowerStep) -> Result<Value, Failure> {
-        self.settle_console(device).await;
+        let off = spec.action == proofrig_plan::PowerAction::Off;
+        // Switching off starts no boot to record: a console nobody opened stays closed.
+        if !off || self.consoles.contains_key(device) {
+            self.settle_console(device).await;
+        }
         let result = match spec.action {
             proofrig_plan::PowerAction::On => self.power.on(device).await,
             proofrig_plan::PowerAction::Off => self.power.off(device).await,
             proofrig_plan::PowerAction::Cycle => self.power.cycle(device, spec.off_ms.map(Duration::from_millis)).await,
         };
+        // Off as read back: until the next switch the device prints nothing.
+        if matches!(result, Ok(proofrig_model::events::PowerState::Off)) {
+            self.known_off.insert(device.to_string());
+        } else {
+            self.known_off.remove(device);
+        }
         // The device restarts: its SSH session is gone; the console stays open and keeps recording.
         self.sessions.remove(device);
         match result {
@@ -553,8 +576,10 @@ impl Agents {
         if !self.device(device).is_ok_and(|d| d.console.is_some()) {
             return;
         }
+        // A device switched off (read back) since it last spoke has nothing left to say.
+        let quiet = if self.known_off.contains(device) { Duration::ZERO } else { SETTLE_QUIET };
         let settled = match self.console(device).await {
-            Ok(console) => console.settle(SETTLE_QUIET, SETTLE_LIMIT).await.map(|_| ()).map_err(|e| e.to_string()),
+            Ok(console) => console.settle(quiet, SETTLE_LIMIT).await.map(|_| ()).map_err(|e| e.to_string()),
             Err((_, message)) => Err(message),
         };
         if settled.is_ok() {
