@@ -124,7 +124,7 @@ fn a_console_without_login_gives_a_root_shell_again_after_every_exit() {
         assert_eq!(index, 1, "init starts a new shell, never a login: {text}");
     }
     let (again, _) = console.run("echo PID=$$; id -u", Duration::from_secs(5));
-    let shell = |text: &str| text.lines().filter_map(|l| l.trim().strip_prefix("PID=")).last().map(str::to_string);
+    let shell = |text: &str| text.lines().rev().find_map(|l| l.trim().strip_prefix("PID=")).map(str::to_string);
     assert_ne!(shell(&pid), shell(&again), "a new shell each time: {pid} / {again}");
     assert!(again.lines().any(|l| l.trim() == "0"), "root's shell: {again}");
     // SSH and the rest of the profile are unchanged.
