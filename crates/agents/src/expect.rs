@@ -46,7 +46,7 @@ const DEATH_CONTEXT: usize = 120;
 /// we press Enter to make it print its login prompt again.
 const LOGIN_POKE: Duration = Duration::from_millis(1000);
 /// How many nested shells a console login logs out before it gives up.
-pub const MAX_LOGOUTS: usize = 3;
+pub use proofrig_model::prompts::MAX_LOGOUTS;
 
 /// How a console login went when it was accepted.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -143,8 +143,10 @@ pub enum ExpectError {
     Lost(#[from] ChannelError),
     #[error("{channel}: login as `{user}` refused: {response:?}; check the user and the password the rig points to")]
     LoginRefused { channel: ChannelId, user: String, response: String },
+    /// `prompt` is the shell prompt shown after the last `exit`; `logged_out`, the shells
+    /// each `exit` answered.
     #[error("{channel}: a shell is still open after logging out {tries} shells (prompt `{prompt}`); log it out by hand (`proofrig console`) and run again")]
-    StillLoggedIn { channel: ChannelId, prompt: String, tries: usize },
+    StillLoggedIn { channel: ChannelId, prompt: String, tries: usize, logged_out: Vec<OpenShell> },
     #[error("{channel}: the console asks for a password for `{user}` but none was given; add `password: {{ env: ... }}` to the console login in the rig")]
     PasswordRequired { channel: ChannelId, user: String },
     #[error("{channel}: invalid {what} pattern `{pattern}`: {reason}")]
@@ -469,6 +471,7 @@ impl Expect {
                             channel: self.channel().clone(),
                             prompt: shell.prompt,
                             tries: MAX_LOGOUTS,
+                            logged_out: outcome.logged_out,
                         });
                     }
                     outcome.logged_out.push(shell);
@@ -860,6 +863,34 @@ mod tests {
         let started = Instant::now();
         e.settle(Duration::from_millis(100), Duration::from_secs(2)).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(90), "waited only {:?} after fresh output", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_console_that_answers_every_exit_with_a_new_shell_is_still_logged_in() {
+        // BusyBox init respawning `-/bin/sh` on the console: no login is ever asked for.
+        let (mut e, feed, mut rx) = engine();
+        let prompt = "\x1b[6nroot@ru-bb:/# ";
+        feed.push(prompt.as_bytes());
+        let device = feed.clone();
+        let console = tokio::spawn(async move {
+            let mut lines = Vec::new();
+            while let Some(write) = rx.recv().await {
+                let line = String::from_utf8_lossy(&write.data).into_owned();
+                let _ = write.done.send(Ok(()));
+                device.push(format!("{}\r\n{prompt}", line.trim_end()).as_bytes());
+                lines.push(line);
+            }
+            lines
+        });
+        let login = ConsoleLogin { user: "root".into(), password: None, login_prompt: None, password_prompt: None, failure: None };
+        let err = e.login(&login, Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap_err();
+        let ExpectError::StillLoggedIn { prompt, tries, logged_out, channel } = &err else { panic!("{err}") };
+        assert_eq!((prompt.as_str(), *tries, channel.device.as_str()), ("root@ru-bb:/#", MAX_LOGOUTS, "dut"));
+        assert_eq!(logged_out.len(), MAX_LOGOUTS, "{logged_out:?}");
+        assert!(logged_out.iter().all(|s| s.prompt == "root@ru-bb:/#" && s.account.as_deref() == Some("root")), "{logged_out:?}");
+        drop(e);
+        // One `exit` per shell, and nothing else: no user name, no password.
+        assert_eq!(console.await.unwrap(), vec!["exit\n"; MAX_LOGOUTS]);
     }
 
     #[test]

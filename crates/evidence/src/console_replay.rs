@@ -325,10 +325,14 @@ impl Consoles {
     /// it sent answers the hit before it (the user name a login prompt, the password a
     /// password prompt, `exit` a shell left open), and the outcome is the hit after the
     /// last line (a shell prompt: accepted; the failure text, or a prompt asked again
-    /// after the password: refused).
+    /// after the password: refused; a shell prompt again after `MAX_LOGOUTS` exits and
+    /// no user name sent: a console that cannot be logged out, for a step that asks
+    /// with `still_logged_in: fail`).
     pub fn login(&mut self, step: &LoginReplay<'_>) -> Result<(), String> {
         let LoginReplay { device, spec, output, events, console, deaths, exempt } = *step;
-        use proofrig_model::prompts::{account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT};
+        use proofrig_model::prompts::{
+            account_of_prompt, DEFAULT_LOGIN_FAILURE, DEFAULT_LOGIN_PROMPT, DEFAULT_PASSWORD_PROMPT, MAX_LOGOUTS,
+        };
         const LOGIN: usize = 0;
         const PASSWORD: usize = 1;
         const FAILURE: usize = 2;
@@ -351,6 +355,12 @@ impl Consoles {
         let console = self.console(device);
         let unread = console.unread().to_vec();
         let ends = console.ends_after_cursor();
+        // A shell prompt as the engine names it: the line it ends, trimmed (`OpenShell`).
+        let prompt = |pos: usize, start: usize, end: usize| {
+            let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
+            let last_line = before.rsplit(['\n', '\r']).next().unwrap_or_default().to_string();
+            format!("{last_line}{}", String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string()
+        };
         // Replay each line sent, in order, against what the console had shown by then.
         let (mut pos, mut user_sent, mut password_sent) = (0, false, false);
         let mut logged_out: Vec<Value> = Vec::new();
@@ -374,19 +384,24 @@ impl Consoles {
                 LOGIN => user_sent = true,
                 PASSWORD => password_sent = true,
                 _ => {
-                    let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
-                    let last_line = before.rsplit(['\n', '\r']).next().unwrap_or_default();
-                    let prompt = format!("{last_line}{}", String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string();
-                    logged_out.push(serde_json::json!({"account": account_of_prompt(&prompt), "prompt": prompt}));
+                    let shown = prompt(pos, start, end);
+                    logged_out.push(serde_json::json!({"account": account_of_prompt(&shown), "prompt": shown}));
                 }
             }
             pos += end;
         }
         let last = first_hit(&unread[pos..], &relative(&ends, pos), &wait);
         let refused = |response: String| serde_json::json!({"accepted": false, "user": user, "response": response});
+        // Only a step that asks (`still_logged_in: fail`) records a console it could not
+        // log out as what it found; for the others that is an error of the bench.
+        let tells_still_logged_in = spec["still_logged_in"] == "fail";
         let derived = match last {
             Some(Hit::Pattern { index: PROMPT, .. }) if user_sent => {
                 Some(serde_json::json!({"accepted": true, "user": user, "logged_out": logged_out}))
+            }
+            Some(Hit::Pattern { index: PROMPT, start, end }) if tells_still_logged_in && logged_out.len() == MAX_LOGOUTS => {
+                Some(serde_json::json!({"accepted": false, "user": user, "still_logged_in": true, "prompt": prompt(pos, start, end),
+                    "exits": MAX_LOGOUTS, "logged_out": logged_out}))
             }
             Some(Hit::Pattern { index: FAILURE, start, end }) => {
                 let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
@@ -821,11 +836,43 @@ mod tests {
     }
 
     fn replay_login(script: &[&str], output: &Value) -> Result<(), String> {
+        replay_login_of(&json!({}), script, output)
+    }
+
+    fn replay_login_of(spec: &Value, script: &[&str], output: &Value) -> Result<(), String> {
         let events = login_events(script);
         let mut consoles = Consoles::default();
         events.iter().for_each(|e| consoles.feed(e));
         let refs: Vec<&Event> = events.iter().collect();
-        consoles.login(&LoginReplay { device: "ru1", spec: &json!({}), output, events: &refs, console: None, deaths: &[], exempt: false })
+        consoles.login(&LoginReplay { device: "ru1", spec, output, events: &refs, console: None, deaths: &[], exempt: false })
+    }
+
+    #[test]
+    fn a_console_that_cannot_be_logged_out_is_derived_from_its_prompts_and_only_when_the_step_asks() {
+        // BusyBox init respawning a root shell: each `exit` brings a new one, never a login.
+        let respawned = "<exit\r\n\x1b[6nroot@ru-bb:/# ";
+        let script = ["<\x1b[6nroot@ru-bb:/# ", ">exit\n", respawned, ">exit\n", respawned, ">exit\n", respawned];
+        let asks = json!({"expect": "any", "still_logged_in": "fail"});
+        let open = json!({"account": "root", "prompt": "root@ru-bb:/#"});
+        let found = json!({"accepted": false, "user": "root", "still_logged_in": true, "prompt": "root@ru-bb:/#", "exits": 3,
+            "logged_out": [open, open, open]});
+        replay_login_of(&asks, &script, &found).unwrap();
+        // Hidden as a login that went through, as a bench error, or with another prompt: caught.
+        let accepted = json!({"accepted": true, "user": "root", "logged_out": [open, open, open]});
+        assert!(replay_login_of(&asks, &script, &accepted).unwrap_err().contains("outcome"));
+        let error = json!({"error": {"class": "error", "message": "a shell is still open"}});
+        assert!(replay_login_of(&asks, &script, &error).unwrap_err().contains("shows how it ended"));
+        let mut other = found.clone();
+        other["prompt"] = json!("oper@ru-bb:/$");
+        assert!(replay_login_of(&asks, &script, &other).is_err());
+        // A step that does not ask gets the bench error, as before; the finding is not its to record.
+        replay_login_of(&json!({"expect": "any"}), &script, &error).unwrap();
+        assert!(replay_login_of(&json!({"expect": "any"}), &script, &found).is_err());
+        // Fewer exits than the login makes before it gives up: not a console it could not log out.
+        let short = &script[..5];
+        let mut two = found.clone();
+        two["logged_out"] = json!([open, open]);
+        assert!(replay_login_of(&asks, short, &two).is_err());
     }
 
     #[test]

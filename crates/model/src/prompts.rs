@@ -15,6 +15,9 @@ pub const DEFAULT_LOGIN_PROMPT: &str = r"login: ?$";
 pub const DEFAULT_PASSWORD_PROMPT: &str = r"[Pp]assword: ?$";
 /// What a refused login looks like when the rig does not say.
 pub const DEFAULT_LOGIN_FAILURE: &str = r"Login incorrect|Permission denied|Authentication failure";
+/// How many shells a console login logs out (`exit`) before it gives up: a console that
+/// still shows a shell after that many is one nobody can log out of.
+pub const MAX_LOGOUTS: usize = 3;
 
 /// The account a shell prompt names, `user@host...` as most shells show it.
 pub fn account_of_prompt(prompt: &str) -> Option<String> {

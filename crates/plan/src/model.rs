@@ -588,6 +588,23 @@ pub struct ConsoleLoginStep {
     /// records the outcome.
     #[serde(default)]
     pub expect: Option<LoginExpectation>,
+    /// What a console that still shows a shell prompt after the login has logged out
+    /// as many shells as it does (`exit`, `MAX_LOGOUTS` times) means: `error` (default:
+    /// the bench's console was left logged in, nothing is decided) or `fail` (the case
+    /// is whether the console can be logged out at all, TS 33.117 4.2.3.5.1: the step
+    /// records `{accepted: false, still_logged_in: true, prompt, exits, logged_out}`
+    /// and FAILs).
+    #[serde(default)]
+    pub still_logged_in: Option<StillLoggedIn>,
+}
+
+/// See [`ConsoleLoginStep::still_logged_in`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StillLoggedIn {
+    #[default]
+    Error,
+    Fail,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -52,7 +52,7 @@ cases:
     devices: { names: [ru2] }
     steps:
       - name: log in on the console
-        console_login: {}
+        console_login: { still_logged_in: fail }
       - name: read the shadow file's mode
         console_run: { command: "stat -c %a /etc/shadow", expect_status: 0 }
         capture: mode
@@ -155,6 +155,17 @@ fn forgeries() -> Vec<Forgery> {
             name: "the account a console login was made as",
             action: Some("console_login"),
             forge: |j| edit(j, EXTRA, "log in on the console", |o| o["user"] = "oper".into()),
+        },
+        Forgery {
+            name: "a console login that went through made a console that cannot be logged out",
+            action: Some("console_login"),
+            forge: |j| {
+                edit(j, EXTRA, "log in on the console", |o| {
+                    let shell = json!({"account": "root", "prompt": "root@ru2:~#"});
+                    *o = json!({"accepted": false, "user": o["user"], "still_logged_in": true, "prompt": "root@ru2:~#", "exits": 3,
+                        "logged_out": [shell, shell, shell]});
+                })
+            },
         },
         Forgery {
             name: "a world-readable shadow file's mode",

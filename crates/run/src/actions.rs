@@ -25,7 +25,7 @@ use proofrig_model::rig::{ConsoleLogin, Device, Rig};
 use proofrig_model::secret::Secret;
 
 use proofrig_evidence::outputs::{audit_output, udp_scan_output, FETCH_TEXT_LIMIT};
-use proofrig_plan::{Action, ActionKind, ConsoleLoginStep, Credential, LoginExpectation, PowerStep, Step};
+use proofrig_plan::{Action, ActionKind, ConsoleLoginStep, Credential, LoginExpectation, PowerStep, Step, StillLoggedIn};
 use proofrig_verdict::judge::FailureClass;
 
 /// A failed action: its class and a message a tester can act on.
@@ -629,6 +629,16 @@ impl Agents {
         match expect.login(&login, password.as_ref(), timeout.saturating_sub(Duration::from_millis(100))).await {
             Ok(outcome) => Ok(json!({"accepted": true, "user": outcome.user, "logged_out": outcome.logged_out})),
             Err(ExpectError::LoginRefused { response, .. }) => Ok(json!({"accepted": false, "user": login.user, "response": response})),
+            // The step asks whether the console can be logged out: one that answers every
+            // `exit` with a shell prompt cannot, and that is what it found (a FAIL), not a
+            // bench left logged in (an ERROR, as for every other step).
+            Err(ExpectError::StillLoggedIn { prompt, tries, logged_out, .. })
+                if step_login.still_logged_in == Some(StillLoggedIn::Fail) =>
+            {
+                Ok(
+                    json!({"accepted": false, "user": login.user, "still_logged_in": true, "prompt": prompt, "exits": tries, "logged_out": logged_out}),
+                )
+            }
             Err(other) => {
                 if matches!(step_login.expect, Some(LoginExpectation::Refused)) {
                     if let ExpectError::Timeout { tail, .. } = &other {

@@ -22,7 +22,9 @@
 //!   The device's getty runs on the slave of one (bind-mounted as `/dev/ttyS0` and
 //!   `/dev/console`); the slave of the other is the path a rig's `console.serial.port`
 //!   names. Like a USB serial adapter, the bench side drops what the device prints while
-//!   nobody has it open.
+//!   nobody has it open. A careless image's console without any login is one builder
+//!   option away ([`BusyboxOptions::console_without_login`]): init respawns a root shell
+//!   there instead of getty, so `exit` never logs anyone out.
 //! - **Power**: a Modbus TCP relay board ([`ModbusServer`]) whose coil drives the device.
 //!   Coil off kills the PID namespace's init, so the kernel kills every process of the
 //!   device at once: the console goes silent, SSH is refused. Coil on boots again. The
@@ -247,6 +249,10 @@ pub struct BusyboxOptions {
     pub outlet: u16,
     /// Whether it is powered (and booted) when `start` returns; default true.
     pub powered: bool,
+    /// Whether the serial console asks who logs in (BusyBox getty and login, default), or
+    /// runs a root shell with no login at all, respawned by init when it exits
+    /// ([`BusyboxOptions::console_without_login`]).
+    pub console_login: bool,
 }
 
 impl BusyboxOptions {
@@ -268,6 +274,16 @@ impl BusyboxOptions {
     /// Start with the coil off: nothing runs until the coil is switched on.
     pub fn unpowered(mut self) -> Self {
         self.powered = false;
+        self
+    }
+
+    /// The console as a careless image leaves it: BusyBox init respawns a root shell on
+    /// it with no getty and no login (`ttyS0::respawn:-/bin/sh`, what BusyBox init also
+    /// does on its own, as `askfirst`, when `/etc/inittab` is missing). `exit` ends that
+    /// shell and init starts the next one at once: nobody can log out of the console
+    /// (TS 33.117 4.2.3.5.1). Everything else of the profile is unchanged.
+    pub fn console_without_login(mut self) -> Self {
+        self.console_login = false;
         self
     }
 
@@ -313,7 +329,7 @@ impl std::fmt::Debug for BusyboxDevice {
 
 impl BusyboxDevice {
     pub fn builder(profile: Profile) -> BusyboxOptions {
-        BusyboxOptions { profile, hostname: "ru-bb".into(), outlet: 1, powered: true }
+        BusyboxOptions { profile, hostname: "ru-bb".into(), outlet: 1, powered: true, console_login: true }
     }
 
     /// A device with the default options, powered and booted.
@@ -472,7 +488,8 @@ impl BusyboxDevice {
     }
 
     /// Switches the coil on, as a person at the PDU would, and waits until the device
-    /// has booted: SSH (and telnet on the careless profile) listening, getty on the console.
+    /// has booted: SSH (and telnet on the careless profile) listening, getty (or the
+    /// shell of a console without login) on the console.
     pub fn power_on(&mut self) {
         self.pdu().set_coil(self.options.outlet, true);
         self.wait_until_booted(BOOT_LIMIT);
@@ -488,14 +505,14 @@ impl BusyboxDevice {
         }
     }
 
-    /// Waits until the powered device listens on its ports and runs getty on the console
-    /// (after a power-on through the PDU by someone else, e.g. `proofrig power`).
+    /// Waits until the powered device listens on its ports and runs getty (or the shell of
+    /// a console without login) on the console (after a power-on through the PDU by someone else, e.g. `proofrig power`).
     pub fn wait_until_booted(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
             let ports = self.options.profile.tcp_ports();
             let listening = ports.iter().all(|port| listening_in(self.holder_pid(), *port));
-            if self.power.is_running() && listening && self.getty_running() {
+            if self.power.is_running() && listening && self.console_served() {
                 return;
             }
             if Instant::now() >= deadline {
@@ -511,11 +528,23 @@ impl BusyboxDevice {
         }
     }
 
-    fn getty_running(&self) -> bool {
+    /// Whether the console has what init runs on it: getty, or, on a console without
+    /// login, a shell whose controlling terminal it is (not rcS or a shell of an SSH
+    /// session, which are `sh` too).
+    fn console_served(&self) -> bool {
         let ours = netns_id(self.holder_pid());
-        processes()
-            .into_iter()
-            .any(|pid| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "getty") && netns_id(pid) == ours)
+        let console = match self.options.console_login {
+            true => None,
+            false => Some(self.console.as_ref().expect("the console is up").device_number()),
+        };
+        processes().into_iter().any(|pid| {
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let serves = match console {
+                None => comm.trim() == "getty",
+                Some(console) => comm.trim() == "sh" && controlling_terminal(pid) == Some(console),
+            };
+            serves && netns_id(pid) == ours
+        })
     }
 
     /// The device's network namespace as `/proc/PID/ns/net` names it (`net:[INODE]`):
@@ -848,7 +877,10 @@ impl Image<'_> {
             // BusyBox login lets root in only on the terminals listed here (not telnet's ptys).
             self.etc("securetty", "console\nttyS0\n", 0o600);
         }
-        self.etc("inittab", "# RU-BB: BusyBox init\n::sysinit:/etc/init.d/rcS\nttyS0::respawn:/sbin/getty -L 0 ttyS0 vt100\n", 0o644);
+        // The console: getty and login, or (`console_without_login`) a login shell that
+        // init starts again whenever it exits (`-`: a login shell, so it reads /etc/profile).
+        let console = if self.options.console_login { "/sbin/getty -L 0 ttyS0 vt100" } else { "-/bin/sh" };
+        self.etc("inittab", &format!("# RU-BB: BusyBox init\n::sysinit:/etc/init.d/rcS\nttyS0::respawn:{console}\n"), 0o644);
         let mut rcs = format!(
             "#!/bin/sh\n\
              # RU-BB start-up: system log, SSH, and what else the firmware runs.\n\
@@ -1153,6 +1185,15 @@ impl ConsoleLine {
         &self.device.path
     }
 
+    /// The device side's device number, as `/proc/PID/stat` gives a controlling terminal.
+    fn device_number(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = fs::metadata(&self.device.path).expect("stat the device's console").rdev();
+        // The kernel's encoding (new_encode_dev): minor's low 8 bits, major, minor's rest.
+        let (major, minor) = (libc::major(rdev) as u64, libc::minor(rdev) as u64);
+        (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+    }
+
     fn device_side(&self) -> Arc<DeviceSide> {
         Arc::clone(&self.device)
     }
@@ -1338,6 +1379,14 @@ fn listening_in(pid: u32, port: u16) -> bool {
 
 fn netns_id(pid: u32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/ns/net")).ok()
+}
+
+/// The controlling terminal of `pid` (field 7 of `/proc/PID/stat`), if it has one.
+fn controlling_terminal(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    fields.get(4)?.parse().ok().filter(|tty: &u64| *tty != 0)
 }
 
 fn processes() -> Vec<u32> {

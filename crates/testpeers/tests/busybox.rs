@@ -108,6 +108,31 @@ fn the_console_boots_to_busybox_login_and_a_shell_without_gnu_tools() {
 }
 
 #[test]
+fn a_console_without_login_gives_a_root_shell_again_after_every_exit() {
+    let device = BusyboxDevice::builder(Profile::Hardened).console_without_login().start();
+    let mut console = device.open_console();
+    console.send("\r");
+    let first = console.expect("root@ru-bb:/# ", Duration::from_secs(5)).expect("a root shell on the console, nobody asked to log in");
+    assert!(!first.contains("login:"), "{first}");
+    let (pid, status) = console.run("echo PID=$$", Duration::from_secs(5));
+    assert_eq!(status, 0, "{pid}");
+    for _ in 0..3 {
+        console.send("exit\r");
+        let (index, text) = console
+            .expect_any(&["login: ", "root@ru-bb:/# "], Duration::from_secs(5))
+            .unwrap_or_else(|text| panic!("nothing after exit: {text}"));
+        assert_eq!(index, 1, "init starts a new shell, never a login: {text}");
+    }
+    let (again, _) = console.run("echo PID=$$; id -u", Duration::from_secs(5));
+    let shell = |text: &str| text.lines().rev().find_map(|l| l.trim().strip_prefix("PID=")).map(str::to_string);
+    assert_ne!(shell(&pid), shell(&again), "a new shell each time: {pid} / {again}");
+    assert!(again.lines().any(|l| l.trim() == "0"), "root's shell: {again}");
+    // SSH and the rest of the profile are unchanged.
+    let oper = ssh(&device, OPERATOR, device.operator_password(), "id -un");
+    assert_eq!(oper.status.code(), Some(0), "{}", text(&oper));
+}
+
+#[test]
 fn dropbear_takes_the_operator_on_both_profiles_and_root_only_on_the_careless_one() {
     for profile in [Profile::Careless, Profile::Hardened] {
         let device = BusyboxDevice::start(profile);

@@ -347,6 +347,20 @@ fn judge_expect(spec: &Value, output: &Value) -> Judgement {
 }
 
 fn judge_login(spec: &Value, output: &Value, what: &str, unless_said: Option<&str>) -> Judgement {
+    // A console_login asked to tell (`still_logged_in: fail`): a console that answers
+    // every `exit` with a shell prompt has no logout.
+    if output["still_logged_in"].as_bool() == Some(true) {
+        return Judgement::new(
+            Verdict::Fail,
+            format!(
+                "the console cannot be logged out: after {} exits it still shows a shell prompt (`{}`) and never asked anyone to log in",
+                text(&output["exits"]),
+                text(&output["prompt"])
+            ),
+            false,
+            true,
+        );
+    }
     let accepted = output["accepted"].as_bool() == Some(true);
     let outcome = if accepted { "accepted" } else { "refused" };
     // The account tried: the step's, or the rig's when the step names none.
@@ -617,6 +631,25 @@ fn judge_assert(spec: &Value, output: &Value) -> Judgement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_that_cannot_be_logged_out_fails_naming_its_prompt_whatever_the_step_expects() {
+        let shell = json!({"account": "root", "prompt": "root@ru-bb:/#"});
+        let output = json!({"accepted": false, "user": "root", "still_logged_in": true, "prompt": "root@ru-bb:/#", "exits": 3,
+            "logged_out": [shell, shell, shell]});
+        for expect in ["any", "accepted", "refused"] {
+            let judged = judge(ActionKind::ConsoleLogin, &json!({"expect": expect, "still_logged_in": "fail"}), &output);
+            assert_eq!(judged.verdict, Verdict::Fail, "{expect}: {}", judged.message);
+            assert_eq!(
+                judged.message,
+                "the console cannot be logged out: after 3 exits it still shows a shell prompt (`root@ru-bb:/#`) and never asked anyone to log in"
+            );
+        }
+        // A login that went through is judged as before.
+        let accepted =
+            judge(ActionKind::ConsoleLogin, &json!({"expect": "any"}), &json!({"accepted": true, "user": "root", "logged_out": []}));
+        assert_eq!((accepted.verdict, accepted.message.as_str()), (Verdict::Pass, "console login as `root` was accepted"));
+    }
 
     #[test]
     fn a_udp_scan_that_heard_nothing_at_all_is_inconclusive() {

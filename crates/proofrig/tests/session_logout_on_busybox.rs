@@ -1,0 +1,119 @@
+//! TS 33.117 4.2.3.5.1 (session-logout.yaml) decided both ways on a real device: the
+//! hardened BusyBox + dropbear device, whose console asks getty and login who logs in
+//! (PASS), and the same device with the console a careless image ships, init
+//! respawning a root shell there with no login (`console_without_login`), where `exit`
+//! only brings the next shell (FAIL, naming the shell prompt seen after the exits).
+//! `proofrig run` inside the device's network namespace, then `proofrig verify` of the
+//! sealed bundle, which derives the console login's outcome again from the recorded
+//! console bytes. Held to testplans/README.md's BusyBox console table. Another plan
+//! that logs in on that console (4.2.3.4.1.1) still gets an ERROR: only a plan that
+//! asks (`still_logged_in: fail`) takes the shell that will not log out as its finding.
+
+mod verdicts;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use proofrig_evidence::signing;
+use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
+
+const TEST: &str = "TC_PROTECTING_SESSION_LOGOUT";
+
+fn all(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs the library's `plan` on `device` and verifies the bundle: (exit code, what the
+/// run said with its results, bundle).
+fn run_and_verify(device: &BusyboxDevice, dir: &Path, plan: &str) -> (i32, String, PathBuf) {
+    let rig = device.write_rig(dir).display().to_string();
+    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(plan);
+    let out_dir = dir.join("results");
+    let s = |p: &Path| p.display().to_string();
+    let out = device
+        .command(env!("CARGO_BIN_EXE_proofrig"))
+        .args(["run", &s(&plan), "--rig", &rig, "--key", &s(&key), "--out", &s(&out_dir), "--quiet"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run proofrig");
+    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from));
+    let results = bundle.as_ref().and_then(|b| std::fs::read_to_string(b.join("results.json")).ok()).unwrap_or_default();
+    let text = format!("{}\nresults.json:\n{results}", all(&out));
+    let bundle = bundle.unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .args(["verify", &s(&bundle), "--key", &s(&public)])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run proofrig verify");
+    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, the console login replayed: {}\n{text}", all(&verified));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("VERIFIED"), "{}", all(&verified));
+    (out.status.code().unwrap_or(-1), text, bundle)
+}
+
+/// The results of the case `test`.
+fn case_of(bundle: &Path, test: &str) -> serde_json::Value {
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    results["cases"].as_array().into_iter().flatten().find(|c| c["scas"]["test_name"] == test).cloned().expect("the case ran")
+}
+
+fn messages(case: &serde_json::Value) -> String {
+    case["steps"].as_array().into_iter().flatten().filter_map(|s| s["message"].as_str()).collect::<Vec<_>>().join("\n")
+}
+
+fn assert_table(column: &str, bundle: &Path, text: &str) {
+    verdicts::table_named("busybox-console-verdict-table").assert_column(column, &verdicts::observed(bundle, None), text);
+}
+
+#[test]
+fn the_hardened_busybox_console_logs_out() {
+    let device = BusyboxDevice::start(Profile::Hardened);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, bundle) = run_and_verify(&device, dir.path(), "session-logout.yaml");
+    assert_table("BusyBox hardened", &bundle, &text);
+    assert_eq!(code, 0, "{text}");
+    let said = messages(&case_of(&bundle, TEST));
+    assert!(said.contains("after exit the console showed its login prompt again"), "{said}");
+}
+
+#[test]
+fn a_busybox_console_without_login_cannot_be_logged_out() {
+    let device = BusyboxDevice::builder(Profile::Hardened).console_without_login().start();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, bundle) = run_and_verify(&device, dir.path(), "session-logout.yaml");
+    assert_table("BusyBox console without login", &bundle, &text);
+    assert_eq!(code, 1, "a FAIL, not an ERROR: {text}");
+    let case = case_of(&bundle, TEST);
+    let said = messages(&case);
+    assert!(
+        said.contains(
+            "the console cannot be logged out: after 3 exits it still shows a shell prompt (`root@ru-bb:/#`) and never asked anyone to log in"
+        ),
+        "{said}"
+    );
+    // The SSH half still ran and held: the finding is the console's alone.
+    let excerpt = case["evidence_excerpt"].as_str().unwrap_or_default();
+    assert!(excerpt.contains("passed: [\"the shell of the SSH session of oper (pid"), "{case}");
+    assert!(excerpt.contains("is gone once the session ended with exit"), "{case}");
+    assert!(!said.contains("login prompt again"), "{said}");
+}
+
+#[test]
+fn another_plan_that_logs_in_on_a_console_without_login_is_an_error_not_a_verdict() {
+    // 4.2.3.4.1.1 tries a wrong password on the console: a console that asks for none
+    // and will not log out is a bench it cannot use (ERROR), never a refused login (PASS).
+    let device = BusyboxDevice::builder(Profile::Hardened).console_without_login().start();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, bundle) = run_and_verify(&device, dir.path(), "system-function-authentication.yaml");
+    let case = case_of(&bundle, "TC_SYS_FUN_USAGE");
+    assert_eq!(case["verdict"], "ERROR", "{case}\n{text}");
+    assert_ne!(code, 0, "{text}");
+    let said = messages(&case);
+    assert!(said.contains("a shell is still open after logging out 3 shells (prompt `root@ru-bb:/#`)"), "{said}");
+}
