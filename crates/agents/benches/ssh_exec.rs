@@ -33,6 +33,7 @@ fn main() {
         known_hosts: Some(known_hosts.clone()),
         timeout_ms: 10_000,
         keepalive_s: 15,
+        persistent_shell: false,
     };
     // Recording is part of what proofrig does per command, so it is measured too.
     let recorder = Recorder::new(MemorySink::new());

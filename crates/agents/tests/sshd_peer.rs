@@ -25,6 +25,7 @@ fn endpoint(sshd: &Sshd) -> SshEndpoint {
         known_hosts: None,
         timeout_ms: 5_000,
         keepalive_s: 15,
+        persistent_shell: false,
     }
 }
 

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use proofrig_model::events::{Direction, Event, EventKind, PowerState};
 use proofrig_model::rig::Rig;
+use proofrig_model::wire::ssh_shell;
 
 use super::console_replay::{CommandRun, Consoles, LoginReplay};
 use crate::notes::{failure_note, EXECUTOR_CHANNEL, NOTE_DEADLINE};
@@ -253,17 +254,28 @@ fn ssh_exec(device: &str, spec: &Value, output: &Value, events: &[&Event], faile
         }
         return Ok(());
     }
-    if execs != [spec["command"].as_str().unwrap_or_default()] {
+    let command = spec["command"].as_str().unwrap_or_default();
+    if execs != [command] {
         return Err("the command run on the device is not the step's command".into());
-    }
-    let stdout = String::from_utf8_lossy(&bytes_on(events, device, "ssh:exec:stdout", Direction::In)).into_owned();
-    let stderr = String::from_utf8_lossy(&bytes_on(events, device, "ssh:exec:stderr", Direction::In)).into_owned();
-    if Some(stdout.as_str()) != output["stdout"].as_str() || Some(stderr.as_str()) != output["stderr"].as_str() {
-        return Err("the recorded stdout/stderr differ from the bytes on the wire".into());
     }
     let Some((status, signal, false)) = exit else {
         return Err("the command's exit is not on record, or it was cut off".into());
     };
+    let (stdout, stderr) = match in_session_shell(device, command, events)? {
+        Some(ran) => {
+            if Some(ran.exit_status) != status || signal.is_some() {
+                return Err("the recorded exit differs from the status the device's shell printed".into());
+            }
+            (String::from_utf8_lossy(&ran.stdout).into_owned(), String::from_utf8_lossy(&ran.stderr).into_owned())
+        }
+        None => (
+            String::from_utf8_lossy(&bytes_on(events, device, "ssh:exec:stdout", Direction::In)).into_owned(),
+            String::from_utf8_lossy(&bytes_on(events, device, "ssh:exec:stderr", Direction::In)).into_owned(),
+        ),
+    };
+    if Some(stdout.as_str()) != output["stdout"].as_str() || Some(stderr.as_str()) != output["stderr"].as_str() {
+        return Err("the recorded stdout/stderr differ from the bytes on the wire".into());
+    }
     if status.map(i64::from) != output["exit_status"].as_i64() {
         return Err("the recorded exit status differs from the one the server sent".into());
     }
@@ -271,6 +283,49 @@ fn ssh_exec(device: &str, spec: &Value, output: &Value, events: &[&Event], faile
         return Err("the recorded exit signal differs from the one the server sent".into());
     }
     Ok(())
+}
+
+/// A command run through the session's long-lived shell (`ssh.persistent_shell`):
+/// its output and status as the shell's bytes after the command was sent show them
+/// (see `proofrig_model::wire::ssh_shell`). None: the command had a channel of its own.
+fn in_session_shell(device: &str, command: &str, events: &[&Event]) -> Result<Option<ssh_shell::CommandOutput>, String> {
+    let sent: Vec<(u64, &[u8])> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Bytes { channel, direction: Direction::Out, data }
+                if channel.device == device && channel.channel == ssh_shell::SHELL_IN =>
+            {
+                Some((e.seq, data.as_slice()))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(&(wrapper_seq, wrapper)) = sent.last() else { return Ok(None) };
+    let wrapper = std::str::from_utf8(wrapper).map_err(|_| "what was sent to the device's shell is not text".to_string())?;
+    let tag = ssh_shell::tag_of(wrapper).ok_or("what was sent to the device's shell is not a command proofrig wraps")?;
+    if wrapper != ssh_shell::wrap(command, tag) {
+        return Err("the text sent to the device's shell is not the step's command".into());
+    }
+    // Before it, at most the request that started the shell.
+    if sent.len() > 2 || sent.len() == 2 && !std::str::from_utf8(sent[0].1).is_ok_and(|first| first.starts_with("printf 'PRF_")) {
+        return Err("more was sent to the device's shell than the step's command".into());
+    }
+    let after = |name: &str| -> Vec<u8> {
+        events
+            .iter()
+            .filter(|e| e.seq > wrapper_seq)
+            .filter_map(|e| match &e.kind {
+                EventKind::Bytes { channel, direction: Direction::In, data } if channel.device == device && channel.channel == name => {
+                    Some(data.as_slice())
+                }
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    };
+    let (stdout, stderr) = (after(ssh_shell::SHELL_STDOUT), after(ssh_shell::SHELL_STDERR));
+    ssh_shell::command_output(&stdout, &stderr, tag).map(Some).ok_or_else(|| "the command's end marker is not on record".to_string())
 }
 
 fn ssh_fetch(device: &str, spec: &Value, output: &Value, events: &[&Event], failed: bool) -> Result<(), String> {
@@ -854,4 +909,70 @@ fn tls_audit(rig: &Rig, device: &str, spec: &Value, output: &Value, events: &[&E
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proofrig_model::events::{ChannelId, Timestamp};
+
+    /// The events of `command` run through the session's shell with `tag`, printing
+    /// `stdout` (then its marker with `status`) and `stderr`.
+    fn shell_run(command: &str, tag: &str, stdout: &str, stderr: &str, status: i32) -> Vec<Event> {
+        let at = Timestamp { wall_ns: 0, mono_ns: 0 };
+        let channel = |name: &str| ChannelId::new("ru1", name);
+        let kinds = vec![
+            EventKind::SshExec { channel: channel("ssh:exec"), command: command.into() },
+            EventKind::Bytes {
+                channel: channel(ssh_shell::SHELL_IN),
+                direction: Direction::Out,
+                data: ssh_shell::wrap(command, tag).into(),
+            },
+            EventKind::Bytes {
+                channel: channel(ssh_shell::SHELL_STDOUT),
+                direction: Direction::In,
+                data: format!("{stdout}PRF_{tag}_OUT:{status}\n").into(),
+            },
+            EventKind::Bytes {
+                channel: channel(ssh_shell::SHELL_STDERR),
+                direction: Direction::In,
+                data: format!("{stderr}PRF_{tag}_ERR\n").into(),
+            },
+            EventKind::SshExit { channel: channel("ssh:exec"), exit_status: Some(status), signal: None, timed_out: false },
+        ];
+        kinds.into_iter().enumerate().map(|(seq, kind)| Event { seq: seq as u64 + 10, at, kind }).collect()
+    }
+
+    fn rederived(events: &[Event], command: &str, stdout: &str, stderr: &str, status: i32) -> Result<(), String> {
+        let refs: Vec<&Event> = events.iter().collect();
+        let output = json!({"stdout": stdout, "stderr": stderr, "exit_status": status, "exit_signal": null});
+        ssh_exec("ru1", &json!({"command": command}), &output, &refs, false)
+    }
+
+    #[test]
+    fn a_command_through_the_session_s_shell_is_derived_from_its_bytes_and_markers() {
+        let events = shell_run("id -u", "0a1b", "1000\n", "", 0);
+        assert_eq!(rederived(&events, "id -u", "1000\n", "", 0), Ok(()));
+        // What the step says must be what the bytes before the markers say.
+        assert!(rederived(&events, "id -u", "0\n", "", 0).is_err(), "a forged output");
+        assert!(rederived(&events, "id -u", "1000\n", "", 1).is_err(), "a forged status");
+        assert!(rederived(&events, "id -g", "1000\n", "", 0).is_err(), "another command");
+        // The status the shell printed and the exit on record must agree.
+        let mut forged = events.clone();
+        forged[4].kind =
+            EventKind::SshExit { channel: ChannelId::new("ru1", "ssh:exec"), exit_status: Some(1), signal: None, timed_out: false };
+        assert!(rederived(&forged, "id -u", "1000\n", "", 1).is_err());
+        // The command sent to the shell must be the step's, wrapped as proofrig wraps it.
+        let mut forged = events.clone();
+        forged[1].kind = EventKind::Bytes {
+            channel: ChannelId::new("ru1", ssh_shell::SHELL_IN),
+            direction: Direction::Out,
+            data: ssh_shell::wrap("id -u; rm -rf /tmp/x", "0a1b").into(),
+        };
+        assert!(rederived(&forged, "id -u", "1000\n", "", 0).is_err());
+        // A marker missing (the command's end not on record) is no answer.
+        let mut cut = events.clone();
+        cut.remove(3);
+        assert!(rederived(&cut, "id -u", "1000\n", "", 0).is_err());
+    }
 }

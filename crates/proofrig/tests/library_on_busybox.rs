@@ -98,16 +98,33 @@ fn rows_of(plan: &str, bundle: &Path, seconds: f64, verify: &str) -> Vec<Row> {
         .collect()
 }
 
-fn run_library(profile: Profile) {
+/// How the run reaches the device's shell for a plan's SSH commands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commands {
+    /// A channel of their own each (the default).
+    OwnChannels,
+    /// One long-lived shell of the session (`ssh.persistent_shell: true`).
+    OneShell,
+}
+
+fn run_library(profile: Profile, commands: Commands) {
     let device = BusyboxDevice::start(profile);
     let tmp = tempfile::tempdir().unwrap();
-    let rig = device.write_rig(tmp.path()).display().to_string();
+    let rig_path = device.write_rig(tmp.path());
+    if commands == Commands::OneShell {
+        let yaml = std::fs::read_to_string(&rig_path).unwrap();
+        let through_shell = yaml.replacen("      timeout_ms: 5000\n", "      timeout_ms: 5000\n      persistent_shell: true\n", 1);
+        assert_ne!(yaml, through_shell, "the rig's ssh block has its timeout line");
+        std::fs::write(&rig_path, through_shell).unwrap();
+    }
+    let rig = rig_path.display().to_string();
     let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
     signing::generate(&key, &public).unwrap();
     let (key, public) = (key.display().to_string(), public.display().to_string());
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     let mut observed = Vec::new();
+    let mut shell_commands = 0;
     for plan in plans() {
         let name = plan.file_name().unwrap().to_string_lossy().into_owned();
         let out_dir = tmp.path().join("results").join(&name).display().to_string();
@@ -156,13 +173,21 @@ fn run_library(profile: Profile) {
         if verify != "VERIFIED" {
             eprintln!("--- {} {name}: verify says {verify}:\n{}", profile.name(), report.lines().take(15).collect::<Vec<_>>().join("\n"));
         }
+        if commands == Commands::OneShell {
+            shell_commands += commands_through_the_shell(&bundle);
+        }
         rows.extend(rows_of(&name, &bundle, seconds, &verify));
     }
+
     print_table(profile, &rows);
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
     let column = format!("BusyBox {}", profile.name());
     let summary: Vec<String> = rows.iter().map(|r| format!("{} {} {}: {}", r.clause, r.case, r.verdict, r.summary)).collect();
     verdicts::table().assert_column(&column, &observed, &summary.join("\n"));
+    if commands == Commands::OneShell {
+        // The library sends some 70 plain commands over SSH to this device.
+        assert!(shell_commands >= 50, "the plans' SSH commands ran through the session's shell: only {shell_commands} did");
+    }
     // The careless unit runs a firmware release out of the declared support.
     let (_, _, why) = observed.iter().find(|(test, _, _)| test == "TC_NO_UNSUPPORTED_COMPONENTS").expect("4.3.2.5 ran");
     assert_eq!(why.contains("firmware 0.9 (read with `cat /etc/os-release`) is not under support"), profile == Profile::Careless, "{why}");
@@ -196,12 +221,32 @@ fn print_table(profile: Profile, rows: &[Row]) {
     println!("{table}");
 }
 
+/// How many commands a bundle's journal shows sent to the session's shell.
+fn commands_through_the_shell(bundle: &Path) -> usize {
+    let journal = std::fs::read_to_string(bundle.join("journal.jsonl")).unwrap();
+    journal
+        .lines()
+        .filter(|line| {
+            line.contains(&format!("\"channel\":\"{}\"", proofrig_model::wire::ssh_shell::SHELL_IN))
+                && line.contains("\"direction\":\"out\"")
+        })
+        .count()
+}
+
 #[test]
 fn the_library_on_the_careless_busybox_device() {
-    run_library(Profile::Careless);
+    run_library(Profile::Careless, Commands::OwnChannels);
 }
 
 #[test]
 fn the_library_on_the_hardened_busybox_device() {
-    run_library(Profile::Hardened);
+    run_library(Profile::Hardened, Commands::OwnChannels);
+}
+
+/// The same verdicts, and bundles that verify, when every plain command of the
+/// plans goes through one shell of the session (issue 17): the fast path for a device
+/// that forks slowly changes nothing a plan decides.
+#[test]
+fn the_library_on_the_hardened_busybox_device_through_one_shell() {
+    run_library(Profile::Hardened, Commands::OneShell);
 }

@@ -250,7 +250,14 @@ impl Agents {
                     None => Vec::new(),
                 };
                 let session = self.session(device).await?;
-                match session.exec_with_input(&text("command"), &input, timeout.saturating_sub(Duration::from_millis(100))).await {
+                let (command, limit) = (text("command"), timeout.saturating_sub(Duration::from_millis(100)));
+                // Input goes to a command on a channel of its own; the rest may share the session's shell.
+                let ran = if input.is_empty() {
+                    session.run(&command, limit).await
+                } else {
+                    session.exec_with_input(&command, &input, limit).await
+                };
+                match ran {
                     Ok(out) => Ok(json!({
                         "stdout": String::from_utf8_lossy(&out.stdout),
                         "stderr": String::from_utf8_lossy(&out.stderr),

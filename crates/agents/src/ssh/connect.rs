@@ -35,6 +35,8 @@ pub(crate) struct Target {
     pub password: Option<SecretRef>,
     pub timeout: Duration,
     pub keepalive_s: u32,
+    /// The rig's `ssh.persistent_shell`: a plan's commands go through one shell.
+    pub persistent_shell: bool,
     pub options: ConnectOptions,
     policy: HostKeyPolicy,
     /// Host-key algorithms that produced an accepted key; later sessions start with them.
@@ -55,6 +57,7 @@ impl Target {
             password: endpoint.password.clone(),
             timeout: Duration::from_millis(endpoint.timeout_ms.max(1)),
             keepalive_s: endpoint.keepalive_s,
+            persistent_shell: endpoint.persistent_shell,
             options,
             policy,
             learned_host_key_algorithms: Mutex::new(None),

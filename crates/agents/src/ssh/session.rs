@@ -22,6 +22,7 @@ use super::{ConnectOptions, ExecOutput, NegotiatedAlgorithms, ShellOptions};
 use crate::channel::ByteStream;
 use proofrig_model::events::{ChannelId, Direction, EventKind, Recorder};
 use proofrig_model::rig::SshEndpoint;
+use proofrig_model::wire::ssh_shell;
 
 const READ_CHUNK: usize = 32 * 1024;
 
@@ -39,9 +40,25 @@ pub(crate) async fn run_on_thread<T: Send + 'static>(name: String, work: impl Fn
 }
 
 enum Request {
-    Exec { command: String, input: Vec<u8>, timeout: Duration, reply: oneshot::Sender<Result<ExecOutput, SshError>> },
-    Fetch { path: String, reply: oneshot::Sender<Result<Vec<u8>, SshError>> },
-    Close { reply: oneshot::Sender<()> },
+    Exec {
+        command: String,
+        input: Vec<u8>,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<ExecOutput, SshError>>,
+    },
+    /// A plan's command: through the session's long-lived shell where the rig asks for one.
+    Run {
+        command: String,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<ExecOutput, SshError>>,
+    },
+    Fetch {
+        path: String,
+        reply: oneshot::Sender<Result<Vec<u8>, SshError>>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// An authenticated SSH session to a device whose host key matched its pin.
@@ -142,6 +159,17 @@ impl SshSession {
         answer.await.map_err(|_| self.closed())?
     }
 
+    /// Run a plan's `command` as [`SshSession::exec`] does, but through one long-lived
+    /// shell of the session when the rig sets `ssh.persistent_shell` (see
+    /// `proofrig_model::wire::ssh_shell` for how, and for what differs). Commands that
+    /// ask for their own shell's identity, and any command when the shell cannot be
+    /// started (noted once), get a channel of their own as `exec` gives them.
+    pub async fn run(&self, command: &str, timeout: Duration) -> Result<ExecOutput, SshError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Run { command: command.to_string(), timeout, reply })?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
     /// Fetch a remote file (SFTP, or SCP when the server has no SFTP subsystem).
     /// Records `FileFetched` with the content's SHA-256. `timeout_ms` of the endpoint
     /// bounds each wait for data, not the whole transfer.
@@ -215,7 +243,8 @@ fn session_thread(
         host_key_type: verified.host_key.algorithm.clone(),
         negotiated: verified.negotiated.clone(),
     };
-    let mut worker = Worker { target, recorder, channel, wire: verified.wire, lost: None, abandoned: Vec::new() };
+    let mut worker =
+        Worker { target, recorder, channel, wire: verified.wire, lost: None, abandoned: Vec::new(), shell: ShellState::NotStarted };
     if ready.send(Ok(info)).is_err() {
         // The caller gave up while we were connecting.
         worker.shutdown();
@@ -234,6 +263,16 @@ struct Worker {
     lost: Option<String>,
     /// Channels of timed-out commands, closed by us but not yet by the server.
     abandoned: Vec<ssh2::Channel>,
+    /// The long-lived shell for a plan's commands (`ssh.persistent_shell`).
+    shell: ShellState,
+}
+
+/// The session's command shell, if the rig asks for one.
+enum ShellState {
+    NotStarted,
+    Running(ssh2::Channel),
+    /// It could not be started (the reason is on record): commands get channels of their own.
+    Unavailable,
 }
 
 impl Worker {
@@ -247,6 +286,11 @@ impl Worker {
             match request {
                 Ok(Request::Exec { command, input, timeout, reply }) => {
                     let _ = reply.send(self.exec(&command, &input, timeout));
+                }
+                Ok(Request::Run { command, timeout, reply }) => {
+                    let use_shell = self.target.persistent_shell && !ssh_shell::needs_own_session(&command);
+                    let result = if use_shell { self.run_in_shell(&command, timeout) } else { self.exec(&command, &[], timeout) };
+                    let _ = reply.send(result);
                 }
                 Ok(Request::Fetch { path, reply }) => {
                     let _ = reply.send(self.fetch(&path));
@@ -309,6 +353,9 @@ impl Worker {
     }
 
     fn shutdown(&mut self) {
+        if let ShellState::Running(channel) = std::mem::replace(&mut self.shell, ShellState::NotStarted) {
+            self.dispose(channel);
+        }
         if self.lost.is_none() {
             let deadline = Instant::now() + Duration::from_millis(500);
             let _ = self.wire.retry(Some(deadline), |s| s.disconnect(None, "proofrig closing the session", None));
@@ -350,29 +397,17 @@ impl Worker {
             self.dispose(channel);
             return Err(error);
         }
+        // Standard input ends after `input` (at once when there is none), so a command
+        // that reads it gets end-of-file rather than waiting for its time limit.
         if !input.is_empty() {
             self.recorder.bytes(&ChannelId::new(&device, "ssh:exec:stdin"), Direction::Out, input);
-            let mut sent = 0;
-            let written = loop {
-                if sent == input.len() {
-                    break self.wire.retry(deadline, |_| channel.send_eof());
-                }
-                match std::io::Write::write(&mut channel, &input[sent..]) {
-                    Ok(n) => sent += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if let Err(e) = self.wire.wait(deadline) {
-                            break Err(e);
-                        }
-                    }
-                    Err(e) => break Err(self.wire.io_failure(e)),
-                }
-            };
-            if let Err(e) = written {
-                record_failed_start(&self.recorder, &e);
-                let error = self.exec_failure(&operation, e, timeout);
-                self.dispose(channel);
-                return Err(error);
-            }
+        }
+        let written = write_all(&self.wire, &mut channel, input, deadline).and_then(|()| self.wire.retry(deadline, |_| channel.send_eof()));
+        if let Err(e) = written {
+            record_failed_start(&self.recorder, &e);
+            let error = self.exec_failure(&operation, e, timeout);
+            self.dispose(channel);
+            return Err(error);
         }
 
         let mut output = ExecOutput::default();
@@ -440,6 +475,118 @@ impl Worker {
             self.dispose(channel);
         }
         result
+    }
+
+    /// Run `command` in the session's shell, starting it first if need be (see
+    /// `proofrig_model::wire::ssh_shell`). Falls back to a channel of its own when the
+    /// shell cannot be started.
+    fn run_in_shell(&mut self, command: &str, timeout: Duration) -> Result<ExecOutput, SshError> {
+        let operation = format!("exec `{command}` (in the session's shell)");
+        self.check_alive(&operation)?;
+        if matches!(self.shell, ShellState::NotStarted) {
+            self.shell = match self.start_shell() {
+                Ok(channel) => ShellState::Running(channel),
+                Err(why) => {
+                    self.recorder.emit(EventKind::Note {
+                        channel: ChannelId::new(&self.target.device, ssh_shell::SHELL_IN),
+                        text: format!("no command shell ({why}): each command gets a channel of its own"),
+                    });
+                    ShellState::Unavailable
+                }
+            };
+        }
+        let ShellState::Running(mut channel) = std::mem::replace(&mut self.shell, ShellState::NotStarted) else {
+            self.shell = ShellState::Unavailable;
+            return self.exec(command, &[], timeout);
+        };
+        let device = self.target.device.clone();
+        let exec_channel = ChannelId::new(&device, "ssh:exec");
+        self.recorder.emit(EventKind::SshExec { channel: exec_channel.clone(), command: command.to_string() });
+        let tag = fresh_tag();
+        let deadline = Some(Instant::now() + timeout);
+        let sent = ssh_shell::wrap(command, &tag);
+        self.recorder.bytes(&ChannelId::new(&device, ssh_shell::SHELL_IN), Direction::Out, sent.as_bytes());
+        let result = write_all(&self.wire, &mut channel, sent.as_bytes(), deadline)
+            .and_then(|()| self.read_until(&mut channel, deadline, |out, err| ssh_shell::command_output(out, err, &tag)));
+        match result {
+            Ok(done) => {
+                self.shell = ShellState::Running(channel);
+                self.recorder.emit(EventKind::SshExit {
+                    channel: exec_channel,
+                    exit_status: Some(done.exit_status),
+                    signal: None,
+                    timed_out: false,
+                });
+                Ok(ExecOutput { stdout: done.stdout, stderr: done.stderr, exit_status: Some(done.exit_status), exit_signal: None })
+            }
+            Err(e) => {
+                // The shell is stuck in the command, or gone: the next command starts another.
+                let timed_out = matches!(e, WireError::TimedOut);
+                self.recorder.emit(EventKind::SshExit { channel: exec_channel, exit_status: None, signal: None, timed_out });
+                if timed_out {
+                    self.abandon(channel);
+                } else {
+                    self.dispose(channel);
+                }
+                Err(self.exec_failure(&operation, e, timeout))
+            }
+        }
+    }
+
+    /// Open the command shell and wait until it says it is ready on both streams.
+    fn start_shell(&mut self) -> Result<ssh2::Channel, String> {
+        let device = self.target.device.clone();
+        let deadline = Some(Instant::now() + self.target.timeout);
+        let mut channel = self.wire.retry(deadline, |s| s.channel_session()).map_err(|e| e.to_string())?;
+        let started = self.wire.retry(deadline, |_| channel.exec(ssh_shell::SHELL_REQUEST)).map_err(|e| e.to_string());
+        let tag = fresh_tag();
+        let request = ssh_shell::ready_request(&tag);
+        let ready = started.and_then(|()| {
+            self.recorder.bytes(&ChannelId::new(&device, ssh_shell::SHELL_IN), Direction::Out, request.as_bytes());
+            let found = |out: &[u8], err: &[u8]| ssh_shell::is_ready(out, err, &tag).then_some(());
+            write_all(&self.wire, &mut channel, request.as_bytes(), deadline)
+                .and_then(|()| self.read_until(&mut channel, deadline, found))
+                .map_err(|e| format!("it did not answer: {e}"))
+        });
+        match ready {
+            Ok(()) => Ok(channel),
+            Err(why) => {
+                self.dispose(channel);
+                Err(why)
+            }
+        }
+    }
+
+    /// Read the shell's two streams, recording every byte, until `done` finds what it
+    /// looks for in what they received since this call began.
+    fn read_until<T>(
+        &self,
+        channel: &mut ssh2::Channel,
+        deadline: Option<Instant>,
+        done: impl Fn(&[u8], &[u8]) -> Option<T>,
+    ) -> Result<T, WireError> {
+        let device = &self.target.device;
+        let (stdout_channel, stderr_channel) =
+            (ChannelId::new(device, ssh_shell::SHELL_STDOUT), ChannelId::new(device, ssh_shell::SHELL_STDERR));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut stderr = channel.stderr();
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut queued = Queued::default();
+        loop {
+            let progress = drain(&self.wire, channel, &mut buf, &mut out, &self.recorder, &stdout_channel)
+                .and_then(|a| drain(&self.wire, &mut stderr, &mut buf, &mut err, &self.recorder, &stderr_channel).map(|b| a || b))?;
+            if let Some(found) = done(&out, &err) {
+                return Ok(found);
+            }
+            if channel.eof() {
+                return Err(WireError::ChannelEnded);
+            }
+            if progress {
+                queued.read_some();
+            } else if !queued.arrived(channel) {
+                self.wire.wait(deadline)?;
+            }
+        }
     }
 
     /// Send CLOSE for a channel whose command is still running and keep it until the
@@ -570,6 +717,31 @@ fn sftp_reason(e: &ssh2::Error) -> String {
         ssh2::ErrorCode::SFTP(code) => format!("SFTP error {code}: {}", e.message()),
         ssh2::ErrorCode::Session(_) => e.message().to_string(),
     }
+}
+
+/// Write all of `data` to `channel` (non-blocking), waiting on the socket as needed.
+fn write_all(wire: &Wire, channel: &mut ssh2::Channel, data: &[u8], deadline: Option<Instant>) -> Result<(), WireError> {
+    let mut sent = 0;
+    while sent < data.len() {
+        match std::io::Write::write(channel, &data[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wire.wait(deadline)?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(wire.io_failure(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A tag fresh for every command of this process, for the shell's markers.
+fn fresh_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded randomly per process; the counter makes tags differ per call.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", hasher.finish())
 }
 
 /// Read everything available from `source` (non-blocking) into `out`, recording it.

@@ -39,6 +39,9 @@ pub(crate) enum WireError {
     TimedOut,
     Ssh(ssh2::Error),
     Io(io::Error),
+    /// The channel ended (end of file) before what was awaited came; the connection
+    /// itself may be fine.
+    ChannelEnded,
 }
 
 impl WireError {
@@ -46,7 +49,7 @@ impl WireError {
     /// refusal or protocol error on an otherwise working connection.
     pub fn is_connection_loss(&self) -> bool {
         match self {
-            WireError::TimedOut => false,
+            WireError::TimedOut | WireError::ChannelEnded => false,
             WireError::Io(_) => true,
             WireError::Ssh(e) => is_connection_loss_code(e.code()),
         }
@@ -69,6 +72,7 @@ impl std::fmt::Display for WireError {
             WireError::TimedOut => f.write_str("timed out"),
             WireError::Ssh(e) => write!(f, "{}", e.message()),
             WireError::Io(e) => write!(f, "{e}"),
+            WireError::ChannelEnded => f.write_str("the channel ended first"),
         }
     }
 }

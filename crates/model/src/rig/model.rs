@@ -219,6 +219,11 @@ pub struct SshEndpoint {
     /// Keepalive interval in seconds (default 15; 0 disables).
     #[serde(default = "default_keepalive_s")]
     pub keepalive_s: u32,
+    /// Run a plan's commands through one long-lived shell of the session instead of a
+    /// channel each (default false): far fewer processes on a device that forks slowly.
+    /// See `proofrig_model::wire::ssh_shell` for what differs.
+    #[serde(default)]
+    pub persistent_shell: bool,
 }
 
 /// Where a device's power comes from.

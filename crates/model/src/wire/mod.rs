@@ -7,6 +7,7 @@
 pub mod http;
 pub mod snmp;
 pub mod ssh;
+pub mod ssh_shell;
 pub mod syslog;
 pub mod tcp;
 pub mod tls;
