@@ -101,3 +101,81 @@ pub fn missing_channel(step: &Step, scope: &Value) -> Option<Value> {
     let has = scope["device"]["channels"].as_array().is_some_and(|c| c.iter().any(|v| v == needed));
     (!has).then(|| json!({"skipped": format!("device {} has no {needed}", scope["device"]["name"].as_str().unwrap_or("?"))}))
 }
+
+/// The lanes a run's cases go in when its devices run side by side: each lane is a set
+/// of devices no case outside it touches, and its case instances, in selection order.
+///
+/// A case touches its own device and any other one a step of it names (`device:`),
+/// so those devices share a lane: two lanes never drive one device at once, and the
+/// events of a device (its channels, its outlet) belong to exactly one lane. The
+/// executor runs one task per lane; replay attributes each event to its device's lane
+/// and checks each lane's steps against that lane's events only. Both build the lanes
+/// with this function, from the plans and the rig alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lanes {
+    /// Per lane, the indices of its case instances in the selection, in order.
+    pub cases: Vec<Vec<usize>>,
+    /// The lane of each device a selected case touches.
+    pub of_device: BTreeMap<String, usize>,
+}
+
+impl Lanes {
+    /// The lanes of `selected` (as [`select`] returns it), in the order their first
+    /// case comes in the selection.
+    pub fn of(selected: &[Selected<'_>]) -> Lanes {
+        // Union-find over the devices, by first appearance.
+        let mut devices: Vec<String> = Vec::new();
+        let mut parent: Vec<usize> = Vec::new();
+        fn index(devices: &mut Vec<String>, parent: &mut Vec<usize>, name: &str) -> usize {
+            match devices.iter().position(|d| d == name) {
+                Some(i) => i,
+                None => {
+                    devices.push(name.to_string());
+                    parent.push(parent.len());
+                    parent.len() - 1
+                }
+            }
+        }
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        for sel in selected {
+            let own = index(&mut devices, &mut parent, &sel.device);
+            for other in sel.case.steps.iter().chain(&sel.case.restore).filter_map(|s| s.device.as_deref()) {
+                let other = index(&mut devices, &mut parent, other);
+                let (a, b) = (root(&mut parent, own), root(&mut parent, other));
+                if a != b {
+                    parent[b.max(a)] = a.min(b);
+                }
+            }
+        }
+        let mut lane_of_root: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut cases: Vec<Vec<usize>> = Vec::new();
+        for (n, sel) in selected.iter().enumerate() {
+            let own = index(&mut devices, &mut parent, &sel.device);
+            let r = root(&mut parent, own);
+            let lane = *lane_of_root.entry(r).or_insert_with(|| {
+                cases.push(Vec::new());
+                cases.len() - 1
+            });
+            cases[lane].push(n);
+        }
+        let mut of_device = BTreeMap::new();
+        for (i, name) in devices.iter().enumerate() {
+            let r = root(&mut parent, i);
+            if let Some(lane) = lane_of_root.get(&r) {
+                of_device.insert(name.clone(), *lane);
+            }
+        }
+        Lanes { cases, of_device }
+    }
+
+    /// The lane of `device`, if a selected case touches it.
+    pub fn lane(&self, device: &str) -> Option<usize> {
+        self.of_device.get(device).copied()
+    }
+}

@@ -85,6 +85,7 @@ pub async fn run_on(rig: Rig, dir: tempfile::TempDir, plans: Vec<Plan>, params: 
         host: "localhost".into(),
         inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
         job: None,
+        one_device_at_a_time: false,
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();
