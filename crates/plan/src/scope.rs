@@ -179,3 +179,60 @@ impl Lanes {
         self.of_device.get(device).copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn rig() -> Rig {
+        let device = |name: &str| {
+            format!("  {name}:\n    role: core\n    ssh: {{ host: 127.0.0.1, user: oper, password: {{ env: X }}, host_key: \"SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\" }}\n")
+        };
+        let text = format!("rig: r\ndevices:\n{}{}{}{}", device("a"), device("b"), device("c"), device("d"));
+        Rig::parse("r.yaml", &text, Path::new(".")).unwrap()
+    }
+
+    const PLAN: &str = r#"
+plan: lanes
+title: Lanes
+cases:
+  - id: TC_ALL
+    title: On every device
+    scas: { spec: TS 33.117, clause: "4.2", test_name: TC_ALL, requirement: none }
+    purpose: p
+    expected: e
+    evidence: e
+    steps:
+      - ssh_exec: { command: "true" }
+  - id: TC_C_AND_B
+    title: On c, with a step on b
+    scas: { spec: TS 33.117, clause: "4.2", test_name: TC_C_AND_B, requirement: none }
+    purpose: p
+    expected: e
+    evidence: e
+    devices: { names: [c] }
+    steps:
+      - ssh_exec: { command: "true" }
+    restore:
+      - device: b
+        ssh_exec: { command: "true" }
+"#;
+
+    #[test]
+    fn each_device_is_a_lane_unless_a_case_reaches_another() {
+        let plan = Plan::parse("lanes.yaml", PLAN).unwrap();
+        let rig = rig();
+        let plans = [plan];
+        let selected = select(&plans, &rig, None);
+        let names: Vec<(&str, &str)> = selected.iter().map(|s| (s.case.id.as_str(), s.device.as_str())).collect();
+        assert_eq!(names, [("TC_ALL", "a"), ("TC_ALL", "b"), ("TC_ALL", "c"), ("TC_ALL", "d"), ("TC_C_AND_B", "c")]);
+        let lanes = Lanes::of(&selected);
+        // b and c share a lane (a case on c acts on b), in the selection's order.
+        assert_eq!(lanes.cases, vec![vec![0], vec![1, 2, 4], vec![3]]);
+        assert_eq!((lanes.lane("a"), lanes.lane("b"), lanes.lane("c"), lanes.lane("d")), (Some(0), Some(1), Some(1), Some(2)));
+        // Without the case that joins them, every device is its own lane.
+        let lanes = Lanes::of(&selected[..4]);
+        assert_eq!(lanes.cases, vec![vec![0], vec![1], vec![2], vec![3]]);
+    }
+}
