@@ -386,7 +386,8 @@ fn a_run_killed_with_a_case_open_on_every_device_seals_each_as_stopped() {
     let plan = tmp.path().join("crash-check.yaml");
     std::fs::write(&plan, PLAN).unwrap();
     let results = tmp.path().join("results");
-    let devices: Vec<String> = lab.devices().iter().map(|d| d.name().to_string()).collect();
+    // In the rig's order, as the selection (and so the results) has them.
+    let devices: Vec<String> = proofrig_model::rig::Rig::load(&rig).unwrap().devices().map(|(name, _)| name.to_string()).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
         .args(["run", &s(&plan), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&results), "-q"])
         .stdin(Stdio::null())
@@ -414,7 +415,8 @@ fn a_run_killed_with_a_case_open_on_every_device_seals_each_as_stopped() {
         .map(|(case, step)| (case["device"].as_str().unwrap().to_string(), format!("{}:{}", case["case"], step["action"])))
         .collect();
     open.sort();
-    let expected: Vec<(String, String)> = devices.iter().map(|d| (d.clone(), "\"TC_KILLED\":\"wait\"".to_string())).collect();
+    let mut expected: Vec<(String, String)> = devices.iter().map(|d| (d.clone(), "\"TC_KILLED\":\"wait\"".to_string())).collect();
+    expected.sort();
     assert_eq!(open, expected);
     let results_json: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
     let verdicts: Vec<(&str, &str, &str)> = results_json["cases"]
