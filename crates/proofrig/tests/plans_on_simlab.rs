@@ -306,13 +306,17 @@ async fn devices_go_side_by_side_or_one_at_a_time_to_the_same_verdicts() {
     simrun::assert_replays(&side);
     simrun::assert_replays(&apart);
 
-    // The side-by-side journal claimed to be one after another: a case starts while
-    // another is open, and replay says so there.
+    // The side-by-side journal claimed to be one after another: another device's
+    // identity read, or case, stands inside the first device's case, and replay says so.
     let forged = rewrite(&side, |entry| {
         if entry["type"] == "run_started" {
             entry.as_object_mut().unwrap().remove("side_by_side");
         }
     });
     let err = replay(&side.plans, &side.rig, &forged).unwrap_err();
-    assert!(err.detail.contains("a case starts before the previous one finished"), "{err}");
+    assert!(
+        err.detail.contains("a case starts before the previous one finished")
+            || err.detail.contains("lies outside the range of every step"),
+        "{err}"
+    );
 }
