@@ -73,6 +73,9 @@ struct OpenCase<'a> {
     retry: Option<(Phase, usize, u32)>,
 }
 
+/// A step's phase, index and attempt.
+type StepAt = (Phase, usize, u32);
+
 /// A StepFinished record's fields.
 struct StepEnd {
     key: CaseKey,
@@ -277,13 +280,13 @@ impl<'a> Replayer<'a> {
             JournalEntry::Checkpoint(_) => {}
             // `proofrig seal` ended a run that stopped: what it says was open must be.
             JournalEntry::RunSealedIncomplete(sealed) => {
-                let mut open: Vec<(CaseKey, Option<(Phase, usize, u32)>)> = self
+                let mut open: Vec<(CaseKey, Option<StepAt>)> = self
                     .lanes
                     .iter()
                     .filter_map(|l| l.open.as_ref())
                     .map(|c| (c.key.clone(), c.pending.as_ref().map(|(p, i, a, _)| (*p, *i, *a))))
                     .collect();
-                let mut said: Vec<(CaseKey, Option<(Phase, usize, u32)>)> =
+                let mut said: Vec<(CaseKey, Option<StepAt>)> =
                     sealed.open().map(|(key, step)| (key.clone(), step.map(|s| (s.phase, s.index, s.attempt)))).collect();
                 open.sort_by(|a, b| a.0.cmp(&b.0));
                 said.sort_by(|a, b| a.0.cmp(&b.0));
