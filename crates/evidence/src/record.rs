@@ -87,6 +87,12 @@ pub enum JournalEntry {
         /// Absent for a run from the command line (and in bundles from before).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         job: Option<JobTicket>,
+        /// The run's devices ran side by side (one lane of cases per device, see
+        /// `proofrig_plan::scope::Lanes`), so their records interleave. Absent when they
+        /// ran one after another (`--one-device-at-a-time`, and every bundle from
+        /// before): replay then holds the run to one open case at a time, in order.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        side_by_side: bool,
     },
     /// An agent event, exactly as the recorder stamped it.
     Event { event: Event },
@@ -197,6 +203,11 @@ pub struct SealedIncomplete {
     pub open_case: Option<CaseKey>,
     /// The step that had started and not finished, if one had.
     pub open_step: Option<OpenStep>,
+    /// The other cases that had started and not finished, each with its open step:
+    /// a run whose devices ran side by side stops with a case open on each. Absent
+    /// when one case or none was open (and in bundles from before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_open: Vec<OpenCase>,
     /// Bytes of a record cut off mid-write at the journal's end, removed before sealing.
     pub dropped_bytes: u64,
     /// The run's verdict: its cases' worst, and at least ABORTED.
@@ -204,6 +215,22 @@ pub struct SealedIncomplete {
     pub rollup: Rollup,
     /// One sentence a person reads: what stopped, and what did not run.
     pub note: String,
+}
+
+/// A case that started and did not finish, and its step that had, if one had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenCase {
+    pub case: CaseKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<OpenStep>,
+}
+
+impl SealedIncomplete {
+    /// Every case it names as open, with its open step: `open_case`, then `also_open`.
+    pub fn open(&self) -> impl Iterator<Item = (&CaseKey, Option<&OpenStep>)> {
+        let first = self.open_case.as_ref().map(|key| (key, self.open_step.as_ref()));
+        first.into_iter().chain(self.also_open.iter().map(|o| (&o.case, o.step.as_ref())))
+    }
 }
 
 /// A step that started and did not finish.
@@ -569,6 +596,7 @@ mod tests {
                 signed_through: None,
                 open_case: None,
                 open_step: None,
+                also_open: Vec::new(),
                 dropped_bytes: 0,
                 verdict: Verdict::Aborted,
                 rollup,

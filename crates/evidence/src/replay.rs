@@ -33,7 +33,7 @@ use crate::journal::Record;
 use crate::notes::{failure_note, is_abort, outside_allowed, EXECUTOR_CHANNEL};
 use crate::record::{CaseKey, JournalEntry, Phase};
 use crate::verify::{JournalRecord, ReplayInput, ReplayMismatch};
-use proofrig_plan::scope::{absorb, base_scope, select};
+use proofrig_plan::scope::{absorb, base_scope, select, Lanes};
 use proofrig_plan::tally::CaseTally;
 use proofrig_plan::{Case, Plan, Step};
 use proofrig_verdict::judge::judge;
@@ -60,6 +60,8 @@ pub struct Replayed {
 
 struct OpenCase<'a> {
     key: CaseKey,
+    /// Its place in the selection.
+    place: usize,
     case: &'a Case,
     scope: Value,
     /// The case's verdicts so far, counted as the executor counts them.
@@ -69,6 +71,22 @@ struct OpenCase<'a> {
     /// The attempt that must come next: a step that ended INFRA with retries left is
     /// tried again at once.
     retry: Option<(Phase, usize, u32)>,
+}
+
+/// A step's phase, index and attempt.
+type StepAt = (Phase, usize, u32);
+
+/// A StepFinished record's fields.
+struct StepEnd {
+    key: CaseKey,
+    phase: Phase,
+    index: usize,
+    attempt: u32,
+    verdict: Verdict,
+    message: String,
+    output: Value,
+    first_seq: u64,
+    last_seq: u64,
 }
 
 /// Replay `records` against the plans and rig they were made from.
@@ -87,29 +105,35 @@ pub fn not_an_entry(n: u64, why: impl std::fmt::Display) -> Disagreement {
 }
 
 /// A replay fed one record at a time, in journal order, so a journal of any size is
-/// replayed while it is read. It keeps the agent events of the step that is open
-/// (recorded after its StepStarted) until the step finishes: the recorder numbers and
+/// replayed while it is read.
+///
+/// A run's devices may run side by side, each lane of cases (`scope::Lanes`: a device,
+/// or the devices a case's steps join) with its own open case and step, their records
+/// interleaved in the one journal. So every event is attributed to the lane of its
+/// device (its channel's, or its outlet's), and a lane keeps the events recorded after
+/// its open step's StepStarted until that step finishes: the recorder numbers and
 /// journals events under one lock, and the executor takes a step's first sequence
 /// number after journaling StepStarted and its last one before journaling
-/// StepFinished, so every event of a step's range lies between the two. Each console's
-/// text is kept from where its next wait starts (see `console_replay`).
+/// StepFinished, so every event of a step's range that is its lane's lies between the
+/// two. Events of other lanes in between are theirs, checked against their own steps.
+/// A run whose devices ran one after another (RunStarted does not say `side_by_side`)
+/// is held to one open case at a time, in the selection's order. Each console's text
+/// is kept from where its next wait starts (see `console_replay`).
 pub struct Replayer<'a> {
     plans: &'a [Plan],
     rig: &'a Rig,
     params: BTreeMap<String, Value>,
-    only_device: Option<String>,
-    /// The case instances the run must run, in order, and how many started.
+    /// The case instances the run must run, in order.
     selected: Vec<CaseKey>,
+    /// Whether RunStarted says the devices ran side by side.
+    side_by_side: bool,
+    /// How many cases started, for a run whose devices ran one after another.
     next_case: usize,
+    /// The lane of each device: the selection's lanes, then one per other device seen.
+    lane_of: BTreeMap<String, usize>,
+    lanes: Vec<Lane<'a>>,
     /// The sequence number the next event must have.
     next_seq: u64,
-    /// Events of the open step, by sequence number.
-    events: BTreeMap<u64, Event>,
-    /// `next_seq` when the open step started.
-    step_started_seq: u64,
-    /// Events outside any step that no rule has placed yet (an identity read, until
-    /// its DeviceReported), with their record numbers.
-    loose: Vec<(u64, Event)>,
     consoles: Consoles,
     /// Devices a step's time limit cut off (the executor noted the deadline): the agent
     /// threads it abandoned may still record about them, outside any range.
@@ -118,10 +142,40 @@ pub struct Replayer<'a> {
     reported: BTreeSet<String>,
     /// Whether the operator's stop is on record.
     aborted: bool,
-    finished_cases: Vec<(CaseKey, Verdict)>,
-    open: Option<OpenCase<'a>>,
+    /// The cases finished, with their place in the selection.
+    finished_cases: Vec<(usize, CaseKey, Verdict)>,
     steps: usize,
     finished: bool,
+}
+
+/// One lane's state: its cases, the one open, and the events of its open step.
+#[derive(Default)]
+struct Lane<'a> {
+    /// Its case instances' places in the selection, in order, and how many started.
+    cases: Vec<usize>,
+    next_case: usize,
+    open: Option<OpenCase<'a>>,
+    /// Events of the open step, by sequence number.
+    events: BTreeMap<u64, Event>,
+    /// `next_seq` when the open step started.
+    step_started_seq: u64,
+    /// Events outside any step that no rule has placed yet (an identity read, until
+    /// its DeviceReported), with their record numbers.
+    loose: Vec<(u64, Event)>,
+}
+
+impl Lane<'_> {
+    fn label(&self) -> Option<String> {
+        self.open.as_ref().map(|c| format!("{} on {}", c.key.case, c.key.device))
+    }
+}
+
+/// The device an event is about: its channel's, or a power action's outlet's.
+fn device_of(event: &Event) -> &str {
+    match &event.kind {
+        EventKind::Power { device, .. } => device,
+        kind => kind.channel().map_or("", |c| c.device.as_str()),
+    }
 }
 
 impl<'a> Replayer<'a> {
@@ -130,37 +184,63 @@ impl<'a> Replayer<'a> {
             plans,
             rig,
             params: BTreeMap::new(),
-            only_device: None,
             selected: Vec::new(),
+            side_by_side: false,
             next_case: 0,
+            lane_of: BTreeMap::new(),
+            lanes: Vec::new(),
             next_seq: 0,
-            events: BTreeMap::new(),
-            step_started_seq: 0,
-            loose: Vec::new(),
             consoles: Consoles::default(),
             cut_off: BTreeSet::new(),
             reported: BTreeSet::new(),
             aborted: false,
             finished_cases: Vec::new(),
-            open: None,
             steps: 0,
             finished: false,
         }
     }
 
-    /// What the records so far recompute to.
-    pub fn finish(self) -> Replayed {
-        let run = Rollup::of(self.finished_cases.iter().map(|(_, v)| *v));
-        Replayed { cases: self.finished_cases, run, steps: self.steps, finished: self.finished }
+    /// What the records so far recompute to, the cases in the selection's order.
+    pub fn finish(mut self) -> Replayed {
+        self.finished_cases.sort_by_key(|(place, _, _)| *place);
+        let cases: Vec<(CaseKey, Verdict)> = self.finished_cases.into_iter().map(|(_, key, verdict)| (key, verdict)).collect();
+        let run = Rollup::of(cases.iter().map(|(_, v)| *v));
+        Replayed { cases, run, steps: self.steps, finished: self.finished }
+    }
+
+    /// The lane of `device`; a device no selected case touches gets a lane of its own.
+    fn lane(&mut self, device: &str) -> usize {
+        if let Some(lane) = self.lane_of.get(device) {
+            return *lane;
+        }
+        self.lanes.push(Lane::default());
+        self.lane_of.insert(device.to_string(), self.lanes.len() - 1);
+        self.lanes.len() - 1
+    }
+
+    /// The lane a record is about, if it is about one: a case's or a step's, an event's.
+    fn lane_of_entry(&mut self, entry: &JournalEntry) -> Option<usize> {
+        match entry {
+            JournalEntry::CaseStarted { key, .. } | JournalEntry::CaseFinished { key, .. } => Some(self.lane(&key.device)),
+            JournalEntry::StepStarted { key, .. } | JournalEntry::StepFinished { key, .. } => Some(self.lane(&key.device)),
+            JournalEntry::Event { event } => Some(self.lane(device_of(event))),
+            JournalEntry::DeviceReported { device, .. } => Some(self.lane(device)),
+            _ => None,
+        }
     }
 
     /// The next record, `n`, whose entry is `entry`. The first disagreement is an error;
     /// feed nothing more after it.
     pub fn record(&mut self, n: u64, entry: JournalEntry) -> Result<(), Disagreement> {
-        let label: Option<String> = self.open.as_ref().map(|c| format!("{} on {}", c.key.case, c.key.device));
+        let lane = self.lane_of_entry(&entry);
+        let label: Option<String> = match lane {
+            Some(lane) => self.lanes[lane].label(),
+            None => self.lanes.iter().find_map(Lane::label),
+        };
         let at = |case: &Option<String>, detail: String| Disagreement { record: Some(n), case: case.clone(), detail };
-        // A case or step record ends any stretch of events outside the steps: an event
-        // no rule placed by then has no place at all.
+        // A case or step record ends any stretch of events outside the steps (of its
+        // lane; of every lane when the devices ran one after another): an event no rule
+        // placed by then has no place at all.
         if matches!(
             entry,
             JournalEntry::RunStarted { .. }
@@ -168,22 +248,30 @@ impl<'a> Replayer<'a> {
                 | JournalEntry::StepStarted { .. }
                 | JournalEntry::CaseFinished { .. }
         ) {
-            if let Some((record, event)) = self.loose.first() {
+            let ends = |l: usize| lane.is_none() || !self.side_by_side || Some(l) == lane;
+            if let Some((record, event)) = self.lanes.iter().enumerate().filter(|(l, _)| ends(*l)).find_map(|(_, l)| l.loose.first()) {
                 return Err(Disagreement { record: Some(*record), case: label, detail: unplaced(event) });
             }
         }
         match entry {
-            JournalEntry::RunStarted { parameters, only_device, .. } => {
+            JournalEntry::RunStarted { parameters, only_device, side_by_side, .. } => {
                 self.params = parameters;
-                self.selected = select(self.plans, self.rig, only_device.as_deref())
+                let selected = select(self.plans, self.rig, only_device.as_deref());
+                self.selected = selected
                     .iter()
                     .map(|s| CaseKey { plan: s.plan.spec.plan.clone(), case: s.case.id.clone(), device: s.device.clone() })
                     .collect();
-                self.only_device = only_device;
+                let lanes = Lanes::of(&selected);
+                // Events before RunStarted (none in a run's journal) got lanes of their own.
+                self.lane_of.clear();
+                self.lanes = lanes.cases.into_iter().map(|cases| Lane { cases, ..Lane::default() }).collect();
+                self.lane_of = lanes.of_device;
+                self.side_by_side = side_by_side;
             }
-            JournalEntry::Event { event } => self.event(n, event, &label)?,
+            JournalEntry::Event { event } => self.event(n, event, lane.expect("an event has a lane"), &label)?,
             JournalEntry::DeviceReported { device, command, output, error } => {
-                let loose = std::mem::take(&mut self.loose);
+                let lane = lane.expect("a device has a lane");
+                let loose = std::mem::take(&mut self.lanes[lane].loose);
                 self.device_reported(&device, &command, &output, error.as_deref(), &loose)
                     .map_err(|detail| at(&None, format!("device {device}'s identity: {detail}")))?;
                 self.reported.insert(device);
@@ -192,62 +280,25 @@ impl<'a> Replayer<'a> {
             JournalEntry::Checkpoint(_) => {}
             // `proofrig seal` ended a run that stopped: what it says was open must be.
             JournalEntry::RunSealedIncomplete(sealed) => {
-                let step = self.open.as_ref().and_then(|c| c.pending.as_ref()).map(|(p, i, a, _)| (*p, *i, *a));
-                if sealed.open_case.as_ref() != self.open.as_ref().map(|c| &c.key)
-                    || sealed.open_step.as_ref().map(|s| (s.phase, s.index, s.attempt)) != step
-                {
-                    return Err(at(&label, "the seal record names another open case or step than the journal shows".into()));
+                let mut open: Vec<(CaseKey, Option<StepAt>)> = self
+                    .lanes
+                    .iter()
+                    .filter_map(|l| l.open.as_ref())
+                    .map(|c| (c.key.clone(), c.pending.as_ref().map(|(p, i, a, _)| (*p, *i, *a))))
+                    .collect();
+                let mut said: Vec<(CaseKey, Option<StepAt>)> =
+                    sealed.open().map(|(key, step)| (key.clone(), step.map(|s| (s.phase, s.index, s.attempt)))).collect();
+                open.sort_by(|a, b| a.0.cmp(&b.0));
+                said.sort_by(|a, b| a.0.cmp(&b.0));
+                if said != open {
+                    return Err(at(&label, "the seal record names other open cases or steps than the journal shows".into()));
                 }
             }
-            JournalEntry::CaseStarted { key, .. } => {
-                if self.open.is_some() {
-                    return Err(at(&label, "a case starts before the previous one finished".into()));
-                }
-                if self.aborted {
-                    return Err(at(&None, format!("case {} on {} starts after the operator stopped the run", key.case, key.device)));
-                }
-                match self.selected.get(self.next_case) {
-                    Some(expected) if *expected == key => self.next_case += 1,
-                    Some(expected) => {
-                        return Err(at(
-                            &None,
-                            format!(
-                                "case {} on {} runs where the plans and the rig put case {} on {}",
-                                key.case, key.device, expected.case, expected.device
-                            ),
-                        ))
-                    }
-                    None => {
-                        return Err(at(
-                            &None,
-                            format!("case {} on {} runs after every case the plans and the rig select", key.case, key.device),
-                        ))
-                    }
-                }
-                let plan = self
-                    .plans
-                    .iter()
-                    .find(|p| p.spec.plan == key.plan)
-                    .ok_or_else(|| at(&None, format!("plan `{}` is not among the bundle's plans", key.plan)))?;
-                let case = plan
-                    .spec
-                    .cases
-                    .iter()
-                    .find(|c| c.id == key.case)
-                    .ok_or_else(|| at(&None, format!("plan `{}` has no case `{}`", key.plan, key.case)))?;
-                let device = self.rig.device(&key.device).map_err(|e| at(&None, e.to_string()))?;
-                if device.identity.command.is_some() && !self.reported.contains(&key.device) {
-                    return Err(at(
-                        &None,
-                        format!("the rig says how to ask {} who it is, but its answer is not on record before its first case", key.device),
-                    ));
-                }
-                let scope = base_scope(plan, &self.params, &key.device, device);
-                self.open = Some(OpenCase { key, case, scope, tally: CaseTally::new(case), next_step: 0, pending: None, retry: None });
-            }
+            JournalEntry::CaseStarted { key, .. } => self.case_started(key, lane.expect("a case has a lane"), &at, &label)?,
             JournalEntry::StepStarted { key, phase, index, spec, attempt, .. } => {
                 let aborted = self.aborted;
-                let Some(current) = self.open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
+                let lane = &mut self.lanes[lane.expect("a step has a lane")];
+                let Some(current) = lane.open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
                 if key != current.key {
                     return Err(at(&label, "the step belongs to another case".into()));
                 }
@@ -262,6 +313,9 @@ impl<'a> Replayer<'a> {
                         return Err(at(&label, format!("attempt {attempt} of step {} follows no failed attempt", index + 1)))
                     }
                     None => {}
+                }
+                if current.pending.is_some() {
+                    return Err(at(&label, format!("step {} starts before the case's previous step finished", index + 1)));
                 }
                 if phase == Phase::Steps && attempt == 1 {
                     // Steps run in order; skipped indices are NOT_RUN only after a stop.
@@ -285,84 +339,16 @@ impl<'a> Replayer<'a> {
                     ));
                 }
                 current.pending = Some((phase, index, attempt, spec));
-                self.events.clear();
-                self.step_started_seq = self.next_seq;
+                lane.events.clear();
+                lane.step_started_seq = self.next_seq;
             }
             JournalEntry::StepFinished { key, phase, index, attempt, verdict, message, output, first_seq, last_seq } => {
-                let Some(current) = self.open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
-                let pending = current.pending.take();
-                if key != current.key || pending.as_ref().map(|(p, i, a, _)| (*p, *i, *a)) != Some((phase, index, attempt)) {
-                    return Err(at(&label, "a step finishes that did not start".into()));
-                }
-                let spec = pending.map(|(_, _, _, s)| s).unwrap_or(Value::Null);
-                let step = step_of(current.case, phase, index).expect("checked at start");
-                let device = step.device.clone().unwrap_or_else(|| key.device.clone());
-                let skip = proofrig_plan::scope::missing_channel(step, &current.scope);
-                if skip.is_some() != output.get("skipped").is_some() {
-                    return Err(at(
-                        &label,
-                        format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.kind()),
-                    ));
-                }
-                // The executor writes an empty range that starts at event 0 as 0..=0 (its
-                // last number is one less than the next, saturated): empty while there is
-                // no event 0.
-                let range = if (first_seq, last_seq) == (0, 0) && self.next_seq == 0 {
-                    Range { start: 0, end: 0 }
-                } else {
-                    Range { start: first_seq, end: last_seq.saturating_add(1) }
-                };
-                if range.start < self.step_started_seq || range.end > self.next_seq || range.start > range.end {
-                    return Err(at(
-                        &label,
-                        format!(
-                            "step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records",
-                            index + 1,
-                            step.kind()
-                        ),
-                    ));
-                }
-                let events = std::mem::take(&mut self.events);
-                if events.values().any(|e| rederive::cut_off(&device, &[e])) {
-                    self.cut_off.insert(device.clone());
-                }
-                let mut ctx = rederive::Context { rig: self.rig, consoles: &mut self.consoles, cut_off: &self.cut_off };
-                if let Err(detail) = check_step_events(&mut ctx, step, &device, &spec, &output, range, &events) {
-                    return Err(at(&label, format!("step {} ({}): {detail}", index + 1, step.kind())));
-                }
-                if let (Some(source), None) = (step.script(), &skip) {
-                    if let Err(detail) = proofrig_plan::script::replay(source, step.script_origin.as_ref(), &current.scope, &output) {
-                        return Err(at(&label, format!("step {} (script): {detail}", index + 1)));
-                    }
-                }
-                let judged = judge(step.kind(), &spec, &output);
-                if judged.verdict != verdict || judged.message != message {
-                    return Err(at(
-                        &label,
-                        format!(
-                            "step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")",
-                            index + 1,
-                            step.kind(),
-                            judged.verdict,
-                            judged.message
-                        ),
-                    ));
-                }
-                self.steps += 1;
-                if CaseTally::retries(step, verdict, attempt) {
-                    current.retry = Some((phase, index, attempt + 1));
-                } else {
-                    match phase {
-                        Phase::Steps => current.tally.main_step(step, &judged),
-                        Phase::Restore => current.tally.restore_step(&judged),
-                    }
-                    if !spec.is_null() {
-                        absorb(&mut current.scope, step, &spec, &output);
-                    }
-                }
+                let finished = StepEnd { key, phase, index, attempt, verdict, message, output, first_seq, last_seq };
+                self.step_finished(finished, lane.expect("a step has a lane"), &at, &label)?;
             }
             JournalEntry::CaseFinished { key, verdict, rollup, checks_passed, unready, .. } => {
-                let Some(current) = self.open.take() else { return Err(at(&None, "a case finishes that did not start".into())) };
+                let lane = &mut self.lanes[lane.expect("a case has a lane")];
+                let Some(current) = lane.open.take() else { return Err(at(&None, "a case finishes that did not start".into())) };
                 if key != current.key {
                     return Err(at(&label, "the finished case is not the one that started".into()));
                 }
@@ -412,15 +398,15 @@ impl<'a> Replayer<'a> {
                         format!("the case's step counts are recorded as {} but its steps give {}", rollup.summary(), recomputed.summary()),
                     ));
                 }
-                self.finished_cases.push((key, verdict));
+                self.finished_cases.push((current.place, key, verdict));
             }
             JournalEntry::RunFinished { verdict, rollup, aborted, .. } => {
-                if self.open.is_some() {
+                if self.lanes.iter().any(|l| l.open.is_some()) {
                     return Err(at(&label, "the run ends inside a case".into()));
                 }
                 // Closing the channels at the run's end records their closes and what
-                // their streams still held; nothing else stands after the last case.
-                if let Some((record, event)) = self.loose.iter().find(|(_, e)| !closes_run(e)) {
+                // their streams still held; nothing else stands after a lane's last case.
+                if let Some((record, event)) = self.lanes.iter().flat_map(|l| &l.loose).find(|(_, e)| !closes_run(e)) {
                     return Err(Disagreement { record: Some(*record), case: None, detail: unplaced(event) });
                 }
                 if aborted != self.aborted {
@@ -433,7 +419,7 @@ impl<'a> Replayer<'a> {
                         ),
                     ));
                 }
-                let mut verdicts: Vec<Verdict> = self.finished_cases.iter().map(|(_, v)| *v).collect();
+                let mut verdicts: Vec<Verdict> = self.finished_cases.iter().map(|(_, _, v)| *v).collect();
                 let missing = self.selected.len().saturating_sub(self.finished_cases.len());
                 if missing > 0 && !aborted {
                     return Err(at(&None, format!("{missing} selected case(s) never ran, yet the run was not aborted")));
@@ -457,8 +443,159 @@ impl<'a> Replayer<'a> {
         Ok(())
     }
 
-    /// An agent event: numbered next, and kept with its step, or placed now.
-    fn event(&mut self, n: u64, event: Event, label: &Option<String>) -> Result<(), Disagreement> {
+    /// A case starts in `lane`: the next of its lane's cases (of the run's, when the
+    /// devices ran one after another), none of its lane open, the run not stopped.
+    fn case_started(
+        &mut self,
+        key: CaseKey,
+        lane: usize,
+        at: &impl Fn(&Option<String>, String) -> Disagreement,
+        label: &Option<String>,
+    ) -> Result<(), Disagreement> {
+        if self.lanes[lane].open.is_some() || (!self.side_by_side && self.lanes.iter().any(|l| l.open.is_some())) {
+            return Err(at(label, "a case starts before the previous one finished".into()));
+        }
+        if self.aborted {
+            return Err(at(&None, format!("case {} on {} starts after the operator stopped the run", key.case, key.device)));
+        }
+        let place = if self.side_by_side {
+            let Lane { cases, next_case, .. } = &mut self.lanes[lane];
+            let place = cases.get(*next_case).copied();
+            *next_case += 1;
+            place
+        } else {
+            self.next_case += 1;
+            (self.next_case <= self.selected.len()).then(|| self.next_case - 1)
+        };
+        match place.map(|p| (p, &self.selected[p])) {
+            Some((_, expected)) if *expected == key => {}
+            Some((_, expected)) => {
+                return Err(at(
+                    &None,
+                    format!(
+                        "case {} on {} runs where the plans and the rig put case {} on {}",
+                        key.case, key.device, expected.case, expected.device
+                    ),
+                ))
+            }
+            None => {
+                return Err(at(&None, format!("case {} on {} runs after every case the plans and the rig select", key.case, key.device)))
+            }
+        }
+        let place = place.expect("matched above");
+        let plan = self
+            .plans
+            .iter()
+            .find(|p| p.spec.plan == key.plan)
+            .ok_or_else(|| at(&None, format!("plan `{}` is not among the bundle's plans", key.plan)))?;
+        let case = plan
+            .spec
+            .cases
+            .iter()
+            .find(|c| c.id == key.case)
+            .ok_or_else(|| at(&None, format!("plan `{}` has no case `{}`", key.plan, key.case)))?;
+        let device = self.rig.device(&key.device).map_err(|e| at(&None, e.to_string()))?;
+        if device.identity.command.is_some() && !self.reported.contains(&key.device) {
+            return Err(at(
+                &None,
+                format!("the rig says how to ask {} who it is, but its answer is not on record before its first case", key.device),
+            ));
+        }
+        let scope = base_scope(plan, &self.params, &key.device, device);
+        self.lanes[lane].open =
+            Some(OpenCase { key, place, case, scope, tally: CaseTally::new(case), next_step: 0, pending: None, retry: None });
+        Ok(())
+    }
+
+    /// A step of `lane`'s open case finishes: its range, its events (its lane's), its
+    /// output, its verdict.
+    fn step_finished(
+        &mut self,
+        end: StepEnd,
+        lane: usize,
+        at: &impl Fn(&Option<String>, String) -> Disagreement,
+        label: &Option<String>,
+    ) -> Result<(), Disagreement> {
+        let StepEnd { key, phase, index, attempt, verdict, message, output, first_seq, last_seq } = end;
+        let next_seq = self.next_seq;
+        let Lane { open, events, step_started_seq, .. } = &mut self.lanes[lane];
+        let Some(current) = open.as_mut() else { return Err(at(&None, "a step outside any case".into())) };
+        let pending = current.pending.take();
+        if key != current.key || pending.as_ref().map(|(p, i, a, _)| (*p, *i, *a)) != Some((phase, index, attempt)) {
+            return Err(at(label, "a step finishes that did not start".into()));
+        }
+        let spec = pending.map(|(_, _, _, s)| s).unwrap_or(Value::Null);
+        let step = step_of(current.case, phase, index).expect("checked at start");
+        let device = step.device.clone().unwrap_or_else(|| key.device.clone());
+        let skip = proofrig_plan::scope::missing_channel(step, &current.scope);
+        if skip.is_some() != output.get("skipped").is_some() {
+            return Err(at(
+                label,
+                format!("step {} ({}) was skipped or run against what the rig says the device has", index + 1, step.kind()),
+            ));
+        }
+        // The executor writes an empty range that starts at event 0 as 0..=0 (its
+        // last number is one less than the next, saturated): empty while there is
+        // no event 0.
+        let range = if (first_seq, last_seq) == (0, 0) && next_seq == 0 {
+            Range { start: 0, end: 0 }
+        } else {
+            Range { start: first_seq, end: last_seq.saturating_add(1) }
+        };
+        if range.start < *step_started_seq || range.end > next_seq || range.start > range.end {
+            return Err(at(
+                label,
+                format!(
+                    "step {} ({}): its range of events {first_seq}..={last_seq} does not lie within its own records",
+                    index + 1,
+                    step.kind()
+                ),
+            ));
+        }
+        let events = std::mem::take(events);
+        if events.values().any(|e| rederive::cut_off(&device, &[e])) {
+            self.cut_off.insert(device.clone());
+        }
+        let mut ctx = rederive::Context { rig: self.rig, consoles: &mut self.consoles, cut_off: &self.cut_off };
+        if let Err(detail) = check_step_events(&mut ctx, step, &device, &spec, &output, range, &events) {
+            return Err(at(label, format!("step {} ({}): {detail}", index + 1, step.kind())));
+        }
+        if let (Some(source), None) = (step.script(), &skip) {
+            if let Err(detail) = proofrig_plan::script::replay(source, step.script_origin.as_ref(), &current.scope, &output) {
+                return Err(at(label, format!("step {} (script): {detail}", index + 1)));
+            }
+        }
+        let judged = judge(step.kind(), &spec, &output);
+        if judged.verdict != verdict || judged.message != message {
+            return Err(at(
+                label,
+                format!(
+                    "step {} ({}) is recorded {verdict} (\"{message}\") but its evidence gives {} (\"{}\")",
+                    index + 1,
+                    step.kind(),
+                    judged.verdict,
+                    judged.message
+                ),
+            ));
+        }
+        self.steps += 1;
+        if CaseTally::retries(step, verdict, attempt) {
+            current.retry = Some((phase, index, attempt + 1));
+        } else {
+            match phase {
+                Phase::Steps => current.tally.main_step(step, &judged),
+                Phase::Restore => current.tally.restore_step(&judged),
+            }
+            if !spec.is_null() {
+                absorb(&mut current.scope, step, &spec, &output);
+            }
+        }
+        Ok(())
+    }
+
+    /// An agent event of `lane`: numbered next, and kept with its lane's open step, or
+    /// placed now.
+    fn event(&mut self, n: u64, event: Event, lane: usize, label: &Option<String>) -> Result<(), Disagreement> {
         if event.seq != self.next_seq {
             return Err(Disagreement {
                 record: Some(n),
@@ -474,19 +611,21 @@ impl<'a> Replayer<'a> {
         if is_abort(&event) {
             self.aborted = true;
         }
-        if self.open.as_ref().is_some_and(|c| c.pending.is_some()) {
-            self.events.insert(event.seq, event);
+        let lane = &mut self.lanes[lane];
+        if lane.open.as_ref().is_some_and(|c| c.pending.is_some()) {
+            lane.events.insert(event.seq, event);
             return Ok(());
         }
         self.consoles.feed(&event);
         if !outside_allowed(&event) && !self.cut_off.iter().any(|d| rederive::belongs_to(&event, d)) {
-            self.loose.push((n, event));
+            lane.loose.push((n, event));
         }
         Ok(())
     }
 
     /// A device's answer to its identity command: re-derived from the events of the
-    /// read (`loose`, the events since the last record that was not an event).
+    /// read (`loose`, its lane's events since the lane's last record that was not an
+    /// event).
     fn device_reported(
         &mut self,
         device: &str,

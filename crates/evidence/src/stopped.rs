@@ -30,7 +30,9 @@ use proofrig_model::rig::Rig;
 use crate::attestation::JournalHead;
 use crate::bundle::{self, BundleError, InputRefs, Reports, SealFiles, ATTESTATION, JOURNAL, PLANS_DIR, RIG};
 use crate::journal::{record_line, ChainBreak, ChainReader, Hashing, JournalLines};
-use crate::record::{CaseKey, CaseResult, DeviceIdentity, JournalEntry, OpenStep, Phase, RunResult, SealedIncomplete, StepResult};
+use crate::record::{
+    CaseKey, CaseResult, DeviceIdentity, JournalEntry, OpenCase, OpenStep, Phase, RunResult, SealedIncomplete, StepResult,
+};
 use crate::signing;
 use crate::verify::CheckpointWalk;
 use proofrig_plan::scope::select;
@@ -171,7 +173,9 @@ struct StoppedJournal {
     inputs: InputRefs,
     only_device: Option<String>,
     cases: BTreeMap<CaseKey, CaseSeen>,
-    open: Option<CaseKey>,
+    /// The cases started and not finished, in the order they started: one at most
+    /// when the devices ran one after another, one per lane when side by side.
+    open: Vec<CaseKey>,
     reported: BTreeMap<String, String>,
     /// The latest wall-clock time a record shows (RFC 3339).
     last_seen: Option<String>,
@@ -224,7 +228,7 @@ fn read_journal(path: &Path, key: &SigningKey) -> Result<StoppedJournal, SealErr
                     inputs: InputRefs { rig, plans },
                     only_device,
                     cases: BTreeMap::new(),
-                    open: None,
+                    open: Vec::new(),
                     reported: BTreeMap::new(),
                     last_seen: Some(started),
                     records: 0,
@@ -295,7 +299,7 @@ impl StoppedJournal {
             JournalEntry::DeviceReported { .. } => {}
             JournalEntry::CaseStarted { key, title, scas } => {
                 self.cases.insert(key.clone(), CaseSeen { title, scas, ..Default::default() });
-                self.open = Some(key);
+                self.open.push(key);
             }
             JournalEntry::StepStarted { key, phase, index, action, label, attempt, .. } => {
                 let case = self.cases.get_mut(&key).ok_or_else(|| broken("a step of a case that never started"))?;
@@ -311,7 +315,7 @@ impl StoppedJournal {
             JournalEntry::CaseFinished { key, verdict, .. } => {
                 let case = self.cases.get_mut(&key).ok_or_else(|| broken("a case finishes that never started"))?;
                 case.finished = Some(verdict);
-                self.open = None;
+                self.open.retain(|open| *open != key);
             }
         }
         Ok(())
@@ -356,13 +360,13 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
     let selected = select(plans, rig, journal.only_device.as_deref());
     let mut cases = Vec::new();
     let mut not_started = 0;
-    let mut open_restore = 0;
+    let mut open_restore: BTreeMap<&CaseKey, usize> = BTreeMap::new();
     for sel in &selected {
         let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
         let seen = journal.cases.get(&key);
-        let open = journal.open.as_ref() == Some(&key);
-        if open {
-            open_restore = sel.case.restore.len();
+        let open = journal.open.contains(&key);
+        if let Some(open) = journal.open.iter().find(|open| **open == key) {
+            open_restore.insert(open, sel.case.restore.len());
         }
         let (verdict, excerpt) = match seen {
             Some(CaseSeen { finished: Some(verdict), steps, .. }) => {
@@ -396,13 +400,19 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
     let verdict = rollup.verdict.worst(Verdict::Aborted);
     rollup.verdict = verdict;
 
-    let open_step = journal.open.as_ref().and_then(|k| journal.cases.get(k)).and_then(|c| c.open_step.clone());
-    let note = note(journal, open_step.as_ref(), open_restore, not_started);
+    let mut open: Vec<OpenCase> = journal
+        .open
+        .iter()
+        .map(|key| OpenCase { case: key.clone(), step: journal.cases.get(key).and_then(|c| c.open_step.clone()) })
+        .collect();
+    let note = note(journal, &open, &open_restore, not_started);
+    let first = (!open.is_empty()).then(|| open.remove(0));
     let sealed = SealedIncomplete {
         sealed: now.to_string(),
         signed_through: journal.signed_through,
-        open_case: journal.open.clone(),
-        open_step,
+        open_case: first.as_ref().map(|o| o.case.clone()),
+        open_step: first.and_then(|o| o.step),
+        also_open: open,
         dropped_bytes: journal.dropped_bytes,
         verdict,
         rollup: rollup.clone(),
@@ -427,31 +437,14 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
 }
 
 /// What stopped, and what did not run, in one sentence.
-fn note(journal: &StoppedJournal, open_step: Option<&OpenStep>, restore_steps: usize, not_started: usize) -> String {
-    let what = |step: &OpenStep| match step.label.as_str() {
-        label if label == step.action || label.is_empty() => step.action.clone(),
-        label => format!("{}: {label}", step.action),
-    };
-    let mut note = match (&journal.open, open_step) {
-        (Some(key), Some(step)) if step.phase == Phase::Restore => format!(
-            "the run stopped during restore step {} ({}) of {} on {}; that step did not finish and the restore steps after it did not run, so the device may be left changed",
-            step.index + 1,
-            what(step),
-            key.case,
-            key.device
-        ),
-        (Some(key), Some(step)) => format!(
-            "the run stopped during step {} ({}) of {} on {}; that step did not finish, the case's later steps and its {restore_steps} restore step(s) did not run, so the device may be left changed",
-            step.index + 1,
-            what(step),
-            key.case,
-            key.device
-        ),
-        (Some(key), None) => format!(
-            "the run stopped inside {} on {} between two steps; its remaining steps and its {restore_steps} restore step(s) did not run, so the device may be left changed",
-            key.case, key.device
-        ),
-        (None, _) => "the run stopped between cases: no case was open, so no restore step was left undone".to_string(),
+fn note(journal: &StoppedJournal, open: &[OpenCase], restore_steps: &BTreeMap<&CaseKey, usize>, not_started: usize) -> String {
+    let mut note = match open {
+        [] => "the run stopped between cases: no case was open, so no restore step was left undone".to_string(),
+        open => open
+            .iter()
+            .map(|o| stopped_in(&o.case, o.step.as_ref(), restore_steps.get(&o.case).copied().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("; "),
     };
     if not_started > 0 {
         note.push_str(&format!("; {not_started} case(s) never started (NOT_RUN)"));
@@ -460,4 +453,32 @@ fn note(journal: &StoppedJournal, open_step: Option<&OpenStep>, restore_steps: u
         note.push_str(&format!("; a record cut off mid-write at the journal's end ({} bytes) was removed", journal.dropped_bytes));
     }
     note
+}
+
+/// Where the run stopped in the open case `key`, and what of it did not run.
+fn stopped_in(key: &CaseKey, open_step: Option<&OpenStep>, restore_steps: usize) -> String {
+    let what = |step: &OpenStep| match step.label.as_str() {
+        label if label == step.action || label.is_empty() => step.action.clone(),
+        label => format!("{}: {label}", step.action),
+    };
+    match open_step {
+        Some(step) if step.phase == Phase::Restore => format!(
+            "the run stopped during restore step {} ({}) of {} on {}; that step did not finish and the restore steps after it did not run, so the device may be left changed",
+            step.index + 1,
+            what(step),
+            key.case,
+            key.device
+        ),
+        Some(step) => format!(
+            "the run stopped during step {} ({}) of {} on {}; that step did not finish, the case's later steps and its {restore_steps} restore step(s) did not run, so the device may be left changed",
+            step.index + 1,
+            what(step),
+            key.case,
+            key.device
+        ),
+        None => format!(
+            "the run stopped inside {} on {} between two steps; its remaining steps and its {restore_steps} restore step(s) did not run, so the device may be left changed",
+            key.case, key.device
+        ),
+    }
 }

@@ -1395,8 +1395,8 @@ pub struct RecordedVerdicts {
     /// The final attempt of each main step, per case.
     steps: BTreeMap<CaseName, BTreeMap<u64, Verdict>>,
     finished: BTreeSet<CaseName>,
-    /// The case a run sealed after it stopped had open (signed ABORTED, never finished).
-    open_at_seal: Option<CaseName>,
+    /// The cases a run sealed after it stopped had open (signed ABORTED, never finished).
+    open_at_seal: Vec<CaseName>,
 }
 
 /// What [`RecordedVerdicts`] looks at in a record.
@@ -1405,8 +1405,8 @@ enum Recorded {
     Step(CaseName, Option<(u64, Verdict)>),
     Case(CaseName, Option<Verdict>),
     Run(Option<Verdict>),
-    /// `proofrig seal` ended a run that stopped: the case it had open, and the verdict.
-    SealedIncomplete(Option<CaseName>, Option<Verdict>),
+    /// `proofrig seal` ended a run that stopped: the cases it had open, and the verdict.
+    SealedIncomplete(Vec<CaseName>, Option<Verdict>),
     Other,
 }
 
@@ -1421,7 +1421,7 @@ impl Recorded {
             }
             Ok(JournalEntry::RunFinished { verdict, .. }) => return Recorded::Run(Some(*verdict)),
             Ok(JournalEntry::RunSealedIncomplete(sealed)) => {
-                let open = sealed.open_case.as_ref().map(|k| (k.plan.clone(), k.case.clone(), k.device.clone()));
+                let open = sealed.open().map(|(k, _)| (k.plan.clone(), k.case.clone(), k.device.clone())).collect();
                 return Recorded::SealedIncomplete(open, Some(sealed.verdict));
             }
             Ok(_) => return Recorded::Other,
@@ -1438,7 +1438,9 @@ impl Recorded {
             "case_finished" => Recorded::Case(key_of(e), verdict_of(e)),
             "run_finished" => Recorded::Run(verdict_of(e)),
             "run_sealed_incomplete" => {
-                Recorded::SealedIncomplete(e["open_case"].is_object().then(|| key_of(&e["open_case"])), verdict_of(e))
+                let first = e["open_case"].is_object().then(|| key_of(&e["open_case"]));
+                let more = e["also_open"].as_array().into_iter().flatten().map(|o| key_of(&o["case"]));
+                Recorded::SealedIncomplete(first.into_iter().chain(more).collect(), verdict_of(e))
             }
             _ => Recorded::Other,
         }
@@ -1453,7 +1455,13 @@ impl RecordedVerdicts {
             detail: format!("the proofrig predicate does not parse: {e}"),
         })?;
         let signed = predicate.cases.iter().map(|c| ((c.plan.clone(), c.case.clone(), c.device.clone()), c.verdict)).collect();
-        Ok(RecordedVerdicts { verdict: predicate.verdict, signed, steps: BTreeMap::new(), finished: BTreeSet::new(), open_at_seal: None })
+        Ok(RecordedVerdicts {
+            verdict: predicate.verdict,
+            signed,
+            steps: BTreeMap::new(),
+            finished: BTreeSet::new(),
+            open_at_seal: Vec::new(),
+        })
     }
 
     /// The next record; the first disagreement is an error.
@@ -1481,8 +1489,8 @@ impl RecordedVerdicts {
                 self.finished.insert(key);
             }
             Recorded::SealedIncomplete(open, recorded) => {
-                let mismatch = |detail: String| ReplayMismatch { record: Some(record.n), case: open.as_ref().map(name), detail };
-                if let Some(key) = &open {
+                for key in &open {
+                    let mismatch = |detail: String| ReplayMismatch { record: Some(record.n), case: Some(name(key)), detail };
                     if self.finished.contains(key) {
                         return Err(mismatch("the case it names as open had finished".into()));
                     }
@@ -1499,13 +1507,10 @@ impl RecordedVerdicts {
                         }
                     }
                 }
-                // The cases that finished, the open one, and the run at least ABORTED.
-                let worst = self
-                    .finished
-                    .iter()
-                    .chain(open.as_ref())
-                    .filter_map(|k| self.signed.get(k))
-                    .fold(Verdict::Aborted, |worst, v| worst.worst(*v));
+                let mismatch = |detail: String| ReplayMismatch { record: Some(record.n), case: open.first().map(name), detail };
+                // The cases that finished, the open ones, and the run at least ABORTED.
+                let worst =
+                    self.finished.iter().chain(&open).filter_map(|k| self.signed.get(k)).fold(Verdict::Aborted, |worst, v| worst.worst(*v));
                 if recorded != Some(worst) || self.verdict != worst {
                     return Err(mismatch(format!(
                         "RunSealedIncomplete records {} and the statement says {}, but the finished cases give {worst}",
@@ -1535,7 +1540,7 @@ impl RecordedVerdicts {
     /// The journal ended: every case the statement lists as run must have finished.
     pub fn finish(self) -> Result<(), ReplayMismatch> {
         for (key, verdict) in &self.signed {
-            if self.open_at_seal.as_ref() == Some(key) {
+            if self.open_at_seal.contains(key) {
                 continue;
             }
             if !self.finished.contains(key) && !matches!(verdict, Verdict::NotRun | Verdict::Skip) {

@@ -139,6 +139,7 @@ impl Assignments {
             out_dir: self.setup.out_dir.clone(),
             key: self.setup.key.clone(),
             job: Some(JobTicket { job: a.job.0, attempt: a.attempt.0, fencing_token: a.fencing.0, lab_host: self.setup.id.0.clone() }),
+            one_device_at_a_time: false,
         };
         let job = Job::create(setup, &format!("job{}", a.job.0))
             .map_err(|e| refuse(AssignmentRefusal::Rig, format!("cannot create the run's bundle: {e}")))?;

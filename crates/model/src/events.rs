@@ -308,10 +308,29 @@ impl Recorder {
     /// everything it holds recorded now, as [`Recorder::flush_held_bytes`] does; any
     /// other stream keeps holding what could still begin a secret, which is then
     /// recorded, with a higher number, when later bytes decide it or its channel ends.
-    pub fn flush_at_step_end(&self, mut flush_fully: impl FnMut(&ChannelId, Direction, usize) -> bool) -> u64 {
+    pub fn flush_at_step_end(&self, flush_fully: impl FnMut(&ChannelId, Direction, usize) -> bool) -> u64 {
+        self.flush_streams_at_step_end(|_| true, flush_fully)
+    }
+
+    /// [`Recorder::flush_at_step_end`] for the streams of `device` only. When devices
+    /// run side by side, each step ends while other devices' steps go on: their
+    /// streams are theirs to flush (an SSH command's output still coming, which a full
+    /// flush would cut where a secret may begin).
+    pub fn flush_device_at_step_end(&self, device: &str, flush_fully: impl FnMut(&ChannelId, Direction, usize) -> bool) -> u64 {
+        self.flush_streams_at_step_end(|channel| channel.device == device, flush_fully)
+    }
+
+    fn flush_streams_at_step_end(
+        &self,
+        mut which: impl FnMut(&ChannelId) -> bool,
+        mut flush_fully: impl FnMut(&ChannelId, Direction, usize) -> bool,
+    ) -> u64 {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         for index in 0..state.streams.len() {
             let held = &mut state.streams[index];
+            if !which(&held.channel) {
+                continue;
+            }
             let released = if flush_fully(&held.channel, held.direction, held.redacting.held()) {
                 held.redacting.flush(&self.redactor)
             } else {

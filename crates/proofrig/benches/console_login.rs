@@ -2,7 +2,7 @@
 //! `console_login` step against a bare PTY script on the same device.
 //!
 //! Issue 17's goal: at most 1.2x what the bare script needs. The device is the BusyBox
-//! + dropbear radio unit of `proofrig-testpeers` (hardened profile): BusyBox `getty`
+//! and dropbear radio unit of `proofrig-testpeers` (hardened profile): BusyBox `getty`
 //! and `login` on a serial console reached through a PTY.
 //!
 //! Each login starts at a console that was just asked for its login prompt (Enter

@@ -213,6 +213,7 @@ async fn run_executor(rig: &Rig, plan: &Plan, steps: usize, dir: &Path) -> Execu
         host: "localhost".into(),
         inputs: InputRefs { rig: input("rig.yaml"), plans: vec![input("plan.yaml")] },
         job: None,
+        one_device_at_a_time: false,
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();

@@ -77,6 +77,7 @@ async fn run_plan(rig: &Rig, plan: &Plan, dir: &Path) -> Duration {
         host: "localhost".into(),
         inputs: InputRefs { rig: input("rig.yaml"), plans: vec![input("plan.yaml")] },
         job: None,
+        one_device_at_a_time: false,
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();

@@ -123,6 +123,7 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
         parameters: Default::default(),
         only_device: None,
         job: None,
+        side_by_side: false,
     });
     let case = &plan.spec.cases[0];
     let key = CaseKey { plan: plan.spec.plan.clone(), case: case.id.clone(), device: DEVICE.into() };

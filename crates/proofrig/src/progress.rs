@@ -1,5 +1,9 @@
 //! Progress of a run on the terminal: one line per case and per step on stderr,
 //! as it happens (stdout is kept for the verdict table).
+//!
+//! The devices of a run go side by side, so lines of several cases interleave: each
+//! line is written whole (one `eprintln!`, which holds stderr's lock) and names its
+//! device and case.
 
 use std::io::Write;
 
@@ -34,8 +38,14 @@ impl Progress for Terminal {
             Phase::Restore => "restore",
         };
         let retry = if step.will_retry { " (infrastructure fault, retrying)" } else { "" };
-        let StepDone { index, label, verdict, message, took, .. } = step;
-        eprintln!("      {phase} {}: {label}: {verdict} in {:.1}s: {message}{retry}", index + 1, took.as_secs_f64());
+        let StepDone { key, index, label, verdict, message, took, .. } = step;
+        eprintln!(
+            "      {} {} {phase} {}: {label}: {verdict} in {:.1}s: {message}{retry}",
+            key.device,
+            key.case,
+            index + 1,
+            took.as_secs_f64()
+        );
         let _ = std::io::stderr().flush();
     }
 

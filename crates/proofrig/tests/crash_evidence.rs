@@ -370,3 +370,123 @@ fn a_finished_run_carries_checkpoints_that_verify_checks_too() {
     assert!(report.checks.iter().any(|c| c.what == "verdicts replay from the journal" && c.passed()), "{}", report.summary);
     runtime.block_on(lab.stop());
 }
+
+/// The devices go side by side: a run killed while each of the four devices waits in
+/// its second case has a case open on every device. `seal` names each of them, with
+/// its open step, as stopped (ABORTED, its restore steps not run), and the bundle
+/// replays as INCOMPLETE with nothing recorded lost.
+#[test]
+fn a_run_killed_with_a_case_open_on_every_device_seals_each_as_stopped() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut lab = runtime.block_on(SimLab::start(SimLabConfig::fast())).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    let verifying = signing::generate(&key, &public).unwrap();
+    let plan = tmp.path().join("crash-check.yaml");
+    std::fs::write(&plan, PLAN).unwrap();
+    let results = tmp.path().join("results");
+    // In the rig's order, as the selection (and so the results) has them.
+    let devices: Vec<String> = proofrig_model::rig::Rig::load(&rig).unwrap().devices().map(|(name, _)| name.to_string()).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .args(["run", &s(&plan), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&results), "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bundle = kill_when(&mut child, &results, |records| {
+        records.iter().filter(|r| r.entry["type"] == "step_started" && r.entry["action"] == "wait").count() == devices.len()
+    });
+    let (records, _) = read_chain(&bundle.join(JOURNAL)).unwrap().expect("a killed run leaves a prefix that chains");
+    assert_eq!(records[0].entry["side_by_side"], true, "the devices went side by side");
+
+    let out = proofrig(&["seal", &s(&bundle), "--key", &s(&key)]);
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let text = all(&out);
+    for device in &devices {
+        assert!(text.contains(&format!("step 2 (wait) of TC_KILLED on {device}")), "{device}: {text}");
+    }
+    let (sealed_records, _) = read_chain(&bundle.join(JOURNAL)).unwrap().unwrap();
+    let seal_record = &sealed_records.last().unwrap().entry;
+    assert_eq!(seal_record["type"], "run_sealed_incomplete");
+    let mut open: Vec<(String, String)> = std::iter::once((&seal_record["open_case"], &seal_record["open_step"]))
+        .chain(seal_record["also_open"].as_array().unwrap().iter().map(|o| (&o["case"], &o["step"])))
+        .map(|(case, step)| (case["device"].as_str().unwrap().to_string(), format!("{}:{}", case["case"], step["action"])))
+        .collect();
+    open.sort();
+    let mut expected: Vec<(String, String)> = devices.iter().map(|d| (d.clone(), "\"TC_KILLED\":\"wait\"".to_string())).collect();
+    expected.sort();
+    assert_eq!(open, expected);
+    let results_json: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    let verdicts: Vec<(&str, &str, &str)> = results_json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["case"].as_str().unwrap(), c["device"].as_str().unwrap(), c["verdict"].as_str().unwrap()))
+        .collect();
+    let mut expected: Vec<(&str, &str, &str)> = devices.iter().map(|d| ("TC_FINISHES", d.as_str(), "PASS")).collect();
+    expected.extend(devices.iter().map(|d| ("TC_KILLED", d.as_str(), "ABORTED")));
+    assert_eq!(verdicts, expected, "in the selection's order, whatever order they ran in");
+
+    let out = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("✓ verdicts replay from the journal"), "{text}");
+    assert!(text.lines().last().unwrap().starts_with("INCOMPLETE: sealed after the run stopped without finishing"), "{text}");
+    let report = verify_bundle(&bundle, Some(&verifying));
+    assert_eq!(report.status, Status::Incomplete, "{}", report.summary);
+    runtime.block_on(lab.stop());
+}
+
+/// The operator's stop reaches every device: Ctrl-C while each device waits in its
+/// second case stops all four at once; each case's restore step still runs, the run
+/// is ABORTED and verifies.
+#[test]
+fn ctrl_c_stops_every_device_and_runs_each_restore() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut lab = runtime.block_on(SimLab::start(SimLabConfig::fast())).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
+    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+    signing::generate(&key, &public).unwrap();
+    let plan = tmp.path().join("crash-check.yaml");
+    std::fs::write(&plan, PLAN).unwrap();
+    let results = tmp.path().join("results");
+    let devices: Vec<String> = lab.devices().iter().map(|d| d.name().to_string()).collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
+        .args(["run", &s(&plan), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&results), "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(Instant::now() < deadline, "the devices never all waited");
+        let waiting = bundle_in(&results)
+            .and_then(|b| read_chain(&b.join(JOURNAL)).ok()?.ok())
+            .is_some_and(|(records, _)| records.iter().filter(|r| r.entry["action"] == "wait").count() == devices.len());
+        if waiting {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30), "every device stopped at once, not after its two-minute wait");
+    assert_eq!(out.status.code(), Some(2), "{}", all(&out));
+    let bundle = bundle_in(&results).unwrap();
+    let results_json: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results_json["aborted"], true);
+    for device in &devices {
+        let case = results_json["cases"].as_array().unwrap().iter().find(|c| c["case"] == "TC_KILLED" && c["device"] == *device).unwrap();
+        assert_eq!(case["verdict"], "ABORTED", "{device}: {case}");
+        let restored = case["steps"].as_array().unwrap().iter().any(|s| s["phase"] == "restore" && s["verdict"] == "PASS");
+        assert!(restored, "{device}: its restore step ran: {case}");
+    }
+    let out = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    runtime.block_on(lab.stop());
+}

@@ -329,7 +329,16 @@ fn forgeries() -> Vec<Forgery> {
             action: None,
             forge: |j| {
                 let at = finished(j, NO_SERVICES, "ru2", "list the device's listening sockets");
-                j[at]["first_seq"] = (j[at]["first_seq"].as_u64().unwrap() + 1).into();
+                // Past the step's own first event: the events of other devices, side by
+                // side, in its range are not its own, and leaving them out changes nothing.
+                let first = j[at]["first_seq"].as_u64().unwrap();
+                let own = j[..at]
+                    .iter()
+                    .filter(|e| e["type"] == "event" && device_of(e) == Some("ru2"))
+                    .map(|e| e["event"]["seq"].as_u64().unwrap())
+                    .find(|seq| *seq >= first)
+                    .unwrap();
+                j[at]["first_seq"] = (own + 1).into();
                 at
             },
         },
@@ -351,7 +360,7 @@ fn forgeries() -> Vec<Forgery> {
                 // One of the scan's own events, with more after it.
                 let scan = finished(j, NO_SERVICES, "ru2", "scan the well-known ports of insecure TCP services");
                 let started = (0..scan).rev().find(|i| j[*i]["type"] == "step_started").unwrap();
-                let dropped = (started..scan).find(|i| j[*i]["type"] == "event").unwrap();
+                let dropped = (started..scan).find(|i| j[*i]["type"] == "event" && j[*i + 1]["type"] == "event").unwrap();
                 j.remove(dropped);
                 dropped
             },
@@ -362,10 +371,12 @@ fn forgeries() -> Vec<Forgery> {
             forge: |j| {
                 let start = j.iter().position(|e| e["type"] == "case_started" && e["case"] == NO_SERVICES && e["device"] == "ru2").unwrap();
                 let end = j.iter().position(|e| e["type"] == "case_finished" && e["case"] == NO_SERVICES && e["device"] == "ru2").unwrap();
-                j.drain(start..=end);
-                // Its events gone, the rest numbered again so no gap shows.
+                // Its records and events gone (the other devices', in between, kept), the
+                // rest numbered again so no gap shows.
+                remove_device_records(j, start..=end, "ru2");
                 renumber(j);
-                (start..j.len()).find(|i| j[*i]["type"] == "case_started").unwrap()
+                // Found where the device's next case starts in its place.
+                (start..j.len()).find(|i| j[*i]["type"] == "case_started" && j[*i]["device"] == "ru2").unwrap()
             },
         },
         Forgery {
@@ -374,7 +385,7 @@ fn forgeries() -> Vec<Forgery> {
             forge: |j| {
                 let start = j.iter().position(|e| e["type"] == "case_started" && e["case"] == EXTRA).unwrap();
                 let end = j.iter().rposition(|e| e["type"] == "case_finished").unwrap();
-                j.drain(start..=end);
+                remove_device_records(j, start..=end, "ru2");
                 renumber(j);
                 let at = j.len() - 1;
                 j[at]["aborted"] = true.into();
@@ -413,10 +424,41 @@ fn forgeries() -> Vec<Forgery> {
             action: None,
             forge: |j| {
                 j[0]["parameters"]["ports"] = "22".into();
-                // The first scan that uses them (the rig's devices run in name order).
-                let first =
-                    j.iter().find(|e| e["type"] == "case_started" && e["case"] == PORTS).unwrap()["device"].as_str().unwrap().to_string();
-                finished(j, PORTS, &first, "scan the management address")
+                // The first scan that uses them to finish (the devices go side by side).
+                let devices: Vec<String> = j
+                    .iter()
+                    .filter(|e| e["type"] == "case_started" && e["case"] == PORTS)
+                    .map(|e| e["device"].as_str().unwrap().to_string())
+                    .collect();
+                devices.iter().map(|device| finished(j, PORTS, device, "scan the management address")).min().unwrap()
+            },
+        },
+        Forgery {
+            name: "an event of one device moved into a step of another (the devices go side by side)",
+            action: None,
+            forge: |j| {
+                // The hardened device's socket list: its command's exit, moved into the
+                // next step the weak device starts after it, then everything numbered again.
+                let list = finished(j, NO_SERVICES, "ru1", "list the device's listening sockets");
+                let started = (0..list).rev().find(|i| j[*i]["type"] == "step_started" && j[*i]["device"] == "ru1").unwrap();
+                let exit = (started..list)
+                    .find(|i| j[*i]["type"] == "event" && j[*i]["event"]["kind"] == "ssh_exit" && device_of(&j[*i]) == Some("ru1"))
+                    .unwrap();
+                let into = (list..j.len()).find(|i| j[*i]["type"] == "step_started" && j[*i]["device"] == "ru2").unwrap();
+                let event = j.remove(exit);
+                j.insert(into, event);
+                renumber(j);
+                // The hardened device's step is missing its command's end.
+                list - 1
+            },
+        },
+        Forgery {
+            name: "a case finished on another device than it started on",
+            action: None,
+            forge: |j| {
+                let at = j.iter().position(|e| e["type"] == "case_finished" && e["case"] == ALGORITHMS && e["device"] == "ru1").unwrap();
+                j[at]["device"] = "ru2".into();
+                at
             },
         },
     ]
@@ -517,7 +559,28 @@ fn finished(journal: &Journal, case: &str, device: &str, label: &str) -> usize {
         .iter()
         .rposition(|e| e["type"] == "step_started" && e["case"] == case && e["device"] == device && e["label"] == label)
         .unwrap_or_else(|| panic!("no step `{label}` of {case} on {device}"));
-    started + journal[started..].iter().position(|e| e["type"] == "step_finished").unwrap()
+    // The devices go side by side: the next StepFinished of the same case and device.
+    started + journal[started..].iter().position(|e| e["type"] == "step_finished" && e["case"] == case && e["device"] == device).unwrap()
+}
+
+/// The device a journal record is about: a case's or step's, an event's channel's or outlet's.
+fn device_of(entry: &Value) -> Option<&str> {
+    match entry["type"].as_str()? {
+        "event" => entry["event"]["channel"]["device"].as_str().or(entry["event"]["device"].as_str()),
+        _ => entry["device"].as_str(),
+    }
+}
+
+/// Remove the records of `device` from `range` of the journal, leaving the other
+/// devices' records (which interleave with them) in place.
+fn remove_device_records(journal: &mut Journal, range: std::ops::RangeInclusive<usize>, device: &str) {
+    let (start, end) = (*range.start(), *range.end());
+    let mut index = 0;
+    journal.retain(|entry| {
+        let keep = !(start..=end).contains(&index) || device_of(entry) != Some(device);
+        index += 1;
+        keep
+    });
 }
 
 /// Seal `journal` (made consistent first) as the run's bundle under `out`, signed with `key`.
@@ -542,12 +605,14 @@ fn seal(out: &Path, ran: &Ran, rig_path: &Path, mut journal: Journal, forged: Op
 fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> RunResult {
     let mut params = BTreeMap::new();
     let mut only = None;
-    let mut case: Option<(&Plan, &Case, Value)> = None;
-    let mut spec = Value::Null;
-    let mut tally: Option<CaseTally> = None;
+    // Per device: the devices go side by side, their records interleaved.
+    let mut open: BTreeMap<String, (&Plan, &Case, Value)> = BTreeMap::new();
+    let mut specs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut tallies: BTreeMap<String, CaseTally> = BTreeMap::new();
     let mut cases: Vec<(CaseKey, Verdict)> = Vec::new();
     let mut steps: BTreeMap<u64, (Verdict, String)> = BTreeMap::new();
     for (index, entry) in journal.iter_mut().enumerate() {
+        let device = entry["device"].as_str().unwrap_or_default().to_string();
         match entry["type"].as_str().unwrap() {
             "run_started" => {
                 params = serde_json::from_value(entry["parameters"].clone()).unwrap();
@@ -556,20 +621,22 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
             "case_started" => {
                 let plan = ran.plans.iter().find(|p| p.spec.plan == entry["plan"]).unwrap();
                 let this = plan.spec.cases.iter().find(|c| c.id == entry["case"]).unwrap();
-                let device = entry["device"].as_str().unwrap();
-                case = Some((plan, this, base_scope(plan, &params, device, ran.rig.device(device).unwrap())));
-                tally = Some(CaseTally::new(this));
+                open.insert(device.clone(), (plan, this, base_scope(plan, &params, &device, ran.rig.device(&device).unwrap())));
+                tallies.insert(device, CaseTally::new(this));
             }
+            // (A case forged to finish on another device leaves that device's own case
+            // closed to the forger's tools: its records are left as they are.)
             "step_started" => {
-                let (_, this, scope) = case.as_ref().unwrap();
+                let Some((_, this, scope)) = open.get(&device) else { continue };
                 let step = step_of(this, entry);
                 if !entry["spec"].is_null() {
                     entry["spec"] = proofrig_plan::scope::resolve(step, scope).unwrap_or(Value::Null);
                 }
-                spec = entry["spec"].clone();
+                specs.insert(device, entry["spec"].clone());
             }
             "step_finished" => {
-                let (_, this, scope) = case.as_mut().unwrap();
+                let Some((_, this, scope)) = open.get_mut(&device) else { continue };
+                let spec = specs[&device].clone();
                 let step = step_of(this, entry);
                 // The outputs that follow from the spec or the calls alone, but the forged one.
                 let derived = entry["output"].get("skipped").is_none() && entry["output"].get("error").is_none() && forged != Some(index);
@@ -585,7 +652,7 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 steps.insert(index as u64, (judged.verdict, judged.message.clone()));
                 let attempt = entry["attempt"].as_u64().unwrap() as u32;
                 if !CaseTally::retries(step, judged.verdict, attempt) {
-                    let tally = tally.as_mut().unwrap();
+                    let tally = tallies.get_mut(&device).unwrap();
                     match serde_json::from_value(entry["phase"].clone()).unwrap() {
                         Phase::Steps => tally.main_step(step, &judged),
                         Phase::Restore => tally.restore_step(&judged),
@@ -596,14 +663,14 @@ fn make_consistent(journal: &mut Journal, ran: &Ran, forged: Option<usize>) -> R
                 }
             }
             "case_finished" => {
-                let (_, this, _) = case.take().unwrap();
+                let Some((_, this, _)) = open.remove(&device) else { continue };
                 let key = CaseKey {
                     plan: entry["plan"].as_str().unwrap().into(),
                     case: entry["case"].as_str().unwrap().into(),
                     device: entry["device"].as_str().unwrap().into(),
                 };
                 if this.skip.is_none() && entry["unready"].is_null() {
-                    let outcome = tally.take().unwrap().outcome();
+                    let outcome = tallies.remove(&device).unwrap().outcome();
                     entry["verdict"] = serde_json::to_value(outcome.verdict).unwrap();
                     entry["rollup"] = serde_json::to_value(outcome.rollup).unwrap();
                     entry["checks_passed"] = outcome.checks_passed.into();

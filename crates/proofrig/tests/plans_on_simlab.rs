@@ -259,3 +259,64 @@ async fn a_console_login_during_the_boot_waits_for_the_login_prompt() {
     simrun::assert_replays(&ran);
     lab.stop().await;
 }
+
+/// The devices go side by side: their cases overlap in the journal (a case opens on
+/// one device while another's is open), each device's cases in order, and the results
+/// in the selection's order. `--one-device-at-a-time` runs them one after another, one
+/// case open at a time, to the same verdicts; both replay, and each is held to its own
+/// mode: a side-by-side journal said to be one after another does not replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_go_side_by_side_or_one_at_a_time_to_the_same_verdicts() {
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
+    let plans = vec![plan("ssh-algorithms.yaml"), plan("remote-root-login.yaml")];
+    let rig = |dir: &tempfile::TempDir| simrun::rig_of(&lab, dir.path(), |text| text);
+    let dir = tempfile::tempdir().unwrap();
+    let side = simrun::run_in_mode(rig(&dir), dir, plans.clone(), &[], None, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let apart = simrun::run_in_mode(rig(&dir), dir, plans.clone(), &[], None, true).await;
+    lab.stop().await;
+
+    // Most cases open at once, and the order each device's cases started in.
+    let shape = |ran: &Ran| {
+        let (mut open, mut most) = (0usize, 0usize);
+        let mut order: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for record in &ran.records {
+            match record.entry["type"].as_str() {
+                Some("case_started") => {
+                    open += 1;
+                    most = most.max(open);
+                    let device = record.entry["device"].as_str().unwrap().to_string();
+                    order.entry(device).or_default().push(record.entry["case"].as_str().unwrap().to_string());
+                }
+                Some("case_finished") => open -= 1,
+                _ => {}
+            }
+        }
+        (most, order)
+    };
+    let (side_most, side_order) = shape(&side);
+    let (apart_most, apart_order) = shape(&apart);
+    assert_eq!(side.records[0].entry["side_by_side"], true);
+    assert!(apart.records[0].entry.get("side_by_side").is_none(), "one after another, RunStarted reads as before");
+    assert_eq!(side_most, 4, "a case open on each of the four devices at once");
+    assert_eq!(apart_most, 1);
+    assert_eq!(side_order, apart_order, "each device's cases in the same order");
+    let verdicts = |ran: &Ran| ran.result.cases.iter().map(|c| (c.key.clone(), c.verdict)).collect::<Vec<(CaseKey, Verdict)>>();
+    assert_eq!(verdicts(&side), verdicts(&apart), "the same verdicts, in the selection's order");
+    simrun::assert_replays(&side);
+    simrun::assert_replays(&apart);
+
+    // The side-by-side journal claimed to be one after another: another device's
+    // identity read, or case, stands inside the first device's case, and replay says so.
+    let forged = rewrite(&side, |entry| {
+        if entry["type"] == "run_started" {
+            entry.as_object_mut().unwrap().remove("side_by_side");
+        }
+    });
+    let err = replay(&side.plans, &side.rig, &forged).unwrap_err();
+    assert!(
+        err.detail.contains("a case starts before the previous one finished")
+            || err.detail.contains("lies outside the range of every step"),
+        "{err}"
+    );
+}

@@ -76,6 +76,7 @@ async fn run(rig: &Rig, plans: &[Plan], dir: &Path, redacting: bool) -> Ran {
         host: "localhost".into(),
         inputs: InputRefs { rig: input("rig.yaml"), plans: vec![input("plan.yaml")] },
         job: None,
+        one_device_at_a_time: false,
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();

@@ -8,9 +8,19 @@
 //! Agents are opened lazily and kept for the run: a console stays open across power
 //! cycles (so boot logs are captured), an SSH session is dropped when it fails so the
 //! next step reconnects.
+//!
+//! A run whose devices go side by side has one `Agents` per lane of devices
+//! ([`Agents::another_lane`]): its consoles, sessions, compiled patterns and step
+//! timer are its own, so no lane waits on another's. What the lanes share is what the
+//! bench has one of: the PDUs (one [`PowerController`], which serialises each PDU's
+//! commands and keeps one connection to it) and the lab host's own listeners and
+//! probes ([`HostTurns`]): a `syslog_receive` binds the rig's log server address,
+//! which two devices may declare alike, and a port scan of an address two devices
+//! share would see both devices' connections and ICMP answers mixed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -75,7 +85,9 @@ pub struct Agents {
     /// same `Regex` values are searched at every step, never clones: a clone starts
     /// with an empty cache, and its lazy DFA is rebuilt while it searches.
     patterns: BTreeMap<Vec<String>, Vec<regex::bytes::Regex>>,
-    /// The time limit of the step being performed, one timer for the whole run.
+    /// What the lanes of a run take turns at on the lab host.
+    host: Arc<HostTurns>,
+    /// The time limit of the step being performed, one timer for the lane's run.
     /// A new timer per step would be a new entry in tokio's timer wheel each time,
     /// and an entry earlier than any the runtime waits for makes tokio wake a parked
     /// worker to look at it: on a quick device that wake-up costs more than the
@@ -94,10 +106,30 @@ const PATTERN_CACHE_LIMIT: usize = 256;
 const SETTLE_QUIET: Duration = Duration::from_millis(200);
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
+/// The lab host's resources that one step at a time may use, by name (`syslog
+/// tls:127.0.0.1:6514`, `scan 10.0.0.5`): a lane takes its turn for the length of the
+/// step's action, and the others wait for it.
+#[derive(Default)]
+pub struct HostTurns {
+    turns: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl HostTurns {
+    /// Wait for the turn at `what`, held until the guard drops.
+    pub async fn take(&self, what: String) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self.turns.lock().unwrap_or_else(|p| p.into_inner()).entry(what).or_default().clone();
+        turn.lock_owned().await
+    }
+}
+
 impl Agents {
     pub fn new(rig: Rig, recorder: Recorder) -> Result<Self, PowerError> {
         let power = PowerController::new(&rig, recorder.clone())?;
-        Ok(Self {
+        Ok(Self::of_lane(rig, recorder, power, Arc::default()))
+    }
+
+    fn of_lane(rig: Rig, recorder: Recorder, power: PowerController, host: Arc<HostTurns>) -> Self {
+        Self {
             rig,
             recorder,
             power,
@@ -105,8 +137,15 @@ impl Agents {
             sessions: BTreeMap::new(),
             known_off: BTreeSet::new(),
             patterns: BTreeMap::new(),
+            host,
             deadline: None,
-        })
+        }
+    }
+
+    /// The agents of another lane of the same run: channels, patterns and timer of its
+    /// own, the PDUs and the lab host's turns shared with this one.
+    pub fn another_lane(&self) -> Agents {
+        Self::of_lane(self.rig.clone(), self.recorder.clone(), self.power.clone(), self.host.clone())
     }
 
     pub fn rig(&self) -> &Rig {
@@ -350,6 +389,7 @@ impl Agents {
             }
             Action::TcpScan(_) => {
                 let address = self.network_target(device, spec, "scan")?;
+                let _turn = self.host.take(format!("scan {address}")).await;
                 let ports = proofrig_plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
                 let concurrency = spec["concurrency"].as_u64().unwrap_or(256).clamp(1, 4096) as usize;
                 let per_port = Duration::from_millis(spec["connect_timeout_ms"].as_u64().unwrap_or(500));
@@ -361,6 +401,7 @@ impl Agents {
             }
             Action::UdpScan(_) => {
                 let address = self.network_target(device, spec, "scan")?;
+                let _turn = self.host.take(format!("scan {address}")).await;
                 let ports = proofrig_plan::parse_ports(&text("ports")).map_err(|e| (FailureClass::Error, e))?;
                 let wait = Duration::from_millis(spec["wait_ms"].as_u64().unwrap_or(1000));
                 let rate = spec["rate"].as_u64().map_or(udp::DEFAULT_RATE, |r| r.clamp(1, 100_000) as u32);
@@ -487,6 +528,9 @@ impl Agents {
             (wire::Transport::Tls, Some(name)) => Some(self.credential(device, &Credential::Secret(name.to_string()), None)?),
             _ => None,
         };
+        // Two devices may declare one log server: one receiver listens there at a time.
+        // (By address and port: TCP and TLS on one port collide, UDP beside them is kept apart too.)
+        let _turn = self.host.take(format!("syslog {}", listen.address)).await;
         let receiver = syslog::Receiver::start(device, listen, identity.as_ref(), &self.recorder)
             .await
             .map_err(|e| (FailureClass::Error, e.to_string()))?;

@@ -7,6 +7,17 @@
 //! record alone. Retries are for infrastructure faults only; a FAIL is never retried.
 //! Restore steps run whatever happened, including after Ctrl-C.
 //!
+//! A rig's devices are tested side by side: a device's cases take as long as its
+//! boots, logins and idle timeouts take, and nothing in one device's cases waits for
+//! another's, so a run with several devices takes about as long as its slowest device,
+//! not their sum. Each lane of devices (see `proofrig_plan::scope::Lanes`) runs its
+//! cases in order through agents of its own; what the devices share on the bench is
+//! taken in turns (a PDU's commands, the lab host's log server address and scans, see
+//! `actions`). Their records interleave in the one journal, each event on its device's
+//! channel, which is how replay tells them apart; RunStarted says the run went side by
+//! side. `one_device_at_a_time` runs one lane of every case instead, in the selection's
+//! order, as before.
+//!
 //! Secrets stay out of the journal: the run's recorder ([`run_recorder`]) knows every
 //! secret of the rig and the plans and redacts whatever a device prints of them, and
 //! each step's output is redacted the same way before it is judged and journaled, so
@@ -15,7 +26,8 @@
 //! have to write the value down to do so, which is wrong anyway).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -35,7 +47,7 @@ use proofrig_evidence::notes::{EXECUTOR_CHANNEL, NOTE_ABORTED};
 use proofrig_evidence::record::{
     CaseKey, CaseResult, DeviceIdentity, EventRecord, JobTicket, JournalEntry, Phase, RunResult, StepRecord, StepResult,
 };
-use proofrig_plan::scope::{absorb, base_scope, missing_channel, select};
+use proofrig_plan::scope::{absorb, base_scope, missing_channel, select, Lanes, Selected};
 use proofrig_plan::tally::{CaseOutcome, CaseTally};
 use proofrig_plan::{Case, Credential, Plan, Step};
 use proofrig_verdict::judge::{failure_output, judge, FailureClass};
@@ -107,6 +119,10 @@ pub struct RunRequest {
     /// The lab service's job this run is, journaled in RunStarted (None from the
     /// command line).
     pub job: Option<JobTicket>,
+    /// Run the devices one after another (`--one-device-at-a-time`), not side by side:
+    /// for a bench whose devices share wiring the rig does not describe, and as the
+    /// baseline the side-by-side run is measured against.
+    pub one_device_at_a_time: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,14 +149,22 @@ struct CaseRun {
 }
 
 /// Run everything, journaling as it goes, from RunStarted to RunFinished. Returns the run's result for reports.
+///
+/// The selected cases go in lanes ([`Lanes`]: a device, with any device its cases'
+/// steps name), all lanes at once unless `one_device_at_a_time`; each lane runs its
+/// cases in the selection's order, and the results keep that order too. The lanes are
+/// driven together on this task: what they share (the journal, the recorder, the
+/// progress printer, the operator's stop) needs no more than a lock held for a call,
+/// and between an abort check and the record it leads to no other lane runs.
 pub async fn execute(
     request: RunRequest,
     journal: Arc<JournalWriter>,
     recorder: Recorder,
     progress: &mut dyn Progress,
-    mut abort: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
 ) -> Result<RunResult, RunError> {
     let started = now();
+    let side_by_side = !request.one_device_at_a_time;
     journal.append(&JournalEntry::RunStarted {
         run_id: request.run_id.clone(),
         proofrig_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -153,6 +177,7 @@ pub async fn execute(
         parameters: request.params.clone(),
         only_device: request.only_device.clone(),
         job: request.job.clone(),
+        side_by_side,
     })?;
     let selected = select(&request.plans, &request.rig, request.only_device.as_deref());
     if selected.is_empty() {
@@ -164,127 +189,40 @@ pub async fn execute(
             },
         });
     }
-    let write = |entry: &JournalEntry| Ok(journal.append(entry)?);
-    let mut agents = Agents::new(request.rig.clone(), recorder.clone()).map_err(|e| RunError::Agents(e.to_string()))?;
+    let agents = Agents::new(request.rig.clone(), recorder.clone()).map_err(|e| RunError::Agents(e.to_string()))?;
     progress.run_started(&request.run_id, selected.len());
-
-    let mut cases = Vec::new();
-    let mut aborted = false;
-    // Whether the operator's stop is on record (an ABORTED step records it itself).
-    let mut abort_recorded = false;
-    let record_abort = |device: &str, recorded: &mut bool| {
-        if !*recorded {
-            recorder.emit(proofrig_model::events::EventKind::Note {
-                channel: ChannelId::new(device, EXECUTOR_CHANNEL),
-                text: NOTE_ABORTED.into(),
-            });
-            *recorded = true;
-        }
+    let lanes: Vec<Vec<usize>> = if side_by_side { Lanes::of(&selected).cases } else { vec![(0..selected.len()).collect()] };
+    let shared_progress = SharedProgress(Mutex::new(progress));
+    let abort_recorded = AtomicBool::new(false);
+    let run = RunContext {
+        request: &request,
+        selected: &selected,
+        journal: &journal,
+        recorder: &recorder,
+        progress: &shared_progress,
+        abort_recorded: &abort_recorded,
     };
+    let lanes = lanes.iter().map(|cases| run_lane(&run, cases, agents.another_lane(), abort.clone()));
+    let mut cases: Vec<(usize, CaseResult)> = Vec::new();
     let mut reported: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for (number, sel) in selected.iter().enumerate() {
-        if !reported.contains_key(&sel.device) && !aborted {
-            let answer = report_identity(&request.rig, &sel.device, &mut agents, &write).await?;
-            reported.insert(sel.device.clone(), answer);
-        }
-        let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
-        if aborted {
-            cases.push(not_run_case(&key, sel.case));
-            continue;
-        }
-        progress.case_started(number + 1, selected.len(), &key, &sel.case.title);
-        write(&JournalEntry::CaseStarted { key: key.clone(), title: sel.case.title.clone(), scas: sel.case.scas.clone() })?;
-        let case_start = Instant::now();
-        let device = request.rig.device(&sel.device).expect("selected from the rig").clone();
-        let mut scope = base_scope(sel.plan, &request.params, &sel.device, &device);
-        // Shared with every step record of the case, which the journal serializes later.
-        let shared_key = Arc::new(key.clone());
-
-        let mut run = CaseRun { steps: Vec::new(), tally: CaseTally::new(sel.case), decisive: None };
-        // A rig that lacks what the case needs (a declared value, a secret, a channel)
-        // stops it before anything is sent: the case is ERROR, its steps NOT_RUN.
-        // (None for a skipped case: `unready` says nothing of a case that does not run.)
-        let unready = proofrig_plan::catalogue::unready(sel.plan, sel.case, &request.rig, &sel.device);
-        if sel.case.skip.is_some() {
-            run.tally = CaseTally::skipped();
-        } else if let Some(why) = &unready {
-            run.tally = CaseTally::unready(sel.case);
-            run.decisive = Some((Verdict::Error, why.clone(), Arc::new(json!({}))));
-            progress.step_finished(&StepDone {
-                phase: Phase::Steps,
-                index: 0,
-                label: "the rig gives what the case needs",
-                verdict: Verdict::Error,
-                message: why,
-                took: Duration::ZERO,
-                will_retry: false,
-            });
-        } else {
-            for (index, step) in sel.case.steps.iter().enumerate() {
-                if !run.tally.stopped() && *abort.borrow() {
-                    // The stop is what leaves these steps NOT_RUN: it goes on record.
-                    record_abort(&sel.device, &mut abort_recorded);
-                }
-                if run.tally.stopped() || (*abort.borrow()) {
-                    // NOT_RUN: the tally counts the steps left when the case ends.
-                    continue;
-                }
-                let tools = &mut StepTools { agents: &mut agents, recorder: &recorder, journal: &journal, progress: &mut *progress };
-                let at = StepAt { key: &shared_key, phase: Phase::Steps, index };
-                let verdict = run_step(tools, at, step, &mut scope, &mut run, &mut abort).await?;
-                if verdict == Verdict::Aborted {
-                    aborted = true;
-                    abort_recorded = true;
-                }
+    let mut failed = None;
+    for lane in all(lanes.collect()).await {
+        match lane {
+            Ok(done) => {
+                cases.extend(done.cases);
+                reported.extend(done.reported);
             }
-            // Restore steps always run: a changed device must be put back, even after an abort.
-            let restore_abort = watch::channel(false).1;
-            for (index, step) in sel.case.restore.iter().enumerate() {
-                let mut never = restore_abort.clone();
-                let tools = &mut StepTools { agents: &mut agents, recorder: &recorder, journal: &journal, progress: &mut *progress };
-                let at = StepAt { key: &shared_key, phase: Phase::Restore, index };
-                run_step(tools, at, step, &mut scope, &mut run, &mut never).await?;
-            }
-            if *abort.borrow() {
-                // The stop leaves the cases after this one NOT_RUN: on record.
-                record_abort(&sel.device, &mut abort_recorded);
-                aborted = true;
-            }
+            Err(err) => failed = failed.or(Some(err)),
         }
-        let CaseOutcome { verdict, rollup, checks_passed } = run.tally.outcome();
-        write(&JournalEntry::CaseFinished {
-            key: key.clone(),
-            verdict,
-            rollup,
-            checks_passed,
-            skip_reason: sel.case.skip.clone(),
-            unready,
-        })?;
-        // Every finding first (one per line), then the output behind the worst one.
-        let findings: Vec<&str> =
-            run.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
-        let evidence_excerpt = match (&run.decisive, verdict) {
-            (Some((_, message, output)), _) if findings.len() > 1 => format!("{}\n\n{}", findings.join("\n"), render_output(output)),
-            (Some((_, message, output)), _) => format!("{message}\n\n{}", render_output(output)),
-            (None, Verdict::Skip) => format!("skipped: {}", sel.case.skip.clone().unwrap_or_default()),
-            (None, Verdict::Inconclusive) => "no check reached the device, so nothing was shown either way".into(),
-            (None, _) => String::new(),
-        };
-        progress.case_finished(&key, verdict);
-        cases.push(CaseResult {
-            key,
-            title: sel.case.title.clone(),
-            scas: sel.case.scas.clone(),
-            purpose: sel.case.purpose.clone(),
-            expected: sel.case.expected.clone(),
-            verdict,
-            skip_reason: sel.case.skip.clone(),
-            steps: run.steps,
-            evidence_excerpt,
-            duration_ms: case_start.elapsed().as_millis() as u64,
-        });
     }
-    agents.close().await;
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    cases.sort_by_key(|(number, _)| *number);
+    let cases: Vec<CaseResult> = cases.into_iter().map(|(_, case)| case).collect();
+    // The stop is on record exactly when a lane stopped for it.
+    let aborted = abort_recorded.load(Ordering::SeqCst);
+    drop(agents);
     // Closing released what the channels held; this catches any stream left open.
     recorder.flush_held_bytes();
 
@@ -293,7 +231,7 @@ pub async fn execute(
     // A thread a step's deadline abandoned may still record; after this, what it
     // records is not journaled: RunFinished is the last record (checkpoints aside).
     journal.end_agent_events();
-    write(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: ended.clone(), aborted })?;
+    journal.append(&JournalEntry::RunFinished { verdict: rollup.verdict, rollup: rollup.clone(), ended: ended.clone(), aborted })?;
     // The run's end is a point where the whole journal must be on file: what follows
     // (sealing, or an error path that leaves the bundle unsealed) reads it.
     journal.flush()?;
@@ -314,31 +252,233 @@ pub async fn execute(
     })
 }
 
-/// Ask the device who it is, if its rig says how, and journal the answer.
-async fn report_identity(
-    rig: &Rig,
-    device: &str,
+/// Drive `futures` to their ends together, on the calling task; their outputs in order.
+async fn all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()).filter(|(_, output)| output.is_none()) {
+            match future.as_mut().poll(cx) {
+                std::task::Poll::Ready(value) => *output = Some(value),
+                std::task::Poll::Pending => pending = true,
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|output| output.expect("every future finished")).collect()
+}
+
+/// Progress shared by the lanes of a run: one call at a time, never held across an await.
+struct SharedProgress<'p>(Mutex<&'p mut dyn Progress>);
+
+impl SharedProgress<'_> {
+    fn with(&self, call: impl FnOnce(&mut dyn Progress)) {
+        let mut progress = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        call(&mut **progress)
+    }
+}
+
+/// What the lanes of a run share.
+struct RunContext<'r> {
+    request: &'r RunRequest,
+    selected: &'r [Selected<'r>],
+    journal: &'r Arc<JournalWriter>,
+    recorder: &'r Recorder,
+    progress: &'r SharedProgress<'r>,
+    /// Whether the operator's stop is on record (an ABORTED step records it itself).
+    abort_recorded: &'r AtomicBool,
+}
+
+impl RunContext<'_> {
+    fn write(&self, entry: &JournalEntry) -> Result<u64, RunError> {
+        Ok(self.journal.append(entry)?)
+    }
+
+    /// Put the operator's stop on record, once for the run, on `device`'s channel.
+    fn record_abort(&self, device: &str) {
+        if !self.abort_recorded.swap(true, Ordering::SeqCst) {
+            self.recorder.emit(proofrig_model::events::EventKind::Note {
+                channel: ChannelId::new(device, EXECUTOR_CHANNEL),
+                text: NOTE_ABORTED.into(),
+            });
+        }
+    }
+}
+
+/// What a lane did: its cases' results (with their places in the selection), the
+/// identities its devices reported, and whether it stopped for the operator.
+#[derive(Default)]
+struct LaneDone {
+    cases: Vec<(usize, CaseResult)>,
+    reported: BTreeMap<String, Option<String>>,
+    aborted: bool,
+}
+
+/// Run one lane's cases (their places in the selection) in order, through its own agents.
+async fn run_lane(
+    run: &RunContext<'_>,
+    cases: &[usize],
+    mut agents: Agents,
+    mut abort: watch::Receiver<bool>,
+) -> Result<LaneDone, RunError> {
+    let mut done = LaneDone::default();
+    for &number in cases {
+        let sel = &run.selected[number];
+        if !done.aborted && *abort.borrow() {
+            // Stopped between two cases: no other case of the lane starts, on record.
+            run.record_abort(&sel.device);
+            done.aborted = true;
+        }
+        if done.aborted {
+            let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
+            done.cases.push((number, not_run_case(&key, sel.case)));
+            continue;
+        }
+        if !done.reported.contains_key(&sel.device) {
+            let answer = report_identity(run, &sel.device, &mut agents).await?;
+            done.reported.insert(sel.device.clone(), answer);
+        }
+        let case = run_case(run, number, &mut agents, &mut abort, &mut done.aborted).await?;
+        done.cases.push((number, case));
+    }
+    agents.close().await;
+    Ok(done)
+}
+
+/// Run the case at `number` in the selection: its steps, then its restore steps.
+/// `aborted` is set when the operator's stop ended it.
+async fn run_case(
+    run: &RunContext<'_>,
+    number: usize,
     agents: &mut Agents,
-    write: &impl Fn(&JournalEntry) -> Result<u64, RunError>,
-) -> Result<Option<String>, RunError> {
-    let Some(command) = rig.device(device).ok().and_then(|d| d.identity.command.clone()) else {
+    abort: &mut watch::Receiver<bool>,
+    aborted: &mut bool,
+) -> Result<CaseResult, RunError> {
+    let sel = &run.selected[number];
+    let request = run.request;
+    let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
+    run.progress.with(|p| p.case_started(number + 1, run.selected.len(), &key, &sel.case.title));
+    run.write(&JournalEntry::CaseStarted { key: key.clone(), title: sel.case.title.clone(), scas: sel.case.scas.clone() })?;
+    let case_start = Instant::now();
+    let device = request.rig.device(&sel.device).expect("selected from the rig").clone();
+    let mut scope = base_scope(sel.plan, &request.params, &sel.device, &device);
+    // Shared with every step record of the case, which the journal serializes later.
+    let shared_key = Arc::new(key.clone());
+
+    let mut case = CaseRun { steps: Vec::new(), tally: CaseTally::new(sel.case), decisive: None };
+    // A rig that lacks what the case needs (a declared value, a secret, a channel)
+    // stops it before anything is sent: the case is ERROR, its steps NOT_RUN.
+    // (None for a skipped case: `unready` says nothing of a case that does not run.)
+    let unready = proofrig_plan::catalogue::unready(sel.plan, sel.case, &request.rig, &sel.device);
+    if sel.case.skip.is_some() {
+        case.tally = CaseTally::skipped();
+    } else if let Some(why) = &unready {
+        case.tally = CaseTally::unready(sel.case);
+        case.decisive = Some((Verdict::Error, why.clone(), Arc::new(json!({}))));
+        run.progress.with(|p| {
+            p.step_finished(&StepDone {
+                key: &key,
+                phase: Phase::Steps,
+                index: 0,
+                label: "the rig gives what the case needs",
+                verdict: Verdict::Error,
+                message: why,
+                took: Duration::ZERO,
+                will_retry: false,
+            })
+        });
+    } else {
+        for (index, step) in sel.case.steps.iter().enumerate() {
+            if !case.tally.stopped() && *abort.borrow() {
+                // The stop is what leaves these steps NOT_RUN: it goes on record.
+                run.record_abort(&sel.device);
+            }
+            if case.tally.stopped() || (*abort.borrow()) {
+                // NOT_RUN: the tally counts the steps left when the case ends.
+                continue;
+            }
+            let tools = &mut StepTools { agents: &mut *agents, recorder: run.recorder, journal: run.journal, progress: run.progress };
+            let at = StepAt { key: &shared_key, phase: Phase::Steps, index };
+            let verdict = run_step(tools, at, step, &mut scope, &mut case, abort).await?;
+            if verdict == Verdict::Aborted {
+                *aborted = true;
+                run.abort_recorded.store(true, Ordering::SeqCst);
+            }
+        }
+        // Restore steps always run: a changed device must be put back, even after an abort.
+        let restore_abort = watch::channel(false).1;
+        for (index, step) in sel.case.restore.iter().enumerate() {
+            let mut never = restore_abort.clone();
+            let tools = &mut StepTools { agents: &mut *agents, recorder: run.recorder, journal: run.journal, progress: run.progress };
+            let at = StepAt { key: &shared_key, phase: Phase::Restore, index };
+            run_step(tools, at, step, &mut scope, &mut case, &mut never).await?;
+        }
+        if *abort.borrow() {
+            // The stop leaves the cases after this one NOT_RUN: on record.
+            run.record_abort(&sel.device);
+            *aborted = true;
+        }
+    }
+    let CaseOutcome { verdict, rollup, checks_passed } = case.tally.outcome();
+    run.write(&JournalEntry::CaseFinished {
+        key: key.clone(),
+        verdict,
+        rollup,
+        checks_passed,
+        skip_reason: sel.case.skip.clone(),
+        unready,
+    })?;
+    // Every finding first (one per line), then the output behind the worst one.
+    let findings: Vec<&str> =
+        case.steps.iter().filter(|s| s.verdict != Verdict::Pass && s.verdict != Verdict::Skip).map(|s| s.message.as_str()).collect();
+    let evidence_excerpt = match (&case.decisive, verdict) {
+        (Some((_, _, output)), _) if findings.len() > 1 => format!("{}\n\n{}", findings.join("\n"), render_output(output)),
+        (Some((_, message, output)), _) => format!("{message}\n\n{}", render_output(output)),
+        (None, Verdict::Skip) => format!("skipped: {}", sel.case.skip.clone().unwrap_or_default()),
+        (None, Verdict::Inconclusive) => "no check reached the device, so nothing was shown either way".into(),
+        (None, _) => String::new(),
+    };
+    run.progress.with(|p| p.case_finished(&key, verdict));
+    Ok(CaseResult {
+        key,
+        title: sel.case.title.clone(),
+        scas: sel.case.scas.clone(),
+        purpose: sel.case.purpose.clone(),
+        expected: sel.case.expected.clone(),
+        verdict,
+        skip_reason: sel.case.skip.clone(),
+        steps: case.steps,
+        evidence_excerpt,
+        duration_ms: case_start.elapsed().as_millis() as u64,
+    })
+}
+
+/// Ask the device who it is, if its rig says how, and journal the answer.
+async fn report_identity(run: &RunContext<'_>, device: &str, agents: &mut Agents) -> Result<Option<String>, RunError> {
+    let Some(command) = run.request.rig.device(device).ok().and_then(|d| d.identity.command.clone()) else {
         return Ok(None);
     };
     let (output, error) = match agents.read_identity(device, &command).await {
         Ok(answer) => (answer, None),
         Err(why) => (String::new(), Some(why)),
     };
-    write(&JournalEntry::DeviceReported { device: device.to_string(), command, output: output.clone(), error })?;
+    run.write(&JournalEntry::DeviceReported { device: device.to_string(), command, output: output.clone(), error })?;
     Ok((!output.is_empty()).then_some(output))
 }
 
 /// What the steps of a run work through: the agents that reach the devices, the
 /// recorder and journal that keep what happened, and the progress printer.
-struct StepTools<'a> {
+struct StepTools<'a, 'p> {
     agents: &'a mut Agents,
     recorder: &'a Recorder,
     journal: &'a JournalWriter,
-    progress: &'a mut dyn Progress,
+    progress: &'a SharedProgress<'p>,
 }
 
 /// Where a step stands in the run: its case, phase and index.
@@ -352,7 +492,7 @@ struct StepAt<'a> {
 /// Run one step (with its retries) of the case at `at`, journaling it, and fold its
 /// verdict into the case's `run`.
 async fn run_step(
-    tools: &mut StepTools<'_>,
+    tools: &mut StepTools<'_, '_>,
     at: StepAt<'_>,
     step: &Step,
     scope: &mut Value,
@@ -413,14 +553,17 @@ async fn run_step(
             last_seq,
         })?;
         let retry = CaseTally::retries(step, judgement.verdict, attempt);
-        progress.step_finished(&StepDone {
-            phase,
-            index,
-            label: &label,
-            verdict: judgement.verdict,
-            message: &judgement.message,
-            took: started.elapsed(),
-            will_retry: retry,
+        progress.with(|p| {
+            p.step_finished(&StepDone {
+                key,
+                phase,
+                index,
+                label: &label,
+                verdict: judgement.verdict,
+                message: &judgement.message,
+                took: started.elapsed(),
+                will_retry: retry,
+            })
         });
         if retry {
             attempt += 1;

@@ -32,6 +32,8 @@ pub struct RunSetup {
     pub key: SigningKey,
     /// The lab service's job this run is (a lab host sets it; None from the command line).
     pub job: Option<JobTicket>,
+    /// Run the devices one after another instead of side by side (`--one-device-at-a-time`).
+    pub one_device_at_a_time: bool,
 }
 
 /// Who runs the job, and where: recorded in the journal and the results.
@@ -149,6 +151,7 @@ impl Job {
             host: host.host,
             inputs: bundle.input_refs().clone(),
             job: setup.job,
+            one_device_at_a_time: setup.one_device_at_a_time,
         };
         let result = execute(request, journal, recorder, progress, abort).await?;
         let sealed = bundle.seal(&result, &setup.key, reports).map_err(JobError::Seal)?;

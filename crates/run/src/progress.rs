@@ -2,6 +2,10 @@
 //!
 //! Long runs must show they are alive and what they are doing; a tester watching a
 //! case should see each step's verdict and message as it happens, not at the end.
+//!
+//! A run's devices may go side by side: then events of several cases arrive
+//! interleaved (one at a time: the executor serialises the calls), and each names its
+//! case and device, so a line printed for it can say which it is.
 
 use std::time::Duration;
 
@@ -10,6 +14,8 @@ use proofrig_verdict::Verdict;
 
 /// A step (or one attempt of it) that just finished.
 pub struct StepDone<'a> {
+    /// The case (and device) the step belongs to.
+    pub key: &'a CaseKey,
     pub phase: Phase,
     /// Its index among the case's steps (or restore steps), from 0.
     pub index: usize,

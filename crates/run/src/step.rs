@@ -45,7 +45,10 @@ pub(crate) fn record_failure(recorder: &Recorder, device: &str, output: &Value) 
 /// were left unread. The count is of filtered text, and bytes the console's pump has
 /// recorded but not yet handed over are not in it: it errs towards flushing.
 ///
-/// Every other stream is flushed fully, as before: each is an exchange that ends
+/// Only the device's own streams are flushed: another device's belong to its own
+/// steps, which may be going on side by side with this one.
+///
+/// Of those, every stream but the console is flushed fully, as before: each is an exchange that ends
 /// within its step (an SSH command's output ends at its exit, an audit or negotiation
 /// reads one answer), so no later byte would decide what it holds, and replay reads
 /// some of them (the audit's server offer) within the step.
@@ -73,7 +76,7 @@ pub(crate) fn end_of_range(recorder: &Recorder, agents: &mut Agents, device: &st
         | ActionKind::Assert
         | ActionKind::Script => None,
     };
-    recorder.flush_at_step_end(flushes_fully_at_step_end(device, unread)).saturating_sub(1)
+    recorder.flush_device_at_step_end(device, flushes_fully_at_step_end(device, unread)).saturating_sub(1)
 }
 
 /// Which streams a step's end records in full (see [`end_of_range`]): every stream but

@@ -31,6 +31,7 @@ async fn run_plan(out: &Path, plan: Plan, job: Option<JobTicket>) -> (proofrig_r
         out_dir: out.to_path_buf(),
         key: key.clone(),
         job,
+        one_device_at_a_time: false,
     };
     let job = Job::create(setup, "job").unwrap();
     let (_abort, abort) = tokio::sync::watch::channel(false);

@@ -39,6 +39,7 @@ fn sealed_bundle(out: &Path, key: &SigningKey) -> PathBuf {
         out_dir: out.to_path_buf(),
         key: key.clone(),
         job: None,
+        one_device_at_a_time: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {

@@ -12,7 +12,6 @@
 //! is reported with its located error and the others still run (exit 3 at the end).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -112,8 +111,9 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
             out_dir: out_dir.to_path_buf(),
             key: key.clone(),
             job: None,
+            one_device_at_a_time: false,
         };
-        match run_and_seal(setup, &label, &mut CaseLines { quiet, started: None }).await {
+        match run_and_seal(setup, &label, &mut CaseLines { quiet, started: BTreeMap::new() }).await {
             Ok(run) => {
                 let aborted = run.result.aborted;
                 sealed.push((name, run));
@@ -237,30 +237,28 @@ fn surprises(results: &[&CaseResult], profiles: &[(String, String)]) -> Vec<Vec<
     out.into_iter().map(|(_, row)| row).collect()
 }
 
-/// Progress for a long run over a whole library: one line per case, its verdict at
-/// the end of the line (the steps are in each bundle's report).
+/// Progress for a long run over a whole library: one line per case when it ends, with
+/// its verdict and time (the steps are in each bundle's report). The devices go side
+/// by side, so a case's line is written whole when it ends, naming its device.
 struct CaseLines {
     quiet: bool,
-    started: Option<Instant>,
+    /// When each open case started.
+    started: BTreeMap<CaseKey, (usize, usize, Instant)>,
 }
 
 impl Progress for CaseLines {
     fn run_started(&mut self, _: &str, _: usize) {}
 
     fn case_started(&mut self, number: usize, of: usize, key: &CaseKey, _: &str) {
-        self.started = Some(Instant::now());
-        if !self.quiet {
-            eprint!("      [{number}/{of}] {:<6} {} ... ", key.device, key.case);
-            let _ = std::io::stderr().flush();
-        }
+        self.started.insert(key.clone(), (number, of, Instant::now()));
     }
 
     fn step_finished(&mut self, _: &StepDone<'_>) {}
 
-    fn case_finished(&mut self, _: &CaseKey, verdict: Verdict) {
+    fn case_finished(&mut self, key: &CaseKey, verdict: Verdict) {
+        let Some((number, of, started)) = self.started.remove(key) else { return };
         if !self.quiet {
-            let took = self.started.take().map(|s| s.elapsed().as_secs_f64()).unwrap_or_default();
-            eprintln!("{verdict} ({took:.1} s)");
+            eprintln!("      [{number}/{of}] {:<6} {} ... {verdict} ({:.1} s)", key.device, key.case, started.elapsed().as_secs_f64());
         }
     }
 }

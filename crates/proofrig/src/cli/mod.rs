@@ -135,6 +135,12 @@ pub enum Command {
         /// No per-step progress on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// Test the rig's devices one after another instead of side by side (the
+        /// default, where each device's cases run in order and a shared PDU or log
+        /// server is taken in turns): for a bench whose devices share wiring the rig
+        /// does not describe.
+        #[arg(long)]
+        one_device_at_a_time: bool,
     },
     /// Run the bundled plans against the simulated lab, seal and verify the bundles.
     #[cfg(feature = "simlab")]
@@ -559,11 +565,11 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Plan { command: PlanCommand::Check { plans } } => plan::check(&plans),
         Command::Catalogue { paths, format, rig } => catalogue::catalogue(&paths, format, rig.as_deref()),
-        Command::Run { plans, rig, device, out, params, key, quiet } => {
+        Command::Run { plans, rig, device, out, params, key, quiet, one_device_at_a_time } => {
             let key = run::load_key(key.as_deref())?;
             let params = run::parse_params(&params)?;
             let (plans, rig) = run::load_inputs(&plans, &rig)?;
-            let setup = run::RunSetup { plans, rig, only_device: device, params, out_dir: out, key, job: None };
+            let setup = run::RunSetup { plans, rig, only_device: device, params, out_dir: out, key, job: None, one_device_at_a_time };
             let sealed = run::run_and_seal(setup, "run", &mut crate::progress::Terminal { quiet }).await?;
             print!("{}", run::verdict_table(&sealed.result));
             println!("bundle: {}", sealed.dir.display());

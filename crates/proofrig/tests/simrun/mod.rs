@@ -70,6 +70,19 @@ pub async fn run(lab: &SimLab, plans: Vec<Plan>, params: &[(&str, Value)]) -> Ra
 /// Run `plans` on `rig` (on one device only, if given), journaling into `dir`, with the
 /// run's secrets redacted as `proofrig run` does.
 pub async fn run_on(rig: Rig, dir: tempfile::TempDir, plans: Vec<Plan>, params: &[(&str, Value)], only: Option<&str>) -> Ran {
+    run_in_mode(rig, dir, plans, params, only, false).await
+}
+
+/// [`run_on`], the devices one after another when `one_device_at_a_time` (as
+/// `proofrig run --one-device-at-a-time`), side by side otherwise.
+pub async fn run_in_mode(
+    rig: Rig,
+    dir: tempfile::TempDir,
+    plans: Vec<Plan>,
+    params: &[(&str, Value)],
+    only: Option<&str>,
+    one_device_at_a_time: bool,
+) -> Ran {
     let journal_path = dir.path().join("journal.jsonl");
     let journal = Arc::new(JournalWriter::create(&journal_path).unwrap());
     let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
@@ -85,6 +98,7 @@ pub async fn run_on(rig: Rig, dir: tempfile::TempDir, plans: Vec<Plan>, params: 
         host: "localhost".into(),
         inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
         job: None,
+        one_device_at_a_time,
     };
     let (_abort, abort_rx) = tokio::sync::watch::channel(false);
     let result = execute(request, journal.clone(), recorder, &mut Silent, abort_rx).await.unwrap();

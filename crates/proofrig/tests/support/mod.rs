@@ -191,6 +191,7 @@ pub fn journal_entries(cases: &[CaseSpec], inputs: &InputRefs, run_verdict: Verd
         parameters: Default::default(),
         only_device: None,
         job: None,
+        side_by_side: false,
     }];
     let mut seq = 0;
     for c in cases {
