@@ -20,20 +20,18 @@
 //! ratios of the median login, with their range. Needs root. Run:
 //! `cargo bench -p proofrig --bench console_login`.
 
+mod on_device;
+
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use on_device::{env_number, median, range, run_on_device};
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
 use regex::bytes::Regex;
 use serde_json::Value;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn shell_prompt() -> Regex {
     // Not anchored at the end: BusyBox ash asks the terminal for its cursor position (ESC [6n) after the prompt.
@@ -60,29 +58,13 @@ fn plan(dir: &Path, logins: usize) -> PathBuf {
 
 /// The logins of a proofrig run, each from its Enter to its shell prompt.
 fn proofrig_logins(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path) -> Vec<Duration> {
-    let out_dir = dir.join("results");
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let key = dir.join("lab.key");
-    if !key.exists() {
-        proofrig_evidence::signing::generate(&key, &dir.join("lab.pub")).expect("lab key");
-    }
-    let out = device
-        .command(env!("CARGO_BIN_EXE_proofrig"))
-        .args(["run", &plan.display().to_string(), "--rig", &rig.display().to_string()])
-        .args(["--key", &key.display().to_string(), "--out", &out_dir.display().to_string(), "--quiet"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run proofrig");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let bundle = text.lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
-    let results: Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).expect("results")).expect("results.json");
-    let failed: Vec<&Value> = results["cases"][0]["steps"].as_array().expect("steps").iter().filter(|s| s["verdict"] != "PASS").collect();
-    assert!(failed.is_empty(), "every step worked: {failed:?}\n{text}");
+    let run = run_on_device(device, rig, plan, dir);
+    let failed: Vec<&Value> = run.results["cases"][0]["steps"].as_array().expect("steps").iter().filter(|s| s["verdict"] != "PASS").collect();
+    assert!(failed.is_empty(), "every step worked: {failed:?}\n{}", run.text);
 
     let prompt = shell_prompt();
     let (mut logins, mut enter_at, mut after_password) = (Vec::new(), None, None::<Vec<u8>>);
-    for line in std::fs::read_to_string(bundle.join("journal.jsonl")).expect("journal").lines() {
-        let record: Value = serde_json::from_str(line).expect("a journal line");
+    for record in run.journal() {
         let event = &record["entry"]["event"];
         if event["channel"]["channel"] != "console" {
             continue;
@@ -170,11 +152,6 @@ fn bare_logins(device: &BusyboxDevice, logins: usize) -> Vec<Duration> {
     took
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    values[values.len() / 2]
-}
-
 fn main() {
     let rounds = env_number("PROOFRIG_BENCH_ROUNDS", 5).max(1);
     let logins = env_number("PROOFRIG_BENCH_LOGINS", 10).max(1);
@@ -194,7 +171,7 @@ fn main() {
         ours.push(p);
         bares.push(b);
     }
-    let (lo, hi) = (ratios.iter().cloned().fold(f64::MAX, f64::min), ratios.iter().cloned().fold(0.0, f64::max));
+    let (lo, hi) = range(&ratios);
     println!(
         "console login: proofrig {:.1} ms, bare PTY script {:.1} ms: ratio {:.2}x (range {lo:.2}x..{hi:.2}x over {rounds} rounds; goal <= 1.2x)",
         median(&mut ours) * 1e3,

@@ -21,18 +21,17 @@
 //! Needs root (namespaces, cgroups). Run:
 //! `cargo bench -p proofrig --bench ssh_slow_device` (`PROOFRIG_BENCH_ROUNDS`, default 5).
 
+mod on_device;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use on_device::{env_number, median, range, run_on_device, with_persistent_shell};
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
 use serde_json::Value;
 
 const COMMANDS: usize = 100;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// A cgroup (v1 `cpu` controller) holding the device's processes at a CPU quota.
 struct SlowCpu {
@@ -103,26 +102,11 @@ fn events_of(value: &Value, kinds: &[&str], out: &mut Vec<(String, u64)>) {
 
 /// `proofrig run` on the device; the time from the first command to the last one's exit.
 fn proofrig_commands(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path) -> Duration {
-    let out_dir = dir.join("results");
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let key = dir.join("lab.key");
-    if !key.exists() {
-        proofrig_evidence::signing::generate(&key, &dir.join("lab.pub")).expect("lab key");
-    }
-    let out = device
-        .command(env!("CARGO_BIN_EXE_proofrig"))
-        .args(["run", &plan.display().to_string(), "--rig", &rig.display().to_string()])
-        .args(["--key", &key.display().to_string(), "--out", &out_dir.display().to_string(), "--quiet"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run proofrig");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let bundle = text.lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
-    let results: Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).expect("results")).expect("results.json");
-    assert_eq!(results["verdict"], "PASS", "every command answered as expected: {text}");
+    let run = run_on_device(device, rig, plan, dir);
+    assert_eq!(run.results["verdict"], "PASS", "every command answered as expected: {}", run.text);
     let mut events = Vec::new();
-    for line in std::fs::read_to_string(bundle.join("journal.jsonl")).expect("journal").lines() {
-        events_of(&serde_json::from_str(line).expect("a journal line"), &["ssh_exec", "ssh_exit"], &mut events);
+    for record in run.journal() {
+        events_of(&record, &["ssh_exec", "ssh_exit"], &mut events);
     }
     let execs: Vec<u64> = events.iter().filter(|(k, _)| k == "ssh_exec").map(|(_, t)| *t).collect();
     let exits: Vec<u64> = events.iter().filter(|(k, _)| k == "ssh_exit").map(|(_, t)| *t).collect();
@@ -232,11 +216,7 @@ fn main() {
         channels.push(own_channels.as_secs_f64() / baseline.as_secs_f64());
         baselines.push(baseline.as_secs_f64());
     }
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-        values[values.len() / 2]
-    };
-    let (lo, hi) = (ratios.iter().cloned().fold(f64::MAX, f64::min), ratios.iter().cloned().fold(0.0, f64::max));
+    let (lo, hi) = range(&ratios);
     println!(
         "ssh x{COMMANDS} on a slow device: proofrig (persistent_shell) {:.3} s, baseline ssh ControlMaster {:.3} s: ratio {:.2}x (range {lo:.2}x..{hi:.2}x over {rounds} rounds; goal <= 0.33x); a channel per command {:.2}x",
         median(&mut shells),

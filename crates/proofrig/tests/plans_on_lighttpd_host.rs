@@ -57,20 +57,7 @@ fn run_and_verify(host: &LighttpdHost, tmp: &Path) -> (i32, String, PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(PLAN);
     let rig = rig(host, &dir);
-    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
-    signing::generate(&key, &public).unwrap();
-    let s = |p: &Path| p.display().to_string();
-    let out = proofrig(&["run", &s(&plan), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&dir.join("results")), "--quiet"]);
-    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from));
-    let results = bundle.as_ref().and_then(|b| std::fs::read_to_string(b.join("results.json")).ok()).unwrap_or_default();
-    let text = format!("{}\nresults.json:\n{results}\nlighttpd error log:\n{}", all(&out), host.error_log());
-    let bundle = bundle.unwrap_or_else(|| panic!("no bundle: {text}"));
-    let verified = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
-    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, every verdict replayed: {}", all(&verified));
-    if std::env::var_os("PROOFRIG_SHOW_EVIDENCE").is_some() {
-        eprintln!("=== {}\n{text}", host.profile().name());
-    }
-    (out.status.code().unwrap_or(-1), text, bundle)
+    verdicts::run_and_verify(&[plan], &rig, &dir, || host.error_log())
 }
 
 /// Every step message of the case in the bundle's results, one per line.

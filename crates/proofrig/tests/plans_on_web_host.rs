@@ -70,25 +70,9 @@ fn run_and_verify(host: &WebHost, tmp: &Path) -> (i32, String, PathBuf) {
     let dir = tmp.join(host.profile().name());
     std::fs::create_dir_all(&dir).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans");
-    let plans: Vec<String> = HOST_PLANS.iter().map(|p| root.join(p).display().to_string()).collect();
+    let plans: Vec<PathBuf> = HOST_PLANS.iter().map(|p| root.join(p)).collect();
     let rig = rig(host, &dir);
-    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
-    signing::generate(&key, &public).unwrap();
-    let s = |p: &Path| p.display().to_string();
-    let mut args: Vec<String> = vec!["run".into()];
-    args.extend(plans);
-    args.extend(["--rig".into(), s(&rig), "--key".into(), s(&key), "--out".into(), s(&dir.join("results")), "--quiet".into()]);
-    let out = proofrig(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from));
-    let results = bundle.as_ref().and_then(|b| std::fs::read_to_string(b.join("results.json")).ok()).unwrap_or_default();
-    let text = format!("{}\nresults.json:\n{results}\nnginx error log:\n{}", all(&out), host.error_log());
-    let bundle = bundle.unwrap_or_else(|| panic!("no bundle: {text}"));
-    let verified = proofrig(&["verify", &s(&bundle), "--key", &s(&public)]);
-    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, every verdict replayed: {}", all(&verified));
-    if std::env::var_os("PROOFRIG_SHOW_EVIDENCE").is_some() {
-        eprintln!("=== {}\n{text}", host.profile().name());
-    }
-    (out.status.code().unwrap_or(-1), text, bundle)
+    verdicts::run_and_verify(&plans, &rig, &dir, || host.error_log())
 }
 
 /// What each case said, by test name: (verdict, its reasons).

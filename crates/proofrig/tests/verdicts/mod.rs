@@ -111,3 +111,32 @@ pub fn observed(bundle: &Path, device: Option<&str>) -> Vec<(String, String, Str
         })
         .collect()
 }
+
+/// `proofrig run` of `plans` on `rig` with a fresh lab key in `dir`, then `proofrig
+/// verify` of its bundle, which must say VERIFIED. Returns the run's exit code, what it
+/// printed with its results and `peer_log()` (what the peer logged, for a failing
+/// test's message), and the bundle. `PROOFRIG_SHOW_EVIDENCE` prints it all.
+pub fn run_and_verify(plans: &[std::path::PathBuf], rig: &Path, dir: &Path, peer_log: impl Fn() -> String) -> (i32, String, std::path::PathBuf) {
+    use std::process::{Command, Output, Stdio};
+    let proofrig = |args: &[String]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_proofrig")).args(args).stdin(Stdio::null()).output().expect("run proofrig")
+    };
+    let all = |out: &Output| format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
+    proofrig_evidence::signing::generate(&key, &public).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(plans.iter().map(|p| s(p)));
+    args.extend(["--rig".into(), s(rig), "--key".into(), s(&key), "--out".into(), s(&dir.join("results")), "--quiet".into()]);
+    let out = proofrig(&args);
+    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(std::path::PathBuf::from));
+    let results = bundle.as_ref().and_then(|b| std::fs::read_to_string(b.join("results.json")).ok()).unwrap_or_default();
+    let text = format!("{}\nresults.json:\n{results}\nthe peer's log:\n{}", all(&out), peer_log());
+    let bundle = bundle.unwrap_or_else(|| panic!("no bundle: {text}"));
+    let verified = proofrig(&["verify".into(), s(&bundle), "--key".into(), s(&public)]);
+    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, every verdict replayed: {}", all(&verified));
+    if std::env::var_os("PROOFRIG_SHOW_EVIDENCE").is_some() {
+        eprintln!("=== {}\n{text}", dir.display());
+    }
+    (out.status.code().unwrap_or(-1), text, bundle)
+}
