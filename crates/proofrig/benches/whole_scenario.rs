@@ -157,28 +157,47 @@ fn labgrid_files(device: &BusyboxDevice, dir: &Path) -> (PathBuf, PathBuf) {
     write_private(&env, &yaml);
     let script = dir.join("labgrid_scenario.py");
     let python = format!(
-        r#"import sys
+        r#"import sys, time
+started = time.monotonic()
+marks = []
+def mark(name):
+    marks.append((name, time.monotonic()))
 from labgrid import Environment
 
 env = Environment(sys.argv[1])
 target = env.get_target("main")
 try:
     power = target.get_driver("DigitalOutputPowerDriver")
+    mark("start-up")
     power.off()
+    mark("power off")
     target.get_driver("SerialDriver")  # the console open before the device boots
     power.on()
+    mark("power on")
     shell = target.get_driver("ShellDriver")  # waits for the login prompt and logs in
+    mark("console login")
     out = shell.run_check("{CONSOLE_COMMAND}")
     if out != ["{hostname}"]:
         sys.exit(f"console: {CONSOLE_COMMAND} printed {{out!r}}")
+    mark("console command")
     ssh = target.get_driver("SSHDriver")  # its ControlMaster connection
+    mark("ssh connect")
     for i in range({COMMANDS}):
         out = ssh.run_check(f"echo {{i}}")
         if out != [str(i)]:
             sys.exit(f"ssh: echo {{i}} printed {{out!r}}")
+    mark("ssh commands")
     power.off()
+    mark("power off")
 finally:
     env.cleanup()
+mark("clean-up")
+last = started
+shown = []
+for name, at in marks:
+    shown.append(f"{{name}} {{at - last:.3f}}")
+    last = at
+print("phases: " + ", ".join(shown))
 "#,
         hostname = device.hostname(),
     );
@@ -200,8 +219,9 @@ impl PrintkLevel {
     }
 }
 
-/// labgrid's run of the scenario: the wall time of the Python process.
-fn labgrid_run(device: &BusyboxDevice, python: &Path, env: &Path, script: &Path, printk: &PrintkLevel) -> Duration {
+/// labgrid's run of the scenario: the wall time of the Python process, and the
+/// script's own times of its phases.
+fn labgrid_run(device: &BusyboxDevice, python: &Path, env: &Path, script: &Path, printk: &PrintkLevel) -> (Duration, String) {
     let start = Instant::now();
     let out = device.command(python).arg(script).arg(env).stdin(Stdio::null()).output().expect("run labgrid's scenario");
     let took = start.elapsed();
@@ -213,7 +233,8 @@ fn labgrid_run(device: &BusyboxDevice, python: &Path, env: &Path, script: &Path,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    took
+    let phases = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("phases: ")).unwrap_or_default().to_string();
+    (took, phases)
 }
 
 fn plan(dir: &Path, hostname: &str) -> PathBuf {
@@ -240,6 +261,9 @@ fn plan(dir: &Path, hostname: &str) -> PathBuf {
 struct ProofrigTimes {
     run: Duration,
     verify: Duration,
+    /// Each step's duration from results.json, and what the run spent outside them
+    /// (start-up, the rig's identity command over SSH, sealing).
+    phases: String,
 }
 
 fn proofrig_run(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path) -> ProofrigTimes {
@@ -272,7 +296,14 @@ fn proofrig_run(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path) -> 
     assert!(verified.status.success() && said.lines().any(|l| l == "VERIFIED"), "the bundle verifies: {said}");
     let results: Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).expect("results")).expect("results.json");
     assert_eq!(results["verdict"], "PASS", "every step worked: {text}\n{results:#}");
-    ProofrigTimes { run, verify }
+    let steps = results["cases"][0]["steps"].as_array().expect("steps");
+    let in_steps: u64 = steps.iter().map(|s| s["duration_ms"].as_u64().unwrap_or_default()).sum();
+    let mut phases: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{} {:.3}", s["label"].as_str().unwrap_or("?"), s["duration_ms"].as_f64().unwrap_or_default() / 1e3))
+        .collect();
+    phases.push(format!("outside the steps {:.3}", run.as_secs_f64() - in_steps as f64 / 1e3));
+    ProofrigTimes { run, verify, phases: phases.join(", ") }
 }
 
 /// Every run starts from the same state: the device powered and booted, in the slow group.
@@ -321,8 +352,8 @@ fn main() {
     let (mut labgrids, mut sealed, mut runs, mut channels) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let mut labgrid = Duration::ZERO;
-        let mut ours = ProofrigTimes { run: Duration::ZERO, verify: Duration::ZERO };
+        let mut labgrid = (Duration::ZERO, String::new());
+        let mut ours = ProofrigTimes { run: Duration::ZERO, verify: Duration::ZERO, phases: String::new() };
         let sides: [bool; 2] = if round % 2 == 1 { [true, false] } else { [false, true] };
         for labgrid_side in sides {
             boot(&mut device, &slow);
@@ -334,6 +365,7 @@ fn main() {
         }
         boot(&mut device, &slow);
         let per_channel = proofrig_run(&device, &own, &plan, dir);
+        let (labgrid, labgrid_phases) = labgrid;
         let total = (ours.run + ours.verify).as_secs_f64();
         let ratio = total / labgrid.as_secs_f64();
         println!(
@@ -345,6 +377,8 @@ fn main() {
             (per_channel.run + per_channel.verify).as_secs_f64(),
             (per_channel.run + per_channel.verify).as_secs_f64() / labgrid.as_secs_f64(),
         );
+        println!("    labgrid's phases (s): {labgrid_phases}");
+        println!("    proofrig's steps (s): {}", ours.phases);
         labgrids.push(labgrid.as_secs_f64());
         sealed.push(total);
         runs.push(ours.run.as_secs_f64() / labgrid.as_secs_f64());
