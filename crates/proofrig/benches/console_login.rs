@@ -59,7 +59,8 @@ fn plan(dir: &Path, logins: usize) -> PathBuf {
 /// The logins of a proofrig run, each from its Enter to its shell prompt.
 fn proofrig_logins(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path) -> Vec<Duration> {
     let run = run_on_device(device, rig, plan, dir);
-    let failed: Vec<&Value> = run.results["cases"][0]["steps"].as_array().expect("steps").iter().filter(|s| s["verdict"] != "PASS").collect();
+    let failed: Vec<&Value> =
+        run.results["cases"][0]["steps"].as_array().expect("steps").iter().filter(|s| s["verdict"] != "PASS").collect();
     assert!(failed.is_empty(), "every step worked: {failed:?}\n{}", run.text);
 
     let prompt = shell_prompt();
@@ -162,10 +163,10 @@ fn main() {
     println!("console login on the BusyBox device, {logins} logins per round, {rounds} rounds");
     let (mut ratios, mut ours, mut bares) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let mut bare: Vec<f64> = bare_logins(&device, logins).iter().map(Duration::as_secs_f64).collect();
-        let mut proofrig: Vec<f64> = proofrig_logins(&device, &rig, &plan, tmp.path()).iter().map(Duration::as_secs_f64).collect();
+        let bare: Vec<f64> = bare_logins(&device, logins).iter().map(Duration::as_secs_f64).collect();
+        let proofrig: Vec<f64> = proofrig_logins(&device, &rig, &plan, tmp.path()).iter().map(Duration::as_secs_f64).collect();
         assert_eq!(proofrig.len(), logins, "every login was found in the journal");
-        let (b, p) = (median(&mut bare), median(&mut proofrig));
+        let (b, p) = (median(&bare), median(&proofrig));
         println!("  round {round}: proofrig {:.1} ms, bare PTY script {:.1} ms, ratio {:.2}x (median login)", p * 1e3, b * 1e3, p / b);
         ratios.push(p / b);
         ours.push(p);
@@ -174,8 +175,8 @@ fn main() {
     let (lo, hi) = range(&ratios);
     println!(
         "console login: proofrig {:.1} ms, bare PTY script {:.1} ms: ratio {:.2}x (range {lo:.2}x..{hi:.2}x over {rounds} rounds; goal <= 1.2x)",
-        median(&mut ours) * 1e3,
-        median(&mut bares) * 1e3,
-        median(&mut ratios)
+        median(&ours) * 1e3,
+        median(&bares) * 1e3,
+        median(&ratios)
     );
 }

@@ -27,49 +27,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use on_device::{env_number, median, range, run_on_device, with_persistent_shell};
+use on_device::{env_number, median, range, run_on_device, with_persistent_shell, SlowCpu};
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
 use serde_json::Value;
 
 const COMMANDS: usize = 100;
-
-/// A cgroup (v1 `cpu` controller) holding the device's processes at a CPU quota.
-struct SlowCpu {
-    dir: PathBuf,
-}
-
-impl SlowCpu {
-    fn limit(device: &BusyboxDevice, percent: usize) -> SlowCpu {
-        let dir = PathBuf::from(format!("/sys/fs/cgroup/cpu/proofrig-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot make the cgroup {}: {e} (needs root and cgroup v1 cpu)", dir.display()));
-        std::fs::write(dir.join("cpu.cfs_period_us"), "100000").expect("cgroup period");
-        std::fs::write(dir.join("cpu.cfs_quota_us"), (percent * 1000).to_string()).expect("cgroup quota");
-        let netns = device.network_namespace();
-        let mut moved = 0;
-        for entry in std::fs::read_dir("/proc").expect("/proc") {
-            let Ok(pid) = entry.expect("a /proc entry").file_name().to_string_lossy().parse::<u32>() else { continue };
-            let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).map(|p| p.display().to_string()).unwrap_or_default();
-            if ns == netns && std::fs::write(dir.join("cgroup.procs"), pid.to_string()).is_ok() {
-                moved += 1;
-            }
-        }
-        assert!(moved >= 2, "the device's processes (init, dropbear) were moved into the cgroup: only {moved}");
-        SlowCpu { dir }
-    }
-}
-
-impl Drop for SlowCpu {
-    fn drop(&mut self) {
-        // Processes still in it go back to the root group before it can be removed.
-        if let Ok(pids) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
-            for pid in pids.lines() {
-                let _ = std::fs::write("/sys/fs/cgroup/cpu/cgroup.procs", pid);
-            }
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
 
 fn plan(dir: &Path) -> PathBuf {
     let yaml = format!(
@@ -189,13 +151,10 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let own = device.write_rig(dir);
-    let yaml = std::fs::read_to_string(&own).expect("rig");
-    let shell = dir.join("rig-shell.yaml");
-    std::fs::write(&shell, yaml.replacen("      timeout_ms: 5000\n", "      timeout_ms: 5000\n      persistent_shell: true\n", 1))
-        .expect("rig");
+    let shell = with_persistent_shell(&own, &dir.join("rig-shell.yaml"));
     let plan = plan(dir);
     let master = Master::open(&device, dir);
-    let _slow = SlowCpu::limit(&device, percent);
+    let _slow = SlowCpu::running(&device, percent);
 
     println!("{COMMANDS} SSH commands (`echo N`, output and status checked) on the BusyBox + dropbear device at {percent}% of one CPU");
     let (mut ratios, mut shells, mut channels, mut baselines) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -219,9 +178,9 @@ fn main() {
     let (lo, hi) = range(&ratios);
     println!(
         "ssh x{COMMANDS} on a slow device: proofrig (persistent_shell) {:.3} s, baseline ssh ControlMaster {:.3} s: ratio {:.2}x (range {lo:.2}x..{hi:.2}x over {rounds} rounds; goal <= 0.33x); a channel per command {:.2}x",
-        median(&mut shells),
-        median(&mut baselines),
-        median(&mut ratios),
-        median(&mut channels)
+        median(&shells),
+        median(&baselines),
+        median(&ratios),
+        median(&channels)
     );
 }

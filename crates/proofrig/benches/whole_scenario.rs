@@ -38,6 +38,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod on_device;
+
+use on_device::{env_number, median, range, with_persistent_shell, SlowCpu};
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile, PDU_HOST};
 use serde_json::Value;
 
@@ -47,52 +50,6 @@ const LABGRID: &str = "26.0.1";
 const LABGRID_EXTRAS: &[&str] = &["pyModbusTCP"];
 /// The command run on the console, and what it must print.
 const CONSOLE_COMMAND: &str = "cat /etc/hostname";
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A cgroup (v1 `cpu` controller) at a CPU quota that each power-on of the device joins.
-struct SlowCpu {
-    dir: PathBuf,
-}
-
-impl SlowCpu {
-    /// The group, and the device's boot script made to join it first thing: the boot
-    /// script's shell is PID 1 of the device's PID namespace, and init, getty, dropbear
-    /// and all they fork inherit its group. Takes effect from the next power-on.
-    fn limit(device: &BusyboxDevice, percent: usize) -> SlowCpu {
-        let dir = PathBuf::from(format!("/sys/fs/cgroup/cpu/proofrig-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot make the cgroup {}: {e} (needs root and cgroup v1 cpu)", dir.display()));
-        std::fs::write(dir.join("cpu.cfs_period_us"), "100000").expect("cgroup period");
-        std::fs::write(dir.join("cpu.cfs_quota_us"), (percent * 1000).to_string()).expect("cgroup quota");
-        let boot = device.root_dir().parent().expect("the device's directory").join("boot.sh");
-        let script = std::fs::read_to_string(&boot)
-            .unwrap_or_else(|e| panic!("the BusyBox device's boot script {}: {e} (has proofrig-testpeers moved it?)", boot.display()));
-        assert!(script.contains("/sbin/init"), "{} does not boot init: {script}", boot.display());
-        let join = format!("echo $$ > '{}'\n", dir.join("cgroup.procs").display());
-        std::fs::write(&boot, format!("{join}{script}")).expect("the boot script joins the cgroup");
-        SlowCpu { dir }
-    }
-
-    /// How many processes are in the group now.
-    fn processes(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default().lines().count()
-    }
-}
-
-impl Drop for SlowCpu {
-    fn drop(&mut self) {
-        // Processes still in it go back to the root group before it can be removed.
-        if let Ok(pids) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
-            for pid in pids.lines() {
-                let _ = std::fs::write("/sys/fs/cgroup/cpu/cgroup.procs", pid);
-            }
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
 
 /// A file only its owner reads.
 fn write_private(path: &Path, text: &str) {
@@ -314,16 +271,6 @@ fn boot(device: &mut BusyboxDevice, slow: &SlowCpu) {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    sorted[sorted.len() / 2]
-}
-
-fn range(values: &[f64]) -> (f64, f64) {
-    (values.iter().cloned().fold(f64::MAX, f64::min), values.iter().cloned().fold(0.0, f64::max))
-}
-
 fn main() {
     let rounds = env_number("PROOFRIG_BENCH_ROUNDS", 3).max(1);
     let percent = env_number("PROOFRIG_BENCH_CPU_PCT", 10).clamp(1, 100);
@@ -333,16 +280,13 @@ fn main() {
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("private bench directory");
     let own = device.write_rig(dir);
-    let yaml = std::fs::read_to_string(&own).expect("rig");
-    let shell = dir.join("rig-shell.yaml");
-    std::fs::write(&shell, yaml.replacen("      timeout_ms: 5000\n", "      timeout_ms: 5000\n      persistent_shell: true\n", 1))
-        .expect("rig");
+    let shell = with_persistent_shell(&own, &dir.join("rig-shell.yaml"));
     let plan = plan(dir, device.hostname());
     let labgrid_dir = dir.join("labgrid");
     std::fs::DirBuilder::new().mode(0o700).create(&labgrid_dir).expect("labgrid's directory");
     let (env, script) = labgrid_files(&device, &labgrid_dir);
     let printk = PrintkLevel::save();
-    let slow = SlowCpu::limit(&device, percent);
+    let slow = SlowCpu::from_boot(&device, percent);
     device.power_off();
 
     println!(

@@ -15,10 +15,11 @@ pub fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The median (the upper one of an even count); sorts `values`.
-pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    values[values.len() / 2]
+/// The median (the upper one of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    sorted[sorted.len() / 2]
 }
 
 /// The smallest and largest of `values`.
@@ -73,4 +74,69 @@ pub fn with_persistent_shell(rig: &Path, to: &Path) -> PathBuf {
     assert_ne!(yaml, changed, "the rig's ssh block has its timeout line");
     std::fs::write(to, changed).expect("rig");
     to.to_path_buf()
+}
+
+/// A cgroup (v1 `cpu` controller) that holds the device's processes to a fraction of
+/// one CPU, as a radio unit's small processor does. Removed on drop.
+pub struct SlowCpu {
+    dir: PathBuf,
+}
+
+impl SlowCpu {
+    fn group(percent: usize) -> SlowCpu {
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/cpu/proofrig-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot make the cgroup {}: {e} (needs root and cgroup v1 cpu)", dir.display()));
+        std::fs::write(dir.join("cpu.cfs_period_us"), "100000").expect("cgroup period");
+        std::fs::write(dir.join("cpu.cfs_quota_us"), (percent * 1000).to_string()).expect("cgroup quota");
+        SlowCpu { dir }
+    }
+
+    /// The group, holding the processes the running device has now (init, dropbear):
+    /// every session and shell they fork from now on is in it too. Until its next boot.
+    pub fn running(device: &BusyboxDevice, percent: usize) -> SlowCpu {
+        let slow = Self::group(percent);
+        let netns = device.network_namespace();
+        let mut moved = 0;
+        for entry in std::fs::read_dir("/proc").expect("/proc") {
+            let Ok(pid) = entry.expect("a /proc entry").file_name().to_string_lossy().parse::<u32>() else { continue };
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).map(|p| p.display().to_string()).unwrap_or_default();
+            if ns == netns && std::fs::write(slow.dir.join("cgroup.procs"), pid.to_string()).is_ok() {
+                moved += 1;
+            }
+        }
+        assert!(moved >= 2, "the device's processes (init, dropbear) were moved into the cgroup: only {moved}");
+        slow
+    }
+
+    /// The group, joined by the device's boot script first thing, so every boot from
+    /// the next power-on runs in it: the script's shell becomes PID 1 of the device's
+    /// PID namespace, and init, getty, dropbear and all they fork inherit its group.
+    pub fn from_boot(device: &BusyboxDevice, percent: usize) -> SlowCpu {
+        let slow = Self::group(percent);
+        let boot = device.root_dir().parent().expect("the device's directory").join("boot.sh");
+        let script = std::fs::read_to_string(&boot)
+            .unwrap_or_else(|e| panic!("the BusyBox device's boot script {}: {e} (has proofrig-testpeers moved it?)", boot.display()));
+        assert!(script.contains("/sbin/init"), "{} does not boot init: {script}", boot.display());
+        let join = format!("echo $$ > '{}'\n", slow.dir.join("cgroup.procs").display());
+        std::fs::write(&boot, format!("{join}{script}")).expect("the boot script joins the cgroup");
+        slow
+    }
+
+    /// How many processes are in the group now.
+    pub fn processes(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default().lines().count()
+    }
+}
+
+impl Drop for SlowCpu {
+    fn drop(&mut self) {
+        // Processes still in it go back to the root group before it can be removed.
+        if let Ok(pids) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in pids.lines() {
+                let _ = std::fs::write("/sys/fs/cgroup/cpu/cgroup.procs", pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }

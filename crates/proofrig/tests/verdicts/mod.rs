@@ -116,12 +116,18 @@ pub fn observed(bundle: &Path, device: Option<&str>) -> Vec<(String, String, Str
 /// verify` of its bundle, which must say VERIFIED. Returns the run's exit code, what it
 /// printed with its results and `peer_log()` (what the peer logged, for a failing
 /// test's message), and the bundle. `PROOFRIG_SHOW_EVIDENCE` prints it all.
-pub fn run_and_verify(plans: &[std::path::PathBuf], rig: &Path, dir: &Path, peer_log: impl Fn() -> String) -> (i32, String, std::path::PathBuf) {
+pub fn run_and_verify(
+    plans: &[std::path::PathBuf],
+    rig: &Path,
+    dir: &Path,
+    peer_log: impl Fn() -> String,
+) -> (i32, String, std::path::PathBuf) {
     use std::process::{Command, Output, Stdio};
     let proofrig = |args: &[String]| -> Output {
         Command::new(env!("CARGO_BIN_EXE_proofrig")).args(args).stdin(Stdio::null()).output().expect("run proofrig")
     };
-    let all = |out: &Output| format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all =
+        |out: &Output| format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
     proofrig_evidence::signing::generate(&key, &public).unwrap();
     let s = |p: &Path| p.display().to_string();
