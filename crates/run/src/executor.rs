@@ -206,7 +206,9 @@ pub async fn execute(
     let mut cases: Vec<(usize, CaseResult)> = Vec::new();
     let mut reported: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut failed = None;
-    for lane in all(lanes.collect()).await {
+    // Driven together on this task, not spawned: no lane runs between another lane's
+    // check of the abort and the record it writes, which replay relies on.
+    for lane in futures_util::future::join_all(lanes).await {
         match lane {
             Ok(done) => {
                 cases.extend(done.cases);
@@ -250,28 +252,6 @@ pub async fn execute(
         cases,
         devices,
     })
-}
-
-/// Drive `futures` to their ends together, on the calling task; their outputs in order.
-async fn all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()).filter(|(_, output)| output.is_none()) {
-            match future.as_mut().poll(cx) {
-                std::task::Poll::Ready(value) => *output = Some(value),
-                std::task::Poll::Pending => pending = true,
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|output| output.expect("every future finished")).collect()
 }
 
 /// Progress shared by the lanes of a run: one call at a time, never held across an await.
