@@ -15,17 +15,12 @@ mod verdicts;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use proofrig_evidence::signing;
 use proofrig_testpeers::lighttpd_host::{LighttpdHost, LighttpdProfile, CONFIG, SERVING_ACCOUNT};
 
 const PLAN: &str = "web-ssi-exec.yaml";
 const TEST: &str = "TC_NO_EXECUTION_OF_SYSTEM_COMMANDS";
 /// The plan's probe page, removed after its request.
 const PROBE_PAGE: &str = "proofrig-ssi-probe.shtml";
-
-fn proofrig(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_proofrig")).args(args).stdin(std::process::Stdio::null()).output().expect("run proofrig")
-}
 
 fn all(out: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
