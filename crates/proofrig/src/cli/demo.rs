@@ -2,9 +2,10 @@
 //!
 //! Starts the simulated lab inside this process (radio units and core appliances,
 //! hardened and weak, on PTY consoles, SSH and a Modbus PDU on loopback), runs every
-//! plan of the bundled library against it, seals one evidence bundle per plan under
-//! `results/`, and verifies each bundle as a third party would. The same plans give
-//! PASS on the hardened devices and FAIL on the weak ones.
+//! plan of the bundled library against it in one run, its devices side by side (the
+//! port scan in a run of its own, see below), seals the evidence bundles under
+//! `results/`, and verifies each as a third party would. The same plans give PASS on
+//! the hardened devices and FAIL on the weak ones.
 //!
 //! The library is compiled in (see `plan::library`): every `*.yaml` of `testplans/`
 //! when the binary was built, so a plan added there is in the next `cargo run -- demo`
@@ -82,29 +83,47 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     // host open and close ports while the demo runs.
     let candidates = proofrig_plan::parse_ports(&format!("21,23,80,{}", ephemeral_port_range())).map_err(|e| failed(&e))?;
 
-    let mut sealed: Vec<(String, Sealed)> = Vec::new();
+    // Every plan but the port scan goes into one run, whose devices go side by side:
+    // the library then takes about as long as its slowest device. A plan that scans the
+    // ports (its `ports` parameter) runs on its own, right after a fresh look at the
+    // ports this host itself answers on (see above).
     let mut unmatched: Vec<String> = Vec::new();
-    let mut outcome = Ok(());
-    let total = plans.len();
-    for (number, plan) in plans.into_iter().enumerate() {
+    let mut batches: Vec<Vec<Plan>> = vec![Vec::new()];
+    for plan in plans {
         let name = plan.path.display().to_string();
         if select(std::slice::from_ref(&plan), &rig, None).is_empty() {
-            eprintln!("\n[{}/{total}] {name}: no device of the simulated lab matches its cases' `devices:`; not run", number + 1);
+            eprintln!("\n{name}: no device of the simulated lab matches its cases' `devices:`; not run");
             unmatched.push(name);
-            continue;
+        } else if plan.spec.parameters.contains_key("ports") {
+            batches.push(vec![plan]);
+        } else {
+            batches[0].push(plan);
         }
-        eprintln!("\n[{}/{total}] {name}: {}", number + 1, plan.spec.title);
+    }
+    batches.retain(|batch| !batch.is_empty());
+    let mut sealed: Vec<(Vec<String>, Sealed)> = Vec::new();
+    let mut outcome = Ok(());
+    let total = batches.len();
+    for (number, batch) in batches.into_iter().enumerate() {
+        let names: Vec<String> = batch.iter().map(|plan| plan.path.display().to_string()).collect();
+        match batch.as_slice() {
+            [one] => eprintln!("\n[{}/{total}] {}: {}", number + 1, names[0], one.spec.title),
+            _ => eprintln!("\n[{}/{total}] {} plans of the library in one run, the devices side by side", number + 1, batch.len()),
+        }
         let mut params = BTreeMap::new();
-        if plan.spec.parameters.contains_key("ports") {
+        if batch.iter().any(|plan| plan.spec.parameters.contains_key("ports")) {
             let host_ports =
                 proofrig_run::actions::scan("127.0.0.254", &candidates, 512, Duration::from_millis(500)).await.unwrap_or_default();
             let ports = port_list(candidates.iter().copied().filter(|p| !host_ports.contains(p)));
             eprintln!("      (parameter ports: the lab's ports 21, 23, 80 and the ephemeral range, less {} port(s) this host itself answers on every loopback address)", host_ports.len());
             params.insert("ports".to_string(), serde_json::Value::String(ports));
         }
-        let label = plan.spec.plan.clone();
+        let label = match batch.as_slice() {
+            [one] => one.spec.plan.clone(),
+            _ => "library".to_string(),
+        };
         let setup = RunSetup {
-            plans: vec![plan],
+            plans: batch,
             rig: rig.clone(),
             only_device: None,
             params,
@@ -116,7 +135,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         match run_and_seal(setup, &label, &mut CaseLines { quiet, started: BTreeMap::new() }).await {
             Ok(run) => {
                 let aborted = run.result.aborted;
-                sealed.push((name, run));
+                sealed.push((names, run));
                 if aborted {
                     eprintln!("proofrig demo: stopped by the operator; the remaining plans are not run");
                     break;
@@ -133,12 +152,15 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
 
     let mut verified_all = true;
     let mut bundles = Vec::new();
-    for (name, run) in &sealed {
+    for (names, run) in &sealed {
         let report = proofrig_evidence::verify_bundle(&run.dir, Some(&public));
         let verified = report.status == proofrig_evidence::verify::Status::Verified && report.pinned;
         verified_all &= verified;
         let status = if verified { "VERIFIED".to_string() } else { format!("{:?}: {}", report.status, report.summary) };
-        bundles.push(vec![status, run.dir.display().to_string(), name.clone()]);
+        // One row per plan: a plan's bundle is its run's.
+        for name in names {
+            bundles.push(vec![status.clone(), run.dir.display().to_string(), name.clone()]);
+        }
     }
 
     let results: Vec<&CaseResult> = sealed.iter().flat_map(|(_, run)| &run.result.cases).collect();
@@ -165,7 +187,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     }
     println!(
         "\nThe library ({} plan(s), {} case verdict(s)) ran and was verified in {:.0} s.",
-        sealed.len(),
+        bundles.len(),
         results.len(),
         started.elapsed().as_secs_f64()
     );
