@@ -255,6 +255,16 @@ impl LabDevice {
         self.device.tls_addr().port()
     }
 
+    /// Every TCP port the device listens on at its management address (SSH, HTTPS and
+    /// the services besides): all a port scan of that address can find of the device.
+    pub fn tcp_ports(&self) -> Vec<u16> {
+        let mut ports = vec![self.ssh_addr().port(), self.tls_port()];
+        ports.extend(self.device.extra_services().iter().map(|s| s.local_addr().port()));
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     /// The console's PTY slave, e.g. `/dev/pts/7`.
     pub fn console_path(&self) -> Option<&Path> {
         self.device.console().map(|console| console.slave_path())

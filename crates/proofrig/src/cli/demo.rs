@@ -2,9 +2,8 @@
 //!
 //! Starts the simulated lab inside this process (radio units and core appliances,
 //! hardened and weak, on PTY consoles, SSH and a Modbus PDU on loopback), runs every
-//! plan of the bundled library against it in one run, its devices side by side (the
-//! port scan in a run of its own, see below), seals the evidence bundles under
-//! `results/`, and verifies each as a third party would. The same plans give PASS on
+//! plan of the bundled library against it in one run, its devices side by side, seals
+//! the evidence bundle under `results/`, and verifies it as a third party would. The same plans give PASS on
 //! the hardened devices and FAIL on the weak ones.
 //!
 //! The library is compiled in (see `plan::library`): every `*.yaml` of `testplans/`
@@ -14,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
@@ -76,77 +75,56 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         lab.devices().iter().map(|d| (d.name().to_string(), d.spec().profile.name().to_string())).collect();
 
     // The simulated devices share loopback with this host: a service of the host
-    // listening on 0.0.0.0 answers on every device address, and is none of the
-    // devices' business. The lab's listeners use 21, 23, 80 and the kernel's ephemeral
-    // range; ports that answer on an address no device uses are the host's.
-    // They are looked for just before each plan that scans, as other programs of the
-    // host open and close ports while the demo runs.
-    let candidates = proofrig_plan::parse_ports(&format!("21,23,80,{}", ephemeral_port_range())).map_err(|e| failed(&e))?;
+    // listening on 0.0.0.0 answers on every device address, and is none of the devices'
+    // business. So the port scan is given the ports the lab's devices listen on (their
+    // documented and undocumented services alike) and 21, 23, 80, not the kernel's
+    // ephemeral range, where the host's own programs come and go while the demo runs.
+    let mut lab_ports: Vec<u16> = lab.devices().iter().flat_map(|d| d.tcp_ports()).chain([21, 23, 80]).collect();
+    lab_ports.sort_unstable();
+    lab_ports.dedup();
+    let lab_ports = port_list(lab_ports.into_iter());
 
-    // Every plan but the port scan goes into one run, whose devices go side by side:
-    // the library then takes about as long as its slowest device. A plan that scans the
-    // ports (its `ports` parameter) runs on its own, right after a fresh look at the
-    // ports this host itself answers on (see above).
+    // Every plan in one run, the devices side by side: the library takes about as long
+    // as its slowest device.
     let mut unmatched: Vec<String> = Vec::new();
-    let mut batches: Vec<Vec<Plan>> = vec![Vec::new()];
+    let mut library: Vec<Plan> = Vec::new();
     for plan in plans {
-        let name = plan.path.display().to_string();
         if select(std::slice::from_ref(&plan), &rig, None).is_empty() {
+            let name = plan.path.display().to_string();
             eprintln!("\n{name}: no device of the simulated lab matches its cases' `devices:`; not run");
             unmatched.push(name);
-        } else if plan.spec.parameters.contains_key("ports") {
-            batches.push(vec![plan]);
         } else {
-            batches[0].push(plan);
+            library.push(plan);
         }
     }
-    batches.retain(|batch| !batch.is_empty());
+    let names: Vec<String> = library.iter().map(|plan| plan.path.display().to_string()).collect();
+    eprintln!("\n{} plans of the library in one run, the devices side by side", library.len());
+    let mut params = BTreeMap::new();
+    if library.iter().any(|plan| plan.spec.parameters.contains_key("ports")) {
+        eprintln!("      (parameter ports: {lab_ports}, the ports the lab's devices listen on and 21, 23, 80)");
+        params.insert("ports".to_string(), serde_json::Value::String(lab_ports));
+    }
+    let setup = RunSetup {
+        plans: library,
+        rig: rig.clone(),
+        only_device: None,
+        params,
+        out_dir: out_dir.to_path_buf(),
+        key: key.clone(),
+        job: None,
+        one_device_at_a_time: false,
+    };
     let mut sealed: Vec<(Vec<String>, Sealed)> = Vec::new();
-    let mut outcome = Ok(());
-    let total = batches.len();
-    for (number, batch) in batches.into_iter().enumerate() {
-        let names: Vec<String> = batch.iter().map(|plan| plan.path.display().to_string()).collect();
-        match batch.as_slice() {
-            [one] => eprintln!("\n[{}/{total}] {}: {}", number + 1, names[0], one.spec.title),
-            _ => eprintln!("\n[{}/{total}] {} plans of the library in one run, the devices side by side", number + 1, batch.len()),
-        }
-        let mut params = BTreeMap::new();
-        if batch.iter().any(|plan| plan.spec.parameters.contains_key("ports")) {
-            let host_ports =
-                proofrig_run::actions::scan("127.0.0.254", &candidates, 512, Duration::from_millis(500)).await.unwrap_or_default();
-            let ports = port_list(candidates.iter().copied().filter(|p| !host_ports.contains(p)));
-            eprintln!("      (parameter ports: the lab's ports 21, 23, 80 and the ephemeral range, less {} port(s) this host itself answers on every loopback address)", host_ports.len());
-            params.insert("ports".to_string(), serde_json::Value::String(ports));
-        }
-        let label = match batch.as_slice() {
-            [one] => one.spec.plan.clone(),
-            _ => "library".to_string(),
-        };
-        let setup = RunSetup {
-            plans: batch,
-            rig: rig.clone(),
-            only_device: None,
-            params,
-            out_dir: out_dir.to_path_buf(),
-            key: key.clone(),
-            job: None,
-            one_device_at_a_time: false,
-        };
-        match run_and_seal(setup, &label, &mut CaseLines { quiet, started: BTreeMap::new() }).await {
-            Ok(run) => {
-                let aborted = run.result.aborted;
-                sealed.push((names, run));
-                if aborted {
-                    eprintln!("proofrig demo: stopped by the operator; the remaining plans are not run");
-                    break;
-                }
+    let outcome = match run_and_seal(setup, "library", &mut CaseLines { quiet, started: BTreeMap::new() }).await {
+        Ok(run) => {
+            if run.result.aborted {
+                eprintln!("proofrig demo: stopped by the operator; the cases left are NOT_RUN");
             }
-            Err(err) => {
-                outcome = Err(err);
-                break;
-            }
+            sealed.push((names, run));
+            Ok(())
         }
-    }
+        Err(err) => Err(err),
+    };
     lab.stop().await;
     outcome?;
 
@@ -285,7 +263,6 @@ impl Progress for CaseLines {
     }
 }
 
-/// The kernel's ephemeral port range, where OS-chosen listening ports come from.
 /// Ports written as ranges: `21,23,80,32768-40000,40002-60999`.
 fn port_list(ports: impl Iterator<Item = u16>) -> String {
     let mut ranges: Vec<(u16, u16)> = Vec::new();
@@ -296,19 +273,6 @@ fn port_list(ports: impl Iterator<Item = u16>) -> String {
         }
     }
     ranges.iter().map(|(low, high)| if low == high { low.to_string() } else { format!("{low}-{high}") }).collect::<Vec<_>>().join(",")
-}
-
-fn ephemeral_port_range() -> String {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| {
-            let mut parts = text.split_whitespace().map(str::parse::<u16>);
-            match (parts.next(), parts.next()) {
-                (Some(Ok(low)), Some(Ok(high))) => Some(format!("{low}-{high}")),
-                _ => None,
-            }
-        })
-        .unwrap_or_else(|| "32768-60999".into())
 }
 
 /// The demo signs with a key of its own, kept beside the results and reused.
