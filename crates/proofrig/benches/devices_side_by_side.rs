@@ -4,7 +4,7 @@
 //! The bundled library runs on the demo's simulated lab (four devices, one PDU, one
 //! log server they all send to, the demo's delays: a refused console login answers
 //! after 300 ms, a refused SSH login after 200 ms, an idle shell is logged out after
-//! 2 s), one run per plan as `proofrig demo` does, through `execute` with a real
+//! 2 s), in one run as `proofrig demo` does, through `execute` with a real
 //! hash-chained journal and the recorder `proofrig run` uses. Each round runs the
 //! whole library twice, on a fresh lab each time, in alternating order:
 //! - **side by side** (the default of `proofrig run` and of the demo);
@@ -13,15 +13,14 @@
 //! Reported per round and as medians with their spread (min..max) over rounds: both
 //! library times, their ratio, and the slowest device's own time: the sum of its
 //! cases' durations in the one-at-a-time run, what that device alone needs (no run
-//! side by side can end sooner), and the least a library of one run per plan can take
-//! side by side: each plan's slowest device, summed over the plans. The goal: the four devices take little more than the
+//! side by side can end sooner). The goal: the four devices take little more than the
 //! slowest one. Every journal is replayed (`proofrig verify`'s replay), and the verdicts
 //! of the two modes are compared case by case; a difference is printed.
 //!
 //!     cargo bench -p proofrig --bench devices_side_by_side
 //!
-//! The plans that scan are given the lab's own ports and 21, 23, 80 (the demo scans the
-//! whole ephemeral range too, which adds the same seconds to both modes).
+//! The port scan is given the ports the lab's devices listen on and 21, 23, 80, as the
+//! demo gives it.
 //! `PROOFRIG_BENCH_ROUNDS` (default 3) sets the number of paired rounds.
 
 use std::collections::BTreeMap;
@@ -46,9 +45,6 @@ struct Library {
     took: Duration,
     /// Per device, the sum of its cases' durations.
     per_device: BTreeMap<String, Duration>,
-    /// Per plan, its slowest device's cases' durations, summed over the plans: the
-    /// least a side-by-side library can take when each plan is a run of its own.
-    per_plan_slowest: Duration,
     verdicts: BTreeMap<CaseKey, Verdict>,
 }
 
@@ -60,7 +56,6 @@ fn main() {
     let mut side = Vec::new();
     let mut serial = Vec::new();
     let mut slowest = Vec::new();
-    let mut plan_bound = Vec::new();
     for round in 0..rounds {
         // Alternate which mode goes first, so the machine's drift weighs on both alike.
         let order = if round % 2 == 0 { [false, true] } else { [true, false] };
@@ -76,20 +71,18 @@ fn main() {
             }
         }
         println!(
-            "  round {}: side by side {:.1} s, one device at a time {:.1} s (ratio {:.2}); slowest device {device} alone {:.1} s (side by side / slowest {:.2}); each plan's slowest device, summed {:.1} s; per device: {}",
+            "  round {}: side by side {:.1} s, one device at a time {:.1} s (ratio {:.2}); slowest device {device} alone {:.1} s (side by side / slowest {:.2}); per device: {}",
             round + 1,
             together.took.as_secs_f64(),
             apart.took.as_secs_f64(),
             together.took.as_secs_f64() / apart.took.as_secs_f64(),
             own.as_secs_f64(),
             together.took.as_secs_f64() / own.as_secs_f64(),
-            apart.per_plan_slowest.as_secs_f64(),
             apart.per_device.iter().map(|(d, t)| format!("{d} {:.1} s", t.as_secs_f64())).collect::<Vec<_>>().join(", ")
         );
         side.push(together.took.as_secs_f64());
         serial.push(apart.took.as_secs_f64());
         slowest.push(own.as_secs_f64());
-        plan_bound.push(apart.per_plan_slowest.as_secs_f64());
     }
     let ratios: Vec<f64> = side.iter().zip(&serial).map(|(s, o)| s / o).collect();
     let over_slowest: Vec<f64> = side.iter().zip(&slowest).map(|(s, o)| s / o).collect();
@@ -97,7 +90,6 @@ fn main() {
     println!("  side by side          {}", spread(&side, "s"));
     println!("  one device at a time  {}", spread(&serial, "s"));
     println!("  slowest device alone  {}", spread(&slowest, "s"));
-    println!("  each plan's slowest device, summed  {}", spread(&plan_bound, "s"));
     println!("  side by side / one at a time  {}", spread(&ratios, ""));
     println!("  side by side / slowest device {}", spread(&over_slowest, ""));
 }
@@ -120,7 +112,7 @@ fn demo_lab() -> SimLabConfig {
     }
 }
 
-/// Run every plan of the library on a fresh lab, one run per plan, in one mode.
+/// Run every plan of the library on a fresh lab in one run, as the demo does, in one mode.
 async fn run_library(plans: &[Plan], one_device_at_a_time: bool) -> Library {
     let mut lab = match SimLab::start(demo_lab().with_well_known_service_ports()).await {
         Ok(lab) => lab,
@@ -128,59 +120,46 @@ async fn run_library(plans: &[Plan], one_device_at_a_time: bool) -> Library {
     };
     let dir = tempfile::tempdir().unwrap();
     let rig = Rig::load(&lab.write_rig(dir.path()).unwrap()).unwrap();
-    // The lab's ports, for the plans that scan (as the demo gives them).
+    // The lab's ports, for the plan that scans (as the demo gives them).
     let ports: String = lab
         .devices()
         .iter()
-        .flat_map(|d| [Some(d.ssh_addr().port()), d.web_port(), Some(d.tls_port())])
-        .flatten()
+        .flat_map(|d| d.tcp_ports())
         .map(|p| p.to_string())
         .chain(["21".into(), "23".into(), "80".into()])
         .collect::<Vec<_>>()
         .join(",");
-    let mut library =
-        Library { took: Duration::ZERO, per_device: BTreeMap::new(), per_plan_slowest: Duration::ZERO, verdicts: BTreeMap::new() };
-    for (n, plan) in plans.iter().enumerate() {
-        if select(std::slice::from_ref(plan), &rig, None).is_empty() {
-            continue;
-        }
-        let mut params = BTreeMap::new();
-        if plan.spec.parameters.contains_key("ports") {
-            params.insert("ports".to_string(), Value::String(ports.clone()));
-        }
-        let path = dir.path().join(format!("journal-{n}.jsonl"));
-        let journal = Arc::new(JournalWriter::create(&path).unwrap());
-        let recorder = run_recorder(&journal, &rig, std::slice::from_ref(plan));
-        let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
-        let request = RunRequest {
-            run_id: format!("bench-{n}"),
-            plans: vec![plan.clone()],
-            rig: rig.clone(),
-            only_device: None,
-            params,
-            operator: "bench".into(),
-            host: "localhost".into(),
-            inputs: InputRefs { rig: input("rig.yaml"), plans: vec![input(&plan.path.display().to_string())] },
-            job: None,
-            one_device_at_a_time,
-        };
-        let (_abort, abort) = tokio::sync::watch::channel(false);
-        let started = Instant::now();
-        let result = execute(request, journal, recorder, &mut Silent, abort).await.expect("the plan runs");
-        library.took += started.elapsed();
-        let (records, _) = read_chain(&path).unwrap().expect("an intact journal");
-        if let Err(why) = replay(std::slice::from_ref(plan), &rig, &records) {
-            panic!("{}: the journal does not replay: {why}", plan.path.display());
-        }
-        let mut in_plan: BTreeMap<String, Duration> = BTreeMap::new();
-        for case in &result.cases {
-            *in_plan.entry(case.key.device.clone()).or_default() += Duration::from_millis(case.duration_ms);
-        }
-        library.per_plan_slowest += in_plan.values().max().copied().unwrap_or_default();
-        for case in result.cases {
-            *library.per_device.entry(case.key.device.clone()).or_default() += Duration::from_millis(case.duration_ms);
-            library.verdicts.insert(case.key, case.verdict);
-        }
+    let plans: Vec<Plan> = plans.iter().filter(|plan| !select(std::slice::from_ref(*plan), &rig, None).is_empty()).cloned().collect();
+    let mut params = BTreeMap::new();
+    params.insert("ports".to_string(), Value::String(ports));
+    let path = dir.path().join("journal.jsonl");
+    let journal = Arc::new(JournalWriter::create(&path).unwrap());
+    let recorder = run_recorder(&journal, &rig, &plans);
+    let input = |path: &str| FileRef { path: path.into(), sha256: String::new() };
+    let request = RunRequest {
+        run_id: "bench".into(),
+        plans: plans.clone(),
+        rig: rig.clone(),
+        only_device: None,
+        params,
+        operator: "bench".into(),
+        host: "localhost".into(),
+        inputs: InputRefs { rig: input("rig.yaml"), plans: plans.iter().map(|p| input(&p.path.display().to_string())).collect() },
+        job: None,
+        one_device_at_a_time,
+    };
+    let (_abort, abort) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let result = execute(request, journal, recorder, &mut Silent, abort).await.expect("the library runs");
+    let took = started.elapsed();
+    let (records, _) = read_chain(&path).unwrap().expect("an intact journal");
+    if let Err(why) = replay(&plans, &rig, &records) {
+        panic!("the library's journal does not replay: {why}");
+    }
+    let mut library = Library { took, per_device: BTreeMap::new(), verdicts: BTreeMap::new() };
+    for case in result.cases {
+        *library.per_device.entry(case.key.device.clone()).or_default() += Duration::from_millis(case.duration_ms);
+        library.verdicts.insert(case.key, case.verdict);
     }
     lab.stop().await;
     library
