@@ -40,9 +40,8 @@ use std::time::{Duration, Instant};
 
 mod on_device;
 
-use on_device::{env_number, median, range, with_persistent_shell, SlowCpu};
+use on_device::{env_number, median, range, run_on_device, verify_on_device, with_persistent_shell, SlowCpu};
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile, PDU_HOST};
-use serde_json::Value;
 
 const COMMANDS: usize = 100;
 const LABGRID: &str = "26.0.1";
@@ -224,35 +223,10 @@ struct ProofrigTimes {
 }
 
 fn proofrig_run(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path) -> ProofrigTimes {
-    let out_dir = dir.join("results");
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
-    if !key.exists() {
-        proofrig_evidence::signing::generate(&key, &public).expect("lab key");
-    }
-    let start = Instant::now();
-    let out = device
-        .command(env!("CARGO_BIN_EXE_proofrig"))
-        .args(["run", &plan.display().to_string(), "--rig", &rig.display().to_string()])
-        .args(["--key", &key.display().to_string(), "--out", &out_dir.display().to_string(), "--quiet"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run proofrig");
-    let run = start.elapsed();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let bundle = text.lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
-    let start = Instant::now();
-    let verified = device
-        .command(env!("CARGO_BIN_EXE_proofrig"))
-        .args(["verify", &bundle.display().to_string(), "--key", &public.display().to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run proofrig verify");
-    let verify = start.elapsed();
-    let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success() && said.lines().any(|l| l == "VERIFIED"), "the bundle verifies: {said}");
-    let results: Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).expect("results")).expect("results.json");
-    assert_eq!(results["verdict"], "PASS", "every step worked: {text}\n{results:#}");
+    let done = run_on_device(device, rig, plan, dir);
+    let verify = verify_on_device(device, &done, dir);
+    let (run, results) = (done.took, &done.results);
+    assert_eq!(results["verdict"], "PASS", "every step worked: {}\n{results:#}", done.text);
     let steps = results["cases"][0]["steps"].as_array().expect("steps");
     let in_steps: u64 = steps.iter().map(|s| s["duration_ms"].as_u64().unwrap_or_default()).sum();
     let mut phases: Vec<String> = steps

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use proofrig_testpeers::busybox::BusyboxDevice;
 use serde_json::Value;
@@ -29,6 +30,8 @@ pub fn range(values: &[f64]) -> (f64, f64) {
 
 /// A finished `proofrig run`: its bundle, results and what it printed.
 pub struct Run {
+    /// The wall time of the `proofrig run` process.
+    pub took: Duration,
     pub bundle: PathBuf,
     pub results: Value,
     pub text: String,
@@ -54,6 +57,7 @@ pub fn run_on_device(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path
     if !key.exists() {
         proofrig_evidence::signing::generate(&key, &dir.join("lab.pub")).expect("lab key");
     }
+    let started = Instant::now();
     let out = device
         .command(env!("CARGO_BIN_EXE_proofrig"))
         .args(["run", &plan.display().to_string(), "--rig", &rig.display().to_string()])
@@ -61,10 +65,27 @@ pub fn run_on_device(device: &BusyboxDevice, rig: &Path, plan: &Path, dir: &Path
         .stdin(Stdio::null())
         .output()
         .expect("run proofrig");
+    let took = started.elapsed();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let bundle = text.lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from)).unwrap_or_else(|| panic!("no bundle: {text}"));
     let results = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).expect("results")).expect("results.json");
-    Run { bundle, results, text }
+    Run { took, bundle, results, text }
+}
+
+/// `proofrig verify` of `run`'s bundle inside the device's namespace with the lab key
+/// `run_on_device` made in `dir`; it must say VERIFIED. Returns the process's wall time.
+pub fn verify_on_device(device: &BusyboxDevice, run: &Run, dir: &Path) -> Duration {
+    let started = Instant::now();
+    let verified = device
+        .command(env!("CARGO_BIN_EXE_proofrig"))
+        .args(["verify", &run.bundle.display().to_string(), "--key", &dir.join("lab.pub").display().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run proofrig verify");
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success() && said.lines().any(|l| l == "VERIFIED"), "the bundle verifies: {said}");
+    took
 }
 
 /// The rig `device.write_rig` writes, with its SSH commands through one shell of the session.
