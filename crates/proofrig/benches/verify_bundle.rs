@@ -25,6 +25,11 @@
 //! peak resident memory is printed too; verify streams the journal, so it should
 //! stay near the events of one step, whatever the bundle's size.
 //!
+//! `PROOFRIG_BENCH_KIND=ssh_shell` makes the steps `ssh_exec` commands run through the
+//! session's long-lived shell (`ssh.persistent_shell`), each printing its share of the
+//! bytes between its markers: replay then rebuilds each wrapper and derives each
+//! output from the raw stream.
+//!
 //! `PROOFRIG_BENCH_KEEP=DIR` seals the bundle under DIR and keeps it (and the public
 //! key), to time `proofrig verify` itself, e.g. under `/usr/bin/time -v`.
 
@@ -40,6 +45,7 @@ use proofrig_evidence::signing;
 use proofrig_evidence::verify::Status;
 use proofrig_model::events::{ChannelId, Direction, Event, EventKind, Timestamp};
 use proofrig_model::rig::Rig;
+use proofrig_model::wire::ssh_shell;
 use proofrig_plan::scope::base_scope;
 use proofrig_plan::tally::{CaseOutcome, CaseTally};
 use proofrig_plan::Plan;
@@ -50,8 +56,11 @@ use serde_json::json;
 const CHUNK: usize = 4096;
 const DEVICE: &str = "ru1";
 const PROMPT: &str = "ru1 login: ";
-const RIG: &str =
-    "rig: bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      tcp: { host: 127.0.0.1, port: 7001, protocol: raw }\n";
+const RIG: &str = "rig: bench\ndevices:\n  ru1:\n    role: radio-unit\n    console:\n      tcp: { host: 127.0.0.1, port: 7001, protocol: raw }\n    \
+                   ssh: { host: 127.0.0.1, user: oper, password: { env: BENCH_PW }, host_key: \"SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\", persistent_shell: true }\n";
+
+/// The command of the `ssh_shell` kind's steps.
+const SSH_COMMAND: &str = "cat /var/log/messages";
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -80,7 +89,7 @@ fn boot_text(len: usize) -> Vec<u8> {
     out
 }
 
-fn plan_yaml(steps: usize) -> String {
+fn plan_yaml(steps: usize, ssh: bool) -> String {
     let mut text = String::from(
         "plan: bench-verify\n\
          title: Verify throughput\n\
@@ -95,14 +104,18 @@ fn plan_yaml(steps: usize) -> String {
          \x20   steps:\n",
     );
     for _ in 0..steps {
-        text.push_str("      - console_expect: { patterns: ['login: $'] }\n");
+        if ssh {
+            text.push_str(&format!("      - ssh_exec: {{ command: \"{SSH_COMMAND}\", expect_status: 0 }}\n"));
+        } else {
+            text.push_str("      - console_expect: { patterns: ['login: $'] }\n");
+        }
     }
     text
 }
 
 /// Seal a bundle of `megabytes` of console output over `steps` console_expect steps.
-fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::SigningKey) -> PathBuf {
-    let plan_text = plan_yaml(steps);
+fn seal(dir: &Path, megabytes: usize, steps: usize, ssh: bool, signer: &ed25519_dalek::SigningKey) -> PathBuf {
+    let plan_text = plan_yaml(steps, ssh);
     let plan = Plan::parse("plan.yaml", &plan_text).expect("the bench plan is valid");
     let rig = Rig::parse("rig.yaml", RIG, Path::new(".")).expect("the bench rig is valid");
     let writer =
@@ -132,18 +145,22 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
     let text = boot_text(1 << 20);
     let chunks_per_step = (megabytes * 1_000_000 / CHUNK).div_ceil(steps);
     let console = ChannelId::new(DEVICE, "console");
-    let mut seq = 0u64;
+    let seq = std::cell::Cell::new(0u64);
+    // Any event, numbered and stamped in order; returns its number.
+    let raw = |kind: EventKind| {
+        let n = seq.get();
+        let at = Timestamp { wall_ns: 1_700_000_000_000_000_000 + n * 1000, mono_ns: n * 1000 };
+        append(&JournalEntry::Event { event: Event { seq: n, at, kind } });
+        seq.set(n + 1);
+        n
+    };
     // What the console showed since the last match, as the expect engine sees it.
     let mut shown: Vec<u8> = Vec::new();
     let mut filter = proofrig_model::ansi::AnsiFilter::new();
     let mut event = |data: Vec<u8>| {
         filter.filter(&data, &mut shown);
-        let at = Timestamp { wall_ns: 1_700_000_000_000_000_000 + seq * 1000, mono_ns: seq * 1000 };
-        append(&JournalEntry::Event {
-            event: Event { seq, at, kind: EventKind::Bytes { channel: console.clone(), direction: Direction::In, data } },
-        });
-        seq += 1;
-        (seq - 1, std::mem::take(&mut shown))
+        let n = raw(EventKind::Bytes { channel: console.clone(), direction: Direction::In, data });
+        (n, std::mem::take(&mut shown))
     };
     let (mut tally, mut results) = (CaseTally::new(case), Vec::new());
     for (index, step) in case.steps.iter().enumerate() {
@@ -157,17 +174,39 @@ fn seal(dir: &Path, megabytes: usize, steps: usize, signer: &ed25519_dalek::Sign
             spec: spec.clone(),
             attempt: 1,
         });
-        let (first_seq, mut step_text) = event(text[..CHUNK].to_vec());
-        for chunk in 1..chunks_per_step {
-            let at = (chunk * CHUNK) % (text.len() - CHUNK);
-            step_text.extend(event(text[at..at + CHUNK].to_vec()).1);
-        }
-        let (last_seq, last) = event(format!("\r\n{PROMPT}").into_bytes());
-        step_text.extend(last);
-        // The wait matches `login: ` at the end; what came before it is its `before`.
-        let before = String::from_utf8_lossy(&step_text[..step_text.len() - "login: ".len()]).into_owned();
-        let before = proofrig_evidence::console_replay::tail_chars(&before, proofrig_evidence::console_replay::BEFORE_CHARS);
-        let output = json!({"matched": true, "index": 0, "pattern": "login: $", "matched_text": "login: ", "before": before});
+        let (first_seq, last_seq, output) = if ssh {
+            // A command through the session's shell: its wrapper sent, its output in
+            // chunks, the markers, the exit (`proofrig_model::wire::ssh_shell`).
+            let tag = format!("{index:016x}");
+            let exec = ChannelId::new(DEVICE, "ssh:exec");
+            let bytes =
+                |channel: &str, direction, data: Vec<u8>| EventKind::Bytes { channel: ChannelId::new(DEVICE, channel), direction, data };
+            let first_seq = raw(EventKind::SshExec { channel: exec.clone(), command: SSH_COMMAND.into() });
+            raw(bytes(ssh_shell::SHELL_IN, Direction::Out, ssh_shell::wrap(SSH_COMMAND, &tag).into_bytes()));
+            let mut stdout = Vec::new();
+            for chunk in 0..chunks_per_step {
+                let at = (chunk * CHUNK) % (text.len() - CHUNK);
+                stdout.extend_from_slice(&text[at..at + CHUNK]);
+                raw(bytes(ssh_shell::SHELL_STDOUT, Direction::In, text[at..at + CHUNK].to_vec()));
+            }
+            raw(bytes(ssh_shell::SHELL_STDOUT, Direction::In, format!("PRF_{tag}_OUT:0\n").into_bytes()));
+            raw(bytes(ssh_shell::SHELL_STDERR, Direction::In, format!("PRF_{tag}_ERR\n").into_bytes()));
+            let last_seq = raw(EventKind::SshExit { channel: exec, exit_status: Some(0), signal: None, timed_out: false });
+            let output = json!({"stdout": String::from_utf8_lossy(&stdout), "stderr": "", "exit_status": 0, "exit_signal": null});
+            (first_seq, last_seq, output)
+        } else {
+            let (first_seq, mut step_text) = event(text[..CHUNK].to_vec());
+            for chunk in 1..chunks_per_step {
+                let at = (chunk * CHUNK) % (text.len() - CHUNK);
+                step_text.extend(event(text[at..at + CHUNK].to_vec()).1);
+            }
+            let (last_seq, last) = event(format!("\r\n{PROMPT}").into_bytes());
+            step_text.extend(last);
+            // The wait matches `login: ` at the end; what came before it is its `before`.
+            let before = String::from_utf8_lossy(&step_text[..step_text.len() - "login: ".len()]).into_owned();
+            let before = proofrig_evidence::console_replay::tail_chars(&before, proofrig_evidence::console_replay::BEFORE_CHARS);
+            (first_seq, last_seq, json!({"matched": true, "index": 0, "pattern": "login: $", "matched_text": "login: ", "before": before}))
+        };
         let judged = judge(step.kind(), &spec, &output);
         let record = append(&JournalEntry::StepFinished {
             key: key.clone(),
@@ -241,18 +280,23 @@ fn main() {
     let megabytes = env_usize("PROOFRIG_BENCH_MB", 200);
     let steps = env_usize("PROOFRIG_BENCH_STEPS", 200).max(1);
     let rounds = env_usize("PROOFRIG_BENCH_ROUNDS", 3);
+    // `ssh_shell`: the steps are SSH commands through the session's shell, each printing
+    // its share of the bytes; otherwise console waits.
+    let ssh = std::env::var("PROOFRIG_BENCH_KIND").is_ok_and(|kind| kind == "ssh_shell");
     let tmp = tempfile::tempdir().unwrap();
     let out = std::env::var_os("PROOFRIG_BENCH_KEEP").map(PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let started = Instant::now();
-    let bundle = seal(&out, megabytes, steps, &key);
+    let bundle = seal(&out, megabytes, steps, ssh, &key);
     let files: Vec<_> = list_files(&bundle).unwrap().into_iter().map(|f| bundle.join(f.path)).collect();
     let bytes: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     println!(
-        "bundle: {:.0} MB in {} files ({} MB of console bytes in the journal, over {steps} console_expect steps), sealed in {:.1?}; key {}",
+        "bundle: {:.0} MB in {} files ({} MB of {} in the journal, over {steps} {} steps), sealed in {:.1?}; key {}",
         bytes as f64 / 1e6,
         files.len(),
         megabytes,
+        if ssh { "SSH command output through the session's shell" } else { "console bytes" },
+        if ssh { "ssh_exec" } else { "console_expect" },
         started.elapsed(),
         signing::key_id(&key.verifying_key())
     );
