@@ -357,10 +357,18 @@ fn forgeries() -> Vec<Forgery> {
             name: "an event left out (a gap in the sequence numbers)",
             action: None,
             forge: |j| {
-                // One of the scan's own events, with more after it.
-                let scan = finished(j, NO_SERVICES, "ru2", "scan the well-known ports of insecure TCP services");
-                let started = (0..scan).rev().find(|i| j[*i]["type"] == "step_started").unwrap();
-                let dropped = (started..scan).find(|i| j[*i]["type"] == "event" && j[*i + 1]["type"] == "event").unwrap();
+                // One of the scan's own events, with another of them after it. The devices
+                // go side by side, so other devices' records interleave with the scan's:
+                // the step is found by its own start, and its events by their device.
+                let label = "scan the well-known ports of insecure TCP services";
+                let scan = finished(j, NO_SERVICES, "ru2", label);
+                let started = (0..scan)
+                    .rev()
+                    .find(|i| j[*i]["type"] == "step_started" && j[*i]["device"] == "ru2" && j[*i]["label"] == label)
+                    .unwrap();
+                let own: Vec<usize> = (started..scan).filter(|i| j[*i]["type"] == "event" && device_of(&j[*i]) == Some("ru2")).collect();
+                assert!(own.len() >= 2, "the scan records at least two events");
+                let dropped = own[0];
                 j.remove(dropped);
                 dropped
             },
@@ -437,19 +445,25 @@ fn forgeries() -> Vec<Forgery> {
             name: "an event of one device moved into a step of another (the devices go side by side)",
             action: None,
             forge: |j| {
-                // The hardened device's socket list: its command's exit, moved into the
-                // next step the weak device starts after it, then everything numbered again.
-                let list = finished(j, NO_SERVICES, "ru1", "list the device's listening sockets");
-                let started = (0..list).rev().find(|i| j[*i]["type"] == "step_started" && j[*i]["device"] == "ru1").unwrap();
-                let exit = (started..list)
-                    .find(|i| j[*i]["type"] == "event" && j[*i]["event"]["kind"] == "ssh_exit" && device_of(&j[*i]) == Some("ru1"))
-                    .unwrap();
-                let into = (list..j.len()).find(|i| j[*i]["type"] == "step_started" && j[*i]["device"] == "ru2").unwrap();
-                let event = j.remove(exit);
-                j.insert(into, event);
-                renumber(j);
-                // The hardened device's step is missing its command's end.
-                list - 1
+                // A step of the hardened device that ran a command over SSH: its command's
+                // exit, moved into the next step the weak device starts after it, then
+                // everything numbered again. The lanes' timing decides which steps overlap,
+                // so the first such step with a weak device's step after it is taken.
+                let ru = |i: usize, device: &str, kind: &str| j[i]["type"] == kind && j[i]["device"] == device;
+                for started in (0..j.len()).filter(|i| ru(*i, "ru1", "step_started")) {
+                    let Some(finished) = (started..j.len()).find(|i| ru(*i, "ru1", "step_finished")) else { continue };
+                    let exit = (started..finished)
+                        .find(|i| j[*i]["type"] == "event" && j[*i]["event"]["kind"] == "ssh_exit" && device_of(&j[*i]) == Some("ru1"));
+                    let into = (finished..j.len()).find(|i| ru(*i, "ru2", "step_started"));
+                    if let (Some(exit), Some(into)) = (exit, into) {
+                        let event = j.remove(exit);
+                        j.insert(into, event);
+                        renumber(j);
+                        // The hardened device's step is missing its command's end.
+                        return finished - 1;
+                    }
+                }
+                panic!("no step of ru1 ran an SSH command before a step of ru2 started")
             },
         },
         Forgery {
