@@ -693,8 +693,9 @@ fn tail_of(text: &[u8], chars: usize) -> String {
     text.chars().skip(skip).collect()
 }
 
-/// A short tag that is fresh for every command of this process.
-fn marker_tag() -> String {
+/// A short tag that is fresh for every command of this process (the console's command
+/// markers, and those of the SSH session's shell).
+pub(crate) fn marker_tag() -> String {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     // RandomState is seeded randomly per process; the counter makes tags differ per call.

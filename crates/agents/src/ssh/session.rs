@@ -502,7 +502,7 @@ impl Worker {
         let device = self.target.device.clone();
         let exec_channel = ChannelId::new(&device, "ssh:exec");
         self.recorder.emit(EventKind::SshExec { channel: exec_channel.clone(), command: command.to_string() });
-        let tag = fresh_tag();
+        let tag = crate::expect::marker_tag();
         let deadline = Some(Instant::now() + timeout);
         let sent = ssh_shell::wrap(command, &tag);
         self.recorder.bytes(&ChannelId::new(&device, ssh_shell::SHELL_IN), Direction::Out, sent.as_bytes());
@@ -539,7 +539,7 @@ impl Worker {
         let deadline = Some(Instant::now() + self.target.timeout);
         let mut channel = self.wire.retry(deadline, |s| s.channel_session()).map_err(|e| e.to_string())?;
         let started = self.wire.retry(deadline, |_| channel.exec(ssh_shell::SHELL_REQUEST)).map_err(|e| e.to_string());
-        let tag = fresh_tag();
+        let tag = crate::expect::marker_tag();
         let request = ssh_shell::ready_request(&tag);
         let ready = started.and_then(|()| {
             self.recorder.bytes(&ChannelId::new(&device, ssh_shell::SHELL_IN), Direction::Out, request.as_bytes());
@@ -731,17 +731,6 @@ fn write_all(wire: &Wire, channel: &mut ssh2::Channel, data: &[u8], deadline: Op
         }
     }
     Ok(())
-}
-
-/// A tag fresh for every command of this process, for the shell's markers.
-fn fresh_tag() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // RandomState is seeded randomly per process; the counter makes tags differ per call.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    format!("{:016x}", hasher.finish())
 }
 
 /// Read everything available from `source` (non-blocking) into `out`, recording it.
