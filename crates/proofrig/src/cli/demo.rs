@@ -57,7 +57,8 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     // real device has them and TC_NO_UNNECESSARY_SERVICE looks. Binding them needs
     // root (or CAP_NET_BIND_SERVICE); without it they move to free high ports, where
     // only the port scan (TC_BVT_PORT_SCANNING) can tell them from documented ones.
-    let mut lab = match SimLab::start(demo_lab().with_well_known_service_ports()).await {
+    let lab_config = demo_lab().map_err(|e| failed(&e))?;
+    let mut lab = match SimLab::start(lab_config.clone().with_well_known_service_ports()).await {
         Ok(lab) => lab,
         Err(err) => {
             eprintln!(
@@ -65,7 +66,7 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
                  free high ports, so 4.3.2.1 (TC_NO_UNNECESSARY_SERVICE) cannot find them on the weak devices. \
                  Run the demo as root (or with CAP_NET_BIND_SERVICE) to see it fail there."
             );
-            SimLab::start(demo_lab()).await.map_err(|e| failed(&e))?
+            SimLab::start(lab_config).await.map_err(|e| failed(&e))?
         }
     };
     let lab_dir = tempfile::Builder::new().prefix("proofrig-demo-lab-").tempdir().map_err(|e| failed(&e))?;
@@ -291,11 +292,14 @@ fn demo_key(out_dir: &Path) -> Result<(ed25519_dalek::SigningKey, ed25519_dalek:
 
 /// The demo's lab: hardened consoles and SSH shells log out a shell left idle for a
 /// few seconds (the rig declares it), so 4.2.3.5.2 waits seconds, not minutes, on each
-/// device; a refused login answers after a short delay, as many cases make one.
-fn demo_lab() -> SimLabConfig {
+/// device; a refused login answers after a short delay, as many cases make one. The
+/// devices get loopback addresses of their own, so a port scan finds only them, even
+/// with another demo, `proofrig sim` or a test suite's labs running on the machine.
+fn demo_lab() -> Result<SimLabConfig, proofrig_simlab::SimError> {
     SimLabConfig {
         console_login_failure_delay: std::time::Duration::from_millis(300),
         ssh_auth_failure_delay: std::time::Duration::from_millis(200),
         ..SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(2))
     }
+    .on_random_addresses()
 }
