@@ -45,6 +45,9 @@ const DEATH_CONTEXT: usize = 120;
 /// Before the user name is sent, how long a silent console may stay silent before
 /// we press Enter to make it print its login prompt again.
 const LOGIN_POKE: Duration = Duration::from_millis(1000);
+/// Before a console login logs out a shell it found open, how long the console must
+/// have been quiet after its prompt (see [`Expect::login`]).
+const OPEN_SHELL_QUIET: Duration = Duration::from_millis(150);
 /// How many nested shells a console login logs out before it gives up.
 pub use proofrig_model::prompts::MAX_LOGOUTS;
 
@@ -273,6 +276,11 @@ impl Expect {
         self.window.len() + self.pending.len() - self.pending_pos
     }
 
+    /// Whether the text received and not consumed yet is only white space.
+    fn unread_is_blank(&self) -> bool {
+        self.window.iter().chain(&self.pending[self.pending_pos..]).all(u8::is_ascii_whitespace)
+    }
+
     /// Forget everything received so far that no wait has consumed.
     pub fn clear(&mut self) -> Result<(), ExpectError> {
         let unread = self.stream.read_now()?;
@@ -292,9 +300,20 @@ impl Expect {
     /// been quiet long enough is forgotten at once, with no wait on the critical path.
     /// Returns the bytes of text forgotten.
     pub async fn settle(&mut self, quiet: Duration, limit: Duration) -> Result<usize, ExpectError> {
-        let deadline = Instant::now() + limit;
+        self.read_until_quiet(quiet, None, Instant::now() + limit).await?;
+        let forgotten = self.window.len() + self.pending.len() - self.pending_pos;
+        self.window.clear();
+        self.pending.clear();
+        self.pending_pos = 0;
+        Ok(forgotten)
+    }
+
+    /// Read until the device has said nothing for `quiet` (counted from its last
+    /// bytes, read or not, and at the earliest from `since`) or `deadline` passes, and
+    /// take what is left unread.
+    async fn read_until_quiet(&mut self, quiet: Duration, since: Option<Instant>, deadline: Instant) -> Result<(), ExpectError> {
         loop {
-            let silent = self.stream.silent_for();
+            let silent = since.map_or(self.stream.silent_for(), |since| self.stream.silent_for().min(since.elapsed()));
             if silent >= quiet || Instant::now() >= deadline {
                 break;
             }
@@ -308,11 +327,7 @@ impl Expect {
         }
         let unread = self.stream.read_now()?;
         self.ingest(&unread);
-        let forgotten = self.window.len() + self.pending.len() - self.pending_pos;
-        self.window.clear();
-        self.pending.clear();
-        self.pending_pos = 0;
-        Ok(forgotten)
+        Ok(())
     }
 
     pub fn stream(&self) -> &ByteStream {
@@ -418,6 +433,7 @@ impl Expect {
         const LOGIN: usize = 0;
         const PASSWORD: usize = 1;
         const FAILURE: usize = 2;
+        const SHELL: usize = 3;
 
         let deadline = Instant::now() + timeout;
         // Enter is pressed only at a console that stayed silent for a whole LOGIN_POKE:
@@ -444,6 +460,24 @@ impl Expect {
                 }
                 other => other?,
             };
+            // Before the user name is sent, act only on the console's latest state: a
+            // prompt another one followed is old text (an earlier step left it unread, or
+            // a login prompt came again after Enter). A shell prompt is an open shell only
+            // if the console stayed quiet after it, with nothing printed since: logging a
+            // shell out types `exit`, which must not land at a login prompt on its way
+            // (after an `exit` an earlier step typed, say, whose echo followed the prompt).
+            // The quiet time counts from now: what was typed last may not have been
+            // echoed yet. Nothing else coming, Enter is pressed as above and the shell
+            // prompts again.
+            if !user_sent {
+                let moved_on = found.index == SHELL && {
+                    self.read_until_quiet(OPEN_SHELL_QUIET, Some(Instant::now()), deadline).await?;
+                    !self.unread_is_blank()
+                };
+                if moved_on || self.search(&patterns).is_some() {
+                    continue;
+                }
+            }
             match found.index {
                 LOGIN if password_sent => return Err(self.refused(login, "asked for the login again")),
                 LOGIN => {
@@ -892,6 +926,102 @@ mod tests {
         drop(e);
         // One `exit` per shell, and nothing else: no user name, no password.
         assert_eq!(console.await.unwrap(), vec!["exit\n"; MAX_LOGOUTS]);
+    }
+
+    /// A getty, `login` and a shell on a console: answers each line written, as a
+    /// device does, starting in `state` (`login` or `shell`). Returns the lines it was sent.
+    fn getty(state: &'static str, feed: Arc<Feed>, mut rx: mpsc::Receiver<WriteRequest>) -> tokio::task::JoinHandle<Vec<String>> {
+        tokio::spawn(async move {
+            let (mut lines, mut state, mut typed) = (Vec::new(), state, String::new());
+            while let Some(write) = rx.recv().await {
+                typed.push_str(&String::from_utf8_lossy(&write.data));
+                let _ = write.done.send(Ok(()));
+                let Some(eol) = typed.find('\n') else { continue };
+                let line = typed[..eol].trim_end().to_string();
+                typed.drain(..=eol);
+                let (answer, next) = match (state, line.as_str()) {
+                    ("login", "") => ("\r\nru1 login: ", "login"),
+                    ("login", _) => ("\r\nPassword: ", "password"),
+                    ("password", "pw") => ("\r\nroot@ru1:~# ", "shell"),
+                    ("password", _) => ("\r\nLogin incorrect\r\nru1 login: ", "login"),
+                    (_, "exit") => ("exit\r\nlogout\r\n\r\nru1 login: ", "login"),
+                    (_, _) => ("\r\nsh: not found\r\nroot@ru1:~# ", "shell"),
+                };
+                feed.push(format!("{}{answer}", if state == "password" { "" } else { line.as_str() }).as_bytes());
+                state = next;
+                lines.push(line);
+            }
+            lines
+        })
+    }
+
+    fn root_login() -> ConsoleLogin {
+        ConsoleLogin { user: "root".into(), password: None, login_prompt: None, password_prompt: None, failure: None }
+    }
+
+    #[tokio::test]
+    async fn a_login_acts_on_the_console_s_latest_prompt_not_on_old_text_left_unread() {
+        // An earlier step left a shell prompt unread and then typed `exit`: the console
+        // went on to its login prompt. Typing `exit` there would be taken as a user name.
+        let (mut e, feed, rx) = engine();
+        feed.push(b"passwd: password changed\r\nroot@ru1:~# exit\r\nlogout\r\n\r\nru1 login: ");
+        let device = getty("login", feed.clone(), rx);
+        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        assert!(outcome.logged_out.is_empty(), "no shell was open: {outcome:?}");
+        drop(e);
+        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
+
+        // Old text of a refused login is not this login's refusal.
+        let (mut e, feed, rx) = engine();
+        feed.push(b"ru1 login: oper\r\nPassword: \r\nLogin incorrect\r\nru1 login: ");
+        let device = getty("login", feed.clone(), rx);
+        e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        drop(e);
+        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
+    }
+
+    #[tokio::test]
+    async fn a_shell_prompt_is_logged_out_only_once_the_console_is_quiet_after_it() {
+        // The shell prompt is there when the login starts; the console's answer to an
+        // `exit` typed just before comes a moment later.
+        let (mut e, feed, rx) = engine();
+        feed.push(b"root@ru1:~# ");
+        let late = feed.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(OPEN_SHELL_QUIET / 3).await;
+            late.push(b"exit\r\nlogout\r\n\r\nru1 login: ");
+        });
+        let device = getty("login", feed.clone(), rx);
+        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        assert!(outcome.logged_out.is_empty(), "{outcome:?}");
+        drop(e);
+        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
+
+        // The `exit` echoed after the prompt, the login prompt only after the quiet
+        // time (a getty slow to start again): still not a shell to log out.
+        let (mut e, feed, rx) = engine();
+        feed.push(b"root@ru1:~# ");
+        let late = feed.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(OPEN_SHELL_QUIET / 3).await;
+            late.push(b"exit\r\n");
+            tokio::time::sleep(OPEN_SHELL_QUIET * 3).await;
+            late.push(b"\r\nru1 login: ");
+        });
+        let device = getty("login", feed.clone(), rx);
+        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        assert!(outcome.logged_out.is_empty(), "{outcome:?}");
+        drop(e);
+        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
+
+        // A shell really left open is logged out, and the login done for real.
+        let (mut e, feed, rx) = engine();
+        feed.push(b"root@ru1:~# ");
+        let device = getty("shell", feed.clone(), rx);
+        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(outcome.logged_out, vec![OpenShell { prompt: "root@ru1:~#".into(), account: Some("root".into()) }]);
+        drop(e);
+        assert_eq!(device.await.unwrap(), vec!["exit", "root", "pw"]);
     }
 
     #[test]

@@ -73,6 +73,14 @@ impl Hit {
             Hit::Pattern { start, end, .. } | Hit::Death { start, end, .. } => (start, end),
         }
     }
+
+    /// The same hit in text that starts `by` bytes earlier.
+    fn shifted(self, by: usize) -> Hit {
+        match self {
+            Hit::Pattern { index, start, end } => Hit::Pattern { index, start: start + by, end: end + by },
+            Hit::Death { index, start, end } => Hit::Death { index, start: start + by, end: end + by },
+        }
+    }
 }
 
 /// The patterns a wait looks for and the rig's death strings, compiled.
@@ -362,75 +370,161 @@ impl Consoles {
             format!("{last_line}{}", String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string()
         };
         // Replay each line sent, in order, against what the console had shown by then.
-        let (mut pos, mut user_sent, mut password_sent) = (0, false, false);
-        let mut logged_out: Vec<Value> = Vec::new();
+        // Before the user name is sent the engine acts on the console's latest state: it
+        // passes over a hit that more text followed (old text left unread). Where its
+        // reads ended is not recorded, so which hit a line answered is not always one:
+        // every reading the lines allow is followed (a few at most).
+        let mut paths = vec![LoginPath::default()];
         for (seq, line) in sent_lines(device, events) {
             if line.is_empty() {
                 // Enter, to wake a console that printed its login prompt before we came.
                 continue;
             }
-            let shown = console.shown_before(seq).max(pos);
-            let hit = first_hit(&unread[pos..shown], &relative(&ends, pos), &wait);
-            let wanted = match line.as_str() {
-                SECRET_LINE => PASSWORD,
-                "exit" if !user_sent => PROMPT,
-                _ if line == user => LOGIN,
-                _ => return Err(format!("the console was sent `{line}`, which a login does not send")),
-            };
-            let Some(Hit::Pattern { start, end, .. }) = hit.filter(|h| matches!(h, Hit::Pattern { index, .. } if *index == wanted)) else {
-                return Err(format!("the login sent `{line}` without the console asking for it first"));
-            };
-            match wanted {
-                LOGIN => user_sent = true,
-                PASSWORD => password_sent = true,
-                _ => {
-                    let shown = prompt(pos, start, end);
-                    logged_out.push(serde_json::json!({"account": account_of_prompt(&shown), "prompt": shown}));
+            let mut next = Vec::new();
+            for path in &paths {
+                let wanted = match line.as_str() {
+                    SECRET_LINE => PASSWORD,
+                    "exit" if !path.user_sent => PROMPT,
+                    _ if line == user => LOGIN,
+                    _ => return Err(format!("the console was sent `{line}`, which a login does not send")),
+                };
+                let shown = console.shown_before(seq).max(path.pos);
+                let (text, ends) = (&unread[path.pos..shown], relative(&ends, path.pos));
+                let answered: Vec<(usize, usize)> = if path.user_sent {
+                    first_hit(text, &ends, &wait).into_iter().filter_map(|h| h.of(wanted)).collect()
+                } else {
+                    latest_state_hits(text, &ends, &wait).into_iter().rev().filter_map(|h| h.of(wanted)).take(READINGS).collect()
+                };
+                for (start, end) in answered {
+                    let mut path = path.clone();
+                    match wanted {
+                        LOGIN => path.user_sent = true,
+                        PASSWORD => path.password_sent = true,
+                        _ => {
+                            let shown = prompt(path.pos, start, end);
+                            path.logged_out.push(serde_json::json!({"account": account_of_prompt(&shown), "prompt": shown}));
+                        }
+                    }
+                    path.pos += end;
+                    next.push(path);
                 }
             }
-            pos += end;
+            next.truncate(READINGS);
+            if next.is_empty() {
+                return Err(format!("the login sent `{line}` without the console asking for it first"));
+            }
+            paths = next;
         }
-        let last = first_hit(&unread[pos..], &relative(&ends, pos), &wait);
         let refused = |response: String| serde_json::json!({"accepted": false, "user": user, "response": response});
         // Only a step that asks (`still_logged_in: fail`) records a console it could not
         // log out as what it found; for the others that is an error of the bench.
         let tells_still_logged_in = spec["still_logged_in"] == "fail";
-        let derived = match last {
-            Some(Hit::Pattern { index: PROMPT, .. }) if user_sent => {
-                Some(serde_json::json!({"accepted": true, "user": user, "logged_out": logged_out}))
+        let mut first_error = None;
+        for path in &paths {
+            let LoginPath { pos, user_sent, password_sent, ref logged_out } = *path;
+            let rest = relative(&ends, pos);
+            let lasts: Vec<Option<Hit>> = if user_sent {
+                vec![first_hit(&unread[pos..], &rest, &wait)]
+            } else {
+                match latest_state_hits(&unread[pos..], &rest, &wait) {
+                    hits if hits.is_empty() => vec![None],
+                    hits => hits.into_iter().map(Some).collect(),
+                }
+            };
+            for last in lasts {
+                let derived = match last {
+                    Some(Hit::Pattern { index: PROMPT, .. }) if user_sent => {
+                        Some(serde_json::json!({"accepted": true, "user": user, "logged_out": logged_out}))
+                    }
+                    Some(Hit::Pattern { index: PROMPT, start, end }) if tells_still_logged_in && logged_out.len() == MAX_LOGOUTS => Some(
+                        serde_json::json!({"accepted": false, "user": user, "still_logged_in": true, "prompt": prompt(pos, start, end),
+                            "exits": MAX_LOGOUTS, "logged_out": logged_out}),
+                    ),
+                    Some(Hit::Pattern { index: FAILURE, start, end }) => {
+                        let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
+                        Some(refused(
+                            format!("{}{}", tail_chars(&before, 80), String::from_utf8_lossy(&unread[pos + start..pos + end]))
+                                .trim()
+                                .to_string(),
+                        ))
+                    }
+                    Some(Hit::Pattern { index: LOGIN, .. }) if password_sent => Some(refused("asked for the login again".into())),
+                    Some(Hit::Pattern { index: PASSWORD, .. }) if password_sent => Some(refused("asked for the password again".into())),
+                    _ => None,
+                };
+                let judged: Result<(), String> = match (output.get("error"), derived) {
+                    (None, Some(derived)) if derived == *output => Ok(()),
+                    (None, _) => Err("the recorded login outcome is not what the console showed".into()),
+                    (Some(error), _) if error["class"] == "fail" => match last {
+                        Some(Hit::Death { .. }) => Ok(()),
+                        _ => Err("the login is recorded as a death string seen, but the console showed none".into()),
+                    },
+                    (Some(_), Some(_)) if !exempt => Err("the login is recorded as failed, but the console shows how it ended".into()),
+                    // A shell still open after logging out as many as the login does, a timeout,
+                    // a lost console: nothing the console showed says otherwise.
+                    (Some(_), _) => Ok(()),
+                };
+                match judged {
+                    Ok(()) => {
+                        console.consume(pos + last.map_or(0, |hit| hit.span().1));
+                        return Ok(());
+                    }
+                    Err(why) => {
+                        first_error.get_or_insert(why);
+                    }
+                }
             }
-            Some(Hit::Pattern { index: PROMPT, start, end }) if tells_still_logged_in && logged_out.len() == MAX_LOGOUTS => {
-                Some(serde_json::json!({"accepted": false, "user": user, "still_logged_in": true, "prompt": prompt(pos, start, end),
-                    "exits": MAX_LOGOUTS, "logged_out": logged_out}))
-            }
-            Some(Hit::Pattern { index: FAILURE, start, end }) => {
-                let before = String::from_utf8_lossy(&unread[pos..pos + start]).into_owned();
-                Some(refused(
-                    format!("{}{}", tail_chars(&before, 80), String::from_utf8_lossy(&unread[pos + start..pos + end])).trim().to_string(),
-                ))
-            }
-            Some(Hit::Pattern { index: LOGIN, .. }) if password_sent => Some(refused("asked for the login again".into())),
-            Some(Hit::Pattern { index: PASSWORD, .. }) if password_sent => Some(refused("asked for the password again".into())),
-            _ => None,
-        };
-        if let Some(hit) = last {
-            console.consume(pos + hit.span().1);
-        } else {
-            console.consume(pos);
         }
-        match (output.get("error"), derived) {
-            (None, Some(derived)) if derived == *output => Ok(()),
-            (None, _) => Err("the recorded login outcome is not what the console showed".into()),
-            (Some(error), _) if error["class"] == "fail" => match last {
-                Some(Hit::Death { .. }) => Ok(()),
-                _ => Err("the login is recorded as a death string seen, but the console showed none".into()),
-            },
-            (Some(_), Some(_)) if !exempt => Err("the login is recorded as failed, but the console shows how it ended".into()),
-            // A shell still open after logging out as many as the login does, a timeout,
-            // a lost console: nothing the console showed says otherwise.
-            (Some(_), _) => Ok(()),
+        Err(first_error.unwrap_or_else(|| "the login could not be replayed".into()))
+    }
+}
+
+/// How many readings of a login's lines replay follows at most (see [`Consoles::login`]).
+const READINGS: usize = 16;
+
+/// Where a console login stands after the lines sent so far, in one reading of them.
+#[derive(Clone, Default)]
+struct LoginPath {
+    pos: usize,
+    user_sent: bool,
+    password_sent: bool,
+    logged_out: Vec<Value>,
+}
+
+impl Hit {
+    /// The span of a hit of pattern `wanted`.
+    fn of(self, wanted: usize) -> Option<(usize, usize)> {
+        match self {
+            Hit::Pattern { index, start, end } if index == wanted => Some((start, end)),
+            _ => None,
         }
     }
+}
+
+/// The hits a login can act on before its user name is sent (`Expect::login`), in
+/// order: walking the hits in `text` as the engine meets them, one it may act on is a
+/// hit whose following hit had not arrived by the end of the read that brought it (at
+/// the least, the first recorded chunk end at or after it), and a death string, where
+/// the walk stops. The engine passes over the others.
+fn latest_state_hits(text: &[u8], ends: &[usize], wait: &Wait) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    let mut from = 0;
+    while let Some(hit) = first_hit(&text[from..], &relative(ends, from), wait) {
+        let hit = hit.shifted(from);
+        hits.push(hit);
+        if matches!(hit, Hit::Death { .. }) {
+            break;
+        }
+        from = hit.span().1;
+    }
+    let read_end = |at: usize| ends.iter().copied().find(|e| *e >= at).unwrap_or(text.len());
+    (0..hits.len())
+        .filter(|&i| match (hits[i], hits.get(i + 1)) {
+            (Hit::Death { .. }, _) | (_, None) => true,
+            (hit, Some(next)) => next.span().1 > read_end(hit.span().1),
+        })
+        .map(|i| hits[i])
+        .collect()
 }
 
 /// Replay an `ssh_su` on `device` (`Expect::switch_user` in an SSH shell of its own,
@@ -639,10 +733,7 @@ impl Console {
 fn first_hit(text: &[u8], ends: &[usize], wait: &Wait) -> Option<Hit> {
     ends.iter().copied().chain(std::iter::once(text.len())).filter(|e| *e <= text.len()).find_map(|end| {
         let from = end.saturating_sub(DEFAULT_WINDOW);
-        wait.earliest(&text[from..end]).map(|hit| match hit {
-            Hit::Pattern { index, start, end } => Hit::Pattern { index, start: start + from, end: end + from },
-            Hit::Death { index, start, end } => Hit::Death { index, start: start + from, end: end + from },
-        })
+        wait.earliest(&text[from..end]).map(|hit| hit.shifted(from))
     })
 }
 
@@ -895,6 +986,28 @@ mod tests {
         assert!(replay_login(&unasked, &json!({"accepted": true, "user": "root", "logged_out": []}))
             .unwrap_err()
             .contains("without the console asking"));
+    }
+
+    #[test]
+    fn a_login_replays_as_acting_on_the_console_s_latest_state_not_on_old_text() {
+        let accepted = json!({"accepted": true, "user": "root", "logged_out": []});
+        let then_login = [">root\n", "<root\r\nPassword: ", ">secret", ">\n", "<\r\nroot@ru1:~# "];
+        // An earlier step left a shell prompt unread and typed `exit`; by the login the
+        // console had gone on to its login prompt, which the user name answered.
+        let stale: Vec<&str> = ["<root@ru1:~# ", "<exit\r\nlogout\r\n\r\nru1 login: "].into_iter().chain(then_login).collect();
+        replay_login(&stale, &accepted).unwrap();
+        // Claiming the old prompt was a shell logged out: caught.
+        let claimed = json!({"accepted": true, "user": "root", "logged_out": [{"account": "root", "prompt": "root@ru1:~#"}]});
+        assert!(replay_login(&stale, &claimed).is_err());
+        // An earlier refused login's text is not this login's refusal.
+        let old_refusal: Vec<&str> =
+            ["<ru1 login: oper\r\nPassword: \r\nLogin incorrect\r\nru1 login: "].into_iter().chain(then_login).collect();
+        replay_login(&old_refusal, &accepted).unwrap();
+        // A prompt read together with what followed it is not one the engine acts on:
+        // an `exit` sent there answered nothing.
+        let one_read = ["<root@ru1:~# exit\r\nlogout\r\n\r\nru1 login: ", ">exit\n", "<exit\r\nPassword: "];
+        let err = replay_login(&one_read, &json!({"error": {"class": "error", "message": "timed out"}})).unwrap_err();
+        assert!(err.contains("without the console asking"), "{err}");
     }
 
     #[test]

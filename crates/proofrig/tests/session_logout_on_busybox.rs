@@ -117,3 +117,64 @@ fn another_plan_that_logs_in_on_a_console_without_login_is_an_error_not_a_verdic
     let said = messages(&case);
     assert!(said.contains("a shell is still open after logging out 3 shells (prompt `root@ru-bb:/#`)"), "{said}");
 }
+
+/// The first case leaves its shell's prompt read but not consumed (a wait that matched
+/// text before it) and types `exit` as its last step;
+/// the second logs in at once. Its login must act on where the console went (the
+/// login prompt getty prints again), not on the prompt left unread: `exit` typed there
+/// would be taken as a user name, and the root password refused as its password.
+const LOGIN_AFTER_UNREAD_TEXT: &str = r#"
+plan: login-after-unread-text
+title: A console login after text an earlier case left unread
+cases:
+  - id: TC_LEAVES_ITS_PROMPT_UNREAD
+    title: Logs in, then types a command and exit without reading the console
+    scas: { spec: TS 33.117, clause: 4.2.3.5.1, test_name: TC_LEAVES_ITS_PROMPT_UNREAD, requirement: Sessions end at logout. }
+    purpose: Leave the shell's prompt unread for the next login.
+    expected: root is logged in.
+    evidence: The console transcript.
+    devices: { roles: [radio-unit] }
+    steps:
+      - console_login: { user: root, password: { secret: root_password } }
+      - console_run: { command: "id -un", expect_status: 0 }
+        capture: who
+      - assert: { value: "${who.output}", matches: "^root$" }
+      - console_send: { text: "echo left; echo unread" }
+      - wait: { ms: 300 }
+      # Reads the whole answer, prompt and all, and consumes it only up to `left`.
+      - console_expect: { patterns: ["left"] }
+      - console_send: { text: exit }
+  - id: TC_LOGS_IN_AFTER_IT
+    title: Logs in where the console is now
+    scas: { spec: TS 33.117, clause: 4.2.3.5.1, test_name: TC_LOGS_IN_AFTER_IT, requirement: Sessions end at logout. }
+    purpose: Log in after the unread text.
+    expected: root is logged in, and no shell was found open.
+    evidence: The console transcript.
+    devices: { roles: [radio-unit] }
+    steps:
+      - console_login: { user: root, password: { secret: root_password } }
+      - console_run: { command: "id -un", expect_status: 0 }
+        capture: who
+      - assert: { value: "${who.output}", matches: "^root$" }
+"#;
+
+#[test]
+fn a_console_login_acts_on_where_the_console_went_not_on_a_prompt_left_unread() {
+    let device = BusyboxDevice::start(Profile::Hardened);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("login-after-unread-text.yaml");
+    std::fs::write(&plan, LOGIN_AFTER_UNREAD_TEXT).unwrap();
+    for round in 0..3 {
+        let out = dir.path().join(format!("round-{round}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let (code, text, bundle) = run_and_verify(&device, &out, &plan.display().to_string());
+        assert_eq!(code, 0, "round {round}: {text}");
+        let after = case_of(&bundle, "TC_LOGS_IN_AFTER_IT");
+        assert_eq!(after["verdict"], "PASS", "round {round}: {after}\n{text}");
+        let login = &after["steps"][0];
+        assert_eq!(
+            login["message"], "console login as `root` was accepted, as required",
+            "round {round}: no shell was open: {login}\n{text}"
+        );
+    }
+}
