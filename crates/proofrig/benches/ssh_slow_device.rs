@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use on_device::{env_number, median, range, run_on_device, with_persistent_shell, SlowCpu};
+use on_device::{env_number, median, range, run_on_device, SlowCpu};
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
 use serde_json::Value;
 
@@ -151,7 +151,7 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let own = device.write_rig(dir);
-    let shell = with_persistent_shell(&own, &dir.join("rig-shell.yaml"));
+    let shell = device.write_rig_through_one_shell(dir);
     let plan = plan(dir);
     let master = Master::open(&device, dir);
     let _slow = SlowCpu::running(&device, percent);

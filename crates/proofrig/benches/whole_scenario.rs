@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 mod on_device;
 
-use on_device::{env_number, median, range, run_on_device, verify_on_device, with_persistent_shell, SlowCpu};
+use on_device::{env_number, median, range, run_on_device, verify_on_device, SlowCpu};
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile, PDU_HOST};
 
 const COMMANDS: usize = 100;
@@ -254,7 +254,7 @@ fn main() {
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("private bench directory");
     let own = device.write_rig(dir);
-    let shell = with_persistent_shell(&own, &dir.join("rig-shell.yaml"));
+    let shell = device.write_rig_through_one_shell(dir);
     let plan = plan(dir, device.hostname());
     let labgrid_dir = dir.join("labgrid");
     std::fs::DirBuilder::new().mode(0o700).create(&labgrid_dir).expect("labgrid's directory");

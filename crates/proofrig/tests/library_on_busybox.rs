@@ -110,13 +110,10 @@ enum Commands {
 fn run_library(profile: Profile, commands: Commands) {
     let device = BusyboxDevice::start(profile);
     let tmp = tempfile::tempdir().unwrap();
-    let rig_path = device.write_rig(tmp.path());
-    if commands == Commands::OneShell {
-        let yaml = std::fs::read_to_string(&rig_path).unwrap();
-        let through_shell = yaml.replacen("      timeout_ms: 5000\n", "      timeout_ms: 5000\n      persistent_shell: true\n", 1);
-        assert_ne!(yaml, through_shell, "the rig's ssh block has its timeout line");
-        std::fs::write(&rig_path, through_shell).unwrap();
-    }
+    let rig_path = match commands {
+        Commands::OwnChannels => device.write_rig(tmp.path()),
+        Commands::OneShell => device.write_rig_through_one_shell(tmp.path()),
+    };
     let rig = rig_path.display().to_string();
     let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
     signing::generate(&key, &public).unwrap();

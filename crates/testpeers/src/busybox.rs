@@ -596,13 +596,30 @@ impl BusyboxDevice {
     /// (`dir/<hostname>.yaml`); returns the rig's path. The rig only works inside the
     /// device's network namespace ([`BusyboxDevice::command`]).
     pub fn write_rig(&self, dir: &Path) -> PathBuf {
+        self.write_rig_as(dir, "", false)
+    }
+
+    /// [`BusyboxDevice::write_rig`], the rig running its SSH commands through one
+    /// long-lived shell of the session (`ssh.persistent_shell: true`), as
+    /// `dir/<hostname>-one-shell.yaml`.
+    pub fn write_rig_through_one_shell(&self, dir: &Path) -> PathBuf {
+        self.write_rig_as(dir, "-one-shell", true)
+    }
+
+    fn write_rig_as(&self, dir: &Path, suffix: &str, persistent_shell: bool) -> PathBuf {
         let secrets = dir.join("secrets");
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&secrets).expect("create the secrets directory");
         let name = self.hostname();
         write_private(&secrets.join(format!("{name}-root")), &format!("{}\n", self.root_password));
         write_private(&secrets.join(format!("{name}-oper")), &format!("{}\n", self.operator_password));
-        let path = dir.join(format!("{name}.yaml"));
-        fs::write(&path, self.rig_yaml(&secrets)).expect("write the rig file");
+        let path = dir.join(format!("{name}{suffix}.yaml"));
+        let mut yaml = self.rig_yaml(&secrets);
+        if persistent_shell {
+            let ssh_timeout = "      timeout_ms: 5000\n";
+            assert!(yaml.contains(ssh_timeout), "the rig's ssh block ends with its timeout line");
+            yaml = yaml.replacen(ssh_timeout, &format!("{ssh_timeout}      persistent_shell: true\n"), 1);
+        }
+        fs::write(&path, yaml).expect("write the rig file");
         path
     }
 

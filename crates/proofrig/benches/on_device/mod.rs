@@ -88,15 +88,6 @@ pub fn verify_on_device(device: &BusyboxDevice, run: &Run, dir: &Path) -> Durati
     took
 }
 
-/// The rig `device.write_rig` writes, with its SSH commands through one shell of the session.
-pub fn with_persistent_shell(rig: &Path, to: &Path) -> PathBuf {
-    let yaml = std::fs::read_to_string(rig).expect("rig");
-    let changed = yaml.replacen("      timeout_ms: 5000\n", "      timeout_ms: 5000\n      persistent_shell: true\n", 1);
-    assert_ne!(yaml, changed, "the rig's ssh block has its timeout line");
-    std::fs::write(to, changed).expect("rig");
-    to.to_path_buf()
-}
-
 /// A cgroup (v1 `cpu` controller) that holds the device's processes to a fraction of
 /// one CPU, as a radio unit's small processor does. Removed on drop.
 pub struct SlowCpu {
