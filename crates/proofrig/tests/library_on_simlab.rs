@@ -17,11 +17,8 @@ use simrun::{plan, rig_of, verdict, Ran};
 const IDLE_TIMEOUT_S: u64 = 2;
 
 async fn lab() -> SimLab {
-    let config = SimLabConfig::fast()
-        .with_well_known_service_ports()
-        .with_console_idle_timeout(std::time::Duration::from_secs(IDLE_TIMEOUT_S))
-        .on_random_addresses()
-        .unwrap();
+    let config =
+        SimLabConfig::fast().with_well_known_service_ports().with_console_idle_timeout(std::time::Duration::from_secs(IDLE_TIMEOUT_S));
     SimLab::start(config).await.expect("start the sim lab (telnet/FTP/HTTP on 23/21/80 need root)")
 }
 

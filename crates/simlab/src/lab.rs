@@ -157,7 +157,11 @@ impl Default for SimLabConfig {
 }
 
 impl SimLabConfig {
-    /// The default lab with quick boots and short delays, for tests.
+    /// The default lab with quick boots and short delays, for tests, on loopback
+    /// addresses of its own ([`SimLabConfig::on_random_addresses`]): tests run labs at
+    /// the same time, and a port scan of one lab's device must not find another's.
+    ///
+    /// Panics if the system has no random source.
     pub fn fast() -> Self {
         SimLabConfig {
             boot: BootTiming::fast(),
@@ -167,6 +171,8 @@ impl SimLabConfig {
             cycle_off: Duration::from_millis(200),
             ..SimLabConfig::default()
         }
+        .on_random_addresses()
+        .expect("the system's random source")
     }
 
     /// Hardened consoles log out a login shell left idle for `timeout` (whole seconds),

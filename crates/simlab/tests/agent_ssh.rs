@@ -31,7 +31,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let dir = tempfile::tempdir().unwrap();
-    let mut lab = SimLab::start(SimLabConfig::fast().on_random_addresses().unwrap()).await.unwrap();
+    let mut lab = SimLab::start(SimLabConfig::fast()).await.unwrap();
     let rig = Rig::load(&lab.write_rig(dir.path()).unwrap()).unwrap();
     let mut sessions = Vec::new();
     for (name, device) in rig.devices() {

@@ -278,7 +278,7 @@ async fn a_lab_configured_unpowered_starts_dark_until_its_coil_is_switched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weak_services_can_take_their_well_known_ports_on_a_lab_of_their_own() {
     // Ports below 1024: the tests run as root (scripts/test.sh, the CI container).
-    let config = SimLabConfig::fast().with_well_known_service_ports().on_random_addresses().expect("random addresses");
+    let config = SimLabConfig::fast().with_well_known_service_ports();
     let block = |ip: std::net::IpAddr| match ip {
         std::net::IpAddr::V4(v4) => [v4.octets()[0], v4.octets()[1], v4.octets()[2]],
         other => panic!("{other}"),
