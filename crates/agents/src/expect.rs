@@ -959,69 +959,58 @@ mod tests {
         ConsoleLogin { user: "root".into(), password: None, login_prompt: None, password_prompt: None, failure: None }
     }
 
+    /// Logs in as root at a [`getty`] starting in `state`, the console having shown
+    /// `shown`: each piece of text after its delay from the start. The outcome and the
+    /// lines the console was sent.
+    async fn login_after(state: &'static str, shown: &[(Duration, &'static [u8])]) -> (LoginOutcome, Vec<String>) {
+        let (mut e, feed, rx) = engine();
+        let console = feed.clone();
+        let shown = shown.to_vec();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for (at, text) in shown {
+                tokio::time::sleep_until(start + at).await;
+                console.push(text);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let device = getty(state, feed, rx);
+        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        drop(e);
+        (outcome, device.await.unwrap())
+    }
+
     #[tokio::test]
     async fn a_login_acts_on_the_console_s_latest_prompt_not_on_old_text_left_unread() {
+        let now = Duration::ZERO;
         // An earlier step left a shell prompt unread and then typed `exit`: the console
         // went on to its login prompt. Typing `exit` there would be taken as a user name.
-        let (mut e, feed, rx) = engine();
-        feed.push(b"passwd: password changed\r\nroot@ru1:~# exit\r\nlogout\r\n\r\nru1 login: ");
-        let device = getty("login", feed.clone(), rx);
-        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        let (outcome, sent) = login_after("login", &[(now, b"passwd: changed\r\nroot@ru1:~# exit\r\n\r\nru1 login: ")]).await;
         assert!(outcome.logged_out.is_empty(), "no shell was open: {outcome:?}");
-        drop(e);
-        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
-
+        assert_eq!(sent, ["root", "pw"]);
         // Old text of a refused login is not this login's refusal.
-        let (mut e, feed, rx) = engine();
-        feed.push(b"ru1 login: oper\r\nPassword: \r\nLogin incorrect\r\nru1 login: ");
-        let device = getty("login", feed.clone(), rx);
-        e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
-        drop(e);
-        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
+        let (_, sent) = login_after("login", &[(now, b"ru1 login: oper\r\nPassword: \r\nLogin incorrect\r\nru1 login: ")]).await;
+        assert_eq!(sent, ["root", "pw"]);
     }
 
     #[tokio::test]
     async fn a_shell_prompt_is_logged_out_only_once_the_console_is_quiet_after_it() {
+        let (now, soon, late) = (Duration::ZERO, OPEN_SHELL_QUIET / 3, OPEN_SHELL_QUIET * 3);
         // The shell prompt is there when the login starts; the console's answer to an
         // `exit` typed just before comes a moment later.
-        let (mut e, feed, rx) = engine();
-        feed.push(b"root@ru1:~# ");
-        let late = feed.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(OPEN_SHELL_QUIET / 3).await;
-            late.push(b"exit\r\nlogout\r\n\r\nru1 login: ");
-        });
-        let device = getty("login", feed.clone(), rx);
-        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        let (outcome, sent) = login_after("login", &[(now, b"root@ru1:~# "), (soon, b"exit\r\n\r\nru1 login: ")]).await;
         assert!(outcome.logged_out.is_empty(), "{outcome:?}");
-        drop(e);
-        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
-
+        assert_eq!(sent, ["root", "pw"]);
         // The `exit` echoed after the prompt, the login prompt only after the quiet
         // time (a getty slow to start again): still not a shell to log out.
-        let (mut e, feed, rx) = engine();
-        feed.push(b"root@ru1:~# ");
-        let late = feed.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(OPEN_SHELL_QUIET / 3).await;
-            late.push(b"exit\r\n");
-            tokio::time::sleep(OPEN_SHELL_QUIET * 3).await;
-            late.push(b"\r\nru1 login: ");
-        });
-        let device = getty("login", feed.clone(), rx);
-        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        let shown: [(Duration, &[u8]); 3] = [(now, b"root@ru1:~# "), (soon, b"exit\r\n"), (late, b"\r\nru1 login: ")];
+        let (outcome, sent) = login_after("login", &shown).await;
         assert!(outcome.logged_out.is_empty(), "{outcome:?}");
-        drop(e);
-        assert_eq!(device.await.unwrap(), vec!["root", "pw"]);
-
+        assert_eq!(sent, ["root", "pw"]);
         // A shell really left open is logged out, and the login done for real.
-        let (mut e, feed, rx) = engine();
-        feed.push(b"root@ru1:~# ");
-        let device = getty("shell", feed.clone(), rx);
-        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        let (outcome, sent) = login_after("shell", &[(now, b"root@ru1:~# ")]).await;
         assert_eq!(outcome.logged_out, vec![OpenShell { prompt: "root@ru1:~#".into(), account: Some("root".into()) }]);
-        drop(e);
-        assert_eq!(device.await.unwrap(), vec!["exit", "root", "pw"]);
+        assert_eq!(sent, ["exit", "root", "pw"]);
     }
 
     #[test]
