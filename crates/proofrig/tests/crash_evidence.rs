@@ -129,17 +129,38 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A simulated lab and what a run on it needs: its rig, a signing key pair, the plan
+/// `name` written out, and where results go, all in a temporary directory.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    lab: SimLab,
+    tmp: tempfile::TempDir,
+    rig: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+    verifying: ed25519_dalek::VerifyingKey,
+    plan: PathBuf,
+    results: PathBuf,
+}
+
+impl Bench {
+    fn start(name: &str, plan_text: &str) -> Bench {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let lab = runtime.block_on(SimLab::start(SimLabConfig::fast())).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
+        let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
+        let verifying = signing::generate(&key, &public).unwrap();
+        let plan = tmp.path().join(name);
+        std::fs::write(&plan, plan_text).unwrap();
+        let results = tmp.path().join("results");
+        Bench { runtime, lab, tmp, rig, key, public, verifying, plan, results }
+    }
+}
+
 #[test]
 fn a_killed_run_is_signed_as_far_as_it_got_and_seals_as_incomplete() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut lab = runtime.block_on(SimLab::start(SimLabConfig::fast())).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
-    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
-    let verifying = signing::generate(&key, &public).unwrap();
-    let plan = tmp.path().join("crash-check.yaml");
-    std::fs::write(&plan, PLAN).unwrap();
-    let results = tmp.path().join("results");
+    let Bench { runtime, mut lab, tmp, rig, key, public, verifying, plan, results } = Bench::start("crash-check.yaml", PLAN);
 
     // Without its key, a run touches nothing: it stops before the bundle exists.
     let bad_key = tmp.path().join("bad.key");
@@ -322,15 +343,7 @@ fn finishing_plan() -> String {
 
 #[test]
 fn a_finished_run_carries_checkpoints_that_verify_checks_too() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut lab = runtime.block_on(SimLab::start(SimLabConfig::fast())).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
-    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
-    let verifying = signing::generate(&key, &public).unwrap();
-    let plan = tmp.path().join("finishes.yaml");
-    std::fs::write(&plan, finishing_plan()).unwrap();
-    let results = tmp.path().join("results");
+    let Bench { runtime, mut lab, tmp, rig, key, verifying, plan, results, .. } = Bench::start("finishes.yaml", &finishing_plan());
     let out = proofrig(&["run", &s(&plan), "--rig", &s(&rig), "--device", "ru1", "--key", &s(&key), "--out", &s(&results), "-q"]);
     assert_eq!(out.status.code(), Some(0), "{}", all(&out));
     let bundle = bundle_in(&results).unwrap();
@@ -377,15 +390,7 @@ fn a_finished_run_carries_checkpoints_that_verify_checks_too() {
 /// replays as INCOMPLETE with nothing recorded lost.
 #[test]
 fn a_run_killed_with_a_case_open_on_every_device_seals_each_as_stopped() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut lab = runtime.block_on(SimLab::start(SimLabConfig::fast())).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
-    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
-    let verifying = signing::generate(&key, &public).unwrap();
-    let plan = tmp.path().join("crash-check.yaml");
-    std::fs::write(&plan, PLAN).unwrap();
-    let results = tmp.path().join("results");
+    let Bench { runtime, mut lab, tmp: _tmp, rig, key, public, verifying, plan, results } = Bench::start("crash-check.yaml", PLAN);
     // In the rig's order, as the selection (and so the results) has them.
     let devices: Vec<String> = proofrig_model::rig::Rig::load(&rig).unwrap().devices().map(|(name, _)| name.to_string()).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
@@ -444,15 +449,7 @@ fn a_run_killed_with_a_case_open_on_every_device_seals_each_as_stopped() {
 /// is ABORTED and verifies.
 #[test]
 fn ctrl_c_stops_every_device_and_runs_each_restore() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut lab = runtime.block_on(SimLab::start(SimLabConfig::fast())).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let rig = lab.write_rig(&tmp.path().join("lab")).unwrap();
-    let (key, public) = (tmp.path().join("lab.key"), tmp.path().join("lab.pub"));
-    signing::generate(&key, &public).unwrap();
-    let plan = tmp.path().join("crash-check.yaml");
-    std::fs::write(&plan, PLAN).unwrap();
-    let results = tmp.path().join("results");
+    let Bench { runtime, mut lab, tmp: _tmp, rig, key, public, plan, results, .. } = Bench::start("crash-check.yaml", PLAN);
     let devices: Vec<String> = lab.devices().iter().map(|d| d.name().to_string()).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_proofrig"))
         .args(["run", &s(&plan), "--rig", &s(&rig), "--key", &s(&key), "--out", &s(&results), "-q"])
