@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use proofrig_agents::serial::open_console;
 use proofrig_model::events::{Direction, Event, EventKind, EventSink, Recorder};
-use proofrig_model::rig::{Console, FlowControl, Parity, SerialConsole};
+use proofrig_model::rig::Console;
 use proofrig_testpeers::pty::{boot_log, PtyPair};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -100,21 +100,7 @@ impl EventSink for DigestSink {
 /// proofrig's capture: open_console on the slave, digest sink. Returns seconds taken.
 fn proofrig_capture(runtime: &tokio::runtime::Runtime, data: &Arc<Vec<u8>>, expected: &[u8]) -> f64 {
     let pty = PtyPair::open();
-    let console = Console {
-        serial: Some(SerialConsole {
-            port: pty.path().to_path_buf(),
-            baud: 115_200,
-            data_bits: 8,
-            parity: Parity::None,
-            stop_bits: 1,
-            flow_control: FlowControl::None,
-        }),
-        tcp: None,
-        prompt: None,
-        login: None,
-        death_strings: vec![],
-        slow_send: None,
-    };
+    let console = Console::serial(pty.path(), 115_200);
     let sink = Arc::new(DigestSink { state: Mutex::new((Sha256::new(), 0)), total: data.len(), notify: Notify::new() });
     let stream = runtime.block_on(open_console("bench", &console, Recorder::new(sink.clone()))).expect("open_console on the PTY slave");
     let (master, _path, _keep) = pty.into_master_file();

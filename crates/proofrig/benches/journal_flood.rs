@@ -33,7 +33,7 @@ use proofrig_agents::serial::open_console;
 use proofrig_evidence::journal::{read_chain, JournalWriter};
 use proofrig_evidence::record::JournalEntry;
 use proofrig_model::events::{Direction, Event, EventKind, EventSink, Recorder};
-use proofrig_model::rig::{Console, FlowControl, Parity, SerialConsole};
+use proofrig_model::rig::Console;
 use proofrig_run::executor::JournalSink;
 use proofrig_testpeers::pty::{boot_log, PtyPair};
 use sha2::{Digest, Sha256};
@@ -158,21 +158,7 @@ impl Capture {
 /// (or, without one, into the hash-only baseline sink).
 fn capture(runtime: &tokio::runtime::Runtime, data: &Arc<Vec<u8>>, paced: bool, journal: Option<&Path>) -> Capture {
     let pty = PtyPair::open();
-    let console = Console {
-        serial: Some(SerialConsole {
-            port: pty.path().to_path_buf(),
-            baud: BAUD,
-            data_bits: 8,
-            parity: Parity::None,
-            stop_bits: 1,
-            flow_control: FlowControl::None,
-        }),
-        tcp: None,
-        prompt: None,
-        login: None,
-        death_strings: vec![],
-        slow_send: None,
-    };
+    let console = Console::serial(pty.path(), BAUD);
     let journal = journal.map(|path| JournalSink(Arc::new(JournalWriter::create(path).expect("create the journal"))));
     let hasher = journal.is_none().then(Sha256::new);
     let sink = Arc::new(FloodSink {

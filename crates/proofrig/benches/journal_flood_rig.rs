@@ -25,7 +25,7 @@ use proofrig_agents::serial::open_console;
 use proofrig_evidence::journal::{read_chain, JournalWriter};
 use proofrig_evidence::record::JournalEntry;
 use proofrig_model::events::{Direction, Event, EventKind, EventSink, Recorder};
-use proofrig_model::rig::{Console, FlowControl, Parity, SerialConsole};
+use proofrig_model::rig::Console;
 use proofrig_run::executor::JournalSink;
 use proofrig_testpeers::pty::{boot_log, PtyPair};
 use sha2::{Digest, Sha256};
@@ -59,24 +59,6 @@ impl EventSink for CountingSink {
     }
 }
 
-fn console(pty: &PtyPair) -> Console {
-    Console {
-        serial: Some(SerialConsole {
-            port: pty.path().to_path_buf(),
-            baud: BAUD,
-            data_bits: 8,
-            parity: Parity::None,
-            stop_bits: 1,
-            flow_control: FlowControl::None,
-        }),
-        tcp: None,
-        prompt: None,
-        login: None,
-        death_strings: vec![],
-        slow_send: None,
-    }
-}
-
 /// CPU time the whole process has used.
 fn process_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -102,7 +84,11 @@ fn main() {
     let ptys: Vec<PtyPair> = (0..consoles).map(|_| PtyPair::open()).collect();
     let mut streams = Vec::new();
     for (n, pty) in ptys.iter().enumerate() {
-        streams.push(runtime.block_on(open_console(&format!("ru{n:02}"), &console(pty), recorder.clone())).expect("open_console"));
+        streams.push(
+            runtime
+                .block_on(open_console(&format!("ru{n:02}"), &Console::serial(pty.path(), BAUD), recorder.clone()))
+                .expect("open_console"),
+        );
     }
     let cpu = process_cpu();
     let started = Instant::now();

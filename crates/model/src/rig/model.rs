@@ -94,6 +94,22 @@ pub struct Console {
     pub slow_send: Option<SlowSend>,
 }
 
+impl Console {
+    /// A bare serial console at `port`, 8N1 without flow control, with no prompt, login
+    /// or death strings: a byte stream to capture, as benches and probes open one.
+    pub fn serial(port: impl Into<PathBuf>, baud: u32) -> Console {
+        let serial = SerialConsole {
+            port: port.into(),
+            baud,
+            data_bits: default_data_bits(),
+            parity: Parity::None,
+            stop_bits: default_stop_bits(),
+            flow_control: FlowControl::None,
+        };
+        Console { serial: Some(serial), tcp: None, prompt: None, login: None, death_strings: Vec::new(), slow_send: None }
+    }
+}
+
 /// Parity setting of a serial line.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -342,4 +358,17 @@ fn default_modbus_unit() -> u8 {
 }
 fn default_pdu_timeout_ms() -> u64 {
     3_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_serial_console_has_the_line_settings_a_rig_gets_by_default() {
+        let from_rig: SerialConsole = serde_saphyr::from_str("port: /dev/ttyUSB3\nbaud: 9600\n").unwrap();
+        let console = Console::serial("/dev/ttyUSB3", 9600);
+        assert_eq!(console.serial, Some(from_rig));
+        assert!(console.tcp.is_none() && console.login.is_none() && console.prompt.is_none() && console.death_strings.is_empty());
+    }
 }
