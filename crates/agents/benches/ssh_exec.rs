@@ -5,6 +5,9 @@
 //! Each side runs 100 × `true`, three rounds alternating so drift hits both alike; the
 //! median round is reported. Goal: proofrig within 1.2× the baseline.
 
+#[path = "../tests/ssh_support/mod.rs"]
+mod ssh_support;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,19 +25,8 @@ fn main() {
     let known_hosts = sshd.known_hosts_path();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
 
-    let endpoint = SshEndpoint {
-        host: sshd.host().into(),
-        port: sshd.port(),
-        user: sshd.user().into(),
-        key_file: Some(sshd.client_key()),
-        key_passphrase: None,
-        password: None,
-        host_key: None,
-        known_hosts: Some(known_hosts.clone()),
-        timeout_ms: 10_000,
-        keepalive_s: 15,
-        persistent_shell: false,
-    };
+    let endpoint =
+        SshEndpoint { host_key: None, known_hosts: Some(known_hosts.clone()), timeout_ms: 10_000, ..ssh_support::endpoint(&sshd) };
     // Recording is part of what proofrig does per command, so it is measured too.
     let recorder = Recorder::new(MemorySink::new());
     let session = runtime.block_on(SshSession::connect("bench", &endpoint, recorder)).expect("proofrig connect");

@@ -2,6 +2,8 @@
 //! loopback by `proofrig-testpeers`): what a test author relies on when proofrig runs
 //! commands, drives shells, fetches files, logs in and audits algorithms over SSH.
 
+mod ssh_support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use proofrig_model::rig::SshEndpoint;
 use proofrig_model::secret::{Secret, SecretRef};
 use proofrig_testpeers::sshd::Sshd;
 use sha2::{Digest, Sha256};
+use ssh_support::endpoint;
 
 /// A key no test server holds (made by `ssh-keygen -t ed25519`).
 const STRANGER_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDV2WGvMJIZrtEHFQ+GE9S04+ZNfZVNAXsVqATbBe/1V";
@@ -21,23 +24,6 @@ const STRANGER_FINGERPRINT: &str = "SHA256:CJl+pMJlLF6Wwb66giS9EaDRX9H6vfNcMsOQQ
 fn memory_recorder() -> (Arc<MemorySink>, Recorder) {
     let sink = MemorySink::new();
     (sink.clone(), Recorder::new(sink))
-}
-
-/// Key auth, host key pinned by fingerprint.
-fn endpoint(sshd: &Sshd) -> SshEndpoint {
-    SshEndpoint {
-        host: sshd.host().into(),
-        port: sshd.port(),
-        user: sshd.user().into(),
-        key_file: Some(sshd.client_key()),
-        key_passphrase: None,
-        password: None,
-        host_key: Some(sshd.host_key_fingerprint().into()),
-        known_hosts: None,
-        timeout_ms: 5_000,
-        keepalive_s: 15,
-        persistent_shell: false,
-    }
 }
 
 /// Password auth (from a secret file), host key pinned by known_hosts.

@@ -3,6 +3,8 @@
 //! status are what a channel of its own gives, nothing of one command reaches the
 //! next, and the raw bytes are on record for replay.
 
+mod ssh_support;
+
 use std::time::{Duration, Instant};
 
 use proofrig_agents::ssh::{SshError, SshSession};
@@ -12,19 +14,7 @@ use proofrig_model::wire::ssh_shell;
 use proofrig_testpeers::sshd::Sshd;
 
 fn endpoint(sshd: &Sshd, persistent_shell: bool) -> SshEndpoint {
-    SshEndpoint {
-        host: sshd.host().into(),
-        port: sshd.port(),
-        user: sshd.user().into(),
-        key_file: Some(sshd.client_key()),
-        key_passphrase: None,
-        password: None,
-        host_key: Some(sshd.host_key_fingerprint().into()),
-        known_hosts: None,
-        timeout_ms: 5_000,
-        keepalive_s: 15,
-        persistent_shell,
-    }
+    SshEndpoint { persistent_shell, ..ssh_support::endpoint(sshd) }
 }
 
 fn sent_to_shell(sink: &MemorySink) -> usize {

@@ -4,6 +4,8 @@
 //! authentication log with timestamps, a network namespace of its own with a
 //! plain-text listener.
 
+mod ssh_support;
+
 use std::time::{Duration, Instant};
 
 use proofrig_agents::ssh::{try_login, ConnectOptions, Credential, SshSession};
@@ -14,19 +16,7 @@ use proofrig_testpeers::sshd::{Account, Sshd, AUTH_LOG};
 
 /// Pinned host key, no credential of its own (logins say theirs).
 fn endpoint(sshd: &Sshd) -> SshEndpoint {
-    SshEndpoint {
-        host: sshd.host().into(),
-        port: sshd.port(),
-        user: sshd.user().into(),
-        key_file: None,
-        key_passphrase: None,
-        password: None,
-        host_key: Some(sshd.host_key_fingerprint().into()),
-        known_hosts: None,
-        timeout_ms: 5_000,
-        keepalive_s: 15,
-        persistent_shell: false,
-    }
+    SshEndpoint { key_file: None, ..ssh_support::endpoint(sshd) }
 }
 
 /// One password login attempt, as an `ssh_login` step makes it.
