@@ -330,8 +330,10 @@ impl Consoles {
 
 impl Consoles {
     /// Replay a `console_login` on `device` (the engine's `Expect::login`): every line
-    /// it sent answers the hit before it (the user name a login prompt, the password a
-    /// password prompt, `exit` a shell left open), and the outcome is the hit after the
+    /// it sent answers a hit before it (the user name a login prompt, the password a
+    /// password prompt, `exit` a shell left open): after the user name, the next hit;
+    /// before it, the latest the console had shown by the end of a read (older hits
+    /// are passed over, as the engine does), and the outcome is the hit after the
     /// last line (a shell prompt: accepted; the failure text, or a prompt asked again
     /// after the password: refused; a shell prompt again after `MAX_LOGOUTS` exits and
     /// no user name sent: a console that cannot be logged out, for a step that asks
