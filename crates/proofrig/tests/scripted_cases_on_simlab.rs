@@ -107,6 +107,20 @@ async fn unreachable_devices_give_infra_and_ambiguous_evidence_inconclusive_neve
         assert!(case.evidence_excerpt.contains("documents no default accounts"), "{}", case.evidence_excerpt);
     }
 
+    // Ambiguous: a password-change command that cannot set the account's password at all
+    // (it names another account) refuses every weak password too; that proves nothing.
+    let elsewhere = dir.path().join("changes-root.yaml");
+    let changes_root = rig_text.replace("password_change_command: \"passwd --stdin\"", "password_change_command: \"passwd --stdin root\"");
+    assert_ne!(changes_root, rig_text, "the rig declares its password-change command");
+    std::fs::write(&elsewhere, changes_root).unwrap();
+    let ran = run_on(Rig::load(&elsewhere).unwrap(), tempfile::tempdir().unwrap(), vec![plan("password-structure.yaml")], &[], None).await;
+    assert!(!ran.result.cases.is_empty());
+    for case in &ran.result.cases {
+        assert_eq!(case.verdict, Verdict::Inconclusive, "{}: {}", case.key.device, case.evidence_excerpt);
+        assert!(case.evidence_excerpt.contains("did not set oper's own password to its real one"), "{}", case.evidence_excerpt);
+    }
+    replays(&ran);
+
     // Unreachable: the same rig once the whole lab (PDU, SSH servers, consoles) is gone.
     lab.stop().await;
     let plans = library();
