@@ -38,6 +38,10 @@ command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v ps >/dev/null 2>&1 || need+=(procps)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/lib/*-linux-gnu/security/pam_faillock.so >/dev/null 2>&1 || need+=(libpam-modules)
+# The sshd peer whose passwd enforces a password policy (4.2.3.4.3.1). Its postinst adds
+# pam_pwquality to the machine's common-password (pam-auth-update); the peer itself
+# uses a passwd stack of its own, and no test changes a password of the machine.
+ls /usr/lib/*-linux-gnu/security/pam_pwquality.so >/dev/null 2>&1 || need+=(libpam-pwquality)
 # The dashboard's browser tests: Debian's Chromium over its WebDriver, with a font to render.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)

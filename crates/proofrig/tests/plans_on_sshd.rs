@@ -16,7 +16,7 @@ use proofrig_evidence::signing;
 use proofrig_simlab::log_forward::LogServer;
 use proofrig_testpeers::busybox::{KERNEL_NET_CARELESS, KERNEL_NET_COMPLIANT, VENDOR_KEY};
 use proofrig_testpeers::rsyslog::RsyslogForwarder;
-use proofrig_testpeers::sshd::{Account, Sshd, SshdBuilder, AUTH_LOG};
+use proofrig_testpeers::sshd::{Account, PasswordChanges, Sshd, SshdBuilder, AUTH_LOG};
 
 mod verdicts;
 
@@ -165,6 +165,11 @@ fn run_library(sshd: &Sshd, tmp: &Path, name: &str, rig: &Path) -> (i32, String,
 
 /// [`run_library`] with these plan files only.
 fn run_plans(sshd: &Sshd, tmp: &Path, name: &str, rig: &Path, plans: &[String]) -> (i32, String, PathBuf) {
+    run_plans_with(sshd, tmp, name, rig, plans, &[])
+}
+
+/// [`run_plans`] with these `--param NAME=VALUE`s.
+fn run_plans_with(sshd: &Sshd, tmp: &Path, name: &str, rig: &Path, plans: &[String], params: &[&str]) -> (i32, String, PathBuf) {
     let (key, public) = (tmp.join(format!("{name}.key")), tmp.join(format!("{name}.pub")));
     signing::generate(&key, &public).unwrap();
     let out_dir = tmp.join(name).join("results");
@@ -173,6 +178,9 @@ fn run_plans(sshd: &Sshd, tmp: &Path, name: &str, rig: &Path, plans: &[String]) 
     args.extend(plans.iter().map(String::as_str));
     let (rig, key, out_dir) = (s(rig), s(&key), s(&out_dir));
     args.extend(["--rig", &rig, "--key", &key, "--out", &out_dir, "--quiet"]);
+    for param in params {
+        args.extend(["--param", param]);
+    }
     let out = proofrig_at(sshd, &args);
     let text = all(&out);
     let bundle = String::from_utf8_lossy(&out.stdout)
@@ -299,6 +307,47 @@ fn a_root_by_key_appliance_fails_remote_root_login() {
     assert!(results.contains("the rig's own SSH user root has uid 0: the device lets a privileged account log in remotely"), "{results}");
     assert!(results.contains("SSH login as root with the rig's key was accepted"), "{results}");
     assert!(results.contains("SSH login as root with its password was refused"), "the password alone would have passed: {results}");
+}
+
+/// TS 33.117 4.2.3.4.3.1 (password-structure.yaml) both ways on OpenSSH's Debian, benched
+/// as an appliance whose rig logs in as root by key: the device's own `passwd` (through
+/// PAM's `passwd` service) reads the new password twice on standard input. With
+/// `pam_pwquality` enforcing 12 characters and 3 classes, root included, it sets the
+/// real password and refuses each weak one: PASS. With `pam_unix` alone it stores them:
+/// FAIL, naming the first. Both bundles verify; the real password is set back.
+#[test]
+fn the_device_s_passwd_refuses_weak_passwords_under_a_policy_and_stores_them_without() {
+    let tmp = tempfile::tempdir().unwrap();
+    let checked = PasswordChanges::Checked { min_length: 12, classes: 3 };
+    for (name, changes, verdict) in [("checked", checked, "PASS"), ("unchecked", PasswordChanges::Unchecked, "FAIL")] {
+        let sshd = device(Sshd::builder().password_changes(changes));
+        let dir = tmp.path().join(name);
+        let rig = rig_with_login(&sshd, &dir, "root", &format!("key_file: {}", sshd.client_key().display()));
+        let yaml = std::fs::read_to_string(&rig).unwrap();
+        let declared = "password_policy: { min_length: 12, classes: 3 }, \
+                        password_change_command: 'read p && printf \"%s\\n%s\\n\" \"$p\" \"$p\" | passwd', ";
+        let with_policy = yaml.replacen("declared: { ", &format!("declared: {{ {declared}"), 1);
+        assert_ne!(with_policy, yaml, "the rig has a declared block");
+        std::fs::write(&rig, with_policy).unwrap();
+        let plans = [plan("password-structure.yaml")];
+        let (code, text, _bundle) = run_plans_with(&sshd, tmp.path(), name, &rig, &plans, &["password_secret=root_password"]);
+        let row = row(&text, "4.2.3.4.3.1");
+        assert!(row.contains(verdict), "{name}: {row}\n{text}");
+        assert!(text.contains("the password-change command set root's real password"), "{name}: {text}");
+        if verdict == "PASS" {
+            assert_eq!(code, 0, "{text}");
+            for refused in [
+                "\"Xq7#Xq7#Xq7\" (shorter than 12 characters) was refused",
+                "(lower-case letters only) was refused",
+                "(only two character classes) was refused",
+            ] {
+                assert!(text.contains(refused), "{refused}: {text}");
+            }
+        } else {
+            assert_eq!(code, 1, "{text}");
+            assert!(text.contains("the device accepted the password \"Xq7#Xq7#Xq7\" (shorter than 12 characters) for root"), "{text}");
+        }
+    }
 }
 
 /// A rig whose `root_password` is wrong: root is refused over SSH and by `su` alike,

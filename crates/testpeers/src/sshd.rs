@@ -77,6 +77,19 @@ pub struct SshdBuilder {
     /// own asks for every interface.
     listen_address: String,
     inside: Vec<String>,
+    password_changes: Option<PasswordChanges>,
+}
+
+/// How the device's own `passwd` (Debian's, through PAM's `passwd` service) treats a
+/// new password, for a rig that declares it as `password_change_command`.
+#[derive(Debug, Clone, Copy)]
+pub enum PasswordChanges {
+    /// `pam_pwquality` refuses a password shorter than `min_length` or with fewer than
+    /// `classes` character classes, for root too (`enforce_for_root`), before `pam_unix`
+    /// stores it. The dictionary check is off (it needs cracklib's word list).
+    Checked { min_length: u32, classes: u32 },
+    /// `pam_unix` alone: any password is stored, as an image with no policy does.
+    Unchecked,
 }
 
 /// A local account created inside the server's namespace, as a vendor's image would
@@ -197,6 +210,15 @@ impl SshdBuilder {
     /// server's own `/etc/pam.d/sshd`, bind-mounted over Debian's inside the namespace).
     pub fn pam(mut self) -> Self {
         self.pam = true;
+        self
+    }
+
+    /// Accounts may change their password with Debian's `passwd`, through the PAM stack
+    /// `changes` gives (the server's own `/etc/pam.d/passwd`). The namespace gets a
+    /// private, writable copy of `/etc`, since `passwd` replaces `/etc/shadow` by
+    /// renaming a new file over it, which a file bind-mounted there would refuse.
+    pub fn password_changes(mut self, changes: PasswordChanges) -> Self {
+        self.password_changes = Some(changes);
         self
     }
 
@@ -391,6 +413,7 @@ impl Sshd {
             authorized_keys: Vec::new(),
             listen_address: "127.0.0.1".to_string(),
             inside: Vec::new(),
+            password_changes: None,
         }
     }
 
@@ -431,6 +454,10 @@ impl Sshd {
             let module = format!("/usr/lib/{}-linux-gnu/security/pam_faillock.so", std::env::consts::ARCH);
             require_program(&module, "libpam-modules");
         }
+        if let Some(PasswordChanges::Checked { .. }) = options.password_changes {
+            let module = format!("/usr/lib/{}-linux-gnu/security/pam_pwquality.so", std::env::consts::ARCH);
+            require_program(&module, "libpam-pwquality");
+        }
         assert!(
             running_as_root(),
             "the sshd test peer must run as root: it starts sshd in private namespaces \
@@ -459,6 +486,9 @@ impl Sshd {
         fs::write(base.join("empty"), b"").expect("empty login-record file");
         fs::create_dir(base.join("home")).expect("private home");
         fs::create_dir(base.join("files")).expect("files dir");
+        if let Some(changes) = options.password_changes {
+            fs::write(base.join("pam-passwd"), passwd_stack(changes)).expect("passwd's PAM stack");
+        }
         if options.pam {
             fs::write(base.join("pam-sshd"), pam_stack(base, options.faillock)).expect("PAM stack");
             fs::create_dir(base.join("faillock")).expect("faillock tally dir");
@@ -810,6 +840,17 @@ fn write_account_files(base: &Path, root_password: &str, accounts: &[Account]) -
     created
 }
 
+/// `/etc/pam.d/passwd` for the server (see [`PasswordChanges`]).
+fn passwd_stack(changes: PasswordChanges) -> String {
+    match changes {
+        PasswordChanges::Checked { min_length, classes } => format!(
+            "password requisite pam_pwquality.so minlen={min_length} minclass={classes} dictcheck=0 enforce_for_root retry=1\n\
+             password required  pam_unix.so use_authtok yescrypt\n"
+        ),
+        PasswordChanges::Unchecked => "password required pam_unix.so yescrypt\n".to_string(),
+    }
+}
+
 /// `/etc/pam.d/sshd` for the server: pam_unix, with pam_faillock around it when asked.
 fn pam_stack(base: &Path, faillock: Option<Faillock>) -> String {
     let mut stack = String::from("# PAM for the proofrig sshd test peer\n");
@@ -963,10 +1004,17 @@ fn group_id(name: &str) -> u32 {
 /// loopback and the plain listeners, then sshd in the foreground as the namespace's init.
 fn namespace_script(base: &Path, options: &SshdBuilder, accounts: &[Created]) -> String {
     let d = base.display();
+    let shadow = match options.password_changes {
+        // `passwd` renames its new shadow over /etc/shadow: the whole /etc is a private
+        // copy, the server's shadow and passwd's PAM stack written into it.
+        Some(_) => format!(
+            "cp -a /etc '{d}/etc'\ncp '{d}/pam-passwd' '{d}/etc/pam.d/passwd'\nmount --bind '{d}/etc' /etc\ncat '{d}/shadow' > /etc/shadow\n"
+        ),
+        None => format!("mount --bind '{d}/shadow' /etc/shadow\n"),
+    };
     let mut script = format!(
         r#"set -e
-mount --bind '{d}/shadow' /etc/shadow
-mount -t tmpfs -o mode=755 proofrig-run /run
+{shadow}mount -t tmpfs -o mode=755 proofrig-run /run
 mkdir -m 755 /run/sshd
 mount --bind '{d}/home' /root
 "#
