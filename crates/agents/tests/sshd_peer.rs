@@ -12,7 +12,7 @@ use proofrig_agents::ssh::{try_login, ConnectOptions, Credential, SshSession};
 use proofrig_model::events::Recorder;
 use proofrig_model::rig::SshEndpoint;
 use proofrig_model::secret::{Secret, SecretRef};
-use proofrig_testpeers::sshd::{Account, Sshd, AUTH_LOG};
+use proofrig_testpeers::sshd::{Account, PasswordChanges, Sshd, AUTH_LOG};
 
 /// Pinned host key, no credential of its own (logins say theirs).
 fn endpoint(sshd: &Sshd) -> SshEndpoint {
@@ -201,4 +201,28 @@ fn a_private_network_holds_only_the_server_and_its_listeners() {
     assert!(String::from_utf8_lossy(&greeting.stdout).starts_with("SSH-2.0-OpenSSH"), "{greeting:?}");
     // The test machine's own port 23 is not the namespace's.
     assert!(std::net::TcpStream::connect_timeout(&"127.0.0.1:23".parse().unwrap(), Duration::from_millis(500)).is_err());
+}
+
+#[tokio::test]
+async fn passwd_under_pwquality_refuses_a_weak_password_for_root_and_pam_unix_alone_stores_it() {
+    let host_shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let checked = Sshd::builder().password_changes(PasswordChanges::Checked { min_length: 12, classes: 3 }).start();
+    let unchecked = Sshd::builder().password_changes(PasswordChanges::Unchecked).start();
+    let change = |password: &str| format!("printf '%s\\n%s\\n' '{password}' '{password}' | passwd; echo status $?; grep -c . /etc/shadow");
+    for (sshd, weak_stored) in [(&checked, false), (&unchecked, true)] {
+        let root = session(sshd, "root", sshd.password()).await;
+        let out = root.exec(&change("Xq7#Xq7#Xq7"), Duration::from_secs(10)).await.unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(said.contains("status 0"), weak_stored, "{said}");
+        if !weak_stored {
+            assert!(said.contains("BAD PASSWORD: The password is shorter than 12 characters"), "pam_pwquality said why: {said}");
+        }
+        // A password that meets the policy is stored either way: root logs in with it,
+        // and no longer with the old one; the host's own shadow is untouched.
+        let out = root.exec(&change("Strong-Pass-4711"), Duration::from_secs(10)).await.unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("status 0"), "{out:?}");
+        assert!(login(sshd, "root", "Strong-Pass-4711").await);
+        assert!(!login(sshd, "root", sshd.password()).await);
+    }
+    assert_eq!(std::fs::read_to_string("/etc/shadow").unwrap(), host_shadow, "the machine's own shadow is untouched");
 }
