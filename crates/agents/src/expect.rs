@@ -47,7 +47,7 @@ const DEATH_CONTEXT: usize = 120;
 const LOGIN_POKE: Duration = Duration::from_millis(1000);
 /// Before a console login logs out a shell it found open, how long the console must
 /// have been quiet after its prompt (see [`Expect::login`]).
-const OPEN_SHELL_QUIET: Duration = Duration::from_millis(150);
+const OPEN_SHELL_QUIET: Duration = Duration::from_millis(500);
 /// How many nested shells a console login logs out before it gives up.
 pub use proofrig_model::prompts::MAX_LOGOUTS;
 
