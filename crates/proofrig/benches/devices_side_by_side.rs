@@ -103,20 +103,11 @@ fn spread(values: &[f64], unit: &str) -> String {
     format!("{median:.2}{unit} ({min:.2}..{max:.2}{unit})")
 }
 
-/// The demo's lab: the delays `proofrig demo` gives it.
-fn demo_lab() -> SimLabConfig {
-    SimLabConfig {
-        console_login_failure_delay: Duration::from_millis(300),
-        ssh_auth_failure_delay: Duration::from_millis(200),
-        ..SimLabConfig::default().with_console_idle_timeout(Duration::from_secs(2))
-    }
-}
-
 /// Run every plan of the library on a fresh lab in one run, as the demo does, in one mode.
 async fn run_library(plans: &[Plan], one_device_at_a_time: bool) -> Library {
-    let mut lab = match SimLab::start(demo_lab().with_well_known_service_ports()).await {
+    let mut lab = match SimLab::start(SimLabConfig::demo().with_well_known_service_ports()).await {
         Ok(lab) => lab,
-        Err(_) => SimLab::start(demo_lab()).await.expect("start the simulated lab"),
+        Err(_) => SimLab::start(SimLabConfig::demo()).await.expect("start the simulated lab"),
     };
     let dir = tempfile::tempdir().unwrap();
     let rig = Rig::load(&lab.write_rig(dir.path()).unwrap()).unwrap();

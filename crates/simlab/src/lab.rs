@@ -175,6 +175,18 @@ impl SimLabConfig {
         .expect("the system's random source")
     }
 
+    /// The lab `proofrig demo` runs the library on: hardened consoles and SSH shells log
+    /// out a shell left idle for 2 seconds (the rig declares it), so 4.2.3.5.2 waits
+    /// seconds, not minutes, on each device; a refused login answers after a short
+    /// delay, as many cases make one.
+    pub fn demo() -> Self {
+        SimLabConfig {
+            console_login_failure_delay: Duration::from_millis(300),
+            ssh_auth_failure_delay: Duration::from_millis(200),
+            ..SimLabConfig::default().with_console_idle_timeout(Duration::from_secs(2))
+        }
+    }
+
     /// Hardened consoles log out a login shell left idle for `timeout` (whole seconds),
     /// and the rig declares it as `inactivity_timeout_s`. Keep it to a few seconds in
     /// tests: the inactivity case waits it out on every device.

@@ -18,7 +18,7 @@ use std::time::Instant;
 use proofrig_model::rig::Rig;
 use proofrig_simlab::{SimLab, SimLabConfig};
 
-use super::run::{run_and_seal, RunSetup, Sealed};
+use super::run::{run_and_seal, RunSetup};
 use super::{Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::table;
 use proofrig_evidence::record::{CaseKey, CaseResult};
@@ -115,34 +115,20 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
         job: None,
         one_device_at_a_time: false,
     };
-    let mut sealed: Vec<(Vec<String>, Sealed)> = Vec::new();
-    let outcome = match run_and_seal(setup, "library", &mut CaseLines { quiet, started: BTreeMap::new() }).await {
-        Ok(run) => {
-            if run.result.aborted {
-                eprintln!("proofrig demo: stopped by the operator; the cases left are NOT_RUN");
-            }
-            sealed.push((names, run));
-            Ok(())
-        }
-        Err(err) => Err(err),
-    };
-    lab.stop().await;
-    outcome?;
-
-    let mut verified_all = true;
-    let mut bundles = Vec::new();
-    for (names, run) in &sealed {
-        let report = proofrig_evidence::verify_bundle(&run.dir, Some(&public));
-        let verified = report.status == proofrig_evidence::verify::Status::Verified && report.pinned;
-        verified_all &= verified;
-        let status = if verified { "VERIFIED".to_string() } else { format!("{:?}: {}", report.status, report.summary) };
-        // One row per plan: a plan's bundle is its run's.
-        for name in names {
-            bundles.push(vec![status.clone(), run.dir.display().to_string(), name.clone()]);
-        }
+    let ran = run_and_seal(setup, "library", &mut CaseLines { quiet, started: BTreeMap::new() }).await;
+    if ran.as_ref().is_ok_and(|run| run.result.aborted) {
+        eprintln!("proofrig demo: stopped by the operator; the cases left are NOT_RUN");
     }
+    lab.stop().await;
+    let run = ran?;
 
-    let results: Vec<&CaseResult> = sealed.iter().flat_map(|(_, run)| &run.result.cases).collect();
+    let report = proofrig_evidence::verify_bundle(&run.dir, Some(&public));
+    let verified = report.status == proofrig_evidence::verify::Status::Verified && report.pinned;
+    let status = if verified { "VERIFIED".to_string() } else { format!("{:?}: {}", report.status, report.summary) };
+    // One row per plan: every plan's bundle is the run's.
+    let bundles: Vec<Vec<String>> = names.iter().map(|name| vec![status.clone(), run.dir.display().to_string(), name.clone()]).collect();
+
+    let results: Vec<&CaseResult> = run.result.cases.iter().collect();
     println!();
     let hardened: Vec<&str> = profiles.iter().filter(|(_, p)| p == "hardened").map(|(d, _)| d.as_str()).collect();
     let weak: Vec<&str> = profiles.iter().filter(|(_, p)| p == "weak").map(|(d, _)| d.as_str()).collect();
@@ -166,15 +152,13 @@ pub async fn demo(out_dir: &Path, quiet: bool) -> Result<u8, Failure> {
     }
     println!(
         "\nThe library ({} plan(s), {} case verdict(s)) ran and was verified in {:.0} s.",
-        bundles.len(),
+        names.len(),
         results.len(),
         started.elapsed().as_secs_f64()
     );
     println!("\nOpen a bundle's report.html, or check one yourself:");
-    if let Some((_, run)) = sealed.first() {
-        println!("    proofrig verify {} --key {}", run.dir.display(), out_dir.join("demo-lab.pub").display());
-    }
-    Ok(if !verified_all {
+    println!("    proofrig verify {} --key {}", run.dir.display(), out_dir.join("demo-lab.pub").display());
+    Ok(if !verified {
         EXIT_FAILED
     } else if !invalid.is_empty() {
         EXIT_USAGE
@@ -290,16 +274,9 @@ fn demo_key(out_dir: &Path) -> Result<(ed25519_dalek::SigningKey, ed25519_dalek:
     Ok((key, verifying))
 }
 
-/// The demo's lab: hardened consoles and SSH shells log out a shell left idle for a
-/// few seconds (the rig declares it), so 4.2.3.5.2 waits seconds, not minutes, on each
-/// device; a refused login answers after a short delay, as many cases make one. The
-/// devices get loopback addresses of their own, so a port scan finds only them, even
-/// with another demo, `proofrig sim` or a test suite's labs running on the machine.
+/// The demo's lab ([`SimLabConfig::demo`]), its devices on loopback addresses of their
+/// own, so a port scan finds only them, even with another demo, `proofrig sim` or a
+/// test suite's labs running on the machine.
 fn demo_lab() -> Result<SimLabConfig, proofrig_simlab::SimError> {
-    SimLabConfig {
-        console_login_failure_delay: std::time::Duration::from_millis(300),
-        ssh_auth_failure_delay: std::time::Duration::from_millis(200),
-        ..SimLabConfig::default().with_console_idle_timeout(std::time::Duration::from_secs(2))
-    }
-    .on_random_addresses()
+    SimLabConfig::demo().on_random_addresses()
 }
