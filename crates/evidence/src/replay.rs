@@ -221,8 +221,10 @@ impl<'a> Replayer<'a> {
     /// The lane a record is about, if it is about one: a case's or a step's, an event's.
     fn lane_of_entry(&mut self, entry: &JournalEntry) -> Option<usize> {
         match entry {
-            JournalEntry::CaseStarted { key, .. } | JournalEntry::CaseFinished { key, .. } => Some(self.lane(&key.device)),
-            JournalEntry::StepStarted { key, .. } | JournalEntry::StepFinished { key, .. } => Some(self.lane(&key.device)),
+            JournalEntry::CaseStarted { key, .. }
+            | JournalEntry::CaseFinished { key, .. }
+            | JournalEntry::StepStarted { key, .. }
+            | JournalEntry::StepFinished { key, .. } => Some(self.lane(&key.device)),
             JournalEntry::Event { event } => Some(self.lane(device_of(event))),
             JournalEntry::DeviceReported { device, .. } => Some(self.lane(device)),
             _ => None,
@@ -262,8 +264,7 @@ impl<'a> Replayer<'a> {
                     .map(|s| CaseKey { plan: s.plan.spec.plan.clone(), case: s.case.id.clone(), device: s.device.clone() })
                     .collect();
                 let lanes = Lanes::of(&selected);
-                // Events before RunStarted (none in a run's journal) got lanes of their own.
-                self.lane_of.clear();
+                // Lanes given to events before RunStarted (none in a run's journal) go.
                 self.lanes = lanes.cases.into_iter().map(|cases| Lane { cases, ..Lane::default() }).collect();
                 self.lane_of = lanes.of_device;
                 self.side_by_side = side_by_side;
@@ -467,22 +468,19 @@ impl<'a> Replayer<'a> {
             self.next_case += 1;
             (self.next_case <= self.selected.len()).then(|| self.next_case - 1)
         };
-        match place.map(|p| (p, &self.selected[p])) {
-            Some((_, expected)) if *expected == key => {}
-            Some((_, expected)) => {
-                return Err(at(
-                    &None,
-                    format!(
-                        "case {} on {} runs where the plans and the rig put case {} on {}",
-                        key.case, key.device, expected.case, expected.device
-                    ),
-                ))
-            }
-            None => {
-                return Err(at(&None, format!("case {} on {} runs after every case the plans and the rig select", key.case, key.device)))
-            }
+        let Some(place) = place else {
+            return Err(at(&None, format!("case {} on {} runs after every case the plans and the rig select", key.case, key.device)));
+        };
+        let expected = &self.selected[place];
+        if *expected != key {
+            return Err(at(
+                &None,
+                format!(
+                    "case {} on {} runs where the plans and the rig put case {} on {}",
+                    key.case, key.device, expected.case, expected.device
+                ),
+            ));
         }
-        let place = place.expect("matched above");
         let plan = self
             .plans
             .iter()

@@ -364,8 +364,8 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
     for sel in &selected {
         let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
         let seen = journal.cases.get(&key);
-        let open = journal.open.contains(&key);
-        if let Some(open) = journal.open.iter().find(|open| **open == key) {
+        let open = journal.open.iter().find(|open| **open == key);
+        if let Some(open) = open {
             open_restore.insert(open, sel.case.restore.len());
         }
         let (verdict, excerpt) = match seen {
@@ -374,7 +374,7 @@ fn outcome(journal: &StoppedJournal, plans: &[Plan], rig: &Rig, now: &str) -> (R
                 (*verdict, worst.collect::<Vec<_>>().join("\n"))
             }
             // A finding recorded before the stop still stands (as after Ctrl-C).
-            Some(seen) if open => (
+            Some(seen) if open.is_some() => (
                 seen.steps.iter().fold(Verdict::Aborted, |worst, s| worst.worst(s.verdict)),
                 "the run stopped during this case (it never finished, and its restore steps did not run)".to_string(),
             ),

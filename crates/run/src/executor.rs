@@ -291,13 +291,12 @@ impl RunContext<'_> {
     }
 }
 
-/// What a lane did: its cases' results (with their places in the selection), the
-/// identities its devices reported, and whether it stopped for the operator.
+/// What a lane did: its cases' results (with their places in the selection), and the
+/// identities its devices reported.
 #[derive(Default)]
 struct LaneDone {
     cases: Vec<(usize, CaseResult)>,
     reported: BTreeMap<String, Option<String>>,
-    aborted: bool,
 }
 
 /// Run one lane's cases (their places in the selection) in order, through its own agents.
@@ -308,14 +307,16 @@ async fn run_lane(
     mut abort: watch::Receiver<bool>,
 ) -> Result<LaneDone, RunError> {
     let mut done = LaneDone::default();
+    // Whether the lane stopped for the operator.
+    let mut aborted = false;
     for &number in cases {
         let sel = &run.selected[number];
-        if !done.aborted && *abort.borrow() {
+        if !aborted && *abort.borrow() {
             // Stopped between two cases: no other case of the lane starts, on record.
             run.record_abort(&sel.device);
-            done.aborted = true;
+            aborted = true;
         }
-        if done.aborted {
+        if aborted {
             let key = CaseKey { plan: sel.plan.spec.plan.clone(), case: sel.case.id.clone(), device: sel.device.clone() };
             done.cases.push((number, not_run_case(&key, sel.case)));
             continue;
@@ -324,7 +325,7 @@ async fn run_lane(
             let answer = report_identity(run, &sel.device, &mut agents).await?;
             done.reported.insert(sel.device.clone(), answer);
         }
-        let case = run_case(run, number, &mut agents, &mut abort, &mut done.aborted).await?;
+        let case = run_case(run, number, &mut agents, &mut abort, &mut aborted).await?;
         done.cases.push((number, case));
     }
     agents.close().await;
