@@ -12,49 +12,18 @@
 mod verdicts;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 
-use proofrig_evidence::signing;
 use proofrig_testpeers::busybox::{BusyboxDevice, Profile};
 
 const TEST: &str = "TC_PROTECTING_SESSION_LOGOUT";
 
-fn all(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs the library's `plan` on `device` and verifies the bundle: (exit code, what the
-/// run said with its results, bundle).
+/// Runs the library's `plan` (or a plan at a path) on `device`, inside its network
+/// namespace, and verifies the bundle: (exit code, what the run said with its results,
+/// bundle).
 fn run_and_verify(device: &BusyboxDevice, dir: &Path, plan: &str) -> (i32, String, PathBuf) {
-    let rig = device.write_rig(dir).display().to_string();
-    let (key, public) = (dir.join("lab.key"), dir.join("lab.pub"));
-    signing::generate(&key, &public).unwrap();
+    let rig = device.write_rig(dir);
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testplans").join(plan);
-    let out_dir = dir.join("results");
-    let s = |p: &Path| p.display().to_string();
-    let out = device
-        .command(env!("CARGO_BIN_EXE_proofrig"))
-        .args(["run", &s(&plan), "--rig", &rig, "--key", &s(&key), "--out", &s(&out_dir), "--quiet"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run proofrig");
-    let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(PathBuf::from));
-    let results = bundle.as_ref().and_then(|b| std::fs::read_to_string(b.join("results.json")).ok()).unwrap_or_default();
-    let text = format!("{}\nresults.json:\n{results}", all(&out));
-    let bundle = bundle.unwrap_or_else(|| panic!("no bundle: {text}"));
-    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_proofrig"))
-        .args(["verify", &s(&bundle), "--key", &s(&public)])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run proofrig verify");
-    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, the console login replayed: {}\n{text}", all(&verified));
-    assert!(String::from_utf8_lossy(&verified.stdout).contains("VERIFIED"), "{}", all(&verified));
-    (out.status.code().unwrap_or(-1), text, bundle)
+    verdicts::run_and_verify_with(device.command(env!("CARGO_BIN_EXE_proofrig")), &[plan], &rig, dir, String::new)
 }
 
 /// The results of the case `test`.

@@ -122,6 +122,19 @@ pub fn run_and_verify(
     dir: &Path,
     peer_log: impl Fn() -> String,
 ) -> (i32, String, std::path::PathBuf) {
+    run_and_verify_with(std::process::Command::new(env!("CARGO_BIN_EXE_proofrig")), plans, rig, dir, peer_log)
+}
+
+/// [`run_and_verify`] with `proofrig run` started as `run` (the proofrig binary inside
+/// a device's network namespace, say); the bundle is verified outside, as a third
+/// party would.
+pub fn run_and_verify_with(
+    mut run: std::process::Command,
+    plans: &[std::path::PathBuf],
+    rig: &Path,
+    dir: &Path,
+    peer_log: impl Fn() -> String,
+) -> (i32, String, std::path::PathBuf) {
     use std::process::{Command, Output, Stdio};
     let proofrig = |args: &[String]| -> Output {
         Command::new(env!("CARGO_BIN_EXE_proofrig")).args(args).stdin(Stdio::null()).output().expect("run proofrig")
@@ -134,13 +147,14 @@ pub fn run_and_verify(
     let mut args: Vec<String> = vec!["run".into()];
     args.extend(plans.iter().map(|p| s(p)));
     args.extend(["--rig".into(), s(rig), "--key".into(), s(&key), "--out".into(), s(&dir.join("results")), "--quiet".into()]);
-    let out = proofrig(&args);
+    let out = run.args(&args).stdin(Stdio::null()).output().expect("run proofrig");
     let bundle = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("bundle: ").map(std::path::PathBuf::from));
     let results = bundle.as_ref().and_then(|b| std::fs::read_to_string(b.join("results.json")).ok()).unwrap_or_default();
     let text = format!("{}\nresults.json:\n{results}\nthe peer's log:\n{}", all(&out), peer_log());
     let bundle = bundle.unwrap_or_else(|| panic!("no bundle: {text}"));
     let verified = proofrig(&["verify".into(), s(&bundle), "--key".into(), s(&public)]);
-    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, every verdict replayed: {}", all(&verified));
+    assert_eq!(verified.status.code(), Some(0), "the bundle verifies, every verdict replayed: {}\n{text}", all(&verified));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("VERIFIED"), "{}", all(&verified));
     if std::env::var_os("PROOFRIG_SHOW_EVIDENCE").is_some() {
         eprintln!("=== {}\n{text}", dir.display());
     }
