@@ -31,6 +31,10 @@ ls /usr/lib/*-linux-gnu/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-
 # careless host's unneeded add-on, and perl copied into its CGI directory.
 [ -e /etc/nginx/modules-enabled/50-mod-http-echo.conf ] || need+=(libnginx-mod-http-echo)
 [ -x /usr/bin/perl ] || need+=(perl-base)
+# 4.3.3.1.5's ELF reader is checked against binutils' readelf, and a program is built
+# carelessly and hardened with the C compiler (Rust's own linking needs it anyway).
+command -v readelf >/dev/null 2>&1 || need+=(binutils)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ -x /sbin/ip ] || need+=(iproute2)

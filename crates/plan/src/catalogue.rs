@@ -487,6 +487,7 @@ pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
     ("sensitive_files", "sensitive_files: [/etc/shadow]"),
     ("router", "router: false"),
     ("removable_mounts", "removable_mounts: [/media/usb0]"),
+    ("network_programs", "network_programs: [/usr/sbin/sshd, /usr/sbin/nginx]"),
     (
         "web_server",
         "web_server: { program: nginx, account: www-data, master_account: root, config_files: [/etc/nginx/nginx.conf], \

@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod catalogue;
+pub mod elf;
 pub mod library;
 pub mod model;
 pub mod scope;

@@ -298,6 +298,8 @@ fn engine(runner: Option<&Runner>) -> Engine {
         Ok(regex(pattern)?.find_iter(text).map(|m| Dynamic::from(m.as_str().to_string())).collect())
     });
 
+    engine.register_fn("elf_examine", elf_examine);
+
     let Some(runner) = runner else { return engine };
     let r = runner.clone();
     engine.register_fn("agent", move |ctx: NativeCallContext, action: &str, spec: rhai::Map| {
@@ -361,6 +363,60 @@ fn regex(pattern: &str) -> Result<regex::Regex, Box<EvalAltResult>> {
     regex::Regex::new(pattern).map_err(|e| format!("invalid regular expression `{pattern}`: {e}").into())
 }
 
+/// `elf_examine(reads)`: what a program's ELF headers say of its build (see
+/// [`crate::elf`]). `reads` maps `"OFFSET+LENGTH"` to what `od -An -v -tx1 -j OFFSET
+/// -N LENGTH FILE` printed. The answer is one of `#{ read: #{ offset, length, key } }`
+/// (read that range next and store it under `key`), `#{ problem }` (not an ELF program,
+/// or a dump that is not `od` bytes), or the facts: `#{ bits, pie, shared_object,
+/// static_link, nx, relro: "full"|"partial"|"none", canary: "yes"|"no"|"unknown" }`.
+fn elf_examine(reads: rhai::Map) -> Result<rhai::Map, Box<EvalAltResult>> {
+    use crate::elf::{examine, od_bytes, Examined, Piece};
+    let mut pieces = Vec::new();
+    for (key, text) in &reads {
+        let range = key.split_once('+').and_then(|(o, l)| Some((o.parse::<u64>().ok()?, l.parse::<u64>().ok()?)));
+        let Some((offset, asked)) = range else {
+            return Err(
+                format!("elf_examine: the key `{key}` is not OFFSET+LENGTH; store each read under the key it was asked with").into()
+            );
+        };
+        let text = text.clone().into_immutable_string().map_err(|t| format!("elf_examine: the read `{key}` is a {t}, not od's text"))?;
+        match od_bytes(&text) {
+            Ok(bytes) => pieces.push(Piece { offset, asked, bytes }),
+            Err(problem) => {
+                return Ok(rhai::Map::from([("problem".into(), format!("the dump of bytes {key} is not od's: {problem}").into())]))
+            }
+        }
+    }
+    let mut answer = rhai::Map::new();
+    match examine(&pieces) {
+        Examined::Read { offset, length } => {
+            let read = rhai::Map::from([
+                ("offset".into(), Dynamic::from(offset as i64)),
+                ("length".into(), Dynamic::from(length as i64)),
+                ("key".into(), format!("{offset}+{length}").into()),
+            ]);
+            answer.insert("read".into(), read.into());
+        }
+        Examined::Unreadable(problem) => {
+            answer.insert("problem".into(), problem.into());
+        }
+        Examined::Done(h) => {
+            answer.insert("bits".into(), Dynamic::from(i64::from(h.bits)));
+            answer.insert("pie".into(), h.pie.into());
+            answer.insert("shared_object".into(), h.shared_object.into());
+            answer.insert("static_link".into(), h.static_link.into());
+            answer.insert("nx".into(), h.nx.into());
+            answer.insert("relro".into(), h.relro.name().into());
+            let canary = match h.canary {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unknown",
+            };
+            answer.insert("canary".into(), canary.into());
+        }
+    }
+    Ok(answer)
+}
 /// The names a script sees: `device`, `param` and every capture in the case scope.
 /// Plain variables, not constants: Rhai's optimizer writes a constant's value into
 /// every use of its name when it compiles, a function's own parameter of that name

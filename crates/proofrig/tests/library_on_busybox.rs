@@ -122,6 +122,7 @@ fn run_library(profile: Profile, commands: Commands) {
     let mut problems = Vec::new();
     let mut observed = Vec::new();
     let mut shell_commands = 0;
+    let mut overflow_bundle = None;
     for plan in plans() {
         let name = plan.file_name().unwrap().to_string_lossy().into_owned();
         let out_dir = tmp.path().join("results").join(&name).display().to_string();
@@ -173,6 +174,9 @@ fn run_library(profile: Profile, commands: Commands) {
         if commands == Commands::OneShell {
             shell_commands += commands_through_the_shell(&bundle);
         }
+        if name == "buffer-overflow-protection.yaml" {
+            overflow_bundle = Some(bundle.clone());
+        }
         rows.extend(rows_of(&name, &bundle, seconds, &verify));
     }
 
@@ -188,6 +192,15 @@ fn run_library(profile: Profile, commands: Commands) {
     // The careless unit runs a firmware release out of the declared support.
     let (_, _, why) = observed.iter().find(|(test, _, _)| test == "TC_NO_UNSUPPORTED_COMPONENTS").expect("4.3.2.5 ran");
     assert_eq!(why.contains("firmware 0.9 (read with `cat /etc/os-release`) is not under support"), profile == Profile::Careless, "{why}");
+    // 4.3.3.1.5 reads dropbear's and, on the careless unit, BusyBox's ELF headers: Debian
+    // builds dropbear hardened; busybox-static is linked at a fixed address.
+    let bundle = overflow_bundle.expect("4.3.3.1.5 ran");
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
+    let (verdict, why) = (&results["cases"][0]["verdict"], results["cases"][0]["evidence_excerpt"].as_str().unwrap_or_default());
+    assert!(!why.contains("/usr/sbin/dropbear is built for") && !why.contains("/usr/sbin/dropbear has"), "dropbear is hardened: {why}");
+    if profile == Profile::Careless {
+        assert!(why.contains("/bin/busybox is built for a fixed address (not PIE)"), "{verdict}: {why}");
+    }
     // Log transfer fails on both, each for its own reason: the hardened device's record
     // arrives, in clear; the careless one sends none.
     let (_, _, why) = observed.iter().find(|(test, _, _)| test.contains("TC_LOG TRANS_TO_CENTR STORAGE")).expect("log transfer ran");

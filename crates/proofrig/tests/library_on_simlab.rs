@@ -864,3 +864,52 @@ async fn tls_cases_pass_on_the_hardened_https_server_and_name_legacy_versions_su
     }
     lab.stop().await;
 }
+
+/// 4.3.3.1.5's second half: the ELF headers of each declared network program, read in
+/// pieces with `od` over SSH. The weak devices' own web server is built for a fixed
+/// address with an executable stack and no RELRO, each named; their sshd passes. A
+/// declared program that is not an ELF file, or cannot be read, decides nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_programs_are_read_from_their_elf_headers_and_each_weakness_named() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "buffer-overflow-protection.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "the network programs are built against overflows";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        for program in ["/usr/sbin/sshd", "/usr/sbin/httpd"] {
+            for fact in
+                ["is position independent (PIE)", "has a non-executable stack", "has full RELRO", "calls the stack protector's check"]
+            {
+                assert!(passed.contains(&format!("{program} {fact}")), "{device}: {program} {fact}: {passed}");
+            }
+        }
+        let calls = output(&ran, device, label)["calls"].as_array().unwrap().len();
+        assert_eq!(calls, 2, "{device}: a simulated program is smaller than the first read, so one read each");
+    }
+    for device in ["ru2", "core2"] {
+        let findings = output(&ran, device, label)["findings"].to_string();
+        for finding in [
+            "/usr/sbin/httpd is built for a fixed address (not PIE): ASLR cannot move its code",
+            "/usr/sbin/httpd has an executable stack",
+            "/usr/sbin/httpd has none RELRO where full is required",
+        ] {
+            assert!(findings.contains(finding), "{device}: {finding}: {findings}");
+        }
+        assert!(!findings.contains("/usr/sbin/sshd"), "{device}: its sshd is built hardened: {findings}");
+    }
+    assert_replays(&ran);
+
+    // A text file declared as a program, and one the SSH user may not read.
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig_of(&lab, dir.path(), |text| {
+        text.replace("network_programs: [/usr/sbin/sshd, /usr/sbin/httpd]", "network_programs: [/etc/hostname, /etc/shadow]")
+    });
+    let ran = run_on(rig, dir, vec![plan("buffer-overflow-protection.yaml")], Some("ru1")).await;
+    let (v, why) = verdict(&ran, "ru1");
+    assert_eq!(v, Verdict::Inconclusive, "{why}");
+    assert!(why.contains("/etc/hostname: not an ELF program: it starts with"), "{why}");
+    assert!(why.contains("/etc/shadow could not be read on the device (`od -An -v -tx1` exited 1: od: /etc/shadow:"), "{why}");
+    assert_replays(&ran);
+    lab.stop().await;
+}

@@ -98,7 +98,9 @@ fn hardened_kernel(builder: SshdBuilder) -> SshdBuilder {
 /// The careless kernel: reverse-path filtering, broadcast pings, redirects, source
 /// routes, forwarding and SYN cookies the wrong way round, a stick mounted with the
 /// defaults and an automounter running, and ASLR shown off (`kernel.randomize_va_space` is not per namespace: the
-/// device is shown 0 by a file bound over it in its own mount namespace).
+/// device is shown 0 by a file bound over it in its own mount namespace). Its vendor
+/// also documents BusyBox (a web UI by its httpd applet) among its network programs:
+/// Debian's busybox-static, linked at a fixed address (not PIE).
 fn careless_kernel(builder: SshdBuilder) -> SshdBuilder {
     KERNEL_NET_CARELESS
         .iter()
@@ -107,6 +109,7 @@ fn careless_kernel(builder: SshdBuilder) -> SshdBuilder {
         .removable_medium("usb0", "mode=755")
         // udisks 2's daemon, which mounts a stick as it is inserted (a stand-in process of that name).
         .stand_in_process("udisksd")
+        .network_program("/bin/busybox")
 }
 
 fn rig_for(sshd: &Sshd, dir: &Path, user: &str, password: &str) -> PathBuf {
@@ -127,7 +130,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::write(dir.join("log-server.pem"), &LOG_IDENTITY.identity_pem).unwrap();
     std::fs::write(dir.join("oper.pass"), OPERATOR_PASSWORD).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", inactivity_timeout_s: {IDLE_TIMEOUT_S}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", inactivity_timeout_s: {IDLE_TIMEOUT_S}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], network_programs: [{programs}], \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}], \
@@ -139,6 +142,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
          secrets: {{ root_password: {{ file: root.pass }}, oper_password: {{ file: oper.pass }}, log_server_identity: {{ file: log-server.pem }} }}\n    \
          ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, {login}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
+        programs = sshd.network_programs().join(", "),
         fp = sshd.host_key_fingerprint(),
         default_user = DEFAULT_ACCOUNT.0,
         default_password = DEFAULT_ACCOUNT.1,

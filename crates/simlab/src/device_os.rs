@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::profile::{AccountPolicy, Profile, BASE_SOFTWARE, REMOVABLE_MOUNT, SOFTWARE_LIST, VENDOR_KEY};
+use crate::programs::elf_image;
 
 /// Who the device says it is, as reported by `/etc/proofrig-release` and `uname -a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +219,8 @@ pub(crate) enum Content {
     AuthorizedKeys(String),
     /// The web server's access log, one line a request.
     WebAccessLog,
+    /// A program file (`crate::programs`): bytes, not text.
+    Binary(Vec<u8>),
 }
 
 #[derive(Debug, Clone)]
@@ -554,7 +557,7 @@ impl DeviceState {
         };
         let dir = || NodeKind::Directory;
         let text = |s: String| NodeKind::File(Content::Text(s));
-        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home", "/usr", "/usr/bin"] {
+        for path in ["/", "/etc", "/etc/ssh", "/etc/proofrig", "/var", "/var/log", "/home", "/usr", "/usr/bin", "/usr/sbin"] {
             put(path, dir(), 0o755, "root", "root");
         }
         put("/tmp", dir(), 0o1777, "root", "root");
@@ -604,6 +607,9 @@ impl DeviceState {
             put(&path, text(format!("{value}\n")), 0o644, "root", "root");
         }
         put("/proc/mounts", text(proc_mounts(config.profile)), 0o444, "root", "root");
+        for (program, build) in config.profile.network_programs() {
+            put(&format!("/usr/sbin/{program}"), NodeKind::File(Content::Binary(elf_image(build))), 0o755, "root", "root");
+        }
         let web = config.profile.web_install();
         for path in ["/etc/httpd", "/etc/httpd/modules.d", "/var/www"] {
             put(path, dir(), 0o755, "root", "root");
@@ -749,6 +755,7 @@ impl DeviceState {
     pub(crate) fn render(&self, content: &Content) -> String {
         match content {
             Content::Text(text) => text.clone(),
+            Content::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
             Content::Passwd => {
                 self.accounts_by_uid().map(|a| format!("{}:x:{}:{}:{}:{}:{}\n", a.name, a.uid, a.gid, a.gecos, a.home, a.shell)).collect()
             }

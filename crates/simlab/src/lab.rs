@@ -511,6 +511,7 @@ impl SimLab {
              \x20     bootloader_password_protected: true\n\
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
+             \x20     network_programs: [/usr/sbin/sshd, /usr/sbin/httpd]\n\
              \x20     log_server: tls:{}\n\
              {}\
              \x20   secrets:\n",

@@ -24,6 +24,7 @@ mod line_editor;
 pub mod log_forward;
 pub mod pdu;
 pub mod profile;
+pub mod programs;
 pub mod services;
 mod shell;
 pub mod snmp_agent;

@@ -8,6 +8,7 @@
 //! vendor's factory key, the installed software and which interfaces services bind.
 //! The device OS, the SSH server and the serial console only read it.
 
+use crate::programs::Build;
 use std::time::Duration;
 
 /// Security posture of a simulated device.
@@ -295,6 +296,16 @@ impl Profile {
                 // udisks 2, which mounts a USB stick as soon as it is inserted.
                 Daemon { program: "udisksd", user: "root" },
             ],
+        }
+    }
+
+    /// The programs of the network-facing services, under `/usr/sbin`, and how each was
+    /// built (TS 33.117 4.3.3.1.5): the weak device's vendor built its own web server
+    /// with the compiler's old defaults; both ship a distribution's hardened sshd.
+    pub fn network_programs(self) -> [(&'static str, Build); 2] {
+        match self {
+            Profile::Hardened => [("sshd", Build::Hardened), ("httpd", Build::Hardened)],
+            Profile::Weak => [("sshd", Build::Hardened), ("httpd", Build::Careless)],
         }
     }
 

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::device_os::{Account, CommandOutput, DeviceOs, DeviceState, Node, NodeKind, ROOT_UID};
+use crate::device_os::{Account, CommandOutput, Content, DeviceOs, DeviceState, Node, NodeKind, ROOT_UID};
 
 /// The device's way to run commands, here beside the interpreter so that the shell
 /// imports the device's state and not the other way round.
@@ -463,6 +463,7 @@ fn builtin(state: &mut DeviceState, account: &Account, shell_pid: u32, words: &[
         "id" => id(state, account, args),
         "uname" => uname(state, args),
         "cat" => cat(state, account, args, input),
+        "od" => od(state, account, args),
         "ls" => ls(state, account, args),
         "stat" => stat(state, account, args),
         "ss" => ss(state, account, args),
@@ -641,6 +642,18 @@ fn lookup<'a>(state: &'a DeviceState, account: &Account, path: &str) -> Result<&
 }
 
 fn read_file(state: &DeviceState, account: &Account, path: &str) -> Result<String, FsError> {
+    readable(state, account, path).map(|content| state.render(content))
+}
+
+/// A file's bytes: a program's as they are, any other file's text.
+fn read_bytes(state: &DeviceState, account: &Account, path: &str) -> Result<Vec<u8>, FsError> {
+    readable(state, account, path).map(|content| match content {
+        Content::Binary(bytes) => bytes.clone(),
+        text => state.render(text).into_bytes(),
+    })
+}
+
+fn readable<'s>(state: &'s DeviceState, account: &Account, path: &str) -> Result<&'s Content, FsError> {
     let node = lookup(state, account, &normalize(account, path))?;
     let NodeKind::File(content) = &node.kind else {
         return Err(FsError::IsADirectory);
@@ -648,7 +661,53 @@ fn read_file(state: &DeviceState, account: &Account, path: &str) -> Result<Strin
     if !permitted(state, account, node, READ) {
         return Err(FsError::PermissionDenied);
     }
-    Ok(state.render(content))
+    Ok(content)
+}
+
+/// `od -An -v -tx1 [-j SKIP] [-N COUNT] FILE`, the one form the plans use to read a
+/// program's headers: every byte as two hex digits, 16 a line, no address column.
+fn od(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let (mut skip, mut count, mut file, mut form) = (0usize, None, None, Vec::new());
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let mut number = |flag: &str| -> Result<usize, Output> {
+            let value = if word.len() > 2 { word[2..].to_string() } else { words.next().cloned().unwrap_or_default() };
+            value.parse().map_err(|_| Output::fail(format!("od: invalid {flag} argument '{value}'\n"), 1))
+        };
+        match word.as_str() {
+            "-An" | "-v" | "-tx1" => form.push(word.as_str()),
+            w if w.starts_with("-j") => match number("-j") {
+                Ok(n) => skip = n,
+                Err(out) => return out,
+            },
+            w if w.starts_with("-N") => match number("-N") {
+                Ok(n) => count = Some(n),
+                Err(out) => return out,
+            },
+            w if w.starts_with('-') => return Output::fail(format!("od: option '{w}' is not supported by this device\n"), 1),
+            path if file.is_none() => file = Some(path.to_string()),
+            _ => return Output::fail("od: only one file is supported by this device\n".into(), 1),
+        }
+    }
+    let (Some(path), ["-An", "-v", "-tx1"]) = (file, form.as_slice()) else {
+        return Output::fail("od: this device prints only `od -An -v -tx1 [-j N] [-N N] FILE`\n".into(), 1);
+    };
+    let bytes = match read_bytes(state, account, &path) {
+        Ok(bytes) => bytes,
+        Err(error) => return Output::fail(format!("od: {path}: {error}\n"), 1),
+    };
+    if skip > bytes.len() {
+        return Output::fail("od: cannot skip past end of combined input\n".into(), 1);
+    }
+    let end = count.map_or(bytes.len(), |n| bytes.len().min(skip + n));
+    let mut out = String::new();
+    for line in bytes[skip..end].chunks(16) {
+        for byte in line {
+            out.push_str(&format!(" {byte:02x}"));
+        }
+        out.push('\n');
+    }
+    Output::ok(out)
 }
 
 fn cat(state: &DeviceState, account: &Account, args: &[String], input: &str) -> Output {

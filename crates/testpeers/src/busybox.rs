@@ -184,6 +184,17 @@ impl Profile {
         }
     }
 
+    /// The program files of the device's network-facing services (TS 33.117 4.3.3.1.5
+    /// reads how each was built): dropbear, Debian's hardened build; on the careless
+    /// device also BusyBox, whose telnetd serves port 23 (Debian's busybox-static is
+    /// linked at a fixed address, not PIE).
+    pub fn network_programs(self) -> &'static [&'static str] {
+        match self {
+            Profile::Hardened => &[DROPBEAR],
+            Profile::Careless => &[DROPBEAR, BUSYBOX],
+        }
+    }
+
     /// What the device's `/proc/sys/kernel/randomize_va_space` shows: the test machine's
     /// own value on the hardened device (`None`; `kernel.*` settings are not per
     /// namespace, and the test machine's is never changed), `0` on the careless one, a
@@ -660,6 +671,7 @@ impl BusyboxDevice {
              \x20     privileged_operations: [{{ what: read the password hashes, command: head -n 0 /etc/shadow }}, {{ what: signal init, command: kill -0 1 }}]\n\
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
+             \x20     network_programs: [{network_programs}]\n\
              \x20     log_server: udp:{LOG_SERVER}\n\
              \x20     vendor_keys: [{{ what: factory support key, key: \"{VENDOR_KEY}\" }}]\n\
              \x20     authorized_keys_files: [/root/.ssh/authorized_keys]\n\
@@ -688,6 +700,7 @@ impl BusyboxDevice {
              \x20     timeout_ms: 5000\n\
              \x20   power: {{ pdu: relays, outlet: {outlet}, cycle_off_ms: 1000 }}\n",
             profile = profile.name(),
+            network_programs = profile.network_programs().join(", "),
             pdu_port = self.pdu_port(),
             serial = quoted(&format!("RUBB-{}", profile.name().to_uppercase())),
             firmware = profile.firmware(),

@@ -78,6 +78,7 @@ pub struct SshdBuilder {
     listen_address: String,
     inside: Vec<String>,
     password_changes: Option<PasswordChanges>,
+    network_programs: Vec<String>,
 }
 
 /// How the device's own `passwd` (Debian's, through PAM's `passwd` service) treats a
@@ -344,6 +345,13 @@ impl SshdBuilder {
         self
     }
 
+    /// One more program file the device documents as serving its network (TS 33.117
+    /// 4.3.3.1.5 reads how it was built), beside sshd's own.
+    pub fn network_program(mut self, path: &str) -> Self {
+        self.network_programs.push(path.to_string());
+        self
+    }
+
     pub fn stand_in_process(mut self, name: &str) -> Self {
         assert!(!name.contains(['/', '\'', ' ']), "a plain program name, not {name}");
         self.stand_ins.push(name.to_string());
@@ -374,6 +382,7 @@ pub struct Sshd {
     accounts: Vec<Account>,
     private_network: bool,
     syslog: Option<SyslogReceiver>,
+    network_programs: Vec<String>,
 }
 
 /// One host key of the server, as `ssh-keygen` describes it.
@@ -414,6 +423,7 @@ impl Sshd {
             listen_address: "127.0.0.1".to_string(),
             inside: Vec::new(),
             password_changes: None,
+            network_programs: vec![SSHD.to_string()],
         }
     }
 
@@ -529,6 +539,7 @@ impl Sshd {
                     accounts: options.accounts.clone(),
                     private_network: options.private_network,
                     syslog,
+                    network_programs: options.network_programs.clone(),
                 };
             }
             kill_pid_namespace(&mut child, Duration::from_secs(2));
@@ -546,6 +557,12 @@ impl Sshd {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The program files of the device's network-facing services: sshd's, and any
+    /// [`SshdBuilder::network_program`].
+    pub fn network_programs(&self) -> &[String] {
+        &self.network_programs
     }
 
     /// The user tests log in as.
