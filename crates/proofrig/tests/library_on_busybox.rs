@@ -197,9 +197,17 @@ fn run_library(profile: Profile, commands: Commands) {
     let bundle = overflow_bundle.expect("4.3.3.1.5 ran");
     let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
     let (verdict, why) = (&results["cases"][0]["verdict"], results["cases"][0]["evidence_excerpt"].as_str().unwrap_or_default());
-    assert!(!why.contains("/usr/sbin/dropbear is built for") && !why.contains("/usr/sbin/dropbear has"), "dropbear is hardened: {why}");
-    if profile == Profile::Careless {
-        assert!(why.contains("/bin/busybox is built for a fixed address (not PIE)"), "{verdict}: {why}");
+    for weakness in
+        ["is built for a fixed address", "has an executable stack", "has none RELRO", "has partial RELRO", "references no stack protector"]
+    {
+        assert!(!why.contains(&format!("/usr/sbin/dropbear {weakness}")), "dropbear is hardened: {why}");
+    }
+    match profile {
+        Profile::Hardened => assert!(
+            why.contains("/usr/sbin/dropbear is position independent (PIE)") && why.contains("/usr/sbin/dropbear has full RELRO"),
+            "{verdict}: {why}"
+        ),
+        Profile::Careless => assert!(why.contains("/bin/busybox is built for a fixed address (not PIE)"), "{verdict}: {why}"),
     }
     // Log transfer fails on both, each for its own reason: the hardened device's record
     // arrives, in clear; the careless one sends none.

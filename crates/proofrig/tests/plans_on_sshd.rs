@@ -242,6 +242,11 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(arrived.is_match(&text), "the record of the refused login came through rsyslog over TLS: {text}");
     // The checks after a restart need a PDU the bench does not have: SKIP, recorded.
     assert!(text.contains("device oam1 has no power"), "{text}");
+    // Debian's sshd, read from its ELF headers over SSH, is built with every protection.
+    let results = std::fs::read_to_string(bundle.join("results.json")).unwrap();
+    for fact in ["is position independent (PIE)", "has a non-executable stack", "has full RELRO", "calls the stack protector's check"] {
+        assert!(results.contains(&format!("/usr/sbin/sshd {fact}")), "{fact}: {results}");
+    }
 
     // Root over SSH, a CBC cipher, the 1024-bit SHA-1 key exchange, a telnet-like service on port 23, a log level that
     // drops login records, the default account left open and no lockout.
@@ -291,6 +296,8 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("after 3 wrong passwords the right password for oper was accepted at once: nothing hinders guessing"), "{text}");
     assert!(text.contains("SSH TCP forwarding is not shown deactivated"), "{text}");
     assert!(text.contains("accept connections on the restricted address 127.0.0.3"), "{text}");
+    let results = std::fs::read_to_string(bundle.join("results.json")).unwrap();
+    assert!(results.contains("/bin/busybox is built for a fixed address (not PIE): ASLR cannot move its code"), "{results}");
 }
 
 /// An appliance where root logs in by key only (`PermitRootLogin prohibit-password`),
