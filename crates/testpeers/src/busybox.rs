@@ -27,13 +27,15 @@
 //!   there instead of getty, so `exit` never logs anyone out.
 //! - **Power**: a Modbus TCP relay board ([`ModbusServer`]) whose coil drives the device.
 //!   Coil off kills the PID namespace's init, so the kernel kills every process of the
-//!   device at once: the console goes silent, SSH is refused. Coil on boots again. The
+//!   device at once: the console goes silent (its line raw, not even echoing), SSH is
+//!   refused. Coil on boots again. The
 //!   board listens on the test machine's loopback; a bridge gives it the same address
 //!   and port inside the device's network namespace, where proofrig runs (see
 //!   [`BusyboxDevice::command`]).
 //! - **Profiles** ([`Profile`]): careless (root over SSH by password, world-readable
 //!   `/etc/shadow` and auth log, telnetd on 23, the default `admin`/`admin` account, a
-//!   uid 0 `support` account hashed with MD5, a `guest` without a password, an automounter) and hardened
+//!   uid 0 `support` account hashed with MD5, a `guest` without a password, an automounter,
+//!   a vendor's console login that shows the password as it is typed) and hardened
 //!   (dropbear `-w`, shadow 0640 root:shadow, no telnetd, `admin` locked, root only on
 //!   the console through `/etc/securetty`, BusyBox set-user-ID so users can change
 //!   their own password). Neither has a login lockout: BusyBox and
@@ -99,6 +101,52 @@ pub const PDU_HOST: &str = "127.0.0.2";
 /// every unit: the careless firmware still authorizes it, the hardened one does not.
 /// A rig declares it as `vendor_keys` (TS 33.117 4.2.3.4.2.3).
 pub const VENDOR_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINJ9CiY9CrK96jo0Rc6BbnCC+a721BFllhjSzY71oA5i factory-support@vendor";
+
+/// The careless unit's console login: a vendor's shell script in place of BusyBox
+/// `login`'s questions, as old firmware had. It asks like `login` and checks the password
+/// against `/etc/shadow` with BusyBox `mkpasswd`, then lets `login -f` start the session;
+/// but it reads the password with the terminal's echo on, so the console shows it as it
+/// is typed (TS 33.117 4.2.3.4.3.4). An empty password field lets the account in
+/// without one, as `login` does.
+const VENDOR_CONSOLE_LOGIN: (&str, &str) = (
+    "/sbin/cli-login",
+    r#"#!/bin/sh
+# RU-BB console login (getty -n -l): asks who logs in and checks the password itself.
+host=$(hostname)
+while :; do
+    printf '
+%s login: ' "$host"
+    read -r user || exit 0
+    [ -n "$user" ] || continue
+    entry=$(grep "^$user:" /etc/shadow)
+    hash=${entry#*:}
+    hash=${hash%%:*}
+    if [ -n "$entry" ] && [ -z "$hash" ]; then
+        exec login -f "$user"
+    fi
+    printf 'Password: '
+    read -r password || exit 0
+    case "$hash" in
+        '$1$'*) method=md5 ;;
+        '$5$'*) method=sha256 ;;
+        '$6$'*) method=sha512 ;;
+        *) method= ;;
+    esac
+    salt=${hash#\$?\$}
+    salt=${salt%%\$*}
+    if [ -n "$method" ] && [ "$(printf '%s\n' "$password" | mkpasswd -m "$method" -S "$salt" -P 0)" = "$hash" ]; then
+        exec login -f "$user"
+    fi
+    sleep 1
+    printf '
+Login incorrect
+'
+done
+"#,
+);
+
+/// What `/proc/PID/comm` shows for the vendor's console login.
+const CONSOLE_LOGIN_NAME: &str = "cli-login";
 
 /// How long a power-on may take until SSH listens and getty runs.
 const BOOT_LIMIT: Duration = Duration::from_secs(10);
@@ -551,7 +599,7 @@ impl BusyboxDevice {
         processes().into_iter().any(|pid| {
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             let serves = match console {
-                None => comm.trim() == "getty",
+                None => ["getty", CONSOLE_LOGIN_NAME].contains(&comm.trim()),
                 Some(console) => comm.trim() == "sh" && controlling_terminal(pid) == Some(console),
             };
             serves && netns_id(pid) == ours
@@ -909,7 +957,18 @@ impl Image<'_> {
         }
         // The console: getty and login, or (`console_without_login`) a login shell that
         // init starts again whenever it exits (`-`: a login shell, so it reads /etc/profile).
-        let console = if self.options.console_login { "/sbin/getty -L 0 ttyS0 vt100" } else { "-/bin/sh" };
+        // The careless unit's getty hands the line to the vendor's own console login
+        // ([`VENDOR_CONSOLE_LOGIN`]), which reads the password with the terminal's echo on.
+        let console = match (self.options.console_login, profile) {
+            (false, _) => "-/bin/sh".to_string(),
+            (true, Profile::Hardened) => "/sbin/getty -L 0 ttyS0 vt100".to_string(),
+            (true, Profile::Careless) => {
+                let path = self.root.join(VENDOR_CONSOLE_LOGIN.0.trim_start_matches('/'));
+                fs::write(&path, VENDOR_CONSOLE_LOGIN.1).expect("write the vendor's console login");
+                set_owner_mode(&path, 0, 0, 0o755);
+                format!("/sbin/getty -n -l {} -L 0 ttyS0 vt100", VENDOR_CONSOLE_LOGIN.0)
+            }
+        };
         self.etc("inittab", &format!("# RU-BB: BusyBox init\n::sysinit:/etc/init.d/rcS\nttyS0::respawn:{console}\n"), 0o644);
         let mut rcs = format!(
             "#!/bin/sh\n\
@@ -1125,6 +1184,9 @@ impl PowerSwitch {
         } else if !on {
             if let Some(mut boot) = running.take() {
                 kill_pid_namespace(&mut boot, Duration::from_secs(3));
+                // A UART without power answers nothing, not even the kernel's echo of a
+                // line the last program left in canonical mode with echo on.
+                self.line.unpowered();
             }
         }
     }
@@ -1160,6 +1222,14 @@ struct DeviceSide {
 }
 
 impl DeviceSide {
+    fn unpowered(&self) {
+        if let Ok(mut silent) = tcgetattr(&self.slave) {
+            cfmakeraw(&mut silent);
+            let _ = tcsetattr(&self.slave, SetArg::TCSANOW, &silent);
+        }
+        let _ = tcflush(&self.slave, FlushArg::TCIOFLUSH);
+    }
+
     fn reset(&self) {
         let _ = tcsetattr(&self.slave, SetArg::TCSANOW, &Termios::from(self.sane));
         let _ = tcflush(&self.slave, FlushArg::TCIOFLUSH);

@@ -180,6 +180,8 @@ fn coil_off_silences_the_console_and_refuses_ssh_and_coil_on_boots_again() {
     let mut console = device.open_console();
     console.send("\r");
     console.expect("login: ", Duration::from_secs(5)).expect("getty answers before the power cut");
+    // What the Enter set off (its echo, a fresh prompt) is all printed before the cut.
+    console.read_for(Duration::from_millis(500));
 
     device.power_off();
     assert!(!device.pdu().coil(device.outlet()));
@@ -248,4 +250,33 @@ fn nothing_of_the_device_outlives_it() {
     drop(device);
     assert_eq!(processes_in(&namespace), Vec::<String>::new(), "every process of the device is gone");
     assert!(!root.exists(), "the image is removed");
+}
+
+/// The hardened console asks with BusyBox `login` (echo off while the password is
+/// typed); the careless one with the vendor's own script, which shows the password as
+/// typed. Both let root in with its password, refuse a wrong one, and come back to the
+/// login prompt after `exit`; the careless one lets the support account (MD5 crypt) in too.
+#[test]
+fn the_console_login_hides_the_password_on_the_hardened_unit_and_echoes_it_on_the_careless_one() {
+    for profile in [Profile::Hardened, Profile::Careless] {
+        let device = BusyboxDevice::start(profile);
+        let mut console = device.open_console();
+        let typed = "Typed-9Kq4-wrong";
+        let refused = console.login("root", typed, Duration::from_secs(10)).expect_err("a wrong password is refused");
+        assert!(refused.contains("Login incorrect"), "{profile:?}: {refused}");
+        let after_prompt = refused.rsplit("Password: ").next().unwrap();
+        assert_eq!(after_prompt.contains(typed), profile == Profile::Careless, "{profile:?}: what followed the prompt: {after_prompt:?}");
+
+        let shell = console.login("root", device.root_password(), Duration::from_secs(10)).expect("root logs in on the console");
+        assert!(shell.contains("root@ru-bb:"), "{profile:?}: {shell}");
+        let (out, status) = console.run("id -u", Duration::from_secs(5));
+        assert!(status == 0 && out.lines().any(|l| l.trim() == "0"), "{profile:?}: root's shell: {out:?}");
+        console.send("exit\r");
+        console.expect("ru-bb login: ", Duration::from_secs(5)).expect("the login prompt comes back after logout");
+        if profile == Profile::Careless {
+            let support = console.login("support", "support", Duration::from_secs(10)).expect("the MD5-crypt account logs in");
+            assert!(support.contains("@ru-bb:"), "{support}");
+            console.send("exit\r");
+        }
+    }
 }
