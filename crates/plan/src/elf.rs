@@ -15,14 +15,15 @@
 
 use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
-use object::Endianness;
+use object::{pod, Endianness};
 
 /// The first read: the ELF header and, in every linker's layout, the program headers.
 pub const HEAD: u64 = 4096;
 
-/// Refuse to lay out pieces beyond this offset: no network daemon's headers sit past
-/// it, and a forged offset must not make the examiner allocate gigabytes.
-const LARGEST_FILE: u64 = 256 << 20;
+/// The most bytes one piece may be: far more than any program's headers, dynamic
+/// section or string table, and a bound on what a forged header can make the script
+/// read from the device.
+const LARGEST_PIECE: u64 = 16 << 20;
 
 /// One piece of the file as read: where it starts, how many bytes were asked for, and
 /// the bytes that came (fewer than asked: the file ends there).
@@ -92,10 +93,13 @@ pub fn examine(pieces: &[Piece]) -> Examined {
         Err(problem) => return Examined::Unreadable(problem),
     };
     // Whatever was read of the start says already whether this is ELF at all.
-    let start = file.prefix();
-    let magic = &start[..start.len().min(4)];
-    if !b"\x7fELF".starts_with(magic) || (start.is_empty() && file.end == Some(0)) {
-        return Examined::Unreadable(format!("not an ELF program: it starts with {}", hex(&start[..start.len().min(8)])));
+    if let Some(start) = file.start() {
+        if start.is_empty() {
+            return Examined::Unreadable("not an ELF program: the file is empty".into());
+        }
+        if start.len() < 5 || &start[..4] != b"\x7fELF" {
+            return Examined::Unreadable(format!("not an ELF program: it starts with {}", hex(&start[..start.len().min(8)])));
+        }
     }
     let result = match file.get(0, 5) {
         Err(need) => Err(need),
@@ -130,88 +134,70 @@ enum Need {
     Unreadable(String),
 }
 
-/// The file as far as it was read: the pieces laid out at their offsets.
-struct Sparse {
-    data: Vec<u8>,
-    have: Vec<(u64, u64)>,
+/// The file as far as it was read: the pieces as they came. Each range the examiner
+/// needs is asked for as one piece, so one piece holds it.
+struct Sparse<'p> {
+    pieces: &'p [Piece],
     /// Where the file ends, if a piece came back short.
     end: Option<u64>,
 }
 
-impl Sparse {
-    fn new(pieces: &[Piece]) -> Result<Sparse, String> {
-        let mut data = Vec::new();
-        let mut have = Vec::new();
+impl<'p> Sparse<'p> {
+    fn new(pieces: &'p [Piece]) -> Result<Sparse<'p>, String> {
         let mut end: Option<u64> = None;
         for piece in pieces {
             let got = piece.bytes.len() as u64;
             if got > piece.asked {
                 return Err(format!("{got} bytes came back for {} asked at offset {}", piece.asked, piece.offset));
             }
-            let stop = piece.offset.saturating_add(got);
-            if stop > LARGEST_FILE {
-                return Err(format!("a piece at offset {} lies beyond the {} MB examined", piece.offset, LARGEST_FILE >> 20));
-            }
             if got < piece.asked {
+                let stop = piece.offset.saturating_add(got);
                 end = Some(end.map_or(stop, |e| e.min(stop)));
             }
-            if data.len() < stop as usize {
-                data.resize(stop as usize, 0);
-            }
-            data[piece.offset as usize..stop as usize].copy_from_slice(&piece.bytes);
-            have.push((piece.offset, stop));
         }
-        Ok(Sparse { data, have, end })
+        Ok(Sparse { pieces, end })
+    }
+
+    /// The piece read from the start of the file, if there is one.
+    fn start(&self) -> Option<&'p [u8]> {
+        self.pieces.iter().find(|p| p.offset == 0).map(|p| p.bytes.as_slice())
     }
 
     /// Bytes `offset..offset + length`, or what to read to have them.
-    fn get(&self, offset: u64, length: u64) -> Result<&[u8], Need> {
-        let stop = offset.checked_add(length).filter(|s| *s <= LARGEST_FILE).ok_or_else(|| {
-            Need::Unreadable(format!("its headers point at {length} bytes at offset {offset}, beyond any program's size"))
+    fn get(&self, offset: u64, length: u64) -> Result<&'p [u8], Need> {
+        let stop = offset.checked_add(length).filter(|_| length <= LARGEST_PIECE).ok_or_else(|| {
+            Need::Unreadable(format!("its headers point at {length} bytes at offset {offset}, more than any program's headers"))
         })?;
-        if self.covered(offset, stop) {
-            return Ok(&self.data[offset as usize..stop as usize]);
+        let holding = self.pieces.iter().find(|p| p.offset <= offset && stop <= p.offset + p.bytes.len() as u64);
+        if let Some(piece) = holding {
+            return Ok(&piece.bytes[(offset - piece.offset) as usize..(stop - piece.offset) as usize]);
         }
         match self.end {
             Some(end) if stop > end => {
                 Err(Need::Unreadable(format!("the file ends at byte {end}, inside its own headers (they point at bytes {offset}..{stop})")))
             }
-            _ if offset == 0 && self.have.is_empty() => Err(Need::Read(0, HEAD.max(length))),
+            _ if offset == 0 && self.pieces.is_empty() => Err(Need::Read(0, HEAD.max(length))),
             _ => Err(Need::Read(offset, length)),
         }
-    }
-
-    /// The bytes read from the start of the file on, up to the first gap.
-    fn prefix(&self) -> &[u8] {
-        let mut end = 0;
-        while let Some(e) = self.have.iter().filter(|(s, e)| *s <= end && end < *e).map(|(_, e)| *e).max() {
-            end = e;
-        }
-        &self.data[..end as usize]
-    }
-
-    fn covered(&self, mut from: u64, to: u64) -> bool {
-        // Pieces may overlap or abut; walk forward through whichever covers `from`.
-        while from < to {
-            match self.have.iter().filter(|(s, e)| *s <= from && from < *e).map(|(_, e)| *e).max() {
-                Some(e) => from = e,
-                None => return false,
-            }
-        }
-        true
     }
 }
 
 fn inspect<H: FileHeader<Endian = Endianness>>(file: &Sparse, bits: u8) -> Result<Hardening, Need> {
     let unreadable = |what: &str, e: object::read::Error| Need::Unreadable(format!("{what}: {e}"));
-    file.get(0, std::mem::size_of::<H>() as u64)?;
-    let data = file.data.as_slice();
-    let header = H::parse(data).map_err(|e| unreadable("its ELF header", e))?;
+    let head = file.get(0, std::mem::size_of::<H>() as u64)?;
+    let header = H::parse(head).map_err(|e| unreadable("its ELF header", e))?;
     let endian = header.endian().map_err(|e| unreadable("its ELF header", e))?;
     let phoff: u64 = header.e_phoff(endian).into();
-    let table = u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian));
-    file.get(phoff, table)?;
-    let segments = header.program_headers(endian, data).map_err(|e| unreadable("its program headers", e))?;
+    let (count, size) = (usize::from(header.e_phnum(endian)), usize::from(header.e_phentsize(endian)));
+    if count > 0 && size != std::mem::size_of::<H::ProgramHeader>() {
+        return Err(Need::Unreadable(format!(
+            "its program headers are {size} bytes each, not the {} of its class",
+            std::mem::size_of::<H::ProgramHeader>()
+        )));
+    }
+    let table = file.get(phoff, (count * size) as u64)?;
+    let (segments, _) = pod::slice_from_bytes::<H::ProgramHeader>(table, count)
+        .map_err(|()| Need::Unreadable("its program headers do not fit the bytes read".into()))?;
 
     let of_type = |t: elf::ProgramType| segments.iter().find(|p| p.p_type(endian) == t);
     let interpreter = of_type(elf::PT_INTERP).is_some();
@@ -222,12 +208,11 @@ fn inspect<H: FileHeader<Endian = Endianness>>(file: &Sparse, bits: u8) -> Resul
     let mut pie_flag = false;
     let mut canary = None;
     if let Some(dynamic) = of_type(elf::PT_DYNAMIC) {
-        let (offset, size) = (dynamic.p_offset(endian).into(), dynamic.p_filesz(endian).into());
-        file.get(offset, size)?;
-        let entries = dynamic
-            .dynamic(endian, data)
-            .map_err(|e| unreadable("its dynamic section", e))?
-            .ok_or_else(|| Need::Unreadable("its dynamic segment holds no entries".into()))?;
+        let (offset, size): (u64, u64) = (dynamic.p_offset(endian).into(), dynamic.p_filesz(endian).into());
+        let bytes = file.get(offset, size)?;
+        let count = bytes.len() / std::mem::size_of::<H::Dyn>();
+        let (entries, _) = pod::slice_from_bytes::<H::Dyn>(bytes, count)
+            .map_err(|()| Need::Unreadable("its dynamic section does not fit the bytes read".into()))?;
         let (mut strtab, mut strsz) = (None, None);
         for entry in entries {
             let (tag, value) = (entry.d_tag(endian), entry.val(endian));
@@ -389,7 +374,21 @@ mod tests {
         let short = Piece { offset: 0, asked: HEAD, bytes: b"ru1\n".to_vec() };
         assert!(matches!(examine(&[short]), Examined::Unreadable(why) if why == "not an ELF program: it starts with 72 75 31 0a"));
         let empty = Piece { offset: 0, asked: HEAD, bytes: Vec::new() };
-        assert!(matches!(examine(&[empty]), Examined::Unreadable(why) if why.starts_with("not an ELF program")));
+        assert!(matches!(examine(&[empty]), Examined::Unreadable(why) if why == "not an ELF program: the file is empty"));
+        // A forged string table size does not make the script read gigabytes from the device.
+        let sshd = std::fs::read("/usr/sbin/sshd").unwrap();
+        let mut pieces = vec![Piece { offset: 0, asked: HEAD, bytes: sshd[..HEAD as usize].to_vec() }];
+        let Examined::Read { offset, length } = examine(&pieces) else { panic!("sshd's dynamic section is read next") };
+        let mut dynamic = sshd[offset as usize..(offset + length) as usize].to_vec();
+        let strsz = dynamic.chunks(16).position(|entry| entry[..8] == 10u64.to_le_bytes()).expect("DT_STRSZ");
+        dynamic[strsz * 16 + 8..strsz * 16 + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        pieces.push(Piece { offset, asked: length, bytes: dynamic });
+        assert!(matches!(examine(&pieces), Examined::Unreadable(why) if why.contains("string table")), "{:?}", examine(&pieces));
+        let forged = Sparse::new(&pieces).unwrap().get(4096, 1 << 40).map(<[u8]>::len).map_err(|need| match need {
+            Need::Unreadable(why) => why,
+            Need::Read(..) => "asked to read it".into(),
+        });
+        assert!(matches!(forged, Err(why) if why.contains("more than any program's headers")));
         let sshd = std::fs::read("/usr/sbin/sshd").unwrap();
         let cut = Piece { offset: 0, asked: HEAD, bytes: sshd[..100].to_vec() };
         assert!(matches!(examine(&[cut]), Examined::Unreadable(why) if why.contains("the file ends at byte 100")), "{:?}", examine(&[]));
