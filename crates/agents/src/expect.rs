@@ -471,7 +471,8 @@ impl Expect {
             // prompts again.
             if !user_sent {
                 let moved_on = found.index == SHELL && {
-                    self.read_until_quiet(OPEN_SHELL_QUIET, Some(Instant::now()), deadline).await?;
+                    let quiet = login.shell_quiet_ms.map_or(OPEN_SHELL_QUIET, Duration::from_millis);
+                    self.read_until_quiet(quiet, Some(Instant::now()), deadline).await?;
                     !self.unread_is_blank()
                 };
                 if moved_on || self.search(&patterns).is_some() {
@@ -917,7 +918,14 @@ mod tests {
             }
             lines
         });
-        let login = ConsoleLogin { user: "root".into(), password: None, login_prompt: None, password_prompt: None, failure: None };
+        let login = ConsoleLogin {
+            user: "root".into(),
+            password: None,
+            login_prompt: None,
+            password_prompt: None,
+            failure: None,
+            shell_quiet_ms: None,
+        };
         let err = e.login(&login, Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap_err();
         let ExpectError::StillLoggedIn { prompt, tries, logged_out, channel } = &err else { panic!("{err}") };
         assert_eq!((prompt.as_str(), *tries, channel.device.as_str()), ("root@ru-bb:/#", MAX_LOGOUTS, "dut"));
@@ -956,13 +964,30 @@ mod tests {
     }
 
     fn root_login() -> ConsoleLogin {
-        ConsoleLogin { user: "root".into(), password: None, login_prompt: None, password_prompt: None, failure: None }
+        ConsoleLogin { user: "root".into(), password: None, login_prompt: None, password_prompt: None, failure: None, shell_quiet_ms: None }
     }
 
     /// Logs in as root at a [`getty`] starting in `state`, the console having shown
     /// `shown`: each piece of text after its delay from the start. The outcome and the
     /// lines the console was sent.
     async fn login_after(state: &'static str, shown: &[(Duration, &'static [u8])]) -> (LoginOutcome, Vec<String>) {
+        login_after_with(root_login(), state, shown).await
+    }
+
+    async fn login_after_with(
+        login: ConsoleLogin,
+        state: &'static str,
+        shown: &[(Duration, &'static [u8])],
+    ) -> (LoginOutcome, Vec<String>) {
+        let (outcome, sent) = login_attempt(login, state, shown).await;
+        (outcome.unwrap(), sent)
+    }
+
+    async fn login_attempt(
+        login: ConsoleLogin,
+        state: &'static str,
+        shown: &[(Duration, &'static [u8])],
+    ) -> (Result<LoginOutcome, ExpectError>, Vec<String>) {
         let (mut e, feed, rx) = engine();
         let console = feed.clone();
         let shown = shown.to_vec();
@@ -975,7 +1000,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(1)).await;
         let device = getty(state, feed, rx);
-        let outcome = e.login(&root_login(), Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap();
+        let outcome = e.login(&login, Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await;
         drop(e);
         (outcome, device.await.unwrap())
     }
@@ -1011,6 +1036,22 @@ mod tests {
         let (outcome, sent) = login_after("shell", &[(now, b"root@ru1:~# ")]).await;
         assert_eq!(outcome.logged_out, vec![OpenShell { prompt: "root@ru1:~#".into(), account: Some("root".into()) }]);
         assert_eq!(sent, ["exit", "root", "pw"]);
+    }
+
+    #[tokio::test]
+    async fn a_rig_gives_a_lagging_console_a_longer_quiet_time() {
+        let (now, lag) = (Duration::ZERO, OPEN_SHELL_QUIET * 2);
+        let shown: [(Duration, &[u8]); 2] = [(now, b"root@ru1:~# "), (lag, b"exit\r\n\r\nru1 login: ")];
+        // The default quiet time ends before the echo comes: the shell is taken as open,
+        // and its `exit` lands at the login prompt as a user name.
+        let (outcome, sent) = login_attempt(root_login(), "login", &shown).await;
+        assert!(matches!(&outcome, Err(ExpectError::LoginRefused { .. })), "{outcome:?}");
+        assert_eq!(sent[0], "exit");
+        // The rig's longer one waits for it.
+        let patient = ConsoleLogin { shell_quiet_ms: Some(OPEN_SHELL_QUIET.as_millis() as u64 * 4), ..root_login() };
+        let (outcome, sent) = login_after_with(patient, "login", &shown).await;
+        assert!(outcome.logged_out.is_empty(), "{outcome:?}");
+        assert_eq!(sent, ["root", "pw"]);
     }
 
     #[test]

@@ -665,6 +665,7 @@ impl Agents {
             login_prompt: None,
             password_prompt: None,
             failure: None,
+            shell_quiet_ms: None,
         });
         if let Some(user) = spec.get("user").and_then(Value::as_str) {
             login.user = user.to_string();

@@ -30,6 +30,7 @@ pub fn login() -> ConsoleLogin {
         login_prompt: None,
         password_prompt: None,
         failure: None,
+        shell_quiet_ms: None,
     }
 }
 

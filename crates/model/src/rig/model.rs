@@ -196,6 +196,12 @@ pub struct ConsoleLogin {
     /// Regex that means the password was refused (default `Login incorrect|Permission denied`).
     #[serde(default)]
     pub failure: Option<String>,
+    /// How long the console must stay silent after a shell prompt before a login takes
+    /// it for a shell left open and types `exit` (default 500 ms). Raise it for a
+    /// console whose echo lags: an `exit` typed earlier whose echo comes later than this
+    /// would be answered with another `exit` at the login prompt.
+    #[serde(default)]
+    pub shell_quiet_ms: Option<u64>,
 }
 
 /// Chunked, delayed sending for lossy consoles.
