@@ -81,18 +81,14 @@ use proofrig_verdict::Verdict;
 use regex::bytes::Regex;
 use serde_json::json;
 
+mod settings;
+use settings::env_usize;
+
 const DEVICE: &str = "ru1";
 /// What the executor hands the agents for a step with the default 30 s limit.
 const AGENT_TIMEOUT: Duration = Duration::from_millis(29_900);
 /// What a console round trip waits for: the command's output line, then the prompt.
 const CONSOLE_DONE: &str = r"\nx\r?\n[^\n]*[#$] $";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => text.parse().unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// One device operation, as a plan step and as a direct agent call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,18 +39,14 @@ use proofrig_testpeers::pty::{boot_log, PtyPair};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+mod settings;
+use settings::env_usize;
+
 /// 3 Mbaud, 8N1: 10 bits on the wire per byte.
 const BAUD: u32 = 3_000_000;
 const PACED_RATE: usize = BAUD as usize / 10;
 const TICK: Duration = Duration::from_millis(1);
 const UNPACED_CHUNK: usize = 64 * 1024;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => text.parse().unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// What the writer did: cumulative bytes after each write, when the write returned.
 struct Written {

@@ -30,13 +30,12 @@ use proofrig_run::executor::JournalSink;
 use proofrig_testpeers::pty::{boot_log, PtyPair};
 use sha2::{Digest, Sha256};
 
+mod settings;
+use settings::env_usize;
+
 const BAUD: u32 = 3_000_000;
 const RATE: usize = BAUD as usize / 10;
 const TICK: Duration = Duration::from_millis(1);
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// The journal, and a count of the console bytes each device has had recorded.
 struct CountingSink {

@@ -53,6 +53,9 @@ use proofrig_verdict::judge::judge;
 use proofrig_verdict::Rollup;
 use serde_json::json;
 
+mod settings;
+use settings::env_usize;
+
 const CHUNK: usize = 4096;
 const DEVICE: &str = "ru1";
 const PROMPT: &str = "ru1 login: ";
@@ -61,13 +64,6 @@ const RIG: &str = "rig: bench\ndevices:\n  ru1:\n    role: radio-unit\n    conso
 
 /// The command of the `ssh_shell` kind's steps.
 const SSH_COMMAND: &str = "cat /var/log/messages";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(text) => text.parse().unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 fn boot_text(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 128);
