@@ -489,6 +489,10 @@ pub const DECLARED_EXAMPLES: &[(&str, &str)] = &[
     ("removable_mounts", "removable_mounts: [/media/usb0]"),
     ("network_programs", "network_programs: [/usr/sbin/sshd, /usr/sbin/nginx]"),
     (
+        "software_packages",
+        "software_packages: { install_command: \"fw-install {package}\", genuine: /var/lib/updates/fw-1.0.pkg, tampered: /var/lib/updates/fw-1.0-tampered.pkg }",
+    ),
+    (
         "web_server",
         "web_server: { program: nginx, account: www-data, master_account: root, config_files: [/etc/nginx/nginx.conf], \
          modules_command: ls /etc/nginx/modules-enabled, add_ons: [], script_directories: [], upload_directories: [], \

@@ -913,3 +913,49 @@ async fn network_programs_are_read_from_their_elf_headers_and_each_weakness_name
     assert_replays(&ran);
     lab.stop().await;
 }
+
+/// 4.2.3.3.5: the hardened devices' installer refuses the package with one byte changed
+/// and installs the genuine one; the weak devices' installs both. A "genuine" package
+/// the device refuses too, or a "tampered" one that is the genuine file, shows nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_with_one_byte_changed_is_refused_only_where_the_installer_checks_it() {
+    let mut lab = lab().await;
+    let ran = run(&lab, "software-package-integrity.yaml").await;
+    assert_hardened_pass_weak_fail(&ran);
+    let label = "the genuine package installs and the tampered one is refused";
+    let changed = "byte 545 (octal 11 changed to 51)";
+    for device in ["ru1", "core1"] {
+        let passed = output(&ran, device, label)["passed"].to_string();
+        assert!(passed.contains("the genuine package installed: `fw-install '/var/lib/updates/firmware-4.2.1.pkg'` exited 0"), "{passed}");
+        assert!(passed.contains(&format!("the package with {changed} was refused: `fw-install '/var/lib/updates/firmware-4.2.1-tampered.pkg'` exited 3 (fw-install: /var/lib/updates/firmware-4.2.1-tampered.pkg: signature verification failed")), "{device}: {passed}");
+    }
+    for device in ["ru2", "core2"] {
+        let (_, why) = verdict(&ran, device);
+        assert!(
+            why.contains(&format!(
+                "the package with {changed} was installed: `fw-install '/var/lib/updates/firmware-4.2.1-tampered.pkg'` exited 0"
+            )),
+            "{device}: {why}"
+        );
+    }
+    assert_replays(&ran);
+
+    for (swap, expected) in [
+        (
+            "genuine: /var/lib/updates/firmware-4.2.1-tampered.pkg, tampered: /var/lib/updates/firmware-4.2.1.pkg",
+            "the genuine package was refused too",
+        ),
+        ("genuine: /var/lib/updates/firmware-4.2.1.pkg, tampered: /var/lib/updates/firmware-4.2.1.pkg", "0 differing bytes"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig_of(&lab, dir.path(), |text| {
+            text.replace("genuine: /var/lib/updates/firmware-4.2.1.pkg, tampered: /var/lib/updates/firmware-4.2.1-tampered.pkg", swap)
+        });
+        let ran = run_on(rig, dir, vec![plan("software-package-integrity.yaml")], Some("ru1")).await;
+        let (v, why) = verdict(&ran, "ru1");
+        assert_eq!(v, Verdict::Inconclusive, "{swap}: {why}");
+        assert!(why.contains(expected), "{swap}: {why}");
+        assert_replays(&ran);
+    }
+    lab.stop().await;
+}

@@ -16,7 +16,7 @@ use proofrig_evidence::signing;
 use proofrig_simlab::log_forward::LogServer;
 use proofrig_testpeers::busybox::{KERNEL_NET_CARELESS, KERNEL_NET_COMPLIANT, VENDOR_KEY};
 use proofrig_testpeers::rsyslog::RsyslogForwarder;
-use proofrig_testpeers::sshd::{Account, PasswordChanges, Sshd, SshdBuilder, AUTH_LOG};
+use proofrig_testpeers::sshd::{Account, Installer, PasswordChanges, Sshd, SshdBuilder, AUTH_LOG};
 
 mod verdicts;
 
@@ -131,6 +131,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::write(dir.join("oper.pass"), OPERATOR_PASSWORD).unwrap();
     let yaml = format!(
         "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", inactivity_timeout_s: {IDLE_TIMEOUT_S}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], network_programs: [{programs}], \
+         software_packages: {{ install_command: \"{install}\", genuine: {genuine}, tampered: {tampered} }}, \
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}], \
@@ -143,6 +144,9 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
          ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, {login}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
         programs = sshd.network_programs().join(", "),
+        install = sshd.update_kit().install_command,
+        genuine = sshd.update_kit().genuine.display(),
+        tampered = sshd.update_kit().tampered.display(),
         fp = sshd.host_key_fingerprint(),
         default_user = DEFAULT_ACCOUNT.0,
         default_password = DEFAULT_ACCOUNT.1,
@@ -247,6 +251,10 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     for fact in ["is position independent (PIE)", "has a non-executable stack", "has full RELRO", "calls the stack protector's check"] {
         assert!(results.contains(&format!("/usr/sbin/sshd {fact}")), "{fact}: {results}");
     }
+    // Its firmware installer checks the package's signature with OpenSSL.
+    assert!(results.contains("the package with byte 2561 "), "{results}");
+    assert!(results.contains("was refused: "), "{results}");
+    assert!(results.contains("the signature does not verify with the vendor's release key: refused"), "{results}");
 
     // Root over SSH, a CBC cipher, the 1024-bit SHA-1 key exchange, a telnet-like service on port 23, a log level that
     // drops login records, the default account left open and no lockout.
@@ -269,7 +277,9 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             // The vendor's factory key, still authorized.
             .authorized_key(VENDOR_KEY)
             // SSH on every interface of the device, not the management address alone.
-            .listen_on_every_interface(),
+            .listen_on_every_interface()
+            // A firmware installer that unpacks whatever it is given.
+            .installer(Installer::Unchecked),
     ));
     let (code, text, bundle) = run_and_verify(&careless, tmp.path(), "careless");
     assert_eq!(code, 1, "{text}");
@@ -298,6 +308,7 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
     assert!(text.contains("accept connections on the restricted address 127.0.0.3"), "{text}");
     let results = std::fs::read_to_string(bundle.join("results.json")).unwrap();
     assert!(results.contains("/bin/busybox is built for a fixed address (not PIE): ASLR cannot move its code"), "{results}");
+    assert!(results.contains("the package with byte 2561 ") && results.contains("was installed: "), "{results}");
 }
 
 /// An appliance where root logs in by key only (`PermitRootLogin prohibit-password`),

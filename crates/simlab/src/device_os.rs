@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::profile::{AccountPolicy, Profile, BASE_SOFTWARE, REMOVABLE_MOUNT, SOFTWARE_LIST, VENDOR_KEY};
-use crate::programs::elf_image;
+use crate::programs::{elf_image, genuine_package, tampered_package, GENUINE_PACKAGE, TAMPERED_PACKAGE};
 
 /// Who the device says it is, as reported by `/etc/proofrig-release` and `uname -a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -610,6 +610,11 @@ impl DeviceState {
         for (program, build) in config.profile.network_programs() {
             put(&format!("/usr/sbin/{program}"), NodeKind::File(Content::Binary(elf_image(build))), 0o755, "root", "root");
         }
+        // The tester's two packages for 4.2.3.3.5, placed where the rig says.
+        put("/var/lib", dir(), 0o755, "root", "root");
+        put("/var/lib/updates", dir(), 0o755, "root", "root");
+        put(GENUINE_PACKAGE, NodeKind::File(Content::Binary(genuine_package())), 0o644, "root", "root");
+        put(TAMPERED_PACKAGE, NodeKind::File(Content::Binary(tampered_package())), 0o644, "root", "root");
         let web = config.profile.web_install();
         for path in ["/etc/httpd", "/etc/httpd/modules.d", "/var/www"] {
             put(path, dir(), 0o755, "root", "root");

@@ -31,6 +31,7 @@ use crate::device_os::{DeviceConfig, DeviceIdentity};
 use crate::log_forward::LogServer;
 use crate::pdu::{PduOptions, SimPdu};
 use crate::profile::{ExtraService, Profile, BASE_SOFTWARE, REMOVABLE_MOUNT, SOFTWARE_LIST, VENDOR_KEY};
+use crate::programs::{GENUINE_PACKAGE, TAMPERED_PACKAGE};
 use crate::ssh_server::{HostKey, SshServerOptions};
 use crate::web::MANAGEMENT_API;
 use crate::SimError;
@@ -512,6 +513,7 @@ impl SimLab {
              \x20     router: false\n\
              \x20     removable_mounts: [{REMOVABLE_MOUNT}]\n\
              \x20     network_programs: [/usr/sbin/sshd, /usr/sbin/httpd]\n\
+             \x20     software_packages: {{ install_command: \"fw-install {{package}}\", genuine: {GENUINE_PACKAGE}, tampered: {TAMPERED_PACKAGE} }}\n\
              \x20     log_server: tls:{}\n\
              {}\
              \x20   secrets:\n",

@@ -299,6 +299,12 @@ impl Profile {
         }
     }
 
+    /// Whether `fw-install` checks a package's signature before installing it (TS 33.117
+    /// 4.2.3.3.5); the weak device installs whatever it is given.
+    pub fn verifies_packages(self) -> bool {
+        self == Profile::Hardened
+    }
+
     /// The programs of the network-facing services, under `/usr/sbin`, and how each was
     /// built (TS 33.117 4.3.3.1.5): the weak device's vendor built its own web server
     /// with the compiler's old defaults; both ship a distribution's hardened sshd.

@@ -95,6 +95,28 @@ pub fn elf_image(build: Build) -> Vec<u8> {
     out
 }
 
+/// Where the tester's packages lie on every simulated device (TS 33.117 4.2.3.3.5): the
+/// vendor's genuine firmware package, and a copy with one byte changed.
+pub const GENUINE_PACKAGE: &str = "/var/lib/updates/firmware-4.2.1.pkg";
+pub const TAMPERED_PACKAGE: &str = "/var/lib/updates/firmware-4.2.1-tampered.pkg";
+
+/// The vendor's firmware package as released: a header, then the payload. What
+/// `fw-install` of a hardened device accepts, byte for byte (its stand-in for a
+/// signature check against the vendor's release key).
+pub fn genuine_package() -> Vec<u8> {
+    let mut bytes = b"RUPKG1\nname=firmware\nversion=4.2.1\nsigner=RU vendor release key\n\n".to_vec();
+    bytes.extend((0..1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    bytes
+}
+
+/// The genuine package with the byte in its middle changed, as a tester prepares one.
+pub fn tampered_package() -> Vec<u8> {
+    let mut bytes = genuine_package();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::device_os::{Account, CommandOutput, Content, DeviceOs, DeviceState, Node, NodeKind, ROOT_UID};
+use crate::programs::genuine_package;
 
 /// The device's way to run commands, here beside the interpreter so that the shell
 /// imports the device's state and not the other way round.
@@ -464,6 +465,8 @@ fn builtin(state: &mut DeviceState, account: &Account, shell_pid: u32, words: &[
         "uname" => uname(state, args),
         "cat" => cat(state, account, args, input),
         "od" => od(state, account, args),
+        "cmp" => cmp(state, account, args),
+        "fw-install" => fw_install(state, account, args),
         "ls" => ls(state, account, args),
         "stat" => stat(state, account, args),
         "ss" => ss(state, account, args),
@@ -662,6 +665,67 @@ fn readable<'s>(state: &'s DeviceState, account: &Account, path: &str) -> Result
         return Err(FsError::PermissionDenied);
     }
     Ok(content)
+}
+
+/// `cmp [-l] FILE1 FILE2`, as GNU and BusyBox print it: with `-l`, every differing byte
+/// as its 1-based offset and both values in octal; without, the first difference.
+fn cmp(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let (list, files): (bool, Vec<&String>) = match args {
+        [flag, a, b] if flag == "-l" => (true, vec![a, b]),
+        [a, b] if !a.starts_with('-') => (false, vec![a, b]),
+        _ => return Output::fail("cmp: usage: cmp [-l] FILE1 FILE2\n".into(), 2),
+    };
+    let mut contents = Vec::new();
+    for path in &files {
+        match read_bytes(state, account, path) {
+            Ok(bytes) => contents.push(bytes),
+            Err(error) => return Output::fail(format!("cmp: {path}: {error}\n"), 2),
+        }
+    }
+    let (a, b) = (&contents[0], &contents[1]);
+    let differing: Vec<usize> = a.iter().zip(b.iter()).enumerate().filter(|(_, (x, y))| x != y).map(|(i, _)| i).collect();
+    let mut out = Output::ok(String::new());
+    if list {
+        for i in &differing {
+            out.stdout.push_str(&format!("{} {:3o} {:3o}\n", i + 1, a[*i], b[*i]));
+        }
+    } else if let Some(i) = differing.first() {
+        let line = a[..*i].iter().filter(|c| **c == b'\n').count() + 1;
+        out.stdout.push_str(&format!("{} {} differ: byte {}, line {line}\n", files[0], files[1], i + 1));
+    }
+    if a.len() != b.len() {
+        let shorter = if a.len() < b.len() { files[0] } else { files[1] };
+        out.stderr.push_str(&format!("cmp: EOF on {shorter} after byte {}\n", a.len().min(b.len())));
+    }
+    if !differing.is_empty() || a.len() != b.len() {
+        out.status = 1;
+    }
+    out
+}
+
+/// `fw-install PACKAGE`: the device's firmware installer. A hardened device checks the
+/// package against the vendor's release key (simulated: only the genuine package's
+/// bytes pass) and refuses anything else; a weak one installs whatever it is given.
+fn fw_install(state: &DeviceState, account: &Account, args: &[String]) -> Output {
+    let [path] = args else {
+        return Output::fail("usage: fw-install PACKAGE\n".into(), 2);
+    };
+    let bytes = match read_bytes(state, account, path) {
+        Ok(bytes) => bytes,
+        Err(error) => return Output::fail(format!("fw-install: {path}: {error}\n"), 2),
+    };
+    if state.profile.verifies_packages() {
+        if bytes != genuine_package() {
+            return Output::fail(
+                format!("fw-install: {path}: signature verification failed (RU vendor release key): package rejected\n"),
+                3,
+            );
+        }
+        return Output::ok(format!(
+            "fw-install: {path}: signature verified (RU vendor release key)\nfw-install: firmware 4.2.1 installed\n"
+        ));
+    }
+    Output::ok(format!("fw-install: {path}: firmware 4.2.1 installed\n"))
 }
 
 /// `od -An -v -tx1 [-j SKIP] [-N COUNT] FILE`, the one form the plans use to read a

@@ -79,6 +79,7 @@ pub struct SshdBuilder {
     inside: Vec<String>,
     password_changes: Option<PasswordChanges>,
     network_programs: Vec<String>,
+    installer: Installer,
 }
 
 /// How the device's own `passwd` (Debian's, through PAM's `passwd` service) treats a
@@ -345,6 +346,13 @@ impl SshdBuilder {
         self
     }
 
+    /// How the device's firmware installer treats a package (TS 33.117 4.2.3.3.5); see
+    /// [`UpdateKit`].
+    pub fn installer(mut self, installer: Installer) -> Self {
+        self.installer = installer;
+        self
+    }
+
     /// One more program file the device documents as serving its network (TS 33.117
     /// 4.3.3.1.5 reads how it was built), beside sshd's own.
     pub fn network_program(mut self, path: &str) -> Self {
@@ -383,6 +391,7 @@ pub struct Sshd {
     private_network: bool,
     syslog: Option<SyslogReceiver>,
     network_programs: Vec<String>,
+    update_kit: UpdateKit,
 }
 
 /// One host key of the server, as `ssh-keygen` describes it.
@@ -424,6 +433,7 @@ impl Sshd {
             inside: Vec::new(),
             password_changes: None,
             network_programs: vec![SSHD.to_string()],
+            installer: Installer::Verifying,
         }
     }
 
@@ -496,6 +506,7 @@ impl Sshd {
         fs::write(base.join("empty"), b"").expect("empty login-record file");
         fs::create_dir(base.join("home")).expect("private home");
         fs::create_dir(base.join("files")).expect("files dir");
+        let update_kit = UpdateKit::write(base, options.installer);
         if let Some(changes) = options.password_changes {
             fs::write(base.join("pam-passwd"), passwd_stack(changes)).expect("passwd's PAM stack");
         }
@@ -540,6 +551,7 @@ impl Sshd {
                     private_network: options.private_network,
                     syslog,
                     network_programs: options.network_programs.clone(),
+                    update_kit: update_kit.clone(),
                 };
             }
             kill_pid_namespace(&mut child, Duration::from_secs(2));
@@ -557,6 +569,11 @@ impl Sshd {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The device's firmware installer and the tester's two packages (TS 33.117 4.2.3.3.5).
+    pub fn update_kit(&self) -> &UpdateKit {
+        &self.update_kit
     }
 
     /// The program files of the device's network-facing services: sshd's, and any
@@ -1157,4 +1174,88 @@ LogLevel VERBOSE
         config.push_str(&format!("Subsystem sftp {SFTP_SERVER}\n"));
     }
     config
+}
+
+/// How a device's firmware installer treats the package it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installer {
+    /// Checks the package's detached signature against the vendor's release key with
+    /// OpenSSL (`openssl dgst -sha256 -verify`, ECDSA P-256) before unpacking it.
+    Verifying,
+    /// Unpacks whatever it is given (`tar -xf`).
+    Unchecked,
+}
+
+/// A firmware installer as a vendor ships one, and the packages a tester brings: the
+/// vendor's release (an uncompressed tar holding `firmware.bin`) with its detached
+/// signature, and a copy with one byte of `firmware.bin` changed beside the same
+/// signature. The installer is the vendor's shell script; the signature check in it is
+/// OpenSSL's. Everything lies in the server's directory, readable by its accounts; the
+/// installer unpacks into `firmware/installed`, which any account may write.
+#[derive(Debug, Clone)]
+pub struct UpdateKit {
+    /// `<installer> {package}`, as a rig declares it.
+    pub install_command: String,
+    pub genuine: PathBuf,
+    pub tampered: PathBuf,
+}
+
+impl UpdateKit {
+    fn write(base: &Path, installer: Installer) -> UpdateKit {
+        let kit = base.join("firmware");
+        let content = kit.join("content");
+        fs::create_dir_all(&content).expect("firmware kit dir");
+        let installed = kit.join("installed");
+        fs::create_dir(&installed).expect("firmware install dir");
+        fs::set_permissions(&installed, fs::Permissions::from_mode(0o1777)).expect("chmod the install dir");
+        let payload: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        fs::write(content.join("firmware.bin"), &payload).expect("firmware payload");
+        let genuine = kit.join("firmware-1.0.pkg");
+        let out = Command::new("tar")
+            .args(["--format=ustar", "--owner=0", "--group=0", "--numeric-owner", "-cf"])
+            .arg(&genuine)
+            .arg("-C")
+            .arg(&content)
+            .arg("firmware.bin")
+            .output()
+            .expect("run tar");
+        assert!(out.status.success(), "tar the firmware package: {}", String::from_utf8_lossy(&out.stderr));
+        let openssl = |args: &[&str]| {
+            let out = Command::new(OPENSSL).args(args).current_dir(&kit).output().expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "release.key"]);
+        openssl(&["ec", "-in", "release.key", "-pubout", "-out", "release.pub"]);
+        openssl(&["dgst", "-sha256", "-sign", "release.key", "-out", "firmware-1.0.pkg.sig", "firmware-1.0.pkg"]);
+        fs::remove_file(kit.join("release.key")).expect("the vendor keeps its private key");
+        // The tester's copy: one byte of the payload changed (tar checksums only its headers).
+        let mut bytes = fs::read(&genuine).expect("read the package");
+        let at = 512 + payload.len() / 2;
+        bytes[at] ^= 0x20;
+        let tampered = kit.join("firmware-1.0-tampered.pkg");
+        fs::write(&tampered, bytes).expect("write the tampered package");
+        fs::copy(kit.join("firmware-1.0.pkg.sig"), kit.join("firmware-1.0-tampered.pkg.sig")).expect("copy the signature");
+        let check = match installer {
+            Installer::Verifying => format!(
+                "if ! openssl dgst -sha256 -verify {key} -signature \"$pkg.sig\" \"$pkg\" >/dev/null 2>&1; then\n    \
+                 echo \"fw-install: $pkg: the signature does not verify with the vendor's release key: refused\" >&2\n    exit 3\nfi\n\
+                 echo \"fw-install: $pkg: signature verified (vendor release key)\"\n",
+                key = kit.join("release.pub").display()
+            ),
+            Installer::Unchecked => String::new(),
+        };
+        let script = kit.join("fw-install");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# The vendor's firmware installer: fw-install PACKAGE\npkg=$1\n{check}\
+                 tar -xf \"$pkg\" -C {installed} || exit 2\necho \"fw-install: $pkg: firmware installed\"\n",
+                installed = installed.display()
+            ),
+        )
+        .expect("write the installer");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod the installer");
+        fs::set_permissions(&kit, fs::Permissions::from_mode(0o755)).expect("chmod the kit");
+        UpdateKit { install_command: format!("{} {{package}}", script.display()), genuine, tampered }
+    }
 }
