@@ -686,8 +686,10 @@ fn cmp(state: &DeviceState, account: &Account, args: &[String]) -> Output {
     let differing: Vec<usize> = a.iter().zip(b.iter()).enumerate().filter(|(_, (x, y))| x != y).map(|(i, _)| i).collect();
     let mut out = Output::ok(String::new());
     if list {
+        // GNU pads the offsets to the width of the files' size.
+        let width = a.len().min(b.len()).to_string().len();
         for i in &differing {
-            out.stdout.push_str(&format!("{} {:3o} {:3o}\n", i + 1, a[*i], b[*i]));
+            out.stdout.push_str(&format!("{:width$} {:3o} {:3o}\n", i + 1, a[*i], b[*i]));
         }
     } else if let Some(i) = differing.first() {
         let line = a[..*i].iter().filter(|c| **c == b'\n').count() + 1;

@@ -405,3 +405,35 @@ async fn kernel_settings_and_mounts_differ_by_profile() {
     assert!(mounts(run(&hardened, "oper", "cat /proc/mounts").await.0).contains(" vfat rw,nosuid,nodev,noexec,"));
     assert!(mounts(run(&weak, "oper", "cat /proc/mounts").await.0).contains(" vfat rw,relatime,"));
 }
+
+/// `od` and `cmp -l` print a program's and a package's bytes as GNU coreutils and
+/// diffutils do for the same bytes (the plans parse that form), and `fw-install`
+/// tells the tester's two packages apart on the hardened device only.
+#[tokio::test]
+async fn od_and_cmp_print_as_gnu_does_and_fw_install_checks_packages_on_the_hardened_device() {
+    use proofrig_simlab::programs::{elf_image, genuine_package, tampered_package, Build, GENUINE_PACKAGE, TAMPERED_PACKAGE};
+    let dir = tempfile::tempdir().unwrap();
+    let gnu = |args: &[&str]| {
+        let out = std::process::Command::new(args[0]).args(&args[1..]).current_dir(dir.path()).output().expect("run a GNU tool");
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap(), out.status.code().unwrap() as u8)
+    };
+    let hardened = device(Profile::Hardened);
+    let weak = device(Profile::Weak);
+    std::fs::write(dir.path().join("httpd"), elf_image(Build::Careless)).unwrap();
+    for range in ["-j 0 -N 4096", "-j 64 -N 56", "-j 100000 -N 4"] {
+        let sim = run(&weak, "oper", &format!("od -An -v -tx1 {range} /usr/sbin/httpd")).await;
+        let real = gnu(&["sh", "-c", &format!("od -An -v -tx1 {range} httpd")]);
+        assert_eq!((sim.0, sim.2), (real.0, real.2), "od {range}");
+    }
+    std::fs::write(dir.path().join("genuine"), genuine_package()).unwrap();
+    std::fs::write(dir.path().join("tampered"), tampered_package()).unwrap();
+    let sim = run(&hardened, "oper", &format!("cmp -l {GENUINE_PACKAGE} {TAMPERED_PACKAGE}")).await;
+    assert_eq!(sim, gnu(&["cmp", "-l", "genuine", "tampered"]));
+    assert_eq!(run(&hardened, "oper", &format!("cmp -l {GENUINE_PACKAGE} {GENUINE_PACKAGE}")).await, (String::new(), String::new(), 0));
+
+    assert_eq!(run(&hardened, "oper", &format!("fw-install {GENUINE_PACKAGE}")).await.2, 0);
+    let refused = run(&hardened, "oper", &format!("fw-install {TAMPERED_PACKAGE}")).await;
+    assert_eq!(refused.2, 3, "{refused:?}");
+    assert!(refused.1.contains("signature verification failed"), "{refused:?}");
+    assert_eq!(run(&weak, "oper", &format!("fw-install {TAMPERED_PACKAGE}")).await.2, 0, "the weak installer checks nothing");
+}
