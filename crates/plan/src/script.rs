@@ -417,6 +417,7 @@ fn elf_examine(reads: rhai::Map) -> Result<rhai::Map, Box<EvalAltResult>> {
     }
     Ok(answer)
 }
+
 /// The names a script sees: `device`, `param` and every capture in the case scope.
 /// Plain variables, not constants: Rhai's optimizer writes a constant's value into
 /// every use of its name when it compiles, a function's own parameter of that name
