@@ -918,14 +918,7 @@ mod tests {
             }
             lines
         });
-        let login = ConsoleLogin {
-            user: "root".into(),
-            password: None,
-            login_prompt: None,
-            password_prompt: None,
-            failure: None,
-            shell_quiet_ms: None,
-        };
+        let login = ConsoleLogin::as_user("root");
         let err = e.login(&login, Some(&Secret::new("env:PW", "pw")), Duration::from_secs(5)).await.unwrap_err();
         let ExpectError::StillLoggedIn { prompt, tries, logged_out, channel } = &err else { panic!("{err}") };
         assert_eq!((prompt.as_str(), *tries, channel.device.as_str()), ("root@ru-bb:/#", MAX_LOGOUTS, "dut"));
@@ -964,7 +957,7 @@ mod tests {
     }
 
     fn root_login() -> ConsoleLogin {
-        ConsoleLogin { user: "root".into(), password: None, login_prompt: None, password_prompt: None, failure: None, shell_quiet_ms: None }
+        ConsoleLogin::as_user("root")
     }
 
     /// Logs in as root at a [`getty`] starting in `state`, the console having shown

@@ -659,14 +659,7 @@ impl Agents {
     ) -> Result<Value, Failure> {
         let dev = self.device(device)?;
         let rig_login = dev.console.as_ref().and_then(|c| c.login.clone());
-        let mut login = rig_login.clone().unwrap_or(ConsoleLogin {
-            user: "root".into(),
-            password: None,
-            login_prompt: None,
-            password_prompt: None,
-            failure: None,
-            shell_quiet_ms: None,
-        });
+        let mut login = rig_login.clone().unwrap_or_else(|| ConsoleLogin::as_user("root"));
         if let Some(user) = spec.get("user").and_then(Value::as_str) {
             login.user = user.to_string();
         }

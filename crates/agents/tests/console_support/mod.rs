@@ -24,14 +24,7 @@ pub fn password() -> Secret {
 }
 
 pub fn login() -> ConsoleLogin {
-    ConsoleLogin {
-        user: "root".into(),
-        password: Some(SecretRef::Env("RU1_PASSWORD".into())),
-        login_prompt: None,
-        password_prompt: None,
-        failure: None,
-        shell_quiet_ms: None,
-    }
+    ConsoleLogin { password: Some(SecretRef::Env("RU1_PASSWORD".into())), ..ConsoleLogin::as_user("root") }
 }
 
 fn console(serial: Option<SerialConsole>, tcp: Option<TcpConsole>, slow_send: Option<SlowSend>) -> Console {

@@ -204,6 +204,14 @@ pub struct ConsoleLogin {
     pub shell_quiet_ms: Option<u64>,
 }
 
+impl ConsoleLogin {
+    /// A login as `user` with no password and every prompt, pattern and wait at its
+    /// default, as a console without a `login:` section in its rig gets one.
+    pub fn as_user(user: impl Into<String>) -> ConsoleLogin {
+        ConsoleLogin { user: user.into(), password: None, login_prompt: None, password_prompt: None, failure: None, shell_quiet_ms: None }
+    }
+}
+
 /// Chunked, delayed sending for lossy consoles.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
