@@ -956,26 +956,15 @@ mod tests {
         })
     }
 
-    fn root_login() -> ConsoleLogin {
-        ConsoleLogin::as_user("root")
-    }
-
     /// Logs in as root at a [`getty`] starting in `state`, the console having shown
     /// `shown`: each piece of text after its delay from the start. The outcome and the
     /// lines the console was sent.
     async fn login_after(state: &'static str, shown: &[(Duration, &'static [u8])]) -> (LoginOutcome, Vec<String>) {
-        login_after_with(root_login(), state, shown).await
-    }
-
-    async fn login_after_with(
-        login: ConsoleLogin,
-        state: &'static str,
-        shown: &[(Duration, &'static [u8])],
-    ) -> (LoginOutcome, Vec<String>) {
-        let (outcome, sent) = login_attempt(login, state, shown).await;
+        let (outcome, sent) = login_attempt(ConsoleLogin::as_user("root"), state, shown).await;
         (outcome.unwrap(), sent)
     }
 
+    /// [`login_after`] with `login`, whatever its outcome.
     async fn login_attempt(
         login: ConsoleLogin,
         state: &'static str,
@@ -1037,12 +1026,13 @@ mod tests {
         let shown: [(Duration, &[u8]); 2] = [(now, b"root@ru1:~# "), (lag, b"exit\r\n\r\nru1 login: ")];
         // The default quiet time ends before the echo comes: the shell is taken as open,
         // and its `exit` lands at the login prompt as a user name.
-        let (outcome, sent) = login_attempt(root_login(), "login", &shown).await;
+        let (outcome, sent) = login_attempt(ConsoleLogin::as_user("root"), "login", &shown).await;
         assert!(matches!(&outcome, Err(ExpectError::LoginRefused { .. })), "{outcome:?}");
         assert_eq!(sent[0], "exit");
         // The rig's longer one waits for it.
-        let patient = ConsoleLogin { shell_quiet_ms: Some(OPEN_SHELL_QUIET.as_millis() as u64 * 4), ..root_login() };
-        let (outcome, sent) = login_after_with(patient, "login", &shown).await;
+        let patient = ConsoleLogin { shell_quiet_ms: Some(OPEN_SHELL_QUIET.as_millis() as u64 * 4), ..ConsoleLogin::as_user("root") };
+        let (outcome, sent) = login_attempt(patient, "login", &shown).await;
+        let outcome = outcome.unwrap();
         assert!(outcome.logged_out.is_empty(), "{outcome:?}");
         assert_eq!(sent, ["root", "pw"]);
     }

@@ -74,6 +74,14 @@ impl Hit {
         }
     }
 
+    /// The span of a hit of pattern `wanted`.
+    fn of(self, wanted: usize) -> Option<(usize, usize)> {
+        match self {
+            Hit::Pattern { index, start, end } if index == wanted => Some((start, end)),
+            _ => None,
+        }
+    }
+
     /// The same hit in text that starts `by` bytes earlier.
     fn shifted(self, by: usize) -> Hit {
         match self {
@@ -491,16 +499,6 @@ struct LoginPath {
     user_sent: bool,
     password_sent: bool,
     logged_out: Vec<Value>,
-}
-
-impl Hit {
-    /// The span of a hit of pattern `wanted`.
-    fn of(self, wanted: usize) -> Option<(usize, usize)> {
-        match self {
-            Hit::Pattern { index, start, end } if index == wanted => Some((start, end)),
-            _ => None,
-        }
-    }
 }
 
 /// The hits a login can act on before its user name is sent (`Expect::login`), in

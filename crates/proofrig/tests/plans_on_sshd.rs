@@ -130,8 +130,7 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
     std::fs::write(dir.join("log-server.pem"), &LOG_IDENTITY.identity_pem).unwrap();
     std::fs::write(dir.join("oper.pass"), OPERATOR_PASSWORD).unwrap();
     let yaml = format!(
-        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", inactivity_timeout_s: {IDLE_TIMEOUT_S}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], network_programs: [{programs}], \
-         software_packages: {{ install_command: \"{install}\", genuine: {genuine}, tampered: {tampered} }}, \
+        "rig: sshd-bench\ndevices:\n  oam1:\n    role: core\n    declared: {{ open_tcp_ports: [{port}], open_udp_ports: [], auth_log: {AUTH_LOG}, log_server: \"tls:{LOG_SERVER}\", inactivity_timeout_s: {IDLE_TIMEOUT_S}, sensitive_files: [/etc/shadow], service_accounts: {{ sshd: root }}, router: false, removable_mounts: [/media/usb0], network_programs: [{programs}], {packages}\
          default_accounts: [{{ user: {default_user}, password: {default_password} }}], \
          lockout: {{ attempts: {LOCKOUT_ATTEMPTS}, seconds: {LOCKOUT_SECONDS} }}, privilege_escalation: [su], \
          privileged_operations: [{{ what: signal init, command: kill -0 1 }}, {{ what: change the account database, command: \": >> /etc/passwd\" }}], \
@@ -144,9 +143,12 @@ fn rig_with_login(sshd: &Sshd, dir: &Path, user: &str, login: &str) -> PathBuf {
          ssh: {{ host: 127.0.0.1, port: {port}, user: {user}, {login}, host_key: \"{fp}\" }}\n",
         port = sshd.port(),
         programs = sshd.network_programs().join(", "),
-        install = sshd.update_kit().install_command,
-        genuine = sshd.update_kit().genuine.display(),
-        tampered = sshd.update_kit().tampered.display(),
+        packages = sshd.update_kit().map_or(String::new(), |kit| format!(
+            "software_packages: {{ install_command: \"{}\", genuine: {}, tampered: {} }}, ",
+            kit.install_command,
+            kit.genuine.display(),
+            kit.tampered.display()
+        )),
         fp = sshd.host_key_fingerprint(),
         default_user = DEFAULT_ACCOUNT.0,
         default_password = DEFAULT_ACCOUNT.1,
@@ -226,7 +228,9 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
             .config("AllowTcpForwarding no")
             // The vendor's default account is there but locked, and wrong passwords lock an account.
             .account(Account::new(DEFAULT_ACCOUNT.0, DEFAULT_ACCOUNT.1).locked())
-            .faillock(LOCKOUT_ATTEMPTS, std::time::Duration::from_secs(LOCKOUT_SECONDS), false),
+            .faillock(LOCKOUT_ATTEMPTS, std::time::Duration::from_secs(LOCKOUT_SECONDS), false)
+            // A firmware installer that checks the package's signature.
+            .installer(Installer::Verifying),
     ));
     forwarder.start(compliant.command("/usr/sbin/rsyslogd"), LOG_SERVER.parse().unwrap(), &LOG_IDENTITY.certificate_pem);
     let (code, text, bundle) = run_and_verify(&compliant, tmp.path(), "compliant");
@@ -318,7 +322,9 @@ fn a_compliant_sshd_passes_and_a_careless_one_fails_with_the_evidence_named() {
 #[test]
 fn a_root_by_key_appliance_fails_remote_root_login() {
     let tmp = tempfile::tempdir().unwrap();
-    let appliance = device(hardened_kernel(Sshd::builder().config("PermitRootLogin prohibit-password").config("AllowTcpForwarding no")));
+    let appliance = device(hardened_kernel(
+        Sshd::builder().config("PermitRootLogin prohibit-password").config("AllowTcpForwarding no").installer(Installer::Verifying),
+    ));
     let dir = tmp.path().join("appliance");
     let key = format!("key_file: {}", appliance.client_key().display());
     let rig = rig_with_login(&appliance, &dir, "root", &key);

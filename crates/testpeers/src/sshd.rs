@@ -79,7 +79,7 @@ pub struct SshdBuilder {
     inside: Vec<String>,
     password_changes: Option<PasswordChanges>,
     network_programs: Vec<String>,
-    installer: Installer,
+    installer: Option<Installer>,
 }
 
 /// How the device's own `passwd` (Debian's, through PAM's `passwd` service) treats a
@@ -346,10 +346,11 @@ impl SshdBuilder {
         self
     }
 
-    /// How the device's firmware installer treats a package (TS 33.117 4.2.3.3.5); see
-    /// [`UpdateKit`].
+    /// A firmware installer on the device, treating a package as `installer` says, and
+    /// the tester's two packages (TS 33.117 4.2.3.3.5); see [`UpdateKit`]. None by
+    /// default: making the vendor's key, signature and packages takes four processes.
     pub fn installer(mut self, installer: Installer) -> Self {
-        self.installer = installer;
+        self.installer = Some(installer);
         self
     }
 
@@ -391,7 +392,7 @@ pub struct Sshd {
     private_network: bool,
     syslog: Option<SyslogReceiver>,
     network_programs: Vec<String>,
-    update_kit: UpdateKit,
+    update_kit: Option<UpdateKit>,
 }
 
 /// One host key of the server, as `ssh-keygen` describes it.
@@ -433,7 +434,7 @@ impl Sshd {
             inside: Vec::new(),
             password_changes: None,
             network_programs: vec![SSHD.to_string()],
-            installer: Installer::Verifying,
+            installer: None,
         }
     }
 
@@ -506,7 +507,7 @@ impl Sshd {
         fs::write(base.join("empty"), b"").expect("empty login-record file");
         fs::create_dir(base.join("home")).expect("private home");
         fs::create_dir(base.join("files")).expect("files dir");
-        let update_kit = UpdateKit::write(base, options.installer);
+        let update_kit = options.installer.map(|installer| UpdateKit::write(base, installer));
         if let Some(changes) = options.password_changes {
             fs::write(base.join("pam-passwd"), passwd_stack(changes)).expect("passwd's PAM stack");
         }
@@ -571,9 +572,10 @@ impl Sshd {
         self.port
     }
 
-    /// The device's firmware installer and the tester's two packages (TS 33.117 4.2.3.3.5).
-    pub fn update_kit(&self) -> &UpdateKit {
-        &self.update_kit
+    /// The device's firmware installer and the tester's two packages (TS 33.117
+    /// 4.2.3.3.5), if it was given one ([`SshdBuilder::installer`]).
+    pub fn update_kit(&self) -> Option<&UpdateKit> {
+        self.update_kit.as_ref()
     }
 
     /// The program files of the device's network-facing services: sshd's, and any
