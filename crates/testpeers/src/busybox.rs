@@ -145,9 +145,6 @@ done
 "#,
 );
 
-/// What `/proc/PID/comm` shows for the vendor's console login.
-const CONSOLE_LOGIN_NAME: &str = "cli-login";
-
 /// How long a power-on may take until SSH listens and getty runs.
 const BOOT_LIMIT: Duration = Duration::from_secs(10);
 /// How long a power-off may take until every process of the device is gone.
@@ -599,7 +596,8 @@ impl BusyboxDevice {
         processes().into_iter().any(|pid| {
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             let serves = match console {
-                None => ["getty", CONSOLE_LOGIN_NAME].contains(&comm.trim()),
+                // `/proc/PID/comm` names a script by its file name.
+                None => comm.trim() == "getty" || Some(comm.trim()) == VENDOR_CONSOLE_LOGIN.0.rsplit('/').next(),
                 Some(console) => comm.trim() == "sh" && controlling_terminal(pid) == Some(console),
             };
             serves && netns_id(pid) == ours
@@ -963,9 +961,7 @@ impl Image<'_> {
             (false, _) => "-/bin/sh".to_string(),
             (true, Profile::Hardened) => "/sbin/getty -L 0 ttyS0 vt100".to_string(),
             (true, Profile::Careless) => {
-                let path = self.root.join(VENDOR_CONSOLE_LOGIN.0.trim_start_matches('/'));
-                fs::write(&path, VENDOR_CONSOLE_LOGIN.1).expect("write the vendor's console login");
-                set_owner_mode(&path, 0, 0, 0o755);
+                self.file(VENDOR_CONSOLE_LOGIN.0, VENDOR_CONSOLE_LOGIN.1, 0o755);
                 format!("/sbin/getty -n -l {} -L 0 ttyS0 vt100", VENDOR_CONSOLE_LOGIN.0)
             }
         };
@@ -995,19 +991,21 @@ impl Image<'_> {
             rcs.push_str(&format!("telnetd -p {TELNET_PORT}\necho \"Starting telnetd: OK\"\n"));
             // An automounter as old firmware ran one (TS 33.117 4.3.3.1.3): BusyBox has
             // none, so a shell loop stands in for it; `ps` shows it as `automount`.
-            let automount = self.root.join("usr/sbin/automount");
-            fs::write(&automount, "#!/bin/sh\n# Stand-in for an automounter daemon.\nwhile :; do sleep 3600; done\n")
-                .expect("write the automounter stand-in");
-            set_owner_mode(&automount, 0, 0, 0o755);
+            self.file("/usr/sbin/automount", "#!/bin/sh\n# Stand-in for an automounter daemon.\nwhile :; do sleep 3600; done\n", 0o755);
             rcs.push_str("automount &\necho \"Starting automount: OK\"\n");
         }
         self.etc("init.d/rcS", &rcs, 0o755);
     }
 
     fn etc(&self, name: &str, content: &str, mode: u32) {
-        let path = self.root.join("etc").join(name);
-        fs::write(&path, content).unwrap_or_else(|e| panic!("write /etc/{name} of the image: {e}"));
-        set_owner_mode(&path, 0, 0, mode);
+        self.file(&format!("/etc/{name}"), content, mode);
+    }
+
+    /// Writes `content` to `path` (absolute, on the device) in the image, root's, with `mode`.
+    fn file(&self, path: &str, content: &str, mode: u32) {
+        let on_host = self.root.join(path.trim_start_matches('/'));
+        fs::write(&on_host, content).unwrap_or_else(|e| panic!("write {path} of the image: {e}"));
+        set_owner_mode(&on_host, 0, 0, mode);
     }
 
     /// Makes dropbear's ed25519 host key with dropbearkey, as a first boot would.
