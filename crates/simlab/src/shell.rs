@@ -667,14 +667,16 @@ fn readable<'s>(state: &'s DeviceState, account: &Account, path: &str) -> Result
     Ok(content)
 }
 
-/// `cmp [-l] FILE1 FILE2`, as GNU and BusyBox print it: with `-l`, every differing byte
-/// as its 1-based offset and both values in octal; without, the first difference.
+/// `cmp -l FILE1 FILE2`, the form the plans use, as GNU prints it: every differing byte
+/// as its 1-based offset and both values in octal.
 fn cmp(state: &DeviceState, account: &Account, args: &[String]) -> Output {
-    let (list, files): (bool, Vec<&String>) = match args {
-        [flag, a, b] if flag == "-l" => (true, vec![a, b]),
-        [a, b] if !a.starts_with('-') => (false, vec![a, b]),
-        _ => return Output::fail("cmp: usage: cmp [-l] FILE1 FILE2\n".into(), 2),
+    let [flag, a, b] = args else {
+        return Output::fail("cmp: this device compares only as `cmp -l FILE1 FILE2`\n".into(), 2);
     };
+    if flag != "-l" {
+        return Output::fail(format!("cmp: option '{flag}' is not supported by this device\n"), 2);
+    }
+    let files = [a, b];
     let mut contents = Vec::new();
     for path in &files {
         match read_bytes(state, account, path) {
@@ -685,15 +687,10 @@ fn cmp(state: &DeviceState, account: &Account, args: &[String]) -> Output {
     let (a, b) = (&contents[0], &contents[1]);
     let differing: Vec<usize> = a.iter().zip(b.iter()).enumerate().filter(|(_, (x, y))| x != y).map(|(i, _)| i).collect();
     let mut out = Output::ok(String::new());
-    if list {
-        // GNU pads the offsets to the width of the files' size.
-        let width = a.len().min(b.len()).to_string().len();
-        for i in &differing {
-            out.stdout.push_str(&format!("{:width$} {:3o} {:3o}\n", i + 1, a[*i], b[*i]));
-        }
-    } else if let Some(i) = differing.first() {
-        let line = a[..*i].iter().filter(|c| **c == b'\n').count() + 1;
-        out.stdout.push_str(&format!("{} {} differ: byte {}, line {line}\n", files[0], files[1], i + 1));
+    // GNU pads the offsets to the width of the files' size.
+    let width = a.len().min(b.len()).to_string().len();
+    for i in &differing {
+        out.stdout.push_str(&format!("{:width$} {:3o} {:3o}\n", i + 1, a[*i], b[*i]));
     }
     if a.len() != b.len() {
         let shorter = if a.len() < b.len() { files[0] } else { files[1] };
