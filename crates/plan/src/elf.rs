@@ -207,7 +207,8 @@ fn inspect<H: FileHeader<Endian = Endianness>>(file: &Sparse, bits: u8) -> Resul
     let mut bind_now = false;
     let mut pie_flag = false;
     let mut canary = None;
-    if let Some(dynamic) = of_type(elf::PT_DYNAMIC) {
+    let dynamic_segment = of_type(elf::PT_DYNAMIC);
+    if let Some(dynamic) = dynamic_segment {
         let (offset, size): (u64, u64) = (dynamic.p_offset(endian).into(), dynamic.p_filesz(endian).into());
         let bytes = file.get(offset, size)?;
         let count = bytes.len() / std::mem::size_of::<H::Dyn>();
@@ -251,7 +252,7 @@ fn inspect<H: FileHeader<Endian = Endianness>>(file: &Sparse, bits: u8) -> Resul
         let named = |name: &[u8]| strings.split(|b| *b == 0).any(|s| s == name);
         canary = Some(named(b"__stack_chk_fail") || named(b"__stack_chk_guard"));
     }
-    let dynamic_link = canary.is_some();
+    let dynamic_link = dynamic_segment.is_some();
     let position_independent = header.e_type(endian) == elf::ET_DYN;
     Ok(Hardening {
         bits,
