@@ -279,7 +279,8 @@ mod tests {
 
     /// Read `path` as a script would, piece by piece, counting the reads.
     fn examine_file(path: &str) -> (Examined, usize) {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("read {path}: {e} (scripts/test.sh installs openssh-server, dropbear-bin and busybox-static)"));
         let mut pieces = Vec::new();
         loop {
             match examine(&pieces) {
@@ -343,7 +344,13 @@ mod tests {
         let careless = dir.path().join("careless");
         let hardened = dir.path().join("hardened");
         let cc = |out: &std::path::Path, flags: &[&str]| {
-            let status = std::process::Command::new("cc").args(flags).arg("-o").arg(out).arg(&source).status().expect("run cc");
+            let status = std::process::Command::new("cc")
+                .args(flags)
+                .arg("-o")
+                .arg(out)
+                .arg(&source)
+                .status()
+                .expect("run cc (gcc; scripts/test.sh installs it)");
             assert!(status.success(), "cc {flags:?}");
         };
         cc(&careless, &["-no-pie", "-fno-stack-protector", "-z", "execstack", "-z", "norelro"]);
@@ -377,7 +384,7 @@ mod tests {
         let empty = Piece { offset: 0, asked: HEAD, bytes: Vec::new() };
         assert!(matches!(examine(&[empty]), Examined::Unreadable(why) if why == "not an ELF program: the file is empty"));
         // A forged string table size does not make the script read gigabytes from the device.
-        let sshd = std::fs::read("/usr/sbin/sshd").unwrap();
+        let sshd = std::fs::read("/usr/sbin/sshd").expect("Debian's sshd (scripts/test.sh installs openssh-server)");
         let mut pieces = vec![Piece { offset: 0, asked: HEAD, bytes: sshd[..HEAD as usize].to_vec() }];
         let Examined::Read { offset, length } = examine(&pieces) else { panic!("sshd's dynamic section is read next") };
         let mut dynamic = sshd[offset as usize..(offset + length) as usize].to_vec();
@@ -390,7 +397,7 @@ mod tests {
             Need::Read(..) => "asked to read it".into(),
         });
         assert!(matches!(forged, Err(why) if why.contains("more than any program's headers")));
-        let sshd = std::fs::read("/usr/sbin/sshd").unwrap();
+        let sshd = std::fs::read("/usr/sbin/sshd").expect("Debian's sshd (scripts/test.sh installs openssh-server)");
         let cut = Piece { offset: 0, asked: HEAD, bytes: sshd[..100].to_vec() };
         assert!(matches!(examine(&[cut]), Examined::Unreadable(why) if why.contains("the file ends at byte 100")), "{:?}", examine(&[]));
         let forged = Piece { offset: 0, asked: 4, bytes: vec![1, 2, 3, 4, 5] };

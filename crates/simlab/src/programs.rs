@@ -131,7 +131,11 @@ mod tests {
         ] {
             let path = dir.path().join(format!("{build:?}"));
             std::fs::write(&path, elf_image(build)).unwrap();
-            let out = std::process::Command::new("readelf").args(["-h", "-l", "-d", "-W"]).arg(&path).output().expect("run readelf");
+            let out = std::process::Command::new("readelf")
+                .args(["-h", "-l", "-d", "-W"])
+                .arg(&path)
+                .output()
+                .expect("run readelf (binutils; scripts/test.sh installs it)");
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success() && out.stderr.is_empty(), "{build:?}: {}", String::from_utf8_lossy(&out.stderr));
             for word in expected {
