@@ -198,7 +198,7 @@ fn run_library(profile: Profile, commands: Commands) {
     let results: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("results.json")).unwrap()).unwrap();
     let (verdict, why) = (&results["cases"][0]["verdict"], results["cases"][0]["evidence_excerpt"].as_str().unwrap_or_default());
     for weakness in
-        ["is built for a fixed address", "has an executable stack", "has none RELRO", "has partial RELRO", "references no stack protector"]
+        ["is built for a fixed address", "has an executable stack", "has no RELRO", "has partial RELRO", "references no stack protector"]
     {
         assert!(!why.contains(&format!("/usr/sbin/dropbear {weakness}")), "dropbear is hardened: {why}");
     }

@@ -892,7 +892,7 @@ async fn network_programs_are_read_from_their_elf_headers_and_each_weakness_name
         for finding in [
             "/usr/sbin/httpd is built for a fixed address (not PIE): ASLR cannot move its code",
             "/usr/sbin/httpd has an executable stack",
-            "/usr/sbin/httpd has none RELRO where full is required",
+            "/usr/sbin/httpd has no RELRO where full is required",
         ] {
             assert!(findings.contains(finding), "{device}: {finding}: {findings}");
         }
